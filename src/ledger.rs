@@ -1,0 +1,591 @@
+//! The ledger: every directory generation and its job, in an SQLite database at `behavior.state_file`.
+//!
+//! Owns: the schema, and every durable write of the daemon. Each transition is one committed transaction,
+//! made *before* the action that depends on it (the submission intent before `sbatch`, the final state before
+//! deleting or logging). WAL mode, so `dirwatcher status` can read while the daemon writes. Must never: hold a
+//! transaction open across a child process, or decide anything (that is the engine's job).
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::engine::{GenState, Millis, ReadyIdentity};
+
+/// Why the ledger could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The file exists but is the JSON state file of the Python original (or some other non-database).
+    #[error(
+        "`{0}` is not a dirwatcher ledger (it looks like the JSON state file of the Python dirwatcher); set \
+         `behavior.state_file` to a new path such as `/var/lib/dirwatcher/state.db`"
+    )]
+    Foreign(PathBuf),
+    /// Its directory could not be created.
+    #[error("cannot create the directory of the state file `{path}`")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// SQLite said no (disk full, read-only, locked, corrupt).
+    #[error("state file `{path}`: {what}")]
+    Sql {
+        /// The database file.
+        path: PathBuf,
+        /// What we were doing.
+        what: &'static str,
+        /// Cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+/// Result alias of this module.
+pub type Result<T> = std::result::Result<T, LedgerError>;
+
+/// One directory generation: a ready-file identity in one directory and the job submitted for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generation {
+    /// Row id.
+    pub id: i64,
+    /// Directory name (one component of the root).
+    pub dir: OsString,
+    /// The ready-file identity that made this generation.
+    pub ready: ReadyIdentity,
+    /// `(st_dev, st_ino)` of the directory at submission, checked again before deleting it.
+    pub dir_dev_ino: Option<(u64, u64)>,
+    /// Lifecycle state.
+    pub state: GenState,
+    /// Job attempt for this generation: 1 for the first job, 2 for the first retry, …
+    pub attempt: u32,
+    /// How many times `sbatch` was called for this record.
+    pub submit_tries: u32,
+    /// The submission key the job carries (`--comment`), unique across ledgers.
+    pub key: String,
+    /// Job id once known.
+    pub job_id: Option<String>,
+    /// Job name given to the scheduler.
+    pub job_name: String,
+    /// When the intent was committed.
+    pub created_at: Millis,
+    /// When the job id became known.
+    pub submitted_at: Option<Millis>,
+    /// When a final state was recorded.
+    pub finished_at: Option<Millis>,
+    /// Not before this time may `sbatch` be tried again (back-off).
+    pub next_try_at: Millis,
+    /// Final scheduler state word.
+    pub final_state: Option<String>,
+    /// Final exit code `code:signal`.
+    pub exit_code: Option<String>,
+    /// The last submission or cleanup error, for operators.
+    pub last_error: Option<String>,
+    /// An `sbatch` may have run whose answer was never recorded: look the key up before submitting again.
+    pub uncertain: bool,
+    /// Deleting the directory is due (committed before it is done, cleared after).
+    pub delete_pending: bool,
+    /// Appending the failure-log line is due (committed before it is done, cleared after).
+    pub failure_log_pending: bool,
+    /// The directory was deleted after success.
+    pub deleted: bool,
+}
+
+/// Counts by state and the in-flight generations, for `status`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Counts {
+    /// Intents committed, no job id yet.
+    pub submitting: u64,
+    /// Jobs in flight.
+    pub submitted: u64,
+    /// Jobs COMPLETED.
+    pub completed: u64,
+    /// Jobs failed.
+    pub failed: u64,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS generations (
+    id                  INTEGER PRIMARY KEY,
+    dir                 BLOB    NOT NULL,
+    ready_dev           INTEGER NOT NULL,
+    ready_ino           INTEGER NOT NULL,
+    ready_size          INTEGER NOT NULL,
+    ready_mtime_ns      INTEGER NOT NULL,
+    dir_dev             INTEGER,
+    dir_ino             INTEGER,
+    state               TEXT    NOT NULL,
+    attempt             INTEGER NOT NULL DEFAULT 1,
+    submit_tries        INTEGER NOT NULL DEFAULT 0,
+    submit_key          TEXT    NOT NULL UNIQUE,
+    job_id              TEXT,
+    job_name            TEXT    NOT NULL,
+    created_at          INTEGER NOT NULL,
+    submitted_at        INTEGER,
+    finished_at         INTEGER,
+    next_try_at         INTEGER NOT NULL DEFAULT 0,
+    final_state         TEXT,
+    exit_code           TEXT,
+    last_error          TEXT,
+    uncertain           INTEGER NOT NULL DEFAULT 0,
+    delete_pending      INTEGER NOT NULL DEFAULT 0,
+    failure_log_pending INTEGER NOT NULL DEFAULT 0,
+    deleted             INTEGER NOT NULL DEFAULT 0,
+    updated_at          INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS generations_dir ON generations(dir, id);
+CREATE INDEX IF NOT EXISTS generations_state ON generations(state);
+";
+
+const COLUMNS: &str = "id, dir, ready_dev, ready_ino, ready_size, ready_mtime_ns, dir_dev, dir_ino, state, attempt, \
+    submit_tries, submit_key, job_id, job_name, created_at, submitted_at, finished_at, next_try_at, final_state, \
+    exit_code, last_error, uncertain, delete_pending, failure_log_pending, deleted";
+
+/// The open ledger.
+pub struct Ledger {
+    conn: Connection,
+    path: PathBuf,
+    instance: String,
+}
+
+fn u(v: i64) -> u64 {
+    v as u64
+}
+fn i(v: u64) -> i64 {
+    v as i64
+}
+
+impl Ledger {
+    /// Opens (creating if needed) the ledger at `path`.
+    pub fn open(path: &Path) -> Result<Ledger> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| LedgerError::Dir { path: parent.to_path_buf(), source })?;
+        }
+        if let Ok(head) = std::fs::read(path).map(|b| b.into_iter().take(64).collect::<Vec<u8>>()) {
+            let trimmed: Vec<u8> = head.iter().copied().skip_while(u8::is_ascii_whitespace).collect();
+            if !head.is_empty() && !head.starts_with(b"SQLite format 3\0") && trimmed.first().is_some_and(|b| *b == b'{' || *b == b'[') {
+                return Err(LedgerError::Foreign(path.to_path_buf()));
+            }
+        }
+        let sql = |what| move |source| LedgerError::Sql { path: path.to_path_buf(), what, source };
+        let conn = Connection::open(path).map_err(sql("cannot open"))?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(sql("cannot configure"))?;
+        // WAL: readers (the CLI) never block the daemon; FULL: a committed intent survives a power cut.
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(|source| match &source {
+            rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::NotADatabase => {
+                LedgerError::Foreign(path.to_path_buf())
+            }
+            _ => LedgerError::Sql { path: path.to_path_buf(), what: "cannot enable WAL", source },
+        })?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(sql("cannot configure"))?;
+        conn.execute_batch(SCHEMA).map_err(sql("cannot create the schema"))?;
+        let instance: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| r.get(0))
+            .optional()
+            .map_err(sql("cannot read"))?;
+        let instance = match instance {
+            Some(i) => i,
+            None => {
+                let fresh = fresh_instance_id();
+                conn.execute("INSERT INTO meta(key, value) VALUES ('instance', ?1)", [&fresh])
+                    .map_err(sql("cannot initialise"))?;
+                fresh
+            }
+        };
+        Ok(Ledger { conn, path: path.to_path_buf(), instance })
+    }
+
+    fn sql(&self, what: &'static str) -> impl FnOnce(rusqlite::Error) -> LedgerError + '_ {
+        move |source| LedgerError::Sql { path: self.path.clone(), what, source }
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The latest generation of `dir`, if any.
+    pub fn latest_for_dir(&self, dir: &OsStr) -> Result<Option<Generation>> {
+        let q = format!("SELECT {COLUMNS} FROM generations WHERE dir = ?1 ORDER BY id DESC LIMIT 1");
+        let mut st = self.conn.prepare_cached(&q).map_err(self.sql("cannot read"))?;
+        st.query_row([dir.as_bytes()], row_to_gen).optional().map_err(self.sql("cannot read"))
+    }
+
+    /// All generations of `dir`, oldest first.
+    pub fn history(&self, dir: &OsStr) -> Result<Vec<Generation>> {
+        self.select("WHERE dir = ?1 ORDER BY id", [dir.as_bytes()])
+    }
+
+    /// Commits the intent to submit a new job for `dir`, before `sbatch` is called. Returns the new record.
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert_intent(
+        &mut self,
+        dir: &OsStr,
+        ready: ReadyIdentity,
+        dir_dev_ino: Option<(u64, u64)>,
+        attempt: u32,
+        job_name: &str,
+        now: Millis,
+        not_before: Millis,
+    ) -> Result<Generation> {
+        let path = self.path.clone();
+        let sql = |what| sqle(&path, what);
+        let tx = self.conn.transaction().map_err(sql("cannot begin a transaction"))?;
+        let id = insert_row(&tx, &self.instance, dir, ready, dir_dev_ino, attempt, job_name, now, not_before)
+            .map_err(sql("cannot record the intent"))?;
+        tx.commit().map_err(sql("cannot commit the intent"))?;
+        self.get(id).map(|g| g.expect("row just inserted"))
+    }
+
+    /// One generation by id.
+    pub fn get(&self, id: i64) -> Result<Option<Generation>> {
+        Ok(self.select("WHERE id = ?1", [id])?.into_iter().next())
+    }
+
+    /// Marks that `sbatch` is about to run for `id`: until its answer is recorded, the outcome is uncertain.
+    pub fn mark_sbatch_started(&self, id: i64, now: Millis) -> Result<()> {
+        self.exec(
+            "UPDATE generations SET uncertain = 1, submit_tries = submit_tries + 1, updated_at = ?2 WHERE id = ?1",
+            params![id, now],
+            "cannot record the submission attempt",
+        )
+    }
+
+    /// Records the job id of a submission (fresh or adopted after a lookup).
+    pub fn record_submitted(&self, id: i64, job_id: &str, now: Millis) -> Result<()> {
+        self.exec(
+            "UPDATE generations SET state = 'submitted', job_id = ?2, submitted_at = ?3, uncertain = 0,
+                 last_error = NULL, updated_at = ?3 WHERE id = ?1 AND state = 'submitting'",
+            params![id, job_id, now],
+            "cannot record the job id",
+        )
+    }
+
+    /// Records a submission that failed. `certain` = the scheduler said no (no job can exist); otherwise
+    /// the record stays uncertain and the key is looked up before the next try.
+    pub fn record_submit_failed(&self, id: i64, error: &str, certain: bool, next_try_at: Millis, now: Millis) -> Result<()> {
+        self.exec(
+            "UPDATE generations SET last_error = ?2, uncertain = CASE WHEN ?3 THEN 0 ELSE 1 END,
+                 next_try_at = ?4, updated_at = ?5 WHERE id = ?1",
+            params![id, error, certain, next_try_at, now],
+            "cannot record the failed submission",
+        )
+    }
+
+    /// Records that a key lookup found no job: the next `sbatch` is safe.
+    pub fn record_lookup_empty(&self, id: i64, now: Millis) -> Result<()> {
+        self.exec(
+            "UPDATE generations SET uncertain = 0, updated_at = ?2 WHERE id = ?1",
+            params![id, now],
+            "cannot record the lookup",
+        )
+    }
+
+    /// Records a final state, with the effects still to do flagged, and (when the policy asks for one) the
+    /// next attempt as a new generation record, all in one transaction.
+    pub fn record_end(&mut self, g: &Generation, end: &EndRecord<'_>, now: Millis) -> Result<Option<i64>> {
+        let path = self.path.clone();
+        let sql = |what| sqle(&path, what);
+        let tx = self.conn.transaction().map_err(sql("cannot begin a transaction"))?;
+        tx.execute(
+            "UPDATE generations SET state = ?2, final_state = ?3, exit_code = ?4, delete_pending = ?5,
+                 failure_log_pending = ?6, finished_at = ?7, updated_at = ?7 WHERE id = ?1",
+            params![g.id, end.state.as_str(), end.final_state, end.exit_code, end.delete_pending, end.failure_log_pending, now],
+        )
+        .map_err(sql("cannot record the job's end"))?;
+        let retry = match end.retry_at {
+            Some(at) => Some(
+                insert_row(&tx, &self.instance, &g.dir, g.ready, g.dir_dev_ino, g.attempt + 1, &g.job_name, now, at)
+                    .map_err(sql("cannot record the retry"))?,
+            ),
+            None => None,
+        };
+        tx.commit().map_err(sql("cannot commit the job's end"))?;
+        Ok(retry)
+    }
+
+    /// Queues a new attempt for a finished generation (operator `retry`). Returns the new record id.
+    pub fn requeue(&mut self, g: &Generation, now: Millis) -> Result<i64> {
+        let path = self.path.clone();
+        let sql = |what| sqle(&path, what);
+        let tx = self.conn.transaction().map_err(sql("cannot begin a transaction"))?;
+        let id = insert_row(&tx, &self.instance, &g.dir, g.ready, g.dir_dev_ino, g.attempt + 1, &g.job_name, now, now)
+            .map_err(sql("cannot record the retry"))?;
+        tx.commit().map_err(sql("cannot commit the retry"))?;
+        Ok(id)
+    }
+
+    /// Clears the failure-log flag after the line was appended.
+    pub fn record_failure_logged(&self, id: i64, now: Millis) -> Result<()> {
+        self.exec(
+            "UPDATE generations SET failure_log_pending = 0, updated_at = ?2 WHERE id = ?1",
+            params![id, now],
+            "cannot record the failure-log line",
+        )
+    }
+
+    /// Records the outcome of a cleanup: deleted, or refused/failed with the reason.
+    pub fn record_cleanup(&self, id: i64, deleted: bool, error: Option<&str>, now: Millis) -> Result<()> {
+        self.exec(
+            "UPDATE generations SET delete_pending = 0, deleted = ?2, last_error = COALESCE(?3, last_error),
+                 updated_at = ?4 WHERE id = ?1",
+            params![id, deleted, error, now],
+            "cannot record the cleanup",
+        )
+    }
+
+    /// Generations that need the daemon: intents without job id, and jobs in flight.
+    pub fn active(&self) -> Result<Vec<Generation>> {
+        self.select("WHERE state IN ('submitting', 'submitted') ORDER BY id", [])
+    }
+
+    /// Finished generations whose effects (delete, failure-log line) are still due.
+    pub fn pending_effects(&self) -> Result<Vec<Generation>> {
+        self.select("WHERE delete_pending = 1 OR failure_log_pending = 1 ORDER BY id", [])
+    }
+
+    /// Counts by state (of the latest generation per directory, so a retried directory counts once).
+    pub fn counts(&self) -> Result<Counts> {
+        let mut c = Counts::default();
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT state, COUNT(*) FROM generations g
+                 WHERE id = (SELECT MAX(id) FROM generations h WHERE h.dir = g.dir) GROUP BY state",
+            )
+            .map_err(self.sql("cannot read"))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(self.sql("cannot read"))?;
+        for row in rows {
+            let (s, n) = row.map_err(self.sql("cannot read"))?;
+            let n = n as u64;
+            match GenState::parse(&s) {
+                Some(GenState::Submitting) => c.submitting = n,
+                Some(GenState::Submitted) => c.submitted = n,
+                Some(GenState::Completed) => c.completed = n,
+                Some(GenState::Failed) => c.failed = n,
+                None => {}
+            }
+        }
+        Ok(c)
+    }
+
+    /// The most recent failed generations, newest first.
+    pub fn recent_failures(&self, limit: u32) -> Result<Vec<Generation>> {
+        self.select("WHERE state = 'failed' ORDER BY finished_at DESC, id DESC LIMIT ?1", [limit])
+    }
+
+    /// Removes every record of `dir`; returns how many there were. Refused for an in-flight generation.
+    pub fn forget(&self, dir: &OsStr) -> Result<usize> {
+        self.conn
+            .execute("DELETE FROM generations WHERE dir = ?1", [dir.as_bytes()])
+            .map_err(self.sql("cannot forget"))
+    }
+
+    fn exec(&self, sql: &str, p: impl rusqlite::Params, what: &'static str) -> Result<()> {
+        let mut st = self.conn.prepare_cached(sql).map_err(self.sql(what))?;
+        st.execute(p).map_err(self.sql(what))?;
+        Ok(())
+    }
+
+    fn select(&self, tail: &str, p: impl rusqlite::Params) -> Result<Vec<Generation>> {
+        let q = format!("SELECT {COLUMNS} FROM generations {tail}");
+        let mut st = self.conn.prepare_cached(&q).map_err(self.sql("cannot read"))?;
+        let rows = st.query_map(p, row_to_gen).map_err(self.sql("cannot read"))?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(self.sql("cannot read"))
+    }
+}
+
+/// The end of a job, as the daemon records it.
+#[derive(Debug, Clone)]
+pub struct EndRecord<'a> {
+    /// Completed or Failed.
+    pub state: GenState,
+    /// Scheduler state word.
+    pub final_state: &'a str,
+    /// `code:signal`.
+    pub exit_code: &'a str,
+    /// The directory must still be deleted.
+    pub delete_pending: bool,
+    /// The failure-log line must still be appended.
+    pub failure_log_pending: bool,
+    /// Queue another attempt, not before this time.
+    pub retry_at: Option<Millis>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn insert_row(
+    tx: &rusqlite::Transaction<'_>,
+    instance: &str,
+    dir: &OsStr,
+    ready: ReadyIdentity,
+    dir_dev_ino: Option<(u64, u64)>,
+    attempt: u32,
+    job_name: &str,
+    now: Millis,
+    not_before: Millis,
+) -> rusqlite::Result<i64> {
+    let placeholder = format!("pending-{now}-{}-{}", std::process::id(), attempt);
+    tx.execute(
+        "INSERT INTO generations (dir, ready_dev, ready_ino, ready_size, ready_mtime_ns, dir_dev, dir_ino, state,
+             attempt, submit_key, job_name, created_at, next_try_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'submitting', ?8, ?9, ?10, ?11, ?12, ?11)",
+        params![
+            dir.as_bytes(),
+            i(ready.dev),
+            i(ready.ino),
+            i(ready.size),
+            ready.mtime_ns,
+            dir_dev_ino.map(|d| i(d.0)),
+            dir_dev_ino.map(|d| i(d.1)),
+            attempt,
+            placeholder,
+            job_name,
+            now,
+            not_before,
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    // The key is unique across ledgers (instance id) and within one (row id).
+    tx.execute("UPDATE generations SET submit_key = ?1 WHERE id = ?2", params![format!("dw-{instance}-{id}"), id])?;
+    Ok(id)
+}
+
+fn sqle(path: &Path, what: &'static str) -> impl FnOnce(rusqlite::Error) -> LedgerError {
+    let path = path.to_path_buf();
+    move |source| LedgerError::Sql { path, what, source }
+}
+
+fn row_to_gen(r: &Row<'_>) -> rusqlite::Result<Generation> {
+    let dir_dev: Option<i64> = r.get(6)?;
+    let dir_ino: Option<i64> = r.get(7)?;
+    let state: String = r.get(8)?;
+    Ok(Generation {
+        id: r.get(0)?,
+        dir: OsString::from_vec(r.get::<_, Vec<u8>>(1)?),
+        ready: ReadyIdentity { dev: u(r.get(2)?), ino: u(r.get(3)?), size: u(r.get(4)?), mtime_ns: r.get(5)? },
+        dir_dev_ino: dir_dev.zip(dir_ino).map(|(d, n)| (u(d), u(n))),
+        state: GenState::parse(&state).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(8, rusqlite::types::Type::Text, format!("unknown state {state:?}").into())
+        })?,
+        attempt: r.get(9)?,
+        submit_tries: r.get(10)?,
+        key: r.get(11)?,
+        job_id: r.get(12)?,
+        job_name: r.get(13)?,
+        created_at: r.get(14)?,
+        submitted_at: r.get(15)?,
+        finished_at: r.get(16)?,
+        next_try_at: r.get(17)?,
+        final_state: r.get(18)?,
+        exit_code: r.get(19)?,
+        last_error: r.get(20)?,
+        uncertain: r.get(21)?,
+        delete_pending: r.get(22)?,
+        failure_log_pending: r.get(23)?,
+        deleted: r.get(24)?,
+    })
+}
+
+/// A short id that differs between ledgers, so a key never matches a job submitted for an older ledger.
+fn fresh_instance_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u32(std::process::id());
+    format!("{:08x}", h.finish() as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ident(n: u64) -> ReadyIdentity {
+        ReadyIdentity { dev: 1, ino: n, size: 0, mtime_ns: 1_700_000_000_000_000_000 }
+    }
+
+    #[test]
+    fn intent_then_submission_then_end() {
+        let t = tempfile::tempdir().unwrap();
+        let mut l = Ledger::open(&t.path().join("state.db")).unwrap();
+        let g = l.insert_intent("case1".as_ref(), ident(1), Some((1, 2)), 1, "dw-case1", 10, 10).unwrap();
+        assert_eq!(g.state, GenState::Submitting);
+        assert!(g.key.starts_with("dw-") && g.key.ends_with(&format!("-{}", g.id)));
+        l.mark_sbatch_started(g.id, 11).unwrap();
+        assert!(l.get(g.id).unwrap().unwrap().uncertain);
+        l.record_submitted(g.id, "42", 12).unwrap();
+        let s = l.get(g.id).unwrap().unwrap();
+        assert_eq!((s.state, s.job_id.as_deref(), s.uncertain), (GenState::Submitted, Some("42"), false));
+        assert_eq!(l.active().unwrap().len(), 1);
+        let g = l.get(g.id).unwrap().unwrap();
+        let end = EndRecord {
+            state: GenState::Failed,
+            final_state: "FAILED",
+            exit_code: "3:0",
+            delete_pending: false,
+            failure_log_pending: true,
+            retry_at: None,
+        };
+        assert_eq!(l.record_end(&g, &end, 20).unwrap(), None);
+        assert!(l.active().unwrap().is_empty());
+        assert_eq!(l.pending_effects().unwrap().len(), 1);
+        l.record_failure_logged(g.id, 21).unwrap();
+        assert!(l.pending_effects().unwrap().is_empty());
+        assert_eq!(l.counts().unwrap().failed, 1);
+        let again = l.requeue(&l.get(g.id).unwrap().unwrap(), 30).unwrap();
+        let r = l.get(again).unwrap().unwrap();
+        assert_eq!((r.state, r.attempt, r.dir.as_os_str()), (GenState::Submitting, 2, OsStr::new("case1")));
+        assert_eq!(l.counts().unwrap().failed, 0, "the directory counts once, by its latest record");
+    }
+
+    #[test]
+    fn state_survives_reopen_and_keys_stay_unique() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("state.db");
+        let k1 = {
+            let mut l = Ledger::open(&p).unwrap();
+            l.insert_intent("a".as_ref(), ident(1), None, 1, "dw-a", 1, 1).unwrap().key
+        };
+        let mut l = Ledger::open(&p).unwrap();
+        let k2 = l.insert_intent("b".as_ref(), ident(2), None, 1, "dw-b", 2, 2).unwrap().key;
+        assert_ne!(k1, k2);
+        assert_eq!(l.active().unwrap().len(), 2);
+        let other = Ledger::open(&t.path().join("other.db")).unwrap();
+        assert_ne!(other.instance, l.instance, "a new ledger must not reuse keys of an old one");
+    }
+
+    #[test]
+    fn json_state_of_the_python_original_is_refused_with_advice() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("state.json");
+        std::fs::write(&p, "{\"processed\": {}}").unwrap();
+        let e = Ledger::open(&p).err().unwrap().to_string();
+        assert!(e.contains("state.db"), "{e}");
+    }
+
+    proptest! {
+        /// Any directory name (non-UTF-8 too) and identity survive the round trip through the ledger.
+        #[test]
+        fn ledger_round_trip(name in proptest::collection::vec(1u8..=255, 1..40), ino in any::<u64>(), size in any::<u64>(), mtime in any::<i64>()) {
+            let t = tempfile::tempdir().unwrap();
+            let mut l = Ledger::open(&t.path().join("s.db")).unwrap();
+            let dir = OsString::from_vec(name);
+            let id = ReadyIdentity { dev: u64::MAX, ino, size, mtime_ns: mtime };
+            let g = l.insert_intent(&dir, id, Some((u64::MAX, ino)), 1, "n", 5, 5).unwrap();
+            let back = l.latest_for_dir(&dir).unwrap().unwrap();
+            prop_assert_eq!(&back, &g);
+            prop_assert_eq!(back.dir, dir);
+            prop_assert_eq!(back.ready, id);
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! dirwatcher: run one Slurm job for every directory that is marked ready under a watched root.
+//!
+//! Map of the modules (see `docs/architecture.md` for the picture):
+//! - [`cli`]: the command line (clap).
+//! - [`config`]: YAML → validated [`config::Config`]; errors name file, line, key and fix.
+//! - [`scan`]: lists the root and looks at ready-files (stat + shared `flock` probe). Read-only.
+//! - [`engine`]: the pure decision core: stability, job states, outcomes, back-off, outages.
+//! - [`ledger`]: the SQLite ledger; every transition is committed before the effect that depends on it.
+//! - [`scheduler`]: the job back ends, [`scheduler::slurm`] (sbatch/sacct/squeue) and [`scheduler::local`].
+//! - [`process`]: the one home of child processes (argv, timeout, process group).
+//! - [`outcome`]: failure-log lines and the guarded deletion of finished directories.
+//! - [`daemon`]: the loop that owns the state and ties the rest together.
+//! - [`ops`]: operator commands on the ledger (`status`, `retry`, `forget`) and the `demo`.
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod engine;
+pub mod ledger;
+pub mod ops;
+pub mod outcome;
+pub mod process;
+pub mod scan;
+pub mod scheduler;

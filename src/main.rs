@@ -1,0 +1,159 @@
+//! The `dirwatcher` binary: parses the command line, sets up logging, calls the library, maps the result to
+//! an exit status (0 fine, 1 runtime error, 2 bad config or usage).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use crossbeam_channel::unbounded;
+use tracing_subscriber::EnvFilter;
+
+use dirwatcher::cli::{Cli, Command, LogFormat};
+use dirwatcher::config::Config;
+use dirwatcher::daemon::{self, Daemon, Event, Flow, StartError};
+use dirwatcher::{ops, scheduler};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::LocalJob { dir } = &cli.command {
+        return ExitCode::from(scheduler::local::run_job(dir) as u8);
+    }
+    init_logging(cli.log_format, cli.verbose);
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", daemon::error_chain(e.as_ref()));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "dirwatcher=debug,info",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("DIRWATCHER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+macro_rules! config_or_exit {
+    ($path:expr) => {
+        match load($path) {
+            Ok(c) => c,
+            Err(code) => return Ok(code),
+        }
+    };
+}
+
+fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::CheckConfig { config } => {
+            let cfg = config_or_exit!(&config);
+            print!("# effective configuration of {} (valid)\n{}", config.display(), cfg.to_yaml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { config, once } => {
+            let cfg = config_or_exit!(&config);
+            run_daemon(cfg, once, None)
+        }
+        Command::Status { config, json, failures } => {
+            let cfg = config_or_exit!(&config);
+            let s = ops::status(&cfg, failures)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print!("{}", ops::render_status(&s));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Retry { config, dirs } => {
+            let cfg = config_or_exit!(&config);
+            for line in ops::retry(&cfg, &dirs)? {
+                println!("{line}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Forget { config, dirs } => {
+            let cfg = config_or_exit!(&config);
+            for line in ops::forget(&cfg, &dirs)? {
+                println!("{line}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { dir } => {
+            let path = ops::prepare_demo(&dir)?;
+            let cfg = config_or_exit!(&path);
+            eprintln!(
+                "\ndirwatcher demo — local executor, no Slurm needed\n  root:    {root}\n  config:  {cfg_path}\n  \
+                 A sample directory is dropped into the root in a moment; watch it get picked up below.\n  \
+                 Add your own:  mkdir {root}/mine && echo data > {root}/mine/x && touch {root}/mine/_READY\n  \
+                 Then:          dirwatcher status --config {cfg_path}\n  Stop with Ctrl-C.\n",
+                root = cfg.watch.root.display(),
+                cfg_path = path.display()
+            );
+            let root = cfg.watch.root.clone();
+            run_daemon(cfg, false, Some(Box::new(move || {
+                std::thread::sleep(Duration::from_secs(1));
+                match ops::drop_demo_sample(&root) {
+                    Ok(d) => tracing::info!("demo: dropped sample directory {}", daemon::show(&d)),
+                    Err(e) => tracing::warn!("demo: cannot create a sample directory: {e}"),
+                }
+            })))
+        }
+        Command::LocalJob { .. } => unreachable!("handled before logging is set up"),
+    }
+}
+
+fn run_daemon(cfg: Config, once: bool, side_task: Option<Box<dyn FnOnce() + Send>>) -> anyhow::Result<ExitCode> {
+    let (tx, rx) = unbounded();
+    let mut daemon = match Daemon::start(cfg) {
+        Ok(d) => d,
+        Err(e @ StartError::AlreadyRunning { .. }) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => return Err(e).context("cannot start"),
+    };
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ])
+    .context("cannot install signal handlers")?;
+    let sig_tx = tx.clone();
+    std::thread::spawn(move || {
+        for s in signals.forever() {
+            let ev = if s == signal_hook::consts::SIGHUP { Event::Reload } else { Event::Terminate };
+            if ev == Event::Terminate {
+                tracing::info!("received {}: finishing the current step, then exiting", if s == signal_hook::consts::SIGINT { "SIGINT" } else { "SIGTERM" });
+            }
+            if sig_tx.send(ev).is_err() {
+                break;
+            }
+        }
+    });
+    if let Some(task) = side_task {
+        std::thread::spawn(task);
+    }
+    if once {
+        let _: Flow = daemon.cycle(&rx);
+    } else {
+        daemon.run(&rx);
+    }
+    drop(tx);
+    Ok(ExitCode::SUCCESS)
+}

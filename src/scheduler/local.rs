@@ -1,0 +1,346 @@
+//! The local executor: jobs run as child processes of this machine, with the same pipeline, quoting, time
+//! limit (→ TIMEOUT), failure log and cleanup as Slurm. For trying dirwatcher out and for sites without Slurm.
+//!
+//! Each job lives in its own folder under `<state file>.local-jobs/<job id>/`: `spec.json` (what to run,
+//! written at submit), `launched` (written just before the runner starts), `pid` (the runner), `status.json`
+//! (the end, written atomically by the runner). The runner is `dirwatcher __local-job <folder>`, a separate
+//! process in its own process group, so a job survives a restart of the daemon and its outcome is still
+//! collected. Jobs beyond `job.max_local_jobs` wait as PENDING. Must never: run a job through a shell other
+//! than the `sh -c` of `wrap_cmd`, or report a job it cannot see as failed before its runner is proven gone.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use wait_timeout::ChildExt;
+
+use super::{JobReport, JobSpec, QueryError, Scheduler, SubmitError, local_argv};
+use crate::config::{Config, JobConfig};
+use crate::engine::Millis;
+
+/// How long a launched runner may take to write its pid file before it counts as lost.
+const LAUNCH_GRACE: Duration = Duration::from_secs(30);
+/// SIGTERM → SIGKILL grace for timed-out or cancelled jobs (Slurm's KillWait).
+const KILL_WAIT: Duration = Duration::from_secs(2);
+
+/// What a local job runs; stored as `spec.json`. Byte vectors so non-UTF-8 paths survive.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LocalSpec {
+    /// The job's argv (`sh -c '<line>'` or `<script> <dir>`).
+    pub argv: Vec<Vec<u8>>,
+    /// Working directory, if `chdir_to_subdir`.
+    pub chdir: Option<Vec<u8>>,
+    /// File that receives stdout and stderr.
+    pub output: Vec<u8>,
+    /// Extra environment (WATCH_DIR and `job.env`).
+    pub env: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Time limit in milliseconds.
+    pub time_limit_ms: Option<u64>,
+}
+
+/// The end of a local job; stored as `status.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LocalStatus {
+    /// COMPLETED, FAILED, TIMEOUT or CANCELLED.
+    pub state: String,
+    /// `code:signal`, as Slurm writes it.
+    pub exit_code: String,
+}
+
+/// The local back end.
+pub struct Local {
+    jobs_dir: PathBuf,
+    job: JobConfig,
+    root: PathBuf,
+}
+
+/// Where the local jobs of a ledger live.
+pub fn jobs_dir_for(state_file: &Path) -> PathBuf {
+    let mut name = state_file.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| OsString::from("state"));
+    name.push(".local-jobs");
+    state_file.with_file_name(name)
+}
+
+impl Local {
+    /// A local back end for this config.
+    pub fn new(cfg: &Config) -> Self {
+        Local { jobs_dir: jobs_dir_for(&cfg.behavior.state_file), job: cfg.job.clone(), root: cfg.watch.root.clone() }
+    }
+
+    fn job_dir(&self, id: &str) -> PathBuf {
+        self.jobs_dir.join(id)
+    }
+
+    fn launch(&self, id: &str) -> io::Result<()> {
+        let dir = self.job_dir(id);
+        fs::write(dir.join("launched"), b"")?;
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .arg("__local-job")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()?;
+        // Reap the runner when it ends; after a daemon restart, init does.
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
+        Ok(())
+    }
+
+    fn report(&self, id: &str) -> Probe {
+        let dir = self.job_dir(id);
+        if let Some(st) = read_status(&dir) {
+            return Probe::Ended(st);
+        }
+        if let Ok(pid) = fs::read_to_string(dir.join("pid")) {
+            if runner_alive(&pid) {
+                return Probe::Running;
+            }
+            // The runner may have finished between the two reads.
+            if let Some(st) = read_status(&dir) {
+                return Probe::Ended(st);
+            }
+            return Probe::Lost;
+        }
+        if let Ok(m) = fs::metadata(dir.join("launched")) {
+            let age = m.modified().ok().and_then(|t| t.elapsed().ok()).unwrap_or_default();
+            return if age < LAUNCH_GRACE { Probe::Running } else { Probe::Lost };
+        }
+        if dir.join("spec.json").exists() { Probe::Queued } else { Probe::Unknown }
+    }
+}
+
+enum Probe {
+    Ended(LocalStatus),
+    Running,
+    Queued,
+    Lost,
+    Unknown,
+}
+
+fn read_status(dir: &Path) -> Option<LocalStatus> {
+    let text = fs::read(dir.join("status.json")).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// `pid starttime` of a runner → is that very process still alive (not a reused pid, not a zombie)?
+fn runner_alive(pid_file: &str) -> bool {
+    let mut it = pid_file.split_whitespace();
+    let (Some(pid), Some(start)) = (it.next(), it.next()) else { return false };
+    match proc_start_and_state(pid) {
+        Some((s, state)) => s == start && state != "Z" && state != "X",
+        None => false,
+    }
+}
+
+fn proc_start_and_state(pid: &str) -> Option<(String, String)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the command: field 3 is the state (index 0), field 22 is starttime (index 19).
+    Some((fields.get(19)?.to_string(), fields.first()?.to_string()))
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, bytes)?;
+    fs::File::open(&tmp)?.sync_all()?;
+    fs::rename(&tmp, path)
+}
+
+/// Expands `%j` (job id) and `%x` (job name) in an output pattern, as Slurm does.
+pub fn expand_output(pattern: &str, job_id: &str, job_name: &str) -> String {
+    pattern.replace("%j", job_id).replace("%x", job_name)
+}
+
+impl Scheduler for Local {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn submit(&mut self, spec: &JobSpec) -> Result<String, SubmitError> {
+        let id = spec.key.replacen("dw-", "local-", 1);
+        let dir = self.job_dir(&id);
+        let fail = |what: &str, e: io::Error| SubmitError::Refused(format!("cannot {what} `{}`: {e}", dir.display()));
+        fs::create_dir_all(&dir).map_err(|e| fail("create the local job folder", e))?;
+        let pattern = self.job.output.clone().unwrap_or_else(|| {
+            // Slurm's default: slurm-<id>.out in the working directory.
+            if self.job.chdir_to_subdir { "%d/slurm-%j.out".into() } else { "slurm-%j.out".into() }
+        });
+        let output = expand_output(&pattern, &id, &spec.job_name);
+        let output = if let Some(rest) = output.strip_prefix("%d/") {
+            spec.dir_path.join(rest)
+        } else {
+            self.root.join(output)
+        };
+        let mut env = vec![(b"WATCH_DIR".to_vec(), spec.dir_path.clone().into_os_string().into_vec())];
+        env.extend(self.job.env.iter().map(|(k, v)| (k.clone().into_bytes(), v.clone().into_bytes())));
+        let local = LocalSpec {
+            argv: local_argv(&self.job.command, spec.dir_path.as_os_str()).into_iter().map(OsString::into_vec).collect(),
+            chdir: self.job.chdir_to_subdir.then(|| spec.dir_path.clone().into_os_string().into_vec()),
+            output: output.into_os_string().into_vec(),
+            env,
+            time_limit_ms: self.job.time_limit.as_ref().and_then(|t| t.duration).map(|d| d.as_millis() as u64),
+        };
+        let json = serde_json::to_vec(&local).map_err(|e| SubmitError::Refused(e.to_string()))?;
+        write_atomically(&dir.join("spec.json"), &json).map_err(|e| fail("write the job spec in", e))?;
+        Ok(id)
+    }
+
+    fn query(&mut self, job_ids: &[String]) -> Result<HashMap<String, JobReport>, QueryError> {
+        let mut out = HashMap::new();
+        let mut running = 0usize;
+        let mut queued = Vec::new();
+        for id in job_ids {
+            let rep = match self.report(id) {
+                Probe::Ended(s) => JobReport { state: s.state, exit_code: s.exit_code },
+                Probe::Running => {
+                    running += 1;
+                    JobReport { state: "RUNNING".into(), exit_code: "0:0".into() }
+                }
+                Probe::Queued => {
+                    queued.push(id.clone());
+                    JobReport { state: "PENDING".into(), exit_code: "0:0".into() }
+                }
+                // The runner was killed (or the machine rebooted) before it could record the end.
+                Probe::Lost => JobReport { state: "NODE_FAIL".into(), exit_code: "0:0".into() },
+                Probe::Unknown => continue,
+            };
+            out.insert(id.clone(), rep);
+        }
+        // Oldest first: ids end in the ledger's row number.
+        queued.sort_by_key(|id| id.rsplit('-').next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(u64::MAX));
+        for id in queued {
+            if running >= self.job.max_local_jobs as usize {
+                break;
+            }
+            match self.launch(&id) {
+                Ok(()) => {
+                    running += 1;
+                    out.insert(id, JobReport { state: "RUNNING".into(), exit_code: "0:0".into() });
+                }
+                Err(e) => return Err(QueryError(format!("cannot start local job {id}: {e}"))),
+            }
+        }
+        Ok(out)
+    }
+
+    fn lookup(&mut self, key: &str, _job_name: &str, _since: Millis) -> Result<Option<String>, QueryError> {
+        let id = key.replacen("dw-", "local-", 1);
+        Ok(self.job_dir(&id).join("spec.json").exists().then_some(id))
+    }
+}
+
+/// `dirwatcher __local-job <folder>`: runs one local job to its end and records it. Returns the exit code
+/// of the runner itself (0 when the end was recorded, whatever the job's outcome).
+pub fn run_job(dir: &Path) -> i32 {
+    match run_job_inner(dir) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("dirwatcher local job `{}`: {e}", dir.display());
+            let st = LocalStatus { state: "FAILED".into(), exit_code: "1:0".into() };
+            let _ = write_atomically(&dir.join("status.json"), &serde_json::to_vec(&st).unwrap_or_default());
+            1
+        }
+    }
+}
+
+fn run_job_inner(dir: &Path) -> io::Result<()> {
+    let spec: LocalSpec = serde_json::from_slice(&fs::read(dir.join("spec.json"))?).map_err(io::Error::other)?;
+    let me = std::process::id().to_string();
+    let (start, _) = proc_start_and_state(&me).unwrap_or_default();
+    write_atomically(&dir.join("pid"), format!("{me} {start}\n").as_bytes())?;
+
+    let cancel = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP] {
+        signal_hook::flag::register(sig, Arc::clone(&cancel))?;
+    }
+    let output = PathBuf::from(OsString::from_vec(spec.output.clone()));
+    if let Some(parent) = output.parent() {
+        let _ = fs::create_dir_all(parent);
+    }
+    let out = fs::OpenOptions::new().create(true).append(true).open(&output)?;
+    let argv: Vec<OsString> = spec.argv.iter().cloned().map(OsString::from_vec).collect();
+    let Some((prog, args)) = argv.split_first() else {
+        return Err(io::Error::other("empty command"));
+    };
+    let mut cmd = Command::new(prog);
+    cmd.args(args).stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out).process_group(0);
+    if let Some(c) = &spec.chdir {
+        cmd.current_dir(OsString::from_vec(c.clone()));
+    }
+    for (k, v) in &spec.env {
+        cmd.env(OsString::from_vec(k.clone()), OsString::from_vec(v.clone()));
+    }
+    let status = match cmd.spawn() {
+        Ok(mut child) => {
+            let started = Instant::now();
+            let limit = spec.time_limit_ms.map(Duration::from_millis);
+            let mut ended_by: Option<&str> = None;
+            let status = loop {
+                if let Some(s) = child.wait_timeout(Duration::from_millis(100))? {
+                    break s;
+                }
+                let why = if cancel.load(Ordering::Relaxed) {
+                    Some("CANCELLED")
+                } else if limit.is_some_and(|l| started.elapsed() >= l) {
+                    Some("TIMEOUT")
+                } else {
+                    None
+                };
+                if let Some(w) = why {
+                    ended_by = Some(w);
+                    crate::process::terminate_group(&mut child, KILL_WAIT);
+                    break child.wait()?;
+                }
+            };
+            LocalStatus { state: ended_by.map_or_else(|| state_of(status), String::from), exit_code: exit_code_of(status) }
+        }
+        Err(e) => {
+            use std::io::Write;
+            let mut f = fs::OpenOptions::new().append(true).open(&output)?;
+            let _ = writeln!(f, "dirwatcher: cannot start {:?}: {e}", prog);
+            LocalStatus { state: "FAILED".into(), exit_code: "127:0".into() }
+        }
+    };
+    write_atomically(&dir.join("status.json"), &serde_json::to_vec(&status).map_err(io::Error::other)?)
+}
+
+fn state_of(status: ExitStatus) -> String {
+    if status.success() { "COMPLETED".into() } else { "FAILED".into() }
+}
+
+fn exit_code_of(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("{c}:0"),
+        (None, Some(s)) => format!("0:{s}"),
+        _ => "0:0".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_patterns_expand_like_slurm() {
+        assert_eq!(expand_output(".dirwatcher/logs/%x-%j.out", "local-a-1", "dw-x"), ".dirwatcher/logs/dw-x-local-a-1.out");
+    }
+
+    #[test]
+    fn jobs_live_beside_the_state_file() {
+        assert_eq!(jobs_dir_for(Path::new("/var/lib/dw/state.db")), PathBuf::from("/var/lib/dw/state.db.local-jobs"));
+    }
+}

@@ -1,0 +1,149 @@
+//! Schedulers: the one interface the daemon uses to run and follow jobs, with two real implementations —
+//! Slurm through its command-line tools ([`slurm`]) and child processes on this machine ([`local`]).
+//!
+//! Owns: building what a job runs (the quoted `--wrap` line, the script argv) and the error kinds a caller
+//! branches on. Must never: touch the ledger or decide retries; it reports, the daemon decides.
+
+pub mod local;
+pub mod slurm;
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
+
+use crate::config::{Config, ExecutorKind, JobCommand};
+use crate::engine::Millis;
+
+/// Everything needed to submit one job for one directory.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    /// Absolute path of the directory (`<root>/<name>`).
+    pub dir_path: PathBuf,
+    /// Job name (`<prefix>-<sanitised dir>`).
+    pub job_name: String,
+    /// The submission key, carried by the job so a lost answer can be found again.
+    pub key: String,
+}
+
+/// How a submission failed, grouped by what the caller must do.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The scheduler answered and refused, or could not be reached at all: no job exists. Retry later.
+    #[error("{0}")]
+    Refused(String),
+    /// The answer was lost (timeout, crash, garbage output): a job may exist. Look the key up before retrying.
+    #[error("{0}")]
+    Uncertain(String),
+}
+
+/// A query could not be answered (accounting down, controller down): treat every job as "unknown, keep
+/// waiting", never as failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct QueryError(pub String);
+
+/// One job's state as the scheduler reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobReport {
+    /// State word (`RUNNING`, `COMPLETED`, `CANCELLED by 0`, …).
+    pub state: String,
+    /// Exit code `code:signal`.
+    pub exit_code: String,
+}
+
+/// A back end that runs jobs.
+pub trait Scheduler: Send {
+    /// Short name for logs (`slurm`, `local`).
+    fn name(&self) -> &'static str;
+    /// Submits one job; returns its id.
+    fn submit(&mut self, spec: &JobSpec) -> Result<String, SubmitError>;
+    /// States of the given jobs, in one call where the back end allows. Jobs it does not know (yet) are
+    /// simply absent from the map.
+    fn query(&mut self, job_ids: &[String]) -> Result<HashMap<String, JobReport>, QueryError>;
+    /// Finds the job that carries `key`, if one was ever submitted (`since` = when the intent was committed).
+    /// `Ok(None)` only when every source answered and none has it.
+    fn lookup(&mut self, key: &str, job_name: &str, since: Millis) -> Result<Option<String>, QueryError>;
+}
+
+/// Builds the scheduler the config asks for.
+pub fn from_config(cfg: &Config) -> Box<dyn Scheduler> {
+    match cfg.job.executor {
+        ExecutorKind::Slurm => Box::new(slurm::Slurm::new(cfg)),
+        ExecutorKind::Local => Box::new(local::Local::new(cfg)),
+    }
+}
+
+/// Shell-quotes `word` so that `sh` reads it back as exactly one literal word, whatever bytes it holds
+/// (spaces, quotes, `$()`, `;`, newlines, non-UTF-8). Paths cannot contain NUL, the one unquotable byte.
+pub fn shell_quote(word: &OsStr) -> OsString {
+    match shlex::bytes::try_quote(word.as_encoded_bytes()) {
+        Ok(q) => OsString::from_vec(q.into_owned()),
+        // Unreachable for paths; fall back to something that cannot run anything.
+        Err(_) => OsString::from("''"),
+    }
+}
+
+/// The command line run for a directory with `wrap_cmd`: the command as written (so `&&` and pipes keep
+/// working), then the directory as one quoted word.
+pub fn wrap_line(wrap_cmd: &str, dir: &OsStr) -> OsString {
+    let mut s = OsString::from(wrap_cmd);
+    s.push(" ");
+    s.push(shell_quote(dir));
+    s
+}
+
+/// The argv of the job itself for the local executor: `sh -c '<wrap line>'` or `<script> <dir>`.
+pub fn local_argv(cmd: &JobCommand, dir: &OsStr) -> Vec<OsString> {
+    match cmd {
+        JobCommand::Wrap(w) => vec!["sh".into(), "-c".into(), wrap_line(w, dir)],
+        JobCommand::Script(s) => vec![s.clone().into_os_string(), dir.to_owned()],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::os::unix::ffi::OsStrExt;
+    use std::process::Command;
+
+    fn through_sh(line: &OsStr) -> Vec<u8> {
+        // printf runs inside the shell; the quoted word must reach it as one argument.
+        let script = {
+            let mut s = OsString::from("printf '%s|' ");
+            s.push(line);
+            s
+        };
+        Command::new("sh").arg("-c").arg(script).output().unwrap().stdout
+    }
+
+    #[test]
+    fn hostile_name_stays_one_literal_word() {
+        let t = tempfile::tempdir().unwrap();
+        let marker = t.path().join("X");
+        let name = format!("a b'$(touch {})\";x\nnext", marker.display());
+        let out = through_sh(&shell_quote(OsStr::new(&name)));
+        assert_eq!(out, format!("{name}|").into_bytes());
+        assert!(!marker.exists(), "the name was executed");
+    }
+
+    #[test]
+    fn wrap_cmd_keeps_its_own_shell_syntax() {
+        let line = wrap_line("echo one && printf '%s|'", OsStr::new("my dir"));
+        let out = Command::new("sh").arg("-c").arg(&line).output().unwrap().stdout;
+        assert_eq!(out, b"one\nmy dir|");
+    }
+
+    proptest! {
+        /// Any path (any bytes but NUL) survives the round trip through `sh` as exactly one word.
+        #[test]
+        fn quoting_round_trip(bytes in proptest::collection::vec(1u8..=255, 0..64)) {
+            let word = OsStr::from_bytes(&bytes);
+            let out = through_sh(&shell_quote(word));
+            let mut expect = bytes.clone();
+            expect.push(b'|');
+            prop_assert_eq!(out, expect);
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! Slurm through its command-line tools: `sbatch --parsable` to submit, one `sacct` per cycle to follow all
+//! jobs, `squeue -t all` + `sacct` to find a job by its key after a lost answer.
+//!
+//! Owns: the argument vectors and the parsing of Slurm's output (pure functions, unit-tested). Must never:
+//! go through a shell, or turn "sacct did not answer / does not know the job" into a failure.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{JobReport, JobSpec, QueryError, Scheduler, SubmitError, wrap_line};
+use crate::config::{Config, JobCommand, JobConfig};
+use crate::engine::Millis;
+use crate::process::{self, Invocation, ProcessError};
+
+/// Slurm back end.
+pub struct Slurm {
+    job: JobConfig,
+    root: PathBuf,
+    timeout: Duration,
+}
+
+impl Slurm {
+    /// A Slurm back end for this config.
+    pub fn new(cfg: &Config) -> Self {
+        Slurm { job: cfg.job.clone(), root: cfg.watch.root.clone(), timeout: cfg.job.command_timeout }
+    }
+}
+
+/// The `sbatch` invocation for one directory (argument vector and environment; no shell).
+pub fn sbatch_invocation(job: &JobConfig, root: &std::path::Path, spec: &JobSpec) -> Invocation {
+    let mut inv = Invocation::new("sbatch")
+        .arg("--parsable")
+        .arg(format!("--job-name={}", spec.job_name))
+        .arg(format!("--comment={}", spec.key));
+    if let Some(p) = &job.partition {
+        inv = inv.arg(format!("--partition={p}"));
+    }
+    if let Some(a) = &job.account {
+        inv = inv.arg(format!("--account={a}"));
+    }
+    if let Some(g) = &job.gres {
+        inv = inv.arg(format!("--gres={g}"));
+    }
+    if let Some(t) = &job.time_limit {
+        inv = inv.arg(format!("--time={}", t.slurm));
+    }
+    if job.chdir_to_subdir {
+        inv = inv.arg("--chdir").arg(&spec.dir_path);
+    }
+    if let Some(o) = &job.output {
+        inv = inv.arg("--output").arg(root.join(o));
+    }
+    for a in &job.extra_args {
+        inv = inv.arg(a);
+    }
+    match &job.command {
+        JobCommand::Wrap(w) => {
+            let mut wrap = OsString::from("--wrap=");
+            wrap.push(wrap_line(w, spec.dir_path.as_os_str()));
+            inv = inv.arg(wrap);
+        }
+        JobCommand::Script(s) => inv = inv.arg(s).arg(&spec.dir_path),
+    }
+    inv.env.push(("WATCH_DIR".into(), spec.dir_path.clone().into_os_string()));
+    for (k, v) in &job.env {
+        inv.env.push((k.into(), v.into()));
+    }
+    inv
+}
+
+/// Parses `sbatch --parsable` output: `ID` or `ID;CLUSTER` on the last non-empty line (sbatch may print
+/// warnings before it). Returns the id as stored in the ledger (`ID` or `ID;CLUSTER`).
+pub fn parse_parsable(stdout: &str) -> Option<String> {
+    let line = stdout.lines().rev().map(str::trim).find(|l| !l.is_empty())?;
+    let (id, cluster) = match line.split_once(';') {
+        Some((i, c)) => (i, Some(c)),
+        None => (line, None),
+    };
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    match cluster {
+        Some(c) if !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') => {
+            Some(format!("{id};{c}"))
+        }
+        Some(_) => None,
+        None => Some(id.to_string()),
+    }
+}
+
+/// Splits a stored job id into `(id, cluster)`.
+pub fn split_job_id(job_id: &str) -> (&str, Option<&str>) {
+    match job_id.split_once(';') {
+        Some((i, c)) => (i, Some(c)),
+        None => (job_id, None),
+    }
+}
+
+/// Parses `sacct -X -n -P --format=JobIDRaw,State,ExitCode` output into reports keyed by job id.
+pub fn parse_sacct(stdout: &str) -> HashMap<String, JobReport> {
+    let mut out = HashMap::new();
+    for line in stdout.lines() {
+        let mut f = line.split('|');
+        let (Some(id), Some(state), Some(exit)) = (f.next(), f.next(), f.next()) else { continue };
+        let id = id.trim();
+        // Only whole allocations of plain jobs: skip steps (`12.batch`) and anything not ours.
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        out.insert(id.to_string(), JobReport { state: state.trim().to_string(), exit_code: exit.trim().to_string() });
+    }
+    out
+}
+
+/// Finds the job id carrying `key` in `ID|COMMENT` lines (from `squeue -o '%i|%k'` or sacct).
+pub fn find_key(stdout: &str, key: &str) -> Option<String> {
+    stdout.lines().find_map(|l| {
+        let (id, comment) = l.split_once('|')?;
+        let id = id.trim();
+        (comment.trim() == key && !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())).then(|| id.to_string())
+    })
+}
+
+/// True when sbatch's error proves no job was created (the controller refused it or was never reached).
+pub fn sbatch_refusal_is_certain(stderr: &str) -> bool {
+    let s = stderr.to_ascii_lowercase();
+    s.contains("batch job submission failed") && !s.contains("timed out") && !s.contains("timeout")
+}
+
+impl Scheduler for Slurm {
+    fn name(&self) -> &'static str {
+        "slurm"
+    }
+
+    fn submit(&mut self, spec: &JobSpec) -> Result<String, SubmitError> {
+        let inv = sbatch_invocation(&self.job, &self.root, spec);
+        match process::run(&inv, self.timeout) {
+            Ok(out) => parse_parsable(&out.stdout).ok_or_else(|| {
+                SubmitError::Uncertain(format!(
+                    "sbatch exited 0 but printed no job id (stdout {:?}, stderr {:?})",
+                    process::trim(&out.stdout),
+                    process::trim(&out.stderr)
+                ))
+            }),
+            Err(ProcessError::Failed { stderr, status_text, .. }) if sbatch_refusal_is_certain(&stderr) => {
+                Err(SubmitError::Refused(format!("sbatch failed with {status_text}: {stderr}")))
+            }
+            Err(e @ ProcessError::Spawn { .. }) => Err(SubmitError::Refused(format!(
+                "{e}: {} (is Slurm installed and `sbatch` on PATH?)",
+                std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()
+            ))),
+            Err(e) => Err(SubmitError::Uncertain(e.to_string())),
+        }
+    }
+
+    fn query(&mut self, job_ids: &[String]) -> Result<HashMap<String, JobReport>, QueryError> {
+        // One sacct call per cluster (normally exactly one call for all jobs).
+        let mut by_cluster: BTreeMap<Option<&str>, Vec<&str>> = BTreeMap::new();
+        for j in job_ids {
+            let (id, cluster) = split_job_id(j);
+            by_cluster.entry(cluster).or_default().push(id);
+        }
+        let mut out = HashMap::new();
+        for (cluster, ids) in by_cluster {
+            let mut inv = Invocation::new("sacct")
+                .arg("-X")
+                .arg("-n")
+                .arg("-P")
+                .arg("--format=JobIDRaw,State,ExitCode")
+                .arg(format!("--jobs={}", ids.join(",")));
+            if let Some(c) = cluster {
+                inv = inv.arg(format!("--clusters={c}"));
+            }
+            let res = process::run(&inv, self.timeout).map_err(|e| QueryError(e.to_string()))?;
+            for (id, rep) in parse_sacct(&res.stdout) {
+                let key = match cluster {
+                    Some(c) => format!("{id};{c}"),
+                    None => id,
+                };
+                out.insert(key, rep);
+            }
+        }
+        Ok(out)
+    }
+
+    fn lookup(&mut self, key: &str, job_name: &str, since: Millis) -> Result<Option<String>, QueryError> {
+        // squeue knows a job the moment sbatch returns, and keeps finished ones for MinJobAge;
+        // sacct lags a few seconds but keeps them for good. Both must answer for a "no".
+        let sq = Invocation::new("squeue")
+            .arg("-h")
+            .arg("-t")
+            .arg("all")
+            .arg(format!("--name={job_name}"))
+            .arg("-o")
+            .arg("%i|%k");
+        let sq = process::run(&sq, self.timeout).map_err(|e| QueryError(e.to_string()))?;
+        if let Some(id) = find_key(&sq.stdout, key) {
+            return Ok(Some(id));
+        }
+        let age_s = ((now_ms() - since) / 1000).max(0) + 3600;
+        let sa = Invocation::new("sacct")
+            .arg("-X")
+            .arg("-n")
+            .arg("-P")
+            .arg(format!("--name={job_name}"))
+            .arg(format!("--starttime=now-{age_s}"))
+            .arg("--format=JobIDRaw,Comment");
+        let sa = process::run(&sa, self.timeout).map_err(|e| QueryError(e.to_string()))?;
+        Ok(find_key(&sa.stdout, key))
+    }
+}
+
+fn now_ms() -> Millis {
+    crate::daemon::wall_now()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ExecutorKind, TimeLimit};
+
+    #[test]
+    fn parsable_output_gives_the_id() {
+        assert_eq!(parse_parsable("12345\n").as_deref(), Some("12345"));
+        assert_eq!(parse_parsable("12345;cluster_a\n").as_deref(), Some("12345;cluster_a"));
+        assert_eq!(parse_parsable("sbatch: warning: x\n77\n").as_deref(), Some("77"));
+        for bad in ["", "\n", "Submitted batch job 5", "12a", ";c", "5;"] {
+            assert_eq!(parse_parsable(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sacct_rows_are_keyed_by_allocation_id() {
+        let out = "101|COMPLETED|0:0\n101.batch|COMPLETED|0:0\n102|CANCELLED by 0|0:0\n103|PENDING|0:0\ngarbage\n";
+        let m = parse_sacct(out);
+        assert_eq!(m.len(), 3);
+        assert_eq!(m["102"].state, "CANCELLED by 0");
+        assert_eq!(m["101"].exit_code, "0:0");
+    }
+
+    #[test]
+    fn key_lookup_matches_exactly() {
+        let out = "5|dw-ab-1\n6|dw-ab-12\n7|\n";
+        assert_eq!(find_key(out, "dw-ab-12").as_deref(), Some("6"));
+        assert_eq!(find_key(out, "dw-ab-2"), None);
+    }
+
+    #[test]
+    fn refusals_versus_lost_answers() {
+        assert!(sbatch_refusal_is_certain(
+            "sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)"
+        ));
+        assert!(sbatch_refusal_is_certain("sbatch: error: Batch job submission failed: Invalid account"));
+        assert!(!sbatch_refusal_is_certain("sbatch: error: Batch job submission failed: Socket timed out on send/recv"));
+        assert!(!sbatch_refusal_is_certain("Segmentation fault"));
+    }
+
+    #[test]
+    fn sbatch_argv_matches_the_seed_example() {
+        let job = JobConfig {
+            executor: ExecutorKind::Slurm,
+            command: JobCommand::Wrap("python3 /opt/dirwatcher/process_dir.py".into()),
+            partition: Some("main".into()),
+            account: Some("dev".into()),
+            gres: Some("gpu:1".into()),
+            time_limit: Some(TimeLimit { slurm: "00:10:00".into(), duration: Some(Duration::from_secs(600)) }),
+            job_name_prefix: "dirwatch".into(),
+            env: [("A".to_string(), "b".to_string())].into(),
+            extra_args: vec!["--qos=normal".into()],
+            chdir_to_subdir: true,
+            output: None,
+            command_timeout: Duration::from_secs(5),
+            max_local_jobs: 1,
+        };
+        let spec = JobSpec { dir_path: "/data/incoming/case 1".into(), job_name: "dirwatch-case_1".into(), key: "dw-k-1".into() };
+        let inv = sbatch_invocation(&job, "/data/incoming".as_ref(), &spec);
+        let args: Vec<String> = inv.args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(
+            args,
+            [
+                "--parsable",
+                "--job-name=dirwatch-case_1",
+                "--comment=dw-k-1",
+                "--partition=main",
+                "--account=dev",
+                "--gres=gpu:1",
+                "--time=00:10:00",
+                "--chdir",
+                "/data/incoming/case 1",
+                "--qos=normal",
+                "--wrap=python3 /opt/dirwatcher/process_dir.py '/data/incoming/case 1'",
+            ]
+        );
+        assert!(inv.env.contains(&("WATCH_DIR".into(), "/data/incoming/case 1".into())));
+        assert!(inv.env.contains(&("A".into(), "b".into())));
+    }
+}
