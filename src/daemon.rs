@@ -261,14 +261,14 @@ impl Daemon {
                 Ok(Some(job)) => match self.ledger.record_submitted(g.id, &job, now) {
                     Ok(()) => {
                         self.ledger_ok();
-                        info!(dir = %path.display(), job = %job, "adopted job {job} for {}: it was submitted before the answer was recorded (key {})", show(&path), g.key);
+                        info!(dir = ?path, job = %job, "adopted job {job} for {}: it was submitted before the answer was recorded (key {})", show(&path), g.key);
                     }
                     Err(e) => self.ledger_failed("adopting a job", &e),
                 },
                 Ok(None) => match self.ledger.record_lookup_empty(g.id, now) {
                     Ok(()) => {
                         self.ledger_ok();
-                        info!(dir = %path.display(), "no job carries key {} for {}: it will be submitted", g.key, show(&path));
+                        info!(dir = ?path, "no job carries key {} for {}: it will be submitted", g.key, show(&path));
                     }
                     Err(e) => self.ledger_failed("recording a lookup", &e),
                 },
@@ -338,9 +338,9 @@ impl Daemon {
                         _ => "recorded in the failure log",
                     };
                     if plan.state == GenState::Completed {
-                        info!(dir = %path.display(), job = %job, state = %end.state, "job {job} for {} COMPLETED; {what}", show(&path));
+                        info!(dir = ?path, job = %job, state = %end.state, "job {job} for {} COMPLETED; {what}", show(&path));
                     } else {
-                        warn!(dir = %path.display(), job = %job, state = %end.state, exit_code = %end.exit_code,
+                        warn!(dir = ?path, job = %job, state = %end.state, exit_code = %end.exit_code,
                             "job {job} for {} ended {} (exit code {}); {what}{}", show(&path), end.state, end.exit_code,
                             match (retry, plan.retry_at) {
                                 (Some(_), Some(at)) => format!("; attempt {} follows in {}", g.attempt + 1, human_ms(at - now)),
@@ -371,19 +371,19 @@ impl Daemon {
                             self.ledger_failed("recording the failure-log line", &e);
                         }
                     }
-                    Err(e) => warn!(dir = %path.display(), job = %job, "cannot append to the failure log {}: {e}; will try again", show(&self.cfg.behavior.failure_log)),
+                    Err(e) => warn!(dir = ?path, job = %job, "cannot append to the failure log {}: {e}; will try again", show(&self.cfg.behavior.failure_log)),
                 }
             }
             if g.delete_pending {
                 let res = outcome::delete_dir(&self.cfg.watch.root, &g.dir, g.dir_dev_ino, g.ready, &self.cfg.watch.signal_filename);
                 let (deleted, err) = match &res {
                     Ok(()) => {
-                        info!(dir = %path.display(), job = %job, "deleted {} after job {job} COMPLETED", show(&path));
+                        info!(dir = ?path, job = %job, "deleted {} after job {job} COMPLETED", show(&path));
                         (true, None)
                     }
                     Err(outcome::KeepReason::Gone) => (false, None),
                     Err(reason) => {
-                        warn!(dir = %path.display(), job = %job, "not deleting {} after job {job}: {reason}", show(&path));
+                        warn!(dir = ?path, job = %job, "not deleting {} after job {job}: {reason}", show(&path));
                         (false, Some(format!("not deleted: {reason}")))
                     }
                 };
@@ -421,7 +421,7 @@ impl Daemon {
             let look = match scan::look_at_ready_file(&root, name, &self.cfg.watch.signal_filename) {
                 Ok(l) => l,
                 Err(e) => {
-                    debug!(dir = %path.display(), "cannot look at the ready-file of {}: {e}", show(&path));
+                    debug!(dir = ?path, "cannot look at the ready-file of {}: {e}", show(&path));
                     continue;
                 }
             };
@@ -443,18 +443,18 @@ impl Daemon {
             let obs = ReadyObservation { dir: name.clone(), identity, lock };
             match self.tracker.observe(&obs, now, policy) {
                 Readiness::Settling { seen, changed } => {
-                    debug!(dir = %path.display(), "ready-file of {} seen {seen}x{}", show(&path), if changed { " (changed since last look)" } else { "" });
+                    debug!(dir = ?path, "ready-file of {} seen {seen}x{}", show(&path), if changed { " (changed since last look)" } else { "" });
                 }
                 Readiness::Locked => {
                     if self.told_locked.insert(name.clone()) {
-                        info!(dir = %path.display(), "waiting: the ready-file of {} is locked by its writer", show(&path));
+                        info!(dir = ?path, "waiting: the ready-file of {} is locked by its writer", show(&path));
                     }
                 }
                 Readiness::Stable => {
                     self.tracker.forget(name);
                     self.told_locked.remove(name);
                     if let Some(prev) = &latest {
-                        info!(dir = %path.display(), "the ready-file of {} was replaced since job {} ({}): a new generation", show(&path),
+                        info!(dir = ?path, "the ready-file of {} was replaced since job {} ({}): a new generation", show(&path),
                             prev.job_id.as_deref().unwrap_or("-"), prev.state.as_str());
                     }
                     let job_name = engine::job_name(&self.cfg.job.job_name_prefix, name);
@@ -462,7 +462,7 @@ impl Daemon {
                     match self.ledger.insert_intent(name, identity, dir_id, 1, &job_name, now, now) {
                         Ok(g) => {
                             self.ledger_ok();
-                            debug!(dir = %path.display(), "{} is ready; intent {} committed", show(&path), g.key);
+                            debug!(dir = ?path, "{} is ready; intent {} committed", show(&path), g.key);
                         }
                         Err(e) => return self.ledger_failed("recording a submission intent", &e),
                     }
@@ -503,7 +503,7 @@ impl Daemon {
                     match self.ledger.record_submitted(g.id, &job, wall_now()) {
                         Ok(()) => {
                             self.ledger_ok();
-                            info!(dir = %path.display(), job = %job, "submitted job {job} for {} (attempt {})", show(&path), g.attempt);
+                            info!(dir = ?path, job = %job, "submitted job {job} for {} (attempt {})", show(&path), g.attempt);
                         }
                         // The job exists but is not recorded: the record stays uncertain and the key lookup
                         // adopts it later; never submitted twice.
@@ -516,10 +516,10 @@ impl Daemon {
                     let certain = matches!(err, SubmitError::Refused(_));
                     let msg = err.to_string();
                     match self.submit_latch.failed(now) {
-                        OutageEdge::Started => warn!(dir = %path.display(),
+                        OutageEdge::Started => warn!(dir = ?path,
                             "cannot submit {}: {msg}; it stays pending and is retried with back-off (next in {}); further failures are quiet until submissions work again",
                             show(&path), human_ms(ms(delay))),
-                        _ => debug!(dir = %path.display(), "submission of {} failed again: {msg}", show(&path)),
+                        _ => debug!(dir = ?path, "submission of {} failed again: {msg}", show(&path)),
                     }
                     if let Err(e) = self.ledger.record_submit_failed(g.id, &msg, certain, now + ms(delay), now) {
                         self.ledger_failed("recording a failed submission", &e);

@@ -1,0 +1,356 @@
+//! The test environment: a temporary root, a config, the real `dirwatcher` binary, and helpers that poll
+//! for a condition with a deadline (never a bare sleep as synchronisation).
+
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_dirwatcher");
+
+/// Polls `cond` every 100 ms until it returns `Some`, or panics with `what` after `deadline`.
+pub fn wait_for<T>(deadline: Duration, what: &str, mut cond: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = cond() {
+            return v;
+        }
+        if start.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// True when the tests must have Slurm (CI, or asked for explicitly).
+pub fn slurm_required() -> bool {
+    std::env::var("DIRWATCHER_REQUIRE_SLURM").is_ok_and(|v| v == "1") || std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Checks that the Slurm test cluster answers. When it does not: fails if Slurm is required, else returns
+/// false and the caller skips (with a line saying so).
+pub fn slurm_available(test: &str) -> bool {
+    let ok = Command::new("sinfo")
+        .args(["-h", "-o", "%T"])
+        .output()
+        .map(|o| o.status.success() && !String::from_utf8_lossy(&o.stdout).trim().is_empty())
+        .unwrap_or(false);
+    if !ok {
+        if slurm_required() {
+            panic!(
+                "{test}: Slurm is required (CI=true or DIRWATCHER_REQUIRE_SLURM=1) but `sinfo` does not answer; \
+                 start the test cluster with `scripts/slurm-dev-cluster.sh up`"
+            );
+        }
+        eprintln!("SKIPPED {test}: no Slurm cluster (start one with `scripts/slurm-dev-cluster.sh up`)");
+    }
+    ok
+}
+
+/// A unique-per-run token, so job names never collide with earlier runs in sacct's history.
+pub fn run_token() -> String {
+    let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{:x}", (n as u64) ^ u64::from(std::process::id()))
+}
+
+/// A test environment: temporary folder with `root/`, `state.db`, `failed.log` and a config.
+pub struct TestEnv {
+    pub tmp: tempfile::TempDir,
+    pub root: PathBuf,
+    pub prefix: String,
+    pub watch: Vec<String>,
+    pub job: Vec<String>,
+    pub behavior: Vec<String>,
+}
+
+impl TestEnv {
+    /// A Slurm environment with the seed's job flags and fast polling.
+    pub fn slurm(name: &str) -> TestEnv {
+        let mut env = TestEnv::base(name);
+        env.job.extend(["executor: slurm", "partition: main", "account: dev"].map(String::from));
+        env
+    }
+
+    /// A local-executor environment with fast polling.
+    pub fn local(name: &str) -> TestEnv {
+        let mut env = TestEnv::base(name);
+        env.job.push("executor: local".into());
+        env
+    }
+
+    fn base(name: &str) -> TestEnv {
+        // Under /tmp: Slurm jobs (run as the same user here) must reach the paths.
+        let tmp = tempfile::Builder::new().prefix(&format!("dw-{name}-")).tempdir_in("/tmp").unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let prefix = format!("t{}-{}", run_token(), name.replace('_', "-"));
+        TestEnv {
+            root,
+            watch: vec!["poll_interval_sec: 0.3".into(), "stability_checks: 2".into(), "stability_interval_sec: 0.2".into()],
+            job: vec![format!("job_name_prefix: {prefix}")],
+            behavior: vec![],
+            prefix,
+            tmp,
+        }
+    }
+
+    pub fn job(mut self, line: &str) -> Self {
+        set_key(&mut self.job, line);
+        self
+    }
+
+    pub fn behavior(mut self, line: &str) -> Self {
+        set_key(&mut self.behavior, line);
+        self
+    }
+
+    pub fn watch(mut self, line: &str) -> Self {
+        set_key(&mut self.watch, line);
+        self
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.tmp.path().join("state.db")
+    }
+
+    pub fn failure_log(&self) -> PathBuf {
+        self.tmp.path().join("failed.log")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.tmp.path().join("config.yaml")
+    }
+
+    /// Writes the config file and returns its path.
+    pub fn write_config(&self) -> PathBuf {
+        let q = |p: &Path| serde_json::to_string(&p.to_string_lossy()).unwrap();
+        let mut y = format!("watch:\n  root: {}\n", q(&self.root));
+        for l in &self.watch {
+            y += &format!("  {l}\n");
+        }
+        y += "job:\n";
+        for l in &self.job {
+            y += &format!("  {l}\n");
+        }
+        y += &format!("behavior:\n  state_file: {}\n  failure_log: {}\n", q(&self.state_file()), q(&self.failure_log()));
+        for l in &self.behavior {
+            y += &format!("  {l}\n");
+        }
+        std::fs::write(self.config_path(), y).unwrap();
+        self.config_path()
+    }
+
+    /// Makes `<root>/<name>` with a data file and a ready-file; returns its path.
+    pub fn ready_dir(&self, name: impl AsRef<OsStr>) -> PathBuf {
+        let d = self.root.join(name.as_ref());
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("data.txt"), "payload\n").unwrap();
+        std::fs::write(d.join("_READY"), "").unwrap();
+        d
+    }
+
+    /// Starts the daemon (`run --config`), logging to a file.
+    pub fn start(&self) -> Daemon {
+        self.start_with(&[])
+    }
+
+    pub fn start_with(&self, extra: &[&str]) -> Daemon {
+        let cfg = self.write_config();
+        Daemon::spawn(&cfg, &self.tmp.path().join(format!("daemon-{}.log", run_token())), extra)
+    }
+
+    /// `dirwatcher status --json`.
+    pub fn status(&self) -> Value {
+        let out = Command::new(BIN).args(["status", "--json", "--config"]).arg(self.config_path()).output().unwrap();
+        assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Failure-log records.
+    pub fn failures(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.failure_log())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("failure log line is JSON"))
+            .collect()
+    }
+
+    /// Waits for a failure-log record about `dir`.
+    pub fn wait_failure(&self, dir: &Path, deadline: Duration) -> Value {
+        let want = dir.to_string_lossy().into_owned();
+        wait_for(deadline, &format!("a failure-log line for {want}"), || {
+            self.failures().into_iter().find(|r| r["dir"] == want.as_str())
+        })
+    }
+
+    /// All ledger rows of one directory, via `sqlite3`-free access: the library itself.
+    pub fn history(&self, dir: &Path) -> Vec<dirwatcher::ledger::Generation> {
+        let l = dirwatcher::ledger::Ledger::open(&self.state_file()).unwrap();
+        l.history(dir.file_name().unwrap()).unwrap()
+    }
+
+    /// Waits until `dir`'s latest generation has a final state; returns it.
+    pub fn wait_final(&self, dir: &Path, deadline: Duration) -> dirwatcher::ledger::Generation {
+        wait_for(deadline, &format!("a final state for {}", dir.display()), || {
+            self.history(dir).into_iter().last().filter(|g| g.finished_at.is_some())
+        })
+    }
+
+    /// Waits until `dir` has a job id; returns it.
+    pub fn wait_job_id(&self, dir: &Path, deadline: Duration) -> String {
+        wait_for(deadline, &format!("a job id for {}", dir.display()), || {
+            self.history(dir).into_iter().last().and_then(|g| g.job_id)
+        })
+    }
+
+    pub fn job_name(&self, dir: &str) -> String {
+        dirwatcher::engine::job_name(&self.prefix, OsStr::new(dir))
+    }
+}
+
+/// Sets `key: value` in a section, replacing an earlier line with the same key.
+fn set_key(lines: &mut Vec<String>, line: &str) {
+    let key = line.split(':').next().unwrap_or(line);
+    lines.retain(|l| l.split(':').next() != Some(key));
+    lines.push(line.to_string());
+}
+
+/// A running daemon; killed when dropped.
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn spawn(config: &Path, log: &Path, extra: &[&str]) -> Daemon {
+        let f = std::fs::File::create(log).unwrap();
+        let child = Command::new(BIN)
+            .args(extra)
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(f)
+            .spawn()
+            .unwrap();
+        Daemon { child: Some(child), log: log.to_path_buf() }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str, deadline: Duration) {
+        wait_for(deadline, &format!("log line containing {needle:?}"), || self.log().contains(needle).then_some(()));
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Sends SIGTERM and waits for the exit (bounded).
+    pub fn stop(&mut self) -> (ExitStatus, Duration) {
+        let t = Instant::now();
+        self.signal(libc::SIGTERM);
+        let status = self.wait_exit(Duration::from_secs(20));
+        (status, t.elapsed())
+    }
+
+    pub fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
+        let child = self.child.as_mut().unwrap();
+        let status = wait_for(deadline, "the daemon to exit", || child.try_wait().unwrap());
+        self.child = None;
+        status
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+            if std::thread::panicking() {
+                eprintln!("---- daemon log {} ----\n{}", self.log.display(), self.log());
+            }
+        }
+    }
+}
+
+/// Slurm helpers: what a user would type to check.
+pub mod slurm {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// `scontrol show job ID` as key → value.
+    pub fn scontrol_job(id: &str) -> HashMap<String, String> {
+        let out = Command::new("scontrol").args(["show", "job", "-o", id]).output().unwrap();
+        assert!(out.status.success(), "scontrol show job {id}: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut m = HashMap::new();
+        // One line of `Key=Value` pairs; values may contain spaces only in a few keys we do not read.
+        for tok in text.split_whitespace() {
+            if let Some((k, v)) = tok.split_once('=') {
+                m.entry(k.to_string()).or_insert_with(|| v.to_string());
+            }
+        }
+        m
+    }
+
+    /// All job ids with this exact name in accounting (since yesterday).
+    pub fn jobs_named(name: &str) -> Vec<String> {
+        let out = Command::new("sacct")
+            .args(["-X", "-n", "-P", "--format=JobIDRaw,JobName", "--starttime=now-86400"])
+            .arg(format!("--name={name}"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "sacct: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('|'))
+            .filter(|(_, n)| *n == name)
+            .map(|(i, _)| i.to_string())
+            .collect()
+    }
+
+    /// Jobs with this name known to the controller right now (any state).
+    pub fn squeue_named(name: &str) -> Vec<String> {
+        let out = Command::new("squeue").args(["-h", "-t", "all", "-o", "%i"]).arg(format!("--name={name}")).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
+    }
+
+    /// One sacct field of a job.
+    pub fn sacct_field(id: &str, field: &str) -> String {
+        let out = Command::new("sacct").args(["-X", "-n", "-P", "-j", id]).arg(format!("--format={field}")).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn scancel(id: &str) {
+        let st = Command::new("scancel").arg(id).status().unwrap();
+        assert!(st.success(), "scancel {id}");
+    }
+}
+
+pub fn bytes_of(p: &Path) -> Vec<u8> {
+    p.as_os_str().as_bytes().to_vec()
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real `dirwatcher` binary against a real single-node Slurm cluster (started by
+//! `scripts/slurm-dev-cluster.sh up`) and against the local executor. Slurm tests fail, not skip, when
+//! `CI=true` or `DIRWATCHER_REQUIRE_SLURM=1` and the cluster is missing.
+
+mod cli;
+mod harness;
+mod local;
+mod slurm_pipeline;

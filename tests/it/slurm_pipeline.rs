@@ -1,0 +1,244 @@
+//! The core pipeline against the real Slurm cluster, plus the outcome scenarios shared with the local
+//! executor (`scenarios`).
+
+use std::fs::OpenOptions;
+use std::time::{Duration, Instant};
+
+use crate::harness::slurm::*;
+use crate::harness::*;
+
+pub const SLURM_DEADLINE: Duration = Duration::from_secs(60);
+
+macro_rules! need_slurm {
+    ($name:expr) => {
+        if !slurm_available($name) {
+            return;
+        }
+    };
+}
+
+#[test]
+fn stable_ready_dir_gets_exactly_one_job_matching_the_config() {
+    need_slurm!("stable_ready_dir_gets_exactly_one_job_matching_the_config");
+    let env = TestEnv::slurm("match").job("gres: gpu:1").job("time_limit: \"00:10:00\"").job("wrap_cmd: printf '%s\\n'");
+    let dir = env.ready_dir("case1");
+    let d = env.start();
+    let job = env.wait_job_id(&dir, SLURM_DEADLINE);
+    let info = scontrol_job(&job);
+    assert_eq!(info["Partition"], "main");
+    assert_eq!(info["Account"], "dev");
+    assert_eq!(info["TimeLimit"], "00:10:00");
+    assert_eq!(info["JobName"], env.job_name("case1"));
+    assert_eq!(info["WorkDir"], dir.to_string_lossy());
+    assert!(info.get("TresPerNode").is_some_and(|t| t.contains("gpu:1")), "gres missing: {info:?}");
+    let g = env.wait_final(&dir, SLURM_DEADLINE);
+    assert_eq!(g.final_state.as_deref(), Some("COMPLETED"));
+    // The command reached the job with the directory as its one argument.
+    let out = std::fs::read_to_string(dir.join(format!("slurm-{job}.out"))).unwrap();
+    assert_eq!(out, format!("{}\n", dir.display()));
+    let submit_line = sacct_field(&job, "SubmitLine");
+    assert!(submit_line.contains("printf"), "submit line: {submit_line}");
+    // Later scans must leave it alone: a directory dropped afterwards is processed (so the root was scanned
+    // again, more than once), and case1 still has exactly one job.
+    let probe = env.ready_dir("probe");
+    env.wait_final(&probe, SLURM_DEADLINE);
+    drop(d);
+    assert_eq!(env.history(&dir).len(), 1);
+    assert_eq!(jobs_named(&env.job_name("case1")), vec![job]);
+    assert!(dir.exists(), "deleted without delete_on_success");
+}
+
+#[test]
+fn slurm_completed_is_deleted_with_delete_on_success() {
+    need_slurm!("slurm_completed_is_deleted_with_delete_on_success");
+    scenarios::completed_deleted(TestEnv::slurm("del"), SLURM_DEADLINE);
+}
+
+#[test]
+fn slurm_exit_3_is_a_failed_line() {
+    need_slurm!("slurm_exit_3_is_a_failed_line");
+    scenarios::exit_3_failed(TestEnv::slurm("fail"), SLURM_DEADLINE);
+}
+
+#[test]
+fn slurm_over_time_limit_is_a_timeout_line() {
+    need_slurm!("slurm_over_time_limit_is_a_timeout_line");
+    // Slurm rounds limits up to a minute and checks them every ~30 s: budget two and a half minutes.
+    scenarios::timeout(TestEnv::slurm("timeout").job("time_limit: \"1\""), Duration::from_secs(150));
+}
+
+#[test]
+fn slurm_scancel_is_a_cancelled_line() {
+    need_slurm!("slurm_scancel_is_a_cancelled_line");
+    scenarios::cancelled(TestEnv::slurm("cancel"), SLURM_DEADLINE, |job| scancel(job));
+}
+
+#[test]
+fn slurm_hostile_names_reach_the_job_as_one_argument() {
+    need_slurm!("slurm_hostile_names_reach_the_job_as_one_argument");
+    scenarios::hostile_names(TestEnv::slurm("hostile"), SLURM_DEADLINE, |env, dir, job| {
+        std::fs::read(dir.join(format!("slurm-{job}.out"))).unwrap_or_else(|e| panic!("{}: {e}", env.root.display()))
+    });
+}
+
+#[test]
+fn slurm_growing_or_locked_ready_file_waits_until_stable() {
+    need_slurm!("slurm_growing_or_locked_ready_file_waits_until_stable");
+    scenarios::growing_and_locked(TestEnv::slurm("stab"), SLURM_DEADLINE);
+}
+
+#[test]
+fn restart_neither_resubmits_nor_forgets_an_in_flight_job() {
+    need_slurm!("restart_neither_resubmits_nor_forgets_an_in_flight_job");
+    let env = TestEnv::slurm("restart").job("wrap_cmd: sh -c 'sleep 4' job");
+    let done = env.ready_dir("finished");
+    let mut d = env.start();
+    env.wait_final(&done, SLURM_DEADLINE);
+    let running = env.ready_dir("running");
+    let job = env.wait_job_id(&running, SLURM_DEADLINE);
+    let (status, took) = d.stop();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(took < Duration::from_secs(5), "SIGTERM took {took:?}");
+    assert!(env.history(&running).last().unwrap().finished_at.is_none(), "test needs the job still in flight");
+
+    let _d2 = env.start();
+    let g = env.wait_final(&running, SLURM_DEADLINE);
+    assert_eq!(g.final_state.as_deref(), Some("COMPLETED"));
+    assert_eq!(g.job_id.as_deref(), Some(job.as_str()));
+    assert_eq!(env.history(&running).len(), 1);
+    assert_eq!(env.history(&done).len(), 1);
+    assert_eq!(jobs_named(&env.job_name("running")), vec![job]);
+    assert_eq!(jobs_named(&env.job_name("finished")).len(), 1);
+}
+
+/// Outcome scenarios run against both executors.
+pub mod scenarios {
+    use super::*;
+    use std::path::Path;
+
+    pub fn completed_deleted(env: TestEnv, deadline: Duration) {
+        let env = env.job("wrap_cmd: ls").behavior("delete_on_success: true");
+        let gone = env.ready_dir("gone");
+        // A symlinked directory in the root pointing outside must never be followed or deleted.
+        let outside = env.tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("_READY"), "").unwrap();
+        std::fs::write(outside.join("precious"), "keep me").unwrap();
+        std::os::unix::fs::symlink(&outside, env.root.join("link")).unwrap();
+        let d = env.start();
+        let g = env.wait_final(&gone, deadline);
+        assert_eq!(g.final_state.as_deref(), Some("COMPLETED"));
+        wait_for(deadline, "the directory to be deleted", || (!gone.exists()).then_some(()));
+        d.wait_log("deleted", deadline);
+        assert!(outside.join("precious").exists(), "followed a symlink out of the root");
+        assert!(env.history(&env.root.join("link")).is_empty(), "a symlinked directory was processed");
+        // The job's output was kept out of the deleted directory.
+        let logs: Vec<_> = std::fs::read_dir(env.root.join(".dirwatcher/logs")).unwrap().collect();
+        assert_eq!(logs.len(), 1, "job output should be in <root>/.dirwatcher/logs");
+    }
+
+    pub fn exit_3_failed(env: TestEnv, deadline: Duration) {
+        let env = env.job("wrap_cmd: sh -c 'exit 3' job");
+        let dir = env.ready_dir("bad");
+        let kept = env.ready_dir("kept-without-delete");
+        let _d = env.start();
+        let rec = env.wait_failure(&dir, deadline);
+        assert_eq!(rec["state"], "FAILED");
+        assert_eq!(rec["exit_code"], "3:0");
+        assert_eq!(rec["job_name"], env.job_name("bad"));
+        assert!(rec["job_id"].as_str().is_some_and(|s| !s.is_empty()));
+        assert!(rec["time"].as_str().is_some_and(|s| s.ends_with('Z')));
+        let g = env.wait_final(&dir, deadline);
+        assert_eq!(g.final_state.as_deref(), Some("FAILED"));
+        assert!(dir.exists() && kept.exists(), "a failed directory must be kept");
+        assert_eq!(env.history(&dir).len(), 1, "resubmitted on its own");
+    }
+
+    pub fn timeout(env: TestEnv, deadline: Duration) {
+        let env = env.job("wrap_cmd: sh -c 'sleep 300' job");
+        let dir = env.ready_dir("slow");
+        let _d = env.start();
+        let rec = env.wait_failure(&dir, deadline);
+        assert_eq!(rec["state"], "TIMEOUT");
+    }
+
+    pub fn cancelled(env: TestEnv, deadline: Duration, cancel: impl Fn(&str)) {
+        let env = env.job("wrap_cmd: sh -c 'sleep 300' job");
+        let dir = env.ready_dir("cancel-me");
+        let d = env.start();
+        let job = env.wait_job_id(&dir, deadline);
+        d.wait_log("submitted job", deadline);
+        cancel(&job);
+        let rec = env.wait_failure(&dir, deadline);
+        assert!(rec["state"].as_str().unwrap().starts_with("CANCELLED"), "{rec}");
+        assert_eq!(rec["job_id"], job.as_str());
+    }
+
+    pub fn hostile_names(env: TestEnv, deadline: Duration, output_of: impl Fn(&TestEnv, &Path, &str) -> Vec<u8>) {
+        let env = env.job("wrap_cmd: printf '%s|'");
+        let _d = env.start();
+        let names = ["a b'$(touch X)\";x", "line\nbreak `touch X` ; touch X"];
+        for name in names {
+            let dir = env.ready_dir(name);
+            let g = env.wait_final(&dir, deadline);
+            assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{name:?}");
+            let out = output_of(&env, &dir, g.job_id.as_deref().unwrap());
+            let mut want = bytes_of(&dir);
+            want.push(b'|');
+            assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&want), "{name:?} did not arrive as one argument");
+            assert!(!dir.join("X").exists() && !env.root.join("X").exists(), "{name:?} was executed");
+        }
+        assert!(!std::path::Path::new("X").exists());
+    }
+
+    pub fn growing_and_locked(env: TestEnv, deadline: Duration) {
+        let env = env.job("wrap_cmd: ls").watch("stability_interval_sec: 0.5");
+        // A ready-file held under LOCK_EX by its writer.
+        let locked = env.root.join("locked");
+        std::fs::create_dir(&locked).unwrap();
+        let writer = OpenOptions::new().create(true).truncate(false).write(true).open(locked.join("_READY")).unwrap();
+        writer.lock().unwrap();
+        // A ready-file that keeps growing.
+        let growing = env.root.join("growing");
+        std::fs::create_dir(&growing).unwrap();
+        std::fs::write(growing.join("_READY"), "").unwrap();
+        // A directory without a ready-file.
+        let never = env.root.join("never");
+        std::fs::create_dir(&never).unwrap();
+        std::fs::write(never.join("data"), "x").unwrap();
+
+        // The writer keeps appending (every 50 ms, ten times per stability interval) until told to stop.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer_thread = {
+            let (stop, ready) = (stop.clone(), growing.join("_READY"));
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut f = OpenOptions::new().append(true).open(&ready).unwrap();
+                    writeln!(f, "line {n}").unwrap();
+                    n += 1;
+                    std::thread::sleep(Duration::from_millis(50)); // the writer's pace, not synchronisation
+                }
+            })
+        };
+        let d = env.start_with(&["-v"]);
+        d.wait_log("is locked by its writer", deadline);
+        wait_for(deadline, "three observed changes of the growing ready-file", || {
+            (d.log().matches("changed since last look").count() >= 3).then_some(())
+        });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer_thread.join().unwrap();
+        let stopped_growing = Instant::now();
+        assert!(env.history(&growing).is_empty(), "submitted while growing");
+        assert!(env.history(&locked).is_empty(), "submitted while locked");
+        writer.unlock().unwrap();
+        let released = Instant::now();
+        let g = env.wait_final(&growing, deadline);
+        assert_eq!(g.final_state.as_deref(), Some("COMPLETED"));
+        let l = env.wait_final(&locked, deadline);
+        assert_eq!(l.final_state.as_deref(), Some("COMPLETED"));
+        assert!(stopped_growing.elapsed() >= released.elapsed());
+        assert!(env.history(&never).is_empty(), "a directory without a ready-file was submitted");
+    }
+}
