@@ -51,13 +51,15 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the watcher in the foreground until SIGINT or SIGTERM (SIGHUP reloads the config).
-    #[command(long_about = "Run the watcher in the foreground until SIGINT or SIGTERM.\n\n\
+    #[command(
+        long_about = "Run the watcher in the foreground until SIGINT or SIGTERM.\n\n\
 Each cycle it follows the jobs in flight (one `sacct` call for all of them), finishes due deletions and \
 failure-log lines, scans the root, and submits every directory whose ready-file became stable. The config is \
 checked before anything runs: a bad one exits with status 2 and a message naming the key and line.\n\n\
 Signals: SIGTERM/SIGINT stop scanning, let a running `sbatch` finish and be recorded, and exit 0. SIGHUP \
 reloads the config file; a config that does not validate is refused and the old one stays in force.\n\n\
-A second instance on the same state file refuses to start.")]
+A second instance on the same state file refuses to start."
+    )]
     Run {
         /// The YAML config file.
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
@@ -67,7 +69,8 @@ A second instance on the same state file refuses to start.")]
         once: bool,
     },
     /// Validate a config file and print the effective configuration (every default filled in).
-    #[command(long_about = "Validate a config file and print the effective configuration, with every \
+    #[command(
+        long_about = "Validate a config file and print the effective configuration, with every \
 default filled in. Exit status 0 when valid, 2 with one message naming the key, its line and the fix when not.\n\n\
 Keys (defaults in brackets):\n\
   watch.root                      directory to watch; must exist, never created\n\
@@ -94,7 +97,8 @@ Keys (defaults in brackets):\n\
   behavior.failure_log            [/var/log/dirwatcher/failed_jobs.log] one JSON line per failed job\n\
   behavior.max_retries            [0] automatic resubmissions of a failed directory\n\
   behavior.submit_backoff_sec     [5] first delay after a failed submission (doubles)\n\
-  behavior.submit_backoff_max_sec [300] cap of that delay")]
+  behavior.submit_backoff_max_sec [300] cap of that delay"
+    )]
     CheckConfig {
         /// The YAML config file.
         #[arg(short, long, default_value = DEFAULT_CONFIG)]

@@ -248,7 +248,8 @@ impl Config {
 
     /// Validates YAML text; `path` names the file in errors and anchors relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| serde_error(path, text, &e))?;
+        let raw: RawConfig =
+            serde_saphyr::from_str(text).map_err(|e| serde_error(path, text, &e))?;
         Validator { file: path }.config(raw)
     }
 
@@ -259,30 +260,54 @@ impl Config {
         let opt = |o: &Option<String>| o.as_deref().map(q).unwrap_or_else(|| "null".into());
         let secs = |d: Duration| {
             let s = d.as_secs_f64();
-            if s.fract() == 0.0 { format!("{s:.0}") } else { format!("{s}") }
+            if s.fract() == 0.0 {
+                format!("{s:.0}")
+            } else {
+                format!("{s}")
+            }
         };
         let mut y = String::new();
         let w = &self.watch;
         let _ = writeln!(y, "watch:");
         let _ = writeln!(y, "  root: {}", q(&w.root.to_string_lossy()));
-        let _ = writeln!(y, "  signal_filename: {}", q(&w.signal_filename.to_string_lossy()));
+        let _ = writeln!(
+            y,
+            "  signal_filename: {}",
+            q(&w.signal_filename.to_string_lossy())
+        );
         let _ = writeln!(y, "  poll_interval_sec: {}", secs(w.poll_interval));
         let _ = writeln!(y, "  stability_checks: {}", w.stability_checks);
-        let _ = writeln!(y, "  stability_interval_sec: {}", secs(w.stability_interval));
+        let _ = writeln!(
+            y,
+            "  stability_interval_sec: {}",
+            secs(w.stability_interval)
+        );
         let j = &self.job;
         let _ = writeln!(y, "\njob:");
-        let _ = writeln!(y, "  executor: {}", match j.executor {
-            ExecutorKind::Slurm => "slurm",
-            ExecutorKind::Local => "local",
-        });
+        let _ = writeln!(
+            y,
+            "  executor: {}",
+            match j.executor {
+                ExecutorKind::Slurm => "slurm",
+                ExecutorKind::Local => "local",
+            }
+        );
         match &j.command {
-            JobCommand::Wrap(c) => { let _ = writeln!(y, "  wrap_cmd: {}", q(c)); }
-            JobCommand::Script(p) => { let _ = writeln!(y, "  job_script: {}", q(&p.to_string_lossy())); }
+            JobCommand::Wrap(c) => {
+                let _ = writeln!(y, "  wrap_cmd: {}", q(c));
+            }
+            JobCommand::Script(p) => {
+                let _ = writeln!(y, "  job_script: {}", q(&p.to_string_lossy()));
+            }
         }
         let _ = writeln!(y, "  partition: {}", opt(&j.partition));
         let _ = writeln!(y, "  account: {}", opt(&j.account));
         let _ = writeln!(y, "  gres: {}", opt(&j.gres));
-        let _ = writeln!(y, "  time_limit: {}", opt(&j.time_limit.as_ref().map(|t| t.slurm.clone())));
+        let _ = writeln!(
+            y,
+            "  time_limit: {}",
+            opt(&j.time_limit.as_ref().map(|t| t.slurm.clone()))
+        );
         let _ = writeln!(y, "  job_name_prefix: {}", q(&j.job_name_prefix));
         if j.env.is_empty() {
             let _ = writeln!(y, "  env: {{}}");
@@ -305,7 +330,11 @@ impl Config {
         let _ = writeln!(y, "  failure_log: {}", q(&b.failure_log.to_string_lossy()));
         let _ = writeln!(y, "  max_retries: {}", b.max_retries);
         let _ = writeln!(y, "  submit_backoff_sec: {}", secs(b.submit_backoff));
-        let _ = writeln!(y, "  submit_backoff_max_sec: {}", secs(b.submit_backoff_max));
+        let _ = writeln!(
+            y,
+            "  submit_backoff_max_sec: {}",
+            secs(b.submit_backoff_max)
+        );
         y
     }
 }
@@ -315,33 +344,53 @@ fn serde_error(path: &Path, text: &str, e: &serde_saphyr::Error) -> ConfigError 
     let line = e.location().map(|l| l.line()).filter(|l| *l > 0);
     // The crate's Display renders a source snippet; the first line is the message itself.
     let full = e.to_string();
-    let mut problem = full.lines().next().unwrap_or("cannot parse the YAML").trim().to_string();
+    let mut problem = full
+        .lines()
+        .next()
+        .unwrap_or("cannot parse the YAML")
+        .trim()
+        .to_string();
     for prefix in ["error: ", "Error: "] {
         if let Some(p) = problem.strip_prefix(prefix) {
             problem = p.to_string();
         }
     }
     // Drop the crate's own "line N column M: " (the line is reported separately).
-    if let Some(rest) = problem.strip_prefix("line ") {
-        if let Some((_, msg)) = rest.split_once(": ") {
-            problem = msg.to_string();
-        }
+    if let Some(rest) = problem.strip_prefix("line ")
+        && let Some((_, msg)) = rest.split_once(": ")
+    {
+        problem = msg.to_string();
     }
     let key = line.and_then(|l| key_at_line(text, l)).unwrap_or_default();
     let (problem, fix) = if problem.contains("unknown field") {
         (problem, "remove the key or correct its spelling; `dirwatcher check-config --help` lists every key".to_string())
     } else if problem.contains("invalid i64") || problem.contains("invalid u") {
-        ("expected a whole number".into(), format!("write a number without quotes, e.g. `{}: 2`", leaf(&key)))
+        (
+            "expected a whole number".into(),
+            format!("write a number without quotes, e.g. `{}: 2`", leaf(&key)),
+        )
     } else if problem.contains("invalid f64") {
-        ("expected a number of seconds".into(), format!("write a number without quotes, e.g. `{}: 0.5`", leaf(&key)))
+        (
+            "expected a number of seconds".into(),
+            format!("write a number without quotes, e.g. `{}: 0.5`", leaf(&key)),
+        )
     } else if problem.contains("invalid bool") {
-        ("expected true or false".into(), format!("write `{}: true` or `{}: false`", leaf(&key), leaf(&key)))
+        (
+            "expected true or false".into(),
+            format!("write `{}: true` or `{}: false`", leaf(&key), leaf(&key)),
+        )
     } else if problem.contains("invalid type") || problem.contains("invalid value") {
         (problem, "give the value the type shown (numbers without quotes, `true`/`false` for switches, a list in `[...]`)".into())
     } else {
         (problem, "fix the YAML syntax at that line".to_string())
     };
-    ConfigError { file: path.to_path_buf(), key, line, problem, fix }
+    ConfigError {
+        file: path.to_path_buf(),
+        key,
+        line,
+        problem,
+        fix,
+    }
 }
 
 /// The dotted key defined on a 1-based line (`watch.stability_checks`), found from indentation.
@@ -352,8 +401,11 @@ fn key_at_line(text: &str, line: u64) -> Option<String> {
         let indent = l.len() - l.trim_start().len();
         let (k, _) = l.trim_start().split_once(':')?;
         let k = k.trim();
-        (!k.is_empty() && !k.starts_with('#') && !k.starts_with('-') && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-            .then(|| (indent, k.to_string()))
+        (!k.is_empty()
+            && !k.starts_with('#')
+            && !k.starts_with('-')
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .then(|| (indent, k.to_string()))
     };
     let (mut indent, key) = key_of(lines.get(idx)?)?;
     let mut parts = vec![key];
@@ -361,11 +413,11 @@ fn key_at_line(text: &str, line: u64) -> Option<String> {
         if indent == 0 {
             break;
         }
-        if let Some((i, k)) = key_of(l) {
-            if i < indent {
-                parts.push(k);
-                indent = i;
-            }
+        if let Some((i, k)) = key_of(l)
+            && i < indent
+        {
+            parts.push(k);
+            indent = i;
         }
     }
     parts.reverse();
@@ -377,7 +429,13 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn err(&self, key: &str, line: Option<u64>, problem: impl Into<String>, fix: impl Into<String>) -> ConfigError {
+    fn err(
+        &self,
+        key: &str,
+        line: Option<u64>,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> ConfigError {
         ConfigError {
             file: self.file.to_path_buf(),
             key: key.to_string(),
@@ -387,22 +445,41 @@ impl Validator<'_> {
         }
     }
 
-    fn seconds(&self, key: &str, v: &S<f64>, default: f64, min_positive: bool) -> Result<Duration, ConfigError> {
+    fn seconds(
+        &self,
+        key: &str,
+        v: &S<f64>,
+        default: f64,
+        min_positive: bool,
+    ) -> Result<Duration, ConfigError> {
         let (value, line) = match v {
             Some(s) => (s.value, Some(s.referenced.line())),
             None => (default, None),
         };
         if !value.is_finite() || value < 0.0 || (min_positive && value == 0.0) {
-            let bound = if min_positive { "greater than 0" } else { "0 or more" };
+            let bound = if min_positive {
+                "greater than 0"
+            } else {
+                "0 or more"
+            };
             return Err(self.err(
                 key,
                 line,
                 format!("must be a number of seconds {bound}, found {value}"),
-                format!("write e.g. `{}: {}` (fractions like 0.5 are fine)", leaf(key), default),
+                format!(
+                    "write e.g. `{}: {}` (fractions like 0.5 are fine)",
+                    leaf(key),
+                    default
+                ),
             ));
         }
         if value > 1e9 {
-            return Err(self.err(key, line, format!("{value} seconds is too long"), "use a value below 1e9"));
+            return Err(self.err(
+                key,
+                line,
+                format!("{value} seconds is too long"),
+                "use a value below 1e9",
+            ));
         }
         Ok(Duration::from_secs_f64(value))
     }
@@ -444,7 +521,12 @@ impl Validator<'_> {
         let watch = self.watch(raw.watch)?;
         let behavior = self.behavior(raw.behavior)?;
         let job = self.job(raw.job, &behavior)?;
-        Ok(Config { source: self.file.to_path_buf(), watch, job, behavior })
+        Ok(Config {
+            source: self.file.to_path_buf(),
+            watch,
+            job,
+            behavior,
+        })
     }
 
     fn watch(&self, raw: Option<RawWatch>) -> Result<WatchConfig, ConfigError> {
@@ -457,7 +539,12 @@ impl Validator<'_> {
             ));
         };
         let Some(root_s) = &w.root else {
-            return Err(self.err("watch.root", None, "is required", "add `root: /path/to/incoming` under `watch:`"));
+            return Err(self.err(
+                "watch.root",
+                None,
+                "is required",
+                "add `root: /path/to/incoming` under `watch:`",
+            ));
         };
         let root = self.absolute("watch.root", &w.root, "/data/incoming")?;
         let line = Some(root_s.referenced.line());
@@ -480,8 +567,17 @@ impl Validator<'_> {
                 ));
             }
         }
-        let signal = w.signal_filename.as_ref().map(|s| s.value.clone()).unwrap_or_else(|| defaults::SIGNAL_FILENAME.into());
-        if signal.is_empty() || signal.contains('/') || signal == "." || signal == ".." || signal.contains('\0') {
+        let signal = w
+            .signal_filename
+            .as_ref()
+            .map(|s| s.value.clone())
+            .unwrap_or_else(|| defaults::SIGNAL_FILENAME.into());
+        if signal.is_empty()
+            || signal.contains('/')
+            || signal == "."
+            || signal == ".."
+            || signal.contains('\0')
+        {
             return Err(self.err(
                 "watch.signal_filename",
                 w.signal_filename.as_ref().map(|s| s.referenced.line()),
@@ -492,8 +588,18 @@ impl Validator<'_> {
         Ok(WatchConfig {
             root,
             signal_filename: signal.into(),
-            poll_interval: self.seconds("watch.poll_interval_sec", &w.poll_interval_sec, defaults::POLL_INTERVAL_SEC, true)?,
-            stability_checks: self.count("watch.stability_checks", &w.stability_checks, defaults::STABILITY_CHECKS, 1)?,
+            poll_interval: self.seconds(
+                "watch.poll_interval_sec",
+                &w.poll_interval_sec,
+                defaults::POLL_INTERVAL_SEC,
+                true,
+            )?,
+            stability_checks: self.count(
+                "watch.stability_checks",
+                &w.stability_checks,
+                defaults::STABILITY_CHECKS,
+                1,
+            )?,
             stability_interval: self.seconds(
                 "watch.stability_interval_sec",
                 &w.stability_interval_sec,
@@ -512,20 +618,41 @@ impl Validator<'_> {
             submit_backoff_sec: None,
             submit_backoff_max_sec: None,
         });
-        let submit_backoff = self.seconds("behavior.submit_backoff_sec", &b.submit_backoff_sec, defaults::SUBMIT_BACKOFF_SEC, true)?;
-        let submit_backoff_max =
-            self.seconds("behavior.submit_backoff_max_sec", &b.submit_backoff_max_sec, defaults::SUBMIT_BACKOFF_MAX_SEC, true)?;
+        let submit_backoff = self.seconds(
+            "behavior.submit_backoff_sec",
+            &b.submit_backoff_sec,
+            defaults::SUBMIT_BACKOFF_SEC,
+            true,
+        )?;
+        let submit_backoff_max = self.seconds(
+            "behavior.submit_backoff_max_sec",
+            &b.submit_backoff_max_sec,
+            defaults::SUBMIT_BACKOFF_MAX_SEC,
+            true,
+        )?;
         Ok(BehaviorConfig {
             delete_on_success: b.delete_on_success.unwrap_or(false),
-            state_file: self.absolute("behavior.state_file", &b.state_file, defaults::STATE_FILE)?,
-            failure_log: self.absolute("behavior.failure_log", &b.failure_log, defaults::FAILURE_LOG)?,
+            state_file: self.absolute(
+                "behavior.state_file",
+                &b.state_file,
+                defaults::STATE_FILE,
+            )?,
+            failure_log: self.absolute(
+                "behavior.failure_log",
+                &b.failure_log,
+                defaults::FAILURE_LOG,
+            )?,
             max_retries: self.count("behavior.max_retries", &b.max_retries, 0, 0)?,
             submit_backoff,
             submit_backoff_max: submit_backoff_max.max(submit_backoff),
         })
     }
 
-    fn job(&self, raw: Option<RawJob>, behavior: &BehaviorConfig) -> Result<JobConfig, ConfigError> {
+    fn job(
+        &self,
+        raw: Option<RawJob>,
+        behavior: &BehaviorConfig,
+    ) -> Result<JobConfig, ConfigError> {
         let Some(j) = raw else {
             return Err(self.err(
                 "job",
@@ -543,10 +670,14 @@ impl Validator<'_> {
                     "keep one: `wrap_cmd` runs a command line, `job_script` submits a script",
                 ));
             }
-            (Some(w), None) if !w.value.trim().is_empty() => JobCommand::Wrap(w.value.trim().to_string()),
-            (None, Some(s)) if !s.value.trim().is_empty() => {
-                JobCommand::Script(self.absolute("job.job_script", &j.job_script, "/opt/dirwatcher/process_dir.py")?)
+            (Some(w), None) if !w.value.trim().is_empty() => {
+                JobCommand::Wrap(w.value.trim().to_string())
             }
+            (None, Some(s)) if !s.value.trim().is_empty() => JobCommand::Script(self.absolute(
+                "job.job_script",
+                &j.job_script,
+                "/opt/dirwatcher/process_dir.py",
+            )?),
             (w, s) => {
                 let line = w.as_ref().or(s.as_ref()).map(|x| x.referenced.line());
                 return Err(self.err(
@@ -568,7 +699,11 @@ impl Validator<'_> {
                 )
             })?),
         };
-        let prefix = j.job_name_prefix.as_ref().map(|s| s.value.clone()).unwrap_or_else(|| defaults::JOB_NAME_PREFIX.into());
+        let prefix = j
+            .job_name_prefix
+            .as_ref()
+            .map(|s| s.value.clone())
+            .unwrap_or_else(|| defaults::JOB_NAME_PREFIX.into());
         if prefix.is_empty() || prefix.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(self.err(
                 "job.job_name_prefix",
@@ -596,7 +731,9 @@ impl Validator<'_> {
             None if behavior.delete_on_success => Some(defaults::OUTPUT_WITH_DELETE.to_string()),
             None => None,
         };
-        let cpus = std::thread::available_parallelism().map(|n| n.get() as i64).unwrap_or(1);
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get() as i64)
+            .unwrap_or(1);
         Ok(JobConfig {
             executor: j.executor.unwrap_or(ExecutorKind::Slurm),
             command,
@@ -609,7 +746,12 @@ impl Validator<'_> {
             extra_args: j.extra_args,
             chdir_to_subdir: j.chdir_to_subdir.unwrap_or(true),
             output,
-            command_timeout: self.seconds("job.command_timeout_sec", &j.command_timeout_sec, defaults::COMMAND_TIMEOUT_SEC, true)?,
+            command_timeout: self.seconds(
+                "job.command_timeout_sec",
+                &j.command_timeout_sec,
+                defaults::COMMAND_TIMEOUT_SEC,
+                true,
+            )?,
             max_local_jobs: self.count("job.max_local_jobs", &j.max_local_jobs, cpus, 1)?,
         })
     }
@@ -624,7 +766,10 @@ pub fn parse_time_limit(s: &str) -> Result<TimeLimit, String> {
     let t = s.trim();
     let unlimited = t.eq_ignore_ascii_case("unlimited") || t.eq_ignore_ascii_case("infinite");
     if unlimited {
-        return Ok(TimeLimit { slurm: t.to_string(), duration: None });
+        return Ok(TimeLimit {
+            slurm: t.to_string(),
+            duration: None,
+        });
     }
     let bad = || format!("{t:?} is not a Slurm time limit");
     let num = |x: &str| -> Result<u64, String> {
@@ -651,7 +796,10 @@ pub fn parse_time_limit(s: &str) -> Result<TimeLimit, String> {
     if secs == 0 {
         return Err(format!("{t:?} is a time limit of zero"));
     }
-    Ok(TimeLimit { slurm: t.to_string(), duration: Some(Duration::from_secs(secs)) })
+    Ok(TimeLimit {
+        slurm: t.to_string(),
+        duration: Some(Duration::from_secs(secs)),
+    })
 }
 
 #[cfg(test)]
@@ -690,43 +838,68 @@ mod tests {
 
     #[test]
     fn negative_interval_names_key_and_line() {
-        let e = parse(&with_root("  poll_interval_sec: -1\njob:\n  wrap_cmd: echo\n")).unwrap_err();
+        let e = parse(&with_root(
+            "  poll_interval_sec: -1\njob:\n  wrap_cmd: echo\n",
+        ))
+        .unwrap_err();
         assert_eq!(e.key, "watch.poll_interval_sec");
         assert_eq!(e.line, Some(3));
     }
 
     #[test]
     fn negative_count_is_refused() {
-        let e = parse(&with_root("  stability_checks: -2\njob:\n  wrap_cmd: echo\n")).unwrap_err();
+        let e = parse(&with_root(
+            "  stability_checks: -2\njob:\n  wrap_cmd: echo\n",
+        ))
+        .unwrap_err();
         assert_eq!(e.key, "watch.stability_checks");
         assert_eq!(e.line, Some(3));
     }
 
     #[test]
     fn unknown_key_gives_its_line() {
-        let e = parse(&with_root("  poll_intervall_sec: 3\njob:\n  wrap_cmd: echo\n")).unwrap_err();
+        let e = parse(&with_root(
+            "  poll_intervall_sec: 3\njob:\n  wrap_cmd: echo\n",
+        ))
+        .unwrap_err();
         assert_eq!(e.line, Some(3), "{e}");
         assert!(e.problem.contains("poll_intervall_sec"), "{e}");
     }
 
     #[test]
     fn wrong_type_names_the_key() {
-        let e = parse(&with_root("  stability_checks: two\njob:\n  wrap_cmd: echo\n")).unwrap_err();
-        assert_eq!((e.key.as_str(), e.line), ("watch.stability_checks", Some(3)), "{e}");
-        let e = parse(&with_root("job:\n  wrap_cmd: echo\nbehavior:\n  delete_on_success: maybe\n")).unwrap_err();
+        let e = parse(&with_root(
+            "  stability_checks: two\njob:\n  wrap_cmd: echo\n",
+        ))
+        .unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.line),
+            ("watch.stability_checks", Some(3)),
+            "{e}"
+        );
+        let e = parse(&with_root(
+            "job:\n  wrap_cmd: echo\nbehavior:\n  delete_on_success: maybe\n",
+        ))
+        .unwrap_err();
         assert_eq!(e.key, "behavior.delete_on_success", "{e}");
     }
 
     #[test]
     fn fractional_seconds_are_accepted() {
-        let c = parse(&with_root("  poll_interval_sec: 0.5\n  stability_interval_sec: 0.25\njob:\n  wrap_cmd: echo\n")).unwrap();
+        let c = parse(&with_root(
+            "  poll_interval_sec: 0.5\n  stability_interval_sec: 0.25\njob:\n  wrap_cmd: echo\n",
+        ))
+        .unwrap();
         assert_eq!(c.watch.poll_interval, Duration::from_millis(500));
         assert_eq!(c.watch.stability_interval, Duration::from_millis(250));
     }
 
     #[test]
     fn delete_on_success_moves_default_output_out_of_the_directory() {
-        let c = parse(&with_root("job:\n  wrap_cmd: echo\nbehavior:\n  delete_on_success: true\n")).unwrap();
+        let c = parse(&with_root(
+            "job:\n  wrap_cmd: echo\nbehavior:\n  delete_on_success: true\n",
+        ))
+        .unwrap();
         assert_eq!(c.job.output.as_deref(), Some(defaults::OUTPUT_WITH_DELETE));
         let c = parse(&with_root("job:\n  wrap_cmd: echo\n")).unwrap();
         assert_eq!(c.job.output, None);
@@ -734,7 +907,10 @@ mod tests {
 
     #[test]
     fn effective_config_round_trips() {
-        let c = parse(&with_root("job:\n  wrap_cmd: echo hi\n  env: {A: b}\n  extra_args: [--qos=x]\n")).unwrap();
+        let c = parse(&with_root(
+            "job:\n  wrap_cmd: echo hi\n  env: {A: b}\n  extra_args: [--qos=x]\n",
+        ))
+        .unwrap();
         let again = parse(&c.to_yaml()).unwrap();
         assert_eq!(again.to_yaml(), c.to_yaml());
     }

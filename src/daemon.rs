@@ -18,8 +18,8 @@ use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::engine::{
-    self, GenState, GenerationVerdict, JobEnd, Millis, OutageEdge, OutageLatch, OutcomePolicy, ReadyObservation,
-    Readiness, StabilityPolicy, StabilityTracker, ms,
+    self, GenState, GenerationVerdict, JobEnd, Millis, OutageEdge, OutageLatch, OutcomePolicy,
+    Readiness, ReadyObservation, StabilityPolicy, StabilityTracker, ms,
 };
 use crate::ledger::{EndRecord, Generation, Ledger, LedgerError};
 use crate::outcome::{self, FailureRecord};
@@ -37,7 +37,10 @@ pub enum Event {
 
 /// Milliseconds since the epoch, now. The only place the daemon reads the wall clock.
 pub fn wall_now() -> Millis {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| ms(d)).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(ms)
+        .unwrap_or(0)
 }
 
 /// Why the daemon could not start.
@@ -70,23 +73,33 @@ pub enum StartError {
 
 /// Takes the single-instance lock beside the state file; held for as long as the returned file lives.
 pub fn lock_state(state_file: &Path) -> Result<File, StartError> {
-    let mut name = state_file.file_name().map(OsString::from).unwrap_or_default();
+    let mut name = state_file
+        .file_name()
+        .map(OsString::from)
+        .unwrap_or_default();
     name.push(".lock");
     let path = state_file.with_file_name(name);
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| StartError::Lock { path: path.clone(), source })?;
+        std::fs::create_dir_all(parent).map_err(|source| StartError::Lock {
+            path: path.clone(),
+            source,
+        })?;
     }
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|source| StartError::Lock { path: path.clone(), source })?;
+        .map_err(|source| StartError::Lock {
+            path: path.clone(),
+            source,
+        })?;
     match f.try_lock() {
         Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            Err(StartError::AlreadyRunning { state: state_file.to_path_buf(), lock: path })
-        }
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::AlreadyRunning {
+            state: state_file.to_path_buf(),
+            lock: path,
+        }),
         Err(std::fs::TryLockError::Error(source)) => Err(StartError::Lock { path, source }),
     }
 }
@@ -182,7 +195,10 @@ impl Daemon {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        info!("dirwatcher stopped: in-flight jobs stay recorded in {} and are followed after the next start", show(&self.cfg.behavior.state_file));
+        info!(
+            "dirwatcher stopped: in-flight jobs stay recorded in {} and are followed after the next start",
+            show(&self.cfg.behavior.state_file)
+        );
     }
 
     fn next_wake(&self, now: Millis) -> Millis {
@@ -228,7 +244,11 @@ impl Daemon {
         self.finish_effects();
         if now >= self.next_scan {
             self.scan(now);
-            let gap = if self.tracker.is_settling() { self.cfg.watch.stability_interval } else { self.cfg.watch.poll_interval };
+            let gap = if self.tracker.is_settling() {
+                self.cfg.watch.stability_interval
+            } else {
+                self.cfg.watch.poll_interval
+            };
             self.next_scan = now + ms(gap.max(Duration::from_millis(50)));
         }
         self.submit_due(events)
@@ -247,15 +267,23 @@ impl Daemon {
 
     fn ledger_ok(&mut self) {
         if let OutageEdge::Ended { lasted, failures } = self.ledger_latch.succeeded(wall_now()) {
-            info!("state file writable again after {} ({failures} failed writes)", human_ms(lasted));
+            info!(
+                "state file writable again after {} ({failures} failed writes)",
+                human_ms(lasted)
+            );
         }
     }
 
     /// Intents whose `sbatch` answer was lost (crash, timeout): find the job by its key, or clear the way for
     /// a fresh submission when every source says there is none.
     fn resolve_uncertain(&mut self, now: Millis) {
-        let Ok(active) = self.ledger.active() else { return };
-        for g in active.into_iter().filter(|g| g.state == GenState::Submitting && g.uncertain) {
+        let Ok(active) = self.ledger.active() else {
+            return;
+        };
+        for g in active
+            .into_iter()
+            .filter(|g| g.state == GenState::Submitting && g.uncertain)
+        {
             let path = self.cfg.watch.root.join(&g.dir);
             match self.sched.lookup(&g.key, &g.job_name, g.created_at) {
                 Ok(Some(job)) => match self.ledger.record_submitted(g.id, &job, now) {
@@ -274,7 +302,10 @@ impl Daemon {
                 },
                 Err(e) => {
                     if self.query_latch.failed(now) == OutageEdge::Started {
-                        warn!("cannot look up submission keys ({e}); {} waits, nothing is resubmitted meanwhile", show(&path));
+                        warn!(
+                            "cannot look up submission keys ({e}); {} waits, nothing is resubmitted meanwhile",
+                            show(&path)
+                        );
                     }
                 }
             }
@@ -287,7 +318,10 @@ impl Daemon {
             Ok(a) => a,
             Err(e) => return self.ledger_failed("reading jobs in flight", &e),
         };
-        let in_flight: Vec<Generation> = active.into_iter().filter(|g| g.state == GenState::Submitted).collect();
+        let in_flight: Vec<Generation> = active
+            .into_iter()
+            .filter(|g| g.state == GenState::Submitted)
+            .collect();
         if in_flight.is_empty() {
             return;
         }
@@ -295,7 +329,10 @@ impl Daemon {
         let reports = match self.sched.query(&ids) {
             Ok(r) => {
                 if let OutageEdge::Ended { lasted, failures } = self.query_latch.succeeded(now) {
-                    info!("job queries work again after {} ({failures} failed)", human_ms(lasted));
+                    info!(
+                        "job queries work again after {} ({failures} failed)",
+                        human_ms(lasted)
+                    );
                 }
                 r
             }
@@ -316,10 +353,19 @@ impl Daemon {
             retry_backoff_max: self.cfg.behavior.submit_backoff_max,
         };
         for g in in_flight {
-            let Some(job) = g.job_id.as_deref() else { continue };
-            let Some(rep) = reports.get(job) else { continue };
-            let end = JobEnd { state: rep.state.clone(), exit_code: rep.exit_code.clone() };
-            let Some(plan) = engine::plan_outcome(&end, g.attempt, now, policy) else { continue };
+            let Some(job) = g.job_id.as_deref() else {
+                continue;
+            };
+            let Some(rep) = reports.get(job) else {
+                continue;
+            };
+            let end = JobEnd {
+                state: rep.state.clone(),
+                exit_code: rep.exit_code.clone(),
+            };
+            let Some(plan) = engine::plan_outcome(&end, g.attempt, now, policy) else {
+                continue;
+            };
             let rec = EndRecord {
                 state: plan.state,
                 final_state: &end.state,
@@ -341,11 +387,11 @@ impl Daemon {
                         info!(dir = ?path, job = %job, state = %end.state, "job {job} for {} COMPLETED; {what}", show(&path));
                     } else {
                         warn!(dir = ?path, job = %job, state = %end.state, exit_code = %end.exit_code,
-                            "job {job} for {} ended {} (exit code {}); {what}{}", show(&path), end.state, end.exit_code,
-                            match (retry, plan.retry_at) {
-                                (Some(_), Some(at)) => format!("; attempt {} follows in {}", g.attempt + 1, human_ms(at - now)),
-                                _ => String::new(),
-                            });
+                        "job {job} for {} ended {} (exit code {}); {what}{}", show(&path), end.state, end.exit_code,
+                        match (retry, plan.retry_at) {
+                            (Some(_), Some(at)) => format!("; attempt {} follows in {}", g.attempt + 1, human_ms(at - now)),
+                            _ => String::new(),
+                        });
                     }
                 }
                 Err(e) => self.ledger_failed("recording a job's end", &e),
@@ -371,11 +417,19 @@ impl Daemon {
                             self.ledger_failed("recording the failure-log line", &e);
                         }
                     }
-                    Err(e) => warn!(dir = ?path, job = %job, "cannot append to the failure log {}: {e}; will try again", show(&self.cfg.behavior.failure_log)),
+                    Err(e) => {
+                        warn!(dir = ?path, job = %job, "cannot append to the failure log {}: {e}; will try again", show(&self.cfg.behavior.failure_log))
+                    }
                 }
             }
             if g.delete_pending {
-                let res = outcome::delete_dir(&self.cfg.watch.root, &g.dir, g.dir_dev_ino, g.ready, &self.cfg.watch.signal_filename);
+                let res = outcome::delete_dir(
+                    &self.cfg.watch.root,
+                    &g.dir,
+                    g.dir_dev_ino,
+                    g.ready,
+                    &self.cfg.watch.signal_filename,
+                );
                 let (deleted, err) = match &res {
                     Ok(()) => {
                         info!(dir = ?path, job = %job, "deleted {} after job {job} COMPLETED", show(&path));
@@ -387,7 +441,10 @@ impl Daemon {
                         (false, Some(format!("not deleted: {reason}")))
                     }
                 };
-                if let Err(e) = self.ledger.record_cleanup(g.id, deleted, err.as_deref(), now) {
+                if let Err(e) = self
+                    .ledger
+                    .record_cleanup(g.id, deleted, err.as_deref(), now)
+                {
                     self.ledger_failed("recording a deletion", &e);
                 }
             }
@@ -401,13 +458,20 @@ impl Daemon {
         let names = match scan::list_subdirs(&root) {
             Ok(n) => {
                 if let OutageEdge::Ended { lasted, .. } = self.scan_latch.succeeded(now) {
-                    info!("the root {} is readable again after {}", show(&root), human_ms(lasted));
+                    info!(
+                        "the root {} is readable again after {}",
+                        show(&root),
+                        human_ms(lasted)
+                    );
                 }
                 n
             }
             Err(e) => {
                 if self.scan_latch.failed(now) == OutageEdge::Started {
-                    warn!("cannot list the root {}: {e} (file system unmounted?); nothing is forgotten, scanning again every poll", show(&root));
+                    warn!(
+                        "cannot list the root {}: {e} (file system unmounted?); nothing is forgotten, scanning again every poll",
+                        show(&root)
+                    );
                 }
                 return;
             }
@@ -415,10 +479,14 @@ impl Daemon {
         let present: HashSet<&OsStr> = names.iter().map(OsString::as_os_str).collect();
         self.tracker.retain(|d| present.contains(d));
         self.told_locked.retain(|d| present.contains(d.as_os_str()));
-        let policy = StabilityPolicy { checks: self.cfg.watch.stability_checks, interval: self.cfg.watch.stability_interval };
+        let policy = StabilityPolicy {
+            checks: self.cfg.watch.stability_checks,
+            interval: self.cfg.watch.stability_interval,
+        };
         for name in &names {
             let path = root.join(name);
-            let look = match scan::look_at_ready_file(&root, name, &self.cfg.watch.signal_filename) {
+            let look = match scan::look_at_ready_file(&root, name, &self.cfg.watch.signal_filename)
+            {
                 Ok(l) => l,
                 Err(e) => {
                     debug!(dir = ?path, "cannot look at the ready-file of {}: {e}", show(&path));
@@ -433,14 +501,19 @@ impl Daemon {
                 Ok(l) => l,
                 Err(e) => return self.ledger_failed("reading a directory's record", &e),
             };
-            match engine::generation_verdict(latest.as_ref().map(|g| (g.state, g.ready)), identity) {
+            match engine::generation_verdict(latest.as_ref().map(|g| (g.state, g.ready)), identity)
+            {
                 GenerationVerdict::InFlight | GenerationVerdict::Done => {
                     self.tracker.forget(name);
                     continue;
                 }
                 GenerationVerdict::New => {}
             }
-            let obs = ReadyObservation { dir: name.clone(), identity, lock };
+            let obs = ReadyObservation {
+                dir: name.clone(),
+                identity,
+                lock,
+            };
             match self.tracker.observe(&obs, now, policy) {
                 Readiness::Settling { seen, changed } => {
                     debug!(dir = ?path, "ready-file of {} seen {seen}x{}", show(&path), if changed { " (changed since last look)" } else { "" });
@@ -459,7 +532,10 @@ impl Daemon {
                     }
                     let job_name = engine::job_name(&self.cfg.job.job_name_prefix, name);
                     let dir_id = scan::dir_identity(&root, name);
-                    match self.ledger.insert_intent(name, identity, dir_id, 1, &job_name, now, now) {
+                    match self
+                        .ledger
+                        .insert_intent(name, identity, dir_id, 1, &job_name, now, now)
+                    {
                         Ok(g) => {
                             self.ledger_ok();
                             debug!(dir = ?path, "{} is ready; intent {} committed", show(&path), g.key);
@@ -494,11 +570,19 @@ impl Daemon {
                 self.ledger_failed("recording a submission attempt", &e);
                 return Flow::Continue;
             }
-            let spec = JobSpec { dir_path: path.clone(), job_name: g.job_name.clone(), key: g.key.clone() };
+            let spec = JobSpec {
+                dir_path: path.clone(),
+                job_name: g.job_name.clone(),
+                key: g.key.clone(),
+            };
             match self.sched.submit(&spec) {
                 Ok(job) => {
-                    if let OutageEdge::Ended { lasted, failures } = self.submit_latch.succeeded(now) {
-                        info!("submissions work again after {} ({failures} failed attempts)", human_ms(lasted));
+                    if let OutageEdge::Ended { lasted, failures } = self.submit_latch.succeeded(now)
+                    {
+                        info!(
+                            "submissions work again after {} ({failures} failed attempts)",
+                            human_ms(lasted)
+                        );
                     }
                     match self.ledger.record_submitted(g.id, &job, wall_now()) {
                         Ok(()) => {
@@ -512,16 +596,25 @@ impl Daemon {
                 }
                 Err(err) => {
                     let tries = g.submit_tries + 1;
-                    let delay = engine::backoff(tries, self.cfg.behavior.submit_backoff, self.cfg.behavior.submit_backoff_max);
+                    let delay = engine::backoff(
+                        tries,
+                        self.cfg.behavior.submit_backoff,
+                        self.cfg.behavior.submit_backoff_max,
+                    );
                     let certain = matches!(err, SubmitError::Refused(_));
                     let msg = err.to_string();
                     match self.submit_latch.failed(now) {
                         OutageEdge::Started => warn!(dir = ?path,
                             "cannot submit {}: {msg}; it stays pending and is retried with back-off (next in {}); further failures are quiet until submissions work again",
                             show(&path), human_ms(ms(delay))),
-                        _ => debug!(dir = ?path, "submission of {} failed again: {msg}", show(&path)),
+                        _ => {
+                            debug!(dir = ?path, "submission of {} failed again: {msg}", show(&path))
+                        }
                     }
-                    if let Err(e) = self.ledger.record_submit_failed(g.id, &msg, certain, now + ms(delay), now) {
+                    if let Err(e) =
+                        self.ledger
+                            .record_submit_failed(g.id, &msg, certain, now + ms(delay), now)
+                    {
                         self.ledger_failed("recording a failed submission", &e);
                     }
                 }
@@ -550,7 +643,10 @@ fn prepare_output_dir(cfg: &Config) {
         return;
     }
     if let Err(e) = std::fs::create_dir_all(parent) {
-        warn!("cannot create the job output folder {}: {e}; jobs may fail to start", show(parent));
+        warn!(
+            "cannot create the job output folder {}: {e}; jobs may fail to start",
+            show(parent)
+        );
     }
 }
 

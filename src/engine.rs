@@ -90,7 +90,12 @@ pub struct StabilityTracker {
 
 impl StabilityTracker {
     /// Records one observation and says whether the ready-file is now stable.
-    pub fn observe(&mut self, obs: &ReadyObservation, now: Millis, policy: StabilityPolicy) -> Readiness {
+    pub fn observe(
+        &mut self,
+        obs: &ReadyObservation,
+        now: Millis,
+        policy: StabilityPolicy,
+    ) -> Readiness {
         let interval = ms(policy.interval);
         let checks = policy.checks.max(1);
         let (seen, changed) = match self.tracks.get_mut(&obs.dir) {
@@ -103,11 +108,22 @@ impl StabilityTracker {
                 (t.seen, false)
             }
             Some(t) => {
-                *t = Track { identity: obs.identity, seen: 1, last_counted: now };
+                *t = Track {
+                    identity: obs.identity,
+                    seen: 1,
+                    last_counted: now,
+                };
                 (1, true)
             }
             None => {
-                self.tracks.insert(obs.dir.clone(), Track { identity: obs.identity, seen: 1, last_counted: now });
+                self.tracks.insert(
+                    obs.dir.clone(),
+                    Track {
+                        identity: obs.identity,
+                        seen: 1,
+                        last_counted: now,
+                    },
+                );
                 (1, false)
             }
         };
@@ -162,11 +178,16 @@ pub enum JobPhase {
 ///
 /// Unknown words are Active: following a job longer is recoverable, declaring it finished is not.
 pub fn classify_state(state: &str) -> JobPhase {
-    let word = state.split_whitespace().next().unwrap_or("").trim_end_matches('+').to_ascii_uppercase();
+    let word = state
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .trim_end_matches('+')
+        .to_ascii_uppercase();
     match word.as_str() {
         "COMPLETED" => JobPhase::Completed,
-        "FAILED" | "CANCELLED" | "TIMEOUT" | "OUT_OF_MEMORY" | "NODE_FAIL" | "PREEMPTED" | "BOOT_FAIL"
-        | "DEADLINE" | "REVOKED" | "SPECIAL_EXIT" => JobPhase::Failed,
+        "FAILED" | "CANCELLED" | "TIMEOUT" | "OUT_OF_MEMORY" | "NODE_FAIL" | "PREEMPTED"
+        | "BOOT_FAIL" | "DEADLINE" | "REVOKED" | "SPECIAL_EXIT" => JobPhase::Failed,
         _ => JobPhase::Active,
     }
 }
@@ -226,7 +247,10 @@ pub enum GenerationVerdict {
 /// Decides whether a present ready-file starts a new generation. A finished directory whose ready-file is
 /// replaced (new inode, size or mtime: an instrument reusing the name, or an operator touching it again) is
 /// a new generation; an unchanged one is never submitted twice.
-pub fn generation_verdict(latest: Option<(GenState, ReadyIdentity)>, current: ReadyIdentity) -> GenerationVerdict {
+pub fn generation_verdict(
+    latest: Option<(GenState, ReadyIdentity)>,
+    current: ReadyIdentity,
+) -> GenerationVerdict {
     match latest {
         None => GenerationVerdict::New,
         Some((state, _)) if state.is_active() => GenerationVerdict::InFlight,
@@ -271,7 +295,12 @@ pub struct OutcomePlan {
 }
 
 /// Decides what a finished job means. `attempt` is 1 for the first job of a generation.
-pub fn plan_outcome(end: &JobEnd, attempt: u32, now: Millis, policy: OutcomePolicy) -> Option<OutcomePlan> {
+pub fn plan_outcome(
+    end: &JobEnd,
+    attempt: u32,
+    now: Millis,
+    policy: OutcomePolicy,
+) -> Option<OutcomePlan> {
     match classify_state(&end.state) {
         JobPhase::Active => None,
         JobPhase::Completed => Some(OutcomePlan {
@@ -281,9 +310,19 @@ pub fn plan_outcome(end: &JobEnd, attempt: u32, now: Millis, policy: OutcomePoli
             retry_at: None,
         }),
         JobPhase::Failed => {
-            let retry_at = (attempt <= policy.max_retries)
-                .then(|| now + ms(backoff(attempt, policy.retry_backoff, policy.retry_backoff_max)));
-            Some(OutcomePlan { state: GenState::Failed, delete_dir: false, log_failure: true, retry_at })
+            let retry_at = (attempt <= policy.max_retries).then(|| {
+                now + ms(backoff(
+                    attempt,
+                    policy.retry_backoff,
+                    policy.retry_backoff_max,
+                ))
+            });
+            Some(OutcomePlan {
+                state: GenState::Failed,
+                delete_dir: false,
+                log_failure: true,
+                retry_at,
+            })
         }
     }
 }
@@ -337,7 +376,10 @@ impl OutageLatch {
         match self.down_since.take() {
             Some(since) => {
                 let failures = std::mem::take(&mut self.failures);
-                OutageEdge::Ended { lasted: now - since, failures }
+                OutageEdge::Ended {
+                    lasted: now - since,
+                    failures,
+                }
             }
             None => OutageEdge::Fine,
         }
@@ -355,7 +397,13 @@ pub fn job_name(prefix: &str, dir: &std::ffi::OsStr) -> String {
     let raw = dir.to_string_lossy();
     let clean: String = raw
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+') {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(120)
         .collect();
     format!("{prefix}-{clean}")
@@ -367,31 +415,65 @@ mod tests {
     use proptest::prelude::*;
 
     fn id(size: u64, mtime: i64) -> ReadyIdentity {
-        ReadyIdentity { dev: 1, ino: 7, size, mtime_ns: mtime }
+        ReadyIdentity {
+            dev: 1,
+            ino: 7,
+            size,
+            mtime_ns: mtime,
+        }
     }
     fn obs(dir: &str, identity: ReadyIdentity, lock: LockProbe) -> ReadyObservation {
-        ReadyObservation { dir: dir.into(), identity, lock }
+        ReadyObservation {
+            dir: dir.into(),
+            identity,
+            lock,
+        }
     }
-    const POLICY: StabilityPolicy = StabilityPolicy { checks: 2, interval: Duration::from_secs(1) };
+    const POLICY: StabilityPolicy = StabilityPolicy {
+        checks: 2,
+        interval: Duration::from_secs(1),
+    };
 
     #[test]
     fn stable_after_two_identical_observations_an_interval_apart() {
         let mut t = StabilityTracker::default();
         let o = obs("a", id(0, 5), LockProbe::Free);
-        assert_eq!(t.observe(&o, 0, POLICY), Readiness::Settling { seen: 1, changed: false });
-        assert_eq!(t.observe(&o, 500, POLICY), Readiness::Settling { seen: 1, changed: false }, "too soon");
+        assert_eq!(
+            t.observe(&o, 0, POLICY),
+            Readiness::Settling {
+                seen: 1,
+                changed: false
+            }
+        );
+        assert_eq!(
+            t.observe(&o, 500, POLICY),
+            Readiness::Settling {
+                seen: 1,
+                changed: false
+            },
+            "too soon"
+        );
         assert_eq!(t.observe(&o, 1000, POLICY), Readiness::Stable);
     }
 
     #[test]
     fn growing_file_restarts_the_count() {
         let mut t = StabilityTracker::default();
-        assert!(matches!(t.observe(&obs("a", id(1, 5), LockProbe::Free), 0, POLICY), Readiness::Settling { .. }));
+        assert!(matches!(
+            t.observe(&obs("a", id(1, 5), LockProbe::Free), 0, POLICY),
+            Readiness::Settling { .. }
+        ));
         assert_eq!(
             t.observe(&obs("a", id(2, 6), LockProbe::Free), 1000, POLICY),
-            Readiness::Settling { seen: 1, changed: true }
+            Readiness::Settling {
+                seen: 1,
+                changed: true
+            }
         );
-        assert_eq!(t.observe(&obs("a", id(2, 6), LockProbe::Free), 2000, POLICY), Readiness::Stable);
+        assert_eq!(
+            t.observe(&obs("a", id(2, 6), LockProbe::Free), 2000, POLICY),
+            Readiness::Stable
+        );
     }
 
     #[test]
@@ -401,25 +483,52 @@ mod tests {
         t.observe(&held, 0, POLICY);
         assert_eq!(t.observe(&held, 1000, POLICY), Readiness::Locked);
         assert_eq!(t.observe(&held, 2000, POLICY), Readiness::Locked);
-        assert_eq!(t.observe(&obs("a", id(0, 5), LockProbe::Free), 3000, POLICY), Readiness::Stable);
+        assert_eq!(
+            t.observe(&obs("a", id(0, 5), LockProbe::Free), 3000, POLICY),
+            Readiness::Stable
+        );
     }
 
     #[test]
     fn one_check_means_stable_at_first_sight_when_unlocked() {
-        let p = StabilityPolicy { checks: 1, interval: Duration::ZERO };
+        let p = StabilityPolicy {
+            checks: 1,
+            interval: Duration::ZERO,
+        };
         let mut t = StabilityTracker::default();
-        assert_eq!(t.observe(&obs("a", id(0, 5), LockProbe::Free), 0, p), Readiness::Stable);
+        assert_eq!(
+            t.observe(&obs("a", id(0, 5), LockProbe::Free), 0, p),
+            Readiness::Stable
+        );
     }
 
     #[test]
     fn states_are_classified_like_slurm_documents_them() {
-        for s in ["PENDING", "RUNNING", "REQUEUED", "SUSPENDED", "COMPLETING", "CONFIGURING", "RESIZING", "", "WEIRD"] {
+        for s in [
+            "PENDING",
+            "RUNNING",
+            "REQUEUED",
+            "SUSPENDED",
+            "COMPLETING",
+            "CONFIGURING",
+            "RESIZING",
+            "",
+            "WEIRD",
+        ] {
             assert_eq!(classify_state(s), JobPhase::Active, "{s}");
         }
         assert_eq!(classify_state("COMPLETED"), JobPhase::Completed);
         for s in [
-            "FAILED", "CANCELLED", "CANCELLED by 0", "CANCELLED by 1001", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
-            "PREEMPTED", "BOOT_FAIL", "DEADLINE",
+            "FAILED",
+            "CANCELLED",
+            "CANCELLED by 0",
+            "CANCELLED by 1001",
+            "TIMEOUT",
+            "OUT_OF_MEMORY",
+            "NODE_FAIL",
+            "PREEMPTED",
+            "BOOT_FAIL",
+            "DEADLINE",
         ] {
             assert_eq!(classify_state(s), JobPhase::Failed, "{s}");
         }
@@ -429,10 +538,22 @@ mod tests {
     fn finished_generation_is_not_resubmitted_but_a_new_ready_file_is() {
         let a = id(0, 5);
         assert_eq!(generation_verdict(None, a), GenerationVerdict::New);
-        assert_eq!(generation_verdict(Some((GenState::Submitted, a)), id(9, 9)), GenerationVerdict::InFlight);
-        assert_eq!(generation_verdict(Some((GenState::Completed, a)), a), GenerationVerdict::Done);
-        assert_eq!(generation_verdict(Some((GenState::Failed, a)), a), GenerationVerdict::Done);
-        assert_eq!(generation_verdict(Some((GenState::Completed, a)), id(0, 6)), GenerationVerdict::New);
+        assert_eq!(
+            generation_verdict(Some((GenState::Submitted, a)), id(9, 9)),
+            GenerationVerdict::InFlight
+        );
+        assert_eq!(
+            generation_verdict(Some((GenState::Completed, a)), a),
+            GenerationVerdict::Done
+        );
+        assert_eq!(
+            generation_verdict(Some((GenState::Failed, a)), a),
+            GenerationVerdict::Done
+        );
+        assert_eq!(
+            generation_verdict(Some((GenState::Completed, a)), id(0, 6)),
+            GenerationVerdict::New
+        );
     }
 
     const OUT: OutcomePolicy = OutcomePolicy {
@@ -443,32 +564,60 @@ mod tests {
     };
 
     fn end(state: &str) -> JobEnd {
-        JobEnd { state: state.into(), exit_code: "0:0".into() }
+        JobEnd {
+            state: state.into(),
+            exit_code: "0:0".into(),
+        }
     }
 
     #[test]
     fn completed_deletes_only_when_asked() {
         let p = plan_outcome(&end("COMPLETED"), 1, 0, OUT).unwrap();
         assert!(p.delete_dir && !p.log_failure);
-        let keep = OutcomePolicy { delete_on_success: false, ..OUT };
-        assert!(!plan_outcome(&end("COMPLETED"), 1, 0, keep).unwrap().delete_dir);
+        let keep = OutcomePolicy {
+            delete_on_success: false,
+            ..OUT
+        };
+        assert!(
+            !plan_outcome(&end("COMPLETED"), 1, 0, keep)
+                .unwrap()
+                .delete_dir
+        );
     }
 
     #[test]
     fn failure_is_logged_and_retried_only_within_budget() {
         let p = plan_outcome(&end("TIMEOUT"), 1, 0, OUT).unwrap();
-        assert_eq!((p.state, p.log_failure, p.delete_dir, p.retry_at), (GenState::Failed, true, false, None));
-        let two = OutcomePolicy { max_retries: 2, ..OUT };
-        assert_eq!(plan_outcome(&end("FAILED"), 1, 0, two).unwrap().retry_at, Some(10_000));
-        assert_eq!(plan_outcome(&end("FAILED"), 2, 0, two).unwrap().retry_at, Some(20_000));
-        assert_eq!(plan_outcome(&end("FAILED"), 3, 0, two).unwrap().retry_at, None);
+        assert_eq!(
+            (p.state, p.log_failure, p.delete_dir, p.retry_at),
+            (GenState::Failed, true, false, None)
+        );
+        let two = OutcomePolicy {
+            max_retries: 2,
+            ..OUT
+        };
+        assert_eq!(
+            plan_outcome(&end("FAILED"), 1, 0, two).unwrap().retry_at,
+            Some(10_000)
+        );
+        assert_eq!(
+            plan_outcome(&end("FAILED"), 2, 0, two).unwrap().retry_at,
+            Some(20_000)
+        );
+        assert_eq!(
+            plan_outcome(&end("FAILED"), 3, 0, two).unwrap().retry_at,
+            None
+        );
         assert_eq!(plan_outcome(&end("RUNNING"), 1, 0, two), None);
     }
 
     #[test]
     fn backoff_doubles_and_caps() {
         let b = |n| backoff(n, Duration::from_secs(5), Duration::from_secs(60)).as_secs();
-        assert_eq!((b(1), b(2), b(3), b(4), b(5), b(100)), (5, 10, 20, 40, 60, 60));
+        assert_eq!(
+            (b(1), b(2), b(3), b(4), b(5), b(100)),
+            (5, 10, 20, 40, 60, 60)
+        );
     }
 
     #[test]
@@ -477,7 +626,13 @@ mod tests {
         assert_eq!(l.succeeded(0), OutageEdge::Fine);
         assert_eq!(l.failed(10), OutageEdge::Started);
         assert_eq!(l.failed(20), OutageEdge::Continuing);
-        assert_eq!(l.succeeded(50), OutageEdge::Ended { lasted: 40, failures: 2 });
+        assert_eq!(
+            l.succeeded(50),
+            OutageEdge::Ended {
+                lasted: 40,
+                failures: 2
+            }
+        );
         assert_eq!(l.succeeded(60), OutageEdge::Fine);
     }
 

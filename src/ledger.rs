@@ -167,44 +167,83 @@ impl Ledger {
     /// Opens (creating if needed) the ledger at `path`.
     pub fn open(path: &Path) -> Result<Ledger> {
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| LedgerError::Dir { path: parent.to_path_buf(), source })?;
+            std::fs::create_dir_all(parent).map_err(|source| LedgerError::Dir {
+                path: parent.to_path_buf(),
+                source,
+            })?;
         }
         if let Ok(head) = std::fs::read(path).map(|b| b.into_iter().take(64).collect::<Vec<u8>>()) {
-            let trimmed: Vec<u8> = head.iter().copied().skip_while(u8::is_ascii_whitespace).collect();
-            if !head.is_empty() && !head.starts_with(b"SQLite format 3\0") && trimmed.first().is_some_and(|b| *b == b'{' || *b == b'[') {
+            let trimmed: Vec<u8> = head
+                .iter()
+                .copied()
+                .skip_while(u8::is_ascii_whitespace)
+                .collect();
+            if !head.is_empty()
+                && !head.starts_with(b"SQLite format 3\0")
+                && trimmed.first().is_some_and(|b| *b == b'{' || *b == b'[')
+            {
                 return Err(LedgerError::Foreign(path.to_path_buf()));
             }
         }
-        let sql = |what| move |source| LedgerError::Sql { path: path.to_path_buf(), what, source };
-        let conn = Connection::open(path).map_err(sql("cannot open"))?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(sql("cannot configure"))?;
-        // WAL: readers (the CLI) never block the daemon; FULL: a committed intent survives a power cut.
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(|source| match &source {
-            rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::NotADatabase => {
-                LedgerError::Foreign(path.to_path_buf())
+        let sql = |what| {
+            move |source| LedgerError::Sql {
+                path: path.to_path_buf(),
+                what,
+                source,
             }
-            _ => LedgerError::Sql { path: path.to_path_buf(), what: "cannot enable WAL", source },
-        })?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(sql("cannot configure"))?;
-        conn.execute_batch(SCHEMA).map_err(sql("cannot create the schema"))?;
+        };
+        let conn = Connection::open(path).map_err(sql("cannot open"))?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(sql("cannot configure"))?;
+        // WAL: readers (the CLI) never block the daemon; FULL: a committed intent survives a power cut.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|source| match &source {
+                rusqlite::Error::SqliteFailure(e, _)
+                    if e.code == rusqlite::ErrorCode::NotADatabase =>
+                {
+                    LedgerError::Foreign(path.to_path_buf())
+                }
+                _ => LedgerError::Sql {
+                    path: path.to_path_buf(),
+                    what: "cannot enable WAL",
+                    source,
+                },
+            })?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sql("cannot configure"))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(sql("cannot create the schema"))?;
         let instance: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(sql("cannot read"))?;
         let instance = match instance {
             Some(i) => i,
             None => {
                 let fresh = fresh_instance_id();
-                conn.execute("INSERT INTO meta(key, value) VALUES ('instance', ?1)", [&fresh])
-                    .map_err(sql("cannot initialise"))?;
+                conn.execute(
+                    "INSERT INTO meta(key, value) VALUES ('instance', ?1)",
+                    [&fresh],
+                )
+                .map_err(sql("cannot initialise"))?;
                 fresh
             }
         };
-        Ok(Ledger { conn, path: path.to_path_buf(), instance })
+        Ok(Ledger {
+            conn,
+            path: path.to_path_buf(),
+            instance,
+        })
     }
 
     fn sql(&self, what: &'static str) -> impl FnOnce(rusqlite::Error) -> LedgerError + '_ {
-        move |source| LedgerError::Sql { path: self.path.clone(), what, source }
+        move |source| LedgerError::Sql {
+            path: self.path.clone(),
+            what,
+            source,
+        }
     }
 
     /// The database file.
@@ -214,9 +253,15 @@ impl Ledger {
 
     /// The latest generation of `dir`, if any.
     pub fn latest_for_dir(&self, dir: &OsStr) -> Result<Option<Generation>> {
-        let q = format!("SELECT {COLUMNS} FROM generations WHERE dir = ?1 ORDER BY id DESC LIMIT 1");
-        let mut st = self.conn.prepare_cached(&q).map_err(self.sql("cannot read"))?;
-        st.query_row([dir.as_bytes()], row_to_gen).optional().map_err(self.sql("cannot read"))
+        let q =
+            format!("SELECT {COLUMNS} FROM generations WHERE dir = ?1 ORDER BY id DESC LIMIT 1");
+        let mut st = self
+            .conn
+            .prepare_cached(&q)
+            .map_err(self.sql("cannot read"))?;
+        st.query_row([dir.as_bytes()], row_to_gen)
+            .optional()
+            .map_err(self.sql("cannot read"))
     }
 
     /// All generations of `dir`, oldest first.
@@ -238,9 +283,22 @@ impl Ledger {
     ) -> Result<Generation> {
         let path = self.path.clone();
         let sql = |what| sqle(&path, what);
-        let tx = self.conn.transaction().map_err(sql("cannot begin a transaction"))?;
-        let id = insert_row(&tx, &self.instance, dir, ready, dir_dev_ino, attempt, job_name, now, not_before)
-            .map_err(sql("cannot record the intent"))?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(sql("cannot begin a transaction"))?;
+        let id = insert_row(
+            &tx,
+            &self.instance,
+            dir,
+            ready,
+            dir_dev_ino,
+            attempt,
+            job_name,
+            now,
+            not_before,
+        )
+        .map_err(sql("cannot record the intent"))?;
         tx.commit().map_err(sql("cannot commit the intent"))?;
         self.get(id).map(|g| g.expect("row just inserted"))
     }
@@ -271,7 +329,14 @@ impl Ledger {
 
     /// Records a submission that failed. `certain` = the scheduler said no (no job can exist); otherwise
     /// the record stays uncertain and the key is looked up before the next try.
-    pub fn record_submit_failed(&self, id: i64, error: &str, certain: bool, next_try_at: Millis, now: Millis) -> Result<()> {
+    pub fn record_submit_failed(
+        &self,
+        id: i64,
+        error: &str,
+        certain: bool,
+        next_try_at: Millis,
+        now: Millis,
+    ) -> Result<()> {
         self.exec(
             "UPDATE generations SET last_error = ?2, uncertain = CASE WHEN ?3 THEN 0 ELSE 1 END,
                  next_try_at = ?4, updated_at = ?5 WHERE id = ?1",
@@ -291,10 +356,18 @@ impl Ledger {
 
     /// Records a final state, with the effects still to do flagged, and (when the policy asks for one) the
     /// next attempt as a new generation record, all in one transaction.
-    pub fn record_end(&mut self, g: &Generation, end: &EndRecord<'_>, now: Millis) -> Result<Option<i64>> {
+    pub fn record_end(
+        &mut self,
+        g: &Generation,
+        end: &EndRecord<'_>,
+        now: Millis,
+    ) -> Result<Option<i64>> {
         let path = self.path.clone();
         let sql = |what| sqle(&path, what);
-        let tx = self.conn.transaction().map_err(sql("cannot begin a transaction"))?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(sql("cannot begin a transaction"))?;
         tx.execute(
             "UPDATE generations SET state = ?2, final_state = ?3, exit_code = ?4, delete_pending = ?5,
                  failure_log_pending = ?6, finished_at = ?7, updated_at = ?7 WHERE id = ?1",
@@ -303,8 +376,18 @@ impl Ledger {
         .map_err(sql("cannot record the job's end"))?;
         let retry = match end.retry_at {
             Some(at) => Some(
-                insert_row(&tx, &self.instance, &g.dir, g.ready, g.dir_dev_ino, g.attempt + 1, &g.job_name, now, at)
-                    .map_err(sql("cannot record the retry"))?,
+                insert_row(
+                    &tx,
+                    &self.instance,
+                    &g.dir,
+                    g.ready,
+                    g.dir_dev_ino,
+                    g.attempt + 1,
+                    &g.job_name,
+                    now,
+                    at,
+                )
+                .map_err(sql("cannot record the retry"))?,
             ),
             None => None,
         };
@@ -316,9 +399,22 @@ impl Ledger {
     pub fn requeue(&mut self, g: &Generation, now: Millis) -> Result<i64> {
         let path = self.path.clone();
         let sql = |what| sqle(&path, what);
-        let tx = self.conn.transaction().map_err(sql("cannot begin a transaction"))?;
-        let id = insert_row(&tx, &self.instance, &g.dir, g.ready, g.dir_dev_ino, g.attempt + 1, &g.job_name, now, now)
-            .map_err(sql("cannot record the retry"))?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(sql("cannot begin a transaction"))?;
+        let id = insert_row(
+            &tx,
+            &self.instance,
+            &g.dir,
+            g.ready,
+            g.dir_dev_ino,
+            g.attempt + 1,
+            &g.job_name,
+            now,
+            now,
+        )
+        .map_err(sql("cannot record the retry"))?;
         tx.commit().map_err(sql("cannot commit the retry"))?;
         Ok(id)
     }
@@ -333,7 +429,13 @@ impl Ledger {
     }
 
     /// Records the outcome of a cleanup: deleted, or refused/failed with the reason.
-    pub fn record_cleanup(&self, id: i64, deleted: bool, error: Option<&str>, now: Millis) -> Result<()> {
+    pub fn record_cleanup(
+        &self,
+        id: i64,
+        deleted: bool,
+        error: Option<&str>,
+        now: Millis,
+    ) -> Result<()> {
         self.exec(
             "UPDATE generations SET delete_pending = 0, deleted = ?2, last_error = COALESCE(?3, last_error),
                  updated_at = ?4 WHERE id = ?1",
@@ -349,7 +451,10 @@ impl Ledger {
 
     /// Finished generations whose effects (delete, failure-log line) are still due.
     pub fn pending_effects(&self) -> Result<Vec<Generation>> {
-        self.select("WHERE delete_pending = 1 OR failure_log_pending = 1 ORDER BY id", [])
+        self.select(
+            "WHERE delete_pending = 1 OR failure_log_pending = 1 ORDER BY id",
+            [],
+        )
     }
 
     /// Counts by state (of the latest generation per directory, so a retried directory counts once).
@@ -381,7 +486,10 @@ impl Ledger {
 
     /// The most recent failed generations, newest first.
     pub fn recent_failures(&self, limit: u32) -> Result<Vec<Generation>> {
-        self.select("WHERE state = 'failed' ORDER BY finished_at DESC, id DESC LIMIT ?1", [limit])
+        self.select(
+            "WHERE state = 'failed' ORDER BY finished_at DESC, id DESC LIMIT ?1",
+            [limit],
+        )
     }
 
     /// Removes every record of `dir`; returns how many there were. Refused for an in-flight generation.
@@ -399,9 +507,15 @@ impl Ledger {
 
     fn select(&self, tail: &str, p: impl rusqlite::Params) -> Result<Vec<Generation>> {
         let q = format!("SELECT {COLUMNS} FROM generations {tail}");
-        let mut st = self.conn.prepare_cached(&q).map_err(self.sql("cannot read"))?;
-        let rows = st.query_map(p, row_to_gen).map_err(self.sql("cannot read"))?;
-        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(self.sql("cannot read"))
+        let mut st = self
+            .conn
+            .prepare_cached(&q)
+            .map_err(self.sql("cannot read"))?;
+        let rows = st
+            .query_map(p, row_to_gen)
+            .map_err(self.sql("cannot read"))?;
+        rows.collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(self.sql("cannot read"))
     }
 }
 
@@ -456,7 +570,10 @@ fn insert_row(
     )?;
     let id = tx.last_insert_rowid();
     // The key is unique across ledgers (instance id) and within one (row id).
-    tx.execute("UPDATE generations SET submit_key = ?1 WHERE id = ?2", params![format!("dw-{instance}-{id}"), id])?;
+    tx.execute(
+        "UPDATE generations SET submit_key = ?1 WHERE id = ?2",
+        params![format!("dw-{instance}-{id}"), id],
+    )?;
     Ok(id)
 }
 
@@ -472,10 +589,19 @@ fn row_to_gen(r: &Row<'_>) -> rusqlite::Result<Generation> {
     Ok(Generation {
         id: r.get(0)?,
         dir: OsString::from_vec(r.get::<_, Vec<u8>>(1)?),
-        ready: ReadyIdentity { dev: u(r.get(2)?), ino: u(r.get(3)?), size: u(r.get(4)?), mtime_ns: r.get(5)? },
+        ready: ReadyIdentity {
+            dev: u(r.get(2)?),
+            ino: u(r.get(3)?),
+            size: u(r.get(4)?),
+            mtime_ns: r.get(5)?,
+        },
         dir_dev_ino: dir_dev.zip(dir_ino).map(|(d, n)| (u(d), u(n))),
         state: GenState::parse(&state).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(8, rusqlite::types::Type::Text, format!("unknown state {state:?}").into())
+            rusqlite::Error::FromSqlConversionFailure(
+                8,
+                rusqlite::types::Type::Text,
+                format!("unknown state {state:?}").into(),
+            )
         })?,
         attempt: r.get(9)?,
         submit_tries: r.get(10)?,
@@ -500,7 +626,12 @@ fn row_to_gen(r: &Row<'_>) -> rusqlite::Result<Generation> {
 fn fresh_instance_id() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
     h.write_u32(std::process::id());
     format!("{:08x}", h.finish() as u32)
 }
@@ -511,21 +642,39 @@ mod tests {
     use proptest::prelude::*;
 
     fn ident(n: u64) -> ReadyIdentity {
-        ReadyIdentity { dev: 1, ino: n, size: 0, mtime_ns: 1_700_000_000_000_000_000 }
+        ReadyIdentity {
+            dev: 1,
+            ino: n,
+            size: 0,
+            mtime_ns: 1_700_000_000_000_000_000,
+        }
     }
 
     #[test]
     fn intent_then_submission_then_end() {
         let t = tempfile::tempdir().unwrap();
         let mut l = Ledger::open(&t.path().join("state.db")).unwrap();
-        let g = l.insert_intent("case1".as_ref(), ident(1), Some((1, 2)), 1, "dw-case1", 10, 10).unwrap();
+        let g = l
+            .insert_intent(
+                "case1".as_ref(),
+                ident(1),
+                Some((1, 2)),
+                1,
+                "dw-case1",
+                10,
+                10,
+            )
+            .unwrap();
         assert_eq!(g.state, GenState::Submitting);
         assert!(g.key.starts_with("dw-") && g.key.ends_with(&format!("-{}", g.id)));
         l.mark_sbatch_started(g.id, 11).unwrap();
         assert!(l.get(g.id).unwrap().unwrap().uncertain);
         l.record_submitted(g.id, "42", 12).unwrap();
         let s = l.get(g.id).unwrap().unwrap();
-        assert_eq!((s.state, s.job_id.as_deref(), s.uncertain), (GenState::Submitted, Some("42"), false));
+        assert_eq!(
+            (s.state, s.job_id.as_deref(), s.uncertain),
+            (GenState::Submitted, Some("42"), false)
+        );
         assert_eq!(l.active().unwrap().len(), 1);
         let g = l.get(g.id).unwrap().unwrap();
         let end = EndRecord {
@@ -544,8 +693,15 @@ mod tests {
         assert_eq!(l.counts().unwrap().failed, 1);
         let again = l.requeue(&l.get(g.id).unwrap().unwrap(), 30).unwrap();
         let r = l.get(again).unwrap().unwrap();
-        assert_eq!((r.state, r.attempt, r.dir.as_os_str()), (GenState::Submitting, 2, OsStr::new("case1")));
-        assert_eq!(l.counts().unwrap().failed, 0, "the directory counts once, by its latest record");
+        assert_eq!(
+            (r.state, r.attempt, r.dir.as_os_str()),
+            (GenState::Submitting, 2, OsStr::new("case1"))
+        );
+        assert_eq!(
+            l.counts().unwrap().failed,
+            0,
+            "the directory counts once, by its latest record"
+        );
     }
 
     #[test]
@@ -554,14 +710,22 @@ mod tests {
         let p = t.path().join("state.db");
         let k1 = {
             let mut l = Ledger::open(&p).unwrap();
-            l.insert_intent("a".as_ref(), ident(1), None, 1, "dw-a", 1, 1).unwrap().key
+            l.insert_intent("a".as_ref(), ident(1), None, 1, "dw-a", 1, 1)
+                .unwrap()
+                .key
         };
         let mut l = Ledger::open(&p).unwrap();
-        let k2 = l.insert_intent("b".as_ref(), ident(2), None, 1, "dw-b", 2, 2).unwrap().key;
+        let k2 = l
+            .insert_intent("b".as_ref(), ident(2), None, 1, "dw-b", 2, 2)
+            .unwrap()
+            .key;
         assert_ne!(k1, k2);
         assert_eq!(l.active().unwrap().len(), 2);
         let other = Ledger::open(&t.path().join("other.db")).unwrap();
-        assert_ne!(other.instance, l.instance, "a new ledger must not reuse keys of an old one");
+        assert_ne!(
+            other.instance, l.instance,
+            "a new ledger must not reuse keys of an old one"
+        );
     }
 
     #[test]

@@ -35,7 +35,8 @@ fn init_logging(format: LogFormat, verbose: u8) {
         1 => "dirwatcher=debug,info",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_env("DIRWATCHER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let filter =
+        EnvFilter::try_from_env("DIRWATCHER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -68,14 +69,22 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::CheckConfig { config } => {
             let cfg = config_or_exit!(&config);
-            print!("# effective configuration of {} (valid)\n{}", config.display(), cfg.to_yaml());
+            print!(
+                "# effective configuration of {} (valid)\n{}",
+                config.display(),
+                cfg.to_yaml()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { config, once } => {
             let cfg = config_or_exit!(&config);
             run_daemon(cfg, once, None)
         }
-        Command::Status { config, json, failures } => {
+        Command::Status {
+            config,
+            json,
+            failures,
+        } => {
             let cfg = config_or_exit!(&config);
             let s = ops::status(&cfg, failures)?;
             if json {
@@ -111,19 +120,29 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 cfg_path = path.display()
             );
             let root = cfg.watch.root.clone();
-            run_daemon(cfg, false, Some(Box::new(move || {
-                std::thread::sleep(Duration::from_secs(1));
-                match ops::drop_demo_sample(&root) {
-                    Ok(d) => tracing::info!("demo: dropped sample directory {}", daemon::show(&d)),
-                    Err(e) => tracing::warn!("demo: cannot create a sample directory: {e}"),
-                }
-            })))
+            run_daemon(
+                cfg,
+                false,
+                Some(Box::new(move || {
+                    std::thread::sleep(Duration::from_secs(1));
+                    match ops::drop_demo_sample(&root) {
+                        Ok(d) => {
+                            tracing::info!("demo: dropped sample directory {}", daemon::show(&d))
+                        }
+                        Err(e) => tracing::warn!("demo: cannot create a sample directory: {e}"),
+                    }
+                })),
+            )
         }
         Command::LocalJob { .. } => unreachable!("handled before logging is set up"),
     }
 }
 
-fn run_daemon(cfg: Config, once: bool, side_task: Option<Box<dyn FnOnce() + Send>>) -> anyhow::Result<ExitCode> {
+fn run_daemon(
+    cfg: Config,
+    once: bool,
+    side_task: Option<Box<dyn FnOnce() + Send>>,
+) -> anyhow::Result<ExitCode> {
     let (tx, rx) = unbounded();
     let mut daemon = match Daemon::start(cfg) {
         Ok(d) => d,
@@ -142,9 +161,20 @@ fn run_daemon(cfg: Config, once: bool, side_task: Option<Box<dyn FnOnce() + Send
     let sig_tx = tx.clone();
     std::thread::spawn(move || {
         for s in signals.forever() {
-            let ev = if s == signal_hook::consts::SIGHUP { Event::Reload } else { Event::Terminate };
+            let ev = if s == signal_hook::consts::SIGHUP {
+                Event::Reload
+            } else {
+                Event::Terminate
+            };
             if ev == Event::Terminate {
-                tracing::info!("received {}: finishing the current step, then exiting", if s == signal_hook::consts::SIGINT { "SIGINT" } else { "SIGTERM" });
+                tracing::info!(
+                    "received {}: finishing the current step, then exiting",
+                    if s == signal_hook::consts::SIGINT {
+                        "SIGINT"
+                    } else {
+                        "SIGTERM"
+                    }
+                );
             }
             if sig_tx.send(ev).is_err() {
                 break;

@@ -133,7 +133,10 @@ pub fn render_status(s: &Status) -> String {
                 j.age_sec,
                 j.attempt,
                 j.dir,
-                j.last_error.as_deref().map(|e| format!("  (last error: {e})")).unwrap_or_default()
+                j.last_error
+                    .as_deref()
+                    .map(|e| format!("  (last error: {e})"))
+                    .unwrap_or_default()
             );
         }
     }
@@ -157,7 +160,10 @@ pub fn render_status(s: &Status) -> String {
 fn open_existing(cfg: &Config) -> anyhow::Result<Ledger> {
     let p = &cfg.behavior.state_file;
     if !p.exists() {
-        bail!("no ledger at `{}` yet: has `dirwatcher run` been started with this config?", p.display());
+        bail!(
+            "no ledger at `{}` yet: has `dirwatcher run` been started with this config?",
+            p.display()
+        );
     }
     Ok(Ledger::open(p)?)
 }
@@ -165,15 +171,24 @@ fn open_existing(cfg: &Config) -> anyhow::Result<Ledger> {
 /// Turns a `DIR` argument (a name, or a path under the root) into the directory name the ledger uses.
 pub fn dir_name(root: &Path, arg: &Path) -> anyhow::Result<OsString> {
     let rel = if arg.is_absolute() {
-        arg.strip_prefix(root)
-            .with_context(|| format!("`{}` is not under the watched root `{}`", arg.display(), root.display()))?
+        arg.strip_prefix(root).with_context(|| {
+            format!(
+                "`{}` is not under the watched root `{}`",
+                arg.display(),
+                root.display()
+            )
+        })?
     } else {
         arg
     };
     let mut comps = rel.components();
     match (comps.next(), comps.next()) {
         (Some(Component::Normal(n)), None) => Ok(n.to_os_string()),
-        _ => bail!("`{}` is not a directory directly under the root `{}`", arg.display(), root.display()),
+        _ => bail!(
+            "`{}` is not a directory directly under the root `{}`",
+            arg.display(),
+            root.display()
+        ),
     }
 }
 
@@ -185,14 +200,20 @@ pub fn retry(cfg: &Config, dirs: &[PathBuf]) -> anyhow::Result<Vec<String>> {
         let name = dir_name(&cfg.watch.root, d)?;
         let shown = daemon::show(&cfg.watch.root.join(&name));
         let Some(g) = ledger.latest_for_dir(&name)? else {
-            bail!("{shown} is not in the ledger; nothing to retry (a directory with a ready-file is picked up on its own)");
+            bail!(
+                "{shown} is not in the ledger; nothing to retry (a directory with a ready-file is picked up on its own)"
+            );
         };
         match g.state {
             GenState::Failed => {
                 let id = ledger.requeue(&g, wall_now())?;
                 out.push(format!("{shown}: queued attempt {} (record {id}); the daemon submits it on its next cycle", g.attempt + 1));
             }
-            s => bail!("{shown} is {} (job {}), not failed; only failed directories can be retried", s.as_str(), g.job_id.as_deref().unwrap_or("-")),
+            s => bail!(
+                "{shown} is {} (job {}), not failed; only failed directories can be retried",
+                s.as_str(),
+                g.job_id.as_deref().unwrap_or("-")
+            ),
         }
     }
     Ok(out)
@@ -227,7 +248,8 @@ pub fn forget(cfg: &Config, dirs: &[PathBuf]) -> anyhow::Result<Vec<String>> {
 
 /// Prepares the demo folder and returns the path of its config.
 pub fn prepare_demo(base: &Path) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(base.join("incoming")).with_context(|| format!("cannot create `{}`", base.display()))?;
+    std::fs::create_dir_all(base.join("incoming"))
+        .with_context(|| format!("cannot create `{}`", base.display()))?;
     let base = base.canonicalize()?;
     let root = base.join("incoming");
     let config = base.join("config.yaml");
@@ -241,8 +263,10 @@ pub fn prepare_demo(base: &Path) -> anyhow::Result<PathBuf> {
          behavior:\n  delete_on_success: false\n  state_file: {state}\n  failure_log: {fail}\n",
         cfg = config.display(),
         root = serde_json::to_string(&root.to_string_lossy()).unwrap_or_default(),
-        state = serde_json::to_string(&base.join("state/state.db").to_string_lossy()).unwrap_or_default(),
-        fail = serde_json::to_string(&base.join("failed_jobs.log").to_string_lossy()).unwrap_or_default(),
+        state = serde_json::to_string(&base.join("state/state.db").to_string_lossy())
+            .unwrap_or_default(),
+        fail = serde_json::to_string(&base.join("failed_jobs.log").to_string_lossy())
+            .unwrap_or_default(),
     );
     std::fs::write(&config, yaml)?;
     Ok(config)

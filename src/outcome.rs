@@ -62,7 +62,10 @@ pub fn append_failure(log: &Path, rec: &FailureRecord) -> io::Result<()> {
     }
     let mut line = serde_json::to_vec(rec).map_err(io::Error::other)?;
     line.push(b'\n');
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
     f.write_all(&line)?;
     f.sync_data()
 }
@@ -92,7 +95,13 @@ pub enum KeepReason {
 
 /// Deletes `<root>/<dir>` after a COMPLETED job, if and only if it is still the same real directory, a
 /// direct child of the root, with the same ready-file (or none, if the job removed it).
-pub fn delete_dir(root: &Path, dir: &OsStr, expect_dir: Option<(u64, u64)>, ready: ReadyIdentity, signal: &OsStr) -> Result<(), KeepReason> {
+pub fn delete_dir(
+    root: &Path,
+    dir: &OsStr,
+    expect_dir: Option<(u64, u64)>,
+    ready: ReadyIdentity,
+    signal: &OsStr,
+) -> Result<(), KeepReason> {
     let mut comps = Path::new(dir).components();
     match (comps.next(), comps.next()) {
         (Some(Component::Normal(_)), None) => {}
@@ -107,10 +116,10 @@ pub fn delete_dir(root: &Path, dir: &OsStr, expect_dir: Option<(u64, u64)>, read
     if !meta.file_type().is_dir() {
         return Err(KeepReason::NotADirectory);
     }
-    if let Some(expect) = expect_dir {
-        if (meta.dev(), meta.ino()) != expect {
-            return Err(KeepReason::Replaced);
-        }
+    if let Some(expect) = expect_dir
+        && (meta.dev(), meta.ino()) != expect
+    {
+        return Err(KeepReason::Replaced);
     }
     match std::fs::symlink_metadata(path.join(signal)) {
         Ok(m) if scan::identity_of(&m) != ready => return Err(KeepReason::NewReadyFile),
@@ -158,9 +167,20 @@ mod tests {
         let root = t.path().join("root");
         std::fs::create_dir(&root).unwrap();
         symlink(&outside, root.join("evil")).unwrap();
-        let r = ReadyIdentity { dev: 0, ino: 0, size: 0, mtime_ns: 0 };
-        assert_eq!(delete_dir(&root, "evil".as_ref(), None, r, "_READY".as_ref()), Err(KeepReason::NotADirectory));
-        assert!(matches!(delete_dir(&root, "../outside".as_ref(), None, r, "_READY".as_ref()), Err(KeepReason::NotAChild(_))));
+        let r = ReadyIdentity {
+            dev: 0,
+            ino: 0,
+            size: 0,
+            mtime_ns: 0,
+        };
+        assert_eq!(
+            delete_dir(&root, "evil".as_ref(), None, r, "_READY".as_ref()),
+            Err(KeepReason::NotADirectory)
+        );
+        assert!(matches!(
+            delete_dir(&root, "../outside".as_ref(), None, r, "_READY".as_ref()),
+            Err(KeepReason::NotAChild(_))
+        ));
         assert!(outside.exists());
     }
 
@@ -173,7 +193,10 @@ mod tests {
         let (ready, di) = (ready_of(&d.join("_READY")), dev_ino(&d));
         std::fs::remove_file(d.join("_READY")).unwrap();
         std::fs::write(d.join("_READY"), "new run").unwrap();
-        assert_eq!(delete_dir(t.path(), "case1".as_ref(), di, ready, "_READY".as_ref()), Err(KeepReason::NewReadyFile));
+        assert_eq!(
+            delete_dir(t.path(), "case1".as_ref(), di, ready, "_READY".as_ref()),
+            Err(KeepReason::NewReadyFile)
+        );
         assert!(d.exists());
     }
 
@@ -194,7 +217,10 @@ mod tests {
         append_failure(&log, &rec).unwrap();
         append_failure(&log, &rec).unwrap();
         let text = std::fs::read_to_string(&log).unwrap();
-        let lines: Vec<FailureRecord> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<FailureRecord> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines, vec![rec.clone(), rec]);
     }
 }

@@ -25,7 +25,11 @@ pub struct Invocation {
 impl Invocation {
     /// A new invocation of `program` without arguments.
     pub fn new(program: impl AsRef<OsStr>) -> Self {
-        Invocation { program: program.as_ref().to_owned(), args: Vec::new(), env: Vec::new() }
+        Invocation {
+            program: program.as_ref().to_owned(),
+            args: Vec::new(),
+            env: Vec::new(),
+        }
     }
 
     /// Appends one argument.
@@ -107,7 +111,10 @@ pub fn run(inv: &Invocation, timeout: Duration) -> Result<Output, ProcessError> 
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn { program: program.clone(), source })?;
+    let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn {
+        program: program.clone(),
+        source,
+    })?;
     let out_t = drain(child.stdout.take());
     let err_t = drain(child.stderr.take());
     let status = match child.wait_timeout(timeout) {
@@ -116,13 +123,21 @@ pub fn run(inv: &Invocation, timeout: Duration) -> Result<Output, ProcessError> 
             terminate_group(&mut child, Duration::from_secs(2));
             let stderr = trim(&join(err_t));
             let _ = join(out_t);
-            return Err(ProcessError::TimedOut { program, after: timeout, stderr });
+            return Err(ProcessError::TimedOut {
+                program,
+                after: timeout,
+                stderr,
+            });
         }
     };
     let stdout = join(out_t);
     let stderr = join(err_t);
     if status.success() {
-        return Ok(Output { status, stdout, stderr });
+        return Ok(Output {
+            status,
+            stdout,
+            stderr,
+        });
     }
     Err(ProcessError::Failed {
         program,
@@ -190,11 +205,23 @@ mod tests {
 
     #[test]
     fn captures_output_and_failure_status() {
-        let ok = run(&Invocation::new("sh").arg("-c").arg("echo out; echo err >&2"), Duration::from_secs(5)).unwrap();
+        let ok = run(
+            &Invocation::new("sh")
+                .arg("-c")
+                .arg("echo out; echo err >&2"),
+            Duration::from_secs(5),
+        )
+        .unwrap();
         assert_eq!((ok.stdout.trim(), ok.stderr.trim()), ("out", "err"));
-        let e = run(&Invocation::new("sh").arg("-c").arg("echo bad >&2; exit 3"), Duration::from_secs(5)).unwrap_err();
+        let e = run(
+            &Invocation::new("sh").arg("-c").arg("echo bad >&2; exit 3"),
+            Duration::from_secs(5),
+        )
+        .unwrap_err();
         match e {
-            ProcessError::Failed { code, stderr, .. } => assert_eq!((code, stderr.as_str()), (Some(3), "bad")),
+            ProcessError::Failed { code, stderr, .. } => {
+                assert_eq!((code, stderr.as_str()), (Some(3), "bad"))
+            }
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -202,14 +229,26 @@ mod tests {
     #[test]
     fn hung_child_and_its_group_are_killed_at_the_deadline() {
         let t = Instant::now();
-        let e = run(&Invocation::new("sh").arg("-c").arg("sleep 30 & sleep 30"), Duration::from_millis(300)).unwrap_err();
+        let e = run(
+            &Invocation::new("sh").arg("-c").arg("sleep 30 & sleep 30"),
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
         assert!(matches!(e, ProcessError::TimedOut { .. }), "{e:?}");
-        assert!(t.elapsed() < Duration::from_secs(10), "took {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            t.elapsed()
+        );
     }
 
     #[test]
     fn missing_program_is_a_spawn_error() {
-        let e = run(&Invocation::new("/nonexistent/prog"), Duration::from_secs(1)).unwrap_err();
+        let e = run(
+            &Invocation::new("/nonexistent/prog"),
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
         assert!(matches!(e, ProcessError::Spawn { .. }));
     }
 }

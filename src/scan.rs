@@ -73,7 +73,10 @@ pub fn identity_of(meta: &std::fs::Metadata) -> ReadyIdentity {
         dev: meta.dev(),
         ino: meta.ino(),
         size: meta.size(),
-        mtime_ns: meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec()),
+        mtime_ns: meta
+            .mtime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(meta.mtime_nsec()),
     }
 }
 
@@ -119,8 +122,14 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir(t.path().join("a")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", t.path().join("a/_READY")).unwrap();
-        assert_eq!(look_at_ready_file(t.path(), "a".as_ref(), "_READY".as_ref()).unwrap(), ReadyLook::NotAFile);
-        assert_eq!(look_at_ready_file(t.path(), "b".as_ref(), "_READY".as_ref()).unwrap(), ReadyLook::Absent);
+        assert_eq!(
+            look_at_ready_file(t.path(), "a".as_ref(), "_READY".as_ref()).unwrap(),
+            ReadyLook::NotAFile
+        );
+        assert_eq!(
+            look_at_ready_file(t.path(), "b".as_ref(), "_READY".as_ref()).unwrap(),
+            ReadyLook::Absent
+        );
     }
 
     #[test]

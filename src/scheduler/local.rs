@@ -65,7 +65,10 @@ pub struct Local {
 
 /// Where the local jobs of a ledger live.
 pub fn jobs_dir_for(state_file: &Path) -> PathBuf {
-    let mut name = state_file.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| OsString::from("state"));
+    let mut name = state_file
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| OsString::from("state"));
     name.push(".local-jobs");
     state_file.with_file_name(name)
 }
@@ -73,7 +76,11 @@ pub fn jobs_dir_for(state_file: &Path) -> PathBuf {
 impl Local {
     /// A local back end for this config.
     pub fn new(cfg: &Config) -> Self {
-        Local { jobs_dir: jobs_dir_for(&cfg.behavior.state_file), job: cfg.job.clone(), root: cfg.watch.root.clone() }
+        Local {
+            jobs_dir: jobs_dir_for(&cfg.behavior.state_file),
+            job: cfg.job.clone(),
+            root: cfg.watch.root.clone(),
+        }
     }
 
     fn job_dir(&self, id: &str) -> PathBuf {
@@ -115,10 +122,22 @@ impl Local {
             return Probe::Lost;
         }
         if let Ok(m) = fs::metadata(dir.join("launched")) {
-            let age = m.modified().ok().and_then(|t| t.elapsed().ok()).unwrap_or_default();
-            return if age < LAUNCH_GRACE { Probe::Running } else { Probe::Lost };
+            let age = m
+                .modified()
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .unwrap_or_default();
+            return if age < LAUNCH_GRACE {
+                Probe::Running
+            } else {
+                Probe::Lost
+            };
         }
-        if dir.join("spec.json").exists() { Probe::Queued } else { Probe::Unknown }
+        if dir.join("spec.json").exists() {
+            Probe::Queued
+        } else {
+            Probe::Unknown
+        }
     }
 }
 
@@ -138,7 +157,9 @@ fn read_status(dir: &Path) -> Option<LocalStatus> {
 /// `pid starttime` of a runner → is that very process still alive (not a reused pid, not a zombie)?
 fn runner_alive(pid_file: &str) -> bool {
     let mut it = pid_file.split_whitespace();
-    let (Some(pid), Some(start)) = (it.next(), it.next()) else { return false };
+    let (Some(pid), Some(start)) = (it.next(), it.next()) else {
+        return false;
+    };
     match proc_start_and_state(pid) {
         Some((s, state)) => s == start && state != "Z" && state != "X",
         None => false,
@@ -173,11 +194,17 @@ impl Scheduler for Local {
     fn submit(&mut self, spec: &JobSpec) -> Result<String, SubmitError> {
         let id = spec.key.replacen("dw-", "local-", 1);
         let dir = self.job_dir(&id);
-        let fail = |what: &str, e: io::Error| SubmitError::Refused(format!("cannot {what} `{}`: {e}", dir.display()));
+        let fail = |what: &str, e: io::Error| {
+            SubmitError::Refused(format!("cannot {what} `{}`: {e}", dir.display()))
+        };
         fs::create_dir_all(&dir).map_err(|e| fail("create the local job folder", e))?;
         let pattern = self.job.output.clone().unwrap_or_else(|| {
             // Slurm's default: slurm-<id>.out in the working directory.
-            if self.job.chdir_to_subdir { "%d/slurm-%j.out".into() } else { "slurm-%j.out".into() }
+            if self.job.chdir_to_subdir {
+                "%d/slurm-%j.out".into()
+            } else {
+                "slurm-%j.out".into()
+            }
         });
         let output = expand_output(&pattern, &id, &spec.job_name);
         let output = if let Some(rest) = output.strip_prefix("%d/") {
@@ -185,17 +212,37 @@ impl Scheduler for Local {
         } else {
             self.root.join(output)
         };
-        let mut env = vec![(b"WATCH_DIR".to_vec(), spec.dir_path.clone().into_os_string().into_vec())];
-        env.extend(self.job.env.iter().map(|(k, v)| (k.clone().into_bytes(), v.clone().into_bytes())));
+        let mut env = vec![(
+            b"WATCH_DIR".to_vec(),
+            spec.dir_path.clone().into_os_string().into_vec(),
+        )];
+        env.extend(
+            self.job
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone().into_bytes(), v.clone().into_bytes())),
+        );
         let local = LocalSpec {
-            argv: local_argv(&self.job.command, spec.dir_path.as_os_str()).into_iter().map(OsString::into_vec).collect(),
-            chdir: self.job.chdir_to_subdir.then(|| spec.dir_path.clone().into_os_string().into_vec()),
+            argv: local_argv(&self.job.command, spec.dir_path.as_os_str())
+                .into_iter()
+                .map(OsString::into_vec)
+                .collect(),
+            chdir: self
+                .job
+                .chdir_to_subdir
+                .then(|| spec.dir_path.clone().into_os_string().into_vec()),
             output: output.into_os_string().into_vec(),
             env,
-            time_limit_ms: self.job.time_limit.as_ref().and_then(|t| t.duration).map(|d| d.as_millis() as u64),
+            time_limit_ms: self
+                .job
+                .time_limit
+                .as_ref()
+                .and_then(|t| t.duration)
+                .map(|d| d.as_millis() as u64),
         };
         let json = serde_json::to_vec(&local).map_err(|e| SubmitError::Refused(e.to_string()))?;
-        write_atomically(&dir.join("spec.json"), &json).map_err(|e| fail("write the job spec in", e))?;
+        write_atomically(&dir.join("spec.json"), &json)
+            .map_err(|e| fail("write the job spec in", e))?;
         Ok(id)
     }
 
@@ -205,23 +252,40 @@ impl Scheduler for Local {
         let mut queued = Vec::new();
         for id in job_ids {
             let rep = match self.report(id) {
-                Probe::Ended(s) => JobReport { state: s.state, exit_code: s.exit_code },
+                Probe::Ended(s) => JobReport {
+                    state: s.state,
+                    exit_code: s.exit_code,
+                },
                 Probe::Running => {
                     running += 1;
-                    JobReport { state: "RUNNING".into(), exit_code: "0:0".into() }
+                    JobReport {
+                        state: "RUNNING".into(),
+                        exit_code: "0:0".into(),
+                    }
                 }
                 Probe::Queued => {
                     queued.push(id.clone());
-                    JobReport { state: "PENDING".into(), exit_code: "0:0".into() }
+                    JobReport {
+                        state: "PENDING".into(),
+                        exit_code: "0:0".into(),
+                    }
                 }
                 // The runner was killed (or the machine rebooted) before it could record the end.
-                Probe::Lost => JobReport { state: "NODE_FAIL".into(), exit_code: "0:0".into() },
+                Probe::Lost => JobReport {
+                    state: "NODE_FAIL".into(),
+                    exit_code: "0:0".into(),
+                },
                 Probe::Unknown => continue,
             };
             out.insert(id.clone(), rep);
         }
         // Oldest first: ids end in the ledger's row number.
-        queued.sort_by_key(|id| id.rsplit('-').next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(u64::MAX));
+        queued.sort_by_key(|id| {
+            id.rsplit('-')
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(u64::MAX)
+        });
         for id in queued {
             if running >= self.job.max_local_jobs as usize {
                 break;
@@ -229,7 +293,13 @@ impl Scheduler for Local {
             match self.launch(&id) {
                 Ok(()) => {
                     running += 1;
-                    out.insert(id, JobReport { state: "RUNNING".into(), exit_code: "0:0".into() });
+                    out.insert(
+                        id,
+                        JobReport {
+                            state: "RUNNING".into(),
+                            exit_code: "0:0".into(),
+                        },
+                    );
                 }
                 Err(e) => return Err(QueryError(format!("cannot start local job {id}: {e}"))),
             }
@@ -237,7 +307,12 @@ impl Scheduler for Local {
         Ok(out)
     }
 
-    fn lookup(&mut self, key: &str, _job_name: &str, _since: Millis) -> Result<Option<String>, QueryError> {
+    fn lookup(
+        &mut self,
+        key: &str,
+        _job_name: &str,
+        _since: Millis,
+    ) -> Result<Option<String>, QueryError> {
         let id = key.replacen("dw-", "local-", 1);
         Ok(self.job_dir(&id).join("spec.json").exists().then_some(id))
     }
@@ -250,34 +325,52 @@ pub fn run_job(dir: &Path) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("dirwatcher local job `{}`: {e}", dir.display());
-            let st = LocalStatus { state: "FAILED".into(), exit_code: "1:0".into() };
-            let _ = write_atomically(&dir.join("status.json"), &serde_json::to_vec(&st).unwrap_or_default());
+            let st = LocalStatus {
+                state: "FAILED".into(),
+                exit_code: "1:0".into(),
+            };
+            let _ = write_atomically(
+                &dir.join("status.json"),
+                &serde_json::to_vec(&st).unwrap_or_default(),
+            );
             1
         }
     }
 }
 
 fn run_job_inner(dir: &Path) -> io::Result<()> {
-    let spec: LocalSpec = serde_json::from_slice(&fs::read(dir.join("spec.json"))?).map_err(io::Error::other)?;
+    let spec: LocalSpec =
+        serde_json::from_slice(&fs::read(dir.join("spec.json"))?).map_err(io::Error::other)?;
     let me = std::process::id().to_string();
     let (start, _) = proc_start_and_state(&me).unwrap_or_default();
     write_atomically(&dir.join("pid"), format!("{me} {start}\n").as_bytes())?;
 
     let cancel = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP] {
+    for sig in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ] {
         signal_hook::flag::register(sig, Arc::clone(&cancel))?;
     }
     let output = PathBuf::from(OsString::from_vec(spec.output.clone()));
     if let Some(parent) = output.parent() {
         let _ = fs::create_dir_all(parent);
     }
-    let out = fs::OpenOptions::new().create(true).append(true).open(&output)?;
+    let out = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&output)?;
     let argv: Vec<OsString> = spec.argv.iter().cloned().map(OsString::from_vec).collect();
     let Some((prog, args)) = argv.split_first() else {
         return Err(io::Error::other("empty command"));
     };
     let mut cmd = Command::new(prog);
-    cmd.args(args).stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out).process_group(0);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .process_group(0);
     if let Some(c) = &spec.chdir {
         cmd.current_dir(OsString::from_vec(c.clone()));
     }
@@ -306,20 +399,33 @@ fn run_job_inner(dir: &Path) -> io::Result<()> {
                     break child.wait()?;
                 }
             };
-            LocalStatus { state: ended_by.map_or_else(|| state_of(status), String::from), exit_code: exit_code_of(status) }
+            LocalStatus {
+                state: ended_by.map_or_else(|| state_of(status), String::from),
+                exit_code: exit_code_of(status),
+            }
         }
         Err(e) => {
             use std::io::Write;
             let mut f = fs::OpenOptions::new().append(true).open(&output)?;
             let _ = writeln!(f, "dirwatcher: cannot start {:?}: {e}", prog);
-            LocalStatus { state: "FAILED".into(), exit_code: "127:0".into() }
+            LocalStatus {
+                state: "FAILED".into(),
+                exit_code: "127:0".into(),
+            }
         }
     };
-    write_atomically(&dir.join("status.json"), &serde_json::to_vec(&status).map_err(io::Error::other)?)
+    write_atomically(
+        &dir.join("status.json"),
+        &serde_json::to_vec(&status).map_err(io::Error::other)?,
+    )
 }
 
 fn state_of(status: ExitStatus) -> String {
-    if status.success() { "COMPLETED".into() } else { "FAILED".into() }
+    if status.success() {
+        "COMPLETED".into()
+    } else {
+        "FAILED".into()
+    }
 }
 
 fn exit_code_of(status: ExitStatus) -> String {
@@ -336,11 +442,17 @@ mod tests {
 
     #[test]
     fn output_patterns_expand_like_slurm() {
-        assert_eq!(expand_output(".dirwatcher/logs/%x-%j.out", "local-a-1", "dw-x"), ".dirwatcher/logs/dw-x-local-a-1.out");
+        assert_eq!(
+            expand_output(".dirwatcher/logs/%x-%j.out", "local-a-1", "dw-x"),
+            ".dirwatcher/logs/dw-x-local-a-1.out"
+        );
     }
 
     #[test]
     fn jobs_live_beside_the_state_file() {
-        assert_eq!(jobs_dir_for(Path::new("/var/lib/dw/state.db")), PathBuf::from("/var/lib/dw/state.db.local-jobs"));
+        assert_eq!(
+            jobs_dir_for(Path::new("/var/lib/dw/state.db")),
+            PathBuf::from("/var/lib/dw/state.db.local-jobs")
+        );
     }
 }

@@ -63,7 +63,12 @@ pub trait Scheduler: Send {
     fn query(&mut self, job_ids: &[String]) -> Result<HashMap<String, JobReport>, QueryError>;
     /// Finds the job that carries `key`, if one was ever submitted (`since` = when the intent was committed).
     /// `Ok(None)` only when every source answered and none has it.
-    fn lookup(&mut self, key: &str, job_name: &str, since: Millis) -> Result<Option<String>, QueryError>;
+    fn lookup(
+        &mut self,
+        key: &str,
+        job_name: &str,
+        since: Millis,
+    ) -> Result<Option<String>, QueryError>;
 }
 
 /// Builds the scheduler the config asks for.
@@ -115,7 +120,12 @@ mod tests {
             s.push(line);
             s
         };
-        Command::new("sh").arg("-c").arg(script).output().unwrap().stdout
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap()
+            .stdout
     }
 
     #[test]
@@ -131,7 +141,12 @@ mod tests {
     #[test]
     fn wrap_cmd_keeps_its_own_shell_syntax() {
         let line = wrap_line("echo one && printf '%s|'", OsStr::new("my dir"));
-        let out = Command::new("sh").arg("-c").arg(&line).output().unwrap().stdout;
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&line)
+            .output()
+            .unwrap()
+            .stdout;
         assert_eq!(out, b"one\nmy dir|");
     }
 

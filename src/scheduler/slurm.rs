@@ -24,7 +24,11 @@ pub struct Slurm {
 impl Slurm {
     /// A Slurm back end for this config.
     pub fn new(cfg: &Config) -> Self {
-        Slurm { job: cfg.job.clone(), root: cfg.watch.root.clone(), timeout: cfg.job.command_timeout }
+        Slurm {
+            job: cfg.job.clone(),
+            root: cfg.watch.root.clone(),
+            timeout: cfg.job.command_timeout,
+        }
     }
 }
 
@@ -63,7 +67,8 @@ pub fn sbatch_invocation(job: &JobConfig, root: &std::path::Path, spec: &JobSpec
         }
         JobCommand::Script(s) => inv = inv.arg(s).arg(&spec.dir_path),
     }
-    inv.env.push(("WATCH_DIR".into(), spec.dir_path.clone().into_os_string()));
+    inv.env
+        .push(("WATCH_DIR".into(), spec.dir_path.clone().into_os_string()));
     for (k, v) in &job.env {
         inv.env.push((k.into(), v.into()));
     }
@@ -73,7 +78,11 @@ pub fn sbatch_invocation(job: &JobConfig, root: &std::path::Path, spec: &JobSpec
 /// Parses `sbatch --parsable` output: `ID` or `ID;CLUSTER` on the last non-empty line (sbatch may print
 /// warnings before it). Returns the id as stored in the ledger (`ID` or `ID;CLUSTER`).
 pub fn parse_parsable(stdout: &str) -> Option<String> {
-    let line = stdout.lines().rev().map(str::trim).find(|l| !l.is_empty())?;
+    let line = stdout
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())?;
     let (id, cluster) = match line.split_once(';') {
         Some((i, c)) => (i, Some(c)),
         None => (line, None),
@@ -82,7 +91,11 @@ pub fn parse_parsable(stdout: &str) -> Option<String> {
         return None;
     }
     match cluster {
-        Some(c) if !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') => {
+        Some(c)
+            if !c.is_empty()
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+        {
             Some(format!("{id};{c}"))
         }
         Some(_) => None,
@@ -103,13 +116,21 @@ pub fn parse_sacct(stdout: &str) -> HashMap<String, JobReport> {
     let mut out = HashMap::new();
     for line in stdout.lines() {
         let mut f = line.split('|');
-        let (Some(id), Some(state), Some(exit)) = (f.next(), f.next(), f.next()) else { continue };
+        let (Some(id), Some(state), Some(exit)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
         let id = id.trim();
         // Only whole allocations of plain jobs: skip steps (`12.batch`) and anything not ours.
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
             continue;
         }
-        out.insert(id.to_string(), JobReport { state: state.trim().to_string(), exit_code: exit.trim().to_string() });
+        out.insert(
+            id.to_string(),
+            JobReport {
+                state: state.trim().to_string(),
+                exit_code: exit.trim().to_string(),
+            },
+        );
     }
     out
 }
@@ -119,7 +140,8 @@ pub fn find_key(stdout: &str, key: &str) -> Option<String> {
     stdout.lines().find_map(|l| {
         let (id, comment) = l.split_once('|')?;
         let id = id.trim();
-        (comment.trim() == key && !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())).then(|| id.to_string())
+        (comment.trim() == key && !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| id.to_string())
     })
 }
 
@@ -144,12 +166,18 @@ impl Scheduler for Slurm {
                     process::trim(&out.stderr)
                 ))
             }),
-            Err(ProcessError::Failed { stderr, status_text, .. }) if sbatch_refusal_is_certain(&stderr) => {
-                Err(SubmitError::Refused(format!("sbatch failed with {status_text}: {stderr}")))
-            }
+            Err(ProcessError::Failed {
+                stderr,
+                status_text,
+                ..
+            }) if sbatch_refusal_is_certain(&stderr) => Err(SubmitError::Refused(format!(
+                "sbatch failed with {status_text}: {stderr}"
+            ))),
             Err(e @ ProcessError::Spawn { .. }) => Err(SubmitError::Refused(format!(
                 "{e}: {} (is Slurm installed and `sbatch` on PATH?)",
-                std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()
+                std::error::Error::source(&e)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
             ))),
             Err(e) => Err(SubmitError::Uncertain(e.to_string())),
         }
@@ -185,7 +213,12 @@ impl Scheduler for Slurm {
         Ok(out)
     }
 
-    fn lookup(&mut self, key: &str, job_name: &str, since: Millis) -> Result<Option<String>, QueryError> {
+    fn lookup(
+        &mut self,
+        key: &str,
+        job_name: &str,
+        since: Millis,
+    ) -> Result<Option<String>, QueryError> {
         // squeue knows a job the moment sbatch returns, and keeps finished ones for MinJobAge;
         // sacct lags a few seconds but keeps them for good. Both must answer for a "no".
         let sq = Invocation::new("squeue")
@@ -224,8 +257,14 @@ mod tests {
     #[test]
     fn parsable_output_gives_the_id() {
         assert_eq!(parse_parsable("12345\n").as_deref(), Some("12345"));
-        assert_eq!(parse_parsable("12345;cluster_a\n").as_deref(), Some("12345;cluster_a"));
-        assert_eq!(parse_parsable("sbatch: warning: x\n77\n").as_deref(), Some("77"));
+        assert_eq!(
+            parse_parsable("12345;cluster_a\n").as_deref(),
+            Some("12345;cluster_a")
+        );
+        assert_eq!(
+            parse_parsable("sbatch: warning: x\n77\n").as_deref(),
+            Some("77")
+        );
         for bad in ["", "\n", "Submitted batch job 5", "12a", ";c", "5;"] {
             assert_eq!(parse_parsable(bad), None, "{bad:?}");
         }
@@ -252,8 +291,12 @@ mod tests {
         assert!(sbatch_refusal_is_certain(
             "sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)"
         ));
-        assert!(sbatch_refusal_is_certain("sbatch: error: Batch job submission failed: Invalid account"));
-        assert!(!sbatch_refusal_is_certain("sbatch: error: Batch job submission failed: Socket timed out on send/recv"));
+        assert!(sbatch_refusal_is_certain(
+            "sbatch: error: Batch job submission failed: Invalid account"
+        ));
+        assert!(!sbatch_refusal_is_certain(
+            "sbatch: error: Batch job submission failed: Socket timed out on send/recv"
+        ));
         assert!(!sbatch_refusal_is_certain("Segmentation fault"));
     }
 
@@ -265,7 +308,10 @@ mod tests {
             partition: Some("main".into()),
             account: Some("dev".into()),
             gres: Some("gpu:1".into()),
-            time_limit: Some(TimeLimit { slurm: "00:10:00".into(), duration: Some(Duration::from_secs(600)) }),
+            time_limit: Some(TimeLimit {
+                slurm: "00:10:00".into(),
+                duration: Some(Duration::from_secs(600)),
+            }),
             job_name_prefix: "dirwatch".into(),
             env: [("A".to_string(), "b".to_string())].into(),
             extra_args: vec!["--qos=normal".into()],
@@ -274,9 +320,17 @@ mod tests {
             command_timeout: Duration::from_secs(5),
             max_local_jobs: 1,
         };
-        let spec = JobSpec { dir_path: "/data/incoming/case 1".into(), job_name: "dirwatch-case_1".into(), key: "dw-k-1".into() };
+        let spec = JobSpec {
+            dir_path: "/data/incoming/case 1".into(),
+            job_name: "dirwatch-case_1".into(),
+            key: "dw-k-1".into(),
+        };
         let inv = sbatch_invocation(&job, "/data/incoming".as_ref(), &spec);
-        let args: Vec<String> = inv.args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let args: Vec<String> = inv
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         assert_eq!(
             args,
             [
@@ -293,7 +347,10 @@ mod tests {
                 "--wrap=python3 /opt/dirwatcher/process_dir.py '/data/incoming/case 1'",
             ]
         );
-        assert!(inv.env.contains(&("WATCH_DIR".into(), "/data/incoming/case 1".into())));
+        assert!(
+            inv.env
+                .contains(&("WATCH_DIR".into(), "/data/incoming/case 1".into()))
+        );
         assert!(inv.env.contains(&("A".into(), "b".into())));
     }
 }

@@ -9,8 +9,16 @@ fn check(yaml: &str) -> (i32, String, String) {
     let t = tempfile::tempdir().unwrap();
     let p = t.path().join("config.yaml");
     std::fs::write(&p, yaml).unwrap();
-    let out = Command::new(BIN).args(["check-config", "--config"]).arg(&p).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 /// The seed's example, unchanged but for the root, which must exist.
@@ -33,7 +41,10 @@ fn seed_example_config_loads_unchanged() {
         "executor: slurm",
         "state_file: \"/var/lib/dirwatcher/state.json\"",
     ] {
-        assert!(out.contains(want), "effective config lacks {want:?}:\n{out}");
+        assert!(
+            out.contains(want),
+            "effective config lacks {want:?}:\n{out}"
+        );
     }
 }
 
@@ -43,21 +54,59 @@ fn each_kind_of_bad_config_names_key_and_line_and_exits_2() {
     let seed = seed_example(t.path());
     let cases: &[(&str, &str, &str)] = &[
         // (replace this, with this, expect in message)
-        ("  poll_interval_sec: 5", "  poll_intervall_sec: 5", "line 4, key `watch.poll_intervall_sec`: unknown field"),
-        ("  stability_checks: 2", "  stability_checks: two", "line 5, key `watch.stability_checks`: expected a whole number"),
-        ("  stability_checks: 2", "  stability_checks: -3", "line 5, key `watch.stability_checks`: must be a whole number of at least 1"),
-        ("  stability_interval_sec: 1", "  stability_interval_sec: -0.5", "line 6, key `watch.stability_interval_sec`"),
-        ("  delete_on_success: false", "  delete_on_success: perhaps", "key `behavior.delete_on_success`: expected true or false"),
-        ("  wrap_cmd: python3 /opt/dirwatcher/process_dir.py\n", "", "key `job.wrap_cmd`: the job has no command"),
-        ("  time_limit: 00:10:00", "  time_limit: ten minutes", "key `job.time_limit`"),
+        (
+            "  poll_interval_sec: 5",
+            "  poll_intervall_sec: 5",
+            "line 4, key `watch.poll_intervall_sec`: unknown field",
+        ),
+        (
+            "  stability_checks: 2",
+            "  stability_checks: two",
+            "line 5, key `watch.stability_checks`: expected a whole number",
+        ),
+        (
+            "  stability_checks: 2",
+            "  stability_checks: -3",
+            "line 5, key `watch.stability_checks`: must be a whole number of at least 1",
+        ),
+        (
+            "  stability_interval_sec: 1",
+            "  stability_interval_sec: -0.5",
+            "line 6, key `watch.stability_interval_sec`",
+        ),
+        (
+            "  delete_on_success: false",
+            "  delete_on_success: perhaps",
+            "key `behavior.delete_on_success`: expected true or false",
+        ),
+        (
+            "  wrap_cmd: python3 /opt/dirwatcher/process_dir.py\n",
+            "",
+            "key `job.wrap_cmd`: the job has no command",
+        ),
+        (
+            "  time_limit: 00:10:00",
+            "  time_limit: ten minutes",
+            "key `job.time_limit`",
+        ),
     ];
     for (from, to, expect) in cases {
         assert!(seed.contains(from), "test data lacks {from:?}");
         let (code, _, err) = check(&seed.replacen(from, to, 1));
         assert_eq!(code, 2, "{to:?}: {err}");
-        assert!(err.contains(expect), "{to:?}: expected {expect:?} in:\n{err}");
+        assert!(
+            err.contains(expect),
+            "{to:?}: expected {expect:?} in:\n{err}"
+        );
         assert!(err.contains("fix:"), "{to:?}: no fix suggested:\n{err}");
-        assert_eq!(err.trim().lines().filter(|l| l.starts_with("error")).count(), 1, "one message: {err}");
+        assert_eq!(
+            err.trim()
+                .lines()
+                .filter(|l| l.starts_with("error"))
+                .count(),
+            1,
+            "one message: {err}"
+        );
     }
 }
 
@@ -67,7 +116,10 @@ fn missing_root_is_an_error_and_is_never_created() {
     let root = t.path().join("not-mounted");
     let (code, _, err) = check(&seed_example(&root));
     assert_eq!(code, 2);
-    assert!(err.contains("key `watch.root`") && err.contains("mounted"), "{err}");
+    assert!(
+        err.contains("key `watch.root`") && err.contains("mounted"),
+        "{err}"
+    );
     assert!(!root.exists(), "the root was created");
 }
 
@@ -76,8 +128,20 @@ fn run_with_bad_config_does_nothing_and_exits_2() {
     let t = tempfile::tempdir().unwrap();
     let p = t.path().join("c.yaml");
     let state = t.path().join("state.db");
-    std::fs::write(&p, format!("watch:\n  root: {}\n  bogus: 1\njob:\n  wrap_cmd: echo\nbehavior:\n  state_file: {}\n", t.path().display(), state.display())).unwrap();
-    let out = Command::new(BIN).args(["run", "--config"]).arg(&p).output().unwrap();
+    std::fs::write(
+        &p,
+        format!(
+            "watch:\n  root: {}\n  bogus: 1\njob:\n  wrap_cmd: echo\nbehavior:\n  state_file: {}\n",
+            t.path().display(),
+            state.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(!state.exists(), "the daemon started before validating");
 }
@@ -89,9 +153,17 @@ fn help_teaches_each_command() {
     for cmd in ["run", "check-config", "status", "retry", "forget", "demo"] {
         assert!(text.contains(cmd), "--help lacks {cmd}");
     }
-    let out = Command::new(BIN).args(["check-config", "--help"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--help"])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    for key in ["watch.stability_checks", "job.executor", "job.output", "behavior.state_file"] {
+    for key in [
+        "watch.stability_checks",
+        "job.executor",
+        "job.output",
+        "behavior.state_file",
+    ] {
         assert!(text.contains(key), "check-config --help lacks {key}");
     }
 }
@@ -109,7 +181,10 @@ fn demo_processes_a_sample_and_stops_on_sigint() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let mut d = Daemon { child: Some(child), log };
+    let mut d = Daemon {
+        child: Some(child),
+        log,
+    };
     d.wait_log("COMPLETED", Duration::from_secs(30));
     let done = base.join("incoming/sample-001/_DONE");
     let summary = std::fs::read_to_string(&done).unwrap();

@@ -1,3 +1,4 @@
+#![allow(dead_code)] // helpers are shared by test modules; not every module uses every one
 //! The test environment: a temporary root, a config, the real `dirwatcher` binary, and helpers that poll
 //! for a condition with a deadline (never a bare sleep as synchronisation).
 
@@ -28,7 +29,8 @@ pub fn wait_for<T>(deadline: Duration, what: &str, mut cond: impl FnMut() -> Opt
 
 /// True when the tests must have Slurm (CI, or asked for explicitly).
 pub fn slurm_required() -> bool {
-    std::env::var("DIRWATCHER_REQUIRE_SLURM").is_ok_and(|v| v == "1") || std::env::var("CI").is_ok_and(|v| v == "true")
+    std::env::var("DIRWATCHER_REQUIRE_SLURM").is_ok_and(|v| v == "1")
+        || std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
 /// Checks that the Slurm test cluster answers. When it does not: fails if Slurm is required, else returns
@@ -46,14 +48,19 @@ pub fn slurm_available(test: &str) -> bool {
                  start the test cluster with `scripts/slurm-dev-cluster.sh up`"
             );
         }
-        eprintln!("SKIPPED {test}: no Slurm cluster (start one with `scripts/slurm-dev-cluster.sh up`)");
+        eprintln!(
+            "SKIPPED {test}: no Slurm cluster (start one with `scripts/slurm-dev-cluster.sh up`)"
+        );
     }
     ok
 }
 
 /// A unique-per-run token, so job names never collide with earlier runs in sacct's history.
 pub fn run_token() -> String {
-    let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     format!("{:x}", (n as u64) ^ u64::from(std::process::id()))
 }
 
@@ -71,7 +78,8 @@ impl TestEnv {
     /// A Slurm environment with the seed's job flags and fast polling.
     pub fn slurm(name: &str) -> TestEnv {
         let mut env = TestEnv::base(name);
-        env.job.extend(["executor: slurm", "partition: main", "account: dev"].map(String::from));
+        env.job
+            .extend(["executor: slurm", "partition: main", "account: dev"].map(String::from));
         env
     }
 
@@ -84,13 +92,20 @@ impl TestEnv {
 
     fn base(name: &str) -> TestEnv {
         // Under /tmp: Slurm jobs (run as the same user here) must reach the paths.
-        let tmp = tempfile::Builder::new().prefix(&format!("dw-{name}-")).tempdir_in("/tmp").unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("dw-{name}-"))
+            .tempdir_in("/tmp")
+            .unwrap();
         let root = tmp.path().join("root");
         std::fs::create_dir(&root).unwrap();
         let prefix = format!("t{}-{}", run_token(), name.replace('_', "-"));
         TestEnv {
             root,
-            watch: vec!["poll_interval_sec: 0.3".into(), "stability_checks: 2".into(), "stability_interval_sec: 0.2".into()],
+            watch: vec![
+                "poll_interval_sec: 0.3".into(),
+                "stability_checks: 2".into(),
+                "stability_interval_sec: 0.2".into(),
+            ],
             job: vec![format!("job_name_prefix: {prefix}")],
             behavior: vec![],
             prefix,
@@ -136,7 +151,11 @@ impl TestEnv {
         for l in &self.job {
             y += &format!("  {l}\n");
         }
-        y += &format!("behavior:\n  state_file: {}\n  failure_log: {}\n", q(&self.state_file()), q(&self.failure_log()));
+        y += &format!(
+            "behavior:\n  state_file: {}\n  failure_log: {}\n",
+            q(&self.state_file()),
+            q(&self.failure_log())
+        );
         for l in &self.behavior {
             y += &format!("  {l}\n");
         }
@@ -160,13 +179,25 @@ impl TestEnv {
 
     pub fn start_with(&self, extra: &[&str]) -> Daemon {
         let cfg = self.write_config();
-        Daemon::spawn(&cfg, &self.tmp.path().join(format!("daemon-{}.log", run_token())), extra)
+        Daemon::spawn(
+            &cfg,
+            &self.tmp.path().join(format!("daemon-{}.log", run_token())),
+            extra,
+        )
     }
 
     /// `dirwatcher status --json`.
     pub fn status(&self) -> Value {
-        let out = Command::new(BIN).args(["status", "--json", "--config"]).arg(self.config_path()).output().unwrap();
-        assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(BIN)
+            .args(["status", "--json", "--config"])
+            .arg(self.config_path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -183,7 +214,9 @@ impl TestEnv {
     pub fn wait_failure(&self, dir: &Path, deadline: Duration) -> Value {
         let want = dir.to_string_lossy().into_owned();
         wait_for(deadline, &format!("a failure-log line for {want}"), || {
-            self.failures().into_iter().find(|r| r["dir"] == want.as_str())
+            self.failures()
+                .into_iter()
+                .find(|r| r["dir"] == want.as_str())
         })
     }
 
@@ -195,9 +228,16 @@ impl TestEnv {
 
     /// Waits until `dir`'s latest generation has a final state; returns it.
     pub fn wait_final(&self, dir: &Path, deadline: Duration) -> dirwatcher::ledger::Generation {
-        wait_for(deadline, &format!("a final state for {}", dir.display()), || {
-            self.history(dir).into_iter().last().filter(|g| g.finished_at.is_some())
-        })
+        wait_for(
+            deadline,
+            &format!("a final state for {}", dir.display()),
+            || {
+                self.history(dir)
+                    .into_iter()
+                    .last()
+                    .filter(|g| g.finished_at.is_some())
+            },
+        )
     }
 
     /// Waits until `dir` has a job id; returns it.
@@ -238,7 +278,10 @@ impl Daemon {
             .stderr(f)
             .spawn()
             .unwrap();
-        Daemon { child: Some(child), log: log.to_path_buf() }
+        Daemon {
+            child: Some(child),
+            log: log.to_path_buf(),
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -255,7 +298,9 @@ impl Daemon {
 
     /// Waits until the log contains `needle`.
     pub fn wait_log(&self, needle: &str, deadline: Duration) {
-        wait_for(deadline, &format!("log line containing {needle:?}"), || self.log().contains(needle).then_some(()));
+        wait_for(deadline, &format!("log line containing {needle:?}"), || {
+            self.log().contains(needle).then_some(())
+        });
     }
 
     pub fn signal(&self, sig: i32) {
@@ -291,7 +336,11 @@ impl Drop for Daemon {
             let _ = c.kill();
             let _ = c.wait();
             if std::thread::panicking() {
-                eprintln!("---- daemon log {} ----\n{}", self.log.display(), self.log());
+                eprintln!(
+                    "---- daemon log {} ----\n{}",
+                    self.log.display(),
+                    self.log()
+                );
             }
         }
     }
@@ -304,8 +353,15 @@ pub mod slurm {
 
     /// `scontrol show job ID` as key → value.
     pub fn scontrol_job(id: &str) -> HashMap<String, String> {
-        let out = Command::new("scontrol").args(["show", "job", "-o", id]).output().unwrap();
-        assert!(out.status.success(), "scontrol show job {id}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("scontrol")
+            .args(["show", "job", "-o", id])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "scontrol show job {id}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let mut m = HashMap::new();
         // One line of `Key=Value` pairs; values may contain spaces only in a few keys we do not read.
@@ -320,11 +376,21 @@ pub mod slurm {
     /// All job ids with this exact name in accounting (since yesterday).
     pub fn jobs_named(name: &str) -> Vec<String> {
         let out = Command::new("sacct")
-            .args(["-X", "-n", "-P", "--format=JobIDRaw,JobName", "--starttime=now-86400"])
+            .args([
+                "-X",
+                "-n",
+                "-P",
+                "--format=JobIDRaw,JobName",
+                "--starttime=now-86400",
+            ])
             .arg(format!("--name={name}"))
             .output()
             .unwrap();
-        assert!(out.status.success(), "sacct: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "sacct: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| l.split_once('|'))
@@ -335,13 +401,25 @@ pub mod slurm {
 
     /// Jobs with this name known to the controller right now (any state).
     pub fn squeue_named(name: &str) -> Vec<String> {
-        let out = Command::new("squeue").args(["-h", "-t", "all", "-o", "%i"]).arg(format!("--name={name}")).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
+        let out = Command::new("squeue")
+            .args(["-h", "-t", "all", "-o", "%i"])
+            .arg(format!("--name={name}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect()
     }
 
     /// One sacct field of a job.
     pub fn sacct_field(id: &str, field: &str) -> String {
-        let out = Command::new("sacct").args(["-X", "-n", "-P", "-j", id]).arg(format!("--format={field}")).output().unwrap();
+        let out = Command::new("sacct")
+            .args(["-X", "-n", "-P", "-j", id])
+            .arg(format!("--format={field}"))
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 

@@ -19,20 +19,27 @@ fn local_exit_3_is_a_failed_line() {
 
 #[test]
 fn local_over_time_limit_is_a_timeout_line() {
-    scenarios::timeout(TestEnv::local("timeout").job("time_limit: \"00:01\""), DEADLINE);
+    scenarios::timeout(
+        TestEnv::local("timeout").job("time_limit: \"00:01\""),
+        DEADLINE,
+    );
 }
 
 #[test]
 fn local_cancel_is_a_cancelled_line() {
     let state = std::cell::RefCell::new(None::<std::path::PathBuf>);
     let env = TestEnv::local("cancel");
-    *state.borrow_mut() = Some(dirwatcher::scheduler::local::jobs_dir_for(&env.state_file()));
+    *state.borrow_mut() = Some(dirwatcher::scheduler::local::jobs_dir_for(
+        &env.state_file(),
+    ));
     let jobs = state.borrow().clone().unwrap();
     scenarios::cancelled(env, DEADLINE, move |job| {
         // What `scancel` is to Slurm: SIGTERM to the job's runner.
         let pid_file = jobs.join(job).join("pid");
         let pid: i32 = wait_for(DEADLINE, "the runner's pid file", || {
-            std::fs::read_to_string(&pid_file).ok().and_then(|s| s.split_whitespace().next()?.parse().ok())
+            std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse().ok())
         });
         unsafe { libc::kill(pid, libc::SIGTERM) };
     });
@@ -40,7 +47,9 @@ fn local_cancel_is_a_cancelled_line() {
 
 #[test]
 fn local_hostile_names_reach_the_job_as_one_argument() {
-    scenarios::hostile_names(TestEnv::local("hostile"), DEADLINE, |_, dir, job| std::fs::read(dir.join(format!("slurm-{job}.out"))).unwrap());
+    scenarios::hostile_names(TestEnv::local("hostile"), DEADLINE, |_, dir, job| {
+        std::fs::read(dir.join(format!("slurm-{job}.out"))).unwrap()
+    });
 }
 
 #[test]
@@ -50,14 +59,22 @@ fn local_growing_or_locked_ready_file_waits_until_stable() {
 
 #[test]
 fn local_jobs_beyond_the_cap_wait() {
-    let env = TestEnv::local("cap").job("max_local_jobs: 1").job("wrap_cmd: sh -c 'sleep 1' job");
+    let env = TestEnv::local("cap")
+        .job("max_local_jobs: 1")
+        .job("wrap_cmd: sh -c 'sleep 1' job");
     let a = env.ready_dir("a");
     let b = env.ready_dir("b");
     let _d = env.start();
     let ga = env.wait_final(&a, DEADLINE);
     let gb = env.wait_final(&b, DEADLINE);
-    assert_eq!((ga.final_state.as_deref(), gb.final_state.as_deref()), (Some("COMPLETED"), Some("COMPLETED")));
+    assert_eq!(
+        (ga.final_state.as_deref(), gb.final_state.as_deref()),
+        (Some("COMPLETED"), Some("COMPLETED"))
+    );
     // With one slot the second job can only finish a full job length after the first.
     let (fa, fb) = (ga.finished_at.unwrap(), gb.finished_at.unwrap());
-    assert!((fb - fa).abs() >= 900, "jobs overlapped: finished {fa} and {fb}");
+    assert!(
+        (fb - fa).abs() >= 900,
+        "jobs overlapped: finished {fa} and {fb}"
+    );
 }

@@ -20,7 +20,10 @@ macro_rules! need_slurm {
 #[test]
 fn stable_ready_dir_gets_exactly_one_job_matching_the_config() {
     need_slurm!("stable_ready_dir_gets_exactly_one_job_matching_the_config");
-    let env = TestEnv::slurm("match").job("gres: gpu:1").job("time_limit: \"00:10:00\"").job("wrap_cmd: printf '%s\\n'");
+    let env = TestEnv::slurm("match")
+        .job("gres: gpu:1")
+        .job("time_limit: \"00:10:00\"")
+        .job("wrap_cmd: printf '%s\\n'");
     let dir = env.ready_dir("case1");
     let d = env.start();
     let job = env.wait_job_id(&dir, SLURM_DEADLINE);
@@ -30,7 +33,10 @@ fn stable_ready_dir_gets_exactly_one_job_matching_the_config() {
     assert_eq!(info["TimeLimit"], "00:10:00");
     assert_eq!(info["JobName"], env.job_name("case1"));
     assert_eq!(info["WorkDir"], dir.to_string_lossy());
-    assert!(info.get("TresPerNode").is_some_and(|t| t.contains("gpu:1")), "gres missing: {info:?}");
+    assert!(
+        info.get("TresPerNode").is_some_and(|t| t.contains("gpu:1")),
+        "gres missing: {info:?}"
+    );
     let g = env.wait_final(&dir, SLURM_DEADLINE);
     assert_eq!(g.final_state.as_deref(), Some("COMPLETED"));
     // The command reached the job with the directory as its one argument.
@@ -64,21 +70,29 @@ fn slurm_exit_3_is_a_failed_line() {
 fn slurm_over_time_limit_is_a_timeout_line() {
     need_slurm!("slurm_over_time_limit_is_a_timeout_line");
     // Slurm rounds limits up to a minute and checks them every ~30 s: budget two and a half minutes.
-    scenarios::timeout(TestEnv::slurm("timeout").job("time_limit: \"1\""), Duration::from_secs(150));
+    scenarios::timeout(
+        TestEnv::slurm("timeout").job("time_limit: \"1\""),
+        Duration::from_secs(150),
+    );
 }
 
 #[test]
 fn slurm_scancel_is_a_cancelled_line() {
     need_slurm!("slurm_scancel_is_a_cancelled_line");
-    scenarios::cancelled(TestEnv::slurm("cancel"), SLURM_DEADLINE, |job| scancel(job));
+    scenarios::cancelled(TestEnv::slurm("cancel"), SLURM_DEADLINE, scancel);
 }
 
 #[test]
 fn slurm_hostile_names_reach_the_job_as_one_argument() {
     need_slurm!("slurm_hostile_names_reach_the_job_as_one_argument");
-    scenarios::hostile_names(TestEnv::slurm("hostile"), SLURM_DEADLINE, |env, dir, job| {
-        std::fs::read(dir.join(format!("slurm-{job}.out"))).unwrap_or_else(|e| panic!("{}: {e}", env.root.display()))
-    });
+    scenarios::hostile_names(
+        TestEnv::slurm("hostile"),
+        SLURM_DEADLINE,
+        |env, dir, job| {
+            std::fs::read(dir.join(format!("slurm-{job}.out")))
+                .unwrap_or_else(|e| panic!("{}: {e}", env.root.display()))
+        },
+    );
 }
 
 #[test]
@@ -99,7 +113,10 @@ fn restart_neither_resubmits_nor_forgets_an_in_flight_job() {
     let (status, took) = d.stop();
     assert!(status.success(), "exit status {status:?}");
     assert!(took < Duration::from_secs(5), "SIGTERM took {took:?}");
-    assert!(env.history(&running).last().unwrap().finished_at.is_none(), "test needs the job still in flight");
+    assert!(
+        env.history(&running).last().unwrap().finished_at.is_none(),
+        "test needs the job still in flight"
+    );
 
     let _d2 = env.start();
     let g = env.wait_final(&running, SLURM_DEADLINE);
@@ -128,13 +145,27 @@ pub mod scenarios {
         let d = env.start();
         let g = env.wait_final(&gone, deadline);
         assert_eq!(g.final_state.as_deref(), Some("COMPLETED"));
-        wait_for(deadline, "the directory to be deleted", || (!gone.exists()).then_some(()));
+        wait_for(deadline, "the directory to be deleted", || {
+            (!gone.exists()).then_some(())
+        });
         d.wait_log("deleted", deadline);
-        assert!(outside.join("precious").exists(), "followed a symlink out of the root");
-        assert!(env.history(&env.root.join("link")).is_empty(), "a symlinked directory was processed");
+        assert!(
+            outside.join("precious").exists(),
+            "followed a symlink out of the root"
+        );
+        assert!(
+            env.history(&env.root.join("link")).is_empty(),
+            "a symlinked directory was processed"
+        );
         // The job's output was kept out of the deleted directory.
-        let logs: Vec<_> = std::fs::read_dir(env.root.join(".dirwatcher/logs")).unwrap().collect();
-        assert_eq!(logs.len(), 1, "job output should be in <root>/.dirwatcher/logs");
+        let logs: Vec<_> = std::fs::read_dir(env.root.join(".dirwatcher/logs"))
+            .unwrap()
+            .collect();
+        assert_eq!(
+            logs.len(),
+            1,
+            "job output should be in <root>/.dirwatcher/logs"
+        );
     }
 
     pub fn exit_3_failed(env: TestEnv, deadline: Duration) {
@@ -150,7 +181,10 @@ pub mod scenarios {
         assert!(rec["time"].as_str().is_some_and(|s| s.ends_with('Z')));
         let g = env.wait_final(&dir, deadline);
         assert_eq!(g.final_state.as_deref(), Some("FAILED"));
-        assert!(dir.exists() && kept.exists(), "a failed directory must be kept");
+        assert!(
+            dir.exists() && kept.exists(),
+            "a failed directory must be kept"
+        );
         assert_eq!(env.history(&dir).len(), 1, "resubmitted on its own");
     }
 
@@ -170,11 +204,18 @@ pub mod scenarios {
         d.wait_log("submitted job", deadline);
         cancel(&job);
         let rec = env.wait_failure(&dir, deadline);
-        assert!(rec["state"].as_str().unwrap().starts_with("CANCELLED"), "{rec}");
+        assert!(
+            rec["state"].as_str().unwrap().starts_with("CANCELLED"),
+            "{rec}"
+        );
         assert_eq!(rec["job_id"], job.as_str());
     }
 
-    pub fn hostile_names(env: TestEnv, deadline: Duration, output_of: impl Fn(&TestEnv, &Path, &str) -> Vec<u8>) {
+    pub fn hostile_names(
+        env: TestEnv,
+        deadline: Duration,
+        output_of: impl Fn(&TestEnv, &Path, &str) -> Vec<u8>,
+    ) {
         let env = env.job("wrap_cmd: printf '%s|'");
         let _d = env.start();
         let names = ["a b'$(touch X)\";x", "line\nbreak `touch X` ; touch X"];
@@ -185,8 +226,15 @@ pub mod scenarios {
             let out = output_of(&env, &dir, g.job_id.as_deref().unwrap());
             let mut want = bytes_of(&dir);
             want.push(b'|');
-            assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&want), "{name:?} did not arrive as one argument");
-            assert!(!dir.join("X").exists() && !env.root.join("X").exists(), "{name:?} was executed");
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&want),
+                "{name:?} did not arrive as one argument"
+            );
+            assert!(
+                !dir.join("X").exists() && !env.root.join("X").exists(),
+                "{name:?} was executed"
+            );
         }
         assert!(!std::path::Path::new("X").exists());
     }
@@ -196,7 +244,12 @@ pub mod scenarios {
         // A ready-file held under LOCK_EX by its writer.
         let locked = env.root.join("locked");
         std::fs::create_dir(&locked).unwrap();
-        let writer = OpenOptions::new().create(true).truncate(false).write(true).open(locked.join("_READY")).unwrap();
+        let writer = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(locked.join("_READY"))
+            .unwrap();
         writer.lock().unwrap();
         // A ready-file that keeps growing.
         let growing = env.root.join("growing");
@@ -224,9 +277,11 @@ pub mod scenarios {
         };
         let d = env.start_with(&["-v"]);
         d.wait_log("is locked by its writer", deadline);
-        wait_for(deadline, "three observed changes of the growing ready-file", || {
-            (d.log().matches("changed since last look").count() >= 3).then_some(())
-        });
+        wait_for(
+            deadline,
+            "three observed changes of the growing ready-file",
+            || (d.log().matches("changed since last look").count() >= 3).then_some(()),
+        );
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         writer_thread.join().unwrap();
         let stopped_growing = Instant::now();
@@ -239,6 +294,9 @@ pub mod scenarios {
         let l = env.wait_final(&locked, deadline);
         assert_eq!(l.final_state.as_deref(), Some("COMPLETED"));
         assert!(stopped_growing.elapsed() >= released.elapsed());
-        assert!(env.history(&never).is_empty(), "a directory without a ready-file was submitted");
+        assert!(
+            env.history(&never).is_empty(),
+            "a directory without a ready-file was submitted"
+        );
     }
 }
