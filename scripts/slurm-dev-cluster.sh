@@ -29,6 +29,9 @@ Commands:
   status          Print each daemon as running/stopped and the node state.
                   Exit 0 iff all 5 daemons run and sinfo shows the node
                   usable, else 1.
+  stop DAEMON     Stop one daemon (munged, mariadbd, slurmdbd, slurmctld or
+                  slurmd) without cancelling jobs: for outage tests. `up`
+                  starts it again.
   -h, --help      Show this help.
 
 Cluster: cluster "devcluster", node = `hostname -s`, partition "main"
@@ -553,6 +556,16 @@ cmd_down() {
   log "down in $(elapsed "$t0")s"
 }
 
+# ------------------------------------------------------------------ stop one
+cmd_stop() {
+  local d=$1 known=0 x
+  for x in "${DAEMONS[@]}"; do [ "$x" = "$d" ] && known=1; done
+  [ "$known" = 1 ] || die "unknown daemon '$d' (one of: ${DAEMONS[*]})"
+  need_root
+  take_lock
+  stop_one "$d"
+}
+
 # ------------------------------------------------------------------ status
 cmd_status() {
   local d ok=0 st reason
@@ -583,6 +596,7 @@ case "$CMD" in
   up) shift; [ $# -eq 0 ] || die "up takes no arguments (see --help)"; cmd_up;;
   down) shift; [ $# -le 1 ] || die "too many arguments (see --help)"; cmd_down "$@";;
   status) shift; [ $# -eq 0 ] || die "status takes no arguments (see --help)"; cmd_status;;
+  stop) shift; [ $# -eq 1 ] || die "stop takes one daemon name (see --help)"; cmd_stop "$1";;
   -h|--help|help) usage;;
   '') usage >&2; exit 2;;
   *) printf 'unknown command: %s\n\n' "$CMD" >&2; usage >&2; exit 2;;

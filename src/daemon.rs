@@ -134,6 +134,9 @@ pub struct Daemon {
     next_scan: Millis,
     /// When jobs are next queried.
     next_track: Millis,
+    /// During a submission outage, no `sbatch` before this time (one probe per back-off step instead of
+    /// one 9-second connect timeout per pending directory).
+    submit_hold_until: Millis,
     /// The single-instance lock; released when the daemon is dropped.
     _lock: File,
 }
@@ -157,6 +160,7 @@ impl Daemon {
             scan_latch: OutageLatch::default(),
             next_scan: 0,
             next_track: 0,
+            submit_hold_until: 0,
             _lock: lock,
         })
     }
@@ -205,7 +209,7 @@ impl Daemon {
         let mut wake = self.next_scan.min(self.next_track);
         if let Ok(active) = self.ledger.active() {
             for g in active.iter().filter(|g| g.state == GenState::Submitting) {
-                wake = wake.min(g.next_try_at.max(now));
+                wake = wake.min(g.next_try_at.max(self.submit_hold_until).max(now));
             }
         }
         wake.max(now)
@@ -307,6 +311,8 @@ impl Daemon {
                             show(&path)
                         );
                     }
+                    // The scheduler is not answering: the other lookups would fail the same way.
+                    break;
                 }
             }
         }
@@ -560,6 +566,9 @@ impl Daemon {
         .into_iter()
         .filter(|g| g.state == GenState::Submitting && !g.uncertain && g.next_try_at <= wall_now())
         .collect();
+        if wall_now() < self.submit_hold_until {
+            return Flow::Continue;
+        }
         for g in due {
             if let Ok(Event::Terminate) = events.try_recv() {
                 return Flow::Stop;
@@ -595,7 +604,12 @@ impl Daemon {
                     }
                 }
                 Err(err) => {
-                    let tries = g.submit_tries + 1;
+                    // Back off by the longer of this record's own failures and the ongoing outage's.
+                    let tries = (g.submit_tries + 1).max(
+                        u32::try_from(self.submit_latch.failures())
+                            .unwrap_or(u32::MAX)
+                            .saturating_add(1),
+                    );
                     let delay = engine::backoff(
                         tries,
                         self.cfg.behavior.submit_backoff,
@@ -617,6 +631,9 @@ impl Daemon {
                     {
                         self.ledger_failed("recording a failed submission", &e);
                     }
+                    // The scheduler is failing: stop this round; the next try (after the back-off) is a probe.
+                    self.submit_hold_until = now + ms(delay);
+                    return Flow::Continue;
                 }
             }
         }

@@ -385,6 +385,11 @@ impl OutageLatch {
         }
     }
 
+    /// Failed calls since the outage started (0 when there is none).
+    pub fn failures(&self) -> u64 {
+        self.failures
+    }
+
     /// True during an outage.
     pub fn is_down(&self) -> bool {
         self.down_since.is_some()

@@ -114,7 +114,8 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS generations (
-    id                  INTEGER PRIMARY KEY,
+    -- AUTOINCREMENT: ids (and so submission keys) are never reused, even after `forget` deletes rows.
+    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
     dir                 BLOB    NOT NULL,
     ready_dev           INTEGER NOT NULL,
     ready_ino           INTEGER NOT NULL,
@@ -729,6 +730,25 @@ mod tests {
     }
 
     #[test]
+    fn keys_are_never_reused_after_forget() {
+        let t = tempfile::tempdir().unwrap();
+        let mut l = Ledger::open(&t.path().join("s.db")).unwrap();
+        let k1 = l
+            .insert_intent("a".as_ref(), ident(1), None, 1, "n", 1, 1)
+            .unwrap()
+            .key;
+        l.forget("a".as_ref()).unwrap();
+        let k2 = l
+            .insert_intent("a".as_ref(), ident(1), None, 1, "n", 2, 2)
+            .unwrap()
+            .key;
+        assert_ne!(
+            k1, k2,
+            "a reused key could adopt the job of a forgotten generation"
+        );
+    }
+
+    #[test]
     fn json_state_of_the_python_original_is_refused_with_advice() {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("state.json");
@@ -738,6 +758,9 @@ mod tests {
     }
 
     proptest! {
+        // Each case opens a fresh database with fsync'd commits: fewer cases keep the suite quick.
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
         /// Any directory name (non-UTF-8 too) and identity survive the round trip through the ledger.
         #[test]
         fn ledger_round_trip(name in proptest::collection::vec(1u8..=255, 1..40), ino in any::<u64>(), size in any::<u64>(), mtime in any::<i64>()) {

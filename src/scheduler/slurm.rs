@@ -151,6 +151,105 @@ pub fn sbatch_refusal_is_certain(stderr: &str) -> bool {
     s.contains("batch job submission failed") && !s.contains("timed out") && !s.contains("timeout")
 }
 
+impl Slurm {
+    /// One `sacct` call per cluster (normally exactly one call for all jobs).
+    fn query_sacct(&self, job_ids: &[String]) -> Result<HashMap<String, JobReport>, QueryError> {
+        let mut by_cluster: BTreeMap<Option<&str>, Vec<&str>> = BTreeMap::new();
+        for j in job_ids {
+            let (id, cluster) = split_job_id(j);
+            by_cluster.entry(cluster).or_default().push(id);
+        }
+        let mut out = HashMap::new();
+        for (cluster, ids) in by_cluster {
+            let mut inv = Invocation::new("sacct")
+                .arg("-X")
+                .arg("-n")
+                .arg("-P")
+                .arg("--format=JobIDRaw,State,ExitCode")
+                .arg(format!("--jobs={}", ids.join(",")));
+            if let Some(c) = cluster {
+                inv = inv.arg(format!("--clusters={c}"));
+            }
+            let res = process::run(&inv, self.timeout).map_err(|e| QueryError(e.to_string()))?;
+            for (id, rep) in parse_sacct(&res.stdout) {
+                let key = match cluster {
+                    Some(c) => format!("{id};{c}"),
+                    None => id,
+                };
+                out.insert(key, rep);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The controller's view: one `squeue -t all` for all local-cluster jobs, and `scontrol show job` for
+    /// the exit code of each job squeue shows as finished (they are few per cycle).
+    fn query_controller(
+        &self,
+        job_ids: &[String],
+    ) -> Result<HashMap<String, JobReport>, QueryError> {
+        let ids: Vec<&str> = job_ids
+            .iter()
+            .map(|j| split_job_id(j))
+            .filter(|(_, c)| c.is_none())
+            .map(|(i, _)| i)
+            .collect();
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let sq = Invocation::new("squeue")
+            .arg("-h")
+            .arg("-t")
+            .arg("all")
+            .arg(format!("--jobs={}", ids.join(",")))
+            .arg("-o")
+            .arg("%i|%T");
+        let sq = process::run(&sq, self.timeout).map_err(|e| QueryError(e.to_string()))?;
+        let mut out = HashMap::new();
+        for (id, state) in parse_squeue(&sq.stdout) {
+            let exit_code = if crate::engine::classify_state(&state)
+                == crate::engine::JobPhase::Active
+            {
+                "0:0".to_string()
+            } else {
+                let sc = Invocation::new("scontrol")
+                    .arg("show")
+                    .arg("job")
+                    .arg("-o")
+                    .arg(&id);
+                let sc = process::run(&sc, self.timeout).map_err(|e| QueryError(e.to_string()))?;
+                match parse_scontrol_exit(&sc.stdout) {
+                    Some(e) => e,
+                    None => continue,
+                }
+            };
+            out.insert(id, JobReport { state, exit_code });
+        }
+        Ok(out)
+    }
+}
+
+/// Parses `squeue -h -o '%i|%T'` lines into `(id, state)`.
+pub fn parse_squeue(stdout: &str) -> Vec<(String, String)> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let (id, st) = l.split_once('|')?;
+            let id = id.trim();
+            (!id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| (id.to_string(), st.trim().to_string()))
+        })
+        .collect()
+}
+
+/// The `ExitCode=` of `scontrol show job -o` output.
+pub fn parse_scontrol_exit(stdout: &str) -> Option<String> {
+    stdout
+        .split_whitespace()
+        .find_map(|t| t.strip_prefix("ExitCode="))
+        .map(str::to_string)
+}
+
 impl Scheduler for Slurm {
     fn name(&self) -> &'static str {
         "slurm"
@@ -184,33 +283,16 @@ impl Scheduler for Slurm {
     }
 
     fn query(&mut self, job_ids: &[String]) -> Result<HashMap<String, JobReport>, QueryError> {
-        // One sacct call per cluster (normally exactly one call for all jobs).
-        let mut by_cluster: BTreeMap<Option<&str>, Vec<&str>> = BTreeMap::new();
-        for j in job_ids {
-            let (id, cluster) = split_job_id(j);
-            by_cluster.entry(cluster).or_default().push(id);
+        match self.query_sacct(job_ids) {
+            Ok(r) => Ok(r),
+            // Accounting down or lagging: follow the jobs through the controller meanwhile. If that fails
+            // too, the caller keeps waiting; nothing is ever declared failed for lack of an answer.
+            Err(sacct_err) => self.query_controller(job_ids).map_err(|ctl| {
+                QueryError(format!(
+                    "{sacct_err}; and the controller fallback failed too: {ctl}"
+                ))
+            }),
         }
-        let mut out = HashMap::new();
-        for (cluster, ids) in by_cluster {
-            let mut inv = Invocation::new("sacct")
-                .arg("-X")
-                .arg("-n")
-                .arg("-P")
-                .arg("--format=JobIDRaw,State,ExitCode")
-                .arg(format!("--jobs={}", ids.join(",")));
-            if let Some(c) = cluster {
-                inv = inv.arg(format!("--clusters={c}"));
-            }
-            let res = process::run(&inv, self.timeout).map_err(|e| QueryError(e.to_string()))?;
-            for (id, rep) in parse_sacct(&res.stdout) {
-                let key = match cluster {
-                    Some(c) => format!("{id};{c}"),
-                    None => id,
-                };
-                out.insert(key, rep);
-            }
-        }
-        Ok(out)
     }
 
     fn lookup(
@@ -277,6 +359,20 @@ mod tests {
         assert_eq!(m.len(), 3);
         assert_eq!(m["102"].state, "CANCELLED by 0");
         assert_eq!(m["101"].exit_code, "0:0");
+    }
+
+    #[test]
+    fn controller_fallback_parsers() {
+        assert_eq!(
+            parse_squeue("7|RUNNING\n8|COMPLETED\njunk\n"),
+            vec![
+                ("7".to_string(), "RUNNING".to_string()),
+                ("8".to_string(), "COMPLETED".to_string())
+            ]
+        );
+        let sc = "JobId=8 JobName=x UserId=root(0) JobState=FAILED Reason=NonZeroExitCode ExitCode=3:0 Restarts=0";
+        assert_eq!(parse_scontrol_exit(sc).as_deref(), Some("3:0"));
+        assert_eq!(parse_scontrol_exit(""), None);
     }
 
     #[test]

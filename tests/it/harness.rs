@@ -178,12 +178,30 @@ impl TestEnv {
     }
 
     pub fn start_with(&self, extra: &[&str]) -> Daemon {
+        self.start_env(extra, &[])
+    }
+
+    /// Starts the daemon with extra arguments and environment (e.g. a `PATH` with a fault-injecting wrapper).
+    pub fn start_env(&self, extra: &[&str], envs: &[(&str, String)]) -> Daemon {
         let cfg = self.write_config();
-        Daemon::spawn(
+        Daemon::spawn_env(
             &cfg,
             &self.tmp.path().join(format!("daemon-{}.log", run_token())),
             extra,
+            envs,
         )
+    }
+
+    /// Number of directories with a job id in the ledger.
+    pub fn submitted_count(&self) -> u64 {
+        if !self.state_file().exists() {
+            return 0;
+        }
+        let c = dirwatcher::ledger::Ledger::open(&self.state_file())
+            .unwrap()
+            .counts()
+            .unwrap();
+        c.submitted + c.completed + c.failed
     }
 
     /// `dirwatcher status --json`.
@@ -267,8 +285,17 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn spawn(config: &Path, log: &Path, extra: &[&str]) -> Daemon {
-        let f = std::fs::File::create(log).unwrap();
+        Daemon::spawn_env(config, log, extra, &[])
+    }
+
+    pub fn spawn_env(config: &Path, log: &Path, extra: &[&str], envs: &[(&str, String)]) -> Daemon {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
         let child = Command::new(BIN)
+            .envs(envs.iter().map(|(k, v)| (k, v)))
             .args(extra)
             .arg("run")
             .arg("--config")

@@ -5,4 +5,5 @@
 mod cli;
 mod harness;
 mod local;
+mod ops;
 mod slurm_pipeline;
