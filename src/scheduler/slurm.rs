@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::{JobReport, JobSpec, QueryError, Scheduler, SubmitError, wrap_line};
 use crate::config::{Config, JobCommand, JobConfig};
-use crate::engine::Millis;
+use crate::engine::{Millis, OutageEdge, OutageLatch};
 use crate::process::{self, Invocation, ProcessError};
 
 /// Slurm back end.
@@ -19,6 +19,8 @@ pub struct Slurm {
     job: JobConfig,
     root: PathBuf,
     timeout: Duration,
+    /// Whether `sacct` is failing (reported once when it starts and once when it ends).
+    accounting: OutageLatch,
 }
 
 impl Slurm {
@@ -28,6 +30,7 @@ impl Slurm {
             job: cfg.job.clone(),
             root: cfg.watch.root.clone(),
             timeout: cfg.job.command_timeout,
+            accounting: OutageLatch::default(),
         }
     }
 }
@@ -283,15 +286,30 @@ impl Scheduler for Slurm {
     }
 
     fn query(&mut self, job_ids: &[String]) -> Result<HashMap<String, JobReport>, QueryError> {
+        let now = crate::daemon::wall_now();
         match self.query_sacct(job_ids) {
-            Ok(r) => Ok(r),
+            Ok(r) => {
+                if let OutageEdge::Ended { failures, .. } = self.accounting.succeeded(now) {
+                    tracing::info!(
+                        "accounting (sacct) answers again after {failures} failed queries"
+                    );
+                }
+                Ok(r)
+            }
             // Accounting down or lagging: follow the jobs through the controller meanwhile. If that fails
             // too, the caller keeps waiting; nothing is ever declared failed for lack of an answer.
-            Err(sacct_err) => self.query_controller(job_ids).map_err(|ctl| {
-                QueryError(format!(
-                    "{sacct_err}; and the controller fallback failed too: {ctl}"
-                ))
-            }),
+            Err(sacct_err) => {
+                if self.accounting.failed(now) == OutageEdge::Started {
+                    tracing::warn!(
+                        "accounting (sacct) is not answering: {sacct_err}; following jobs through the controller (squeue/scontrol) meanwhile"
+                    );
+                }
+                self.query_controller(job_ids).map_err(|ctl| {
+                    QueryError(format!(
+                        "{sacct_err}; and the controller fallback failed too: {ctl}"
+                    ))
+                })
+            }
         }
     }
 

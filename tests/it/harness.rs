@@ -72,6 +72,8 @@ pub struct TestEnv {
     pub watch: Vec<String>,
     pub job: Vec<String>,
     pub behavior: Vec<String>,
+    /// The ledger path (default `<tmp>/state.db`).
+    pub state: PathBuf,
 }
 
 impl TestEnv {
@@ -109,6 +111,7 @@ impl TestEnv {
             job: vec![format!("job_name_prefix: {prefix}")],
             behavior: vec![],
             prefix,
+            state: tmp.path().join("state.db"),
             tmp,
         }
     }
@@ -129,7 +132,7 @@ impl TestEnv {
     }
 
     pub fn state_file(&self) -> PathBuf {
-        self.tmp.path().join("state.db")
+        self.state.clone()
     }
 
     pub fn failure_log(&self) -> PathBuf {

@@ -1,0 +1,355 @@
+//! Fault tests on the real Slurm cluster: SIGKILL at random moments (also between `sbatch` and the ledger
+//! write), slurmctld and slurmdbd stopped, the state store full. They stop cluster daemons, so they run one
+//! at a time, in their own test binary (cargo runs test binaries one after another, so no other test sees
+//! the outages). None may skip in CI.
+
+#[path = "../it/harness.rs"]
+mod harness;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use harness::slurm::*;
+use harness::*;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn cluster_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/slurm-dev-cluster.sh")
+}
+
+fn cluster(args: &[&str]) {
+    let st = Command::new("bash")
+        .arg(cluster_script())
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(st.success(), "slurm-dev-cluster.sh {args:?} failed");
+}
+
+/// Stops one cluster daemon; brings the whole cluster back when dropped, even if the test fails.
+struct Outage;
+
+impl Outage {
+    fn stop(daemon: &str) -> Outage {
+        cluster(&["stop", daemon]);
+        Outage
+    }
+    fn end(self) {
+        cluster(&["up"]);
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Outage {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(cluster_script())
+            .arg("up")
+            .status();
+    }
+}
+
+/// Every directory of `names` has exactly one job in accounting (polls while sacct catches up).
+fn assert_one_job_each(env: &TestEnv, names: &[String]) {
+    let all: BTreeMap<String, Vec<String>> = wait_for(
+        Duration::from_secs(60),
+        "sacct to list a job for every directory",
+        || {
+            let m: BTreeMap<String, Vec<String>> = names
+                .iter()
+                .map(|n| (n.clone(), jobs_named(&env.job_name(n))))
+                .collect();
+            m.values().all(|j| !j.is_empty()).then_some(m)
+        },
+    );
+    let dupes: Vec<_> = all.iter().filter(|(_, j)| j.len() != 1).collect();
+    assert!(
+        dupes.is_empty(),
+        "directories with more than one job: {dupes:?}"
+    );
+    for n in names {
+        let h = env.history(&env.root.join(n));
+        assert_eq!(h.len(), 1, "{n}: ledger records {h:?}");
+        assert_eq!(
+            h[0].job_id.as_ref(),
+            all[n].first(),
+            "{n}: the ledger's job is not the one in sacct"
+        );
+    }
+}
+
+/// A fault-injecting `sbatch`: runs the real one, and when armed, reports that it returned and then hangs,
+/// so the test can SIGKILL the daemon between sbatch's answer and the ledger write.
+fn sbatch_wrapper(env: &TestEnv) -> (PathBuf, PathBuf, PathBuf) {
+    let real = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v sbatch"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let bin = env.tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let arm = env.tmp.path().join("arm");
+    let hit = env.tmp.path().join("hit");
+    let script = format!(
+        "#!/bin/sh\n{real} \"$@\"\nrc=$?\nif [ -e '{arm}' ]; then : > '{hit}'; exec sleep 120; fi\nexit $rc\n",
+        real = real.trim(),
+        arm = arm.display(),
+        hit = hit.display()
+    );
+    let p = bin.join("sbatch");
+    std::fs::write(&p, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (bin, arm, hit)
+}
+
+#[test]
+fn kill_9_torture_every_directory_gets_exactly_one_job() {
+    let _s = serial();
+    if !slurm_available("kill_9_torture") {
+        return;
+    }
+    let env = TestEnv::slurm("torture")
+        .job("wrap_cmd: true")
+        .watch("stability_checks: 1")
+        .watch("poll_interval_sec: 0.2");
+    let (bin, arm, hit) = sbatch_wrapper(&env);
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let envs = [("PATH", path)];
+    let mut names = Vec::new();
+    let rounds = 10;
+    let per_round = 12;
+    let mut crashes_after_sbatch = 0;
+    for round in 0..rounds {
+        for i in 0..per_round {
+            let n = format!("r{round:02}-d{i:02}");
+            env.ready_dir(&n);
+            names.push(n);
+        }
+        let mut d = env.start_env(&[], &envs);
+        if round % 2 == 1 {
+            // The dangerous moment: sbatch has answered, the ledger has not recorded it yet.
+            std::fs::write(&arm, "").unwrap();
+            wait_for(Duration::from_secs(60), "an armed sbatch to return", || {
+                hit.exists().then_some(())
+            });
+            d.kill9();
+            crashes_after_sbatch += 1;
+            std::fs::remove_file(&arm).unwrap();
+            std::fs::remove_file(&hit).unwrap();
+        } else {
+            // Some other moment: after a round-dependent number of new submissions.
+            let before = env.submitted_count();
+            let k = 1 + (round as u64 * 7) % 9;
+            wait_for(Duration::from_secs(60), "submissions to progress", || {
+                (env.submitted_count() >= (before + k).min(names.len() as u64)).then_some(())
+            });
+            d.kill9();
+        }
+    }
+    assert!(crashes_after_sbatch >= 5);
+    let _d = env.start_env(&[], &envs);
+    for n in &names {
+        let g = env.wait_final(&env.root.join(n), Duration::from_secs(240));
+        assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{n}");
+    }
+    assert_one_job_each(&env, &names);
+}
+
+#[test]
+fn slurmctld_outage_during_a_burst_loses_nothing_and_duplicates_nothing() {
+    let _s = serial();
+    if !slurm_available("slurmctld_outage") {
+        return;
+    }
+    let env = TestEnv::slurm("ctld")
+        .job("wrap_cmd: true")
+        .job("command_timeout_sec: 30")
+        .watch("stability_checks: 1")
+        .behavior("submit_backoff_sec: 1")
+        .behavior("submit_backoff_max_sec: 4");
+    let d = env.start();
+    d.wait_log("dirwatcher started", Duration::from_secs(10));
+    let names: Vec<String> = (0..20).map(|i| format!("burst-{i:02}")).collect();
+    let outage = Outage::stop("slurmctld");
+    for n in &names {
+        env.ready_dir(n);
+    }
+    d.wait_log("cannot submit", Duration::from_secs(60));
+    outage.end();
+    for n in &names {
+        env.wait_final(&env.root.join(n), Duration::from_secs(180));
+    }
+    assert_one_job_each(&env, &names);
+    let log = d.log();
+    assert_eq!(
+        log.matches("cannot submit").count(),
+        1,
+        "one warning when the outage starts:\n{log}"
+    );
+    assert_eq!(
+        log.matches("submissions work again").count(),
+        1,
+        "one note when it ends:\n{log}"
+    );
+}
+
+#[test]
+fn slurmdbd_outage_marks_no_job_failed_and_records_every_outcome() {
+    let _s = serial();
+    if !slurm_available("slurmdbd_outage") {
+        return;
+    }
+    let env = TestEnv::slurm("dbd")
+        .job("wrap_cmd: sh -c 'sleep 3' job")
+        .watch("stability_checks: 1");
+    let names: Vec<String> = (0..4).map(|i| format!("run-{i}")).collect();
+    for n in &names {
+        env.ready_dir(n);
+    }
+    let d = env.start();
+    let jobs: Vec<String> = names
+        .iter()
+        .map(|n| env.wait_job_id(&env.root.join(n), Duration::from_secs(60)))
+        .collect();
+    let outage = Outage::stop("slurmdbd");
+    // The jobs run to their end while accounting is down.
+    wait_for(
+        Duration::from_secs(120),
+        "the jobs to finish (seen by the controller)",
+        || {
+            let out = Command::new("squeue")
+                .args(["-h", "-t", "all", "-o", "%T", "-j", &jobs.join(",")])
+                .output()
+                .unwrap();
+            let states = String::from_utf8_lossy(&out.stdout).into_owned();
+            (states.lines().count() == jobs.len()
+                && states.lines().all(|s| s.trim() == "COMPLETED"))
+            .then_some(())
+        },
+    );
+    d.wait_log(
+        "following jobs through the controller",
+        Duration::from_secs(30),
+    );
+    // Followed through the controller meanwhile: every outcome is recorded, none as a failure.
+    for n in &names {
+        let g = env.wait_final(&env.root.join(n), Duration::from_secs(60));
+        assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{n}");
+    }
+    assert!(
+        env.failures().is_empty(),
+        "a job was declared failed during the accounting outage"
+    );
+    outage.end();
+    for j in &jobs {
+        let st = wait_for(Duration::from_secs(30), "accounting to catch up", || {
+            Some(sacct_field(j, "State"))
+                .filter(|s| !s.is_empty() && s != "PENDING" && s != "RUNNING")
+        });
+        assert_eq!(st, "COMPLETED", "job {j}");
+    }
+}
+
+/// A state store that cannot be written (its file system is full): nothing is submitted without a committed
+/// intent, nothing already stored is damaged, and after the fault clears nothing is lost.
+#[test]
+fn full_state_store_submits_nothing_and_loses_nothing() {
+    let _s = serial();
+    if !slurm_available("full_state_store") {
+        return;
+    }
+    let mut env = TestEnv::slurm("full")
+        .job("wrap_cmd: true")
+        .watch("stability_checks: 1");
+    let fs = env.tmp.path().join("statefs");
+    std::fs::create_dir(&fs).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&fs)
+        .status()
+        .unwrap();
+    assert!(st.success(), "this test needs root to mount a small tmpfs");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _u = Unmount(fs.clone());
+    env.state = fs.join("state.db");
+    let state_db = fs.join("state.db");
+    let d = env.start();
+    let first = env.ready_dir("before");
+    let first_gen = wait_for(
+        Duration::from_secs(60),
+        "the first directory to complete",
+        || {
+            let l = dirwatcher::ledger::Ledger::open(&state_db).ok()?;
+            l.history(first.file_name().unwrap())
+                .ok()?
+                .into_iter()
+                .find(|g| g.finished_at.is_some())
+        },
+    );
+    // Fill the file system.
+    let filler = fs.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![0u8; 4096];
+    use std::io::Write;
+    while f.write_all(&chunk).is_ok() {}
+    let _ = f.sync_all();
+    drop(f);
+    let names: Vec<String> = (0..3).map(|i| format!("during-{i}")).collect();
+    for n in &names {
+        env.ready_dir(n);
+    }
+    d.wait_log("cannot write the state file", Duration::from_secs(60));
+    for n in &names {
+        assert!(
+            squeue_named(&env.job_name(n)).is_empty(),
+            "{n} was submitted without a committed intent"
+        );
+    }
+    std::fs::remove_file(&filler).unwrap();
+    for n in &names {
+        let g = wait_for(
+            Duration::from_secs(90),
+            "the directory to complete after the fault cleared",
+            || {
+                let l = dirwatcher::ledger::Ledger::open(&state_db).ok()?;
+                l.history(std::ffi::OsStr::new(n))
+                    .ok()?
+                    .into_iter()
+                    .find(|g| g.finished_at.is_some())
+            },
+        );
+        assert_eq!(g.final_state.as_deref(), Some("COMPLETED"));
+        let jobs = wait_for(Duration::from_secs(30), "sacct to list the job", || {
+            Some(jobs_named(&env.job_name(n))).filter(|j| !j.is_empty())
+        });
+        assert_eq!(jobs.len(), 1, "{n}: {jobs:?}");
+    }
+    let l = dirwatcher::ledger::Ledger::open(&state_db).unwrap();
+    assert_eq!(
+        l.history(first.file_name().unwrap()).unwrap(),
+        vec![first_gen],
+        "stored state changed"
+    );
+    assert!(d.log().contains("writable again"));
+}
