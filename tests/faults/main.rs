@@ -183,7 +183,7 @@ fn slurmctld_outage_during_a_burst_loses_nothing_and_duplicates_nothing() {
         .watch("stability_checks: 1")
         .behavior("submit_backoff_sec: 1")
         .behavior("submit_backoff_max_sec: 4");
-    let d = env.start();
+    let d = env.start_with(&["-v"]);
     d.wait_log("dirwatcher started", Duration::from_secs(10));
     let names: Vec<String> = (0..20).map(|i| format!("burst-{i:02}")).collect();
     let outage = Outage::stop("slurmctld");
@@ -191,6 +191,10 @@ fn slurmctld_outage_during_a_burst_loses_nothing_and_duplicates_nothing() {
         env.ready_dir(n);
     }
     d.wait_log("cannot submit", Duration::from_secs(60));
+    // Keep the controller down for a while: two more (quiet) failed probes.
+    wait_for(Duration::from_secs(90), "two more failed submission probes", || {
+        (d.log().matches("failed again").count() >= 2).then_some(())
+    });
     outage.end();
     for n in &names {
         env.wait_final(&env.root.join(n), Duration::from_secs(180));
@@ -203,7 +207,7 @@ fn slurmctld_outage_during_a_burst_loses_nothing_and_duplicates_nothing() {
         "one warning when the outage starts:\n{log}"
     );
     assert_eq!(
-        log.matches("submissions work again").count(),
+        log.matches("submissions work again after").count(),
         1,
         "one note when it ends:\n{log}"
     );
