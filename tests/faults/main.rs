@@ -169,6 +169,23 @@ fn kill_9_torture_every_directory_gets_exactly_one_job() {
         assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{n}");
     }
     assert_one_job_each(&env, &names);
+    // Each crash between sbatch's answer and the ledger write was resolved by finding the job by its key.
+    let adopted: usize = std::fs::read_dir(env.tmp.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("daemon-"))
+        .map(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap_or_default()
+                .matches("adopted job")
+                .count()
+        })
+        .sum();
+    // (Other kills can land inside an sbatch call too: sbatch runs in its own process group and finishes.)
+    assert!(
+        adopted >= crashes_after_sbatch,
+        "{adopted} adoptions for {crashes_after_sbatch} crashes after sbatch"
+    );
 }
 
 #[test]
@@ -192,9 +209,11 @@ fn slurmctld_outage_during_a_burst_loses_nothing_and_duplicates_nothing() {
     }
     d.wait_log("cannot submit", Duration::from_secs(60));
     // Keep the controller down for a while: two more (quiet) failed probes.
-    wait_for(Duration::from_secs(90), "two more failed submission probes", || {
-        (d.log().matches("failed again").count() >= 2).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(90),
+        "two more failed submission probes",
+        || (d.log().matches("failed again").count() >= 2).then_some(()),
+    );
     outage.end();
     for n in &names {
         env.wait_final(&env.root.join(n), Duration::from_secs(180));
