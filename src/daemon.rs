@@ -293,6 +293,15 @@ impl Daemon {
                 Ok(Some(job)) => match self.ledger.record_submitted(g.id, &job, now) {
                     Ok(()) => {
                         self.ledger_ok();
+                        // The scheduler did take the job: that ends a submission outage as well.
+                        if let OutageEdge::Ended { lasted, failures } =
+                            self.submit_latch.succeeded(now)
+                        {
+                            info!(
+                                "submissions work again after {} ({failures} failed attempts)",
+                                human_ms(lasted)
+                            );
+                        }
                         info!(dir = ?path, job = %job, "adopted job {job} for {}: it was submitted before the answer was recorded (key {})", show(&path), g.key);
                     }
                     Err(e) => self.ledger_failed("adopting a job", &e),
@@ -618,9 +627,12 @@ impl Daemon {
                     let certain = matches!(err, SubmitError::Refused(_));
                     let msg = err.to_string();
                     match self.submit_latch.failed(now) {
-                        OutageEdge::Started => warn!(dir = ?path,
+                        OutageEdge::Started if certain => warn!(dir = ?path,
                             "cannot submit {}: {msg}; it stays pending and is retried with back-off (next in {}); further failures are quiet until submissions work again",
                             show(&path), human_ms(ms(delay))),
+                        OutageEdge::Started => warn!(dir = ?path,
+                            "submission of {} has an unknown outcome: {msg}; its job is looked up by its key (squeue, sacct) before anything is resubmitted; further failures are quiet until submissions work again",
+                            show(&path)),
                         _ => {
                             debug!(dir = ?path, "submission of {} failed again: {msg}", show(&path))
                         }

@@ -13,6 +13,11 @@ fn local_completed_is_deleted_with_delete_on_success() {
 }
 
 #[test]
+fn local_job_script_gets_the_directory_as_its_argument() {
+    scenarios::job_script(TestEnv::local("script"), DEADLINE);
+}
+
+#[test]
 fn local_exit_3_is_a_failed_line() {
     scenarios::exit_3_failed(TestEnv::local("fail"), DEADLINE);
 }

@@ -23,7 +23,9 @@ fn stable_ready_dir_gets_exactly_one_job_matching_the_config() {
     let env = TestEnv::slurm("match")
         .job("gres: gpu:1")
         .job("time_limit: \"00:10:00\"")
-        .job("wrap_cmd: printf '%s\\n'");
+        .job("wrap_cmd: printf '%s|%s|%s\\n' \"$WATCH_DIR\" \"$DW_TEST\"")
+        .job("env: {DW_TEST: from-config}")
+        .job("extra_args: [\"--nice=7\"]");
     let dir = env.ready_dir("case1");
     let d = env.start();
     let job = env.wait_job_id(&dir, SLURM_DEADLINE);
@@ -33,25 +35,80 @@ fn stable_ready_dir_gets_exactly_one_job_matching_the_config() {
     assert_eq!(info["TimeLimit"], "00:10:00");
     assert_eq!(info["JobName"], env.job_name("case1"));
     assert_eq!(info["WorkDir"], dir.to_string_lossy());
+    assert_eq!(info["Nice"], "7", "extra_args not passed");
     assert!(
         info.get("TresPerNode").is_some_and(|t| t.contains("gpu:1")),
         "gres missing: {info:?}"
     );
     let g = env.wait_final(&dir, SLURM_DEADLINE);
     assert_eq!(g.final_state.as_deref(), Some("COMPLETED"));
-    // The command reached the job with the directory as its one argument.
+    // The command reached the job with the directory as its last argument, WATCH_DIR and job.env set.
     let out = std::fs::read_to_string(dir.join(format!("slurm-{job}.out"))).unwrap();
-    assert_eq!(out, format!("{}\n", dir.display()));
-    let submit_line = sacct_field(&job, "SubmitLine");
-    assert!(submit_line.contains("printf"), "submit line: {submit_line}");
+    assert_eq!(out, format!("{0}|from-config|{0}\n", dir.display()));
     // Later scans must leave it alone: a directory dropped afterwards is processed (so the root was scanned
     // again, more than once), and case1 still has exactly one job.
     let probe = env.ready_dir("probe");
     env.wait_final(&probe, SLURM_DEADLINE);
     drop(d);
     assert_eq!(env.history(&dir).len(), 1);
-    assert_eq!(jobs_named(&env.job_name("case1")), vec![job]);
+    assert_eq!(wait_jobs_named(&env.job_name("case1")), vec![job]);
     assert!(dir.exists(), "deleted without delete_on_success");
+}
+
+#[test]
+fn slurm_job_script_gets_the_directory_as_its_argument() {
+    need_slurm!("slurm_job_script_gets_the_directory_as_its_argument");
+    scenarios::job_script(TestEnv::slurm("script"), SLURM_DEADLINE);
+}
+
+/// Fault injection a real cluster cannot produce on demand: the first `sbatch` hangs (after submitting),
+/// the second answers garbage (after submitting). Each lost answer is resolved by the job's key: exactly one
+/// job per directory, and the hang is bounded by `command_timeout_sec`.
+#[test]
+fn hung_or_garbled_sbatch_answers_never_duplicate_a_job() {
+    need_slurm!("hung_or_garbled_sbatch_answers_never_duplicate_a_job");
+    let env = TestEnv::slurm("lost")
+        .job("wrap_cmd: true")
+        .job("command_timeout_sec: 2")
+        .watch("stability_checks: 1");
+    let real = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v sbatch"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let bin = env.tmp.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let calls = env.tmp.path().join("calls");
+    let script = format!(
+        "#!/bin/sh\necho x >> '{calls}'\nn=$(wc -l < '{calls}')\nout=$({real} \"$@\")\nrc=$?\n\
+         case $n in 1) exec sleep 60;; 2) echo 'Submitted batch job, probably'; exit 0;; esac\necho \"$out\"\nexit $rc\n",
+        calls = calls.display(),
+        real = real.trim()
+    );
+    std::fs::write(bin.join("sbatch"), script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(bin.join("sbatch"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let a = env.ready_dir("hung");
+    let d = env.start_env(&[], &[("PATH", path)]);
+    env.wait_final(&a, SLURM_DEADLINE);
+    let b = env.ready_dir("garbled");
+    env.wait_final(&b, SLURM_DEADLINE);
+    for (dir, name) in [(&a, "hung"), (&b, "garbled")] {
+        assert_eq!(env.history(dir).len(), 1);
+        let jobs = wait_for(Duration::from_secs(30), "sacct to list the job", || {
+            Some(wait_jobs_named(&env.job_name(name))).filter(|j| !j.is_empty())
+        });
+        assert_eq!(jobs.len(), 1, "{name}: {jobs:?}");
+        assert_eq!(env.history(dir)[0].job_id.as_ref(), jobs.first());
+    }
+    let log = d.log();
+    assert!(log.contains("did not finish within 2s"), "{log}");
+    assert!(log.contains("printed no job id"), "{log}");
+    assert_eq!(log.matches("adopted job").count(), 2, "{log}");
 }
 
 #[test]
@@ -124,8 +181,8 @@ fn restart_neither_resubmits_nor_forgets_an_in_flight_job() {
     assert_eq!(g.job_id.as_deref(), Some(job.as_str()));
     assert_eq!(env.history(&running).len(), 1);
     assert_eq!(env.history(&done).len(), 1);
-    assert_eq!(jobs_named(&env.job_name("running")), vec![job]);
-    assert_eq!(jobs_named(&env.job_name("finished")).len(), 1);
+    assert_eq!(wait_jobs_named(&env.job_name("running")), vec![job]);
+    assert_eq!(wait_jobs_named(&env.job_name("finished")).len(), 1);
 }
 
 /// Outcome scenarios run against both executors.
@@ -166,6 +223,24 @@ pub mod scenarios {
             1,
             "job output should be in <root>/.dirwatcher/logs"
         );
+    }
+
+    pub fn job_script(env: TestEnv, deadline: Duration) {
+        let script = env.tmp.path().join("process.sh");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\nprintf 'script got [%s] %s args\\n' \"$1\" \"$#\" > \"$1/result\"\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let env = env.job(&format!("job_script: {}", script.display()));
+        let dir = env.ready_dir("with script");
+        let _d = env.start();
+        let g = env.wait_final(&dir, deadline);
+        assert_eq!(g.final_state.as_deref(), Some("COMPLETED"));
+        let got = std::fs::read_to_string(dir.join("result")).unwrap();
+        assert_eq!(got, format!("script got [{}] 1 args\n", dir.display()));
     }
 
     pub fn exit_3_failed(env: TestEnv, deadline: Duration) {
