@@ -23,7 +23,7 @@ use crate::engine::{
 };
 use crate::ledger::{EndRecord, Generation, Ledger, LedgerError};
 use crate::outcome::{self, FailureRecord};
-use crate::scan::{self, ReadyLook};
+use crate::scan;
 use crate::scheduler::{self, JobSpec, Scheduler, SubmitError};
 
 /// Something that wakes the loop.
@@ -500,21 +500,27 @@ impl Daemon {
         };
         for name in &names {
             let path = root.join(name);
-            let look = match scan::look_at_ready_file(&root, name, &self.cfg.watch.signal_filename)
-            {
+            // The ledger first: a directory in flight costs no file-system call at all, a finished one a
+            // single lstat, and only new candidates get the lock probe.
+            let latest = match self.ledger.latest_for_dir(name) {
                 Ok(l) => l,
+                Err(e) => return self.ledger_failed("reading a directory's record", &e),
+            };
+            if latest.as_ref().is_some_and(|g| g.state.is_active()) {
+                self.tracker.forget(name);
+                continue;
+            }
+            let identity = match scan::stat_ready_file(&root, name, &self.cfg.watch.signal_filename)
+            {
+                Ok(Some(id)) => id,
+                Ok(None) => {
+                    self.tracker.forget(name);
+                    continue;
+                }
                 Err(e) => {
                     debug!(dir = ?path, "cannot look at the ready-file of {}: {e}", show(&path));
                     continue;
                 }
-            };
-            let ReadyLook::Present(identity, lock) = look else {
-                self.tracker.forget(name);
-                continue;
-            };
-            let latest = match self.ledger.latest_for_dir(name) {
-                Ok(l) => l,
-                Err(e) => return self.ledger_failed("reading a directory's record", &e),
             };
             match engine::generation_verdict(latest.as_ref().map(|g| (g.state, g.ready)), identity)
             {
@@ -524,6 +530,13 @@ impl Daemon {
                 }
                 GenerationVerdict::New => {}
             }
+            let lock = match scan::probe_lock(&path.join(&self.cfg.watch.signal_filename)) {
+                Ok(l) => l,
+                Err(e) => {
+                    debug!(dir = ?path, "cannot probe the lock of the ready-file of {}: {e}", show(&path));
+                    continue;
+                }
+            };
             let obs = ReadyObservation {
                 dir: name.clone(),
                 identity,

@@ -67,6 +67,21 @@ pub fn look_at_ready_file(root: &Path, dir: &OsStr, signal: &OsStr) -> io::Resul
     Ok(ReadyLook::Present(identity, lock))
 }
 
+/// `lstat` of the ready-file: its identity when it is a regular file; `None` when it is absent or not a
+/// regular file (a symlink or a directory with that name is ignored).
+pub fn stat_ready_file(
+    root: &Path,
+    dir: &OsStr,
+    signal: &OsStr,
+) -> io::Result<Option<ReadyIdentity>> {
+    match std::fs::symlink_metadata(root.join(dir).join(signal)) {
+        Ok(m) if m.file_type().is_file() => Ok(Some(identity_of(&m))),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// The identity fields of a ready-file's metadata.
 pub fn identity_of(meta: &std::fs::Metadata) -> ReadyIdentity {
     ReadyIdentity {

@@ -432,9 +432,11 @@ pub mod slurm {
     /// Like [`jobs_named`], but waits (bounded) until accounting lists at least one: sacct finds a job by
     /// name only a few seconds after submission.
     pub fn wait_jobs_named(name: &str) -> Vec<String> {
-        wait_for(Duration::from_secs(30), &format!("sacct to list a job named {name}"), || {
-            Some(jobs_named(name)).filter(|j| !j.is_empty())
-        })
+        wait_for(
+            Duration::from_secs(30),
+            &format!("sacct to list a job named {name}"),
+            || Some(jobs_named(name)).filter(|j| !j.is_empty()),
+        )
     }
 
     /// Jobs with this name known to the controller right now (any state).
