@@ -704,11 +704,15 @@ impl Validator<'_> {
             .as_ref()
             .map(|s| s.value.clone())
             .unwrap_or_else(|| defaults::JOB_NAME_PREFIX.into());
-        if prefix.is_empty() || prefix.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        if prefix.is_empty()
+            || prefix
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace() || c == ',')
+        {
             return Err(self.err(
                 "job.job_name_prefix",
                 j.job_name_prefix.as_ref().map(|s| s.referenced.line()),
-                format!("must be a non-empty word without spaces, found {prefix:?}"),
+                format!("must be a non-empty word without spaces or commas, found {prefix:?}"),
                 "write e.g. `job_name_prefix: dirwatch`",
             ));
         }

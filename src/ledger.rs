@@ -214,24 +214,17 @@ impl Ledger {
             .map_err(sql("cannot configure"))?;
         conn.execute_batch(SCHEMA)
             .map_err(sql("cannot create the schema"))?;
-        let instance: Option<String> = conn
+        // OR IGNORE + read back: two processes opening a new ledger at once agree on one instance id.
+        conn.execute(
+            "INSERT OR IGNORE INTO meta(key, value) VALUES ('instance', ?1)",
+            [fresh_instance_id()],
+        )
+        .map_err(sql("cannot initialise"))?;
+        let instance: String = conn
             .query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| {
                 r.get(0)
             })
-            .optional()
             .map_err(sql("cannot read"))?;
-        let instance = match instance {
-            Some(i) => i,
-            None => {
-                let fresh = fresh_instance_id();
-                conn.execute(
-                    "INSERT INTO meta(key, value) VALUES ('instance', ?1)",
-                    [&fresh],
-                )
-                .map_err(sql("cannot initialise"))?;
-                fresh
-            }
-        };
         Ok(Ledger {
             conn,
             path: path.to_path_buf(),

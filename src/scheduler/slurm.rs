@@ -141,11 +141,30 @@ pub fn parse_sacct(stdout: &str) -> HashMap<String, JobReport> {
 /// Finds the job id carrying `key` in `ID|COMMENT` lines (from `squeue -o '%i|%k'` or sacct).
 pub fn find_key(stdout: &str, key: &str) -> Option<String> {
     stdout.lines().find_map(|l| {
-        let (id, comment) = l.split_once('|')?;
-        let id = id.trim();
-        (comment.trim() == key && !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+        let mut f = l.split('|');
+        let (id, comment) = (f.next()?.trim(), f.next()?.trim());
+        (comment == key && !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
             .then(|| id.to_string())
     })
+}
+
+/// In `ID|COMMENT|SUBMIT_EPOCH` lines, the earliest job without a comment submitted at or after `since`
+/// (milliseconds; one minute of clock skew allowed).
+pub fn find_uncommented_since(stdout: &str, since: Millis) -> Option<String> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split('|');
+            let (id, comment, submit) = (f.next()?.trim(), f.next()?.trim(), f.next()?.trim());
+            let submit_ms = submit.parse::<i64>().ok()?.checked_mul(1000)?;
+            (comment.is_empty()
+                && id.bytes().all(|b| b.is_ascii_digit())
+                && !id.is_empty()
+                && submit_ms >= since - 60_000)
+                .then(|| (submit_ms, id.to_string()))
+        })
+        .min()
+        .map(|(_, id)| id)
 }
 
 /// True when sbatch's error proves no job was created (the controller refused it or was never reached).
@@ -339,9 +358,24 @@ impl Scheduler for Slurm {
             .arg("-P")
             .arg(format!("--name={job_name}"))
             .arg(format!("--starttime=now-{age_s}"))
-            .arg("--format=JobIDRaw,Comment");
+            .arg("--format=JobIDRaw,Comment,Submit");
+        let mut sa = sa;
+        // Submit times as epoch seconds, whatever the site's locale.
+        sa.env.push(("SLURM_TIME_FORMAT".into(), "%s".into()));
         let sa = process::run(&sa, self.timeout).map_err(|e| QueryError(e.to_string()))?;
-        Ok(find_key(&sa.stdout, key))
+        if let Some(id) = find_key(&sa.stdout, key) {
+            return Ok(Some(id));
+        }
+        // A cluster without `AccountingStoreFlags=job_comment` stores no comments: then the job with our
+        // exact name submitted after the intent was committed is ours (the name embeds the directory).
+        if let Some(id) = find_uncommented_since(&sa.stdout, since) {
+            tracing::warn!(
+                "job {id} named `{job_name}` carries no submission key in accounting (set \
+                 AccountingStoreFlags=job_comment in slurm.conf); adopting it by name and submit time"
+            );
+            return Ok(Some(id));
+        }
+        Ok(None)
     }
 }
 
@@ -395,9 +429,29 @@ mod tests {
 
     #[test]
     fn key_lookup_matches_exactly() {
-        let out = "5|dw-ab-1\n6|dw-ab-12\n7|\n";
+        let out = "5|dw-ab-1\n6|dw-ab-12\n7|\n8|dw-ab-3|1700000000\n";
+        assert_eq!(find_key(out, "dw-ab-3").as_deref(), Some("8"));
         assert_eq!(find_key(out, "dw-ab-12").as_deref(), Some("6"));
         assert_eq!(find_key(out, "dw-ab-2"), None);
+    }
+
+    #[test]
+    fn without_stored_comments_a_job_is_adopted_by_name_and_time_only_after_the_intent() {
+        let out = "10||1000\n11||1100\n12|dw-other-1|1200\n";
+        assert_eq!(
+            find_uncommented_since(out, 1_100_000 + 60_000).as_deref(),
+            Some("11")
+        );
+        assert_eq!(
+            find_uncommented_since(out, 1_200_000 + 60_000),
+            None,
+            "a job older than the intent is not ours"
+        );
+        assert_eq!(
+            find_uncommented_since(out, 0).as_deref(),
+            Some("10"),
+            "the earliest one"
+        );
     }
 
     #[test]
