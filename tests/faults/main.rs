@@ -26,12 +26,17 @@ fn cluster_script() -> PathBuf {
 }
 
 fn cluster(args: &[&str]) {
-    let st = Command::new("bash")
+    let out = Command::new("bash")
         .arg(cluster_script())
         .args(args)
-        .status()
+        .output()
         .unwrap();
-    assert!(st.success(), "slurm-dev-cluster.sh {args:?} failed");
+    assert!(
+        out.status.success(),
+        "slurm-dev-cluster.sh {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Stops one cluster daemon; brings the whole cluster back when dropped, even if the test fails.
@@ -53,7 +58,7 @@ impl Drop for Outage {
         let _ = Command::new("bash")
             .arg(cluster_script())
             .arg("up")
-            .status();
+            .output();
     }
 }
 
