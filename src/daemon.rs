@@ -21,7 +21,7 @@ use crate::engine::{
     self, GenState, GenerationVerdict, JobEnd, Millis, OutageEdge, OutageLatch, OutcomePolicy,
     Readiness, ReadyObservation, StabilityPolicy, StabilityTracker, ms,
 };
-use crate::ledger::{EndRecord, Generation, Ledger, LedgerError};
+use crate::ledger::{EndRecord, Generation, Ledger, LedgerError, NewGeneration};
 use crate::outcome::{self, FailureRecord};
 use crate::scan;
 use crate::scheduler::{self, JobSpec, Scheduler, SubmitError};
@@ -560,10 +560,17 @@ impl Daemon {
                     }
                     let job_name = engine::job_name(&self.cfg.job.job_name_prefix, name);
                     let dir_id = scan::dir_identity(&root, name);
-                    match self
-                        .ledger
-                        .insert_intent(name, identity, dir_id, 1, &job_name, now, now)
-                    {
+                    match self.ledger.insert_intent(
+                        &NewGeneration {
+                            dir: name,
+                            ready: identity,
+                            dir_dev_ino: dir_id,
+                            attempt: 1,
+                            job_name: &job_name,
+                            not_before: now,
+                        },
+                        now,
+                    ) {
                         Ok(g) => {
                             self.ledger_ok();
                             debug!(dir = ?path, "{} is ready; intent {} committed", show(&path), g.key);

@@ -263,36 +263,16 @@ impl Ledger {
         self.select("WHERE dir = ?1 ORDER BY id", [dir.as_bytes()])
     }
 
-    /// Commits the intent to submit a new job for `dir`, before `sbatch` is called. Returns the new record.
-    #[allow(clippy::too_many_arguments)]
-    pub fn insert_intent(
-        &mut self,
-        dir: &OsStr,
-        ready: ReadyIdentity,
-        dir_dev_ino: Option<(u64, u64)>,
-        attempt: u32,
-        job_name: &str,
-        now: Millis,
-        not_before: Millis,
-    ) -> Result<Generation> {
+    /// Commits the intent to submit a new job, before `sbatch` is called. Returns the new record.
+    pub fn insert_intent(&mut self, new: &NewGeneration<'_>, now: Millis) -> Result<Generation> {
         let path = self.path.clone();
         let sql = |what| sqle(&path, what);
         let tx = self
             .conn
             .transaction()
             .map_err(sql("cannot begin a transaction"))?;
-        let id = insert_row(
-            &tx,
-            &self.instance,
-            dir,
-            ready,
-            dir_dev_ino,
-            attempt,
-            job_name,
-            now,
-            not_before,
-        )
-        .map_err(sql("cannot record the intent"))?;
+        let id =
+            insert_row(&tx, &self.instance, new, now).map_err(sql("cannot record the intent"))?;
         tx.commit().map_err(sql("cannot commit the intent"))?;
         self.get(id).map(|g| g.expect("row just inserted"))
     }
@@ -373,13 +353,11 @@ impl Ledger {
                 insert_row(
                     &tx,
                     &self.instance,
-                    &g.dir,
-                    g.ready,
-                    g.dir_dev_ino,
-                    g.attempt + 1,
-                    &g.job_name,
+                    &NewGeneration {
+                        not_before: at,
+                        ..NewGeneration::next_attempt_of(g, at)
+                    },
                     now,
-                    at,
                 )
                 .map_err(sql("cannot record the retry"))?,
             ),
@@ -391,26 +369,8 @@ impl Ledger {
 
     /// Queues a new attempt for a finished generation (operator `retry`). Returns the new record id.
     pub fn requeue(&mut self, g: &Generation, now: Millis) -> Result<i64> {
-        let path = self.path.clone();
-        let sql = |what| sqle(&path, what);
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(sql("cannot begin a transaction"))?;
-        let id = insert_row(
-            &tx,
-            &self.instance,
-            &g.dir,
-            g.ready,
-            g.dir_dev_ino,
-            g.attempt + 1,
-            &g.job_name,
-            now,
-            now,
-        )
-        .map_err(sql("cannot record the retry"))?;
-        tx.commit().map_err(sql("cannot commit the retry"))?;
-        Ok(id)
+        self.insert_intent(&NewGeneration::next_attempt_of(g, now), now)
+            .map(|g| g.id)
     }
 
     /// Clears the failure-log flag after the line was appended.
@@ -530,18 +490,51 @@ pub struct EndRecord<'a> {
     pub retry_at: Option<Millis>,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What a new generation record holds before it gets an id and a key.
+#[derive(Debug, Clone)]
+pub struct NewGeneration<'a> {
+    /// Directory name (one component of the root).
+    pub dir: &'a OsStr,
+    /// The ready-file identity that made this generation.
+    pub ready: ReadyIdentity,
+    /// `(st_dev, st_ino)` of the directory, checked again before deleting it.
+    pub dir_dev_ino: Option<(u64, u64)>,
+    /// 1 for the first job of a generation.
+    pub attempt: u32,
+    /// Job name given to the scheduler.
+    pub job_name: &'a str,
+    /// Not before this time may `sbatch` run.
+    pub not_before: Millis,
+}
+
+impl<'a> NewGeneration<'a> {
+    /// The next attempt for the same directory generation, due at `not_before`.
+    pub fn next_attempt_of(g: &'a Generation, not_before: Millis) -> Self {
+        NewGeneration {
+            dir: &g.dir,
+            ready: g.ready,
+            dir_dev_ino: g.dir_dev_ino,
+            attempt: g.attempt + 1,
+            job_name: &g.job_name,
+            not_before,
+        }
+    }
+}
+
 fn insert_row(
     tx: &rusqlite::Transaction<'_>,
     instance: &str,
-    dir: &OsStr,
-    ready: ReadyIdentity,
-    dir_dev_ino: Option<(u64, u64)>,
-    attempt: u32,
-    job_name: &str,
+    new: &NewGeneration<'_>,
     now: Millis,
-    not_before: Millis,
 ) -> rusqlite::Result<i64> {
+    let NewGeneration {
+        dir,
+        ready,
+        dir_dev_ino,
+        attempt,
+        job_name,
+        not_before,
+    } = *new;
     let placeholder = format!("pending-{now}-{}-{}", std::process::id(), attempt);
     tx.execute(
         "INSERT INTO generations (dir, ready_dev, ready_ino, ready_size, ready_mtime_ns, dir_dev, dir_ino, state,
@@ -635,6 +628,22 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn new(
+        dir: &OsStr,
+        ready: ReadyIdentity,
+        dir_dev_ino: Option<(u64, u64)>,
+        at: Millis,
+    ) -> NewGeneration<'_> {
+        NewGeneration {
+            dir,
+            ready,
+            dir_dev_ino,
+            attempt: 1,
+            job_name: "dw-job",
+            not_before: at,
+        }
+    }
+
     fn ident(n: u64) -> ReadyIdentity {
         ReadyIdentity {
             dev: 1,
@@ -649,15 +658,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let mut l = Ledger::open(&t.path().join("state.db")).unwrap();
         let g = l
-            .insert_intent(
-                "case1".as_ref(),
-                ident(1),
-                Some((1, 2)),
-                1,
-                "dw-case1",
-                10,
-                10,
-            )
+            .insert_intent(&new("case1".as_ref(), ident(1), Some((1, 2)), 10), 10)
             .unwrap();
         assert_eq!(g.state, GenState::Submitting);
         assert!(g.key.starts_with("dw-") && g.key.ends_with(&format!("-{}", g.id)));
@@ -704,13 +705,13 @@ mod tests {
         let p = t.path().join("state.db");
         let k1 = {
             let mut l = Ledger::open(&p).unwrap();
-            l.insert_intent("a".as_ref(), ident(1), None, 1, "dw-a", 1, 1)
+            l.insert_intent(&new("a".as_ref(), ident(1), None, 1), 1)
                 .unwrap()
                 .key
         };
         let mut l = Ledger::open(&p).unwrap();
         let k2 = l
-            .insert_intent("b".as_ref(), ident(2), None, 1, "dw-b", 2, 2)
+            .insert_intent(&new("b".as_ref(), ident(2), None, 2), 2)
             .unwrap()
             .key;
         assert_ne!(k1, k2);
@@ -727,12 +728,12 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let mut l = Ledger::open(&t.path().join("s.db")).unwrap();
         let k1 = l
-            .insert_intent("a".as_ref(), ident(1), None, 1, "n", 1, 1)
+            .insert_intent(&new("a".as_ref(), ident(1), None, 1), 1)
             .unwrap()
             .key;
         l.forget("a".as_ref()).unwrap();
         let k2 = l
-            .insert_intent("a".as_ref(), ident(1), None, 1, "n", 2, 2)
+            .insert_intent(&new("a".as_ref(), ident(1), None, 2), 2)
             .unwrap()
             .key;
         assert_ne!(
@@ -761,7 +762,7 @@ mod tests {
             let mut l = Ledger::open(&t.path().join("s.db")).unwrap();
             let dir = OsString::from_vec(name);
             let id = ReadyIdentity { dev: u64::MAX, ino, size, mtime_ns: mtime };
-            let g = l.insert_intent(&dir, id, Some((u64::MAX, ino)), 1, "n", 5, 5).unwrap();
+            let g = l.insert_intent(&new(&dir, id, Some((u64::MAX, ino)), 5), 5).unwrap();
             let back = l.latest_for_dir(&dir).unwrap().unwrap();
             prop_assert_eq!(&back, &g);
             prop_assert_eq!(back.dir, dir);

@@ -93,30 +93,15 @@ fn assert_one_job_each(env: &TestEnv, names: &[String]) {
 
 /// A fault-injecting `sbatch`: runs the real one, and when armed, reports that it returned and then hangs,
 /// so the test can SIGKILL the daemon between sbatch's answer and the ledger write.
-fn sbatch_wrapper(env: &TestEnv) -> (PathBuf, PathBuf, PathBuf) {
-    let real = String::from_utf8(
-        Command::new("sh")
-            .args(["-c", "command -v sbatch"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let bin = env.tmp.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
+fn sbatch_wrapper(env: &TestEnv) -> (String, PathBuf, PathBuf) {
     let arm = env.tmp.path().join("arm");
     let hit = env.tmp.path().join("hit");
-    let script = format!(
-        "#!/bin/sh\n{real} \"$@\"\nrc=$?\nif [ -e '{arm}' ]; then : > '{hit}'; exec sleep 120; fi\nexit $rc\n",
-        real = real.trim(),
+    let body = format!(
+        "\"$REAL_SBATCH\" \"$@\"\nrc=$?\nif [ -e '{arm}' ]; then : > '{hit}'; exec sleep 120; fi\nexit $rc\n",
         arm = arm.display(),
         hit = hit.display()
     );
-    let p = bin.join("sbatch");
-    std::fs::write(&p, script).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    (bin, arm, hit)
+    (fake_sbatch(env, &body), arm, hit)
 }
 
 #[test]
@@ -129,12 +114,7 @@ fn kill_9_torture_every_directory_gets_exactly_one_job() {
         .job("wrap_cmd: true")
         .watch("stability_checks: 1")
         .watch("poll_interval_sec: 0.2");
-    let (bin, arm, hit) = sbatch_wrapper(&env);
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let (path, arm, hit) = sbatch_wrapper(&env);
     let envs = [("PATH", path)];
     let mut names = Vec::new();
     let rounds = 10;

@@ -273,6 +273,29 @@ impl TestEnv {
     }
 }
 
+/// Installs a fault-injecting `sbatch` in front of the real one — only for faults a real cluster cannot
+/// produce on demand (a lost answer). `body` is shell script; `$REAL_SBATCH` is the real sbatch. Returns the
+/// `PATH` to start the daemon with.
+pub fn fake_sbatch(env: &TestEnv, body: &str) -> String {
+    let out = Command::new("sh")
+        .args(["-c", "command -v sbatch"])
+        .output()
+        .unwrap();
+    let real = String::from_utf8(out.stdout).unwrap();
+    assert!(!real.trim().is_empty(), "no sbatch on PATH");
+    let bin = env.tmp.path().join("fake-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = format!("#!/bin/sh\nREAL_SBATCH='{}'\n{body}", real.trim());
+    std::fs::write(bin.join("sbatch"), script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(bin.join("sbatch"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
 /// Sets `key: value` in a section, replacing an earlier line with the same key.
 fn set_key(lines: &mut Vec<String>, line: &str) {
     let key = line.split(':').next().unwrap_or(line);

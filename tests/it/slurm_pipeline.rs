@@ -71,27 +71,13 @@ fn hung_or_garbled_sbatch_answers_never_duplicate_a_job() {
         .job("wrap_cmd: true")
         .job("command_timeout_sec: 2")
         .watch("stability_checks: 1");
-    let real = String::from_utf8(
-        std::process::Command::new("sh")
-            .args(["-c", "command -v sbatch"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let bin = env.tmp.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
     let calls = env.tmp.path().join("calls");
-    let script = format!(
-        "#!/bin/sh\necho x >> '{calls}'\nn=$(wc -l < '{calls}')\nout=$({real} \"$@\")\nrc=$?\n\
+    let body = format!(
+        "echo x >> '{calls}'\nn=$(wc -l < '{calls}')\nout=$(\"$REAL_SBATCH\" \"$@\")\nrc=$?\n\
          case $n in 1) exec sleep 60;; 2) echo 'Submitted batch job, probably'; exit 0;; esac\necho \"$out\"\nexit $rc\n",
-        calls = calls.display(),
-        real = real.trim()
+        calls = calls.display()
     );
-    std::fs::write(bin.join("sbatch"), script).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(bin.join("sbatch"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let path = fake_sbatch(&env, &body);
     let a = env.ready_dir("hung");
     let d = env.start_env(&[], &[("PATH", path)]);
     env.wait_final(&a, SLURM_DEADLINE);
