@@ -279,7 +279,13 @@ pub mod scenarios {
     ) {
         let env = env.job("wrap_cmd: printf '%s|'");
         let _d = env.start();
-        let names = ["a b'$(touch X)\";x", "line\nbreak `touch X` ; touch X"];
+        use std::os::unix::ffi::OsStrExt;
+        let names = [
+            std::ffi::OsStr::new("a b'$(touch X)\";x"),
+            std::ffi::OsStr::new("line\nbreak `touch X` ; touch X"),
+            // Not UTF-8 (Latin-1 bytes, as old instruments write them).
+            std::ffi::OsStr::from_bytes(b"caf\xe9 $(touch X)"),
+        ];
         for name in names {
             let dir = env.ready_dir(name);
             let g = env.wait_final(&dir, deadline);
@@ -287,11 +293,7 @@ pub mod scenarios {
             let out = output_of(&env, &dir, g.job_id.as_deref().unwrap());
             let mut want = bytes_of(&dir);
             want.push(b'|');
-            assert_eq!(
-                String::from_utf8_lossy(&out),
-                String::from_utf8_lossy(&want),
-                "{name:?} did not arrive as one argument"
-            );
+            assert_eq!(out, want, "{name:?} did not arrive as one argument");
             assert!(
                 !dir.join("X").exists() && !env.root.join("X").exists(),
                 "{name:?} was executed"
