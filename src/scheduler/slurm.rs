@@ -388,6 +388,24 @@ mod tests {
     use super::*;
     use crate::config::{ExecutorKind, TimeLimit};
 
+    proptest::proptest! {
+        /// The parsers take whatever Slurm (or a broken wrapper) prints without panicking, and never invent
+        /// a job id that is not all digits.
+        #[test]
+        fn parsers_survive_any_output(out in "(?s).{0,300}", key in "[a-z0-9-]{1,12}") {
+            if let Some(id) = parse_parsable(&out) {
+                proptest::prop_assert!(id.split(';').next().unwrap().bytes().all(|b| b.is_ascii_digit()));
+            }
+            for id in parse_sacct(&out).keys() {
+                proptest::prop_assert!(id.bytes().all(|b| b.is_ascii_digit()));
+            }
+            let _ = parse_squeue(&out);
+            let _ = parse_scontrol_exit(&out);
+            let _ = find_key(&out, &key);
+            let _ = find_uncommented_since(&out, 0);
+        }
+    }
+
     #[test]
     fn parsable_output_gives_the_id() {
         assert_eq!(parse_parsable("12345\n").as_deref(), Some("12345"));
