@@ -25,7 +25,8 @@ Run in the foreground:       dirwatcher run --config /etc/dirwatcher/config.yaml
 See what it did:             dirwatcher status --config /etc/dirwatcher/config.yaml"
 )]
 pub struct Cli {
-    /// Log format on stderr: `text` for people, `json` (one object per line) for log shippers.
+    /// Log format on stderr: `text` for people, `json` (one object per line) for log shippers. Under systemd
+    /// (stderr is the journal), `text` goes to journald with `DIR` and `JOB` as fields.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 

@@ -10,6 +10,7 @@
 //! - [`process`]: the one home of child processes (argv, timeout, process group).
 //! - [`outcome`]: failure-log lines and the guarded deletion of finished directories.
 //! - [`daemon`]: the loop that owns the state and ties the rest together.
+//! - [`logging`]: where log lines go (journald under systemd, text or JSON on stderr).
 //! - [`ops`]: operator commands on the ledger (`status`, `retry`, `forget`) and the `demo`.
 
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod ledger;
+pub mod logging;
 pub mod ops;
 pub mod outcome;
 pub mod process;
