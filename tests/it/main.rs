@@ -5,4 +5,5 @@
 mod cli;
 mod harness;
 mod local;
+mod observe;
 mod slurm_pipeline;
