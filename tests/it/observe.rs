@@ -43,10 +43,17 @@ fn start(env: &TestEnv, metrics: &[String], args: &[&str], vars: &[(&str, &OsStr
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    Daemon {
+    let mut d = Daemon {
         child: Some(child),
         log,
-    }
+    };
+    // Reading the ledger (`env.history`) while the daemon is still creating it can fail either side
+    // (Ledger::open is not safe against a concurrent first open): let the daemon get there first.
+    wait_for(DEADLINE, "the daemon to start or exit", || {
+        let exited = d.child.as_mut().unwrap().try_wait().unwrap().is_some();
+        (exited || d.log().contains("dirwatcher started")).then_some(())
+    });
+    d
 }
 
 /// Every datagram the daemon sends to our stand-in for systemd's notification socket, with its arrival.
