@@ -25,7 +25,8 @@ Run in the foreground:       dirwatcher run --config /etc/dirwatcher/config.yaml
 See what it did:             dirwatcher status --config /etc/dirwatcher/config.yaml"
 )]
 pub struct Cli {
-    /// Log format on stderr: `text` for people, `json` (one object per line) for log shippers.
+    /// Log format on stderr: `text` for people, `json` (one object per line) for log shippers. Under systemd
+    /// (stderr is the journal), `text` goes to journald with `DIR` and `JOB` as fields.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 
@@ -97,7 +98,14 @@ Keys (defaults in brackets):\n\
   behavior.failure_log            [/var/log/dirwatcher/failed_jobs.log] one JSON line per failed job\n\
   behavior.max_retries            [0] automatic resubmissions of a failed directory\n\
   behavior.submit_backoff_sec     [5] first delay after a failed submission (doubles)\n\
-  behavior.submit_backoff_max_sec [300] cap of that delay"
+  behavior.submit_backoff_max_sec [300] cap of that delay\n\
+  metrics.listen                  [off] serve Prometheus metrics at http://ADDRESS/metrics, e.g.\n\
+                                  127.0.0.1:9187 (port 0: any free port, logged); another address\n\
+                                  of this host is allowed with a warning, 0.0.0.0 is refused\n\
+  metrics.textfile                [off] rewrite this .prom file every cycle, for node_exporter's\n\
+                                  textfile collector (written atomically)\n\
+  Metrics: *_total counters count since the daemon started (rate() copes with restarts);\n\
+  dirwatcher_directories_finished{state} holds the durable counts from the ledger."
     )]
     CheckConfig {
         /// The YAML config file.

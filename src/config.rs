@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -138,6 +139,16 @@ pub struct BehaviorConfig {
     pub submit_backoff_max: Duration,
 }
 
+/// `metrics:` section, validated. Both outputs are optional; without either, no metrics go anywhere.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Serve `GET /metrics` here: a loopback address, or a specific address of this host (never the
+    /// wildcard `0.0.0.0`/`::`). Port 0 picks a free port (logged at start).
+    pub listen: Option<SocketAddr>,
+    /// Rewrite this `.prom` file atomically every cycle, for node_exporter's textfile collector.
+    pub textfile: Option<PathBuf>,
+}
+
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -149,6 +160,8 @@ pub struct Config {
     pub job: JobConfig,
     /// `behavior:`.
     pub behavior: BehaviorConfig,
+    /// `metrics:` (optional).
+    pub metrics: MetricsConfig,
 }
 
 // ---------------------------------------------------------------- raw mirror of the YAML
@@ -161,6 +174,7 @@ struct RawConfig {
     watch: Option<RawWatch>,
     job: Option<RawJob>,
     behavior: Option<RawBehavior>,
+    metrics: Option<RawMetrics>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,6 +217,13 @@ struct RawBehavior {
     max_retries: S<i64>,
     submit_backoff_sec: S<f64>,
     submit_backoff_max_sec: S<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: S<String>,
+    textfile: S<String>,
 }
 
 /// Defaults, in one place so `check-config`, the docs and the code agree.
@@ -334,6 +355,17 @@ impl Config {
             y,
             "  submit_backoff_max_sec: {}",
             secs(b.submit_backoff_max)
+        );
+        let m = &self.metrics;
+        let _ = writeln!(y, "\nmetrics:");
+        let _ = writeln!(y, "  listen: {}", opt(&m.listen.map(|a| a.to_string())));
+        let _ = writeln!(
+            y,
+            "  textfile: {}",
+            opt(&m
+                .textfile
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()))
         );
         y
     }
@@ -521,12 +553,68 @@ impl Validator<'_> {
         let watch = self.watch(raw.watch)?;
         let behavior = self.behavior(raw.behavior)?;
         let job = self.job(raw.job, &behavior)?;
+        let metrics = self.metrics(raw.metrics)?;
         Ok(Config {
             source: self.file.to_path_buf(),
             watch,
             job,
             behavior,
+            metrics,
         })
+    }
+
+    fn metrics(&self, raw: Option<RawMetrics>) -> Result<MetricsConfig, ConfigError> {
+        let Some(m) = raw else {
+            return Ok(MetricsConfig::default());
+        };
+        let listen = match &m.listen {
+            None => None,
+            Some(l) if l.value.trim().is_empty() => None,
+            Some(l) => {
+                let line = Some(l.referenced.line());
+                let addr: SocketAddr = l.value.trim().parse().map_err(|_| {
+                    self.err(
+                        "metrics.listen",
+                        line,
+                        format!("must be an IP address and a port, found {:?}", l.value),
+                        "write e.g. `listen: 127.0.0.1:9187` (IPv6 in quotes: `listen: \"[::1]:9187\"`)",
+                    )
+                })?;
+                if addr.ip().is_unspecified() {
+                    return Err(self.err(
+                        "metrics.listen",
+                        line,
+                        format!(
+                            "`{addr}` would serve the metrics on every network interface, without authentication"
+                        ),
+                        "write `listen: 127.0.0.1:9187` and let Prometheus scrape through node_exporter's textfile \
+                         (`textfile:`) or a proxy, or name the one address Prometheus reaches, e.g. `listen: 10.0.0.5:9187`",
+                    ));
+                }
+                Some(addr)
+            }
+        };
+        let textfile = match &m.textfile {
+            None => None,
+            Some(t) if t.value.trim().is_empty() => None,
+            Some(t) => {
+                let example = "/var/lib/prometheus/node-exporter/dirwatcher.prom";
+                let p = self.absolute("metrics.textfile", &m.textfile, example)?;
+                if p.extension().is_none_or(|e| e != "prom") {
+                    return Err(self.err(
+                        "metrics.textfile",
+                        Some(t.referenced.line()),
+                        format!(
+                            "must end in `.prom` (node_exporter's textfile collector reads only those), found {:?}",
+                            t.value
+                        ),
+                        format!("write e.g. `textfile: {example}`"),
+                    ));
+                }
+                Some(p)
+            }
+        };
+        Ok(MetricsConfig { listen, textfile })
     }
 
     fn watch(&self, raw: Option<RawWatch>) -> Result<WatchConfig, ConfigError> {
@@ -917,5 +1005,67 @@ mod tests {
         .unwrap();
         let again = parse(&c.to_yaml()).unwrap();
         assert_eq!(again.to_yaml(), c.to_yaml());
+        assert_eq!(again.metrics, MetricsConfig::default());
+    }
+
+    #[test]
+    fn effective_config_round_trips_metrics() {
+        let c = parse(&with_root(
+            "job:\n  wrap_cmd: echo\nmetrics:\n  listen: 127.0.0.1:9187\n  textfile: /var/lib/node/dirwatcher.prom\n",
+        ))
+        .unwrap();
+        assert_eq!(c.metrics.listen, Some("127.0.0.1:9187".parse().unwrap()));
+        let again = parse(&c.to_yaml()).unwrap();
+        assert_eq!(again.metrics, c.metrics);
+        assert_eq!(again.to_yaml(), c.to_yaml());
+        let c = parse(&with_root(
+            "job:\n  wrap_cmd: echo\nmetrics:\n  listen: \"[::1]:0\"\n",
+        ))
+        .unwrap();
+        assert_eq!(parse(&c.to_yaml()).unwrap().metrics, c.metrics);
+    }
+
+    #[test]
+    fn metrics_section_is_optional_and_may_be_empty() {
+        for body in ["", "metrics:\n", "metrics: {}\n"] {
+            let c = parse(&with_root(&format!("job:\n  wrap_cmd: echo\n{body}"))).unwrap();
+            assert_eq!(c.metrics, MetricsConfig::default(), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn bad_metrics_keys_name_key_line_and_fix() {
+        let cases = [
+            ("  listen: localhost:9187\n", "metrics.listen", "IP address"),
+            (
+                "  listen: 0.0.0.0:9187\n",
+                "metrics.listen",
+                "every network interface",
+            ),
+            (
+                "  textfile: dirwatcher.prom\n",
+                "metrics.textfile",
+                "absolute path",
+            ),
+            (
+                "  textfile: /var/lib/node/dirwatcher.txt\n",
+                "metrics.textfile",
+                ".prom",
+            ),
+            (
+                "  listn: 127.0.0.1:9187\n",
+                "metrics.listn",
+                "unknown field",
+            ),
+        ];
+        for (line, key, problem) in cases {
+            let e = parse(&with_root(&format!(
+                "job:\n  wrap_cmd: echo\nmetrics:\n{line}"
+            )))
+            .unwrap_err();
+            assert_eq!((e.key.as_str(), e.line), (key, Some(6)), "{e}");
+            assert!(e.problem.contains(problem), "{e}");
+            assert!(!e.fix.is_empty(), "{e}");
+        }
     }
 }

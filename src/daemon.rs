@@ -22,6 +22,8 @@ use crate::engine::{
     Readiness, ReadyObservation, StabilityPolicy, StabilityTracker, ms,
 };
 use crate::ledger::{EndRecord, Generation, Ledger, LedgerError, NewGeneration};
+use crate::metrics::{Metrics, MetricsError};
+use crate::notify::{self, Notifier};
 use crate::outcome::{self, FailureRecord};
 use crate::scan;
 use crate::scheduler::{self, JobSpec, Scheduler, SubmitError};
@@ -69,6 +71,9 @@ pub enum StartError {
     /// The ledger could not be opened.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// `metrics.listen` could not be bound.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 /// Takes the single-instance lock beside the state file; held for as long as the returned file lives.
@@ -137,6 +142,10 @@ pub struct Daemon {
     /// During a submission outage, no `sbatch` before this time (one probe per back-off step instead of
     /// one 9-second connect timeout per pending directory).
     submit_hold_until: Millis,
+    /// Prometheus metrics (also wraps the scheduler to time its calls).
+    metrics: Metrics,
+    /// systemd notifications; a no-op outside systemd.
+    notifier: Notifier,
     /// The single-instance lock; released when the daemon is dropped.
     _lock: File,
 }
@@ -146,7 +155,9 @@ impl Daemon {
     pub fn start(cfg: Config) -> Result<Daemon, StartError> {
         let lock = lock_state(&cfg.behavior.state_file)?;
         let ledger = Ledger::open(&cfg.behavior.state_file)?;
-        let sched = scheduler::from_config(&cfg);
+        let metrics = Metrics::start(&cfg.metrics)?;
+        let notifier = Notifier::from_env();
+        let sched = metrics.instrument(scheduler::from_config(&cfg), &notifier);
         prepare_output_dir(&cfg);
         Ok(Daemon {
             sched,
@@ -161,6 +172,8 @@ impl Daemon {
             next_scan: 0,
             next_track: 0,
             submit_hold_until: 0,
+            metrics,
+            notifier,
             _lock: lock,
         })
     }
@@ -192,13 +205,19 @@ impl Daemon {
             let now = wall_now();
             let wake = self.next_wake(now);
             let wait = Duration::from_millis(u64::try_from(wake - now).unwrap_or(0));
+            let wait = self.notifier.cap_wait(wait);
             match events.recv_timeout(wait) {
                 Ok(Event::Terminate) => break,
-                Ok(Event::Reload) => self.reload(),
+                Ok(Event::Reload) => {
+                    self.notifier.reloading();
+                    self.reload();
+                    self.notifier.reloaded();
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+        self.notifier.stopping();
         info!(
             "dirwatcher stopped: in-flight jobs stay recorded in {} and are followed after the next start",
             show(&self.cfg.behavior.state_file)
@@ -228,7 +247,10 @@ impl Daemon {
                 let state_file = self.cfg.behavior.state_file.clone();
                 self.cfg = new;
                 self.cfg.behavior.state_file = state_file;
-                self.sched = scheduler::from_config(&self.cfg);
+                self.sched = self
+                    .metrics
+                    .instrument(scheduler::from_config(&self.cfg), &self.notifier);
+                self.metrics.reload(&self.cfg.metrics);
                 prepare_output_dir(&self.cfg);
                 self.next_scan = 0;
                 info!("config reloaded from {}", show(&self.cfg.source));
@@ -255,7 +277,26 @@ impl Daemon {
             };
             self.next_scan = now + ms(gap.max(Duration::from_millis(50)));
         }
-        self.submit_due(events)
+        let flow = self.submit_due(events);
+        self.observe();
+        flow
+    }
+
+    /// End of a cycle: publishes the counts (metrics, systemd `STATUS=`; the first time also `READY=1`)
+    /// and pets the watchdog. The ledger is only counted when someone listens.
+    fn observe(&mut self) {
+        let wanted = self.metrics.is_enabled() || self.notifier.is_enabled();
+        let counts = if wanted {
+            self.ledger.counts().ok()
+        } else {
+            None
+        };
+        let settling = self.tracker.len() as u64;
+        self.metrics.publish(counts.as_ref(), settling);
+        let status = counts
+            .as_ref()
+            .map(|c| notify::status_line(&self.cfg.watch.root, c.submitting + settling, c));
+        self.notifier.cycle_done(status.as_deref());
     }
 
     fn ledger_failed(&mut self, what: &str, e: &LedgerError) {
@@ -393,6 +434,7 @@ impl Daemon {
             match self.ledger.record_end(&g, &rec, now) {
                 Ok(retry) => {
                     self.ledger_ok();
+                    self.metrics.job_ended(plan.state, &end.state);
                     let what = match (plan.state, plan.delete_dir) {
                         (GenState::Completed, true) => "the directory will be deleted",
                         (GenState::Completed, false) => "the directory is kept",
@@ -472,6 +514,7 @@ impl Daemon {
         let root = self.cfg.watch.root.clone();
         let names = match scan::list_subdirs(&root) {
             Ok(n) => {
+                self.metrics.scanned(n.len(), now);
                 if let OutageEdge::Ended { lasted, .. } = self.scan_latch.succeeded(now) {
                     info!(
                         "the root {} is readable again after {}",

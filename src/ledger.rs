@@ -197,8 +197,8 @@ impl Ledger {
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(sql("cannot configure"))?;
         // WAL: readers (the CLI) never block the daemon; FULL: a committed intent survives a power cut.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|source| match &source {
+        with_busy_retry(|| conn.pragma_update(None, "journal_mode", "WAL")).map_err(|source| {
+            match &source {
                 rusqlite::Error::SqliteFailure(e, _)
                     if e.code == rusqlite::ErrorCode::NotADatabase =>
                 {
@@ -209,7 +209,8 @@ impl Ledger {
                     what: "cannot enable WAL",
                     source,
                 },
-            })?;
+            }
+        })?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(sql("cannot configure"))?;
         conn.execute_batch(SCHEMA)
@@ -623,6 +624,24 @@ fn fresh_instance_id() -> String {
     format!("{:08x}", h.finish() as u32)
 }
 
+/// Runs `f` again while the database is busy, for up to the busy timeout. Switching a new database to WAL
+/// needs a lock that SQLite does not wait for (no busy handler), so two processes creating the ledger at
+/// once would otherwise fail one of them.
+fn with_busy_retry<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match f() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -697,6 +716,23 @@ mod tests {
             0,
             "the directory counts once, by its latest record"
         );
+    }
+
+    #[test]
+    fn processes_creating_the_ledger_at_once_all_open_it_with_one_instance() {
+        for _ in 0..20 {
+            let t = tempfile::tempdir().unwrap();
+            let p = t.path().join("state.db");
+            let opened: Vec<_> = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..4).map(|_| s.spawn(|| Ledger::open(&p))).collect();
+                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let ids: Vec<String> = opened
+                .into_iter()
+                .map(|l| l.expect("concurrent open failed").instance)
+                .collect();
+            assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
+        }
     }
 
     #[test]

@@ -10,6 +10,9 @@
 //! - [`process`]: the one home of child processes (argv, timeout, process group).
 //! - [`outcome`]: failure-log lines and the guarded deletion of finished directories.
 //! - [`daemon`]: the loop that owns the state and ties the rest together.
+//! - [`logging`]: where log lines go (journald under systemd, text or JSON on stderr).
+//! - [`metrics`]: Prometheus metrics, served on `metrics.listen` and/or written to `metrics.textfile`.
+//! - [`notify`]: systemd notifications (`READY=1`, `STATUS=`, watchdog, `STOPPING=1`).
 //! - [`ops`]: operator commands on the ledger (`status`, `retry`, `forget`) and the `demo`.
 
 pub mod cli;
@@ -17,6 +20,9 @@ pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod ledger;
+pub mod logging;
+pub mod metrics;
+pub mod notify;
 pub mod ops;
 pub mod outcome;
 pub mod process;

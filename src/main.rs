@@ -7,45 +7,24 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use crossbeam_channel::unbounded;
-use tracing_subscriber::EnvFilter;
 
-use dirwatcher::cli::{Cli, Command, LogFormat};
+use dirwatcher::cli::{Cli, Command};
 use dirwatcher::config::Config;
 use dirwatcher::daemon::{self, Daemon, Event, Flow, StartError};
-use dirwatcher::{ops, scheduler};
+use dirwatcher::{logging, ops, scheduler};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::LocalJob { dir } = &cli.command {
         return ExitCode::from(scheduler::local::run_job(dir) as u8);
     }
-    init_logging(cli.log_format, cli.verbose);
+    logging::init(cli.log_format, cli.verbose);
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", daemon::error_chain(e.as_ref()));
             ExitCode::from(1)
         }
-    }
-}
-
-fn init_logging(format: LogFormat, verbose: u8) {
-    let default = match verbose {
-        0 => "info",
-        1 => "dirwatcher=debug,info",
-        _ => "trace",
-    };
-    let filter =
-        EnvFilter::try_from_env("DIRWATCHER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }
 

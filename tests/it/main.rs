@@ -5,5 +5,6 @@
 mod cli;
 mod harness;
 mod local;
+mod observe;
 mod ops;
 mod slurm_pipeline;

@@ -1,0 +1,154 @@
+//! Where log lines go: journald under systemd (structured fields `DIR`, `JOB`, …), plain text on stderr
+//! otherwise, or one JSON object per line with `--log-format json` for log shippers.
+//!
+//! Owns: choosing the sink and installing the global `tracing` subscriber. Must never: decide what is
+//! logged (the daemon does) or fail the program — a journald socket that does not answer falls back to
+//! stderr with a note.
+
+use std::ffi::OsStr;
+use std::io::IsTerminal;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::cli::LogFormat;
+
+/// journald's native protocol socket.
+pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+
+/// Where the log goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sink {
+    /// journald's native protocol, one entry per event with its fields (`DIR`, `JOB`, `STATE`, …).
+    Journald,
+    /// Human-readable lines on stderr.
+    Text,
+    /// One JSON object per line on stderr.
+    Json,
+}
+
+/// Picks the sink. journald only when asked for text (the default) and stderr *is* the journal: systemd
+/// sets `JOURNAL_STREAM=<dev>:<inode>` of the stream it connects, so a stderr redirected elsewhere (e.g.
+/// `dirwatcher run 2>file` from a shell inside a unit) keeps getting plain lines; and the journald socket
+/// must exist. `--log-format json` always means JSON on stderr.
+pub fn choose(
+    format: LogFormat,
+    journal_stream: Option<&OsStr>,
+    stderr_id: Option<(u64, u64)>,
+    journal_socket_exists: bool,
+) -> Sink {
+    match format {
+        LogFormat::Json => Sink::Json,
+        LogFormat::Text => {
+            let connected = journal_stream
+                .and_then(|v| v.to_str())
+                .and_then(parse_journal_stream)
+                .is_some_and(|id| Some(id) == stderr_id);
+            if connected && journal_socket_exists {
+                Sink::Journald
+            } else {
+                Sink::Text
+            }
+        }
+    }
+}
+
+/// `JOURNAL_STREAM`'s `<device>:<inode>`.
+fn parse_journal_stream(v: &str) -> Option<(u64, u64)> {
+    let (dev, ino) = v.trim().split_once(':')?;
+    Some((dev.parse().ok()?, ino.parse().ok()?))
+}
+
+/// Device and inode of this process's stderr.
+fn stderr_id() -> Option<(u64, u64)> {
+    use std::os::fd::AsFd;
+    let fd = std::io::stderr().as_fd().try_clone_to_owned().ok()?;
+    let meta = std::fs::File::from(fd).metadata().ok()?;
+    Some((meta.dev(), meta.ino()))
+}
+
+/// Installs the global subscriber. `verbose`: 0 = info, 1 = dirwatcher's debug lines, 2+ = everything;
+/// `DIRWATCHER_LOG` (an `EnvFilter` directive) overrides both.
+pub fn init(format: LogFormat, verbose: u8) -> Sink {
+    let sink = choose(
+        format,
+        std::env::var_os("JOURNAL_STREAM").as_deref(),
+        stderr_id(),
+        Path::new(JOURNAL_SOCKET).exists(),
+    );
+    let filter = || {
+        let default = match verbose {
+            0 => "info",
+            1 => "dirwatcher=debug,info",
+            _ => "trace",
+        };
+        EnvFilter::try_from_env("DIRWATCHER_LOG").unwrap_or_else(|_| EnvFilter::new(default))
+    };
+    if sink == Sink::Journald {
+        // No field prefix: the daemon's `dir` and `job` fields become `DIR` and `JOB`, so
+        // `journalctl -u dirwatcher JOB=1234` finds a job's lines.
+        match tracing_journald::layer() {
+            Ok(layer) => {
+                let layer = layer
+                    .with_field_prefix(None)
+                    .with_syslog_identifier("dirwatcher".into());
+                tracing_subscriber::registry()
+                    .with(filter())
+                    .with(layer)
+                    .init();
+                return Sink::Journald;
+            }
+            Err(e) => eprintln!(
+                "dirwatcher: cannot log to journald through `{JOURNAL_SOCKET}` ({e}); logging to stderr"
+            ),
+        }
+    }
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter())
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
+    if sink == Sink::Json {
+        builder.json().flatten_event(true).init();
+        Sink::Json
+    } else {
+        builder.init();
+        Sink::Text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: Option<(u64, u64)> = Some((8, 4242));
+
+    fn pick(format: LogFormat, stream: Option<&str>, socket: bool) -> Sink {
+        choose(format, stream.map(OsStr::new), ID, socket)
+    }
+
+    #[test]
+    fn journald_when_stderr_is_the_journal_stream() {
+        assert_eq!(pick(LogFormat::Text, Some("8:4242"), true), Sink::Journald);
+    }
+
+    #[test]
+    fn text_without_systemd_or_without_the_socket() {
+        assert_eq!(pick(LogFormat::Text, None, true), Sink::Text);
+        assert_eq!(pick(LogFormat::Text, Some("8:4242"), false), Sink::Text);
+    }
+
+    #[test]
+    fn text_when_stderr_was_redirected_away_from_the_journal() {
+        assert_eq!(pick(LogFormat::Text, Some("8:999"), true), Sink::Text);
+        assert_eq!(pick(LogFormat::Text, Some("garbage"), true), Sink::Text);
+    }
+
+    #[test]
+    fn json_is_json_even_under_systemd() {
+        assert_eq!(pick(LogFormat::Json, Some("8:4242"), true), Sink::Json);
+    }
+}
