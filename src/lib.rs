@@ -10,12 +10,15 @@
 //! - [`process`]: the one home of child processes (argv, timeout, process group).
 //! - [`outcome`]: failure-log lines and the guarded deletion of finished directories.
 //! - [`daemon`]: the loop that owns the state and ties the rest together.
+//! - [`install`]: `install`/`uninstall` (files, service user, hardened systemd unit), the root refusal of
+//!   `run`, and generated man pages, completions and package files.
 //! - [`ops`]: operator commands on the ledger (`status`, `retry`, `forget`) and the `demo`.
 
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod engine;
+pub mod install;
 pub mod ledger;
 pub mod ops;
 pub mod outcome;

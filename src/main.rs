@@ -12,7 +12,7 @@ use tracing_subscriber::EnvFilter;
 use dirwatcher::cli::{Cli, Command, LogFormat};
 use dirwatcher::config::Config;
 use dirwatcher::daemon::{self, Daemon, Event, Flow, StartError};
-use dirwatcher::{ops, scheduler};
+use dirwatcher::{install, ops, scheduler};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -76,8 +76,16 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { config, once } => {
+        Command::Run {
+            config,
+            once,
+            allow_root,
+        } => {
             let cfg = config_or_exit!(&config);
+            if let Some(refusal) = install::root_refusal(allow_root) {
+                eprintln!("{refusal}");
+                return Ok(ExitCode::from(2));
+            }
             run_daemon(cfg, once, None)
         }
         Command::Status {
@@ -109,6 +117,9 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { dir } => {
+            if let Some(w) = install::root_warning() {
+                eprintln!("{w}");
+            }
             let path = ops::prepare_demo(&dir)?;
             let cfg = config_or_exit!(&path);
             eprintln!(
@@ -134,6 +145,9 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 })),
             )
         }
+        Command::Install(args) => Ok(install::run_install(&args)),
+        Command::Uninstall(args) => Ok(install::run_uninstall(&args)),
+        Command::Generate(args) => install::generate::generate(&args).map(|()| ExitCode::SUCCESS),
         Command::LocalJob { .. } => unreachable!("handled before logging is set up"),
     }
 }

@@ -268,9 +268,13 @@ pub struct Daemon {
 impl Daemon {
     pub fn spawn(config: &Path, log: &Path, extra: &[&str]) -> Daemon {
         let f = std::fs::File::create(log).unwrap();
-        let child = Command::new(BIN)
-            .args(extra)
-            .arg("run")
+        let mut cmd = Command::new(BIN);
+        cmd.args(extra).arg("run");
+        // The tests run as root; `run` refuses root without this.
+        if unsafe { libc::geteuid() } == 0 {
+            cmd.arg("--allow-root");
+        }
+        let child = cmd
             .arg("--config")
             .arg(config)
             .stdin(Stdio::null())

@@ -4,5 +4,6 @@
 
 mod cli;
 mod harness;
+mod install;
 mod local;
 mod slurm_pipeline;
