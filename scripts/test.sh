@@ -5,7 +5,8 @@
 #   1. the single-node Slurm test cluster (munge, MariaDB, slurmdbd, slurmctld, slurmd) from Debian's
 #      packages, via scripts/slurm-dev-cluster.sh up (idempotent; needs root, or sudo);
 #   2. Rust dependencies (cargo fetches them);
-#   3. formatting and lint checks, then every unit, property and integration test.
+#   3. formatting and lint checks, then every unit, property and integration test;
+#   4. the .deb (cargo-deb is installed from crates.io if missing), installed and tried when run as root.
 # Slurm tests FAIL (not skip) here: DIRWATCHER_REQUIRE_SLURM=1.
 # Stop the cluster afterwards with: scripts/slurm-dev-cluster.sh down
 set -euo pipefail
@@ -30,5 +31,8 @@ export DIRWATCHER_REQUIRE_SLURM=1
 # Most integration tests wait on Slurm, not on the CPU: run many at once so the ~90 s TIMEOUT test
 # overlaps the others.
 cargo test --all-targets --locked -- --test-threads "${DIRWATCHER_TEST_THREADS:-16}"
+
+say "Debian package (built, and as root also installed, run and removed)"
+bash scripts/build-deb.sh $([ "$(id -u)" = 0 ] && echo --check)
 
 say "all tests passed"

@@ -68,6 +68,10 @@ A second instance on the same state file refuses to start."
         /// Run a single cycle (follow jobs, scan, submit) and exit; for cron-style use and debugging.
         #[arg(long)]
         once: bool,
+        /// Run even as root. Without it, root is refused: jobs would be submitted as root. Run as a service
+        /// user instead (`dirwatcher install` creates one).
+        #[arg(long)]
+        allow_root: bool,
     },
     /// Validate a config file and print the effective configuration (every default filled in).
     #[command(
@@ -150,6 +154,25 @@ Keys (defaults in brackets):\n\
         #[arg(long, default_value = "dirwatcher-demo")]
         dir: PathBuf,
     },
+    /// Install the service: binary, sample job, config, state and log directories, a system user and a
+    /// hardened systemd unit (the Python original's installer flags).
+    #[command(
+        long_about = "Install dirwatcher as a service, with the Python original's installer flags.\n\n\
+Copies this binary and the sample job `process_dir.py` to the install root, writes the config (the \
+original's layout with the given values; an existing config is never replaced without --force, and a diff \
+shows what differs), creates the service user (`useradd --system`) and its state and log directories (mode \
+0750), writes /etc/systemd/system/dirwatcher.service, and enables and starts it when systemd runs (else it \
+prints what to run). A second run with the same flags changes nothing and says so.\n\n\
+--destdir DIR stages every file under DIR without touching the system; --dry-run only prints the plan.",
+        after_help = "Example (the original's):\n  dirwatcher install --watch-root /data/incoming --signal-file _READY \\\n    \
+--partition main --account dev --gres gpu:1 --time 00:10:00"
+    )]
+    Install(crate::install::InstallArgs),
+    /// Remove the service, its unit, binary and sample job; keep config, ledger and logs unless --purge.
+    Uninstall(crate::install::UninstallArgs),
+    /// Internal: writes man pages, shell completions and the package's static files (for packaging).
+    #[command(name = "__generate", hide = true)]
+    Generate(crate::install::generate::GenerateArgs),
     /// Internal: runs one local-executor job (started by the daemon).
     #[command(name = "__local-job", hide = true)]
     LocalJob {

@@ -10,6 +10,8 @@
 //! - [`process`]: the one home of child processes (argv, timeout, process group).
 //! - [`outcome`]: failure-log lines and the guarded deletion of finished directories.
 //! - [`daemon`]: the loop that owns the state and ties the rest together.
+//! - [`install`]: `install`/`uninstall` (files, service user, hardened systemd unit), the root refusal of
+//!   `run`, and generated man pages, completions and package files.
 //! - [`logging`]: where log lines go (journald under systemd, text or JSON on stderr).
 //! - [`metrics`]: Prometheus metrics, served on `metrics.listen` and/or written to `metrics.textfile`.
 //! - [`notify`]: systemd notifications (`READY=1`, `STATUS=`, watchdog, `STOPPING=1`).
@@ -19,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod engine;
+pub mod install;
 pub mod ledger;
 pub mod logging;
 pub mod metrics;

@@ -11,7 +11,7 @@ use crossbeam_channel::unbounded;
 use dirwatcher::cli::{Cli, Command};
 use dirwatcher::config::Config;
 use dirwatcher::daemon::{self, Daemon, Event, Flow, StartError};
-use dirwatcher::{logging, ops, scheduler};
+use dirwatcher::{install, logging, ops, scheduler};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -55,8 +55,16 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { config, once } => {
+        Command::Run {
+            config,
+            once,
+            allow_root,
+        } => {
             let cfg = config_or_exit!(&config);
+            if let Some(refusal) = install::root_refusal(allow_root) {
+                eprintln!("{refusal}");
+                return Ok(ExitCode::from(2));
+            }
             run_daemon(cfg, once, None)
         }
         Command::Status {
@@ -88,6 +96,9 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { dir } => {
+            if let Some(w) = install::root_warning() {
+                eprintln!("{w}");
+            }
             let path = ops::prepare_demo(&dir)?;
             let cfg = config_or_exit!(&path);
             eprintln!(
@@ -113,6 +124,9 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 })),
             )
         }
+        Command::Install(args) => Ok(install::run_install(&args)),
+        Command::Uninstall(args) => Ok(install::run_uninstall(&args)),
+        Command::Generate(args) => install::generate::generate(&args).map(|()| ExitCode::SUCCESS),
         Command::LocalJob { .. } => unreachable!("handled before logging is set up"),
     }
 }

@@ -320,10 +320,15 @@ impl Daemon {
             .append(true)
             .open(log)
             .unwrap();
-        let child = Command::new(BIN)
-            .envs(envs.iter().map(|(k, v)| (k, v)))
+        let mut cmd = Command::new(BIN);
+        cmd.envs(envs.iter().map(|(k, v)| (k, v)))
             .args(extra)
-            .arg("run")
+            .arg("run");
+        // The tests run as root; `run` refuses root without this.
+        if unsafe { libc::geteuid() } == 0 {
+            cmd.arg("--allow-root");
+        }
+        let child = cmd
             .arg("--config")
             .arg(config)
             .stdin(Stdio::null())

@@ -4,6 +4,7 @@
 
 mod cli;
 mod harness;
+mod install;
 mod local;
 mod observe;
 mod ops;

@@ -1,0 +1,621 @@
+//! Pure renderers for what the installer and the package put on a machine: the config file, the systemd
+//! unit, and a diff between two texts. Owns the layouts (where each file goes) of the two ways to install.
+//!
+//! Must never: touch the file system or the clock; the same inputs always give the same bytes, which is
+//! what keeps `packaging/dirwatcher.service` and `packaging/config.example.yaml` equal to the code (a test
+//! checks).
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+/// `--install-root` default, as the original installer.
+pub const DEFAULT_INSTALL_ROOT: &str = "/opt/dirwatcher";
+/// `--failure-log` default, as the original installer.
+pub const DEFAULT_FAILURE_LOG: &str = "/var/log/dirwatcher/failed_jobs.log";
+/// `--state-file` default. The original used `state.json`; ours is an SQLite database, hence `.db`.
+pub const DEFAULT_STATE_FILE: &str = "/var/lib/dirwatcher/state.db";
+/// `--user` default: the dedicated system user the service (and so every job) runs as.
+pub const DEFAULT_USER: &str = "dirwatcher";
+/// Where the installer writes the unit.
+pub const INSTALLER_UNIT: &str = "/etc/systemd/system/dirwatcher.service";
+/// The unit's name.
+pub const UNIT_NAME: &str = "dirwatcher.service";
+/// The sample job, as shipped (also embedded in the binary).
+pub const SAMPLE_JOB: &str = include_str!("../../packaging/process_dir.py");
+/// The sample job's file name.
+pub const SAMPLE_JOB_NAME: &str = "process_dir.py";
+
+/// Where every installed file lives on the target system (never prefixed with a destdir).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// The `dirwatcher` executable the unit starts.
+    pub binary: PathBuf,
+    /// The sample job `process_dir.py`.
+    pub sample_job: PathBuf,
+    /// The config file.
+    pub config: PathBuf,
+    /// The systemd unit file.
+    pub unit: PathBuf,
+    /// `behavior.state_file` (the ledger); its directory belongs to the service user.
+    pub state_file: PathBuf,
+    /// `behavior.failure_log`; its directory belongs to the service user.
+    pub failure_log: PathBuf,
+}
+
+impl Layout {
+    /// `dirwatcher install`: binary and sample job under the install root, unit in /etc/systemd/system.
+    pub fn installer(
+        install_root: &Path,
+        config: &Path,
+        state_file: &Path,
+        failure_log: &Path,
+    ) -> Layout {
+        Layout {
+            binary: install_root.join("dirwatcher"),
+            sample_job: install_root.join(SAMPLE_JOB_NAME),
+            config: config.to_path_buf(),
+            unit: PathBuf::from(INSTALLER_UNIT),
+            state_file: state_file.to_path_buf(),
+            failure_log: failure_log.to_path_buf(),
+        }
+    }
+
+    /// The Debian package: Debian's places for each file.
+    pub fn package() -> Layout {
+        Layout {
+            binary: "/usr/bin/dirwatcher".into(),
+            sample_job: "/usr/share/dirwatcher/process_dir.py".into(),
+            config: crate::cli::DEFAULT_CONFIG.into(),
+            unit: "/lib/systemd/system/dirwatcher.service".into(),
+            state_file: DEFAULT_STATE_FILE.into(),
+            failure_log: DEFAULT_FAILURE_LOG.into(),
+        }
+    }
+
+    /// The directory holding the ledger.
+    pub fn state_dir(&self) -> PathBuf {
+        parent_of(&self.state_file)
+    }
+
+    /// The directory holding the failure log.
+    pub fn log_dir(&self) -> PathBuf {
+        parent_of(&self.failure_log)
+    }
+
+    /// The default job: the sample job run by the system's Python.
+    pub fn default_wrap_cmd(&self) -> String {
+        format!("python3 {}", self.sample_job.display())
+    }
+}
+
+fn parent_of(p: &Path) -> PathBuf {
+    p.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("/"))
+        .to_path_buf()
+}
+
+/// The values the installer's flags put into the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigValues {
+    /// `watch.root`.
+    pub watch_root: PathBuf,
+    /// `watch.signal_filename`.
+    pub signal_file: String,
+    /// `job.wrap_cmd`.
+    pub wrap_cmd: String,
+    /// `job.partition`; omitted when `None`.
+    pub partition: Option<String>,
+    /// `job.account`; omitted when `None`.
+    pub account: Option<String>,
+    /// `job.gres`; omitted when `None`.
+    pub gres: Option<String>,
+    /// `job.time_limit`; omitted when `None`.
+    pub time_limit: Option<String>,
+    /// `behavior.delete_on_success`.
+    pub delete_on_success: bool,
+    /// `behavior.state_file`.
+    pub state_file: PathBuf,
+    /// `behavior.failure_log`.
+    pub failure_log: PathBuf,
+}
+
+/// Which kind of config file to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigStyle {
+    /// Written by `dirwatcher install`: the original's layout, with a short header.
+    Installed,
+    /// The package's example: the same layout, every key explained.
+    Example,
+}
+
+/// Renders a config in the Python original's layout (same keys, same order, same blank lines).
+pub fn render_config(v: &ConfigValues, style: ConfigStyle) -> String {
+    let mut y = String::new();
+    let explain = |y: &mut String, text: &str| {
+        if style == ConfigStyle::Example {
+            for line in text.lines() {
+                let _ = writeln!(y, "  # {line}");
+            }
+        }
+    };
+    match style {
+        ConfigStyle::Installed => {
+            y += "# dirwatcher configuration, written by `dirwatcher install`.\n\
+                  # Check it: dirwatcher check-config --config <this file>; every key: dirwatcher check-config --help\n\
+                  # After a change: systemctl reload dirwatcher (SIGHUP; a config that does not validate is refused).\n";
+        }
+        ConfigStyle::Example => {
+            y += "# Example dirwatcher configuration. Copy it to /etc/dirwatcher/config.yaml, set watch.root and the\n\
+                  # job, then check it with `dirwatcher check-config` and start the service (see\n\
+                  # /usr/share/doc/dirwatcher/README.Debian). Every key and its default: dirwatcher check-config --help\n";
+        }
+    }
+    y += "watch:\n";
+    explain(
+        &mut y,
+        "The directory to watch. It must exist (dirwatcher never creates it) and the service user\n\
+         must be able to write it (deleting finished directories).",
+    );
+    let _ = writeln!(y, "  root: {}", scalar(&v.watch_root.to_string_lossy()));
+    explain(
+        &mut y,
+        "A subdirectory is submitted once this file in it is stable (same size, mtime, inode; not locked).",
+    );
+    let _ = writeln!(y, "  signal_filename: {}", scalar(&v.signal_file));
+    let _ = writeln!(y, "  poll_interval_sec: 5");
+    let _ = writeln!(y, "  stability_checks: 2");
+    let _ = writeln!(y, "  stability_interval_sec: 1");
+    y += "\njob:\n";
+    explain(
+        &mut y,
+        "The job's command line (run by `sbatch --wrap`); the directory is appended as one quoted word.",
+    );
+    let _ = writeln!(y, "  wrap_cmd: {}", scalar(&v.wrap_cmd));
+    explain(
+        &mut y,
+        "sbatch --partition / --account / --gres / --time. Delete a line to use Slurm's default.",
+    );
+    for (key, val) in [
+        ("partition", &v.partition),
+        ("account", &v.account),
+        ("gres", &v.gres),
+        ("time_limit", &v.time_limit),
+    ] {
+        if let Some(val) = val {
+            let _ = writeln!(y, "  {key}: {}", scalar(val));
+        }
+    }
+    let _ = writeln!(y, "  job_name_prefix: dirwatch");
+    let _ = writeln!(y, "  env: {{}}");
+    let _ = writeln!(y, "  extra_args: []");
+    let _ = writeln!(y, "  chdir_to_subdir: true");
+    y += "\nbehavior:\n";
+    explain(
+        &mut y,
+        "Delete the directory after its job COMPLETED (never after a failure).",
+    );
+    let _ = writeln!(y, "  delete_on_success: {}", v.delete_on_success);
+    y += "  # An SQLite database (the ledger), not the Python original's state.json; keep it on local disk.\n";
+    let _ = writeln!(
+        y,
+        "  state_file: {}",
+        scalar(&v.state_file.to_string_lossy())
+    );
+    explain(&mut y, "One JSON line per failed job.");
+    let _ = writeln!(
+        y,
+        "  failure_log: {}",
+        scalar(&v.failure_log.to_string_lossy())
+    );
+    y
+}
+
+/// A YAML scalar: plain when that reads back as the same string (as the original wrote its values), else
+/// double-quoted (JSON string syntax is valid YAML).
+pub fn scalar(s: &str) -> String {
+    let plain_char = |c: char| c.is_ascii_alphanumeric() || "_./:@+,=- ~".contains(c);
+    let first_ok = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '/' || c == '_' || c == '.');
+    let keyword = matches!(
+        s.to_ascii_lowercase().as_str(),
+        "true" | "false" | "yes" | "no" | "on" | "off" | "null" | "y" | "n"
+    );
+    let numeric = s.parse::<f64>().is_ok() || s.starts_with("0x") || s.starts_with("0o");
+    if first_ok
+        && !keyword
+        && !numeric
+        && s.chars().all(plain_char)
+        && !s.contains(": ")
+        && !s.contains(" #")
+        && !s.ends_with(':')
+        && !s.ends_with(' ')
+    {
+        s.to_string()
+    } else {
+        serde_json::to_string(s).unwrap_or_default()
+    }
+}
+
+/// Who the unit is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnitOrigin {
+    /// Written by `dirwatcher install` for one watch root.
+    Installer {
+        /// The watched root, made writable in the sandbox.
+        watch_root: PathBuf,
+    },
+    /// The package's static unit: the watch root is added by the admin in a drop-in.
+    Package,
+}
+
+/// Everything the unit depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitSpec {
+    /// Where the files are.
+    pub layout: Layout,
+    /// `User=`.
+    pub user: String,
+    /// `Group=`.
+    pub group: String,
+    /// Installer or package.
+    pub origin: UnitOrigin,
+}
+
+/// A path that cannot be written into a unit file.
+#[derive(Debug, thiserror::Error)]
+#[error("the path `{0}` cannot be used in a systemd unit (it contains a newline or is not UTF-8)")]
+pub struct UnitPathError(pub PathBuf);
+
+/// One word for a unit file: quoted when it has spaces or quotes, with `%` (specifiers) and `$`
+/// (variable expansion in Exec lines) escaped.
+fn unit_word(p: &Path) -> Result<String, UnitPathError> {
+    let s = p.to_str().ok_or_else(|| UnitPathError(p.into()))?;
+    if s.contains('\n') || s.contains('\r') {
+        return Err(UnitPathError(p.into()));
+    }
+    let escaped = s.replace('%', "%%").replace('$', "$$");
+    if escaped
+        .chars()
+        .all(|c| !c.is_whitespace() && c != '"' && c != '\'' && c != '\\' && c != ';')
+    {
+        Ok(escaped)
+    } else {
+        Ok(format!(
+            "\"{}\"",
+            escaped.replace('\\', "\\\\").replace('"', "\\\"")
+        ))
+    }
+}
+
+fn under_tmp(p: &Path) -> bool {
+    p.starts_with("/tmp") || p.starts_with("/var/tmp")
+}
+
+/// Renders `dirwatcher.service`: `Type=notify` with a watchdog, run as the service user, sandboxed.
+pub fn render_unit(spec: &UnitSpec) -> Result<String, UnitPathError> {
+    let l = &spec.layout;
+    let mut writable = Vec::new();
+    if let UnitOrigin::Installer { watch_root } = &spec.origin {
+        writable.push(watch_root.clone());
+    }
+    for d in [l.state_dir(), l.log_dir()] {
+        if !writable.contains(&d) {
+            writable.push(d);
+        }
+    }
+    let rw = writable
+        .iter()
+        .map(|p| unit_word(p))
+        .collect::<Result<Vec<_>, _>>()?
+        .join(" ");
+    let exec = unit_word(&l.binary)?;
+    let config = unit_word(&l.config)?;
+    let mut u = String::new();
+    match &spec.origin {
+        UnitOrigin::Installer { .. } => {
+            u += "# Written by `dirwatcher install`. Re-run the installer instead of editing this file; put local\n\
+                  # changes in a drop-in: systemctl edit dirwatcher\n";
+        }
+        UnitOrigin::Package => {
+            u += "# dirwatcher.service from the Debian package. The watched root must be made writable in the\n\
+                  # sandbox with a drop-in (systemctl edit dirwatcher):\n\
+                  #   [Service]\n\
+                  #   ReadWritePaths=/data/incoming\n\
+                  # See /usr/share/doc/dirwatcher/README.Debian.\n";
+        }
+    }
+    let _ = write!(
+        u,
+        "[Unit]
+Description=dirwatcher: one Slurm job for every directory marked ready
+Documentation=man:dirwatcher(1)
+# sbatch and sacct need munged and the network to slurmctld; the root may be on a network file system.
+Wants=network-online.target
+After=network-online.target remote-fs.target munge.service
+ConditionPathExists={config}
+
+[Service]
+Type=notify
+NotifyAccess=main
+WatchdogSec=60
+ExecStart={exec} run --config {config}
+ExecReload=/bin/kill -HUP $MAINPID
+Restart=on-failure
+RestartSec=5s
+# SIGTERM lets a running sbatch finish and be recorded (bounded by job.command_timeout_sec).
+TimeoutStopSec=90s
+# Jobs are submitted as this user: it must be a Slurm user (sacctmgr add user NAME account=ACCOUNT) and
+# exist on the compute nodes.
+User={user}
+Group={group}
+UMask=0027
+
+# Sandbox. sbatch reaches munged through its Unix socket in /run/munge and slurmctld over TCP, so the
+# host network and AF_UNIX/AF_INET/AF_INET6 stay.
+ProtectSystem=strict
+ReadWritePaths={rw}
+ProtectHome=read-only
+",
+        user = spec.user,
+        group = spec.group,
+    );
+    if writable.iter().any(|p| under_tmp(p)) {
+        u += "# The root, the state or the log directory is under /tmp or /var/tmp: a private /tmp would hide it.\n\
+              PrivateTmp=no\n";
+    } else {
+        u += "PrivateTmp=yes\n";
+    }
+    u += "PrivateDevices=yes
+NoNewPrivileges=yes
+CapabilityBoundingSet=
+AmbientCapabilities=
+RestrictSUIDSGID=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+ProtectProc=invisible
+LockPersonality=yes
+# Drop this line (drop-in: MemoryDenyWriteExecute=no) for executor: local with JIT runtimes (Java, Node).
+MemoryDenyWriteExecute=yes
+RestrictRealtime=yes
+RestrictNamespaces=yes
+RemoveIPC=yes
+PrivateMounts=yes
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallFilter=~@privileged
+SystemCallErrorNumber=EPERM
+
+[Install]
+WantedBy=multi-user.target
+";
+    Ok(u)
+}
+
+/// The package's unit, as checked in at `packaging/dirwatcher.service`.
+pub fn package_unit() -> String {
+    render_unit(&UnitSpec {
+        layout: Layout::package(),
+        user: DEFAULT_USER.into(),
+        group: DEFAULT_USER.into(),
+        origin: UnitOrigin::Package,
+    })
+    .expect("the package layout has plain paths")
+}
+
+/// The package's example config, as checked in at `packaging/config.example.yaml`.
+pub fn package_example_config() -> String {
+    let l = Layout::package();
+    render_config(
+        &ConfigValues {
+            watch_root: "/data/incoming".into(),
+            signal_file: "_READY".into(),
+            wrap_cmd: l.default_wrap_cmd(),
+            partition: Some("main".into()),
+            account: Some("dev".into()),
+            gres: Some("gpu:1".into()),
+            time_limit: Some("00:10:00".into()),
+            delete_on_success: false,
+            state_file: l.state_file.clone(),
+            failure_log: l.failure_log.clone(),
+        },
+        ConfigStyle::Example,
+    )
+}
+
+/// A unified diff of `old` → `new` (empty when equal), with `---`/`+++` naming the two sides.
+pub fn diff(old: &str, new: &str, old_name: &str, new_name: &str) -> String {
+    if old == new {
+        return String::new();
+    }
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(2)
+        .header(old_name, new_name)
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn seed_values(root: &Path) -> ConfigValues {
+        let l = Layout::installer(
+            Path::new(DEFAULT_INSTALL_ROOT),
+            Path::new("/etc/dirwatcher/config.yaml"),
+            Path::new(DEFAULT_STATE_FILE),
+            Path::new(DEFAULT_FAILURE_LOG),
+        );
+        ConfigValues {
+            watch_root: root.into(),
+            signal_file: "_READY".into(),
+            wrap_cmd: l.default_wrap_cmd(),
+            partition: Some("main".into()),
+            account: Some("dev".into()),
+            gres: Some("gpu:1".into()),
+            time_limit: Some("00:10:00".into()),
+            delete_on_success: false,
+            state_file: DEFAULT_STATE_FILE.into(),
+            failure_log: DEFAULT_FAILURE_LOG.into(),
+        }
+    }
+
+    /// The seed's example, but for the state file (ours is SQLite) and comment lines.
+    #[test]
+    fn installed_config_is_the_seed_example_with_the_flags() {
+        let seed =
+            include_str!("../../tests/data/seed-config.yaml").replace("state.json", "state.db");
+        let ours = render_config(
+            &seed_values(Path::new("/data/incoming")),
+            ConfigStyle::Installed,
+        );
+        let without_comments: String = ours
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(without_comments, seed);
+    }
+
+    #[test]
+    fn rendered_config_reads_back_as_the_same_values() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("odd root: #1 'x'");
+        std::fs::create_dir(&root).unwrap();
+        let mut v = seed_values(&root);
+        v.wrap_cmd = "sh -c 'echo \"$1\" # not a comment' job".into();
+        v.partition = Some("true".into());
+        v.time_limit = Some("90".into());
+        v.gres = None;
+        for style in [ConfigStyle::Installed, ConfigStyle::Example] {
+            let c = Config::parse(&render_config(&v, style), Path::new("/x.yaml")).unwrap();
+            assert_eq!(c.watch.root, root);
+            assert_eq!(
+                c.job.command,
+                crate::config::JobCommand::Wrap(v.wrap_cmd.clone())
+            );
+            assert_eq!(c.job.partition.as_deref(), Some("true"));
+            assert_eq!(c.job.gres, None);
+            assert_eq!(c.job.time_limit.unwrap().slurm, "90");
+        }
+    }
+
+    #[test]
+    fn scalars_stay_plain_when_the_original_wrote_them_plain() {
+        for s in [
+            "main",
+            "gpu:1",
+            "00:10:00",
+            "/data/incoming",
+            "python3 /opt/x.py",
+            "_READY",
+        ] {
+            assert_eq!(scalar(s), s);
+        }
+        for s in [
+            "", "yes", "10", "a: b", "x #y", "'q'", "*star", "-dash", "tail ",
+        ] {
+            assert!(scalar(s).starts_with('"'), "{s:?} must be quoted");
+        }
+    }
+
+    #[test]
+    fn unit_words_are_quoted_and_escaped() {
+        assert_eq!(unit_word(Path::new("/opt/dw")).unwrap(), "/opt/dw");
+        assert_eq!(
+            unit_word(Path::new("/data/my root/100%")).unwrap(),
+            "\"/data/my root/100%%\""
+        );
+        assert!(unit_word(Path::new("/a\nb")).is_err());
+    }
+
+    #[test]
+    fn unit_has_the_contract() {
+        let l = Layout::installer(
+            Path::new("/opt/dirwatcher"),
+            Path::new("/etc/dirwatcher/config.yaml"),
+            Path::new(DEFAULT_STATE_FILE),
+            Path::new(DEFAULT_FAILURE_LOG),
+        );
+        let u = render_unit(&UnitSpec {
+            layout: l,
+            user: "dirwatcher".into(),
+            group: "dirwatcher".into(),
+            origin: UnitOrigin::Installer {
+                watch_root: "/data/incoming".into(),
+            },
+        })
+        .unwrap();
+        for line in [
+            "Type=notify",
+            "NotifyAccess=main",
+            "WatchdogSec=60",
+            "ExecStart=/opt/dirwatcher/dirwatcher run --config /etc/dirwatcher/config.yaml",
+            "ExecReload=/bin/kill -HUP $MAINPID",
+            "Restart=on-failure",
+            "User=dirwatcher",
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "ReadWritePaths=/data/incoming /var/lib/dirwatcher /var/log/dirwatcher",
+            "PrivateTmp=yes",
+            "CapabilityBoundingSet=",
+            "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+            "UMask=0027",
+        ] {
+            assert!(u.lines().any(|l| l == line), "unit lacks {line:?}:\n{u}");
+        }
+        assert!(!u.contains("PrivateNetwork"), "sbatch needs the network");
+    }
+
+    #[test]
+    fn a_root_under_tmp_turns_private_tmp_off() {
+        let l = Layout::installer(
+            Path::new("/opt/dirwatcher"),
+            Path::new("/etc/dirwatcher/config.yaml"),
+            Path::new(DEFAULT_STATE_FILE),
+            Path::new(DEFAULT_FAILURE_LOG),
+        );
+        let u = render_unit(&UnitSpec {
+            layout: l,
+            user: "u".into(),
+            group: "g".into(),
+            origin: UnitOrigin::Installer {
+                watch_root: "/tmp/incoming".into(),
+            },
+        })
+        .unwrap();
+        assert!(u.lines().any(|l| l == "PrivateTmp=no"), "{u}");
+    }
+
+    /// The package ships checked-in copies; they must be what the code renders (regenerate with
+    /// `cargo run -- __generate package-files packaging`).
+    #[test]
+    fn packaged_unit_and_example_config_match_the_renderer() {
+        assert_eq!(
+            include_str!("../../packaging/dirwatcher.service"),
+            package_unit(),
+            "packaging/dirwatcher.service is stale: run `cargo run -- __generate package-files packaging`"
+        );
+        assert_eq!(
+            include_str!("../../packaging/config.example.yaml"),
+            package_example_config(),
+            "packaging/config.example.yaml is stale: run `cargo run -- __generate package-files packaging`"
+        );
+    }
+
+    #[test]
+    fn diff_names_both_sides_and_shows_changed_lines() {
+        let d = diff("a\nb\nc\n", "a\nB\nc\n", "old", "new");
+        assert!(d.contains("--- old") && d.contains("+++ new"), "{d}");
+        assert!(d.contains("-b\n") && d.contains("+B\n"), "{d}");
+        assert_eq!(diff("x\n", "x\n", "a", "b"), "");
+    }
+}

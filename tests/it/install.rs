@@ -1,0 +1,750 @@
+//! `dirwatcher install` / `uninstall` staged with `--destdir`, the unit checked by `systemd-analyze`, the
+//! root refusal of `run`, the sample job `process_dir.py`, and the installed service's own command line
+//! running as an unprivileged user against the real Slurm cluster.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, SystemTime};
+
+use crate::harness::*;
+
+/// The seed's installer example (its README), with our own existing root.
+fn seed_flags(root: &Path) -> Vec<String> {
+    let mut v: Vec<String> = vec!["--watch-root".into(), root.to_string_lossy().into()];
+    v.extend(
+        [
+            "--signal-file",
+            "_READY",
+            "--partition",
+            "main",
+            "--account",
+            "dev",
+            "--gres",
+            "gpu:1",
+            "--time",
+            "00:10:00",
+        ]
+        .map(String::from),
+    );
+    v
+}
+
+struct Staging {
+    tmp: tempfile::TempDir,
+    root: PathBuf,
+    dest: PathBuf,
+}
+
+impl Staging {
+    fn new(name: &str) -> Staging {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("dw-inst-{name}-"))
+            .tempdir_in("/tmp")
+            .unwrap();
+        // Other users (the service user in the Slurm test) must be able to reach the staged files.
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let root = tmp.path().join("incoming");
+        std::fs::create_dir(&root).unwrap();
+        let dest = tmp.path().join("stage");
+        Staging { tmp, root, dest }
+    }
+
+    /// `dirwatcher install --destdir <dest> <seed flags> <extra>`.
+    fn install(&self, extra: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("install")
+            .arg("--destdir")
+            .arg(&self.dest)
+            .args(seed_flags(&self.root))
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+
+    fn uninstall(&self, extra: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("uninstall")
+            .arg("--destdir")
+            .arg(&self.dest)
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+
+    /// A target-system path inside the staging directory.
+    fn at(&self, p: &str) -> PathBuf {
+        self.dest.join(p.trim_start_matches('/'))
+    }
+
+    fn config(&self) -> PathBuf {
+        self.at("/etc/dirwatcher/config.yaml")
+    }
+
+    fn unit(&self) -> PathBuf {
+        self.at("/etc/systemd/system/dirwatcher.service")
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn ok(o: Output) -> String {
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .mode()
+        & 0o7777
+}
+
+fn mtime(p: &Path) -> SystemTime {
+    std::fs::metadata(p).unwrap().modified().unwrap()
+}
+
+/// The staged files: what, where, which mode.
+const STAGED: &[(&str, u32)] = &[
+    ("/opt/dirwatcher/dirwatcher", 0o755),
+    ("/opt/dirwatcher/process_dir.py", 0o755),
+    ("/etc/dirwatcher/config.yaml", 0o644),
+    ("/var/lib/dirwatcher", 0o750),
+    ("/var/log/dirwatcher", 0o750),
+    ("/etc/systemd/system/dirwatcher.service", 0o644),
+];
+
+#[test]
+fn install_with_the_seed_flags_stages_binary_job_config_dirs_and_unit() {
+    let s = Staging::new("seed");
+    let out = ok(s.install(&[]));
+    for (p, m) in STAGED {
+        assert_eq!(mode(&s.at(p)), *m, "mode of {p}\n{out}");
+    }
+    assert_eq!(
+        std::fs::read(s.at("/opt/dirwatcher/dirwatcher")).unwrap(),
+        std::fs::read(BIN).unwrap(),
+        "the installed binary is this binary"
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.at("/opt/dirwatcher/process_dir.py")).unwrap(),
+        include_str!("../../packaging/process_dir.py")
+    );
+    // The config is the seed's example with these values: same keys, order and blank lines, but our
+    // state file is SQLite (state.db), which a comment says.
+    let config = std::fs::read_to_string(s.config()).unwrap();
+    let expected = include_str!("../data/seed-config.yaml")
+        .replace("/data/incoming", &s.root.to_string_lossy())
+        .replace("state.json", "state.db");
+    let without_comments: String = config
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(without_comments, expected);
+    assert!(config.contains("# An SQLite database"), "{config}");
+    let check = ok(Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(s.config())
+        .output()
+        .unwrap());
+    assert!(check.contains("gres: \"gpu:1\""), "{check}");
+    // The unit starts the installed binary with the installed config, as the service user.
+    let unit = std::fs::read_to_string(s.unit()).unwrap();
+    for line in [
+        "ExecStart=/opt/dirwatcher/dirwatcher run --config /etc/dirwatcher/config.yaml",
+        "User=dirwatcher",
+        "Type=notify",
+        "WatchdogSec=60",
+        "ProtectSystem=strict",
+        // The root is under /tmp here, so a private /tmp would hide it.
+        "PrivateTmp=no",
+    ] {
+        assert!(
+            unit.lines().any(|l| l == line),
+            "unit lacks {line:?}:\n{unit}"
+        );
+    }
+    assert!(
+        unit.lines().any(|l| l
+            == format!(
+                "ReadWritePaths={} /var/lib/dirwatcher /var/log/dirwatcher",
+                s.root.display()
+            )),
+        "{unit}"
+    );
+    assert!(out.contains("created"), "{out}");
+    assert!(
+        out.contains("no user created, systemd not touched"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_second_install_with_the_same_flags_changes_nothing_and_says_unchanged() {
+    let s = Staging::new("again");
+    ok(s.install(&[]));
+    let before: Vec<(SystemTime, u32)> = STAGED
+        .iter()
+        .map(|(p, _)| (mtime(&s.at(p)), mode(&s.at(p))))
+        .collect();
+    let contents: Vec<Option<Vec<u8>>> = STAGED
+        .iter()
+        .map(|(p, _)| std::fs::read(s.at(p)).ok())
+        .collect();
+    let out = ok(s.install(&[]));
+    for (p, _) in STAGED {
+        assert!(
+            out.lines()
+                .any(|l| l == format!("unchanged {}", s.at(p).display())),
+            "{p} not reported unchanged:\n{out}"
+        );
+    }
+    assert!(out.contains("everything unchanged"), "{out}");
+    let after: Vec<(SystemTime, u32)> = STAGED
+        .iter()
+        .map(|(p, _)| (mtime(&s.at(p)), mode(&s.at(p))))
+        .collect();
+    assert_eq!(before, after, "a file was rewritten");
+    let contents_after: Vec<Option<Vec<u8>>> = STAGED
+        .iter()
+        .map(|(p, _)| std::fs::read(s.at(p)).ok())
+        .collect();
+    assert!(contents == contents_after, "content changed");
+    // No stray temporary files either.
+    for d in ["/opt/dirwatcher", "/etc/dirwatcher", "/etc/systemd/system"] {
+        let names: Vec<String> = std::fs::read_dir(s.at(d))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.contains("dirwatcher-install")),
+            "{names:?}"
+        );
+    }
+}
+
+#[test]
+fn an_existing_different_config_is_kept_with_a_diff_unless_forced() {
+    let s = Staging::new("keep");
+    ok(s.install(&[]));
+    let mine = std::fs::read_to_string(s.config())
+        .unwrap()
+        .replace("partition: main", "partition: mine");
+    std::fs::write(s.config(), &mine).unwrap();
+
+    let out = ok(s.install(&[]));
+    assert_eq!(
+        std::fs::read_to_string(s.config()).unwrap(),
+        mine,
+        "overwritten without --force"
+    );
+    assert!(out.contains("--force replaces it"), "{out}");
+    assert!(out.contains("-  partition: mine"), "no diff shown:\n{out}");
+    assert!(out.contains("+  partition: main"), "no diff shown:\n{out}");
+
+    let dry = ok(s.install(&["--force", "--dry-run"]));
+    assert!(dry.contains("would update"), "{dry}");
+    assert_eq!(
+        std::fs::read_to_string(s.config()).unwrap(),
+        mine,
+        "--dry-run wrote"
+    );
+
+    let out = ok(s.install(&["--force"]));
+    assert!(out.contains("-  partition: mine"), "{out}");
+    assert!(
+        std::fs::read_to_string(s.config())
+            .unwrap()
+            .contains("partition: main\n"),
+        "--force did not replace the config"
+    );
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_creates_nothing() {
+    let s = Staging::new("dry");
+    let out = ok(s.install(&["--dry-run"]));
+    assert!(!s.dest.exists(), "--dry-run created {}", s.dest.display());
+    for (p, _) in STAGED {
+        assert!(
+            out.contains(&format!("would create {}", s.at(p).display())),
+            "plan lacks {p}:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn install_refuses_a_watch_root_that_does_not_exist() {
+    let s = Staging::new("noroot");
+    let missing = s.tmp.path().join("not-mounted");
+    let o = Command::new(BIN)
+        .arg("install")
+        .arg("--destdir")
+        .arg(&s.dest)
+        .arg("--watch-root")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--watch-root") && err.contains("never creates the root"),
+        "{err}"
+    );
+    assert!(
+        !missing.exists() && !s.dest.exists(),
+        "something was created"
+    );
+}
+
+#[test]
+fn install_refuses_flags_that_make_an_invalid_config() {
+    let s = Staging::new("badtime");
+    let o = Command::new(BIN)
+        .arg("install")
+        .arg("--destdir")
+        .arg(&s.dest)
+        .arg("--watch-root")
+        .arg(&s.root)
+        .args(["--time", "ten minutes"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("job.time_limit"),
+        "{}",
+        text(&o)
+    );
+    let o = s.install(&["--state-file", "/var/lib/state.db"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(!s.dest.exists());
+}
+
+#[test]
+fn uninstall_removes_the_service_and_keeps_config_state_and_logs_unless_purged() {
+    let s = Staging::new("uninst");
+    ok(s.install(&[]));
+    std::fs::write(s.at("/var/log/dirwatcher/failed_jobs.log"), "{}\n").unwrap();
+    let out = ok(s.uninstall(&[]));
+    for gone in [
+        "/opt/dirwatcher/dirwatcher",
+        "/opt/dirwatcher/process_dir.py",
+        "/opt/dirwatcher",
+        "/etc/systemd/system/dirwatcher.service",
+    ] {
+        assert!(!s.at(gone).exists(), "{gone} still there:\n{out}");
+    }
+    for kept in [
+        "/etc/dirwatcher/config.yaml",
+        "/var/lib/dirwatcher",
+        "/var/log/dirwatcher/failed_jobs.log",
+    ] {
+        assert!(
+            s.at(kept).exists(),
+            "{kept} removed without --purge:\n{out}"
+        );
+    }
+    assert!(out.contains("--purge removes them"), "{out}");
+    let out = ok(s.uninstall(&["--purge"]));
+    for gone in [
+        "/etc/dirwatcher",
+        "/var/lib/dirwatcher",
+        "/var/log/dirwatcher",
+    ] {
+        assert!(
+            !s.at(gone).exists(),
+            "{gone} still there after --purge:\n{out}"
+        );
+    }
+    assert!(s.root.exists(), "the watch root must never be removed");
+}
+
+/// The staged unit with its ExecStart pointing at the staged binary (verify needs it to exist), and
+/// nothing else changed.
+fn verifiable_copy(s: &Staging) -> PathBuf {
+    let unit = std::fs::read_to_string(s.unit()).unwrap();
+    let staged_bin = s.at("/opt/dirwatcher/dirwatcher");
+    let adjusted = unit.replace(
+        "ExecStart=/opt/dirwatcher/dirwatcher ",
+        &format!("ExecStart={} ", staged_bin.display()),
+    );
+    assert_ne!(adjusted, unit, "ExecStart not found:\n{unit}");
+    let dir = s.tmp.path().join("verify");
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("dirwatcher.service");
+    std::fs::write(&p, adjusted).unwrap();
+    p
+}
+
+fn systemd_analyze_present(test: &str) -> bool {
+    let present = Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !present {
+        assert!(
+            std::env::var("CI").is_err(),
+            "{test}: systemd-analyze is required in CI (apt-get install systemd)"
+        );
+        eprintln!("SKIPPED {test}: systemd-analyze is not installed");
+    }
+    present
+}
+
+#[test]
+fn the_installed_unit_passes_systemd_analyze_verify() {
+    let s = Staging::new("verify");
+    ok(s.install(&[]));
+    if !systemd_analyze_present("the_installed_unit_passes_systemd_analyze_verify") {
+        return;
+    }
+    let p = verifiable_copy(&s);
+    // --man=no: the man page is installed by the .deb, not by `install` (scripts/build-deb.sh --check
+    // verifies the packaged unit with it).
+    let o = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "systemd-analyze verify:\n{}",
+        text(&o)
+    );
+    // And it is as locked down as documented in docs/install.md.
+    let o = Command::new("systemd-analyze")
+        .args(["security", "--offline=true"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&o.stdout);
+    let score: f64 = report
+        .lines()
+        .find_map(|l| l.split("exposure level for dirwatcher.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure score in:\n{}", text(&o)));
+    assert!(
+        score <= 2.0,
+        "exposure {score} is worse than documented:\n{report}"
+    );
+}
+
+#[test]
+fn run_as_root_is_refused_without_allow_root() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED run_as_root_is_refused_without_allow_root: not running as root");
+        return;
+    }
+    let env = TestEnv::local("rootrefusal").job("wrap_cmd: true");
+    let cfg = env.write_config();
+    let o = Command::new(BIN)
+        .args(["run", "--once", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("refusing to run as root") && err.contains("--allow-root"),
+        "{err}"
+    );
+    assert!(!env.state_file().exists(), "it started before refusing");
+    let o = Command::new(BIN)
+        .args(["run", "--once", "--allow-root", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(env.state_file().exists());
+}
+
+// ------------------------------------------------------------------ the sample job
+
+fn process_dir(dir: &Path) -> Output {
+    Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/packaging/process_dir.py"
+        ))
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
+fn sha256sum(p: &Path) -> String {
+    let o = Command::new("sha256sum").arg(p).output().unwrap();
+    assert!(o.status.success());
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn sample_job_prints_a_manifest_and_writes_a_done_summary() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("case 1");
+    std::fs::create_dir_all(d.join("sub")).unwrap();
+    std::fs::write(d.join("a.txt"), "hello\n").unwrap();
+    std::fs::write(d.join("sub/b.bin"), vec![7u8; 70_000]).unwrap();
+    std::fs::write(d.join("_READY"), "").unwrap();
+    let o = process_dir(&d);
+    let out = ok(o);
+    assert!(out.contains("3 files, 70006 bytes"), "{out}");
+    let a_sum = sha256sum(&d.join("a.txt"));
+    assert!(out.contains(&format!("{a_sum}  a.txt")), "{out}");
+    let done: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("_DONE")).unwrap()).unwrap();
+    assert_eq!(done["files"], 3);
+    assert_eq!(done["bytes"], 70006);
+    assert_eq!(done["dir"], d.to_string_lossy().as_ref());
+    let manifest = done["manifest"].as_array().unwrap();
+    let b = manifest.iter().find(|e| e["path"] == "sub/b.bin").unwrap();
+    assert_eq!(b["sha256"], sha256sum(&d.join("sub/b.bin")).as_str());
+    // A second run does not count its own _DONE.
+    let out = ok(process_dir(&d));
+    assert!(out.contains("3 files, 70006 bytes"), "{out}");
+}
+
+#[test]
+fn sample_job_fails_clearly_on_a_missing_directory() {
+    let t = tempfile::tempdir().unwrap();
+    let o = process_dir(&t.path().join("gone"));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("does not exist") && err.contains("gone"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sample_job_fails_clearly_on_an_unreadable_file() {
+    let t = tempfile::Builder::new().tempdir_in("/tmp").unwrap();
+    let d = t.path().join("case");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(d.join("ok.txt"), "x").unwrap();
+    let secret = d.join("secret.dat");
+    std::fs::write(&secret, "no").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/process_dir.py");
+    let o = if unsafe { libc::geteuid() } == 0 {
+        // Root reads anything: run as the unprivileged test user, who can enter the directory but not
+        // read the file.
+        for p in [t.path(), &d] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
+        let copy = t.path().join("process_dir.py");
+        std::fs::copy(script, &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Command::new("runuser")
+            .args(["-u", "dwtest", "--", "/usr/bin/python3"])
+            .arg(&copy)
+            .arg(&d)
+            .output()
+            .unwrap()
+    } else {
+        Command::new("python3")
+            .arg(script)
+            .arg(&d)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("cannot read") && err.contains("secret.dat"),
+        "{err}"
+    );
+    assert!(!d.join("_DONE").exists(), "a failed job wrote _DONE");
+}
+
+// ------------------------------------------------------------------ end to end as the service user
+
+/// A process started in its own process group; the whole group is killed when dropped (runuser forks).
+struct Group {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Group {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM to the service itself (runuser's child); runuser then exits with its status.
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().unwrap();
+        let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", c.id()))
+            .unwrap_or_default();
+        let service: i32 = children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("runuser has started the service");
+        unsafe { libc::kill(service, libc::SIGTERM) };
+        wait_for(Duration::from_secs(30), "the service to stop", || {
+            c.try_wait().unwrap()
+        })
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe { libc::kill(-(c.id() as i32), libc::SIGKILL) };
+            let _ = c.wait();
+            if std::thread::panicking() {
+                eprintln!("---- service log ----\n{}", self.log());
+            }
+        }
+    }
+}
+
+fn user_ids(name: &str) -> Option<(u32, u32)> {
+    let o = Command::new("id").args(["-u", name]).output().ok()?;
+    let g = Command::new("id").args(["-g", name]).output().ok()?;
+    if !o.status.success() || !g.status.success() {
+        return None;
+    }
+    let n = |o: &Output| String::from_utf8_lossy(&o.stdout).trim().parse().ok();
+    Some((n(&o)?, n(&g)?))
+}
+
+/// The installed service's own command line, run as its (unprivileged) user, takes a directory through
+/// the real Slurm cluster: the job runs as that user and the sample job writes its summary.
+#[test]
+fn installed_service_runs_as_its_user_and_processes_a_directory_on_slurm() {
+    const TEST: &str = "installed_service_runs_as_its_user_and_processes_a_directory_on_slurm";
+    if !slurm_available(TEST) {
+        return;
+    }
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(!slurm_required(), "{TEST}: needs root (runuser, chown)");
+        eprintln!("SKIPPED {TEST}: needs root");
+        return;
+    }
+    let (uid, gid) = user_ids("dwtest").unwrap_or_else(|| {
+        panic!("{TEST}: the user `dwtest` is missing; `scripts/slurm-dev-cluster.sh up` creates it")
+    });
+    let s = Staging::new("e2e");
+    std::os::unix::fs::chown(&s.root, Some(uid), Some(gid)).unwrap();
+    let o = Command::new(BIN)
+        .arg("install")
+        .arg("--destdir")
+        .arg(&s.dest)
+        .arg("--user")
+        .arg("dwtest")
+        .arg("--watch-root")
+        .arg(&s.root)
+        .args([
+            "--partition",
+            "main",
+            "--account",
+            "dev",
+            "--time",
+            "00:10:00",
+        ])
+        .output()
+        .unwrap();
+    let out = ok(o);
+    // The service user owns its state and log directories.
+    for d in ["/var/lib/dirwatcher", "/var/log/dirwatcher"] {
+        let m = std::fs::metadata(s.at(d)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (uid, gid), "owner of {d}\n{out}");
+    }
+    assert!(
+        std::fs::read_to_string(s.unit())
+            .unwrap()
+            .contains("\nUser=dwtest\n")
+    );
+
+    // Only the paths under the destdir move: the config's and the unit's /opt, /var/lib, /var/log, /etc.
+    let stage = |p: &str| s.at(p).to_string_lossy().into_owned();
+    let config = std::fs::read_to_string(s.config())
+        .unwrap()
+        .replace("/opt/dirwatcher", &stage("/opt/dirwatcher"))
+        .replace("/var/lib/dirwatcher", &stage("/var/lib/dirwatcher"))
+        .replace("/var/log/dirwatcher", &stage("/var/log/dirwatcher"));
+    std::fs::write(s.config(), config).unwrap();
+    let unit = std::fs::read_to_string(s.unit()).unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    let argv: Vec<String> = exec
+        .split_whitespace()
+        .map(|w| {
+            if w.starts_with("/opt/") || w.starts_with("/etc/") {
+                stage(w)
+            } else {
+                w.to_string()
+            }
+        })
+        .collect();
+    assert_eq!(argv[1..3], ["run", "--config"], "{exec}");
+
+    let log = s.tmp.path().join("service.log");
+    use std::os::unix::process::CommandExt;
+    let child = Command::new("runuser")
+        .args(["-u", "dwtest", "--"])
+        .args(&argv)
+        .current_dir(s.tmp.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut svc = Group {
+        child: Some(child),
+        log,
+    };
+
+    let name = format!("case-{}", run_token());
+    let dir = s.root.join(&name);
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("data.txt"), "payload\n").unwrap();
+    std::fs::write(dir.join("_READY"), "").unwrap();
+    for p in [dir.clone(), dir.join("data.txt"), dir.join("_READY")] {
+        std::os::unix::fs::chown(&p, Some(uid), Some(gid)).unwrap();
+    }
+
+    let done_path = dir.join("_DONE");
+    let done: serde_json::Value = wait_for(Duration::from_secs(120), "the job's _DONE", || {
+        let t = std::fs::read_to_string(&done_path).ok()?;
+        serde_json::from_str(&t).ok()
+    });
+    assert_eq!(done["user"], "dwtest", "{done}");
+    assert_eq!(done["files"], 2, "{done}");
+    let job = done["job_id"]
+        .as_str()
+        .expect("SLURM_JOB_ID in _DONE")
+        .to_string();
+    wait_for(
+        Duration::from_secs(60),
+        "COMPLETED in the service log",
+        || svc.log().contains("COMPLETED").then_some(()),
+    );
+    let user = wait_for(Duration::from_secs(30), "the job in sacct", || {
+        Some(slurm::sacct_field(&job, "User")).filter(|u| !u.is_empty())
+    });
+    assert_eq!(user, "dwtest", "job {job} ran as {user}");
+    assert_eq!(slurm::sacct_field(&job, "Account"), "dev");
+    // The daemon itself ran as the service user: its ledger is the user's.
+    let ledger = s.at("/var/lib/dirwatcher/state.db");
+    assert_eq!(std::fs::metadata(&ledger).unwrap().uid(), uid);
+    let st = svc.stop();
+    assert!(st.success(), "service exit {st:?}:\n{}", svc.log());
+    assert!(dir.exists(), "deleted without --delete-on-success");
+}
