@@ -303,6 +303,16 @@ fn set_key(lines: &mut Vec<String>, line: &str) {
     lines.push(line.to_string());
 }
 
+/// `dirwatcher [extra…] run`, plus `--allow-root` when the tests run as root (`run` refuses root without it).
+pub fn daemon_command(extra: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(extra).arg("run");
+    if unsafe { libc::geteuid() } == 0 {
+        cmd.arg("--allow-root");
+    }
+    cmd
+}
+
 /// A running daemon; killed when dropped.
 pub struct Daemon {
     pub child: Option<Child>,
@@ -320,14 +330,8 @@ impl Daemon {
             .append(true)
             .open(log)
             .unwrap();
-        let mut cmd = Command::new(BIN);
-        cmd.envs(envs.iter().map(|(k, v)| (k, v)))
-            .args(extra)
-            .arg("run");
-        // The tests run as root; `run` refuses root without this.
-        if unsafe { libc::geteuid() } == 0 {
-            cmd.arg("--allow-root");
-        }
+        let mut cmd = daemon_command(extra);
+        cmd.envs(envs.iter().map(|(k, v)| (k, v)));
         let child = cmd
             .arg("--config")
             .arg(config)

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -32,9 +32,7 @@ fn start(env: &TestEnv, metrics: &[String], args: &[&str], vars: &[(&str, &OsStr
         std::fs::write(&cfg, y).unwrap();
     }
     let log = env.tmp.path().join(format!("daemon-{}.log", run_token()));
-    let child = Command::new(BIN)
-        .args(args)
-        .arg("run")
+    let child = daemon_command(args)
         .arg("--config")
         .arg(&cfg)
         .envs(vars.iter().map(|(k, v)| (k, v)))
