@@ -2,7 +2,7 @@
 //! executor (`scenarios`).
 
 use std::fs::OpenOptions;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::harness::slurm::*;
 use crate::harness::*;
@@ -347,16 +347,13 @@ pub mod scenarios {
         );
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         writer_thread.join().unwrap();
-        let stopped_growing = Instant::now();
         assert!(env.history(&growing).is_empty(), "submitted while growing");
         assert!(env.history(&locked).is_empty(), "submitted while locked");
         writer.unlock().unwrap();
-        let released = Instant::now();
         let g = env.wait_final(&growing, deadline);
         assert_eq!(g.final_state.as_deref(), Some("COMPLETED"));
         let l = env.wait_final(&locked, deadline);
         assert_eq!(l.final_state.as_deref(), Some("COMPLETED"));
-        assert!(stopped_growing.elapsed() >= released.elapsed());
         assert!(
             env.history(&never).is_empty(),
             "a directory without a ready-file was submitted"
