@@ -244,9 +244,20 @@ impl Daemon {
                         show(&new.behavior.state_file)
                     );
                 }
-                let state_file = self.cfg.behavior.state_file.clone();
+                if new.watch.root != self.cfg.watch.root {
+                    warn!(
+                        "config reloaded, but `watch.root` changed from {} to {}: that takes a restart (jobs in flight belong to the old root); keeping the old one",
+                        show(&self.cfg.watch.root),
+                        show(&new.watch.root)
+                    );
+                }
+                let (state_file, root) = (
+                    self.cfg.behavior.state_file.clone(),
+                    self.cfg.watch.root.clone(),
+                );
                 self.cfg = new;
                 self.cfg.behavior.state_file = state_file;
+                self.cfg.watch.root = root;
                 self.sched = self
                     .metrics
                     .instrument(scheduler::from_config(&self.cfg), &self.notifier);
@@ -262,8 +273,9 @@ impl Daemon {
     /// One cycle. Public for tests and for `run --once`.
     pub fn cycle(&mut self, events: &Receiver<Event>) -> Flow {
         let now = wall_now();
-        self.resolve_uncertain(now);
         if now >= self.next_track {
+            // Once per poll interval: during an outage each lookup can take the scheduler's full timeout.
+            self.resolve_uncertain(now);
             self.track(now);
             self.next_track = now + ms(self.cfg.watch.poll_interval);
         }
@@ -297,6 +309,13 @@ impl Daemon {
             .as_ref()
             .map(|c| notify::status_line(&self.cfg.watch.root, c.submitting + settling, c));
         self.notifier.cycle_done(status.as_deref());
+    }
+
+    /// How long after its last `sbatch` attempt an uncertain submission must be unknown to Slurm before it
+    /// is submitted again: longer than any `sbatch` can still be on its way (ours are bounded by
+    /// `job.command_timeout_sec`; one orphaned by a crash by Slurm's own message timeouts).
+    fn lookup_grace(&self) -> Duration {
+        self.cfg.job.command_timeout.max(Duration::from_secs(30))
     }
 
     fn ledger_failed(&mut self, what: &str, e: &LedgerError) {
@@ -347,6 +366,11 @@ impl Daemon {
                     }
                     Err(e) => self.ledger_failed("adopting a job", &e),
                 },
+                // An `sbatch` orphaned by a crash, or one the controller is still processing, can create its
+                // job a little later: a "no" is only believed once the last attempt is well in the past.
+                Ok(None) if now - g.updated_at < ms(self.lookup_grace()) => {
+                    debug!(dir = ?path, "no job carries key {} yet; looking again after the grace period", g.key);
+                }
                 Ok(None) => match self.ledger.record_lookup_empty(g.id, now) {
                     Ok(()) => {
                         self.ledger_ok();

@@ -93,6 +93,8 @@ pub struct Generation {
     pub failure_log_pending: bool,
     /// The directory was deleted after success.
     pub deleted: bool,
+    /// The last change of this record (for an uncertain one: when its last `sbatch` started or failed).
+    pub updated_at: Millis,
 }
 
 /// Counts by state and the in-flight generations, for `status`.
@@ -148,7 +150,7 @@ CREATE INDEX IF NOT EXISTS generations_state ON generations(state);
 
 const COLUMNS: &str = "id, dir, ready_dev, ready_ino, ready_size, ready_mtime_ns, dir_dev, dir_ino, state, attempt, \
     submit_tries, submit_key, job_id, job_name, created_at, submitted_at, finished_at, next_try_at, final_state, \
-    exit_code, last_error, uncertain, delete_pending, failure_log_pending, deleted";
+    exit_code, last_error, uncertain, delete_pending, failure_log_pending, deleted, updated_at";
 
 /// The open ledger.
 pub struct Ledger {
@@ -607,6 +609,7 @@ fn row_to_gen(r: &Row<'_>) -> rusqlite::Result<Generation> {
         delete_pending: r.get(22)?,
         failure_log_pending: r.get(23)?,
         deleted: r.get(24)?,
+        updated_at: r.get(25)?,
     })
 }
 
