@@ -340,7 +340,9 @@ ConditionPathExists={config}
 [Service]
 Type=notify
 NotifyAccess=main
-WatchdogSec=60
+# Above the longest single scheduler call (2 × job.command_timeout_sec for a key lookup, 60 s each by
+# default): the loop pings after every call, never in the middle of one.
+WatchdogSec=300
 ExecStart={exec} run --config {config}
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
@@ -557,7 +559,7 @@ mod tests {
         for line in [
             "Type=notify",
             "NotifyAccess=main",
-            "WatchdogSec=60",
+            "WatchdogSec=300",
             "ExecStart=/opt/dirwatcher/dirwatcher run --config /etc/dirwatcher/config.yaml",
             "ExecReload=/bin/kill -HUP $MAINPID",
             "Restart=on-failure",

@@ -162,7 +162,7 @@ fn install_with_the_seed_flags_stages_binary_job_config_dirs_and_unit() {
         "ExecStart=/opt/dirwatcher/dirwatcher run --config /etc/dirwatcher/config.yaml",
         "User=dirwatcher",
         "Type=notify",
-        "WatchdogSec=60",
+        "WatchdogSec=300",
         "ProtectSystem=strict",
         // The root is under /tmp here, so a private /tmp would hide it.
         "PrivateTmp=no",
