@@ -105,9 +105,12 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 "\ndirwatcher demo — local executor, no Slurm needed\n  root:    {root}\n  config:  {cfg_path}\n  \
                  A sample directory is dropped into the root in a moment; watch it get picked up below.\n  \
                  Add your own:  mkdir {root}/mine && echo data > {root}/mine/x && touch {root}/mine/_READY\n  \
-                 Then:          dirwatcher status --config {cfg_path}\n  Stop with Ctrl-C.\n",
+                 Then:          {exe} status --config {cfg_path}\n  Stop with Ctrl-C.\n",
                 root = cfg.watch.root.display(),
-                cfg_path = path.display()
+                cfg_path = path.display(),
+                exe = std::env::current_exe()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|_| "dirwatcher".into())
             );
             let root = cfg.watch.root.clone();
             run_daemon(
