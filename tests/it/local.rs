@@ -64,22 +64,29 @@ fn local_growing_or_locked_ready_file_waits_until_stable() {
 
 #[test]
 fn local_jobs_beyond_the_cap_wait() {
+    // Each job records when it ran, by its own clock.
     let env = TestEnv::local("cap")
         .job("max_local_jobs: 1")
-        .job("wrap_cmd: sh -c 'sleep 1' job");
+        .job("wrap_cmd: sh -c 'date +%s%N > \"$1/start\"; sleep 1; date +%s%N > \"$1/end\"' job");
     let a = env.ready_dir("a");
     let b = env.ready_dir("b");
     let _d = env.start();
-    let ga = env.wait_final(&a, DEADLINE);
-    let gb = env.wait_final(&b, DEADLINE);
-    assert_eq!(
-        (ga.final_state.as_deref(), gb.final_state.as_deref()),
-        (Some("COMPLETED"), Some("COMPLETED"))
-    );
-    // With one slot the second job can only finish a full job length after the first.
-    let (fa, fb) = (ga.finished_at.unwrap(), gb.finished_at.unwrap());
+    for d in [&a, &b] {
+        assert_eq!(
+            env.wait_final(d, DEADLINE).final_state.as_deref(),
+            Some("COMPLETED")
+        );
+    }
+    let t = |d: &std::path::Path, f: &str| -> u128 {
+        std::fs::read_to_string(d.join(f))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (a0, a1, b0, b1) = (t(&a, "start"), t(&a, "end"), t(&b, "start"), t(&b, "end"));
     assert!(
-        (fb - fa).abs() >= 900,
-        "jobs overlapped: finished {fa} and {fb}"
+        b0 >= a1 || a0 >= b1,
+        "with one slot the jobs ran at the same time: a {a0}..{a1}, b {b0}..{b1}"
     );
 }
