@@ -115,7 +115,7 @@ fn kill_9_torture_every_directory_gets_exactly_one_job() {
         .watch("stability_checks: 1")
         .watch("poll_interval_sec: 0.2");
     let (path, arm, hit) = sbatch_wrapper(&env);
-    let envs = [("PATH", path)];
+    let envs = [("PATH", std::ffi::OsStr::new(&path))];
     let mut names = Vec::new();
     let rounds = 10;
     let per_round = 12;

@@ -185,7 +185,7 @@ impl TestEnv {
     }
 
     /// Starts the daemon with extra arguments and environment (e.g. a `PATH` with a fault-injecting wrapper).
-    pub fn start_env(&self, extra: &[&str], envs: &[(&str, String)]) -> Daemon {
+    pub fn start_env(&self, extra: &[&str], envs: &[(&str, &OsStr)]) -> Daemon {
         let cfg = self.write_config();
         Daemon::spawn_env(
             &cfg,
@@ -324,7 +324,7 @@ impl Daemon {
         Daemon::spawn_env(config, log, extra, &[])
     }
 
-    pub fn spawn_env(config: &Path, log: &Path, extra: &[&str], envs: &[(&str, String)]) -> Daemon {
+    pub fn spawn_env(config: &Path, log: &Path, extra: &[&str], envs: &[(&str, &OsStr)]) -> Daemon {
         let f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -6,7 +6,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -32,21 +31,8 @@ fn start(env: &TestEnv, metrics: &[String], args: &[&str], vars: &[(&str, &OsStr
         std::fs::write(&cfg, y).unwrap();
     }
     let log = env.tmp.path().join(format!("daemon-{}.log", run_token()));
-    let child = daemon_command(args)
-        .arg("--config")
-        .arg(&cfg)
-        .envs(vars.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut d = Daemon {
-        child: Some(child),
-        log,
-    };
-    // Reading the ledger (`env.history`) while the daemon is still creating it can fail either side
-    // (Ledger::open is not safe against a concurrent first open): let the daemon get there first.
+    let mut d = Daemon::spawn_env(&cfg, &log, args, vars);
+    // Let the daemon come up (or fail at start) before the test looks at it.
     wait_for(DEADLINE, "the daemon to start or exit", || {
         let exited = d.child.as_mut().unwrap().try_wait().unwrap().is_some();
         (exited || d.log().contains("dirwatcher started")).then_some(())

@@ -79,7 +79,7 @@ fn hung_or_garbled_sbatch_answers_never_duplicate_a_job() {
     );
     let path = fake_sbatch(&env, &body);
     let a = env.ready_dir("hung");
-    let d = env.start_env(&[], &[("PATH", path)]);
+    let d = env.start_env(&[], &[("PATH", path.as_ref())]);
     env.wait_final(&a, SLURM_DEADLINE);
     let b = env.ready_dir("garbled");
     env.wait_final(&b, SLURM_DEADLINE);
