@@ -447,15 +447,20 @@ pub fn diff(old: &str, new: &str, old_name: &str, new_name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
 
-    fn seed_values(root: &Path) -> ConfigValues {
-        let l = Layout::installer(
+    /// The installer's layout with every default path.
+    fn default_layout() -> Layout {
+        Layout::installer(
             Path::new(DEFAULT_INSTALL_ROOT),
             Path::new("/etc/dirwatcher/config.yaml"),
             Path::new(DEFAULT_STATE_FILE),
             Path::new(DEFAULT_FAILURE_LOG),
-        );
+        )
+    }
+    use crate::config::Config;
+
+    fn seed_values(root: &Path) -> ConfigValues {
+        let l = default_layout();
         ConfigValues {
             watch_root: root.into(),
             signal_file: "_READY".into(),
@@ -541,12 +546,7 @@ mod tests {
 
     #[test]
     fn unit_has_the_contract() {
-        let l = Layout::installer(
-            Path::new("/opt/dirwatcher"),
-            Path::new("/etc/dirwatcher/config.yaml"),
-            Path::new(DEFAULT_STATE_FILE),
-            Path::new(DEFAULT_FAILURE_LOG),
-        );
+        let l = default_layout();
         let u = render_unit(&UnitSpec {
             layout: l,
             user: "dirwatcher".into(),
@@ -579,12 +579,7 @@ mod tests {
 
     #[test]
     fn a_root_under_tmp_turns_private_tmp_off() {
-        let l = Layout::installer(
-            Path::new("/opt/dirwatcher"),
-            Path::new("/etc/dirwatcher/config.yaml"),
-            Path::new(DEFAULT_STATE_FILE),
-            Path::new(DEFAULT_FAILURE_LOG),
-        );
+        let l = default_layout();
         let u = render_unit(&UnitSpec {
             layout: l,
             user: "u".into(),
