@@ -21,7 +21,7 @@ use crate::engine::{
     self, GenState, GenerationVerdict, JobEnd, Millis, OutageEdge, OutageLatch, OutcomePolicy,
     Readiness, ReadyObservation, StabilityPolicy, StabilityTracker, ms,
 };
-use crate::ledger::{EndRecord, Generation, Ledger, LedgerError, NewGeneration};
+use crate::ledger::{Counts, EndRecord, Generation, Ledger, LedgerError, NewGeneration};
 use crate::metrics::{Metrics, MetricsError};
 use crate::notify::{self, Notifier};
 use crate::outcome::{self, FailureRecord};
@@ -144,6 +144,12 @@ pub struct Daemon {
     submit_hold_until: Millis,
     /// Prometheus metrics (also wraps the scheduler to time its calls).
     metrics: Metrics,
+    /// The ledger's counts as last read, for metrics and systemd's `STATUS=`.
+    counts: Option<Counts>,
+    /// This daemon wrote to the ledger since `counts` was read.
+    counts_stale: bool,
+    /// When `counts` is read again even without writes of ours (the CLI may have changed the ledger).
+    counts_due: Millis,
     /// systemd notifications; a no-op outside systemd.
     notifier: Notifier,
     /// The single-instance lock; released when the daemon is dropped.
@@ -173,6 +179,9 @@ impl Daemon {
             next_track: 0,
             submit_hold_until: 0,
             metrics,
+            counts: None,
+            counts_stale: true,
+            counts_due: 0,
             notifier,
             _lock: lock,
         })
@@ -298,11 +307,17 @@ impl Daemon {
     /// and pets the watchdog. The ledger is only counted when someone listens.
     fn observe(&mut self) {
         let wanted = self.metrics.is_enabled() || self.notifier.is_enabled();
-        let counts = if wanted {
-            self.ledger.counts().ok()
-        } else {
-            None
-        };
+        let now = wall_now();
+        // Counting walks the whole ledger: do it when this daemon changed something, and otherwise once per
+        // poll interval (which also picks up `retry`/`forget` from the CLI), not on every short cycle.
+        if wanted && (self.counts_stale || now >= self.counts_due) {
+            if let Ok(c) = self.ledger.counts() {
+                self.counts = Some(c);
+            }
+            self.counts_stale = false;
+            self.counts_due = now + ms(self.cfg.watch.poll_interval);
+        }
+        let counts = self.counts.clone();
         let settling = self.tracker.len() as u64;
         self.metrics.publish(counts.as_ref(), settling);
         let status = counts
@@ -330,6 +345,7 @@ impl Daemon {
     }
 
     fn ledger_ok(&mut self) {
+        self.counts_stale = true;
         if let OutageEdge::Ended { lasted, failures } = self.ledger_latch.succeeded(wall_now()) {
             info!(
                 "state file writable again after {} ({failures} failed writes)",
