@@ -142,6 +142,8 @@ pub struct Daemon {
     /// During a submission outage, no `sbatch` before this time (one probe per back-off step instead of
     /// one 9-second connect timeout per pending directory).
     submit_hold_until: Millis,
+    /// When the earliest pending intent becomes due (computed by `submit_due`, read by `next_wake`).
+    next_submit: Millis,
     /// Prometheus metrics (also wraps the scheduler to time its calls).
     metrics: Metrics,
     /// The ledger's counts as last read, for metrics and systemd's `STATUS=`.
@@ -178,6 +180,7 @@ impl Daemon {
             next_scan: 0,
             next_track: 0,
             submit_hold_until: 0,
+            next_submit: Millis::MAX,
             metrics,
             counts: None,
             counts_stale: true,
@@ -185,11 +188,6 @@ impl Daemon {
             notifier,
             _lock: lock,
         })
-    }
-
-    /// The config in force.
-    pub fn config(&self) -> &Config {
-        &self.cfg
     }
 
     /// Runs cycles until a Terminate event arrives.
@@ -234,13 +232,10 @@ impl Daemon {
     }
 
     fn next_wake(&self, now: Millis) -> Millis {
-        let mut wake = self.next_scan.min(self.next_track);
-        if let Ok(active) = self.ledger.active() {
-            for g in active.iter().filter(|g| g.state == GenState::Submitting) {
-                wake = wake.min(g.next_try_at.max(self.submit_hold_until).max(now));
-            }
-        }
-        wake.max(now)
+        self.next_scan
+            .min(self.next_track)
+            .min(self.next_submit)
+            .max(now)
     }
 
     fn reload(&mut self) {
@@ -668,7 +663,8 @@ impl Daemon {
     /// Calls the scheduler for every committed intent that is due. Checks for a stop request between two
     /// submissions, never in the middle of one.
     fn submit_due(&mut self, events: &Receiver<Event>) -> Flow {
-        let due: Vec<Generation> = match self.ledger.active() {
+        let start = wall_now();
+        let (due, later): (Vec<Generation>, Vec<Generation>) = match self.ledger.active() {
             Ok(a) => a,
             Err(e) => {
                 self.ledger_failed("reading intents", &e);
@@ -676,9 +672,18 @@ impl Daemon {
             }
         }
         .into_iter()
-        .filter(|g| g.state == GenState::Submitting && !g.uncertain && g.next_try_at <= wall_now())
-        .collect();
-        if wall_now() < self.submit_hold_until {
+        .filter(|g| g.state == GenState::Submitting && !g.uncertain)
+        .partition(|g| g.next_try_at <= start);
+        // The loop wakes for the earliest intent that is not due yet (a back-off or a delayed retry).
+        self.next_submit = later
+            .iter()
+            .map(|g| g.next_try_at)
+            .min()
+            .unwrap_or(Millis::MAX);
+        if start < self.submit_hold_until {
+            if !due.is_empty() {
+                self.next_submit = self.next_submit.min(self.submit_hold_until);
+            }
             return Flow::Continue;
         }
         for g in due {
@@ -748,6 +753,7 @@ impl Daemon {
                     }
                     // The scheduler is failing: stop this round; the next try (after the back-off) is a probe.
                     self.submit_hold_until = now + ms(delay);
+                    self.next_submit = self.next_submit.min(self.submit_hold_until);
                     return Flow::Continue;
                 }
             }

@@ -389,11 +389,6 @@ impl OutageLatch {
     pub fn failures(&self) -> u64 {
         self.failures
     }
-
-    /// True during an outage.
-    pub fn is_down(&self) -> bool {
-        self.down_since.is_some()
-    }
 }
 
 /// Builds the job name `<prefix>-<dir>`, with every character Slurm or a terminal could trip over replaced

@@ -37,19 +37,6 @@ impl Invocation {
         self.args.push(a.as_ref().to_owned());
         self
     }
-
-    /// A short human rendering for logs (not for a shell).
-    pub fn display(&self) -> String {
-        let mut s = self.program.to_string_lossy().into_owned();
-        for a in &self.args {
-            s.push(' ');
-            s.push_str(&shlex::bytes::try_quote(a.as_encoded_bytes()).map_or_else(
-                |_| a.to_string_lossy().into_owned(),
-                |q| String::from_utf8_lossy(&q).into_owned(),
-            ));
-        }
-        s
-    }
 }
 
 /// What a finished child produced.

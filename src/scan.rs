@@ -36,37 +36,6 @@ pub fn list_subdirs(root: &Path) -> io::Result<Vec<OsString>> {
     Ok(out)
 }
 
-/// What a look at `<root>/<dir>/<signal>` found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReadyLook {
-    /// No ready-file (yet).
-    Absent,
-    /// Something with that name exists but is not a regular file (a directory, a symlink, a FIFO): ignored.
-    NotAFile,
-    /// A regular file, with its identity and whether a writer holds it locked.
-    Present(ReadyIdentity, LockProbe),
-}
-
-/// Stats the ready-file without following symlinks and probes its lock.
-pub fn look_at_ready_file(root: &Path, dir: &OsStr, signal: &OsStr) -> io::Result<ReadyLook> {
-    let path = root.join(dir).join(signal);
-    let meta = match std::fs::symlink_metadata(&path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ReadyLook::Absent),
-        Err(e) => return Err(e),
-    };
-    if !meta.file_type().is_file() {
-        return Ok(ReadyLook::NotAFile);
-    }
-    let identity = identity_of(&meta);
-    let lock = match probe_lock(&path) {
-        Ok(l) => l,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ReadyLook::Absent),
-        Err(e) => return Err(e),
-    };
-    Ok(ReadyLook::Present(identity, lock))
-}
-
 /// `lstat` of the ready-file: its identity when it is a regular file; `None` when it is absent or not a
 /// regular file (a symlink or a directory with that name is ignored).
 pub fn stat_ready_file(
@@ -137,14 +106,12 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir(t.path().join("a")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", t.path().join("a/_READY")).unwrap();
-        assert_eq!(
-            look_at_ready_file(t.path(), "a".as_ref(), "_READY".as_ref()).unwrap(),
-            ReadyLook::NotAFile
-        );
-        assert_eq!(
-            look_at_ready_file(t.path(), "b".as_ref(), "_READY".as_ref()).unwrap(),
-            ReadyLook::Absent
-        );
+        std::fs::create_dir(t.path().join("c")).unwrap();
+        std::fs::write(t.path().join("c/_READY"), "x").unwrap();
+        let stat = |d: &str| stat_ready_file(t.path(), d.as_ref(), "_READY".as_ref()).unwrap();
+        assert_eq!(stat("a"), None, "a symlinked ready-file is ignored");
+        assert_eq!(stat("b"), None, "no directory, no ready-file");
+        assert_eq!(stat("c").map(|i| i.size), Some(1));
     }
 
     #[test]

@@ -448,6 +448,19 @@ pub fn diff(old: &str, new: &str, old_name: &str, new_name: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The installer's unit for `watch_root`, with every other default.
+    fn installer_unit(watch_root: &str) -> String {
+        render_unit(&UnitSpec {
+            layout: default_layout(),
+            user: "dirwatcher".into(),
+            group: "dirwatcher".into(),
+            origin: UnitOrigin::Installer {
+                watch_root: watch_root.into(),
+            },
+        })
+        .unwrap()
+    }
+
     /// The installer's layout with every default path.
     fn default_layout() -> Layout {
         Layout::installer(
@@ -546,16 +559,7 @@ mod tests {
 
     #[test]
     fn unit_has_the_contract() {
-        let l = default_layout();
-        let u = render_unit(&UnitSpec {
-            layout: l,
-            user: "dirwatcher".into(),
-            group: "dirwatcher".into(),
-            origin: UnitOrigin::Installer {
-                watch_root: "/data/incoming".into(),
-            },
-        })
-        .unwrap();
+        let u = installer_unit("/data/incoming");
         for line in [
             "Type=notify",
             "NotifyAccess=main",
@@ -579,16 +583,7 @@ mod tests {
 
     #[test]
     fn a_root_under_tmp_turns_private_tmp_off() {
-        let l = default_layout();
-        let u = render_unit(&UnitSpec {
-            layout: l,
-            user: "u".into(),
-            group: "g".into(),
-            origin: UnitOrigin::Installer {
-                watch_root: "/tmp/incoming".into(),
-            },
-        })
-        .unwrap();
+        let u = installer_unit("/tmp/incoming");
         assert!(u.lines().any(|l| l == "PrivateTmp=no"), "{u}");
     }
 
