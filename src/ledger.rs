@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::engine::{GenState, Millis, ReadyIdentity};
+use crate::engine::{GenState, Generation, ReadyIdentity};
+use crate::time::Millis;
 
 /// Why the ledger could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -47,55 +48,6 @@ pub enum LedgerError {
 
 /// Result alias of this module.
 pub type Result<T> = std::result::Result<T, LedgerError>;
-
-/// One directory generation: a ready-file identity in one directory and the job submitted for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Generation {
-    /// Row id.
-    pub id: i64,
-    /// Directory name (one component of the root).
-    pub dir: OsString,
-    /// The ready-file identity that made this generation.
-    pub ready: ReadyIdentity,
-    /// `(st_dev, st_ino)` of the directory at submission, checked again before deleting it.
-    pub dir_dev_ino: Option<(u64, u64)>,
-    /// Lifecycle state.
-    pub state: GenState,
-    /// Job attempt for this generation: 1 for the first job, 2 for the first retry, …
-    pub attempt: u32,
-    /// How many times `sbatch` was called for this record.
-    pub submit_tries: u32,
-    /// The submission key the job carries (`--comment`), unique across ledgers.
-    pub key: String,
-    /// Job id once known.
-    pub job_id: Option<String>,
-    /// Job name given to the scheduler.
-    pub job_name: String,
-    /// When the intent was committed.
-    pub created_at: Millis,
-    /// When the job id became known.
-    pub submitted_at: Option<Millis>,
-    /// When a final state was recorded.
-    pub finished_at: Option<Millis>,
-    /// Not before this time may `sbatch` be tried again (back-off).
-    pub next_try_at: Millis,
-    /// Final scheduler state word.
-    pub final_state: Option<String>,
-    /// Final exit code `code:signal`.
-    pub exit_code: Option<String>,
-    /// The last submission or cleanup error, for operators.
-    pub last_error: Option<String>,
-    /// An `sbatch` may have run whose answer was never recorded: look the key up before submitting again.
-    pub uncertain: bool,
-    /// Deleting the directory is due (committed before it is done, cleared after).
-    pub delete_pending: bool,
-    /// Appending the failure-log line is due (committed before it is done, cleared after).
-    pub failure_log_pending: bool,
-    /// The directory was deleted after success.
-    pub deleted: bool,
-    /// The last change of this record (for an uncertain one: when its last `sbatch` started or failed).
-    pub updated_at: Millis,
-}
 
 /// Counts by state and the in-flight generations, for `status`.
 #[derive(Debug, Clone, Default, serde::Serialize)]

@@ -31,3 +31,4 @@ pub mod outcome;
 pub mod process;
 pub mod scan;
 pub mod scheduler;
+pub mod time;

@@ -120,6 +120,24 @@ pub fn init(format: LogFormat, verbose: u8) -> Sink {
     }
 }
 
+/// Renders a path for a log line: quoted, with control characters escaped, so a hostile name cannot forge
+/// log lines.
+pub fn show(p: &std::path::Path) -> String {
+    format!("{p:?}")
+}
+
+/// An error and its sources on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ use crossbeam_channel::unbounded;
 
 use dirwatcher::cli::{Cli, Command};
 use dirwatcher::config::Config;
-use dirwatcher::daemon::{self, Daemon, Event, Flow, StartError};
+use dirwatcher::daemon::{Daemon, Event, Flow, StartError};
 use dirwatcher::{install, logging, ops, scheduler};
 
 fn main() -> ExitCode {
@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", daemon::error_chain(e.as_ref()));
+            eprintln!("error: {}", logging::error_chain(e.as_ref()));
             ExitCode::from(1)
         }
     }
@@ -120,7 +120,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                     std::thread::sleep(Duration::from_secs(1));
                     match ops::drop_demo_sample(&root) {
                         Ok(d) => {
-                            tracing::info!("demo: dropped sample directory {}", daemon::show(&d))
+                            tracing::info!("demo: dropped sample directory {}", logging::show(&d))
                         }
                         Err(e) => tracing::warn!("demo: cannot create a sample directory: {e}"),
                     }

@@ -28,10 +28,11 @@ use prometheus_client::registry::{Registry, Unit};
 use tracing::{debug, info, warn};
 
 use crate::config::MetricsConfig;
-use crate::engine::{GenState, Millis};
+use crate::engine::{GenState, state_word};
 use crate::ledger::Counts;
 use crate::notify::Notifier;
 use crate::scheduler::{JobReport, JobSpec, QueryError, Scheduler, SubmitError};
+use crate::time::Millis;
 
 /// Why metrics could not be set up at start.
 #[derive(Debug, thiserror::Error)]
@@ -286,7 +287,7 @@ impl Metrics {
             GenState::Failed => {
                 self.h
                     .failed
-                    .get_or_create(&[("state", state_label(final_state))])
+                    .get_or_create(&[("state", state_word(final_state))])
                     .inc();
             }
             GenState::Submitting | GenState::Submitted => {}
@@ -380,18 +381,6 @@ fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()>
     let mut f = atomic_write_file::AtomicWriteFile::open(path)?;
     f.write_all(bytes)?;
     f.commit()
-}
-
-/// The `state` label of a failed job: Slurm's state word without decorations (`CANCELLED by 0` →
-/// `CANCELLED`, `FAILED+` → `FAILED`).
-pub fn state_label(state: &str) -> String {
-    let w = state
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .trim_end_matches('+')
-        .to_ascii_uppercase();
-    if w.is_empty() { "UNKNOWN".into() } else { w }
 }
 
 /// Binds `addr` and serves the registry from one thread, one connection at a time (a scrape every few
@@ -567,14 +556,6 @@ mod tests {
     fn sample(text: &str, series: &str) -> Option<f64> {
         text.lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-    }
-
-    #[test]
-    fn failure_states_lose_their_decorations() {
-        assert_eq!(state_label("CANCELLED by 0"), "CANCELLED");
-        assert_eq!(state_label("FAILED+"), "FAILED");
-        assert_eq!(state_label("timeout"), "TIMEOUT");
-        assert_eq!(state_label(""), "UNKNOWN");
     }
 
     #[test]

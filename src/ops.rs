@@ -12,9 +12,11 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::daemon::{self, wall_now};
-use crate::engine::{GenState, Millis};
-use crate::ledger::{Counts, Generation, Ledger};
+use crate::engine::{GenState, Generation};
+use crate::ledger::{Counts, Ledger};
+use crate::logging::show;
+use crate::time::Millis;
+use crate::time::wall_now;
 
 /// One in-flight job in `status`.
 #[derive(Debug, Serialize)]
@@ -198,7 +200,7 @@ pub fn retry(cfg: &Config, dirs: &[PathBuf]) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
     for d in dirs {
         let name = dir_name(&cfg.watch.root, d)?;
-        let shown = daemon::show(&cfg.watch.root.join(&name));
+        let shown = show(&cfg.watch.root.join(&name));
         let Some(g) = ledger.latest_for_dir(&name)? else {
             bail!(
                 "{shown} is not in the ledger; nothing to retry (a directory with a ready-file is picked up on its own)"
@@ -226,7 +228,7 @@ pub fn forget(cfg: &Config, dirs: &[PathBuf]) -> anyhow::Result<Vec<String>> {
     for d in dirs {
         let name = dir_name(&cfg.watch.root, d)?;
         let path = cfg.watch.root.join(&name);
-        let shown = daemon::show(&path);
+        let shown = show(&path);
         let history: Vec<Generation> = ledger.history(&name)?;
         if let Some(g) = history.iter().find(|g| g.state.is_active()) {
             bail!(

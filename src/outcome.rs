@@ -10,8 +10,8 @@ use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path};
 
+use crate::engine::Generation;
 use crate::engine::ReadyIdentity;
-use crate::ledger::Generation;
 use crate::scan;
 
 /// One failure-log record.

@@ -25,7 +25,7 @@ use wait_timeout::ChildExt;
 
 use super::{JobReport, JobSpec, QueryError, Scheduler, SubmitError, local_argv};
 use crate::config::{Config, JobConfig};
-use crate::engine::Millis;
+use crate::time::Millis;
 
 /// How long a launched runner may take to write its pid file before it counts as lost.
 const LAUNCH_GRACE: Duration = Duration::from_secs(30);

@@ -4,6 +4,8 @@
 //! Owns: building what a job runs (the quoted `--wrap` line, the script argv) and the error kinds a caller
 //! branches on. Must never: touch the ledger or decide retries; it reports, the daemon decides.
 
+#[cfg(test)]
+pub mod fake;
 pub mod local;
 pub mod slurm;
 
@@ -13,7 +15,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
 use crate::config::{Config, ExecutorKind, JobCommand};
-use crate::engine::Millis;
+use crate::time::Millis;
 
 /// Everything needed to submit one job for one directory.
 #[derive(Debug, Clone)]
@@ -27,7 +29,7 @@ pub struct JobSpec {
 }
 
 /// How a submission failed, grouped by what the caller must do.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SubmitError {
     /// The scheduler answered and refused, or could not be reached at all: no job exists. Retry later.
     #[error("{0}")]
@@ -37,20 +39,21 @@ pub enum SubmitError {
     Uncertain(String),
 }
 
+impl SubmitError {
+    /// True when no job can exist (the scheduler refused, or was never reached): the next `sbatch` is safe.
+    /// False when one may exist: its key is looked up first.
+    pub fn is_certain(&self) -> bool {
+        matches!(self, SubmitError::Refused(_))
+    }
+}
+
 /// A query could not be answered (accounting down, controller down): treat every job as "unknown, keep
 /// waiting", never as failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
 pub struct QueryError(pub String);
 
-/// One job's state as the scheduler reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobReport {
-    /// State word (`RUNNING`, `COMPLETED`, `CANCELLED by 0`, …).
-    pub state: String,
-    /// Exit code `code:signal`.
-    pub exit_code: String,
-}
+pub use crate::engine::JobReport;
 
 /// A back end that runs jobs.
 pub trait Scheduler: Send {

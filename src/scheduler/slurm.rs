@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use super::{JobReport, JobSpec, QueryError, Scheduler, SubmitError, wrap_line};
 use crate::config::{Config, JobCommand, JobConfig};
-use crate::engine::{Millis, OutageEdge, OutageLatch};
+use crate::engine::{OutageEdge, OutageLatch};
 use crate::process::{self, Invocation, ProcessError};
+use crate::time::Millis;
 
 /// Slurm back end.
 pub struct Slurm {
@@ -305,7 +306,7 @@ impl Scheduler for Slurm {
     }
 
     fn query(&mut self, job_ids: &[String]) -> Result<HashMap<String, JobReport>, QueryError> {
-        let now = crate::daemon::wall_now();
+        let now = crate::time::wall_now();
         match self.query_sacct(job_ids) {
             Ok(r) => {
                 if let OutageEdge::Ended { failures, .. } = self.accounting.succeeded(now) {
@@ -380,7 +381,7 @@ impl Scheduler for Slurm {
 }
 
 fn now_ms() -> Millis {
-    crate::daemon::wall_now()
+    crate::time::wall_now()
 }
 
 #[cfg(test)]

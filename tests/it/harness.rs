@@ -242,13 +242,13 @@ impl TestEnv {
     }
 
     /// All ledger rows of one directory, via `sqlite3`-free access: the library itself.
-    pub fn history(&self, dir: &Path) -> Vec<dirwatcher::ledger::Generation> {
+    pub fn history(&self, dir: &Path) -> Vec<dirwatcher::engine::Generation> {
         let l = dirwatcher::ledger::Ledger::open(&self.state_file()).unwrap();
         l.history(dir.file_name().unwrap()).unwrap()
     }
 
     /// Waits until `dir`'s latest generation has a final state; returns it.
-    pub fn wait_final(&self, dir: &Path, deadline: Duration) -> dirwatcher::ledger::Generation {
+    pub fn wait_final(&self, dir: &Path, deadline: Duration) -> dirwatcher::engine::Generation {
         wait_for(
             deadline,
             &format!("a final state for {}", dir.display()),

@@ -1,0 +1,247 @@
+//! Every log line of the loop, in one place: what happened to which directory and job, in words, with the
+//! directory (`dir`), job (`job`) and state as fields a machine can match. The steps call these; they never
+//! format a log line inline. Must never: decide anything or touch state.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::engine::{GenState, Generation, JobReport, OutageEdge};
+use crate::logging::{error_chain, show};
+use crate::outcome::KeepReason;
+use crate::scheduler::{QueryError, SubmitError};
+use crate::time::{Millis, human, ms};
+
+/// The daemon starts its loop.
+pub fn started(c: &Config, executor: &str) {
+    info!(
+        root = %c.watch.root.display(),
+        executor,
+        state_file = %c.behavior.state_file.display(),
+        "dirwatcher started: watching {} for `{}` every {:?} ({} checks {:?} apart), executor {}",
+        show(&c.watch.root),
+        c.watch.signal_filename.to_string_lossy(),
+        c.watch.poll_interval,
+        c.watch.stability_checks,
+        c.watch.stability_interval,
+        executor,
+    );
+}
+
+/// The loop ended.
+pub fn stopped(state_file: &Path) {
+    info!(
+        "dirwatcher stopped: in-flight jobs stay recorded in {} and are followed after the next start",
+        show(state_file)
+    );
+}
+
+/// A reload tried to change a key that takes a restart.
+pub fn reload_kept(key: &str, old: &Path, new: &Path, why: &str) {
+    warn!(
+        "config reloaded, but `{key}` changed from {} to {}: that takes a restart{why}; keeping the old one",
+        show(old),
+        show(new)
+    );
+}
+
+/// A reload took effect.
+pub fn reloaded(source: &Path) {
+    info!("config reloaded from {}", show(source));
+}
+
+/// A reload was refused.
+pub fn reload_refused(e: &dyn std::error::Error) {
+    warn!("config reload refused, still running on the previous config: {e}");
+}
+
+/// A ledger read or write failed.
+pub fn ledger_failed(what: &str, e: &dyn std::error::Error, edge: OutageEdge) {
+    match edge {
+        OutageEdge::Started => warn!(
+            "cannot write the state file ({what}): {}; nothing will be submitted until it is writable again",
+            error_chain(e)
+        ),
+        _ => debug!("state file still failing ({what}): {}", error_chain(e)),
+    }
+}
+
+/// A ledger write worked again after failures.
+pub fn ledger_back(edge: OutageEdge) {
+    if let OutageEdge::Ended { lasted, failures } = edge {
+        info!(
+            "state file writable again after {} ({failures} failed writes)",
+            human(lasted)
+        );
+    }
+}
+
+/// The scheduler took a job again after failed submissions.
+pub fn submissions_back(edge: OutageEdge) {
+    if let OutageEdge::Ended { lasted, failures } = edge {
+        info!(
+            "submissions work again after {} ({failures} failed attempts)",
+            human(lasted)
+        );
+    }
+}
+
+/// A lost submission's job was found by its key.
+pub fn adopted(path: &Path, job: &str, key: &str) {
+    info!(dir = ?path, job = %job, "adopted job {job} for {}: it was submitted before the answer was recorded (key {key})", show(path));
+}
+
+/// No job carries the key yet, inside the grace period.
+pub fn lookup_waits(path: &Path, key: &str) {
+    debug!(dir = ?path, "no job carries key {key} yet; looking again after the grace period");
+}
+
+/// No job carries the key: the directory is submitted again.
+pub fn lookup_cleared(path: &Path, key: &str) {
+    info!(dir = ?path, "no job carries key {key} for {}: it will be submitted", show(path));
+}
+
+/// A key lookup failed (the scheduler does not answer).
+pub fn lookup_failed(path: &Path, e: &QueryError, edge: OutageEdge) {
+    if edge == OutageEdge::Started {
+        warn!(
+            "cannot look up submission keys ({e}); {} waits, nothing is resubmitted meanwhile",
+            show(path)
+        );
+    }
+}
+
+/// The job query worked again after failures.
+pub fn queries_back(edge: OutageEdge) {
+    if let OutageEdge::Ended { lasted, failures } = edge {
+        info!(
+            "job queries work again after {} ({failures} failed)",
+            human(lasted)
+        );
+    }
+}
+
+/// The job query failed.
+pub fn query_failed(e: &QueryError, jobs: usize, edge: OutageEdge) {
+    if edge == OutageEdge::Started {
+        warn!(
+            "cannot query job states: {e}; {jobs} job(s) keep their last known state until the scheduler answers (none is marked failed for this)"
+        );
+    }
+}
+
+/// A job reached a final state and it was recorded. `retry_in` is set when another attempt follows.
+pub fn job_ended(
+    path: &Path,
+    g: &Generation,
+    end: &JobReport,
+    state: GenState,
+    delete: bool,
+    retry_in: Option<Millis>,
+) {
+    let job = g.job_id.as_deref().unwrap_or_default();
+    let what = match (state, delete) {
+        (GenState::Completed, true) => "the directory will be deleted",
+        (GenState::Completed, false) => "the directory is kept",
+        _ => "recorded in the failure log",
+    };
+    if state == GenState::Completed {
+        info!(dir = ?path, job = %job, state = %end.state, "job {job} for {} COMPLETED; {what}", show(path));
+    } else {
+        let retry = retry_in
+            .map(|d| format!("; attempt {} follows in {}", g.attempt + 1, human(d)))
+            .unwrap_or_default();
+        warn!(dir = ?path, job = %job, state = %end.state, exit_code = %end.exit_code,
+            "job {job} for {} ended {} (exit code {}); {what}{retry}", show(path), end.state, end.exit_code);
+    }
+}
+
+/// The failure log could not be appended to.
+pub fn failure_log_failed(path: &Path, job: &str, log: &Path, e: &std::io::Error) {
+    warn!(dir = ?path, job = %job, "cannot append to the failure log {}: {e}; will try again", show(log));
+}
+
+/// A finished directory was deleted.
+pub fn deleted(path: &Path, job: &str) {
+    info!(dir = ?path, job = %job, "deleted {} after job {job} COMPLETED", show(path));
+}
+
+/// A finished directory was kept although deletion was due.
+pub fn not_deleted(path: &Path, job: &str, reason: &KeepReason) {
+    warn!(dir = ?path, job = %job, "not deleting {} after job {job}: {reason}", show(path));
+}
+
+/// The root is readable again.
+pub fn root_back(root: &Path, edge: OutageEdge) {
+    if let OutageEdge::Ended { lasted, .. } = edge {
+        info!(
+            "the root {} is readable again after {}",
+            show(root),
+            human(lasted)
+        );
+    }
+}
+
+/// The root cannot be listed.
+pub fn root_failed(root: &Path, e: &std::io::Error, edge: OutageEdge) {
+    if edge == OutageEdge::Started {
+        warn!(
+            "cannot list the root {}: {e} (file system unmounted?); nothing is forgotten, scanning again every poll",
+            show(root)
+        );
+    }
+}
+
+/// A ready-file could not be looked at (or its lock probed).
+pub fn look_failed(path: &Path, what: &str, e: &std::io::Error) {
+    debug!(dir = ?path, "cannot {what} of {}: {e}", show(path));
+}
+
+/// One more look at a settling ready-file.
+pub fn settling(path: &Path, seen: u32, changed: bool) {
+    debug!(dir = ?path, "ready-file of {} seen {seen}x{}", show(path), if changed { " (changed since last look)" } else { "" });
+}
+
+/// A ready-file is stable but locked by its writer (said once per directory).
+pub fn locked(path: &Path) {
+    info!(dir = ?path, "waiting: the ready-file of {} is locked by its writer", show(path));
+}
+
+/// A finished directory's ready-file was replaced: a new generation.
+pub fn new_generation(path: &Path, prev: &Generation) {
+    info!(dir = ?path, "the ready-file of {} was replaced since job {} ({}): a new generation", show(path),
+        prev.job_id.as_deref().unwrap_or("-"), prev.state.as_str());
+}
+
+/// An intent was committed for a stable directory.
+pub fn intent(path: &Path, key: &str) {
+    debug!(dir = ?path, "{} is ready; intent {key} committed", show(path));
+}
+
+/// A job was submitted.
+pub fn submitted(path: &Path, job: &str, attempt: u32) {
+    info!(dir = ?path, job = %job, "submitted job {job} for {} (attempt {attempt})", show(path));
+}
+
+/// A submission failed; `delay` until the next try.
+pub fn submit_failed(path: &Path, err: &SubmitError, edge: OutageEdge, delay: Duration) {
+    match edge {
+        OutageEdge::Started if err.is_certain() => warn!(dir = ?path,
+            "cannot submit {}: {err}; it stays pending and is retried with back-off (next in {}); further failures are quiet until submissions work again",
+            show(path), human(ms(delay))),
+        OutageEdge::Started => warn!(dir = ?path,
+            "submission of {} has an unknown outcome: {err}; its job is looked up by its key (squeue, sacct) before anything is resubmitted; further failures are quiet until submissions work again",
+            show(path)),
+        _ => debug!(dir = ?path, "submission of {} failed again: {err}", show(path)),
+    }
+}
+
+/// The job output folder could not be created.
+pub fn output_dir_failed(dir: &Path, e: &std::io::Error) {
+    warn!(
+        "cannot create the job output folder {}: {e}; jobs may fail to start",
+        show(dir)
+    );
+}

@@ -1,0 +1,472 @@
+//! The steps of one cycle. Each is short and has the same shape: observe (ledger, file system, scheduler),
+//! ask the engine what it means, commit the decision to the ledger, then act. The agenda of the cycle (one
+//! read of the active rows) is carried from step to step and updated as records move.
+
+use std::ffi::OsString;
+
+use crossbeam_channel::Receiver;
+
+use super::{Daemon, Event, Flow, say};
+use crate::engine::{
+    self, Agenda, BackoffPolicy, Generation, GenerationVerdict, LookupStep, OutcomePolicy,
+    Readiness, ReadyIdentity, ReadyObservation, StabilityPolicy,
+};
+use crate::ledger::{EndRecord, LedgerError, NewGeneration};
+use crate::outcome::{self, FailureRecord, KeepReason};
+use crate::scan;
+use crate::scheduler::{JobReport, JobSpec};
+use crate::time::{Millis, ms};
+
+/// What one look at a directory during a scan found.
+enum Look {
+    /// Nothing to do now (in flight, done, no ready-file, settling, locked, unreadable).
+    Wait,
+    /// Its ready-file is stable: commit an intent (`latest` is the record of the previous generation).
+    Stable {
+        latest: Option<Box<Generation>>,
+        identity: ReadyIdentity,
+    },
+}
+
+/// The ledger failed; the step stops (its cause was reported).
+struct LedgerDown;
+
+impl Daemon {
+    /// One read of the active rows: what this cycle looks up, queries and submits.
+    pub(super) fn read_agenda(&mut self) -> Agenda {
+        match self.ledger.active() {
+            Ok(rows) => Agenda::new(rows, self.clock.wall()),
+            Err(e) => {
+                self.ledger_failed("reading the active records", &e);
+                Agenda::default()
+            }
+        }
+    }
+
+    pub(super) fn ledger_failed(&mut self, what: &str, e: &LedgerError) {
+        let edge = self.health.ledger.failed(self.clock.mono());
+        say::ledger_failed(what, e, edge);
+    }
+
+    fn ledger_ok(&mut self) {
+        self.counts.stale = true;
+        say::ledger_back(self.health.ledger.succeeded(self.clock.mono()));
+    }
+
+    /// Commits a ledger write; on failure reports it and says so.
+    fn commit(&mut self, what: &str, r: Result<(), LedgerError>) -> Result<(), LedgerDown> {
+        match r {
+            Ok(()) => {
+                self.ledger_ok();
+                Ok(())
+            }
+            Err(e) => {
+                self.ledger_failed(what, &e);
+                Err(LedgerDown)
+            }
+        }
+    }
+
+    fn path_of(&self, g: &Generation) -> std::path::PathBuf {
+        self.cfg.watch.root.join(&g.dir)
+    }
+
+    /// Step 1: intents whose `sbatch` answer was lost (crash, timeout, garbage output). Their key is looked
+    /// up: found → adopted; surely absent after the grace period → cleared for a fresh `sbatch`.
+    pub(super) fn resolve(&mut self, agenda: &mut Agenda) {
+        let grace = engine::lookup_grace(self.cfg.job.command_timeout);
+        for g in agenda.lookups.clone() {
+            let path = self.path_of(&g);
+            let found = match self.sched.lookup(&g.key, &g.job_name, g.created_at) {
+                Ok(found) => found,
+                Err(e) => {
+                    let edge = self.health.query.failed(self.clock.mono());
+                    say::lookup_failed(&path, &e, edge);
+                    // The scheduler is not answering: the other lookups would fail the same way.
+                    return;
+                }
+            };
+            let wall = self.clock.wall();
+            match engine::after_lookup(found, g.updated_at, wall, grace) {
+                LookupStep::Adopt(job) => {
+                    let r = self.ledger.record_submitted(g.id, &job, wall);
+                    if self.commit("adopting a job", r).is_ok() {
+                        // The scheduler did take the job: that ends a submission outage as well.
+                        say::submissions_back(self.health.submit.succeeded(self.clock.mono()));
+                        say::adopted(&path, &job, &g.key);
+                        agenda.adopted(g.id, &job, wall);
+                    }
+                }
+                LookupStep::Wait => say::lookup_waits(&path, &g.key),
+                LookupStep::Clear => {
+                    let r = self.ledger.record_lookup_empty(g.id, wall);
+                    if self.commit("recording a lookup", r).is_ok() {
+                        say::lookup_cleared(&path, &g.key);
+                        agenda.cleared(g.id, wall);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Step 2: one scheduler query for every job in flight; each final state is recorded with its effects
+    /// (and the next attempt, when retries allow) in one transaction.
+    pub(super) fn track(&mut self, agenda: &mut Agenda) {
+        if agenda.in_flight.is_empty() {
+            return;
+        }
+        let ids: Vec<String> = agenda
+            .in_flight
+            .iter()
+            .filter_map(|g| g.job_id.clone())
+            .collect();
+        let reports = match self.sched.query(&ids) {
+            Ok(r) => {
+                say::queries_back(self.health.query.succeeded(self.clock.mono()));
+                r
+            }
+            Err(e) => {
+                let edge = self.health.query.failed(self.clock.mono());
+                return say::query_failed(&e, ids.len(), edge);
+            }
+        };
+        let wall = self.clock.wall();
+        for g in std::mem::take(&mut agenda.in_flight) {
+            let Some(rep) = g.job_id.as_deref().and_then(|j| reports.get(j)) else {
+                continue;
+            };
+            if self.record_end(&g, rep, wall, agenda).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn outcome_policy(&self) -> OutcomePolicy {
+        OutcomePolicy {
+            delete_on_success: self.cfg.behavior.delete_on_success,
+            max_retries: self.cfg.behavior.max_retries,
+            retry_backoff: self.cfg.behavior.submit_backoff,
+            retry_backoff_max: self.cfg.behavior.submit_backoff_max,
+        }
+    }
+
+    /// Records a job's end if the engine says the report is one; a queued retry joins the agenda.
+    fn record_end(
+        &mut self,
+        g: &Generation,
+        rep: &JobReport,
+        wall: Millis,
+        agenda: &mut Agenda,
+    ) -> Result<(), LedgerDown> {
+        let Some(plan) = engine::plan_outcome(rep, g.attempt, wall, self.outcome_policy()) else {
+            return Ok(());
+        };
+        let rec = EndRecord {
+            state: plan.state,
+            final_state: &rep.state,
+            exit_code: &rep.exit_code,
+            delete_pending: plan.delete_dir,
+            failure_log_pending: plan.log_failure,
+            retry_at: plan.retry_at,
+        };
+        let retry = match self.ledger.record_end(g, &rec, wall) {
+            Ok(retry) => retry,
+            Err(e) => {
+                self.ledger_failed("recording a job's end", &e);
+                return Err(LedgerDown);
+            }
+        };
+        self.ledger_ok();
+        self.observers.metrics.job_ended(plan.state, &rep.state);
+        let retry_in = retry.and(plan.retry_at).map(|at| at - wall);
+        say::job_ended(
+            &self.path_of(g),
+            g,
+            rep,
+            plan.state,
+            plan.delete_dir,
+            retry_in,
+        );
+        if let Some(Ok(Some(next))) = retry.map(|id| self.ledger.get(id)) {
+            agenda.add(next, wall);
+        }
+        Ok(())
+    }
+
+    /// Step 3: failure-log lines and deletions that the ledger says are due; each flag is cleared after its
+    /// effect (at least once for the log line, an idempotent delete).
+    pub(super) fn finish_effects(&mut self) {
+        let due = match self.ledger.pending_effects() {
+            Ok(d) => d,
+            Err(e) => return self.ledger_failed("reading pending effects", &e),
+        };
+        for g in due {
+            if g.failure_log_pending {
+                self.log_failure(&g);
+            }
+            if g.delete_pending {
+                self.delete(&g);
+            }
+        }
+    }
+
+    fn log_failure(&mut self, g: &Generation) {
+        let rec = FailureRecord::new(&self.cfg.watch.root, g, std::time::SystemTime::now());
+        let log = &self.cfg.behavior.failure_log;
+        match outcome::append_failure(log, &rec) {
+            Ok(()) => {
+                let r = self.ledger.record_failure_logged(g.id, self.clock.wall());
+                if let Err(e) = r {
+                    self.ledger_failed("recording the failure-log line", &e);
+                }
+            }
+            Err(e) => {
+                let job = g.job_id.as_deref().unwrap_or_default();
+                say::failure_log_failed(&self.path_of(g), job, log, &e);
+            }
+        }
+    }
+
+    fn delete(&mut self, g: &Generation) {
+        let path = self.path_of(g);
+        let job = g.job_id.as_deref().unwrap_or_default();
+        let signal = &self.cfg.watch.signal_filename;
+        let res = outcome::delete_dir(&self.cfg.watch.root, &g.dir, g.dir_dev_ino, g.ready, signal);
+        let (deleted, err) = match &res {
+            Ok(()) => {
+                say::deleted(&path, job);
+                (true, None)
+            }
+            Err(KeepReason::Gone) => (false, None),
+            Err(reason) => {
+                say::not_deleted(&path, job, reason);
+                (false, Some(format!("not deleted: {reason}")))
+            }
+        };
+        let r = self
+            .ledger
+            .record_cleanup(g.id, deleted, err.as_deref(), self.clock.wall());
+        if let Err(e) = r {
+            self.ledger_failed("recording a deletion", &e);
+        }
+    }
+
+    /// Step 4: lists the root, looks at the ready-file of every directory that is not handled yet, and
+    /// commits an intent for each one that became stable (it joins the agenda, to be submitted now).
+    pub(super) fn scan(&mut self, agenda: &mut Agenda, now: Millis) {
+        let Some(names) = self.list_root(now) else {
+            return;
+        };
+        self.settling.keep_only(&names);
+        for name in &names {
+            let look = match self.look(name, now) {
+                Ok(look) => look,
+                Err(LedgerDown) => return,
+            };
+            if let Look::Stable { latest, identity } = look
+                && self.commit_intent(name, latest, identity, agenda).is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    fn list_root(&mut self, now: Millis) -> Option<Vec<OsString>> {
+        let root = &self.cfg.watch.root;
+        match scan::list_subdirs(root) {
+            Ok(names) => {
+                self.observers
+                    .metrics
+                    .scanned(names.len(), self.clock.wall());
+                say::root_back(root, self.health.scan.succeeded(now));
+                Some(names)
+            }
+            Err(e) => {
+                say::root_failed(root, &e, self.health.scan.failed(now));
+                None
+            }
+        }
+    }
+
+    /// Looks at one directory. The ledger first: a directory in flight costs no file-system call at all, a
+    /// finished one a single lstat, and only new candidates get the lock probe.
+    fn look(&mut self, name: &OsString, now: Millis) -> Result<Look, LedgerDown> {
+        let root = &self.cfg.watch.root;
+        let path = root.join(name);
+        let latest = match self.ledger.latest_for_dir(name) {
+            Ok(l) => l,
+            Err(e) => {
+                self.ledger_failed("reading a directory's record", &e);
+                return Err(LedgerDown);
+            }
+        };
+        if latest.as_ref().is_some_and(|g| g.state.is_active()) {
+            self.settling.tracker.forget(name);
+            return Ok(Look::Wait);
+        }
+        let signal = &self.cfg.watch.signal_filename;
+        let identity = match scan::stat_ready_file(root, name, signal) {
+            Ok(Some(id)) => id,
+            Ok(None) => {
+                self.settling.tracker.forget(name);
+                return Ok(Look::Wait);
+            }
+            Err(e) => {
+                say::look_failed(&path, "look at the ready-file", &e);
+                return Ok(Look::Wait);
+            }
+        };
+        let verdict =
+            engine::generation_verdict(latest.as_ref().map(|g| (g.state, g.ready)), identity);
+        if verdict != GenerationVerdict::New {
+            self.settling.tracker.forget(name);
+            return Ok(Look::Wait);
+        }
+        let lock = match scan::probe_lock(&path.join(signal)) {
+            Ok(l) => l,
+            Err(e) => {
+                say::look_failed(&path, "probe the lock of the ready-file", &e);
+                return Ok(Look::Wait);
+            }
+        };
+        let obs = ReadyObservation {
+            dir: name.clone(),
+            identity,
+            lock,
+        };
+        let policy = StabilityPolicy {
+            checks: self.cfg.watch.stability_checks,
+            interval: self.cfg.watch.stability_interval,
+        };
+        Ok(match self.settling.tracker.observe(&obs, now, policy) {
+            Readiness::Settling { seen, changed } => {
+                say::settling(&path, seen, changed);
+                Look::Wait
+            }
+            Readiness::Locked => {
+                if self.settling.told_locked.insert(name.clone()) {
+                    say::locked(&path);
+                }
+                Look::Wait
+            }
+            Readiness::Stable => Look::Stable {
+                latest: latest.map(Box::new),
+                identity,
+            },
+        })
+    }
+
+    fn commit_intent(
+        &mut self,
+        name: &OsString,
+        latest: Option<Box<Generation>>,
+        identity: ReadyIdentity,
+        agenda: &mut Agenda,
+    ) -> Result<(), LedgerDown> {
+        let path = self.cfg.watch.root.join(name);
+        self.settling.forget(name);
+        if let Some(prev) = &latest {
+            say::new_generation(&path, prev);
+        }
+        let job_name = engine::job_name(&self.cfg.job.job_name_prefix, name);
+        let wall = self.clock.wall();
+        let new = NewGeneration {
+            dir: name,
+            ready: identity,
+            dir_dev_ino: scan::dir_identity(&self.cfg.watch.root, name),
+            attempt: 1,
+            job_name: &job_name,
+            not_before: wall,
+        };
+        match self.ledger.insert_intent(&new, wall) {
+            Ok(g) => {
+                self.ledger_ok();
+                say::intent(&path, &g.key);
+                agenda.add(g, wall);
+                Ok(())
+            }
+            Err(e) => {
+                self.ledger_failed("recording a submission intent", &e);
+                Err(LedgerDown)
+            }
+        }
+    }
+
+    /// Step 5: `sbatch` for every intent that is due, unless submissions are held after a failure. A
+    /// signal is honoured between two submissions, never inside one: a stop ends the batch, a reload ends
+    /// it too and is carried out at once by the loop (the rest follow with the new config).
+    pub(super) fn submit(&mut self, mut agenda: Agenda, events: &Receiver<Event>) -> Flow {
+        let now = self.clock.mono();
+        let due = agenda.take_due();
+        if self.schedule.held(now) {
+            self.schedule.intents(agenda.next_due, !due.is_empty());
+            return Flow::Continue;
+        }
+        self.schedule.intents(agenda.next_due, false);
+        for g in due {
+            match events.try_recv() {
+                Ok(Event::Terminate) => return Flow::Stop,
+                Ok(Event::Reload) => return Flow::Reload,
+                Err(_) => {}
+            }
+            match self.submit_one(&g) {
+                Ok(true) => {}
+                Ok(false) => {
+                    // The scheduler is failing: the rest wait for the hold to end.
+                    self.schedule.intents(agenda.next_due, true);
+                    return Flow::Continue;
+                }
+                Err(LedgerDown) => return Flow::Continue,
+            }
+        }
+        Flow::Continue
+    }
+
+    /// One `sbatch`. `Ok(false)` when the scheduler failed: the batch stops, the next try is a probe.
+    fn submit_one(&mut self, g: &Generation) -> Result<bool, LedgerDown> {
+        let path = self.path_of(g);
+        let r = self.ledger.mark_sbatch_started(g.id, self.clock.wall());
+        self.commit("recording a submission attempt", r)?;
+        let spec = JobSpec {
+            dir_path: path.clone(),
+            job_name: g.job_name.clone(),
+            key: g.key.clone(),
+        };
+        let result = self.sched.submit(&spec);
+        let (now, wall) = (self.clock.mono(), self.clock.wall());
+        match result {
+            Ok(job) => {
+                say::submissions_back(self.health.submit.succeeded(now));
+                // If this write fails the job exists but is not recorded: the record stays uncertain and
+                // the key lookup adopts it later; never submitted twice.
+                let r = self.ledger.record_submitted(g.id, &job, wall);
+                if self.commit("recording a job id", r).is_ok() {
+                    say::submitted(&path, &job, g.attempt);
+                }
+                Ok(true)
+            }
+            Err(err) => {
+                let policy = BackoffPolicy {
+                    base: self.cfg.behavior.submit_backoff,
+                    max: self.cfg.behavior.submit_backoff_max,
+                };
+                let delay = engine::submit_backoff(
+                    g.submit_tries + 1,
+                    self.health.submit.failures(),
+                    policy,
+                );
+                let edge = self.health.submit.failed(now);
+                say::submit_failed(&path, &err, edge, delay);
+                let (msg, certain) = (err.to_string(), err.is_certain());
+                let r =
+                    self.ledger
+                        .record_submit_failed(g.id, &msg, certain, wall + ms(delay), wall);
+                if let Err(e) = r {
+                    self.ledger_failed("recording a failed submission", &e);
+                }
+                self.schedule.hold(now, delay);
+                Ok(false)
+            }
+        }
+    }
+}
