@@ -532,6 +532,27 @@ mod tests {
         assert!(h.lines().all(|l| l.chars().count() <= HELP_WIDTH), "{h}");
     }
 
+    /// docs/install.md's flag table shows the same defaults for the flags that fill config keys.
+    #[test]
+    fn install_doc_flag_defaults_match_the_table() {
+        let doc = include_str!("../../docs/install.md");
+        for (flag, key) in [
+            ("--signal-file NAME", &WATCH_SIGNAL_FILENAME),
+            ("--state-file FILE", &BEHAVIOR_STATE_FILE),
+            ("--failure-log FILE", &BEHAVIOR_FAILURE_LOG),
+        ] {
+            let row = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{flag}` |")))
+                .unwrap_or_else(|| panic!("docs/install.md has no row for `{flag}`"));
+            let want = format!("| {} |", key.default.readme());
+            assert!(
+                row.contains(&want),
+                "docs/install.md: {row}\n  should show {want}"
+            );
+        }
+    }
+
     /// The installer's flags that fill config keys default to the table's values, wherever the clap
     /// structs live.
     #[test]
