@@ -39,6 +39,25 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `check-config --help`: what the command does, then every key with its default, from the one table of
+/// keys (`config::keys`).
+fn check_config_about() -> String {
+    use crate::config::keys::{self, defaults};
+    format!(
+        "Validate a config file and print the effective configuration, with every default filled in. Exit \
+status 0 when valid, 2 with one message naming the key, its line and the fix when not.\n\n\
+Keys (defaults in brackets):\n{keys}\n\
+Without {output}, Slurm writes slurm-%j.out into the directory; with {delete} the default is \
+{with_delete} in the root, outside the directory that is deleted.\n\n\
+Metrics: *_total counters count since the daemon started (rate() copes with restarts); \
+dirwatcher_directories_finished{{state}} holds the durable counts from the ledger.",
+        keys = keys::help_lines(),
+        output = keys::JOB_OUTPUT.name,
+        delete = keys::BEHAVIOR_DELETE_ON_SUCCESS.name,
+        with_delete = defaults::OUTPUT_WITH_DELETE,
+    )
+}
+
 /// Log output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -74,43 +93,7 @@ A second instance on the same state file refuses to start."
         allow_root: bool,
     },
     /// Validate a config file and print the effective configuration (every default filled in).
-    #[command(
-        long_about = "Validate a config file and print the effective configuration, with every \
-default filled in. Exit status 0 when valid, 2 with one message naming the key, its line and the fix when not.\n\n\
-Keys (defaults in brackets):\n\
-  watch.root                      directory to watch; must exist, never created\n\
-  watch.signal_filename           [_READY] ready-file name\n\
-  watch.poll_interval_sec         [5] seconds between scans (fractions allowed)\n\
-  watch.stability_checks          [2] identical looks needed before submitting\n\
-  watch.stability_interval_sec    [1] seconds between two looks\n\
-  job.executor                    [slurm] `slurm` or `local`\n\
-  job.wrap_cmd                    command line; the directory is appended as one quoted word\n\
-  job.job_script                  script submitted instead, with the directory as its argument\n\
-  job.partition / account / gres  sbatch --partition / --account / --gres\n\
-  job.time_limit                  sbatch --time (also enforced by the local executor)\n\
-  job.job_name_prefix             [dirwatch] job name is <prefix>-<directory name>\n\
-  job.env                         [{}] extra environment for the job (WATCH_DIR is always set)\n\
-  job.extra_args                  [[]] extra sbatch arguments, passed verbatim\n\
-  job.chdir_to_subdir             [true] run the job inside the directory (sbatch --chdir)\n\
-  job.output                      job stdout/stderr, relative to the root (%j = job id, %x = job name);\n\
-                                  default: Slurm's slurm-%j.out in the directory, or\n\
-                                  .dirwatcher/logs/%x-%j.out in the root with delete_on_success\n\
-  job.command_timeout_sec         [60] bound for each sbatch/sacct/squeue call\n\
-  job.max_local_jobs              [CPU count] local executor: jobs running at once\n\
-  behavior.delete_on_success      [false] delete the directory after COMPLETED\n\
-  behavior.state_file             [/var/lib/dirwatcher/state.json] the ledger (SQLite); keep it on local disk\n\
-  behavior.failure_log            [/var/log/dirwatcher/failed_jobs.log] one JSON line per failed job\n\
-  behavior.max_retries            [0] automatic resubmissions of a failed directory\n\
-  behavior.submit_backoff_sec     [5] first delay after a failed submission (doubles)\n\
-  behavior.submit_backoff_max_sec [300] cap of that delay\n\
-  metrics.listen                  [off] serve Prometheus metrics at http://ADDRESS/metrics, e.g.\n\
-                                  127.0.0.1:9187 (port 0: any free port, logged); another address\n\
-                                  of this host is allowed with a warning, 0.0.0.0 is refused\n\
-  metrics.textfile                [off] rewrite this .prom file every cycle, for node_exporter's\n\
-                                  textfile collector (written atomically)\n\
-  Metrics: *_total counters count since the daemon started (rate() copes with restarts);\n\
-  dirwatcher_directories_finished{state} holds the durable counts from the ledger."
-    )]
+    #[command(long_about = check_config_about())]
     CheckConfig {
         /// The YAML config file.
         #[arg(short, long, default_value = DEFAULT_CONFIG)]

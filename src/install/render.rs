@@ -1,5 +1,6 @@
 //! Pure renderers for what the installer and the package put on a machine: the config file, the systemd
-//! unit, and a diff between two texts. Owns the layouts (where each file goes) of the two ways to install.
+//! unit, and a diff between two texts. Owns the layouts (where each file goes) of the two ways to install;
+//! config key names and defaults come from `config::keys`.
 //!
 //! Must never: touch the file system or the clock; the same inputs always give the same bytes, which is
 //! what keeps `packaging/dirwatcher.service` and `packaging/config.example.yaml` equal to the code (a test
@@ -8,12 +9,16 @@
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
+use crate::config::keys::{self, Key, defaults};
+
 /// `--install-root` default, as the original installer.
 pub const DEFAULT_INSTALL_ROOT: &str = "/opt/dirwatcher";
-/// `--failure-log` default, as the original installer.
-pub const DEFAULT_FAILURE_LOG: &str = "/var/log/dirwatcher/failed_jobs.log";
-/// `--state-file` default. The original used `state.json`; ours is an SQLite database, hence `.db`.
-pub const DEFAULT_STATE_FILE: &str = "/var/lib/dirwatcher/state.db";
+/// `--failure-log` default: `behavior.failure_log`'s, as the original installer.
+pub const DEFAULT_FAILURE_LOG: &str = defaults::FAILURE_LOG;
+/// `--state-file` default: `behavior.state_file`'s (the original used `state.json`; ours is SQLite).
+pub const DEFAULT_STATE_FILE: &str = defaults::STATE_FILE;
+/// `--signal-file` default: `watch.signal_filename`'s.
+pub const DEFAULT_SIGNAL_FILE: &str = defaults::SIGNAL_FILENAME;
 /// `--user` default: the dedicated system user the service (and so every job) runs as.
 pub const DEFAULT_USER: &str = "dirwatcher";
 /// Where the installer writes the unit.
@@ -157,58 +162,82 @@ pub fn render_config(v: &ConfigValues, style: ConfigStyle) -> String {
         "The directory to watch. It must exist (dirwatcher never creates it) and the service user\n\
          must be able to write it (deleting finished directories).",
     );
-    let _ = writeln!(y, "  root: {}", scalar(&v.watch_root.to_string_lossy()));
+    put(&mut y, &keys::WATCH_ROOT, &v.watch_root.to_string_lossy());
     explain(
         &mut y,
         "A subdirectory is submitted once this file in it is stable (same size, mtime, inode; not locked).",
     );
-    let _ = writeln!(y, "  signal_filename: {}", scalar(&v.signal_file));
-    let _ = writeln!(y, "  poll_interval_sec: 5");
-    let _ = writeln!(y, "  stability_checks: 2");
-    let _ = writeln!(y, "  stability_interval_sec: 1");
+    put(&mut y, &keys::WATCH_SIGNAL_FILENAME, &v.signal_file);
+    for key in [
+        keys::WATCH_POLL_INTERVAL_SEC,
+        keys::WATCH_STABILITY_CHECKS,
+        keys::WATCH_STABILITY_INTERVAL_SEC,
+    ] {
+        put_default(&mut y, &key);
+    }
     y += "\njob:\n";
     explain(
         &mut y,
         "The job's command line (run by `sbatch --wrap`); the directory is appended as one quoted word.",
     );
-    let _ = writeln!(y, "  wrap_cmd: {}", scalar(&v.wrap_cmd));
+    put(&mut y, &keys::JOB_WRAP_CMD, &v.wrap_cmd);
     explain(
         &mut y,
         "sbatch --partition / --account / --gres / --time. Delete a line to use Slurm's default.",
     );
     for (key, val) in [
-        ("partition", &v.partition),
-        ("account", &v.account),
-        ("gres", &v.gres),
-        ("time_limit", &v.time_limit),
+        (keys::JOB_PARTITION, &v.partition),
+        (keys::JOB_ACCOUNT, &v.account),
+        (keys::JOB_GRES, &v.gres),
+        (keys::JOB_TIME_LIMIT, &v.time_limit),
     ] {
         if let Some(val) = val {
-            let _ = writeln!(y, "  {key}: {}", scalar(val));
+            put(&mut y, &key, val);
         }
     }
-    let _ = writeln!(y, "  job_name_prefix: dirwatch");
-    let _ = writeln!(y, "  env: {{}}");
-    let _ = writeln!(y, "  extra_args: []");
-    let _ = writeln!(y, "  chdir_to_subdir: true");
+    for key in [
+        keys::JOB_JOB_NAME_PREFIX,
+        keys::JOB_ENV,
+        keys::JOB_EXTRA_ARGS,
+        keys::JOB_CHDIR_TO_SUBDIR,
+    ] {
+        put_default(&mut y, &key);
+    }
     y += "\nbehavior:\n";
     explain(
         &mut y,
         "Delete the directory after its job COMPLETED (never after a failure).",
     );
-    let _ = writeln!(y, "  delete_on_success: {}", v.delete_on_success);
-    y += "  # An SQLite database (the ledger), not the Python original's state.json; keep it on local disk.\n";
     let _ = writeln!(
         y,
-        "  state_file: {}",
-        scalar(&v.state_file.to_string_lossy())
+        "  {}: {}",
+        keys::BEHAVIOR_DELETE_ON_SUCCESS.leaf(),
+        v.delete_on_success
+    );
+    y += "  # An SQLite database (the ledger), not the Python original's state.json; keep it on local disk.\n";
+    put(
+        &mut y,
+        &keys::BEHAVIOR_STATE_FILE,
+        &v.state_file.to_string_lossy(),
     );
     explain(&mut y, "One JSON line per failed job.");
-    let _ = writeln!(
-        y,
-        "  failure_log: {}",
-        scalar(&v.failure_log.to_string_lossy())
+    put(
+        &mut y,
+        &keys::BEHAVIOR_FAILURE_LOG,
+        &v.failure_log.to_string_lossy(),
     );
     y
+}
+
+/// `  key: value`, the value as a YAML scalar.
+fn put(y: &mut String, key: &Key, value: &str) {
+    let _ = writeln!(y, "  {}: {}", key.leaf(), scalar(value));
+}
+
+/// `  key: default`, with the default written as the table gives it (`5`, `{}`, `true`).
+fn put_default(y: &mut String, key: &Key) {
+    let value = key.default.yaml().unwrap_or_default();
+    let _ = writeln!(y, "  {}: {value}", key.leaf());
 }
 
 /// A YAML scalar: plain when that reads back as the same string (as the original wrote its values), else
@@ -418,7 +447,7 @@ pub fn package_example_config() -> String {
     render_config(
         &ConfigValues {
             watch_root: "/data/incoming".into(),
-            signal_file: "_READY".into(),
+            signal_file: DEFAULT_SIGNAL_FILE.into(),
             wrap_cmd: l.default_wrap_cmd(),
             partition: Some("main".into()),
             account: Some("dev".into()),
@@ -476,7 +505,7 @@ mod tests {
         let l = default_layout();
         ConfigValues {
             watch_root: root.into(),
-            signal_file: "_READY".into(),
+            signal_file: DEFAULT_SIGNAL_FILE.into(),
             wrap_cmd: l.default_wrap_cmd(),
             partition: Some("main".into()),
             account: Some("dev".into()),

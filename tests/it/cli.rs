@@ -158,13 +158,48 @@ fn help_teaches_each_command() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    for key in [
-        "watch.stability_checks",
-        "job.executor",
-        "job.output",
-        "behavior.state_file",
+    // Every key of the table, with its default in brackets on the same line.
+    for key in dirwatcher::config::keys::ALL {
+        let bracket = format!(" [{}] ", key.default.words());
+        assert!(
+            text.lines().any(|l| l
+                .trim_start()
+                .strip_prefix(key.name)
+                .is_some_and(|rest| rest.starts_with(' ') && rest.contains(&bracket))),
+            "check-config --help lacks `{}{bracket}`:\n{text}",
+            key.name
+        );
+    }
+}
+
+/// A config that sets only what it must: `check-config` shows the documented defaults, among them the
+/// ledger at `state.db`.
+#[test]
+fn check_config_fills_in_the_documented_defaults() {
+    let t = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "watch:\n  root: {}\njob:\n  wrap_cmd: echo\n",
+        t.path().display()
+    );
+    let (code, out, err) = check(&yaml);
+    assert_eq!(code, 0, "{err}");
+    for want in [
+        "  signal_filename: \"_READY\"\n",
+        "  poll_interval_sec: 5\n",
+        "  stability_checks: 2\n",
+        "  executor: slurm\n",
+        "  job_name_prefix: \"dirwatch\"\n",
+        "  command_timeout_sec: 60\n",
+        "  delete_on_success: false\n",
+        "  state_file: \"/var/lib/dirwatcher/state.db\"\n",
+        "  failure_log: \"/var/log/dirwatcher/failed_jobs.log\"\n",
+        "  submit_backoff_max_sec: 300\n",
+        "  listen: null\n",
     ] {
-        assert!(text.contains(key), "check-config --help lacks {key}");
+        assert!(
+            out.contains(want),
+            "effective config lacks {want:?}:\n{out}"
+        );
     }
 }
 

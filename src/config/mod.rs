@@ -1,8 +1,9 @@
 //! Configuration: reads the YAML file, checks every value, and turns it into types that cannot be invalid.
 //!
-//! Owns: the raw serde mirror of the file (`Raw*`, `deny_unknown_fields`), the validated [`Config`], and the
-//! error texts. Must never: create, touch or probe anything but the paths it is asked to check for existence;
-//! nothing past this module ever sees a raw value.
+//! Owns: the raw serde mirror of the file (`Raw*`, `deny_unknown_fields`), the validated [`Config`], the
+//! effective config `check-config` prints, and the error texts; every key's name, default and help text come
+//! from [`keys`]. Must never: create, touch or probe anything but the paths it is asked to check for
+//! existence; nothing past this module ever sees a raw value.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -13,6 +14,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
+
+pub mod keys;
+
+use keys::Key;
+pub use keys::defaults;
 
 /// Where a validation error points: a key path (`watch.root`) and, when known, a 1-based line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +62,16 @@ pub enum ExecutorKind {
     Slurm,
     /// Child processes on this machine: for trying dirwatcher out and for sites without Slurm.
     Local,
+}
+
+impl ExecutorKind {
+    /// The name written in the config.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ExecutorKind::Slurm => "slurm",
+            ExecutorKind::Local => "local",
+        }
+    }
 }
 
 /// The command each job runs: the directory path is always its last argument.
@@ -226,34 +242,6 @@ struct RawMetrics {
     textfile: S<String>,
 }
 
-/// Defaults, in one place so `check-config`, the docs and the code agree.
-pub mod defaults {
-    /// `watch.signal_filename`.
-    pub const SIGNAL_FILENAME: &str = "_READY";
-    /// `watch.poll_interval_sec`.
-    pub const POLL_INTERVAL_SEC: f64 = 5.0;
-    /// `watch.stability_checks`.
-    pub const STABILITY_CHECKS: i64 = 2;
-    /// `watch.stability_interval_sec`.
-    pub const STABILITY_INTERVAL_SEC: f64 = 1.0;
-    /// `job.job_name_prefix`.
-    pub const JOB_NAME_PREFIX: &str = "dirwatch";
-    /// `job.command_timeout_sec`.
-    pub const COMMAND_TIMEOUT_SEC: f64 = 60.0;
-    /// `behavior.state_file`.
-    pub const STATE_FILE: &str = "/var/lib/dirwatcher/state.json";
-    /// `behavior.failure_log`.
-    pub const FAILURE_LOG: &str = "/var/log/dirwatcher/failed_jobs.log";
-    /// `behavior.submit_backoff_sec`.
-    pub const SUBMIT_BACKOFF_SEC: f64 = 5.0;
-    /// `behavior.submit_backoff_max_sec`.
-    pub const SUBMIT_BACKOFF_MAX_SEC: f64 = 300.0;
-    /// Where job output goes when `delete_on_success` is on and `job.output` is not set: inside the root (a
-    /// hidden directory the scanner skips, on the same shared file system as the data) but outside the
-    /// directory that is deleted.
-    pub const OUTPUT_WITH_DELETE: &str = ".dirwatcher/logs/%x-%j.out";
-}
-
 impl Config {
     /// Reads and validates `path`. Checks that `watch.root` exists (and never creates it).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -274,100 +262,96 @@ impl Config {
         Validator { file: path }.config(raw)
     }
 
-    /// Renders the effective configuration as YAML (all defaults filled in), for `check-config`.
+    /// Renders the effective configuration as YAML (all defaults filled in), for `check-config`: every key
+    /// of [`keys::ALL`] in its order, under its section.
     pub fn to_yaml(&self) -> String {
-        use std::fmt::Write;
+        use keys::*;
         let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
-        let opt = |o: &Option<String>| o.as_deref().map(q).unwrap_or_else(|| "null".into());
-        let secs = |d: Duration| {
-            let s = d.as_secs_f64();
-            if s.fract() == 0.0 {
-                format!("{s:.0}")
-            } else {
-                format!("{s}")
-            }
-        };
-        let mut y = String::new();
+        let opt = |o: Option<&str>| o.map(q).unwrap_or_else(|| "null".into());
+        let path = |p: &Path| q(&p.to_string_lossy());
+        let secs = |d: Duration| seconds_text(d.as_secs_f64());
+        let mut y = EffectiveYaml::default();
         let w = &self.watch;
-        let _ = writeln!(y, "watch:");
-        let _ = writeln!(y, "  root: {}", q(&w.root.to_string_lossy()));
-        let _ = writeln!(
-            y,
-            "  signal_filename: {}",
-            q(&w.signal_filename.to_string_lossy())
+        y.put(&WATCH_ROOT, path(&w.root));
+        y.put(
+            &WATCH_SIGNAL_FILENAME,
+            q(&w.signal_filename.to_string_lossy()),
         );
-        let _ = writeln!(y, "  poll_interval_sec: {}", secs(w.poll_interval));
-        let _ = writeln!(y, "  stability_checks: {}", w.stability_checks);
-        let _ = writeln!(
-            y,
-            "  stability_interval_sec: {}",
-            secs(w.stability_interval)
-        );
+        y.put(&WATCH_POLL_INTERVAL_SEC, secs(w.poll_interval));
+        y.put(&WATCH_STABILITY_CHECKS, w.stability_checks.to_string());
+        y.put(&WATCH_STABILITY_INTERVAL_SEC, secs(w.stability_interval));
         let j = &self.job;
-        let _ = writeln!(y, "\njob:");
-        let _ = writeln!(
-            y,
-            "  executor: {}",
-            match j.executor {
-                ExecutorKind::Slurm => "slurm",
-                ExecutorKind::Local => "local",
-            }
-        );
+        y.put(&JOB_EXECUTOR, j.executor.as_str().into());
         match &j.command {
-            JobCommand::Wrap(c) => {
-                let _ = writeln!(y, "  wrap_cmd: {}", q(c));
-            }
-            JobCommand::Script(p) => {
-                let _ = writeln!(y, "  job_script: {}", q(&p.to_string_lossy()));
-            }
+            JobCommand::Wrap(c) => y.put(&JOB_WRAP_CMD, q(c)),
+            JobCommand::Script(p) => y.put(&JOB_JOB_SCRIPT, path(p)),
         }
-        let _ = writeln!(y, "  partition: {}", opt(&j.partition));
-        let _ = writeln!(y, "  account: {}", opt(&j.account));
-        let _ = writeln!(y, "  gres: {}", opt(&j.gres));
-        let _ = writeln!(
-            y,
-            "  time_limit: {}",
-            opt(&j.time_limit.as_ref().map(|t| t.slurm.clone()))
+        y.put(&JOB_PARTITION, opt(j.partition.as_deref()));
+        y.put(&JOB_ACCOUNT, opt(j.account.as_deref()));
+        y.put(&JOB_GRES, opt(j.gres.as_deref()));
+        y.put(
+            &JOB_TIME_LIMIT,
+            opt(j.time_limit.as_ref().map(|t| t.slurm.as_str())),
         );
-        let _ = writeln!(y, "  job_name_prefix: {}", q(&j.job_name_prefix));
-        if j.env.is_empty() {
-            let _ = writeln!(y, "  env: {{}}");
+        y.put(&JOB_JOB_NAME_PREFIX, q(&j.job_name_prefix));
+        let env = if j.env.is_empty() {
+            "{}".to_string()
         } else {
-            let _ = writeln!(y, "  env:");
-            for (k, v) in &j.env {
-                let _ = writeln!(y, "    {}: {}", q(k), q(v));
-            }
-        }
+            // One entry per line below the key, as a block mapping.
+            j.env
+                .iter()
+                .map(|(k, v)| format!("\n    {}: {}", q(k), q(v)))
+                .collect()
+        };
+        y.put(&JOB_ENV, env);
         let args: Vec<String> = j.extra_args.iter().map(|a| q(a)).collect();
-        let _ = writeln!(y, "  extra_args: [{}]", args.join(", "));
-        let _ = writeln!(y, "  chdir_to_subdir: {}", j.chdir_to_subdir);
-        let _ = writeln!(y, "  output: {}", opt(&j.output));
-        let _ = writeln!(y, "  command_timeout_sec: {}", secs(j.command_timeout));
-        let _ = writeln!(y, "  max_local_jobs: {}", j.max_local_jobs);
+        y.put(&JOB_EXTRA_ARGS, format!("[{}]", args.join(", ")));
+        y.put(&JOB_CHDIR_TO_SUBDIR, j.chdir_to_subdir.to_string());
+        y.put(&JOB_OUTPUT, opt(j.output.as_deref()));
+        y.put(&JOB_COMMAND_TIMEOUT_SEC, secs(j.command_timeout));
+        y.put(&JOB_MAX_LOCAL_JOBS, j.max_local_jobs.to_string());
         let b = &self.behavior;
-        let _ = writeln!(y, "\nbehavior:");
-        let _ = writeln!(y, "  delete_on_success: {}", b.delete_on_success);
-        let _ = writeln!(y, "  state_file: {}", q(&b.state_file.to_string_lossy()));
-        let _ = writeln!(y, "  failure_log: {}", q(&b.failure_log.to_string_lossy()));
-        let _ = writeln!(y, "  max_retries: {}", b.max_retries);
-        let _ = writeln!(y, "  submit_backoff_sec: {}", secs(b.submit_backoff));
-        let _ = writeln!(
-            y,
-            "  submit_backoff_max_sec: {}",
-            secs(b.submit_backoff_max)
-        );
+        y.put(&BEHAVIOR_DELETE_ON_SUCCESS, b.delete_on_success.to_string());
+        y.put(&BEHAVIOR_STATE_FILE, path(&b.state_file));
+        y.put(&BEHAVIOR_FAILURE_LOG, path(&b.failure_log));
+        y.put(&BEHAVIOR_MAX_RETRIES, b.max_retries.to_string());
+        y.put(&BEHAVIOR_SUBMIT_BACKOFF_SEC, secs(b.submit_backoff));
+        y.put(&BEHAVIOR_SUBMIT_BACKOFF_MAX_SEC, secs(b.submit_backoff_max));
         let m = &self.metrics;
-        let _ = writeln!(y, "\nmetrics:");
-        let _ = writeln!(y, "  listen: {}", opt(&m.listen.map(|a| a.to_string())));
-        let _ = writeln!(
-            y,
-            "  textfile: {}",
-            opt(&m
-                .textfile
-                .as_ref()
-                .map(|p| p.to_string_lossy().into_owned()))
+        y.put(
+            &METRICS_LISTEN,
+            opt(m.listen.map(|a| a.to_string()).as_deref()),
         );
-        y
+        y.put(
+            &METRICS_TEXTFILE,
+            m.textfile.as_deref().map_or("null".into(), path),
+        );
+        y.text
+    }
+}
+
+/// The effective config being written: a section header before the first key of each section.
+#[derive(Default)]
+struct EffectiveYaml {
+    /// The YAML so far.
+    text: String,
+    /// The section of the last key written (`""` before the first).
+    section: &'static str,
+}
+
+impl EffectiveYaml {
+    /// Writes `key: value`; a `value` starting with a newline (a block mapping) follows the colon directly.
+    fn put(&mut self, key: &Key, value: String) {
+        if key.section() != self.section {
+            if !self.text.is_empty() {
+                self.text.push('\n');
+            }
+            self.section = key.section();
+            self.text += self.section;
+            self.text += ":\n";
+        }
+        let gap = if value.starts_with('\n') { "" } else { " " };
+        self.text += &format!("  {}:{gap}{value}\n", key.leaf());
     }
 }
 
@@ -479,7 +463,7 @@ impl Validator<'_> {
 
     fn seconds(
         &self,
-        key: &str,
+        key: &Key,
         v: &S<f64>,
         default: f64,
         min_positive: bool,
@@ -495,19 +479,19 @@ impl Validator<'_> {
                 "0 or more"
             };
             return Err(self.err(
-                key,
+                key.name,
                 line,
                 format!("must be a number of seconds {bound}, found {value}"),
                 format!(
                     "write e.g. `{}: {}` (fractions like 0.5 are fine)",
-                    leaf(key),
+                    key.leaf(),
                     default
                 ),
             ));
         }
         if value > 1e9 {
             return Err(self.err(
-                key,
+                key.name,
                 line,
                 format!("{value} seconds is too long"),
                 "use a value below 1e9",
@@ -516,23 +500,23 @@ impl Validator<'_> {
         Ok(Duration::from_secs_f64(value))
     }
 
-    fn count(&self, key: &str, v: &S<i64>, default: i64, min: i64) -> Result<u32, ConfigError> {
+    fn count(&self, key: &Key, v: &S<i64>, default: i64, min: i64) -> Result<u32, ConfigError> {
         let (value, line) = match v {
             Some(s) => (s.value, Some(s.referenced.line())),
             None => (default, None),
         };
         if value < min || value > i64::from(u32::MAX) {
             return Err(self.err(
-                key,
+                key.name,
                 line,
                 format!("must be a whole number of at least {min}, found {value}"),
-                format!("write e.g. `{}: {}`", leaf(key), default.max(min)),
+                format!("write e.g. `{}: {}`", key.leaf(), default.max(min)),
             ));
         }
         Ok(value as u32)
     }
 
-    fn absolute(&self, key: &str, v: &S<String>, default: &str) -> Result<PathBuf, ConfigError> {
+    fn absolute(&self, key: &Key, v: &S<String>, default: &str) -> Result<PathBuf, ConfigError> {
         let (value, line) = match v {
             Some(s) => (s.value.clone(), Some(s.referenced.line())),
             None => (default.to_string(), None),
@@ -540,10 +524,10 @@ impl Validator<'_> {
         let p = PathBuf::from(&value);
         if value.is_empty() || !p.is_absolute() {
             return Err(self.err(
-                key,
+                key.name,
                 line,
                 format!("must be an absolute path, found {value:?}"),
-                format!("write the full path, e.g. `{}: {}`", leaf(key), default),
+                format!("write the full path, e.g. `{}: {}`", key.leaf(), default),
             ));
         }
         Ok(p)
@@ -574,7 +558,7 @@ impl Validator<'_> {
                 let line = Some(l.referenced.line());
                 let addr: SocketAddr = l.value.trim().parse().map_err(|_| {
                     self.err(
-                        "metrics.listen",
+                        keys::METRICS_LISTEN.name,
                         line,
                         format!("must be an IP address and a port, found {:?}", l.value),
                         "write e.g. `listen: 127.0.0.1:9187` (IPv6 in quotes: `listen: \"[::1]:9187\"`)",
@@ -582,7 +566,7 @@ impl Validator<'_> {
                 })?;
                 if addr.ip().is_unspecified() {
                     return Err(self.err(
-                        "metrics.listen",
+                        keys::METRICS_LISTEN.name,
                         line,
                         format!(
                             "`{addr}` would serve the metrics on every network interface, without authentication"
@@ -599,10 +583,10 @@ impl Validator<'_> {
             Some(t) if t.value.trim().is_empty() => None,
             Some(t) => {
                 let example = "/var/lib/prometheus/node-exporter/dirwatcher.prom";
-                let p = self.absolute("metrics.textfile", &m.textfile, example)?;
+                let p = self.absolute(&keys::METRICS_TEXTFILE, &m.textfile, example)?;
                 if p.extension().is_none_or(|e| e != "prom") {
                     return Err(self.err(
-                        "metrics.textfile",
+                        keys::METRICS_TEXTFILE.name,
                         Some(t.referenced.line()),
                         format!(
                             "must end in `.prom` (node_exporter's textfile collector reads only those), found {:?}",
@@ -628,19 +612,19 @@ impl Validator<'_> {
         };
         let Some(root_s) = &w.root else {
             return Err(self.err(
-                "watch.root",
+                keys::WATCH_ROOT.name,
                 None,
                 "is required",
                 "add `root: /path/to/incoming` under `watch:`",
             ));
         };
-        let root = self.absolute("watch.root", &w.root, "/data/incoming")?;
+        let root = self.absolute(&keys::WATCH_ROOT, &w.root, "/data/incoming")?;
         let line = Some(root_s.referenced.line());
         match std::fs::metadata(&root) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
                 return Err(self.err(
-                    "watch.root",
+                    keys::WATCH_ROOT.name,
                     line,
                     format!("`{}` is not a directory", root.display()),
                     "point `root` at the directory that receives the data",
@@ -648,7 +632,7 @@ impl Validator<'_> {
             }
             Err(e) => {
                 return Err(self.err(
-                    "watch.root",
+                    keys::WATCH_ROOT.name,
                     line,
                     format!("`{}` cannot be used: {e}", root.display()),
                     "check that the file system is mounted and the path is right; dirwatcher never creates the root",
@@ -667,7 +651,7 @@ impl Validator<'_> {
             || signal.contains('\0')
         {
             return Err(self.err(
-                "watch.signal_filename",
+                keys::WATCH_SIGNAL_FILENAME.name,
                 w.signal_filename.as_ref().map(|s| s.referenced.line()),
                 format!("must be a plain file name, found {signal:?}"),
                 "write a name without `/`, e.g. `signal_filename: _READY`",
@@ -677,19 +661,19 @@ impl Validator<'_> {
             root,
             signal_filename: signal.into(),
             poll_interval: self.seconds(
-                "watch.poll_interval_sec",
+                &keys::WATCH_POLL_INTERVAL_SEC,
                 &w.poll_interval_sec,
                 defaults::POLL_INTERVAL_SEC,
                 true,
             )?,
             stability_checks: self.count(
-                "watch.stability_checks",
+                &keys::WATCH_STABILITY_CHECKS,
                 &w.stability_checks,
                 defaults::STABILITY_CHECKS,
                 1,
             )?,
             stability_interval: self.seconds(
-                "watch.stability_interval_sec",
+                &keys::WATCH_STABILITY_INTERVAL_SEC,
                 &w.stability_interval_sec,
                 defaults::STABILITY_INTERVAL_SEC,
                 false,
@@ -707,30 +691,35 @@ impl Validator<'_> {
             submit_backoff_max_sec: None,
         });
         let submit_backoff = self.seconds(
-            "behavior.submit_backoff_sec",
+            &keys::BEHAVIOR_SUBMIT_BACKOFF_SEC,
             &b.submit_backoff_sec,
             defaults::SUBMIT_BACKOFF_SEC,
             true,
         )?;
         let submit_backoff_max = self.seconds(
-            "behavior.submit_backoff_max_sec",
+            &keys::BEHAVIOR_SUBMIT_BACKOFF_MAX_SEC,
             &b.submit_backoff_max_sec,
             defaults::SUBMIT_BACKOFF_MAX_SEC,
             true,
         )?;
         Ok(BehaviorConfig {
-            delete_on_success: b.delete_on_success.unwrap_or(false),
+            delete_on_success: b.delete_on_success.unwrap_or(defaults::DELETE_ON_SUCCESS),
             state_file: self.absolute(
-                "behavior.state_file",
+                &keys::BEHAVIOR_STATE_FILE,
                 &b.state_file,
                 defaults::STATE_FILE,
             )?,
             failure_log: self.absolute(
-                "behavior.failure_log",
+                &keys::BEHAVIOR_FAILURE_LOG,
                 &b.failure_log,
                 defaults::FAILURE_LOG,
             )?,
-            max_retries: self.count("behavior.max_retries", &b.max_retries, 0, 0)?,
+            max_retries: self.count(
+                &keys::BEHAVIOR_MAX_RETRIES,
+                &b.max_retries,
+                defaults::MAX_RETRIES,
+                0,
+            )?,
             submit_backoff,
             submit_backoff_max: submit_backoff_max.max(submit_backoff),
         })
@@ -752,7 +741,7 @@ impl Validator<'_> {
         let command = match (&j.wrap_cmd, &j.job_script) {
             (Some(w), Some(s)) => {
                 return Err(self.err(
-                    "job.job_script",
+                    keys::JOB_JOB_SCRIPT.name,
                     Some(s.referenced.line()).or(Some(w.referenced.line())),
                     "`wrap_cmd` and `job_script` are both set",
                     "keep one: `wrap_cmd` runs a command line, `job_script` submits a script",
@@ -762,14 +751,14 @@ impl Validator<'_> {
                 JobCommand::Wrap(w.value.trim().to_string())
             }
             (None, Some(s)) if !s.value.trim().is_empty() => JobCommand::Script(self.absolute(
-                "job.job_script",
+                &keys::JOB_JOB_SCRIPT,
                 &j.job_script,
                 "/opt/dirwatcher/process_dir.py",
             )?),
             (w, s) => {
                 let line = w.as_ref().or(s.as_ref()).map(|x| x.referenced.line());
                 return Err(self.err(
-                    "job.wrap_cmd",
+                    keys::JOB_WRAP_CMD.name,
                     line,
                     "the job has no command: neither `wrap_cmd` nor `job_script` is set",
                     "add `wrap_cmd: python3 /opt/dirwatcher/process_dir.py` (the directory is appended) or `job_script: /path/to/script`",
@@ -780,7 +769,7 @@ impl Validator<'_> {
             None => None,
             Some(t) => Some(parse_time_limit(&t.value).map_err(|p| {
                 self.err(
-                    "job.time_limit",
+                    keys::JOB_TIME_LIMIT.name,
                     Some(t.referenced.line()),
                     p,
                     "use a Slurm time: `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`, `D-HH:MM:SS` or `UNLIMITED` (quote it: `\"00:10:00\"`)",
@@ -798,7 +787,7 @@ impl Validator<'_> {
                 .any(|c| c.is_control() || c.is_whitespace() || c == ',')
         {
             return Err(self.err(
-                "job.job_name_prefix",
+                keys::JOB_JOB_NAME_PREFIX.name,
                 j.job_name_prefix.as_ref().map(|s| s.referenced.line()),
                 format!("must be a non-empty word without spaces or commas, found {prefix:?}"),
                 "write e.g. `job_name_prefix: dirwatch`",
@@ -827,7 +816,7 @@ impl Validator<'_> {
             .map(|n| n.get() as i64)
             .unwrap_or(1);
         Ok(JobConfig {
-            executor: j.executor.unwrap_or(ExecutorKind::Slurm),
+            executor: j.executor.unwrap_or(defaults::EXECUTOR),
             command,
             partition: j.partition.filter(|s| !s.is_empty()),
             account: j.account.filter(|s| !s.is_empty()),
@@ -836,15 +825,15 @@ impl Validator<'_> {
             job_name_prefix: prefix,
             env: j.env,
             extra_args: j.extra_args,
-            chdir_to_subdir: j.chdir_to_subdir.unwrap_or(true),
+            chdir_to_subdir: j.chdir_to_subdir.unwrap_or(defaults::CHDIR_TO_SUBDIR),
             output,
             command_timeout: self.seconds(
-                "job.command_timeout_sec",
+                &keys::JOB_COMMAND_TIMEOUT_SEC,
                 &j.command_timeout_sec,
                 defaults::COMMAND_TIMEOUT_SEC,
                 true,
             )?,
-            max_local_jobs: self.count("job.max_local_jobs", &j.max_local_jobs, cpus, 1)?,
+            max_local_jobs: self.count(&keys::JOB_MAX_LOCAL_JOBS, &j.max_local_jobs, cpus, 1)?,
         })
     }
 }

@@ -1,0 +1,583 @@
+//! THE table of config keys: every key's dotted name, its default and its one-line help text.
+//!
+//! Owns: the typed defaults the validator falls back on ([`defaults`]), the table built from them
+//! ([`ALL`]), and how the table reads in `check-config --help` ([`help_lines`]) and in the README
+//! ([`DefaultValue::readme`]). The validator, `check-config`'s effective config, the installer's config
+//! renderer and its flag defaults all take names and defaults from here; tests check that the README's
+//! table and the clap defaults agree with it. Must never: read files, the environment or the clock, or
+//! validate anything (that is `config`'s job): this is data.
+
+use std::borrow::Cow;
+use std::fmt::Write;
+
+use super::ExecutorKind;
+
+/// Typed defaults, for the validator; the table below is built from the same constants.
+pub mod defaults {
+    use super::ExecutorKind;
+
+    /// `watch.signal_filename`.
+    pub const SIGNAL_FILENAME: &str = "_READY";
+    /// `watch.poll_interval_sec`.
+    pub const POLL_INTERVAL_SEC: f64 = 5.0;
+    /// `watch.stability_checks`.
+    pub const STABILITY_CHECKS: i64 = 2;
+    /// `watch.stability_interval_sec`.
+    pub const STABILITY_INTERVAL_SEC: f64 = 1.0;
+    /// `job.executor`.
+    pub const EXECUTOR: ExecutorKind = ExecutorKind::Slurm;
+    /// `job.job_name_prefix`.
+    pub const JOB_NAME_PREFIX: &str = "dirwatch";
+    /// `job.chdir_to_subdir`.
+    pub const CHDIR_TO_SUBDIR: bool = true;
+    /// `job.command_timeout_sec`.
+    pub const COMMAND_TIMEOUT_SEC: f64 = 60.0;
+    /// `behavior.delete_on_success`.
+    pub const DELETE_ON_SUCCESS: bool = false;
+    /// `behavior.state_file`. `.db`, not the Python original's `state.json`: the file is an SQLite
+    /// database, and a config carried over from the original names its `state.json` explicitly, which the
+    /// ledger then refuses with a clear message instead of mistaking it for its own.
+    pub const STATE_FILE: &str = "/var/lib/dirwatcher/state.db";
+    /// `behavior.failure_log`.
+    pub const FAILURE_LOG: &str = "/var/log/dirwatcher/failed_jobs.log";
+    /// `behavior.max_retries` (0 = never, as the original).
+    pub const MAX_RETRIES: i64 = 0;
+    /// `behavior.submit_backoff_sec`.
+    pub const SUBMIT_BACKOFF_SEC: f64 = 5.0;
+    /// `behavior.submit_backoff_max_sec`.
+    pub const SUBMIT_BACKOFF_MAX_SEC: f64 = 300.0;
+    /// Where job output goes when `delete_on_success` is on and `job.output` is not set: inside the root (a
+    /// hidden directory the scanner skips, on the same shared file system as the data) but outside the
+    /// directory that is deleted.
+    pub const OUTPUT_WITH_DELETE: &str = ".dirwatcher/logs/%x-%j.out";
+}
+
+/// What a key is when the config leaves it out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DefaultValue {
+    /// The key must be set.
+    Required,
+    /// Nothing: the feature is off, or Slurm's own default applies.
+    Unset,
+    /// A text value, exactly as it would be written in the YAML.
+    Text(&'static str),
+    /// A number of seconds.
+    Seconds(f64),
+    /// A whole number.
+    Count(i64),
+    /// `true` or `false`.
+    Switch(bool),
+    /// `{}`.
+    EmptyMap,
+    /// `[]`.
+    EmptyList,
+    /// Worked out when the config is loaded; the words say how (`CPU count`).
+    Derived(&'static str),
+}
+
+impl DefaultValue {
+    /// The default as a YAML value (`5`, `_READY`, `{}`), or `None` when it is not a single value.
+    pub fn yaml(&self) -> Option<Cow<'static, str>> {
+        match *self {
+            DefaultValue::Required | DefaultValue::Unset | DefaultValue::Derived(_) => None,
+            DefaultValue::Text(t) => Some(Cow::Borrowed(t)),
+            DefaultValue::Seconds(s) => Some(Cow::Owned(seconds_text(s))),
+            DefaultValue::Count(n) => Some(Cow::Owned(n.to_string())),
+            DefaultValue::Switch(b) => Some(Cow::Borrowed(if b { "true" } else { "false" })),
+            DefaultValue::EmptyMap => Some(Cow::Borrowed("{}")),
+            DefaultValue::EmptyList => Some(Cow::Borrowed("[]")),
+        }
+    }
+
+    /// The words for a list of keys: the value itself, `required`, `none`, or how it is worked out.
+    pub fn words(&self) -> Cow<'static, str> {
+        match *self {
+            DefaultValue::Required => Cow::Borrowed("required"),
+            DefaultValue::Unset => Cow::Borrowed("none"),
+            DefaultValue::Derived(how) => Cow::Borrowed(how),
+            _ => self.yaml().unwrap_or_default(),
+        }
+    }
+
+    /// The README table's default cell: a value in backticks, else `(required)`, `none` or the words.
+    pub fn readme(&self) -> Cow<'static, str> {
+        match (self, self.yaml()) {
+            (_, Some(v)) => Cow::Owned(format!("`{v}`")),
+            (DefaultValue::Required, None) => Cow::Borrowed("(required)"),
+            (_, None) => self.words(),
+        }
+    }
+}
+
+/// Seconds as the effective config writes them: `5`, not `5.0`; fractions as they are (`0.5`).
+pub fn seconds_text(s: f64) -> String {
+    if s.fract() == 0.0 {
+        format!("{s:.0}")
+    } else {
+        format!("{s}")
+    }
+}
+
+/// One config key.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Key {
+    /// Dotted name: section, then key (`watch.poll_interval_sec`).
+    pub name: &'static str,
+    /// What it is when the config leaves it out.
+    pub default: DefaultValue,
+    /// What it does, in one line (markdown: `code` in backticks).
+    pub help: &'static str,
+}
+
+impl Key {
+    /// The section (`watch`).
+    pub fn section(&self) -> &'static str {
+        self.name.split_once('.').map_or(self.name, |(s, _)| s)
+    }
+
+    /// The name inside its section, as written in the YAML (`poll_interval_sec`).
+    pub fn leaf(&self) -> &'static str {
+        self.name.split_once('.').map_or(self.name, |(_, l)| l)
+    }
+}
+
+const fn key(name: &'static str, default: DefaultValue, help: &'static str) -> Key {
+    Key {
+        name,
+        default,
+        help,
+    }
+}
+
+use DefaultValue::*;
+
+/// `watch.root`.
+pub const WATCH_ROOT: Key = key(
+    "watch.root",
+    Required,
+    "directory to watch; must exist — never created (a missing root usually means an unmounted file system)",
+);
+/// `watch.signal_filename`.
+pub const WATCH_SIGNAL_FILENAME: Key = key(
+    "watch.signal_filename",
+    Text(defaults::SIGNAL_FILENAME),
+    "the ready-file, directly inside each subdirectory",
+);
+/// `watch.poll_interval_sec`.
+pub const WATCH_POLL_INTERVAL_SEC: Key = key(
+    "watch.poll_interval_sec",
+    Seconds(defaults::POLL_INTERVAL_SEC),
+    "seconds between scans (fractions allowed)",
+);
+/// `watch.stability_checks`.
+pub const WATCH_STABILITY_CHECKS: Key = key(
+    "watch.stability_checks",
+    Count(defaults::STABILITY_CHECKS),
+    "identical looks (size, mtime, inode) needed before submitting; at least 1",
+);
+/// `watch.stability_interval_sec`.
+pub const WATCH_STABILITY_INTERVAL_SEC: Key = key(
+    "watch.stability_interval_sec",
+    Seconds(defaults::STABILITY_INTERVAL_SEC),
+    "seconds between two looks",
+);
+/// `job.executor`.
+pub const JOB_EXECUTOR: Key = key(
+    "job.executor",
+    Text(defaults::EXECUTOR.as_str()),
+    "`slurm` (sbatch/sacct) or `local` (child processes on this machine)",
+);
+/// `job.wrap_cmd`.
+pub const JOB_WRAP_CMD: Key = key(
+    "job.wrap_cmd",
+    Unset,
+    "command line; the directory is appended as one quoted word (`sbatch --wrap`); this or `job_script` is required",
+);
+/// `job.job_script`.
+pub const JOB_JOB_SCRIPT: Key = key(
+    "job.job_script",
+    Unset,
+    "instead of `wrap_cmd`: a script submitted with the directory as its argument",
+);
+/// `job.partition`.
+pub const JOB_PARTITION: Key = key("job.partition", Unset, "`sbatch --partition`");
+/// `job.account`.
+pub const JOB_ACCOUNT: Key = key("job.account", Unset, "`sbatch --account`");
+/// `job.gres`.
+pub const JOB_GRES: Key = key("job.gres", Unset, "`sbatch --gres`, e.g. `gpu:1`");
+/// `job.time_limit`.
+pub const JOB_TIME_LIMIT: Key = key(
+    "job.time_limit",
+    Unset,
+    "`sbatch --time` (`MM`, `MM:SS`, `HH:MM:SS`, `D-HH[:MM[:SS]]`); the local executor enforces it (TIMEOUT)",
+);
+/// `job.job_name_prefix`.
+pub const JOB_JOB_NAME_PREFIX: Key = key(
+    "job.job_name_prefix",
+    Text(defaults::JOB_NAME_PREFIX),
+    "job name `<prefix>-<directory name>` (characters outside `A-Za-z0-9._+-` become `_`)",
+);
+/// `job.env`.
+pub const JOB_ENV: Key = key(
+    "job.env",
+    EmptyMap,
+    "extra environment for the job; `WATCH_DIR=<dir>` is always set",
+);
+/// `job.extra_args`.
+pub const JOB_EXTRA_ARGS: Key = key(
+    "job.extra_args",
+    EmptyList,
+    "extra `sbatch` arguments, passed verbatim, one per list item",
+);
+/// `job.chdir_to_subdir`.
+pub const JOB_CHDIR_TO_SUBDIR: Key = key(
+    "job.chdir_to_subdir",
+    Switch(defaults::CHDIR_TO_SUBDIR),
+    "run the job inside the directory (`sbatch --chdir`)",
+);
+/// `job.output`.
+pub const JOB_OUTPUT: Key = key(
+    "job.output",
+    Derived("see below"),
+    "job stdout/stderr, relative to the root; `%j` job id, `%x` job name",
+);
+/// `job.command_timeout_sec`.
+pub const JOB_COMMAND_TIMEOUT_SEC: Key = key(
+    "job.command_timeout_sec",
+    Seconds(defaults::COMMAND_TIMEOUT_SEC),
+    "bound for every `sbatch`/`sacct`/`squeue` call",
+);
+/// `job.max_local_jobs`.
+pub const JOB_MAX_LOCAL_JOBS: Key = key(
+    "job.max_local_jobs",
+    Derived("CPU count"),
+    "local executor: jobs running at once (the rest wait as PENDING)",
+);
+/// `behavior.delete_on_success`.
+pub const BEHAVIOR_DELETE_ON_SUCCESS: Key = key(
+    "behavior.delete_on_success",
+    Switch(defaults::DELETE_ON_SUCCESS),
+    "delete the directory after COMPLETED",
+);
+/// `behavior.state_file`.
+pub const BEHAVIOR_STATE_FILE: Key = key(
+    "behavior.state_file",
+    Text(defaults::STATE_FILE),
+    "the ledger (an SQLite database, whatever the name); keep it on local disk",
+);
+/// `behavior.failure_log`.
+pub const BEHAVIOR_FAILURE_LOG: Key = key(
+    "behavior.failure_log",
+    Text(defaults::FAILURE_LOG),
+    "one JSON line per failed job",
+);
+/// `behavior.max_retries`.
+pub const BEHAVIOR_MAX_RETRIES: Key = key(
+    "behavior.max_retries",
+    Count(defaults::MAX_RETRIES),
+    "automatic resubmissions of a failed directory",
+);
+/// `behavior.submit_backoff_sec`.
+pub const BEHAVIOR_SUBMIT_BACKOFF_SEC: Key = key(
+    "behavior.submit_backoff_sec",
+    Seconds(defaults::SUBMIT_BACKOFF_SEC),
+    "first delay after a failed submission or job (doubles per failure)",
+);
+/// `behavior.submit_backoff_max_sec`.
+pub const BEHAVIOR_SUBMIT_BACKOFF_MAX_SEC: Key = key(
+    "behavior.submit_backoff_max_sec",
+    Seconds(defaults::SUBMIT_BACKOFF_MAX_SEC),
+    "cap of that delay",
+);
+/// `metrics.listen`.
+pub const METRICS_LISTEN: Key = key(
+    "metrics.listen",
+    Unset,
+    "serve Prometheus metrics at `http://ADDRESS/metrics`, e.g. `127.0.0.1:9187` (port 0: any free port, logged); \
+     `0.0.0.0` is refused (see Monitoring)",
+);
+/// `metrics.textfile`.
+pub const METRICS_TEXTFILE: Key = key(
+    "metrics.textfile",
+    Unset,
+    "rewrite this `.prom` file every cycle (atomically), for node_exporter's textfile collector",
+);
+
+/// Every key, in the order of the sections and of `check-config`'s output.
+pub const ALL: &[Key] = &[
+    WATCH_ROOT,
+    WATCH_SIGNAL_FILENAME,
+    WATCH_POLL_INTERVAL_SEC,
+    WATCH_STABILITY_CHECKS,
+    WATCH_STABILITY_INTERVAL_SEC,
+    JOB_EXECUTOR,
+    JOB_WRAP_CMD,
+    JOB_JOB_SCRIPT,
+    JOB_PARTITION,
+    JOB_ACCOUNT,
+    JOB_GRES,
+    JOB_TIME_LIMIT,
+    JOB_JOB_NAME_PREFIX,
+    JOB_ENV,
+    JOB_EXTRA_ARGS,
+    JOB_CHDIR_TO_SUBDIR,
+    JOB_OUTPUT,
+    JOB_COMMAND_TIMEOUT_SEC,
+    JOB_MAX_LOCAL_JOBS,
+    BEHAVIOR_DELETE_ON_SUCCESS,
+    BEHAVIOR_STATE_FILE,
+    BEHAVIOR_FAILURE_LOG,
+    BEHAVIOR_MAX_RETRIES,
+    BEHAVIOR_SUBMIT_BACKOFF_SEC,
+    BEHAVIOR_SUBMIT_BACKOFF_MAX_SEC,
+    METRICS_LISTEN,
+    METRICS_TEXTFILE,
+];
+
+/// Width of a line of `check-config --help`: clap re-wraps longer lines without keeping the indent.
+const HELP_WIDTH: usize = 100;
+
+/// The table for `check-config --help`: one key per line, `[default]` and help, wrapped with the help
+/// column kept.
+pub fn help_lines() -> String {
+    let name_width = ALL.iter().map(|k| k.name.len()).max().unwrap_or(0);
+    let indent = 2 + name_width + 1;
+    let mut out = String::new();
+    for k in ALL {
+        let mut line = format!("  {:<name_width$} ", k.name);
+        let mut column = indent;
+        let words = std::iter::once(format!("[{}]", k.default.words()))
+            .chain(k.help.split(' ').map(str::to_string));
+        for (i, word) in words.enumerate() {
+            if i > 0 && column + 1 + word.chars().count() > HELP_WIDTH {
+                out += line.trim_end();
+                out.push('\n');
+                line = " ".repeat(indent);
+                column = indent;
+            } else if i > 0 {
+                line.push(' ');
+                column += 1;
+            }
+            column += word.chars().count();
+            line += &word;
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, JobCommand};
+    use std::path::Path;
+
+    #[test]
+    fn names_are_unique_dotted_and_in_section_order() {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut sections: Vec<&str> = Vec::new();
+        for k in ALL {
+            assert!(seen.insert(k.name), "{} twice", k.name);
+            assert_eq!(k.name.matches('.').count(), 1, "{}", k.name);
+            if sections.last() != Some(&k.section()) {
+                assert!(!sections.contains(&k.section()), "{} out of order", k.name);
+                sections.push(k.section());
+            }
+        }
+        assert_eq!(sections, ["watch", "job", "behavior", "metrics"]);
+    }
+
+    #[test]
+    fn defaults_read_as_yaml_values() {
+        assert_eq!(WATCH_POLL_INTERVAL_SEC.default.yaml().unwrap(), "5");
+        assert_eq!(Seconds(0.5).yaml().unwrap(), "0.5");
+        assert_eq!(JOB_EXECUTOR.default.readme(), "`slurm`");
+        assert_eq!(WATCH_ROOT.default.readme(), "(required)");
+        assert_eq!(JOB_PARTITION.default.readme(), "none");
+        assert_eq!(JOB_MAX_LOCAL_JOBS.default.words(), "CPU count");
+    }
+
+    /// Rows `| `key` | default | meaning |` of the README's "Configuration" section.
+    fn readme_rows() -> Vec<(String, String, String)> {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("\n## Configuration\n")
+            .nth(1)
+            .expect("README.md has a `## Configuration` section")
+            .split("\n## ")
+            .next()
+            .unwrap_or_default();
+        section
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .map(|l| {
+                let cells: Vec<&str> = l.trim_matches('|').split(" | ").map(str::trim).collect();
+                assert_eq!(
+                    cells.len(),
+                    3,
+                    "README row is not `| key | default | meaning |`: {l}"
+                );
+                (
+                    cells[0].trim_matches('`').to_string(),
+                    cells[1].to_string(),
+                    cells[2].to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// The README's table is the table: same keys in the same order, same defaults, same help. On a
+    /// mismatch the message carries the rows to paste.
+    #[test]
+    fn readme_configuration_table_matches_the_key_table() {
+        let want: Vec<(String, String, String)> = ALL
+            .iter()
+            .map(|k| (k.name.into(), k.default.readme().into(), k.help.into()))
+            .collect();
+        let got = readme_rows();
+        let rows: String = want
+            .iter()
+            .map(|(k, d, m)| format!("| `{k}` | {d} | {m} |\n"))
+            .collect();
+        for (w, g) in want.iter().zip(&got) {
+            assert_eq!(
+                g, w,
+                "README.md's configuration table disagrees with src/config/keys.rs; its rows should be:\n{rows}"
+            );
+        }
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "README.md's configuration table has other keys than src/config/keys.rs; its rows should be:\n{rows}"
+        );
+    }
+
+    /// What `check-config` prints for a config that sets only what it must is the table's defaults.
+    #[test]
+    fn a_minimal_config_gets_the_table_defaults() {
+        let root = std::env::temp_dir();
+        let yaml = format!(
+            "watch:\n  root: {}\njob:\n  wrap_cmd: echo\n",
+            root.display()
+        );
+        let c = Config::parse(&yaml, Path::new("/etc/dirwatcher/config.yaml")).unwrap();
+        let effective: serde_json::Value = serde_saphyr::from_str(&c.to_yaml()).unwrap();
+        for k in ALL {
+            let got = &effective[k.section()][k.leaf()];
+            match k.default {
+                Required => assert!(!got.is_null(), "{}", k.name),
+                Unset if *k == JOB_WRAP_CMD => assert_eq!(got, "echo"),
+                Unset => assert!(got.is_null(), "{} is {got}, not unset", k.name),
+                Derived(_) => {}
+                d => {
+                    let want: serde_json::Value =
+                        serde_saphyr::from_str(&d.yaml().unwrap()).unwrap();
+                    assert_eq!(got, &want, "{}", k.name);
+                }
+            }
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(c.job.max_local_jobs as usize, cpus);
+        assert_eq!(c.job.output, None);
+        assert_eq!(c.job.command, JobCommand::Wrap("echo".into()));
+    }
+
+    /// The effective config names every key of the table once, in the table's order (the job's command
+    /// under whichever of `wrap_cmd` and `job_script` is set).
+    #[test]
+    fn effective_config_lists_every_key_in_table_order() {
+        let yaml = format!(
+            "watch:\n  root: {}\njob:\n  job_script: /opt/x.sh\n",
+            std::env::temp_dir().display()
+        );
+        let c = Config::parse(&yaml, Path::new("/x.yaml")).unwrap();
+        let mut section = "";
+        let mut listed = Vec::new();
+        for l in c.to_yaml().lines() {
+            if let Some(s) = l.strip_suffix(':').filter(|s| !s.starts_with(' ')) {
+                section = s;
+            } else if let Some((leaf, _)) = l.strip_prefix("  ").and_then(|l| l.split_once(':'))
+                && !leaf.starts_with(' ')
+            {
+                listed.push(format!("{section}.{leaf}"));
+            }
+        }
+        let want: Vec<&str> = ALL
+            .iter()
+            .map(|k| k.name)
+            .filter(|n| *n != JOB_WRAP_CMD.name)
+            .collect();
+        assert_eq!(listed, want);
+    }
+
+    #[test]
+    fn help_lists_every_key_with_its_default_within_the_width() {
+        let h = help_lines();
+        for k in ALL {
+            let line = h
+                .lines()
+                .find(|l| l.trim_start().starts_with(&format!("{} ", k.name)))
+                .unwrap_or_else(|| panic!("{} missing:\n{h}", k.name));
+            assert!(
+                line.contains(&format!(" [{}] ", k.default.words())),
+                "{line}"
+            );
+        }
+        assert!(
+            h.contains(
+                "  behavior.state_file             [/var/lib/dirwatcher/state.db] the ledger"
+            ),
+            "{h}"
+        );
+        assert!(h.lines().all(|l| l.chars().count() <= HELP_WIDTH), "{h}");
+    }
+
+    /// docs/install.md's flag table shows the same defaults for the flags that fill config keys.
+    #[test]
+    fn install_doc_flag_defaults_match_the_table() {
+        let doc = include_str!("../../docs/install.md");
+        for (flag, key) in [
+            ("--signal-file NAME", &WATCH_SIGNAL_FILENAME),
+            ("--state-file FILE", &BEHAVIOR_STATE_FILE),
+            ("--failure-log FILE", &BEHAVIOR_FAILURE_LOG),
+        ] {
+            let row = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{flag}` |")))
+                .unwrap_or_else(|| panic!("docs/install.md has no row for `{flag}`"));
+            let want = format!("| {} |", key.default.readme());
+            assert!(
+                row.contains(&want),
+                "docs/install.md: {row}\n  should show {want}"
+            );
+        }
+    }
+
+    /// The installer's flags that fill config keys default to the table's values, wherever the clap
+    /// structs live.
+    #[test]
+    fn installer_flags_default_to_the_table() {
+        use clap::CommandFactory;
+        let cli = crate::cli::Cli::command();
+        let cases = [
+            ("install", "signal_file", &WATCH_SIGNAL_FILENAME),
+            ("install", "state_file", &BEHAVIOR_STATE_FILE),
+            ("install", "failure_log", &BEHAVIOR_FAILURE_LOG),
+            ("uninstall", "state_file", &BEHAVIOR_STATE_FILE),
+            ("uninstall", "failure_log", &BEHAVIOR_FAILURE_LOG),
+        ];
+        for (sub, flag, key) in cases {
+            let arg = cli
+                .find_subcommand(sub)
+                .and_then(|s| s.get_arguments().find(|a| a.get_id() == flag))
+                .unwrap_or_else(|| panic!("`{sub} --{flag}` is gone"));
+            let got: Vec<_> = arg.get_default_values().iter().collect();
+            assert_eq!(
+                got,
+                [key.default.yaml().unwrap().as_ref()],
+                "`{sub}` flag for {}",
+                key.name
+            );
+        }
+    }
+}
