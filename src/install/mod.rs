@@ -16,96 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Args;
 
-use render::{
-    ConfigStyle, ConfigValues, DEFAULT_FAILURE_LOG, DEFAULT_INSTALL_ROOT, DEFAULT_STATE_FILE,
-    DEFAULT_USER, Layout, UNIT_NAME, UnitOrigin, UnitSpec,
-};
+use crate::cli::{InstallArgs, UninstallArgs};
+use render::{ConfigStyle, ConfigValues, Layout, UNIT_NAME, UnitOrigin, UnitSpec};
 use system::Account;
-
-/// `dirwatcher install` flags: the original installer's, plus `--user`, `--state-file`, `--force`,
-/// `--destdir` and `--dry-run`.
-#[derive(Debug, Clone, Args)]
-pub struct InstallArgs {
-    /// Directory to watch (`watch.root`). Must exist: dirwatcher never creates it.
-    #[arg(long, value_name = "DIR")]
-    pub watch_root: PathBuf,
-    /// Ready-file name (`watch.signal_filename`).
-    #[arg(long, value_name = "NAME", default_value = "_READY")]
-    pub signal_file: String,
-    /// Slurm partition (`job.partition`, sbatch --partition).
-    #[arg(long)]
-    pub partition: Option<String>,
-    /// Slurm account (`job.account`, sbatch --account). The service user must belong to it.
-    #[arg(long)]
-    pub account: Option<String>,
-    /// Generic resources (`job.gres`, sbatch --gres), e.g. gpu:1.
-    #[arg(long)]
-    pub gres: Option<String>,
-    /// Time limit (`job.time_limit`, sbatch --time), e.g. 00:10:00.
-    #[arg(long, value_name = "TIME")]
-    pub time: Option<String>,
-    /// Delete a directory after its job COMPLETED (`behavior.delete_on_success`).
-    #[arg(long)]
-    pub delete_on_success: bool,
-    /// The job's command line (`job.wrap_cmd`); the directory is appended. Default: the sample job,
-    /// `python3 <install-root>/process_dir.py`.
-    #[arg(long, value_name = "CMD")]
-    pub wrap_cmd: Option<String>,
-    /// Where the binary and the sample job are installed.
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_INSTALL_ROOT)]
-    pub install_root: PathBuf,
-    /// The config file to write.
-    #[arg(long, value_name = "FILE", default_value = crate::cli::DEFAULT_CONFIG)]
-    pub config_path: PathBuf,
-    /// Where failed jobs are recorded (`behavior.failure_log`); its directory belongs to the service user.
-    #[arg(long, value_name = "FILE", default_value = DEFAULT_FAILURE_LOG)]
-    pub failure_log: PathBuf,
-    /// The ledger (`behavior.state_file`, SQLite); its directory belongs to the service user.
-    #[arg(long, value_name = "FILE", default_value = DEFAULT_STATE_FILE)]
-    pub state_file: PathBuf,
-    /// The system user the service runs as, and so submits every job as (created with `useradd
-    /// --system` when missing).
-    #[arg(long, value_name = "NAME", default_value = DEFAULT_USER)]
-    pub user: String,
-    /// Replace an existing config that differs from what these flags give.
-    #[arg(long)]
-    pub force: bool,
-    /// Stage every file under DIR instead of the system: no useradd, no chown to a missing user, no
-    /// systemctl. For packagers and tests.
-    #[arg(long, value_name = "DIR")]
-    pub destdir: Option<PathBuf>,
-    /// Print what would be done; change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-}
-
-/// `dirwatcher uninstall` flags.
-#[derive(Debug, Clone, Args)]
-pub struct UninstallArgs {
-    /// Where the binary and the sample job were installed.
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_INSTALL_ROOT)]
-    pub install_root: PathBuf,
-    /// The config file (kept unless --purge; its state_file and failure_log are used when it loads).
-    #[arg(long, value_name = "FILE", default_value = crate::cli::DEFAULT_CONFIG)]
-    pub config_path: PathBuf,
-    /// The ledger, if the config does not say.
-    #[arg(long, value_name = "FILE", default_value = DEFAULT_STATE_FILE)]
-    pub state_file: PathBuf,
-    /// The failure log, if the config does not say.
-    #[arg(long, value_name = "FILE", default_value = DEFAULT_FAILURE_LOG)]
-    pub failure_log: PathBuf,
-    /// Also remove the config, the ledger and the failure log (and their directories when empty).
-    #[arg(long)]
-    pub purge: bool,
-    /// Remove from a staging directory made by `install --destdir` instead of the system.
-    #[arg(long, value_name = "DIR")]
-    pub destdir: Option<PathBuf>,
-    /// Print what would be done; change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-}
 
 /// `run` as root: the refusal message, unless `--allow-root` was given.
 pub fn root_refusal(allow_root: bool) -> Option<String> {

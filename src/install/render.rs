@@ -8,14 +8,8 @@
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-/// `--install-root` default, as the original installer.
-pub const DEFAULT_INSTALL_ROOT: &str = "/opt/dirwatcher";
-/// `--failure-log` default, as the original installer.
-pub const DEFAULT_FAILURE_LOG: &str = "/var/log/dirwatcher/failed_jobs.log";
-/// `--state-file` default. The original used `state.json`; ours is an SQLite database, hence `.db`.
-pub const DEFAULT_STATE_FILE: &str = "/var/lib/dirwatcher/state.db";
-/// `--user` default: the dedicated system user the service (and so every job) runs as.
-pub const DEFAULT_USER: &str = "dirwatcher";
+use crate::cli::{DEFAULT_CONFIG, DEFAULT_FAILURE_LOG, DEFAULT_STATE_FILE, DEFAULT_USER};
+
 /// Where the installer writes the unit.
 pub const INSTALLER_UNIT: &str = "/etc/systemd/system/dirwatcher.service";
 /// The unit's name.
@@ -65,7 +59,7 @@ impl Layout {
         Layout {
             binary: "/usr/bin/dirwatcher".into(),
             sample_job: "/usr/share/dirwatcher/process_dir.py".into(),
-            config: crate::cli::DEFAULT_CONFIG.into(),
+            config: DEFAULT_CONFIG.into(),
             unit: "/lib/systemd/system/dirwatcher.service".into(),
             state_file: DEFAULT_STATE_FILE.into(),
             failure_log: DEFAULT_FAILURE_LOG.into(),
@@ -464,7 +458,7 @@ mod tests {
     /// The installer's layout with every default path.
     fn default_layout() -> Layout {
         Layout::installer(
-            Path::new(DEFAULT_INSTALL_ROOT),
+            Path::new(crate::cli::DEFAULT_INSTALL_ROOT),
             Path::new("/etc/dirwatcher/config.yaml"),
             Path::new(DEFAULT_STATE_FILE),
             Path::new(DEFAULT_FAILURE_LOG),
