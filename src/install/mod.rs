@@ -250,7 +250,7 @@ fn apply(e: &Entry, at: &Path, change: &Change, owners: &Owners) -> anyhow::Resu
             system::set_mode_owner(at, e.mode, ids)
         }
         (Change::Create | Change::Update { .. }, What::File { content, .. }) => {
-            system::write_atomic(at, content, e.mode, ids)
+            system::write_file(at, content, e.mode, ids)
         }
         (Change::Update { .. }, What::Dir(_)) => unreachable!("directories have no content"),
     }
@@ -547,7 +547,7 @@ pub fn install(a: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             changed.push(e.path.clone());
         }
     }
-    // Tidy leftovers of an interrupted earlier run: nothing to do, write_atomic cleans its own.
+    // Tidy leftovers of an interrupted earlier run: nothing to do, fsx::write_atomic cleans its own.
 
     if changed.is_empty() {
         writeln!(
