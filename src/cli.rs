@@ -1,11 +1,30 @@
-//! The command line: every subcommand, flag and help text. Parsing only; `main.rs` dispatches.
+//! The command line: every subcommand, flag and help text (the `install`, `uninstall` and `__generate`
+//! flags too) and the defaults the flags show. Parsing only; `main.rs` dispatches.
+//!
+//! Must never: import anything else from the crate but the table of config keys its help and defaults come
+//! from (`install` and `logging` import this, never the reverse).
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::keys::defaults;
+
+// Defaults of the install/uninstall flags. Plain constants here, so that the flags can name them without
+// `cli` importing `install` (which imports `cli`); the installer reads the same constants.
 
 /// Default config path, as the original installer writes it.
 pub const DEFAULT_CONFIG: &str = "/etc/dirwatcher/config.yaml";
+/// `--install-root` default, as the original installer.
+pub const DEFAULT_INSTALL_ROOT: &str = "/opt/dirwatcher";
+/// `--failure-log` default: `behavior.failure_log`'s, as the original installer.
+pub const DEFAULT_FAILURE_LOG: &str = defaults::FAILURE_LOG;
+/// `--state-file` default: `behavior.state_file`'s (the original used `state.json`; ours is SQLite).
+pub const DEFAULT_STATE_FILE: &str = defaults::STATE_FILE;
+/// `--signal-file` default: `watch.signal_filename`'s.
+pub const DEFAULT_SIGNAL_FILE: &str = defaults::SIGNAL_FILENAME;
+/// `--user` default: the dedicated system user the service (and so every job) runs as.
+pub const DEFAULT_USER: &str = "dirwatcher";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -150,16 +169,127 @@ prints what to run). A second run with the same flags changes nothing and says s
         after_help = "Example (the original's):\n  dirwatcher install --watch-root /data/incoming --signal-file _READY \\\n    \
 --partition main --account dev --gres gpu:1 --time 00:10:00"
     )]
-    Install(crate::install::InstallArgs),
+    Install(InstallArgs),
     /// Remove the service, its unit, binary and sample job; keep config, ledger and logs unless --purge.
-    Uninstall(crate::install::UninstallArgs),
+    Uninstall(UninstallArgs),
     /// Internal: writes man pages, shell completions and the package's static files (for packaging).
     #[command(name = "__generate", hide = true)]
-    Generate(crate::install::generate::GenerateArgs),
+    Generate(GenerateArgs),
     /// Internal: runs one local-executor job (started by the daemon).
     #[command(name = "__local-job", hide = true)]
     LocalJob {
         /// The job's folder.
+        dir: PathBuf,
+    },
+}
+
+/// `dirwatcher install` flags: the original installer's, plus `--user`, `--state-file`, `--force`,
+/// `--destdir` and `--dry-run`.
+#[derive(Debug, Clone, Args)]
+pub struct InstallArgs {
+    /// Directory to watch (`watch.root`). Must exist: dirwatcher never creates it.
+    #[arg(long, value_name = "DIR")]
+    pub watch_root: PathBuf,
+    /// Ready-file name (`watch.signal_filename`).
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_SIGNAL_FILE)]
+    pub signal_file: String,
+    /// Slurm partition (`job.partition`, sbatch --partition).
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Slurm account (`job.account`, sbatch --account). The service user must belong to it.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Generic resources (`job.gres`, sbatch --gres), e.g. gpu:1.
+    #[arg(long)]
+    pub gres: Option<String>,
+    /// Time limit (`job.time_limit`, sbatch --time), e.g. 00:10:00.
+    #[arg(long, value_name = "TIME")]
+    pub time: Option<String>,
+    /// Delete a directory after its job COMPLETED (`behavior.delete_on_success`).
+    #[arg(long)]
+    pub delete_on_success: bool,
+    /// The job's command line (`job.wrap_cmd`); the directory is appended. Default: the sample job,
+    /// `python3 <install-root>/process_dir.py`.
+    #[arg(long, value_name = "CMD")]
+    pub wrap_cmd: Option<String>,
+    /// Where the binary and the sample job are installed.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_INSTALL_ROOT)]
+    pub install_root: PathBuf,
+    /// The config file to write.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+    pub config_path: PathBuf,
+    /// Where failed jobs are recorded (`behavior.failure_log`); its directory belongs to the service user.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_FAILURE_LOG)]
+    pub failure_log: PathBuf,
+    /// The ledger (`behavior.state_file`, SQLite); its directory belongs to the service user.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_STATE_FILE)]
+    pub state_file: PathBuf,
+    /// The system user the service runs as, and so submits every job as (created with `useradd
+    /// --system` when missing).
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_USER)]
+    pub user: String,
+    /// Replace an existing config that differs from what these flags give.
+    #[arg(long)]
+    pub force: bool,
+    /// Stage every file under DIR instead of the system: no useradd, no chown to a missing user, no
+    /// systemctl. For packagers and tests.
+    #[arg(long, value_name = "DIR")]
+    pub destdir: Option<PathBuf>,
+    /// Print what would be done; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `dirwatcher uninstall` flags.
+#[derive(Debug, Clone, Args)]
+pub struct UninstallArgs {
+    /// Where the binary and the sample job were installed.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_INSTALL_ROOT)]
+    pub install_root: PathBuf,
+    /// The config file (kept unless --purge; its state_file and failure_log are used when it loads).
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+    pub config_path: PathBuf,
+    /// The ledger, if the config does not say.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_STATE_FILE)]
+    pub state_file: PathBuf,
+    /// The failure log, if the config does not say.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_FAILURE_LOG)]
+    pub failure_log: PathBuf,
+    /// Also remove the config, the ledger and the failure log (and their directories when empty).
+    #[arg(long)]
+    pub purge: bool,
+    /// Remove from a staging directory made by `install --destdir` instead of the system.
+    #[arg(long, value_name = "DIR")]
+    pub destdir: Option<PathBuf>,
+    /// Print what would be done; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// What to generate.
+#[derive(Debug, Clone, Args)]
+pub struct GenerateArgs {
+    /// The kind of files.
+    #[command(subcommand)]
+    pub what: Generate,
+}
+
+/// Kinds of generated files.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Generate {
+    /// Man pages: dirwatcher.1 and one per subcommand (dirwatcher-run.1, …).
+    Man {
+        /// Output directory (created).
+        dir: PathBuf,
+    },
+    /// Shell completions for bash (dirwatcher.bash), zsh (_dirwatcher) and fish (dirwatcher.fish).
+    Completions {
+        /// Output directory (created).
+        dir: PathBuf,
+    },
+    /// The package's dirwatcher.service and config.example.yaml (the checked-in copies in packaging/).
+    PackageFiles {
+        /// Output directory (created).
         dir: PathBuf,
     },
 }

@@ -8,6 +8,7 @@
 //! - [`ledger`]: the SQLite ledger; every transition is committed before the effect that depends on it.
 //! - [`scheduler`]: the job back ends, [`scheduler::slurm`] (sbatch/sacct/squeue) and [`scheduler::local`].
 //! - [`process`]: the one home of child processes (argv, timeout, process group).
+//! - [`fsx`]: the file-system edge: the one atomic file replace (`write_atomic`).
 //! - [`outcome`]: failure-log lines and the guarded deletion of finished directories.
 //! - [`daemon`]: the loop that owns the state and ties the rest together.
 //! - [`install`]: `install`/`uninstall` (files, service user, hardened systemd unit), the root refusal of
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod engine;
+pub mod fsx;
 pub mod install;
 pub mod ledger;
 pub mod logging;

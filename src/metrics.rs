@@ -327,7 +327,8 @@ impl Metrics {
 
     fn write_textfile(&mut self) {
         let Some(path) = &self.textfile else { return };
-        match write_atomically(path, self.render().as_bytes()) {
+        // World-readable: node_exporter reads it as its own user, whatever the daemon's umask.
+        match crate::fsx::write_atomic(path, self.render().as_bytes(), 0o644) {
             Ok(()) => {
                 if self.textfile_failing {
                     self.textfile_failing = false;
@@ -373,14 +374,6 @@ fn render(registry: &Registry) -> String {
     // Writing into a String cannot fail.
     let _ = prometheus_text::encode(&mut s, registry);
     s
-}
-
-/// Writes `path` so that a reader (node_exporter) sees the old file or the new one, never half of one.
-/// The temporary file is a hidden sibling without the `.prom` ending, which the collector ignores.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = atomic_write_file::AtomicWriteFile::open(path)?;
-    f.write_all(bytes)?;
-    f.commit()
 }
 
 /// Binds `addr` and serves the registry from one thread, one connection at a time (a scrape every few

@@ -6,35 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use clap::{Args, CommandFactory, Subcommand};
+use clap::CommandFactory;
 
-/// What to generate.
-#[derive(Debug, Clone, Args)]
-pub struct GenerateArgs {
-    /// The kind of files.
-    #[command(subcommand)]
-    pub what: Generate,
-}
-
-/// Kinds of generated files.
-#[derive(Debug, Clone, Subcommand)]
-pub enum Generate {
-    /// Man pages: dirwatcher.1 and one per subcommand (dirwatcher-run.1, …).
-    Man {
-        /// Output directory (created).
-        dir: PathBuf,
-    },
-    /// Shell completions for bash (dirwatcher.bash), zsh (_dirwatcher) and fish (dirwatcher.fish).
-    Completions {
-        /// Output directory (created).
-        dir: PathBuf,
-    },
-    /// The package's dirwatcher.service and config.example.yaml (the checked-in copies in packaging/).
-    PackageFiles {
-        /// Output directory (created).
-        dir: PathBuf,
-    },
-}
+use crate::cli::{Generate, GenerateArgs};
 
 /// Writes the requested files and lists them on stdout.
 pub fn generate(args: &GenerateArgs) -> anyhow::Result<()> {

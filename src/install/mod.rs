@@ -2,12 +2,14 @@
 //! `install_service.py` did (same flags, same config layout), as a dedicated system user in a hardened
 //! systemd unit; plus the least-privilege rule for `run` and the generated man pages and completions.
 //!
-//! Owns: the install plan (what goes where, with which mode and owner), its comparison with what is on disk
-//! (so a second run changes nothing and says so), and the commands around it (useradd, systemctl). Must
-//! never: overwrite an existing config without `--force`, create the watch root, touch the system
+//! Owns: the steps of `install` and `uninstall` (check the flags, the service user, the plan, put each
+//! entry in place, systemd) and what they say; the plan itself (what goes where, with which mode and
+//! owner, and its comparison with the disk, so a second run changes nothing and says so) is in `plan`.
+//! Must never: overwrite an existing config without `--force`, create the watch root, touch the system
 //! (users, owners, systemd) with `--destdir`, or change anything with `--dry-run`.
 
 pub mod generate;
+mod plan;
 pub mod render;
 pub mod system;
 
@@ -16,96 +18,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Args;
 
-use render::{
-    ConfigStyle, ConfigValues, DEFAULT_FAILURE_LOG, DEFAULT_INSTALL_ROOT, DEFAULT_STATE_FILE,
-    DEFAULT_USER, Layout, UNIT_NAME, UnitOrigin, UnitSpec,
-};
+use crate::cli::{InstallArgs, UninstallArgs};
+use plan::{Change, Entry, Owners, apply, assess, staged};
+use render::{ConfigStyle, ConfigValues, Layout, UNIT_NAME, UnitOrigin, UnitSpec};
 use system::Account;
-
-/// `dirwatcher install` flags: the original installer's, plus `--user`, `--state-file`, `--force`,
-/// `--destdir` and `--dry-run`.
-#[derive(Debug, Clone, Args)]
-pub struct InstallArgs {
-    /// Directory to watch (`watch.root`). Must exist: dirwatcher never creates it.
-    #[arg(long, value_name = "DIR")]
-    pub watch_root: PathBuf,
-    /// Ready-file name (`watch.signal_filename`).
-    #[arg(long, value_name = "NAME", default_value = "_READY")]
-    pub signal_file: String,
-    /// Slurm partition (`job.partition`, sbatch --partition).
-    #[arg(long)]
-    pub partition: Option<String>,
-    /// Slurm account (`job.account`, sbatch --account). The service user must belong to it.
-    #[arg(long)]
-    pub account: Option<String>,
-    /// Generic resources (`job.gres`, sbatch --gres), e.g. gpu:1.
-    #[arg(long)]
-    pub gres: Option<String>,
-    /// Time limit (`job.time_limit`, sbatch --time), e.g. 00:10:00.
-    #[arg(long, value_name = "TIME")]
-    pub time: Option<String>,
-    /// Delete a directory after its job COMPLETED (`behavior.delete_on_success`).
-    #[arg(long)]
-    pub delete_on_success: bool,
-    /// The job's command line (`job.wrap_cmd`); the directory is appended. Default: the sample job,
-    /// `python3 <install-root>/process_dir.py`.
-    #[arg(long, value_name = "CMD")]
-    pub wrap_cmd: Option<String>,
-    /// Where the binary and the sample job are installed.
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_INSTALL_ROOT)]
-    pub install_root: PathBuf,
-    /// The config file to write.
-    #[arg(long, value_name = "FILE", default_value = crate::cli::DEFAULT_CONFIG)]
-    pub config_path: PathBuf,
-    /// Where failed jobs are recorded (`behavior.failure_log`); its directory belongs to the service user.
-    #[arg(long, value_name = "FILE", default_value = DEFAULT_FAILURE_LOG)]
-    pub failure_log: PathBuf,
-    /// The ledger (`behavior.state_file`, SQLite); its directory belongs to the service user.
-    #[arg(long, value_name = "FILE", default_value = DEFAULT_STATE_FILE)]
-    pub state_file: PathBuf,
-    /// The system user the service runs as, and so submits every job as (created with `useradd
-    /// --system` when missing).
-    #[arg(long, value_name = "NAME", default_value = DEFAULT_USER)]
-    pub user: String,
-    /// Replace an existing config that differs from what these flags give.
-    #[arg(long)]
-    pub force: bool,
-    /// Stage every file under DIR instead of the system: no useradd, no chown to a missing user, no
-    /// systemctl. For packagers and tests.
-    #[arg(long, value_name = "DIR")]
-    pub destdir: Option<PathBuf>,
-    /// Print what would be done; change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-}
-
-/// `dirwatcher uninstall` flags.
-#[derive(Debug, Clone, Args)]
-pub struct UninstallArgs {
-    /// Where the binary and the sample job were installed.
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_INSTALL_ROOT)]
-    pub install_root: PathBuf,
-    /// The config file (kept unless --purge; its state_file and failure_log are used when it loads).
-    #[arg(long, value_name = "FILE", default_value = crate::cli::DEFAULT_CONFIG)]
-    pub config_path: PathBuf,
-    /// The ledger, if the config does not say.
-    #[arg(long, value_name = "FILE", default_value = DEFAULT_STATE_FILE)]
-    pub state_file: PathBuf,
-    /// The failure log, if the config does not say.
-    #[arg(long, value_name = "FILE", default_value = DEFAULT_FAILURE_LOG)]
-    pub failure_log: PathBuf,
-    /// Also remove the config, the ledger and the failure log (and their directories when empty).
-    #[arg(long)]
-    pub purge: bool,
-    /// Remove from a staging directory made by `install --destdir` instead of the system.
-    #[arg(long, value_name = "DIR")]
-    pub destdir: Option<PathBuf>,
-    /// Print what would be done; change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-}
 
 /// `run` as root: the refusal message, unless `--allow-root` was given.
 pub fn root_refusal(allow_root: bool) -> Option<String> {
@@ -196,152 +113,6 @@ const SHARED_DIRS: &[&str] = &[
     "/var/tmp",
 ];
 
-/// Who owns an entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Owner {
-    Root,
-    Service,
-}
-
-/// What to do with an existing directory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum DirPolicy {
-    /// Create it when missing; an existing one is left as it is (it may be shared, like /opt).
-    Ensure,
-    /// Create it, and keep its mode and owner as planned (the service's own state and log directories).
-    Own,
-}
-
-/// What to do with an existing file whose content differs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FilePolicy {
-    /// Ours: replace it (binary, sample job, unit).
-    Replace,
-    /// The operator's: only with `--force` (the config).
-    KeepUnlessForced,
-}
-
-#[derive(Debug)]
-enum What {
-    Dir(DirPolicy),
-    File {
-        content: Vec<u8>,
-        policy: FilePolicy,
-    },
-}
-
-/// One thing the installer puts on the machine.
-#[derive(Debug)]
-struct Entry {
-    /// Path on the target system (without the destdir).
-    path: PathBuf,
-    what: What,
-    mode: u32,
-    owner: Owner,
-}
-
-/// How an entry compares with the disk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Change {
-    Create,
-    Update { diff: String },
-    FixModeOwner,
-    Unchanged,
-    Keep { diff: String },
-}
-
-/// Prefixes `p` with the destdir, if any.
-fn staged(destdir: Option<&Path>, p: &Path) -> PathBuf {
-    match destdir {
-        Some(d) => d.join(p.strip_prefix("/").unwrap_or(p)),
-        None => p.to_path_buf(),
-    }
-}
-
-/// Owner ids to enforce for each kind of owner (`None`: leave as created).
-struct Owners {
-    root: Option<(u32, u32)>,
-    service: Option<(u32, u32)>,
-    service_label: String,
-}
-
-impl Owners {
-    fn ids(&self, o: Owner) -> Option<(u32, u32)> {
-        match o {
-            Owner::Root => self.root,
-            Owner::Service => self.service,
-        }
-    }
-
-    fn label(&self, o: Owner) -> &str {
-        match o {
-            Owner::Root => "root:root",
-            Owner::Service => &self.service_label,
-        }
-    }
-}
-
-fn assess(e: &Entry, at: &Path, owners: &Owners, force: bool) -> anyhow::Result<Change> {
-    let Some((mode, uid, gid)) = system::mode_owner(at) else {
-        return Ok(Change::Create);
-    };
-    let owner_ok = owners.ids(e.owner).is_none_or(|ids| ids == (uid, gid));
-    let meta_ok = mode == e.mode && owner_ok;
-    match &e.what {
-        What::Dir(policy) => {
-            if !at.is_dir() {
-                anyhow::bail!("`{}` exists but is not a directory", at.display());
-            }
-            Ok(if *policy == DirPolicy::Ensure || meta_ok {
-                Change::Unchanged
-            } else {
-                Change::FixModeOwner
-            })
-        }
-        What::File { content, policy } => {
-            let old =
-                std::fs::read(at).with_context(|| format!("cannot read `{}`", at.display()))?;
-            if &old == content {
-                return Ok(if meta_ok {
-                    Change::Unchanged
-                } else {
-                    Change::FixModeOwner
-                });
-            }
-            let diff = match policy {
-                FilePolicy::KeepUnlessForced => render::diff(
-                    &String::from_utf8_lossy(&old),
-                    &String::from_utf8_lossy(content),
-                    &format!("{} (installed)", at.display()),
-                    &format!("{} (from these flags)", at.display()),
-                ),
-                FilePolicy::Replace => String::new(),
-            };
-            Ok(match policy {
-                FilePolicy::KeepUnlessForced if !force => Change::Keep { diff },
-                _ => Change::Update { diff },
-            })
-        }
-    }
-}
-
-fn apply(e: &Entry, at: &Path, change: &Change, owners: &Owners) -> anyhow::Result<()> {
-    let ids = owners.ids(e.owner);
-    match (change, &e.what) {
-        (Change::Unchanged | Change::Keep { .. }, _) => Ok(()),
-        (Change::FixModeOwner, _) => system::set_mode_owner(at, e.mode, ids),
-        (Change::Create, What::Dir(_)) => {
-            std::fs::create_dir_all(at)
-                .with_context(|| format!("cannot create the directory `{}`", at.display()))?;
-            system::set_mode_owner(at, e.mode, ids)
-        }
-        (Change::Create | Change::Update { .. }, What::File { content, .. }) => {
-            system::write_atomic(at, content, e.mode, ids)
-        }
-        (Change::Update { .. }, What::Dir(_)) => unreachable!("directories have no content"),
-    }
-}
-
 /// An argument vector as a shell would need it typed (for messages only; never run through a shell).
 fn shown(argv: &[String]) -> String {
     shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "))
@@ -389,17 +160,92 @@ fn check_own_dir(flag: &str, file: &Path, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Installs (or, with `--destdir`, stages) dirwatcher; writes what it does to `out`.
-pub fn install(a: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let destdir = a.destdir.as_deref();
-    let act = if a.dry_run { "would " } else { "" };
-    let verb = |now: &str, past: &str| {
-        if a.dry_run {
-            format!("would {now}")
-        } else {
-            past.to_string()
+/// The same rule as the config: the root must exist and is never created. Returns it absolute.
+fn check_watch_root(watch_root: &Path) -> anyhow::Result<PathBuf> {
+    let watch_root = std::path::absolute(watch_root).unwrap_or_else(|_| watch_root.to_path_buf());
+    match std::fs::metadata(&watch_root) {
+        Ok(m) if m.is_dir() => Ok(watch_root),
+        Ok(_) => Err(usage(
+            format!("--watch-root `{}` is not a directory", watch_root.display()),
+            "point --watch-root at the directory that receives the data",
+        )),
+        Err(e) => Err(usage(
+            format!(
+                "--watch-root `{}` cannot be used: {e}",
+                watch_root.display()
+            ),
+            "check that the file system is mounted and the path is right; dirwatcher never creates the root",
+        )),
+    }
+}
+
+/// Whether this run changes the machine or only says what it would do (`--dry-run`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Apply,
+    DryRun,
+}
+
+impl Pass {
+    fn of(dry_run: bool) -> Pass {
+        if dry_run { Pass::DryRun } else { Pass::Apply }
+    }
+
+    /// `would <now>` on a dry run, else `<past>`.
+    fn says(self, now: &str, past: &str) -> String {
+        match self {
+            Pass::DryRun => format!("would {now}"),
+            Pass::Apply => past.to_string(),
         }
-    };
+    }
+
+    /// Runs an administrative command and says so; on a dry run only says it would.
+    fn run(self, argv: &[&str], out: &mut dyn Write) -> anyhow::Result<()> {
+        if self == Pass::Apply {
+            system::run_admin(argv)?;
+        }
+        writeln!(out, "{}: {}", self.says("run", "ran"), argv.join(" "))?;
+        Ok(())
+    }
+}
+
+/// What the install flags give once checked; nothing on the machine has changed yet.
+struct Checked {
+    layout: Layout,
+    /// The watch root, absolute.
+    watch_root: PathBuf,
+    /// The config file to write; it loads.
+    config_text: String,
+}
+
+/// Installs (or, with `--destdir`, stages) dirwatcher; writes what it does to `out`.
+///
+/// The steps, in this order: check the flags (a refusal changes nothing), make sure the service user
+/// exists, build the plan, put each entry in place (saying what changes), then start the service.
+pub fn install(a: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let Checked {
+        layout,
+        watch_root,
+        config_text,
+    } = check_install_args(a)?;
+    let account = ensure_user(a, &layout, out)?;
+    let owners = owners(a, account.as_ref());
+    let entries = plan_install(a, &layout, watch_root, config_text, account.as_ref())?;
+    let changed = place(a, &entries, &owners, out)?;
+    start_service(a, &layout, &changed, out)?;
+    if let Some(acct) = &a.account {
+        writeln!(
+            out,
+            "jobs are submitted as `{user}`: it must be a Slurm user of account `{acct}` \
+             (sacctmgr add user {user} account={acct}) and exist on the compute nodes",
+            user = a.user
+        )?;
+    }
+    Ok(())
+}
+
+/// Every refusal that needs nothing but the flags and a look at the watch root.
+fn check_install_args(a: &InstallArgs) -> anyhow::Result<Checked> {
     check_user_name(&a.user)?;
     for (flag, p) in [
         ("--install-root", &a.install_root),
@@ -420,29 +266,20 @@ pub fn install(a: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     );
     check_own_dir("--state-file", &a.state_file, &layout.state_dir())?;
     check_own_dir("--failure-log", &a.failure_log, &layout.log_dir())?;
+    let watch_root = check_watch_root(&a.watch_root)?;
+    let config_text = config_text(a, &layout, &watch_root)?;
+    Ok(Checked {
+        layout,
+        watch_root,
+        config_text,
+    })
+}
 
-    // The same rule as the config: the root must exist and is never created.
-    let watch_root = std::path::absolute(&a.watch_root).unwrap_or_else(|_| a.watch_root.clone());
-    match std::fs::metadata(&watch_root) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => {
-            return Err(usage(
-                format!("--watch-root `{}` is not a directory", watch_root.display()),
-                "point --watch-root at the directory that receives the data",
-            ));
-        }
-        Err(e) => {
-            return Err(usage(
-                format!(
-                    "--watch-root `{}` cannot be used: {e}",
-                    watch_root.display()
-                ),
-                "check that the file system is mounted and the path is right; dirwatcher never creates the root",
-            ));
-        }
-    }
+/// The config these flags give. It must load: a bad --time or --signal-file is refused here, not at
+/// service start.
+fn config_text(a: &InstallArgs, layout: &Layout, watch_root: &Path) -> anyhow::Result<String> {
     let values = ConfigValues {
-        watch_root: watch_root.clone(),
+        watch_root: watch_root.to_path_buf(),
         signal_file: a.signal_file.clone(),
         wrap_cmd: a
             .wrap_cmd
@@ -456,18 +293,71 @@ pub fn install(a: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         state_file: a.state_file.clone(),
         failure_log: a.failure_log.clone(),
     };
-    let config_text = render::render_config(&values, ConfigStyle::Installed);
-    // The written config must load: a bad --time or --signal-file is refused here, not at service start.
-    if let Err(e) = crate::config::Config::parse(&config_text, &a.config_path) {
+    let text = render::render_config(&values, ConfigStyle::Installed);
+    if let Err(e) = crate::config::Config::parse(&text, &a.config_path) {
         return Err(usage(
             format!("these flags give an invalid config: {}", e.problem),
             format!("{} (config key `{}`)", e.fix, e.key),
         ));
     }
+    Ok(text)
+}
 
-    // The service user.
-    let mut account = system::lookup_user(&a.user)?;
-    let useradd = [
+/// The service user: looked up, and created with `useradd --system` when missing (as root, and neither
+/// staging nor on a dry run). `None` when it does not exist (and was not created).
+fn ensure_user(
+    a: &InstallArgs,
+    layout: &Layout,
+    out: &mut dyn Write,
+) -> anyhow::Result<Option<Account>> {
+    let account = system::lookup_user(&a.user)?;
+    if account.is_some() {
+        return Ok(account);
+    }
+    if a.destdir.is_some() {
+        writeln!(
+            out,
+            "note: user `{}` does not exist; with --destdir it is not created and files keep their owner",
+            a.user
+        )?;
+        return Ok(None);
+    }
+    let useradd = useradd_argv(&a.user, layout);
+    let pass = Pass::of(a.dry_run);
+    if pass == Pass::DryRun || !system::is_root() {
+        writeln!(out, "{}: {}", pass.says("run", "run"), shown(&useradd))?;
+        return match pass {
+            Pass::DryRun => Ok(None),
+            Pass::Apply => Err(usage(
+                format!(
+                    "the user `{}` does not exist and only root can create it",
+                    a.user
+                ),
+                "run the installer as root (sudo), or --destdir DIR to stage the files",
+            )),
+        };
+    }
+    let argv: Vec<&str> = useradd.iter().map(String::as_str).collect();
+    system::run_admin(&argv)?;
+    writeln!(
+        out,
+        "created   system user `{}` ({})",
+        a.user,
+        useradd.join(" ")
+    )?;
+    match system::lookup_user(&a.user)? {
+        Some(account) => Ok(Some(account)),
+        None => anyhow::bail!(
+            "`useradd` succeeded but the user `{}` cannot be found",
+            a.user
+        ),
+    }
+}
+
+/// `useradd` for the service user: a system user and group, its home the state directory (not created
+/// by useradd), no login shell.
+fn useradd_argv(user: &str, layout: &Layout) -> [String; 11] {
+    [
         "useradd",
         "--system",
         "--user-group",
@@ -478,162 +368,80 @@ pub fn install(a: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         "/usr/sbin/nologin",
         "--comment",
         "dirwatcher service",
-        &a.user,
+        user,
     ]
-    .map(String::from);
-    if account.is_none() {
-        if destdir.is_some() {
-            writeln!(
-                out,
-                "note: user `{}` does not exist; with --destdir it is not created and files keep their owner",
-                a.user
-            )?;
-        } else if a.dry_run || !system::is_root() {
-            writeln!(out, "{act}run: {}", shown(&useradd))?;
-            if !a.dry_run {
-                return Err(usage(
-                    format!(
-                        "the user `{}` does not exist and only root can create it",
-                        a.user
-                    ),
-                    "run the installer as root (sudo), or --destdir DIR to stage the files",
-                ));
-            }
-        } else {
-            let argv: Vec<&str> = useradd.iter().map(String::as_str).collect();
-            system::run_admin(&argv)?;
-            writeln!(
-                out,
-                "created   system user `{}` ({})",
-                a.user,
-                useradd.join(" ")
-            )?;
-            account = system::lookup_user(&a.user)?;
-            if account.is_none() {
-                anyhow::bail!(
-                    "`useradd` succeeded but the user `{}` cannot be found",
-                    a.user
-                );
-            }
-        }
-    }
+    .map(String::from)
+}
+
+/// The owners to enforce: only root can give a file away, so as another user they are left as created.
+fn owners(a: &InstallArgs, account: Option<&Account>) -> Owners {
     let root = system::is_root();
-    let owners = Owners {
+    Owners {
         root: root.then_some((0, 0)),
-        service: account.as_ref().filter(|_| root).map(|u| (u.uid, u.gid)),
-        service_label: match (&account, root) {
+        service: account.filter(|_| root).map(|u| (u.uid, u.gid)),
+        service_label: match (account, root) {
             (Some(u), true) => format!("{}:{}", u.name, u.group),
             (Some(u), false) => format!("owner left as is: only root can give it to `{}`", u.name),
-            (None, _) if a.dry_run && destdir.is_none() => format!("{0}:{0}", a.user),
+            (None, _) if a.dry_run && a.destdir.is_none() => format!("{0}:{0}", a.user),
             (None, _) => format!("owner left as is: no user `{}`", a.user),
         },
-    };
+    }
+}
+
+/// The plan: renders the unit and reads this program's own executable, the binary to install.
+fn plan_install(
+    a: &InstallArgs,
+    layout: &Layout,
+    watch_root: PathBuf,
+    config_text: String,
+    account: Option<&Account>,
+) -> anyhow::Result<Vec<Entry>> {
     let group = account
-        .as_ref()
-        .map(|u: &Account| u.group.clone())
+        .map(|u| u.group.clone())
         .unwrap_or_else(|| a.user.clone());
     let unit = render::render_unit(&UnitSpec {
         layout: layout.clone(),
         user: a.user.clone(),
         group,
-        origin: UnitOrigin::Installer {
-            watch_root: watch_root.clone(),
-        },
+        origin: UnitOrigin::Installer { watch_root },
     })
     .map_err(|e| usage(e.to_string(), "choose paths without newlines"))?;
     let exe = std::env::current_exe().context("cannot find this program's own executable")?;
     let binary = std::fs::read(&exe).with_context(|| format!("cannot read `{}`", exe.display()))?;
-
-    let file = |path: &Path, content: Vec<u8>, mode, policy| Entry {
-        path: path.to_path_buf(),
-        what: What::File { content, policy },
-        mode,
-        owner: Owner::Root,
+    let contents = plan::Contents {
+        binary,
+        config: config_text,
+        unit,
     };
-    let dir = |path: PathBuf, mode, owner, policy| Entry {
-        path,
-        what: What::Dir(policy),
-        mode,
-        owner,
-    };
-    let config_dir = a
-        .config_path
-        .parent()
-        .unwrap_or(Path::new("/"))
-        .to_path_buf();
-    let entries = vec![
-        dir(
-            a.install_root.clone(),
-            0o755,
-            Owner::Root,
-            DirPolicy::Ensure,
-        ),
-        file(&layout.binary, binary, 0o755, FilePolicy::Replace),
-        file(
-            &layout.sample_job,
-            render::SAMPLE_JOB.as_bytes().to_vec(),
-            0o755,
-            FilePolicy::Replace,
-        ),
-        dir(config_dir, 0o755, Owner::Root, DirPolicy::Ensure),
-        file(
-            &layout.config,
-            config_text.into_bytes(),
-            0o644,
-            FilePolicy::KeepUnlessForced,
-        ),
-        dir(layout.state_dir(), 0o750, Owner::Service, DirPolicy::Own),
-        dir(layout.log_dir(), 0o750, Owner::Service, DirPolicy::Own),
-        file(&layout.unit, unit.into_bytes(), 0o644, FilePolicy::Replace),
-    ];
+    Ok(plan::entries(layout, &a.install_root, contents))
+}
 
+/// Puts the entries in place one after the other: compares each with the disk, says what changes, and
+/// changes it (not on a dry run). Ends with a summary line; returns the paths that changed.
+fn place(
+    a: &InstallArgs,
+    entries: &[Entry],
+    owners: &Owners,
+    out: &mut dyn Write,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let pass = Pass::of(a.dry_run);
     let mut changed = Vec::new();
     let mut kept_config = false;
-    for e in &entries {
-        let at = staged(destdir, &e.path);
-        let change = assess(e, &at, &owners, a.force)?;
+    for e in entries {
+        let at = staged(a.destdir.as_deref(), &e.path);
+        let change = assess(e, &at, owners, a.force)?;
         let meta = format!("{:04o} {}", e.mode, owners.label(e.owner));
-        match &change {
-            Change::Create => writeln!(
-                out,
-                "{} {} ({meta})",
-                verb("create", "created"),
-                at.display()
-            )?,
-            Change::Update { diff } => {
-                writeln!(
-                    out,
-                    "{} {} ({meta})",
-                    verb("update", "updated"),
-                    at.display()
-                )?;
-                out.write_all(diff.as_bytes())?;
-            }
-            Change::FixModeOwner => writeln!(
-                out,
-                "{} {} ({meta})",
-                verb("fix mode/owner of", "fixed mode/owner of"),
-                at.display()
-            )?,
-            Change::Unchanged => writeln!(out, "unchanged {}", at.display())?,
-            Change::Keep { diff } => {
-                kept_config = true;
-                writeln!(
-                    out,
-                    "kept {}: it differs from what these flags give (diff below); --force replaces it",
-                    at.display()
-                )?;
-                out.write_all(diff.as_bytes())?;
-            }
+        say_change(out, pass, &change, &at, &meta)?;
+        if pass == Pass::Apply {
+            apply(e, &at, &change, owners)?;
         }
-        if !a.dry_run {
-            apply(e, &at, &change, &owners)?;
-        }
-        if !matches!(change, Change::Unchanged | Change::Keep { .. }) {
-            changed.push(e.path.clone());
+        match change {
+            Change::Unchanged => {}
+            Change::Keep { .. } => kept_config = true,
+            _ => changed.push(e.path.clone()),
         }
     }
-    // Tidy leftovers of an interrupted earlier run: nothing to do, write_atomic cleans its own.
+    // Tidy leftovers of an interrupted earlier run: nothing to do, fsx::write_atomic cleans its own.
 
     if changed.is_empty() {
         writeln!(
@@ -648,50 +456,63 @@ pub fn install(a: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     } else {
         writeln!(
             out,
-            "{}{} of {} items",
-            if a.dry_run {
-                "would change "
-            } else {
-                "changed "
-            },
+            "{} {} of {} items",
+            pass.says("change", "changed"),
             changed.len(),
             entries.len()
         )?;
     }
+    Ok(changed)
+}
 
-    // systemd.
-    let start = ["systemctl", "enable", "--now", UNIT_NAME];
-    let restart = ["systemctl", "try-restart", UNIT_NAME];
-    let reload = ["systemctl", "daemon-reload"];
-    if destdir.is_some() {
+/// One line (and a diff, when there is one) for an entry's change.
+fn say_change(
+    out: &mut dyn Write,
+    pass: Pass,
+    change: &Change,
+    at: &Path,
+    meta: &str,
+) -> std::io::Result<()> {
+    let at = at.display();
+    match change {
+        Change::Create => writeln!(out, "{} {at} ({meta})", pass.says("create", "created")),
+        Change::Update { diff } => {
+            writeln!(out, "{} {at} ({meta})", pass.says("update", "updated"))?;
+            out.write_all(diff.as_bytes())
+        }
+        Change::FixModeOwner => writeln!(
+            out,
+            "{} {at} ({meta})",
+            pass.says("fix mode/owner of", "fixed mode/owner of")
+        ),
+        Change::Unchanged => writeln!(out, "unchanged {at}"),
+        Change::Keep { diff } => {
+            writeln!(
+                out,
+                "kept {at}: it differs from what these flags give (diff below); --force replaces it"
+            )?;
+            out.write_all(diff.as_bytes())
+        }
+    }
+}
+
+/// Enables and starts the service under systemd (reloading a changed unit and restarting a running
+/// service that changed); says what to run when staging or without systemd.
+fn start_service(
+    a: &InstallArgs,
+    layout: &Layout,
+    changed: &[PathBuf],
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    if let Some(destdir) = &a.destdir {
         writeln!(
             out,
             "staged under {}: no user created, systemd not touched",
-            destdir.unwrap_or(Path::new("")).display()
+            destdir.display()
         )?;
-    } else if system::systemd_running() {
-        let mut cmds: Vec<&[&str]> = Vec::new();
-        if changed.contains(&layout.unit) {
-            cmds.push(&reload);
-        }
-        if !changed.is_empty() {
-            // A running service picks up a new binary, unit or config only on restart.
-            cmds.push(&restart);
-        }
-        cmds.push(&start);
-        for c in cmds {
-            if a.dry_run {
-                writeln!(out, "would run: {}", c.join(" "))?;
-            } else {
-                system::run_admin(c)?;
-                writeln!(out, "ran: {}", c.join(" "))?;
-            }
-        }
-        writeln!(
-            out,
-            "status: systemctl status dirwatcher; logs: journalctl -u dirwatcher -f"
-        )?;
-    } else {
+        return Ok(());
+    }
+    if !system::systemd_running() {
         writeln!(
             out,
             "systemd is not running on this machine (/run/systemd/system is missing), so the service was not \
@@ -702,20 +523,34 @@ pub fn install(a: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             layout.binary.display(),
             a.config_path.display()
         )?;
+        return Ok(());
     }
-    if let Some(acct) = &a.account {
-        writeln!(
-            out,
-            "jobs are submitted as `{user}`: it must be a Slurm user of account `{acct}` \
-             (sacctmgr add user {user} account={acct}) and exist on the compute nodes",
-            user = a.user
-        )?;
+    let pass = Pass::of(a.dry_run);
+    if changed.contains(&layout.unit) {
+        pass.run(&["systemctl", "daemon-reload"], out)?;
     }
+    if !changed.is_empty() {
+        // A running service picks up a new binary, unit or config only on restart.
+        pass.run(&["systemctl", "try-restart", UNIT_NAME], out)?;
+    }
+    pass.run(&["systemctl", "enable", "--now", UNIT_NAME], out)?;
+    writeln!(
+        out,
+        "status: systemctl status dirwatcher; logs: journalctl -u dirwatcher -f"
+    )?;
     Ok(())
+}
+
+/// How `uninstall` removes a path.
+enum Removal {
+    File,
+    Tree,
+    EmptyDir,
 }
 
 /// Removes what `install` put on the machine; config, ledger and logs only with `--purge`.
 pub fn uninstall(a: &UninstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let pass = Pass::of(a.dry_run);
     let destdir = a.destdir.as_deref();
     let config_at = staged(destdir, &a.config_path);
     let (state_file, failure_log) = match crate::config::Config::load(&config_at) {
@@ -723,23 +558,43 @@ pub fn uninstall(a: &UninstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         Err(_) => (a.state_file.clone(), a.failure_log.clone()),
     };
     let layout = Layout::installer(&a.install_root, &a.config_path, &state_file, &failure_log);
-    let unit_at = staged(destdir, &layout.unit);
     let systemd = destdir.is_none() && system::systemd_running();
-    if systemd && unit_at.exists() {
-        let c = ["systemctl", "disable", "--now", UNIT_NAME];
-        if a.dry_run {
-            writeln!(out, "would run: {}", c.join(" "))?;
-        } else {
-            system::run_admin(&c)?;
-            writeln!(out, "ran: {}", c.join(" "))?;
-        }
+    if systemd && staged(destdir, &layout.unit).exists() {
+        pass.run(&["systemctl", "disable", "--now", UNIT_NAME], out)?;
     }
+    for (path, how) in removals(a, &layout) {
+        remove(pass, &staged(destdir, &path), how, out)?;
+    }
+    if !a.purge {
+        writeln!(
+            out,
+            "kept the config {}, the ledger {} and the failure log {} (--purge removes them)",
+            config_at.display(),
+            staged(destdir, &state_file).display(),
+            staged(destdir, &failure_log).display()
+        )?;
+    }
+    if systemd {
+        pass.run(&["systemctl", "daemon-reload"], out)?;
+    } else if destdir.is_none() {
+        writeln!(
+            out,
+            "systemd is not running here: stop any `dirwatcher run` you started yourself"
+        )?;
+    }
+    if destdir.is_none() {
+        writeln!(
+            out,
+            "the system user is kept (remove it with `userdel` if nothing else uses it)"
+        )?;
+    }
+    Ok(())
+}
 
-    enum Removal {
-        File,
-        Tree,
-        EmptyDir,
-    }
+/// What `uninstall` removes, in order (files before their directories): the service's own files, and
+/// with `--purge` the config, the ledger (with SQLite's and the local executor's companions) and the
+/// failure log.
+fn removals(a: &UninstallArgs, layout: &Layout) -> Vec<(PathBuf, Removal)> {
     let mut items = vec![
         (layout.unit.clone(), Removal::File),
         (layout.binary.clone(), Removal::File),
@@ -747,6 +602,7 @@ pub fn uninstall(a: &UninstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         (a.install_root.clone(), Removal::EmptyDir),
     ];
     if a.purge {
+        let state_file = &layout.state_file;
         let with_suffix = |s: &str| {
             let mut n = state_file.clone().into_os_string();
             n.push(s);
@@ -763,71 +619,38 @@ pub fn uninstall(a: &UninstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             (with_suffix("-shm"), Removal::File),
             (with_suffix(".lock"), Removal::File),
             (
-                crate::scheduler::local::jobs_dir_for(&state_file),
+                crate::scheduler::local::jobs_dir_for(state_file),
                 Removal::Tree,
             ),
             (layout.state_dir(), Removal::EmptyDir),
-            (failure_log.clone(), Removal::File),
+            (layout.failure_log.clone(), Removal::File),
             (layout.log_dir(), Removal::EmptyDir),
         ]);
     }
-    for (path, how) in items {
-        let at = staged(destdir, &path);
-        if std::fs::symlink_metadata(&at).is_err() {
-            continue;
-        }
-        if let Removal::EmptyDir = how
-            && std::fs::read_dir(&at)
-                .map(|mut d| d.next().is_some())
-                .unwrap_or(true)
-        {
-            writeln!(out, "kept {}: not empty", at.display())?;
-            continue;
-        }
-        writeln!(
-            out,
-            "{} {}",
-            if a.dry_run { "would remove" } else { "removed" },
-            at.display()
-        )?;
-        if a.dry_run {
-            continue;
-        }
-        match how {
-            Removal::File => std::fs::remove_file(&at),
-            Removal::Tree => std::fs::remove_dir_all(&at),
-            Removal::EmptyDir => std::fs::remove_dir(&at),
-        }
-        .with_context(|| format!("cannot remove `{}`", at.display()))?;
+    items
+}
+
+/// Removes `at` (its staged path) if it is there and, for a directory to remove when empty, is empty.
+fn remove(pass: Pass, at: &Path, how: Removal, out: &mut dyn Write) -> anyhow::Result<()> {
+    if std::fs::symlink_metadata(at).is_err() {
+        return Ok(());
     }
-    if !a.purge {
-        writeln!(
-            out,
-            "kept the config {}, the ledger {} and the failure log {} (--purge removes them)",
-            config_at.display(),
-            staged(destdir, &state_file).display(),
-            staged(destdir, &failure_log).display()
-        )?;
+    if let Removal::EmptyDir = how
+        && std::fs::read_dir(at)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        writeln!(out, "kept {}: not empty", at.display())?;
+        return Ok(());
     }
-    if systemd {
-        let c = ["systemctl", "daemon-reload"];
-        if a.dry_run {
-            writeln!(out, "would run: {}", c.join(" "))?;
-        } else {
-            system::run_admin(&c)?;
-            writeln!(out, "ran: {}", c.join(" "))?;
-        }
-    } else if destdir.is_none() {
-        writeln!(
-            out,
-            "systemd is not running here: stop any `dirwatcher run` you started yourself"
-        )?;
+    writeln!(out, "{} {}", pass.says("remove", "removed"), at.display())?;
+    if pass == Pass::DryRun {
+        return Ok(());
     }
-    if destdir.is_none() {
-        writeln!(
-            out,
-            "the system user is kept (remove it with `userdel` if nothing else uses it)"
-        )?;
+    match how {
+        Removal::File => std::fs::remove_file(at),
+        Removal::Tree => std::fs::remove_dir_all(at),
+        Removal::EmptyDir => std::fs::remove_dir(at),
     }
-    Ok(())
+    .with_context(|| format!("cannot remove `{}`", at.display()))
 }

@@ -9,18 +9,11 @@
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-use crate::config::keys::{self, Key, defaults};
+use crate::cli::{
+    DEFAULT_CONFIG, DEFAULT_FAILURE_LOG, DEFAULT_SIGNAL_FILE, DEFAULT_STATE_FILE, DEFAULT_USER,
+};
+use crate::config::keys::{self, Key};
 
-/// `--install-root` default, as the original installer.
-pub const DEFAULT_INSTALL_ROOT: &str = "/opt/dirwatcher";
-/// `--failure-log` default: `behavior.failure_log`'s, as the original installer.
-pub const DEFAULT_FAILURE_LOG: &str = defaults::FAILURE_LOG;
-/// `--state-file` default: `behavior.state_file`'s (the original used `state.json`; ours is SQLite).
-pub const DEFAULT_STATE_FILE: &str = defaults::STATE_FILE;
-/// `--signal-file` default: `watch.signal_filename`'s.
-pub const DEFAULT_SIGNAL_FILE: &str = defaults::SIGNAL_FILENAME;
-/// `--user` default: the dedicated system user the service (and so every job) runs as.
-pub const DEFAULT_USER: &str = "dirwatcher";
 /// Where the installer writes the unit.
 pub const INSTALLER_UNIT: &str = "/etc/systemd/system/dirwatcher.service";
 /// The unit's name.
@@ -70,7 +63,7 @@ impl Layout {
         Layout {
             binary: "/usr/bin/dirwatcher".into(),
             sample_job: "/usr/share/dirwatcher/process_dir.py".into(),
-            config: crate::cli::DEFAULT_CONFIG.into(),
+            config: DEFAULT_CONFIG.into(),
             unit: "/lib/systemd/system/dirwatcher.service".into(),
             state_file: DEFAULT_STATE_FILE.into(),
             failure_log: DEFAULT_FAILURE_LOG.into(),
@@ -493,7 +486,7 @@ mod tests {
     /// The installer's layout with every default path.
     fn default_layout() -> Layout {
         Layout::installer(
-            Path::new(DEFAULT_INSTALL_ROOT),
+            Path::new(crate::cli::DEFAULT_INSTALL_ROOT),
             Path::new("/etc/dirwatcher/config.yaml"),
             Path::new(DEFAULT_STATE_FILE),
             Path::new(DEFAULT_FAILURE_LOG),

@@ -1,13 +1,13 @@
 //! The installer's contact with the machine: users and groups (through NSS, so LDAP users count), files
-//! with modes and owners written atomically, and `useradd`/`systemctl` through [`crate::process`].
+//! with modes and owners (written atomically through [`crate::fsx`]), and `useradd`/`systemctl` through
+//! [`crate::process`].
 //!
 //! Must never: decide anything (the plan in `install/mod.rs` does), or follow a path outside what it is
 //! given.
 
 use std::ffi::{CStr, CString};
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -109,9 +109,10 @@ pub fn set_mode_owner(p: &Path, mode: u32, owner: Option<(u32, u32)>) -> anyhow:
         .with_context(|| format!("cannot change the mode of `{}`", p.display()))
 }
 
-/// Writes `content` to `path` through a temporary file in the same directory and a rename, so a reader
-/// (or the running service, for the binary) never sees half a file.
-pub fn write_atomic(
+/// Puts `content` at `path` with `mode` and (when given) `owner`, through [`crate::fsx::write_atomic`], so
+/// a reader (or the running service, for the binary) never sees half a file. Creates the parent
+/// directory (the unit's, under a destdir, may be missing).
+pub fn write_file(
     path: &Path,
     content: &[u8],
     mode: u32,
@@ -120,23 +121,13 @@ pub fn write_atomic(
     let dir = path.parent().unwrap_or(Path::new("/"));
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the directory `{}`", dir.display()))?;
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".dirwatcher-install.{}", std::process::id()));
-    let tmp: PathBuf = dir.join(name);
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot create `{}`", tmp.display()))?;
-        f.write_all(content)
-            .and_then(|()| f.sync_all())
-            .with_context(|| format!("cannot write `{}`", tmp.display()))?;
-        drop(f);
-        set_mode_owner(&tmp, mode, owner)?;
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot replace `{}`", path.display()))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    crate::fsx::write_atomic(path, content, mode)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    // The new file is already ours (root's, when an owner is asked for); this settles a setgid parent.
+    match owner {
+        Some(_) => set_mode_owner(path, mode, owner),
+        None => Ok(()),
     }
-    result
 }
 
 /// Runs an administrative command (useradd, systemctl) with a bound; stdout is returned.

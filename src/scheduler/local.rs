@@ -174,12 +174,8 @@ fn proc_start_and_state(pid: &str) -> Option<(String, String)> {
     Some((fields.get(19)?.to_string(), fields.first()?.to_string()))
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, bytes)?;
-    fs::File::open(&tmp)?.sync_all()?;
-    fs::rename(&tmp, path)
-}
+/// Mode of a job's bookkeeping files: the spec holds `job.env`, so no one outside the service's group.
+const JOB_FILE_MODE: u32 = 0o640;
 
 /// Expands `%j` (job id) and `%x` (job name) in an output pattern, as Slurm does.
 pub fn expand_output(pattern: &str, job_id: &str, job_name: &str) -> String {
@@ -241,7 +237,7 @@ impl Scheduler for Local {
                 .map(|d| d.as_millis() as u64),
         };
         let json = serde_json::to_vec(&local).map_err(|e| SubmitError::Refused(e.to_string()))?;
-        write_atomically(&dir.join("spec.json"), &json)
+        crate::fsx::write_atomic(&dir.join("spec.json"), &json, JOB_FILE_MODE)
             .map_err(|e| fail("write the job spec in", e))?;
         Ok(id)
     }
@@ -329,9 +325,10 @@ pub fn run_job(dir: &Path) -> i32 {
                 state: "FAILED".into(),
                 exit_code: "1:0".into(),
             };
-            let _ = write_atomically(
+            let _ = crate::fsx::write_atomic(
                 &dir.join("status.json"),
                 &serde_json::to_vec(&st).unwrap_or_default(),
+                JOB_FILE_MODE,
             );
             1
         }
@@ -343,7 +340,11 @@ fn run_job_inner(dir: &Path) -> io::Result<()> {
         serde_json::from_slice(&fs::read(dir.join("spec.json"))?).map_err(io::Error::other)?;
     let me = std::process::id().to_string();
     let (start, _) = proc_start_and_state(&me).unwrap_or_default();
-    write_atomically(&dir.join("pid"), format!("{me} {start}\n").as_bytes())?;
+    crate::fsx::write_atomic(
+        &dir.join("pid"),
+        format!("{me} {start}\n").as_bytes(),
+        JOB_FILE_MODE,
+    )?;
 
     let cancel = Arc::new(AtomicBool::new(false));
     for sig in [
@@ -414,9 +415,10 @@ fn run_job_inner(dir: &Path) -> io::Result<()> {
             }
         }
     };
-    write_atomically(
+    crate::fsx::write_atomic(
         &dir.join("status.json"),
         &serde_json::to_vec(&status).map_err(io::Error::other)?,
+        JOB_FILE_MODE,
     )
 }
 

@@ -1,0 +1,96 @@
+//! The file-system edge: how dirwatcher changes files, in one place. Today one helper, the atomic replace
+//! that the local executor's job files, the metrics textfile and the installer all use; the
+//! descriptor-relative helpers (root handle, listing, safe delete and create) belong here too.
+//!
+//! Must never: let a reader see half a file, or decide anything (callers choose paths, bytes and modes).
+
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use atomic_write_file::OpenOptions;
+use atomic_write_file::unix::OpenOptionsExt;
+
+/// Replaces `path` with `bytes`, with exactly the permission bits `mode` (the umask does not apply), so
+/// that a reader sees the old file or the new one, never half of one.
+///
+/// The bytes go to a hidden temporary sibling (`.<name>.<random>`, which a textfile collector reading
+/// `*.prom` ignores), are synced, and the sibling is renamed over `path`; on any error the temporary file
+/// is removed and `path` is untouched. The new file belongs to this process's user and group: nothing of
+/// an old file's mode or owner is kept. The directory must exist. A symlink at `path` is replaced, not
+/// followed.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .preserve_mode(false)
+        .preserve_owner(false)
+        .open(path)?;
+    file.write_all(bytes)?;
+    // Set on the temporary file, before the rename: the file never shows up with another mode.
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    file.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    fn mode_of(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().mode() & 0o7777
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_new_file_gets_the_bytes_and_exactly_the_mode_whatever_the_umask() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("metrics.prom");
+        // 0o666 is what a umask (022 or 027) would cut down: the mode must be set, not requested.
+        write_atomic(&p, b"up 1\n", 0o666).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"up 1\n");
+        assert_eq!(mode_of(&p), 0o666);
+        assert_eq!(
+            names_in(t.path()),
+            ["metrics.prom"],
+            "no temporary file left"
+        );
+    }
+
+    #[test]
+    fn an_existing_file_is_replaced_whole_and_takes_the_new_mode() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("status.json");
+        std::fs::write(&p, b"a much longer old content that must not leave a tail").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let old_inode = std::fs::metadata(&p).unwrap().ino();
+
+        write_atomic(&p, b"new", 0o755).unwrap();
+
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        assert_eq!(mode_of(&p), 0o755);
+        // A rename, not a rewrite in place: a reader holding the old file keeps reading the old bytes.
+        assert_ne!(std::fs::metadata(&p).unwrap().ino(), old_inode);
+        assert_eq!(
+            names_in(t.path()),
+            ["status.json"],
+            "no temporary file left"
+        );
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_error_and_creates_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("no-such-dir").join("pid");
+        let e = write_atomic(&p, b"1 2\n", 0o644).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(names_in(t.path()).is_empty());
+    }
+}
