@@ -26,6 +26,7 @@ pub const DEFAULT_SIGNAL_FILE: &str = defaults::SIGNAL_FILENAME;
 /// `--user` default: the dedicated system user the service (and so every job) runs as.
 pub const DEFAULT_USER: &str = "dirwatcher";
 
+/// The `dirwatcher` command line (its help text is set by the attributes below).
 #[derive(Debug, Parser)]
 #[command(
     name = "dirwatcher",
@@ -292,4 +293,38 @@ pub enum Generate {
         /// Output directory (created).
         dir: PathBuf,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::keys;
+
+    /// The installer's flags that fill config keys default to the table's values, wherever the clap
+    /// structs live.
+    #[test]
+    fn installer_flags_default_to_the_table() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        let cases = [
+            ("install", "signal_file", &keys::WATCH_SIGNAL_FILENAME),
+            ("install", "state_file", &keys::BEHAVIOR_STATE_FILE),
+            ("install", "failure_log", &keys::BEHAVIOR_FAILURE_LOG),
+            ("uninstall", "state_file", &keys::BEHAVIOR_STATE_FILE),
+            ("uninstall", "failure_log", &keys::BEHAVIOR_FAILURE_LOG),
+        ];
+        for (sub, flag, key) in cases {
+            let arg = cli
+                .find_subcommand(sub)
+                .and_then(|s| s.get_arguments().find(|a| a.get_id() == flag))
+                .unwrap_or_else(|| panic!("`{sub} --{flag}` is gone"));
+            let got: Vec<_> = arg.get_default_values().iter().collect();
+            assert_eq!(
+                got,
+                [key.default.yaml().unwrap().as_ref()],
+                "`{sub}` flag for {}",
+                key.name
+            );
+        }
+    }
 }

@@ -105,6 +105,7 @@ const COLUMNS: &str = "id, dir, ready_dev, ready_ino, ready_size, ready_mtime_ns
     exit_code, last_error, uncertain, delete_pending, failure_log_pending, deleted, updated_at";
 
 /// The open ledger.
+#[derive(Debug)]
 pub struct Ledger {
     conn: Connection,
     path: PathBuf,

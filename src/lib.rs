@@ -1,22 +1,32 @@
 //! dirwatcher: run one Slurm job for every directory that is marked ready under a watched root.
 //!
-//! Map of the modules (see `docs/architecture.md` for the picture):
-//! - [`cli`]: the command line (clap).
-//! - [`config`]: YAML → validated [`config::Config`]; errors name file, line, key and fix.
+//! Map of the modules (see `docs/architecture.md` for the picture). Dependencies point one way, from the
+//! loop down to the pure core (a test, `tests/it/layering.rs`, checks it):
+//! - [`cli`]: the command line (clap); imports nothing but the table of config keys.
+//! - [`config`]: YAML → validated [`config::Config`]; [`config::keys`] is the one table of keys, defaults
+//!   and help; errors name file, line, key and fix.
+//! - [`time`]: milliseconds, and the [`time::Clock`] (wall for records, monotonic for schedules).
+//! - [`engine`]: the pure decision core: the generation model, stability, what a scheduler answer means,
+//!   outages and back-off, a cycle's agenda and the loop's schedule. No clock, no I/O.
 //! - [`scan`]: lists the root and looks at ready-files (stat + shared `flock` probe). Read-only.
-//! - [`engine`]: the pure decision core: stability, job states, outcomes, back-off, outages.
 //! - [`ledger`]: the SQLite ledger; every transition is committed before the effect that depends on it.
 //! - [`scheduler`]: the job back ends, [`scheduler::slurm`] (sbatch/sacct/squeue) and [`scheduler::local`].
 //! - [`process`]: the one home of child processes (argv, timeout, process group).
 //! - [`fsx`]: the file-system edge: the one atomic file replace (`write_atomic`).
 //! - [`outcome`]: failure-log lines and the guarded deletion of finished directories.
-//! - [`daemon`]: the loop that owns the state and ties the rest together.
+//! - [`daemon`]: the loop: one owner of state, built from its parts (config, scheduler, clock); its steps
+//!   observe, ask the engine, commit, act.
 //! - [`install`]: `install`/`uninstall` (files, service user, hardened systemd unit), the root refusal of
 //!   `run`, and generated man pages, completions and package files.
-//! - [`logging`]: where log lines go (journald under systemd, text or JSON on stderr).
+//! - [`logging`]: where log lines go (journald under systemd, text or JSON on stderr), and how paths and
+//!   errors are rendered in them.
 //! - [`metrics`]: Prometheus metrics, served on `metrics.listen` and/or written to `metrics.textfile`.
 //! - [`notify`]: systemd notifications (`READY=1`, `STATUS=`, watchdog, `STOPPING=1`).
 //! - [`ops`]: operator commands on the ledger (`status`, `retry`, `forget`) and the `demo`.
+
+#![forbid(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![warn(clippy::dbg_macro, clippy::todo, clippy::unimplemented)]
 
 pub mod cli;
 pub mod config;

@@ -84,7 +84,7 @@ const CALL_BUCKETS: [f64; 12] = [
 ];
 
 /// The metric handles (cheap clones of shared atomics).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 struct Handles {
     directories: Gauge,
     pending: Family<[(&'static str, &'static str); 1], Gauge>,
@@ -218,6 +218,7 @@ fn new_registry() -> (Registry, Handles) {
 }
 
 /// The daemon's metrics and where they go.
+#[derive(Debug)]
 pub struct Metrics {
     /// Shared with the HTTP thread.
     registry: Arc<Registry>,
@@ -494,6 +495,14 @@ pub struct Instrumented {
     inner: Box<dyn Scheduler>,
     h: Handles,
     notifier: Notifier,
+}
+
+impl std::fmt::Debug for Instrumented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instrumented")
+            .field("inner", &self.inner.name())
+            .finish()
+    }
 }
 
 impl Instrumented {

@@ -17,12 +17,13 @@ use crate::ledger::Counts;
 
 /// Talks to the service manager; a cheap handle (clones share the watchdog rhythm). A no-op when the
 /// daemon was not started by systemd with a notification socket.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Notifier {
     /// `None` when `NOTIFY_SOCKET` is not set: every call returns at once.
     inner: Option<Arc<Inner>>,
 }
 
+#[derive(Debug)]
 struct Inner {
     /// `WATCHDOG_USEC` (when meant for this process): pings are due at least every half of it.
     watchdog: Option<Duration>,
@@ -30,7 +31,7 @@ struct Inner {
     sent: Mutex<Sent>,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Sent {
     /// `READY=1` went out.
     ready: bool,
@@ -81,7 +82,7 @@ impl Notifier {
     pub fn cycle_done(&self, status: Option<&str>) {
         let Some(inner) = &self.inner else { return };
         let mut sent = inner.sent.lock().unwrap_or_else(|p| p.into_inner());
-        let mut msg: Vec<NotifyState> = Vec::new();
+        let mut msg: Vec<NotifyState<'_>> = Vec::new();
         if !sent.ready {
             msg.push(NotifyState::Ready);
         }
@@ -160,7 +161,7 @@ impl Inner {
 }
 
 /// Sends one datagram; says once when the socket stops working and once when it works again.
-fn send(sent: &mut Sent, msg: &[NotifyState]) -> bool {
+fn send(sent: &mut Sent, msg: &[NotifyState<'_>]) -> bool {
     match sd_notify::notify(msg) {
         Ok(()) => {
             if sent.failing {

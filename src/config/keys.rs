@@ -552,32 +552,4 @@ mod tests {
             );
         }
     }
-
-    /// The installer's flags that fill config keys default to the table's values, wherever the clap
-    /// structs live.
-    #[test]
-    fn installer_flags_default_to_the_table() {
-        use clap::CommandFactory;
-        let cli = crate::cli::Cli::command();
-        let cases = [
-            ("install", "signal_file", &WATCH_SIGNAL_FILENAME),
-            ("install", "state_file", &BEHAVIOR_STATE_FILE),
-            ("install", "failure_log", &BEHAVIOR_FAILURE_LOG),
-            ("uninstall", "state_file", &BEHAVIOR_STATE_FILE),
-            ("uninstall", "failure_log", &BEHAVIOR_FAILURE_LOG),
-        ];
-        for (sub, flag, key) in cases {
-            let arg = cli
-                .find_subcommand(sub)
-                .and_then(|s| s.get_arguments().find(|a| a.get_id() == flag))
-                .unwrap_or_else(|| panic!("`{sub} --{flag}` is gone"));
-            let got: Vec<_> = arg.get_default_values().iter().collect();
-            assert_eq!(
-                got,
-                [key.default.yaml().unwrap().as_ref()],
-                "`{sub}` flag for {}",
-                key.name
-            );
-        }
-    }
 }

@@ -174,6 +174,7 @@ impl Default for CachedCounts {
 }
 
 /// Who watches from the side: Prometheus metrics and systemd.
+#[derive(Debug)]
 struct Observers {
     /// Prometheus metrics (they also wrap the scheduler to time its calls).
     metrics: Metrics,
@@ -205,6 +206,17 @@ pub struct Daemon {
     observers: Observers,
     /// The single-instance lock; released when the daemon is dropped.
     _lock: File,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("config", &self.cfg.source)
+            .field("scheduler", &self.sched.name())
+            .field("schedule", &self.schedule)
+            .field("health", &self.health)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Daemon {

@@ -57,6 +57,7 @@ pub struct LocalStatus {
 }
 
 /// The local back end.
+#[derive(Debug)]
 pub struct Local {
     jobs_dir: PathBuf,
     job: JobConfig,

@@ -16,6 +16,7 @@ use crate::process::{self, Invocation, ProcessError};
 use crate::time::Millis;
 
 /// Slurm back end.
+#[derive(Debug)]
 pub struct Slurm {
     job: JobConfig,
     root: PathBuf,
@@ -79,6 +80,11 @@ pub fn sbatch_invocation(job: &JobConfig, root: &std::path::Path, spec: &JobSpec
     inv
 }
 
+/// True for a plain numeric job id (`1234`; not an array or het-job id, not empty): the only kind we submit.
+pub fn is_job_id(id: &str) -> bool {
+    !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Parses `sbatch --parsable` output: `ID` or `ID;CLUSTER` on the last non-empty line (sbatch may print
 /// warnings before it). Returns the id as stored in the ledger (`ID` or `ID;CLUSTER`).
 pub fn parse_parsable(stdout: &str) -> Option<String> {
@@ -91,7 +97,7 @@ pub fn parse_parsable(stdout: &str) -> Option<String> {
         Some((i, c)) => (i, Some(c)),
         None => (line, None),
     };
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+    if !is_job_id(id) {
         return None;
     }
     match cluster {
@@ -125,7 +131,7 @@ pub fn parse_sacct(stdout: &str) -> HashMap<String, JobReport> {
         };
         let id = id.trim();
         // Only whole allocations of plain jobs: skip steps (`12.batch`) and anything not ours.
-        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        if !is_job_id(id) {
             continue;
         }
         out.insert(
@@ -144,8 +150,7 @@ pub fn find_key(stdout: &str, key: &str) -> Option<String> {
     stdout.lines().find_map(|l| {
         let mut f = l.split('|');
         let (id, comment) = (f.next()?.trim(), f.next()?.trim());
-        (comment == key && !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| id.to_string())
+        (comment == key && is_job_id(id)).then(|| id.to_string())
     })
 }
 
@@ -158,10 +163,7 @@ pub fn find_uncommented_since(stdout: &str, since: Millis) -> Option<String> {
             let mut f = l.split('|');
             let (id, comment, submit) = (f.next()?.trim(), f.next()?.trim(), f.next()?.trim());
             let submit_ms = submit.parse::<i64>().ok()?.checked_mul(1000)?;
-            (comment.is_empty()
-                && id.bytes().all(|b| b.is_ascii_digit())
-                && !id.is_empty()
-                && submit_ms >= since - 60_000)
+            (comment.is_empty() && is_job_id(id) && submit_ms >= since - 60_000)
                 .then(|| (submit_ms, id.to_string()))
         })
         .min()
@@ -259,8 +261,7 @@ pub fn parse_squeue(stdout: &str) -> Vec<(String, String)> {
         .filter_map(|l| {
             let (id, st) = l.split_once('|')?;
             let id = id.trim();
-            (!id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| (id.to_string(), st.trim().to_string()))
+            is_job_id(id).then(|| (id.to_string(), st.trim().to_string()))
         })
         .collect()
 }

@@ -78,7 +78,13 @@ fn graph() -> (Graph, BTreeMap<String, Vec<PathBuf>>) {
 
 /// A cycle through `start`, if there is one (depth-first search for a path back to it).
 fn cycle_through(g: &Graph, start: &str) -> Option<Vec<String>> {
-    fn walk(g: &Graph, at: &str, start: &str, path: &mut Vec<String>, seen: &mut BTreeSet<String>) -> bool {
+    fn walk(
+        g: &Graph,
+        at: &str,
+        start: &str,
+        path: &mut Vec<String>,
+        seen: &mut BTreeSet<String>,
+    ) -> bool {
         for next in g.get(at).into_iter().flatten() {
             if next == start {
                 return true;
@@ -103,7 +109,10 @@ fn cycle_through(g: &Graph, start: &str) -> Option<Vec<String>> {
 #[test]
 fn modules_import_each_other_in_one_direction_only() {
     let (g, _) = graph();
-    assert!(g.contains_key("engine") && g.contains_key("daemon"), "read the wrong tree: {g:?}");
+    assert!(
+        g.contains_key("engine") && g.contains_key("daemon"),
+        "read the wrong tree: {g:?}"
+    );
     let cycles: Vec<String> = g
         .keys()
         .filter_map(|m| cycle_through(&g, m))
@@ -117,11 +126,26 @@ fn the_engine_is_pure() {
     let (g, files) = graph();
     let allowed: BTreeSet<String> = ["time"].map(String::from).into();
     let bad: Vec<&String> = g["engine"].difference(&allowed).collect();
-    assert!(bad.is_empty(), "the engine imports {bad:?}: it must decide, not do");
+    assert!(
+        bad.is_empty(),
+        "the engine imports {bad:?}: it must decide, not do"
+    );
     for f in &files["engine"] {
         let text = code(f);
-        for io in ["std::fs", "std::process", "std::net", "std::env", "SystemTime", "Instant", "Clock"] {
-            assert!(!text.contains(io), "{} uses `{io}`: the engine must not touch the outside world", f.display());
+        for io in [
+            "std::fs",
+            "std::process",
+            "std::net",
+            "std::env",
+            "SystemTime",
+            "Instant",
+            "Clock",
+        ] {
+            assert!(
+                !text.contains(io),
+                "{} uses `{io}`: the engine must not touch the outside world",
+                f.display()
+            );
         }
     }
 }
@@ -129,13 +153,30 @@ fn the_engine_is_pure() {
 #[test]
 fn lower_layers_do_not_reach_up() {
     let (g, _) = graph();
-    for low in ["scheduler", "ops", "engine", "ledger", "scan", "process", "outcome", "config", "metrics"] {
+    for low in [
+        "scheduler",
+        "ops",
+        "engine",
+        "ledger",
+        "scan",
+        "process",
+        "outcome",
+        "config",
+        "metrics",
+    ] {
         assert!(!g[low].contains("daemon"), "`{low}` imports `daemon`");
     }
-    assert!(g["time"].is_empty(), "`time` must import nothing of the crate, imports {:?}", g["time"]);
+    assert!(
+        g["time"].is_empty(),
+        "`time` must import nothing of the crate, imports {:?}",
+        g["time"]
+    );
     // The command line is a leaf too, except for the table of config keys its help text is built from.
     let cli: Vec<&String> = g["cli"].iter().filter(|m| *m != "config").collect();
-    assert!(cli.is_empty(), "`cli` must import nothing of the crate but `config`, imports {cli:?}");
+    assert!(
+        cli.is_empty(),
+        "`cli` must import nothing of the crate but `config`, imports {cli:?}"
+    );
 }
 
 #[test]

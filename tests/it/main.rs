@@ -5,6 +5,7 @@
 mod cli;
 mod harness;
 mod install;
+mod layering;
 mod local;
 mod observe;
 mod ops;
