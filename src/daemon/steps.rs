@@ -322,7 +322,19 @@ impl Daemon {
             self.settling.tracker.forget(name);
             return Ok(Look::Wait);
         }
-        let lock = match scan::probe_lock(&path.join(signal)) {
+        self.settle(name, latest, identity, now)
+    }
+
+    /// A new generation's ready-file: probe its lock and count the look toward stability.
+    fn settle(
+        &mut self,
+        name: &OsString,
+        latest: Option<Generation>,
+        identity: ReadyIdentity,
+        now: Millis,
+    ) -> Result<Look, LedgerDown> {
+        let path = self.cfg.watch.root.join(name);
+        let lock = match scan::probe_lock(&path.join(&self.cfg.watch.signal_filename)) {
             Ok(l) => l,
             Err(e) => {
                 say::look_failed(&path, "probe the lock of the ready-file", &e);

@@ -18,6 +18,19 @@ pub struct ReadyIdentity {
     pub mtime_ns: i64,
 }
 
+#[cfg(test)]
+impl ReadyIdentity {
+    /// A ready-file identity for tests: fixed device and inode, the given size and mtime.
+    pub(crate) fn sample(size: u64, mtime_ns: i64) -> ReadyIdentity {
+        ReadyIdentity {
+            dev: 1,
+            ino: 7,
+            size,
+            mtime_ns,
+        }
+    }
+}
+
 /// Whether a writer holds the ready-file locked, as seen by a non-blocking shared `flock` probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockProbe {
@@ -167,12 +180,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn id(size: u64, mtime: i64) -> ReadyIdentity {
-        ReadyIdentity {
-            dev: 1,
-            ino: 7,
-            size,
-            mtime_ns: mtime,
-        }
+        ReadyIdentity::sample(size, mtime)
     }
 
     #[test]

@@ -139,12 +139,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn id(size: u64, mtime: i64) -> ReadyIdentity {
-        ReadyIdentity {
-            dev: 1,
-            ino: 7,
-            size,
-            mtime_ns: mtime,
-        }
+        ReadyIdentity::sample(size, mtime)
     }
     fn obs(dir: &str, identity: ReadyIdentity, lock: LockProbe) -> ReadyObservation {
         ReadyObservation {
