@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::engine::{GenState, Generation};
+use crate::engine::{GenState, Generation, classify_rejection};
 use crate::ledger::{Counts, Ledger};
 use crate::logging::show;
 use crate::time::Millis;
@@ -54,6 +54,27 @@ pub struct Failure {
     pub finished_at: Option<String>,
 }
 
+/// Why submissions are refused, in `status`: the latest `sbatch` was refused for what the config asks.
+#[derive(Debug, Serialize)]
+pub struct Refusal {
+    /// `config`: a configuration error that waiting will not fix.
+    pub reason: &'static str,
+    /// What Slurm says is wrong, in words.
+    pub problem: &'static str,
+    /// The config key to fix.
+    pub key: &'static str,
+    /// What to check.
+    pub advice: &'static str,
+    /// The directory whose submission was refused last.
+    pub dir: String,
+    /// What `sbatch` said.
+    pub error: String,
+    /// When it was refused (RFC 3339).
+    pub at: String,
+    /// Directories waiting for a job meanwhile.
+    pub waiting: usize,
+}
+
 /// The whole `status` report.
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -63,6 +84,8 @@ pub struct Status {
     pub root: String,
     /// Directories by the state of their latest generation.
     pub counts: Counts,
+    /// Set while submissions are refused for a configuration reason (as the ledger last saw it).
+    pub submissions_refused: Option<Refusal>,
     /// Jobs in flight (and intents waiting for their job id).
     pub in_flight: Vec<InFlight>,
     /// Most recent failures, newest first.
@@ -79,8 +102,9 @@ pub fn status(cfg: &Config, failures: u32) -> anyhow::Result<Status> {
     let ledger = open_existing(cfg)?;
     let now = wall_now();
     let root = &cfg.watch.root;
-    let in_flight = ledger
-        .active()?
+    let active = ledger.active()?;
+    let submissions_refused = refusal(root, &active);
+    let in_flight = active
         .into_iter()
         .map(|g| InFlight {
             dir: root.join(&g.dir).to_string_lossy().into_owned(),
@@ -108,8 +132,38 @@ pub fn status(cfg: &Config, failures: u32) -> anyhow::Result<Status> {
         state_file: cfg.behavior.state_file.to_string_lossy().into_owned(),
         root: root.to_string_lossy().into_owned(),
         counts: ledger.counts()?,
+        submissions_refused,
         in_flight,
         recent_failures,
+    })
+}
+
+/// Whether the ledger says submissions are refused for a configuration reason: the most recent failed
+/// `sbatch` among the waiting intents was, and no job was submitted after it.
+fn refusal(root: &Path, active: &[Generation]) -> Option<Refusal> {
+    let waiting: Vec<&Generation> = active
+        .iter()
+        .filter(|g| g.state == GenState::Submitting)
+        .collect();
+    let last = waiting
+        .iter()
+        .filter(|g| g.last_error.is_some())
+        .max_by_key(|g| g.updated_at)?;
+    let error = last.last_error.clone()?;
+    let reason = classify_rejection(&error)?;
+    let last_submitted = active.iter().filter_map(|g| g.submitted_at).max();
+    if last_submitted.is_some_and(|t| t >= last.updated_at) {
+        return None;
+    }
+    Some(Refusal {
+        reason: "config",
+        problem: reason.problem(),
+        key: reason.key(),
+        advice: reason.advice(),
+        dir: root.join(&last.dir).to_string_lossy().into_owned(),
+        error,
+        at: rfc3339(last.updated_at),
+        waiting: waiting.len(),
     })
 }
 
@@ -124,6 +178,15 @@ pub fn render_status(s: &Status) -> String {
         "directories: {} submitting, {} in flight, {} completed, {} failed",
         c.submitting, c.submitted, c.completed, c.failed
     );
+    if let Some(r) = &s.submissions_refused {
+        let _ = writeln!(
+            o,
+            "\nsubmissions refused by Slurm: {} — a configuration error: fix `{}` ({}), then reload the \
+             daemon (`systemctl reload dirwatcher` or SIGHUP); {} directories wait meanwhile\n  \
+             last refused: {} at {}\n  sbatch said: {}",
+            r.problem, r.key, r.advice, r.waiting, r.dir, r.at, r.error
+        );
+    }
     if !s.in_flight.is_empty() {
         let _ = writeln!(o, "\nin flight:");
         for j in &s.in_flight {

@@ -22,7 +22,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::config::Config;
-use crate::engine::{Cadence, OutageLatch, Schedule, StabilityTracker};
+use crate::engine::{Cadence, OutageLatch, RejectionLatch, Schedule, StabilityTracker};
 use crate::ledger::{Counts, Ledger, LedgerError};
 use crate::metrics::{Metrics, MetricsError};
 use crate::notify::{self, Notifier};
@@ -143,6 +143,9 @@ impl Settling {
 struct Health {
     /// Submissions (slurmctld down, sbatch failing).
     submit: OutageLatch,
+    /// Submissions refused for what the config asks (invalid account, partition, gres, …): not an outage,
+    /// said again every `behavior.submit_backoff_max_sec` until a submission gets through.
+    rejected: RejectionLatch,
     /// Queries and key lookups (slurmdbd down, sacct failing).
     query: OutageLatch,
     /// Ledger writes (disk full, read-only).
@@ -258,6 +261,7 @@ impl Daemon {
     /// Runs cycles until a Terminate event arrives.
     pub fn run(&mut self, events: &Receiver<Event>) {
         say::started(&self.cfg, self.sched.name());
+        say::environment_withheld(&crate::process::withheld_slurm_names(std::env::vars_os()));
         loop {
             match self.cycle(events) {
                 Flow::Stop => break,
@@ -362,8 +366,11 @@ impl Daemon {
         let counts = self.counts.counts.as_ref();
         let settling = self.settling.tracker.len() as u64;
         o.metrics.publish(counts, settling);
-        let status =
-            counts.map(|c| notify::status_line(&self.cfg.watch.root, c.submitting + settling, c));
+        let refused = self.health.rejected.current();
+        let status = counts.map(|c| {
+            let line = notify::status_line(&self.cfg.watch.root, c.submitting + settling, c);
+            notify::with_refusal(line, refused)
+        });
         o.notifier.cycle_done(status.as_deref());
     }
 }

@@ -168,10 +168,14 @@ pub fn find_uncommented_since(stdout: &str, since: Millis) -> Option<String> {
         .map(|(_, id)| id)
 }
 
-/// True when sbatch's error proves no job was created (the controller refused it or was never reached).
+/// True when sbatch's error proves no job was created: the controller refused it or was never reached, or
+/// sbatch itself refused what the config asks before sending anything (an unknown gres or option, an
+/// unreadable script: these lack the "submission failed" words).
 pub fn sbatch_refusal_is_certain(stderr: &str) -> bool {
     let s = stderr.to_ascii_lowercase();
-    s.contains("batch job submission failed") && !s.contains("timed out") && !s.contains("timeout")
+    let refused = s.contains("batch job submission failed")
+        || crate::engine::classify_rejection(&s).is_some();
+    refused && !s.contains("timed out") && !s.contains("timeout")
 }
 
 impl Slurm {
@@ -485,6 +489,13 @@ mod tests {
             "sbatch: error: Batch job submission failed: Socket timed out on send/recv"
         ));
         assert!(!sbatch_refusal_is_certain("Segmentation fault"));
+        // Refused by sbatch itself, before the controller (Slurm 22.05): no job, so no key lookup.
+        assert!(sbatch_refusal_is_certain(
+            "sbatch: error: Invalid generic resource (gres) specification"
+        ));
+        assert!(sbatch_refusal_is_certain(
+            "sbatch: unrecognized option '--bogus'\nTry \"sbatch --help\" for more information"
+        ));
     }
 
     #[test]
