@@ -77,6 +77,11 @@ A second instance on the same state file refuses to start."
     #[command(
         long_about = "Validate a config file and print the effective configuration, with every \
 default filled in. Exit status 0 when valid, 2 with one message naming the key, its line and the fix when not.\n\n\
+With --slurm it then asks Slurm whether it would take the job: it runs the exact `sbatch` the daemon would \
+run (same arguments, same cleaned environment, the root as a sample directory) with `--test-only`, which \
+creates no job, as the user running the command (run it as the service user: `sudo -u dirwatcher \
+dirwatcher check-config --slurm`). An invalid account, partition, QOS, gres or time limit, or a user without an \
+association, is reported with the key to fix and exit status 2; exit status 1 when Slurm could not be asked.\n\n\
 Keys (defaults in brackets):\n\
   watch.root                      directory to watch; must exist, never created\n\
   watch.signal_filename           [_READY] ready-file name\n\
@@ -115,6 +120,10 @@ Keys (defaults in brackets):\n\
         /// The YAML config file.
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Also ask Slurm (`sbatch --test-only`, no job is created) whether it accepts the job the daemon
+        /// would submit, as the user running this command.
+        #[arg(long)]
+        slurm: bool,
     },
     /// Show counts by state, jobs in flight with their ages, and recent failures (works while the daemon runs).
     Status {

@@ -311,6 +311,120 @@ pub fn forget(cfg: &Config, dirs: &[PathBuf]) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
+/// What `check-config --slurm` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlurmCheck {
+    /// Slurm would take the job, or there is no Slurm to ask (local executor).
+    Fine,
+    /// Slurm refuses the job for what the config asks: a configuration error.
+    Refused,
+    /// Slurm refused for another reason, or could not be asked: nothing is proven about the config.
+    Unknown,
+}
+
+/// `check-config --slurm`: asks `sbatch --test-only` (no job is created) about the exact job the daemon
+/// would submit, as the user running the command. Returns the verdict and what to print: `out` for
+/// stdout, `err` for stderr.
+pub fn check_slurm(cfg: &Config) -> (SlurmCheck, String, String) {
+    use crate::scheduler::slurm::{TestOnly, run_test_only, test_only_invocation};
+    if cfg.job.executor == crate::config::ExecutorKind::Local {
+        return (
+            SlurmCheck::Fine,
+            "# slurm: nothing to check, `job.executor` is `local` (jobs run on this machine)\n"
+                .into(),
+            String::new(),
+        );
+    }
+    let inv = test_only_invocation(cfg);
+    let user = current_user();
+    let mut out = format!(
+        "# slurm: asking sbatch about the job dirwatcher submits (for the root as a sample directory), \
+         as user `{user}`; --test-only creates no job:\n#   {}\n",
+        command_line(&inv)
+    );
+    let fix = |key: &str| match configured(cfg, key) {
+        Some(v) => format!("`{key}` (now {v})"),
+        None => format!("`{key}` (not set)"),
+    };
+    match run_test_only(&inv, cfg.job.command_timeout) {
+        TestOnly::Accepted(said) => {
+            out.push_str(&format!("slurm accepts the job: {said}\n"));
+            (SlurmCheck::Fine, out, String::new())
+        }
+        TestOnly::Refused {
+            said,
+            reason: Some(r),
+        } => (
+            SlurmCheck::Refused,
+            out,
+            format!(
+                "error: slurm refuses the job dirwatcher would submit as `{user}`: {}\n  fix: {}: {}\n  \
+                 sbatch said: {said}\n",
+                r.problem(),
+                fix(r.key()),
+                r.advice()
+            ),
+        ),
+        TestOnly::Refused { said, reason: None } => (
+            SlurmCheck::Unknown,
+            out,
+            format!(
+                "error: slurm did not accept the test submission, for a reason that is not clearly about the \
+                 config: {said}\n  check that the controller answers (`sinfo`), then `job.partition`, \
+                 `job.account`, `job.gres`, `job.time_limit` and `job.extra_args`\n"
+            ),
+        ),
+        TestOnly::NotAsked(e) => (
+            SlurmCheck::Unknown,
+            out,
+            format!("error: cannot ask slurm: {e}\n"),
+        ),
+    }
+}
+
+/// The configured value of a `job.*` key that a refusal names, for the fix line.
+fn configured(cfg: &Config, key: &str) -> Option<String> {
+    let j = &cfg.job;
+    let q = |s: &str| format!("`{s}`");
+    match key {
+        "job.account" => j.account.as_deref().map(q),
+        "job.partition" => j.partition.as_deref().map(q),
+        "job.gres" => j.gres.as_deref().map(q),
+        "job.time_limit" => j.time_limit.as_ref().map(|t| q(&t.slurm)),
+        "job.extra_args" => (!j.extra_args.is_empty()).then(|| q(&j.extra_args.join(" "))),
+        "job.job_script" => match &j.command {
+            crate::config::JobCommand::Script(p) => Some(q(&p.to_string_lossy())),
+            crate::config::JobCommand::Wrap(_) => None,
+        },
+        _ => None,
+    }
+}
+
+/// An invocation as one shell-quoted line, for people to read or paste.
+fn command_line(inv: &crate::process::Invocation) -> String {
+    use crate::scheduler::shell_quote;
+    std::iter::once(&inv.program)
+        .chain(&inv.args)
+        .map(|a| shell_quote(a).to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The name of the user this process runs as (its uid when it has no name).
+fn current_user() -> String {
+    // SAFETY: geteuid cannot fail; getpwuid's result is read at once, on this (single CLI) thread.
+    unsafe {
+        let uid = libc::geteuid();
+        let pw = libc::getpwuid(uid);
+        if pw.is_null() || (*pw).pw_name.is_null() {
+            return uid.to_string();
+        }
+        std::ffi::CStr::from_ptr((*pw).pw_name)
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
 /// Prepares the demo folder and returns the path of its config.
 pub fn prepare_demo(base: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(base.join("incoming"))

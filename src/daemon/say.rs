@@ -262,6 +262,8 @@ pub fn submit_refused(
     repeat: Duration,
 ) {
     let (key, problem, advice) = (reason.key(), reason.problem(), reason.advice());
+    // sbatch often says it in two lines (`invalid partition specified: x` / `submission failed: …`).
+    let slurm = err.to_string().replace('\n', " / ");
     let again = match said {
         RejectionEdge::New => String::new(),
         RejectionEdge::Again { since, refusals } => {
@@ -272,13 +274,13 @@ pub fn submit_refused(
         }
         RejectionEdge::Quiet => {
             return debug!(dir = ?path, reason = "config", key,
-                "submission of {} refused again ({problem}): {err}", show(path));
+                "submission of {} refused again ({problem}): {slurm}", show(path));
         }
     };
     warn!(dir = ?path, reason = "config", key,
         "sbatch refuses {}{again}: {problem}, a configuration error that waiting will not fix: fix `{key}` \
          ({advice}), then reload (`systemctl reload dirwatcher` or SIGHUP). Every ready directory stays \
-         pending; the next try is in {}, and this is said again every {} until it works. Slurm said: {err}",
+         pending; the next try is in {}, and this is said again every {} until it works. Slurm said: {slurm}",
         show(path), human(ms(delay)), human(ms(repeat)));
 }
 

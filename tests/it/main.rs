@@ -8,4 +8,5 @@ mod install;
 mod local;
 mod observe;
 mod ops;
+mod slurm_config;
 mod slurm_pipeline;
