@@ -107,7 +107,8 @@ Keys (defaults in brackets):\n\
   behavior.failure_log            [/var/log/dirwatcher/failed_jobs.log] one JSON line per failed job\n\
   behavior.max_retries            [0] automatic resubmissions of a failed directory\n\
   behavior.submit_backoff_sec     [5] first delay after a failed submission (doubles)\n\
-  behavior.submit_backoff_max_sec [300] cap of that delay\n\
+  behavior.submit_backoff_max_sec [300] cap of that delay; also how often a refusal that is a\n\
+                                  configuration error (invalid account, gres, ...) is warned about again\n\
   metrics.listen                  [off] serve Prometheus metrics at http://ADDRESS/metrics, e.g.\n\
                                   127.0.0.1:9187 (port 0: any free port, logged); another address\n\
                                   of this host is allowed with a warning, 0.0.0.0 is refused\n\

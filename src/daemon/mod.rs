@@ -317,10 +317,27 @@ impl Daemon {
                 prepare_output_dir(&self.cfg);
                 self.schedule.rescan();
                 say::reloaded(&self.cfg.source);
+                self.retry_refused();
             }
             Err(e) => say::reload_refused(&e),
         }
         self.observers.notifier.reloaded();
+    }
+
+    /// After a reload while sbatch refused what the config asked: the new config may fix it, so the
+    /// refused intents are tried at once instead of after their back-off (up to
+    /// `behavior.submit_backoff_max_sec`). An outage is not fixed by a reload and keeps its back-off.
+    fn retry_refused(&mut self) {
+        let Some(reason) = self.health.rejected.current() else {
+            return;
+        };
+        match self.ledger.make_refused_due(self.clock.wall()) {
+            Ok(n) => {
+                self.schedule.hold(self.clock.mono(), Duration::ZERO);
+                say::refused_retried(reason, n);
+            }
+            Err(e) => self.ledger_failed("retrying refused submissions", &e),
+        }
     }
 
     /// One cycle: every step once, in order. Public for tests and for `run --once`.

@@ -284,6 +284,16 @@ pub fn submit_refused(
         show(path), human(ms(delay)), human(ms(repeat)));
 }
 
+/// A reload came while submissions were refused: the waiting directories are tried again now.
+pub fn refused_retried(reason: Rejection, refused: usize) {
+    info!(
+        "config reloaded while sbatch refused it ({}, `{}`): the waiting directories are tried again now \
+         ({refused} refused before), not after their back-off",
+        reason.problem(),
+        reason.key(),
+    );
+}
+
 /// The job output folder could not be created.
 pub fn output_dir_failed(dir: &Path, e: &std::io::Error) {
     warn!(

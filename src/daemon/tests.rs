@@ -471,3 +471,43 @@ fn an_outage_after_a_configuration_refusal_is_announced_as_one() {
         "an outage is not a configuration error: {metrics}"
     );
 }
+
+#[test]
+fn a_reload_during_a_configuration_refusal_tries_again_at_once() {
+    let mut b = Bench::new(&["submit_backoff_sec: 60", "submit_backoff_max_sec: 600"]);
+    b.fake
+        .on_submit(Err(SubmitError::Refused(INVALID_ACCOUNT.into())));
+    b.ready("run1");
+    b.ready("run2");
+    b.settle();
+    assert_eq!(b.submits(), 1);
+    b.run_for(Duration::from_secs(10));
+    assert_eq!(b.submits(), 1, "inside the 60 s back-off");
+    // The operator fixes `job.account` and reloads: both directories go out in the next cycle.
+    let log = logs_of(|| {
+        b.daemon.reload();
+        b.after(SEC);
+    });
+    assert_eq!(b.submits(), 3, "{log}");
+    assert!(log.contains("tried again now"), "{log}");
+    for d in ["run1", "run2"] {
+        assert_eq!(b.latest(d).state, GenState::Submitted, "{d}");
+    }
+}
+
+#[test]
+fn a_reload_during_an_outage_keeps_the_back_off() {
+    let mut b = Bench::new(&["submit_backoff_sec: 60", "submit_backoff_max_sec: 600"]);
+    b.fake.on_submit(Err(SubmitError::Refused(
+        "sbatch failed with exit code 1: sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)".into(),
+    )));
+    b.ready("run1");
+    b.settle();
+    b.daemon.reload();
+    b.run_for(Duration::from_secs(10));
+    assert_eq!(
+        b.submits(),
+        1,
+        "a reload does not bring the controller back"
+    );
+}
