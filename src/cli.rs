@@ -66,6 +66,11 @@ fn check_config_about() -> String {
     format!(
         "Validate a config file and print the effective configuration, with every default filled in. Exit \
 status 0 when valid, 2 with one message naming the key, its line and the fix when not.\n\n\
+With --slurm it then asks Slurm whether it would take the job: it runs the exact `sbatch` the daemon would \
+run (same arguments, same cleaned environment, the root as a sample directory) with `--test-only`, which \
+creates no job, as the user running the command (run it as the service user: `sudo -u dirwatcher \
+dirwatcher check-config --slurm`). An invalid account, partition, QOS, gres or time limit, or a user without an \
+association, is reported with the key to fix and exit status 2; exit status 1 when Slurm could not be asked.\n\n\
 Keys (defaults in brackets):\n{keys}\n\
 Without {output}, Slurm writes slurm-%j.out into the directory; with {delete} the default is \
 {with_delete} in the root, outside the directory that is deleted.\n\n\
@@ -118,6 +123,10 @@ A second instance on the same state file refuses to start."
         /// The YAML config file.
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Also ask Slurm (`sbatch --test-only`, no job is created) whether it accepts the job the daemon
+        /// would submit, as the user running this command.
+        #[arg(long)]
+        slurm: bool,
     },
     /// Show counts by state, jobs in flight with their ages, and recent failures (works while the daemon runs).
     Status {

@@ -275,6 +275,21 @@ impl Ledger {
         )
     }
 
+    /// Makes every waiting intent whose last `sbatch` was refused (not an uncertain one) due at `now`: after
+    /// a reload that may have fixed the config they need not sit out their back-off. `updated_at` is left
+    /// alone (it still says when the last refusal happened). Returns how many records were moved.
+    pub fn make_refused_due(&self, now: Millis) -> Result<usize> {
+        let what = "cannot make the refused submissions due";
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "UPDATE generations SET next_try_at = ?1
+                 WHERE state = 'submitting' AND uncertain = 0 AND last_error IS NOT NULL AND next_try_at > ?1",
+            )
+            .map_err(self.sql(what))?;
+        st.execute(params![now]).map_err(self.sql(what))
+    }
+
     /// Records that a key lookup found no job: the next `sbatch` is safe.
     pub fn record_lookup_empty(&self, id: i64, now: Millis) -> Result<()> {
         self.exec(

@@ -46,14 +46,24 @@ macro_rules! config_or_exit {
 
 fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::CheckConfig { config } => {
+        Command::CheckConfig { config, slurm } => {
             let cfg = config_or_exit!(&config);
             print!(
                 "# effective configuration of {} (valid)\n{}",
                 config.display(),
                 cfg.to_yaml()
             );
-            Ok(ExitCode::SUCCESS)
+            if !slurm {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let (verdict, out, err) = ops::check_slurm(&cfg);
+            print!("{out}");
+            eprint!("{err}");
+            Ok(match verdict {
+                ops::SlurmCheck::Fine => ExitCode::SUCCESS,
+                ops::SlurmCheck::Refused => ExitCode::from(2),
+                ops::SlurmCheck::Unknown => ExitCode::from(1),
+            })
         }
         Command::Run {
             config,

@@ -28,7 +28,7 @@ use prometheus_client::registry::{Registry, Unit};
 use tracing::{debug, info, warn};
 
 use crate::config::MetricsConfig;
-use crate::engine::{GenState, state_word};
+use crate::engine::{GenState, Rejection, state_word};
 use crate::ledger::Counts;
 use crate::notify::Notifier;
 use crate::scheduler::{JobReport, JobSpec, QueryError, Scheduler, SubmitError};
@@ -97,6 +97,7 @@ struct Handles {
     errors: Family<CallLabel, Counter>,
     duration: Family<CallLabel, Histogram, fn() -> Histogram>,
     last_poll: Gauge<f64, AtomicU64>,
+    blocked: Family<[(&'static str, &'static str); 1], Gauge>,
 }
 
 impl Handles {
@@ -128,6 +129,7 @@ fn new_registry() -> (Registry, Handles) {
         errors: Family::default(),
         duration: Family::new_with_constructor(call_histogram as fn() -> Histogram),
         last_poll: Gauge::default(),
+        blocked: Family::default(),
     };
     reg.register(
         "directories",
@@ -187,6 +189,11 @@ fn new_registry() -> (Registry, Handles) {
         h.last_poll.clone(),
     );
     reg.register(
+        "submissions_blocked",
+        "1 while sbatch refuses submissions for a reason that waiting will not fix: reason=config (invalid account, partition, QOS, gres, time limit, no association; the log and `dirwatcher status` name the key to fix)",
+        h.blocked.clone(),
+    );
+    reg.register(
         "build",
         "The running dirwatcher",
         Info::new([("version", env!("CARGO_PKG_VERSION"))]),
@@ -195,6 +202,7 @@ fn new_registry() -> (Registry, Handles) {
     for stage in ["settling", "submitting"] {
         let _ = h.pending.get_or_create(&[("stage", stage)]);
     }
+    let _ = h.blocked.get_or_create(&[("reason", "config")]);
     // The usual final states exist from the start too: `increase()` cannot see a series' first sample.
     for state in [
         "FAILED",
@@ -293,6 +301,14 @@ impl Metrics {
             }
             GenState::Submitting | GenState::Submitted => {}
         }
+    }
+
+    /// Whether submissions are refused for a configuration reason now (`None`: they are not).
+    pub fn submissions_refused(&self, reason: Option<Rejection>) {
+        self.h
+            .blocked
+            .get_or_create(&[("reason", "config")])
+            .set(i64::from(reason.is_some()));
     }
 
     /// End of a cycle: the gauges from the ledger's counts (`None` when they could not be read: the old

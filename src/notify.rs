@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use sd_notify::NotifyState;
 use tracing::{debug, warn};
 
+use crate::engine::Rejection;
 use crate::ledger::Counts;
 
 /// Talks to the service manager; a cheap handle (clones share the watchdog rhythm). A no-op when the
@@ -196,6 +197,19 @@ pub fn status_line(root: &Path, pending: u64, counts: &Counts) -> String {
     )
 }
 
+/// The `STATUS=` text with the reason submissions are refused, if they are: `systemctl status` is where an
+/// operator looks first.
+pub fn with_refusal(line: String, refused: Option<Rejection>) -> String {
+    match refused {
+        Some(r) => format!(
+            "{line}; submissions refused: {} (fix `{}`)",
+            r.problem(),
+            r.key()
+        ),
+        None => line,
+    }
+}
+
 /// A notification is newline-separated `KEY=value` lines: a newline in a value (a hostile root path)
 /// would forge another key.
 fn one_line(s: &str) -> String {
@@ -219,6 +233,19 @@ mod tests {
         assert_eq!(
             status_line(Path::new("/data/incoming"), 2, &c),
             "watching /data/incoming: 2 pending, 3 in flight, 120 completed, 2 failed"
+        );
+    }
+
+    #[test]
+    fn status_line_says_why_submissions_are_refused() {
+        let line =
+            "watching /data/incoming: 2 pending, 0 in flight, 0 completed, 0 failed".to_string();
+        assert_eq!(with_refusal(line.clone(), None), line);
+        assert_eq!(
+            with_refusal(line.clone(), Some(Rejection::Account)),
+            format!(
+                "{line}; submissions refused: invalid account, or no association for this user (fix `job.account`)"
+            )
         );
     }
 

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::engine::{GenState, Generation};
+use crate::engine::{GenState, Generation, classify_rejection};
 use crate::ledger::{Counts, Ledger};
 use crate::logging::show;
 use crate::time::Millis;
@@ -54,6 +54,27 @@ pub struct Failure {
     pub finished_at: Option<String>,
 }
 
+/// Why submissions are refused, in `status`: the latest `sbatch` was refused for what the config asks.
+#[derive(Debug, Serialize)]
+pub struct Refusal {
+    /// `config`: a configuration error that waiting will not fix.
+    pub reason: &'static str,
+    /// What Slurm says is wrong, in words.
+    pub problem: &'static str,
+    /// The config key to fix.
+    pub key: &'static str,
+    /// What to check.
+    pub advice: &'static str,
+    /// The directory whose submission was refused last.
+    pub dir: String,
+    /// What `sbatch` said.
+    pub error: String,
+    /// When it was refused (RFC 3339).
+    pub at: String,
+    /// Directories waiting for a job meanwhile.
+    pub waiting: usize,
+}
+
 /// The whole `status` report.
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -63,6 +84,8 @@ pub struct Status {
     pub root: String,
     /// Directories by the state of their latest generation.
     pub counts: Counts,
+    /// Set while submissions are refused for a configuration reason (as the ledger last saw it).
+    pub submissions_refused: Option<Refusal>,
     /// Jobs in flight (and intents waiting for their job id).
     pub in_flight: Vec<InFlight>,
     /// Most recent failures, newest first.
@@ -79,8 +102,9 @@ pub fn status(cfg: &Config, failures: u32) -> anyhow::Result<Status> {
     let ledger = open_existing(cfg)?;
     let now = wall_now();
     let root = &cfg.watch.root;
-    let in_flight = ledger
-        .active()?
+    let active = ledger.active()?;
+    let submissions_refused = refusal(root, &active);
+    let in_flight = active
         .into_iter()
         .map(|g| InFlight {
             dir: root.join(&g.dir).to_string_lossy().into_owned(),
@@ -108,8 +132,38 @@ pub fn status(cfg: &Config, failures: u32) -> anyhow::Result<Status> {
         state_file: cfg.behavior.state_file.to_string_lossy().into_owned(),
         root: root.to_string_lossy().into_owned(),
         counts: ledger.counts()?,
+        submissions_refused,
         in_flight,
         recent_failures,
+    })
+}
+
+/// Whether the ledger says submissions are refused for a configuration reason: the most recent failed
+/// `sbatch` among the waiting intents was, and no job was submitted after it.
+fn refusal(root: &Path, active: &[Generation]) -> Option<Refusal> {
+    let waiting: Vec<&Generation> = active
+        .iter()
+        .filter(|g| g.state == GenState::Submitting)
+        .collect();
+    let last = waiting
+        .iter()
+        .filter(|g| g.last_error.is_some())
+        .max_by_key(|g| g.updated_at)?;
+    let error = last.last_error.clone()?;
+    let reason = classify_rejection(&error)?;
+    let last_submitted = active.iter().filter_map(|g| g.submitted_at).max();
+    if last_submitted.is_some_and(|t| t >= last.updated_at) {
+        return None;
+    }
+    Some(Refusal {
+        reason: "config",
+        problem: reason.problem(),
+        key: reason.key(),
+        advice: reason.advice(),
+        dir: root.join(&last.dir).to_string_lossy().into_owned(),
+        error,
+        at: rfc3339(last.updated_at),
+        waiting: waiting.len(),
     })
 }
 
@@ -124,6 +178,15 @@ pub fn render_status(s: &Status) -> String {
         "directories: {} submitting, {} in flight, {} completed, {} failed",
         c.submitting, c.submitted, c.completed, c.failed
     );
+    if let Some(r) = &s.submissions_refused {
+        let _ = writeln!(
+            o,
+            "\nsubmissions refused by Slurm: {} — a configuration error: fix `{}` ({}), then reload the \
+             daemon (`systemctl reload dirwatcher` or SIGHUP); {} directories wait meanwhile\n  \
+             last refused: {} at {}\n  sbatch said: {}",
+            r.problem, r.key, r.advice, r.waiting, r.dir, r.at, r.error
+        );
+    }
     if !s.in_flight.is_empty() {
         let _ = writeln!(o, "\nin flight:");
         for j in &s.in_flight {
@@ -246,6 +309,120 @@ pub fn forget(cfg: &Config, dirs: &[PathBuf]) -> anyhow::Result<Vec<String>> {
         out.push(format!("{shown}: forgot {n} record(s){again}"));
     }
     Ok(out)
+}
+
+/// What `check-config --slurm` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlurmCheck {
+    /// Slurm would take the job, or there is no Slurm to ask (local executor).
+    Fine,
+    /// Slurm refuses the job for what the config asks: a configuration error.
+    Refused,
+    /// Slurm refused for another reason, or could not be asked: nothing is proven about the config.
+    Unknown,
+}
+
+/// `check-config --slurm`: asks `sbatch --test-only` (no job is created) about the exact job the daemon
+/// would submit, as the user running the command. Returns the verdict and what to print: `out` for
+/// stdout, `err` for stderr.
+pub fn check_slurm(cfg: &Config) -> (SlurmCheck, String, String) {
+    use crate::scheduler::slurm::{TestOnly, run_test_only, test_only_invocation};
+    if cfg.job.executor == crate::config::ExecutorKind::Local {
+        return (
+            SlurmCheck::Fine,
+            "# slurm: nothing to check, `job.executor` is `local` (jobs run on this machine)\n"
+                .into(),
+            String::new(),
+        );
+    }
+    let inv = test_only_invocation(cfg);
+    let user = current_user();
+    let mut out = format!(
+        "# slurm: asking sbatch about the job dirwatcher submits (for the root as a sample directory), \
+         as user `{user}`; --test-only creates no job:\n#   {}\n",
+        command_line(&inv)
+    );
+    let fix = |key: &str| match configured(cfg, key) {
+        Some(v) => format!("`{key}` (now {v})"),
+        None => format!("`{key}` (not set)"),
+    };
+    match run_test_only(&inv, cfg.job.command_timeout) {
+        TestOnly::Accepted(said) => {
+            out.push_str(&format!("slurm accepts the job: {said}\n"));
+            (SlurmCheck::Fine, out, String::new())
+        }
+        TestOnly::Refused {
+            said,
+            reason: Some(r),
+        } => (
+            SlurmCheck::Refused,
+            out,
+            format!(
+                "error: slurm refuses the job dirwatcher would submit as `{user}`: {}\n  fix: {}: {}\n  \
+                 sbatch said: {said}\n",
+                r.problem(),
+                fix(r.key()),
+                r.advice()
+            ),
+        ),
+        TestOnly::Refused { said, reason: None } => (
+            SlurmCheck::Unknown,
+            out,
+            format!(
+                "error: slurm did not accept the test submission, for a reason that is not clearly about the \
+                 config: {said}\n  check that the controller answers (`sinfo`), then `job.partition`, \
+                 `job.account`, `job.gres`, `job.time_limit` and `job.extra_args`\n"
+            ),
+        ),
+        TestOnly::NotAsked(e) => (
+            SlurmCheck::Unknown,
+            out,
+            format!("error: cannot ask slurm: {e}\n"),
+        ),
+    }
+}
+
+/// The configured value of a `job.*` key that a refusal names, for the fix line.
+fn configured(cfg: &Config, key: &str) -> Option<String> {
+    let j = &cfg.job;
+    let q = |s: &str| format!("`{s}`");
+    match key {
+        "job.account" => j.account.as_deref().map(q),
+        "job.partition" => j.partition.as_deref().map(q),
+        "job.gres" => j.gres.as_deref().map(q),
+        "job.time_limit" => j.time_limit.as_ref().map(|t| q(&t.slurm)),
+        "job.extra_args" => (!j.extra_args.is_empty()).then(|| q(&j.extra_args.join(" "))),
+        "job.job_script" => match &j.command {
+            crate::config::JobCommand::Script(p) => Some(q(&p.to_string_lossy())),
+            crate::config::JobCommand::Wrap(_) => None,
+        },
+        _ => None,
+    }
+}
+
+/// An invocation as one shell-quoted line, for people to read or paste.
+fn command_line(inv: &crate::process::Invocation) -> String {
+    use crate::scheduler::shell_quote;
+    std::iter::once(&inv.program)
+        .chain(&inv.args)
+        .map(|a| shell_quote(a).to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The name of the user this process runs as (its uid when it has no name).
+fn current_user() -> String {
+    // SAFETY: geteuid cannot fail; getpwuid's result is read at once, on this (single CLI) thread.
+    unsafe {
+        let uid = libc::geteuid();
+        let pw = libc::getpwuid(uid);
+        if pw.is_null() || (*pw).pw_name.is_null() {
+            return uid.to_string();
+        }
+        std::ffi::CStr::from_ptr((*pw).pw_name)
+            .to_string_lossy()
+            .into_owned()
+    }
 }
 
 /// Prepares the demo folder and returns the path of its config.

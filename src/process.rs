@@ -1,7 +1,10 @@
 //! The one home of child processes: argument vectors (never a local shell), stdin from `/dev/null`, an own
-//! process group, stdout/stderr drained on threads, a hard timeout, then SIGTERM → grace → SIGKILL.
+//! process group, stdout/stderr drained on threads, a hard timeout, then SIGTERM → grace → SIGKILL — and
+//! the one place that decides a child's environment ([`child_env`]): the daemon's, minus every variable
+//! that changes what Slurm's commands submit or print and the service manager's own, plus the call's extras.
 //!
-//! Must never: build a command line for a shell, inherit the daemon's stdin, or wait without a bound.
+//! Must never: build a command line for a shell, inherit the daemon's stdin, wait without a bound, or pass
+//! a withheld variable (`SBATCH_*`, `SQUEUE_FORMAT`, `NOTIFY_SOCKET`, …) to a child.
 
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
@@ -18,7 +21,8 @@ pub struct Invocation {
     pub program: OsString,
     /// Arguments, each passed as one argv element.
     pub args: Vec<OsString>,
-    /// Extra environment variables on top of the daemon's.
+    /// Extra environment variables on top of the daemon's cleaned one ([`child_env`]); passed as given,
+    /// even a name that would otherwise be withheld (the call asks for it, e.g. `SLURM_TIME_FORMAT=%s`).
     pub env: Vec<(OsString, OsString)>,
 }
 
@@ -93,7 +97,8 @@ pub fn run(inv: &Invocation, timeout: Duration) -> Result<Output, ProcessError> 
     let program = inv.program.to_string_lossy().into_owned();
     let mut cmd = Command::new(&inv.program);
     cmd.args(&inv.args)
-        .envs(inv.env.iter().map(|(k, v)| (k, v)))
+        .env_clear()
+        .envs(child_env(std::env::vars_os(), &inv.env))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -133,6 +138,89 @@ pub fn run(inv: &Invocation, timeout: Duration) -> Result<Output, ProcessError> 
         stderr: trim(&stderr),
         stdout: trim(&stdout),
     })
+}
+
+/// Why a variable of the daemon's environment is not passed to a child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Withheld {
+    /// It changes what `sbatch` submits (`SBATCH_PARTITION`, `SBATCH_EXPORT=NONE`), what `squeue`, `sacct`
+    /// or `scontrol` print (`SQUEUE_FORMAT`, `SACCT_FORMAT`, `SLURM_TIME_FORMAT`), or what `srun` does inside
+    /// the job (`SRUN_*`, `SALLOC_*`). The config says what a job gets; the shell that started the daemon
+    /// must not.
+    Slurm,
+    /// The service manager's handles for this daemon (`NOTIFY_SOCKET`, `WATCHDOG_*`, `LISTEN_*`,
+    /// `JOURNAL_STREAM`, …): a job holding them could notify systemd as the daemon, take a socket meant for
+    /// it, or log to the journal instead of its output file.
+    ServiceManager,
+}
+
+/// Prefixes of the variables that Slurm's client commands read (sbatch(1), squeue(1), sacct(1),
+/// scontrol(1), sinfo(1), salloc(1), srun(1): "INPUT ENVIRONMENT VARIABLES"). `SLURM_CONF` is kept.
+const SLURM_PREFIXES: [&str; 8] = [
+    "SBATCH_",
+    "SALLOC_",
+    "SRUN_",
+    "SQUEUE_",
+    "SACCT_",
+    "SCONTROL_",
+    "SINFO_",
+    "SLURM_",
+];
+
+/// The one Slurm variable that is passed on: which cluster's `slurm.conf` the commands read.
+const SLURM_KEPT: &str = "SLURM_CONF";
+
+/// What systemd sets for a service (systemd.exec(5), "Environment Variables in Spawned Processes") that
+/// belongs to the daemon alone.
+const SERVICE_MANAGER: [&str; 8] = [
+    "NOTIFY_SOCKET",
+    "WATCHDOG_PID",
+    "WATCHDOG_USEC",
+    "JOURNAL_STREAM",
+    "INVOCATION_ID",
+    "SYSTEMD_EXEC_PID",
+    "MEMORY_PRESSURE_WATCH",
+    "MEMORY_PRESSURE_WRITE",
+];
+
+/// Whether (and why) the daemon's variable `name` is kept from children.
+pub fn withheld(name: &OsStr) -> Option<Withheld> {
+    let name = name.as_encoded_bytes();
+    let starts = |p: &str| name.starts_with(p.as_bytes());
+    if name != SLURM_KEPT.as_bytes() && SLURM_PREFIXES.iter().any(|p| starts(p)) {
+        return Some(Withheld::Slurm);
+    }
+    if starts("LISTEN_") || SERVICE_MANAGER.iter().any(|v| name == v.as_bytes()) {
+        return Some(Withheld::ServiceManager);
+    }
+    None
+}
+
+/// The environment of a child: `daemon`'s variables (normally `std::env::vars_os()`) without the withheld
+/// ones, then `extra` (later entries win, as with `Command::env`). For `sbatch`, whose default
+/// `--export=ALL` hands its environment to the job, this is also the job's: the cleaned daemon environment,
+/// `WATCH_DIR` and `job.env`.
+pub fn child_env(
+    daemon: impl IntoIterator<Item = (OsString, OsString)>,
+    extra: &[(OsString, OsString)],
+) -> Vec<(OsString, OsString)> {
+    daemon
+        .into_iter()
+        .filter(|(k, _)| withheld(k).is_none())
+        .chain(extra.iter().cloned())
+        .collect()
+}
+
+/// The names of `daemon`'s variables that are withheld from Slurm commands for changing what they do
+/// (sorted; for one line at start, so an operator knows their `SBATCH_PARTITION` is not used).
+pub fn withheld_slurm_names(daemon: impl IntoIterator<Item = (OsString, OsString)>) -> Vec<String> {
+    let mut names: Vec<String> = daemon
+        .into_iter()
+        .filter(|(k, _)| withheld(k) == Some(Withheld::Slurm))
+        .map(|(k, _)| k.to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 /// `exit code N` or `signal N`.
@@ -226,6 +314,88 @@ mod tests {
             t.elapsed() < Duration::from_secs(10),
             "took {:?}",
             t.elapsed()
+        );
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect()
+    }
+
+    #[test]
+    fn slurm_and_service_manager_variables_are_withheld_and_the_rest_kept() {
+        for name in [
+            "SBATCH_PARTITION",
+            "SBATCH_EXPORT",
+            "SALLOC_ACCOUNT",
+            "SRUN_CPUS_PER_TASK",
+            "SQUEUE_FORMAT",
+            "SACCT_FORMAT",
+            "SCONTROL_ALL",
+            "SINFO_FORMAT",
+            "SLURM_TIME_FORMAT",
+            "SLURM_CLUSTERS",
+            "SLURM_JOB_ID",
+        ] {
+            assert_eq!(withheld(OsStr::new(name)), Some(Withheld::Slurm), "{name}");
+        }
+        for name in [
+            "NOTIFY_SOCKET",
+            "WATCHDOG_PID",
+            "WATCHDOG_USEC",
+            "JOURNAL_STREAM",
+            "INVOCATION_ID",
+            "MEMORY_PRESSURE_WATCH",
+            "MEMORY_PRESSURE_WRITE",
+            "LISTEN_FDS",
+            "LISTEN_PID",
+            "LISTEN_FDNAMES",
+        ] {
+            assert_eq!(
+                withheld(OsStr::new(name)),
+                Some(Withheld::ServiceManager),
+                "{name}"
+            );
+        }
+        for name in [
+            "SLURM_CONF",
+            "PATH",
+            "HOME",
+            "LANG",
+            "SLURMX",
+            "MY_SBATCH_PARTITION",
+            "WATCH_DIR",
+        ] {
+            assert_eq!(withheld(OsStr::new(name)), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn child_env_drops_the_withheld_and_adds_the_extras_last() {
+        let daemon = vars(&[
+            ("PATH", "/usr/bin"),
+            ("SBATCH_PARTITION", "bogus"),
+            ("SLURM_CONF", "/etc/slurm/slurm.conf"),
+            ("SLURM_TIME_FORMAT", "relative"),
+            ("NOTIFY_SOCKET", "/run/systemd/notify"),
+            ("DW_SITE", "x"),
+        ]);
+        let extra = vars(&[("WATCH_DIR", "/data/a"), ("SLURM_TIME_FORMAT", "%s")]);
+        assert_eq!(
+            child_env(daemon.clone(), &extra),
+            vars(&[
+                ("PATH", "/usr/bin"),
+                ("SLURM_CONF", "/etc/slurm/slurm.conf"),
+                ("DW_SITE", "x"),
+                ("WATCH_DIR", "/data/a"),
+                ("SLURM_TIME_FORMAT", "%s"),
+            ])
+        );
+        assert_eq!(
+            withheld_slurm_names(daemon),
+            ["SBATCH_PARTITION", "SLURM_TIME_FORMAT"]
         );
     }
 

@@ -221,7 +221,7 @@ pub const JOB_JOB_NAME_PREFIX: Key = key(
 pub const JOB_ENV: Key = key(
     "job.env",
     EmptyMap,
-    "extra environment for the job; `WATCH_DIR=<dir>` is always set",
+    "extra environment for the job; `WATCH_DIR=<dir>` is always set (passed as written, on top of the cleaned environment below)",
 );
 /// `job.extra_args`.
 pub const JOB_EXTRA_ARGS: Key = key(
@@ -287,7 +287,7 @@ pub const BEHAVIOR_SUBMIT_BACKOFF_SEC: Key = key(
 pub const BEHAVIOR_SUBMIT_BACKOFF_MAX_SEC: Key = key(
     "behavior.submit_backoff_max_sec",
     Seconds(defaults::SUBMIT_BACKOFF_MAX_SEC),
-    "cap of that delay",
+    "cap of that delay; also how often a refusal that is a configuration error is warned about again",
 );
 /// `metrics.listen`.
 pub const METRICS_LISTEN: Key = key(

@@ -22,7 +22,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::config::Config;
-use crate::engine::{Cadence, OutageLatch, Schedule, StabilityTracker};
+use crate::engine::{Cadence, OutageLatch, RejectionLatch, Schedule, StabilityTracker};
 use crate::ledger::{Counts, Ledger, LedgerError};
 use crate::metrics::{Metrics, MetricsError};
 use crate::notify::{self, Notifier};
@@ -143,6 +143,9 @@ impl Settling {
 struct Health {
     /// Submissions (slurmctld down, sbatch failing).
     submit: OutageLatch,
+    /// Submissions refused for what the config asks (invalid account, partition, gres, …): not an outage,
+    /// said again every `behavior.submit_backoff_max_sec` until a submission gets through.
+    rejected: RejectionLatch,
     /// Queries and key lookups (slurmdbd down, sacct failing).
     query: OutageLatch,
     /// Ledger writes (disk full, read-only).
@@ -270,6 +273,7 @@ impl Daemon {
     /// Runs cycles until a Terminate event arrives.
     pub fn run(&mut self, events: &Receiver<Event>) {
         say::started(&self.cfg, self.sched.name());
+        say::environment_withheld(&crate::process::withheld_slurm_names(std::env::vars_os()));
         loop {
             match self.cycle(events) {
                 Flow::Stop => break,
@@ -325,10 +329,27 @@ impl Daemon {
                 prepare_output_dir(&self.cfg);
                 self.schedule.rescan();
                 say::reloaded(&self.cfg.source);
+                self.retry_refused();
             }
             Err(e) => say::reload_refused(&e),
         }
         self.observers.notifier.reloaded();
+    }
+
+    /// After a reload while sbatch refused what the config asked: the new config may fix it, so the
+    /// refused intents are tried at once instead of after their back-off (up to
+    /// `behavior.submit_backoff_max_sec`). An outage is not fixed by a reload and keeps its back-off.
+    fn retry_refused(&mut self) {
+        let Some(reason) = self.health.rejected.current() else {
+            return;
+        };
+        match self.ledger.make_refused_due(self.clock.wall()) {
+            Ok(n) => {
+                self.schedule.hold(self.clock.mono(), Duration::ZERO);
+                say::refused_retried(reason, n);
+            }
+            Err(e) => self.ledger_failed("retrying refused submissions", &e),
+        }
     }
 
     /// One cycle: every step once, in order. Public for tests and for `run --once`.
@@ -374,8 +395,11 @@ impl Daemon {
         let counts = self.counts.counts.as_ref();
         let settling = self.settling.tracker.len() as u64;
         o.metrics.publish(counts, settling);
-        let status =
-            counts.map(|c| notify::status_line(&self.cfg.watch.root, c.submitting + settling, c));
+        let refused = self.health.rejected.current();
+        let status = counts.map(|c| {
+            let line = notify::status_line(&self.cfg.watch.root, c.submitting + settling, c);
+            notify::with_refusal(line, refused)
+        });
         o.notifier.cycle_done(status.as_deref());
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
-use crate::engine::{GenState, Generation, JobReport, OutageEdge};
+use crate::engine::{GenState, Generation, JobReport, OutageEdge, Rejection, RejectionEdge};
 use crate::logging::{error_chain, show};
 use crate::outcome::KeepReason;
 use crate::scheduler::{QueryError, SubmitError};
@@ -28,6 +28,19 @@ pub fn started(c: &Config, executor: &str) {
         c.watch.stability_interval,
         executor,
     );
+}
+
+/// Variables of the daemon's environment that Slurm's commands would have read are not passed to them
+/// (said once at start, names only).
+pub fn environment_withheld(names: &[String]) {
+    if !names.is_empty() {
+        info!(
+            "ignoring {} from the environment: sbatch, squeue, sacct and scontrol run without them, so jobs \
+             get what the config says (`job.partition`, `job.account`, `job.extra_args`, `job.env`); only \
+             SLURM_CONF is passed on",
+            names.join(", ")
+        );
+    }
 }
 
 /// The loop ended.
@@ -236,6 +249,49 @@ pub fn submit_failed(path: &Path, err: &SubmitError, edge: OutageEdge, delay: Du
             show(path)),
         _ => debug!(dir = ?path, "submission of {} failed again: {err}", show(path)),
     }
+}
+
+/// Slurm refused a submission for what the config asks; said at once and again every `repeat`.
+pub fn submit_refused(
+    path: &Path,
+    err: &SubmitError,
+    reason: Rejection,
+    said: RejectionEdge,
+    now: Millis,
+    delay: Duration,
+    repeat: Duration,
+) {
+    let (key, problem, advice) = (reason.key(), reason.problem(), reason.advice());
+    // sbatch often says it in two lines (`invalid partition specified: x` / `submission failed: …`).
+    let slurm = err.to_string().replace('\n', " / ");
+    let again = match said {
+        RejectionEdge::New => String::new(),
+        RejectionEdge::Again { since, refusals } => {
+            format!(
+                " still, after {} and {refusals} refusals",
+                human(now - since)
+            )
+        }
+        RejectionEdge::Quiet => {
+            return debug!(dir = ?path, reason = "config", key,
+                "submission of {} refused again ({problem}): {slurm}", show(path));
+        }
+    };
+    warn!(dir = ?path, reason = "config", key,
+        "sbatch refuses {}{again}: {problem}, a configuration error that waiting will not fix: fix `{key}` \
+         ({advice}), then reload (`systemctl reload dirwatcher` or SIGHUP). Every ready directory stays \
+         pending; the next try is in {}, and this is said again every {} until it works. Slurm said: {slurm}",
+        show(path), human(ms(delay)), human(ms(repeat)));
+}
+
+/// A reload came while submissions were refused: the waiting directories are tried again now.
+pub fn refused_retried(reason: Rejection, refused: usize) {
+    info!(
+        "config reloaded while sbatch refused it ({}, `{}`): the waiting directories are tried again now \
+         ({refused} refused before), not after their back-off",
+        reason.problem(),
+        reason.key(),
+    );
 }
 
 /// The job output folder could not be created.

@@ -8,8 +8,8 @@ use crossbeam_channel::Receiver;
 
 use super::{Daemon, Event, Flow, say};
 use crate::engine::{
-    self, Agenda, BackoffPolicy, Generation, GenerationVerdict, LookupStep, OutcomePolicy,
-    Readiness, ReadyIdentity, ReadyObservation, StabilityPolicy,
+    self, Agenda, BackoffPolicy, Generation, GenerationVerdict, LookupStep, OutageEdge,
+    OutcomePolicy, Readiness, ReadyIdentity, ReadyObservation, StabilityPolicy,
 };
 use crate::ledger::{EndRecord, LedgerError, NewGeneration};
 use crate::outcome::{self, FailureRecord, KeepReason};
@@ -449,6 +449,9 @@ impl Daemon {
         match result {
             Ok(job) => {
                 say::submissions_back(self.health.submit.succeeded(now));
+                if self.health.rejected.cleared(now).is_some() {
+                    self.observers.metrics.submissions_refused(None);
+                }
                 // If this write fails the job exists but is not recorded: the record stays uncertain and
                 // the key lookup adopts it later; never submitted twice.
                 let r = self.ledger.record_submitted(g.id, &job, wall);
@@ -468,8 +471,29 @@ impl Daemon {
                     policy,
                 );
                 let edge = self.health.submit.failed(now);
-                say::submit_failed(&path, &err, edge, delay);
                 let (msg, certain) = (err.to_string(), err.is_certain());
+                match engine::classify_rejection(&msg).filter(|_| certain) {
+                    // What the config asks is refused: said with the key to fix, and again every
+                    // `submit_backoff_max` (the longest gap between two tries) until fixed.
+                    Some(reason) => {
+                        let b = &self.cfg.behavior;
+                        let repeat = b.submit_backoff_max.max(b.submit_backoff);
+                        let said = self.health.rejected.refused(reason, now, repeat);
+                        say::submit_refused(&path, &err, reason, said, now, delay, repeat);
+                    }
+                    // Another failure: a configuration refusal seen before no longer explains it, so an
+                    // outage that follows one is announced as new.
+                    None => {
+                        let edge = match self.health.rejected.cleared(now) {
+                            Some(_) => OutageEdge::Started,
+                            None => edge,
+                        };
+                        say::submit_failed(&path, &err, edge, delay);
+                    }
+                }
+                self.observers
+                    .metrics
+                    .submissions_refused(self.health.rejected.current());
                 let r =
                     self.ledger
                         .record_submit_failed(g.id, &msg, certain, wall + ms(delay), wall);

@@ -355,3 +355,159 @@ fn a_reload_requested_during_a_batch_of_submissions_is_carried_out() {
     assert_eq!(b.latest("a").state, GenState::Submitted);
     assert_eq!(b.latest("b").state, GenState::Submitted);
 }
+
+/// Log lines (INFO and above) written while `f` runs on this thread.
+fn logs_of(f: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let sink = Sink::default();
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let bytes = sink.0.lock().unwrap().clone();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+const INVALID_ACCOUNT: &str = "sbatch failed with exit code 1: sbatch: error: Batch job submission failed: \
+                               Invalid account or account/partition combination specified";
+
+fn warnings_naming(log: &str, key: &str) -> usize {
+    log.lines()
+        .filter(|l| l.contains("WARN") && l.contains(&format!("`{key}`")))
+        .count()
+}
+
+#[test]
+fn a_configuration_refusal_is_said_again_every_repeat_interval_until_a_submission_works() {
+    // Back-off 5, 10, 20, 20 … s; the warning repeats every submit_backoff_max_sec = 20 s.
+    let mut b = Bench::new(&["submit_backoff_sec: 5", "submit_backoff_max_sec: 20"]);
+    for _ in 0..5 {
+        b.fake
+            .on_submit(Err(SubmitError::Refused(INVALID_ACCOUNT.into())));
+    }
+    b.ready("run1");
+    let log = logs_of(|| b.settle());
+    assert_eq!(b.submits(), 1);
+    assert_eq!(warnings_naming(&log, "job.account"), 1, "{log}");
+    assert!(
+        !log.contains("further failures are quiet"),
+        "a configuration error announced as an outage: {log}"
+    );
+    let metrics = b.daemon.observers.metrics.render();
+    assert!(
+        metrics.contains("dirwatcher_submissions_blocked{reason=\"config\"} 1"),
+        "{metrics}"
+    );
+    let status = crate::ops::status(&b.daemon.cfg, 10).unwrap();
+    let refused = status
+        .submissions_refused
+        .as_ref()
+        .expect("status shows the refusal");
+    assert_eq!((refused.reason, refused.key), ("config", "job.account"));
+    assert!(crate::ops::render_status(&status).contains("fix `job.account`"));
+
+    // Tries at +5 s and +15 s stay quiet (inside 20 s of the warning); the one at +35 s says it again.
+    let log = logs_of(|| b.run_for(Duration::from_secs(19)));
+    assert_eq!(b.submits(), 3, "tries at +5 s and +15 s");
+    assert_eq!(warnings_naming(&log, "job.account"), 0, "{log}");
+    let log = logs_of(|| b.run_for(Duration::from_secs(17)));
+    assert_eq!(b.submits(), 4, "the try at +35 s");
+    assert_eq!(warnings_naming(&log, "job.account"), 1, "{log}");
+    assert!(log.contains("still, after"), "{log}");
+
+    // Still refused at +55 s (said again: 20 s since the last warning); the try at +75 s is accepted.
+    let log = logs_of(|| b.run_for(Duration::from_secs(40)));
+    assert_eq!(b.submits(), 6);
+    assert_eq!(warnings_naming(&log, "job.account"), 1, "{log}");
+    assert!(log.contains("submissions work again"), "{log}");
+    let g = b.latest("run1");
+    assert_eq!(
+        (g.state, g.job_id.as_deref(), b.history("run1").len()),
+        (GenState::Submitted, Some("1001"), 1)
+    );
+    let metrics = b.daemon.observers.metrics.render();
+    assert!(
+        metrics.contains("dirwatcher_submissions_blocked{reason=\"config\"} 0"),
+        "{metrics}"
+    );
+    let status = crate::ops::status(&b.daemon.cfg, 10).unwrap();
+    assert!(status.submissions_refused.is_none());
+    let log = logs_of(|| b.run_for(Duration::from_secs(60)));
+    assert_eq!(warnings_naming(&log, "job.account"), 0, "{log}");
+}
+
+#[test]
+fn an_outage_after_a_configuration_refusal_is_announced_as_one() {
+    let mut b = Bench::new(&["submit_backoff_sec: 5", "submit_backoff_max_sec: 20"]);
+    b.fake
+        .on_submit(Err(SubmitError::Refused(INVALID_ACCOUNT.into())))
+        .on_submit(Err(SubmitError::Refused(
+            "sbatch failed with exit code 1: sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)".into(),
+        )));
+    b.ready("run1");
+    b.settle();
+    let log = logs_of(|| b.run_for(Duration::from_secs(6)));
+    assert_eq!(b.submits(), 2);
+    assert!(
+        log.contains("cannot submit") && log.contains("Unable to contact slurm controller"),
+        "the outage went unsaid: {log}"
+    );
+    let metrics = b.daemon.observers.metrics.render();
+    assert!(
+        metrics.contains("dirwatcher_submissions_blocked{reason=\"config\"} 0"),
+        "an outage is not a configuration error: {metrics}"
+    );
+}
+
+#[test]
+fn a_reload_during_a_configuration_refusal_tries_again_at_once() {
+    let mut b = Bench::new(&["submit_backoff_sec: 60", "submit_backoff_max_sec: 600"]);
+    b.fake
+        .on_submit(Err(SubmitError::Refused(INVALID_ACCOUNT.into())));
+    b.ready("run1");
+    b.ready("run2");
+    b.settle();
+    assert_eq!(b.submits(), 1);
+    b.run_for(Duration::from_secs(10));
+    assert_eq!(b.submits(), 1, "inside the 60 s back-off");
+    // The operator fixes `job.account` and reloads: both directories go out in the next cycle.
+    let log = logs_of(|| {
+        b.daemon.reload();
+        b.after(SEC);
+    });
+    assert_eq!(b.submits(), 3, "{log}");
+    assert!(log.contains("tried again now"), "{log}");
+    for d in ["run1", "run2"] {
+        assert_eq!(b.latest(d).state, GenState::Submitted, "{d}");
+    }
+}
+
+#[test]
+fn a_reload_during_an_outage_keeps_the_back_off() {
+    let mut b = Bench::new(&["submit_backoff_sec: 60", "submit_backoff_max_sec: 600"]);
+    b.fake.on_submit(Err(SubmitError::Refused(
+        "sbatch failed with exit code 1: sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)".into(),
+    )));
+    b.ready("run1");
+    b.settle();
+    b.daemon.reload();
+    b.run_for(Duration::from_secs(10));
+    assert_eq!(
+        b.submits(),
+        1,
+        "a reload does not bring the controller back"
+    );
+}

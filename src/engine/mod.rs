@@ -1,14 +1,16 @@
 //! The decision core: given what was observed and the time, say what to do. Pure: no clock, no I/O.
 //!
 //! Owns: the model of a directory generation ([`model`]), ready-file stability ([`stability`]), what a
-//! scheduler answer means and what follows a job's end ([`verdict`]), outages and back-off ([`outage`]), and
-//! the agenda of a cycle with the loop's schedule ([`agenda`]). Must never: read the clock, touch the file
+//! scheduler answer means and what follows a job's end ([`verdict`]), outages and back-off ([`outage`]), refusals
+//! that are configuration errors ([`rejection`]), and the agenda of a cycle with the loop's schedule
+//! ([`agenda`]). Must never: read the clock, touch the file
 //! system, run a process or import a module that does; time always comes in as a parameter, so tests never
 //! sleep (a test in `lib.rs` checks the imports).
 
 pub mod agenda;
 pub mod model;
 pub mod outage;
+pub mod rejection;
 pub mod stability;
 pub mod verdict;
 
@@ -20,6 +22,7 @@ pub use model::{
     GenState, Generation, GenerationVerdict, LockProbe, ReadyIdentity, generation_verdict, job_name,
 };
 pub use outage::{OutageEdge, OutageLatch, backoff};
+pub use rejection::{Rejection, RejectionEdge, RejectionLatch, classify_rejection};
 pub use stability::{Readiness, ReadyObservation, StabilityPolicy, StabilityTracker};
 pub use verdict::{
     JobPhase, JobReport, OutcomePlan, OutcomePolicy, classify_state, plan_outcome, state_word,

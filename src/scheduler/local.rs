@@ -92,9 +92,12 @@ impl Local {
         let dir = self.job_dir(id);
         fs::write(dir.join("launched"), b"")?;
         let exe = std::env::current_exe()?;
+        // The job inherits the runner's environment: the same cleaned one Slurm jobs get.
         let mut child = Command::new(exe)
             .arg("__local-job")
             .arg(&dir)
+            .env_clear()
+            .envs(crate::process::child_env(std::env::vars_os(), &[]))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

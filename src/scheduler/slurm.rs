@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::{JobReport, JobSpec, QueryError, Scheduler, SubmitError, wrap_line};
 use crate::config::{Config, JobCommand, JobConfig};
-use crate::engine::{OutageEdge, OutageLatch};
+use crate::engine::{OutageEdge, OutageLatch, Rejection};
 use crate::process::{self, Invocation, ProcessError};
 use crate::time::Millis;
 
@@ -83,6 +83,53 @@ pub fn sbatch_invocation(job: &JobConfig, root: &std::path::Path, spec: &JobSpec
 /// True for a plain numeric job id (`1234`; not an array or het-job id, not empty): the only kind we submit.
 pub fn is_job_id(id: &str) -> bool {
     !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The submission `check-config --slurm` asks about: the exact `sbatch` the daemon would run (same
+/// function, same environment) for the root as a sample directory, with `--test-only` first, so Slurm
+/// checks it and creates no job.
+pub fn test_only_invocation(cfg: &Config) -> Invocation {
+    let root = &cfg.watch.root;
+    let sample = root.file_name().unwrap_or(root.as_os_str());
+    let spec = JobSpec {
+        dir_path: root.clone(),
+        job_name: crate::engine::job_name(&cfg.job.job_name_prefix, sample),
+        key: "dw-check-config".into(),
+    };
+    let mut inv = sbatch_invocation(&cfg.job, root, &spec);
+    // Before every other option: with `job_script`, what follows the script is its arguments.
+    inv.args.insert(0, "--test-only".into());
+    inv
+}
+
+/// What `sbatch --test-only` said about the job the daemon would submit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TestOnly {
+    /// Slurm would take it (its words: when and where it would start).
+    Accepted(String),
+    /// Slurm refuses it; `reason` when the words say what in the config is wrong.
+    Refused {
+        /// What sbatch printed.
+        said: String,
+        /// The config problem, when known.
+        reason: Option<Rejection>,
+    },
+    /// sbatch could not be asked (not installed, hung, killed).
+    NotAsked(String),
+}
+
+/// Runs `inv` (from [`test_only_invocation`]) within `timeout` and says what Slurm answered.
+pub fn run_test_only(inv: &Invocation, timeout: Duration) -> TestOnly {
+    match process::run(inv, timeout) {
+        // sbatch --test-only answers on stderr ("sbatch: Job 5 to start at … in partition main").
+        Ok(out) => TestOnly::Accepted(process::trim(&format!("{}{}", out.stdout, out.stderr))),
+        Err(ProcessError::Failed { stderr, stdout, .. }) => {
+            let said = process::trim(&format!("{stdout}\n{stderr}"));
+            let reason = crate::engine::classify_rejection(&said);
+            TestOnly::Refused { said, reason }
+        }
+        Err(e) => TestOnly::NotAsked(crate::logging::error_chain(&e)),
+    }
 }
 
 /// Parses `sbatch --parsable` output: `ID` or `ID;CLUSTER` on the last non-empty line (sbatch may print
@@ -170,10 +217,14 @@ pub fn find_uncommented_since(stdout: &str, since: Millis) -> Option<String> {
         .map(|(_, id)| id)
 }
 
-/// True when sbatch's error proves no job was created (the controller refused it or was never reached).
+/// True when sbatch's error proves no job was created: the controller refused it or was never reached, or
+/// sbatch itself refused what the config asks before sending anything (an unknown gres or option, an
+/// unreadable script: these lack the "submission failed" words).
 pub fn sbatch_refusal_is_certain(stderr: &str) -> bool {
     let s = stderr.to_ascii_lowercase();
-    s.contains("batch job submission failed") && !s.contains("timed out") && !s.contains("timeout")
+    let refused = s.contains("batch job submission failed")
+        || crate::engine::classify_rejection(&s).is_some();
+    refused && !s.contains("timed out") && !s.contains("timeout")
 }
 
 impl Slurm {
@@ -486,6 +537,41 @@ mod tests {
             "sbatch: error: Batch job submission failed: Socket timed out on send/recv"
         ));
         assert!(!sbatch_refusal_is_certain("Segmentation fault"));
+        // Refused by sbatch itself, before the controller (Slurm 22.05): no job, so no key lookup.
+        assert!(sbatch_refusal_is_certain(
+            "sbatch: error: Invalid generic resource (gres) specification"
+        ));
+        assert!(sbatch_refusal_is_certain(
+            "sbatch: unrecognized option '--bogus'\nTry \"sbatch --help\" for more information"
+        ));
+    }
+
+    #[test]
+    fn the_check_asks_about_the_daemons_own_argv_with_test_only_first() {
+        let t = tempfile::tempdir().unwrap();
+        let yaml = format!(
+            "watch:\n  root: {:?}\njob:\n  job_script: /opt/job.sh\n  account: dev\n  extra_args: [\"--qos=x\"]\n",
+            t.path()
+        );
+        let cfg = Config::parse(&yaml, &t.path().join("c.yaml")).unwrap();
+        let inv = test_only_invocation(&cfg);
+        let args: Vec<String> = inv
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let root = t.path().to_string_lossy().into_owned();
+        let name = t.path().file_name().unwrap().to_string_lossy().into_owned();
+        let spec = JobSpec {
+            dir_path: t.path().into(),
+            job_name: crate::engine::job_name("dirwatch", name.as_ref()),
+            key: "dw-check-config".into(),
+        };
+        let daemon = sbatch_invocation(&cfg.job, t.path(), &spec);
+        assert_eq!(args[0], "--test-only");
+        assert_eq!(inv.args[1..], daemon.args[..], "not the daemon's own argv");
+        assert_eq!(inv.env, daemon.env);
+        assert_eq!(args[args.len() - 2..], ["/opt/job.sh".to_string(), root]);
     }
 
     #[test]
