@@ -96,6 +96,7 @@ Keys (defaults in brackets):\n\
                                   default: Slurm's slurm-%j.out in the directory, or\n\
                                   .dirwatcher/logs/%x-%j.out in the root with delete_on_success\n\
   job.command_timeout_sec         [60] bound for each sbatch/sacct/squeue call\n\
+  job.lost_after_sec              [3600] a job no source (sacct, squeue) shows for longer is `lost`\n\
   job.max_local_jobs              [CPU count] local executor: jobs running at once\n\
   behavior.delete_on_success      [false] delete the directory after COMPLETED\n\
   behavior.state_file             [/var/lib/dirwatcher/state.json] the ledger (SQLite); keep it on local disk\n\

@@ -118,6 +118,8 @@ pub struct JobConfig {
     pub output: Option<String>,
     /// Upper bound for one `sbatch`/`sacct`/`squeue` call.
     pub command_timeout: Duration,
+    /// A job that no source (sacct, squeue) has shown for longer is `lost`.
+    pub lost_after: Duration,
     /// How many local jobs may run at once (local executor only).
     pub max_local_jobs: u32,
 }
@@ -205,6 +207,7 @@ struct RawJob {
     chdir_to_subdir: Option<bool>,
     output: S<String>,
     command_timeout_sec: S<f64>,
+    lost_after_sec: S<f64>,
     max_local_jobs: S<i64>,
 }
 
@@ -240,6 +243,8 @@ pub mod defaults {
     pub const JOB_NAME_PREFIX: &str = "dirwatch";
     /// `job.command_timeout_sec`.
     pub const COMMAND_TIMEOUT_SEC: f64 = 60.0;
+    /// `job.lost_after_sec`: far above accounting's lag (seconds, minutes on a busy site).
+    pub const LOST_AFTER_SEC: f64 = 3600.0;
     /// `behavior.state_file`.
     pub const STATE_FILE: &str = "/var/lib/dirwatcher/state.json";
     /// `behavior.failure_log`.
@@ -343,6 +348,7 @@ impl Config {
         let _ = writeln!(y, "  chdir_to_subdir: {}", j.chdir_to_subdir);
         let _ = writeln!(y, "  output: {}", opt(&j.output));
         let _ = writeln!(y, "  command_timeout_sec: {}", secs(j.command_timeout));
+        let _ = writeln!(y, "  lost_after_sec: {}", secs(j.lost_after));
         let _ = writeln!(y, "  max_local_jobs: {}", j.max_local_jobs);
         let b = &self.behavior;
         let _ = writeln!(y, "\nbehavior:");
@@ -842,6 +848,12 @@ impl Validator<'_> {
                 "job.command_timeout_sec",
                 &j.command_timeout_sec,
                 defaults::COMMAND_TIMEOUT_SEC,
+                true,
+            )?,
+            lost_after: self.seconds(
+                "job.lost_after_sec",
+                &j.lost_after_sec,
+                defaults::LOST_AFTER_SEC,
                 true,
             )?,
             max_local_jobs: self.count("job.max_local_jobs", &j.max_local_jobs, cpus, 1)?,
