@@ -9,3 +9,4 @@ mod local;
 mod observe;
 mod ops;
 mod slurm_pipeline;
+mod verdicts;
