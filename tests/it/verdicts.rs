@@ -16,53 +16,6 @@ macro_rules! need_slurm {
     };
 }
 
-/// The controller's state word for a job (`squeue -t all`), empty when it does not know the job.
-pub fn squeue_state(id: &str) -> String {
-    let out = Command::new("squeue")
-        .args(["-h", "-t", "all", "-o", "%T"])
-        .arg(format!("--jobs={id},{id}"))
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn scontrol(args: &[&str]) -> std::process::Output {
-    Command::new("scontrol").args(args).output().unwrap()
-}
-
-/// Requeued jobs become eligible only 2 minutes later: start this one now (as an operator may).
-pub fn start_now(id: &str) {
-    wait_for(
-        Duration::from_secs(30),
-        "the requeued job to be pending",
-        || (squeue_state(id) == "PENDING").then_some(()),
-    );
-    let out = scontrol(&["update", &format!("jobid={id}"), "StartTime=now"]);
-    assert!(
-        out.status.success(),
-        "scontrol update jobid={id} StartTime=now: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The job of each run appends a line to `runs` (outside the directory, which is deleted at the end), then
-/// checks that its data is still there.
-pub fn counting_env(env: TestEnv) -> (TestEnv, std::path::PathBuf) {
-    let runs = env.tmp.path().join("runs");
-    let env = env
-        .job("wrap_cmd: sh -c 'echo run >> \"$RUNS\"; sleep 6; test -f \"$1/data.txt\"' job")
-        .job(&format!("env: {{RUNS: {:?}}}", runs.display().to_string()))
-        .behavior("delete_on_success: true");
-    (env, runs)
-}
-
-pub fn runs(path: &std::path::Path) -> usize {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .count()
-}
-
 #[test]
 fn a_job_requeued_while_running_has_one_outcome_after_its_last_run() {
     need_slurm!("a_job_requeued_while_running_has_one_outcome_after_its_last_run");
@@ -73,7 +26,10 @@ fn a_job_requeued_while_running_has_one_outcome_after_its_last_run() {
     wait_for(Duration::from_secs(60), "the first run to start", || {
         (runs(&runs_file) == 1).then_some(())
     });
-    let out = scontrol(&["requeue", &job]);
+    let out = Command::new("scontrol")
+        .args(["requeue", &job])
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "scontrol requeue {job}: {}",
