@@ -528,7 +528,15 @@ fn reused_job_ids_never_delete_a_directory_before_its_job_ran() {
     let mut old = Vec::new();
     for (i, n) in names.iter().enumerate() {
         let out = Command::new("sbatch")
-            .args(["--parsable", "-p", "main", "-A", "dev", "--wrap", "true"])
+            .args([
+                "--parsable",
+                "-p",
+                "main",
+                "-A",
+                "dev",
+                "--output=/dev/null",
+            ])
+            .args(["--wrap", "true"])
             .arg(format!("--job-name={}", env.job_name(n)))
             .arg(format!("--comment=dw-0ldledger-{i}"))
             .output()
