@@ -32,6 +32,12 @@ Commands:
   stop DAEMON     Stop one daemon (munged, mariadbd, slurmdbd, slurmctld or
                   slurmd) without cancelling jobs: for outage tests. `up`
                   starts it again.
+  reset-job-ids   Make slurmctld forget its jobs and start job ids again at
+                  FirstJobId (1), while accounting keeps every old job: stop
+                  slurmctld, delete job_state* in its StateSaveLocation, start
+                  it. Reproduces job-id reuse (a reinstall, a wiped state
+                  directory); jobs queued or running are lost to the
+                  controller, so run it only when no other test needs it.
   -h, --help      Show this help.
 
 Cluster: cluster "devcluster", node = `hostname -s`, partition "main"
@@ -566,6 +572,20 @@ cmd_stop() {
   stop_one "$d"
 }
 
+# ------------------------------------------------------------------ reset job ids
+cmd_reset_job_ids() {
+  need_root
+  take_lock
+  alive slurmctld || die "slurmctld is not running; start the cluster with 'up' first"
+  stop_one slurmctld
+  rm -f "$STATE"/spool/ctld/job_state*
+  log "deleted job_state* in $STATE/spool/ctld: job ids start again at FirstJobId"
+  start slurmctld /usr/sbin/slurmctld -D -f "$SLURM_CONF"
+  wait_for slurmctld 60 bash -c 'scontrol ping | grep -q "is UP"'
+  USERS="root $TEST_USER $EXTRA_USERS"
+  wait_ready
+}
+
 # ------------------------------------------------------------------ status
 cmd_status() {
   local d ok=0 st reason
@@ -597,6 +617,7 @@ case "$CMD" in
   down) shift; [ $# -le 1 ] || die "too many arguments (see --help)"; cmd_down "$@";;
   status) shift; [ $# -eq 0 ] || die "status takes no arguments (see --help)"; cmd_status;;
   stop) shift; [ $# -eq 1 ] || die "stop takes one daemon name (see --help)"; cmd_stop "$1";;
+  reset-job-ids) shift; [ $# -eq 0 ] || die "reset-job-ids takes no arguments (see --help)"; cmd_reset_job_ids;;
   -h|--help|help) usage;;
   '') usage >&2; exit 2;;
   *) printf 'unknown command: %s\n\n' "$CMD" >&2; usage >&2; exit 2;;

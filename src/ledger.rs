@@ -60,6 +60,8 @@ pub struct Counts {
     pub completed: u64,
     /// Jobs failed.
     pub failed: u64,
+    /// Jobs lost (no source showed them for longer than `job.lost_after_sec`).
+    pub lost: u64,
 }
 
 const SCHEMA: &str = "
@@ -94,7 +96,8 @@ CREATE TABLE IF NOT EXISTS generations (
     delete_pending      INTEGER NOT NULL DEFAULT 0,
     failure_log_pending INTEGER NOT NULL DEFAULT 0,
     deleted             INTEGER NOT NULL DEFAULT 0,
-    updated_at          INTEGER NOT NULL
+    updated_at          INTEGER NOT NULL,
+    seen_at             INTEGER
 );
 CREATE INDEX IF NOT EXISTS generations_dir ON generations(dir, id);
 CREATE INDEX IF NOT EXISTS generations_state ON generations(state);
@@ -102,7 +105,14 @@ CREATE INDEX IF NOT EXISTS generations_state ON generations(state);
 
 const COLUMNS: &str = "id, dir, ready_dev, ready_ino, ready_size, ready_mtime_ns, dir_dev, dir_ino, state, attempt, \
     submit_tries, submit_key, job_id, job_name, created_at, submitted_at, finished_at, next_try_at, final_state, \
-    exit_code, last_error, uncertain, delete_pending, failure_log_pending, deleted, updated_at";
+    exit_code, last_error, uncertain, delete_pending, failure_log_pending, deleted, updated_at, seen_at";
+
+/// Columns added after the first release, with their definition: a ledger written by an older dirwatcher
+/// gets them on open (`ALTER TABLE … ADD COLUMN`; the new values start empty).
+const ADDED_COLUMNS: [(&str, &str); 1] = [
+    // When a scheduler source last showed the job (for `lost`).
+    ("seen_at", "INTEGER"),
+];
 
 /// The open ledger.
 #[derive(Debug)]
@@ -170,6 +180,7 @@ impl Ledger {
             .map_err(sql("cannot configure"))?;
         conn.execute_batch(SCHEMA)
             .map_err(sql("cannot create the schema"))?;
+        migrate(&conn).map_err(sql("cannot upgrade the schema"))?;
         // OR IGNORE + read back: two processes opening a new ledger at once agree on one instance id.
         conn.execute(
             "INSERT OR IGNORE INTO meta(key, value) VALUES ('instance', ?1)",
@@ -338,6 +349,34 @@ impl Ledger {
         Ok(retry)
     }
 
+    /// Records that a scheduler source showed these jobs at `now` (one statement for all of them).
+    pub fn record_seen(&self, ids: &[i64], now: Millis) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+        self.conn
+            .execute(
+                &format!(
+                    "UPDATE generations SET seen_at = ?1 WHERE state = 'submitted' AND id IN ({})",
+                    list.join(",")
+                ),
+                [now],
+            )
+            .map_err(self.sql("cannot record which jobs were seen"))?;
+        Ok(())
+    }
+
+    /// Records that no source has shown the job for too long: it is followed no more.
+    pub fn record_lost(&self, id: i64, now: Millis) -> Result<()> {
+        self.exec(
+            "UPDATE generations SET state = 'lost', finished_at = ?2, updated_at = ?2
+                 WHERE id = ?1 AND state = 'submitted'",
+            params![id, now],
+            "cannot record the lost job",
+        )
+    }
+
     /// Queues a new attempt for a finished generation (operator `retry`). Returns the new record id.
     pub fn requeue(&mut self, g: &Generation, now: Millis) -> Result<i64> {
         self.insert_intent(&NewGeneration::next_attempt_of(g, now), now)
@@ -403,6 +442,7 @@ impl Ledger {
                 Some(GenState::Submitted) => c.submitted = n,
                 Some(GenState::Completed) => c.completed = n,
                 Some(GenState::Failed) => c.failed = n,
+                Some(GenState::Lost) => c.lost = n,
                 None => {}
             }
         }
@@ -414,6 +454,14 @@ impl Ledger {
         self.select(
             "WHERE state = 'failed' ORDER BY finished_at DESC, id DESC LIMIT ?1",
             [limit],
+        )
+    }
+
+    /// The directories whose latest job is lost, oldest first.
+    pub fn lost(&self) -> Result<Vec<Generation>> {
+        self.select(
+            "g WHERE state = 'lost' AND id = (SELECT MAX(id) FROM generations h WHERE h.dir = g.dir) ORDER BY id",
+            [],
         )
     }
 
@@ -578,7 +626,31 @@ fn row_to_gen(r: &Row<'_>) -> rusqlite::Result<Generation> {
         failure_log_pending: r.get(23)?,
         deleted: r.get(24)?,
         updated_at: r.get(25)?,
+        seen_at: r.get(26)?,
     })
+}
+
+/// Adds the columns an older ledger lacks. Idempotent; two processes opening an old ledger at once may race
+/// to add a column, so "duplicate column" is not an error.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let mut have = Vec::new();
+    {
+        let mut st = conn.prepare("PRAGMA table_info(generations)")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(1))?;
+        for r in rows {
+            have.push(r?);
+        }
+    }
+    for (col, def) in ADDED_COLUMNS {
+        if have.iter().any(|h| h == col) {
+            continue;
+        }
+        match conn.execute_batch(&format!("ALTER TABLE generations ADD COLUMN {col} {def}")) {
+            Err(rusqlite::Error::SqliteFailure(_, Some(m))) if m.contains("duplicate column") => {}
+            other => other?,
+        }
+    }
+    Ok(())
 }
 
 /// A short id that differs between ledgers, so a key never matches a job submitted for an older ledger.
@@ -747,6 +819,50 @@ mod tests {
             k1, k2,
             "a reused key could adopt the job of a forgotten generation"
         );
+    }
+
+    #[test]
+    fn a_ledger_of_the_first_schema_opens_and_gains_the_new_columns() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("old.db");
+        {
+            let c = Connection::open(&p).unwrap();
+            // The first release's table, without `seen_at`.
+            let old = SCHEMA.replace(",\n    seen_at             INTEGER\n", "\n");
+            assert!(!old.contains("seen_at"));
+            c.execute_batch(&old).unwrap();
+            c.execute(
+                "INSERT INTO generations (dir, ready_dev, ready_ino, ready_size, ready_mtime_ns, state, submit_key,
+                     job_id, job_name, created_at, updated_at)
+                 VALUES (x'61', 1, 2, 0, 5, 'submitted', 'dw-old-1', '42', 'dw-a', 10, 10)",
+                [],
+            )
+            .unwrap();
+        }
+        let l = Ledger::open(&p).unwrap();
+        let g = l.active().unwrap().pop().unwrap();
+        assert_eq!((g.job_id.as_deref(), g.seen_at), (Some("42"), None));
+        l.record_seen(&[g.id], 99).unwrap();
+        assert_eq!(l.get(g.id).unwrap().unwrap().seen_at, Some(99));
+        drop(l);
+        Ledger::open(&p).expect("opens again after the upgrade");
+        l_lost_roundtrip(&p);
+    }
+
+    fn l_lost_roundtrip(p: &Path) {
+        let mut l = Ledger::open(p).unwrap();
+        let g = l.active().unwrap().pop().unwrap();
+        l.record_lost(g.id, 100).unwrap();
+        let lost = l.get(g.id).unwrap().unwrap();
+        assert_eq!(lost.state, GenState::Lost);
+        assert!(
+            l.active().unwrap().is_empty(),
+            "a lost job is followed no more"
+        );
+        assert_eq!((l.counts().unwrap().lost, l.lost().unwrap().len()), (1, 1));
+        let again = l.requeue(&lost, 200).unwrap();
+        assert_eq!(l.get(again).unwrap().unwrap().attempt, 2);
+        assert_eq!(l.counts().unwrap().lost, 0);
     }
 
     #[test]

@@ -10,7 +10,6 @@
 //! cannot be written is reported once and retried), or expose directory names (label cardinality stays
 //! bounded: only call kinds and Slurm's final-state words).
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -31,7 +30,7 @@ use crate::config::MetricsConfig;
 use crate::engine::{GenState, Rejection, state_word};
 use crate::ledger::Counts;
 use crate::notify::Notifier;
-use crate::scheduler::{JobReport, JobSpec, QueryError, Scheduler, SubmitError};
+use crate::scheduler::{JobSpec, QueryError, Scheduler, Sightings, SubmitError, TrackedJob};
 use crate::time::Millis;
 
 /// Why metrics could not be set up at start.
@@ -89,6 +88,7 @@ struct Handles {
     directories: Gauge,
     pending: Family<[(&'static str, &'static str); 1], Gauge>,
     in_flight: Gauge,
+    lost: Gauge,
     finished: Family<[(&'static str, &'static str); 1], Gauge>,
     submitted: Counter,
     completed: Counter,
@@ -121,6 +121,7 @@ fn new_registry() -> (Registry, Handles) {
         directories: Gauge::default(),
         pending: Family::default(),
         in_flight: Gauge::default(),
+        lost: Gauge::default(),
         finished: Family::default(),
         submitted: Counter::default(),
         completed: Counter::default(),
@@ -145,6 +146,11 @@ fn new_registry() -> (Registry, Handles) {
         "jobs_in_flight",
         "Jobs submitted and not yet in a final state",
         h.in_flight.clone(),
+    );
+    reg.register(
+        "jobs_lost",
+        "Directories whose job no source (sacct, squeue) has shown for longer than job.lost_after_sec: followed no more, never deleted; check the job, then `dirwatcher retry DIR`",
+        h.lost.clone(),
     );
     reg.register(
         "directories_finished",
@@ -299,7 +305,7 @@ impl Metrics {
                     .get_or_create(&[("state", state_word(final_state))])
                     .inc();
             }
-            GenState::Submitting | GenState::Submitted => {}
+            GenState::Submitting | GenState::Submitted | GenState::Lost => {}
         }
     }
 
@@ -317,6 +323,7 @@ impl Metrics {
         if let Some(c) = counts {
             let g = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
             self.h.in_flight.set(g(c.submitted));
+            self.h.lost.set(g(c.lost));
             self.h
                 .pending
                 .get_or_create(&[("stage", "submitting")])
@@ -548,8 +555,8 @@ impl Scheduler for Instrumented {
         r
     }
 
-    fn query(&mut self, job_ids: &[String]) -> Result<HashMap<String, JobReport>, QueryError> {
-        self.timed(Call::Query, |s| s.query(job_ids))
+    fn query(&mut self, jobs: &[TrackedJob]) -> Result<Sightings, QueryError> {
+        self.timed(Call::Query, |s| s.query(jobs))
     }
 
     fn lookup(
@@ -620,6 +627,7 @@ mod tests {
             submitted: 3,
             completed: 40,
             failed: 5,
+            lost: 1,
         };
         m.publish(Some(&c), 4);
         let t = m.render();
@@ -633,6 +641,7 @@ mod tests {
             ("dirwatcher_jobs_failed_total{state=\"CANCELLED\"}", 1.0),
             ("dirwatcher_jobs_failed_total{state=\"TIMEOUT\"}", 2.0),
             ("dirwatcher_jobs_in_flight", 3.0),
+            ("dirwatcher_jobs_lost", 1.0),
             ("dirwatcher_directories_pending{stage=\"settling\"}", 4.0),
             ("dirwatcher_directories_pending{stage=\"submitting\"}", 2.0),
             ("dirwatcher_directories_finished{state=\"completed\"}", 40.0),

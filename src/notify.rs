@@ -187,8 +187,12 @@ fn send(sent: &mut Sent, msg: &[NotifyState<'_>]) -> bool {
 
 /// The `STATUS=` text: what `systemctl status dirwatcher` shows under the unit's name.
 pub fn status_line(root: &Path, pending: u64, counts: &Counts) -> String {
+    let lost = match counts.lost {
+        0 => String::new(),
+        n => format!(", {n} lost (see `dirwatcher status`)"),
+    };
     format!(
-        "watching {}: {} pending, {} in flight, {} completed, {} failed",
+        "watching {}: {} pending, {} in flight, {} completed, {} failed{lost}",
         root.display(),
         pending,
         counts.submitted,
@@ -229,10 +233,16 @@ mod tests {
             submitted: 3,
             completed: 120,
             failed: 2,
+            lost: 0,
         };
         assert_eq!(
             status_line(Path::new("/data/incoming"), 2, &c),
             "watching /data/incoming: 2 pending, 3 in flight, 120 completed, 2 failed"
+        );
+        let lost = Counts { lost: 1, ..c };
+        assert_eq!(
+            status_line(Path::new("/d"), 0, &lost),
+            "watching /d: 0 pending, 3 in flight, 120 completed, 2 failed, 1 lost (see `dirwatcher status`)"
         );
     }
 

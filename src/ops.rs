@@ -90,6 +90,8 @@ pub struct Status {
     pub in_flight: Vec<InFlight>,
     /// Most recent failures, newest first.
     pub recent_failures: Vec<Failure>,
+    /// Directories whose job is lost (no source showed it for longer than `job.lost_after_sec`).
+    pub lost: Vec<InFlight>,
 }
 
 fn rfc3339(m: Millis) -> String {
@@ -102,20 +104,19 @@ pub fn status(cfg: &Config, failures: u32) -> anyhow::Result<Status> {
     let ledger = open_existing(cfg)?;
     let now = wall_now();
     let root = &cfg.watch.root;
+    let row = |g: Generation| InFlight {
+        dir: root.join(&g.dir).to_string_lossy().into_owned(),
+        state: g.state.as_str().into(),
+        job_id: g.job_id.clone(),
+        job_name: g.job_name.clone(),
+        attempt: g.attempt,
+        age_sec: ((now - g.created_at).max(0) / 1000) as u64,
+        last_error: g.last_error.clone(),
+    };
     let active = ledger.active()?;
     let submissions_refused = refusal(root, &active);
-    let in_flight = active
-        .into_iter()
-        .map(|g| InFlight {
-            dir: root.join(&g.dir).to_string_lossy().into_owned(),
-            state: g.state.as_str().into(),
-            job_id: g.job_id.clone(),
-            job_name: g.job_name.clone(),
-            attempt: g.attempt,
-            age_sec: ((now - g.created_at).max(0) / 1000) as u64,
-            last_error: g.last_error.clone(),
-        })
-        .collect();
+    let in_flight = active.into_iter().map(row).collect();
+    let lost = ledger.lost()?.into_iter().map(row).collect();
     let recent_failures = ledger
         .recent_failures(failures)?
         .into_iter()
@@ -135,6 +136,7 @@ pub fn status(cfg: &Config, failures: u32) -> anyhow::Result<Status> {
         submissions_refused,
         in_flight,
         recent_failures,
+        lost,
     })
 }
 
@@ -175,8 +177,8 @@ pub fn render_status(s: &Status) -> String {
     let _ = writeln!(o, "root {}  (ledger {})", s.root, s.state_file);
     let _ = writeln!(
         o,
-        "directories: {} submitting, {} in flight, {} completed, {} failed",
-        c.submitting, c.submitted, c.completed, c.failed
+        "directories: {} submitting, {} in flight, {} completed, {} failed, {} lost",
+        c.submitting, c.submitted, c.completed, c.failed, c.lost
     );
     if let Some(r) = &s.submissions_refused {
         let _ = writeln!(
@@ -202,6 +204,21 @@ pub fn render_status(s: &Status) -> String {
                     .as_deref()
                     .map(|e| format!("  (last error: {e})"))
                     .unwrap_or_default()
+            );
+        }
+    }
+    if !s.lost.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nlost: no source (sacct, squeue) shows these jobs; check them, then `dirwatcher retry DIR`:"
+        );
+        for j in &s.lost {
+            let _ = writeln!(
+                o,
+                "  job {:<10} attempt {}  {}",
+                j.job_id.as_deref().unwrap_or("-"),
+                j.attempt,
+                j.dir
             );
         }
     }
@@ -257,7 +274,7 @@ pub fn dir_name(root: &Path, arg: &Path) -> anyhow::Result<OsString> {
     }
 }
 
-/// `retry`: queues a new attempt for each failed directory. Returns one line per directory.
+/// `retry`: queues a new attempt for each failed or lost directory. Returns one line per directory.
 pub fn retry(cfg: &Config, dirs: &[PathBuf]) -> anyhow::Result<Vec<String>> {
     let mut ledger = open_existing(cfg)?;
     let mut out = Vec::new();
@@ -270,12 +287,12 @@ pub fn retry(cfg: &Config, dirs: &[PathBuf]) -> anyhow::Result<Vec<String>> {
             );
         };
         match g.state {
-            GenState::Failed => {
+            GenState::Failed | GenState::Lost => {
                 let id = ledger.requeue(&g, wall_now())?;
                 out.push(format!("{shown}: queued attempt {} (record {id}); the daemon submits it on its next cycle", g.attempt + 1));
             }
             s => bail!(
-                "{shown} is {} (job {}), not failed; only failed directories can be retried",
+                "{shown} is {} (job {}), not failed or lost; only those can be retried",
                 s.as_str(),
                 g.job_id.as_deref().unwrap_or("-")
             ),

@@ -32,6 +32,8 @@ pub mod defaults {
     pub const CHDIR_TO_SUBDIR: bool = true;
     /// `job.command_timeout_sec`.
     pub const COMMAND_TIMEOUT_SEC: f64 = 60.0;
+    /// `job.lost_after_sec`: far above accounting's lag (seconds, minutes on a busy site).
+    pub const LOST_AFTER_SEC: f64 = 3600.0;
     /// `behavior.delete_on_success`.
     pub const DELETE_ON_SUCCESS: bool = false;
     /// `behavior.state_file`. `.db`, not the Python original's `state.json`: the file is an SQLite
@@ -247,6 +249,12 @@ pub const JOB_COMMAND_TIMEOUT_SEC: Key = key(
     Seconds(defaults::COMMAND_TIMEOUT_SEC),
     "bound for every `sbatch`/`sacct`/`squeue` call",
 );
+/// `job.lost_after_sec`.
+pub const JOB_LOST_AFTER_SEC: Key = key(
+    "job.lost_after_sec",
+    Seconds(defaults::LOST_AFTER_SEC),
+    "a job that no source (sacct, squeue) has shown for longer is `lost`: warned about, never deleted; `dirwatcher retry` resubmits it",
+);
 /// `job.max_local_jobs`.
 pub const JOB_MAX_LOCAL_JOBS: Key = key(
     "job.max_local_jobs",
@@ -323,6 +331,7 @@ pub const ALL: &[Key] = &[
     JOB_CHDIR_TO_SUBDIR,
     JOB_OUTPUT,
     JOB_COMMAND_TIMEOUT_SEC,
+    JOB_LOST_AFTER_SEC,
     JOB_MAX_LOCAL_JOBS,
     BEHAVIOR_DELETE_ON_SUCCESS,
     BEHAVIOR_STATE_FILE,

@@ -134,6 +134,8 @@ pub struct JobConfig {
     pub output: Option<String>,
     /// Upper bound for one `sbatch`/`sacct`/`squeue` call.
     pub command_timeout: Duration,
+    /// A job that no source (sacct, squeue) has shown for longer is `lost`.
+    pub lost_after: Duration,
     /// How many local jobs may run at once (local executor only).
     pub max_local_jobs: u32,
 }
@@ -221,6 +223,7 @@ struct RawJob {
     chdir_to_subdir: Option<bool>,
     output: S<String>,
     command_timeout_sec: S<f64>,
+    lost_after_sec: S<f64>,
     max_local_jobs: S<i64>,
 }
 
@@ -309,6 +312,7 @@ impl Config {
         y.put(&JOB_CHDIR_TO_SUBDIR, j.chdir_to_subdir.to_string());
         y.put(&JOB_OUTPUT, opt(j.output.as_deref()));
         y.put(&JOB_COMMAND_TIMEOUT_SEC, secs(j.command_timeout));
+        y.put(&JOB_LOST_AFTER_SEC, secs(j.lost_after));
         y.put(&JOB_MAX_LOCAL_JOBS, j.max_local_jobs.to_string());
         let b = &self.behavior;
         y.put(&BEHAVIOR_DELETE_ON_SUCCESS, b.delete_on_success.to_string());
@@ -831,6 +835,12 @@ impl Validator<'_> {
                 &keys::JOB_COMMAND_TIMEOUT_SEC,
                 &j.command_timeout_sec,
                 defaults::COMMAND_TIMEOUT_SEC,
+                true,
+            )?,
+            lost_after: self.seconds(
+                &keys::JOB_LOST_AFTER_SEC,
+                &j.lost_after_sec,
+                defaults::LOST_AFTER_SEC,
                 true,
             )?,
             max_local_jobs: self.count(&keys::JOB_MAX_LOCAL_JOBS, &j.max_local_jobs, cpus, 1)?,

@@ -207,6 +207,8 @@ pub struct Daemon {
     counts: CachedCounts,
     /// Metrics and systemd notifications.
     observers: Observers,
+    /// Records whose job id showed a row of another job (a reused id): said once per job, not every poll.
+    told_stale: HashSet<i64>,
     /// The single-instance lock; released when the daemon is dropped.
     _lock: File,
 }
@@ -266,6 +268,7 @@ impl Daemon {
             health: Health::default(),
             counts: CachedCounts::default(),
             observers: Observers { metrics, notifier },
+            told_stale: HashSet::new(),
             _lock: lock,
         })
     }

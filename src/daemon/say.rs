@@ -8,7 +8,9 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
-use crate::engine::{GenState, Generation, JobReport, OutageEdge, Rejection, RejectionEdge};
+use crate::engine::{
+    GenState, Generation, JobReport, JobRow, OutageEdge, Rejection, RejectionEdge, Source,
+};
 use crate::logging::{error_chain, show};
 use crate::outcome::KeepReason;
 use crate::scheduler::{QueryError, SubmitError};
@@ -169,6 +171,37 @@ pub fn job_ended(
         warn!(dir = ?path, job = %job, state = %end.state, exit_code = %end.exit_code,
             "job {job} for {} ended {} (exit code {}); {what}{retry}", show(path), end.state, end.exit_code);
     }
+}
+
+/// A row with the job's id was not about our job (an old job of a reused id, or a stranger's): ignored,
+/// the job is "not known yet" from that row. Said once per job.
+pub fn stale_row_ignored(path: &Path, job: &str, row: &JobRow) {
+    let submitted = row.submit.map(rfc3339).unwrap_or_else(|| "-".into());
+    info!(dir = ?path, job = %job, stale_state = %row.state,
+        "ignored a {} row of job id {job} that is not the job of {} (name `{}`, comment `{}`, submitted {submitted}, {}): \
+         Slurm reused the id; waiting for our job's own record",
+        source_word(row.source), show(path), row.name, row.comment, row.state);
+}
+
+fn source_word(s: Source) -> &'static str {
+    match s {
+        Source::Accounting => "sacct",
+        Source::Controller => "squeue",
+    }
+}
+
+fn rfc3339(m: Millis) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(m.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// No source has shown a job for longer than `job.lost_after_sec`: it is recorded as lost.
+pub fn job_lost(path: &Path, g: &Generation, unseen: Millis) {
+    let job = g.job_id.as_deref().unwrap_or_default();
+    warn!(dir = ?path, job = %job, state = "lost",
+        "job {job} for {} is lost: neither sacct nor squeue has shown it for {}; it is followed no more and its \
+         directory is kept. Check it (`sacct -j {job}`), then resubmit with `dirwatcher retry {}`",
+        show(path), human(unseen), show(path));
 }
 
 /// The failure log could not be appended to.

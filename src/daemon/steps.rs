@@ -8,8 +8,9 @@ use crossbeam_channel::Receiver;
 
 use super::{Daemon, Event, Flow, say};
 use crate::engine::{
-    self, Agenda, BackoffPolicy, Generation, GenerationVerdict, LookupStep, OutageEdge,
-    OutcomePolicy, Readiness, ReadyIdentity, ReadyObservation, StabilityPolicy,
+    self, Agenda, BackoffPolicy, Generation, GenerationVerdict, JudgePolicy, LookupStep,
+    OutageEdge, OutcomePolicy, Readiness, ReadyIdentity, ReadyObservation, StabilityPolicy,
+    TrackedJob, Verdict,
 };
 use crate::ledger::{EndRecord, LedgerError, NewGeneration};
 use crate::outcome::{self, FailureRecord, KeepReason};
@@ -30,6 +31,16 @@ enum Look {
 
 /// The ledger failed; the step stops (its cause was reported).
 struct LedgerDown;
+
+/// What the scheduler is asked about a job in flight (none before its id is known).
+fn tracked(g: &Generation) -> Option<TrackedJob> {
+    Some(TrackedJob {
+        job_id: g.job_id.clone()?,
+        key: g.key.clone(),
+        job_name: g.job_name.clone(),
+        since: g.created_at,
+    })
+}
 
 impl Daemon {
     /// One read of the active rows: what this cycle looks up, queries and submits.
@@ -109,36 +120,69 @@ impl Daemon {
         }
     }
 
-    /// Step 2: one scheduler query for every job in flight; each final state is recorded with its effects
-    /// (and the next attempt, when retries allow) in one transaction.
+    /// Step 2: one scheduler query for every job in flight. The engine judges each job from the rows: a row
+    /// that is not provably ours is ignored (said once per job), a final state is recorded with its effects
+    /// (and the next attempt, when retries allow) in one transaction, a job no source has shown for too long
+    /// is recorded as lost.
     pub(super) fn track(&mut self, agenda: &mut Agenda) {
         if agenda.in_flight.is_empty() {
             return;
         }
-        let ids: Vec<String> = agenda
-            .in_flight
-            .iter()
-            .filter_map(|g| g.job_id.clone())
-            .collect();
-        let reports = match self.sched.query(&ids) {
+        let jobs: Vec<TrackedJob> = agenda.in_flight.iter().filter_map(tracked).collect();
+        let sightings = match self.sched.query(&jobs) {
             Ok(r) => {
                 say::queries_back(self.health.query.succeeded(self.clock.mono()));
                 r
             }
             Err(e) => {
                 let edge = self.health.query.failed(self.clock.mono());
-                return say::query_failed(&e, ids.len(), edge);
+                return say::query_failed(&e, jobs.len(), edge);
             }
         };
         let wall = self.clock.wall();
+        let policy = JudgePolicy {
+            lost_after: self.cfg.job.lost_after,
+            settle: engine::judge::REQUEUE_SETTLE,
+        };
+        let mut seen = Vec::new();
         for g in std::mem::take(&mut agenda.in_flight) {
-            let Some(rep) = g.job_id.as_deref().and_then(|j| reports.get(j)) else {
-                continue;
+            let Some(job) = tracked(&g) else { continue };
+            let last_seen = g.seen_at.or(g.submitted_at).unwrap_or(g.created_at);
+            let judged = engine::judge(&job, &sightings, last_seen, wall, policy);
+            if let Some(row) = &judged.stale
+                && self.told_stale.insert(g.id)
+            {
+                say::stale_row_ignored(&self.path_of(&g), &job.job_id, row);
+            }
+            if judged.seen {
+                seen.push(g.id);
+            }
+            let r = match judged.verdict {
+                Verdict::Ended(rep) => self.record_end(&g, &rep, wall, agenda),
+                Verdict::Lost(unseen) => self.record_lost(&g, unseen, wall),
+                Verdict::Active | Verdict::Unknown => Ok(()),
             };
-            if self.record_end(&g, rep, wall, agenda).is_err() {
+            if r.is_err() {
                 return;
             }
         }
+        // Not a change anyone counts: the cached counts stay valid.
+        if let Err(e) = self.ledger.record_seen(&seen, wall) {
+            self.ledger_failed("recording which jobs were seen", &e);
+        }
+    }
+
+    /// Records that no source has shown a job for longer than `job.lost_after_sec`.
+    fn record_lost(
+        &mut self,
+        g: &Generation,
+        unseen: Millis,
+        wall: Millis,
+    ) -> Result<(), LedgerDown> {
+        let r = self.ledger.record_lost(g.id, wall);
+        self.commit("recording a lost job", r)?;
+        say::job_lost(&self.path_of(g), g, unseen);
+        Ok(())
     }
 
     fn outcome_policy(&self) -> OutcomePolicy {

@@ -13,7 +13,8 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 use super::{Daemon, Event, Flow};
 use crate::config::Config;
 use crate::engine::{GenState, Generation};
-use crate::scheduler::fake::{Call, Fake};
+use crate::engine::{JobRow, Source};
+use crate::scheduler::fake::{Call, Fake, Scripted, ours};
 use crate::scheduler::{QueryError, SubmitError};
 use crate::time::{Clock, ManualClock, Millis};
 
@@ -42,7 +43,7 @@ fn config_text(
 ) -> String {
     let mut y = format!(
         "watch:\n  root: {root:?}\n  poll_interval_sec: {poll}\n  stability_checks: 2\n  stability_interval_sec: 1\n\
-         job:\n  wrap_cmd: \"true\"\n  command_timeout_sec: 10\n\
+         job:\n  wrap_cmd: \"true\"\n  command_timeout_sec: 10\n  lost_after_sec: 600\n\
          behavior:\n  state_file: {:?}\n  failure_log: {:?}\n",
         dir.join("state.db"),
         dir.join("failed.log"),
@@ -304,14 +305,8 @@ fn a_failed_job_gets_one_failure_log_line_and_keeps_its_directory() {
     let mut b = Bench::new(&["delete_on_success: true"]);
     let dir = b.ready("run1");
     b.settle();
-    b.fake.on_query(Ok([(
-        "1001".to_string(),
-        crate::engine::JobReport {
-            state: "FAILED".into(),
-            exit_code: "3:0".into(),
-        },
-    )]
-    .into()));
+    b.fake
+        .on_query_rows(vec![ours("1001", Source::Controller, "FAILED", "3:0")]);
     b.run_for(Duration::from_secs(30));
     assert!(dir.exists(), "a failed job's directory was deleted");
     let log = std::fs::read_to_string(&b.daemon.cfg.behavior.failure_log).unwrap();
@@ -510,4 +505,160 @@ fn a_reload_during_an_outage_keeps_the_back_off() {
         1,
         "a reload does not bring the controller back"
     );
+}
+
+/// The old record of a reused id in accounting: another job's key, submitted long before our intent.
+fn old_row(job_id: &str, state: &str) -> Scripted {
+    Scripted::Row(JobRow {
+        source: Source::Accounting,
+        job_id: job_id.into(),
+        name: "dirwatch-run1".into(),
+        comment: "dw-0ld1ed9e-16".into(),
+        submit: Some(T0 - 86_400_000),
+        end: Some(T0 - 86_000_000),
+        state: state.into(),
+        exit_code: "0:0".into(),
+        requeue: None,
+    })
+}
+
+#[test]
+fn a_stale_completed_row_of_a_reused_id_neither_deletes_nor_ends_the_job() {
+    let mut b = Bench::new(&["delete_on_success: true"]);
+    let dir = b.ready("run1");
+    b.settle();
+    // Accounting answers with the old job 1001 (COMPLETED); the controller has ours, pending, then running.
+    for _ in 0..3 {
+        b.fake.on_query_rows(vec![
+            old_row("1001", "COMPLETED"),
+            ours("1001", Source::Controller, "PENDING", "0:0"),
+        ]);
+    }
+    // Then accounting alone (the controller not answering) with only the stale row: not known yet.
+    for _ in 0..3 {
+        b.fake
+            .on_query(Ok((vec![old_row("1001", "COMPLETED")], true, false)));
+    }
+    b.run_for(Duration::from_secs(40));
+    assert!(dir.exists(), "deleted on the COMPLETED of another job");
+    let g = b.latest("run1");
+    assert_eq!(g.state, GenState::Submitted, "{g:?}");
+    b.fake.on_query_rows(vec![
+        old_row("1001", "COMPLETED"),
+        ours("1001", Source::Accounting, "COMPLETED", "0:0"),
+    ]);
+    b.after(Duration::from_secs(5));
+    assert!(!dir.exists(), "our own COMPLETED did not delete");
+    assert_eq!(b.latest("run1").state, GenState::Completed);
+    assert_eq!(b.submits(), 1);
+}
+
+#[test]
+fn a_requeued_node_fail_gives_one_outcome_after_the_last_run() {
+    let mut b = Bench::new(&["delete_on_success: true", "max_retries: 2"]);
+    let dir = b.ready("run1");
+    b.settle();
+    let acct_fail = || ours("1001", Source::Accounting, "NODE_FAIL", "0:0");
+    // The node fails: accounting says NODE_FAIL at once, the controller first still shows the failed run
+    // (requeue on), then the job pending and running again.
+    b.fake
+        .on_query_rows(vec![
+            acct_fail(),
+            ours("1001", Source::Controller, "NODE_FAIL", "0:0"),
+        ])
+        .on_query_rows(vec![
+            acct_fail(),
+            ours("1001", Source::Controller, "PENDING", "0:0"),
+        ])
+        .on_query_rows(vec![
+            ours("1001", Source::Accounting, "REQUEUED", "0:0"),
+            ours("1001", Source::Controller, "RUNNING", "0:0"),
+        ])
+        .on_query_rows(vec![ours("1001", Source::Accounting, "RUNNING", "0:0")]);
+    b.run_for(Duration::from_secs(20));
+    assert!(dir.exists(), "deleted while a later run could still start");
+    assert!(
+        !b.daemon.cfg.behavior.failure_log.exists(),
+        "a failure-log line for a run Slurm requeued"
+    );
+    let g = b.latest("run1");
+    assert_eq!((g.state, b.history("run1").len()), (GenState::Submitted, 1));
+    b.fake.on_query_rows(vec![
+        acct_fail(),
+        ours("1001", Source::Controller, "COMPLETED", "0:0"),
+    ]);
+    b.after(Duration::from_secs(5));
+    let g = b.latest("run1");
+    assert_eq!(
+        (g.state, g.final_state.as_deref()),
+        (GenState::Completed, Some("COMPLETED"))
+    );
+    assert_eq!(b.history("run1").len(), 1, "a retry for a requeued job");
+    assert!(!dir.exists());
+    assert_eq!(b.submits(), 1);
+}
+
+#[test]
+fn a_job_no_source_shows_becomes_lost_after_lost_after_sec_and_retry_resubmits_it() {
+    let mut b = Bench::new(&["delete_on_success: true"]);
+    let dir = b.ready("run1");
+    b.settle();
+    let submitted = b.clock.mono();
+    // Every query answers (both sources), none shows the job. lost_after_sec is 600.
+    while b.latest("run1").state == GenState::Submitted {
+        b.after(Duration::from_secs(5));
+        assert!(b.clock.mono() - submitted < 700_000, "never declared lost");
+    }
+    let waited = b.clock.mono() - submitted;
+    assert!(
+        waited > 600_000,
+        "lost after {waited} ms, before lost_after_sec"
+    );
+    let g = b.latest("run1");
+    assert_eq!((g.state, g.deleted), (GenState::Lost, false));
+    assert!(dir.exists(), "a lost job's directory was deleted");
+    assert!(
+        !b.daemon.cfg.behavior.failure_log.exists(),
+        "a lost job is not known to have failed"
+    );
+    let queries = b.fake.count(|c| matches!(c, Call::Query(_)));
+    b.run_for(Duration::from_secs(30));
+    assert_eq!(
+        b.fake.count(|c| matches!(c, Call::Query(_))),
+        queries,
+        "a lost job is still queried"
+    );
+    assert_eq!(b.daemon.ledger.counts().unwrap().lost, 1);
+    assert_eq!(b.submits(), 1, "resubmitted without the operator");
+    let out = crate::ops::retry(&b.daemon.cfg, std::slice::from_ref(&dir)).unwrap();
+    assert!(out[0].contains("queued attempt 2"), "{out:?}");
+    b.after(Duration::from_secs(5));
+    assert_eq!(b.submits(), 2);
+    let g = b.latest("run1");
+    assert_eq!((g.state, g.attempt), (GenState::Submitted, 2));
+}
+
+#[test]
+fn a_job_seen_now_and_then_is_never_lost_and_a_failing_source_does_not_count() {
+    let mut b = Bench::new(&[]);
+    b.ready("run1");
+    b.settle();
+    // For 20 minutes: seen every 8th query; the rest answer empty, or with the controller failing.
+    for i in 0..240 {
+        match i % 8 {
+            0 => b
+                .fake
+                .on_query_rows(vec![ours("1001", Source::Accounting, "RUNNING", "0:0")]),
+            1..=3 => b.fake.on_query(Ok((vec![], true, false))),
+            _ => b.fake.on_query_rows(vec![]),
+        };
+        b.after(Duration::from_secs(5));
+    }
+    assert_eq!(b.latest("run1").state, GenState::Submitted);
+    // Now 11 minutes in which the controller never answers: still not lost (absence is not proven).
+    for _ in 0..132 {
+        b.fake.on_query(Ok((vec![], true, false)));
+        b.after(Duration::from_secs(5));
+    }
+    assert_eq!(b.latest("run1").state, GenState::Submitted);
 }

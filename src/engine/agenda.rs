@@ -46,7 +46,7 @@ impl Agenda {
                         .map_or(g.next_try_at, |t| t.min(g.next_try_at)),
                 )
             }
-            GenState::Completed | GenState::Failed => {}
+            GenState::Completed | GenState::Failed | GenState::Lost => {}
         }
     }
 
@@ -250,6 +250,7 @@ mod tests {
             created_at: 0,
             submitted_at: None,
             finished_at: None,
+            seen_at: None,
             next_try_at,
             final_state: None,
             exit_code: None,

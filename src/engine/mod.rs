@@ -1,13 +1,15 @@
 //! The decision core: given what was observed and the time, say what to do. Pure: no clock, no I/O.
 //!
 //! Owns: the model of a directory generation ([`model`]), ready-file stability ([`stability`]), what a
-//! scheduler answer means and what follows a job's end ([`verdict`]), outages and back-off ([`outage`]), refusals
-//! that are configuration errors ([`rejection`]), and the agenda of a cycle with the loop's schedule
-//! ([`agenda`]). Must never: read the clock, touch the file
+//! scheduler answer means and what follows a job's end ([`verdict`]), whether a scheduler's row is about our
+//! job, final, or the job lost ([`judge`]), refusals that are configuration errors ([`rejection`]), outages and
+//! back-off ([`outage`]), and the agenda of a cycle with the loop's schedule ([`agenda`]). Must never: read the
+//! clock, touch the file
 //! system, run a process or import a module that does; time always comes in as a parameter, so tests never
 //! sleep (a test in `lib.rs` checks the imports).
 
 pub mod agenda;
+pub mod judge;
 pub mod model;
 pub mod outage;
 pub mod rejection;
@@ -17,6 +19,10 @@ pub mod verdict;
 pub use agenda::{
     Agenda, BackoffPolicy, Cadence, LookupStep, Schedule, after_lookup, lookup_grace,
     submit_backoff,
+};
+pub use judge::{
+    Identity, JobRow, JudgePolicy, Judgement, Sightings, Source, TrackedJob, Verdict, identify,
+    judge,
 };
 pub use model::{
     GenState, Generation, GenerationVerdict, LockProbe, ReadyIdentity, generation_verdict, job_name,

@@ -51,6 +51,9 @@ pub enum GenState {
     Completed,
     /// The job ended in a failure state.
     Failed,
+    /// No source (accounting, controller) showed the job for longer than `job.lost_after_sec`: followed no
+    /// more, never deleted, resubmitted only by `dirwatcher retry`.
+    Lost,
 }
 
 impl GenState {
@@ -61,6 +64,7 @@ impl GenState {
             GenState::Submitted => "submitted",
             GenState::Completed => "completed",
             GenState::Failed => "failed",
+            GenState::Lost => "lost",
         }
     }
 
@@ -71,6 +75,7 @@ impl GenState {
             "submitted" => GenState::Submitted,
             "completed" => GenState::Completed,
             "failed" => GenState::Failed,
+            "lost" => GenState::Lost,
             _ => return None,
         })
     }
@@ -136,6 +141,8 @@ pub struct Generation {
     pub submitted_at: Option<Millis>,
     /// When a final state was recorded.
     pub finished_at: Option<Millis>,
+    /// When a scheduler source last showed the job (`None`: not since its id became known).
+    pub seen_at: Option<Millis>,
     /// Not before this time may `sbatch` be tried again (back-off).
     pub next_try_at: Millis,
     /// Final scheduler state word.
@@ -214,8 +221,8 @@ mod tests {
     proptest! {
         /// One directory generation never gets a second submission.
         #[test]
-        fn one_generation_one_job(size in 0u64..5, mtime in 0i64..5, state_ix in 0usize..4) {
-            let states = [GenState::Submitting, GenState::Submitted, GenState::Completed, GenState::Failed];
+        fn one_generation_one_job(size in 0u64..5, mtime in 0i64..5, state_ix in 0usize..5) {
+            let states = [GenState::Submitting, GenState::Submitted, GenState::Completed, GenState::Failed, GenState::Lost];
             let ident = id(size, mtime);
             prop_assert_ne!(generation_verdict(Some((states[state_ix], ident)), ident), GenerationVerdict::New);
         }

@@ -1,5 +1,6 @@
-//! What a scheduler's answer means: the state word's phase (active, completed, failed), and the outcome of
-//! a finished job (record, delete, log, retry).
+//! What a scheduler's state word means: its phase (active, completed, failed, may be requeued), and the
+//! outcome of a finished job (record, delete, log, retry). Whether a row is about our job at all, and when
+//! a requeue-able end is final, is [`super::judge`]'s.
 
 use std::time::Duration;
 
@@ -37,16 +38,23 @@ pub enum JobPhase {
     Completed,
     /// A final state that is not success.
     Failed,
+    /// A failure after which Slurm may run the same job again (NODE_FAIL, PREEMPTED, BOOT_FAIL: batch jobs
+    /// are requeued by default, `JobRequeue=1`). Final only once the controller says no run follows, or
+    /// after a settle period (see [`super::judge`]).
+    MayRequeue,
 }
 
 /// Classifies a scheduler state word (`sacct` State column, also `CANCELLED by 0`).
 ///
-/// Unknown words are Active: following a job longer is recoverable, declaring it finished is not.
+/// Unknown words are Active: following a job longer is recoverable, declaring it finished is not. So are
+/// the states of a job that is still Slurm's to run: REQUEUED, REQUEUE_HOLD, REQUEUE_FED, SPECIAL_EXIT (held
+/// after a requeue), RESIZING, REVOKED (a federation sibling runs it), SUSPENDED, STOPPED (Slurm's
+/// `job_state_string`, src/common/slurm_protocol_defs.c).
 pub fn classify_state(state: &str) -> JobPhase {
     match state_word(state).as_str() {
         "COMPLETED" => JobPhase::Completed,
-        "FAILED" | "CANCELLED" | "TIMEOUT" | "OUT_OF_MEMORY" | "NODE_FAIL" | "PREEMPTED"
-        | "BOOT_FAIL" | "DEADLINE" | "REVOKED" | "SPECIAL_EXIT" => JobPhase::Failed,
+        "FAILED" | "CANCELLED" | "TIMEOUT" | "OUT_OF_MEMORY" | "DEADLINE" => JobPhase::Failed,
+        "NODE_FAIL" | "PREEMPTED" | "BOOT_FAIL" => JobPhase::MayRequeue,
         _ => JobPhase::Active,
     }
 }
@@ -92,7 +100,8 @@ pub fn plan_outcome(
             log_failure: false,
             retry_at: None,
         }),
-        JobPhase::Failed => {
+        // A requeue-able failure reaches here only once it is known to be final.
+        JobPhase::Failed | JobPhase::MayRequeue => {
             let retry_at = (attempt <= policy.max_retries).then(|| {
                 now + ms(backoff(
                     attempt,
@@ -133,6 +142,11 @@ mod tests {
             "COMPLETING",
             "CONFIGURING",
             "RESIZING",
+            "REQUEUE_HOLD",
+            "REQUEUE_FED",
+            "SPECIAL_EXIT",
+            "REVOKED",
+            "STOPPED",
             "",
             "WEIRD",
         ] {
@@ -146,12 +160,12 @@ mod tests {
             "CANCELLED by 1001",
             "TIMEOUT",
             "OUT_OF_MEMORY",
-            "NODE_FAIL",
-            "PREEMPTED",
-            "BOOT_FAIL",
             "DEADLINE",
         ] {
             assert_eq!(classify_state(s), JobPhase::Failed, "{s}");
+        }
+        for s in ["NODE_FAIL", "PREEMPTED", "BOOT_FAIL"] {
+            assert_eq!(classify_state(s), JobPhase::MayRequeue, "{s}");
         }
     }
 

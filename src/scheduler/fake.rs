@@ -3,10 +3,10 @@
 //! Clones share one script, so a test keeps a handle while the daemon owns another. Test-only: a real
 //! cluster is tested against real Slurm (`tests/it`), this is for what a cluster cannot do on demand.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{JobReport, JobSpec, QueryError, Scheduler, SubmitError};
+use super::{JobRow, JobSpec, QueryError, Scheduler, Sightings, Source, SubmitError, TrackedJob};
 use crate::time::Millis;
 
 /// One call the daemon made.
@@ -27,8 +27,29 @@ pub enum Call {
 
 /// What a submit answers.
 pub type SubmitAnswer = Result<String, SubmitError>;
-/// What a query answers.
-pub type QueryAnswer = Result<HashMap<String, JobReport>, QueryError>;
+/// One row of a scripted query answer.
+#[derive(Debug, Clone)]
+pub enum Scripted {
+    /// A row that is provably about the tracked job with this id (its key, name and intent time), from
+    /// `source`.
+    Ours {
+        /// Job id.
+        job_id: String,
+        /// Where the row comes from.
+        source: Source,
+        /// State word.
+        state: String,
+        /// `code:signal`.
+        exit_code: String,
+        /// The controller's requeue flag.
+        requeue: Option<bool>,
+    },
+    /// A row as given (e.g. an old job of a reused id).
+    Row(JobRow),
+}
+
+/// What a query answers: the rows, and which sources answered (both, unless a test says otherwise).
+pub type QueryAnswer = Result<(Vec<Scripted>, bool, bool), QueryError>;
 /// What a lookup answers.
 pub type LookupAnswer = Result<Option<String>, QueryError>;
 
@@ -74,21 +95,19 @@ impl Fake {
         self
     }
 
-    /// Queues a query answer in which each `(job id, state)` has exit code `0:0`.
+    /// Queues a query answer in which the controller shows each `(job id, state)` as our job, exit code
+    /// `0:0`, requeue on.
     pub fn on_query_states(&self, states: &[(&str, &str)]) -> &Self {
-        let map = states
+        let rows = states
             .iter()
-            .map(|(id, st)| {
-                (
-                    id.to_string(),
-                    JobReport {
-                        state: st.to_string(),
-                        exit_code: "0:0".into(),
-                    },
-                )
-            })
+            .map(|(id, st)| ours(id, Source::Controller, st, "0:0"))
             .collect();
-        self.on_query(Ok(map))
+        self.on_query(Ok((rows, true, true)))
+    }
+
+    /// Queues a query answer of these rows, both sources answering.
+    pub fn on_query_rows(&self, rows: Vec<Scripted>) -> &Self {
+        self.on_query(Ok((rows, true, true)))
     }
 
     /// Queues the answer of a later `lookup`.
@@ -124,6 +143,17 @@ impl Fake {
     }
 }
 
+/// A row about our job `job_id`, from `source`, in `state` with `exit_code`.
+pub fn ours(job_id: &str, source: Source, state: &str, exit_code: &str) -> Scripted {
+    Scripted::Ours {
+        job_id: job_id.into(),
+        source,
+        state: state.into(),
+        exit_code: exit_code.into(),
+        requeue: (source == Source::Controller).then_some(true),
+    }
+}
+
 impl Scheduler for Fake {
     fn name(&self) -> &'static str {
         "fake"
@@ -148,10 +178,45 @@ impl Scheduler for Fake {
         answer
     }
 
-    fn query(&mut self, job_ids: &[String]) -> Result<HashMap<String, JobReport>, QueryError> {
+    fn query(&mut self, jobs: &[TrackedJob]) -> Result<Sightings, QueryError> {
         let mut s = self.script();
-        s.calls.push(Call::Query(job_ids.to_vec()));
-        s.queries.pop_front().unwrap_or_else(|| Ok(HashMap::new()))
+        s.calls
+            .push(Call::Query(jobs.iter().map(|j| j.job_id.clone()).collect()));
+        let (scripted, accounting, controller) = s
+            .queries
+            .pop_front()
+            .unwrap_or_else(|| Ok((Vec::new(), true, true)))?;
+        let rows = scripted
+            .into_iter()
+            .filter_map(|r| match r {
+                Scripted::Row(row) => Some(row),
+                Scripted::Ours {
+                    job_id,
+                    source,
+                    state,
+                    exit_code,
+                    requeue,
+                } => {
+                    let j = jobs.iter().find(|j| j.job_id == job_id)?;
+                    Some(JobRow {
+                        source,
+                        job_id,
+                        name: j.job_name.clone(),
+                        comment: j.key.clone(),
+                        submit: Some(j.since),
+                        end: None,
+                        state,
+                        exit_code,
+                        requeue,
+                    })
+                }
+            })
+            .collect();
+        Ok(Sightings {
+            rows,
+            accounting,
+            controller,
+        })
     }
 
     fn lookup(

@@ -23,7 +23,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use wait_timeout::ChildExt;
 
-use super::{JobReport, JobSpec, QueryError, Scheduler, SubmitError, local_argv};
+use super::{
+    JobReport, JobRow, JobSpec, QueryError, Scheduler, Sightings, Source, SubmitError, TrackedJob,
+    local_argv,
+};
 use crate::config::{Config, JobConfig};
 use crate::time::Millis;
 
@@ -246,7 +249,49 @@ impl Scheduler for Local {
         Ok(id)
     }
 
-    fn query(&mut self, job_ids: &[String]) -> Result<HashMap<String, JobReport>, QueryError> {
+    fn query(&mut self, jobs: &[TrackedJob]) -> Result<Sightings, QueryError> {
+        let job_ids: Vec<String> = jobs.iter().map(|j| j.job_id.clone()).collect();
+        let out = self.states(&job_ids)?;
+        // A local job's id is made from its key, so every report is about our job; the local executor
+        // never requeues, and it is accounting and controller in one.
+        let rows = jobs
+            .iter()
+            .filter_map(|j| {
+                let rep = out.get(&j.job_id)?;
+                Some(JobRow {
+                    source: Source::Controller,
+                    job_id: j.job_id.clone(),
+                    name: j.job_name.clone(),
+                    comment: j.key.clone(),
+                    submit: Some(j.since),
+                    end: None,
+                    state: rep.state.clone(),
+                    exit_code: rep.exit_code.clone(),
+                    requeue: Some(false),
+                })
+            })
+            .collect();
+        Ok(Sightings {
+            rows,
+            accounting: true,
+            controller: true,
+        })
+    }
+
+    fn lookup(
+        &mut self,
+        key: &str,
+        _job_name: &str,
+        _since: Millis,
+    ) -> Result<Option<String>, QueryError> {
+        let id = key.replacen("dw-", "local-", 1);
+        Ok(self.job_dir(&id).join("spec.json").exists().then_some(id))
+    }
+}
+
+impl Local {
+    /// The state of each known job, starting queued ones while slots are free.
+    fn states(&mut self, job_ids: &[String]) -> Result<HashMap<String, JobReport>, QueryError> {
         let mut out = HashMap::new();
         let mut running = 0usize;
         let mut queued = Vec::new();
@@ -305,16 +350,6 @@ impl Scheduler for Local {
             }
         }
         Ok(out)
-    }
-
-    fn lookup(
-        &mut self,
-        key: &str,
-        _job_name: &str,
-        _since: Millis,
-    ) -> Result<Option<String>, QueryError> {
-        let id = key.replacen("dw-", "local-", 1);
-        Ok(self.job_dir(&id).join("spec.json").exists().then_some(id))
     }
 }
 

@@ -9,7 +9,6 @@ pub mod fake;
 pub mod local;
 pub mod slurm;
 
-use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
@@ -53,7 +52,7 @@ impl SubmitError {
 #[error("{0}")]
 pub struct QueryError(pub String);
 
-pub use crate::engine::JobReport;
+pub use crate::engine::{JobReport, JobRow, Sightings, Source, TrackedJob};
 
 /// A back end that runs jobs.
 pub trait Scheduler: Send {
@@ -61,9 +60,10 @@ pub trait Scheduler: Send {
     fn name(&self) -> &'static str;
     /// Submits one job; returns its id.
     fn submit(&mut self, spec: &JobSpec) -> Result<String, SubmitError>;
-    /// States of the given jobs, in one call where the back end allows. Jobs it does not know (yet) are
-    /// simply absent from the map.
-    fn query(&mut self, job_ids: &[String]) -> Result<HashMap<String, JobReport>, QueryError>;
+    /// Every row its sources print for the ids of the given jobs, in one call per source where the back end
+    /// allows, and which sources answered. It reports; whether a row is about our job, and what it means, is
+    /// the engine's (`engine::judge`). An error only when no source answered.
+    fn query(&mut self, jobs: &[TrackedJob]) -> Result<Sightings, QueryError>;
     /// Finds the job that carries `key`, if one was ever submitted (`since` = when the intent was committed).
     /// `Ok(None)` only when every source answered and none has it.
     fn lookup(

@@ -1,15 +1,19 @@
-//! Slurm through its command-line tools: `sbatch --parsable` to submit, one `sacct` per cycle to follow all
-//! jobs, `squeue -t all` + `sacct` to find a job by its key after a lost answer.
+//! Slurm through its command-line tools: `sbatch --parsable` to submit, one bounded `sacct` and one
+//! `squeue -t all` per cycle to follow all jobs, `squeue -t all` + `sacct` to find a job by its key after a
+//! lost answer.
 //!
 //! Owns: the argument vectors and the parsing of Slurm's output (pure functions, unit-tested). Must never:
-//! go through a shell, or turn "sacct did not answer / does not know the job" into a failure.
+//! go through a shell, turn "sacct did not answer / does not know the job" into a failure, or decide whether
+//! a row is about our job (it reports every row; the engine judges).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{JobReport, JobSpec, QueryError, Scheduler, SubmitError, wrap_line};
+use super::{
+    JobRow, JobSpec, QueryError, Scheduler, Sightings, Source, SubmitError, TrackedJob, wrap_line,
+};
 use crate::config::{Config, JobCommand, JobConfig};
 use crate::engine::{OutageEdge, OutageLatch, Rejection};
 use crate::process::{self, Invocation, ProcessError};
@@ -23,6 +27,10 @@ pub struct Slurm {
     timeout: Duration,
     /// Whether `sacct` is failing (reported once when it starts and once when it ends).
     accounting: OutageLatch,
+    /// Whether `squeue` is failing.
+    controller: OutageLatch,
+    /// While it fails: when (wall ms) to ask the controller again.
+    controller_next: Option<Millis>,
 }
 
 impl Slurm {
@@ -33,6 +41,8 @@ impl Slurm {
             root: cfg.watch.root.clone(),
             timeout: cfg.job.command_timeout,
             accounting: OutageLatch::default(),
+            controller: OutageLatch::default(),
+            controller_next: None,
         }
     }
 }
@@ -168,29 +178,121 @@ pub fn split_job_id(job_id: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// Parses `sacct -X -n -P --format=JobIDRaw,State,ExitCode` output into reports keyed by job id.
-pub fn parse_sacct(stdout: &str) -> HashMap<String, JobReport> {
-    let mut out = HashMap::new();
-    for line in stdout.lines() {
-        let mut f = line.split('|');
-        let (Some(id), Some(state), Some(exit)) = (f.next(), f.next(), f.next()) else {
-            continue;
-        };
-        let id = id.trim();
-        // Only whole allocations of plain jobs: skip steps (`12.batch`) and anything not ours.
-        if !is_job_id(id) {
-            continue;
-        }
-        out.insert(
-            id.to_string(),
-            JobReport {
+/// The `sacct --format` of a query: the free-text fields last, so a `|` in a stranger's job name cannot
+/// shift the fields before it.
+pub const SACCT_FIELDS: &str = "JobIDRaw,Submit,End,State,ExitCode,Comment,JobName";
+
+/// The `squeue -O` of a query (every field ends in `|`; no widths, so nothing is truncated). `exit_code` is
+/// the raw wait status, `Requeue` the controller's word on a requeue after a failure.
+pub const SQUEUE_FIELDS: &str =
+    "JobID:|,SubmitTime:|,EndTime:|,State:|,exit_code:|,Requeue:|,Comment:|,Name:|";
+
+/// A time printed with `SLURM_TIME_FORMAT=%s`: epoch seconds, or a word (`Unknown`, `N/A`, `NONE`) for none.
+fn epoch_ms(s: &str) -> Option<Millis> {
+    let secs = s.trim().parse::<i64>().ok().filter(|&t| t > 0)?;
+    secs.checked_mul(1000)
+}
+
+/// Parses `sacct -X -n -P --format=<SACCT_FIELDS>` output (with `SLURM_TIME_FORMAT=%s`): every row of a
+/// whole allocation, several per id when the id was reused. `cluster` is appended to the id (`ID;CLUSTER`).
+pub fn parse_sacct(stdout: &str, cluster: Option<&str>) -> Vec<JobRow> {
+    stdout
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.splitn(7, '|').collect();
+            let [id, submit, end, state, exit, comment, name] = f.as_slice() else {
+                return None;
+            };
+            let id = id.trim();
+            // Only whole allocations of plain jobs: skip steps (`12.batch`) and anything else.
+            is_job_id(id).then(|| JobRow {
+                source: Source::Accounting,
+                job_id: with_cluster(id, cluster),
+                name: name.trim().to_string(),
+                comment: comment.trim().to_string(),
+                submit: epoch_ms(submit),
+                end: epoch_ms(end),
                 state: state.trim().to_string(),
                 exit_code: exit.trim().to_string(),
-            },
-        );
-    }
-    out
+                requeue: None,
+            })
+        })
+        .collect()
 }
+
+/// Parses `squeue -h -t all -O <SQUEUE_FIELDS>` output (with `SLURM_TIME_FORMAT=%s`).
+pub fn parse_squeue(stdout: &str, cluster: Option<&str>) -> Vec<JobRow> {
+    stdout
+        .lines()
+        .filter_map(|line| {
+            let line = line.strip_suffix('|').unwrap_or(line);
+            let f: Vec<&str> = line.splitn(8, '|').collect();
+            let [id, submit, end, state, exit, requeue, comment, name] = f.as_slice() else {
+                return None;
+            };
+            let id = id.trim();
+            is_job_id(id).then(|| JobRow {
+                source: Source::Controller,
+                job_id: with_cluster(id, cluster),
+                name: name.trim().to_string(),
+                comment: comment.trim().to_string(),
+                submit: epoch_ms(submit),
+                end: epoch_ms(end),
+                state: state.trim().to_string(),
+                exit_code: wait_status(exit.trim()),
+                requeue: match requeue.trim() {
+                    "1" => Some(true),
+                    "0" => Some(false),
+                    _ => None,
+                },
+            })
+        })
+        .collect()
+}
+
+/// squeue's `exit_code` is the raw wait status (`768` for exit 3); sacct's form is `code:signal`.
+pub fn wait_status(raw: &str) -> String {
+    if raw.contains(':') {
+        return raw.to_string();
+    }
+    match raw.parse::<u32>() {
+        Ok(w) => format!("{}:{}", (w >> 8) & 0xff, w & 0x7f),
+        Err(_) => String::new(),
+    }
+}
+
+fn with_cluster(id: &str, cluster: Option<&str>) -> String {
+    match cluster {
+        Some(c) => format!("{id};{c}"),
+        None => id.to_string(),
+    }
+}
+
+/// How far before the oldest intent in flight a query's `sacct --starttime` reaches: well beyond any clock
+/// skew, and still hours instead of sacct's default of 1970 (with `--jobs`), which reads every old job of
+/// a reused id and scans the whole database.
+pub const STARTTIME_MARGIN: Duration = Duration::from_secs(3600);
+
+/// `sacct --starttime` for jobs whose oldest intent was committed at `oldest` (wall ms), asked at `now`:
+/// `now-<seconds>`, a form every sacct accepts whatever the locale and `SLURM_TIME_FORMAT`.
+pub fn starttime_arg(oldest: Millis, now: Millis) -> String {
+    let back = ((now - oldest).max(0) / 1000) + STARTTIME_MARGIN.as_secs() as i64;
+    format!("--starttime=now-{back}")
+}
+
+/// Groups job ids by cluster (normally one group: the local cluster).
+fn by_cluster(jobs: &[TrackedJob]) -> BTreeMap<Option<&str>, Vec<&str>> {
+    let mut m: BTreeMap<Option<&str>, Vec<&str>> = BTreeMap::new();
+    for j in jobs {
+        let (id, cluster) = split_job_id(&j.job_id);
+        m.entry(cluster).or_default().push(id);
+    }
+    m
+}
+
+/// After a failed `squeue`, the controller is asked again only this much later: a controller that is down
+/// makes each call wait for its timeout (about 9 s), and accounting answers meanwhile.
+const CONTROLLER_PROBE: Duration = Duration::from_secs(60);
 
 /// Finds the job id carrying `key` in `ID|COMMENT` lines (from `squeue -o '%i|%k'` or sacct).
 pub fn find_key(stdout: &str, key: &str) -> Option<String> {
@@ -228,101 +330,58 @@ pub fn sbatch_refusal_is_certain(stderr: &str) -> bool {
 }
 
 impl Slurm {
-    /// One `sacct` call per cluster (normally exactly one call for all jobs).
-    fn query_sacct(&self, job_ids: &[String]) -> Result<HashMap<String, JobReport>, QueryError> {
-        let mut by_cluster: BTreeMap<Option<&str>, Vec<&str>> = BTreeMap::new();
-        for j in job_ids {
-            let (id, cluster) = split_job_id(j);
-            by_cluster.entry(cluster).or_default().push(id);
-        }
-        let mut out = HashMap::new();
-        for (cluster, ids) in by_cluster {
+    /// One bounded `sacct` per cluster (normally exactly one call for all jobs).
+    fn query_sacct(&self, jobs: &[TrackedJob]) -> Result<Vec<JobRow>, QueryError> {
+        let oldest = jobs.iter().map(|j| j.since).min().unwrap_or_else(now_ms);
+        let mut out = Vec::new();
+        for (cluster, ids) in by_cluster(jobs) {
             let mut inv = Invocation::new("sacct")
                 .arg("-X")
                 .arg("-n")
                 .arg("-P")
-                .arg("--format=JobIDRaw,State,ExitCode")
+                .arg(format!("--format={SACCT_FIELDS}"))
+                .arg(starttime_arg(oldest, now_ms()))
                 .arg(format!("--jobs={}", ids.join(",")));
             if let Some(c) = cluster {
                 inv = inv.arg(format!("--clusters={c}"));
             }
+            inv.env.push(("SLURM_TIME_FORMAT".into(), "%s".into()));
             let res = process::run(&inv, self.timeout).map_err(|e| QueryError(e.to_string()))?;
-            for (id, rep) in parse_sacct(&res.stdout) {
-                let key = match cluster {
-                    Some(c) => format!("{id};{c}"),
-                    None => id,
-                };
-                out.insert(key, rep);
+            out.extend(parse_sacct(&res.stdout, cluster));
+        }
+        Ok(out)
+    }
+
+    /// The controller's view: one `squeue -t all` per cluster for all jobs (finished ones too, until
+    /// `MinJobAge`), with the fields that tell whose job a row is and whether it may run again.
+    fn query_controller(&self, jobs: &[TrackedJob]) -> Result<Vec<JobRow>, QueryError> {
+        let mut out = Vec::new();
+        for (cluster, mut ids) in by_cluster(jobs) {
+            // With a single id squeue fails ("Invalid job id specified") once the controller has forgotten
+            // the job; with the id twice it lists what it knows, as for several ids.
+            if ids.len() == 1 {
+                ids.push(ids[0]);
+            }
+            let mut inv = Invocation::new("squeue")
+                .arg("-h")
+                .arg("-t")
+                .arg("all")
+                .arg(format!("--jobs={}", ids.join(",")))
+                .arg("-O")
+                .arg(SQUEUE_FIELDS);
+            if let Some(c) = cluster {
+                inv = inv.arg(format!("--clusters={c}"));
+            }
+            inv.env.push(("SLURM_TIME_FORMAT".into(), "%s".into()));
+            match process::run(&inv, self.timeout) {
+                Ok(res) => out.extend(parse_squeue(&res.stdout, cluster)),
+                Err(ProcessError::Failed { stderr, .. })
+                    if stderr.contains("Invalid job id specified") => {}
+                Err(e) => return Err(QueryError(e.to_string())),
             }
         }
         Ok(out)
     }
-
-    /// The controller's view: one `squeue -t all` for all local-cluster jobs, and `scontrol show job` for
-    /// the exit code of each job squeue shows as finished (they are few per cycle).
-    fn query_controller(
-        &self,
-        job_ids: &[String],
-    ) -> Result<HashMap<String, JobReport>, QueryError> {
-        let ids: Vec<&str> = job_ids
-            .iter()
-            .map(|j| split_job_id(j))
-            .filter(|(_, c)| c.is_none())
-            .map(|(i, _)| i)
-            .collect();
-        if ids.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let sq = Invocation::new("squeue")
-            .arg("-h")
-            .arg("-t")
-            .arg("all")
-            .arg(format!("--jobs={}", ids.join(",")))
-            .arg("-o")
-            .arg("%i|%T");
-        let sq = process::run(&sq, self.timeout).map_err(|e| QueryError(e.to_string()))?;
-        let mut out = HashMap::new();
-        for (id, state) in parse_squeue(&sq.stdout) {
-            let exit_code = if crate::engine::classify_state(&state)
-                == crate::engine::JobPhase::Active
-            {
-                "0:0".to_string()
-            } else {
-                let sc = Invocation::new("scontrol")
-                    .arg("show")
-                    .arg("job")
-                    .arg("-o")
-                    .arg(&id);
-                let sc = process::run(&sc, self.timeout).map_err(|e| QueryError(e.to_string()))?;
-                match parse_scontrol_exit(&sc.stdout) {
-                    Some(e) => e,
-                    None => continue,
-                }
-            };
-            out.insert(id, JobReport { state, exit_code });
-        }
-        Ok(out)
-    }
-}
-
-/// Parses `squeue -h -o '%i|%T'` lines into `(id, state)`.
-pub fn parse_squeue(stdout: &str) -> Vec<(String, String)> {
-    stdout
-        .lines()
-        .filter_map(|l| {
-            let (id, st) = l.split_once('|')?;
-            let id = id.trim();
-            is_job_id(id).then(|| (id.to_string(), st.trim().to_string()))
-        })
-        .collect()
-}
-
-/// The `ExitCode=` of `scontrol show job -o` output.
-pub fn parse_scontrol_exit(stdout: &str) -> Option<String> {
-    stdout
-        .split_whitespace()
-        .find_map(|t| t.strip_prefix("ExitCode="))
-        .map(str::to_string)
 }
 
 impl Scheduler for Slurm {
@@ -357,29 +416,71 @@ impl Scheduler for Slurm {
         }
     }
 
-    fn query(&mut self, job_ids: &[String]) -> Result<HashMap<String, JobReport>, QueryError> {
-        let now = crate::time::wall_now();
-        match self.query_sacct(job_ids) {
-            Ok(r) => {
+    fn query(&mut self, jobs: &[TrackedJob]) -> Result<Sightings, QueryError> {
+        let now = now_ms();
+        let acct = self.query_sacct(jobs);
+        match &acct {
+            Ok(_) => {
                 if let OutageEdge::Ended { failures, .. } = self.accounting.succeeded(now) {
                     tracing::info!(
                         "accounting (sacct) answers again after {failures} failed queries"
                     );
                 }
-                Ok(r)
             }
-            // Accounting down or lagging: follow the jobs through the controller meanwhile. If that fails
-            // too, the caller keeps waiting; nothing is ever declared failed for lack of an answer.
-            Err(sacct_err) => {
+            // Accounting down or lagging: the controller follows the jobs meanwhile. Nothing is ever declared
+            // failed for lack of an answer.
+            Err(e) => {
                 if self.accounting.failed(now) == OutageEdge::Started {
                     tracing::warn!(
-                        "accounting (sacct) is not answering: {sacct_err}; following jobs through the controller (squeue/scontrol) meanwhile"
+                        "accounting (sacct) is not answering: {e}; following jobs through the controller (squeue) meanwhile"
                     );
                 }
-                self.query_controller(job_ids).map_err(|ctl| {
-                    QueryError(format!(
-                        "{sacct_err}; and the controller fallback failed too: {ctl}"
-                    ))
+            }
+        }
+        let ctl = if self.controller_next.is_none_or(|next| now >= next) {
+            let r = self.query_controller(jobs);
+            match &r {
+                Ok(_) => {
+                    self.controller_next = None;
+                    if let OutageEdge::Ended { failures, .. } = self.controller.succeeded(now) {
+                        tracing::info!(
+                            "the controller (squeue) answers again after {failures} failed queries"
+                        );
+                    }
+                }
+                Err(e) => {
+                    self.controller_next = Some(now + crate::time::ms(CONTROLLER_PROBE));
+                    if self.controller.failed(now) == OutageEdge::Started {
+                        tracing::warn!(
+                            "the controller (squeue) is not answering: {e}; following jobs through accounting \
+                             meanwhile (failures are recorded only after {}; asking the controller again every {})",
+                            crate::time::human(crate::time::ms(
+                                crate::engine::judge::REQUEUE_SETTLE
+                            )),
+                            crate::time::human(crate::time::ms(CONTROLLER_PROBE)),
+                        );
+                    }
+                }
+            }
+            r
+        } else {
+            Err(QueryError(
+                "the controller did not answer the last query".into(),
+            ))
+        };
+        match (acct, ctl) {
+            (Err(a), Err(c)) => Err(QueryError(format!(
+                "{a}; and the controller did not answer either: {c}"
+            ))),
+            (a, c) => {
+                let accounting = a.is_ok();
+                let controller = c.is_ok();
+                let mut rows = a.unwrap_or_default();
+                rows.extend(c.unwrap_or_default());
+                Ok(Sightings {
+                    rows,
+                    accounting,
+                    controller,
                 })
             }
         }
@@ -449,11 +550,10 @@ mod tests {
             if let Some(id) = parse_parsable(&out) {
                 proptest::prop_assert!(id.split(';').next().unwrap().bytes().all(|b| b.is_ascii_digit()));
             }
-            for id in parse_sacct(&out).keys() {
-                proptest::prop_assert!(id.bytes().all(|b| b.is_ascii_digit()));
+            for row in parse_sacct(&out, None).iter().chain(&parse_squeue(&out, None)) {
+                proptest::prop_assert!(row.job_id.bytes().all(|b| b.is_ascii_digit()));
             }
-            let _ = parse_squeue(&out);
-            let _ = parse_scontrol_exit(&out);
+            let _ = wait_status(&out);
             let _ = find_key(&out, &key);
             let _ = find_uncommented_since(&out, 0);
         }
@@ -476,26 +576,67 @@ mod tests {
     }
 
     #[test]
-    fn sacct_rows_are_keyed_by_allocation_id() {
-        let out = "101|COMPLETED|0:0\n101.batch|COMPLETED|0:0\n102|CANCELLED by 0|0:0\n103|PENDING|0:0\ngarbage\n";
-        let m = parse_sacct(out);
-        assert_eq!(m.len(), 3);
-        assert_eq!(m["102"].state, "CANCELLED by 0");
-        assert_eq!(m["101"].exit_code, "0:0");
+    fn sacct_rows_keep_every_record_of_an_id() {
+        // A reused id: the old job's record and the new one's, then a step and garbage.
+        let out = "16|1700000000|1700000060|COMPLETED|0:0|dw-old-3|dw-case1\n\
+                   16|1796107598|Unknown|RUNNING|0:0||dw-case1\n\
+                   16.batch|1796107598|Unknown|RUNNING|0:0||batch\n\
+                   17|1796107598|Unknown|PENDING|0:0||allocation\n\
+                   18|1796107599|1796107602|CANCELLED by 0|0:15|dw-a-1|a|b\n\
+                   garbage\n";
+        let rows = parse_sacct(out, None);
+        assert_eq!(rows.len(), 4, "{rows:?}");
+        assert_eq!(
+            (rows[0].comment.as_str(), rows[0].submit, rows[0].end),
+            ("dw-old-3", Some(1_700_000_000_000), Some(1_700_000_060_000))
+        );
+        assert_eq!(
+            (
+                rows[1].comment.as_str(),
+                rows[1].end,
+                rows[1].state.as_str()
+            ),
+            ("", None, "RUNNING")
+        );
+        assert_eq!(rows[3].state, "CANCELLED by 0");
+        assert_eq!(rows[3].name, "a|b", "a `|` in a name stays in the name");
+        assert!(
+            rows.iter()
+                .all(|r| r.source == Source::Accounting && r.requeue.is_none())
+        );
+        assert_eq!(parse_sacct(out, Some("c2"))[0].job_id, "16;c2");
     }
 
     #[test]
-    fn controller_fallback_parsers() {
+    fn squeue_rows_carry_requeue_and_the_exit_code_as_code_and_signal() {
+        // As Slurm 22.05 prints them (checked on the test cluster).
+        let out = "19|1796107613|1796107613|FAILED|768|1|dw-probe-2|probe-y|\n\
+                   22|1796107664|NONE|PENDING|0|1|dw-probe-4|probe-nf|\n\
+                   23|1796107664|N/A|NODE_FAIL|0|0||x|\n";
+        let rows = parse_squeue(out, None);
+        assert_eq!(rows.len(), 3);
         assert_eq!(
-            parse_squeue("7|RUNNING\n8|COMPLETED\njunk\n"),
-            vec![
-                ("7".to_string(), "RUNNING".to_string()),
-                ("8".to_string(), "COMPLETED".to_string())
-            ]
+            (rows[0].exit_code.as_str(), rows[0].requeue, rows[0].end),
+            ("3:0", Some(true), Some(1_796_107_613_000))
         );
-        let sc = "JobId=8 JobName=x UserId=root(0) JobState=FAILED Reason=NonZeroExitCode ExitCode=3:0 Restarts=0";
-        assert_eq!(parse_scontrol_exit(sc).as_deref(), Some("3:0"));
-        assert_eq!(parse_scontrol_exit(""), None);
+        assert_eq!(
+            (rows[1].state.as_str(), rows[1].end, rows[1].name.as_str()),
+            ("PENDING", None, "probe-nf")
+        );
+        assert_eq!(
+            (rows[2].requeue, rows[2].comment.as_str()),
+            (Some(false), "")
+        );
+        assert_eq!(wait_status("9"), "0:9");
+        assert_eq!(wait_status("2:0"), "2:0");
+        assert_eq!(wait_status("N/A"), "");
+    }
+
+    #[test]
+    fn every_sacct_is_bounded_to_hours_before_the_oldest_intent() {
+        let now = 1_800_000_000_000;
+        assert_eq!(starttime_arg(now - 120_000, now), "--starttime=now-3720");
+        assert_eq!(starttime_arg(now + 5_000, now), "--starttime=now-3600");
     }
 
     #[test]
@@ -592,6 +733,7 @@ mod tests {
             chdir_to_subdir: true,
             output: None,
             command_timeout: Duration::from_secs(5),
+            lost_after: Duration::from_secs(3600),
             max_local_jobs: 1,
         };
         let spec = JobSpec {

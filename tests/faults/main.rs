@@ -361,3 +361,236 @@ fn full_state_store_submits_nothing_and_loses_nothing() {
     );
     assert!(d.log().contains("writable again"));
 }
+
+fn node() -> String {
+    let out = Command::new("hostname").arg("-s").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn node_usable() -> bool {
+    let out = Command::new("sinfo")
+        .args(["-h", "-n", &node(), "-o", "%T"])
+        .output()
+        .unwrap();
+    matches!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "idle" | "mixed" | "allocated" | "completing"
+    )
+}
+
+/// Takes the cluster's only node down; resumes it when dropped, even if the test fails.
+struct NodeDown;
+
+impl NodeDown {
+    fn now() -> NodeDown {
+        let st = Command::new("scontrol")
+            .args(["update", &format!("nodename={}", node()), "state=down"])
+            .arg("reason=dirwatcher-test")
+            .status()
+            .unwrap();
+        assert!(st.success(), "scontrol update state=down");
+        NodeDown
+    }
+
+    fn end(self) {
+        drop(self);
+        wait_for(
+            Duration::from_secs(60),
+            "the node to be usable again",
+            || node_usable().then_some(()),
+        );
+    }
+}
+
+impl Drop for NodeDown {
+    fn drop(&mut self) {
+        // "Invalid node state specified" when it already came back: fine.
+        let _ = Command::new("scontrol")
+            .args(["update", &format!("nodename={}", node()), "state=resume"])
+            .output();
+    }
+}
+
+/// sacct's rows for a job id since `secs` ago, as `STATE|COMMENT`.
+fn sacct_rows(id: &str, secs: u64) -> Vec<String> {
+    let out = Command::new("sacct")
+        .args(["-X", "-n", "-P", "--format=State,Comment"])
+        .arg(format!("--starttime=now-{secs}"))
+        .arg(format!("--jobs={id}"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A node failure while the job runs: Slurm requeues it (JobRequeue=1), sacct shows NODE_FAIL for a while.
+/// One outcome, after the second run; no failure line and no deletion in between. (Here, not in `tests/it`:
+/// it takes the cluster's only node down.)
+#[test]
+fn a_node_failure_requeues_the_job_and_it_has_one_outcome() {
+    let _s = serial();
+    if !slurm_available("node_failure") {
+        return;
+    }
+    let (env, runs_file) = counting_env(TestEnv::slurm("nodefail"));
+    let dir = env.ready_dir("case");
+    let d = env.start();
+    let job = env.wait_job_id(&dir, Duration::from_secs(60));
+    wait_for(Duration::from_secs(60), "the first run to start", || {
+        (runs(&runs_file) == 1).then_some(())
+    });
+    let down = NodeDown::now();
+    // The moment a blind reader fails the job: accounting says NODE_FAIL, the controller has it pending.
+    wait_for(Duration::from_secs(30), "sacct to show NODE_FAIL", || {
+        sacct_rows(&job, 600)
+            .iter()
+            .any(|r| r.starts_with("NODE_FAIL"))
+            .then_some(())
+    });
+    wait_for(
+        Duration::from_secs(30),
+        "sacct to show the requeued job",
+        || {
+            sacct_rows(&job, 600)
+                .iter()
+                .any(|r| r.starts_with("PENDING"))
+                .then_some(())
+        },
+    );
+    let g = env.history(&dir).pop().unwrap();
+    assert_eq!(
+        g.finished_at, None,
+        "an outcome while the job was requeued: {g:?}"
+    );
+    assert!(dir.exists(), "deleted while a later run could still start");
+    assert!(env.failures().is_empty(), "{:?}", env.failures());
+    down.end();
+    start_now(&job);
+    let g = env.wait_final(&dir, Duration::from_secs(90));
+    assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{g:?}");
+    assert_eq!(runs(&runs_file), 2, "the job did not run again");
+    assert_eq!(env.history(&dir).len(), 1);
+    assert!(env.failures().is_empty(), "{:?}", env.failures());
+    wait_for(
+        Duration::from_secs(10),
+        "the directory to be deleted",
+        || (!dir.exists()).then_some(()),
+    );
+    assert!(!d.log().contains(" ended "), "{}", d.log());
+}
+
+/// Restarts the controller without its job state; brings the cluster back up when dropped.
+struct JobIdReset;
+
+impl JobIdReset {
+    fn now() -> JobIdReset {
+        cluster(&["reset-job-ids"]);
+        JobIdReset
+    }
+}
+
+impl Drop for JobIdReset {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(cluster_script())
+            .arg("up")
+            .output();
+    }
+}
+
+/// The reproduction: the controller's job counter is reset while accounting keeps recent jobs with
+/// the same ids, names and (other ledgers') keys. A burst of directories with `delete_on_success`: every job
+/// runs on its data (none deleted early), each exactly once, and each directory is deleted after COMPLETED.
+#[test]
+fn reused_job_ids_never_delete_a_directory_before_its_job_ran() {
+    let _s = serial();
+    if !slurm_available("job_id_reuse") {
+        return;
+    }
+    let marks = tempfile::Builder::new()
+        .prefix("dw-marks-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let env = TestEnv::slurm("reuse")
+        .job(
+            "wrap_cmd: sh -c 'sleep 5; test -f \"$1/data.txt\" && echo ok > \"$MARKS/${1##*/}\"' job",
+        )
+        .job(&format!(
+            "env: {{MARKS: {:?}}}",
+            marks.path().display().to_string()
+        ))
+        .behavior("delete_on_success: true");
+    let names: Vec<String> = (0..12).map(|i| format!("dir{i:02}")).collect();
+    let _reset = JobIdReset::now();
+    // Old jobs with the ids the burst will get: same names, another ledger's keys, COMPLETED.
+    let mut old = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let out = Command::new("sbatch")
+            .args([
+                "--parsable",
+                "-p",
+                "main",
+                "-A",
+                "dev",
+                "--output=/dev/null",
+            ])
+            .args(["--wrap", "true"])
+            .arg(format!("--job-name={}", env.job_name(n)))
+            .arg(format!("--comment=dw-0ldledger-{i}"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "sbatch: {out:?}");
+        old.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    for id in &old {
+        wait_for(
+            Duration::from_secs(60),
+            "the old jobs to be COMPLETED in sacct",
+            || {
+                sacct_rows(id, 600)
+                    .iter()
+                    .any(|r| r.starts_with("COMPLETED|dw-0ldledger-"))
+                    .then_some(())
+            },
+        );
+    }
+    cluster(&["reset-job-ids"]);
+    let dirs: Vec<_> = names.iter().map(|n| env.ready_dir(n)).collect();
+    let d = env.start();
+    let mut ours = Vec::new();
+    for (n, dir) in names.iter().zip(&dirs) {
+        let g = env.wait_final(dir, Duration::from_secs(180));
+        assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{n}: {g:?}");
+        assert_eq!(env.history(dir).len(), 1, "{n}");
+        ours.push(g.job_id.unwrap());
+    }
+    let ran: Vec<&String> = names
+        .iter()
+        .filter(|n| marks.path().join(n).exists())
+        .collect();
+    assert_eq!(
+        ran.len(),
+        names.len(),
+        "jobs that did not find their data (deleted before they ran): ran only {ran:?}"
+    );
+    let reused: Vec<&String> = ours.iter().filter(|id| old.contains(id)).collect();
+    assert!(
+        !reused.is_empty(),
+        "no job id was reused (old {old:?}, ours {ours:?}): the test proves nothing"
+    );
+    for dir in &dirs {
+        wait_for(
+            Duration::from_secs(10),
+            "the directory to be deleted",
+            || (!dir.exists()).then_some(()),
+        );
+    }
+    let log = d.log();
+    let stale = log.matches("Slurm reused the id").count();
+    assert!(
+        (1..=names.len()).contains(&stale),
+        "{stale} stale-row lines: {log}"
+    );
+}

@@ -495,6 +495,53 @@ pub mod slurm {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// The controller's state word for a job (`squeue -t all`), empty when it does not know the job.
+    pub fn squeue_state(id: &str) -> String {
+        let out = Command::new("squeue")
+            .args(["-h", "-t", "all", "-o", "%T"])
+            .arg(format!("--jobs={id},{id}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn scontrol(args: &[&str]) -> std::process::Output {
+        Command::new("scontrol").args(args).output().unwrap()
+    }
+
+    /// Requeued jobs become eligible only 2 minutes later: start this one now (as an operator may).
+    pub fn start_now(id: &str) {
+        wait_for(
+            Duration::from_secs(30),
+            "the requeued job to be pending",
+            || (squeue_state(id) == "PENDING").then_some(()),
+        );
+        let out = scontrol(&["update", &format!("jobid={id}"), "StartTime=now"]);
+        assert!(
+            out.status.success(),
+            "scontrol update jobid={id} StartTime=now: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The job of each run appends a line to `runs` (outside the directory, which is deleted at the end), then
+    /// checks that its data is still there.
+    pub fn counting_env(env: TestEnv) -> (TestEnv, std::path::PathBuf) {
+        let runs = env.tmp.path().join("runs");
+        let env = env
+            .job("wrap_cmd: sh -c 'echo run >> \"$RUNS\"; sleep 6; test -f \"$1/data.txt\"' job")
+            .job(&format!("env: {{RUNS: {:?}}}", runs.display().to_string()))
+            .behavior("delete_on_success: true");
+        (env, runs)
+    }
+
+    pub fn runs(path: &std::path::Path) -> usize {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    }
+
     pub fn scancel(id: &str) {
         let st = Command::new("scancel").arg(id).status().unwrap();
         assert!(st.success(), "scancel {id}");

@@ -11,3 +11,4 @@ mod observe;
 mod ops;
 mod slurm_config;
 mod slurm_pipeline;
+mod verdicts;

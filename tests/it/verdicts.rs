@@ -1,0 +1,141 @@
+//! Verdicts on the real cluster: a job Slurm requeues is one job with one outcome, recorded after its last
+//! run; a job id no source ever shows becomes `lost`, loudly, and `retry` resubmits it. (Job-id reuse and node
+//! failures restart or take down shared cluster parts: they are in `tests/faults`.)
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::slurm::*;
+use crate::harness::*;
+
+macro_rules! need_slurm {
+    ($name:expr) => {
+        if !slurm_available($name) {
+            return;
+        }
+    };
+}
+
+#[test]
+fn a_job_requeued_while_running_has_one_outcome_after_its_last_run() {
+    need_slurm!("a_job_requeued_while_running_has_one_outcome_after_its_last_run");
+    let (env, runs_file) = counting_env(TestEnv::slurm("requeue"));
+    let dir = env.ready_dir("case");
+    let d = env.start();
+    let job = env.wait_job_id(&dir, Duration::from_secs(60));
+    wait_for(Duration::from_secs(60), "the first run to start", || {
+        (runs(&runs_file) == 1).then_some(())
+    });
+    let out = Command::new("scontrol")
+        .args(["requeue", &job])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scontrol requeue {job}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    start_now(&job);
+    // While the job waits for its second run, nothing is recorded and nothing deleted.
+    assert!(dir.exists(), "deleted while a later run could still start");
+    let g = env.history(&dir).pop().unwrap();
+    assert_eq!(g.finished_at, None, "an outcome before the last run: {g:?}");
+    let g = env.wait_final(&dir, Duration::from_secs(90));
+    assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{g:?}");
+    assert_eq!(runs(&runs_file), 2, "the job did not run twice");
+    assert_eq!(env.history(&dir).len(), 1, "one job, one record");
+    assert!(env.failures().is_empty(), "{:?}", env.failures());
+    wait_for(
+        Duration::from_secs(10),
+        "the directory to be deleted",
+        || (!dir.exists()).then_some(()),
+    );
+    let log = d.log();
+    assert_eq!(
+        log.matches("COMPLETED; the directory will be deleted")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert!(!log.contains(" ended "), "{log}");
+}
+
+#[test]
+fn a_job_no_source_ever_shows_becomes_lost_and_retry_resubmits_it() {
+    need_slurm!("a_job_no_source_ever_shows_becomes_lost_and_retry_resubmits_it");
+    // The one thing a real cluster cannot do on demand: answer sbatch with the id of a job it never
+    // creates. The first sbatch prints such an id; later ones are the real sbatch.
+    let env = TestEnv::slurm("lost")
+        .job("wrap_cmd: true")
+        .job("lost_after_sec: 4")
+        .behavior("delete_on_success: true");
+    let calls = env.tmp.path().join("calls");
+    let prom = env.tmp.path().join("metrics.prom");
+    let body = format!(
+        "echo x >> '{calls}'\nif [ \"$(wc -l < '{calls}')\" = 1 ]; then echo 66999999; exit 0; fi\nexec \"$REAL_SBATCH\" \"$@\"\n",
+        calls = calls.display()
+    );
+    let path = fake_sbatch(&env, body.as_str());
+    let mut y = std::fs::read_to_string(env.write_config()).unwrap();
+    y += &format!("metrics:\n  textfile: {:?}\n", prom.display().to_string());
+    let cfg = env.config_path();
+    let dir = env.ready_dir("case");
+    std::fs::write(&cfg, y).unwrap();
+    let d = Daemon::spawn_env(
+        &cfg,
+        &env.tmp.path().join("daemon.log"),
+        &[],
+        &[("PATH", path.as_ref())],
+    );
+    let g = env.wait_final(&dir, Duration::from_secs(60));
+    assert_eq!(
+        (g.state.as_str(), g.job_id.as_deref()),
+        ("lost", Some("66999999"))
+    );
+    let waited = g.finished_at.unwrap() - g.submitted_at.unwrap();
+    assert!(
+        waited >= 4000,
+        "lost after {waited} ms, before lost_after_sec"
+    );
+    d.wait_log("is lost", Duration::from_secs(5));
+    let log = d.log();
+    assert_eq!(log.matches("is lost").count(), 1, "{log}");
+    assert!(log.contains("dirwatcher retry"), "{log}");
+    wait_for(Duration::from_secs(10), "dirwatcher_jobs_lost 1", || {
+        std::fs::read_to_string(&prom)
+            .ok()
+            .filter(|t| t.lines().any(|l| l == "dirwatcher_jobs_lost 1"))
+    });
+    let st = env.status();
+    assert_eq!(st["counts"]["lost"], 1, "{st}");
+    assert_eq!(st["lost"][0]["job_id"], "66999999", "{st}");
+    assert!(dir.exists(), "a lost job's directory was deleted");
+    assert!(
+        env.failures().is_empty(),
+        "a lost job is not known to have failed"
+    );
+
+    let out = Command::new(BIN)
+        .args(["retry", "--config"])
+        .arg(&cfg)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "retry: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let g = wait_for(Duration::from_secs(60), "the retried job to end", || {
+        env.history(&dir)
+            .pop()
+            .filter(|g| g.attempt == 2 && g.finished_at.is_some())
+    });
+    assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{g:?}");
+    assert_eq!(wait_jobs_named(&env.job_name("case")).len(), 1);
+    wait_for(Duration::from_secs(10), "dirwatcher_jobs_lost 0", || {
+        std::fs::read_to_string(&prom)
+            .ok()
+            .filter(|t| t.lines().any(|l| l == "dirwatcher_jobs_lost 0"))
+    });
+}
