@@ -22,6 +22,7 @@
 //!   errors are rendered in them.
 //! - [`metrics`]: Prometheus metrics, served on `metrics.listen` and/or written to `metrics.textfile`.
 //! - [`notify`]: systemd notifications (`READY=1`, `STATUS=`, watchdog, `STOPPING=1`).
+//! - [`out`]: command output that never panics (a reader that went away ends it quietly).
 //! - [`ops`]: operator commands on the ledger (`status`, `retry`, `forget`) and the `demo`.
 
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -39,6 +40,7 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod ops;
+pub mod out;
 pub mod outcome;
 pub mod process;
 pub mod scan;

@@ -101,9 +101,9 @@ pub fn init(format: LogFormat, verbose: u8) -> Sink {
                     .init();
                 return Sink::Journald;
             }
-            Err(e) => eprintln!(
+            Err(e) => crate::out::error(format_args!(
                 "dirwatcher: cannot log to journald through `{JOURNAL_SOCKET}` ({e}); logging to stderr"
-            ),
+            )),
         }
     }
     let builder = tracing_subscriber::fmt()

@@ -11,7 +11,15 @@ use crossbeam_channel::unbounded;
 use dirwatcher::cli::{Cli, Command};
 use dirwatcher::config::Config;
 use dirwatcher::daemon::{Daemon, Event, Flow, StartError};
-use dirwatcher::{install, logging, ops, scheduler};
+use dirwatcher::{install, logging, ops, out, scheduler};
+
+/// Prints to standard output; a reader that went away ends the output quietly (see `dirwatcher::out`).
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        write!(dirwatcher::out::stdout(), $($t)*).context("cannot write to standard output")?
+    }};
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -22,7 +30,7 @@ fn main() -> ExitCode {
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", logging::error_chain(e.as_ref()));
+            out::error(format_args!("error: {}", logging::error_chain(e.as_ref())));
             ExitCode::from(1)
         }
     }
@@ -30,7 +38,7 @@ fn main() -> ExitCode {
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
-        eprintln!("error: {e}");
+        out::error(format_args!("error: {e}"));
         ExitCode::from(2)
     })
 }
@@ -48,7 +56,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::CheckConfig { config, slurm } => {
             let cfg = config_or_exit!(&config);
-            print!(
+            out!(
                 "# effective configuration of {} (valid)\n{}",
                 config.display(),
                 cfg.to_yaml()
@@ -57,8 +65,10 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let (verdict, out, err) = ops::check_slurm(&cfg);
-            print!("{out}");
-            eprint!("{err}");
+            out!("{out}");
+            if !err.is_empty() {
+                out::error(err.trim_end());
+            }
             Ok(match verdict {
                 ops::SlurmCheck::Fine => ExitCode::SUCCESS,
                 ops::SlurmCheck::Refused => ExitCode::from(2),
@@ -72,7 +82,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         } => {
             let cfg = config_or_exit!(&config);
             if let Some(refusal) = install::root_refusal(allow_root) {
-                eprintln!("{refusal}");
+                out::error(&refusal);
                 return Ok(ExitCode::from(2));
             }
             run_daemon(cfg, once, None)
@@ -85,33 +95,33 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             let cfg = config_or_exit!(&config);
             let s = ops::status(&cfg, failures)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+                out!("{}\n", serde_json::to_string_pretty(&s)?);
             } else {
-                print!("{}", ops::render_status(&s));
+                out!("{}", ops::render_status(&s));
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Retry { config, dirs } => {
             let cfg = config_or_exit!(&config);
             for line in ops::retry(&cfg, &dirs)? {
-                println!("{line}");
+                out!("{line}\n");
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Forget { config, dirs } => {
             let cfg = config_or_exit!(&config);
             for line in ops::forget(&cfg, &dirs)? {
-                println!("{line}");
+                out!("{line}\n");
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { dir } => {
             if let Some(w) = install::root_warning() {
-                eprintln!("{w}");
+                out::error(w);
             }
             let path = ops::prepare_demo(&dir)?;
             let cfg = config_or_exit!(&path);
-            eprintln!(
+            out::error(format_args!(
                 "\ndirwatcher demo — local executor, no Slurm needed\n  root:    {root}\n  config:  {cfg_path}\n  \
                  A sample directory is dropped into the root in a moment; watch it get picked up below.\n  \
                  Add your own:  mkdir {root}/mine && echo data > {root}/mine/x && touch {root}/mine/_READY\n  \
@@ -121,7 +131,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 exe = std::env::current_exe()
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|_| "dirwatcher".into())
-            );
+            ));
             let root = cfg.watch.root.clone();
             run_daemon(
                 cfg,
@@ -153,7 +163,7 @@ fn run_daemon(
     let mut daemon = match Daemon::start(cfg) {
         Ok(d) => d,
         Err(e @ StartError::AlreadyRunning { .. }) => {
-            eprintln!("error: {e}");
+            out::error(format_args!("error: {e}"));
             return Ok(ExitCode::from(1));
         }
         Err(e) => return Err(e).context("cannot start"),

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::CommandFactory;
 
+use std::io::Write as _;
+
 use crate::cli::{Generate, GenerateArgs};
 
 /// Writes the requested files and lists them on stdout.
@@ -52,7 +54,7 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
         }
     };
     for p in written {
-        println!("{}", p.display());
+        writeln!(crate::out::stdout(), "{}", p.display())?;
     }
     Ok(())
 }

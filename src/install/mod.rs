@@ -65,12 +65,12 @@ fn finish(r: anyhow::Result<()>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<UsageError>() => {
-            eprintln!("error: {e}");
+            crate::out::error(format_args!("error: {e}"));
             ExitCode::from(2)
         }
         Err(e) => {
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("error: {}", chain.join(": "));
+            crate::out::error(format_args!("error: {}", chain.join(": ")));
             ExitCode::from(1)
         }
     }
@@ -78,12 +78,12 @@ fn finish(r: anyhow::Result<()>) -> ExitCode {
 
 /// `dirwatcher install`, with output on stdout.
 pub fn run_install(args: &InstallArgs) -> ExitCode {
-    finish(install(args, &mut std::io::stdout().lock()))
+    finish(install(args, &mut crate::out::stdout()))
 }
 
 /// `dirwatcher uninstall`, with output on stdout.
 pub fn run_uninstall(args: &UninstallArgs) -> ExitCode {
-    finish(uninstall(args, &mut std::io::stdout().lock()))
+    finish(uninstall(args, &mut crate::out::stdout()))
 }
 
 /// Directories that must never become the service user's (a state or log file placed directly in them).

@@ -359,7 +359,10 @@ pub fn run_job(dir: &Path) -> i32 {
     match run_job_inner(dir) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("dirwatcher local job `{}`: {e}", dir.display());
+            crate::out::error(format_args!(
+                "dirwatcher local job `{}`: {e}",
+                dir.display()
+            ));
             let st = LocalStatus {
                 state: "FAILED".into(),
                 exit_code: "1:0".into(),

@@ -228,3 +228,72 @@ fn demo_processes_a_sample_and_stops_on_sigint() {
     let st = d.wait_exit(Duration::from_secs(10));
     assert!(st.success(), "demo exit {st:?}");
 }
+
+/// Every command that prints, with its standard output a pipe whose reader is already gone
+/// (`dirwatcher status | head -0`): no panic, no backtrace, and the exit status it has with a reader.
+#[test]
+fn a_reader_that_went_away_ends_every_command_quietly() {
+    let env = TestEnv::local("closed-pipe").job("wrap_cmd: \"true\"");
+    let config = env.write_config();
+    let dir = env.ready_dir("case1");
+    let stage = tempfile::tempdir().unwrap();
+    let c = config.to_str().unwrap();
+    let d = dir.to_str().unwrap();
+    let staged = stage.path().join("staged");
+    let man = stage.path().join("man");
+    let root = env.root.to_str().unwrap();
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["--help"],
+        vec!["--version"],
+        vec!["check-config", "--help"],
+        vec!["check-config", "--config", c],
+        vec!["check-config", "--slurm", "--config", c],
+        vec!["run", "--once", "--allow-root", "--config", c],
+        vec!["status", "--config", c],
+        vec!["status", "--json", "--config", c],
+        vec!["retry", "--config", c, d],
+        vec!["forget", "--config", c, d],
+        vec![
+            "install",
+            "--dry-run",
+            "--watch-root",
+            root,
+            "--destdir",
+            staged.to_str().unwrap(),
+        ],
+        vec!["__generate", "man", man.to_str().unwrap()],
+    ];
+    for args in commands {
+        let with_reader = Command::new(BIN)
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let shown = args.join(" ");
+        // Each one does its work (a refused retry of a directory that did not fail exits 1).
+        let want = if args[0] == "retry" { Some(1) } else { Some(0) };
+        assert_eq!(
+            with_reader.status.code(),
+            want,
+            "`dirwatcher {shown}`: {}",
+            String::from_utf8_lossy(&with_reader.stderr)
+        );
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let gone = Command::new(BIN)
+            .args(&args)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&gone.stderr);
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "`dirwatcher {shown}` into a closed pipe: {err}"
+        );
+        assert_eq!(
+            gone.status.code(),
+            with_reader.status.code(),
+            "`dirwatcher {shown}` exits otherwise into a closed pipe: {err}"
+        );
+    }
+}
