@@ -380,14 +380,8 @@ pub fn run_job(dir: &Path) -> i32 {
 fn run_job_inner(dir: &Path) -> io::Result<()> {
     let spec: LocalSpec =
         serde_json::from_slice(&fs::read(dir.join("spec.json"))?).map_err(io::Error::other)?;
-    let me = std::process::id().to_string();
-    let (start, _) = proc_start_and_state(&me).unwrap_or_default();
-    crate::fsx::write_atomic(
-        &dir.join("pid"),
-        format!("{me} {start}\n").as_bytes(),
-        JOB_FILE_MODE,
-    )?;
-
+    // Signals first: whoever reads the pid file may cancel at once, and a SIGTERM before the handler is
+    // in place would kill the runner without an end (read as NODE_FAIL instead of CANCELLED).
     let cancel = Arc::new(AtomicBool::new(false));
     for sig in [
         signal_hook::consts::SIGTERM,
@@ -396,6 +390,13 @@ fn run_job_inner(dir: &Path) -> io::Result<()> {
     ] {
         signal_hook::flag::register(sig, Arc::clone(&cancel))?;
     }
+    let me = std::process::id().to_string();
+    let (start, _) = proc_start_and_state(&me).unwrap_or_default();
+    crate::fsx::write_atomic(
+        &dir.join("pid"),
+        format!("{me} {start}\n").as_bytes(),
+        JOB_FILE_MODE,
+    )?;
     let output = PathBuf::from(OsString::from_vec(spec.output.clone()));
     if let Some(parent) = output.parent() {
         let _ = fs::create_dir_all(parent);
