@@ -945,6 +945,39 @@ mod tests {
         Config::parse(yaml, Path::new("/etc/dirwatcher/config.yaml"))
     }
 
+    #[test]
+    fn a_symlinked_or_world_writable_root_is_refused_unless_allowed() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let real = t.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        let link = t.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let cfg = |root: &Path, extra: &str| {
+            format!(
+                "watch:\n  root: {:?}\n{extra}job:\n  wrap_cmd: echo\n",
+                root.display().to_string()
+            )
+        };
+        let e = parse(&cfg(&link, "")).unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("watch.root", Some(2)), "{e}");
+        assert!(e.problem.contains("is a symlink"), "{e}");
+        assert!(e.fix.contains("allow_unsafe_root: true"), "{e}");
+        parse(&cfg(&link, "  allow_unsafe_root: true\n")).unwrap();
+
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = parse(&cfg(&real, "")).unwrap_err();
+        assert_eq!(e.key, "watch.root", "{e}");
+        assert!(e.problem.contains("without the sticky bit"), "{e}");
+        assert!(e.fix.contains("chmod +t"), "{e}");
+        let c = parse(&cfg(&real, "  allow_unsafe_root: true\n")).unwrap();
+        assert!(c.watch.allow_unsafe_root);
+        assert!(c.to_yaml().contains("allow_unsafe_root: true"));
+        // A shared drop folder with the sticky bit (like /tmp) is fine.
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(!parse(&cfg(&real, "")).unwrap().watch.allow_unsafe_root);
+    }
+
     fn with_root(body: &str) -> String {
         format!("watch:\n  root: {}\n{body}", std::env::temp_dir().display())
     }
