@@ -296,17 +296,20 @@ mod tests {
         let root = open(&root_path);
         let stop = Arc::new(AtomicBool::new(false));
         let swaps = Arc::new(AtomicUsize::new(0));
+        // The attacker watches which directory is being deleted and keeps swapping that pair: the
+        // strongest form of the race (any moment of the delete may find the other directory by name).
+        let current = Arc::new(AtomicUsize::new(0));
         let swapper = {
-            let (stop, swaps) = (Arc::clone(&stop), Arc::clone(&swaps));
+            let (stop, swaps, current) =
+                (Arc::clone(&stop), Arc::clone(&swaps), Arc::clone(&current));
             let dir = std::fs::File::open(&root_path).unwrap();
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    for i in 0..PAIRS {
-                        let flags = rustix::fs::RenameFlags::EXCHANGE;
-                        let (a, b) = (format!("t{i}"), format!(".v{i}"));
-                        if rustix::fs::renameat_with(&dir, &a, &dir, &b, flags).is_ok() {
-                            swaps.fetch_add(1, Ordering::Relaxed);
-                        }
+                    let i = current.load(Ordering::Relaxed);
+                    let flags = rustix::fs::RenameFlags::EXCHANGE;
+                    let (a, b) = (format!("t{i}"), format!(".v{i}"));
+                    if rustix::fs::renameat_with(&dir, &a, &dir, &b, flags).is_ok() {
+                        swaps.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             })
@@ -317,6 +320,7 @@ mod tests {
         let before = swaps.load(Ordering::Relaxed);
         let mut deleted = 0;
         for (i, (dir, ready)) in expect.iter().enumerate() {
+            current.store(i, Ordering::Relaxed);
             let name = format!("t{i}");
             if delete_dir(&root, name.as_ref(), *dir, *ready, "_READY".as_ref()).is_ok() {
                 deleted += 1;

@@ -200,7 +200,9 @@ impl Root {
     /// symlink, unless allowed) with the same device and inode. Called before every scan and deletion, so
     /// that what is read or removed through the descriptor is what the path shows to jobs and people.
     pub fn check(&self) -> Result<(), RootProblem> {
-        let mut flags = AtFlags::NO_AUTOMOUNT;
+        // No `AT_NO_AUTOMOUNT` here: an automounted root is looked at as a job would reach it (the held
+        // descriptor keeps the mount busy, so it does not expire under us).
+        let mut flags = AtFlags::empty();
         if self.links == RootLinks::Refuse {
             flags |= AtFlags::SYMLINK_NOFOLLOW;
         }
