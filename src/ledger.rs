@@ -101,6 +101,7 @@ CREATE TABLE IF NOT EXISTS generations (
 );
 CREATE INDEX IF NOT EXISTS generations_dir ON generations(dir, id);
 CREATE INDEX IF NOT EXISTS generations_state ON generations(state);
+CREATE INDEX IF NOT EXISTS generations_dir_ident ON generations(dir_ino, dir_dev);
 ";
 
 const COLUMNS: &str = "id, dir, ready_dev, ready_ino, ready_size, ready_mtime_ns, dir_dev, dir_ino, state, attempt, \
@@ -228,6 +229,21 @@ impl Ledger {
     /// All generations of `dir`, oldest first.
     pub fn history(&self, dir: &OsStr) -> Result<Vec<Generation>> {
         self.select("WHERE dir = ?1 ORDER BY id", [dir.as_bytes()])
+    }
+
+    /// The latest generation of whichever directory had the device and inode `dev_ino` when its intent
+    /// was recorded (a directory renamed within the root keeps them), if any.
+    pub fn latest_for_dir_ident(&self, dev_ino: (u64, u64)) -> Result<Option<Generation>> {
+        let q = format!(
+            "SELECT {COLUMNS} FROM generations WHERE dir_ino = ?1 AND dir_dev = ?2 ORDER BY id DESC LIMIT 1"
+        );
+        let mut st = self
+            .conn
+            .prepare_cached(&q)
+            .map_err(self.sql("cannot read"))?;
+        st.query_row(params![i(dev_ino.1), i(dev_ino.0)], row_to_gen)
+            .optional()
+            .map_err(self.sql("cannot read"))
     }
 
     /// Commits the intent to submit a new job, before `sbatch` is called. Returns the new record.

@@ -7,11 +7,13 @@
 
 use std::ffi::OsStr;
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path};
+
+use rustix::fs::FileType;
 
 use crate::engine::Generation;
 use crate::engine::ReadyIdentity;
+use crate::fsx::{RemoveError, Root};
 use crate::scan;
 
 /// One failure-log record.
@@ -70,33 +72,56 @@ pub fn append_failure(log: &Path, rec: &FailureRecord) -> io::Result<()> {
     f.sync_data()
 }
 
-/// Why a directory was not deleted.
+/// Why a directory was not deleted (or not wholly).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeepReason {
     /// The name is not a single plain path component (never happens for names read from the root).
     #[error("`{0}` is not a plain directory name")]
     NotAChild(String),
-    /// It is gone already (someone else removed it).
-    #[error("it no longer exists")]
+    /// The root cannot be trusted right now (unmounted, replaced): nothing is decided, the deletion waits.
+    #[error("the root cannot be used now ({0}); the deletion waits until it is back")]
+    RootUnavailable(String),
+    /// It is gone already (someone else removed or renamed it).
+    #[error("it no longer exists (removed, or renamed outside the root)")]
     Gone,
+    /// The same directory is now in the root under another name.
+    #[error("it was renamed to `{0}` while its job ran; kept under its new name")]
+    Renamed(String),
     /// It is a symlink or not a directory.
     #[error("it is not a real directory (symlink or file)")]
     NotADirectory,
+    /// It is a mount point: another file system, a bind mount or an automount.
+    #[error("it is a mount point (another file system or a bind mount); nothing of it was deleted")]
+    MountPoint,
     /// A different directory now has that name.
     #[error("it was replaced by another directory since the job was submitted")]
     Replaced,
     /// A new ready-file appeared: new data arrived while the job ran.
     #[error("its ready-file changed since the job was submitted (new data?)")]
     NewReadyFile,
+    /// Parts were left (mount points inside, entries that could not be removed); the rest is deleted.
+    #[error("partly deleted: {0}")]
+    Left(String),
     /// The deletion itself failed.
     #[error("deleting failed: {0}")]
     Io(String),
 }
 
+impl KeepReason {
+    /// Whether the decision stands (the deletion is recorded as not done), rather than waiting for the
+    /// root to come back.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, KeepReason::RootUnavailable(_))
+    }
+}
+
 /// Deletes `<root>/<dir>` after a COMPLETED job, if and only if it is still the same real directory, a
-/// direct child of the root, with the same ready-file (or none, if the job removed it).
+/// direct child of the root on the root's own mount, with the same ready-file (or none, if the job removed
+/// it). Everything is reached through the root's descriptor ([`fsx::Root`]): the checks are made on the
+/// opened directory, so a directory swapped in by name after the check is never what is deleted, and the
+/// walk never follows a link or enters a mount point.
 pub fn delete_dir(
-    root: &Path,
+    root: &Root,
     dir: &OsStr,
     expect_dir: Option<(u64, u64)>,
     ready: ReadyIdentity,
@@ -107,32 +132,61 @@ pub fn delete_dir(
         (Some(Component::Normal(_)), None) => {}
         _ => return Err(KeepReason::NotAChild(dir.to_string_lossy().into_owned())),
     }
-    let path = root.join(dir);
-    let meta = match std::fs::symlink_metadata(&path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(KeepReason::Gone),
-        Err(e) => return Err(KeepReason::Io(e.to_string())),
+    // The path must still name the directory held: an unmounted root would show "nothing there".
+    root.check()
+        .map_err(|p| KeepReason::RootUnavailable(p.to_string()))?;
+    let doomed = match root.open_for_removal(dir) {
+        Ok(d) => d,
+        Err(RemoveError::Gone) => return Err(gone(root, dir, expect_dir)),
+        Err(e) => return Err(keep(e)),
     };
-    if !meta.file_type().is_dir() {
-        return Err(KeepReason::NotADirectory);
-    }
     if let Some(expect) = expect_dir
-        && (meta.dev(), meta.ino()) != expect
+        && doomed.ident().dev_ino() != expect
     {
         return Err(KeepReason::Replaced);
     }
-    match std::fs::symlink_metadata(path.join(signal)) {
-        Ok(m) if scan::identity_of(&m) != ready => return Err(KeepReason::NewReadyFile),
-        _ => {}
+    match doomed.stat(signal) {
+        Ok(Some(now))
+            if now.kind != FileType::RegularFile || scan::ready_identity(&now) != ready =>
+        {
+            return Err(KeepReason::NewReadyFile);
+        }
+        Ok(_) => {}
+        Err(e) => return Err(KeepReason::Io(e.to_string())),
     }
-    // std's remove_dir_all never follows symlinks inside the tree (it removes the links themselves).
-    std::fs::remove_dir_all(&path).map_err(|e| KeepReason::Io(e.to_string()))
+    doomed.remove().map_err(keep)
+}
+
+/// The name is gone: renamed within the root (found by its device and inode), or gone for good.
+fn gone(root: &Root, dir: &OsStr, expect_dir: Option<(u64, u64)>) -> KeepReason {
+    match expect_dir.map(|id| root.find_dir(id)) {
+        Some(Ok(Some(new))) if new != dir => {
+            KeepReason::Renamed(new.to_string_lossy().into_owned())
+        }
+        _ => KeepReason::Gone,
+    }
+}
+
+fn keep(e: RemoveError) -> KeepReason {
+    match e {
+        RemoveError::Gone => KeepReason::Gone,
+        RemoveError::NotADirectory => KeepReason::NotADirectory,
+        RemoveError::MountPoint => KeepReason::MountPoint,
+        RemoveError::Replaced => KeepReason::Replaced,
+        e @ (RemoveError::Left { .. } | RemoveError::Moved(_)) => KeepReason::Left(e.to_string()),
+        RemoveError::Io(e) => KeepReason::Io(e.to_string()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use crate::fsx::RootLinks;
+    use std::os::unix::fs::{MetadataExt, symlink};
+
+    fn open(p: &Path) -> Root {
+        Root::open(p, RootLinks::Refuse).unwrap()
+    }
 
     fn ready_of(p: &Path) -> ReadyIdentity {
         scan::identity_of(&std::fs::symlink_metadata(p).unwrap())
@@ -154,7 +208,7 @@ mod tests {
         std::fs::write(d.join("_READY"), "").unwrap();
         symlink(&outside, d.join("link")).unwrap();
         let (ready, di) = (ready_of(&d.join("_READY")), dev_ino(&d));
-        delete_dir(&root, "case1".as_ref(), di, ready, "_READY".as_ref()).unwrap();
+        delete_dir(&open(&root), "case1".as_ref(), di, ready, "_READY".as_ref()).unwrap();
         assert!(!d.exists());
         assert!(outside.join("precious").exists());
     }
@@ -174,11 +228,17 @@ mod tests {
             mtime_ns: 0,
         };
         assert_eq!(
-            delete_dir(&root, "evil".as_ref(), None, r, "_READY".as_ref()),
+            delete_dir(&open(&root), "evil".as_ref(), None, r, "_READY".as_ref()),
             Err(KeepReason::NotADirectory)
         );
         assert!(matches!(
-            delete_dir(&root, "../outside".as_ref(), None, r, "_READY".as_ref()),
+            delete_dir(
+                &open(&root),
+                "../outside".as_ref(),
+                None,
+                r,
+                "_READY".as_ref()
+            ),
             Err(KeepReason::NotAChild(_))
         ));
         assert!(outside.exists());
@@ -194,10 +254,114 @@ mod tests {
         std::fs::remove_file(d.join("_READY")).unwrap();
         std::fs::write(d.join("_READY"), "new run").unwrap();
         assert_eq!(
-            delete_dir(t.path(), "case1".as_ref(), di, ready, "_READY".as_ref()),
+            delete_dir(
+                &open(t.path()),
+                "case1".as_ref(),
+                di,
+                ready,
+                "_READY".as_ref()
+            ),
             Err(KeepReason::NewReadyFile)
         );
         assert!(d.exists());
+    }
+
+    /// One run of the swap race: 20 directories being deleted while another thread keeps exchanging each
+    /// with a hidden victim directory beside it (`renameat2(RENAME_EXCHANGE)`). Returns (deleted, kept).
+    fn swap_race_run() -> (usize, usize) {
+        use std::collections::HashSet;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        const PAIRS: usize = 20;
+        let t = tempfile::tempdir().unwrap();
+        let root_path = t.path().join("root");
+        std::fs::create_dir(&root_path).unwrap();
+        let mut expect = Vec::new();
+        let mut victims = HashSet::new();
+        for i in 0..PAIRS {
+            let d = root_path.join(format!("t{i}"));
+            std::fs::create_dir(&d).unwrap();
+            for k in 0..40 {
+                std::fs::write(d.join(format!("data{k}")), b"job output").unwrap();
+            }
+            std::fs::write(d.join("_READY"), b"").unwrap();
+            expect.push((dev_ino(&d), ready_of(&d.join("_READY"))));
+            let v = root_path.join(format!(".v{i}"));
+            std::fs::create_dir(&v).unwrap();
+            for k in 0..5 {
+                std::fs::write(v.join(format!("keep{k}")), format!("victim {i}")).unwrap();
+            }
+            victims.insert(dev_ino(&v).unwrap());
+        }
+        let root = open(&root_path);
+        let stop = Arc::new(AtomicBool::new(false));
+        let swaps = Arc::new(AtomicUsize::new(0));
+        // The attacker watches which directory is being deleted and keeps swapping that pair: the
+        // strongest form of the race (any moment of the delete may find the other directory by name).
+        let current = Arc::new(AtomicUsize::new(0));
+        let swapper = {
+            let (stop, swaps, current) =
+                (Arc::clone(&stop), Arc::clone(&swaps), Arc::clone(&current));
+            let dir = std::fs::File::open(&root_path).unwrap();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let i = current.load(Ordering::Relaxed);
+                    let flags = rustix::fs::RenameFlags::EXCHANGE;
+                    let (a, b) = (format!("t{i}"), format!(".v{i}"));
+                    if rustix::fs::renameat_with(&dir, &a, &dir, &b, flags).is_ok() {
+                        swaps.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        };
+        while swaps.load(Ordering::Relaxed) < PAIRS {
+            std::thread::yield_now();
+        }
+        let before = swaps.load(Ordering::Relaxed);
+        let mut deleted = 0;
+        for (i, (dir, ready)) in expect.iter().enumerate() {
+            current.store(i, Ordering::Relaxed);
+            let name = format!("t{i}");
+            if delete_dir(&root, name.as_ref(), *dir, *ready, "_READY".as_ref()).is_ok() {
+                deleted += 1;
+            }
+        }
+        let during = swaps.load(Ordering::Relaxed) - before;
+        stop.store(true, Ordering::Relaxed);
+        swapper.join().unwrap();
+        assert!(
+            during > 0,
+            "no swap happened while the deletes ran: the race was not run"
+        );
+        // Every victim, wherever the swaps left it, still holds exactly what it held.
+        let mut found = 0;
+        for e in std::fs::read_dir(&root_path).unwrap() {
+            let p = e.unwrap().path();
+            if !victims.contains(&dev_ino(&p).unwrap()) {
+                continue;
+            }
+            found += 1;
+            let mut names: Vec<String> = std::fs::read_dir(&p)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            assert_eq!(
+                names,
+                ["keep0", "keep1", "keep2", "keep3", "keep4"],
+                "victim {p:?} touched"
+            );
+        }
+        assert_eq!(found, PAIRS, "a victim directory was removed");
+        (deleted, PAIRS - deleted)
+    }
+
+    #[test]
+    fn swapping_directories_during_deletes_never_touches_a_victim() {
+        for run in 0..3 {
+            let (deleted, kept) = swap_race_run();
+            eprintln!("swap race run {run}: {deleted} deleted, {kept} kept (swapped away)");
+        }
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub mod defaults {
     pub const STABILITY_CHECKS: i64 = 2;
     /// `watch.stability_interval_sec`.
     pub const STABILITY_INTERVAL_SEC: f64 = 1.0;
+    /// `watch.allow_unsafe_root`.
+    pub const ALLOW_UNSAFE_ROOT: bool = false;
     /// `job.executor`.
     pub const EXECUTOR: ExecutorKind = ExecutorKind::Slurm;
     /// `job.job_name_prefix`.
@@ -183,6 +185,12 @@ pub const WATCH_STABILITY_INTERVAL_SEC: Key = key(
     Seconds(defaults::STABILITY_INTERVAL_SEC),
     "seconds between two looks",
 );
+/// `watch.allow_unsafe_root`.
+pub const WATCH_ALLOW_UNSAFE_ROOT: Key = key(
+    "watch.allow_unsafe_root",
+    Switch(defaults::ALLOW_UNSAFE_ROOT),
+    "accept a root that is a symlink, or writable by every user without the sticky bit (refused otherwise)",
+);
 /// `job.executor`.
 pub const JOB_EXECUTOR: Key = key(
     "job.executor",
@@ -318,6 +326,7 @@ pub const ALL: &[Key] = &[
     WATCH_POLL_INTERVAL_SEC,
     WATCH_STABILITY_CHECKS,
     WATCH_STABILITY_INTERVAL_SEC,
+    WATCH_ALLOW_UNSAFE_ROOT,
     JOB_EXECUTOR,
     JOB_WRAP_CMD,
     JOB_JOB_SCRIPT,

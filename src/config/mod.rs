@@ -105,6 +105,8 @@ pub struct WatchConfig {
     pub stability_checks: u32,
     /// Minimum time between two stability observations of the same ready-file.
     pub stability_interval: Duration,
+    /// The root may be a symlink, or world-writable without the sticky bit.
+    pub allow_unsafe_root: bool,
 }
 
 /// `job:` section, validated.
@@ -203,6 +205,7 @@ struct RawWatch {
     poll_interval_sec: S<f64>,
     stability_checks: S<i64>,
     stability_interval_sec: S<f64>,
+    allow_unsafe_root: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -283,6 +286,7 @@ impl Config {
         y.put(&WATCH_POLL_INTERVAL_SEC, secs(w.poll_interval));
         y.put(&WATCH_STABILITY_CHECKS, w.stability_checks.to_string());
         y.put(&WATCH_STABILITY_INTERVAL_SEC, secs(w.stability_interval));
+        y.put(&WATCH_ALLOW_UNSAFE_ROOT, w.allow_unsafe_root.to_string());
         let j = &self.job;
         y.put(&JOB_EXECUTOR, j.executor.as_str().into());
         match &j.command {
@@ -624,25 +628,8 @@ impl Validator<'_> {
         };
         let root = self.absolute(&keys::WATCH_ROOT, &w.root, "/data/incoming")?;
         let line = Some(root_s.referenced.line());
-        match std::fs::metadata(&root) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                return Err(self.err(
-                    keys::WATCH_ROOT.name,
-                    line,
-                    format!("`{}` is not a directory", root.display()),
-                    "point `root` at the directory that receives the data",
-                ));
-            }
-            Err(e) => {
-                return Err(self.err(
-                    keys::WATCH_ROOT.name,
-                    line,
-                    format!("`{}` cannot be used: {e}", root.display()),
-                    "check that the file system is mounted and the path is right; dirwatcher never creates the root",
-                ));
-            }
-        }
+        let allow_unsafe_root = w.allow_unsafe_root.unwrap_or(defaults::ALLOW_UNSAFE_ROOT);
+        self.root_is_safe(&root, line, allow_unsafe_root)?;
         let signal = w
             .signal_filename
             .as_ref()
@@ -682,7 +669,74 @@ impl Validator<'_> {
                 defaults::STABILITY_INTERVAL_SEC,
                 false,
             )?,
+            allow_unsafe_root,
         })
+    }
+
+    /// The root must exist and be a directory (it is never created: a missing root usually means an
+    /// unmounted file system). Unless `allow_unsafe` (`watch.allow_unsafe_root`), it must not be a symlink
+    /// (whoever can change the link can point the daemon, and its deletions, anywhere), nor writable by
+    /// every user without the sticky bit (anyone could then rename or replace anyone's directories).
+    fn root_is_safe(
+        &self,
+        root: &Path,
+        line: Option<u64>,
+        allow_unsafe: bool,
+    ) -> Result<(), ConfigError> {
+        use std::os::unix::fs::PermissionsExt;
+        let key = keys::WATCH_ROOT.name;
+        let allow = "or, if you accept the risk, set `allow_unsafe_root: true` under `watch:`";
+        let link = std::fs::symlink_metadata(root).map(|m| m.file_type().is_symlink());
+        if let Ok(true) = link
+            && !allow_unsafe
+        {
+            let target = std::fs::read_link(root)
+                .map(|t| format!(" (to `{}`)", t.display()))
+                .unwrap_or_default();
+            return Err(self.err(
+                key,
+                line,
+                format!(
+                    "`{}` is a symlink{target}, which dirwatcher does not follow",
+                    root.display()
+                ),
+                format!("point `root` at the real directory, {allow}"),
+            ));
+        }
+        match std::fs::metadata(root) {
+            Ok(m) if m.is_dir() => {
+                let mode = m.permissions().mode();
+                if mode & 0o002 != 0 && mode & 0o1000 == 0 && !allow_unsafe {
+                    return Err(self.err(
+                        key,
+                        line,
+                        format!(
+                            "`{}` is writable by every user (mode {:o}) without the sticky bit: anyone could \
+                             rename or replace another user's directories in it",
+                            root.display(),
+                            mode & 0o7777
+                        ),
+                        format!(
+                            "`chmod +t {}` (or `chmod o-w`), {allow}",
+                            root.display()
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+            Ok(_) => Err(self.err(
+                key,
+                line,
+                format!("`{}` is not a directory", root.display()),
+                "point `root` at the directory that receives the data",
+            )),
+            Err(e) => Err(self.err(
+                key,
+                line,
+                format!("`{}` cannot be used: {e}", root.display()),
+                "check that the file system is mounted and the path is right; dirwatcher never creates the root",
+            )),
+        }
     }
 
     fn behavior(&self, raw: Option<RawBehavior>) -> Result<BehaviorConfig, ConfigError> {
@@ -899,6 +953,39 @@ mod tests {
 
     fn parse(yaml: &str) -> Result<Config, ConfigError> {
         Config::parse(yaml, Path::new("/etc/dirwatcher/config.yaml"))
+    }
+
+    #[test]
+    fn a_symlinked_or_world_writable_root_is_refused_unless_allowed() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let real = t.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        let link = t.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let cfg = |root: &Path, extra: &str| {
+            format!(
+                "watch:\n  root: {:?}\n{extra}job:\n  wrap_cmd: echo\n",
+                root.display().to_string()
+            )
+        };
+        let e = parse(&cfg(&link, "")).unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("watch.root", Some(2)), "{e}");
+        assert!(e.problem.contains("is a symlink"), "{e}");
+        assert!(e.fix.contains("allow_unsafe_root: true"), "{e}");
+        parse(&cfg(&link, "  allow_unsafe_root: true\n")).unwrap();
+
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = parse(&cfg(&real, "")).unwrap_err();
+        assert_eq!(e.key, "watch.root", "{e}");
+        assert!(e.problem.contains("without the sticky bit"), "{e}");
+        assert!(e.fix.contains("chmod +t"), "{e}");
+        let c = parse(&cfg(&real, "  allow_unsafe_root: true\n")).unwrap();
+        assert!(c.watch.allow_unsafe_root);
+        assert!(c.to_yaml().contains("allow_unsafe_root: true"));
+        // A shared drop folder with the sticky bit (like /tmp) is fine.
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(!parse(&cfg(&real, "")).unwrap().watch.allow_unsafe_root);
     }
 
     fn with_root(body: &str) -> String {

@@ -23,6 +23,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::config::Config;
 use crate::engine::{Cadence, OutageLatch, RejectionLatch, Schedule, StabilityTracker};
+use crate::fsx::{Root, RootLinks};
 use crate::ledger::{Counts, Ledger, LedgerError};
 use crate::metrics::{Metrics, MetricsError};
 use crate::notify::{self, Notifier};
@@ -81,6 +82,17 @@ pub enum StartError {
     /// `metrics.listen` could not be bound.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// The root could not be opened (it was checked when the config was loaded: it changed since).
+    #[error(
+        "cannot open the root `{path}`; check that it is a mounted, real directory (not a symlink)"
+    )]
+    Root {
+        /// `watch.root`.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Takes the single-instance lock beside the state file; held for as long as the returned file lives.
@@ -121,6 +133,8 @@ struct Settling {
     tracker: StabilityTracker,
     /// Directories already reported as waiting for a lock (said once, not every scan).
     told_locked: HashSet<OsString>,
+    /// Directories already reported as another one renamed (said once, not every scan).
+    told_renamed: HashSet<OsString>,
 }
 
 impl Settling {
@@ -129,6 +143,8 @@ impl Settling {
         let present: HashSet<&OsStr> = names.iter().map(OsString::as_os_str).collect();
         self.tracker.retain(|d| present.contains(d));
         self.told_locked.retain(|d| present.contains(d.as_os_str()));
+        self.told_renamed
+            .retain(|d| present.contains(d.as_os_str()));
     }
 
     /// Forgets one directory (submitted, in flight, done, or its ready-file removed).
@@ -152,6 +168,9 @@ struct Health {
     ledger: OutageLatch,
     /// Listing the root (file system unmounted).
     scan: OutageLatch,
+    /// The root's path no longer names the directory held open (unmounted, mounted over, replaced by a
+    /// symlink or another directory): nothing is scanned, submitted or deleted meanwhile.
+    root: OutageLatch,
 }
 
 /// The ledger's counts, for metrics and systemd's `STATUS=`: counting walks the whole ledger, so it is
@@ -191,6 +210,9 @@ pub struct Daemon {
     cfg: Config,
     /// The ledger (single writer: this daemon; the CLI may add retries and forgets).
     ledger: Ledger,
+    /// The watched root, opened once: every scan and deletion goes through its descriptor, after checking
+    /// that the configured path still names it.
+    root: Root,
     /// The scheduler in use, wrapped so its calls are timed and counted.
     sched: Box<dyn Scheduler>,
     /// Builds the scheduler for a config (again on every reload).
@@ -253,6 +275,15 @@ impl Daemon {
         notifier: Notifier,
     ) -> Result<Daemon, StartError> {
         let lock = lock_state(&cfg.behavior.state_file)?;
+        let links = if cfg.watch.allow_unsafe_root {
+            RootLinks::Follow
+        } else {
+            RootLinks::Refuse
+        };
+        let root = Root::open(&cfg.watch.root, links).map_err(|source| StartError::Root {
+            path: cfg.watch.root.clone(),
+            source,
+        })?;
         let ledger = Ledger::open(&cfg.behavior.state_file)?;
         let metrics = Metrics::start(&cfg.metrics)?;
         let sched = metrics.instrument(make_sched(&cfg), &notifier);
@@ -260,6 +291,7 @@ impl Daemon {
         Ok(Daemon {
             cfg,
             ledger,
+            root,
             sched,
             make_sched,
             clock,

@@ -214,9 +214,48 @@ pub fn deleted(path: &Path, job: &str) {
     info!(dir = ?path, job = %job, "deleted {} after job {job} COMPLETED", show(path));
 }
 
-/// A finished directory was kept although deletion was due.
+/// A finished directory was kept although deletion was due (recorded in the ledger, not tried again).
+/// Gone or renamed is what someone did on purpose; anything else an operator should look at.
 pub fn not_deleted(path: &Path, job: &str, reason: &KeepReason) {
-    warn!(dir = ?path, job = %job, "not deleting {} after job {job}: {reason}", show(path));
+    match reason {
+        KeepReason::Gone | KeepReason::Renamed(_) => {
+            info!(dir = ?path, job = %job, "not deleting {} after job {job}: {reason}", show(path));
+        }
+        _ => {
+            warn!(dir = ?path, job = %job, "not deleting {} after job {job}: {reason}", show(path))
+        }
+    }
+}
+
+/// A directory without a record of its own is one with a record renamed within the root (said once).
+pub fn renamed(path: &Path, old: &Path, prev: &Generation) {
+    info!(dir = ?path, job = %prev.job_id.as_deref().unwrap_or("-"),
+        "{} is {} renamed (same directory and ready-file; job {}, {}): not submitted again",
+        show(path), show(old), prev.job_id.as_deref().unwrap_or("-"), prev.state.as_str());
+}
+
+/// The root's path no longer names the directory held open.
+pub fn root_unusable(root: &Path, problem: &crate::fsx::RootProblem, edge: OutageEdge) {
+    if edge == OutageEdge::Started {
+        warn!(
+            root = %root.display(),
+            "the root {} cannot be trusted: {problem}; nothing is scanned, submitted or deleted until it is \
+             back (pending deletions wait, nothing is forgotten); if the root was replaced on purpose, restart dirwatcher",
+            show(root)
+        );
+    }
+}
+
+/// The root's path names the directory held open again.
+pub fn root_usable_again(root: &Path, edge: OutageEdge) {
+    if let OutageEdge::Ended { lasted, .. } = edge {
+        info!(
+            root = %root.display(),
+            "the root {} is back after {}: scanning, submitting and pending deletions resume",
+            show(root),
+            human(lasted)
+        );
+    }
 }
 
 /// The root is readable again.

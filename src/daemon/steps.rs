@@ -12,8 +12,9 @@ use crate::engine::{
     OutageEdge, OutcomePolicy, Readiness, ReadyIdentity, ReadyObservation, StabilityPolicy,
     TrackedJob, Verdict,
 };
+use crate::fsx::SubDir;
 use crate::ledger::{EndRecord, LedgerError, NewGeneration};
-use crate::outcome::{self, FailureRecord, KeepReason};
+use crate::outcome::{self, FailureRecord};
 use crate::scan;
 use crate::scheduler::{JobReport, JobSpec};
 use crate::time::{Millis, ms};
@@ -26,6 +27,7 @@ enum Look {
     Stable {
         latest: Option<Box<Generation>>,
         identity: ReadyIdentity,
+        dir_dev_ino: (u64, u64),
     },
 }
 
@@ -244,12 +246,30 @@ impl Daemon {
             Ok(d) => d,
             Err(e) => return self.ledger_failed("reading pending effects", &e),
         };
+        // Deletions wait while the root cannot be trusted: "not there" would mean nothing then.
+        let deletes = due.iter().any(|g| g.delete_pending) && self.root_usable();
         for g in due {
             if g.failure_log_pending {
                 self.log_failure(&g);
             }
-            if g.delete_pending {
+            if g.delete_pending && deletes {
                 self.delete(&g);
+            }
+        }
+    }
+
+    /// Whether the root's path still names the directory held open; says so once when that stops being
+    /// true and once when it is true again.
+    fn root_usable(&mut self) -> bool {
+        let now = self.clock.mono();
+        match self.root.check() {
+            Ok(()) => {
+                say::root_usable_again(self.root.path(), self.health.root.succeeded(now));
+                true
+            }
+            Err(problem) => {
+                say::root_unusable(self.root.path(), &problem, self.health.root.failed(now));
+                false
             }
         }
     }
@@ -275,13 +295,14 @@ impl Daemon {
         let path = self.path_of(g);
         let job = g.job_id.as_deref().unwrap_or_default();
         let signal = &self.cfg.watch.signal_filename;
-        let res = outcome::delete_dir(&self.cfg.watch.root, &g.dir, g.dir_dev_ino, g.ready, signal);
+        let res = outcome::delete_dir(&self.root, &g.dir, g.dir_dev_ino, g.ready, signal);
         let (deleted, err) = match &res {
             Ok(()) => {
                 say::deleted(&path, job);
                 (true, None)
             }
-            Err(KeepReason::Gone) => (false, None),
+            // The root went away between the check and the deletion: the flag stays, tried again later.
+            Err(reason) if !reason.is_final() => return,
             Err(reason) => {
                 say::not_deleted(&path, job, reason);
                 (false, Some(format!("not deleted: {reason}")))
@@ -307,8 +328,14 @@ impl Daemon {
                 Ok(look) => look,
                 Err(LedgerDown) => return,
             };
-            if let Look::Stable { latest, identity } = look
-                && self.commit_intent(name, latest, identity, agenda).is_err()
+            if let Look::Stable {
+                latest,
+                identity,
+                dir_dev_ino,
+            } = look
+                && self
+                    .commit_intent(name, latest, identity, dir_dev_ino, agenda)
+                    .is_err()
             {
                 return;
             }
@@ -316,8 +343,13 @@ impl Daemon {
     }
 
     fn list_root(&mut self, now: Millis) -> Option<Vec<OsString>> {
+        // Listing the held descriptor of a root that was unmounted or replaced would show the old tree (or
+        // nothing) instead of what the path shows to jobs: check first.
+        if !self.root_usable() {
+            return None;
+        }
         let root = &self.cfg.watch.root;
-        match scan::list_subdirs(root) {
+        match scan::list_subdirs(&self.root) {
             Ok(names) => {
                 self.observers
                     .metrics
@@ -348,8 +380,20 @@ impl Daemon {
             self.settling.tracker.forget(name);
             return Ok(Look::Wait);
         }
-        let signal = &self.cfg.watch.signal_filename;
-        let identity = match scan::stat_ready_file(root, name, signal) {
+        let signal = self.cfg.watch.signal_filename.clone();
+        let signal = signal.as_os_str();
+        let sub = match scan::open_dir(&self.root, name) {
+            Ok(Some(sub)) => sub,
+            Ok(None) => {
+                self.settling.tracker.forget(name);
+                return Ok(Look::Wait);
+            }
+            Err(e) => {
+                say::look_failed(&path, "open the directory", &e);
+                return Ok(Look::Wait);
+            }
+        };
+        let identity = match scan::stat_ready_file(&sub, signal) {
             Ok(Some(id)) => id,
             Ok(None) => {
                 self.settling.tracker.forget(name);
@@ -360,25 +404,31 @@ impl Daemon {
                 return Ok(Look::Wait);
             }
         };
+        let dir_dev_ino = sub.ident().dev_ino();
+        if latest.is_none() && self.renamed(name, dir_dev_ino, identity)? {
+            self.settling.tracker.forget(name);
+            return Ok(Look::Wait);
+        }
         let verdict =
             engine::generation_verdict(latest.as_ref().map(|g| (g.state, g.ready)), identity);
         if verdict != GenerationVerdict::New {
             self.settling.tracker.forget(name);
             return Ok(Look::Wait);
         }
-        self.settle(name, latest, identity, now)
+        self.settle(name, &sub, latest, identity, now)
     }
 
     /// A new generation's ready-file: probe its lock and count the look toward stability.
     fn settle(
         &mut self,
         name: &OsString,
+        sub: &SubDir,
         latest: Option<Generation>,
         identity: ReadyIdentity,
         now: Millis,
     ) -> Result<Look, LedgerDown> {
         let path = self.cfg.watch.root.join(name);
-        let lock = match scan::probe_lock(&path.join(&self.cfg.watch.signal_filename)) {
+        let lock = match scan::probe_lock(sub, &self.cfg.watch.signal_filename) {
             Ok(l) => l,
             Err(e) => {
                 say::look_failed(&path, "probe the lock of the ready-file", &e);
@@ -408,8 +458,38 @@ impl Daemon {
             Readiness::Stable => Look::Stable {
                 latest: latest.map(Box::new),
                 identity,
+                dir_dev_ino: sub.ident().dev_ino(),
             },
         })
+    }
+
+    /// Whether `name`, which has no record of its own, is a directory with a record under another name:
+    /// the same directory (device and inode) renamed within the root, with the same ready-file, or with
+    /// its job still in flight. Such a directory is not submitted again (said once).
+    fn renamed(
+        &mut self,
+        name: &OsString,
+        dir_dev_ino: (u64, u64),
+        identity: ReadyIdentity,
+    ) -> Result<bool, LedgerDown> {
+        let prev = match self.ledger.latest_for_dir_ident(dir_dev_ino) {
+            Ok(p) => p,
+            Err(e) => {
+                self.ledger_failed("reading a directory's record", &e);
+                return Err(LedgerDown);
+            }
+        };
+        let Some(prev) = prev.filter(|p| p.dir != *name) else {
+            return Ok(false);
+        };
+        // A ready-file replaced after the rename, with the old job finished, is new data.
+        if !prev.state.is_active() && prev.ready != identity {
+            return Ok(false);
+        }
+        if self.settling.told_renamed.insert(name.clone()) {
+            say::renamed(&self.cfg.watch.root.join(name), &self.path_of(&prev), &prev);
+        }
+        Ok(true)
     }
 
     fn commit_intent(
@@ -417,6 +497,7 @@ impl Daemon {
         name: &OsString,
         latest: Option<Box<Generation>>,
         identity: ReadyIdentity,
+        dir_dev_ino: (u64, u64),
         agenda: &mut Agenda,
     ) -> Result<(), LedgerDown> {
         let path = self.cfg.watch.root.join(name);
@@ -429,7 +510,7 @@ impl Daemon {
         let new = NewGeneration {
             dir: name,
             ready: identity,
-            dir_dev_ino: scan::dir_identity(&self.cfg.watch.root, name),
+            dir_dev_ino: Some(dir_dev_ino),
             attempt: 1,
             job_name: &job_name,
             not_before: wall,
@@ -456,6 +537,12 @@ impl Daemon {
         let due = agenda.take_due();
         if self.schedule.held(now) {
             self.schedule.intents(agenda.next_due, !due.is_empty());
+            return Flow::Continue;
+        }
+        // A job for a directory under a root that is not there would fail (or run elsewhere): the intents
+        // stay committed and are submitted once the root is back.
+        if !due.is_empty() && !self.root_usable() {
+            self.schedule.intents(agenda.next_due, false);
             return Flow::Continue;
         }
         self.schedule.intents(agenda.next_due, false);

@@ -662,3 +662,101 @@ fn a_job_seen_now_and_then_is_never_lost_and_a_failing_source_does_not_count() {
     }
     assert_eq!(b.latest("run1").state, GenState::Submitted);
 }
+
+#[test]
+fn a_replaced_root_keeps_its_pending_deletion_and_does_it_when_the_root_is_back() {
+    let mut b = Bench::new(&["delete_on_success: true"]);
+    let dir = b.ready("run1");
+    b.settle();
+    assert_eq!(b.submits(), 1);
+    // The root goes away (unmounted, say) and another directory shows at its path, with data of its own
+    // and a directory of the same name.
+    let away = b._tmp.path().join("root-away");
+    std::fs::rename(&b.root, &away).unwrap();
+    std::fs::create_dir(&b.root).unwrap();
+    let impostor = b.ready("run1");
+    b.ready("other");
+    b.fake.on_query_states(&[("1001", "COMPLETED")]);
+    b.run_for(Duration::from_secs(30));
+    let g = b.latest("run1");
+    assert_eq!(
+        (g.state, g.delete_pending, g.deleted),
+        (GenState::Completed, true, false),
+        "the deletion was given up while the root was away"
+    );
+    assert!(
+        impostor.join("data.bin").exists(),
+        "the impostor was touched"
+    );
+    assert!(
+        away.join("run1/data.bin").exists(),
+        "deleted while the root was away"
+    );
+    assert!(
+        b.history("other").is_empty(),
+        "a directory of the impostor root was processed"
+    );
+    assert_eq!(b.submits(), 1);
+    // The real root is back.
+    std::fs::remove_dir_all(&b.root).unwrap();
+    std::fs::rename(&away, &b.root).unwrap();
+    b.after(SEC);
+    let g = b.latest("run1");
+    assert_eq!((g.deleted, g.delete_pending), (true, false));
+    assert!(!dir.exists(), "not deleted after the root came back");
+}
+
+#[test]
+fn pending_intents_wait_while_the_root_is_away() {
+    let mut b = Bench::new(&[]);
+    b.fake
+        .on_submit(Err(SubmitError::Refused("controller down".into())));
+    b.ready("run1");
+    b.settle();
+    assert_eq!(b.submits(), 1, "the first try");
+    let away = b._tmp.path().join("root-away");
+    std::fs::rename(&b.root, &away).unwrap();
+    b.run_for(Duration::from_secs(60));
+    assert_eq!(
+        b.submits(),
+        1,
+        "submitted for a directory whose root is away"
+    );
+    std::fs::rename(&away, &b.root).unwrap();
+    b.run_for(Duration::from_secs(10));
+    assert_eq!(b.submits(), 2);
+    assert_eq!(b.latest("run1").state, GenState::Submitted);
+}
+
+#[test]
+fn a_directory_renamed_while_its_job_runs_is_not_submitted_again_and_its_delete_is_recorded() {
+    let mut b = Bench::new(&["delete_on_success: true"]);
+    let dir = b.ready("d");
+    b.settle();
+    assert_eq!(b.submits(), 1);
+    let renamed = b.root.join("d-NEW");
+    std::fs::rename(&dir, &renamed).unwrap();
+    b.run_for(Duration::from_secs(20));
+    assert_eq!(b.submits(), 1, "the renamed directory got a second job");
+    assert!(b.history("d-NEW").is_empty());
+    b.fake.on_query_states(&[("1001", "COMPLETED")]);
+    b.run_for(Duration::from_secs(20));
+    let g = b.latest("d");
+    assert_eq!(
+        (g.state, g.deleted, g.delete_pending),
+        (GenState::Completed, false, false)
+    );
+    let why = g.last_error.unwrap_or_default();
+    assert!(why.contains("renamed to `d-NEW`"), "{why}");
+    assert!(
+        renamed.join("data.bin").exists(),
+        "the renamed directory was deleted"
+    );
+    assert_eq!(b.submits(), 1, "submitted after its job ended");
+    // New data in it (a new ready-file) is a new generation under the new name.
+    std::fs::remove_file(renamed.join("_READY")).unwrap();
+    std::fs::write(renamed.join("_READY"), b"again").unwrap();
+    b.run_for(Duration::from_secs(10));
+    assert_eq!(b.submits(), 2);
+    assert_eq!(b.history("d-NEW").len(), 1);
+}

@@ -124,6 +124,54 @@ fn missing_root_is_an_error_and_is_never_created() {
 }
 
 #[test]
+fn a_symlinked_or_world_writable_root_is_refused_at_start_unless_allowed() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let real = t.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    let link = t.path().join("incoming");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let state = t.path().join("state.db");
+    let run = |root: &std::path::Path, extra: &str| {
+        let p = t.path().join("c.yaml");
+        std::fs::write(
+            &p,
+            format!(
+                "watch:\n  root: {}\n{extra}job:\n  wrap_cmd: echo\nbehavior:\n  state_file: {}\n",
+                root.display(),
+                state.display()
+            ),
+        )
+        .unwrap();
+        let out = Command::new(BIN)
+            .args(["check-config", "--config"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), err)
+    };
+    let (code, err) = run(&link, "");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("key `watch.root`")
+            && err.contains("symlink")
+            && err.contains("allow_unsafe_root"),
+        "{err}"
+    );
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (code, err) = run(&real, "");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("key `watch.root`") && err.contains("sticky"),
+        "{err}"
+    );
+    let (code, err) = run(&real, "  allow_unsafe_root: true\n");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!state.exists(), "check-config started something");
+}
+
+#[test]
 fn run_with_bad_config_does_nothing_and_exits_2() {
     let t = tempfile::tempdir().unwrap();
     let p = t.path().join("c.yaml");

@@ -1,8 +1,22 @@
-//! The file-system edge: how dirwatcher changes files, in one place. Today one helper, the atomic replace
-//! that the local executor's job files, the metrics textfile and the installer all use; the
-//! descriptor-relative helpers (root handle, listing, safe delete and create) belong here too.
+//! The file-system edge: how dirwatcher reaches and changes files, in one place. Below the watched root
+//! everything is reached relative to a descriptor ([`Root`], opened once and re-checked before each use):
+//! the listing, a subdirectory's ready-file and lock probe ([`SubDir`]), and the safe delete
+//! ([`Root::open_for_removal`], [`Doomed::remove`]: never through a link, never into another mount, depth
+//! bounded by neither the stack nor the open-file limit). Outside the root: the atomic replace that the local
+//! executor's job files, the metrics textfile and the installer use.
 //!
-//! Must never: let a reader see half a file, or decide anything (callers choose paths, bytes and modes).
+//! Built on `rustix` (already in the build through `tempfile`): safe wrappers over `openat`, `statx` (with
+//! `STATX_MNT_ID` and `STATX_ATTR_MOUNT_ROOT`, which tell a bind mount of the same file system apart, where
+//! `st_dev` cannot), `unlinkat` and `getdents`, without hand-written `unsafe`.
+//!
+//! Must never: resolve a path string below the root, follow a link it was not asked to, let a reader see
+//! half a file, or decide anything (callers choose names, bytes and modes).
+
+mod remove;
+mod root;
+
+pub use remove::{Doomed, RemoveError};
+pub use root::{FileStat, Ident, Root, RootLinks, RootProblem, SubDir};
 
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;

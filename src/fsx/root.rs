@@ -1,0 +1,385 @@
+//! The root handle: the watched directory opened once, and everything below it reached relative to that
+//! descriptor — the listing, a subdirectory, its ready-file and the lock probe.
+//!
+//! Owns: opening the root without following a symlink, re-checking on every use that the path still names
+//! the directory that is held (an unmounted, remounted-elsewhere or replaced root reads as a problem, never
+//! as an empty directory), and the identity (device, inode, mount) of what it opens. Must never: resolve a
+//! path string below the root, follow a symlink below it, or trigger an automount while looking.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, TryLockError};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Statx, StatxAttributes, StatxFlags};
+
+/// Who a file is: device and inode (as `st_dev`/`st_ino`), and the mount it belongs to when the kernel
+/// says (`STATX_MNT_ID`, Linux 5.8). Two bind mounts of one file system share a device: only the mount id
+/// tells them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ident {
+    /// `st_dev`.
+    pub dev: u64,
+    /// `st_ino`.
+    pub ino: u64,
+    /// The mount id, `None` on kernels that do not report it.
+    pub mnt_id: Option<u64>,
+}
+
+impl Ident {
+    /// `(st_dev, st_ino)`, as the ledger stores a directory's identity.
+    pub fn dev_ino(&self) -> (u64, u64) {
+        (self.dev, self.ino)
+    }
+
+    /// Whether `other` is on another mount than `self` (another device, or another mount of the same
+    /// device such as a bind mount).
+    pub fn other_mount(&self, other: &Ident) -> bool {
+        self.dev != other.dev || matches!((self.mnt_id, other.mnt_id), (Some(a), Some(b)) if a != b)
+    }
+}
+
+/// What a `statx` without following links says about one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    /// Device, inode, mount.
+    pub ident: Ident,
+    /// Regular file, directory, symlink, …
+    pub kind: FileType,
+    /// Permission bits and the sticky bit (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// The kernel says it is the root of a mount (`STATX_ATTR_MOUNT_ROOT`) or an automount trigger.
+    pub mount_root: bool,
+}
+
+const WANT: StatxFlags = StatxFlags::TYPE
+    .union(StatxFlags::MODE)
+    .union(StatxFlags::INO)
+    .union(StatxFlags::SIZE)
+    .union(StatxFlags::MTIME)
+    .union(StatxFlags::MNT_ID);
+
+fn file_stat(st: &Statx) -> FileStat {
+    let dev = rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor);
+    let has_mnt = st.stx_mask & StatxFlags::MNT_ID.bits() != 0;
+    let mount_attrs = StatxAttributes::MOUNT_ROOT | StatxAttributes::AUTOMOUNT;
+    FileStat {
+        ident: Ident {
+            dev,
+            ino: st.stx_ino,
+            mnt_id: has_mnt.then_some(st.stx_mnt_id),
+        },
+        kind: FileType::from_raw_mode(st.stx_mode.into()),
+        mode: u32::from(st.stx_mode) & 0o7777,
+        size: st.stx_size,
+        mtime_ns: st
+            .stx_mtime
+            .tv_sec
+            .saturating_mul(1_000_000_000)
+            .saturating_add(i64::from(st.stx_mtime.tv_nsec)),
+        mount_root: st.stx_attributes.intersects(mount_attrs),
+    }
+}
+
+/// `statx` of `name` in `dir` without following a symlink and without triggering an automount; `None` if
+/// it does not exist.
+pub(super) fn stat_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<FileStat>> {
+    let flags = AtFlags::SYMLINK_NOFOLLOW | AtFlags::NO_AUTOMOUNT;
+    match rustix::fs::statx(dir, name, flags, WANT) {
+        Ok(st) => Ok(Some(file_stat(&st))),
+        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `statx` of an open descriptor.
+pub(super) fn stat_fd(fd: BorrowedFd<'_>) -> io::Result<FileStat> {
+    let st = rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, WANT)?;
+    Ok(file_stat(&st))
+}
+
+/// Opens the directory `name` in `dir` for reading, never through a symlink (`O_NOFOLLOW|O_DIRECTORY`:
+/// a symlink or anything else but a directory fails with `ENOTDIR` or `ELOOP`).
+pub(super) fn open_dir_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<OwnedFd> {
+    let flags =
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY;
+    Ok(rustix::fs::openat(dir, name, flags, Mode::empty())?)
+}
+
+/// Whether a symlink as the root itself is followed (only with `watch.allow_unsafe_root`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootLinks {
+    /// A symlink as the root is refused (the default).
+    Refuse,
+    /// The root may be a symlink: it is followed when the root is opened and checked.
+    Follow,
+}
+
+/// Why the root cannot be used right now.
+#[derive(Debug, thiserror::Error)]
+pub enum RootProblem {
+    /// The path cannot be looked at (gone, no permission, stale file handle).
+    #[error("it cannot be looked at: {0}")]
+    Unreachable(#[source] io::Error),
+    /// The path is now a symlink.
+    #[error("it is now a symlink, which is not followed")]
+    Symlink,
+    /// The path is not a directory any more.
+    #[error("it is not a directory any more")]
+    NotADirectory,
+    /// The path names another directory than the one opened at start: an unmounted file system (the
+    /// mount point shows through), another one mounted over it, or a directory put in its place.
+    #[error(
+        "it is another directory than the one opened at start (device {was_dev}, inode {was_ino}; now \
+         device {now_dev}, inode {now_ino}): unmounted, mounted over or replaced"
+    )]
+    Replaced {
+        /// Device at start.
+        was_dev: u64,
+        /// Inode at start.
+        was_ino: u64,
+        /// Device now.
+        now_dev: u64,
+        /// Inode now.
+        now_ino: u64,
+    },
+}
+
+/// The watched root, held open.
+#[derive(Debug)]
+pub struct Root {
+    /// The configured path: for logs, for the job, and to check that it still names `fd`.
+    path: PathBuf,
+    /// The directory, opened once.
+    fd: OwnedFd,
+    /// Its identity when it was opened.
+    ident: Ident,
+    /// Whether the path may be a symlink.
+    links: RootLinks,
+}
+
+impl Root {
+    /// Opens `path` as the root: a directory, and not a symlink unless `links` says so.
+    pub fn open(path: &Path, links: RootLinks) -> io::Result<Root> {
+        let mut flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOCTTY;
+        if links == RootLinks::Refuse {
+            flags |= OFlags::NOFOLLOW;
+        }
+        let fd = rustix::fs::openat(rustix::fs::CWD, path, flags, Mode::empty())?;
+        let ident = stat_fd(fd.as_fd())?.ident;
+        Ok(Root {
+            path: path.to_path_buf(),
+            fd,
+            ident,
+            links,
+        })
+    }
+
+    /// The configured path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The root's identity when it was opened.
+    pub fn ident(&self) -> Ident {
+        self.ident
+    }
+
+    /// The held descriptor.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Checks that the configured path still names the directory that is held: a real directory (not a
+    /// symlink, unless allowed) with the same device and inode. Called before every scan and deletion, so
+    /// that what is read or removed through the descriptor is what the path shows to jobs and people.
+    pub fn check(&self) -> Result<(), RootProblem> {
+        // No `AT_NO_AUTOMOUNT` here: an automounted root is looked at as a job would reach it (the held
+        // descriptor keeps the mount busy, so it does not expire under us).
+        let mut flags = AtFlags::empty();
+        if self.links == RootLinks::Refuse {
+            flags |= AtFlags::SYMLINK_NOFOLLOW;
+        }
+        let st = rustix::fs::statx(rustix::fs::CWD, &self.path, flags, WANT)
+            .map_err(|e| RootProblem::Unreachable(e.into()))?;
+        let now = file_stat(&st);
+        match now.kind {
+            FileType::Directory => {}
+            FileType::Symlink => return Err(RootProblem::Symlink),
+            _ => return Err(RootProblem::NotADirectory),
+        }
+        if now.ident.dev_ino() != self.ident.dev_ino() {
+            return Err(RootProblem::Replaced {
+                was_dev: self.ident.dev,
+                was_ino: self.ident.ino,
+                now_dev: now.ident.dev,
+                now_ino: now.ident.ino,
+            });
+        }
+        Ok(())
+    }
+
+    /// The names of every entry of the root (`.` and `..` left out) with what `readdir` says of its
+    /// type (`Unknown` on file systems that do not say). Unsorted.
+    pub fn entries(&self) -> io::Result<Vec<(OsString, FileType)>> {
+        let mut dir = Dir::read_from(&self.fd)?;
+        let mut out = Vec::new();
+        while let Some(entry) = dir.read() {
+            let entry = entry?;
+            let name = OsStr::from_bytes(entry.file_name().to_bytes());
+            if name == "." || name == ".." {
+                continue;
+            }
+            out.push((name.to_os_string(), entry.file_type()));
+        }
+        Ok(out)
+    }
+
+    /// `statx` of an entry of the root, without following a symlink; `None` if it does not exist.
+    pub fn stat(&self, name: &OsStr) -> io::Result<Option<FileStat>> {
+        stat_at(self.fd(), name)
+    }
+
+    /// Opens the subdirectory `name` for looking at what it holds (`O_PATH`: no read permission needed,
+    /// no automount triggered). `None` when it is gone or is not a real directory (a symlink is never
+    /// followed).
+    pub fn subdir(&self, name: &OsStr) -> io::Result<Option<SubDir>> {
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = match rustix::fs::openat(self.fd(), name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let st = stat_fd(fd.as_fd())?;
+        // `O_PATH|O_NOFOLLOW` may open a symlink itself instead of failing: check what was opened.
+        if st.kind != FileType::Directory {
+            return Ok(None);
+        }
+        Ok(Some(SubDir {
+            fd,
+            ident: st.ident,
+        }))
+    }
+}
+
+/// A direct subdirectory of the root, held open (`O_PATH`).
+#[derive(Debug)]
+pub struct SubDir {
+    /// The directory.
+    fd: OwnedFd,
+    /// Its identity.
+    ident: Ident,
+}
+
+impl SubDir {
+    /// Its identity.
+    pub fn ident(&self) -> Ident {
+        self.ident
+    }
+
+    /// `statx` of `name` inside it, without following a symlink; `None` if it does not exist.
+    pub fn stat(&self, name: &OsStr) -> io::Result<Option<FileStat>> {
+        stat_at(self.fd.as_fd(), name)
+    }
+
+    /// Non-blocking *shared* `flock` probe of the file `name` inside it: `Ok(true)` when free. A shared
+    /// lock conflicts only with a writer's exclusive lock, and it can be taken on a read-only descriptor,
+    /// which also works over NFS (where `flock` maps to POSIX locks and an exclusive lock needs write
+    /// access). Never follows a symlink; never blocks on a FIFO (`O_NONBLOCK`).
+    pub fn lock_is_free(&self, name: &OsStr) -> io::Result<bool> {
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(self.fd.as_fd(), name, flags, Mode::empty())?;
+        let file = File::from(fd);
+        match file.try_lock_shared() {
+            Ok(()) => Ok(true), // released when `file` is dropped
+            Err(TryLockError::WouldBlock) => Ok(false),
+            Err(TryLockError::Error(e)) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    #[test]
+    fn identity_and_times_match_what_std_reports() {
+        // The ledger holds identities recorded through std: ours must be the same numbers, or every
+        // finished directory would look like new data after an upgrade.
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        std::fs::write(t.path().join("d/_READY"), b"abc").unwrap();
+        let root = Root::open(t.path(), RootLinks::Refuse).unwrap();
+        let sub = root.subdir("d".as_ref()).unwrap().unwrap();
+        let m = std::fs::symlink_metadata(t.path().join("d")).unwrap();
+        assert_eq!(sub.ident().dev_ino(), (m.dev(), m.ino()));
+        let f = sub.stat("_READY".as_ref()).unwrap().unwrap();
+        let m = std::fs::symlink_metadata(t.path().join("d/_READY")).unwrap();
+        assert_eq!(
+            (f.ident.dev, f.ident.ino, f.size, f.mtime_ns),
+            (
+                m.dev(),
+                m.ino(),
+                m.size(),
+                m.mtime() * 1_000_000_000 + m.mtime_nsec()
+            )
+        );
+    }
+
+    #[test]
+    fn a_symlinked_root_is_refused_unless_allowed() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("real")).unwrap();
+        std::os::unix::fs::symlink("real", t.path().join("link")).unwrap();
+        let e = Root::open(&t.path().join("link"), RootLinks::Refuse).unwrap_err();
+        // `O_NOFOLLOW|O_DIRECTORY` on a symlink: ENOTDIR (ELOOP without `O_DIRECTORY`).
+        assert!(
+            matches!(e.raw_os_error(), Some(libc::ENOTDIR | libc::ELOOP)),
+            "{e}"
+        );
+        let r = Root::open(&t.path().join("link"), RootLinks::Follow).unwrap();
+        r.check().unwrap();
+    }
+
+    #[test]
+    fn a_root_replaced_by_a_symlink_or_another_directory_fails_the_check() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("root");
+        std::fs::create_dir(&path).unwrap();
+        let root = Root::open(&path, RootLinks::Refuse).unwrap();
+        root.check().unwrap();
+        std::fs::rename(&path, t.path().join("moved")).unwrap();
+        assert!(matches!(root.check(), Err(RootProblem::Unreachable(_))));
+        std::os::unix::fs::symlink("moved", &path).unwrap();
+        assert!(matches!(root.check(), Err(RootProblem::Symlink)));
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        assert!(matches!(root.check(), Err(RootProblem::Replaced { .. })));
+        std::fs::remove_dir(&path).unwrap();
+        std::fs::rename(t.path().join("moved"), &path).unwrap();
+        root.check().unwrap();
+    }
+
+    #[test]
+    fn a_subdir_is_never_reached_through_a_symlink() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("real")).unwrap();
+        std::os::unix::fs::symlink("real", t.path().join("link")).unwrap();
+        std::fs::write(t.path().join("file"), "").unwrap();
+        let root = Root::open(t.path(), RootLinks::Refuse).unwrap();
+        assert!(root.subdir("link".as_ref()).unwrap().is_none());
+        assert!(root.subdir("file".as_ref()).unwrap().is_none());
+        assert!(root.subdir("absent".as_ref()).unwrap().is_none());
+        assert!(root.subdir("real".as_ref()).unwrap().is_some());
+    }
+}
