@@ -16,7 +16,7 @@ use crate::fsx::SubDir;
 use crate::ledger::{EndRecord, LedgerError, NewGeneration};
 use crate::outcome::{self, FailureRecord};
 use crate::scan;
-use crate::scheduler::{JobReport, JobSpec};
+use crate::scheduler::{JobReport, JobSpec, SubmitError};
 use crate::time::{Millis, ms};
 
 /// What one look at a directory during a scan found.
@@ -592,48 +592,58 @@ impl Daemon {
                 Ok(true)
             }
             Err(err) => {
-                let policy = BackoffPolicy {
-                    base: self.cfg.behavior.submit_backoff,
-                    max: self.cfg.behavior.submit_backoff_max,
-                };
-                let delay = engine::submit_backoff(
-                    g.submit_tries + 1,
-                    self.health.submit.failures(),
-                    policy,
-                );
-                let edge = self.health.submit.failed(now);
-                let (msg, certain) = (err.to_string(), err.is_certain());
-                match engine::classify_rejection(&msg).filter(|_| certain) {
-                    // What the config asks is refused: said with the key to fix, and again every
-                    // `submit_backoff_max` (the longest gap between two tries) until fixed.
-                    Some(reason) => {
-                        let b = &self.cfg.behavior;
-                        let repeat = b.submit_backoff_max.max(b.submit_backoff);
-                        let said = self.health.rejected.refused(reason, now, repeat);
-                        say::submit_refused(&path, &err, reason, said, now, delay, repeat);
-                    }
-                    // Another failure: a configuration refusal seen before no longer explains it, so an
-                    // outage that follows one is announced as new.
-                    None => {
-                        let edge = match self.health.rejected.cleared(now) {
-                            Some(_) => OutageEdge::Started,
-                            None => edge,
-                        };
-                        say::submit_failed(&path, &err, edge, delay);
-                    }
-                }
-                self.observers
-                    .metrics
-                    .submissions_refused(self.health.rejected.current());
-                let r =
-                    self.ledger
-                        .record_submit_failed(g.id, &msg, certain, wall + ms(delay), wall);
-                if let Err(e) = r {
-                    self.ledger_failed("recording a failed submission", &e);
-                }
-                self.schedule.hold(now, delay);
+                self.submit_failed(g, &path, &err, now, wall);
                 Ok(false)
             }
         }
+    }
+
+    /// A failed `sbatch`: back off (all submissions are held), say it — a refusal the config must fix with
+    /// its key, again every repeat interval; anything else once per outage — and record it.
+    fn submit_failed(
+        &mut self,
+        g: &Generation,
+        path: &std::path::Path,
+        err: &SubmitError,
+        now: Millis,
+        wall: Millis,
+    ) {
+        let policy = BackoffPolicy {
+            base: self.cfg.behavior.submit_backoff,
+            max: self.cfg.behavior.submit_backoff_max,
+        };
+        let delay =
+            engine::submit_backoff(g.submit_tries + 1, self.health.submit.failures(), policy);
+        let edge = self.health.submit.failed(now);
+        let (msg, certain) = (err.to_string(), err.is_certain());
+        match engine::classify_rejection(&msg).filter(|_| certain) {
+            // What the config asks is refused: said with the key to fix, and again every
+            // `submit_backoff_max` (the longest gap between two tries) until fixed.
+            Some(reason) => {
+                let b = &self.cfg.behavior;
+                let repeat = b.submit_backoff_max.max(b.submit_backoff);
+                let said = self.health.rejected.refused(reason, now, repeat);
+                say::submit_refused(path, err, reason, said, now, delay, repeat);
+            }
+            // Another failure: a configuration refusal seen before no longer explains it, so an
+            // outage that follows one is announced as new.
+            None => {
+                let edge = match self.health.rejected.cleared(now) {
+                    Some(_) => OutageEdge::Started,
+                    None => edge,
+                };
+                say::submit_failed(path, err, edge, delay);
+            }
+        }
+        self.observers
+            .metrics
+            .submissions_refused(self.health.rejected.current());
+        let r = self
+            .ledger
+            .record_submit_failed(g.id, &msg, certain, wall + ms(delay), wall);
+        if let Err(e) = r {
+            self.ledger_failed("recording a failed submission", &e);
+        }
+        self.schedule.hold(now, delay);
     }
 }
