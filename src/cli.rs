@@ -67,14 +67,15 @@ fn check_config_about() -> String {
         "Validate a config file and print the effective configuration, with every default filled in. Exit \
 status 0 when valid, 2 with one message naming the key, its line and the fix when not.\n\n\
 Keys (defaults in brackets):\n{keys}\n\
-Without {output}, Slurm writes slurm-%j.out into the directory; with {delete} the default is \
-{with_delete} in the root, outside the directory that is deleted.\n\n\
+Job output goes to {default} in the root, a folder the daemon creates and checks (owned by it, \
+writable by no one else, no symlink on the way), outside every data directory; `{output}: \"\"` asks \
+for Slurm's own default inside the data directory (check-config warns: its owner can plant symlinks \
+there).\n\n\
 Metrics: *_total counters count since the daemon started (rate() copes with restarts); \
 dirwatcher_directories_finished{{state}} holds the durable counts from the ledger.",
         keys = keys::help_lines(),
         output = keys::JOB_OUTPUT.name,
-        delete = keys::BEHAVIOR_DELETE_ON_SUCCESS.name,
-        with_delete = defaults::OUTPUT_WITH_DELETE,
+        default = defaults::OUTPUT,
     )
 }
 

@@ -48,6 +48,9 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::CheckConfig { config } => {
             let cfg = config_or_exit!(&config);
+            for w in dirwatcher::output_dir::warnings(&cfg) {
+                eprintln!("warning: {w}");
+            }
             print!(
                 "# effective configuration of {} (valid)\n{}",
                 config.display(),

@@ -26,6 +26,7 @@ use crate::engine::{Cadence, OutageLatch, Schedule, StabilityTracker};
 use crate::ledger::{Counts, Ledger, LedgerError};
 use crate::metrics::{Metrics, MetricsError};
 use crate::notify::{self, Notifier};
+use crate::output_dir::{self, Place};
 use crate::scheduler::{self, Scheduler};
 use crate::time::{Clock, Millis, SystemClock, ms};
 
@@ -149,6 +150,10 @@ struct Health {
     ledger: OutageLatch,
     /// Listing the root (file system unmounted).
     scan: OutageLatch,
+    /// The job output folder (missing, someone else's, a symlink): no submissions meanwhile.
+    output: OutageLatch,
+    /// Appending to the failure log (disk full, read-only).
+    failure_log: OutageLatch,
 }
 
 /// The ledger's counts, for metrics and systemd's `STATUS=`: counting walks the whole ledger, so it is
@@ -251,7 +256,6 @@ impl Daemon {
         let ledger = Ledger::open(&cfg.behavior.state_file)?;
         let metrics = Metrics::start(&cfg.metrics)?;
         let sched = metrics.instrument(make_sched(&cfg), &notifier);
-        prepare_output_dir(&cfg);
         Ok(Daemon {
             cfg,
             ledger,
@@ -270,6 +274,11 @@ impl Daemon {
     /// Runs cycles until a Terminate event arrives.
     pub fn run(&mut self, events: &Receiver<Event>) {
         say::started(&self.cfg, self.sched.name());
+        for w in output_dir::warnings(&self.cfg) {
+            say::config_warning(&w);
+        }
+        // Said now rather than at the first submission: an operator starting the daemon sees it at once.
+        self.output_ready();
         loop {
             match self.cycle(events) {
                 Flow::Stop => break,
@@ -322,7 +331,10 @@ impl Daemon {
                     .metrics
                     .instrument((self.make_sched)(&self.cfg), &self.observers.notifier);
                 self.observers.metrics.reload(&self.cfg.metrics);
-                prepare_output_dir(&self.cfg);
+                for w in output_dir::warnings(&self.cfg) {
+                    say::config_warning(&w);
+                }
+                self.output_ready();
                 self.schedule.rescan();
                 say::reloaded(&self.cfg.source);
             }
@@ -358,6 +370,25 @@ impl Daemon {
         }
     }
 
+    /// Creates and checks the job output folder when it is one the daemon manages (said once when it fails
+    /// and once when it is fixed). False: nothing may be submitted now.
+    fn output_ready(&mut self) -> bool {
+        let Place::Checked { root, rel } = output_dir::place(&self.cfg) else {
+            return true;
+        };
+        let now = self.clock.mono();
+        match output_dir::prepare(&root, &rel, output_dir::my_uid()) {
+            Ok(()) => {
+                say::output_back(&root.join(&rel), self.health.output.succeeded(now));
+                true
+            }
+            Err(problem) => {
+                say::output_refused(&problem, self.health.output.failed(now));
+                false
+            }
+        }
+    }
+
     /// End of a cycle: publishes the counts (metrics, systemd `STATUS=`; the first time also `READY=1`)
     /// and pets the watchdog. The ledger is only counted when someone listens.
     fn observe(&mut self) {
@@ -377,19 +408,5 @@ impl Daemon {
         let status =
             counts.map(|c| notify::status_line(&self.cfg.watch.root, c.submitting + settling, c));
         o.notifier.cycle_done(status.as_deref());
-    }
-}
-
-/// Creates the directory that receives job output when it is a fixed folder inside the root (the default
-/// with `delete_on_success`); Slurm does not create it, and a missing one fails the job (`FAILED 0:53`).
-fn prepare_output_dir(cfg: &Config) {
-    let Some(out) = &cfg.job.output else { return };
-    let full = cfg.watch.root.join(out);
-    let Some(parent) = full.parent() else { return };
-    if parent.to_string_lossy().contains('%') || !parent.starts_with(&cfg.watch.root) {
-        return;
-    }
-    if let Err(e) = std::fs::create_dir_all(parent) {
-        say::output_dir_failed(parent, &e);
     }
 }

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::engine::{GenState, Generation, JobReport, OutageEdge};
 use crate::logging::{error_chain, show};
 use crate::outcome::KeepReason;
+use crate::output_dir::FolderProblem;
 use crate::scheduler::{QueryError, SubmitError};
 use crate::time::{Millis, human, ms};
 
@@ -238,10 +239,31 @@ pub fn submit_failed(path: &Path, err: &SubmitError, edge: OutageEdge, delay: Du
     }
 }
 
-/// The job output folder could not be created.
-pub fn output_dir_failed(dir: &Path, e: &std::io::Error) {
-    warn!(
-        "cannot create the job output folder {}: {e}; jobs may fail to start",
-        show(dir)
-    );
+/// The job output folder failed its check: no submissions until it passes (said once).
+pub fn output_refused(problem: &FolderProblem, edge: OutageEdge) {
+    match edge {
+        OutageEdge::Started => warn!(
+            folder = %problem.path().display(),
+            "not submitting any job: the job output folder is unsafe: {problem}; directories stay pending \
+             and are submitted once it is fixed"
+        ),
+        _ => debug!("job output folder still unsafe: {problem}"),
+    }
+}
+
+/// The job output folder passes its check again.
+pub fn output_back(folder: &Path, edge: OutageEdge) {
+    if let OutageEdge::Ended { lasted, .. } = edge {
+        info!(
+            folder = %folder.display(),
+            "the job output folder {} is safe again after {}; submitting",
+            show(folder),
+            human(lasted)
+        );
+    }
+}
+
+/// A config that loads, but with a risk worth saying (the same words as `check-config`'s).
+pub fn config_warning(w: &str) {
+    warn!("config: {w}");
 }

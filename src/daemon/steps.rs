@@ -402,6 +402,12 @@ impl Daemon {
             self.schedule.intents(agenda.next_due, !due.is_empty());
             return Flow::Continue;
         }
+        if !due.is_empty() && !self.output_ready() {
+            // Checked again when the hold ends; the intents stay as they are.
+            self.schedule.hold(now, self.cfg.watch.poll_interval);
+            self.schedule.intents(agenda.next_due, true);
+            return Flow::Continue;
+        }
         self.schedule.intents(agenda.next_due, false);
         for g in due {
             match events.try_recv() {

@@ -355,3 +355,37 @@ fn a_reload_requested_during_a_batch_of_submissions_is_carried_out() {
     assert_eq!(b.latest("a").state, GenState::Submitted);
     assert_eq!(b.latest("b").state, GenState::Submitted);
 }
+
+#[test]
+fn an_unsafe_job_output_folder_holds_every_submission_until_it_is_fixed() {
+    let mut b = Bench::new(&[]);
+    // Someone who can write the root planted the output folder as a link to a place of their choosing.
+    let elsewhere = b._tmp.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::create_dir(b.root.join(".dirwatcher")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, b.root.join(".dirwatcher/logs")).unwrap();
+    for d in ["a", "b"] {
+        b.ready(d);
+    }
+    b.settle();
+    b.run_for(Duration::from_secs(20));
+    assert_eq!(
+        b.submits(),
+        0,
+        "submitted with job output going through a symlink"
+    );
+    for d in ["a", "b"] {
+        assert_eq!(b.history(d).len(), 1, "{d}");
+        assert_eq!(
+            b.latest(d).state,
+            GenState::Submitting,
+            "{d} is no longer pending"
+        );
+    }
+    std::fs::remove_file(b.root.join(".dirwatcher/logs")).unwrap();
+    b.run_for(Duration::from_secs(6));
+    assert_eq!(b.submits(), 2, "not submitted after the folder was fixed");
+    let logs = std::fs::symlink_metadata(b.root.join(".dirwatcher/logs")).unwrap();
+    assert!(logs.is_dir(), "the daemon did not create a real folder");
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+}

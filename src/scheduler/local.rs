@@ -13,6 +13,7 @@ use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -177,6 +178,8 @@ fn proc_start_and_state(pid: &str) -> Option<(String, String)> {
 
 /// Mode of a job's bookkeeping files: the spec holds `job.env`, so no one outside the service's group.
 const JOB_FILE_MODE: u32 = 0o640;
+/// Mode of a job's output file when the runner creates it (the umask may cut it further).
+const OUTPUT_MODE: u32 = 0o640;
 
 /// Expands `%j` (job id) and `%x` (job name) in an output pattern, as Slurm does.
 pub fn expand_output(pattern: &str, job_id: &str, job_name: &str) -> String {
@@ -356,12 +359,13 @@ fn run_job_inner(dir: &Path) -> io::Result<()> {
         signal_hook::flag::register(sig, Arc::clone(&cancel))?;
     }
     let output = PathBuf::from(OsString::from_vec(spec.output.clone()));
-    if let Some(parent) = output.parent() {
-        let _ = fs::create_dir_all(parent);
-    }
+    // The folder is the daemon's (created and checked before submitting); a symlink planted at the file
+    // itself (`job.output: ""` puts it in the data directory) is refused rather than written through.
     let out = fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(OUTPUT_MODE)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&output)?;
     let argv: Vec<OsString> = spec.argv.iter().cloned().map(OsString::from_vec).collect();
     let Some((prog, args)) = argv.split_first() else {

@@ -271,6 +271,14 @@ impl TestEnv {
     pub fn job_name(&self, dir: &str) -> String {
         dirwatcher::engine::job_name(&self.prefix, OsStr::new(dir))
     }
+
+    /// Where the job `job` of `dir` wrote its output: the default `<root>/.dirwatcher/logs/%x-%j.out`.
+    pub fn job_output(&self, dir: &Path, job: &str) -> PathBuf {
+        let name = dirwatcher::engine::job_name(&self.prefix, dir.file_name().unwrap());
+        self.root
+            .join(".dirwatcher/logs")
+            .join(format!("{name}-{job}.out"))
+    }
 }
 
 /// Installs a fault-injecting `sbatch` in front of the real one — only for faults a real cluster cannot

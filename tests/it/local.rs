@@ -52,8 +52,8 @@ fn local_cancel_is_a_cancelled_line() {
 
 #[test]
 fn local_hostile_names_reach_the_job_as_one_argument() {
-    scenarios::hostile_names(TestEnv::local("hostile"), DEADLINE, |_, dir, job| {
-        std::fs::read(dir.join(format!("slurm-{job}.out"))).unwrap()
+    scenarios::hostile_names(TestEnv::local("hostile"), DEADLINE, |env, dir, job| {
+        std::fs::read(env.job_output(dir, job)).unwrap()
     });
 }
 

@@ -43,7 +43,7 @@ fn stable_ready_dir_gets_exactly_one_job_matching_the_config() {
     let g = env.wait_final(&dir, SLURM_DEADLINE);
     assert_eq!(g.final_state.as_deref(), Some("COMPLETED"));
     // The command reached the job with the directory as its last argument, WATCH_DIR and job.env set.
-    let out = std::fs::read_to_string(dir.join(format!("slurm-{job}.out"))).unwrap();
+    let out = std::fs::read_to_string(env.job_output(&dir, &job)).unwrap();
     assert_eq!(out, format!("{0}|from-config|{0}\n", dir.display()));
     // Later scans must leave it alone: a directory dropped afterwards is processed (so the root was scanned
     // again, more than once), and case1 still has exactly one job.
@@ -132,7 +132,7 @@ fn slurm_hostile_names_reach_the_job_as_one_argument() {
         TestEnv::slurm("hostile"),
         SLURM_DEADLINE,
         |env, dir, job| {
-            std::fs::read(dir.join(format!("slurm-{job}.out")))
+            std::fs::read(env.job_output(dir, job))
                 .unwrap_or_else(|e| panic!("{}: {e}", env.root.display()))
         },
     );
