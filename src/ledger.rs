@@ -33,6 +33,15 @@ pub enum LedgerError {
         #[source]
         source: std::io::Error,
     },
+    /// A new ledger file could not be created with its mode.
+    #[error("cannot create the state file `{path}`")]
+    Create {
+        /// The database file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// SQLite said no (disk full, read-only, locked, corrupt).
     #[error("state file `{path}`: {what}")]
     Sql {
@@ -104,6 +113,28 @@ const COLUMNS: &str = "id, dir, ready_dev, ready_ino, ready_size, ready_mtime_ns
     submit_tries, submit_key, job_id, job_name, created_at, submitted_at, finished_at, next_try_at, final_state, \
     exit_code, last_error, uncertain, delete_pending, failure_log_pending, deleted, updated_at";
 
+/// Mode of a new ledger file: the service's group may read it (`sqlite3`, backups), no one else.
+pub const LEDGER_MODE: u32 = 0o640;
+/// Mode of a directory created for the ledger (the umask may cut it further).
+pub const LEDGER_DIR_MODE: u32 = 0o750;
+
+/// Creates an empty `path` with mode [`LEDGER_MODE`] exactly, unless something is there already (an
+/// existing ledger keeps the mode its operator gave it; a symlink is not followed: `O_EXCL`).
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(LEDGER_MODE)
+        .open(path)
+    {
+        // The umask cut the mode at open: set it exactly, on the descriptor.
+        Ok(f) => f.set_permissions(std::fs::Permissions::from_mode(LEDGER_MODE)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// The open ledger.
 #[derive(Debug)]
 pub struct Ledger {
@@ -120,14 +151,25 @@ fn i(v: u64) -> i64 {
 }
 
 impl Ledger {
-    /// Opens (creating if needed) the ledger at `path`.
+    /// Opens (creating if needed) the ledger at `path`. A new ledger gets mode [`LEDGER_MODE`] exactly
+    /// (SQLite gives its `-wal` and `-shm` files the same), whatever the umask; a new directory for it
+    /// [`LEDGER_DIR_MODE`] (before the umask).
     pub fn open(path: &Path) -> Result<Ledger> {
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| LedgerError::Dir {
-                path: parent.to_path_buf(),
-                source,
-            })?;
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(LEDGER_DIR_MODE)
+                .create(parent)
+                .map_err(|source| LedgerError::Dir {
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
         }
+        create_private(path).map_err(|source| LedgerError::Create {
+            path: path.to_path_buf(),
+            source,
+        })?;
         if let Ok(head) = std::fs::read(path).map(|b| b.into_iter().take(64).collect::<Vec<u8>>()) {
             let trimmed: Vec<u8> = head
                 .iter()

@@ -16,6 +16,7 @@ mod tests;
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -84,6 +85,9 @@ pub enum StartError {
     Metrics(#[from] MetricsError),
 }
 
+/// Mode of the lock file: only the service user may open it (and so hold the lock).
+pub const LOCK_MODE: u32 = 0o600;
+
 /// Takes the single-instance lock beside the state file; held for as long as the returned file lives.
 pub fn lock_state(state_file: &Path) -> Result<File, StartError> {
     let mut name = state_file
@@ -97,14 +101,23 @@ pub fn lock_state(state_file: &Path) -> Result<File, StartError> {
         source,
     };
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(lock_err)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(crate::ledger::LEDGER_DIR_MODE)
+            .create(parent)
+            .map_err(lock_err)?;
     }
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(LOCK_MODE)
         .open(&path)
         .map_err(lock_err)?;
+    // Exactly that mode, also for a lock file left with a wider one: whoever can open it can take the lock
+    // and keep the daemon from starting.
+    // (Not possible on a lock file of another user: that one is left as it is.)
+    let _ = f.set_permissions(std::fs::Permissions::from_mode(LOCK_MODE));
     match f.try_lock() {
         Ok(()) => Ok(f),
         Err(std::fs::TryLockError::WouldBlock) => Err(StartError::AlreadyRunning {
@@ -228,6 +241,11 @@ impl Daemon {
     /// Takes the lock, opens the ledger and prepares the real scheduler, clock and systemd notifier.
     /// Nothing runs yet.
     pub fn start(cfg: Config) -> Result<Daemon, StartError> {
+        // First, before anything is created: the mask applies to every file and folder of the daemon, its
+        // jobs' output (Slurm passes it on as SLURM_UMASK) and the local jobs. Only here, not in
+        // `with_parts`: the mask is the process's, and tests run many daemons in one process.
+        // SAFETY: umask has no preconditions and cannot fail.
+        unsafe { libc::umask(cfg.behavior.umask as libc::mode_t) };
         Daemon::assemble(
             cfg,
             Box::new(scheduler::from_config),

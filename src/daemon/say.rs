@@ -159,9 +159,32 @@ pub fn job_ended(
     }
 }
 
-/// The failure log could not be appended to.
-pub fn failure_log_failed(path: &Path, job: &str, log: &Path, e: &std::io::Error) {
-    warn!(dir = ?path, job = %job, "cannot append to the failure log {}: {e}; will try again", show(log));
+/// The failure log could not be appended to (said once per outage; the line is kept and retried).
+pub fn failure_log_failed(
+    path: &Path,
+    job: &str,
+    log: &Path,
+    e: &std::io::Error,
+    edge: OutageEdge,
+) {
+    match edge {
+        OutageEdge::Started => warn!(dir = ?path, job = %job,
+            "cannot append to the failure log {}: {e}; the record of job {job} for {} is kept and written \
+             when the log can be written again (further failures are quiet until then)",
+            show(log), show(path)),
+        _ => debug!(dir = ?path, job = %job, "failure log {} still failing: {e}", show(log)),
+    }
+}
+
+/// The failure log could be written again after failures.
+pub fn failure_log_back(log: &Path, edge: OutageEdge) {
+    if let OutageEdge::Ended { lasted, failures } = edge {
+        info!(
+            "the failure log {} is writable again after {} ({failures} failed writes); pending records are written",
+            show(log),
+            human(lasted)
+        );
+    }
 }
 
 /// A finished directory was deleted.

@@ -213,8 +213,10 @@ impl Daemon {
     fn log_failure(&mut self, g: &Generation) {
         let rec = FailureRecord::new(&self.cfg.watch.root, g, std::time::SystemTime::now());
         let log = &self.cfg.behavior.failure_log;
+        let now = self.clock.mono();
         match outcome::append_failure(log, &rec) {
             Ok(()) => {
+                say::failure_log_back(log, self.health.failure_log.succeeded(now));
                 let r = self.ledger.record_failure_logged(g.id, self.clock.wall());
                 if let Err(e) = r {
                     self.ledger_failed("recording the failure-log line", &e);
@@ -222,7 +224,8 @@ impl Daemon {
             }
             Err(e) => {
                 let job = g.job_id.as_deref().unwrap_or_default();
-                say::failure_log_failed(&self.path_of(g), job, log, &e);
+                let edge = self.health.failure_log.failed(now);
+                say::failure_log_failed(&self.path_of(g), job, log, &e, edge);
             }
         }
     }

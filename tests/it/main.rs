@@ -9,4 +9,5 @@ mod layering;
 mod local;
 mod observe;
 mod ops;
+mod safety;
 mod slurm_pipeline;
