@@ -13,7 +13,7 @@ mod steps;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -152,6 +152,18 @@ impl Settling {
     }
 }
 
+/// Waits this process times itself on the monotonic clock, so that no wall-clock step moves them (memory
+/// only: after a restart the ledger's wall times take over, capped at the longest back-off).
+#[derive(Debug, Default)]
+struct Waits {
+    /// Back-offs this process set (a failed `sbatch`, a retry after a failed job): record id → monotonic
+    /// time at which the intent is due.
+    held: HashMap<i64, Millis>,
+    /// Lost `sbatch` answers: record id → since when (monotonic) this process has known the answer was
+    /// lost (the `sbatch` ended, or the first lookup after a restart).
+    lost: HashMap<i64, Millis>,
+}
+
 /// Whether each dependency is failing, so an outage is said once when it starts and once when it ends.
 #[derive(Debug, Default)]
 struct Health {
@@ -218,6 +230,8 @@ pub struct Daemon {
     settling: Settling,
     /// Outage latches of the dependencies.
     health: Health,
+    /// Back-offs and lost answers timed on the monotonic clock.
+    waits: Waits,
     /// The ledger's counts as last read.
     counts: CachedCounts,
     /// Metrics and systemd notifications.
@@ -283,6 +297,7 @@ impl Daemon {
             schedule: Schedule::default(),
             settling: Settling::default(),
             health: Health::default(),
+            waits: Waits::default(),
             counts: CachedCounts::default(),
             observers: Observers { metrics, notifier },
             _lock: lock,

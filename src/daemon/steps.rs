@@ -2,14 +2,15 @@
 //! ask the engine what it means, commit the decision to the ledger, then act. The agenda of the cycle (one
 //! read of the active rows) is carried from step to step and updated as records move.
 
+use std::collections::HashSet;
 use std::ffi::OsString;
 
 use crossbeam_channel::Receiver;
 
 use super::{Daemon, Event, Flow, say};
 use crate::engine::{
-    self, Agenda, BackoffPolicy, Generation, GenerationVerdict, LookupStep, OutcomePolicy,
-    Readiness, ReadyIdentity, ReadyObservation, StabilityPolicy,
+    self, Agenda, BackoffPolicy, GenState, Generation, GenerationVerdict, LookupStep,
+    OutcomePolicy, Readiness, ReadyIdentity, ReadyObservation, StabilityPolicy, Timing,
 };
 use crate::ledger::{EndRecord, LedgerError, NewGeneration};
 use crate::outcome::{self, FailureRecord, KeepReason};
@@ -35,7 +36,19 @@ impl Daemon {
     /// One read of the active rows: what this cycle looks up, queries and submits.
     pub(super) fn read_agenda(&mut self) -> Agenda {
         match self.ledger.active() {
-            Ok(rows) => Agenda::new(rows, self.clock.wall()),
+            Ok(rows) => {
+                let pending = |g: &&Generation| g.state == GenState::Submitting;
+                let ids: HashSet<i64> = rows.iter().filter(pending).map(|g| g.id).collect();
+                self.waits.held.retain(|id, _| ids.contains(id));
+                self.waits.lost.retain(|id, _| ids.contains(id));
+                let timing = Timing {
+                    wall: self.clock.wall(),
+                    mono: self.clock.mono(),
+                    longest: ms(self.cfg.behavior.submit_backoff_max),
+                    held: self.waits.held.clone(),
+                };
+                Agenda::new(rows, timing)
+            }
             Err(e) => {
                 self.ledger_failed("reading the active records", &e);
                 Agenda::default()
@@ -77,6 +90,8 @@ impl Daemon {
         let grace = engine::lookup_grace(self.cfg.job.command_timeout);
         for g in agenda.lookups.clone() {
             let path = self.path_of(&g);
+            let now = self.clock.mono();
+            let lost_since = *self.waits.lost.entry(g.id).or_insert(now);
             let found = match self.sched.lookup(&g.key, &g.job_name, g.created_at) {
                 Ok(found) => found,
                 Err(e) => {
@@ -87,7 +102,7 @@ impl Daemon {
                 }
             };
             let wall = self.clock.wall();
-            match engine::after_lookup(found, g.updated_at, wall, grace) {
+            match engine::after_lookup(found, self.clock.mono() - lost_since, grace) {
                 LookupStep::Adopt(job) => {
                     let r = self.ledger.record_submitted(g.id, &job, wall);
                     if self.commit("adopting a job", r).is_ok() {
@@ -188,6 +203,8 @@ impl Daemon {
             retry_in,
         );
         if let Some(Ok(Some(next))) = retry.map(|id| self.ledger.get(id)) {
+            let wait = next.next_try_at - wall;
+            self.waits.held.insert(next.id, self.clock.mono() + wait);
             agenda.add(next, wall);
         }
         Ok(())
@@ -474,6 +491,10 @@ impl Daemon {
                     self.ledger_failed("recording a failed submission", &e);
                 }
                 self.schedule.hold(now, delay);
+                self.waits.held.insert(g.id, now + ms(delay));
+                if !certain {
+                    self.waits.lost.insert(g.id, now);
+                }
                 Ok(false)
             }
         }

@@ -3,6 +3,7 @@
 //! `CI=true` or `DIRWATCHER_REQUIRE_SLURM=1` and the cluster is missing.
 
 mod cli;
+mod clock;
 mod harness;
 mod install;
 mod layering;
