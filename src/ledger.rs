@@ -444,6 +444,40 @@ impl Ledger {
         )
     }
 
+    /// Replaces the list of directories the daemon cannot look at (name, what failed), for `status`. Kept in
+    /// the `meta` table: it describes the present, not the history.
+    pub fn set_unreadable(&self, list: &[(OsString, String)]) -> Result<()> {
+        let rows: Vec<(&[u8], &str)> = list
+            .iter()
+            .map(|(d, w)| (d.as_bytes(), w.as_str()))
+            .collect();
+        let json = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
+        self.exec(
+            "INSERT INTO meta(key, value) VALUES ('unreadable', ?1) \
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [json],
+            "cannot record unreadable directories",
+        )
+    }
+
+    /// The directories the daemon last said it cannot look at (see [`Ledger::set_unreadable`]).
+    pub fn unreadable(&self) -> Result<Vec<(OsString, String)>> {
+        let json: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'unreadable'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.sql("cannot read unreadable directories"))?;
+        let rows: Vec<(Vec<u8>, String)> = json
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .unwrap_or_default();
+        Ok(rows
+            .into_iter()
+            .map(|(d, w)| (OsString::from_vec(d), w))
+            .collect())
+    }
+
     /// Removes every record of `dir`; returns how many there were. Refused for an in-flight generation.
     pub fn forget(&self, dir: &OsStr) -> Result<usize> {
         self.conn

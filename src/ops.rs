@@ -67,6 +67,17 @@ pub struct Status {
     pub in_flight: Vec<InFlight>,
     /// Most recent failures, newest first.
     pub recent_failures: Vec<Failure>,
+    /// Directories whose ready-file the daemon cannot look at (they wait, unsubmitted).
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// A directory the daemon cannot look at, in `status`.
+#[derive(Debug, Serialize)]
+pub struct Unreadable {
+    /// Full path of the directory.
+    pub dir: String,
+    /// What failed.
+    pub problem: String,
 }
 
 fn rfc3339(m: Millis) -> String {
@@ -110,6 +121,14 @@ pub fn status(cfg: &Config, failures: u32) -> anyhow::Result<Status> {
         counts: ledger.counts()?,
         in_flight,
         recent_failures,
+        unreadable: ledger
+            .unreadable()?
+            .into_iter()
+            .map(|(d, problem)| Unreadable {
+                dir: root.join(d).to_string_lossy().into_owned(),
+                problem,
+            })
+            .collect(),
     })
 }
 
@@ -140,6 +159,15 @@ pub fn render_status(s: &Status) -> String {
                     .map(|e| format!("  (last error: {e})"))
                     .unwrap_or_default()
             );
+        }
+    }
+    if !s.unreadable.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nnot submitted: the daemon cannot read their ready-file (check the permissions):"
+        );
+        for u in &s.unreadable {
+            let _ = writeln!(o, "  {}  ({})", u.dir, u.problem);
         }
     }
     if !s.recent_failures.is_empty() {

@@ -13,7 +13,7 @@ mod steps;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -135,6 +135,11 @@ struct Settling {
     tracker: StabilityTracker,
     /// Directories already reported as waiting for a lock (said once, not every scan).
     told_locked: HashSet<OsString>,
+    /// Directories whose ready-file cannot be looked at (permissions), with what failed: said once, and
+    /// once when it works again; `status` shows them (through the ledger).
+    unreadable: BTreeMap<OsString, String>,
+    /// `unreadable` changed since it was last written to the ledger.
+    unreadable_changed: bool,
 }
 
 impl Settling {
@@ -143,6 +148,10 @@ impl Settling {
         let present: HashSet<&OsStr> = names.iter().map(OsString::as_os_str).collect();
         self.tracker.retain(|d| present.contains(d));
         self.told_locked.retain(|d| present.contains(d.as_os_str()));
+        let before = self.unreadable.len();
+        self.unreadable
+            .retain(|d, _| present.contains(d.as_os_str()));
+        self.unreadable_changed |= self.unreadable.len() != before;
     }
 
     /// Forgets one directory (submitted, in flight, done, or its ready-file removed).

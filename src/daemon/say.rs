@@ -223,6 +223,17 @@ pub fn look_failed(path: &Path, what: &str, e: &std::io::Error) {
     debug!(dir = ?path, "cannot {what} of {}: {e}", show(path));
 }
 
+/// A ready-file cannot be looked at (said once per directory): it is never submitted until it can be.
+pub fn unreadable(path: &Path, what: &str, e: &std::io::Error) {
+    warn!(dir = ?path, "cannot {what} of {}: {e}; it is not submitted until the service user can read it \
+        (the writer's umask? `chmod o+r`, or the service's group); looking again every scan", show(path));
+}
+
+/// A ready-file that could not be looked at can be again.
+pub fn readable_again(path: &Path) {
+    info!(dir = ?path, "the ready-file of {} can be read again", show(path));
+}
+
 /// One more look at a settling ready-file.
 pub fn settling(path: &Path, seen: u32, changed: bool) {
     debug!(dir = ?path, "ready-file of {} seen {seen}x{}", show(path), if changed { " (changed since last look)" } else { "" });

@@ -289,6 +289,7 @@ impl Daemon {
                 return;
             }
         }
+        self.publish_unreadable();
     }
 
     fn list_root(&mut self, now: Millis) -> Option<Vec<OsString>> {
@@ -332,7 +333,7 @@ impl Daemon {
                 return Ok(Look::Wait);
             }
             Err(e) => {
-                say::look_failed(&path, "look at the ready-file", &e);
+                self.cannot_look(name, &path, "look at the ready-file", &e);
                 return Ok(Look::Wait);
             }
         };
@@ -345,10 +346,14 @@ impl Daemon {
         let lock = match scan::probe_lock(&path.join(signal)) {
             Ok(l) => l,
             Err(e) => {
-                say::look_failed(&path, "probe the lock of the ready-file", &e);
+                self.cannot_look(name, &path, "open the ready-file", &e);
                 return Ok(Look::Wait);
             }
         };
+        if self.settling.unreadable.remove(name).is_some() {
+            self.settling.unreadable_changed = true;
+            say::readable_again(&path);
+        }
         let obs = ReadyObservation {
             dir: name.clone(),
             identity,
@@ -374,6 +379,46 @@ impl Daemon {
                 identity,
             },
         })
+    }
+
+    /// A ready-file that cannot be looked at (the instrument's umask 077, a directory without `x` for the
+    /// service): said once per directory (the rest at debug), kept for `status`; looked at again every scan.
+    fn cannot_look(
+        &mut self,
+        name: &OsString,
+        path: &std::path::Path,
+        what: &str,
+        e: &std::io::Error,
+    ) {
+        let problem = format!("cannot {what}: {e}");
+        if self
+            .settling
+            .unreadable
+            .insert(name.clone(), problem)
+            .is_none()
+        {
+            self.settling.unreadable_changed = true;
+            say::unreadable(path, what, e);
+        } else {
+            say::look_failed(path, what, e);
+        }
+    }
+
+    /// Writes the list of unreadable directories to the ledger when it changed (for `status`).
+    fn publish_unreadable(&mut self) {
+        if !self.settling.unreadable_changed {
+            return;
+        }
+        let list: Vec<(OsString, String)> = self
+            .settling
+            .unreadable
+            .iter()
+            .map(|(d, w)| (d.clone(), w.clone()))
+            .collect();
+        match self.ledger.set_unreadable(&list) {
+            Ok(()) => self.settling.unreadable_changed = false,
+            Err(e) => self.ledger_failed("recording unreadable directories", &e),
+        }
     }
 
     fn commit_intent(

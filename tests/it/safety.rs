@@ -16,6 +16,11 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// Starts the daemon for `env` with the process umask `mask` (what it inherits from its parent), and
 /// `extra` appended to the config file.
 fn start_with_umask(env: &TestEnv, mask: u32, extra: &str) -> Daemon {
+    start_as(env, mask, extra, None)
+}
+
+/// Like [`start_with_umask`], as user and group `uid` when given (the test runs as root).
+fn start_as(env: &TestEnv, mask: u32, extra: &str, uid: Option<u32>) -> Daemon {
     let cfg = env.write_config();
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     text += extra;
@@ -32,6 +37,13 @@ fn start_with_umask(env: &TestEnv, mask: u32, extra: &str) -> Daemon {
     unsafe {
         cmd.pre_exec(move || {
             libc::umask(mask as libc::mode_t);
+            if let Some(u) = uid
+                && (libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(u) != 0
+                    || libc::setuid(u) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
+            }
             Ok(())
         });
     }
@@ -227,3 +239,62 @@ fn next_job_id() -> u64 {
 }
 
 use crate::slurm_pipeline::SLURM_DEADLINE;
+
+/// A ready-file the service user cannot read (an instrument with umask 077): warned about once, shown by
+/// `status`, and submitted once it can be read (said once too). Runs the daemon as `nobody`, so the test
+/// must run as root (root reads every file).
+#[test]
+fn an_unreadable_ready_file_is_warned_about_once_shown_in_status_and_submitted_when_readable() {
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            !slurm_required(),
+            "this test needs root (it runs the daemon as nobody)"
+        );
+        eprintln!("SKIPPED an_unreadable_ready_file: needs root");
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let env = TestEnv::local("unreadable").job("wrap_cmd: true");
+    for p in [env.tmp.path(), env.root.as_path()] {
+        std::os::unix::fs::chown(p, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    let dir = env.ready_dir("umask-077");
+    let ready = dir.join("_READY");
+    std::fs::set_permissions(&ready, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let d = start_as(&env, 0o022, "", Some(NOBODY));
+    d.wait_log("cannot open the ready-file", DEADLINE);
+    let status = env.status();
+    let listed = status["unreadable"].as_array().cloned().unwrap_or_default();
+    assert_eq!(listed.len(), 1, "{status}");
+    assert_eq!(listed[0]["dir"], dir.to_string_lossy().as_ref());
+    assert!(
+        listed[0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("ermission denied"),
+        "{status}"
+    );
+    // Looked at again every scan (0.3 s) for a while: still one warning, nothing submitted.
+    let window = std::time::Instant::now();
+    while window.elapsed() < Duration::from_secs(2) {
+        assert!(env.history(&dir).is_empty(), "submitted without reading it");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        d.log().matches("cannot open the ready-file").count(),
+        1,
+        "{}",
+        d.log()
+    );
+
+    std::fs::set_permissions(&ready, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let g = env.wait_final(&dir, DEADLINE);
+    assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{}", d.log());
+    d.wait_log("can be read again", DEADLINE);
+    wait_for(DEADLINE, "status to list nothing unreadable", || {
+        env.status()["unreadable"]
+            .as_array()
+            .is_some_and(|a| a.is_empty())
+            .then_some(())
+    });
+}
