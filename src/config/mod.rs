@@ -948,6 +948,122 @@ mod tests {
         format!("watch:\n  root: {}\n{body}", std::env::temp_dir().display())
     }
 
+    /// A valid config with every section, for the mutation property below.
+    fn full_config() -> String {
+        with_root(
+            "  signal_filename: _READY\n  poll_interval_sec: 5\n  stability_checks: 2\n  stability_interval_sec: 1\n\
+             job:\n  executor: slurm\n  wrap_cmd: python3 /opt/x.py\n  partition: main\n  account: dev\n  gres: gpu:1\n\
+             \x20 time_limit: \"00:10:00\"\n  job_name_prefix: dirwatch\n  env: {A: b}\n  extra_args: [\"--nice=1\"]\n\
+             \x20 chdir_to_subdir: true\n  output: .dirwatcher/logs/%x-%j.out\n  command_timeout_sec: 60\n  max_local_jobs: 2\n\
+             behavior:\n  delete_on_success: false\n  state_file: /var/lib/dirwatcher/state.db\n\
+             \x20 failure_log: /var/log/dirwatcher/failed_jobs.log\n  max_retries: 0\n  submit_backoff_sec: 5\n\
+             \x20 submit_backoff_max_sec: 300\n  umask: \"0027\"\n\
+             metrics:\n  listen: 127.0.0.1:9187\n  textfile: /var/lib/node/dirwatcher.prom\n",
+        )
+    }
+
+    /// Values a mutation puts in place of another: wrong types, bounds, YAML syntax, hostile text.
+    const ODD_VALUES: &[&str] = &[
+        "",
+        "-1",
+        "0",
+        "1e-9",
+        "1e309",
+        ".nan",
+        "-.inf",
+        "0x10",
+        "0o17",
+        "007",
+        "99999999999999999999",
+        "true",
+        "null",
+        "~",
+        "[]",
+        "{}",
+        "[1, 2",
+        "{a: [",
+        "\"unterminated",
+        "'x'",
+        "&a",
+        "*a",
+        "!!binary x",
+        "|",
+        ">",
+        "- x",
+        "? x",
+        "%YAML 1.2",
+        "relative/path",
+        "/",
+        "/tmp",
+        "a: b: c",
+        "\t",
+        "\u{202e}x",
+        "0.0.0.0:1",
+        "[::]:0",
+        "x.txt",
+        "\"1777\"",
+        "UNLIMITED",
+        "1-",
+        "%j",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(400))]
+        /// The loader never panics on any text.
+        #[test]
+        fn the_loader_takes_any_text_without_panicking(text in "(?s).{0,400}") {
+            let _ = parse(&text);
+        }
+
+        /// Mutated configs (a value replaced, a line dropped, doubled or re-indented): never a panic; a
+        /// refusal always names what is wrong and how to fix it; an accepted config obeys every bound and
+        /// reads back as itself from its effective form.
+        #[test]
+        fn mutated_configs_are_refused_with_a_fix_or_valid(
+            edits in proptest::collection::vec((0usize..64, 0usize..4, 0usize..64), 1..5)
+        ) {
+            let mut lines: Vec<String> = full_config().lines().map(String::from).collect();
+            for (at, kind, pick) in edits {
+                let i = at % lines.len();
+                match kind {
+                    0 => {
+                        if let Some((k, _)) = lines[i].clone().split_once(':') {
+                            lines[i] = format!("{k}: {}", ODD_VALUES[pick % ODD_VALUES.len()]);
+                        }
+                    }
+                    1 => {
+                        lines.remove(i);
+                        if lines.is_empty() {
+                            lines.push(String::new());
+                        }
+                    }
+                    2 => lines.insert(i, lines[i].clone()),
+                    _ => lines[i] = format!("{}{}", " ".repeat(pick % 5), lines[i].trim_start()),
+                }
+            }
+            let text = lines.join("\n");
+            match parse(&text) {
+                Err(e) => {
+                    proptest::prop_assert!(!e.problem.is_empty(), "{e}");
+                    proptest::prop_assert!(!e.fix.is_empty() || e.key.is_empty(), "no fix: {e}");
+                }
+                Ok(c) => {
+                    proptest::prop_assert!(c.watch.poll_interval >= Duration::from_millis(100));
+                    proptest::prop_assert!(c.watch.stability_checks >= 1);
+                    proptest::prop_assert!(c.job.command_timeout >= Duration::from_secs(1));
+                    proptest::prop_assert!(c.behavior.submit_backoff >= Duration::from_millis(100));
+                    proptest::prop_assert!(c.behavior.submit_backoff_max >= c.behavior.submit_backoff);
+                    proptest::prop_assert!(c.behavior.umask <= 0o777);
+                    proptest::prop_assert!(c.behavior.state_file.is_absolute());
+                    proptest::prop_assert!(c.job.max_local_jobs >= 1);
+                    let again = parse(&c.to_yaml());
+                    proptest::prop_assert!(again.is_ok(), "effective config refused: {:?}\n{}", again.err(), c.to_yaml());
+                    proptest::prop_assert_eq!(again.unwrap().to_yaml(), c.to_yaml());
+                }
+            }
+        }
+    }
+
     #[test]
     fn umask_as_text_or_bare_digits() {
         for (text, want) in [

@@ -5,6 +5,7 @@
 mod cli;
 mod clock;
 mod harness;
+mod hostile;
 mod install;
 mod layering;
 mod local;
