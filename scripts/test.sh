@@ -3,7 +3,8 @@
 #
 # Installs and starts what the tests need, then runs them:
 #   1. the single-node Slurm test cluster (munge, MariaDB, slurmdbd, slurmctld, slurmd) from Debian's
-#      packages, via scripts/slurm-dev-cluster.sh up (idempotent; needs root, or sudo);
+#      packages, via scripts/slurm-dev-cluster.sh up (idempotent; needs root, or sudo), and libfaketime
+#      (Debian's `faketime`) for the clock-step test;
 #   2. Rust dependencies (cargo fetches them);
 #   3. formatting and lint checks, then every unit, property and integration test;
 #   4. the .deb (cargo-deb is installed from crates.io if missing), installed and tried when run as root.
@@ -21,6 +22,14 @@ SUDO=""
 
 say "Slurm test cluster"
 $SUDO bash scripts/slurm-dev-cluster.sh up
+
+say "test tools"
+# libfaketime: the clock-step test fakes the daemon's wall clock with it.
+if ! dpkg -s faketime >/dev/null 2>&1; then
+  { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q faketime ||
+    { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+      $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q faketime; }; } >/dev/null
+fi
 
 say "format and lint"
 cargo fmt --check

@@ -72,14 +72,15 @@ creates no job, as the user running the command (run it as the service user: `su
 dirwatcher check-config --slurm`). An invalid account, partition, QOS, gres or time limit, or a user without an \
 association, is reported with the key to fix and exit status 2; exit status 1 when Slurm could not be asked.\n\n\
 Keys (defaults in brackets):\n{keys}\n\
-Without {output}, Slurm writes slurm-%j.out into the directory; with {delete} the default is \
-{with_delete} in the root, outside the directory that is deleted.\n\n\
+Job output goes to {default} in the root, a folder the daemon creates and checks (owned by it, \
+writable by no one else, no symlink on the way), outside every data directory; `{output}: \"\"` asks \
+for Slurm's own default inside the data directory (check-config warns: its owner can plant symlinks \
+there).\n\n\
 Metrics: *_total counters count since the daemon started (rate() copes with restarts); \
 dirwatcher_directories_finished{{state}} holds the durable counts from the ledger.",
         keys = keys::help_lines(),
         output = keys::JOB_OUTPUT.name,
-        delete = keys::BEHAVIOR_DELETE_ON_SUCCESS.name,
-        with_delete = defaults::OUTPUT_WITH_DELETE,
+        default = defaults::OUTPUT,
     )
 }
 

@@ -33,6 +33,15 @@ pub enum LedgerError {
         #[source]
         source: std::io::Error,
     },
+    /// A new ledger file could not be created with its mode.
+    #[error("cannot create the state file `{path}`")]
+    Create {
+        /// The database file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// SQLite said no (disk full, read-only, locked, corrupt).
     #[error("state file `{path}`: {what}")]
     Sql {
@@ -115,6 +124,28 @@ const ADDED_COLUMNS: [(&str, &str); 1] = [
     ("seen_at", "INTEGER"),
 ];
 
+/// Mode of a new ledger file: the service's group may read it (`sqlite3`, backups), no one else.
+pub const LEDGER_MODE: u32 = 0o640;
+/// Mode of a directory created for the ledger (the umask may cut it further).
+pub const LEDGER_DIR_MODE: u32 = 0o750;
+
+/// Creates an empty `path` with mode [`LEDGER_MODE`] exactly, unless something is there already (an
+/// existing ledger keeps the mode its operator gave it; a symlink is not followed: `O_EXCL`).
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(LEDGER_MODE)
+        .open(path)
+    {
+        // The umask cut the mode at open: set it exactly, on the descriptor.
+        Ok(f) => f.set_permissions(std::fs::Permissions::from_mode(LEDGER_MODE)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// The open ledger.
 #[derive(Debug)]
 pub struct Ledger {
@@ -131,14 +162,25 @@ fn i(v: u64) -> i64 {
 }
 
 impl Ledger {
-    /// Opens (creating if needed) the ledger at `path`.
+    /// Opens (creating if needed) the ledger at `path`. A new ledger gets mode [`LEDGER_MODE`] exactly
+    /// (SQLite gives its `-wal` and `-shm` files the same), whatever the umask; a new directory for it
+    /// [`LEDGER_DIR_MODE`] (before the umask).
     pub fn open(path: &Path) -> Result<Ledger> {
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| LedgerError::Dir {
-                path: parent.to_path_buf(),
-                source,
-            })?;
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(LEDGER_DIR_MODE)
+                .create(parent)
+                .map_err(|source| LedgerError::Dir {
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
         }
+        create_private(path).map_err(|source| LedgerError::Create {
+            path: path.to_path_buf(),
+            source,
+        })?;
         if let Ok(head) = std::fs::read(path).map(|b| b.into_iter().take(64).collect::<Vec<u8>>()) {
             let trimmed: Vec<u8> = head
                 .iter()
@@ -479,6 +521,40 @@ impl Ledger {
             "g WHERE state = 'lost' AND id = (SELECT MAX(id) FROM generations h WHERE h.dir = g.dir) ORDER BY id",
             [],
         )
+    }
+
+    /// Replaces the list of directories the daemon cannot look at (name, what failed), for `status`. Kept in
+    /// the `meta` table: it describes the present, not the history.
+    pub fn set_unreadable(&self, list: &[(OsString, String)]) -> Result<()> {
+        let rows: Vec<(&[u8], &str)> = list
+            .iter()
+            .map(|(d, w)| (d.as_bytes(), w.as_str()))
+            .collect();
+        let json = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
+        self.exec(
+            "INSERT INTO meta(key, value) VALUES ('unreadable', ?1) \
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [json],
+            "cannot record unreadable directories",
+        )
+    }
+
+    /// The directories the daemon last said it cannot look at (see [`Ledger::set_unreadable`]).
+    pub fn unreadable(&self) -> Result<Vec<(OsString, String)>> {
+        let json: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'unreadable'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.sql("cannot read unreadable directories"))?;
+        let rows: Vec<(Vec<u8>, String)> = json
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .unwrap_or_default();
+        Ok(rows
+            .into_iter()
+            .map(|(d, w)| (OsString::from_vec(d), w))
+            .collect())
     }
 
     /// Removes every record of `dir`; returns how many there were. Refused for an in-flight generation.

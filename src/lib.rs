@@ -14,6 +14,8 @@
 //! - [`process`]: the one home of child processes (argv, timeout, process group).
 //! - [`fsx`]: the file-system edge: the one atomic file replace (`write_atomic`).
 //! - [`outcome`]: failure-log lines and the guarded deletion of finished directories.
+//! - [`output_dir`]: the job output folder: created by the daemon, checked (no symlink, owner, mode)
+//!   before jobs are submitted, and what `check-config` warns about output places.
 //! - [`daemon`]: the loop: one owner of state, built from its parts (config, scheduler, clock); its steps
 //!   observe, ask the engine, commit, act.
 //! - [`install`]: `install`/`uninstall` (files, service user, hardened systemd unit), the root refusal of
@@ -42,6 +44,7 @@ pub mod notify;
 pub mod ops;
 pub mod out;
 pub mod outcome;
+pub mod output_dir;
 pub mod process;
 pub mod scan;
 pub mod scheduler;

@@ -56,6 +56,9 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::CheckConfig { config, slurm } => {
             let cfg = config_or_exit!(&config);
+            for w in dirwatcher::output_dir::warnings(&cfg) {
+                out::error(format_args!("warning: {w}"));
+            }
             out!(
                 "# effective configuration of {} (valid)\n{}",
                 config.display(),

@@ -92,6 +92,17 @@ pub struct Status {
     pub recent_failures: Vec<Failure>,
     /// Directories whose job is lost (no source showed it for longer than `job.lost_after_sec`).
     pub lost: Vec<InFlight>,
+    /// Directories whose ready-file the daemon cannot look at (they wait, unsubmitted).
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// A directory the daemon cannot look at, in `status`.
+#[derive(Debug, Serialize)]
+pub struct Unreadable {
+    /// Full path of the directory.
+    pub dir: String,
+    /// What failed.
+    pub problem: String,
 }
 
 fn rfc3339(m: Millis) -> String {
@@ -137,6 +148,14 @@ pub fn status(cfg: &Config, failures: u32) -> anyhow::Result<Status> {
         in_flight,
         recent_failures,
         lost,
+        unreadable: ledger
+            .unreadable()?
+            .into_iter()
+            .map(|(d, problem)| Unreadable {
+                dir: root.join(d).to_string_lossy().into_owned(),
+                problem,
+            })
+            .collect(),
     })
 }
 
@@ -220,6 +239,15 @@ pub fn render_status(s: &Status) -> String {
                 j.attempt,
                 j.dir
             );
+        }
+    }
+    if !s.unreadable.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nnot submitted: the daemon cannot read their ready-file (check the permissions):"
+        );
+        for u in &s.unreadable {
+            let _ = writeln!(o, "  {}  ({})", u.dir, u.problem);
         }
     }
     if !s.recent_failures.is_empty() {

@@ -56,20 +56,82 @@ impl FailureRecord {
     }
 }
 
-/// Appends one record as one line (a single `write` of the whole line, so concurrent readers such as
-/// `tail -f` never see half a record), then fsyncs.
+/// Mode of a new failure log: the service's group may read it, no one else.
+pub const FAILURE_LOG_MODE: u32 = 0o640;
+
+/// Appends one record as one line: a single `write` of the whole line on an `O_APPEND` descriptor (so a
+/// reader such as `tail -f` never sees half a record), then `fdatasync`. A write that fails or is short
+/// (disk full) and a failed sync are rolled back — the file is truncated to its length before — and the
+/// error returned, so the caller's retry appends the whole line exactly once. A half line that a crash
+/// left at the end (no final newline) is cut off before appending: this file has one writer, the daemon.
+/// A new log gets [`FAILURE_LOG_MODE`] exactly, whatever the umask.
 pub fn append_failure(log: &Path, rec: &FailureRecord) -> io::Result<()> {
-    if let Some(parent) = log.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
     let mut line = serde_json::to_vec(rec).map_err(io::Error::other)?;
     line.push(b'\n');
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)?;
-    f.write_all(&line)?;
-    f.sync_data()
+    let f = open_log(log)?;
+    let before = drop_partial_tail(&f)?;
+    let written = (&f).write(&line);
+    let res = match written {
+        Ok(n) if n == line.len() => f.sync_data(),
+        Ok(n) => Err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            format!("only {n} of {} bytes written (disk full?)", line.len()),
+        )),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = res {
+        // Leave the file as it was; if even that fails, the next append cuts the half line off.
+        let _ = f.set_len(before);
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn open_log(log: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    if let Some(parent) = log.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(parent)?;
+    }
+    let mut o = std::fs::OpenOptions::new();
+    // Read too: the tail is checked for a half line before appending.
+    o.read(true).append(true).mode(FAILURE_LOG_MODE);
+    match o.clone().create_new(true).open(log) {
+        Ok(f) => {
+            f.set_permissions(std::fs::Permissions::from_mode(FAILURE_LOG_MODE))?;
+            Ok(f)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => o.open(log),
+        Err(e) => Err(e),
+    }
+}
+
+/// Cuts a last line without its newline off the log; returns the length after.
+fn drop_partial_tail(f: &std::fs::File) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let len = f.metadata()?.len();
+    let mut last = [0u8; 1];
+    if len == 0 || (f.read_at(&mut last, len - 1)? == 1 && last[0] == b'\n') {
+        return Ok(len);
+    }
+    // Look back in chunks for the last newline (records are short; the search is bounded by the file).
+    let mut end = len;
+    let mut buf = vec![0u8; 4096];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        f.read_exact_at(chunk, start)?;
+        if let Some(i) = chunk.iter().rposition(|b| *b == b'\n') {
+            let keep = start + i as u64 + 1;
+            f.set_len(keep)?;
+            return Ok(keep);
+        }
+        end = start;
+    }
+    f.set_len(0)?;
+    Ok(0)
 }
 
 /// Why a directory was not deleted (or not wholly).
@@ -321,6 +383,17 @@ mod tests {
         let mut deleted = 0;
         for (i, (dir, ready)) in expect.iter().enumerate() {
             current.store(i, Ordering::Relaxed);
+            // Wait until the attacker is swapping this very pair (a busy machine may not have scheduled
+            // it yet); it goes on swapping while the delete runs.
+            let seen = swaps.load(Ordering::Relaxed);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while swaps.load(Ordering::Relaxed) < seen + 2 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the attacker stopped swapping"
+                );
+                std::thread::yield_now();
+            }
             let name = format!("t{i}");
             if delete_dir(&root, name.as_ref(), *dir, *ready, "_READY".as_ref()).is_ok() {
                 deleted += 1;
@@ -362,6 +435,54 @@ mod tests {
             let (deleted, kept) = swap_race_run();
             eprintln!("swap race run {run}: {deleted} deleted, {kept} kept (swapped away)");
         }
+    }
+
+    #[test]
+    fn a_half_line_left_at_the_end_is_cut_off_before_the_next_record() {
+        let t = tempfile::tempdir().unwrap();
+        let log = t.path().join("failed.log");
+        let rec = FailureRecord {
+            time: "2026-01-01T00:00:00Z".into(),
+            dir: "/r/a".into(),
+            dir_bytes: None,
+            job_id: "5".into(),
+            job_name: "dw-a".into(),
+            state: "FAILED".into(),
+            exit_code: "3:0".into(),
+            attempt: 1,
+        };
+        append_failure(&log, &rec).unwrap();
+        let whole = std::fs::read(&log).unwrap();
+        // What a write cut short by a full disk (and a failed rollback, or a crash) leaves behind.
+        let mut torn = whole.clone();
+        torn.extend_from_slice(&whole[..whole.len() / 2]);
+        std::fs::write(&log, &torn).unwrap();
+        append_failure(&log, &rec).unwrap();
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        for l in text.lines() {
+            assert_eq!(serde_json::from_str::<FailureRecord>(l).unwrap(), rec);
+        }
+    }
+
+    #[test]
+    fn a_new_failure_log_gets_its_mode_exactly() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let log = t.path().join("logs/failed.log");
+        let rec = FailureRecord {
+            time: String::new(),
+            dir: String::new(),
+            dir_bytes: None,
+            job_id: String::new(),
+            job_name: String::new(),
+            state: String::new(),
+            exit_code: String::new(),
+            attempt: 1,
+        };
+        append_failure(&log, &rec).unwrap();
+        let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, FAILURE_LOG_MODE);
     }
 
     #[test]

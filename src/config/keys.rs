@@ -50,10 +50,15 @@ pub mod defaults {
     pub const SUBMIT_BACKOFF_SEC: f64 = 5.0;
     /// `behavior.submit_backoff_max_sec`.
     pub const SUBMIT_BACKOFF_MAX_SEC: f64 = 300.0;
-    /// Where job output goes when `delete_on_success` is on and `job.output` is not set: inside the root (a
-    /// hidden directory the scanner skips, on the same shared file system as the data) but outside the
-    /// directory that is deleted.
-    pub const OUTPUT_WITH_DELETE: &str = ".dirwatcher/logs/%x-%j.out";
+    /// `job.output`: inside the root (a hidden folder the scanner skips, on the same shared file system as
+    /// the data, so compute nodes can write it), outside every data directory (whose owner could plant a
+    /// symlink named like the next job's output there), in a folder the daemon creates and checks.
+    pub const OUTPUT: &str = ".dirwatcher/logs/%x-%j.out";
+    /// `behavior.umask`: what the daemon creates is not writable by its group, and nothing of it is
+    /// readable by others.
+    pub const UMASK: u32 = 0o027;
+    /// `behavior.umask` as the YAML writes it: quoted, so no YAML reader takes it for a decimal number.
+    pub const UMASK_TEXT: &str = "\"0027\"";
 }
 
 /// What a key is when the config leaves it out.
@@ -171,7 +176,7 @@ pub const WATCH_SIGNAL_FILENAME: Key = key(
 pub const WATCH_POLL_INTERVAL_SEC: Key = key(
     "watch.poll_interval_sec",
     Seconds(defaults::POLL_INTERVAL_SEC),
-    "seconds between scans (fractions allowed)",
+    "seconds between scans (fractions allowed); at least 0.1",
 );
 /// `watch.stability_checks`.
 pub const WATCH_STABILITY_CHECKS: Key = key(
@@ -183,7 +188,7 @@ pub const WATCH_STABILITY_CHECKS: Key = key(
 pub const WATCH_STABILITY_INTERVAL_SEC: Key = key(
     "watch.stability_interval_sec",
     Seconds(defaults::STABILITY_INTERVAL_SEC),
-    "seconds between two looks",
+    "seconds between two looks; 0 or more",
 );
 /// `watch.allow_unsafe_root`.
 pub const WATCH_ALLOW_UNSAFE_ROOT: Key = key(
@@ -248,20 +253,20 @@ pub const JOB_CHDIR_TO_SUBDIR: Key = key(
 /// `job.output`.
 pub const JOB_OUTPUT: Key = key(
     "job.output",
-    Derived("see below"),
-    "job stdout/stderr, relative to the root; `%j` job id, `%x` job name",
+    Text(defaults::OUTPUT),
+    "job stdout/stderr, relative to the root; `%j` job id, `%x` job name; `\"\"`: Slurm's own default, inside the data directory (see below)",
 );
 /// `job.command_timeout_sec`.
 pub const JOB_COMMAND_TIMEOUT_SEC: Key = key(
     "job.command_timeout_sec",
     Seconds(defaults::COMMAND_TIMEOUT_SEC),
-    "bound for every `sbatch`/`sacct`/`squeue` call",
+    "bound for every `sbatch`/`sacct`/`squeue` call; at least 1",
 );
 /// `job.lost_after_sec`.
 pub const JOB_LOST_AFTER_SEC: Key = key(
     "job.lost_after_sec",
     Seconds(defaults::LOST_AFTER_SEC),
-    "a job that no source (sacct, squeue) has shown for longer is `lost`: warned about, never deleted; `dirwatcher retry` resubmits it",
+    "a job that no source (sacct, squeue) has shown for longer is `lost`: warned about, never deleted; `dirwatcher retry` resubmits it; at least 1",
 );
 /// `job.max_local_jobs`.
 pub const JOB_MAX_LOCAL_JOBS: Key = key(
@@ -297,13 +302,19 @@ pub const BEHAVIOR_MAX_RETRIES: Key = key(
 pub const BEHAVIOR_SUBMIT_BACKOFF_SEC: Key = key(
     "behavior.submit_backoff_sec",
     Seconds(defaults::SUBMIT_BACKOFF_SEC),
-    "first delay after a failed submission or job (doubles per failure)",
+    "first delay after a failed submission or job (doubles per failure); at least 0.1",
 );
 /// `behavior.submit_backoff_max_sec`.
 pub const BEHAVIOR_SUBMIT_BACKOFF_MAX_SEC: Key = key(
     "behavior.submit_backoff_max_sec",
     Seconds(defaults::SUBMIT_BACKOFF_MAX_SEC),
-    "cap of that delay; also how often a refusal that is a configuration error is warned about again",
+    "cap of that delay (at least 0.1); also how often a refusal that is a configuration error is warned about again",
+);
+/// `behavior.umask`.
+pub const BEHAVIOR_UMASK: Key = key(
+    "behavior.umask",
+    Text(defaults::UMASK_TEXT),
+    "the daemon's file-creation mask, octal (read at start); its own files get fixed modes whatever it is",
 );
 /// `metrics.listen`.
 pub const METRICS_LISTEN: Key = key(
@@ -348,6 +359,7 @@ pub const ALL: &[Key] = &[
     BEHAVIOR_MAX_RETRIES,
     BEHAVIOR_SUBMIT_BACKOFF_SEC,
     BEHAVIOR_SUBMIT_BACKOFF_MAX_SEC,
+    BEHAVIOR_UMASK,
     METRICS_LISTEN,
     METRICS_TEXTFILE,
 ];
@@ -403,6 +415,12 @@ mod tests {
             }
         }
         assert_eq!(sections, ["watch", "job", "behavior", "metrics"]);
+    }
+
+    #[test]
+    fn the_umask_text_is_the_umask() {
+        let digits = defaults::UMASK_TEXT.trim_matches('"');
+        assert_eq!(u32::from_str_radix(digits, 8), Ok(defaults::UMASK));
     }
 
     #[test]
@@ -496,7 +514,7 @@ mod tests {
         }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert_eq!(c.job.max_local_jobs as usize, cpus);
-        assert_eq!(c.job.output, None);
+        assert_eq!(c.job.output.as_deref(), Some(defaults::OUTPUT));
         assert_eq!(c.job.command, JobCommand::Wrap("echo".into()));
     }
 

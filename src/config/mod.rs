@@ -132,7 +132,9 @@ pub struct JobConfig {
     pub extra_args: Vec<String>,
     /// Run the job with the directory as its working directory (`sbatch --chdir`).
     pub chdir_to_subdir: bool,
-    /// Where the job's stdout/stderr go (`sbatch --output`, with `%j`/`%x`); `None` = Slurm's default.
+    /// Where the job's stdout/stderr go (`sbatch --output`, relative to the root, with `%j`/`%x`); `None` =
+    /// Slurm's default (`slurm-<id>.out` in the job's working directory), only when the config asks for it
+    /// with `output: ""`.
     pub output: Option<String>,
     /// Upper bound for one `sbatch`/`sacct`/`squeue` call.
     pub command_timeout: Duration,
@@ -157,6 +159,8 @@ pub struct BehaviorConfig {
     pub submit_backoff: Duration,
     /// Cap of the exponential back-off.
     pub submit_backoff_max: Duration,
+    /// The process umask the daemon sets at start (permission bits, `0o027` by default).
+    pub umask: u32,
 }
 
 /// `metrics:` section, validated. Both outputs are optional; without either, no metrics go anywhere.
@@ -239,6 +243,8 @@ struct RawBehavior {
     max_retries: S<i64>,
     submit_backoff_sec: S<f64>,
     submit_backoff_max_sec: S<f64>,
+    /// Octal: `"0027"`, or bare `0027` (read as text, so YAML's number rules never apply).
+    umask: S<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -314,7 +320,8 @@ impl Config {
         let args: Vec<String> = j.extra_args.iter().map(|a| q(a)).collect();
         y.put(&JOB_EXTRA_ARGS, format!("[{}]", args.join(", ")));
         y.put(&JOB_CHDIR_TO_SUBDIR, j.chdir_to_subdir.to_string());
-        y.put(&JOB_OUTPUT, opt(j.output.as_deref()));
+        // `""` asks for Slurm's own default; `null` would read back as dirwatcher's default.
+        y.put(&JOB_OUTPUT, q(j.output.as_deref().unwrap_or("")));
         y.put(&JOB_COMMAND_TIMEOUT_SEC, secs(j.command_timeout));
         y.put(&JOB_LOST_AFTER_SEC, secs(j.lost_after));
         y.put(&JOB_MAX_LOCAL_JOBS, j.max_local_jobs.to_string());
@@ -325,6 +332,7 @@ impl Config {
         y.put(&BEHAVIOR_MAX_RETRIES, b.max_retries.to_string());
         y.put(&BEHAVIOR_SUBMIT_BACKOFF_SEC, secs(b.submit_backoff));
         y.put(&BEHAVIOR_SUBMIT_BACKOFF_MAX_SEC, secs(b.submit_backoff_max));
+        y.put(&BEHAVIOR_UMASK, q(&format!("{:04o}", b.umask)));
         let m = &self.metrics;
         y.put(
             &METRICS_LISTEN,
@@ -448,6 +456,16 @@ fn key_at_line(text: &str, line: u64) -> Option<String> {
     Some(parts.join("."))
 }
 
+/// Shortest `watch.poll_interval_sec`: below it the loop would call `sacct` many times a second.
+const MIN_POLL_SEC: f64 = 0.1;
+/// Shortest `job.command_timeout_sec`: `sbatch` and `sacct` take tens of milliseconds when all is well,
+/// and a lost answer costs a key lookup.
+const MIN_COMMAND_TIMEOUT_SEC: f64 = 1.0;
+/// Shortest `behavior.submit_backoff_sec` and `submit_backoff_max_sec`.
+const MIN_BACKOFF_SEC: f64 = 0.1;
+/// `job.lost_after_sec`: a job unseen for less than a second is not lost, it is between two looks.
+const MIN_LOST_AFTER_SEC: f64 = 1.0;
+
 struct Validator<'a> {
     file: &'a Path,
 }
@@ -469,22 +487,24 @@ impl Validator<'_> {
         }
     }
 
+    /// A number of seconds of at least `min`: a lower bound on every `*_sec` key, so that a typo such as
+    /// `1e-9` cannot turn a poll into a busy loop or a timeout into an instant failure.
     fn seconds(
         &self,
         key: &Key,
         v: &S<f64>,
         default: f64,
-        min_positive: bool,
+        min: f64,
     ) -> Result<Duration, ConfigError> {
         let (value, line) = match v {
             Some(s) => (s.value, Some(s.referenced.line())),
             None => (default, None),
         };
-        if !value.is_finite() || value < 0.0 || (min_positive && value == 0.0) {
-            let bound = if min_positive {
-                "greater than 0"
+        if !value.is_finite() || value < min {
+            let bound = if min == 0.0 {
+                "0 or more".to_string()
             } else {
-                "0 or more"
+                format!("at least {min}")
             };
             return Err(self.err(
                 key.name,
@@ -544,7 +564,7 @@ impl Validator<'_> {
     fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let watch = self.watch(raw.watch)?;
         let behavior = self.behavior(raw.behavior)?;
-        let job = self.job(raw.job, &behavior)?;
+        let job = self.job(raw.job)?;
         let metrics = self.metrics(raw.metrics)?;
         Ok(Config {
             source: self.file.to_path_buf(),
@@ -655,7 +675,7 @@ impl Validator<'_> {
                 &keys::WATCH_POLL_INTERVAL_SEC,
                 &w.poll_interval_sec,
                 defaults::POLL_INTERVAL_SEC,
-                true,
+                MIN_POLL_SEC,
             )?,
             stability_checks: self.count(
                 &keys::WATCH_STABILITY_CHECKS,
@@ -667,7 +687,7 @@ impl Validator<'_> {
                 &keys::WATCH_STABILITY_INTERVAL_SEC,
                 &w.stability_interval_sec,
                 defaults::STABILITY_INTERVAL_SEC,
-                false,
+                0.0,
             )?,
             allow_unsafe_root,
         })
@@ -747,27 +767,28 @@ impl Validator<'_> {
             max_retries: None,
             submit_backoff_sec: None,
             submit_backoff_max_sec: None,
+            umask: None,
         });
         let submit_backoff = self.seconds(
             &keys::BEHAVIOR_SUBMIT_BACKOFF_SEC,
             &b.submit_backoff_sec,
             defaults::SUBMIT_BACKOFF_SEC,
-            true,
+            MIN_BACKOFF_SEC,
         )?;
         let submit_backoff_max = self.seconds(
             &keys::BEHAVIOR_SUBMIT_BACKOFF_MAX_SEC,
             &b.submit_backoff_max_sec,
             defaults::SUBMIT_BACKOFF_MAX_SEC,
-            true,
+            MIN_BACKOFF_SEC,
         )?;
         Ok(BehaviorConfig {
             delete_on_success: b.delete_on_success.unwrap_or(defaults::DELETE_ON_SUCCESS),
-            state_file: self.absolute(
+            state_file: self.file(
                 &keys::BEHAVIOR_STATE_FILE,
                 &b.state_file,
                 defaults::STATE_FILE,
             )?,
-            failure_log: self.absolute(
+            failure_log: self.file(
                 &keys::BEHAVIOR_FAILURE_LOG,
                 &b.failure_log,
                 defaults::FAILURE_LOG,
@@ -780,14 +801,49 @@ impl Validator<'_> {
             )?,
             submit_backoff,
             submit_backoff_max: submit_backoff_max.max(submit_backoff),
+            umask: self.umask(&b.umask)?,
         })
     }
 
-    fn job(
-        &self,
-        raw: Option<RawJob>,
-        behavior: &BehaviorConfig,
-    ) -> Result<JobConfig, ConfigError> {
+    /// `behavior.umask`: octal permission bits, at most `0777`.
+    fn umask(&self, v: &S<String>) -> Result<u32, ConfigError> {
+        let Some(u) = v else {
+            return Ok(defaults::UMASK);
+        };
+        let digits = u.value.trim();
+        let digits = digits.strip_prefix("0o").unwrap_or(digits);
+        match u32::from_str_radix(digits, 8) {
+            Ok(m) if m <= 0o777 && !digits.is_empty() => Ok(m),
+            _ => Err(self.err(
+                keys::BEHAVIOR_UMASK.name,
+                Some(u.referenced.line()),
+                format!("must be an octal file-creation mask such as \"0027\", found {:?}", u.value),
+                "write e.g. `umask: \"0027\"` (group may read, others nothing) or `umask: \"0022\"`",
+            )),
+        }
+    }
+
+    /// An absolute path to a file: also refused when a directory is there already (the daemon would fail
+    /// on it at once, or at the first failed job).
+    fn file(&self, key: &Key, v: &S<String>, default: &str) -> Result<PathBuf, ConfigError> {
+        let p = self.absolute(key, v, default)?;
+        if std::fs::metadata(&p).is_ok_and(|m| m.is_dir()) {
+            return Err(self.err(
+                key.name,
+                v.as_ref().map(|s| s.referenced.line()),
+                format!("`{}` is a directory, not a file", p.display()),
+                format!(
+                    "name a file, e.g. `{}: {}`",
+                    key.leaf(),
+                    p.join(Path::new(default).file_name().unwrap_or_default())
+                        .display()
+                ),
+            ));
+        }
+        Ok(p)
+    }
+
+    fn job(&self, raw: Option<RawJob>) -> Result<JobConfig, ConfigError> {
         let Some(j) = raw else {
             return Err(self.err(
                 "job",
@@ -867,8 +923,7 @@ impl Validator<'_> {
         let output = match &j.output {
             Some(o) if o.value.trim().is_empty() => None,
             Some(o) => Some(o.value.clone()),
-            None if behavior.delete_on_success => Some(defaults::OUTPUT_WITH_DELETE.to_string()),
-            None => None,
+            None => Some(defaults::OUTPUT.to_string()),
         };
         let cpus = std::thread::available_parallelism()
             .map(|n| n.get() as i64)
@@ -889,13 +944,13 @@ impl Validator<'_> {
                 &keys::JOB_COMMAND_TIMEOUT_SEC,
                 &j.command_timeout_sec,
                 defaults::COMMAND_TIMEOUT_SEC,
-                true,
+                MIN_COMMAND_TIMEOUT_SEC,
             )?,
             lost_after: self.seconds(
                 &keys::JOB_LOST_AFTER_SEC,
                 &j.lost_after_sec,
                 defaults::LOST_AFTER_SEC,
-                true,
+                MIN_LOST_AFTER_SEC,
             )?,
             max_local_jobs: self.count(&keys::JOB_MAX_LOCAL_JOBS, &j.max_local_jobs, cpus, 1)?,
         })
@@ -992,6 +1047,150 @@ mod tests {
         format!("watch:\n  root: {}\n{body}", std::env::temp_dir().display())
     }
 
+    /// A valid config with every section, for the mutation property below.
+    fn full_config() -> String {
+        with_root(
+            "  signal_filename: _READY\n  poll_interval_sec: 5\n  stability_checks: 2\n  stability_interval_sec: 1\n\
+             job:\n  executor: slurm\n  wrap_cmd: python3 /opt/x.py\n  partition: main\n  account: dev\n  gres: gpu:1\n\
+             \x20 time_limit: \"00:10:00\"\n  job_name_prefix: dirwatch\n  env: {A: b}\n  extra_args: [\"--nice=1\"]\n\
+             \x20 chdir_to_subdir: true\n  output: .dirwatcher/logs/%x-%j.out\n  command_timeout_sec: 60\n  max_local_jobs: 2\n\
+             behavior:\n  delete_on_success: false\n  state_file: /var/lib/dirwatcher/state.db\n\
+             \x20 failure_log: /var/log/dirwatcher/failed_jobs.log\n  max_retries: 0\n  submit_backoff_sec: 5\n\
+             \x20 submit_backoff_max_sec: 300\n  umask: \"0027\"\n\
+             metrics:\n  listen: 127.0.0.1:9187\n  textfile: /var/lib/node/dirwatcher.prom\n",
+        )
+    }
+
+    /// Values a mutation puts in place of another: wrong types, bounds, YAML syntax, hostile text.
+    const ODD_VALUES: &[&str] = &[
+        "",
+        "-1",
+        "0",
+        "1e-9",
+        "1e309",
+        ".nan",
+        "-.inf",
+        "0x10",
+        "0o17",
+        "007",
+        "99999999999999999999",
+        "true",
+        "null",
+        "~",
+        "[]",
+        "{}",
+        "[1, 2",
+        "{a: [",
+        "\"unterminated",
+        "'x'",
+        "&a",
+        "*a",
+        "!!binary x",
+        "|",
+        ">",
+        "- x",
+        "? x",
+        "%YAML 1.2",
+        "relative/path",
+        "/",
+        "/tmp",
+        "a: b: c",
+        "\t",
+        "\u{202e}x",
+        "0.0.0.0:1",
+        "[::]:0",
+        "x.txt",
+        "\"1777\"",
+        "UNLIMITED",
+        "1-",
+        "%j",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(400))]
+        /// The loader never panics on any text.
+        #[test]
+        fn the_loader_takes_any_text_without_panicking(text in "(?s).{0,400}") {
+            let _ = parse(&text);
+        }
+
+        /// Mutated configs (a value replaced, a line dropped, doubled or re-indented): never a panic; a
+        /// refusal always names what is wrong and how to fix it; an accepted config obeys every bound and
+        /// reads back as itself from its effective form.
+        #[test]
+        fn mutated_configs_are_refused_with_a_fix_or_valid(
+            edits in proptest::collection::vec((0usize..64, 0usize..4, 0usize..64), 1..5)
+        ) {
+            let mut lines: Vec<String> = full_config().lines().map(String::from).collect();
+            for (at, kind, pick) in edits {
+                let i = at % lines.len();
+                match kind {
+                    0 => {
+                        if let Some((k, _)) = lines[i].clone().split_once(':') {
+                            lines[i] = format!("{k}: {}", ODD_VALUES[pick % ODD_VALUES.len()]);
+                        }
+                    }
+                    1 => {
+                        lines.remove(i);
+                        if lines.is_empty() {
+                            lines.push(String::new());
+                        }
+                    }
+                    2 => lines.insert(i, lines[i].clone()),
+                    _ => lines[i] = format!("{}{}", " ".repeat(pick % 5), lines[i].trim_start()),
+                }
+            }
+            let text = lines.join("\n");
+            match parse(&text) {
+                Err(e) => {
+                    proptest::prop_assert!(!e.problem.is_empty(), "{e}");
+                    proptest::prop_assert!(!e.fix.is_empty() || e.key.is_empty(), "no fix: {e}");
+                }
+                Ok(c) => {
+                    proptest::prop_assert!(c.watch.poll_interval >= Duration::from_millis(100));
+                    proptest::prop_assert!(c.watch.stability_checks >= 1);
+                    proptest::prop_assert!(c.job.command_timeout >= Duration::from_secs(1));
+                    proptest::prop_assert!(c.behavior.submit_backoff >= Duration::from_millis(100));
+                    proptest::prop_assert!(c.behavior.submit_backoff_max >= c.behavior.submit_backoff);
+                    proptest::prop_assert!(c.behavior.umask <= 0o777);
+                    proptest::prop_assert!(c.behavior.state_file.is_absolute());
+                    proptest::prop_assert!(c.job.max_local_jobs >= 1);
+                    let again = parse(&c.to_yaml());
+                    proptest::prop_assert!(again.is_ok(), "effective config refused: {:?}\n{}", again.err(), c.to_yaml());
+                    proptest::prop_assert_eq!(again.unwrap().to_yaml(), c.to_yaml());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn umask_as_text_or_bare_digits() {
+        for (text, want) in [
+            ("\"0027\"", 0o027),
+            ("0027", 0o027),
+            ("\"077\"", 0o077),
+            ("22", 0o022),
+            ("\"0\"", 0),
+        ] {
+            let c = parse(&with_root(&format!(
+                "job:\n  wrap_cmd: echo\nbehavior:\n  umask: {text}\n"
+            )))
+            .unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(c.behavior.umask, want, "{text}");
+        }
+        for bad in ["\"0028\"", "\"1777\"", "\"\"", "rwx"] {
+            let e = parse(&with_root(&format!(
+                "job:\n  wrap_cmd: echo\nbehavior:\n  umask: {bad}\n"
+            )))
+            .unwrap_err();
+            assert_eq!(
+                (e.key.as_str(), e.line),
+                ("behavior.umask", Some(6)),
+                "{bad}: {e}"
+            );
+        }
+    }
+
     #[test]
     fn time_limits_follow_slurm_formats() {
         let secs = |s| parse_time_limit(s).unwrap().duration.unwrap().as_secs();
@@ -1073,14 +1272,77 @@ mod tests {
     }
 
     #[test]
-    fn delete_on_success_moves_default_output_out_of_the_directory() {
+    fn job_output_goes_to_the_checked_folder_unless_slurm_default_is_asked_for() {
+        for behavior in ["", "behavior:\n  delete_on_success: true\n"] {
+            let c = parse(&with_root(&format!("job:\n  wrap_cmd: echo\n{behavior}"))).unwrap();
+            assert_eq!(
+                c.job.output.as_deref(),
+                Some(defaults::OUTPUT),
+                "{behavior}"
+            );
+        }
+        let c = parse(&with_root("job:\n  wrap_cmd: echo\n  output: \"\"\n")).unwrap();
+        assert_eq!(c.job.output, None);
+        assert_eq!(
+            parse(&c.to_yaml()).unwrap().job.output,
+            None,
+            "lost in the round trip"
+        );
+    }
+
+    #[test]
+    fn every_seconds_key_has_a_lower_bound() {
+        for (section, key, bad, min) in [
+            ("watch", "poll_interval_sec", "1e-9", "at least 0.1"),
+            ("watch", "stability_interval_sec", "-0.5", "0 or more"),
+            ("job", "command_timeout_sec", "1e-9", "at least 1"),
+            ("job", "command_timeout_sec", "0.5", "at least 1"),
+            ("behavior", "submit_backoff_sec", "0.01", "at least 0.1"),
+            ("behavior", "submit_backoff_max_sec", "0", "at least 0.1"),
+        ] {
+            let mut body = format!("  {key}: {bad}\n");
+            let mut yaml = String::from("watch:\n");
+            yaml += &format!("  root: {}\n", std::env::temp_dir().display());
+            if section == "watch" {
+                yaml += &body;
+                body.clear();
+            }
+            yaml += "job:\n  wrap_cmd: echo\n";
+            if section == "job" {
+                yaml += &body;
+                body.clear();
+            }
+            if section == "behavior" {
+                yaml += &format!("behavior:\n{body}");
+            }
+            let e = parse(&yaml).unwrap_err();
+            assert_eq!(e.key, format!("{section}.{key}"), "{yaml}");
+            assert!(e.problem.contains(min), "{e}");
+            assert!(e.line.is_some(), "{e}");
+        }
         let c = parse(&with_root(
-            "job:\n  wrap_cmd: echo\nbehavior:\n  delete_on_success: true\n",
+            "  poll_interval_sec: 0.1\n  stability_interval_sec: 0\njob:\n  wrap_cmd: echo\n  command_timeout_sec: 1\n",
         ))
         .unwrap();
-        assert_eq!(c.job.output.as_deref(), Some(defaults::OUTPUT_WITH_DELETE));
-        let c = parse(&with_root("job:\n  wrap_cmd: echo\n")).unwrap();
-        assert_eq!(c.job.output, None);
+        assert_eq!(c.watch.stability_interval, Duration::ZERO);
+    }
+
+    #[test]
+    fn a_directory_as_state_file_or_failure_log_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        for key in ["state_file", "failure_log"] {
+            let e = parse(&with_root(&format!(
+                "job:\n  wrap_cmd: echo\nbehavior:\n  {key}: {}\n",
+                t.path().display()
+            )))
+            .unwrap_err();
+            assert_eq!(
+                (e.key.as_str(), e.line),
+                (&*format!("behavior.{key}"), Some(6)),
+                "{e}"
+            );
+            assert!(e.problem.contains("is a directory"), "{e}");
+        }
     }
 
     #[test]

@@ -13,9 +13,10 @@ mod steps;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ use crate::fsx::{Root, RootLinks};
 use crate::ledger::{Counts, Ledger, LedgerError};
 use crate::metrics::{Metrics, MetricsError};
 use crate::notify::{self, Notifier};
+use crate::output_dir::{self, Place};
 use crate::scheduler::{self, Scheduler};
 use crate::time::{Clock, Millis, SystemClock, ms};
 
@@ -95,6 +97,9 @@ pub enum StartError {
     },
 }
 
+/// Mode of the lock file: only the service user may open it (and so hold the lock).
+pub const LOCK_MODE: u32 = 0o600;
+
 /// Takes the single-instance lock beside the state file; held for as long as the returned file lives.
 pub fn lock_state(state_file: &Path) -> Result<File, StartError> {
     let mut name = state_file
@@ -108,14 +113,23 @@ pub fn lock_state(state_file: &Path) -> Result<File, StartError> {
         source,
     };
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(lock_err)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(crate::ledger::LEDGER_DIR_MODE)
+            .create(parent)
+            .map_err(lock_err)?;
     }
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(LOCK_MODE)
         .open(&path)
         .map_err(lock_err)?;
+    // Exactly that mode, also for a lock file left with a wider one: whoever can open it can take the lock
+    // and keep the daemon from starting.
+    // (Not possible on a lock file of another user: that one is left as it is.)
+    let _ = f.set_permissions(std::fs::Permissions::from_mode(LOCK_MODE));
     match f.try_lock() {
         Ok(()) => Ok(f),
         Err(std::fs::TryLockError::WouldBlock) => Err(StartError::AlreadyRunning {
@@ -135,6 +149,11 @@ struct Settling {
     told_locked: HashSet<OsString>,
     /// Directories already reported as another one renamed (said once, not every scan).
     told_renamed: HashSet<OsString>,
+    /// Directories whose ready-file cannot be looked at (permissions), with what failed: said once, and
+    /// once when it works again; `status` shows them (through the ledger).
+    unreadable: BTreeMap<OsString, String>,
+    /// `unreadable` changed since it was last written to the ledger.
+    unreadable_changed: bool,
 }
 
 impl Settling {
@@ -145,6 +164,10 @@ impl Settling {
         self.told_locked.retain(|d| present.contains(d.as_os_str()));
         self.told_renamed
             .retain(|d| present.contains(d.as_os_str()));
+        let before = self.unreadable.len();
+        self.unreadable
+            .retain(|d, _| present.contains(d.as_os_str()));
+        self.unreadable_changed |= self.unreadable.len() != before;
     }
 
     /// Forgets one directory (submitted, in flight, done, or its ready-file removed).
@@ -152,6 +175,22 @@ impl Settling {
         self.tracker.forget(name);
         self.told_locked.remove(name);
     }
+}
+
+/// Waits this process times itself on the monotonic clock, so that no wall-clock step moves them (memory
+/// only: after a restart the ledger's wall times take over, capped at the longest back-off).
+#[derive(Debug, Default)]
+struct Waits {
+    /// Back-offs this process set (a failed `sbatch`, a retry after a failed job): record id → monotonic
+    /// time at which the intent is due.
+    held: HashMap<i64, Millis>,
+    /// Lost `sbatch` answers: record id → since when (monotonic) this process has known the answer was
+    /// lost (the `sbatch` ended, or the first lookup after a restart).
+    lost: HashMap<i64, Millis>,
+    /// Jobs in flight: record id → (how long unseen when this process began to follow it, from the
+    /// ledger's wall times; monotonic time of that moment or of its last sighting). "Lost" is then measured
+    /// on the monotonic clock: a wall-clock step cannot make a job lost.
+    unseen: HashMap<i64, (Millis, Millis)>,
 }
 
 /// Whether each dependency is failing, so an outage is said once when it starts and once when it ends.
@@ -171,6 +210,10 @@ struct Health {
     /// The root's path no longer names the directory held open (unmounted, mounted over, replaced by a
     /// symlink or another directory): nothing is scanned, submitted or deleted meanwhile.
     root: OutageLatch,
+    /// The job output folder (missing, someone else's, a symlink): no submissions meanwhile.
+    output: OutageLatch,
+    /// Appending to the failure log (disk full, read-only).
+    failure_log: OutageLatch,
 }
 
 /// The ledger's counts, for metrics and systemd's `STATUS=`: counting walks the whole ledger, so it is
@@ -225,6 +268,8 @@ pub struct Daemon {
     settling: Settling,
     /// Outage latches of the dependencies.
     health: Health,
+    /// Back-offs and lost answers timed on the monotonic clock.
+    waits: Waits,
     /// The ledger's counts as last read.
     counts: CachedCounts,
     /// Metrics and systemd notifications.
@@ -250,6 +295,11 @@ impl Daemon {
     /// Takes the lock, opens the ledger and prepares the real scheduler, clock and systemd notifier.
     /// Nothing runs yet.
     pub fn start(cfg: Config) -> Result<Daemon, StartError> {
+        // First, before anything is created: the mask applies to every file and folder of the daemon, its
+        // jobs' output (Slurm passes it on as SLURM_UMASK) and the local jobs. Only here, not in
+        // `with_parts`: the mask is the process's, and tests run many daemons in one process.
+        // SAFETY: umask has no preconditions and cannot fail.
+        unsafe { libc::umask(cfg.behavior.umask as libc::mode_t) };
         Daemon::assemble(
             cfg,
             Box::new(scheduler::from_config),
@@ -287,7 +337,6 @@ impl Daemon {
         let ledger = Ledger::open(&cfg.behavior.state_file)?;
         let metrics = Metrics::start(&cfg.metrics)?;
         let sched = metrics.instrument(make_sched(&cfg), &notifier);
-        prepare_output_dir(&cfg);
         Ok(Daemon {
             cfg,
             ledger,
@@ -298,6 +347,7 @@ impl Daemon {
             schedule: Schedule::default(),
             settling: Settling::default(),
             health: Health::default(),
+            waits: Waits::default(),
             counts: CachedCounts::default(),
             observers: Observers { metrics, notifier },
             told_stale: HashSet::new(),
@@ -309,6 +359,11 @@ impl Daemon {
     pub fn run(&mut self, events: &Receiver<Event>) {
         say::started(&self.cfg, self.sched.name());
         say::environment_withheld(&crate::process::withheld_slurm_names(std::env::vars_os()));
+        for w in output_dir::warnings(&self.cfg) {
+            say::config_warning(&w);
+        }
+        // Said now rather than at the first submission: an operator starting the daemon sees it at once.
+        self.output_ready();
         loop {
             match self.cycle(events) {
                 Flow::Stop => break,
@@ -361,7 +416,10 @@ impl Daemon {
                     .metrics
                     .instrument((self.make_sched)(&self.cfg), &self.observers.notifier);
                 self.observers.metrics.reload(&self.cfg.metrics);
-                prepare_output_dir(&self.cfg);
+                for w in output_dir::warnings(&self.cfg) {
+                    say::config_warning(&w);
+                }
+                self.output_ready();
                 self.schedule.rescan();
                 say::reloaded(&self.cfg.source);
                 self.retry_refused();
@@ -380,6 +438,9 @@ impl Daemon {
         };
         match self.ledger.make_refused_due(self.clock.wall()) {
             Ok(n) => {
+                // The ledger made the refused intents due; the monotonic back-offs this process set would
+                // still hold them (the others fall back to their recorded times, capped).
+                self.waits.held.clear();
                 self.schedule.hold(self.clock.mono(), Duration::ZERO);
                 say::refused_retried(reason, n);
             }
@@ -414,6 +475,25 @@ impl Daemon {
         }
     }
 
+    /// Creates and checks the job output folder when it is one the daemon manages (said once when it fails
+    /// and once when it is fixed). False: nothing may be submitted now.
+    fn output_ready(&mut self) -> bool {
+        let Place::Checked { root, rel } = output_dir::place(&self.cfg) else {
+            return true;
+        };
+        let now = self.clock.mono();
+        match output_dir::prepare(&root, &rel, output_dir::my_uid()) {
+            Ok(()) => {
+                say::output_back(&root.join(&rel), self.health.output.succeeded(now));
+                true
+            }
+            Err(problem) => {
+                say::output_refused(&problem, self.health.output.failed(now));
+                false
+            }
+        }
+    }
+
     /// End of a cycle: publishes the counts (metrics, systemd `STATUS=`; the first time also `READY=1`)
     /// and pets the watchdog. The ledger is only counted when someone listens.
     fn observe(&mut self) {
@@ -436,19 +516,5 @@ impl Daemon {
             notify::with_refusal(line, refused)
         });
         o.notifier.cycle_done(status.as_deref());
-    }
-}
-
-/// Creates the directory that receives job output when it is a fixed folder inside the root (the default
-/// with `delete_on_success`); Slurm does not create it, and a missing one fails the job (`FAILED 0:53`).
-fn prepare_output_dir(cfg: &Config) {
-    let Some(out) = &cfg.job.output else { return };
-    let full = cfg.watch.root.join(out);
-    let Some(parent) = full.parent() else { return };
-    if parent.to_string_lossy().contains('%') || !parent.starts_with(&cfg.watch.root) {
-        return;
-    }
-    if let Err(e) = std::fs::create_dir_all(parent) {
-        say::output_dir_failed(parent, &e);
     }
 }

@@ -13,6 +13,7 @@ use crate::engine::{
 };
 use crate::logging::{error_chain, show};
 use crate::outcome::KeepReason;
+use crate::output_dir::FolderProblem;
 use crate::scheduler::{QueryError, SubmitError};
 use crate::time::{Millis, human, ms};
 
@@ -204,9 +205,32 @@ pub fn job_lost(path: &Path, g: &Generation, unseen: Millis) {
         show(path), human(unseen), show(path));
 }
 
-/// The failure log could not be appended to.
-pub fn failure_log_failed(path: &Path, job: &str, log: &Path, e: &std::io::Error) {
-    warn!(dir = ?path, job = %job, "cannot append to the failure log {}: {e}; will try again", show(log));
+/// The failure log could not be appended to (said once per outage; the line is kept and retried).
+pub fn failure_log_failed(
+    path: &Path,
+    job: &str,
+    log: &Path,
+    e: &std::io::Error,
+    edge: OutageEdge,
+) {
+    match edge {
+        OutageEdge::Started => warn!(dir = ?path, job = %job,
+            "cannot append to the failure log {}: {e}; the record of job {job} for {} is kept and written \
+             when the log can be written again (further failures are quiet until then)",
+            show(log), show(path)),
+        _ => debug!(dir = ?path, job = %job, "failure log {} still failing: {e}", show(log)),
+    }
+}
+
+/// The failure log could be written again after failures.
+pub fn failure_log_back(log: &Path, edge: OutageEdge) {
+    if let OutageEdge::Ended { lasted, failures } = edge {
+        info!(
+            "the failure log {} is writable again after {} ({failures} failed writes); pending records are written",
+            show(log),
+            human(lasted)
+        );
+    }
 }
 
 /// A finished directory was deleted.
@@ -282,6 +306,17 @@ pub fn root_failed(root: &Path, e: &std::io::Error, edge: OutageEdge) {
 /// A ready-file could not be looked at (or its lock probed).
 pub fn look_failed(path: &Path, what: &str, e: &std::io::Error) {
     debug!(dir = ?path, "cannot {what} of {}: {e}", show(path));
+}
+
+/// A ready-file cannot be looked at (said once per directory): it is never submitted until it can be.
+pub fn unreadable(path: &Path, what: &str, e: &std::io::Error) {
+    warn!(dir = ?path, "cannot {what} of {}: {e}; it is not submitted until the service user can read it \
+        (the writer's umask? `chmod o+r`, or the service's group); looking again every scan", show(path));
+}
+
+/// A ready-file that could not be looked at can be again.
+pub fn readable_again(path: &Path) {
+    info!(dir = ?path, "the ready-file of {} can be read again", show(path));
 }
 
 /// One more look at a settling ready-file.
@@ -366,10 +401,31 @@ pub fn refused_retried(reason: Rejection, refused: usize) {
     );
 }
 
-/// The job output folder could not be created.
-pub fn output_dir_failed(dir: &Path, e: &std::io::Error) {
-    warn!(
-        "cannot create the job output folder {}: {e}; jobs may fail to start",
-        show(dir)
-    );
+/// The job output folder failed its check: no submissions until it passes (said once).
+pub fn output_refused(problem: &FolderProblem, edge: OutageEdge) {
+    match edge {
+        OutageEdge::Started => warn!(
+            folder = %problem.path().display(),
+            "not submitting any job: the job output folder is unsafe: {problem}; directories stay pending \
+             and are submitted once it is fixed"
+        ),
+        _ => debug!("job output folder still unsafe: {problem}"),
+    }
+}
+
+/// The job output folder passes its check again.
+pub fn output_back(folder: &Path, edge: OutageEdge) {
+    if let OutageEdge::Ended { lasted, .. } = edge {
+        info!(
+            folder = %folder.display(),
+            "the job output folder {} is safe again after {}; submitting",
+            show(folder),
+            human(lasted)
+        );
+    }
+}
+
+/// A config that loads, but with a risk worth saying (the same words as `check-config`'s).
+pub fn config_warning(w: &str) {
+    warn!("config: {w}");
 }

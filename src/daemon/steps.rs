@@ -2,14 +2,15 @@
 //! ask the engine what it means, commit the decision to the ledger, then act. The agenda of the cycle (one
 //! read of the active rows) is carried from step to step and updated as records move.
 
+use std::collections::HashSet;
 use std::ffi::OsString;
 
 use crossbeam_channel::Receiver;
 
 use super::{Daemon, Event, Flow, say};
 use crate::engine::{
-    self, Agenda, BackoffPolicy, Generation, GenerationVerdict, JudgePolicy, LookupStep,
-    OutageEdge, OutcomePolicy, Readiness, ReadyIdentity, ReadyObservation, StabilityPolicy,
+    self, Agenda, BackoffPolicy, GenState, Generation, GenerationVerdict, JudgePolicy, LookupStep,
+    OutageEdge, OutcomePolicy, Readiness, ReadyIdentity, ReadyObservation, StabilityPolicy, Timing,
     TrackedJob, Verdict,
 };
 use crate::fsx::SubDir;
@@ -48,7 +49,19 @@ impl Daemon {
     /// One read of the active rows: what this cycle looks up, queries and submits.
     pub(super) fn read_agenda(&mut self) -> Agenda {
         match self.ledger.active() {
-            Ok(rows) => Agenda::new(rows, self.clock.wall()),
+            Ok(rows) => {
+                let pending = |g: &&Generation| g.state == GenState::Submitting;
+                let ids: HashSet<i64> = rows.iter().filter(pending).map(|g| g.id).collect();
+                self.waits.held.retain(|id, _| ids.contains(id));
+                self.waits.lost.retain(|id, _| ids.contains(id));
+                let timing = Timing {
+                    wall: self.clock.wall(),
+                    mono: self.clock.mono(),
+                    longest: ms(self.cfg.behavior.submit_backoff_max),
+                    held: self.waits.held.clone(),
+                };
+                Agenda::new(rows, timing)
+            }
             Err(e) => {
                 self.ledger_failed("reading the active records", &e);
                 Agenda::default()
@@ -90,6 +103,8 @@ impl Daemon {
         let grace = engine::lookup_grace(self.cfg.job.command_timeout);
         for g in agenda.lookups.clone() {
             let path = self.path_of(&g);
+            let now = self.clock.mono();
+            let lost_since = *self.waits.lost.entry(g.id).or_insert(now);
             let found = match self.sched.lookup(&g.key, &g.job_name, g.created_at) {
                 Ok(found) => found,
                 Err(e) => {
@@ -100,13 +115,14 @@ impl Daemon {
                 }
             };
             let wall = self.clock.wall();
-            match engine::after_lookup(found, g.updated_at, wall, grace) {
+            match engine::after_lookup(found, self.clock.mono() - lost_since, grace) {
                 LookupStep::Adopt(job) => {
                     let r = self.ledger.record_submitted(g.id, &job, wall);
                     if self.commit("adopting a job", r).is_ok() {
                         // The scheduler did take the job: that ends a submission outage as well.
                         say::submissions_back(self.health.submit.succeeded(self.clock.mono()));
                         say::adopted(&path, &job, &g.key);
+                        self.waits.unseen.insert(g.id, (0, self.clock.mono()));
                         agenda.adopted(g.id, &job, wall);
                     }
                 }
@@ -147,10 +163,22 @@ impl Daemon {
             settle: engine::judge::REQUEUE_SETTLE,
         };
         let mut seen = Vec::new();
+        let now = self.clock.mono();
+        let in_flight: HashSet<i64> = agenda.in_flight.iter().map(|g| g.id).collect();
+        self.waits.unseen.retain(|id, _| in_flight.contains(id));
         for g in std::mem::take(&mut agenda.in_flight) {
             let Some(job) = tracked(&g) else { continue };
-            let last_seen = g.seen_at.or(g.submitted_at).unwrap_or(g.created_at);
+            let recorded = g.seen_at.or(g.submitted_at).unwrap_or(g.created_at);
+            let &mut (base, since) = self
+                .waits
+                .unseen
+                .entry(g.id)
+                .or_insert(((wall - recorded).max(0), now));
+            let last_seen = wall - (base + (now - since));
             let judged = engine::judge(&job, &sightings, last_seen, wall, policy);
+            if judged.seen {
+                self.waits.unseen.insert(g.id, (0, now));
+            }
             if let Some(row) = &judged.stale
                 && self.told_stale.insert(g.id)
             {
@@ -234,6 +262,8 @@ impl Daemon {
             retry_in,
         );
         if let Some(Ok(Some(next))) = retry.map(|id| self.ledger.get(id)) {
+            let wait = next.next_try_at - wall;
+            self.waits.held.insert(next.id, self.clock.mono() + wait);
             agenda.add(next, wall);
         }
         Ok(())
@@ -277,8 +307,10 @@ impl Daemon {
     fn log_failure(&mut self, g: &Generation) {
         let rec = FailureRecord::new(&self.cfg.watch.root, g, std::time::SystemTime::now());
         let log = &self.cfg.behavior.failure_log;
+        let now = self.clock.mono();
         match outcome::append_failure(log, &rec) {
             Ok(()) => {
+                say::failure_log_back(log, self.health.failure_log.succeeded(now));
                 let r = self.ledger.record_failure_logged(g.id, self.clock.wall());
                 if let Err(e) = r {
                     self.ledger_failed("recording the failure-log line", &e);
@@ -286,7 +318,8 @@ impl Daemon {
             }
             Err(e) => {
                 let job = g.job_id.as_deref().unwrap_or_default();
-                say::failure_log_failed(&self.path_of(g), job, log, &e);
+                let edge = self.health.failure_log.failed(now);
+                say::failure_log_failed(&self.path_of(g), job, log, &e, edge);
             }
         }
     }
@@ -340,6 +373,7 @@ impl Daemon {
                 return;
             }
         }
+        self.publish_unreadable();
     }
 
     fn list_root(&mut self, now: Millis) -> Option<Vec<OsString>> {
@@ -400,7 +434,7 @@ impl Daemon {
                 return Ok(Look::Wait);
             }
             Err(e) => {
-                say::look_failed(&path, "look at the ready-file", &e);
+                self.cannot_look(name, &path, "look at the ready-file", &e);
                 return Ok(Look::Wait);
             }
         };
@@ -431,10 +465,14 @@ impl Daemon {
         let lock = match scan::probe_lock(sub, &self.cfg.watch.signal_filename) {
             Ok(l) => l,
             Err(e) => {
-                say::look_failed(&path, "probe the lock of the ready-file", &e);
+                self.cannot_look(name, &path, "open the ready-file", &e);
                 return Ok(Look::Wait);
             }
         };
+        if self.settling.unreadable.remove(name).is_some() {
+            self.settling.unreadable_changed = true;
+            say::readable_again(&path);
+        }
         let obs = ReadyObservation {
             dir: name.clone(),
             identity,
@@ -492,6 +530,46 @@ impl Daemon {
         Ok(true)
     }
 
+    /// A ready-file that cannot be looked at (the instrument's umask 077, a directory without `x` for the
+    /// service): said once per directory (the rest at debug), kept for `status`; looked at again every scan.
+    fn cannot_look(
+        &mut self,
+        name: &OsString,
+        path: &std::path::Path,
+        what: &str,
+        e: &std::io::Error,
+    ) {
+        let problem = format!("cannot {what}: {e}");
+        if self
+            .settling
+            .unreadable
+            .insert(name.clone(), problem)
+            .is_none()
+        {
+            self.settling.unreadable_changed = true;
+            say::unreadable(path, what, e);
+        } else {
+            say::look_failed(path, what, e);
+        }
+    }
+
+    /// Writes the list of unreadable directories to the ledger when it changed (for `status`).
+    fn publish_unreadable(&mut self) {
+        if !self.settling.unreadable_changed {
+            return;
+        }
+        let list: Vec<(OsString, String)> = self
+            .settling
+            .unreadable
+            .iter()
+            .map(|(d, w)| (d.clone(), w.clone()))
+            .collect();
+        match self.ledger.set_unreadable(&list) {
+            Ok(()) => self.settling.unreadable_changed = false,
+            Err(e) => self.ledger_failed("recording unreadable directories", &e),
+        }
+    }
+
     fn commit_intent(
         &mut self,
         name: &OsString,
@@ -545,6 +623,12 @@ impl Daemon {
             self.schedule.intents(agenda.next_due, false);
             return Flow::Continue;
         }
+        if !due.is_empty() && !self.output_ready() {
+            // Checked again when the hold ends; the intents stay as they are.
+            self.schedule.hold(now, self.cfg.watch.poll_interval);
+            self.schedule.intents(agenda.next_due, true);
+            return Flow::Continue;
+        }
         self.schedule.intents(agenda.next_due, false);
         for g in due {
             match events.try_recv() {
@@ -589,6 +673,8 @@ impl Daemon {
                 if self.commit("recording a job id", r).is_ok() {
                     say::submitted(&path, &job, g.attempt);
                 }
+                // Unseen from now, on the monotonic clock (see `Waits::unseen`).
+                self.waits.unseen.insert(g.id, (0, now));
                 Ok(true)
             }
             Err(err) => {
@@ -645,5 +731,11 @@ impl Daemon {
             self.ledger_failed("recording a failed submission", &e);
         }
         self.schedule.hold(now, delay);
+        // Our own back-off and lost answer run on the monotonic clock from here (a wall step cannot
+        // shorten or freeze them).
+        self.waits.held.insert(g.id, now + ms(delay));
+        if !certain {
+            self.waits.lost.insert(g.id, now);
+        }
     }
 }

@@ -491,6 +491,78 @@ fn a_reload_during_a_configuration_refusal_tries_again_at_once() {
 }
 
 #[test]
+fn an_unsafe_job_output_folder_holds_every_submission_until_it_is_fixed() {
+    let mut b = Bench::new(&[]);
+    // Someone who can write the root planted the output folder as a link to a place of their choosing.
+    let elsewhere = b._tmp.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::create_dir(b.root.join(".dirwatcher")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, b.root.join(".dirwatcher/logs")).unwrap();
+    for d in ["a", "b"] {
+        b.ready(d);
+    }
+    b.settle();
+    b.run_for(Duration::from_secs(20));
+    assert_eq!(
+        b.submits(),
+        0,
+        "submitted with job output going through a symlink"
+    );
+    for d in ["a", "b"] {
+        assert_eq!(b.history(d).len(), 1, "{d}");
+        assert_eq!(
+            b.latest(d).state,
+            GenState::Submitting,
+            "{d} is no longer pending"
+        );
+    }
+    std::fs::remove_file(b.root.join(".dirwatcher/logs")).unwrap();
+    b.run_for(Duration::from_secs(6));
+    assert_eq!(b.submits(), 2, "not submitted after the folder was fixed");
+    let logs = std::fs::symlink_metadata(b.root.join(".dirwatcher/logs")).unwrap();
+    assert!(logs.is_dir(), "the daemon did not create a real folder");
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+}
+
+const HOUR: Millis = 3_600_000;
+
+/// Runs cycles every 500 ms until `done`, failing after `limit` of monotonic time; returns the time taken.
+fn until(b: &mut Bench, limit: Duration, what: &str, done: impl Fn(&Bench) -> bool) -> Millis {
+    let start = b.clock.mono();
+    while !done(b) {
+        b.after(Duration::from_millis(500));
+        let took = b.clock.mono() - start;
+        assert!(
+            took < crate::time::ms(limit),
+            "{what}: not within {limit:?}"
+        );
+    }
+    b.clock.mono() - start
+}
+
+#[test]
+fn a_wall_clock_step_either_way_moves_no_submission_back_off() {
+    for step in [-HOUR, HOUR] {
+        let mut b = Bench::new(&[]);
+        b.fake.on_submit(Err(SubmitError::Refused(
+            "sbatch failed with exit code 1: Unable to contact slurm controller".into(),
+        )));
+        b.ready("run1");
+        b.settle();
+        assert_eq!(b.submits(), 1);
+        b.clock.step_wall(step);
+        let took = until(&mut b, Duration::from_secs(30), "the retry", |b| {
+            b.submits() == 2
+        });
+        assert!(
+            (5_000..7_000).contains(&took),
+            "step {step} ms: retried {took} ms after a 5 s back-off"
+        );
+        assert_eq!(b.latest("run1").state, GenState::Submitted);
+    }
+}
+
+#[test]
 fn a_reload_during_an_outage_keeps_the_back_off() {
     let mut b = Bench::new(&["submit_backoff_sec: 60", "submit_backoff_max_sec: 600"]);
     b.fake.on_submit(Err(SubmitError::Refused(
@@ -759,4 +831,49 @@ fn a_directory_renamed_while_its_job_runs_is_not_submitted_again_and_its_delete_
     b.run_for(Duration::from_secs(10));
     assert_eq!(b.submits(), 2);
     assert_eq!(b.history("d-NEW").len(), 1);
+}
+
+#[test]
+fn a_wall_clock_step_either_way_moves_no_lookup_grace() {
+    for step in [-HOUR, HOUR] {
+        let mut b = Bench::new(&[]);
+        b.fake.on_submit(Err(SubmitError::Uncertain(
+            "sbatch timed out after 10s".into(),
+        )));
+        b.ready("run1");
+        b.settle();
+        b.clock.step_wall(step);
+        // Lookups answer "no such key"; the grace is 30 s after the lost answer, by the monotonic clock.
+        let took = until(&mut b, Duration::from_secs(60), "the resubmission", |b| {
+            b.submits() == 2
+        });
+        assert!(
+            (30_000..37_000).contains(&took),
+            "step {step} ms: resubmitted {took} ms after the lost answer (grace 30 s)"
+        );
+        assert_eq!(b.history("run1").len(), 1);
+    }
+}
+
+#[test]
+fn a_wall_clock_step_either_way_stops_neither_scanning_nor_tracking() {
+    for step in [-HOUR, HOUR] {
+        let mut b = Bench::new(&[]);
+        b.ready("before");
+        b.settle();
+        b.clock.step_wall(step);
+        b.ready("after");
+        until(
+            &mut b,
+            Duration::from_secs(8),
+            "the new directory's submission",
+            |b| b.submits() == 2,
+        );
+        b.fake
+            .on_query_states(&[("1001", "COMPLETED"), ("1002", "COMPLETED")]);
+        until(&mut b, Duration::from_secs(6), "both jobs' ends", |b| {
+            b.latest("before").state == GenState::Completed
+                && b.latest("after").state == GenState::Completed
+        });
+    }
 }

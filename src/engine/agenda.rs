@@ -3,13 +3,58 @@
 //! the ledger's active rows per cycle; the daemon's steps move records along it as they act.
 //!
 //! Two clocks meet here and are kept apart: records carry wall-clock times (they outlive the process), the
-//! [`Schedule`] runs on the monotonic clock (a clock step must not fire or freeze it).
+//! [`Schedule`] runs on the monotonic clock (a clock step must not fire or freeze it). Where a record's
+//! wall time decides a wait — an intent's `next_try_at` — a back-off this process set itself is timed on
+//! the monotonic clock instead ([`Timing::held`]), and any other wait is capped at the longest back-off
+//! ([`Timing::longest`]): a wall clock stepped back an hour cannot freeze a record for an hour.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use super::model::{GenState, Generation};
 use super::outage::backoff;
 use crate::time::{Millis, ms};
+
+/// The times an agenda is sorted by.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// Wall time of the cycle (what the records' times are compared with).
+    pub wall: Millis,
+    /// Monotonic time of the cycle.
+    pub mono: Millis,
+    /// The longest a record may wait by its own wall time (`behavior.submit_backoff_max_sec`, the cap of
+    /// every back-off): after a wall-clock step back its `next_try_at` lies further ahead than it should.
+    pub longest: Millis,
+    /// Monotonic due times of the back-offs this process set itself, by record id: no wall step, either
+    /// way, moves them.
+    pub held: HashMap<i64, Millis>,
+}
+
+impl Timing {
+    /// Records sorted by their wall times alone (no back-off known, no cap).
+    pub fn wall_only(wall: Millis) -> Timing {
+        Timing {
+            wall,
+            mono: 0,
+            longest: Millis::MAX,
+            held: HashMap::new(),
+        }
+    }
+
+    /// How long from now until intent `g` may be submitted (zero or less: now).
+    fn wait(&self, g: &Generation, wall: Millis) -> Millis {
+        match self.held.get(&g.id) {
+            Some(&due) => due - self.mono,
+            None => g.next_try_at.saturating_sub(wall).min(self.longest),
+        }
+    }
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing::wall_only(0)
+    }
+}
 
 /// What one cycle works through, in order: lookups → in flight → due.
 #[derive(Debug, Default)]
@@ -23,12 +68,18 @@ pub struct Agenda {
     pub due: Vec<Generation>,
     /// The earliest wall time at which an intent that is not due yet becomes due.
     pub next_due: Option<Millis>,
+    /// What the rows were sorted by.
+    timing: Timing,
 }
 
 impl Agenda {
-    /// Sorts the active rows (`Ledger::active`, oldest first) at wall time `wall`.
-    pub fn new(active: Vec<Generation>, wall: Millis) -> Agenda {
-        let mut a = Agenda::default();
+    /// Sorts the active rows (`Ledger::active`, oldest first) by `timing`.
+    pub fn new(active: Vec<Generation>, timing: Timing) -> Agenda {
+        let wall = timing.wall;
+        let mut a = Agenda {
+            timing,
+            ..Agenda::default()
+        };
         for g in active {
             a.place(g, wall);
         }
@@ -39,13 +90,13 @@ impl Agenda {
         match g.state {
             GenState::Submitted => self.in_flight.push(g),
             GenState::Submitting if g.uncertain => self.lookups.push(g),
-            GenState::Submitting if g.next_try_at <= wall => self.due.push(g),
-            GenState::Submitting => {
-                self.next_due = Some(
-                    self.next_due
-                        .map_or(g.next_try_at, |t| t.min(g.next_try_at)),
-                )
-            }
+            GenState::Submitting => match self.timing.wait(&g, wall) {
+                wait if wait <= 0 => self.due.push(g),
+                wait => {
+                    let at = wall.saturating_add(wait);
+                    self.next_due = Some(self.next_due.map_or(at, |t| t.min(at)));
+                }
+            },
             GenState::Completed | GenState::Failed | GenState::Lost => {}
         }
     }
@@ -96,17 +147,13 @@ pub enum LookupStep {
     Clear,
 }
 
-/// Decides what a lookup answer means. `last_try` is when the record's last `sbatch` started or failed
-/// (wall clock, from the ledger), `now` the wall time of the answer.
-pub fn after_lookup(
-    found: Option<String>,
-    last_try: Millis,
-    now: Millis,
-    grace: Duration,
-) -> LookupStep {
+/// Decides what a lookup answer means. `unknown_for` is how long (monotonic) the answer has been known to
+/// be lost: since the `sbatch` that lost it ended in this process, or since the first lookup after a
+/// restart — never less than the real time since that `sbatch`, and moved by no wall-clock step.
+pub fn after_lookup(found: Option<String>, unknown_for: Millis, grace: Duration) -> LookupStep {
     match found {
         Some(job) => LookupStep::Adopt(job),
-        None if now - last_try < ms(grace) => LookupStep::Wait,
+        None if unknown_for < ms(grace) => LookupStep::Wait,
         None => LookupStep::Clear,
     }
 }
@@ -265,7 +312,7 @@ mod tests {
 
     #[test]
     fn one_read_sorts_every_active_row_into_its_step() {
-        let a = Agenda::new(
+        let a = Agenda::new_at(
             vec![
                 row(1, GenState::Submitting, true, 0),
                 row(2, GenState::Submitted, false, 0),
@@ -284,7 +331,7 @@ mod tests {
 
     #[test]
     fn an_adopted_job_is_queried_and_a_cleared_intent_is_submitted_in_the_same_cycle() {
-        let mut a = Agenda::new(
+        let mut a = Agenda::new_at(
             vec![
                 row(1, GenState::Submitting, true, 0),
                 row(2, GenState::Submitting, true, 5_000),
@@ -304,16 +351,53 @@ mod tests {
     fn a_missing_job_is_believed_only_after_the_grace_period() {
         let grace = Duration::from_secs(30);
         assert_eq!(
-            after_lookup(Some("5".into()), 0, 1, grace),
+            after_lookup(Some("5".into()), 1, grace),
             LookupStep::Adopt("5".into())
         );
-        assert_eq!(after_lookup(None, 0, 29_999, grace), LookupStep::Wait);
-        assert_eq!(after_lookup(None, 0, 30_000, grace), LookupStep::Clear);
+        assert_eq!(after_lookup(None, 29_999, grace), LookupStep::Wait);
+        assert_eq!(after_lookup(None, 30_000, grace), LookupStep::Clear);
         assert_eq!(lookup_grace(Duration::from_secs(5)), grace);
         assert_eq!(
             lookup_grace(Duration::from_secs(90)),
             Duration::from_secs(90)
         );
+    }
+
+    impl Agenda {
+        fn new_at(rows: Vec<Generation>, wall: Millis) -> Agenda {
+            Agenda::new(rows, Timing::wall_only(wall))
+        }
+    }
+
+    #[test]
+    fn a_wall_clock_step_back_waits_no_longer_than_the_longest_back_off() {
+        let hour = 3_600_000;
+        // Written at wall 1_000 with a 5 s back-off; the clock then went back an hour.
+        let rows = || vec![row(1, GenState::Submitting, false, 6_000)];
+        let t = Timing {
+            longest: 300_000,
+            ..Timing::wall_only(1_000 - hour)
+        };
+        let a = Agenda::new(rows(), t.clone());
+        assert_eq!(
+            a.next_due,
+            Some(1_000 - hour + 300_000),
+            "capped at the longest back-off"
+        );
+        // The same back-off set by this process: its own monotonic due time holds, whatever the wall says.
+        let mut held = t.clone();
+        held.mono = 50_000;
+        held.held.insert(1, 52_000);
+        let a = Agenda::new(rows(), held.clone());
+        assert_eq!(a.next_due, Some(1_000 - hour + 2_000));
+        held.mono = 52_000;
+        assert_eq!(Agenda::new(rows(), held.clone()).due.len(), 1);
+        // Stepped forward an hour instead: a back-off this process set is not cut short.
+        held.wall = 1_000 + hour;
+        held.mono = 51_000;
+        let a = Agenda::new(rows(), held);
+        assert!(a.due.is_empty());
+        assert_eq!(a.next_due, Some(1_000 + hour + 1_000));
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub mod stability;
 pub mod verdict;
 
 pub use agenda::{
-    Agenda, BackoffPolicy, Cadence, LookupStep, Schedule, after_lookup, lookup_grace,
+    Agenda, BackoffPolicy, Cadence, LookupStep, Schedule, Timing, after_lookup, lookup_grace,
     submit_backoff,
 };
 pub use judge::{

@@ -13,6 +13,7 @@ use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -65,6 +66,8 @@ pub struct Local {
     jobs_dir: PathBuf,
     job: JobConfig,
     root: PathBuf,
+    /// When (monotonic) this process launched each runner.
+    launched: HashMap<String, Instant>,
 }
 
 /// Where the local jobs of a ledger live.
@@ -84,6 +87,7 @@ impl Local {
             jobs_dir: jobs_dir_for(&cfg.behavior.state_file),
             job: cfg.job.clone(),
             root: cfg.watch.root.clone(),
+            launched: HashMap::new(),
         }
     }
 
@@ -91,9 +95,10 @@ impl Local {
         self.jobs_dir.join(id)
     }
 
-    fn launch(&self, id: &str) -> io::Result<()> {
+    fn launch(&mut self, id: &str) -> io::Result<()> {
         let dir = self.job_dir(id);
-        fs::write(dir.join("launched"), b"")?;
+        crate::fsx::write_atomic(&dir.join("launched"), b"", JOB_FILE_MODE)?;
+        self.launched.insert(id.to_string(), Instant::now());
         let exe = std::env::current_exe()?;
         // The job inherits the runner's environment: the same cleaned one Slurm jobs get.
         let mut child = Command::new(exe)
@@ -129,11 +134,16 @@ impl Local {
             return Probe::Lost;
         }
         if let Ok(m) = fs::metadata(dir.join("launched")) {
-            let age = m
-                .modified()
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .unwrap_or_default();
+            // Launched by this process: its own monotonic clock says how long ago (a wall-clock step must
+            // not make a runner that is starting look lost). After a restart, the file's time is all there is.
+            let age = match self.launched.get(id) {
+                Some(at) => at.elapsed(),
+                None => m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .unwrap_or_default(),
+            };
             return if age < LAUNCH_GRACE {
                 Probe::Running
             } else {
@@ -183,6 +193,77 @@ fn proc_start_and_state(pid: &str) -> Option<(String, String)> {
 
 /// Mode of a job's bookkeeping files: the spec holds `job.env`, so no one outside the service's group.
 const JOB_FILE_MODE: u32 = 0o640;
+/// Mode of a job's output file when the runner creates it (the umask may cut it further).
+const OUTPUT_MODE: u32 = 0o640;
+
+/// Mode of the jobs' folders (`<state file>.local-jobs` and one per job).
+const JOB_DIR_MODE: u32 = 0o750;
+
+/// Creates a job's folder (and the folder of all jobs) with [`JOB_DIR_MODE`] exactly, whatever the umask.
+fn make_job_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(parent) = dir.parent()
+        && !parent.exists()
+    {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(JOB_DIR_MODE)
+            .create(parent)?;
+        fs::set_permissions(parent, fs::Permissions::from_mode(JOB_DIR_MODE))?;
+    }
+    match fs::DirBuilder::new().mode(JOB_DIR_MODE).create(dir) {
+        // Left by a submission that crashed before its spec was written: used again, if it is a folder.
+        Err(e)
+            if e.kind() == io::ErrorKind::AlreadyExists && fs::symlink_metadata(dir)?.is_dir() => {}
+        r => r?,
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(JOB_DIR_MODE))
+}
+
+/// Refuses to run a job whose spec someone else could have written: the spec says what runs, as the
+/// service user. The spec (opened without following a link), its folder and the folder of all jobs must
+/// belong to this user and be writable by no one else. Returns the spec's bytes, read from the very file
+/// that was checked.
+fn read_trusted_spec(dir: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let check = |what: &Path, m: &fs::Metadata| -> io::Result<()> {
+        let mode = m.mode() & 0o7777;
+        if m.uid() != me || mode & 0o022 != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "refusing to run: `{}` belongs to uid {} with mode {mode:04o}, and must belong to uid {me} \
+                     and be writable by no one else (someone could have changed what the job runs)",
+                    what.display(),
+                    m.uid()
+                ),
+            ));
+        }
+        Ok(())
+    };
+    for folder in [dir.parent(), Some(dir)].into_iter().flatten() {
+        let m = fs::symlink_metadata(folder)?;
+        if !m.is_dir() {
+            return Err(io::Error::other(format!(
+                "refusing to run: `{}` is not a real folder",
+                folder.display()
+            )));
+        }
+        check(folder, &m)?;
+    }
+    let path = dir.join("spec.json");
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)?;
+    check(&path, &f.metadata()?)?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
 
 /// Expands `%j` (job id) and `%x` (job name) in an output pattern, as Slurm does.
 pub fn expand_output(pattern: &str, job_id: &str, job_name: &str) -> String {
@@ -200,7 +281,7 @@ impl Scheduler for Local {
         let fail = |what: &str, e: io::Error| {
             SubmitError::Refused(format!("cannot {what} `{}`: {e}", dir.display()))
         };
-        fs::create_dir_all(&dir).map_err(|e| fail("create the local job folder", e))?;
+        make_job_dir(&dir).map_err(|e| fail("create the local job folder", e))?;
         let pattern = self.job.output.clone().unwrap_or_else(|| {
             // Slurm's default: slurm-<id>.out in the working directory.
             if self.job.chdir_to_subdir {
@@ -379,7 +460,7 @@ pub fn run_job(dir: &Path) -> i32 {
 
 fn run_job_inner(dir: &Path) -> io::Result<()> {
     let spec: LocalSpec =
-        serde_json::from_slice(&fs::read(dir.join("spec.json"))?).map_err(io::Error::other)?;
+        serde_json::from_slice(&read_trusted_spec(dir)?).map_err(io::Error::other)?;
     // Signals first: whoever reads the pid file may cancel at once, and a SIGTERM before the handler is
     // in place would kill the runner without an end (read as NODE_FAIL instead of CANCELLED).
     let cancel = Arc::new(AtomicBool::new(false));
@@ -398,12 +479,13 @@ fn run_job_inner(dir: &Path) -> io::Result<()> {
         JOB_FILE_MODE,
     )?;
     let output = PathBuf::from(OsString::from_vec(spec.output.clone()));
-    if let Some(parent) = output.parent() {
-        let _ = fs::create_dir_all(parent);
-    }
+    // The folder is the daemon's (created and checked before submitting); a symlink planted at the file
+    // itself (`job.output: ""` puts it in the data directory) is refused rather than written through.
     let out = fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(OUTPUT_MODE)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&output)?;
     let argv: Vec<OsString> = spec.argv.iter().cloned().map(OsString::from_vec).collect();
     let Some((prog, args)) = argv.split_first() else {
@@ -491,6 +573,49 @@ mod tests {
             expand_output(".dirwatcher/logs/%x-%j.out", "local-a-1", "dw-x"),
             ".dirwatcher/logs/dw-x-local-a-1.out"
         );
+    }
+
+    #[test]
+    fn a_spec_someone_else_could_write_is_not_run() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let jobs = t.path().join("state.db.local-jobs");
+        let dir = jobs.join("local-x-1");
+        make_job_dir(&dir).unwrap();
+        let marker = t.path().join("ran");
+        let spec = LocalSpec {
+            argv: vec![
+                b"sh".to_vec(),
+                b"-c".to_vec(),
+                format!("touch '{}'", marker.display()).into_bytes(),
+            ],
+            chdir: None,
+            output: t.path().join("out").into_os_string().into_vec(),
+            env: vec![],
+            time_limit_ms: None,
+        };
+        let json = serde_json::to_vec(&spec).unwrap();
+        crate::fsx::write_atomic(&dir.join("spec.json"), &json, 0o666).unwrap();
+        assert_eq!(run_job(&dir), 1);
+        assert!(!marker.exists(), "a spec writable by others was run");
+        let st = read_status(&dir).unwrap();
+        assert_eq!(st.state, "FAILED");
+
+        // The same spec with its mode, in a folder others may write: refused too.
+        fs::remove_file(dir.join("status.json")).unwrap();
+        crate::fsx::write_atomic(&dir.join("spec.json"), &json, JOB_FILE_MODE).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(run_job(&dir), 1);
+        assert!(
+            !marker.exists(),
+            "a spec in a folder writable by others was run"
+        );
+
+        // As written by the daemon: it runs.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(JOB_DIR_MODE)).unwrap();
+        assert_eq!(run_job(&dir), 0);
+        assert!(marker.exists());
+        assert_eq!(read_status(&dir).unwrap().state, "COMPLETED");
     }
 
     #[test]

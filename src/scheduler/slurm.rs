@@ -559,6 +559,54 @@ mod tests {
         }
     }
 
+    /// Output shaped like Slurm's (fields, separators, ids, steps, states, stray spaces and garbage), so that
+    /// the parsers' inner branches run, not only their first check.
+    fn slurmish() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let field = prop_oneof![
+            "[0-9]{1,9}",
+            "[0-9]{1,6}\\.(batch|extern|[0-9])",
+            "[0-9]{1,6}_[0-9]{1,3}",
+            "[0-9]{1,6};[a-z_-]{0,8}",
+            "(COMPLETED|FAILED|CANCELLED by [0-9]+|TIMEOUT|PENDING|RUNNING|OUT_OF_MEMORY|NODE_FAIL)",
+            "[0-9]{1,3}:[0-9]{1,3}",
+            "dw-[a-z0-9]{1,6}-[0-9]{1,4}",
+            "[ \t]{0,3}",
+            "(?s).{0,12}",
+        ];
+        let sep = prop_oneof!["\\|", ";", " ", "\n", ""];
+        proptest::collection::vec((field, sep), 0..40)
+            .prop_map(|parts| parts.into_iter().map(|(f, s)| f + &s).collect())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(512))]
+        /// Every id a parser returns is a plain job id that the output really contains, and a key is matched
+        /// only on its own line with exactly that comment.
+        #[test]
+        fn parsers_return_only_ids_the_output_holds(out in slurmish(), key in "dw-[a-z0-9]{1,6}-[0-9]{1,4}") {
+            let holds = |id: &str| is_job_id(id) && out.contains(id);
+            if let Some(id) = parse_parsable(&out) {
+                proptest::prop_assert!(holds(split_job_id(&id).0), "{id}");
+            }
+            for row in parse_sacct(&out, None).into_iter().chain(parse_squeue(&out, None)) {
+                proptest::prop_assert!(holds(&row.job_id), "{}", row.job_id);
+                proptest::prop_assert!(!row.state.contains('|'));
+            }
+            if let Some(id) = find_key(&out, &key) {
+                proptest::prop_assert!(holds(&id));
+                let with_key = out.lines().any(|l| {
+                    let mut f = l.split('|');
+                    f.next().map(str::trim) == Some(id.as_str()) && f.next().map(str::trim) == Some(key.as_str())
+                });
+                proptest::prop_assert!(with_key, "{id} matched {key} on no line of its own");
+            }
+            if let Some(id) = find_uncommented_since(&out, 0) {
+                proptest::prop_assert!(holds(&id));
+            }
+        }
+    }
+
     #[test]
     fn parsable_output_gives_the_id() {
         assert_eq!(parse_parsable("12345\n").as_deref(), Some("12345"));

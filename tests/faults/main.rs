@@ -594,3 +594,93 @@ fn reused_job_ids_never_delete_a_directory_before_its_job_ran() {
         "{stale} stale-row lines: {log}"
     );
 }
+
+/// Mounts a tmpfs of `size` at `at`; unmounted when dropped, even if the test fails.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(st.success(), "this test needs root to mount a small tmpfs");
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The failure log's file system fills up while jobs keep failing: a line cut short by the full disk is
+/// rolled back, the daemon says so once (not every cycle), keeps every record, and once there is room again
+/// writes each one exactly once — every line of the log is a valid JSON record. (Local executor: the
+/// failure log is the daemon's own, whatever runs the jobs.)
+#[test]
+fn full_disk_under_the_failure_log_keeps_every_line_whole_and_warns_once() {
+    let _s = serial();
+    let mut env = TestEnv::local("fulllog")
+        .job("wrap_cmd: sh -c 'exit 3' job")
+        .watch("stability_checks: 1");
+    let fs = env.tmp.path().join("logfs");
+    let _m = Tmpfs::mount(&fs, "64k");
+    env.failure_log_at = fs.join("failed.log");
+    let pad = "x".repeat(180);
+    let first = env.ready_dir(format!("first-{pad}"));
+    let d = env.start();
+    env.wait_failure(&first, Duration::from_secs(30));
+    // Fill the file system: the log keeps only the slack of its last page, a few records' worth.
+    let filler = fs.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    use std::io::Write;
+    while f.write_all(&[0u8; 4096]).is_ok() {}
+    drop(f);
+    let names: Vec<String> = (0..12).map(|i| format!("during-{i:02}-{pad}")).collect();
+    for n in &names {
+        env.ready_dir(n);
+    }
+    d.wait_log("cannot append to the failure log", Duration::from_secs(30));
+    // The loop retries every cycle (0.3 s): over a few seconds, still one warning.
+    let window = std::time::Instant::now();
+    while window.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(300));
+        let warned = d.log().matches("cannot append to the failure log").count();
+        assert_eq!(warned, 1, "warned again during the same outage");
+    }
+    // Some records fitted into the slack of the log's last page, so the first that did not was cut short
+    // by the full disk (a short write), and rolled back: the lines read below are all whole.
+    let lines_while_full = env.failures().len();
+    assert!(
+        (2..names.len() + 1).contains(&lines_while_full),
+        "the disk did not fill in the middle of a record: {lines_while_full} lines"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    for n in &names {
+        env.wait_failure(&env.root.join(n), Duration::from_secs(30));
+    }
+    // Every line is one whole record (failures() panics on a line that is not JSON), each once.
+    let text = std::fs::read_to_string(env.failure_log()).unwrap();
+    assert!(text.ends_with('\n'), "a half line at the end");
+    let records = env.failures();
+    assert_eq!(records.len(), names.len() + 1, "{text}");
+    for n in &names {
+        let want = env.root.join(n).to_string_lossy().into_owned();
+        assert_eq!(
+            records.iter().filter(|r| r["dir"] == want.as_str()).count(),
+            1,
+            "{n}"
+        );
+    }
+    let log = d.log();
+    assert_eq!(
+        log.matches("cannot append to the failure log").count(),
+        1,
+        "one warning per outage:\n{log}"
+    );
+    assert_eq!(log.matches("is writable again").count(), 1, "{log}");
+}

@@ -139,15 +139,22 @@ fn a_ready_directory_that_is_a_mount_point_is_not_deleted() {
 fn root_outage(name: &str, break_root: impl FnOnce(&Path) -> PathBuf, restore_root: impl FnOnce()) {
     let go = tempfile::tempdir().unwrap();
     let go_file = go.path().join("go");
+    let started = go.path().join("started");
     let env = TestEnv::local(name)
         .job(&format!(
-            "wrap_cmd: \"sh -c 'for i in $(seq 300); do [ -e {} ] && exit 0; sleep 0.1; done; exit 1' job\"",
+            "wrap_cmd: \"sh -c 'touch {}; for i in $(seq 300); do [ -e {} ] && exit 0; sleep 0.1; done; exit 1' job\"",
+            started.display(),
             go_file.display()
         ))
         .behavior("delete_on_success: true");
     let a = env.ready_dir("a");
     let daemon = env.start();
     env.wait_job_id(&a, DEADLINE);
+    // The job must be running before the root goes: one that starts while the root is away cannot open
+    // its output (as under Slurm, where it would fail 0:53), and this test is about a running one.
+    wait_for(DEADLINE, "the job to start", || {
+        started.exists().then_some(())
+    });
 
     let shown = break_root(&env.root);
     for d in ["a", "x"] {

@@ -74,6 +74,8 @@ pub struct TestEnv {
     pub behavior: Vec<String>,
     /// The ledger path (default `<tmp>/state.db`).
     pub state: PathBuf,
+    /// The failure log (default `<tmp>/failed.log`).
+    pub failure_log_at: PathBuf,
 }
 
 impl TestEnv {
@@ -112,6 +114,7 @@ impl TestEnv {
             behavior: vec![],
             prefix,
             state: tmp.path().join("state.db"),
+            failure_log_at: tmp.path().join("failed.log"),
             tmp,
         }
     }
@@ -136,7 +139,7 @@ impl TestEnv {
     }
 
     pub fn failure_log(&self) -> PathBuf {
-        self.tmp.path().join("failed.log")
+        self.failure_log_at.clone()
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -270,6 +273,14 @@ impl TestEnv {
 
     pub fn job_name(&self, dir: &str) -> String {
         dirwatcher::engine::job_name(&self.prefix, OsStr::new(dir))
+    }
+
+    /// Where the job `job` of `dir` wrote its output: the default `<root>/.dirwatcher/logs/%x-%j.out`.
+    pub fn job_output(&self, dir: &Path, job: &str) -> PathBuf {
+        let name = dirwatcher::engine::job_name(&self.prefix, dir.file_name().unwrap());
+        self.root
+            .join(".dirwatcher/logs")
+            .join(format!("{name}-{job}.out"))
     }
 }
 

@@ -52,9 +52,31 @@ fn local_cancel_is_a_cancelled_line() {
 
 #[test]
 fn local_hostile_names_reach_the_job_as_one_argument() {
-    scenarios::hostile_names(TestEnv::local("hostile"), DEADLINE, |_, dir, job| {
-        std::fs::read(dir.join(format!("slurm-{job}.out"))).unwrap()
-    });
+    let _ = scenarios::hostile_names(
+        TestEnv::local("hostile"),
+        DEADLINE,
+        Vec::new(),
+        |env, dir, job| std::fs::read(env.job_output(dir, job)).unwrap(),
+    );
+}
+
+/// 1,080 generated hostile names through the local executor: each reaches its job as exact bytes, once.
+#[test]
+fn local_a_thousand_hostile_names_reach_their_jobs_as_exact_bytes_once() {
+    let env = TestEnv::local("hostile1k")
+        .job("max_local_jobs: 64")
+        .watch("poll_interval_sec: 0.2");
+    let names = crate::hostile::names(1_080, 9);
+    let jobs = dirwatcher::scheduler::local::jobs_dir_for(&env.state_file());
+    let env = scenarios::hostile_names(
+        env,
+        Duration::from_secs(300),
+        names.clone(),
+        |env, dir, job| std::fs::read(env.job_output(dir, job)).unwrap(),
+    );
+    let ran = std::fs::read_dir(&jobs).unwrap().count();
+    assert_eq!(ran, names.len() + 3, "one local job per directory");
+    drop(env);
 }
 
 #[test]

@@ -3,13 +3,16 @@
 //! `CI=true` or `DIRWATCHER_REQUIRE_SLURM=1` and the cluster is missing.
 
 mod cli;
+mod clock;
 mod fs_edge;
 mod harness;
+mod hostile;
 mod install;
 mod layering;
 mod local;
 mod observe;
 mod ops;
+mod safety;
 mod slurm_config;
 mod slurm_pipeline;
 mod verdicts;

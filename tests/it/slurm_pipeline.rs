@@ -43,7 +43,7 @@ fn stable_ready_dir_gets_exactly_one_job_matching_the_config() {
     let g = env.wait_final(&dir, SLURM_DEADLINE);
     assert_eq!(g.final_state.as_deref(), Some("COMPLETED"));
     // The command reached the job with the directory as its last argument, WATCH_DIR and job.env set.
-    let out = std::fs::read_to_string(dir.join(format!("slurm-{job}.out"))).unwrap();
+    let out = std::fs::read_to_string(env.job_output(&dir, &job)).unwrap();
     assert_eq!(out, format!("{0}|from-config|{0}\n", dir.display()));
     // Later scans must leave it alone: a directory dropped afterwards is processed (so the root was scanned
     // again, more than once), and case1 still has exactly one job.
@@ -128,12 +128,14 @@ fn slurm_scancel_is_a_cancelled_line() {
 #[test]
 fn slurm_hostile_names_reach_the_job_as_one_argument() {
     need_slurm!("slurm_hostile_names_reach_the_job_as_one_argument");
-    scenarios::hostile_names(
+    // ~20 of the generated names on the real cluster (sbatch, --chdir, --wrap, slurmstepd).
+    let _ = scenarios::hostile_names(
         TestEnv::slurm("hostile"),
-        SLURM_DEADLINE,
+        Duration::from_secs(120),
+        crate::hostile::names(20, 9),
         |env, dir, job| {
-            std::fs::read(dir.join(format!("slurm-{job}.out")))
-                .unwrap_or_else(|e| panic!("{}: {e}", env.root.display()))
+            let p = env.job_output(dir, job);
+            std::fs::read(&p).unwrap_or_else(|e| panic!("{p:?}: {e}"))
         },
     );
 }
@@ -272,34 +274,64 @@ pub mod scenarios {
         assert_eq!(rec["job_id"], job.as_str());
     }
 
+    /// The fixed hostile names every executor is tried with, and `extra` generated ones: each reaches its
+    /// job as one argument with exactly its bytes, once, and nothing in any name is executed.
     pub fn hostile_names(
         env: TestEnv,
         deadline: Duration,
+        extra: Vec<std::ffi::OsString>,
         output_of: impl Fn(&TestEnv, &Path, &str) -> Vec<u8>,
-    ) {
-        let env = env.job("wrap_cmd: printf '%s|'");
-        let _d = env.start();
+    ) -> TestEnv {
         use std::os::unix::ffi::OsStrExt;
-        let names = [
-            std::ffi::OsStr::new("a b'$(touch X)\";x"),
-            std::ffi::OsStr::new("line\nbreak `touch X` ; touch X"),
+        let env = env
+            .job("wrap_cmd: printf '%s|'")
+            .watch("stability_checks: 1");
+        let mut names: Vec<std::ffi::OsString> = [
+            std::ffi::OsStr::new("a b'$(touch pwned)\";x"),
+            std::ffi::OsStr::new("line\nbreak `touch pwned` ; touch pwned"),
             // Not UTF-8 (Latin-1 bytes, as old instruments write them).
-            std::ffi::OsStr::from_bytes(b"caf\xe9 $(touch X)"),
-        ];
-        for name in names {
-            let dir = env.ready_dir(name);
-            let g = env.wait_final(&dir, deadline);
+            std::ffi::OsStr::from_bytes(b"caf\xe9 $(touch pwned)"),
+        ]
+        .map(std::ffi::OsStr::to_os_string)
+        .into();
+        names.extend(extra);
+        let dirs: Vec<_> = names.iter().map(|n| env.ready_dir(n)).collect();
+        let _d = env.start();
+        for (name, dir) in names.iter().zip(&dirs) {
+            let g = env.wait_final(dir, deadline);
             assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{name:?}");
-            let out = output_of(&env, &dir, g.job_id.as_deref().unwrap());
-            let mut want = bytes_of(&dir);
+            assert_eq!(
+                env.history(dir).len(),
+                1,
+                "{name:?} got more than one record"
+            );
+            let out = output_of(&env, dir, g.job_id.as_deref().unwrap());
+            let mut want = bytes_of(dir);
             want.push(b'|');
             assert_eq!(out, want, "{name:?} did not arrive as one argument");
-            assert!(
-                !dir.join("X").exists() && !env.root.join("X").exists(),
-                "{name:?} was executed"
-            );
         }
-        assert!(!std::path::Path::new("X").exists());
+        let injected = find_named(env.tmp.path(), "pwned");
+        assert!(injected.is_empty(), "a name was executed: {injected:?}");
+        assert!(!Path::new("pwned").exists());
+        env
+    }
+
+    /// Every file or folder called `name` below `dir` (links not followed).
+    fn find_named(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
+        let mut found = Vec::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if e.file_name() == name {
+                    found.push(p.clone());
+                }
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    todo.push(p);
+                }
+            }
+        }
+        found
     }
 
     pub fn growing_and_locked(env: TestEnv, deadline: Duration) {
