@@ -13,6 +13,8 @@
 //! - [`scheduler`]: the job back ends, [`scheduler::slurm`] (sbatch/sacct/squeue) and [`scheduler::local`].
 //! - [`process`]: the one home of child processes (argv, timeout, process group).
 //! - [`fsx`]: the file-system edge: the one atomic file replace (`write_atomic`).
+//! - [`deliver`]: notices out: e-mail (`sendmail -t` or SMTP), webhooks, the event hook; the safe read
+//!   of a directory's `.dirwatch_meta.json`.
 //! - [`outcome`]: failure-log lines and the guarded deletion of finished directories.
 //! - [`daemon`]: the loop: one owner of state, built from its parts (config, scheduler, clock); its steps
 //!   observe, ask the engine, commit, act.
@@ -32,6 +34,7 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod deliver;
 pub mod engine;
 pub mod fsx;
 pub mod install;

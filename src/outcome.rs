@@ -34,6 +34,18 @@ pub struct FailureRecord {
     pub exit_code: String,
     /// Attempt number of the generation (1 = first job).
     pub attempt: u32,
+    /// Slurm's reason for the end (sacct `Reason`: `NonZeroExitCode`, `TimeLimit`, …).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+    /// The nodes the job ran on (sacct `NodeList`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub nodes: Option<String>,
+    /// The job's run time in seconds (sacct `ElapsedRaw`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub elapsed_sec: Option<u64>,
+    /// The job's output file (stdout and stderr).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub output: Option<String>,
 }
 
 impl FailureRecord {
@@ -50,6 +62,10 @@ impl FailureRecord {
             state: g.final_state.clone().unwrap_or_default(),
             exit_code: g.exit_code.clone().unwrap_or_default(),
             attempt: g.attempt,
+            reason: Some(g.detail.reason.clone()).filter(|s| !s.is_empty()),
+            nodes: Some(g.detail.nodes.clone()).filter(|s| !s.is_empty()),
+            elapsed_sec: g.detail.elapsed_sec,
+            output: None,
         }
     }
 }
@@ -213,6 +229,10 @@ mod tests {
             state: "FAILED".into(),
             exit_code: "3:0".into(),
             attempt: 1,
+            reason: Some("NonZeroExitCode".into()),
+            nodes: Some("node1".into()),
+            elapsed_sec: Some(3),
+            output: Some("/r/a/slurm-5.out".into()),
         };
         append_failure(&log, &rec).unwrap();
         append_failure(&log, &rec).unwrap();

@@ -10,10 +10,11 @@
 
 mod say;
 mod steps;
+mod tell;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::config::Config;
+use crate::deliver::EmailTransport;
 use crate::engine::{Cadence, OutageLatch, RejectionLatch, Schedule, StabilityTracker};
 use crate::ledger::{Counts, Ledger, LedgerError};
 use crate::metrics::{Metrics, MetricsError};
@@ -154,6 +156,25 @@ struct Health {
     scan: OutageLatch,
 }
 
+/// Telling people: how e-mail leaves (resolved at start and on reload) and whether each delivery target is
+/// failing, so an outage of a mail server or webhook is said once when it starts and once when it ends.
+#[derive(Debug)]
+struct Telling {
+    /// `sendmail`, SMTP, or nothing.
+    email: EmailTransport,
+    /// One latch per channel and target (`webhook https://hooks.example.org`).
+    outages: HashMap<String, OutageLatch>,
+}
+
+impl Telling {
+    fn new(cfg: &Config) -> Telling {
+        Telling {
+            email: EmailTransport::resolve(&cfg.notify),
+            outages: HashMap::new(),
+        }
+    }
+}
+
 /// The ledger's counts, for metrics and systemd's `STATUS=`: counting walks the whole ledger, so it is
 /// re-read only after this daemon wrote, or once per poll interval (which picks up the CLI's changes).
 #[derive(Debug)]
@@ -207,6 +228,8 @@ pub struct Daemon {
     counts: CachedCounts,
     /// Metrics and systemd notifications.
     observers: Observers,
+    /// Notices: e-mail transport and delivery outages.
+    telling: Telling,
     /// Records whose job id showed a row of another job (a reused id): said once per job, not every poll.
     told_stale: HashSet<i64>,
     /// The single-instance lock; released when the daemon is dropped.
@@ -257,6 +280,7 @@ impl Daemon {
         let metrics = Metrics::start(&cfg.metrics)?;
         let sched = metrics.instrument(make_sched(&cfg), &notifier);
         prepare_output_dir(&cfg);
+        let telling = Telling::new(&cfg);
         Ok(Daemon {
             cfg,
             ledger,
@@ -269,6 +293,7 @@ impl Daemon {
             counts: CachedCounts::default(),
             observers: Observers { metrics, notifier },
             told_stale: HashSet::new(),
+            telling,
             _lock: lock,
         })
     }
@@ -277,6 +302,7 @@ impl Daemon {
     pub fn run(&mut self, events: &Receiver<Event>) {
         say::started(&self.cfg, self.sched.name());
         say::environment_withheld(&crate::process::withheld_slurm_names(std::env::vars_os()));
+        say::telling(&self.cfg, &self.telling.email);
         loop {
             match self.cycle(events) {
                 Flow::Stop => break,
@@ -329,6 +355,7 @@ impl Daemon {
                     .metrics
                     .instrument((self.make_sched)(&self.cfg), &self.observers.notifier);
                 self.observers.metrics.reload(&self.cfg.metrics);
+                self.telling.email = EmailTransport::resolve(&self.cfg.notify);
                 prepare_output_dir(&self.cfg);
                 self.schedule.rescan();
                 say::reloaded(&self.cfg.source);
@@ -365,6 +392,7 @@ impl Daemon {
             self.schedule.tracked(now, self.cadence());
         }
         self.finish_effects();
+        self.deliver_notices();
         if self.schedule.scan_due(now) {
             self.scan(&mut agenda, now);
             let settling = self.settling.tracker.is_settling();

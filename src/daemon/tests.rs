@@ -519,6 +519,7 @@ fn old_row(job_id: &str, state: &str) -> Scripted {
         state: state.into(),
         exit_code: "0:0".into(),
         requeue: None,
+        detail: Default::default(),
     })
 }
 

@@ -208,6 +208,7 @@ impl Scheduler for Fake {
                         state,
                         exit_code,
                         requeue,
+                        detail: Default::default(),
                     })
                 }
             })

@@ -268,6 +268,7 @@ impl Scheduler for Local {
                     state: rep.state.clone(),
                     exit_code: rep.exit_code.clone(),
                     requeue: Some(false),
+                    detail: Default::default(),
                 })
             })
             .collect();
@@ -300,12 +301,14 @@ impl Local {
                 Probe::Ended(s) => JobReport {
                     state: s.state,
                     exit_code: s.exit_code,
+                    detail: Default::default(),
                 },
                 Probe::Running => {
                     running += 1;
                     JobReport {
                         state: "RUNNING".into(),
                         exit_code: "0:0".into(),
+                        detail: Default::default(),
                     }
                 }
                 Probe::Queued => {
@@ -313,12 +316,14 @@ impl Local {
                     JobReport {
                         state: "PENDING".into(),
                         exit_code: "0:0".into(),
+                        detail: Default::default(),
                     }
                 }
                 // The runner was killed (or the machine rebooted) before it could record the end.
                 Probe::Lost => JobReport {
                     state: "NODE_FAIL".into(),
                     exit_code: "0:0".into(),
+                    detail: Default::default(),
                 },
                 Probe::Unknown => continue,
             };
@@ -343,6 +348,7 @@ impl Local {
                         JobReport {
                             state: "RUNNING".into(),
                             exit_code: "0:0".into(),
+                            detail: Default::default(),
                         },
                     );
                 }
