@@ -1589,4 +1589,99 @@ mod tests {
             assert!(!e.fix.is_empty(), "{e}");
         }
     }
+
+    /// Every key the Python original reads, as its installer writes them: with values, and with the
+    /// empty values it writes when a flag was not given (`from_email: ` is null, `smtp_port: 0`).
+    #[test]
+    fn the_originals_whole_config_loads() {
+        let root = std::env::temp_dir();
+        let full = include_str!("../../tests/data/original-full-config.yaml")
+            .replace("/data/incoming", &root.to_string_lossy());
+        let c = parse(&full).unwrap();
+        assert!(c.legacy_db);
+        let smtp = c.notify.smtp.as_ref().unwrap();
+        assert_eq!(
+            (
+                smtp.host.as_str(),
+                smtp.port,
+                smtp.user.as_deref(),
+                smtp.tls
+            ),
+            ("smtp.example.org", 587, Some("dirwatcher"), true)
+        );
+        assert_eq!(smtp.pass.as_ref().unwrap().expose(), "s3cret-Passw0rd");
+        assert_eq!(c.notify.from.as_deref(), Some("dirwatcher@example.org"));
+        let shown = c.to_yaml();
+        assert!(!shown.contains("s3cret"), "the password is shown:\n{shown}");
+        assert!(shown.contains("smtp_pass: \"<secret>\""), "{shown}");
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "Debug shows the password"
+        );
+        let empty = format!(
+            "watch:\n  root: {}\njob:\n  wrap_cmd: echo\nbehavior:\n  from_email: \n  smtp_host: \n  smtp_port: 0\n  \
+             smtp_user: \n  smtp_pass: \n  smtp_use_tls: true\ndb:\n  host: 127.0.0.1\n  port: 3306\n  name: hm_app_db\n  \
+             user: hmapp\n  pass: \n",
+            root.display()
+        );
+        let c = parse(&empty).unwrap();
+        assert!(c.notify.smtp.is_none() && c.notify.from.is_none() && c.legacy_db);
+    }
+
+    #[test]
+    fn notify_keys_are_checked_and_secrets_come_from_files_or_the_environment() {
+        let t = tempfile::tempdir().unwrap();
+        let token = t.path().join("token");
+        std::fs::write(&token, "tok-123\n").unwrap();
+        let c = parse(&with_root(&format!(
+            "job:\n  wrap_cmd: echo\nnotify:\n  events: [completed, blocked]\n  email_to: [ops@example.org]\n  \
+             webhooks: [\"https://hooks.example.org/x\"]\n  webhook_format: slack\n  webhook_token_file: {}\n  \
+             command: [/usr/local/bin/hook, --db]\n",
+            token.display()
+        )))
+        .unwrap();
+        assert_eq!(c.notify.webhook_token.as_ref().unwrap().expose(), "tok-123");
+        assert!(!c.to_yaml().contains("tok-123"));
+        assert_eq!(parse(&c.to_yaml()).unwrap().to_yaml(), c.to_yaml());
+        for (body, key, problem) in [
+            ("  events: [done]\n", "notify.events", "not an event"),
+            (
+                "  email_to: [\"a@b\\nBcc: c@d\"]\n",
+                "notify.email_to",
+                "not a plain e-mail address",
+            ),
+            ("  webhooks: [\"ftp://x\"]\n", "notify.webhooks", "http"),
+            ("  email_via: smtp\n", "notify.email_via", "SMTP server"),
+            (
+                "  webhook_token_env: DW_SURELY_UNSET_TOKEN\n",
+                "notify.webhook_token_env",
+                "not set",
+            ),
+            (
+                "  webhook_token_file: /nonexistent/token\n",
+                "notify.webhook_token_file",
+                "cannot read",
+            ),
+        ] {
+            let e = parse(&with_root(&format!(
+                "job:\n  wrap_cmd: echo\nnotify:\n{body}"
+            )))
+            .unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+            assert!(e.problem.contains(problem), "{e}");
+        }
+        let e = parse(&with_root(
+            "job:\n  wrap_cmd: echo\nbehavior:\n  smtp_host: h\n  smtp_pass: x\n  smtp_pass_env: HOME\n",
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "behavior.smtp_pass_env", "{e}");
+    }
+
+    #[test]
+    fn a_staged_config_may_name_a_root_that_does_not_exist_here() {
+        let yaml = "watch:\n  root: /surely/not/here/incoming\njob:\n  wrap_cmd: echo\n";
+        assert_eq!(parse(yaml).unwrap_err().key, "watch.root");
+        let c = Config::parse_with(yaml, Path::new("/x.yaml"), RootCheck::Staged).unwrap();
+        assert_eq!(c.watch.root, Path::new("/surely/not/here/incoming"));
+    }
 }

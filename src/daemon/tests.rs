@@ -825,7 +825,11 @@ fn a_failing_channel_is_retried_with_back_off_nothing_is_lost_and_it_is_given_up
     b.run_for(Duration::from_secs(9));
     assert_eq!(b.hook_tries(), 1, "tried again inside its back-off");
     b.run_for(Duration::from_secs(2));
-    assert_eq!(b.hook_tries(), 2, "not tried again 10 s after the first failure");
+    assert_eq!(
+        b.hook_tries(),
+        2,
+        "not tried again 10 s after the first failure"
+    );
     b.run_for(Duration::from_secs(18));
     assert_eq!(b.hook_tries(), 2, "the second delay is not doubled");
     assert!(b.told().is_empty());

@@ -7,6 +7,7 @@ mod harness;
 mod install;
 mod layering;
 mod local;
+mod notify;
 mod observe;
 mod ops;
 mod slurm_config;
