@@ -179,7 +179,7 @@ prints what to run). A second run with the same flags changes nothing and says s
         after_help = "Example (the original's):\n  dirwatcher install --watch-root /data/incoming --signal-file _READY \\\n    \
 --partition main --account dev --gres gpu:1 --time 00:10:00"
     )]
-    Install(InstallArgs),
+    Install(Box<InstallArgs>),
     /// Remove the service, its unit, binary and sample job; keep config, ledger and logs unless --purge.
     Uninstall(UninstallArgs),
     /// Internal: writes man pages, shell completions and the package's static files (for packaging).

@@ -1095,7 +1095,7 @@ mod tests {
             let old = SCHEMA.replace(added, "\n");
             let old = old.split("-- The outbox").next().unwrap();
             assert!(!old.contains("seen_at") && !old.contains("outbox"));
-            c.execute_batch(&old).unwrap();
+            c.execute_batch(old).unwrap();
             c.execute(
                 "INSERT INTO generations (dir, ready_dev, ready_ino, ready_size, ready_mtime_ns, state, submit_key,
                      job_id, job_name, created_at, updated_at)

@@ -78,7 +78,7 @@ fn b64decode(s: &str) -> Vec<u8> {
 fn smtp_session(s: TcpStream, mails: &Mutex<Vec<Mail>>) {
     let mut w = s.try_clone().unwrap();
     let mut r = BufReader::new(s);
-    let mut say = |w: &mut TcpStream, l: &str| {
+    let say = |w: &mut TcpStream, l: &str| {
         let _ = w.write_all(format!("{l}\r\n").as_bytes());
     };
     say(&mut w, "220 test ESMTP");
