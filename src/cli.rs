@@ -180,7 +180,7 @@ prints what to run). A second run with the same flags changes nothing and says s
         after_help = "Example (the original's):\n  dirwatcher install --watch-root /data/incoming --signal-file _READY \\\n    \
 --partition main --account dev --gres gpu:1 --time 00:10:00"
     )]
-    Install(InstallArgs),
+    Install(Box<InstallArgs>),
     /// Remove the service, its unit, binary and sample job; keep config, ledger and logs unless --purge.
     Uninstall(UninstallArgs),
     /// Internal: writes man pages, shell completions and the package's static files (for packaging).
@@ -198,7 +198,8 @@ prints what to run). A second run with the same flags changes nothing and says s
 /// `--destdir` and `--dry-run`.
 #[derive(Debug, Clone, Args)]
 pub struct InstallArgs {
-    /// Directory to watch (`watch.root`). Must exist: dirwatcher never creates it.
+    /// Directory to watch (`watch.root`). Must exist (dirwatcher never creates it), except when staging
+    /// with --destdir for another machine.
     #[arg(long, value_name = "DIR")]
     pub watch_root: PathBuf,
     /// Ready-file name (`watch.signal_filename`).
@@ -249,6 +250,66 @@ pub struct InstallArgs {
     /// Print what would be done; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// The original's e-mail flags, written into the config (`behavior.from_email`, `smtp_*`).
+    #[command(flatten)]
+    pub mail: MailArgs,
+    /// The original's flags that do not apply to dirwatcher: accepted, with a warning.
+    #[command(flatten)]
+    pub legacy: LegacyInstallArgs,
+}
+
+/// The Python original's e-mail flags of `install_service.py`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct MailArgs {
+    /// Sender of the notification e-mails (`behavior.from_email`).
+    #[arg(long, value_name = "ADDRESS")]
+    pub from_email: Option<String>,
+    /// SMTP server, used when sendmail is not installed (`behavior.smtp_host`).
+    #[arg(long, value_name = "HOST")]
+    pub smtp_host: Option<String>,
+    /// SMTP port (`behavior.smtp_port`).
+    #[arg(long, value_name = "PORT")]
+    pub smtp_port: Option<u16>,
+    /// SMTP user (`behavior.smtp_user`).
+    #[arg(long, value_name = "NAME")]
+    pub smtp_user: Option<String>,
+    /// Accepted for the original's command lines, but never written into the (world-readable) config:
+    /// put the password in a file only the service user reads and set `behavior.smtp_pass_file`.
+    #[arg(long, value_name = "PASSWORD")]
+    pub smtp_pass: Option<String>,
+    /// TLS to the SMTP server (the default; `behavior.smtp_use_tls`).
+    #[arg(long, overrides_with = "no_smtp_use_tls")]
+    pub smtp_use_tls: bool,
+    /// Plain SMTP (`behavior.smtp_use_tls: false`).
+    #[arg(long)]
+    pub no_smtp_use_tls: bool,
+    /// The original installed and configured msmtp; dirwatcher sends mail itself (sendmail when present,
+    /// else SMTP with the flags above): accepted, with a note.
+    #[arg(long)]
+    pub smtp_setup: bool,
+}
+
+/// The original's installer flags that have no meaning for dirwatcher.
+#[derive(Debug, Clone, Default, Args)]
+pub struct LegacyInstallArgs {
+    /// Ignored: dirwatcher is one binary, no Python interpreter runs it.
+    #[arg(long, value_name = "PATH", hide = true)]
+    pub python_bin: Option<String>,
+    /// Ignored: the original's web-app database bridge is not built in (use `notify.command`).
+    #[arg(long, value_name = "NAME", hide = true)]
+    pub db_name: Option<String>,
+    /// Ignored (see --db-name).
+    #[arg(long, value_name = "NAME", hide = true)]
+    pub db_user: Option<String>,
+    /// Ignored (see --db-name).
+    #[arg(long, value_name = "PASSWORD", hide = true)]
+    pub db_pass: Option<String>,
+    /// Ignored (see --db-name).
+    #[arg(long, value_name = "HOST", hide = true)]
+    pub db_host: Option<String>,
+    /// Ignored (see --db-name).
+    #[arg(long, value_name = "PORT", hide = true)]
+    pub db_port: Option<String>,
 }
 
 /// `dirwatcher uninstall` flags.

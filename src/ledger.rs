@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::engine::{GenState, Generation, ReadyIdentity};
+use crate::engine::notice::{Channel, EventKind};
+use crate::engine::{GenState, Generation, JobDetail, ReadyIdentity};
 use crate::time::Millis;
 
 /// Why the ledger could not be used.
@@ -106,22 +107,47 @@ CREATE TABLE IF NOT EXISTS generations (
     failure_log_pending INTEGER NOT NULL DEFAULT 0,
     deleted             INTEGER NOT NULL DEFAULT 0,
     updated_at          INTEGER NOT NULL,
-    seen_at             INTEGER
+    seen_at             INTEGER,
+    reason              TEXT,
+    nodes               TEXT,
+    elapsed_sec         INTEGER
 );
 CREATE INDEX IF NOT EXISTS generations_dir ON generations(dir, id);
 CREATE INDEX IF NOT EXISTS generations_state ON generations(state);
 CREATE INDEX IF NOT EXISTS generations_dir_ident ON generations(dir_ino, dir_dev);
+-- The outbox: one row per notice (event × channel × target), committed with its event, delivered at least
+-- once by the daemon, retried with back-off, kept after delivery (`sent`) or the last attempt (`given_up`).
+CREATE TABLE IF NOT EXISTS outbox (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    gen_id      INTEGER,
+    event       TEXT    NOT NULL,
+    channel     TEXT    NOT NULL,
+    target      TEXT    NOT NULL,
+    payload     TEXT    NOT NULL,
+    state       TEXT    NOT NULL DEFAULT 'pending',
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    next_at     INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    done_at     INTEGER,
+    last_error  TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_at);
 ";
 
 const COLUMNS: &str = "id, dir, ready_dev, ready_ino, ready_size, ready_mtime_ns, dir_dev, dir_ino, state, attempt, \
     submit_tries, submit_key, job_id, job_name, created_at, submitted_at, finished_at, next_try_at, final_state, \
-    exit_code, last_error, uncertain, delete_pending, failure_log_pending, deleted, updated_at, seen_at";
+    exit_code, last_error, uncertain, delete_pending, failure_log_pending, deleted, updated_at, seen_at, reason, \
+    nodes, elapsed_sec";
 
 /// Columns added after the first release, with their definition: a ledger written by an older dirwatcher
 /// gets them on open (`ALTER TABLE … ADD COLUMN`; the new values start empty).
-const ADDED_COLUMNS: [(&str, &str); 1] = [
+const ADDED_COLUMNS: [(&str, &str); 4] = [
     // When a scheduler source last showed the job (for `lost`).
     ("seen_at", "INTEGER"),
+    // What explains a job's end (failure log, notices).
+    ("reason", "TEXT"),
+    ("nodes", "TEXT"),
+    ("elapsed_sec", "INTEGER"),
 ];
 
 /// Mode of a new ledger file: the service's group may read it (`sqlite3`, backups), no one else.
@@ -316,14 +342,31 @@ impl Ledger {
         )
     }
 
-    /// Records the job id of a submission (fresh or adopted after a lookup).
-    pub fn record_submitted(&self, id: i64, job_id: &str, now: Millis) -> Result<()> {
-        self.exec(
-            "UPDATE generations SET state = 'submitted', job_id = ?2, submitted_at = ?3, uncertain = 0,
-                 last_error = NULL, updated_at = ?3 WHERE id = ?1 AND state = 'submitting'",
-            params![id, job_id, now],
-            "cannot record the job id",
-        )
+    /// Records the job id of a submission (fresh or adopted after a lookup), with its notices.
+    pub fn record_submitted(
+        &mut self,
+        id: i64,
+        job_id: &str,
+        notices: &[NewNotice<'_>],
+        now: Millis,
+    ) -> Result<()> {
+        let path = self.path.clone();
+        let sql = |what| sqle(&path, what);
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(sql("cannot begin a transaction"))?;
+        let changed = tx
+            .execute(
+                "UPDATE generations SET state = 'submitted', job_id = ?2, submitted_at = ?3, uncertain = 0,
+                     last_error = NULL, updated_at = ?3 WHERE id = ?1 AND state = 'submitting'",
+                params![id, job_id, now],
+            )
+            .map_err(sql("cannot record the job id"))?;
+        if changed > 0 {
+            insert_notices(&tx, Some(id), notices, now).map_err(sql("cannot queue a notice"))?;
+        }
+        tx.commit().map_err(sql("cannot commit the job id"))
     }
 
     /// Records a submission that failed. `certain` = the scheduler said no (no job can exist); otherwise
@@ -382,12 +425,17 @@ impl Ledger {
             .conn
             .transaction()
             .map_err(sql("cannot begin a transaction"))?;
+        let d = end.detail;
+        let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
         tx.execute(
             "UPDATE generations SET state = ?2, final_state = ?3, exit_code = ?4, delete_pending = ?5,
-                 failure_log_pending = ?6, finished_at = ?7, updated_at = ?7 WHERE id = ?1",
-            params![g.id, end.state.as_str(), end.final_state, end.exit_code, end.delete_pending, end.failure_log_pending, now],
+                 failure_log_pending = ?6, finished_at = ?7, updated_at = ?7, reason = ?8, nodes = ?9,
+                 elapsed_sec = ?10 WHERE id = ?1",
+            params![g.id, end.state.as_str(), end.final_state, end.exit_code, end.delete_pending,
+                end.failure_log_pending, now, text(&d.reason), text(&d.nodes), d.elapsed_sec.map(i)],
         )
         .map_err(sql("cannot record the job's end"))?;
+        insert_notices(&tx, Some(g.id), end.notices, now).map_err(sql("cannot queue a notice"))?;
         let retry = match end.retry_at {
             Some(at) => Some(
                 insert_row(
@@ -425,14 +473,143 @@ impl Ledger {
         Ok(())
     }
 
-    /// Records that no source has shown the job for too long: it is followed no more.
-    pub fn record_lost(&self, id: i64, now: Millis) -> Result<()> {
+    /// Records that no source has shown the job for too long: it is followed no more. With its notices.
+    pub fn record_lost(&mut self, id: i64, notices: &[NewNotice<'_>], now: Millis) -> Result<()> {
+        let path = self.path.clone();
+        let sql = |what| sqle(&path, what);
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(sql("cannot begin a transaction"))?;
+        let changed = tx
+            .execute(
+                "UPDATE generations SET state = 'lost', finished_at = ?2, updated_at = ?2
+                     WHERE id = ?1 AND state = 'submitted'",
+                params![id, now],
+            )
+            .map_err(sql("cannot record the lost job"))?;
+        if changed > 0 {
+            insert_notices(&tx, Some(id), notices, now).map_err(sql("cannot queue a notice"))?;
+        }
+        tx.commit().map_err(sql("cannot commit the lost job"))
+    }
+
+    /// Queues notices that belong to no single transition (a blocked submission).
+    pub fn queue_notices(
+        &mut self,
+        gen_id: Option<i64>,
+        notices: &[NewNotice<'_>],
+        now: Millis,
+    ) -> Result<()> {
+        let path = self.path.clone();
+        let sql = |what| sqle(&path, what);
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(sql("cannot begin a transaction"))?;
+        insert_notices(&tx, gen_id, notices, now).map_err(sql("cannot queue a notice"))?;
+        tx.commit().map_err(sql("cannot commit a notice"))
+    }
+
+    /// Notices due for delivery at `now`, oldest first, at most `limit`.
+    pub fn due_notices(&self, now: Millis, limit: u32) -> Result<Vec<Notice>> {
+        let what = "cannot read the outbox";
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT id, gen_id, event, channel, target, payload, attempts FROM outbox
+                 WHERE state = 'pending' AND next_at <= ?1 ORDER BY id LIMIT ?2",
+            )
+            .map_err(self.sql(what))?;
+        let rows = st
+            .query_map(params![now, limit], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Option<i64>>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, u32>(6)?,
+                ))
+            })
+            .map_err(self.sql(what))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, gen_id, event, channel, target, payload, attempts) =
+                row.map_err(self.sql(what))?;
+            // A word written by a later version is left for that version.
+            if let (Some(event), Some(channel)) =
+                (EventKind::parse(&event), Channel::parse(&channel))
+            {
+                out.push(Notice {
+                    id,
+                    gen_id,
+                    event,
+                    channel,
+                    target,
+                    payload,
+                    attempts,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The earliest time a pending notice is due (for the loop's wake-up).
+    pub fn next_notice_at(&self) -> Result<Option<Millis>> {
+        self.conn
+            .query_row(
+                "SELECT MIN(next_at) FROM outbox WHERE state = 'pending'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.sql("cannot read the outbox"))
+    }
+
+    /// Records a delivered notice.
+    pub fn notice_sent(&self, id: i64, now: Millis) -> Result<()> {
         self.exec(
-            "UPDATE generations SET state = 'lost', finished_at = ?2, updated_at = ?2
-                 WHERE id = ?1 AND state = 'submitted'",
+            "UPDATE outbox SET state = 'sent', attempts = attempts + 1, done_at = ?2, last_error = NULL
+                 WHERE id = ?1",
             params![id, now],
-            "cannot record the lost job",
+            "cannot record a delivered notice",
         )
+    }
+
+    /// Records a failed delivery: tried again at `retry_at`, or given up (`None`).
+    pub fn notice_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<Millis>,
+        now: Millis,
+    ) -> Result<()> {
+        self.exec(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?2,
+                 state = CASE WHEN ?3 IS NULL THEN 'given_up' ELSE 'pending' END,
+                 next_at = COALESCE(?3, next_at), done_at = CASE WHEN ?3 IS NULL THEN ?4 END WHERE id = ?1",
+            params![id, error, retry_at, now],
+            "cannot record a failed delivery",
+        )
+    }
+
+    /// How many notices wait for delivery, and how many were given up, for `status`.
+    pub fn notice_counts(&self) -> Result<NoticeCounts> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FILTER (WHERE state = 'pending'), COUNT(*) FILTER (WHERE state = 'sent'),
+                     COUNT(*) FILTER (WHERE state = 'given_up') FROM outbox",
+                [],
+                |r| {
+                    Ok(NoticeCounts {
+                        pending: u(r.get(0)?),
+                        sent: u(r.get(1)?),
+                        given_up: u(r.get(2)?),
+                    })
+                },
+            )
+            .map_err(self.sql("cannot read the outbox"))
     }
 
     /// Queues a new attempt for a finished generation (operator `retry`). Returns the new record id.
@@ -584,6 +761,49 @@ impl Ledger {
     }
 }
 
+/// A notice to queue with its event: how it goes out, to whom, and the event document.
+#[derive(Debug, Clone)]
+pub struct NewNotice<'a> {
+    /// What happened.
+    pub event: EventKind,
+    /// How it goes out.
+    pub channel: Channel,
+    /// Recipients (e-mail) or URL (webhook); empty for the command.
+    pub target: &'a str,
+    /// The event document (JSON, schema `dirwatcher.event/1`).
+    pub payload: &'a str,
+}
+
+/// A queued notice, as the delivery step reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// Outbox row id.
+    pub id: i64,
+    /// The generation it is about (none for a blocked submission).
+    pub gen_id: Option<i64>,
+    /// What happened.
+    pub event: EventKind,
+    /// How it goes out.
+    pub channel: Channel,
+    /// Recipients or URL.
+    pub target: String,
+    /// The event document.
+    pub payload: String,
+    /// Deliveries tried so far.
+    pub attempts: u32,
+}
+
+/// The outbox by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct NoticeCounts {
+    /// Waiting for (another) delivery.
+    pub pending: u64,
+    /// Delivered.
+    pub sent: u64,
+    /// Given up after the last attempt.
+    pub given_up: u64,
+}
+
 /// The end of a job, as the daemon records it.
 #[derive(Debug, Clone)]
 pub struct EndRecord<'a> {
@@ -599,6 +819,10 @@ pub struct EndRecord<'a> {
     pub failure_log_pending: bool,
     /// Queue another attempt, not before this time.
     pub retry_at: Option<Millis>,
+    /// Reason, nodes, run time.
+    pub detail: &'a JobDetail,
+    /// Notices of the end, queued in the same transaction.
+    pub notices: &'a [NewNotice<'a>],
 }
 
 /// What a new generation record holds before it gets an id and a key.
@@ -675,6 +899,29 @@ fn insert_row(
     Ok(id)
 }
 
+fn insert_notices(
+    tx: &rusqlite::Transaction<'_>,
+    gen_id: Option<i64>,
+    notices: &[NewNotice<'_>],
+    now: Millis,
+) -> rusqlite::Result<()> {
+    for n in notices {
+        tx.execute(
+            "INSERT INTO outbox (gen_id, event, channel, target, payload, next_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            params![
+                gen_id,
+                n.event.as_str(),
+                n.channel.as_str(),
+                n.target,
+                n.payload,
+                now
+            ],
+        )?;
+    }
+    Ok(())
+}
+
 fn sqle(path: &Path, what: &'static str) -> impl FnOnce(rusqlite::Error) -> LedgerError {
     let path = path.to_path_buf();
     move |source| LedgerError::Sql { path, what, source }
@@ -719,6 +966,11 @@ fn row_to_gen(r: &Row<'_>) -> rusqlite::Result<Generation> {
         deleted: r.get(24)?,
         updated_at: r.get(25)?,
         seen_at: r.get(26)?,
+        detail: JobDetail {
+            reason: r.get::<_, Option<String>>(27)?.unwrap_or_default(),
+            nodes: r.get::<_, Option<String>>(28)?.unwrap_or_default(),
+            elapsed_sec: r.get::<_, Option<i64>>(29)?.map(u),
+        },
     })
 }
 
@@ -818,7 +1070,7 @@ mod tests {
         assert!(g.key.starts_with("dw-") && g.key.ends_with(&format!("-{}", g.id)));
         l.mark_sbatch_started(g.id, 11).unwrap();
         assert!(l.get(g.id).unwrap().unwrap().uncertain);
-        l.record_submitted(g.id, "42", 12).unwrap();
+        l.record_submitted(g.id, "42", &[], 12).unwrap();
         let s = l.get(g.id).unwrap().unwrap();
         assert_eq!(
             (s.state, s.job_id.as_deref(), s.uncertain),
@@ -833,8 +1085,18 @@ mod tests {
             delete_pending: false,
             failure_log_pending: true,
             retry_at: None,
+            detail: &JobDetail {
+                reason: "NonZeroExitCode".into(),
+                nodes: "vm".into(),
+                elapsed_sec: Some(7),
+            },
+            notices: &[],
         };
         assert_eq!(l.record_end(&g, &end, 20).unwrap(), None);
+        assert_eq!(
+            l.get(g.id).unwrap().unwrap().detail.reason,
+            "NonZeroExitCode"
+        );
         assert!(l.active().unwrap().is_empty());
         assert_eq!(l.pending_effects().unwrap().len(), 1);
         l.record_failure_logged(g.id, 21).unwrap();
@@ -919,10 +1181,13 @@ mod tests {
         let p = t.path().join("old.db");
         {
             let c = Connection::open(&p).unwrap();
-            // The first release's table, without `seen_at`.
-            let old = SCHEMA.replace(",\n    seen_at             INTEGER\n", "\n");
-            assert!(!old.contains("seen_at"));
-            c.execute_batch(&old).unwrap();
+            // The first release's table, without `seen_at`, the end's details and the outbox.
+            let added = ",\n    seen_at             INTEGER,\n    reason              TEXT,\n    nodes               TEXT,\n    elapsed_sec         INTEGER\n";
+            assert!(SCHEMA.contains(added));
+            let old = SCHEMA.replace(added, "\n");
+            let old = old.split("-- The outbox").next().unwrap();
+            assert!(!old.contains("seen_at") && !old.contains("outbox"));
+            c.execute_batch(old).unwrap();
             c.execute(
                 "INSERT INTO generations (dir, ready_dev, ready_ino, ready_size, ready_mtime_ns, state, submit_key,
                      job_id, job_name, created_at, updated_at)
@@ -944,7 +1209,18 @@ mod tests {
     fn l_lost_roundtrip(p: &Path) {
         let mut l = Ledger::open(p).unwrap();
         let g = l.active().unwrap().pop().unwrap();
-        l.record_lost(g.id, 100).unwrap();
+        let notice = NewNotice {
+            event: EventKind::Lost,
+            channel: Channel::Command,
+            target: "",
+            payload: "{}",
+        };
+        l.record_lost(g.id, &[notice], 100).unwrap();
+        assert_eq!(
+            l.due_notices(100, 10).unwrap().len(),
+            1,
+            "the old ledger gained the outbox"
+        );
         let lost = l.get(g.id).unwrap().unwrap();
         assert_eq!(lost.state, GenState::Lost);
         assert!(

@@ -13,6 +13,8 @@
 //! - [`scheduler`]: the job back ends, [`scheduler::slurm`] (sbatch/sacct/squeue) and [`scheduler::local`].
 //! - [`process`]: the one home of child processes (argv, timeout, process group).
 //! - [`fsx`]: the file-system edge: the one atomic file replace (`write_atomic`).
+//! - [`deliver`]: notices out: e-mail (`sendmail -t` or SMTP), webhooks, the event hook; the safe read
+//!   of a directory's `.dirwatch_meta.json`.
 //! - [`outcome`]: failure-log lines and the guarded deletion of finished directories.
 //! - [`output_dir`]: the job output folder: created by the daemon, checked (no symlink, owner, mode)
 //!   before jobs are submitted, and what `check-config` warns about output places.
@@ -34,6 +36,7 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod deliver;
 pub mod engine;
 pub mod fsx;
 pub mod install;

@@ -98,6 +98,7 @@ struct Handles {
     duration: Family<CallLabel, Histogram, fn() -> Histogram>,
     last_poll: Gauge<f64, AtomicU64>,
     blocked: Family<[(&'static str, &'static str); 1], Gauge>,
+    notices: Family<[(&'static str, &'static str); 2], Counter>,
 }
 
 impl Handles {
@@ -131,7 +132,13 @@ fn new_registry() -> (Registry, Handles) {
         duration: Family::new_with_constructor(call_histogram as fn() -> Histogram),
         last_poll: Gauge::default(),
         blocked: Family::default(),
+        notices: Family::default(),
     };
+    reg.register(
+        "notifications",
+        "Notice deliveries by channel (email, webhook, command) and result (sent, failed, given_up)",
+        h.notices.clone(),
+    );
     reg.register(
         "directories",
         "Subdirectories of the watched root at the last scan",
@@ -307,6 +314,14 @@ impl Metrics {
             }
             GenState::Submitting | GenState::Submitted | GenState::Lost => {}
         }
+    }
+
+    /// A notice delivery on `channel` ended with `result` (`sent`, `failed`, `given_up`).
+    pub fn notice(&self, channel: &'static str, result: &'static str) {
+        self.h
+            .notices
+            .get_or_create(&[("channel", channel), ("result", result)])
+            .inc();
     }
 
     /// Whether submissions are refused for a configuration reason now (`None`: they are not).

@@ -36,6 +36,18 @@ pub struct FailureRecord {
     pub exit_code: String,
     /// Attempt number of the generation (1 = first job).
     pub attempt: u32,
+    /// Slurm's reason for the end (sacct `Reason`: `NonZeroExitCode`, `TimeLimit`, …).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+    /// The nodes the job ran on (sacct `NodeList`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub nodes: Option<String>,
+    /// The job's run time in seconds (sacct `ElapsedRaw`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub elapsed_sec: Option<u64>,
+    /// The job's output file (stdout and stderr).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub output: Option<String>,
 }
 
 impl FailureRecord {
@@ -52,6 +64,10 @@ impl FailureRecord {
             state: g.final_state.clone().unwrap_or_default(),
             exit_code: g.exit_code.clone().unwrap_or_default(),
             attempt: g.attempt,
+            reason: Some(g.detail.reason.clone()).filter(|s| !s.is_empty()),
+            nodes: Some(g.detail.nodes.clone()).filter(|s| !s.is_empty()),
+            elapsed_sec: g.detail.elapsed_sec,
+            output: None,
         }
     }
 }
@@ -450,6 +466,10 @@ mod tests {
             state: "FAILED".into(),
             exit_code: "3:0".into(),
             attempt: 1,
+            reason: Some("NonZeroExitCode".into()),
+            nodes: Some("vm".into()),
+            elapsed_sec: Some(3),
+            output: None,
         };
         append_failure(&log, &rec).unwrap();
         let whole = std::fs::read(&log).unwrap();
@@ -479,6 +499,10 @@ mod tests {
             state: String::new(),
             exit_code: String::new(),
             attempt: 1,
+            reason: None,
+            nodes: None,
+            elapsed_sec: None,
+            output: None,
         };
         append_failure(&log, &rec).unwrap();
         let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o7777;
@@ -498,6 +522,10 @@ mod tests {
             state: "FAILED".into(),
             exit_code: "3:0".into(),
             attempt: 1,
+            reason: Some("NonZeroExitCode".into()),
+            nodes: Some("node1".into()),
+            elapsed_sec: Some(3),
+            output: Some("/r/a/slurm-5.out".into()),
         };
         append_failure(&log, &rec).unwrap();
         append_failure(&log, &rec).unwrap();

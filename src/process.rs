@@ -94,12 +94,35 @@ pub enum ProcessError {
 
 /// Runs `inv` to completion within `timeout`; a non-zero exit is an error carrying the trimmed stderr.
 pub fn run(inv: &Invocation, timeout: Duration) -> Result<Output, ProcessError> {
+    run_fed(inv, None, timeout)
+}
+
+/// Like [`run`], with `input` on the child's stdin instead of `/dev/null` (written on a thread, so a child
+/// that does not read it cannot block us; the pipe is closed after it). The way to hand a child a secret:
+/// never on its command line, which every user can read in `/proc`.
+pub fn run_with_input(
+    inv: &Invocation,
+    input: &[u8],
+    timeout: Duration,
+) -> Result<Output, ProcessError> {
+    run_fed(inv, Some(input), timeout)
+}
+
+fn run_fed(
+    inv: &Invocation,
+    input: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Output, ProcessError> {
     let program = inv.program.to_string_lossy().into_owned();
     let mut cmd = Command::new(&inv.program);
     cmd.args(&inv.args)
         .env_clear()
         .envs(child_env(std::env::vars_os(), &inv.env))
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
@@ -107,6 +130,14 @@ pub fn run(inv: &Invocation, timeout: Duration) -> Result<Output, ProcessError> 
         program: program.clone(),
         source,
     })?;
+    if let (Some(mut stdin), Some(input)) = (child.stdin.take(), input) {
+        let input = input.to_vec();
+        // A child that exits without reading makes the write fail (EPIPE): its exit status says why.
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&input);
+        });
+    }
     let out_t = drain(child.stdout.take());
     let err_t = drain(child.stderr.take());
     let status = match child.wait_timeout(timeout) {

@@ -59,6 +59,24 @@ pub mod defaults {
     pub const UMASK: u32 = 0o027;
     /// `behavior.umask` as the YAML writes it: quoted, so no YAML reader takes it for a decimal number.
     pub const UMASK_TEXT: &str = "\"0027\"";
+    /// `behavior.smtp_port`: submission with STARTTLS, as the original's installer.
+    pub const SMTP_PORT: i64 = 587;
+    /// `behavior.smtp_use_tls`.
+    pub const SMTP_USE_TLS: bool = true;
+    /// `notify.events`: the ends of a job people wait for (the original mailed every finished job).
+    pub const NOTIFY_EVENTS: &str = "[completed, failed, lost]";
+    /// `notify.email_owner`.
+    pub const NOTIFY_EMAIL_OWNER: bool = true;
+    /// `notify.email_via`.
+    pub const NOTIFY_EMAIL_VIA: &str = "auto";
+    /// `notify.webhook_format`.
+    pub const NOTIFY_WEBHOOK_FORMAT: &str = "dirwatcher";
+    /// `notify.timeout_sec`: one delivery attempt (the loop waits for it).
+    pub const NOTIFY_TIMEOUT_SEC: f64 = 10.0;
+    /// `notify.retry_sec`.
+    pub const NOTIFY_RETRY_SEC: f64 = 30.0;
+    /// `notify.max_attempts`: with the doubling delay (capped at an hour), about 9 hours of tries.
+    pub const NOTIFY_MAX_ATTEMPTS: i64 = 12;
 }
 
 /// What a key is when the config leaves it out.
@@ -82,13 +100,18 @@ pub enum DefaultValue {
     EmptyList,
     /// Worked out when the config is loaded; the words say how (`CPU count`).
     Derived(&'static str),
+    /// Read for compatibility with the Python original and otherwise ignored (its `db:` section).
+    Ignored,
 }
 
 impl DefaultValue {
     /// The default as a YAML value (`5`, `_READY`, `{}`), or `None` when it is not a single value.
     pub fn yaml(&self) -> Option<Cow<'static, str>> {
         match *self {
-            DefaultValue::Required | DefaultValue::Unset | DefaultValue::Derived(_) => None,
+            DefaultValue::Required
+            | DefaultValue::Unset
+            | DefaultValue::Derived(_)
+            | DefaultValue::Ignored => None,
             DefaultValue::Text(t) => Some(Cow::Borrowed(t)),
             DefaultValue::Seconds(s) => Some(Cow::Owned(seconds_text(s))),
             DefaultValue::Count(n) => Some(Cow::Owned(n.to_string())),
@@ -104,6 +127,7 @@ impl DefaultValue {
             DefaultValue::Required => Cow::Borrowed("required"),
             DefaultValue::Unset => Cow::Borrowed("none"),
             DefaultValue::Derived(how) => Cow::Borrowed(how),
+            DefaultValue::Ignored => Cow::Borrowed("ignored"),
             _ => self.yaml().unwrap_or_default(),
         }
     }
@@ -316,6 +340,54 @@ pub const BEHAVIOR_UMASK: Key = key(
     Text(defaults::UMASK_TEXT),
     "the daemon's file-creation mask, octal (read at start); its own files get fixed modes whatever it is",
 );
+/// `behavior.from_email`.
+pub const BEHAVIOR_FROM_EMAIL: Key = key(
+    "behavior.from_email",
+    Derived("`dirwatcher@<host>`"),
+    "sender of the notification e-mails (as the original)",
+);
+/// `behavior.smtp_host`.
+pub const BEHAVIOR_SMTP_HOST: Key = key(
+    "behavior.smtp_host",
+    Unset,
+    "SMTP server for e-mail when `sendmail` is not installed (or with `notify.email_via: smtp`)",
+);
+/// `behavior.smtp_port`.
+pub const BEHAVIOR_SMTP_PORT: Key = key(
+    "behavior.smtp_port",
+    Count(defaults::SMTP_PORT),
+    "its port (`0`: the default)",
+);
+/// `behavior.smtp_user`.
+pub const BEHAVIOR_SMTP_USER: Key = key(
+    "behavior.smtp_user",
+    Unset,
+    "SMTP user name; with a password, dirwatcher authenticates",
+);
+/// `behavior.smtp_pass`.
+pub const BEHAVIOR_SMTP_PASS: Key = key(
+    "behavior.smtp_pass",
+    Unset,
+    "SMTP password (as the original); better `smtp_pass_file` or `smtp_pass_env`. Never logged; `check-config` shows `<secret>`",
+);
+/// `behavior.smtp_pass_file`.
+pub const BEHAVIOR_SMTP_PASS_FILE: Key = key(
+    "behavior.smtp_pass_file",
+    Unset,
+    "read the SMTP password from this file (e.g. a systemd credential)",
+);
+/// `behavior.smtp_pass_env`.
+pub const BEHAVIOR_SMTP_PASS_ENV: Key = key(
+    "behavior.smtp_pass_env",
+    Unset,
+    "read the SMTP password from this environment variable",
+);
+/// `behavior.smtp_use_tls`.
+pub const BEHAVIOR_SMTP_USE_TLS: Key = key(
+    "behavior.smtp_use_tls",
+    Switch(defaults::SMTP_USE_TLS),
+    "TLS to the SMTP server: implicit TLS on port 465, required STARTTLS on any other; `false`: plain SMTP",
+);
 /// `metrics.listen`.
 pub const METRICS_LISTEN: Key = key(
     "metrics.listen",
@@ -329,6 +401,97 @@ pub const METRICS_TEXTFILE: Key = key(
     Unset,
     "rewrite this `.prom` file every cycle (atomically), for node_exporter's textfile collector",
 );
+
+/// `notify.events`.
+pub const NOTIFY_EVENTS: Key = key(
+    "notify.events",
+    Text(defaults::NOTIFY_EVENTS),
+    "what people are told of: any of `submitted`, `completed`, `failed`, `lost`, `blocked` (sbatch refuses the config)",
+);
+/// `notify.email_owner`.
+pub const NOTIFY_EMAIL_OWNER: Key = key(
+    "notify.email_owner",
+    Switch(defaults::NOTIFY_EMAIL_OWNER),
+    "e-mail `user_email` of the directory's `.dirwatch_meta.json` (as the original)",
+);
+/// `notify.email_to`.
+pub const NOTIFY_EMAIL_TO: Key = key(
+    "notify.email_to",
+    EmptyList,
+    "addresses e-mailed of every event",
+);
+/// `notify.email_via`.
+pub const NOTIFY_EMAIL_VIA: Key = key(
+    "notify.email_via",
+    Text(defaults::NOTIFY_EMAIL_VIA),
+    "`auto`: `sendmail -t` when installed, else SMTP (`behavior.smtp_host`); or `sendmail`, `smtp`",
+);
+/// `notify.webhooks`.
+pub const NOTIFY_WEBHOOKS: Key = key(
+    "notify.webhooks",
+    EmptyList,
+    "URLs that get a JSON POST per event",
+);
+/// `notify.webhook_format`.
+pub const NOTIFY_WEBHOOK_FORMAT: Key = key(
+    "notify.webhook_format",
+    Text(defaults::NOTIFY_WEBHOOK_FORMAT),
+    "`dirwatcher` (the event document, schema `dirwatcher.event/1`) or `slack` (`{\"text\": …}` for Slack, Mattermost, Teams)",
+);
+/// `notify.webhook_token_file`.
+pub const NOTIFY_WEBHOOK_TOKEN_FILE: Key = key(
+    "notify.webhook_token_file",
+    Unset,
+    "send `Authorization: Bearer <token>` with the token in this file (never logged)",
+);
+/// `notify.webhook_token_env`.
+pub const NOTIFY_WEBHOOK_TOKEN_ENV: Key = key(
+    "notify.webhook_token_env",
+    Unset,
+    "the same, with the token in this environment variable",
+);
+/// `notify.command`.
+pub const NOTIFY_COMMAND: Key = key(
+    "notify.command",
+    EmptyList,
+    "a program and its arguments (no shell), run per event with the event document on stdin",
+);
+/// `notify.timeout_sec`.
+pub const NOTIFY_TIMEOUT_SEC: Key = key(
+    "notify.timeout_sec",
+    Seconds(defaults::NOTIFY_TIMEOUT_SEC),
+    "bound of one delivery (e-mail, POST, command)",
+);
+/// `notify.retry_sec`.
+pub const NOTIFY_RETRY_SEC: Key = key(
+    "notify.retry_sec",
+    Seconds(defaults::NOTIFY_RETRY_SEC),
+    "first delay after a failed delivery (doubles per failure, at most an hour)",
+);
+/// `notify.max_attempts`.
+pub const NOTIFY_MAX_ATTEMPTS: Key = key(
+    "notify.max_attempts",
+    Count(defaults::NOTIFY_MAX_ATTEMPTS),
+    "deliveries tried per notice before it is given up (logged, counted)",
+);
+/// `db.host` … `db.pass`: the original's web-app database bridge.
+const fn db(name: &'static str) -> Key {
+    key(
+        name,
+        Ignored,
+        "the original's web-app database bridge is not built in: one warning at start; use `notify.command`",
+    )
+}
+/// `db.host`.
+pub const DB_HOST: Key = db("db.host");
+/// `db.port`.
+pub const DB_PORT: Key = db("db.port");
+/// `db.name`.
+pub const DB_NAME: Key = db("db.name");
+/// `db.user`.
+pub const DB_USER: Key = db("db.user");
+/// `db.pass`.
+pub const DB_PASS: Key = db("db.pass");
 
 /// Every key, in the order of the sections and of `check-config`'s output.
 pub const ALL: &[Key] = &[
@@ -360,8 +523,33 @@ pub const ALL: &[Key] = &[
     BEHAVIOR_SUBMIT_BACKOFF_SEC,
     BEHAVIOR_SUBMIT_BACKOFF_MAX_SEC,
     BEHAVIOR_UMASK,
+    BEHAVIOR_FROM_EMAIL,
+    BEHAVIOR_SMTP_HOST,
+    BEHAVIOR_SMTP_PORT,
+    BEHAVIOR_SMTP_USER,
+    BEHAVIOR_SMTP_PASS,
+    BEHAVIOR_SMTP_PASS_FILE,
+    BEHAVIOR_SMTP_PASS_ENV,
+    BEHAVIOR_SMTP_USE_TLS,
     METRICS_LISTEN,
     METRICS_TEXTFILE,
+    NOTIFY_EVENTS,
+    NOTIFY_EMAIL_OWNER,
+    NOTIFY_EMAIL_TO,
+    NOTIFY_EMAIL_VIA,
+    NOTIFY_WEBHOOKS,
+    NOTIFY_WEBHOOK_FORMAT,
+    NOTIFY_WEBHOOK_TOKEN_FILE,
+    NOTIFY_WEBHOOK_TOKEN_ENV,
+    NOTIFY_COMMAND,
+    NOTIFY_TIMEOUT_SEC,
+    NOTIFY_RETRY_SEC,
+    NOTIFY_MAX_ATTEMPTS,
+    DB_HOST,
+    DB_PORT,
+    DB_NAME,
+    DB_USER,
+    DB_PASS,
 ];
 
 /// Width of a line of `check-config --help`: clap re-wraps longer lines without keeping the indent.
@@ -414,7 +602,10 @@ mod tests {
                 sections.push(k.section());
             }
         }
-        assert_eq!(sections, ["watch", "job", "behavior", "metrics"]);
+        assert_eq!(
+            sections,
+            ["watch", "job", "behavior", "metrics", "notify", "db"]
+        );
     }
 
     #[test]
@@ -505,6 +696,7 @@ mod tests {
                 Unset if *k == JOB_WRAP_CMD => assert_eq!(got, "echo"),
                 Unset => assert!(got.is_null(), "{} is {got}, not unset", k.name),
                 Derived(_) => {}
+                Ignored => assert!(got.is_null(), "{} is in the effective config", k.name),
                 d => {
                     let want: serde_json::Value =
                         serde_saphyr::from_str(&d.yaml().unwrap()).unwrap();
@@ -542,6 +734,7 @@ mod tests {
             .iter()
             .map(|k| k.name)
             .filter(|n| *n != JOB_WRAP_CMD.name)
+            .filter(|n| !n.starts_with("db."))
             .collect();
         assert_eq!(listed, want);
     }

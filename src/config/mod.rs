@@ -173,6 +173,110 @@ pub struct MetricsConfig {
     pub textfile: Option<PathBuf>,
 }
 
+/// A password or token: shown as `<secret>` by `Debug`, never formatted anywhere else.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for the one place that hands it to a child process (on its stdin).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+/// How e-mail leaves this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailVia {
+    /// `sendmail -t` when it is installed, else SMTP when `behavior.smtp_host` is set (as the original).
+    Auto,
+    /// Always `sendmail -t`.
+    Sendmail,
+    /// Always SMTP to `behavior.smtp_host`.
+    Smtp,
+}
+
+impl EmailVia {
+    /// The word in the config.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EmailVia::Auto => "auto",
+            EmailVia::Sendmail => "sendmail",
+            EmailVia::Smtp => "smtp",
+        }
+    }
+}
+
+/// The SMTP server (the original's `behavior.smtp_*` keys), validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpConfig {
+    /// Host name or address.
+    pub host: String,
+    /// Port (587 unless set).
+    pub port: u16,
+    /// User name for AUTH.
+    pub user: Option<String>,
+    /// Password for AUTH (from `smtp_pass`, `smtp_pass_file` or `smtp_pass_env`).
+    pub pass: Option<Secret>,
+    /// TLS: implicit on port 465, required STARTTLS on any other.
+    pub tls: bool,
+}
+
+/// `notify:` (and the e-mail keys of `behavior:`), validated. Empty channels send nothing.
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    /// Events that are told.
+    pub events: Vec<crate::engine::notice::EventKind>,
+    /// E-mail the directory's `.dirwatch_meta.json` `user_email`.
+    pub email_owner: bool,
+    /// Fixed recipients, told of every event.
+    pub email_to: Vec<String>,
+    /// Transport choice.
+    pub email_via: EmailVia,
+    /// `behavior.from_email`, checked; `None`: `dirwatcher@<host>`.
+    pub from: Option<String>,
+    /// `behavior.smtp_*`, when `smtp_host` is set.
+    pub smtp: Option<SmtpConfig>,
+    /// Webhook URLs (`http://` or `https://`).
+    pub webhooks: Vec<String>,
+    /// Webhook body.
+    pub webhook_format: crate::engine::notice::WebhookFormat,
+    /// Bearer token for the webhooks.
+    pub webhook_token: Option<Secret>,
+    /// Where the token comes from, for `check-config` (`file:` path or `env:` name).
+    pub webhook_token_source: Option<String>,
+    /// Where the SMTP password comes from, for `check-config`.
+    pub smtp_pass_source: Option<String>,
+    /// The event hook: program and arguments.
+    pub command: Vec<String>,
+    /// Bound of one delivery.
+    pub timeout: Duration,
+    /// First delay after a failed delivery.
+    pub retry: Duration,
+    /// Attempts per notice.
+    pub max_attempts: u32,
+}
+
+impl NotifyConfig {
+    /// Any channel is configured (e-mail counts when it can have a recipient).
+    pub fn any_channel(&self) -> bool {
+        self.email_owner
+            || !self.email_to.is_empty()
+            || !self.webhooks.is_empty()
+            || !self.command.is_empty()
+    }
+}
+
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -186,6 +290,10 @@ pub struct Config {
     pub behavior: BehaviorConfig,
     /// `metrics:` (optional).
     pub metrics: MetricsConfig,
+    /// `notify:` and the e-mail keys of `behavior:`.
+    pub notify: NotifyConfig,
+    /// The config has the original's `db:` section (ignored; said once at start).
+    pub legacy_db: bool,
 }
 
 // ---------------------------------------------------------------- raw mirror of the YAML
@@ -199,6 +307,8 @@ struct RawConfig {
     job: Option<RawJob>,
     behavior: Option<RawBehavior>,
     metrics: Option<RawMetrics>,
+    notify: Option<RawNotify>,
+    db: Option<RawDb>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,7 +344,7 @@ struct RawJob {
     max_local_jobs: S<i64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawBehavior {
     delete_on_success: Option<bool>,
@@ -245,6 +355,71 @@ struct RawBehavior {
     submit_backoff_max_sec: S<f64>,
     /// Octal: `"0027"`, or bare `0027` (read as text, so YAML's number rules never apply).
     umask: S<String>,
+    from_email: S<String>,
+    smtp_host: S<String>,
+    smtp_port: S<i64>,
+    smtp_user: S<String>,
+    smtp_pass: S<String>,
+    smtp_pass_file: S<String>,
+    smtp_pass_env: S<String>,
+    smtp_use_tls: Option<bool>,
+}
+
+/// The e-mail keys the original keeps under `behavior:`, taken out before that section is validated.
+#[derive(Debug, Default)]
+struct RawSmtp {
+    from_email: S<String>,
+    host: S<String>,
+    port: S<i64>,
+    user: S<String>,
+    pass: S<String>,
+    pass_file: S<String>,
+    pass_env: S<String>,
+    use_tls: Option<bool>,
+}
+
+impl RawSmtp {
+    fn take(b: &mut RawBehavior) -> RawSmtp {
+        RawSmtp {
+            from_email: b.from_email.take(),
+            host: b.smtp_host.take(),
+            port: b.smtp_port.take(),
+            user: b.smtp_user.take(),
+            pass: b.smtp_pass.take(),
+            pass_file: b.smtp_pass_file.take(),
+            pass_env: b.smtp_pass_env.take(),
+            use_tls: b.smtp_use_tls.take(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    events: S<Vec<String>>,
+    email_owner: Option<bool>,
+    email_to: S<Vec<String>>,
+    email_via: S<String>,
+    webhooks: S<Vec<String>>,
+    webhook_format: S<String>,
+    webhook_token_file: S<String>,
+    webhook_token_env: S<String>,
+    command: S<Vec<String>>,
+    timeout_sec: S<f64>,
+    retry_sec: S<f64>,
+    max_attempts: S<i64>,
+}
+
+/// The original's `db:` section (its web-app database bridge): read, then ignored with a warning.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct RawDb {
+    host: Option<serde::de::IgnoredAny>,
+    port: Option<serde::de::IgnoredAny>,
+    name: Option<serde::de::IgnoredAny>,
+    user: Option<serde::de::IgnoredAny>,
+    pass: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -269,9 +444,15 @@ impl Config {
 
     /// Validates YAML text; `path` names the file in errors and anchors relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        Self::parse_with(text, path, RootCheck::MustExist)
+    }
+
+    /// Like [`Config::parse`]; with [`RootCheck::Staged`] a missing `watch.root` is accepted (a config
+    /// staged for another machine, `install --destdir`).
+    pub fn parse_with(text: &str, path: &Path, root: RootCheck) -> Result<Config, ConfigError> {
         let raw: RawConfig =
             serde_saphyr::from_str(text).map_err(|e| serde_error(path, text, &e))?;
-        Validator { file: path }.config(raw)
+        Validator { file: path, root }.config(raw)
     }
 
     /// Renders the effective configuration as YAML (all defaults filled in), for `check-config`: every key
@@ -333,6 +514,44 @@ impl Config {
         y.put(&BEHAVIOR_SUBMIT_BACKOFF_SEC, secs(b.submit_backoff));
         y.put(&BEHAVIOR_SUBMIT_BACKOFF_MAX_SEC, secs(b.submit_backoff_max));
         y.put(&BEHAVIOR_UMASK, q(&format!("{:04o}", b.umask)));
+        let n = &self.notify;
+        let smtp = n.smtp.as_ref();
+        let src = |s: Option<&str>, prefix: &str| opt(s.and_then(|s| s.strip_prefix(prefix)));
+        y.put(&BEHAVIOR_FROM_EMAIL, opt(n.from.as_deref()));
+        y.put(&BEHAVIOR_SMTP_HOST, opt(smtp.map(|s| s.host.as_str())));
+        y.put(
+            &BEHAVIOR_SMTP_PORT,
+            smtp.map_or(defaults::SMTP_PORT.to_string(), |s| s.port.to_string()),
+        );
+        y.put(
+            &BEHAVIOR_SMTP_USER,
+            opt(smtp.and_then(|s| s.user.as_deref())),
+        );
+        let literal = n.smtp_pass_source.as_deref() == Some("literal");
+        y.put(
+            &BEHAVIOR_SMTP_PASS,
+            if literal {
+                q("<secret>")
+            } else {
+                "null".into()
+            },
+        );
+        y.put(
+            &BEHAVIOR_SMTP_PASS_FILE,
+            src(n.smtp_pass_source.as_deref(), "file:"),
+        );
+        y.put(
+            &BEHAVIOR_SMTP_PASS_ENV,
+            src(n.smtp_pass_source.as_deref(), "env:"),
+        );
+        y.put(
+            &BEHAVIOR_SMTP_USE_TLS,
+            smtp.map_or(defaults::SMTP_USE_TLS, |s| s.tls).to_string(),
+        );
+        let list = |v: &[String]| {
+            let items: Vec<String> = v.iter().map(|a| q(a)).collect();
+            format!("[{}]", items.join(", "))
+        };
         let m = &self.metrics;
         y.put(
             &METRICS_LISTEN,
@@ -342,8 +561,36 @@ impl Config {
             &METRICS_TEXTFILE,
             m.textfile.as_deref().map_or("null".into(), path),
         );
+        let events: Vec<String> = n.events.iter().map(|e| e.as_str().to_string()).collect();
+        y.put(&NOTIFY_EVENTS, list(&events));
+        y.put(&NOTIFY_EMAIL_OWNER, n.email_owner.to_string());
+        y.put(&NOTIFY_EMAIL_TO, list(&n.email_to));
+        y.put(&NOTIFY_EMAIL_VIA, n.email_via.as_str().into());
+        y.put(&NOTIFY_WEBHOOKS, list(&n.webhooks));
+        y.put(&NOTIFY_WEBHOOK_FORMAT, n.webhook_format.as_str().into());
+        y.put(
+            &NOTIFY_WEBHOOK_TOKEN_FILE,
+            src(n.webhook_token_source.as_deref(), "file:"),
+        );
+        y.put(
+            &NOTIFY_WEBHOOK_TOKEN_ENV,
+            src(n.webhook_token_source.as_deref(), "env:"),
+        );
+        y.put(&NOTIFY_COMMAND, list(&n.command));
+        y.put(&NOTIFY_TIMEOUT_SEC, secs(n.timeout));
+        y.put(&NOTIFY_RETRY_SEC, secs(n.retry));
+        y.put(&NOTIFY_MAX_ATTEMPTS, n.max_attempts.to_string());
         y.text
     }
+}
+
+/// Whether `watch.root` must exist when the config is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootCheck {
+    /// It must be an existing directory (every config the daemon and `check-config` read).
+    MustExist,
+    /// The config is for another machine: the root is checked there.
+    Staged,
 }
 
 /// The effective config being written: a section header before the first key of each section.
@@ -468,6 +715,7 @@ const MIN_LOST_AFTER_SEC: f64 = 1.0;
 
 struct Validator<'a> {
     file: &'a Path,
+    root: RootCheck,
 }
 
 impl Validator<'_> {
@@ -561,17 +809,297 @@ impl Validator<'_> {
         Ok(p)
     }
 
-    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+    fn config(&self, mut raw: RawConfig) -> Result<Config, ConfigError> {
+        let smtp = raw.behavior.as_mut().map(RawSmtp::take).unwrap_or_default();
         let watch = self.watch(raw.watch)?;
         let behavior = self.behavior(raw.behavior)?;
         let job = self.job(raw.job)?;
         let metrics = self.metrics(raw.metrics)?;
+        let notify = self.notify(raw.notify.unwrap_or_default(), smtp)?;
         Ok(Config {
             source: self.file.to_path_buf(),
             watch,
             job,
             behavior,
             metrics,
+            notify,
+            legacy_db: raw.db.is_some(),
+        })
+    }
+
+    /// A secret from at most one of: the value itself, a file, an environment variable. Returns it with
+    /// where it came from (`literal`, `file:PATH`, `env:NAME`).
+    fn secret(
+        &self,
+        literal: Option<(&Key, &S<String>)>,
+        file: (&Key, &S<String>),
+        env: (&Key, &S<String>),
+    ) -> Result<Option<(Secret, String)>, ConfigError> {
+        let given = |v: &S<String>| v.as_ref().filter(|s| !s.value.is_empty()).is_some();
+        let set: Vec<&Key> = [literal, Some(file), Some(env)]
+            .into_iter()
+            .flatten()
+            .filter(|(_, v)| given(v))
+            .map(|(k, _)| k)
+            .collect();
+        if set.len() > 1 {
+            return Err(self.err(
+                set[1].name,
+                None,
+                format!("`{}` and `{}` are both set", set[0].leaf(), set[1].leaf()),
+                "keep one source of the secret",
+            ));
+        }
+        if let Some((_, Some(v))) = literal.filter(|(_, v)| given(v)) {
+            return Ok(Some((Secret(v.value.clone()), "literal".into())));
+        }
+        if let (k, Some(v)) = file
+            && !v.value.is_empty()
+        {
+            let line = Some(v.referenced.line());
+            let text = std::fs::read_to_string(&v.value).map_err(|e| {
+                self.err(
+                    k.name,
+                    line,
+                    format!("cannot read `{}`: {e}", v.value),
+                    "give a file the service user can read (mode 0600 or 0640), holding only the secret",
+                )
+            })?;
+            let secret = text.trim_end_matches(['\n', '\r']).to_string();
+            if secret.is_empty() || secret.contains(['\n', '\r']) {
+                return Err(self.err(
+                    k.name,
+                    line,
+                    format!("`{}` must hold the secret on one line", v.value),
+                    "write only the secret into the file",
+                ));
+            }
+            return Ok(Some((Secret(secret), format!("file:{}", v.value))));
+        }
+        if let (k, Some(v)) = env
+            && !v.value.is_empty()
+        {
+            let secret = std::env::var(&v.value).ok().filter(|s| !s.is_empty());
+            let Some(secret) = secret else {
+                return Err(self.err(
+                    k.name,
+                    Some(v.referenced.line()),
+                    format!("the environment variable `{}` is not set", v.value),
+                    "set it for the service (systemd: `Environment=` or `EnvironmentFile=`), or use the `_file` key",
+                ));
+            };
+            return Ok(Some((Secret(secret), format!("env:{}", v.value))));
+        }
+        Ok(None)
+    }
+
+    fn address(&self, key: &Key, line: Option<u64>, a: &str) -> Result<String, ConfigError> {
+        let a = a.trim();
+        if crate::engine::notice::valid_address(a) {
+            Ok(a.to_string())
+        } else {
+            Err(self.err(
+                key.name,
+                line,
+                format!("{a:?} is not a plain e-mail address"),
+                format!("write one address such as `user@example.org` (no name, no `<>`), e.g. `{}: dirwatcher@example.org`", key.leaf()),
+            ))
+        }
+    }
+
+    fn notify(&self, n: RawNotify, s: RawSmtp) -> Result<NotifyConfig, ConfigError> {
+        use crate::engine::notice::{EventKind, WebhookFormat};
+        let line = |v: &Option<Spanned<Vec<String>>>| v.as_ref().map(|s| s.referenced.line());
+        let events = match &n.events {
+            None => vec![EventKind::Completed, EventKind::Failed, EventKind::Lost],
+            Some(v) => {
+                let mut out = Vec::new();
+                for w in &v.value {
+                    let k = EventKind::parse(w.trim()).ok_or_else(|| {
+                        self.err(
+                            keys::NOTIFY_EVENTS.name,
+                            line(&n.events),
+                            format!("{w:?} is not an event"),
+                            "list any of `submitted`, `completed`, `failed`, `lost`, `blocked`, e.g. `events: [completed, failed]`",
+                        )
+                    })?;
+                    if !out.contains(&k) {
+                        out.push(k);
+                    }
+                }
+                out
+            }
+        };
+        let mut email_to = Vec::new();
+        for a in n
+            .email_to
+            .as_ref()
+            .map(|v| v.value.as_slice())
+            .unwrap_or_default()
+        {
+            email_to.push(self.address(&keys::NOTIFY_EMAIL_TO, line(&n.email_to), a)?);
+        }
+        let from = match &s.from_email {
+            Some(f) if !f.value.trim().is_empty() => Some(self.address(
+                &keys::BEHAVIOR_FROM_EMAIL,
+                Some(f.referenced.line()),
+                &f.value,
+            )?),
+            _ => None,
+        };
+        let email_via = match n.email_via.as_ref().map(|v| v.value.trim()) {
+            None | Some("auto") => EmailVia::Auto,
+            Some("sendmail") => EmailVia::Sendmail,
+            Some("smtp") => EmailVia::Smtp,
+            Some(other) => {
+                return Err(self.err(
+                    keys::NOTIFY_EMAIL_VIA.name,
+                    n.email_via.as_ref().map(|v| v.referenced.line()),
+                    format!("{other:?} is not a way to send mail"),
+                    "write `email_via: auto` (sendmail when installed, else SMTP), `sendmail` or `smtp`",
+                ));
+            }
+        };
+        let pass = self.secret(
+            Some((&keys::BEHAVIOR_SMTP_PASS, &s.pass)),
+            (&keys::BEHAVIOR_SMTP_PASS_FILE, &s.pass_file),
+            (&keys::BEHAVIOR_SMTP_PASS_ENV, &s.pass_env),
+        )?;
+        let smtp_pass_source = pass.as_ref().map(|(_, src)| src.clone());
+        let smtp = match s.host.as_ref().filter(|h| !h.value.trim().is_empty()) {
+            None => None,
+            Some(h) => {
+                let host = h.value.trim().to_string();
+                if host
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || "/@?#".contains(c))
+                {
+                    return Err(self.err(
+                        keys::BEHAVIOR_SMTP_HOST.name,
+                        Some(h.referenced.line()),
+                        format!("{host:?} is not a host name"),
+                        "write the server's name or address, e.g. `smtp_host: smtp.example.org`",
+                    ));
+                }
+                let port = match &s.port {
+                    None => defaults::SMTP_PORT,
+                    Some(p) if p.value == 0 => defaults::SMTP_PORT,
+                    Some(p) if (1..=65535).contains(&p.value) => p.value,
+                    Some(p) => {
+                        return Err(self.err(
+                            keys::BEHAVIOR_SMTP_PORT.name,
+                            Some(p.referenced.line()),
+                            format!("{} is not a port", p.value),
+                            "write e.g. `smtp_port: 587` (STARTTLS) or `smtp_port: 465` (TLS)",
+                        ));
+                    }
+                };
+                Some(SmtpConfig {
+                    host,
+                    port: port as u16,
+                    user: s
+                        .user
+                        .as_ref()
+                        .map(|u| u.value.clone())
+                        .filter(|u| !u.is_empty()),
+                    pass: pass.map(|(p, _)| p),
+                    tls: s.use_tls.unwrap_or(defaults::SMTP_USE_TLS),
+                })
+            }
+        };
+        if email_via == EmailVia::Smtp && smtp.is_none() {
+            return Err(self.err(
+                keys::NOTIFY_EMAIL_VIA.name,
+                n.email_via.as_ref().map(|v| v.referenced.line()),
+                "`email_via: smtp` needs an SMTP server",
+                "set `behavior.smtp_host` (and `smtp_port`, `smtp_user`, `smtp_pass_file`)",
+            ));
+        }
+        let mut webhooks = Vec::new();
+        for u in n
+            .webhooks
+            .as_ref()
+            .map(|v| v.value.as_slice())
+            .unwrap_or_default()
+        {
+            let u = u.trim();
+            let ok = (u.starts_with("http://") || u.starts_with("https://"))
+                && u.len() > "https://".len()
+                && !u
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\\');
+            if !ok {
+                // The URL may hold a secret (Slack's do): not repeated in the message.
+                return Err(self.err(
+                    keys::NOTIFY_WEBHOOKS.name,
+                    line(&n.webhooks),
+                    "a webhook is not an `http://` or `https://` URL without spaces or quotes",
+                    "write e.g. `webhooks: [\"https://hooks.example.org/dirwatcher\"]`",
+                ));
+            }
+            webhooks.push(u.to_string());
+        }
+        let webhook_format = match n.webhook_format.as_ref().map(|v| v.value.trim()) {
+            None | Some("dirwatcher") => WebhookFormat::Dirwatcher,
+            Some("slack") | Some("mattermost") | Some("teams") => WebhookFormat::Slack,
+            Some(other) => {
+                return Err(self.err(
+                    keys::NOTIFY_WEBHOOK_FORMAT.name,
+                    n.webhook_format.as_ref().map(|v| v.referenced.line()),
+                    format!("{other:?} is not a webhook format"),
+                    "write `webhook_format: dirwatcher` (the event document) or `webhook_format: slack` (`{\"text\": …}`)",
+                ));
+            }
+        };
+        let token = self.secret(
+            None,
+            (&keys::NOTIFY_WEBHOOK_TOKEN_FILE, &n.webhook_token_file),
+            (&keys::NOTIFY_WEBHOOK_TOKEN_ENV, &n.webhook_token_env),
+        )?;
+        let command: Vec<String> = n
+            .command
+            .as_ref()
+            .map(|v| v.value.clone())
+            .unwrap_or_default();
+        if command.first().is_some_and(|p| p.trim().is_empty()) {
+            return Err(self.err(
+                keys::NOTIFY_COMMAND.name,
+                line(&n.command),
+                "the program name is empty",
+                "write the program and its arguments as a list, e.g. `command: [/usr/local/bin/dw-hook, --db, jobs]`",
+            ));
+        }
+        Ok(NotifyConfig {
+            events,
+            email_owner: n.email_owner.unwrap_or(defaults::NOTIFY_EMAIL_OWNER),
+            email_to,
+            email_via,
+            from,
+            smtp,
+            webhooks,
+            webhook_format,
+            webhook_token_source: token.as_ref().map(|(_, s)| s.clone()),
+            webhook_token: token.map(|(t, _)| t),
+            smtp_pass_source,
+            command,
+            timeout: self.seconds(
+                &keys::NOTIFY_TIMEOUT_SEC,
+                &n.timeout_sec,
+                defaults::NOTIFY_TIMEOUT_SEC,
+                MIN_COMMAND_TIMEOUT_SEC,
+            )?,
+            retry: self.seconds(
+                &keys::NOTIFY_RETRY_SEC,
+                &n.retry_sec,
+                defaults::NOTIFY_RETRY_SEC,
+                MIN_BACKOFF_SEC,
+            )?,
+            max_attempts: self.count(
+                &keys::NOTIFY_MAX_ATTEMPTS,
+                &n.max_attempts,
+                defaults::NOTIFY_MAX_ATTEMPTS,
+                1,
+            )?,
         })
     }
 
@@ -750,6 +1278,8 @@ impl Validator<'_> {
                 format!("`{}` is not a directory", root.display()),
                 "point `root` at the directory that receives the data",
             )),
+            // A staged install (`--destdir`) writes a config for another machine, where the root lives.
+            Err(_) if self.root == RootCheck::Staged => Ok(()),
             Err(e) => Err(self.err(
                 key,
                 line,
@@ -760,15 +1290,7 @@ impl Validator<'_> {
     }
 
     fn behavior(&self, raw: Option<RawBehavior>) -> Result<BehaviorConfig, ConfigError> {
-        let b = raw.unwrap_or(RawBehavior {
-            delete_on_success: None,
-            state_file: None,
-            failure_log: None,
-            max_retries: None,
-            submit_backoff_sec: None,
-            submit_backoff_max_sec: None,
-            umask: None,
-        });
+        let b = raw.unwrap_or_default();
         let submit_backoff = self.seconds(
             &keys::BEHAVIOR_SUBMIT_BACKOFF_SEC,
             &b.submit_backoff_sec,
@@ -1415,5 +1937,100 @@ mod tests {
             assert!(e.problem.contains(problem), "{e}");
             assert!(!e.fix.is_empty(), "{e}");
         }
+    }
+
+    /// Every key the Python original reads, as its installer writes them: with values, and with the
+    /// empty values it writes when a flag was not given (`from_email: ` is null, `smtp_port: 0`).
+    #[test]
+    fn the_originals_whole_config_loads() {
+        let root = std::env::temp_dir();
+        let full = include_str!("../../tests/data/original-full-config.yaml")
+            .replace("/data/incoming", &root.to_string_lossy());
+        let c = parse(&full).unwrap();
+        assert!(c.legacy_db);
+        let smtp = c.notify.smtp.as_ref().unwrap();
+        assert_eq!(
+            (
+                smtp.host.as_str(),
+                smtp.port,
+                smtp.user.as_deref(),
+                smtp.tls
+            ),
+            ("smtp.example.org", 587, Some("dirwatcher"), true)
+        );
+        assert_eq!(smtp.pass.as_ref().unwrap().expose(), "s3cret-Passw0rd");
+        assert_eq!(c.notify.from.as_deref(), Some("dirwatcher@example.org"));
+        let shown = c.to_yaml();
+        assert!(!shown.contains("s3cret"), "the password is shown:\n{shown}");
+        assert!(shown.contains("smtp_pass: \"<secret>\""), "{shown}");
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "Debug shows the password"
+        );
+        let empty = format!(
+            "watch:\n  root: {}\njob:\n  wrap_cmd: echo\nbehavior:\n  from_email: \n  smtp_host: \n  smtp_port: 0\n  \
+             smtp_user: \n  smtp_pass: \n  smtp_use_tls: true\ndb:\n  host: 127.0.0.1\n  port: 3306\n  name: hm_app_db\n  \
+             user: hmapp\n  pass: \n",
+            root.display()
+        );
+        let c = parse(&empty).unwrap();
+        assert!(c.notify.smtp.is_none() && c.notify.from.is_none() && c.legacy_db);
+    }
+
+    #[test]
+    fn notify_keys_are_checked_and_secrets_come_from_files_or_the_environment() {
+        let t = tempfile::tempdir().unwrap();
+        let token = t.path().join("token");
+        std::fs::write(&token, "tok-123\n").unwrap();
+        let c = parse(&with_root(&format!(
+            "job:\n  wrap_cmd: echo\nnotify:\n  events: [completed, blocked]\n  email_to: [ops@example.org]\n  \
+             webhooks: [\"https://hooks.example.org/x\"]\n  webhook_format: slack\n  webhook_token_file: {}\n  \
+             command: [/usr/local/bin/hook, --db]\n",
+            token.display()
+        )))
+        .unwrap();
+        assert_eq!(c.notify.webhook_token.as_ref().unwrap().expose(), "tok-123");
+        assert!(!c.to_yaml().contains("tok-123"));
+        assert_eq!(parse(&c.to_yaml()).unwrap().to_yaml(), c.to_yaml());
+        for (body, key, problem) in [
+            ("  events: [done]\n", "notify.events", "not an event"),
+            (
+                "  email_to: [\"a@b\\nBcc: c@d\"]\n",
+                "notify.email_to",
+                "not a plain e-mail address",
+            ),
+            ("  webhooks: [\"ftp://x\"]\n", "notify.webhooks", "http"),
+            ("  email_via: smtp\n", "notify.email_via", "SMTP server"),
+            (
+                "  webhook_token_env: DW_SURELY_UNSET_TOKEN\n",
+                "notify.webhook_token_env",
+                "not set",
+            ),
+            (
+                "  webhook_token_file: /nonexistent/token\n",
+                "notify.webhook_token_file",
+                "cannot read",
+            ),
+        ] {
+            let e = parse(&with_root(&format!(
+                "job:\n  wrap_cmd: echo\nnotify:\n{body}"
+            )))
+            .unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+            assert!(e.problem.contains(problem), "{e}");
+        }
+        let e = parse(&with_root(
+            "job:\n  wrap_cmd: echo\nbehavior:\n  smtp_host: h\n  smtp_pass: x\n  smtp_pass_env: HOME\n",
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "behavior.smtp_pass_env", "{e}");
+    }
+
+    #[test]
+    fn a_staged_config_may_name_a_root_that_does_not_exist_here() {
+        let yaml = "watch:\n  root: /surely/not/here/incoming\njob:\n  wrap_cmd: echo\n";
+        assert_eq!(parse(yaml).unwrap_err().key, "watch.root");
+        let c = Config::parse_with(yaml, Path::new("/x.yaml"), RootCheck::Staged).unwrap();
+        assert_eq!(c.watch.root, Path::new("/surely/not/here/incoming"));
     }
 }

@@ -10,6 +10,7 @@
 
 mod say;
 mod steps;
+mod tell;
 #[cfg(test)]
 mod tests;
 
@@ -23,6 +24,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::config::Config;
+use crate::deliver::EmailTransport;
 use crate::engine::{Cadence, OutageLatch, RejectionLatch, Schedule, StabilityTracker};
 use crate::fsx::{Root, RootLinks};
 use crate::ledger::{Counts, Ledger, LedgerError};
@@ -216,6 +218,25 @@ struct Health {
     failure_log: OutageLatch,
 }
 
+/// Telling people: how e-mail leaves (resolved at start and on reload) and whether each delivery target is
+/// failing, so an outage of a mail server or webhook is said once when it starts and once when it ends.
+#[derive(Debug)]
+struct Telling {
+    /// `sendmail`, SMTP, or nothing.
+    email: EmailTransport,
+    /// One latch per channel and target (`webhook https://hooks.example.org`).
+    outages: HashMap<String, OutageLatch>,
+}
+
+impl Telling {
+    fn new(cfg: &Config) -> Telling {
+        Telling {
+            email: EmailTransport::resolve(&cfg.notify),
+            outages: HashMap::new(),
+        }
+    }
+}
+
 /// The ledger's counts, for metrics and systemd's `STATUS=`: counting walks the whole ledger, so it is
 /// re-read only after this daemon wrote, or once per poll interval (which picks up the CLI's changes).
 #[derive(Debug)]
@@ -274,6 +295,8 @@ pub struct Daemon {
     counts: CachedCounts,
     /// Metrics and systemd notifications.
     observers: Observers,
+    /// Notices: e-mail transport and delivery outages.
+    telling: Telling,
     /// Records whose job id showed a row of another job (a reused id): said once per job, not every poll.
     told_stale: HashSet<i64>,
     /// The single-instance lock; released when the daemon is dropped.
@@ -337,6 +360,7 @@ impl Daemon {
         let ledger = Ledger::open(&cfg.behavior.state_file)?;
         let metrics = Metrics::start(&cfg.metrics)?;
         let sched = metrics.instrument(make_sched(&cfg), &notifier);
+        let telling = Telling::new(&cfg);
         Ok(Daemon {
             cfg,
             ledger,
@@ -351,6 +375,7 @@ impl Daemon {
             counts: CachedCounts::default(),
             observers: Observers { metrics, notifier },
             told_stale: HashSet::new(),
+            telling,
             _lock: lock,
         })
     }
@@ -364,6 +389,7 @@ impl Daemon {
         }
         // Said now rather than at the first submission: an operator starting the daemon sees it at once.
         self.output_ready();
+        say::telling(&self.cfg, &self.telling.email);
         loop {
             match self.cycle(events) {
                 Flow::Stop => break,
@@ -420,6 +446,7 @@ impl Daemon {
                     say::config_warning(&w);
                 }
                 self.output_ready();
+                self.telling.email = EmailTransport::resolve(&self.cfg.notify);
                 self.schedule.rescan();
                 say::reloaded(&self.cfg.source);
                 self.retry_refused();
@@ -458,6 +485,7 @@ impl Daemon {
             self.schedule.tracked(now, self.cadence());
         }
         self.finish_effects();
+        self.deliver_notices();
         if self.schedule.scan_due(now) {
             self.scan(&mut agenda, now);
             let settling = self.settling.tracker.is_settling();

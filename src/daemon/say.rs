@@ -429,3 +429,110 @@ pub fn output_back(folder: &Path, edge: OutageEdge) {
 pub fn config_warning(w: &str) {
     warn!("config: {w}");
 }
+
+/// At start: who is told of what, and the original's keys that are not used.
+pub fn telling(c: &Config, email: &crate::deliver::EmailTransport) {
+    use crate::deliver::EmailTransport;
+    if c.legacy_db {
+        warn!(
+            "the config has the Python original's `db:` section: its web-app database bridge is not built \
+             in, so the section is ignored; to update a database when a job ends, set `notify.command` to a \
+             program that reads the event (JSON on stdin), see README \"Telling people\""
+        );
+    }
+    let n = &c.notify;
+    if !n.any_channel() || n.events.is_empty() {
+        return;
+    }
+    let events: Vec<&str> = n.events.iter().map(|e| e.as_str()).collect();
+    let mut channels = Vec::new();
+    if *email != EmailTransport::None && (n.email_owner || !n.email_to.is_empty()) {
+        let who = match (n.email_owner, n.email_to.len()) {
+            (true, 0) => "the address in each directory's `.dirwatch_meta.json`".to_string(),
+            (true, k) => format!("the address in `.dirwatch_meta.json` and {k} fixed"),
+            (false, k) => format!("{k} fixed address(es)"),
+        };
+        channels.push(format!("e-mail to {who} via {}", email.describe()));
+    }
+    if !n.webhooks.is_empty() {
+        channels.push(format!("{} webhook(s)", n.webhooks.len()));
+    }
+    if let Some(p) = n.command.first() {
+        channels.push(format!("the command `{p}`"));
+    }
+    if *email == EmailTransport::None && (!n.email_to.is_empty() || n.from.is_some()) {
+        warn!(
+            "no e-mail will be sent: no `sendmail` is installed and `behavior.smtp_host` is not set; \
+             install one (e.g. `apt install msmtp-mta`) or set `behavior.smtp_host`"
+        );
+    }
+    if !channels.is_empty() {
+        info!(
+            "telling of {} through {}",
+            events.join(", "),
+            channels.join(", ")
+        );
+    }
+}
+
+/// A directory's `.dirwatch_meta.json` was not used.
+pub fn meta_refused(path: &Path, problem: &crate::deliver::MetaProblem) {
+    warn!(dir = ?path, "not e-mailing the owner of {}: {problem}", show(path));
+}
+
+/// A notice went out.
+pub fn notice_sent(n: &crate::ledger::Notice, label: &str) {
+    info!(
+        channel = n.channel.as_str(),
+        event = n.event.as_str(),
+        "told {label} by {} of `{}` (notice {})",
+        n.channel.as_str(),
+        n.event.as_str(),
+        n.id
+    );
+}
+
+/// A delivery failed: warned once per outage of that target; a given-up notice is always said.
+pub fn delivery_failed(
+    n: &crate::ledger::Notice,
+    label: &str,
+    err: &dyn std::error::Error,
+    edge: OutageEdge,
+    after: crate::engine::notice::AfterFailure,
+    wall: Millis,
+) {
+    use crate::engine::notice::AfterFailure;
+    let channel = n.channel.as_str();
+    let e = error_chain(err);
+    match after {
+        AfterFailure::GiveUp => warn!(
+            channel,
+            event = n.event.as_str(),
+            "gave up telling {label} by {channel} of `{}` (notice {}) after {} attempts: {e}",
+            n.event.as_str(),
+            n.id,
+            n.attempts + 1
+        ),
+        AfterFailure::RetryAt(at) => match edge {
+            OutageEdge::Started => warn!(
+                channel,
+                "cannot deliver to {label} by {channel}: {e}; notices wait in the state file and are \
+                 retried (next in {}); said again when it works",
+                human(at - wall)
+            ),
+            _ => debug!(channel, "delivery to {label} failed again: {e}"),
+        },
+    }
+}
+
+/// A failing delivery target works again.
+pub fn delivery_back(channel: crate::engine::notice::Channel, label: &str, edge: OutageEdge) {
+    if let OutageEdge::Ended { lasted, failures } = edge {
+        info!(
+            channel = channel.as_str(),
+            "delivery to {label} by {} works again after {} and {failures} failed attempts",
+            channel.as_str(),
+            human(lasted)
+        );
+    }
+}

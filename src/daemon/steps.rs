@@ -7,7 +7,9 @@ use std::ffi::OsString;
 
 use crossbeam_channel::Receiver;
 
+use super::tell::EndFacts;
 use super::{Daemon, Event, Flow, say};
+use crate::engine::notice::EventKind;
 use crate::engine::{
     self, Agenda, BackoffPolicy, GenState, Generation, GenerationVerdict, JudgePolicy, LookupStep,
     OutageEdge, OutcomePolicy, Readiness, ReadyIdentity, ReadyObservation, StabilityPolicy, Timing,
@@ -93,7 +95,7 @@ impl Daemon {
         }
     }
 
-    fn path_of(&self, g: &Generation) -> std::path::PathBuf {
+    pub(super) fn path_of(&self, g: &Generation) -> std::path::PathBuf {
         self.cfg.watch.root.join(&g.dir)
     }
 
@@ -117,7 +119,9 @@ impl Daemon {
             let wall = self.clock.wall();
             match engine::after_lookup(found, self.clock.mono() - lost_since, grace) {
                 LookupStep::Adopt(job) => {
-                    let r = self.ledger.record_submitted(g.id, &job, wall);
+                    let q =
+                        self.notices_for(EventKind::Submitted, &g, Some(&job), None, None, wall);
+                    let r = self.ledger.record_submitted(g.id, &job, &q.rows(), wall);
                     if self.commit("adopting a job", r).is_ok() {
                         // The scheduler did take the job: that ends a submission outage as well.
                         say::submissions_back(self.health.submit.succeeded(self.clock.mono()));
@@ -209,7 +213,8 @@ impl Daemon {
         unseen: Millis,
         wall: Millis,
     ) -> Result<(), LedgerDown> {
-        let r = self.ledger.record_lost(g.id, wall);
+        let q = self.notices_for(EventKind::Lost, g, None, None, None, wall);
+        let r = self.ledger.record_lost(g.id, &q.rows(), wall);
         self.commit("recording a lost job", r)?;
         say::job_lost(&self.path_of(g), g, unseen);
         Ok(())
@@ -235,6 +240,17 @@ impl Daemon {
         let Some(plan) = engine::plan_outcome(rep, g.attempt, wall, self.outcome_policy()) else {
             return Ok(());
         };
+        let kind = match plan.state {
+            engine::GenState::Completed => EventKind::Completed,
+            _ => EventKind::Failed,
+        };
+        let facts = EndFacts {
+            state: &rep.state,
+            exit_code: &rep.exit_code,
+            detail: &rep.detail,
+        };
+        let q = self.notices_for(kind, g, None, Some(facts), None, wall);
+        let notices = q.rows();
         let rec = EndRecord {
             state: plan.state,
             final_state: &rep.state,
@@ -242,6 +258,8 @@ impl Daemon {
             delete_pending: plan.delete_dir,
             failure_log_pending: plan.log_failure,
             retry_at: plan.retry_at,
+            detail: &rep.detail,
+            notices: &notices,
         };
         let retry = match self.ledger.record_end(g, &rec, wall) {
             Ok(retry) => retry,
@@ -304,8 +322,39 @@ impl Daemon {
         }
     }
 
+    /// A refusal that a config change must fix has begun: the operators' channels are told once.
+    fn tell_blocked(
+        &mut self,
+        g: &Generation,
+        reason: engine::Rejection,
+        slurm: &str,
+        wall: Millis,
+    ) {
+        let why = format!(
+            "{}: fix `{}`; Slurm said: {}",
+            reason.problem(),
+            reason.key(),
+            slurm.replace('\n', " / ")
+        );
+        let q = self.notices_for(EventKind::Blocked, g, None, None, Some(&why), wall);
+        let r = self.ledger.queue_notices(Some(g.id), &q.rows(), wall);
+        if let Err(e) = r {
+            self.ledger_failed("queueing a notice", &e);
+        }
+    }
+
     fn log_failure(&mut self, g: &Generation) {
-        let rec = FailureRecord::new(&self.cfg.watch.root, g, std::time::SystemTime::now());
+        let mut rec = FailureRecord::new(&self.cfg.watch.root, g, std::time::SystemTime::now());
+        rec.output = g.job_id.as_deref().and_then(|id| {
+            crate::scheduler::output_file(
+                &self.cfg.job,
+                &self.cfg.watch.root,
+                &g.dir,
+                id,
+                &g.job_name,
+            )
+            .map(|p| p.to_string_lossy().into_owned())
+        });
         let log = &self.cfg.behavior.failure_log;
         let now = self.clock.mono();
         match outcome::append_failure(log, &rec) {
@@ -669,7 +718,8 @@ impl Daemon {
                 }
                 // If this write fails the job exists but is not recorded: the record stays uncertain and
                 // the key lookup adopts it later; never submitted twice.
-                let r = self.ledger.record_submitted(g.id, &job, wall);
+                let q = self.notices_for(EventKind::Submitted, g, Some(&job), None, None, wall);
+                let r = self.ledger.record_submitted(g.id, &job, &q.rows(), wall);
                 if self.commit("recording a job id", r).is_ok() {
                     say::submitted(&path, &job, g.attempt);
                 }
@@ -710,6 +760,9 @@ impl Daemon {
                 let repeat = b.submit_backoff_max.max(b.submit_backoff);
                 let said = self.health.rejected.refused(reason, now, repeat);
                 say::submit_refused(path, err, reason, said, now, delay, repeat);
+                if said == engine::RejectionEdge::New {
+                    self.tell_blocked(g, reason, &msg, wall);
+                }
             }
             // Another failure: a configuration refusal seen before no longer explains it, so an
             // outage that follows one is announced as new.

@@ -57,11 +57,17 @@ fn config_text(
 impl Bench {
     /// Poll every 5 s, 2 stability checks 1 s apart, back-off from 5 s; `behavior` adds lines to `behavior:`.
     fn new(behavior: &[&str]) -> Bench {
+        Bench::build(behavior, |_| String::new())
+    }
+
+    /// Like [`Bench::new`], with more of the config (a `notify:` section) made from the bench's folder.
+    fn build(behavior: &[&str], more: impl Fn(&std::path::Path) -> String) -> Bench {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("root");
         std::fs::create_dir(&root).unwrap();
         let config = tmp.path().join("config.yaml");
-        std::fs::write(&config, config_text(&root, tmp.path(), 5, behavior)).unwrap();
+        let text = config_text(&root, tmp.path(), 5, behavior) + &more(tmp.path());
+        std::fs::write(&config, text).unwrap();
         let cfg = Config::load(&config).unwrap();
         let fake = Fake::default();
         let clock = ManualClock::new(T0);
@@ -591,6 +597,7 @@ fn old_row(job_id: &str, state: &str) -> Scripted {
         state: state.into(),
         exit_code: "0:0".into(),
         requeue: None,
+        detail: Default::default(),
     })
 }
 
@@ -876,4 +883,202 @@ fn a_wall_clock_step_either_way_stops_neither_scanning_nor_tracking() {
                 && b.latest("after").state == GenState::Completed
         });
     }
+}
+
+/// A bench whose `notify.command` appends each event document it gets, one per line, to `hook.log` in the
+/// bench's folder, and fails (exit 1) while a file `hook.down` exists there.
+fn hook_bench(behavior: &[&str], notify: &[&str]) -> Bench {
+    let notify: Vec<String> = notify.iter().map(|l| format!("  {l}\n")).collect();
+    Bench::build(behavior, |dir| {
+        let script = format!(
+            "if [ -e {down:?} ]; then echo down >> {tries:?}; exit 1; fi; cat >> {log:?}; echo >> {log:?}",
+            down = dir.join("hook.down"),
+            tries = dir.join("hook.tries"),
+            log = dir.join("hook.log"),
+        );
+        format!(
+            "notify:\n  command: [\"sh\", \"-c\", {script:?}]\n  retry_sec: 10\n{}",
+            notify.concat()
+        )
+    })
+}
+
+impl Bench {
+    fn dir(&self) -> PathBuf {
+        self.config.parent().unwrap().to_path_buf()
+    }
+
+    /// The event documents the hook received.
+    fn told(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir().join("hook.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn hook_down(&self, down: bool) {
+        let p = self.dir().join("hook.down");
+        if down {
+            std::fs::write(p, "").unwrap();
+        } else {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
+    fn hook_tries(&self) -> usize {
+        std::fs::read_to_string(self.dir().join("hook.tries"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    }
+}
+
+#[test]
+fn a_finished_job_is_told_once_with_its_state_reason_and_output() {
+    let mut b = hook_bench(&[], &["events: [completed, failed]"]);
+    b.ready("run1");
+    b.settle();
+    let detail = crate::engine::JobDetail {
+        reason: "NonZeroExitCode".into(),
+        nodes: "node7".into(),
+        elapsed_sec: Some(42),
+    };
+    b.fake.on_query_rows(vec![crate::scheduler::fake::ours_with(
+        "1001",
+        Source::Controller,
+        "FAILED",
+        "3:0",
+        detail,
+    )]);
+    b.run_for(Duration::from_secs(10));
+    let told = b.told();
+    assert_eq!(told.len(), 1, "{told:?}");
+    let e = &told[0];
+    assert_eq!(
+        (
+            &e["schema"],
+            &e["event"],
+            &e["job_id"],
+            &e["state"],
+            &e["exit_code"]
+        ),
+        (
+            &"dirwatcher.event/1".into(),
+            &"failed".into(),
+            &"1001".into(),
+            &"FAILED".into(),
+            &"3:0".into()
+        )
+    );
+    assert_eq!(
+        (&e["reason"], &e["nodes"], &e["elapsed_sec"]),
+        (&"NonZeroExitCode".into(), &"node7".into(), &42.into())
+    );
+    assert_eq!(e["dir"], b.root.join("run1").to_string_lossy().as_ref());
+    assert_eq!(
+        e["output"],
+        b.root
+            .join(".dirwatcher/logs/dirwatch-run1-1001.out")
+            .to_string_lossy()
+            .as_ref()
+    );
+    let line = std::fs::read_to_string(&b.daemon.cfg.behavior.failure_log).unwrap();
+    let rec: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(
+        (
+            &rec["reason"],
+            &rec["nodes"],
+            &rec["elapsed_sec"],
+            &rec["state"]
+        ),
+        (
+            &"NonZeroExitCode".into(),
+            &"node7".into(),
+            &42.into(),
+            &"FAILED".into()
+        ),
+        "the failure-log line explains the failure: {line}"
+    );
+    b.run_for(Duration::from_secs(120));
+    assert_eq!(b.told().len(), 1, "told twice");
+    assert_eq!(b.daemon.ledger.notice_counts().unwrap().sent, 1);
+}
+
+#[test]
+fn events_not_listed_are_not_told_and_submitted_is_told_when_listed() {
+    let mut b = hook_bench(&[], &["events: [submitted]"]);
+    b.ready("run1");
+    b.settle();
+    b.fake.on_query_states(&[("1001", "COMPLETED")]);
+    b.run_for(Duration::from_secs(10));
+    let told = b.told();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(
+        (&told[0]["event"], &told[0]["job_id"], &told[0]["state"]),
+        (
+            &"submitted".into(),
+            &"1001".into(),
+            &serde_json::Value::Null
+        )
+    );
+}
+
+#[test]
+fn a_failing_channel_is_retried_with_back_off_nothing_is_lost_and_it_is_given_up_after_max_attempts()
+ {
+    let mut b = hook_bench(&[], &["max_attempts: 4"]);
+    b.hook_down(true);
+    b.ready("run1");
+    b.settle();
+    b.fake.on_query_states(&[("1001", "COMPLETED")]);
+    while b.hook_tries() == 0 {
+        b.after(SEC);
+        assert!(b.clock.mono() < 60_000, "never tried");
+    }
+    b.run_for(Duration::from_secs(9));
+    assert_eq!(b.hook_tries(), 1, "tried again inside its back-off");
+    b.run_for(Duration::from_secs(2));
+    assert_eq!(
+        b.hook_tries(),
+        2,
+        "not tried again 10 s after the first failure"
+    );
+    b.run_for(Duration::from_secs(18));
+    assert_eq!(b.hook_tries(), 2, "the second delay is not doubled");
+    assert!(b.told().is_empty());
+    assert_eq!(b.daemon.ledger.notice_counts().unwrap().pending, 1);
+    b.hook_down(false);
+    b.run_for(Duration::from_secs(60));
+    assert_eq!(b.told().len(), 1, "delivered once the hook works again");
+    assert_eq!(b.daemon.ledger.notice_counts().unwrap().pending, 0);
+
+    // Given up after the last attempt, and said so.
+    let mut b = hook_bench(&[], &["max_attempts: 2"]);
+    b.hook_down(true);
+    b.ready("run1");
+    b.settle();
+    b.fake.on_query_states(&[("1001", "FAILED")]);
+    b.run_for(Duration::from_secs(600));
+    assert_eq!(b.hook_tries(), 2);
+    let c = b.daemon.ledger.notice_counts().unwrap();
+    assert_eq!((c.pending, c.given_up), (0, 1));
+}
+
+#[test]
+fn a_refused_configuration_tells_the_operators_once() {
+    let mut b = hook_bench(&[], &["events: [blocked]"]);
+    for _ in 0..20 {
+        b.fake
+            .on_submit(Err(SubmitError::Refused(INVALID_ACCOUNT.into())));
+    }
+    b.ready("run1");
+    b.settle();
+    b.run_for(Duration::from_secs(900));
+    let told = b.told();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0]["event"], "blocked");
+    let reason = told[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("job.account"), "{reason}");
 }

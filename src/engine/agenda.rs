@@ -307,6 +307,7 @@ mod tests {
             failure_log_pending: false,
             deleted: false,
             updated_at: 0,
+            detail: Default::default(),
         }
     }
 

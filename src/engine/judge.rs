@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::verdict::{JobPhase, JobReport, classify_state};
+use super::verdict::{JobDetail, JobPhase, JobReport, classify_state};
 use crate::time::{Millis, ms};
 
 /// One of our jobs in flight, as the scheduler is asked about it.
@@ -56,6 +56,8 @@ pub struct JobRow {
     /// The controller's word on whether the job would be requeued after a failure (`squeue -O Requeue`);
     /// `None` when the source does not say.
     pub requeue: Option<bool>,
+    /// Reason, nodes, run time.
+    pub detail: JobDetail,
 }
 
 /// Everything one query returned: the rows, and which sources answered (a source that failed shows
@@ -218,6 +220,7 @@ fn report(row: &JobRow) -> JobReport {
     JobReport {
         state: row.state.clone(),
         exit_code: row.exit_code.clone(),
+        detail: row.detail.clone(),
     }
 }
 
@@ -260,6 +263,7 @@ mod tests {
             state: state.into(),
             exit_code: "0:0".into(),
             requeue: (source == C).then_some(true),
+            detail: JobDetail::default(),
         }
     }
 

@@ -2,7 +2,8 @@
 //!
 //! Owns: the model of a directory generation ([`model`]), ready-file stability ([`stability`]), what a
 //! scheduler answer means and what follows a job's end ([`verdict`]), whether a scheduler's row is about our
-//! job, final, or the job lost ([`judge`]), refusals that are configuration errors ([`rejection`]), outages and
+//! job, final, or the job lost ([`judge`]), refusals that are configuration errors ([`rejection`]), who is told of which event and what follows a
+//! failed delivery ([`notice`]), outages and
 //! back-off ([`outage`]), and the agenda of a cycle with the loop's schedule ([`agenda`]). Must never: read the
 //! clock, touch the file
 //! system, run a process or import a module that does; time always comes in as a parameter, so tests never
@@ -11,6 +12,7 @@
 pub mod agenda;
 pub mod judge;
 pub mod model;
+pub mod notice;
 pub mod outage;
 pub mod rejection;
 pub mod stability;
@@ -31,5 +33,6 @@ pub use outage::{OutageEdge, OutageLatch, backoff};
 pub use rejection::{Rejection, RejectionEdge, RejectionLatch, classify_rejection};
 pub use stability::{Readiness, ReadyObservation, StabilityPolicy, StabilityTracker};
 pub use verdict::{
-    JobPhase, JobReport, OutcomePlan, OutcomePolicy, classify_state, plan_outcome, state_word,
+    JobDetail, JobPhase, JobReport, OutcomePlan, OutcomePolicy, classify_state, plan_outcome,
+    state_word,
 };

@@ -161,6 +161,8 @@ pub struct Generation {
     pub deleted: bool,
     /// The last change of this record (for an uncertain one: when its last `sbatch` started or failed).
     pub updated_at: Millis,
+    /// What the scheduler said about the job's end besides its state (reason, nodes, run time).
+    pub detail: super::verdict::JobDetail,
 }
 
 /// Builds the job name `<prefix>-<dir>`, with every character Slurm or a terminal could trip over replaced

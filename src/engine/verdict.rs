@@ -15,6 +15,19 @@ pub struct JobReport {
     pub state: String,
     /// Exit code as `code:signal`.
     pub exit_code: String,
+    /// What explains the end, for the failure log and the notices.
+    pub detail: JobDetail,
+}
+
+/// What a scheduler says about a job's run besides its state (empty when it does not say).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobDetail {
+    /// Slurm's reason (`sacct` `Reason`, `squeue` `Reason`): `NonZeroExitCode`, `TimeLimit`, …
+    pub reason: String,
+    /// The nodes it ran on (`NodeList`).
+    pub nodes: String,
+    /// Its run time in seconds (`ElapsedRaw`, `squeue` `TimeUsed`).
+    pub elapsed_sec: Option<u64>,
 }
 
 /// Slurm's state word without decorations, upper-case (`CANCELLED by 0` → `CANCELLED`, `FAILED+` →
@@ -180,6 +193,7 @@ mod tests {
         JobReport {
             state: state.into(),
             exit_code: "0:0".into(),
+            detail: JobDetail::default(),
         }
     }
 

@@ -160,10 +160,12 @@ fn check_own_dir(flag: &str, file: &Path, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The same rule as the config: the root must exist and is never created. Returns it absolute.
-fn check_watch_root(watch_root: &Path) -> anyhow::Result<PathBuf> {
+/// The same rule as the config: the root must exist and is never created. Returns it absolute. A staged
+/// install (`--destdir`) is for another machine: the root is checked there, when the service starts.
+fn check_watch_root(watch_root: &Path, staged: bool) -> anyhow::Result<PathBuf> {
     let watch_root = std::path::absolute(watch_root).unwrap_or_else(|_| watch_root.to_path_buf());
     match std::fs::metadata(&watch_root) {
+        Err(_) if staged => Ok(watch_root),
         Ok(m) if m.is_dir() => Ok(watch_root),
         Ok(_) => Err(usage(
             format!("--watch-root `{}` is not a directory", watch_root.display()),
@@ -174,9 +176,74 @@ fn check_watch_root(watch_root: &Path) -> anyhow::Result<PathBuf> {
                 "--watch-root `{}` cannot be used: {e}",
                 watch_root.display()
             ),
-            "check that the file system is mounted and the path is right; dirwatcher never creates the root",
+            format!(
+                "mount the file system that holds it, or create it (`mkdir -p {0}` and give the service user \
+                 write access, e.g. `chown dirwatcher {0}`), then run install again; dirwatcher never creates \
+                 the root. To stage files for another machine, add --destdir DIR",
+                watch_root.display()
+            ),
         )),
     }
+}
+
+/// The original's flags that mean nothing here, and `--smtp-pass`/`--smtp-setup`: said, not failed.
+fn note_legacy_flags(a: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let l = &a.legacy;
+    if l.python_bin.is_some() {
+        writeln!(
+            out,
+            "warning: --python-bin is ignored: dirwatcher is one binary, no Python interpreter runs it"
+        )?;
+    }
+    if [&l.db_name, &l.db_user, &l.db_pass, &l.db_host, &l.db_port]
+        .iter()
+        .any(|f| f.is_some())
+    {
+        writeln!(
+            out,
+            "warning: --db-* are ignored: the original's web-app database bridge is not built in; to update a \
+             database when a job ends, set `notify.command` to a program that reads the event (JSON on stdin)"
+        )?;
+    }
+    if a.mail.smtp_pass.is_some() {
+        writeln!(
+            out,
+            "warning: --smtp-pass is not written into the config (it is readable by every user): put the \
+             password in a file only the service user can read and set `behavior.smtp_pass_file` to it"
+        )?;
+    }
+    if a.mail.smtp_setup {
+        writeln!(
+            out,
+            "note: --smtp-setup: dirwatcher sends e-mail itself, through `sendmail -t` when one is installed, \
+             else SMTP (`behavior.smtp_*`, written from the --smtp-* flags); msmtp is not installed"
+        )?;
+    }
+    Ok(())
+}
+
+/// The `behavior:` lines the original's e-mail flags give (none without them).
+fn mail_lines(m: &crate::cli::MailArgs) -> String {
+    use crate::config::keys;
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let mut y = String::new();
+    let mut put = |k: &keys::Key, v: String| y += &format!("  {}: {v}\n", k.leaf());
+    if let Some(f) = &m.from_email {
+        put(&keys::BEHAVIOR_FROM_EMAIL, q(f));
+    }
+    if let Some(h) = &m.smtp_host {
+        put(&keys::BEHAVIOR_SMTP_HOST, q(h));
+    }
+    if let Some(p) = m.smtp_port {
+        put(&keys::BEHAVIOR_SMTP_PORT, p.to_string());
+    }
+    if let Some(u) = &m.smtp_user {
+        put(&keys::BEHAVIOR_SMTP_USER, q(u));
+    }
+    if m.no_smtp_use_tls && !m.smtp_use_tls {
+        put(&keys::BEHAVIOR_SMTP_USE_TLS, "false".into());
+    }
+    y
 }
 
 /// Whether this run changes the machine or only says what it would do (`--dry-run`).
@@ -228,6 +295,7 @@ pub fn install(a: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         watch_root,
         config_text,
     } = check_install_args(a)?;
+    note_legacy_flags(a, out)?;
     let account = ensure_user(a, &layout, out)?;
     let owners = owners(a, account.as_ref());
     let entries = plan_install(a, &layout, watch_root, config_text, account.as_ref())?;
@@ -266,7 +334,7 @@ fn check_install_args(a: &InstallArgs) -> anyhow::Result<Checked> {
     );
     check_own_dir("--state-file", &a.state_file, &layout.state_dir())?;
     check_own_dir("--failure-log", &a.failure_log, &layout.log_dir())?;
-    let watch_root = check_watch_root(&a.watch_root)?;
+    let watch_root = check_watch_root(&a.watch_root, a.destdir.is_some())?;
     let config_text = config_text(a, &layout, &watch_root)?;
     Ok(Checked {
         layout,
@@ -293,8 +361,21 @@ fn config_text(a: &InstallArgs, layout: &Layout, watch_root: &Path) -> anyhow::R
         state_file: a.state_file.clone(),
         failure_log: a.failure_log.clone(),
     };
-    let text = render::render_config(&values, ConfigStyle::Installed);
-    if let Err(e) = crate::config::Config::parse(&text, &a.config_path) {
+    let mut text = render::render_config(&values, ConfigStyle::Installed);
+    let mail = mail_lines(&a.mail);
+    if !mail.is_empty() {
+        // Right after the original's last `behavior:` key, where its installer writes them.
+        let at = text
+            .find("\n  failure_log:")
+            .and_then(|i| text[i + 1..].find('\n').map(|j| i + 1 + j + 1))
+            .unwrap_or(text.len());
+        text.insert_str(at, &mail);
+    }
+    let root_check = match a.destdir {
+        Some(_) => crate::config::RootCheck::Staged,
+        None => crate::config::RootCheck::MustExist,
+    };
+    if let Err(e) = crate::config::Config::parse_with(&text, &a.config_path, root_check) {
         return Err(usage(
             format!("these flags give an invalid config: {}", e.problem),
             format!("{} (config key `{}`)", e.fix, e.key),

@@ -43,6 +43,8 @@ pub enum Scripted {
         exit_code: String,
         /// The controller's requeue flag.
         requeue: Option<bool>,
+        /// Reason, nodes, run time.
+        detail: crate::engine::JobDetail,
     },
     /// A row as given (e.g. an old job of a reused id).
     Row(JobRow),
@@ -151,6 +153,35 @@ pub fn ours(job_id: &str, source: Source, state: &str, exit_code: &str) -> Scrip
         state: state.into(),
         exit_code: exit_code.into(),
         requeue: (source == Source::Controller).then_some(true),
+        detail: Default::default(),
+    }
+}
+
+/// Like [`ours`], with the reason, nodes and run time the scheduler reports.
+pub fn ours_with(
+    job_id: &str,
+    source: Source,
+    state: &str,
+    exit_code: &str,
+    detail: crate::engine::JobDetail,
+) -> Scripted {
+    match ours(job_id, source, state, exit_code) {
+        Scripted::Ours {
+            job_id,
+            source,
+            state,
+            exit_code,
+            requeue,
+            ..
+        } => Scripted::Ours {
+            job_id,
+            source,
+            state,
+            exit_code,
+            requeue,
+            detail,
+        },
+        row => row,
     }
 }
 
@@ -196,6 +227,7 @@ impl Scheduler for Fake {
                     state,
                     exit_code,
                     requeue,
+                    detail,
                 } => {
                     let j = jobs.iter().find(|j| j.job_id == job_id)?;
                     Some(JobRow {
@@ -208,6 +240,7 @@ impl Scheduler for Fake {
                         state,
                         exit_code,
                         requeue,
+                        detail,
                     })
                 }
             })

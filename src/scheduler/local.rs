@@ -349,6 +349,7 @@ impl Scheduler for Local {
                     state: rep.state.clone(),
                     exit_code: rep.exit_code.clone(),
                     requeue: Some(false),
+                    detail: Default::default(),
                 })
             })
             .collect();
@@ -381,12 +382,14 @@ impl Local {
                 Probe::Ended(s) => JobReport {
                     state: s.state,
                     exit_code: s.exit_code,
+                    detail: Default::default(),
                 },
                 Probe::Running => {
                     running += 1;
                     JobReport {
                         state: "RUNNING".into(),
                         exit_code: "0:0".into(),
+                        detail: Default::default(),
                     }
                 }
                 Probe::Queued => {
@@ -394,12 +397,14 @@ impl Local {
                     JobReport {
                         state: "PENDING".into(),
                         exit_code: "0:0".into(),
+                        detail: Default::default(),
                     }
                 }
                 // The runner was killed (or the machine rebooted) before it could record the end.
                 Probe::Lost => JobReport {
                     state: "NODE_FAIL".into(),
                     exit_code: "0:0".into(),
+                    detail: Default::default(),
                 },
                 Probe::Unknown => continue,
             };
@@ -424,6 +429,7 @@ impl Local {
                         JobReport {
                             state: "RUNNING".into(),
                             exit_code: "0:0".into(),
+                            detail: Default::default(),
                         },
                     );
                 }

@@ -4,6 +4,24 @@
 //! Owns: building what a job runs (the quoted `--wrap` line, the script argv) and the error kinds a caller
 //! branches on. Must never: touch the ledger or decide retries; it reports, the daemon decides.
 
+/// Where a job's stdout/stderr go, as the job's record and its notices name it: `job.output` under the
+/// root (`%j`, `%x` expanded), else Slurm's `slurm-<id>.out` in the directory the job runs in; `None` when
+/// that is the daemon's own working directory (`chdir_to_subdir: false`).
+pub fn output_file(
+    job: &JobConfig,
+    root: &std::path::Path,
+    dir: &OsStr,
+    job_id: &str,
+    job_name: &str,
+) -> Option<std::path::PathBuf> {
+    let id = job_id.split(';').next().unwrap_or(job_id);
+    match &job.output {
+        Some(o) => Some(root.join(local::expand_output(o, id, job_name))),
+        None if job.chdir_to_subdir => Some(root.join(dir).join(format!("slurm-{id}.out"))),
+        None => None,
+    }
+}
+
 #[cfg(test)]
 pub mod fake;
 pub mod local;
@@ -13,7 +31,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
-use crate::config::{Config, ExecutorKind, JobCommand};
+use crate::config::{Config, ExecutorKind, JobCommand, JobConfig};
 use crate::time::Millis;
 
 /// Everything needed to submit one job for one directory.

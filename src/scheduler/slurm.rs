@@ -15,7 +15,7 @@ use super::{
     JobRow, JobSpec, QueryError, Scheduler, Sightings, Source, SubmitError, TrackedJob, wrap_line,
 };
 use crate::config::{Config, JobCommand, JobConfig};
-use crate::engine::{OutageEdge, OutageLatch, Rejection};
+use crate::engine::{JobDetail, OutageEdge, OutageLatch, Rejection};
 use crate::process::{self, Invocation, ProcessError};
 use crate::time::Millis;
 
@@ -180,12 +180,37 @@ pub fn split_job_id(job_id: &str) -> (&str, Option<&str>) {
 
 /// The `sacct --format` of a query: the free-text fields last, so a `|` in a stranger's job name cannot
 /// shift the fields before it.
-pub const SACCT_FIELDS: &str = "JobIDRaw,Submit,End,State,ExitCode,Comment,JobName";
+pub const SACCT_FIELDS: &str =
+    "JobIDRaw,Submit,End,State,ExitCode,ElapsedRaw,NodeList,Reason,Comment,JobName";
 
 /// The `squeue -O` of a query (every field ends in `|`; no widths, so nothing is truncated). `exit_code` is
 /// the raw wait status, `Requeue` the controller's word on a requeue after a failure.
-pub const SQUEUE_FIELDS: &str =
-    "JobID:|,SubmitTime:|,EndTime:|,State:|,exit_code:|,Requeue:|,Comment:|,Name:|";
+pub const SQUEUE_FIELDS: &str = "JobID:|,SubmitTime:|,EndTime:|,State:|,exit_code:|,Requeue:|,TimeUsed:|,\
+     NodeList:|,Reason:|,Comment:|,Name:|";
+
+/// Slurm's words for "none" in the reason and node columns.
+fn detail_text(s: &str) -> String {
+    match s.trim() {
+        "None" | "(null)" | "None assigned" | "N/A" => String::new(),
+        t => t.to_string(),
+    }
+}
+
+/// squeue's `TimeUsed` (`[D-][HH:]MM:SS`) in seconds.
+pub fn time_used_secs(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (days, rest) = match s.split_once('-') {
+        Some((d, r)) => (d.parse::<u64>().ok()?, r),
+        None => (0, s),
+    };
+    let mut secs = 0u64;
+    for part in rest.split(':') {
+        secs = secs
+            .checked_mul(60)?
+            .checked_add(part.parse::<u64>().ok()?)?;
+    }
+    Some(days * 86400 + secs)
+}
 
 /// A time printed with `SLURM_TIME_FORMAT=%s`: epoch seconds, or a word (`Unknown`, `N/A`, `NONE`) for none.
 fn epoch_ms(s: &str) -> Option<Millis> {
@@ -199,8 +224,20 @@ pub fn parse_sacct(stdout: &str, cluster: Option<&str>) -> Vec<JobRow> {
     stdout
         .lines()
         .filter_map(|line| {
-            let f: Vec<&str> = line.splitn(7, '|').collect();
-            let [id, submit, end, state, exit, comment, name] = f.as_slice() else {
+            let f: Vec<&str> = line.splitn(10, '|').collect();
+            let [
+                id,
+                submit,
+                end,
+                state,
+                exit,
+                elapsed,
+                nodes,
+                reason,
+                comment,
+                name,
+            ] = f.as_slice()
+            else {
                 return None;
             };
             let id = id.trim();
@@ -215,6 +252,11 @@ pub fn parse_sacct(stdout: &str, cluster: Option<&str>) -> Vec<JobRow> {
                 state: state.trim().to_string(),
                 exit_code: exit.trim().to_string(),
                 requeue: None,
+                detail: JobDetail {
+                    reason: detail_text(reason),
+                    nodes: detail_text(nodes),
+                    elapsed_sec: elapsed.trim().parse().ok(),
+                },
             })
         })
         .collect()
@@ -226,8 +268,21 @@ pub fn parse_squeue(stdout: &str, cluster: Option<&str>) -> Vec<JobRow> {
         .lines()
         .filter_map(|line| {
             let line = line.strip_suffix('|').unwrap_or(line);
-            let f: Vec<&str> = line.splitn(8, '|').collect();
-            let [id, submit, end, state, exit, requeue, comment, name] = f.as_slice() else {
+            let f: Vec<&str> = line.splitn(11, '|').collect();
+            let [
+                id,
+                submit,
+                end,
+                state,
+                exit,
+                requeue,
+                used,
+                nodes,
+                reason,
+                comment,
+                name,
+            ] = f.as_slice()
+            else {
                 return None;
             };
             let id = id.trim();
@@ -244,6 +299,11 @@ pub fn parse_squeue(stdout: &str, cluster: Option<&str>) -> Vec<JobRow> {
                     "1" => Some(true),
                     "0" => Some(false),
                     _ => None,
+                },
+                detail: JobDetail {
+                    reason: detail_text(reason),
+                    nodes: detail_text(nodes),
+                    elapsed_sec: time_used_secs(used),
                 },
             })
         })
@@ -626,14 +686,24 @@ mod tests {
     #[test]
     fn sacct_rows_keep_every_record_of_an_id() {
         // A reused id: the old job's record and the new one's, then a step and garbage.
-        let out = "16|1700000000|1700000060|COMPLETED|0:0|dw-old-3|dw-case1\n\
-                   16|1796107598|Unknown|RUNNING|0:0||dw-case1\n\
-                   16.batch|1796107598|Unknown|RUNNING|0:0||batch\n\
-                   17|1796107598|Unknown|PENDING|0:0||allocation\n\
-                   18|1796107599|1796107602|CANCELLED by 0|0:15|dw-a-1|a|b\n\
+        let out = "16|1700000000|1700000060|COMPLETED|0:0|60|vm|None|dw-old-3|dw-case1\n\
+                   16|1796107598|Unknown|RUNNING|0:0|3|vm|None||dw-case1\n\
+                   16.batch|1796107598|Unknown|RUNNING|0:0|3|vm||batch\n\
+                   17|1796107598|Unknown|PENDING|0:0|0|None assigned|Priority||allocation\n\
+                   18|1796107599|1796107602|CANCELLED by 0|0:15|3|vm|None|dw-a-1|a|b\n\
+                   19|1796107599|1796107602|FAILED|3:0|75|node[1-2]|NonZeroExitCode|dw-a-2|f\n\
                    garbage\n";
         let rows = parse_sacct(out, None);
-        assert_eq!(rows.len(), 4, "{rows:?}");
+        assert_eq!(rows.len(), 5, "{rows:?}");
+        assert_eq!(
+            rows[4].detail,
+            JobDetail {
+                reason: "NonZeroExitCode".into(),
+                nodes: "node[1-2]".into(),
+                elapsed_sec: Some(75)
+            }
+        );
+        assert_eq!(rows[2].detail.nodes, "", "`None assigned` is no node");
         assert_eq!(
             (rows[0].comment.as_str(), rows[0].submit, rows[0].end),
             ("dw-old-3", Some(1_700_000_000_000), Some(1_700_000_060_000))
@@ -658,9 +728,9 @@ mod tests {
     #[test]
     fn squeue_rows_carry_requeue_and_the_exit_code_as_code_and_signal() {
         // As Slurm 22.05 prints them (checked on the test cluster).
-        let out = "19|1796107613|1796107613|FAILED|768|1|dw-probe-2|probe-y|\n\
-                   22|1796107664|NONE|PENDING|0|1|dw-probe-4|probe-nf|\n\
-                   23|1796107664|N/A|NODE_FAIL|0|0||x|\n";
+        let out = "19|1796107613|1796107613|FAILED|768|1|1:05|vm|NonZeroExitCode|dw-probe-2|probe-y|\n\
+                   22|1796107664|NONE|PENDING|0|1|0:00||Priority|dw-probe-4|probe-nf|\n\
+                   23|1796107664|N/A|NODE_FAIL|0|0|1-02:00:00|vm|None||x|\n";
         let rows = parse_squeue(out, None);
         assert_eq!(rows.len(), 3);
         assert_eq!(
@@ -675,6 +745,11 @@ mod tests {
             (rows[2].requeue, rows[2].comment.as_str()),
             (Some(false), "")
         );
+        assert_eq!(
+            (rows[0].detail.elapsed_sec, rows[0].detail.reason.as_str()),
+            (Some(65), "NonZeroExitCode")
+        );
+        assert_eq!(rows[2].detail.elapsed_sec, Some(93_600));
         assert_eq!(wait_status("9"), "0:9");
         assert_eq!(wait_status("2:0"), "2:0");
         assert_eq!(wait_status("N/A"), "");

@@ -72,6 +72,8 @@ pub struct TestEnv {
     pub watch: Vec<String>,
     pub job: Vec<String>,
     pub behavior: Vec<String>,
+    /// Lines of a `notify:` section (none: no section).
+    pub notify: Vec<String>,
     /// The ledger path (default `<tmp>/state.db`).
     pub state: PathBuf,
     /// The failure log (default `<tmp>/failed.log`).
@@ -112,6 +114,7 @@ impl TestEnv {
             ],
             job: vec![format!("job_name_prefix: {prefix}")],
             behavior: vec![],
+            notify: vec![],
             prefix,
             state: tmp.path().join("state.db"),
             failure_log_at: tmp.path().join("failed.log"),
@@ -126,6 +129,11 @@ impl TestEnv {
 
     pub fn behavior(mut self, line: &str) -> Self {
         set_key(&mut self.behavior, line);
+        self
+    }
+
+    pub fn notify(mut self, line: &str) -> Self {
+        set_key(&mut self.notify, line);
         self
     }
 
@@ -164,6 +172,12 @@ impl TestEnv {
         );
         for l in &self.behavior {
             y += &format!("  {l}\n");
+        }
+        if !self.notify.is_empty() {
+            y += "notify:\n";
+            for l in &self.notify {
+                y += &format!("  {l}\n");
+            }
         }
         std::fs::write(self.config_path(), y).unwrap();
         self.config_path()

@@ -10,6 +10,7 @@ mod hostile;
 mod install;
 mod layering;
 mod local;
+mod notify;
 mod observe;
 mod ops;
 mod safety;

@@ -1,0 +1,588 @@
+//! Telling people: which notices an event gets (one per channel and target), what each says (the versioned
+//! event document, an e-mail, a chat line), whether a recipient address is one we may put in a header, and
+//! what follows a failed delivery (retry later, or give up after the last attempt).
+//!
+//! Must never: read the clock, the file system or the config file, or send anything; times and texts come
+//! in as parameters. A notice is decided here, committed to the ledger's outbox with its event, and
+//! delivered by the daemon.
+
+use std::time::Duration;
+
+use super::outage::backoff;
+use crate::time::{Millis, ms};
+
+/// The version of the event document every channel carries (webhook body, hook stdin).
+pub const SCHEMA: &str = "dirwatcher.event/1";
+
+/// What happened, as `notify.events` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// A job was submitted for a directory.
+    Submitted,
+    /// Its job COMPLETED.
+    Completed,
+    /// Its job ended in another final state (FAILED, TIMEOUT, CANCELLED, …).
+    Failed,
+    /// No source has shown its job for `job.lost_after_sec`.
+    Lost,
+    /// `sbatch` refuses what the config asks (a configuration error): nothing is submitted until fixed.
+    Blocked,
+}
+
+impl EventKind {
+    /// Every kind, in the order the README lists them.
+    pub const ALL: [EventKind; 5] = [
+        EventKind::Submitted,
+        EventKind::Completed,
+        EventKind::Failed,
+        EventKind::Lost,
+        EventKind::Blocked,
+    ];
+
+    /// The word in the config and the documents.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Submitted => "submitted",
+            EventKind::Completed => "completed",
+            EventKind::Failed => "failed",
+            EventKind::Lost => "lost",
+            EventKind::Blocked => "blocked",
+        }
+    }
+
+    /// The kind named `word`.
+    pub fn parse(word: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == word)
+    }
+}
+
+/// The event document (schema [`SCHEMA`]): what every channel is told. Fields that do not apply are
+/// `null`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Event {
+    /// Always [`SCHEMA`].
+    pub schema: String,
+    /// What happened.
+    pub event: EventKind,
+    /// When it was recorded (RFC 3339, UTC).
+    pub time: String,
+    /// Full path of the directory (lossy UTF-8).
+    pub dir: String,
+    /// The Slurm job id.
+    pub job_id: Option<String>,
+    /// The job name.
+    pub job_name: Option<String>,
+    /// Final state word (`COMPLETED`, `FAILED`, `TIMEOUT`, …).
+    pub state: Option<String>,
+    /// Exit code `code:signal`.
+    pub exit_code: Option<String>,
+    /// Slurm's reason (sacct `Reason`), or why a submission is refused.
+    pub reason: Option<String>,
+    /// Nodes the job ran on.
+    pub nodes: Option<String>,
+    /// Run time in seconds.
+    pub elapsed_sec: Option<u64>,
+    /// The job's output file.
+    pub output: Option<String>,
+    /// Attempt of the directory generation (1 = first job).
+    pub attempt: u32,
+}
+
+/// A delivery channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    /// An e-mail (`sendmail -t`, else SMTP); the target is the comma-separated recipients.
+    Email,
+    /// A JSON POST; the target is the URL.
+    Webhook,
+    /// `notify.command` with the event on stdin; no target.
+    Command,
+}
+
+impl Channel {
+    /// The word in the ledger, logs and the `channel` label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Webhook => "webhook",
+            Channel::Command => "command",
+        }
+    }
+
+    /// The channel named `word`.
+    pub fn parse(word: &str) -> Option<Channel> {
+        [Channel::Email, Channel::Webhook, Channel::Command]
+            .into_iter()
+            .find(|c| c.as_str() == word)
+    }
+}
+
+/// Who is told what (from `notify:`), with the recipient found in the directory, if any.
+#[derive(Debug, Clone, Default)]
+pub struct Audience<'a> {
+    /// `notify.events`.
+    pub events: &'a [EventKind],
+    /// E-mail can be sent at all (a transport is configured).
+    pub email: bool,
+    /// `notify.email_to`: told of every event.
+    pub email_to: &'a [String],
+    /// The address of `.dirwatch_meta.json` (`user_email`), already checked: told of its directory's
+    /// events, but not of a blocked submission (that is for the operators).
+    pub owner: Option<&'a str>,
+    /// `notify.webhooks`.
+    pub webhooks: &'a [String],
+    /// `notify.command` is set.
+    pub command: bool,
+}
+
+/// One notice to commit to the outbox: a channel and its target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// How it goes out.
+    pub channel: Channel,
+    /// Recipients (e-mail), URL (webhook), or empty (command).
+    pub target: String,
+}
+
+/// The notices an event gets: none unless `notify.events` lists it; then one e-mail to every recipient
+/// together, one per webhook, one for the command.
+pub fn notices_for(kind: EventKind, a: &Audience<'_>) -> Vec<Notice> {
+    if !a.events.contains(&kind) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut to: Vec<&str> = Vec::new();
+    if kind != EventKind::Blocked
+        && let Some(o) = a.owner
+    {
+        to.push(o);
+    }
+    for r in a.email_to {
+        if !to.iter().any(|t| t.eq_ignore_ascii_case(r)) {
+            to.push(r);
+        }
+    }
+    if a.email && !to.is_empty() {
+        out.push(Notice {
+            channel: Channel::Email,
+            target: to.join(", "),
+        });
+    }
+    for url in a.webhooks {
+        out.push(Notice {
+            channel: Channel::Webhook,
+            target: url.clone(),
+        });
+    }
+    if a.command {
+        out.push(Notice {
+            channel: Channel::Command,
+            target: String::new(),
+        });
+    }
+    out
+}
+
+/// How long a notice is retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// First delay after a failed delivery (`notify.retry_sec`); doubles per failure.
+    pub base: Duration,
+    /// Cap of that delay.
+    pub max: Duration,
+    /// Attempts in all (`notify.max_attempts`); after the last failure the notice is given up.
+    pub attempts: u32,
+}
+
+/// The longest wait between two attempts of one notice.
+pub const RETRY_CAP: Duration = Duration::from_secs(3600);
+
+/// What follows a failed delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Try again, not before this wall time.
+    RetryAt(Millis),
+    /// That was the last attempt: record it as given up (and say so).
+    GiveUp,
+}
+
+/// After the `failed`-th failed attempt (counting from 1) at `now`.
+pub fn after_failure(failed: u32, now: Millis, p: RetryPolicy) -> AfterFailure {
+    if failed >= p.attempts {
+        AfterFailure::GiveUp
+    } else {
+        AfterFailure::RetryAt(now + ms(backoff(failed, p.base, p.max)))
+    }
+}
+
+/// Whether `addr` is a plain address we may put in a `To:` header and hand to `sendmail`/SMTP: one
+/// `local@domain`, printable ASCII, no spaces, no characters that end or extend a header or an address
+/// list (CR, LF, `,`, `;`, `<`, `>`, quotes, parentheses), and not an option (`-`).
+pub fn valid_address(addr: &str) -> bool {
+    if addr.is_empty() || addr.len() > 254 || addr.starts_with('-') {
+        return false;
+    }
+    let Some((local, domain)) = addr.split_once('@') else {
+        return false;
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(&b))
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..");
+    let domain_ok = !domain.is_empty()
+        && domain.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    local_ok && domain_ok
+}
+
+/// A one-line summary: the e-mail subject and the chat line.
+pub fn summary(e: &Event) -> String {
+    let dir = one_line(&e.dir);
+    let job = e.job_id.as_deref().unwrap_or("-");
+    let line = match e.event {
+        EventKind::Submitted => format!("submitted: {dir} (job {job})"),
+        EventKind::Completed => format!("COMPLETED: {dir} (job {job})"),
+        EventKind::Failed => format!(
+            "{}: {dir} (job {job}, exit code {})",
+            e.state.as_deref().unwrap_or("FAILED"),
+            e.exit_code.as_deref().unwrap_or("-")
+        ),
+        EventKind::Lost => format!("lost: {dir} (job {job} is shown by no Slurm source)"),
+        EventKind::Blocked => format!(
+            "submissions blocked: {}",
+            one_line(e.reason.as_deref().unwrap_or("sbatch refuses the job"))
+        ),
+    };
+    format!("[dirwatcher] {line}")
+}
+
+/// Control characters (a newline in a directory name) would end a header or forge a line: shown as `?`.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// The e-mail's text: what happened, then every field of the event, one per line.
+pub fn email_body(e: &Event) -> String {
+    let mut b = String::new();
+    let what = match e.event {
+        EventKind::Submitted => "A job was submitted for this directory.",
+        EventKind::Completed => "The job for this directory COMPLETED.",
+        EventKind::Failed => "The job for this directory did not complete.",
+        EventKind::Lost => {
+            "The job for this directory is no longer shown by Slurm; an administrator can resubmit it with \
+             `dirwatcher retry`."
+        }
+        EventKind::Blocked => {
+            "Slurm refuses the jobs dirwatcher submits, for what its configuration asks; directories wait \
+             until an administrator fixes it."
+        }
+    };
+    b += what;
+    b += "\n\n";
+    let fields: [(&str, Option<String>); 10] = [
+        ("directory", Some(one_line(&e.dir))),
+        ("job id", e.job_id.clone()),
+        ("job name", e.job_name.clone()),
+        ("state", e.state.clone()),
+        ("exit code", e.exit_code.clone()),
+        ("reason", e.reason.as_deref().map(one_line)),
+        ("nodes", e.nodes.clone()),
+        ("elapsed", e.elapsed_sec.map(elapsed_text)),
+        ("output file", e.output.as_deref().map(one_line)),
+        ("attempt", Some(e.attempt.to_string())),
+    ];
+    for (k, v) in fields {
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            b += &format!("{k:<12} {v}\n");
+        }
+    }
+    b += &format!("{:<12} {}\n", "time", e.time);
+    b
+}
+
+/// `HH:MM:SS` (days as `D-HH:MM:SS`), as Slurm writes run times.
+pub fn elapsed_text(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if d > 0 {
+        format!("{d}-{h:02}:{m:02}:{s:02}")
+    } else {
+        format!("{h:02}:{m:02}:{s:02}")
+    }
+}
+
+/// The whole message (headers, blank line, body) with CRLF line ends, as SMTP wants it; the subject is
+/// RFC 2047-encoded when it is not plain ASCII. `from` and every address of `to` are valid addresses.
+pub fn email_message(e: &Event, from: &str, to: &str) -> String {
+    let subject = summary(e);
+    let subject = if subject.is_ascii() {
+        subject
+    } else {
+        format!("=?UTF-8?B?{}?=", base64(subject.as_bytes()))
+    };
+    let mut m = format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\
+         Auto-Submitted: auto-generated\r\n\r\n"
+    );
+    for line in email_body(e).lines() {
+        m += line;
+        m += "\r\n";
+    }
+    m
+}
+
+/// The webhook body: the event document itself (`dirwatcher`), or `{"text": …}` for chat incoming
+/// webhooks (`slack`: Slack, Mattermost, Teams, Rocket.Chat).
+pub fn webhook_body(e: &Event, format: WebhookFormat) -> String {
+    match format {
+        WebhookFormat::Dirwatcher => serde_json::to_string(e).unwrap_or_default(),
+        WebhookFormat::Slack => {
+            let mut text = summary(e);
+            for (k, v) in [
+                ("state", e.state.as_deref()),
+                ("exit code", e.exit_code.as_deref()),
+                ("reason", e.reason.as_deref()),
+                ("output", e.output.as_deref()),
+            ] {
+                if let Some(v) = v.filter(|v| !v.is_empty()) {
+                    text += &format!("\n{k}: {}", one_line(v));
+                }
+            }
+            serde_json::json!({ "text": text }).to_string()
+        }
+    }
+}
+
+/// The body a webhook gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WebhookFormat {
+    /// The event document (schema [`SCHEMA`]).
+    #[default]
+    Dirwatcher,
+    /// `{"text": "<summary and fields>"}`.
+    Slack,
+}
+
+impl WebhookFormat {
+    /// The word in the config.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            WebhookFormat::Dirwatcher => "dirwatcher",
+            WebhookFormat::Slack => "slack",
+        }
+    }
+}
+
+fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: EventKind) -> Event {
+        Event {
+            schema: SCHEMA.into(),
+            event: kind,
+            time: "2027-01-15T08:00:00Z".into(),
+            dir: "/data/incoming/case1".into(),
+            job_id: Some("1234".into()),
+            job_name: Some("dirwatch-case1".into()),
+            state: Some("FAILED".into()),
+            exit_code: Some("3:0".into()),
+            reason: Some("NonZeroExitCode".into()),
+            nodes: Some("node1".into()),
+            elapsed_sec: Some(75),
+            output: Some("/data/incoming/case1/slurm-1234.out".into()),
+            attempt: 1,
+        }
+    }
+
+    #[test]
+    fn an_event_not_listed_gets_no_notice() {
+        let a = Audience {
+            events: &[EventKind::Completed],
+            email: true,
+            owner: Some("a@example.org"),
+            command: true,
+            ..Audience::default()
+        };
+        assert!(notices_for(EventKind::Failed, &a).is_empty());
+        assert_eq!(notices_for(EventKind::Completed, &a).len(), 2);
+    }
+
+    #[test]
+    fn one_mail_to_the_owner_and_the_fixed_recipients_one_notice_per_webhook() {
+        let fixed = vec!["ops@example.org".to_string(), "A@example.org".to_string()];
+        let hooks = vec!["http://a/".to_string(), "http://b/".to_string()];
+        let a = Audience {
+            events: &EventKind::ALL,
+            email: true,
+            email_to: &fixed,
+            owner: Some("a@example.org"),
+            webhooks: &hooks,
+            command: false,
+        };
+        let n = notices_for(EventKind::Completed, &a);
+        assert_eq!(
+            n,
+            vec![
+                Notice {
+                    channel: Channel::Email,
+                    target: "a@example.org, ops@example.org".into()
+                },
+                Notice {
+                    channel: Channel::Webhook,
+                    target: "http://a/".into()
+                },
+                Notice {
+                    channel: Channel::Webhook,
+                    target: "http://b/".into()
+                },
+            ]
+        );
+        let blocked = notices_for(EventKind::Blocked, &a);
+        assert_eq!(
+            blocked[0].target, "ops@example.org, A@example.org",
+            "a blocked submission is for the operators, not the directory's owner"
+        );
+        let no_transport = Audience { email: false, ..a };
+        assert!(
+            notices_for(EventKind::Completed, &no_transport)
+                .iter()
+                .all(|n| n.channel != Channel::Email)
+        );
+    }
+
+    #[test]
+    fn retries_back_off_and_give_up_after_the_last_attempt() {
+        let p = RetryPolicy {
+            base: Duration::from_secs(30),
+            max: RETRY_CAP,
+            attempts: 3,
+        };
+        assert_eq!(after_failure(1, 0, p), AfterFailure::RetryAt(30_000));
+        assert_eq!(after_failure(2, 0, p), AfterFailure::RetryAt(60_000));
+        assert_eq!(after_failure(3, 0, p), AfterFailure::GiveUp);
+    }
+
+    #[test]
+    fn addresses_that_could_inject_headers_or_options_are_refused() {
+        for ok in [
+            "a@example.org",
+            "first.last+tag@sub.example.co",
+            "x@localhost",
+        ] {
+            assert!(valid_address(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a",
+            "a@",
+            "@b",
+            "a@b@c",
+            "a@example.org\r\nBcc: victim@example.org",
+            "a@example.org\nBcc: x@y",
+            "a@example.org, b@example.org",
+            "Name <a@example.org>",
+            "-oQ/tmp/x@example.org",
+            "a b@example.org",
+            "a@exa_mple.org",
+            "a..b@example.org",
+            "\"q\"@example.org",
+        ] {
+            assert!(!valid_address(bad), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn the_mail_names_directory_job_state_exit_code_reason_elapsed_and_output() {
+        let m = email_message(&event(EventKind::Failed), "dw@example.org", "a@example.org");
+        let (head, body) = m.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(
+            "Subject: [dirwatcher] FAILED: /data/incoming/case1 (job 1234, exit code 3:0)"
+        ));
+        assert!(head.contains("To: a@example.org\r\n"));
+        for want in [
+            "/data/incoming/case1",
+            "1234",
+            "FAILED",
+            "3:0",
+            "NonZeroExitCode",
+            "00:01:15",
+            "slurm-1234.out",
+        ] {
+            assert!(body.contains(want), "{want} missing:\n{body}");
+        }
+        assert!(m.split("\r\n").all(|l| !l.contains('\n')), "a bare LF");
+    }
+
+    #[test]
+    fn a_newline_in_a_directory_name_cannot_forge_a_header() {
+        let mut e = event(EventKind::Completed);
+        e.dir = "/data/x\r\nBcc: victim@example.org".into();
+        let m = email_message(&e, "dw@example.org", "a@example.org");
+        let (head, _) = m.split_once("\r\n\r\n").unwrap();
+        assert!(!head.lines().any(|l| l.starts_with("Bcc")), "{head}");
+        let mut e = event(EventKind::Completed);
+        e.dir = "/data/Übung".into();
+        let m = email_message(&e, "dw@example.org", "a@example.org");
+        assert!(m.contains("Subject: =?UTF-8?B?"), "{m}");
+    }
+
+    #[test]
+    fn webhook_bodies_are_the_versioned_document_or_a_chat_line() {
+        let e = event(EventKind::Completed);
+        let doc: serde_json::Value =
+            serde_json::from_str(&webhook_body(&e, WebhookFormat::Dirwatcher)).unwrap();
+        assert_eq!(doc["schema"], SCHEMA);
+        assert_eq!(doc["event"], "completed");
+        assert_eq!(doc["elapsed_sec"], 75);
+        let chat: serde_json::Value =
+            serde_json::from_str(&webhook_body(&e, WebhookFormat::Slack)).unwrap();
+        assert!(
+            chat["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("[dirwatcher] COMPLETED")
+        );
+    }
+
+    #[test]
+    fn base64_matches_the_rfc_examples() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+}

@@ -1,0 +1,757 @@
+//! Telling people, really delivered: e-mail to a real SMTP server the test runs (it speaks SMTP with AUTH
+//! PLAIN over TCP; curl is the client, as in production) and through a fake `sendmail` on `PATH`, webhooks
+//! to a local HTTP server, the event hook; an unreachable server (nothing lost, delivered when it is back,
+//! one warning); a daemon SIGKILLed between the job's end and the delivery; hostile `.dirwatch_meta.json`
+//! files. The local executor where Slurm adds nothing, and one real-cluster test with e-mail.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::harness::*;
+
+const DEADLINE: Duration = Duration::from_secs(40);
+
+/// One message the SMTP server accepted.
+#[derive(Debug, Clone, Default)]
+struct Mail {
+    from: String,
+    rcpts: Vec<String>,
+    /// The AUTH line's credentials, decoded (`\0user\0pass`), if the client authenticated.
+    auth: Option<String>,
+    data: String,
+}
+
+/// A real SMTP server on 127.0.0.1 (a thread per connection): EHLO, AUTH PLAIN, MAIL, RCPT, DATA, QUIT.
+struct SmtpServer {
+    port: u16,
+    mails: Arc<Mutex<Vec<Mail>>>,
+}
+
+impl SmtpServer {
+    fn start() -> SmtpServer {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let mails = Arc::new(Mutex::new(Vec::new()));
+        let m = Arc::clone(&mails);
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                let m = Arc::clone(&m);
+                std::thread::spawn(move || smtp_session(s, &m));
+            }
+        });
+        SmtpServer { port, mails }
+    }
+
+    fn mails(&self) -> Vec<Mail> {
+        self.mails.lock().unwrap().clone()
+    }
+}
+
+fn b64decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let digits: Vec<u32> = s.bytes().filter_map(val).collect();
+    let mut out = Vec::new();
+    for c in digits.chunks(4) {
+        let n = c
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, d)| n | d << (18 - 6 * i));
+        for i in 0..c.len().saturating_sub(1) {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
+}
+
+fn smtp_session(s: TcpStream, mails: &Mutex<Vec<Mail>>) {
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let say = |w: &mut TcpStream, l: &str| {
+        let _ = w.write_all(format!("{l}\r\n").as_bytes());
+    };
+    say(&mut w, "220 test ESMTP");
+    let mut mail = Mail::default();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let cmd = line.trim_end().to_string();
+        let upper = cmd.to_ascii_uppercase();
+        if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+            say(&mut w, "250-test\r\n250-AUTH PLAIN\r\n250 8BITMIME");
+        } else if upper.starts_with("AUTH PLAIN") {
+            let arg = cmd[10..].trim();
+            let arg = if arg.is_empty() {
+                say(&mut w, "334 ");
+                let mut l = String::new();
+                r.read_line(&mut l).unwrap();
+                l.trim().to_string()
+            } else {
+                arg.to_string()
+            };
+            mail.auth = Some(String::from_utf8_lossy(&b64decode(&arg)).into_owned());
+            say(&mut w, "235 2.7.0 ok");
+        } else if upper.starts_with("MAIL FROM:") {
+            mail.from = cmd[10..].trim().to_string();
+            say(&mut w, "250 ok");
+        } else if upper.starts_with("RCPT TO:") {
+            mail.rcpts.push(cmd[8..].trim().to_string());
+            say(&mut w, "250 ok");
+        } else if upper == "DATA" {
+            say(&mut w, "354 go on");
+            let mut data = String::new();
+            loop {
+                let mut l = String::new();
+                if r.read_line(&mut l).unwrap_or(0) == 0 {
+                    return;
+                }
+                if l == ".\r\n" {
+                    break;
+                }
+                data += &l;
+            }
+            mail.data = data;
+            mails.lock().unwrap().push(std::mem::take(&mut mail));
+            say(&mut w, "250 queued");
+        } else if upper == "QUIT" {
+            say(&mut w, "221 bye");
+            return;
+        } else {
+            say(&mut w, "250 ok");
+        }
+    }
+}
+
+/// One request the HTTP server got.
+#[derive(Debug, Clone)]
+struct Post {
+    head: String,
+    body: String,
+}
+
+/// A local HTTP server answering 200 to every request, recording each; started on a given port (or any).
+struct HttpServer {
+    port: u16,
+    posts: Arc<Mutex<Vec<Post>>>,
+}
+
+impl HttpServer {
+    fn start(port: u16) -> HttpServer {
+        let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let posts = Arc::new(Mutex::new(Vec::new()));
+        let p = Arc::clone(&posts);
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                let p = Arc::clone(&p);
+                std::thread::spawn(move || http_session(s, &p));
+            }
+        });
+        HttpServer { port, posts }
+    }
+
+    fn posts(&self) -> Vec<Post> {
+        self.posts.lock().unwrap().clone()
+    }
+
+    fn events(&self) -> Vec<serde_json::Value> {
+        self.posts()
+            .iter()
+            .map(|p| serde_json::from_str(&p.body).unwrap())
+            .collect()
+    }
+}
+
+fn http_session(s: TcpStream, posts: &Mutex<Vec<Post>>) {
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut head = String::new();
+    loop {
+        let mut l = String::new();
+        if r.read_line(&mut l).unwrap_or(0) == 0 {
+            return;
+        }
+        if l == "\r\n" {
+            break;
+        }
+        head += &l;
+    }
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).unwrap();
+    posts.lock().unwrap().push(Post {
+        head,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    });
+    let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+}
+
+/// A port nothing listens on (bound, then released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn meta(dir: &Path, email: &str) {
+    std::fs::write(
+        dir.join(".dirwatch_meta.json"),
+        format!("{{\"user_email\":\"{email}\",\"game_id\":7}}\n"),
+    )
+    .unwrap();
+}
+
+/// A directory whose job exits 3 when it holds a file `FAIL`, else completes.
+const JOB: &str = "wrap_cmd: \"if [ -e FAIL ]; then echo failing; exit 3; fi; echo fine\"";
+
+fn ready_failing(env: &TestEnv, name: &str) -> PathBuf {
+    let d = env.root.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("FAIL"), "").unwrap();
+    env.ready_dir(name)
+}
+
+/// A hook that appends the event document it reads on stdin as one line to `file`.
+fn hook_line(file: &Path) -> String {
+    format!(
+        "command: [\"sh\", \"-c\", \"cat >> {0}; echo >> {0}\"]",
+        file.display()
+    )
+}
+
+fn hook_events(file: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The e-mail channel with SMTP to `smtp`, AUTH with a password from a file, a webhook with a bearer
+/// token to `http`, and the hook.
+fn all_channels(env: TestEnv, smtp: &SmtpServer, http: &HttpServer, hook: &Path) -> TestEnv {
+    let pass = env.tmp.path().join("smtp.pass");
+    std::fs::write(&pass, "pa55word\n").unwrap();
+    let token = env.tmp.path().join("token");
+    std::fs::write(&token, "t0ken-xyz\n").unwrap();
+    env.behavior("from_email: dirwatcher@example.org")
+        .behavior("smtp_host: 127.0.0.1")
+        .behavior(&format!("smtp_port: {}", smtp.port))
+        .behavior("smtp_user: dw")
+        .behavior(&format!("smtp_pass_file: {}", pass.display()))
+        .behavior("smtp_use_tls: false")
+        .notify("email_via: smtp")
+        .notify(&format!(
+            "webhooks: [\"http://127.0.0.1:{}/hooks/secret-path\"]",
+            http.port
+        ))
+        .notify(&format!("webhook_token_file: {}", token.display()))
+        .notify(&hook_line(hook))
+        .notify("retry_sec: 0.5")
+}
+
+/// What a user checks in the mails of one COMPLETED and one FAILED directory.
+fn assert_one_mail_each(smtp: &SmtpServer, ok: &Path, bad: &Path, ok_job: &str, bad_job: &str) {
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 2, "{mails:#?}");
+    for m in &mails {
+        assert_eq!(m.rcpts, ["<owner@example.org>"]);
+        assert_eq!(m.from, "<dirwatcher@example.org>");
+        assert_eq!(
+            m.auth.as_deref(),
+            Some("\0dw\0pa55word"),
+            "AUTH with the file's password"
+        );
+        assert!(m.data.contains("To: owner@example.org\r\n"), "{}", m.data);
+    }
+    let ok_mail = mails
+        .iter()
+        .find(|m| m.data.contains("COMPLETED:"))
+        .expect("a mail for the COMPLETED job");
+    for want in [
+        ok.to_string_lossy().as_ref(),
+        ok_job,
+        "COMPLETED",
+        ".dirwatcher/logs/",
+        &format!("-ok-{ok_job}.out"),
+    ] {
+        assert!(
+            ok_mail.data.contains(want),
+            "{want} missing:\n{}",
+            ok_mail.data
+        );
+    }
+    let bad_mail = mails
+        .iter()
+        .find(|m| m.data.contains("Subject: [dirwatcher] FAILED"))
+        .expect("a mail for the FAILED job");
+    for want in [
+        bad.to_string_lossy().as_ref(),
+        bad_job,
+        "exit code",
+        "3:0",
+        ".dirwatcher/logs/",
+        &format!("-bad-{bad_job}.out"),
+    ] {
+        assert!(
+            bad_mail.data.contains(want),
+            "{want} missing:\n{}",
+            bad_mail.data
+        );
+    }
+}
+
+fn job_of(env: &TestEnv, d: &Path) -> String {
+    env.wait_final(d, DEADLINE).job_id.unwrap()
+}
+
+#[test]
+fn local_completed_and_failed_jobs_tell_every_channel_once() {
+    let smtp = SmtpServer::start();
+    let http = HttpServer::start(0);
+    let env = TestEnv::local("tell");
+    let hook = env.tmp.path().join("hook.log");
+    let env = all_channels(env.job(JOB), &smtp, &http, &hook);
+    let ok = env.ready_dir("ok");
+    let bad = ready_failing(&env, "bad");
+    meta(&ok, "owner@example.org");
+    meta(&bad, "owner@example.org");
+    let d = env.start();
+    let (ok_job, bad_job) = (job_of(&env, &ok), job_of(&env, &bad));
+    wait_for(DEADLINE, "two mails, two posts, two hook runs", || {
+        (smtp.mails().len() >= 2 && http.posts().len() >= 2 && hook_events(&hook).len() >= 2)
+            .then_some(())
+    });
+    // Some more cycles: nothing is sent twice.
+    d.wait_log("told", DEADLINE);
+    std::thread::sleep(Duration::from_millis(1500)); // a quiet period, not synchronisation
+    assert_one_mail_each(&smtp, &ok, &bad, &ok_job, &bad_job);
+    let posts = http.posts();
+    assert_eq!(posts.len(), 2);
+    for p in &posts {
+        assert!(p.head.starts_with("POST /hooks/secret-path "), "{}", p.head);
+        assert!(
+            p.head.contains("Authorization: Bearer t0ken-xyz\r\n"),
+            "{}",
+            p.head
+        );
+    }
+    let mut states: Vec<String> = http
+        .events()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e["event"].as_str().unwrap(),
+                e["state"].as_str().unwrap()
+            )
+        })
+        .collect();
+    states.sort();
+    assert_eq!(states, ["completed:COMPLETED", "failed:FAILED"]);
+    let hooked = hook_events(&hook);
+    assert_eq!(hooked.len(), 2);
+    assert_eq!(
+        hooked
+            .iter()
+            .map(|e| e["schema"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["dirwatcher.event/1"; 2]
+    );
+    let log = d.log();
+    for secret in ["pa55word", "t0ken-xyz", "secret-path"] {
+        assert!(!log.contains(secret), "the log shows `{secret}`:\n{log}");
+    }
+}
+
+#[test]
+fn sendmail_on_path_is_used_first_as_the_original_does() {
+    let env = TestEnv::local("sendmail");
+    let bin = env.tmp.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let out = env.tmp.path().join("sendmail.out");
+    let script = bin.join("sendmail");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"ARGS: $*\" >> {0}\ncat >> {0}\necho '--END--' >> {0}\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let env = env
+        .job(JOB)
+        .notify("email_to: [ops@example.org]")
+        .behavior("from_email: dw@example.org");
+    let ok = env.ready_dir("ok");
+    meta(&ok, "owner@example.org");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let d = env.start_env(&[], &[("PATH", path.as_ref())]);
+    let job = job_of(&env, &ok);
+    let text = wait_for(DEADLINE, "a message through sendmail", || {
+        std::fs::read_to_string(&out)
+            .ok()
+            .filter(|t| t.contains("--END--"))
+    });
+    assert!(text.starts_with("ARGS: -t -oi\n"), "{text}");
+    assert!(
+        text.contains("To: owner@example.org, ops@example.org\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("COMPLETED: {} (job {job})", ok.display())),
+        "{text}"
+    );
+    assert!(!text.contains('\r'), "sendmail gets local line ends");
+    assert!(d.log().contains("via `"), "{}", d.log());
+}
+
+#[test]
+fn an_unreachable_webhook_loses_nothing_warns_once_and_delivers_when_it_is_back() {
+    let port = free_port();
+    let env = TestEnv::local("unreach")
+        .job(JOB)
+        .notify(&format!("webhooks: [\"http://127.0.0.1:{port}/h\"]"))
+        .notify("retry_sec: 0.3")
+        .notify("timeout_sec: 2");
+    let a = env.ready_dir("a");
+    let b = ready_failing(&env, "b");
+    let d = env.start();
+    env.wait_final(&a, DEADLINE);
+    env.wait_final(&b, DEADLINE);
+    d.wait_log("cannot deliver to http://127.0.0.1", DEADLINE);
+    // Several retries fail meanwhile (0.3 s, 0.6 s, 1.2 s, …): still one warning.
+    wait_for(DEADLINE, "three failed deliveries in the outbox", || {
+        let l = dirwatcher::ledger::Ledger::open(&env.state_file()).ok()?;
+        let tries: u64 = l
+            .due_notices(i64::MAX, 100)
+            .ok()?
+            .iter()
+            .map(|n| u64::from(n.attempts))
+            .sum();
+        (tries >= 3).then_some(())
+    });
+    let http = HttpServer::start(port);
+    wait_for(DEADLINE, "both events delivered", || {
+        (http.posts().len() >= 2).then_some(())
+    });
+    d.wait_log("works again", DEADLINE);
+    let log = d.log();
+    assert_eq!(
+        log.matches("cannot deliver to").count(),
+        1,
+        "one warning per outage:\n{log}"
+    );
+    let mut events: Vec<String> = http
+        .events()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect();
+    events.sort();
+    assert_eq!(
+        events,
+        ["completed", "failed"],
+        "nothing lost, nothing twice"
+    );
+}
+
+#[test]
+fn a_daemon_killed_between_the_end_and_the_delivery_delivers_once_after_the_restart() {
+    let port = free_port();
+    let env = TestEnv::local("kill")
+        .job(JOB)
+        .notify(&format!("webhooks: [\"http://127.0.0.1:{port}/h\"]"))
+        .notify("retry_sec: 0.3");
+    let a = env.ready_dir("a");
+    let mut d = env.start();
+    env.wait_final(&a, DEADLINE);
+    d.wait_log("cannot deliver", DEADLINE);
+    d.kill9();
+    let http = HttpServer::start(port);
+    let d = env.start();
+    wait_for(DEADLINE, "the delivery after the restart", || {
+        (!http.posts().is_empty()).then_some(())
+    });
+    d.wait_log("told http://127.0.0.1", DEADLINE);
+    std::thread::sleep(Duration::from_secs(2)); // a quiet period, not synchronisation
+    assert_eq!(http.posts().len(), 1, "delivered twice");
+    assert_eq!(http.events()[0]["event"], "completed");
+}
+
+#[test]
+fn hostile_meta_files_get_no_mail_and_say_why() {
+    let smtp = SmtpServer::start();
+    let env = TestEnv::local("hostile-meta")
+        .job(JOB)
+        .behavior("smtp_host: 127.0.0.1")
+        .behavior(&format!("smtp_port: {}", smtp.port))
+        .behavior("smtp_use_tls: false")
+        .notify("email_via: smtp");
+    let good = env.ready_dir("good");
+    meta(&good, "owner@example.org");
+    let huge = env.ready_dir("huge");
+    std::fs::write(huge.join(".dirwatch_meta.json"), vec![b' '; 1 << 20]).unwrap();
+    let link = env.ready_dir("link");
+    let elsewhere = env.tmp.path().join("elsewhere.json");
+    std::fs::write(&elsewhere, r#"{"user_email":"victim@example.org"}"#).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, link.join(".dirwatch_meta.json")).unwrap();
+    let notjson = env.ready_dir("notjson");
+    std::fs::write(
+        notjson.join(".dirwatch_meta.json"),
+        "user_email: x@example.org",
+    )
+    .unwrap();
+    let inject = env.ready_dir("inject");
+    std::fs::write(
+        inject.join(".dirwatch_meta.json"),
+        "{\"user_email\":\"a@example.org\\r\\nBcc: victim@example.org\"}",
+    )
+    .unwrap();
+    let d = env.start();
+    for dir in [&good, &huge, &link, &notjson, &inject] {
+        env.wait_final(dir, DEADLINE);
+    }
+    wait_for(DEADLINE, "the good directory's mail", || {
+        (!smtp.mails().is_empty()).then_some(())
+    });
+    for why in [
+        "larger than",
+        "not a regular file",
+        "not a JSON object",
+        "not a plain e-mail address",
+    ] {
+        d.wait_log(why, DEADLINE);
+    }
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1, "{mails:#?}");
+    assert_eq!(mails[0].rcpts, ["<owner@example.org>"]);
+    assert!(!mails[0].data.contains("victim"), "{}", mails[0].data);
+}
+
+#[test]
+fn check_config_accepts_the_originals_whole_config_and_hides_its_password() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = t.path().join("config.yaml");
+    let text = include_str!("../data/original-full-config.yaml")
+        .replace("/data/incoming", &t.path().to_string_lossy());
+    std::fs::write(&cfg, text).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("smtp_host: \"smtp.example.org\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("smtp_pass: \"<secret>\""), "{stdout}");
+    assert!(!stdout.contains("s3cret") && !stderr.contains("s3cret"));
+    assert!(stderr.contains("`db:` section"), "{stderr}");
+}
+
+#[test]
+fn the_originals_install_command_lines_run_as_a_dry_run() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("incoming");
+    std::fs::create_dir(&root).unwrap();
+    let readme_line = [
+        "install",
+        "--watch-root",
+        root.to_str().unwrap(),
+        "--signal-file",
+        "_READY",
+        "--partition",
+        "main",
+        "--account",
+        "dev",
+        "--gres",
+        "gpu:1",
+        "--time",
+        "00:10:00",
+    ];
+    let extra = [
+        "--user",
+        "dirwatcher",
+        "--python-bin",
+        "/usr/bin/python3",
+        "--smtp-setup",
+        "--from-email",
+        "dw@example.org",
+        "--smtp-host",
+        "smtp.example.org",
+        "--smtp-port",
+        "587",
+        "--smtp-user",
+        "dw",
+        "--smtp-pass",
+        "hunter2",
+        "--smtp-use-tls",
+        "--db-name",
+        "hm_app_db",
+        "--db-user",
+        "hmapp",
+        "--db-pass",
+        "hmapp_pass",
+        "--db-host",
+        "127.0.0.1",
+        "--db-port",
+        "3306",
+    ];
+    for args in [
+        readme_line.to_vec(),
+        [&readme_line[..], &extra[..]].concat(),
+    ] {
+        let out = std::process::Command::new(BIN)
+            .args(&args)
+            .arg("--dry-run")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{args:?}:\n{text}");
+        if args.len() > readme_line.len() {
+            for want in [
+                "--python-bin is ignored",
+                "--db-* are ignored",
+                "--smtp-pass is not written",
+                "--smtp-setup",
+            ] {
+                assert!(text.contains(want), "{want} missing:\n{text}");
+            }
+            assert!(!text.contains("hunter2"), "{text}");
+        }
+    }
+}
+
+#[test]
+fn a_staged_install_does_not_need_the_watch_root_and_a_real_one_says_what_to_do() {
+    let t = tempfile::tempdir().unwrap();
+    let stage = t.path().join("stage");
+    let out = std::process::Command::new(BIN)
+        .args([
+            "install",
+            "--watch-root",
+            "/data/incoming-not-here",
+            "--destdir",
+        ])
+        .arg(&stage)
+        .args([
+            "--smtp-host",
+            "smtp.example.org",
+            "--from-email",
+            "dw@example.org",
+        ])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    let cfg = std::fs::read_to_string(stage.join("etc/dirwatcher/config.yaml")).unwrap();
+    assert!(cfg.contains("root: /data/incoming-not-here"), "{cfg}");
+    assert!(cfg.contains("smtp_host: \"smtp.example.org\""), "{cfg}");
+    let out = std::process::Command::new(BIN)
+        .args([
+            "install",
+            "--dry-run",
+            "--watch-root",
+            "/data/incoming-not-here",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("mkdir -p /data/incoming-not-here") && err.contains("--destdir"),
+        "{err}"
+    );
+}
+
+#[test]
+fn slurm_completed_and_failed_jobs_email_their_owner_once_each() {
+    if !slurm_available("slurm_completed_and_failed_jobs_email_their_owner_once_each") {
+        return;
+    }
+    let smtp = SmtpServer::start();
+    let http = HttpServer::start(0);
+    let env = TestEnv::slurm("tell");
+    let hook = env.tmp.path().join("hook.log");
+    let env = all_channels(env.job(JOB), &smtp, &http, &hook);
+    let ok = env.ready_dir("ok");
+    let bad = ready_failing(&env, "bad");
+    meta(&ok, "owner@example.org");
+    meta(&bad, "owner@example.org");
+    let d = env.start();
+    let deadline = Duration::from_secs(120);
+    let ok_job = env.wait_final(&ok, deadline).job_id.unwrap();
+    let bad_job = env.wait_final(&bad, deadline).job_id.unwrap();
+    wait_for(deadline, "two mails, two posts, two hook runs", || {
+        (smtp.mails().len() >= 2 && http.posts().len() >= 2 && hook_events(&hook).len() >= 2)
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2)); // a quiet period, not synchronisation
+    assert_one_mail_each(&smtp, &ok, &bad, &ok_job, &bad_job);
+    let failed = env.wait_failure(&bad, deadline);
+    assert_eq!(failed["reason"], "NonZeroExitCode", "{failed}");
+    assert!(
+        failed["nodes"].as_str().is_some_and(|n| !n.is_empty()),
+        "{failed}"
+    );
+    assert!(failed["elapsed_sec"].is_u64(), "{failed}");
+    assert_eq!(
+        failed["output"],
+        env.root
+            .join(".dirwatcher/logs")
+            .join(format!("{}-{bad_job}.out", env.job_name("bad")))
+            .to_string_lossy()
+            .as_ref()
+    );
+    let bad_event = http
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "failed")
+        .unwrap();
+    assert_eq!(bad_event["reason"], "NonZeroExitCode", "{bad_event}");
+    assert_eq!(hook_events(&hook).len(), 2);
+    drop(d);
+}
