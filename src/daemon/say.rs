@@ -9,7 +9,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::engine::{GenState, Generation, JobReport, OutageEdge};
-use crate::logging::{error_chain, show};
+use crate::logging::{error_chain, field, show};
 use crate::outcome::KeepReason;
 use crate::scheduler::{QueryError, SubmitError};
 use crate::time::{Millis, human, ms};
@@ -17,9 +17,9 @@ use crate::time::{Millis, human, ms};
 /// The daemon starts its loop.
 pub fn started(c: &Config, executor: &str) {
     info!(
-        root = %c.watch.root.display(),
+        root = %field(&c.watch.root),
         executor,
-        state_file = %c.behavior.state_file.display(),
+        state_file = %field(&c.behavior.state_file),
         "dirwatcher started: watching {} for `{}` every {:?} ({} checks {:?} apart), executor {}",
         show(&c.watch.root),
         c.watch.signal_filename.to_string_lossy(),
@@ -90,17 +90,17 @@ pub fn submissions_back(edge: OutageEdge) {
 
 /// A lost submission's job was found by its key.
 pub fn adopted(path: &Path, job: &str, key: &str) {
-    info!(dir = ?path, job = %job, "adopted job {job} for {}: it was submitted before the answer was recorded (key {key})", show(path));
+    info!(dir = %field(path), job = %job, "adopted job {job} for {}: it was submitted before the answer was recorded (key {key})", show(path));
 }
 
 /// No job carries the key yet, inside the grace period.
 pub fn lookup_waits(path: &Path, key: &str) {
-    debug!(dir = ?path, "no job carries key {key} yet; looking again after the grace period");
+    debug!(dir = %field(path), "no job carries key {key} yet; looking again after the grace period");
 }
 
 /// No job carries the key: the directory is submitted again.
 pub fn lookup_cleared(path: &Path, key: &str) {
-    info!(dir = ?path, "no job carries key {key} for {}: it will be submitted", show(path));
+    info!(dir = %field(path), "no job carries key {key} for {}: it will be submitted", show(path));
 }
 
 /// A key lookup failed (the scheduler does not answer).
@@ -148,29 +148,29 @@ pub fn job_ended(
         _ => "recorded in the failure log",
     };
     if state == GenState::Completed {
-        info!(dir = ?path, job = %job, state = %end.state, "job {job} for {} COMPLETED; {what}", show(path));
+        info!(dir = %field(path), job = %job, state = %end.state, "job {job} for {} COMPLETED; {what}", show(path));
     } else {
         let retry = retry_in
             .map(|d| format!("; attempt {} follows in {}", g.attempt + 1, human(d)))
             .unwrap_or_default();
-        warn!(dir = ?path, job = %job, state = %end.state, exit_code = %end.exit_code,
+        warn!(dir = %field(path), job = %job, state = %end.state, exit_code = %end.exit_code,
             "job {job} for {} ended {} (exit code {}); {what}{retry}", show(path), end.state, end.exit_code);
     }
 }
 
 /// The failure log could not be appended to.
 pub fn failure_log_failed(path: &Path, job: &str, log: &Path, e: &std::io::Error) {
-    warn!(dir = ?path, job = %job, "cannot append to the failure log {}: {e}; will try again", show(log));
+    warn!(dir = %field(path), job = %job, "cannot append to the failure log {}: {e}; will try again", show(log));
 }
 
 /// A finished directory was deleted.
 pub fn deleted(path: &Path, job: &str) {
-    info!(dir = ?path, job = %job, "deleted {} after job {job} COMPLETED", show(path));
+    info!(dir = %field(path), job = %job, "deleted {} after job {job} COMPLETED", show(path));
 }
 
 /// A finished directory was kept although deletion was due.
 pub fn not_deleted(path: &Path, job: &str, reason: &KeepReason) {
-    warn!(dir = ?path, job = %job, "not deleting {} after job {job}: {reason}", show(path));
+    warn!(dir = %field(path), job = %job, "not deleting {} after job {job}: {reason}", show(path));
 }
 
 /// The root is readable again.
@@ -196,45 +196,45 @@ pub fn root_failed(root: &Path, e: &std::io::Error, edge: OutageEdge) {
 
 /// A ready-file could not be looked at (or its lock probed).
 pub fn look_failed(path: &Path, what: &str, e: &std::io::Error) {
-    debug!(dir = ?path, "cannot {what} of {}: {e}", show(path));
+    debug!(dir = %field(path), "cannot {what} of {}: {e}", show(path));
 }
 
 /// One more look at a settling ready-file.
 pub fn settling(path: &Path, seen: u32, changed: bool) {
-    debug!(dir = ?path, "ready-file of {} seen {seen}x{}", show(path), if changed { " (changed since last look)" } else { "" });
+    debug!(dir = %field(path), "ready-file of {} seen {seen}x{}", show(path), if changed { " (changed since last look)" } else { "" });
 }
 
 /// A ready-file is stable but locked by its writer (said once per directory).
 pub fn locked(path: &Path) {
-    info!(dir = ?path, "waiting: the ready-file of {} is locked by its writer", show(path));
+    info!(dir = %field(path), "waiting: the ready-file of {} is locked by its writer", show(path));
 }
 
 /// A finished directory's ready-file was replaced: a new generation.
 pub fn new_generation(path: &Path, prev: &Generation) {
-    info!(dir = ?path, "the ready-file of {} was replaced since job {} ({}): a new generation", show(path),
+    info!(dir = %field(path), "the ready-file of {} was replaced since job {} ({}): a new generation", show(path),
         prev.job_id.as_deref().unwrap_or("-"), prev.state.as_str());
 }
 
 /// An intent was committed for a stable directory.
 pub fn intent(path: &Path, key: &str) {
-    debug!(dir = ?path, "{} is ready; intent {key} committed", show(path));
+    debug!(dir = %field(path), "{} is ready; intent {key} committed", show(path));
 }
 
 /// A job was submitted.
 pub fn submitted(path: &Path, job: &str, attempt: u32) {
-    info!(dir = ?path, job = %job, "submitted job {job} for {} (attempt {attempt})", show(path));
+    info!(dir = %field(path), job = %job, "submitted job {job} for {} (attempt {attempt})", show(path));
 }
 
 /// A submission failed; `delay` until the next try.
 pub fn submit_failed(path: &Path, err: &SubmitError, edge: OutageEdge, delay: Duration) {
     match edge {
-        OutageEdge::Started if err.is_certain() => warn!(dir = ?path,
+        OutageEdge::Started if err.is_certain() => warn!(dir = %field(path),
             "cannot submit {}: {err}; it stays pending and is retried with back-off (next in {}); further failures are quiet until submissions work again",
             show(path), human(ms(delay))),
-        OutageEdge::Started => warn!(dir = ?path,
+        OutageEdge::Started => warn!(dir = %field(path),
             "submission of {} has an unknown outcome: {err}; its job is looked up by its key (squeue, sacct) before anything is resubmitted; further failures are quiet until submissions work again",
             show(path)),
-        _ => debug!(dir = ?path, "submission of {} failed again: {err}", show(path)),
+        _ => debug!(dir = %field(path), "submission of {} failed again: {err}", show(path)),
     }
 }
 

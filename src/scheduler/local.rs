@@ -45,6 +45,10 @@ pub struct LocalSpec {
     pub env: Vec<(Vec<u8>, Vec<u8>)>,
     /// Time limit in milliseconds.
     pub time_limit_ms: Option<u64>,
+    /// The job's umask (`job.umask`); absent in specs written before the key existed (the runner's
+    /// inherited umask then applies, as it did).
+    #[serde(default)]
+    pub umask: Option<u32>,
 }
 
 /// The end of a local job; stored as `status.json`.
@@ -236,6 +240,7 @@ impl Scheduler for Local {
                 .as_ref()
                 .and_then(|t| t.duration)
                 .map(|d| d.as_millis() as u64),
+            umask: Some(self.job.umask),
         };
         let json = serde_json::to_vec(&local).map_err(|e| SubmitError::Refused(e.to_string()))?;
         crate::fsx::write_atomic(&dir.join("spec.json"), &json, JOB_FILE_MODE)
@@ -354,6 +359,12 @@ fn run_job_inner(dir: &Path) -> io::Result<()> {
         signal_hook::consts::SIGHUP,
     ] {
         signal_hook::flag::register(sig, Arc::clone(&cancel))?;
+    }
+    if let Some(mask) = spec.umask {
+        // Before the output file is opened: like slurmstepd, the job's files (its output included) get
+        // the job's umask, not the daemon's.
+        // SAFETY: umask(2) only sets this process's file mode creation mask.
+        unsafe { libc::umask(mask as libc::mode_t) };
     }
     let output = PathBuf::from(OsString::from_vec(spec.output.clone()));
     if let Some(parent) = output.parent() {

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{JobReport, JobSpec, QueryError, Scheduler, SubmitError, wrap_line};
-use crate::config::{Config, JobCommand, JobConfig};
+use crate::config::{Config, JobCommand, JobConfig, umask_text};
 use crate::engine::{OutageEdge, OutageLatch};
 use crate::process::{self, Invocation, ProcessError};
 use crate::time::Millis;
@@ -74,6 +74,11 @@ pub fn sbatch_invocation(job: &JobConfig, root: &std::path::Path, spec: &JobSpec
     }
     inv.env
         .push(("WATCH_DIR".into(), spec.dir_path.clone().into_os_string()));
+    // sbatch keeps a SLURM_UMASK it is given (else it records its own umask, i.e. the service's
+    // `UMask=0027`), and slurmstepd applies it to the job: the job runs with `job.umask`. A
+    // `job.env.SLURM_UMASK` comes later and wins.
+    inv.env
+        .push(("SLURM_UMASK".into(), umask_text(job.umask).into()));
     for (k, v) in &job.env {
         inv.env.push((k.into(), v.into()));
     }
@@ -507,6 +512,7 @@ mod tests {
             output: None,
             command_timeout: Duration::from_secs(5),
             max_local_jobs: 1,
+            umask: 0o022,
         };
         let spec = JobSpec {
             dir_path: "/data/incoming/case 1".into(),
@@ -540,5 +546,7 @@ mod tests {
                 .contains(&("WATCH_DIR".into(), "/data/incoming/case 1".into()))
         );
         assert!(inv.env.contains(&("A".into(), "b".into())));
+        // The job's umask, not the daemon's (issue 14, D4).
+        assert!(inv.env.contains(&("SLURM_UMASK".into(), "0022".into())));
     }
 }

@@ -18,6 +18,11 @@ fn local_job_script_gets_the_directory_as_its_argument() {
 }
 
 #[test]
+fn local_job_runs_with_job_umask() {
+    scenarios::job_umask(TestEnv::local("umask"), DEADLINE);
+}
+
+#[test]
 fn local_exit_3_is_a_failed_line() {
     scenarios::exit_3_failed(TestEnv::local("fail"), DEADLINE);
 }
