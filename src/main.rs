@@ -46,8 +46,11 @@ macro_rules! config_or_exit {
 
 fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::CheckConfig { config } => {
+        Command::CheckConfig { config, quiet } => {
             let cfg = config_or_exit!(&config);
+            if quiet {
+                return Ok(ExitCode::SUCCESS);
+            }
             print!(
                 "# effective configuration of {} (valid)\n{}",
                 config.display(),

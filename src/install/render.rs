@@ -366,6 +366,9 @@ NotifyAccess=main
 # default): the loop pings after every call, never in the middle of one.
 WatchdogSec=300
 ExecStart={exec} run --config {config}
+# A broken config fails `systemctl reload` (the reason is in the journal) before the daemon is asked;
+# the daemon checks it again and keeps the old one if it is refused.
+ExecReload={exec} check-config --quiet --config {config}
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=5s
@@ -593,6 +596,7 @@ mod tests {
             "NotifyAccess=main",
             "WatchdogSec=300",
             "ExecStart=/opt/dirwatcher/dirwatcher run --config /etc/dirwatcher/config.yaml",
+            "ExecReload=/opt/dirwatcher/dirwatcher check-config --quiet --config /etc/dirwatcher/config.yaml",
             "ExecReload=/bin/kill -HUP $MAINPID",
             "Restart=on-failure",
             "RestartPreventExitStatus=2",
