@@ -14,6 +14,11 @@ use dirwatcher::daemon::{Daemon, Event, Flow, StartError};
 use dirwatcher::{install, logging, ops, scheduler};
 
 fn main() -> ExitCode {
+    // systemd gives every process it starts SYSTEMD_EXEC_PID; dirwatcher never reads it, and left in the
+    // environment it reaches every job through sbatch's default `--export=ALL` (issue 14, D3). The systemd
+    // variables the daemon does use (NOTIFY_SOCKET, WATCHDOG_*, …) are kept out of its children instead.
+    // SAFETY: the first statement of main, before any other thread exists.
+    unsafe { std::env::remove_var("SYSTEMD_EXEC_PID") };
     let cli = Cli::parse();
     if let Command::LocalJob { dir } = &cli.command {
         return ExitCode::from(scheduler::local::run_job(dir) as u8);
