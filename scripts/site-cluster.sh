@@ -36,10 +36,16 @@ Commands:
   run CMD...      Run CMD inside the container (all its namespaces, a clean
                   environment, stdin/stdout/stderr passed through). Its exit
                   status is CMD's. Without CMD: a shell.
+  run-tests BIN [ARGS...]
+                  Run a Rust test binary (e.g. target/debug/deps/it-HASH)
+                  against the container's Slurm 24.11: BIN, the dirwatcher
+                  binary beside it (../dirwatcher) and the source tree are
+                  copied to the same absolute paths inside, then BIN ARGS
+                  runs there as root with DIRWATCHER_REQUIRE_SLURM=1.
   -h, --help      Show this help.
 
 Cluster inside: cluster "site", node "dwsite" (127.0.0.1), partition
-"main", account "dev" (user root), one fake GRES gpu:1,
+"main", account "dev" (users root and dwtest), one fake GRES gpu:1,
 AccountingStoreFlags=job_comment, CgroupPlugin=disabled (see below).
 
 Environment:
@@ -386,8 +392,12 @@ EOF
   fi
   ct sacctmgr -n -P show account dev format=account | grep -qx dev \
     || ct sacctmgr -i add account dev Description=dev Organization=dev >/dev/null
-  ct sacctmgr -n -P show assoc where user=root account=dev cluster=site format=user | grep -qx root \
-    || ct sacctmgr -i add user root account=dev cluster=site >/dev/null
+  # dwtest: the integration tests' unprivileged user, as on the host's test cluster.
+  ct id -u dwtest >/dev/null 2>&1 || ct useradd -m -s /bin/bash dwtest
+  for u in root dwtest; do
+    ct sacctmgr -n -P show assoc where user=$u account=dev cluster=site format=user | grep -qx $u \
+      || ct sacctmgr -i add user $u account=dev cluster=site >/dev/null
+  done
   node_usable
   phase_done cluster "$t"
 }
@@ -406,10 +416,12 @@ node_usable() {
     [ "$(date +%s)" -lt "$end" ] || die "node $MACHINE not usable: '$st' $(ct sinfo -h -n "$MACHINE" -o %E); see \`scripts/site-cluster.sh run journalctl -u slurmd\`"
     sleep 0.3
   done
-  local end2=$(( $(date +%s) + 30 ))
-  until ct scontrol show assoc_mgr users=root accounts=dev flags=assoc 2>/dev/null | grep -q 'UserName=root('; do
-    [ "$(date +%s)" -lt "$end2" ] || die "slurmctld does not know the association root/dev"
-    sleep 0.3
+  local end2=$(( $(date +%s) + 30 )) u
+  for u in root dwtest; do
+    until ct scontrol show assoc_mgr users=$u accounts=dev flags=assoc 2>/dev/null | grep -q "UserName=$u("; do
+      [ "$(date +%s)" -lt "$end2" ] || die "slurmctld does not know the association $u/dev"
+      sleep 0.3
+    done
   done
 }
 
@@ -493,11 +505,32 @@ cmd_status() {
   case "$node" in idle|mixed|allocated|completing) exit 0;; *) exit 3;; esac
 }
 
+# The integration tests find the binary at its build path (CARGO_BIN_EXE_dirwatcher) and read a few
+# files of the source tree: both are put at the same paths inside, so the very binary runs unchanged.
+cmd_run_tests() {
+  [ $# -ge 1 ] || die "usage: run-tests BIN [ARGS...]"
+  local bin dw repo
+  bin=$(readlink -f "$1"); shift
+  dw=$(dirname "$(dirname "$bin")")/dirwatcher
+  repo=$(cd "$(dirname "$0")/.." && pwd -P)
+  [ -x "$bin" ] || die "no test binary \`$bin\`"
+  [ -x "$dw" ] || die "no dirwatcher binary \`$dw\` beside the test binary: build it (cargo test --no-run)"
+  nspawn_alive || die "the site container is not running; start it with \`scripts/site-cluster.sh up\`"
+  mkdir -p "$ROOT$(dirname "$bin")" "$ROOT$repo"
+  install -m 755 "$bin" "$ROOT$bin"
+  install -m 755 "$dw" "$ROOT$dw"
+  if git -C "$repo" rev-parse --git-dir >/dev/null 2>&1; then
+    git -C "$repo" ls-files -z | (cd "$repo" && tar --null -T - -cf -) | tar -C "$ROOT$repo" -xf -
+  fi
+  ct env DIRWATCHER_REQUIRE_SLURM=1 "$bin" "$@"
+}
+
 case "${1:-}" in
   up) shift; cmd_up "$@";;
   down) shift; cmd_down "$@";;
   status) cmd_status;;
   run) shift; [ "${1:-}" = -- ] && shift; [ $# -gt 0 ] || set -- bash -l; ct "$@";;
+  run-tests) shift; cmd_run_tests "$@";;
   -h|--help) usage;;
   *) usage >&2; exit 2;;
 esac

@@ -493,6 +493,48 @@ mod tests {
         assert!(!sbatch_refusal_is_certain("Segmentation fault"));
     }
 
+    /// Output of Slurm 24.11.5 (Debian 13), captured in the site container (`scripts/site-cluster.sh`)
+    /// for the calls dirwatcher makes; 22.05.8 prints the same for each of them (checked on the host's
+    /// test cluster), and the integration suite runs against both.
+    #[test]
+    fn slurm_24_11_output_parses_like_22_05() {
+        let sacct = "75|FAILED|3:0\n75.batch|FAILED|3:0\n76|CANCELLED by 0|0:0\n76.batch|CANCELLED|0:15\n77|COMPLETED|0:0\n";
+        let r = parse_sacct(sacct);
+        assert_eq!(r.len(), 3, "steps are not jobs: {r:?}");
+        assert_eq!(
+            (r["75"].state.as_str(), r["75"].exit_code.as_str()),
+            ("FAILED", "3:0")
+        );
+        assert_eq!(r["76"].state, "CANCELLED by 0");
+        assert_eq!(r["77"].state, "COMPLETED");
+        assert_eq!(
+            parse_squeue("76|CANCELLED\n77|COMPLETED\n75|FAILED\n"),
+            [("76", "CANCELLED"), ("77", "COMPLETED"), ("75", "FAILED")]
+                .map(|(i, s)| (i.to_string(), s.to_string()))
+        );
+        // squeue shows a job without a comment as `(null)`, sacct as an empty field.
+        assert_eq!(
+            find_key("76|(null)\n77|(null)\n75|dw-x-1\n", "dw-x-1").as_deref(),
+            Some("75")
+        );
+        let sacct_keys = "75|dw-x-1|1796109494\n76||1796109494\n77||1796109494\n";
+        assert_eq!(find_key(sacct_keys, "dw-x-1").as_deref(), Some("75"));
+        assert_eq!(
+            find_uncommented_since(sacct_keys, 1_796_109_494_000).as_deref(),
+            Some("76")
+        );
+        let scontrol = "JobId=75 JobName=wrap UserId=root(0) JobState=FAILED Reason=NonZeroExitCode \
+                        Dependency=(null) Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 ExitCode=3:0 Comment=dw-x-1";
+        assert_eq!(parse_scontrol_exit(scontrol).as_deref(), Some("3:0"));
+        assert_eq!(parse_parsable("75\n").as_deref(), Some("75"));
+        for refused in [
+            "sbatch: error: invalid partition specified: nopart\nsbatch: error: Batch job submission failed: Invalid partition name specified",
+            "sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified",
+        ] {
+            assert!(sbatch_refusal_is_certain(refused), "{refused}");
+        }
+    }
+
     #[test]
     fn sbatch_argv_matches_the_seed_example() {
         let job = JobConfig {
