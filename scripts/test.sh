@@ -7,7 +7,11 @@
 #      (Debian's `faketime`) for the clock-step test;
 #   2. Rust dependencies (cargo fetches them);
 #   3. formatting and lint checks, then every unit, property and integration test;
-#   4. the .deb (cargo-deb is installed from crates.io if missing), installed and tried when run as root.
+#   4. the .deb (cargo-deb is installed from crates.io if missing), installed and tried when run as root;
+#   5. the site checks: scripts/site-cluster.sh up (a Debian 13 container with systemd as PID 1 and
+#      Slurm 24.11; about 1 min the first time, 15 s from its cache), the service checks of tests/site
+#      with that .deb, and the Slurm integration tests (tests/it slurm_pipeline::) against 24.11; the
+#      container is powered off afterwards (its root file system stays for the next run).
 # Slurm tests FAIL (not skip) here: DIRWATCHER_REQUIRE_SLURM=1.
 # Stop the cluster afterwards with: scripts/slurm-dev-cluster.sh down
 set -euo pipefail
@@ -33,7 +37,7 @@ fi
 
 say "format and lint"
 cargo fmt --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --all-targets --test site --locked -- -D warnings
 
 say "tests (unit, property, integration against the real cluster)"
 export DIRWATCHER_REQUIRE_SLURM=1
@@ -43,5 +47,24 @@ cargo test --all-targets --locked -- --test-threads "${DIRWATCHER_TEST_THREADS:-
 
 say "Debian package (built, and as root also installed, run and removed)"
 bash scripts/build-deb.sh $([ "$(id -u)" = 0 ] && echo --check)
+
+say "site: the .deb under systemd 257 as PID 1, and the Slurm tests on Slurm 24.11 (a container)"
+site_start=$(date +%s)
+[ "$(id -u)" = 0 ] || { echo "error: the site tests boot a container: run as root (sudo ./scripts/test.sh)" >&2; exit 1; }
+bash scripts/site-cluster.sh up
+trap 'bash scripts/site-cluster.sh down' EXIT
+rm -f target/site-report.txt
+# One check at a time: one container, one service.
+# Both parts run even when the first fails, so one red check does not hide the other part's result.
+site_failed=""
+cargo test --test site --locked -- --test-threads 1 || site_failed="$site_failed service-checks"
+it_bin=$(cargo test --test it --no-run --locked --message-format=json \
+    | grep '"name":"it"' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
+[ -x "$it_bin" ] || { echo "error: cannot find the integration test binary" >&2; exit 1; }
+# The same integration suite as above (tests/it), now against Slurm 24.11.
+bash scripts/site-cluster.sh run-tests "$it_bin" --test-threads 8 || site_failed="$site_failed tests/it-on-24.11"
+cat target/site-report.txt 2>/dev/null || true
+echo "site checks took $(( $(date +%s) - site_start )) s"
+[ -z "$site_failed" ] || { echo "error: site tests failed:$site_failed (see above)" >&2; exit 1; }
 
 say "all tests passed"

@@ -128,6 +128,10 @@ A second instance on the same state file refuses to start."
         /// would submit, as the user running this command.
         #[arg(long)]
         slurm: bool,
+        /// Print nothing when the config is valid (errors still go to stderr, exit status 2); the unit's
+        /// `ExecReload=` uses it so a broken config fails `systemctl reload`.
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// Show counts by state, jobs in flight with their ages, and recent failures (works while the daemon runs).
     Status {

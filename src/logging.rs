@@ -5,7 +5,9 @@
 //! logged (the daemon does) or fail the program — a journald socket that does not answer falls back to
 //! stderr with a note.
 
+use std::borrow::Cow;
 use std::ffi::OsStr;
+use std::fmt::Write;
 use std::io::IsTerminal;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -126,6 +128,43 @@ pub fn show(p: &std::path::Path) -> String {
     format!("{p:?}")
 }
 
+/// Renders a path as a log *field* value (journald's `DIR`, JSON's `dir`): exactly the path when it is
+/// UTF-8 without control characters, so `journalctl DIR=/data/incoming/case1` and a log shipper's exact
+/// match find it. Anything else is escaped (`\n`, `\t`, `\r`, `\xNN` for other control characters and
+/// for bytes that are not UTF-8, `\\` for a backslash), so a field never holds a raw newline or invalid
+/// UTF-8. The message text keeps [`show`]'s quoted form.
+pub fn field(p: &Path) -> Cow<'_, str> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = p.as_os_str().as_bytes();
+    if let Ok(s) = std::str::from_utf8(bytes)
+        && !s.chars().any(char::is_control)
+    {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(bytes.len() + 8);
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c if c.is_control() && (c as u32) < 0x100 => {
+                    let _ = write!(out, "\\x{:02x}", c as u32);
+                }
+                c if c.is_control() => {
+                    let _ = write!(out, "\\u{{{:x}}}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// An error and its sources on one line.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -163,6 +202,29 @@ mod tests {
     fn text_when_stderr_was_redirected_away_from_the_journal() {
         assert_eq!(pick(LogFormat::Text, Some("8:999"), true), Sink::Text);
         assert_eq!(pick(LogFormat::Text, Some("garbage"), true), Sink::Text);
+    }
+
+    #[test]
+    fn a_field_is_the_plain_path_when_it_is_utf8_without_control_characters() {
+        for p in [
+            "/data/incoming/case1",
+            "/data/my run (2)/\"q\" 'x' $y",
+            "/data/ünï/日本",
+        ] {
+            assert_eq!(field(Path::new(p)), p);
+        }
+    }
+
+    #[test]
+    fn a_field_escapes_control_characters_and_bytes_that_are_not_utf8() {
+        use std::os::unix::ffi::OsStrExt;
+        let p = Path::new(OsStr::from_bytes(b"/r/a\nb\tc\x1b[31m\\d\xff\xfe\xc3\xa9"));
+        assert_eq!(field(p), "/r/a\\nb\\tc\\x1b[31m\\\\d\\xff\\xfe\u{e9}");
+        // Never a raw line break or invalid UTF-8 in the value, whatever the name.
+        let hostile = Path::new(OsStr::from_bytes(b"/r/x\r\nDIR=/etc\x00\x85"));
+        let f = field(hostile);
+        assert!(!f.chars().any(char::is_control), "{f:?}");
+        assert_eq!(f, "/r/x\\r\\nDIR=/etc\\x00\\x85");
     }
 
     #[test]

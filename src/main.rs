@@ -22,6 +22,11 @@ macro_rules! out {
 }
 
 fn main() -> ExitCode {
+    // systemd gives every process it starts SYSTEMD_EXEC_PID; dirwatcher never reads it, and left in the
+    // environment it reaches every job through sbatch's default `--export=ALL` (issue 14, D3). The systemd
+    // variables the daemon does use (NOTIFY_SOCKET, WATCHDOG_*, …) are kept out of its children instead.
+    // SAFETY: the first statement of main, before any other thread exists.
+    unsafe { std::env::remove_var("SYSTEMD_EXEC_PID") };
     let cli = Cli::parse();
     if let Command::LocalJob { dir } = &cli.command {
         return ExitCode::from(scheduler::local::run_job(dir) as u8);
@@ -54,10 +59,17 @@ macro_rules! config_or_exit {
 
 fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::CheckConfig { config, slurm } => {
+        Command::CheckConfig {
+            config,
+            slurm,
+            quiet,
+        } => {
             let cfg = config_or_exit!(&config);
             for w in dirwatcher::output_dir::warnings(&cfg) {
                 out::error(format_args!("warning: {w}"));
+            }
+            if quiet && !slurm {
+                return Ok(ExitCode::SUCCESS);
             }
             out!(
                 "# effective configuration of {} (valid)\n{}",

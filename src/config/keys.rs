@@ -36,6 +36,9 @@ pub mod defaults {
     pub const COMMAND_TIMEOUT_SEC: f64 = 60.0;
     /// `job.lost_after_sec`: far above accounting's lag (seconds, minutes on a busy site).
     pub const LOST_AFTER_SEC: f64 = 3600.0;
+    /// `job.umask`: what a person's login shell usually has, so job outputs are `0644` as when a person
+    /// submits the same job (the service's own `UMask=0027` must not reach the jobs).
+    pub const JOB_UMASK: &str = "0022";
     /// `behavior.delete_on_success`.
     pub const DELETE_ON_SUCCESS: bool = false;
     /// `behavior.state_file`. `.db`, not the Python original's `state.json`: the file is an SQLite
@@ -298,6 +301,13 @@ pub const JOB_MAX_LOCAL_JOBS: Key = key(
     Derived("CPU count"),
     "local executor: jobs running at once (the rest wait as PENDING)",
 );
+/// `job.umask`.
+pub const JOB_UMASK: Key = key(
+    "job.umask",
+    // Quoted: unquoted, YAML reads `0022` as the number 22.
+    Text("\"0022\""),
+    "the job's umask (octal; Slurm's `SLURM_UMASK`), whatever the daemon's own; `0022` makes outputs `0644`",
+);
 /// `behavior.delete_on_success`.
 pub const BEHAVIOR_DELETE_ON_SUCCESS: Key = key(
     "behavior.delete_on_success",
@@ -516,6 +526,7 @@ pub const ALL: &[Key] = &[
     JOB_COMMAND_TIMEOUT_SEC,
     JOB_LOST_AFTER_SEC,
     JOB_MAX_LOCAL_JOBS,
+    JOB_UMASK,
     BEHAVIOR_DELETE_ON_SUCCESS,
     BEHAVIOR_STATE_FILE,
     BEHAVIOR_FAILURE_LOG,

@@ -142,6 +142,9 @@ pub struct JobConfig {
     pub lost_after: Duration,
     /// How many local jobs may run at once (local executor only).
     pub max_local_jobs: u32,
+    /// The job's umask (`job.umask`, default `0022`): sbatch is given `SLURM_UMASK`, the local runner sets
+    /// it. Not the daemon's own umask (the unit's `UMask=`).
+    pub umask: u32,
 }
 
 /// `behavior:` section, validated.
@@ -342,6 +345,7 @@ struct RawJob {
     command_timeout_sec: S<f64>,
     lost_after_sec: S<f64>,
     max_local_jobs: S<i64>,
+    umask: S<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -506,6 +510,7 @@ impl Config {
         y.put(&JOB_COMMAND_TIMEOUT_SEC, secs(j.command_timeout));
         y.put(&JOB_LOST_AFTER_SEC, secs(j.lost_after));
         y.put(&JOB_MAX_LOCAL_JOBS, j.max_local_jobs.to_string());
+        y.put(&JOB_UMASK, q(&umask_text(j.umask)));
         let b = &self.behavior;
         y.put(&BEHAVIOR_DELETE_ON_SUCCESS, b.delete_on_success.to_string());
         y.put(&BEHAVIOR_STATE_FILE, path(&b.state_file));
@@ -1447,6 +1452,20 @@ impl Validator<'_> {
             Some(o) => Some(o.value.clone()),
             None => Some(defaults::OUTPUT.to_string()),
         };
+        let umask = match &j.umask {
+            None => parse_umask(defaults::JOB_UMASK).expect("the default umask parses"),
+            Some(u) => parse_umask(&u.value).ok_or_else(|| {
+                self.err(
+                    keys::JOB_UMASK.name,
+                    Some(u.referenced.line()),
+                    format!(
+                        "must be an octal umask of 3 or 4 digits 0-7, found {:?}",
+                        u.value
+                    ),
+                    "write e.g. `umask: \"0022\"` (outputs 0644) or `umask: \"0027\"` (0640)",
+                )
+            })?,
+        };
         let cpus = std::thread::available_parallelism()
             .map(|n| n.get() as i64)
             .unwrap_or(1);
@@ -1475,12 +1494,25 @@ impl Validator<'_> {
                 MIN_LOST_AFTER_SEC,
             )?,
             max_local_jobs: self.count(&keys::JOB_MAX_LOCAL_JOBS, &j.max_local_jobs, cpus, 1)?,
+            umask,
         })
     }
 }
 
 fn leaf(key: &str) -> &str {
     key.rsplit('.').next().unwrap_or(key)
+}
+
+/// Parses an octal umask of 3 or 4 digits (`022`, `0022`, `0027`); `None` for anything else.
+pub fn parse_umask(s: &str) -> Option<u32> {
+    let t = s.trim();
+    let octal = (3..=4).contains(&t.len()) && t.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    octal.then(|| u32::from_str_radix(t, 8).ok()).flatten()
+}
+
+/// A umask as written in the config and in `SLURM_UMASK`: four octal digits (`0022`).
+pub fn umask_text(mask: u32) -> String {
+    format!("{mask:04o}")
 }
 
 /// Parses a Slurm `--time` value into a duration (`None` = unlimited).
@@ -1864,6 +1896,45 @@ mod tests {
                 "{e}"
             );
             assert!(e.problem.contains("is a directory"), "{e}");
+        }
+    }
+
+    #[test]
+    fn job_umask_defaults_to_0022_and_reads_octal_quoted_or_not() {
+        let c = parse(&with_root("job:\n  wrap_cmd: echo\n")).unwrap();
+        assert_eq!(c.job.umask, 0o022);
+        for (text, mask) in [
+            ("0027", 0o027),
+            ("\"0027\"", 0o027),
+            ("'077'", 0o077),
+            ("0002", 0o002),
+        ] {
+            let c = parse(&with_root(&format!(
+                "job:\n  wrap_cmd: echo\n  umask: {text}\n"
+            )))
+            .unwrap();
+            assert_eq!(c.job.umask, mask, "{text}");
+            assert!(
+                c.to_yaml().contains(&format!("umask: \"{mask:04o}\"")),
+                "{}",
+                c.to_yaml()
+            );
+        }
+    }
+
+    #[test]
+    fn a_job_umask_that_is_not_octal_names_key_line_and_fix() {
+        for bad in ["22", "0089", "rw-r--r--", "\"\"", "00022"] {
+            let e = parse(&with_root(&format!(
+                "job:\n  wrap_cmd: echo\n  umask: {bad}\n"
+            )))
+            .unwrap_err();
+            assert_eq!(
+                (e.key.as_str(), e.line),
+                ("job.umask", Some(5)),
+                "{bad}: {e}"
+            );
+            assert!(e.fix.contains("umask: \"0022\""), "{e}");
         }
     }
 

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::engine::{
     GenState, Generation, JobReport, JobRow, OutageEdge, Rejection, RejectionEdge, Source,
 };
-use crate::logging::{error_chain, show};
+use crate::logging::{error_chain, field, show};
 use crate::outcome::KeepReason;
 use crate::output_dir::FolderProblem;
 use crate::scheduler::{QueryError, SubmitError};
@@ -20,9 +20,9 @@ use crate::time::{Millis, human, ms};
 /// The daemon starts its loop.
 pub fn started(c: &Config, executor: &str) {
     info!(
-        root = %c.watch.root.display(),
+        root = %field(&c.watch.root),
         executor,
-        state_file = %c.behavior.state_file.display(),
+        state_file = %field(&c.behavior.state_file),
         "dirwatcher started: watching {} for `{}` every {:?} ({} checks {:?} apart), executor {}",
         show(&c.watch.root),
         c.watch.signal_filename.to_string_lossy(),
@@ -106,17 +106,17 @@ pub fn submissions_back(edge: OutageEdge) {
 
 /// A lost submission's job was found by its key.
 pub fn adopted(path: &Path, job: &str, key: &str) {
-    info!(dir = ?path, job = %job, "adopted job {job} for {}: it was submitted before the answer was recorded (key {key})", show(path));
+    info!(dir = %field(path), job = %job, "adopted job {job} for {}: it was submitted before the answer was recorded (key {key})", show(path));
 }
 
 /// No job carries the key yet, inside the grace period.
 pub fn lookup_waits(path: &Path, key: &str) {
-    debug!(dir = ?path, "no job carries key {key} yet; looking again after the grace period");
+    debug!(dir = %field(path), "no job carries key {key} yet; looking again after the grace period");
 }
 
 /// No job carries the key: the directory is submitted again.
 pub fn lookup_cleared(path: &Path, key: &str) {
-    info!(dir = ?path, "no job carries key {key} for {}: it will be submitted", show(path));
+    info!(dir = %field(path), "no job carries key {key} for {}: it will be submitted", show(path));
 }
 
 /// A key lookup failed (the scheduler does not answer).
@@ -164,12 +164,12 @@ pub fn job_ended(
         _ => "recorded in the failure log",
     };
     if state == GenState::Completed {
-        info!(dir = ?path, job = %job, state = %end.state, "job {job} for {} COMPLETED; {what}", show(path));
+        info!(dir = %field(path), job = %job, state = %end.state, "job {job} for {} COMPLETED; {what}", show(path));
     } else {
         let retry = retry_in
             .map(|d| format!("; attempt {} follows in {}", g.attempt + 1, human(d)))
             .unwrap_or_default();
-        warn!(dir = ?path, job = %job, state = %end.state, exit_code = %end.exit_code,
+        warn!(dir = %field(path), job = %job, state = %end.state, exit_code = %end.exit_code,
             "job {job} for {} ended {} (exit code {}); {what}{retry}", show(path), end.state, end.exit_code);
     }
 }
@@ -178,7 +178,7 @@ pub fn job_ended(
 /// the job is "not known yet" from that row. Said once per job.
 pub fn stale_row_ignored(path: &Path, job: &str, row: &JobRow) {
     let submitted = row.submit.map(rfc3339).unwrap_or_else(|| "-".into());
-    info!(dir = ?path, job = %job, stale_state = %row.state,
+    info!(dir = %field(path), job = %job, stale_state = %row.state,
         "ignored a {} row of job id {job} that is not the job of {} (name `{}`, comment `{}`, submitted {submitted}, {}): \
          Slurm reused the id; waiting for our job's own record",
         source_word(row.source), show(path), row.name, row.comment, row.state);
@@ -199,7 +199,7 @@ fn rfc3339(m: Millis) -> String {
 /// No source has shown a job for longer than `job.lost_after_sec`: it is recorded as lost.
 pub fn job_lost(path: &Path, g: &Generation, unseen: Millis) {
     let job = g.job_id.as_deref().unwrap_or_default();
-    warn!(dir = ?path, job = %job, state = "lost",
+    warn!(dir = %field(path), job = %job, state = "lost",
         "job {job} for {} is lost: neither sacct nor squeue has shown it for {}; it is followed no more and its \
          directory is kept. Check it (`sacct -j {job}`), then resubmit with `dirwatcher retry {}`",
         show(path), human(unseen), show(path));
@@ -214,11 +214,11 @@ pub fn failure_log_failed(
     edge: OutageEdge,
 ) {
     match edge {
-        OutageEdge::Started => warn!(dir = ?path, job = %job,
+        OutageEdge::Started => warn!(dir = %field(path), job = %job,
             "cannot append to the failure log {}: {e}; the record of job {job} for {} is kept and written \
              when the log can be written again (further failures are quiet until then)",
             show(log), show(path)),
-        _ => debug!(dir = ?path, job = %job, "failure log {} still failing: {e}", show(log)),
+        _ => debug!(dir = %field(path), job = %job, "failure log {} still failing: {e}", show(log)),
     }
 }
 
@@ -235,7 +235,7 @@ pub fn failure_log_back(log: &Path, edge: OutageEdge) {
 
 /// A finished directory was deleted.
 pub fn deleted(path: &Path, job: &str) {
-    info!(dir = ?path, job = %job, "deleted {} after job {job} COMPLETED", show(path));
+    info!(dir = %field(path), job = %job, "deleted {} after job {job} COMPLETED", show(path));
 }
 
 /// A finished directory was kept although deletion was due (recorded in the ledger, not tried again).
@@ -243,17 +243,17 @@ pub fn deleted(path: &Path, job: &str) {
 pub fn not_deleted(path: &Path, job: &str, reason: &KeepReason) {
     match reason {
         KeepReason::Gone | KeepReason::Renamed(_) => {
-            info!(dir = ?path, job = %job, "not deleting {} after job {job}: {reason}", show(path));
+            info!(dir = %field(path), job = %job, "not deleting {} after job {job}: {reason}", show(path));
         }
         _ => {
-            warn!(dir = ?path, job = %job, "not deleting {} after job {job}: {reason}", show(path))
+            warn!(dir = %field(path), job = %job, "not deleting {} after job {job}: {reason}", show(path))
         }
     }
 }
 
 /// A directory without a record of its own is one with a record renamed within the root (said once).
 pub fn renamed(path: &Path, old: &Path, prev: &Generation) {
-    info!(dir = ?path, job = %prev.job_id.as_deref().unwrap_or("-"),
+    info!(dir = %field(path), job = %prev.job_id.as_deref().unwrap_or("-"),
         "{} is {} renamed (same directory and ready-file; job {}, {}): not submitted again",
         show(path), show(old), prev.job_id.as_deref().unwrap_or("-"), prev.state.as_str());
 }
@@ -305,56 +305,56 @@ pub fn root_failed(root: &Path, e: &std::io::Error, edge: OutageEdge) {
 
 /// A ready-file could not be looked at (or its lock probed).
 pub fn look_failed(path: &Path, what: &str, e: &std::io::Error) {
-    debug!(dir = ?path, "cannot {what} of {}: {e}", show(path));
+    debug!(dir = %field(path), "cannot {what} of {}: {e}", show(path));
 }
 
 /// A ready-file cannot be looked at (said once per directory): it is never submitted until it can be.
 pub fn unreadable(path: &Path, what: &str, e: &std::io::Error) {
-    warn!(dir = ?path, "cannot {what} of {}: {e}; it is not submitted until the service user can read it \
+    warn!(dir = %field(path), "cannot {what} of {}: {e}; it is not submitted until the service user can read it \
         (the writer's umask? `chmod o+r`, or the service's group); looking again every scan", show(path));
 }
 
 /// A ready-file that could not be looked at can be again.
 pub fn readable_again(path: &Path) {
-    info!(dir = ?path, "the ready-file of {} can be read again", show(path));
+    info!(dir = %field(path), "the ready-file of {} can be read again", show(path));
 }
 
 /// One more look at a settling ready-file.
 pub fn settling(path: &Path, seen: u32, changed: bool) {
-    debug!(dir = ?path, "ready-file of {} seen {seen}x{}", show(path), if changed { " (changed since last look)" } else { "" });
+    debug!(dir = %field(path), "ready-file of {} seen {seen}x{}", show(path), if changed { " (changed since last look)" } else { "" });
 }
 
 /// A ready-file is stable but locked by its writer (said once per directory).
 pub fn locked(path: &Path) {
-    info!(dir = ?path, "waiting: the ready-file of {} is locked by its writer", show(path));
+    info!(dir = %field(path), "waiting: the ready-file of {} is locked by its writer", show(path));
 }
 
 /// A finished directory's ready-file was replaced: a new generation.
 pub fn new_generation(path: &Path, prev: &Generation) {
-    info!(dir = ?path, "the ready-file of {} was replaced since job {} ({}): a new generation", show(path),
+    info!(dir = %field(path), "the ready-file of {} was replaced since job {} ({}): a new generation", show(path),
         prev.job_id.as_deref().unwrap_or("-"), prev.state.as_str());
 }
 
 /// An intent was committed for a stable directory.
 pub fn intent(path: &Path, key: &str) {
-    debug!(dir = ?path, "{} is ready; intent {key} committed", show(path));
+    debug!(dir = %field(path), "{} is ready; intent {key} committed", show(path));
 }
 
 /// A job was submitted.
 pub fn submitted(path: &Path, job: &str, attempt: u32) {
-    info!(dir = ?path, job = %job, "submitted job {job} for {} (attempt {attempt})", show(path));
+    info!(dir = %field(path), job = %job, "submitted job {job} for {} (attempt {attempt})", show(path));
 }
 
 /// A submission failed; `delay` until the next try.
 pub fn submit_failed(path: &Path, err: &SubmitError, edge: OutageEdge, delay: Duration) {
     match edge {
-        OutageEdge::Started if err.is_certain() => warn!(dir = ?path,
+        OutageEdge::Started if err.is_certain() => warn!(dir = %field(path),
             "cannot submit {}: {err}; it stays pending and is retried with back-off (next in {}); further failures are quiet until submissions work again",
             show(path), human(ms(delay))),
-        OutageEdge::Started => warn!(dir = ?path,
+        OutageEdge::Started => warn!(dir = %field(path),
             "submission of {} has an unknown outcome: {err}; its job is looked up by its key (squeue, sacct) before anything is resubmitted; further failures are quiet until submissions work again",
             show(path)),
-        _ => debug!(dir = ?path, "submission of {} failed again: {err}", show(path)),
+        _ => debug!(dir = %field(path), "submission of {} failed again: {err}", show(path)),
     }
 }
 
@@ -380,11 +380,11 @@ pub fn submit_refused(
             )
         }
         RejectionEdge::Quiet => {
-            return debug!(dir = ?path, reason = "config", key,
+            return debug!(dir = %field(path), reason = "config", key,
                 "submission of {} refused again ({problem}): {slurm}", show(path));
         }
     };
-    warn!(dir = ?path, reason = "config", key,
+    warn!(dir = %field(path), reason = "config", key,
         "sbatch refuses {}{again}: {problem}, a configuration error that waiting will not fix: fix `{key}` \
          ({advice}), then reload (`systemctl reload dirwatcher` or SIGHUP). Every ready directory stays \
          pending; the next try is in {}, and this is said again every {} until it works. Slurm said: {slurm}",
@@ -477,7 +477,7 @@ pub fn telling(c: &Config, email: &crate::deliver::EmailTransport) {
 
 /// A directory's `.dirwatch_meta.json` was not used.
 pub fn meta_refused(path: &Path, problem: &crate::deliver::MetaProblem) {
-    warn!(dir = ?path, "not e-mailing the owner of {}: {problem}", show(path));
+    warn!(dir = %field(path), "not e-mailing the owner of {}: {problem}", show(path));
 }
 
 /// A notice went out.

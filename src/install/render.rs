@@ -366,10 +366,19 @@ NotifyAccess=main
 # default): the loop pings after every call, never in the middle of one.
 WatchdogSec=300
 ExecStart={exec} run --config {config}
+# A broken config fails `systemctl reload` (the reason is in the journal) before the daemon is asked;
+# the daemon checks it again and keeps the old one if it is refused.
+ExecReload={exec} check-config --quiet --config {config}
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=5s
-# SIGTERM lets a running sbatch finish and be recorded (bounded by job.command_timeout_sec).
+# Exit status 2 is a config or usage error: restarting cannot help, so the unit ends `failed` at once
+# (fix the config, then `systemctl restart dirwatcher`).
+RestartPreventExitStatus=2
+# SIGTERM to the daemon only: it lets a running sbatch finish and records its answer (bounded by
+# job.command_timeout_sec). The default control-group mode would signal sbatch too and turn a known
+# outcome into an unknown one. Whatever is left when the daemon has exited gets SIGKILL.
+KillMode=mixed
 TimeoutStopSec=90s
 # Jobs are submitted as this user: it must be a Slurm user (sacctmgr add user NAME account=ACCOUNT) and
 # exist on the compute nodes.
@@ -587,8 +596,11 @@ mod tests {
             "NotifyAccess=main",
             "WatchdogSec=300",
             "ExecStart=/opt/dirwatcher/dirwatcher run --config /etc/dirwatcher/config.yaml",
+            "ExecReload=/opt/dirwatcher/dirwatcher check-config --quiet --config /etc/dirwatcher/config.yaml",
             "ExecReload=/bin/kill -HUP $MAINPID",
             "Restart=on-failure",
+            "RestartPreventExitStatus=2",
+            "KillMode=mixed",
             "User=dirwatcher",
             "NoNewPrivileges=yes",
             "ProtectSystem=strict",
@@ -601,6 +613,44 @@ mod tests {
             assert!(u.lines().any(|l| l == line), "unit lacks {line:?}:\n{u}");
         }
         assert!(!u.contains("PrivateNetwork"), "sbatch needs the network");
+    }
+
+    /// Every program the packaged unit runs, besides dirwatcher itself, must come from a package the
+    /// `.deb` depends on: without procps (absent from minimal systems and container images) `systemctl
+    /// reload` fails with 203/EXEC (issue 14, D6). Programs and the Debian package that ships them.
+    #[test]
+    fn every_program_the_packaged_unit_runs_is_in_the_package_depends() {
+        const SHIPPED_BY: &[(&str, &str)] = &[("/bin/kill", "procps")];
+        let cargo = include_str!("../../Cargo.toml");
+        let depends = cargo
+            .lines()
+            .find_map(|l| l.strip_prefix("depends = "))
+            .expect("Cargo.toml has [package.metadata.deb] depends");
+        let depends: Vec<&str> = depends
+            .trim_matches('"')
+            .split(',')
+            .map(|d| d.split_whitespace().next().unwrap_or(""))
+            .collect();
+        let unit = package_unit();
+        for line in unit.lines().filter(|l| l.starts_with("Exec")) {
+            let program = line
+                .split_once('=')
+                .and_then(|(_, cmd)| cmd.split_whitespace().next())
+                .unwrap_or_default();
+            if program == "/usr/bin/dirwatcher" {
+                continue;
+            }
+            let (_, package) = SHIPPED_BY
+                .iter()
+                .find(|(p, _)| *p == program)
+                .unwrap_or_else(|| {
+                    panic!("{line:?} runs {program}: add it and its package to SHIPPED_BY and to depends")
+                });
+            assert!(
+                depends.contains(package),
+                "{line:?} needs {package}, but Cargo.toml's depends are {depends:?}"
+            );
+        }
     }
 
     #[test]

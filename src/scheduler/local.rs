@@ -49,6 +49,10 @@ pub struct LocalSpec {
     pub env: Vec<(Vec<u8>, Vec<u8>)>,
     /// Time limit in milliseconds.
     pub time_limit_ms: Option<u64>,
+    /// The job's umask (`job.umask`); absent in specs written before the key existed (the runner's
+    /// inherited umask then applies, as it did).
+    #[serde(default)]
+    pub umask: Option<u32>,
 }
 
 /// The end of a local job; stored as `status.json`.
@@ -193,8 +197,9 @@ fn proc_start_and_state(pid: &str) -> Option<(String, String)> {
 
 /// Mode of a job's bookkeeping files: the spec holds `job.env`, so no one outside the service's group.
 const JOB_FILE_MODE: u32 = 0o640;
-/// Mode of a job's output file when the runner creates it (the umask may cut it further).
-const OUTPUT_MODE: u32 = 0o640;
+/// Mode of a job's output file when the runner creates it, before the job's umask (`job.umask`) cuts it, as
+/// slurmstepd does: `0644` with the default `0022`. The output folder (`0750`) keeps others out.
+const OUTPUT_MODE: u32 = 0o666;
 
 /// Mode of the jobs' folders (`<state file>.local-jobs` and one per job).
 const JOB_DIR_MODE: u32 = 0o750;
@@ -323,6 +328,7 @@ impl Scheduler for Local {
                 .as_ref()
                 .and_then(|t| t.duration)
                 .map(|d| d.as_millis() as u64),
+            umask: Some(self.job.umask),
         };
         let json = serde_json::to_vec(&local).map_err(|e| SubmitError::Refused(e.to_string()))?;
         crate::fsx::write_atomic(&dir.join("spec.json"), &json, JOB_FILE_MODE)
@@ -484,6 +490,12 @@ fn run_job_inner(dir: &Path) -> io::Result<()> {
         format!("{me} {start}\n").as_bytes(),
         JOB_FILE_MODE,
     )?;
+    if let Some(mask) = spec.umask {
+        // Before the output file is opened: like slurmstepd, the job's files (its output included) get
+        // the job's umask, not the daemon's.
+        // SAFETY: umask(2) only sets this process's file mode creation mask.
+        unsafe { libc::umask(mask as libc::mode_t) };
+    }
     let output = PathBuf::from(OsString::from_vec(spec.output.clone()));
     // The folder is the daemon's (created and checked before submitting); a symlink planted at the file
     // itself (`job.output: ""` puts it in the data directory) is refused rather than written through.
@@ -599,6 +611,7 @@ mod tests {
             output: t.path().join("out").into_os_string().into_vec(),
             env: vec![],
             time_limit_ms: None,
+            umask: None,
         };
         let json = serde_json::to_vec(&spec).unwrap();
         crate::fsx::write_atomic(&dir.join("spec.json"), &json, 0o666).unwrap();

@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::{
     JobRow, JobSpec, QueryError, Scheduler, Sightings, Source, SubmitError, TrackedJob, wrap_line,
 };
-use crate::config::{Config, JobCommand, JobConfig};
+use crate::config::{Config, JobCommand, JobConfig, umask_text};
 use crate::engine::{JobDetail, OutageEdge, OutageLatch, Rejection};
 use crate::process::{self, Invocation, ProcessError};
 use crate::time::Millis;
@@ -84,6 +84,11 @@ pub fn sbatch_invocation(job: &JobConfig, root: &std::path::Path, spec: &JobSpec
     }
     inv.env
         .push(("WATCH_DIR".into(), spec.dir_path.clone().into_os_string()));
+    // sbatch keeps a SLURM_UMASK it is given (else it records its own umask, i.e. the service's
+    // `UMask=0027`), and slurmstepd applies it to the job: the job runs with `job.umask`. A
+    // `job.env.SLURM_UMASK` comes later and wins.
+    inv.env
+        .push(("SLURM_UMASK".into(), umask_text(job.umask).into()));
     for (k, v) in &job.env {
         inv.env.push((k.into(), v.into()));
     }
@@ -290,7 +295,11 @@ pub fn parse_squeue(stdout: &str, cluster: Option<&str>) -> Vec<JobRow> {
                 source: Source::Controller,
                 job_id: with_cluster(id, cluster),
                 name: name.trim().to_string(),
-                comment: comment.trim().to_string(),
+                // squeue's word for no comment; sacct prints an empty field.
+                comment: match comment.trim() {
+                    "(null)" => String::new(),
+                    c => c.to_string(),
+                },
                 submit: epoch_ms(submit),
                 end: epoch_ms(end),
                 state: state.trim().to_string(),
@@ -838,6 +847,63 @@ mod tests {
         assert_eq!(args[args.len() - 2..], ["/opt/job.sh".to_string(), root]);
     }
 
+    /// Slurm 24.11.5 (Debian 13, in the site container of `scripts/site-cluster.sh`) prints the same state
+    /// words, exit codes, steps and `(null)` comments as 22.05.8 for the calls dirwatcher makes (the
+    /// integration suite runs against both: `scripts/site-cluster.sh run-tests`); here those words in the
+    /// field layouts of today's queries.
+    #[test]
+    fn slurm_24_11_output_parses_like_22_05() {
+        let sacct = "75|1796109494|1796109497|FAILED|3:0|3|vm|NonZeroExitCode|dw-x-1|dw-a\n\
+                     75.batch|1796109494|1796109497|FAILED|3:0|3|vm|||batch\n\
+                     76|1796109494|1796109497|CANCELLED by 0|0:0|3|vm|None|dw-x-2|dw-b\n\
+                     76.batch|1796109494|1796109497|CANCELLED|0:15|3|vm|||batch\n\
+                     77|1796109494|1796109497|COMPLETED|0:0|3|vm|None|dw-x-3|dw-c\n";
+        let r = parse_sacct(sacct, None);
+        let by_id = |id: &str| r.iter().find(|row| row.job_id == id).unwrap();
+        assert_eq!(r.len(), 3, "steps are not jobs: {r:?}");
+        assert_eq!(
+            (by_id("75").state.as_str(), by_id("75").exit_code.as_str()),
+            ("FAILED", "3:0")
+        );
+        assert_eq!(by_id("76").state, "CANCELLED by 0");
+        assert_eq!(by_id("77").state, "COMPLETED");
+        let squeue = "76|1796109494|1796109497|CANCELLED|0|1|0:03|vm|None|(null)|dw-b|\n\
+                      75|1796109494|1796109497|FAILED|768|1|0:03|vm|NonZeroExitCode|dw-x-1|dw-a|\n";
+        let q = parse_squeue(squeue, None);
+        assert_eq!(
+            q.iter()
+                .map(|row| (
+                    row.job_id.as_str(),
+                    row.state.as_str(),
+                    row.exit_code.as_str(),
+                    row.comment.as_str()
+                ))
+                .collect::<Vec<_>>(),
+            [
+                ("76", "CANCELLED", "0:0", ""),
+                ("75", "FAILED", "3:0", "dw-x-1")
+            ]
+        );
+        // squeue shows a job without a comment as `(null)`, sacct as an empty field.
+        assert_eq!(
+            find_key("76|(null)\n77|(null)\n75|dw-x-1\n", "dw-x-1").as_deref(),
+            Some("75")
+        );
+        let sacct_keys = "75|dw-x-1|1796109494\n76||1796109494\n77||1796109494\n";
+        assert_eq!(find_key(sacct_keys, "dw-x-1").as_deref(), Some("75"));
+        assert_eq!(
+            find_uncommented_since(sacct_keys, 1_796_109_494_000).as_deref(),
+            Some("76")
+        );
+        assert_eq!(parse_parsable("75\n").as_deref(), Some("75"));
+        for refused in [
+            "sbatch: error: invalid partition specified: nopart\nsbatch: error: Batch job submission failed: Invalid partition name specified",
+            "sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified",
+        ] {
+            assert!(sbatch_refusal_is_certain(refused), "{refused}");
+        }
+    }
+
     #[test]
     fn sbatch_argv_matches_the_seed_example() {
         let job = JobConfig {
@@ -858,6 +924,7 @@ mod tests {
             command_timeout: Duration::from_secs(5),
             lost_after: Duration::from_secs(3600),
             max_local_jobs: 1,
+            umask: 0o022,
         };
         let spec = JobSpec {
             dir_path: "/data/incoming/case 1".into(),
@@ -891,5 +958,7 @@ mod tests {
                 .contains(&("WATCH_DIR".into(), "/data/incoming/case 1".into()))
         );
         assert!(inv.env.contains(&("A".into(), "b".into())));
+        // The job's umask, not the daemon's (issue 14, D4).
+        assert!(inv.env.contains(&("SLURM_UMASK".into(), "0022".into())));
     }
 }

@@ -368,14 +368,14 @@ fn uninstall_removes_the_service_and_keeps_config_state_and_logs_unless_purged()
     assert!(s.root.exists(), "the watch root must never be removed");
 }
 
-/// The staged unit with its ExecStart pointing at the staged binary (verify needs it to exist), and
+/// The staged unit with its ExecStart and ExecReload pointing at the staged binary (verify needs it to exist), and
 /// nothing else changed.
 fn verifiable_copy(s: &Staging) -> PathBuf {
     let unit = std::fs::read_to_string(s.unit()).unwrap();
     let staged_bin = s.at("/opt/dirwatcher/dirwatcher");
     let adjusted = unit.replace(
-        "ExecStart=/opt/dirwatcher/dirwatcher ",
-        &format!("ExecStart={} ", staged_bin.display()),
+        "=/opt/dirwatcher/dirwatcher ",
+        &format!("={} ", staged_bin.display()),
     );
     assert_ne!(adjusted, unit, "ExecStart not found:\n{unit}");
     let dir = s.tmp.path().join("verify");

@@ -18,6 +18,30 @@ fn local_job_script_gets_the_directory_as_its_argument() {
 }
 
 #[test]
+fn local_job_runs_with_job_umask() {
+    scenarios::job_umask(TestEnv::local("umask"), DEADLINE);
+}
+
+/// systemd's SYSTEMD_EXEC_PID is the daemon's, not the job's (issue 14, D3).
+#[test]
+fn jobs_do_not_inherit_systemd_exec_pid() {
+    let env = TestEnv::local("execpid").job("wrap_cmd: sh -c 'env > \"$1/env.txt\"' job");
+    let dir = env.ready_dir("e");
+    let _d = env.start_env(&[], &[("SYSTEMD_EXEC_PID", std::ffi::OsStr::new("4242"))]);
+    let g = env.wait_final(&dir, DEADLINE);
+    assert_eq!(g.final_state.as_deref(), Some("COMPLETED"));
+    let job_env = std::fs::read_to_string(dir.join("env.txt")).unwrap();
+    assert!(
+        job_env.lines().any(|l| l.starts_with("WATCH_DIR=")),
+        "{job_env}"
+    );
+    assert!(
+        !job_env.lines().any(|l| l.starts_with("SYSTEMD_EXEC_PID=")),
+        "{job_env}"
+    );
+}
+
+#[test]
 fn local_exit_3_is_a_failed_line() {
     scenarios::exit_3_failed(TestEnv::local("fail"), DEADLINE);
 }

@@ -186,11 +186,11 @@ fn json_log_lines_parse_and_name_dir_and_job() {
         })
         .unwrap_or_else(|| panic!("no submission line in {lines:#?}"));
     assert_eq!(submitted["job"], job.as_str(), "{submitted}");
-    assert!(
-        submitted["dir"]
-            .as_str()
-            .is_some_and(|s| s.contains(&dir.display().to_string())),
-        "{submitted}"
+    // The plain path, not a quoted rendering: a log shipper matches it exactly (issue 14, D2).
+    assert_eq!(
+        submitted["dir"],
+        dir.to_str().unwrap(),
+        "the `dir` field must hold the plain path: {submitted}"
     );
     assert_eq!(submitted["level"], "INFO");
     assert!(submitted["timestamp"].is_string(), "{submitted}");

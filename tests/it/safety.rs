@@ -61,11 +61,12 @@ fn mode(p: &Path) -> u32 {
 }
 
 /// Under umask 000 (a careless unit, a shell with `umask 0`), every file and folder the daemon creates has
-/// its documented mode; the process umask (`behavior.umask`, default 0027) reaches the jobs; and with
-/// `umask: "0000"` in the config the daemon's own files still get exactly their modes.
+/// its documented mode; the jobs get `job.umask` (default 0022, as a person's shell), never the daemon's
+/// own (`behavior.umask`, default 0027); and with `umask: "0000"` in the config the daemon's own files
+/// still get exactly their modes.
 #[test]
 fn every_file_the_daemon_creates_has_its_documented_mode_under_umask_000() {
-    for (config_umask, job_file_mode) in [("", 0o640), ("  umask: \"0000\"\n", 0o666)] {
+    for (config_umask, job_file_mode) in [("", 0o644), ("  umask: \"0000\"\n", 0o644)] {
         let mut env = TestEnv::local("modes").job(
             "wrap_cmd: sh -c 'touch \"$1/made-by-job\"; test -e \"$1/fail\" && exit 3; exit 0' job",
         );
@@ -99,7 +100,7 @@ fn every_file_the_daemon_creates_has_its_documented_mode_under_umask_000() {
             (jobs.join(&job), 0o750),
             (env.root.join(".dirwatcher"), 0o750),
             (env.root.join(".dirwatcher/logs"), 0o750),
-            (env.job_output(&good, &job), 0o640),
+            (env.job_output(&good, &job), job_file_mode),
             (good.join("made-by-job"), job_file_mode),
         ];
         for f in ["spec.json", "launched", "pid", "status.json"] {

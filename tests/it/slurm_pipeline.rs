@@ -56,6 +56,12 @@ fn stable_ready_dir_gets_exactly_one_job_matching_the_config() {
 }
 
 #[test]
+fn slurm_job_runs_with_job_umask() {
+    need_slurm!("slurm_job_runs_with_job_umask");
+    scenarios::job_umask(TestEnv::slurm("umask"), SLURM_DEADLINE);
+}
+
+#[test]
 fn slurm_job_script_gets_the_directory_as_its_argument() {
     need_slurm!("slurm_job_script_gets_the_directory_as_its_argument");
     scenarios::job_script(TestEnv::slurm("script"), SLURM_DEADLINE);
@@ -229,6 +235,30 @@ pub mod scenarios {
         assert_eq!(g.final_state.as_deref(), Some("COMPLETED"));
         let got = std::fs::read_to_string(dir.join("result")).unwrap();
         assert_eq!(got, format!("script got [{}] 1 args\n", dir.display()));
+    }
+
+    /// `job.umask` is the job's umask, whatever the daemon's: its output and the files it makes get it
+    /// (issue 14, D4: the service's `UMask=0027` reached every job).
+    pub fn job_umask(env: TestEnv, deadline: Duration) {
+        use std::os::unix::fs::PermissionsExt;
+        let env = env
+            .job("umask: \"0007\"")
+            .job("wrap_cmd: sh -c 'umask; echo x > \"$1/made\"' job");
+        let dir = env.ready_dir("masked");
+        let _d = env.start();
+        let job = env.wait_job_id(&dir, deadline);
+        let g = env.wait_final(&dir, deadline);
+        assert_eq!(g.final_state.as_deref(), Some("COMPLETED"));
+        let out = env
+            .root
+            .join(".dirwatcher/logs")
+            .join(format!("{}-{job}.out", env.job_name("masked")));
+        let text = std::fs::read_to_string(&out)
+            .unwrap_or_else(|e| panic!("cannot read the job's output `{}`: {e}", out.display()));
+        assert_eq!(text.trim(), "0007", "the umask the job saw");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.join("made")), 0o660, "a file the job made");
+        assert_eq!(mode(&out), 0o660, "the job's output file");
     }
 
     pub fn exit_3_failed(env: TestEnv, deadline: Duration) {
