@@ -15,7 +15,7 @@ use crate::engine::{
 use crate::ledger::{EndRecord, LedgerError, NewGeneration};
 use crate::outcome::{self, FailureRecord, KeepReason};
 use crate::scan;
-use crate::scheduler::{JobReport, JobSpec};
+use crate::scheduler::{JobReport, JobSpec, output_file};
 use crate::time::{Millis, ms};
 
 /// What one look at a directory during a scan found.
@@ -482,7 +482,14 @@ impl Daemon {
     fn submit_one(&mut self, g: &Generation) -> Result<bool, LedgerDown> {
         let path = self.path_of(g);
         let r = self.ledger.mark_sbatch_started(g.id, self.clock.wall());
+        let mut waiting = true;
+        let r = r.map(|w| waiting = w);
         self.commit("recording a submission attempt", r)?;
+        if !waiting {
+            // Cancelled or forgotten by an operator since this cycle read it: no job for it.
+            say::submission_withdrawn(&path);
+            return Ok(true);
+        }
         let spec = JobSpec {
             dir_path: path.clone(),
             job_name: g.job_name.clone(),
@@ -500,7 +507,9 @@ impl Daemon {
                 // the key lookup adopts it later; never submitted twice.
                 let r = self.ledger.record_submitted(g.id, &job, wall);
                 if self.commit("recording a job id", r).is_ok() {
-                    say::submitted(&path, &job, g.attempt);
+                    let root = &self.cfg.watch.root;
+                    let out = output_file(&self.cfg.job, root, &path, &job, &g.job_name);
+                    say::submitted(&path, &job, &g.job_name, out.as_deref(), g.attempt);
                 }
                 Ok(true)
             }

@@ -11,7 +11,7 @@ pub mod slurm;
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStringExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::config::{Config, ExecutorKind, JobCommand};
 use crate::time::Millis;
@@ -54,6 +54,11 @@ pub struct QueryError(pub String);
 
 pub use crate::engine::{JobReport, JobRow, Sightings, Source, TrackedJob};
 
+/// A job could not be cancelled (the scheduler refused or could not be asked).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct CancelError(pub String);
+
 /// A back end that runs jobs.
 pub trait Scheduler: Send {
     /// Short name for logs (`slurm`, `local`).
@@ -72,6 +77,10 @@ pub trait Scheduler: Send {
         job_name: &str,
         since: Millis,
     ) -> Result<Option<String>, QueryError>;
+    /// Ends this job (`scancel`, restricted to its job name so a reused id of a stranger's job is left
+    /// alone; the local runner is sent SIGTERM and records CANCELLED). `Ok` also when the job had already
+    /// ended: either way it runs no more.
+    fn cancel(&mut self, job: &TrackedJob) -> Result<(), CancelError>;
 }
 
 /// Builds the scheduler the config asks for.
@@ -79,6 +88,24 @@ pub fn from_config(cfg: &Config) -> Box<dyn Scheduler> {
     match cfg.job.executor {
         ExecutorKind::Slurm => Box::new(slurm::Slurm::new(cfg)),
         ExecutorKind::Local => Box::new(local::Local::new(cfg)),
+    }
+}
+
+/// The file a job's stdout/stderr go to, as Slurm names it: `job.output` under the root with `%j` (job id)
+/// and `%x` (job name) expanded, else Slurm's `slurm-<id>.out` in the working directory — the directory
+/// itself with `job.chdir_to_subdir`; `None` without it (sbatch's working directory, the daemon's).
+pub fn output_file(
+    job: &crate::config::JobConfig,
+    root: &Path,
+    dir_path: &Path,
+    job_id: &str,
+    job_name: &str,
+) -> Option<PathBuf> {
+    let (id, _) = slurm::split_job_id(job_id);
+    match &job.output {
+        Some(o) => Some(root.join(local::expand_output(o, id, job_name))),
+        None if job.chdir_to_subdir => Some(dir_path.join(format!("slurm-{id}.out"))),
+        None => None,
     }
 }
 

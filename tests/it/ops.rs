@@ -79,7 +79,7 @@ fn status_json_reports_counts_in_flight_and_failures() {
     let s = env.status();
     assert_eq!(s["counts"]["completed"], 1, "{s}");
     assert_eq!(s["counts"]["failed"], 1, "{s}");
-    assert_eq!(s["counts"]["submitted"], 1, "{s}");
+    assert_eq!(s["counts"]["in_flight"], 1, "{s}");
     let inflight = s["in_flight"].as_array().unwrap();
     assert_eq!(inflight.len(), 1);
     assert_eq!(inflight[0]["dir"], slow.to_string_lossy().as_ref());
