@@ -428,8 +428,9 @@ impl Ledger {
     }
 
     /// Records that an operator cancelled `id` (`dirwatcher cancel`): its job was `scancel`led, or it had no
-    /// job yet and never will. Final like any failure, with `final_state` saying who ended it; the
-    /// failure-log line is due only when a job existed. Returns false when the record was no longer waiting
+    /// job yet and never will. Final like any failure, with `final_state` saying who ended it and the exit
+    /// code of a job ended by SIGTERM (`0:15`, as Slurm and the local runner report it); the failure-log
+    /// line is due only when a job existed. Returns false when the record was no longer waiting
     /// (the daemon recorded its end first, or an `sbatch` for it is running right now).
     pub fn record_cancelled(&self, id: i64, final_state: &str, now: Millis) -> Result<bool> {
         let what = "cannot record the cancellation";
@@ -437,6 +438,7 @@ impl Ledger {
             .conn
             .prepare_cached(
                 "UPDATE generations SET state = 'failed', final_state = ?2, uncertain = 0,
+                     exit_code = CASE WHEN job_id IS NULL THEN NULL ELSE '0:15' END,
                      failure_log_pending = (job_id IS NOT NULL), finished_at = ?3, updated_at = ?3
                  WHERE id = ?1 AND (state = 'submitted' OR (state = 'submitting' AND uncertain = 0))",
             )

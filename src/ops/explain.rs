@@ -134,10 +134,11 @@ fn place(root: &Path, arg: &Path) -> Place {
 
 /// Explains each directory.
 pub fn explain(cfg: &Config, dirs: &[PathBuf]) -> anyhow::Result<Vec<Explanation>> {
-    let ledger = match open_read_only(cfg) {
-        Ok(l) => Some(l),
-        Err(e) if e.to_string().starts_with("no ledger") => None,
-        Err(e) => return Err(e),
+    // A ledger this user cannot read does not stop the rest of the chain: it is said as one link.
+    let (ledger, ledger_error) = match open_read_only(cfg) {
+        Ok(l) => (Some(l), None),
+        Err(e) if e.to_string().starts_with("no ledger") => (None, None),
+        Err(e) => (None, Some(crate::logging::error_chain(e.as_ref()))),
     };
     let live = snapshot::liveness(&cfg.behavior.state_file);
     let snap = match snapshot::read(&cfg.behavior.state_file) {
@@ -148,14 +149,15 @@ pub fn explain(cfg: &Config, dirs: &[PathBuf]) -> anyhow::Result<Vec<Explanation
     };
     let mut out = Vec::new();
     for d in dirs {
-        out.push(explain_one(cfg, ledger.as_ref(), &live, snap.as_ref(), d)?);
+        let ledger = ledger.as_ref().ok_or(ledger_error.as_deref());
+        out.push(explain_one(cfg, ledger, &live, snap.as_ref(), d)?);
     }
     Ok(out)
 }
 
 fn explain_one(
     cfg: &Config,
-    ledger: Option<&crate::ledger::Ledger>,
+    ledger: Result<&crate::ledger::Ledger, Option<&str>>,
     live: &Liveness,
     snap: Option<&snapshot::Snapshot>,
     arg: &Path,
@@ -211,8 +213,8 @@ fn explain_one(
     // The ledger and the daemon's view, whatever the file system says now (it may be deleted after
     // success, or replaced).
     let history = match ledger {
-        Some(l) => l.history(&name)?,
-        None => Vec::new(),
+        Ok(l) => l.history(&name)?,
+        Err(_) => Vec::new(),
     };
     let name_text = name.to_string_lossy().into_owned();
     e.daemon_sees = snap.and_then(|s| s.waiting.iter().find(|w| w.dir == name_text).cloned());
@@ -226,9 +228,10 @@ fn explain_one(
         e.records.push(record(cfg, g, fs.identity, now));
     }
     let ledger_says = match (ledger, latest) {
-        (None, _) => "no ledger yet: no daemon has run with this config".to_string(),
-        (Some(_), None) => "not in the ledger: no job was ever submitted for it".into(),
-        (Some(_), Some(g)) => format!(
+        (Err(Some(why)), _) => why.to_string(),
+        (Err(None), _) => "no ledger yet: no daemon has run with this config".to_string(),
+        (Ok(_), None) => "not in the ledger: no job was ever submitted for it".into(),
+        (Ok(_), Some(g)) => format!(
             "{} record(s); the latest: attempt {}, {}{}",
             history.len(),
             g.attempt,
@@ -239,7 +242,12 @@ fn explain_one(
                 .unwrap_or_default()
         ),
     };
-    check(&mut e, "ledger", true, ledger_says);
+    check(
+        &mut e,
+        "ledger",
+        !matches!(ledger, Err(Some(_))),
+        ledger_says,
+    );
     let daemon_says = match live {
         Liveness::Running if snap.is_some() => match &e.daemon_sees {
             Some(w) => format!("the running daemon watches it: {} ({})", w.state, w.reason),
@@ -259,6 +267,7 @@ fn explain_one(
         latest,
         verdict,
         e.daemon_sees.as_ref(),
+        snap,
         running,
         now,
     );
@@ -513,6 +522,7 @@ fn next_step(
     latest: Option<&Generation>,
     verdict: Option<GenerationVerdict>,
     sees: Option<&Waiting>,
+    snap: Option<&snapshot::Snapshot>,
     running: bool,
     now: Millis,
 ) -> String {
@@ -526,7 +536,11 @@ fn next_step(
     }
     if let Some(g) = latest.filter(|g| g.state.is_active()) {
         let job = g.job_id.as_deref().unwrap_or("-");
-        let how = reason_of(g, None, now);
+        let slurm = g.job_id.as_deref().and_then(|id| {
+            snap.and_then(|s| s.jobs.iter().find(|j| j.job_id == id))
+                .map(|j| j.slurm_state.as_str())
+        });
+        let how = reason_of(g, slurm, now);
         return format!(
             "attempt {} (job {job}) is {}: {how}; the daemon follows it to its end{daemon}",
             g.attempt,

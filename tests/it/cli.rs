@@ -150,7 +150,16 @@ fn run_with_bad_config_does_nothing_and_exits_2() {
 fn help_teaches_each_command() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["run", "check-config", "status", "retry", "forget", "demo"] {
+    for cmd in [
+        "run",
+        "check-config",
+        "status",
+        "explain",
+        "retry",
+        "cancel",
+        "forget",
+        "demo",
+    ] {
         assert!(text.contains(cmd), "--help lacks {cmd}");
     }
     let out = Command::new(BIN)
@@ -251,7 +260,14 @@ fn a_reader_that_went_away_ends_every_command_quietly() {
         vec!["run", "--once", "--allow-root", "--config", c],
         vec!["status", "--config", c],
         vec!["status", "--json", "--config", c],
+        vec!["status", "-P", "--config", c],
+        vec!["status", "--state", "failed", "--config", c],
+        vec!["explain", "--config", c, d],
+        vec!["explain", "--json", "--config", c, d],
+        vec!["run", "--dry-run", "--config", c],
         vec!["retry", "--config", c, d],
+        vec!["retry", "--all-failed", "--config", c],
+        vec!["cancel", "--config", c, d],
         vec!["forget", "--config", c, d],
         vec![
             "install",
@@ -270,8 +286,9 @@ fn a_reader_that_went_away_ends_every_command_quietly() {
             .output()
             .unwrap();
         let shown = args.join(" ");
-        // Each one does its work (a refused retry of a directory that did not fail exits 1).
-        let want = if args[0] == "retry" { Some(1) } else { Some(0) };
+        // Each one does its work (a refused retry or cancel of a directory that did not fail or run exits 1).
+        let refused = (args[0] == "retry" && args[1] != "--all-failed") || args[0] == "cancel";
+        let want = if refused { Some(1) } else { Some(0) };
         assert_eq!(
             with_reader.status.code(),
             want,
