@@ -664,5 +664,8 @@ fn cancel_scancels_a_real_slurm_job_and_the_daemon_does_not_retry_it() {
     // The daemon writes the failure-log line of the cancelled job, and queues no retry for it.
     env.wait_failure(&dir, Duration::from_secs(30));
     assert_eq!(env.history(&dir).len(), 1, "{}", d.log());
-    assert_eq!(wait_jobs_named(&env.job_name("long")), std::slice::from_ref(&job));
+    assert_eq!(
+        wait_jobs_named(&env.job_name("long")),
+        std::slice::from_ref(&job)
+    );
 }
