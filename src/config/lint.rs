@@ -176,10 +176,21 @@ pub fn lint(text: &str) -> Vec<Finding> {
                 format!("unknown key `{k}` in `{sec}:`"),
                 format!("did you mean `{c}`? (`dirwatcher check-config --help` lists every key)"),
             ),
-            (None, None) => (
-                format!("unknown key `{k}` in `{sec}:`"),
-                "remove it or correct its spelling; `dirwatcher check-config --help` lists every key".into(),
-            ),
+            (None, None) => match closest(k, keys::ALL.iter().map(Key::leaf)) {
+                // Misspelt and in the wrong section.
+                Some(c) => (
+                    format!("unknown key `{k}` in `{sec}:`"),
+                    format!(
+                        "did you mean `{c}`? It belongs under `{}:`",
+                        keys::ALL.iter().find(|x| x.leaf() == c).map_or("", |x| x.section())
+                    ),
+                ),
+                None => (
+                    format!("unknown key `{k}` in `{sec}:`"),
+                    "remove it or correct its spelling; `dirwatcher check-config --help` lists every key"
+                        .into(),
+                ),
+            },
         };
         out.push(Finding {
             line: n,
@@ -239,6 +250,15 @@ mod tests {
         assert!(p[3].3.contains("given twice (first on line 6)"), "{p:?}");
         assert_eq!(p[4].2, "behaviour");
         assert!(lint(text)[4].fix.contains("did you mean `behavior:`"));
+    }
+
+    #[test]
+    fn a_misspelt_key_in_the_wrong_section_is_found_in_its_own() {
+        let f = &lint("behavior:\n  poll_intervl_sec: 5\n")[0];
+        assert_eq!(
+            f.fix,
+            "did you mean `poll_interval_sec`? It belongs under `watch:`"
+        );
     }
 
     #[test]

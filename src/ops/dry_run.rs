@@ -167,9 +167,10 @@ fn would_submit(cfg: &Config, name: &std::ffi::OsStr, path: &std::path::Path) ->
             )
         }
         ExecutorKind::Local => {
+            // The argument vector itself, one JSON string per argument: no shell reads it.
             let argv: Vec<String> = local_argv(&cfg.job.command, path.as_os_str())
                 .iter()
-                .map(|a| q(a))
+                .map(|a| serde_json::to_string(&a.to_string_lossy()).unwrap_or_default())
                 .collect();
             let cwd = if cfg.job.chdir_to_subdir {
                 show(path)
@@ -177,10 +178,10 @@ fn would_submit(cfg: &Config, name: &std::ffi::OsStr, path: &std::path::Path) ->
                 show(&cfg.watch.root)
             };
             format!(
-                "{}: stable; would run locally (job {job_name}, in {cwd}):\n  env {} {}",
+                "{}: stable; would run locally (job {job_name}, in {cwd}):\n  env {}\n  argv [{}]",
                 show(path),
                 env.join(" "),
-                argv.join(" ")
+                argv.join(", ")
             )
         }
     }

@@ -600,7 +600,10 @@ fn run_dry_run_prints_the_exact_command_and_writes_nothing() {
         "{out}"
     );
     assert!(
-        out.contains(&format!("sh -c \"echo hi '{}'\"", dir.display())),
+        out.contains(&format!(
+            "argv [\"sh\", \"-c\", \"echo hi '{}'\"]",
+            dir.display()
+        )),
         "{out}"
     );
     assert!(!env.state_file().exists(), "a dry run created the ledger");
