@@ -84,6 +84,27 @@ dirwatcher_directories_finished{{state}} holds the durable counts from the ledge
     )
 }
 
+const STATUS_ABOUT: &str = "Is it healthy? Whether the daemon runs (its pid and uptime, from the \
+single-instance lock beside the ledger and the snapshot it writes every poll, `<state_file>.status.json`), \
+when it last listed the root, how many directories are settling, locked by their writer or unreadable, the \
+jobs in flight with their Slurm state and age, submissions Slurm refuses and why, lost jobs and recent \
+failures.\n\n\
+The same words everywhere — text, JSON (`schema_version`), systemd's STATUS= and the metrics: settling, \
+locked, unreadable, submitting, in_flight, completed, failed, lost.\n\n\
+With --state, --since or DIR… it lists the matching directories; -P prints that list in Slurm's parsable \
+style (`|`-separated, a header line), -o chooses its fields: dir, name, state, job_id, job_name, \
+slurm_state, reason, attempt, age_sec, updated, exit_code, last_error. Exit status 1 when the ledger cannot \
+be read (a permission error says so).";
+
+const EXPLAIN_ABOUT: &str = "Why is this directory (not) picked up? Prints the whole decision chain, \
+in words: is it a direct child of the root, hidden, a symlink, readable by you; is the ready-file there \
+(or a near miss such as `READY`, `_ready`, `_READY.txt`), its identity (size, mtime, inode) and whether a \
+writer holds it locked; what the running daemon last saw of it (its stability looks, from the daemon's \
+snapshot); every ledger record of it (job, state, attempt, output file, last error, next retry); and what \
+happens next.\n\n\
+Read-only: it takes no lock, writes nothing, and runs no Slurm command. Run it as the service user \
+(`sudo -u dirwatcher dirwatcher explain DIR`) to see what the daemon can read.";
+
 /// Log output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -117,6 +138,11 @@ A second instance on the same state file refuses to start."
         /// user instead (`dirwatcher install` creates one).
         #[arg(long)]
         allow_root: bool,
+        /// Scan once, watch each new ready-file until it is stable (or say why not), and print the exact
+        /// `sbatch` argument vector (or local command) each would get — without submitting anything or
+        /// writing the ledger (it is only read, if it exists). Takes no lock: safe beside a running daemon.
+        #[arg(long, conflicts_with = "once")]
+        dry_run: bool,
     },
     /// Validate a config file and print the effective configuration (every default filled in).
     #[command(long_about = check_config_about())]
@@ -133,20 +159,74 @@ A second instance on the same state file refuses to start."
         #[arg(short, long)]
         quiet: bool,
     },
-    /// Show counts by state, jobs in flight with their ages, and recent failures (works while the daemon runs).
+    /// Is it healthy: the daemon (pid, uptime, last poll), counts by state, jobs in flight with their Slurm
+    /// state, blocked submissions, lost jobs and recent failures (works while the daemon runs).
+    #[command(long_about = STATUS_ABOUT)]
     Status {
         /// The YAML config file (its `behavior.state_file` is read).
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Print JSON instead of text (with a `schema_version`).
+        #[arg(long, conflicts_with = "parsable")]
+        json: bool,
+        /// How many recent failures to list.
+        #[arg(long, default_value_t = 10)]
+        failures: u32,
+        /// List only directories in this state (repeatable, or comma-separated): settling, locked,
+        /// unreadable, submitting, in_flight, completed, failed, lost.
+        #[arg(long, value_name = "STATE", value_delimiter = ',')]
+        state: Vec<String>,
+        /// List only directories whose latest record changed within this long (`30m`, `2h`, `1d`).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        /// Parsable output in Slurm's style: one directory per line, fields separated by `|`, a header
+        /// line first (see --format).
+        #[arg(short = 'P', long)]
+        parsable: bool,
+        /// The fields of the listing, comma-separated (default: dir,state,job_id,slurm_state,reason,
+        /// attempt,age_sec,exit_code).
+        #[arg(
+            short = 'o',
+            long = "format",
+            value_name = "FIELDS",
+            value_delimiter = ','
+        )]
+        format: Vec<String>,
+        /// Only these directories (names or paths under the root).
+        dirs: Vec<PathBuf>,
+    },
+    /// Why is this directory (not) picked up: the whole decision chain, in words.
+    #[command(long_about = EXPLAIN_ABOUT)]
+    Explain {
+        /// The YAML config file.
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
-        /// How many recent failures to list.
-        #[arg(long, default_value_t = 10)]
-        failures: u32,
+        /// Directory names or paths under the root.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
     },
     /// Queue failed directories for another job (works while the daemon runs; it picks them up next cycle).
     Retry {
+        /// The YAML config file.
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Every directory whose latest job failed (with --state: only those that ended so).
+        #[arg(long, conflicts_with = "dirs")]
+        all_failed: bool,
+        /// With --all-failed: only jobs that ended in this Slurm state (TIMEOUT, OUT_OF_MEMORY, FAILED,
+        /// CANCELLED, …), or `lost`.
+        #[arg(long, value_name = "STATE", requires = "all_failed")]
+        state: Option<String>,
+        /// Directory names or paths under the root.
+        #[arg(required_unless_present = "all_failed")]
+        dirs: Vec<PathBuf>,
+    },
+    /// Cancel what a directory has in flight: its job (`scancel`), or a queued attempt not submitted yet.
+    /// Recorded as CANCELLED by operator, so the daemon does not wait for it and retries nothing.
+    Cancel {
         /// The YAML config file.
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
@@ -155,7 +235,8 @@ A second instance on the same state file refuses to start."
         dirs: Vec<PathBuf>,
     },
     /// Remove directories from the ledger. If a ready-file is still there, the directory counts as new and
-    /// is submitted again. Refused for a job in flight.
+    /// is submitted again. Refused for a job in flight (cancel it first); a queued attempt that was never
+    /// submitted may be forgotten.
     Forget {
         /// The YAML config file.
         #[arg(short, long, default_value = DEFAULT_CONFIG)]

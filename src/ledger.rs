@@ -268,6 +268,44 @@ impl Ledger {
         })
     }
 
+    /// Opens an existing ledger for reading only (`status`, `explain`, `run --dry-run`): never creates the
+    /// file, its directory or its schema, and works for a user who may read but not write it.
+    pub fn open_read_only(path: &Path) -> Result<Ledger> {
+        use rusqlite::OpenFlags;
+        let sql = |what| {
+            move |source| LedgerError::Sql {
+                path: path.to_path_buf(),
+                what,
+                source,
+            }
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(sql("cannot open"))?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(sql("cannot configure"))?;
+        let instance: String = conn
+            .query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| {
+                r.get(0)
+            })
+            .map_err(|source| match &source {
+                rusqlite::Error::SqliteFailure(e, _)
+                    if e.code == rusqlite::ErrorCode::NotADatabase =>
+                {
+                    LedgerError::Foreign(path.to_path_buf())
+                }
+                _ => LedgerError::Sql {
+                    path: path.to_path_buf(),
+                    what: "cannot read",
+                    source,
+                },
+            })?;
+        Ok(Ledger {
+            conn,
+            path: path.to_path_buf(),
+            instance,
+        })
+    }
+
     fn sql(&self, what: &'static str) -> impl FnOnce(rusqlite::Error) -> LedgerError + '_ {
         move |source| LedgerError::Sql {
             path: self.path.clone(),
@@ -334,12 +372,18 @@ impl Ledger {
     }
 
     /// Marks that `sbatch` is about to run for `id`: until its answer is recorded, the outcome is uncertain.
-    pub fn mark_sbatch_started(&self, id: i64, now: Millis) -> Result<()> {
-        self.exec(
-            "UPDATE generations SET uncertain = 1, submit_tries = submit_tries + 1, updated_at = ?2 WHERE id = ?1",
-            params![id, now],
-            "cannot record the submission attempt",
-        )
+    /// Returns false when the record is no longer waiting for a job (an operator cancelled or forgot it
+    /// since the cycle read it): then `sbatch` must not run.
+    pub fn mark_sbatch_started(&self, id: i64, now: Millis) -> Result<bool> {
+        let what = "cannot record the submission attempt";
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "UPDATE generations SET uncertain = 1, submit_tries = submit_tries + 1, updated_at = ?2
+                 WHERE id = ?1 AND state = 'submitting'",
+            )
+            .map_err(self.sql(what))?;
+        Ok(st.execute(params![id, now]).map_err(self.sql(what))? == 1)
     }
 
     /// Records the job id of a submission (fresh or adopted after a lookup), with its notices.
@@ -427,14 +471,18 @@ impl Ledger {
             .map_err(sql("cannot begin a transaction"))?;
         let d = end.detail;
         let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
-        tx.execute(
+        let changed = tx.execute(
             "UPDATE generations SET state = ?2, final_state = ?3, exit_code = ?4, delete_pending = ?5,
                  failure_log_pending = ?6, finished_at = ?7, updated_at = ?7, reason = ?8, nodes = ?9,
-                 elapsed_sec = ?10 WHERE id = ?1",
+                 elapsed_sec = ?10 WHERE id = ?1 AND state IN ('submitting', 'submitted')",
             params![g.id, end.state.as_str(), end.final_state, end.exit_code, end.delete_pending,
                 end.failure_log_pending, now, text(&d.reason), text(&d.nodes), d.elapsed_sec.map(i)],
         )
         .map_err(sql("cannot record the job's end"))?;
+        if changed == 0 {
+            // Already ended (an operator's `cancel` recorded it first): one outcome, no second retry.
+            return Ok(None);
+        }
         insert_notices(&tx, Some(g.id), end.notices, now).map_err(sql("cannot queue a notice"))?;
         let retry = match end.retry_at {
             Some(at) => Some(
@@ -612,6 +660,42 @@ impl Ledger {
             .map_err(self.sql("cannot read the outbox"))
     }
 
+    /// Records that an operator cancelled `id` (`dirwatcher cancel`): its job was `scancel`led, or it had no
+    /// job yet and never will. Final like any failure, with `final_state` saying who ended it and the exit
+    /// code of a job ended by SIGTERM (`0:15`, as Slurm and the local runner report it); the failure-log
+    /// line is due only when a job existed. Returns false when the record was no longer waiting
+    /// (the daemon recorded its end first, or an `sbatch` for it is running right now).
+    pub fn record_cancelled(&self, id: i64, final_state: &str, now: Millis) -> Result<bool> {
+        let what = "cannot record the cancellation";
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "UPDATE generations SET state = 'failed', final_state = ?2, uncertain = 0,
+                     exit_code = CASE WHEN job_id IS NULL THEN NULL ELSE '0:15' END,
+                     failure_log_pending = (job_id IS NOT NULL), finished_at = ?3, updated_at = ?3
+                 WHERE id = ?1 AND (state = 'submitted' OR (state = 'submitting' AND uncertain = 0))",
+            )
+            .map_err(self.sql(what))?;
+        Ok(st
+            .execute(params![id, final_state, now])
+            .map_err(self.sql(what))?
+            == 1)
+    }
+
+    /// Removes a queued attempt that was never handed to the scheduler (no `sbatch` ever ran for it, none
+    /// may be running): an accidental `retry` undone. Returns false when it is no longer such a record.
+    pub fn drop_unsubmitted(&self, id: i64) -> Result<bool> {
+        let what = "cannot remove the queued attempt";
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM generations WHERE id = ?1 AND state = 'submitting' AND uncertain = 0
+                     AND submit_tries = 0 AND attempt > 1",
+            )
+            .map_err(self.sql(what))?;
+        Ok(st.execute([id]).map_err(self.sql(what))? == 1)
+    }
+
     /// Queues a new attempt for a finished generation (operator `retry`). Returns the new record id.
     pub fn requeue(&mut self, g: &Generation, now: Millis) -> Result<i64> {
         self.insert_intent(&NewGeneration::next_attempt_of(g, now), now)
@@ -700,45 +784,26 @@ impl Ledger {
         )
     }
 
-    /// Replaces the list of directories the daemon cannot look at (name, what failed), for `status`. Kept in
-    /// the `meta` table: it describes the present, not the history.
-    pub fn set_unreadable(&self, list: &[(OsString, String)]) -> Result<()> {
-        let rows: Vec<(&[u8], &str)> = list
-            .iter()
-            .map(|(d, w)| (d.as_bytes(), w.as_str()))
-            .collect();
-        let json = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
-        self.exec(
-            "INSERT INTO meta(key, value) VALUES ('unreadable', ?1) \
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [json],
-            "cannot record unreadable directories",
-        )
-    }
-
-    /// The directories the daemon last said it cannot look at (see [`Ledger::set_unreadable`]).
-    pub fn unreadable(&self) -> Result<Vec<(OsString, String)>> {
-        let json: Option<String> = self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = 'unreadable'", [], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(self.sql("cannot read unreadable directories"))?;
-        let rows: Vec<(Vec<u8>, String)> = json
-            .and_then(|j| serde_json::from_str(&j).ok())
-            .unwrap_or_default();
-        Ok(rows
-            .into_iter()
-            .map(|(d, w)| (OsString::from_vec(d), w))
-            .collect())
-    }
-
-    /// Removes every record of `dir`; returns how many there were. Refused for an in-flight generation.
+    /// Removes every record of `dir`; returns how many there were. Nothing is removed (0) while a job of it
+    /// is in flight or an `sbatch` for it may be running — checked in the same statement, so a daemon
+    /// submitting at that moment cannot slip between check and delete. A queued intent that no `sbatch`
+    /// has touched yet may go.
     pub fn forget(&self, dir: &OsStr) -> Result<usize> {
         self.conn
-            .execute("DELETE FROM generations WHERE dir = ?1", [dir.as_bytes()])
+            .execute(
+                "DELETE FROM generations WHERE dir = ?1 AND NOT EXISTS (SELECT 1 FROM generations h
+                     WHERE h.dir = ?1 AND (h.state = 'submitted' OR (h.state = 'submitting' AND h.uncertain = 1)))",
+                [dir.as_bytes()],
+            )
             .map_err(self.sql("cannot forget"))
+    }
+
+    /// The latest generation of every directory, by directory name.
+    pub fn latest_per_dir(&self) -> Result<Vec<Generation>> {
+        self.select(
+            "g WHERE id = (SELECT MAX(id) FROM generations h WHERE h.dir = g.dir) ORDER BY dir",
+            [],
+        )
     }
 
     fn exec(&self, sql: &str, p: impl rusqlite::Params, what: &'static str) -> Result<()> {

@@ -27,7 +27,11 @@
 //! - [`metrics`]: Prometheus metrics, served on `metrics.listen` and/or written to `metrics.textfile`.
 //! - [`notify`]: systemd notifications (`READY=1`, `STATUS=`, watchdog, `STOPPING=1`).
 //! - [`out`]: command output that never panics (a reader that went away ends it quietly).
-//! - [`ops`]: operator commands on the ledger (`status`, `retry`, `forget`) and the `demo`.
+//! - [`snapshot`]: what only the running daemon knows (its pid, last poll, settling and locked
+//!   directories, the Slurm state of jobs in flight), published beside the ledger for `status` and
+//!   `explain`; whether a daemon runs, from its lock.
+//! - [`ops`]: operator commands (`status`, `explain`, `retry`, `cancel`, `forget`, `run --dry-run`) and the
+//!   `demo`.
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
@@ -51,4 +55,5 @@ pub mod output_dir;
 pub mod process;
 pub mod scan;
 pub mod scheduler;
+pub mod snapshot;
 pub mod time;

@@ -102,8 +102,15 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             config,
             once,
             allow_root,
+            dry_run,
         } => {
             let cfg = config_or_exit!(&config);
+            if dry_run {
+                for line in ops::dry_run(&cfg)? {
+                    out!("{line}\n");
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             if let Some(refusal) = install::root_refusal(allow_root) {
                 out::error(&refusal);
                 return Ok(ExitCode::from(2));
@@ -114,22 +121,88 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             config,
             json,
             failures,
+            state,
+            since,
+            parsable,
+            format,
+            dirs,
         } => {
             let cfg = config_or_exit!(&config);
-            let s = ops::status(&cfg, failures)?;
+            let q = ops::StatusQuery {
+                failures,
+                states: state,
+                since,
+                dirs,
+            };
+            let listing = parsable || !format.is_empty();
+            let q = if listing && !q.lists() {
+                // A listing of everything.
+                ops::StatusQuery {
+                    states: ops::status_words(),
+                    ..q
+                }
+            } else {
+                q
+            };
+            let s = ops::status(&cfg, &q)?;
             if json {
                 out!("{}\n", serde_json::to_string_pretty(&s)?);
+            } else if listing {
+                let rows = s.directories.as_deref().unwrap_or_default();
+                out!("{}", ops::render_listing(rows, &format, parsable)?);
             } else {
                 out!("{}", ops::render_status(&s));
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Retry { config, dirs } => {
+        Command::Explain { config, json, dirs } => {
             let cfg = config_or_exit!(&config);
-            for line in ops::retry(&cfg, &dirs)? {
+            let all = ops::explain(&cfg, &dirs)?;
+            if json {
+                out!("{}\n", serde_json::to_string_pretty(&all)?);
+            } else {
+                for e in &all {
+                    out!("{}", ops::render_explanation(e));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Retry {
+            config,
+            dirs,
+            all_failed,
+            state,
+        } => {
+            let cfg = config_or_exit!(&config);
+            let lines = if all_failed {
+                ops::retry_all(&cfg, state.as_deref())?
+            } else {
+                ops::retry(&cfg, &dirs)?
+            };
+            if all_failed && lines.is_empty() {
+                out!(
+                    "no failed directories{} to retry\n",
+                    state.map(|s| format!(" in state {s}")).unwrap_or_default()
+                );
+            }
+            for line in lines {
                 out!("{line}\n");
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Cancel { config, dirs } => {
+            let cfg = config_or_exit!(&config);
+            let mut code = ExitCode::SUCCESS;
+            for r in ops::cancel(&cfg, &dirs)? {
+                match r {
+                    Ok(line) => out!("{line}\n"),
+                    Err(why) => {
+                        out::error(format_args!("error: {why}"));
+                        code = ExitCode::from(1);
+                    }
+                }
+            }
+            Ok(code)
         }
         Command::Forget { config, dirs } => {
             let cfg = config_or_exit!(&config);

@@ -27,10 +27,13 @@ use prometheus_client::registry::{Registry, Unit};
 use tracing::{debug, info, warn};
 
 use crate::config::MetricsConfig;
-use crate::engine::{GenState, Rejection, state_word};
+use crate::engine::{GenState, Identity, Rejection, Source, identify, state_word};
 use crate::ledger::Counts;
 use crate::notify::Notifier;
-use crate::scheduler::{JobSpec, QueryError, Scheduler, Sightings, SubmitError, TrackedJob};
+use crate::scheduler::{
+    CancelError, JobSpec, QueryError, Scheduler, Sightings, SubmitError, TrackedJob,
+};
+use crate::snapshot::JobSeen;
 use crate::time::Millis;
 
 /// Why metrics could not be set up at start.
@@ -212,7 +215,7 @@ fn new_registry() -> (Registry, Handles) {
         Info::new([("version", env!("CARGO_PKG_VERSION"))]),
     );
     // Series that exist from the start, so a dashboard shows 0 rather than nothing.
-    for stage in ["settling", "submitting"] {
+    for stage in ["settling", "locked", "submitting"] {
         let _ = h.pending.get_or_create(&[("stage", stage)]);
     }
     let _ = h.blocked.get_or_create(&[("reason", "config")]);
@@ -247,6 +250,8 @@ pub struct Metrics {
     h: Handles,
     /// Where the HTTP thread listens (the bound address, so port 0 shows the real port); `None` = off.
     listening: Option<SocketAddr>,
+    /// What the last query showed of each job (shared with every [`Instrumented`] wrapper).
+    seen: SeenJobs,
     /// The configured listen address (to tell a reload that changes it apart).
     listen_config: Option<SocketAddr>,
     /// `metrics.textfile`; `None` = off.
@@ -267,6 +272,7 @@ impl Metrics {
         Ok(Metrics {
             registry,
             h,
+            seen: SeenJobs::default(),
             listening,
             listen_config: cfg.listen,
             textfile: cfg.textfile.clone(),
@@ -291,7 +297,20 @@ impl Metrics {
             inner,
             h: self.h.clone(),
             notifier: notifier.clone(),
+            seen: Arc::clone(&self.seen),
         })
+    }
+
+    /// What the last query showed of each job in flight (for the daemon's snapshot).
+    pub fn jobs_seen(&self) -> Vec<JobSeen> {
+        let m = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        m.values().cloned().collect()
+    }
+
+    /// When the root was last listed successfully (wall ms), if it was.
+    pub fn last_poll(&self) -> Option<Millis> {
+        let secs = self.h.last_poll.get();
+        (secs > 0.0).then_some((secs * 1000.0) as Millis)
     }
 
     /// The root was listed: `dirs` subdirectories, at wall-clock `now`.
@@ -334,7 +353,7 @@ impl Metrics {
 
     /// End of a cycle: the gauges from the ledger's counts (`None` when they could not be read: the old
     /// values stay) and `settling` ready-files in the stability tracker; then the textfile.
-    pub fn publish(&mut self, counts: Option<&Counts>, settling: u64) {
+    pub fn publish(&mut self, counts: Option<&Counts>, settling: u64, locked: u64) {
         if let Some(c) = counts {
             let g = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
             self.h.in_flight.set(g(c.submitted));
@@ -356,6 +375,10 @@ impl Metrics {
             .pending
             .get_or_create(&[("stage", "settling")])
             .set(i64::try_from(settling).unwrap_or(i64::MAX));
+        self.h
+            .pending
+            .get_or_create(&[("stage", "locked")])
+            .set(i64::try_from(locked).unwrap_or(i64::MAX));
         self.write_textfile();
     }
 
@@ -533,7 +556,12 @@ pub struct Instrumented {
     inner: Box<dyn Scheduler>,
     h: Handles,
     notifier: Notifier,
+    /// What the last query showed of each job, shared with [`Metrics::jobs_seen`].
+    seen: SeenJobs,
 }
+
+/// The state word each job in flight was last shown in, by a row that is provably ours.
+type SeenJobs = Arc<std::sync::Mutex<std::collections::BTreeMap<String, JobSeen>>>;
 
 impl std::fmt::Debug for Instrumented {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -544,14 +572,34 @@ impl std::fmt::Debug for Instrumented {
 }
 
 impl Instrumented {
-    fn timed<T, E>(
+    /// Runs one call, counts and times it, and logs it at `-v` with its duration (`what`: what was asked).
+    fn timed<T, E: std::fmt::Display>(
         &mut self,
         call: Call,
+        what: std::fmt::Arguments<'_>,
         f: impl FnOnce(&mut dyn Scheduler) -> Result<T, E>,
     ) -> Result<T, E> {
         let t = Instant::now();
         let r = f(self.inner.as_mut());
-        self.h.call(call, t.elapsed(), r.is_ok());
+        let took = t.elapsed();
+        self.h.call(call, took, r.is_ok());
+        let (label, took_ms) = (call.label()[0].1, took.as_millis() as u64);
+        match &r {
+            Ok(_) => debug!(
+                call = label,
+                took_ms,
+                ok = true,
+                "scheduler call {label} ({}) {what}: answered in {took_ms} ms",
+                self.inner.name()
+            ),
+            Err(e) => debug!(
+                call = label,
+                took_ms,
+                ok = false,
+                "scheduler call {label} ({}) {what}: failed after {took_ms} ms: {e}",
+                self.inner.name()
+            ),
+        }
         self.notifier.watchdog();
         r
     }
@@ -563,7 +611,11 @@ impl Scheduler for Instrumented {
     }
 
     fn submit(&mut self, spec: &JobSpec) -> Result<String, SubmitError> {
-        let r = self.timed(Call::Submit, |s| s.submit(spec));
+        let r = self.timed(
+            Call::Submit,
+            format_args!("for job {}", spec.job_name),
+            |s| s.submit(spec),
+        );
         if r.is_ok() {
             self.h.submitted.inc();
         }
@@ -571,7 +623,14 @@ impl Scheduler for Instrumented {
     }
 
     fn query(&mut self, jobs: &[TrackedJob]) -> Result<Sightings, QueryError> {
-        self.timed(Call::Query, |s| s.query(jobs))
+        let n = jobs.len();
+        let r = self.timed(Call::Query, format_args!("for {n} job(s)"), |s| {
+            s.query(jobs)
+        });
+        if let Ok(sightings) = &r {
+            remember_seen(&self.seen, jobs, sightings);
+        }
+        r
     }
 
     fn lookup(
@@ -580,7 +639,43 @@ impl Scheduler for Instrumented {
         job_name: &str,
         since: Millis,
     ) -> Result<Option<String>, QueryError> {
-        self.timed(Call::Lookup, |s| s.lookup(key, job_name, since))
+        self.timed(Call::Lookup, format_args!("for key {key}"), |s| {
+            s.lookup(key, job_name, since)
+        })
+    }
+
+    fn cancel(&mut self, job: &TrackedJob) -> Result<(), CancelError> {
+        self.inner.cancel(job)
+    }
+}
+
+/// Keeps, for each asked job, the state of its own row (the controller's over accounting's), and forgets
+/// jobs no longer asked about.
+fn remember_seen(seen: &SeenJobs, jobs: &[TrackedJob], sightings: &Sightings) {
+    let now = crate::time::wall_now();
+    let mut m = seen.lock().unwrap_or_else(|p| p.into_inner());
+    m.retain(|id, _| jobs.iter().any(|j| &j.job_id == id));
+    for j in jobs {
+        let ours = sightings
+            .rows
+            .iter()
+            .filter(|r| r.job_id == j.job_id && identify(j, r) == Identity::Ours)
+            .min_by_key(|r| (r.source != Source::Controller, std::cmp::Reverse(r.submit)));
+        if let Some(r) = ours {
+            let source = match r.source {
+                Source::Controller => "controller",
+                Source::Accounting => "accounting",
+            };
+            m.insert(
+                j.job_id.clone(),
+                JobSeen {
+                    job_id: j.job_id.clone(),
+                    slurm_state: r.state.clone(),
+                    source: source.into(),
+                    at: now,
+                },
+            );
+        }
     }
 }
 
@@ -644,7 +739,7 @@ mod tests {
             failed: 5,
             lost: 1,
         };
-        m.publish(Some(&c), 4);
+        m.publish(Some(&c), 4, 1);
         let t = m.render();
         for (series, want) in [
             ("dirwatcher_directories", 7.0),
@@ -658,6 +753,7 @@ mod tests {
             ("dirwatcher_jobs_in_flight", 3.0),
             ("dirwatcher_jobs_lost", 1.0),
             ("dirwatcher_directories_pending{stage=\"settling\"}", 4.0),
+            ("dirwatcher_directories_pending{stage=\"locked\"}", 1.0),
             ("dirwatcher_directories_pending{stage=\"submitting\"}", 2.0),
             ("dirwatcher_directories_finished{state=\"completed\"}", 40.0),
             ("dirwatcher_directories_finished{state=\"failed\"}", 5.0),
@@ -696,7 +792,7 @@ mod tests {
         };
         let mut m = Metrics::start(&cfg).unwrap();
         m.scanned(3, 0);
-        m.publish(None, 0);
+        m.publish(None, 0, 0);
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(sample(&text, "dirwatcher_directories"), Some(3.0));
         let names: Vec<_> = std::fs::read_dir(t.path())

@@ -185,16 +185,23 @@ fn send(sent: &mut Sent, msg: &[NotifyState<'_>]) -> bool {
     }
 }
 
-/// The `STATUS=` text: what `systemctl status dirwatcher` shows under the unit's name.
-pub fn status_line(root: &Path, pending: u64, counts: &Counts) -> String {
+/// The `STATUS=` text: what `systemctl status dirwatcher` shows under the unit's name, in the words of
+/// `dirwatcher status` and the metrics (settling, locked, submitting, in flight, completed, failed, lost;
+/// locked and lost only when there are any).
+pub fn status_line(root: &Path, settling: u64, locked: u64, counts: &Counts) -> String {
+    let locked = match locked {
+        0 => String::new(),
+        n => format!(", {n} locked"),
+    };
     let lost = match counts.lost {
         0 => String::new(),
         n => format!(", {n} lost (see `dirwatcher status`)"),
     };
     format!(
-        "watching {}: {} pending, {} in flight, {} completed, {} failed{lost}",
+        "watching {}: {} settling{locked}, {} submitting, {} in flight, {} completed, {} failed{lost}",
         root.display(),
-        pending,
+        settling,
+        counts.submitting,
         counts.submitted,
         counts.completed,
         counts.failed
@@ -236,13 +243,13 @@ mod tests {
             lost: 0,
         };
         assert_eq!(
-            status_line(Path::new("/data/incoming"), 2, &c),
-            "watching /data/incoming: 2 pending, 3 in flight, 120 completed, 2 failed"
+            status_line(Path::new("/data/incoming"), 2, 0, &c),
+            "watching /data/incoming: 2 settling, 1 submitting, 3 in flight, 120 completed, 2 failed"
         );
         let lost = Counts { lost: 1, ..c };
         assert_eq!(
-            status_line(Path::new("/d"), 0, &lost),
-            "watching /d: 0 pending, 3 in flight, 120 completed, 2 failed, 1 lost (see `dirwatcher status`)"
+            status_line(Path::new("/d"), 0, 1, &lost),
+            "watching /d: 0 settling, 1 locked, 1 submitting, 3 in flight, 120 completed, 2 failed, 1 lost (see `dirwatcher status`)"
         );
     }
 

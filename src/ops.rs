@@ -1,281 +1,90 @@
-//! Operator commands that work on the ledger beside a running daemon (`status`, `retry`, `forget`), and the
-//! `demo` that shows dirwatcher working without Slurm.
+//! Operator commands that work on the ledger beside a running daemon (`status`, `explain`, `retry`,
+//! `cancel`, `forget`, `run --dry-run`), and the `demo` that shows dirwatcher working without Slurm.
 //!
-//! Must never: write anything but ledger rows (and, for the demo, its own folder), or touch a directory of
-//! the watched root.
+//! Must never: write anything but ledger rows (and, for the demo, its own folder), signal any job but the one
+//! an operator cancels (by id and our job name), or touch a directory of the watched root.
 
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use serde::Serialize;
 
 use crate::config::Config;
-use crate::engine::{GenState, Generation, classify_rejection};
-use crate::ledger::{Counts, Ledger};
+use crate::engine::{GenState, Generation};
+use crate::ledger::Ledger;
 use crate::logging::show;
 use crate::time::Millis;
 use crate::time::wall_now;
 
-/// One in-flight job in `status`.
-#[derive(Debug, Serialize)]
-pub struct InFlight {
-    /// Full path of the directory.
-    pub dir: String,
-    /// `submitting` (no job id yet) or `submitted`.
-    pub state: String,
-    /// Job id, once known.
-    pub job_id: Option<String>,
-    /// Job name.
-    pub job_name: String,
-    /// Attempt number (1 = first job).
-    pub attempt: u32,
-    /// Seconds since the intent was committed.
-    pub age_sec: u64,
-    /// Last submission error, if any.
-    pub last_error: Option<String>,
+mod dry_run;
+mod explain;
+mod status;
+
+pub use dry_run::dry_run;
+pub use explain::{Explanation, explain, render_explanation};
+pub use status::{
+    STATUS_SCHEMA_VERSION, Status, StatusQuery, WORDS, render_listing, render_status, status,
+};
+
+/// Every state word, for a listing of every directory.
+pub fn status_words() -> Vec<String> {
+    WORDS.iter().map(|w| w.to_string()).collect()
 }
 
-/// One failure in `status`.
-#[derive(Debug, Serialize)]
-pub struct Failure {
-    /// Full path of the directory.
-    pub dir: String,
-    /// Job id.
-    pub job_id: Option<String>,
-    /// Final state.
-    pub state: Option<String>,
-    /// Exit code.
-    pub exit_code: Option<String>,
-    /// Attempt number.
-    pub attempt: u32,
-    /// When it ended (RFC 3339).
-    pub finished_at: Option<String>,
-}
-
-/// Why submissions are refused, in `status`: the latest `sbatch` was refused for what the config asks.
-#[derive(Debug, Serialize)]
-pub struct Refusal {
-    /// `config`: a configuration error that waiting will not fix.
-    pub reason: &'static str,
-    /// What Slurm says is wrong, in words.
-    pub problem: &'static str,
-    /// The config key to fix.
-    pub key: &'static str,
-    /// What to check.
-    pub advice: &'static str,
-    /// The directory whose submission was refused last.
-    pub dir: String,
-    /// What `sbatch` said.
-    pub error: String,
-    /// When it was refused (RFC 3339).
-    pub at: String,
-    /// Directories waiting for a job meanwhile.
-    pub waiting: usize,
-}
-
-/// The whole `status` report.
-#[derive(Debug, Serialize)]
-pub struct Status {
-    /// The ledger file.
-    pub state_file: String,
-    /// The watched root.
-    pub root: String,
-    /// Directories by the state of their latest generation.
-    pub counts: Counts,
-    /// Set while submissions are refused for a configuration reason (as the ledger last saw it).
-    pub submissions_refused: Option<Refusal>,
-    /// Jobs in flight (and intents waiting for their job id).
-    pub in_flight: Vec<InFlight>,
-    /// Most recent failures, newest first.
-    pub recent_failures: Vec<Failure>,
-    /// Directories whose job is lost (no source showed it for longer than `job.lost_after_sec`).
-    pub lost: Vec<InFlight>,
-    /// Directories whose ready-file the daemon cannot look at (they wait, unsubmitted).
-    pub unreadable: Vec<Unreadable>,
-}
-
-/// A directory the daemon cannot look at, in `status`.
-#[derive(Debug, Serialize)]
-pub struct Unreadable {
-    /// Full path of the directory.
-    pub dir: String,
-    /// What failed.
-    pub problem: String,
-}
-
-fn rfc3339(m: Millis) -> String {
+pub(crate) fn rfc3339(m: Millis) -> String {
     let t = std::time::UNIX_EPOCH + Duration::from_millis(m.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// Builds the `status` report.
-pub fn status(cfg: &Config, failures: u32) -> anyhow::Result<Status> {
-    let ledger = open_existing(cfg)?;
-    let now = wall_now();
-    let root = &cfg.watch.root;
-    let row = |g: Generation| InFlight {
-        dir: root.join(&g.dir).to_string_lossy().into_owned(),
-        state: g.state.as_str().into(),
-        job_id: g.job_id.clone(),
-        job_name: g.job_name.clone(),
-        attempt: g.attempt,
-        age_sec: ((now - g.created_at).max(0) / 1000) as u64,
-        last_error: g.last_error.clone(),
-    };
-    let active = ledger.active()?;
-    let submissions_refused = refusal(root, &active);
-    let in_flight = active.into_iter().map(row).collect();
-    let lost = ledger.lost()?.into_iter().map(row).collect();
-    let recent_failures = ledger
-        .recent_failures(failures)?
-        .into_iter()
-        .map(|g| Failure {
-            dir: root.join(&g.dir).to_string_lossy().into_owned(),
-            job_id: g.job_id,
-            state: g.final_state,
-            exit_code: g.exit_code,
-            attempt: g.attempt,
-            finished_at: g.finished_at.map(rfc3339),
-        })
-        .collect();
-    Ok(Status {
-        state_file: cfg.behavior.state_file.to_string_lossy().into_owned(),
-        root: root.to_string_lossy().into_owned(),
-        counts: ledger.counts()?,
-        submissions_refused,
-        in_flight,
-        recent_failures,
-        lost,
-        unreadable: ledger
-            .unreadable()?
-            .into_iter()
-            .map(|(d, problem)| Unreadable {
-                dir: root.join(d).to_string_lossy().into_owned(),
-                problem,
-            })
-            .collect(),
-    })
+/// Checks that the ledger is there and this user may reach it, in words: a directory that cannot be
+/// searched hides the file (`exists()` would say "no ledger"), and the fix then is another user.
+fn ledger_reachable(cfg: &Config) -> anyhow::Result<()> {
+    let p = &cfg.behavior.state_file;
+    match std::fs::metadata(p) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "no ledger at `{}` yet: has `dirwatcher run` been started with this config?",
+            p.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
+            "permission denied: user `{}` cannot reach the ledger `{}` ({e}); run this as the service \
+             user (`sudo -u dirwatcher dirwatcher …`) or as root, or join the group that owns its directory",
+            current_user(),
+            p.display()
+        ),
+        Err(e) => bail!("cannot reach the ledger `{}`: {e}", p.display()),
+    }
 }
 
-/// Whether the ledger says submissions are refused for a configuration reason: the most recent failed
-/// `sbatch` among the waiting intents was, and no job was submitted after it.
-fn refusal(root: &Path, active: &[Generation]) -> Option<Refusal> {
-    let waiting: Vec<&Generation> = active
-        .iter()
-        .filter(|g| g.state == GenState::Submitting)
-        .collect();
-    let last = waiting
-        .iter()
-        .filter(|g| g.last_error.is_some())
-        .max_by_key(|g| g.updated_at)?;
-    let error = last.last_error.clone()?;
-    let reason = classify_rejection(&error)?;
-    let last_submitted = active.iter().filter_map(|g| g.submitted_at).max();
-    if last_submitted.is_some_and(|t| t >= last.updated_at) {
-        return None;
-    }
-    Some(Refusal {
-        reason: "config",
-        problem: reason.problem(),
-        key: reason.key(),
-        advice: reason.advice(),
-        dir: root.join(&last.dir).to_string_lossy().into_owned(),
-        error,
-        at: rfc3339(last.updated_at),
-        waiting: waiting.len(),
+/// Opens the ledger for reading only (never creates it), with a permission error said as such.
+fn open_read_only(cfg: &Config) -> anyhow::Result<Ledger> {
+    ledger_reachable(cfg)?;
+    let p = &cfg.behavior.state_file;
+    Ledger::open_read_only(p).map_err(|e| {
+        let chain = crate::logging::error_chain(&e);
+        if chain.contains("unable to open") || chain.contains("readonly") || chain.contains("permission") {
+            anyhow::anyhow!(
+                "permission denied: user `{}` cannot read the ledger `{}` ({chain}); run this as the \
+                 service user (`sudo -u dirwatcher dirwatcher …`) or as root",
+                current_user(),
+                p.display()
+            )
+        } else {
+            anyhow::Error::new(e)
+        }
     })
-}
-
-/// Renders the report for people.
-pub fn render_status(s: &Status) -> String {
-    use std::fmt::Write;
-    let mut o = String::new();
-    let c = &s.counts;
-    let _ = writeln!(o, "root {}  (ledger {})", s.root, s.state_file);
-    let _ = writeln!(
-        o,
-        "directories: {} submitting, {} in flight, {} completed, {} failed, {} lost",
-        c.submitting, c.submitted, c.completed, c.failed, c.lost
-    );
-    if let Some(r) = &s.submissions_refused {
-        let _ = writeln!(
-            o,
-            "\nsubmissions refused by Slurm: {} — a configuration error: fix `{}` ({}), then reload the \
-             daemon (`systemctl reload dirwatcher` or SIGHUP); {} directories wait meanwhile\n  \
-             last refused: {} at {}\n  sbatch said: {}",
-            r.problem, r.key, r.advice, r.waiting, r.dir, r.at, r.error
-        );
-    }
-    if !s.in_flight.is_empty() {
-        let _ = writeln!(o, "\nin flight:");
-        for j in &s.in_flight {
-            let _ = writeln!(
-                o,
-                "  job {:<10} {:<10} {:>6}s  attempt {}  {}{}",
-                j.job_id.as_deref().unwrap_or("-"),
-                j.state,
-                j.age_sec,
-                j.attempt,
-                j.dir,
-                j.last_error
-                    .as_deref()
-                    .map(|e| format!("  (last error: {e})"))
-                    .unwrap_or_default()
-            );
-        }
-    }
-    if !s.lost.is_empty() {
-        let _ = writeln!(
-            o,
-            "\nlost: no source (sacct, squeue) shows these jobs; check them, then `dirwatcher retry DIR`:"
-        );
-        for j in &s.lost {
-            let _ = writeln!(
-                o,
-                "  job {:<10} attempt {}  {}",
-                j.job_id.as_deref().unwrap_or("-"),
-                j.attempt,
-                j.dir
-            );
-        }
-    }
-    if !s.unreadable.is_empty() {
-        let _ = writeln!(
-            o,
-            "\nnot submitted: the daemon cannot read their ready-file (check the permissions):"
-        );
-        for u in &s.unreadable {
-            let _ = writeln!(o, "  {}  ({})", u.dir, u.problem);
-        }
-    }
-    if !s.recent_failures.is_empty() {
-        let _ = writeln!(o, "\nrecent failures (retry with `dirwatcher retry DIR`):");
-        for f in &s.recent_failures {
-            let _ = writeln!(
-                o,
-                "  {}  job {}  {} (exit {})  {}",
-                f.finished_at.as_deref().unwrap_or("-"),
-                f.job_id.as_deref().unwrap_or("-"),
-                f.state.as_deref().unwrap_or("-"),
-                f.exit_code.as_deref().unwrap_or("-"),
-                f.dir
-            );
-        }
-    }
-    o
 }
 
 fn open_existing(cfg: &Config) -> anyhow::Result<Ledger> {
-    let p = &cfg.behavior.state_file;
-    if !p.exists() {
-        bail!(
-            "no ledger at `{}` yet: has `dirwatcher run` been started with this config?",
-            p.display()
-        );
-    }
-    Ok(Ledger::open(p)?)
+    ledger_reachable(cfg)?;
+    Ledger::open(&cfg.behavior.state_file).with_context(|| {
+        format!(
+            "user `{}` cannot open the ledger for writing; run this as the service user (`sudo -u \
+             dirwatcher dirwatcher …`) or as root",
+            current_user()
+        )
+    })
 }
 
 /// Turns a `DIR` argument (a name, or a path under the root) into the directory name the ledger uses.
@@ -315,10 +124,7 @@ pub fn retry(cfg: &Config, dirs: &[PathBuf]) -> anyhow::Result<Vec<String>> {
             );
         };
         match g.state {
-            GenState::Failed | GenState::Lost => {
-                let id = ledger.requeue(&g, wall_now())?;
-                out.push(format!("{shown}: queued attempt {} (record {id}); the daemon submits it on its next cycle", g.attempt + 1));
-            }
+            GenState::Failed | GenState::Lost => out.push(requeue(&mut ledger, &g, &shown)?),
             s => bail!(
                 "{shown} is {} (job {}), not failed or lost; only those can be retried",
                 s.as_str(),
@@ -329,7 +135,152 @@ pub fn retry(cfg: &Config, dirs: &[PathBuf]) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
-/// `forget`: removes each directory's records. Refused while its job is in flight.
+fn requeue(ledger: &mut Ledger, g: &Generation, shown: &str) -> anyhow::Result<String> {
+    let id = ledger.requeue(g, wall_now())?;
+    Ok(format!(
+        "{shown}: queued attempt {} (record {id}); the daemon submits it on its next cycle \
+         (undo with `dirwatcher cancel` or `dirwatcher forget` before then)",
+        g.attempt + 1
+    ))
+}
+
+/// `retry --all-failed [--state S]`: queues a new attempt for every directory whose latest job failed —
+/// only those that ended in Slurm state `S` (`TIMEOUT`, `OUT_OF_MEMORY`, …; `lost` for lost jobs) when
+/// given. Returns one line per directory (none when nothing matched).
+pub fn retry_all(cfg: &Config, state: Option<&str>) -> anyhow::Result<Vec<String>> {
+    let mut ledger = open_existing(cfg)?;
+    let wanted = |g: &Generation| match state {
+        None => g.state == GenState::Failed,
+        Some(s) if s.eq_ignore_ascii_case("lost") => g.state == GenState::Lost,
+        Some(s) => {
+            g.state == GenState::Failed
+                && g.final_state.as_deref().map(crate::engine::state_word)
+                    == Some(s.to_ascii_uppercase())
+        }
+    };
+    let mut out = Vec::new();
+    for g in ledger.latest_per_dir()?.into_iter().filter(wanted) {
+        let shown = show(&cfg.watch.root.join(&g.dir));
+        out.push(requeue(&mut ledger, &g, &shown)?);
+    }
+    Ok(out)
+}
+
+/// The final state an operator's `cancel` records.
+pub const CANCELLED_BY_OPERATOR: &str = "CANCELLED by operator";
+
+/// `cancel`: ends what each directory has in flight. A job is cancelled through the scheduler (`scancel`),
+/// then recorded as `CANCELLED by operator` so the daemon does not wait for it (and retries nothing); a
+/// queued attempt that no `sbatch` has touched is withdrawn. Returns one result per directory, in order.
+pub fn cancel(cfg: &Config, dirs: &[PathBuf]) -> anyhow::Result<Vec<Result<String, String>>> {
+    cancel_with(cfg, crate::scheduler::from_config(cfg).as_mut(), dirs)
+}
+
+/// [`cancel`] through the given scheduler (tests: the scripted one).
+pub fn cancel_with(
+    cfg: &Config,
+    sched: &mut dyn crate::scheduler::Scheduler,
+    dirs: &[PathBuf],
+) -> anyhow::Result<Vec<Result<String, String>>> {
+    let ledger = open_existing(cfg)?;
+    let mut out = Vec::new();
+    for d in dirs {
+        let name = dir_name(&cfg.watch.root, d)?;
+        out.push(cancel_one(cfg, &ledger, sched, &name)?);
+    }
+    Ok(out)
+}
+
+fn cancel_one(
+    cfg: &Config,
+    ledger: &Ledger,
+    sched: &mut dyn crate::scheduler::Scheduler,
+    name: &std::ffi::OsStr,
+) -> anyhow::Result<Result<String, String>> {
+    let shown = show(&cfg.watch.root.join(name));
+    let Some(g) = ledger.latest_for_dir(name)? else {
+        return Ok(Err(format!(
+            "{shown} is not in the ledger; nothing to cancel"
+        )));
+    };
+    let by = format!("{CANCELLED_BY_OPERATOR} {}", current_user());
+    let now = wall_now();
+    match (g.state, &g.job_id) {
+        (GenState::Submitted, Some(job_id)) => {
+            let job = crate::engine::TrackedJob {
+                job_id: job_id.clone(),
+                key: g.key.clone(),
+                job_name: g.job_name.clone(),
+                since: g.created_at,
+            };
+            if let Err(e) = sched.cancel(&job) {
+                return Ok(Err(format!(
+                    "{shown}: cannot cancel job {job_id}: {e}; nothing was recorded, the daemon keeps following it"
+                )));
+            }
+            let recorded = ledger.record_cancelled(g.id, &by, now)?;
+            // With `max_retries`, the daemon may have recorded the end first and queued a retry: an
+            // operator's cancel means no further job.
+            let withdrawn = match ledger.latest_for_dir(name)? {
+                Some(next) if next.id != g.id => ledger.drop_unsubmitted(next.id)?,
+                _ => false,
+            };
+            let how = if recorded {
+                "recorded as CANCELLED by operator"
+            } else {
+                "it had already ended (the daemon recorded it)"
+            };
+            let retry = if withdrawn {
+                "; the automatic retry it queued is withdrawn"
+            } else {
+                ""
+            };
+            Ok(Ok(format!(
+                "{shown}: cancelled job {job_id} ({}), {how}{retry}; `dirwatcher retry {}` submits it again",
+                g.job_name,
+                name.to_string_lossy()
+            )))
+        }
+        (GenState::Submitting, _) if g.uncertain => Ok(Err(format!(
+            "{shown}: an `sbatch` for it is running or its answer was lost; wait until its job id is known \
+             (`dirwatcher status`), then cancel again"
+        ))),
+        (GenState::Submitting, _) if g.attempt > 1 && g.submit_tries == 0 => {
+            if ledger.drop_unsubmitted(g.id)? {
+                Ok(Ok(format!(
+                    "{shown}: withdrew queued attempt {} (never submitted); it stays as it was before the retry",
+                    g.attempt
+                )))
+            } else {
+                Ok(Err(format!(
+                    "{shown}: attempt {} is being submitted right now; cancel again in a moment",
+                    g.attempt
+                )))
+            }
+        }
+        (GenState::Submitting, _) => {
+            if ledger.record_cancelled(g.id, &by, now)? {
+                Ok(Ok(format!(
+                    "{shown}: will not be submitted (recorded as CANCELLED by operator); `dirwatcher retry {}` \
+                     submits it later",
+                    name.to_string_lossy()
+                )))
+            } else {
+                Ok(Err(format!(
+                    "{shown}: it is being submitted right now; cancel again in a moment"
+                )))
+            }
+        }
+        (s, _) => Ok(Err(format!(
+            "{shown} is {} (job {}); nothing to cancel",
+            s.as_str(),
+            g.job_id.as_deref().unwrap_or("-")
+        ))),
+    }
+}
+
+/// `forget`: removes each directory's records. Refused while its job is in flight or an `sbatch` for it
+/// may be running; a queued attempt that was never submitted (an accidental `retry`) may be forgotten.
 pub fn forget(cfg: &Config, dirs: &[PathBuf]) -> anyhow::Result<Vec<String>> {
     let ledger = open_existing(cfg)?;
     let mut out = Vec::new();
@@ -338,14 +289,22 @@ pub fn forget(cfg: &Config, dirs: &[PathBuf]) -> anyhow::Result<Vec<String>> {
         let path = cfg.watch.root.join(&name);
         let shown = show(&path);
         let history: Vec<Generation> = ledger.history(&name)?;
-        if let Some(g) = history.iter().find(|g| g.state.is_active()) {
+        let busy = |g: &&Generation| {
+            g.state == GenState::Submitted || (g.state == GenState::Submitting && g.uncertain)
+        };
+        if let Some(g) = history.iter().find(busy) {
             bail!(
-                "{shown} has job {} in flight ({}); forgetting it would lose its outcome. Cancel the job (`scancel`) and wait for it to be recorded first",
+                "{shown} has job {} in flight ({}); forgetting it would lose its outcome. Cancel it first \
+                 (`dirwatcher cancel {}`)",
                 g.job_id.as_deref().unwrap_or("-"),
-                g.state.as_str()
+                g.state.as_str(),
+                name.to_string_lossy()
             );
         }
         let n = ledger.forget(&name)?;
+        if n == 0 && !history.is_empty() {
+            bail!("{shown} is being submitted right now; try again in a moment");
+        }
         let again = if path.join(&cfg.watch.signal_filename).exists() {
             " — its ready-file is still there, so it will be submitted again"
         } else {
@@ -456,7 +415,7 @@ fn command_line(inv: &crate::process::Invocation) -> String {
 }
 
 /// The name of the user this process runs as (its uid when it has no name).
-fn current_user() -> String {
+pub(crate) fn current_user() -> String {
     // SAFETY: geteuid cannot fail; getpwuid's result is read at once, on this (single CLI) thread.
     unsafe {
         let uid = libc::geteuid();

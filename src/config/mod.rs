@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 pub mod keys;
+mod lint;
 
 use keys::Key;
 pub use keys::defaults;
@@ -33,6 +34,9 @@ pub struct ConfigError {
     pub problem: String,
     /// What to write instead.
     pub fix: String,
+    /// The column, and further errors found in the same pass; boxed, so that an error stays small to
+    /// return.
+    pub detail: Option<Box<Detail>>,
 }
 
 impl fmt::Display for ConfigError {
@@ -41,6 +45,9 @@ impl fmt::Display for ConfigError {
         if let Some(line) = self.line {
             write!(f, " line {line}")?;
         }
+        if let Some(column) = self.detail.as_ref().and_then(|d| d.column) {
+            write!(f, " column {column}")?;
+        }
         if !self.key.is_empty() {
             write!(f, ", key `{}`", self.key)?;
         }
@@ -48,11 +55,36 @@ impl fmt::Display for ConfigError {
         if !self.fix.is_empty() {
             write!(f, "\n  fix: {}", self.fix)?;
         }
+        for m in self.detail.iter().flat_map(|d| &d.more) {
+            write!(f, "\nerror: {m}")?;
+        }
         Ok(())
     }
 }
 
 impl std::error::Error for ConfigError {}
+
+/// What few config errors carry: a column, and the other errors of the same pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Detail {
+    /// 1-based column, when it matters (a tab).
+    pub column: Option<u64>,
+    /// Further errors found in the same pass (each said with its own line and fix).
+    pub more: Vec<ConfigError>,
+}
+
+impl ConfigError {
+    /// The first error, carrying the others; `None` when there are none.
+    fn all(errors: Vec<ConfigError>) -> Option<ConfigError> {
+        let mut it = errors.into_iter();
+        let mut first = it.next()?;
+        let more: Vec<ConfigError> = it.collect();
+        if !more.is_empty() {
+            first.detail.get_or_insert_with(Box::default).more = more;
+        }
+        Some(first)
+    }
+}
 
 /// Which back end runs the jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -442,6 +474,7 @@ impl Config {
             line: None,
             problem: format!("cannot read the file: {e}"),
             fix: "pass an existing, readable YAML file with --config".into(),
+            detail: None,
         })?;
         Self::parse(&text, path)
     }
@@ -454,6 +487,27 @@ impl Config {
     /// Like [`Config::parse`]; with [`RootCheck::Staged`] a missing `watch.root` is accepted (a config
     /// staged for another machine, `install --destdir`).
     pub fn parse_with(text: &str, path: &Path, root: RootCheck) -> Result<Config, ConfigError> {
+        // What a look at the text finds (tabs, duplicates, misspelt or misplaced keys) is said all at once,
+        // before the parser would stop at the first of them in its own words.
+        let found: Vec<ConfigError> = lint::lint(text)
+            .into_iter()
+            .map(|f| ConfigError {
+                file: path.to_path_buf(),
+                key: f.key,
+                line: Some(f.line),
+                problem: f.problem,
+                fix: f.fix,
+                detail: f.column.map(|column| {
+                    Box::new(Detail {
+                        column: Some(column),
+                        more: Vec::new(),
+                    })
+                }),
+            })
+            .collect();
+        if let Some(e) = ConfigError::all(found) {
+            return Err(e);
+        }
         let raw: RawConfig =
             serde_saphyr::from_str(text).map_err(|e| serde_error(path, text, &e))?;
         Validator { file: path, root }.config(raw)
@@ -646,24 +700,74 @@ fn serde_error(path: &Path, text: &str, e: &serde_saphyr::Error) -> ConfigError 
         problem = msg.to_string();
     }
     let key = line.and_then(|l| key_at_line(text, l)).unwrap_or_default();
+    // What was written, for the fix line (`5s`, `"--qos=high"`).
+    let written = line
+        .and_then(|l| text.lines().nth(usize::try_from(l).ok()?.checked_sub(1)?))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| !v.is_empty());
+    let found = written
+        .as_deref()
+        .map(|w| format!(", found `{w}`"))
+        .unwrap_or_default();
+    let known = keys::ALL.iter().find(|k| k.name == key);
+    let leaf_name = leaf(&key).to_string();
+    // The parser's words for a value of the wrong type (`invalid f64`, `invalid floating point`, `invalid
+    // type: string …, expected a sequence`, …).
+    let type_error = problem.contains("invalid")
+        || problem.contains("expected a")
+        || problem.contains("expected sequence")
+        || problem.contains("expected mapping");
     let (problem, fix) = if problem.contains("unknown field") {
         (problem, "remove the key or correct its spelling; `dirwatcher check-config --help` lists every key".to_string())
-    } else if problem.contains("invalid i64") || problem.contains("invalid u") {
-        (
-            "expected a whole number".into(),
-            format!("write a number without quotes, e.g. `{}: 2`", leaf(&key)),
-        )
-    } else if problem.contains("invalid f64") {
-        (
-            "expected a number of seconds".into(),
-            format!("write a number without quotes, e.g. `{}: 0.5`", leaf(&key)),
-        )
-    } else if problem.contains("invalid bool") {
-        (
-            "expected true or false".into(),
-            format!("write `{}: true` or `{}: false`", leaf(&key), leaf(&key)),
-        )
-    } else if problem.contains("invalid type") || problem.contains("invalid value") {
+    } else if let (true, Some(k)) = (type_error, known) {
+        use keys::DefaultValue as D;
+        match k.default {
+            D::Seconds(d) => (
+                format!("expected a number of seconds{found}"),
+                format!(
+                    "a number of seconds without a unit, e.g. `{leaf_name}: {}` (fractions like 0.5 are fine)",
+                    keys::seconds_text(d)
+                ),
+            ),
+            D::Count(n) => (
+                format!("expected a whole number{found}"),
+                format!(
+                    "a whole number without quotes, e.g. `{leaf_name}: {}`",
+                    n.max(1)
+                ),
+            ),
+            D::Switch(_) => (
+                format!("expected true or false{found}"),
+                format!("write `{leaf_name}: true` or `{leaf_name}: false`"),
+            ),
+            D::EmptyList => {
+                let item = written
+                    .as_deref()
+                    .map(|w| w.trim_matches(['"', '\'']).to_string())
+                    .filter(|w| !w.is_empty())
+                    .unwrap_or_else(|| "--qos=high".into());
+                (
+                    format!("expected a list{found}"),
+                    format!(
+                        "write the list form, one item per argument: `{leaf_name}: [{item:?}]`"
+                    ),
+                )
+            }
+            D::EmptyMap => (
+                format!("expected a mapping of names to values{found}"),
+                format!(
+                    "write e.g. `{leaf_name}: {{NAME: value}}`, or one `NAME: value` per line below it"
+                ),
+            ),
+            _ => (
+                format!("expected text{found}"),
+                format!(
+                    "write the value as text, in quotes if it contains `:` or `#`: `{leaf_name}: \"…\"`"
+                ),
+            ),
+        }
+    } else if type_error {
         (problem, "give the value the type shown (numbers without quotes, `true`/`false` for switches, a list in `[...]`)".into())
     } else {
         (problem, "fix the YAML syntax at that line".to_string())
@@ -674,6 +778,7 @@ fn serde_error(path: &Path, text: &str, e: &serde_saphyr::Error) -> ConfigError 
         line,
         problem,
         fix,
+        detail: None,
     }
 }
 
@@ -737,6 +842,7 @@ impl Validator<'_> {
             line: line.filter(|l| *l > 0),
             problem: problem.into(),
             fix: fix.into(),
+            detail: None,
         }
     }
 
@@ -814,22 +920,34 @@ impl Validator<'_> {
         Ok(p)
     }
 
+    /// Every section is validated, so that one pass reports an error of each (a section stops at its first).
     fn config(&self, mut raw: RawConfig) -> Result<Config, ConfigError> {
         let smtp = raw.behavior.as_mut().map(RawSmtp::take).unwrap_or_default();
-        let watch = self.watch(raw.watch)?;
-        let behavior = self.behavior(raw.behavior)?;
-        let job = self.job(raw.job)?;
-        let metrics = self.metrics(raw.metrics)?;
-        let notify = self.notify(raw.notify.unwrap_or_default(), smtp)?;
-        Ok(Config {
-            source: self.file.to_path_buf(),
-            watch,
-            job,
-            behavior,
-            metrics,
-            notify,
-            legacy_db: raw.db.is_some(),
-        })
+        let legacy_db = raw.db.is_some();
+        let watch = self.watch(raw.watch);
+        let behavior = self.behavior(raw.behavior);
+        let job = self.job(raw.job);
+        let metrics = self.metrics(raw.metrics);
+        let notify = self.notify(raw.notify.unwrap_or_default(), smtp);
+        match (watch, behavior, job, metrics, notify) {
+            (Ok(watch), Ok(behavior), Ok(job), Ok(metrics), Ok(notify)) => Ok(Config {
+                source: self.file.to_path_buf(),
+                watch,
+                job,
+                behavior,
+                metrics,
+                notify,
+                legacy_db,
+            }),
+            (w, b, j, m, n) => {
+                let mut errors: Vec<ConfigError> = [w.err(), b.err(), j.err(), m.err(), n.err()]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                errors.sort_by_key(|e| e.line.unwrap_or(u64::MAX));
+                Err(ConfigError::all(errors).expect("one section failed"))
+            }
+        }
     }
 
     /// A secret from at most one of: the value itself, a file, an environment variable. Returns it with
@@ -1993,11 +2111,7 @@ mod tests {
                 "metrics.textfile",
                 ".prom",
             ),
-            (
-                "  listn: 127.0.0.1:9187\n",
-                "metrics.listn",
-                "unknown field",
-            ),
+            ("  listn: 127.0.0.1:9187\n", "metrics.listn", "unknown key"),
         ];
         for (line, key, problem) in cases {
             let e = parse(&with_root(&format!(

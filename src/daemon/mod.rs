@@ -32,6 +32,7 @@ use crate::metrics::{Metrics, MetricsError};
 use crate::notify::{self, Notifier};
 use crate::output_dir::{self, Place};
 use crate::scheduler::{self, Scheduler};
+use crate::snapshot::{self, Snapshot, Waiting};
 use crate::time::{Clock, Millis, SystemClock, ms};
 
 /// Something that wakes the loop.
@@ -104,12 +105,7 @@ pub const LOCK_MODE: u32 = 0o600;
 
 /// Takes the single-instance lock beside the state file; held for as long as the returned file lives.
 pub fn lock_state(state_file: &Path) -> Result<File, StartError> {
-    let mut name = state_file
-        .file_name()
-        .map(OsString::from)
-        .unwrap_or_default();
-    name.push(".lock");
-    let path = state_file.with_file_name(name);
+    let path = snapshot::lock_path(state_file);
     let lock_err = |source| StartError::Lock {
         path: path.clone(),
         source,
@@ -152,10 +148,8 @@ struct Settling {
     /// Directories already reported as another one renamed (said once, not every scan).
     told_renamed: HashSet<OsString>,
     /// Directories whose ready-file cannot be looked at (permissions), with what failed: said once, and
-    /// once when it works again; `status` shows them (through the ledger).
+    /// once when it works again; `status` shows them (through the snapshot).
     unreadable: BTreeMap<OsString, String>,
-    /// `unreadable` changed since it was last written to the ledger.
-    unreadable_changed: bool,
 }
 
 impl Settling {
@@ -166,10 +160,8 @@ impl Settling {
         self.told_locked.retain(|d| present.contains(d.as_os_str()));
         self.told_renamed
             .retain(|d| present.contains(d.as_os_str()));
-        let before = self.unreadable.len();
         self.unreadable
             .retain(|d, _| present.contains(d.as_os_str()));
-        self.unreadable_changed |= self.unreadable.len() != before;
     }
 
     /// Forgets one directory (submitted, in flight, done, or its ready-file removed).
@@ -259,13 +251,28 @@ impl Default for CachedCounts {
     }
 }
 
-/// Who watches from the side: Prometheus metrics and systemd.
+/// Who watches from the side: Prometheus metrics, systemd, and `status`/`explain` (the snapshot).
 #[derive(Debug)]
 struct Observers {
     /// Prometheus metrics (they also wrap the scheduler to time its calls).
     metrics: Metrics,
     /// systemd notifications; a no-op outside systemd.
     notifier: Notifier,
+    /// The snapshot for `status` and `explain`: what was last written, and when (monotonic).
+    snapshot: Published,
+}
+
+/// The last snapshot written beside the ledger.
+#[derive(Debug, Default)]
+struct Published {
+    /// When the daemon started (wall ms).
+    started_at: Millis,
+    /// As last written.
+    last: Option<Snapshot>,
+    /// When (monotonic) it was written.
+    at: Millis,
+    /// Writing failed last time (said once until it works again).
+    failing: bool,
 }
 
 /// The running daemon.
@@ -361,6 +368,7 @@ impl Daemon {
         let metrics = Metrics::start(&cfg.metrics)?;
         let sched = metrics.instrument(make_sched(&cfg), &notifier);
         let telling = Telling::new(&cfg);
+        let started_at = clock.wall();
         Ok(Daemon {
             cfg,
             ledger,
@@ -373,7 +381,14 @@ impl Daemon {
             health: Health::default(),
             waits: Waits::default(),
             counts: CachedCounts::default(),
-            observers: Observers { metrics, notifier },
+            observers: Observers {
+                metrics,
+                notifier,
+                snapshot: Published {
+                    started_at,
+                    ..Published::default()
+                },
+            },
             told_stale: HashSet::new(),
             telling,
             _lock: lock,
@@ -536,13 +551,91 @@ impl Daemon {
             self.counts.due = now + ms(self.cfg.watch.poll_interval);
         }
         let counts = self.counts.counts.as_ref();
-        let settling = self.settling.tracker.len() as u64;
-        o.metrics.publish(counts, settling);
+        let watched = self.settling.tracker.len() as u64;
+        let told = &self.settling.told_locked;
+        let locked = self
+            .settling
+            .tracker
+            .looks()
+            .filter(|(d, _)| told.contains(*d))
+            .count() as u64;
+        let settling = watched - locked;
+        o.metrics.publish(counts, settling, locked);
         let refused = self.health.rejected.current();
         let status = counts.map(|c| {
-            let line = notify::status_line(&self.cfg.watch.root, c.submitting + settling, c);
+            let line = notify::status_line(&self.cfg.watch.root, settling, locked, c);
             notify::with_refusal(line, refused)
         });
         o.notifier.cycle_done(status.as_deref());
+        self.publish_snapshot();
+    }
+
+    /// Writes what only the daemon knows for `status` and `explain` (`<state_file>.status.json`): when it
+    /// changed, and at least once per poll interval so that its age shows the daemon is alive.
+    fn publish_snapshot(&mut self) {
+        let (mono, wall) = (self.clock.mono(), self.clock.wall());
+        let checks = self.cfg.watch.stability_checks;
+        let mut waiting: Vec<Waiting> = self
+            .settling
+            .tracker
+            .looks()
+            .map(|(dir, looks)| {
+                let locked = self.settling.told_locked.contains(dir);
+                Waiting {
+                    dir: dir.to_string_lossy().into_owned(),
+                    state: if locked { "locked" } else { "settling" }.into(),
+                    looks,
+                    needed: checks,
+                    reason: if locked {
+                        "unchanged, but its writer holds the ready-file locked (flock)".into()
+                    } else {
+                        format!("seen unchanged {looks} of {checks} times")
+                    },
+                }
+            })
+            .collect();
+        waiting.extend(
+            self.settling
+                .unreadable
+                .iter()
+                .map(|(dir, problem)| Waiting {
+                    dir: dir.to_string_lossy().into_owned(),
+                    state: "unreadable".into(),
+                    looks: 0,
+                    needed: checks,
+                    reason: format!("{problem} (the service user must be able to read it)"),
+                }),
+        );
+        waiting.sort_by(|a, b| a.dir.cmp(&b.dir));
+        let p = &mut self.observers.snapshot;
+        let snap = Snapshot {
+            schema_version: snapshot::SCHEMA_VERSION,
+            pid: std::process::id(),
+            started_at: p.started_at,
+            written_at: wall,
+            poll_interval_ms: ms(self.cfg.watch.poll_interval) as u64,
+            scheduler: self.sched.name().into(),
+            last_poll_at: self.observers.metrics.last_poll(),
+            waiting,
+            jobs: self.observers.metrics.jobs_seen(),
+        };
+        let changed = p.last.as_ref().is_none_or(|l| !l.content_eq(&snap));
+        if !changed && mono - p.at < ms(self.cfg.watch.poll_interval) {
+            return;
+        }
+        match snapshot::write(&self.cfg.behavior.state_file, &snap) {
+            Ok(()) => {
+                if std::mem::take(&mut p.failing) {
+                    say::snapshot_back(&self.cfg.behavior.state_file);
+                }
+                p.last = Some(snap);
+                p.at = mono;
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut p.failing, true) {
+                    say::snapshot_failed(&self.cfg.behavior.state_file, &e);
+                }
+            }
+        }
     }
 }

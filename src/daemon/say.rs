@@ -340,9 +340,33 @@ pub fn intent(path: &Path, key: &str) {
     debug!(dir = %field(path), "{} is ready; intent {key} committed", show(path));
 }
 
-/// A job was submitted.
-pub fn submitted(path: &Path, job: &str, attempt: u32) {
-    info!(dir = %field(path), job = %job, "submitted job {job} for {} (attempt {attempt})", show(path));
+/// A job was submitted: its name and where its output goes, so the operator can find both.
+pub fn submitted(path: &Path, job: &str, job_name: &str, output: Option<&Path>, attempt: u32) {
+    let out = output.map_or_else(|| "sbatch's working directory".into(), show);
+    info!(dir = %field(path), job = %job, job_name, output = %out,
+        "submitted job {job} ({job_name}) for {} (attempt {attempt}); output in {out}", show(path));
+}
+
+/// The snapshot for `status`/`explain` cannot be written (said once until it works again).
+pub fn snapshot_failed(state_file: &Path, e: &std::io::Error) {
+    warn!(
+        "cannot write the status snapshot beside {}: {e}; `dirwatcher status` will call it stale \
+        (jobs are not affected)",
+        show(state_file)
+    );
+}
+
+/// The snapshot is written again.
+pub fn snapshot_back(state_file: &Path) {
+    info!(
+        "the status snapshot beside {} is written again",
+        show(state_file)
+    );
+}
+
+/// An intent was cancelled or forgotten by an operator between the cycle's read and its `sbatch`.
+pub fn submission_withdrawn(path: &Path) {
+    info!(dir = %field(path), "not submitting {}: an operator cancelled or forgot it meanwhile", show(path));
 }
 
 /// A submission failed; `delay` until the next try.

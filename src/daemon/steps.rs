@@ -19,7 +19,7 @@ use crate::fsx::SubDir;
 use crate::ledger::{EndRecord, LedgerError, NewGeneration};
 use crate::outcome::{self, FailureRecord};
 use crate::scan;
-use crate::scheduler::{JobReport, JobSpec, SubmitError};
+use crate::scheduler::{JobReport, JobSpec, SubmitError, output_file};
 use crate::time::{Millis, ms};
 
 /// What one look at a directory during a scan found.
@@ -349,7 +349,7 @@ impl Daemon {
             crate::scheduler::output_file(
                 &self.cfg.job,
                 &self.cfg.watch.root,
-                &g.dir,
+                &self.cfg.watch.root.join(&g.dir),
                 id,
                 &g.job_name,
             )
@@ -422,7 +422,6 @@ impl Daemon {
                 return;
             }
         }
-        self.publish_unreadable();
     }
 
     fn list_root(&mut self, now: Millis) -> Option<Vec<OsString>> {
@@ -519,7 +518,6 @@ impl Daemon {
             }
         };
         if self.settling.unreadable.remove(name).is_some() {
-            self.settling.unreadable_changed = true;
             say::readable_again(&path);
         }
         let obs = ReadyObservation {
@@ -580,7 +578,8 @@ impl Daemon {
     }
 
     /// A ready-file that cannot be looked at (the instrument's umask 077, a directory without `x` for the
-    /// service): said once per directory (the rest at debug), kept for `status`; looked at again every scan.
+    /// service): said once per directory (the rest at debug), shown by `status` through the daemon's
+    /// snapshot; looked at again every scan.
     fn cannot_look(
         &mut self,
         name: &OsString,
@@ -595,27 +594,9 @@ impl Daemon {
             .insert(name.clone(), problem)
             .is_none()
         {
-            self.settling.unreadable_changed = true;
             say::unreadable(path, what, e);
         } else {
             say::look_failed(path, what, e);
-        }
-    }
-
-    /// Writes the list of unreadable directories to the ledger when it changed (for `status`).
-    fn publish_unreadable(&mut self) {
-        if !self.settling.unreadable_changed {
-            return;
-        }
-        let list: Vec<(OsString, String)> = self
-            .settling
-            .unreadable
-            .iter()
-            .map(|(d, w)| (d.clone(), w.clone()))
-            .collect();
-        match self.ledger.set_unreadable(&list) {
-            Ok(()) => self.settling.unreadable_changed = false,
-            Err(e) => self.ledger_failed("recording unreadable directories", &e),
         }
     }
 
@@ -702,7 +683,14 @@ impl Daemon {
     fn submit_one(&mut self, g: &Generation) -> Result<bool, LedgerDown> {
         let path = self.path_of(g);
         let r = self.ledger.mark_sbatch_started(g.id, self.clock.wall());
+        let mut waiting = true;
+        let r = r.map(|w| waiting = w);
         self.commit("recording a submission attempt", r)?;
+        if !waiting {
+            // Cancelled or forgotten by an operator since this cycle read it: no job for it.
+            say::submission_withdrawn(&path);
+            return Ok(true);
+        }
         let spec = JobSpec {
             dir_path: path.clone(),
             job_name: g.job_name.clone(),
@@ -721,7 +709,9 @@ impl Daemon {
                 let q = self.notices_for(EventKind::Submitted, g, Some(&job), None, None, wall);
                 let r = self.ledger.record_submitted(g.id, &job, &q.rows(), wall);
                 if self.commit("recording a job id", r).is_ok() {
-                    say::submitted(&path, &job, g.attempt);
+                    let root = &self.cfg.watch.root;
+                    let out = output_file(&self.cfg.job, root, &path, &job, &g.job_name);
+                    say::submitted(&path, &job, &g.job_name, out.as_deref(), g.attempt);
                 }
                 // Unseen from now, on the monotonic clock (see `Waits::unseen`).
                 self.waits.unseen.insert(g.id, (0, now));

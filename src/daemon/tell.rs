@@ -115,7 +115,7 @@ impl Daemon {
             crate::scheduler::output_file(
                 &self.cfg.job,
                 &self.cfg.watch.root,
-                &g.dir,
+                &self.cfg.watch.root.join(&g.dir),
                 id,
                 &g.job_name,
             )

@@ -412,7 +412,14 @@ fn a_configuration_refusal_is_said_again_every_repeat_interval_until_a_submissio
         metrics.contains("dirwatcher_submissions_blocked{reason=\"config\"} 1"),
         "{metrics}"
     );
-    let status = crate::ops::status(&b.daemon.cfg, 10).unwrap();
+    let status = crate::ops::status(
+        &b.daemon.cfg,
+        &crate::ops::StatusQuery {
+            failures: 10,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let refused = status
         .submissions_refused
         .as_ref()
@@ -444,7 +451,14 @@ fn a_configuration_refusal_is_said_again_every_repeat_interval_until_a_submissio
         metrics.contains("dirwatcher_submissions_blocked{reason=\"config\"} 0"),
         "{metrics}"
     );
-    let status = crate::ops::status(&b.daemon.cfg, 10).unwrap();
+    let status = crate::ops::status(
+        &b.daemon.cfg,
+        &crate::ops::StatusQuery {
+            failures: 10,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert!(status.submissions_refused.is_none());
     let log = logs_of(|| b.run_for(Duration::from_secs(60)));
     assert_eq!(warnings_naming(&log, "job.account"), 0, "{log}");
@@ -1081,4 +1095,114 @@ fn a_refused_configuration_tells_the_operators_once() {
     assert_eq!(told[0]["event"], "blocked");
     let reason = told[0]["reason"].as_str().unwrap();
     assert!(reason.contains("job.account"), "{reason}");
+}
+
+#[test]
+fn the_snapshot_shows_status_what_settles_and_what_slurm_said_of_each_job() {
+    let mut b = Bench::new(&[]);
+    b.ready("run1");
+    b.cycle();
+    let state = b.daemon.cfg.behavior.state_file.clone();
+    let crate::snapshot::Read::Found(snap) = crate::snapshot::read(&state) else {
+        panic!("no snapshot after a cycle")
+    };
+    assert_eq!(snap.pid, std::process::id());
+    assert_eq!(snap.last_poll_at, Some(T0));
+    let w = &snap.waiting;
+    assert_eq!(
+        (w.len(), w[0].dir.as_str(), w[0].state.as_str(), w[0].looks),
+        (1, "run1", "settling", 1)
+    );
+    b.after(SEC);
+    b.fake.on_query_states(&[("1001", "RUNNING")]);
+    b.after(Duration::from_secs(5));
+    let q = crate::ops::StatusQuery::default();
+    let status = crate::ops::status(&b.daemon.cfg, &q).unwrap();
+    assert_eq!(status.daemon.state, "running", "the daemon's own lock");
+    assert_eq!(status.daemon.pid, Some(std::process::id()));
+    assert_eq!(status.counts.settling, Some(0));
+    assert_eq!(status.in_flight.len(), 1);
+    assert_eq!(status.in_flight[0].slurm_state.as_deref(), Some("RUNNING"));
+    assert!(status.healthy, "{:?}", status.problems);
+}
+
+#[test]
+fn an_intent_cancelled_between_the_agenda_and_its_sbatch_is_not_submitted() {
+    let mut b = Bench::new(&[]);
+    b.ready("a");
+    let later = b.ready("b");
+    let cfg = b.daemon.cfg.clone();
+    // While `a` is submitted, an operator cancels `b`, whose intent the cycle already holds.
+    b.fake.after_submit(move || {
+        let mut f = Fake::default();
+        let out = crate::ops::cancel_with(&cfg, &mut f, std::slice::from_ref(&later)).unwrap();
+        assert!(
+            out[0]
+                .as_ref()
+                .is_ok_and(|l| l.contains("will not be submitted")),
+            "{out:?}"
+        );
+    });
+    let log = logs_of(|| b.settle());
+    assert_eq!(b.submits(), 1, "the cancelled intent was submitted: {log}");
+    assert!(
+        log.contains("an operator cancelled or forgot it meanwhile"),
+        "{log}"
+    );
+    let g = b.latest("b");
+    assert_eq!(g.state, GenState::Failed);
+    assert!(g.final_state.unwrap().starts_with("CANCELLED by operator"));
+    b.run_for(Duration::from_secs(30));
+    assert_eq!(b.submits(), 1, "a cancelled directory came back");
+}
+
+#[test]
+fn a_job_cancelled_by_an_operator_is_final_at_once_and_gets_no_automatic_retry() {
+    let mut b = Bench::new(&["max_retries: 2"]);
+    let dir = b.ready("run1");
+    b.settle();
+    let cfg = b.daemon.cfg.clone();
+    let out =
+        crate::ops::cancel_with(&cfg, &mut b.fake.clone(), std::slice::from_ref(&dir)).unwrap();
+    assert!(
+        out[0]
+            .as_ref()
+            .is_ok_and(|l| l.contains("cancelled job 1001")),
+        "{out:?}"
+    );
+    assert_eq!(b.fake.count(|c| *c == Call::Cancel("1001".into())), 1);
+    // Slurm then reports the cancellation too; the operator's record stands, no retry is queued.
+    b.fake.on_query_states(&[("1001", "CANCELLED by 0")]);
+    b.run_for(Duration::from_secs(30));
+    let h = b.history("run1");
+    assert_eq!(h.len(), 1, "retried after an operator's cancel: {h:?}");
+    assert_eq!(b.submits(), 1);
+    let lines = std::fs::read_to_string(&cfg.behavior.failure_log).unwrap();
+    assert!(lines.contains("CANCELLED by operator"), "{lines}");
+}
+
+#[test]
+fn an_accidental_retry_is_undone_by_cancel_or_forget_before_it_is_submitted() {
+    let mut b = Bench::new(&[]);
+    let dir = b.ready("run1");
+    b.settle();
+    b.fake.on_query_states(&[("1001", "FAILED")]);
+    b.after(Duration::from_secs(5));
+    assert_eq!(b.latest("run1").state, GenState::Failed);
+    let cfg = b.daemon.cfg.clone();
+    let one = std::slice::from_ref(&dir);
+    crate::ops::retry(&cfg, one).unwrap();
+    let out = crate::ops::cancel_with(&cfg, &mut b.fake.clone(), one).unwrap();
+    assert!(
+        out[0]
+            .as_ref()
+            .is_ok_and(|l| l.contains("withdrew queued attempt 2")),
+        "{out:?}"
+    );
+    b.run_for(Duration::from_secs(30));
+    assert_eq!((b.submits(), b.history("run1").len()), (1, 1));
+    // The same with forget: a queued attempt no sbatch touched does not block it.
+    crate::ops::retry(&cfg, one).unwrap();
+    let out = crate::ops::forget(&cfg, one).unwrap();
+    assert!(out[0].contains("forgot 2 record(s)"), "{out:?}");
 }

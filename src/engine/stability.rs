@@ -59,6 +59,12 @@ pub struct StabilityTracker {
 }
 
 impl StabilityTracker {
+    /// Every ready-file being watched, with its consecutive identical looks so far (for the daemon's
+    /// snapshot; order unspecified).
+    pub fn looks(&self) -> impl Iterator<Item = (&OsString, u32)> + '_ {
+        self.tracks.iter().map(|(d, t)| (d, t.seen))
+    }
+
     /// Records one observation and says whether the ready-file is now stable.
     pub fn observe(
         &mut self,

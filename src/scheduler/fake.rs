@@ -6,7 +6,9 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{JobRow, JobSpec, QueryError, Scheduler, Sightings, Source, SubmitError, TrackedJob};
+use super::{
+    CancelError, JobRow, JobSpec, QueryError, Scheduler, Sightings, Source, SubmitError, TrackedJob,
+};
 use crate::time::Millis;
 
 /// One call the daemon made.
@@ -23,6 +25,8 @@ pub enum Call {
     Query(Vec<String>),
     /// `lookup`, with the key.
     Lookup(String),
+    /// `cancel`, with the job id.
+    Cancel(String),
 }
 
 /// What a submit answers.
@@ -261,5 +265,10 @@ impl Scheduler for Fake {
         let mut s = self.script();
         s.calls.push(Call::Lookup(key.to_string()));
         s.lookups.pop_front().unwrap_or(Ok(None))
+    }
+
+    fn cancel(&mut self, job: &TrackedJob) -> Result<(), CancelError> {
+        self.script().calls.push(Call::Cancel(job.job_id.clone()));
+        Ok(())
     }
 }

@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 use wait_timeout::ChildExt;
 
 use super::{
-    JobReport, JobRow, JobSpec, QueryError, Scheduler, Sightings, Source, SubmitError, TrackedJob,
-    local_argv,
+    CancelError, JobReport, JobRow, JobSpec, QueryError, Scheduler, Sightings, Source, SubmitError,
+    TrackedJob, local_argv,
 };
 use crate::config::{Config, JobConfig};
 use crate::time::Millis;
@@ -287,20 +287,9 @@ impl Scheduler for Local {
             SubmitError::Refused(format!("cannot {what} `{}`: {e}", dir.display()))
         };
         make_job_dir(&dir).map_err(|e| fail("create the local job folder", e))?;
-        let pattern = self.job.output.clone().unwrap_or_else(|| {
-            // Slurm's default: slurm-<id>.out in the working directory.
-            if self.job.chdir_to_subdir {
-                "%d/slurm-%j.out".into()
-            } else {
-                "slurm-%j.out".into()
-            }
-        });
-        let output = expand_output(&pattern, &id, &spec.job_name);
-        let output = if let Some(rest) = output.strip_prefix("%d/") {
-            spec.dir_path.join(rest)
-        } else {
-            self.root.join(output)
-        };
+        // As Slurm names it; without `--chdir` a local job's working directory is the root.
+        let output = super::output_file(&self.job, &self.root, &spec.dir_path, &id, &spec.job_name)
+            .unwrap_or_else(|| self.root.join(format!("slurm-{id}.out")));
         let mut env = vec![(
             b"WATCH_DIR".to_vec(),
             spec.dir_path.clone().into_os_string().into_vec(),
@@ -375,6 +364,62 @@ impl Scheduler for Local {
         let id = key.replacen("dw-", "local-", 1);
         Ok(self.job_dir(&id).join("spec.json").exists().then_some(id))
     }
+
+    /// A running job: SIGTERM to its runner's process group (the runner ends the job's own group and
+    /// records CANCELLED). A job not started yet: its end is written at once, so it never starts.
+    fn cancel(&mut self, job: &TrackedJob) -> Result<(), CancelError> {
+        let dir = self.job_dir(&job.job_id);
+        let fail = |what: &str, e: io::Error| {
+            CancelError(format!("cannot {what} local job `{}`: {e}", dir.display()))
+        };
+        match self.report(&job.job_id) {
+            Probe::Ended(_) | Probe::Lost | Probe::Unknown => Ok(()),
+            Probe::Queued => write_status(&dir, "CANCELLED", "0:15").map_err(|e| fail("cancel", e)),
+            Probe::Running => {
+                let pid = match runner_pid(&dir) {
+                    Some(pid) => pid,
+                    None => {
+                        // Launched, but its runner has not written its pid yet: it checks for an end
+                        // before it starts the job. If it wrote its pid meanwhile, it is signalled too.
+                        write_status(&dir, "CANCELLED", "0:15").map_err(|e| fail("cancel", e))?;
+                        match runner_pid(&dir) {
+                            Some(pid) => pid,
+                            None => return Ok(()),
+                        }
+                    }
+                };
+                // SAFETY: kill(2) with a negative pid signals that process group; no memory is involved.
+                if unsafe { libc::kill(-pid, libc::SIGTERM) } != 0 {
+                    let e = io::Error::last_os_error();
+                    if e.raw_os_error() != Some(libc::ESRCH) {
+                        return Err(fail("signal", e));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The pid of a job's runner, if it is the very process that wrote the pid file and still alive.
+fn runner_pid(dir: &Path) -> Option<i32> {
+    let text = fs::read_to_string(dir.join("pid")).ok()?;
+    if !runner_alive(&text) {
+        return None;
+    }
+    text.split_whitespace().next()?.parse().ok()
+}
+
+fn write_status(dir: &Path, state: &str, exit_code: &str) -> io::Result<()> {
+    let st = LocalStatus {
+        state: state.into(),
+        exit_code: exit_code.into(),
+    };
+    crate::fsx::write_atomic(
+        &dir.join("status.json"),
+        &serde_json::to_vec(&st).map_err(io::Error::other)?,
+        JOB_FILE_MODE,
+    )
 }
 
 impl Local {
@@ -490,6 +535,10 @@ fn run_job_inner(dir: &Path) -> io::Result<()> {
         format!("{me} {start}\n").as_bytes(),
         JOB_FILE_MODE,
     )?;
+    if read_status(dir).is_some() {
+        // Cancelled before it started (`dirwatcher cancel`): its end is already recorded.
+        return Ok(());
+    }
     if let Some(mask) = spec.umask {
         // Before the output file is opened: like slurmstepd, the job's files (its output included) get
         // the job's umask, not the daemon's.
@@ -631,6 +680,7 @@ mod tests {
         );
 
         // As written by the daemon: it runs.
+        fs::remove_file(dir.join("status.json")).unwrap();
         fs::set_permissions(&dir, fs::Permissions::from_mode(JOB_DIR_MODE)).unwrap();
         assert_eq!(run_job(&dir), 0);
         assert!(marker.exists());

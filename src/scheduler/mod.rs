@@ -4,24 +4,6 @@
 //! Owns: building what a job runs (the quoted `--wrap` line, the script argv) and the error kinds a caller
 //! branches on. Must never: touch the ledger or decide retries; it reports, the daemon decides.
 
-/// Where a job's stdout/stderr go, as the job's record and its notices name it: `job.output` under the
-/// root (`%j`, `%x` expanded), else Slurm's `slurm-<id>.out` in the directory the job runs in; `None` when
-/// that is the daemon's own working directory (`chdir_to_subdir: false`).
-pub fn output_file(
-    job: &JobConfig,
-    root: &std::path::Path,
-    dir: &OsStr,
-    job_id: &str,
-    job_name: &str,
-) -> Option<std::path::PathBuf> {
-    let id = job_id.split(';').next().unwrap_or(job_id);
-    match &job.output {
-        Some(o) => Some(root.join(local::expand_output(o, id, job_name))),
-        None if job.chdir_to_subdir => Some(root.join(dir).join(format!("slurm-{id}.out"))),
-        None => None,
-    }
-}
-
 #[cfg(test)]
 pub mod fake;
 pub mod local;
@@ -29,9 +11,9 @@ pub mod slurm;
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStringExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crate::config::{Config, ExecutorKind, JobCommand, JobConfig};
+use crate::config::{Config, ExecutorKind, JobCommand};
 use crate::time::Millis;
 
 /// Everything needed to submit one job for one directory.
@@ -72,6 +54,11 @@ pub struct QueryError(pub String);
 
 pub use crate::engine::{JobReport, JobRow, Sightings, Source, TrackedJob};
 
+/// A job could not be cancelled (the scheduler refused or could not be asked).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct CancelError(pub String);
+
 /// A back end that runs jobs.
 pub trait Scheduler: Send {
     /// Short name for logs (`slurm`, `local`).
@@ -90,6 +77,10 @@ pub trait Scheduler: Send {
         job_name: &str,
         since: Millis,
     ) -> Result<Option<String>, QueryError>;
+    /// Ends this job (`scancel`, restricted to its job name so a reused id of a stranger's job is left
+    /// alone; the local runner is sent SIGTERM and records CANCELLED). `Ok` also when the job had already
+    /// ended: either way it runs no more.
+    fn cancel(&mut self, job: &TrackedJob) -> Result<(), CancelError>;
 }
 
 /// Builds the scheduler the config asks for.
@@ -97,6 +88,24 @@ pub fn from_config(cfg: &Config) -> Box<dyn Scheduler> {
     match cfg.job.executor {
         ExecutorKind::Slurm => Box::new(slurm::Slurm::new(cfg)),
         ExecutorKind::Local => Box::new(local::Local::new(cfg)),
+    }
+}
+
+/// The file a job's stdout/stderr go to, as Slurm names it: `job.output` under the root with `%j` (job id)
+/// and `%x` (job name) expanded, else Slurm's `slurm-<id>.out` in the working directory — the directory
+/// itself with `job.chdir_to_subdir`; `None` without it (sbatch's working directory, the daemon's).
+pub fn output_file(
+    job: &crate::config::JobConfig,
+    root: &Path,
+    dir_path: &Path,
+    job_id: &str,
+    job_name: &str,
+) -> Option<PathBuf> {
+    let (id, _) = slurm::split_job_id(job_id);
+    match &job.output {
+        Some(o) => Some(root.join(local::expand_output(o, id, job_name))),
+        None if job.chdir_to_subdir => Some(dir_path.join(format!("slurm-{id}.out"))),
+        None => None,
     }
 }
 

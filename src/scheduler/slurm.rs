@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{
-    JobRow, JobSpec, QueryError, Scheduler, Sightings, Source, SubmitError, TrackedJob, wrap_line,
+    CancelError, JobRow, JobSpec, QueryError, Scheduler, Sightings, Source, SubmitError,
+    TrackedJob, wrap_line,
 };
 use crate::config::{Config, JobCommand, JobConfig, umask_text};
 use crate::engine::{JobDetail, OutageEdge, OutageLatch, Rejection};
@@ -93,6 +94,23 @@ pub fn sbatch_invocation(job: &JobConfig, root: &std::path::Path, spec: &JobSpec
         inv.env.push((k.into(), v.into()));
     }
     inv
+}
+
+/// `scancel --name=<our job name> <id>`: with a filter, scancel signals the id only if the job matches it,
+/// so a reused id that now belongs to another job is not cancelled.
+pub fn scancel_invocation(job: &TrackedJob) -> Invocation {
+    let (id, cluster) = split_job_id(&job.job_id);
+    let mut inv = Invocation::new("scancel").arg(format!("--name={}", job.job_name));
+    if let Some(c) = cluster {
+        inv = inv.arg(format!("--clusters={c}"));
+    }
+    inv.arg(id)
+}
+
+/// scancel's words for a job that had already ended (or that the controller forgot long ago).
+pub fn scancel_found_it_ended(stderr: &str) -> bool {
+    stderr.contains("already completing or completed")
+        || stderr.contains("Invalid job id specified")
 }
 
 /// True for a plain numeric job id (`1234`; not an array or het-job id, not empty): the only kind we submit.
@@ -482,6 +500,15 @@ impl Scheduler for Slurm {
                     .unwrap_or_default()
             ))),
             Err(e) => Err(SubmitError::Uncertain(e.to_string())),
+        }
+    }
+
+    fn cancel(&mut self, job: &TrackedJob) -> Result<(), CancelError> {
+        let inv = scancel_invocation(job);
+        match process::run(&inv, self.timeout) {
+            Ok(_) => Ok(()),
+            Err(ProcessError::Failed { stderr, .. }) if scancel_found_it_ended(&stderr) => Ok(()),
+            Err(e) => Err(CancelError(crate::logging::error_chain(&e))),
         }
     }
 

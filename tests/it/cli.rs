@@ -57,7 +57,32 @@ fn each_kind_of_bad_config_names_key_and_line_and_exits_2() {
         (
             "  poll_interval_sec: 5",
             "  poll_intervall_sec: 5",
-            "line 4, key `watch.poll_intervall_sec`: unknown field",
+            "line 4, key `watch.poll_intervall_sec`: unknown key `poll_intervall_sec` in `watch:`\n  fix: did you mean `poll_interval_sec`?",
+        ),
+        (
+            "  poll_interval_sec: 5",
+            "  poll_interval_sec: 5s",
+            "line 4, key `watch.poll_interval_sec`: expected a number of seconds, found `5s`\n  fix: a number of seconds without a unit, e.g. `poll_interval_sec: 5`",
+        ),
+        (
+            "  delete_on_success: false",
+            "  delete_on_success: false\n  poll_interval_sec: 5",
+            "key `behavior.poll_interval_sec`: `poll_interval_sec` belongs under `watch:`, not `behavior:`",
+        ),
+        (
+            "  stability_checks: 2",
+            "  stability_checks: 2\n  stability_checks: 3",
+            "line 6, key `watch.stability_checks`: `watch.stability_checks` is given twice (first on line 5)\n  fix: keep one",
+        ),
+        (
+            "  stability_checks: 2",
+            "\tstability_checks: 2",
+            "line 5 column 1: a tab in the indentation",
+        ),
+        (
+            "  extra_args: []",
+            "  extra_args: \"--qos=high\"",
+            "key `job.extra_args`: expected a list, found `\"--qos=high\"`\n  fix: write the list form, one item per argument: `extra_args: [\"--qos=high\"]`",
         ),
         (
             "  stability_checks: 2",
@@ -108,6 +133,53 @@ fn each_kind_of_bad_config_names_key_and_line_and_exits_2() {
             "one message: {err}"
         );
     }
+}
+
+/// A config with several mistakes: each is said at once, with its own line and fix, in the order of the
+/// file, in our words (no parser option names).
+#[test]
+fn every_config_error_is_reported_in_one_pass() {
+    let t = tempfile::tempdir().unwrap();
+    let seed = seed_example(t.path())
+        .replacen("  poll_interval_sec: 5", "  pol_interval_sec: 5", 1)
+        .replacen("  account: dev", "\taccount: dev", 1)
+        .replacen("  gres: gpu:1", "  gres: gpu:1\n  gres: gpu:2", 1)
+        .replacen("behavior:", "behaviour:", 1);
+    let (code, _, err) = check(&seed);
+    assert_eq!(code, 2, "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 4, "{err}");
+    assert!(
+        errors[0].contains("line 4, key `watch.pol_interval_sec`"),
+        "{err}"
+    );
+    assert!(errors[1].contains("line 11 column 1: a tab"), "{err}");
+    assert!(errors[2].contains("line 13, key `job.gres`"), "{err}");
+    assert!(errors[3].contains("unknown section `behaviour`"), "{err}");
+    assert!(err.contains("did you mean `behavior:`"), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("  fix:")).count(),
+        4,
+        "{err}"
+    );
+    assert!(
+        !err.contains("DuplicateKeyPolicy") && !err.contains("Options"),
+        "{err}"
+    );
+    // Errors of different sections found by the validator come together too.
+    let seed = seed_example(t.path())
+        .replacen("  stability_checks: 2", "  stability_checks: 0", 1)
+        .replacen(
+            "  state_file: /var/lib/dirwatcher/state.json",
+            "  state_file: relative.db",
+            1,
+        );
+    let (code, _, err) = check(&seed);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("`watch.stability_checks`") && err.contains("`behavior.state_file`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -198,7 +270,16 @@ fn run_with_bad_config_does_nothing_and_exits_2() {
 fn help_teaches_each_command() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["run", "check-config", "status", "retry", "forget", "demo"] {
+    for cmd in [
+        "run",
+        "check-config",
+        "status",
+        "explain",
+        "retry",
+        "cancel",
+        "forget",
+        "demo",
+    ] {
         assert!(text.contains(cmd), "--help lacks {cmd}");
     }
     let out = Command::new(BIN)
@@ -299,7 +380,14 @@ fn a_reader_that_went_away_ends_every_command_quietly() {
         vec!["run", "--once", "--allow-root", "--config", c],
         vec!["status", "--config", c],
         vec!["status", "--json", "--config", c],
+        vec!["status", "-P", "--config", c],
+        vec!["status", "--state", "failed", "--config", c],
+        vec!["explain", "--config", c, d],
+        vec!["explain", "--json", "--config", c, d],
+        vec!["run", "--dry-run", "--config", c],
         vec!["retry", "--config", c, d],
+        vec!["retry", "--all-failed", "--config", c],
+        vec!["cancel", "--config", c, d],
         vec!["forget", "--config", c, d],
         vec![
             "install",
@@ -318,8 +406,9 @@ fn a_reader_that_went_away_ends_every_command_quietly() {
             .output()
             .unwrap();
         let shown = args.join(" ");
-        // Each one does its work (a refused retry of a directory that did not fail exits 1).
-        let want = if args[0] == "retry" { Some(1) } else { Some(0) };
+        // Each one does its work (a refused retry or cancel of a directory that did not fail or run exits 1).
+        let refused = (args[0] == "retry" && args[1] != "--all-failed") || args[0] == "cancel";
+        let want = if refused { Some(1) } else { Some(0) };
         assert_eq!(
             with_reader.status.code(),
             want,

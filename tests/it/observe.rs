@@ -140,7 +140,9 @@ fn systemd_hears_ready_status_watchdog_and_stopping() {
     // The status follows the counts.
     env.wait_final(&done, DEADLINE);
     sock.wait_line("a STATUS line with the completed job", |l| {
-        l == format!("STATUS=watching {root}: 0 pending, 0 in flight, 1 completed, 0 failed")
+        l == format!(
+            "STATUS=watching {root}: 0 settling, 0 submitting, 0 in flight, 1 completed, 0 failed"
+        )
     });
 
     // Idle now (next scan 2 s away), yet the watchdog is pinged at least every 300 ms.

@@ -264,17 +264,33 @@ fn an_unreadable_ready_file_is_warned_about_once_shown_in_status_and_submitted_w
     std::fs::set_permissions(&ready, std::fs::Permissions::from_mode(0o600)).unwrap();
     let d = start_as(&env, 0o022, "", Some(NOBODY));
     d.wait_log("cannot open the ready-file", DEADLINE);
-    let status = env.status();
-    let listed = status["unreadable"].as_array().cloned().unwrap_or_default();
+    // `status` shows it as waiting, unreadable, with the reason, and counts it.
+    let unreadable = |status: &serde_json::Value| -> Vec<serde_json::Value> {
+        status["waiting"]
+            .as_array()
+            .map(|w| {
+                w.iter()
+                    .filter(|x| x["state"] == "unreadable")
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let status = wait_for(DEADLINE, "status to list the unreadable directory", || {
+        let s = env.status();
+        (!unreadable(&s).is_empty()).then_some(s)
+    });
+    let listed = unreadable(&status);
     assert_eq!(listed.len(), 1, "{status}");
-    assert_eq!(listed[0]["dir"], dir.to_string_lossy().as_ref());
+    assert_eq!(listed[0]["dir"], "umask-077", "{status}");
     assert!(
-        listed[0]["problem"]
+        listed[0]["reason"]
             .as_str()
             .unwrap()
             .contains("ermission denied"),
         "{status}"
     );
+    assert_eq!(status["counts"]["unreadable"], 1, "{status}");
     // Looked at again every scan (0.3 s) for a while: still one warning, nothing submitted.
     let window = std::time::Instant::now();
     while window.elapsed() < Duration::from_secs(2) {
@@ -293,9 +309,6 @@ fn an_unreadable_ready_file_is_warned_about_once_shown_in_status_and_submitted_w
     assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{}", d.log());
     d.wait_log("can be read again", DEADLINE);
     wait_for(DEADLINE, "status to list nothing unreadable", || {
-        env.status()["unreadable"]
-            .as_array()
-            .is_some_and(|a| a.is_empty())
-            .then_some(())
+        unreadable(&env.status()).is_empty().then_some(())
     });
 }

@@ -1,0 +1,197 @@
+//! `run --dry-run`: one scan as the daemon would do it — which directories are new, whether their
+//! ready-files become stable — and the exact command each would be submitted with. Nothing is submitted,
+//! no lock is taken, the ledger is only read (and never created).
+//!
+//! Must never: run `sbatch` or a job, write the ledger, or hold a lock a writer would notice for longer
+//! than a probe.
+
+use std::time::Instant;
+
+use super::{command_line, open_read_only};
+use crate::config::{Config, ExecutorKind};
+use crate::engine::{
+    GenerationVerdict, Readiness, ReadyObservation, StabilityPolicy, StabilityTracker,
+    generation_verdict, job_name,
+};
+use crate::fsx::{Root, RootLinks};
+use crate::logging::show;
+use crate::scan;
+use crate::scheduler::{JobSpec, local_argv, output_file, shell_quote, slurm};
+use crate::time::Millis;
+
+/// The key a dry run shows in place of the submission key the ledger would assign.
+pub const DRY_RUN_KEY: &str = "dw-<key assigned at submission>";
+
+/// Runs the dry run and returns what it would do, one line (or block) per directory.
+pub fn dry_run(cfg: &Config) -> anyhow::Result<Vec<String>> {
+    let root = &cfg.watch.root;
+    let ledger = match std::fs::symlink_metadata(&cfg.behavior.state_file) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        _ => Some(open_read_only(cfg)?),
+    };
+    let links = if cfg.watch.allow_unsafe_root {
+        RootLinks::Follow
+    } else {
+        RootLinks::Refuse
+    };
+    let held = Root::open(root, links)
+        .map_err(|e| anyhow::anyhow!("cannot open the root `{}`: {e}", root.display()))?;
+    let names = scan::list_subdirs(&held)
+        .map_err(|e| anyhow::anyhow!("cannot list the root `{}`: {e}", root.display()))?;
+    let signal = &cfg.watch.signal_filename;
+    let mut out = vec![format!(
+        "# dry run: nothing is submitted and the ledger is not written; {} director{} under {}",
+        names.len(),
+        if names.len() == 1 { "y" } else { "ies" },
+        show(root)
+    )];
+    let mut candidates = Vec::new();
+    for name in &names {
+        let path = root.join(name);
+        let latest = match &ledger {
+            Some(l) => l.latest_for_dir(name)?,
+            None => None,
+        };
+        if let Some(g) = latest.as_ref().filter(|g| g.state.is_active()) {
+            out.push(format!(
+                "{}: skipped, attempt {} is in flight (job {})",
+                show(&path),
+                g.attempt,
+                g.job_id.as_deref().unwrap_or("-")
+            ));
+            continue;
+        }
+        let id = match scan::open_dir(&held, name)
+            .and_then(|d| d.map_or(Ok(None), |d| scan::stat_ready_file(&d, signal)))
+        {
+            Ok(Some(id)) => id,
+            Ok(None) => {
+                out.push(format!(
+                    "{}: skipped, no `{}` (`dirwatcher explain` says more)",
+                    show(&path),
+                    signal.to_string_lossy()
+                ));
+                continue;
+            }
+            Err(e) => {
+                out.push(format!(
+                    "{}: skipped, cannot look at the ready-file: {e}",
+                    show(&path)
+                ));
+                continue;
+            }
+        };
+        match generation_verdict(latest.as_ref().map(|g| (g.state, g.ready)), id) {
+            GenerationVerdict::New => candidates.push(name.clone()),
+            _ => {
+                let g = latest.as_ref();
+                out.push(format!(
+                    "{}: skipped, already handled (job {} ended {}) for this ready-file",
+                    show(&path),
+                    g.and_then(|g| g.job_id.as_deref()).unwrap_or("-"),
+                    g.and_then(|g| g.final_state.as_deref()).unwrap_or("-")
+                ));
+            }
+        }
+    }
+    // The daemon's stability rule, in real time: `stability_checks` looks, `stability_interval` apart.
+    let policy = StabilityPolicy {
+        checks: cfg.watch.stability_checks,
+        interval: cfg.watch.stability_interval,
+    };
+    let start = Instant::now();
+    let mut tracker = StabilityTracker::default();
+    let mut verdicts = vec![None; candidates.len()];
+    for round in 0..policy.checks.max(1) {
+        if round > 0 {
+            std::thread::sleep(policy.interval);
+        }
+        let now = start.elapsed().as_millis() as Millis;
+        for (i, name) in candidates.iter().enumerate() {
+            let look = scan::open_dir(&held, name).ok().flatten().and_then(|d| {
+                let identity = scan::stat_ready_file(&d, signal).ok().flatten()?;
+                Some((identity, scan::probe_lock(&d, signal).ok()?))
+            });
+            verdicts[i] = Some(match look {
+                Some((identity, lock)) => {
+                    let obs = ReadyObservation {
+                        dir: name.clone(),
+                        identity,
+                        lock,
+                    };
+                    tracker.observe(&obs, now, policy)
+                }
+                None => Readiness::Settling {
+                    seen: 0,
+                    changed: true,
+                },
+            });
+        }
+    }
+    for (name, verdict) in candidates.iter().zip(verdicts) {
+        let path = root.join(name);
+        match verdict {
+            Some(Readiness::Stable) => out.push(would_submit(cfg, name, &path)),
+            Some(Readiness::Locked) => out.push(format!(
+                "{}: not submitted yet, its writer holds the ready-file locked",
+                show(&path)
+            )),
+            _ => out.push(format!(
+                "{}: not submitted yet, its ready-file changed or vanished during {} looks {:?} apart",
+                show(&path),
+                policy.checks,
+                policy.interval
+            )),
+        }
+    }
+    Ok(out)
+}
+
+/// The command a stable directory would be submitted with, as a block of lines.
+fn would_submit(cfg: &Config, name: &std::ffi::OsStr, path: &std::path::Path) -> String {
+    let job_name = job_name(&cfg.job.job_name_prefix, name);
+    let spec = JobSpec {
+        dir_path: path.to_path_buf(),
+        job_name: job_name.clone(),
+        key: DRY_RUN_KEY.into(),
+    };
+    let q = |s: &std::ffi::OsStr| shell_quote(s).to_string_lossy().into_owned();
+    let mut env = vec![format!("WATCH_DIR={}", q(path.as_os_str()))];
+    env.extend(
+        cfg.job
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={}", q(std::ffi::OsStr::new(v)))),
+    );
+    match cfg.job.executor {
+        ExecutorKind::Slurm => {
+            let inv = slurm::sbatch_invocation(&cfg.job, &cfg.watch.root, &spec);
+            let output = output_file(&cfg.job, &cfg.watch.root, path, "%j", &job_name)
+                .map_or_else(|| "sbatch's working directory".into(), |p| show(&p));
+            format!(
+                "{}: stable; would run (job {job_name}, output {output}):\n  env {} {}",
+                show(path),
+                env.join(" "),
+                command_line(&inv)
+            )
+        }
+        ExecutorKind::Local => {
+            // The argument vector itself, one JSON string per argument: no shell reads it.
+            let argv: Vec<String> = local_argv(&cfg.job.command, path.as_os_str())
+                .iter()
+                .map(|a| serde_json::to_string(&a.to_string_lossy()).unwrap_or_default())
+                .collect();
+            let cwd = if cfg.job.chdir_to_subdir {
+                show(path)
+            } else {
+                show(&cfg.watch.root)
+            };
+            format!(
+                "{}: stable; would run locally (job {job_name}, in {cwd}):\n  env {}\n  argv [{}]",
+                show(path),
+                env.join(" "),
+                argv.join(", ")
+            )
+        }
+    }
+}

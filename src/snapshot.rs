@@ -1,0 +1,265 @@
+//! What only the running daemon knows, published for `status` and `explain`: a small JSON file beside the
+//! ledger (`<state_file>.status.json`) that the daemon rewrites atomically when it changes, and at least once
+//! per poll interval (so its age tells whether the daemon is alive); and whether a daemon runs at all, from
+//! the single-instance lock beside the ledger.
+//!
+//! Owns: the snapshot's schema (versioned), its path, writing and reading it, and the lock probe. Must
+//! never: hold the lock (a probe is released at once), create the lock file, or be needed for correctness —
+//! the ledger is the truth, the snapshot only says what the daemon was looking at.
+
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Millis;
+
+/// Version of the snapshot's fields; readers accept their own version only and say so otherwise.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Mode of the snapshot: the service's group (operators) may read it, others not (it names directories).
+pub const MODE: u32 = 0o640;
+
+/// One directory the daemon is looking at but has not submitted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiting {
+    /// Directory name (one component of the root; lossy UTF-8).
+    pub dir: String,
+    /// `settling`, `locked` or `unreadable`.
+    pub state: String,
+    /// Identical looks at the ready-file so far (settling, locked).
+    pub looks: u32,
+    /// Looks needed (`watch.stability_checks`).
+    pub needed: u32,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// What a scheduler source last said about one job in flight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSeen {
+    /// Job id as the ledger stores it.
+    pub job_id: String,
+    /// Slurm's state word (`PENDING`, `RUNNING`, …) of the row that is provably ours.
+    pub slurm_state: String,
+    /// Which source said it: `controller` (squeue) or `accounting` (sacct).
+    pub source: String,
+    /// When it was said (wall ms).
+    pub at: Millis,
+}
+
+/// The snapshot the daemon publishes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The daemon's process id.
+    pub pid: u32,
+    /// When the daemon started (wall ms).
+    pub started_at: Millis,
+    /// When this snapshot was written (wall ms).
+    pub written_at: Millis,
+    /// `watch.poll_interval_sec` in ms (how fresh a live daemon's snapshot is).
+    pub poll_interval_ms: u64,
+    /// The scheduler in use (`slurm`, `local`).
+    pub scheduler: String,
+    /// When the root was last listed successfully (wall ms).
+    pub last_poll_at: Option<Millis>,
+    /// Directories being watched for stability, locked by their writer, or unreadable.
+    pub waiting: Vec<Waiting>,
+    /// The last state a scheduler source showed for each job in flight.
+    pub jobs: Vec<JobSeen>,
+}
+
+impl Snapshot {
+    /// The same snapshot without its write time: what decides whether it changed.
+    pub fn content_eq(&self, other: &Snapshot) -> bool {
+        Snapshot {
+            written_at: 0,
+            ..self.clone()
+        } == Snapshot {
+            written_at: 0,
+            ..other.clone()
+        }
+    }
+
+    /// True when a live daemon would have rewritten it by `now`: at most one poll interval apart, with
+    /// room for a long cycle (three intervals, at least 30 s).
+    pub fn is_fresh(&self, now: Millis) -> bool {
+        let allowed = (3 * self.poll_interval_ms as Millis).max(30_000);
+        now - self.written_at <= allowed
+    }
+}
+
+fn beside(state_file: &Path, suffix: &str) -> PathBuf {
+    let mut name = state_file
+        .file_name()
+        .map(OsString::from)
+        .unwrap_or_default();
+    name.push(suffix);
+    state_file.with_file_name(name)
+}
+
+/// `<state_file>.status.json`.
+pub fn path_for(state_file: &Path) -> PathBuf {
+    beside(state_file, ".status.json")
+}
+
+/// `<state_file>.lock`: the single-instance lock the daemon holds while it runs.
+pub fn lock_path(state_file: &Path) -> PathBuf {
+    beside(state_file, ".lock")
+}
+
+/// Writes the snapshot atomically (mode [`MODE`]).
+pub fn write(state_file: &Path, s: &Snapshot) -> io::Result<()> {
+    let json = serde_json::to_vec_pretty(s).map_err(io::Error::other)?;
+    crate::fsx::write_atomic(&path_for(state_file), &json, MODE)
+}
+
+/// What reading the snapshot found.
+#[derive(Debug)]
+pub enum Read {
+    /// There is none (no daemon has run with this ledger since snapshots exist).
+    Missing,
+    /// It was read.
+    Found(Snapshot),
+    /// It exists but could not be used (permission denied, another schema version, garbage).
+    Unusable(String),
+}
+
+/// Reads the snapshot of the daemon on this ledger.
+pub fn read(state_file: &Path) -> Read {
+    let path = path_for(state_file);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Read::Missing,
+        Err(e) => return Read::Unusable(format!("cannot read `{}`: {e}", path.display())),
+    };
+    let v: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => return Read::Unusable(format!("`{}` is not JSON: {e}", path.display())),
+    };
+    if v["schema_version"] != SCHEMA_VERSION {
+        return Read::Unusable(format!(
+            "`{}` has schema_version {} (this dirwatcher reads {SCHEMA_VERSION}): daemon and CLI differ in version",
+            path.display(),
+            v["schema_version"]
+        ));
+    }
+    match serde_json::from_value(v) {
+        Ok(s) => Read::Found(s),
+        Err(e) => Read::Unusable(format!("`{}`: {e}", path.display())),
+    }
+}
+
+/// Whether a daemon runs on this ledger, as its lock says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Liveness {
+    /// The lock is held: a daemon runs.
+    Running,
+    /// The lock is free, or there is no lock file: no daemon runs.
+    NotRunning,
+    /// The lock could not be probed (permission denied, …), in words.
+    Unknown(String),
+}
+
+/// Probes the single-instance lock with a non-blocking *shared* lock on a read-only descriptor: refused
+/// while the daemon holds its exclusive lock. A granted probe is released at once (a daemon starting in
+/// that instant would see the lock taken and refuse to start: run it again).
+pub fn liveness(state_file: &Path) -> Liveness {
+    let path = lock_path(state_file);
+    let file: File = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Liveness::NotRunning,
+        Err(e) => {
+            return Liveness::Unknown(format!("cannot open the lock `{}`: {e}", path.display()));
+        }
+    };
+    match file.try_lock_shared() {
+        Ok(()) => Liveness::NotRunning,
+        Err(TryLockError::WouldBlock) => Liveness::Running,
+        Err(TryLockError::Error(e)) => {
+            Liveness::Unknown(format!("cannot probe the lock `{}`: {e}", path.display()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Snapshot {
+        Snapshot {
+            schema_version: SCHEMA_VERSION,
+            pid: 42,
+            started_at: 1_000,
+            written_at: 2_000,
+            poll_interval_ms: 5_000,
+            scheduler: "local".into(),
+            last_poll_at: Some(1_900),
+            waiting: vec![Waiting {
+                dir: "a".into(),
+                state: "settling".into(),
+                looks: 1,
+                needed: 2,
+                reason: "seen once".into(),
+            }],
+            jobs: vec![],
+        }
+    }
+
+    #[test]
+    fn round_trips_and_says_when_it_is_stale() {
+        let t = tempfile::tempdir().unwrap();
+        let state = t.path().join("state.db");
+        assert!(matches!(read(&state), Read::Missing));
+        write(&state, &sample()).unwrap();
+        let Read::Found(s) = read(&state) else {
+            panic!("not read back")
+        };
+        assert_eq!(s, sample());
+        assert!(s.is_fresh(2_000 + 30_000));
+        assert!(!s.is_fresh(2_000 + 30_001));
+        let later = Snapshot {
+            written_at: 9_000,
+            ..sample()
+        };
+        assert!(later.content_eq(&sample()));
+    }
+
+    #[test]
+    fn another_schema_version_is_refused_in_words() {
+        let t = tempfile::tempdir().unwrap();
+        let state = t.path().join("state.db");
+        std::fs::write(path_for(&state), r#"{"schema_version": 99}"#).unwrap();
+        match read(&state) {
+            Read::Unusable(why) => assert!(why.contains("schema_version 99"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_lock_tells_whether_a_daemon_runs() {
+        let t = tempfile::tempdir().unwrap();
+        let state = t.path().join("state.db");
+        assert_eq!(liveness(&state), Liveness::NotRunning, "no lock file");
+        let held = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(lock_path(&state))
+            .unwrap();
+        assert_eq!(liveness(&state), Liveness::NotRunning, "lock free");
+        held.try_lock().unwrap();
+        assert_eq!(liveness(&state), Liveness::Running);
+        held.unlock().unwrap();
+        assert_eq!(liveness(&state), Liveness::NotRunning);
+    }
+}
