@@ -106,7 +106,7 @@ pub fn submissions_back(edge: OutageEdge) {
 
 /// A lost submission's job was found by its key.
 pub fn adopted(path: &Path, job: &str, key: &str) {
-    info!(dir = %field(path), job = %job, "adopted job {job} for {}: it was submitted before the answer was recorded (key {key})", show(path));
+    info!(event = "adopted", dir = %field(path), job = %job, "adopted job {job} for {}: it was submitted before the answer was recorded (key {key})", show(path));
 }
 
 /// No job carries the key yet, inside the grace period.
@@ -116,7 +116,7 @@ pub fn lookup_waits(path: &Path, key: &str) {
 
 /// No job carries the key: the directory is submitted again.
 pub fn lookup_cleared(path: &Path, key: &str) {
-    info!(dir = %field(path), "no job carries key {key} for {}: it will be submitted", show(path));
+    info!(event = "lookup_cleared", dir = %field(path), "no job carries key {key} for {}: it will be submitted", show(path));
 }
 
 /// A key lookup failed (the scheduler does not answer).
@@ -158,18 +158,19 @@ pub fn job_ended(
     retry_in: Option<Millis>,
 ) {
     let job = g.job_id.as_deref().unwrap_or_default();
+    let (job_name, attempt) = (g.job_name.as_str(), g.attempt);
     let what = match (state, delete) {
         (GenState::Completed, true) => "the directory will be deleted",
         (GenState::Completed, false) => "the directory is kept",
         _ => "recorded in the failure log",
     };
     if state == GenState::Completed {
-        info!(dir = %field(path), job = %job, state = %end.state, "job {job} for {} COMPLETED; {what}", show(path));
+        info!(event = "ended", dir = %field(path), job = %job, job_name, attempt, state = %end.state, exit_code = %end.exit_code, "job {job} for {} COMPLETED; {what}", show(path));
     } else {
         let retry = retry_in
             .map(|d| format!("; attempt {} follows in {}", g.attempt + 1, human(d)))
             .unwrap_or_default();
-        warn!(dir = %field(path), job = %job, state = %end.state, exit_code = %end.exit_code,
+        warn!(event = "ended", dir = %field(path), job = %job, job_name, attempt, state = %end.state, exit_code = %end.exit_code,
             "job {job} for {} ended {} (exit code {}); {what}{retry}", show(path), end.state, end.exit_code);
     }
 }
@@ -199,7 +200,7 @@ fn rfc3339(m: Millis) -> String {
 /// No source has shown a job for longer than `job.lost_after_sec`: it is recorded as lost.
 pub fn job_lost(path: &Path, g: &Generation, unseen: Millis) {
     let job = g.job_id.as_deref().unwrap_or_default();
-    warn!(dir = %field(path), job = %job, state = "lost",
+    warn!(event = "lost", dir = %field(path), job = %job, job_name = %g.job_name, attempt = g.attempt, state = "lost",
         "job {job} for {} is lost: neither sacct nor squeue has shown it for {}; it is followed no more and its \
          directory is kept. Check it (`sacct -j {job}`), then resubmit with `dirwatcher retry {}`",
         show(path), human(unseen), show(path));
@@ -235,7 +236,7 @@ pub fn failure_log_back(log: &Path, edge: OutageEdge) {
 
 /// A finished directory was deleted.
 pub fn deleted(path: &Path, job: &str) {
-    info!(dir = %field(path), job = %job, "deleted {} after job {job} COMPLETED", show(path));
+    info!(event = "deleted", dir = %field(path), job = %job, "deleted {} after job {job} COMPLETED", show(path));
 }
 
 /// A finished directory was kept although deletion was due (recorded in the ledger, not tried again).
@@ -243,10 +244,10 @@ pub fn deleted(path: &Path, job: &str) {
 pub fn not_deleted(path: &Path, job: &str, reason: &KeepReason) {
     match reason {
         KeepReason::Gone | KeepReason::Renamed(_) => {
-            info!(dir = %field(path), job = %job, "not deleting {} after job {job}: {reason}", show(path));
+            info!(event = "kept", dir = %field(path), job = %job, reason = %reason, "not deleting {} after job {job}: {reason}", show(path));
         }
         _ => {
-            warn!(dir = %field(path), job = %job, "not deleting {} after job {job}: {reason}", show(path))
+            warn!(event = "kept", dir = %field(path), job = %job, reason = %reason, "not deleting {} after job {job}: {reason}", show(path))
         }
     }
 }
@@ -326,7 +327,7 @@ pub fn settling(path: &Path, seen: u32, changed: bool) {
 
 /// A ready-file is stable but locked by its writer (said once per directory).
 pub fn locked(path: &Path) {
-    info!(dir = %field(path), "waiting: the ready-file of {} is locked by its writer", show(path));
+    info!(event = "locked", dir = %field(path), "waiting: the ready-file of {} is locked by its writer", show(path));
 }
 
 /// A finished directory's ready-file was replaced: a new generation.
@@ -343,7 +344,7 @@ pub fn intent(path: &Path, key: &str) {
 /// A job was submitted: its name and where its output goes, so the operator can find both.
 pub fn submitted(path: &Path, job: &str, job_name: &str, output: Option<&Path>, attempt: u32) {
     let out = output.map_or_else(|| "sbatch's working directory".into(), show);
-    info!(dir = %field(path), job = %job, job_name, output = %out,
+    info!(event = "submitted", dir = %field(path), job = %job, job_name, attempt, output = %out,
         "submitted job {job} ({job_name}) for {} (attempt {attempt}); output in {out}", show(path));
 }
 
@@ -372,10 +373,12 @@ pub fn submission_withdrawn(path: &Path) {
 /// A submission failed; `delay` until the next try.
 pub fn submit_failed(path: &Path, err: &SubmitError, edge: OutageEdge, delay: Duration) {
     match edge {
-        OutageEdge::Started if err.is_certain() => warn!(dir = %field(path),
+        OutageEdge::Started if err.is_certain() => {
+            warn!(event = "submit_failed", dir = %field(path),
             "cannot submit {}: {err}; it stays pending and is retried with back-off (next in {}); further failures are quiet until submissions work again",
-            show(path), human(ms(delay))),
-        OutageEdge::Started => warn!(dir = %field(path),
+            show(path), human(ms(delay)))
+        }
+        OutageEdge::Started => warn!(event = "submit_uncertain", dir = %field(path),
             "submission of {} has an unknown outcome: {err}; its job is looked up by its key (squeue, sacct) before anything is resubmitted; further failures are quiet until submissions work again",
             show(path)),
         _ => debug!(dir = %field(path), "submission of {} failed again: {err}", show(path)),
@@ -408,7 +411,7 @@ pub fn submit_refused(
                 "submission of {} refused again ({problem}): {slurm}", show(path));
         }
     };
-    warn!(dir = %field(path), reason = "config", key,
+    warn!(event = "refused", dir = %field(path), reason = "config", key,
         "sbatch refuses {}{again}: {problem}, a configuration error that waiting will not fix: fix `{key}` \
          ({advice}), then reload (`systemctl reload dirwatcher` or SIGHUP). Every ready directory stays \
          pending; the next try is in {}, and this is said again every {} until it works. Slurm said: {slurm}",

@@ -179,15 +179,39 @@ fn json_log_lines_parse_and_name_dir_and_job() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
-    let submitted = lines
-        .iter()
-        .find(|v| {
-            v["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("submitted job"))
-        })
-        .unwrap_or_else(|| panic!("no submission line in {lines:#?}"));
+    // Lines are found by their `event` field, as a log shipper would match them, not by their wording.
+    let event = |e: &str| {
+        lines
+            .iter()
+            .find(|v| v["event"] == e)
+            .unwrap_or_else(|| panic!("no `{e}` line in {lines:#?}"))
+    };
+    let submitted = event("submitted");
+    assert!(
+        submitted["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("submitted job")),
+        "{submitted}"
+    );
     assert_eq!(submitted["job"], job.as_str(), "{submitted}");
+    assert_eq!(submitted["job_name"], env.job_name("case1"), "{submitted}");
+    assert_eq!(submitted["attempt"], 1, "{submitted}");
+    let ended = event("ended");
+    assert_eq!(
+        (
+            &ended["dir"],
+            &ended["job"],
+            &ended["state"],
+            &ended["exit_code"]
+        ),
+        (
+            &Value::from(dir.to_str().unwrap()),
+            &Value::from(job.as_str()),
+            &Value::from("COMPLETED"),
+            &Value::from("0:0")
+        ),
+        "{ended}"
+    );
     // The plain path, not a quoted rendering: a log shipper matches it exactly (issue 14, D2).
     assert_eq!(
         submitted["dir"],
