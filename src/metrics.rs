@@ -102,6 +102,8 @@ struct Handles {
     last_poll: Gauge<f64, AtomicU64>,
     blocked: Family<[(&'static str, &'static str); 1], Gauge>,
     notices: Family<[(&'static str, &'static str); 2], Counter>,
+    reload_ok: Gauge,
+    reload_at: Gauge<f64, AtomicU64>,
 }
 
 impl Handles {
@@ -136,7 +138,11 @@ fn new_registry() -> (Registry, Handles) {
         last_poll: Gauge::default(),
         blocked: Family::default(),
         notices: Family::default(),
+        reload_ok: Gauge::default(),
+        reload_at: Gauge::default(),
     };
+    // The daemon starts on a config it validated: that counts as a successful load.
+    h.reload_ok.set(1);
     reg.register(
         "notifications",
         "Notice deliveries by channel (email, webhook, command) and result (sent, failed, given_up)",
@@ -197,6 +203,17 @@ fn new_registry() -> (Registry, Handles) {
         "How long scheduler calls took",
         Unit::Seconds,
         h.duration.clone(),
+    );
+    reg.register(
+        "config_last_reload_successful",
+        "Whether the last config reload (SIGHUP, systemctl reload) was taken: 1, or 0 when it was refused and the previous config still runs",
+        h.reload_ok.clone(),
+    );
+    reg.register_with_unit(
+        "config_last_reload_success_timestamp",
+        "When the config was last loaded successfully, at start or by a reload (unix time)",
+        Unit::Seconds,
+        h.reload_at.clone(),
     );
     reg.register_with_unit(
         "last_successful_poll_timestamp",
@@ -314,6 +331,15 @@ impl Metrics {
     }
 
     /// The root was listed: `dirs` subdirectories, at wall-clock `now`.
+    /// A config was loaded at start or by a reload (`ok`), or a reload was refused, at wall time `now`.
+    pub fn reloaded(&self, ok: bool, now: Millis) {
+        self.h.reload_ok.set(i64::from(ok));
+        if ok {
+            self.h.reload_at.set(now as f64 / 1000.0);
+        }
+    }
+
+    /// The root was listed with `dirs` subdirectories at wall time `now`.
     pub fn scanned(&self, dirs: usize, now: Millis) {
         self.h.directories.set(dirs as i64);
         self.h.last_poll.set(now as f64 / 1000.0);

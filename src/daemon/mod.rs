@@ -366,6 +366,7 @@ impl Daemon {
         })?;
         let ledger = Ledger::open(&cfg.behavior.state_file)?;
         let metrics = Metrics::start(&cfg.metrics)?;
+        metrics.reloaded(true, clock.wall());
         let sched = metrics.instrument(make_sched(&cfg), &notifier);
         let telling = Telling::new(&cfg);
         let started_at = clock.wall();
@@ -451,6 +452,7 @@ impl Daemon {
                 }
                 new.behavior.state_file = self.cfg.behavior.state_file.clone();
                 new.watch.root = self.cfg.watch.root.clone();
+                let changed = self.cfg.changed_keys(&new);
                 self.cfg = new;
                 self.sched = self
                     .observers
@@ -463,10 +465,14 @@ impl Daemon {
                 self.output_ready();
                 self.telling.email = EmailTransport::resolve(&self.cfg.notify);
                 self.schedule.rescan();
-                say::reloaded(&self.cfg.source);
+                say::reloaded(&self.cfg.source, &changed);
+                self.observers.metrics.reloaded(true, self.clock.wall());
                 self.retry_refused();
             }
-            Err(e) => say::reload_refused(&e),
+            Err(e) => {
+                say::reload_refused(&e);
+                self.observers.metrics.reloaded(false, self.clock.wall());
+            }
         }
         self.observers.notifier.reloaded();
     }

@@ -64,13 +64,21 @@ pub fn reload_kept(key: &str, old: &Path, new: &Path, why: &str) {
 }
 
 /// A reload took effect.
-pub fn reloaded(source: &Path) {
-    info!("config reloaded from {}", show(source));
+pub fn reloaded(source: &Path, changed: &[String]) {
+    let what = if changed.is_empty() {
+        "nothing changed".to_string()
+    } else {
+        format!("changed: {}", changed.join(", "))
+    };
+    info!(event = "reloaded", changed = %changed.join(","), "config reloaded from {}: {what}", show(source));
 }
 
 /// A reload was refused.
 pub fn reload_refused(e: &dyn std::error::Error) {
-    warn!("config reload refused, still running on the previous config: {e}");
+    warn!(
+        event = "reload_refused",
+        "config reload refused, still running on the previous config: {e}"
+    );
 }
 
 /// A ledger read or write failed.

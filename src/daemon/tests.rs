@@ -1206,3 +1206,52 @@ fn an_accidental_retry_is_undone_by_cancel_or_forget_before_it_is_submitted() {
     let out = crate::ops::forget(&cfg, one).unwrap();
     assert!(out[0].contains("forgot 2 record(s)"), "{out:?}");
 }
+
+#[test]
+fn a_reload_names_the_keys_it_changed_and_a_refused_one_shows_in_the_metrics() {
+    let mut b = Bench::new(&[]);
+    b.cycle();
+    std::fs::write(
+        &b.config,
+        config_text(&b.root, b._tmp.path(), 7, &["max_retries: 2"]),
+    )
+    .unwrap();
+    let log = logs_of(|| b.daemon.reload());
+    assert!(
+        log.contains("changed: watch.poll_interval_sec, behavior.max_retries"),
+        "{log}"
+    );
+    let metrics = b.daemon.observers.metrics.render();
+    assert!(
+        metrics.contains("dirwatcher_config_last_reload_successful 1"),
+        "{metrics}"
+    );
+    let took = |m: &str| {
+        m.lines()
+            .find_map(|l| {
+                l.strip_prefix("dirwatcher_config_last_reload_success_timestamp_seconds ")
+            })
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let first = took(&metrics).expect("a reload timestamp");
+
+    std::fs::write(&b.config, "watch:\n  poll_interval_sec: -1\n").unwrap();
+    b.clock.advance(Duration::from_secs(10));
+    let log = logs_of(|| b.daemon.reload());
+    assert!(log.contains("config reload refused"), "{log}");
+    let metrics = b.daemon.observers.metrics.render();
+    assert!(
+        metrics.contains("dirwatcher_config_last_reload_successful 0"),
+        "{metrics}"
+    );
+    assert_eq!(
+        took(&metrics),
+        Some(first),
+        "a refused reload is no success"
+    );
+    assert_eq!(
+        b.daemon.cfg.watch.poll_interval,
+        Duration::from_secs(7),
+        "the old config stays"
+    );
+}
