@@ -232,7 +232,7 @@ fn new_registry() -> (Registry, Handles) {
         Info::new([("version", env!("CARGO_PKG_VERSION"))]),
     );
     // Series that exist from the start, so a dashboard shows 0 rather than nothing.
-    for stage in ["settling", "locked", "submitting"] {
+    for stage in ["settling", "locked", "unreadable", "submitting"] {
         let _ = h.pending.get_or_create(&[("stage", stage)]);
     }
     let _ = h.blocked.get_or_create(&[("reason", "config")]);
@@ -379,7 +379,13 @@ impl Metrics {
 
     /// End of a cycle: the gauges from the ledger's counts (`None` when they could not be read: the old
     /// values stay) and `settling` ready-files in the stability tracker; then the textfile.
-    pub fn publish(&mut self, counts: Option<&Counts>, settling: u64, locked: u64) {
+    pub fn publish(
+        &mut self,
+        counts: Option<&Counts>,
+        settling: u64,
+        locked: u64,
+        unreadable: u64,
+    ) {
         if let Some(c) = counts {
             let g = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
             self.h.in_flight.set(g(c.submitted));
@@ -405,6 +411,10 @@ impl Metrics {
             .pending
             .get_or_create(&[("stage", "locked")])
             .set(i64::try_from(locked).unwrap_or(i64::MAX));
+        self.h
+            .pending
+            .get_or_create(&[("stage", "unreadable")])
+            .set(i64::try_from(unreadable).unwrap_or(i64::MAX));
         self.write_textfile();
     }
 
@@ -765,7 +775,7 @@ mod tests {
             failed: 5,
             lost: 1,
         };
-        m.publish(Some(&c), 4, 1);
+        m.publish(Some(&c), 4, 1, 3);
         let t = m.render();
         for (series, want) in [
             ("dirwatcher_directories", 7.0),
@@ -780,6 +790,7 @@ mod tests {
             ("dirwatcher_jobs_lost", 1.0),
             ("dirwatcher_directories_pending{stage=\"settling\"}", 4.0),
             ("dirwatcher_directories_pending{stage=\"locked\"}", 1.0),
+            ("dirwatcher_directories_pending{stage=\"unreadable\"}", 3.0),
             ("dirwatcher_directories_pending{stage=\"submitting\"}", 2.0),
             ("dirwatcher_directories_finished{state=\"completed\"}", 40.0),
             ("dirwatcher_directories_finished{state=\"failed\"}", 5.0),
@@ -818,7 +829,7 @@ mod tests {
         };
         let mut m = Metrics::start(&cfg).unwrap();
         m.scanned(3, 0);
-        m.publish(None, 0, 0);
+        m.publish(None, 0, 0, 0);
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(sample(&text, "dirwatcher_directories"), Some(3.0));
         let names: Vec<_> = std::fs::read_dir(t.path())

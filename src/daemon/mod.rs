@@ -566,7 +566,8 @@ impl Daemon {
             .filter(|(d, _)| told.contains(*d))
             .count() as u64;
         let settling = watched - locked;
-        o.metrics.publish(counts, settling, locked);
+        let unreadable = self.settling.unreadable.len() as u64;
+        o.metrics.publish(counts, settling, locked, unreadable);
         let refused = self.health.rejected.current();
         let status = counts.map(|c| {
             let line = notify::status_line(&self.cfg.watch.root, settling, locked, c);
