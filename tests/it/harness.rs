@@ -510,14 +510,21 @@ pub mod slurm {
             .collect()
     }
 
-    /// One sacct field of a job.
+    /// One accounting field of the newest job with this id: Slurm reuses ids (the fault tests reset the
+    /// counter), and `sacct -j N` alone answers with every job N ever had, oldest first.
     pub fn sacct_field(id: &str, field: &str) -> String {
         let out = Command::new("sacct")
-            .args(["-X", "-n", "-P", "-j", id])
-            .arg(format!("--format={field}"))
+            .args(["-X", "-n", "-P", "-j", id, "--starttime=now-7days"])
+            .arg(format!("--format=Submit,{field}"))
+            .env("SLURM_TIME_FORMAT", "%s")
             .output()
             .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('|'))
+            .max_by_key(|(submit, _)| submit.trim().parse::<i64>().unwrap_or(0))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
     }
 
     /// The controller's state word for a job (`squeue -t all`), empty when it does not know the job.

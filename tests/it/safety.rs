@@ -218,25 +218,39 @@ fn a_planted_output_folder_and_output_links_make_no_job_write_outside_its_own_fi
     assert_eq!(mode(&victim), 0o600);
 }
 
-/// An id the cluster has not handed out yet: one above the newest job accounting knows.
+/// An id the cluster has not handed out yet: one above a held job submitted (and cancelled) for the purpose.
+/// (Accounting's newest id says nothing after the controller's counter was reset: ids are reused.)
 fn next_job_id() -> u64 {
-    let out = std::process::Command::new("sacct")
+    let out = std::process::Command::new("sbatch")
         .args([
-            "-X",
-            "-n",
-            "-P",
-            "-a",
-            "--format=JobIDRaw",
-            "--starttime=now-86400",
+            "--parsable",
+            "--hold",
+            "-p",
+            "main",
+            "-A",
+            "dev",
+            "-J",
+            "dw-probe-next-id",
+            "--wrap",
+            "true",
         ])
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().parse::<u64>().ok())
-        .max()
-        .unwrap_or(0)
-        + 1
+    let id: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .split(';')
+        .next()
+        .and_then(|i| i.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "sbatch gave no id: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let _ = std::process::Command::new("scancel")
+        .arg(id.to_string())
+        .status();
+    id + 1
 }
 
 use crate::slurm_pipeline::SLURM_DEADLINE;
