@@ -707,6 +707,7 @@ fn remember_seen(seen: &SeenJobs, jobs: &[TrackedJob], sightings: &Sightings) {
                 JobSeen {
                     job_id: j.job_id.clone(),
                     slurm_state: r.state.clone(),
+                    slurm_reason: r.detail.reason.clone(),
                     source: source.into(),
                     at: now,
                 },

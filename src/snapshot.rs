@@ -45,6 +45,9 @@ pub struct JobSeen {
     pub job_id: String,
     /// Slurm's state word (`PENDING`, `RUNNING`, …) of the row that is provably ours.
     pub slurm_state: String,
+    /// Slurm's reason with it (`Priority`, `Resources`, `NonZeroExitCode`, …); empty for none.
+    #[serde(default)]
+    pub slurm_reason: String,
     /// Which source said it: `controller` (squeue) or `accounting` (sacct).
     pub source: String,
     /// When it was said (wall ms).

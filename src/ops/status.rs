@@ -124,6 +124,8 @@ pub struct InFlight {
     pub job_name: String,
     /// Slurm's state word as the daemon last saw it (from its snapshot).
     pub slurm_state: Option<String>,
+    /// Slurm's reason with that state (`Priority`, `Resources`, `ReqNodeNotAvail`, …), when it gave one.
+    pub slurm_reason: Option<String>,
     /// Why it is where it is, in words.
     pub reason: String,
     /// Attempt number (1 = first job).
@@ -338,11 +340,19 @@ pub fn status(cfg: &Config, q: &StatusQuery) -> anyhow::Result<Status> {
     };
     let row = |g: Generation| {
         let slurm_state = seen(&g).map(|j| j.slurm_state.clone());
+        let slurm_reason = seen(&g)
+            .map(|j| j.slurm_reason.clone())
+            .filter(|r| !r.is_empty());
+        let mut reason = reason_of(&g, slurm_state.as_deref(), now);
+        if let Some(r) = &slurm_reason {
+            reason.push_str(&format!(" (reason: {r})"));
+        }
         InFlight {
             dir: root.join(&g.dir).to_string_lossy().into_owned(),
             state: word_of(g.state),
-            reason: reason_of(&g, slurm_state.as_deref(), now),
+            reason,
             slurm_state,
+            slurm_reason,
             job_id: g.job_id.clone(),
             job_name: g.job_name.clone(),
             attempt: g.attempt,
