@@ -3,7 +3,7 @@
 //! Owns: the model of a directory generation ([`model`]), ready-file stability ([`stability`]), what a
 //! scheduler answer means and what follows a job's end ([`verdict`]), whether a scheduler's row is about our
 //! job, final, or the job lost ([`judge`]), refusals that are configuration errors ([`rejection`]), outages and
-//! back-off ([`outage`]), and the agenda of a cycle with the loop's schedule ([`agenda`]). Must never: read the
+//! back-off ([`outage`]), the pace of submissions and rechecks ([`pace`]), and the agenda of a cycle with the loop's schedule ([`agenda`]). Must never: read the
 //! clock, touch the file
 //! system, run a process or import a module that does; time always comes in as a parameter, so tests never
 //! sleep (a test in `lib.rs` checks the imports).
@@ -12,6 +12,7 @@ pub mod agenda;
 pub mod judge;
 pub mod model;
 pub mod outage;
+pub mod pace;
 pub mod rejection;
 pub mod stability;
 pub mod verdict;
@@ -28,6 +29,7 @@ pub use model::{
     GenState, Generation, GenerationVerdict, LockProbe, ReadyIdentity, generation_verdict, job_name,
 };
 pub use outage::{OutageEdge, OutageLatch, backoff};
+pub use pace::{PaceSignal, SubmitPace, TokenBucket, first_recheck, pace_signal};
 pub use rejection::{Rejection, RejectionEdge, RejectionLatch, classify_rejection};
 pub use stability::{Readiness, ReadyObservation, StabilityPolicy, StabilityTracker};
 pub use verdict::{

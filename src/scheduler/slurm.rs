@@ -280,14 +280,25 @@ pub fn starttime_arg(oldest: Millis, now: Millis) -> String {
     format!("--starttime=now-{back}")
 }
 
-/// Groups job ids by cluster (normally one group: the local cluster).
-fn by_cluster(jobs: &[TrackedJob]) -> BTreeMap<Option<&str>, Vec<&str>> {
+/// Job ids per `sacct`/`squeue` call. One argument of all ids fails with "Argument list too long" near
+/// 16,400 seven-digit ids (and tracking would stop); 2,000 ids are ~16 KB, well inside any limit, and
+/// still few calls (10 for 20,000 jobs in flight).
+pub const IDS_PER_CALL: usize = 2000;
+
+/// Groups job ids by cluster (normally one group: the local cluster), in chunks of [`IDS_PER_CALL`].
+fn by_cluster(jobs: &[TrackedJob]) -> Vec<(Option<&str>, Vec<&str>)> {
     let mut m: BTreeMap<Option<&str>, Vec<&str>> = BTreeMap::new();
     for j in jobs {
         let (id, cluster) = split_job_id(&j.job_id);
         m.entry(cluster).or_default().push(id);
     }
-    m
+    m.into_iter()
+        .flat_map(|(cluster, ids)| {
+            ids.chunks(IDS_PER_CALL)
+                .map(|c| (cluster, c.to_vec()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// After a failed `squeue`, the controller is asked again only this much later: a controller that is down
@@ -330,7 +341,7 @@ pub fn sbatch_refusal_is_certain(stderr: &str) -> bool {
 }
 
 impl Slurm {
-    /// One bounded `sacct` per cluster (normally exactly one call for all jobs).
+    /// One bounded `sacct` per cluster and chunk of [`IDS_PER_CALL`] ids.
     fn query_sacct(&self, jobs: &[TrackedJob]) -> Result<Vec<JobRow>, QueryError> {
         let oldest = jobs.iter().map(|j| j.since).min().unwrap_or_else(now_ms);
         let mut out = Vec::new();
@@ -352,7 +363,7 @@ impl Slurm {
         Ok(out)
     }
 
-    /// The controller's view: one `squeue -t all` per cluster for all jobs (finished ones too, until
+    /// The controller's view: one `squeue -t all` per cluster and chunk of ids (finished ones too, until
     /// `MinJobAge`), with the fields that tell whose job a row is and whether it may run again.
     fn query_controller(&self, jobs: &[TrackedJob]) -> Result<Vec<JobRow>, QueryError> {
         let mut out = Vec::new();
@@ -560,6 +571,35 @@ mod tests {
     }
 
     #[test]
+    fn ids_go_to_slurm_in_chunks_of_two_thousand_per_cluster() {
+        let job = |id: String| TrackedJob {
+            job_id: id,
+            key: "k".into(),
+            job_name: "n".into(),
+            since: 0,
+        };
+        let mut jobs: Vec<TrackedJob> = (0..4500)
+            .map(|n| job(format!("{}", 1_000_000 + n)))
+            .collect();
+        jobs.push(job("7;other".into()));
+        let calls = by_cluster(&jobs);
+        let sizes: Vec<(Option<&str>, usize)> =
+            calls.iter().map(|(c, ids)| (*c, ids.len())).collect();
+        assert_eq!(
+            sizes,
+            vec![(None, 2000), (None, 2000), (None, 500), (Some("other"), 1)]
+        );
+        let all: usize = calls.iter().map(|(_, ids)| ids.len()).sum();
+        assert_eq!(all, jobs.len(), "no id is left out");
+        let longest = calls
+            .iter()
+            .map(|(_, ids)| ids.join(",").len())
+            .max()
+            .unwrap();
+        assert!(longest < 20_000, "one argument of {longest} bytes");
+    }
+
+    #[test]
     fn parsable_output_gives_the_id() {
         assert_eq!(parse_parsable("12345\n").as_deref(), Some("12345"));
         assert_eq!(
@@ -735,6 +775,8 @@ mod tests {
             command_timeout: Duration::from_secs(5),
             lost_after: Duration::from_secs(3600),
             max_local_jobs: 1,
+            submit_concurrency: 4,
+            submit_rate: None,
         };
         let spec = JobSpec {
             dir_path: "/data/incoming/case 1".into(),
