@@ -447,6 +447,28 @@ impl Ledger {
         )
     }
 
+    /// [`Ledger::record_submitted`] for the answers of one batch of `sbatch` calls, in one transaction.
+    pub fn record_submitted_many(&mut self, done: &[(i64, String)], now: Millis) -> Result<()> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        let (path, what) = (self.path.clone(), "cannot record the job ids");
+        let tx = self.conn.transaction().map_err(sqle(&path, what))?;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "UPDATE generations SET state = 'submitted', job_id = ?2, submitted_at = ?3, uncertain = 0,
+                         last_error = NULL, updated_at = ?3 WHERE id = ?1 AND state = 'submitting'",
+                )
+                .map_err(sqle(&path, what))?;
+            for (id, job) in done {
+                st.execute(params![id, job, now])
+                    .map_err(sqle(&path, what))?;
+            }
+        }
+        tx.commit().map_err(sqle(&path, what))
+    }
+
     /// Records a submission that failed. `certain` = the scheduler said no (no job can exist); otherwise
     /// the record stays uncertain and the key is looked up before the next try.
     pub fn record_submit_failed(

@@ -8,12 +8,13 @@
 //! committed intent, declare a job failed because a query failed, hold the ledger busy across a child
 //! process, or decide inline what the engine decides.
 
+mod known;
 mod say;
 mod steps;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -21,8 +22,10 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::config::Config;
-use crate::engine::{Cadence, OutageLatch, RejectionLatch, Schedule, StabilityTracker};
+use crate::config::{Config, SubmitRate};
+use crate::engine::{
+    Cadence, OutageLatch, RejectionLatch, Schedule, StabilityTracker, SubmitPace, TokenBucket,
+};
 use crate::fsx::{Root, RootLinks};
 use crate::ledger::{Counts, Ledger, LedgerError};
 use crate::metrics::{Metrics, MetricsError};
@@ -138,13 +141,13 @@ struct Settling {
 }
 
 impl Settling {
-    /// Forgets directories that are no longer in the root.
+    /// Forgets directories that are no longer in the root (`names` is sorted: a binary search each, no
+    /// set of 100,000 names built per scan).
     fn keep_only(&mut self, names: &[OsString]) {
-        let present: HashSet<&OsStr> = names.iter().map(OsString::as_os_str).collect();
-        self.tracker.retain(|d| present.contains(d));
-        self.told_locked.retain(|d| present.contains(d.as_os_str()));
-        self.told_renamed
-            .retain(|d| present.contains(d.as_os_str()));
+        let present = |d: &OsStr| names.binary_search_by(|n| n.as_os_str().cmp(d)).is_ok();
+        self.tracker.retain(present);
+        self.told_locked.retain(|d| present(d));
+        self.told_renamed.retain(|d| present(d));
     }
 
     /// Forgets one directory (submitted, in flight, done, or its ready-file removed).
@@ -195,6 +198,60 @@ impl Default for CachedCounts {
     }
 }
 
+/// What the loop keeps in memory so that a cycle costs what changed, not what the ledger holds.
+#[derive(Debug, Default)]
+struct Memory {
+    /// The latest record of every directory in the root, and when a finished one is looked at again.
+    known: known::Known,
+    /// Pending effects may exist (at start, after a job's end with effects, after another connection
+    /// wrote, or while one keeps failing): only then are they read.
+    effects_due: bool,
+    /// When a scheduler source last showed each job in flight (record id → wall ms). The ledger's
+    /// `seen_at` is written only when it is older than [`SEEN_WRITE_GAP`]: one write per job a minute,
+    /// not per poll.
+    seen: HashMap<i64, Millis>,
+}
+
+/// How stale the ledger's `seen_at` of a job in flight may be: the lost-job rule works from memory, so this
+/// only matters after a restart (a job may then be declared lost this much early, against
+/// `job.lost_after_sec` of an hour by default).
+const SEEN_WRITE_GAP: Millis = 60_000;
+
+/// How fast submissions go: the configured width lowered while the controller is slow or limits, and the
+/// optional token bucket of `job.submit_rate`.
+#[derive(Debug)]
+struct Pacing {
+    /// `sbatch` calls at once.
+    pace: SubmitPace,
+    /// `job.submit_rate`, if set.
+    bucket: Option<TokenBucket>,
+    /// The rate the bucket was made for.
+    rate: Option<SubmitRate>,
+}
+
+impl Pacing {
+    fn new(cfg: &Config, now: Millis) -> Pacing {
+        let rate = cfg.job.submit_rate;
+        Pacing {
+            pace: SubmitPace::new(cfg.job.submit_concurrency),
+            bucket: rate.map(|r| TokenBucket::new(r.burst, r.per_sec, now)),
+            rate,
+        }
+    }
+
+    /// After a reload: a new width at once; a new bucket only for a new rate (a reload must not hand
+    /// out a fresh burst).
+    fn reconfigure(&mut self, cfg: &Config, now: Millis) {
+        self.pace.set_max(cfg.job.submit_concurrency);
+        if cfg.job.submit_rate != self.rate {
+            *self = Pacing {
+                pace: self.pace.clone(),
+                ..Pacing::new(cfg, now)
+            };
+        }
+    }
+}
+
 /// Who watches from the side: Prometheus metrics and systemd.
 #[derive(Debug)]
 struct Observers {
@@ -231,6 +288,10 @@ pub struct Daemon {
     observers: Observers,
     /// Records whose job id showed a row of another job (a reused id): said once per job, not every poll.
     told_stale: HashSet<i64>,
+    /// The in-memory view of the ledger and what is due.
+    memory: Memory,
+    /// The pace of submissions.
+    pacing: Pacing,
     /// The single-instance lock; released when the daemon is dropped.
     _lock: File,
 }
@@ -288,6 +349,7 @@ impl Daemon {
         let metrics = Metrics::start(&cfg.metrics)?;
         let sched = metrics.instrument(make_sched(&cfg), &notifier);
         prepare_output_dir(&cfg);
+        let pacing = Pacing::new(&cfg, clock.mono());
         Ok(Daemon {
             cfg,
             ledger,
@@ -301,6 +363,11 @@ impl Daemon {
             counts: CachedCounts::default(),
             observers: Observers { metrics, notifier },
             told_stale: HashSet::new(),
+            memory: Memory {
+                effects_due: true,
+                ..Memory::default()
+            },
+            pacing,
             _lock: lock,
         })
     }
@@ -362,6 +429,7 @@ impl Daemon {
                     .instrument((self.make_sched)(&self.cfg), &self.observers.notifier);
                 self.observers.metrics.reload(&self.cfg.metrics);
                 prepare_output_dir(&self.cfg);
+                self.pacing.reconfigure(&self.cfg, self.clock.mono());
                 self.schedule.rescan();
                 say::reloaded(&self.cfg.source);
                 self.retry_refused();
@@ -390,6 +458,7 @@ impl Daemon {
     /// One cycle: every step once, in order. Public for tests and for `run --once`.
     pub fn cycle(&mut self, events: &Receiver<Event>) -> Flow {
         let now = self.clock.mono();
+        self.sync_known(now);
         let mut agenda = self.read_agenda();
         if self.schedule.track_due(now) {
             self.resolve(&mut agenda);

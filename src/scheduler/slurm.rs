@@ -401,6 +401,36 @@ impl Scheduler for Slurm {
     }
 
     fn submit(&mut self, spec: &JobSpec) -> Result<String, SubmitError> {
+        self.sbatch(spec)
+    }
+
+    fn submit_many(
+        &mut self,
+        specs: &[JobSpec],
+        width: usize,
+        answer: &mut super::Answer<'_>,
+    ) -> usize {
+        let this = &*self;
+        super::submit_concurrently(specs, width, |spec| this.sbatch(spec), answer)
+    }
+
+    fn query(&mut self, jobs: &[TrackedJob]) -> Result<Sightings, QueryError> {
+        self.query_all(jobs)
+    }
+
+    fn lookup(
+        &mut self,
+        key: &str,
+        job_name: &str,
+        since: Millis,
+    ) -> Result<Option<String>, QueryError> {
+        self.lookup_key(key, job_name, since)
+    }
+}
+
+impl Slurm {
+    /// One `sbatch`, its answer classified.
+    fn sbatch(&self, spec: &JobSpec) -> Result<String, SubmitError> {
         let inv = sbatch_invocation(&self.job, &self.root, spec);
         match process::run(&inv, self.timeout) {
             Ok(out) => parse_parsable(&out.stdout).ok_or_else(|| {
@@ -427,7 +457,7 @@ impl Scheduler for Slurm {
         }
     }
 
-    fn query(&mut self, jobs: &[TrackedJob]) -> Result<Sightings, QueryError> {
+    fn query_all(&mut self, jobs: &[TrackedJob]) -> Result<Sightings, QueryError> {
         let now = now_ms();
         let acct = self.query_sacct(jobs);
         match &acct {
@@ -497,7 +527,7 @@ impl Scheduler for Slurm {
         }
     }
 
-    fn lookup(
+    fn lookup_key(
         &mut self,
         key: &str,
         job_name: &str,
