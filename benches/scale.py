@@ -92,7 +92,17 @@ def start(cfg, log):
 
 
 def stop(p):
-    p.terminate()
+    # Under strace the daemon is strace's child: it gets the SIGTERM (strace would only detach).
+    try:
+        with open(f"/proc/{p.pid}/task/{p.pid}/children") as f:
+            kids = [int(k) for k in f.read().split()]
+    except OSError:
+        kids = []
+    if os.path.basename(p.args[0]) == "strace":
+        for k in kids:
+            os.kill(k, 15)
+    else:
+        p.terminate()
     try:
         p.wait(30)
     except subprocess.TimeoutExpired:
@@ -152,7 +162,7 @@ def bench_idle(work, n, reps):
         find.extend(timed(["find", root, "-maxdepth", "2", "-name", "_READY"], 1))
     cfg5 = config(os.path.dirname(root), root, state, poll=5)
     pct = daemon_cpu_per_cycle(cfg5, os.path.join(work, "idle5.log"), 20, 5.0)[1]
-    shutil.rmtree(os.path.dirname(root))
+    shutil.rmtree(os.path.dirname(root), ignore_errors=True)
     return {"n": n, "cycle_ms": cyc, "ls_ms": ls, "find_ms": find, "cpu_pct_poll5": pct,
             "ratio": med(cyc) / med(ls)}
 
@@ -173,7 +183,7 @@ def bench_ledger(work, rows, reps):
         c.close()
         cnt.append(ms(time.perf_counter() - t))
     per_cycle, pct, rss = daemon_cpu_per_cycle(cfg, os.path.join(base, "d.log"), 20, 5.0)
-    shutil.rmtree(base)
+    shutil.rmtree(base, ignore_errors=True)
     return {"rows": rows, "status_ms": st, "count_ms": cnt, "rss_kib": rss, "cpu_pct_poll5": pct,
             "ratio": med(st) / med(cnt)}
 
@@ -181,11 +191,14 @@ def bench_ledger(work, rows, reps):
 def sbatch_loop(n, work):
     """A bare sequential sbatch loop, jobs held (then cancelled): the floor of a burst."""
     t = time.perf_counter()
+    ids = []
     for i in range(n):
-        subprocess.run(["sbatch", "--parsable", "--hold", "-p", "main", "-J", f"floor-{i}", f"--chdir={work}",
-                        "-o", "/dev/null", "--wrap", "true"], stdout=subprocess.DEVNULL, check=True)
+        r = subprocess.run(["sbatch", "--parsable", "--hold", "-p", "main", "-J", f"floor-{i}", f"--chdir={work}",
+                            "-o", "/dev/null", "--wrap", "true"], capture_output=True, text=True, check=True)
+        ids.append(r.stdout.strip().split(";")[0])
     took = ms(time.perf_counter() - t)
-    subprocess.run(["scancel", "-n", ",".join(f"floor-{i}" for i in range(n))], check=False)
+    for i in range(0, len(ids), 500):
+        subprocess.run(["scancel"] + ids[i:i + 500], check=False)
     return took
 
 
@@ -199,7 +212,7 @@ def bench_burst(work, n, reps):
         cfg = config(base, root, state, poll=5, extra_job="  extra_args: [\"--hold\"]\n  output: /dev/null\n")
         strace = os.path.join(base, "strace.txt")
         t0 = time.time()
-        p = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=fsync,fdatasync", "-o", strace, BIN, "run",
+        p = subprocess.Popen(["strace", "-f", "--seccomp-bpf", "-qq", "-e", "trace=fsync,fdatasync", "-o", strace, BIN, "run",
                               "--allow-root", "--config", cfg], stdout=subprocess.DEVNULL,
                              stderr=open(os.path.join(base, "d.log"), "w"))
 
@@ -222,9 +235,9 @@ def bench_burst(work, n, reps):
         # From the first intent (after the stability window, which a bare loop does not have).
         out["daemon_ms"].append(last - first_intent)
         out["fsyncs_per_dir"].append(fsyncs / n)
-        for i in range(0, len(keys), 1000):
-            subprocess.run(["scancel"] + keys[i:i + 1000], check=False)
-        shutil.rmtree(base)
+        for i in range(0, len(keys), 500):
+            subprocess.run(["scancel"] + keys[i:i + 500], check=False)
+        shutil.rmtree(base, ignore_errors=True)
     out["ratio"] = med(out["daemon_ms"]) / med(out["loop_ms"])
     return out
 
@@ -259,7 +272,7 @@ def bench_newdir(work, n, samples):
     finally:
         stop(p)
         subprocess.run(["scancel"] + jobs, check=False)
-        shutil.rmtree(base)
+        shutil.rmtree(base, ignore_errors=True)
     lat.sort()
     p95 = lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))]
     return {"n": n, "latency_ms": lat, "p95_ms": p95, "bound_ms": 5000 + 1000 + 500}
@@ -332,19 +345,26 @@ def main():
     want = lambda k: only is None or k in only
     work = tempfile.mkdtemp(prefix="dw-scale.", dir=os.environ.get("DW_BENCH_DIR", "/tmp"))
     res = {"versions": versions()}
+    partial = os.path.join(tempfile.gettempdir(), "dw-scale-partial.json")
+
+    def keep(key, value):
+        res[key] = value
+        with open(partial, "w") as f:
+            json.dump(res, f)
+        print(f"{key}: {json.dumps(value)}", file=sys.stderr, flush=True)
     try:
         if quick:
-            res["idle"] = [bench_idle(work, 10_000, 2)]
-            res["ledger"] = bench_ledger(work, 100_000, 3)
+            keep("idle", [bench_idle(work, 10_000, 2)])
+            keep("ledger", bench_ledger(work, 100_000, 3))
         else:
             if want("idle"):
-                res["idle"] = [bench_idle(work, n, 3) for n in (1_000, 10_000, 100_000)]
+                keep("idle", [bench_idle(work, n, 3) for n in (1_000, 10_000, 100_000)])
             if want("newdir"):
-                res["newdir"] = bench_newdir(work, 100_000, 10)
+                keep("newdir", bench_newdir(work, 100_000, 10))
             if want("burst"):
-                res["burst"] = bench_burst(work, 2_000, 2)
+                keep("burst", bench_burst(work, 2_000, 2))
             if want("ledger"):
-                res["ledger"] = bench_ledger(work, 1_000_000, 3)
+                keep("ledger", bench_ledger(work, 1_000_000, 3))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     text = report(res, quick)
