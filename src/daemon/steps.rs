@@ -448,8 +448,6 @@ impl Daemon {
     /// finished one nothing until its recheck is due and then a single lstat, and only new candidates get
     /// the lock probe.
     fn look(&mut self, name: &OsString, now: Millis) -> Result<Look, LedgerDown> {
-        let root = &self.cfg.watch.root;
-        let path = root.join(name);
         let entry = match self.memory.known.entry(&self.ledger, name, now) {
             Ok(e) => e,
             Err(e) => {
@@ -469,6 +467,9 @@ impl Daemon {
             let next = now + ms(self.cfg.watch.recheck);
             self.memory.known.recheck_at(name, next);
         }
+        // Only now, for a directory that is looked at: 100,000 paths built per scan would cost more than
+        // the listing.
+        let path = self.cfg.watch.root.join(name);
         let signal = self.cfg.watch.signal_filename.clone();
         let signal = signal.as_os_str();
         let sub = match scan::open_dir(&self.root, name) {
