@@ -45,6 +45,9 @@ export DIRWATCHER_REQUIRE_SLURM=1
 # overlaps the others.
 cargo test --all-targets --locked -- --test-threads "${DIRWATCHER_TEST_THREADS:-16}"
 
+say "scale benchmark, short version (fails only on a ratio more than 2x worse than recorded)"
+bash benches/scale.sh --quick --check benches/ratios.json
+
 say "Debian package (built, and as root also installed, run and removed)"
 bash scripts/build-deb.sh $([ "$(id -u)" = 0 ] && echo --check)
 

@@ -658,6 +658,23 @@ impl Scheduler for Instrumented {
         r
     }
 
+    fn submit_many(
+        &mut self,
+        specs: &[JobSpec],
+        width: usize,
+        answer: &mut crate::scheduler::Answer<'_>,
+    ) -> usize {
+        let (h, notifier) = (self.h.clone(), &self.notifier);
+        self.inner.submit_many(specs, width, &mut |i, r, took| {
+            h.call(Call::Submit, took, r.is_ok());
+            if r.is_ok() {
+                h.submitted.inc();
+            }
+            notifier.watchdog();
+            answer(i, r, took)
+        })
+    }
+
     fn query(&mut self, jobs: &[TrackedJob]) -> Result<Sightings, QueryError> {
         let n = jobs.len();
         let r = self.timed(Call::Query, format_args!("for {n} job(s)"), |s| {

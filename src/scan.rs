@@ -34,7 +34,7 @@ pub fn list_subdirs(root: &Root) -> io::Result<Vec<OsString>> {
             out.push(name);
         }
     }
-    out.sort();
+    out.sort_unstable();
     Ok(out)
 }
 

@@ -26,6 +26,11 @@ pub mod defaults {
     pub const STABILITY_INTERVAL_SEC: f64 = 1.0;
     /// `watch.allow_unsafe_root`.
     pub const ALLOW_UNSAFE_ROOT: bool = false;
+    /// `watch.recheck_sec`: a finished directory's ready-file is looked at again within this period (a
+    /// slice per scan), not every poll.
+    pub const RECHECK_SEC: f64 = 300.0;
+    /// `job.submit_concurrency`: `sbatch` calls at once during a burst.
+    pub const SUBMIT_CONCURRENCY: i64 = 4;
     /// `job.executor`.
     pub const EXECUTOR: ExecutorKind = ExecutorKind::Slurm;
     /// `job.job_name_prefix`.
@@ -223,6 +228,12 @@ pub const WATCH_ALLOW_UNSAFE_ROOT: Key = key(
     Switch(defaults::ALLOW_UNSAFE_ROOT),
     "accept a root that is a symlink, or writable by every user without the sticky bit (refused otherwise)",
 );
+/// `watch.recheck_sec`.
+pub const WATCH_RECHECK_SEC: Key = key(
+    "watch.recheck_sec",
+    Seconds(defaults::RECHECK_SEC),
+    "a finished directory's ready-file is looked at again for a new generation within this period, a slice per scan (0: every scan); new directories are looked at every scan",
+);
 /// `job.executor`.
 pub const JOB_EXECUTOR: Key = key(
     "job.executor",
@@ -307,6 +318,18 @@ pub const JOB_UMASK: Key = key(
     // Quoted: unquoted, YAML reads `0022` as the number 22.
     Text("\"0022\""),
     "the job's umask (octal; Slurm's `SLURM_UMASK`), whatever the daemon's own; `0022` makes outputs `0644`",
+);
+/// `job.submit_concurrency`.
+pub const JOB_SUBMIT_CONCURRENCY: Key = key(
+    "job.submit_concurrency",
+    Count(defaults::SUBMIT_CONCURRENCY),
+    "`sbatch` calls running at once during a burst; lowered by itself while the controller is slow or rate-limits",
+);
+/// `job.submit_rate`.
+pub const JOB_SUBMIT_RATE: Key = key(
+    "job.submit_rate",
+    Unset,
+    "a budget of `sbatch` calls: `{burst: 30, per_sec: 2}` (a token bucket; like Slurm's `rl_enable` limiter)",
 );
 /// `behavior.delete_on_success`.
 pub const BEHAVIOR_DELETE_ON_SUCCESS: Key = key(
@@ -511,6 +534,7 @@ pub const ALL: &[Key] = &[
     WATCH_STABILITY_CHECKS,
     WATCH_STABILITY_INTERVAL_SEC,
     WATCH_ALLOW_UNSAFE_ROOT,
+    WATCH_RECHECK_SEC,
     JOB_EXECUTOR,
     JOB_WRAP_CMD,
     JOB_JOB_SCRIPT,
@@ -527,6 +551,8 @@ pub const ALL: &[Key] = &[
     JOB_LOST_AFTER_SEC,
     JOB_MAX_LOCAL_JOBS,
     JOB_UMASK,
+    JOB_SUBMIT_CONCURRENCY,
+    JOB_SUBMIT_RATE,
     BEHAVIOR_DELETE_ON_SUCCESS,
     BEHAVIOR_STATE_FILE,
     BEHAVIOR_FAILURE_LOG,

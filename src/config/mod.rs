@@ -139,6 +139,8 @@ pub struct WatchConfig {
     pub stability_interval: Duration,
     /// The root may be a symlink, or world-writable without the sticky bit.
     pub allow_unsafe_root: bool,
+    /// A finished directory's ready-file is looked at again within this period (zero: every scan).
+    pub recheck: Duration,
 }
 
 /// `job:` section, validated.
@@ -177,6 +179,19 @@ pub struct JobConfig {
     /// The job's umask (`job.umask`, default `0022`): sbatch is given `SLURM_UMASK`, the local runner sets
     /// it. Not the daemon's own umask (the unit's `UMask=`).
     pub umask: u32,
+    /// `sbatch` calls at once during a burst.
+    pub submit_concurrency: u32,
+    /// A token bucket for `sbatch` calls, if the site wants a budget.
+    pub submit_rate: Option<SubmitRate>,
+}
+
+/// `job.submit_rate`: at most `burst` calls at once, refilled at `per_sec` calls per second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SubmitRate {
+    /// Calls that may go at once after a quiet time (at least 1).
+    pub burst: u32,
+    /// Calls per second in the long run (greater than 0).
+    pub per_sec: f64,
 }
 
 /// `behavior:` section, validated.
@@ -355,6 +370,7 @@ struct RawWatch {
     stability_checks: S<i64>,
     stability_interval_sec: S<f64>,
     allow_unsafe_root: Option<bool>,
+    recheck_sec: S<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -378,6 +394,15 @@ struct RawJob {
     lost_after_sec: S<f64>,
     max_local_jobs: S<i64>,
     umask: S<String>,
+    submit_concurrency: S<i64>,
+    submit_rate: Option<Spanned<RawRate>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRate {
+    burst: S<i64>,
+    per_sec: S<f64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -567,6 +592,7 @@ impl Config {
         y.put(&WATCH_STABILITY_CHECKS, w.stability_checks.to_string());
         y.put(&WATCH_STABILITY_INTERVAL_SEC, secs(w.stability_interval));
         y.put(&WATCH_ALLOW_UNSAFE_ROOT, w.allow_unsafe_root.to_string());
+        y.put(&WATCH_RECHECK_SEC, secs(w.recheck));
         let j = &self.job;
         y.put(&JOB_EXECUTOR, j.executor.as_str().into());
         match &j.command {
@@ -600,6 +626,15 @@ impl Config {
         y.put(&JOB_LOST_AFTER_SEC, secs(j.lost_after));
         y.put(&JOB_MAX_LOCAL_JOBS, j.max_local_jobs.to_string());
         y.put(&JOB_UMASK, q(&umask_text(j.umask)));
+        y.put(&JOB_SUBMIT_CONCURRENCY, j.submit_concurrency.to_string());
+        let rate = j.submit_rate.map(|r| {
+            format!(
+                "{{burst: {}, per_sec: {}}}",
+                r.burst,
+                seconds_text(r.per_sec)
+            )
+        });
+        y.put(&JOB_SUBMIT_RATE, rate.unwrap_or_else(|| "null".into()));
         let b = &self.behavior;
         y.put(&BEHAVIOR_DELETE_ON_SUCCESS, b.delete_on_success.to_string());
         y.put(&BEHAVIOR_STATE_FILE, path(&b.state_file));
@@ -1376,6 +1411,12 @@ impl Validator<'_> {
                 0.0,
             )?,
             allow_unsafe_root,
+            recheck: self.seconds(
+                &keys::WATCH_RECHECK_SEC,
+                &w.recheck_sec,
+                defaults::RECHECK_SEC,
+                0.0,
+            )?,
         })
     }
 
@@ -1648,7 +1689,45 @@ impl Validator<'_> {
             )?,
             max_local_jobs: self.count(&keys::JOB_MAX_LOCAL_JOBS, &j.max_local_jobs, cpus, 1)?,
             umask,
+            submit_concurrency: self.count(
+                &keys::JOB_SUBMIT_CONCURRENCY,
+                &j.submit_concurrency,
+                defaults::SUBMIT_CONCURRENCY,
+                1,
+            )?,
+            submit_rate: self.submit_rate(j.submit_rate.as_ref())?,
         })
+    }
+
+    /// `job.submit_rate`: both fields, each a positive number.
+    fn submit_rate(&self, v: Option<&Spanned<RawRate>>) -> Result<Option<SubmitRate>, ConfigError> {
+        let Some(r) = v else { return Ok(None) };
+        let line = Some(r.referenced.line());
+        let fix = "write e.g. `submit_rate: {burst: 30, per_sec: 2}` (30 calls at once, then 2 per second)";
+        let key = keys::JOB_SUBMIT_RATE.name;
+        let (Some(burst), Some(per_sec)) = (&r.value.burst, &r.value.per_sec) else {
+            return Err(self.err(key, line, "needs both `burst` and `per_sec`", fix));
+        };
+        if burst.value < 1 || burst.value > i64::from(u32::MAX) {
+            let line = Some(burst.referenced.line());
+            let problem = format!(
+                "`burst` must be a whole number of at least 1, found {}",
+                burst.value
+            );
+            return Err(self.err(key, line, problem, fix));
+        }
+        if !per_sec.value.is_finite() || per_sec.value <= 0.0 || per_sec.value > 1e6 {
+            let line = Some(per_sec.referenced.line());
+            let problem = format!(
+                "`per_sec` must be a number greater than 0, found {}",
+                per_sec.value
+            );
+            return Err(self.err(key, line, problem, fix));
+        }
+        Ok(Some(SubmitRate {
+            burst: burst.value as u32,
+            per_sec: per_sec.value,
+        }))
     }
 }
 

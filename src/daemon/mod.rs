@@ -8,6 +8,7 @@
 //! committed intent, declare a job failed because a query failed, hold the ledger busy across a child
 //! process, or decide inline what the engine decides.
 
+mod known;
 mod say;
 mod steps;
 mod tell;
@@ -23,9 +24,11 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::config::Config;
+use crate::config::{Config, SubmitRate};
 use crate::deliver::EmailTransport;
-use crate::engine::{Cadence, OutageLatch, RejectionLatch, Schedule, StabilityTracker};
+use crate::engine::{
+    Cadence, OutageLatch, RejectionLatch, Schedule, StabilityTracker, SubmitPace, TokenBucket,
+};
 use crate::fsx::{Root, RootLinks};
 use crate::ledger::{Counts, Ledger, LedgerError};
 use crate::metrics::{Metrics, MetricsError};
@@ -153,7 +156,8 @@ struct Settling {
 }
 
 impl Settling {
-    /// Forgets directories that are no longer in the root.
+    /// Forgets directories that are no longer in the root (`names` is sorted: a binary search each, no
+    /// set of 100,000 names built per scan).
     fn keep_only(&mut self, names: &[OsString]) {
         let present: HashSet<&OsStr> = names.iter().map(OsString::as_os_str).collect();
         self.tracker.retain(|d| present.contains(d));
@@ -251,6 +255,56 @@ impl Default for CachedCounts {
     }
 }
 
+/// What the loop keeps in memory so that a cycle costs what changed, not what the ledger holds.
+#[derive(Debug, Default)]
+struct Memory {
+    /// The latest record of every directory in the root, and when a finished one is looked at again.
+    known: known::Known,
+    /// Pending effects may exist (at start, after a job's end with effects, after another connection
+    /// wrote, or while one keeps failing): only then are they read.
+    effects_due: bool,
+}
+
+/// How stale the ledger's `seen_at` of a job in flight may be: the lost-job rule works from memory, so this
+/// only matters after a restart (a job may then be declared lost this much early, against
+/// `job.lost_after_sec` of an hour by default).
+const SEEN_WRITE_GAP: Millis = 60_000;
+
+/// How fast submissions go: the configured width lowered while the controller is slow or limits, and the
+/// optional token bucket of `job.submit_rate`.
+#[derive(Debug)]
+struct Pacing {
+    /// `sbatch` calls at once.
+    pace: SubmitPace,
+    /// `job.submit_rate`, if set.
+    bucket: Option<TokenBucket>,
+    /// The rate the bucket was made for.
+    rate: Option<SubmitRate>,
+}
+
+impl Pacing {
+    fn new(cfg: &Config, now: Millis) -> Pacing {
+        let rate = cfg.job.submit_rate;
+        Pacing {
+            pace: SubmitPace::new(cfg.job.submit_concurrency),
+            bucket: rate.map(|r| TokenBucket::new(r.burst, r.per_sec, now)),
+            rate,
+        }
+    }
+
+    /// After a reload: a new width at once; a new bucket only for a new rate (a reload must not hand
+    /// out a fresh burst).
+    fn reconfigure(&mut self, cfg: &Config, now: Millis) {
+        self.pace.set_max(cfg.job.submit_concurrency);
+        if cfg.job.submit_rate != self.rate {
+            *self = Pacing {
+                pace: self.pace.clone(),
+                ..Pacing::new(cfg, now)
+            };
+        }
+    }
+}
+
 /// Who watches from the side: Prometheus metrics, systemd, and `status`/`explain` (the snapshot).
 #[derive(Debug)]
 struct Observers {
@@ -306,6 +360,10 @@ pub struct Daemon {
     telling: Telling,
     /// Records whose job id showed a row of another job (a reused id): said once per job, not every poll.
     told_stale: HashSet<i64>,
+    /// The in-memory view of the ledger and what is due.
+    memory: Memory,
+    /// The pace of submissions.
+    pacing: Pacing,
     /// The single-instance lock; released when the daemon is dropped.
     _lock: File,
 }
@@ -370,6 +428,7 @@ impl Daemon {
         let sched = metrics.instrument(make_sched(&cfg), &notifier);
         let telling = Telling::new(&cfg);
         let started_at = clock.wall();
+        let pacing = Pacing::new(&cfg, clock.mono());
         Ok(Daemon {
             cfg,
             ledger,
@@ -392,6 +451,11 @@ impl Daemon {
             },
             told_stale: HashSet::new(),
             telling,
+            memory: Memory {
+                effects_due: true,
+                ..Memory::default()
+            },
+            pacing,
             _lock: lock,
         })
     }
@@ -464,6 +528,7 @@ impl Daemon {
                 }
                 self.output_ready();
                 self.telling.email = EmailTransport::resolve(&self.cfg.notify);
+                self.pacing.reconfigure(&self.cfg, self.clock.mono());
                 self.schedule.rescan();
                 say::reloaded(&self.cfg.source, &changed);
                 self.observers.metrics.reloaded(true, self.clock.wall());
@@ -499,6 +564,7 @@ impl Daemon {
     /// One cycle: every step once, in order. Public for tests and for `run --once`.
     pub fn cycle(&mut self, events: &Receiver<Event>) -> Flow {
         let now = self.clock.mono();
+        self.sync_known(now);
         let mut agenda = self.read_agenda();
         if self.schedule.track_due(now) {
             self.resolve(&mut agenda);

@@ -9,7 +9,8 @@ use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::engine::{
-    GenState, Generation, JobReport, JobRow, OutageEdge, Rejection, RejectionEdge, Source,
+    GenState, Generation, JobReport, JobRow, OutageEdge, PaceSignal, Rejection, RejectionEdge,
+    Source,
 };
 use crate::logging::{error_chain, field, show};
 use crate::outcome::KeepReason;
@@ -376,6 +377,43 @@ pub fn snapshot_back(state_file: &Path) {
 /// An intent was cancelled or forgotten by an operator between the cycle's read and its `sbatch`.
 pub fn submission_withdrawn(path: &Path) {
     info!(dir = %field(path), "not submitting {}: an operator cancelled or forgot it meanwhile", show(path));
+}
+
+/// The number of `sbatch` calls at once changed: the controller answered slowly or said it limits (down),
+/// or answers quickly again (up).
+pub fn submit_pace(width: usize, max: u32, signal: PaceSignal) {
+    let why = match signal {
+        PaceSignal::Quick => "the controller answers quickly again",
+        PaceSignal::Slow => "the controller answers slowly",
+        PaceSignal::Limited => "the controller limits the rate of submissions",
+    };
+    if width as u32 >= max || signal != PaceSignal::Quick {
+        info!(
+            width,
+            "submitting {width} at a time (of `job.submit_concurrency` {max}): {why}"
+        );
+    } else {
+        debug!(
+            width,
+            "submitting {width} at a time (of `job.submit_concurrency` {max}): {why}"
+        );
+    }
+}
+
+/// sbatch said the controller limits the rate (or is too busy): no job was created; the directories wait
+/// `pause` and go at a lower pace, none is failed.
+pub fn submit_rate_limited(path: &Path, err: &str, waiting: usize, pause: Duration) {
+    info!(dir = ?path, waiting, "the controller limits submissions ({}); {waiting} directories wait {} and go at a lower pace",
+        err.trim(), human(ms(pause)));
+}
+
+/// The budget of `job.submit_rate` is spent: the rest go as it refills.
+pub fn submit_budget_spent(waiting: usize, wait: Duration) {
+    debug!(
+        waiting,
+        "`job.submit_rate` budget spent; {waiting} directories go as it refills (next in {})",
+        human(ms(wait))
+    );
 }
 
 /// A submission failed; `delay` until the next try.

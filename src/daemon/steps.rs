@@ -26,16 +26,38 @@ use crate::time::{Millis, ms};
 enum Look {
     /// Nothing to do now (in flight, done, no ready-file, settling, locked, unreadable).
     Wait,
-    /// Its ready-file is stable: commit an intent (`latest` is the record of the previous generation).
-    Stable {
-        latest: Option<Box<Generation>>,
-        identity: ReadyIdentity,
-        dir_dev_ino: (u64, u64),
-    },
+    /// Its ready-file is stable: commit an intent.
+    Stable(Ready),
 }
+
+/// A directory whose ready-file is stable.
+struct Ready {
+    name: OsString,
+    /// The record of the previous generation, if any.
+    latest: Option<i64>,
+    identity: ReadyIdentity,
+    dir_dev_ino: (u64, u64),
+}
+
+/// Intents handed to `sbatch` together: one transaction marks them started, one records their answers.
+/// Small enough that a crash in the middle leaves few records for a key lookup, large enough that a burst
+/// costs about one fsync per directory.
+const SUBMIT_CHUNK: usize = 32;
 
 /// The ledger failed; the step stops (its cause was reported).
 struct LedgerDown;
+
+/// How a chunk of submissions ended.
+enum ChunkEnd {
+    /// Every call was made and recorded.
+    Done,
+    /// A call failed or was rate-limited: submissions are held.
+    Held,
+    /// A stop or reload arrived between two calls.
+    Signal(Flow),
+    /// The ledger failed.
+    LedgerDown,
+}
 
 /// What the scheduler is asked about a job in flight (none before its id is known).
 fn tracked(g: &Generation) -> Option<TrackedJob> {
@@ -48,6 +70,28 @@ fn tracked(g: &Generation) -> Option<TrackedJob> {
 }
 
 impl Daemon {
+    /// Reads the in-memory view of the directories again when another connection wrote to the ledger
+    /// (or at start). Returns false when the ledger could not be read (the scan then waits).
+    pub(super) fn sync_known(&mut self, now: Millis) -> bool {
+        match self
+            .memory
+            .known
+            .sync(&self.ledger, now, self.cfg.watch.recheck)
+        {
+            Ok(read) => {
+                if read {
+                    self.memory.effects_due = true;
+                    self.counts.stale = true;
+                }
+                true
+            }
+            Err(e) => {
+                self.ledger_failed("reading the directories", &e);
+                false
+            }
+        }
+    }
+
     /// One read of the active rows: what this cycle looks up, queries and submits.
     pub(super) fn read_agenda(&mut self) -> Agenda {
         match self.ledger.active() {
@@ -123,6 +167,7 @@ impl Daemon {
                         self.notices_for(EventKind::Submitted, &g, Some(&job), None, None, wall);
                     let r = self.ledger.record_submitted(g.id, &job, &q.rows(), wall);
                     if self.commit("adopting a job", r).is_ok() {
+                        self.moved(&g, GenState::Submitted);
                         // The scheduler did take the job: that ends a submission outage as well.
                         say::submissions_back(self.health.submit.succeeded(self.clock.mono()));
                         say::adopted(&path, &job, &g.key);
@@ -189,7 +234,10 @@ impl Daemon {
                 say::stale_row_ignored(&self.path_of(&g), &job.job_id, row);
             }
             if judged.seen {
-                seen.push(g.id);
+                // The ledger's copy is for a restart: written once a minute per job, not every poll.
+                if g.seen_at.is_none_or(|s| wall - s >= super::SEEN_WRITE_GAP) {
+                    seen.push(g.id);
+                }
             }
             let r = match judged.verdict {
                 Verdict::Ended(rep) => self.record_end(&g, &rep, wall, agenda),
@@ -216,6 +264,7 @@ impl Daemon {
         let q = self.notices_for(EventKind::Lost, g, None, None, None, wall);
         let r = self.ledger.record_lost(g.id, &q.rows(), wall);
         self.commit("recording a lost job", r)?;
+        self.moved(g, GenState::Lost);
         say::job_lost(&self.path_of(g), g, unseen);
         Ok(())
     }
@@ -269,6 +318,10 @@ impl Daemon {
             }
         };
         self.ledger_ok();
+        self.moved(g, plan.state);
+        if plan.delete_dir || plan.log_failure {
+            self.memory.effects_due = true;
+        }
         self.observers.metrics.job_ended(plan.state, &rep.state);
         let retry_in = retry.and(plan.retry_at).map(|at| at - wall);
         say::job_ended(
@@ -282,28 +335,47 @@ impl Daemon {
         if let Some(Ok(Some(next))) = retry.map(|id| self.ledger.get(id)) {
             let wait = next.next_try_at - wall;
             self.waits.held.insert(next.id, self.clock.mono() + wait);
+            let (now, recheck) = (self.clock.mono(), self.cfg.watch.recheck);
+            self.memory.known.recorded(&next, now, recheck);
             agenda.add(next, wall);
         }
         Ok(())
     }
 
+    /// This daemon committed a new state for `g`: the in-memory view follows (a job that left the
+    /// scheduler's queue also leaves the memory of when it was last seen).
+    fn moved(&mut self, g: &Generation, state: GenState) {
+        let (now, recheck) = (self.clock.mono(), self.cfg.watch.recheck);
+        self.memory.known.moved(&g.dir, g.id, state, now, recheck);
+        if !state.is_active() {
+            self.waits.unseen.remove(&g.id);
+        }
+    }
+
     /// Step 3: failure-log lines and deletions that the ledger says are due; each flag is cleared after its
     /// effect (at least once for the log line, an idempotent delete).
+    /// They are read only when some may be due (a job ended with effects, another connection wrote, or
+    /// one is still waiting after a failure): an idle cycle reads nothing.
     pub(super) fn finish_effects(&mut self) {
+        if !self.memory.effects_due {
+            return;
+        }
         let due = match self.ledger.pending_effects() {
             Ok(d) => d,
             Err(e) => return self.ledger_failed("reading pending effects", &e),
         };
         // Deletions wait while the root cannot be trusted: "not there" would mean nothing then.
         let deletes = due.iter().any(|g| g.delete_pending) && self.root_usable();
+        let mut left = false;
         for g in due {
             if g.failure_log_pending {
-                self.log_failure(&g);
+                left |= !self.log_failure(&g);
             }
-            if g.delete_pending && deletes {
-                self.delete(&g);
+            if g.delete_pending {
+                left |= !(deletes && self.delete(&g));
             }
         }
+        self.memory.effects_due = left;
     }
 
     /// Whether the root's path still names the directory held open; says so once when that stops being
@@ -343,7 +415,8 @@ impl Daemon {
         }
     }
 
-    fn log_failure(&mut self, g: &Generation) {
+    /// Appends the failure-log line; true when it is done and recorded.
+    fn log_failure(&mut self, g: &Generation) -> bool {
         let mut rec = FailureRecord::new(&self.cfg.watch.root, g, std::time::SystemTime::now());
         rec.output = g.job_id.as_deref().and_then(|id| {
             crate::scheduler::output_file(
@@ -361,19 +434,22 @@ impl Daemon {
             Ok(()) => {
                 say::failure_log_back(log, self.health.failure_log.succeeded(now));
                 let r = self.ledger.record_failure_logged(g.id, self.clock.wall());
-                if let Err(e) = r {
-                    self.ledger_failed("recording the failure-log line", &e);
+                if let Err(e) = &r {
+                    self.ledger_failed("recording the failure-log line", e);
                 }
+                r.is_ok()
             }
             Err(e) => {
                 let job = g.job_id.as_deref().unwrap_or_default();
                 let edge = self.health.failure_log.failed(now);
                 say::failure_log_failed(&self.path_of(g), job, log, &e, edge);
+                false
             }
         }
     }
 
-    fn delete(&mut self, g: &Generation) {
+    /// Deletes the directory (or records why not); true when that is settled and recorded.
+    fn delete(&mut self, g: &Generation) -> bool {
         let path = self.path_of(g);
         let job = g.job_id.as_deref().unwrap_or_default();
         let signal = &self.cfg.watch.signal_filename;
@@ -384,7 +460,7 @@ impl Daemon {
                 (true, None)
             }
             // The root went away between the check and the deletion: the flag stays, tried again later.
-            Err(reason) if !reason.is_final() => return,
+            Err(reason) if !reason.is_final() => return false,
             Err(reason) => {
                 say::not_deleted(&path, job, reason);
                 (false, Some(format!("not deleted: {reason}")))
@@ -393,35 +469,34 @@ impl Daemon {
         let r = self
             .ledger
             .record_cleanup(g.id, deleted, err.as_deref(), self.clock.wall());
-        if let Err(e) = r {
-            self.ledger_failed("recording a deletion", &e);
+        if let Err(e) = &r {
+            self.ledger_failed("recording a deletion", e);
         }
+        r.is_ok()
     }
 
-    /// Step 4: lists the root, looks at the ready-file of every directory that is not handled yet, and
-    /// commits an intent for each one that became stable (it joins the agenda, to be submitted now).
+    /// Step 4: lists the root and diffs it against the directories known in memory: new names are looked
+    /// at first, a directory in flight not at all, a finished one only when its recheck is due (a slice
+    /// per scan, every one within `watch.recheck_sec`). The intents of every directory that became stable
+    /// are committed in one transaction (they join the agenda, to be submitted now).
     pub(super) fn scan(&mut self, agenda: &mut Agenda, now: Millis) {
         let Some(names) = self.list_root(now) else {
             return;
         };
         self.settling.keep_only(&names);
-        for name in &names {
-            let look = match self.look(name, now) {
-                Ok(look) => look,
+        self.memory.known.keep_only(&names);
+        // New names first: a new directory never waits behind the rechecks of finished ones.
+        let (new, known): (Vec<&OsString>, Vec<&OsString>) =
+            names.iter().partition(|n| self.memory.known.is_new(n));
+        let mut stable = Vec::new();
+        for name in new.into_iter().chain(known) {
+            match self.look(name, now) {
+                Ok(Look::Stable(ready)) => stable.push(ready),
+                Ok(Look::Wait) => {}
                 Err(LedgerDown) => return,
-            };
-            if let Look::Stable {
-                latest,
-                identity,
-                dir_dev_ino,
-            } = look
-                && self
-                    .commit_intent(name, latest, identity, dir_dev_ino, agenda)
-                    .is_err()
-            {
-                return;
             }
         }
+        self.commit_intents(stable, agenda);
     }
 
     fn list_root(&mut self, now: Millis) -> Option<Vec<OsString>> {
@@ -446,22 +521,32 @@ impl Daemon {
         }
     }
 
-    /// Looks at one directory. The ledger first: a directory in flight costs no file-system call at all, a
-    /// finished one a single lstat, and only new candidates get the lock probe.
+    /// Looks at one directory. Memory first: a directory in flight costs no file-system call at all, a
+    /// finished one nothing until its recheck is due and then a single lstat, and only new candidates get
+    /// the lock probe.
     fn look(&mut self, name: &OsString, now: Millis) -> Result<Look, LedgerDown> {
-        let root = &self.cfg.watch.root;
-        let path = root.join(name);
-        let latest = match self.ledger.latest_for_dir(name) {
-            Ok(l) => l,
+        let entry = match self.memory.known.entry(&self.ledger, name, now) {
+            Ok(e) => e,
             Err(e) => {
                 self.ledger_failed("reading a directory's record", &e);
                 return Err(LedgerDown);
             }
         };
-        if latest.as_ref().is_some_and(|g| g.state.is_active()) {
-            self.settling.tracker.forget(name);
-            return Ok(Look::Wait);
+        let latest = entry.latest;
+        if let Some(l) = latest {
+            if l.state.is_active() {
+                self.settling.tracker.forget(name);
+                return Ok(Look::Wait);
+            }
+            if now < entry.recheck_at {
+                return Ok(Look::Wait);
+            }
+            let next = now + ms(self.cfg.watch.recheck);
+            self.memory.known.recheck_at(name, next);
         }
+        // Only now, for a directory that is looked at: 100,000 paths built per scan would cost more than
+        // the listing.
+        let path = self.cfg.watch.root.join(name);
         let signal = self.cfg.watch.signal_filename.clone();
         let signal = signal.as_os_str();
         let sub = match scan::open_dir(&self.root, name) {
@@ -491,13 +576,14 @@ impl Daemon {
             self.settling.tracker.forget(name);
             return Ok(Look::Wait);
         }
-        let verdict =
-            engine::generation_verdict(latest.as_ref().map(|g| (g.state, g.ready)), identity);
+        let verdict = engine::generation_verdict(latest.map(|l| (l.state, l.ready)), identity);
         if verdict != GenerationVerdict::New {
             self.settling.tracker.forget(name);
             return Ok(Look::Wait);
         }
-        self.settle(name, &sub, latest, identity, now)
+        // A new generation is looked at every scan until it is stable.
+        self.memory.known.recheck_at(name, now);
+        self.settle(name, &sub, latest.map(|l| l.id), identity, now)
     }
 
     /// A new generation's ready-file: probe its lock and count the look toward stability.
@@ -505,7 +591,7 @@ impl Daemon {
         &mut self,
         name: &OsString,
         sub: &SubDir,
-        latest: Option<Generation>,
+        latest: Option<i64>,
         identity: ReadyIdentity,
         now: Millis,
     ) -> Result<Look, LedgerDown> {
@@ -540,11 +626,12 @@ impl Daemon {
                 }
                 Look::Wait
             }
-            Readiness::Stable => Look::Stable {
-                latest: latest.map(Box::new),
+            Readiness::Stable => Look::Stable(Ready {
+                name: name.clone(),
+                latest,
                 identity,
                 dir_dev_ino: sub.ident().dev_ino(),
-            },
+            }),
         })
     }
 
@@ -600,46 +687,55 @@ impl Daemon {
         }
     }
 
-    fn commit_intent(
-        &mut self,
-        name: &OsString,
-        latest: Option<Box<Generation>>,
-        identity: ReadyIdentity,
-        dir_dev_ino: (u64, u64),
-        agenda: &mut Agenda,
-    ) -> Result<(), LedgerDown> {
-        let path = self.cfg.watch.root.join(name);
-        self.settling.forget(name);
-        if let Some(prev) = &latest {
-            say::new_generation(&path, prev);
+    /// Commits the intents of one scan in one transaction; each joins the agenda.
+    fn commit_intents(&mut self, stable: Vec<Ready>, agenda: &mut Agenda) {
+        if stable.is_empty() {
+            return;
         }
-        let job_name = engine::job_name(&self.cfg.job.job_name_prefix, name);
+        for r in &stable {
+            self.settling.forget(&r.name);
+            if let Some(Ok(Some(prev))) = r.latest.map(|id| self.ledger.get(id)) {
+                say::new_generation(&self.cfg.watch.root.join(&r.name), &prev);
+            }
+        }
+        let prefix = &self.cfg.job.job_name_prefix;
+        let job_names: Vec<String> = stable
+            .iter()
+            .map(|r| engine::job_name(prefix, &r.name))
+            .collect();
         let wall = self.clock.wall();
-        let new = NewGeneration {
-            dir: name,
-            ready: identity,
-            dir_dev_ino: Some(dir_dev_ino),
-            attempt: 1,
-            job_name: &job_name,
-            not_before: wall,
-        };
-        match self.ledger.insert_intent(&new, wall) {
-            Ok(g) => {
+        let news: Vec<NewGeneration<'_>> = stable
+            .iter()
+            .zip(&job_names)
+            .map(|(r, job_name)| NewGeneration {
+                dir: &r.name,
+                ready: r.identity,
+                dir_dev_ino: Some(r.dir_dev_ino),
+                attempt: 1,
+                job_name,
+                not_before: wall,
+            })
+            .collect();
+        match self.ledger.insert_intents(&news, wall) {
+            Ok(records) => {
                 self.ledger_ok();
-                say::intent(&path, &g.key);
-                agenda.add(g, wall);
-                Ok(())
+                let (now, recheck) = (self.clock.mono(), self.cfg.watch.recheck);
+                for g in records {
+                    say::intent(&self.path_of(&g), &g.key);
+                    self.memory.known.recorded(&g, now, recheck);
+                    agenda.add(g, wall);
+                }
             }
-            Err(e) => {
-                self.ledger_failed("recording a submission intent", &e);
-                Err(LedgerDown)
-            }
+            Err(e) => self.ledger_failed("recording submission intents", &e),
         }
     }
 
-    /// Step 5: `sbatch` for every intent that is due, unless submissions are held after a failure. A
-    /// signal is honoured between two submissions, never inside one: a stop ends the batch, a reload ends
-    /// it too and is carried out at once by the loop (the rest follow with the new config).
+    /// Step 5: `sbatch` for every intent that is due, unless submissions are held after a failure, in
+    /// chunks of [`SUBMIT_CHUNK`] with up to `job.submit_concurrency` calls at once (fewer while the
+    /// controller is slow), within the budget of `job.submit_rate` if one is set. Every intent is
+    /// committed, and marked started, before its `sbatch`. A signal is honoured between two submissions,
+    /// never inside one: a stop ends the batch (calls running finish and are recorded), a reload ends it
+    /// too and is carried out at once by the loop (the rest follow with the new config).
     pub(super) fn submit(&mut self, mut agenda: Agenda, events: &Receiver<Event>) -> Flow {
         let now = self.clock.mono();
         let due = agenda.take_due();
@@ -660,68 +756,209 @@ impl Daemon {
             return Flow::Continue;
         }
         self.schedule.intents(agenda.next_due, false);
-        for g in due {
+        let mut rest = &due[..];
+        while !rest.is_empty() {
             match events.try_recv() {
                 Ok(Event::Terminate) => return Flow::Stop,
                 Ok(Event::Reload) => return Flow::Reload,
                 Err(_) => {}
             }
-            match self.submit_one(&g) {
-                Ok(true) => {}
-                Ok(false) => {
-                    // The scheduler is failing: the rest wait for the hold to end.
+            let now = self.clock.mono();
+            let want = rest.len().min(SUBMIT_CHUNK);
+            let n = match &mut self.pacing.bucket {
+                Some(b) => b.take(want, now),
+                None => want,
+            };
+            if n == 0 {
+                // The budget is spent: the rest go when the bucket holds a token again.
+                let at = self
+                    .pacing
+                    .bucket
+                    .as_ref()
+                    .map_or(now, |b| b.next_token(now));
+                let wait = std::time::Duration::from_millis((at - now).max(0) as u64);
+                say::submit_budget_spent(rest.len(), wait);
+                self.schedule.hold(now, wait);
+                self.schedule.intents(agenda.next_due, true);
+                return Flow::Continue;
+            }
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            match self.submit_chunk(chunk, events) {
+                ChunkEnd::Done => {}
+                ChunkEnd::Held => {
+                    // The scheduler failed or limits: the rest wait for the hold to end.
                     self.schedule.intents(agenda.next_due, true);
                     return Flow::Continue;
                 }
-                Err(LedgerDown) => return Flow::Continue,
+                ChunkEnd::Signal(flow) => return flow,
+                ChunkEnd::LedgerDown => return Flow::Continue,
             }
         }
         Flow::Continue
     }
 
-    /// One `sbatch`. `Ok(false)` when the scheduler failed: the batch stops, the next try is a probe.
-    fn submit_one(&mut self, g: &Generation) -> Result<bool, LedgerDown> {
-        let path = self.path_of(g);
-        let r = self.ledger.mark_sbatch_started(g.id, self.clock.wall());
-        let mut waiting = true;
-        let r = r.map(|w| waiting = w);
-        self.commit("recording a submission attempt", r)?;
-        if !waiting {
-            // Cancelled or forgotten by an operator since this cycle read it: no job for it.
-            say::submission_withdrawn(&path);
-            return Ok(true);
-        }
-        let spec = JobSpec {
-            dir_path: path.clone(),
-            job_name: g.job_name.clone(),
-            key: g.key.clone(),
+    /// One chunk: marked started in one transaction, submitted (concurrently where the scheduler can),
+    /// the job ids recorded in one transaction. A record an operator cancelled or forgot since the cycle
+    /// read it is not submitted; a call that never started is unmarked (no job can exist); a failure holds
+    /// submissions; a rate limit lowers the pace and pauses, failing nothing.
+    fn submit_chunk(&mut self, chunk: &[Generation], events: &Receiver<Event>) -> ChunkEnd {
+        let ids: Vec<i64> = chunk.iter().map(|g| g.id).collect();
+        let marked = match self
+            .ledger
+            .mark_sbatch_started_many(&ids, self.clock.wall())
+        {
+            Ok(m) => {
+                self.ledger_ok();
+                m
+            }
+            Err(e) => {
+                self.ledger_failed("recording submission attempts", &e);
+                return ChunkEnd::LedgerDown;
+            }
         };
-        let result = self.sched.submit(&spec);
-        let (now, wall) = (self.clock.mono(), self.clock.wall());
-        match result {
-            Ok(job) => {
-                say::submissions_back(self.health.submit.succeeded(now));
-                if self.health.rejected.cleared(now).is_some() {
-                    self.observers.metrics.submissions_refused(None);
-                }
-                // If this write fails the job exists but is not recorded: the record stays uncertain and
-                // the key lookup adopts it later; never submitted twice.
-                let q = self.notices_for(EventKind::Submitted, g, Some(&job), None, None, wall);
-                let r = self.ledger.record_submitted(g.id, &job, &q.rows(), wall);
-                if self.commit("recording a job id", r).is_ok() {
-                    let root = &self.cfg.watch.root;
-                    let out = output_file(&self.cfg.job, root, &path, &job, &g.job_name);
-                    say::submitted(&path, &job, &g.job_name, out.as_deref(), g.attempt);
-                }
-                // Unseen from now, on the monotonic clock (see `Waits::unseen`).
-                self.waits.unseen.insert(g.id, (0, now));
-                Ok(true)
-            }
-            Err(err) => {
-                self.submit_failed(g, &path, &err, now, wall);
-                Ok(false)
+        let mut live: Vec<Generation> = Vec::with_capacity(chunk.len());
+        for (g, waiting) in chunk.iter().zip(marked) {
+            if waiting {
+                live.push(g.clone());
+            } else {
+                say::submission_withdrawn(&self.path_of(g));
             }
         }
+        if live.is_empty() {
+            return ChunkEnd::Done;
+        }
+        let ids: Vec<i64> = live.iter().map(|g| g.id).collect();
+        let specs: Vec<JobSpec> = live
+            .iter()
+            .map(|g| JobSpec {
+                dir_path: self.path_of(g),
+                job_name: g.job_name.clone(),
+                key: g.key.clone(),
+            })
+            .collect();
+        let mut answers = Vec::with_capacity(live.len());
+        let mut signal = None;
+        let width = self.pacing.pace.width();
+        let started = self.sched.submit_many(&specs, width, &mut |i, r, took| {
+            let ok = r.is_ok();
+            answers.push((i, r, took));
+            if !ok {
+                return false;
+            }
+            match events.try_recv() {
+                Ok(Event::Terminate) => signal = Some(Flow::Stop),
+                Ok(Event::Reload) => signal = Some(Flow::Reload),
+                Err(_) => return true,
+            }
+            false
+        });
+        let (now, wall) = (self.clock.mono(), self.clock.wall());
+        let mut unmark: Vec<i64> = ids[started..].to_vec();
+        if let Some(b) = &mut self.pacing.bucket {
+            b.give_back(unmark.len());
+        }
+        let (mut done, mut failed, mut limited) = (Vec::new(), Vec::new(), None);
+        for (i, r, took) in answers {
+            let text = r.as_ref().err().map(ToString::to_string);
+            let pace = engine::pace_signal(took, text.as_deref());
+            if self.pacing.pace.answered(pace) {
+                say::submit_pace(
+                    self.pacing.pace.width(),
+                    self.cfg.job.submit_concurrency,
+                    pace,
+                );
+            }
+            match r {
+                Ok(job) => done.push((i, job)),
+                // Refused for the rate: no job exists, and the directory has done nothing wrong.
+                Err(SubmitError::Refused(m)) if engine::pace::is_rate_limited(&m) => {
+                    unmark.push(live[i].id);
+                    limited.get_or_insert((i, m));
+                }
+                Err(err) => failed.push((i, err)),
+            }
+        }
+        let recorded = self.record_answers(&live, &done, wall);
+        let r = self.ledger.unmark_sbatch_started(&unmark, wall);
+        let unmarked = self.commit("recording submissions that did not start", r);
+        if recorded.is_err() || unmarked.is_err() {
+            return ChunkEnd::LedgerDown;
+        }
+        let held = !failed.is_empty() || limited.is_some();
+        for (i, err) in failed {
+            let g = &live[i];
+            self.submit_failed(g, &self.path_of(g), &err, now, wall);
+        }
+        if let Some((i, m)) = limited {
+            let waiting = unmark.len();
+            say::submit_rate_limited(
+                &self.path_of(&live[i]),
+                &m,
+                waiting,
+                engine::pace::LIMITED_PAUSE,
+            );
+            let until = now + ms(engine::pace::LIMITED_PAUSE);
+            if !self.schedule.held(until - 1) {
+                self.schedule.hold(now, engine::pace::LIMITED_PAUSE);
+            }
+        }
+        match signal {
+            _ if held => ChunkEnd::Held,
+            Some(flow) => ChunkEnd::Signal(flow),
+            None => ChunkEnd::Done,
+        }
+    }
+
+    /// Records the job ids of a chunk's successful calls, each with its notices, in one transaction, then
+    /// says so (job name and output file included).
+    fn record_answers(
+        &mut self,
+        chunk: &[Generation],
+        done: &[(usize, String)],
+        wall: Millis,
+    ) -> Result<(), LedgerDown> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        let now = self.clock.mono();
+        say::submissions_back(self.health.submit.succeeded(now));
+        if self.health.rejected.cleared(now).is_some() {
+            self.observers.metrics.submissions_refused(None);
+        }
+        let queued: Vec<_> = done
+            .iter()
+            .map(|(i, job)| {
+                self.notices_for(
+                    EventKind::Submitted,
+                    &chunk[*i],
+                    Some(job),
+                    None,
+                    None,
+                    wall,
+                )
+            })
+            .collect();
+        let rows: Vec<(i64, &str, Vec<crate::ledger::NewNotice<'_>>)> = done
+            .iter()
+            .zip(&queued)
+            .map(|((i, job), q)| (chunk[*i].id, job.as_str(), q.rows()))
+            .collect();
+        // If this write fails the jobs exist but are not recorded: the records stay uncertain and the key
+        // lookup adopts them later; never submitted twice.
+        let r = self.ledger.record_submitted_many(&rows, wall);
+        drop(rows);
+        self.commit("recording job ids", r)?;
+        for (i, job) in done {
+            let g = &chunk[*i];
+            self.moved(g, GenState::Submitted);
+            // Unseen from now, on the monotonic clock (see `Waits::unseen`).
+            self.waits.unseen.insert(g.id, (0, now));
+            let path = self.path_of(g);
+            let out = output_file(&self.cfg.job, &self.cfg.watch.root, &path, job, &g.job_name);
+            say::submitted(&path, job, &g.job_name, out.as_deref(), g.attempt);
+        }
+        Ok(())
     }
 
     /// A failed `sbatch`: back off (all submissions are held), say it — a refusal the config must fix with

@@ -41,32 +41,58 @@ fn config_text(
     poll: u32,
     behavior: &[&str],
 ) -> String {
-    let mut y = format!(
-        "watch:\n  root: {root:?}\n  poll_interval_sec: {poll}\n  stability_checks: 2\n  stability_interval_sec: 1\n\
-         job:\n  wrap_cmd: \"true\"\n  command_timeout_sec: 10\n  lost_after_sec: 600\n\
-         behavior:\n  state_file: {:?}\n  failure_log: {:?}\n",
+    config_text_with(root, dir, poll, &[], &[], behavior)
+}
+
+/// [`config_text`] with lines added to `watch:` and `job:` as well.
+fn config_text_with(
+    root: &std::path::Path,
+    dir: &std::path::Path,
+    poll: u32,
+    watch: &[&str],
+    job: &[&str],
+    behavior: &[&str],
+) -> String {
+    let lines = |l: &[&str]| l.iter().map(|l| format!("  {l}\n")).collect::<String>();
+    format!(
+        "watch:\n  root: {root:?}\n  poll_interval_sec: {poll}\n  stability_checks: 2\n  stability_interval_sec: 1\n{}\
+         job:\n  wrap_cmd: \"true\"\n  command_timeout_sec: 10\n  lost_after_sec: 600\n{}\
+         behavior:\n  state_file: {:?}\n  failure_log: {:?}\n{}",
+        lines(watch),
+        lines(job),
         dir.join("state.db"),
         dir.join("failed.log"),
-    );
-    for line in behavior {
-        y.push_str(&format!("  {line}\n"));
-    }
-    y
+        lines(behavior),
+    )
 }
 
 impl Bench {
     /// Poll every 5 s, 2 stability checks 1 s apart, back-off from 5 s; `behavior` adds lines to `behavior:`.
     fn new(behavior: &[&str]) -> Bench {
-        Bench::build(behavior, |_| String::new())
+        Bench::full(&[], &[], behavior, |_| String::new())
     }
 
     /// Like [`Bench::new`], with more of the config (a `notify:` section) made from the bench's folder.
     fn build(behavior: &[&str], more: impl Fn(&std::path::Path) -> String) -> Bench {
+        Bench::full(&[], &[], behavior, more)
+    }
+
+    /// Like [`Bench::new`], with lines added to `watch:` and `job:` too.
+    fn with(watch: &[&str], job: &[&str], behavior: &[&str]) -> Bench {
+        Bench::full(watch, job, behavior, |_| String::new())
+    }
+
+    fn full(
+        watch: &[&str],
+        job: &[&str],
+        behavior: &[&str],
+        more: impl Fn(&std::path::Path) -> String,
+    ) -> Bench {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("root");
         std::fs::create_dir(&root).unwrap();
         let config = tmp.path().join("config.yaml");
-        let text = config_text(&root, tmp.path(), 5, behavior) + &more(tmp.path());
+        let text = config_text_with(&root, tmp.path(), 5, watch, job, behavior) + &more(tmp.path());
         std::fs::write(&config, text).unwrap();
         let cfg = Config::load(&config).unwrap();
         let fake = Fake::default();
@@ -949,6 +975,131 @@ impl Bench {
     }
 }
 
+/// Completes job `job_id` at the next query (5 s later).
+fn complete(b: &mut Bench, job_id: &str) {
+    b.fake.on_query_states(&[(job_id, "COMPLETED")]);
+    b.after(Duration::from_secs(5));
+}
+
+#[test]
+fn a_finished_directory_is_looked_at_again_within_recheck_sec_and_a_new_one_at_once() {
+    let mut b = Bench::with(&["recheck_sec: 60"], &[], &[]);
+    let old = b.ready("old");
+    b.settle();
+    complete(&mut b, "1001");
+    assert_eq!(b.latest("old").state, GenState::Completed);
+    // The instrument writes a second run into the finished directory, and a new directory appears.
+    std::fs::write(old.join("_READY"), b"second run").unwrap();
+    b.ready("new");
+    b.run_for(Duration::from_secs(7));
+    assert_eq!(
+        b.latest("new").state,
+        GenState::Submitted,
+        "a new directory waited behind the finished ones"
+    );
+    b.run_for(Duration::from_secs(45));
+    assert_eq!(
+        b.history("old").len(),
+        1,
+        "a finished directory was looked at before its recheck was due"
+    );
+    b.run_for(Duration::from_secs(15));
+    let h = b.history("old");
+    assert_eq!(
+        (h.len(), h[1].state),
+        (2, GenState::Submitted),
+        "the new generation was not found within watch.recheck_sec"
+    );
+    assert_eq!(b.submits(), 3);
+}
+
+#[test]
+fn recheck_sec_zero_looks_at_finished_directories_every_scan() {
+    let mut b = Bench::with(&["recheck_sec: 0"], &[], &[]);
+    let d = b.ready("run1");
+    b.settle();
+    complete(&mut b, "1001");
+    std::fs::write(d.join("_READY"), b"again").unwrap();
+    b.run_for(Duration::from_secs(7));
+    assert_eq!(b.history("run1").len(), 2);
+}
+
+#[test]
+fn a_directory_forgotten_by_the_cli_is_new_again_at_the_next_scan() {
+    let mut b = Bench::new(&[]);
+    b.ready("run1");
+    b.settle();
+    complete(&mut b, "1001");
+    // `dirwatcher forget run1`: another connection deletes its records while the daemon runs.
+    let cli = crate::ledger::Ledger::open(&b._tmp.path().join("state.db")).unwrap();
+    assert_eq!(cli.forget(OsStr::new("run1")).unwrap(), 1);
+    b.run_for(Duration::from_secs(7));
+    let h = b.history("run1");
+    assert_eq!(
+        (h.len(), h[0].state, b.submits()),
+        (1, GenState::Submitted, 2),
+        "the forgotten directory was not submitted as new: the daemon kept its old view"
+    );
+}
+
+#[test]
+fn a_retry_by_the_cli_is_submitted_and_its_directory_not_looked_at_meanwhile() {
+    let mut b = Bench::new(&[]);
+    b.ready("run1");
+    b.settle();
+    b.fake.on_query_states(&[("1001", "FAILED")]);
+    b.after(Duration::from_secs(5));
+    let mut cli = crate::ledger::Ledger::open(&b._tmp.path().join("state.db")).unwrap();
+    cli.requeue(&b.latest("run1"), T0).unwrap();
+    b.run_for(Duration::from_secs(2));
+    let h = b.history("run1");
+    assert_eq!(
+        (h.len(), h[1].state, h[1].attempt),
+        (2, GenState::Submitted, 2)
+    );
+    b.run_for(Duration::from_secs(30));
+    assert_eq!(b.submits(), 2);
+}
+
+#[test]
+fn a_burst_follows_the_submit_rate_bucket_exactly_and_loses_nothing() {
+    let mut b = Bench::with(&[], &["submit_rate: {burst: 3, per_sec: 2}"], &[]);
+    for n in 0..20 {
+        b.ready(&format!("run{n:02}"));
+    }
+    let times = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (t, clock) = (Arc::clone(&times), b.clock.clone());
+    b.fake
+        .after_submit(move || t.lock().unwrap().push(clock.mono()));
+    b.settle();
+    assert_eq!(b.submits(), 3, "the burst");
+    for _ in 0..80 {
+        b.after(Duration::from_millis(125));
+    }
+    let times = times.lock().unwrap().clone();
+    assert_eq!(times.len(), 20, "every directory submitted once");
+    for (i, start) in times.iter().enumerate() {
+        for (j, end) in times.iter().enumerate().skip(i) {
+            let allowed = 3.0 + 2.0 * (end - start) as f64 / 1000.0;
+            assert!(
+                (j - i + 1) as f64 <= allowed,
+                "{} calls in {} ms",
+                j - i + 1,
+                end - start
+            );
+        }
+    }
+    let last = times[19] - times[0];
+    assert!(
+        last <= 8_600,
+        "the bucket was followed too slowly: {last} ms"
+    );
+    for n in 0..20 {
+        let h = b.history(&format!("run{n:02}"));
+        assert_eq!((h.len(), h[0].state), (1, GenState::Submitted));
+    }
+}
+
 #[test]
 fn a_finished_job_is_told_once_with_its_state_reason_and_output() {
     let mut b = hook_bench(&[], &["events: [completed, failed]"]);
@@ -1128,12 +1279,20 @@ fn the_snapshot_shows_status_what_settles_and_what_slurm_said_of_each_job() {
 
 #[test]
 fn an_intent_cancelled_between_the_agenda_and_its_sbatch_is_not_submitted() {
+    // More intents than one chunk of submissions: while the first chunk's first sbatch runs, an operator
+    // cancels a directory of the next chunk, whose intent the cycle already holds but has not marked yet.
     let mut b = Bench::new(&[]);
-    b.ready("a");
-    let later = b.ready("b");
+    let names: Vec<String> = (0..33).map(|i| format!("d{i:02}")).collect();
+    for n in &names {
+        b.ready(n);
+    }
+    let later = b.root.join("d32");
     let cfg = b.daemon.cfg.clone();
-    // While `a` is submitted, an operator cancels `b`, whose intent the cycle already holds.
+    let once = Arc::new(std::sync::atomic::AtomicBool::new(false));
     b.fake.after_submit(move || {
+        if once.swap(true, Ordering::SeqCst) {
+            return;
+        }
         let mut f = Fake::default();
         let out = crate::ops::cancel_with(&cfg, &mut f, std::slice::from_ref(&later)).unwrap();
         assert!(
@@ -1144,16 +1303,16 @@ fn an_intent_cancelled_between_the_agenda_and_its_sbatch_is_not_submitted() {
         );
     });
     let log = logs_of(|| b.settle());
-    assert_eq!(b.submits(), 1, "the cancelled intent was submitted: {log}");
+    assert_eq!(b.submits(), 32, "the cancelled intent was submitted: {log}");
     assert!(
         log.contains("an operator cancelled or forgot it meanwhile"),
         "{log}"
     );
-    let g = b.latest("b");
+    let g = b.latest("d32");
     assert_eq!(g.state, GenState::Failed);
     assert!(g.final_state.unwrap().starts_with("CANCELLED by operator"));
     b.run_for(Duration::from_secs(30));
-    assert_eq!(b.submits(), 1, "a cancelled directory came back");
+    assert_eq!(b.submits(), 32, "a cancelled directory came back");
 }
 
 #[test]
@@ -1254,4 +1413,67 @@ fn a_reload_names_the_keys_it_changed_and_a_refused_one_shows_in_the_metrics() {
         Duration::from_secs(7),
         "the old config stays"
     );
+}
+
+#[test]
+fn a_rate_limited_sbatch_lowers_the_pace_and_fails_no_directory() {
+    let mut b = Bench::new(&[]);
+    for d in ["a", "b", "c"] {
+        b.ready(d);
+    }
+    b.fake.on_submit(Err(SubmitError::Refused(
+        "sbatch: error: Batch job submission failed: RPC rate limit exceeded".into(),
+    )));
+    let log = logs_of(|| b.settle());
+    assert_eq!(
+        b.submits(),
+        1,
+        "more calls went to a controller that said it limits"
+    );
+    for d in ["a", "b", "c"] {
+        let g = b.latest(d);
+        assert_eq!(
+            (g.state, g.uncertain, g.submit_tries, g.last_error.is_none()),
+            (GenState::Submitting, false, 0, true),
+            "{d}: a rate limit counted against the directory"
+        );
+    }
+    assert!(log.contains("limits submissions"), "{log}");
+    assert!(
+        !log.contains("WARN"),
+        "a rate limit is not an outage: {log}"
+    );
+    b.run_for(Duration::from_secs(3));
+    assert_eq!(b.submits(), 4);
+    for d in ["a", "b", "c"] {
+        assert_eq!(b.latest(d).state, GenState::Submitted);
+    }
+    assert_eq!(b.lookups(), 0, "a refused call needs no lookup");
+}
+
+#[test]
+fn a_stop_in_the_middle_of_a_burst_leaves_the_rest_certain_and_waiting() {
+    let mut b = Bench::new(&[]);
+    for n in 0..5 {
+        b.ready(&format!("run{n}"));
+    }
+    let tx = b.tx.clone();
+    b.fake
+        .after_submit(move || tx.send(Event::Terminate).unwrap());
+    b.cycle();
+    assert_eq!(b.after(SEC), Flow::Stop);
+    assert_eq!(
+        b.submits(),
+        1,
+        "a stop was not honoured between two submissions"
+    );
+    assert_eq!(b.latest("run0").state, GenState::Submitted);
+    for n in 1..5 {
+        let g = b.latest(&format!("run{n}"));
+        assert_eq!(
+            (g.state, g.uncertain, g.submit_tries),
+            (GenState::Submitting, false, 0),
+            "run{n}: an sbatch that never started must not need a key lookup after a restart"
+        );
+    }
 }

@@ -2,9 +2,10 @@
 //!
 //! Owns: the model of a directory generation ([`model`]), ready-file stability ([`stability`]), what a
 //! scheduler answer means and what follows a job's end ([`verdict`]), whether a scheduler's row is about our
-//! job, final, or the job lost ([`judge`]), refusals that are configuration errors ([`rejection`]), who is told of which event and what follows a
-//! failed delivery ([`notice`]), outages and
-//! back-off ([`outage`]), and the agenda of a cycle with the loop's schedule ([`agenda`]). Must never: read the
+//! job, final, or the job lost ([`judge`]), refusals that are configuration errors ([`rejection`]), who is
+//! told of which event and what follows a failed delivery ([`notice`]), outages and back-off ([`outage`]),
+//! the pace of submissions and rechecks ([`pace`]), and the agenda of a cycle with the loop's schedule
+//! ([`agenda`]). Must never: read the
 //! clock, touch the file
 //! system, run a process or import a module that does; time always comes in as a parameter, so tests never
 //! sleep (a test in `lib.rs` checks the imports).
@@ -14,6 +15,7 @@ pub mod judge;
 pub mod model;
 pub mod notice;
 pub mod outage;
+pub mod pace;
 pub mod rejection;
 pub mod stability;
 pub mod verdict;
@@ -30,6 +32,7 @@ pub use model::{
     GenState, Generation, GenerationVerdict, LockProbe, ReadyIdentity, generation_verdict, job_name,
 };
 pub use outage::{OutageEdge, OutageLatch, backoff};
+pub use pace::{PaceSignal, SubmitPace, TokenBucket, first_recheck, pace_signal};
 pub use rejection::{Rejection, RejectionEdge, RejectionLatch, classify_rejection};
 pub use stability::{Readiness, ReadyObservation, StabilityPolicy, StabilityTracker};
 pub use verdict::{

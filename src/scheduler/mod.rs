@@ -12,6 +12,7 @@ pub mod slurm;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::config::{Config, ExecutorKind, JobCommand};
 use crate::time::Millis;
@@ -65,6 +66,14 @@ pub trait Scheduler: Send {
     fn name(&self) -> &'static str;
     /// Submits one job; returns its id.
     fn submit(&mut self, spec: &JobSpec) -> Result<String, SubmitError>;
+    /// Submits `specs` in order, at most `width` at once (a back end that cannot runs them one at a
+    /// time). `answer(i, result, took)` is called on the caller's thread for each answer as it comes and
+    /// says whether more may start: after a `false` (a stop, a failure) nothing new starts, those running
+    /// finish and are answered. Returns how many were started: the first that many of `specs`.
+    fn submit_many(&mut self, specs: &[JobSpec], width: usize, answer: &mut Answer<'_>) -> usize {
+        let _ = width;
+        submit_one_at_a_time(self, specs, answer)
+    }
     /// Every row its sources print for the ids of the given jobs, in one call per source where the back end
     /// allows, and which sources answered. It reports; whether a row is about our job, and what it means, is
     /// the engine's (`engine::judge`). An error only when no source answered.
@@ -81,6 +90,68 @@ pub trait Scheduler: Send {
     /// alone; the local runner is sent SIGTERM and records CANCELLED). `Ok` also when the job had already
     /// ended: either way it runs no more.
     fn cancel(&mut self, job: &TrackedJob) -> Result<(), CancelError>;
+}
+
+/// What [`Scheduler::submit_many`] tells its caller of each answer: the index in `specs`, the result and
+/// how long the call took; the caller returns whether more may start.
+pub type Answer<'a> = dyn FnMut(usize, Result<String, SubmitError>, Duration) -> bool + 'a;
+
+/// [`Scheduler::submit_many`] one call at a time.
+pub fn submit_one_at_a_time<S: Scheduler + ?Sized>(
+    s: &mut S,
+    specs: &[JobSpec],
+    answer: &mut Answer<'_>,
+) -> usize {
+    for (i, spec) in specs.iter().enumerate() {
+        let t = Instant::now();
+        let r = s.submit(spec);
+        if !answer(i, r, t.elapsed()) {
+            return i + 1;
+        }
+    }
+    specs.len()
+}
+
+/// [`Scheduler::submit_many`] with up to `width` threads, each running `call` (one `sbatch`) for the next
+/// spec; answers reach `answer` on this thread in the order they come. No async runtime: a burst needs a
+/// handful of waiting child processes, and threads are the plain way to wait for them.
+pub fn submit_concurrently<F>(
+    specs: &[JobSpec],
+    width: usize,
+    call: F,
+    answer: &mut Answer<'_>,
+) -> usize
+where
+    F: Fn(&JobSpec) -> Result<String, SubmitError> + Sync,
+{
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::scope(|scope| {
+        for _ in 0..width.clamp(1, specs.len().max(1)) {
+            let (tx, next, stop, call) = (tx.clone(), &next, &stop, &call);
+            scope.spawn(move || {
+                // An index taken is a call made: the caller counts it as started.
+                while !stop.load(SeqCst) {
+                    let i = next.fetch_add(1, SeqCst);
+                    let Some(spec) = specs.get(i) else { break };
+                    let t = Instant::now();
+                    let r = call(spec);
+                    if tx.send((i, r, t.elapsed())).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for (i, r, took) in rx.iter() {
+            if !answer(i, r, took) {
+                stop.store(true, SeqCst);
+            }
+        }
+    });
+    next.load(SeqCst).min(specs.len())
 }
 
 /// Builds the scheduler the config asks for.

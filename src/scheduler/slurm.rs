@@ -367,14 +367,25 @@ pub fn starttime_arg(oldest: Millis, now: Millis) -> String {
     format!("--starttime=now-{back}")
 }
 
-/// Groups job ids by cluster (normally one group: the local cluster).
-fn by_cluster(jobs: &[TrackedJob]) -> BTreeMap<Option<&str>, Vec<&str>> {
+/// Job ids per `sacct`/`squeue` call. One argument of all ids fails with "Argument list too long" near
+/// 16,400 seven-digit ids (and tracking would stop); 2,000 ids are ~16 KB, well inside any limit, and
+/// still few calls (10 for 20,000 jobs in flight).
+pub const IDS_PER_CALL: usize = 2000;
+
+/// Groups job ids by cluster (normally one group: the local cluster), in chunks of [`IDS_PER_CALL`].
+fn by_cluster(jobs: &[TrackedJob]) -> Vec<(Option<&str>, Vec<&str>)> {
     let mut m: BTreeMap<Option<&str>, Vec<&str>> = BTreeMap::new();
     for j in jobs {
         let (id, cluster) = split_job_id(&j.job_id);
         m.entry(cluster).or_default().push(id);
     }
-    m
+    m.into_iter()
+        .flat_map(|(cluster, ids)| {
+            ids.chunks(IDS_PER_CALL)
+                .map(|c| (cluster, c.to_vec()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// After a failed `squeue`, the controller is asked again only this much later: a controller that is down
@@ -417,7 +428,7 @@ pub fn sbatch_refusal_is_certain(stderr: &str) -> bool {
 }
 
 impl Slurm {
-    /// One bounded `sacct` per cluster (normally exactly one call for all jobs).
+    /// One bounded `sacct` per cluster and chunk of [`IDS_PER_CALL`] ids.
     fn query_sacct(&self, jobs: &[TrackedJob]) -> Result<Vec<JobRow>, QueryError> {
         let oldest = jobs.iter().map(|j| j.since).min().unwrap_or_else(now_ms);
         let mut out = Vec::new();
@@ -439,7 +450,7 @@ impl Slurm {
         Ok(out)
     }
 
-    /// The controller's view: one `squeue -t all` per cluster for all jobs (finished ones too, until
+    /// The controller's view: one `squeue -t all` per cluster and chunk of ids (finished ones too, until
     /// `MinJobAge`), with the fields that tell whose job a row is and whether it may run again.
     fn query_controller(&self, jobs: &[TrackedJob]) -> Result<Vec<JobRow>, QueryError> {
         let mut out = Vec::new();
@@ -477,6 +488,45 @@ impl Scheduler for Slurm {
     }
 
     fn submit(&mut self, spec: &JobSpec) -> Result<String, SubmitError> {
+        self.sbatch(spec)
+    }
+
+    fn submit_many(
+        &mut self,
+        specs: &[JobSpec],
+        width: usize,
+        answer: &mut super::Answer<'_>,
+    ) -> usize {
+        let this = &*self;
+        super::submit_concurrently(specs, width, |spec| this.sbatch(spec), answer)
+    }
+
+    fn query(&mut self, jobs: &[TrackedJob]) -> Result<Sightings, QueryError> {
+        self.query_all(jobs)
+    }
+
+    fn lookup(
+        &mut self,
+        key: &str,
+        job_name: &str,
+        since: Millis,
+    ) -> Result<Option<String>, QueryError> {
+        self.lookup_key(key, job_name, since)
+    }
+
+    fn cancel(&mut self, job: &TrackedJob) -> Result<(), CancelError> {
+        let inv = scancel_invocation(job);
+        match process::run(&inv, self.timeout) {
+            Ok(_) => Ok(()),
+            Err(ProcessError::Failed { stderr, .. }) if scancel_found_it_ended(&stderr) => Ok(()),
+            Err(e) => Err(CancelError(crate::logging::error_chain(&e))),
+        }
+    }
+}
+
+impl Slurm {
+    /// One `sbatch`, its answer classified.
+    fn sbatch(&self, spec: &JobSpec) -> Result<String, SubmitError> {
         let inv = sbatch_invocation(&self.job, &self.root, spec);
         match process::run(&inv, self.timeout) {
             Ok(out) => parse_parsable(&out.stdout).ok_or_else(|| {
@@ -503,16 +553,7 @@ impl Scheduler for Slurm {
         }
     }
 
-    fn cancel(&mut self, job: &TrackedJob) -> Result<(), CancelError> {
-        let inv = scancel_invocation(job);
-        match process::run(&inv, self.timeout) {
-            Ok(_) => Ok(()),
-            Err(ProcessError::Failed { stderr, .. }) if scancel_found_it_ended(&stderr) => Ok(()),
-            Err(e) => Err(CancelError(crate::logging::error_chain(&e))),
-        }
-    }
-
-    fn query(&mut self, jobs: &[TrackedJob]) -> Result<Sightings, QueryError> {
+    fn query_all(&mut self, jobs: &[TrackedJob]) -> Result<Sightings, QueryError> {
         let now = now_ms();
         let acct = self.query_sacct(jobs);
         match &acct {
@@ -582,7 +623,7 @@ impl Scheduler for Slurm {
         }
     }
 
-    fn lookup(
+    fn lookup_key(
         &mut self,
         key: &str,
         job_name: &str,
@@ -701,6 +742,35 @@ mod tests {
                 proptest::prop_assert!(holds(&id));
             }
         }
+    }
+
+    #[test]
+    fn ids_go_to_slurm_in_chunks_of_two_thousand_per_cluster() {
+        let job = |id: String| TrackedJob {
+            job_id: id,
+            key: "k".into(),
+            job_name: "n".into(),
+            since: 0,
+        };
+        let mut jobs: Vec<TrackedJob> = (0..4500)
+            .map(|n| job(format!("{}", 1_000_000 + n)))
+            .collect();
+        jobs.push(job("7;other".into()));
+        let calls = by_cluster(&jobs);
+        let sizes: Vec<(Option<&str>, usize)> =
+            calls.iter().map(|(c, ids)| (*c, ids.len())).collect();
+        assert_eq!(
+            sizes,
+            vec![(None, 2000), (None, 2000), (None, 500), (Some("other"), 1)]
+        );
+        let all: usize = calls.iter().map(|(_, ids)| ids.len()).sum();
+        assert_eq!(all, jobs.len(), "no id is left out");
+        let longest = calls
+            .iter()
+            .map(|(_, ids)| ids.join(",").len())
+            .max()
+            .unwrap();
+        assert!(longest < 20_000, "one argument of {longest} bytes");
     }
 
     #[test]
@@ -952,6 +1022,8 @@ mod tests {
             lost_after: Duration::from_secs(3600),
             max_local_jobs: 1,
             umask: 0o022,
+            submit_concurrency: 4,
+            submit_rate: None,
         };
         let spec = JobSpec {
             dir_path: "/data/incoming/case 1".into(),

@@ -422,3 +422,36 @@ pub mod scenarios {
         );
     }
 }
+
+/// A burst at Slurm's pace: 40 directories ready at once, up to 4 `sbatch` at a time within a bucket of 10
+/// at once and 10 a second: every directory gets exactly one job, and the bucket held the pace back.
+#[test]
+fn a_burst_gets_one_job_per_directory_within_the_submit_rate() {
+    need_slurm!("a_burst_gets_one_job_per_directory_within_the_submit_rate");
+    let env = TestEnv::slurm("burst")
+        .job("wrap_cmd: true")
+        .job("submit_concurrency: 4")
+        .job("submit_rate: {burst: 10, per_sec: 10}")
+        .watch("stability_checks: 1");
+    let names: Vec<String> = (0..40).map(|n| format!("b{n:02}")).collect();
+    let dirs: Vec<_> = names.iter().map(|n| env.ready_dir(n)).collect();
+    let _d = env.start();
+    wait_for(SLURM_DEADLINE, "40 submissions", || {
+        (env.submitted_count() >= 40).then_some(())
+    });
+    let mut at = Vec::new();
+    for (name, dir) in names.iter().zip(&dirs) {
+        let h = env.history(dir);
+        assert_eq!(h.len(), 1, "{name}: {h:?}");
+        at.push(h[0].submitted_at.expect("a submission time"));
+        let jobs = wait_jobs_named(&env.job_name(name));
+        assert_eq!(jobs.len(), 1, "{name}: jobs {jobs:?}");
+    }
+    at.sort();
+    // 40 calls from a bucket of 10 refilled at 10/s take at least 3 s.
+    assert!(
+        at[39] - at[0] >= 2_900,
+        "the bucket was not followed: {} ms",
+        at[39] - at[0]
+    );
+}

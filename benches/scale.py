@@ -1,0 +1,386 @@
+#!/usr/bin/env python3
+"""benches/scale.py — issue 10's scale rows, each side by side with its floor, A/B alternated.
+
+  idle    one idle cycle (daemon CPU per cycle, poll 1 s) beside N processed directories vs `ls -f` and
+          `find -name _READY` of the same root; idle CPU at poll 5 s
+  newdir  a new directory beside N processed ones: ready-file -> sbatch answered (real Slurm), p50/p95
+  burst   N directories ready at once -> last sbatch answered, vs a bare sequential `sbatch` loop (jobs held,
+          then cancelled); fsyncs per directory (strace)
+  ledger  a ledger of N rows: `dirwatcher status`, vs sqlite3 `select count(*)`; daemon peak RSS and idle
+          CPU with metrics at poll 5 s
+
+Usage: benches/scale.py [--quick] [--out FILE] [--check RATIOS.json]
+  --quick: the CI version (10k idle, 100k-row ledger; ~1 min): with --check it fails only when a ratio is
+  more than 2x worse than the recorded one (never on absolute times).
+Needs the release binary (cargo build --release) and, for newdir/burst, the test cluster.
+"""
+import json, os, re, shutil, sqlite3, statistics, subprocess, sys, tempfile, time
+
+BIN = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "target", "release", "dirwatcher"))
+
+
+def ms(t):
+    return t * 1000.0
+
+
+def cpu_of(pid):
+    """utime + stime of a process, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tck = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tck
+
+
+def hwm_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def config(work, root, state, poll=5, extra_job="", extra=""):
+    path = os.path.join(work, "c.yaml")
+    with open(path, "w") as f:
+        f.write(f"""watch:
+  root: {root}
+  poll_interval_sec: {poll}
+  stability_checks: 2
+  stability_interval_sec: 1
+job:
+  wrap_cmd: "true"
+  partition: main
+  job_name_prefix: bench
+{extra_job}behavior:
+  state_file: {state}
+  failure_log: {work}/failed.log
+{extra}""")
+    return path
+
+
+def make_dirs(root, n, prefix="p"):
+    os.makedirs(root, exist_ok=True)
+    for i in range(n):
+        d = os.path.join(root, f"{prefix}{i:06}")
+        os.mkdir(d)
+        open(os.path.join(d, "_READY"), "w").close()
+
+
+def seed_ledger(cfg, state, root, extra_rows=0):
+    """The daemon creates its schema (one --once run: a first look submits nothing), then every directory of `root` gets
+    a completed record with its real ready-file identity; `extra_rows` more completed, deleted records."""
+    subprocess.run([BIN, "run", "--allow-root", "--once", "--config", cfg],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    c = sqlite3.connect(state)
+    inst = c.execute("select value from meta where key='instance'").fetchone()[0]
+    rows = []
+    for i, name in enumerate(sorted(os.listdir(root))):
+        st = os.stat(os.path.join(root, name, "_READY"))
+        rows.append((name.encode(), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, 0, f"dw-{inst}-s{i}", f"bench-{name}"))
+    for i in range(extra_rows):
+        rows.append((f"gone{i:07}".encode(), 1, i, 0, 0, 1, f"dw-{inst}-g{i}", f"bench-gone{i}"))
+    c.executemany("""insert into generations (dir, ready_dev, ready_ino, ready_size, ready_mtime_ns, deleted, state,
+      submit_key, job_id, job_name, created_at, submitted_at, finished_at, final_state, exit_code, updated_at)
+      values (?, ?, ?, ?, ?, ?, 'completed', ?, '1', ?, 0, 0, 0, 'COMPLETED', '0:0', 0)""", rows)
+    c.commit()
+    c.close()
+
+
+def start(cfg, log):
+    return subprocess.Popen([BIN, "run", "--allow-root", "--config", cfg], stdout=subprocess.DEVNULL,
+                            stderr=open(log, "w"))
+
+
+def stop(p):
+    # Under strace the daemon is strace's child: it gets the SIGTERM (strace would only detach).
+    try:
+        with open(f"/proc/{p.pid}/task/{p.pid}/children") as f:
+            kids = [int(k) for k in f.read().split()]
+    except OSError:
+        kids = []
+    if os.path.basename(p.args[0]) == "strace":
+        for k in kids:
+            os.kill(k, 15)
+    else:
+        p.terminate()
+    try:
+        p.wait(30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+def wait_for(pred, timeout, what):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"timeout waiting for {what}")
+
+
+def timed(argv, reps):
+    out = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        out.append(ms(time.perf_counter() - t))
+    return out
+
+
+def daemon_cpu_per_cycle(cfg, log, seconds, poll):
+    """Starts the daemon, lets its first (loading) cycle pass, then measures CPU over `seconds`."""
+    p = start(cfg, log)
+    try:
+        time.sleep(max(3.0, poll + 1.0))
+        c0, t0 = cpu_of(p.pid), time.time()
+        time.sleep(seconds)
+        c1, t1 = cpu_of(p.pid), time.time()
+        cycles = (t1 - t0) / poll
+        return ms((c1 - c0) / cycles), (c1 - c0) / (t1 - t0) * 100.0, hwm_kib(p.pid)
+    finally:
+        stop(p)
+
+
+def med(xs):
+    return statistics.median(xs)
+
+
+def spread(xs):
+    return f"{min(xs):.0f}–{max(xs):.0f}" if len(xs) > 1 else f"{xs[0]:.0f}"
+
+
+def bench_idle(work, n, reps):
+    root, state = os.path.join(work, f"idle{n}", "root"), os.path.join(work, f"idle{n}", "state.db")
+    make_dirs(root, n)
+    cfg = config(os.path.dirname(root), root, state, poll=1)
+    seed_ledger(cfg, state, root)
+    cyc, ls, find = [], [], []
+    for _ in range(reps):  # A/B alternated
+        cyc.append(daemon_cpu_per_cycle(cfg, os.path.join(work, "idle.log"), 6, 1.0)[0])
+        ls.extend(timed(["ls", "-f", root], 3))
+        find.extend(timed(["find", root, "-maxdepth", "2", "-name", "_READY"], 1))
+    cfg5 = config(os.path.dirname(root), root, state, poll=5)
+    pct = daemon_cpu_per_cycle(cfg5, os.path.join(work, "idle5.log"), 20, 5.0)[1]
+    shutil.rmtree(os.path.dirname(root), ignore_errors=True)
+    return {"n": n, "cycle_ms": cyc, "ls_ms": ls, "find_ms": find, "cpu_pct_poll5": pct,
+            "ratio": med(cyc) / med(ls)}
+
+
+def bench_ledger(work, rows, reps):
+    base = os.path.join(work, f"ledger{rows}")
+    root, state = os.path.join(base, "root"), os.path.join(base, "state.db")
+    make_dirs(root, 1000)
+    textfile = os.path.join(base, "m.prom")
+    cfg = config(base, root, state, poll=5, extra=f"metrics:\n  textfile: {textfile}\n")
+    seed_ledger(cfg, state, root, extra_rows=rows - 1000)
+    st, cnt = [], []
+    for _ in range(reps):
+        st.extend(timed([BIN, "status", "--config", cfg], 1))
+        t = time.perf_counter()
+        c = sqlite3.connect(state)
+        c.execute("select count(*) from generations").fetchone()
+        c.close()
+        cnt.append(ms(time.perf_counter() - t))
+    per_cycle, pct, rss = daemon_cpu_per_cycle(cfg, os.path.join(base, "d.log"), 20, 5.0)
+    shutil.rmtree(base, ignore_errors=True)
+    return {"rows": rows, "status_ms": st, "count_ms": cnt, "rss_kib": rss, "cpu_pct_poll5": pct,
+            "ratio": med(st) / med(cnt)}
+
+
+def sbatch_loop(n, work):
+    """A bare sequential sbatch loop, jobs held (then cancelled): the floor of a burst."""
+    t = time.perf_counter()
+    ids = []
+    for i in range(n):
+        r = subprocess.run(["sbatch", "--parsable", "--hold", "-p", "main", "-J", f"floor-{i}", f"--chdir={work}",
+                            "-o", "/dev/null", "--wrap", "true"], capture_output=True, text=True, check=True)
+        ids.append(r.stdout.strip().split(";")[0])
+    took = ms(time.perf_counter() - t)
+    for i in range(0, len(ids), 500):
+        subprocess.run(["scancel"] + ids[i:i + 500], check=False)
+    return took
+
+
+def bench_burst(work, n, reps):
+    out = {"n": n, "daemon_ms": [], "loop_ms": [], "fsyncs_per_dir": []}
+    for r in range(reps):
+        out["loop_ms"].append(sbatch_loop(n, work))
+        base = os.path.join(work, f"burst{r}")
+        root, state = os.path.join(base, "root"), os.path.join(base, "state.db")
+        make_dirs(root, n, "b")
+        cfg = config(base, root, state, poll=5, extra_job="  extra_args: [\"--hold\"]\n  output: /dev/null\n")
+        strace = os.path.join(base, "strace.txt")
+        t0 = time.time()
+        p = subprocess.Popen(["strace", "-f", "--seccomp-bpf", "-qq", "-e", "trace=fsync,fdatasync", "-o", strace, BIN, "run",
+                              "--allow-root", "--config", cfg], stdout=subprocess.DEVNULL,
+                             stderr=open(os.path.join(base, "d.log"), "w"))
+
+        def submitted():
+            try:
+                c = sqlite3.connect(state)
+                k = c.execute("select count(*) from generations where job_id is not null").fetchone()[0]
+                c.close()
+                return k == n
+            except sqlite3.Error:
+                return False
+        wait_for(submitted, 600, f"{n} submissions")
+        c = sqlite3.connect(state)
+        first_intent, last = c.execute("select min(created_at), max(submitted_at) from generations").fetchone()
+        keys = [k for (k,) in c.execute("select job_id from generations")]
+        c.close()
+        stop(p)
+        with open(strace) as f:
+            fsyncs = sum(1 for line in f if re.search(r"\b(fsync|fdatasync)\(", line))
+        # From the first intent (after the stability window, which a bare loop does not have).
+        out["daemon_ms"].append(last - first_intent)
+        out["fsyncs_per_dir"].append(fsyncs / n)
+        for i in range(0, len(keys), 500):
+            subprocess.run(["scancel"] + keys[i:i + 500], check=False)
+        shutil.rmtree(base, ignore_errors=True)
+    out["ratio"] = med(out["daemon_ms"]) / med(out["loop_ms"])
+    return out
+
+
+def bench_newdir(work, n, samples):
+    base = os.path.join(work, "newdir")
+    root, state = os.path.join(base, "root"), os.path.join(base, "state.db")
+    make_dirs(root, n)
+    cfg = config(base, root, state, poll=5, extra_job="  extra_args: [\"--hold\"]\n  output: /dev/null\n")
+    seed_ledger(cfg, state, root)
+    p = start(cfg, os.path.join(base, "d.log"))
+    lat, jobs = [], []
+    try:
+        time.sleep(8)
+        for i in range(samples):
+            time.sleep(1.3 * (i % 4))  # arrive at different points of the poll interval
+            d = os.path.join(root, f"new{i}")
+            os.mkdir(d)
+            t = time.time()
+            open(os.path.join(d, "_READY"), "w").close()
+
+            def done():
+                c = sqlite3.connect(state)
+                r = c.execute("select submitted_at, job_id from generations where dir = ? and job_id is not null",
+                              (f"new{i}".encode(),)).fetchone()
+                c.close()
+                return r
+            wait_for(done, 60, f"new{i}")
+            sub, job = done()
+            lat.append(sub - ms(t))
+            jobs.append(job)
+    finally:
+        stop(p)
+        subprocess.run(["scancel"] + jobs, check=False)
+        shutil.rmtree(base, ignore_errors=True)
+    lat.sort()
+    p95 = lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))]
+    return {"n": n, "latency_ms": lat, "p95_ms": p95, "bound_ms": 5000 + 1000 + 500}
+
+
+def versions():
+    def first(argv):
+        try:
+            return subprocess.run(argv, capture_output=True, text=True).stdout.splitlines()[0]
+        except (OSError, IndexError):
+            return "?"
+    return {"dirwatcher": first([BIN, "--version"]), "slurm": first(["sbatch", "--version"]),
+            "kernel": os.uname().release, "cpus": os.cpu_count(), "sqlite": sqlite3.sqlite_version,
+            "load": open("/proc/loadavg").read().split()[0]}
+
+
+def report(res, quick):
+    v = res["versions"]
+    L = ["# Scale benchmarks (issue 10)", "",
+         f"`benches/scale.sh{' --quick' if quick else ''}` on {v['cpus']} cores, kernel {v['kernel']}, "
+         f"{v['dirwatcher']}, {v['slurm']}, SQLite {v['sqlite']} (Python's, for seeding); load average "
+         f"{v['load']} at start (the machine is shared with other sessions: spreads show the disturbance). "
+         "Daemon and floor runs alternate; medians, with min–max.", "",
+         "| workload | dirwatcher | floor / reference | ratio | target |", "|---|---|---|---|---|"]
+    for r in res.get("idle", []):
+        L.append(f"| idle cycle, {r['n']:,} processed directories (CPU per cycle, poll 1 s) | "
+                 f"{med(r['cycle_ms']):.1f} ms ({spread(r['cycle_ms'])}) | `ls -f` {med(r['ls_ms']):.1f} ms "
+                 f"({spread(r['ls_ms'])}); `find -name _READY` {med(r['find_ms']):.0f} ms | "
+                 f"{r['ratio']:.2f}× `ls -f` | ≤ 1.5× at 100k |")
+        L.append(f"| idle daemon CPU at poll 5 s, {r['n']:,} | {r['cpu_pct_poll5']:.2f} % of a core | — | — | < 2 % |")
+    if "newdir" in res:
+        r = res["newdir"]
+        L.append(f"| new directory beside {r['n']:,} processed, ready → sbatch | p50 {med(r['latency_ms']) / 1000:.2f} s, "
+                 f"p95 {r['p95_ms'] / 1000:.2f} s ({len(r['latency_ms'])} samples) | poll + window + 0.5 s = "
+                 f"{r['bound_ms'] / 1000:.1f} s | — | p95 ≤ bound |")
+    if "burst" in res:
+        r = res["burst"]
+        L.append(f"| burst {r['n']:,} → last sbatch answered (from the first intent) | {med(r['daemon_ms']) / 1000:.2f} s "
+                 f"({spread(r['daemon_ms'])} ms) | bare `sbatch` loop {med(r['loop_ms']) / 1000:.2f} s "
+                 f"({spread(r['loop_ms'])} ms) | {r['ratio']:.2f}× | ≤ 1.0× |")
+        L.append(f"| fsyncs per directory, burst | {med(r['fsyncs_per_dir']):.2f} | — | — | ≤ 1.2 |")
+    if "ledger" in res:
+        r = res["ledger"]
+        L.append(f"| ledger {r['rows']:,} rows: `status` | {med(r['status_ms']):.0f} ms ({spread(r['status_ms'])}) | "
+                 f"`select count(*)` {med(r['count_ms']):.0f} ms | {r['ratio']:.1f}× | ≤ 100 ms |")
+        L.append(f"| ledger {r['rows']:,} rows: daemon peak RSS / idle CPU with metrics, poll 5 s | "
+                 f"{r['rss_kib'] / 1024:.1f} MiB / {r['cpu_pct_poll5']:.2f} % | — | — | ≤ 64 MiB / < 1 % |")
+    L += ["", "Ratios recorded for CI (`benches/ratios.json`): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in sorted(ratios(res).items())), ""]
+    return "\n".join(L)
+
+
+def ratios(res):
+    out = {}
+    for r in res.get("idle", []):
+        out[f"idle_{r['n']}_vs_ls"] = r["ratio"]
+    if "ledger" in res:
+        out[f"status_{res['ledger']['rows']}_vs_count"] = res["ledger"]["ratio"]
+    if "burst" in res:
+        out[f"burst_{res['burst']['n']}_vs_loop"] = res["burst"]["ratio"]
+    return out
+
+
+def main():
+    args = sys.argv[1:]
+    quick = "--quick" in args
+    out = args[args.index("--out") + 1] if "--out" in args else None
+    check = args[args.index("--check") + 1] if "--check" in args else None
+    only = args[args.index("--only") + 1].split(",") if "--only" in args else None
+    want = lambda k: only is None or k in only
+    work = tempfile.mkdtemp(prefix="dw-scale.", dir=os.environ.get("DW_BENCH_DIR", "/tmp"))
+    res = {"versions": versions()}
+    partial = os.path.join(tempfile.gettempdir(), "dw-scale-partial.json")
+
+    def keep(key, value):
+        res[key] = value
+        with open(partial, "w") as f:
+            json.dump(res, f)
+        print(f"{key}: {json.dumps(value)}", file=sys.stderr, flush=True)
+    try:
+        if quick:
+            keep("idle", [bench_idle(work, 10_000, 2)])
+            keep("ledger", bench_ledger(work, 100_000, 3))
+        else:
+            if want("idle"):
+                keep("idle", [bench_idle(work, n, 3) for n in (1_000, 10_000, 100_000)])
+            if want("newdir"):
+                keep("newdir", bench_newdir(work, 100_000, 10))
+            if want("burst"):
+                keep("burst", bench_burst(work, 2_000, 2))
+            if want("ledger"):
+                keep("ledger", bench_ledger(work, 1_000_000, 3))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    text = report(res, quick)
+    print(text)
+    print(json.dumps(ratios(res)))
+    if out:
+        with open(out, "w") as f:
+            f.write(text)
+    if check:
+        recorded = json.load(open(check))
+        bad = [f"{k}: {v:.2f} now, {recorded[k]:.2f} recorded" for k, v in ratios(res).items()
+               if k in recorded and v > 2.0 * recorded[k]]
+        if bad:
+            raise SystemExit("ratio regression beyond 2x: " + "; ".join(bad))
+        print("ratios within 2x of the recorded ones")
+
+
+if __name__ == "__main__":
+    main()
