@@ -25,7 +25,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::config::Config;
 use crate::deliver::EmailTransport;
-use crate::engine::{Cadence, OutageLatch, RejectionLatch, Schedule, StabilityTracker};
+use crate::engine::{Cadence, NotReady, OutageLatch, RejectionLatch, Schedule, StabilityTracker};
 use crate::fsx::{Root, RootLinks};
 use crate::ledger::{Counts, Ledger, LedgerError};
 use crate::metrics::{Metrics, MetricsError};
@@ -150,6 +150,9 @@ struct Settling {
     /// Directories whose ready-file cannot be looked at (permissions), with what failed: said once, and
     /// once when it works again; `status` shows them (through the snapshot).
     unreadable: BTreeMap<OsString, String>,
+    /// Directories a readiness rule holds back for more than a missing marker (a failed status file,
+    /// transfer temporaries, too many entries): said once per reason; `status` shows them.
+    held: BTreeMap<OsString, NotReady>,
 }
 
 impl Settling {
@@ -162,6 +165,7 @@ impl Settling {
             .retain(|d| present.contains(d.as_os_str()));
         self.unreadable
             .retain(|d, _| present.contains(d.as_os_str()));
+        self.held.retain(|d, _| present.contains(d.as_os_str()));
     }
 
     /// Forgets one directory (submitted, in flight, done, or its ready-file removed).
@@ -606,6 +610,13 @@ impl Daemon {
                     reason: format!("{problem} (the service user must be able to read it)"),
                 }),
         );
+        waiting.extend(self.settling.held.iter().map(|(dir, why)| Waiting {
+            dir: dir.to_string_lossy().into_owned(),
+            state: "held".into(),
+            looks: 0,
+            needed: checks,
+            reason: why.words(),
+        }));
         waiting.sort_by(|a, b| a.dir.cmp(&b.dir));
         let p = &mut self.observers.snapshot;
         let snap = Snapshot {

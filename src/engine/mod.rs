@@ -14,6 +14,7 @@ pub mod judge;
 pub mod model;
 pub mod notice;
 pub mod outage;
+pub mod readiness;
 pub mod rejection;
 pub mod stability;
 pub mod verdict;
@@ -30,6 +31,10 @@ pub use model::{
     GenState, Generation, GenerationVerdict, LockProbe, ReadyIdentity, generation_verdict, job_name,
 };
 pub use outage::{OutageEdge, OutageLatch, backoff};
+pub use readiness::{
+    ContentCheck, ContentLook, DirLook, EntryLook, NotReady, Preset, QuietScope, ReadyDecision,
+    ReadyRules,
+};
 pub use rejection::{Rejection, RejectionEdge, RejectionLatch, classify_rejection};
 pub use stability::{Readiness, ReadyObservation, StabilityPolicy, StabilityTracker};
 pub use verdict::{
