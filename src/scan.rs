@@ -11,6 +11,7 @@ use std::os::unix::fs::MetadataExt;
 
 use rustix::fs::FileType;
 
+use crate::engine::mounts::{self, MountFacts};
 use crate::engine::{
     ContentLook, DirLook, EntryLook, LockProbe, NotReady, QuietScope, ReadyDecision, ReadyIdentity,
     ReadyRules,
@@ -195,6 +196,27 @@ pub fn probe_lock(dir: &SubDir, signal: &OsStr) -> io::Result<LockProbe> {
     } else {
         LockProbe::Held
     })
+}
+
+/// The root's mount, as `/proc/self/mountinfo` says, with what it means for settling; `None` when it
+/// cannot be read (not Linux, no `/proc`).
+pub fn root_mount(root: &std::path::Path) -> Option<(std::path::PathBuf, MountFacts)> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let real = std::fs::canonicalize(root).ok()?;
+    let all = mounts::parse(&text);
+    let m = mounts::mount_of(&all, &real)?;
+    Some((m.mount_point.clone(), mounts::facts(m)))
+}
+
+/// What `check-config` and the daemon at start say about the root's mount (attribute caching longer
+/// than the stability checks, `flock` answered locally), and whether the lock probe can be trusted.
+pub fn mount_warnings(cfg: &crate::config::Config) -> (Vec<String>, bool) {
+    let Some((at, f)) = root_mount(&cfg.watch.root) else {
+        return (Vec::new(), true);
+    };
+    let settle = cfg.watch.stability_interval * cfg.watch.stability_checks.max(1);
+    let settle = settle.max(cfg.watch.ready.quiet);
+    (mounts::warnings(&f, &at, settle), f.flock_local.is_none())
 }
 
 #[cfg(test)]

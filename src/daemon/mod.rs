@@ -298,6 +298,9 @@ pub struct Daemon {
     schedule: Schedule,
     /// Ready-files being watched for stability.
     settling: Settling,
+    /// The root's mount answers `flock` across nodes (false on Lustre `localflock`, NFS `nolock` or
+    /// `local_lock=all|flock`: the lock probe then says "cannot check", never a false "free").
+    flock_works: bool,
     /// Outage latches of the dependencies.
     health: Health,
     /// Back-offs and lost answers timed on the monotonic clock.
@@ -373,6 +376,7 @@ impl Daemon {
         let sched = metrics.instrument(make_sched(&cfg), &notifier);
         let telling = Telling::new(&cfg);
         let started_at = clock.wall();
+        let cfg_for_mount = cfg.clone();
         Ok(Daemon {
             cfg,
             ledger,
@@ -382,6 +386,7 @@ impl Daemon {
             clock,
             schedule: Schedule::default(),
             settling: Settling::default(),
+            flock_works: crate::scan::mount_warnings(&cfg_for_mount).1,
             health: Health::default(),
             waits: Waits::default(),
             counts: CachedCounts::default(),
@@ -404,6 +409,9 @@ impl Daemon {
         say::started(&self.cfg, self.sched.name());
         say::environment_withheld(&crate::process::withheld_slurm_names(std::env::vars_os()));
         for w in output_dir::warnings(&self.cfg) {
+            say::config_warning(&w);
+        }
+        for w in crate::scan::mount_warnings(&self.cfg).0 {
             say::config_warning(&w);
         }
         // Said now rather than at the first submission: an operator starting the daemon sees it at once.

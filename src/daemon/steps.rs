@@ -557,7 +557,12 @@ impl Daemon {
     ) -> Result<Look, LedgerDown> {
         let identity = marker.identity;
         let path = self.cfg.watch.root.join(name);
-        let lock = match scan::probe_lock(sub, &marker.name) {
+        let probe = if self.flock_works {
+            scan::probe_lock(sub, &marker.name)
+        } else {
+            Ok(engine::LockProbe::CannotCheck)
+        };
+        let lock = match probe {
             Ok(l) => l,
             Err(e) => {
                 self.cannot_look(name, &path, "open the ready-file", &e);

@@ -12,6 +12,7 @@
 pub mod agenda;
 pub mod judge;
 pub mod model;
+pub mod mounts;
 pub mod notice;
 pub mod outage;
 pub mod readiness;

@@ -400,7 +400,12 @@ fn look_at(
         Ok(m) if m.file_type().is_file() => {
             let id = crate::scan::identity_of(&m);
             v.identity = Some(id);
-            let lock = probe_lock_at(&ready).map_err(|err| err.to_string());
+            // Where flock is answered locally, a free lock proves nothing: say so, as the daemon does.
+            let lock = if crate::scan::mount_warnings(cfg).1 {
+                probe_lock_at(&ready).map_err(|err| err.to_string())
+            } else {
+                Ok(LockProbe::CannotCheck)
+            };
             let lock_word = match &lock {
                 Ok(LockProbe::Free) => "free".to_string(),
                 Ok(LockProbe::Held) => "held".to_string(),
