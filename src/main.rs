@@ -68,6 +68,9 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             for w in dirwatcher::output_dir::warnings(&cfg) {
                 out::error(format_args!("warning: {w}"));
             }
+            for w in dirwatcher::scan::mount_warnings(&cfg).0 {
+                out::error(format_args!("warning: {w}"));
+            }
             if quiet && !slurm {
                 return Ok(ExitCode::SUCCESS);
             }

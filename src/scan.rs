@@ -11,7 +11,12 @@ use std::os::unix::fs::MetadataExt;
 
 use rustix::fs::FileType;
 
-use crate::engine::{LockProbe, ReadyIdentity};
+use crate::engine::mounts::{self, MountFacts};
+use crate::engine::{
+    ContentLook, DirLook, EntryLook, LockProbe, NotReady, QuietScope, ReadyDecision, ReadyIdentity,
+    ReadyRules,
+    readiness::{CONTENT_LIMIT, decide},
+};
 use crate::fsx::{FileStat, Root, SubDir};
 
 /// Lists the names of the root's direct subdirectories, skipping hidden names (`.*`) and symlinks (a symlink
@@ -75,6 +80,115 @@ pub fn identity_of(meta: &std::fs::Metadata) -> ReadyIdentity {
     }
 }
 
+/// One look at a directory for the readiness rules ([`crate::engine::readiness::decide`]): the named
+/// markers' identities (the simple form: one `statx` per marker, as always), or, when the rules need it,
+/// the directory's entries — its direct children, or its whole tree up to `quiet_max_entries` — with their
+/// names, sizes and mtimes (never their contents); and the content-checked file's first bytes. Everything
+/// relative to the held descriptor, nothing followed through a symlink.
+pub fn gather(dir: &SubDir, rules: &ReadyRules) -> io::Result<DirLook> {
+    let mut entries = Vec::new();
+    let mut bound_hit = false;
+    if rules.needs_listing() {
+        let max = match rules.scope {
+            QuietScope::Tree { max_entries }
+                if !rules.quiet.is_zero() || !rules.ignore.is_empty() =>
+            {
+                Some(max_entries)
+            }
+            _ => None,
+        };
+        list_into(dir, None, max, &mut entries, &mut bound_hit)?;
+    } else {
+        for name in rules.exact_names() {
+            if let Some(s) = dir.stat(name.as_ref())? {
+                entries.push(EntryLook {
+                    name: name.into(),
+                    regular: s.kind == FileType::RegularFile,
+                    identity: ready_identity(&s),
+                });
+            }
+        }
+    }
+    let content = match &rules.content {
+        None => ContentLook::Absent,
+        Some(c) => match dir.read_small(c.file.as_ref(), CONTENT_LIMIT) {
+            Ok(None) => ContentLook::Absent,
+            Ok(Some((bytes, truncated))) => ContentLook::Text { bytes, truncated },
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                ContentLook::Unusable(e.to_string())
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    Ok(DirLook {
+        entries,
+        content,
+        bound_hit,
+    })
+}
+
+/// A directory's ready marker by the rules: its identity, name and fingerprint, or why it is not ready.
+pub fn ready_marker(
+    dir: &SubDir,
+    rules: &ReadyRules,
+) -> io::Result<Result<(ReadyIdentity, OsString, u64), NotReady>> {
+    Ok(match decide(rules, &gather(dir, rules)?) {
+        ReadyDecision::Ready {
+            primary,
+            primary_name,
+            fingerprint,
+        } => Ok((primary, primary_name, fingerprint)),
+        ReadyDecision::NotReady(why) => Err(why),
+    })
+}
+
+/// Lists `dir` into `out` (names prefixed with `prefix/`); with `max`, descends into subdirectories
+/// until `max` entries were listed.
+fn list_into(
+    dir: &SubDir,
+    prefix: Option<&OsStr>,
+    max: Option<usize>,
+    out: &mut Vec<EntryLook>,
+    bound_hit: &mut bool,
+) -> io::Result<()> {
+    let mut names = dir.entries()?;
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, _) in names {
+        if max.is_some_and(|m| out.len() >= m) {
+            *bound_hit = true;
+            return Ok(());
+        }
+        // Gone between the listing and the look: a change the next look sees.
+        let Some(s) = dir.stat(&name)? else { continue };
+        let full = match prefix {
+            Some(p) => {
+                let mut f = p.to_os_string();
+                f.push("/");
+                f.push(&name);
+                f
+            }
+            None => name.clone(),
+        };
+        out.push(EntryLook {
+            name: full.clone(),
+            regular: s.kind == FileType::RegularFile,
+            identity: ready_identity(&s),
+        });
+        // Never across a mount: another file system is not part of this copy.
+        if max.is_some()
+            && s.kind == FileType::Directory
+            && !s.mount_root
+            && let Some(child) = dir.child(&name)?
+        {
+            list_into(&child, Some(&full), max, out, bound_hit)?;
+            if *bound_hit {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Non-blocking *shared* `flock` probe of the ready-file (see [`SubDir::lock_is_free`]).
 pub fn probe_lock(dir: &SubDir, signal: &OsStr) -> io::Result<LockProbe> {
     Ok(if dir.lock_is_free(signal)? {
@@ -82,6 +196,27 @@ pub fn probe_lock(dir: &SubDir, signal: &OsStr) -> io::Result<LockProbe> {
     } else {
         LockProbe::Held
     })
+}
+
+/// The root's mount, as `/proc/self/mountinfo` says, with what it means for settling; `None` when it
+/// cannot be read (not Linux, no `/proc`).
+pub fn root_mount(root: &std::path::Path) -> Option<(std::path::PathBuf, MountFacts)> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let real = std::fs::canonicalize(root).ok()?;
+    let all = mounts::parse(&text);
+    let m = mounts::mount_of(&all, &real)?;
+    Some((m.mount_point.clone(), mounts::facts(m)))
+}
+
+/// What `check-config` and the daemon at start say about the root's mount (attribute caching longer
+/// than the stability checks, `flock` answered locally), and whether the lock probe can be trusted.
+pub fn mount_warnings(cfg: &crate::config::Config) -> (Vec<String>, bool) {
+    let Some((at, f)) = root_mount(&cfg.watch.root) else {
+        return (Vec::new(), true);
+    };
+    let settle = cfg.watch.stability_interval * cfg.watch.stability_checks.max(1);
+    let settle = settle.max(cfg.watch.ready.quiet);
+    (mounts::warnings(&f, &at, settle), f.flock_local.is_none())
 }
 
 #[cfg(test)]

@@ -31,6 +31,12 @@ pub mod defaults {
     pub const RECHECK_SEC: f64 = 300.0;
     /// `job.submit_concurrency`: `sbatch` calls at once during a burst.
     pub const SUBMIT_CONCURRENCY: i64 = 4;
+    /// `watch.quiet_sec`: off, as the seed (only the ready-file's own stability).
+    pub const QUIET_SEC: f64 = 0.0;
+    /// `watch.quiet_scope`.
+    pub const QUIET_SCOPE: &str = "top";
+    /// `watch.quiet_max_entries`.
+    pub const QUIET_MAX_ENTRIES: i64 = 10_000;
     /// `job.executor`.
     pub const EXECUTOR: ExecutorKind = ExecutorKind::Slurm;
     /// `job.job_name_prefix`.
@@ -233,6 +239,60 @@ pub const WATCH_RECHECK_SEC: Key = key(
     "watch.recheck_sec",
     Seconds(defaults::RECHECK_SEC),
     "a finished directory's ready-file is looked at again for a new generation within this period, a slice per scan (0: every scan); new directories are looked at every scan",
+);
+/// `watch.ready_preset`.
+pub const WATCH_READY_PRESET: Key = key(
+    "watch.ready_preset",
+    Unset,
+    "`illumina`, `ont` or `rsync`: a named set of the readiness keys below (README \"Readiness rules\"); `check-config` shows it expanded",
+);
+/// `watch.ready_all_of`.
+pub const WATCH_READY_ALL_OF: Key = key(
+    "watch.ready_all_of",
+    Derived("`[signal_filename]`"),
+    "markers (names or globs such as `final_summary_*.txt`) that must all be regular files in the directory",
+);
+/// `watch.ready_any_of`.
+pub const WATCH_READY_ANY_OF: Key = key(
+    "watch.ready_any_of",
+    EmptyList,
+    "instead of `ready_all_of`: ready when any one item is there; an item may be a list (all of it)",
+);
+/// `watch.ready_content_file`.
+pub const WATCH_READY_CONTENT_FILE: Key = key(
+    "watch.ready_content_file",
+    Unset,
+    "a small status file (read up to 64 KiB, never through a symlink) that, when present, must match `ready_content_match`",
+);
+/// `watch.ready_content_match`.
+pub const WATCH_READY_CONTENT_MATCH: Key = key(
+    "watch.ready_content_match",
+    Unset,
+    "regular expression the status file must match, e.g. `CompletionStatus>SuccessfullyCompleted<`",
+);
+/// `watch.ignore_patterns`.
+pub const WATCH_IGNORE_PATTERNS: Key = key(
+    "watch.ignore_patterns",
+    EmptyList,
+    "globs of transfer temporaries (`.*.??????`, `*.filepart`, `*.part`, `*.tmp`): a directory is held back while one is present",
+);
+/// `watch.quiet_sec`.
+pub const WATCH_QUIET_SEC: Key = key(
+    "watch.quiet_sec",
+    Seconds(defaults::QUIET_SEC),
+    "seconds nothing in the directory may change (names, sizes, mtimes; contents never read) before it is submitted; 0 = off",
+);
+/// `watch.quiet_scope`.
+pub const WATCH_QUIET_SCOPE: Key = key(
+    "watch.quiet_scope",
+    Text(defaults::QUIET_SCOPE),
+    "`top` (the directory's own entries) or `tree` (everything below it, up to `quiet_max_entries`)",
+);
+/// `watch.quiet_max_entries`.
+pub const WATCH_QUIET_MAX_ENTRIES: Key = key(
+    "watch.quiet_max_entries",
+    Count(defaults::QUIET_MAX_ENTRIES),
+    "with `quiet_scope: tree`: the most entries listed; a bigger directory is held back with a message",
 );
 /// `job.executor`.
 pub const JOB_EXECUTOR: Key = key(
@@ -535,6 +595,15 @@ pub const ALL: &[Key] = &[
     WATCH_STABILITY_INTERVAL_SEC,
     WATCH_ALLOW_UNSAFE_ROOT,
     WATCH_RECHECK_SEC,
+    WATCH_READY_PRESET,
+    WATCH_READY_ALL_OF,
+    WATCH_READY_ANY_OF,
+    WATCH_READY_CONTENT_FILE,
+    WATCH_READY_CONTENT_MATCH,
+    WATCH_IGNORE_PATTERNS,
+    WATCH_QUIET_SEC,
+    WATCH_QUIET_SCOPE,
+    WATCH_QUIET_MAX_ENTRIES,
     JOB_EXECUTOR,
     JOB_WRAP_CMD,
     JOB_JOB_SCRIPT,

@@ -27,7 +27,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crate::config::{Config, SubmitRate};
 use crate::deliver::EmailTransport;
 use crate::engine::{
-    Cadence, OutageLatch, RejectionLatch, Schedule, StabilityTracker, SubmitPace, TokenBucket,
+    Cadence, NotReady, OutageLatch, RejectionLatch, Schedule, StabilityTracker, SubmitPace,
+    TokenBucket,
 };
 use crate::fsx::{Root, RootLinks};
 use crate::ledger::{Counts, Ledger, LedgerError};
@@ -153,6 +154,9 @@ struct Settling {
     /// Directories whose ready-file cannot be looked at (permissions), with what failed: said once, and
     /// once when it works again; `status` shows them (through the snapshot).
     unreadable: BTreeMap<OsString, String>,
+    /// Directories a readiness rule holds back for more than a missing marker (a failed status file,
+    /// transfer temporaries, too many entries): said once per reason; `status` shows them.
+    held: BTreeMap<OsString, NotReady>,
 }
 
 impl Settling {
@@ -166,6 +170,7 @@ impl Settling {
             .retain(|d| present.contains(d.as_os_str()));
         self.unreadable
             .retain(|d, _| present.contains(d.as_os_str()));
+        self.held.retain(|d, _| present.contains(d.as_os_str()));
     }
 
     /// Forgets one directory (submitted, in flight, done, or its ready-file removed).
@@ -348,6 +353,9 @@ pub struct Daemon {
     schedule: Schedule,
     /// Ready-files being watched for stability.
     settling: Settling,
+    /// The root's mount answers `flock` across nodes (false on Lustre `localflock`, NFS `nolock` or
+    /// `local_lock=all|flock`: the lock probe then says "cannot check", never a false "free").
+    flock_works: bool,
     /// Outage latches of the dependencies.
     health: Health,
     /// Back-offs and lost answers timed on the monotonic clock.
@@ -429,6 +437,7 @@ impl Daemon {
         let telling = Telling::new(&cfg);
         let started_at = clock.wall();
         let pacing = Pacing::new(&cfg, clock.mono());
+        let cfg_for_mount = cfg.clone();
         Ok(Daemon {
             cfg,
             ledger,
@@ -438,6 +447,7 @@ impl Daemon {
             clock,
             schedule: Schedule::default(),
             settling: Settling::default(),
+            flock_works: crate::scan::mount_warnings(&cfg_for_mount).1,
             health: Health::default(),
             waits: Waits::default(),
             counts: CachedCounts::default(),
@@ -465,6 +475,9 @@ impl Daemon {
         say::started(&self.cfg, self.sched.name());
         say::environment_withheld(&crate::process::withheld_slurm_names(std::env::vars_os()));
         for w in output_dir::warnings(&self.cfg) {
+            say::config_warning(&w);
+        }
+        for w in crate::scan::mount_warnings(&self.cfg).0 {
             say::config_warning(&w);
         }
         // Said now rather than at the first submission: an operator starting the daemon sees it at once.
@@ -679,6 +692,13 @@ impl Daemon {
                     reason: format!("{problem} (the service user must be able to read it)"),
                 }),
         );
+        waiting.extend(self.settling.held.iter().map(|(dir, why)| Waiting {
+            dir: dir.to_string_lossy().into_owned(),
+            state: "held".into(),
+            looks: 0,
+            needed: checks,
+            reason: why.words(),
+        }));
         waiting.sort_by(|a, b| a.dir.cmp(&b.dir));
         let p = &mut self.observers.snapshot;
         let snap = Snapshot {

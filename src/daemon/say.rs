@@ -334,6 +334,22 @@ pub fn settling(path: &Path, seen: u32, changed: bool) {
     debug!(dir = %field(path), "ready-file of {} seen {seen}x{}", show(path), if changed { " (changed since last look)" } else { "" });
 }
 
+/// A directory's markers are stable, but something in it changed less than `watch.quiet_sec` ago.
+pub fn quieting(path: &Path, unchanged: Millis, quiet: Duration) {
+    debug!(dir = %field(path), unchanged_ms = unchanged, "{} is unchanged for {} of the {} `watch.quiet_sec` asks",
+        show(path), human(unchanged), human(ms(quiet)));
+}
+
+/// A readiness rule holds a directory back for more than a missing marker (said once per reason).
+pub fn held_back(path: &Path, why: &crate::engine::NotReady) {
+    info!(dir = %field(path), reason = why.code(), "not submitting {}: {}", show(path), why.words());
+}
+
+/// A directory held back by a readiness rule is no longer (its markers decide again).
+pub fn no_longer_held(path: &Path, was: &crate::engine::NotReady) {
+    info!(dir = %field(path), reason = was.code(), "{} is no longer held back ({} is over)", show(path), was.code());
+}
+
 /// A ready-file is stable but locked by its writer (said once per directory).
 pub fn locked(path: &Path) {
     info!(event = "locked", dir = %field(path), "waiting: the ready-file of {} is locked by its writer", show(path));

@@ -12,8 +12,8 @@ use super::{Daemon, Event, Flow, say};
 use crate::engine::notice::EventKind;
 use crate::engine::{
     self, Agenda, BackoffPolicy, GenState, Generation, GenerationVerdict, JudgePolicy, LookupStep,
-    OutageEdge, OutcomePolicy, Readiness, ReadyIdentity, ReadyObservation, StabilityPolicy, Timing,
-    TrackedJob, Verdict,
+    NotReady, OutageEdge, OutcomePolicy, Readiness, ReadyDecision, ReadyIdentity, ReadyObservation,
+    StabilityPolicy, Timing, TrackedJob, Verdict,
 };
 use crate::fsx::SubDir;
 use crate::ledger::{EndRecord, LedgerError, NewGeneration};
@@ -43,6 +43,16 @@ struct Ready {
 /// Small enough that a crash in the middle leaves few records for a key lookup, large enough that a burst
 /// costs about one fsync per directory.
 const SUBMIT_CHUNK: usize = 32;
+
+/// The marker a ready directory is tracked by: the first of the satisfied alternative.
+struct Marker {
+    /// Its identity (what the ledger stores).
+    identity: ReadyIdentity,
+    /// Its name (what the lock probe opens).
+    name: OsString,
+    /// All markers and, with quiescence, the directory's entries, hashed.
+    fingerprint: u64,
+}
 
 /// The ledger failed; the step stops (its cause was reported).
 struct LedgerDown;
@@ -547,8 +557,6 @@ impl Daemon {
         // Only now, for a directory that is looked at: 100,000 paths built per scan would cost more than
         // the listing.
         let path = self.cfg.watch.root.join(name);
-        let signal = self.cfg.watch.signal_filename.clone();
-        let signal = signal.as_os_str();
         let sub = match scan::open_dir(&self.root, name) {
             Ok(Some(sub)) => sub,
             Ok(None) => {
@@ -560,17 +568,28 @@ impl Daemon {
                 return Ok(Look::Wait);
             }
         };
-        let identity = match scan::stat_ready_file(&sub, signal) {
-            Ok(Some(id)) => id,
-            Ok(None) => {
-                self.settling.tracker.forget(name);
-                return Ok(Look::Wait);
-            }
+        let seen = match scan::gather(&sub, &self.cfg.watch.ready) {
+            Ok(seen) => seen,
             Err(e) => {
                 self.cannot_look(name, &path, "look at the ready-file", &e);
                 return Ok(Look::Wait);
             }
         };
+        let (identity, marker, fingerprint) =
+            match engine::readiness::decide(&self.cfg.watch.ready, &seen) {
+                ReadyDecision::Ready {
+                    primary,
+                    primary_name,
+                    fingerprint,
+                } => (primary, primary_name, fingerprint),
+                ReadyDecision::NotReady(why) => {
+                    self.not_ready(name, &path, why);
+                    return Ok(Look::Wait);
+                }
+            };
+        if let Some(was) = self.settling.held.remove(name) {
+            say::no_longer_held(&path, &was);
+        }
         let dir_dev_ino = sub.ident().dev_ino();
         if latest.is_none() && self.renamed(name, dir_dev_ino, identity)? {
             self.settling.tracker.forget(name);
@@ -583,20 +602,53 @@ impl Daemon {
         }
         // A new generation is looked at every scan until it is stable.
         self.memory.known.recheck_at(name, now);
-        self.settle(name, &sub, latest.map(|l| l.id), identity, now)
+        let marker = Marker {
+            identity,
+            name: marker,
+            fingerprint,
+        };
+        self.settle(name, &sub, latest.map(|l| l.id), marker, now)
     }
 
-    /// A new generation's ready-file: probe its lock and count the look toward stability.
+    /// A directory the readiness rules do not call ready: a missing marker is the normal wait (silent); a
+    /// failed status file, transfer temporaries or too many entries are said once per reason and shown by
+    /// `status`.
+    fn not_ready(&mut self, name: &OsString, path: &std::path::Path, why: NotReady) {
+        self.settling.forget(name);
+        if matches!(why, NotReady::Markers { .. }) {
+            if let Some(was) = self.settling.held.remove(name) {
+                say::no_longer_held(path, &was);
+            }
+            return;
+        }
+        let again = self
+            .settling
+            .held
+            .get(name)
+            .is_some_and(|w| w.code() == why.code());
+        if !again {
+            say::held_back(path, &why);
+        }
+        self.settling.held.insert(name.clone(), why);
+    }
+
+    /// A new generation's markers: probe the lock of the first one and count the look toward stability.
     fn settle(
         &mut self,
         name: &OsString,
         sub: &SubDir,
         latest: Option<i64>,
-        identity: ReadyIdentity,
+        marker: Marker,
         now: Millis,
     ) -> Result<Look, LedgerDown> {
+        let identity = marker.identity;
         let path = self.cfg.watch.root.join(name);
-        let lock = match scan::probe_lock(sub, &self.cfg.watch.signal_filename) {
+        let probe = if self.flock_works {
+            scan::probe_lock(sub, &marker.name)
+        } else {
+            Ok(engine::LockProbe::CannotCheck)
+        };
+        let lock = match probe {
             Ok(l) => l,
             Err(e) => {
                 self.cannot_look(name, &path, "open the ready-file", &e);
@@ -610,10 +662,12 @@ impl Daemon {
             dir: name.clone(),
             identity,
             lock,
+            fingerprint: marker.fingerprint,
         };
         let policy = StabilityPolicy {
             checks: self.cfg.watch.stability_checks,
             interval: self.cfg.watch.stability_interval,
+            quiet: self.cfg.watch.ready.quiet,
         };
         Ok(match self.settling.tracker.observe(&obs, now, policy) {
             Readiness::Settling { seen, changed } => {
@@ -624,6 +678,10 @@ impl Daemon {
                 if self.settling.told_locked.insert(name.clone()) {
                     say::locked(&path);
                 }
+                Look::Wait
+            }
+            Readiness::Quieting { unchanged } => {
+                say::quieting(&path, unchanged, self.cfg.watch.ready.quiet);
                 Look::Wait
             }
             Readiness::Stable => Look::Stable(Ready {

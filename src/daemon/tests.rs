@@ -82,6 +82,11 @@ impl Bench {
         Bench::full(watch, job, behavior, |_| String::new())
     }
 
+    /// Like [`Bench::new`], with `watch` lines added to `watch:` (readiness rules, quiescence).
+    fn with_watch(watch: &[&str]) -> Bench {
+        Bench::full(watch, &[], &[], |_| String::new())
+    }
+
     fn full(
         watch: &[&str],
         job: &[&str],
@@ -1476,4 +1481,160 @@ fn a_stop_in_the_middle_of_a_burst_leaves_the_rest_certain_and_waiting() {
             "run{n}: an sbatch that never started must not need a key lookup after a restart"
         );
     }
+}
+
+// Readiness rules (issue 13): instrument markers, a content check, transfer temporaries, quiescence.
+
+/// A run folder as an instrument writes it: `files` (name, content) in a new directory.
+fn run_folder(b: &Bench, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let d = b.root.join(name);
+    std::fs::create_dir_all(d.join("Data/Intensities")).unwrap();
+    std::fs::write(d.join("Data/Intensities/s_1.bcl"), b"bcl").unwrap();
+    for (f, text) in files {
+        std::fs::write(d.join(f), text).unwrap();
+    }
+    d
+}
+
+const RCS_OK: &str = "<?xml version=\"1.0\"?>\n<RunCompletionStatus>\n  <CompletionStatus>SuccessfullyCompleted</CompletionStatus>\n</RunCompletionStatus>\n";
+const RCS_FAILED: &str = "<?xml version=\"1.0\"?>\n<RunCompletionStatus>\n  <CompletionStatus>ExceptionEndedEarly</CompletionStatus>\n  <ErrorDescription>Run stopped by user</ErrorDescription>\n</RunCompletionStatus>\n";
+
+#[test]
+fn illumina_is_not_submitted_on_rta_complete_but_once_copy_complete_arrives() {
+    let mut b = Bench::with_watch(&["ready_preset: illumina"]);
+    let d = run_folder(
+        &b,
+        "250101_NB551234_0042_AHXXXXXXX",
+        &[("RTAComplete.txt", "RTA 2.11\n")],
+    );
+    // The copy goes on for minutes after RTAComplete.txt.
+    b.run_for(Duration::from_secs(600));
+    assert_eq!(b.submits(), 0, "submitted on RTAComplete.txt alone");
+    assert!(b.history("250101_NB551234_0042_AHXXXXXXX").is_empty());
+    std::fs::write(d.join("CopyComplete.txt"), b"").unwrap();
+    b.run_for(Duration::from_secs(10));
+    assert_eq!(b.submits(), 1);
+    let g = b.latest("250101_NB551234_0042_AHXXXXXXX");
+    let m = std::fs::symlink_metadata(d.join("CopyComplete.txt")).unwrap();
+    assert_eq!(
+        g.ready,
+        crate::scan::identity_of(&m),
+        "the ledger stores the marker's identity"
+    );
+    b.run_for(Duration::from_secs(30));
+    assert_eq!(b.submits(), 1, "submitted twice");
+}
+
+#[test]
+fn a_failed_run_completion_status_is_never_submitted_and_is_said_once() {
+    let mut b = Bench::with_watch(&["ready_preset: illumina"]);
+    let name = "20250101_LH00123_0007_A22XXXXXX";
+    let log = logs_of(|| {
+        run_folder(
+            &b,
+            name,
+            &[
+                ("RTAComplete.txt", ""),
+                ("CopyComplete.txt", ""),
+                ("RunCompletionStatus.xml", RCS_FAILED),
+            ],
+        );
+        b.run_for(Duration::from_secs(60));
+    });
+    assert_eq!(b.submits(), 0, "a failed run was submitted");
+    assert_eq!(
+        log.matches("does not say the run succeeded").count(),
+        1,
+        "said once, not every scan: {log}"
+    );
+    assert!(
+        log.contains("reason=\"content_failed\"") || log.contains("reason=content_failed"),
+        "{log}"
+    );
+    let held = b
+        .daemon
+        .settling
+        .held
+        .get(OsStr::new(name))
+        .expect("held, for status");
+    assert_eq!(held.code(), "content_failed");
+    // The same run with a successful status is submitted.
+    let ok = "20250102_LH00123_0008_B22XXXXXX";
+    run_folder(
+        &b,
+        ok,
+        &[("RTAComplete.txt", ""), ("RunCompletionStatus.xml", RCS_OK)],
+    );
+    b.run_for(Duration::from_secs(10));
+    assert_eq!(b.submits(), 1);
+    assert_eq!(b.latest(ok).state, GenState::Submitted);
+}
+
+#[test]
+fn an_ont_run_is_ready_on_its_final_summary_with_a_variable_name() {
+    let mut b = Bench::with_watch(&["ready_preset: ont"]);
+    let d = b.root.join("PAQ12345_run");
+    std::fs::create_dir_all(d.join("fastq_pass")).unwrap();
+    std::fs::write(d.join("fastq_pass/reads_0.fastq.gz"), b"x").unwrap();
+    std::fs::write(d.join("sequencing_summary_FAQ12345_abcdef.txt"), b"x").unwrap();
+    b.run_for(Duration::from_secs(20));
+    assert_eq!(b.submits(), 0, "submitted without a final summary");
+    std::fs::write(
+        d.join("final_summary_FAQ12345_abcdef.txt"),
+        b"instrument=MN1\n",
+    )
+    .unwrap();
+    b.run_for(Duration::from_secs(10));
+    assert_eq!(b.submits(), 1);
+}
+
+#[test]
+fn rsync_temporaries_hold_a_directory_back_until_the_copy_renames_them() {
+    let mut b = Bench::with_watch(&["ready_preset: rsync"]);
+    let d = b.ready("run1");
+    let tmp = d.join(".reads.fastq.gz.Xy12Ab");
+    std::fs::write(&tmp, b"partial").unwrap();
+    b.run_for(Duration::from_secs(30));
+    assert_eq!(b.submits(), 0, "submitted during the copy");
+    assert_eq!(
+        b.daemon
+            .settling
+            .held
+            .get(OsStr::new("run1"))
+            .map(|h| h.code()),
+        Some("temporaries")
+    );
+    std::fs::rename(&tmp, d.join("reads.fastq.gz")).unwrap();
+    b.run_for(Duration::from_secs(10));
+    assert_eq!(b.submits(), 1);
+    assert!(b.daemon.settling.held.is_empty(), "still shown as held");
+}
+
+#[test]
+fn a_copy_beside_a_stable_ready_file_is_held_back_until_quiet_sec_after_it_stops() {
+    let mut b = Bench::with_watch(&["quiet_sec: 60"]);
+    let d = b.ready("run1");
+    let data = d.join("data.bin");
+    // The copy goes on for two minutes beside an unchanged `_READY`: one more block every 10 s.
+    for i in 0..12 {
+        std::fs::write(&data, vec![b'x'; 100 * (i + 1)]).unwrap();
+        b.run_for(Duration::from_secs(10));
+        assert_eq!(b.submits(), 0, "submitted while the copy went on ({i})");
+    }
+    // It stopped: not before quiet_sec has passed.
+    b.run_for(Duration::from_secs(50));
+    assert_eq!(b.submits(), 0, "submitted before quiet_sec");
+    b.run_for(Duration::from_secs(15));
+    assert_eq!(b.submits(), 1);
+}
+
+#[test]
+fn without_quiet_sec_a_copy_beside_the_ready_file_is_the_seeds_behaviour() {
+    // The default: only the ready-file's own stability (documented; `quiet_sec` is the opt-in).
+    let mut b = Bench::new(&[]);
+    let d = b.ready("run1");
+    b.cycle();
+    std::fs::write(d.join("data.bin"), b"more payload").unwrap();
+    b.after(SEC);
+    assert_eq!(b.submits(), 1);
 }

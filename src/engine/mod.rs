@@ -13,9 +13,11 @@
 pub mod agenda;
 pub mod judge;
 pub mod model;
+pub mod mounts;
 pub mod notice;
 pub mod outage;
 pub mod pace;
+pub mod readiness;
 pub mod rejection;
 pub mod stability;
 pub mod verdict;
@@ -33,6 +35,10 @@ pub use model::{
 };
 pub use outage::{OutageEdge, OutageLatch, backoff};
 pub use pace::{PaceSignal, SubmitPace, TokenBucket, first_recheck, pace_signal};
+pub use readiness::{
+    ContentCheck, ContentLook, DirLook, EntryLook, NotReady, Preset, QuietScope, ReadyDecision,
+    ReadyRules,
+};
 pub use rejection::{Rejection, RejectionEdge, RejectionLatch, classify_rejection};
 pub use stability::{Readiness, ReadyObservation, StabilityPolicy, StabilityTracker};
 pub use verdict::{

@@ -38,6 +38,10 @@ pub enum LockProbe {
     Free,
     /// A writer holds an exclusive lock.
     Held,
+    /// The root's file system answers `flock` locally (Lustre `localflock`, NFS `nolock` or
+    /// `local_lock=all`): a writer on another node is invisible, so the probe says "cannot check" rather
+    /// than a false "free". Stability alone decides then.
+    CannotCheck,
 }
 
 /// Lifecycle of one directory generation in the ledger.

@@ -17,6 +17,9 @@ pub struct ReadyObservation {
     pub identity: ReadyIdentity,
     /// What the lock probe said.
     pub lock: LockProbe,
+    /// Every marker's identity and, with quiescence, the directory's entries, hashed
+    /// ([`super::ReadyDecision::Ready`]); `0` when the rules have neither (the simple form).
+    pub fingerprint: u64,
 }
 
 /// What the stability tracker concluded about one observation.
@@ -33,6 +36,11 @@ pub enum Readiness {
     },
     /// Unchanged, but a writer holds it locked.
     Locked,
+    /// Seen unchanged often enough, but the directory has not been quiet for `watch.quiet_sec` yet.
+    Quieting {
+        /// How long it has been seen unchanged so far.
+        unchanged: Millis,
+    },
 }
 
 /// Stability policy (from `watch:`).
@@ -42,13 +50,18 @@ pub struct StabilityPolicy {
     pub checks: u32,
     /// Minimum spacing of counted observations.
     pub interval: Duration,
+    /// How long the directory must have been seen unchanged (`watch.quiet_sec`; zero: not required).
+    pub quiet: Duration,
 }
 
 #[derive(Debug, Clone)]
 struct Track {
     identity: ReadyIdentity,
+    fingerprint: u64,
     seen: u32,
     last_counted: Millis,
+    /// When this identity and fingerprint were first seen: quiet since then, as far as we know.
+    since: Millis,
 }
 
 /// Remembers, per directory, the last identity of its ready-file and how many times in a row it was seen.
@@ -74,40 +87,41 @@ impl StabilityTracker {
     ) -> Readiness {
         let interval = ms(policy.interval);
         let checks = policy.checks.max(1);
-        let (seen, changed) = match self.tracks.get_mut(&obs.dir) {
-            Some(t) if t.identity == obs.identity => {
+        let fresh = Track {
+            identity: obs.identity,
+            fingerprint: obs.fingerprint,
+            seen: 1,
+            last_counted: now,
+            since: now,
+        };
+        let (seen, changed, since) = match self.tracks.get_mut(&obs.dir) {
+            Some(t) if t.identity == obs.identity && t.fingerprint == obs.fingerprint => {
                 // Observations closer together than the interval do not count: they prove nothing new.
                 if now - t.last_counted >= interval {
                     t.seen = t.seen.saturating_add(1);
                     t.last_counted = now;
                 }
-                (t.seen, false)
+                (t.seen, false, t.since)
             }
             Some(t) => {
-                *t = Track {
-                    identity: obs.identity,
-                    seen: 1,
-                    last_counted: now,
-                };
-                (1, true)
+                *t = fresh;
+                (1, true, now)
             }
             None => {
-                self.tracks.insert(
-                    obs.dir.clone(),
-                    Track {
-                        identity: obs.identity,
-                        seen: 1,
-                        last_counted: now,
-                    },
-                );
-                (1, false)
+                self.tracks.insert(obs.dir.clone(), fresh);
+                (1, false, now)
             }
         };
         if seen < checks {
             return Readiness::Settling { seen, changed };
         }
+        // Quiet since first seen unchanged: what happened before the first look is unknown.
+        let unchanged = now - since;
+        if unchanged < ms(policy.quiet) {
+            return Readiness::Quieting { unchanged };
+        }
         match obs.lock {
-            LockProbe::Free => Readiness::Stable,
+            LockProbe::Free | LockProbe::CannotCheck => Readiness::Stable,
             LockProbe::Held => Readiness::Locked,
         }
     }
@@ -152,12 +166,42 @@ mod tests {
             dir: dir.into(),
             identity,
             lock,
+            fingerprint: 0,
         }
     }
     const POLICY: StabilityPolicy = StabilityPolicy {
         checks: 2,
         interval: Duration::from_secs(1),
+        quiet: Duration::ZERO,
     };
+
+    #[test]
+    fn quiet_sec_waits_until_nothing_changed_for_that_long() {
+        let p = StabilityPolicy {
+            quiet: Duration::from_secs(10),
+            ..POLICY
+        };
+        let mut t = StabilityTracker::default();
+        let at = |fp| ReadyObservation {
+            fingerprint: fp,
+            ..obs("a", id(0, 5), LockProbe::Free)
+        };
+        t.observe(&at(1), 0, p);
+        assert_eq!(
+            t.observe(&at(1), 1000, p),
+            Readiness::Quieting { unchanged: 1000 }
+        );
+        // The copy beside the ready-file goes on: the count and the quiet time start again.
+        assert!(matches!(
+            t.observe(&at(2), 5000, p),
+            Readiness::Settling { changed: true, .. }
+        ));
+        assert_eq!(
+            t.observe(&at(2), 14_000, p),
+            Readiness::Quieting { unchanged: 9000 }
+        );
+        assert_eq!(t.observe(&at(2), 15_000, p), Readiness::Stable);
+    }
 
     #[test]
     fn stable_after_two_identical_observations_an_interval_apart() {
@@ -219,6 +263,7 @@ mod tests {
         let p = StabilityPolicy {
             checks: 1,
             interval: Duration::ZERO,
+            quiet: Duration::ZERO,
         };
         let mut t = StabilityTracker::default();
         assert_eq!(
@@ -231,7 +276,7 @@ mod tests {
         /// A ready-file is never declared stable before `checks` observations spanning `(checks-1)·interval`.
         #[test]
         fn never_stable_too_early(checks in 1u32..5, interval in 0u64..2000, steps in proptest::collection::vec(0i64..1500, 1..12)) {
-            let policy = StabilityPolicy { checks, interval: Duration::from_millis(interval) };
+            let policy = StabilityPolicy { checks, interval: Duration::from_millis(interval), quiet: Duration::ZERO };
             let mut t = StabilityTracker::default();
             let o = obs("a", id(0, 5), LockProbe::Free);
             let mut now = 0;

@@ -250,24 +250,30 @@ impl Root {
     /// no automount triggered). `None` when it is gone or is not a real directory (a symlink is never
     /// followed).
     pub fn subdir(&self, name: &OsStr) -> io::Result<Option<SubDir>> {
-        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = match rustix::fs::openat(self.fd(), name, flags, Mode::empty()) {
-            Ok(fd) => fd,
-            Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => {
-                return Ok(None);
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let st = stat_fd(fd.as_fd())?;
-        // `O_PATH|O_NOFOLLOW` may open a symlink itself instead of failing: check what was opened.
-        if st.kind != FileType::Directory {
+        subdir_at(self.fd(), name)
+    }
+}
+
+/// Opens the directory `name` below `dir` (`O_PATH`, never through a symlink); `None` when it is gone or
+/// is not a real directory.
+fn subdir_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<SubDir>> {
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = match rustix::fs::openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => {
             return Ok(None);
         }
-        Ok(Some(SubDir {
-            fd,
-            ident: st.ident,
-        }))
+        Err(e) => return Err(e.into()),
+    };
+    let st = stat_fd(fd.as_fd())?;
+    // `O_PATH|O_NOFOLLOW` may open a symlink itself instead of failing: check what was opened.
+    if st.kind != FileType::Directory {
+        return Ok(None);
     }
+    Ok(Some(SubDir {
+        fd,
+        ident: st.ident,
+    }))
 }
 
 /// A direct subdirectory of the root, held open (`O_PATH`).
@@ -303,6 +309,59 @@ impl SubDir {
             Err(TryLockError::WouldBlock) => Ok(false),
             Err(TryLockError::Error(e)) => Err(e),
         }
+    }
+
+    /// The names of its entries (`.` and `..` left out) with what `readdir` says of their type.
+    /// Unsorted. Listed through a fresh read-only descriptor of the held directory, never by path.
+    pub fn entries(&self) -> io::Result<Vec<(OsString, FileType)>> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(self.fd.as_fd(), ".", flags, Mode::empty())?;
+        let mut dir = Dir::read_from(&fd)?;
+        let mut out = Vec::new();
+        while let Some(entry) = dir.read() {
+            let entry = entry?;
+            let name = OsStr::from_bytes(entry.file_name().to_bytes());
+            if name == "." || name == ".." {
+                continue;
+            }
+            out.push((name.to_os_string(), entry.file_type()));
+        }
+        Ok(out)
+    }
+
+    /// The directory `name` inside it (for a bounded whole-tree look); never through a symlink.
+    pub fn child(&self, name: &OsStr) -> io::Result<Option<SubDir>> {
+        subdir_at(self.fd.as_fd(), name)
+    }
+
+    /// The first `limit` bytes of the regular file `name` inside it, and whether it is longer. `None`
+    /// when it does not exist; an error `InvalidInput` when it is not a regular file (a symlink is never
+    /// followed, a FIFO never blocks).
+    pub fn read_small(&self, name: &OsStr, limit: u64) -> io::Result<Option<(Vec<u8>, bool)>> {
+        use std::io::Read;
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = match rustix::fs::openat(self.fd.as_fd(), name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(rustix::io::Errno::LOOP) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "it is a symlink, which is never followed",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if stat_fd(fd.as_fd())?.kind != FileType::RegularFile {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "it is not a regular file",
+            ));
+        }
+        let mut bytes = Vec::new();
+        File::from(fd).take(limit + 1).read_to_end(&mut bytes)?;
+        let longer = bytes.len() as u64 > limit;
+        bytes.truncate(limit as usize);
+        Ok(Some((bytes, longer)))
     }
 }
 

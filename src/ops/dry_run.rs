@@ -61,10 +61,19 @@ pub fn dry_run(cfg: &Config) -> anyhow::Result<Vec<String>> {
             ));
             continue;
         }
+        let rules = &cfg.watch.ready;
         let id = match scan::open_dir(&held, name)
-            .and_then(|d| d.map_or(Ok(None), |d| scan::stat_ready_file(&d, signal)))
+            .and_then(|d| d.map_or(Ok(None), |d| scan::ready_marker(&d, rules).map(Some)))
         {
-            Ok(Some(id)) => id,
+            Ok(Some(Ok((id, _, _)))) => id,
+            Ok(Some(Err(why))) => {
+                out.push(format!(
+                    "{}: skipped, {} (`dirwatcher explain` says more)",
+                    show(&path),
+                    why.words()
+                ));
+                continue;
+            }
             Ok(None) => {
                 out.push(format!(
                     "{}: skipped, no `{}` (`dirwatcher explain` says more)",
@@ -98,6 +107,8 @@ pub fn dry_run(cfg: &Config) -> anyhow::Result<Vec<String>> {
     let policy = StabilityPolicy {
         checks: cfg.watch.stability_checks,
         interval: cfg.watch.stability_interval,
+        // A dry run does not wait minutes for quiescence: it says so instead (below).
+        quiet: std::time::Duration::ZERO,
     };
     let start = Instant::now();
     let mut tracker = StabilityTracker::default();
@@ -109,15 +120,17 @@ pub fn dry_run(cfg: &Config) -> anyhow::Result<Vec<String>> {
         let now = start.elapsed().as_millis() as Millis;
         for (i, name) in candidates.iter().enumerate() {
             let look = scan::open_dir(&held, name).ok().flatten().and_then(|d| {
-                let identity = scan::stat_ready_file(&d, signal).ok().flatten()?;
-                Some((identity, scan::probe_lock(&d, signal).ok()?))
+                let (identity, marker, fingerprint) =
+                    scan::ready_marker(&d, &cfg.watch.ready).ok()?.ok()?;
+                Some((identity, fingerprint, scan::probe_lock(&d, &marker).ok()?))
             });
             verdicts[i] = Some(match look {
-                Some((identity, lock)) => {
+                Some((identity, fingerprint, lock)) => {
                     let obs = ReadyObservation {
                         dir: name.clone(),
                         identity,
                         lock,
+                        fingerprint,
                     };
                     tracker.observe(&obs, now, policy)
                 }

@@ -15,7 +15,7 @@ use super::status::{reason_of, word_of};
 use super::{current_user, open_read_only, rfc3339};
 use crate::config::Config;
 use crate::engine::{
-    GenState, Generation, GenerationVerdict, LockProbe, ReadyIdentity, generation_verdict,
+    GenState, Generation, GenerationVerdict, LockProbe, NotReady, ReadyIdentity, generation_verdict,
 };
 use crate::logging::show;
 use crate::snapshot::{self, Liveness, Waiting};
@@ -352,17 +352,64 @@ fn look_at(
         true,
         format!("user `{}` can list it", e.checked_as),
     );
-    let signal = &cfg.watch.signal_filename;
+    let simple = crate::engine::ReadyRules::simple(&cfg.watch.signal_filename.to_string_lossy());
+    let rules = &cfg.watch.ready;
+    let is_simple = rules.alternatives == simple.alternatives
+        && rules.content.is_none()
+        && rules.ignore.is_empty()
+        && rules.quiet.is_zero();
+    let mut signal = cfg.watch.signal_filename.clone();
+    if !is_simple {
+        match rules_say(cfg, path) {
+            Ok(Ok(marker)) => {
+                check(
+                    e,
+                    "ready_rules",
+                    true,
+                    format!(
+                        "the readiness rules ({}) are met; `{}` is the marker it is tracked by",
+                        rules.describe(),
+                        marker.to_string_lossy()
+                    ),
+                );
+                signal = marker;
+            }
+            Ok(Err(why)) => {
+                let words = why.words();
+                check(
+                    e,
+                    "ready_rules",
+                    false,
+                    format!("{words} (rules: {})", rules.describe()),
+                );
+                v.blocker = Some(words);
+                return v;
+            }
+            Err(err) => {
+                let words = format!("the readiness rules cannot be checked: {err}");
+                check(e, "ready_rules", false, words.clone());
+                v.blocker = Some(words);
+                return v;
+            }
+        }
+    }
+    let signal = &signal;
     let ready = path.join(signal);
     let signal_shown = signal.to_string_lossy();
     match std::fs::symlink_metadata(&ready) {
         Ok(m) if m.file_type().is_file() => {
             let id = crate::scan::identity_of(&m);
             v.identity = Some(id);
-            let lock = probe_lock_at(&ready).map_err(|err| err.to_string());
+            // Where flock is answered locally, a free lock proves nothing: say so, as the daemon does.
+            let lock = if crate::scan::mount_warnings(cfg).1 {
+                probe_lock_at(&ready).map_err(|err| err.to_string())
+            } else {
+                Ok(LockProbe::CannotCheck)
+            };
             let lock_word = match &lock {
                 Ok(LockProbe::Free) => "free".to_string(),
                 Ok(LockProbe::Held) => "held".to_string(),
+                Ok(LockProbe::CannotCheck) => "cannot check".to_string(),
                 Err(err) => format!("cannot be probed: {err}"),
             };
             e.ready_file = Some(ReadyFile {
@@ -387,6 +434,12 @@ fn look_at(
             );
             let (ok, says) = match &lock {
                 Ok(LockProbe::Free) => (true, "no writer holds it locked".to_string()),
+                Ok(LockProbe::CannotCheck) => (
+                    true,
+                    "cannot check: the root's file system answers flock locally, a writer on another \
+                     node is invisible (stability alone decides)"
+                        .to_string(),
+                ),
                 Ok(LockProbe::Held) => (
                     false,
                     "a writer holds it locked (flock LOCK_EX): it is submitted once released"
@@ -447,6 +500,26 @@ fn look_at(
         }
     }
     v
+}
+
+/// What the readiness rules say of the directory at `path` (a direct child of the root), looked at as the
+/// daemon looks: through the root's descriptor.
+fn rules_say(cfg: &Config, path: &Path) -> std::io::Result<Result<OsString, NotReady>> {
+    use crate::fsx::{Root, RootLinks};
+    let links = if cfg.watch.allow_unsafe_root {
+        RootLinks::Follow
+    } else {
+        RootLinks::Refuse
+    };
+    let root = Root::open(&cfg.watch.root, links)?;
+    let name = path.file_name().unwrap_or_default();
+    let Some(sub) = crate::scan::open_dir(&root, name)? else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "it is not a real directory under the root",
+        ));
+    };
+    Ok(crate::scan::ready_marker(&sub, &cfg.watch.ready)?.map(|(_, marker, _)| marker))
 }
 
 /// Names that look like a misspelt ready-file: the same letters in another case, with or without the

@@ -13,6 +13,7 @@ mod local;
 mod notify;
 mod observe;
 mod ops;
+mod readiness;
 mod safety;
 mod slurm_config;
 mod slurm_pipeline;

@@ -1,0 +1,251 @@
+//! Readiness rules through the real binary with the local executor, on realistic trees: an Illumina run
+//! folder whose `CopyComplete.txt` arrives after `RTAComplete.txt`, a failed `RunCompletionStatus.xml`, an
+//! ONT folder with its `final_summary_*.txt`, a real rsync copy in progress, and a copy that goes on beside
+//! a stable `_READY` with `quiet_sec`. No sleeps as synchronisation: the tests wait for the daemon's own
+//! snapshot to show it scanned again (or for the ledger), with deadlines.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// The daemon's snapshot (`<state_file>.status.json`), once it exists.
+fn snapshot(env: &TestEnv) -> Option<Value> {
+    let mut p = env.state_file().into_os_string();
+    p.push(".status.json");
+    let text = std::fs::read_to_string(p).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Waits until the daemon has finished `n` more scans than now (its snapshot's `last_poll_at` moved `n`
+/// times): whatever it was going to do with the tree as it is, it has done.
+fn scans(env: &TestEnv, n: usize) {
+    let mut last = None;
+    let mut seen = 0;
+    wait_for(DEADLINE, &format!("{n} scans of the daemon"), || {
+        let at = snapshot(env).and_then(|s| s["last_poll_at"].as_i64());
+        if at.is_some() && at != last {
+            if last.is_some() {
+                seen += 1;
+            }
+            last = at;
+        }
+        (seen >= n).then_some(())
+    });
+}
+
+fn explain(env: &TestEnv, dir: &str) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_dirwatcher"))
+        .args(["explain", "--json", "--config"])
+        .arg(env.config_path())
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "explain: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all: Value = serde_json::from_slice(&out.stdout).unwrap();
+    all[0].clone()
+}
+
+/// The words of one check of an explanation.
+fn says(e: &Value, check: &str) -> (bool, String) {
+    let c = e["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == check)
+        .unwrap_or_else(|| panic!("no `{check}` in {e:#}"));
+    (
+        c["ok"].as_bool().unwrap(),
+        c["says"].as_str().unwrap().into(),
+    )
+}
+
+/// An Illumina run folder in the middle of its copy: RTA done, data there, no CopyComplete.txt yet.
+fn illumina_run(root: &Path, name: &str) -> std::path::PathBuf {
+    let d = root.join(name);
+    for lane in ["L001", "L002"] {
+        let c = d.join("Data/Intensities/BaseCalls").join(lane);
+        std::fs::create_dir_all(&c).unwrap();
+        std::fs::write(c.join("s_1_1101.cbcl"), vec![7u8; 4096]).unwrap();
+    }
+    std::fs::create_dir_all(d.join("InterOp")).unwrap();
+    std::fs::write(d.join("InterOp/QMetricsOut.bin"), b"interop").unwrap();
+    std::fs::write(d.join("RunInfo.xml"), "<RunInfo Version=\"6\"/>\n").unwrap();
+    std::fs::write(d.join("RunParameters.xml"), "<RunParameters/>\n").unwrap();
+    std::fs::write(d.join("RTAComplete.txt"), "RTA 3.4.4\n").unwrap();
+    d
+}
+
+#[test]
+fn illumina_copy_complete_arriving_after_rta_complete_is_waited_for() {
+    let env = TestEnv::local("illumina")
+        .job("wrap_cmd: \"true\"")
+        .watch("ready_preset: illumina");
+    let run = illumina_run(&env.root, "250101_VH00123_42_AAAXXXXM5");
+    let _d = env.start();
+    scans(&env, 5);
+    assert!(
+        env.history(&run).is_empty(),
+        "submitted on RTAComplete.txt alone"
+    );
+    let e = explain(&env, "250101_VH00123_42_AAAXXXXM5");
+    let (ok, words) = says(&e, "ready_rules");
+    assert!(!ok && words.contains("`CopyComplete.txt`"), "{words}");
+    std::fs::write(run.join("CopyComplete.txt"), "").unwrap();
+    let g = env.wait_final(&run, DEADLINE);
+    assert_eq!(g.final_state.as_deref(), Some("COMPLETED"));
+    assert_eq!(env.history(&run).len(), 1);
+}
+
+#[test]
+fn a_failed_run_completion_status_is_not_submitted_and_explain_and_status_say_why() {
+    let env = TestEnv::local("rcsfail")
+        .job("wrap_cmd: \"true\"")
+        .watch("ready_preset: illumina");
+    let run = illumina_run(&env.root, "20250101_LH00123_0007_A22XXXXXX");
+    std::fs::write(run.join("CopyComplete.txt"), "").unwrap();
+    std::fs::write(
+        run.join("RunCompletionStatus.xml"),
+        "<?xml version=\"1.0\"?>\n<RunCompletionStatus>\n  <CompletionStatus>ExceptionEndedEarly</CompletionStatus>\n\
+         \x20 <ErrorDescription>Run stopped by user</ErrorDescription>\n</RunCompletionStatus>\n",
+    )
+    .unwrap();
+    let d = env.start();
+    scans(&env, 5);
+    assert!(env.history(&run).is_empty(), "a failed run was submitted");
+    d.wait_log("does not say the run succeeded", DEADLINE);
+    let e = explain(&env, "20250101_LH00123_0007_A22XXXXXX");
+    let (ok, words) = says(&e, "ready_rules");
+    assert!(!ok && words.contains("RunCompletionStatus.xml"), "{words}");
+    let status = env.status();
+    let held = status["waiting"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["dir"].as_str().unwrap().ends_with("A22XXXXXX"))
+        .unwrap_or_else(|| panic!("not in status: {status:#}"));
+    assert_eq!(held["state"], "held", "{held}");
+    assert!(
+        held["reason"]
+            .as_str()
+            .unwrap()
+            .contains("does not say the run succeeded"),
+        "{held}"
+    );
+}
+
+#[test]
+fn an_ont_run_is_submitted_on_final_summary() {
+    let env = TestEnv::local("ont")
+        .job("wrap_cmd: \"true\"")
+        .watch("ready_preset: ont");
+    let run = env.root.join("20250101_1200_MN12345_FAQ12345_abcdef12");
+    std::fs::create_dir_all(run.join("fastq_pass/barcode01")).unwrap();
+    std::fs::write(
+        run.join("fastq_pass/barcode01/FAQ12345_pass_0.fastq.gz"),
+        b"x",
+    )
+    .unwrap();
+    std::fs::write(run.join("sequencing_summary_FAQ12345_abcdef12.txt"), b"x").unwrap();
+    let _d = env.start();
+    scans(&env, 4);
+    assert!(
+        env.history(&run).is_empty(),
+        "submitted without a final summary"
+    );
+    std::fs::write(
+        run.join("final_summary_FAQ12345_abcdef.txt"),
+        "instrument=MN12345\nflow_cell_id=FAQ12345\n",
+    )
+    .unwrap();
+    let g = env.wait_final(&run, DEADLINE);
+    assert_eq!(g.final_state.as_deref(), Some("COMPLETED"));
+}
+
+#[test]
+fn a_real_rsync_copy_in_progress_is_held_back_until_it_ends() {
+    let env = TestEnv::local("rsync")
+        .job("wrap_cmd: \"true\"")
+        .watch("ready_preset: rsync");
+    let src = env.tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("reads.fastq.gz"), vec![b'A'; 1 << 20]).unwrap();
+    // Marked ready before the data is there (a script that writes `_READY` first).
+    let dest = env.root.join("run1");
+    std::fs::create_dir(&dest).unwrap();
+    std::fs::write(dest.join("_READY"), "").unwrap();
+    let _d = env.start();
+    // 1 MiB at 256 KiB/s: about 4 s, during which rsync's `.reads.fastq.gz.XXXXXX` is there.
+    let mut rsync = Command::new("rsync")
+        .args(["-a", "--bwlimit=256"])
+        .arg(format!("{}/", src.display()))
+        .arg(format!("{}/", dest.display()))
+        .spawn()
+        .unwrap();
+    wait_for(DEADLINE, "rsync's temporary file", || {
+        std::fs::read_dir(&dest)
+            .unwrap()
+            .filter_map(Result::ok)
+            .find(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".reads.fastq.gz.")
+            })
+            .map(|_| ())
+    });
+    let status = rsync.wait().unwrap();
+    let done = dirwatcher::time::wall_now();
+    assert!(status.success());
+    let g = env.wait_final(&dest, DEADLINE);
+    assert!(
+        g.created_at >= done - 50,
+        "submitted during the copy: intent at {}, rsync ended at {done}",
+        g.created_at
+    );
+    assert_eq!(
+        std::fs::metadata(dest.join("reads.fastq.gz"))
+            .unwrap()
+            .len(),
+        1 << 20
+    );
+}
+
+#[test]
+fn a_copy_beside_a_stable_ready_file_holds_it_back_for_quiet_sec_after_it_stops() {
+    let env = TestEnv::local("quiet")
+        .job("wrap_cmd: \"true\"")
+        .watch("quiet_sec: 1.5");
+    let dir = env.ready_dir("run1");
+    let _d = env.start();
+    // A copy that goes on for 3 s beside the unchanged `_READY`.
+    let data = dir.join("data.txt");
+    let start = Instant::now();
+    let mut size = 0;
+    let mut last_write = dirwatcher::time::wall_now();
+    while start.elapsed() < Duration::from_secs(3) {
+        size += 512;
+        std::fs::write(&data, vec![b'x'; size]).unwrap();
+        last_write = dirwatcher::time::wall_now();
+        assert!(
+            env.history(&dir).is_empty(),
+            "submitted while the copy went on"
+        );
+        // The writer's own pace, not a synchronisation: a copy writes a block now and then.
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let g = env.wait_final(&dir, DEADLINE);
+    assert!(
+        g.created_at >= last_write + 1500,
+        "submitted {} ms after the last write, before quiet_sec (1.5 s)",
+        g.created_at - last_write
+    );
+}
