@@ -271,20 +271,8 @@ impl Ledger {
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(sql("cannot configure"))?;
         // WAL: readers (the CLI) never block the daemon; FULL: a committed intent survives a power cut.
-        with_busy_retry(|| conn.pragma_update(None, "journal_mode", "WAL")).map_err(|source| {
-            match &source {
-                rusqlite::Error::SqliteFailure(e, _)
-                    if e.code == rusqlite::ErrorCode::NotADatabase =>
-                {
-                    LedgerError::Foreign(path.to_path_buf())
-                }
-                _ => LedgerError::Sql {
-                    path: path.to_path_buf(),
-                    what: "cannot enable WAL",
-                    source,
-                },
-            }
-        })?;
+        with_busy_retry(|| conn.pragma_update(None, "journal_mode", "WAL"))
+            .map_err(foreign_or(path, "cannot enable WAL"))?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(sql("cannot configure"))?;
         conn.execute_batch(SCHEMA)
@@ -328,18 +316,7 @@ impl Ledger {
             .query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| {
                 r.get(0)
             })
-            .map_err(|source| match &source {
-                rusqlite::Error::SqliteFailure(e, _)
-                    if e.code == rusqlite::ErrorCode::NotADatabase =>
-                {
-                    LedgerError::Foreign(path.to_path_buf())
-                }
-                _ => LedgerError::Sql {
-                    path: path.to_path_buf(),
-                    what: "cannot read",
-                    source,
-                },
-            })?;
+            .map_err(foreign_or(path, "cannot read"))?;
         Ok(Ledger {
             conn,
             path: path.to_path_buf(),
@@ -1254,6 +1231,17 @@ fn ensure_counts(conn: &Connection) -> rusqlite::Result<()> {
         let _ = conn.execute_batch("ROLLBACK");
     }
     r
+}
+
+/// Like [`sqle`], but "not a database" means the file is something else (the Python original's JSON).
+fn foreign_or(path: &Path, what: &'static str) -> impl FnOnce(rusqlite::Error) -> LedgerError {
+    let path = path.to_path_buf();
+    move |source| match &source {
+        rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::NotADatabase => {
+            LedgerError::Foreign(path)
+        }
+        _ => LedgerError::Sql { path, what, source },
+    }
 }
 
 fn sqle(path: &Path, what: &'static str) -> impl FnOnce(rusqlite::Error) -> LedgerError {

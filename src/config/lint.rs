@@ -57,7 +57,8 @@ fn key_of(line: &str) -> Option<(usize, &str)> {
         .then_some((indent, k))
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
+/// Levenshtein distance between two words (for "did you mean"), in characters.
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.iter().enumerate() {

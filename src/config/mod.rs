@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 pub mod keys;
-mod lint;
+pub(crate) mod lint;
 
 use keys::Key;
 

@@ -541,25 +541,11 @@ pub fn near_misses(signal: &OsStr, entries: &[OsString]) -> Vec<String> {
         .filter(|n| *n != want)
         .filter(|n| {
             let k = norm(n);
-            k == key || (key.len() >= 4 && edit_distance(&k, &key) <= 1)
+            k == key || (key.len() >= 4 && crate::config::lint::edit_distance(&k, &key) <= 1)
         })
         .collect();
     out.sort();
     out
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 fn record(cfg: &Config, g: &Generation, now_id: Option<ReadyIdentity>, now: Millis) -> Record {
