@@ -228,17 +228,7 @@ impl Root {
     /// The names of every entry of the root (`.` and `..` left out) with what `readdir` says of its
     /// type (`Unknown` on file systems that do not say). Unsorted.
     pub fn entries(&self) -> io::Result<Vec<(OsString, FileType)>> {
-        let mut dir = Dir::read_from(&self.fd)?;
-        let mut out = Vec::new();
-        while let Some(entry) = dir.read() {
-            let entry = entry?;
-            let name = OsStr::from_bytes(entry.file_name().to_bytes());
-            if name == "." || name == ".." {
-                continue;
-            }
-            out.push((name.to_os_string(), entry.file_type()));
-        }
-        Ok(out)
+        entries_of(&self.fd)
     }
 
     /// `statx` of an entry of the root, without following a symlink; `None` if it does not exist.
@@ -316,17 +306,7 @@ impl SubDir {
     pub fn entries(&self) -> io::Result<Vec<(OsString, FileType)>> {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = rustix::fs::openat(self.fd.as_fd(), ".", flags, Mode::empty())?;
-        let mut dir = Dir::read_from(&fd)?;
-        let mut out = Vec::new();
-        while let Some(entry) = dir.read() {
-            let entry = entry?;
-            let name = OsStr::from_bytes(entry.file_name().to_bytes());
-            if name == "." || name == ".." {
-                continue;
-            }
-            out.push((name.to_os_string(), entry.file_type()));
-        }
-        Ok(out)
+        entries_of(&fd)
     }
 
     /// The directory `name` inside it (for a bounded whole-tree look); never through a symlink.
@@ -363,6 +343,21 @@ impl SubDir {
         bytes.truncate(limit as usize);
         Ok(Some((bytes, longer)))
     }
+}
+
+/// Every entry of the directory open at `fd` (`.` and `..` left out), with `readdir`'s idea of its type.
+fn entries_of(fd: &impl AsFd) -> io::Result<Vec<(OsString, FileType)>> {
+    let mut dir = Dir::read_from(fd)?;
+    let mut out = Vec::new();
+    while let Some(entry) = dir.read() {
+        let entry = entry?;
+        let name = OsStr::from_bytes(entry.file_name().to_bytes());
+        if name == "." || name == ".." {
+            continue;
+        }
+        out.push((name.to_os_string(), entry.file_type()));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
