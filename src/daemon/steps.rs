@@ -54,6 +54,13 @@ struct Marker {
     fingerprint: u64,
 }
 
+/// A chunk's answers by index into it: jobs submitted, failures, and the first rate-limit refusal.
+type Sorted = (
+    Vec<(usize, String)>,
+    Vec<(usize, SubmitError)>,
+    Option<(usize, String)>,
+);
+
 /// The ledger failed; the step stops (its cause was reported).
 struct LedgerDown;
 
@@ -861,28 +868,9 @@ impl Daemon {
     /// read it is not submitted; a call that never started is unmarked (no job can exist); a failure holds
     /// submissions; a rate limit lowers the pace and pauses, failing nothing.
     fn submit_chunk(&mut self, chunk: &[Generation], events: &Receiver<Event>) -> ChunkEnd {
-        let ids: Vec<i64> = chunk.iter().map(|g| g.id).collect();
-        let marked = match self
-            .ledger
-            .mark_sbatch_started_many(&ids, self.clock.wall())
-        {
-            Ok(m) => {
-                self.ledger_ok();
-                m
-            }
-            Err(e) => {
-                self.ledger_failed("recording submission attempts", &e);
-                return ChunkEnd::LedgerDown;
-            }
+        let Ok(live) = self.mark_chunk(chunk) else {
+            return ChunkEnd::LedgerDown;
         };
-        let mut live: Vec<Generation> = Vec::with_capacity(chunk.len());
-        for (g, waiting) in chunk.iter().zip(marked) {
-            if waiting {
-                live.push(g.clone());
-            } else {
-                say::submission_withdrawn(&self.path_of(g));
-            }
-        }
         if live.is_empty() {
             return ChunkEnd::Done;
         }
@@ -916,27 +904,7 @@ impl Daemon {
         if let Some(b) = &mut self.pacing.bucket {
             b.give_back(unmark.len());
         }
-        let (mut done, mut failed, mut limited) = (Vec::new(), Vec::new(), None);
-        for (i, r, took) in answers {
-            let text = r.as_ref().err().map(ToString::to_string);
-            let pace = engine::pace_signal(took, text.as_deref());
-            if self.pacing.pace.answered(pace) {
-                say::submit_pace(
-                    self.pacing.pace.width(),
-                    self.cfg.job.submit_concurrency,
-                    pace,
-                );
-            }
-            match r {
-                Ok(job) => done.push((i, job)),
-                // Refused for the rate: no job exists, and the directory has done nothing wrong.
-                Err(SubmitError::Refused(m)) if engine::pace::is_rate_limited(&m) => {
-                    unmark.push(live[i].id);
-                    limited.get_or_insert((i, m));
-                }
-                Err(err) => failed.push((i, err)),
-            }
-        }
+        let (done, failed, limited) = self.sort_answers(answers, &live, &mut unmark);
         let recorded = self.record_answers(&live, &done, wall);
         let r = self.ledger.unmark_sbatch_started(&unmark, wall);
         let unmarked = self.commit("recording submissions that did not start", r);
@@ -966,6 +934,64 @@ impl Daemon {
             Some(flow) => ChunkEnd::Signal(flow),
             None => ChunkEnd::Done,
         }
+    }
+
+    /// Marks a chunk's intents started in one transaction; returns those still waiting (an intent an
+    /// operator cancelled or forgot since the cycle read it is not submitted, and said so).
+    fn mark_chunk(&mut self, chunk: &[Generation]) -> Result<Vec<Generation>, LedgerDown> {
+        let ids: Vec<i64> = chunk.iter().map(|g| g.id).collect();
+        let marked = match self
+            .ledger
+            .mark_sbatch_started_many(&ids, self.clock.wall())
+        {
+            Ok(m) => m,
+            Err(e) => {
+                self.ledger_failed("recording submission attempts", &e);
+                return Err(LedgerDown);
+            }
+        };
+        self.ledger_ok();
+        let mut live = Vec::with_capacity(chunk.len());
+        for (g, waiting) in chunk.iter().zip(marked) {
+            if waiting {
+                live.push(g.clone());
+            } else {
+                say::submission_withdrawn(&self.path_of(g));
+            }
+        }
+        Ok(live)
+    }
+
+    /// Sorts a chunk's answers into jobs, failures and (the first) rate-limit refusal, adjusting the pace
+    /// by each answer's time and words; a rate-limited intent joins `unmark` (no job exists for it).
+    fn sort_answers(
+        &mut self,
+        answers: Vec<(usize, Result<String, SubmitError>, std::time::Duration)>,
+        live: &[Generation],
+        unmark: &mut Vec<i64>,
+    ) -> Sorted {
+        let mut sorted: Sorted = (Vec::new(), Vec::new(), None);
+        for (i, r, took) in answers {
+            let text = r.as_ref().err().map(ToString::to_string);
+            let pace = engine::pace_signal(took, text.as_deref());
+            if self.pacing.pace.answered(pace) {
+                say::submit_pace(
+                    self.pacing.pace.width(),
+                    self.cfg.job.submit_concurrency,
+                    pace,
+                );
+            }
+            match r {
+                Ok(job) => sorted.0.push((i, job)),
+                // Refused for the rate: no job exists, and the directory has done nothing wrong.
+                Err(SubmitError::Refused(m)) if engine::pace::is_rate_limited(&m) => {
+                    unmark.push(live[i].id);
+                    sorted.2.get_or_insert((i, m));
+                }
+                Err(err) => sorted.1.push((i, err)),
+            }
+        }
+        sorted
     }
 
     /// Records the job ids of a chunk's successful calls, each with its notices, in one transaction, then
