@@ -44,6 +44,17 @@ pub enum LockProbe {
     CannotCheck,
 }
 
+/// What a scheduler says about a job's run besides its state (empty when it does not say).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobDetail {
+    /// Slurm's reason (`sacct` `Reason`, `squeue` `Reason`): `NonZeroExitCode`, `TimeLimit`, …
+    pub reason: String,
+    /// The nodes it ran on (`NodeList`).
+    pub nodes: String,
+    /// Its run time in seconds (`ElapsedRaw`, `squeue` `TimeUsed`).
+    pub elapsed_sec: Option<u64>,
+}
+
 /// Lifecycle of one directory generation in the ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GenState {
@@ -166,7 +177,7 @@ pub struct Generation {
     /// The last change of this record (for an uncertain one: when its last `sbatch` started or failed).
     pub updated_at: Millis,
     /// What the scheduler said about the job's end besides its state (reason, nodes, run time).
-    pub detail: super::verdict::JobDetail,
+    pub detail: JobDetail,
 }
 
 /// Builds the job name `<prefix>-<dir>`, with every character Slurm or a terminal could trip over replaced

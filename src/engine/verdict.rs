@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::model::GenState;
+pub use super::model::JobDetail;
 use super::outage::backoff;
 use crate::time::{Millis, ms};
 
@@ -17,17 +18,6 @@ pub struct JobReport {
     pub exit_code: String,
     /// What explains the end, for the failure log and the notices.
     pub detail: JobDetail,
-}
-
-/// What a scheduler says about a job's run besides its state (empty when it does not say).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct JobDetail {
-    /// Slurm's reason (`sacct` `Reason`, `squeue` `Reason`): `NonZeroExitCode`, `TimeLimit`, …
-    pub reason: String,
-    /// The nodes it ran on (`NodeList`).
-    pub nodes: String,
-    /// Its run time in seconds (`ElapsedRaw`, `squeue` `TimeUsed`).
-    pub elapsed_sec: Option<u64>,
 }
 
 /// Slurm's state word without decorations, upper-case (`CANCELLED by 0` → `CANCELLED`, `FAILED+` →
