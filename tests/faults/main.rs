@@ -265,9 +265,10 @@ fn slurmdbd_outage_marks_no_job_failed_and_records_every_outcome() {
         "a job was declared failed during the accounting outage"
     );
     outage.end();
-    for j in &jobs {
+    for (j, n) in jobs.iter().zip(&names) {
+        let name = env.job_name(n);
         let st = wait_for(Duration::from_secs(30), "accounting to catch up", || {
-            Some(sacct_field(j, "State"))
+            Some(sacct_field(j, &name, "State"))
                 .filter(|s| !s.is_empty() && s != "PENDING" && s != "RUNNING")
         });
         assert_eq!(st, "COMPLETED", "job {j}");

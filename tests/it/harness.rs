@@ -510,19 +510,25 @@ pub mod slurm {
             .collect()
     }
 
-    /// One accounting field of the newest job with this id: Slurm reuses ids (the fault tests reset the
-    /// counter), and `sacct -j N` alone answers with every job N ever had, oldest first.
-    pub fn sacct_field(id: &str, field: &str) -> String {
+    /// One accounting field of the job with this id *and* this name (empty until accounting has it): Slurm
+    /// reuses ids (the fault tests reset the counter), and `sacct -j N` alone answers with every job N ever
+    /// had — an old record may show before ours reaches slurmdbd.
+    pub fn sacct_field(id: &str, job_name: &str, field: &str) -> String {
         let out = Command::new("sacct")
             .args(["-X", "-n", "-P", "-j", id, "--starttime=now-7days"])
-            .arg(format!("--format=Submit,{field}"))
+            .arg(format!("--format=Submit,JobName,{field}"))
             .env("SLURM_TIME_FORMAT", "%s")
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout)
             .lines()
-            .filter_map(|l| l.split_once('|'))
-            .max_by_key(|(submit, _)| submit.trim().parse::<i64>().unwrap_or(0))
+            .filter_map(|l| {
+                let mut f = l.splitn(3, '|');
+                let (submit, name, value) = (f.next()?, f.next()?, f.next()?);
+                (name.trim() == job_name)
+                    .then(|| (submit.trim().parse::<i64>().unwrap_or(0), value))
+            })
+            .max_by_key(|(submit, _)| *submit)
             .map(|(_, v)| v.trim().to_string())
             .unwrap_or_default()
     }

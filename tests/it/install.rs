@@ -737,11 +737,12 @@ fn installed_service_runs_as_its_user_and_processes_a_directory_on_slurm() {
         "COMPLETED in the service log",
         || svc.log().contains("COMPLETED").then_some(()),
     );
+    let job_name = dirwatcher::engine::job_name("dirwatch", std::ffi::OsStr::new(&name));
     let user = wait_for(Duration::from_secs(30), "the job in sacct", || {
-        Some(slurm::sacct_field(&job, "User")).filter(|u| !u.is_empty())
+        Some(slurm::sacct_field(&job, &job_name, "User")).filter(|u| !u.is_empty())
     });
     assert_eq!(user, "dwtest", "job {job} ran as {user}");
-    assert_eq!(slurm::sacct_field(&job, "Account"), "dev");
+    assert_eq!(slurm::sacct_field(&job, &job_name, "Account"), "dev");
     // The daemon itself ran as the service user: its ledger is the user's.
     let ledger = s.at("/var/lib/dirwatcher/state.db");
     assert_eq!(std::fs::metadata(&ledger).unwrap().uid(), uid);
