@@ -450,10 +450,11 @@ fn a_burst_gets_one_job_per_directory_within_the_submit_rate() {
     at.sort();
     // 40 calls from a bucket of 10 refilled at 10/s take at least 3 s from the first call to the last.
     // `submitted_at` is written when a chunk's answers are recorded, after its slowest call: the first
-    // chunk's is later than its first call by up to that chunk's time, hence the margin. Without the bucket
-    // the 40 calls, 4 at a time, take well under a second here.
+    // chunk (the burst of 10) is recorded up to its own duration after its first call, hence the margin.
+    // Without the bucket the 40 calls, 4 at a time, take a fraction of a second on an idle cluster; the
+    // exact pace (no window holds more calls than the bucket allows) is the bench's test.
     assert!(
-        at[39] - at[0] >= 2_500,
+        at[39] - at[0] >= 2_000,
         "the bucket was not followed: {} ms",
         at[39] - at[0]
     );
