@@ -279,12 +279,11 @@ prepare_layout() {
 # Sets CONF_CHANGED / DBD_CHANGED to 1 if slurm or slurmdbd configs changed.
 write_configs() {
   local cpus mem
-  # CPUs: 8 job slots per core (at least 16), memory = 90% of MemTotal. The suite's jobs mostly sleep or
-  # wait for a marker, and the test suites run many at once: with one slot per core (2 here) they queued
-  # behind each other for longer than a test's deadline. With config_overrides slurmd reports these
-  # values, so the mismatch with the hardware never drains the node.
-  cpus=$(( $(nproc) * 8 ))
-  [ "$cpus" -ge 16 ] || cpus=16
+  # CPUs = nproc, memory = 90% of MemTotal. With config_overrides slurmd
+  # reports these values, so a topology or memory mismatch never drains the node. (More job slots than
+  # cores were tried: a requeued job then restarts at once, while slurmd is still cleaning up its first
+  # run, and Slurm 22.05 fails that launch.)
+  cpus=$(nproc)
   mem=$(awk '/^MemTotal:/{printf "%d", $2/1024*0.9}' /proc/meminfo)
   CONF_CHANGED=0
   DBD_CHANGED=0
