@@ -260,10 +260,19 @@ Copies this binary and the sample job `process_dir.py` to the install root, writ
 original's layout with the given values; an existing config is never replaced without --force, and a diff \
 shows what differs), creates the service user (`useradd --system`) and its state and log directories (mode \
 0750), writes /etc/systemd/system/dirwatcher.service, and enables and starts it when systemd runs (else it \
-prints what to run). A second run with the same flags changes nothing and says so.\n\n\
+prints what to run). A second run with the same flags changes nothing and says so; a run for another \
+root than the installed config watches is refused (--force moves the service there).\n\n\
+Several roots on one host: --instance NAME installs `dirwatcher@NAME` from the shared template unit \
+/etc/systemd/system/dirwatcher@.service, with its root and user in a drop-in, its config \
+/etc/dirwatcher/NAME.yaml, its ledger in /var/lib/dirwatcher/NAME/, its log in /var/log/dirwatcher/NAME/ and its \
+own metrics (--metrics-listen, --metrics-textfile), labelled with NAME; `dirwatcher status --config \
+/etc/dirwatcher/NAME.yaml` reads it. Two services on one root, ledger, log or metrics output are refused: they \
+would submit every directory twice.\n\n\
 --destdir DIR stages every file under DIR without touching the system; --dry-run only prints the plan.",
         after_help = "Example (the original's):\n  dirwatcher install --watch-root /data/incoming --signal-file _READY \\\n    \
---partition main --account dev --gres gpu:1 --time 00:10:00"
+--partition main --account dev --gres gpu:1 --time 00:10:00\n\
+A second root:\n  dirwatcher install --instance tomo --watch-root /data/tomo --partition cpu \\\n    \
+--metrics-listen 127.0.0.1:9188"
     )]
     Install(Box<InstallArgs>),
     /// Remove the service, its unit, binary and sample job; keep config, ledger and logs unless --purge.
@@ -472,7 +481,8 @@ pub enum Generate {
         /// Output directory (created).
         dir: PathBuf,
     },
-    /// The package's dirwatcher.service and config.example.yaml (the checked-in copies in packaging/).
+    /// The package's dirwatcher.service, dirwatcher@.service and config.example.yaml (the checked-in copies
+    /// in packaging/).
     PackageFiles {
         /// Output directory (created).
         dir: PathBuf,

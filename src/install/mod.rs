@@ -429,7 +429,7 @@ fn check_neighbours(a: &InstallArgs, c: &Checked) -> anyhow::Result<()> {
         .map(|p| p.parent().unwrap_or(Path::new("/")).to_path_buf())
         .collect();
     let installed = siblings::installed(destdir, &dirs);
-    siblings::check_plain_root(&me, &installed, a.force)?;
+    siblings::check_same_root(&me, &installed, a.force)?;
     siblings::check_shares_nothing(&me, &installed)?;
     if c.target.instance.is_some() {
         let template = render::render_unit(&unit_spec(a, c, DEFAULT_USER.into()))
@@ -897,7 +897,7 @@ fn removals(
     } else {
         writeln!(
             out,
-            "kept {} and {}: {} still use them",
+            "kept {} and {}: in use by {}",
             layout.binary.display(),
             layout.sample_job.display(),
             users.join(", ")

@@ -135,9 +135,10 @@ fn same_place(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// A plain install (no `--instance`) for another root than the installed plain config watches: refused
-/// unless `--force` (which repoints it), with the way to run a second root alongside.
-pub(super) fn check_plain_root(
+/// An install for another root than the service's installed config watches: refused unless `--force`
+/// (which repoints it), with the way to run a second root alongside. (Kept, the old config would watch
+/// one root while the new unit lets the sandbox write only the other.)
+pub(super) fn check_same_root(
     me: &Service,
     installed: &[Service],
     force: bool,
@@ -145,7 +146,7 @@ pub(super) fn check_plain_root(
     let Some(old) = installed.iter().find(|s| s.config == me.config) else {
         return Ok(());
     };
-    if force || me.instance.is_some() || same_place(&old.watch_root, &me.watch_root) {
+    if force || same_place(&old.watch_root, &me.watch_root) {
         return Ok(());
     }
     Err(usage(
@@ -262,18 +263,22 @@ mod tests {
     }
 
     #[test]
-    fn the_plain_service_is_not_repointed_at_another_root_without_force() {
+    fn a_service_is_not_repointed_at_another_root_without_force() {
         let old = service("/etc/dirwatcher/config.yaml", None, "/data/a");
         let again = service("/etc/dirwatcher/config.yaml", None, "/data/a");
         let moved = service("/etc/dirwatcher/config.yaml", None, "/data/b");
         let all = [old];
-        assert!(check_plain_root(&again, &all, false).is_ok());
-        let e = check_plain_root(&moved, &all, false).unwrap_err();
+        assert!(check_same_root(&again, &all, false).is_ok());
+        let e = check_same_root(&moved, &all, false).unwrap_err();
         assert!(
             e.fix.contains("--instance NAME") && e.fix.contains("--force"),
             "{e}"
         );
-        assert!(check_plain_root(&moved, &all, true).is_ok());
+        assert!(check_same_root(&moved, &all, true).is_ok());
+        let inst = service("/etc/dirwatcher/a.yaml", Some("a"), "/data/a");
+        let inst_moved = service("/etc/dirwatcher/a.yaml", Some("a"), "/data/b");
+        let e = check_same_root(&inst_moved, &[inst], false).unwrap_err();
+        assert!(e.problem.contains("dirwatcher@a"), "{e}");
     }
 
     #[test]
