@@ -59,7 +59,8 @@ dpkg -i "$deb"
 version=$(/usr/bin/dirwatcher --version)
 [ "$version" = "dirwatcher $(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)" ] \
     || die "unexpected version output \`$version\`"
-for f in /lib/systemd/system/dirwatcher.service /usr/share/dirwatcher/process_dir.py \
+for f in /lib/systemd/system/dirwatcher.service /lib/systemd/system/dirwatcher@.service \
+         /usr/share/dirwatcher/process_dir.py \
          /usr/share/doc/dirwatcher/config.example.yaml /usr/share/bash-completion/completions/dirwatcher; do
     [ -f "$f" ] || die "the package lacks $f"
 done
@@ -70,6 +71,8 @@ getent passwd dirwatcher >/dev/null || die "postinst did not create the user dir
 if command -v systemd-analyze >/dev/null; then
     # With the man page installed, verify checks Documentation=man:dirwatcher(1) too.
     systemd-analyze verify /lib/systemd/system/dirwatcher.service
+    # A template is verified through an instance of it.
+    systemd-analyze verify /lib/systemd/system/dirwatcher@check.service
     systemd-analyze security --offline=true /lib/systemd/system/dirwatcher.service | tail -n 1
 elif [ "${CI:-}" = true ]; then
     die "systemd-analyze is required in CI"

@@ -260,10 +260,19 @@ Copies this binary and the sample job `process_dir.py` to the install root, writ
 original's layout with the given values; an existing config is never replaced without --force, and a diff \
 shows what differs), creates the service user (`useradd --system`) and its state and log directories (mode \
 0750), writes /etc/systemd/system/dirwatcher.service, and enables and starts it when systemd runs (else it \
-prints what to run). A second run with the same flags changes nothing and says so.\n\n\
+prints what to run). A second run with the same flags changes nothing and says so; a run for another \
+root than the installed config watches is refused (--force moves the service there).\n\n\
+Several roots on one host: --instance NAME installs `dirwatcher@NAME` from the shared template unit \
+/etc/systemd/system/dirwatcher@.service, with its root and user in a drop-in, its config \
+/etc/dirwatcher/NAME.yaml, its ledger in /var/lib/dirwatcher/NAME/, its log in /var/log/dirwatcher/NAME/ and its \
+own metrics (--metrics-listen, --metrics-textfile), labelled with NAME; `dirwatcher status --config \
+/etc/dirwatcher/NAME.yaml` reads it. Two services on one root, ledger, log or metrics output are refused: they \
+would submit every directory twice.\n\n\
 --destdir DIR stages every file under DIR without touching the system; --dry-run only prints the plan.",
         after_help = "Example (the original's):\n  dirwatcher install --watch-root /data/incoming --signal-file _READY \\\n    \
---partition main --account dev --gres gpu:1 --time 00:10:00"
+--partition main --account dev --gres gpu:1 --time 00:10:00\n\
+A second root:\n  dirwatcher install --instance tomo --watch-root /data/tomo --partition cpu \\\n    \
+--metrics-listen 127.0.0.1:9188"
     )]
     Install(Box<InstallArgs>),
     /// Remove the service, its unit, binary and sample job; keep config, ledger and logs unless --purge.
@@ -312,20 +321,40 @@ pub struct InstallArgs {
     /// Where the binary and the sample job are installed.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_INSTALL_ROOT)]
     pub install_root: PathBuf,
-    /// The config file to write.
-    #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
-    pub config_path: PathBuf,
-    /// Where failed jobs are recorded (`behavior.failure_log`); its directory belongs to the service user.
-    #[arg(long, value_name = "FILE", default_value = DEFAULT_FAILURE_LOG)]
-    pub failure_log: PathBuf,
-    /// The ledger (`behavior.state_file`, SQLite); its directory belongs to the service user.
-    #[arg(long, value_name = "FILE", default_value = DEFAULT_STATE_FILE)]
-    pub state_file: PathBuf,
+    /// Install one of several services on this host, for another root with its own job: the template
+    /// unit `dirwatcher@.service` (shared) and `dirwatcher@NAME`, with the config /etc/dirwatcher/NAME.yaml,
+    /// the ledger in /var/lib/dirwatcher/NAME/, the failure log in /var/log/dirwatcher/NAME/, its own
+    /// metrics (--metrics-listen, --metrics-textfile) and `behavior.instance: NAME` on its metrics and
+    /// log lines. NAME: letters, digits, `_`, `.`, `-`. Without it: the one plain `dirwatcher.service`.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
+    /// The config file to write [default: /etc/dirwatcher/config.yaml; with --instance NAME it is
+    /// /etc/dirwatcher/NAME.yaml, which the template unit reads, and cannot be changed].
+    #[arg(long, value_name = "FILE", conflicts_with = "instance")]
+    pub config_path: Option<PathBuf>,
+    /// Where failed jobs are recorded (`behavior.failure_log`); its directory belongs to the service user
+    /// [default: /var/log/dirwatcher/failed_jobs.log; with --instance NAME:
+    /// /var/log/dirwatcher/NAME/failed_jobs.log].
+    #[arg(long, value_name = "FILE")]
+    pub failure_log: Option<PathBuf>,
+    /// The ledger (`behavior.state_file`, SQLite); its directory belongs to the service user [default:
+    /// /var/lib/dirwatcher/state.db; with --instance NAME: /var/lib/dirwatcher/NAME/state.db].
+    #[arg(long, value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
+    /// Serve Prometheus metrics here (`metrics.listen`), e.g. 127.0.0.1:9187; refused when another
+    /// service installed here already uses it (give each instance its own port).
+    #[arg(long, value_name = "ADDRESS")]
+    pub metrics_listen: Option<String>,
+    /// Write the metrics to this `.prom` file for node_exporter (`metrics.textfile`); refused when
+    /// another service installed here already writes it.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_textfile: Option<PathBuf>,
     /// The system user the service runs as, and so submits every job as (created with `useradd
     /// --system` when missing).
     #[arg(long, value_name = "NAME", default_value = DEFAULT_USER)]
     pub user: String,
-    /// Replace an existing config that differs from what these flags give.
+    /// Replace an existing config that differs from what these flags give (also to point the plain
+    /// service at another root; a second root alongside is `--instance NAME`).
     #[arg(long)]
     pub force: bool,
     /// Stage every file under DIR instead of the system: no useradd, no chown to a missing user, no
@@ -400,18 +429,26 @@ pub struct LegacyInstallArgs {
 /// `dirwatcher uninstall` flags.
 #[derive(Debug, Clone, Args)]
 pub struct UninstallArgs {
-    /// Where the binary and the sample job were installed.
+    /// Where the binary and the sample job were installed (removed only when no other service
+    /// installed here uses them).
     #[arg(long, value_name = "DIR", default_value = DEFAULT_INSTALL_ROOT)]
     pub install_root: PathBuf,
-    /// The config file (kept unless --purge; its state_file and failure_log are used when it loads).
-    #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
-    pub config_path: PathBuf,
-    /// The ledger, if the config does not say.
-    #[arg(long, value_name = "FILE", default_value = DEFAULT_STATE_FILE)]
-    pub state_file: PathBuf,
-    /// The failure log, if the config does not say.
-    #[arg(long, value_name = "FILE", default_value = DEFAULT_FAILURE_LOG)]
-    pub failure_log: PathBuf,
+    /// Remove the instance `dirwatcher@NAME` (its drop-in; its config /etc/dirwatcher/NAME.yaml, ledger
+    /// and log with --purge) and leave the plain service and every other instance alone.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
+    /// The config file (kept unless --purge; its state_file and failure_log are used when it loads)
+    /// [default: /etc/dirwatcher/config.yaml; with --instance NAME: /etc/dirwatcher/NAME.yaml].
+    #[arg(long, value_name = "FILE", conflicts_with = "instance")]
+    pub config_path: Option<PathBuf>,
+    /// The ledger, if the config does not say [default: /var/lib/dirwatcher/state.db; with --instance
+    /// NAME: /var/lib/dirwatcher/NAME/state.db].
+    #[arg(long, value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
+    /// The failure log, if the config does not say [default: /var/log/dirwatcher/failed_jobs.log; with
+    /// --instance NAME: /var/log/dirwatcher/NAME/failed_jobs.log].
+    #[arg(long, value_name = "FILE")]
+    pub failure_log: Option<PathBuf>,
     /// Also remove the config, the ledger and the failure log (and their directories when empty).
     #[arg(long)]
     pub purge: bool,
@@ -444,7 +481,8 @@ pub enum Generate {
         /// Output directory (created).
         dir: PathBuf,
     },
-    /// The package's dirwatcher.service and config.example.yaml (the checked-in copies in packaging/).
+    /// The package's dirwatcher.service, dirwatcher@.service and config.example.yaml (the checked-in copies
+    /// in packaging/).
     PackageFiles {
         /// Output directory (created).
         dir: PathBuf,
@@ -462,24 +500,33 @@ mod tests {
     fn installer_flags_default_to_the_table() {
         use clap::CommandFactory;
         let cli = Cli::command();
-        let cases = [
-            ("install", "signal_file", &keys::WATCH_SIGNAL_FILENAME),
+        let arg = |sub: &str, flag: &str| {
+            cli.find_subcommand(sub)
+                .and_then(|s| s.get_arguments().find(|a| a.get_id() == flag))
+                .unwrap_or_else(|| panic!("`{sub} --{flag}` is gone"))
+                .clone()
+        };
+        let signal = arg("install", "signal_file");
+        let got: Vec<_> = signal.get_default_values().iter().collect();
+        assert_eq!(
+            got,
+            [keys::WATCH_SIGNAL_FILENAME.default.yaml().unwrap().as_ref()]
+        );
+        // These default by --instance: the help names the table's default (the installer takes the
+        // same constants, see `install::tests`).
+        for (sub, flag, key) in [
             ("install", "state_file", &keys::BEHAVIOR_STATE_FILE),
             ("install", "failure_log", &keys::BEHAVIOR_FAILURE_LOG),
             ("uninstall", "state_file", &keys::BEHAVIOR_STATE_FILE),
             ("uninstall", "failure_log", &keys::BEHAVIOR_FAILURE_LOG),
-        ];
-        for (sub, flag, key) in cases {
-            let arg = cli
-                .find_subcommand(sub)
-                .and_then(|s| s.get_arguments().find(|a| a.get_id() == flag))
-                .unwrap_or_else(|| panic!("`{sub} --{flag}` is gone"));
-            let got: Vec<_> = arg.get_default_values().iter().collect();
-            assert_eq!(
-                got,
-                [key.default.yaml().unwrap().as_ref()],
-                "`{sub}` flag for {}",
-                key.name
+        ] {
+            let a = arg(sub, flag);
+            let help = a.get_long_help().or(a.get_help()).unwrap().to_string();
+            let default = key.default.yaml().unwrap();
+            assert!(
+                help.replace('\n', " ")
+                    .contains(&format!("[default: {default};")),
+                "`{sub} --{flag}` help: {help}"
             );
         }
     }

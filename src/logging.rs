@@ -122,6 +122,16 @@ pub fn init(format: LogFormat, verbose: u8) -> Sink {
     }
 }
 
+/// The span the daemon runs in when it is one of several on the host: every event inside carries
+/// `instance` (journald `INSTANCE=`, JSON `span.instance`, text a `dirwatcher{instance=…}:` prefix).
+/// Disabled for the plain service, so its lines are what they always were.
+pub fn instance_span(instance: Option<&str>) -> tracing::Span {
+    match instance {
+        Some(name) => tracing::info_span!("dirwatcher", instance = name),
+        None => tracing::Span::none(),
+    }
+}
+
 /// Renders a path for a log line: quoted, with control characters escaped, so a hostile name cannot forge
 /// log lines.
 pub fn show(p: &std::path::Path) -> String {

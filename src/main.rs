@@ -259,6 +259,10 @@ fn run_daemon(
     side_task: Option<Box<dyn FnOnce() + Send>>,
 ) -> anyhow::Result<ExitCode> {
     let (tx, rx) = unbounded();
+    // An instance's log lines carry its name (journald `INSTANCE=`, JSON `span.instance`); the plain
+    // service's stay as they always were.
+    let span = logging::instance_span(cfg.behavior.instance.as_ref().map(|n| n.as_str()));
+    let _in_span = span.clone().entered();
     let mut daemon = match Daemon::start(cfg) {
         Ok(d) => d,
         Err(e @ StartError::AlreadyRunning { .. }) => {
@@ -275,6 +279,7 @@ fn run_daemon(
     .context("cannot install signal handlers")?;
     let sig_tx = tx.clone();
     std::thread::spawn(move || {
+        let _in_span = span.entered();
         for s in signals.forever() {
             let ev = if s == signal_hook::consts::SIGHUP {
                 Event::Reload

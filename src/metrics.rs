@@ -26,7 +26,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 use tracing::{debug, info, warn};
 
-use crate::config::MetricsConfig;
+use crate::config::{InstanceName, MetricsConfig};
 use crate::engine::{GenState, Identity, Rejection, Source, identify, state_word};
 use crate::ledger::Counts;
 use crate::notify::Notifier;
@@ -121,8 +121,20 @@ fn call_histogram() -> Histogram {
     Histogram::new(CALL_BUCKETS)
 }
 
-fn new_registry() -> (Registry, Handles) {
-    let mut reg = Registry::with_prefix("dirwatcher");
+/// The label every series carries when the daemon is one of several on the host (`behavior.instance`).
+/// Not `instance`: Prometheus sets that one to the scraped target (`host:port`) and renames a clashing
+/// label to `exported_instance`.
+pub const INSTANCE_LABEL: &str = "dirwatcher_instance";
+
+/// The registry: the plain service's series exactly as always; an instance's all carry its name.
+fn new_registry(instance: Option<&InstanceName>) -> (Registry, Handles) {
+    let mut reg = match instance {
+        None => Registry::with_prefix("dirwatcher"),
+        Some(name) => Registry::with_prefix_and_labels(
+            "dirwatcher",
+            [(INSTANCE_LABEL.into(), name.as_str().to_string().into())].into_iter(),
+        ),
+    };
     let h = Handles {
         directories: Gauge::default(),
         pending: Family::default(),
@@ -278,9 +290,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Sets up the registry and, if configured, binds `metrics.listen` and starts serving it.
-    pub fn start(cfg: &MetricsConfig) -> Result<Metrics, MetricsError> {
-        let (reg, h) = new_registry();
+    /// Sets up the registry (labelled with `instance`, when there is one) and, if configured, binds
+    /// `metrics.listen` and starts serving it.
+    pub fn start(
+        cfg: &MetricsConfig,
+        instance: Option<&InstanceName>,
+    ) -> Result<Metrics, MetricsError> {
+        let (reg, h) = new_registry(instance);
         let registry = Arc::new(reg);
         let listening = match cfg.listen {
             None => None,
@@ -738,7 +754,7 @@ mod tests {
     use super::*;
 
     fn metrics() -> Metrics {
-        Metrics::start(&MetricsConfig::default()).unwrap()
+        Metrics::start(&MetricsConfig::default(), None).unwrap()
     }
 
     /// The value of the sample whose line starts with `series ` (name and labels exactly).
@@ -776,6 +792,31 @@ mod tests {
         // node_exporter's textfile collector reads the classic format only: no OpenMetrics `# EOF`,
         // no `info`/`unknown` types.
         assert!(!t.contains("# EOF") && !t.contains(" info\n"), "{t}");
+    }
+
+    /// An instance's series all carry its name, so two daemons' textfiles can sit side by side in one
+    /// node_exporter; the plain service's carry no such label (its output is what it always was).
+    #[test]
+    fn every_series_of_an_instance_carries_its_name_and_the_plain_service_none() {
+        let name = InstanceName::parse("cryo-em").unwrap();
+        let mut m = Metrics::start(&MetricsConfig::default(), Some(&name)).unwrap();
+        m.scanned(7, 0);
+        m.publish(None, 0, 0, 0);
+        let t = m.render();
+        let samples: Vec<&str> = t.lines().filter(|l| !l.starts_with('#')).collect();
+        assert!(samples.len() > 20, "{t}");
+        for l in &samples {
+            assert!(l.contains("dirwatcher_instance=\"cryo-em\""), "{l}");
+        }
+        assert_eq!(
+            sample(
+                &t,
+                "dirwatcher_directories{dirwatcher_instance=\"cryo-em\"}"
+            ),
+            Some(7.0),
+            "{t}"
+        );
+        assert!(!metrics().render().contains(INSTANCE_LABEL));
     }
 
     #[test]
@@ -845,7 +886,7 @@ mod tests {
             listen: None,
             textfile: Some(path.clone()),
         };
-        let mut m = Metrics::start(&cfg).unwrap();
+        let mut m = Metrics::start(&cfg, None).unwrap();
         m.scanned(3, 0);
         m.publish(None, 0, 0, 0);
         let text = std::fs::read_to_string(&path).unwrap();

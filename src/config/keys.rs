@@ -409,6 +409,13 @@ pub const BEHAVIOR_FAILURE_LOG: Key = key(
     Text(defaults::FAILURE_LOG),
     "one JSON line per failed job",
 );
+/// `behavior.instance`.
+pub const BEHAVIOR_INSTANCE: Key = key(
+    "behavior.instance",
+    Unset,
+    "this service's name when several run on one host (`install --instance NAME` writes it): the \
+     `dirwatcher_instance` label of every metric and the `instance` field of the daemon's log lines; read at start",
+);
 /// `behavior.max_retries`.
 pub const BEHAVIOR_MAX_RETRIES: Key = key(
     "behavior.max_retries",
@@ -625,6 +632,7 @@ pub const ALL: &[Key] = &[
     BEHAVIOR_DELETE_ON_SUCCESS,
     BEHAVIOR_STATE_FILE,
     BEHAVIOR_FAILURE_LOG,
+    BEHAVIOR_INSTANCE,
     BEHAVIOR_MAX_RETRIES,
     BEHAVIOR_SUBMIT_BACKOFF_SEC,
     BEHAVIOR_SUBMIT_BACKOFF_MAX_SEC,

@@ -15,8 +15,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+mod instance;
 pub mod keys;
 pub(crate) mod lint;
+
+pub use instance::InstanceName;
 
 use keys::Key;
 
@@ -217,6 +220,8 @@ pub struct BehaviorConfig {
     pub submit_backoff_max: Duration,
     /// The process umask the daemon sets at start (permission bits, `0o027` by default).
     pub umask: u32,
+    /// This service's name when several run on one host (`dirwatcher@NAME`); `None` for the plain one.
+    pub instance: Option<InstanceName>,
 }
 
 /// `metrics:` section, validated. Both outputs are optional; without either, no metrics go anywhere.
@@ -434,6 +439,7 @@ struct RawBehavior {
     delete_on_success: Option<bool>,
     state_file: S<String>,
     failure_log: S<String>,
+    instance: S<String>,
     max_retries: S<i64>,
     submit_backoff_sec: S<f64>,
     submit_backoff_max_sec: S<f64>,
@@ -663,6 +669,10 @@ impl Config {
         y.put(&BEHAVIOR_DELETE_ON_SUCCESS, b.delete_on_success.to_string());
         y.put(&BEHAVIOR_STATE_FILE, path(&b.state_file));
         y.put(&BEHAVIOR_FAILURE_LOG, path(&b.failure_log));
+        y.put(
+            &BEHAVIOR_INSTANCE,
+            opt(b.instance.as_ref().map(InstanceName::as_str)),
+        );
         y.put(&BEHAVIOR_MAX_RETRIES, b.max_retries.to_string());
         y.put(&BEHAVIOR_SUBMIT_BACKOFF_SEC, secs(b.submit_backoff));
         y.put(&BEHAVIOR_SUBMIT_BACKOFF_MAX_SEC, secs(b.submit_backoff_max));
@@ -1788,6 +1798,22 @@ impl Validator<'_> {
             submit_backoff,
             submit_backoff_max: submit_backoff_max.max(submit_backoff),
             umask: self.umask(&b.umask)?,
+            instance: self.instance(&b.instance)?,
+        })
+    }
+
+    /// `behavior.instance`: a name [`InstanceName`] takes, or none (empty counts as none).
+    fn instance(&self, v: &S<String>) -> Result<Option<InstanceName>, ConfigError> {
+        let Some(n) = v.as_ref().filter(|n| !n.value.is_empty()) else {
+            return Ok(None);
+        };
+        InstanceName::parse(&n.value).map(Some).map_err(|problem| {
+            self.err(
+                keys::BEHAVIOR_INSTANCE.name,
+                Some(n.referenced.line()),
+                problem,
+                "write the name of the instance, as in `dirwatcher@NAME.service`, e.g. `instance: microscope1`",
+            )
         })
     }
 

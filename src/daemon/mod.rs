@@ -431,7 +431,7 @@ impl Daemon {
             source,
         })?;
         let ledger = Ledger::open(&cfg.behavior.state_file)?;
-        let metrics = Metrics::start(&cfg.metrics)?;
+        let metrics = Metrics::start(&cfg.metrics, cfg.behavior.instance.as_ref())?;
         metrics.reloaded(true, clock.wall());
         let sched = metrics.instrument(make_sched(&cfg), &notifier);
         let telling = Telling::new(&cfg);

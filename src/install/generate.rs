@@ -1,5 +1,6 @@
 //! `dirwatcher __generate`: files derived from the code for packaging: man pages and shell completions
-//! from the clap definition, and the package's static unit and example config from the renderers.
+//! from the clap definition, and the package's static units (plain and template) and example config from
+//! the renderers.
 //!
 //! Must never: write outside the directory it is given.
 
@@ -47,10 +48,12 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
         }
         Generate::PackageFiles { dir } => {
             let unit = dir.join("dirwatcher.service");
+            let template = dir.join("dirwatcher@.service");
             let example = dir.join("config.example.yaml");
             write(&unit, &super::render::package_unit())?;
+            write(&template, &super::render::package_template_unit())?;
             write(&example, &super::render::package_example_config())?;
-            vec![unit, example]
+            vec![unit, template, example]
         }
     };
     for p in written {

@@ -11,6 +11,7 @@
 pub mod generate;
 mod plan;
 pub mod render;
+mod siblings;
 pub mod system;
 
 use std::io::Write;
@@ -19,9 +20,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use crate::cli::{DEFAULT_CONFIG, DEFAULT_FAILURE_LOG, DEFAULT_STATE_FILE, DEFAULT_USER};
 use crate::cli::{InstallArgs, UninstallArgs};
+use crate::config::InstanceName;
 use plan::{Change, Entry, Owners, apply, assess, staged};
-use render::{ConfigStyle, ConfigValues, Layout, UNIT_NAME, UnitOrigin, UnitSpec};
+use render::{ConfigStyle, ConfigValues, Layout, UNIT_NAME, UnitOrigin, UnitShape, UnitSpec};
 use system::Account;
 
 /// `run` as root: the refusal message, unless `--allow-root` was given.
@@ -246,6 +249,75 @@ fn mail_lines(m: &crate::cli::MailArgs) -> String {
     y
 }
 
+/// Which service `install`/`uninstall` is about and where its own files are: the flags, else the plain
+/// service's defaults or, with `--instance NAME`, the instance's.
+struct Target {
+    /// `--instance`; `None` for the plain service.
+    instance: Option<InstanceName>,
+    config: PathBuf,
+    state_file: PathBuf,
+    failure_log: PathBuf,
+}
+
+impl Target {
+    fn of(
+        instance: Option<&str>,
+        config: Option<&Path>,
+        state_file: Option<&Path>,
+        failure_log: Option<&Path>,
+    ) -> anyhow::Result<Target> {
+        let instance = instance
+            .map(|n| {
+                InstanceName::parse(n).map_err(|problem| {
+                    usage(
+                        format!("--instance: {problem}"),
+                        "name it after its instrument or root, e.g. --instance microscope1 (the unit is then \
+                         dirwatcher@microscope1, the config /etc/dirwatcher/microscope1.yaml)",
+                    )
+                })
+            })
+            .transpose()?;
+        let pick = |given: Option<&Path>, plain: &str, own: fn(&InstanceName) -> PathBuf| {
+            given
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| match &instance {
+                    Some(n) => own(n),
+                    None => PathBuf::from(plain),
+                })
+        };
+        Ok(Target {
+            config: pick(config, DEFAULT_CONFIG, render::instance_config),
+            state_file: pick(state_file, DEFAULT_STATE_FILE, render::instance_state_file),
+            failure_log: pick(
+                failure_log,
+                DEFAULT_FAILURE_LOG,
+                render::instance_failure_log,
+            ),
+            instance,
+        })
+    }
+
+    fn layout(&self, install_root: &Path) -> Layout {
+        match &self.instance {
+            Some(n) => Layout::instance(install_root, n, &self.state_file, &self.failure_log),
+            None => Layout::installer(
+                install_root,
+                &self.config,
+                &self.state_file,
+                &self.failure_log,
+            ),
+        }
+    }
+
+    /// `dirwatcher.service` or `dirwatcher@NAME.service`.
+    fn unit_name(&self) -> String {
+        match &self.instance {
+            Some(n) => render::instance_unit_name(n),
+            None => UNIT_NAME.to_string(),
+        }
+    }
+}
+
 /// Whether this run changes the machine or only says what it would do (`--dry-run`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pass {
@@ -278,6 +350,7 @@ impl Pass {
 
 /// What the install flags give once checked; nothing on the machine has changed yet.
 struct Checked {
+    target: Target,
     layout: Layout,
     /// The watch root, absolute.
     watch_root: PathBuf,
@@ -290,17 +363,13 @@ struct Checked {
 /// The steps, in this order: check the flags (a refusal changes nothing), make sure the service user
 /// exists, build the plan, put each entry in place (saying what changes), then start the service.
 pub fn install(a: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let Checked {
-        layout,
-        watch_root,
-        config_text,
-    } = check_install_args(a)?;
+    let checked = check_install_args(a)?;
     note_legacy_flags(a, out)?;
-    let account = ensure_user(a, &layout, out)?;
+    let account = ensure_user(a, &checked.layout, out)?;
     let owners = owners(a, account.as_ref());
-    let entries = plan_install(a, &layout, watch_root, config_text, account.as_ref())?;
+    let entries = plan_install(a, &checked, account.as_ref())?;
     let changed = place(a, &entries, &owners, out)?;
-    start_service(a, &layout, &changed, out)?;
+    start_service(a, &checked, &changed, out)?;
     if let Some(acct) = &a.account {
         writeln!(
             out,
@@ -315,9 +384,15 @@ pub fn install(a: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 /// Every refusal that needs nothing but the flags and a look at the watch root.
 fn check_install_args(a: &InstallArgs) -> anyhow::Result<Checked> {
     check_user_name(&a.user)?;
+    let target = Target::of(
+        a.instance.as_deref(),
+        a.config_path.as_deref(),
+        a.state_file.as_deref(),
+        a.failure_log.as_deref(),
+    )?;
     for (flag, p) in [
         ("--install-root", &a.install_root),
-        ("--config-path", &a.config_path),
+        ("--config-path", &target.config),
     ] {
         if !p.is_absolute() {
             return Err(usage(
@@ -326,26 +401,52 @@ fn check_install_args(a: &InstallArgs) -> anyhow::Result<Checked> {
             ));
         }
     }
-    let layout = Layout::installer(
-        &a.install_root,
-        &a.config_path,
-        &a.state_file,
-        &a.failure_log,
-    );
-    check_own_dir("--state-file", &a.state_file, &layout.state_dir())?;
-    check_own_dir("--failure-log", &a.failure_log, &layout.log_dir())?;
+    let layout = target.layout(&a.install_root);
+    check_own_dir("--state-file", &layout.state_file, &layout.state_dir())?;
+    check_own_dir("--failure-log", &layout.failure_log, &layout.log_dir())?;
     let watch_root = check_watch_root(&a.watch_root, a.destdir.is_some())?;
-    let config_text = config_text(a, &layout, &watch_root)?;
-    Ok(Checked {
+    let checked = Checked {
+        config_text: config_text(a, &layout, &target, &watch_root)?,
+        target,
         layout,
         watch_root,
-        config_text,
-    })
+    };
+    check_neighbours(a, &checked)?;
+    Ok(checked)
+}
+
+/// Refusals that look at what is installed already (under the destdir): the plain service repointed
+/// at another root, a root, ledger, log or metrics output two services would share, and an instance
+/// whose binary is not the one the shared template starts.
+fn check_neighbours(a: &InstallArgs, c: &Checked) -> anyhow::Result<()> {
+    let destdir = a.destdir.as_deref();
+    let me = siblings::Service::parse(&c.layout.config, &c.config_text)
+        .context("the config these flags give does not load")?;
+    let mut dirs = vec![PathBuf::from(DEFAULT_CONFIG)];
+    dirs.push(c.layout.config.clone());
+    let dirs: Vec<PathBuf> = dirs
+        .iter()
+        .map(|p| p.parent().unwrap_or(Path::new("/")).to_path_buf())
+        .collect();
+    let installed = siblings::installed(destdir, &dirs);
+    siblings::check_same_root(&me, &installed, a.force)?;
+    siblings::check_shares_nothing(&me, &installed)?;
+    if c.target.instance.is_some() {
+        let template = render::render_unit(&unit_spec(a, c, DEFAULT_USER.into()))
+            .map_err(|e| usage(e.to_string(), "choose paths without newlines"))?;
+        siblings::check_template(&staged(destdir, &c.layout.unit), &template)?;
+    }
+    Ok(())
 }
 
 /// The config these flags give. It must load: a bad --time or --signal-file is refused here, not at
 /// service start.
-fn config_text(a: &InstallArgs, layout: &Layout, watch_root: &Path) -> anyhow::Result<String> {
+fn config_text(
+    a: &InstallArgs,
+    layout: &Layout,
+    target: &Target,
+    watch_root: &Path,
+) -> anyhow::Result<String> {
     let values = ConfigValues {
         watch_root: watch_root.to_path_buf(),
         signal_file: a.signal_file.clone(),
@@ -358,8 +459,11 @@ fn config_text(a: &InstallArgs, layout: &Layout, watch_root: &Path) -> anyhow::R
         gres: a.gres.clone(),
         time_limit: a.time.clone(),
         delete_on_success: a.delete_on_success,
-        state_file: a.state_file.clone(),
-        failure_log: a.failure_log.clone(),
+        state_file: layout.state_file.clone(),
+        failure_log: layout.failure_log.clone(),
+        instance: target.instance.clone(),
+        metrics_listen: a.metrics_listen.clone(),
+        metrics_textfile: a.metrics_textfile.clone(),
     };
     let mut text = render::render_config(&values, ConfigStyle::Installed);
     let mail = mail_lines(&a.mail);
@@ -375,7 +479,7 @@ fn config_text(a: &InstallArgs, layout: &Layout, watch_root: &Path) -> anyhow::R
         Some(_) => crate::config::RootCheck::Staged,
         None => crate::config::RootCheck::MustExist,
     };
-    if let Err(e) = crate::config::Config::parse_with(&text, &a.config_path, root_check) {
+    if let Err(e) = crate::config::Config::parse_with(&text, &layout.config, root_check) {
         return Err(usage(
             format!("these flags give an invalid config: {}", e.problem),
             format!("{} (config key `{}`)", e.fix, e.key),
@@ -435,15 +539,20 @@ fn ensure_user(
     }
 }
 
-/// `useradd` for the service user: a system user and group, its home the state directory (not created
-/// by useradd), no login shell.
+/// `useradd` for the service user: a system user and group, its home the state directory (an
+/// instance's parent, which every instance shares; not created by useradd), no login shell.
 fn useradd_argv(user: &str, layout: &Layout) -> [String; 11] {
+    let state_dir = layout.state_dir();
+    let home = match layout.drop_in {
+        Some(_) => state_dir.parent().unwrap_or(&state_dir),
+        None => &state_dir,
+    };
     [
         "useradd",
         "--system",
         "--user-group",
         "--home-dir",
-        &layout.state_dir().to_string_lossy(),
+        &home.to_string_lossy(),
         "--no-create-home",
         "--shell",
         "/usr/sbin/nologin",
@@ -469,32 +578,66 @@ fn owners(a: &InstallArgs, account: Option<&Account>) -> Owners {
     }
 }
 
-/// The plan: renders the unit and reads this program's own executable, the binary to install.
+/// The unit these flags give: the plain service's for its root, or the template every instance shares
+/// (its user and root are the instance's drop-in's, so the template is the same for all).
+fn unit_spec(a: &InstallArgs, c: &Checked, group: String) -> UnitSpec {
+    let (user, group, shape) = match c.target.instance {
+        Some(_) => (
+            DEFAULT_USER.into(),
+            DEFAULT_USER.into(),
+            UnitShape::Template,
+        ),
+        None => (
+            a.user.clone(),
+            group,
+            UnitShape::Single {
+                watch_root: Some(c.watch_root.clone()),
+            },
+        ),
+    };
+    UnitSpec {
+        layout: c.layout.clone(),
+        user,
+        group,
+        origin: UnitOrigin::Installer,
+        shape,
+    }
+}
+
+/// The plan: renders the unit (and an instance's drop-in) and reads this program's own executable, the
+/// binary to install.
 fn plan_install(
     a: &InstallArgs,
-    layout: &Layout,
-    watch_root: PathBuf,
-    config_text: String,
+    c: &Checked,
     account: Option<&Account>,
 ) -> anyhow::Result<Vec<Entry>> {
     let group = account
         .map(|u| u.group.clone())
         .unwrap_or_else(|| a.user.clone());
-    let unit = render::render_unit(&UnitSpec {
-        layout: layout.clone(),
-        user: a.user.clone(),
-        group,
-        origin: UnitOrigin::Installer { watch_root },
-    })
-    .map_err(|e| usage(e.to_string(), "choose paths without newlines"))?;
+    let bad_path = |e: render::UnitPathError| usage(e.to_string(), "choose paths without newlines");
+    let unit = render::render_unit(&unit_spec(a, c, group.clone())).map_err(bad_path)?;
+    let drop_in = match &c.target.instance {
+        Some(name) => Some(
+            render::render_drop_in(&render::DropInSpec {
+                instance: name.clone(),
+                layout: c.layout.clone(),
+                user: a.user.clone(),
+                group,
+                watch_root: c.watch_root.clone(),
+            })
+            .map_err(bad_path)?,
+        ),
+        None => None,
+    };
     let exe = std::env::current_exe().context("cannot find this program's own executable")?;
     let binary = std::fs::read(&exe).with_context(|| format!("cannot read `{}`", exe.display()))?;
     let contents = plan::Contents {
         binary,
-        config: config_text,
+        config: c.config_text.clone(),
         unit,
+        drop_in,
     };
-    Ok(plan::entries(layout, &a.install_root, contents))
+    Ok(plan::entries(&c.layout, &a.install_root, contents))
 }
 
 /// Puts the entries in place one after the other: compares each with the disk, says what changes, and
@@ -581,10 +724,11 @@ fn say_change(
 /// service that changed); says what to run when staging or without systemd.
 fn start_service(
     a: &InstallArgs,
-    layout: &Layout,
+    c: &Checked,
     changed: &[PathBuf],
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
+    let (layout, unit) = (&c.layout, c.target.unit_name());
     if let Some(destdir) = &a.destdir {
         writeln!(
             out,
@@ -597,27 +741,30 @@ fn start_service(
         writeln!(
             out,
             "systemd is not running on this machine (/run/systemd/system is missing), so the service was not \
-             started. On a systemd host run:\n  systemctl daemon-reload && systemctl enable --now {UNIT_NAME}\n\
+             started. On a systemd host run:\n  systemctl daemon-reload && systemctl enable --now {unit}\n\
              Without systemd, start it as the service user (under your process supervisor):\n  \
              runuser -u {} -- {} run --config {}",
             a.user,
             layout.binary.display(),
-            a.config_path.display()
+            layout.config.display()
         )?;
         return Ok(());
     }
     let pass = Pass::of(a.dry_run);
-    if changed.contains(&layout.unit) {
+    if changed.contains(&layout.unit)
+        || layout.drop_in.as_ref().is_some_and(|d| changed.contains(d))
+    {
         pass.run(&["systemctl", "daemon-reload"], out)?;
     }
     if !changed.is_empty() {
         // A running service picks up a new binary, unit or config only on restart.
-        pass.run(&["systemctl", "try-restart", UNIT_NAME], out)?;
+        pass.run(&["systemctl", "try-restart", &unit], out)?;
     }
-    pass.run(&["systemctl", "enable", "--now", UNIT_NAME], out)?;
+    pass.run(&["systemctl", "enable", "--now", &unit], out)?;
+    let short = unit.trim_end_matches(".service");
     writeln!(
         out,
-        "status: systemctl status dirwatcher; logs: journalctl -u dirwatcher -f"
+        "status: systemctl status {short}; logs: journalctl -u {short} -f"
     )?;
     Ok(())
 }
@@ -629,21 +776,30 @@ enum Removal {
     EmptyDir,
 }
 
-/// Removes what `install` put on the machine; config, ledger and logs only with `--purge`.
+/// Removes what `install` put on the machine; config, ledger and logs only with `--purge`. With
+/// `--instance NAME` only that instance; the binary, the sample job and the template unit stay while
+/// another service installed here uses them.
 pub fn uninstall(a: &UninstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let pass = Pass::of(a.dry_run);
     let destdir = a.destdir.as_deref();
-    let config_at = staged(destdir, &a.config_path);
-    let (state_file, failure_log) = match crate::config::Config::load(&config_at) {
-        Ok(c) => (c.behavior.state_file, c.behavior.failure_log),
-        Err(_) => (a.state_file.clone(), a.failure_log.clone()),
-    };
-    let layout = Layout::installer(&a.install_root, &a.config_path, &state_file, &failure_log);
-    let systemd = destdir.is_none() && system::systemd_running();
-    if systemd && staged(destdir, &layout.unit).exists() {
-        pass.run(&["systemctl", "disable", "--now", UNIT_NAME], out)?;
+    let mut target = Target::of(
+        a.instance.as_deref(),
+        a.config_path.as_deref(),
+        a.state_file.as_deref(),
+        a.failure_log.as_deref(),
+    )?;
+    let config_at = staged(destdir, &target.config);
+    if let Ok(c) = crate::config::Config::load(&config_at) {
+        (target.state_file, target.failure_log) = (c.behavior.state_file, c.behavior.failure_log);
     }
-    for (path, how) in removals(a, &layout) {
+    let layout = target.layout(&a.install_root);
+    let systemd = destdir.is_none() && system::systemd_running();
+    let own_unit = layout.drop_in.as_ref().unwrap_or(&layout.unit);
+    if systemd && staged(destdir, own_unit).exists() {
+        pass.run(&["systemctl", "disable", "--now", &target.unit_name()], out)?;
+    }
+    let others = other_units(destdir, target.instance.as_ref());
+    for (path, how) in removals(a, &layout, &others, out)? {
         remove(pass, &staged(destdir, &path), how, out)?;
     }
     if !a.purge {
@@ -651,8 +807,8 @@ pub fn uninstall(a: &UninstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             out,
             "kept the config {}, the ledger {} and the failure log {} (--purge removes them)",
             config_at.display(),
-            staged(destdir, &state_file).display(),
-            staged(destdir, &failure_log).display()
+            staged(destdir, &target.state_file).display(),
+            staged(destdir, &target.failure_log).display()
         )?;
     }
     if systemd {
@@ -672,43 +828,114 @@ pub fn uninstall(a: &UninstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What `uninstall` removes, in order (files before their directories): the service's own files, and
-/// with `--purge` the config, the ledger (with SQLite's and the local executor's companions) and the
-/// failure log.
-fn removals(a: &UninstallArgs, layout: &Layout) -> Vec<(PathBuf, Removal)> {
-    let mut items = vec![
-        (layout.unit.clone(), Removal::File),
-        (layout.binary.clone(), Removal::File),
-        (layout.sample_job.clone(), Removal::File),
-        (a.install_root.clone(), Removal::EmptyDir),
-    ];
-    if a.purge {
-        let state_file = &layout.state_file;
-        let with_suffix = |s: &str| {
-            let mut n = state_file.clone().into_os_string();
-            n.push(s);
-            PathBuf::from(n)
-        };
-        items.extend([
-            (layout.config.clone(), Removal::File),
+/// The services installed here besides `me` (`None`: the plain one), as their unit files say: the
+/// plain unit, and every instance's drop-in.
+struct OtherUnits {
+    /// The plain `dirwatcher.service` is installed (and `me` is an instance).
+    plain: bool,
+    /// Other instances' units, `dirwatcher@NAME.service`.
+    instances: Vec<String>,
+}
+
+fn other_units(destdir: Option<&Path>, me: Option<&InstanceName>) -> OtherUnits {
+    let units_dir = Path::new(render::INSTALLER_TEMPLATE_UNIT)
+        .parent()
+        .unwrap_or(Path::new("/"));
+    let mine = me.map(render::instance_unit_name);
+    let mut instances: Vec<String> = std::fs::read_dir(staged(destdir, units_dir))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let unit = name.strip_suffix(".d")?.to_string();
+            let ours = unit.starts_with("dirwatcher@") && e.path().join("instance.conf").is_file();
+            (ours && Some(&unit) != mine.as_ref()).then_some(unit)
+        })
+        .collect();
+    instances.sort();
+    OtherUnits {
+        plain: me.is_some() && staged(destdir, Path::new(render::INSTALLER_UNIT)).exists(),
+        instances,
+    }
+}
+
+/// What `uninstall` removes, in order (files before their directories): the service's own unit (an
+/// instance's drop-in), the shared files unless another service uses them, and with `--purge` the config,
+/// the ledger (with SQLite's and the local executor's companions) and the failure log.
+fn removals(
+    a: &UninstallArgs,
+    layout: &Layout,
+    others: &OtherUnits,
+    out: &mut dyn Write,
+) -> anyhow::Result<Vec<(PathBuf, Removal)>> {
+    let mut items = match &layout.drop_in {
+        Some(d) => vec![
+            (d.clone(), Removal::File),
             (
-                a.config_path.parent().unwrap_or(Path::new("/")).into(),
+                d.parent().unwrap_or(Path::new("/")).into(),
                 Removal::EmptyDir,
             ),
-            (state_file.clone(), Removal::File),
-            (with_suffix("-wal"), Removal::File),
-            (with_suffix("-shm"), Removal::File),
-            (with_suffix(".lock"), Removal::File),
-            (
-                crate::scheduler::local::jobs_dir_for(state_file),
-                Removal::Tree,
-            ),
-            (layout.state_dir(), Removal::EmptyDir),
-            (layout.failure_log.clone(), Removal::File),
-            (layout.log_dir(), Removal::EmptyDir),
-        ]);
+        ],
+        None => vec![(layout.unit.clone(), Removal::File)],
+    };
+    let users: Vec<&str> = others
+        .instances
+        .iter()
+        .map(String::as_str)
+        .chain(others.plain.then_some(UNIT_NAME))
+        .collect();
+    if others.instances.is_empty() {
+        items.push((render::INSTALLER_TEMPLATE_UNIT.into(), Removal::File));
     }
-    items
+    if users.is_empty() {
+        items.extend([
+            (layout.binary.clone(), Removal::File),
+            (layout.sample_job.clone(), Removal::File),
+            (a.install_root.clone(), Removal::EmptyDir),
+        ]);
+    } else {
+        writeln!(
+            out,
+            "kept {} and {}: in use by {}",
+            layout.binary.display(),
+            layout.sample_job.display(),
+            users.join(", ")
+        )?;
+    }
+    if a.purge {
+        items.extend(purged(layout));
+    }
+    Ok(items)
+}
+
+/// What `--purge` removes besides: the config, the ledger and its companions, the failure log, and
+/// their directories when empty.
+fn purged(layout: &Layout) -> Vec<(PathBuf, Removal)> {
+    let state_file = &layout.state_file;
+    let with_suffix = |s: &str| {
+        let mut n = state_file.clone().into_os_string();
+        n.push(s);
+        PathBuf::from(n)
+    };
+    vec![
+        (layout.config.clone(), Removal::File),
+        (
+            layout.config.parent().unwrap_or(Path::new("/")).into(),
+            Removal::EmptyDir,
+        ),
+        (state_file.clone(), Removal::File),
+        (with_suffix("-wal"), Removal::File),
+        (with_suffix("-shm"), Removal::File),
+        (with_suffix(".lock"), Removal::File),
+        (
+            crate::scheduler::local::jobs_dir_for(state_file),
+            Removal::Tree,
+        ),
+        (layout.state_dir(), Removal::EmptyDir),
+        (layout.failure_log.clone(), Removal::File),
+        (layout.log_dir(), Removal::EmptyDir),
+    ]
 }
 
 /// Removes `at` (its staged path) if it is there and, for a directory to remove when empty, is empty.

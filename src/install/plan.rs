@@ -85,6 +85,8 @@ pub(super) struct Contents {
     pub(super) config: String,
     /// The rendered unit.
     pub(super) unit: String,
+    /// An instance's drop-in for the template unit.
+    pub(super) drop_in: Option<String>,
 }
 
 /// The entries of one install, in the order they are put in place (a directory before its files).
@@ -94,7 +96,7 @@ pub(super) fn entries(layout: &Layout, install_root: &Path, contents: Contents) 
         .parent()
         .unwrap_or(Path::new("/"))
         .to_path_buf();
-    vec![
+    let mut entries = vec![
         Entry::dir(
             install_root.to_path_buf(),
             0o755,
@@ -123,7 +125,16 @@ pub(super) fn entries(layout: &Layout, install_root: &Path, contents: Contents) 
             0o644,
             FilePolicy::Replace,
         ),
-    ]
+    ];
+    if let (Some(path), Some(text)) = (&layout.drop_in, contents.drop_in) {
+        entries.push(Entry::file(
+            path,
+            text.into_bytes(),
+            0o644,
+            FilePolicy::Replace,
+        ));
+    }
+    entries
 }
 
 /// How an entry compares with the disk.

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::cli::{
     DEFAULT_CONFIG, DEFAULT_FAILURE_LOG, DEFAULT_SIGNAL_FILE, DEFAULT_STATE_FILE, DEFAULT_USER,
 };
+use crate::config::InstanceName;
 use crate::config::keys::{self, Key};
 
 /// Where the installer writes the unit.
@@ -38,6 +39,8 @@ pub struct Layout {
     pub state_file: PathBuf,
     /// `behavior.failure_log`; its directory belongs to the service user.
     pub failure_log: PathBuf,
+    /// An instance's drop-in for the template unit (`None` for the plain service and the package).
+    pub drop_in: Option<PathBuf>,
 }
 
 impl Layout {
@@ -55,6 +58,28 @@ impl Layout {
             unit: PathBuf::from(INSTALLER_UNIT),
             state_file: state_file.to_path_buf(),
             failure_log: failure_log.to_path_buf(),
+            drop_in: None,
+        }
+    }
+
+    /// `dirwatcher install --instance NAME`: the same, with the instance's config, the template unit
+    /// (shared by every instance) and the instance's drop-in.
+    pub fn instance(
+        install_root: &Path,
+        name: &InstanceName,
+        state_file: &Path,
+        failure_log: &Path,
+    ) -> Layout {
+        Layout {
+            config: instance_config(name),
+            unit: PathBuf::from(INSTALLER_TEMPLATE_UNIT),
+            drop_in: Some(instance_drop_in(name)),
+            ..Layout::installer(
+                install_root,
+                Path::new(DEFAULT_CONFIG),
+                state_file,
+                failure_log,
+            )
         }
     }
 
@@ -67,6 +92,7 @@ impl Layout {
             unit: "/lib/systemd/system/dirwatcher.service".into(),
             state_file: DEFAULT_STATE_FILE.into(),
             failure_log: DEFAULT_FAILURE_LOG.into(),
+            drop_in: None,
         }
     }
 
@@ -116,6 +142,12 @@ pub struct ConfigValues {
     pub state_file: PathBuf,
     /// `behavior.failure_log`.
     pub failure_log: PathBuf,
+    /// `behavior.instance`; omitted for the plain service.
+    pub instance: Option<InstanceName>,
+    /// `metrics.listen`; no `metrics:` section without it or a textfile.
+    pub metrics_listen: Option<String>,
+    /// `metrics.textfile`.
+    pub metrics_textfile: Option<PathBuf>,
 }
 
 /// Which kind of config file to write.
@@ -139,9 +171,16 @@ pub fn render_config(v: &ConfigValues, style: ConfigStyle) -> String {
     };
     match style {
         ConfigStyle::Installed => {
-            y += "# dirwatcher configuration, written by `dirwatcher install`.\n\
-                  # Check it: dirwatcher check-config --config <this file>; every key: dirwatcher check-config --help\n\
-                  # After a change: systemctl reload dirwatcher (SIGHUP; a config that does not validate is refused).\n";
+            let unit = v
+                .instance
+                .as_ref()
+                .map_or_else(|| "dirwatcher".to_string(), |n| format!("dirwatcher@{n}"));
+            let _ = write!(
+                y,
+                "# dirwatcher configuration, written by `dirwatcher install`.\n\
+                 # Check it: dirwatcher check-config --config <this file>; every key: dirwatcher check-config --help\n\
+                 # After a change: systemctl reload {unit} (SIGHUP; a config that does not validate is refused).\n"
+            );
         }
         ConfigStyle::Example => {
             y += "# Example dirwatcher configuration. Copy it to /etc/dirwatcher/config.yaml, set watch.root and the\n\
@@ -219,7 +258,26 @@ pub fn render_config(v: &ConfigValues, style: ConfigStyle) -> String {
         &keys::BEHAVIOR_FAILURE_LOG,
         &v.failure_log.to_string_lossy(),
     );
+    if let Some(name) = &v.instance {
+        y += "  # One of several services on this host: dirwatcher@NAME, its metrics and log lines carry NAME.\n";
+        put(&mut y, &keys::BEHAVIOR_INSTANCE, name.as_str());
+    }
+    put_metrics(&mut y, v);
     y
+}
+
+/// The `metrics:` section, when the values ask for one.
+fn put_metrics(y: &mut String, v: &ConfigValues) {
+    if v.metrics_listen.is_none() && v.metrics_textfile.is_none() {
+        return;
+    }
+    *y += "\nmetrics:\n";
+    if let Some(l) = &v.metrics_listen {
+        put(y, &keys::METRICS_LISTEN, l);
+    }
+    if let Some(t) = &v.metrics_textfile {
+        put(y, &keys::METRICS_TEXTFILE, &t.to_string_lossy());
+    }
 }
 
 /// `  key: value`, the value as a YAML scalar.
@@ -262,21 +320,31 @@ pub fn scalar(s: &str) -> String {
 }
 
 /// Who the unit is for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnitOrigin {
-    /// Written by `dirwatcher install` for one watch root.
-    Installer {
-        /// The watched root, made writable in the sandbox.
-        watch_root: PathBuf,
-    },
-    /// The package's static unit: the watch root is added by the admin in a drop-in.
+    /// Written by `dirwatcher install`.
+    Installer,
+    /// Shipped by the Debian package: the watch root is added by the admin in a drop-in.
     Package,
+}
+
+/// One service, or a template for several.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnitShape {
+    /// `dirwatcher.service`: the layout's config, state and log directories.
+    Single {
+        /// The watched root, made writable in the sandbox (`None`: the package's, in a drop-in).
+        watch_root: Option<PathBuf>,
+    },
+    /// `dirwatcher@.service`: `dirwatcher@NAME` runs `/etc/dirwatcher/NAME.yaml` with its state and logs
+    /// in `dirwatcher/NAME` under /var/lib and /var/log; its root (and user) come from a drop-in.
+    Template,
 }
 
 /// Everything the unit depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitSpec {
-    /// Where the files are.
+    /// Where the files are (a template uses only the binary).
     pub layout: Layout,
     /// `User=`.
     pub user: String,
@@ -284,6 +352,8 @@ pub struct UnitSpec {
     pub group: String,
     /// Installer or package.
     pub origin: UnitOrigin,
+    /// One service or a template.
+    pub shape: UnitShape,
 }
 
 /// A path that cannot be written into a unit file.
@@ -316,92 +386,121 @@ fn under_tmp(p: &Path) -> bool {
     p.starts_with("/tmp") || p.starts_with("/var/tmp")
 }
 
-/// Renders `dirwatcher.service`: `Type=notify` with a watchdog, run as the service user, sandboxed.
-pub fn render_unit(spec: &UnitSpec) -> Result<String, UnitPathError> {
-    let l = &spec.layout;
-    let mut writable = Vec::new();
-    if let UnitOrigin::Installer { watch_root } = &spec.origin {
-        writable.push(watch_root.clone());
-    }
-    for d in [l.state_dir(), l.log_dir()] {
-        if !writable.contains(&d) {
-            writable.push(d);
+/// The template's config, `%i` the instance name (a valid [`crate::config::InstanceName`] needs no
+/// escaping, so `%i` and `%I` are the same).
+pub const TEMPLATE_CONFIG: &str = "/etc/dirwatcher/%i.yaml";
+
+/// The template's state and log directories below /var/lib and /var/log (`StateDirectory=`,
+/// `LogsDirectory=`), as [`instance_state_file`] and [`instance_failure_log`] place them.
+const TEMPLATE_DIRS: &str = "dirwatcher/%i";
+
+/// The first lines: who wrote the unit and where local changes go.
+fn unit_header(origin: UnitOrigin, shape: &UnitShape) -> &'static str {
+    match (origin, shape) {
+        (UnitOrigin::Installer, UnitShape::Single { .. }) => {
+            "# Written by `dirwatcher install`. Re-run the installer instead of editing this file; put local\n\
+             # changes in a drop-in: systemctl edit dirwatcher\n"
+        }
+        (UnitOrigin::Package, UnitShape::Single { .. }) => {
+            "# dirwatcher.service from the Debian package. The watched root must be made writable in the\n\
+             # sandbox with a drop-in (systemctl edit dirwatcher):\n\
+             #   [Service]\n\
+             #   ReadWritePaths=/data/incoming\n\
+             # See /usr/share/doc/dirwatcher/README.Debian.\n"
+        }
+        (UnitOrigin::Installer, UnitShape::Template) => {
+            "# Written by `dirwatcher install --instance NAME`, one for every instance: dirwatcher@NAME runs\n\
+             # /etc/dirwatcher/NAME.yaml; its root, user and own paths are in the drop-in\n\
+             # /etc/systemd/system/dirwatcher@NAME.service.d/instance.conf. Re-run the installer instead of\n\
+             # editing either; put local changes in another drop-in: systemctl edit dirwatcher@NAME\n"
+        }
+        (UnitOrigin::Package, UnitShape::Template) => {
+            "# dirwatcher@.service from the Debian package: dirwatcher@NAME runs /etc/dirwatcher/NAME.yaml, with\n\
+             # behavior.state_file in /var/lib/dirwatcher/NAME/ and behavior.failure_log in\n\
+             # /var/log/dirwatcher/NAME/ (created at start). Its watched root must be made writable in the\n\
+             # sandbox with a drop-in (systemctl edit dirwatcher@NAME):\n\
+             #   [Service]\n\
+             #   ReadWritePaths=/data/incoming\n\
+             # See /usr/share/doc/dirwatcher/README.Debian.\n"
         }
     }
-    let rw = writable
+}
+
+/// What differs between the plain unit and the template: the config, the name in comments, and where
+/// the sandbox may write.
+struct UnitWords {
+    /// `dirwatcher` or `dirwatcher@%i`, for comments and the description.
+    name: &'static str,
+    exec: String,
+    config: String,
+    /// The lines that open the sandbox for the service's own files (`ReadWritePaths=`, or systemd's
+    /// `StateDirectory=`/`LogsDirectory=` for a template), and `PrivateTmp=`.
+    writable: String,
+}
+
+impl UnitWords {
+    fn of(spec: &UnitSpec) -> Result<UnitWords, UnitPathError> {
+        let l = &spec.layout;
+        let exec = unit_word(&l.binary)?;
+        Ok(match &spec.shape {
+            UnitShape::Single { watch_root } => {
+                let mut paths: Vec<PathBuf> = watch_root.iter().cloned().collect();
+                paths.extend([l.state_dir(), l.log_dir()]);
+                UnitWords {
+                    name: "dirwatcher",
+                    exec,
+                    config: unit_word(&l.config)?,
+                    writable: writable_lines(&paths)?,
+                }
+            }
+            UnitShape::Template => UnitWords {
+                name: "dirwatcher@%i",
+                exec,
+                config: TEMPLATE_CONFIG.into(),
+                writable: format!(
+                    "# The instance's own state and log directories, made by systemd (owned by User=).\n\
+                     StateDirectory={TEMPLATE_DIRS}\nStateDirectoryMode=0750\n\
+                     LogsDirectory={TEMPLATE_DIRS}\nLogsDirectoryMode=0750\n\
+                     ProtectHome=read-only\nPrivateTmp=yes\n"
+                ),
+            },
+        })
+    }
+}
+
+/// `ReadWritePaths=` for `paths`, each once, in order.
+fn read_write_line(paths: &[PathBuf]) -> Result<String, UnitPathError> {
+    let mut unique: Vec<&PathBuf> = Vec::new();
+    for p in paths {
+        if !unique.contains(&p) {
+            unique.push(p);
+        }
+    }
+    let words = unique
         .iter()
         .map(|p| unit_word(p))
-        .collect::<Result<Vec<_>, _>>()?
-        .join(" ");
-    let exec = unit_word(&l.binary)?;
-    let config = unit_word(&l.config)?;
-    let mut u = String::new();
-    match &spec.origin {
-        UnitOrigin::Installer { .. } => {
-            u += "# Written by `dirwatcher install`. Re-run the installer instead of editing this file; put local\n\
-                  # changes in a drop-in: systemctl edit dirwatcher\n";
-        }
-        UnitOrigin::Package => {
-            u += "# dirwatcher.service from the Debian package. The watched root must be made writable in the\n\
-                  # sandbox with a drop-in (systemctl edit dirwatcher):\n\
-                  #   [Service]\n\
-                  #   ReadWritePaths=/data/incoming\n\
-                  # See /usr/share/doc/dirwatcher/README.Debian.\n";
-        }
-    }
-    let _ = write!(
-        u,
-        "[Unit]
-Description=dirwatcher: one Slurm job for every directory marked ready
-Documentation=man:dirwatcher(1)
-# sbatch and sacct need munged and the network to slurmctld; the root may be on a network file system.
-Wants=network-online.target
-After=network-online.target remote-fs.target munge.service
-ConditionPathExists={config}
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(format!("ReadWritePaths={}\n", words.join(" ")))
+}
 
-[Service]
-Type=notify
-NotifyAccess=main
-# Above the longest single scheduler call (2 × job.command_timeout_sec for a key lookup, 60 s each by
-# default): the loop pings after every call, never in the middle of one.
-WatchdogSec=300
-ExecStart={exec} run --config {config}
-# A broken config fails `systemctl reload` (the reason is in the journal) before the daemon is asked;
-# the daemon checks it again and keeps the old one if it is refused.
-ExecReload={exec} check-config --quiet --config {config}
-ExecReload=/bin/kill -HUP $MAINPID
-Restart=on-failure
-RestartSec=5s
-# Exit status 2 is a config or usage error: restarting cannot help, so the unit ends `failed` at once
-# (fix the config, then `systemctl restart dirwatcher`).
-RestartPreventExitStatus=2
-# SIGTERM to the daemon only: it lets a running sbatch finish and records its answer (bounded by
-# job.command_timeout_sec). The default control-group mode would signal sbatch too and turn a known
-# outcome into an unknown one. Whatever is left when the daemon has exited gets SIGKILL.
-KillMode=mixed
-TimeoutStopSec=90s
-# Jobs are submitted as this user: it must be a Slurm user (sacctmgr add user NAME account=ACCOUNT) and
-# exist on the compute nodes.
-User={user}
-Group={group}
-UMask=0027
+/// `PrivateTmp=no` with its reason when one of `paths` is under /tmp (a private /tmp would hide it).
+fn private_tmp_off(paths: &[PathBuf]) -> Option<&'static str> {
+    paths.iter().any(|p| under_tmp(p)).then_some(
+        "# The root, the state or the log directory is under /tmp or /var/tmp: a private /tmp would hide it.\n\
+         PrivateTmp=no\n",
+    )
+}
 
-# Sandbox. sbatch reaches munged through its Unix socket in /run/munge and slurmctld over TCP, so the
-# host network and AF_UNIX/AF_INET/AF_INET6 stay.
-ProtectSystem=strict
-ReadWritePaths={rw}
-ProtectHome=read-only
-",
-        user = spec.user,
-        group = spec.group,
-    );
-    if writable.iter().any(|p| under_tmp(p)) {
-        u += "# The root, the state or the log directory is under /tmp or /var/tmp: a private /tmp would hide it.\n\
-              PrivateTmp=no\n";
-    } else {
-        u += "PrivateTmp=yes\n";
-    }
-    u += "PrivateDevices=yes
+/// The sandbox's writable paths for one service, then `ProtectHome=` and `PrivateTmp=`.
+fn writable_lines(paths: &[PathBuf]) -> Result<String, UnitPathError> {
+    let rw = read_write_line(paths)?;
+    let tmp = private_tmp_off(paths).unwrap_or("PrivateTmp=yes\n");
+    Ok(format!("{rw}ProtectHome=read-only\n{tmp}"))
+}
+
+/// The sandbox after the writable paths: the same for every unit, so the plain service and every
+/// instance are hardened alike.
+const HARDENING: &str = "PrivateDevices=yes
 NoNewPrivileges=yes
 CapabilityBoundingSet=
 AmbientCapabilities=
@@ -429,16 +528,163 @@ SystemCallErrorNumber=EPERM
 [Install]
 WantedBy=multi-user.target
 ";
+
+/// Renders `dirwatcher.service` or `dirwatcher@.service`: `Type=notify` with a watchdog, run as the
+/// service user, sandboxed.
+pub fn render_unit(spec: &UnitSpec) -> Result<String, UnitPathError> {
+    let UnitWords {
+        name,
+        exec,
+        config,
+        writable,
+    } = UnitWords::of(spec)?;
+    let described = match spec.shape {
+        UnitShape::Single { .. } => "dirwatcher",
+        UnitShape::Template => "dirwatcher %i",
+    };
+    let mut u = unit_header(spec.origin, &spec.shape).to_string();
+    let _ = write!(
+        u,
+        "[Unit]
+Description={described}: one Slurm job for every directory marked ready
+Documentation=man:dirwatcher(1)
+# sbatch and sacct need munged and the network to slurmctld; the root may be on a network file system.
+Wants=network-online.target
+After=network-online.target remote-fs.target munge.service
+ConditionPathExists={config}
+
+[Service]
+Type=notify
+NotifyAccess=main
+# Above the longest single scheduler call (2 × job.command_timeout_sec for a key lookup, 60 s each by
+# default): the loop pings after every call, never in the middle of one.
+WatchdogSec=300
+ExecStart={exec} run --config {config}
+# A broken config fails `systemctl reload` (the reason is in the journal) before the daemon is asked;
+# the daemon checks it again and keeps the old one if it is refused.
+ExecReload={exec} check-config --quiet --config {config}
+ExecReload=/bin/kill -HUP $MAINPID
+Restart=on-failure
+RestartSec=5s
+# Exit status 2 is a config or usage error: restarting cannot help, so the unit ends `failed` at once
+# (fix the config, then `systemctl restart {name}`).
+RestartPreventExitStatus=2
+# SIGTERM to the daemon only: it lets a running sbatch finish and records its answer (bounded by
+# job.command_timeout_sec). The default control-group mode would signal sbatch too and turn a known
+# outcome into an unknown one. Whatever is left when the daemon has exited gets SIGKILL.
+KillMode=mixed
+TimeoutStopSec=90s
+# Jobs are submitted as this user: it must be a Slurm user (sacctmgr add user NAME account=ACCOUNT) and
+# exist on the compute nodes.
+User={user}
+Group={group}
+UMask=0027
+
+# Sandbox. sbatch reaches munged through its Unix socket in /run/munge and slurmctld over TCP, so the
+# host network and AF_UNIX/AF_INET/AF_INET6 stay.
+ProtectSystem=strict
+{writable}{HARDENING}",
+        user = spec.user,
+        group = spec.group,
+    );
     Ok(u)
+}
+
+/// Where the installer writes the template unit.
+pub const INSTALLER_TEMPLATE_UNIT: &str = "/etc/systemd/system/dirwatcher@.service";
+
+/// An instance's unit name, `dirwatcher@NAME.service`.
+pub fn instance_unit_name(name: &InstanceName) -> String {
+    format!("dirwatcher@{name}.service")
+}
+
+/// An instance's config: `NAME.yaml` beside the plain service's config (the template's `%i.yaml`).
+pub fn instance_config(name: &InstanceName) -> PathBuf {
+    parent_of(Path::new(DEFAULT_CONFIG)).join(format!("{name}.yaml"))
+}
+
+/// An instance's ledger: `state.db` in a directory of its own, named after it, beside the plain one's.
+pub fn instance_state_file(name: &InstanceName) -> PathBuf {
+    in_own_dir(Path::new(DEFAULT_STATE_FILE), name)
+}
+
+/// An instance's failure log: in a directory of its own, named after it, beside the plain one's.
+pub fn instance_failure_log(name: &InstanceName) -> PathBuf {
+    in_own_dir(Path::new(DEFAULT_FAILURE_LOG), name)
+}
+
+fn in_own_dir(plain: &Path, name: &InstanceName) -> PathBuf {
+    parent_of(plain)
+        .join(name.as_str())
+        .join(plain.file_name().unwrap_or_default())
+}
+
+/// The installer's drop-in for one instance of the template: its user, and the paths it writes (the
+/// root, and state or log directories outside the template's own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DropInSpec {
+    /// The instance.
+    pub instance: InstanceName,
+    /// Its layout (state file and failure log).
+    pub layout: Layout,
+    /// `User=`.
+    pub user: String,
+    /// `Group=`.
+    pub group: String,
+    /// The watched root.
+    pub watch_root: PathBuf,
+}
+
+/// Where the installer writes an instance's drop-in.
+pub fn instance_drop_in(name: &InstanceName) -> PathBuf {
+    parent_of(Path::new(INSTALLER_TEMPLATE_UNIT))
+        .join(format!("{}.d", instance_unit_name(name)))
+        .join("instance.conf")
+}
+
+/// Renders an instance's drop-in (`User=`, `Group=`, `ReadWritePaths=` and, when needed, `PrivateTmp=no`).
+pub fn render_drop_in(spec: &DropInSpec) -> Result<String, UnitPathError> {
+    let l = &spec.layout;
+    let own = [
+        parent_of(&instance_state_file(&spec.instance)),
+        parent_of(&instance_failure_log(&spec.instance)),
+    ];
+    let mut paths = vec![spec.watch_root.clone()];
+    paths.extend(
+        [l.state_dir(), l.log_dir()]
+            .into_iter()
+            .filter(|d| !own.contains(d)),
+    );
+    let rw = read_write_line(&paths)?;
+    let tmp = private_tmp_off(&paths).unwrap_or_default();
+    Ok(format!(
+        "# Written by `dirwatcher install --instance {name}`: what dirwatcher@{name} has of its own. Re-run\n\
+         # the installer instead of editing this file; put local changes in another drop-in:\n\
+         # systemctl edit dirwatcher@{name}\n\
+         [Service]\nUser={user}\nGroup={group}\n{rw}{tmp}",
+        name = spec.instance,
+        user = spec.user,
+        group = spec.group,
+    ))
 }
 
 /// The package's unit, as checked in at `packaging/dirwatcher.service`.
 pub fn package_unit() -> String {
+    package_unit_shaped(UnitShape::Single { watch_root: None })
+}
+
+/// The package's template unit, as checked in at `packaging/dirwatcher@.service`.
+pub fn package_template_unit() -> String {
+    package_unit_shaped(UnitShape::Template)
+}
+
+fn package_unit_shaped(shape: UnitShape) -> String {
     render_unit(&UnitSpec {
         layout: Layout::package(),
         user: DEFAULT_USER.into(),
         group: DEFAULT_USER.into(),
         origin: UnitOrigin::Package,
+        shape,
     })
     .expect("the package layout has plain paths")
 }
@@ -458,6 +704,9 @@ pub fn package_example_config() -> String {
             delete_on_success: false,
             state_file: l.state_file.clone(),
             failure_log: l.failure_log.clone(),
+            instance: None,
+            metrics_listen: None,
+            metrics_textfile: None,
         },
         ConfigStyle::Example,
     )
@@ -485,9 +734,22 @@ mod tests {
             layout: default_layout(),
             user: "dirwatcher".into(),
             group: "dirwatcher".into(),
-            origin: UnitOrigin::Installer {
-                watch_root: watch_root.into(),
+            origin: UnitOrigin::Installer,
+            shape: UnitShape::Single {
+                watch_root: Some(watch_root.into()),
             },
+        })
+        .unwrap()
+    }
+
+    /// The installer's template unit with every default.
+    fn installer_template() -> String {
+        render_unit(&UnitSpec {
+            layout: default_layout(),
+            user: "dirwatcher".into(),
+            group: "dirwatcher".into(),
+            origin: UnitOrigin::Installer,
+            shape: UnitShape::Template,
         })
         .unwrap()
     }
@@ -516,6 +778,9 @@ mod tests {
             delete_on_success: false,
             state_file: DEFAULT_STATE_FILE.into(),
             failure_log: DEFAULT_FAILURE_LOG.into(),
+            instance: None,
+            metrics_listen: None,
+            metrics_textfile: None,
         }
     }
 
@@ -653,6 +918,154 @@ mod tests {
         }
     }
 
+    /// The sandbox lines both shapes share: from `ProtectSystem=` on, less the lines that say where the
+    /// service writes.
+    fn hardening_of(unit: &str) -> Vec<&str> {
+        let placement = [
+            "ReadWritePaths=",
+            "StateDirectory",
+            "LogsDirectory",
+            "# The instance's own",
+        ];
+        unit.lines()
+            .skip_while(|l| !l.starts_with("ProtectSystem="))
+            .filter(|l| !placement.iter().any(|p| l.starts_with(p)))
+            .collect()
+    }
+
+    #[test]
+    fn the_template_runs_each_instance_on_its_own_config_state_and_logs() {
+        let u = installer_template();
+        for line in [
+            "Description=dirwatcher %i: one Slurm job for every directory marked ready",
+            "ConditionPathExists=/etc/dirwatcher/%i.yaml",
+            "ExecStart=/opt/dirwatcher/dirwatcher run --config /etc/dirwatcher/%i.yaml",
+            "ExecReload=/opt/dirwatcher/dirwatcher check-config --quiet --config /etc/dirwatcher/%i.yaml",
+            "StateDirectory=dirwatcher/%i",
+            "StateDirectoryMode=0750",
+            "LogsDirectory=dirwatcher/%i",
+            "LogsDirectoryMode=0750",
+            "# (fix the config, then `systemctl restart dirwatcher@%i`).",
+        ] {
+            assert!(
+                u.lines().any(|l| l == line),
+                "template lacks {line:?}:\n{u}"
+            );
+        }
+        // The root (and any other path) is the instance's drop-in's: an empty ReadWritePaths= in the
+        // template would also reset what a drop-in adds before it.
+        assert!(!u.contains("ReadWritePaths"), "{u}");
+        let name = InstanceName::parse("cryo").unwrap();
+        let dir = |p: PathBuf| p.parent().unwrap().to_path_buf();
+        assert_eq!(
+            dir(instance_state_file(&name)),
+            Path::new("/var/lib/dirwatcher/cryo")
+        );
+        assert_eq!(
+            dir(instance_failure_log(&name)),
+            Path::new("/var/log/dirwatcher/cryo")
+        );
+        assert_eq!(
+            instance_config(&name),
+            Path::new("/etc/dirwatcher/cryo.yaml")
+        );
+    }
+
+    /// One renderer for both: every hardening line of the plain unit is in the template, in order.
+    #[test]
+    fn the_template_is_hardened_exactly_as_the_plain_unit() {
+        let plain = installer_unit("/data/incoming");
+        let template = installer_template();
+        assert_eq!(hardening_of(&template), hardening_of(&plain));
+        assert!(hardening_of(&plain).len() > 25, "{plain}");
+        for l in [
+            "User=dirwatcher",
+            "Type=notify",
+            "KillMode=mixed",
+            "WatchdogSec=300",
+            "UMask=0027",
+        ] {
+            assert!(template.lines().any(|t| t == l), "{l}");
+        }
+        assert_eq!(
+            hardening_of(&package_template_unit()),
+            hardening_of(&package_unit())
+        );
+    }
+
+    #[test]
+    fn an_instance_drop_in_names_its_user_and_root_and_only_paths_of_its_own() {
+        let name = InstanceName::parse("cryo").unwrap();
+        let layout = |state: &str, log: &str| {
+            Layout::instance(
+                Path::new("/opt/dirwatcher"),
+                &name,
+                Path::new(state),
+                Path::new(log),
+            )
+        };
+        let spec = |layout: Layout, root: &str| DropInSpec {
+            instance: name.clone(),
+            layout,
+            user: "svc-cryo".into(),
+            group: "svc".into(),
+            watch_root: root.into(),
+        };
+        let standard = layout(
+            "/var/lib/dirwatcher/cryo/state.db",
+            "/var/log/dirwatcher/cryo/failed_jobs.log",
+        );
+        let d = render_drop_in(&spec(standard.clone(), "/data/cryo")).unwrap();
+        let body: Vec<&str> = d.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            body,
+            [
+                "[Service]",
+                "User=svc-cryo",
+                "Group=svc",
+                "ReadWritePaths=/data/cryo"
+            ]
+        );
+        assert_eq!(
+            standard.drop_in.as_deref(),
+            Some(Path::new(
+                "/etc/systemd/system/dirwatcher@cryo.service.d/instance.conf"
+            ))
+        );
+        let elsewhere = layout(
+            "/srv/cryo/state.db",
+            "/var/log/dirwatcher/cryo/failed_jobs.log",
+        );
+        let d = render_drop_in(&spec(elsewhere, "/tmp/cryo")).unwrap();
+        assert!(
+            d.lines().any(|l| l == "ReadWritePaths=/tmp/cryo /srv/cryo"),
+            "{d}"
+        );
+        assert!(d.lines().any(|l| l == "PrivateTmp=no"), "{d}");
+    }
+
+    #[test]
+    fn an_instance_config_names_the_instance_and_its_metrics() {
+        let mut v = seed_values(&std::env::temp_dir());
+        v.instance = Some(InstanceName::parse("cryo").unwrap());
+        v.metrics_listen = Some("127.0.0.1:9188".into());
+        v.metrics_textfile = Some("/var/lib/prometheus/node-exporter/dirwatcher-cryo.prom".into());
+        let text = render_config(&v, ConfigStyle::Installed);
+        assert!(text.contains("systemctl reload dirwatcher@cryo "), "{text}");
+        let c = Config::parse(&text, Path::new("/etc/dirwatcher/cryo.yaml")).unwrap();
+        assert_eq!(
+            c.behavior.instance.as_ref().map(|n| n.as_str()),
+            Some("cryo")
+        );
+        assert_eq!(c.metrics.listen, Some("127.0.0.1:9188".parse().unwrap()));
+        assert!(c.metrics.textfile.is_some());
+        let plain = render_config(&seed_values(&std::env::temp_dir()), ConfigStyle::Installed);
+        assert!(
+            !plain.contains("instance") && !plain.contains("metrics"),
+            "{plain}"
+        );
+    }
+
     #[test]
     fn a_root_under_tmp_turns_private_tmp_off() {
         let u = installer_unit("/tmp/incoming");
@@ -667,6 +1080,11 @@ mod tests {
             include_str!("../../packaging/dirwatcher.service"),
             package_unit(),
             "packaging/dirwatcher.service is stale: run `cargo run -- __generate package-files packaging`"
+        );
+        assert_eq!(
+            include_str!("../../packaging/dirwatcher@.service"),
+            package_template_unit(),
+            "packaging/dirwatcher@.service is stale: run `cargo run -- __generate package-files packaging`"
         );
         assert_eq!(
             include_str!("../../packaging/config.example.yaml"),

@@ -750,3 +750,294 @@ fn installed_service_runs_as_its_user_and_processes_a_directory_on_slurm() {
     assert!(st.success(), "service exit {st:?}:\n{}", svc.log());
     assert!(dir.exists(), "deleted without --delete-on-success");
 }
+
+// ------------------------------------------------------------------ several instances
+
+impl Staging {
+    /// Another existing root beside the first, in the same temporary directory.
+    fn another_root(&self, name: &str) -> PathBuf {
+        let r = self.tmp.path().join(name);
+        std::fs::create_dir(&r).unwrap();
+        r
+    }
+
+    /// `dirwatcher install --destdir <dest> <seed flags for root> <extra>`.
+    fn install_for(&self, root: &Path, extra: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("install")
+            .arg("--destdir")
+            .arg(&self.dest)
+            .args(seed_flags(root))
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+
+    /// Every file and directory under the staging directory: content and mtime (files), mode. A
+    /// directory's mtime is left out: a new entry beside the old ones changes it.
+    fn snapshot(&self) -> std::collections::BTreeMap<PathBuf, (Option<Vec<u8>>, u32, SystemTime)> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut todo = vec![self.dest.clone()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                let m = std::fs::symlink_metadata(&p).unwrap();
+                let content = m.is_file().then(|| std::fs::read(&p).unwrap());
+                if m.is_dir() {
+                    todo.push(p.clone());
+                }
+                let mtime = match m.is_dir() {
+                    true => SystemTime::UNIX_EPOCH,
+                    false => m.modified().unwrap(),
+                };
+                out.insert(p, (content, m.mode() & 0o7777, mtime));
+            }
+        }
+        out
+    }
+}
+
+fn refused(o: Output) -> String {
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn has_line(file: &Path, line: &str) -> bool {
+    std::fs::read_to_string(file)
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+        .lines()
+        .any(|l| l == line)
+}
+
+/// What the issue asks to show: two instances installed side by side, each with its own config, state,
+/// logs, drop-in and metrics port, one shared template unit, and the second install changes not one byte
+/// (nor a mode or mtime) of what the first put there.
+#[test]
+fn two_instances_install_side_by_side_and_the_second_touches_nothing_of_the_first() {
+    let s = Staging::new("twoinst");
+    let (root_a, root_b) = (s.root.clone(), s.another_root("tomo-incoming"));
+    ok(s.install_for(
+        &root_a,
+        &["--instance", "cryo", "--metrics-listen", "127.0.0.1:9187"],
+    ));
+    let first = s.snapshot();
+    let out = ok(s.install_for(
+        &root_b,
+        &["--instance", "tomo", "--metrics-listen", "127.0.0.1:9188"],
+    ));
+    let second = s.snapshot();
+    for (p, before) in &first {
+        assert!(
+            second.get(p) == Some(before),
+            "installing tomo changed {}:\n{out}",
+            p.display()
+        );
+    }
+    assert!(second.len() > first.len(), "tomo added nothing:\n{out}");
+
+    for (name, root, port) in [("cryo", &root_a, 9187), ("tomo", &root_b, 9188)] {
+        let config = s.at(&format!("/etc/dirwatcher/{name}.yaml"));
+        for line in [
+            format!("  root: {}", root.display()),
+            format!("  state_file: /var/lib/dirwatcher/{name}/state.db"),
+            format!("  failure_log: /var/log/dirwatcher/{name}/failed_jobs.log"),
+            format!("  instance: {name}"),
+            format!("  listen: 127.0.0.1:{port}"),
+        ] {
+            assert!(has_line(&config, &line), "{name}.yaml lacks {line:?}");
+        }
+        let check = ok(Command::new(BIN)
+            .args(["check-config", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap());
+        assert!(check.contains(&format!("instance: \"{name}\"")), "{check}");
+        for d in ["/var/lib/dirwatcher", "/var/log/dirwatcher"] {
+            assert_eq!(mode(&s.at(&format!("{d}/{name}"))), 0o750, "{d}/{name}");
+        }
+        let drop_in = s.at(&format!(
+            "/etc/systemd/system/dirwatcher@{name}.service.d/instance.conf"
+        ));
+        assert!(
+            has_line(&drop_in, &format!("ReadWritePaths={}", root.display())),
+            "{name}"
+        );
+        assert!(has_line(&drop_in, "User=dirwatcher"), "{name}");
+    }
+    let template = s.at("/etc/systemd/system/dirwatcher@.service");
+    assert!(has_line(
+        &template,
+        "ExecStart=/opt/dirwatcher/dirwatcher run --config /etc/dirwatcher/%i.yaml"
+    ));
+    let units: Vec<String> = std::fs::read_dir(s.at("/etc/systemd/system"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut units = units;
+    units.sort();
+    assert_eq!(
+        units,
+        [
+            "dirwatcher@.service",
+            "dirwatcher@cryo.service.d",
+            "dirwatcher@tomo.service.d"
+        ],
+        "one template, one drop-in per instance, no plain unit"
+    );
+    assert!(!s.config().exists(), "an instance wrote the plain config");
+    // Again, the same flags: idempotent, as the plain install.
+    let again = ok(s.install_for(
+        &root_a,
+        &["--instance", "cryo", "--metrics-listen", "127.0.0.1:9187"],
+    ));
+    assert!(again.contains("everything unchanged"), "{again}");
+    assert!(
+        s.snapshot() == second,
+        "a repeated install rewrote something"
+    );
+}
+
+/// The issue's complaint: a second plain install for another root silently repointed the one service.
+#[test]
+fn a_second_plain_install_for_another_root_is_refused_and_names_instance() {
+    let s = Staging::new("secondroot");
+    ok(s.install(&[]));
+    let before = s.snapshot();
+    let other = s.another_root("second");
+    let err = refused(s.install_for(&other, &[]));
+    assert!(
+        err.contains("--instance NAME") && err.contains("--force"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&s.root.display().to_string()),
+        "names the root it watches: {err}"
+    );
+    assert!(
+        s.snapshot() == before,
+        "a refused install changed something"
+    );
+    // The same root again is the idempotent re-install; --force moves the service on purpose.
+    assert!(ok(s.install(&[])).contains("everything unchanged"));
+    ok(s.install_for(&other, &["--force"]));
+    assert!(has_line(
+        &s.config(),
+        &format!("  root: {}", other.display())
+    ));
+}
+
+/// One root, one daemon: that is the promise (never submit a directory twice), whatever --force says.
+#[test]
+fn an_instance_on_a_root_already_watched_or_a_port_already_taken_is_refused() {
+    let s = Staging::new("taken");
+    ok(s.install(&["--metrics-listen", "127.0.0.1:9187"]));
+    let err = refused(s.install(&["--instance", "dup", "--force"]));
+    assert!(
+        err.contains("submit every directory twice") && err.contains("config.yaml"),
+        "{err}"
+    );
+    let b = s.another_root("b");
+    ok(s.install_for(&b, &["--instance", "b"]));
+    let before = s.snapshot();
+    let err = refused(s.install_for(&b, &["--instance", "c"]));
+    assert!(err.contains("dirwatcher@b"), "{err}");
+    // The plain service cannot move onto an instance's root either.
+    let err = refused(s.install_for(&b, &["--force"]));
+    assert!(err.contains("dirwatcher@b"), "{err}");
+    let d = s.another_root("d");
+    let err = refused(s.install_for(
+        &d,
+        &["--instance", "d", "--metrics-listen", "127.0.0.1:9187"],
+    ));
+    assert!(err.contains("--metrics-listen 127.0.0.1:9188"), "{err}");
+    assert!(
+        s.snapshot() == before,
+        "a refused install changed something"
+    );
+}
+
+#[test]
+fn a_bad_instance_name_is_refused_with_the_rule() {
+    let s = Staging::new("badname");
+    for name in ["a b", "../etc", "-x", "x/y", "config", ""] {
+        let err = refused(s.install(&[&format!("--instance={name}")]));
+        assert!(
+            err.contains("--instance") && err.contains("fix:"),
+            "{name:?}: {err}"
+        );
+    }
+    // The template reads /etc/dirwatcher/NAME.yaml: another config path cannot work.
+    let err = refused(s.install(&["--instance", "a", "--config-path", "/etc/x.yaml"]));
+    assert!(err.contains("--config-path"), "{err}");
+    assert!(
+        !s.dest.exists(),
+        "a refused install created {}",
+        s.dest.display()
+    );
+}
+
+#[test]
+fn uninstalling_one_instance_leaves_the_other_and_the_shared_files() {
+    let s = Staging::new("uninst2");
+    let b = s.another_root("b");
+    ok(s.install(&["--instance", "a"]));
+    ok(s.install_for(&b, &["--instance", "b"]));
+    let before = s.snapshot();
+    let out = ok(s.uninstall(&["--instance", "a", "--purge"]));
+    let of_a = [
+        "/etc/dirwatcher/a.yaml",
+        "/etc/systemd/system/dirwatcher@a.service.d",
+        "/var/lib/dirwatcher/a",
+        "/var/log/dirwatcher/a",
+    ];
+    for gone in of_a {
+        assert!(!s.at(gone).exists(), "{gone} still there:\n{out}");
+    }
+    let after = s.snapshot();
+    let not_a = |p: &PathBuf| !of_a.iter().any(|g| p.starts_with(s.at(g)));
+    for (p, v) in before.iter().filter(|(p, _)| not_a(p)) {
+        assert!(
+            after.get(p) == Some(v),
+            "uninstalling a touched {}:\n{out}",
+            p.display()
+        );
+    }
+    assert!(out.contains("in use by dirwatcher@b.service"), "{out}");
+    ok(s.uninstall(&["--instance", "b"]));
+    for gone in [
+        "/etc/systemd/system/dirwatcher@.service",
+        "/opt/dirwatcher/dirwatcher",
+    ] {
+        assert!(!s.at(gone).exists(), "{gone} outlived the last instance");
+    }
+}
+
+#[test]
+fn the_installed_template_passes_systemd_analyze_verify() {
+    let s = Staging::new("verifytpl");
+    ok(s.install(&["--instance", "cryo"]));
+    if !systemd_analyze_present("the_installed_template_passes_systemd_analyze_verify") {
+        return;
+    }
+    let template =
+        std::fs::read_to_string(s.at("/etc/systemd/system/dirwatcher@.service")).unwrap();
+    let staged_bin = s.at("/opt/dirwatcher/dirwatcher");
+    let adjusted = template.replace(
+        "=/opt/dirwatcher/dirwatcher ",
+        &format!("={} ", staged_bin.display()),
+    );
+    let dir = s.tmp.path().join("verify");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("dirwatcher@.service"), adjusted).unwrap();
+    std::os::unix::fs::symlink("dirwatcher@.service", dir.join("dirwatcher@cryo.service")).unwrap();
+    let o = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(dir.join("dirwatcher@cryo.service"))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "systemd-analyze verify:\n{}",
+        text(&o)
+    );
+}

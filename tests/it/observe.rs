@@ -220,6 +220,51 @@ fn json_log_lines_parse_and_name_dir_and_job() {
     );
     assert_eq!(submitted["level"], "INFO");
     assert!(submitted["timestamp"].is_string(), "{submitted}");
+    // The plain service names no instance: its lines are what they always were.
+    for l in &lines {
+        assert!(l.get("span").is_none(), "{l}");
+    }
+}
+
+/// One of several services on a host (`behavior.instance`) names itself on every log line of the daemon
+/// and on every series of its metrics (here its textfile).
+#[test]
+fn an_instance_names_itself_in_every_log_line_and_every_metric() {
+    let env = TestEnv::local("instlog")
+        .job(FAIL_IF_MARKED)
+        .behavior("instance: cryo-em");
+    let dir = env.ready_dir("case1");
+    let prom = env.tmp.path().join("cryo-em.prom");
+    let textfile = format!("textfile: {}", serde_json::to_string(&prom).unwrap());
+    let mut d = start(&env, &[textfile], &["--log-format", "json"], &[]);
+    env.wait_final(&dir, DEADLINE);
+    d.wait_log("COMPLETED", DEADLINE);
+    let t = wait_for(DEADLINE, "the textfile with the completed job", || {
+        let t = std::fs::read_to_string(&prom).ok()?;
+        let series = "dirwatcher_jobs_completed_total{dirwatcher_instance=\"cryo-em\"}";
+        (sample(&t, series) == Some(1.0)).then_some(t)
+    });
+    let (status, _) = d.stop();
+    assert!(status.success());
+    for l in t.lines().filter(|l| !l.starts_with('#')) {
+        assert!(
+            l.contains("{dirwatcher_instance=\"cryo-em\"")
+                || l.contains(",dirwatcher_instance=\"cryo-em\""),
+            "{l}"
+        );
+    }
+    let lines: Vec<Value> = d
+        .log()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|v| v["event"] == "submitted"),
+        "{lines:#?}"
+    );
+    for l in &lines {
+        assert_eq!(l["span"]["instance"], "cryo-em", "{l}");
+    }
 }
 
 /// `GET path` over plain HTTP/1.1: (status line, headers, body).
