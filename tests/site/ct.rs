@@ -229,9 +229,10 @@ impl Service {
         deb_inside();
         let setup = format!(
             r#"set -e
-systemctl stop dirwatcher 2>/dev/null || true
+systemctl stop dirwatcher 'dirwatcher@*' 2>/dev/null || true
 if dpkg-query -W -f='${{Status}}' dirwatcher 2>/dev/null | grep -q 'install ok'; then apt-get purge -y -q dirwatcher >/dev/null; fi
-rm -rf /etc/systemd/system/dirwatcher.service.d /etc/dirwatcher /var/lib/dirwatcher /var/log/dirwatcher {ROOT}
+rm -rf /etc/systemd/system/dirwatcher.service.d /etc/systemd/system/dirwatcher@*.service.d /etc/dirwatcher \
+  /var/lib/dirwatcher /var/log/dirwatcher {ROOT} {ROOT}-*
 systemctl daemon-reload
 systemctl reset-failed dirwatcher 2>/dev/null || true
 dpkg -i /root/dirwatcher.deb >/root/dpkg.log 2>&1 || {{ cat /root/dpkg.log >&2; exit 1; }}

@@ -245,10 +245,9 @@ fn stop_during_a_slow_sbatch_records_the_real_job() {
     must("systemctl stop slurmctld");
     let name = format!("stop-{}", token());
     let dir = svc.ready_dir(&name);
-    let waited = wait_for(Duration::from_secs(30), "sbatch to run", || {
+    wait_for(Duration::from_secs(30), "sbatch to run", || {
         sh("pgrep -u dirwatcher -x sbatch").ok.then_some(())
     });
-    let _ = waited;
     let t = Instant::now();
     must("systemctl stop --no-block dirwatcher");
     must("systemctl start slurmctld");
@@ -397,4 +396,87 @@ fn systemd_analyze_security_rates_the_unit_as_documented() {
         score <= 2.0,
         "exposure {score} is worse than documented (2.0):\n{report}"
     );
+}
+
+/// Issue 13: two roots on one host, as README.Debian says, from the package's template unit: each
+/// instance processes its own root with its own ledger, its journal lines carry its name, and stopping one
+/// leaves the other running.
+#[test]
+fn two_instances_of_the_template_unit_each_process_their_own_root() {
+    site_check!("two_instances_of_the_template_unit_each_process_their_own_root");
+    let _svc = Service::install(&config(&[ENV_JOB]));
+    let t = token();
+    let names = ["a", "b"];
+    for n in names {
+        let root = format!("{ROOT}-{n}");
+        let yaml = config(&[ENV_JOB]).replace(ROOT, &root)
+            + &format!(
+                "behavior:\n  instance: {n}\n  state_file: /var/lib/dirwatcher/{n}/state.db\n  \
+                 failure_log: /var/log/dirwatcher/{n}/failed_jobs.log\n"
+            );
+        let o = sh_with_input(
+            &format!(
+                "set -e; mkdir -p {root}; chown dirwatcher:dirwatcher {root}
+install -m 0640 -g dirwatcher /dev/stdin /etc/dirwatcher/{n}.yaml"
+            ),
+            yaml.as_bytes(),
+        );
+        assert!(o.ok, "cannot set up instance {n}:\n{o}");
+        must(&format!(
+            "printf '[Service]\\nReadWritePaths={root}\\n' | systemctl edit --stdin --drop-in=local-root dirwatcher@{n}
+systemctl start dirwatcher@{n}"
+        ));
+    }
+    for n in names {
+        wait_for(
+            Duration::from_secs(30),
+            &format!("dirwatcher@{n} to be active"),
+            || {
+                (must(&format!("systemctl show -P ActiveState dirwatcher@{n}")) == "active")
+                    .then_some(())
+            },
+        );
+        let verify = sh(&format!(
+            "systemd-analyze verify --man=no dirwatcher@{n}.service"
+        ));
+        assert!(verify.ok && verify.stderr.trim().is_empty(), "{verify}");
+        must(&format!(
+            "runuser -u dirwatcher -- sh -c 'mkdir {ROOT}-{n}/inst-{t} && touch {ROOT}-{n}/inst-{t}/_READY'"
+        ));
+    }
+    for n in names {
+        let dir = format!("{ROOT}-{n}/inst-{t}");
+        // The instance's own journal, matched by its field: its directory ended, the other's is not there.
+        let mine = wait_for(
+            JOB_DEADLINE,
+            &format!("dirwatcher@{n} to finish {dir}"),
+            || {
+                let log = must(&format!(
+                    "journalctl -u dirwatcher@{n} INSTANCE={n} --no-pager -q -o cat"
+                ));
+                log.contains(&format!("for \"{dir}\" COMPLETED"))
+                    .then_some(log)
+            },
+        );
+        let other = if n == "a" { "b" } else { "a" };
+        assert!(
+            !mine.contains(&format!("{ROOT}-{other}/")),
+            "dirwatcher@{n} logged the other root:\n{mine}"
+        );
+        let state = must(&format!("stat -c '%U %a' /var/lib/dirwatcher/{n}/state.db"));
+        assert_eq!(state, "dirwatcher 640", "instance {n}'s ledger");
+    }
+    // One job per directory, whichever instance ran it: neither saw the other's root.
+    for n in names {
+        let rows = slurm::wait_final_row(&format!("dirwatch-inst-{t}"), JOB_DEADLINE);
+        assert_eq!(
+            rows.len(),
+            2,
+            "one job per instance's directory, not more:\n{rows:?} ({n})"
+        );
+    }
+    must("systemctl stop dirwatcher@a");
+    assert_eq!(must("systemctl show -P ActiveState dirwatcher@b"), "active");
+    assert_eq!(must("systemctl show -P ActiveState dirwatcher"), "inactive");
+    must("systemctl stop dirwatcher@b");
 }
