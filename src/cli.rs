@@ -4,7 +4,7 @@
 //! Must never: import anything else from the crate but the table of config keys its help and defaults come
 //! from (`install` and `logging` import this, never the reverse).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -114,6 +114,35 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which service's config a command reads: `--config FILE`, or `--instance NAME` for the config of
+/// `dirwatcher@NAME`; the plain service's without either.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigFile {
+    /// The YAML config file [default: /etc/dirwatcher/config.yaml].
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The service `dirwatcher@NAME` (installed with `install --instance NAME`): its config
+    /// /etc/dirwatcher/NAME.yaml.
+    #[arg(long, value_name = "NAME", conflicts_with = "config", value_parser = instance_name)]
+    instance: Option<String>,
+}
+
+impl ConfigFile {
+    /// The config file's path.
+    pub fn path(&self) -> PathBuf {
+        match (&self.config, &self.instance) {
+            (Some(c), _) => c.clone(),
+            (None, Some(name)) => Path::new(DEFAULT_CONFIG).with_file_name(format!("{name}.yaml")),
+            (None, None) => PathBuf::from(DEFAULT_CONFIG),
+        }
+    }
+}
+
+/// `--instance NAME`: the installer's rule for names, so no name reaches outside /etc/dirwatcher.
+fn instance_name(name: &str) -> Result<String, String> {
+    crate::config::InstanceName::parse(name).map(|n| n.as_str().to_string())
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -128,9 +157,9 @@ reloads the config file; a config that does not validate is refused and the old 
 A second instance on the same state file refuses to start."
     )]
     Run {
-        /// The YAML config file.
-        #[arg(short, long, default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
+        /// Which config: `--config FILE` or `--instance NAME`.
+        #[command(flatten)]
+        config: ConfigFile,
         /// Run a single cycle (follow jobs, scan, submit) and exit; for cron-style use and debugging.
         #[arg(long)]
         once: bool,
@@ -147,9 +176,9 @@ A second instance on the same state file refuses to start."
     /// Validate a config file and print the effective configuration (every default filled in).
     #[command(long_about = check_config_about())]
     CheckConfig {
-        /// The YAML config file.
-        #[arg(short, long, default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
+        /// Which config: `--config FILE` or `--instance NAME`.
+        #[command(flatten)]
+        config: ConfigFile,
         /// Also ask Slurm (`sbatch --test-only`, no job is created) whether it accepts the job the daemon
         /// would submit, as the user running this command.
         #[arg(long)]
@@ -163,9 +192,9 @@ A second instance on the same state file refuses to start."
     /// state, blocked submissions, lost jobs and recent failures (works while the daemon runs).
     #[command(long_about = STATUS_ABOUT)]
     Status {
-        /// The YAML config file (its `behavior.state_file` is read).
-        #[arg(short, long, default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
+        /// Which config: `--config FILE` or `--instance NAME`.
+        #[command(flatten)]
+        config: ConfigFile,
         /// Print JSON instead of text (with a `schema_version`).
         #[arg(long, conflicts_with = "parsable")]
         json: bool,
@@ -198,9 +227,9 @@ A second instance on the same state file refuses to start."
     /// Why is this directory (not) picked up: the whole decision chain, in words.
     #[command(long_about = EXPLAIN_ABOUT)]
     Explain {
-        /// The YAML config file.
-        #[arg(short, long, default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
+        /// Which config: `--config FILE` or `--instance NAME`.
+        #[command(flatten)]
+        config: ConfigFile,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -210,9 +239,9 @@ A second instance on the same state file refuses to start."
     },
     /// Queue failed directories for another job (works while the daemon runs; it picks them up next cycle).
     Retry {
-        /// The YAML config file.
-        #[arg(short, long, default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
+        /// Which config: `--config FILE` or `--instance NAME`.
+        #[command(flatten)]
+        config: ConfigFile,
         /// Every directory whose latest job failed (with --state: only those that ended so).
         #[arg(long, conflicts_with = "dirs")]
         all_failed: bool,
@@ -227,9 +256,9 @@ A second instance on the same state file refuses to start."
     /// Cancel what a directory has in flight: its job (`scancel`), or a queued attempt not submitted yet.
     /// Recorded as CANCELLED by operator, so the daemon does not wait for it and retries nothing.
     Cancel {
-        /// The YAML config file.
-        #[arg(short, long, default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
+        /// Which config: `--config FILE` or `--instance NAME`.
+        #[command(flatten)]
+        config: ConfigFile,
         /// Directory names or paths under the root.
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
@@ -238,9 +267,9 @@ A second instance on the same state file refuses to start."
     /// is submitted again. Refused for a job in flight (cancel it first); a queued attempt that was never
     /// submitted may be forgotten.
     Forget {
-        /// The YAML config file.
-        #[arg(short, long, default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
+        /// Which config: `--config FILE` or `--instance NAME`.
+        #[command(flatten)]
+        config: ConfigFile,
         /// Directory names or paths under the root.
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
@@ -493,6 +522,38 @@ pub enum Generate {
 mod tests {
     use super::*;
     use crate::config::keys;
+
+    /// `--instance NAME` reads that instance's config, as `install --instance NAME` wrote it; without a
+    /// flag the plain service's; a name that could reach outside /etc/dirwatcher is refused.
+    #[test]
+    fn instance_names_the_config_of_that_service() {
+        let config_of = |args: &[&str]| -> Result<PathBuf, String> {
+            let cli =
+                Cli::try_parse_from([&["dirwatcher"], args].concat()).map_err(|e| e.to_string())?;
+            match cli.command {
+                Command::Status { config, .. } | Command::Explain { config, .. } => {
+                    Ok(config.path())
+                }
+                other => panic!("parsed as {other:?}"),
+            }
+        };
+        assert_eq!(
+            config_of(&["status", "--instance", "tomo"]),
+            Ok("/etc/dirwatcher/tomo.yaml".into())
+        );
+        assert_eq!(
+            config_of(&["explain", "--instance", "a.1", "d"]),
+            Ok("/etc/dirwatcher/a.1.yaml".into())
+        );
+        assert_eq!(config_of(&["status"]), Ok(DEFAULT_CONFIG.into()));
+        assert_eq!(config_of(&["status", "-c", "x.yaml"]), Ok("x.yaml".into()));
+        for bad in ["../etc/passwd", "a/b", ".hidden", "config"] {
+            let e = config_of(&["status", "--instance", bad]).unwrap_err();
+            assert!(e.contains("instance name"), "{bad}: {e}");
+        }
+        let e = config_of(&["status", "--instance", "a", "-c", "x.yaml"]).unwrap_err();
+        assert!(e.contains("cannot be used with"), "{e}");
+    }
 
     /// The installer's flags that fill config keys default to the table's values, wherever the clap
     /// structs live.

@@ -64,7 +64,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             slurm,
             quiet,
         } => {
-            let cfg = config_or_exit!(&config);
+            let cfg = config_or_exit!(&config.path());
             for w in dirwatcher::output_dir::warnings(&cfg) {
                 out::error(format_args!("warning: {w}"));
             }
@@ -76,7 +76,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             }
             out!(
                 "# effective configuration of {} (valid)\n{}",
-                config.display(),
+                config.path().display(),
                 cfg.to_yaml()
             );
             if cfg.legacy_db {
@@ -107,7 +107,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             allow_root,
             dry_run,
         } => {
-            let cfg = config_or_exit!(&config);
+            let cfg = config_or_exit!(&config.path());
             if dry_run {
                 for line in ops::dry_run(&cfg)? {
                     out!("{line}\n");
@@ -130,7 +130,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             format,
             dirs,
         } => {
-            let cfg = config_or_exit!(&config);
+            let cfg = config_or_exit!(&config.path());
             let q = ops::StatusQuery {
                 failures,
                 states: state,
@@ -159,7 +159,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Explain { config, json, dirs } => {
-            let cfg = config_or_exit!(&config);
+            let cfg = config_or_exit!(&config.path());
             let all = ops::explain(&cfg, &dirs)?;
             if json {
                 out!("{}\n", serde_json::to_string_pretty(&all)?);
@@ -176,7 +176,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             all_failed,
             state,
         } => {
-            let cfg = config_or_exit!(&config);
+            let cfg = config_or_exit!(&config.path());
             let lines = if all_failed {
                 ops::retry_all(&cfg, state.as_deref())?
             } else {
@@ -194,7 +194,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Cancel { config, dirs } => {
-            let cfg = config_or_exit!(&config);
+            let cfg = config_or_exit!(&config.path());
             let mut code = ExitCode::SUCCESS;
             for r in ops::cancel(&cfg, &dirs)? {
                 match r {
@@ -208,7 +208,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(code)
         }
         Command::Forget { config, dirs } => {
-            let cfg = config_or_exit!(&config);
+            let cfg = config_or_exit!(&config.path());
             for line in ops::forget(&cfg, &dirs)? {
                 out!("{line}\n");
             }
