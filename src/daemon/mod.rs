@@ -32,6 +32,7 @@ use crate::engine::{
 };
 use crate::fsx::{Root, RootLinks};
 use crate::ledger::{Counts, Ledger, LedgerError};
+use crate::logging::show;
 use crate::metrics::{Metrics, MetricsError};
 use crate::notify::{self, Notifier};
 use crate::output_dir::{self, Place};
@@ -511,24 +512,7 @@ impl Daemon {
         self.observers.notifier.reloading();
         match Config::load(&self.cfg.source) {
             Ok(mut new) => {
-                if new.behavior.state_file != self.cfg.behavior.state_file {
-                    say::reload_kept(
-                        "behavior.state_file",
-                        &self.cfg.behavior.state_file,
-                        &new.behavior.state_file,
-                        "",
-                    );
-                }
-                if new.watch.root != self.cfg.watch.root {
-                    say::reload_kept(
-                        "watch.root",
-                        &self.cfg.watch.root,
-                        &new.watch.root,
-                        " (jobs in flight belong to the old root)",
-                    );
-                }
-                new.behavior.state_file = self.cfg.behavior.state_file.clone();
-                new.watch.root = self.cfg.watch.root.clone();
+                self.keep_restart_keys(&mut new);
                 let changed = self.cfg.changed_keys(&new);
                 self.cfg = new;
                 self.sched = self
@@ -553,6 +537,40 @@ impl Daemon {
             }
         }
         self.observers.notifier.reloaded();
+    }
+
+    /// The keys a reload cannot change (the ledger, the root its jobs belong to, the name on every metric
+    /// and log line) keep their old values in `new`, each with a warning that names it.
+    fn keep_restart_keys(&self, new: &mut Config) {
+        let (old_b, old_w) = (&self.cfg.behavior, &self.cfg.watch);
+        if new.behavior.state_file != old_b.state_file {
+            let (o, n) = (show(&old_b.state_file), show(&new.behavior.state_file));
+            say::reload_kept("behavior.state_file", &o, &n, "");
+        }
+        if new.watch.root != old_w.root {
+            let (o, n) = (show(&old_w.root), show(&new.watch.root));
+            say::reload_kept(
+                "watch.root",
+                &o,
+                &n,
+                " (jobs in flight belong to the old root)",
+            );
+        }
+        if new.behavior.instance != old_b.instance {
+            let name = |i: &Option<crate::config::InstanceName>| {
+                i.as_ref().map_or("none".to_string(), |n| format!("`{n}`"))
+            };
+            let (o, n) = (name(&old_b.instance), name(&new.behavior.instance));
+            say::reload_kept(
+                "behavior.instance",
+                &o,
+                &n,
+                " (it names every metric and log line)",
+            );
+        }
+        new.behavior.state_file = old_b.state_file.clone();
+        new.watch.root = old_w.root.clone();
+        new.behavior.instance = old_b.instance.clone();
     }
 
     /// After a reload while sbatch refused what the config asked: the new config may fix it, so the

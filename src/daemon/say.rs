@@ -56,11 +56,10 @@ pub fn stopped(state_file: &Path) {
 }
 
 /// A reload tried to change a key that takes a restart.
-pub fn reload_kept(key: &str, old: &Path, new: &Path, why: &str) {
+/// `old` and `new` as they are shown (paths quoted, see [`show`]).
+pub fn reload_kept(key: &str, old: &str, new: &str, why: &str) {
     warn!(
-        "config reloaded, but `{key}` changed from {} to {}: that takes a restart{why}; keeping the old one",
-        show(old),
-        show(new)
+        "config reloaded, but `{key}` changed from {old} to {new}: that takes a restart{why}; keeping the old one"
     );
 }
 

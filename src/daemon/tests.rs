@@ -1638,3 +1638,31 @@ fn without_quiet_sec_a_copy_beside_the_ready_file_is_the_seeds_behaviour() {
     b.after(SEC);
     assert_eq!(b.submits(), 1);
 }
+
+/// `behavior.instance` names every metric and log line from the start: a reload that changes it keeps
+/// the old name and says so, instead of relabelling half of the series.
+#[test]
+fn a_reload_keeps_the_instance_name_and_says_it_takes_a_restart() {
+    let mut b = Bench::new(&["instance: cryo"]);
+    b.cycle();
+    std::fs::write(
+        &b.config,
+        config_text(&b.root, b._tmp.path(), 5, &["instance: tomo"]),
+    )
+    .unwrap();
+    let log = logs_of(|| b.daemon.reload());
+    assert!(
+        log.contains("`behavior.instance` changed from `cryo` to `tomo`: that takes a restart"),
+        "{log}"
+    );
+    assert_eq!(
+        b.daemon.cfg.behavior.instance.as_ref().map(|n| n.as_str()),
+        Some("cryo")
+    );
+    let metrics = b.daemon.observers.metrics.render();
+    assert!(
+        metrics.contains("dirwatcher_instance=\"cryo\""),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("tomo"), "{metrics}");
+}
