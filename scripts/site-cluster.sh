@@ -90,10 +90,12 @@ SUITE=trixie
 PIDFILE=$STATE/nspawn.pid
 # Bump when the root file system's content changes (packages, files written at build time): the
 # cache tarball carries it in its name, so an old cache is never reused.
-CACHE_VERSION=1
+CACHE_VERSION=2
 CACHE_TARBALL=$CACHE/rootfs-$SUITE-slurm-v$CACHE_VERSION.tar.zst
-PKGS="slurm-wlm slurmdbd mariadb-server munge python3"
-NPKGS=5
+# curl: the package recommends it (e-mail over SMTP and webhooks), and `dpkg -i` installs no
+# recommends; faketime: the clock-step test of tests/it, which runs here too.
+PKGS="slurm-wlm slurmdbd mariadb-server munge python3 curl faketime"
+NPKGS=7
 # Which cgroup hierarchies nspawn uses on the host: name=systemd (v1) and the unified one on a hybrid
 # host, /sys/fs/cgroup itself on a cgroup2-only host (untested here).
 if [ "$(stat -fc %T /sys/fs/cgroup 2>/dev/null)" = cgroup2fs ]; then

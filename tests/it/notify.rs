@@ -636,9 +636,13 @@ fn the_originals_install_command_lines_run_as_a_dry_run() {
         readme_line.to_vec(),
         [&readme_line[..], &extra[..]].concat(),
     ] {
+        // Staged under a scratch destdir: what is installed on this machine (a site test's service, say)
+        // is not what these command lines are judged against.
         let out = std::process::Command::new(BIN)
             .args(&args)
             .arg("--dry-run")
+            .arg("--destdir")
+            .arg(t.path().join("stage"))
             .output()
             .unwrap();
         let text = format!(

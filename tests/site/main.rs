@@ -34,8 +34,14 @@ fn one_job(svc: &Service, name: &str) -> (String, String) {
         .and_then(|r| r.split_whitespace().next())
         .unwrap_or_else(|| panic!("no job id in {line:?}"))
         .to_string();
-    let out = must(&format!("cat {dir}/slurm-{job}.out"));
+    let out = must(&format!("cat {}", output_of(name, &job)));
     (job, out)
+}
+
+/// Where the job's output goes by default (`job.output`: `.dirwatcher/logs/%x-%j.out` in the root, the
+/// job name being `dirwatch-<name>`).
+fn output_of(name: &str, job: &str) -> String {
+    format!("{ROOT}/.dirwatcher/logs/dirwatch-{name}-{job}.out")
 }
 
 #[test]
@@ -100,7 +106,7 @@ fn a_directory_is_processed_end_to_end_on_slurm_24_11_by_the_service_user() {
     // 0644 as when a person submits it.
     assert!(out.lines().any(|l| l == "UMASK=0022"), "{out}");
     assert_eq!(
-        must(&format!("stat -c '%U %a' {ROOT}/{name}/slurm-{job}.out")),
+        must(&format!("stat -c '%U %a' {}", output_of(&name, &job))),
         "dirwatcher 644"
     );
     let status = svc.prop("StatusText");
