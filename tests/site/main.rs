@@ -25,7 +25,8 @@ macro_rules! site_check {
     };
 }
 
-/// A directory made ready under the running service ends as a COMPLETED job; returns (job id, its output).
+/// A directory made ready under the running service ends as a COMPLETED job; returns (job id, its
+/// output). The output file is where the daemon said it would be when it submitted the job.
 fn one_job(svc: &Service, name: &str) -> (String, String) {
     let dir = svc.ready_dir(name);
     let line = svc.wait_journal(&format!("for \"{dir}\" COMPLETED"), JOB_DEADLINE);
@@ -34,14 +35,19 @@ fn one_job(svc: &Service, name: &str) -> (String, String) {
         .and_then(|r| r.split_whitespace().next())
         .unwrap_or_else(|| panic!("no job id in {line:?}"))
         .to_string();
-    let out = must(&format!("cat {}", output_of(name, &job)));
+    let out = must(&format!("cat '{}'", output_of(svc, &job)));
     (job, out)
 }
 
-/// Where the job's output goes by default (`job.output`: `.dirwatcher/logs/%x-%j.out` in the root, the
-/// job name being `dirwatch-<name>`).
-fn output_of(name: &str, job: &str) -> String {
-    format!("{ROOT}/.dirwatcher/logs/dirwatch-{name}-{job}.out")
+/// The job's output file, from the daemon's `submitted job JOB … output in "PATH"` line.
+fn output_of(svc: &Service, job: &str) -> String {
+    let log = svc.journal(&format!("JOB={job}"));
+    log.lines()
+        .find(|l| l.starts_with(&format!("submitted job {job} ")))
+        .and_then(|l| l.split_once("; output in \""))
+        .and_then(|(_, p)| p.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("no `output in` for job {job} in:\n{log}"))
+        .to_string()
 }
 
 #[test]
@@ -106,8 +112,18 @@ fn a_directory_is_processed_end_to_end_on_slurm_24_11_by_the_service_user() {
     // 0644 as when a person submits it.
     assert!(out.lines().any(|l| l == "UMASK=0022"), "{out}");
     assert_eq!(
-        must(&format!("stat -c '%U %a' {}", output_of(&name, &job))),
+        must(&format!("stat -c '%U %a' '{}'", output_of(&svc, &job))),
         "dirwatcher 644"
+    );
+    // By default in the root's private output folder, made by the daemon (no one else can plant a
+    // link there), named after the job.
+    assert_eq!(
+        output_of(&svc, &job),
+        format!("{ROOT}/.dirwatcher/logs/dirwatch-{name}-{job}.out")
+    );
+    assert_eq!(
+        must(&format!("stat -c '%U %a' {ROOT}/.dirwatcher/logs")),
+        "dirwatcher 750"
     );
     let status = svc.prop("StatusText");
     assert!(status.contains("1 completed"), "{status}");
@@ -162,8 +178,9 @@ fn journalctl_finds_a_directory_and_its_job_by_field() {
     let dir = format!("{ROOT}/{name}");
     let by_dir = svc.journal(&format!("DIR={dir}"));
     assert!(
-        by_dir.contains(&format!("submitted job {job} for \"{dir}\""))
-            && by_dir.contains("COMPLETED"),
+        by_dir.contains(&format!(
+            "submitted job {job} (dirwatch-{name}) for \"{dir}\""
+        )) && by_dir.contains("COMPLETED"),
         "journalctl -u dirwatcher DIR={dir}:\n{by_dir}\n--- verbose:\n{}",
         svc.journal(&format!("-o verbose JOB={job}"))
     );
