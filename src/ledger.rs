@@ -847,6 +847,48 @@ impl Ledger {
             .map_err(self.sql("cannot read the outbox"))
     }
 
+    /// What `status` says of the outbox: the notices still waiting (the oldest's age, the latest delivery
+    /// error) and those given up. Through the `outbox_due` index: delivered notices are never counted, so
+    /// a long-lived outbox costs nothing here.
+    pub fn outbox_health(&self) -> Result<OutboxHealth> {
+        let what = "cannot read the outbox";
+        let count = |state: &str| -> Result<(u64, Option<Millis>)> {
+            self.conn
+                .query_row(
+                    "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE state = ?1",
+                    [state],
+                    |r| Ok((u(r.get(0)?), r.get(1)?)),
+                )
+                .map_err(self.sql(what))
+        };
+        let (waiting, oldest_waiting_at) = count("pending")?;
+        let (given_up, _) = count("given_up")?;
+        let last_error = self
+            .conn
+            .query_row(
+                "SELECT channel, target, last_error FROM outbox
+                 WHERE state IN ('pending', 'given_up') AND last_error IS NOT NULL
+                 ORDER BY COALESCE(done_at, next_at) DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(format!(
+                        "{} to {}: {}",
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?
+                    ))
+                },
+            )
+            .optional()
+            .map_err(self.sql(what))?;
+        Ok(OutboxHealth {
+            waiting,
+            oldest_waiting_at,
+            given_up,
+            last_error,
+        })
+    }
+
     /// Records that an operator cancelled `id` (`dirwatcher cancel`): its job was `scancel`led, or it had no
     /// job yet and never will. Final like any failure, with `final_state` saying who ended it and the exit
     /// code of a job ended by SIGTERM (`0:15`, as Slurm and the local runner report it); the failure-log
@@ -1052,6 +1094,19 @@ pub struct NoticeCounts {
     pub sent: u64,
     /// Given up after the last attempt.
     pub given_up: u64,
+}
+
+/// The undelivered part of the outbox, for `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboxHealth {
+    /// Notices waiting for (another) delivery.
+    pub waiting: u64,
+    /// When the oldest waiting notice was queued.
+    pub oldest_waiting_at: Option<Millis>,
+    /// Notices given up after their last attempt.
+    pub given_up: u64,
+    /// The latest delivery error of an undelivered notice: `channel to target: error`.
+    pub last_error: Option<String>,
 }
 
 /// The latest record of one directory, as the daemon keeps it in memory (a few dozen bytes a directory).

@@ -1234,6 +1234,22 @@ fn a_failing_channel_is_retried_with_back_off_nothing_is_lost_and_it_is_given_up
     assert_eq!(b.hook_tries(), 2);
     let c = b.daemon.ledger.notice_counts().unwrap();
     assert_eq!((c.pending, c.given_up), (0, 1));
+    // `status` says so, as a problem, with the channel's last error.
+    let s = crate::ops::status(&b.daemon.cfg, &Default::default()).unwrap();
+    assert_eq!((s.notices.waiting, s.notices.given_up), (0, 1));
+    let e = s.notices.last_error.clone().unwrap_or_default();
+    assert!(e.starts_with("command to "), "{e}");
+    assert!(
+        s.problems
+            .iter()
+            .any(|p| p.contains("1 notice(s) could not be delivered and were given up")),
+        "{:?}",
+        s.problems
+    );
+    assert!(
+        crate::ops::render_status(&s)
+            .contains("notices: 0 waiting for delivery, 1 given up")
+    );
 }
 
 #[test]

@@ -281,9 +281,67 @@ pub struct Status {
     pub recent_failures: Vec<Failure>,
     /// Directories whose job is lost (no source showed it for longer than `job.lost_after_sec`).
     pub lost: Vec<InFlight>,
+    /// Notices (e-mail, webhooks, the command) not delivered yet, and those given up.
+    pub notices: Notices,
     /// With `--state`, `--since` or `DIR…`: the matching directories.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub directories: Option<Vec<Listed>>,
+}
+
+/// The outbox as `status` shows it.
+#[derive(Debug, Default, Serialize)]
+pub struct Notices {
+    /// Waiting for (another) delivery attempt.
+    pub waiting: u64,
+    /// How long the oldest waiting notice has waited.
+    pub oldest_waiting_sec: Option<u64>,
+    /// Given up after their last attempt (the event itself is in the ledger and the failure log).
+    pub given_up: u64,
+    /// The latest delivery error: `channel to target: error`.
+    pub last_error: Option<String>,
+}
+
+/// A notice undelivered for this long means its channel is broken, not slow: `status` calls it a problem.
+const NOTICE_STUCK: Duration = Duration::from_secs(3600);
+
+/// The outbox's health, and the problem it is, if any.
+fn notices(
+    ledger: &crate::ledger::Ledger,
+    now: Millis,
+) -> anyhow::Result<(Notices, Option<String>)> {
+    let h = ledger.outbox_health()?;
+    let n = Notices {
+        waiting: h.waiting,
+        oldest_waiting_sec: h
+            .oldest_waiting_at
+            .map(|t| ((now - t).max(0) / 1000) as u64),
+        given_up: h.given_up,
+        last_error: h.last_error,
+    };
+    let why = n
+        .last_error
+        .as_deref()
+        .map(|e| format!(" (last error: {e})"))
+        .unwrap_or_default();
+    let stuck = n
+        .oldest_waiting_sec
+        .is_some_and(|s| s >= NOTICE_STUCK.as_secs());
+    let problem = if n.given_up > 0 {
+        Some(format!(
+            "{} notice(s) could not be delivered and were given up{why}: fix the channel in `notify:`",
+            n.given_up
+        ))
+    } else if stuck {
+        Some(format!(
+            "{} notice(s) have waited {} or more for delivery{why}: fix the channel in `notify:` (they are \
+             kept and retried)",
+            n.waiting,
+            human(crate::time::ms(NOTICE_STUCK))
+        ))
+    } else {
+        None
+    };
+    Ok((n, problem))
 }
 
 /// Reads the lock and the snapshot: the daemon's health, and its snapshot when it is worth believing.
@@ -432,6 +490,8 @@ pub fn status(cfg: &Config, q: &StatusQuery) -> anyhow::Result<Status> {
             lost.len()
         ));
     }
+    let (notices, notice_problem) = notices(&ledger, now)?;
+    problems.extend(notice_problem);
     if counts.unreadable.is_some_and(|n| n > 0) {
         problems.push("some directories cannot be read by the service user (see `waiting`)".into());
     }
@@ -448,6 +508,7 @@ pub fn status(cfg: &Config, q: &StatusQuery) -> anyhow::Result<Status> {
         waiting,
         recent_failures,
         lost,
+        notices,
         directories,
     })
 }
@@ -704,6 +765,21 @@ pub fn render_status(s: &Status) -> String {
                 j.attempt,
                 j.dir
             );
+        }
+    }
+    let n = &s.notices;
+    if n.waiting > 0 || n.given_up > 0 {
+        let _ = writeln!(
+            o,
+            "\nnotices: {} waiting for delivery{}, {} given up",
+            n.waiting,
+            n.oldest_waiting_sec
+                .map(|t| format!(" (oldest {})", human(t as Millis * 1000)))
+                .unwrap_or_default(),
+            n.given_up
+        );
+        if let Some(e) = &n.last_error {
+            let _ = writeln!(o, "  last error: {e}");
         }
     }
     if !s.recent_failures.is_empty() {

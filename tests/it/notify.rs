@@ -461,11 +461,23 @@ fn an_unreachable_webhook_loses_nothing_warns_once_and_delivers_when_it_is_back(
             .sum();
         (tries >= 3).then_some(())
     });
+    // What an operator sees meanwhile: both notices waiting, and why.
+    let n = &env.status()["notices"];
+    assert_eq!(n["waiting"], 2, "{n}");
+    assert_eq!(n["given_up"], 0, "{n}");
+    let why = n["last_error"].as_str().unwrap_or_default();
+    assert!(
+        why.starts_with(&format!("webhook to http://127.0.0.1:{port}/h: ")),
+        "{n}"
+    );
     let http = HttpServer::start(port);
     wait_for(DEADLINE, "both events delivered", || {
         (http.posts().len() >= 2).then_some(())
     });
     d.wait_log("works again", DEADLINE);
+    wait_for(DEADLINE, "status to show no notice waiting", || {
+        (env.status()["notices"]["waiting"] == 0).then_some(())
+    });
     let log = d.log();
     assert_eq!(
         log.matches("cannot deliver to").count(),
