@@ -675,10 +675,14 @@ impl Scheduler for Instrumented {
         })
     }
 
-    fn query(&mut self, jobs: &[TrackedJob]) -> Result<Sightings, QueryError> {
+    fn query(
+        &mut self,
+        jobs: &[TrackedJob],
+        decided: &crate::scheduler::Decided<'_>,
+    ) -> Result<Sightings, QueryError> {
         let n = jobs.len();
         let r = self.timed(Call::Query, format_args!("for {n} job(s)"), |s| {
-            s.query(jobs)
+            s.query(jobs, decided)
         });
         if let Ok(sightings) = &r {
             remember_seen(&self.seen, jobs, sightings);
@@ -703,22 +707,34 @@ impl Scheduler for Instrumented {
 }
 
 /// Keeps, for each asked job, the state of its own row (the controller's over accounting's), and forgets
-/// jobs no longer asked about.
+/// jobs no longer asked about. An entry changes only when what it says does (its `at` is when that was
+/// first said): with thousands of jobs in flight and nothing changing, nothing is allocated here.
 fn remember_seen(seen: &SeenJobs, jobs: &[TrackedJob], sightings: &Sightings) {
     let now = crate::time::wall_now();
+    let rows_of = sightings.by_id();
     let mut m = seen.lock().unwrap_or_else(|p| p.into_inner());
-    m.retain(|id, _| jobs.iter().any(|j| &j.job_id == id));
+    if m.len() > jobs.len() || jobs.iter().any(|j| !m.contains_key(&j.job_id)) {
+        let asked: std::collections::HashSet<&str> =
+            jobs.iter().map(|j| j.job_id.as_str()).collect();
+        m.retain(|id, _| asked.contains(id.as_str()));
+    }
     for j in jobs {
-        let ours = sightings
-            .rows
+        let Some(rows) = rows_of.get(j.job_id.as_str()) else {
+            continue;
+        };
+        let ours = rows
             .iter()
-            .filter(|r| r.job_id == j.job_id && identify(j, r) == Identity::Ours)
+            .filter(|r| identify(j, r) == Identity::Ours)
             .min_by_key(|r| (r.source != Source::Controller, std::cmp::Reverse(r.submit)));
-        if let Some(r) = ours {
-            let source = match r.source {
-                Source::Controller => "controller",
-                Source::Accounting => "accounting",
-            };
+        let Some(r) = ours else { continue };
+        let source = match r.source {
+            Source::Controller => "controller",
+            Source::Accounting => "accounting",
+        };
+        let same = m.get(&j.job_id).is_some_and(|e| {
+            e.slurm_state == r.state && e.slurm_reason == r.detail.reason && e.source == source
+        });
+        if !same {
             m.insert(
                 j.job_id.clone(),
                 JobSeen {

@@ -50,7 +50,8 @@ pub struct JobSeen {
     pub slurm_reason: String,
     /// Which source said it: `controller` (squeue) or `accounting` (sacct).
     pub source: String,
-    /// When it was said (wall ms).
+    /// When it was first said so (wall ms): since when the job has been in this state, as far as the
+    /// daemon saw.
     pub at: Millis,
 }
 
@@ -80,13 +81,27 @@ pub struct Snapshot {
 impl Snapshot {
     /// The same snapshot without its write time: what decides whether it changed.
     pub fn content_eq(&self, other: &Snapshot) -> bool {
-        Snapshot {
-            written_at: 0,
-            ..self.clone()
-        } == Snapshot {
-            written_at: 0,
-            ..other.clone()
-        }
+        // Field by field, without a copy: the job list may hold 20,000 entries.
+        let Snapshot {
+            schema_version,
+            pid,
+            started_at,
+            written_at: _,
+            poll_interval_ms,
+            scheduler,
+            last_poll_at,
+            waiting,
+            jobs,
+        } = self;
+        (schema_version, pid, started_at, poll_interval_ms, scheduler)
+            == (
+                &other.schema_version,
+                &other.pid,
+                &other.started_at,
+                &other.poll_interval_ms,
+                &other.scheduler,
+            )
+            && (last_poll_at, waiting, jobs) == (&other.last_poll_at, &other.waiting, &other.jobs)
     }
 
     /// True when a live daemon would have rewritten it by `now`: at most one poll interval apart, with

@@ -8,6 +8,7 @@
 //! committed intent, declare a job failed because a query failed, hold the ledger busy across a child
 //! process, or decide inline what the engine decides.
 
+mod flight;
 mod known;
 mod say;
 mod steps;
@@ -265,6 +266,11 @@ impl Default for CachedCounts {
 struct Memory {
     /// The latest record of every directory in the root, and when a finished one is looked at again.
     known: known::Known,
+    /// The active records: intents and jobs in flight.
+    flight: flight::Flight,
+    /// The active records must be read again (at start, after another connection wrote, after a failed
+    /// ledger call): until they are, nothing is submitted or followed.
+    flight_stale: bool,
     /// Pending effects may exist (at start, after a job's end with effects, after another connection
     /// wrote, or while one keeps failing): only then are they read.
     effects_due: bool,
@@ -463,6 +469,7 @@ impl Daemon {
             telling,
             memory: Memory {
                 effects_due: true,
+                flight_stale: true,
                 ..Memory::default()
             },
             pacing,
@@ -564,6 +571,7 @@ impl Daemon {
         };
         match self.ledger.make_refused_due(self.clock.wall()) {
             Ok(n) => {
+                self.memory.flight_stale = true;
                 // The ledger made the refused intents due; the monotonic back-offs this process set would
                 // still hold them (the others fall back to their recorded times, capped).
                 self.waits.held.clear();

@@ -373,7 +373,9 @@ pub fn starttime_arg(oldest: Millis, now: Millis) -> String {
 pub const IDS_PER_CALL: usize = 2000;
 
 /// Groups job ids by cluster (normally one group: the local cluster), in chunks of [`IDS_PER_CALL`].
-fn by_cluster(jobs: &[TrackedJob]) -> Vec<(Option<&str>, Vec<&str>)> {
+fn by_cluster<'a>(
+    jobs: impl IntoIterator<Item = &'a TrackedJob>,
+) -> Vec<(Option<&'a str>, Vec<&'a str>)> {
     let mut m: BTreeMap<Option<&str>, Vec<&str>> = BTreeMap::new();
     for j in jobs {
         let (id, cluster) = split_job_id(&j.job_id);
@@ -429,10 +431,10 @@ pub fn sbatch_refusal_is_certain(stderr: &str) -> bool {
 
 impl Slurm {
     /// One bounded `sacct` per cluster and chunk of [`IDS_PER_CALL`] ids.
-    fn query_sacct(&self, jobs: &[TrackedJob]) -> Result<Vec<JobRow>, QueryError> {
+    fn query_sacct(&self, jobs: &[&TrackedJob]) -> Result<Vec<JobRow>, QueryError> {
         let oldest = jobs.iter().map(|j| j.since).min().unwrap_or_else(now_ms);
         let mut out = Vec::new();
-        for (cluster, ids) in by_cluster(jobs) {
+        for (cluster, ids) in by_cluster(jobs.iter().copied()) {
             let mut inv = Invocation::new("sacct")
                 .arg("-X")
                 .arg("-n")
@@ -501,8 +503,12 @@ impl Scheduler for Slurm {
         super::submit_concurrently(specs, width, |spec| this.sbatch(spec), answer)
     }
 
-    fn query(&mut self, jobs: &[TrackedJob]) -> Result<Sightings, QueryError> {
-        self.query_all(jobs)
+    fn query(
+        &mut self,
+        jobs: &[TrackedJob],
+        decided: &super::Decided<'_>,
+    ) -> Result<Sightings, QueryError> {
+        self.query_all(jobs, decided)
     }
 
     fn lookup(
@@ -553,9 +559,47 @@ impl Slurm {
         }
     }
 
-    fn query_all(&mut self, jobs: &[TrackedJob]) -> Result<Sightings, QueryError> {
-        let now = now_ms();
+    /// The controller first (it knows every live job at once, and is cheap), then accounting only about
+    /// the jobs whose controller rows do not decide them (they left the controller, or its row of the id is
+    /// not ours): with thousands of jobs pending or running, no `sacct` runs at all. When the controller
+    /// does not answer, accounting is asked about every job.
+    fn query_all(
+        &mut self,
+        jobs: &[TrackedJob],
+        decided: &super::Decided<'_>,
+    ) -> Result<Sightings, QueryError> {
+        let ctl = self.ask_controller(jobs);
+        let rest: Vec<&TrackedJob> = match &ctl {
+            Ok(rows) => undecided(jobs, rows, decided),
+            Err(_) => jobs.iter().collect(),
+        };
+        let acct = if rest.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.ask_accounting(&rest)
+        };
+        match (acct, ctl) {
+            (Err(a), Err(c)) => Err(QueryError(format!(
+                "{a}; and the controller did not answer either: {c}"
+            ))),
+            (a, c) => {
+                let accounting = a.is_ok();
+                let controller = c.is_ok();
+                let mut rows = c.unwrap_or_default();
+                rows.extend(a.unwrap_or_default());
+                Ok(Sightings {
+                    rows,
+                    accounting,
+                    controller,
+                })
+            }
+        }
+    }
+
+    /// `sacct` about `jobs`; an outage is said once when it starts and once when it ends.
+    fn ask_accounting(&mut self, jobs: &[&TrackedJob]) -> Result<Vec<JobRow>, QueryError> {
         let acct = self.query_sacct(jobs);
+        let now = now_ms();
         match &acct {
             Ok(_) => {
                 if let OutageEdge::Ended { failures, .. } = self.accounting.succeeded(now) {
@@ -574,53 +618,41 @@ impl Slurm {
                 }
             }
         }
-        let ctl = if self.controller_next.is_none_or(|next| now >= next) {
-            let r = self.query_controller(jobs);
-            match &r {
-                Ok(_) => {
-                    self.controller_next = None;
-                    if let OutageEdge::Ended { failures, .. } = self.controller.succeeded(now) {
-                        tracing::info!(
-                            "the controller (squeue) answers again after {failures} failed queries"
-                        );
-                    }
-                }
-                Err(e) => {
-                    self.controller_next = Some(now + crate::time::ms(CONTROLLER_PROBE));
-                    if self.controller.failed(now) == OutageEdge::Started {
-                        tracing::warn!(
-                            "the controller (squeue) is not answering: {e}; following jobs through accounting \
-                             meanwhile (failures are recorded only after {}; asking the controller again every {})",
-                            crate::time::human(crate::time::ms(
-                                crate::engine::judge::REQUEUE_SETTLE
-                            )),
-                            crate::time::human(crate::time::ms(CONTROLLER_PROBE)),
-                        );
-                    }
+        acct
+    }
+
+    /// `squeue` about `jobs`, unless it failed less than [`CONTROLLER_PROBE`] ago; an outage is said once
+    /// when it starts and once when it ends.
+    fn ask_controller(&mut self, jobs: &[TrackedJob]) -> Result<Vec<JobRow>, QueryError> {
+        let now = now_ms();
+        if self.controller_next.is_some_and(|next| now < next) {
+            return Err(QueryError(
+                "the controller did not answer the last query".into(),
+            ));
+        }
+        let r = self.query_controller(jobs);
+        match &r {
+            Ok(_) => {
+                self.controller_next = None;
+                if let OutageEdge::Ended { failures, .. } = self.controller.succeeded(now) {
+                    tracing::info!(
+                        "the controller (squeue) answers again after {failures} failed queries"
+                    );
                 }
             }
-            r
-        } else {
-            Err(QueryError(
-                "the controller did not answer the last query".into(),
-            ))
-        };
-        match (acct, ctl) {
-            (Err(a), Err(c)) => Err(QueryError(format!(
-                "{a}; and the controller did not answer either: {c}"
-            ))),
-            (a, c) => {
-                let accounting = a.is_ok();
-                let controller = c.is_ok();
-                let mut rows = a.unwrap_or_default();
-                rows.extend(c.unwrap_or_default());
-                Ok(Sightings {
-                    rows,
-                    accounting,
-                    controller,
-                })
+            Err(e) => {
+                self.controller_next = Some(now + crate::time::ms(CONTROLLER_PROBE));
+                if self.controller.failed(now) == OutageEdge::Started {
+                    tracing::warn!(
+                        "the controller (squeue) is not answering: {e}; following jobs through accounting \
+                         meanwhile (failures are recorded only after {}; asking the controller again every {})",
+                        crate::time::human(crate::time::ms(crate::engine::judge::REQUEUE_SETTLE)),
+                        crate::time::human(crate::time::ms(CONTROLLER_PROBE)),
+                    );
+                }
             }
         }
+        r
     }
 
     fn lookup_key(
@@ -668,6 +700,21 @@ impl Slurm {
         }
         Ok(None)
     }
+}
+
+/// The jobs that `decided` does not settle from the controller's rows of their ids.
+fn undecided<'a>(
+    jobs: &'a [TrackedJob],
+    controller_rows: &[JobRow],
+    decided: &super::Decided<'_>,
+) -> Vec<&'a TrackedJob> {
+    let mut by_id: std::collections::HashMap<&str, Vec<&JobRow>> = Default::default();
+    for r in controller_rows {
+        by_id.entry(r.job_id.as_str()).or_default().push(r);
+    }
+    jobs.iter()
+        .filter(|j| !decided(j, by_id.get(j.job_id.as_str()).map_or(&[], Vec::as_slice)))
+        .collect()
 }
 
 fn now_ms() -> Millis {
@@ -742,6 +789,26 @@ mod tests {
                 proptest::prop_assert!(holds(&id));
             }
         }
+    }
+
+    #[test]
+    fn accounting_is_asked_only_about_jobs_the_controller_does_not_show_as_ours() {
+        let job = |id: &str| TrackedJob {
+            job_id: id.into(),
+            key: format!("dw-{id}"),
+            job_name: format!("dw-run{id}"),
+            since: 1_800_000_000_000,
+        };
+        let jobs = [job("1"), job("2"), job("3")];
+        let line = |id: &str, comment: &str| {
+            format!("{id}|1800000000|0|PENDING|0|1|0:00|(null)|Priority|{comment}|dw-run{id}|")
+        };
+        // 1 is ours and pending; 2 is another job that has our id now (a reused id); 3 left the controller.
+        let out = format!("{}\n{}\n", line("1", "dw-1"), line("2", "someone-else"));
+        let rows = parse_squeue(&out, None);
+        let rest = undecided(&jobs, &rows, &crate::engine::judge::controller_decides);
+        let ids: Vec<&str> = rest.iter().map(|j| j.job_id.as_str()).collect();
+        assert_eq!(ids, ["2", "3"]);
     }
 
     #[test]
