@@ -6,7 +6,7 @@
 //! go through a shell, turn "sacct did not answer / does not know the job" into a failure, or decide whether
 //! a row is about our job (it reports every row; the engine judges).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -287,8 +287,21 @@ pub fn parse_sacct(stdout: &str, cluster: Option<&str>) -> Vec<JobRow> {
 
 /// Parses `squeue -h -t all -O <SQUEUE_FIELDS>` output (with `SLURM_TIME_FORMAT=%s`).
 pub fn parse_squeue(stdout: &str, cluster: Option<&str>) -> Vec<JobRow> {
+    parse_squeue_of(stdout, cluster, None)
+}
+
+/// [`parse_squeue`] of the lines whose id is in `asked` (all lines when `None`): a line of another job
+/// costs a look at its first field, no allocation.
+pub fn parse_squeue_of(
+    stdout: &str,
+    cluster: Option<&str>,
+    asked: Option<&HashSet<&str>>,
+) -> Vec<JobRow> {
     stdout
         .lines()
+        .filter(|line| {
+            asked.is_none_or(|a| a.contains(line.split('|').next().unwrap_or_default().trim()))
+        })
         .filter_map(|line| {
             let line = line.strip_suffix('|').unwrap_or(line);
             let f: Vec<&str> = line.splitn(11, '|').collect();
@@ -452,21 +465,16 @@ impl Slurm {
         Ok(out)
     }
 
-    /// The controller's view: one `squeue -t all` per cluster and chunk of ids (finished ones too, until
-    /// `MinJobAge`), with the fields that tell whose job a row is and whether it may run again.
+    /// The controller's view (finished jobs too, until `MinJobAge`), with the fields that tell whose job a
+    /// row is and whether it may run again: see [`squeue_selections`].
     fn query_controller(&self, jobs: &[TrackedJob]) -> Result<Vec<JobRow>, QueryError> {
         let mut out = Vec::new();
-        for (cluster, mut ids) in by_cluster(jobs) {
-            // With a single id squeue fails ("Invalid job id specified") once the controller has forgotten
-            // the job; with the id twice it lists what it knows, as for several ids.
-            if ids.len() == 1 {
-                ids.push(ids[0]);
-            }
+        for (cluster, select) in squeue_selections(jobs) {
             let mut inv = Invocation::new("squeue")
                 .arg("-h")
                 .arg("-t")
                 .arg("all")
-                .arg(format!("--jobs={}", ids.join(",")))
+                .arg(&select)
                 .arg("-O")
                 .arg(SQUEUE_FIELDS);
             if let Some(c) = cluster {
@@ -474,6 +482,12 @@ impl Slurm {
             }
             inv.env.push(("SLURM_TIME_FORMAT".into(), "%s".into()));
             match process::run(&inv, self.timeout) {
+                // Everything of this user: only the lines of the asked ids are parsed.
+                Ok(res) if select == "--me" => {
+                    let asked: HashSet<&str> =
+                        jobs.iter().map(|j| split_job_id(&j.job_id).0).collect();
+                    out.extend(parse_squeue_of(&res.stdout, cluster, Some(&asked)));
+                }
                 Ok(res) => out.extend(parse_squeue(&res.stdout, cluster)),
                 Err(ProcessError::Failed { stderr, .. })
                     if stderr.contains("Invalid job id specified") => {}
@@ -482,6 +496,34 @@ impl Slurm {
         }
         Ok(out)
     }
+}
+
+/// Above this many jobs of one cluster, the controller is asked for all of this user's jobs at once instead
+/// of by id: squeue filters `--jobs` on the client against every job the controller holds (2,000 ids among
+/// 22,000 jobs: 1.5 s of squeue CPU, against 0.3 s for `--me` and all 22,000 rows), and `--me` is filtered
+/// by the controller.
+pub const SQUEUE_BY_USER_ABOVE: usize = 100;
+
+/// What each `squeue` call selects, per cluster: `--me` for many jobs, else `--jobs=<ids>` (with a single
+/// id given twice: alone, squeue fails with "Invalid job id specified" once the controller has forgotten
+/// it; twice, it lists what it knows, as for several ids).
+pub fn squeue_selections(jobs: &[TrackedJob]) -> Vec<(Option<&str>, String)> {
+    let mut m: BTreeMap<Option<&str>, Vec<&str>> = BTreeMap::new();
+    for j in jobs {
+        let (id, cluster) = split_job_id(&j.job_id);
+        m.entry(cluster).or_default().push(id);
+    }
+    m.into_iter()
+        .map(|(cluster, mut ids)| {
+            if ids.len() > SQUEUE_BY_USER_ABOVE {
+                return (cluster, "--me".to_string());
+            }
+            if ids.len() == 1 {
+                ids.push(ids[0]);
+            }
+            (cluster, format!("--jobs={}", ids.join(",")))
+        })
+        .collect()
 }
 
 impl Scheduler for Slurm {
@@ -809,6 +851,34 @@ mod tests {
         let rest = undecided(&jobs, &rows, &crate::engine::judge::controller_decides);
         let ids: Vec<&str> = rest.iter().map(|j| j.job_id.as_str()).collect();
         assert_eq!(ids, ["2", "3"]);
+    }
+
+    #[test]
+    fn many_jobs_are_asked_of_the_controller_by_user_few_by_id() {
+        let job = |id: String| TrackedJob {
+            job_id: id,
+            key: "k".into(),
+            job_name: "n".into(),
+            since: 0,
+        };
+        let mut jobs: Vec<TrackedJob> = (0..=SQUEUE_BY_USER_ABOVE)
+            .map(|n| job(format!("{}", 1_000 + n)))
+            .collect();
+        jobs.push(job("7;other".into()));
+        let sel = squeue_selections(&jobs);
+        assert_eq!(
+            sel,
+            [(None, "--me".into()), (Some("other"), "--jobs=7,7".into())]
+        );
+        let few = squeue_selections(&jobs[..3]);
+        assert_eq!(few, [(None, "--jobs=1000,1001,1002".to_string())]);
+        // With `--me`, the lines of other jobs of the user are skipped.
+        let line = |id: u32| format!("{id}|1|0|PENDING|0|1|0:00|(null)|None|(null)|x|");
+        let out = format!("{}\n{}\n", line(1000), line(99));
+        let asked: HashSet<&str> = ["1000"].into();
+        let rows = parse_squeue_of(&out, None, Some(&asked));
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].job_id, "1000");
     }
 
     #[test]
