@@ -298,6 +298,10 @@ def bench_track(work, n, cycles):
         time.sleep(12)  # the first full query after the last submission (the snapshot's job list fills)
         per, t_prev, c_prev = [], time.time(), cpu_of(p.pid)
         c0, t0, r0 = c_prev, t_prev, rounds()
+        if os.environ.get("DW_BENCH_PERF"):  # a profile of the window, for finding what a cycle spends
+            subprocess.Popen(["perf", "record", "-F", "999", "-g", "-p", str(p.pid), "-o",
+                              os.environ["DW_BENCH_PERF"], "--", "sleep", str(5 * cycles)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(cycles):
             time.sleep(5.0)
             t, c_now = time.time(), cpu_of(p.pid)

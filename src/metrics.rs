@@ -321,7 +321,16 @@ impl Metrics {
     /// What the last query showed of each job in flight (for the daemon's snapshot).
     pub fn jobs_seen(&self) -> Vec<JobSeen> {
         let m = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        m.values().cloned().collect()
+        m.jobs.values().cloned().collect()
+    }
+
+    /// [`Metrics::jobs_seen`] with its version, unless it is still `version` (nothing changed since).
+    pub fn jobs_seen_since(&self, version: Option<u64>) -> Option<(u64, Vec<JobSeen>)> {
+        let m = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if version == Some(m.version) {
+            return None;
+        }
+        Some((m.version, m.jobs.values().cloned().collect()))
     }
 
     /// When the root was last listed successfully (wall ms), if it was.
@@ -597,7 +606,16 @@ pub struct Instrumented {
 }
 
 /// The state word each job in flight was last shown in, by a row that is provably ours.
-type SeenJobs = Arc<std::sync::Mutex<std::collections::BTreeMap<String, JobSeen>>>;
+type SeenJobs = Arc<std::sync::Mutex<Seen>>;
+
+/// The state word each job in flight was last shown in, and a version that moves on with every change.
+#[derive(Debug, Default)]
+struct Seen {
+    /// By job id.
+    jobs: std::collections::BTreeMap<String, JobSeen>,
+    /// Moves on with every change of `jobs`.
+    version: u64,
+}
 
 impl std::fmt::Debug for Instrumented {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -712,40 +730,50 @@ impl Scheduler for Instrumented {
 fn remember_seen(seen: &SeenJobs, jobs: &[TrackedJob], sightings: &Sightings) {
     let now = crate::time::wall_now();
     let rows_of = sightings.by_id();
-    let mut m = seen.lock().unwrap_or_else(|p| p.into_inner());
-    if m.len() > jobs.len() || jobs.iter().any(|j| !m.contains_key(&j.job_id)) {
-        let asked: std::collections::HashSet<&str> =
-            jobs.iter().map(|j| j.job_id.as_str()).collect();
-        m.retain(|id, _| asked.contains(id.as_str()));
-    }
+    let mut guard = seen.lock().unwrap_or_else(|p| p.into_inner());
+    let Seen { jobs: m, version } = &mut *guard;
+    let mut present = 0;
     for j in jobs {
-        let Some(rows) = rows_of.get(j.job_id.as_str()) else {
-            continue;
-        };
-        let ours = rows
-            .iter()
-            .filter(|r| identify(j, r) == Identity::Ours)
-            .min_by_key(|r| (r.source != Source::Controller, std::cmp::Reverse(r.submit)));
+        let ours = rows_of.get(j.job_id.as_str()).and_then(|rows| {
+            rows.iter()
+                .filter(|r| identify(j, r) == Identity::Ours)
+                .min_by_key(|r| (r.source != Source::Controller, std::cmp::Reverse(r.submit)))
+        });
+        let entry = m.get_mut(&j.job_id);
+        present += usize::from(entry.is_some() || ours.is_some());
         let Some(r) = ours else { continue };
         let source = match r.source {
             Source::Controller => "controller",
             Source::Accounting => "accounting",
         };
-        let same = m.get(&j.job_id).is_some_and(|e| {
-            e.slurm_state == r.state && e.slurm_reason == r.detail.reason && e.source == source
-        });
-        if !same {
-            m.insert(
-                j.job_id.clone(),
-                JobSeen {
-                    job_id: j.job_id.clone(),
-                    slurm_state: r.state.clone(),
-                    slurm_reason: r.detail.reason.clone(),
-                    source: source.into(),
-                    at: now,
-                },
-            );
+        let new = || JobSeen {
+            job_id: j.job_id.clone(),
+            slurm_state: r.state.clone(),
+            slurm_reason: r.detail.reason.clone(),
+            source: source.into(),
+            at: now,
+        };
+        match entry {
+            Some(e)
+                if e.slurm_state == r.state
+                    && e.slurm_reason == r.detail.reason
+                    && e.source == source => {}
+            Some(e) => {
+                *e = new();
+                *version += 1;
+            }
+            None => {
+                m.insert(j.job_id.clone(), new());
+                *version += 1;
+            }
         }
+    }
+    // Entries of jobs no longer asked about: only then is a set of the asked ones built.
+    if m.len() > present {
+        let asked: std::collections::HashSet<&str> =
+            jobs.iter().map(|j| j.job_id.as_str()).collect();
+        m.retain(|id, _| asked.contains(id.as_str()));
+        *version += 1;
     }
 }
 

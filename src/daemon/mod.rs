@@ -338,6 +338,8 @@ struct Published {
     at: Millis,
     /// Writing failed last time (said once until it works again).
     failing: bool,
+    /// The version of the job list in `last` (see [`Metrics::jobs_seen_since`]).
+    jobs_version: Option<u64>,
 }
 
 /// The running daemon.
@@ -709,6 +711,19 @@ impl Daemon {
         }));
         waiting.sort_by(|a, b| a.dir.cmp(&b.dir));
         let p = &mut self.observers.snapshot;
+        // The job list (20,000 entries with as many jobs in flight) is copied only when it changed.
+        let (jobs, jobs_version) = match self.observers.metrics.jobs_seen_since(p.jobs_version) {
+            Some((v, jobs)) => (jobs, Some(v)),
+            None => (
+                p.last
+                    .as_mut()
+                    .map(|l| std::mem::take(&mut l.jobs))
+                    .unwrap_or_default(),
+                p.jobs_version,
+            ),
+        };
+        let jobs_changed = jobs_version != p.jobs_version;
+        p.jobs_version = jobs_version;
         let snap = Snapshot {
             schema_version: snapshot::SCHEMA_VERSION,
             pid: std::process::id(),
@@ -718,10 +733,12 @@ impl Daemon {
             scheduler: self.sched.name().into(),
             last_poll_at: self.observers.metrics.last_poll(),
             waiting,
-            jobs: self.observers.metrics.jobs_seen(),
+            jobs,
         };
-        let changed = p.last.as_ref().is_none_or(|l| !l.content_eq(&snap));
+        let changed =
+            jobs_changed || p.failing || p.last.as_ref().is_none_or(|l| !l.same_but_jobs(&snap));
         if !changed && mono - p.at < ms(self.cfg.watch.poll_interval) {
+            p.last = Some(snap);
             return;
         }
         match snapshot::write(&self.cfg.behavior.state_file, &snap) {
@@ -733,6 +750,8 @@ impl Daemon {
                 p.at = mono;
             }
             Err(e) => {
+                // Kept (its job list is the current one); written again next cycle while failing.
+                p.last = Some(snap);
                 if !std::mem::replace(&mut p.failing, true) {
                     say::snapshot_failed(&self.cfg.behavior.state_file, &e);
                 }
