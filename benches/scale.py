@@ -446,7 +446,8 @@ def main():
             keep("ledger", bench_ledger(work, 100_000, 3))
         else:
             if want("idle"):
-                keep("idle", [bench_idle(work, n, 3) for n in (1_000, 10_000, 100_000)])
+                sizes = os.environ.get("DW_IDLE_SIZES", "1000,10000,100000")
+                keep("idle", [bench_idle(work, int(n), 3) for n in sizes.split(",")])
             if want("newdir"):
                 keep("newdir", bench_newdir(work, 100_000, 10))
             if want("burst"):

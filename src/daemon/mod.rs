@@ -164,6 +164,17 @@ impl Settling {
     /// Forgets directories that are no longer in the root (`names` is sorted: a binary search each, no
     /// set of 100,000 names built per scan).
     fn keep_only(&mut self, names: &[OsString]) {
+        if self.tracker.is_settling()
+            || !self.told_locked.is_empty()
+            || !self.told_renamed.is_empty()
+            || !self.unreadable.is_empty()
+            || !self.held.is_empty()
+        {
+            self.keep_only_present(names);
+        }
+    }
+
+    fn keep_only_present(&mut self, names: &[OsString]) {
         let present: HashSet<&OsStr> = names.iter().map(OsString::as_os_str).collect();
         self.tracker.retain(|d| present.contains(d));
         self.told_locked.retain(|d| present.contains(d.as_os_str()));
@@ -268,6 +279,8 @@ struct Memory {
     known: known::Known,
     /// The active records: intents and jobs in flight.
     flight: flight::Flight,
+    /// The root's last listing, in reused buffers.
+    listing: crate::scan::Lister,
     /// The active records must be read again (at start, after another connection wrote, after a failed
     /// ledger call): until they are, nothing is submitted or followed.
     flight_stale: bool,

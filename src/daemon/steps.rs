@@ -538,39 +538,61 @@ impl Daemon {
     /// per scan, every one within `watch.recheck_sec`). The intents of every directory that became stable
     /// are committed in one transaction (they join the agenda, to be submitted now).
     pub(super) fn scan(&mut self, agenda: &mut Agenda, now: Millis) {
-        let Some(names) = self.list_root(now) else {
+        let Some(changed) = self.list_root(now) else {
             return;
         };
-        self.settling.keep_only(&names);
+        let names = self.memory.listing.lend();
+        if changed {
+            self.settling.keep_only(&names);
+        }
         self.memory.known.keep_only(&names);
-        // New names first: a new directory never waits behind the rechecks of finished ones.
-        let (new, known): (Vec<&OsString>, Vec<&OsString>) =
-            names.iter().partition(|n| self.memory.known.is_new(n));
+        let stable = self.look_all(&names, now);
+        self.memory.listing.put_back(names);
+        if let Some(stable) = stable {
+            self.commit_intents(stable, agenda);
+        }
+    }
+
+    /// Looks at every listed directory, new names first (a new directory never waits behind the rechecks
+    /// of finished ones); returns the stable ones, or `None` when the ledger failed.
+    fn look_all(&mut self, names: &[OsString], now: Millis) -> Option<Vec<Ready>> {
+        let mut known = Vec::new();
         let mut stable = Vec::new();
-        for name in new.into_iter().chain(known) {
+        for (i, name) in names.iter().enumerate() {
+            if !self.memory.known.is_new(name) {
+                known.push(i);
+                continue;
+            }
             match self.look(name, now) {
                 Ok(Look::Stable(ready)) => stable.push(ready),
                 Ok(Look::Wait) => {}
-                Err(LedgerDown) => return,
+                Err(LedgerDown) => return None,
             }
         }
-        self.commit_intents(stable, agenda);
+        for i in known {
+            match self.look(&names[i], now) {
+                Ok(Look::Stable(ready)) => stable.push(ready),
+                Ok(Look::Wait) => {}
+                Err(LedgerDown) => return None,
+            }
+        }
+        Some(stable)
     }
 
-    fn list_root(&mut self, now: Millis) -> Option<Vec<OsString>> {
+    /// Lists the root into the reused listing; `Some(changed)` when it was listed.
+    fn list_root(&mut self, now: Millis) -> Option<bool> {
         // Listing the held descriptor of a root that was unmounted or replaced would show the old tree (or
         // nothing) instead of what the path shows to jobs: check first.
         if !self.root_usable() {
             return None;
         }
         let root = &self.cfg.watch.root;
-        match scan::list_subdirs(&self.root) {
-            Ok(names) => {
-                self.observers
-                    .metrics
-                    .scanned(names.len(), self.clock.wall());
+        match self.memory.listing.list(&self.root) {
+            Ok(changed) => {
+                let n = self.memory.listing.names().len();
+                self.observers.metrics.scanned(n, self.clock.wall());
                 say::root_back(root, self.health.scan.succeeded(now));
-                Some(names)
+                Some(changed)
             }
             Err(e) => {
                 say::root_failed(root, &e, self.health.scan.failed(now));
@@ -593,7 +615,9 @@ impl Daemon {
         let latest = entry.latest;
         if let Some(l) = latest {
             if l.state.is_active() {
-                self.settling.tracker.forget(name);
+                if self.settling.tracker.is_settling() {
+                    self.settling.tracker.forget(name);
+                }
                 return Ok(Look::Wait);
             }
             if now < entry.recheck_at {
