@@ -15,11 +15,21 @@ use crate::engine::{
     ReadyObservation, Sightings, StabilityPolicy, Timing, Verdict,
 };
 use crate::fsx::SubDir;
-use crate::ledger::{EndRecord, LedgerError, NewGeneration};
+use crate::ledger::{DirLatest, EndRecord, LedgerError, NewGeneration};
 use crate::outcome::{self, FailureRecord};
 use crate::scan;
 use crate::scheduler::{JobReport, JobSpec, SubmitError, output_file};
 use crate::time::{Millis, ms};
+
+/// What memory alone says of a listed directory.
+enum Recall {
+    /// No record: looked at now, before the rechecks.
+    New,
+    /// In flight, or finished and its recheck not due: nothing to do.
+    Idle,
+    /// Finished and its recheck is due (its latest record): looked at after the new ones.
+    Due(Option<DirLatest>),
+}
 
 /// What one look at a directory during a scan found.
 enum Look {
@@ -556,21 +566,26 @@ impl Daemon {
     /// Looks at every listed directory, new names first (a new directory never waits behind the rechecks
     /// of finished ones); returns the stable ones, or `None` when the ledger failed.
     fn look_all(&mut self, names: &[OsString], now: Millis) -> Option<Vec<Ready>> {
-        let mut known = Vec::new();
+        let mut due = Vec::new();
         let mut stable = Vec::new();
         for (i, name) in names.iter().enumerate() {
-            if !self.memory.known.is_new(name) {
-                known.push(i);
-                continue;
-            }
-            match self.look(name, now) {
+            let latest = match self.recall(name, now) {
+                Ok(Recall::Idle) => continue,
+                Ok(Recall::Due(latest)) => {
+                    due.push((i, latest));
+                    continue;
+                }
+                Ok(Recall::New) => None,
+                Err(LedgerDown) => return None,
+            };
+            match self.look(name, latest, now) {
                 Ok(Look::Stable(ready)) => stable.push(ready),
                 Ok(Look::Wait) => {}
                 Err(LedgerDown) => return None,
             }
         }
-        for i in known {
-            match self.look(&names[i], now) {
+        for (i, latest) in due {
+            match self.look(&names[i], latest, now) {
                 Ok(Look::Stable(ready)) => stable.push(ready),
                 Ok(Look::Wait) => {}
                 Err(LedgerDown) => return None,
@@ -601,10 +616,9 @@ impl Daemon {
         }
     }
 
-    /// Looks at one directory. Memory first: a directory in flight costs no file-system call at all, a
-    /// finished one nothing until its recheck is due and then a single lstat, and only new candidates get
-    /// the lock probe.
-    fn look(&mut self, name: &OsString, now: Millis) -> Result<Look, LedgerDown> {
+    /// What memory says of a listed directory, before any file-system call (one lookup): a directory in
+    /// flight needs nothing, a finished one nothing until its recheck is due.
+    fn recall(&mut self, name: &OsString, now: Millis) -> Result<Recall, LedgerDown> {
         let entry = match self.memory.known.entry(&self.ledger, name, now) {
             Ok(e) => e,
             Err(e) => {
@@ -612,20 +626,31 @@ impl Daemon {
                 return Err(LedgerDown);
             }
         };
-        let latest = entry.latest;
-        if let Some(l) = latest {
-            if l.state.is_active() {
-                if self.settling.tracker.is_settling() {
-                    self.settling.tracker.forget(name);
-                }
-                return Ok(Look::Wait);
+        let Some(l) = entry.latest else {
+            return Ok(Recall::New);
+        };
+        if l.state.is_active() {
+            if self.settling.tracker.is_settling() {
+                self.settling.tracker.forget(name);
             }
-            if now < entry.recheck_at {
-                return Ok(Look::Wait);
-            }
-            let next = now + ms(self.cfg.watch.recheck);
-            self.memory.known.recheck_at(name, next);
+            return Ok(Recall::Idle);
         }
+        if now < entry.recheck_at {
+            return Ok(Recall::Idle);
+        }
+        let next = now + ms(self.cfg.watch.recheck);
+        self.memory.known.recheck_at(name, next);
+        Ok(Recall::Due(entry.latest))
+    }
+
+    /// Looks at one directory that [`Daemon::recall`] did not settle from memory (`latest`: its latest
+    /// record): a single lstat of a finished one's ready-file, and only new candidates get the lock probe.
+    fn look(
+        &mut self,
+        name: &OsString,
+        latest: Option<DirLatest>,
+        now: Millis,
+    ) -> Result<Look, LedgerDown> {
         // Only now, for a directory that is looked at: 100,000 paths built per scan would cost more than
         // the listing.
         let path = self.cfg.watch.root.join(name);
