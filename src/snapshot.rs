@@ -142,6 +142,28 @@ pub fn write(state_file: &Path, s: &Snapshot) -> io::Result<()> {
     crate::fsx::write_atomic(&path_for(state_file), &json, MODE)
 }
 
+/// A job list as [`write_with_jobs`] takes it: serialized once per change, not at every write (20,000
+/// jobs in flight are megabytes of JSON, and the snapshot is written every poll interval).
+pub fn jobs_json(jobs: &[JobSeen]) -> io::Result<Vec<u8>> {
+    serde_json::to_vec(jobs).map_err(io::Error::other)
+}
+
+/// [`write`] with the job list given as [`jobs_json`] made it; `s.jobs` must be empty.
+pub fn write_with_jobs(state_file: &Path, s: &Snapshot, jobs: &[u8]) -> io::Result<()> {
+    let mut json = serde_json::to_vec_pretty(s).map_err(io::Error::other)?;
+    // `jobs` is the last field: the pretty form of an empty one ends the document like this.
+    let tail = b"[]\n}";
+    if !s.jobs.is_empty() || !json.ends_with(tail) {
+        return Err(io::Error::other(
+            "the snapshot's job list is not its last field",
+        ));
+    }
+    json.truncate(json.len() - tail.len());
+    json.extend_from_slice(jobs);
+    json.extend_from_slice(b"\n}");
+    crate::fsx::write_atomic(&path_for(state_file), &json, MODE)
+}
+
 /// What reading the snapshot found.
 #[derive(Debug)]
 pub enum Read {
@@ -235,6 +257,30 @@ mod tests {
                 reason: "seen once".into(),
             }],
             jobs: vec![],
+        }
+    }
+
+    #[test]
+    fn a_job_list_serialized_apart_reads_back_as_written_whole() {
+        let t = tempfile::tempdir().unwrap();
+        let state = t.path().join("state.db");
+        let mut s = sample();
+        s.jobs = vec![JobSeen {
+            job_id: "17".into(),
+            slurm_state: "PENDING".into(),
+            slurm_reason: "Priority".into(),
+            source: "controller".into(),
+            at: 5,
+        }];
+        let json = jobs_json(&s.jobs).unwrap();
+        let head = Snapshot {
+            jobs: vec![],
+            ..s.clone()
+        };
+        write_with_jobs(&state, &head, &json).unwrap();
+        match read(&state) {
+            Read::Found(back) => assert_eq!(back, s),
+            other => panic!("{other:?}"),
         }
     }
 

@@ -353,6 +353,8 @@ struct Published {
     failing: bool,
     /// The version of the job list in `last` (see [`Metrics::jobs_seen_since`]).
     jobs_version: Option<u64>,
+    /// That job list as JSON (made again only when it changed).
+    jobs_json: Vec<u8>,
 }
 
 /// The running daemon.
@@ -754,7 +756,14 @@ impl Daemon {
             p.last = Some(snap);
             return;
         }
-        match snapshot::write(&self.cfg.behavior.state_file, &snap) {
+        if jobs_changed || p.jobs_json.is_empty() {
+            p.jobs_json = snapshot::jobs_json(&snap.jobs).unwrap_or_else(|_| b"[]".to_vec());
+        }
+        let mut snap = snap;
+        let jobs = std::mem::take(&mut snap.jobs);
+        let written = snapshot::write_with_jobs(&self.cfg.behavior.state_file, &snap, &p.jobs_json);
+        snap.jobs = jobs;
+        match written {
             Ok(()) => {
                 if std::mem::take(&mut p.failing) {
                     say::snapshot_back(&self.cfg.behavior.state_file);

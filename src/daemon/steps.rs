@@ -141,7 +141,7 @@ impl Daemon {
             longest: ms(self.cfg.behavior.submit_backoff_max),
             held: self.waits.held.clone(),
         };
-        Agenda::new(flight.intents().cloned().collect(), timing)
+        Agenda::new(flight.intents().into_iter().cloned().collect(), timing)
     }
 
     pub(super) fn ledger_failed(&mut self, what: &str, e: &LedgerError) {
@@ -293,20 +293,22 @@ impl Daemon {
         let rows_of = sightings.by_id();
         let flight = &self.memory.flight;
         let unseen = &mut self.waits.unseen;
-        unseen.retain(|id, _| flight.contains(*id));
-        let (mut act, mut seen) = (Vec::new(), Vec::new());
         let (jobs, ids) = flight.tracked_now();
+        if unseen.len() > ids.len() {
+            unseen.retain(|id, _| flight.contains(*id));
+        }
+        let (mut act, mut seen) = (Vec::new(), Vec::new());
         for (job, &id) in jobs.iter().zip(ids) {
             let Some(g) = flight.get(id) else { continue };
             let recorded = g.seen_at.or(g.submitted_at).unwrap_or(g.created_at);
-            let &mut (base, since) = unseen.entry(id).or_insert(((wall - recorded).max(0), now));
-            let last_seen = wall - (base + (now - since));
+            let slot = unseen.entry(id).or_insert(((wall - recorded).max(0), now));
+            let last_seen = wall - (slot.0 + (now - slot.1));
             let rows = rows_of
                 .get(job.job_id.as_str())
                 .map_or(&[][..], Vec::as_slice);
             let judged = engine::judge::judge_rows(job, rows, sightings, last_seen, wall, policy);
             if judged.seen {
-                unseen.insert(id, (0, now));
+                *slot = (0, now);
                 let due = g.seen_at.is_none_or(|s| wall - s >= super::SEEN_WRITE_GAP);
                 if due && seen.len() < SEEN_WRITES {
                     seen.push(id);
