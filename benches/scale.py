@@ -299,7 +299,7 @@ def bench_track(work, n, cycles):
         per, t_prev, c_prev = [], time.time(), cpu_of(p.pid)
         c0, t0, r0 = c_prev, t_prev, rounds()
         if os.environ.get("DW_BENCH_PERF"):  # a profile of the window, for finding what a cycle spends
-            subprocess.Popen(["perf", "record", "-F", "999", "-g", "-p", str(p.pid), "-o",
+            subprocess.Popen(["perf", "record", "-F", "4999", "--no-inherit", "-g", "-p", str(p.pid), "-o",
                               os.environ["DW_BENCH_PERF"], "--", "sleep", str(5 * cycles)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(cycles):
