@@ -6,6 +6,9 @@
   newdir  a new directory beside N processed ones: ready-file -> sbatch answered (real Slurm), p50/p95
   burst   N directories ready at once -> last sbatch answered, vs a bare sequential `sbatch` loop (jobs held,
           then cancelled); fsyncs per directory (strace)
+  track   N held jobs in flight (submitted by the daemon, cancelled at the end), nothing changing: daemon CPU
+          per cycle (utime+stime of the daemon alone, from /proc) and sacct/squeue calls per cycle (counted by
+          wrappers on PATH); N from DW_TRACK_N (default 20,000: needs MaxJobCount above it)
   ledger  a ledger of N rows: `dirwatcher status`, vs the same on 1,000 rows (and `select count(*)`); peak RSS, idle
           CPU with metrics at poll 5 s
 
@@ -253,6 +256,83 @@ def bench_burst(work, n, reps):
     return out
 
 
+def counting_wrappers(base):
+    """A directory of `sacct`/`squeue` wrappers that log each call (time, name) and run the real one."""
+    wrap, log = os.path.join(base, "wrap"), os.path.join(base, "calls.log")
+    os.makedirs(wrap)
+    for tool in ("sacct", "squeue"):
+        real = shutil.which(tool)
+        with open(os.path.join(wrap, tool), "w") as f:
+            f.write(f"#!/bin/sh\necho \"$(date +%s.%N) {tool}\" >> {log}\nexec {real} \"$@\"\n")
+        os.chmod(os.path.join(wrap, tool), 0o755)
+    return wrap, log
+
+
+def calls_between(log, t0, t1):
+    out = {"sacct": 0, "squeue": 0}
+    with open(log) as f:
+        for line in f:
+            t, tool = line.split()
+            if t0 <= float(t) < t1:
+                out[tool] += 1
+    return out
+
+
+def bench_track(work, n, cycles):
+    base = os.path.join(work, "track")
+    root, state = os.path.join(base, "root"), os.path.join(base, "state.db")
+    make_dirs(root, n, "t")
+    cfg = config(base, root, state, poll=5, extra_job="  extra_args: [\"--hold\"]\n  output: /dev/null\n")
+    wrap, log = counting_wrappers(base)
+    env = dict(os.environ, PATH=wrap + ":" + os.environ["PATH"])
+    t_start = time.time()
+    dlog = os.path.join(base, "d.log")
+    p = subprocess.Popen([BIN, "-v", "run", "--allow-root", "--config", cfg], stdout=subprocess.DEVNULL,
+                         stderr=open(dlog, "w"), env=env)
+    # One line per query round at -v: the cycles that followed the jobs.
+    rounds = lambda: sum(1 for line in open(dlog, errors="replace") if "scheduler call query" in line)
+    jobs = []
+    try:
+        def submitted():
+            try:
+                c = sqlite3.connect(state)
+                k = c.execute("select count(*) from generations where job_id is not null").fetchone()[0]
+                c.close()
+                return k == n
+            except sqlite3.Error:
+                return False
+        wait_for(submitted, 3600, f"{n} submissions")
+        submit_s = time.time() - t_start
+        c = sqlite3.connect(state)
+        jobs = [j for (j,) in c.execute("select job_id from generations")]
+        c.close()
+        time.sleep(12)  # the first full query after the last submission (the snapshot's job list fills)
+        per, t_prev, c_prev = [], time.time(), cpu_of(p.pid)
+        c0, t0, r0 = c_prev, t_prev, rounds()
+        if os.environ.get("DW_BENCH_PERF"):  # a profile of the window, for finding what a cycle spends
+            subprocess.Popen(["perf", "record", "-F", "4999", "--no-inherit", "-g", "-p", str(p.pid), "-o",
+                              os.environ["DW_BENCH_PERF"], "--", "sleep", str(5 * cycles)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(cycles):
+            time.sleep(5.0)
+            t, c_now = time.time(), cpu_of(p.pid)
+            per.append(ms(c_now - c_prev))
+            t_prev, c_prev = t, c_now
+        t1 = time.time()
+        calls = calls_between(log, t0, t1)
+        ncyc = max(1, rounds() - r0)
+        rss = hwm_kib(p.pid)
+    finally:
+        stop(p)
+        for i in range(0, len(jobs), 500):
+            subprocess.run(["scancel"] + jobs[i:i + 500], check=False)
+        shutil.rmtree(base, ignore_errors=True)
+    # /proc counts in clock ticks (10 ms): a 5 s slice reads 0, 10, 20 …; the mean over the query rounds is the
+    # number.
+    return {"n": n, "cycle_ms": per, "rounds": ncyc, "mean_ms": ms(c_prev - c0) / ncyc, "sacct_per_cycle": calls["sacct"] / ncyc,
+            "squeue_per_cycle": calls["squeue"] / ncyc, "submit_s": submit_s, "rss_kib": rss}
+
+
 def bench_newdir(work, n, samples):
     base = os.path.join(work, "newdir")
     root, state = os.path.join(base, "root"), os.path.join(base, "state.db")
@@ -325,6 +405,14 @@ def report(res, quick):
                  f"({spread(r['daemon_ms'])} ms) | bare `sbatch` loop {med(r['loop_ms']) / 1000:.2f} s "
                  f"({spread(r['loop_ms'])} ms) | {r['ratio']:.2f}× | ≤ 1.0× |")
         L.append(f"| fsyncs per directory, burst | {med(r['fsyncs_per_dir']):.2f} | — | — | ≤ 1.2 |")
+    if "track" in res:
+        r = res["track"]
+        L.append(f"| {r['n']:,} held jobs in flight, nothing changing: daemon CPU per cycle (poll 5 s) | "
+                 f"{r['mean_ms']:.1f} ms (mean of {r['rounds']} query rounds; per 5 s {spread(r['cycle_ms'])}, in 10 ms ticks); peak RSS {r['rss_kib'] / 1024:.0f} MiB | "
+                 f"— | — | ≤ 50 ms |")
+        L.append(f"| {r['n']:,} held jobs in flight: Slurm calls per cycle | {r['sacct_per_cycle']:.1f} sacct, "
+                 f"{r['squeue_per_cycle']:.1f} squeue | ids per call ≤ 2,000 | — | ≤ 1 sacct per 2,000 ids |")
+        L.append(f"| {r['n']:,} directories ready at once → all submitted (held) | {r['submit_s']:.0f} s | — | — | — |")
     if "ledger" in res:
         r = res["ledger"]
         L.append(f"| ledger {r['rows']:,} rows: `status` | {med(r['status_ms']):.0f} ms ({spread(r['status_ms'])}) | "
@@ -370,13 +458,16 @@ def main():
             keep("ledger", bench_ledger(work, 100_000, 5))
         else:
             if want("idle"):
-                keep("idle", [bench_idle(work, n, 3) for n in (1_000, 10_000, 100_000)])
+                sizes = os.environ.get("DW_IDLE_SIZES", "1000,10000,100000")
+                keep("idle", [bench_idle(work, int(n), 3) for n in sizes.split(",")])
             if want("newdir"):
                 keep("newdir", bench_newdir(work, 100_000, 10))
             if want("burst"):
                 keep("burst", bench_burst(work, 2_000, 2))
             if want("ledger"):
                 keep("ledger", bench_ledger(work, 1_000_000, 3))
+            if want("track"):
+                keep("track", bench_track(work, int(os.environ.get("DW_TRACK_N", "20000")), 6))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     text = report(res, quick)

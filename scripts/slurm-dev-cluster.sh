@@ -56,6 +56,8 @@ Environment:
   SLURM_DEV_ACCOUNT      account name (default dev)
   SLURM_DEV_DB_PORT      port of the private MariaDB (default 3307)
   SLURM_DEV_KILLWAIT     KillWait seconds (default 2)
+  SLURM_DEV_MAX_JOBS     MaxJobCount (default 50000: the scale bench holds
+                         20,000 jobs; a change restarts slurmctld at `up`)
 
 Written outside $SLURM_DEV_DIR: the Debian packages, the user dwtest, and the
 symlink /etc/slurm/slurm.conf -> $SLURM_DEV_DIR/etc/slurm.conf. The symlink
@@ -91,6 +93,7 @@ TEST_USER=${SLURM_DEV_USER:-dwtest}
 DB_PORT=${SLURM_DEV_DB_PORT:-3307}        # our own MariaDB, not the system one
 DB_PASS=slurmdevpass                      # local-only (127.0.0.1) accounting DB
 KILL_WAIT=${SLURM_DEV_KILLWAIT:-2}
+MAX_JOBS=${SLURM_DEV_MAX_JOBS:-50000}
 EXTRA_USERS=${SLURM_DEV_EXTRA_USERS:-}
 EXTRA_USERS=${EXTRA_USERS//,/ }
 NODE=$(hostname -s)
@@ -328,6 +331,8 @@ KillWait=$KILL_WAIT
 OverTimeLimit=0
 InactiveLimit=0
 MinJobAge=300
+# room for the scale bench's 20,000 held jobs beside the suite's (the default is 10,000)
+MaxJobCount=$MAX_JOBS
 MailProg=/bin/true
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1

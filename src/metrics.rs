@@ -337,7 +337,16 @@ impl Metrics {
     /// What the last query showed of each job in flight (for the daemon's snapshot).
     pub fn jobs_seen(&self) -> Vec<JobSeen> {
         let m = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        m.values().cloned().collect()
+        m.jobs.values().cloned().collect()
+    }
+
+    /// [`Metrics::jobs_seen`] with its version, unless it is still `version` (nothing changed since).
+    pub fn jobs_seen_since(&self, version: Option<u64>) -> Option<(u64, Vec<JobSeen>)> {
+        let m = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if version == Some(m.version) {
+            return None;
+        }
+        Some((m.version, m.jobs.values().cloned().collect()))
     }
 
     /// When the root was last listed successfully (wall ms), if it was.
@@ -613,7 +622,16 @@ pub struct Instrumented {
 }
 
 /// The state word each job in flight was last shown in, by a row that is provably ours.
-type SeenJobs = Arc<std::sync::Mutex<std::collections::BTreeMap<String, JobSeen>>>;
+type SeenJobs = Arc<std::sync::Mutex<Seen>>;
+
+/// The state word each job in flight was last shown in, and a version that moves on with every change.
+#[derive(Debug, Default)]
+struct Seen {
+    /// By job id.
+    jobs: std::collections::BTreeMap<String, JobSeen>,
+    /// Moves on with every change of `jobs`.
+    version: u64,
+}
 
 impl std::fmt::Debug for Instrumented {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -691,10 +709,14 @@ impl Scheduler for Instrumented {
         })
     }
 
-    fn query(&mut self, jobs: &[TrackedJob]) -> Result<Sightings, QueryError> {
+    fn query(
+        &mut self,
+        jobs: &[TrackedJob],
+        decided: &crate::scheduler::Decided<'_>,
+    ) -> Result<Sightings, QueryError> {
         let n = jobs.len();
         let r = self.timed(Call::Query, format_args!("for {n} job(s)"), |s| {
-            s.query(jobs)
+            s.query(jobs, decided)
         });
         if let Ok(sightings) = &r {
             remember_seen(&self.seen, jobs, sightings);
@@ -719,33 +741,55 @@ impl Scheduler for Instrumented {
 }
 
 /// Keeps, for each asked job, the state of its own row (the controller's over accounting's), and forgets
-/// jobs no longer asked about.
+/// jobs no longer asked about. An entry changes only when what it says does (its `at` is when that was
+/// first said): with thousands of jobs in flight and nothing changing, nothing is allocated here.
 fn remember_seen(seen: &SeenJobs, jobs: &[TrackedJob], sightings: &Sightings) {
     let now = crate::time::wall_now();
-    let mut m = seen.lock().unwrap_or_else(|p| p.into_inner());
-    m.retain(|id, _| jobs.iter().any(|j| &j.job_id == id));
+    let rows_of = sightings.by_id();
+    let mut guard = seen.lock().unwrap_or_else(|p| p.into_inner());
+    let Seen { jobs: m, version } = &mut *guard;
+    let mut present = 0;
     for j in jobs {
-        let ours = sightings
-            .rows
-            .iter()
-            .filter(|r| r.job_id == j.job_id && identify(j, r) == Identity::Ours)
-            .min_by_key(|r| (r.source != Source::Controller, std::cmp::Reverse(r.submit)));
-        if let Some(r) = ours {
-            let source = match r.source {
-                Source::Controller => "controller",
-                Source::Accounting => "accounting",
-            };
-            m.insert(
-                j.job_id.clone(),
-                JobSeen {
-                    job_id: j.job_id.clone(),
-                    slurm_state: r.state.clone(),
-                    slurm_reason: r.detail.reason.clone(),
-                    source: source.into(),
-                    at: now,
-                },
-            );
+        let ours = rows_of.get(j.job_id.as_str()).and_then(|rows| {
+            rows.iter()
+                .filter(|r| identify(j, r) == Identity::Ours)
+                .min_by_key(|r| (r.source != Source::Controller, std::cmp::Reverse(r.submit)))
+        });
+        let entry = m.get_mut(&j.job_id);
+        present += usize::from(entry.is_some() || ours.is_some());
+        let Some(r) = ours else { continue };
+        let source = match r.source {
+            Source::Controller => "controller",
+            Source::Accounting => "accounting",
+        };
+        let new = || JobSeen {
+            job_id: j.job_id.clone(),
+            slurm_state: r.state.clone(),
+            slurm_reason: r.detail.reason.clone(),
+            source: source.into(),
+            at: now,
+        };
+        match entry {
+            Some(e)
+                if e.slurm_state == r.state
+                    && e.slurm_reason == r.detail.reason
+                    && e.source == source => {}
+            Some(e) => {
+                *e = new();
+                *version += 1;
+            }
+            None => {
+                m.insert(j.job_id.clone(), new());
+                *version += 1;
+            }
         }
+    }
+    // Entries of jobs no longer asked about: only then is a set of the asked ones built.
+    if m.len() > present {
+        let asked: std::collections::HashSet<&str> =
+            jobs.iter().map(|j| j.job_id.as_str()).collect();
+        m.retain(|id, _| asked.contains(id.as_str()));
+        *version += 1;
     }
 }
 

@@ -282,7 +282,9 @@ fn drain<R: Read + Send + 'static>(r: Option<R>) -> Option<std::thread::JoinHand
         std::thread::spawn(move || {
             let mut buf = Vec::new();
             let _ = r.read_to_end(&mut buf);
-            String::from_utf8_lossy(&buf).into_owned()
+            // No copy of a valid answer (sacct/squeue print megabytes for 20,000 jobs).
+            String::from_utf8(buf)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
         })
     })
 }

@@ -50,7 +50,8 @@ pub struct JobSeen {
     pub slurm_reason: String,
     /// Which source said it: `controller` (squeue) or `accounting` (sacct).
     pub source: String,
-    /// When it was said (wall ms).
+    /// When it was first said so (wall ms): since when the job has been in this state, as far as the
+    /// daemon saw.
     pub at: Millis,
 }
 
@@ -80,13 +81,32 @@ pub struct Snapshot {
 impl Snapshot {
     /// The same snapshot without its write time: what decides whether it changed.
     pub fn content_eq(&self, other: &Snapshot) -> bool {
-        Snapshot {
-            written_at: 0,
-            ..self.clone()
-        } == Snapshot {
-            written_at: 0,
-            ..other.clone()
-        }
+        self.same_but_jobs(other) && self.jobs == other.jobs
+    }
+
+    /// [`Snapshot::content_eq`] without the job list (which has a version of its own).
+    pub fn same_but_jobs(&self, other: &Snapshot) -> bool {
+        // Field by field, without a copy.
+        let Snapshot {
+            schema_version,
+            pid,
+            started_at,
+            written_at: _,
+            poll_interval_ms,
+            scheduler,
+            last_poll_at,
+            waiting,
+            jobs: _,
+        } = self;
+        (schema_version, pid, started_at, poll_interval_ms, scheduler)
+            == (
+                &other.schema_version,
+                &other.pid,
+                &other.started_at,
+                &other.poll_interval_ms,
+                &other.scheduler,
+            )
+            && (last_poll_at, waiting) == (&other.last_poll_at, &other.waiting)
     }
 
     /// True when a live daemon would have rewritten it by `now`: at most one poll interval apart, with
@@ -119,6 +139,28 @@ pub fn lock_path(state_file: &Path) -> PathBuf {
 /// Writes the snapshot atomically (mode [`MODE`]).
 pub fn write(state_file: &Path, s: &Snapshot) -> io::Result<()> {
     let json = serde_json::to_vec_pretty(s).map_err(io::Error::other)?;
+    crate::fsx::write_atomic(&path_for(state_file), &json, MODE)
+}
+
+/// A job list as [`write_with_jobs`] takes it: serialized once per change, not at every write (20,000
+/// jobs in flight are megabytes of JSON, and the snapshot is written every poll interval).
+pub fn jobs_json(jobs: &[JobSeen]) -> io::Result<Vec<u8>> {
+    serde_json::to_vec(jobs).map_err(io::Error::other)
+}
+
+/// [`write`] with the job list given as [`jobs_json`] made it; `s.jobs` must be empty.
+pub fn write_with_jobs(state_file: &Path, s: &Snapshot, jobs: &[u8]) -> io::Result<()> {
+    let mut json = serde_json::to_vec_pretty(s).map_err(io::Error::other)?;
+    // `jobs` is the last field: the pretty form of an empty one ends the document like this.
+    let tail = b"[]\n}";
+    if !s.jobs.is_empty() || !json.ends_with(tail) {
+        return Err(io::Error::other(
+            "the snapshot's job list is not its last field",
+        ));
+    }
+    json.truncate(json.len() - tail.len());
+    json.extend_from_slice(jobs);
+    json.extend_from_slice(b"\n}");
     crate::fsx::write_atomic(&path_for(state_file), &json, MODE)
 }
 
@@ -219,6 +261,30 @@ mod tests {
     }
 
     #[test]
+    fn a_job_list_serialized_apart_reads_back_as_written_whole() {
+        let t = tempfile::tempdir().unwrap();
+        let state = t.path().join("state.db");
+        let mut s = sample();
+        s.jobs = vec![JobSeen {
+            job_id: "17".into(),
+            slurm_state: "PENDING".into(),
+            slurm_reason: "Priority".into(),
+            source: "controller".into(),
+            at: 5,
+        }];
+        let json = jobs_json(&s.jobs).unwrap();
+        let head = Snapshot {
+            jobs: vec![],
+            ..s.clone()
+        };
+        write_with_jobs(&state, &head, &json).unwrap();
+        match read(&state) {
+            Read::Found(back) => assert_eq!(back, s),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn round_trips_and_says_when_it_is_stale() {
         let t = tempfile::tempdir().unwrap();
         let state = t.path().join("state.db");
@@ -260,7 +326,9 @@ mod tests {
             .open(lock_path(&state))
             .unwrap();
         assert_eq!(liveness(&state), Liveness::NotRunning, "lock free");
-        held.try_lock().unwrap();
+        // Blocking: a child another test forks in this process may hold the probe's descriptor (and its
+        // lock) for the moment between fork and exec.
+        held.lock().unwrap();
         assert_eq!(liveness(&state), Liveness::Running);
         held.unlock().unwrap();
         assert_eq!(liveness(&state), Liveness::NotRunning);

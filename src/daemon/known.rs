@@ -122,9 +122,4 @@ impl Known {
                 .retain(|k, _| names.binary_search_by(|n| n.as_os_str().cmp(k)).is_ok());
         }
     }
-
-    /// Whether the ledger has no record of `name`, as far as the view knows (never asked counts as new).
-    pub fn is_new(&self, name: &OsStr) -> bool {
-        self.map.get(name).is_none_or(|e| e.latest.is_none())
-    }
 }

@@ -8,6 +8,7 @@
 //! committed intent, declare a job failed because a query failed, hold the ledger busy across a child
 //! process, or decide inline what the engine decides.
 
+mod flight;
 mod known;
 mod say;
 mod steps;
@@ -164,6 +165,17 @@ impl Settling {
     /// Forgets directories that are no longer in the root (`names` is sorted: a binary search each, no
     /// set of 100,000 names built per scan).
     fn keep_only(&mut self, names: &[OsString]) {
+        if self.tracker.is_settling()
+            || !self.told_locked.is_empty()
+            || !self.told_renamed.is_empty()
+            || !self.unreadable.is_empty()
+            || !self.held.is_empty()
+        {
+            self.keep_only_present(names);
+        }
+    }
+
+    fn keep_only_present(&mut self, names: &[OsString]) {
         let present: HashSet<&OsStr> = names.iter().map(OsString::as_os_str).collect();
         self.tracker.retain(|d| present.contains(d));
         self.told_locked.retain(|d| present.contains(d.as_os_str()));
@@ -266,6 +278,13 @@ impl Default for CachedCounts {
 struct Memory {
     /// The latest record of every directory in the root, and when a finished one is looked at again.
     known: known::Known,
+    /// The active records: intents and jobs in flight.
+    flight: flight::Flight,
+    /// The root's last listing, in reused buffers.
+    listing: crate::scan::Lister,
+    /// The active records must be read again (at start, after another connection wrote, after a failed
+    /// ledger call): until they are, nothing is submitted or followed.
+    flight_stale: bool,
     /// Pending effects may exist (at start, after a job's end with effects, after another connection
     /// wrote, or while one keeps failing): only then are they read.
     effects_due: bool,
@@ -333,6 +352,10 @@ struct Published {
     at: Millis,
     /// Writing failed last time (said once until it works again).
     failing: bool,
+    /// The version of the job list in `last` (see [`Metrics::jobs_seen_since`]).
+    jobs_version: Option<u64>,
+    /// That job list as JSON (made again only when it changed).
+    jobs_json: Vec<u8>,
 }
 
 /// The running daemon.
@@ -464,6 +487,7 @@ impl Daemon {
             telling,
             memory: Memory {
                 effects_due: true,
+                flight_stale: true,
                 ..Memory::default()
             },
             pacing,
@@ -582,6 +606,7 @@ impl Daemon {
         };
         match self.ledger.make_refused_due(self.clock.wall()) {
             Ok(n) => {
+                self.memory.flight_stale = true;
                 // The ledger made the refused intents due; the monotonic back-offs this process set would
                 // still hold them (the others fall back to their recorded times, capped).
                 self.waits.held.clear();
@@ -719,6 +744,19 @@ impl Daemon {
         }));
         waiting.sort_by(|a, b| a.dir.cmp(&b.dir));
         let p = &mut self.observers.snapshot;
+        // The job list (20,000 entries with as many jobs in flight) is copied only when it changed.
+        let (jobs, jobs_version) = match self.observers.metrics.jobs_seen_since(p.jobs_version) {
+            Some((v, jobs)) => (jobs, Some(v)),
+            None => (
+                p.last
+                    .as_mut()
+                    .map(|l| std::mem::take(&mut l.jobs))
+                    .unwrap_or_default(),
+                p.jobs_version,
+            ),
+        };
+        let jobs_changed = jobs_version != p.jobs_version;
+        p.jobs_version = jobs_version;
         let snap = Snapshot {
             schema_version: snapshot::SCHEMA_VERSION,
             pid: std::process::id(),
@@ -728,13 +766,22 @@ impl Daemon {
             scheduler: self.sched.name().into(),
             last_poll_at: self.observers.metrics.last_poll(),
             waiting,
-            jobs: self.observers.metrics.jobs_seen(),
+            jobs,
         };
-        let changed = p.last.as_ref().is_none_or(|l| !l.content_eq(&snap));
+        let changed =
+            jobs_changed || p.failing || p.last.as_ref().is_none_or(|l| !l.same_but_jobs(&snap));
         if !changed && mono - p.at < ms(self.cfg.watch.poll_interval) {
+            p.last = Some(snap);
             return;
         }
-        match snapshot::write(&self.cfg.behavior.state_file, &snap) {
+        if jobs_changed || p.jobs_json.is_empty() {
+            p.jobs_json = snapshot::jobs_json(&snap.jobs).unwrap_or_else(|_| b"[]".to_vec());
+        }
+        let mut snap = snap;
+        let jobs = std::mem::take(&mut snap.jobs);
+        let written = snapshot::write_with_jobs(&self.cfg.behavior.state_file, &snap, &p.jobs_json);
+        snap.jobs = jobs;
+        match written {
             Ok(()) => {
                 if std::mem::take(&mut p.failing) {
                     say::snapshot_back(&self.cfg.behavior.state_file);
@@ -743,6 +790,8 @@ impl Daemon {
                 p.at = mono;
             }
             Err(e) => {
+                // Kept (its job list is the current one); written again next cycle while failing.
+                p.last = Some(snap);
                 if !std::mem::replace(&mut p.failing, true) {
                     say::snapshot_failed(&self.cfg.behavior.state_file, &e);
                 }

@@ -2,7 +2,6 @@
 //! ask the engine what it means, commit the decision to the ledger, then act. The agenda of the cycle (one
 //! read of the active rows) is carried from step to step and updated as records move.
 
-use std::collections::HashSet;
 use std::ffi::OsString;
 
 use crossbeam_channel::Receiver;
@@ -11,16 +10,26 @@ use super::tell::EndFacts;
 use super::{Daemon, Event, Flow, say};
 use crate::engine::notice::EventKind;
 use crate::engine::{
-    self, Agenda, BackoffPolicy, GenState, Generation, GenerationVerdict, JudgePolicy, LookupStep,
-    NotReady, OutageEdge, OutcomePolicy, Readiness, ReadyDecision, ReadyIdentity, ReadyObservation,
-    StabilityPolicy, Timing, TrackedJob, Verdict,
+    self, Agenda, BackoffPolicy, GenState, Generation, GenerationVerdict, JudgePolicy, Judgement,
+    LookupStep, NotReady, OutageEdge, OutcomePolicy, Readiness, ReadyDecision, ReadyIdentity,
+    ReadyObservation, Sightings, StabilityPolicy, Timing, Verdict,
 };
 use crate::fsx::SubDir;
-use crate::ledger::{EndRecord, LedgerError, NewGeneration};
+use crate::ledger::{DirLatest, EndRecord, LedgerError, NewGeneration};
 use crate::outcome::{self, FailureRecord};
 use crate::scan;
 use crate::scheduler::{JobReport, JobSpec, SubmitError, output_file};
 use crate::time::{Millis, ms};
+
+/// What memory alone says of a listed directory.
+enum Recall {
+    /// No record: looked at now, before the rechecks.
+    New,
+    /// In flight, or finished and its recheck not due: nothing to do.
+    Idle,
+    /// Finished and its recheck is due (its latest record): looked at after the new ones.
+    Due(Option<DirLatest>),
+}
 
 /// What one look at a directory during a scan found.
 enum Look {
@@ -61,6 +70,11 @@ type Sorted = (
     Option<(usize, String)>,
 );
 
+/// At most this many jobs' sightings are written per cycle: with 20,000 jobs in flight, the once-a-minute
+/// copies are spread over cycles instead of one transaction of 20,000 updates (a job's copy is then at most
+/// a minute plus a few polls old; it only matters after a restart).
+const SEEN_WRITES: usize = 1000;
+
 /// The ledger failed; the step stops (its cause was reported).
 struct LedgerDown;
 
@@ -76,19 +90,10 @@ enum ChunkEnd {
     LedgerDown,
 }
 
-/// What the scheduler is asked about a job in flight (none before its id is known).
-fn tracked(g: &Generation) -> Option<TrackedJob> {
-    Some(TrackedJob {
-        job_id: g.job_id.clone()?,
-        key: g.key.clone(),
-        job_name: g.job_name.clone(),
-        since: g.created_at,
-    })
-}
-
 impl Daemon {
-    /// Reads the in-memory view of the directories again when another connection wrote to the ledger
-    /// (or at start). Returns false when the ledger could not be read (the scan then waits).
+    /// Reads the in-memory views of the directories and of the active records again when another
+    /// connection wrote to the ledger (or at start, or after a failed ledger call). Returns false when the
+    /// ledger could not be read (the scan then waits).
     pub(super) fn sync_known(&mut self, now: Millis) -> bool {
         match self
             .memory
@@ -98,43 +103,60 @@ impl Daemon {
             Ok(read) => {
                 if read {
                     self.memory.effects_due = true;
+                    self.memory.flight_stale = true;
                     self.counts.stale = true;
                 }
-                true
             }
             Err(e) => {
                 self.ledger_failed("reading the directories", &e);
-                false
+                return false;
             }
         }
+        if self.memory.flight_stale {
+            match self.memory.flight.load(&self.ledger) {
+                Ok(()) => self.memory.flight_stale = false,
+                Err(e) => self.ledger_failed("reading the active records", &e),
+            }
+        }
+        true
     }
 
-    /// One read of the active rows: what this cycle looks up, queries and submits.
+    /// The agenda of this cycle, from the active records in memory: what it looks up and submits (the
+    /// jobs in flight are followed from memory, see [`Daemon::track`]). Empty while they cannot be read.
     pub(super) fn read_agenda(&mut self) -> Agenda {
-        match self.ledger.active() {
-            Ok(rows) => {
-                let pending = |g: &&Generation| g.state == GenState::Submitting;
-                let ids: HashSet<i64> = rows.iter().filter(pending).map(|g| g.id).collect();
-                self.waits.held.retain(|id, _| ids.contains(id));
-                self.waits.lost.retain(|id, _| ids.contains(id));
-                let timing = Timing {
-                    wall: self.clock.wall(),
-                    mono: self.clock.mono(),
-                    longest: ms(self.cfg.behavior.submit_backoff_max),
-                    held: self.waits.held.clone(),
-                };
-                Agenda::new(rows, timing)
-            }
-            Err(e) => {
-                self.ledger_failed("reading the active records", &e);
-                Agenda::default()
-            }
+        if self.memory.flight_stale {
+            return Agenda::default();
         }
+        let flight = &self.memory.flight;
+        let pending = |id: &i64| {
+            flight
+                .get(*id)
+                .is_some_and(|g| g.state == GenState::Submitting)
+        };
+        self.waits.held.retain(|id, _| pending(id));
+        self.waits.lost.retain(|id, _| pending(id));
+        let timing = Timing {
+            wall: self.clock.wall(),
+            mono: self.clock.mono(),
+            longest: ms(self.cfg.behavior.submit_backoff_max),
+            held: self.waits.held.clone(),
+        };
+        Agenda::new(flight.intents().into_iter().cloned().collect(), timing)
     }
 
     pub(super) fn ledger_failed(&mut self, what: &str, e: &LedgerError) {
+        // What the daemon holds in memory of the active records may now differ from the ledger (a write
+        // that may or may not have happened): read them again before anything else is submitted.
+        self.memory.flight_stale = true;
         let edge = self.health.ledger.failed(self.clock.mono());
         say::ledger_failed(what, e, edge);
+    }
+
+    /// Reads back records this daemon just wrote, so the memory of the active ones follows.
+    fn reread(&mut self, ids: &[i64]) {
+        if let Err(e) = self.memory.flight.reread(&self.ledger, ids) {
+            self.ledger_failed("reading back the records just written", &e);
+        }
     }
 
     fn ledger_ok(&mut self) {
@@ -196,6 +218,7 @@ impl Daemon {
                 LookupStep::Clear => {
                     let r = self.ledger.record_lookup_empty(g.id, wall);
                     if self.commit("recording a lookup", r).is_ok() {
+                        self.reread(&[g.id]);
                         say::lookup_cleared(&path, &g.key);
                         agenda.cleared(g.id, wall);
                     }
@@ -204,16 +227,21 @@ impl Daemon {
         }
     }
 
-    /// Step 2: one scheduler query for every job in flight. The engine judges each job from the rows: a row
-    /// that is not provably ours is ignored (said once per job), a final state is recorded with its effects
-    /// (and the next attempt, when retries allow) in one transaction, a job no source has shown for too long
-    /// is recorded as lost.
+    /// Step 2: one scheduler query for every job in flight (held in memory). The engine judges each job
+    /// from its own rows: a row that is not provably ours is ignored (said once per job), a final state is
+    /// recorded with its effects (and the next attempt, when retries allow) in one transaction, a job no
+    /// source has shown for too long is recorded as lost. Only jobs with something to record are touched
+    /// after the judgement: an unchanged job costs its rows' parse and one judgement.
     pub(super) fn track(&mut self, agenda: &mut Agenda) {
-        if agenda.in_flight.is_empty() {
+        if self.memory.flight_stale {
             return;
         }
-        let jobs: Vec<TrackedJob> = agenda.in_flight.iter().filter_map(tracked).collect();
-        let sightings = match self.sched.query(&jobs) {
+        let (jobs, _) = self.memory.flight.tracked();
+        if jobs.is_empty() {
+            return;
+        }
+        let decided = engine::judge::controller_decides;
+        let sightings = match self.sched.query(jobs, &decided) {
             Ok(r) => {
                 say::queries_back(self.health.query.succeeded(self.clock.mono()));
                 r
@@ -223,38 +251,18 @@ impl Daemon {
                 return say::query_failed(&e, jobs.len(), edge);
             }
         };
+        let (judged, seen) = self.judge_all(&sightings);
+        drop(sightings);
         let wall = self.clock.wall();
-        let policy = JudgePolicy {
-            lost_after: self.cfg.job.lost_after,
-            settle: engine::judge::REQUEUE_SETTLE,
-        };
-        let mut seen = Vec::new();
-        let now = self.clock.mono();
-        let in_flight: HashSet<i64> = agenda.in_flight.iter().map(|g| g.id).collect();
-        self.waits.unseen.retain(|id, _| in_flight.contains(id));
-        for g in std::mem::take(&mut agenda.in_flight) {
-            let Some(job) = tracked(&g) else { continue };
-            let recorded = g.seen_at.or(g.submitted_at).unwrap_or(g.created_at);
-            let &mut (base, since) = self
-                .waits
-                .unseen
-                .entry(g.id)
-                .or_insert(((wall - recorded).max(0), now));
-            let last_seen = wall - (base + (now - since));
-            let judged = engine::judge(&job, &sightings, last_seen, wall, policy);
-            if judged.seen {
-                self.waits.unseen.insert(g.id, (0, now));
-            }
+        for (id, judged) in judged {
+            let Some(g) = self.memory.flight.get(id).cloned() else {
+                continue;
+            };
             if let Some(row) = &judged.stale
                 && self.told_stale.insert(g.id)
             {
-                say::stale_row_ignored(&self.path_of(&g), &job.job_id, row);
-            }
-            if judged.seen {
-                // The ledger's copy is for a restart: written once a minute per job, not every poll.
-                if g.seen_at.is_none_or(|s| wall - s >= super::SEEN_WRITE_GAP) {
-                    seen.push(g.id);
-                }
+                let job_id = g.job_id.as_deref().unwrap_or_default();
+                say::stale_row_ignored(&self.path_of(&g), job_id, row);
             }
             let r = match judged.verdict {
                 Verdict::Ended(rep) => self.record_end(&g, &rep, wall, agenda),
@@ -266,9 +274,52 @@ impl Daemon {
             }
         }
         // Not a change anyone counts: the cached counts stay valid.
-        if let Err(e) = self.ledger.record_seen(&seen, wall) {
-            self.ledger_failed("recording which jobs were seen", &e);
+        match self.ledger.record_seen(&seen, wall) {
+            Ok(()) => self.memory.flight.seen(&seen, wall),
+            Err(e) => self.ledger_failed("recording which jobs were seen", &e),
         }
+    }
+
+    /// Judges every job in flight from one answer; returns the judgements with something to act on or to
+    /// say (an end, a loss, a stale row), and the jobs whose sighting is due to be written (the ledger's
+    /// copy is for a restart: written once a minute per job, at most [`SEEN_WRITES`] per cycle, not every
+    /// poll).
+    fn judge_all(&mut self, sightings: &Sightings) -> (Vec<(i64, Judgement)>, Vec<i64>) {
+        let (wall, now) = (self.clock.wall(), self.clock.mono());
+        let policy = JudgePolicy {
+            lost_after: self.cfg.job.lost_after,
+            settle: engine::judge::REQUEUE_SETTLE,
+        };
+        let rows_of = sightings.by_id();
+        let flight = &self.memory.flight;
+        let unseen = &mut self.waits.unseen;
+        let (jobs, ids) = flight.tracked_now();
+        if unseen.len() > ids.len() {
+            unseen.retain(|id, _| flight.contains(*id));
+        }
+        let (mut act, mut seen) = (Vec::new(), Vec::new());
+        for (job, &id) in jobs.iter().zip(ids) {
+            let Some(g) = flight.get(id) else { continue };
+            let recorded = g.seen_at.or(g.submitted_at).unwrap_or(g.created_at);
+            let slot = unseen.entry(id).or_insert(((wall - recorded).max(0), now));
+            let last_seen = wall - (slot.0 + (now - slot.1));
+            let rows = rows_of
+                .get(job.job_id.as_str())
+                .map_or(&[][..], Vec::as_slice);
+            let judged = engine::judge::judge_rows(job, rows, sightings, last_seen, wall, policy);
+            if judged.seen {
+                *slot = (0, now);
+                let due = g.seen_at.is_none_or(|s| wall - s >= super::SEEN_WRITE_GAP);
+                if due && seen.len() < SEEN_WRITES {
+                    seen.push(id);
+                }
+            }
+            let quiet = matches!(judged.verdict, Verdict::Active | Verdict::Unknown);
+            if !quiet || judged.stale.is_some() {
+                act.push((id, judged));
+            }
+        }
+        (act, seen)
     }
 
     /// Records that no source has shown a job for longer than `job.lost_after_sec`.
@@ -354,6 +405,7 @@ impl Daemon {
             self.waits.held.insert(next.id, self.clock.mono() + wait);
             let (now, recheck) = (self.clock.mono(), self.cfg.watch.recheck);
             self.memory.known.recorded(&next, now, recheck);
+            self.memory.flight.put(next.clone());
             agenda.add(next, wall);
         }
         Ok(())
@@ -367,6 +419,7 @@ impl Daemon {
         if !state.is_active() {
             self.waits.unseen.remove(&g.id);
         }
+        self.reread(&[g.id]);
     }
 
     /// Step 3: failure-log lines and deletions that the ledger says are due; each flag is cleared after its
@@ -497,39 +550,66 @@ impl Daemon {
     /// per scan, every one within `watch.recheck_sec`). The intents of every directory that became stable
     /// are committed in one transaction (they join the agenda, to be submitted now).
     pub(super) fn scan(&mut self, agenda: &mut Agenda, now: Millis) {
-        let Some(names) = self.list_root(now) else {
+        let Some(changed) = self.list_root(now) else {
             return;
         };
-        self.settling.keep_only(&names);
-        self.memory.known.keep_only(&names);
-        // New names first: a new directory never waits behind the rechecks of finished ones.
-        let (new, known): (Vec<&OsString>, Vec<&OsString>) =
-            names.iter().partition(|n| self.memory.known.is_new(n));
-        let mut stable = Vec::new();
-        for name in new.into_iter().chain(known) {
-            match self.look(name, now) {
-                Ok(Look::Stable(ready)) => stable.push(ready),
-                Ok(Look::Wait) => {}
-                Err(LedgerDown) => return,
-            }
+        let names = self.memory.listing.lend();
+        if changed {
+            self.settling.keep_only(&names);
         }
-        self.commit_intents(stable, agenda);
+        self.memory.known.keep_only(&names);
+        let stable = self.look_all(&names, now);
+        self.memory.listing.put_back(names);
+        if let Some(stable) = stable {
+            self.commit_intents(stable, agenda);
+        }
     }
 
-    fn list_root(&mut self, now: Millis) -> Option<Vec<OsString>> {
+    /// Looks at every listed directory, new names first (a new directory never waits behind the rechecks
+    /// of finished ones); returns the stable ones, or `None` when the ledger failed.
+    fn look_all(&mut self, names: &[OsString], now: Millis) -> Option<Vec<Ready>> {
+        let mut due = Vec::new();
+        let mut stable = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let latest = match self.recall(name, now) {
+                Ok(Recall::Idle) => continue,
+                Ok(Recall::Due(latest)) => {
+                    due.push((i, latest));
+                    continue;
+                }
+                Ok(Recall::New) => None,
+                Err(LedgerDown) => return None,
+            };
+            match self.look(name, latest, now) {
+                Ok(Look::Stable(ready)) => stable.push(ready),
+                Ok(Look::Wait) => {}
+                Err(LedgerDown) => return None,
+            }
+        }
+        for (i, latest) in due {
+            match self.look(&names[i], latest, now) {
+                Ok(Look::Stable(ready)) => stable.push(ready),
+                Ok(Look::Wait) => {}
+                Err(LedgerDown) => return None,
+            }
+        }
+        Some(stable)
+    }
+
+    /// Lists the root into the reused listing; `Some(changed)` when it was listed.
+    fn list_root(&mut self, now: Millis) -> Option<bool> {
         // Listing the held descriptor of a root that was unmounted or replaced would show the old tree (or
         // nothing) instead of what the path shows to jobs: check first.
         if !self.root_usable() {
             return None;
         }
         let root = &self.cfg.watch.root;
-        match scan::list_subdirs(&self.root) {
-            Ok(names) => {
-                self.observers
-                    .metrics
-                    .scanned(names.len(), self.clock.wall());
+        match self.memory.listing.list(&self.root) {
+            Ok(changed) => {
+                let n = self.memory.listing.names().len();
+                self.observers.metrics.scanned(n, self.clock.wall());
                 say::root_back(root, self.health.scan.succeeded(now));
-                Some(names)
+                Some(changed)
             }
             Err(e) => {
                 say::root_failed(root, &e, self.health.scan.failed(now));
@@ -538,10 +618,9 @@ impl Daemon {
         }
     }
 
-    /// Looks at one directory. Memory first: a directory in flight costs no file-system call at all, a
-    /// finished one nothing until its recheck is due and then a single lstat, and only new candidates get
-    /// the lock probe.
-    fn look(&mut self, name: &OsString, now: Millis) -> Result<Look, LedgerDown> {
+    /// What memory says of a listed directory, before any file-system call (one lookup): a directory in
+    /// flight needs nothing, a finished one nothing until its recheck is due.
+    fn recall(&mut self, name: &OsString, now: Millis) -> Result<Recall, LedgerDown> {
         let entry = match self.memory.known.entry(&self.ledger, name, now) {
             Ok(e) => e,
             Err(e) => {
@@ -549,18 +628,31 @@ impl Daemon {
                 return Err(LedgerDown);
             }
         };
-        let latest = entry.latest;
-        if let Some(l) = latest {
-            if l.state.is_active() {
+        let Some(l) = entry.latest else {
+            return Ok(Recall::New);
+        };
+        if l.state.is_active() {
+            if self.settling.tracker.is_settling() {
                 self.settling.tracker.forget(name);
-                return Ok(Look::Wait);
             }
-            if now < entry.recheck_at {
-                return Ok(Look::Wait);
-            }
-            let next = now + ms(self.cfg.watch.recheck);
-            self.memory.known.recheck_at(name, next);
+            return Ok(Recall::Idle);
         }
+        if now < entry.recheck_at {
+            return Ok(Recall::Idle);
+        }
+        let next = now + ms(self.cfg.watch.recheck);
+        self.memory.known.recheck_at(name, next);
+        Ok(Recall::Due(entry.latest))
+    }
+
+    /// Looks at one directory that [`Daemon::recall`] did not settle from memory (`latest`: its latest
+    /// record): a single lstat of a finished one's ready-file, and only new candidates get the lock probe.
+    fn look(
+        &mut self,
+        name: &OsString,
+        latest: Option<DirLatest>,
+        now: Millis,
+    ) -> Result<Look, LedgerDown> {
         // Only now, for a directory that is looked at: 100,000 paths built per scan would cost more than
         // the listing.
         let path = self.cfg.watch.root.join(name);
@@ -788,6 +880,7 @@ impl Daemon {
                 for g in records {
                     say::intent(&self.path_of(&g), &g.key);
                     self.memory.known.recorded(&g, now, recheck);
+                    self.memory.flight.put(g.clone());
                     agenda.add(g, wall);
                 }
             }
@@ -908,6 +1001,7 @@ impl Daemon {
         let recorded = self.record_answers(&live, &done, wall);
         let r = self.ledger.unmark_sbatch_started(&unmark, wall);
         let unmarked = self.commit("recording submissions that did not start", r);
+        self.reread(&unmark);
         if recorded.is_err() || unmarked.is_err() {
             return ChunkEnd::LedgerDown;
         }
@@ -951,6 +1045,11 @@ impl Daemon {
             }
         };
         self.ledger_ok();
+        // Uncertain from now until the answers are recorded: in memory too, before any `sbatch` runs.
+        self.reread(&ids);
+        if self.memory.flight_stale {
+            return Err(LedgerDown);
+        }
         let mut live = Vec::with_capacity(chunk.len());
         for (g, waiting) in chunk.iter().zip(marked) {
             if waiting {
@@ -1091,8 +1190,9 @@ impl Daemon {
         let r = self
             .ledger
             .record_submit_failed(g.id, &msg, certain, wall + ms(delay), wall);
-        if let Err(e) = r {
-            self.ledger_failed("recording a failed submission", &e);
+        match r {
+            Ok(()) => self.reread(&[g.id]),
+            Err(e) => self.ledger_failed("recording a failed submission", &e),
         }
         self.schedule.hold(now, delay);
         // Our own back-off and lost answer run on the monotonic clock from here (a wall step cannot

@@ -171,6 +171,34 @@ impl Bench {
         self.fake.count(|c| matches!(c, Call::Submit { .. }))
     }
 
+    /// Stops the daemon and starts another one on the same config and ledger, as a restart does.
+    fn restart(&mut self) {
+        let cfg = Config::load(&self.config).unwrap();
+        // The old process lets go of the single-instance lock first.
+        self.daemon._lock = std::fs::File::open("/dev/null").unwrap();
+        let f = self.fake.clone();
+        let fresh = Daemon::with_parts(
+            cfg,
+            Box::new(move |_| Box::new(f.clone())),
+            Box::new(self.clock.clone()),
+        )
+        .unwrap();
+        self.daemon = fresh;
+    }
+
+    /// The job ids the last query asked about.
+    fn last_query(&self) -> Vec<String> {
+        self.fake
+            .calls()
+            .into_iter()
+            .rev()
+            .find_map(|c| match c {
+                Call::Query(ids) => Some(ids),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
     fn lookups(&self) -> usize {
         self.fake.count(|c| matches!(c, Call::Lookup(_)))
     }
@@ -1246,10 +1274,7 @@ fn a_failing_channel_is_retried_with_back_off_nothing_is_lost_and_it_is_given_up
         "{:?}",
         s.problems
     );
-    assert!(
-        crate::ops::render_status(&s)
-            .contains("notices: 0 waiting for delivery, 1 given up")
-    );
+    assert!(crate::ops::render_status(&s).contains("notices: 0 waiting for delivery, 1 given up"));
 }
 
 #[test]
@@ -1681,4 +1706,86 @@ fn a_reload_keeps_the_instance_name_and_says_it_takes_a_restart() {
         "{metrics}"
     );
     assert!(!metrics.contains("tomo"), "{metrics}");
+}
+
+#[test]
+fn jobs_in_flight_are_followed_from_memory_and_only_the_one_that_ended_is_recorded() {
+    let mut b = Bench::new(&[]);
+    for n in 0..1000 {
+        b.ready(&format!("run{n:04}"));
+    }
+    b.settle();
+    assert_eq!(b.submits(), 1000);
+    let ids: Vec<String> = (1001..=2000).map(|n| n.to_string()).collect();
+    let running = |except: &str| -> Vec<(String, &'static str)> {
+        ids.iter()
+            .filter(|i| *i != except)
+            .map(|i| (i.clone(), "RUNNING"))
+            .collect()
+    };
+    let loads = b.daemon.memory.flight.loads();
+    for _ in 0..3 {
+        let states = running("");
+        let states: Vec<(&str, &str)> = states.iter().map(|(i, s)| (i.as_str(), *s)).collect();
+        b.fake.on_query_states(&states);
+        b.after(Duration::from_secs(5));
+        assert_eq!(b.last_query().len(), 1000);
+    }
+    assert_eq!(
+        b.daemon.memory.flight.loads(),
+        loads,
+        "a quiet cycle read every active record again"
+    );
+    let mut states = running("1500");
+    states.push(("1500".into(), "COMPLETED"));
+    let states: Vec<(&str, &str)> = states.iter().map(|(i, s)| (i.as_str(), *s)).collect();
+    b.fake.on_query_states(&states);
+    b.after(Duration::from_secs(5));
+    assert_eq!(b.latest("run0499").state, GenState::Completed);
+    assert_eq!(b.latest("run0498").state, GenState::Submitted);
+    b.after(Duration::from_secs(5));
+    let asked = b.last_query();
+    assert_eq!(asked.len(), 999);
+    assert!(
+        !asked.contains(&"1500".to_string()),
+        "an ended job is still asked about"
+    );
+    assert_eq!(b.daemon.memory.flight.loads(), loads);
+}
+
+#[test]
+fn a_job_cancelled_by_the_cli_leaves_the_daemons_memory_at_the_next_cycle() {
+    let mut b = Bench::new(&[]);
+    b.ready("run1");
+    let dir2 = b.ready("run2");
+    b.settle();
+    b.after(Duration::from_secs(5));
+    assert_eq!(b.last_query(), ["1001", "1002"]);
+    let cfg = b.daemon.cfg.clone();
+    crate::ops::cancel_with(&cfg, &mut b.fake.clone(), std::slice::from_ref(&dir2)).unwrap();
+    b.after(Duration::from_secs(5));
+    assert_eq!(
+        b.last_query(),
+        ["1001"],
+        "the daemon kept following a job the CLI recorded as cancelled"
+    );
+    assert_eq!(b.latest("run2").state, GenState::Failed);
+    assert_eq!(b.submits(), 2);
+}
+
+#[test]
+fn a_restarted_daemon_follows_the_jobs_in_flight_and_submits_none_again() {
+    let mut b = Bench::new(&[]);
+    b.ready("run1");
+    b.ready("run2");
+    b.settle();
+    b.restart();
+    b.fake
+        .on_query_states(&[("1001", "RUNNING"), ("1002", "COMPLETED")]);
+    b.after(Duration::from_secs(5));
+    assert_eq!(b.last_query(), ["1001", "1002"]);
+    assert_eq!(b.latest("run2").state, GenState::Completed);
+    b.run_for(Duration::from_secs(20));
+    assert_eq!(b.last_query(), ["1001"]);
+    assert_eq!(b.submits(), 2, "a restart submitted a directory again");
 }

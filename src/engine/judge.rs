@@ -5,6 +5,7 @@
 //! Must never: turn a row that is not provably ours into a verdict, call a requeue-able end final while the
 //! controller may still run the job again, or call a job lost on a cycle in which a source did not answer.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use super::verdict::{JobDetail, JobPhase, JobReport, classify_state};
@@ -145,6 +146,25 @@ pub struct Judgement {
     pub stale: Option<JobRow>,
 }
 
+impl Sightings {
+    /// The rows of each job id: many jobs are judged from one answer without a pass over every row per job.
+    pub fn by_id(&self) -> HashMap<&str, Vec<&JobRow>> {
+        let mut m: HashMap<&str, Vec<&JobRow>> = HashMap::with_capacity(self.rows.len());
+        for r in &self.rows {
+            m.entry(r.job_id.as_str()).or_default().push(r);
+        }
+        m
+    }
+}
+
+/// Whether the controller's rows decide `job` whatever accounting says: one of them is ours (the controller
+/// is the live truth, see [`judge`]). Accounting need not be asked about such a job.
+pub fn controller_decides(job: &TrackedJob, controller_rows: &[&JobRow]) -> bool {
+    controller_rows
+        .iter()
+        .any(|r| r.source == Source::Controller && identify(job, r) == Identity::Ours)
+}
+
 /// Judges `job` from `sightings` at wall time `now`; `last_seen` is when a source last showed it (or when
 /// its id became known).
 pub fn judge(
@@ -154,10 +174,29 @@ pub fn judge(
     now: Millis,
     policy: JudgePolicy,
 ) -> Judgement {
+    let rows: Vec<&JobRow> = sightings
+        .rows
+        .iter()
+        .filter(|r| r.job_id == job.job_id)
+        .collect();
+    judge_rows(job, &rows, sightings, last_seen, now, policy)
+}
+
+/// [`judge`] with the rows of `job`'s id already picked out (from [`Sightings::by_id`]); `answered` says
+/// which sources answered (its rows are not read).
+pub fn judge_rows(
+    job: &TrackedJob,
+    rows: &[&JobRow],
+    answered: &Sightings,
+    last_seen: Millis,
+    now: Millis,
+    policy: JudgePolicy,
+) -> Judgement {
+    let sightings = answered;
     let mut controller: Option<&JobRow> = None;
     let mut accounting: Option<&JobRow> = None;
     let mut stale = None;
-    for row in sightings.rows.iter().filter(|r| r.job_id == job.job_id) {
+    for &row in rows.iter().filter(|r| r.job_id == job.job_id) {
         match identify(job, row) {
             Identity::Ours => {
                 let slot = match row.source {

@@ -231,6 +231,36 @@ impl Root {
         entries_of(&self.fd)
     }
 
+    /// The root's entries that may be subdirectories — not hidden (`.*`), and a directory or of a type
+    /// `readdir` does not say — packed into `out` in `readdir` order as `kind, name bytes, NUL` (`kind`
+    /// [`PACKED_DIR`] or [`PACKED_UNKNOWN`]), read with `getdents64` into the reused `buf`: no allocation
+    /// per entry, and two listings compare as bytes.
+    pub fn read_candidates(&self, buf: &mut Vec<u8>, out: &mut Vec<u8>) -> io::Result<()> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(self.fd(), ".", flags, Mode::empty())?;
+        if buf.capacity() < LISTING_BUF {
+            buf.reserve(LISTING_BUF);
+        }
+        out.clear();
+        let mut dir = rustix::fs::RawDir::new(&fd, buf.spare_capacity_mut());
+        while let Some(entry) = dir.next() {
+            let entry = entry?;
+            let name = entry.file_name().to_bytes();
+            if name.first() == Some(&b'.') {
+                continue;
+            }
+            let kind = match entry.file_type() {
+                FileType::Directory => PACKED_DIR,
+                FileType::Unknown => PACKED_UNKNOWN,
+                _ => continue,
+            };
+            out.push(kind);
+            out.extend_from_slice(name);
+            out.push(0);
+        }
+        Ok(())
+    }
+
     /// `statx` of an entry of the root, without following a symlink; `None` if it does not exist.
     pub fn stat(&self, name: &OsStr) -> io::Result<Option<FileStat>> {
         stat_at(self.fd(), name)
@@ -346,6 +376,13 @@ impl SubDir {
 }
 
 /// Every entry of the directory open at `fd` (`.` and `..` left out), with `readdir`'s idea of its type.
+/// The `getdents64` buffer of [`Root::read_candidates`]: 100,000 entries in about 100 calls.
+const LISTING_BUF: usize = 256 * 1024;
+/// A packed entry that `readdir` says is a directory.
+pub const PACKED_DIR: u8 = b'd';
+/// A packed entry whose type `readdir` does not say.
+pub const PACKED_UNKNOWN: u8 = b'?';
+
 fn entries_of(fd: &impl AsFd) -> io::Result<Vec<(OsString, FileType)>> {
     let mut dir = Dir::read_from(fd)?;
     let mut out = Vec::new();

@@ -213,7 +213,11 @@ impl Scheduler for Fake {
         answer
     }
 
-    fn query(&mut self, jobs: &[TrackedJob]) -> Result<Sightings, QueryError> {
+    fn query(
+        &mut self,
+        jobs: &[TrackedJob],
+        _decided: &super::Decided<'_>,
+    ) -> Result<Sightings, QueryError> {
         let mut s = self.script();
         s.calls
             .push(Call::Query(jobs.iter().map(|j| j.job_id.clone()).collect()));

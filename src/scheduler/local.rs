@@ -325,7 +325,11 @@ impl Scheduler for Local {
         Ok(id)
     }
 
-    fn query(&mut self, jobs: &[TrackedJob]) -> Result<Sightings, QueryError> {
+    fn query(
+        &mut self,
+        jobs: &[TrackedJob],
+        _decided: &super::Decided<'_>,
+    ) -> Result<Sightings, QueryError> {
         let job_ids: Vec<String> = jobs.iter().map(|j| j.job_id.clone()).collect();
         let out = self.states(&job_ids)?;
         // A local job's id is made from its key, so every report is about our job; the local executor

@@ -74,10 +74,17 @@ pub trait Scheduler: Send {
         let _ = width;
         submit_one_at_a_time(self, specs, answer)
     }
-    /// Every row its sources print for the ids of the given jobs, in one call per source where the back end
-    /// allows, and which sources answered. It reports; whether a row is about our job, and what it means, is
-    /// the engine's (`engine::judge`). An error only when no source answered.
-    fn query(&mut self, jobs: &[TrackedJob]) -> Result<Sightings, QueryError>;
+    /// Every row its sources print for the ids of the given jobs, in one call per source and chunk of ids
+    /// where the back end allows, and which sources answered. It reports; whether a row is about our job,
+    /// and what it means, is the engine's (`engine::judge`): a back end with a live source (the
+    /// controller) and a lagging one (accounting) may ask the lagging one only about the jobs whose live
+    /// rows `decided` (the engine's [`crate::engine::judge::controller_decides`]) does not call decisive.
+    /// An error only when no source answered.
+    fn query(
+        &mut self,
+        jobs: &[TrackedJob],
+        decided: &Decided<'_>,
+    ) -> Result<Sightings, QueryError>;
     /// Finds the job that carries `key`, if one was ever submitted (`since` = when the intent was committed).
     /// `Ok(None)` only when every source answered and none has it.
     fn lookup(
@@ -91,6 +98,9 @@ pub trait Scheduler: Send {
     /// ended: either way it runs no more.
     fn cancel(&mut self, job: &TrackedJob) -> Result<(), CancelError>;
 }
+
+/// Whether the controller's rows of a job (those with its id) decide it, so accounting need not be asked.
+pub type Decided<'a> = dyn Fn(&TrackedJob, &[&JobRow]) -> bool + 'a;
 
 /// What [`Scheduler::submit_many`] tells its caller of each answer: the index in `specs`, the result and
 /// how long the call took; the caller returns whether more may start.

@@ -6,7 +6,7 @@
 //! go through a shell, turn "sacct did not answer / does not know the job" into a failure, or decide whether
 //! a row is about our job (it reports every row; the engine judges).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -287,8 +287,21 @@ pub fn parse_sacct(stdout: &str, cluster: Option<&str>) -> Vec<JobRow> {
 
 /// Parses `squeue -h -t all -O <SQUEUE_FIELDS>` output (with `SLURM_TIME_FORMAT=%s`).
 pub fn parse_squeue(stdout: &str, cluster: Option<&str>) -> Vec<JobRow> {
+    parse_squeue_of(stdout, cluster, None)
+}
+
+/// [`parse_squeue`] of the lines whose id is in `asked` (all lines when `None`): a line of another job
+/// costs a look at its first field, no allocation.
+pub fn parse_squeue_of(
+    stdout: &str,
+    cluster: Option<&str>,
+    asked: Option<&HashSet<&str>>,
+) -> Vec<JobRow> {
     stdout
         .lines()
+        .filter(|line| {
+            asked.is_none_or(|a| a.contains(line.split('|').next().unwrap_or_default().trim()))
+        })
         .filter_map(|line| {
             let line = line.strip_suffix('|').unwrap_or(line);
             let f: Vec<&str> = line.splitn(11, '|').collect();
@@ -373,7 +386,9 @@ pub fn starttime_arg(oldest: Millis, now: Millis) -> String {
 pub const IDS_PER_CALL: usize = 2000;
 
 /// Groups job ids by cluster (normally one group: the local cluster), in chunks of [`IDS_PER_CALL`].
-fn by_cluster(jobs: &[TrackedJob]) -> Vec<(Option<&str>, Vec<&str>)> {
+fn by_cluster<'a>(
+    jobs: impl IntoIterator<Item = &'a TrackedJob>,
+) -> Vec<(Option<&'a str>, Vec<&'a str>)> {
     let mut m: BTreeMap<Option<&str>, Vec<&str>> = BTreeMap::new();
     for j in jobs {
         let (id, cluster) = split_job_id(&j.job_id);
@@ -429,10 +444,10 @@ pub fn sbatch_refusal_is_certain(stderr: &str) -> bool {
 
 impl Slurm {
     /// One bounded `sacct` per cluster and chunk of [`IDS_PER_CALL`] ids.
-    fn query_sacct(&self, jobs: &[TrackedJob]) -> Result<Vec<JobRow>, QueryError> {
+    fn query_sacct(&self, jobs: &[&TrackedJob]) -> Result<Vec<JobRow>, QueryError> {
         let oldest = jobs.iter().map(|j| j.since).min().unwrap_or_else(now_ms);
         let mut out = Vec::new();
-        for (cluster, ids) in by_cluster(jobs) {
+        for (cluster, ids) in by_cluster(jobs.iter().copied()) {
             let mut inv = Invocation::new("sacct")
                 .arg("-X")
                 .arg("-n")
@@ -450,21 +465,16 @@ impl Slurm {
         Ok(out)
     }
 
-    /// The controller's view: one `squeue -t all` per cluster and chunk of ids (finished ones too, until
-    /// `MinJobAge`), with the fields that tell whose job a row is and whether it may run again.
+    /// The controller's view (finished jobs too, until `MinJobAge`), with the fields that tell whose job a
+    /// row is and whether it may run again: see [`squeue_selections`].
     fn query_controller(&self, jobs: &[TrackedJob]) -> Result<Vec<JobRow>, QueryError> {
         let mut out = Vec::new();
-        for (cluster, mut ids) in by_cluster(jobs) {
-            // With a single id squeue fails ("Invalid job id specified") once the controller has forgotten
-            // the job; with the id twice it lists what it knows, as for several ids.
-            if ids.len() == 1 {
-                ids.push(ids[0]);
-            }
+        for (cluster, select) in squeue_selections(jobs) {
             let mut inv = Invocation::new("squeue")
                 .arg("-h")
                 .arg("-t")
                 .arg("all")
-                .arg(format!("--jobs={}", ids.join(",")))
+                .arg(&select)
                 .arg("-O")
                 .arg(SQUEUE_FIELDS);
             if let Some(c) = cluster {
@@ -472,6 +482,12 @@ impl Slurm {
             }
             inv.env.push(("SLURM_TIME_FORMAT".into(), "%s".into()));
             match process::run(&inv, self.timeout) {
+                // Everything of this user: only the lines of the asked ids are parsed.
+                Ok(res) if select == "--me" => {
+                    let asked: HashSet<&str> =
+                        jobs.iter().map(|j| split_job_id(&j.job_id).0).collect();
+                    out.extend(parse_squeue_of(&res.stdout, cluster, Some(&asked)));
+                }
                 Ok(res) => out.extend(parse_squeue(&res.stdout, cluster)),
                 Err(ProcessError::Failed { stderr, .. })
                     if stderr.contains("Invalid job id specified") => {}
@@ -480,6 +496,34 @@ impl Slurm {
         }
         Ok(out)
     }
+}
+
+/// Above this many jobs of one cluster, the controller is asked for all of this user's jobs at once instead
+/// of by id: squeue filters `--jobs` on the client against every job the controller holds (2,000 ids among
+/// 22,000 jobs: 1.5 s of squeue CPU, against 0.3 s for `--me` and all 22,000 rows), and `--me` is filtered
+/// by the controller.
+pub const SQUEUE_BY_USER_ABOVE: usize = 100;
+
+/// What each `squeue` call selects, per cluster: `--me` for many jobs, else `--jobs=<ids>` (with a single
+/// id given twice: alone, squeue fails with "Invalid job id specified" once the controller has forgotten
+/// it; twice, it lists what it knows, as for several ids).
+pub fn squeue_selections(jobs: &[TrackedJob]) -> Vec<(Option<&str>, String)> {
+    let mut m: BTreeMap<Option<&str>, Vec<&str>> = BTreeMap::new();
+    for j in jobs {
+        let (id, cluster) = split_job_id(&j.job_id);
+        m.entry(cluster).or_default().push(id);
+    }
+    m.into_iter()
+        .map(|(cluster, mut ids)| {
+            if ids.len() > SQUEUE_BY_USER_ABOVE {
+                return (cluster, "--me".to_string());
+            }
+            if ids.len() == 1 {
+                ids.push(ids[0]);
+            }
+            (cluster, format!("--jobs={}", ids.join(",")))
+        })
+        .collect()
 }
 
 impl Scheduler for Slurm {
@@ -501,8 +545,12 @@ impl Scheduler for Slurm {
         super::submit_concurrently(specs, width, |spec| this.sbatch(spec), answer)
     }
 
-    fn query(&mut self, jobs: &[TrackedJob]) -> Result<Sightings, QueryError> {
-        self.query_all(jobs)
+    fn query(
+        &mut self,
+        jobs: &[TrackedJob],
+        decided: &super::Decided<'_>,
+    ) -> Result<Sightings, QueryError> {
+        self.query_all(jobs, decided)
     }
 
     fn lookup(
@@ -553,9 +601,47 @@ impl Slurm {
         }
     }
 
-    fn query_all(&mut self, jobs: &[TrackedJob]) -> Result<Sightings, QueryError> {
-        let now = now_ms();
+    /// The controller first (it knows every live job at once, and is cheap), then accounting only about
+    /// the jobs whose controller rows do not decide them (they left the controller, or its row of the id is
+    /// not ours): with thousands of jobs pending or running, no `sacct` runs at all. When the controller
+    /// does not answer, accounting is asked about every job.
+    fn query_all(
+        &mut self,
+        jobs: &[TrackedJob],
+        decided: &super::Decided<'_>,
+    ) -> Result<Sightings, QueryError> {
+        let ctl = self.ask_controller(jobs);
+        let rest: Vec<&TrackedJob> = match &ctl {
+            Ok(rows) => undecided(jobs, rows, decided),
+            Err(_) => jobs.iter().collect(),
+        };
+        let acct = if rest.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.ask_accounting(&rest)
+        };
+        match (acct, ctl) {
+            (Err(a), Err(c)) => Err(QueryError(format!(
+                "{a}; and the controller did not answer either: {c}"
+            ))),
+            (a, c) => {
+                let accounting = a.is_ok();
+                let controller = c.is_ok();
+                let mut rows = c.unwrap_or_default();
+                rows.extend(a.unwrap_or_default());
+                Ok(Sightings {
+                    rows,
+                    accounting,
+                    controller,
+                })
+            }
+        }
+    }
+
+    /// `sacct` about `jobs`; an outage is said once when it starts and once when it ends.
+    fn ask_accounting(&mut self, jobs: &[&TrackedJob]) -> Result<Vec<JobRow>, QueryError> {
         let acct = self.query_sacct(jobs);
+        let now = now_ms();
         match &acct {
             Ok(_) => {
                 if let OutageEdge::Ended { failures, .. } = self.accounting.succeeded(now) {
@@ -574,53 +660,41 @@ impl Slurm {
                 }
             }
         }
-        let ctl = if self.controller_next.is_none_or(|next| now >= next) {
-            let r = self.query_controller(jobs);
-            match &r {
-                Ok(_) => {
-                    self.controller_next = None;
-                    if let OutageEdge::Ended { failures, .. } = self.controller.succeeded(now) {
-                        tracing::info!(
-                            "the controller (squeue) answers again after {failures} failed queries"
-                        );
-                    }
-                }
-                Err(e) => {
-                    self.controller_next = Some(now + crate::time::ms(CONTROLLER_PROBE));
-                    if self.controller.failed(now) == OutageEdge::Started {
-                        tracing::warn!(
-                            "the controller (squeue) is not answering: {e}; following jobs through accounting \
-                             meanwhile (failures are recorded only after {}; asking the controller again every {})",
-                            crate::time::human(crate::time::ms(
-                                crate::engine::judge::REQUEUE_SETTLE
-                            )),
-                            crate::time::human(crate::time::ms(CONTROLLER_PROBE)),
-                        );
-                    }
+        acct
+    }
+
+    /// `squeue` about `jobs`, unless it failed less than [`CONTROLLER_PROBE`] ago; an outage is said once
+    /// when it starts and once when it ends.
+    fn ask_controller(&mut self, jobs: &[TrackedJob]) -> Result<Vec<JobRow>, QueryError> {
+        let now = now_ms();
+        if self.controller_next.is_some_and(|next| now < next) {
+            return Err(QueryError(
+                "the controller did not answer the last query".into(),
+            ));
+        }
+        let r = self.query_controller(jobs);
+        match &r {
+            Ok(_) => {
+                self.controller_next = None;
+                if let OutageEdge::Ended { failures, .. } = self.controller.succeeded(now) {
+                    tracing::info!(
+                        "the controller (squeue) answers again after {failures} failed queries"
+                    );
                 }
             }
-            r
-        } else {
-            Err(QueryError(
-                "the controller did not answer the last query".into(),
-            ))
-        };
-        match (acct, ctl) {
-            (Err(a), Err(c)) => Err(QueryError(format!(
-                "{a}; and the controller did not answer either: {c}"
-            ))),
-            (a, c) => {
-                let accounting = a.is_ok();
-                let controller = c.is_ok();
-                let mut rows = a.unwrap_or_default();
-                rows.extend(c.unwrap_or_default());
-                Ok(Sightings {
-                    rows,
-                    accounting,
-                    controller,
-                })
+            Err(e) => {
+                self.controller_next = Some(now + crate::time::ms(CONTROLLER_PROBE));
+                if self.controller.failed(now) == OutageEdge::Started {
+                    tracing::warn!(
+                        "the controller (squeue) is not answering: {e}; following jobs through accounting \
+                         meanwhile (failures are recorded only after {}; asking the controller again every {})",
+                        crate::time::human(crate::time::ms(crate::engine::judge::REQUEUE_SETTLE)),
+                        crate::time::human(crate::time::ms(CONTROLLER_PROBE)),
+                    );
+                }
             }
         }
+        r
     }
 
     fn lookup_key(
@@ -668,6 +742,21 @@ impl Slurm {
         }
         Ok(None)
     }
+}
+
+/// The jobs that `decided` does not settle from the controller's rows of their ids.
+fn undecided<'a>(
+    jobs: &'a [TrackedJob],
+    controller_rows: &[JobRow],
+    decided: &super::Decided<'_>,
+) -> Vec<&'a TrackedJob> {
+    let mut by_id: std::collections::HashMap<&str, Vec<&JobRow>> = Default::default();
+    for r in controller_rows {
+        by_id.entry(r.job_id.as_str()).or_default().push(r);
+    }
+    jobs.iter()
+        .filter(|j| !decided(j, by_id.get(j.job_id.as_str()).map_or(&[], Vec::as_slice)))
+        .collect()
 }
 
 fn now_ms() -> Millis {
@@ -742,6 +831,54 @@ mod tests {
                 proptest::prop_assert!(holds(&id));
             }
         }
+    }
+
+    #[test]
+    fn accounting_is_asked_only_about_jobs_the_controller_does_not_show_as_ours() {
+        let job = |id: &str| TrackedJob {
+            job_id: id.into(),
+            key: format!("dw-{id}"),
+            job_name: format!("dw-run{id}"),
+            since: 1_800_000_000_000,
+        };
+        let jobs = [job("1"), job("2"), job("3")];
+        let line = |id: &str, comment: &str| {
+            format!("{id}|1800000000|0|PENDING|0|1|0:00|(null)|Priority|{comment}|dw-run{id}|")
+        };
+        // 1 is ours and pending; 2 is another job that has our id now (a reused id); 3 left the controller.
+        let out = format!("{}\n{}\n", line("1", "dw-1"), line("2", "someone-else"));
+        let rows = parse_squeue(&out, None);
+        let rest = undecided(&jobs, &rows, &crate::engine::judge::controller_decides);
+        let ids: Vec<&str> = rest.iter().map(|j| j.job_id.as_str()).collect();
+        assert_eq!(ids, ["2", "3"]);
+    }
+
+    #[test]
+    fn many_jobs_are_asked_of_the_controller_by_user_few_by_id() {
+        let job = |id: String| TrackedJob {
+            job_id: id,
+            key: "k".into(),
+            job_name: "n".into(),
+            since: 0,
+        };
+        let mut jobs: Vec<TrackedJob> = (0..=SQUEUE_BY_USER_ABOVE)
+            .map(|n| job(format!("{}", 1_000 + n)))
+            .collect();
+        jobs.push(job("7;other".into()));
+        let sel = squeue_selections(&jobs);
+        assert_eq!(
+            sel,
+            [(None, "--me".into()), (Some("other"), "--jobs=7,7".into())]
+        );
+        let few = squeue_selections(&jobs[..3]);
+        assert_eq!(few, [(None, "--jobs=1000,1001,1002".to_string())]);
+        // With `--me`, the lines of other jobs of the user are skipped.
+        let line = |id: u32| format!("{id}|1|0|PENDING|0|1|0:00|(null)|None|(null)|x|");
+        let out = format!("{}\n{}\n", line(1000), line(99));
+        let asked: HashSet<&str> = ["1000"].into();
+        let rows = parse_squeue_of(&out, None, Some(&asked));
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].job_id, "1000");
     }
 
     #[test]
