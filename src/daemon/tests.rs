@@ -436,7 +436,17 @@ fn logs_of(f: impl FnOnce()) -> String {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    tracing::subscriber::with_default(subscriber, f);
+    // tracing caches per call site, process-wide, whether anyone listens, and while at most one dispatcher
+    // is registered it asks only the registering thread's: a site first hit by a parallel test without a
+    // subscriber was cached as unheard, and this capture lost the line (a missing "submissions work again"
+    // in a loaded CI run). A second dispatcher that listens to everything, held for the whole test binary,
+    // makes every site ask all of them; the rebuild re-asks the sites registered before it existed.
+    static ANCHOR: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+    ANCHOR.get_or_init(|| tracing::Dispatch::new(tracing_subscriber::registry()));
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::callsite::rebuild_interest_cache();
+        f()
+    });
     let bytes = sink.0.lock().unwrap().clone();
     String::from_utf8_lossy(&bytes).into_owned()
 }
