@@ -699,10 +699,9 @@ impl Daemon {
         self.publish_snapshot();
     }
 
-    /// Writes what only the daemon knows for `status` and `explain` (`<state_file>.status.json`): when it
-    /// changed, and at least once per poll interval so that its age shows the daemon is alive.
-    fn publish_snapshot(&mut self) {
-        let (mono, wall) = (self.clock.mono(), self.clock.wall());
+    /// What the snapshot says of the directories not submitted yet: settling, locked, unreadable, held;
+    /// by name.
+    fn waiting_now(&self) -> Vec<Waiting> {
         let checks = self.cfg.watch.stability_checks;
         let mut waiting: Vec<Waiting> = self
             .settling
@@ -743,6 +742,14 @@ impl Daemon {
             reason: why.words(),
         }));
         waiting.sort_by(|a, b| a.dir.cmp(&b.dir));
+        waiting
+    }
+
+    /// Writes what only the daemon knows for `status` and `explain` (`<state_file>.status.json`): when it
+    /// changed, and at least once per poll interval so that its age shows the daemon is alive.
+    fn publish_snapshot(&mut self) {
+        let (mono, wall) = (self.clock.mono(), self.clock.wall());
+        let waiting = self.waiting_now();
         let p = &mut self.observers.snapshot;
         // The job list (20,000 entries with as many jobs in flight) is copied only when it changed.
         let (jobs, jobs_version) = match self.observers.metrics.jobs_seen_since(p.jobs_version) {
