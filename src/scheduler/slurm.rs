@@ -466,35 +466,73 @@ impl Slurm {
     }
 
     /// The controller's view (finished jobs too, until `MinJobAge`), with the fields that tell whose job a
-    /// row is and whether it may run again: see [`squeue_selections`].
+    /// row is and whether it may run again: see [`squeue_selections`]. A job that `--me` does not list is
+    /// asked about by id: it may belong to another user (`--uid`), so only `--jobs` can say that the
+    /// controller does not know it.
     fn query_controller(&self, jobs: &[TrackedJob]) -> Result<Vec<JobRow>, QueryError> {
         let mut out = Vec::new();
         for (cluster, select) in squeue_selections(jobs) {
-            let mut inv = Invocation::new("squeue")
-                .arg("-h")
-                .arg("-t")
-                .arg("all")
-                .arg(&select)
-                .arg("-O")
-                .arg(SQUEUE_FIELDS);
-            if let Some(c) = cluster {
-                inv = inv.arg(format!("--clusters={c}"));
+            if select != "--me" {
+                out.extend(self.squeue(cluster, &select, None)?);
+                continue;
             }
-            inv.env.push(("SLURM_TIME_FORMAT".into(), "%s".into()));
-            match process::run(&inv, self.timeout) {
-                // Everything of this user: only the lines of the asked ids are parsed.
-                Ok(res) if select == "--me" => {
-                    let asked: HashSet<&str> =
-                        jobs.iter().map(|j| split_job_id(&j.job_id).0).collect();
-                    out.extend(parse_squeue_of(&res.stdout, cluster, Some(&asked)));
-                }
-                Ok(res) => out.extend(parse_squeue(&res.stdout, cluster)),
-                Err(ProcessError::Failed { stderr, .. })
-                    if stderr.contains("Invalid job id specified") => {}
-                Err(e) => return Err(QueryError(e.to_string())),
+            let asked: HashSet<&str> = jobs
+                .iter()
+                .map(|j| split_job_id(&j.job_id))
+                .filter(|(_, c)| *c == cluster)
+                .map(|(id, _)| id)
+                .collect();
+            let rows = self.squeue(cluster, "--me", Some(&asked))?;
+            let mut unlisted: Vec<&str> = {
+                let seen: HashSet<&str> = rows.iter().map(|r| split_job_id(&r.job_id).0).collect();
+                asked.iter().filter(|id| !seen.contains(*id)).copied().collect()
+            };
+            unlisted.sort_unstable();
+            out.extend(rows);
+            for ids in unlisted.chunks(IDS_PER_CALL) {
+                out.extend(self.squeue(cluster, &jobs_selection(ids), None)?);
             }
         }
         Ok(out)
+    }
+
+    /// One `squeue -t all` call selecting `select` on `cluster`; with `only`, the lines of those ids alone
+    /// are parsed. A forgotten id ("Invalid job id specified") is no row, not an error.
+    fn squeue(
+        &self,
+        cluster: Option<&str>,
+        select: &str,
+        only: Option<&HashSet<&str>>,
+    ) -> Result<Vec<JobRow>, QueryError> {
+        let mut inv = Invocation::new("squeue")
+            .arg("-h")
+            .arg("-t")
+            .arg("all")
+            .arg(select)
+            .arg("-O")
+            .arg(SQUEUE_FIELDS);
+        if let Some(c) = cluster {
+            inv = inv.arg(format!("--clusters={c}"));
+        }
+        inv.env.push(("SLURM_TIME_FORMAT".into(), "%s".into()));
+        match process::run(&inv, self.timeout) {
+            Ok(res) => Ok(parse_squeue_of(&res.stdout, cluster, only)),
+            Err(ProcessError::Failed { stderr, .. })
+                if stderr.contains("Invalid job id specified") =>
+            {
+                Ok(Vec::new())
+            }
+            Err(e) => Err(QueryError(e.to_string())),
+        }
+    }
+}
+
+/// `--jobs=<ids>`, with a single id given twice: alone, squeue fails with "Invalid job id specified" once
+/// the controller has forgotten it; twice, it lists what it knows, as for several ids.
+fn jobs_selection(ids: &[&str]) -> String {
+    match ids {
+        [one] => format!("--jobs={one},{one}"),
+        _ => format!("--jobs={}", ids.join(",")),
     }
 }
 
@@ -504,9 +542,8 @@ impl Slurm {
 /// by the controller.
 pub const SQUEUE_BY_USER_ABOVE: usize = 100;
 
-/// What each `squeue` call selects, per cluster: `--me` for many jobs, else `--jobs=<ids>` (with a single
-/// id given twice: alone, squeue fails with "Invalid job id specified" once the controller has forgotten
-/// it; twice, it lists what it knows, as for several ids).
+/// What each `squeue` call selects, per cluster: `--me` for many jobs, else `--jobs=<ids>` (see
+/// [`jobs_selection`]).
 pub fn squeue_selections(jobs: &[TrackedJob]) -> Vec<(Option<&str>, String)> {
     let mut m: BTreeMap<Option<&str>, Vec<&str>> = BTreeMap::new();
     for j in jobs {
@@ -514,14 +551,11 @@ pub fn squeue_selections(jobs: &[TrackedJob]) -> Vec<(Option<&str>, String)> {
         m.entry(cluster).or_default().push(id);
     }
     m.into_iter()
-        .map(|(cluster, mut ids)| {
+        .map(|(cluster, ids)| {
             if ids.len() > SQUEUE_BY_USER_ABOVE {
                 return (cluster, "--me".to_string());
             }
-            if ids.len() == 1 {
-                ids.push(ids[0]);
-            }
-            (cluster, format!("--jobs={}", ids.join(",")))
+            (cluster, jobs_selection(&ids))
         })
         .collect()
 }
