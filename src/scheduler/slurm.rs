@@ -485,7 +485,11 @@ impl Slurm {
             let rows = self.squeue(cluster, "--me", Some(&asked))?;
             let mut unlisted: Vec<&str> = {
                 let seen: HashSet<&str> = rows.iter().map(|r| split_job_id(&r.job_id).0).collect();
-                asked.iter().filter(|id| !seen.contains(*id)).copied().collect()
+                asked
+                    .iter()
+                    .filter(|id| !seen.contains(*id))
+                    .copied()
+                    .collect()
             };
             unlisted.sort_unstable();
             out.extend(rows);
