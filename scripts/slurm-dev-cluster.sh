@@ -151,8 +151,10 @@ start() { # name cmd... : cmd runs in the foreground, in its own session
     log "$name already running (pid $(recpid "$name"))"
     return 0
   fi
-  # No job control in a script, so setsid need not fork and $! is the daemon.
-  setsid "$@" >>"$STATE/log/$name.out" 2>&1 </dev/null 9>&- &
+  # No job control in a script, so setsid need not fork and $! is the daemon. It runs in /: a daemon
+  # started from a checkout that is later deleted keeps a deleted working directory, and slurmstepd then
+  # writes "Unable to get current working directory" into every job's output.
+  (cd / && exec setsid "$@") >>"$STATE/log/$name.out" 2>&1 </dev/null 9>&- &
   pid=$!
   sleep 0.05
   info=$(procinfo "$pid") || die "$name died at once; see $STATE/log/$name.out"
