@@ -518,11 +518,12 @@ cmd_run_tests() {
   [ -x "$bin" ] || die "no test binary \`$bin\`"
   [ -x "$dw" ] || die "no dirwatcher binary \`$dw\` beside the test binary: build it (cargo test --no-run)"
   nspawn_alive || die "the site container is not running; start it with \`scripts/site-cluster.sh up\`"
-  mkdir -p "$ROOT$(dirname "$bin")" "$ROOT$repo"
-  install -m 755 "$bin" "$ROOT$bin"
-  install -m 755 "$dw" "$ROOT$dw"
+  # Copied through the container's own view of its file system, not into $ROOT: a checkout under /tmp
+  # would land below the container's /tmp, which its systemd mounts a tmpfs over (CI clones may be there).
+  ct mkdir -p "$(dirname "$bin")" "$(dirname "$dw")" "$repo"
+  tar -C / -cf - "${bin#/}" "${dw#/}" | ct tar -C / -xf -
   if git -C "$repo" rev-parse --git-dir >/dev/null 2>&1; then
-    git -C "$repo" ls-files -z | (cd "$repo" && tar --null -T - -cf -) | tar -C "$ROOT$repo" -xf -
+    git -C "$repo" ls-files -z | (cd "$repo" && tar --null -T - -cf -) | ct tar -C "$repo" -xf -
   fi
   ct env DIRWATCHER_REQUIRE_SLURM=1 "$bin" "$@"
 }
