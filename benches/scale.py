@@ -113,6 +113,17 @@ def stop(p):
         p.wait()
 
 
+def all_submitted(state, n):
+    """Whether all `n` records of the ledger at `state` have their job id (the daemon may hold it locked)."""
+    try:
+        c = sqlite3.connect(state)
+        k = c.execute("select count(*) from generations where job_id is not null").fetchone()[0]
+        c.close()
+        return k == n
+    except sqlite3.Error:
+        return False
+
+
 def wait_for(pred, timeout, what):
     end = time.time() + timeout
     while time.time() < end:
@@ -230,15 +241,7 @@ def bench_burst(work, n, reps):
                               "--allow-root", "--config", cfg], stdout=subprocess.DEVNULL,
                              stderr=open(os.path.join(base, "d.log"), "w"))
 
-        def submitted():
-            try:
-                c = sqlite3.connect(state)
-                k = c.execute("select count(*) from generations where job_id is not null").fetchone()[0]
-                c.close()
-                return k == n
-            except sqlite3.Error:
-                return False
-        wait_for(submitted, 600, f"{n} submissions")
+        wait_for(lambda: all_submitted(state, n), 600, f"{n} submissions")
         c = sqlite3.connect(state)
         first_intent, last = c.execute("select min(created_at), max(submitted_at) from generations").fetchone()
         keys = [k for (k,) in c.execute("select job_id from generations")]
@@ -293,15 +296,7 @@ def bench_track(work, n, cycles):
     rounds = lambda: sum(1 for line in open(dlog, errors="replace") if "scheduler call query" in line)
     jobs = []
     try:
-        def submitted():
-            try:
-                c = sqlite3.connect(state)
-                k = c.execute("select count(*) from generations where job_id is not null").fetchone()[0]
-                c.close()
-                return k == n
-            except sqlite3.Error:
-                return False
-        wait_for(submitted, 3600, f"{n} submissions")
+        wait_for(lambda: all_submitted(state, n), 3600, f"{n} submissions")
         submit_s = time.time() - t_start
         c = sqlite3.connect(state)
         jobs = [j for (j,) in c.execute("select job_id from generations")]
