@@ -17,7 +17,7 @@ Usage: benches/scale.py [--quick] [--out FILE] [--check RATIOS.json]
   more than 2x worse than the recorded one (never on absolute times).
 Needs the release binary (cargo build --release) and, for newdir/burst, the test cluster.
 """
-import json, os, re, shutil, sqlite3, statistics, subprocess, sys, tempfile, time
+import json, os, shutil, sqlite3, statistics, subprocess, sys, tempfile, time
 
 BIN = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "target", "release", "dirwatcher"))
 
