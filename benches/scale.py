@@ -19,7 +19,7 @@ Needs the release binary (cargo build --release) and, for newdir/burst, the test
 """
 import json, os, shutil, sqlite3, statistics, subprocess, sys, tempfile, time
 
-BIN = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "target", "release", "dirwatcher"))
+BIN = os.environ.get("DW_BENCH_BIN") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "target", "release", "dirwatcher"))
 
 
 def ms(t):

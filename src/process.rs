@@ -114,10 +114,11 @@ fn run_fed(
     timeout: Duration,
 ) -> Result<Output, ProcessError> {
     let program = inv.program.to_string_lossy().into_owned();
-    let mut cmd = Command::new(&inv.program);
+    let env = child_env(std::env::vars_os(), &inv.env);
+    let mut cmd = Command::new(on_path(&inv.program, &env));
     cmd.args(&inv.args)
         .env_clear()
-        .envs(child_env(std::env::vars_os(), &inv.env))
+        .envs(env)
         .stdin(if input.is_some() {
             Stdio::piped()
         } else {
@@ -169,6 +170,35 @@ fn run_fed(
         stderr: trim(&stderr),
         stdout: trim(&stdout),
     })
+}
+
+/// The file a bare program name runs, looked up in the child's own `PATH` (the last one in `env`, as the
+/// child would see it; `/bin:/usr/bin` without one, as execvp(3)); a name with a `/`, or one found nowhere,
+/// is returned as given (the spawn then fails and says so). Relative `PATH` entries are skipped: what runs
+/// must not depend on the daemon's working directory.
+///
+/// Why not leave it to the child: given a bare name and a `PATH` of its own, `std` forks the daemon
+/// instead of using posix_spawn(3) (vfork), copying the page tables of a daemon that holds 20,000 jobs in
+/// memory for every `squeue` and `sbatch`, and paying a copy-on-write fault for each page it writes until
+/// the child has exec'd.
+pub fn on_path(program: &OsStr, env: &[(OsString, OsString)]) -> OsString {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+    if program.as_bytes().contains(&b'/') || program.is_empty() {
+        return program.to_owned();
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map_or(OsStr::new("/bin:/usr/bin"), |(_, v)| v.as_os_str());
+    std::env::split_paths(path)
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(program))
+        .find(|f| {
+            std::fs::metadata(f).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .map_or_else(|| program.to_owned(), std::path::PathBuf::into_os_string)
 }
 
 /// Why a variable of the daemon's environment is not passed to a child.
@@ -430,6 +460,36 @@ mod tests {
             withheld_slurm_names(daemon),
             ["SBATCH_PARTITION", "SLURM_TIME_FORMAT"]
         );
+    }
+
+    #[test]
+    fn a_bare_name_runs_the_first_executable_of_the_childs_own_path() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        // In `a` but not executable; in `b` executable: `b`'s is the one execvp would run.
+        std::fs::write(a.join("tool"), "#!/bin/sh\necho a\n").unwrap();
+        std::fs::write(b.join("tool"), "#!/bin/sh\necho b\n").unwrap();
+        std::fs::set_permissions(b.join("tool"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!("relative:{}:{}", a.display(), b.display());
+        let env = vars(&[("PATH", "/nowhere"), ("PATH", &path)]);
+        assert_eq!(
+            on_path(OsStr::new("tool"), &env),
+            b.join("tool").into_os_string()
+        );
+        assert_eq!(
+            on_path(OsStr::new("./tool"), &env),
+            OsString::from("./tool")
+        );
+        assert_eq!(
+            on_path(OsStr::new("absent"), &env),
+            OsString::from("absent")
+        );
+        let mut inv = Invocation::new("tool");
+        inv.env.push(("PATH".into(), path.into()));
+        assert_eq!(run(&inv, Duration::from_secs(5)).unwrap().stdout, "b\n");
     }
 
     #[test]
