@@ -749,7 +749,16 @@ fn remember_seen(seen: &SeenJobs, jobs: &[TrackedJob], sightings: &Sightings) {
     let mut guard = seen.lock().unwrap_or_else(|p| p.into_inner());
     let Seen { jobs: m, version } = &mut *guard;
     let mut present = 0;
-    for j in jobs {
+    let mut steady = vec![false; jobs.len()];
+    for &i in &sightings.steady {
+        steady[i] = true;
+    }
+    for (j, steady) in jobs.iter().zip(steady) {
+        // Its line is as it was when its entry was made: nothing to change.
+        if steady {
+            present += usize::from(m.contains_key(&j.job_id));
+            continue;
+        }
         let ours = rows_of.get(j.job_id.as_str()).and_then(|rows| {
             rows.iter()
                 .filter(|r| identify(j, r) == Identity::Ours)

@@ -297,16 +297,24 @@ impl Daemon {
         if unseen.len() > ids.len() {
             unseen.retain(|id, _| flight.contains(*id));
         }
+        let mut steady = vec![false; jobs.len()];
+        for &i in &sightings.steady {
+            steady[i] = true;
+        }
         let (mut act, mut seen) = (Vec::new(), Vec::new());
-        for (job, &id) in jobs.iter().zip(ids) {
+        for ((job, &id), steady) in jobs.iter().zip(ids).zip(steady) {
             let Some(g) = flight.get(id) else { continue };
             let recorded = g.seen_at.or(g.submitted_at).unwrap_or(g.created_at);
             let slot = unseen.entry(id).or_insert(((wall - recorded).max(0), now));
-            let last_seen = wall - (slot.0 + (now - slot.1));
-            let rows = rows_of
-                .get(job.job_id.as_str())
-                .map_or(&[][..], Vec::as_slice);
-            let judged = engine::judge::judge_rows(job, rows, sightings, last_seen, wall, policy);
+            let judged = if steady {
+                Judgement::steady()
+            } else {
+                let last_seen = wall - (slot.0 + (now - slot.1));
+                let rows = rows_of
+                    .get(job.job_id.as_str())
+                    .map_or(&[][..], Vec::as_slice);
+                engine::judge::judge_rows(job, rows, sightings, last_seen, wall, policy)
+            };
             if judged.seen {
                 *slot = (0, now);
                 let due = g.seen_at.is_none_or(|s| wall - s >= super::SEEN_WRITE_GAP);

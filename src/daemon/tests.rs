@@ -801,6 +801,34 @@ fn a_job_no_source_shows_becomes_lost_after_lost_after_sec_and_retry_resubmits_i
 }
 
 #[test]
+fn a_job_reported_steady_is_followed_as_active_and_seen_until_its_line_changes() {
+    let mut b = Bench::new(&["delete_on_success: true"]);
+    let dir = b.ready("run1");
+    b.settle();
+    b.fake
+        .on_query_rows(vec![ours("1001", Source::Controller, "PENDING", "0:0")]);
+    b.after(Duration::from_secs(5));
+    // Twenty minutes of answers with no row of it, only "steady" (lost_after_sec is 600): never lost,
+    // nothing ended, and its sighting keeps being recorded.
+    for _ in 0..240 {
+        b.fake.on_query_rows(vec![Scripted::Steady("1001".into())]);
+        b.after(Duration::from_secs(5));
+    }
+    let g = b.latest("run1");
+    assert_eq!(g.state, GenState::Submitted, "a steady job was judged");
+    assert!(
+        g.seen_at.is_some_and(|s| b.clock.wall() - s < 120_000),
+        "a steady job's sighting was not recorded: {:?}",
+        g.seen_at
+    );
+    assert!(dir.exists());
+    b.fake.on_query_states(&[("1001", "COMPLETED")]);
+    b.run_for(Duration::from_secs(30));
+    let g = b.latest("run1");
+    assert_eq!((g.state, g.deleted), (GenState::Completed, true));
+}
+
+#[test]
 fn a_job_seen_now_and_then_is_never_lost_and_a_failing_source_does_not_count() {
     let mut b = Bench::new(&[]);
     b.ready("run1");

@@ -71,6 +71,10 @@ pub struct Sightings {
     pub accounting: bool,
     /// The controller answered.
     pub controller: bool,
+    /// Jobs (indices into the list asked about) whose controller line is what it was in the last answer,
+    /// where it was [`steady`]: the back end parsed no row for them, and nothing about them changed (see
+    /// [`Judgement::steady`]). Empty from a back end that does not remember its answers.
+    pub steady: Vec<usize>,
 }
 
 /// Whether a row is about our job.
@@ -163,6 +167,33 @@ pub fn controller_decides(job: &TrackedJob, controller_rows: &[&JobRow]) -> bool
     controller_rows
         .iter()
         .any(|r| r.source == Source::Controller && identify(job, r) == Identity::Ours)
+}
+
+/// Whether the controller's rows of a job say something that only a change of those rows can change:
+/// its one row is ours and in an active phase (pending, running, suspended …), so [`judge_rows`] says
+/// "active, seen" whatever the time, whatever accounting holds (the controller is the live truth). A
+/// requeue-able end is not steady (it becomes final with time), nor is an id with two rows.
+pub fn steady(job: &TrackedJob, controller_rows: &[&JobRow]) -> bool {
+    match controller_rows {
+        [r] => {
+            r.source == Source::Controller
+                && identify(job, r) == Identity::Ours
+                && classify_state(&r.state) == JobPhase::Active
+        }
+        _ => false,
+    }
+}
+
+impl Judgement {
+    /// The judgement of a job whose controller rows were [`steady`] in the last answer and are unchanged
+    /// in this one: what [`judge_rows`] said of them then.
+    pub fn steady() -> Judgement {
+        Judgement {
+            verdict: Verdict::Active,
+            seen: true,
+            stale: None,
+        }
+    }
 }
 
 /// Judges `job` from `sightings` at wall time `now`; `last_seen` is when a source last showed it (or when
@@ -321,6 +352,7 @@ mod tests {
             rows,
             accounting: true,
             controller: true,
+            steady: Vec::new(),
         }
     }
 
@@ -365,6 +397,7 @@ mod tests {
             rows: vec![old, row(A, "placeholder", 0, "PENDING")],
             accounting: true,
             controller: false,
+            steady: Vec::new(),
         };
         let j = judge(&job(), &s, T, now, POLICY);
         assert_eq!((j.verdict, j.seen), (Verdict::Unknown, false));
@@ -409,6 +442,7 @@ mod tests {
             rows: vec![ended(row(A, "ours", 0, state), ago, now)],
             accounting: true,
             controller: false,
+            steady: Vec::new(),
         };
         assert_eq!(verdict(&only_acct("BOOT_FAIL", 1), now), Verdict::Active);
         assert_eq!(verdict(&only_acct("FAILED", 1), now), Verdict::Active);
@@ -454,6 +488,7 @@ mod tests {
                 rows: vec![],
                 accounting,
                 controller,
+                steady: Vec::new(),
             };
             assert_eq!(verdict(&half, T + 2 * hour), Verdict::Unknown);
         }
@@ -474,5 +509,56 @@ mod tests {
             let alone = both(vec![old]);
             prop_assert!(matches!(verdict(&alone, now), Verdict::Unknown | Verdict::Lost(_)));
         }
+
+        /// A steady row means "active, seen" at any time, with or without accounting's rows, and from
+        /// then on the same row needs no judging: what the back ends rely on when they skip it.
+        #[test]
+        fn a_steady_row_is_judged_active_whenever_it_is_judged(
+            state in "[A-Z_]{0,12}",
+            who in "(ours|named|old|stranger|placeholder)",
+            a_state in "[A-Z_]{0,12}",
+            later in 0i64..100_000,
+            unseen in 0i64..100_000,
+            requeue in proptest::option::of(any::<bool>()),
+        ) {
+            let c = JobRow { requeue, ..ended(row(C, &who, 1, &state), 3, T + 10 * MIN) };
+            if !steady(&job(), &[&c]) {
+                return Ok(());
+            }
+            prop_assert_eq!(classify_state(&state), JobPhase::Active);
+            let now = T + later * MIN;
+            let last_seen = now - unseen * MIN;
+            let a = ended(row(A, "ours", 1, &a_state), 2, now);
+            for rows in [vec![&c], vec![&c, &a]] {
+                for (accounting, controller) in [(true, true), (false, true)] {
+                    let s = Sightings { rows: vec![], accounting, controller, steady: vec![] };
+                    prop_assert_eq!(judge_rows(&job(), &rows, &s, last_seen, now, POLICY), Judgement::steady());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_final_or_requeueable_or_doubled_or_foreign_row_is_not_steady() {
+        let now = T + 10 * MIN;
+        for state in [
+            "COMPLETED",
+            "FAILED",
+            "TIMEOUT",
+            "NODE_FAIL",
+            "PREEMPTED",
+            "BOOT_FAIL",
+        ] {
+            assert!(
+                !steady(&job(), &[&ended(row(C, "ours", 1, state), 1, now)]),
+                "{state}"
+            );
+        }
+        let pending = row(C, "ours", 1, "PENDING");
+        assert!(steady(&job(), &[&pending]));
+        assert!(!steady(&job(), &[&pending, &pending]));
+        assert!(!steady(&job(), &[&row(A, "ours", 1, "PENDING")]));
+        assert!(!steady(&job(), &[&row(C, "old", 1, "PENDING")]));
+        assert!(!steady(&job(), &[]));
     }
 }

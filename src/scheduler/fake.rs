@@ -52,6 +52,9 @@ pub enum Scripted {
     },
     /// A row as given (e.g. an old job of a reused id).
     Row(JobRow),
+    /// The job with this id reported steady (its line unchanged since the last answer, see
+    /// [`Sightings::steady`]): no row.
+    Steady(String),
 }
 
 /// What a query answers: the rows, and which sources answered (both, unless a test says otherwise).
@@ -225,9 +228,17 @@ impl Scheduler for Fake {
             .queries
             .pop_front()
             .unwrap_or_else(|| Ok((Vec::new(), true, true)))?;
+        let steady = scripted
+            .iter()
+            .filter_map(|r| match r {
+                Scripted::Steady(id) => jobs.iter().position(|j| j.job_id == *id),
+                _ => None,
+            })
+            .collect();
         let rows = scripted
             .into_iter()
             .filter_map(|r| match r {
+                Scripted::Steady(_) => None,
                 Scripted::Row(row) => Some(row),
                 Scripted::Ours {
                     job_id,
@@ -257,6 +268,7 @@ impl Scheduler for Fake {
             rows,
             accounting,
             controller,
+            steady,
         })
     }
 

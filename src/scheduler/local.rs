@@ -356,6 +356,7 @@ impl Scheduler for Local {
             rows,
             accounting: true,
             controller: true,
+            steady: Vec::new(),
         })
     }
 

@@ -8,6 +8,7 @@
 pub mod fake;
 pub mod local;
 pub mod slurm;
+pub mod steady;
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStringExt;
@@ -79,6 +80,8 @@ pub trait Scheduler: Send {
     /// and what it means, is the engine's (`engine::judge`): a back end with a live source (the
     /// controller) and a lagging one (accounting) may ask the lagging one only about the jobs whose live
     /// rows `decided` (the engine's [`crate::engine::judge::controller_decides`]) does not call decisive.
+    /// A back end that remembers its answers may report a job whose live line is unchanged and was
+    /// [`crate::engine::judge::steady`] in [`Sightings::steady`] instead of by its rows ([`steady`]).
     /// An error only when no source answered.
     fn query(
         &mut self,

@@ -4,13 +4,15 @@
 //!
 //! Owns: the argument vectors and the parsing of Slurm's output (pure functions, unit-tested). Must never:
 //! go through a shell, turn "sacct did not answer / does not know the job" into a failure, or decide whether
-//! a row is about our job (it reports every row; the engine judges).
+//! a row is about our job (it reports every row; the engine judges — a controller line the engine called
+//! steady is remembered, and the same line in the next answer is reported as steady: [`super::steady`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::steady::{Memo, Reading};
 use super::{
     CancelError, JobRow, JobSpec, QueryError, Scheduler, Sightings, Source, SubmitError,
     TrackedJob, wrap_line,
@@ -32,6 +34,8 @@ pub struct Slurm {
     controller: OutageLatch,
     /// While it fails: when (wall ms) to ask the controller again.
     controller_next: Option<Millis>,
+    /// The steady lines of the last answer.
+    memo: Memo,
 }
 
 impl Slurm {
@@ -44,6 +48,7 @@ impl Slurm {
             accounting: OutageLatch::default(),
             controller: OutageLatch::default(),
             controller_next: None,
+            memo: Memo::default(),
         }
     }
 }
@@ -299,55 +304,61 @@ pub fn parse_squeue_of(
 ) -> Vec<JobRow> {
     stdout
         .lines()
-        .filter(|line| {
-            asked.is_none_or(|a| a.contains(line.split('|').next().unwrap_or_default().trim()))
-        })
-        .filter_map(|line| {
-            let line = line.strip_suffix('|').unwrap_or(line);
-            let f: Vec<&str> = line.splitn(11, '|').collect();
-            let [
-                id,
-                submit,
-                end,
-                state,
-                exit,
-                requeue,
-                used,
-                nodes,
-                reason,
-                comment,
-                name,
-            ] = f.as_slice()
-            else {
-                return None;
-            };
-            let id = id.trim();
-            is_job_id(id).then(|| JobRow {
-                source: Source::Controller,
-                job_id: with_cluster(id, cluster),
-                name: name.trim().to_string(),
-                // squeue's word for no comment; sacct prints an empty field.
-                comment: match comment.trim() {
-                    "(null)" => String::new(),
-                    c => c.to_string(),
-                },
-                submit: epoch_ms(submit),
-                end: epoch_ms(end),
-                state: state.trim().to_string(),
-                exit_code: wait_status(exit.trim()),
-                requeue: match requeue.trim() {
-                    "1" => Some(true),
-                    "0" => Some(false),
-                    _ => None,
-                },
-                detail: JobDetail {
-                    reason: detail_text(reason),
-                    nodes: detail_text(nodes),
-                    elapsed_sec: time_used_secs(used),
-                },
-            })
-        })
+        .filter(|line| asked.is_none_or(|a| a.contains(squeue_line_id(line))))
+        .filter_map(|line| parse_squeue_line(line, cluster))
         .collect()
+}
+
+/// The job id a `squeue -O <SQUEUE_FIELDS>` line is about (its first field, trimmed).
+pub fn squeue_line_id(line: &str) -> &str {
+    line.split('|').next().unwrap_or_default().trim()
+}
+
+/// One `squeue -O <SQUEUE_FIELDS>` line as a row (`None` for a line that is not a job's).
+pub fn parse_squeue_line(line: &str, cluster: Option<&str>) -> Option<JobRow> {
+    let line = line.strip_suffix('|').unwrap_or(line);
+    let f: Vec<&str> = line.splitn(11, '|').collect();
+    let [
+        id,
+        submit,
+        end,
+        state,
+        exit,
+        requeue,
+        used,
+        nodes,
+        reason,
+        comment,
+        name,
+    ] = f.as_slice()
+    else {
+        return None;
+    };
+    let id = id.trim();
+    is_job_id(id).then(|| JobRow {
+        source: Source::Controller,
+        job_id: with_cluster(id, cluster),
+        name: name.trim().to_string(),
+        // squeue's word for no comment; sacct prints an empty field.
+        comment: match comment.trim() {
+            "(null)" => String::new(),
+            c => c.to_string(),
+        },
+        submit: epoch_ms(submit),
+        end: epoch_ms(end),
+        state: state.trim().to_string(),
+        exit_code: wait_status(exit.trim()),
+        requeue: match requeue.trim() {
+            "1" => Some(true),
+            "0" => Some(false),
+            _ => None,
+        },
+        detail: JobDetail {
+            reason: detail_text(reason),
+            nodes: detail_text(nodes),
+            elapsed_sec: time_used_secs(used),
+        },
+    })
 }
 
 /// squeue's `exit_code` is the raw wait status (`768` for exit 3); sacct's form is `code:signal`.
@@ -469,45 +480,47 @@ impl Slurm {
     /// row is and whether it may run again: see [`squeue_selections`]. A job that `--me` does not list is
     /// asked about by id: it may belong to another user (`--uid`), so only `--jobs` can say that the
     /// controller does not know it.
-    fn query_controller(&self, jobs: &[TrackedJob]) -> Result<Vec<JobRow>, QueryError> {
-        let mut out = Vec::new();
+    /// Returns the rows parsed and the jobs whose lines were steady (see [`super::steady`]).
+    fn query_controller(
+        &mut self,
+        jobs: &[TrackedJob],
+    ) -> Result<(Vec<JobRow>, Vec<usize>), QueryError> {
+        let mut reading = Reading::new(jobs);
+        self.read_controller(jobs, &mut reading)?;
+        Ok(reading.finish(&mut self.memo))
+    }
+
+    fn read_controller<'j>(
+        &self,
+        jobs: &'j [TrackedJob],
+        reading: &mut Reading<'j>,
+    ) -> Result<(), QueryError> {
         for (cluster, select) in squeue_selections(jobs) {
+            let out = self.squeue(cluster, &select)?;
+            reading.read(&out, cluster, &self.memo);
             if select != "--me" {
-                out.extend(self.squeue(cluster, &select, None)?);
                 continue;
             }
-            let asked: HashSet<&str> = jobs
+            let mut unlisted: Vec<&str> = jobs
                 .iter()
-                .map(|j| split_job_id(&j.job_id))
+                .enumerate()
+                .filter(|(i, _)| !reading.listed(*i))
+                .map(|(_, j)| split_job_id(&j.job_id))
                 .filter(|(_, c)| *c == cluster)
                 .map(|(id, _)| id)
                 .collect();
-            let rows = self.squeue(cluster, "--me", Some(&asked))?;
-            let mut unlisted: Vec<&str> = {
-                let seen: HashSet<&str> = rows.iter().map(|r| split_job_id(&r.job_id).0).collect();
-                asked
-                    .iter()
-                    .filter(|id| !seen.contains(*id))
-                    .copied()
-                    .collect()
-            };
             unlisted.sort_unstable();
-            out.extend(rows);
             for ids in unlisted.chunks(IDS_PER_CALL) {
-                out.extend(self.squeue(cluster, &jobs_selection(ids), None)?);
+                let out = self.squeue(cluster, &jobs_selection(ids))?;
+                reading.read(&out, cluster, &self.memo);
             }
         }
-        Ok(out)
+        Ok(())
     }
 
-    /// One `squeue -t all` call selecting `select` on `cluster`; with `only`, the lines of those ids alone
-    /// are parsed. A forgotten id ("Invalid job id specified") is no row, not an error.
-    fn squeue(
-        &self,
-        cluster: Option<&str>,
-        select: &str,
-        only: Option<&HashSet<&str>>,
-    ) -> Result<Vec<JobRow>, QueryError> {
+    /// What one `squeue -t all` call selecting `select` on `cluster` printed. A forgotten id ("Invalid job
+    /// id specified") prints nothing, and is no error.
+    fn squeue(&self, cluster: Option<&str>, select: &str) -> Result<String, QueryError> {
         let mut inv = Invocation::new("squeue")
             .arg("-h")
             .arg("-t")
@@ -520,11 +533,11 @@ impl Slurm {
         }
         inv.env.push(("SLURM_TIME_FORMAT".into(), "%s".into()));
         match process::run(&inv, self.timeout) {
-            Ok(res) => Ok(parse_squeue_of(&res.stdout, cluster, only)),
+            Ok(res) => Ok(res.stdout),
             Err(ProcessError::Failed { stderr, .. })
                 if stderr.contains("Invalid job id specified") =>
             {
-                Ok(Vec::new())
+                Ok(String::new())
             }
             Err(e) => Err(QueryError(e.to_string())),
         }
@@ -650,7 +663,7 @@ impl Slurm {
     ) -> Result<Sightings, QueryError> {
         let ctl = self.ask_controller(jobs);
         let rest: Vec<&TrackedJob> = match &ctl {
-            Ok(rows) => undecided(jobs, rows, decided),
+            Ok((rows, steady)) => undecided(jobs, rows, steady, decided),
             Err(_) => jobs.iter().collect(),
         };
         let acct = if rest.is_empty() {
@@ -665,12 +678,13 @@ impl Slurm {
             (a, c) => {
                 let accounting = a.is_ok();
                 let controller = c.is_ok();
-                let mut rows = c.unwrap_or_default();
+                let (mut rows, steady) = c.unwrap_or_default();
                 rows.extend(a.unwrap_or_default());
                 Ok(Sightings {
                     rows,
                     accounting,
                     controller,
+                    steady,
                 })
             }
         }
@@ -703,7 +717,10 @@ impl Slurm {
 
     /// `squeue` about `jobs`, unless it failed less than [`CONTROLLER_PROBE`] ago; an outage is said once
     /// when it starts and once when it ends.
-    fn ask_controller(&mut self, jobs: &[TrackedJob]) -> Result<Vec<JobRow>, QueryError> {
+    fn ask_controller(
+        &mut self,
+        jobs: &[TrackedJob],
+    ) -> Result<(Vec<JobRow>, Vec<usize>), QueryError> {
         let now = now_ms();
         if self.controller_next.is_some_and(|next| now < next) {
             return Err(QueryError(
@@ -782,18 +799,28 @@ impl Slurm {
     }
 }
 
-/// The jobs that `decided` does not settle from the controller's rows of their ids.
+/// The jobs that `decided` does not settle from the controller's rows of their ids (a steady job is
+/// settled: its line is one that decided it).
 fn undecided<'a>(
     jobs: &'a [TrackedJob],
     controller_rows: &[JobRow],
+    steady: &[usize],
     decided: &super::Decided<'_>,
 ) -> Vec<&'a TrackedJob> {
     let mut by_id: std::collections::HashMap<&str, Vec<&JobRow>> = Default::default();
     for r in controller_rows {
         by_id.entry(r.job_id.as_str()).or_default().push(r);
     }
+    let mut settled = vec![false; jobs.len()];
+    for &i in steady {
+        settled[i] = true;
+    }
     jobs.iter()
-        .filter(|j| !decided(j, by_id.get(j.job_id.as_str()).map_or(&[], Vec::as_slice)))
+        .zip(settled)
+        .filter(|(j, settled)| {
+            !settled && !decided(j, by_id.get(j.job_id.as_str()).map_or(&[], Vec::as_slice))
+        })
+        .map(|(j, _)| j)
         .collect()
 }
 
@@ -885,10 +912,22 @@ mod tests {
         };
         // 1 is ours and pending; 2 is another job that has our id now (a reused id); 3 left the controller.
         let out = format!("{}\n{}\n", line("1", "dw-1"), line("2", "someone-else"));
-        let rows = parse_squeue(&out, None);
-        let rest = undecided(&jobs, &rows, &crate::engine::judge::controller_decides);
-        let ids: Vec<&str> = rest.iter().map(|j| j.job_id.as_str()).collect();
-        assert_eq!(ids, ["2", "3"]);
+        let mut memo = Memo::default();
+        // The same answer twice: the second time 1 is steady (not parsed), and still settled.
+        for steady in [&[][..], &[0][..]] {
+            let mut reading = Reading::new(&jobs);
+            reading.read(&out, None, &memo);
+            let (rows, now_steady) = reading.finish(&mut memo);
+            assert_eq!(now_steady, steady);
+            let rest = undecided(
+                &jobs,
+                &rows,
+                &now_steady,
+                &crate::engine::judge::controller_decides,
+            );
+            let ids: Vec<&str> = rest.iter().map(|j| j.job_id.as_str()).collect();
+            assert_eq!(ids, ["2", "3"]);
+        }
     }
 
     #[test]
