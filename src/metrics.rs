@@ -749,10 +749,7 @@ fn remember_seen(seen: &SeenJobs, jobs: &[TrackedJob], sightings: &Sightings) {
     let mut guard = seen.lock().unwrap_or_else(|p| p.into_inner());
     let Seen { jobs: m, version } = &mut *guard;
     let mut present = 0;
-    let mut steady = vec![false; jobs.len()];
-    for &i in &sightings.steady {
-        steady[i] = true;
-    }
+    let steady = sightings.steady_mask(jobs.len());
     for (j, steady) in jobs.iter().zip(steady) {
         // Its line is as it was when its entry was made: nothing to change.
         if steady {

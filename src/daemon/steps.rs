@@ -297,10 +297,7 @@ impl Daemon {
         if unseen.len() > ids.len() {
             unseen.retain(|id, _| flight.contains(*id));
         }
-        let mut steady = vec![false; jobs.len()];
-        for &i in &sightings.steady {
-            steady[i] = true;
-        }
+        let steady = sightings.steady_mask(jobs.len());
         let (mut act, mut seen) = (Vec::new(), Vec::new());
         for ((job, &id), steady) in jobs.iter().zip(ids).zip(steady) {
             let Some(g) = flight.get(id) else { continue };

@@ -151,6 +151,11 @@ pub struct Judgement {
 }
 
 impl Sightings {
+    /// Whether each of the `n` jobs asked about was reported [`steady`](Sightings::steady).
+    pub fn steady_mask(&self, n: usize) -> Vec<bool> {
+        steady_mask(&self.steady, n)
+    }
+
     /// The rows of each job id: many jobs are judged from one answer without a pass over every row per job.
     pub fn by_id(&self) -> HashMap<&str, Vec<&JobRow>> {
         let mut m: HashMap<&str, Vec<&JobRow>> = HashMap::with_capacity(self.rows.len());
@@ -167,6 +172,17 @@ pub fn controller_decides(job: &TrackedJob, controller_rows: &[&JobRow]) -> bool
     controller_rows
         .iter()
         .any(|r| r.source == Source::Controller && identify(job, r) == Identity::Ours)
+}
+
+/// Whether each of `n` jobs is among the indices `steady`.
+pub fn steady_mask(steady: &[usize], n: usize) -> Vec<bool> {
+    let mut mask = vec![false; n];
+    for &i in steady {
+        if let Some(m) = mask.get_mut(i) {
+            *m = true;
+        }
+    }
+    mask
 }
 
 /// Whether the controller's rows of a job say something that only a change of those rows can change:

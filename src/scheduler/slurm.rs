@@ -811,10 +811,7 @@ fn undecided<'a>(
     for r in controller_rows {
         by_id.entry(r.job_id.as_str()).or_default().push(r);
     }
-    let mut settled = vec![false; jobs.len()];
-    for &i in steady {
-        settled[i] = true;
-    }
+    let settled = crate::engine::judge::steady_mask(steady, jobs.len());
     jobs.iter()
         .zip(settled)
         .filter(|(j, settled)| {

@@ -180,11 +180,7 @@ mod tests {
         format!("{id}|1700000001|Unknown|{state}|0|1|{used}|(null)|JobHeldUser|{key}|dw-a|")
     }
 
-    fn round(
-        memo: &mut Memo,
-        jobs: &[TrackedJob],
-        answers: &[&str],
-    ) -> (Vec<String>, Vec<usize>) {
+    fn round(memo: &mut Memo, jobs: &[TrackedJob], answers: &[&str]) -> (Vec<String>, Vec<usize>) {
         let mut r = Reading::new(jobs);
         for a in answers {
             r.read(a, None, memo);
