@@ -337,7 +337,7 @@ impl Metrics {
     /// What the last query showed of each job in flight (for the daemon's snapshot).
     pub fn jobs_seen(&self) -> Vec<JobSeen> {
         let m = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        m.jobs.values().cloned().collect()
+        sorted_jobs(&m.jobs)
     }
 
     /// [`Metrics::jobs_seen`] with its version, unless it is still `version` (nothing changed since).
@@ -346,7 +346,7 @@ impl Metrics {
         if version == Some(m.version) {
             return None;
         }
-        Some((m.version, m.jobs.values().cloned().collect()))
+        Some((m.version, sorted_jobs(&m.jobs)))
     }
 
     /// When the root was last listed successfully (wall ms), if it was.
@@ -628,7 +628,7 @@ type SeenJobs = Arc<std::sync::Mutex<Seen>>;
 #[derive(Debug, Default)]
 struct Seen {
     /// By job id.
-    jobs: std::collections::BTreeMap<String, JobSeen>,
+    jobs: foldhash::HashMap<String, JobSeen>,
     /// Moves on with every change of `jobs`.
     version: u64,
 }
@@ -738,6 +738,13 @@ impl Scheduler for Instrumented {
     fn cancel(&mut self, job: &TrackedJob) -> Result<(), CancelError> {
         self.inner.cancel(job)
     }
+}
+
+/// The jobs seen, in job id order (as text).
+fn sorted_jobs(m: &foldhash::HashMap<String, JobSeen>) -> Vec<JobSeen> {
+    let mut v: Vec<JobSeen> = m.values().cloned().collect();
+    v.sort_unstable_by(|a, b| a.job_id.cmp(&b.job_id));
+    v
 }
 
 /// Keeps, for each asked job, the state of its own row (the controller's over accounting's), and forgets

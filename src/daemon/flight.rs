@@ -8,8 +8,6 @@
 //! Must never: be trusted after another connection wrote (it is read again first), or miss a write of the
 //! daemon's own (every step that commits a record's change reads that record back).
 
-use std::collections::HashMap;
-
 use crate::engine::{GenState, Generation, TrackedJob};
 use crate::ledger::{Ledger, LedgerError};
 use crate::time::Millis;
@@ -18,7 +16,7 @@ use crate::time::Millis;
 #[derive(Debug, Default)]
 pub(super) struct Flight {
     /// Every record in state `submitting` or `submitted`, by id (a hash map: 20,000 lookups per cycle).
-    rows: HashMap<i64, Generation>,
+    rows: foldhash::HashMap<i64, Generation>,
     /// The jobs in flight as the scheduler is asked about them, with their record ids, in id order;
     /// `None` after a change, built again when asked for.
     tracked: Option<(Vec<TrackedJob>, Vec<i64>)>,

@@ -7,7 +7,6 @@
 //! Must never: be trusted over the ledger after someone else wrote to it (it is read again first), or
 //! decide anything (the engine decides, from what it holds).
 
-use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::time::Duration;
 
@@ -27,7 +26,7 @@ pub(super) struct Entry {
 /// The in-memory view.
 #[derive(Debug, Default)]
 pub(super) struct Known {
-    map: HashMap<OsString, Entry>,
+    map: foldhash::HashMap<OsString, Entry>,
     /// `data_version` when the view was read; `None` before the first read.
     version: Option<i64>,
 }

@@ -12,8 +12,6 @@
 //! [`judge::steady`]: crate::engine::judge::steady
 //! [`Judgement::steady`]: crate::engine::judge::Judgement::steady
 
-use std::collections::HashMap;
-
 use super::slurm::{parse_squeue_line, squeue_line_id};
 use super::{JobRow, TrackedJob};
 use crate::engine::judge;
@@ -24,7 +22,7 @@ const TIME_USED: usize = 6;
 /// The steady lines of the last answer, by job id (as the ledger stores it).
 #[derive(Debug, Default)]
 pub struct Memo {
-    lines: HashMap<String, Remembered>,
+    lines: foldhash::HashMap<String, Remembered>,
 }
 
 #[derive(Debug)]
@@ -37,7 +35,7 @@ struct Remembered {
 #[derive(Debug)]
 pub struct Reading<'j> {
     jobs: &'j [TrackedJob],
-    index: HashMap<&'j str, usize>,
+    index: foldhash::HashMap<&'j str, usize>,
     /// Rows parsed, with the index of their job and, for a steady one, its line.
     rows: Vec<(usize, JobRow, Option<Box<str>>)>,
     /// Jobs whose line matched the memo.
