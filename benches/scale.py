@@ -6,6 +6,8 @@
   newdir  a new directory beside N processed ones: ready-file -> sbatch answered (real Slurm), p50/p95
   burst   N directories ready at once -> last sbatch answered, vs a bare sequential `sbatch` loop (jobs held,
           then cancelled); fsyncs per directory (perf stat tracepoints)
+  rate    300 directories ready at once with `job.submit_rate: {burst: 30, per_sec: 20}`: the most `sbatch`
+          calls in any window (logged by a wrapper on PATH) beyond what the bucket allows, one job each
   track   N held jobs in flight (submitted by the daemon, cancelled at the end), nothing changing: daemon CPU
           per cycle (utime+stime of the daemon alone, from /proc) and sacct/squeue calls per cycle (counted by
           wrappers on PATH); N from DW_TRACK_N (default 20,000: needs MaxJobCount above it)
@@ -15,9 +17,9 @@
 Usage: benches/scale.py [--quick] [--out FILE] [--check RATIOS.json]
   --quick: the CI version (10k idle, 100k-row ledger; ~1 min): with --check it fails only when a ratio is
   more than 2x worse than the recorded one (never on absolute times).
-Needs the release binary (cargo build --release) and, for newdir/burst, the test cluster.
+Needs the release binary (cargo build --release) and, for newdir/burst/rate/track, the test cluster.
 """
-import json, os, shutil, sqlite3, statistics, subprocess, sys, tempfile, time
+import json, math, os, shutil, sqlite3, statistics, subprocess, sys, tempfile, time
 
 BIN = os.environ.get("DW_BENCH_BIN") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "target", "release", "dirwatcher"))
 
@@ -265,6 +267,44 @@ def bench_burst(work, n, reps):
     return out
 
 
+def bench_rate(work, n, burst, per_sec):
+    """A burst of `n` with `job.submit_rate: {burst, per_sec}`: when each `sbatch` started (a wrapper on PATH
+    logs it), the most calls in any window against what the bucket allows there, and one job per directory."""
+    base = os.path.join(work, "rate")
+    root, state = os.path.join(base, "root"), os.path.join(base, "state.db")
+    make_dirs(root, n, "r")
+    cfg = config(base, root, state, poll=5, extra_job=f"  extra_args: [\"--hold\"]\n  output: /dev/null\n"
+                 f"  submit_rate: {{burst: {burst}, per_sec: {per_sec}}}\n")
+    wrap, log = os.path.join(base, "wrap"), os.path.join(base, "sbatch.log")
+    os.makedirs(wrap)
+    with open(os.path.join(wrap, "sbatch"), "w") as f:
+        f.write(f"#!/bin/sh\necho \"$(date +%s.%N)\" >> {log}\nexec {shutil.which('sbatch')} \"$@\"\n")
+    os.chmod(os.path.join(wrap, "sbatch"), 0o755)
+    env = dict(os.environ, PATH=wrap + ":" + os.environ["PATH"])
+    p = subprocess.Popen([BIN, "run", "--allow-root", "--config", cfg], stdout=subprocess.DEVNULL,
+                         stderr=open(os.path.join(base, "d.log"), "w"), env=env)
+    try:
+        wait_for(lambda: all_submitted(state, n), 600, f"{n} submissions")
+        c = sqlite3.connect(state)
+        jobs = [j for (j,) in c.execute("select job_id from generations")]
+        dirs = c.execute("select count(distinct dir) from generations").fetchone()[0]
+        c.close()
+    finally:
+        stop(p)
+    for i in range(0, len(jobs), 500):
+        subprocess.run(["scancel"] + jobs[i:i + 500], check=False)
+    t = sorted(float(x) for x in open(log))
+    # The bucket allows at most burst + per_sec * w calls in any window of w seconds: the worst window is
+    # one that starts and ends at a call. A wrapper logs a call a few ms after the daemon took its token
+    # (fork, exec, date): windows are read TOL longer.
+    tol = 0.005
+    excess = max(j - i + 1 - math.floor(burst + per_sec * (t[j] - t[i] + tol))
+                 for i in range(len(t)) for j in range(i, len(t)))
+    shutil.rmtree(base, ignore_errors=True)
+    return {"n": n, "burst": burst, "per_sec": per_sec, "calls": len(t), "jobs": len(set(jobs)), "dirs": dirs,
+            "took_s": t[-1] - t[0], "ideal_s": max(0.0, (n - burst) / per_sec), "excess": excess, "tol_ms": tol * 1000}
+
+
 def counting_wrappers(base):
     """A directory of `sacct`/`squeue` wrappers that log each call (time, name) and run the real one."""
     wrap, log = os.path.join(base, "wrap"), os.path.join(base, "calls.log")
@@ -406,6 +446,12 @@ def report(res, quick):
                  f"({spread(r['daemon_ms'])} ms) | bare `sbatch` loop {med(r['loop_ms']) / 1000:.2f} s "
                  f"({spread(r['loop_ms'])} ms) | {r['ratio']:.2f}× | ≤ 1.0× |")
         L.append(f"| fsyncs per directory, burst | {med(r['fsyncs_per_dir']):.2f} | — | — | ≤ 1.2 |")
+    if "rate" in res:
+        r = res["rate"]
+        L.append(f"| burst {r['n']:,} with `submit_rate: {{burst: {r['burst']}, per_sec: {r['per_sec']}}}`: calls beyond the "
+                 f"bucket in the worst window (call times ±{r['tol_ms']:.0f} ms) | {max(0, r['excess'])} ({r['calls']} `sbatch` calls, {r['jobs']} jobs for "
+                 f"{r['dirs']} directories; first to last call {r['took_s']:.2f} s) | the bucket's own pace "
+                 f"{r['ideal_s']:.2f} s | — | 0, one job each |")
     if "track" in res:
         r = res["track"]
         L.append(f"| {r['n']:,} held jobs in flight, nothing changing: daemon CPU per cycle (poll 5 s) | "
@@ -465,6 +511,8 @@ def main():
                 keep("newdir", bench_newdir(work, 100_000, 10))
             if want("burst"):
                 keep("burst", bench_burst(work, 2_000, 2))
+            if want("rate"):
+                keep("rate", bench_rate(work, 300, 30, 20))
             if want("ledger"):
                 keep("ledger", bench_ledger(work, 1_000_000, 3))
             if want("track"):
