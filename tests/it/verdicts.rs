@@ -139,3 +139,60 @@ fn a_job_no_source_ever_shows_becomes_lost_and_retry_resubmits_it() {
             .filter(|t| t.lines().any(|l| l == "dirwatcher_jobs_lost 0"))
     });
 }
+
+/// Above 100 jobs in flight the controller is asked with one `squeue --me`, which lists only the daemon
+/// user's jobs. Jobs of ours that run as another user (`sbatch --uid`) are not among them, and are asked
+/// about by id: followed through the controller (as held, then cancelled), never through accounting alone
+/// (which, during a requeue, could show a NODE_FAIL as if it were the end).
+#[test]
+fn many_jobs_that_run_as_another_user_are_followed_through_the_controller() {
+    need_slurm!("many_jobs_that_run_as_another_user_are_followed_through_the_controller");
+    let env = TestEnv::slurm("uid")
+        .job("wrap_cmd: true")
+        .job("extra_args: [\"--uid=dwtest\", \"--hold\"]")
+        .watch("stability_checks: 1");
+    let names: Vec<String> = (0..105).map(|n| format!("u{n:03}")).collect();
+    let dirs: Vec<_> = names.iter().map(|n| env.ready_dir(n)).collect();
+    let _d = env.start();
+    wait_for(Duration::from_secs(120), "105 submissions", || {
+        (env.submitted_count() >= 105).then_some(())
+    });
+    let jobs: Vec<String> = dirs
+        .iter()
+        .map(|d| env.wait_job_id(d, Duration::from_secs(5)))
+        .collect();
+    // Held jobs stay until cancelled: they are, however the test ends.
+    struct Cancel(Vec<String>);
+    impl Drop for Cancel {
+        fn drop(&mut self) {
+            let _ = Command::new("scancel").args(&self.0).status();
+        }
+    }
+    let _cancel = Cancel(jobs.clone());
+    let owner = Command::new("squeue")
+        .args(["-h", "-o", "%u", &format!("--jobs={}", jobs[0])])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&owner.stdout).trim(), "dwtest");
+    // Every job seen, and seen by the controller (the snapshot says which source showed each).
+    let seen = |state: &str| {
+        let dirwatcher::snapshot::Read::Found(s) = dirwatcher::snapshot::read(&env.state_file())
+        else {
+            return None;
+        };
+        let ok = jobs.iter().all(|j| {
+            s.jobs
+                .iter()
+                .any(|r| &r.job_id == j && r.slurm_state == state && r.source == "controller")
+        });
+        ok.then_some(s.jobs.len())
+    };
+    wait_for(
+        Duration::from_secs(120),
+        "all 105 held jobs seen by the controller",
+        || seen("PENDING"),
+    );
+    scancel(&jobs[7]);
+    let g = env.wait_final(&dirs[7], Duration::from_secs(120));
+    assert_eq!(g.final_state.as_deref(), Some("CANCELLED"), "{g:?}");
+}
