@@ -41,7 +41,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+fn load(config: &dirwatcher::cli::ConfigFile) -> Result<Config, ExitCode> {
+    if let Some(why) = config.missing_instance() {
+        out::error(format_args!("error: {why}"));
+        return Err(ExitCode::from(2));
+    }
+    load_path(&config.path())
+}
+
+fn load_path(path: &std::path::Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
         out::error(format_args!("error: {e}"));
         ExitCode::from(2)
@@ -64,7 +72,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             slurm,
             quiet,
         } => {
-            let cfg = config_or_exit!(&config.path());
+            let cfg = config_or_exit!(&config);
             for w in dirwatcher::output_dir::warnings(&cfg) {
                 out::error(format_args!("warning: {w}"));
             }
@@ -107,7 +115,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             allow_root,
             dry_run,
         } => {
-            let cfg = config_or_exit!(&config.path());
+            let cfg = config_or_exit!(&config);
             if dry_run {
                 for line in ops::dry_run(&cfg)? {
                     out!("{line}\n");
@@ -130,7 +138,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             format,
             dirs,
         } => {
-            let cfg = config_or_exit!(&config.path());
+            let cfg = config_or_exit!(&config);
             let q = ops::StatusQuery {
                 failures,
                 states: state,
@@ -159,7 +167,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Explain { config, json, dirs } => {
-            let cfg = config_or_exit!(&config.path());
+            let cfg = config_or_exit!(&config);
             let all = ops::explain(&cfg, &dirs)?;
             if json {
                 out!("{}\n", serde_json::to_string_pretty(&all)?);
@@ -176,7 +184,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             all_failed,
             state,
         } => {
-            let cfg = config_or_exit!(&config.path());
+            let cfg = config_or_exit!(&config);
             let lines = if all_failed {
                 ops::retry_all(&cfg, state.as_deref())?
             } else {
@@ -194,7 +202,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Cancel { config, dirs } => {
-            let cfg = config_or_exit!(&config.path());
+            let cfg = config_or_exit!(&config);
             let mut code = ExitCode::SUCCESS;
             for r in ops::cancel(&cfg, &dirs)? {
                 match r {
@@ -208,7 +216,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(code)
         }
         Command::Forget { config, dirs } => {
-            let cfg = config_or_exit!(&config.path());
+            let cfg = config_or_exit!(&config);
             for line in ops::forget(&cfg, &dirs)? {
                 out!("{line}\n");
             }
@@ -219,7 +227,10 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 out::error(w);
             }
             let path = ops::prepare_demo(&dir)?;
-            let cfg = config_or_exit!(&path);
+            let cfg = match load_path(&path) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
             out::error(format_args!(
                 "\ndirwatcher demo — local executor, no Slurm needed\n  root:    {root}\n  config:  {cfg_path}\n  \
                  A sample directory is dropped into the root in a moment; watch it get picked up below.\n  \

@@ -434,3 +434,25 @@ fn a_reader_that_went_away_ends_every_command_quietly() {
         );
     }
 }
+
+#[test]
+fn an_instance_that_is_not_installed_is_named_with_how_to_install_it() {
+    for cmd in ["status", "check-config", "run"] {
+        let out = Command::new(BIN)
+            .args([cmd, "--instance", "zz-never-installed"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
+        assert!(
+            err.contains("no instance `zz-never-installed`")
+                && err.contains("/etc/dirwatcher/zz-never-installed.yaml")
+                && err.contains("dirwatcher install --instance zz-never-installed"),
+            "{cmd}: {err}"
+        );
+        assert!(
+            !err.contains("--config"),
+            "{cmd}: the fix points at --config: {err}"
+        );
+    }
+}
