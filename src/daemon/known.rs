@@ -7,6 +7,7 @@
 //! Must never: be trusted over the ledger after someone else wrote to it (it is read again first), or
 //! decide anything (the engine decides, from what it holds).
 
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::time::Duration;
 
@@ -26,7 +27,8 @@ pub(super) struct Entry {
 /// The in-memory view.
 #[derive(Debug, Default)]
 pub(super) struct Known {
-    map: foldhash::HashMap<OsString, Entry>,
+    /// SipHash (std's), not a fast hash: the names are anyone's who can write in the root.
+    map: HashMap<OsString, Entry>,
     /// `data_version` when the view was read; `None` before the first read.
     version: Option<i64>,
 }
