@@ -6,6 +6,7 @@
   newdir  a new directory beside N processed ones: ready-file -> sbatch answered (real Slurm), p50/p95
   burst   N directories ready at once -> last sbatch answered, vs a bare sequential `sbatch` loop (jobs held,
           then cancelled); fsyncs per directory (perf stat tracepoints)
+  local   200 directories through the local executor, ready -> completed: fsyncs per directory
   rate    300 directories ready at once with `job.submit_rate: {burst: 30, per_sec: 20}`: the most `sbatch`
           calls in any window (logged by a wrapper on PATH) beyond what the bucket allows, one job each
   track   N held jobs in flight (submitted by the daemon, cancelled at the end), nothing changing: daemon CPU
@@ -267,6 +268,40 @@ def bench_burst(work, n, reps):
     return out
 
 
+def bench_local(work, n):
+    """`n` directories through the local executor to their end (`true`, completed): fsyncs per directory
+    over the daemon and its threads (perf stat tracepoints, as for the burst)."""
+    base = os.path.join(work, "local")
+    root, state = os.path.join(base, "root"), os.path.join(base, "state.db")
+    make_dirs(root, n, "l")
+    cfg = config(base, root, state, poll=1, extra_job="  executor: local\n")
+    counts = os.path.join(base, "fsyncs.txt")
+    p = subprocess.Popen(["perf", "stat", "-x,", "-o", counts, "-e", "syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync",
+                          "--", BIN, "run", "--allow-root", "--config", cfg], stdout=subprocess.DEVNULL,
+                         stderr=open(os.path.join(base, "d.log"), "w"))
+
+    def all_done():
+        try:
+            c = sqlite3.connect(state)
+            k = c.execute("select count(*) from generations where state = 'completed'").fetchone()[0]
+            c.close()
+            return k == n
+        except sqlite3.Error:
+            return False
+    try:
+        wait_for(all_done, 600, f"{n} local jobs completed")
+    finally:
+        stop(p)
+    fsyncs = 0
+    with open(counts) as f:
+        for line in f:
+            v = line.split(",")
+            if len(v) > 2 and v[2].startswith("syscalls:sys_enter_f") and v[0].isdigit():
+                fsyncs += int(v[0])
+    shutil.rmtree(base, ignore_errors=True)
+    return {"n": n, "fsyncs_per_dir": fsyncs / n}
+
+
 def bench_rate(work, n, burst, per_sec):
     """A burst of `n` with `job.submit_rate: {burst, per_sec}`: when each `sbatch` started (a wrapper on PATH
     logs it), the most calls in any window against what the bucket allows there, and one job per directory."""
@@ -446,6 +481,10 @@ def report(res, quick):
                  f"({spread(r['daemon_ms'])} ms) | bare `sbatch` loop {med(r['loop_ms']) / 1000:.2f} s "
                  f"({spread(r['loop_ms'])} ms) | {r['ratio']:.2f}× | ≤ 1.0× |")
         L.append(f"| fsyncs per directory, burst | {med(r['fsyncs_per_dir']):.2f} | — | — | ≤ 1.2 |")
+    if "local" in res:
+        r = res["local"]
+        L.append(f"| fsyncs per directory, local executor ({r['n']} directories, ready → completed) | "
+                 f"{r['fsyncs_per_dir']:.2f} | — | — | — |")
     if "rate" in res:
         r = res["rate"]
         L.append(f"| burst {r['n']:,} with `submit_rate: {{burst: {r['burst']}, per_sec: {r['per_sec']}}}`: calls beyond the "
@@ -511,6 +550,8 @@ def main():
                 keep("newdir", bench_newdir(work, 100_000, 10))
             if want("burst"):
                 keep("burst", bench_burst(work, 2_000, 2))
+            if want("local"):
+                keep("local", bench_local(work, 200))
             if want("rate"):
                 keep("rate", bench_rate(work, 300, 30, 20))
             if want("ledger"):
