@@ -425,8 +425,10 @@ fn systemd_analyze_security_rates_the_unit_as_documented() {
 /// instance processes its own root with its own ledger, its journal lines carry its name, and stopping one
 /// leaves the other running.
 #[test]
-fn two_instances_of_the_template_unit_each_process_their_own_root() {
-    site_check!("two_instances_of_the_template_unit_each_process_their_own_root");
+fn two_instances_of_the_template_unit_each_process_their_own_root_and_removal_stops_both() {
+    site_check!(
+        "two_instances_of_the_template_unit_each_process_their_own_root_and_removal_stops_both"
+    );
     let _svc = Service::install(&config(&[ENV_JOB]));
     let t = token();
     let names = ["a", "b"];
@@ -501,5 +503,23 @@ systemctl start dirwatcher@{n}"
     must("systemctl stop dirwatcher@a");
     assert_eq!(must("systemctl show -P ActiveState dirwatcher@b"), "active");
     assert_eq!(must("systemctl show -P ActiveState dirwatcher"), "inactive");
-    must("systemctl stop dirwatcher@b");
+    // Removing the package stops and disables every instance before its binary goes: `a` enabled but
+    // stopped, `b` running and enabled. Nothing is left to start at boot, nothing runs a deleted binary.
+    must("systemctl enable dirwatcher@a dirwatcher@b 2>/dev/null");
+    must("apt-get remove -y -q dirwatcher >/dev/null 2>&1");
+    for n in names {
+        let unit = format!("dirwatcher@{n}");
+        assert_eq!(
+            must(&format!("systemctl show -P ActiveState {unit}")),
+            "inactive",
+            "{unit} after the package was removed"
+        );
+        let link = sh(&format!(
+            "test -e /etc/systemd/system/multi-user.target.wants/{unit}.service"
+        ));
+        assert!(
+            !link.ok,
+            "{unit} is still enabled after the package was removed"
+        );
+    }
 }
