@@ -7,7 +7,7 @@
 //! Must never: call a job steady whose line differs (in anything but its run time) from one the engine
 //! called steady for the same key, or that has two lines in one answer. Steadiness is a property of the
 //! line and the key alone, so a memo that missed rounds (a failed `squeue`) is still right; it keeps only
-//! the jobs listed in the last answer read whole, so it never outgrows the jobs in flight.
+//! the jobs listed once in the last answer read whole, so it never outgrows the jobs in flight.
 //!
 //! [`judge::steady`]: crate::engine::judge::steady
 //! [`Judgement::steady`]: crate::engine::judge::Judgement::steady
@@ -118,7 +118,7 @@ impl<'j> Reading<'j> {
             let id = jobs[i].job_id.as_str();
             if once(i) {
                 still.push(i);
-            } else if let Some(m) = memo.lines.remove(id) {
+            } else if let Some(m) = memo.lines.get(id) {
                 let cluster = id.split_once(';').map(|(_, c)| c);
                 out.extend(parse_squeue_line(&m.line, cluster));
             }
@@ -136,9 +136,9 @@ impl<'j> Reading<'j> {
             }
             out.push(row);
         }
-        // Jobs not listed at all, and jobs no longer asked about, are forgotten.
+        // Jobs listed twice or not at all, and jobs no longer asked about, are forgotten.
         memo.lines
-            .retain(|id, _| index.get(id.as_str()).is_some_and(|&i| listed[i] > 0));
+            .retain(|id, _| index.get(id.as_str()).is_some_and(|&i| listed[i] == 1));
         (out, still)
     }
 }
@@ -265,6 +265,13 @@ mod tests {
             round(&mut memo, &jobs, &[&pending, &again]),
             (vec!["7 PENDING".into(), "7 RUNNING".into()], vec![])
         );
+        // The remembered line twice in one answer: both rows are reported, and it is forgotten.
+        round(&mut memo, &jobs, &[&pending]);
+        assert_eq!(
+            round(&mut memo, &jobs, &[&pending, &pending]),
+            (vec!["7 PENDING".into(), "7 PENDING".into()], vec![])
+        );
+        assert!(memo.lines.is_empty());
         // And nothing is remembered from that answer.
         assert_eq!(
             round(&mut memo, &jobs, &[&pending]),
