@@ -137,40 +137,9 @@ impl ConfigFile {
         }
     }
 
-    /// With `--instance NAME` whose config does not exist: that no such instance is installed, which
-    /// ones are, and how to install it (instead of "cannot read the file", which suggests `--config`).
-    pub fn missing_instance(&self) -> Option<String> {
-        let name = self.instance.as_ref().filter(|_| self.config.is_none())?;
-        let path = self.path();
-        if path.exists() {
-            return None;
-        }
-        let dir = path.parent().unwrap_or(Path::new("/"));
-        let mut installed: Vec<String> = std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let n = e.file_name().into_string().ok()?;
-                let stem = n.strip_suffix(".yaml")?;
-                (Some(n.as_str())
-                    != Path::new(DEFAULT_CONFIG)
-                        .file_name()
-                        .and_then(|f| f.to_str()))
-                .then(|| stem.to_string())
-            })
-            .collect();
-        installed.sort();
-        let known = if installed.is_empty() {
-            "no instance is installed".to_string()
-        } else {
-            format!("installed: {}", installed.join(", "))
-        };
-        Some(format!(
-            "no instance `{name}`: `{}` does not exist ({known})\n  fix: name an installed one, or install \
-             this one with `dirwatcher install --instance {name} --watch-root DIR …`",
-            path.display()
-        ))
+    /// The instance named by `--instance`, if that is how the config was chosen.
+    pub fn instance(&self) -> Option<&str> {
+        self.instance.as_deref().filter(|_| self.config.is_none())
     }
 }
 

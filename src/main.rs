@@ -42,11 +42,15 @@ fn main() -> ExitCode {
 }
 
 fn load(config: &dirwatcher::cli::ConfigFile) -> Result<Config, ExitCode> {
-    if let Some(why) = config.missing_instance() {
+    let path = config.path();
+    if let Some(name) = config.instance()
+        && !path.exists()
+    {
+        let why = dirwatcher::install::missing_instance(name, &path);
         out::error(format_args!("error: {why}"));
         return Err(ExitCode::from(2));
     }
-    load_path(&config.path())
+    load_path(&path)
 }
 
 fn load_path(path: &std::path::Path) -> Result<Config, ExitCode> {

@@ -37,6 +37,26 @@ pub fn root_refusal(allow_root: bool) -> Option<String> {
     })
 }
 
+/// `--instance NAME` whose config `config` does not exist: that no such instance is installed, which ones
+/// are (the services of the configs beside it, as `install` finds them), and how to install it.
+pub fn missing_instance(name: &str, config: &std::path::Path) -> String {
+    let dir = config.parent().unwrap_or(std::path::Path::new("/"));
+    let names: Vec<String> = siblings::installed(None, &[dir.to_path_buf()])
+        .into_iter()
+        .filter_map(|s| s.instance.map(|n| n.to_string()))
+        .collect();
+    let known = if names.is_empty() {
+        "no instance is installed".to_string()
+    } else {
+        format!("installed: {}", names.join(", "))
+    };
+    format!(
+        "no instance `{name}`: `{}` does not exist ({known})\n  fix: name an installed one, or install \
+         this one with `dirwatcher install --instance {name} --watch-root DIR …`",
+        config.display()
+    )
+}
+
 /// The warning `demo` prints as root (it only runs local jobs in its own folder).
 pub fn root_warning() -> Option<&'static str> {
     system::is_root().then_some(
@@ -961,4 +981,30 @@ fn remove(pass: Pass, at: &Path, how: Removal, out: &mut dyn Write) -> anyhow::R
         Removal::EmptyDir => std::fs::remove_dir(at),
     }
     .with_context(|| format!("cannot remove `{}`", at.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_missing_instance_is_told_with_the_instances_the_configs_beside_it_name() {
+        let t = tempfile::tempdir().unwrap();
+        let cfg = |instance: &str| {
+            format!(
+                "watch:\n  root: {}\njob:\n  wrap_cmd: \"true\"\nbehavior:\n  instance: {instance}\n",
+                t.path().display()
+            )
+        };
+        std::fs::write(t.path().join("cryo.yaml"), cfg("cryo")).unwrap();
+        std::fs::write(t.path().join("tomo.yaml"), cfg("tomo")).unwrap();
+        // Not services: a config without an instance (the plain one) and a file that does not load.
+        std::fs::write(t.path().join("config.yaml"), cfg("\"\"")).unwrap();
+        std::fs::write(t.path().join("notes.yaml"), "- not a config\n").unwrap();
+        let m = super::missing_instance("nope", &t.path().join("nope.yaml"));
+        assert!(m.contains("no instance `nope`"), "{m}");
+        assert!(m.contains("(installed: cryo, tomo)"), "{m}");
+        assert!(m.contains("dirwatcher install --instance nope"), "{m}");
+        let empty = tempfile::tempdir().unwrap();
+        let m = super::missing_instance("nope", &empty.path().join("nope.yaml"));
+        assert!(m.contains("(no instance is installed)"), "{m}");
+    }
 }
