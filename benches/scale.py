@@ -116,15 +116,39 @@ def stop(p):
         p.wait()
 
 
-def all_submitted(state, n):
-    """Whether all `n` records of the ledger at `state` have their job id (the daemon may hold it locked)."""
+def all_records(state, n, where):
+    """Whether `n` records of the ledger at `state` match `where` (False while the daemon holds it locked)."""
     try:
         c = sqlite3.connect(state)
-        k = c.execute("select count(*) from generations where job_id is not null").fetchone()[0]
+        k = c.execute(f"select count(*) from generations where {where}").fetchone()[0]
         c.close()
         return k == n
     except sqlite3.Error:
         return False
+
+
+def all_submitted(state, n):
+    """Whether all `n` records of the ledger at `state` have their job id."""
+    return all_records(state, n, "job_id is not null")
+
+
+def start_counting_fsyncs(cfg, counts, log):
+    """The daemon under `perf stat`, counting its (and its threads') fsync and fdatasync calls into `counts`
+    by kernel tracepoints: not `strace -f`, which ptrace-stops every fork and exec of each child."""
+    return subprocess.Popen(["perf", "stat", "-x,", "-o", counts, "-e", "syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync",
+                             "--", BIN, "run", "--allow-root", "--config", cfg], stdout=subprocess.DEVNULL,
+                            stderr=open(log, "w"))
+
+
+def fsyncs_counted(counts):
+    """The fsyncs `perf stat` wrote into `counts` (after the daemon stopped)."""
+    total = 0
+    with open(counts) as f:
+        for line in f:
+            v = line.split(",")
+            if len(v) > 2 and v[2].startswith("syscalls:sys_enter_f") and v[0].isdigit():
+                total += int(v[0])
+    return total
 
 
 def wait_for(pred, timeout, what):
@@ -238,13 +262,8 @@ def bench_burst(work, n, reps):
         root, state = os.path.join(base, "root"), os.path.join(base, "state.db")
         make_dirs(root, n, "b")
         cfg = config(base, root, state, poll=5, extra_job="  extra_args: [\"--hold\"]\n  output: /dev/null\n")
-        # fsyncs counted by kernel tracepoints over the daemon and its threads (perf stat), not by
-        # `strace -f`: that ptrace-stops every fork and exec of each sbatch, a cost the bare loop does not pay.
         counts = os.path.join(base, "fsyncs.txt")
-        t0 = time.time()
-        p = subprocess.Popen(["perf", "stat", "-x,", "-o", counts, "-e", "syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync",
-                              "--", BIN, "run", "--allow-root", "--config", cfg], stdout=subprocess.DEVNULL,
-                             stderr=open(os.path.join(base, "d.log"), "w"))
+        p = start_counting_fsyncs(cfg, counts, os.path.join(base, "d.log"))
 
         wait_for(lambda: all_submitted(state, n), 600, f"{n} submissions")
         c = sqlite3.connect(state)
@@ -252,12 +271,7 @@ def bench_burst(work, n, reps):
         keys = [k for (k,) in c.execute("select job_id from generations")]
         c.close()
         stop(p)
-        fsyncs = 0
-        with open(counts) as f:
-            for line in f:
-                v = line.split(",")
-                if len(v) > 2 and v[2].startswith("syscalls:sys_enter_f") and v[0].isdigit():
-                    fsyncs += int(v[0])
+        fsyncs = fsyncs_counted(counts)
         # From the first intent (after the stability window, which a bare loop does not have).
         out["daemon_ms"].append(last - first_intent)
         out["fsyncs_per_dir"].append(fsyncs / n)
@@ -276,28 +290,12 @@ def bench_local(work, n):
     make_dirs(root, n, "l")
     cfg = config(base, root, state, poll=1, extra_job="  executor: local\n")
     counts = os.path.join(base, "fsyncs.txt")
-    p = subprocess.Popen(["perf", "stat", "-x,", "-o", counts, "-e", "syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync",
-                          "--", BIN, "run", "--allow-root", "--config", cfg], stdout=subprocess.DEVNULL,
-                         stderr=open(os.path.join(base, "d.log"), "w"))
-
-    def all_done():
-        try:
-            c = sqlite3.connect(state)
-            k = c.execute("select count(*) from generations where state = 'completed'").fetchone()[0]
-            c.close()
-            return k == n
-        except sqlite3.Error:
-            return False
+    p = start_counting_fsyncs(cfg, counts, os.path.join(base, "d.log"))
     try:
-        wait_for(all_done, 600, f"{n} local jobs completed")
+        wait_for(lambda: all_records(state, n, "state = 'completed'"), 600, f"{n} local jobs completed")
     finally:
         stop(p)
-    fsyncs = 0
-    with open(counts) as f:
-        for line in f:
-            v = line.split(",")
-            if len(v) > 2 and v[2].startswith("syscalls:sys_enter_f") and v[0].isdigit():
-                fsyncs += int(v[0])
+    fsyncs = fsyncs_counted(counts)
     shutil.rmtree(base, ignore_errors=True)
     return {"n": n, "fsyncs_per_dir": fsyncs / n}
 
