@@ -442,9 +442,8 @@ fn check_neighbours(a: &InstallArgs, c: &Checked) -> anyhow::Result<()> {
     let destdir = a.destdir.as_deref();
     let me = siblings::Service::parse(&c.layout.config, &c.config_text)
         .context("the config these flags give does not load")?;
-    let mut dirs = vec![PathBuf::from(DEFAULT_CONFIG)];
-    dirs.push(c.layout.config.clone());
-    let dirs: Vec<PathBuf> = dirs
+    // The plain service's config directory and this one's (the same, unless --config-path moved it).
+    let dirs: Vec<PathBuf> = [Path::new(DEFAULT_CONFIG), c.layout.config.as_path()]
         .iter()
         .map(|p| p.parent().unwrap_or(Path::new("/")).to_path_buf())
         .collect();
