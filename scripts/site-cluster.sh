@@ -378,7 +378,7 @@ CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$pass';
 GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';
 EOF
   ct systemctl enable --now slurmdbd >/dev/null 2>&1
-  wait_until "slurmdbd (sacctmgr show cluster)" 60 ct sacctmgr -n -P show cluster format=cluster
+  wait_until "slurmdbd (sacct)" 60 dbd_up
   ct sacctmgr -n -P show cluster format=cluster | grep -qx site || ct sacctmgr -i add cluster site >/dev/null
   # The package's postinst may have started slurmctld before accounting was there (it then dies).
   local s; s=$(ct systemctl is-active slurmctld || true)
@@ -401,10 +401,19 @@ EOF
       || ct sacctmgr -i add user $u account=dev cluster=site >/dev/null
   done
   node_usable
+  # Every daemon the tests use answers before `up` returns (a restarted container's slurmdbd may still be
+  # refusing connections after slurmctld is up: the tests' own sacct then fails).
+  wait_until "slurmdbd (sacct)" 60 dbd_up
+  wait_until "slurmctld (scontrol ping)" 60 ctld_up
   phase_done cluster "$t"
 }
 
 ctld_up() { ct scontrol ping 2>/dev/null | grep -q UP; }
+# sacct talks to slurmdbd itself; a refused connection may still exit 0 with an error line, so both count.
+dbd_up() {
+  local out
+  out=$(ct sacct -n -X -P --starttime=now-60 -o JobID 2>&1) && ! grep -qi error <<<"$out"
+}
 
 node_usable() {
   local end=$(( $(date +%s) + 60 )) resumed=0 st

@@ -448,6 +448,7 @@ fn a_node_failure_requeues_the_job_and_it_has_one_outcome() {
             .any(|r| r.starts_with("NODE_FAIL"))
             .then_some(())
     });
+    let killed_by = std::time::SystemTime::now();
     wait_for(
         Duration::from_secs(30),
         "sacct to show the requeued job",
@@ -466,7 +467,8 @@ fn a_node_failure_requeues_the_job_and_it_has_one_outcome() {
     assert!(dir.exists(), "deleted while a later run could still start");
     assert!(env.failures().is_empty(), "{:?}", env.failures());
     down.end();
-    start_now(&job);
+    // The first run was killed when its node failed, before accounting showed NODE_FAIL above.
+    start_now(&job, killed_by);
     let g = env.wait_final(&dir, Duration::from_secs(90));
     assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{g:?}");
     assert_eq!(runs(&runs_file), 2, "the job did not run again");

@@ -547,12 +547,32 @@ pub mod slurm {
         Command::new("scontrol").args(args).output().unwrap()
     }
 
-    /// Requeued jobs become eligible only 2 minutes later: start this one now (as an operator may).
-    pub fn start_now(id: &str) {
+    /// Requeued jobs become eligible only 2 minutes later: start this one now (as an operator may) — once
+    /// Slurm can run it again. `killed_by` is a moment at or after the first run was killed.
+    ///
+    /// Two things must be true first, or Slurm ends the second run FAILED 1:0 on its own
+    /// (slurmd: "Job N already killed, do not launch batch job"):
+    /// - the controller has the job PENDING, not COMPLETING: slurmd is done with the first run (its epilog
+    ///   ran and was reported);
+    /// - the controller's clock has passed the second of the kill: slurmd revoked the job's credentials up to
+    ///   that second, and a launch credential made within it counts as revoked (Slurm's own delay on requeue
+    ///   is what normally keeps the two apart).
+    pub fn start_now(id: &str, killed_by: std::time::SystemTime) {
         wait_for(
             Duration::from_secs(30),
-            "the requeued job to be pending",
+            "the requeued job to be pending (slurmd done with its first run)",
             || (squeue_state(id) == "PENDING").then_some(()),
+        );
+        let second = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .expect("clock after 1970")
+                .as_secs()
+        };
+        let kill_second = second(killed_by);
+        wait_for(
+            Duration::from_secs(5),
+            "the clock to pass the second the first run was killed in",
+            || (second(std::time::SystemTime::now()) > kill_second).then_some(()),
         );
         let out = scontrol(&["update", &format!("jobid={id}"), "StartTime=now"]);
         assert!(

@@ -35,7 +35,8 @@ fn a_job_requeued_while_running_has_one_outcome_after_its_last_run() {
         "scontrol requeue {job}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    start_now(&job);
+    // `scontrol requeue` kills the first run before it returns.
+    start_now(&job, std::time::SystemTime::now());
     // While the job waits for its second run, nothing is recorded and nothing deleted.
     assert!(dir.exists(), "deleted while a later run could still start");
     let g = env.history(&dir).pop().unwrap();
