@@ -177,6 +177,12 @@ A second instance on the same state file refuses to start."
         /// writing the ledger (it is only read, if it exists). Takes no lock: safe beside a running daemon.
         #[arg(long, conflicts_with = "once")]
         dry_run: bool,
+        /// Start a new ledger even though an earlier one served this root (its lock file, status snapshot
+        /// or job output are there, or Slurm's accounting shows its jobs): every ready directory is then
+        /// processed as new. Without it such a start is refused; `dirwatcher recover --from-slurm` rebuilds
+        /// the ledger instead.
+        #[arg(long, conflicts_with = "dry_run")]
+        catch_up: bool,
     },
     /// Validate a config file and print the effective configuration (every default filled in).
     #[command(long_about = check_config_about())]

@@ -53,6 +53,7 @@ pub mod out;
 pub mod outcome;
 pub mod output_dir;
 pub mod process;
+pub mod recover;
 pub mod scan;
 pub mod scheduler;
 pub mod snapshot;

@@ -118,6 +118,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             once,
             allow_root,
             dry_run,
+            catch_up,
         } => {
             let cfg = config_or_exit!(&config);
             if dry_run {
@@ -130,7 +131,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 out::error(&refusal);
                 return Ok(ExitCode::from(2));
             }
-            run_daemon(cfg, once, None)
+            run_daemon(cfg, once, catch_up, None)
         }
         Command::Status {
             config,
@@ -250,6 +251,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             run_daemon(
                 cfg,
                 false,
+                false,
                 Some(Box::new(move || {
                     std::thread::sleep(Duration::from_secs(1));
                     match ops::drop_demo_sample(&root) {
@@ -271,6 +273,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
 fn run_daemon(
     cfg: Config,
     once: bool,
+    catch_up: bool,
     side_task: Option<Box<dyn FnOnce() + Send>>,
 ) -> anyhow::Result<ExitCode> {
     let (tx, rx) = unbounded();
@@ -278,11 +281,33 @@ fn run_daemon(
     // service's stay as they always were.
     let span = logging::instance_span(cfg.behavior.instance.as_ref().map(|n| n.as_str()));
     let _in_span = span.clone().entered();
-    let mut daemon = match Daemon::start(cfg) {
+    let opts = dirwatcher::daemon::StartOptions {
+        catch_up,
+        ask_accounting: true,
+    };
+    let mut daemon = match Daemon::start(cfg, opts) {
         Ok(d) => d,
-        Err(e @ StartError::AlreadyRunning { .. }) => {
+        // Another daemon runs, or accounting does not answer yet: systemd may try again later.
+        Err(
+            e @ (StartError::AlreadyRunning { .. }
+            | StartError::AccountingUnknown { .. }
+            | StartError::Ledger(dirwatcher::ledger::LedgerError::InUse(_))),
+        ) => {
             out::error(format_args!("error: {e}"));
             return Ok(ExitCode::from(1));
+        }
+        // The admin must act (restore, recover, or say --catch-up): 2, which the unit does not restart.
+        Err(
+            e @ (StartError::LedgerLost { .. }
+            | StartError::Ledger(
+                dirwatcher::ledger::LedgerError::OtherRoot { .. }
+                | dirwatcher::ledger::LedgerError::Symlink { .. }
+                | dirwatcher::ledger::LedgerError::NotAFile(_)
+                | dirwatcher::ledger::LedgerError::Newer { .. },
+            )),
+        ) => {
+            out::error(format_args!("error: {e}"));
+            return Ok(ExitCode::from(2));
         }
         Err(e) => return Err(e).context("cannot start"),
     };

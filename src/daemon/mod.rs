@@ -90,6 +90,37 @@ pub enum StartError {
     /// The ledger could not be opened.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// The ledger is missing or empty, while an earlier one left its traces: a new one would run finished
+    /// directories again.
+    #[error(
+        "the ledger `{path}` is {found}, but an earlier ledger served this root: {traces}. A new, empty ledger \
+         would submit every ready directory again. Restore the ledger from a backup; or rebuild it from Slurm's \
+         accounting with `dirwatcher recover --from-slurm --config {config}`; or, to process every ready \
+         directory as new, start once with `dirwatcher run --catch-up --config {config}`",
+        traces = traces.join("; ")
+    )]
+    LedgerLost {
+        /// The state file.
+        path: PathBuf,
+        /// "missing", "empty (0 bytes)".
+        found: &'static str,
+        /// What shows that a ledger existed, in words.
+        traces: Vec<String>,
+        /// The config file, for the commands to run.
+        config: PathBuf,
+    },
+    /// A new ledger cannot tell whether this root's directories ran before: accounting does not answer.
+    #[error(
+        "the ledger `{path}` is new, and Slurm's accounting cannot say whether this root's directories ran \
+         before ({error}); dirwatcher starts once `sacct` answers (or start with `--catch-up` to process every \
+         ready directory as new)"
+    )]
+    AccountingUnknown {
+        /// The state file.
+        path: PathBuf,
+        /// What sacct said.
+        error: String,
+    },
     /// `metrics.listen` could not be bound.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
@@ -142,6 +173,70 @@ pub fn lock_state(state_file: &Path) -> Result<File, StartError> {
         }),
         Err(std::fs::TryLockError::Error(source)) => Err(StartError::Lock { path, source }),
     }
+}
+
+/// How the daemon starts.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// `run --catch-up`: a new ledger over a root an earlier ledger served processes every ready directory
+    /// as new (without it, that start is refused).
+    pub catch_up: bool,
+    /// Ask Slurm's accounting whether a new ledger's root was served before (the real start with the Slurm
+    /// executor; in-process tests have no cluster).
+    pub ask_accounting: bool,
+}
+
+/// Before a new ledger is created (nothing, or 0 bytes, at the state file): looks for traces of an earlier
+/// one — beside the state file, in the job output folder, and (Slurm) in accounting. Any trace refuses the
+/// start, unless `--catch-up` asked for it; then the traces are returned, to be said. `Ok(None)`: an
+/// existing ledger, or a new one over a root that is new.
+fn fresh_ledger_gate(
+    cfg: &Config,
+    opts: &StartOptions,
+    root: &Root,
+    now: Millis,
+) -> Result<Option<Vec<String>>, StartError> {
+    let path = &cfg.behavior.state_file;
+    let at = crate::ledger::identity::look(path).map_err(|source| {
+        StartError::Ledger(LedgerError::Create {
+            path: path.clone(),
+            source,
+        })
+    })?;
+    if !at.is_fresh() {
+        return Ok(None);
+    }
+    let output = match output_dir::place(cfg) {
+        Place::Checked { root, rel } => Some(root.join(rel)),
+        _ => None,
+    };
+    let mut traces = crate::ledger::identity::traces_on_disk(path, output.as_deref());
+    if traces.is_empty() && opts.ask_accounting && cfg.job.executor == crate::config::ExecutorKind::Slurm {
+        let names = crate::scan::list_subdirs(root).unwrap_or_default();
+        match crate::recover::first_trace(cfg, &names, now) {
+            Ok(Some(t)) => traces.push(t),
+            Ok(None) => {}
+            Err(error) if !opts.catch_up => {
+                return Err(StartError::AccountingUnknown {
+                    path: path.clone(),
+                    error,
+                });
+            }
+            Err(_) => {}
+        }
+    }
+    if traces.is_empty() {
+        return Ok(None);
+    }
+    if opts.catch_up {
+        return Ok(Some(traces));
+    }
+    Err(StartError::LedgerLost {
+        path: path.clone(),
+        found: at.word(),
+        traces,
+        config: cfg.source.clone(),
+    })
 }
 
 /// Ready-files being watched for stability (memory only: after a restart stability is observed again).
@@ -221,6 +316,9 @@ struct Health {
     query: OutageLatch,
     /// Ledger writes (disk full, read-only).
     ledger: OutageLatch,
+    /// The ledger's path no longer names the file held (removed, replaced, its directory gone): nothing is
+    /// done until a restart.
+    ledger_file: OutageLatch,
     /// Listing the root (file system unmounted).
     scan: OutageLatch,
     /// The root's path no longer names the directory held open (unmounted, mounted over, replaced by a
@@ -414,7 +512,7 @@ impl std::fmt::Debug for Daemon {
 impl Daemon {
     /// Takes the lock, opens the ledger and prepares the real scheduler, clock and systemd notifier.
     /// Nothing runs yet.
-    pub fn start(cfg: Config) -> Result<Daemon, StartError> {
+    pub fn start(cfg: Config, opts: StartOptions) -> Result<Daemon, StartError> {
         // First, before anything is created: the mask applies to every file and folder of the daemon, its
         // jobs' output (Slurm passes it on as SLURM_UMASK) and the local jobs. Only here, not in
         // `with_parts`: the mask is the process's, and tests run many daemons in one process.
@@ -425,6 +523,7 @@ impl Daemon {
             Box::new(scheduler::from_config),
             Box::new(SystemClock::default()),
             Notifier::from_env(),
+            opts,
         )
     }
 
@@ -435,7 +534,13 @@ impl Daemon {
         make_sched: SchedulerFactory,
         clock: Box<dyn Clock>,
     ) -> Result<Daemon, StartError> {
-        Daemon::assemble(cfg, make_sched, clock, Notifier::default())
+        Daemon::assemble(
+            cfg,
+            make_sched,
+            clock,
+            Notifier::default(),
+            StartOptions::default(),
+        )
     }
 
     fn assemble(
@@ -443,8 +548,9 @@ impl Daemon {
         make_sched: SchedulerFactory,
         clock: Box<dyn Clock>,
         notifier: Notifier,
+        opts: StartOptions,
     ) -> Result<Daemon, StartError> {
-        let lock = lock_state(&cfg.behavior.state_file)?;
+        let mut lock = lock_state(&cfg.behavior.state_file)?;
         let links = if cfg.watch.allow_unsafe_root {
             RootLinks::Follow
         } else {
@@ -454,7 +560,17 @@ impl Daemon {
             path: cfg.watch.root.clone(),
             source,
         })?;
-        let ledger = Ledger::open(&cfg.behavior.state_file)?;
+        let fresh = fresh_ledger_gate(&cfg, &opts, &root, clock.wall())?;
+        let ledger = Ledger::open_exclusive(&cfg.behavior.state_file, &cfg.watch.root)?;
+        if let Err(e) = crate::ledger::identity::name_ledger_in_lock(&mut lock, ledger.id()) {
+            say::config_warning(&format!(
+                "cannot write the ledger's id into the lock file `{}`: {e}",
+                snapshot::lock_path(&cfg.behavior.state_file).display()
+            ));
+        }
+        if let Some(traces) = fresh {
+            say::caught_up(&cfg.behavior.state_file, &traces);
+        }
         let metrics = Metrics::start(&cfg.metrics, cfg.behavior.instance.as_ref())?;
         metrics.reloaded(true, clock.wall());
         let sched = metrics.instrument(make_sched(&cfg), &notifier);
@@ -620,6 +736,17 @@ impl Daemon {
     /// One cycle: every step once, in order. Public for tests and for `run --once`.
     pub fn cycle(&mut self, events: &Receiver<Event>) -> Flow {
         let now = self.clock.mono();
+        if let Err(problem) = self.ledger.check_file() {
+            // What would be written now is lost at the next start: nothing is scanned, submitted or
+            // deleted, and the loop only keeps telling systemd it lives.
+            let edge = self.health.ledger_file.failed(now);
+            say::ledger_file_unusable(&self.cfg.behavior.state_file, &problem, edge);
+            let cadence = self.cadence();
+            self.schedule.tracked(now, cadence);
+            self.schedule.scanned(now, false, cadence);
+            self.observers.notifier.cycle_done(Some("the ledger file was removed or replaced: stopped; see the log"));
+            return Flow::Continue;
+        }
         self.sync_known(now);
         let mut agenda = self.read_agenda();
         if self.schedule.track_due(now) {

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::engine::{
@@ -621,6 +621,30 @@ pub fn delivery_back(channel: crate::engine::notice::Channel, label: &str, edge:
             "delivery to {label} by {} works again after {} and {failures} failed attempts",
             channel.as_str(),
             human(lasted)
+        );
+    }
+}
+
+/// A new ledger was started with `--catch-up` over a root an earlier ledger served.
+pub fn caught_up(state_file: &Path, traces: &[String]) {
+    warn!(
+        state_file = %state_file.display(),
+        "started a new ledger `{}` although an earlier one served this root ({}): every ready directory is \
+         processed as new (--catch-up)",
+        state_file.display(),
+        traces.join("; ")
+    );
+}
+
+/// The ledger's path no longer names the file held open: nothing is done until a restart.
+pub fn ledger_file_unusable(state_file: &Path, problem: &crate::ledger::identity::Problem, edge: OutageEdge) {
+    if edge == OutageEdge::Started {
+        error!(
+            state_file = %state_file.display(),
+            "the ledger `{}` cannot be trusted: {problem}; nothing is scanned, submitted or deleted, since what \
+             is recorded now would be lost. Stop dirwatcher, put the ledger back (from a backup, or rebuild it \
+             with `dirwatcher recover --from-slurm`), then start it again",
+            state_file.display()
         );
     }
 }

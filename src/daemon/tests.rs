@@ -174,8 +174,9 @@ impl Bench {
     /// Stops the daemon and starts another one on the same config and ledger, as a restart does.
     fn restart(&mut self) {
         let cfg = Config::load(&self.config).unwrap();
-        // The old process lets go of the single-instance lock first.
+        // The old process lets go of the single-instance locks first (the lock file's and the ledger's).
         self.daemon._lock = std::fs::File::open("/dev/null").unwrap();
+        self.daemon.ledger.let_go();
         let f = self.fake.clone();
         let fresh = Daemon::with_parts(
             cfg,

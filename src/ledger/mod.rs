@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+pub mod identity;
+
 use crate::engine::notice::{Channel, EventKind};
 use crate::engine::{GenState, Generation, JobDetail, ReadyIdentity};
 use crate::time::Millis;
@@ -43,6 +45,58 @@ pub enum LedgerError {
         #[source]
         source: std::io::Error,
     },
+    /// `behavior.state_file` is a symlink (dangling or not): never opened or created through.
+    #[error(
+        "`{path}` is a symlink (to `{target}`): dirwatcher never opens or creates its ledger through a link; \
+         set `behavior.state_file` to the real file, or move the ledger to its path"
+    )]
+    Symlink {
+        /// The state file.
+        path: PathBuf,
+        /// Where it points.
+        target: PathBuf,
+    },
+    /// `behavior.state_file` is a directory or something else that is not a regular file.
+    #[error("`{0}` is not a regular file; set `behavior.state_file` to a file path such as `/var/lib/dirwatcher/state.db`")]
+    NotAFile(PathBuf),
+    /// Another process holds the ledger file's own lock (a second daemon, through any name of the file).
+    #[error(
+        "another dirwatcher holds the ledger `{0}` (its lock is on the file itself, so a second daemon is refused \
+         through any path or hard link to it); stop the other one first (`systemctl stop dirwatcher`)"
+    )]
+    InUse(PathBuf),
+    /// The ledger serves another root.
+    #[error(
+        "the ledger `{path}` belongs to the root `{served}`, not `{root}`: its records mean nothing for this root; \
+         give this root its own `behavior.state_file` (or point `watch.root` back at `{served}`)"
+    )]
+    OtherRoot {
+        /// The database file.
+        path: PathBuf,
+        /// The root it was created for.
+        served: String,
+        /// The root of this config.
+        root: String,
+    },
+    /// Written by a newer dirwatcher.
+    #[error(
+        "the ledger `{path}` has schema version {version}, newer than this dirwatcher knows ({known}): it was \
+         written by a newer release; install that release again (a downgrade cannot read it)"
+    )]
+    Newer {
+        /// The database file.
+        path: PathBuf,
+        /// Its schema version.
+        version: i64,
+        /// The newest this binary knows.
+        known: i64,
+    },
+    /// A second intent for a generation and attempt that already has one: a second writer got in.
+    #[error(
+        "the ledger `{0}` already holds an intent for this directory's generation and attempt: another \
+         dirwatcher wrote to this ledger; nothing was submitted twice — stop the other daemon"
+    )]
+    DoubleIntent(PathBuf),
     /// SQLite said no (disk full, read-only, locked, corrupt).
     #[error("state file `{path}`: {what}")]
     Sql {
@@ -174,6 +228,18 @@ BEGIN
 END;
 ";
 
+/// The schema this binary writes, kept in `schema_version` (one row per version reached, with its time).
+/// 1: every ledger before that table (the columns of [`ADDED_COLUMNS`] may be missing); 2: the version
+/// table, the root the ledger serves in `meta`, and one intent per generation and attempt
+/// (`generations_one_intent`).
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// No generation (directory and ready-file identity) holds two intents for one attempt: a second writer
+/// that got past every lock is refused by the database. `{floor}`: rows up to this id (duplicates a
+/// ledger of schema 1 may hold from before) are not checked.
+const ONE_INTENT: &str = "CREATE UNIQUE INDEX IF NOT EXISTS generations_one_intent
+    ON generations(dir, ready_dev, ready_ino, ready_size, ready_mtime_ns, attempt) WHERE id > {floor}";
+
 const COLUMNS: &str = "id, dir, ready_dev, ready_ino, ready_size, ready_mtime_ns, dir_dev, dir_ino, state, attempt, \
     submit_tries, submit_key, job_id, job_name, created_at, submitted_at, finished_at, next_try_at, final_state, \
     exit_code, last_error, uncertain, delete_pending, failure_log_pending, deleted, updated_at, seen_at, reason, \
@@ -218,6 +284,8 @@ pub struct Ledger {
     conn: Connection,
     path: PathBuf,
     instance: String,
+    /// The lock on the ledger file itself, for the daemon and `recover` (not the CLI's short writes).
+    held: Option<identity::Held>,
 }
 
 fn u(v: i64) -> u64 {
@@ -243,6 +311,16 @@ impl Ledger {
                     source,
                 })?;
         }
+        match identity::look(path) {
+            Ok(identity::AtPath::Symlink(target)) => {
+                return Err(LedgerError::Symlink {
+                    path: path.to_path_buf(),
+                    target,
+                });
+            }
+            Ok(identity::AtPath::NotAFile) => return Err(LedgerError::NotAFile(path.to_path_buf())),
+            _ => {}
+        }
         create_private(path).map_err(|source| LedgerError::Create {
             path: path.to_path_buf(),
             source,
@@ -267,7 +345,11 @@ impl Ledger {
                 source,
             }
         };
-        let conn = Connection::open(path).map_err(sql("cannot open"))?;
+        use rusqlite::OpenFlags;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+        let mut conn = Connection::open_with_flags(path, flags).map_err(sql("cannot open"))?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(sql("cannot configure"))?;
         // WAL: readers (the CLI) never block the daemon; FULL: a committed intent survives a power cut.
@@ -275,26 +357,86 @@ impl Ledger {
             .map_err(foreign_or(path, "cannot enable WAL"))?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(sql("cannot configure"))?;
-        conn.execute_batch(SCHEMA)
-            .map_err(sql("cannot create the schema"))?;
-        migrate(&conn).map_err(sql("cannot upgrade the schema"))?;
-        with_busy_retry(|| ensure_counts(&conn)).map_err(sql("cannot upgrade the schema"))?;
-        // OR IGNORE + read back: two processes opening a new ledger at once agree on one instance id.
-        conn.execute(
-            "INSERT OR IGNORE INTO meta(key, value) VALUES ('instance', ?1)",
-            [fresh_instance_id()],
-        )
-        .map_err(sql("cannot initialise"))?;
-        let instance: String = conn
-            .query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| {
-                r.get(0)
-            })
-            .map_err(sql("cannot read"))?;
+        let instance = match with_busy_retry(|| upgrade(&mut conn)) {
+            Ok(Ok(instance)) => instance,
+            Ok(Err(version)) => {
+                return Err(LedgerError::Newer {
+                    path: path.to_path_buf(),
+                    version,
+                    known: SCHEMA_VERSION,
+                });
+            }
+            Err(e) => return Err(sql("cannot upgrade the schema")(e)),
+        };
         Ok(Ledger {
             conn,
             path: path.to_path_buf(),
             instance,
+            held: None,
         })
+    }
+
+    /// Opens (creating if needed) the ledger for its one writer, the daemon (or `recover`): takes the lock
+    /// on the ledger file itself, and checks that the ledger serves `root` (a ledger that has not said yet
+    /// which root it serves is given this one).
+    pub fn open_exclusive(path: &Path, root: &Path) -> Result<Ledger> {
+        let mut l = Ledger::open(path)?;
+        l.held = Some(identity::Held::take(path).map_err(|e| match e {
+            identity::LockError::Held => LedgerError::InUse(path.to_path_buf()),
+            identity::LockError::Io(source) => LedgerError::Create {
+                path: path.to_path_buf(),
+                source,
+            },
+        })?);
+        let mine = root.as_os_str().as_bytes();
+        let served: Option<Vec<u8>> = l
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'root'", [], |r| {
+                r.get::<_, rusqlite::types::Value>(0)
+            })
+            .optional()
+            .map_err(l.sql("cannot read"))?
+            .map(|v| match v {
+                rusqlite::types::Value::Blob(b) => b,
+                rusqlite::types::Value::Text(t) => t.into_bytes(),
+                _ => Vec::new(),
+            });
+        match served {
+            Some(s) if s != mine => {
+                return Err(LedgerError::OtherRoot {
+                    path: path.to_path_buf(),
+                    served: String::from_utf8_lossy(&s).into_owned(),
+                    root: root.display().to_string(),
+                });
+            }
+            Some(_) => {}
+            None => {
+                l.conn
+                    .execute(
+                        "INSERT OR IGNORE INTO meta(key, value) VALUES ('root', ?1)",
+                        [mine],
+                    )
+                    .map_err(l.sql("cannot record the root"))?;
+            }
+        }
+        Ok(l)
+    }
+
+    /// Whether the ledger's path still names the file this process holds (always true for a ledger opened
+    /// without [`Ledger::open_exclusive`]).
+    pub fn check_file(&self) -> std::result::Result<(), identity::Problem> {
+        self.held.as_ref().map_or(Ok(()), identity::Held::check)
+    }
+
+    /// Lets go of the lock on the ledger file (tests: a restart in one process).
+    #[cfg(test)]
+    pub fn let_go(&mut self) {
+        self.held = None;
+    }
+
+    /// The ledger's id (the middle of every submission key, `dw-<id>-<row>`).
+    pub fn id(&self) -> &str {
+        &self.instance
     }
 
     /// Opens an existing ledger for reading only (`status`, `explain`, `run --dry-run`): never creates the
@@ -317,10 +459,20 @@ impl Ledger {
                 r.get(0)
             })
             .map_err(foreign_or(path, "cannot read"))?;
+        if let Some(version) = stored_version(&conn).map_err(sql("cannot read"))?
+            && version > SCHEMA_VERSION
+        {
+            return Err(LedgerError::Newer {
+                path: path.to_path_buf(),
+                version,
+                known: SCHEMA_VERSION,
+            });
+        }
         Ok(Ledger {
             conn,
             path: path.to_path_buf(),
             instance,
+            held: None,
         })
     }
 
@@ -437,7 +589,7 @@ impl Ledger {
         for new in news {
             ids.push(
                 insert_row(&tx, &self.instance, new, now)
-                    .map_err(sql("cannot record the intent"))?,
+                    .map_err(intent_err(&path, "cannot record the intent"))?,
             );
         }
         tx.commit().map_err(sql("cannot commit the intents"))?;
@@ -514,8 +666,8 @@ impl Ledger {
             .conn
             .transaction()
             .map_err(sql("cannot begin a transaction"))?;
-        let id =
-            insert_row(&tx, &self.instance, new, now).map_err(sql("cannot record the intent"))?;
+        let id = insert_row(&tx, &self.instance, new, now)
+            .map_err(intent_err(&path, "cannot record the intent"))?;
         tx.commit().map_err(sql("cannot commit the intent"))?;
         self.get(id).map(|g| g.expect("row just inserted"))
     }
@@ -682,7 +834,7 @@ impl Ledger {
                     },
                     now,
                 )
-                .map_err(sql("cannot record the retry"))?,
+                .map_err(intent_err(&path, "cannot record the retry"))?,
             ),
             None => None,
         };
@@ -1262,38 +1414,25 @@ fn read_header(path: &Path) -> Option<Vec<u8>> {
     Some(head)
 }
 
-/// Creates the trigger-kept counts (and fills them from the records) unless they exist. In one immediate
-/// transaction, so two processes upgrading one ledger at once create them once.
-fn ensure_counts(conn: &Connection) -> rusqlite::Result<()> {
-    let exists = |c: &Connection| {
-        c.query_row(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'state_counts'",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-    };
-    if exists(conn)? > 0 {
-        return Ok(());
-    }
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let r = (|| {
-        if exists(conn)? == 0 {
-            conn.execute_batch(COUNTS_SCHEMA)?;
-        }
-        conn.execute_batch("COMMIT")
-    })();
-    if r.is_err() {
-        let _ = conn.execute_batch("ROLLBACK");
-    }
-    r
-}
-
 /// Like [`sqle`], but "not a database" means the file is something else (the Python original's JSON).
 fn foreign_or(path: &Path, what: &'static str) -> impl FnOnce(rusqlite::Error) -> LedgerError {
     let path = path.to_path_buf();
     move |source| match &source {
         rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::NotADatabase => {
             LedgerError::Foreign(path)
+        }
+        _ => LedgerError::Sql { path, what, source },
+    }
+}
+
+/// Like [`sqle`], but the one-intent index refusing a row means a second writer got in.
+fn intent_err(path: &Path, what: &'static str) -> impl FnOnce(rusqlite::Error) -> LedgerError {
+    let path = path.to_path_buf();
+    move |source| match &source {
+        rusqlite::Error::SqliteFailure(e, Some(m))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation && m.contains("generations.ready_ino") =>
+        {
+            LedgerError::DoubleIntent(path)
         }
         _ => LedgerError::Sql { path, what, source },
     }
@@ -1351,9 +1490,90 @@ fn row_to_gen(r: &Row<'_>) -> rusqlite::Result<Generation> {
     })
 }
 
-/// Adds the columns an older ledger lacks. Idempotent; two processes opening an old ledger at once may race
-/// to add a column, so "duplicate column" is not an error.
-fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+/// The newest schema version recorded, `None` when the ledger has no version table (new, or schema 1).
+fn stored_version(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    let has_table: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_table == 0 {
+        return Ok(None);
+    }
+    conn.query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+}
+
+/// Brings the ledger to [`SCHEMA_VERSION`] in one immediate transaction (two processes opening one ledger
+/// at once upgrade it once), and returns its id — or `Err(version)` (inside `Ok`) for a ledger newer than
+/// this binary, which is left untouched.
+fn upgrade(conn: &mut Connection) -> rusqlite::Result<std::result::Result<String, i64>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version = match stored_version(&tx)? {
+        Some(v) => v,
+        None => {
+            let has_generations: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'generations'",
+                [],
+                |r| r.get(0),
+            )?;
+            if has_generations > 0 { 1 } else { 0 }
+        }
+    };
+    if version > SCHEMA_VERSION {
+        return Ok(Err(version));
+    }
+    if version < SCHEMA_VERSION {
+        tx.execute_batch(SCHEMA)?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_version (
+                 version    INTEGER PRIMARY KEY,
+                 applied_at INTEGER NOT NULL
+             )",
+        )?;
+        if version == 1 {
+            add_columns(&tx)?;
+        }
+        let has_counts: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'state_counts'",
+            [],
+            |r| r.get(0),
+        )?;
+        if has_counts == 0 {
+            tx.execute_batch(COUNTS_SCHEMA)?;
+        }
+        // Duplicates a schema-1 ledger may hold (two daemons got in before this index existed) stay; every
+        // row from now on is checked.
+        let floor: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(g.id), 0) FROM generations g WHERE EXISTS (
+                 SELECT 1 FROM generations h WHERE h.dir = g.dir AND h.id <> g.id AND h.attempt = g.attempt
+                   AND h.ready_dev = g.ready_dev AND h.ready_ino = g.ready_ino
+                   AND h.ready_size = g.ready_size AND h.ready_mtime_ns = g.ready_mtime_ns)",
+            [],
+            |r| r.get(0),
+        )?;
+        tx.execute_batch(&ONE_INTENT.replace("{floor}", &floor.to_string()))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        for v in (version + 1)..=SCHEMA_VERSION {
+            tx.execute(
+                "INSERT OR IGNORE INTO schema_version(version, applied_at) VALUES (?1, ?2)",
+                params![v, now],
+            )?;
+        }
+    }
+    tx.execute(
+        "INSERT OR IGNORE INTO meta(key, value) VALUES ('instance', ?1)",
+        [fresh_instance_id()],
+    )?;
+    let instance: String =
+        tx.query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| r.get(0))?;
+    tx.commit()?;
+    Ok(Ok(instance))
+}
+
+/// Adds the columns a schema-1 ledger may lack (the first release had none of them).
+fn add_columns(conn: &Connection) -> rusqlite::Result<()> {
     let mut have = Vec::new();
     {
         let mut st = conn.prepare("PRAGMA table_info(generations)")?;
@@ -1363,12 +1583,8 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         }
     }
     for (col, def) in ADDED_COLUMNS {
-        if have.iter().any(|h| h == col) {
-            continue;
-        }
-        match conn.execute_batch(&format!("ALTER TABLE generations ADD COLUMN {col} {def}")) {
-            Err(rusqlite::Error::SqliteFailure(_, Some(m))) if m.contains("duplicate column") => {}
-            other => other?,
+        if !have.iter().any(|h| h == col) {
+            conn.execute_batch(&format!("ALTER TABLE generations ADD COLUMN {col} {def}"))?;
         }
     }
     Ok(())
@@ -1538,7 +1754,8 @@ mod tests {
                 let now = n as i64;
                 let latest = l.latest_for_dir(&dir).unwrap();
                 match (op, latest) {
-                    (0, _) => { l.insert_intent(&new(&dir, ident(u64::from(d)), None, now), now).unwrap(); }
+                    // Each intent is for a new generation (a new ready-file): one generation never has two.
+                    (0, _) => { l.insert_intent(&new(&dir, ident(n as u64 * 10 + u64::from(d)), None, now), now).unwrap(); }
                     (1, Some(g)) => l.record_submitted(g.id, "7", &[], now).unwrap(),
                     (2 | 3, Some(g)) if g.state.is_active() => {
                         let end = EndRecord {
@@ -1573,11 +1790,11 @@ mod tests {
                 l.insert_intent(&new(OsStr::new(&format!("d{n}")), ident(n), None, 1), 1)
                     .unwrap();
             }
-            // A ledger of the release before the kept counts.
+            // A ledger of the release before the kept counts (schema 1: no version table either).
             l.conn
                 .execute_batch(
                     "DROP TRIGGER counts_insert; DROP TRIGGER counts_update; DROP TRIGGER counts_delete;
-                     DROP TABLE state_counts;",
+                     DROP TABLE state_counts; DROP TABLE schema_version;",
                 )
                 .unwrap();
         }

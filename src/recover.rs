@@ -1,0 +1,344 @@
+//! What Slurm's accounting remembers of a root: the jobs an earlier ledger submitted for its directories.
+//! Used twice: at the start of a new, empty ledger (any such job means the root is not new: refuse rather
+//! than run finished directories again), and by `dirwatcher recover --from-slurm`, which rebuilds the
+//! generations from it.
+//!
+//! A job is ours when its comment is a submission key (`dw-<ledger>-<row>`), or — on a cluster that stores
+//! no comments — when it has no comment and our job name. It belongs to a directory of this root when its
+//! working directory is that directory (our `--chdir`) and its name is the one we give it; without
+//! `chdir_to_subdir` by its name alone, when exactly one directory of the root has that name.
+//! Must never: write the ledger (the caller does, in one transaction), or ask accounting without a bounded
+//! `--starttime`.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::engine::{GenState, JobDetail, ReadyIdentity};
+use crate::process::{self, Invocation};
+use crate::time::Millis;
+
+/// The accounting fields asked for, in this order; the separator is ASCII's unit separator, which no
+/// field of ours holds (a directory name may hold `|`).
+const FIELDS: &str = "JobIDRaw,Submit,End,State,ExitCode,ElapsedRaw,NodeList,Reason,Comment,JobName,WorkDir";
+const SEP: char = '\u{1f}';
+
+/// How far back a new ledger's start looks for jobs of an earlier one.
+pub const START_LOOKBACK: Duration = Duration::from_secs(30 * 86400);
+
+/// One job in accounting (a whole allocation; the latest record of its id in the window).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarlierJob {
+    /// Job id.
+    pub job_id: String,
+    /// Submit time (wall ms).
+    pub submit: Millis,
+    /// End time, when it ended.
+    pub end: Option<Millis>,
+    /// Slurm's state word (`COMPLETED`, `CANCELLED by 0` → `CANCELLED`).
+    pub state: String,
+    /// `code:signal`.
+    pub exit_code: String,
+    /// What explains its end.
+    pub detail: JobDetail,
+    /// The comment (our submission key).
+    pub comment: String,
+    /// The job name.
+    pub name: String,
+    /// Its working directory.
+    pub work_dir: PathBuf,
+}
+
+/// A submission key of ours: `dw-<8 hex>-<row>`.
+pub fn is_our_key(comment: &str) -> bool {
+    let mut parts = comment.splitn(3, '-');
+    matches!(
+        (parts.next(), parts.next(), parts.next()),
+        (Some("dw"), Some(id), Some(row))
+            if id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit())
+                && !row.is_empty() && row.bytes().all(|b| b.is_ascii_digit())
+    )
+}
+
+/// Parses the output of `sacct -X -n -P --delimiter=<SEP> --format=<FIELDS>` (`SLURM_TIME_FORMAT=%s`).
+pub fn parse(stdout: &str) -> Vec<EarlierJob> {
+    stdout
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.splitn(11, SEP).collect();
+            let [id, submit, end, state, exit, elapsed, nodes, reason, comment, name, work_dir] =
+                f.as_slice()
+            else {
+                return None;
+            };
+            let id = id.trim();
+            if !crate::scheduler::slurm::is_job_id(id) {
+                return None;
+            }
+            let secs = |s: &str| s.trim().parse::<i64>().ok().filter(|&t| t > 0);
+            let text = |s: &str| {
+                let s = s.trim();
+                if matches!(s, "" | "None" | "None assigned" | "(null)") {
+                    String::new()
+                } else {
+                    s.to_string()
+                }
+            };
+            Some(EarlierJob {
+                job_id: id.to_string(),
+                submit: secs(submit)? * 1000,
+                end: secs(end).map(|s| s * 1000),
+                state: state.split_whitespace().next().unwrap_or("").to_string(),
+                exit_code: exit.trim().to_string(),
+                detail: JobDetail {
+                    reason: text(reason),
+                    nodes: text(nodes),
+                    elapsed_sec: elapsed.trim().parse().ok(),
+                },
+                comment: text(comment),
+                name: name.to_string(),
+                work_dir: PathBuf::from(work_dir),
+            })
+        })
+        .collect()
+}
+
+/// One bounded `sacct` of the jobs of this user that were eligible between `from` and `to` seconds ago.
+fn ask(cfg: &Config, from_secs_ago: u64, to_secs_ago: u64) -> Result<Vec<EarlierJob>, String> {
+    let mut inv = Invocation::new("sacct")
+        .arg("-X")
+        .arg("-n")
+        .arg("-P")
+        .arg(format!("--delimiter={SEP}"))
+        .arg(format!("--format={FIELDS}"))
+        .arg(format!("--starttime=now-{from_secs_ago}"));
+    if to_secs_ago > 0 {
+        inv = inv.arg(format!("--endtime=now-{to_secs_ago}"));
+    }
+    inv.env.push(("SLURM_TIME_FORMAT".into(), "%s".into()));
+    let timeout = cfg.job.command_timeout.max(Duration::from_secs(60));
+    process::run(&inv, timeout)
+        .map(|out| parse(&out.stdout))
+        .map_err(|e| e.to_string())
+}
+
+/// The jobs of `[since, now]` in windows of a day, newest first; `each` hears every window's jobs and
+/// may stop the walk (returns false). Errors stop it too.
+pub fn walk(
+    cfg: &Config,
+    since: Millis,
+    now: Millis,
+    mut each: impl FnMut(usize, usize, Vec<EarlierJob>) -> bool,
+) -> Result<(), String> {
+    const DAY: u64 = 86400;
+    let back = u64::try_from((now - since).max(0) / 1000).unwrap_or(0) + 60;
+    let windows = back.div_ceil(DAY).max(1) as usize;
+    for w in 0..windows {
+        let to = w as u64 * DAY;
+        let from = ((w as u64 + 1) * DAY).min(back);
+        if !each(w, windows, ask(cfg, from, to)?) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// What accounting says of a directory of this root.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// The directory's name in the root.
+    pub dir: OsString,
+    /// Its latest job.
+    pub job: EarlierJob,
+    /// How many jobs accounting shows for it.
+    pub jobs: u32,
+}
+
+/// A job of ours that could not be tied to one directory of this root, and why.
+#[derive(Debug, Clone)]
+pub struct Unmatched {
+    /// The job.
+    pub job: EarlierJob,
+    /// Why.
+    pub why: &'static str,
+}
+
+/// The jobs of `jobs` that belong to this root, the latest per directory; and those of ours that name
+/// this root but no one directory in it. Jobs of other roots (another instance) are left out of both.
+pub fn match_to_root(cfg: &Config, names: &[OsString], jobs: &[EarlierJob]) -> (Vec<Found>, Vec<Unmatched>) {
+    let root = &cfg.watch.root;
+    let prefix = &cfg.job.job_name_prefix;
+    let mut by_name: HashMap<String, Vec<&OsString>> = HashMap::new();
+    for n in names {
+        by_name
+            .entry(crate::engine::job_name(prefix, n))
+            .or_default()
+            .push(n);
+    }
+    let mut latest: HashMap<OsString, Found> = HashMap::new();
+    let mut unmatched = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for j in jobs {
+        if !seen.insert((j.job_id.clone(), j.submit)) {
+            continue;
+        }
+        let ours = is_our_key(&j.comment)
+            || (j.comment.is_empty() && j.name.starts_with(&format!("{prefix}-")));
+        if !ours {
+            continue;
+        }
+        let dir: Result<OsString, &'static str> = if cfg.job.chdir_to_subdir {
+            match (j.work_dir.parent(), j.work_dir.file_name()) {
+                (Some(p), Some(d)) if p == root => {
+                    if crate::engine::job_name(prefix, d) == j.name {
+                        Ok(d.to_owned())
+                    } else {
+                        Err("its working directory is in this root, but its name is not the one given to it")
+                    }
+                }
+                _ => continue, // another root's job
+            }
+        } else {
+            match by_name.get(&j.name).map(Vec::as_slice) {
+                Some([d]) => Ok((*d).clone()),
+                Some(_) => Err("several directories of this root have its job name"),
+                None => Err("no directory of this root has its job name now"),
+            }
+        };
+        match dir {
+            Ok(d) => {
+                let e = latest.entry(d.clone()).or_insert_with(|| Found {
+                    dir: d,
+                    job: j.clone(),
+                    jobs: 0,
+                });
+                e.jobs += 1;
+                if j.submit > e.job.submit {
+                    e.job = j.clone();
+                }
+            }
+            Err(why) => unmatched.push(Unmatched { job: j.clone(), why }),
+        }
+    }
+    let mut found: Vec<Found> = latest.into_values().collect();
+    found.sort_by(|a, b| a.dir.cmp(&b.dir));
+    (found, unmatched)
+}
+
+/// The ledger state a job's last Slurm state means here: COMPLETED is done, a state Slurm may still run
+/// the job from is in flight, anything else failed.
+pub fn state_of(slurm: &str) -> GenState {
+    match slurm {
+        "COMPLETED" => GenState::Completed,
+        "PENDING" | "RUNNING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "SUSPENDED"
+        | "CONFIGURING" | "COMPLETING" | "RESIZING" | "SIGNALING" | "STAGE_OUT" | "STOPPED"
+        | "RESV_DEL_HOLD" | "SPECIAL_EXIT" => GenState::Submitted,
+        _ => GenState::Failed,
+    }
+}
+
+/// What the daemon's start asks of accounting for a new, empty ledger: a job of ours for a directory of
+/// this root within [`START_LOOKBACK`] (the last two days first, then the rest), in words.
+pub fn first_trace(cfg: &Config, names: &[OsString], now: Millis) -> Result<Option<String>, String> {
+    let mut found = None;
+    let two_days = 2 * 86400;
+    let all = START_LOOKBACK.as_secs();
+    for (from, to) in [(two_days, 0), (all, two_days)] {
+        let jobs = ask(cfg, from, to)?;
+        let (hits, _) = match_to_root(cfg, names, &jobs);
+        let with_dir: Vec<&Found> = hits.iter().collect();
+        if let Some(f) = with_dir.first() {
+            found = Some(format!(
+                "{} job(s) of an earlier ledger for {} directorie(s) of this root in Slurm's accounting (e.g. job {} for `{}`, {})",
+                hits.iter().map(|f| f.jobs).sum::<u32>(),
+                hits.len(),
+                f.job.job_id,
+                f.dir.to_string_lossy(),
+                f.job.state
+            ));
+            break;
+        }
+    }
+    let _ = now;
+    Ok(found)
+}
+
+/// The identity of the ready-file of `root/dir` now, if it is a real directory holding one.
+pub fn ready_now(root: &Path, dir: &OsStr, signal: &OsStr) -> Option<(ReadyIdentity, (u64, u64))> {
+    let d = root.join(dir);
+    let dm = std::fs::symlink_metadata(&d).ok()?;
+    if !dm.file_type().is_dir() {
+        return None;
+    }
+    let m = std::fs::symlink_metadata(d.join(signal)).ok()?;
+    if !m.file_type().is_file() {
+        return None;
+    }
+    Some((
+        ReadyIdentity {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+        },
+        (dm.dev(), dm.ino()),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(id: &str, state: &str, comment: &str, name: &str, wd: &str) -> String {
+        let submit = (1_800_000_000 + id.parse::<u64>().unwrap()).to_string();
+        [id, submit.as_str(), "1800000100", state, "0:0", "100", "node1", "None", comment, name, wd].join(&SEP.to_string())
+    }
+
+    #[test]
+    fn keys_of_ours() {
+        assert!(is_our_key("dw-0a1b2c3d-17"));
+        assert!(!is_our_key("dw-0a1b2c3d-"));
+        assert!(!is_our_key("dw-x-17"));
+        assert!(!is_our_key("someone else's comment"));
+    }
+
+    #[test]
+    fn jobs_are_tied_to_their_directories_by_working_directory_and_name() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().to_string_lossy().to_string();
+        let yaml = format!(
+            "watch:\n  root: {root:?}\njob:\n  wrap_cmd: \"true\"\n  chdir_to_subdir: true\n"
+        );
+        let cfg = crate::config::Config::parse(&yaml, &t.path().join("c.yaml")).unwrap();
+        let out = [
+            line("10", "FAILED", "dw-0a1b2c3d-1", "dirwatch-a_b", &format!("{root}/a|b")),
+            line("11", "COMPLETED", "dw-0a1b2c3d-2", "dirwatch-a_b", &format!("{root}/a|b")),
+            line("12", "CANCELLED by 0", "dw-0a1b2c3d-3", "dirwatch-c", &format!("{root}/c")),
+            line("13", "COMPLETED", "dw-0a1b2c3d-4", "dirwatch-x", "/elsewhere/x"),
+            line("14", "COMPLETED", "not ours", "dirwatch-d", &format!("{root}/d")),
+            line("15", "COMPLETED", "dw-0a1b2c3d-5", "renamed", &format!("{root}/e")),
+            "12.batch\u{1f}garbage".to_string(),
+        ]
+        .join("\n");
+        let jobs = parse(&out);
+        assert_eq!(jobs.len(), 6);
+        assert_eq!(jobs[2].state, "CANCELLED");
+        let (found, unmatched) = match_to_root(&cfg, &[], &jobs);
+        let got: Vec<(String, String, u32)> = found
+            .iter()
+            .map(|f| (f.dir.to_string_lossy().into_owned(), f.job.job_id.clone(), f.jobs))
+            .collect();
+        assert_eq!(
+            got,
+            [("a|b".into(), "11".into(), 2), ("c".into(), "12".into(), 1)]
+        );
+        assert_eq!(unmatched.len(), 1);
+        assert_eq!(unmatched[0].job.job_id, "15");
+        assert_eq!(state_of("COMPLETED"), GenState::Completed);
+        assert_eq!(state_of("REQUEUED"), GenState::Submitted);
+        assert_eq!(state_of("NODE_FAIL"), GenState::Failed);
+    }
+}
