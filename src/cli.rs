@@ -285,6 +285,36 @@ A second instance on the same state file refuses to start."
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
     },
+    /// Rebuild a lost ledger from Slurm's accounting, so finished directories are not run again.
+    #[command(
+        long_about = "Rebuild a lost ledger from Slurm's accounting, so finished directories are not run again.\n\n\
+Reads the jobs of this user from `sacct` (a day per call, from --since to now) and keeps those of dirwatcher \
+(the submission key in their comment) whose working directory is a directory of this root and whose name is \
+the one dirwatcher gives it (without `chdir_to_subdir`: by name, when exactly one directory has it). Each such \
+directory gets one record of its latest job: COMPLETED → completed (never submitted again), a failure → failed \
+(`dirwatcher retry` resubmits it), a job Slurm may still run → in flight (the daemon follows it to its end). A \
+directory the ledger knows is left as it is; one whose ready-file changed after its last job was submitted is \
+not recorded (new data: the daemon runs it). Nothing is deleted, logged or sent. A report says what was \
+recorded and which jobs could not be matched.\n\n\
+Run it with the daemon stopped, as the service user. A missing ledger is created; a ledger file that is a \
+symlink is refused.",
+        after_help = "Example:\n  systemctl stop dirwatcher\n  sudo -u dirwatcher dirwatcher recover --from-slurm --since 2026-09-01 \\\n    --config /etc/dirwatcher/config.yaml --dry-run\n  sudo -u dirwatcher dirwatcher recover --from-slurm --since 2026-09-01 --config /etc/dirwatcher/config.yaml\n  systemctl start dirwatcher"
+    )]
+    Recover {
+        /// Which config: `--config FILE` or `--instance NAME`.
+        #[command(flatten)]
+        config: ConfigFile,
+        /// Rebuild from Slurm's accounting (`sacct`; the only source there is).
+        #[arg(long, required = true)]
+        from_slurm: bool,
+        /// How far back: a date (`2026-11-01`) or a time ago (`90d`); default 30 days, the window a new
+        /// ledger's start looks at.
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        /// Say what would be recorded; write nothing (works beside a running daemon).
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Try dirwatcher without Slurm: creates an example root, drops a sample directory into it, and runs the
     /// watcher with the local executor until Ctrl-C.
     Demo {

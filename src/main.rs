@@ -227,6 +227,25 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Recover {
+            config,
+            from_slurm: _,
+            since,
+            dry_run,
+        } => {
+            let cfg = config_or_exit!(&config);
+            let now = dirwatcher::time::wall_now();
+            let since = match since {
+                Some(s) => ops::recover::parse_since(&s, now)?,
+                None => now - dirwatcher::recover::START_LOOKBACK.as_millis() as i64,
+            };
+            let report = {
+                let mut bar = Progress::new();
+                ops::recover::recover(&cfg, since, dry_run, &mut |w, n, jobs| bar.step(w, n, jobs))?
+            };
+            out!("{}", ops::recover::render(&report, &cfg.watch.root));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo { dir } => {
             if let Some(w) = install::root_warning() {
                 out::error(w);
@@ -351,4 +370,37 @@ fn run_daemon(
     }
     drop(tx);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `recover`'s progress over the accounting windows: a bar on a terminal, a plain line per window on a pipe.
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn new() -> Progress {
+        use std::io::IsTerminal;
+        Progress(std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("sacct {bar:30} day {pos}/{len}  {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        }))
+    }
+
+    fn step(&mut self, window: usize, windows: usize, jobs: usize) {
+        match &self.0 {
+            Some(bar) => {
+                bar.set_length(windows as u64);
+                bar.set_position(window as u64);
+                bar.set_message(format!("{jobs} job(s)"));
+                if window == windows {
+                    bar.finish_and_clear();
+                }
+            }
+            None => out::error(format_args!(
+                "sacct: day {window} of {windows}, {jobs} job(s) so far"
+            )),
+        }
+    }
 }

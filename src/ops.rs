@@ -19,6 +19,7 @@ use crate::time::wall_now;
 
 mod dry_run;
 mod explain;
+pub mod recover;
 mod status;
 
 pub use dry_run::dry_run;

@@ -672,6 +672,56 @@ impl Ledger {
         self.get(id).map(|g| g.expect("row just inserted"))
     }
 
+    /// Records generations rebuilt from Slurm's accounting (`recover`), in one transaction; a directory
+    /// that has a record already keeps it. Returns how many were recorded.
+    pub fn insert_recovered(&mut self, rows: &[Recovered], now: Millis) -> Result<usize> {
+        let (path, what) = (self.path.clone(), "cannot record the recovered jobs");
+        let tx = self.conn.transaction().map_err(sqle(&path, what))?;
+        let mut n = 0;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT INTO generations (dir, ready_dev, ready_ino, ready_size, ready_mtime_ns, dir_dev,
+                         dir_ino, state, attempt, submit_key, job_id, job_name, created_at, submitted_at,
+                         finished_at, final_state, exit_code, updated_at, seen_at, reason, nodes, elapsed_sec)
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17,
+                         ?17, ?18, ?19, ?20
+                     WHERE NOT EXISTS (SELECT 1 FROM generations WHERE dir = ?1)
+                     ON CONFLICT DO NOTHING",
+                )
+                .map_err(sqle(&path, what))?;
+            for r in rows {
+                let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
+                n += st
+                    .execute(params![
+                        r.dir.as_bytes(),
+                        i(r.ready.dev),
+                        i(r.ready.ino),
+                        i(r.ready.size),
+                        r.ready.mtime_ns,
+                        r.dir_dev_ino.map(|d| i(d.0)),
+                        r.dir_dev_ino.map(|d| i(d.1)),
+                        r.state.as_str(),
+                        r.attempt,
+                        r.key,
+                        r.job_id,
+                        r.job_name,
+                        r.submitted_at,
+                        r.finished_at,
+                        r.final_state,
+                        text(&r.exit_code),
+                        now,
+                        text(&r.detail.reason),
+                        text(&r.detail.nodes),
+                        r.detail.elapsed_sec.map(i),
+                    ])
+                    .map_err(sqle(&path, what))?;
+            }
+        }
+        tx.commit().map_err(sqle(&path, what))?;
+        Ok(n)
+    }
+
     /// One generation by id.
     pub fn get(&self, id: i64) -> Result<Option<Generation>> {
         Ok(self.select("WHERE id = ?1", [id])?.into_iter().next())
@@ -1333,6 +1383,38 @@ impl<'a> NewGeneration<'a> {
             not_before,
         }
     }
+}
+
+/// A generation rebuilt from Slurm's accounting (`recover`): its directory, its ready-file as it is now, and
+/// its latest job.
+#[derive(Debug, Clone)]
+pub struct Recovered {
+    /// Directory name.
+    pub dir: OsString,
+    /// The ready-file now (its job was submitted after it was last changed).
+    pub ready: ReadyIdentity,
+    /// The directory's identity.
+    pub dir_dev_ino: Option<(u64, u64)>,
+    /// Completed, failed, or submitted (in flight).
+    pub state: GenState,
+    /// How many jobs accounting shows for the directory.
+    pub attempt: u32,
+    /// The job's comment when it is one of our keys (else a key made for it).
+    pub key: String,
+    /// The job's name.
+    pub job_name: String,
+    /// Job id.
+    pub job_id: String,
+    /// Submit time (wall ms).
+    pub submitted_at: Millis,
+    /// End time, for a finished job.
+    pub finished_at: Option<Millis>,
+    /// Slurm's final state, for a finished job.
+    pub final_state: Option<String>,
+    /// `code:signal`.
+    pub exit_code: String,
+    /// What explains the end.
+    pub detail: JobDetail,
 }
 
 fn insert_row(

@@ -1,0 +1,250 @@
+//! `dirwatcher recover --from-slurm`: rebuilds a lost ledger's generations from Slurm's accounting, so a
+//! new ledger does not run finished directories again. Every directory of the root with a job of ours in
+//! accounting (see [`crate::recover`]) gets one record of its latest job: COMPLETED → completed (never
+//! submitted again), a failure → failed (`dirwatcher retry` resubmits it), a job Slurm may still run → in
+//! flight (the daemon follows it to its end, with every effect of that end). A directory the ledger knows
+//! already is left as it is; one whose ready-file changed after its last job was submitted is not
+//! recorded (new data: the daemon runs it); nothing is deleted, logged or sent.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::engine::GenState;
+use crate::fsx::{Root, RootLinks};
+use crate::ledger::{Ledger, Recovered};
+use crate::recover::{self, EarlierJob, Found, Unmatched};
+use crate::time::Millis;
+
+/// What `recover` found, and what it recorded (or, with `--dry-run`, would record).
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Accounting windows asked (a day each).
+    pub windows: usize,
+    /// Jobs of this user accounting listed.
+    pub jobs_read: usize,
+    /// Directories recorded, with their latest job.
+    pub recorded: Vec<(OsString, GenState, EarlierJob)>,
+    /// Directories the ledger already knew (left as they are).
+    pub known: usize,
+    /// Directories whose ready-file changed after their last job was submitted (new data: run again).
+    pub newer: Vec<(OsString, EarlierJob)>,
+    /// Directories accounting knows whose ready-file (or the directory itself) is gone now.
+    pub gone: Vec<(OsString, EarlierJob)>,
+    /// Jobs of ours for this root that name no one directory in it.
+    pub unmatched: Vec<Unmatched>,
+    /// Nothing was written.
+    pub dry_run: bool,
+}
+
+/// Asks accounting since `since` (wall ms) and records what it finds; `progress(window, windows, jobs)`
+/// hears each window.
+pub fn recover(
+    cfg: &Config,
+    since: Millis,
+    dry_run: bool,
+    progress: &mut dyn FnMut(usize, usize, usize),
+) -> anyhow::Result<Report> {
+    // The one writer: refused while the daemon runs (its lock file and the ledger's own lock).
+    let (_lock, ledger) = if dry_run {
+        let l = match crate::ledger::identity::look(&cfg.behavior.state_file)? {
+            crate::ledger::identity::AtPath::Ledger => {
+                Some(Ledger::open_read_only(&cfg.behavior.state_file)?)
+            }
+            _ => None,
+        };
+        (None, l)
+    } else {
+        let lock = crate::daemon::lock_state(&cfg.behavior.state_file)?;
+        let l = Ledger::open_exclusive(&cfg.behavior.state_file, &cfg.watch.root)?;
+        (Some(lock), Some(l))
+    };
+    let links = if cfg.watch.allow_unsafe_root {
+        RootLinks::Follow
+    } else {
+        RootLinks::Refuse
+    };
+    let root = Root::open(&cfg.watch.root, links)
+        .with_context(|| format!("cannot open the root `{}`", cfg.watch.root.display()))?;
+    let names = crate::scan::list_subdirs(&root)
+        .with_context(|| format!("cannot list the root `{}`", cfg.watch.root.display()))?;
+    let now = crate::time::wall_now();
+    let mut report = Report {
+        dry_run,
+        ..Report::default()
+    };
+    let mut jobs = Vec::new();
+    recover::walk(cfg, since, now, |w, n, batch| {
+        report.windows = n;
+        report.jobs_read += batch.len();
+        jobs.extend(batch);
+        progress(w + 1, n, report.jobs_read);
+        true
+    })
+    .map_err(|e| anyhow::anyhow!("Slurm's accounting did not answer: {e}; try again when `sacct` works"))?;
+    let (found, unmatched) = recover::match_to_root(cfg, &names, &jobs);
+    report.unmatched = unmatched;
+    let mut rows = Vec::new();
+    for Found { dir, job, jobs } in found {
+        if let Some(l) = &ledger
+            && l.latest_for_dir(&dir)?.is_some()
+        {
+            report.known += 1;
+            continue;
+        }
+        let Some((ready, dir_ident)) =
+            recover::ready_now(&cfg.watch.root, &dir, &cfg.watch.signal_filename)
+        else {
+            report.gone.push((dir, job));
+            continue;
+        };
+        if ready.mtime_ns / 1_000_000 > job.submit + 999 {
+            report.newer.push((dir, job));
+            continue;
+        }
+        let state = recover::state_of(&job.state);
+        report.recorded.push((dir.clone(), state, job.clone()));
+        rows.push(Recovered {
+            dir,
+            ready,
+            dir_dev_ino: Some(dir_ident),
+            state,
+            attempt: jobs,
+            key: if recover::is_our_key(&job.comment) {
+                job.comment.clone()
+            } else {
+                format!("dw-recovered-{}-{}", job.job_id, job.submit)
+            },
+            job_name: job.name.clone(),
+            job_id: job.job_id.clone(),
+            submitted_at: job.submit,
+            finished_at: (state != GenState::Submitted).then(|| job.end.unwrap_or(now)),
+            final_state: (state != GenState::Submitted).then(|| job.state.clone()),
+            exit_code: job.exit_code.clone(),
+            detail: job.detail.clone(),
+        });
+    }
+    if let (Some(mut l), false) = (ledger, dry_run) {
+        let n = l.insert_recovered(&rows, now)?;
+        // A directory recorded meanwhile (there is no daemon, but an operator's `retry`) keeps its record.
+        report.known += rows.len() - n;
+    }
+    Ok(report)
+}
+
+/// The report in words.
+pub fn render(r: &Report, root: &Path) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let verb = if r.dry_run { "would record" } else { "recorded" };
+    let count = |st: GenState| r.recorded.iter().filter(|(_, s, _)| *s == st).count();
+    let _ = writeln!(
+        s,
+        "read {} job(s) of this user from Slurm's accounting ({} day(s)); root `{}`",
+        r.jobs_read,
+        r.windows,
+        root.display()
+    );
+    let _ = writeln!(
+        s,
+        "{verb} {} directorie(s): {} completed (not submitted again), {} failed (`dirwatcher retry` resubmits), {} in flight (followed to their end)",
+        r.recorded.len(),
+        count(GenState::Completed),
+        count(GenState::Failed),
+        count(GenState::Submitted),
+    );
+    for (dir, state, job) in &r.recorded {
+        let _ = writeln!(
+            s,
+            "  {}  job {}  {}  → {}",
+            dir.to_string_lossy(),
+            job.job_id,
+            job.state,
+            state.as_str()
+        );
+    }
+    if r.known > 0 {
+        let _ = writeln!(
+            s,
+            "{} directorie(s) already in the ledger: left as they are",
+            r.known
+        );
+    }
+    if !r.newer.is_empty() {
+        let _ = writeln!(
+            s,
+            "not recorded, new data since their last job (the daemon runs them again): {}",
+            r.newer.len()
+        );
+        for (dir, job) in &r.newer {
+            let _ = writeln!(
+                s,
+                "  {}: its ready-file changed after job {} was submitted",
+                dir.to_string_lossy(),
+                job.job_id
+            );
+        }
+    }
+    if !r.gone.is_empty() {
+        let _ = writeln!(
+            s,
+            "{} directorie(s) of accounting no longer hold a ready-file (deleted, or moved): nothing to do",
+            r.gone.len()
+        );
+    }
+    if !r.unmatched.is_empty() {
+        let _ = writeln!(
+            s,
+            "could not match {} job(s) of ours to one directory (not recorded):",
+            r.unmatched.len()
+        );
+        for u in &r.unmatched {
+            let _ = writeln!(
+                s,
+                "  job {} `{}` in `{}`: {}",
+                u.job.job_id,
+                u.job.name,
+                u.job.work_dir.display(),
+                u.why
+            );
+        }
+    }
+    if r.dry_run {
+        s.push_str("dry run: nothing was written\n");
+    }
+    s
+}
+
+/// `--since`: a date (`2026-11-01`, `2026-11-01 08:00:00`) or a time ago (`90d`, `12weeks`), as wall ms.
+pub fn parse_since(s: &str, now: Millis) -> anyhow::Result<Millis> {
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(now - d.as_millis() as Millis);
+    }
+    let full = if s.len() == 10 {
+        format!("{s} 00:00:00")
+    } else {
+        s.to_string()
+    };
+    let t = humantime::parse_rfc3339_weak(&full).with_context(|| {
+        format!("`--since {s}`: write a date such as `2026-11-01`, or a time ago such as `90d`")
+    })?;
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis);
+    Ok(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_is_a_date_or_a_time_ago() {
+        let now = 1_800_000_000_000;
+        assert_eq!(parse_since("1d", now).unwrap(), now - 86_400_000);
+        assert_eq!(parse_since("2026-11-01", now).unwrap(), 1_793_491_200_000);
+        assert!(parse_since("last tuesday", now).is_err());
+    }
+}
