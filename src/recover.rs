@@ -23,7 +23,8 @@ use crate::time::Millis;
 
 /// The accounting fields asked for, in this order; the separator is ASCII's unit separator, which no
 /// field of ours holds (a directory name may hold `|`).
-const FIELDS: &str = "JobIDRaw,Submit,End,State,ExitCode,ElapsedRaw,NodeList,Reason,Comment,JobName,WorkDir";
+const FIELDS: &str =
+    "JobIDRaw,Submit,End,State,ExitCode,ElapsedRaw,NodeList,Reason,Comment,JobName,WorkDir";
 const SEP: char = '\u{1f}';
 
 /// How far back a new ledger's start looks for jobs of an earlier one.
@@ -69,8 +70,19 @@ pub fn parse(stdout: &str) -> Vec<EarlierJob> {
         .lines()
         .filter_map(|line| {
             let f: Vec<&str> = line.splitn(11, SEP).collect();
-            let [id, submit, end, state, exit, elapsed, nodes, reason, comment, name, work_dir] =
-                f.as_slice()
+            let [
+                id,
+                submit,
+                end,
+                state,
+                exit,
+                elapsed,
+                nodes,
+                reason,
+                comment,
+                name,
+                work_dir,
+            ] = f.as_slice()
             else {
                 return None;
             };
@@ -168,7 +180,11 @@ pub struct Unmatched {
 
 /// The jobs of `jobs` that belong to this root, the latest per directory; and those of ours that name
 /// this root but no one directory in it. Jobs of other roots (another instance) are left out of both.
-pub fn match_to_root(cfg: &Config, names: &[OsString], jobs: &[EarlierJob]) -> (Vec<Found>, Vec<Unmatched>) {
+pub fn match_to_root(
+    cfg: &Config,
+    names: &[OsString],
+    jobs: &[EarlierJob],
+) -> (Vec<Found>, Vec<Unmatched>) {
     let root = &cfg.watch.root;
     let prefix = &cfg.job.job_name_prefix;
     let mut by_name: HashMap<String, Vec<&OsString>> = HashMap::new();
@@ -196,7 +212,9 @@ pub fn match_to_root(cfg: &Config, names: &[OsString], jobs: &[EarlierJob]) -> (
                     if crate::engine::job_name(prefix, d) == j.name {
                         Ok(d.to_owned())
                     } else {
-                        Err("its working directory is in this root, but its name is not the one given to it")
+                        Err(
+                            "its working directory is in this root, but its name is not the one given to it",
+                        )
                     }
                 }
                 _ => continue, // another root's job
@@ -220,7 +238,10 @@ pub fn match_to_root(cfg: &Config, names: &[OsString], jobs: &[EarlierJob]) -> (
                     e.job = j.clone();
                 }
             }
-            Err(why) => unmatched.push(Unmatched { job: j.clone(), why }),
+            Err(why) => unmatched.push(Unmatched {
+                job: j.clone(),
+                why,
+            }),
         }
     }
     let mut found: Vec<Found> = latest.into_values().collect();
@@ -242,7 +263,11 @@ pub fn state_of(slurm: &str) -> GenState {
 
 /// What the daemon's start asks of accounting for a new, empty ledger: a job of ours for a directory of
 /// this root within [`START_LOOKBACK`] (the last two days first, then the rest), in words.
-pub fn first_trace(cfg: &Config, names: &[OsString], now: Millis) -> Result<Option<String>, String> {
+pub fn first_trace(
+    cfg: &Config,
+    names: &[OsString],
+    now: Millis,
+) -> Result<Option<String>, String> {
     let mut found = None;
     let two_days = 2 * 86400;
     let all = START_LOOKBACK.as_secs();
@@ -294,7 +319,20 @@ mod tests {
 
     fn line(id: &str, state: &str, comment: &str, name: &str, wd: &str) -> String {
         let submit = (1_800_000_000 + id.parse::<u64>().unwrap()).to_string();
-        [id, submit.as_str(), "1800000100", state, "0:0", "100", "node1", "None", comment, name, wd].join(&SEP.to_string())
+        [
+            id,
+            submit.as_str(),
+            "1800000100",
+            state,
+            "0:0",
+            "100",
+            "node1",
+            "None",
+            comment,
+            name,
+            wd,
+        ]
+        .join(&SEP.to_string())
     }
 
     #[test]
@@ -314,12 +352,48 @@ mod tests {
         );
         let cfg = crate::config::Config::parse(&yaml, &t.path().join("c.yaml")).unwrap();
         let out = [
-            line("10", "FAILED", "dw-0a1b2c3d-1", "dirwatch-a_b", &format!("{root}/a|b")),
-            line("11", "COMPLETED", "dw-0a1b2c3d-2", "dirwatch-a_b", &format!("{root}/a|b")),
-            line("12", "CANCELLED by 0", "dw-0a1b2c3d-3", "dirwatch-c", &format!("{root}/c")),
-            line("13", "COMPLETED", "dw-0a1b2c3d-4", "dirwatch-x", "/elsewhere/x"),
-            line("14", "COMPLETED", "not ours", "dirwatch-d", &format!("{root}/d")),
-            line("15", "COMPLETED", "dw-0a1b2c3d-5", "renamed", &format!("{root}/e")),
+            line(
+                "10",
+                "FAILED",
+                "dw-0a1b2c3d-1",
+                "dirwatch-a_b",
+                &format!("{root}/a|b"),
+            ),
+            line(
+                "11",
+                "COMPLETED",
+                "dw-0a1b2c3d-2",
+                "dirwatch-a_b",
+                &format!("{root}/a|b"),
+            ),
+            line(
+                "12",
+                "CANCELLED by 0",
+                "dw-0a1b2c3d-3",
+                "dirwatch-c",
+                &format!("{root}/c"),
+            ),
+            line(
+                "13",
+                "COMPLETED",
+                "dw-0a1b2c3d-4",
+                "dirwatch-x",
+                "/elsewhere/x",
+            ),
+            line(
+                "14",
+                "COMPLETED",
+                "not ours",
+                "dirwatch-d",
+                &format!("{root}/d"),
+            ),
+            line(
+                "15",
+                "COMPLETED",
+                "dw-0a1b2c3d-5",
+                "renamed",
+                &format!("{root}/e"),
+            ),
             "12.batch\u{1f}garbage".to_string(),
         ]
         .join("\n");
@@ -329,7 +403,13 @@ mod tests {
         let (found, unmatched) = match_to_root(&cfg, &[], &jobs);
         let got: Vec<(String, String, u32)> = found
             .iter()
-            .map(|f| (f.dir.to_string_lossy().into_owned(), f.job.job_id.clone(), f.jobs))
+            .map(|f| {
+                (
+                    f.dir.to_string_lossy().into_owned(),
+                    f.job.job_id.clone(),
+                    f.jobs,
+                )
+            })
             .collect();
         assert_eq!(
             got,

@@ -211,7 +211,10 @@ fn fresh_ledger_gate(
         _ => None,
     };
     let mut traces = crate::ledger::identity::traces_on_disk(path, output.as_deref());
-    if traces.is_empty() && opts.ask_accounting && cfg.job.executor == crate::config::ExecutorKind::Slurm {
+    if traces.is_empty()
+        && opts.ask_accounting
+        && cfg.job.executor == crate::config::ExecutorKind::Slurm
+    {
         let names = crate::scan::list_subdirs(root).unwrap_or_default();
         match crate::recover::first_trace(cfg, &names, now) {
             Ok(Some(t)) => traces.push(t),
@@ -744,7 +747,9 @@ impl Daemon {
             let cadence = self.cadence();
             self.schedule.tracked(now, cadence);
             self.schedule.scanned(now, false, cadence);
-            self.observers.notifier.cycle_done(Some("the ledger file was removed or replaced: stopped; see the log"));
+            self.observers.notifier.cycle_done(Some(
+                "the ledger file was removed or replaced: stopped; see the log",
+            ));
             return Flow::Continue;
         }
         self.sync_known(now);

@@ -637,7 +637,11 @@ pub fn caught_up(state_file: &Path, traces: &[String]) {
 }
 
 /// The ledger's path no longer names the file held open: nothing is done until a restart.
-pub fn ledger_file_unusable(state_file: &Path, problem: &crate::ledger::identity::Problem, edge: OutageEdge) {
+pub fn ledger_file_unusable(
+    state_file: &Path,
+    problem: &crate::ledger::identity::Problem,
+    edge: OutageEdge,
+) {
     if edge == OutageEdge::Started {
         error!(
             state_file = %state_file.display(),

@@ -84,7 +84,9 @@ pub enum Problem {
     #[error("the ledger file was removed (the daemon still holds the deleted file open)")]
     Removed,
     /// Another file (or a symlink) is at the path now.
-    #[error("another file was put in place of the ledger (device/inode {now:?}, the ledger's {was:?})")]
+    #[error(
+        "another file was put in place of the ledger (device/inode {now:?}, the ledger's {was:?})"
+    )]
     Replaced {
         /// The ledger held open.
         was: FileId,
@@ -198,18 +200,23 @@ pub fn traces_on_disk(state_file: &Path, output_folder: Option<&Path>) -> Vec<St
     let jobs = crate::scheduler::local::jobs_dir_for(state_file);
     let n = entries(&jobs);
     if n > 0 {
-        found.push(format!(
-            "{n} local job folder(s) in `{}`",
-            jobs.display()
-        ));
+        found.push(format!("{n} local job folder(s) in `{}`", jobs.display()));
     }
-    if let Some(out) = output_folder {
+    // Only a folder the daemon made counts (its own, writable by no one else): anyone who may write the
+    // root could plant one, and a planted folder must not keep the daemon from starting.
+    if let Some(out) = output_folder.filter(|o| is_ours(o)) {
         let n = entries(out);
         if n > 0 {
             found.push(format!("{n} job output file(s) in `{}`", out.display()));
         }
     }
     found
+}
+
+fn is_ours(dir: &Path) -> bool {
+    std::fs::symlink_metadata(dir).is_ok_and(|m| {
+        m.file_type().is_dir() && m.uid() == crate::output_dir::my_uid() && m.mode() & 0o022 == 0
+    })
 }
 
 fn entries(dir: &Path) -> usize {
@@ -302,9 +309,15 @@ mod tests {
         name_ledger_in_lock(&mut lock, "abcd1234").unwrap();
         let out = t.path().join("logs");
         std::fs::create_dir(&out).unwrap();
+        std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o750))
+            .unwrap();
         std::fs::write(out.join("dirwatch-a-1.out"), b"").unwrap();
         let found = traces_on_disk(&p, Some(&out));
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(found[0].contains("abcd1234"), "{found:?}");
+        // A folder others may write (planted) is no trace.
+        std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+            .unwrap();
+        assert_eq!(traces_on_disk(&p, Some(&out)).len(), 1);
     }
 }

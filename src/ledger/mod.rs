@@ -57,7 +57,9 @@ pub enum LedgerError {
         target: PathBuf,
     },
     /// `behavior.state_file` is a directory or something else that is not a regular file.
-    #[error("`{0}` is not a regular file; set `behavior.state_file` to a file path such as `/var/lib/dirwatcher/state.db`")]
+    #[error(
+        "`{0}` is not a regular file; set `behavior.state_file` to a file path such as `/var/lib/dirwatcher/state.db`"
+    )]
     NotAFile(PathBuf),
     /// Another process holds the ledger file's own lock (a second daemon, through any name of the file).
     #[error(
@@ -318,7 +320,9 @@ impl Ledger {
                     target,
                 });
             }
-            Ok(identity::AtPath::NotAFile) => return Err(LedgerError::NotAFile(path.to_path_buf())),
+            Ok(identity::AtPath::NotAFile) => {
+                return Err(LedgerError::NotAFile(path.to_path_buf()));
+            }
             _ => {}
         }
         create_private(path).map_err(|source| LedgerError::Create {
@@ -1512,7 +1516,8 @@ fn intent_err(path: &Path, what: &'static str) -> impl FnOnce(rusqlite::Error) -
     let path = path.to_path_buf();
     move |source| match &source {
         rusqlite::Error::SqliteFailure(e, Some(m))
-            if e.code == rusqlite::ErrorCode::ConstraintViolation && m.contains("generations.ready_ino") =>
+            if e.code == rusqlite::ErrorCode::ConstraintViolation
+                && m.contains("generations.ready_ino") =>
         {
             LedgerError::DoubleIntent(path)
         }
@@ -1649,7 +1654,9 @@ fn upgrade(conn: &mut Connection) -> rusqlite::Result<std::result::Result<String
         [fresh_instance_id()],
     )?;
     let instance: String =
-        tx.query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| r.get(0))?;
+        tx.query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| {
+            r.get(0)
+        })?;
     tx.commit()?;
     Ok(Ok(instance))
 }

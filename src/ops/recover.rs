@@ -83,7 +83,9 @@ pub fn recover(
         progress(w + 1, n, report.jobs_read);
         true
     })
-    .map_err(|e| anyhow::anyhow!("Slurm's accounting did not answer: {e}; try again when `sacct` works"))?;
+    .map_err(|e| {
+        anyhow::anyhow!("Slurm's accounting did not answer: {e}; try again when `sacct` works")
+    })?;
     let (found, unmatched) = recover::match_to_root(cfg, &names, &jobs);
     report.unmatched = unmatched;
     let mut rows = Vec::new();
@@ -138,7 +140,11 @@ pub fn recover(
 pub fn render(r: &Report, root: &Path) -> String {
     use std::fmt::Write;
     let mut s = String::new();
-    let verb = if r.dry_run { "would record" } else { "recorded" };
+    let verb = if r.dry_run {
+        "would record"
+    } else {
+        "recorded"
+    };
     let count = |st: GenState| r.recorded.iter().filter(|(_, s, _)| *s == st).count();
     let _ = writeln!(
         s,

@@ -612,11 +612,30 @@ fn run_job_inner(dir: &Path) -> io::Result<()> {
             }
         }
     };
-    crate::fsx::write_atomic(
-        &dir.join("status.json"),
-        &serde_json::to_vec(&status).map_err(io::Error::other)?,
-        JOB_FILE_MODE,
-    )
+    record_end(dir, &status, &cancel)
+}
+
+/// Writes the job's end, waiting while the file system is full: a job that ran is never reported as lost
+/// (NODE_FAIL, and then perhaps run again) because its result could not be written at once. Meanwhile the
+/// runner lives on, so the daemon sees the job as still running; a cancel while waiting gives up.
+fn record_end(dir: &Path, status: &LocalStatus, cancel: &AtomicBool) -> io::Result<()> {
+    let bytes = serde_json::to_vec(status).map_err(io::Error::other)?;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match crate::fsx::write_atomic(&dir.join("status.json"), &bytes, JOB_FILE_MODE) {
+            Err(e) if is_full(&e) && !cancel.load(Ordering::Relaxed) => {
+                // Not a synchronisation: the runner has nothing else to do until space is back.
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// No space or no quota left.
+fn is_full(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
 }
 
 fn state_of(status: ExitStatus) -> String {

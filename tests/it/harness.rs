@@ -27,6 +27,16 @@ pub fn wait_for<T>(deadline: Duration, what: &str, mut cond: impl FnMut() -> Opt
     }
 }
 
+/// Polls `cond` every 100 ms for `period` and panics with `what` the first time it is false: for what must
+/// stay true for a while (a negative that a bare check at one moment could not show).
+pub fn holds_for(period: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < period {
+        assert!(cond(), "no longer true after {:?}: {what}", start.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// True when the tests must have Slurm (CI, or asked for explicitly).
 pub fn slurm_required() -> bool {
     std::env::var("DIRWATCHER_REQUIRE_SLURM").is_ok_and(|v| v == "1")

@@ -9,6 +9,7 @@ mod harness;
 mod hostile;
 mod install;
 mod layering;
+mod ledger_guard;
 mod local;
 mod notify;
 mod observe;
