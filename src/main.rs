@@ -318,6 +318,7 @@ fn run_daemon(
         // The admin must act (restore, recover, or say --catch-up): 2, which the unit does not restart.
         Err(
             e @ (StartError::LedgerLost { .. }
+            | StartError::LedgerReplaced { .. }
             | StartError::Ledger(
                 dirwatcher::ledger::LedgerError::OtherRoot { .. }
                 | dirwatcher::ledger::LedgerError::Symlink { .. }

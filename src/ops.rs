@@ -79,6 +79,15 @@ fn open_read_only(cfg: &Config) -> anyhow::Result<Ledger> {
 
 fn open_existing(cfg: &Config) -> anyhow::Result<Ledger> {
     ledger_reachable(cfg)?;
+    if crate::ledger::identity::look(&cfg.behavior.state_file)?
+        == crate::ledger::identity::AtPath::Empty
+    {
+        bail!(
+            "the ledger `{}` is empty (0 bytes): it was truncated, and a write now would start a new one; \
+             restore it from a backup, or rebuild it with `dirwatcher recover --from-slurm`",
+            cfg.behavior.state_file.display()
+        );
+    }
     Ledger::open(&cfg.behavior.state_file).with_context(|| {
         format!(
             "user `{}` cannot open the ledger for writing; run this as the service user (`sudo -u \

@@ -109,6 +109,23 @@ pub enum StartError {
         /// The config file, for the commands to run.
         config: PathBuf,
     },
+    /// Another ledger than the one this state directory last used is at the state file.
+    #[error(
+        "the ledger `{path}` (id {found}) is not the one the daemon here last used (id {last}, named in `{lock}`): \
+         it was replaced, perhaps by an older copy or another site's ledger, and its records may not be this \
+         root's; put the right ledger back, or, if this one is right (a restored backup of another host), \
+         remove `{lock}` and start again"
+    )]
+    LedgerReplaced {
+        /// The state file.
+        path: PathBuf,
+        /// The id of the ledger found.
+        found: String,
+        /// The id the lock file names.
+        last: String,
+        /// The lock file.
+        lock: PathBuf,
+    },
     /// A new ledger cannot tell whether this root's directories ran before: accounting does not answer.
     #[error(
         "the ledger `{path}` is new, and Slurm's accounting cannot say whether this root's directories ran \
@@ -564,7 +581,17 @@ impl Daemon {
             source,
         })?;
         let fresh = fresh_ledger_gate(&cfg, &opts, &root, clock.wall())?;
+        let lock_path = snapshot::lock_path(&cfg.behavior.state_file);
+        let last_used = crate::ledger::identity::ledger_named_by_lock(&lock_path);
         let ledger = Ledger::open_exclusive(&cfg.behavior.state_file, &cfg.watch.root)?;
+        if let Some(last) = last_used.filter(|l| l != ledger.id() && fresh.is_none()) {
+            return Err(StartError::LedgerReplaced {
+                path: cfg.behavior.state_file.clone(),
+                found: ledger.id().to_string(),
+                last,
+                lock: lock_path,
+            });
+        }
         if let Err(e) = crate::ledger::identity::name_ledger_in_lock(&mut lock, ledger.id()) {
             say::config_warning(&format!(
                 "cannot write the ledger's id into the lock file `{}`: {e}",

@@ -1870,6 +1870,74 @@ mod tests {
     }
 
     #[test]
+    fn one_generation_never_holds_two_intents_for_one_attempt() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("s.db");
+        let mut a = Ledger::open(&p).unwrap();
+        // A second writer that got past every lock: the database itself refuses the double intent.
+        let mut b = Ledger::open(&p).unwrap();
+        let dir = OsStr::new("d");
+        a.insert_intent(&new(dir, ident(1), None, 1), 1).unwrap();
+        let e = b
+            .insert_intent(&new(dir, ident(1), None, 2), 2)
+            .unwrap_err();
+        assert!(matches!(e, LedgerError::DoubleIntent(_)), "{e}");
+        assert!(
+            e.to_string()
+                .contains("another dirwatcher wrote to this ledger"),
+            "{e}"
+        );
+        // A new generation (another ready-file) and the next attempt of the first are fine.
+        b.insert_intent(&new(dir, ident(2), None, 3), 3).unwrap();
+        let g = a.latest_for_dir(dir).unwrap().unwrap();
+        let first = a.history(dir).unwrap().remove(0);
+        assert_ne!(g.id, first.id);
+        a.requeue(&first, 4).unwrap();
+        assert!(b.requeue(&first, 5).is_err(), "the same retry twice");
+    }
+
+    #[test]
+    fn a_ledger_newer_than_this_binary_is_refused_untouched() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("s.db");
+        Ledger::open(&p)
+            .unwrap()
+            .conn
+            .execute(
+                "INSERT INTO schema_version(version, applied_at) VALUES (?1, 0)",
+                [SCHEMA_VERSION + 1],
+            )
+            .unwrap();
+        let e = Ledger::open(&p).unwrap_err();
+        assert!(
+            matches!(e, LedgerError::Newer { version, .. } if version == SCHEMA_VERSION + 1),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains("newer than this dirwatcher knows"),
+            "{e}"
+        );
+        assert!(Ledger::open_read_only(&p).is_err());
+    }
+
+    #[test]
+    fn a_ledger_serves_one_root_and_one_daemon() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("s.db");
+        let l = Ledger::open_exclusive(&p, Path::new("/data/a")).unwrap();
+        let e = Ledger::open_exclusive(&p, Path::new("/data/a")).unwrap_err();
+        assert!(matches!(e, LedgerError::InUse(_)), "{e}");
+        drop(l);
+        let e = Ledger::open_exclusive(&p, Path::new("/data/b")).unwrap_err();
+        assert!(matches!(e, LedgerError::OtherRoot { .. }), "{e}");
+        assert!(
+            e.to_string().contains("belongs to the root `/data/a`"),
+            "{e}"
+        );
+        Ledger::open_exclusive(&p, Path::new("/data/a")).unwrap();
+    }
+
+    #[test]
     fn an_older_ledger_gets_its_counts_filled_once_on_open() {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("s.db");

@@ -339,3 +339,21 @@ fn recover_from_slurm_rebuilds_a_lost_ledger_and_nothing_runs_twice() {
         }
     }
 }
+
+/// Another ledger of the same root put in place of this one (an old copy of another host, a mix-up): the
+/// lock file names the ledger the daemon last used, and the start is refused.
+#[test]
+fn a_replaced_ledger_is_refused() {
+    let (env, runs) = counting_local("replaced");
+    processed(&env, 1);
+    let state = env.state_file();
+    remove_ledger(&state);
+    drop(dirwatcher::ledger::Ledger::open_exclusive(&state, &env.root).unwrap());
+    let (st, log) = refused_start(&env, &[]);
+    assert_eq!(st.code(), Some(2), "{log}");
+    assert!(
+        log.contains("is not the one the daemon here last used"),
+        "{log}"
+    );
+    assert_eq!(lines(&runs).len(), 1);
+}
