@@ -262,33 +262,41 @@ pub fn state_of(slurm: &str) -> GenState {
 }
 
 /// What the daemon's start asks of accounting for a new, empty ledger: a job of ours for a directory of
-/// this root within [`START_LOOKBACK`] (the last two days first, then the rest), in words.
-pub fn first_trace(
-    cfg: &Config,
-    names: &[OsString],
-    now: Millis,
-) -> Result<Option<String>, String> {
-    let mut found = None;
+/// this root that a new ledger would run again — the directory still holds the very ready-file the job was
+/// submitted for (not changed since) — within [`START_LOOKBACK`] (the last two days first, then the rest),
+/// in words. Jobs of directories deleted since, or with new data since, are no trace: nothing would run
+/// twice for them.
+pub fn first_trace(cfg: &Config, names: &[OsString]) -> Result<Option<String>, String> {
     let two_days = 2 * 86400;
     let all = START_LOOKBACK.as_secs();
     for (from, to) in [(two_days, 0), (all, two_days)] {
         let jobs = ask(cfg, from, to)?;
         let (hits, _) = match_to_root(cfg, names, &jobs);
-        let with_dir: Vec<&Found> = hits.iter().collect();
-        if let Some(f) = with_dir.first() {
-            found = Some(format!(
-                "{} job(s) of an earlier ledger for {} directorie(s) of this root in Slurm's accounting (e.g. job {} for `{}`, {})",
-                hits.iter().map(|f| f.jobs).sum::<u32>(),
-                hits.len(),
+        let again: Vec<&Found> = hits.iter().filter(|f| would_run_again(cfg, f)).collect();
+        if let Some(f) = again.first() {
+            return Ok(Some(format!(
+                "Slurm's accounting shows jobs of an earlier ledger for {} directorie(s) still in this root, \
+                 unchanged since (e.g. job {} for `{}`, {})",
+                again.len(),
                 f.job.job_id,
                 f.dir.to_string_lossy(),
                 f.job.state
-            ));
-            break;
+            )));
         }
     }
-    let _ = now;
-    Ok(found)
+    Ok(None)
+}
+
+/// True when `f`'s directory still holds a ready-file last changed before its latest job was submitted: a
+/// ledger without a record of it would submit it again.
+pub fn would_run_again(cfg: &Config, f: &Found) -> bool {
+    ready_now(&cfg.watch.root, &f.dir, &cfg.watch.signal_filename)
+        .is_some_and(|(ready, _)| !changed_after(&ready, &f.job))
+}
+
+/// The ready-file was changed after the job was submitted (accounting keeps seconds: a second's slack).
+pub fn changed_after(ready: &ReadyIdentity, job: &EarlierJob) -> bool {
+    ready.mtime_ns / 1_000_000 > job.submit + 999
 }
 
 /// The identity of the ready-file of `root/dir` now, if it is a real directory holding one.

@@ -211,7 +211,6 @@ fn fresh_ledger_gate(
     cfg: &Config,
     opts: &StartOptions,
     root: &Root,
-    now: Millis,
 ) -> Result<Option<Vec<String>>, StartError> {
     let path = &cfg.behavior.state_file;
     let at = crate::ledger::identity::look(path).map_err(|source| {
@@ -233,7 +232,7 @@ fn fresh_ledger_gate(
         && cfg.job.executor == crate::config::ExecutorKind::Slurm
     {
         let names = crate::scan::list_subdirs(root).unwrap_or_default();
-        match crate::recover::first_trace(cfg, &names, now) {
+        match crate::recover::first_trace(cfg, &names) {
             Ok(Some(t)) => traces.push(t),
             Ok(None) => {}
             Err(error) if !opts.catch_up => {
@@ -580,7 +579,7 @@ impl Daemon {
             path: cfg.watch.root.clone(),
             source,
         })?;
-        let fresh = fresh_ledger_gate(&cfg, &opts, &root, clock.wall())?;
+        let fresh = fresh_ledger_gate(&cfg, &opts, &root)?;
         let lock_path = snapshot::lock_path(&cfg.behavior.state_file);
         let last_used = crate::ledger::identity::ledger_named_by_lock(&lock_path);
         let ledger = Ledger::open_exclusive(&cfg.behavior.state_file, &cfg.watch.root)?;

@@ -102,7 +102,7 @@ pub fn recover(
             report.gone.push((dir, job));
             continue;
         };
-        if ready.mtime_ns / 1_000_000 > job.submit + 999 {
+        if recover::changed_after(&ready, &job) {
             report.newer.push((dir, job));
             continue;
         }

@@ -300,7 +300,10 @@ fn recover_from_slurm_rebuilds_a_lost_ledger_and_nothing_runs_twice() {
 
     let (st, log) = refused_start(&env, &[]);
     assert_eq!(st.code(), Some(2), "{log}");
-    assert!(log.contains("in Slurm's accounting"), "{log}");
+    assert!(
+        log.contains("Slurm's accounting shows jobs of an earlier ledger"),
+        "{log}"
+    );
 
     let out = Command::new(BIN)
         .args(["recover", "--from-slurm", "--config"])
