@@ -227,12 +227,13 @@ impl Courier<'_> {
         match n.channel {
             Channel::Email => self.email(n, &event, timeout),
             Channel::Webhook => {
-                let body = notice::webhook_body(&event, self.cfg.webhook_format);
+                let body = notice::webhook_body(&event, self.cfg.webhook_format, &n.delivery_id);
                 let conf = webhook_curl_config(
                     &n.target,
                     &body,
                     self.cfg.webhook_token.as_ref().map(|t| t.expose()),
                     timeout,
+                    &n.delivery_id,
                 );
                 process::run_with_input(&curl(), conf.as_bytes(), timeout + GRACE)?;
                 Ok(())
@@ -245,6 +246,10 @@ impl Courier<'_> {
                 inv.args = args.iter().map(Into::into).collect();
                 inv.env
                     .push(("DIRWATCHER_EVENT".into(), event.event.as_str().into()));
+                inv.env.push((
+                    "DIRWATCHER_DELIVERY_ID".into(),
+                    n.delivery_id.clone().into(),
+                ));
                 process::run_with_input(&inv, n.payload.as_bytes(), timeout)?;
                 Ok(())
             }
@@ -363,6 +368,7 @@ pub fn webhook_curl_config(
     body: &str,
     token: Option<&str>,
     timeout: Duration,
+    delivery_id: &str,
 ) -> String {
     let mut c = String::new();
     c += "silent\nshow-error\nfail\n";
@@ -376,6 +382,10 @@ pub fn webhook_curl_config(
             "User-Agent: dirwatcher/{}",
             env!("CARGO_PKG_VERSION")
         ))
+    );
+    c += &format!(
+        "header = {}\n",
+        cq(&format!("X-Dirwatcher-Delivery: {delivery_id}"))
     );
     if let Some(t) = token {
         c += &format!("header = {}\n", cq(&format!("Authorization: Bearer {t}")));
@@ -416,6 +426,7 @@ mod tests {
             "{\"a\":\"\\n\"}",
             Some("tok"),
             Duration::from_secs(5),
+            "ab-1",
         );
         assert_eq!(
             c.lines().filter(|l| l.starts_with("data-binary")).count(),

@@ -139,14 +139,16 @@ fn run_fed(
             let _ = stdin.write_all(&input);
         });
     }
+    let deadline = std::time::Instant::now() + timeout;
     let out_t = drain(child.stdout.take());
     let err_t = drain(child.stderr.take());
     let status = match child.wait_timeout(timeout) {
         Ok(Some(s)) => s,
         Ok(None) | Err(_) => {
             terminate_group(&mut child, Duration::from_secs(2));
-            let stderr = trim(&join(err_t));
-            let _ = join(out_t);
+            let soon = std::time::Instant::now() + LEFT_OPEN_GRACE;
+            let stderr = trim(&err_t.until(soon).unwrap_or_default());
+            let _ = out_t.until(soon);
             return Err(ProcessError::TimedOut {
                 program,
                 after: timeout,
@@ -154,8 +156,21 @@ fn run_fed(
             });
         }
     };
-    let stdout = join(out_t);
-    let stderr = join(err_t);
+    // The child has exited, but something it started in the background may hold its output open (a
+    // hook's `sleep 30 &`): its output is read for a moment more (within the deadline), then its process
+    // group is killed, and what still holds the pipe (a `setsid` child has left the group) is left
+    // behind — never waited for.
+    let after_exit = deadline.min(std::time::Instant::now() + AFTER_EXIT_GRACE);
+    let (mut stdout, mut stderr) = (out_t.until(after_exit), err_t.until(after_exit));
+    if stdout.is_none() || stderr.is_none() {
+        // SAFETY: kill(2) on the process group this child led; what is left of it is ours to end.
+        unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+        let soon = std::time::Instant::now() + LEFT_OPEN_GRACE;
+        stdout = stdout.or_else(|| out_t.until(soon));
+        stderr = stderr.or_else(|| err_t.until(soon));
+    }
+    let stdout = stdout.unwrap_or_default();
+    let stderr = stderr.unwrap_or_default();
     if status.success() {
         return Ok(Output {
             status,
@@ -307,20 +322,40 @@ pub fn terminate_group(child: &mut Child, grace: Duration) {
     let _ = child.wait();
 }
 
-fn drain<R: Read + Send + 'static>(r: Option<R>) -> Option<std::thread::JoinHandle<String>> {
-    r.map(|mut r| {
+/// How long output is still read after the child exited, while something it left holds the pipe open.
+const AFTER_EXIT_GRACE: Duration = Duration::from_secs(1);
+
+/// How long output is still read after the process group that held it open was killed.
+const LEFT_OPEN_GRACE: Duration = Duration::from_millis(200);
+
+/// A child's output, read to its end on a thread of its own.
+struct Drain(Option<crossbeam_channel::Receiver<String>>);
+
+fn drain<R: Read + Send + 'static>(r: Option<R>) -> Drain {
+    Drain(r.map(|mut r| {
+        let (tx, rx) = crossbeam_channel::bounded(1);
         std::thread::spawn(move || {
             let mut buf = Vec::new();
             let _ = r.read_to_end(&mut buf);
             // No copy of a valid answer (sacct/squeue print megabytes for 20,000 jobs).
-            String::from_utf8(buf)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-        })
-    })
+            let _ = tx.send(
+                String::from_utf8(buf)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            );
+        });
+        rx
+    }))
 }
 
-fn join(h: Option<std::thread::JoinHandle<String>>) -> String {
-    h.and_then(|h| h.join().ok()).unwrap_or_default()
+impl Drain {
+    /// The whole output, if the pipe was closed by `deadline` (empty when there was no pipe); `None` while
+    /// something still holds it open.
+    fn until(&self, deadline: std::time::Instant) -> Option<String> {
+        match &self.0 {
+            None => Some(String::new()),
+            Some(rx) => rx.recv_deadline(deadline).ok(),
+        }
+    }
 }
 
 /// Trims and bounds a child's output for logs and error messages.
@@ -340,6 +375,27 @@ pub fn trim(s: &str) -> String {
 mod tests {
     use super::*;
     use std::time::Instant;
+
+    /// A hook that exits at once but leaves a child holding its output (in its group, or in a session of
+    /// its own): the call returns by its deadline with the hook's own exit status, never after the child.
+    #[test]
+    fn a_background_child_holding_the_output_open_is_not_waited_for() {
+        for script in [
+            "sleep 30 &",
+            "setsid sleep 30 &",
+            "echo hi; exec 2>&-; sleep 30 &",
+        ] {
+            let t = Instant::now();
+            let inv = Invocation::new("sh").arg("-c").arg(script);
+            let out = run(&inv, Duration::from_secs(1));
+            assert!(out.is_ok(), "{script}: {out:?}");
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "{script}: waited {:?} for a background child",
+                t.elapsed()
+            );
+        }
+    }
 
     #[test]
     fn captures_output_and_failure_status() {

@@ -8,6 +8,7 @@
 //! committed intent, declare a job failed because a query failed, hold the ledger busy across a child
 //! process, or decide inline what the engine decides.
 
+mod dispatch;
 mod flight;
 mod known;
 mod say;
@@ -357,13 +358,16 @@ struct Telling {
     email: EmailTransport,
     /// One latch per channel and target (`webhook https://hooks.example.org`).
     outages: HashMap<String, OutageLatch>,
+    /// The deliveries beside the loop.
+    dispatch: dispatch::Dispatch,
 }
 
 impl Telling {
-    fn new(cfg: &Config) -> Telling {
+    fn new(cfg: &Config, dispatch: dispatch::Dispatch) -> Telling {
         Telling {
             email: EmailTransport::resolve(&cfg.notify),
             outages: HashMap::new(),
+            dispatch,
         }
     }
 }
@@ -543,6 +547,7 @@ impl Daemon {
             Box::new(SystemClock::default()),
             Notifier::from_env(),
             opts,
+            dispatch::Dispatch::start(),
         )
     }
 
@@ -559,6 +564,7 @@ impl Daemon {
             clock,
             Notifier::default(),
             StartOptions::default(),
+            dispatch::Dispatch::inline(),
         )
     }
 
@@ -568,6 +574,7 @@ impl Daemon {
         clock: Box<dyn Clock>,
         notifier: Notifier,
         opts: StartOptions,
+        dispatch: dispatch::Dispatch,
     ) -> Result<Daemon, StartError> {
         let mut lock = lock_state(&cfg.behavior.state_file)?;
         let links = if cfg.watch.allow_unsafe_root {
@@ -603,7 +610,7 @@ impl Daemon {
         let metrics = Metrics::start(&cfg.metrics, cfg.behavior.instance.as_ref())?;
         metrics.reloaded(true, clock.wall());
         let sched = metrics.instrument(make_sched(&cfg), &notifier);
-        let telling = Telling::new(&cfg);
+        let telling = Telling::new(&cfg, dispatch);
         let started_at = clock.wall();
         let pacing = Pacing::new(&cfg, clock.mono());
         let cfg_for_mount = cfg.clone();
@@ -671,6 +678,9 @@ impl Daemon {
                 Err(RecvTimeoutError::Timeout) => {}
             }
         }
+        // What the delivery workers finished meanwhile is recorded (never waited for: a delivery still
+        // running stays in the outbox and is sent after the restart).
+        self.record_deliveries();
         self.observers.notifier.stopping();
         say::stopped(&self.cfg.behavior.state_file);
     }

@@ -7,11 +7,10 @@
 //! attempt bounded by `notify.timeout_sec`), lose a notice (it leaves the outbox only when delivered or
 //! given up after `notify.max_attempts`), or log a secret.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use super::{Daemon, say};
-use crate::deliver::{self, Courier, EmailTransport};
+use crate::deliver::{self, EmailTransport};
 use crate::engine::notice::{
     self, AfterFailure, Audience, Event, EventKind, RETRY_CAP, RetryPolicy,
 };
@@ -61,9 +60,6 @@ pub(super) struct EndFacts<'a> {
 
 /// How many due notices one cycle reads; the rest wait for the next cycle.
 const BATCH: u32 = 64;
-
-/// After this much time spent delivering in one cycle, the rest wait for the next cycle.
-const BUDGET: Duration = Duration::from_secs(5);
 
 fn rfc3339(wall: Millis) -> String {
     let t = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(wall).unwrap_or(0));
@@ -145,16 +141,20 @@ impl Daemon {
         }
     }
 
-    /// The delivery step: every due notice of the outbox, oldest first, one attempt each; a target that
-    /// fails is not tried again in this cycle (the others are), and after [`BUDGET`] the rest wait.
+    /// The delivery step, which never waits for a delivery: records what the worker delivered or failed
+    /// to deliver since the last cycle, and when it is idle hands it the due notices of the outbox, oldest
+    /// first (see [`super::dispatch`]).
     pub(super) fn deliver_notices(&mut self) {
+        self.record_deliveries();
+        if self.telling.dispatch.busy() {
+            return;
+        }
         let wall = self.clock.wall();
         let due = match self.ledger.due_notices(wall, BATCH) {
             Ok(d) if d.is_empty() => return,
             Ok(d) => d,
             Err(e) => return self.ledger_failed("reading the outbox", &e),
         };
-        let started = std::time::Instant::now();
         let scratch = self
             .cfg
             .behavior
@@ -162,44 +162,39 @@ impl Daemon {
             .parent()
             .unwrap_or(std::path::Path::new("/tmp"))
             .to_path_buf();
+        self.telling
+            .dispatch
+            .hand_over(due, &self.cfg.notify, &self.telling.email, scratch);
+        // Inline deliveries (tests) answered already.
+        self.record_deliveries();
+    }
+
+    pub(super) fn record_deliveries(&mut self) {
         let policy = RetryPolicy {
             base: self.cfg.notify.retry,
             max: RETRY_CAP,
             attempts: self.cfg.notify.max_attempts,
         };
-        let mut failing: HashSet<String> = HashSet::new();
-        for n in due {
-            if started.elapsed() > BUDGET {
-                break;
-            }
-            let label = deliver::target_label(&n, &self.cfg.notify);
-            let latch_key = format!("{} {label}", n.channel.as_str());
-            if failing.contains(&latch_key) {
+        for a in self.telling.dispatch.answers() {
+            let Some(result) = a.result else {
                 continue;
-            }
-            let courier = Courier {
-                cfg: &self.cfg.notify,
-                email: &self.telling.email,
-                scratch: &scratch,
             };
-            let result = courier.deliver(&n);
-            self.observers.notifier.watchdog();
+            let (n, label) = (&a.notice, &a.label);
             let (now, wall) = (self.clock.mono(), self.clock.wall());
-            let latch = self.telling.outages.entry(latch_key.clone()).or_default();
+            let latch = self.telling.outages.entry(a.latch_key.clone()).or_default();
             match result {
                 Ok(()) => {
-                    say::delivery_back(n.channel, &label, latch.succeeded(now));
-                    say::notice_sent(&n, &label);
+                    say::delivery_back(n.channel, label, latch.succeeded(now));
+                    say::notice_sent(n, label);
                     self.observers.metrics.notice(n.channel.as_str(), "sent");
                     if let Err(e) = self.ledger.notice_sent(n.id, wall) {
                         return self.ledger_failed("recording a delivered notice", &e);
                     }
                 }
                 Err(err) => {
-                    failing.insert(latch_key);
                     let edge = latch.failed(now);
                     let after = notice::after_failure(n.attempts + 1, wall, policy);
-                    say::delivery_failed(&n, &label, &err, edge, after, wall);
+                    say::delivery_failed(n, label, &err, edge, after, wall);
                     let (retry_at, result) = match after {
                         AfterFailure::RetryAt(at) => (Some(at), "failed"),
                         AfterFailure::GiveUp => (None, "given_up"),

@@ -345,9 +345,13 @@ pub fn email_message(e: &Event, from: &str, to: &str) -> String {
 
 /// The webhook body: the event document itself (`dirwatcher`), or `{"text": …}` for chat incoming
 /// webhooks (`slack`: Slack, Mattermost, Teams, Rocket.Chat).
-pub fn webhook_body(e: &Event, format: WebhookFormat) -> String {
+pub fn webhook_body(e: &Event, format: WebhookFormat, delivery_id: &str) -> String {
     match format {
-        WebhookFormat::Dirwatcher => serde_json::to_string(e).unwrap_or_default(),
+        WebhookFormat::Dirwatcher => {
+            let mut doc = serde_json::to_value(e).unwrap_or_default();
+            doc["delivery_id"] = delivery_id.into();
+            doc.to_string()
+        }
         WebhookFormat::Slack => {
             let mut text = summary(e);
             for (k, v) in [
@@ -360,6 +364,12 @@ pub fn webhook_body(e: &Event, format: WebhookFormat) -> String {
                     text += &format!("\n{k}: {}", one_line(v));
                 }
             }
+            // Slack reads `<…>` as a mention or a link and `&` as the start of an entity: a directory
+            // named `<!channel>` or `<https://x|fix>` must stay text.
+            let text = text
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;");
             serde_json::json!({ "text": text }).to_string()
         }
     }
@@ -561,15 +571,29 @@ mod tests {
     }
 
     #[test]
+    fn a_chat_line_carries_no_mention_or_link_a_name_smuggles_in() {
+        let mut e = event(EventKind::Failed);
+        e.dir = "/data/<!channel> <@U123> <https://evil.example|click to fix> & co".into();
+        let chat: serde_json::Value =
+            serde_json::from_str(&webhook_body(&e, WebhookFormat::Slack, "x")).unwrap();
+        let text = chat["text"].as_str().unwrap();
+        assert!(!text.contains('<') && !text.contains('>'), "{text}");
+        assert!(text.contains("&lt;!channel&gt;"), "{text}");
+        assert!(text.contains("&amp; co"), "{text}");
+    }
+
+    #[test]
     fn webhook_bodies_are_the_versioned_document_or_a_chat_line() {
         let e = event(EventKind::Completed);
         let doc: serde_json::Value =
-            serde_json::from_str(&webhook_body(&e, WebhookFormat::Dirwatcher)).unwrap();
+            serde_json::from_str(&webhook_body(&e, WebhookFormat::Dirwatcher, "ab12cd34-7"))
+                .unwrap();
         assert_eq!(doc["schema"], SCHEMA);
+        assert_eq!(doc["delivery_id"], "ab12cd34-7");
         assert_eq!(doc["event"], "completed");
         assert_eq!(doc["elapsed_sec"], 75);
         let chat: serde_json::Value =
-            serde_json::from_str(&webhook_body(&e, WebhookFormat::Slack)).unwrap();
+            serde_json::from_str(&webhook_body(&e, WebhookFormat::Slack, "x")).unwrap();
         assert!(
             chat["text"]
                 .as_str()

@@ -991,6 +991,7 @@ impl Ledger {
                     target,
                     payload,
                     attempts,
+                    delivery_id: format!("{}-{id}", self.instance),
                 });
             }
         }
@@ -1289,6 +1290,9 @@ pub struct Notice {
     pub payload: String,
     /// Deliveries tried so far.
     pub attempts: u32,
+    /// The same for every attempt of this notice, different for every other (`<ledger id>-<row id>`): a
+    /// receiver that was sent a notice twice (a delivery cut short by a stop) can tell.
+    pub delivery_id: String,
 }
 
 /// The outbox by state.

@@ -771,3 +771,62 @@ fn slurm_completed_and_failed_jobs_email_their_owner_once_each() {
     assert_eq!(hook_events(&hook).len(), 2);
     drop(d);
 }
+
+/// A webhook that accepts and never answers, and a hook that exits at once but leaves a `setsid` child
+/// holding its output: deliveries run beside the loop, so a new directory is still submitted within a few
+/// polls, SIGTERM still ends the daemon at once, and the notices wait in the outbox (nothing lost).
+#[test]
+fn a_stalled_webhook_and_a_hook_s_leftover_child_hold_neither_the_loop_nor_sigterm() {
+    let stall = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = stall.local_addr().unwrap().port();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let held = held.clone();
+        std::thread::spawn(move || {
+            for s in stall.incoming().flatten() {
+                // Keep the connection open, say nothing.
+                held.lock().unwrap().push(s);
+            }
+        });
+    }
+    let hook_log = tempfile::NamedTempFile::new().unwrap();
+    let env = TestEnv::local("stall")
+        .job(JOB)
+        .notify(&format!("webhooks: [\"http://127.0.0.1:{port}/h\"]"))
+        .notify(&format!(
+            "command: [\"sh\", \"-c\", \"cat >> {0}; echo >> {0}; setsid sleep 300 >/dev/null 2>&1 & sleep 300 &\"]",
+            hook_log.path().display()
+        ))
+        .notify("events: [submitted, completed]")
+        .notify("timeout_sec: 60");
+    let a = env.ready_dir("a");
+    let mut d = env.start();
+    env.wait_final(&a, DEADLINE);
+    wait_for(DEADLINE, "the webhook to be called", || {
+        (!held.lock().unwrap().is_empty()).then_some(())
+    });
+    // The webhook holds its delivery for up to a minute: a new directory is not held up by it.
+    let b = env.ready_dir("b");
+    let g = env.wait_final(&b, Duration::from_secs(10));
+    assert_eq!(g.final_state.as_deref(), Some("COMPLETED"));
+    // Nor is the hook: each of its calls leaves two sleepers behind, and every event still reaches it.
+    wait_for(DEADLINE, "the hook's four deliveries recorded", || {
+        let l = dirwatcher::ledger::Ledger::open(&env.state_file()).ok()?;
+        (l.notice_counts().ok()?.sent == 4).then_some(())
+    });
+    assert_eq!(
+        hook_events(hook_log.path()).len(),
+        4,
+        "told twice or not at all"
+    );
+    let (st, took) = d.stop();
+    assert!(st.success(), "{st:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "SIGTERM took {took:?} during a stalled delivery"
+    );
+    // Nothing lost: what was not delivered waits in the outbox for the next start.
+    let l = dirwatcher::ledger::Ledger::open(&env.state_file()).unwrap();
+    let c = l.notice_counts().unwrap();
+    assert_eq!((c.pending, c.sent), (4, 4), "{c:?}");
+}
