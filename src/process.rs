@@ -228,6 +228,22 @@ pub enum Withheld {
     /// `JOURNAL_STREAM`, …): a job holding them could notify systemd as the daemon, take a socket meant for
     /// it, or log to the journal instead of its output file.
     ServiceManager,
+    /// A secret the config reads from the environment (`behavior.smtp_pass_env`,
+    /// `notify.webhook_token_env`): for the daemon alone, never for a job, `sbatch` (which would export it
+    /// into every Slurm job), a hook or a helper.
+    Secret,
+}
+
+/// The names of the variables the config reads secrets from, as registered by [`withhold_secret`].
+static SECRET_NAMES: std::sync::RwLock<Vec<OsString>> = std::sync::RwLock::new(Vec::new());
+
+/// Registers `name` as a variable that holds a secret: from now on it is withheld from every child of this
+/// process (called when the config reads a secret from the environment, at start and at each reload).
+pub fn withhold_secret(name: &str) {
+    let mut names = SECRET_NAMES.write().unwrap_or_else(|e| e.into_inner());
+    if !names.iter().any(|n| n == name) {
+        names.push(name.into());
+    }
 }
 
 /// Prefixes of the variables that Slurm's client commands read (sbatch(1), squeue(1), sacct(1),
@@ -268,6 +284,10 @@ pub fn withheld(name: &OsStr) -> Option<Withheld> {
     }
     if starts("LISTEN_") || SERVICE_MANAGER.iter().any(|v| name == v.as_bytes()) {
         return Some(Withheld::ServiceManager);
+    }
+    let secrets = SECRET_NAMES.read().unwrap_or_else(|e| e.into_inner());
+    if secrets.iter().any(|s| s.as_encoded_bytes() == name) {
+        return Some(Withheld::Secret);
     }
     None
 }

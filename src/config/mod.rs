@@ -1160,6 +1160,8 @@ impl Validator<'_> {
         if let (k, Some(v)) = env
             && !v.value.is_empty()
         {
+            // Withheld from every child from now on: the secret is the daemon's alone.
+            crate::process::withhold_secret(&v.value);
             let secret = std::env::var(&v.value).ok().filter(|s| !s.is_empty());
             let Some(secret) = secret else {
                 return Err(self.err(

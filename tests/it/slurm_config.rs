@@ -293,3 +293,49 @@ fn check_config_slurm_under_the_local_executor_has_nothing_to_check() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("nothing to check"), "{out}");
 }
+
+/// Secrets the config reads from the environment (`behavior.smtp_pass_env`, `notify.webhook_token_env`)
+/// stay the daemon's: neither a real Slurm job (sbatch exports its whole environment), a local job nor the
+/// event hook gets them.
+#[test]
+fn secrets_read_from_the_environment_reach_no_job_and_no_hook() {
+    need_slurm!("secrets_read_from_the_environment_reach_no_job_and_no_hook");
+    let secrets: [(&str, &OsStr); 2] = [
+        ("DW_SMTP_SECRET", OsStr::new("smtp-s3cret-value")),
+        ("DW_TOKEN_SECRET", OsStr::new("t0ken-s3cret-value")),
+    ];
+    for env in [TestEnv::slurm("secret"), TestEnv::local("secret")] {
+        let hook_env = env.tmp.path().join("hook-env.txt");
+        let env = env
+            .job("wrap_cmd: sh -c 'env > job-env.txt' job")
+            .behavior("smtp_host: 127.0.0.1")
+            .behavior("smtp_user: dw")
+            .behavior("smtp_pass_env: DW_SMTP_SECRET")
+            .notify("email_via: smtp")
+            .notify("webhooks: [\"http://127.0.0.1:9/h\"]")
+            .notify("webhook_token_env: DW_TOKEN_SECRET")
+            .notify("events: [completed]")
+            .notify(&format!(
+                "command: [\"sh\", \"-c\", \"env > {}\"]",
+                hook_env.display()
+            ));
+        let dir = env.ready_dir("case1");
+        let _d = start(&env, &[], &secrets);
+        let g = env.wait_final(&dir, DEADLINE);
+        assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{g:?}");
+        wait_for(DEADLINE, "the hook to run", || {
+            hook_env.exists().then_some(())
+        });
+        let hook = std::fs::read_to_string(&hook_env).unwrap();
+        let job = job_env(&dir);
+        assert!(job.iter().any(|v| v.starts_with("WATCH_DIR=")), "{job:?}");
+        for (name, value) in secrets {
+            let value = value.to_str().unwrap();
+            assert!(
+                !job.iter().any(|v| v.contains(value) || v.starts_with(name)),
+                "{name} reached the job: {job:?}"
+            );
+            assert!(!hook.contains(value), "{name} reached the hook: {hook}");
+        }
+    }
+}
