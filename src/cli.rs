@@ -198,6 +198,11 @@ A second instance on the same state file refuses to start."
         /// `ExecReload=` uses it so a broken config fails `systemctl reload`.
         #[arg(short, long)]
         quiet: bool,
+        /// Also require every secret (`smtp_pass_file`, `webhook_token_file`, their `_env` variables) to
+        /// be readable here, as the daemon does. Without it, a secret this user cannot read is said and
+        /// left unread (an operator may check a config whose secrets only the service user reads).
+        #[arg(long)]
+        secrets: bool,
     },
     /// Is it healthy: the daemon (pid, uptime, last poll), counts by state, jobs in flight with their Slurm
     /// state, blocked submissions, lost jobs and recent failures (works while the daemon runs).

@@ -53,6 +53,28 @@ fn load(config: &dirwatcher::cli::ConfigFile) -> Result<Config, ExitCode> {
     load_path(&path)
 }
 
+/// [`load`] for a command that sends nothing: a secret this user cannot read is said and left unread.
+fn load_reading(config: &dirwatcher::cli::ConfigFile) -> Result<Config, ExitCode> {
+    let path = config.path();
+    if let Some(name) = config.instance()
+        && !path.exists()
+    {
+        let why = dirwatcher::install::missing_instance(name, &path);
+        out::error(format_args!("error: {why}"));
+        return Err(ExitCode::from(2));
+    }
+    let cfg = Config::load_without_secrets(&path).map_err(|e| {
+        out::error(format_args!("error: {e}"));
+        ExitCode::from(2)
+    })?;
+    for s in &cfg.unread_secrets {
+        out::error(format_args!(
+            "note: secret {s}; not needed here, left unread (the service user reads it)"
+        ));
+    }
+    Ok(cfg)
+}
+
 fn load_path(path: &std::path::Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
         out::error(format_args!("error: {e}"));
@@ -67,6 +89,12 @@ macro_rules! config_or_exit {
             Err(code) => return Ok(code),
         }
     };
+    ($path:expr, reading) => {
+        match load_reading($path) {
+            Ok(c) => c,
+            Err(code) => return Ok(code),
+        }
+    };
 }
 
 fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
@@ -75,8 +103,24 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             config,
             slurm,
             quiet,
+            secrets,
         } => {
-            let cfg = config_or_exit!(&config);
+            let cfg = if secrets {
+                config_or_exit!(&config)
+            } else {
+                config_or_exit!(&config, reading)
+            };
+            if let Some(s) = &cfg.notify.smtp
+                && s.user.is_some()
+                && s.pass.is_none()
+                && cfg.unread_secrets.is_empty()
+            {
+                out::error(
+                    "warning: `behavior.smtp_user` is set but no password is (`smtp_pass_file`, `smtp_pass_env` \
+                     or `smtp_pass`): the relay will refuse to log in; give the password, or remove the user \
+                     for a relay without AUTH",
+                );
+            }
             for w in dirwatcher::output_dir::warnings(&cfg) {
                 out::error(format_args!("warning: {w}"));
             }
@@ -143,7 +187,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             format,
             dirs,
         } => {
-            let cfg = config_or_exit!(&config);
+            let cfg = config_or_exit!(&config, reading);
             let q = ops::StatusQuery {
                 failures,
                 states: state,
@@ -172,7 +216,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Explain { config, json, dirs } => {
-            let cfg = config_or_exit!(&config);
+            let cfg = config_or_exit!(&config, reading);
             let all = ops::explain(&cfg, &dirs)?;
             if json {
                 out!("{}\n", serde_json::to_string_pretty(&all)?);

@@ -355,6 +355,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// The config has the original's `db:` section (ignored; said once at start).
     pub legacy_db: bool,
+    /// Secrets a command that sends nothing left unread ([`Config::load_without_secrets`]), in words.
+    pub unread_secrets: Vec<String>,
 }
 
 // ---------------------------------------------------------------- raw mirror of the YAML
@@ -541,6 +543,15 @@ impl Config {
     /// Like [`Config::parse`]; with [`RootCheck::Staged`] a missing `watch.root` is accepted (a config
     /// staged for another machine, `install --destdir`).
     pub fn parse_with(text: &str, path: &Path, root: RootCheck) -> Result<Config, ConfigError> {
+        Self::parse_inner(text, path, root, Secrets::Required)
+    }
+
+    fn parse_inner(
+        text: &str,
+        path: &Path,
+        root: RootCheck,
+        secrets: Secrets,
+    ) -> Result<Config, ConfigError> {
         // What a look at the text finds (tabs, duplicates, misspelt or misplaced keys) is said all at once,
         // before the parser would stop at the first of them in its own words.
         let found: Vec<ConfigError> = lint::lint(text)
@@ -564,7 +575,27 @@ impl Config {
         }
         let raw: RawConfig =
             serde_saphyr::from_str(text).map_err(|e| serde_error(path, text, &e))?;
-        Validator { file: path, root }.config(raw)
+        Validator {
+            file: path,
+            root,
+            secrets,
+            unread: Default::default(),
+        }
+        .config(raw)
+    }
+
+    /// Like [`Config::load`], for a command that does not send anything: secrets it cannot read are left
+    /// unread and listed in [`Config::unread_secrets`], instead of refusing the config.
+    pub fn load_without_secrets(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            key: String::new(),
+            line: None,
+            problem: format!("cannot read the file: {e}"),
+            fix: "pass an existing, readable YAML file with --config".into(),
+            detail: None,
+        })?;
+        Self::parse_inner(&text, path, RootCheck::MustExist, Secrets::IfReadable)
     }
 
     /// The keys whose effective value differs between `self` and `other`, in table order (for the reload
@@ -984,6 +1015,19 @@ const MIN_LOST_AFTER_SEC: f64 = 1.0;
 struct Validator<'a> {
     file: &'a Path,
     root: RootCheck,
+    secrets: Secrets,
+    /// Secrets left unread ([`Secrets::IfReadable`]), each in words.
+    unread: std::cell::RefCell<Vec<String>>,
+}
+
+/// Whether loading a config must read its secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    /// Every secret must be readable (the daemon, `check-config --secrets`).
+    Required,
+    /// A secret file this user cannot read, or a variable that is not set, is left unread and said
+    /// (`status`, `explain`, `check-config`: an operator who may not read the secrets still uses them).
+    IfReadable,
 }
 
 impl Validator<'_> {
@@ -1096,6 +1140,7 @@ impl Validator<'_> {
                 metrics,
                 notify,
                 legacy_db,
+                unread_secrets: self.unread.take(),
             }),
             (w, b, j, m, n) => {
                 let mut errors: Vec<ConfigError> = [w.err(), b.err(), j.err(), m.err(), n.err()]
@@ -1138,14 +1183,23 @@ impl Validator<'_> {
             && !v.value.is_empty()
         {
             let line = Some(v.referenced.line());
-            let text = std::fs::read_to_string(&v.value).map_err(|e| {
-                self.err(
-                    k.name,
-                    line,
-                    format!("cannot read `{}`: {e}", v.value),
-                    "give a file the service user can read (mode 0600 or 0640), holding only the secret",
-                )
-            })?;
+            let text = match std::fs::read_to_string(&v.value) {
+                Ok(t) => t,
+                Err(e) if self.secrets == Secrets::IfReadable => {
+                    self.unread
+                        .borrow_mut()
+                        .push(format!("`{}` (`{}`): {e}", k.name, v.value));
+                    return Ok(None);
+                }
+                Err(e) => {
+                    return Err(self.err(
+                        k.name,
+                        line,
+                        format!("cannot read `{}`: {e}", v.value),
+                        "give a file the service user can read (mode 0600 or 0640), holding only the secret",
+                    ));
+                }
+            };
             let secret = text.trim_end_matches(['\n', '\r']).to_string();
             if secret.is_empty() || secret.contains(['\n', '\r']) {
                 return Err(self.err(
@@ -1163,6 +1217,13 @@ impl Validator<'_> {
             // Withheld from every child from now on: the secret is the daemon's alone.
             crate::process::withhold_secret(&v.value);
             let secret = std::env::var(&v.value).ok().filter(|s| !s.is_empty());
+            if secret.is_none() && self.secrets == Secrets::IfReadable {
+                self.unread.borrow_mut().push(format!(
+                    "`{}`: the environment variable `{}` is not set here",
+                    k.name, v.value
+                ));
+                return Ok(None);
+            }
             let Some(secret) = secret else {
                 return Err(self.err(
                     k.name,

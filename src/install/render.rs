@@ -562,7 +562,7 @@ WatchdogSec=300
 ExecStart={exec} run --config {config}
 # A broken config fails `systemctl reload` (the reason is in the journal) before the daemon is asked;
 # the daemon checks it again and keeps the old one if it is refused.
-ExecReload={exec} check-config --quiet --config {config}
+ExecReload={exec} check-config --quiet --secrets --config {config}
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=5s
@@ -861,7 +861,7 @@ mod tests {
             "NotifyAccess=main",
             "WatchdogSec=300",
             "ExecStart=/opt/dirwatcher/dirwatcher run --config /etc/dirwatcher/config.yaml",
-            "ExecReload=/opt/dirwatcher/dirwatcher check-config --quiet --config /etc/dirwatcher/config.yaml",
+            "ExecReload=/opt/dirwatcher/dirwatcher check-config --quiet --secrets --config /etc/dirwatcher/config.yaml",
             "ExecReload=/bin/kill -HUP $MAINPID",
             "Restart=on-failure",
             "RestartPreventExitStatus=2",
@@ -940,7 +940,7 @@ mod tests {
             "Description=dirwatcher %i: one Slurm job for every directory marked ready",
             "ConditionPathExists=/etc/dirwatcher/%i.yaml",
             "ExecStart=/opt/dirwatcher/dirwatcher run --config /etc/dirwatcher/%i.yaml",
-            "ExecReload=/opt/dirwatcher/dirwatcher check-config --quiet --config /etc/dirwatcher/%i.yaml",
+            "ExecReload=/opt/dirwatcher/dirwatcher check-config --quiet --secrets --config /etc/dirwatcher/%i.yaml",
             "StateDirectory=dirwatcher/%i",
             "StateDirectoryMode=0750",
             "LogsDirectory=dirwatcher/%i",

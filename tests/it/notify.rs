@@ -830,3 +830,75 @@ fn a_stalled_webhook_and_a_hook_s_leftover_child_hold_neither_the_loop_nor_sigte
     let c = l.notice_counts().unwrap();
     assert_eq!((c.pending, c.sent), (4, 4), "{c:?}");
 }
+
+/// An operator who may read the config and the ledger but not the secret files (0600, the service user's)
+/// still gets `status` and `explain`, with a note that the secret was left unread; `check-config
+/// --secrets`, as the daemon, refuses.
+#[test]
+fn status_and_explain_run_for_an_operator_who_cannot_read_the_secrets() {
+    use std::os::unix::fs::PermissionsExt;
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(!slurm_required(), "needs root (runuser, chmod)");
+        return;
+    }
+    let token = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(token.path(), "t0ken\n").unwrap();
+    std::fs::set_permissions(token.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let env = TestEnv::local("opsecret")
+        .job(JOB)
+        .notify("webhooks: [\"http://127.0.0.1:9/h\"]")
+        .notify(&format!("webhook_token_file: {}", token.path().display()));
+    let a = env.ready_dir("a");
+    let _d = env.start();
+    env.wait_final(&a, DEADLINE);
+    // The operator may read the config, the ledger (with the daemon running, as `status` is used) and
+    // the root, as a member of the service's group would; not the secret.
+    for p in [env.tmp.path().to_path_buf(), env.root.clone(), a.clone()] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let ledger_files = ["", "-wal", "-shm"].map(|x| {
+        let mut p = env.state_file().into_os_string();
+        p.push(x);
+        std::path::PathBuf::from(p)
+    });
+    for p in ledger_files.iter().chain([&env.config_path()]) {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let as_operator = |args: &[&str]| {
+        std::process::Command::new("runuser")
+            .args(["-u", "dwtest", "--", BIN])
+            .args(args)
+            .arg("--config")
+            .arg(env.config_path())
+            .output()
+            .unwrap()
+    };
+    let out = as_operator(&["status"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "status: {err}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("completed"),
+        "{out:?}"
+    );
+    assert!(
+        err.contains("notify.webhook_token_file") && err.contains("left unread"),
+        "{err}"
+    );
+    let out = std::process::Command::new("runuser")
+        .args(["-u", "dwtest", "--", BIN, "explain", "--config"])
+        .arg(env.config_path())
+        .arg(&a)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "explain: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = as_operator(&["check-config", "--secrets"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot read"),
+        "{out:?}"
+    );
+}
