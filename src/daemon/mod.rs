@@ -20,7 +20,6 @@ mod tests;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -155,42 +154,18 @@ pub enum StartError {
     },
 }
 
-/// Mode of the lock file: only the service user may open it (and so hold the lock).
-pub const LOCK_MODE: u32 = 0o600;
+pub use crate::ledger::identity::LOCK_MODE;
 
 /// Takes the single-instance lock beside the state file; held for as long as the returned file lives.
 pub fn lock_state(state_file: &Path) -> Result<File, StartError> {
-    let path = snapshot::lock_path(state_file);
-    let lock_err = |source| StartError::Lock {
-        path: path.clone(),
-        source,
-    };
-    if let Some(parent) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(crate::ledger::LEDGER_DIR_MODE)
-            .create(parent)
-            .map_err(lock_err)?;
-    }
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(LOCK_MODE)
-        .open(&path)
-        .map_err(lock_err)?;
-    // Exactly that mode, also for a lock file left with a wider one: whoever can open it can take the lock
-    // and keep the daemon from starting.
-    // (Not possible on a lock file of another user: that one is left as it is.)
-    let _ = f.set_permissions(std::fs::Permissions::from_mode(LOCK_MODE));
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::AlreadyRunning {
+    use crate::ledger::identity::LockFileError;
+    crate::ledger::identity::take_lock_file(state_file).map_err(|e| match e {
+        LockFileError::Held { lock } => StartError::AlreadyRunning {
             state: state_file.to_path_buf(),
-            lock: path,
-        }),
-        Err(std::fs::TryLockError::Error(source)) => Err(StartError::Lock { path, source }),
-    }
+            lock,
+        },
+        LockFileError::Io { path, source } => StartError::Lock { path, source },
+    })
 }
 
 /// How the daemon starts.

@@ -223,6 +223,65 @@ fn entries(dir: &Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |r| r.take(1000).count())
 }
 
+/// Mode of the lock file: only the service user may open it (and so hold the lock).
+pub const LOCK_MODE: u32 = 0o600;
+
+/// Why the lock file beside the ledger could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockFileError {
+    /// Another process holds it.
+    #[error(
+        "another dirwatcher is running with this ledger (lock `{lock}` is held); stop it first (`systemctl stop dirwatcher`)"
+    )]
+    Held {
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// It could not be created or opened.
+    #[error("cannot open the lock file `{path}`")]
+    Io {
+        /// The lock file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Takes the lock file beside the state file (creating it, and its directory, if needed); held for as
+/// long as the returned file lives.
+pub fn take_lock_file(state_file: &Path) -> Result<File, LockFileError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let path = crate::snapshot::lock_path(state_file);
+    let io_err = |source| LockFileError::Io {
+        path: path.clone(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(super::LEDGER_DIR_MODE)
+            .create(parent)
+            .map_err(io_err)?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .read(true)
+        .mode(LOCK_MODE)
+        .open(&path)
+        .map_err(io_err)?;
+    // Exactly that mode, also for a lock file left with a wider one: whoever can open it can take the lock
+    // and keep the daemon from starting. (Not possible on a lock file of another user: left as it is.)
+    let _ = f.set_permissions(std::fs::Permissions::from_mode(LOCK_MODE));
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(LockFileError::Held { lock: path }),
+        Err(std::fs::TryLockError::Error(source)) => Err(LockFileError::Io { path, source }),
+    }
+}
+
 /// The ledger id written in the lock file by the daemon that last held it (`ledger <id>`), if any.
 pub fn ledger_named_by_lock(lock: &Path) -> Option<String> {
     let text = std::fs::read_to_string(lock).ok()?;

@@ -57,8 +57,11 @@ pub fn recover(
         };
         (None, l)
     } else {
-        let lock = crate::daemon::lock_state(&cfg.behavior.state_file)?;
+        let mut lock = crate::ledger::identity::take_lock_file(&cfg.behavior.state_file)?;
         let l = Ledger::open_exclusive(&cfg.behavior.state_file, &cfg.watch.root)?;
+        // This is the ledger of this state directory from now on (a start would take another for a
+        // replaced one).
+        crate::ledger::identity::name_ledger_in_lock(&mut lock, l.id())?;
         (Some(lock), Some(l))
     };
     let links = if cfg.watch.allow_unsafe_root {
