@@ -47,6 +47,7 @@ pub mod install;
 pub mod ledger;
 pub mod logging;
 pub mod metrics;
+pub mod notices;
 pub mod notify;
 pub mod ops;
 pub mod out;

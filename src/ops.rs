@@ -192,18 +192,18 @@ pub fn cancel_with(
     sched: &mut dyn crate::scheduler::Scheduler,
     dirs: &[PathBuf],
 ) -> anyhow::Result<Vec<Result<String, String>>> {
-    let ledger = open_existing(cfg)?;
+    let mut ledger = open_existing(cfg)?;
     let mut out = Vec::new();
     for d in dirs {
         let name = dir_name(&cfg.watch.root, d)?;
-        out.push(cancel_one(cfg, &ledger, sched, &name)?);
+        out.push(cancel_one(cfg, &mut ledger, sched, &name)?);
     }
     Ok(out)
 }
 
 fn cancel_one(
     cfg: &Config,
-    ledger: &Ledger,
+    ledger: &mut Ledger,
     sched: &mut dyn crate::scheduler::Scheduler,
     name: &std::ffi::OsStr,
 ) -> anyhow::Result<Result<String, String>> {
@@ -213,8 +213,15 @@ fn cancel_one(
             "{shown} is not in the ledger; nothing to cancel"
         )));
     };
-    let by = format!("{CANCELLED_BY_OPERATOR} {}", current_user());
+    let operator = operator();
+    let by = format!("{CANCELLED_BY_OPERATOR} {operator}");
     let now = wall_now();
+    // The people told of the directory's events are told of the cancel, in the transaction recording it.
+    let email = crate::deliver::EmailTransport::resolve(&cfg.notify);
+    let fact = |g| crate::notices::Fact {
+        by: Some(&operator),
+        ..crate::notices::Fact::of(crate::engine::notice::EventKind::Cancelled, g, now)
+    };
     match (g.state, &g.job_id) {
         (GenState::Submitted, Some(job_id)) => {
             let job = crate::engine::TrackedJob {
@@ -228,7 +235,8 @@ fn cancel_one(
                     "{shown}: cannot cancel job {job_id}: {e}; nothing was recorded, the daemon keeps following it"
                 )));
             }
-            let recorded = ledger.record_cancelled(g.id, &by, now)?;
+            let (told, _) = crate::notices::queue(cfg, &email, fact(&g));
+            let recorded = ledger.record_cancelled(g.id, &by, &told.rows(), now)?;
             // With `max_retries`, the daemon may have recorded the end first and queued a retry: an
             // operator's cancel means no further job.
             let withdrawn = match ledger.latest_for_dir(name)? {
@@ -269,7 +277,8 @@ fn cancel_one(
             }
         }
         (GenState::Submitting, _) => {
-            if ledger.record_cancelled(g.id, &by, now)? {
+            let (told, _) = crate::notices::queue(cfg, &email, fact(&g));
+            if ledger.record_cancelled(g.id, &by, &told.rows(), now)? {
                 Ok(Ok(format!(
                     "{shown}: will not be submitted (recorded as CANCELLED by operator); `dirwatcher retry {}` \
                      submits it later",
@@ -425,6 +434,15 @@ fn command_line(inv: &crate::process::Invocation) -> String {
 }
 
 /// The name of the user this process runs as (its uid when it has no name).
+/// Who runs this command, as a cancel names them: the user, and the one who ran it through `sudo`.
+fn operator() -> String {
+    let me = current_user();
+    match std::env::var("SUDO_USER") {
+        Ok(u) if !u.is_empty() && u != me => format!("{u} (as {me})"),
+        _ => me,
+    }
+}
+
 pub(crate) fn current_user() -> String {
     // SAFETY: geteuid cannot fail; getpwuid's result is read at once, on this (single CLI) thread.
     unsafe {

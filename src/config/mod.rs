@@ -1255,7 +1255,12 @@ impl Validator<'_> {
         use crate::engine::notice::{EventKind, WebhookFormat};
         let line = |v: &Option<Spanned<Vec<String>>>| v.as_ref().map(|s| s.referenced.line());
         let events = match &n.events {
-            None => vec![EventKind::Completed, EventKind::Failed, EventKind::Lost],
+            None => vec![
+                EventKind::Completed,
+                EventKind::Failed,
+                EventKind::Lost,
+                EventKind::Cancelled,
+            ],
             Some(v) => {
                 let mut out = Vec::new();
                 for w in &v.value {

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 
 use crossbeam_channel::Receiver;
 
-use super::tell::EndFacts;
+use super::tell::{EndFacts, Fact};
 use super::{Daemon, Event, Flow, say};
 use crate::engine::notice::EventKind;
 use crate::engine::{
@@ -202,8 +202,10 @@ impl Daemon {
             let wall = self.clock.wall();
             match engine::after_lookup(found, self.clock.mono() - lost_since, grace) {
                 LookupStep::Adopt(job) => {
-                    let q =
-                        self.notices_for(EventKind::Submitted, &g, Some(&job), None, None, wall);
+                    let q = self.notices_for(Fact {
+                        job_id: Some(&job),
+                        ..Fact::of(EventKind::Submitted, &g, wall)
+                    });
                     let r = self.ledger.record_submitted(g.id, &job, &q.rows(), wall);
                     if self.commit("adopting a job", r).is_ok() {
                         self.moved(&g, GenState::Submitted);
@@ -334,7 +336,7 @@ impl Daemon {
         unseen: Millis,
         wall: Millis,
     ) -> Result<(), LedgerDown> {
-        let q = self.notices_for(EventKind::Lost, g, None, None, None, wall);
+        let q = self.notices_for(Fact::of(EventKind::Lost, g, wall));
         let r = self.ledger.record_lost(g.id, &q.rows(), wall);
         self.commit("recording a lost job", r)?;
         self.moved(g, GenState::Lost);
@@ -371,7 +373,25 @@ impl Daemon {
             exit_code: &rep.exit_code,
             detail: &rep.detail,
         };
-        let q = self.notices_for(kind, g, None, Some(facts), None, wall);
+        // A failure says what happens next, and carries the end of the job's output.
+        let next = (kind == EventKind::Failed).then(|| match plan.retry_at {
+            Some(at) => format!(
+                "dirwatcher submits it again at {} (attempt {} of {})",
+                crate::notices::rfc3339(at),
+                g.attempt + 1,
+                self.cfg.behavior.max_retries + 1
+            ),
+            None => format!(
+                "no automatic retry is left; ask the facility to run `dirwatcher retry {}`",
+                self.path_of(g).display()
+            ),
+        });
+        let q = self.notices_for(Fact {
+            end: Some(facts),
+            next: next.as_deref(),
+            with_tail: kind == EventKind::Failed,
+            ..Fact::of(kind, g, wall)
+        });
         let notices = q.rows();
         let rec = EndRecord {
             state: plan.state,
@@ -483,7 +503,10 @@ impl Daemon {
             reason.key(),
             slurm.replace('\n', " / ")
         );
-        let q = self.notices_for(EventKind::Blocked, g, None, None, Some(&why), wall);
+        let q = self.notices_for(Fact {
+            reason: Some(&why),
+            ..Fact::of(EventKind::Blocked, g, wall)
+        });
         let r = self.ledger.queue_notices(Some(g.id), &q.rows(), wall);
         if let Err(e) = r {
             self.ledger_failed("queueing a notice", &e);
@@ -1117,14 +1140,10 @@ impl Daemon {
         let queued: Vec<_> = done
             .iter()
             .map(|(i, job)| {
-                self.notices_for(
-                    EventKind::Submitted,
-                    &chunk[*i],
-                    Some(job),
-                    None,
-                    None,
-                    wall,
-                )
+                self.notices_for(Fact {
+                    job_id: Some(job),
+                    ..Fact::of(EventKind::Submitted, &chunk[*i], wall)
+                })
             })
             .collect();
         let rows: Vec<(i64, &str, Vec<crate::ledger::NewNotice<'_>>)> = done

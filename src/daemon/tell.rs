@@ -1,144 +1,28 @@
-//! Telling people, the loop's side: the notices of an event (decided by `engine::notice`, with the
-//! recipient read from the directory's `.dirwatch_meta.json`), committed by the steps in the same
-//! transaction as the event; and the delivery step, which takes due notices from the ledger's outbox and
-//! hands them to `deliver`.
+//! Telling people, the loop's side: the notices of an event (built by [`crate::notices`]), committed by
+//! the steps in the same transaction as the event; and the delivery step, which hands due notices from the
+//! ledger's outbox to the delivery workers ([`super::dispatch`]) and records what they answered.
 //!
-//! Must never: hold the loop for long (one attempt per target per cycle, a time budget per cycle, each
-//! attempt bounded by `notify.timeout_sec`), lose a notice (it leaves the outbox only when delivered or
-//! given up after `notify.max_attempts`), or log a secret.
-
-use std::time::Duration;
+//! Must never: wait for a delivery, lose a notice (it leaves the outbox only when delivered or given up
+//! after `notify.max_attempts`), or log a secret.
 
 use super::{Daemon, say};
-use crate::deliver::{self, EmailTransport};
-use crate::engine::notice::{
-    self, AfterFailure, Audience, Event, EventKind, RETRY_CAP, RetryPolicy,
-};
-use crate::engine::{Generation, JobDetail};
-use crate::ledger::NewNotice;
-use crate::time::Millis;
+use crate::engine::notice::{self, AfterFailure, RETRY_CAP, RetryPolicy};
+pub(super) use crate::notices::Fact;
 
-/// The notices of one event, ready to be committed with it.
-#[derive(Debug, Default)]
-pub(super) struct Queued {
-    /// What happened.
-    event: Option<EventKind>,
-    /// One per channel and target.
-    notices: Vec<notice::Notice>,
-    /// The event document, as every notice carries it.
-    payload: String,
-}
-
-impl Queued {
-    /// The outbox rows to insert.
-    pub(super) fn rows(&self) -> Vec<NewNotice<'_>> {
-        let Some(event) = self.event else {
-            return Vec::new();
-        };
-        self.notices
-            .iter()
-            .map(|n| NewNotice {
-                event,
-                channel: n.channel,
-                target: &n.target,
-                payload: &self.payload,
-            })
-            .collect()
-    }
-}
-
-/// The end of a job as an event carries it.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct EndFacts<'a> {
-    /// State word.
-    pub state: &'a str,
-    /// `code:signal`.
-    pub exit_code: &'a str,
-    /// Reason, nodes, run time.
-    pub detail: &'a JobDetail,
-}
+pub(super) use crate::notices::{EndFacts, Queued};
 
 /// How many due notices one cycle reads; the rest wait for the next cycle.
 const BATCH: u32 = 64;
 
-fn rfc3339(wall: Millis) -> String {
-    let t = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(wall).unwrap_or(0));
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
 impl Daemon {
-    /// The notices `kind` gets for `g` (nothing when `notify.events` does not list it). The directory's
-    /// meta file is read only when an e-mail could go to its owner.
-    pub(super) fn notices_for(
-        &mut self,
-        kind: EventKind,
-        g: &Generation,
-        job_id: Option<&str>,
-        end: Option<EndFacts<'_>>,
-        reason: Option<&str>,
-        wall: Millis,
-    ) -> Queued {
-        let n = &self.cfg.notify;
-        if !n.events.contains(&kind) || !n.any_channel() {
-            return Queued::default();
+    /// The notices `kind` gets for `g` (nothing when `notify.events` does not list it); a meta file that
+    /// names no usable owner is said.
+    pub(super) fn notices_for(&mut self, f: Fact<'_>) -> Queued {
+        let (q, problem) = crate::notices::queue(&self.cfg, &self.telling.email, f);
+        if let Some(p) = problem {
+            say::meta_refused(&self.path_of(f.g), &p);
         }
-        let email = self.telling.email != EmailTransport::None;
-        let owner = if email && n.email_owner && kind != EventKind::Blocked {
-            match deliver::read_owner(&self.cfg.watch.root, &g.dir) {
-                Ok(o) => o,
-                Err(problem) => {
-                    say::meta_refused(&self.path_of(g), &problem);
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        let audience = Audience {
-            events: &n.events,
-            email,
-            email_to: &n.email_to,
-            owner: owner.as_deref(),
-            webhooks: &n.webhooks,
-            command: !n.command.is_empty(),
-        };
-        let notices = notice::notices_for(kind, &audience);
-        if notices.is_empty() {
-            return Queued::default();
-        }
-        let job_id = job_id.or(g.job_id.as_deref());
-        let output = job_id.and_then(|id| {
-            crate::scheduler::output_file(
-                &self.cfg.job,
-                &self.cfg.watch.root,
-                &self.cfg.watch.root.join(&g.dir),
-                id,
-                &g.job_name,
-            )
-        });
-        let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
-        let event = Event {
-            schema: notice::SCHEMA.into(),
-            event: kind,
-            time: rfc3339(wall),
-            dir: self.path_of(g).to_string_lossy().into_owned(),
-            job_id: job_id.map(str::to_string),
-            job_name: Some(g.job_name.clone()),
-            state: end.map(|e| e.state.to_string()),
-            exit_code: end.and_then(|e| text(e.exit_code)),
-            reason: reason
-                .map(str::to_string)
-                .or_else(|| end.and_then(|e| text(&e.detail.reason))),
-            nodes: end.and_then(|e| text(&e.detail.nodes)),
-            elapsed_sec: end.and_then(|e| e.detail.elapsed_sec),
-            output: output.map(|p| p.to_string_lossy().into_owned()),
-            attempt: g.attempt,
-        };
-        Queued {
-            event: Some(kind),
-            notices,
-            payload: serde_json::to_string(&event).unwrap_or_default(),
-        }
+        q
     }
 
     /// The delivery step, which never waits for a delivery: records what the worker delivered or failed

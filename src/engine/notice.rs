@@ -28,16 +28,19 @@ pub enum EventKind {
     Lost,
     /// `sbatch` refuses what the config asks (a configuration error): nothing is submitted until fixed.
     Blocked,
+    /// An operator cancelled it (`dirwatcher cancel`): its job, or its submission.
+    Cancelled,
 }
 
 impl EventKind {
     /// Every kind, in the order the README lists them.
-    pub const ALL: [EventKind; 5] = [
+    pub const ALL: [EventKind; 6] = [
         EventKind::Submitted,
         EventKind::Completed,
         EventKind::Failed,
         EventKind::Lost,
         EventKind::Blocked,
+        EventKind::Cancelled,
     ];
 
     /// The word in the config and the documents.
@@ -48,6 +51,7 @@ impl EventKind {
             EventKind::Failed => "failed",
             EventKind::Lost => "lost",
             EventKind::Blocked => "blocked",
+            EventKind::Cancelled => "cancelled",
         }
     }
 
@@ -87,6 +91,47 @@ pub struct Event {
     pub output: Option<String>,
     /// Attempt of the directory generation (1 = first job).
     pub attempt: u32,
+    /// Who cancelled it (`cancelled`): the operator's user name.
+    #[serde(default)]
+    pub by: Option<String>,
+    /// What happens next, in words (`failed`: the retry and when, or that none is left and how to ask).
+    #[serde(default)]
+    pub next: Option<String>,
+    /// The last lines of the job's output (`failed`: at most [`TAIL_LINES`] lines, [`TAIL_BYTES`] bytes,
+    /// control characters shown as `?`).
+    #[serde(default)]
+    pub output_tail: Option<String>,
+}
+
+/// The most lines of a job's output a failure notice carries.
+pub const TAIL_LINES: usize = 40;
+/// The most bytes of a job's output a failure notice carries.
+pub const TAIL_BYTES: usize = 8 * 1024;
+
+/// The end of `output` as a notice carries it: its last [`TAIL_LINES`] lines within its last [`TAIL_BYTES`]
+/// bytes (a first line cut short is dropped: `cut` says the output began before these bytes), control
+/// characters other than tabs as `?`, invalid UTF-8 replaced. `None` when nothing is left.
+pub fn output_tail(output: &[u8], cut: bool) -> Option<String> {
+    let start = output.len().saturating_sub(TAIL_BYTES);
+    let mut bytes = &output[start..];
+    if (cut || start > 0)
+        && let Some(nl) = bytes.iter().position(|b| *b == b'\n')
+    {
+        bytes = &bytes[nl + 1..];
+    }
+    let text = String::from_utf8_lossy(bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    let keep = &lines[lines.len().saturating_sub(TAIL_LINES)..];
+    let out: Vec<String> = keep
+        .iter()
+        .map(|l| {
+            l.chars()
+                .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
+                .collect()
+        })
+        .collect();
+    let out = out.join("\n");
+    (!out.trim().is_empty()).then_some(out)
 }
 
 /// A delivery channel.
@@ -262,6 +307,10 @@ pub fn summary(e: &Event) -> String {
             "submissions blocked: {}",
             one_line(e.reason.as_deref().unwrap_or("sbatch refuses the job"))
         ),
+        EventKind::Cancelled => format!(
+            "cancelled: {dir} (job {job}, by {})",
+            one_line(e.by.as_deref().unwrap_or("an operator"))
+        ),
     };
     format!("[dirwatcher] {line}")
 }
@@ -288,11 +337,16 @@ pub fn email_body(e: &Event) -> String {
             "Slurm refuses the jobs dirwatcher submits, for what its configuration asks; directories wait \
              until an administrator fixes it."
         }
+        EventKind::Cancelled => {
+            "An operator cancelled the job for this directory; nothing more runs for it."
+        }
     };
     b += what;
     b += "\n\n";
-    let fields: [(&str, Option<String>); 10] = [
+    let fields: [(&str, Option<String>); 12] = [
         ("directory", Some(one_line(&e.dir))),
+        ("next", e.next.as_deref().map(one_line)),
+        ("cancelled by", e.by.as_deref().map(one_line)),
         ("job id", e.job_id.clone()),
         ("job name", e.job_name.clone()),
         ("state", e.state.clone()),
@@ -309,6 +363,9 @@ pub fn email_body(e: &Event) -> String {
         }
     }
     b += &format!("{:<12} {}\n", "time", e.time);
+    if let Some(t) = &e.output_tail {
+        b += &format!("\nThe last lines of the job's output:\n\n{t}\n");
+    }
     b
 }
 
@@ -358,6 +415,7 @@ pub fn webhook_body(e: &Event, format: WebhookFormat, delivery_id: &str) -> Stri
                 ("state", e.state.as_deref()),
                 ("exit code", e.exit_code.as_deref()),
                 ("reason", e.reason.as_deref()),
+                ("next", e.next.as_deref()),
                 ("output", e.output.as_deref()),
             ] {
                 if let Some(v) = v.filter(|v| !v.is_empty()) {
@@ -435,6 +493,9 @@ mod tests {
             elapsed_sec: Some(75),
             output: Some("/data/incoming/case1/slurm-1234.out".into()),
             attempt: 1,
+            by: None,
+            next: None,
+            output_tail: None,
         }
     }
 
@@ -568,6 +629,27 @@ mod tests {
         e.dir = "/data/Übung".into();
         let m = email_message(&e, "dw@example.org", "a@example.org");
         assert!(m.contains("Subject: =?UTF-8?B?"), "{m}");
+    }
+
+    #[test]
+    fn an_output_tail_is_bounded_and_shows_no_control_characters() {
+        let mut out = Vec::new();
+        for i in 0..100 {
+            out.extend_from_slice(format!("line {i}\n").as_bytes());
+        }
+        out.extend_from_slice(b"Traceback \x1b[31mred\x1b[0m\tend\n");
+        let t = output_tail(&out, false).unwrap();
+        assert_eq!(t.lines().count(), TAIL_LINES);
+        assert!(t.starts_with("line 61\n"), "{t}");
+        assert!(t.ends_with("Traceback ?[31mred?[0m\tend"), "{t}");
+        let big = vec![b'x'; 3 * TAIL_BYTES];
+        let t = output_tail(&[&big[..], b"\nlast words"].concat(), false).unwrap();
+        assert_eq!(t, "last words", "a line cut short is dropped");
+        assert_eq!(
+            output_tail(b"partial\nwhole\n", true).as_deref(),
+            Some("whole")
+        );
+        assert_eq!(output_tail(b"  \n", false), None);
     }
 
     #[test]

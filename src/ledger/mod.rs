@@ -1101,21 +1101,32 @@ impl Ledger {
     /// code of a job ended by SIGTERM (`0:15`, as Slurm and the local runner report it); the failure-log
     /// line is due only when a job existed. Returns false when the record was no longer waiting
     /// (the daemon recorded its end first, or an `sbatch` for it is running right now).
-    pub fn record_cancelled(&self, id: i64, final_state: &str, now: Millis) -> Result<bool> {
-        let what = "cannot record the cancellation";
-        let mut st = self
-            .conn
-            .prepare_cached(
+    pub fn record_cancelled(
+        &mut self,
+        id: i64,
+        final_state: &str,
+        notices: &[NewNotice<'_>],
+        now: Millis,
+    ) -> Result<bool> {
+        let (path, what) = (self.path.clone(), "cannot record the cancellation");
+        let tx = self.conn.transaction().map_err(sqle(&path, what))?;
+        let changed = tx
+            .execute(
                 "UPDATE generations SET state = 'failed', final_state = ?2, uncertain = 0,
                      exit_code = CASE WHEN job_id IS NULL THEN NULL ELSE '0:15' END,
                      failure_log_pending = (job_id IS NOT NULL), finished_at = ?3, updated_at = ?3
                  WHERE id = ?1 AND (state = 'submitted' OR (state = 'submitting' AND uncertain = 0))",
+                params![id, final_state, now],
             )
-            .map_err(self.sql(what))?;
-        Ok(st
-            .execute(params![id, final_state, now])
-            .map_err(self.sql(what))?
-            == 1)
+            .map_err(sqle(&path, what))?
+            == 1;
+        // Told only when this was the end: a job that had ended already was told of its own end.
+        if changed {
+            insert_notices(&tx, Some(id), notices, now)
+                .map_err(sqle(&path, "cannot queue a notice"))?;
+        }
+        tx.commit().map_err(sqle(&path, what))?;
+        Ok(changed)
     }
 
     /// Removes a queued attempt that was never handed to the scheduler (no `sbatch` ever ran for it, none

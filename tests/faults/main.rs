@@ -683,3 +683,89 @@ fn full_disk_under_the_failure_log_keeps_every_line_whole_and_warns_once() {
     );
     assert_eq!(log.matches("is writable again").count(), 1, "{log}");
 }
+
+/// 50 processed, kept directories; the whole state directory lost. The next start finds the jobs in Slurm's
+/// accounting and refuses; `recover --from-slurm` rebuilds the ledger; then nothing of them runs again, and
+/// a new directory does.
+#[test]
+fn recover_from_slurm_rebuilds_a_lost_ledger_and_nothing_runs_twice() {
+    // Here, one test at a time, not among the integration tests: its 50 jobs would hold the cluster's
+    // CPUs for a while, and others' jobs (a TIMEOUT test's) wait for them.
+    let _s = serial();
+    if !slurm_available("recover_from_slurm_rebuilds_a_lost_ledger_and_nothing_runs_twice") {
+        return;
+    }
+    let mut env = TestEnv::slurm("recover");
+    env.state = env.tmp.path().join("state").join("state.db");
+    // Slurm's own output place (in the data directory): the root holds no trace of the ledger but the data.
+    let env = env
+        .job("wrap_cmd: true")
+        .job("output: \"\"")
+        .watch("stability_checks: 1");
+    let dirs: Vec<PathBuf> = (0..50).map(|i| env.ready_dir(format!("r{i:02}"))).collect();
+    let mut d = env.start();
+    for dir in &dirs {
+        let g = env.wait_final(dir, Duration::from_secs(120));
+        assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{g:?}");
+    }
+    d.stop();
+    let last_job = env.history(&dirs[49]).pop().unwrap().job_id.unwrap();
+    // Accounting has the job (and its comment) before the test goes on.
+    wait_for(
+        Duration::from_secs(60),
+        "sacct to show the last job's comment",
+        || {
+            sacct_field(&last_job, &env.job_name("r49"), "Comment")
+                .starts_with("dw-")
+                .then_some(())
+        },
+    );
+    std::fs::remove_dir_all(env.state_file().parent().unwrap()).unwrap();
+
+    let log = env.tmp.path().join("refused.log");
+    let mut refused = Daemon::spawn(&env.write_config(), &log, &[]);
+    let st = refused.wait_exit(Duration::from_secs(30));
+    let log = refused.log();
+    assert_eq!(st.code(), Some(2), "{log}");
+    assert!(
+        log.contains("Slurm's accounting shows jobs of an earlier ledger"),
+        "{log}"
+    );
+
+    let out = Command::new(BIN)
+        .args(["recover", "--from-slurm", "--config"])
+        .arg(env.config_path())
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "recover: {report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains("recorded 50 directorie(s): 50 completed"),
+        "{report}"
+    );
+    for dir in &dirs {
+        let h = env.history(dir);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h[0].final_state.as_deref(), Some("COMPLETED"));
+    }
+
+    let new = env.ready_dir("new");
+    let _d = env.start();
+    let g = env.wait_final(&new, Duration::from_secs(120));
+    assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{g:?}");
+    for (i, dir) in dirs.iter().enumerate() {
+        assert_eq!(
+            env.history(dir).len(),
+            1,
+            "{} was submitted again",
+            dir.display()
+        );
+        if i % 10 == 0 {
+            assert_eq!(jobs_named(&env.job_name(&format!("r{i:02}"))).len(), 1);
+        }
+    }
+}

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
-use crate::harness::slurm::*;
 use crate::harness::*;
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -261,86 +260,6 @@ fn a_full_ledger_file_system_delays_the_results_of_finished_jobs_and_runs_nothin
     }
     assert_eq!(lines(&runs).len(), 4, "a job ran twice: {:?}", lines(&runs));
     assert!(env.failures().is_empty(), "{:?}", env.failures());
-}
-
-/// 50 processed, kept directories; the whole state directory lost. The next start finds the jobs in Slurm's
-/// accounting and refuses; `recover --from-slurm` rebuilds the ledger; then nothing of them runs again, and
-/// a new directory does.
-#[test]
-fn recover_from_slurm_rebuilds_a_lost_ledger_and_nothing_runs_twice() {
-    if !slurm_available("recover_from_slurm_rebuilds_a_lost_ledger_and_nothing_runs_twice") {
-        return;
-    }
-    let mut env = TestEnv::slurm("recover");
-    env.state = env.tmp.path().join("state").join("state.db");
-    // Slurm's own output place (in the data directory): the root holds no trace of the ledger but the data.
-    let env = env
-        .job("wrap_cmd: true")
-        .job("output: \"\"")
-        .watch("stability_checks: 1");
-    let dirs: Vec<PathBuf> = (0..50).map(|i| env.ready_dir(format!("r{i:02}"))).collect();
-    let mut d = env.start();
-    for dir in &dirs {
-        let g = env.wait_final(dir, Duration::from_secs(120));
-        assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{g:?}");
-    }
-    d.stop();
-    let last_job = env.history(&dirs[49]).pop().unwrap().job_id.unwrap();
-    // Accounting has the job (and its comment) before the test goes on.
-    wait_for(
-        Duration::from_secs(60),
-        "sacct to show the last job's comment",
-        || {
-            sacct_field(&last_job, &env.job_name("r49"), "Comment")
-                .starts_with("dw-")
-                .then_some(())
-        },
-    );
-    std::fs::remove_dir_all(env.state_file().parent().unwrap()).unwrap();
-
-    let (st, log) = refused_start(&env, &[]);
-    assert_eq!(st.code(), Some(2), "{log}");
-    assert!(
-        log.contains("Slurm's accounting shows jobs of an earlier ledger"),
-        "{log}"
-    );
-
-    let out = Command::new(BIN)
-        .args(["recover", "--from-slurm", "--config"])
-        .arg(env.config_path())
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "recover: {report}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        report.contains("recorded 50 directorie(s): 50 completed"),
-        "{report}"
-    );
-    for dir in &dirs {
-        let h = env.history(dir);
-        assert_eq!(h.len(), 1, "{h:?}");
-        assert_eq!(h[0].final_state.as_deref(), Some("COMPLETED"));
-    }
-
-    let new = env.ready_dir("new");
-    let _d = env.start();
-    let g = env.wait_final(&new, Duration::from_secs(120));
-    assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{g:?}");
-    for (i, dir) in dirs.iter().enumerate() {
-        assert_eq!(
-            env.history(dir).len(),
-            1,
-            "{} was submitted again",
-            dir.display()
-        );
-        if i % 10 == 0 {
-            assert_eq!(jobs_named(&env.job_name(&format!("r{i:02}"))).len(), 1);
-        }
-    }
 }
 
 /// Another ledger of the same root put in place of this one (an old copy of another host, a mix-up): the

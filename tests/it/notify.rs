@@ -902,3 +902,66 @@ fn status_and_explain_run_for_an_operator_who_cannot_read_the_secrets() {
         "{out:?}"
     );
 }
+
+/// A failed job's notice says what happens next and carries the end of its output; an operator's cancel
+/// is told too, naming the operator.
+#[test]
+fn a_failure_carries_its_output_s_tail_and_what_next_and_a_cancel_names_the_operator() {
+    let hook = tempfile::NamedTempFile::new().unwrap();
+    let env = TestEnv::local("tail")
+        .job(
+            "wrap_cmd: \"if [ -e SLOW ]; then sleep 60; fi; for i in $(seq 1 60); do echo line $i; done; \
+             printf 'Traceback: \\\\033[31mboom\\\\n'; exit 3\"",
+        )
+        .notify(&hook_line(hook.path()))
+        .notify("events: [failed, cancelled]");
+    let bad = env.ready_dir("bad");
+    let _d = env.start();
+    env.wait_final(&bad, DEADLINE);
+    let e = wait_for(DEADLINE, "the failure notice", || {
+        hook_events(hook.path())
+            .into_iter()
+            .find(|e| e["event"] == "failed")
+    });
+    let tail = e["output_tail"].as_str().unwrap_or_default();
+    assert_eq!(tail.lines().count(), 40, "{tail}");
+    assert!(tail.starts_with("line 22\n"), "{tail}");
+    assert!(tail.ends_with("Traceback: ?[31mboom"), "{tail}");
+    let next = e["next"].as_str().unwrap_or_default();
+    assert!(
+        next.contains("no automatic retry is left") && next.contains("dirwatcher retry"),
+        "{next}"
+    );
+
+    let slow = env.root.join("slow");
+    std::fs::create_dir(&slow).unwrap();
+    std::fs::write(slow.join("SLOW"), "").unwrap();
+    let slow = env.ready_dir("slow");
+    wait_for(DEADLINE, "the slow job to run", || {
+        env.history(&slow)
+            .pop()
+            .filter(|g| g.job_id.is_some())
+            .map(|_| ())
+    });
+    let out = std::process::Command::new(BIN)
+        .args(["cancel", "--config"])
+        .arg(env.config_path())
+        .arg(&slow)
+        .env("SUDO_USER", "alice")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let e = wait_for(DEADLINE, "the cancel notice", || {
+        hook_events(hook.path())
+            .into_iter()
+            .find(|e| e["event"] == "cancelled")
+    });
+    let by = e["by"].as_str().unwrap_or_default();
+    assert!(by.starts_with("alice (as "), "{e}");
+    assert_eq!(e["dir"], slow.to_string_lossy().as_ref());
+    holds_for(
+        Duration::from_secs(2),
+        "the cancelled job's own end is not told again",
+        || hook_events(hook.path()).len() == 2,
+    );
+}
