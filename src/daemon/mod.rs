@@ -335,6 +335,8 @@ struct Telling {
     outages: HashMap<String, OutageLatch>,
     /// The deliveries beside the loop.
     dispatch: dispatch::Dispatch,
+    /// When delivered notices are pruned next (monotonic).
+    next_prune: Millis,
 }
 
 impl Telling {
@@ -343,6 +345,7 @@ impl Telling {
             email: EmailTransport::resolve(&cfg.notify),
             outages: HashMap::new(),
             dispatch,
+            next_prune: 0,
         }
     }
 }

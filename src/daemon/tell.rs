@@ -30,6 +30,7 @@ impl Daemon {
     /// first (see [`super::dispatch`]).
     pub(super) fn deliver_notices(&mut self) {
         self.record_deliveries();
+        self.prune_delivered();
         if self.telling.dispatch.busy() {
             return;
         }
@@ -51,6 +52,20 @@ impl Daemon {
             .hand_over(due, &self.cfg.notify, &self.telling.email, scratch);
         // Inline deliveries (tests) answered already.
         self.record_deliveries();
+    }
+
+    /// At most once an hour: notices delivered more than [`crate::ledger::DELIVERED_KEPT`] ago leave the
+    /// outbox (a thousand at a time: a long-running daemon's backlog goes over a few hours, each step short).
+    fn prune_delivered(&mut self) {
+        let now = self.clock.mono();
+        if now < self.telling.next_prune {
+            return;
+        }
+        self.telling.next_prune = now + 3_600_000;
+        let before = self.clock.wall() - crate::time::ms(crate::ledger::DELIVERED_KEPT);
+        if let Err(e) = self.ledger.prune_delivered(before, 1000) {
+            self.ledger_failed("pruning delivered notices", &e);
+        }
     }
 
     pub(super) fn record_deliveries(&mut self) {

@@ -258,6 +258,9 @@ const ADDED_COLUMNS: [(&str, &str); 4] = [
     ("elapsed_sec", "INTEGER"),
 ];
 
+/// How long a delivered notice stays in the outbox (for `sqlite3` and a look back), then it is pruned.
+pub const DELIVERED_KEPT: Duration = Duration::from_secs(7 * 86400);
+
 /// Mode of a new ledger file: the service's group may read it (`sqlite3`, backups), no one else.
 pub const LEDGER_MODE: u32 = 0o640;
 /// Mode of a directory created for the ledger (the umask may cut it further).
@@ -1017,6 +1020,20 @@ impl Ledger {
             params![id, now],
             "cannot record a delivered notice",
         )
+    }
+
+    /// Removes notices delivered before `before` (wall ms), at most `limit` of them (the oldest): the
+    /// outbox keeps what still waits, what was given up, and a delivered notice for
+    /// [`DELIVERED_KEPT`]. Returns how many went.
+    pub fn prune_delivered(&self, before: Millis, limit: u32) -> Result<usize> {
+        let what = "cannot prune delivered notices";
+        self.conn
+            .execute(
+                "DELETE FROM outbox WHERE id IN (
+                     SELECT id FROM outbox WHERE state = 'sent' AND done_at < ?1 ORDER BY id LIMIT ?2)",
+                params![before, limit],
+            )
+            .map_err(self.sql(what))
     }
 
     /// Records a failed delivery: tried again at `retry_at`, or given up (`None`).
@@ -1882,6 +1899,31 @@ mod tests {
                 prop_assert_eq!(counted_by_triggers(&l), counted_by_walking(&l));
             }
         }
+    }
+
+    #[test]
+    fn delivered_notices_are_pruned_after_their_time_and_nothing_else_is() {
+        let t = tempfile::tempdir().unwrap();
+        let mut l = Ledger::open(&t.path().join("s.db")).unwrap();
+        let n = NewNotice {
+            event: EventKind::Completed,
+            channel: Channel::Command,
+            target: "",
+            payload: "{}",
+        };
+        l.queue_notices(None, &[n.clone(), n.clone(), n], 1)
+            .unwrap();
+        let due = l.due_notices(10, 10).unwrap();
+        l.notice_sent(due[0].id, 100).unwrap();
+        l.notice_failed(due[1].id, "down", None, 100).unwrap();
+        assert_eq!(
+            l.prune_delivered(100, 10).unwrap(),
+            0,
+            "delivered at 100, not before"
+        );
+        assert_eq!(l.prune_delivered(101, 10).unwrap(), 1);
+        let c = l.notice_counts().unwrap();
+        assert_eq!((c.pending, c.sent, c.given_up), (1, 0, 1), "{c:?}");
     }
 
     #[test]
