@@ -546,6 +546,17 @@ impl Config {
         Self::parse_inner(text, path, root, Secrets::Required)
     }
 
+    /// Like [`Config::parse_with`], reading secrets as `secrets` says (`install` checks a config whose
+    /// password file it has not written yet).
+    pub fn parse_with_secrets(
+        text: &str,
+        path: &Path,
+        root: RootCheck,
+        secrets: Secrets,
+    ) -> Result<Config, ConfigError> {
+        Self::parse_inner(text, path, root, secrets)
+    }
+
     fn parse_inner(
         text: &str,
         path: &Path,

@@ -210,7 +210,7 @@ fn check_watch_root(watch_root: &Path, staged: bool) -> anyhow::Result<PathBuf> 
 }
 
 /// The original's flags that mean nothing here, and `--smtp-pass`/`--smtp-setup`: said, not failed.
-fn note_legacy_flags(a: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+fn note_legacy_flags(a: &InstallArgs, config: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     let l = &a.legacy;
     if l.python_bin.is_some() {
         writeln!(
@@ -231,8 +231,10 @@ fn note_legacy_flags(a: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<()>
     if a.mail.smtp_pass.is_some() {
         writeln!(
             out,
-            "warning: --smtp-pass is not written into the config (it is readable by every user): put the \
-             password in a file only the service user can read and set `behavior.smtp_pass_file` to it"
+            "note: --smtp-pass is written into its own file, {}, mode 0600, owned by the service user, and \
+             the config names it (`behavior.smtp_pass_file`), never into the config itself; a password on a \
+             command line is seen by every user while install runs: next time write that file yourself",
+            smtp_pass_file(config).display()
         )?;
     }
     if a.mail.smtp_setup {
@@ -245,8 +247,15 @@ fn note_legacy_flags(a: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<()>
     Ok(())
 }
 
-/// The `behavior:` lines the original's e-mail flags give (none without them).
-fn mail_lines(m: &crate::cli::MailArgs) -> String {
+/// Where `--smtp-pass` is written: beside the config, named after it (`config.smtp.pass`,
+/// `NAME.smtp.pass`).
+fn smtp_pass_file(config: &Path) -> PathBuf {
+    config.with_extension("smtp.pass")
+}
+
+/// The `behavior:` lines the original's e-mail flags give (none without them); `pass_file`: where
+/// `--smtp-pass` is written.
+fn mail_lines(m: &crate::cli::MailArgs, pass_file: &Path) -> String {
     use crate::config::keys;
     let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
     let mut y = String::new();
@@ -262,6 +271,12 @@ fn mail_lines(m: &crate::cli::MailArgs) -> String {
     }
     if let Some(u) = &m.smtp_user {
         put(&keys::BEHAVIOR_SMTP_USER, q(u));
+    }
+    if m.smtp_pass.as_deref().is_some_and(|p| !p.is_empty()) {
+        put(
+            &keys::BEHAVIOR_SMTP_PASS_FILE,
+            q(&pass_file.to_string_lossy()),
+        );
     }
     if m.no_smtp_use_tls && !m.smtp_use_tls {
         put(&keys::BEHAVIOR_SMTP_USE_TLS, "false".into());
@@ -384,7 +399,7 @@ struct Checked {
 /// exists, build the plan, put each entry in place (saying what changes), then start the service.
 pub fn install(a: &InstallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let checked = check_install_args(a)?;
-    note_legacy_flags(a, out)?;
+    note_legacy_flags(a, &checked.layout.config, out)?;
     let account = ensure_user(a, &checked.layout, out)?;
     let owners = owners(a, account.as_ref());
     let entries = plan_install(a, &checked, account.as_ref())?;
@@ -485,7 +500,7 @@ fn config_text(
         metrics_textfile: a.metrics_textfile.clone(),
     };
     let mut text = render::render_config(&values, ConfigStyle::Installed);
-    let mail = mail_lines(&a.mail);
+    let mail = mail_lines(&a.mail, &smtp_pass_file(&layout.config));
     if !mail.is_empty() {
         // Right after the original's last `behavior:` key, where its installer writes them.
         let at = text
@@ -498,7 +513,11 @@ fn config_text(
         Some(_) => crate::config::RootCheck::Staged,
         None => crate::config::RootCheck::MustExist,
     };
-    if let Err(e) = crate::config::Config::parse_with(&text, &layout.config, root_check) {
+    // The password file is written with the rest: not there yet.
+    let secrets = crate::config::Secrets::IfReadable;
+    if let Err(e) =
+        crate::config::Config::parse_with_secrets(&text, &layout.config, root_check, secrets)
+    {
         return Err(usage(
             format!("these flags give an invalid config: {}", e.problem),
             format!("{} (config key `{}`)", e.fix, e.key),
@@ -650,7 +669,19 @@ fn plan_install(
     };
     let exe = std::env::current_exe().context("cannot find this program's own executable")?;
     let binary = std::fs::read(&exe).with_context(|| format!("cannot read `{}`", exe.display()))?;
+    let smtp_pass = a
+        .mail
+        .smtp_pass
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            (
+                smtp_pass_file(&c.layout.config),
+                format!("{p}\n").into_bytes(),
+            )
+        });
     let contents = plan::Contents {
+        smtp_pass,
         binary,
         config: c.config_text.clone(),
         unit,

@@ -87,6 +87,8 @@ pub(super) struct Contents {
     pub(super) unit: String,
     /// An instance's drop-in for the template unit.
     pub(super) drop_in: Option<String>,
+    /// `--smtp-pass`: the file and its content (the service user's alone; never shown in a diff).
+    pub(super) smtp_pass: Option<(PathBuf, Vec<u8>)>,
 }
 
 /// The entries of one install, in the order they are put in place (a directory before its files).
@@ -126,6 +128,18 @@ pub(super) fn entries(layout: &Layout, install_root: &Path, contents: Contents) 
             FilePolicy::Replace,
         ),
     ];
+    if let Some((path, secret)) = contents.smtp_pass {
+        // After the config directory; `Replace` shows no diff, so the password is never printed.
+        entries.push(Entry {
+            path,
+            what: What::File {
+                content: secret,
+                policy: FilePolicy::Replace,
+            },
+            mode: 0o600,
+            owner: Owner::Service,
+        });
+    }
     if let (Some(path), Some(text)) = (&layout.drop_in, contents.drop_in) {
         entries.push(Entry::file(
             path,

@@ -45,7 +45,12 @@ impl Service {
 
     /// The service a config text at `config` (its target path) describes.
     pub(super) fn parse(config: &Path, text: &str) -> Result<Service, crate::config::ConfigError> {
-        let c = Config::parse_with(text, config, RootCheck::Staged)?;
+        let c = Config::parse_with_secrets(
+            text,
+            config,
+            RootCheck::Staged,
+            crate::config::Secrets::IfReadable,
+        )?;
         Ok(Service {
             config: config.to_path_buf(),
             instance: c.behavior.instance.clone(),

@@ -667,7 +667,8 @@ fn the_originals_install_command_lines_run_as_a_dry_run() {
             for want in [
                 "--python-bin is ignored",
                 "--db-* are ignored",
-                "--smtp-pass is not written",
+                "--smtp-pass is written into its own file",
+                "config.smtp.pass (0600",
                 "--smtp-setup",
             ] {
                 assert!(text.contains(want), "{want} missing:\n{text}");
@@ -675,6 +676,42 @@ fn the_originals_install_command_lines_run_as_a_dry_run() {
             assert!(!text.contains("hunter2"), "{text}");
         }
     }
+}
+
+/// The original's `--smtp-pass` gives a relay that logs in: the password goes into a file of its own, the
+/// service user's alone (0600), which the config names; never into the config or the install's output.
+#[test]
+fn install_smtp_pass_writes_a_private_password_file_the_config_names() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("incoming");
+    std::fs::create_dir(&root).unwrap();
+    let stage = t.path().join("stage");
+    let out = std::process::Command::new(BIN)
+        .args(["install", "--watch-root"])
+        .arg(&root)
+        .args(["--smtp-host", "smtp.example.org", "--smtp-user", "dw"])
+        .args(["--smtp-pass", "hunter2", "--destdir"])
+        .arg(&stage)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    let pass = stage.join("etc/dirwatcher/config.smtp.pass");
+    assert_eq!(std::fs::read_to_string(&pass).unwrap(), "hunter2\n");
+    let mode = std::fs::metadata(&pass).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    let config = std::fs::read_to_string(stage.join("etc/dirwatcher/config.yaml")).unwrap();
+    assert!(
+        config.contains("smtp_pass_file: \"/etc/dirwatcher/config.smtp.pass\""),
+        "{config}"
+    );
+    assert!(!config.contains("hunter2"), "{config}");
 }
 
 #[test]
