@@ -175,7 +175,9 @@ pub fn read_owner(root: &Path, dir: &std::ffi::OsStr) -> Result<Option<String>, 
         None | Some(serde_json::Value::Null) => Ok(None),
         // The original's web app writes an empty address for a user without one.
         Some(serde_json::Value::String(s)) if s.is_empty() => Ok(None),
-        Some(serde_json::Value::String(s)) if notice::valid_address(s) => Ok(Some(s.clone())),
+        Some(serde_json::Value::String(s)) if notice::mailbox(s).is_some() => {
+            Ok(Some(s.trim().to_string()))
+        }
         Some(_) => Err(MetaProblem::BadAddress),
     }
 }
@@ -258,8 +260,16 @@ impl Courier<'_> {
 
     fn email(&self, n: &Notice, event: &Event, timeout: Duration) -> Result<(), DeliveryError> {
         let from = from_address(self.cfg);
-        let message = notice::email_message(event, &from, &n.target);
-        let rcpts: Vec<&str> = n.target.split(", ").filter(|a| !a.is_empty()).collect();
+        // The same Message-ID for every attempt of this notice: a receiver that got it twice can tell.
+        let domain = from.rsplit('@').next().unwrap_or("localhost");
+        let message_id = format!("<{}@{domain}>", n.delivery_id);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let date = notice::rfc5322_date(now);
+        let message = notice::email_message(event, &from, &n.target, &date, &message_id);
+        let rcpt = notice::mailbox(&n.target).map_or(n.target.as_str(), |(_, a)| a);
+        let rcpts = [rcpt];
         match self.email {
             EmailTransport::None => Err(DeliveryError::NoTransport),
             EmailTransport::Sendmail(p) => {

@@ -203,16 +203,20 @@ pub fn notices_for(kind: EventKind, a: &Audience<'_>) -> Vec<Notice> {
     {
         to.push(o);
     }
+    let addr = |m: &str| mailbox(m).map_or(m.to_string(), |(_, a)| a.to_ascii_lowercase());
     for r in a.email_to {
-        if !to.iter().any(|t| t.eq_ignore_ascii_case(r)) {
+        if !to.iter().any(|t| addr(t) == addr(r)) {
             to.push(r);
         }
     }
-    if a.email && !to.is_empty() {
-        out.push(Notice {
-            channel: Channel::Email,
-            target: to.join(", "),
-        });
+    // One message per recipient: nobody sees who else was told, and one bad address fails alone.
+    if a.email {
+        for t in to {
+            out.push(Notice {
+                channel: Channel::Email,
+                target: t.to_string(),
+            });
+        }
     }
     for url in a.webhooks {
         out.push(Notice {
@@ -264,6 +268,69 @@ pub fn after_failure(failed: u32, now: Millis, p: RetryPolicy) -> AfterFailure {
 /// Whether `addr` is a plain address we may put in a `To:` header and hand to `sendmail`/SMTP: one
 /// `local@domain`, printable ASCII, no spaces, no characters that end or extend a header or an address
 /// list (CR, LF, `,`, `;`, `<`, `>`, quotes, parentheses), and not an option (`-`).
+/// A mailbox as the original passed it on: `addr`, `Name <addr>` or `"Name" <addr>`. Returns the name (if
+/// any) and the address, when the address is valid and the name is plain text (no control characters,
+/// angle brackets, quotes or backslashes, at most 100 characters).
+pub fn mailbox(s: &str) -> Option<(Option<&str>, &str)> {
+    let s = s.trim();
+    if valid_address(s) {
+        return Some((None, s));
+    }
+    let (name, rest) = s.split_once('<')?;
+    let addr = rest.strip_suffix('>')?;
+    let name = name.trim();
+    let name = name
+        .strip_prefix('"')
+        .and_then(|n| n.strip_suffix('"'))
+        .unwrap_or(name)
+        .trim();
+    let plain = !name.is_empty()
+        && name.chars().count() <= 100
+        && !name
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '<' | '>' | '"' | '\\'));
+    (plain && valid_address(addr)).then_some((Some(name), addr))
+}
+
+/// A `To:`/`From:` header value for a mailbox: `addr`, or `"Name" <addr>` (RFC 2047 encoded when the name
+/// is not ASCII).
+pub fn mailbox_header(m: &str) -> String {
+    match mailbox(m) {
+        Some((Some(name), addr)) if name.is_ascii() => format!("\"{name}\" <{addr}>"),
+        Some((Some(name), addr)) => format!("=?UTF-8?B?{}?= <{addr}>", base64(name.as_bytes())),
+        Some((None, addr)) => addr.to_string(),
+        None => one_line(m),
+    }
+}
+
+/// `Sun, 06 Dec 2026 23:12:00 +0000`: an RFC 5322 date of `secs` after the epoch, in UTC.
+pub fn rfc5322_date(secs: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{}, {day:02} {} {year} {:02}:{:02}:{:02} +0000",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[(month - 1) as usize],
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Whether `addr` is a plain address (`local@domain`, no name).
 pub fn valid_address(addr: &str) -> bool {
     if addr.is_empty() || addr.len() > 254 || addr.starts_with('-') {
         return false;
@@ -381,15 +448,18 @@ pub fn elapsed_text(secs: u64) -> String {
 
 /// The whole message (headers, blank line, body) with CRLF line ends, as SMTP wants it; the subject is
 /// RFC 2047-encoded when it is not plain ASCII. `from` and every address of `to` are valid addresses.
-pub fn email_message(e: &Event, from: &str, to: &str) -> String {
+pub fn email_message(e: &Event, from: &str, to: &str, date: &str, message_id: &str) -> String {
     let subject = summary(e);
     let subject = if subject.is_ascii() {
         subject
     } else {
         format!("=?UTF-8?B?{}?=", base64(subject.as_bytes()))
     };
+    let to = mailbox_header(to);
+    let (date, message_id) = (one_line(date), one_line(message_id));
     let mut m = format!(
-        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n\
+        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: {message_id}\r\n\
+         MIME-Version: 1.0\r\n\
          Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\
          Auto-Submitted: auto-generated\r\n\r\n"
     );
@@ -513,7 +583,7 @@ mod tests {
     }
 
     #[test]
-    fn one_mail_to_the_owner_and_the_fixed_recipients_one_notice_per_webhook() {
+    fn one_mail_to_the_owner_and_each_fixed_recipient_one_notice_per_webhook() {
         let fixed = vec!["ops@example.org".to_string(), "A@example.org".to_string()];
         let hooks = vec!["http://a/".to_string(), "http://b/".to_string()];
         let a = Audience {
@@ -530,7 +600,11 @@ mod tests {
             vec![
                 Notice {
                     channel: Channel::Email,
-                    target: "a@example.org, ops@example.org".into()
+                    target: "a@example.org".into()
+                },
+                Notice {
+                    channel: Channel::Email,
+                    target: "ops@example.org".into()
                 },
                 Notice {
                     channel: Channel::Webhook,
@@ -544,7 +618,8 @@ mod tests {
         );
         let blocked = notices_for(EventKind::Blocked, &a);
         assert_eq!(
-            blocked[0].target, "ops@example.org, A@example.org",
+            (blocked[0].target.as_str(), blocked[1].target.as_str()),
+            ("ops@example.org", "A@example.org"),
             "a blocked submission is for the operators, not the directory's owner"
         );
         let no_transport = Audience { email: false, ..a };
@@ -598,7 +673,13 @@ mod tests {
 
     #[test]
     fn the_mail_names_directory_job_state_exit_code_reason_elapsed_and_output() {
-        let m = email_message(&event(EventKind::Failed), "dw@example.org", "a@example.org");
+        let m = email_message(
+            &event(EventKind::Failed),
+            "dw@example.org",
+            "a@example.org",
+            "Thu, 01 Jan 1970 00:00:00 +0000",
+            "<x@example.org>",
+        );
         let (head, body) = m.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(
             "Subject: [dirwatcher] FAILED: /data/incoming/case1 (job 1234, exit code 3:0)"
@@ -619,15 +700,82 @@ mod tests {
     }
 
     #[test]
+    fn a_mail_has_a_date_a_message_id_and_its_one_recipient_with_a_name() {
+        assert_eq!(rfc5322_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
+        assert_eq!(
+            rfc5322_date(1_796_598_720),
+            "Sun, 06 Dec 2026 23:12:00 +0000"
+        );
+        assert_eq!(rfc5322_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
+        let m = email_message(
+            &event(EventKind::Completed),
+            "dw@example.org",
+            "Dana Scully <dana@example.org>",
+            &rfc5322_date(1_796_598_720),
+            "<dw-ab12cd34-7@example.org>",
+        );
+        let (head, _) = m.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.contains("\r\nTo: \"Dana Scully\" <dana@example.org>\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.contains("\r\nDate: Sun, 06 Dec 2026 23:12:00 +0000\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.contains("\r\nMessage-ID: <dw-ab12cd34-7@example.org>\r\n"),
+            "{head}"
+        );
+        assert_eq!(
+            mailbox("\"Dana Scully\" <dana@example.org>"),
+            Some((Some("Dana Scully"), "dana@example.org"))
+        );
+        for bad in [
+            "Eve <a@b.org>, x@y.org",
+            "Eve\r\nBcc: x <a@b.org>",
+            "<>",
+            "Eve <not an address>",
+        ] {
+            assert_eq!(mailbox(bad), None, "{bad:?}");
+        }
+        assert!(mailbox_header("Jürgen <j@example.org>").starts_with("=?UTF-8?B?"));
+        // One notice per recipient, the owner's and the team's, the same address once.
+        let a = Audience {
+            events: &[EventKind::Completed],
+            email: true,
+            email_to: &["team@example.org".into(), "DANA@example.org".into()],
+            owner: Some("Dana <dana@example.org>"),
+            webhooks: &[],
+            command: false,
+        };
+        let n = notices_for(EventKind::Completed, &a);
+        let targets: Vec<&str> = n.iter().map(|n| n.target.as_str()).collect();
+        assert_eq!(targets, ["Dana <dana@example.org>", "team@example.org"]);
+    }
+
+    #[test]
     fn a_newline_in_a_directory_name_cannot_forge_a_header() {
         let mut e = event(EventKind::Completed);
         e.dir = "/data/x\r\nBcc: victim@example.org".into();
-        let m = email_message(&e, "dw@example.org", "a@example.org");
+        let m = email_message(
+            &e,
+            "dw@example.org",
+            "a@example.org",
+            "d",
+            "<x@example.org>",
+        );
         let (head, _) = m.split_once("\r\n\r\n").unwrap();
         assert!(!head.lines().any(|l| l.starts_with("Bcc")), "{head}");
         let mut e = event(EventKind::Completed);
         e.dir = "/data/Übung".into();
-        let m = email_message(&e, "dw@example.org", "a@example.org");
+        let m = email_message(
+            &e,
+            "dw@example.org",
+            "a@example.org",
+            "d",
+            "<x@example.org>",
+        );
         assert!(m.contains("Subject: =?UTF-8?B?"), "{m}");
     }
 

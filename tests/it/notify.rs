@@ -418,16 +418,23 @@ fn sendmail_on_path_is_used_first_as_the_original_does() {
     );
     let d = env.start_env(&[], &[("PATH", path.as_ref())]);
     let job = job_of(&env, &ok);
-    let text = wait_for(DEADLINE, "a message through sendmail", || {
+    // One message per recipient, each with its own To:, a Date and a Message-ID.
+    let text = wait_for(DEADLINE, "two messages through sendmail", || {
         std::fs::read_to_string(&out)
             .ok()
-            .filter(|t| t.contains("--END--"))
+            .filter(|t| t.matches("--END--").count() == 2)
     });
     assert!(text.starts_with("ARGS: -t -oi\n"), "{text}");
-    assert!(
-        text.contains("To: owner@example.org, ops@example.org\n"),
-        "{text}"
-    );
+    for to in ["To: owner@example.org\n", "To: ops@example.org\n"] {
+        assert_eq!(text.matches(to).count(), 1, "{to:?}: {text}");
+    }
+    assert_eq!(text.matches("\nDate: ").count(), 2, "{text}");
+    let ids: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("Message-ID: <"))
+        .collect();
+    assert_eq!(ids.len(), 2, "one Message-ID each: {text}");
+    assert!(ids.iter().all(|i| i.ends_with("@example.org>")), "{ids:?}");
     assert!(
         text.contains(&format!("COMPLETED: {} (job {job})", ok.display())),
         "{text}"
