@@ -42,37 +42,36 @@ fn main() -> ExitCode {
 }
 
 fn load(config: &dirwatcher::cli::ConfigFile) -> Result<Config, ExitCode> {
-    let path = config.path();
-    if let Some(name) = config.instance()
-        && !path.exists()
-    {
-        let why = dirwatcher::install::missing_instance(name, &path);
-        out::error(format_args!("error: {why}"));
-        return Err(ExitCode::from(2));
-    }
-    load_path(&path)
+    load_with(config, Config::load)
 }
 
 /// [`load`] for a command that sends nothing: a secret this user cannot read is said and left unread.
 fn load_reading(config: &dirwatcher::cli::ConfigFile) -> Result<Config, ExitCode> {
-    let path = config.path();
-    if let Some(name) = config.instance()
-        && !path.exists()
-    {
-        let why = dirwatcher::install::missing_instance(name, &path);
-        out::error(format_args!("error: {why}"));
-        return Err(ExitCode::from(2));
-    }
-    let cfg = Config::load_without_secrets(&path).map_err(|e| {
-        out::error(format_args!("error: {e}"));
-        ExitCode::from(2)
-    })?;
+    let cfg = load_with(config, Config::load_without_secrets)?;
     for s in &cfg.unread_secrets {
         out::error(format_args!(
             "note: secret {s}; not needed here, left unread (the service user reads it)"
         ));
     }
     Ok(cfg)
+}
+
+fn load_with(
+    config: &dirwatcher::cli::ConfigFile,
+    loader: fn(&std::path::Path) -> Result<Config, dirwatcher::config::ConfigError>,
+) -> Result<Config, ExitCode> {
+    let path = config.path();
+    if let Some(name) = config.instance()
+        && !path.exists()
+    {
+        let why = dirwatcher::install::missing_instance(name, &path);
+        out::error(format_args!("error: {why}"));
+        return Err(ExitCode::from(2));
+    }
+    loader(&path).map_err(|e| {
+        out::error(format_args!("error: {e}"));
+        ExitCode::from(2)
+    })
 }
 
 fn load_path(path: &std::path::Path) -> Result<Config, ExitCode> {

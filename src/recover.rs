@@ -90,27 +90,19 @@ pub fn parse(stdout: &str) -> Vec<EarlierJob> {
             if !crate::scheduler::slurm::is_job_id(id) {
                 return None;
             }
-            let secs = |s: &str| s.trim().parse::<i64>().ok().filter(|&t| t > 0);
-            let text = |s: &str| {
-                let s = s.trim();
-                if matches!(s, "" | "None" | "None assigned" | "(null)") {
-                    String::new()
-                } else {
-                    s.to_string()
-                }
-            };
+            use crate::scheduler::slurm::{detail_text, epoch_ms};
             Some(EarlierJob {
                 job_id: id.to_string(),
-                submit: secs(submit)? * 1000,
-                end: secs(end).map(|s| s * 1000),
+                submit: epoch_ms(submit)?,
+                end: epoch_ms(end),
                 state: state.split_whitespace().next().unwrap_or("").to_string(),
                 exit_code: exit.trim().to_string(),
                 detail: JobDetail {
-                    reason: text(reason),
-                    nodes: text(nodes),
+                    reason: detail_text(reason),
+                    nodes: detail_text(nodes),
                     elapsed_sec: elapsed.trim().parse().ok(),
                 },
-                comment: text(comment),
+                comment: detail_text(comment),
                 name: name.to_string(),
                 work_dir: PathBuf::from(work_dir),
             })

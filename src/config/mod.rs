@@ -524,15 +524,7 @@ struct RawMetrics {
 impl Config {
     /// Reads and validates `path`. Checks that `watch.root` exists (and never creates it).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_path_buf(),
-            key: String::new(),
-            line: None,
-            problem: format!("cannot read the file: {e}"),
-            fix: "pass an existing, readable YAML file with --config".into(),
-            detail: None,
-        })?;
-        Self::parse(&text, path)
+        Self::parse(&read_text(path)?, path)
     }
 
     /// Validates YAML text; `path` names the file in errors and anchors relative paths.
@@ -598,15 +590,12 @@ impl Config {
     /// Like [`Config::load`], for a command that does not send anything: secrets it cannot read are left
     /// unread and listed in [`Config::unread_secrets`], instead of refusing the config.
     pub fn load_without_secrets(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_path_buf(),
-            key: String::new(),
-            line: None,
-            problem: format!("cannot read the file: {e}"),
-            fix: "pass an existing, readable YAML file with --config".into(),
-            detail: None,
-        })?;
-        Self::parse_inner(&text, path, RootCheck::MustExist, Secrets::IfReadable)
+        Self::parse_inner(
+            &read_text(path)?,
+            path,
+            RootCheck::MustExist,
+            Secrets::IfReadable,
+        )
     }
 
     /// The keys whose effective value differs between `self` and `other`, in table order (for the reload
@@ -796,6 +785,18 @@ pub enum RootCheck {
     MustExist,
     /// The config is for another machine: the root is checked there.
     Staged,
+}
+
+/// The config file's text, or the error that says it cannot be read.
+fn read_text(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        key: String::new(),
+        line: None,
+        problem: format!("cannot read the file: {e}"),
+        fix: "pass an existing, readable YAML file with --config".into(),
+        detail: None,
+    })
 }
 
 /// The readiness keys, presets expanded: what the daemon really checks, and a config that loads to the

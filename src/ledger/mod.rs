@@ -757,23 +757,34 @@ impl Ledger {
         notices: &[NewNotice<'_>],
         now: Millis,
     ) -> Result<()> {
+        self.transition(
+            "UPDATE generations SET state = 'submitted', job_id = ?2, submitted_at = ?3, uncertain = 0,
+                 last_error = NULL, updated_at = ?3 WHERE id = ?1 AND state = 'submitting'",
+            params![id, job_id, now],
+            (id, notices, now),
+            "cannot record the job id",
+        )
+        .map(|_| ())
+    }
+
+    /// One guarded transition of record `id` (`update`, which names the state it must be in) and, only
+    /// if it took place, the notices of its event — in one transaction. Returns whether it took place.
+    fn transition(
+        &mut self,
+        update: &str,
+        p: impl rusqlite::Params,
+        (id, notices, now): (i64, &[NewNotice<'_>], Millis),
+        what: &'static str,
+    ) -> Result<bool> {
         let path = self.path.clone();
-        let sql = |what| sqle(&path, what);
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(sql("cannot begin a transaction"))?;
-        let changed = tx
-            .execute(
-                "UPDATE generations SET state = 'submitted', job_id = ?2, submitted_at = ?3, uncertain = 0,
-                     last_error = NULL, updated_at = ?3 WHERE id = ?1 AND state = 'submitting'",
-                params![id, job_id, now],
-            )
-            .map_err(sql("cannot record the job id"))?;
-        if changed > 0 {
-            insert_notices(&tx, Some(id), notices, now).map_err(sql("cannot queue a notice"))?;
+        let tx = self.conn.transaction().map_err(sqle(&path, what))?;
+        let changed = tx.execute(update, p).map_err(sqle(&path, what))? > 0;
+        if changed {
+            insert_notices(&tx, Some(id), notices, now)
+                .map_err(sqle(&path, "cannot queue a notice"))?;
         }
-        tx.commit().map_err(sql("cannot commit the job id"))
+        tx.commit().map_err(sqle(&path, what))?;
+        Ok(changed)
     }
 
     /// [`Ledger::record_submitted`] for the answers of one batch of `sbatch` calls, each with its notices,
@@ -919,23 +930,14 @@ impl Ledger {
 
     /// Records that no source has shown the job for too long: it is followed no more. With its notices.
     pub fn record_lost(&mut self, id: i64, notices: &[NewNotice<'_>], now: Millis) -> Result<()> {
-        let path = self.path.clone();
-        let sql = |what| sqle(&path, what);
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(sql("cannot begin a transaction"))?;
-        let changed = tx
-            .execute(
-                "UPDATE generations SET state = 'lost', finished_at = ?2, updated_at = ?2
-                     WHERE id = ?1 AND state = 'submitted'",
-                params![id, now],
-            )
-            .map_err(sql("cannot record the lost job"))?;
-        if changed > 0 {
-            insert_notices(&tx, Some(id), notices, now).map_err(sql("cannot queue a notice"))?;
-        }
-        tx.commit().map_err(sql("cannot commit the lost job"))
+        self.transition(
+            "UPDATE generations SET state = 'lost', finished_at = ?2, updated_at = ?2
+                 WHERE id = ?1 AND state = 'submitted'",
+            params![id, now],
+            (id, notices, now),
+            "cannot record the lost job",
+        )
+        .map(|_| ())
     }
 
     /// Queues notices that belong to no single transition (a blocked submission).
@@ -1125,25 +1127,16 @@ impl Ledger {
         notices: &[NewNotice<'_>],
         now: Millis,
     ) -> Result<bool> {
-        let (path, what) = (self.path.clone(), "cannot record the cancellation");
-        let tx = self.conn.transaction().map_err(sqle(&path, what))?;
-        let changed = tx
-            .execute(
-                "UPDATE generations SET state = 'failed', final_state = ?2, uncertain = 0,
-                     exit_code = CASE WHEN job_id IS NULL THEN NULL ELSE '0:15' END,
-                     failure_log_pending = (job_id IS NOT NULL), finished_at = ?3, updated_at = ?3
-                 WHERE id = ?1 AND (state = 'submitted' OR (state = 'submitting' AND uncertain = 0))",
-                params![id, final_state, now],
-            )
-            .map_err(sqle(&path, what))?
-            == 1;
         // Told only when this was the end: a job that had ended already was told of its own end.
-        if changed {
-            insert_notices(&tx, Some(id), notices, now)
-                .map_err(sqle(&path, "cannot queue a notice"))?;
-        }
-        tx.commit().map_err(sqle(&path, what))?;
-        Ok(changed)
+        self.transition(
+            "UPDATE generations SET state = 'failed', final_state = ?2, uncertain = 0,
+                 exit_code = CASE WHEN job_id IS NULL THEN NULL ELSE '0:15' END,
+                 failure_log_pending = (job_id IS NOT NULL), finished_at = ?3, updated_at = ?3
+             WHERE id = ?1 AND (state = 'submitted' OR (state = 'submitting' AND uncertain = 0))",
+            params![id, final_state, now],
+            (id, notices, now),
+            "cannot record the cancellation",
+        )
     }
 
     /// Removes a queued attempt that was never handed to the scheduler (no `sbatch` ever ran for it, none

@@ -217,7 +217,7 @@ pub const SQUEUE_FIELDS: &str = "JobID:|,SubmitTime:|,EndTime:|,State:|,exit_cod
      NodeList:|,Reason:|,Comment:|,Name:|";
 
 /// Slurm's words for "none" in the reason and node columns.
-fn detail_text(s: &str) -> String {
+pub fn detail_text(s: &str) -> String {
     match s.trim() {
         "None" | "(null)" | "None assigned" | "N/A" => String::new(),
         t => t.to_string(),
@@ -241,7 +241,7 @@ pub fn time_used_secs(s: &str) -> Option<u64> {
 }
 
 /// A time printed with `SLURM_TIME_FORMAT=%s`: epoch seconds, or a word (`Unknown`, `N/A`, `NONE`) for none.
-fn epoch_ms(s: &str) -> Option<Millis> {
+pub fn epoch_ms(s: &str) -> Option<Millis> {
     let secs = s.trim().parse::<i64>().ok().filter(|&t| t > 0)?;
     secs.checked_mul(1000)
 }
