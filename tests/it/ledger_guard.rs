@@ -14,7 +14,15 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// A local environment whose jobs append their directory to `runs` (outside the root), with the ledger in
 /// its own state directory `<tmp>/state/`.
 fn counting_local(name: &str) -> (TestEnv, PathBuf) {
-    let mut env = TestEnv::local(name);
+    counting(TestEnv::local(name))
+}
+
+/// [`counting_local`] on the real cluster.
+fn counting_slurm(name: &str) -> (TestEnv, PathBuf) {
+    counting(TestEnv::slurm(name))
+}
+
+fn counting(mut env: TestEnv) -> (TestEnv, PathBuf) {
     let runs = env.tmp.path().join("runs");
     env.state = env.tmp.path().join("state").join("state.db");
     let env = env
@@ -61,7 +69,17 @@ fn remove_ledger(p: &Path) {
 
 #[test]
 fn a_deleted_emptied_or_symlinked_ledger_over_a_processed_root_is_refused_until_catch_up() {
-    let (env, runs) = counting_local("lostledger");
+    lost_ledger(counting_local("lostledger"));
+}
+
+#[test]
+fn on_the_cluster_a_deleted_emptied_or_symlinked_ledger_is_refused_until_catch_up() {
+    if slurm_available("on_the_cluster_a_deleted_emptied_or_symlinked_ledger") {
+        lost_ledger(counting_slurm("lostledger"));
+    }
+}
+
+fn lost_ledger((env, runs): (TestEnv, PathBuf)) {
     processed(&env, 3);
     assert_eq!(lines(&runs).len(), 3);
     let state = env.state_file();
@@ -131,7 +149,17 @@ fn a_deleted_emptied_or_symlinked_ledger_over_a_processed_root_is_refused_until_
 
 #[test]
 fn a_second_daemon_is_refused_through_a_removed_lock_file_or_a_hard_link() {
-    let (env, runs) = counting_local("secondd");
+    second_daemon(counting_local("secondd"), TestEnv::local("secondd2"));
+}
+
+#[test]
+fn on_the_cluster_a_second_daemon_is_refused_through_a_removed_lock_file_or_a_hard_link() {
+    if slurm_available("on_the_cluster_a_second_daemon_is_refused") {
+        second_daemon(counting_slurm("secondd"), TestEnv::slurm("secondd2"));
+    }
+}
+
+fn second_daemon((env, runs): (TestEnv, PathBuf), mut env2: TestEnv) {
     let first = env.ready_dir("first");
     let _a = env.start();
     env.wait_final(&first, DEADLINE);
@@ -146,7 +174,6 @@ fn a_second_daemon_is_refused_through_a_removed_lock_file_or_a_hard_link() {
     // The same ledger through a hard link under another name (and so another lock file).
     let other = state.with_file_name("other.db");
     std::fs::hard_link(&state, &other).unwrap();
-    let mut env2 = TestEnv::local("secondd2");
     env2.root = env.root.clone();
     env2.state = other;
     let env2 = env2.job("wrap_cmd: \"true\"");
@@ -167,7 +194,17 @@ fn a_second_daemon_is_refused_through_a_removed_lock_file_or_a_hard_link() {
 
 #[test]
 fn a_state_directory_removed_while_running_stops_everything_and_a_restart_is_refused() {
-    let (env, runs) = counting_local("rmstate");
+    state_dir_removed(counting_local("rmstate"));
+}
+
+#[test]
+fn on_the_cluster_a_state_directory_removed_while_running_stops_everything() {
+    if slurm_available("on_the_cluster_a_state_directory_removed_while_running") {
+        state_dir_removed(counting_slurm("rmstate"));
+    }
+}
+
+fn state_dir_removed((env, runs): (TestEnv, PathBuf)) {
     let dirs: Vec<PathBuf> = (0..2).map(|i| env.ready_dir(format!("d{i}"))).collect();
     let mut d = env.start();
     for dir in &dirs {
