@@ -3,8 +3,9 @@
 #
 # Installs and starts what the tests need, then runs them:
 #   1. the single-node Slurm test cluster (munge, MariaDB, slurmdbd, slurmctld, slurmd) from Debian's
-#      packages, via scripts/slurm-dev-cluster.sh up (idempotent; needs root, or sudo), and libfaketime
-#      (Debian's `faketime`) for the clock-step test;
+#      packages, via scripts/slurm-dev-cluster.sh up (idempotent; needs root, or sudo), libfaketime
+#      (Debian's `faketime`) for the clock-step test, and aiosmtpd (PyPI, in target/test-venv) for the
+#      SMTP server with STARTTLS and AUTH the notice tests start;
 #   2. Rust dependencies (cargo fetches them);
 #   3. formatting and lint checks, then every unit, property and integration test;
 #   4. the .deb (cargo-deb is installed from crates.io if missing), installed and tried when run as root;
@@ -34,6 +35,19 @@ if ! dpkg -s faketime >/dev/null 2>&1; then
     { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
       $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q faketime; }; } >/dev/null
 fi
+
+# aiosmtpd (from PyPI, in a venv of its own): the tests' SMTP server with STARTTLS and AUTH.
+venv=target/test-venv
+if ! "$venv/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1; then
+  command -v python3 >/dev/null || $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 >/dev/null
+  rm -rf "$venv"
+  python3 -m venv "$venv" 2>/dev/null || {
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null
+    python3 -m venv "$venv"
+  }
+  "$venv/bin/pip" install -q --disable-pip-version-check aiosmtpd
+fi
+export DIRWATCHER_TEST_PYTHON="$PWD/$venv/bin/python"
 
 say "format and lint"
 cargo fmt --check

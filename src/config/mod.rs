@@ -1298,7 +1298,18 @@ impl Validator<'_> {
             .map(|v| v.value.as_slice())
             .unwrap_or_default()
         {
-            email_to.push(self.address(&keys::NOTIFY_EMAIL_TO, line(&n.email_to), a)?);
+            // A recipient may carry a name, as a meta file's may: `Ops Team <ops@example.org>`.
+            match crate::engine::notice::mailbox(a) {
+                Some(_) => email_to.push(a.trim().to_string()),
+                None => {
+                    return Err(self.err(
+                        keys::NOTIFY_EMAIL_TO.name,
+                        line(&n.email_to),
+                        format!("{a:?} is not an e-mail address"),
+                        "write one address per item, such as `ops@example.org` or `Ops Team <ops@example.org>`",
+                    ));
+                }
+            }
         }
         let from = match &s.from_email {
             Some(f) if !f.value.trim().is_empty() => Some(self.address(

@@ -1009,3 +1009,248 @@ fn a_failure_carries_its_output_s_tail_and_what_next_and_a_cancel_names_the_oper
         || hook_events(hook.path()).len() == 2,
     );
 }
+
+/// The Python that runs the tests' own TLS servers (aiosmtpd): `DIRWATCHER_TEST_PYTHON`, or the venv
+/// `scripts/test.sh` makes. Missing: the test fails when CI asks for it, else it is skipped.
+fn tls_python(test: &str) -> Option<PathBuf> {
+    let p = std::env::var_os("DIRWATCHER_TEST_PYTHON")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let v = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python");
+            v.exists().then_some(v)
+        })
+        .filter(|p| {
+            std::process::Command::new(p)
+                .args(["-c", "import aiosmtpd"])
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+    if p.is_none() {
+        let required = std::env::var("CI").is_ok_and(|v| v == "true")
+            || std::env::var_os("DIRWATCHER_TEST_PYTHON").is_some();
+        assert!(
+            !required,
+            "{test}: needs a Python with aiosmtpd (scripts/test.sh makes target/test-venv)"
+        );
+        eprintln!(
+            "SKIPPED {test}: no Python with aiosmtpd (scripts/test.sh makes target/test-venv)"
+        );
+    }
+    p
+}
+
+/// A CA of the tests' own and a certificate for 127.0.0.1 it signed: (CA, cert, key).
+fn test_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=dirwatcher test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    (dir.join("ca.pem"), dir.join("srv.pem"), dir.join("srv.key"))
+}
+
+/// The tests' SMTP (STARTTLS required, AUTH) and HTTPS servers; stopped when dropped.
+struct TlsServers {
+    child: std::process::Child,
+    smtp: u16,
+    https: u16,
+    out: PathBuf,
+}
+
+impl TlsServers {
+    fn start(python: &Path, dir: &Path, cert: &Path, key: &Path, user: &str, pass: &str) -> Self {
+        let out = dir.join("received");
+        std::fs::create_dir(&out).unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls_servers.py");
+        let mut child = std::process::Command::new(python)
+            .arg(script)
+            .args([cert, key, &out])
+            .args([user, pass])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ports: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("the TLS servers did not start ({e}): {line:?}"));
+        TlsServers {
+            child,
+            smtp: ports["smtp"].as_u64().unwrap() as u16,
+            https: ports["https"].as_u64().unwrap() as u16,
+            out,
+        }
+    }
+
+    /// What arrived, by file name prefix (`mail-`, `post-`), as text.
+    fn received(&self, prefix: &str) -> Vec<String> {
+        let mut v: Vec<(PathBuf, String)> = std::fs::read_dir(&self.out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+            .map(|p| (p.clone(), std::fs::read_to_string(&p).unwrap_or_default()))
+            .collect();
+        v.sort();
+        v.into_iter().map(|(_, t)| t).collect()
+    }
+}
+
+impl Drop for TlsServers {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Against a real SMTP server that requires STARTTLS and AUTH, and an HTTPS webhook, both with a
+/// certificate of the tests' own CA: each recipient gets one mail with a Date and a Message-ID, over TLS,
+/// logged in; the webhook gets the event with its delivery id and token. A wrong password is an error
+/// `status` shows, and the notice waits in the outbox.
+#[test]
+fn mail_over_starttls_with_auth_and_a_webhook_over_https_arrive_and_a_wrong_password_is_shown() {
+    let Some(python) = tls_python("mail_over_starttls_with_auth") else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = test_ca(t.path());
+    let servers = TlsServers::start(&python, t.path(), &cert, &key, "dw", "s3cret");
+    let pass = t.path().join("smtp.pass");
+    let token = t.path().join("token");
+    std::fs::write(&token, "t0ken\n").unwrap();
+    let tls_env = |env: TestEnv, password: &str| {
+        std::fs::write(&pass, format!("{password}\n")).unwrap();
+        env.job(JOB)
+            .behavior("from_email: dw@example.org")
+            .behavior("smtp_host: 127.0.0.1")
+            .behavior(&format!("smtp_port: {}", servers.smtp))
+            .behavior("smtp_user: dw")
+            .behavior(&format!("smtp_pass_file: {}", pass.display()))
+            .behavior("smtp_use_tls: true")
+            .notify("email_via: smtp")
+            .notify("email_to: [\"Ops Team <ops@example.org>\", dana@example.org]")
+            .notify(&format!(
+                "webhooks: [\"https://127.0.0.1:{}/h\"]",
+                servers.https
+            ))
+            .notify(&format!("webhook_token_file: {}", token.display()))
+            .notify("events: [completed]")
+            .notify("retry_sec: 0.5")
+    };
+    // curl trusts the tests' CA through the daemon's environment, as a site's own CA bundle would be.
+    let trust: [(&str, &std::ffi::OsStr); 2] = [
+        ("CURL_CA_BUNDLE", ca.as_os_str()),
+        ("SSL_CERT_FILE", ca.as_os_str()),
+    ];
+    let env = tls_env(TestEnv::local("tls"), "s3cret");
+    let ok = env.ready_dir("ok");
+    let _d = env.start_env(&[], &trust);
+    env.wait_final(&ok, DEADLINE);
+    let mails = wait_for(DEADLINE, "two mails", || {
+        Some(servers.received("mail-")).filter(|m| m.len() == 2)
+    });
+    for (m, rcpt, to) in [
+        (
+            &mails,
+            "ops@example.org",
+            "To: \"Ops Team\" <ops@example.org>\r\n",
+        ),
+        (&mails, "dana@example.org", "To: dana@example.org\r\n"),
+    ] {
+        let mail = m
+            .iter()
+            .find(|m| m.contains(&format!("X-Test-Rcpt: {rcpt}\r\n")))
+            .unwrap_or_else(|| panic!("no mail to {rcpt}: {m:?}"));
+        assert!(
+            mail.starts_with("X-Test-Auth: dw\r\nX-Test-TLS: yes\r\n"),
+            "{mail}"
+        );
+        assert!(mail.contains(to), "{mail}");
+        assert!(
+            mail.contains("\r\nDate: ") && mail.contains("\r\nMessage-ID: <"),
+            "{mail}"
+        );
+        assert!(!mail.contains("s3cret"), "{mail}");
+    }
+    let post = wait_for(DEADLINE, "the webhook", || {
+        servers.received("post-").into_iter().next()
+    });
+    assert!(
+        post.contains("X-Test-Header-Authorization: Bearer t0ken\n"),
+        "{post}"
+    );
+    assert!(
+        post.contains("X-Test-Header-X-Dirwatcher-Delivery: "),
+        "{post}"
+    );
+    let body: serde_json::Value = serde_json::from_str(post.split_once("\n\n").unwrap().1).unwrap();
+    assert_eq!(body["event"], "completed", "{body}");
+    assert!(body["delivery_id"].is_string(), "{body}");
+
+    // A wrong password: refused by the server, said in `status`, the notices kept.
+    let env = tls_env(TestEnv::local("tlsbad"), "wrong");
+    let bad = env.ready_dir("bad");
+    let _d = env.start_env(&[], &trust);
+    env.wait_final(&bad, DEADLINE);
+    let n = wait_for(DEADLINE, "status to show the failing delivery", || {
+        let n = env.status()["notices"].clone();
+        n["last_error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("email to "))
+            .then_some(n)
+    });
+    assert!(n["waiting"].as_u64().unwrap() >= 2, "{n}");
+    let e = n["last_error"].as_str().unwrap();
+    assert!(e.contains("Login denied") || e.contains("535"), "{e}");
+    assert!(!e.contains("wrong"), "the password is never shown: {e}");
+    assert_eq!(servers.received("mail-").len(), 2, "no mail got through");
+}
