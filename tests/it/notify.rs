@@ -4,6 +4,7 @@
 //! one warning); a daemon SIGKILLed between the job's end and the delivery; hostile `.dirwatch_meta.json`
 //! files. The local executor where Slurm adds nothing, and one real-cluster test with e-mail.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -1253,4 +1254,104 @@ fn mail_over_starttls_with_auth_and_a_webhook_over_https_arrive_and_a_wrong_pass
     assert!(e.contains("Login denied") || e.contains("535"), "{e}");
     assert!(!e.contains("wrong"), "the password is never shown: {e}");
     assert_eq!(servers.received("mail-").len(), 2, "no mail got through");
+}
+
+/// Every channel carries hostile directory names as text: the hook gets each name in its event (as the
+/// document's lossy UTF-8), a chat webhook shows no mention or link a name smuggles in, a mail's headers
+/// stay the headers dirwatcher writes, and no name is ever run.
+#[test]
+fn every_channel_carries_hostile_names_as_text_and_runs_none() {
+    let names = crate::hostile::names(60, 23);
+    let http = HttpServer::start(0);
+    let bin = tempfile::tempdir().unwrap();
+    let mails = bin.path().join("mails");
+    std::fs::create_dir(&mails).unwrap();
+    let script = bin.path().join("sendmail");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncat > \"$(mktemp {}/m.XXXXXX)\"\n",
+            mails.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hook = tempfile::NamedTempFile::new().unwrap();
+    let env = TestEnv::local("hostilech")
+        .job("wrap_cmd: \"true\"")
+        .job("max_local_jobs: 16")
+        .notify(&hook_line(hook.path()))
+        .notify(&format!("webhooks: [\"http://127.0.0.1:{}/h\"]", http.port))
+        .notify("webhook_format: slack")
+        .notify("email_to: [ops@example.org]")
+        .notify("events: [completed]");
+    let dirs: Vec<PathBuf> = names.iter().map(|n| env.ready_dir(n)).collect();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let _d = env.start_env(&[], &[("PATH", path.as_ref())]);
+    wait_for(
+        Duration::from_secs(120),
+        "every channel told of every directory",
+        || {
+            let mailed = std::fs::read_dir(&mails).ok()?.count();
+            (hook_events(hook.path()).len() == names.len()
+                && http.posts().len() == names.len()
+                && mailed == names.len())
+            .then_some(())
+        },
+    );
+    let told: BTreeSet<String> = hook_events(hook.path())
+        .iter()
+        .map(|e| e["dir"].as_str().unwrap().to_string())
+        .collect();
+    let want: BTreeSet<String> = dirs
+        .iter()
+        .map(|d| d.to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(told, want, "the hook was told of each name");
+    for p in http.posts() {
+        let text = serde_json::from_str::<serde_json::Value>(&p.body).unwrap()["text"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(!text.contains('<') && !text.contains('>'), "{text:?}");
+    }
+    let headers = [
+        "From",
+        "To",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "MIME-Version",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "Auto-Submitted",
+    ];
+    for m in std::fs::read_dir(&mails).unwrap() {
+        let m = std::fs::read(m.unwrap().path()).unwrap();
+        let m = String::from_utf8_lossy(&m);
+        let (head, _) = m.split_once("\n\n").expect("a header block");
+        for l in head.lines() {
+            let name = l.split_once(':').map(|(k, _)| k).unwrap_or(l);
+            assert!(
+                headers.contains(&name),
+                "a header dirwatcher did not write: {l:?}\n{head}"
+            );
+        }
+    }
+    for place in [
+        env.tmp.path(),
+        env.root.as_path(),
+        hook.path().parent().unwrap(),
+    ] {
+        assert!(
+            !place.join("pwned").exists(),
+            "a name was run in {}",
+            place.display()
+        );
+    }
 }
