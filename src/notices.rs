@@ -62,8 +62,10 @@ pub struct EndFacts<'a> {
 pub struct Fact<'a> {
     /// The kind of event.
     pub kind: EventKind,
-    /// The generation.
-    pub g: &'a Generation,
+    /// The generation (`None`: a directory never submitted, held back by a readiness rule).
+    pub g: Option<&'a Generation>,
+    /// The directory's name in the root.
+    pub dir: &'a std::ffi::OsStr,
     /// Its job id, when the generation's record does not have it yet.
     pub job_id: Option<&'a str>,
     /// How its job ended.
@@ -85,12 +87,32 @@ impl<'a> Fact<'a> {
     pub fn of(kind: EventKind, g: &'a Generation, wall: Millis) -> Fact<'a> {
         Fact {
             kind,
-            g,
+            g: Some(g),
+            dir: &g.dir,
             job_id: None,
             end: None,
             reason: None,
             by: None,
             next: None,
+            with_tail: false,
+            wall,
+        }
+    }
+
+    /// `dir` (never submitted) is held back by a readiness rule, for `reason`.
+    pub fn held(dir: &'a std::ffi::OsStr, reason: &'a str, wall: Millis) -> Fact<'a> {
+        Fact {
+            kind: EventKind::Held,
+            g: None,
+            dir,
+            job_id: None,
+            end: None,
+            reason: Some(reason),
+            by: None,
+            next: Some(
+                "it is not submitted while its status file says so; a new ready-file (after the run is \
+                 repeated) is picked up as usual",
+            ),
             with_tail: false,
             wall,
         }
@@ -111,11 +133,10 @@ pub fn queue(cfg: &Config, email: &EmailTransport, f: Fact<'_>) -> (Queued, Opti
     if !n.events.contains(&f.kind) || !n.any_channel() {
         return (Queued::default(), None);
     }
-    let g = f.g;
     let can_email = *email != EmailTransport::None;
     let mut problem = None;
     let owner = if can_email && n.email_owner && f.kind != EventKind::Blocked {
-        match deliver::read_owner(&cfg.watch.root, &g.dir) {
+        match deliver::read_owner(&cfg.watch.root, f.dir) {
             Ok(o) => o,
             Err(p) => {
                 problem = Some(p);
@@ -137,10 +158,14 @@ pub fn queue(cfg: &Config, email: &EmailTransport, f: Fact<'_>) -> (Queued, Opti
     if notices.is_empty() {
         return (Queued::default(), problem);
     }
-    let job_id = f.job_id.or(g.job_id.as_deref());
-    let dir_path = cfg.watch.root.join(&g.dir);
+    let job_id = f.job_id.or(f.g.and_then(|g| g.job_id.as_deref()));
+    let dir_path = cfg.watch.root.join(f.dir);
+    let job_name = f.g.map_or_else(
+        || crate::engine::job_name(&cfg.job.job_name_prefix, f.dir),
+        |g| g.job_name.clone(),
+    );
     let output = job_id.and_then(|id| {
-        crate::scheduler::output_file(&cfg.job, &cfg.watch.root, &dir_path, id, &g.job_name)
+        crate::scheduler::output_file(&cfg.job, &cfg.watch.root, &dir_path, id, &job_name)
     });
     let tail = output
         .as_deref()
@@ -155,7 +180,7 @@ pub fn queue(cfg: &Config, email: &EmailTransport, f: Fact<'_>) -> (Queued, Opti
         time: rfc3339(f.wall),
         dir: dir_path.to_string_lossy().into_owned(),
         job_id: job_id.map(str::to_string),
-        job_name: Some(g.job_name.clone()),
+        job_name: f.g.map(|g| g.job_name.clone()),
         state: end.map(|e| e.state.to_string()),
         exit_code: end.and_then(|e| text(e.exit_code)),
         reason: f
@@ -165,7 +190,7 @@ pub fn queue(cfg: &Config, email: &EmailTransport, f: Fact<'_>) -> (Queued, Opti
         nodes: end.and_then(|e| text(&e.detail.nodes)),
         elapsed_sec: end.and_then(|e| e.detail.elapsed_sec),
         output: output.map(|p| p.to_string_lossy().into_owned()),
-        attempt: g.attempt,
+        attempt: f.g.map_or(0, |g| g.attempt),
         by: f.by.map(str::to_string),
         next: f.next.map(str::to_string),
         output_tail: tail,

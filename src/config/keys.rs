@@ -78,7 +78,7 @@ pub mod defaults {
     /// `behavior.smtp_use_tls`.
     pub const SMTP_USE_TLS: bool = true;
     /// `notify.events`: the ends of a job people wait for (the original mailed every finished job).
-    pub const NOTIFY_EVENTS: &str = "[completed, failed, lost, cancelled]";
+    pub const NOTIFY_EVENTS: &str = "[completed, failed, lost, cancelled, held]";
     /// `notify.email_owner`.
     pub const NOTIFY_EMAIL_OWNER: bool = true;
     /// `notify.email_via`.
@@ -506,7 +506,7 @@ pub const METRICS_TEXTFILE: Key = key(
 pub const NOTIFY_EVENTS: Key = key(
     "notify.events",
     Text(defaults::NOTIFY_EVENTS),
-    "what people are told of: any of `submitted`, `completed`, `failed`, `lost`, `blocked` (sbatch refuses the config), `cancelled` (an operator's `dirwatcher cancel`)",
+    "what people are told of: any of `submitted`, `completed`, `failed`, `lost`, `blocked` (sbatch refuses the config), `cancelled` (an operator's `dirwatcher cancel`), `held` (a status file says the run failed: not submitted)",
 );
 /// `notify.email_owner`.
 pub const NOTIFY_EMAIL_OWNER: Key = key(

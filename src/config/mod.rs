@@ -1272,6 +1272,7 @@ impl Validator<'_> {
                 EventKind::Failed,
                 EventKind::Lost,
                 EventKind::Cancelled,
+                EventKind::Held,
             ],
             Some(v) => {
                 let mut out = Vec::new();
@@ -2678,7 +2679,7 @@ mod tests {
             (
                 "  email_to: [\"a@b\\nBcc: c@d\"]\n",
                 "notify.email_to",
-                "not a plain e-mail address",
+                "not an e-mail address",
             ),
             ("  webhooks: [\"ftp://x\"]\n", "notify.webhooks", "http"),
             ("  email_via: smtp\n", "notify.email_via", "SMTP server"),

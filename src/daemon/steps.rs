@@ -755,6 +755,16 @@ impl Daemon {
             .is_some_and(|w| w.code() == why.code());
         if !again {
             say::held_back(path, &why);
+            // A status file that says the run failed is an end: its people are told (once per reason,
+            // as it is said; a restart may tell them again).
+            if matches!(why, NotReady::ContentFailed { .. }) {
+                let wall = self.clock.wall();
+                let reason = why.words();
+                let q = self.notices_for(Fact::held(name, &reason, wall));
+                if let Err(e) = self.ledger.queue_notices(None, &q.rows(), wall) {
+                    self.ledger_failed("queueing a notice", &e);
+                }
+            }
         }
         self.settling.held.insert(name.clone(), why);
     }

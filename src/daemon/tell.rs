@@ -20,7 +20,7 @@ impl Daemon {
     pub(super) fn notices_for(&mut self, f: Fact<'_>) -> Queued {
         let (q, problem) = crate::notices::queue(&self.cfg, &self.telling.email, f);
         if let Some(p) = problem {
-            say::meta_refused(&self.path_of(f.g), &p);
+            say::meta_refused(&self.cfg.watch.root.join(f.dir), &p);
         }
         q
     }

@@ -30,17 +30,21 @@ pub enum EventKind {
     Blocked,
     /// An operator cancelled it (`dirwatcher cancel`): its job, or its submission.
     Cancelled,
+    /// A readiness rule holds it back for good: its status file says the run did not succeed
+    /// (`watch.ready_content_match`). Nothing is submitted.
+    Held,
 }
 
 impl EventKind {
     /// Every kind, in the order the README lists them.
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 7] = [
         EventKind::Submitted,
         EventKind::Completed,
         EventKind::Failed,
         EventKind::Lost,
         EventKind::Blocked,
         EventKind::Cancelled,
+        EventKind::Held,
     ];
 
     /// The word in the config and the documents.
@@ -52,6 +56,7 @@ impl EventKind {
             EventKind::Lost => "lost",
             EventKind::Blocked => "blocked",
             EventKind::Cancelled => "cancelled",
+            EventKind::Held => "held",
         }
     }
 
@@ -378,6 +383,9 @@ pub fn summary(e: &Event) -> String {
             "cancelled: {dir} (job {job}, by {})",
             one_line(e.by.as_deref().unwrap_or("an operator"))
         ),
+        EventKind::Held => {
+            format!("held back: {dir} (its status file says the run did not succeed)")
+        }
     };
     format!("[dirwatcher] {line}")
 }
@@ -406,6 +414,9 @@ pub fn email_body(e: &Event) -> String {
         }
         EventKind::Cancelled => {
             "An operator cancelled the job for this directory; nothing more runs for it."
+        }
+        EventKind::Held => {
+            "This directory is not processed: its status file says the run on the instrument did not succeed."
         }
     };
     b += what;

@@ -108,9 +108,14 @@ fn illumina_copy_complete_arriving_after_rta_complete_is_waited_for() {
 
 #[test]
 fn a_failed_run_completion_status_is_not_submitted_and_explain_and_status_say_why() {
+    let told = tempfile::NamedTempFile::new().unwrap();
     let env = TestEnv::local("rcsfail")
         .job("wrap_cmd: \"true\"")
-        .watch("ready_preset: illumina");
+        .watch("ready_preset: illumina")
+        .notify(&format!(
+            "command: [\"sh\", \"-c\", \"cat >> {0}; echo >> {0}\"]",
+            told.path().display()
+        ));
     let run = illumina_run(&env.root, "20250101_LH00123_0007_A22XXXXXX");
     std::fs::write(run.join("CopyComplete.txt"), "").unwrap();
     std::fs::write(
@@ -141,6 +146,30 @@ fn a_failed_run_completion_status_is_not_submitted_and_explain_and_status_say_wh
             .contains("does not say the run succeeded"),
         "{held}"
     );
+    // Its people are told, once (`held` is one of the default events).
+    let events = |t: &str| -> Vec<serde_json::Value> {
+        t.lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let e = wait_for(DEADLINE, "the held notice", || {
+        events(&std::fs::read_to_string(told.path()).unwrap_or_default())
+            .into_iter()
+            .next()
+    });
+    assert_eq!(e["event"], "held", "{e}");
+    assert_eq!(e["dir"], run.to_string_lossy().as_ref(), "{e}");
+    assert!(
+        e["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("RunCompletionStatus.xml"),
+        "{e}"
+    );
+    scans(&env, 3);
+    let all = events(&std::fs::read_to_string(told.path()).unwrap());
+    assert_eq!(all.len(), 1, "told again on a later scan: {all:?}");
 }
 
 #[test]
