@@ -99,11 +99,12 @@ impl Dispatch {
         }
     }
 
-    /// True while every channel still has notices handed over and not answered.
-    pub(super) fn busy(&self) -> bool {
+    /// The channels that may take a new batch (none of their notices is being delivered).
+    pub(super) fn idle_channels(&self) -> Vec<Channel> {
         [Channel::Email, Channel::Webhook, Channel::Command]
-            .iter()
-            .all(|c| !self.idle(*c))
+            .into_iter()
+            .filter(|c| self.idle(*c))
+            .collect()
     }
 
     /// True when no notice of `channel` is being delivered: it may take a new batch.

@@ -31,11 +31,12 @@ impl Daemon {
     pub(super) fn deliver_notices(&mut self) {
         self.record_deliveries();
         self.prune_delivered();
-        if self.telling.dispatch.busy() {
+        let idle = self.telling.dispatch.idle_channels();
+        if idle.is_empty() {
             return;
         }
         let wall = self.clock.wall();
-        let due = match self.ledger.due_notices(wall, BATCH) {
+        let due = match self.ledger.due_notices_on(&idle, wall, BATCH) {
             Ok(d) if d.is_empty() => return,
             Ok(d) => d,
             Err(e) => return self.ledger_failed("reading the outbox", &e),

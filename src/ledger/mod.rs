@@ -959,13 +959,37 @@ impl Ledger {
 
     /// Notices due for delivery at `now`, oldest first, at most `limit`.
     pub fn due_notices(&self, now: Millis, limit: u32) -> Result<Vec<Notice>> {
+        self.due_notices_on(
+            &[Channel::Email, Channel::Webhook, Channel::Command],
+            now,
+            limit,
+        )
+    }
+
+    /// [`Ledger::due_notices`] of these channels only (the delivery step asks for the channels whose
+    /// worker is idle: a stalled channel's backlog must not crowd the others out of the batch).
+    pub fn due_notices_on(
+        &self,
+        channels: &[Channel],
+        now: Millis,
+        limit: u32,
+    ) -> Result<Vec<Notice>> {
         let what = "cannot read the outbox";
+        if channels.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The words are this program's own constants, never input.
+        let words: Vec<String> = channels
+            .iter()
+            .map(|c| format!("'{}'", c.as_str()))
+            .collect();
         let mut st = self
             .conn
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT id, gen_id, event, channel, target, payload, attempts FROM outbox
-                 WHERE state = 'pending' AND next_at <= ?1 ORDER BY id LIMIT ?2",
-            )
+                 WHERE state = 'pending' AND next_at <= ?1 AND channel IN ({}) ORDER BY id LIMIT ?2",
+                words.join(", ")
+            ))
             .map_err(self.sql(what))?;
         let rows = st
             .query_map(params![now, limit], |r| {
@@ -1904,6 +1928,7 @@ mod tests {
             target: "",
             payload: "{}",
         };
+        let n2 = n.clone();
         l.queue_notices(None, &[n.clone(), n.clone(), n], 1)
             .unwrap();
         let due = l.due_notices(10, 10).unwrap();
@@ -1917,6 +1942,17 @@ mod tests {
         assert_eq!(l.prune_delivered(101, 10).unwrap(), 1);
         let c = l.notice_counts().unwrap();
         assert_eq!((c.pending, c.sent, c.given_up), (1, 0, 1), "{c:?}");
+        // The delivery step reads the channels it can hand over now, only.
+        let hook = NewNotice {
+            channel: Channel::Webhook,
+            target: "http://h/",
+            ..n2
+        };
+        l.queue_notices(None, &[hook], 2).unwrap();
+        let only = l.due_notices_on(&[Channel::Webhook], 10, 10).unwrap();
+        assert_eq!(only.len(), 1);
+        assert_eq!(only[0].channel, Channel::Webhook);
+        assert!(l.due_notices_on(&[], 10, 10).unwrap().is_empty());
     }
 
     #[test]
