@@ -126,6 +126,17 @@ impl FolderProblem {
 /// its file; a root with the sticky bit (or writable by no one else) closes it: nobody else can rename the
 /// daemon's own folder away and put another in its place.
 pub fn prepare(root: &Path, rel: &Path, uid: u32) -> Result<(), FolderProblem> {
+    prepare_for(root, rel, uid, None)
+}
+
+/// [`prepare`], and with `group` (`job.output_group`) every level gets that group and the setgid bit
+/// (mode 02750), so the output files created inside carry it: its members may read them, others not.
+pub fn prepare_for(
+    root: &Path,
+    rel: &Path,
+    uid: u32,
+    group: Option<u32>,
+) -> Result<(), FolderProblem> {
     let mut path = root.to_path_buf();
     for c in rel.components() {
         path.push(c);
@@ -149,6 +160,14 @@ pub fn prepare(root: &Path, rel: &Path, uid: u32) -> Result<(), FolderProblem> {
             Err(e) => return Err(io(e)),
         };
         check(&path, &meta, uid)?;
+        if let Some(gid) = group
+            && (meta.gid() != gid || meta.mode() & 0o2000 == 0)
+        {
+            // Ours (checked above): the group, then setgid on top of the mode it has.
+            std::os::unix::fs::chown(&path, None, Some(gid)).map_err(io)?;
+            let mode = (meta.mode() & 0o7777) | 0o2000;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(io)?;
+        }
     }
     Ok(())
 }

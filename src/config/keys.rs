@@ -354,6 +354,12 @@ pub const JOB_OUTPUT: Key = key(
     Text(defaults::OUTPUT),
     "job stdout/stderr, relative to the root; `%j` job id, `%x` job name; `\"\"`: Slurm's own default, inside the data directory (see below)",
 );
+/// `job.output_group`.
+pub const JOB_OUTPUT_GROUP: Key = key(
+    "job.output_group",
+    Unset,
+    "a group whose members may read the job output in the daemon's own output folder (the folders get this group and the setgid bit, so each output file is created with it; the job's umask decides its group bits); none: the service's own group",
+);
 /// `job.command_timeout_sec`.
 pub const JOB_COMMAND_TIMEOUT_SEC: Key = key(
     "job.command_timeout_sec",
@@ -623,6 +629,7 @@ pub const ALL: &[Key] = &[
     JOB_EXTRA_ARGS,
     JOB_CHDIR_TO_SUBDIR,
     JOB_OUTPUT,
+    JOB_OUTPUT_GROUP,
     JOB_COMMAND_TIMEOUT_SEC,
     JOB_LOST_AFTER_SEC,
     JOB_MAX_LOCAL_JOBS,

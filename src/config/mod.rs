@@ -179,6 +179,9 @@ pub struct JobConfig {
     /// Slurm's default (`slurm-<id>.out` in the job's working directory), only when the config asks for it
     /// with `output: ""`.
     pub output: Option<String>,
+    /// `job.output_group`: the group (name, id) whose members may read the job output in the daemon's own
+    /// output folder.
+    pub output_group: Option<(String, u32)>,
     /// Upper bound for one `sbatch`/`sacct`/`squeue` call.
     pub command_timeout: Duration,
     /// A job that no source (sacct, squeue) has shown for longer is `lost`.
@@ -420,6 +423,7 @@ struct RawJob {
     extra_args: Vec<String>,
     chdir_to_subdir: Option<bool>,
     output: S<String>,
+    output_group: S<String>,
     command_timeout_sec: S<f64>,
     lost_after_sec: S<f64>,
     max_local_jobs: S<i64>,
@@ -683,6 +687,10 @@ impl Config {
         y.put(&JOB_CHDIR_TO_SUBDIR, j.chdir_to_subdir.to_string());
         // `""` asks for Slurm's own default; `null` would read back as dirwatcher's default.
         y.put(&JOB_OUTPUT, q(j.output.as_deref().unwrap_or("")));
+        y.put(
+            &JOB_OUTPUT_GROUP,
+            opt(j.output_group.as_ref().map(|(n, _)| n.as_str())),
+        );
         y.put(&JOB_COMMAND_TIMEOUT_SEC, secs(j.command_timeout));
         y.put(&JOB_LOST_AFTER_SEC, secs(j.lost_after));
         y.put(&JOB_MAX_LOCAL_JOBS, j.max_local_jobs.to_string());
@@ -2029,6 +2037,26 @@ impl Validator<'_> {
             Some(o) => Some(o.value.clone()),
             None => Some(defaults::OUTPUT.to_string()),
         };
+        let output_group = match j
+            .output_group
+            .as_ref()
+            .filter(|g| !g.value.trim().is_empty())
+        {
+            None => None,
+            Some(g) => {
+                let name = g.value.trim().to_string();
+                let gid = crate::fsx::group_id(&name).ok_or_else(|| {
+                    self.err(
+                        keys::JOB_OUTPUT_GROUP.name,
+                        Some(g.referenced.line()),
+                        format!("there is no group {name:?} on this machine"),
+                        "name an existing group whose members may read job output (`getent group NAME`), \
+                         e.g. the group the instruments' users share",
+                    )
+                })?;
+                Some((name, gid))
+            }
+        };
         let umask = match &j.umask {
             None => parse_umask(defaults::JOB_UMASK).expect("the default umask parses"),
             Some(u) => parse_umask(&u.value).ok_or_else(|| {
@@ -2058,6 +2086,7 @@ impl Validator<'_> {
             extra_args: j.extra_args,
             chdir_to_subdir: j.chdir_to_subdir.unwrap_or(defaults::CHDIR_TO_SUBDIR),
             output,
+            output_group,
             command_timeout: self.seconds(
                 &keys::JOB_COMMAND_TIMEOUT_SEC,
                 &j.command_timeout_sec,

@@ -799,7 +799,8 @@ impl Daemon {
             return true;
         };
         let now = self.clock.mono();
-        match output_dir::prepare(&root, &rel, output_dir::my_uid()) {
+        let group = self.cfg.job.output_group.as_ref().map(|(_, gid)| *gid);
+        match output_dir::prepare_for(&root, &rel, output_dir::my_uid(), group) {
             Ok(()) => {
                 say::output_back(&root.join(&rel), self.health.output.succeeded(now));
                 true

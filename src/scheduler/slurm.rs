@@ -1229,6 +1229,7 @@ mod tests {
             extra_args: vec!["--qos=normal".into()],
             chdir_to_subdir: true,
             output: None,
+            output_group: None,
             command_timeout: Duration::from_secs(5),
             lost_after: Duration::from_secs(3600),
             max_local_jobs: 1,

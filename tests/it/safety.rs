@@ -326,3 +326,46 @@ fn an_unreadable_ready_file_is_warned_about_once_shown_in_status_and_submitted_w
         unreadable(&env.status()).is_empty().then_some(())
     });
 }
+
+/// `job.output_group`: the members of the group the admin chooses may read the job output (the scientist
+/// whose directory it is, when the group is theirs), and no one else may.
+#[test]
+fn job_output_is_readable_by_the_output_group_and_no_one_else() {
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(!slurm_required(), "needs root (runuser)");
+        return;
+    }
+    // dwtest's own group: dwtest stands for the scientist, `nobody` for anyone else.
+    let env = TestEnv::local("outgroup")
+        .job("wrap_cmd: echo output-of-the-job")
+        .job("output_group: dwtest");
+    for p in [env.tmp.path(), env.root.as_path()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let dir = env.ready_dir("case");
+    let _d = env.start();
+    let g = env.wait_final(&dir, DEADLINE);
+    let out = env.job_output(&dir, g.job_id.as_deref().unwrap());
+    let logs = out.parent().unwrap();
+    let m = std::fs::metadata(logs).unwrap();
+    assert_eq!(m.mode() & 0o7777, 0o2750, "{:o}", m.mode());
+    let gid = std::fs::metadata(env.root.join(".dirwatcher"))
+        .unwrap()
+        .gid();
+    assert_eq!(m.gid(), gid);
+    let read_as = |user: &str| {
+        std::process::Command::new("runuser")
+            .args(["-u", user, "--", "cat"])
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let r = read_as("dwtest");
+    assert!(r.status.success(), "{r:?}");
+    assert!(
+        String::from_utf8_lossy(&r.stdout).starts_with("output-of-the-job "),
+        "{r:?}"
+    );
+    let r = read_as("nobody");
+    assert!(!r.status.success(), "another user read the job output");
+}
