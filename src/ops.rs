@@ -44,10 +44,23 @@ fn ledger_reachable(cfg: &Config) -> anyhow::Result<()> {
     let p = &cfg.behavior.state_file;
     match std::fs::metadata(p) {
         Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
-            "no ledger at `{}` yet: has `dirwatcher run` been started with this config?",
-            p.display()
-        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let lock = crate::snapshot::lock_path(p);
+            match crate::ledger::identity::ledger_named_by_lock(&lock) {
+                // A daemon ran here: the ledger was lost, not never made.
+                Some(id) => bail!(
+                    "the ledger `{}` is missing, but `{}` names ledger {id}: it was removed or its file system \
+                     is not mounted; restore it from a backup, or rebuild it with `dirwatcher recover \
+                     --from-slurm` (README: \"If the ledger is lost or damaged\")",
+                    p.display(),
+                    lock.display()
+                ),
+                None => bail!(
+                    "no ledger at `{}` yet: has `dirwatcher run` been started with this config?",
+                    p.display()
+                ),
+            }
+        }
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
             "permission denied: user `{}` cannot reach the ledger `{}` ({e}); run this as the service \
              user (`sudo -u dirwatcher dirwatcher …`) or as root, or join the group that owns its directory",

@@ -101,6 +101,17 @@ fn lost_ledger((env, runs): (TestEnv, PathBuf)) {
         "the traces are named: {log}"
     );
     assert!(!state.exists(), "a refused start created a ledger");
+    // `status` says the same, instead of "not started yet".
+    let out = Command::new(BIN)
+        .args(["status", "--config"])
+        .arg(env.config_path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("is missing, but"),
+        "{err}"
+    );
 
     // Emptied (`: > state.db`).
     std::fs::write(&state, b"").unwrap();
