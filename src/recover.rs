@@ -123,7 +123,7 @@ fn ask(cfg: &Config, from_secs_ago: u64, to_secs_ago: u64) -> Result<Vec<Earlier
         inv = inv.arg(format!("--endtime=now-{to_secs_ago}"));
     }
     inv.env.push(("SLURM_TIME_FORMAT".into(), "%s".into()));
-    let timeout = cfg.job.command_timeout.max(Duration::from_secs(60));
+    let timeout = cfg.job.command_timeout;
     process::run(&inv, timeout)
         .map(|out| parse(&out.stdout))
         .map_err(|e| e.to_string())
