@@ -241,6 +241,20 @@ pub fn match_to_root(
     (found, unmatched)
 }
 
+/// The comment the controller shows for job `id` (`squeue`), when it is one of our keys.
+pub fn controller_comment(cfg: &Config, id: &str) -> Option<String> {
+    let inv = Invocation::new("squeue")
+        .arg("-h")
+        .arg("-t")
+        .arg("all")
+        .arg(format!("--jobs={id}"))
+        .arg("-o")
+        .arg("%k");
+    let out = process::run(&inv, cfg.job.command_timeout).ok()?;
+    let c = out.stdout.trim();
+    is_our_key(c).then(|| c.to_string())
+}
+
 /// The ledger state a job's last Slurm state means here: COMPLETED is done, a state Slurm may still run
 /// the job from is in flight, anything else failed.
 pub fn state_of(slurm: &str) -> GenState {

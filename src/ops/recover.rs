@@ -110,6 +110,15 @@ pub fn recover(
             continue;
         }
         let state = recover::state_of(&job.state);
+        // Accounting may not show a running job's comment yet: the controller does, and the daemon will
+        // follow the job by that key.
+        let mut job = job;
+        if state == GenState::Submitted
+            && !recover::is_our_key(&job.comment)
+            && let Some(key) = recover::controller_comment(cfg, &job.job_id)
+        {
+            job.comment = key;
+        }
         report.recorded.push((dir.clone(), state, job.clone()));
         rows.push(Recovered {
             dir,

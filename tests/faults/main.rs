@@ -698,16 +698,38 @@ fn recover_from_slurm_rebuilds_a_lost_ledger_and_nothing_runs_twice() {
     let mut env = TestEnv::slurm("recover");
     env.state = env.tmp.path().join("state").join("state.db");
     // Slurm's own output place (in the data directory): the root holds no trace of the ledger but the data.
+    let go = env.tmp.path().join("go");
     let env = env
-        .job("wrap_cmd: true")
+        .job(&format!(
+            "wrap_cmd: \"sh -c 'if [ -e SLOW ]; then while [ ! -e {} ]; do sleep 0.2; done; fi' job\"",
+            go.display()
+        ))
         .job("output: \"\"")
         .watch("stability_checks: 1");
     let dirs: Vec<PathBuf> = (0..50).map(|i| env.ready_dir(format!("r{i:02}"))).collect();
+    // One more still runs when the ledger is lost: recovered as in flight, followed to its end.
+    let running = env.root.join("running");
+    std::fs::create_dir(&running).unwrap();
+    std::fs::write(running.join("SLOW"), "").unwrap();
+    let running = env.ready_dir("running");
     let mut d = env.start();
     for dir in &dirs {
         let g = env.wait_final(dir, Duration::from_secs(120));
         assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{g:?}");
     }
+    let running_job = env.wait_job_id(&running, Duration::from_secs(60));
+    // However the test ends, the slow job ends: it would hold a CPU of the cluster's only node.
+    struct Release(PathBuf, String);
+    impl Drop for Release {
+        fn drop(&mut self) {
+            let _ = std::fs::write(&self.0, "");
+            let _ = Command::new("scancel").arg(&self.1).status();
+        }
+    }
+    let _release = Release(go.clone(), running_job.clone());
+    wait_for(Duration::from_secs(60), "the slow job to run", || {
+        (squeue_state(&running_job) == "RUNNING").then_some(())
+    });
     d.stop();
     let last_job = env.history(&dirs[49]).pop().unwrap().job_id.unwrap();
     // Accounting has the job (and its comment) before the test goes on.
@@ -744,8 +766,19 @@ fn recover_from_slurm_rebuilds_a_lost_ledger_and_nothing_runs_twice() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        report.contains("recorded 50 directorie(s): 50 completed"),
+        report.contains("recorded 51 directorie(s): 50 completed")
+            && report.contains(" 1 in flight"),
         "{report}"
+    );
+    let g = env.history(&running).pop().unwrap();
+    assert_eq!(
+        (g.job_id.as_deref(), g.state.as_str()),
+        (Some(running_job.as_str()), "submitted"),
+        "{g:?}"
+    );
+    assert!(
+        g.key.starts_with("dw-") && !g.key.starts_with("dw-recovered"),
+        "{g:?}"
     );
     for dir in &dirs {
         let h = env.history(dir);
@@ -757,6 +790,15 @@ fn recover_from_slurm_rebuilds_a_lost_ledger_and_nothing_runs_twice() {
     let _d = env.start();
     let g = env.wait_final(&new, Duration::from_secs(120));
     assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{g:?}");
+    // The recovered job in flight is followed to its end, by the daemon of the new ledger.
+    std::fs::write(&go, "").unwrap();
+    let g = env.wait_final(&running, Duration::from_secs(120));
+    assert_eq!(
+        (g.final_state.as_deref(), g.job_id.as_deref()),
+        (Some("COMPLETED"), Some(running_job.as_str())),
+        "{g:?}"
+    );
+    assert_eq!(env.history(&running).len(), 1, "submitted again");
     for (i, dir) in dirs.iter().enumerate() {
         assert_eq!(
             env.history(dir).len(),
