@@ -970,6 +970,7 @@ fn purged(layout: &Layout) -> Vec<(PathBuf, Removal)> {
     };
     vec![
         (layout.config.clone(), Removal::File),
+        (smtp_pass_file(&layout.config), Removal::File),
         (
             layout.config.parent().unwrap_or(Path::new("/")).into(),
             Removal::EmptyDir,
@@ -977,7 +978,8 @@ fn purged(layout: &Layout) -> Vec<(PathBuf, Removal)> {
         (state_file.clone(), Removal::File),
         (with_suffix("-wal"), Removal::File),
         (with_suffix("-shm"), Removal::File),
-        (with_suffix(".lock"), Removal::File),
+        (crate::snapshot::lock_path(state_file), Removal::File),
+        (crate::snapshot::path_for(state_file), Removal::File),
         (
             crate::scheduler::local::jobs_dir_for(state_file),
             Removal::Tree,

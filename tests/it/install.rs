@@ -332,8 +332,23 @@ fn install_refuses_flags_that_make_an_invalid_config() {
 #[test]
 fn uninstall_removes_the_service_and_keeps_config_state_and_logs_unless_purged() {
     let s = Staging::new("uninst");
-    ok(s.install(&[]));
+    ok(s.install(&[
+        "--smtp-host",
+        "smtp.example.org",
+        "--smtp-user",
+        "dw",
+        "--smtp-pass",
+        "pw",
+    ]));
     std::fs::write(s.at("/var/log/dirwatcher/failed_jobs.log"), "{}\n").unwrap();
+    // What a daemon that ran leaves beside its ledger.
+    std::fs::write(s.at("/var/lib/dirwatcher/state.db"), "").unwrap();
+    std::fs::write(s.at("/var/lib/dirwatcher/state.db.status.json"), "{}").unwrap();
+    std::fs::write(
+        s.at("/var/lib/dirwatcher/state.db.lock"),
+        "ledger abcd1234\n",
+    )
+    .unwrap();
     let out = ok(s.uninstall(&[]));
     for gone in [
         "/opt/dirwatcher/dirwatcher",
@@ -355,6 +370,7 @@ fn uninstall_removes_the_service_and_keeps_config_state_and_logs_unless_purged()
     }
     assert!(out.contains("--purge removes them"), "{out}");
     let out = ok(s.uninstall(&["--purge"]));
+    // All of it: the password file beside the config and the status snapshot beside the ledger too.
     for gone in [
         "/etc/dirwatcher",
         "/var/lib/dirwatcher",
