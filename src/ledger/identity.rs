@@ -165,11 +165,6 @@ impl Held {
             Err(e) => Err(Problem::Unreadable(e.to_string())),
         }
     }
-
-    /// The ledger's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 fn parent_of(path: &Path) -> &Path {

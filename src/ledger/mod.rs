@@ -680,11 +680,12 @@ impl Ledger {
     }
 
     /// Records generations rebuilt from Slurm's accounting (`recover`), in one transaction; a directory
-    /// that has a record already keeps it. Returns how many were recorded.
-    pub fn insert_recovered(&mut self, rows: &[Recovered], now: Millis) -> Result<usize> {
+    /// that has a record already keeps it (as does a key the ledger holds). Returns, per row, whether it
+    /// was recorded.
+    pub fn insert_recovered(&mut self, rows: &[Recovered], now: Millis) -> Result<Vec<bool>> {
         let (path, what) = (self.path.clone(), "cannot record the recovered jobs");
         let tx = self.conn.transaction().map_err(sqle(&path, what))?;
-        let mut n = 0;
+        let mut done = Vec::with_capacity(rows.len());
         {
             let mut st = tx
                 .prepare_cached(
@@ -699,7 +700,7 @@ impl Ledger {
                 .map_err(sqle(&path, what))?;
             for r in rows {
                 let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
-                n += st
+                let n = st
                     .execute(params![
                         r.dir.as_bytes(),
                         i(r.ready.dev),
@@ -723,10 +724,11 @@ impl Ledger {
                         r.detail.elapsed_sec.map(i),
                     ])
                     .map_err(sqle(&path, what))?;
+                done.push(n == 1);
             }
         }
         tx.commit().map_err(sqle(&path, what))?;
-        Ok(n)
+        Ok(done)
     }
 
     /// One generation by id.

@@ -141,9 +141,14 @@ pub fn recover(
         });
     }
     if let (Some(mut l), false) = (ledger, dry_run) {
-        let n = l.insert_recovered(&rows, now)?;
-        // A directory recorded meanwhile (there is no daemon, but an operator's `retry`) keeps its record.
-        report.known += rows.len() - n;
+        // What the ledger already held (a directory recorded meanwhile) is said as known, not recorded.
+        let done = l.insert_recovered(&rows, now)?;
+        let mut i = 0;
+        report.recorded.retain(|_| {
+            i += 1;
+            done[i - 1]
+        });
+        report.known += done.iter().filter(|d| !**d).count();
     }
     Ok(report)
 }
