@@ -206,6 +206,12 @@ pub enum DeliveryError {
     /// credentials).
     #[error(transparent)]
     Process(#[from] ProcessError),
+    /// The web application's database refused or could not be reached (`db:`).
+    #[error(transparent)]
+    Database(#[from] crate::bridge::BridgeError),
+    /// No `db:` section (any more).
+    #[error("the `db:` section is not set (any more)")]
+    NoDatabase,
 }
 
 /// What a delivery needs besides the notice: the config, the e-mail transport, and a private folder for
@@ -238,6 +244,11 @@ impl Courier<'_> {
                     &n.delivery_id,
                 );
                 process::run_with_input(&curl(), conf.as_bytes(), timeout + GRACE)?;
+                Ok(())
+            }
+            Channel::Database => {
+                let db = self.cfg.db.as_ref().ok_or(DeliveryError::NoDatabase)?;
+                crate::bridge::upsert(db, &event, &n.target, timeout)?;
                 Ok(())
             }
             Channel::Command => {
@@ -411,6 +422,7 @@ pub fn target_label(n: &Notice, cfg: &NotifyConfig) -> String {
         Channel::Email => n.target.clone(),
         Channel::Webhook => url_origin(&n.target),
         Channel::Command => cfg.command.first().cloned().unwrap_or_default(),
+        Channel::Database => cfg.db.as_ref().map(|d| d.describe()).unwrap_or_default(),
     }
 }
 

@@ -37,6 +37,7 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![warn(clippy::dbg_macro, clippy::todo, clippy::unimplemented)]
 
+pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -134,14 +134,6 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 config.path().display(),
                 cfg.to_yaml()
             );
-            if cfg.legacy_db {
-                use std::io::Write;
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "warning: the `db:` section (the Python original's web-app database bridge) is ignored; \
-                     to update a database when a job ends, use `notify.command`"
-                );
-            }
             if !slurm {
                 return Ok(ExitCode::SUCCESS);
             }

@@ -130,35 +130,48 @@ pub fn rfc3339(wall: Millis) -> String {
 /// when an e-mail could go to the directory's owner.
 pub fn queue(cfg: &Config, email: &EmailTransport, f: Fact<'_>) -> (Queued, Option<MetaProblem>) {
     let n = &cfg.notify;
-    if !n.events.contains(&f.kind) || !n.any_channel() {
+    let job_id = f.job_id.or(f.g.and_then(|g| g.job_id.as_deref()));
+    // The database has a row per job: an event without one (a cancelled submission) is not written.
+    let database = n.db.is_some() && f.kind.reaches_database() && job_id.is_some();
+    let listed = n.events.contains(&f.kind) && n.any_channel();
+    if !listed && !database {
         return (Queued::default(), None);
     }
     let can_email = *email != EmailTransport::None;
+    let mail_owner = listed && can_email && n.email_owner && f.kind != EventKind::Blocked;
     let mut problem = None;
-    let owner = if can_email && n.email_owner && f.kind != EventKind::Blocked {
+    let owner = if mail_owner || database {
         match deliver::read_owner(&cfg.watch.root, f.dir) {
             Ok(o) => o,
             Err(p) => {
-                problem = Some(p);
+                // Said when it costs the owner a mail; the database then has no `users` match, as with
+                // the original.
+                problem = mail_owner.then_some(p);
                 None
             }
         }
     } else {
         None
     };
+    let address = owner
+        .as_deref()
+        .filter(|_| database)
+        .and_then(notice::mailbox)
+        .map(|(_, a)| a);
     let audience = Audience {
-        events: &n.events,
+        events: if listed { &n.events } else { &[] },
         email: can_email,
         email_to: &n.email_to,
-        owner: owner.as_deref(),
+        owner: owner.as_deref().filter(|_| mail_owner),
         webhooks: &n.webhooks,
         command: !n.command.is_empty(),
+        owner_address: address,
+        database,
     };
     let notices = notice::notices_for(f.kind, &audience);
     if notices.is_empty() {
         return (Queued::default(), problem);
     }
-    let job_id = f.job_id.or(f.g.and_then(|g| g.job_id.as_deref()));
     let dir_path = cfg.watch.root.join(f.dir);
     let job_name = f.g.map_or_else(
         || crate::engine::job_name(&cfg.job.job_name_prefix, f.dir),

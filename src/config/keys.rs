@@ -77,6 +77,14 @@ pub mod defaults {
     pub const SMTP_PORT: i64 = 587;
     /// `behavior.smtp_use_tls`.
     pub const SMTP_USE_TLS: bool = true;
+    /// `db.host`, as the original.
+    pub const DB_HOST: &str = "127.0.0.1";
+    /// `db.port`.
+    pub const DB_PORT: u16 = 3306;
+    /// `db.name`, as the original.
+    pub const DB_NAME: &str = "hm_app_db";
+    /// `db.user`, as the original.
+    pub const DB_USER: &str = "hmapp";
     /// `notify.events`: the ends of a job people wait for (the original mailed every finished job).
     pub const NOTIFY_EVENTS: &str = "[completed, failed, lost, cancelled, held]";
     /// `notify.email_owner`.
@@ -114,18 +122,13 @@ pub enum DefaultValue {
     EmptyList,
     /// Worked out when the config is loaded; the words say how (`CPU count`).
     Derived(&'static str),
-    /// Read for compatibility with the Python original and otherwise ignored (its `db:` section).
-    Ignored,
 }
 
 impl DefaultValue {
     /// The default as a YAML value (`5`, `_READY`, `{}`), or `None` when it is not a single value.
     pub fn yaml(&self) -> Option<Cow<'static, str>> {
         match *self {
-            DefaultValue::Required
-            | DefaultValue::Unset
-            | DefaultValue::Derived(_)
-            | DefaultValue::Ignored => None,
+            DefaultValue::Required | DefaultValue::Unset | DefaultValue::Derived(_) => None,
             DefaultValue::Text(t) => Some(Cow::Borrowed(t)),
             DefaultValue::Seconds(s) => Some(Cow::Owned(seconds_text(s))),
             DefaultValue::Count(n) => Some(Cow::Owned(n.to_string())),
@@ -141,7 +144,6 @@ impl DefaultValue {
             DefaultValue::Required => Cow::Borrowed("required"),
             DefaultValue::Unset => Cow::Borrowed("none"),
             DefaultValue::Derived(how) => Cow::Borrowed(how),
-            DefaultValue::Ignored => Cow::Borrowed("ignored"),
             _ => self.yaml().unwrap_or_default(),
         }
     }
@@ -580,24 +582,48 @@ pub const NOTIFY_MAX_ATTEMPTS: Key = key(
     Count(defaults::NOTIFY_MAX_ATTEMPTS),
     "deliveries tried per notice before it is given up (logged, counted)",
 );
-/// `db.host` … `db.pass`: the original's web-app database bridge.
-const fn db(name: &'static str) -> Key {
-    key(
-        name,
-        Ignored,
-        "the original's web-app database bridge is not built in: one warning at start; use `notify.command`",
-    )
-}
 /// `db.host`.
-pub const DB_HOST: Key = db("db.host");
+pub const DB_HOST: Key = key(
+    "db.host",
+    Derived("`127.0.0.1` once the section is there"),
+    "the original's web-app database (MySQL/MariaDB): with a `db:` section, every submission and end is written to its `jobs` table",
+);
 /// `db.port`.
-pub const DB_PORT: Key = db("db.port");
+pub const DB_PORT: Key = key(
+    "db.port",
+    Derived("`3306` once the section is there"),
+    "its port",
+);
 /// `db.name`.
-pub const DB_NAME: Key = db("db.name");
+pub const DB_NAME: Key = key(
+    "db.name",
+    Derived("`hm_app_db` once the section is there"),
+    "the database",
+);
 /// `db.user`.
-pub const DB_USER: Key = db("db.user");
+pub const DB_USER: Key = key(
+    "db.user",
+    Derived("`hmapp` once the section is there"),
+    "the user dirwatcher logs in as",
+);
 /// `db.pass`.
-pub const DB_PASS: Key = db("db.pass");
+pub const DB_PASS: Key = key(
+    "db.pass",
+    Unset,
+    "its password (as the original); better `pass_file` or `pass_env`. Never logged; `check-config` shows `<secret>`",
+);
+/// `db.pass_file`.
+pub const DB_PASS_FILE: Key = key(
+    "db.pass_file",
+    Unset,
+    "read the database password from this file",
+);
+/// `db.pass_env`.
+pub const DB_PASS_ENV: Key = key(
+    "db.pass_env",
+    Unset,
+    "read the database password from this environment variable",
+);
 
 /// Every key, in the order of the sections and of `check-config`'s output.
 pub const ALL: &[Key] = &[
@@ -671,6 +697,8 @@ pub const ALL: &[Key] = &[
     DB_NAME,
     DB_USER,
     DB_PASS,
+    DB_PASS_FILE,
+    DB_PASS_ENV,
 ];
 
 /// Width of a line of `check-config --help`: clap re-wraps longer lines without keeping the indent.
@@ -817,7 +845,6 @@ mod tests {
                 Unset if *k == JOB_WRAP_CMD => assert_eq!(got, "echo"),
                 Unset => assert!(got.is_null(), "{} is {got}, not unset", k.name),
                 Derived(_) => {}
-                Ignored => assert!(got.is_null(), "{} is in the effective config", k.name),
                 d => {
                     let want: serde_json::Value =
                         serde_saphyr::from_str(&d.yaml().unwrap()).unwrap();
@@ -855,7 +882,6 @@ mod tests {
             .iter()
             .map(|k| k.name)
             .filter(|n| *n != JOB_WRAP_CMD.name)
-            .filter(|n| !n.starts_with("db."))
             .collect();
         assert_eq!(listed, want);
     }

@@ -15,8 +15,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+mod db;
 mod instance;
 pub mod keys;
+
+pub use db::DbConfig;
 pub(crate) mod lint;
 
 pub use instance::InstanceName;
@@ -327,6 +330,9 @@ pub struct NotifyConfig {
     pub timeout: Duration,
     /// First delay after a failed delivery.
     pub retry: Duration,
+    /// The original's web-app database (`db:`): every submission and end is written to its `jobs`
+    /// table. Set after `notify:` is validated.
+    pub db: Option<DbConfig>,
     /// Attempts per notice.
     pub max_attempts: u32,
 }
@@ -356,8 +362,6 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `notify:` and the e-mail keys of `behavior:`.
     pub notify: NotifyConfig,
-    /// The config has the original's `db:` section (ignored; said once at start).
-    pub legacy_db: bool,
     /// Secrets a command that sends nothing left unread ([`Config::load_without_secrets`]), in words.
     pub unread_secrets: Vec<String>,
 }
@@ -374,7 +378,7 @@ struct RawConfig {
     behavior: Option<RawBehavior>,
     metrics: Option<RawMetrics>,
     notify: Option<RawNotify>,
-    db: Option<RawDb>,
+    db: Option<db::RawDb>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -504,18 +508,6 @@ struct RawNotify {
     timeout_sec: S<f64>,
     retry_sec: S<f64>,
     max_attempts: S<i64>,
-}
-
-/// The original's `db:` section (its web-app database bridge): read, then ignored with a warning.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct RawDb {
-    host: Option<serde::de::IgnoredAny>,
-    port: Option<serde::de::IgnoredAny>,
-    name: Option<serde::de::IgnoredAny>,
-    user: Option<serde::de::IgnoredAny>,
-    pass: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -782,6 +774,23 @@ impl Config {
         y.put(&NOTIFY_TIMEOUT_SEC, secs(n.timeout));
         y.put(&NOTIFY_RETRY_SEC, secs(n.retry));
         y.put(&NOTIFY_MAX_ATTEMPTS, n.max_attempts.to_string());
+        // Without a `db:` section every key is `null`: the effective config read back keeps the bridge off.
+        let d = n.db.as_ref();
+        y.put(&DB_HOST, opt(d.map(|d| d.host.as_str())));
+        y.put(&DB_PORT, d.map_or("null".into(), |d| d.port.to_string()));
+        y.put(&DB_NAME, opt(d.map(|d| d.name.as_str())));
+        y.put(&DB_USER, opt(d.map(|d| d.user.as_str())));
+        let dsrc = d.and_then(|d| d.pass_source.as_deref());
+        y.put(
+            &DB_PASS,
+            if dsrc == Some("literal") {
+                q("<secret>")
+            } else {
+                "null".into()
+            },
+        );
+        y.put(&DB_PASS_FILE, src(dsrc, "file:"));
+        y.put(&DB_PASS_ENV, src(dsrc, "env:"));
         y.text
     }
 }
@@ -1145,28 +1154,31 @@ impl Validator<'_> {
     /// Every section is validated, so that one pass reports an error of each (a section stops at its first).
     fn config(&self, mut raw: RawConfig) -> Result<Config, ConfigError> {
         let smtp = raw.behavior.as_mut().map(RawSmtp::take).unwrap_or_default();
-        let legacy_db = raw.db.is_some();
         let watch = self.watch(raw.watch);
         let behavior = self.behavior(raw.behavior);
         let job = self.job(raw.job);
         let metrics = self.metrics(raw.metrics);
         let notify = self.notify(raw.notify.unwrap_or_default(), smtp);
-        match (watch, behavior, job, metrics, notify) {
-            (Ok(watch), Ok(behavior), Ok(job), Ok(metrics), Ok(notify)) => Ok(Config {
-                source: self.file.to_path_buf(),
-                watch,
-                job,
-                behavior,
-                metrics,
-                notify,
-                legacy_db,
-                unread_secrets: self.unread.take(),
-            }),
-            (w, b, j, m, n) => {
-                let mut errors: Vec<ConfigError> = [w.err(), b.err(), j.err(), m.err(), n.err()]
-                    .into_iter()
-                    .flatten()
-                    .collect();
+        let db = self.db(raw.db);
+        match (watch, behavior, job, metrics, notify, db) {
+            (Ok(watch), Ok(behavior), Ok(job), Ok(metrics), Ok(mut notify), Ok(db)) => {
+                notify.db = db;
+                Ok(Config {
+                    source: self.file.to_path_buf(),
+                    watch,
+                    job,
+                    behavior,
+                    metrics,
+                    notify,
+                    unread_secrets: self.unread.take(),
+                })
+            }
+            (w, b, j, m, n, d) => {
+                let mut errors: Vec<ConfigError> =
+                    [w.err(), b.err(), j.err(), m.err(), n.err(), d.err()]
+                        .into_iter()
+                        .flatten()
+                        .collect();
                 errors.sort_by_key(|e| e.line.unwrap_or(u64::MAX));
                 Err(ConfigError::all(errors).expect("one section failed"))
             }
@@ -1463,6 +1475,7 @@ impl Validator<'_> {
             webhook_token: token.map(|(t, _)| t),
             smtp_pass_source,
             command,
+            db: None,
             timeout: self.seconds(
                 &keys::NOTIFY_TIMEOUT_SEC,
                 &n.timeout_sec,
@@ -2658,7 +2671,16 @@ mod tests {
         let full = include_str!("../../tests/data/original-full-config.yaml")
             .replace("/data/incoming", &root.to_string_lossy());
         let c = parse(&full).unwrap();
-        assert!(c.legacy_db);
+        let db = c.notify.db.as_ref().expect("the `db:` section is read");
+        assert_eq!(
+            (
+                db.host.as_str(),
+                db.port,
+                db.name.as_str(),
+                db.user.as_str()
+            ),
+            ("127.0.0.1", 3306, "hm_app_db", "hmapp")
+        );
         let smtp = c.notify.smtp.as_ref().unwrap();
         assert_eq!(
             (
@@ -2685,7 +2707,18 @@ mod tests {
             root.display()
         );
         let c = parse(&empty).unwrap();
-        assert!(c.notify.smtp.is_none() && c.notify.from.is_none() && c.legacy_db);
+        assert!(c.notify.smtp.is_none() && c.notify.from.is_none());
+        let db = c
+            .notify
+            .db
+            .as_ref()
+            .expect("the installer's `db:` section is read");
+        assert!(db.pass.is_none(), "an empty `pass:` is no password");
+        // Read back, the effective config of a config without `db:` keeps the bridge off.
+        let plain = parse(&with_root("job:\n  wrap_cmd: echo\n")).unwrap();
+        assert!(plain.notify.db.is_none());
+        let again = Config::parse(&plain.to_yaml(), Path::new("/x.yaml")).unwrap();
+        assert!(again.notify.db.is_none(), "{}", plain.to_yaml());
     }
 
     #[test]

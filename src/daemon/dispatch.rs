@@ -75,7 +75,7 @@ impl Dispatch {
         let (answer, answers) = crossbeam_channel::unbounded();
         let inline = answer.clone();
         let mut workers = Vec::new();
-        for channel in [Channel::Email, Channel::Webhook, Channel::Command] {
+        for channel in Channel::ALL {
             let (to_worker, batches) = crossbeam_channel::unbounded::<Batch>();
             let (answer, span) = (answer.clone(), tracing::Span::current());
             std::thread::Builder::new()
@@ -101,10 +101,7 @@ impl Dispatch {
 
     /// The channels that may take a new batch (none of their notices is being delivered).
     pub(super) fn idle_channels(&self) -> Vec<Channel> {
-        [Channel::Email, Channel::Webhook, Channel::Command]
-            .into_iter()
-            .filter(|c| self.idle(*c))
-            .collect()
+        Channel::ALL.into_iter().filter(|c| self.idle(*c)).collect()
     }
 
     /// True when no notice of `channel` is being delivered: it may take a new batch.

@@ -337,6 +337,8 @@ struct Telling {
     dispatch: dispatch::Dispatch,
     /// When delivered notices are pruned next (monotonic).
     next_prune: Millis,
+    /// The web application's active rows, read once at start beside the loop (`db:`).
+    db_sync: Option<crossbeam_channel::Receiver<tell::DbSync>>,
 }
 
 impl Telling {
@@ -346,6 +348,7 @@ impl Telling {
             outages: HashMap::new(),
             dispatch,
             next_prune: 0,
+            db_sync: None,
         }
     }
 }
@@ -638,6 +641,7 @@ impl Daemon {
         // Said now rather than at the first submission: an operator starting the daemon sees it at once.
         self.output_ready();
         say::telling(&self.cfg, &self.telling.email);
+        self.start_db_sync();
         loop {
             match self.cycle(events) {
                 Flow::Stop => break,

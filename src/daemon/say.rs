@@ -521,11 +521,10 @@ pub fn config_warning(w: &str) {
 /// At start: who is told of what, and the original's keys that are not used.
 pub fn telling(c: &Config, email: &crate::deliver::EmailTransport) {
     use crate::deliver::EmailTransport;
-    if c.legacy_db {
-        warn!(
-            "the config has the Python original's `db:` section: its web-app database bridge is not built \
-             in, so the section is ignored; to update a database when a job ends, set `notify.command` to a \
-             program that reads the event (JSON on stdin), see README \"Telling people\""
+    if let Some(db) = &c.notify.db {
+        info!(
+            db = %db.describe(),
+            "every submission and end is written to the web application's database (`db:`, its `jobs` table)"
         );
     }
     let n = &c.notify;
@@ -649,6 +648,47 @@ pub fn ledger_file_unusable(
              is recorded now would be lost. Stop dirwatcher, put the ledger back (from a backup, or rebuild it \
              with `dirwatcher recover --from-slurm`), then start it again",
             state_file.display()
+        );
+    }
+}
+
+/// The start-up read of the web application's database failed: its active rows are not compared.
+pub fn db_sync_failed(e: &crate::bridge::BridgeError) {
+    warn!(
+        "cannot read the active rows of the web application's `jobs` table ({e}); the ledger alone \
+         decides what is in flight, and rows are written as the database takes them (`status` shows what \
+         waits); if this site has no such database, remove the `db:` section"
+    );
+}
+
+/// An active row of the web application's database that the ledger has no record of.
+pub fn db_row_unknown(r: &crate::bridge::ActiveRow) {
+    let job = r.job_id.as_deref().unwrap_or("");
+    warn!(
+        dir = %r.dir,
+        job_id = job,
+        db_status = %r.status,
+        "the web application's database shows job {} for {:?} as {}, but the ledger has no record of it: \
+         its row is left as it is; if that job ran for this root, `dirwatcher recover --from-slurm` \
+         records it, else correct the row in the web application",
+        if job.is_empty() { "(none)" } else { job },
+        r.dir,
+        r.status
+    );
+}
+
+/// The start-up comparison of the database's active rows with the ledger is done.
+pub fn db_synced(rows: usize, unknown: usize) {
+    if unknown == 0 {
+        info!(
+            rows,
+            "the web application's database has {rows} active row(s), each known to the ledger"
+        );
+    } else {
+        warn!(
+            rows,
+            unknown,
+            "the web application's database has {rows} active row(s), {unknown} of them unknown to the ledger"
         );
     }
 }

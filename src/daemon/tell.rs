@@ -14,6 +14,12 @@ pub(super) use crate::notices::{EndFacts, Queued};
 /// How many due notices one cycle reads; the rest wait for the next cycle.
 const BATCH: u32 = 64;
 
+/// How many unknown database rows are said one by one at start.
+const SYNC_SAID: usize = 20;
+
+/// The start-up read of the web application's active rows.
+pub(super) type DbSync = Result<Vec<crate::bridge::ActiveRow>, crate::bridge::BridgeError>;
+
 impl Daemon {
     /// The notices `kind` gets for `g` (nothing when `notify.events` does not list it); a meta file that
     /// names no usable owner is said.
@@ -29,6 +35,7 @@ impl Daemon {
     /// to deliver since the last cycle, and when it is idle hands it the due notices of the outbox, oldest
     /// first (see [`super::dispatch`]).
     pub(super) fn deliver_notices(&mut self) {
+        self.check_db_sync();
         self.record_deliveries();
         self.prune_delivered();
         let idle = self.telling.dispatch.idle_channels();
@@ -53,6 +60,77 @@ impl Daemon {
             .hand_over(due, &self.cfg.notify, &self.telling.email, scratch);
         // Inline deliveries (tests) answered already.
         self.record_deliveries();
+    }
+
+    /// With a `db:` section: reads the web application's active rows once, beside the loop (the database
+    /// may be slow or down; the loop never waits for it), as the original's `sync_active_from_db` did.
+    pub(super) fn start_db_sync(&mut self) {
+        let Some(db) = self.cfg.notify.db.clone() else {
+            return;
+        };
+        let timeout = self.cfg.notify.timeout;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let span = tracing::Span::current();
+        let started = std::thread::Builder::new()
+            .name("db-sync".into())
+            .spawn(move || {
+                let _in_span = span.entered();
+                let _ = tx.send(crate::bridge::active_rows(&db, timeout));
+            });
+        if started.is_ok() {
+            self.telling.db_sync = Some(rx);
+        }
+    }
+
+    /// What the start-up read of the database found, once it is there: its active rows that the ledger
+    /// does not know are said, one by one (the first [`SYNC_SAID`]), then how many in all.
+    fn check_db_sync(&mut self) {
+        let Some(rx) = &self.telling.db_sync else {
+            return;
+        };
+        let got = match rx.try_recv() {
+            Ok(got) => got,
+            Err(crossbeam_channel::TryRecvError::Empty) => return,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                self.telling.db_sync = None;
+                return;
+            }
+        };
+        self.telling.db_sync = None;
+        let rows = match got {
+            Ok(rows) => rows,
+            Err(e) => return say::db_sync_failed(&e),
+        };
+        let mut unknown = 0usize;
+        for r in &rows {
+            if self.ledger_knows(r) {
+                continue;
+            }
+            unknown += 1;
+            if unknown <= SYNC_SAID {
+                say::db_row_unknown(r);
+            }
+        }
+        say::db_synced(rows.len(), unknown);
+    }
+
+    /// The ledger has a record of `r`: its directory is in this root, and (when the row has a job id) one
+    /// of the directory's generations ran that job.
+    fn ledger_knows(&self, r: &crate::bridge::ActiveRow) -> bool {
+        let Ok(rel) = std::path::Path::new(&r.dir).strip_prefix(&self.cfg.watch.root) else {
+            return false;
+        };
+        let Some(name) = rel.to_str().filter(|n| !n.is_empty() && !n.contains('/')) else {
+            return false;
+        };
+        match self.ledger.history(std::ffi::OsStr::new(name)) {
+            Ok(h) => match &r.job_id {
+                Some(j) => h.iter().any(|g| g.job_id.as_deref() == Some(j.as_str())),
+                None => !h.is_empty(),
+            },
+            // Unreadable now: not said to be unknown.
+            Err(_) => true,
+        }
     }
 
     /// At most once an hour: notices delivered more than [`crate::ledger::DELIVERED_KEPT`] ago leave the
@@ -80,6 +158,14 @@ impl Daemon {
                 continue;
             };
             let (n, label) = (&a.notice, &a.label);
+            let policy = if n.channel.in_order() {
+                RetryPolicy {
+                    attempts: u32::MAX,
+                    ..policy
+                }
+            } else {
+                policy
+            };
             let (now, wall) = (self.clock.mono(), self.clock.wall());
             let latch = self.telling.outages.entry(a.latch_key.clone()).or_default();
             match result {

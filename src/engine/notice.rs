@@ -60,6 +60,18 @@ impl EventKind {
         }
     }
 
+    /// It is written to the original's database (`db:`): a submission and every end of a job.
+    pub const fn reaches_database(self) -> bool {
+        matches!(
+            self,
+            EventKind::Submitted
+                | EventKind::Completed
+                | EventKind::Failed
+                | EventKind::Lost
+                | EventKind::Cancelled
+        )
+    }
+
     /// The kind named `word`.
     pub fn parse(word: &str) -> Option<EventKind> {
         EventKind::ALL.into_iter().find(|k| k.as_str() == word)
@@ -148,6 +160,9 @@ pub enum Channel {
     Webhook,
     /// `notify.command` with the event on stdin; no target.
     Command,
+    /// The original's web-app database (`db:`): the event upserted into its `jobs` table; the target is
+    /// the directory owner's address from its meta file (the original's `users` lookup), or empty.
+    Database,
 }
 
 impl Channel {
@@ -157,14 +172,28 @@ impl Channel {
             Channel::Email => "email",
             Channel::Webhook => "webhook",
             Channel::Command => "command",
+            Channel::Database => "database",
         }
     }
 
+    /// Every channel.
+    pub const ALL: [Channel; 4] = [
+        Channel::Email,
+        Channel::Webhook,
+        Channel::Command,
+        Channel::Database,
+    ];
+
     /// The channel named `word`.
     pub fn parse(word: &str) -> Option<Channel> {
-        [Channel::Email, Channel::Webhook, Channel::Command]
-            .into_iter()
-            .find(|c| c.as_str() == word)
+        Channel::ALL.into_iter().find(|c| c.as_str() == word)
+    }
+
+    /// Its notices are delivered in the order they were queued, each retried until it is delivered:
+    /// the database's rows are a record kept in step (an upsert, idempotent), not a message, and a
+    /// submission applied after its job's end would undo the end.
+    pub const fn in_order(self) -> bool {
+        matches!(self, Channel::Database)
     }
 }
 
@@ -182,8 +211,13 @@ pub struct Audience<'a> {
     pub owner: Option<&'a str>,
     /// `notify.webhooks`.
     pub webhooks: &'a [String],
+    /// The owner's address for the database's `users` lookup (read even when no e-mail goes out).
+    pub owner_address: Option<&'a str>,
     /// `notify.command` is set.
     pub command: bool,
+    /// The original's database bridge (`db:`) is configured: told of every submission and end,
+    /// whatever `notify.events` says (as the original).
+    pub database: bool,
 }
 
 /// One notice to commit to the outbox: a channel and its target.
@@ -198,10 +232,16 @@ pub struct Notice {
 /// The notices an event gets: none unless `notify.events` lists it; then one e-mail to every recipient
 /// together, one per webhook, one for the command.
 pub fn notices_for(kind: EventKind, a: &Audience<'_>) -> Vec<Notice> {
-    if !a.events.contains(&kind) {
-        return Vec::new();
-    }
     let mut out = Vec::new();
+    if a.database && kind.reaches_database() {
+        out.push(Notice {
+            channel: Channel::Database,
+            target: a.owner_address.unwrap_or_default().to_string(),
+        });
+    }
+    if !a.events.contains(&kind) {
+        return out;
+    }
     let mut to: Vec<&str> = Vec::new();
     if kind != EventKind::Blocked
         && let Some(o) = a.owner
@@ -604,6 +644,8 @@ mod tests {
             owner: Some("a@example.org"),
             webhooks: &hooks,
             command: false,
+            owner_address: None,
+            database: false,
         };
         let n = notices_for(EventKind::Completed, &a);
         assert_eq!(
@@ -759,6 +801,8 @@ mod tests {
             owner: Some("Dana <dana@example.org>"),
             webhooks: &[],
             command: false,
+            owner_address: None,
+            database: false,
         };
         let n = notices_for(EventKind::Completed, &a);
         let targets: Vec<&str> = n.iter().map(|n| n.target.as_str()).collect();

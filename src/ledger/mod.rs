@@ -961,11 +961,7 @@ impl Ledger {
 
     /// Notices due for delivery at `now`, oldest first, at most `limit`.
     pub fn due_notices(&self, now: Millis, limit: u32) -> Result<Vec<Notice>> {
-        self.due_notices_on(
-            &[Channel::Email, Channel::Webhook, Channel::Command],
-            now,
-            limit,
-        )
+        self.due_notices_on(&Channel::ALL, now, limit)
     }
 
     /// [`Ledger::due_notices`] of these channels only (the delivery step asks for the channels whose
@@ -985,11 +981,29 @@ impl Ledger {
             .iter()
             .map(|c| format!("'{}'", c.as_str()))
             .collect();
+        // A channel kept in order ([`Channel::in_order`]) gives nothing while an earlier notice of it waits
+        // for its retry.
+        let ordered: Vec<String> = channels
+            .iter()
+            .filter(|c| c.in_order())
+            .map(|c| format!("'{}'", c.as_str()))
+            .collect();
+        let in_order = if ordered.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "AND (channel NOT IN ({0}) OR NOT EXISTS (SELECT 1 FROM outbox AS e
+                   WHERE e.channel = outbox.channel AND e.state = 'pending' AND e.id < outbox.id
+                   AND e.next_at > ?1))",
+                ordered.join(", ")
+            )
+        };
         let mut st = self
             .conn
             .prepare_cached(&format!(
                 "SELECT id, gen_id, event, channel, target, payload, attempts FROM outbox
-                 WHERE state = 'pending' AND next_at <= ?1 AND channel IN ({}) ORDER BY id LIMIT ?2",
+                 WHERE state = 'pending' AND next_at <= ?1 AND channel IN ({}) {in_order}
+                 ORDER BY id LIMIT ?2",
                 words.join(", ")
             ))
             .map_err(self.sql(what))?;
@@ -1123,12 +1137,17 @@ impl Ledger {
                  ORDER BY COALESCE(done_at, next_at) DESC LIMIT 1",
                 [],
                 |r| {
-                    Ok(format!(
-                        "{} to {}: {}",
+                    let (channel, target, error) = (
                         r.get::<_, String>(0)?,
                         r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?
-                    ))
+                        r.get::<_, String>(2)?,
+                    );
+                    // The database's error names the database; its target is the owner's address.
+                    Ok(if channel == Channel::Database.as_str() {
+                        error
+                    } else {
+                        format!("{channel} to {target}: {error}")
+                    })
                 },
             )
             .optional()
@@ -1955,6 +1974,54 @@ mod tests {
         assert_eq!(only.len(), 1);
         assert_eq!(only[0].channel, Channel::Webhook);
         assert!(l.due_notices_on(&[], 10, 10).unwrap().is_empty());
+    }
+
+    /// The database's rows are written in the order they happened: while its oldest notice waits for a
+    /// retry, the later ones are not due; other channels go on as before.
+    #[test]
+    fn a_database_notice_waits_behind_an_earlier_one_and_no_other_channel_does() {
+        let t = tempfile::tempdir().unwrap();
+        let mut l = Ledger::open(&t.path().join("s.db")).unwrap();
+        let db = |event| NewNotice {
+            event,
+            channel: Channel::Database,
+            target: "",
+            payload: "{}",
+        };
+        let hook = |event| NewNotice {
+            channel: Channel::Command,
+            ..db(event)
+        };
+        let batch = [
+            db(EventKind::Submitted),
+            hook(EventKind::Submitted),
+            db(EventKind::Completed),
+            hook(EventKind::Completed),
+        ];
+        l.queue_notices(None, &batch, 1).unwrap();
+        let due = l.due_notices(10, 10).unwrap();
+        assert_eq!(due.len(), 4, "all due at first, oldest first");
+        let (first_db, first_hook) = (due[0].id, due[1].id);
+        l.notice_failed(first_db, "down", Some(1_000), 10).unwrap();
+        l.notice_failed(first_hook, "down", Some(1_000), 10)
+            .unwrap();
+        let due = l.due_notices(20, 10).unwrap();
+        let kinds: Vec<(Channel, EventKind)> = due.iter().map(|n| (n.channel, n.event)).collect();
+        assert_eq!(
+            kinds,
+            [(Channel::Command, EventKind::Completed)],
+            "the database's end waits behind its submission; the hook's end does not"
+        );
+        let due = l.due_notices(1_000, 10).unwrap();
+        let kinds: Vec<(Channel, EventKind)> = due.iter().map(|n| (n.channel, n.event)).collect();
+        assert_eq!(
+            kinds[..2],
+            [
+                (Channel::Database, EventKind::Submitted),
+                (Channel::Command, EventKind::Submitted)
+            ]
+        );
+        assert!(kinds.contains(&(Channel::Database, EventKind::Completed)));
     }
 
     #[test]

@@ -88,6 +88,8 @@ pub struct TestEnv {
     pub state: PathBuf,
     /// The failure log (default `<tmp>/failed.log`).
     pub failure_log_at: PathBuf,
+    /// Whole sections written after the others, as YAML (e.g. the original's `db:`).
+    pub more: String,
 }
 
 impl TestEnv {
@@ -128,8 +130,15 @@ impl TestEnv {
             prefix,
             state: tmp.path().join("state.db"),
             failure_log_at: tmp.path().join("failed.log"),
+            more: String::new(),
             tmp,
         }
+    }
+
+    /// Adds a whole section (YAML, each line ending in a newline).
+    pub fn section(mut self, yaml: &str) -> Self {
+        self.more += yaml;
+        self
     }
 
     pub fn job(mut self, line: &str) -> Self {
@@ -189,6 +198,7 @@ impl TestEnv {
                 y += &format!("  {l}\n");
             }
         }
+        y += &self.more;
         std::fs::write(self.config_path(), y).unwrap();
         self.config_path()
     }

@@ -601,7 +601,13 @@ fn check_config_accepts_the_originals_whole_config_and_hides_its_password() {
     );
     assert!(stdout.contains("smtp_pass: \"<secret>\""), "{stdout}");
     assert!(!stdout.contains("s3cret") && !stderr.contains("s3cret"));
-    assert!(stderr.contains("`db:` section"), "{stderr}");
+    // The original's database bridge is on, its password hidden too.
+    assert!(
+        stdout.contains("db:\n  host: \"127.0.0.1\"\n  port: 3306\n  name: \"hm_app_db\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("  pass: \"<secret>\""), "{stdout}");
+    assert!(!stdout.contains("hmapp_pass") && !stderr.contains("hmapp_pass"));
 }
 
 #[test]
