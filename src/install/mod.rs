@@ -233,9 +233,8 @@ fn note_legacy_flags(a: &InstallArgs, config: &Path, out: &mut dyn Write) -> any
             out,
             "note: --smtp-pass is written into its own file, {}, mode 0600, owned by the service user, and \
              the config names it (`behavior.smtp_pass_file`), never into the config itself; the unit hands it \
-             to the service as its credential `smtp_pass` (`LoadCredential=`), which the service prefers, so \
-             you may make the file root's (`chown root:root`) and keep jobs run as the service user from it; \
-             a password on a command line is seen by every user while install runs: next time write that \
+             to the service as its credential `smtp_pass` (`LoadCredential=`), which the service prefers; a \
+             password on a command line is seen by every user while install runs: next time write that \
              file yourself",
             smtp_pass_file(config).display()
         )?;

@@ -480,7 +480,10 @@ impl UnitWords {
 
 /// The credential the SMTP password file `smtp_pass` is handed to the service as: systemd reads the file
 /// as root when the service starts and puts a copy in the service's own `$CREDENTIALS_DIRECTORY/smtp_pass`
-/// (the name the config reader looks for), so the file itself may be root's alone. Nothing without a file.
+/// (the name the config reader looks for). The file stays readable by the service user and named by the
+/// config too: some systemd versions do not give `ExecReload=` the credentials in a unit with a mount
+/// namespace (systemd issue 35227), and its `check-config --secrets` then reads the file. Nothing without
+/// a file.
 fn credential_lines(smtp_pass: Option<&Path>) -> Result<String, UnitPathError> {
     let Some(file) = smtp_pass else {
         return Ok(String::new());
