@@ -114,11 +114,21 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 && s.pass.is_none()
                 && cfg.unread_secrets.is_empty()
             {
-                out::error(
-                    "warning: `behavior.smtp_user` is set but no password is (`smtp_pass_file`, `smtp_pass_env` \
-                     or `smtp_pass`): the relay will refuse to log in; give the password, or remove the user \
-                     for a relay without AUTH",
-                );
+                if std::env::var_os(dirwatcher::config::credential::DIRECTORY_VAR).is_some() {
+                    out::error(
+                        "warning: `behavior.smtp_user` is set but no password is (the unit's credential \
+                         `smtp_pass`, `smtp_pass_file`, `smtp_pass_env` or `smtp_pass`): the relay will refuse \
+                         to log in; give the password, or remove the user for a relay without AUTH",
+                    );
+                } else {
+                    // Outside the unit its credentials are not here: the config may rightly name none.
+                    out::error(
+                        "note: `behavior.smtp_user` is set and the config gives no password: the service must \
+                         get it as its credential `smtp_pass` (`LoadCredential=smtp_pass:FILE` in the unit), \
+                         else the relay will refuse to log in (or set `smtp_pass_file`, or remove the user \
+                         for a relay without AUTH)",
+                    );
+                }
             }
             for w in dirwatcher::output_dir::warnings(&cfg) {
                 out::error(format_args!("warning: {w}"));
@@ -166,7 +176,13 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 out::error(&refusal);
                 return Ok(ExitCode::from(2));
             }
-            run_daemon(cfg, once, catch_up, None)
+            // Read once, kept for reloads, gone from the environment: nothing this process does later
+            // (a library, a child spawned past `process::child_env`) can find it there.
+            // SAFETY: single-threaded still: logging (tracing-subscriber's fmt or journald layer) and the
+            // config load spawn no thread and run no child; the daemon's threads (dispatch, metrics,
+            // signals, child drains) all start after this line, in `run_daemon`.
+            let taken = unsafe { dirwatcher::process::take_env_secrets() };
+            run_daemon(cfg, once, catch_up, &taken, None)
         }
         Command::Status {
             config,
@@ -306,6 +322,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 cfg,
                 false,
                 false,
+                &[],
                 Some(Box::new(move || {
                     std::thread::sleep(Duration::from_secs(1));
                     match ops::drop_demo_sample(&root) {
@@ -324,10 +341,12 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `taken`: the secret variables removed from the environment at start, said once.
 fn run_daemon(
     cfg: Config,
     once: bool,
     catch_up: bool,
+    taken: &[String],
     side_task: Option<Box<dyn FnOnce() + Send>>,
 ) -> anyhow::Result<ExitCode> {
     let (tx, rx) = unbounded();
@@ -335,6 +354,12 @@ fn run_daemon(
     // service's stay as they always were.
     let span = logging::instance_span(cfg.behavior.instance.as_ref().map(|n| n.as_str()));
     let _in_span = span.clone().entered();
+    for name in taken {
+        tracing::info!(
+            "read the secret in the environment variable `{name}` and removed the variable from this \
+             process's environment (the value is kept for reloads; no child ever gets it)"
+        );
+    }
     let opts = dirwatcher::daemon::StartOptions {
         catch_up,
         ask_accounting: true,

@@ -246,6 +246,53 @@ pub fn withhold_secret(name: &str) {
     }
 }
 
+/// The values of the secret variables this process removed from its own environment at start
+/// ([`take_env_secrets`]), by name: what a reload reads instead of the variable, which is gone by then.
+static KEPT_SECRETS: std::sync::RwLock<Vec<(OsString, String)>> =
+    std::sync::RwLock::new(Vec::new());
+
+/// The secret in the environment variable `name`: the value kept when it was taken out of this process's
+/// environment ([`take_env_secrets`]), else the variable's own; `None` when neither is there (or empty).
+pub fn env_secret(name: &str) -> Option<String> {
+    let kept = KEPT_SECRETS.read().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, v)) = kept.iter().find(|(n, _)| n == name) {
+        return Some(v.clone());
+    }
+    std::env::var(name).ok().filter(|s| !s.is_empty())
+}
+
+/// Takes every secret variable registered so far ([`withhold_secret`], by the config just read) out of
+/// this process's environment, keeping its value for [`env_secret`]: then nothing that reads the
+/// environment later — a library, a child spawned without [`child_env`], a core dump's reader — finds it.
+/// Returns the names taken, for the log. (On Linux `/proc/PID/environ` still shows the block the process
+/// was started with: that is the kernel's copy, readable only by the same user and root.)
+///
+/// # Safety
+/// No other thread may exist, or at least none that reads or writes the environment meanwhile
+/// (`std::env::remove_var`'s contract): call it at start, before the daemon spawns any.
+pub unsafe fn take_env_secrets() -> Vec<String> {
+    let names = SECRET_NAMES
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let mut kept = KEPT_SECRETS.write().unwrap_or_else(|e| e.into_inner());
+    let mut taken = Vec::new();
+    for name in names {
+        let Some(value) = std::env::var_os(&name) else {
+            continue;
+        };
+        if let Some(v) = value.to_str().filter(|v| !v.is_empty())
+            && !kept.iter().any(|(n, _)| *n == name)
+        {
+            kept.push((name.clone(), v.to_string()));
+        }
+        // SAFETY: the caller's promise: no other thread touches the environment.
+        unsafe { std::env::remove_var(&name) };
+        taken.push(name.to_string_lossy().into_owned());
+    }
+    taken
+}
+
 /// Prefixes of the variables that Slurm's client commands read (sbatch(1), squeue(1), sacct(1),
 /// scontrol(1), sinfo(1), salloc(1), srun(1): "INPUT ENVIRONMENT VARIABLES"). `SLURM_CONF` is kept.
 const SLURM_PREFIXES: [&str; 8] = [
@@ -264,7 +311,7 @@ const SLURM_KEPT: &str = "SLURM_CONF";
 
 /// What systemd sets for a service (systemd.exec(5), "Environment Variables in Spawned Processes") that
 /// belongs to the daemon alone.
-const SERVICE_MANAGER: [&str; 8] = [
+const SERVICE_MANAGER: [&str; 9] = [
     "NOTIFY_SOCKET",
     "WATCHDOG_PID",
     "WATCHDOG_USEC",
@@ -273,6 +320,9 @@ const SERVICE_MANAGER: [&str; 8] = [
     "SYSTEMD_EXEC_PID",
     "MEMORY_PRESSURE_WATCH",
     "MEMORY_PRESSURE_WRITE",
+    // Where the unit's credentials are (`LoadCredential=`, e.g. the SMTP password): a job or hook run
+    // inside the unit as the same user could read them there.
+    "CREDENTIALS_DIRECTORY",
 ];
 
 /// Whether (and why) the daemon's variable `name` is kept from children.
@@ -488,6 +538,7 @@ mod tests {
             "INVOCATION_ID",
             "MEMORY_PRESSURE_WATCH",
             "MEMORY_PRESSURE_WRITE",
+            "CREDENTIALS_DIRECTORY",
             "LISTEN_FDS",
             "LISTEN_PID",
             "LISTEN_FDNAMES",

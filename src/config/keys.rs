@@ -482,13 +482,13 @@ pub const BEHAVIOR_SMTP_PASS: Key = key(
 pub const BEHAVIOR_SMTP_PASS_FILE: Key = key(
     "behavior.smtp_pass_file",
     Unset,
-    "read the SMTP password from this file (e.g. a systemd credential)",
+    "read the SMTP password from this file (mode 0600); under systemd the unit's credential `smtp_pass` wins (README \"Secrets\")",
 );
 /// `behavior.smtp_pass_env`.
 pub const BEHAVIOR_SMTP_PASS_ENV: Key = key(
     "behavior.smtp_pass_env",
     Unset,
-    "read the SMTP password from this environment variable",
+    "read the SMTP password from this environment variable (removed from the daemon's environment at start, never passed on)",
 );
 /// `behavior.smtp_use_tls`.
 pub const BEHAVIOR_SMTP_USE_TLS: Key = key(
@@ -550,13 +550,13 @@ pub const NOTIFY_WEBHOOK_FORMAT: Key = key(
 pub const NOTIFY_WEBHOOK_TOKEN_FILE: Key = key(
     "notify.webhook_token_file",
     Unset,
-    "send `Authorization: Bearer <token>` with the token in this file (never logged)",
+    "send `Authorization: Bearer <token>` with the token in this file (never logged); under systemd the unit's credential `webhook_token` wins",
 );
 /// `notify.webhook_token_env`.
 pub const NOTIFY_WEBHOOK_TOKEN_ENV: Key = key(
     "notify.webhook_token_env",
     Unset,
-    "the same, with the token in this environment variable",
+    "the same, with the token in this environment variable (removed from the daemon's environment at start, never passed on)",
 );
 /// `notify.command`.
 pub const NOTIFY_COMMAND: Key = key(

@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+pub mod credential;
 mod db;
 mod instance;
 pub mod keys;
@@ -1208,6 +1209,47 @@ impl Validator<'_> {
                 "keep one source of the secret",
             ));
         }
+        // The unit's credential (`LoadCredential=smtp_pass:FILE`) comes first, whatever key the config
+        // uses: the service manager read the file as root and hands it to this service alone.
+        let credential = credential::name_of(file.0.name);
+        if let Some(p) = credential::path(&credential) {
+            if let (_, Some(v)) = env {
+                crate::process::withhold_secret(&v.value);
+            }
+            let text = std::fs::read_to_string(&p);
+            let secret = text.as_deref().map(|t| t.trim_end_matches(['\n', '\r']));
+            return match secret {
+                Ok(s) if !s.is_empty() && !s.contains(['\n', '\r']) => Ok(Some((
+                    Secret(s.to_string()),
+                    format!("credential:{credential}"),
+                ))),
+                Ok(_) => Err(self.err(
+                    file.0.name,
+                    None,
+                    format!(
+                        "the credential `{credential}` (`{}`) must hold the secret on one line",
+                        p.display()
+                    ),
+                    "give `LoadCredential=` a file that holds only the secret",
+                )),
+                Err(e) if self.secrets == Secrets::IfReadable => {
+                    self.unread.borrow_mut().push(format!(
+                        "credential `{credential}` (`{}`): {e}",
+                        p.display()
+                    ));
+                    Ok(None)
+                }
+                Err(e) => Err(self.err(
+                    file.0.name,
+                    None,
+                    format!(
+                        "cannot read the credential `{credential}` (`{}`): {e}",
+                        p.display()
+                    ),
+                    "check the unit's `LoadCredential=` line and its file",
+                )),
+            };
+        }
         if let Some((_, Some(v))) = literal.filter(|(_, v)| given(v)) {
             return Ok(Some((Secret(v.value.clone()), "literal".into())));
         }
@@ -1248,7 +1290,8 @@ impl Validator<'_> {
         {
             // Withheld from every child from now on: the secret is the daemon's alone.
             crate::process::withhold_secret(&v.value);
-            let secret = std::env::var(&v.value).ok().filter(|s| !s.is_empty());
+            // After start the variable is gone from the daemon's environment; its value was kept.
+            let secret = crate::process::env_secret(&v.value);
             if secret.is_none() && self.secrets == Secrets::IfReadable {
                 self.unread.borrow_mut().push(format!(
                     "`{}`: the environment variable `{}` is not set here",

@@ -232,8 +232,10 @@ fn note_legacy_flags(a: &InstallArgs, config: &Path, out: &mut dyn Write) -> any
         writeln!(
             out,
             "note: --smtp-pass is written into its own file, {}, mode 0600, owned by the service user, and \
-             the config names it (`behavior.smtp_pass_file`), never into the config itself; a password on a \
-             command line is seen by every user while install runs: next time write that file yourself",
+             the config names it (`behavior.smtp_pass_file`), never into the config itself; the unit hands it \
+             to the service as its credential `smtp_pass` (`LoadCredential=`), which the service prefers; a \
+             password on a command line is seen by every user while install runs: next time write that \
+             file yourself",
             smtp_pass_file(config).display()
         )?;
     }
@@ -245,6 +247,11 @@ fn note_legacy_flags(a: &InstallArgs, config: &Path, out: &mut dyn Write) -> any
         )?;
     }
     Ok(())
+}
+
+/// `--smtp-pass` with a password (an empty one writes nothing).
+fn smtp_pass_given(a: &InstallArgs) -> bool {
+    a.mail.smtp_pass.as_deref().is_some_and(|p| !p.is_empty())
 }
 
 /// Where `--smtp-pass` is written: beside the config, named after it (`config.smtp.pass`,
@@ -630,6 +637,7 @@ fn unit_spec(a: &InstallArgs, c: &Checked, group: String) -> UnitSpec {
             group,
             UnitShape::Single {
                 watch_root: Some(c.watch_root.clone()),
+                smtp_pass: smtp_pass_given(a).then(|| smtp_pass_file(&c.layout.config)),
             },
         ),
     };
@@ -662,6 +670,7 @@ fn plan_install(
                 user: a.user.clone(),
                 group,
                 watch_root: c.watch_root.clone(),
+                smtp_pass: smtp_pass_given(a).then(|| smtp_pass_file(&c.layout.config)),
             })
             .map_err(bad_path)?,
         ),
@@ -673,7 +682,7 @@ fn plan_install(
         .mail
         .smtp_pass
         .as_deref()
-        .filter(|p| !p.is_empty())
+        .filter(|_| smtp_pass_given(a))
         .map(|p| {
             (
                 smtp_pass_file(&c.layout.config),

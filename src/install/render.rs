@@ -335,6 +335,8 @@ pub enum UnitShape {
     Single {
         /// The watched root, made writable in the sandbox (`None`: the package's, in a drop-in).
         watch_root: Option<PathBuf>,
+        /// The SMTP password's file (`install --smtp-pass`), given to the service as its credential.
+        smtp_pass: Option<PathBuf>,
     },
     /// `dirwatcher@.service`: `dirwatcher@NAME` runs `/etc/dirwatcher/NAME.yaml` with its state and logs
     /// in `dirwatcher/NAME` under /var/lib and /var/log; its root (and user) come from a drop-in.
@@ -436,6 +438,8 @@ struct UnitWords {
     /// The lines that open the sandbox for the service's own files (`ReadWritePaths=`, or systemd's
     /// `StateDirectory=`/`LogsDirectory=` for a template), and `PrivateTmp=`.
     writable: String,
+    /// `LoadCredential=` with its comment, or nothing.
+    credentials: String,
 }
 
 impl UnitWords {
@@ -443,7 +447,10 @@ impl UnitWords {
         let l = &spec.layout;
         let exec = unit_word(&l.binary)?;
         Ok(match &spec.shape {
-            UnitShape::Single { watch_root } => {
+            UnitShape::Single {
+                watch_root,
+                smtp_pass,
+            } => {
                 let mut paths: Vec<PathBuf> = watch_root.iter().cloned().collect();
                 paths.extend([l.state_dir(), l.log_dir()]);
                 UnitWords {
@@ -451,6 +458,7 @@ impl UnitWords {
                     exec,
                     config: unit_word(&l.config)?,
                     writable: writable_lines(&paths)?,
+                    credentials: credential_lines(smtp_pass.as_deref())?,
                 }
             }
             UnitShape::Template => UnitWords {
@@ -463,9 +471,34 @@ impl UnitWords {
                      LogsDirectory={TEMPLATE_DIRS}\nLogsDirectoryMode=0750\n\
                      ProtectHome=read-only\nPrivateTmp=yes\n"
                 ),
+                // An instance's password is its own: in its drop-in.
+                credentials: String::new(),
             },
         })
     }
+}
+
+/// The credential the SMTP password file `smtp_pass` is handed to the service as: systemd reads the file
+/// as root when the service starts and puts a copy in the service's own `$CREDENTIALS_DIRECTORY/smtp_pass`
+/// (the name the config reader looks for). The file stays readable by the service user and named by the
+/// config too: some systemd versions do not give `ExecReload=` the credentials in a unit with a mount
+/// namespace (systemd issue 35227), and its `check-config --secrets` then reads the file. Nothing without
+/// a file.
+fn credential_lines(smtp_pass: Option<&Path>) -> Result<String, UnitPathError> {
+    let Some(file) = smtp_pass else {
+        return Ok(String::new());
+    };
+    let name =
+        crate::config::credential::name_of(crate::config::keys::BEHAVIOR_SMTP_PASS_FILE.name);
+    // `ID:PATH` is one word: quoted as a whole when the path needs it.
+    let text = file.to_str().ok_or_else(|| UnitPathError(file.into()))?;
+    let word =
+        unit_word(Path::new(&format!("{name}:{text}"))).map_err(|_| UnitPathError(file.into()))?;
+    Ok(format!(
+        "# The SMTP password: systemd reads this file (as root) at start and gives it to the service as its\n\
+         # credential `{name}`, which dirwatcher prefers to `behavior.smtp_pass_file`.\n\
+         LoadCredential={word}\n"
+    ))
 }
 
 /// `ReadWritePaths=` for `paths`, each once, in order.
@@ -537,6 +570,7 @@ pub fn render_unit(spec: &UnitSpec) -> Result<String, UnitPathError> {
         exec,
         config,
         writable,
+        credentials,
     } = UnitWords::of(spec)?;
     let described = match spec.shape {
         UnitShape::Single { .. } => "dirwatcher",
@@ -579,7 +613,7 @@ TimeoutStopSec=90s
 User={user}
 Group={group}
 UMask=0027
-
+{credentials}
 # Sandbox. sbatch reaches munged through its Unix socket in /run/munge and slurmctld over TCP, so the
 # host network and AF_UNIX/AF_INET/AF_INET6 stay.
 ProtectSystem=strict
@@ -633,6 +667,8 @@ pub struct DropInSpec {
     pub group: String,
     /// The watched root.
     pub watch_root: PathBuf,
+    /// The instance's SMTP password file (`install --instance NAME --smtp-pass`), given as its credential.
+    pub smtp_pass: Option<PathBuf>,
 }
 
 /// Where the installer writes an instance's drop-in.
@@ -657,11 +693,12 @@ pub fn render_drop_in(spec: &DropInSpec) -> Result<String, UnitPathError> {
     );
     let rw = read_write_line(&paths)?;
     let tmp = private_tmp_off(&paths).unwrap_or_default();
+    let credentials = credential_lines(spec.smtp_pass.as_deref())?;
     Ok(format!(
         "# Written by `dirwatcher install --instance {name}`: what dirwatcher@{name} has of its own. Re-run\n\
          # the installer instead of editing this file; put local changes in another drop-in:\n\
          # systemctl edit dirwatcher@{name}\n\
-         [Service]\nUser={user}\nGroup={group}\n{rw}{tmp}",
+         [Service]\nUser={user}\nGroup={group}\n{rw}{tmp}{credentials}",
         name = spec.instance,
         user = spec.user,
         group = spec.group,
@@ -670,7 +707,10 @@ pub fn render_drop_in(spec: &DropInSpec) -> Result<String, UnitPathError> {
 
 /// The package's unit, as checked in at `packaging/dirwatcher.service`.
 pub fn package_unit() -> String {
-    package_unit_shaped(UnitShape::Single { watch_root: None })
+    package_unit_shaped(UnitShape::Single {
+        watch_root: None,
+        smtp_pass: None,
+    })
 }
 
 /// The package's template unit, as checked in at `packaging/dirwatcher@.service`.
@@ -737,6 +777,7 @@ mod tests {
             origin: UnitOrigin::Installer,
             shape: UnitShape::Single {
                 watch_root: Some(watch_root.into()),
+                smtp_pass: None,
             },
         })
         .unwrap()
@@ -1010,6 +1051,7 @@ mod tests {
             user: "svc-cryo".into(),
             group: "svc".into(),
             watch_root: root.into(),
+            smtp_pass: None,
         };
         let standard = layout(
             "/var/lib/dirwatcher/cryo/state.db",
@@ -1042,6 +1084,64 @@ mod tests {
             "{d}"
         );
         assert!(d.lines().any(|l| l == "PrivateTmp=no"), "{d}");
+    }
+
+    #[test]
+    fn the_smtp_password_file_is_the_units_credential_and_an_instances_in_its_drop_in() {
+        let file = Path::new("/etc/dirwatcher/config.smtp.pass");
+        let u = render_unit(&UnitSpec {
+            layout: default_layout(),
+            user: "dirwatcher".into(),
+            group: "dirwatcher".into(),
+            origin: UnitOrigin::Installer,
+            shape: UnitShape::Single {
+                watch_root: Some("/data/incoming".into()),
+                smtp_pass: Some(file.into()),
+            },
+        })
+        .unwrap();
+        let creds: Vec<&str> = u
+            .lines()
+            .filter(|l| l.starts_with("LoadCredential"))
+            .collect();
+        assert_eq!(
+            creds,
+            ["LoadCredential=smtp_pass:/etc/dirwatcher/config.smtp.pass"]
+        );
+        // In [Service], before the sandbox (which needs no path for it: systemd reads the file as root).
+        let at = |l: &str| u.find(l).unwrap();
+        assert!(
+            at("[Service]") < at("LoadCredential=") && at("LoadCredential=") < at("ProtectSystem=")
+        );
+        assert!(!installer_unit("/data/incoming").contains("LoadCredential"));
+        assert!(!installer_template().contains("LoadCredential"));
+
+        let name = InstanceName::parse("cryo").unwrap();
+        let d = render_drop_in(&DropInSpec {
+            instance: name.clone(),
+            layout: Layout::instance(
+                Path::new("/opt/dirwatcher"),
+                &name,
+                Path::new("/var/lib/dirwatcher/cryo/state.db"),
+                Path::new("/var/log/dirwatcher/cryo/failed_jobs.log"),
+            ),
+            user: "dirwatcher".into(),
+            group: "dirwatcher".into(),
+            watch_root: "/data/cryo".into(),
+            smtp_pass: Some("/etc/dirwatcher/cryo.smtp.pass".into()),
+        })
+        .unwrap();
+        assert!(
+            d.lines()
+                .any(|l| l == "LoadCredential=smtp_pass:/etc/dirwatcher/cryo.smtp.pass"),
+            "{d}"
+        );
+        // A path with a space is one quoted word.
+        let spaced = credential_lines(Some(Path::new("/etc/dw x/p"))).unwrap();
+        assert!(
+            spaced.contains("LoadCredential=\"smtp_pass:/etc/dw x/p\"\n"),
+            "{spaced}"
+        );
     }
 
     #[test]

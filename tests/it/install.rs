@@ -455,6 +455,53 @@ fn the_installed_unit_passes_systemd_analyze_verify() {
     );
 }
 
+/// `--smtp-pass` writes the password into its own file (0600, named by the config) and the unit hands that
+/// file to the service as its credential `smtp_pass`, which the daemon prefers; the unit still verifies.
+#[test]
+fn install_with_smtp_pass_gives_the_password_file_to_the_unit_as_its_credential() {
+    let s = Staging::new("cred");
+    let out = ok(s.install(&[
+        "--smtp-host",
+        "smtp.example.org",
+        "--smtp-user",
+        "dw",
+        "--smtp-pass",
+        "pw",
+    ]));
+    assert!(out.contains("credential `smtp_pass`"), "{out}");
+    let pass = s.at("/etc/dirwatcher/config.smtp.pass");
+    assert_eq!(std::fs::read_to_string(&pass).unwrap(), "pw\n");
+    assert_eq!(mode(&pass), 0o600);
+    assert!(has_line(
+        &s.config(),
+        "  smtp_pass_file: \"/etc/dirwatcher/config.smtp.pass\""
+    ));
+    assert!(has_line(
+        &s.unit(),
+        "LoadCredential=smtp_pass:/etc/dirwatcher/config.smtp.pass"
+    ));
+    if systemd_analyze_present(
+        "install_with_smtp_pass_gives_the_password_file_to_the_unit_as_its_credential",
+    ) {
+        let o = Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(verifiable_copy(&s))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success() && o.stderr.is_empty(),
+            "systemd-analyze verify:\n{}",
+            text(&o)
+        );
+    }
+    // Without a password there is no credential: systemd would refuse to start a unit whose
+    // `LoadCredential=` file is missing.
+    let s = Staging::new("nocred");
+    ok(s.install(&["--smtp-host", "smtp.example.org"]));
+    let unit = std::fs::read_to_string(s.unit()).unwrap();
+    assert!(!unit.contains("LoadCredential"), "{unit}");
+}
+
 #[test]
 fn run_as_root_is_refused_without_allow_root() {
     if unsafe { libc::geteuid() } != 0 {

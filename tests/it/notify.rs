@@ -1361,3 +1361,173 @@ fn every_channel_carries_hostile_names_as_text_and_runs_none() {
         );
     }
 }
+
+/// Secrets read from the environment (`smtp_pass_env`, `webhook_token_env`) leave the daemon's own
+/// environment at start, and a reload (SIGHUP), which reads the config again when the variables are gone,
+/// keeps sending with them; neither a job nor the hook ever sees them. (That the variable is gone cannot be
+/// seen from outside: `/proc/PID/environ` shows the block the process started with, and children get a
+/// filtered environment either way; the daemon says it, and the reload proves the value was kept.)
+#[test]
+fn secrets_from_the_environment_leave_it_at_start_and_survive_a_reload() {
+    let smtp = SmtpServer::start();
+    let http = HttpServer::start(0);
+    let env = TestEnv::local("envsecret");
+    let hook_env = env.tmp.path().join("hook-env.txt");
+    let env = env
+        .job("wrap_cmd: sh -c 'env > job-env.txt' job")
+        .behavior("from_email: dirwatcher@example.org")
+        .behavior("smtp_host: 127.0.0.1")
+        .behavior(&format!("smtp_port: {}", smtp.port))
+        .behavior("smtp_user: dw")
+        .behavior("smtp_pass_env: DW_SMTP_SECRET")
+        .behavior("smtp_use_tls: false")
+        .notify("email_via: smtp")
+        .notify("email_to: [ops@example.org]")
+        .notify(&format!("webhooks: [\"http://127.0.0.1:{}/h\"]", http.port))
+        .notify("webhook_token_env: DW_TOKEN_SECRET")
+        .notify("events: [completed]")
+        .notify(&format!(
+            "command: [\"sh\", \"-c\", \"env >> {}\"]",
+            hook_env.display()
+        ));
+    let secrets: [(&str, &std::ffi::OsStr); 2] = [
+        ("DW_SMTP_SECRET", "smtp-s3cret-value".as_ref()),
+        ("DW_TOKEN_SECRET", "t0ken-s3cret-value".as_ref()),
+    ];
+    let d = env.start_env(&[], &secrets);
+    for (name, _) in secrets {
+        d.wait_log(
+            &format!("`{name}` and removed the variable from this process's environment"),
+            DEADLINE,
+        );
+    }
+    let told = |n: usize| {
+        wait_for(DEADLINE, &format!("{n} mail(s) and post(s)"), || {
+            (smtp.mails().len() >= n && http.posts().len() >= n).then_some(())
+        })
+    };
+    let first = env.ready_dir("before-reload");
+    env.wait_final(&first, DEADLINE);
+    told(1);
+
+    d.signal(libc::SIGHUP);
+    d.wait_log("config reloaded", DEADLINE);
+    let second = env.ready_dir("after-reload");
+    env.wait_final(&second, DEADLINE);
+    told(2);
+    wait_for(DEADLINE, "the hook to run twice", || {
+        (std::fs::read_to_string(&hook_env)
+            .unwrap_or_default()
+            .matches("PWD=")
+            .count()
+            >= 2)
+            .then_some(())
+    });
+
+    let log = d.log();
+    assert!(!log.contains("reload refused"), "{log}");
+    for m in smtp.mails() {
+        assert_eq!(m.auth.as_deref(), Some("\0dw\0smtp-s3cret-value"), "{m:?}");
+    }
+    for p in http.posts() {
+        assert!(
+            p.head
+                .contains("Authorization: Bearer t0ken-s3cret-value\r\n"),
+            "{}",
+            p.head
+        );
+    }
+    let hook = std::fs::read_to_string(&hook_env).unwrap();
+    for dir in [&first, &second] {
+        let job = std::fs::read_to_string(dir.join("job-env.txt")).unwrap();
+        assert!(job.contains("WATCH_DIR="), "{job}");
+        for (name, value) in secrets {
+            let value = value.to_str().unwrap();
+            for (who, seen) in [("the job", &job), ("the hook", &hook)] {
+                assert!(
+                    !seen.contains(value) && !seen.contains(name),
+                    "{name} reached {who}:\n{seen}"
+                );
+            }
+            assert!(!log.contains(value), "the log shows {name}'s value:\n{log}");
+        }
+    }
+}
+
+/// Under systemd with `LoadCredential=`, the unit's credential (`$CREDENTIALS_DIRECTORY/webhook_token`,
+/// `…/smtp_pass`) is the secret, preferred to the file the config names; the hook is not told where the
+/// credentials are. An operator's `check-config` outside the unit, with no password in the config, says
+/// the service must get it as its credential and goes on.
+#[test]
+fn the_units_credential_is_preferred_to_the_configs_secret_file() {
+    let smtp = SmtpServer::start();
+    let http = HttpServer::start(0);
+    let env = TestEnv::local("credential");
+    let hook_env = env.tmp.path().join("hook-env.txt");
+    let creds = env.tmp.path().join("credentials");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::write(creds.join("smtp_pass"), "cred-pa55\n").unwrap();
+    std::fs::write(creds.join("webhook_token"), "cred-t0ken\n").unwrap();
+    let file = env.tmp.path().join("token");
+    std::fs::write(&file, "file-t0ken\n").unwrap();
+    let env = env
+        .behavior("from_email: dirwatcher@example.org")
+        .behavior("smtp_host: 127.0.0.1")
+        .behavior(&format!("smtp_port: {}", smtp.port))
+        .behavior("smtp_user: dw")
+        .behavior("smtp_use_tls: false")
+        .notify("email_via: smtp")
+        .notify("email_to: [ops@example.org]")
+        .notify(&format!("webhooks: [\"http://127.0.0.1:{}/h\"]", http.port))
+        .notify(&format!("webhook_token_file: {}", file.display()))
+        .notify("events: [completed]")
+        .notify(&format!(
+            "command: [\"sh\", \"-c\", \"env > {}\"]",
+            hook_env.display()
+        ))
+        .job("wrap_cmd: true");
+
+    // The operator's view: no credentials here, no password in the config.
+    let cfg = env.write_config();
+    let o = std::process::Command::new(BIN)
+        .args(["check-config", "--quiet", "--config"])
+        .arg(&cfg)
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("must get it as its credential `smtp_pass`"),
+        "{err}"
+    );
+    // ExecReload's view: the unit's credentials are there.
+    let o = std::process::Command::new(BIN)
+        .args(["check-config", "--quiet", "--secrets", "--config"])
+        .arg(&cfg)
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.is_empty(), "{err}");
+
+    let d = env.start_env(&[], &[("CREDENTIALS_DIRECTORY", creds.as_os_str())]);
+    let dir = env.ready_dir("credited");
+    env.wait_final(&dir, DEADLINE);
+    wait_for(DEADLINE, "a mail, a post and the hook", || {
+        (!smtp.mails().is_empty() && !http.posts().is_empty() && hook_env.exists()).then_some(())
+    });
+    assert_eq!(
+        smtp.mails()[0].auth.as_deref(),
+        Some("\0dw\0cred-pa55"),
+        "the credential is the password"
+    );
+    let head = &http.posts()[0].head;
+    assert!(
+        head.contains("Authorization: Bearer cred-t0ken\r\n"),
+        "{head}"
+    );
+    let hook = std::fs::read_to_string(&hook_env).unwrap();
+    assert!(!hook.contains("CREDENTIALS_DIRECTORY"), "{hook}");
+    drop(d);
+}
