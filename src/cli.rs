@@ -478,26 +478,26 @@ pub struct MailArgs {
     pub smtp_setup: bool,
 }
 
-/// The original's installer flags that have no meaning for dirwatcher.
+/// The original's installer flags beyond e-mail: its interpreter (meaningless here) and its web-app database.
 #[derive(Debug, Clone, Default, Args)]
 pub struct LegacyInstallArgs {
     /// Ignored: dirwatcher is one binary, no Python interpreter runs it.
     #[arg(long, value_name = "PATH", hide = true)]
     pub python_bin: Option<String>,
-    /// Ignored: the original's web-app database bridge is not built in (use `notify.command`).
-    #[arg(long, value_name = "NAME", hide = true)]
+    /// The original's web-app database (writes the `db:` section): its name [default: hm_app_db].
+    #[arg(long, value_name = "NAME")]
     pub db_name: Option<String>,
-    /// Ignored (see --db-name).
-    #[arg(long, value_name = "NAME", hide = true)]
+    /// Its user [default: hmapp].
+    #[arg(long, value_name = "NAME")]
     pub db_user: Option<String>,
-    /// Ignored (see --db-name).
-    #[arg(long, value_name = "PASSWORD", hide = true)]
+    /// Its password: written into its own file beside the config (mode 0600), named by `db.pass_file`.
+    #[arg(long, value_name = "PASSWORD")]
     pub db_pass: Option<String>,
-    /// Ignored (see --db-name).
-    #[arg(long, value_name = "HOST", hide = true)]
+    /// Its host [default: 127.0.0.1].
+    #[arg(long, value_name = "HOST")]
     pub db_host: Option<String>,
-    /// Ignored (see --db-name).
-    #[arg(long, value_name = "PORT", hide = true)]
+    /// Its port [default: 3306].
+    #[arg(long, value_name = "PORT")]
     pub db_port: Option<String>,
 }
 

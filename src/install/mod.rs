@@ -224,8 +224,17 @@ fn note_legacy_flags(a: &InstallArgs, config: &Path, out: &mut dyn Write) -> any
     {
         writeln!(
             out,
-            "warning: --db-* are ignored: the original's web-app database bridge is not built in; to update a \
-             database when a job ends, set `notify.command` to a program that reads the event (JSON on stdin)"
+            "note: --db-* write the `db:` section: every submission and end is written to the web \
+             application's `jobs` table, as the original did{}",
+            if db_pass_given(a) {
+                format!(
+                    "; --db-pass is written into its own file, {}, mode 0600, owned by the service user, and \
+                     the config names it (`db.pass_file`), never into the config itself",
+                    db_pass_file(config).display()
+                )
+            } else {
+                String::new()
+            }
         )?;
     }
     if a.mail.smtp_pass.is_some() {
@@ -247,6 +256,53 @@ fn note_legacy_flags(a: &InstallArgs, config: &Path, out: &mut dyn Write) -> any
         )?;
     }
     Ok(())
+}
+
+/// `--db-pass` with a password (an empty one writes nothing).
+fn db_pass_given(a: &InstallArgs) -> bool {
+    a.legacy.db_pass.as_deref().is_some_and(|p| !p.is_empty())
+}
+
+/// Where `--db-pass` is written: beside the config, named after it (`config.db.pass`).
+fn db_pass_file(config: &Path) -> PathBuf {
+    config.with_extension("db.pass")
+}
+
+/// The `db:` section the original's --db-* flags give (none without them), as its installer writes it.
+fn db_lines(a: &InstallArgs, pass_file: &Path) -> String {
+    use crate::config::keys;
+    let l = &a.legacy;
+    if [&l.db_name, &l.db_user, &l.db_pass, &l.db_host, &l.db_port]
+        .iter()
+        .all(|f| f.is_none())
+    {
+        return String::new();
+    }
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let mut y = String::from("\ndb:\n");
+    let mut put = |k: &keys::Key, v: String| y += &format!("  {}: {v}\n", k.leaf());
+    if let Some(h) = &l.db_host {
+        put(&keys::DB_HOST, q(h));
+    }
+    if let Some(p) = &l.db_port {
+        // As text when it is not a number: the config check then names the key.
+        put(
+            &keys::DB_PORT,
+            p.trim()
+                .parse::<u16>()
+                .map_or_else(|_| q(p), |n| n.to_string()),
+        );
+    }
+    if let Some(n) = &l.db_name {
+        put(&keys::DB_NAME, q(n));
+    }
+    if let Some(u) = &l.db_user {
+        put(&keys::DB_USER, q(u));
+    }
+    if db_pass_given(a) {
+        put(&keys::DB_PASS_FILE, q(&pass_file.to_string_lossy()));
+    }
+    y
 }
 
 /// `--smtp-pass` with a password (an empty one writes nothing).
@@ -516,6 +572,7 @@ fn config_text(
             .unwrap_or(text.len());
         text.insert_str(at, &mail);
     }
+    text += &db_lines(a, &db_pass_file(&layout.config));
     let root_check = match a.destdir {
         Some(_) => crate::config::RootCheck::Staged,
         None => crate::config::RootCheck::MustExist,
@@ -689,8 +746,20 @@ fn plan_install(
                 format!("{p}\n").into_bytes(),
             )
         });
+    let db_pass = a
+        .legacy
+        .db_pass
+        .as_deref()
+        .filter(|_| db_pass_given(a))
+        .map(|p| {
+            (
+                db_pass_file(&c.layout.config),
+                format!("{p}\n").into_bytes(),
+            )
+        });
     let contents = plan::Contents {
         smtp_pass,
+        db_pass,
         binary,
         config: c.config_text.clone(),
         unit,
@@ -980,6 +1049,7 @@ fn purged(layout: &Layout) -> Vec<(PathBuf, Removal)> {
     vec![
         (layout.config.clone(), Removal::File),
         (smtp_pass_file(&layout.config), Removal::File),
+        (db_pass_file(&layout.config), Removal::File),
         (
             layout.config.parent().unwrap_or(Path::new("/")).into(),
             Removal::EmptyDir,

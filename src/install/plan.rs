@@ -89,6 +89,8 @@ pub(super) struct Contents {
     pub(super) drop_in: Option<String>,
     /// `--smtp-pass`: the file and its content (the service user's alone; never shown in a diff).
     pub(super) smtp_pass: Option<(PathBuf, Vec<u8>)>,
+    /// `--db-pass`: the same for the web-app database's password.
+    pub(super) db_pass: Option<(PathBuf, Vec<u8>)>,
 }
 
 /// The entries of one install, in the order they are put in place (a directory before its files).
@@ -128,7 +130,7 @@ pub(super) fn entries(layout: &Layout, install_root: &Path, contents: Contents) 
             FilePolicy::Replace,
         ),
     ];
-    if let Some((path, secret)) = contents.smtp_pass {
+    for (path, secret) in contents.smtp_pass.into_iter().chain(contents.db_pass) {
         // After the config directory; `Replace` shows no diff, so the password is never printed.
         entries.push(Entry {
             path,

@@ -680,14 +680,18 @@ fn the_originals_install_command_lines_run_as_a_dry_run() {
         if args.len() > readme_line.len() {
             for want in [
                 "--python-bin is ignored",
-                "--db-* are ignored",
+                "--db-* write the `db:` section",
+                "config.db.pass, mode 0600",
                 "--smtp-pass is written into its own file",
                 "config.smtp.pass (0600",
                 "--smtp-setup",
             ] {
                 assert!(text.contains(want), "{want} missing:\n{text}");
             }
-            assert!(!text.contains("hunter2"), "{text}");
+            assert!(
+                !text.contains("hunter2") && !text.contains("hmapp_pass"),
+                "{text}"
+            );
         }
     }
 }
@@ -707,6 +711,7 @@ fn install_smtp_pass_writes_a_private_password_file_the_config_names() {
         .args(["--smtp-host", "smtp.example.org", "--smtp-user", "dw"])
         .args(["--smtp-pass", "hunter2", "--destdir"])
         .arg(&stage)
+        .args(["--db-host", "db.example.org", "--db-pass", "app-pw"])
         .output()
         .unwrap();
     let text = format!(
@@ -726,6 +731,21 @@ fn install_smtp_pass_writes_a_private_password_file_the_config_names() {
         "{config}"
     );
     assert!(!config.contains("hunter2"), "{config}");
+    // The original's --db-* flags: its `db:` section, the password in a file of its own.
+    assert!(
+        config.contains(
+            "\ndb:\n  host: \"db.example.org\"\n  pass_file: \"/etc/dirwatcher/config.db.pass\"\n"
+        ),
+        "{config}"
+    );
+    assert!(
+        !config.contains("app-pw") && !text.contains("app-pw"),
+        "{config}"
+    );
+    let db_pass = stage.join("etc/dirwatcher/config.db.pass");
+    assert_eq!(std::fs::read_to_string(&db_pass).unwrap(), "app-pw\n");
+    let mode = std::fs::metadata(&db_pass).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o600, "{mode:o}");
 }
 
 #[test]
