@@ -602,12 +602,21 @@ fn connection_problem(e: &(dyn std::error::Error + 'static), timeout: Duration) 
 }
 
 fn tls_problem(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
     match e {
-        rustls::Error::InvalidCertificate(why) => format!(
-            "TLS: its certificate is not accepted ({why:?}): a certificate of a CA this machine does \
-             not trust needs that CA in the system's store, or named by `SSL_CERT_FILE` in the \
-             service's environment"
-        ),
+        rustls::Error::InvalidCertificate(C::UnknownIssuer) => {
+            "TLS: its certificate is not signed \
+            by a CA this machine trusts: add that CA to the system's store, or name a CA file with \
+            `SSL_CERT_FILE` in the service's environment"
+                .into()
+        }
+        rustls::Error::InvalidCertificate(
+            C::NotValidForName | C::NotValidForNameContext { .. },
+        ) => "TLS: its certificate is for another name: configure the name the certificate carries"
+            .into(),
+        rustls::Error::InvalidCertificate(why) => {
+            format!("TLS: its certificate is not accepted ({why:?})")
+        }
         other => format!("TLS failed: {other}"),
     }
 }
