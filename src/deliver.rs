@@ -2,15 +2,16 @@
 //! POSTs to webhooks, and the event hook (a configured program with the event document on stdin); and
 //! reading the recipient a directory names in its `.dirwatch_meta.json`.
 //!
-//! SMTP and HTTP(S) go through `curl` (a child process, like every other tool we call): it speaks STARTTLS,
-//! implicit TLS and AUTH with the system's CA store, and keeps a TLS stack out of this binary. Its whole
-//! request — URL, credentials, token, body — is handed over as a config on stdin (`curl -K -`), never on
-//! the command line, which every user can read in `/proc`.
+//! SMTP goes through lettre (implicit TLS, required STARTTLS, AUTH, a message built to the RFCs), webhooks
+//! through ureq: both in this process, with rustls (the *ring* provider) checking certificates against the
+//! system's CA store as rustls-native-certs finds it (`SSL_CERT_FILE` and `SSL_CERT_DIR` name a site's
+//! own CA). Secrets stay in memory: no child process, no argument, no file carries them.
 //!
-//! Owns: the argument vectors and curl configs of the channels, the transport choice, the safe read of the
-//! meta file. Must never: put a secret in an argument, a log line or an error; follow a symlink to the meta
-//! file or read more than [`META_LIMIT`] of it; wait longer than `notify.timeout_sec` for one delivery;
-//! decide retries (that is `engine::notice`).
+//! Owns: the transport choice, the SMTP message and session, the webhook request, the wording of their
+//! failures, the safe read of the meta file. Must never: put a secret (password, token) or a webhook's
+//! path or query in a log line or an error; follow a symlink to the meta file or read more than
+//! [`META_LIMIT`] of it; wait much longer than `notify.timeout_sec` for one delivery; decide retries (that
+//! is `engine::notice`).
 
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
@@ -33,7 +34,7 @@ pub const META_LIMIT: u64 = 64 * 1024;
 pub enum EmailTransport {
     /// `sendmail -t -oi` (this program).
     Sendmail(PathBuf),
-    /// SMTP through curl.
+    /// SMTP (lettre).
     Smtp(SmtpConfig),
     /// Nothing to send mail with: e-mail notices are not queued.
     #[default]
@@ -182,7 +183,9 @@ pub fn read_owner(root: &Path, dir: &std::ffi::OsStr) -> Result<Option<String>, 
     }
 }
 
-/// Why one delivery failed (never carries a secret).
+/// Why one delivery failed. Never carries a secret (password, token) or a webhook's path or query (Slack's
+/// and others' URLs are the secret): the texts are ours, with the server's own reply where it says why,
+/// and [`scrub`]bed of the secrets besides.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
     /// The stored event is not a document of this version.
@@ -194,16 +197,22 @@ pub enum DeliveryError {
     /// The command hook is queued but `notify.command` is empty (a reload removed it).
     #[error("`notify.command` is not set (any more)")]
     NoCommand,
-    /// The scratch file for the message could not be written.
-    #[error("cannot write the message file `{path}`: {error}")]
-    Scratch {
-        /// The file.
-        path: PathBuf,
-        /// Cause.
-        error: String,
+    /// The message cannot be written (an address the mail library does not take, though ours did).
+    #[error("cannot write the message: {0}")]
+    Message(String),
+    /// The SMTP server could not be reached, or refused TLS, the login or the message.
+    #[error("SMTP server `{server}`: {problem}")]
+    Smtp {
+        /// `host:port`.
+        server: String,
+        /// What happened, in words, with the server's reply when it gave one.
+        problem: String,
     },
-    /// The tool or hook failed (exit status and its stderr, which curl keeps free of URLs' paths and
-    /// credentials).
+    /// The webhook's server could not be reached, failed TLS, or answered HTTP ≥ 400 (the log line and
+    /// `status` name the server already).
+    #[error("{0}")]
+    Webhook(String),
+    /// sendmail or the hook failed (exit status and its stderr).
     #[error(transparent)]
     Process(#[from] ProcessError),
     /// The web application's database refused or could not be reached (`db:`).
@@ -214,20 +223,30 @@ pub enum DeliveryError {
     NoDatabase,
 }
 
-/// What a delivery needs besides the notice: the config, the e-mail transport, and a private folder for
-/// the message file of an SMTP delivery.
+/// What a delivery needs besides the notice: the config and the e-mail transport in force, and the HTTP
+/// client of the batch's webhooks (made at the first webhook).
 #[derive(Debug)]
 pub struct Courier<'a> {
     /// `notify:` in force.
-    pub cfg: &'a NotifyConfig,
+    cfg: &'a NotifyConfig,
     /// E-mail transport in force.
-    pub email: &'a EmailTransport,
-    /// Where the message file of an SMTP delivery is written (the state file's folder).
-    pub scratch: &'a Path,
+    email: &'a EmailTransport,
+    /// One client per batch: it reads the CA store once and keeps a connection open between posts to one
+    /// server.
+    http: std::cell::OnceCell<ureq::Agent>,
 }
 
-impl Courier<'_> {
-    /// Delivers one notice, within `notify.timeout_sec`.
+impl<'a> Courier<'a> {
+    /// A courier for one batch.
+    pub fn new(cfg: &'a NotifyConfig, email: &'a EmailTransport) -> Courier<'a> {
+        Courier {
+            cfg,
+            email,
+            http: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// Delivers one notice, within `notify.timeout_sec` (a second more at most).
     pub fn deliver(&self, n: &Notice) -> Result<(), DeliveryError> {
         let event: Event =
             serde_json::from_str(&n.payload).map_err(|e| DeliveryError::BadEvent(e.to_string()))?;
@@ -236,15 +255,9 @@ impl Courier<'_> {
             Channel::Email => self.email(n, &event, timeout),
             Channel::Webhook => {
                 let body = notice::webhook_body(&event, self.cfg.webhook_format, &n.delivery_id);
-                let conf = webhook_curl_config(
-                    &n.target,
-                    &body,
-                    self.cfg.webhook_token.as_ref().map(|t| t.expose()),
-                    timeout,
-                    &n.delivery_id,
-                );
-                process::run_with_input(&curl(), conf.as_bytes(), timeout + GRACE)?;
-                Ok(())
+                let agent = self.http.get_or_init(|| http_agent(timeout));
+                let token = self.cfg.webhook_token.as_ref().map(|t| t.expose());
+                post_webhook(agent, &n.target, &body, token, &n.delivery_id, timeout)
             }
             Channel::Database => {
                 let db = self.cfg.db.as_ref().ok_or(DeliveryError::NoDatabase)?;
@@ -274,16 +287,15 @@ impl Courier<'_> {
         // The same Message-ID for every attempt of this notice: a receiver that got it twice can tell.
         let domain = from.rsplit('@').next().unwrap_or("localhost");
         let message_id = format!("<{}@{domain}>", n.delivery_id);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let date = notice::rfc5322_date(now);
-        let message = notice::email_message(event, &from, &n.target, &date, &message_id);
-        let rcpt = notice::mailbox(&n.target).map_or(n.target.as_str(), |(_, a)| a);
-        let rcpts = [rcpt];
+        let now = std::time::SystemTime::now();
         match self.email {
             EmailTransport::None => Err(DeliveryError::NoTransport),
             EmailTransport::Sendmail(p) => {
+                let secs = now
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                let date = notice::rfc5322_date(secs);
+                let message = notice::email_message(event, &from, &n.target, &date, &message_id);
                 // sendmail wants local line ends; `-t` takes the recipients from the headers, `-oi`
                 // keeps a line with a single dot from ending the message.
                 let local = message.replace("\r\n", "\n");
@@ -292,127 +304,347 @@ impl Courier<'_> {
                 Ok(())
             }
             EmailTransport::Smtp(s) => {
-                let file =
-                    self.scratch
-                        .join(format!(".dirwatcher-mail-{}-{}", std::process::id(), n.id));
-                write_private(&file, message.as_bytes()).map_err(|e| DeliveryError::Scratch {
-                    path: file.clone(),
-                    error: e.to_string(),
-                })?;
-                let conf = smtp_curl_config(s, &from, &rcpts, &file, timeout);
-                let r = process::run_with_input(&curl(), conf.as_bytes(), timeout + GRACE);
-                let _ = std::fs::remove_file(&file);
-                r?;
-                Ok(())
+                let message = smtp_message(event, &from, &n.target, now, &message_id)?;
+                send_smtp(s, &message, timeout)
             }
         }
     }
 }
 
-/// curl enforces `--max-time` itself; our bound is a little longer so its own message wins.
-const GRACE: Duration = Duration::from_secs(2);
+/// `Auto-Submitted: auto-generated` (RFC 3834): vacation responders and list servers do not answer it.
+#[derive(Clone)]
+struct AutoSubmitted;
 
-fn curl() -> Invocation {
-    // Everything else comes in the config on stdin.
-    Invocation::new("curl").arg("--disable").arg("-K").arg("-")
-}
-
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let _ = std::fs::remove_file(path);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
-    f.write_all(data)
-}
-
-/// A value of a curl config line: in double quotes, with `\` and `"` escaped and line ends written as
-/// escapes (curl(1), `-K`: "\\, \", \t, \n, \r and \v").
-fn cq(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '\\' => out += "\\\\",
-            '"' => out += "\\\"",
-            '\n' => out += "\\n",
-            '\r' => out += "\\r",
-            '\t' => out += "\\t",
-            c => out.push(c),
-        }
+impl lettre::message::header::Header for AutoSubmitted {
+    fn name() -> lettre::message::header::HeaderName {
+        lettre::message::header::HeaderName::new_from_ascii_str("Auto-Submitted")
     }
-    out.push('"');
-    out
+
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AutoSubmitted)
+    }
+
+    fn display(&self) -> lettre::message::header::HeaderValue {
+        lettre::message::header::HeaderValue::new(Self::name(), "auto-generated".into())
+    }
 }
 
-/// The curl config of an SMTP delivery: implicit TLS on port 465, required STARTTLS on any other port
-/// with `smtp_use_tls`, plain SMTP without; AUTH when a user is set.
-pub fn smtp_curl_config(
-    s: &SmtpConfig,
+/// The message an SMTP delivery sends: what [`notice::email_message`] writes for sendmail (From, To with
+/// its name, Subject, Date, our Message-ID, Auto-Submitted, the UTF-8 text), encoded by lettre, which
+/// folds long headers and picks a transfer encoding a relay accepts (7bit, 8bit, or quoted-printable for
+/// a line longer than SMTP allows).
+pub fn smtp_message(
+    e: &Event,
     from: &str,
-    rcpts: &[&str],
-    message: &Path,
-    timeout: Duration,
-) -> String {
-    let scheme = if s.tls && s.port == 465 {
-        "smtps"
-    } else {
-        "smtp"
+    to: &str,
+    date: std::time::SystemTime,
+    message_id: &str,
+) -> Result<lettre::Message, DeliveryError> {
+    use lettre::message::{Body, Mailbox, SinglePart, header};
+    let bad = |a: &str, e: lettre::address::AddressError| {
+        DeliveryError::Message(format!("`{a}` is not an address lettre takes: {e}"))
     };
-    let mut c = String::new();
-    c += "silent\nshow-error\n";
-    c += &format!("max-time = {}\n", timeout.as_secs().max(1));
-    c += &format!(
-        "url = {}\n",
-        cq(&format!("{scheme}://{}:{}", s.host, s.port))
+    let from: Mailbox = from.parse().map_err(|e| bad(from, e))?;
+    let (name, addr) = notice::mailbox(to).unwrap_or((None, to));
+    let to = Mailbox::new(
+        name.map(str::to_string),
+        addr.parse().map_err(|e| bad(to, e))?,
     );
-    if s.tls && s.port != 465 {
-        c += "ssl-reqd\n";
-    }
-    c += &format!("mail-from = {}\n", cq(from));
-    for r in rcpts {
-        c += &format!("mail-rcpt = {}\n", cq(r));
-    }
-    c += &format!("upload-file = {}\n", cq(&message.to_string_lossy()));
-    if let Some(user) = &s.user {
-        let pass = s.pass.as_ref().map(|p| p.expose()).unwrap_or_default();
-        c += &format!("user = {}\n", cq(&format!("{user}:{pass}")));
-    }
-    c
+    // SMTP's line ends, as for sendmail's message; no bare CR is left to end a line early.
+    let text: String = notice::email_body(e)
+        .lines()
+        .flat_map(|l| [l.replace('\r', "?"), "\r\n".into()])
+        .collect();
+    // 7bit or 8bit when every line fits SMTP's limit of 998 octets (lettre would encode any line past 76,
+    // making the text unreadable as it is stored or grepped); else lettre's quoted-printable or base64.
+    let body = if text.split("\r\n").all(|l| l.len() <= 998) {
+        let cte = if text.is_ascii() {
+            header::ContentTransferEncoding::SevenBit
+        } else {
+            header::ContentTransferEncoding::EightBit
+        };
+        Body::dangerous_pre_encoded(text.into_bytes(), cte)
+    } else {
+        Body::new(text)
+    };
+    lettre::Message::builder()
+        .from(from)
+        .to(to)
+        .subject(notice::summary(e))
+        .date(date)
+        .message_id(Some(message_id.to_string()))
+        .header(AutoSubmitted)
+        .singlepart(
+            SinglePart::builder()
+                .header(header::ContentType::TEXT_PLAIN)
+                .body(body),
+        )
+        .map_err(|e| DeliveryError::Message(e.to_string()))
 }
 
-/// The curl config of a webhook POST: JSON body, bearer token when configured, failure on HTTP ≥ 400.
-pub fn webhook_curl_config(
+/// Sends one message over SMTP: implicit TLS on port 465, required STARTTLS on any other port with
+/// `smtp_use_tls` (no credentials or mail before it), plain SMTP without; certificates always checked
+/// against the system's CA store (`SSL_CERT_FILE`/`SSL_CERT_DIR` name a site's own); AUTH PLAIN or LOGIN
+/// when a user and a password are set. Every read and write is bounded by `timeout`.
+fn send_smtp(
+    s: &SmtpConfig,
+    message: &lettre::Message,
+    timeout: Duration,
+) -> Result<(), DeliveryError> {
+    use lettre::Transport;
+    use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+    use lettre::transport::smtp::client::{Tls, TlsParameters};
+    let pass = s.pass.as_ref().map(|p| p.expose()).unwrap_or_default();
+    let user = s.user.as_deref().unwrap_or_default();
+    let secrets = smtp_secrets(user, pass);
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let fail = |problem: String| DeliveryError::Smtp {
+        server: format!("{}:{}", s.host, s.port),
+        problem: scrub(problem, &secrets),
+    };
+    let tls = || TlsParameters::new(s.host.clone()).map_err(|e| fail(smtp_problem(&e, timeout)));
+    let mode = match (s.tls, s.port) {
+        (false, _) => Tls::None,
+        (true, 465) => Tls::Wrapper(tls()?),
+        (true, _) => Tls::Required(tls()?),
+    };
+    // "Dangerous" only in that it starts without TLS: the mode above decides.
+    let mut b = lettre::SmtpTransport::builder_dangerous(s.host.as_str())
+        .port(s.port)
+        .tls(mode)
+        .timeout(Some(timeout))
+        .hello_name(hello_name());
+    if let (Some(user), Some(pass)) = (&s.user, &s.pass) {
+        b = b
+            .credentials(Credentials::new(user.clone(), pass.expose().to_string()))
+            .authentication(vec![Mechanism::Plain, Mechanism::Login]);
+    }
+    b.build()
+        .send(message)
+        .map(drop)
+        .map_err(|e| fail(smtp_problem(&e, timeout)))
+}
+
+/// The password as it may come back in a server's reply: itself, and in the forms AUTH PLAIN and LOGIN
+/// send it.
+fn smtp_secrets(user: &str, pass: &str) -> Vec<String> {
+    if pass.is_empty() {
+        return Vec::new();
+    }
+    vec![
+        pass.to_string(),
+        notice::base64(format!("\0{user}\0{pass}").as_bytes()),
+        notice::base64(pass.as_bytes()),
+    ]
+}
+
+/// The EHLO name: this machine's name, as curl and sendmail say it (RFC 5321 wants a name a relay can
+/// look up; `[127.0.0.1]` when it has none that is a domain).
+fn hello_name() -> lettre::transport::smtp::extension::ClientId {
+    use lettre::transport::smtp::extension::ClientId;
+    match host_name() {
+        Some(h)
+            if h.split('.').all(|l| {
+                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            }) =>
+        {
+            ClientId::Domain(h)
+        }
+        _ => ClientId::default(),
+    }
+}
+
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+}
+
+/// An SMTP failure in words: the server's reply when it refused (with what to check for a refused
+/// login), else what became of the connection.
+fn smtp_problem(e: &lettre::transport::smtp::Error, timeout: Duration) -> String {
+    use std::error::Error;
+    if let Some(code) = e.status() {
+        let reply = e.source().map(|s| s.to_string()).unwrap_or_default();
+        let next = match code.to_string().as_str() {
+            "535" | "534" => "; check `behavior.smtp_user` and its password",
+            "530" => "; it wants a login: set `behavior.smtp_user` and a password",
+            _ => "",
+        };
+        return format!("it refused: {code} {reply}{next}");
+    }
+    if e.is_timeout() {
+        return no_answer(timeout);
+    }
+    connection_problem(e, timeout).unwrap_or_else(|| e.to_string())
+}
+
+/// An HTTP client for one batch of webhooks: the whole of each request (connect, TLS, send, answer) within
+/// `timeout`; the system's CA store, read through rustls-native-certs so that `SSL_CERT_FILE` and
+/// `SSL_CERT_DIR` name a site's own CA as they do for OpenSSL; no redirects (a POST is not repeated
+/// elsewhere, and the token stays with the server it was written for); HTTP ≥ 400 is an error.
+fn http_agent(timeout: Duration) -> ureq::Agent {
+    use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
+    let roots: Vec<Certificate<'static>> = rustls_native_certs::load_native_certs()
+        .certs
+        .into_iter()
+        .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+        .collect();
+    let tls = TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .root_certs(RootCerts::new_with_certs(&roots))
+        .unversioned_rustls_crypto_provider(std::sync::Arc::new(ring_provider()))
+        .build();
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .max_redirects(0)
+        .http_status_as_error(true)
+        .user_agent(format!("dirwatcher/{}", env!("CARGO_PKG_VERSION")))
+        .tls_config(tls)
+        .build()
+        .into()
+}
+
+/// rustls with *ring*, as lettre uses it: aws-lc-rs (rustls' default, with post-quantum key exchange,
+/// hence the deprecation) needs cmake and more of a C toolchain to build; *ring* lacks only that.
+#[allow(deprecated)]
+fn ring_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
+/// POSTs a webhook's body: JSON, the delivery id in `X-Dirwatcher-Delivery` (a receiver that got it twice
+/// can tell), the bearer token when one is configured.
+fn post_webhook(
+    agent: &ureq::Agent,
     url: &str,
     body: &str,
     token: Option<&str>,
-    timeout: Duration,
     delivery_id: &str,
-) -> String {
-    let mut c = String::new();
-    c += "silent\nshow-error\nfail\n";
-    c += &format!("max-time = {}\n", timeout.as_secs().max(1));
-    c += &format!("url = {}\n", cq(url));
-    c += "request = \"POST\"\n";
-    c += "header = \"Content-Type: application/json\"\n";
-    c += &format!(
-        "header = {}\n",
-        cq(&format!(
-            "User-Agent: dirwatcher/{}",
-            env!("CARGO_PKG_VERSION")
-        ))
-    );
-    c += &format!(
-        "header = {}\n",
-        cq(&format!("X-Dirwatcher-Delivery: {delivery_id}"))
-    );
+    timeout: Duration,
+) -> Result<(), DeliveryError> {
+    let mut req = agent
+        .post(url)
+        .header("Content-Type", "application/json")
+        .header("X-Dirwatcher-Delivery", delivery_id);
     if let Some(t) = token {
-        c += &format!("header = {}\n", cq(&format!("Authorization: Bearer {t}")));
+        req = req.header("Authorization", format!("Bearer {t}"));
     }
-    c += &format!("data-binary = {}\n", cq(body));
-    c
+    match req.send(body) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(DeliveryError::Webhook(scrub(
+            http_problem(&e, timeout),
+            &webhook_secrets(url, token),
+        ))),
+    }
+}
+
+/// What of a webhook never shows: the token, the URL, its user info, path and query.
+fn webhook_secrets<'u>(url: &'u str, token: Option<&'u str>) -> Vec<&'u str> {
+    let after_scheme = url.split_once("://").map_or(url, |(_, r)| r);
+    let (authority, rest) = after_scheme.split_at(
+        after_scheme
+            .find(['/', '?', '#'])
+            .unwrap_or(after_scheme.len()),
+    );
+    let mut v = vec![url];
+    // A bare `/` is no secret, and hiding it would garble every text.
+    if rest.len() > 1 {
+        v.push(rest);
+    }
+    v.extend(authority.rsplit_once('@').map(|(userinfo, _)| userinfo));
+    v.extend(token);
+    v
+}
+
+/// A webhook failure in words.
+fn http_problem(e: &ureq::Error, timeout: Duration) -> String {
+    use ureq::Error as E;
+    match e {
+        E::StatusCode(c) => {
+            let reason = ureq::http::StatusCode::from_u16(*c)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            format!("the server answered HTTP {c}{reason}")
+        }
+        E::Timeout(_) => no_answer(timeout),
+        E::HostNotFound => "its host name does not resolve".into(),
+        E::BadUri(_) | E::Http(_) => "the URL or a header is not valid".into(),
+        E::ConnectionFailed => "cannot connect to it".into(),
+        E::Rustls(r) => tls_problem(r),
+        E::Io(io) => connection_problem(io, timeout).unwrap_or_else(|| io.to_string()),
+        other => connection_problem(other, timeout).unwrap_or_else(|| other.to_string()),
+    }
+}
+
+/// A failure below the protocol — refused, unreachable, timed out, TLS — found anywhere in the chain of
+/// causes (the libraries wrap the I/O and TLS errors their own ways).
+fn connection_problem(e: &(dyn std::error::Error + 'static), timeout: Duration) -> Option<String> {
+    use std::io::ErrorKind;
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(r) = c.downcast_ref::<rustls::Error>() {
+            return Some(tls_problem(r));
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if let Some(r) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                return Some(tls_problem(r));
+            }
+            return Some(match io.kind() {
+                ErrorKind::ConnectionRefused => {
+                    "connection refused: nothing listens there (is the server up, is the port right?)"
+                        .into()
+                }
+                ErrorKind::TimedOut | ErrorKind::WouldBlock => no_answer(timeout),
+                ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable => {
+                    format!("cannot reach it: {io}")
+                }
+                ErrorKind::ConnectionReset | ErrorKind::UnexpectedEof => {
+                    "it closed the connection".into()
+                }
+                _ => io.to_string(),
+            });
+        }
+        cur = c.source();
+    }
+    None
+}
+
+fn tls_problem(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer) => {
+            "TLS: its certificate is not signed \
+            by a CA this machine trusts: add that CA to the system's store, or name a CA file with \
+            `SSL_CERT_FILE` in the service's environment"
+                .into()
+        }
+        rustls::Error::InvalidCertificate(
+            C::NotValidForName | C::NotValidForNameContext { .. },
+        ) => "TLS: its certificate is for another name: configure the name the certificate carries"
+            .into(),
+        rustls::Error::InvalidCertificate(why) => {
+            format!("TLS: its certificate is not accepted ({why:?})")
+        }
+        other => format!("TLS failed: {other}"),
+    }
+}
+
+fn no_answer(timeout: Duration) -> String {
+    format!(
+        "no answer within {} (`notify.timeout_sec`)",
+        humantime::format_duration(timeout)
+    )
+}
+
+/// `text` with every secret in it replaced by `<secret>`.
+fn scrub(text: String, secrets: &[&str]) -> String {
+    secrets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .fold(text, |t, s| t.replace(s, "<secret>"))
 }
 
 /// A notice's target as logs may show it: the recipients, the webhook's scheme and host (its path and
@@ -438,67 +670,316 @@ pub fn url_origin(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
 
-    #[test]
-    fn curl_config_values_cannot_break_out_of_their_line() {
-        assert_eq!(cq("a\"b\\c\nd"), "\"a\\\"b\\\\c\\nd\"");
-        let c = webhook_curl_config(
-            "https://h/x",
-            "{\"a\":\"\\n\"}",
-            Some("tok"),
-            Duration::from_secs(5),
-            "ab-1",
-        );
-        assert_eq!(
-            c.lines().filter(|l| l.starts_with("data-binary")).count(),
-            1
-        );
-        assert!(
-            c.contains("header = \"Authorization: Bearer tok\"\n"),
-            "{c}"
-        );
-        assert!(c.contains("fail\n"));
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Instant;
+
+    fn event(dir: &str) -> Event {
+        serde_json::from_value(serde_json::json!({
+            "schema": notice::SCHEMA, "event": "failed", "time": "2027-01-15T08:00:00Z",
+            "dir": dir, "job_id": "1234", "job_name": "dirwatch-case1", "state": "FAILED",
+            "exit_code": "3:0", "reason": "NonZeroExitCode", "nodes": "node1", "elapsed_sec": 75,
+            "output": format!("{dir}/slurm-1234.out"), "attempt": 1,
+        }))
+        .unwrap()
+    }
+
+    fn formatted(m: &lettre::Message) -> String {
+        String::from_utf8(m.formatted()).unwrap()
     }
 
     #[test]
-    fn smtp_uses_implicit_tls_on_465_and_requires_starttls_elsewhere() {
-        let s = SmtpConfig {
-            host: "mail.example.org".into(),
-            port: 587,
-            user: Some("dw".into()),
-            pass: None,
-            tls: true,
-        };
-        let c = smtp_curl_config(&s, "a@b", &["c@d"], Path::new("/x"), Duration::from_secs(3));
+    fn an_smtp_message_has_the_headers_sendmail_s_has_and_the_text_as_written() {
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(951_782_400);
+        let dir = "/data/incoming/case1";
+        let m = smtp_message(
+            &event(dir),
+            "dw@example.org",
+            "Ops Team <ops@example.org>",
+            at,
+            "<d-1@example.org>",
+        )
+        .unwrap();
+        let text = formatted(&m);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        for want in [
+            "From: dw@example.org\r\n",
+            "To: \"Ops Team\" <ops@example.org>\r\n",
+            "Subject: [dirwatcher] FAILED: /data/incoming/case1 (job 1234, exit code 3:0)\r\n",
+            "Date: Tue, 29 Feb 2000 00:00:00 +0000\r\n",
+            "Message-ID: <d-1@example.org>\r\n",
+            "Auto-Submitted: auto-generated\r\n",
+            "MIME-Version: 1.0\r\n",
+            "Content-Type: text/plain; charset=utf-8\r\n",
+            "Content-Transfer-Encoding: 7bit\r\n",
+        ] {
+            assert!(
+                format!("{head}\r\n").contains(want),
+                "{want:?} missing:\n{head}"
+            );
+        }
+        assert_eq!(
+            body.replace("\r\n", "\n").trim_end(),
+            notice::email_body(&event(dir)).trim_end(),
+            "the text is sent as written"
+        );
+        let env = m.envelope();
+        assert_eq!(env.from().unwrap().to_string(), "dw@example.org");
+        assert_eq!(
+            env.to().iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["ops@example.org"],
+            "only the named recipient gets it"
+        );
+    }
+
+    #[test]
+    fn a_non_ascii_message_goes_as_8bit_text_and_a_line_too_long_for_smtp_is_encoded() {
+        let dir = "/data/Ergebnisse/Größe-ü";
+        let m = smtp_message(
+            &event(dir),
+            "dw@example.org",
+            "Jürgen <j@example.org>",
+            std::time::SystemTime::now(),
+            "<x@example.org>",
+        )
+        .unwrap();
+        let text = formatted(&m);
         assert!(
-            c.contains("url = \"smtp://mail.example.org:587\"") && c.contains("ssl-reqd"),
-            "{c}"
+            text.contains("Content-Transfer-Encoding: 8bit\r\n"),
+            "{text}"
         );
-        let c = smtp_curl_config(
-            &SmtpConfig {
-                port: 465,
-                ..s.clone()
-            },
-            "a@b",
-            &["c@d"],
-            Path::new("/x"),
-            Duration::from_secs(3),
+        assert!(text.contains(dir), "the UTF-8 path as it is: {text}");
+        let (head, _) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.is_ascii(), "headers are RFC 2047 encoded: {head}");
+        let long = format!("/data/{}", "x".repeat(1200));
+        let text = formatted(
+            &smtp_message(
+                &event(&long),
+                "dw@example.org",
+                "a@example.org",
+                std::time::SystemTime::now(),
+                "<x@example.org>",
+            )
+            .unwrap(),
         );
-        assert!(c.contains("smtps://") && !c.contains("ssl-reqd"), "{c}");
-        let plain = SmtpConfig {
-            tls: false,
-            ..s.clone()
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            body.lines().all(|l| l.len() <= 998),
+            "no line of the text longer than SMTP allows"
+        );
+        assert!(
+            head.contains("Content-Transfer-Encoding: quoted-printable")
+                || head.contains("Content-Transfer-Encoding: base64"),
+            "{head}"
+        );
+    }
+
+    #[test]
+    fn a_newline_in_a_directory_name_cannot_forge_an_smtp_header() {
+        let m = smtp_message(
+            &event("/data/x\r\nBcc: victim@example.org"),
+            "dw@example.org",
+            "a@example.org",
+            std::time::SystemTime::now(),
+            "<x@example.org>",
+        )
+        .unwrap();
+        let text = formatted(&m);
+        let (head, _) = text.split_once("\r\n\r\n").unwrap();
+        assert!(!head.lines().any(|l| l.starts_with("Bcc")), "{head}");
+    }
+
+    #[test]
+    fn secrets_and_a_webhooks_path_are_scrubbed_from_any_text() {
+        let url = "https://hooks.example.org/services/T0/B0/s3cr3t?x=1";
+        let secrets = webhook_secrets(url, Some("t0ken"));
+        let t = scrub(
+            format!("failed: {url} (path /services/T0/B0/s3cr3t?x=1, Bearer t0ken)"),
+            &secrets,
+        );
+        assert_eq!(t, "failed: <secret> (path <secret>, Bearer <secret>)");
+        let secrets = webhook_secrets("http://u:pw@127.0.0.1:8080/", None);
+        assert_eq!(scrub("u:pw rejected".into(), &secrets), "<secret> rejected");
+        let secrets = smtp_secrets("dw", "hunter2");
+        let plain = notice::base64(b"\0dw\0hunter2");
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        assert_eq!(
+            scrub(format!("535 no: hunter2 {plain}"), &secrets),
+            "535 no: <secret> <secret>"
+        );
+        assert_eq!(
+            format!("{:?}", crate::config::Secret::new("hunter2")),
+            "<secret>"
+        );
+    }
+
+    /// A server on 127.0.0.1 that runs `session` on its first connection.
+    fn server(session: impl FnOnce(TcpStream) + Send + 'static) -> u16 {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            if let Ok((s, _)) = l.accept() {
+                session(s);
+            }
+        });
+        port
+    }
+
+    fn closed_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    fn post(url: &str, timeout: Duration) -> Result<(), DeliveryError> {
+        post_webhook(
+            &http_agent(timeout),
+            url,
+            "{}",
+            Some("t0ken"),
+            "d-1",
+            timeout,
+        )
+    }
+
+    fn smtp(port: u16, tls: bool, timeout: Duration) -> Result<(), DeliveryError> {
+        let s = SmtpConfig {
+            host: "127.0.0.1".into(),
+            port,
+            user: Some("dw".into()),
+            pass: Some(crate::config::Secret::new("hunter2")),
+            tls,
         };
-        let c = smtp_curl_config(
-            &plain,
-            "a@b",
-            &["c@d"],
-            Path::new("/x"),
-            Duration::from_secs(3),
+        let m = smtp_message(
+            &event("/d"),
+            "dw@example.org",
+            "a@example.org",
+            std::time::SystemTime::now(),
+            "<x@example.org>",
+        )
+        .unwrap();
+        send_smtp(&s, &m, timeout)
+    }
+
+    #[test]
+    fn a_webhook_error_says_what_happened_without_the_path_or_the_token() {
+        let port = server(|s| {
+            let mut w = s.try_clone().unwrap();
+            let mut r = BufReader::new(s);
+            let mut l = String::new();
+            while r.read_line(&mut l).is_ok_and(|n| n > 2) {
+                l.clear();
+            }
+            let _ = w.write_all(
+                b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        });
+        let url = format!("http://127.0.0.1:{port}/hooks/secret-path?k=v");
+        let e = post(&url, Duration::from_secs(5)).unwrap_err().to_string();
+        assert_eq!(e, "the server answered HTTP 500 (Internal Server Error)");
+        let e = post(
+            &format!("http://127.0.0.1:{}/hooks/secret-path", closed_port()),
+            Duration::from_secs(5),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("connection refused"), "{e}");
+        for secret in ["secret-path", "t0ken", "k=v"] {
+            assert!(!e.contains(secret), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_smtp_error_carries_the_servers_reply_but_never_the_password() {
+        // A server that refuses the login and, carelessly, repeats what it got.
+        let port = server(|s| {
+            let mut w = s.try_clone().unwrap();
+            let mut r = BufReader::new(s);
+            let _ = w.write_all(b"220 test ESMTP\r\n");
+            let mut l = String::new();
+            while r.read_line(&mut l).is_ok_and(|n| n > 0) {
+                let reply = if l.starts_with("EHLO") {
+                    "250-test\r\n250 AUTH PLAIN LOGIN\r\n".to_string()
+                } else if l.starts_with("AUTH") {
+                    format!("535 5.7.8 not you: {}\r\n", l.trim())
+                } else {
+                    "221 bye\r\n".to_string()
+                };
+                let _ = w.write_all(reply.as_bytes());
+                l.clear();
+            }
+        });
+        let e =
+            crate::logging::error_chain(&smtp(port, false, Duration::from_secs(5)).unwrap_err());
+        assert!(
+            e.starts_with(&format!(
+                "SMTP server `127.0.0.1:{port}`: it refused: 535 5.7.8 not you: AUTH PLAIN <secret>"
+            )),
+            "{e}"
         );
-        assert!(c.contains("smtp://") && !c.contains("ssl-reqd"));
-        assert_eq!(format!("{:?}", Secret::new("hunter2")), "<secret>");
+        assert!(e.contains("check `behavior.smtp_user`"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = smtp(closed_port(), false, Duration::from_secs(5))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("connection refused"), "{e}");
+    }
+
+    #[test]
+    fn required_starttls_is_never_given_up_for_a_plain_login() {
+        let got_auth = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = got_auth.clone();
+        let port = server(move |s| {
+            let mut w = s.try_clone().unwrap();
+            let mut r = BufReader::new(s);
+            let _ = w.write_all(b"220 test ESMTP\r\n");
+            let mut l = String::new();
+            while r.read_line(&mut l).is_ok_and(|n| n > 0) {
+                if l.starts_with("AUTH") || l.starts_with("MAIL") {
+                    seen.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                let _ = w.write_all(b"250-test\r\n250 AUTH PLAIN\r\n");
+                l.clear();
+            }
+        });
+        let e = smtp(port, true, Duration::from_secs(5))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("STARTTLS"), "{e}");
+        assert!(
+            !got_auth.load(std::sync::atomic::Ordering::SeqCst),
+            "credentials sent in the clear"
+        );
+    }
+
+    #[test]
+    fn a_server_that_accepts_and_never_answers_holds_a_delivery_only_for_the_timeout() {
+        let timeout = Duration::from_secs(1);
+        for channel in ["smtp", "webhook"] {
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let port = server(move |s| {
+                // Hold the connection, say nothing, until the test is over.
+                let _ = rx.recv();
+                drop(s);
+            });
+            let t = Instant::now();
+            let e = match channel {
+                "smtp" => smtp(port, false, timeout),
+                _ => post(&format!("http://127.0.0.1:{port}/h"), timeout),
+            }
+            .unwrap_err()
+            .to_string();
+            let took = t.elapsed();
+            drop(tx);
+            assert!(
+                took < timeout + Duration::from_secs(1),
+                "{channel}: {took:?}"
+            );
+            assert!(e.contains("no answer within 1s"), "{channel}: {e}");
+        }
     }
 
     #[test]

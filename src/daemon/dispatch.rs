@@ -9,7 +9,6 @@
 //! the ledger (the loop does both), or hand a notice over twice while it is being delivered.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
@@ -23,7 +22,6 @@ struct Batch {
     notices: Vec<Notice>,
     cfg: NotifyConfig,
     email: EmailTransport,
-    scratch: PathBuf,
 }
 
 /// What became of one notice handed over.
@@ -115,13 +113,11 @@ impl Dispatch {
         notices: Vec<Notice>,
         cfg: &NotifyConfig,
         email: &EmailTransport,
-        scratch: PathBuf,
     ) {
         let batch = |notices| Batch {
             notices,
             cfg: cfg.clone(),
             email: email.clone(),
-            scratch: scratch.clone(),
         };
         if self.workers.is_empty() {
             self.in_flight
@@ -175,11 +171,7 @@ impl Dispatch {
 /// when the loop is gone.
 fn work(b: Batch, answer: &Sender<Answer>) -> bool {
     let mut failing: HashSet<String> = HashSet::new();
-    let courier = Courier {
-        cfg: &b.cfg,
-        email: &b.email,
-        scratch: &b.scratch,
-    };
+    let courier = Courier::new(&b.cfg, &b.email);
     for n in b.notices {
         let label = deliver::target_label(&n, &b.cfg);
         let latch_key = format!("{} {label}", n.channel.as_str());

@@ -48,16 +48,9 @@ impl Daemon {
             Ok(d) => d,
             Err(e) => return self.ledger_failed("reading the outbox", &e),
         };
-        let scratch = self
-            .cfg
-            .behavior
-            .state_file
-            .parent()
-            .unwrap_or(std::path::Path::new("/tmp"))
-            .to_path_buf();
         self.telling
             .dispatch
-            .hand_over(due, &self.cfg.notify, &self.telling.email, scratch);
+            .hand_over(due, &self.cfg.notify, &self.telling.email);
         // Inline deliveries (tests) answered already.
         self.record_deliveries();
     }
