@@ -92,8 +92,8 @@ PIDFILE=$STATE/nspawn.pid
 # cache tarball carries it in its name, so an old cache is never reused.
 CACHE_VERSION=2
 CACHE_TARBALL=$CACHE/rootfs-$SUITE-slurm-v$CACHE_VERSION.tar.zst
-# curl: the package recommends it (e-mail over SMTP and webhooks), and `dpkg -i` installs no
-# recommends; faketime: the clock-step test of tests/it, which runs here too.
+# curl: no longer needed (the daemon speaks SMTP and HTTPS itself); kept so the cached root file
+# system stays valid: drop it at the next CACHE_VERSION bump. faketime: the clock-step test of tests/it, which runs here too.
 PKGS="slurm-wlm slurmdbd mariadb-server munge python3 curl faketime"
 NPKGS=7
 # Which cgroup hierarchies nspawn uses on the host: name=systemd (v1) and the unified one on a hybrid
