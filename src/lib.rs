@@ -2,6 +2,8 @@
 //!
 //! Map of the modules (see `docs/architecture.md` for the picture). Dependencies point one way, from the
 //! loop down to the pure core (a test, `tests/it/layering.rs`, checks it):
+//! - [`app`]: one function per subcommand, the daemon's start (signal thread, demo) and the one
+//!   exit-code policy ([`app::ExitKind`]); `main` only parses, sets up logging and exits.
 //! - [`cli`]: the command line (clap); imports nothing but the table of config keys.
 //! - [`config`]: YAML → validated [`config::Config`]; [`config::keys`] is the one table of keys, defaults
 //!   and help; errors name file, line, key and fix.
@@ -37,6 +39,7 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![warn(clippy::dbg_macro, clippy::todo, clippy::unimplemented)]
 
+pub mod app;
 pub mod bridge;
 pub mod cli;
 pub mod config;

@@ -16,7 +16,6 @@ pub mod system;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use anyhow::Context;
 
@@ -65,7 +64,8 @@ pub fn root_warning() -> Option<&'static str> {
     )
 }
 
-/// A refusal before anything changed: wrong flags or a missing watch root (exit status 2).
+/// A refusal before anything changed: wrong flags or a missing watch root (exit status 2, see
+/// `app::AppError::kind`).
 #[derive(Debug, thiserror::Error)]
 #[error("{problem}\n  fix: {fix}")]
 pub struct UsageError {
@@ -81,32 +81,6 @@ fn usage(problem: impl Into<String>, fix: impl Into<String>) -> anyhow::Error {
         fix: fix.into(),
     }
     .into()
-}
-
-/// Prints the error and maps it to an exit status: 2 for a [`UsageError`], 1 for anything else.
-fn finish(r: anyhow::Result<()>) -> ExitCode {
-    match r {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.is::<UsageError>() => {
-            crate::out::error(format_args!("error: {e}"));
-            ExitCode::from(2)
-        }
-        Err(e) => {
-            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            crate::out::error(format_args!("error: {}", chain.join(": ")));
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// `dirwatcher install`, with output on stdout.
-pub fn run_install(args: &InstallArgs) -> ExitCode {
-    finish(install(args, &mut crate::out::stdout()))
-}
-
-/// `dirwatcher uninstall`, with output on stdout.
-pub fn run_uninstall(args: &UninstallArgs) -> ExitCode {
-    finish(uninstall(args, &mut crate::out::stdout()))
 }
 
 /// Directories that must never become the service user's (a state or log file placed directly in them).

@@ -162,13 +162,25 @@ pub enum ConfigStyle {
 /// Renders a config in the Python original's layout (same keys, same order, same blank lines).
 pub fn render_config(v: &ConfigValues, style: ConfigStyle) -> String {
     let mut y = String::new();
-    let explain = |y: &mut String, text: &str| {
-        if style == ConfigStyle::Example {
-            for line in text.lines() {
-                let _ = writeln!(y, "  # {line}");
-            }
+    put_header(&mut y, v, style);
+    put_watch(&mut y, v, style);
+    put_job(&mut y, v, style);
+    put_behavior(&mut y, v, style);
+    put_metrics(&mut y, v);
+    y
+}
+
+/// The example config's words on a key (as comments above it); the installed config carries none.
+fn explain(y: &mut String, style: ConfigStyle, text: &str) {
+    if style == ConfigStyle::Example {
+        for line in text.lines() {
+            let _ = writeln!(y, "  # {line}");
         }
-    };
+    }
+}
+
+/// The comment lines at the top: who wrote the file and how to check and reload it.
+fn put_header(y: &mut String, v: &ConfigValues, style: ConfigStyle) {
     match style {
         ConfigStyle::Installed => {
             let unit = v
@@ -183,38 +195,50 @@ pub fn render_config(v: &ConfigValues, style: ConfigStyle) -> String {
             );
         }
         ConfigStyle::Example => {
-            y += "# Example dirwatcher configuration. Copy it to /etc/dirwatcher/config.yaml, set watch.root and the\n\
+            *y += "# Example dirwatcher configuration. Copy it to /etc/dirwatcher/config.yaml, set watch.root and the\n\
                   # job, then check it with `dirwatcher check-config` and start the service (see\n\
                   # /usr/share/doc/dirwatcher/README.Debian). Every key and its default: dirwatcher check-config --help\n";
         }
     }
-    y += "watch:\n";
+}
+
+/// The `watch:` section.
+fn put_watch(y: &mut String, v: &ConfigValues, style: ConfigStyle) {
+    *y += "watch:\n";
     explain(
-        &mut y,
+        y,
+        style,
         "The directory to watch. It must exist (dirwatcher never creates it) and the service user\n\
          must be able to write it (deleting finished directories).",
     );
-    put(&mut y, &keys::WATCH_ROOT, &v.watch_root.to_string_lossy());
+    put(y, &keys::WATCH_ROOT, &v.watch_root.to_string_lossy());
     explain(
-        &mut y,
+        y,
+        style,
         "A subdirectory is submitted once this file in it is stable (same size, mtime, inode; not locked).",
     );
-    put(&mut y, &keys::WATCH_SIGNAL_FILENAME, &v.signal_file);
+    put(y, &keys::WATCH_SIGNAL_FILENAME, &v.signal_file);
     for key in [
         keys::WATCH_POLL_INTERVAL_SEC,
         keys::WATCH_STABILITY_CHECKS,
         keys::WATCH_STABILITY_INTERVAL_SEC,
     ] {
-        put_default(&mut y, &key);
+        put_default(y, &key);
     }
-    y += "\njob:\n";
+}
+
+/// The `job:` section.
+fn put_job(y: &mut String, v: &ConfigValues, style: ConfigStyle) {
+    *y += "\njob:\n";
     explain(
-        &mut y,
+        y,
+        style,
         "The job's command line (run by `sbatch --wrap`); the directory is appended as one quoted word.",
     );
-    put(&mut y, &keys::JOB_WRAP_CMD, &v.wrap_cmd);
+    put(y, &keys::JOB_WRAP_CMD, &v.wrap_cmd);
     explain(
-        &mut y,
+        y,
+        style,
         "sbatch --partition / --account / --gres / --time. Delete a line to use Slurm's default.",
     );
     for (key, val) in [
@@ -224,7 +248,7 @@ pub fn render_config(v: &ConfigValues, style: ConfigStyle) -> String {
         (keys::JOB_TIME_LIMIT, &v.time_limit),
     ] {
         if let Some(val) = val {
-            put(&mut y, &key, val);
+            put(y, &key, val);
         }
     }
     for key in [
@@ -233,11 +257,16 @@ pub fn render_config(v: &ConfigValues, style: ConfigStyle) -> String {
         keys::JOB_EXTRA_ARGS,
         keys::JOB_CHDIR_TO_SUBDIR,
     ] {
-        put_default(&mut y, &key);
+        put_default(y, &key);
     }
-    y += "\nbehavior:\n";
+}
+
+/// The `behavior:` section.
+fn put_behavior(y: &mut String, v: &ConfigValues, style: ConfigStyle) {
+    *y += "\nbehavior:\n";
     explain(
-        &mut y,
+        y,
+        style,
         "Delete the directory after its job COMPLETED (never after a failure).",
     );
     let _ = writeln!(
@@ -246,24 +275,22 @@ pub fn render_config(v: &ConfigValues, style: ConfigStyle) -> String {
         keys::BEHAVIOR_DELETE_ON_SUCCESS.leaf(),
         v.delete_on_success
     );
-    y += "  # An SQLite database (the ledger), not the Python original's state.json; keep it on local disk.\n";
+    *y += "  # An SQLite database (the ledger), not the Python original's state.json; keep it on local disk.\n";
     put(
-        &mut y,
+        y,
         &keys::BEHAVIOR_STATE_FILE,
         &v.state_file.to_string_lossy(),
     );
-    explain(&mut y, "One JSON line per failed job.");
+    explain(y, style, "One JSON line per failed job.");
     put(
-        &mut y,
+        y,
         &keys::BEHAVIOR_FAILURE_LOG,
         &v.failure_log.to_string_lossy(),
     );
     if let Some(name) = &v.instance {
-        y += "  # One of several services on this host: dirwatcher@NAME, its metrics and log lines carry NAME.\n";
-        put(&mut y, &keys::BEHAVIOR_INSTANCE, name.as_str());
+        *y += "  # One of several services on this host: dirwatcher@NAME, its metrics and log lines carry NAME.\n";
+        put(y, &keys::BEHAVIOR_INSTANCE, name.as_str());
     }
-    put_metrics(&mut y, v);
-    y
 }
 
 /// The `metrics:` section, when the values ask for one.

@@ -1,0 +1,135 @@
+//! The operator commands: `status`, `explain`, `retry`, `cancel`, `forget`, `recover --from-slurm`.
+//!
+//! Owns: which config each loads (with or without its secrets) and how their results are printed (text,
+//! JSON, a listing). Must never: decide what a command does to the ledger (that is `ops`).
+
+use std::path::PathBuf;
+
+use crate::cli::ConfigFile;
+use crate::ops;
+
+use super::progress::Progress;
+use super::{AppError, load};
+
+/// How `status` prints what it found.
+#[derive(Debug, Clone, Default)]
+pub struct StatusView {
+    /// `--json`.
+    pub json: bool,
+    /// `-P`: a parsable listing.
+    pub parsable: bool,
+    /// `-o FIELDS`: the listing's fields (a listing even without `-P`).
+    pub format: Vec<String>,
+}
+
+/// `dirwatcher status`.
+pub fn status(config: &ConfigFile, q: ops::StatusQuery, view: StatusView) -> Result<(), AppError> {
+    let cfg = load::load_reading(config)?;
+    let listing = view.parsable || !view.format.is_empty();
+    let q = if listing && !q.lists() {
+        // A listing of everything.
+        ops::StatusQuery {
+            states: ops::status_words(),
+            ..q
+        }
+    } else {
+        q
+    };
+    let s = ops::status(&cfg, &q)?;
+    if view.json {
+        out!("{}\n", serde_json::to_string_pretty(&s)?);
+    } else if listing {
+        let rows = s.directories.as_deref().unwrap_or_default();
+        out!(
+            "{}",
+            ops::render_listing(rows, &view.format, view.parsable)?
+        );
+    } else {
+        out!("{}", ops::render_status(&s));
+    }
+    Ok(())
+}
+
+/// `dirwatcher explain`.
+pub fn explain(config: &ConfigFile, json: bool, dirs: &[PathBuf]) -> Result<(), AppError> {
+    let cfg = load::load_reading(config)?;
+    let all = ops::explain(&cfg, dirs)?;
+    if json {
+        out!("{}\n", serde_json::to_string_pretty(&all)?);
+    } else {
+        for e in &all {
+            out!("{}", ops::render_explanation(e));
+        }
+    }
+    Ok(())
+}
+
+/// `dirwatcher retry`: `dirs`, or with `all_failed` every failed directory (of Slurm state `state`).
+pub fn retry(
+    config: &ConfigFile,
+    dirs: &[PathBuf],
+    all_failed: bool,
+    state: Option<&str>,
+) -> Result<(), AppError> {
+    let cfg = load::load(config)?;
+    let lines = if all_failed {
+        ops::retry_all(&cfg, state)?
+    } else {
+        ops::retry(&cfg, dirs)?
+    };
+    if all_failed && lines.is_empty() {
+        out!(
+            "no failed directories{} to retry\n",
+            state.map(|s| format!(" in state {s}")).unwrap_or_default()
+        );
+    }
+    for line in lines {
+        out!("{line}\n");
+    }
+    Ok(())
+}
+
+/// `dirwatcher cancel`: every directory is tried; each that fails is said, and the status is then 1.
+pub fn cancel(config: &ConfigFile, dirs: &[PathBuf]) -> Result<(), AppError> {
+    let cfg = load::load(config)?;
+    let mut failed = 0;
+    for r in ops::cancel(&cfg, dirs)? {
+        match r {
+            Ok(line) => out!("{line}\n"),
+            Err(why) => {
+                crate::out::error(format_args!("error: {why}"));
+                failed += 1;
+            }
+        }
+    }
+    match failed {
+        0 => Ok(()),
+        failed => Err(AppError::Cancel { failed }),
+    }
+}
+
+/// `dirwatcher forget`.
+pub fn forget(config: &ConfigFile, dirs: &[PathBuf]) -> Result<(), AppError> {
+    let cfg = load::load(config)?;
+    for line in ops::forget(&cfg, dirs)? {
+        out!("{line}\n");
+    }
+    Ok(())
+}
+
+/// `dirwatcher recover --from-slurm`: from `since` (a date or a time ago; default the window a new
+/// ledger's start looks at), or with `dry_run` only what would be recorded.
+pub fn recover(config: &ConfigFile, since: Option<&str>, dry_run: bool) -> Result<(), AppError> {
+    let cfg = load::load(config)?;
+    let now = crate::time::wall_now();
+    let since = match since {
+        Some(s) => ops::recover::parse_since(s, now)?,
+        None => now - crate::recover::START_LOOKBACK.as_millis() as i64,
+    };
+    let report = {
+        let mut bar = Progress::new();
+        ops::recover::recover(&cfg, since, dry_run, &mut |w, n, jobs| bar.step(w, n, jobs))?
+    };
+    out!("{}", ops::recover::render(&report, &cfg.watch.root));
+    Ok(())
+}
