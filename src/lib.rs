@@ -30,6 +30,8 @@
 //! - [`snapshot`]: what only the running daemon knows (its pid, last poll, settling and locked
 //!   directories, the Slurm state of jobs in flight), published beside the ledger for `status` and
 //!   `explain`; whether a daemon runs, from its lock.
+//! - [`state_paths`]: the names beside the state file (lock, snapshot, SQLite's files, local jobs), made
+//!   in one place.
 //! - [`ops`]: operator commands (`status`, `explain`, `retry`, `cancel`, `forget`, `run --dry-run`) and the
 //!   `demo`.
 
@@ -59,4 +61,5 @@ pub mod recover;
 pub mod scan;
 pub mod scheduler;
 pub mod snapshot;
+pub mod state_paths;
 pub mod time;

@@ -7,14 +7,13 @@
 //! never: hold the lock (a probe is released at once), create the lock file, or be needed for correctness —
 //! the ledger is the truth, the snapshot only says what the daemon was looking at.
 
-use std::ffi::OsString;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::state_paths::StatePaths;
 use crate::time::Millis;
 
 /// Version of the snapshot's fields; readers accept their own version only and say so otherwise.
@@ -117,29 +116,10 @@ impl Snapshot {
     }
 }
 
-fn beside(state_file: &Path, suffix: &str) -> PathBuf {
-    let mut name = state_file
-        .file_name()
-        .map(OsString::from)
-        .unwrap_or_default();
-    name.push(suffix);
-    state_file.with_file_name(name)
-}
-
-/// `<state_file>.status.json`.
-pub fn path_for(state_file: &Path) -> PathBuf {
-    beside(state_file, ".status.json")
-}
-
-/// `<state_file>.lock`: the single-instance lock the daemon holds while it runs.
-pub fn lock_path(state_file: &Path) -> PathBuf {
-    beside(state_file, ".lock")
-}
-
 /// Writes the snapshot atomically (mode [`MODE`]).
-pub fn write(state_file: &Path, s: &Snapshot) -> io::Result<()> {
+pub fn write(paths: &StatePaths, s: &Snapshot) -> io::Result<()> {
     let json = serde_json::to_vec_pretty(s).map_err(io::Error::other)?;
-    crate::fsx::write_atomic(&path_for(state_file), &json, MODE)
+    crate::fsx::write_atomic(&paths.status_json, &json, MODE)
 }
 
 /// A job list as [`write_with_jobs`] takes it: serialized once per change, not at every write (20,000
@@ -149,7 +129,7 @@ pub fn jobs_json(jobs: &[JobSeen]) -> io::Result<Vec<u8>> {
 }
 
 /// [`write`] with the job list given as [`jobs_json`] made it; `s.jobs` must be empty.
-pub fn write_with_jobs(state_file: &Path, s: &Snapshot, jobs: &[u8]) -> io::Result<()> {
+pub fn write_with_jobs(paths: &StatePaths, s: &Snapshot, jobs: &[u8]) -> io::Result<()> {
     let mut json = serde_json::to_vec_pretty(s).map_err(io::Error::other)?;
     // `jobs` is the last field: the pretty form of an empty one ends the document like this.
     let tail = b"[]\n}";
@@ -161,7 +141,7 @@ pub fn write_with_jobs(state_file: &Path, s: &Snapshot, jobs: &[u8]) -> io::Resu
     json.truncate(json.len() - tail.len());
     json.extend_from_slice(jobs);
     json.extend_from_slice(b"\n}");
-    crate::fsx::write_atomic(&path_for(state_file), &json, MODE)
+    crate::fsx::write_atomic(&paths.status_json, &json, MODE)
 }
 
 /// What reading the snapshot found.
@@ -176,9 +156,9 @@ pub enum Read {
 }
 
 /// Reads the snapshot of the daemon on this ledger.
-pub fn read(state_file: &Path) -> Read {
-    let path = path_for(state_file);
-    let bytes = match std::fs::read(&path) {
+pub fn read(paths: &StatePaths) -> Read {
+    let path = &paths.status_json;
+    let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Read::Missing,
         Err(e) => return Read::Unusable(format!("cannot read `{}`: {e}", path.display())),
@@ -214,12 +194,12 @@ pub enum Liveness {
 /// Probes the single-instance lock with a non-blocking *shared* lock on a read-only descriptor: refused
 /// while the daemon holds its exclusive lock. A granted probe is released at once (a daemon starting in
 /// that instant would see the lock taken and refuse to start: run it again).
-pub fn liveness(state_file: &Path) -> Liveness {
-    let path = lock_path(state_file);
+pub fn liveness(paths: &StatePaths) -> Liveness {
+    let path = &paths.lock;
     let file: File = match OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&path)
+        .open(path)
     {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Liveness::NotRunning,
@@ -263,7 +243,7 @@ mod tests {
     #[test]
     fn a_job_list_serialized_apart_reads_back_as_written_whole() {
         let t = tempfile::tempdir().unwrap();
-        let state = t.path().join("state.db");
+        let state = StatePaths::of(&t.path().join("state.db"));
         let mut s = sample();
         s.jobs = vec![JobSeen {
             job_id: "17".into(),
@@ -287,7 +267,7 @@ mod tests {
     #[test]
     fn round_trips_and_says_when_it_is_stale() {
         let t = tempfile::tempdir().unwrap();
-        let state = t.path().join("state.db");
+        let state = StatePaths::of(&t.path().join("state.db"));
         assert!(matches!(read(&state), Read::Missing));
         write(&state, &sample()).unwrap();
         let Read::Found(s) = read(&state) else {
@@ -306,8 +286,8 @@ mod tests {
     #[test]
     fn another_schema_version_is_refused_in_words() {
         let t = tempfile::tempdir().unwrap();
-        let state = t.path().join("state.db");
-        std::fs::write(path_for(&state), r#"{"schema_version": 99}"#).unwrap();
+        let state = StatePaths::of(&t.path().join("state.db"));
+        std::fs::write(&state.status_json, r#"{"schema_version": 99}"#).unwrap();
         match read(&state) {
             Read::Unusable(why) => assert!(why.contains("schema_version 99"), "{why}"),
             other => panic!("{other:?}"),
@@ -317,13 +297,13 @@ mod tests {
     #[test]
     fn the_lock_tells_whether_a_daemon_runs() {
         let t = tempfile::tempdir().unwrap();
-        let state = t.path().join("state.db");
+        let state = StatePaths::of(&t.path().join("state.db"));
         assert_eq!(liveness(&state), Liveness::NotRunning, "no lock file");
         let held = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(lock_path(&state))
+            .open(&state.lock)
             .unwrap();
         assert_eq!(liveness(&state), Liveness::NotRunning, "lock free");
         // Blocking: a child another test forks in this process may hold the probe's descriptor (and its

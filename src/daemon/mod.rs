@@ -20,7 +20,7 @@ mod tests;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -39,6 +39,7 @@ use crate::notify::{self, Notifier};
 use crate::output_dir::{self, Place};
 use crate::scheduler::{self, Scheduler};
 use crate::snapshot::{self, Snapshot, Waiting};
+use crate::state_paths::StatePaths;
 use crate::time::{Clock, Millis, SystemClock, ms};
 
 /// Something that wakes the loop.
@@ -157,11 +158,11 @@ pub enum StartError {
 pub use crate::ledger::identity::LOCK_MODE;
 
 /// Takes the single-instance lock beside the state file; held for as long as the returned file lives.
-pub fn lock_state(state_file: &Path) -> Result<File, StartError> {
+pub fn lock_state(paths: &StatePaths) -> Result<File, StartError> {
     use crate::ledger::identity::LockFileError;
-    crate::ledger::identity::take_lock_file(state_file).map_err(|e| match e {
+    crate::ledger::identity::take_lock_file(paths).map_err(|e| match e {
         LockFileError::Held { lock } => StartError::AlreadyRunning {
-            state: state_file.to_path_buf(),
+            state: paths.ledger.clone(),
             lock,
         },
         LockFileError::Io { path, source } => StartError::Lock { path, source },
@@ -185,10 +186,11 @@ pub struct StartOptions {
 /// existing ledger, or a new one over a root that is new.
 fn fresh_ledger_gate(
     cfg: &Config,
+    paths: &StatePaths,
     opts: &StartOptions,
     root: &Root,
 ) -> Result<Option<Vec<String>>, StartError> {
-    let path = &cfg.behavior.state_file;
+    let path = &paths.ledger;
     let at = crate::ledger::identity::look(path).map_err(|source| {
         StartError::Ledger(LedgerError::Create {
             path: path.clone(),
@@ -202,7 +204,7 @@ fn fresh_ledger_gate(
         Place::Checked { root, rel } => Some(root.join(rel)),
         _ => None,
     };
-    let mut traces = crate::ledger::identity::traces_on_disk(path, output.as_deref());
+    let mut traces = crate::ledger::identity::traces_on_disk(paths, output.as_deref());
     if traces.is_empty()
         && opts.ask_accounting
         && cfg.job.executor == crate::config::ExecutorKind::Slurm
@@ -464,6 +466,8 @@ struct Published {
 pub struct Daemon {
     /// The config in force.
     cfg: Config,
+    /// The names beside the state file (which a reload cannot change).
+    paths: StatePaths,
     /// The ledger (single writer: this daemon; the CLI may add retries and forgets).
     ledger: Ledger,
     /// The watched root, opened once: every scan and deletion goes through its descriptor, after checking
@@ -557,7 +561,8 @@ impl Daemon {
         opts: StartOptions,
         dispatch: dispatch::Dispatch,
     ) -> Result<Daemon, StartError> {
-        let mut lock = lock_state(&cfg.behavior.state_file)?;
+        let paths = StatePaths::of(&cfg.behavior.state_file);
+        let mut lock = lock_state(&paths)?;
         let links = if cfg.watch.allow_unsafe_root {
             RootLinks::Follow
         } else {
@@ -567,22 +572,21 @@ impl Daemon {
             path: cfg.watch.root.clone(),
             source,
         })?;
-        let fresh = fresh_ledger_gate(&cfg, &opts, &root)?;
-        let lock_path = snapshot::lock_path(&cfg.behavior.state_file);
-        let last_used = crate::ledger::identity::ledger_named_by_lock(&lock_path);
-        let ledger = Ledger::open_exclusive(&cfg.behavior.state_file, &cfg.watch.root)?;
+        let fresh = fresh_ledger_gate(&cfg, &paths, &opts, &root)?;
+        let last_used = crate::ledger::identity::ledger_named_by_lock(&paths.lock);
+        let ledger = Ledger::open_exclusive(&paths.ledger, &cfg.watch.root)?;
         if let Some(last) = last_used.filter(|l| l != ledger.id() && fresh.is_none()) {
             return Err(StartError::LedgerReplaced {
-                path: cfg.behavior.state_file.clone(),
+                path: paths.ledger.clone(),
                 found: ledger.id().to_string(),
                 last,
-                lock: lock_path,
+                lock: paths.lock.clone(),
             });
         }
         if let Err(e) = crate::ledger::identity::name_ledger_in_lock(&mut lock, ledger.id()) {
             say::config_warning(&format!(
                 "cannot write the ledger's id into the lock file `{}`: {e}",
-                snapshot::lock_path(&cfg.behavior.state_file).display()
+                paths.lock.display()
             ));
         }
         if let Some(traces) = fresh {
@@ -597,6 +601,7 @@ impl Daemon {
         let cfg_for_mount = cfg.clone();
         Ok(Daemon {
             cfg,
+            paths,
             ledger,
             root,
             sched,
@@ -937,7 +942,7 @@ impl Daemon {
         }
         let mut snap = snap;
         let jobs = std::mem::take(&mut snap.jobs);
-        let written = snapshot::write_with_jobs(&self.cfg.behavior.state_file, &snap, &p.jobs_json);
+        let written = snapshot::write_with_jobs(&self.paths, &snap, &p.jobs_json);
         snap.jobs = jobs;
         match written {
             Ok(()) => {

@@ -1338,8 +1338,7 @@ fn the_snapshot_shows_status_what_settles_and_what_slurm_said_of_each_job() {
     let mut b = Bench::new(&[]);
     b.ready("run1");
     b.cycle();
-    let state = b.daemon.cfg.behavior.state_file.clone();
-    let crate::snapshot::Read::Found(snap) = crate::snapshot::read(&state) else {
+    let crate::snapshot::Read::Found(snap) = crate::snapshot::read(&b.daemon.paths) else {
         panic!("no snapshot after a cycle")
     };
     assert_eq!(snap.pid, std::process::id());
