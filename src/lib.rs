@@ -24,6 +24,8 @@
 //!   `run`, and generated man pages, completions and package files.
 //! - [`logging`]: where log lines go (journald under systemd, text or JSON on stderr), and how paths and
 //!   errors are rendered in them.
+//! - [`observe`]: what the loop tells those who watch it from the side (the [`observe::Observer`] trait):
+//!   metrics, systemd, the snapshot.
 //! - [`metrics`]: Prometheus metrics, served on `metrics.listen` and/or written to `metrics.textfile`.
 //! - [`notify`]: systemd notifications (`READY=1`, `STATUS=`, watchdog, `STOPPING=1`).
 //! - [`out`]: command output that never panics (a reader that went away ends it quietly).
@@ -52,6 +54,7 @@ pub mod logging;
 pub mod metrics;
 pub mod notices;
 pub mod notify;
+pub mod observe;
 pub mod ops;
 pub mod out;
 pub mod outcome;

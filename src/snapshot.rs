@@ -3,7 +3,8 @@
 //! per poll interval (so its age tells whether the daemon is alive); and whether a daemon runs at all, from
 //! the single-instance lock beside the ledger.
 //!
-//! Owns: the snapshot's schema (versioned), its path, writing and reading it, and the lock probe. Must
+//! Owns: the snapshot's schema (versioned), writing and reading it, what the last query showed of each job
+//! ([`SeenJobs`]), and the lock probe (the paths are [`crate::state_paths`]'). Must
 //! never: hold the lock (a probe is released at once), create the lock file, or be needed for correctness —
 //! the ledger is the truth, the snapshot only says what the daemon was looking at.
 
@@ -13,6 +14,7 @@ use std::os::unix::fs::OpenOptionsExt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::{Identity, Sightings, Source, TrackedJob, identify};
 use crate::state_paths::StatePaths;
 use crate::time::Millis;
 
@@ -52,6 +54,93 @@ pub struct JobSeen {
     /// When it was first said so (wall ms): since when the job has been in this state, as far as the
     /// daemon saw.
     pub at: Millis,
+}
+
+/// What the last query showed of each job in flight, by a row that is provably ours, and a version that
+/// moves on with every change (so the daemon copies and serializes the list only when it changed).
+#[derive(Debug, Default)]
+pub struct SeenJobs {
+    /// By job id.
+    jobs: foldhash::HashMap<String, JobSeen>,
+    /// Moves on with every change of `jobs`.
+    version: u64,
+}
+
+impl SeenJobs {
+    /// The jobs seen, in job id order, with their version, unless it is still `version` (nothing changed
+    /// since).
+    pub fn since(&self, version: Option<u64>) -> Option<(u64, Vec<JobSeen>)> {
+        if version == Some(self.version) {
+            return None;
+        }
+        Some((self.version, sorted_jobs(&self.jobs)))
+    }
+
+    /// Keeps, for each asked job, the state of its own row (the controller's over accounting's), and
+    /// forgets jobs no longer asked about. An entry changes only when what it says does (its `at` is when
+    /// that was first said): with thousands of jobs in flight and nothing changing, nothing is allocated
+    /// here.
+    pub fn remember(&mut self, jobs: &[TrackedJob], sightings: &Sightings) {
+        let now = crate::time::wall_now();
+        let rows_of = sightings.by_id();
+        let SeenJobs { jobs: m, version } = self;
+        let mut present = 0;
+        let steady = sightings.steady_mask(jobs.len());
+        for (j, steady) in jobs.iter().zip(steady) {
+            // Its line is as it was when its entry was made: nothing to change.
+            if steady {
+                present += usize::from(m.contains_key(&j.job_id));
+                continue;
+            }
+            let ours = rows_of.get(j.job_id.as_str()).and_then(|rows| {
+                rows.iter()
+                    .filter(|r| identify(j, r) == Identity::Ours)
+                    .min_by_key(|r| (r.source != Source::Controller, std::cmp::Reverse(r.submit)))
+            });
+            let entry = m.get_mut(&j.job_id);
+            present += usize::from(entry.is_some() || ours.is_some());
+            let Some(r) = ours else { continue };
+            let source = match r.source {
+                Source::Controller => "controller",
+                Source::Accounting => "accounting",
+            };
+            let new = || JobSeen {
+                job_id: j.job_id.clone(),
+                slurm_state: r.state.clone(),
+                slurm_reason: r.detail.reason.clone(),
+                source: source.into(),
+                at: now,
+            };
+            match entry {
+                Some(e)
+                    if e.slurm_state == r.state
+                        && e.slurm_reason == r.detail.reason
+                        && e.source == source => {}
+                Some(e) => {
+                    *e = new();
+                    *version += 1;
+                }
+                None => {
+                    m.insert(j.job_id.clone(), new());
+                    *version += 1;
+                }
+            }
+        }
+        // Entries of jobs no longer asked about: only then is a set of the asked ones built.
+        if m.len() > present {
+            let asked: std::collections::HashSet<&str> =
+                jobs.iter().map(|j| j.job_id.as_str()).collect();
+            m.retain(|id, _| asked.contains(id.as_str()));
+            *version += 1;
+        }
+    }
+}
+
+/// The jobs seen, in job id order (as text).
+fn sorted_jobs(m: &foldhash::HashMap<String, JobSeen>) -> Vec<JobSeen> {
+    let mut v: Vec<JobSeen> = m.values().cloned().collect();
+    v.sort_unstable_by(|a, b| a.job_id.cmp(&b.job_id));
+    v
 }
 
 /// The snapshot the daemon publishes.
