@@ -447,7 +447,7 @@ pub struct Daemon {
     /// The watched root, opened once: every scan and deletion goes through its descriptor, after checking
     /// that the configured path still names it.
     root: Root,
-    /// The scheduler in use, wrapped so its calls are timed and counted.
+    /// The scheduler in use (the daemon times its calls and tells the observers, see `observers`).
     sched: Box<dyn Scheduler>,
     /// Builds the scheduler for a config (again on every reload).
     make_sched: SchedulerFactory,
@@ -466,7 +466,7 @@ pub struct Daemon {
     waits: Waits,
     /// The ledger's counts as last read.
     counts: CachedCounts,
-    /// Metrics and systemd notifications.
+    /// Who watches from the side: metrics, systemd notifications, the snapshot.
     observers: Observers,
     /// Notices: e-mail transport and delivery outages.
     telling: Telling,
