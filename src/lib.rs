@@ -26,12 +26,16 @@
 //!   `run`, and generated man pages, completions and package files.
 //! - [`logging`]: where log lines go (journald under systemd, text or JSON on stderr), and how paths and
 //!   errors are rendered in them.
+//! - [`observe`]: what the loop tells those who watch it from the side (the [`observe::Observer`] trait):
+//!   metrics, systemd, the snapshot.
 //! - [`metrics`]: Prometheus metrics, served on `metrics.listen` and/or written to `metrics.textfile`.
 //! - [`notify`]: systemd notifications (`READY=1`, `STATUS=`, watchdog, `STOPPING=1`).
 //! - [`out`]: command output that never panics (a reader that went away ends it quietly).
 //! - [`snapshot`]: what only the running daemon knows (its pid, last poll, settling and locked
 //!   directories, the Slurm state of jobs in flight), published beside the ledger for `status` and
 //!   `explain`; whether a daemon runs, from its lock.
+//! - [`state_paths`]: the names beside the state file (lock, snapshot, SQLite's files, local jobs), made
+//!   in one place.
 //! - [`ops`]: operator commands (`status`, `explain`, `retry`, `cancel`, `forget`, `run --dry-run`) and the
 //!   `demo`.
 
@@ -53,6 +57,7 @@ pub mod logging;
 pub mod metrics;
 pub mod notices;
 pub mod notify;
+pub mod observe;
 pub mod ops;
 pub mod out;
 pub mod outcome;
@@ -62,4 +67,5 @@ pub mod recover;
 pub mod scan;
 pub mod scheduler;
 pub mod snapshot;
+pub mod state_paths;
 pub mod time;

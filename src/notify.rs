@@ -15,6 +15,8 @@ use tracing::{debug, warn};
 
 use crate::engine::Rejection;
 use crate::ledger::Counts;
+use crate::observe::{Call, CycleReport, Observer};
+use crate::time::Millis;
 
 /// Talks to the service manager; a cheap handle (clones share the watchdog rhythm). A no-op when the
 /// daemon was not started by systemd with a notification socket.
@@ -149,6 +151,35 @@ impl Notifier {
         let Some(inner) = &self.inner else { return };
         let mut sent = inner.sent.lock().unwrap_or_else(|p| p.into_inner());
         send(&mut sent, &[NotifyState::Stopping]);
+    }
+}
+
+/// systemd hears of a cycle's end (`READY=1`, `STATUS=`, a ping), of each scheduler call (a ping when one
+/// is due: a long run of calls is progress, not a hang), of reloads and of the way out.
+impl Observer for Notifier {
+    fn called(&mut self, _call: Call, _took: Duration, _ok: bool) {
+        self.watchdog();
+    }
+
+    fn reloading(&mut self) {
+        Notifier::reloading(self);
+    }
+
+    /// Ready again after a reload, taken or refused (at start, before the first `READY=1`, nothing).
+    fn config_taken(&mut self, _ok: bool, _wall: Millis) {
+        self.reloaded();
+    }
+
+    fn cycle_done(&mut self, report: &CycleReport<'_>) {
+        Notifier::cycle_done(self, report.status);
+    }
+
+    fn stalled(&mut self, why: &str) {
+        Notifier::cycle_done(self, Some(why));
+    }
+
+    fn stopping(&mut self) {
+        Notifier::stopping(self);
     }
 }
 

@@ -45,7 +45,7 @@ fn ledger_reachable(cfg: &Config) -> anyhow::Result<()> {
     match std::fs::metadata(p) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let lock = crate::snapshot::lock_path(p);
+            let lock = crate::state_paths::StatePaths::of(p).lock;
             match crate::ledger::identity::ledger_named_by_lock(&lock) {
                 // A daemon ran here: the ledger was lost, not never made.
                 Some(id) => bail!(

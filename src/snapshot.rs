@@ -3,18 +3,19 @@
 //! per poll interval (so its age tells whether the daemon is alive); and whether a daemon runs at all, from
 //! the single-instance lock beside the ledger.
 //!
-//! Owns: the snapshot's schema (versioned), its path, writing and reading it, and the lock probe. Must
+//! Owns: the snapshot's schema (versioned), writing and reading it, what the last query showed of each job
+//! ([`SeenJobs`]), and the lock probe (the paths are [`crate::state_paths`]'). Must
 //! never: hold the lock (a probe is released at once), create the lock file, or be needed for correctness —
 //! the ledger is the truth, the snapshot only says what the daemon was looking at.
 
-use std::ffi::OsString;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::{Identity, Sightings, Source, TrackedJob, identify};
+use crate::state_paths::StatePaths;
 use crate::time::Millis;
 
 /// Version of the snapshot's fields; readers accept their own version only and say so otherwise.
@@ -53,6 +54,93 @@ pub struct JobSeen {
     /// When it was first said so (wall ms): since when the job has been in this state, as far as the
     /// daemon saw.
     pub at: Millis,
+}
+
+/// What the last query showed of each job in flight, by a row that is provably ours, and a version that
+/// moves on with every change (so the daemon copies and serializes the list only when it changed).
+#[derive(Debug, Default)]
+pub struct SeenJobs {
+    /// By job id.
+    jobs: foldhash::HashMap<String, JobSeen>,
+    /// Moves on with every change of `jobs`.
+    version: u64,
+}
+
+impl SeenJobs {
+    /// The jobs seen, in job id order, with their version, unless it is still `version` (nothing changed
+    /// since).
+    pub fn since(&self, version: Option<u64>) -> Option<(u64, Vec<JobSeen>)> {
+        if version == Some(self.version) {
+            return None;
+        }
+        Some((self.version, sorted_jobs(&self.jobs)))
+    }
+
+    /// Keeps, for each asked job, the state of its own row (the controller's over accounting's), and
+    /// forgets jobs no longer asked about. An entry changes only when what it says does (its `at` is when
+    /// that was first said): with thousands of jobs in flight and nothing changing, nothing is allocated
+    /// here.
+    pub fn remember(&mut self, jobs: &[TrackedJob], sightings: &Sightings) {
+        let now = crate::time::wall_now();
+        let rows_of = sightings.by_id();
+        let SeenJobs { jobs: m, version } = self;
+        let mut present = 0;
+        let steady = sightings.steady_mask(jobs.len());
+        for (j, steady) in jobs.iter().zip(steady) {
+            // Its line is as it was when its entry was made: nothing to change.
+            if steady {
+                present += usize::from(m.contains_key(&j.job_id));
+                continue;
+            }
+            let ours = rows_of.get(j.job_id.as_str()).and_then(|rows| {
+                rows.iter()
+                    .filter(|r| identify(j, r) == Identity::Ours)
+                    .min_by_key(|r| (r.source != Source::Controller, std::cmp::Reverse(r.submit)))
+            });
+            let entry = m.get_mut(&j.job_id);
+            present += usize::from(entry.is_some() || ours.is_some());
+            let Some(r) = ours else { continue };
+            let source = match r.source {
+                Source::Controller => "controller",
+                Source::Accounting => "accounting",
+            };
+            let new = || JobSeen {
+                job_id: j.job_id.clone(),
+                slurm_state: r.state.clone(),
+                slurm_reason: r.detail.reason.clone(),
+                source: source.into(),
+                at: now,
+            };
+            match entry {
+                Some(e)
+                    if e.slurm_state == r.state
+                        && e.slurm_reason == r.detail.reason
+                        && e.source == source => {}
+                Some(e) => {
+                    *e = new();
+                    *version += 1;
+                }
+                None => {
+                    m.insert(j.job_id.clone(), new());
+                    *version += 1;
+                }
+            }
+        }
+        // Entries of jobs no longer asked about: only then is a set of the asked ones built.
+        if m.len() > present {
+            let asked: std::collections::HashSet<&str> =
+                jobs.iter().map(|j| j.job_id.as_str()).collect();
+            m.retain(|id, _| asked.contains(id.as_str()));
+            *version += 1;
+        }
+    }
+}
+
+/// The jobs seen, in job id order (as text).
+fn sorted_jobs(m: &foldhash::HashMap<String, JobSeen>) -> Vec<JobSeen> {
+    let mut v: Vec<JobSeen> = m.values().cloned().collect();
+    v.sort_unstable_by(|a, b| a.job_id.cmp(&b.job_id));
+    v
 }
 
 /// The snapshot the daemon publishes.
@@ -117,29 +205,10 @@ impl Snapshot {
     }
 }
 
-fn beside(state_file: &Path, suffix: &str) -> PathBuf {
-    let mut name = state_file
-        .file_name()
-        .map(OsString::from)
-        .unwrap_or_default();
-    name.push(suffix);
-    state_file.with_file_name(name)
-}
-
-/// `<state_file>.status.json`.
-pub fn path_for(state_file: &Path) -> PathBuf {
-    beside(state_file, ".status.json")
-}
-
-/// `<state_file>.lock`: the single-instance lock the daemon holds while it runs.
-pub fn lock_path(state_file: &Path) -> PathBuf {
-    beside(state_file, ".lock")
-}
-
 /// Writes the snapshot atomically (mode [`MODE`]).
-pub fn write(state_file: &Path, s: &Snapshot) -> io::Result<()> {
+pub fn write(paths: &StatePaths, s: &Snapshot) -> io::Result<()> {
     let json = serde_json::to_vec_pretty(s).map_err(io::Error::other)?;
-    crate::fsx::write_atomic(&path_for(state_file), &json, MODE)
+    crate::fsx::write_atomic(&paths.status_json, &json, MODE)
 }
 
 /// A job list as [`write_with_jobs`] takes it: serialized once per change, not at every write (20,000
@@ -149,7 +218,7 @@ pub fn jobs_json(jobs: &[JobSeen]) -> io::Result<Vec<u8>> {
 }
 
 /// [`write`] with the job list given as [`jobs_json`] made it; `s.jobs` must be empty.
-pub fn write_with_jobs(state_file: &Path, s: &Snapshot, jobs: &[u8]) -> io::Result<()> {
+pub fn write_with_jobs(paths: &StatePaths, s: &Snapshot, jobs: &[u8]) -> io::Result<()> {
     let mut json = serde_json::to_vec_pretty(s).map_err(io::Error::other)?;
     // `jobs` is the last field: the pretty form of an empty one ends the document like this.
     let tail = b"[]\n}";
@@ -161,7 +230,7 @@ pub fn write_with_jobs(state_file: &Path, s: &Snapshot, jobs: &[u8]) -> io::Resu
     json.truncate(json.len() - tail.len());
     json.extend_from_slice(jobs);
     json.extend_from_slice(b"\n}");
-    crate::fsx::write_atomic(&path_for(state_file), &json, MODE)
+    crate::fsx::write_atomic(&paths.status_json, &json, MODE)
 }
 
 /// What reading the snapshot found.
@@ -176,9 +245,9 @@ pub enum Read {
 }
 
 /// Reads the snapshot of the daemon on this ledger.
-pub fn read(state_file: &Path) -> Read {
-    let path = path_for(state_file);
-    let bytes = match std::fs::read(&path) {
+pub fn read(paths: &StatePaths) -> Read {
+    let path = &paths.status_json;
+    let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Read::Missing,
         Err(e) => return Read::Unusable(format!("cannot read `{}`: {e}", path.display())),
@@ -214,12 +283,12 @@ pub enum Liveness {
 /// Probes the single-instance lock with a non-blocking *shared* lock on a read-only descriptor: refused
 /// while the daemon holds its exclusive lock. A granted probe is released at once (a daemon starting in
 /// that instant would see the lock taken and refuse to start: run it again).
-pub fn liveness(state_file: &Path) -> Liveness {
-    let path = lock_path(state_file);
+pub fn liveness(paths: &StatePaths) -> Liveness {
+    let path = &paths.lock;
     let file: File = match OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&path)
+        .open(path)
     {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Liveness::NotRunning,
@@ -263,7 +332,7 @@ mod tests {
     #[test]
     fn a_job_list_serialized_apart_reads_back_as_written_whole() {
         let t = tempfile::tempdir().unwrap();
-        let state = t.path().join("state.db");
+        let state = StatePaths::of(&t.path().join("state.db"));
         let mut s = sample();
         s.jobs = vec![JobSeen {
             job_id: "17".into(),
@@ -287,7 +356,7 @@ mod tests {
     #[test]
     fn round_trips_and_says_when_it_is_stale() {
         let t = tempfile::tempdir().unwrap();
-        let state = t.path().join("state.db");
+        let state = StatePaths::of(&t.path().join("state.db"));
         assert!(matches!(read(&state), Read::Missing));
         write(&state, &sample()).unwrap();
         let Read::Found(s) = read(&state) else {
@@ -306,8 +375,8 @@ mod tests {
     #[test]
     fn another_schema_version_is_refused_in_words() {
         let t = tempfile::tempdir().unwrap();
-        let state = t.path().join("state.db");
-        std::fs::write(path_for(&state), r#"{"schema_version": 99}"#).unwrap();
+        let state = StatePaths::of(&t.path().join("state.db"));
+        std::fs::write(&state.status_json, r#"{"schema_version": 99}"#).unwrap();
         match read(&state) {
             Read::Unusable(why) => assert!(why.contains("schema_version 99"), "{why}"),
             other => panic!("{other:?}"),
@@ -317,13 +386,13 @@ mod tests {
     #[test]
     fn the_lock_tells_whether_a_daemon_runs() {
         let t = tempfile::tempdir().unwrap();
-        let state = t.path().join("state.db");
+        let state = StatePaths::of(&t.path().join("state.db"));
         assert_eq!(liveness(&state), Liveness::NotRunning, "no lock file");
         let held = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(lock_path(&state))
+            .open(&state.lock)
             .unwrap();
         assert_eq!(liveness(&state), Liveness::NotRunning, "lock free");
         // Blocking: a child another test forks in this process may hold the probe's descriptor (and its

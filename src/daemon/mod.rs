@@ -11,6 +11,7 @@
 mod dispatch;
 mod flight;
 mod known;
+mod observers;
 mod say;
 mod steps;
 mod tell;
@@ -20,7 +21,7 @@ mod tests;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -35,11 +36,13 @@ use crate::fsx::{Root, RootLinks};
 use crate::ledger::{Counts, Ledger, LedgerError};
 use crate::logging::show;
 use crate::metrics::{Metrics, MetricsError};
-use crate::notify::{self, Notifier};
+use crate::notify::Notifier;
+use crate::observe::Observer;
 use crate::output_dir::{self, Place};
 use crate::scheduler::{self, Scheduler};
-use crate::snapshot::{self, Snapshot, Waiting};
-use crate::time::{Clock, Millis, SystemClock, ms};
+use crate::state_paths::StatePaths;
+use crate::time::{Clock, Millis, SystemClock};
+use observers::{Observers, Published};
 
 /// Something that wakes the loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,11 +160,11 @@ pub enum StartError {
 pub use crate::ledger::identity::LOCK_MODE;
 
 /// Takes the single-instance lock beside the state file; held for as long as the returned file lives.
-pub fn lock_state(state_file: &Path) -> Result<File, StartError> {
+pub fn lock_state(paths: &StatePaths) -> Result<File, StartError> {
     use crate::ledger::identity::LockFileError;
-    crate::ledger::identity::take_lock_file(state_file).map_err(|e| match e {
+    crate::ledger::identity::take_lock_file(paths).map_err(|e| match e {
         LockFileError::Held { lock } => StartError::AlreadyRunning {
-            state: state_file.to_path_buf(),
+            state: paths.ledger.clone(),
             lock,
         },
         LockFileError::Io { path, source } => StartError::Lock { path, source },
@@ -185,10 +188,11 @@ pub struct StartOptions {
 /// existing ledger, or a new one over a root that is new.
 fn fresh_ledger_gate(
     cfg: &Config,
+    paths: &StatePaths,
     opts: &StartOptions,
     root: &Root,
 ) -> Result<Option<Vec<String>>, StartError> {
-    let path = &cfg.behavior.state_file;
+    let path = &paths.ledger;
     let at = crate::ledger::identity::look(path).map_err(|source| {
         StartError::Ledger(LedgerError::Create {
             path: path.clone(),
@@ -202,7 +206,7 @@ fn fresh_ledger_gate(
         Place::Checked { root, rel } => Some(root.join(rel)),
         _ => None,
     };
-    let mut traces = crate::ledger::identity::traces_on_disk(path, output.as_deref());
+    let mut traces = crate::ledger::identity::traces_on_disk(paths, output.as_deref());
     if traces.is_empty()
         && opts.ask_accounting
         && cfg.job.executor == crate::config::ExecutorKind::Slurm
@@ -432,44 +436,18 @@ impl Pacing {
     }
 }
 
-/// Who watches from the side: Prometheus metrics, systemd, and `status`/`explain` (the snapshot).
-#[derive(Debug)]
-struct Observers {
-    /// Prometheus metrics (they also wrap the scheduler to time its calls).
-    metrics: Metrics,
-    /// systemd notifications; a no-op outside systemd.
-    notifier: Notifier,
-    /// The snapshot for `status` and `explain`: what was last written, and when (monotonic).
-    snapshot: Published,
-}
-
-/// The last snapshot written beside the ledger.
-#[derive(Debug, Default)]
-struct Published {
-    /// When the daemon started (wall ms).
-    started_at: Millis,
-    /// As last written.
-    last: Option<Snapshot>,
-    /// When (monotonic) it was written.
-    at: Millis,
-    /// Writing failed last time (said once until it works again).
-    failing: bool,
-    /// The version of the job list in `last` (see [`Metrics::jobs_seen_since`]).
-    jobs_version: Option<u64>,
-    /// That job list as JSON (made again only when it changed).
-    jobs_json: Vec<u8>,
-}
-
 /// The running daemon.
 pub struct Daemon {
     /// The config in force.
     cfg: Config,
+    /// The names beside the state file (which a reload cannot change).
+    paths: StatePaths,
     /// The ledger (single writer: this daemon; the CLI may add retries and forgets).
     ledger: Ledger,
     /// The watched root, opened once: every scan and deletion goes through its descriptor, after checking
     /// that the configured path still names it.
     root: Root,
-    /// The scheduler in use, wrapped so its calls are timed and counted.
+    /// The scheduler in use (the daemon times its calls and tells the observers, see `observers`).
     sched: Box<dyn Scheduler>,
     /// Builds the scheduler for a config (again on every reload).
     make_sched: SchedulerFactory,
@@ -488,7 +466,7 @@ pub struct Daemon {
     waits: Waits,
     /// The ledger's counts as last read.
     counts: CachedCounts,
-    /// Metrics and systemd notifications.
+    /// Who watches from the side: metrics, systemd notifications, the snapshot.
     observers: Observers,
     /// Notices: e-mail transport and delivery outages.
     telling: Telling,
@@ -557,7 +535,8 @@ impl Daemon {
         opts: StartOptions,
         dispatch: dispatch::Dispatch,
     ) -> Result<Daemon, StartError> {
-        let mut lock = lock_state(&cfg.behavior.state_file)?;
+        let paths = StatePaths::of(&cfg.behavior.state_file);
+        let mut lock = lock_state(&paths)?;
         let links = if cfg.watch.allow_unsafe_root {
             RootLinks::Follow
         } else {
@@ -567,36 +546,41 @@ impl Daemon {
             path: cfg.watch.root.clone(),
             source,
         })?;
-        let fresh = fresh_ledger_gate(&cfg, &opts, &root)?;
-        let lock_path = snapshot::lock_path(&cfg.behavior.state_file);
-        let last_used = crate::ledger::identity::ledger_named_by_lock(&lock_path);
-        let ledger = Ledger::open_exclusive(&cfg.behavior.state_file, &cfg.watch.root)?;
+        let fresh = fresh_ledger_gate(&cfg, &paths, &opts, &root)?;
+        let last_used = crate::ledger::identity::ledger_named_by_lock(&paths.lock);
+        let ledger = Ledger::open_exclusive(&paths.ledger, &cfg.watch.root)?;
         if let Some(last) = last_used.filter(|l| l != ledger.id() && fresh.is_none()) {
             return Err(StartError::LedgerReplaced {
-                path: cfg.behavior.state_file.clone(),
+                path: paths.ledger.clone(),
                 found: ledger.id().to_string(),
                 last,
-                lock: lock_path,
+                lock: paths.lock.clone(),
             });
         }
         if let Err(e) = crate::ledger::identity::name_ledger_in_lock(&mut lock, ledger.id()) {
             say::config_warning(&format!(
                 "cannot write the ledger's id into the lock file `{}`: {e}",
-                snapshot::lock_path(&cfg.behavior.state_file).display()
+                paths.lock.display()
             ));
         }
         if let Some(traces) = fresh {
             say::caught_up(&cfg.behavior.state_file, &traces);
         }
-        let metrics = Metrics::start(&cfg.metrics, cfg.behavior.instance.as_ref())?;
-        metrics.reloaded(true, clock.wall());
-        let sched = metrics.instrument(make_sched(&cfg), &notifier);
+        let mut observers = Observers {
+            metrics: Metrics::start(&cfg.metrics, cfg.behavior.instance.as_ref())?,
+            notifier,
+            snapshot: Published::default(),
+            more: Vec::new(),
+        };
+        observers.config_taken(true, clock.wall());
+        let sched = make_sched(&cfg);
         let telling = Telling::new(&cfg, dispatch);
-        let started_at = clock.wall();
+        observers.snapshot.started_at = clock.wall();
         let pacing = Pacing::new(&cfg, clock.mono());
         let cfg_for_mount = cfg.clone();
         Ok(Daemon {
             cfg,
+            paths,
             ledger,
             root,
             sched,
@@ -608,14 +592,7 @@ impl Daemon {
             health: Health::default(),
             waits: Waits::default(),
             counts: CachedCounts::default(),
-            observers: Observers {
-                metrics,
-                notifier,
-                snapshot: Published {
-                    started_at,
-                    ..Published::default()
-                },
-            },
+            observers,
             told_stale: HashSet::new(),
             telling,
             memory: Memory {
@@ -663,23 +640,20 @@ impl Daemon {
         // What the delivery workers finished meanwhile is recorded (never waited for: a delivery still
         // running stays in the outbox and is sent after the restart).
         self.record_deliveries();
-        self.observers.notifier.stopping();
+        self.observers.stopping();
         say::stopped(&self.cfg.behavior.state_file);
     }
 
     /// Re-reads the config file; an invalid one is refused and the old one stays. `watch.root` and
     /// `behavior.state_file` take a restart.
     fn reload(&mut self) {
-        self.observers.notifier.reloading();
+        self.observers.reloading();
         match Config::load(&self.cfg.source) {
             Ok(mut new) => {
                 self.keep_restart_keys(&mut new);
                 let changed = self.cfg.changed_keys(&new);
                 self.cfg = new;
-                self.sched = self
-                    .observers
-                    .metrics
-                    .instrument((self.make_sched)(&self.cfg), &self.observers.notifier);
+                self.sched = (self.make_sched)(&self.cfg);
                 self.observers.metrics.reload(&self.cfg.metrics);
                 for w in output_dir::warnings(&self.cfg) {
                     say::config_warning(&w);
@@ -689,15 +663,14 @@ impl Daemon {
                 self.pacing.reconfigure(&self.cfg, self.clock.mono());
                 self.schedule.rescan();
                 say::reloaded(&self.cfg.source, &changed);
-                self.observers.metrics.reloaded(true, self.clock.wall());
+                self.observers.config_taken(true, self.clock.wall());
                 self.retry_refused();
             }
             Err(e) => {
                 say::reload_refused(&e);
-                self.observers.metrics.reloaded(false, self.clock.wall());
+                self.observers.config_taken(false, self.clock.wall());
             }
         }
-        self.observers.notifier.reloaded();
     }
 
     /// The keys a reload cannot change (the ledger, the root its jobs belong to, the name on every metric
@@ -765,9 +738,8 @@ impl Daemon {
             let cadence = self.cadence();
             self.schedule.tracked(now, cadence);
             self.schedule.scanned(now, false, cadence);
-            self.observers.notifier.cycle_done(Some(
-                "the ledger file was removed or replaced: stopped; see the log",
-            ));
+            self.observers
+                .stalled("the ledger file was removed or replaced: stopped; see the log");
             return Flow::Continue;
         }
         self.sync_known(now);
@@ -812,147 +784,6 @@ impl Daemon {
             Err(problem) => {
                 say::output_refused(&problem, self.health.output.failed(now));
                 false
-            }
-        }
-    }
-
-    /// End of a cycle: publishes the counts (metrics, systemd `STATUS=`; the first time also `READY=1`)
-    /// and pets the watchdog. The ledger is only counted when someone listens.
-    fn observe(&mut self) {
-        let o = &mut self.observers;
-        let wanted = o.metrics.is_enabled() || o.notifier.is_enabled();
-        let now = self.clock.mono();
-        if wanted && (self.counts.stale || now >= self.counts.due) {
-            if let Ok(c) = self.ledger.counts() {
-                self.counts.counts = Some(c);
-            }
-            self.counts.stale = false;
-            self.counts.due = now + ms(self.cfg.watch.poll_interval);
-        }
-        let counts = self.counts.counts.as_ref();
-        let watched = self.settling.tracker.len() as u64;
-        let told = &self.settling.told_locked;
-        let locked = self
-            .settling
-            .tracker
-            .looks()
-            .filter(|(d, _)| told.contains(*d))
-            .count() as u64;
-        let settling = watched - locked;
-        let unreadable = self.settling.unreadable.len() as u64;
-        o.metrics.publish(counts, settling, locked, unreadable);
-        let refused = self.health.rejected.current();
-        let status = counts.map(|c| {
-            let line = notify::status_line(&self.cfg.watch.root, settling, locked, c);
-            notify::with_refusal(line, refused)
-        });
-        o.notifier.cycle_done(status.as_deref());
-        self.publish_snapshot();
-    }
-
-    /// What the snapshot says of the directories not submitted yet: settling, locked, unreadable, held;
-    /// by name.
-    fn waiting_now(&self) -> Vec<Waiting> {
-        let checks = self.cfg.watch.stability_checks;
-        let mut waiting: Vec<Waiting> = self
-            .settling
-            .tracker
-            .looks()
-            .map(|(dir, looks)| {
-                let locked = self.settling.told_locked.contains(dir);
-                Waiting {
-                    dir: dir.to_string_lossy().into_owned(),
-                    state: if locked { "locked" } else { "settling" }.into(),
-                    looks,
-                    needed: checks,
-                    reason: if locked {
-                        "unchanged, but its writer holds the ready-file locked (flock)".into()
-                    } else {
-                        format!("seen unchanged {looks} of {checks} times")
-                    },
-                }
-            })
-            .collect();
-        waiting.extend(
-            self.settling
-                .unreadable
-                .iter()
-                .map(|(dir, problem)| Waiting {
-                    dir: dir.to_string_lossy().into_owned(),
-                    state: "unreadable".into(),
-                    looks: 0,
-                    needed: checks,
-                    reason: format!("{problem} (the service user must be able to read it)"),
-                }),
-        );
-        waiting.extend(self.settling.held.iter().map(|(dir, why)| Waiting {
-            dir: dir.to_string_lossy().into_owned(),
-            state: "held".into(),
-            looks: 0,
-            needed: checks,
-            reason: why.words(),
-        }));
-        waiting.sort_by(|a, b| a.dir.cmp(&b.dir));
-        waiting
-    }
-
-    /// Writes what only the daemon knows for `status` and `explain` (`<state_file>.status.json`): when it
-    /// changed, and at least once per poll interval so that its age shows the daemon is alive.
-    fn publish_snapshot(&mut self) {
-        let (mono, wall) = (self.clock.mono(), self.clock.wall());
-        let waiting = self.waiting_now();
-        let p = &mut self.observers.snapshot;
-        // The job list (20,000 entries with as many jobs in flight) is copied only when it changed.
-        let (jobs, jobs_version) = match self.observers.metrics.jobs_seen_since(p.jobs_version) {
-            Some((v, jobs)) => (jobs, Some(v)),
-            None => (
-                p.last
-                    .as_mut()
-                    .map(|l| std::mem::take(&mut l.jobs))
-                    .unwrap_or_default(),
-                p.jobs_version,
-            ),
-        };
-        let jobs_changed = jobs_version != p.jobs_version;
-        p.jobs_version = jobs_version;
-        let snap = Snapshot {
-            schema_version: snapshot::SCHEMA_VERSION,
-            pid: std::process::id(),
-            started_at: p.started_at,
-            written_at: wall,
-            poll_interval_ms: ms(self.cfg.watch.poll_interval) as u64,
-            scheduler: self.sched.name().into(),
-            last_poll_at: self.observers.metrics.last_poll(),
-            waiting,
-            jobs,
-        };
-        let changed =
-            jobs_changed || p.failing || p.last.as_ref().is_none_or(|l| !l.same_but_jobs(&snap));
-        if !changed && mono - p.at < ms(self.cfg.watch.poll_interval) {
-            p.last = Some(snap);
-            return;
-        }
-        if jobs_changed || p.jobs_json.is_empty() {
-            p.jobs_json = snapshot::jobs_json(&snap.jobs).unwrap_or_else(|_| b"[]".to_vec());
-        }
-        let mut snap = snap;
-        let jobs = std::mem::take(&mut snap.jobs);
-        let written = snapshot::write_with_jobs(&self.cfg.behavior.state_file, &snap, &p.jobs_json);
-        snap.jobs = jobs;
-        match written {
-            Ok(()) => {
-                if std::mem::take(&mut p.failing) {
-                    say::snapshot_back(&self.cfg.behavior.state_file);
-                }
-                p.last = Some(snap);
-                p.at = mono;
-            }
-            Err(e) => {
-                // Kept (its job list is the current one); written again next cycle while failing.
-                p.last = Some(snap);
-                if !std::mem::replace(&mut p.failing, true) {
-                    say::snapshot_failed(&self.cfg.behavior.state_file, &e);
-                }
             }
         }
     }

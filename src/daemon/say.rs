@@ -13,10 +13,40 @@ use crate::engine::{
     Source,
 };
 use crate::logging::{error_chain, field, show};
+use crate::observe::Call;
 use crate::outcome::KeepReason;
 use crate::output_dir::FolderProblem;
 use crate::scheduler::{QueryError, SubmitError};
 use crate::time::{Millis, human, ms};
+
+/// One scheduler call ended (at `-v`): what was asked, and how long the answer or the failure took. Its
+/// target is still the metrics' (where the call was timed before the observers), so a `DIRWATCHER_LOG`
+/// directive that picks these lines keeps working.
+pub fn scheduler_call(
+    call: Call,
+    scheduler: &str,
+    what: std::fmt::Arguments<'_>,
+    took: Duration,
+    failed: Option<&dyn std::fmt::Display>,
+) {
+    let (label, took_ms) = (call.word(), took.as_millis() as u64);
+    match failed {
+        None => debug!(
+            target: "dirwatcher::metrics",
+            call = label,
+            took_ms,
+            ok = true,
+            "scheduler call {label} ({scheduler}) {what}: answered in {took_ms} ms"
+        ),
+        Some(e) => debug!(
+            target: "dirwatcher::metrics",
+            call = label,
+            took_ms,
+            ok = false,
+            "scheduler call {label} ({scheduler}) {what}: failed after {took_ms} ms: {e}"
+        ),
+    }
+}
 
 /// The daemon starts its loop.
 pub fn started(c: &Config, executor: &str) {

@@ -16,6 +16,7 @@ use crate::engine::{
 };
 use crate::fsx::SubDir;
 use crate::ledger::{DirLatest, EndRecord, LedgerError, NewGeneration};
+use crate::observe::{Call, Observer};
 use crate::outcome::{self, FailureRecord};
 use crate::scan;
 use crate::scheduler::{JobReport, JobSpec, SubmitError, output_file};
@@ -190,7 +191,13 @@ impl Daemon {
             let path = self.path_of(&g);
             let now = self.clock.mono();
             let lost_since = *self.waits.lost.entry(g.id).or_insert(now);
-            let found = match self.sched.lookup(&g.key, &g.job_name, g.created_at) {
+            let found = self.observers.timed(
+                self.sched.as_mut(),
+                Call::Lookup,
+                format_args!("for key {}", g.key),
+                |s| s.lookup(&g.key, &g.job_name, g.created_at),
+            );
+            let found = match found {
                 Ok(found) => found,
                 Err(e) => {
                     let edge = self.health.query.failed(self.clock.mono());
@@ -243,8 +250,16 @@ impl Daemon {
             return;
         }
         let decided = engine::judge::controller_decides;
-        let sightings = match self.sched.query(jobs, &decided) {
+        let n = jobs.len();
+        let answer = self.observers.timed(
+            self.sched.as_mut(),
+            Call::Query,
+            format_args!("for {n} job(s)"),
+            |s| s.query(jobs, &decided),
+        );
+        let sightings = match answer {
             Ok(r) => {
+                self.observers.queried(jobs, &r);
                 say::queries_back(self.health.query.succeeded(self.clock.mono()));
                 r
             }
@@ -415,7 +430,7 @@ impl Daemon {
         if plan.delete_dir || plan.log_failure {
             self.memory.effects_due = true;
         }
-        self.observers.metrics.job_ended(plan.state, &rep.state);
+        self.observers.ended(plan.state, &rep.state);
         let retry_in = retry.and(plan.retry_at).map(|at| at - wall);
         say::job_ended(
             &self.path_of(g),
@@ -635,7 +650,7 @@ impl Daemon {
         match self.memory.listing.list(&self.root) {
             Ok(changed) => {
                 let n = self.memory.listing.names().len();
-                self.observers.metrics.scanned(n, self.clock.wall());
+                self.observers.scanned(n, self.clock.wall());
                 say::root_back(root, self.health.scan.succeeded(now));
                 Some(changed)
             }
@@ -1017,8 +1032,13 @@ impl Daemon {
         let mut answers = Vec::with_capacity(live.len());
         let mut signal = None;
         let width = self.pacing.pace.width();
+        let observers = &mut self.observers;
         let started = self.sched.submit_many(&specs, width, &mut |i, r, took| {
             let ok = r.is_ok();
+            observers.called(Call::Submit, took, ok);
+            if ok {
+                observers.submitted();
+            }
             answers.push((i, r, took));
             if !ok {
                 return false;
@@ -1145,7 +1165,7 @@ impl Daemon {
         let now = self.clock.mono();
         say::submissions_back(self.health.submit.succeeded(now));
         if self.health.rejected.cleared(now).is_some() {
-            self.observers.metrics.submissions_refused(None);
+            self.observers.refusing(None);
         }
         let queued: Vec<_> = done
             .iter()
@@ -1218,9 +1238,7 @@ impl Daemon {
                 say::submit_failed(path, err, edge, delay);
             }
         }
-        self.observers
-            .metrics
-            .submissions_refused(self.health.rejected.current());
+        self.observers.refusing(self.health.rejected.current());
         let r = self
             .ledger
             .record_submit_failed(g.id, &msg, certain, wall + ms(delay), wall);

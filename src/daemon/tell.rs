@@ -8,6 +8,7 @@
 use super::{Daemon, say};
 use crate::engine::notice::{self, AfterFailure, RETRY_CAP, RetryPolicy};
 pub(super) use crate::notices::Fact;
+use crate::observe::Observer;
 
 pub(super) use crate::notices::{EndFacts, Queued};
 
@@ -165,7 +166,7 @@ impl Daemon {
                 Ok(()) => {
                     say::delivery_back(n.channel, label, latch.succeeded(now));
                     say::notice_sent(n, label);
-                    self.observers.metrics.notice(n.channel.as_str(), "sent");
+                    self.observers.notice(n.channel.as_str(), "sent");
                     if let Err(e) = self.ledger.notice_sent(n.id, wall) {
                         return self.ledger_failed("recording a delivered notice", &e);
                     }
@@ -178,7 +179,7 @@ impl Daemon {
                         AfterFailure::RetryAt(at) => (Some(at), "failed"),
                         AfterFailure::GiveUp => (None, "given_up"),
                     };
-                    self.observers.metrics.notice(n.channel.as_str(), result);
+                    self.observers.notice(n.channel.as_str(), result);
                     let msg = crate::logging::error_chain(&err);
                     if let Err(e) = self.ledger.notice_failed(n.id, &msg, retry_at, wall) {
                         return self.ledger_failed("recording a failed delivery", &e);

@@ -228,6 +228,42 @@ fn one_stable_directory_gets_exactly_one_submission() {
     assert!(b.fake.calls().contains(&Call::Query(vec!["1001".into()])));
 }
 
+/// The loop tells its observers what it did, in order: a scan, a submission (the call, then the job), a
+/// query and what it showed, the job's end; every cycle ends with its counts.
+#[test]
+fn the_observers_hear_each_call_submission_query_and_end() {
+    use crate::observe::{Call as Kind, Capture, Event as Heard};
+    let mut b = Bench::new(&[]);
+    let capture = Capture::default();
+    b.daemon.observers.more.push(Box::new(capture.clone()));
+    b.ready("run1");
+    b.settle();
+    b.fake.on_query_states(&[("1001", "COMPLETED")]);
+    b.after(Duration::from_secs(5));
+    let heard: Vec<Heard> = capture
+        .events()
+        .into_iter()
+        .filter(|e| !matches!(e, Heard::CycleDone(_) | Heard::Scanned(_)))
+        .collect();
+    assert_eq!(
+        heard,
+        [
+            Heard::Called(Kind::Submit, true),
+            Heard::Submitted,
+            Heard::Called(Kind::Query, true),
+            Heard::Queried(1),
+            Heard::Ended(GenState::Completed, "COMPLETED".into()),
+        ]
+    );
+    let all = capture.events();
+    assert_eq!(all.first(), Some(&Heard::Scanned(1)), "{all:?}");
+    // Counted for the observer that asked, though neither metrics nor systemd listen in the bench.
+    assert!(
+        matches!(all.last(), Some(Heard::CycleDone(Some(s))) if s.contains("1 completed")),
+        "{all:?}"
+    );
+}
+
 #[test]
 fn a_lost_answer_is_adopted_by_key_and_never_submitted_twice() {
     let mut b = Bench::new(&[]);
@@ -1338,8 +1374,7 @@ fn the_snapshot_shows_status_what_settles_and_what_slurm_said_of_each_job() {
     let mut b = Bench::new(&[]);
     b.ready("run1");
     b.cycle();
-    let state = b.daemon.cfg.behavior.state_file.clone();
-    let crate::snapshot::Read::Found(snap) = crate::snapshot::read(&state) else {
+    let crate::snapshot::Read::Found(snap) = crate::snapshot::read(&b.daemon.paths) else {
         panic!("no snapshot after a cycle")
     };
     assert_eq!(snap.pid, std::process::id());

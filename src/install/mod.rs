@@ -1011,16 +1011,11 @@ fn removals(
     Ok(items)
 }
 
-/// What `--purge` removes besides: the config, the ledger and its companions, the failure log, and
-/// their directories when empty.
+/// What `--purge` removes besides: the config, the ledger and everything beside it (one list,
+/// [`crate::state_paths::StatePaths::all`], so nothing the daemon leaves there is forgotten), the failure log, and their
+/// directories when empty.
 fn purged(layout: &Layout) -> Vec<(PathBuf, Removal)> {
-    let state_file = &layout.state_file;
-    let with_suffix = |s: &str| {
-        let mut n = state_file.clone().into_os_string();
-        n.push(s);
-        PathBuf::from(n)
-    };
-    vec![
+    let mut items = vec![
         (layout.config.clone(), Removal::File),
         (smtp_pass_file(&layout.config), Removal::File),
         (db_pass_file(&layout.config), Removal::File),
@@ -1028,19 +1023,21 @@ fn purged(layout: &Layout) -> Vec<(PathBuf, Removal)> {
             layout.config.parent().unwrap_or(Path::new("/")).into(),
             Removal::EmptyDir,
         ),
-        (state_file.clone(), Removal::File),
-        (with_suffix("-wal"), Removal::File),
-        (with_suffix("-shm"), Removal::File),
-        (crate::snapshot::lock_path(state_file), Removal::File),
-        (crate::snapshot::path_for(state_file), Removal::File),
-        (
-            crate::scheduler::local::jobs_dir_for(state_file),
-            Removal::Tree,
-        ),
+    ];
+    let beside = crate::state_paths::StatePaths::of(&layout.state_file);
+    items.extend(beside.all().map(|(p, kind)| {
+        let how = match kind {
+            crate::state_paths::Kind::File => Removal::File,
+            crate::state_paths::Kind::Tree => Removal::Tree,
+        };
+        (p.to_path_buf(), how)
+    }));
+    items.extend([
         (layout.state_dir(), Removal::EmptyDir),
         (layout.failure_log.clone(), Removal::File),
         (layout.log_dir(), Removal::EmptyDir),
-    ]
+    ]);
+    items
 }
 
 /// Removes `at` (its staged path) if it is there and, for a directory to remove when empty, is empty.

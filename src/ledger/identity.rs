@@ -13,6 +13,8 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::state_paths::StatePaths;
+
 /// What is at the ledger's path before it is opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AtPath {
@@ -176,24 +178,24 @@ fn parent_of(path: &Path) -> &Path {
 
 /// Traces an earlier ledger leaves beside its file and in the root, each in words. Empty when none is
 /// found: the root is new to this ledger's directory.
-pub fn traces_on_disk(state_file: &Path, output_folder: Option<&Path>) -> Vec<String> {
+pub fn traces_on_disk(paths: &StatePaths, output_folder: Option<&Path>) -> Vec<String> {
     let mut found = Vec::new();
-    let lock = crate::snapshot::lock_path(state_file);
-    if let Some(id) = ledger_named_by_lock(&lock) {
+    let lock = &paths.lock;
+    if let Some(id) = ledger_named_by_lock(lock) {
         found.push(format!(
             "the lock file `{}` names ledger {id}",
             lock.display()
         ));
     }
-    let snap = crate::snapshot::path_for(state_file);
+    let snap = &paths.status_json;
     if snap.exists() {
         found.push(format!(
             "the status snapshot `{}` of a daemon that ran",
             snap.display()
         ));
     }
-    let jobs = crate::scheduler::local::jobs_dir_for(state_file);
-    let n = entries(&jobs);
+    let jobs = &paths.local_jobs;
+    let n = entries(jobs);
     if n > 0 {
         found.push(format!("{n} local job folder(s) in `{}`", jobs.display()));
     }
@@ -245,9 +247,9 @@ pub enum LockFileError {
 
 /// Takes the lock file beside the state file (creating it, and its directory, if needed); held for as
 /// long as the returned file lives.
-pub fn take_lock_file(state_file: &Path) -> Result<File, LockFileError> {
+pub fn take_lock_file(paths: &StatePaths) -> Result<File, LockFileError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    let path = crate::snapshot::lock_path(state_file);
+    let path = paths.lock.clone();
     let io_err = |source| LockFileError::Io {
         path: path.clone(),
         source,
@@ -351,14 +353,14 @@ mod tests {
     #[test]
     fn traces_of_an_earlier_ledger() {
         let t = tempfile::tempdir().unwrap();
-        let p = t.path().join("state.db");
+        let p = crate::state_paths::StatePaths::of(&t.path().join("state.db"));
         assert!(traces_on_disk(&p, None).is_empty());
         // An empty lock file (a start that failed before its ledger opened) is no trace.
-        std::fs::write(crate::snapshot::lock_path(&p), b"").unwrap();
+        std::fs::write(&p.lock, b"").unwrap();
         assert!(traces_on_disk(&p, None).is_empty());
         let mut lock = std::fs::OpenOptions::new()
             .write(true)
-            .open(crate::snapshot::lock_path(&p))
+            .open(&p.lock)
             .unwrap();
         name_ledger_in_lock(&mut lock, "abcd1234").unwrap();
         let out = t.path().join("logs");

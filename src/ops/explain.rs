@@ -140,8 +140,9 @@ pub fn explain(cfg: &Config, dirs: &[PathBuf]) -> anyhow::Result<Vec<Explanation
         Err(e) if e.to_string().starts_with("no ledger") => (None, None),
         Err(e) => (None, Some(crate::logging::error_chain(e.as_ref()))),
     };
-    let live = snapshot::liveness(&cfg.behavior.state_file);
-    let snap = match snapshot::read(&cfg.behavior.state_file) {
+    let paths = crate::state_paths::StatePaths::of(&cfg.behavior.state_file);
+    let live = snapshot::liveness(&paths);
+    let snap = match snapshot::read(&paths) {
         snapshot::Read::Found(s) if live != Liveness::NotRunning && s.is_fresh(wall_now()) => {
             Some(s)
         }

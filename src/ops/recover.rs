@@ -57,7 +57,9 @@ pub fn recover(
         };
         (None, l)
     } else {
-        let mut lock = crate::ledger::identity::take_lock_file(&cfg.behavior.state_file)?;
+        let mut lock = crate::ledger::identity::take_lock_file(
+            &crate::state_paths::StatePaths::of(&cfg.behavior.state_file),
+        )?;
         let l = Ledger::open_exclusive(&cfg.behavior.state_file, &cfg.watch.root)?;
         // This is the ledger of this state directory from now on (a start would take another for a
         // replaced one).

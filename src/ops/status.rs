@@ -346,13 +346,13 @@ fn notices(
 
 /// Reads the lock and the snapshot: the daemon's health, and its snapshot when it is worth believing.
 fn daemon_health(cfg: &Config, now: Millis) -> (DaemonHealth, Option<Snapshot>) {
-    let state_file = &cfg.behavior.state_file;
-    let live = snapshot::liveness(state_file);
+    let paths = crate::state_paths::StatePaths::of(&cfg.behavior.state_file);
+    let live = snapshot::liveness(&paths);
     let mut note = match &live {
         Liveness::Unknown(why) => Some(why.clone()),
         _ => None,
     };
-    let read = snapshot::read(state_file);
+    let read = snapshot::read(&paths);
     let (snap_word, snap) = match read {
         snapshot::Read::Missing => ("missing", None),
         snapshot::Read::Unusable(why) => {

@@ -29,6 +29,7 @@ use super::{
     TrackedJob, local_argv,
 };
 use crate::config::{Config, JobConfig};
+use crate::state_paths::StatePaths;
 use crate::time::Millis;
 
 /// How long a launched runner may take to write its pid file before it counts as lost.
@@ -74,21 +75,11 @@ pub struct Local {
     launched: HashMap<String, Instant>,
 }
 
-/// Where the local jobs of a ledger live.
-pub fn jobs_dir_for(state_file: &Path) -> PathBuf {
-    let mut name = state_file
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_else(|| OsString::from("state"));
-    name.push(".local-jobs");
-    state_file.with_file_name(name)
-}
-
 impl Local {
     /// A local back end for this config.
     pub fn new(cfg: &Config) -> Self {
         Local {
-            jobs_dir: jobs_dir_for(&cfg.behavior.state_file),
+            jobs_dir: StatePaths::of(&cfg.behavior.state_file).local_jobs,
             job: cfg.job.clone(),
             root: cfg.watch.root.clone(),
             launched: HashMap::new(),
@@ -709,13 +700,5 @@ mod tests {
         assert_eq!(run_job(&dir), 0);
         assert!(marker.exists());
         assert_eq!(read_status(&dir).unwrap().state, "COMPLETED");
-    }
-
-    #[test]
-    fn jobs_live_beside_the_state_file() {
-        assert_eq!(
-            jobs_dir_for(Path::new("/var/lib/dw/state.db")),
-            PathBuf::from("/var/lib/dw/state.db.local-jobs")
-        );
     }
 }

@@ -349,6 +349,13 @@ fn uninstall_removes_the_service_and_keeps_config_state_and_logs_unless_purged()
         "ledger abcd1234\n",
     )
     .unwrap();
+    // SQLite's files after a crash, and a local job's folder.
+    for f in ["state.db-wal", "state.db-shm", "state.db-journal"] {
+        std::fs::write(s.at(&format!("/var/lib/dirwatcher/{f}")), "").unwrap();
+    }
+    let job = s.at("/var/lib/dirwatcher/state.db.local-jobs/local-a-1");
+    std::fs::create_dir_all(&job).unwrap();
+    std::fs::write(job.join("spec.json"), "{}").unwrap();
     let out = ok(s.uninstall(&[]));
     for gone in [
         "/opt/dirwatcher/dirwatcher",

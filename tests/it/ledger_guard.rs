@@ -177,7 +177,7 @@ fn second_daemon((env, runs): (TestEnv, PathBuf), mut env2: TestEnv) {
     let state = env.state_file();
 
     // The lock file removed: the ledger's own lock still holds.
-    std::fs::remove_file(dirwatcher::snapshot::lock_path(&state)).unwrap();
+    std::fs::remove_file(dirwatcher::state_paths::StatePaths::of(&state).lock).unwrap();
     let (st, log) = refused_start(&env, &[]);
     assert_eq!(st.code(), Some(1), "{log}");
     assert!(log.contains("another dirwatcher holds the ledger"), "{log}");
@@ -283,7 +283,7 @@ fn a_full_ledger_file_system_delays_the_results_of_finished_jobs_and_runs_nothin
     });
     // Every runner keeps its job's result while it cannot write it (before, each exited at once and the
     // job was taken for a node failure).
-    let jobs_dir = dirwatcher::scheduler::local::jobs_dir_for(&env.state_file());
+    let jobs_dir = dirwatcher::state_paths::StatePaths::of(&env.state_file()).local_jobs;
     let runners = || -> Vec<i32> {
         std::fs::read_dir(&jobs_dir)
             .unwrap()

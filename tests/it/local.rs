@@ -58,9 +58,8 @@ fn local_over_time_limit_is_a_timeout_line() {
 fn local_cancel_is_a_cancelled_line() {
     let state = std::cell::RefCell::new(None::<std::path::PathBuf>);
     let env = TestEnv::local("cancel");
-    *state.borrow_mut() = Some(dirwatcher::scheduler::local::jobs_dir_for(
-        &env.state_file(),
-    ));
+    *state.borrow_mut() =
+        Some(dirwatcher::state_paths::StatePaths::of(&env.state_file()).local_jobs);
     let jobs = state.borrow().clone().unwrap();
     scenarios::cancelled(env, DEADLINE, move |job| {
         // What `scancel` is to Slurm: SIGTERM to the job's runner.
@@ -91,7 +90,7 @@ fn local_a_thousand_hostile_names_reach_their_jobs_as_exact_bytes_once() {
         .job("max_local_jobs: 64")
         .watch("poll_interval_sec: 0.2");
     let names = crate::hostile::names(1_080, 9);
-    let jobs = dirwatcher::scheduler::local::jobs_dir_for(&env.state_file());
+    let jobs = dirwatcher::state_paths::StatePaths::of(&env.state_file()).local_jobs;
     let env = scenarios::hostile_names(
         env,
         Duration::from_secs(300),

@@ -88,7 +88,7 @@ fn every_file_the_daemon_creates_has_its_documented_mode_under_umask_000() {
         });
 
         let state = env.state_file();
-        let jobs = dirwatcher::scheduler::local::jobs_dir_for(&state);
+        let jobs = dirwatcher::state_paths::StatePaths::of(&state).local_jobs;
         let job = g.job_id.clone().unwrap();
         let mut want: Vec<(PathBuf, u32)> = vec![
             (state.parent().unwrap().to_path_buf(), 0o750),

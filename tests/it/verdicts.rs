@@ -177,7 +177,8 @@ fn many_jobs_that_run_as_another_user_are_followed_through_the_controller() {
     assert_eq!(String::from_utf8_lossy(&owner.stdout).trim(), "dwtest");
     // Every job seen, and seen by the controller (the snapshot says which source showed each).
     let seen = |state: &str| {
-        let dirwatcher::snapshot::Read::Found(s) = dirwatcher::snapshot::read(&env.state_file())
+        let dirwatcher::snapshot::Read::Found(s) =
+            dirwatcher::snapshot::read(&dirwatcher::state_paths::StatePaths::of(&env.state_file()))
         else {
             return None;
         };
