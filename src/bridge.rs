@@ -197,6 +197,9 @@ pub struct ActiveRow {
     pub status: String,
 }
 
+/// What [`active_rows`] read: the rows, or why not.
+pub type ActiveRead = Result<Vec<ActiveRow>, BridgeError>;
+
 /// The original's `sync_active_from_db`: the rows whose status is `SUBMITTED`, `RUNNING` or `PENDING`.
 pub fn active_rows(db: &DbConfig, timeout: Duration) -> Result<Vec<ActiveRow>, BridgeError> {
     with_conn(db, timeout, |conn| {

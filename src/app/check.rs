@@ -9,7 +9,8 @@ use crate::config::Config;
 use crate::ops::{self, SlurmCheck};
 use crate::out;
 
-use super::{AppError, load};
+use super::error::AppError;
+use super::load;
 
 /// `dirwatcher check-config`.
 pub fn check_config(

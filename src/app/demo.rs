@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use crate::{logging, ops, out};
 
-use super::{AppError, load, serve};
+use super::error::AppError;
+use super::{load, serve};
 
 /// `dirwatcher demo --dir DIR`.
 pub fn demo(dir: &Path) -> Result<(), AppError> {

@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::cli::ConfigFile;
 use crate::config::{Config, ConfigError};
 
-use super::AppError;
+use super::error::AppError;
 
 /// The config with its secrets read, for a command that may send or submit.
 pub(super) fn load(config: &ConfigFile) -> Result<Config, AppError> {

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use crate::cli::ConfigFile;
 use crate::ops;
 
+use super::error::AppError;
+use super::load;
 use super::progress::Progress;
-use super::{AppError, load};
 
 /// How `status` prints what it found.
 #[derive(Debug, Clone, Default)]

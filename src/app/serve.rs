@@ -11,7 +11,8 @@ use crate::config::Config;
 use crate::daemon::{Daemon, Flow, StartOptions};
 use crate::logging;
 
-use super::{AppError, load, signals};
+use super::error::AppError;
+use super::{load, signals};
 
 /// `dirwatcher run`.
 ///

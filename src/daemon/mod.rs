@@ -12,6 +12,7 @@ mod dispatch;
 mod flight;
 mod known;
 mod observers;
+mod publish;
 mod say;
 mod steps;
 mod tell;
@@ -342,7 +343,7 @@ struct Telling {
     /// When delivered notices are pruned next (monotonic).
     next_prune: Millis,
     /// The web application's active rows, read once at start beside the loop (`db:`).
-    db_sync: Option<crossbeam_channel::Receiver<tell::DbSync>>,
+    db_sync: Option<crossbeam_channel::Receiver<crate::bridge::ActiveRead>>,
 }
 
 impl Telling {

@@ -18,9 +18,6 @@ const BATCH: u32 = 64;
 /// How many unknown database rows are said one by one at start.
 const SYNC_SAID: usize = 20;
 
-/// The start-up read of the web application's active rows.
-pub(super) type DbSync = Result<Vec<crate::bridge::ActiveRow>, crate::bridge::BridgeError>;
-
 impl Daemon {
     /// The notices `kind` gets for `g` (nothing when `notify.events` does not list it); a meta file that
     /// names no usable owner is said.

@@ -14,7 +14,23 @@ use prometheus_client::encoding::prometheus_text;
 use prometheus_client::registry::Registry;
 use tracing::{debug, info, warn};
 
-use super::{MetricsError, render};
+use super::registry::render;
+
+/// Why metrics could not be set up at start.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// `metrics.listen` could not be bound (in use, or not an address of this host).
+    #[error(
+        "cannot serve metrics on `{addr}` (`metrics.listen`): is another program using the port, or is it not an address of this host?"
+    )]
+    Listen {
+        /// The configured address.
+        addr: SocketAddr,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// Binds `addr` and serves the registry from one thread, one connection at a time (a scrape every few
 /// seconds needs nothing more); returns the bound address.

@@ -18,7 +18,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::encoding::prometheus_text;
 use prometheus_client::registry::Registry;
 use tracing::{debug, info, warn};
 
@@ -28,23 +27,9 @@ use crate::ledger::Counts;
 use crate::observe::{Call, CycleReport, Observer};
 use crate::time::Millis;
 
+pub use http::MetricsError;
 pub use registry::INSTANCE_LABEL;
-
-/// Why metrics could not be set up at start.
-#[derive(Debug, thiserror::Error)]
-pub enum MetricsError {
-    /// `metrics.listen` could not be bound (in use, or not an address of this host).
-    #[error(
-        "cannot serve metrics on `{addr}` (`metrics.listen`): is another program using the port, or is it not an address of this host?"
-    )]
-    Listen {
-        /// The configured address.
-        addr: SocketAddr,
-        /// Cause.
-        #[source]
-        source: std::io::Error,
-    },
-}
+use registry::render;
 
 /// The daemon's metrics and where they go.
 #[derive(Debug)]
@@ -233,13 +218,6 @@ impl Observer for Metrics {
 
 fn show_addr(a: Option<SocketAddr>) -> String {
     a.map(|a| a.to_string()).unwrap_or_else(|| "none".into())
-}
-
-fn render(registry: &Registry) -> String {
-    let mut s = String::new();
-    // Writing into a String cannot fail.
-    let _ = prometheus_text::encode(&mut s, registry);
-    s
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -239,4 +240,12 @@ fn create_from_the_start(h: &Handles) {
         let _ = h.errors.get_or_create(&call_label(call));
         let _ = h.duration.get_or_create(&call_label(call));
     }
+}
+
+/// The registry in Prometheus' text format.
+pub(super) fn render(registry: &Registry) -> String {
+    let mut s = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_text::encode(&mut s, registry);
+    s
 }
