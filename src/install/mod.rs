@@ -12,6 +12,9 @@ pub mod generate;
 mod plan;
 pub mod render;
 mod siblings;
+mod usage;
+
+pub use usage::UsageError;
 pub mod system;
 
 use std::io::Write;
@@ -62,17 +65,6 @@ pub fn root_warning() -> Option<&'static str> {
         "warning: running as root; the demo's jobs run as root too. `dirwatcher run` refuses this without \
          --allow-root: a real service runs as its own user (see `dirwatcher install --help`)",
     )
-}
-
-/// A refusal before anything changed: wrong flags or a missing watch root (exit status 2, see
-/// `app::AppError::kind`).
-#[derive(Debug, thiserror::Error)]
-#[error("{problem}\n  fix: {fix}")]
-pub struct UsageError {
-    /// What is wrong.
-    pub problem: String,
-    /// What to do instead.
-    pub fix: String,
 }
 
 fn usage(problem: impl Into<String>, fix: impl Into<String>) -> anyhow::Error {

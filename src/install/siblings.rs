@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Config, InstanceName, RootCheck};
 
-use super::UsageError;
+use super::usage::UsageError;
 use super::plan::staged;
 
 /// One installed service, as its config file says.
