@@ -4,6 +4,27 @@
 //! made *before* the action that depends on it (the submission intent before `sbatch`, the final state before
 //! deleting or logging). WAL mode, so `dirwatcher status` can read while the daemon writes. Must never: hold a
 //! transaction open across a child process, or decide anything (that is the engine's job).
+//!
+//! Parts: this file opens the ledger (modes, the file's own lock, the root it serves) and names its errors;
+//! `schema` holds the tables, triggers and the upgrade; `read` the queries; `write` the generations'
+//! writes; `outbox` the notices; `tx` the one transaction helper (`Ledger::write`) every
+//! several-row write goes through; `identity` the file's identity and lock.
+//!
+//! The contract a second backend (the ledger on MariaDB, shared by an active/passive pair) implements is
+//! the set of operations the daemon and the operator commands call on [`Ledger`], each atomic, an event's
+//! notices committed with the event:
+//! - intents: `insert_intents`, `insert_intent`, `requeue`, `insert_recovered`;
+//! - submissions: `mark_sbatch_started`, `mark_sbatch_started_many`, `unmark_sbatch_started`,
+//!   `record_submitted`, `record_submitted_many`, `record_submit_failed`, `record_lookup_empty`,
+//!   `make_refused_due`;
+//! - ends: `record_end`, `record_lost`, `record_seen`, `record_cancelled`;
+//! - effects and the operator: `record_failure_logged`, `record_cleanup`, `drop_unsubmitted`, `forget`;
+//! - outbox: `queue_notices`, `notice_sent`, `notice_failed`, `prune_delivered`;
+//! - reads: those of `read` and of `outbox` (`due_notices_on`, `next_notice_at`, `notice_counts`,
+//!   `outbox_health`), `data_version` (another writer committed), `id`, `check_file`.
+//!
+//! It is not a trait yet: every caller names `Ledger`'s own methods, and a trait with one implementation
+//! would only add an import to each of them; the second backend is the time to extract it.
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -15,6 +36,7 @@ pub mod identity;
 mod outbox;
 mod read;
 mod schema;
+mod tx;
 mod write;
 
 pub use outbox::{DELIVERED_KEPT, NewNotice, Notice, NoticeCounts, OutboxHealth};

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Ledger, Result, sqle, u};
+use super::tx::{Said, Tx};
+use super::{Ledger, Result, u};
 use crate::engine::notice::{Channel, EventKind};
 use crate::time::Millis;
 
@@ -74,7 +75,19 @@ pub struct OutboxHealth {
     pub last_error: Option<String>,
 }
 
-pub(super) fn insert_notices(
+impl Tx<'_> {
+    /// Queues the notices of an event, in the transaction that records the event.
+    pub(super) fn notices(
+        &self,
+        gen_id: Option<i64>,
+        notices: &[NewNotice<'_>],
+        now: Millis,
+    ) -> Result<()> {
+        insert_notices(self.raw(), gen_id, notices, now).map_err(self.sql("cannot queue a notice"))
+    }
+}
+
+fn insert_notices(
     tx: &rusqlite::Transaction<'_>,
     gen_id: Option<i64>,
     notices: &[NewNotice<'_>],
@@ -105,14 +118,9 @@ impl Ledger {
         notices: &[NewNotice<'_>],
         now: Millis,
     ) -> Result<()> {
-        let path = self.path.clone();
-        let sql = |what| sqle(&path, what);
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(sql("cannot begin a transaction"))?;
-        insert_notices(&tx, gen_id, notices, now).map_err(sql("cannot queue a notice"))?;
-        tx.commit().map_err(sql("cannot commit a notice"))
+        self.write(Said::commit("cannot commit a notice"), |tx| {
+            tx.notices(gen_id, notices, now)
+        })
     }
 
     /// Notices due for delivery at `now`, oldest first, at most `limit`.

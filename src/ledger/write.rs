@@ -9,8 +9,9 @@ use std::os::unix::ffi::OsStrExt;
 
 use rusqlite::params;
 
-use super::outbox::{NewNotice, insert_notices};
-use super::{Ledger, Result, i, intent_err, sqle};
+use super::outbox::NewNotice;
+use super::tx::{Said, Tx};
+use super::{Ledger, Result, i, intent_err};
 use crate::engine::{GenState, Generation, JobDetail, ReadyIdentity};
 use crate::time::Millis;
 
@@ -141,6 +142,19 @@ fn insert_row(
     Ok(id)
 }
 
+impl Tx<'_> {
+    /// Inserts a new generation record with its key ([`insert_row`]); returns its id. The one-intent index
+    /// refusing it means a second writer got in ([`LedgerError::DoubleIntent`](super::LedgerError)).
+    pub(super) fn intent(
+        &self,
+        new: &NewGeneration<'_>,
+        now: Millis,
+        what: &'static str,
+    ) -> Result<i64> {
+        insert_row(self.raw(), self.instance(), new, now).map_err(intent_err(self.path(), what))
+    }
+}
+
 impl Ledger {
     /// Commits the intents of one scan in one transaction (one fsync for all of them), each before its
     /// `sbatch`. Returns the new records, in order.
@@ -149,20 +163,13 @@ impl Ledger {
         news: &[NewGeneration<'_>],
         now: Millis,
     ) -> Result<Vec<Generation>> {
-        let path = self.path.clone();
-        let sql = |what| sqle(&path, what);
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(sql("cannot begin a transaction"))?;
-        let mut ids = Vec::with_capacity(news.len());
-        for new in news {
-            ids.push(
-                insert_row(&tx, &self.instance, new, now)
-                    .map_err(intent_err(&path, "cannot record the intent"))?,
-            );
-        }
-        tx.commit().map_err(sql("cannot commit the intents"))?;
+        let ids = self.write(Said::commit("cannot commit the intents"), |tx| {
+            let mut ids = Vec::with_capacity(news.len());
+            for new in news {
+                ids.push(tx.intent(new, now, "cannot record the intent")?);
+            }
+            Ok(ids)
+        })?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             out.extend(self.get(id)?);
@@ -177,22 +184,19 @@ impl Ledger {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let (path, what) = (self.path.clone(), "cannot record the submission attempts");
-        let tx = self.conn.transaction().map_err(sqle(&path, what))?;
-        let mut marked = Vec::with_capacity(ids.len());
-        {
-            let mut st = tx
-                .prepare_cached(
-                    "UPDATE generations SET uncertain = 1, submit_tries = submit_tries + 1, updated_at = ?2
+        let what = "cannot record the submission attempts";
+        self.write(Said::all(what), |tx| {
+            let mut st = tx.prepare(
+                "UPDATE generations SET uncertain = 1, submit_tries = submit_tries + 1, updated_at = ?2
                      WHERE id = ?1 AND state = 'submitting'",
-                )
-                .map_err(sqle(&path, what))?;
+                what,
+            )?;
+            let mut marked = Vec::with_capacity(ids.len());
             for id in ids {
-                marked.push(st.execute(params![id, now]).map_err(sqle(&path, what))? == 1);
+                marked.push(st.execute(params![id, now]).map_err(tx.sql(what))? == 1);
             }
-        }
-        tx.commit().map_err(sqle(&path, what))?;
-        Ok(marked)
+            Ok(marked)
+        })
     }
 
     /// Undoes [`Ledger::mark_sbatch_started_many`] for records whose `sbatch` never started (a stop or a
@@ -217,28 +221,20 @@ impl Ledger {
         if ids.is_empty() {
             return Ok(());
         }
-        let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(sqle(&path, what))?;
-        {
-            let mut st = tx.prepare_cached(stmt).map_err(sqle(&path, what))?;
+        self.write(Said::all(what), |tx| {
+            let mut st = tx.prepare(stmt, what)?;
             for id in ids {
-                st.execute(params![id, now]).map_err(sqle(&path, what))?;
+                st.execute(params![id, now]).map_err(tx.sql(what))?;
             }
-        }
-        tx.commit().map_err(sqle(&path, what))
+            Ok(())
+        })
     }
 
     /// Commits the intent to submit a new job, before `sbatch` is called. Returns the new record.
     pub fn insert_intent(&mut self, new: &NewGeneration<'_>, now: Millis) -> Result<Generation> {
-        let path = self.path.clone();
-        let sql = |what| sqle(&path, what);
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(sql("cannot begin a transaction"))?;
-        let id = insert_row(&tx, &self.instance, new, now)
-            .map_err(intent_err(&path, "cannot record the intent"))?;
-        tx.commit().map_err(sql("cannot commit the intent"))?;
+        let id = self.write(Said::commit("cannot commit the intent"), |tx| {
+            tx.intent(new, now, "cannot record the intent")
+        })?;
         self.get(id).map(|g| g.expect("row just inserted"))
     }
 
@@ -246,12 +242,10 @@ impl Ledger {
     /// that has a record already keeps it (as does a key the ledger holds). Returns, per row, whether it
     /// was recorded.
     pub fn insert_recovered(&mut self, rows: &[Recovered], now: Millis) -> Result<Vec<bool>> {
-        let (path, what) = (self.path.clone(), "cannot record the recovered jobs");
-        let tx = self.conn.transaction().map_err(sqle(&path, what))?;
-        let mut done = Vec::with_capacity(rows.len());
-        {
-            let mut st = tx
-                .prepare_cached(
+        let what = "cannot record the recovered jobs";
+        self.write(Said::all(what), |tx| {
+            let mut done = Vec::with_capacity(rows.len());
+            let mut st = tx.prepare(
                     "INSERT INTO generations (dir, ready_dev, ready_ino, ready_size, ready_mtime_ns, dir_dev,
                          dir_ino, state, attempt, submit_key, job_id, job_name, created_at, submitted_at,
                          finished_at, final_state, exit_code, updated_at, seen_at, reason, nodes, elapsed_sec)
@@ -259,8 +253,8 @@ impl Ledger {
                          ?17, ?18, ?19, ?20
                      WHERE NOT EXISTS (SELECT 1 FROM generations WHERE dir = ?1)
                      ON CONFLICT DO NOTHING",
-                )
-                .map_err(sqle(&path, what))?;
+                what,
+            )?;
             for r in rows {
                 let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
                 let n = st
@@ -286,12 +280,11 @@ impl Ledger {
                         text(&r.detail.nodes),
                         r.detail.elapsed_sec.map(i),
                     ])
-                    .map_err(sqle(&path, what))?;
+                    .map_err(tx.sql(what))?;
                 done.push(n == 1);
             }
-        }
-        tx.commit().map_err(sqle(&path, what))?;
-        Ok(done)
+            Ok(done)
+        })
     }
 
     /// Marks that `sbatch` is about to run for `id`: until its answer is recorded, the outcome is uncertain.
@@ -336,15 +329,13 @@ impl Ledger {
         (id, notices, now): (i64, &[NewNotice<'_>], Millis),
         what: &'static str,
     ) -> Result<bool> {
-        let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(sqle(&path, what))?;
-        let changed = tx.execute(update, p).map_err(sqle(&path, what))? > 0;
-        if changed {
-            insert_notices(&tx, Some(id), notices, now)
-                .map_err(sqle(&path, "cannot queue a notice"))?;
-        }
-        tx.commit().map_err(sqle(&path, what))?;
-        Ok(changed)
+        self.write(Said::all(what), |tx| {
+            let changed = tx.execute(update, p, what)? > 0;
+            if changed {
+                tx.notices(Some(id), notices, now)?;
+            }
+            Ok(changed)
+        })
     }
 
     /// [`Ledger::record_submitted`] for the answers of one batch of `sbatch` calls, each with its notices,
@@ -357,27 +348,20 @@ impl Ledger {
         if done.is_empty() {
             return Ok(());
         }
-        let (path, what) = (self.path.clone(), "cannot record the job ids");
-        let tx = self.conn.transaction().map_err(sqle(&path, what))?;
-        {
-            let mut st = tx
-                .prepare_cached(
-                    "UPDATE generations SET state = 'submitted', job_id = ?2, submitted_at = ?3, uncertain = 0,
+        let what = "cannot record the job ids";
+        self.write(Said::all(what), |tx| {
+            let mut st = tx.prepare(
+                "UPDATE generations SET state = 'submitted', job_id = ?2, submitted_at = ?3, uncertain = 0,
                          last_error = NULL, updated_at = ?3 WHERE id = ?1 AND state = 'submitting'",
-                )
-                .map_err(sqle(&path, what))?;
+                what,
+            )?;
             for (id, job, notices) in done {
-                if st
-                    .execute(params![id, job, now])
-                    .map_err(sqle(&path, what))?
-                    > 0
-                {
-                    insert_notices(&tx, Some(*id), notices, now)
-                        .map_err(sqle(&path, "cannot queue a notice"))?;
+                if st.execute(params![id, job, now]).map_err(tx.sql(what))? > 0 {
+                    tx.notices(Some(*id), notices, now)?;
                 }
             }
-        }
-        tx.commit().map_err(sqle(&path, what))
+            Ok(())
+        })
     }
 
     /// Records a submission that failed. `certain` = the scheduler said no (no job can exist); otherwise
@@ -430,44 +414,36 @@ impl Ledger {
         end: &EndRecord<'_>,
         now: Millis,
     ) -> Result<Option<i64>> {
-        let path = self.path.clone();
-        let sql = |what| sqle(&path, what);
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(sql("cannot begin a transaction"))?;
-        let d = end.detail;
-        let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
-        let changed = tx.execute(
-            "UPDATE generations SET state = ?2, final_state = ?3, exit_code = ?4, delete_pending = ?5,
+        self.write(Said::commit("cannot commit the job's end"), |tx| {
+            let d = end.detail;
+            let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
+            let changed = tx.execute(
+                "UPDATE generations SET state = ?2, final_state = ?3, exit_code = ?4, delete_pending = ?5,
                  failure_log_pending = ?6, finished_at = ?7, updated_at = ?7, reason = ?8, nodes = ?9,
                  elapsed_sec = ?10 WHERE id = ?1 AND state IN ('submitting', 'submitted')",
-            params![g.id, end.state.as_str(), end.final_state, end.exit_code, end.delete_pending,
-                end.failure_log_pending, now, text(&d.reason), text(&d.nodes), d.elapsed_sec.map(i)],
-        )
-        .map_err(sql("cannot record the job's end"))?;
-        if changed == 0 {
-            // Already ended (an operator's `cancel` recorded it first): one outcome, no second retry.
-            return Ok(None);
-        }
-        insert_notices(&tx, Some(g.id), end.notices, now).map_err(sql("cannot queue a notice"))?;
-        let retry = match end.retry_at {
-            Some(at) => Some(
-                insert_row(
-                    &tx,
-                    &self.instance,
+                params![g.id, end.state.as_str(), end.final_state, end.exit_code, end.delete_pending,
+                    end.failure_log_pending, now, text(&d.reason), text(&d.nodes), d.elapsed_sec.map(i)],
+                "cannot record the job's end",
+            )?;
+            if changed == 0 {
+                // Already ended (an operator's `cancel` recorded it first): one outcome, no second retry.
+                // The transaction changed nothing: committing it is the same as rolling it back.
+                return Ok(None);
+            }
+            tx.notices(Some(g.id), end.notices, now)?;
+            let retry = match end.retry_at {
+                Some(at) => Some(tx.intent(
                     &NewGeneration {
                         not_before: at,
                         ..NewGeneration::next_attempt_of(g, at)
                     },
                     now,
-                )
-                .map_err(intent_err(&path, "cannot record the retry"))?,
-            ),
-            None => None,
-        };
-        tx.commit().map_err(sql("cannot commit the job's end"))?;
-        Ok(retry)
+                    "cannot record the retry",
+                )?),
+                None => None,
+            };
+            Ok(retry)
+        })
     }
 
     /// Records that a scheduler source showed these jobs at `now` (one statement for all of them).
@@ -581,16 +557,5 @@ impl Ledger {
                 [dir.as_bytes()],
             )
             .map_err(self.sql("cannot forget"))
-    }
-
-    pub(super) fn exec(
-        &self,
-        sql: &str,
-        p: impl rusqlite::Params,
-        what: &'static str,
-    ) -> Result<()> {
-        let mut st = self.conn.prepare_cached(sql).map_err(self.sql(what))?;
-        st.execute(p).map_err(self.sql(what))?;
-        Ok(())
     }
 }
