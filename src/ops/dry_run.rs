@@ -5,6 +5,7 @@
 //! Must never: run `sbatch` or a job, write the ledger, or hold a lock a writer would notice for longer
 //! than a probe.
 
+use std::ffi::{OsStr, OsString};
 use std::time::Instant;
 
 use super::{command_line, open_read_only};
@@ -14,6 +15,7 @@ use crate::engine::{
     generation_verdict, job_name,
 };
 use crate::fsx::{Root, RootLinks};
+use crate::ledger::Ledger;
 use crate::logging::show;
 use crate::scan;
 use crate::scheduler::{JobSpec, local_argv, output_file, shell_quote, slurm};
@@ -38,7 +40,6 @@ pub fn dry_run(cfg: &Config) -> anyhow::Result<Vec<String>> {
         .map_err(|e| anyhow::anyhow!("cannot open the root `{}`: {e}", root.display()))?;
     let names = scan::list_subdirs(&held)
         .map_err(|e| anyhow::anyhow!("cannot list the root `{}`: {e}", root.display()))?;
-    let signal = &cfg.watch.signal_filename;
     let mut out = vec![format!(
         "# dry run: nothing is submitted and the ledger is not written; {} director{} under {}",
         names.len(),
@@ -47,60 +48,9 @@ pub fn dry_run(cfg: &Config) -> anyhow::Result<Vec<String>> {
     )];
     let mut candidates = Vec::new();
     for name in &names {
-        let path = root.join(name);
-        let latest = match &ledger {
-            Some(l) => l.latest_for_dir(name)?,
-            None => None,
-        };
-        if let Some(g) = latest.as_ref().filter(|g| g.state.is_active()) {
-            out.push(format!(
-                "{}: skipped, attempt {} is in flight (job {})",
-                show(&path),
-                g.attempt,
-                g.job_id.as_deref().unwrap_or("-")
-            ));
-            continue;
-        }
-        let rules = &cfg.watch.ready;
-        let id = match scan::open_dir(&held, name)
-            .and_then(|d| d.map_or(Ok(None), |d| scan::ready_marker(&d, rules).map(Some)))
-        {
-            Ok(Some(Ok((id, _, _)))) => id,
-            Ok(Some(Err(why))) => {
-                out.push(format!(
-                    "{}: skipped, {} (`dirwatcher explain` says more)",
-                    show(&path),
-                    why.words()
-                ));
-                continue;
-            }
-            Ok(None) => {
-                out.push(format!(
-                    "{}: skipped, no `{}` (`dirwatcher explain` says more)",
-                    show(&path),
-                    signal.to_string_lossy()
-                ));
-                continue;
-            }
-            Err(e) => {
-                out.push(format!(
-                    "{}: skipped, cannot look at the ready-file: {e}",
-                    show(&path)
-                ));
-                continue;
-            }
-        };
-        match generation_verdict(latest.as_ref().map(|g| (g.state, g.ready)), id) {
-            GenerationVerdict::New => candidates.push(name.clone()),
-            _ => {
-                let g = latest.as_ref();
-                out.push(format!(
-                    "{}: skipped, already handled (job {} ended {}) for this ready-file",
-                    show(&path),
-                    g.and_then(|g| g.job_id.as_deref()).unwrap_or("-"),
-                    g.and_then(|g| g.final_state.as_deref()).unwrap_or("-")
-                ));
-            }
+        match first_look(cfg, ledger.as_ref(), &held, name)? {
+            Some(skipped) => out.push(skipped),
+            None => candidates.push(name.clone()),
         }
     }
     // The daemon's stability rule, in real time: `stability_checks` looks, `stability_interval` apart.
@@ -110,6 +60,97 @@ pub fn dry_run(cfg: &Config) -> anyhow::Result<Vec<String>> {
         // A dry run does not wait minutes for quiescence: it says so instead (below).
         quiet: std::time::Duration::ZERO,
     };
+    let verdicts = watch_settle(cfg, &held, &candidates, policy);
+    for (name, verdict) in candidates.iter().zip(verdicts) {
+        let path = root.join(name);
+        match verdict {
+            Some(Readiness::Stable) => out.push(would_submit(cfg, name, &path)),
+            Some(Readiness::Locked) => out.push(format!(
+                "{}: not submitted yet, its writer holds the ready-file locked",
+                show(&path)
+            )),
+            _ => out.push(format!(
+                "{}: not submitted yet, its ready-file changed or vanished during {} looks {:?} apart",
+                show(&path),
+                policy.checks,
+                policy.interval
+            )),
+        }
+    }
+    Ok(out)
+}
+
+/// What the ledger and one look at the directory `name` say: `None` when it is a candidate (new, with its
+/// ready-file there), else the line that says why it is skipped.
+fn first_look(
+    cfg: &Config,
+    ledger: Option<&Ledger>,
+    held: &Root,
+    name: &OsStr,
+) -> anyhow::Result<Option<String>> {
+    let path = cfg.watch.root.join(name);
+    let latest = match ledger {
+        Some(l) => l.latest_for_dir(name)?,
+        None => None,
+    };
+    if let Some(g) = latest.as_ref().filter(|g| g.state.is_active()) {
+        return Ok(Some(format!(
+            "{}: skipped, attempt {} is in flight (job {})",
+            show(&path),
+            g.attempt,
+            g.job_id.as_deref().unwrap_or("-")
+        )));
+    }
+    let rules = &cfg.watch.ready;
+    let id = match scan::open_dir(held, name)
+        .and_then(|d| d.map_or(Ok(None), |d| scan::ready_marker(&d, rules).map(Some)))
+    {
+        Ok(Some(Ok((id, _, _)))) => id,
+        Ok(Some(Err(why))) => {
+            return Ok(Some(format!(
+                "{}: skipped, {} (`dirwatcher explain` says more)",
+                show(&path),
+                why.words()
+            )));
+        }
+        Ok(None) => {
+            return Ok(Some(format!(
+                "{}: skipped, no `{}` (`dirwatcher explain` says more)",
+                show(&path),
+                cfg.watch.signal_filename.to_string_lossy()
+            )));
+        }
+        Err(e) => {
+            return Ok(Some(format!(
+                "{}: skipped, cannot look at the ready-file: {e}",
+                show(&path)
+            )));
+        }
+    };
+    Ok(
+        match generation_verdict(latest.as_ref().map(|g| (g.state, g.ready)), id) {
+            GenerationVerdict::New => None,
+            _ => {
+                let g = latest.as_ref();
+                Some(format!(
+                    "{}: skipped, already handled (job {} ended {}) for this ready-file",
+                    show(&path),
+                    g.and_then(|g| g.job_id.as_deref()).unwrap_or("-"),
+                    g.and_then(|g| g.final_state.as_deref()).unwrap_or("-")
+                ))
+            }
+        },
+    )
+}
+
+/// Looks at the candidates `policy.checks` times, `policy.interval` apart (sleeping in between, as the
+/// daemon's cycles would), and returns the stability verdict of each after the last look.
+fn watch_settle(
+    cfg: &Config,
+    held: &Root,
+    candidates: &[OsString],
+    policy: StabilityPolicy,
+) -> Vec<Option<Readiness>> {
     let start = Instant::now();
     let mut tracker = StabilityTracker::default();
     let mut verdicts = vec![None; candidates.len()];
@@ -119,7 +160,7 @@ pub fn dry_run(cfg: &Config) -> anyhow::Result<Vec<String>> {
         }
         let now = start.elapsed().as_millis() as Millis;
         for (i, name) in candidates.iter().enumerate() {
-            let look = scan::open_dir(&held, name).ok().flatten().and_then(|d| {
+            let look = scan::open_dir(held, name).ok().flatten().and_then(|d| {
                 let (identity, marker, fingerprint) =
                     scan::ready_marker(&d, &cfg.watch.ready).ok()?.ok()?;
                 Some((identity, fingerprint, scan::probe_lock(&d, &marker).ok()?))
@@ -141,23 +182,7 @@ pub fn dry_run(cfg: &Config) -> anyhow::Result<Vec<String>> {
             });
         }
     }
-    for (name, verdict) in candidates.iter().zip(verdicts) {
-        let path = root.join(name);
-        match verdict {
-            Some(Readiness::Stable) => out.push(would_submit(cfg, name, &path)),
-            Some(Readiness::Locked) => out.push(format!(
-                "{}: not submitted yet, its writer holds the ready-file locked",
-                show(&path)
-            )),
-            _ => out.push(format!(
-                "{}: not submitted yet, its ready-file changed or vanished during {} looks {:?} apart",
-                show(&path),
-                policy.checks,
-                policy.interval
-            )),
-        }
-    }
-    Ok(out)
+    verdicts
 }
 
 /// The command a stable directory would be submitted with, as a block of lines.

@@ -165,33 +165,13 @@ fn explain_one(
 ) -> anyhow::Result<Explanation> {
     let root = &cfg.watch.root;
     let now = wall_now();
-    let mut e = Explanation {
-        dir: String::new(),
-        checked_as: current_user(),
-        checks: Vec::new(),
-        ready_file: None,
-        near_misses: Vec::new(),
-        daemon_sees: None,
-        records: Vec::new(),
-        next: String::new(),
-    };
+    let mut e = Explanation::begin(current_user());
     let mut check = |e: &mut Explanation, check, ok, says: String| {
         e.checks.push(Check { check, ok, says });
     };
     let name = match place(root, arg) {
         Place::Child(n) => n,
-        Place::Nested(p) | Place::Outside(p) => {
-            e.dir = p.to_string_lossy().into_owned();
-            let says = format!(
-                "{} is not a direct subdirectory of the root {}: dirwatcher looks only at the root's direct \
-                 children",
-                show(&p),
-                show(root)
-            );
-            check(&mut e, "place", false, says);
-            e.next = "never picked up where it is: move it directly under the root".into();
-            return Ok(e);
-        }
+        Place::Nested(p) | Place::Outside(p) => return Ok(misplaced(e, root, &p)),
     };
     let path = root.join(&name);
     e.dir = path.to_string_lossy().into_owned();
@@ -228,36 +208,14 @@ fn explain_one(
     for g in &history {
         e.records.push(record(cfg, g, fs.identity, now));
     }
-    let ledger_says = match (ledger, latest) {
-        (Err(Some(why)), _) => why.to_string(),
-        (Err(None), _) => "no ledger yet: no daemon has run with this config".to_string(),
-        (Ok(_), None) => "not in the ledger: no job was ever submitted for it".into(),
-        (Ok(_), Some(g)) => format!(
-            "{} record(s); the latest: attempt {}, {}{}",
-            history.len(),
-            g.attempt,
-            word_of(g.state),
-            g.job_id
-                .as_deref()
-                .map(|j| format!(", job {j}"))
-                .unwrap_or_default()
-        ),
-    };
+    let ledger_says = ledger_says(ledger, &history);
     check(
         &mut e,
         "ledger",
         !matches!(ledger, Err(Some(_))),
         ledger_says,
     );
-    let daemon_says = match live {
-        Liveness::Running if snap.is_some() => match &e.daemon_sees {
-            Some(w) => format!("the running daemon watches it: {} ({})", w.state, w.reason),
-            None => "the running daemon is not watching it for stability right now".into(),
-        },
-        Liveness::Running => "a daemon holds the lock, but its snapshot is stale or missing".into(),
-        Liveness::NotRunning => "no daemon is running on this ledger".into(),
-        Liveness::Unknown(why) => format!("cannot tell whether a daemon runs: {why}"),
-    };
+    let daemon_says = daemon_says(live, snap, e.daemon_sees.as_ref());
     let running = matches!(live, Liveness::Running);
     check(&mut e, "daemon", running, daemon_says);
 
@@ -273,6 +231,79 @@ fn explain_one(
         now,
     );
     Ok(e)
+}
+
+impl Explanation {
+    /// Nothing checked yet, as `checked_as`.
+    fn begin(checked_as: String) -> Explanation {
+        Explanation {
+            dir: String::new(),
+            checked_as,
+            checks: Vec::new(),
+            ready_file: None,
+            near_misses: Vec::new(),
+            daemon_sees: None,
+            records: Vec::new(),
+            next: String::new(),
+        }
+    }
+}
+
+/// The whole explanation of `p`, which is not a direct child of `root`.
+fn misplaced(mut e: Explanation, root: &Path, p: &Path) -> Explanation {
+    e.dir = p.to_string_lossy().into_owned();
+    let says = format!(
+        "{} is not a direct subdirectory of the root {}: dirwatcher looks only at the root's direct \
+         children",
+        show(p),
+        show(root)
+    );
+    e.checks.push(Check {
+        check: "place",
+        ok: false,
+        says,
+    });
+    e.next = "never picked up where it is: move it directly under the root".into();
+    e
+}
+
+/// The `ledger` link: the directory's records, or why there are none to show.
+fn ledger_says(
+    ledger: Result<&crate::ledger::Ledger, Option<&str>>,
+    history: &[Generation],
+) -> String {
+    match (ledger, history.last()) {
+        (Err(Some(why)), _) => why.to_string(),
+        (Err(None), _) => "no ledger yet: no daemon has run with this config".to_string(),
+        (Ok(_), None) => "not in the ledger: no job was ever submitted for it".into(),
+        (Ok(_), Some(g)) => format!(
+            "{} record(s); the latest: attempt {}, {}{}",
+            history.len(),
+            g.attempt,
+            word_of(g.state),
+            g.job_id
+                .as_deref()
+                .map(|j| format!(", job {j}"))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+/// The `daemon` link: whether a daemon runs, and what it last saw of the directory.
+fn daemon_says(
+    live: &Liveness,
+    snap: Option<&snapshot::Snapshot>,
+    sees: Option<&Waiting>,
+) -> String {
+    match live {
+        Liveness::Running if snap.is_some() => match sees {
+            Some(w) => format!("the running daemon watches it: {} ({})", w.state, w.reason),
+            None => "the running daemon is not watching it for stability right now".into(),
+        },
+        Liveness::Running => "a daemon holds the lock, but its snapshot is stale or missing".into(),
+        Liveness::NotRunning => "no daemon is running on this ledger".into(),
+        Liveness::Unknown(why) => format!("cannot tell whether a daemon runs: {why}"),
+    }
 }
 
 /// What the file system showed this user.
@@ -295,46 +326,11 @@ fn look_at(
     check: &mut impl FnMut(&mut Explanation, &'static str, bool, String),
 ) -> FsView {
     let mut v = FsView::default();
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            v.blocker = Some("it does not exist (deleted, renamed, or not created yet)".into());
-            check(e, "type", false, v.blocker.clone().unwrap_or_default());
-            return v;
-        }
-        Err(err) => {
-            v.blocker = Some(format!("cannot look at it: {err}"));
-            check(e, "type", false, v.blocker.clone().unwrap_or_default());
-            return v;
-        }
-    };
-    if meta.file_type().is_symlink() {
-        let target = std::fs::read_link(path)
-            .map(|t| show(&t))
-            .unwrap_or_else(|_| "?".into());
-        v.blocker = Some(format!(
-            "it is a symlink (to {target}): never followed, since a link may point outside the root; put \
-             the real directory under the root"
-        ));
-        check(e, "type", false, v.blocker.clone().unwrap_or_default());
-        return v;
-    }
-    if !meta.is_dir() {
-        v.blocker = Some("it is not a directory".into());
-        check(e, "type", false, v.blocker.clone().unwrap_or_default());
+    if let Err(blocker) = look_at_type(path, e, check) {
+        v.blocker = Some(blocker);
         return v;
     }
     v.is_dir = true;
-    check(
-        e,
-        "type",
-        true,
-        format!(
-            "a real directory (owner uid {}, mode {:04o})",
-            meta.uid(),
-            meta.permissions().mode() & 0o7777
-        ),
-    );
     let entries: Vec<OsString> = match std::fs::read_dir(path) {
         Ok(rd) => rd.filter_map(|x| x.ok()).map(|x| x.file_name()).collect(),
         Err(err) => {
@@ -353,106 +349,128 @@ fn look_at(
         true,
         format!("user `{}` can list it", e.checked_as),
     );
+    match look_at_rules(cfg, path, e, check) {
+        Ok(signal) => look_at_ready_file(cfg, path, &signal, &entries, e, check, &mut v),
+        Err(blocker) => v.blocker = Some(blocker),
+    }
+    v
+}
+
+/// The `type` link: a real directory, or (`Err`) why it is not one.
+fn look_at_type(
+    path: &Path,
+    e: &mut Explanation,
+    check: &mut impl FnMut(&mut Explanation, &'static str, bool, String),
+) -> Result<(), String> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let blocker = "it does not exist (deleted, renamed, or not created yet)".to_string();
+            check(e, "type", false, blocker.clone());
+            return Err(blocker);
+        }
+        Err(err) => {
+            let blocker = format!("cannot look at it: {err}");
+            check(e, "type", false, blocker.clone());
+            return Err(blocker);
+        }
+    };
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(path)
+            .map(|t| show(&t))
+            .unwrap_or_else(|_| "?".into());
+        let blocker = format!(
+            "it is a symlink (to {target}): never followed, since a link may point outside the root; put \
+             the real directory under the root"
+        );
+        check(e, "type", false, blocker.clone());
+        return Err(blocker);
+    }
+    if !meta.is_dir() {
+        let blocker = "it is not a directory".to_string();
+        check(e, "type", false, blocker.clone());
+        return Err(blocker);
+    }
+    check(
+        e,
+        "type",
+        true,
+        format!(
+            "a real directory (owner uid {}, mode {:04o})",
+            meta.uid(),
+            meta.permissions().mode() & 0o7777
+        ),
+    );
+    Ok(())
+}
+
+/// The `ready_rules` link, when the config has more than a ready-file name: the marker the directory is
+/// tracked by, or (`Err`) why it is not ready. With the simple rule, the ready-file's name.
+fn look_at_rules(
+    cfg: &Config,
+    path: &Path,
+    e: &mut Explanation,
+    check: &mut impl FnMut(&mut Explanation, &'static str, bool, String),
+) -> Result<OsString, String> {
     let simple = crate::engine::ReadyRules::simple(&cfg.watch.signal_filename.to_string_lossy());
     let rules = &cfg.watch.ready;
     let is_simple = rules.alternatives == simple.alternatives
         && rules.content.is_none()
         && rules.ignore.is_empty()
         && rules.quiet.is_zero();
-    let mut signal = cfg.watch.signal_filename.clone();
-    if !is_simple {
-        match rules_say(cfg, path) {
-            Ok(Ok(marker)) => {
-                check(
-                    e,
-                    "ready_rules",
-                    true,
-                    format!(
-                        "the readiness rules ({}) are met; `{}` is the marker it is tracked by",
-                        rules.describe(),
-                        marker.to_string_lossy()
-                    ),
-                );
-                signal = marker;
-            }
-            Ok(Err(why)) => {
-                let words = why.words();
-                check(
-                    e,
-                    "ready_rules",
-                    false,
-                    format!("{words} (rules: {})", rules.describe()),
-                );
-                v.blocker = Some(words);
-                return v;
-            }
-            Err(err) => {
-                let words = format!("the readiness rules cannot be checked: {err}");
-                check(e, "ready_rules", false, words.clone());
-                v.blocker = Some(words);
-                return v;
-            }
+    if is_simple {
+        return Ok(cfg.watch.signal_filename.clone());
+    }
+    match rules_say(cfg, path) {
+        Ok(Ok(marker)) => {
+            check(
+                e,
+                "ready_rules",
+                true,
+                format!(
+                    "the readiness rules ({}) are met; `{}` is the marker it is tracked by",
+                    rules.describe(),
+                    marker.to_string_lossy()
+                ),
+            );
+            Ok(marker)
+        }
+        Ok(Err(why)) => {
+            let words = why.words();
+            check(
+                e,
+                "ready_rules",
+                false,
+                format!("{words} (rules: {})", rules.describe()),
+            );
+            Err(words)
+        }
+        Err(err) => {
+            let words = format!("the readiness rules cannot be checked: {err}");
+            check(e, "ready_rules", false, words.clone());
+            Err(words)
         }
     }
-    let signal = &signal;
+}
+
+/// The `ready_file` link (and `lock`, when it is there): the ready-file `signal` in the directory at
+/// `path`, or what is there instead.
+fn look_at_ready_file(
+    cfg: &Config,
+    path: &Path,
+    signal: &OsStr,
+    entries: &[OsString],
+    e: &mut Explanation,
+    check: &mut impl FnMut(&mut Explanation, &'static str, bool, String),
+    v: &mut FsView,
+) {
     let ready = path.join(signal);
     let signal_shown = signal.to_string_lossy();
     match std::fs::symlink_metadata(&ready) {
         Ok(m) if m.file_type().is_file() => {
             let id = crate::scan::identity_of(&m);
             v.identity = Some(id);
-            // Where flock is answered locally, a free lock proves nothing: say so, as the daemon does.
-            let lock = if crate::scan::mount_warnings(cfg).1 {
-                probe_lock_at(&ready).map_err(|err| err.to_string())
-            } else {
-                Ok(LockProbe::CannotCheck)
-            };
-            let lock_word = match &lock {
-                Ok(LockProbe::Free) => "free".to_string(),
-                Ok(LockProbe::Held) => "held".to_string(),
-                Ok(LockProbe::CannotCheck) => "cannot check".to_string(),
-                Err(err) => format!("cannot be probed: {err}"),
-            };
-            e.ready_file = Some(ReadyFile {
-                path: ready.to_string_lossy().into_owned(),
-                size: id.size,
-                mtime: rfc3339(id.mtime_ns / 1_000_000),
-                mtime_ns: id.mtime_ns,
-                dev: id.dev,
-                ino: id.ino,
-                lock: lock_word,
-            });
-            check(
-                e,
-                "ready_file",
-                true,
-                format!(
-                    "`{signal_shown}` is there: {} bytes, modified {}, inode {}",
-                    id.size,
-                    rfc3339(id.mtime_ns / 1_000_000),
-                    id.ino
-                ),
-            );
-            let (ok, says) = match &lock {
-                Ok(LockProbe::Free) => (true, "no writer holds it locked".to_string()),
-                Ok(LockProbe::CannotCheck) => (
-                    true,
-                    "cannot check: the root's file system answers flock locally, a writer on another \
-                     node is invisible (stability alone decides)"
-                        .to_string(),
-                ),
-                Ok(LockProbe::Held) => (
-                    false,
-                    "a writer holds it locked (flock LOCK_EX): it is submitted once released"
-                        .into(),
-                ),
-                Err(err) => (
-                    false,
-                    format!("its lock cannot be probed: {err} (the daemon waits the same way)"),
-                ),
-            };
-            check(e, "lock", ok, says);
-            v.lock = Some(lock);
+            v.lock = Some(ready_file_there(cfg, &ready, id, &signal_shown, e, check));
         }
         Ok(m) => {
             let kind = if m.file_type().is_symlink() {
@@ -470,7 +488,7 @@ fn look_at(
             );
         }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            e.near_misses = near_misses(signal, &entries);
+            e.near_misses = near_misses(signal, entries);
             let hint = if e.near_misses.is_empty() {
                 String::new()
             } else {
@@ -500,7 +518,69 @@ fn look_at(
             );
         }
     }
-    v
+}
+
+/// The `ready_file` and `lock` links of a ready-file that is there (a regular file, identity `id`);
+/// returns its lock probe.
+fn ready_file_there(
+    cfg: &Config,
+    ready: &Path,
+    id: ReadyIdentity,
+    signal_shown: &str,
+    e: &mut Explanation,
+    check: &mut impl FnMut(&mut Explanation, &'static str, bool, String),
+) -> Result<LockProbe, String> {
+    // Where flock is answered locally, a free lock proves nothing: say so, as the daemon does.
+    let lock = if crate::scan::mount_warnings(cfg).1 {
+        probe_lock_at(ready).map_err(|err| err.to_string())
+    } else {
+        Ok(LockProbe::CannotCheck)
+    };
+    let lock_word = match &lock {
+        Ok(LockProbe::Free) => "free".to_string(),
+        Ok(LockProbe::Held) => "held".to_string(),
+        Ok(LockProbe::CannotCheck) => "cannot check".to_string(),
+        Err(err) => format!("cannot be probed: {err}"),
+    };
+    e.ready_file = Some(ReadyFile {
+        path: ready.to_string_lossy().into_owned(),
+        size: id.size,
+        mtime: rfc3339(id.mtime_ns / 1_000_000),
+        mtime_ns: id.mtime_ns,
+        dev: id.dev,
+        ino: id.ino,
+        lock: lock_word,
+    });
+    check(
+        e,
+        "ready_file",
+        true,
+        format!(
+            "`{signal_shown}` is there: {} bytes, modified {}, inode {}",
+            id.size,
+            rfc3339(id.mtime_ns / 1_000_000),
+            id.ino
+        ),
+    );
+    let (ok, says) = match &lock {
+        Ok(LockProbe::Free) => (true, "no writer holds it locked".to_string()),
+        Ok(LockProbe::CannotCheck) => (
+            true,
+            "cannot check: the root's file system answers flock locally, a writer on another \
+             node is invisible (stability alone decides)"
+                .to_string(),
+        ),
+        Ok(LockProbe::Held) => (
+            false,
+            "a writer holds it locked (flock LOCK_EX): it is submitted once released".into(),
+        ),
+        Err(err) => (
+            false,
+            format!("its lock cannot be probed: {err} (the daemon waits the same way)"),
+        ),
+    };
+    check(e, "lock", ok, says);
+    lock
 }
 
 /// What the readiness rules say of the directory at `path` (a direct child of the root), looked at as the

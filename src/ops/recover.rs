@@ -12,7 +12,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::config::Config;
-use crate::engine::GenState;
+use crate::engine::{GenState, ReadyIdentity};
 use crate::fsx::{Root, RootLinks};
 use crate::ledger::{Ledger, Recovered};
 use crate::recover::{self, EarlierJob, Found, Unmatched};
@@ -47,25 +47,8 @@ pub fn recover(
     dry_run: bool,
     progress: &mut dyn FnMut(usize, usize, usize),
 ) -> anyhow::Result<Report> {
-    // The one writer: refused while the daemon runs (its lock file and the ledger's own lock).
-    let (_lock, ledger) = if dry_run {
-        let l = match crate::ledger::identity::look(&cfg.behavior.state_file)? {
-            crate::ledger::identity::AtPath::Ledger => {
-                Some(Ledger::open_read_only(&cfg.behavior.state_file)?)
-            }
-            _ => None,
-        };
-        (None, l)
-    } else {
-        let mut lock = crate::ledger::identity::take_lock_file(
-            &crate::state_paths::StatePaths::of(&cfg.behavior.state_file),
-        )?;
-        let l = Ledger::open_exclusive(&cfg.behavior.state_file, &cfg.watch.root)?;
-        // This is the ledger of this state directory from now on (a start would take another for a
-        // replaced one).
-        crate::ledger::identity::name_ledger_in_lock(&mut lock, l.id())?;
-        (Some(lock), Some(l))
-    };
+    // Held to the end: the daemon's lock file, while this writes.
+    let (_lock, ledger) = open_ledger(cfg, dry_run)?;
     let links = if cfg.watch.allow_unsafe_root {
         RootLinks::Follow
     } else {
@@ -93,9 +76,58 @@ pub fn recover(
     })?;
     let (found, unmatched) = recover::match_to_root(cfg, &names, &jobs);
     report.unmatched = unmatched;
+    let rows = rows_of(cfg, ledger.as_ref(), found, now, &mut report)?;
+    if let (Some(mut l), false) = (ledger, dry_run) {
+        // What the ledger already held (a directory recorded meanwhile) is said as known, not recorded.
+        let done = l.insert_recovered(&rows, now)?;
+        let mut i = 0;
+        report.recorded.retain(|_| {
+            i += 1;
+            done[i - 1]
+        });
+        report.known += done.iter().filter(|d| !**d).count();
+    }
+    Ok(report)
+}
+
+/// Opens the ledger: read only (if there is one) for a dry run, else as its one writer — refused while the
+/// daemon runs (its lock file and the ledger's own lock). Returns the lock file with it, to hold.
+fn open_ledger(
+    cfg: &Config,
+    dry_run: bool,
+) -> anyhow::Result<(Option<std::fs::File>, Option<Ledger>)> {
+    Ok(if dry_run {
+        let l = match crate::ledger::identity::look(&cfg.behavior.state_file)? {
+            crate::ledger::identity::AtPath::Ledger => {
+                Some(Ledger::open_read_only(&cfg.behavior.state_file)?)
+            }
+            _ => None,
+        };
+        (None, l)
+    } else {
+        let mut lock = crate::ledger::identity::take_lock_file(
+            &crate::state_paths::StatePaths::of(&cfg.behavior.state_file),
+        )?;
+        let l = Ledger::open_exclusive(&cfg.behavior.state_file, &cfg.watch.root)?;
+        // This is the ledger of this state directory from now on (a start would take another for a
+        // replaced one).
+        crate::ledger::identity::name_ledger_in_lock(&mut lock, l.id())?;
+        (Some(lock), Some(l))
+    })
+}
+
+/// Sorts what accounting found into `report` (known, gone, newer, recorded) and returns the records to
+/// write, one per recorded directory.
+fn rows_of(
+    cfg: &Config,
+    ledger: Option<&Ledger>,
+    found: Vec<Found>,
+    now: Millis,
+    report: &mut Report,
+) -> anyhow::Result<Vec<Recovered>> {
     let mut rows = Vec::new();
     for Found { dir, job, jobs } in found {
-        if let Some(l) = &ledger
+        if let Some(l) = ledger
             && l.latest_for_dir(&dir)?.is_some()
         {
             report.known += 1;
@@ -122,37 +154,40 @@ pub fn recover(
             job.comment = key;
         }
         report.recorded.push((dir.clone(), state, job.clone()));
-        rows.push(Recovered {
-            dir,
-            ready,
-            dir_dev_ino: Some(dir_ident),
-            state,
-            attempt: jobs,
-            key: if recover::is_our_key(&job.comment) {
-                job.comment.clone()
-            } else {
-                format!("dw-recovered-{}-{}", job.job_id, job.submit)
-            },
-            job_name: job.name.clone(),
-            job_id: job.job_id.clone(),
-            submitted_at: job.submit,
-            finished_at: (state != GenState::Submitted).then(|| job.end.unwrap_or(now)),
-            final_state: (state != GenState::Submitted).then(|| job.state.clone()),
-            exit_code: job.exit_code.clone(),
-            detail: job.detail.clone(),
-        });
+        rows.push(row_of(dir, ready, dir_ident, state, jobs, &job, now));
     }
-    if let (Some(mut l), false) = (ledger, dry_run) {
-        // What the ledger already held (a directory recorded meanwhile) is said as known, not recorded.
-        let done = l.insert_recovered(&rows, now)?;
-        let mut i = 0;
-        report.recorded.retain(|_| {
-            i += 1;
-            done[i - 1]
-        });
-        report.known += done.iter().filter(|d| !**d).count();
+    Ok(rows)
+}
+
+/// The record of a directory's latest job (`jobs` jobs in all).
+fn row_of(
+    dir: OsString,
+    ready: ReadyIdentity,
+    dir_ident: (u64, u64),
+    state: GenState,
+    jobs: u32,
+    job: &EarlierJob,
+    now: Millis,
+) -> Recovered {
+    Recovered {
+        dir,
+        ready,
+        dir_dev_ino: Some(dir_ident),
+        state,
+        attempt: jobs,
+        key: if recover::is_our_key(&job.comment) {
+            job.comment.clone()
+        } else {
+            format!("dw-recovered-{}-{}", job.job_id, job.submit)
+        },
+        job_name: job.name.clone(),
+        job_id: job.job_id.clone(),
+        submitted_at: job.submit,
+        finished_at: (state != GenState::Submitted).then(|| job.end.unwrap_or(now)),
+        final_state: (state != GenState::Submitted).then(|| job.state.clone()),
+        exit_code: job.exit_code.clone(),
+        detail: job.detail.clone(),
     }
-    Ok(report)
 }
 
 /// The report in words.

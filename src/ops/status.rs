@@ -392,32 +392,7 @@ pub fn status(cfg: &Config, q: &StatusQuery) -> anyhow::Result<Status> {
     let now = wall_now();
     let root = &cfg.watch.root;
     let (daemon, snap) = daemon_health(cfg, now);
-    let seen = |g: &Generation| -> Option<&JobSeen> {
-        let id = g.job_id.as_deref()?;
-        snap.as_ref()?.jobs.iter().find(|j| j.job_id == id)
-    };
-    let row = |g: Generation| {
-        let slurm_state = seen(&g).map(|j| j.slurm_state.clone());
-        let slurm_reason = seen(&g)
-            .map(|j| j.slurm_reason.clone())
-            .filter(|r| !r.is_empty());
-        let mut reason = reason_of(&g, slurm_state.as_deref(), now);
-        if let Some(r) = &slurm_reason {
-            reason.push_str(&format!(" (reason: {r})"));
-        }
-        InFlight {
-            dir: root.join(&g.dir).to_string_lossy().into_owned(),
-            state: word_of(g.state),
-            reason,
-            slurm_state,
-            slurm_reason,
-            job_id: g.job_id.clone(),
-            job_name: g.job_name.clone(),
-            attempt: g.attempt,
-            age_sec: ((now - g.created_at).max(0) / 1000) as u64,
-            last_error: g.last_error.clone(),
-        }
-    };
+    let row = |g: Generation| in_flight_row(root, snap.as_ref(), g, now);
     let active = ledger.active()?;
     let submissions_refused = refusal(root, &active);
     let in_flight: Vec<InFlight> = active.into_iter().map(row).collect();
@@ -436,20 +411,7 @@ pub fn status(cfg: &Config, q: &StatusQuery) -> anyhow::Result<Status> {
         .collect();
     let c = ledger.counts()?;
     let waiting = snap.as_ref().map(|s| s.waiting.clone()).unwrap_or_default();
-    let count = |w: &str| {
-        snap.as_ref()
-            .map(|_| waiting.iter().filter(|x| x.state == w).count() as u64)
-    };
-    let counts = Tally {
-        settling: count("settling"),
-        locked: count("locked"),
-        unreadable: count("unreadable"),
-        submitting: c.submitting,
-        in_flight: c.submitted,
-        completed: c.completed,
-        failed: c.failed,
-        lost: c.lost,
-    };
+    let counts = tally(&c, snap.as_ref(), &waiting);
     let directories = if q.lists() {
         Some(listing(
             cfg,
@@ -461,23 +423,7 @@ pub fn status(cfg: &Config, q: &StatusQuery) -> anyhow::Result<Status> {
     } else {
         None
     };
-    let mut problems = Vec::new();
-    match daemon.state {
-        "running" if daemon.snapshot != "fresh" => problems.push(format!(
-            "the daemon holds its lock but its snapshot is {} (written {}): is it stuck? `journalctl -u dirwatcher`",
-            daemon.snapshot,
-            daemon.snapshot_written_at.as_deref().unwrap_or("never")
-        )),
-        "running" => {}
-        "not running" => problems.push(
-            "no daemon is running on this ledger: start it (`systemctl start dirwatcher`, or `dirwatcher run`)"
-                .into(),
-        ),
-        _ => problems.push(format!(
-            "cannot tell whether the daemon runs: {}",
-            daemon.note.as_deref().unwrap_or("the lock could not be probed")
-        )),
-    }
+    let mut problems = daemon_problems(&daemon);
     if let Some(r) = &submissions_refused {
         problems.push(format!(
             "submissions refused: {} (fix `{}`)",
@@ -511,6 +457,71 @@ pub fn status(cfg: &Config, q: &StatusQuery) -> anyhow::Result<Status> {
         notices,
         directories,
     })
+}
+
+/// One row of `in_flight` or `lost`: the ledger's record, with what the daemon last saw of its job.
+fn in_flight_row(root: &Path, snap: Option<&Snapshot>, g: Generation, now: Millis) -> InFlight {
+    let seen = |g: &Generation| -> Option<&JobSeen> {
+        let id = g.job_id.as_deref()?;
+        snap?.jobs.iter().find(|j| j.job_id == id)
+    };
+    let slurm_state = seen(&g).map(|j| j.slurm_state.clone());
+    let slurm_reason = seen(&g)
+        .map(|j| j.slurm_reason.clone())
+        .filter(|r| !r.is_empty());
+    let mut reason = reason_of(&g, slurm_state.as_deref(), now);
+    if let Some(r) = &slurm_reason {
+        reason.push_str(&format!(" (reason: {r})"));
+    }
+    InFlight {
+        dir: root.join(&g.dir).to_string_lossy().into_owned(),
+        state: word_of(g.state),
+        reason,
+        slurm_state,
+        slurm_reason,
+        job_id: g.job_id.clone(),
+        job_name: g.job_name.clone(),
+        attempt: g.attempt,
+        age_sec: ((now - g.created_at).max(0) / 1000) as u64,
+        last_error: g.last_error.clone(),
+    }
+}
+
+/// The counts: the ledger's, and what only a running daemon knows (`None` without its snapshot).
+fn tally(c: &crate::ledger::Counts, snap: Option<&Snapshot>, waiting: &[Waiting]) -> Tally {
+    let count = |w: &str| snap.map(|_| waiting.iter().filter(|x| x.state == w).count() as u64);
+    Tally {
+        settling: count("settling"),
+        locked: count("locked"),
+        unreadable: count("unreadable"),
+        submitting: c.submitting,
+        in_flight: c.submitted,
+        completed: c.completed,
+        failed: c.failed,
+        lost: c.lost,
+    }
+}
+
+/// The problem with the daemon itself, if any.
+fn daemon_problems(daemon: &DaemonHealth) -> Vec<String> {
+    let mut problems = Vec::new();
+    match daemon.state {
+        "running" if daemon.snapshot != "fresh" => problems.push(format!(
+            "the daemon holds its lock but its snapshot is {} (written {}): is it stuck? `journalctl -u dirwatcher`",
+            daemon.snapshot,
+            daemon.snapshot_written_at.as_deref().unwrap_or("never")
+        )),
+        "running" => {}
+        "not running" => problems.push(
+            "no daemon is running on this ledger: start it (`systemctl start dirwatcher`, or `dirwatcher run`)"
+                .into(),
+        ),
+        _ => problems.push(format!(
+            "cannot tell whether the daemon runs: {}",
+            daemon.note.as_deref().unwrap_or("the lock could not be probed")
+        )),
+    }
+    problems
 }
 
 /// Why a record is where it is, in words.
@@ -663,9 +674,18 @@ fn opt(n: Option<u64>) -> String {
 
 /// Renders the report for people.
 pub fn render_status(s: &Status) -> String {
-    use std::fmt::Write;
     let mut o = String::new();
-    let d = &s.daemon;
+    render_daemon(&mut o, &s.daemon);
+    render_health(&mut o, s);
+    render_jobs(&mut o, s);
+    render_notices(&mut o, &s.notices);
+    render_failures(&mut o, s);
+    o
+}
+
+/// The first line: whether the daemon runs, and how it is doing.
+fn render_daemon(o: &mut String, d: &DaemonHealth) {
+    use std::fmt::Write;
     let ago = |n: Option<u64>| n.map(|n| human(n as Millis * 1000)).unwrap_or("-".into());
     match (d.state, d.snapshot) {
         ("running", "fresh") => {
@@ -701,6 +721,11 @@ pub fn render_status(s: &Status) -> String {
             );
         }
     }
+}
+
+/// Where, the counts, and the verdict: healthy, or each problem (with the refusal of submissions).
+fn render_health(o: &mut String, s: &Status) {
+    use std::fmt::Write;
     let _ = writeln!(o, "root {}  (ledger {})", s.root, s.state_file);
     let c = &s.counts;
     let _ = writeln!(
@@ -731,6 +756,11 @@ pub fn render_status(s: &Status) -> String {
             r.problem, r.key, r.advice, r.waiting, r.dir, r.at, r.error
         );
     }
+}
+
+/// The directories waiting, the jobs in flight, and the lost ones.
+fn render_jobs(o: &mut String, s: &Status) {
+    use std::fmt::Write;
     if !s.waiting.is_empty() {
         let _ = writeln!(o, "\nwaiting (not submitted yet):");
         for w in &s.waiting {
@@ -767,7 +797,11 @@ pub fn render_status(s: &Status) -> String {
             );
         }
     }
-    let n = &s.notices;
+}
+
+/// The outbox, when something in it was not delivered.
+fn render_notices(o: &mut String, n: &Notices) {
+    use std::fmt::Write;
     if n.waiting > 0 || n.given_up > 0 {
         let _ = writeln!(
             o,
@@ -782,6 +816,11 @@ pub fn render_status(s: &Status) -> String {
             let _ = writeln!(o, "  last error: {e}");
         }
     }
+}
+
+/// The recent failures, and the directories a filtered `status` matched.
+fn render_failures(o: &mut String, s: &Status) {
+    use std::fmt::Write;
     if !s.recent_failures.is_empty() {
         let _ = writeln!(o, "\nrecent failures (retry with `dirwatcher retry DIR`):");
         for f in &s.recent_failures {
@@ -809,7 +848,6 @@ pub fn render_status(s: &Status) -> String {
             );
         }
     }
-    o
 }
 
 /// Renders a listing with the given fields: `|`-separated with a header line (`parsable`, Slurm's `-P`),
