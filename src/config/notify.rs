@@ -1,0 +1,337 @@
+//! The `notify:` section: who is told of which events, and how.
+//!
+//! Owns: the raw section, its validation (with the e-mail keys of `behavior:`, through [`super::smtp`]),
+//! the validated [`NotifyConfig`], and its lines of the effective config. Must never: send anything (the
+//! outbox's channels do).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::keys::{self, Key, defaults};
+use super::smtp::{RawSmtp, SmtpConfig};
+use super::value::{MIN_BACKOFF_SEC, MIN_COMMAND_TIMEOUT_SEC};
+use super::{ConfigError, DbConfig, S, Secret, Validator};
+
+/// How e-mail leaves this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailVia {
+    /// `sendmail -t` when it is installed, else SMTP when `behavior.smtp_host` is set (as the original).
+    Auto,
+    /// Always `sendmail -t`.
+    Sendmail,
+    /// Always SMTP to `behavior.smtp_host`.
+    Smtp,
+}
+
+impl EmailVia {
+    /// The word in the config.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EmailVia::Auto => "auto",
+            EmailVia::Sendmail => "sendmail",
+            EmailVia::Smtp => "smtp",
+        }
+    }
+}
+
+/// `notify:` (and the e-mail keys of `behavior:`), validated. Empty channels send nothing.
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    /// Events that are told.
+    pub events: Vec<crate::engine::notice::EventKind>,
+    /// E-mail the directory's `.dirwatch_meta.json` `user_email`.
+    pub email_owner: bool,
+    /// Fixed recipients, told of every event.
+    pub email_to: Vec<String>,
+    /// Transport choice.
+    pub email_via: EmailVia,
+    /// `behavior.from_email`, checked; `None`: `dirwatcher@<host>`.
+    pub from: Option<String>,
+    /// `behavior.smtp_*`, when `smtp_host` is set.
+    pub smtp: Option<SmtpConfig>,
+    /// Webhook URLs (`http://` or `https://`).
+    pub webhooks: Vec<String>,
+    /// Webhook body.
+    pub webhook_format: crate::engine::notice::WebhookFormat,
+    /// Bearer token for the webhooks.
+    pub webhook_token: Option<Secret>,
+    /// Where the token comes from, for `check-config` (`file:` path or `env:` name).
+    pub webhook_token_source: Option<String>,
+    /// Where the SMTP password comes from, for `check-config`.
+    pub smtp_pass_source: Option<String>,
+    /// The event hook: program and arguments.
+    pub command: Vec<String>,
+    /// Bound of one delivery.
+    pub timeout: Duration,
+    /// First delay after a failed delivery.
+    pub retry: Duration,
+    /// The original's web-app database (`db:`): every submission and end is written to its `jobs`
+    /// table. Set after `notify:` is validated.
+    pub db: Option<DbConfig>,
+    /// Attempts per notice.
+    pub max_attempts: u32,
+}
+
+impl NotifyConfig {
+    /// Any channel is configured (e-mail counts when it can have a recipient).
+    pub fn any_channel(&self) -> bool {
+        self.email_owner
+            || !self.email_to.is_empty()
+            || !self.webhooks.is_empty()
+            || !self.command.is_empty()
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotify {
+    pub(super) events: S<Vec<String>>,
+    pub(super) email_owner: Option<bool>,
+    pub(super) email_to: S<Vec<String>>,
+    pub(super) email_via: S<String>,
+    pub(super) webhooks: S<Vec<String>>,
+    pub(super) webhook_format: S<String>,
+    pub(super) webhook_token_file: S<String>,
+    pub(super) webhook_token_env: S<String>,
+    pub(super) command: S<Vec<String>>,
+    pub(super) timeout_sec: S<f64>,
+    pub(super) retry_sec: S<f64>,
+    pub(super) max_attempts: S<i64>,
+}
+
+impl Validator<'_> {
+    pub(super) fn address(
+        &self,
+        key: &Key,
+        line: Option<u64>,
+        a: &str,
+    ) -> Result<String, ConfigError> {
+        let a = a.trim();
+        if crate::engine::notice::valid_address(a) {
+            Ok(a.to_string())
+        } else {
+            Err(self.err(
+                key.name,
+                line,
+                format!("{a:?} is not a plain e-mail address"),
+                format!("write one address such as `user@example.org` (no name, no `<>`), e.g. `{}: dirwatcher@example.org`", key.leaf()),
+            ))
+        }
+    }
+
+    pub(super) fn notify(&self, n: RawNotify, s: RawSmtp) -> Result<NotifyConfig, ConfigError> {
+        use crate::engine::notice::{EventKind, WebhookFormat};
+        let line = |v: &Option<Spanned<Vec<String>>>| v.as_ref().map(|s| s.referenced.line());
+        let events = match &n.events {
+            None => vec![
+                EventKind::Completed,
+                EventKind::Failed,
+                EventKind::Lost,
+                EventKind::Cancelled,
+                EventKind::Held,
+            ],
+            Some(v) => {
+                let mut out = Vec::new();
+                for w in &v.value {
+                    let k = EventKind::parse(w.trim()).ok_or_else(|| {
+                        self.err(
+                            keys::NOTIFY_EVENTS.name,
+                            line(&n.events),
+                            format!("{w:?} is not an event"),
+                            "list any of `submitted`, `completed`, `failed`, `lost`, `blocked`, e.g. `events: [completed, failed]`",
+                        )
+                    })?;
+                    if !out.contains(&k) {
+                        out.push(k);
+                    }
+                }
+                out
+            }
+        };
+        let mut email_to = Vec::new();
+        for a in n
+            .email_to
+            .as_ref()
+            .map(|v| v.value.as_slice())
+            .unwrap_or_default()
+        {
+            // A recipient may carry a name, as a meta file's may: `Ops Team <ops@example.org>`.
+            match crate::engine::notice::mailbox(a) {
+                Some(_) => email_to.push(a.trim().to_string()),
+                None => {
+                    return Err(self.err(
+                        keys::NOTIFY_EMAIL_TO.name,
+                        line(&n.email_to),
+                        format!("{a:?} is not an e-mail address"),
+                        "write one address per item, such as `ops@example.org` or `Ops Team <ops@example.org>`",
+                    ));
+                }
+            }
+        }
+        let from = match &s.from_email {
+            Some(f) if !f.value.trim().is_empty() => Some(self.address(
+                &keys::BEHAVIOR_FROM_EMAIL,
+                Some(f.referenced.line()),
+                &f.value,
+            )?),
+            _ => None,
+        };
+        let email_via = match n.email_via.as_ref().map(|v| v.value.trim()) {
+            None | Some("auto") => EmailVia::Auto,
+            Some("sendmail") => EmailVia::Sendmail,
+            Some("smtp") => EmailVia::Smtp,
+            Some(other) => {
+                return Err(self.err(
+                    keys::NOTIFY_EMAIL_VIA.name,
+                    n.email_via.as_ref().map(|v| v.referenced.line()),
+                    format!("{other:?} is not a way to send mail"),
+                    "write `email_via: auto` (sendmail when installed, else SMTP), `sendmail` or `smtp`",
+                ));
+            }
+        };
+        let pass = self.secret(
+            Some((&keys::BEHAVIOR_SMTP_PASS, &s.pass)),
+            (&keys::BEHAVIOR_SMTP_PASS_FILE, &s.pass_file),
+            (&keys::BEHAVIOR_SMTP_PASS_ENV, &s.pass_env),
+        )?;
+        let smtp_pass_source = pass.as_ref().map(|(_, src)| src.clone());
+        let smtp = match s.host.as_ref().filter(|h| !h.value.trim().is_empty()) {
+            None => None,
+            Some(h) => {
+                let host = h.value.trim().to_string();
+                if host
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || "/@?#".contains(c))
+                {
+                    return Err(self.err(
+                        keys::BEHAVIOR_SMTP_HOST.name,
+                        Some(h.referenced.line()),
+                        format!("{host:?} is not a host name"),
+                        "write the server's name or address, e.g. `smtp_host: smtp.example.org`",
+                    ));
+                }
+                let port = match &s.port {
+                    None => defaults::SMTP_PORT,
+                    Some(p) if p.value == 0 => defaults::SMTP_PORT,
+                    Some(p) if (1..=65535).contains(&p.value) => p.value,
+                    Some(p) => {
+                        return Err(self.err(
+                            keys::BEHAVIOR_SMTP_PORT.name,
+                            Some(p.referenced.line()),
+                            format!("{} is not a port", p.value),
+                            "write e.g. `smtp_port: 587` (STARTTLS) or `smtp_port: 465` (TLS)",
+                        ));
+                    }
+                };
+                Some(SmtpConfig {
+                    host,
+                    port: port as u16,
+                    user: s
+                        .user
+                        .as_ref()
+                        .map(|u| u.value.clone())
+                        .filter(|u| !u.is_empty()),
+                    pass: pass.map(|(p, _)| p),
+                    tls: s.use_tls.unwrap_or(defaults::SMTP_USE_TLS),
+                })
+            }
+        };
+        if email_via == EmailVia::Smtp && smtp.is_none() {
+            return Err(self.err(
+                keys::NOTIFY_EMAIL_VIA.name,
+                n.email_via.as_ref().map(|v| v.referenced.line()),
+                "`email_via: smtp` needs an SMTP server",
+                "set `behavior.smtp_host` (and `smtp_port`, `smtp_user`, `smtp_pass_file`)",
+            ));
+        }
+        let mut webhooks = Vec::new();
+        for u in n
+            .webhooks
+            .as_ref()
+            .map(|v| v.value.as_slice())
+            .unwrap_or_default()
+        {
+            let u = u.trim();
+            let ok = (u.starts_with("http://") || u.starts_with("https://"))
+                && u.len() > "https://".len()
+                && !u
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\\');
+            if !ok {
+                // The URL may hold a secret (Slack's do): not repeated in the message.
+                return Err(self.err(
+                    keys::NOTIFY_WEBHOOKS.name,
+                    line(&n.webhooks),
+                    "a webhook is not an `http://` or `https://` URL without spaces or quotes",
+                    "write e.g. `webhooks: [\"https://hooks.example.org/dirwatcher\"]`",
+                ));
+            }
+            webhooks.push(u.to_string());
+        }
+        let webhook_format = match n.webhook_format.as_ref().map(|v| v.value.trim()) {
+            None | Some("dirwatcher") => WebhookFormat::Dirwatcher,
+            Some("slack") | Some("mattermost") | Some("teams") => WebhookFormat::Slack,
+            Some(other) => {
+                return Err(self.err(
+                    keys::NOTIFY_WEBHOOK_FORMAT.name,
+                    n.webhook_format.as_ref().map(|v| v.referenced.line()),
+                    format!("{other:?} is not a webhook format"),
+                    "write `webhook_format: dirwatcher` (the event document) or `webhook_format: slack` (`{\"text\": …}`)",
+                ));
+            }
+        };
+        let token = self.secret(
+            None,
+            (&keys::NOTIFY_WEBHOOK_TOKEN_FILE, &n.webhook_token_file),
+            (&keys::NOTIFY_WEBHOOK_TOKEN_ENV, &n.webhook_token_env),
+        )?;
+        let command: Vec<String> = n
+            .command
+            .as_ref()
+            .map(|v| v.value.clone())
+            .unwrap_or_default();
+        if command.first().is_some_and(|p| p.trim().is_empty()) {
+            return Err(self.err(
+                keys::NOTIFY_COMMAND.name,
+                line(&n.command),
+                "the program name is empty",
+                "write the program and its arguments as a list, e.g. `command: [/usr/local/bin/dw-hook, --db, jobs]`",
+            ));
+        }
+        Ok(NotifyConfig {
+            events,
+            email_owner: n.email_owner.unwrap_or(defaults::NOTIFY_EMAIL_OWNER),
+            email_to,
+            email_via,
+            from,
+            smtp,
+            webhooks,
+            webhook_format,
+            webhook_token_source: token.as_ref().map(|(_, s)| s.clone()),
+            webhook_token: token.map(|(t, _)| t),
+            smtp_pass_source,
+            command,
+            db: None,
+            timeout: self.seconds(
+                &keys::NOTIFY_TIMEOUT_SEC,
+                &n.timeout_sec,
+                defaults::NOTIFY_TIMEOUT_SEC,
+                MIN_COMMAND_TIMEOUT_SEC,
+            )?,
+            retry: self.seconds(
+                &keys::NOTIFY_RETRY_SEC,
+                &n.retry_sec,
+                defaults::NOTIFY_RETRY_SEC,
+                MIN_BACKOFF_SEC,
+            )?,
+            max_attempts: self.count(
+                &keys::NOTIFY_MAX_ATTEMPTS,
+                &n.max_attempts,
+                defaults::NOTIFY_MAX_ATTEMPTS,
+                1,
+            )?,
+        })
+    }
+}
