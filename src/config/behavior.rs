@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::keys::{self, defaults};
 use super::value::MIN_BACKOFF_SEC;
+use super::yaml::{self, EffectiveYaml};
 use super::{ConfigError, InstanceName, S, Validator};
 
 /// `behavior:` section, validated.
@@ -126,5 +127,32 @@ impl Validator<'_> {
                 "write e.g. `umask: \"0027\"` (group may read, others nothing) or `umask: \"0022\"`",
             )),
         }
+    }
+}
+
+impl BehaviorConfig {
+    /// The section's own lines of the effective config (the e-mail keys follow, from [`super::smtp`]).
+    pub(super) fn put(&self, y: &mut EffectiveYaml) {
+        use keys::*;
+        y.put(
+            &BEHAVIOR_DELETE_ON_SUCCESS,
+            self.delete_on_success.to_string(),
+        );
+        y.put(&BEHAVIOR_STATE_FILE, yaml::path(&self.state_file));
+        y.put(&BEHAVIOR_FAILURE_LOG, yaml::path(&self.failure_log));
+        y.put(
+            &BEHAVIOR_INSTANCE,
+            yaml::opt(self.instance.as_ref().map(InstanceName::as_str)),
+        );
+        y.put(&BEHAVIOR_MAX_RETRIES, self.max_retries.to_string());
+        y.put(
+            &BEHAVIOR_SUBMIT_BACKOFF_SEC,
+            yaml::secs(self.submit_backoff),
+        );
+        y.put(
+            &BEHAVIOR_SUBMIT_BACKOFF_MAX_SEC,
+            yaml::secs(self.submit_backoff_max),
+        );
+        y.put(&BEHAVIOR_UMASK, yaml::text(&format!("{:04o}", self.umask)));
     }
 }

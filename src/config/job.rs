@@ -13,6 +13,7 @@ use serde_saphyr::Spanned;
 
 use super::keys::{self, defaults};
 use super::value::{MIN_COMMAND_TIMEOUT_SEC, MIN_LOST_AFTER_SEC};
+use super::yaml::{self, EffectiveYaml};
 use super::{ConfigError, S, Validator};
 
 /// Which back end runs the jobs.
@@ -383,4 +384,56 @@ pub fn parse_time_limit(s: &str) -> Result<TimeLimit, String> {
         slurm: t.to_string(),
         duration: Some(Duration::from_secs(secs)),
     })
+}
+
+impl JobConfig {
+    /// The section's lines of the effective config.
+    pub(super) fn put(&self, y: &mut EffectiveYaml) {
+        use keys::*;
+        use yaml::{opt, text as q};
+        y.put(&JOB_EXECUTOR, self.executor.as_str().into());
+        match &self.command {
+            JobCommand::Wrap(c) => y.put(&JOB_WRAP_CMD, q(c)),
+            JobCommand::Script(p) => y.put(&JOB_JOB_SCRIPT, yaml::path(p)),
+        }
+        y.put(&JOB_PARTITION, opt(self.partition.as_deref()));
+        y.put(&JOB_ACCOUNT, opt(self.account.as_deref()));
+        y.put(&JOB_GRES, opt(self.gres.as_deref()));
+        y.put(
+            &JOB_TIME_LIMIT,
+            opt(self.time_limit.as_ref().map(|t| t.slurm.as_str())),
+        );
+        y.put(&JOB_JOB_NAME_PREFIX, q(&self.job_name_prefix));
+        let env = if self.env.is_empty() {
+            "{}".to_string()
+        } else {
+            // One entry per line below the key, as a block mapping.
+            self.env
+                .iter()
+                .map(|(k, v)| format!("\n    {}: {}", q(k), q(v)))
+                .collect()
+        };
+        y.put(&JOB_ENV, env);
+        y.put(&JOB_EXTRA_ARGS, yaml::list(&self.extra_args));
+        y.put(&JOB_CHDIR_TO_SUBDIR, self.chdir_to_subdir.to_string());
+        // `""` asks for Slurm's own default; `null` would read back as dirwatcher's default.
+        y.put(&JOB_OUTPUT, q(self.output.as_deref().unwrap_or("")));
+        y.put(
+            &JOB_OUTPUT_GROUP,
+            opt(self.output_group.as_ref().map(|(n, _)| n.as_str())),
+        );
+        y.put(&JOB_COMMAND_TIMEOUT_SEC, yaml::secs(self.command_timeout));
+        y.put(&JOB_LOST_AFTER_SEC, yaml::secs(self.lost_after));
+        y.put(&JOB_MAX_LOCAL_JOBS, self.max_local_jobs.to_string());
+        y.put(&JOB_UMASK, q(&umask_text(self.umask)));
+        y.put(&JOB_SUBMIT_CONCURRENCY, self.submit_concurrency.to_string());
+        let rate = self.submit_rate.map(|r| {
+            format!(
+                "{{burst: {}, per_sec: {}}}",
+                r.burst,
+                seconds_text(r.per_sec)
+            )
+        });
+        y.put(&JOB_SUBMIT_RATE, rate.unwrap_or_else(|| "null".into()));
+    }
 }

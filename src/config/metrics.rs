@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::keys;
+use super::yaml::{self, EffectiveYaml};
 use super::{ConfigError, S, Validator};
 
 /// `metrics:` section, validated. Both outputs are optional; without either, no metrics go anywhere.
@@ -81,5 +82,19 @@ impl Validator<'_> {
             }
         };
         Ok(MetricsConfig { listen, textfile })
+    }
+}
+
+impl MetricsConfig {
+    /// The section's lines of the effective config.
+    pub(super) fn put(&self, y: &mut EffectiveYaml) {
+        y.put(
+            &keys::METRICS_LISTEN,
+            yaml::opt(self.listen.map(|a| a.to_string()).as_deref()),
+        );
+        y.put(
+            &keys::METRICS_TEXTFILE,
+            self.textfile.as_deref().map_or("null".into(), yaml::path),
+        );
     }
 }

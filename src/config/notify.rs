@@ -12,6 +12,7 @@ use serde_saphyr::Spanned;
 use super::keys::{self, Key, defaults};
 use super::smtp::{RawSmtp, SmtpConfig};
 use super::value::{MIN_BACKOFF_SEC, MIN_COMMAND_TIMEOUT_SEC};
+use super::yaml::{self, EffectiveYaml};
 use super::{ConfigError, DbConfig, S, Secret, Validator};
 
 /// How e-mail leaves this machine.
@@ -333,5 +334,33 @@ impl Validator<'_> {
                 1,
             )?,
         })
+    }
+}
+
+impl NotifyConfig {
+    /// The section's lines of the effective config (the e-mail keys of `behavior:` are [`super::smtp`]'s).
+    pub(super) fn put(&self, y: &mut EffectiveYaml) {
+        use keys::*;
+        use yaml::list;
+        let events: Vec<String> = self.events.iter().map(|e| e.as_str().to_string()).collect();
+        y.put(&NOTIFY_EVENTS, list(&events));
+        y.put(&NOTIFY_EMAIL_OWNER, self.email_owner.to_string());
+        y.put(&NOTIFY_EMAIL_TO, list(&self.email_to));
+        y.put(&NOTIFY_EMAIL_VIA, self.email_via.as_str().into());
+        y.put(&NOTIFY_WEBHOOKS, list(&self.webhooks));
+        y.put(&NOTIFY_WEBHOOK_FORMAT, self.webhook_format.as_str().into());
+        yaml::put_secret(
+            y,
+            [
+                None,
+                Some(&NOTIFY_WEBHOOK_TOKEN_FILE),
+                Some(&NOTIFY_WEBHOOK_TOKEN_ENV),
+            ],
+            self.webhook_token_source.as_deref(),
+        );
+        y.put(&NOTIFY_COMMAND, list(&self.command));
+        y.put(&NOTIFY_TIMEOUT_SEC, yaml::secs(self.timeout));
+        y.put(&NOTIFY_RETRY_SEC, yaml::secs(self.retry));
+        y.put(&NOTIFY_MAX_ATTEMPTS, self.max_attempts.to_string());
     }
 }

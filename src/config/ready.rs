@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::keys::{self, Key};
 use super::watch::RawWatch;
-use super::yaml::EffectiveYaml;
+use super::yaml::{self, EffectiveYaml};
 use super::{ConfigError, Validator, WatchConfig};
 use crate::engine::{ContentCheck, Preset, QuietScope, ReadyRules};
 
@@ -213,15 +213,9 @@ impl Validator<'_> {
 
 /// The readiness keys, presets expanded: what the daemon really checks, and a config that loads to the
 /// same rules.
-pub(super) fn put_ready(y: &mut EffectiveYaml, w: &WatchConfig) {
+pub(super) fn put(y: &mut EffectiveYaml, w: &WatchConfig) {
     use keys::*;
-    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
-    let list = |v: &[String]| {
-        format!(
-            "[{}]",
-            v.iter().map(|m| q(m)).collect::<Vec<_>>().join(", ")
-        )
-    };
+    let (q, list) = (yaml::text, yaml::list);
     let r = &w.ready;
     y.put(
         &WATCH_READY_PRESET,

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::keys::{self, defaults};
 use super::ready::AnyOfItem;
 use super::value::MIN_POLL_SEC;
+use super::yaml::{self, EffectiveYaml};
 use super::{ConfigError, RootCheck, S, Validator};
 use crate::engine::{Preset, ReadyRules};
 
@@ -199,5 +200,26 @@ impl Validator<'_> {
                 "check that the file system is mounted and the path is right; dirwatcher never creates the root",
             )),
         }
+    }
+}
+
+impl WatchConfig {
+    /// The section's lines of the effective config, the readiness keys expanded.
+    pub(super) fn put(&self, y: &mut EffectiveYaml) {
+        use keys::*;
+        y.put(&WATCH_ROOT, yaml::path(&self.root));
+        y.put(
+            &WATCH_SIGNAL_FILENAME,
+            yaml::text(&self.signal_filename.to_string_lossy()),
+        );
+        y.put(&WATCH_POLL_INTERVAL_SEC, yaml::secs(self.poll_interval));
+        y.put(&WATCH_STABILITY_CHECKS, self.stability_checks.to_string());
+        y.put(
+            &WATCH_STABILITY_INTERVAL_SEC,
+            yaml::secs(self.stability_interval),
+        );
+        y.put(&WATCH_ALLOW_UNSAFE_ROOT, self.allow_unsafe_root.to_string());
+        y.put(&WATCH_RECHECK_SEC, yaml::secs(self.recheck));
+        super::ready::put(y, self);
     }
 }
