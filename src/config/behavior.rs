@@ -62,13 +62,11 @@ impl Validator<'_> {
         let submit_backoff = self.seconds(
             &keys::BEHAVIOR_SUBMIT_BACKOFF_SEC,
             &b.submit_backoff_sec,
-            defaults::SUBMIT_BACKOFF_SEC,
             MIN_BACKOFF_SEC,
         )?;
         let submit_backoff_max = self.seconds(
             &keys::BEHAVIOR_SUBMIT_BACKOFF_MAX_SEC,
             &b.submit_backoff_max_sec,
-            defaults::SUBMIT_BACKOFF_MAX_SEC,
             MIN_BACKOFF_SEC,
         )?;
         Ok(BehaviorConfig {
@@ -83,12 +81,7 @@ impl Validator<'_> {
                 &b.failure_log,
                 defaults::FAILURE_LOG,
             )?,
-            max_retries: self.count(
-                &keys::BEHAVIOR_MAX_RETRIES,
-                &b.max_retries,
-                defaults::MAX_RETRIES,
-                0,
-            )?,
+            max_retries: self.count(&keys::BEHAVIOR_MAX_RETRIES, &b.max_retries, 0)?,
             submit_backoff,
             submit_backoff_max: submit_backoff_max.max(submit_backoff),
             umask: self.umask(&b.umask)?,

@@ -103,67 +103,18 @@ pub(super) fn serde_error(path: &Path, text: &str, e: &serde_saphyr::Error) -> C
         .and_then(|l| l.split_once(':'))
         .map(|(_, v)| v.trim().to_string())
         .filter(|v| !v.is_empty());
-    let found = written
-        .as_deref()
-        .map(|w| format!(", found `{w}`"))
-        .unwrap_or_default();
     let known = keys::ALL.iter().find(|k| k.name == key);
-    let leaf_name = leaf(&key).to_string();
     // The parser's words for a value of the wrong type (`invalid f64`, `invalid floating point`, `invalid
-    // type: string …, expected a sequence`, …).
+    // type: string …, expected a sequence`, `expected string scalar`, …).
     let type_error = problem.contains("invalid")
+        || problem.contains("expected string")
         || problem.contains("expected a")
         || problem.contains("expected sequence")
         || problem.contains("expected mapping");
     let (problem, fix) = if problem.contains("unknown field") {
         (problem, "remove the key or correct its spelling; `dirwatcher check-config --help` lists every key".to_string())
     } else if let (true, Some(k)) = (type_error, known) {
-        use keys::DefaultValue as D;
-        match k.default {
-            D::Seconds(d) => (
-                format!("expected a number of seconds{found}"),
-                format!(
-                    "a number of seconds without a unit, e.g. `{leaf_name}: {}` (fractions like 0.5 are fine)",
-                    keys::seconds_text(d)
-                ),
-            ),
-            D::Count(n) => (
-                format!("expected a whole number{found}"),
-                format!(
-                    "a whole number without quotes, e.g. `{leaf_name}: {}`",
-                    n.max(1)
-                ),
-            ),
-            D::Switch(_) => (
-                format!("expected true or false{found}"),
-                format!("write `{leaf_name}: true` or `{leaf_name}: false`"),
-            ),
-            D::EmptyList => {
-                let item = written
-                    .as_deref()
-                    .map(|w| w.trim_matches(['"', '\'']).to_string())
-                    .filter(|w| !w.is_empty())
-                    .unwrap_or_else(|| "--qos=high".into());
-                (
-                    format!("expected a list{found}"),
-                    format!(
-                        "write the list form, one item per argument: `{leaf_name}: [{item:?}]`"
-                    ),
-                )
-            }
-            D::EmptyMap => (
-                format!("expected a mapping of names to values{found}"),
-                format!(
-                    "write e.g. `{leaf_name}: {{NAME: value}}`, or one `NAME: value` per line below it"
-                ),
-            ),
-            _ => (
-                format!("expected text{found}"),
-                format!(
-                    "write the value as text, in quotes if it contains `:` or `#`: `{leaf_name}: \"…\"`"
-                ),
-            ),
-        }
+        super::value::type_error(k, written.as_deref())
     } else if type_error {
         (problem, "give the value the type shown (numbers without quotes, `true`/`false` for switches, a list in `[...]`)".into())
     } else {
@@ -208,8 +159,4 @@ fn key_at_line(text: &str, line: u64) -> Option<String> {
     }
     parts.reverse();
     Some(parts.join("."))
-}
-
-fn leaf(key: &str) -> &str {
-    key.rsplit('.').next().unwrap_or(key)
 }

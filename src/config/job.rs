@@ -11,14 +11,13 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::keys::{self, defaults};
-use super::value::{MIN_COMMAND_TIMEOUT_SEC, MIN_LOST_AFTER_SEC};
+use super::keys::{self, Key, defaults};
+use super::value::{MIN_COMMAND_TIMEOUT_SEC, MIN_LOST_AFTER_SEC, Word};
 use super::yaml::{self, EffectiveYaml};
 use super::{ConfigError, S, Validator};
 
 /// Which back end runs the jobs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExecutorKind {
     /// `sbatch` + `sacct` on a Slurm cluster (the default).
     Slurm,
@@ -33,6 +32,27 @@ impl ExecutorKind {
             ExecutorKind::Slurm => "slurm",
             ExecutorKind::Local => "local",
         }
+    }
+}
+
+/// The fix of every error about `job.submit_rate`.
+pub(super) const SUBMIT_RATE_FIX: &str =
+    "write e.g. `submit_rate: {burst: 30, per_sec: 2}` (30 calls at once, then 2 per second)";
+
+impl Word for ExecutorKind {
+    const KEY: &'static Key = &keys::JOB_EXECUTOR;
+    const ALL: &'static [Self] = &[ExecutorKind::Slurm, ExecutorKind::Local];
+    fn word(self) -> &'static str {
+        self.as_str()
+    }
+    fn gloss(self) -> Option<&'static str> {
+        Some(match self {
+            ExecutorKind::Slurm => "sbatch/sacct",
+            ExecutorKind::Local => "child processes on this machine",
+        })
+    }
+    fn problem(found: &str) -> String {
+        format!("{found:?} is not an executor")
     }
 }
 
@@ -111,7 +131,7 @@ pub struct SubmitRate {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawJob {
-    pub(super) executor: Option<ExecutorKind>,
+    pub(super) executor: S<String>,
     pub(super) wrap_cmd: S<String>,
     pub(super) job_script: S<String>,
     pub(super) partition: Option<String>,
@@ -151,6 +171,67 @@ impl Validator<'_> {
                 "add `job:` with `wrap_cmd: <command>` (the directory is appended) or `job_script: /path/to/script`",
             ));
         };
+        let executor = self.word(&j.executor)?.unwrap_or(defaults::EXECUTOR);
+        let command = self.job_command(&j)?;
+        let time_limit = match &j.time_limit {
+            None => None,
+            Some(t) => Some(parse_time_limit(&t.value).map_err(|p| {
+                self.err(
+                    keys::JOB_TIME_LIMIT.name,
+                    Some(t.referenced.line()),
+                    p,
+                    "use a Slurm time: `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`, `D-HH:MM:SS` or `UNLIMITED` (quote it: `\"00:10:00\"`)",
+                )
+            })?),
+        };
+        let prefix = self.job_name_prefix(&j.job_name_prefix)?;
+        self.env_names(&j.env)?;
+        let output = match &j.output {
+            Some(o) if o.value.trim().is_empty() => None,
+            Some(o) => Some(o.value.clone()),
+            None => Some(defaults::OUTPUT.to_string()),
+        };
+        let output_group = self.output_group(&j.output_group)?;
+        let umask = self.job_umask(&j.umask)?;
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get() as i64)
+            .unwrap_or(1);
+        Ok(JobConfig {
+            executor,
+            command,
+            partition: j.partition.filter(|s| !s.is_empty()),
+            account: j.account.filter(|s| !s.is_empty()),
+            gres: j.gres.filter(|s| !s.is_empty()),
+            time_limit,
+            job_name_prefix: prefix,
+            env: j.env,
+            extra_args: j.extra_args,
+            chdir_to_subdir: j.chdir_to_subdir.unwrap_or(defaults::CHDIR_TO_SUBDIR),
+            output,
+            output_group,
+            command_timeout: self.seconds(
+                &keys::JOB_COMMAND_TIMEOUT_SEC,
+                &j.command_timeout_sec,
+                MIN_COMMAND_TIMEOUT_SEC,
+            )?,
+            lost_after: self.seconds(
+                &keys::JOB_LOST_AFTER_SEC,
+                &j.lost_after_sec,
+                MIN_LOST_AFTER_SEC,
+            )?,
+            max_local_jobs: self.count_or(&keys::JOB_MAX_LOCAL_JOBS, &j.max_local_jobs, cpus, 1)?,
+            umask,
+            submit_concurrency: self.count(
+                &keys::JOB_SUBMIT_CONCURRENCY,
+                &j.submit_concurrency,
+                1,
+            )?,
+            submit_rate: self.submit_rate(j.submit_rate.as_ref())?,
+        })
+    }
+
+    /// `wrap_cmd` or `job_script`: exactly one.
+    fn job_command(&self, j: &RawJob) -> Result<JobCommand, ConfigError> {
         let command = match (&j.wrap_cmd, &j.job_script) {
             (Some(w), Some(s)) => {
                 return Err(self.err(
@@ -178,19 +259,12 @@ impl Validator<'_> {
                 ));
             }
         };
-        let time_limit = match &j.time_limit {
-            None => None,
-            Some(t) => Some(parse_time_limit(&t.value).map_err(|p| {
-                self.err(
-                    keys::JOB_TIME_LIMIT.name,
-                    Some(t.referenced.line()),
-                    p,
-                    "use a Slurm time: `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`, `D-HH:MM:SS` or `UNLIMITED` (quote it: `\"00:10:00\"`)",
-                )
-            })?),
-        };
-        let prefix = j
-            .job_name_prefix
+        Ok(command)
+    }
+
+    /// `job.job_name_prefix`: one word, no commas (Slurm's job name lists).
+    fn job_name_prefix(&self, v: &S<String>) -> Result<String, ConfigError> {
+        let prefix = v
             .as_ref()
             .map(|s| s.value.clone())
             .unwrap_or_else(|| defaults::JOB_NAME_PREFIX.into());
@@ -201,12 +275,17 @@ impl Validator<'_> {
         {
             return Err(self.err(
                 keys::JOB_JOB_NAME_PREFIX.name,
-                j.job_name_prefix.as_ref().map(|s| s.referenced.line()),
+                v.as_ref().map(|s| s.referenced.line()),
                 format!("must be a non-empty word without spaces or commas, found {prefix:?}"),
                 "write e.g. `job_name_prefix: dirwatch`",
             ));
         }
-        for k in j.env.keys() {
+        Ok(prefix)
+    }
+
+    /// `job.env`: names a shell takes as variables.
+    fn env_names(&self, env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+        for k in env.keys() {
             let ok = !k.is_empty()
                 && !k.starts_with(|c: char| c.is_ascii_digit())
                 && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
@@ -219,16 +298,12 @@ impl Validator<'_> {
                 ));
             }
         }
-        let output = match &j.output {
-            Some(o) if o.value.trim().is_empty() => None,
-            Some(o) => Some(o.value.clone()),
-            None => Some(defaults::OUTPUT.to_string()),
-        };
-        let output_group = match j
-            .output_group
-            .as_ref()
-            .filter(|g| !g.value.trim().is_empty())
-        {
+        Ok(())
+    }
+
+    /// `job.output_group`: an existing group, with its id.
+    fn output_group(&self, v: &S<String>) -> Result<Option<(String, u32)>, ConfigError> {
+        let output_group = match v.as_ref().filter(|g| !g.value.trim().is_empty()) {
             None => None,
             Some(g) => {
                 let name = g.value.trim().to_string();
@@ -244,7 +319,12 @@ impl Validator<'_> {
                 Some((name, gid))
             }
         };
-        let umask = match &j.umask {
+        Ok(output_group)
+    }
+
+    /// `job.umask`: 3 or 4 octal digits.
+    fn job_umask(&self, v: &S<String>) -> Result<u32, ConfigError> {
+        let umask = match v {
             None => parse_umask(defaults::JOB_UMASK).expect("the default umask parses"),
             Some(u) => parse_umask(&u.value).ok_or_else(|| {
                 self.err(
@@ -258,44 +338,7 @@ impl Validator<'_> {
                 )
             })?,
         };
-        let cpus = std::thread::available_parallelism()
-            .map(|n| n.get() as i64)
-            .unwrap_or(1);
-        Ok(JobConfig {
-            executor: j.executor.unwrap_or(defaults::EXECUTOR),
-            command,
-            partition: j.partition.filter(|s| !s.is_empty()),
-            account: j.account.filter(|s| !s.is_empty()),
-            gres: j.gres.filter(|s| !s.is_empty()),
-            time_limit,
-            job_name_prefix: prefix,
-            env: j.env,
-            extra_args: j.extra_args,
-            chdir_to_subdir: j.chdir_to_subdir.unwrap_or(defaults::CHDIR_TO_SUBDIR),
-            output,
-            output_group,
-            command_timeout: self.seconds(
-                &keys::JOB_COMMAND_TIMEOUT_SEC,
-                &j.command_timeout_sec,
-                defaults::COMMAND_TIMEOUT_SEC,
-                MIN_COMMAND_TIMEOUT_SEC,
-            )?,
-            lost_after: self.seconds(
-                &keys::JOB_LOST_AFTER_SEC,
-                &j.lost_after_sec,
-                defaults::LOST_AFTER_SEC,
-                MIN_LOST_AFTER_SEC,
-            )?,
-            max_local_jobs: self.count(&keys::JOB_MAX_LOCAL_JOBS, &j.max_local_jobs, cpus, 1)?,
-            umask,
-            submit_concurrency: self.count(
-                &keys::JOB_SUBMIT_CONCURRENCY,
-                &j.submit_concurrency,
-                defaults::SUBMIT_CONCURRENCY,
-                1,
-            )?,
-            submit_rate: self.submit_rate(j.submit_rate.as_ref())?,
-        })
+        Ok(umask)
     }
 
     /// `job.submit_rate`: both fields, each a positive number.
@@ -305,7 +348,7 @@ impl Validator<'_> {
     ) -> Result<Option<SubmitRate>, ConfigError> {
         let Some(r) = v else { return Ok(None) };
         let line = Some(r.referenced.line());
-        let fix = "write e.g. `submit_rate: {burst: 30, per_sec: 2}` (30 calls at once, then 2 per second)";
+        let fix = SUBMIT_RATE_FIX;
         let key = keys::JOB_SUBMIT_RATE.name;
         let (Some(burst), Some(per_sec)) = (&r.value.burst, &r.value.per_sec) else {
             return Err(self.err(key, line, "needs both `burst` and `per_sec`", fix));

@@ -7,13 +7,13 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_saphyr::Spanned;
 
 use super::keys::{self, Key, defaults};
 use super::smtp::{RawSmtp, SmtpConfig};
-use super::value::{MIN_BACKOFF_SEC, MIN_COMMAND_TIMEOUT_SEC};
+use super::value::{MIN_BACKOFF_SEC, MIN_COMMAND_TIMEOUT_SEC, Word, parse_word, words_fix};
 use super::yaml::{self, EffectiveYaml};
 use super::{ConfigError, DbConfig, S, Secret, Validator};
+use crate::engine::notice::{EventKind, WebhookFormat};
 
 /// How e-mail leaves this machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,55 +122,10 @@ impl Validator<'_> {
         }
     }
 
+    /// The section, with the e-mail keys of `behavior:`; its errors come in the order of its keys.
     pub(super) fn notify(&self, n: RawNotify, s: RawSmtp) -> Result<NotifyConfig, ConfigError> {
-        use crate::engine::notice::{EventKind, WebhookFormat};
-        let line = |v: &Option<Spanned<Vec<String>>>| v.as_ref().map(|s| s.referenced.line());
-        let events = match &n.events {
-            None => vec![
-                EventKind::Completed,
-                EventKind::Failed,
-                EventKind::Lost,
-                EventKind::Cancelled,
-                EventKind::Held,
-            ],
-            Some(v) => {
-                let mut out = Vec::new();
-                for w in &v.value {
-                    let k = EventKind::parse(w.trim()).ok_or_else(|| {
-                        self.err(
-                            keys::NOTIFY_EVENTS.name,
-                            line(&n.events),
-                            format!("{w:?} is not an event"),
-                            "list any of `submitted`, `completed`, `failed`, `lost`, `blocked`, e.g. `events: [completed, failed]`",
-                        )
-                    })?;
-                    if !out.contains(&k) {
-                        out.push(k);
-                    }
-                }
-                out
-            }
-        };
-        let mut email_to = Vec::new();
-        for a in n
-            .email_to
-            .as_ref()
-            .map(|v| v.value.as_slice())
-            .unwrap_or_default()
-        {
-            // A recipient may carry a name, as a meta file's may: `Ops Team <ops@example.org>`.
-            match crate::engine::notice::mailbox(a) {
-                Some(_) => email_to.push(a.trim().to_string()),
-                None => {
-                    return Err(self.err(
-                        keys::NOTIFY_EMAIL_TO.name,
-                        line(&n.email_to),
-                        format!("{a:?} is not an e-mail address"),
-                        "write one address per item, such as `ops@example.org` or `Ops Team <ops@example.org>`",
-                    ));
-                }
-            }
-        }
+        let events = self.events(&n.events)?;
+        let email_to = self.email_to(&n.email_to)?;
         let from = match &s.from_email {
             Some(f) if !f.value.trim().is_empty() => Some(self.address(
                 &keys::BEHAVIOR_FROM_EMAIL,
@@ -179,66 +134,8 @@ impl Validator<'_> {
             )?),
             _ => None,
         };
-        let email_via = match n.email_via.as_ref().map(|v| v.value.trim()) {
-            None | Some("auto") => EmailVia::Auto,
-            Some("sendmail") => EmailVia::Sendmail,
-            Some("smtp") => EmailVia::Smtp,
-            Some(other) => {
-                return Err(self.err(
-                    keys::NOTIFY_EMAIL_VIA.name,
-                    n.email_via.as_ref().map(|v| v.referenced.line()),
-                    format!("{other:?} is not a way to send mail"),
-                    "write `email_via: auto` (sendmail when installed, else SMTP), `sendmail` or `smtp`",
-                ));
-            }
-        };
-        let pass = self.secret(
-            Some((&keys::BEHAVIOR_SMTP_PASS, &s.pass)),
-            (&keys::BEHAVIOR_SMTP_PASS_FILE, &s.pass_file),
-            (&keys::BEHAVIOR_SMTP_PASS_ENV, &s.pass_env),
-        )?;
-        let smtp_pass_source = pass.as_ref().map(|(_, src)| src.clone());
-        let smtp = match s.host.as_ref().filter(|h| !h.value.trim().is_empty()) {
-            None => None,
-            Some(h) => {
-                let host = h.value.trim().to_string();
-                if host
-                    .chars()
-                    .any(|c| c.is_whitespace() || c.is_control() || "/@?#".contains(c))
-                {
-                    return Err(self.err(
-                        keys::BEHAVIOR_SMTP_HOST.name,
-                        Some(h.referenced.line()),
-                        format!("{host:?} is not a host name"),
-                        "write the server's name or address, e.g. `smtp_host: smtp.example.org`",
-                    ));
-                }
-                let port = match &s.port {
-                    None => defaults::SMTP_PORT,
-                    Some(p) if p.value == 0 => defaults::SMTP_PORT,
-                    Some(p) if (1..=65535).contains(&p.value) => p.value,
-                    Some(p) => {
-                        return Err(self.err(
-                            keys::BEHAVIOR_SMTP_PORT.name,
-                            Some(p.referenced.line()),
-                            format!("{} is not a port", p.value),
-                            "write e.g. `smtp_port: 587` (STARTTLS) or `smtp_port: 465` (TLS)",
-                        ));
-                    }
-                };
-                Some(SmtpConfig {
-                    host,
-                    port: port as u16,
-                    user: s
-                        .user
-                        .as_ref()
-                        .map(|u| u.value.clone())
-                        .filter(|u| !u.is_empty()),
-                    pass: pass.map(|(p, _)| p),
-                    tls: s.use_tls.unwrap_or(defaults::SMTP_USE_TLS),
-                })
-            }
-        };
+        let email_via = self.word(&n.email_via)?.unwrap_or(EmailVia::Auto);
+        let (smtp, smtp_pass_source) = self.smtp(&s)?;
         if email_via == EmailVia::Smtp && smtp.is_none() {
             return Err(self.err(
                 keys::NOTIFY_EMAIL_VIA.name,
@@ -247,60 +144,14 @@ impl Validator<'_> {
                 "set `behavior.smtp_host` (and `smtp_port`, `smtp_user`, `smtp_pass_file`)",
             ));
         }
-        let mut webhooks = Vec::new();
-        for u in n
-            .webhooks
-            .as_ref()
-            .map(|v| v.value.as_slice())
-            .unwrap_or_default()
-        {
-            let u = u.trim();
-            let ok = (u.starts_with("http://") || u.starts_with("https://"))
-                && u.len() > "https://".len()
-                && !u
-                    .chars()
-                    .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\\');
-            if !ok {
-                // The URL may hold a secret (Slack's do): not repeated in the message.
-                return Err(self.err(
-                    keys::NOTIFY_WEBHOOKS.name,
-                    line(&n.webhooks),
-                    "a webhook is not an `http://` or `https://` URL without spaces or quotes",
-                    "write e.g. `webhooks: [\"https://hooks.example.org/dirwatcher\"]`",
-                ));
-            }
-            webhooks.push(u.to_string());
-        }
-        let webhook_format = match n.webhook_format.as_ref().map(|v| v.value.trim()) {
-            None | Some("dirwatcher") => WebhookFormat::Dirwatcher,
-            Some("slack") | Some("mattermost") | Some("teams") => WebhookFormat::Slack,
-            Some(other) => {
-                return Err(self.err(
-                    keys::NOTIFY_WEBHOOK_FORMAT.name,
-                    n.webhook_format.as_ref().map(|v| v.referenced.line()),
-                    format!("{other:?} is not a webhook format"),
-                    "write `webhook_format: dirwatcher` (the event document) or `webhook_format: slack` (`{\"text\": …}`)",
-                ));
-            }
-        };
+        let webhooks = self.webhooks(&n.webhooks)?;
+        let webhook_format = self.word(&n.webhook_format)?.unwrap_or_default();
         let token = self.secret(
             None,
             (&keys::NOTIFY_WEBHOOK_TOKEN_FILE, &n.webhook_token_file),
             (&keys::NOTIFY_WEBHOOK_TOKEN_ENV, &n.webhook_token_env),
         )?;
-        let command: Vec<String> = n
-            .command
-            .as_ref()
-            .map(|v| v.value.clone())
-            .unwrap_or_default();
-        if command.first().is_some_and(|p| p.trim().is_empty()) {
-            return Err(self.err(
-                keys::NOTIFY_COMMAND.name,
-                line(&n.command),
-                "the program name is empty",
-                "write the program and its arguments as a list, e.g. `command: [/usr/local/bin/dw-hook, --db, jobs]`",
-            ));
-        }
+        let command = self.hook_command(&n.command)?;
         Ok(NotifyConfig {
             events,
             email_owner: n.email_owner.unwrap_or(defaults::NOTIFY_EMAIL_OWNER),
@@ -318,22 +169,149 @@ impl Validator<'_> {
             timeout: self.seconds(
                 &keys::NOTIFY_TIMEOUT_SEC,
                 &n.timeout_sec,
-                defaults::NOTIFY_TIMEOUT_SEC,
                 MIN_COMMAND_TIMEOUT_SEC,
             )?,
-            retry: self.seconds(
-                &keys::NOTIFY_RETRY_SEC,
-                &n.retry_sec,
-                defaults::NOTIFY_RETRY_SEC,
-                MIN_BACKOFF_SEC,
-            )?,
-            max_attempts: self.count(
-                &keys::NOTIFY_MAX_ATTEMPTS,
-                &n.max_attempts,
-                defaults::NOTIFY_MAX_ATTEMPTS,
-                1,
-            )?,
+            retry: self.seconds(&keys::NOTIFY_RETRY_SEC, &n.retry_sec, MIN_BACKOFF_SEC)?,
+            max_attempts: self.count(&keys::NOTIFY_MAX_ATTEMPTS, &n.max_attempts, 1)?,
         })
+    }
+
+    /// `notify.events`: words of [`EventKind`], each once; the table's default when absent.
+    fn events(&self, v: &S<Vec<String>>) -> Result<Vec<EventKind>, ConfigError> {
+        let words: Vec<&str> = match v {
+            Some(v) => v.value.iter().map(|w| w.as_str()).collect(),
+            None => defaults::NOTIFY_EVENTS
+                .trim_matches(['[', ']'])
+                .split(", ")
+                .collect(),
+        };
+        let mut out = Vec::new();
+        for w in words {
+            let k = parse_word::<EventKind>(w.trim()).ok_or_else(|| {
+                self.err(
+                    keys::NOTIFY_EVENTS.name,
+                    line(v),
+                    EventKind::problem(w),
+                    words_fix::<EventKind>(EVENTS_EXAMPLE),
+                )
+            })?;
+            if !out.contains(&k) {
+                out.push(k);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `notify.email_to`: addresses, each with or without a name.
+    fn email_to(&self, v: &S<Vec<String>>) -> Result<Vec<String>, ConfigError> {
+        let mut email_to = Vec::new();
+        for a in v.as_ref().map(|v| v.value.as_slice()).unwrap_or_default() {
+            // A recipient may carry a name, as a meta file's may: `Ops Team <ops@example.org>`.
+            match crate::engine::notice::mailbox(a) {
+                Some(_) => email_to.push(a.trim().to_string()),
+                None => {
+                    return Err(self.err(
+                        keys::NOTIFY_EMAIL_TO.name,
+                        line(v),
+                        format!("{a:?} is not an e-mail address"),
+                        "write one address per item, such as `ops@example.org` or `Ops Team <ops@example.org>`",
+                    ));
+                }
+            }
+        }
+        Ok(email_to)
+    }
+
+    /// `notify.webhooks`: `http://` or `https://` URLs, never repeated in a message.
+    fn webhooks(&self, v: &S<Vec<String>>) -> Result<Vec<String>, ConfigError> {
+        let mut webhooks = Vec::new();
+        for u in v.as_ref().map(|v| v.value.as_slice()).unwrap_or_default() {
+            let u = u.trim();
+            let ok = (u.starts_with("http://") || u.starts_with("https://"))
+                && u.len() > "https://".len()
+                && !u
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\\');
+            if !ok {
+                // The URL may hold a secret (Slack's do): not repeated in the message.
+                return Err(self.err(
+                    keys::NOTIFY_WEBHOOKS.name,
+                    line(v),
+                    "a webhook is not an `http://` or `https://` URL without spaces or quotes",
+                    "write e.g. `webhooks: [\"https://hooks.example.org/dirwatcher\"]`",
+                ));
+            }
+            webhooks.push(u.to_string());
+        }
+        Ok(webhooks)
+    }
+
+    /// `notify.command`: a program and its arguments.
+    fn hook_command(&self, v: &S<Vec<String>>) -> Result<Vec<String>, ConfigError> {
+        let command: Vec<String> = v.as_ref().map(|v| v.value.clone()).unwrap_or_default();
+        if command.first().is_some_and(|p| p.trim().is_empty()) {
+            return Err(self.err(
+                keys::NOTIFY_COMMAND.name,
+                line(v),
+                "the program name is empty",
+                "write the program and its arguments as a list, e.g. `command: [/usr/local/bin/dw-hook, --db, jobs]`",
+            ));
+        }
+        Ok(command)
+    }
+}
+
+/// The line of a list key, when it is given.
+fn line(v: &S<Vec<String>>) -> Option<u64> {
+    v.as_ref().map(|s| s.referenced.line())
+}
+
+/// The example of `notify.events`' fix.
+pub(super) const EVENTS_EXAMPLE: &str = "[completed, failed]";
+
+impl Word for EventKind {
+    const KEY: &'static Key = &keys::NOTIFY_EVENTS;
+    const ALL: &'static [Self] = &EventKind::ALL;
+    fn word(self) -> &'static str {
+        self.as_str()
+    }
+    fn problem(found: &str) -> String {
+        format!("{found:?} is not an event")
+    }
+}
+
+impl Word for EmailVia {
+    const KEY: &'static Key = &keys::NOTIFY_EMAIL_VIA;
+    const ALL: &'static [Self] = &[EmailVia::Auto, EmailVia::Sendmail, EmailVia::Smtp];
+    fn word(self) -> &'static str {
+        self.as_str()
+    }
+    fn gloss(self) -> Option<&'static str> {
+        (self == EmailVia::Auto).then_some("sendmail when installed, else SMTP")
+    }
+    fn problem(found: &str) -> String {
+        format!("{found:?} is not a way to send mail")
+    }
+}
+
+impl Word for WebhookFormat {
+    const KEY: &'static Key = &keys::NOTIFY_WEBHOOK_FORMAT;
+    const ALL: &'static [Self] = &[WebhookFormat::Dirwatcher, WebhookFormat::Slack];
+    const ALIASES: &'static [(&'static str, Self)] = &[
+        ("mattermost", WebhookFormat::Slack),
+        ("teams", WebhookFormat::Slack),
+    ];
+    fn word(self) -> &'static str {
+        self.as_str()
+    }
+    fn gloss(self) -> Option<&'static str> {
+        Some(match self {
+            WebhookFormat::Dirwatcher => "the event document",
+            WebhookFormat::Slack => "`{\"text\": …}`",
+        })
+    }
+    fn problem(found: &str) -> String {
+        format!("{found:?} is not a webhook format")
     }
 }
 

@@ -5,8 +5,10 @@
 //! directory (the engine's readiness check does).
 
 use serde::Deserialize;
+use serde_saphyr::Spanned;
 
 use super::keys::{self, Key};
+use super::value::{Word, in_words};
 use super::watch::RawWatch;
 use super::yaml::{self, EffectiveYaml};
 use super::{ConfigError, Validator, WatchConfig};
@@ -49,18 +51,7 @@ impl Validator<'_> {
         signal: &str,
     ) -> Result<(ReadyRules, Option<Preset>), ConfigError> {
         use keys::*;
-        let line = |l: Option<u64>| l;
-        let preset = match &w.ready_preset {
-            None => None,
-            Some(p) => Some(Preset::parse(&p.value).ok_or_else(|| {
-                self.err(
-                    WATCH_READY_PRESET.name,
-                    line(Some(p.referenced.line())),
-                    format!("is not a preset: {:?}", p.value),
-                    "write one of `illumina`, `ont`, `rsync`, or leave it out",
-                )
-            })?),
-        };
+        let preset = self.word::<Preset>(&w.ready_preset)?;
         let all_of = w.ready_all_of.as_ref().filter(|v| !v.value.is_empty());
         let any_of = w.ready_any_of.as_ref().filter(|v| !v.value.is_empty());
         if let (Some(_), Some(a)) = (all_of, any_of) {
@@ -107,68 +98,10 @@ impl Validator<'_> {
             ];
         }
         if let Some(v) = any_of {
-            let l = Some(v.referenced.line());
-            let mut alts = Vec::new();
-            for item in &v.value {
-                let alt: Vec<String> = match item {
-                    AnyOfItem::One(m) => vec![self.marker(&WATCH_READY_ANY_OF, l, m)?],
-                    AnyOfItem::All(ms) => ms
-                        .iter()
-                        .map(|m| self.marker(&WATCH_READY_ANY_OF, l, m))
-                        .collect::<Result<_, _>>()?,
-                };
-                if alt.is_empty() {
-                    return Err(self.err(
-                        WATCH_READY_ANY_OF.name,
-                        l,
-                        "has an empty list as an item",
-                        "remove the `[]`, or list the markers that must all be there",
-                    ));
-                }
-                alts.push(alt);
-            }
-            alternatives = alts;
+            alternatives = self.any_of(v)?;
         }
         if content_given {
-            let (Some(f), Some(m)) = (&w.ready_content_file, &w.ready_content_match) else {
-                let (k, l) = match (&w.ready_content_file, &w.ready_content_match) {
-                    (Some(f), None) => (WATCH_READY_CONTENT_MATCH.name, f.referenced.line()),
-                    (_, Some(m)) => (WATCH_READY_CONTENT_FILE.name, m.referenced.line()),
-                    _ => unreachable!("one of them is given"),
-                };
-                return Err(self.err(
-                    k,
-                    Some(l),
-                    "is required when the other `ready_content_*` key is given",
-                    "give both, e.g. `ready_content_file: RunCompletionStatus.xml` and \
-                     `ready_content_match: \"CompletionStatus>SuccessfullyCompleted<\"`",
-                ));
-            };
-            let file = self.marker(
-                &WATCH_READY_CONTENT_FILE,
-                Some(f.referenced.line()),
-                &f.value,
-            )?;
-            if crate::engine::readiness::is_glob(&file) {
-                return Err(self.err(
-                    WATCH_READY_CONTENT_FILE.name,
-                    Some(f.referenced.line()),
-                    "must be one exact file name, not a glob",
-                    "write the status file's name, e.g. `RunCompletionStatus.xml`",
-                ));
-            }
-            let pattern = regex::Regex::new(&m.value).map_err(|e| {
-                self.err(
-                    WATCH_READY_CONTENT_MATCH.name,
-                    Some(m.referenced.line()),
-                    format!(
-                        "is not a regular expression: {}",
-                        e.to_string().lines().last().unwrap_or_default()
-                    ),
-                    "quote it in single quotes and escape special characters with `\\`",
-                )
-            })?;
-            content = Some(ContentCheck { file, pattern });
+            content = Some(self.content_check(w)?);
         }
         if let Some(v) = &w.ignore_patterns {
             let l = Some(v.referenced.line());
@@ -179,24 +112,11 @@ impl Validator<'_> {
                 }
             }
         }
-        let quiet = self.seconds(&WATCH_QUIET_SEC, &w.quiet_sec, defaults::QUIET_SEC, 0.0)?;
-        let max_entries = self.count(
-            &WATCH_QUIET_MAX_ENTRIES,
-            &w.quiet_max_entries,
-            defaults::QUIET_MAX_ENTRIES,
-            1,
-        )? as usize;
-        let scope = match w.quiet_scope.as_ref().map(|s| (s.value.as_str(), s)) {
-            None | Some(("top", _)) => QuietScope::Top,
-            Some(("tree", _)) => QuietScope::Tree { max_entries },
-            Some((other, s)) => {
-                return Err(self.err(
-                    WATCH_QUIET_SCOPE.name,
-                    Some(s.referenced.line()),
-                    format!("must be `top` or `tree`, found {other:?}"),
-                    "write `quiet_scope: top` (the directory's own entries) or `quiet_scope: tree`",
-                ));
-            }
+        let quiet = self.seconds(&WATCH_QUIET_SEC, &w.quiet_sec, 0.0)?;
+        let max_entries = self.count(&WATCH_QUIET_MAX_ENTRIES, &w.quiet_max_entries, 1)? as usize;
+        let scope = match self.word::<ScopeWord>(&w.quiet_scope)? {
+            Some(ScopeWord::Tree) => QuietScope::Tree { max_entries },
+            _ => QuietScope::Top,
         };
         Ok((
             ReadyRules {
@@ -208,6 +128,76 @@ impl Validator<'_> {
             },
             preset,
         ))
+    }
+
+    /// `watch.ready_any_of`: each item a marker, or a list of markers that must all be there.
+    fn any_of(&self, v: &Spanned<Vec<AnyOfItem>>) -> Result<Vec<Vec<String>>, ConfigError> {
+        use keys::WATCH_READY_ANY_OF;
+        let l = Some(v.referenced.line());
+        let mut alts = Vec::new();
+        for item in &v.value {
+            let alt: Vec<String> = match item {
+                AnyOfItem::One(m) => vec![self.marker(&WATCH_READY_ANY_OF, l, m)?],
+                AnyOfItem::All(ms) => ms
+                    .iter()
+                    .map(|m| self.marker(&WATCH_READY_ANY_OF, l, m))
+                    .collect::<Result<_, _>>()?,
+            };
+            if alt.is_empty() {
+                return Err(self.err(
+                    WATCH_READY_ANY_OF.name,
+                    l,
+                    "has an empty list as an item",
+                    "remove the `[]`, or list the markers that must all be there",
+                ));
+            }
+            alts.push(alt);
+        }
+        Ok(alts)
+    }
+
+    /// `ready_content_file` and `ready_content_match`: both, an exact name and a regular expression.
+    fn content_check(&self, w: &RawWatch) -> Result<ContentCheck, ConfigError> {
+        use keys::*;
+        let (Some(f), Some(m)) = (&w.ready_content_file, &w.ready_content_match) else {
+            let (k, l) = match (&w.ready_content_file, &w.ready_content_match) {
+                (Some(f), None) => (WATCH_READY_CONTENT_MATCH.name, f.referenced.line()),
+                (_, Some(m)) => (WATCH_READY_CONTENT_FILE.name, m.referenced.line()),
+                _ => unreachable!("one of them is given"),
+            };
+            return Err(self.err(
+                k,
+                Some(l),
+                "is required when the other `ready_content_*` key is given",
+                "give both, e.g. `ready_content_file: RunCompletionStatus.xml` and \
+                     `ready_content_match: \"CompletionStatus>SuccessfullyCompleted<\"`",
+            ));
+        };
+        let file = self.marker(
+            &WATCH_READY_CONTENT_FILE,
+            Some(f.referenced.line()),
+            &f.value,
+        )?;
+        if crate::engine::readiness::is_glob(&file) {
+            return Err(self.err(
+                WATCH_READY_CONTENT_FILE.name,
+                Some(f.referenced.line()),
+                "must be one exact file name, not a glob",
+                "write the status file's name, e.g. `RunCompletionStatus.xml`",
+            ));
+        }
+        let pattern = regex::Regex::new(&m.value).map_err(|e| {
+            self.err(
+                WATCH_READY_CONTENT_MATCH.name,
+                Some(m.referenced.line()),
+                format!(
+                    "is not a regular expression: {}",
+                    e.to_string().lines().last().unwrap_or_default()
+                ),
+                "quote it in single quotes and escape special characters with `\\`",
+            )
+        })?;
+        Ok(ContentCheck { file, pattern })
     }
 }
 
@@ -257,4 +247,43 @@ pub(super) fn put(y: &mut EffectiveYaml, w: &WatchConfig) {
     };
     y.put(&WATCH_QUIET_SCOPE, scope.into());
     y.put(&WATCH_QUIET_MAX_ENTRIES, max.to_string());
+}
+
+impl Word for Preset {
+    const KEY: &'static Key = &keys::WATCH_READY_PRESET;
+    const ALL: &'static [Self] = &[Preset::Illumina, Preset::Ont, Preset::Rsync];
+    fn word(self) -> &'static str {
+        self.name()
+    }
+    fn problem(found: &str) -> String {
+        format!("is not a preset: {found:?}")
+    }
+}
+
+/// The words of `watch.quiet_scope` (its [`QuietScope`] carries `quiet_max_entries` as well).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ScopeWord {
+    Top,
+    Tree,
+}
+
+impl Word for ScopeWord {
+    const KEY: &'static Key = &keys::WATCH_QUIET_SCOPE;
+    const ALL: &'static [Self] = &[ScopeWord::Top, ScopeWord::Tree];
+    fn word(self) -> &'static str {
+        match self {
+            ScopeWord::Top => "top",
+            ScopeWord::Tree => "tree",
+        }
+    }
+    fn gloss(self) -> Option<&'static str> {
+        (self == ScopeWord::Top).then_some("the directory's own entries")
+    }
+    fn problem(found: &str) -> String {
+        let words: Vec<String> = Self::ALL
+            .iter()
+            .map(|w| format!("`{}`", w.word()))
+            .collect();
+        format!("must be {}, found {found:?}", in_words(&words, "or"))
+    }
 }

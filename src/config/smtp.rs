@@ -4,9 +4,9 @@
 //! their lines of the effective config. Must never: connect to the server (the mail channel does).
 
 use super::behavior::RawBehavior;
-use super::keys;
+use super::keys::{self, defaults};
 use super::yaml::{self, EffectiveYaml};
-use super::{NotifyConfig, S, Secret};
+use super::{ConfigError, NotifyConfig, S, Secret, Validator};
 
 /// The SMTP server (the original's `behavior.smtp_*` keys), validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,4 +81,60 @@ pub(super) fn put(y: &mut EffectiveYaml, n: &NotifyConfig) {
         &BEHAVIOR_SMTP_USE_TLS,
         smtp.map_or(defaults::SMTP_USE_TLS, |s| s.tls).to_string(),
     );
+}
+
+impl Validator<'_> {
+    /// The SMTP server, when `smtp_host` is set, and where its password came from. The password is read
+    /// (and its sources checked) whether or not a host is set.
+    pub(super) fn smtp(
+        &self,
+        s: &RawSmtp,
+    ) -> Result<(Option<SmtpConfig>, Option<String>), ConfigError> {
+        let pass = self.secret(
+            Some((&keys::BEHAVIOR_SMTP_PASS, &s.pass)),
+            (&keys::BEHAVIOR_SMTP_PASS_FILE, &s.pass_file),
+            (&keys::BEHAVIOR_SMTP_PASS_ENV, &s.pass_env),
+        )?;
+        let smtp_pass_source = pass.as_ref().map(|(_, src)| src.clone());
+        let Some(h) = s.host.as_ref().filter(|h| !h.value.trim().is_empty()) else {
+            return Ok((None, smtp_pass_source));
+        };
+        let host = h.value.trim().to_string();
+        if host
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "/@?#".contains(c))
+        {
+            return Err(self.err(
+                keys::BEHAVIOR_SMTP_HOST.name,
+                Some(h.referenced.line()),
+                format!("{host:?} is not a host name"),
+                "write the server's name or address, e.g. `smtp_host: smtp.example.org`",
+            ));
+        }
+        let port = match &s.port {
+            None => defaults::SMTP_PORT,
+            Some(p) if p.value == 0 => defaults::SMTP_PORT,
+            Some(p) if (1..=65535).contains(&p.value) => p.value,
+            Some(p) => {
+                return Err(self.err(
+                    keys::BEHAVIOR_SMTP_PORT.name,
+                    Some(p.referenced.line()),
+                    format!("{} is not a port", p.value),
+                    "write e.g. `smtp_port: 587` (STARTTLS) or `smtp_port: 465` (TLS)",
+                ));
+            }
+        };
+        let smtp = SmtpConfig {
+            host,
+            port: port as u16,
+            user: s
+                .user
+                .as_ref()
+                .map(|u| u.value.clone())
+                .filter(|u| !u.is_empty()),
+            pass: pass.map(|(p, _)| p),
+            tls: s.use_tls.unwrap_or(defaults::SMTP_USE_TLS),
+        };
+        Ok((Some(smtp), smtp_pass_source))
+    }
 }

@@ -107,28 +107,16 @@ impl Validator<'_> {
             poll_interval: self.seconds(
                 &keys::WATCH_POLL_INTERVAL_SEC,
                 &w.poll_interval_sec,
-                defaults::POLL_INTERVAL_SEC,
                 MIN_POLL_SEC,
             )?,
-            stability_checks: self.count(
-                &keys::WATCH_STABILITY_CHECKS,
-                &w.stability_checks,
-                defaults::STABILITY_CHECKS,
-                1,
-            )?,
+            stability_checks: self.count(&keys::WATCH_STABILITY_CHECKS, &w.stability_checks, 1)?,
             stability_interval: self.seconds(
                 &keys::WATCH_STABILITY_INTERVAL_SEC,
                 &w.stability_interval_sec,
-                defaults::STABILITY_INTERVAL_SEC,
                 0.0,
             )?,
             allow_unsafe_root,
-            recheck: self.seconds(
-                &keys::WATCH_RECHECK_SEC,
-                &w.recheck_sec,
-                defaults::RECHECK_SEC,
-                0.0,
-            )?,
+            recheck: self.seconds(&keys::WATCH_RECHECK_SEC, &w.recheck_sec, 0.0)?,
             ready,
             preset,
         })
