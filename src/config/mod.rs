@@ -10,9 +10,6 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-use serde_saphyr::Spanned;
-
 mod behavior;
 pub mod credential;
 mod db;
@@ -23,6 +20,7 @@ pub mod keys;
 pub(crate) mod lint;
 mod metrics;
 mod notify;
+mod raw;
 mod ready;
 mod secret;
 mod smtp;
@@ -45,6 +43,8 @@ pub use secret::Secret;
 pub use smtp::SmtpConfig;
 pub use watch::WatchConfig;
 
+use raw::{RawConfig, S};
+
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -62,22 +62,6 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// Secrets a command that sends nothing left unread ([`Config::load_without_secrets`]), in words.
     pub unread_secrets: Vec<String>,
-}
-
-/// A value as written, with where: `None` when the key is absent.
-type S<T> = Option<Spanned<T>>;
-
-/// The file as written: one optional raw struct per section (`deny_unknown_fields`: a key the table does not
-/// have is refused by the parser, after [`lint`] has said it in our words).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    watch: Option<watch::RawWatch>,
-    job: Option<job::RawJob>,
-    behavior: Option<behavior::RawBehavior>,
-    metrics: Option<metrics::RawMetrics>,
-    notify: Option<notify::RawNotify>,
-    db: Option<db::RawDb>,
 }
 
 impl Config {

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use serde_saphyr::Spanned;
+
 use super::keys::Key;
 use super::{ConfigError, S, Secrets, Validator, credential};
 
@@ -59,42 +61,7 @@ impl Validator<'_> {
         // uses: the service manager read the file as root and hands it to this service alone.
         let credential = credential::name_of(file.0.name);
         if let Some(p) = credential::path(&credential) {
-            if let (_, Some(v)) = env {
-                crate::process::withhold_secret(&v.value);
-            }
-            let text = std::fs::read_to_string(&p);
-            let secret = text.as_deref().map(|t| t.trim_end_matches(['\n', '\r']));
-            return match secret {
-                Ok(s) if !s.is_empty() && !s.contains(['\n', '\r']) => Ok(Some((
-                    Secret(s.to_string()),
-                    format!("credential:{credential}"),
-                ))),
-                Ok(_) => Err(self.err(
-                    file.0.name,
-                    None,
-                    format!(
-                        "the credential `{credential}` (`{}`) must hold the secret on one line",
-                        p.display()
-                    ),
-                    "give `LoadCredential=` a file that holds only the secret",
-                )),
-                Err(e) if self.secrets == Secrets::IfReadable => {
-                    self.unread.borrow_mut().push(format!(
-                        "credential `{credential}` (`{}`): {e}",
-                        p.display()
-                    ));
-                    Ok(None)
-                }
-                Err(e) => Err(self.err(
-                    file.0.name,
-                    None,
-                    format!(
-                        "cannot read the credential `{credential}` (`{}`): {e}",
-                        p.display()
-                    ),
-                    "check the unit's `LoadCredential=` line and its file",
-                )),
-            };
+            return self.credential_secret(&credential, &p, file.0, env.1);
         }
         if let Some((_, Some(v))) = literal.filter(|(_, v)| given(v)) {
             return Ok(Some((Secret(v.value.clone()), "literal".into())));
@@ -102,34 +69,7 @@ impl Validator<'_> {
         if let (k, Some(v)) = file
             && !v.value.is_empty()
         {
-            let line = Some(v.referenced.line());
-            let text = match std::fs::read_to_string(&v.value) {
-                Ok(t) => t,
-                Err(e) if self.secrets == Secrets::IfReadable => {
-                    self.unread
-                        .borrow_mut()
-                        .push(format!("`{}` (`{}`): {e}", k.name, v.value));
-                    return Ok(None);
-                }
-                Err(e) => {
-                    return Err(self.err(
-                        k.name,
-                        line,
-                        format!("cannot read `{}`: {e}", v.value),
-                        "give a file the service user can read (mode 0600 or 0640), holding only the secret",
-                    ));
-                }
-            };
-            let secret = text.trim_end_matches(['\n', '\r']).to_string();
-            if secret.is_empty() || secret.contains(['\n', '\r']) {
-                return Err(self.err(
-                    k.name,
-                    line,
-                    format!("`{}` must hold the secret on one line", v.value),
-                    "write only the secret into the file",
-                ));
-            }
-            return Ok(Some((Secret(secret), format!("file:{}", v.value))));
+            return self.file_secret(k, v);
         }
         if let (k, Some(v)) = env
             && !v.value.is_empty()
@@ -156,5 +96,88 @@ impl Validator<'_> {
             return Ok(Some((Secret(secret), format!("env:{}", v.value))));
         }
         Ok(None)
+    }
+
+    /// The secret from the unit's credential `credential` at `p` (an environment secret the config also names
+    /// is withheld from children all the same).
+    fn credential_secret(
+        &self,
+        credential: &str,
+        p: &std::path::Path,
+        file: &Key,
+        env: &S<String>,
+    ) -> Result<Option<(Secret, String)>, ConfigError> {
+        if let Some(v) = env {
+            crate::process::withhold_secret(&v.value);
+        }
+        let text = std::fs::read_to_string(p);
+        let secret = text.as_deref().map(|t| t.trim_end_matches(['\n', '\r']));
+        match secret {
+            Ok(s) if !s.is_empty() && !s.contains(['\n', '\r']) => Ok(Some((
+                Secret(s.to_string()),
+                format!("credential:{credential}"),
+            ))),
+            Ok(_) => Err(self.err(
+                file.name,
+                None,
+                format!(
+                    "the credential `{credential}` (`{}`) must hold the secret on one line",
+                    p.display()
+                ),
+                "give `LoadCredential=` a file that holds only the secret",
+            )),
+            Err(e) if self.secrets == Secrets::IfReadable => {
+                self.unread.borrow_mut().push(format!(
+                    "credential `{credential}` (`{}`): {e}",
+                    p.display()
+                ));
+                Ok(None)
+            }
+            Err(e) => Err(self.err(
+                file.name,
+                None,
+                format!(
+                    "cannot read the credential `{credential}` (`{}`): {e}",
+                    p.display()
+                ),
+                "check the unit's `LoadCredential=` line and its file",
+            )),
+        }
+    }
+
+    /// The secret in the file `v` names (key `k`): one line.
+    fn file_secret(
+        &self,
+        k: &Key,
+        v: &Spanned<String>,
+    ) -> Result<Option<(Secret, String)>, ConfigError> {
+        let line = Some(v.referenced.line());
+        let text = match std::fs::read_to_string(&v.value) {
+            Ok(t) => t,
+            Err(e) if self.secrets == Secrets::IfReadable => {
+                self.unread
+                    .borrow_mut()
+                    .push(format!("`{}` (`{}`): {e}", k.name, v.value));
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(self.err(
+                    k.name,
+                    line,
+                    format!("cannot read `{}`: {e}", v.value),
+                    "give a file the service user can read (mode 0600 or 0640), holding only the secret",
+                ));
+            }
+        };
+        let secret = text.trim_end_matches(['\n', '\r']).to_string();
+        if secret.is_empty() || secret.contains(['\n', '\r']) {
+            return Err(self.err(
+                k.name,
+                line,
+                format!("`{}` must hold the secret on one line", v.value),
+                "write only the secret into the file",
+            ));
+        }
+        Ok(Some((Secret(secret), format!("file:{}", v.value))))
     }
 }
