@@ -1,10 +1,12 @@
 //! Configuration: reads the YAML file, checks every value, and turns it into types that cannot be invalid.
 //!
 //! Owns: the flow from text to [`Config`] (a look at the text, the parser, then one validation pass over
-//! every section), the public types by re-export, and the top-level raw mirror. The parts: [`keys`] (THE
-//! table of names, defaults and help), one file per section (`watch`, `ready`, `job`, `behavior`, `smtp`,
-//! `metrics`, `notify`, `db`: its raw struct, its validation, its validated type, its effective-config
-//! lines), `value` (one helper per kind of value), `secret`, `error`, `yaml`, `lint`. Must never: create,
+//! every section), and the public types by re-export. The parts: [`keys`] (THE table of names, defaults
+//! and help), one file per section (`watch`, `ready`, `job`, `behavior`, `smtp`, `metrics`, `notify`,
+//! `db`: its raw struct, its validation, its validated type, its effective-config lines), `raw` (the top
+//! level of the mirror), `value` (one helper per kind of value), `secret`, `error`, `yaml`, `lint`. A new
+//! key is a row in `keys.rs`, and in its section's file a raw field, a validation line, a typed field and
+//! an effective-config line; then its consumer. Must never: create,
 //! touch or probe anything but the paths it is asked to check for existence; nothing past this module ever
 //! sees a raw value.
 
