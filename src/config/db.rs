@@ -7,6 +7,7 @@
 use serde::Deserialize;
 
 use super::keys;
+use super::yaml::{self, EffectiveYaml};
 use super::{ConfigError, S, Secret, Validator};
 
 /// The original's `db:` section as written.
@@ -113,4 +114,19 @@ impl Validator<'_> {
             pass: pass.map(|(p, _)| p),
         }))
     }
+}
+
+/// The section's lines of the effective config; without a `db:` section every key is `null`, so that the
+/// effective config read back keeps the bridge off.
+pub(super) fn put(y: &mut EffectiveYaml, d: Option<&DbConfig>) {
+    use keys::*;
+    y.put(&DB_HOST, yaml::opt(d.map(|d| d.host.as_str())));
+    y.put(&DB_PORT, d.map_or("null".into(), |d| d.port.to_string()));
+    y.put(&DB_NAME, yaml::opt(d.map(|d| d.name.as_str())));
+    y.put(&DB_USER, yaml::opt(d.map(|d| d.user.as_str())));
+    yaml::put_secret(
+        y,
+        [Some(&DB_PASS), Some(&DB_PASS_FILE), Some(&DB_PASS_ENV)],
+        d.and_then(|d| d.pass_source.as_deref()),
+    );
 }

@@ -127,35 +127,7 @@ pub fn lint(text: &str) -> Vec<Finding> {
                 out.push(duplicate(k, seen[k], n));
             }
             if !known {
-                let (problem, fix) = match keys::ALL.iter().find(|x| x.leaf() == k) {
-                    Some(x) => (
-                        format!(
-                            "`{k}` is not a section: it is a key that belongs under `{}:`",
-                            x.section()
-                        ),
-                        format!("indent it under `{}:`, as `  {k}: …`", x.section()),
-                    ),
-                    None => match closest(k, sections().into_iter()) {
-                        Some(s) => (
-                            format!("unknown section `{k}`"),
-                            format!(
-                                "did you mean `{s}:`? The sections are {}",
-                                sections_in_words()
-                            ),
-                        ),
-                        None => (
-                            format!("unknown section `{k}`"),
-                            format!("remove it; the sections are {}", sections_in_words()),
-                        ),
-                    },
-                };
-                out.push(Finding {
-                    line: n,
-                    column: None,
-                    key: k.to_string(),
-                    problem,
-                    fix,
-                });
+                out.push(unknown_section(n, k));
             }
             continue;
         }
@@ -186,32 +158,7 @@ pub fn lint(text: &str) -> Vec<Finding> {
         if keys_of(sec).any(|x| x.leaf() == k) {
             continue;
         }
-        let elsewhere = keys::ALL.iter().find(|x| x.leaf() == k);
-        let (problem, fix) = match (elsewhere, closest(k, keys_of(sec).map(Key::leaf))) {
-            (Some(x), _) => (
-                format!("`{k}` belongs under `{}:`, not `{sec}:`", x.section()),
-                format!("move the line to the `{}:` section", x.section()),
-            ),
-            (None, Some(c)) => (
-                format!("unknown key `{k}` in `{sec}:`"),
-                format!("did you mean `{c}`? (`dirwatcher check-config --help` lists every key)"),
-            ),
-            (None, None) => match closest(k, keys::ALL.iter().map(Key::leaf)) {
-                // Misspelt and in the wrong section.
-                Some(c) => (
-                    format!("unknown key `{k}` in `{sec}:`"),
-                    format!(
-                        "did you mean `{c}`? It belongs under `{}:`",
-                        keys::ALL.iter().find(|x| x.leaf() == c).map_or("", |x| x.section())
-                    ),
-                ),
-                None => (
-                    format!("unknown key `{k}` in `{sec}:`"),
-                    "remove it or correct its spelling; `dirwatcher check-config --help` lists every key"
-                        .into(),
-                ),
-            },
-        };
+        let (problem, fix) = unknown_key(sec, k);
         out.push(Finding {
             line: n,
             column: None,
@@ -221,6 +168,70 @@ pub fn lint(text: &str) -> Vec<Finding> {
         });
     }
     out
+}
+
+/// A top-level `k:` that is not a section: a key written as one, a misspelt section, or nothing we know.
+fn unknown_section(line: u64, k: &str) -> Finding {
+    let (problem, fix) = match keys::ALL.iter().find(|x| x.leaf() == k) {
+        Some(x) => (
+            format!(
+                "`{k}` is not a section: it is a key that belongs under `{}:`",
+                x.section()
+            ),
+            format!("indent it under `{}:`, as `  {k}: …`", x.section()),
+        ),
+        None => match closest(k, sections().into_iter()) {
+            Some(s) => (
+                format!("unknown section `{k}`"),
+                format!(
+                    "did you mean `{s}:`? The sections are {}",
+                    sections_in_words()
+                ),
+            ),
+            None => (
+                format!("unknown section `{k}`"),
+                format!("remove it; the sections are {}", sections_in_words()),
+            ),
+        },
+    };
+    Finding {
+        line,
+        column: None,
+        key: k.to_string(),
+        problem,
+        fix,
+    }
+}
+
+/// What is wrong with `k` in section `sec`, which has no such key, and the fix: it belongs to another
+/// section, or it is misspelt (here or in another section), or it is unknown.
+fn unknown_key(sec: &str, k: &str) -> (String, String) {
+    let elsewhere = keys::ALL.iter().find(|x| x.leaf() == k);
+    match (elsewhere, closest(k, keys_of(sec).map(Key::leaf))) {
+        (Some(x), _) => (
+            format!("`{k}` belongs under `{}:`, not `{sec}:`", x.section()),
+            format!("move the line to the `{}:` section", x.section()),
+        ),
+        (None, Some(c)) => (
+            format!("unknown key `{k}` in `{sec}:`"),
+            format!("did you mean `{c}`? (`dirwatcher check-config --help` lists every key)"),
+        ),
+        (None, None) => match closest(k, keys::ALL.iter().map(Key::leaf)) {
+            // Misspelt and in the wrong section.
+            Some(c) => (
+                format!("unknown key `{k}` in `{sec}:`"),
+                format!(
+                    "did you mean `{c}`? It belongs under `{}:`",
+                    keys::ALL.iter().find(|x| x.leaf() == c).map_or("", |x| x.section())
+                ),
+            ),
+            None => (
+                format!("unknown key `{k}` in `{sec}:`"),
+                "remove it or correct its spelling; `dirwatcher check-config --help` lists every key"
+                    .into(),
+            ),
+        },
+    }
 }
 
 fn duplicate(key: &str, first: u64, line: u64) -> Finding {
