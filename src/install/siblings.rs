@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Config, InstanceName, RootCheck};
 
-use super::usage::UsageError;
 use super::plan::staged;
+use super::usage::UsageError;
 
 /// One installed service, as its config file says.
 #[derive(Debug, Clone)]

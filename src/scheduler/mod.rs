@@ -8,6 +8,7 @@
 pub mod fake;
 pub mod local;
 pub mod slurm;
+mod slurm_text;
 pub mod steady;
 
 use std::ffi::{OsStr, OsString};

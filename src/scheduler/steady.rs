@@ -12,7 +12,7 @@
 //! [`judge::steady`]: crate::engine::judge::steady
 //! [`Judgement::steady`]: crate::engine::judge::Judgement::steady
 
-use super::slurm::{parse_squeue_line, squeue_line_id};
+use super::slurm_text::{parse_squeue_line, squeue_line_id};
 use super::{JobRow, TrackedJob};
 use crate::engine::judge;
 
