@@ -11,29 +11,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::keys::{self, Key, defaults};
+use super::keys::{self, ExecutorKind, Key, defaults};
 use super::value::{MIN_COMMAND_TIMEOUT_SEC, MIN_LOST_AFTER_SEC, Word};
 use super::yaml::{self, EffectiveYaml};
 use super::{ConfigError, S, Validator};
-
-/// Which back end runs the jobs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExecutorKind {
-    /// `sbatch` + `sacct` on a Slurm cluster (the default).
-    Slurm,
-    /// Child processes on this machine: for trying dirwatcher out and for sites without Slurm.
-    Local,
-}
-
-impl ExecutorKind {
-    /// The name written in the config.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ExecutorKind::Slurm => "slurm",
-            ExecutorKind::Local => "local",
-        }
-    }
-}
 
 /// The fix of every error about `job.submit_rate`.
 pub(super) const SUBMIT_RATE_FIX: &str =

@@ -10,7 +10,24 @@
 use std::borrow::Cow;
 use std::fmt::Write;
 
-use super::ExecutorKind;
+/// Which back end runs the jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutorKind {
+    /// `sbatch` + `sacct` on a Slurm cluster (the default).
+    Slurm,
+    /// Child processes on this machine: for trying dirwatcher out and for sites without Slurm.
+    Local,
+}
+
+impl ExecutorKind {
+    /// The name written in the config.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ExecutorKind::Slurm => "slurm",
+            ExecutorKind::Local => "local",
+        }
+    }
+}
 
 /// Typed defaults, for the validator; the table below is built from the same constants.
 pub mod defaults {

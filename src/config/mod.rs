@@ -4,7 +4,8 @@
 //! every section), and the public types by re-export. The parts: [`keys`] (THE table of names, defaults
 //! and help), one file per section (`watch`, `ready`, `job`, `behavior`, `smtp`, `metrics`, `notify`,
 //! `db`: its raw struct, its validation, its validated type, its effective-config lines), `raw` (the top
-//! level of the mirror), `value` (one helper per kind of value), `secret`, `error`, `yaml`, `lint`. A new
+//! level of the mirror), `value` (one helper per kind of value), `secret`, `error` (the error type),
+//! `parse_error` (the parser's errors in words), `yaml` (the writer), `effective` (the sections in order), `lint`. A new
 //! key is a row in `keys.rs`, and in its section's file a raw field, a validation line, a typed field and
 //! an effective-config line; then its consumer. Must never: create,
 //! touch or probe anything but the paths it is asked to check for existence; nothing past this module ever
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 mod behavior;
 pub mod credential;
 mod db;
+mod effective;
 mod error;
 mod instance;
 mod job;
@@ -22,6 +24,7 @@ pub mod keys;
 pub(crate) mod lint;
 mod metrics;
 mod notify;
+mod parse_error;
 mod raw;
 mod ready;
 mod secret;
@@ -35,10 +38,9 @@ pub use db::DbConfig;
 pub use error::{ConfigError, Detail};
 pub use instance::InstanceName;
 pub use job::{
-    ExecutorKind, JobCommand, JobConfig, SubmitRate, TimeLimit, parse_time_limit, parse_umask,
-    umask_text,
+    JobCommand, JobConfig, SubmitRate, TimeLimit, parse_time_limit, parse_umask, umask_text,
 };
-pub use keys::defaults;
+pub use keys::{ExecutorKind, defaults};
 pub use metrics::MetricsConfig;
 pub use notify::{EmailVia, NotifyConfig};
 pub use secret::Secret;
@@ -122,7 +124,7 @@ impl Config {
             return Err(e);
         }
         let raw: RawConfig =
-            serde_saphyr::from_str(text).map_err(|e| error::serde_error(path, text, &e))?;
+            serde_saphyr::from_str(text).map_err(|e| parse_error::serde_error(path, text, &e))?;
         Validator {
             file: path,
             root,

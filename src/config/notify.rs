@@ -76,6 +76,39 @@ pub struct NotifyConfig {
 }
 
 impl NotifyConfig {
+    /// The e-mail keys' lines of the effective config, under `behavior:` as the original has them.
+    pub(super) fn put_mail(&self, y: &mut EffectiveYaml) {
+        let n = self;
+        use keys::*;
+        let smtp = n.smtp.as_ref();
+        y.put(&BEHAVIOR_FROM_EMAIL, yaml::opt(n.from.as_deref()));
+        y.put(
+            &BEHAVIOR_SMTP_HOST,
+            yaml::opt(smtp.map(|s| s.host.as_str())),
+        );
+        y.put(
+            &BEHAVIOR_SMTP_PORT,
+            smtp.map_or(defaults::SMTP_PORT.to_string(), |s| s.port.to_string()),
+        );
+        y.put(
+            &BEHAVIOR_SMTP_USER,
+            yaml::opt(smtp.and_then(|s| s.user.as_deref())),
+        );
+        yaml::put_secret(
+            y,
+            [
+                Some(&BEHAVIOR_SMTP_PASS),
+                Some(&BEHAVIOR_SMTP_PASS_FILE),
+                Some(&BEHAVIOR_SMTP_PASS_ENV),
+            ],
+            n.smtp_pass_source.as_deref(),
+        );
+        y.put(
+            &BEHAVIOR_SMTP_USE_TLS,
+            smtp.map_or(defaults::SMTP_USE_TLS, |s| s.tls).to_string(),
+        );
+    }
+
     /// Any channel is configured (e-mail counts when it can have a recipient).
     pub fn any_channel(&self) -> bool {
         self.email_owner

@@ -4,23 +4,14 @@
 //! Owns: their validation into [`ReadyRules`] and their lines of the effective config. Must never: look at a
 //! directory (the engine's readiness check does).
 
-use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::keys::{self, Key};
 use super::value::{Word, in_words};
-use super::watch::RawWatch;
+use super::watch::{AnyOfItem, RawWatch};
 use super::yaml::{self, EffectiveYaml};
 use super::{ConfigError, Validator, WatchConfig};
 use crate::engine::{ContentCheck, Preset, QuietScope, ReadyRules};
-
-/// One item of `watch.ready_any_of`: a marker, or a list of markers that must all be there.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub(super) enum AnyOfItem {
-    One(String),
-    All(Vec<String>),
-}
 
 impl Validator<'_> {
     /// A marker or ignore pattern: one path component (a glob is fine).

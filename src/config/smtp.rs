@@ -5,8 +5,8 @@
 
 use super::behavior::RawBehavior;
 use super::keys::{self, defaults};
-use super::yaml::{self, EffectiveYaml};
-use super::{ConfigError, NotifyConfig, S, Secret, Validator};
+
+use super::{ConfigError, S, Secret, Validator};
 
 /// The SMTP server (the original's `behavior.smtp_*` keys), validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,38 +49,6 @@ impl RawSmtp {
             use_tls: b.smtp_use_tls.take(),
         }
     }
-}
-
-/// The e-mail keys' lines of the effective config, under `behavior:` as the original has them.
-pub(super) fn put(y: &mut EffectiveYaml, n: &NotifyConfig) {
-    use keys::*;
-    let smtp = n.smtp.as_ref();
-    y.put(&BEHAVIOR_FROM_EMAIL, yaml::opt(n.from.as_deref()));
-    y.put(
-        &BEHAVIOR_SMTP_HOST,
-        yaml::opt(smtp.map(|s| s.host.as_str())),
-    );
-    y.put(
-        &BEHAVIOR_SMTP_PORT,
-        smtp.map_or(defaults::SMTP_PORT.to_string(), |s| s.port.to_string()),
-    );
-    y.put(
-        &BEHAVIOR_SMTP_USER,
-        yaml::opt(smtp.and_then(|s| s.user.as_deref())),
-    );
-    yaml::put_secret(
-        y,
-        [
-            Some(&BEHAVIOR_SMTP_PASS),
-            Some(&BEHAVIOR_SMTP_PASS_FILE),
-            Some(&BEHAVIOR_SMTP_PASS_ENV),
-        ],
-        n.smtp_pass_source.as_deref(),
-    );
-    y.put(
-        &BEHAVIOR_SMTP_USE_TLS,
-        smtp.map_or(defaults::SMTP_USE_TLS, |s| s.tls).to_string(),
-    );
 }
 
 impl Validator<'_> {

@@ -9,8 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::keys::{self, DefaultValue, Key};
-use super::{ConfigError, EmailVia, S, Validator};
+use super::keys::{DefaultValue, Key};
+use super::{ConfigError, S, Validator};
 
 /// Shortest `watch.poll_interval_sec`: below it the loop would call `sacct` many times a second.
 pub(super) const MIN_POLL_SEC: f64 = 0.1;
@@ -241,88 +241,4 @@ impl Validator<'_> {
             )
         })
     }
-}
-
-/// What the parser's type error on `key` says, by the kind of its value: the problem, with what was
-/// `written`, and the fix. A key whose kind its default does not tell ([`own_shape`]) says its own.
-pub(super) fn type_error(key: &Key, written: Option<&str>) -> (String, String) {
-    let found = written
-        .map(|w| format!(", found `{w}`"))
-        .unwrap_or_default();
-    let leaf = key.leaf();
-    if let Some((expected, fix)) = own_shape(key) {
-        return (format!("expected {expected}{found}"), fix);
-    }
-    match key.default {
-        DefaultValue::Seconds(d) => (
-            format!("expected a number of seconds{found}"),
-            format!(
-                "a number of seconds without a unit, e.g. `{leaf}: {}` (fractions like 0.5 are fine)",
-                keys::seconds_text(d)
-            ),
-        ),
-        DefaultValue::Count(n) => (
-            format!("expected a whole number{found}"),
-            format!("a whole number without quotes, e.g. `{leaf}: {}`", n.max(1)),
-        ),
-        DefaultValue::Switch(_) => (
-            format!("expected true or false{found}"),
-            format!("write `{leaf}: true` or `{leaf}: false`"),
-        ),
-        DefaultValue::EmptyList => {
-            let item = written
-                .map(|w| w.trim_matches(['"', '\'']).to_string())
-                .filter(|w| !w.is_empty())
-                .unwrap_or_else(|| "--qos=high".into());
-            (
-                format!("expected a list{found}"),
-                format!("write the list form, one item per argument: `{leaf}: [{item:?}]`"),
-            )
-        }
-        DefaultValue::EmptyMap => (
-            format!("expected a mapping of names to values{found}"),
-            format!("write e.g. `{leaf}: {{NAME: value}}`, or one `NAME: value` per line below it"),
-        ),
-        _ => (
-            format!("expected text{found}"),
-            format!(
-                "write the value as text, in quotes if it contains `:` or `#`: `{leaf}: \"…\"`"
-            ),
-        ),
-    }
-}
-
-/// A word key's fix, made when asked for.
-type WordFix = fn() -> String;
-
-/// The keys whose value is not what their default's kind says (a word of a list, words of a list, a
-/// mapping of its own): what they expect, and their fix.
-fn own_shape(key: &Key) -> Option<(&'static str, String)> {
-    use super::job::{ExecutorKind, SUBMIT_RATE_FIX};
-    use super::ready::ScopeWord;
-    use crate::engine::Preset;
-    use crate::engine::notice::{EventKind, WebhookFormat};
-    let one_word: [(&Key, WordFix); 5] = [
-        (ExecutorKind::KEY, word_fix::<ExecutorKind>),
-        (Preset::KEY, word_fix::<Preset>),
-        (ScopeWord::KEY, word_fix::<ScopeWord>),
-        (EmailVia::KEY, word_fix::<EmailVia>),
-        (WebhookFormat::KEY, word_fix::<WebhookFormat>),
-    ];
-    if let Some((_, fix)) = one_word.iter().find(|(k, _)| *k == key) {
-        return Some(("one word", fix()));
-    }
-    if key == EventKind::KEY {
-        return Some((
-            "a list",
-            words_fix::<EventKind>(super::notify::EVENTS_EXAMPLE),
-        ));
-    }
-    if key == &keys::JOB_SUBMIT_RATE {
-        return Some((
-            "a mapping of `burst` and `per_sec` to numbers",
-            SUBMIT_RATE_FIX.to_string(),
-        ));
-    }
-    None
 }

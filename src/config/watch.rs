@@ -10,11 +10,18 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::keys::{self, defaults};
-use super::ready::AnyOfItem;
 use super::value::MIN_POLL_SEC;
 use super::yaml::{self, EffectiveYaml};
 use super::{ConfigError, RootCheck, S, Validator};
 use crate::engine::{Preset, ReadyRules};
+
+/// One item of `watch.ready_any_of`: a marker, or a list of markers that must all be there.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum AnyOfItem {
+    One(String),
+    All(Vec<String>),
+}
 
 /// `watch:` section, validated.
 #[derive(Debug, Clone)]
@@ -208,6 +215,5 @@ impl WatchConfig {
         );
         y.put(&WATCH_ALLOW_UNSAFE_ROOT, self.allow_unsafe_root.to_string());
         y.put(&WATCH_RECHECK_SEC, yaml::secs(self.recheck));
-        super::ready::put(y, self);
     }
 }
