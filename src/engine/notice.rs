@@ -643,9 +643,7 @@ mod tests {
             email_to: &fixed,
             owner: Some("a@example.org"),
             webhooks: &hooks,
-            command: false,
-            owner_address: None,
-            database: false,
+            ..Audience::default()
         };
         let n = notices_for(EventKind::Completed, &a);
         assert_eq!(
@@ -799,10 +797,7 @@ mod tests {
             email: true,
             email_to: &["team@example.org".into(), "DANA@example.org".into()],
             owner: Some("Dana <dana@example.org>"),
-            webhooks: &[],
-            command: false,
-            owner_address: None,
-            database: false,
+            ..Audience::default()
         };
         let n = notices_for(EventKind::Completed, &a);
         let targets: Vec<&str> = n.iter().map(|n| n.target.as_str()).collect();
