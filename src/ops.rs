@@ -189,8 +189,7 @@ pub fn retry_all(cfg: &Config, state: Option<&str>) -> anyhow::Result<Vec<String
     Ok(out)
 }
 
-/// The final state an operator's `cancel` records.
-pub const CANCELLED_BY_OPERATOR: &str = "CANCELLED by operator";
+pub use crate::ledger::CANCELLED_BY_OPERATOR;
 
 /// `cancel`: ends what each directory has in flight. A job is cancelled through the scheduler (`scancel`),
 /// then recorded as `CANCELLED by operator` so the daemon does not wait for it (and retries nothing); a
@@ -243,13 +242,21 @@ fn cancel_one(
                 job_name: g.job_name.clone(),
                 since: g.created_at,
             };
+            // The cancel is committed before the job is signalled: the daemon, seeing the job end
+            // CANCELLED before this command records it, records it as this operator's cancel too.
+            ledger.request_cancel(g.id, &operator, now)?;
             if let Err(e) = sched.cancel(&job) {
+                ledger.withdraw_cancel(g.id)?;
                 return Ok(Err(format!(
                     "{shown}: cannot cancel job {job_id}: {e}; nothing was recorded, the daemon keeps following it"
                 )));
             }
             let (told, _) = crate::notices::queue(cfg, &email, fact(&g));
-            let recorded = ledger.record_cancelled(g.id, &by, &told.rows(), now)?;
+            let recorded = ledger.record_cancelled(g.id, &by, &told.rows(), now)?
+                // The daemon saw the end first and recorded it as this cancel.
+                || ledger
+                    .get(g.id)?
+                    .is_some_and(|e| e.final_state.as_deref() == Some(by.as_str()));
             // With `max_retries`, the daemon may have recorded the end first and queued a retry: an
             // operator's cancel means no further job.
             let withdrawn = match ledger.latest_for_dir(name)? {

@@ -213,6 +213,14 @@ pub fn job_ended(
     }
 }
 
+/// A job ended because an operator cancelled it (`dirwatcher cancel`), seen by the daemon first.
+pub fn job_cancelled_by(path: &Path, g: &Generation, operator: &str) {
+    let job = g.job_id.as_deref().unwrap_or_default();
+    warn!(event = "ended", dir = %field(path), job = %job, job_name = g.job_name.as_str(), attempt = g.attempt,
+        state = "CANCELLED", "job {job} for {} ended CANCELLED by operator {operator}; recorded in the failure log",
+        show(path));
+}
+
 /// A row with the job's id was not about our job (an old job of a reused id, or a stranger's): ignored,
 /// the job is "not known yet" from that row. Said once per job.
 pub fn stale_row_ignored(path: &Path, job: &str, row: &JobRow) {

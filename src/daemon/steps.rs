@@ -379,6 +379,18 @@ impl Daemon {
         let Some(plan) = engine::plan_outcome(rep, g.attempt, wall, self.outcome_policy()) else {
             return Ok(());
         };
+        // The job ended because an operator's `cancel` signalled it (committed before the signal): that
+        // is how it is recorded and told, whoever sees the end first.
+        if rep.state.starts_with("CANCELLED") {
+            match self.ledger.cancel_requested(g.id) {
+                Ok(Some(operator)) => return self.record_operator_cancel(g, rep, &operator, wall),
+                Ok(None) => {}
+                Err(e) => {
+                    self.ledger_failed("reading the cancel requests", &e);
+                    return Err(LedgerDown);
+                }
+            }
+        }
         let kind = match plan.state {
             engine::GenState::Completed => EventKind::Completed,
             _ => EventKind::Failed,
@@ -448,6 +460,39 @@ impl Daemon {
             self.memory.flight.put(next.clone());
             agenda.add(next, wall);
         }
+        Ok(())
+    }
+
+    /// Records the end of `g`'s job as `operator`'s cancel, as `dirwatcher cancel` itself would: the same
+    /// final state and notice, no retry. Nothing when the command recorded it first.
+    fn record_operator_cancel(
+        &mut self,
+        g: &Generation,
+        rep: &JobReport,
+        operator: &str,
+        wall: Millis,
+    ) -> Result<(), LedgerDown> {
+        let q = self.notices_for(Fact {
+            by: Some(operator),
+            ..Fact::of(EventKind::Cancelled, g, wall)
+        });
+        let final_state = format!("{} {operator}", crate::ledger::CANCELLED_BY_OPERATOR);
+        match self
+            .ledger
+            .record_cancelled(g.id, &final_state, &q.rows(), wall)
+        {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(e) => {
+                self.ledger_failed("recording an operator's cancel", &e);
+                return Err(LedgerDown);
+            }
+        }
+        self.ledger_ok();
+        self.moved(g, GenState::Failed);
+        self.memory.effects_due = true;
+        self.observers.ended(GenState::Failed, &rep.state);
+        say::job_cancelled_by(&self.path_of(g), g, operator);
         Ok(())
     }
 

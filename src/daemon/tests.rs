@@ -1863,3 +1863,50 @@ fn a_restarted_daemon_follows_the_jobs_in_flight_and_submits_none_again() {
     assert_eq!(b.last_query(), ["1001"]);
     assert_eq!(b.submits(), 2, "a restart submitted a directory again");
 }
+
+/// An operator's `cancel` is committed before its job is signalled: when the daemon sees the job end
+/// `CANCELLED` before the command records it, the end is still the operator's — recorded as `CANCELLED by
+/// operator NAME`, told once as `cancelled` with the name, never as a failure, and nothing is retried.
+/// Without the request, the same end is a failure like any other.
+#[test]
+fn a_cancel_the_daemon_sees_first_is_still_the_operators() {
+    let mut b = hook_bench(&["max_retries: 2"], &["events: [failed, cancelled]"]);
+    b.ready("asked");
+    b.ready("other");
+    b.settle();
+    let asked = b.latest("asked");
+    let other = b.latest("other");
+    assert!(
+        b.daemon
+            .ledger
+            .request_cancel(asked.id, "alice (as root)", 0)
+            .unwrap()
+    );
+    b.fake.on_query_states(&[
+        (asked.job_id.as_deref().unwrap(), "CANCELLED by 0"),
+        (other.job_id.as_deref().unwrap(), "CANCELLED by 0"),
+    ]);
+    b.run_for(Duration::from_secs(10));
+    let g = b.latest("asked");
+    assert_eq!(g.id, asked.id, "no retry of an operator's cancel");
+    assert_eq!(
+        g.final_state.as_deref(),
+        Some("CANCELLED by operator alice (as root)")
+    );
+    let told = b.told();
+    let of = |dir: &str| -> Vec<serde_json::Value> {
+        told.iter()
+            .filter(|e| e["dir"].as_str().is_some_and(|d| d.ends_with(dir)))
+            .cloned()
+            .collect()
+    };
+    let asked_told = of("/asked");
+    assert_eq!(asked_told.len(), 1, "{told:?}");
+    assert_eq!(asked_told[0]["event"], "cancelled");
+    assert_eq!(asked_told[0]["by"], "alice (as root)");
+    // Cancelled by someone else (no request): a failure, retried as the config says.
+    let other_told = of("/other");
+    assert_eq!(other_told.len(), 1, "{told:?}");
+    assert_eq!(other_told[0]["event"], "failed");
+    assert_eq!(b.history("other").len(), 2, "the failure is retried");
+}

@@ -39,6 +39,9 @@ mod schema;
 mod tx;
 mod write;
 
+/// The final state an operator's `cancel` records (`CANCELLED by operator <name>`).
+pub const CANCELLED_BY_OPERATOR: &str = "CANCELLED by operator";
+
 pub use outbox::{DELIVERED_KEPT, NewNotice, Notice, NoticeCounts, OutboxHealth};
 pub use read::{Counts, DirLatest};
 pub use schema::SCHEMA_VERSION;

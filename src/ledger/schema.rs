@@ -47,6 +47,14 @@ CREATE TABLE IF NOT EXISTS generations (
 CREATE INDEX IF NOT EXISTS generations_dir ON generations(dir, id);
 CREATE INDEX IF NOT EXISTS generations_state ON generations(state);
 CREATE INDEX IF NOT EXISTS generations_dir_ident ON generations(dir_ino, dir_dev);
+-- An operator's `cancel` in progress: committed before the job is signalled, so whoever sees the end first
+-- (the daemon, or the command itself) records it as the operator's cancel. One row per generation, kept.
+CREATE TABLE IF NOT EXISTS cancel_requests (
+    gen_id      INTEGER PRIMARY KEY,
+    operator    TEXT    NOT NULL,
+    at          INTEGER NOT NULL
+);
+
 -- The outbox: one row per notice (event × channel × target), committed with its event, delivered at least
 -- once by the daemon, retried with back-off, kept after delivery (`sent`) or the last attempt (`given_up`).
 CREATE TABLE IF NOT EXISTS outbox (
@@ -109,8 +117,9 @@ END;
 /// The schema this binary writes, kept in `schema_version` (one row per version reached, with its time).
 /// 1: every ledger before that table (the columns of [`ADDED_COLUMNS`] may be missing); 2: the version
 /// table, the root the ledger serves in `meta`, and one intent per generation and attempt
-/// (`generations_one_intent`).
-pub const SCHEMA_VERSION: i64 = 2;
+/// (`generations_one_intent`); 3: `cancel_requests` (an operator's cancel committed before the job is
+/// signalled).
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// No generation (directory and ready-file identity) holds two intents for one attempt: a second writer
 /// that got past every lock is refused by the database. `{floor}`: rows up to this id (duplicates a

@@ -500,6 +500,45 @@ impl Ledger {
         )
     }
 
+    /// Commits an operator's cancel of `id` before its job is signalled: from now on an end `CANCELLED` of
+    /// that job is the operator's (`cancel_requested`). False when the record is not in flight.
+    pub fn request_cancel(&self, id: i64, operator: &str, now: Millis) -> Result<bool> {
+        let what = "cannot record the cancel request";
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO cancel_requests(gen_id, operator, at)
+                 SELECT id, ?2, ?3 FROM generations WHERE id = ?1 AND state = 'submitted'",
+            )
+            .map_err(self.sql(what))?;
+        Ok(st
+            .execute(params![id, operator, now])
+            .map_err(self.sql(what))?
+            == 1)
+    }
+
+    /// Takes back a cancel request whose signal could not be sent: the job runs on and its end is its own.
+    pub fn withdraw_cancel(&self, id: i64) -> Result<()> {
+        self.exec(
+            "DELETE FROM cancel_requests WHERE gen_id = ?1",
+            [id],
+            "cannot withdraw the cancel request",
+        )
+    }
+
+    /// The operator who asked to cancel `id`, if one did.
+    pub fn cancel_requested(&self, id: i64) -> Result<Option<String>> {
+        use rusqlite::OptionalExtension;
+        self.conn
+            .query_row(
+                "SELECT operator FROM cancel_requests WHERE gen_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql("cannot read the cancel requests"))
+    }
+
     /// Removes a queued attempt that was never handed to the scheduler (no `sbatch` ever ran for it, none
     /// may be running): an accidental `retry` undone. Returns false when it is no longer such a record.
     pub fn drop_unsubmitted(&self, id: i64) -> Result<bool> {
