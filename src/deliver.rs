@@ -974,8 +974,10 @@ mod tests {
             .to_string();
             let took = t.elapsed();
             drop(tx);
+            // Ended on its own, not held: lettre bounds each step (connect, greeting, …) by the timeout, so a
+            // silent server costs a step or two; the margin is for a loaded machine, not a speed target.
             assert!(
-                took < timeout + Duration::from_secs(1),
+                took < timeout * 3 + Duration::from_secs(2),
                 "{channel}: {took:?}"
             );
             assert!(e.contains("no answer within 1s"), "{channel}: {e}");
