@@ -219,7 +219,7 @@ pub enum DeliveryError {
     #[error(transparent)]
     Database(#[from] crate::bridge::BridgeError),
     /// No `db:` section (any more).
-    #[error("the `db:` section is not set (any more)")]
+    #[error("the `db:` section was removed from the config: this row is not written (given up)")]
     NoDatabase,
 }
 

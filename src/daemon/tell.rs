@@ -6,7 +6,7 @@
 //! after `notify.max_attempts`), or log a secret.
 
 use super::{Daemon, say};
-use crate::engine::notice::{self, AfterFailure, RETRY_CAP, RetryPolicy};
+use crate::engine::notice::{self, AfterFailure, Channel, RETRY_CAP, RetryPolicy};
 pub(super) use crate::notices::Fact;
 use crate::observe::Observer;
 
@@ -149,13 +149,19 @@ impl Daemon {
                 continue;
             };
             let (n, label) = (&a.notice, &a.label);
-            let policy = if n.channel.in_order() {
-                RetryPolicy {
+            // The database's rows are retried until it takes them, while there is one: a `db:` section
+            // removed since they were queued leaves them nowhere to go, given up at once (else each
+            // would wait out every attempt, in order, behind the one before).
+            let policy = match n.channel {
+                Channel::Database if self.cfg.notify.db.is_some() => RetryPolicy {
                     attempts: u32::MAX,
                     ..policy
-                }
-            } else {
-                policy
+                },
+                Channel::Database => RetryPolicy {
+                    attempts: 1,
+                    ..policy
+                },
+                _ => policy,
             };
             let (now, wall) = (self.clock.mono(), self.clock.wall());
             let latch = self.telling.outages.entry(a.latch_key.clone()).or_default();

@@ -1910,3 +1910,25 @@ fn a_cancel_the_daemon_sees_first_is_still_the_operators() {
     assert_eq!(other_told[0]["event"], "failed");
     assert_eq!(b.history("other").len(), 2, "the failure is retried");
 }
+
+/// Rows for the web app's database queued while a `db:` section was there, and found after it was removed:
+/// nowhere to go, so each is given up at its first try instead of waiting out its attempts behind the others.
+#[test]
+fn database_rows_left_without_a_db_section_are_given_up_at_once() {
+    use crate::engine::notice::{Channel, EventKind};
+    use crate::ledger::NewNotice;
+    let mut b = hook_bench(&[], &["events: [completed]"]);
+    let row = NewNotice {
+        event: EventKind::Submitted,
+        channel: Channel::Database,
+        target: "",
+        payload: "{}",
+    };
+    b.daemon
+        .ledger
+        .queue_notices(None, &[row.clone(), row], 0)
+        .unwrap();
+    b.run_for(Duration::from_secs(5));
+    let c = b.daemon.ledger.notice_counts().unwrap();
+    assert_eq!((c.pending, c.given_up), (0, 2), "{c:?}");
+}

@@ -189,9 +189,9 @@ impl Channel {
         Channel::ALL.into_iter().find(|c| c.as_str() == word)
     }
 
-    /// Its notices are delivered in the order they were queued, each retried until it is delivered:
-    /// the database's rows are a record kept in step (an upsert, idempotent), not a message, and a
-    /// submission applied after its job's end would undo the end.
+    /// Its notices are delivered in the order they were queued (the outbox gives none while an earlier one
+    /// waits for its retry): the database's rows are a record kept in step (an upsert, idempotent), not a
+    /// message, and a submission applied after its job's end would undo the end.
     pub const fn in_order(self) -> bool {
         matches!(self, Channel::Database)
     }
