@@ -224,6 +224,13 @@ fn note_legacy_flags(a: &InstallArgs, config: &Path, out: &mut dyn Write) -> any
     Ok(())
 }
 
+/// A password flag's file beside the config and its content; nothing without the flag or with an empty one
+/// (as `smtp_pass_given`, `db_pass_given`).
+fn password_file(flag: Option<&str>, path: PathBuf) -> Option<(PathBuf, Vec<u8>)> {
+    flag.filter(|p| !p.is_empty())
+        .map(|p| (path, format!("{p}\n").into_bytes()))
+}
+
 /// `--db-pass` with a password (an empty one writes nothing).
 fn db_pass_given(a: &InstallArgs) -> bool {
     a.legacy.db_pass.as_deref().is_some_and(|p| !p.is_empty())
@@ -701,28 +708,11 @@ fn plan_install(
     };
     let exe = std::env::current_exe().context("cannot find this program's own executable")?;
     let binary = std::fs::read(&exe).with_context(|| format!("cannot read `{}`", exe.display()))?;
-    let smtp_pass = a
-        .mail
-        .smtp_pass
-        .as_deref()
-        .filter(|_| smtp_pass_given(a))
-        .map(|p| {
-            (
-                smtp_pass_file(&c.layout.config),
-                format!("{p}\n").into_bytes(),
-            )
-        });
-    let db_pass = a
-        .legacy
-        .db_pass
-        .as_deref()
-        .filter(|_| db_pass_given(a))
-        .map(|p| {
-            (
-                db_pass_file(&c.layout.config),
-                format!("{p}\n").into_bytes(),
-            )
-        });
+    let smtp_pass = password_file(
+        a.mail.smtp_pass.as_deref(),
+        smtp_pass_file(&c.layout.config),
+    );
+    let db_pass = password_file(a.legacy.db_pass.as_deref(), db_pass_file(&c.layout.config));
     let contents = plan::Contents {
         smtp_pass,
         db_pass,

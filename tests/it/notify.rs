@@ -731,10 +731,12 @@ fn install_smtp_pass_writes_a_private_password_file_the_config_names() {
     );
     assert!(out.status.success(), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
-    let pass = stage.join("etc/dirwatcher/config.smtp.pass");
-    assert_eq!(std::fs::read_to_string(&pass).unwrap(), "hunter2\n");
-    let mode = std::fs::metadata(&pass).unwrap().permissions().mode() & 0o7777;
-    assert_eq!(mode, 0o600, "{mode:o}");
+    let private = |path: &Path, content: &str| {
+        assert_eq!(std::fs::read_to_string(path).unwrap(), content);
+        let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600, "{}: {mode:o}", path.display());
+    };
+    private(&stage.join("etc/dirwatcher/config.smtp.pass"), "hunter2\n");
     let config = std::fs::read_to_string(stage.join("etc/dirwatcher/config.yaml")).unwrap();
     assert!(
         config.contains("smtp_pass_file: \"/etc/dirwatcher/config.smtp.pass\""),
@@ -752,10 +754,7 @@ fn install_smtp_pass_writes_a_private_password_file_the_config_names() {
         !config.contains("app-pw") && !text.contains("app-pw"),
         "{config}"
     );
-    let db_pass = stage.join("etc/dirwatcher/config.db.pass");
-    assert_eq!(std::fs::read_to_string(&db_pass).unwrap(), "app-pw\n");
-    let mode = std::fs::metadata(&db_pass).unwrap().permissions().mode() & 0o7777;
-    assert_eq!(mode, 0o600, "{mode:o}");
+    private(&stage.join("etc/dirwatcher/config.db.pass"), "app-pw\n");
 }
 
 #[test]
