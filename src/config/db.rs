@@ -74,7 +74,7 @@ impl Validator<'_> {
                 return Err(self.err(
                     key.name,
                     Some(v.referenced.line()),
-                    format!("{:?} is not usable here", v.value),
+                    format!("{:?} is empty or holds a control character", v.value),
                     format!(
                         "write e.g. `{}: {default}`, or leave the key out for that default",
                         key.leaf()
