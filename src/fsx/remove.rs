@@ -367,12 +367,13 @@ fn step(dir: BorrowedFd<'_>, name: &OsStr, kind: FileType, top: Ident) -> Result
 }
 
 /// Keeps at most [`OPEN_DIRS`] directories of the walk open: closes the oldest open one but the top.
+///
+/// Constant time: the open frames are the first one and a run of at most `OPEN_DIRS - 1` at the top
+/// of the stack (a frame is closed only at the bottom of that run, and reopened only when it is the
+/// top), so after a push the only one that can be over the budget is the `OPEN_DIRS`-th from the top.
 fn budget(stack: &mut [Frame]) {
-    let open = stack.iter().filter(|f| f.dir.is_some()).count();
-    if open > OPEN_DIRS
-        && let Some(f) = stack.iter_mut().skip(1).find(|f| f.dir.is_some())
-    {
-        f.dir = None;
+    if stack.len() > OPEN_DIRS {
+        stack[stack.len() - OPEN_DIRS].dir = None;
     }
 }
 
@@ -380,7 +381,8 @@ fn budget(stack: &mut [Frame]) {
 /// empty (by name from the parent, only if the name still refers to it).
 fn climb(stack: &mut Vec<Frame>, report: &mut Report) -> Result<(), RemoveError> {
     let done = stack.pop().expect("non-empty");
-    let here = rel_path(stack, &done.name);
+    // Built only when something is said about it: building it at every level would make a deep
+    // tree's walk quadratic in its depth.
     let Some(parent) = stack.last_mut() else {
         // The top: the caller removes it from the root.
         return Ok(());
@@ -389,7 +391,7 @@ fn climb(stack: &mut Vec<Frame>, report: &mut Report) -> Result<(), RemoveError>
         let child = done.dir.as_ref().expect("the current directory is open");
         let fd = open_dir_at(child.fd()?, OsStr::new(".."))?;
         if stat_fd(fd.as_fd())?.ident.dev_ino() != parent.ident.dev_ino() {
-            return Err(RemoveError::Moved(here));
+            return Err(RemoveError::Moved(rel_path(stack, &done.name)));
         }
         // A fresh reader starts from the beginning: a new pass over the parent.
         parent.dir = Some(Dir::new(fd)?);
@@ -400,21 +402,19 @@ fn climb(stack: &mut Vec<Frame>, report: &mut Report) -> Result<(), RemoveError>
     }
     let pfd = parent.dir.as_ref().expect("open").fd()?;
     let now = stat_at(pfd, &done.name)?;
-    if now.map(|s| s.ident.dev_ino()) != Some(done.ident.dev_ino()) {
-        report.failed(
-            here,
-            io::Error::other("it was replaced while being deleted"),
-        );
-        parent.left.insert(done.name);
-        return Ok(());
-    }
-    match rustix::fs::unlinkat(pfd, &done.name, AtFlags::REMOVEDIR) {
-        Ok(()) | Err(Errno::NOENT) => parent.removed = true,
-        Err(e) => {
-            report.failed(here, e.into());
-            parent.left.insert(done.name);
+    let failed = if now.map(|s| s.ident.dev_ino()) != Some(done.ident.dev_ino()) {
+        io::Error::other("it was replaced while being deleted")
+    } else {
+        match rustix::fs::unlinkat(pfd, &done.name, AtFlags::REMOVEDIR) {
+            Ok(()) | Err(Errno::NOENT) => {
+                parent.removed = true;
+                return Ok(());
+            }
+            Err(e) => e.into(),
         }
-    }
+    };
+    report.failed(rel_path(stack, &done.name), failed);
+    stack.last_mut().expect("the parent").left.insert(done.name);
     Ok(())
 }
 
@@ -470,6 +470,30 @@ mod tests {
         let d = t.path().join("case");
         std::fs::create_dir(&d).unwrap();
         nest(&d, OPEN_DIRS * 4 + 3);
+        let r = root_of(t.path());
+        r.open_for_removal("case".as_ref())
+            .unwrap()
+            .remove()
+            .unwrap();
+        assert!(!d.exists());
+    }
+
+    #[test]
+    fn a_deep_tree_that_branches_after_climbing_is_removed_within_the_budget() {
+        // Down past the budget, back up part way, then down again in a sibling: the walk closes and
+        // reopens directories in both directions.
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("case");
+        std::fs::create_dir(&d).unwrap();
+        let deep = nest(&d, OPEN_DIRS * 3);
+        let mut mid = deep.clone();
+        for _ in 0..OPEN_DIRS * 2 {
+            mid.pop();
+        }
+        for b in ["a", "b"] {
+            std::fs::create_dir(mid.join(b)).unwrap();
+            nest(&mid.join(b), OPEN_DIRS * 2);
+        }
         let r = root_of(t.path());
         r.open_for_removal("case".as_ref())
             .unwrap()
