@@ -30,12 +30,18 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension};
+use std::cell::RefCell;
+
+use rusqlite::Connection;
+
+use sql::{Backend, DbError, Sql, Sqlite, args};
 
 pub mod identity;
+pub mod maria;
 mod outbox;
 mod read;
 mod schema;
+pub mod sql;
 mod tx;
 mod write;
 
@@ -141,17 +147,36 @@ pub enum LedgerError {
          dirwatcher wrote to this ledger; nothing was submitted twice — stop the other daemon"
     )]
     DoubleIntent(PathBuf),
-    /// SQLite said no (disk full, read-only, locked, corrupt).
+    /// The database said no (disk full, read-only, locked, corrupt; the server gone).
     #[error("state file `{path}`: {what}")]
     Sql {
-        /// The database file.
+        /// The database file (or the server's address).
         path: PathBuf,
         /// What we were doing.
         what: &'static str,
         /// Cause.
         #[source]
-        source: rusqlite::Error,
+        source: DbError,
     },
+}
+
+/// Where a ledger is: one SQLite file (`behavior.state_file`), or a database on a MariaDB/MySQL server
+/// (`behavior.ledger`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerAt {
+    /// An SQLite file.
+    File(PathBuf),
+    /// A database on a server.
+    Server(maria::MariaTarget),
+}
+
+impl std::fmt::Display for LedgerAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LedgerAt::File(p) => p.display().fmt(f),
+            LedgerAt::Server(t) => f.write_str(&t.describe()),
+        }
+    }
 }
 
 /// Result alias of this module.
@@ -180,13 +205,24 @@ fn create_private(path: &Path) -> std::io::Result<()> {
 }
 
 /// The open ledger.
-#[derive(Debug)]
 pub struct Ledger {
-    conn: Connection,
+    /// The database, behind the one seam (a cell: reads take `&self`, and a connection to a server
+    /// needs `&mut` for every statement).
+    db: RefCell<Box<dyn Sql>>,
     path: PathBuf,
     instance: String,
     /// The lock on the ledger file itself, for the daemon and `recover` (not the CLI's short writes).
     held: Option<identity::Held>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("path", &self.path)
+            .field("instance", &self.instance)
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
+    }
 }
 
 fn u(v: i64) -> u64 {
@@ -241,13 +277,7 @@ impl Ledger {
                 return Err(LedgerError::Foreign(path.to_path_buf()));
             }
         }
-        let sql = |what| {
-            move |source| LedgerError::Sql {
-                path: path.to_path_buf(),
-                what,
-                source,
-            }
-        };
+        let sql = |what| sqle::<rusqlite::Error>(path, what);
         use rusqlite::OpenFlags;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -271,12 +301,83 @@ impl Ledger {
             }
             Err(e) => return Err(sql("cannot upgrade the schema")(e)),
         };
-        Ok(Ledger {
-            conn,
+        Ok(Ledger::new(Box::new(Sqlite(conn)), path, instance))
+    }
+
+    /// Opens (creating if needed) the ledger at `at`.
+    pub fn open_at(at: &LedgerAt) -> Result<Ledger> {
+        match at {
+            LedgerAt::File(p) => Ledger::open(p),
+            LedgerAt::Server(t) => Ledger::open_server(t, true),
+        }
+    }
+
+    /// [`Ledger::open_exclusive`] at `at`. On a server, the database itself is what two daemons share;
+    /// which of them may write is the lease's to say, not a lock on a file.
+    pub fn open_exclusive_at(at: &LedgerAt, root: &Path) -> Result<Ledger> {
+        match at {
+            LedgerAt::File(p) => Ledger::open_exclusive(p, root),
+            LedgerAt::Server(t) => {
+                let l = Ledger::open_server(t, true)?;
+                l.serve_root(root)?;
+                Ok(l)
+            }
+        }
+    }
+
+    /// [`Ledger::open_read_only`] at `at`: on a server, nothing is created (an account that may only
+    /// read is enough).
+    pub fn open_read_only_at(at: &LedgerAt) -> Result<Ledger> {
+        match at {
+            LedgerAt::File(p) => Ledger::open_read_only(p),
+            LedgerAt::Server(t) => Ledger::open_server(t, false),
+        }
+    }
+
+    /// Connects to the ledger's database on a server; with `create`, creates or upgrades its tables.
+    fn open_server(t: &maria::MariaTarget, create: bool) -> Result<Ledger> {
+        let name = PathBuf::from(t.describe());
+        let sql = |what| sqle::<DbError>(&name, what);
+        let mut db = maria::Maria::connect(t).map_err(sql("cannot connect"))?;
+        let instance = if create {
+            match maria::upgrade(&mut db, schema::fresh_instance_id()) {
+                Ok(Ok(instance)) => instance,
+                Ok(Err(version)) => {
+                    return Err(LedgerError::Newer {
+                        path: name,
+                        version,
+                        known: SCHEMA_VERSION,
+                    });
+                }
+                Err(e) => return Err(sql("cannot create or upgrade the tables")(e)),
+            }
+        } else {
+            if let Some(version) = maria::stored_version(&mut db).map_err(sql("cannot read"))?
+                && version > SCHEMA_VERSION
+            {
+                return Err(LedgerError::Newer {
+                    path: name,
+                    version,
+                    known: SCHEMA_VERSION,
+                });
+            }
+            maria::instance(&mut db).map_err(sql("cannot read"))?
+        };
+        Ok(Ledger::new(Box::new(db), &name, instance))
+    }
+
+    fn new(db: Box<dyn Sql>, path: &Path, instance: String) -> Ledger {
+        Ledger {
+            db: RefCell::new(db),
             path: path.to_path_buf(),
             instance,
             held: None,
-        })
+        }
+    }
+
+    /// Which database the ledger is in.
+    pub fn backend(&self) -> Backend {
+        self.db.borrow().backend()
     }
 
     /// Opens (creating if needed) the ledger for its one writer, the daemon (or `recover`): takes the lock
@@ -291,19 +392,24 @@ impl Ledger {
                 source,
             },
         })?);
+        l.serve_root(root)?;
+        Ok(l)
+    }
+
+    /// Checks that the ledger serves `root` (a ledger that has not said yet which root it serves is given
+    /// this one).
+    fn serve_root(&self, root: &Path) -> Result<()> {
+        let path = &self.path;
         let mine = root.as_os_str().as_bytes();
-        let served: Option<Vec<u8>> = l
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = 'root'", [], |r| {
-                r.get::<_, rusqlite::types::Value>(0)
-            })
-            .optional()
-            .map_err(l.sql("cannot read"))?
-            .map(|v| match v {
-                rusqlite::types::Value::Blob(b) => b,
-                rusqlite::types::Value::Text(t) => t.into_bytes(),
-                _ => Vec::new(),
-            });
+        let served: Option<Vec<u8>> = self
+            .row(
+                r#"SELECT value FROM meta WHERE "key" = 'root'"#,
+                &[],
+                "cannot read",
+            )?
+            .map(|r| r.get(0))
+            .transpose()
+            .map_err(self.sql("cannot read"))?;
         match served {
             Some(s) if s != mine => {
                 return Err(LedgerError::OtherRoot {
@@ -314,15 +420,14 @@ impl Ledger {
             }
             Some(_) => {}
             None => {
-                l.conn
-                    .execute(
-                        "INSERT OR IGNORE INTO meta(key, value) VALUES ('root', ?1)",
-                        [mine],
-                    )
-                    .map_err(l.sql("cannot record the root"))?;
+                self.exec(
+                    r#"INSERT OR IGNORE INTO meta("key", value) VALUES ('root', ?1)"#,
+                    args![mine],
+                    "cannot record the root",
+                )?;
             }
         }
-        Ok(l)
+        Ok(())
     }
 
     /// Whether the ledger's path still names the file this process holds (always true for a ledger opened
@@ -346,21 +451,17 @@ impl Ledger {
     /// file, its directory or its schema, and works for a user who may read but not write it.
     pub fn open_read_only(path: &Path) -> Result<Ledger> {
         use rusqlite::OpenFlags;
-        let sql = |what| {
-            move |source| LedgerError::Sql {
-                path: path.to_path_buf(),
-                what,
-                source,
-            }
-        };
+        let sql = |what| sqle::<rusqlite::Error>(path, what);
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(sql("cannot open"))?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(sql("cannot configure"))?;
         let instance: String = conn
-            .query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                r#"SELECT value FROM meta WHERE "key" = 'instance'"#,
+                [],
+                |r| r.get(0),
+            )
             .map_err(foreign_or(path, "cannot read"))?;
         if let Some(version) = stored_version(&conn).map_err(sql("cannot read"))?
             && version > SCHEMA_VERSION
@@ -371,19 +472,14 @@ impl Ledger {
                 known: SCHEMA_VERSION,
             });
         }
-        Ok(Ledger {
-            conn,
-            path: path.to_path_buf(),
-            instance,
-            held: None,
-        })
+        Ok(Ledger::new(Box::new(Sqlite(conn)), path, instance))
     }
 
-    fn sql(&self, what: &'static str) -> impl FnOnce(rusqlite::Error) -> LedgerError + '_ {
+    fn sql<E: Into<DbError>>(&self, what: &'static str) -> impl FnOnce(E) -> LedgerError + '_ {
         move |source| LedgerError::Sql {
             path: self.path.clone(),
             what,
-            source,
+            source: source.into(),
         }
     }
 
@@ -409,31 +505,36 @@ fn read_header(path: &Path) -> Option<Vec<u8>> {
 /// Like [`sqle`], but "not a database" means the file is something else (the Python original's JSON).
 fn foreign_or(path: &Path, what: &'static str) -> impl FnOnce(rusqlite::Error) -> LedgerError {
     let path = path.to_path_buf();
-    move |source| match &source {
-        rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::NotADatabase => {
+    move |source| {
+        let source = DbError::from(source);
+        if source.is_not_a_database() {
             LedgerError::Foreign(path)
+        } else {
+            LedgerError::Sql { path, what, source }
         }
-        _ => LedgerError::Sql { path, what, source },
     }
 }
 
 /// Like [`sqle`], but the one-intent index refusing a row means a second writer got in.
-fn intent_err(path: &Path, what: &'static str) -> impl FnOnce(rusqlite::Error) -> LedgerError {
+fn intent_err(path: &Path) -> impl FnOnce(LedgerError) -> LedgerError {
     let path = path.to_path_buf();
-    move |source| match &source {
-        rusqlite::Error::SqliteFailure(e, Some(m))
-            if e.code == rusqlite::ErrorCode::ConstraintViolation
-                && m.contains("generations.ready_ino") =>
+    move |e| match e {
+        LedgerError::Sql { source, .. }
+            if source.is_unique("generations.ready_ino", "generations_one_intent") =>
         {
             LedgerError::DoubleIntent(path)
         }
-        _ => LedgerError::Sql { path, what, source },
+        e => e,
     }
 }
 
-fn sqle(path: &Path, what: &'static str) -> impl FnOnce(rusqlite::Error) -> LedgerError {
+fn sqle<E: Into<DbError>>(path: &Path, what: &'static str) -> impl FnOnce(E) -> LedgerError {
     let path = path.to_path_buf();
-    move |source| LedgerError::Sql { path, what, source }
+    move |source| LedgerError::Sql {
+        path,
+        what,
+        source: source.into(),
+    }
 }
 
 /// Runs `f` again while the database is busy, for up to the busy timeout. Switching a new database to WAL
@@ -455,9 +556,59 @@ fn with_busy_retry<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::R
 }
 
 #[cfg(test)]
+mod testdb;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Where a test's ledger lives: each test of the ledger's operations runs on both databases.
+    enum Place {
+        File(tempfile::TempDir),
+        Server(maria::MariaTarget),
+    }
+
+    impl Place {
+        fn at(&self) -> LedgerAt {
+            match self {
+                Place::File(t) => LedgerAt::File(t.path().join("s.db")),
+                Place::Server(m) => LedgerAt::Server(m.clone()),
+            }
+        }
+
+        fn open(&self) -> Ledger {
+            Ledger::open_at(&self.at()).unwrap()
+        }
+
+        /// Another, new ledger of the same kind.
+        fn another(&self, test: &str) -> Place {
+            match self {
+                Place::File(_) => Place::File(tempfile::tempdir().unwrap()),
+                Place::Server(_) => Place::Server(testdb::fresh(test).unwrap()),
+            }
+        }
+    }
+
+    /// Runs `f` on a new SQLite ledger, then on a new database of the test MariaDB server.
+    fn on_both(test: &str, f: impl Fn(&Place)) {
+        eprintln!("{test} on SQLite");
+        f(&Place::File(tempfile::tempdir().unwrap()));
+        if let Some(t) = testdb::fresh(test) {
+            eprintln!("{test} on MariaDB");
+            f(&Place::Server(t));
+        }
+    }
+
+    /// A test of the ledger's operations, on both databases: `both!(name, |p| { … })`.
+    macro_rules! both {
+        ($name:ident, $body:expr) => {
+            #[test]
+            fn $name() {
+                on_both(stringify!($name), $body);
+            }
+        };
+    }
 
     fn new(
         dir: &OsStr,
@@ -484,10 +635,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn intent_then_submission_then_end() {
-        let t = tempfile::tempdir().unwrap();
-        let mut l = Ledger::open(&t.path().join("state.db")).unwrap();
+    both!(intent_then_submission_then_end, |p| {
+        let mut l = p.open();
         let g = l
             .insert_intent(&new("case1".as_ref(), ident(1), Some((1, 2)), 10), 10)
             .unwrap();
@@ -538,20 +687,19 @@ mod tests {
             0,
             "the directory counts once, by its latest record"
         );
-    }
+    });
 
     /// The counts as the first release computed them: a walk over the whole ledger.
     fn counted_by_walking(l: &Ledger) -> Vec<(String, i64)> {
-        let mut st = l
-            .conn
-            .prepare(
+        l.db.borrow_mut()
+            .query(
                 "SELECT state, COUNT(*) FROM generations g
                  WHERE id = (SELECT MAX(id) FROM generations h WHERE h.dir = g.dir) GROUP BY state ORDER BY state",
+                &[],
             )
-            .unwrap();
-        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
-            .map(|r| r.unwrap())
+            .iter()
+            .map(|r| (r.get(0).unwrap(), r.get(1).unwrap()))
             .collect()
     }
 
@@ -579,164 +727,187 @@ mod tests {
         /// jobs, `retry`, `forget`), the trigger-kept counts equal a walk over the whole ledger.
         #[test]
         fn kept_counts_equal_a_full_count(ops in proptest::collection::vec((0u8..7, 0u8..4), 1..40)) {
-            let t = tempfile::tempdir().unwrap();
-            let mut l = Ledger::open(&t.path().join("s.db")).unwrap();
-            for (n, (op, d)) in ops.into_iter().enumerate() {
-                let dir = OsString::from(format!("d{d}"));
-                let now = n as i64;
-                let latest = l.latest_for_dir(&dir).unwrap();
-                match (op, latest) {
-                    // Each intent is for a new generation (a new ready-file): one generation never has two.
-                    (0, _) => { l.insert_intent(&new(&dir, ident(n as u64 * 10 + u64::from(d)), None, now), now).unwrap(); }
-                    (1, Some(g)) => l.record_submitted(g.id, "7", &[], now).unwrap(),
-                    (2 | 3, Some(g)) if g.state.is_active() => {
-                        let end = EndRecord {
-                            state: if op == 2 { GenState::Completed } else { GenState::Failed },
-                            final_state: "X",
-                            exit_code: "0:0",
-                            delete_pending: false,
-                            failure_log_pending: false,
-                            retry_at: (op == 3).then_some(now),
-                            detail: &JobDetail::default(),
-                            notices: &[],
-                        };
-                        l.record_end(&g, &end, now).unwrap();
-                    }
-                    (4, Some(g)) => l.record_lost(g.id, &[], now).unwrap(),
-                    (5, Some(g)) if !g.state.is_active() => { l.requeue(&g, now).unwrap(); }
-                    (6, _) => { l.forget(&dir).unwrap(); }
-                    _ => {}
-                }
-                prop_assert_eq!(counted_by_triggers(&l), counted_by_walking(&l));
+            let file = Place::File(tempfile::tempdir().unwrap());
+            kept_counts_on(&file, &ops)?;
+            if let Some(t) = testdb::fresh("kept_counts_equal_a_full_count") {
+                kept_counts_on(&Place::Server(t), &ops)?;
             }
         }
     }
 
-    #[test]
-    fn delivered_notices_are_pruned_after_their_time_and_nothing_else_is() {
-        let t = tempfile::tempdir().unwrap();
-        let mut l = Ledger::open(&t.path().join("s.db")).unwrap();
-        let n = NewNotice {
-            event: EventKind::Completed,
-            channel: Channel::Command,
-            target: "",
-            payload: "{}",
-        };
-        let n2 = n.clone();
-        l.queue_notices(None, &[n.clone(), n.clone(), n], 1)
-            .unwrap();
-        let due = l.due_notices(10, 10).unwrap();
-        l.notice_sent(due[0].id, 100).unwrap();
-        l.notice_failed(due[1].id, "down", None, 100).unwrap();
-        assert_eq!(
-            l.prune_delivered(100, 10).unwrap(),
-            0,
-            "delivered at 100, not before"
-        );
-        assert_eq!(l.prune_delivered(101, 10).unwrap(), 1);
-        let c = l.notice_counts().unwrap();
-        assert_eq!((c.pending, c.sent, c.given_up), (1, 0, 1), "{c:?}");
-        // The delivery step reads the channels it can hand over now, only.
-        let hook = NewNotice {
-            channel: Channel::Webhook,
-            target: "http://h/",
-            ..n2
-        };
-        l.queue_notices(None, &[hook], 2).unwrap();
-        let only = l.due_notices_on(&[Channel::Webhook], 10, 10).unwrap();
-        assert_eq!(only.len(), 1);
-        assert_eq!(only[0].channel, Channel::Webhook);
-        assert!(l.due_notices_on(&[], 10, 10).unwrap().is_empty());
+    fn kept_counts_on(p: &Place, ops: &[(u8, u8)]) -> std::result::Result<(), TestCaseError> {
+        let mut l = p.open();
+        for (n, &(op, d)) in ops.iter().enumerate() {
+            let dir = OsString::from(format!("d{d}"));
+            let now = n as i64;
+            let latest = l.latest_for_dir(&dir).unwrap();
+            match (op, latest) {
+                // Each intent is for a new generation (a new ready-file): one generation never has two.
+                (0, _) => {
+                    l.insert_intent(
+                        &new(&dir, ident(n as u64 * 10 + u64::from(d)), None, now),
+                        now,
+                    )
+                    .unwrap();
+                }
+                (1, Some(g)) => l.record_submitted(g.id, "7", &[], now).unwrap(),
+                (2 | 3, Some(g)) if g.state.is_active() => {
+                    let end = EndRecord {
+                        state: if op == 2 {
+                            GenState::Completed
+                        } else {
+                            GenState::Failed
+                        },
+                        final_state: "X",
+                        exit_code: "0:0",
+                        delete_pending: false,
+                        failure_log_pending: false,
+                        retry_at: (op == 3).then_some(now),
+                        detail: &JobDetail::default(),
+                        notices: &[],
+                    };
+                    l.record_end(&g, &end, now).unwrap();
+                }
+                (4, Some(g)) => l.record_lost(g.id, &[], now).unwrap(),
+                (5, Some(g)) if !g.state.is_active() => {
+                    l.requeue(&g, now).unwrap();
+                }
+                (6, _) => {
+                    l.forget(&dir).unwrap();
+                }
+                _ => {}
+            }
+            prop_assert_eq!(counted_by_triggers(&l), counted_by_walking(&l));
+        }
+        Ok(())
     }
 
-    /// The database's rows are written in the order they happened: while its oldest notice waits for a
-    /// retry, the later ones are not due; other channels go on as before.
-    #[test]
-    fn a_database_notice_waits_behind_an_earlier_one_and_no_other_channel_does() {
-        let t = tempfile::tempdir().unwrap();
-        let mut l = Ledger::open(&t.path().join("s.db")).unwrap();
-        let db = |event| NewNotice {
-            event,
-            channel: Channel::Database,
-            target: "",
-            payload: "{}",
-        };
-        let hook = |event| NewNotice {
-            channel: Channel::Command,
-            ..db(event)
-        };
-        let batch = [
-            db(EventKind::Submitted),
-            hook(EventKind::Submitted),
-            db(EventKind::Completed),
-            hook(EventKind::Completed),
-        ];
-        l.queue_notices(None, &batch, 1).unwrap();
-        let due = l.due_notices(10, 10).unwrap();
-        assert_eq!(due.len(), 4, "all due at first, oldest first");
-        let (first_db, first_hook) = (due[0].id, due[1].id);
-        l.notice_failed(first_db, "down", Some(1_000), 10).unwrap();
-        l.notice_failed(first_hook, "down", Some(1_000), 10)
-            .unwrap();
-        let due = l.due_notices(20, 10).unwrap();
-        let kinds: Vec<(Channel, EventKind)> = due.iter().map(|n| (n.channel, n.event)).collect();
-        assert_eq!(
-            kinds,
-            [(Channel::Command, EventKind::Completed)],
-            "the database's end waits behind its submission; the hook's end does not"
-        );
-        let due = l.due_notices(1_000, 10).unwrap();
-        let kinds: Vec<(Channel, EventKind)> = due.iter().map(|n| (n.channel, n.event)).collect();
-        assert_eq!(
-            kinds[..2],
-            [
-                (Channel::Database, EventKind::Submitted),
-                (Channel::Command, EventKind::Submitted)
-            ]
-        );
-        assert!(kinds.contains(&(Channel::Database, EventKind::Completed)));
-    }
+    both!(
+        delivered_notices_are_pruned_after_their_time_and_nothing_else_is,
+        |p| {
+            let mut l = p.open();
+            let n = NewNotice {
+                event: EventKind::Completed,
+                channel: Channel::Command,
+                target: "",
+                payload: "{}",
+            };
+            let n2 = n.clone();
+            l.queue_notices(None, &[n.clone(), n.clone(), n], 1)
+                .unwrap();
+            let due = l.due_notices(10, 10).unwrap();
+            l.notice_sent(due[0].id, 100).unwrap();
+            l.notice_failed(due[1].id, "down", None, 100).unwrap();
+            assert_eq!(
+                l.prune_delivered(100, 10).unwrap(),
+                0,
+                "delivered at 100, not before"
+            );
+            assert_eq!(l.prune_delivered(101, 10).unwrap(), 1);
+            let c = l.notice_counts().unwrap();
+            assert_eq!((c.pending, c.sent, c.given_up), (1, 0, 1), "{c:?}");
+            // The delivery step reads the channels it can hand over now, only.
+            let hook = NewNotice {
+                channel: Channel::Webhook,
+                target: "http://h/",
+                ..n2
+            };
+            l.queue_notices(None, &[hook], 2).unwrap();
+            let only = l.due_notices_on(&[Channel::Webhook], 10, 10).unwrap();
+            assert_eq!(only.len(), 1);
+            assert_eq!(only[0].channel, Channel::Webhook);
+            assert!(l.due_notices_on(&[], 10, 10).unwrap().is_empty());
+        }
+    );
 
-    #[test]
-    fn one_generation_never_holds_two_intents_for_one_attempt() {
-        let t = tempfile::tempdir().unwrap();
-        let p = t.path().join("s.db");
-        let mut a = Ledger::open(&p).unwrap();
-        // A second writer that got past every lock: the database itself refuses the double intent.
-        let mut b = Ledger::open(&p).unwrap();
-        let dir = OsStr::new("d");
-        a.insert_intent(&new(dir, ident(1), None, 1), 1).unwrap();
-        let e = b
-            .insert_intent(&new(dir, ident(1), None, 2), 2)
-            .unwrap_err();
-        assert!(matches!(e, LedgerError::DoubleIntent(_)), "{e}");
-        assert!(
-            e.to_string()
-                .contains("another dirwatcher wrote to this ledger"),
-            "{e}"
-        );
-        // A new generation (another ready-file) and the next attempt of the first are fine.
-        b.insert_intent(&new(dir, ident(2), None, 3), 3).unwrap();
-        let g = a.latest_for_dir(dir).unwrap().unwrap();
-        let first = a.history(dir).unwrap().remove(0);
-        assert_ne!(g.id, first.id);
-        a.requeue(&first, 4).unwrap();
-        assert!(b.requeue(&first, 5).is_err(), "the same retry twice");
-    }
+    // The database's rows are written in the order they happened: while its oldest notice waits for a
+    // retry, the later ones are not due; other channels go on as before.
+    both!(
+        a_database_notice_waits_behind_an_earlier_one_and_no_other_channel_does,
+        |p| {
+            let mut l = p.open();
+            let db = |event| NewNotice {
+                event,
+                channel: Channel::Database,
+                target: "",
+                payload: "{}",
+            };
+            let hook = |event| NewNotice {
+                channel: Channel::Command,
+                ..db(event)
+            };
+            let batch = [
+                db(EventKind::Submitted),
+                hook(EventKind::Submitted),
+                db(EventKind::Completed),
+                hook(EventKind::Completed),
+            ];
+            l.queue_notices(None, &batch, 1).unwrap();
+            let due = l.due_notices(10, 10).unwrap();
+            assert_eq!(due.len(), 4, "all due at first, oldest first");
+            let (first_db, first_hook) = (due[0].id, due[1].id);
+            l.notice_failed(first_db, "down", Some(1_000), 10).unwrap();
+            l.notice_failed(first_hook, "down", Some(1_000), 10)
+                .unwrap();
+            let due = l.due_notices(20, 10).unwrap();
+            let kinds: Vec<(Channel, EventKind)> =
+                due.iter().map(|n| (n.channel, n.event)).collect();
+            assert_eq!(
+                kinds,
+                [(Channel::Command, EventKind::Completed)],
+                "the database's end waits behind its submission; the hook's end does not"
+            );
+            let due = l.due_notices(1_000, 10).unwrap();
+            let kinds: Vec<(Channel, EventKind)> =
+                due.iter().map(|n| (n.channel, n.event)).collect();
+            assert_eq!(
+                kinds[..2],
+                [
+                    (Channel::Database, EventKind::Submitted),
+                    (Channel::Command, EventKind::Submitted)
+                ]
+            );
+            assert!(kinds.contains(&(Channel::Database, EventKind::Completed)));
+        }
+    );
 
-    #[test]
-    fn a_ledger_newer_than_this_binary_is_refused_untouched() {
-        let t = tempfile::tempdir().unwrap();
-        let p = t.path().join("s.db");
-        Ledger::open(&p)
-            .unwrap()
-            .conn
-            .execute(
+    both!(
+        one_generation_never_holds_two_intents_for_one_attempt,
+        |p| {
+            let mut a = p.open();
+            // A second writer that got past every lock: the database itself refuses the double intent.
+            let mut b = p.open();
+            let dir = OsStr::new("d");
+            a.insert_intent(&new(dir, ident(1), None, 1), 1).unwrap();
+            let e = b
+                .insert_intent(&new(dir, ident(1), None, 2), 2)
+                .unwrap_err();
+            assert!(matches!(e, LedgerError::DoubleIntent(_)), "{e}");
+            assert!(
+                e.to_string()
+                    .contains("another dirwatcher wrote to this ledger"),
+                "{e}"
+            );
+            // A new generation (another ready-file) and the next attempt of the first are fine.
+            b.insert_intent(&new(dir, ident(2), None, 3), 3).unwrap();
+            let g = a.latest_for_dir(dir).unwrap().unwrap();
+            let first = a.history(dir).unwrap().remove(0);
+            assert_ne!(g.id, first.id);
+            a.requeue(&first, 4).unwrap();
+            assert!(b.requeue(&first, 5).is_err(), "the same retry twice");
+        }
+    );
+
+    both!(a_ledger_newer_than_this_binary_is_refused_untouched, |p| {
+        p.open()
+            .db
+            .borrow_mut()
+            .exec(
                 "INSERT INTO schema_version(version, applied_at) VALUES (?1, 0)",
-                [SCHEMA_VERSION + 1],
+                args![SCHEMA_VERSION + 1],
             )
             .unwrap();
-        let e = Ledger::open(&p).unwrap_err();
+        let e = Ledger::open_at(&p.at()).unwrap_err();
         assert!(
             matches!(e, LedgerError::Newer { version, .. } if version == SCHEMA_VERSION + 1),
             "{e}"
@@ -745,8 +916,8 @@ mod tests {
             e.to_string().contains("newer than this dirwatcher knows"),
             "{e}"
         );
-        assert!(Ledger::open_read_only(&p).is_err());
-    }
+        assert!(Ledger::open_read_only_at(&p.at()).is_err());
+    });
 
     #[test]
     fn a_ledger_serves_one_root_and_one_daemon() {
@@ -776,8 +947,8 @@ mod tests {
                     .unwrap();
             }
             // A ledger of the release before the kept counts (schema 1: no version table either).
-            l.conn
-                .execute_batch(
+            l.db.borrow_mut()
+                .batch(
                     "DROP TRIGGER counts_insert; DROP TRIGGER counts_update; DROP TRIGGER counts_delete;
                      DROP TABLE state_counts; DROP TABLE schema_version;",
                 )
@@ -793,10 +964,11 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let l = Ledger::open(&t.path().join("s.db")).unwrap();
         let plan = |q: &str| -> String {
-            let mut st = l.conn.prepare(&format!("EXPLAIN QUERY PLAN {q}")).unwrap();
-            st.query_map([], |r| r.get::<_, String>(3))
+            l.db.borrow_mut()
+                .query(&format!("EXPLAIN QUERY PLAN {q}"), &[])
                 .unwrap()
-                .map(|r| r.unwrap())
+                .iter()
+                .map(|r| r.get::<String>(3).unwrap())
                 .collect::<Vec<_>>()
                 .join("; ")
         };
@@ -813,51 +985,51 @@ mod tests {
         );
     }
 
-    #[test]
-    fn processes_creating_the_ledger_at_once_all_open_it_with_one_instance() {
-        for _ in 0..20 {
-            let t = tempfile::tempdir().unwrap();
-            let p = t.path().join("state.db");
-            let opened: Vec<_> = std::thread::scope(|s| {
-                let hs: Vec<_> = (0..4).map(|_| s.spawn(|| Ledger::open(&p))).collect();
-                hs.into_iter().map(|h| h.join().unwrap()).collect()
-            });
-            let ids: Vec<String> = opened
-                .into_iter()
-                .map(|l| l.expect("concurrent open failed").instance)
-                .collect();
-            assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
+    both!(
+        processes_creating_the_ledger_at_once_all_open_it_with_one_instance,
+        |p| {
+            for _ in 0..20 {
+                let p = p
+                    .another("processes_creating_the_ledger_at_once_all_open_it_with_one_instance");
+                let at = p.at();
+                let opened: Vec<_> = std::thread::scope(|s| {
+                    let hs: Vec<_> = (0..4).map(|_| s.spawn(|| Ledger::open_at(&at))).collect();
+                    hs.into_iter().map(|h| h.join().unwrap()).collect()
+                });
+                let ids: Vec<String> = opened
+                    .into_iter()
+                    .map(|l| l.expect("concurrent open failed").instance)
+                    .collect();
+                assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
+            }
         }
-    }
+    );
 
-    #[test]
-    fn state_survives_reopen_and_keys_stay_unique() {
-        let t = tempfile::tempdir().unwrap();
-        let p = t.path().join("state.db");
+    both!(state_survives_reopen_and_keys_stay_unique, |p| {
         let k1 = {
-            let mut l = Ledger::open(&p).unwrap();
+            let mut l = p.open();
             l.insert_intent(&new("a".as_ref(), ident(1), None, 1), 1)
                 .unwrap()
                 .key
         };
-        let mut l = Ledger::open(&p).unwrap();
+        let mut l = p.open();
         let k2 = l
             .insert_intent(&new("b".as_ref(), ident(2), None, 2), 2)
             .unwrap()
             .key;
         assert_ne!(k1, k2);
         assert_eq!(l.active().unwrap().len(), 2);
-        let other = Ledger::open(&t.path().join("other.db")).unwrap();
+        let other = p
+            .another("state_survives_reopen_and_keys_stay_unique")
+            .open();
         assert_ne!(
             other.instance, l.instance,
             "a new ledger must not reuse keys of an old one"
         );
-    }
+    });
 
-    #[test]
-    fn keys_are_never_reused_after_forget() {
-        let t = tempfile::tempdir().unwrap();
-        let mut l = Ledger::open(&t.path().join("s.db")).unwrap();
+    both!(keys_are_never_reused_after_forget, |p| {
+        let mut l = p.open();
         let k1 = l
             .insert_intent(&new("a".as_ref(), ident(1), None, 1), 1)
             .unwrap()
@@ -871,7 +1043,7 @@ mod tests {
             k1, k2,
             "a reused key could adopt the job of a forgotten generation"
         );
-    }
+    });
 
     #[test]
     fn a_ledger_of_the_first_schema_opens_and_gains_the_new_columns() {
@@ -947,15 +1119,36 @@ mod tests {
         /// Any directory name (non-UTF-8 too) and identity survive the round trip through the ledger.
         #[test]
         fn ledger_round_trip(name in proptest::collection::vec(1u8..=255, 1..40), ino in any::<u64>(), size in any::<u64>(), mtime in any::<i64>()) {
-            let t = tempfile::tempdir().unwrap();
-            let mut l = Ledger::open(&t.path().join("s.db")).unwrap();
-            let dir = OsString::from_vec(name);
-            let id = ReadyIdentity { dev: u64::MAX, ino, size, mtime_ns: mtime };
-            let g = l.insert_intent(&new(&dir, id, Some((u64::MAX, ino)), 5), 5).unwrap();
-            let back = l.latest_for_dir(&dir).unwrap().unwrap();
-            prop_assert_eq!(&back, &g);
-            prop_assert_eq!(back.dir, dir);
-            prop_assert_eq!(back.ready, id);
+            let file = Place::File(tempfile::tempdir().unwrap());
+            round_trip_on(&file, name.clone(), ino, size, mtime)?;
+            if let Some(t) = testdb::fresh("ledger_round_trip") {
+                round_trip_on(&Place::Server(t), name, ino, size, mtime)?;
+            }
         }
+    }
+
+    fn round_trip_on(
+        p: &Place,
+        name: Vec<u8>,
+        ino: u64,
+        size: u64,
+        mtime: i64,
+    ) -> std::result::Result<(), TestCaseError> {
+        let mut l = p.open();
+        let dir = OsString::from_vec(name);
+        let id = ReadyIdentity {
+            dev: u64::MAX,
+            ino,
+            size,
+            mtime_ns: mtime,
+        };
+        let g = l
+            .insert_intent(&new(&dir, id, Some((u64::MAX, ino)), 5), 5)
+            .unwrap();
+        let back = l.latest_for_dir(&dir).unwrap().unwrap();
+        prop_assert_eq!(&back, &g);
+        prop_assert_eq!(back.dir, dir);
+        prop_assert_eq!(back.ready, id);
+        Ok(())
     }
 }

@@ -6,8 +6,7 @@
 
 use std::time::Duration;
 
-use rusqlite::{OptionalExtension, params};
-
+use super::sql::args;
 use super::tx::{Said, Tx};
 use super::{Ledger, Result, u};
 use crate::engine::notice::{Channel, EventKind};
@@ -83,31 +82,23 @@ impl Tx<'_> {
         notices: &[NewNotice<'_>],
         now: Millis,
     ) -> Result<()> {
-        insert_notices(self.raw(), gen_id, notices, now).map_err(self.sql("cannot queue a notice"))
+        for n in notices {
+            self.execute(
+                "INSERT INTO outbox (gen_id, event, channel, target, payload, next_at, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                args![
+                    gen_id,
+                    n.event.as_str(),
+                    n.channel.as_str(),
+                    n.target,
+                    n.payload,
+                    now
+                ],
+                "cannot queue a notice",
+            )?;
+        }
+        Ok(())
     }
-}
-
-fn insert_notices(
-    tx: &rusqlite::Transaction<'_>,
-    gen_id: Option<i64>,
-    notices: &[NewNotice<'_>],
-    now: Millis,
-) -> rusqlite::Result<()> {
-    for n in notices {
-        tx.execute(
-            "INSERT INTO outbox (gen_id, event, channel, target, payload, next_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-            params![
-                gen_id,
-                n.event.as_str(),
-                n.channel.as_str(),
-                n.target,
-                n.payload,
-                now
-            ],
-        )?;
-    }
-    Ok(())
 }
 
 impl Ledger {
@@ -162,32 +153,31 @@ impl Ledger {
                 ordered.join(", ")
             )
         };
-        let mut st = self
-            .conn
-            .prepare_cached(&format!(
+        let rows = self.rows(
+            &format!(
                 "SELECT id, gen_id, event, channel, target, payload, attempts FROM outbox
                  WHERE state = 'pending' AND next_at <= ?1 AND channel IN ({}) {in_order}
                  ORDER BY id LIMIT ?2",
                 words.join(", ")
-            ))
-            .map_err(self.sql(what))?;
-        let rows = st
-            .query_map(params![now, limit], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, Option<i64>>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, u32>(6)?,
-                ))
-            })
-            .map_err(self.sql(what))?;
+            ),
+            args![now, limit],
+            what,
+        )?;
         let mut out = Vec::new();
-        for row in rows {
+        for r in rows {
+            let read = || -> std::result::Result<_, super::sql::DbError> {
+                Ok((
+                    r.get::<i64>(0)?,
+                    r.get::<Option<i64>>(1)?,
+                    r.get::<String>(2)?,
+                    r.get::<String>(3)?,
+                    r.get::<String>(4)?,
+                    r.get::<String>(5)?,
+                    r.get::<u32>(6)?,
+                ))
+            };
             let (id, gen_id, event, channel, target, payload, attempts) =
-                row.map_err(self.sql(what))?;
+                read().map_err(self.sql(what))?;
             // A word written by a later version is left for that version.
             if let (Some(event), Some(channel)) =
                 (EventKind::parse(&event), Channel::parse(&channel))
@@ -209,13 +199,14 @@ impl Ledger {
 
     /// The earliest time a pending notice is due (for the loop's wake-up).
     pub fn next_notice_at(&self) -> Result<Option<Millis>> {
-        self.conn
-            .query_row(
-                "SELECT MIN(next_at) FROM outbox WHERE state = 'pending'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(self.sql("cannot read the outbox"))
+        let what = "cannot read the outbox";
+        self.row(
+            "SELECT MIN(next_at) FROM outbox WHERE state = 'pending'",
+            &[],
+            what,
+        )?
+        .map_or(Ok(None), |r| r.get(0))
+        .map_err(self.sql(what))
     }
 
     /// Records a delivered notice.
@@ -223,7 +214,7 @@ impl Ledger {
         self.exec(
             "UPDATE outbox SET state = 'sent', attempts = attempts + 1, done_at = ?2, last_error = NULL
                  WHERE id = ?1",
-            params![id, now],
+            args![id, now],
             "cannot record a delivered notice",
         )
     }
@@ -233,13 +224,27 @@ impl Ledger {
     /// [`DELIVERED_KEPT`]. Returns how many went.
     pub fn prune_delivered(&self, before: Millis, limit: u32) -> Result<usize> {
         let what = "cannot prune delivered notices";
-        self.conn
-            .execute(
-                "DELETE FROM outbox WHERE id IN (
-                     SELECT id FROM outbox WHERE state = 'sent' AND done_at < ?1 ORDER BY id LIMIT ?2)",
-                params![before, limit],
-            )
-            .map_err(self.sql(what))
+        // The ids first, then one delete: MariaDB takes no `LIMIT` in a subquery of the table it deletes
+        // from, and SQLite no `LIMIT` on a delete. A row given out between the two is deleted all the same
+        // (it was delivered, and old).
+        let ids = self
+            .rows(
+                "SELECT id FROM outbox WHERE state = 'sent' AND done_at < ?1 ORDER BY id LIMIT ?2",
+                args![before, limit],
+                what,
+            )?
+            .iter()
+            .map(|r| r.get::<i64>(0).map(|id| id.to_string()))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(self.sql(what))?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.run(
+            &format!("DELETE FROM outbox WHERE id IN ({})", ids.join(",")),
+            &[],
+            what,
+        )
     }
 
     /// Records a failed delivery: tried again at `retry_at`, or given up (`None`).
@@ -254,27 +259,30 @@ impl Ledger {
             "UPDATE outbox SET attempts = attempts + 1, last_error = ?2,
                  state = CASE WHEN ?3 IS NULL THEN 'given_up' ELSE 'pending' END,
                  next_at = COALESCE(?3, next_at), done_at = CASE WHEN ?3 IS NULL THEN ?4 END WHERE id = ?1",
-            params![id, error, retry_at, now],
+            args![id, error, retry_at, now],
             "cannot record a failed delivery",
         )
     }
 
     /// How many notices wait for delivery, and how many were given up, for `status`.
     pub fn notice_counts(&self) -> Result<NoticeCounts> {
-        self.conn
-            .query_row(
-                "SELECT COUNT(*) FILTER (WHERE state = 'pending'), COUNT(*) FILTER (WHERE state = 'sent'),
-                     COUNT(*) FILTER (WHERE state = 'given_up') FROM outbox",
-                [],
-                |r| {
-                    Ok(NoticeCounts {
-                        pending: u(r.get(0)?),
-                        sent: u(r.get(1)?),
-                        given_up: u(r.get(2)?),
-                    })
-                },
-            )
-            .map_err(self.sql("cannot read the outbox"))
+        let what = "cannot read the outbox";
+        let mut c = NoticeCounts::default();
+        for r in self.rows(
+            "SELECT state, COUNT(*) FROM outbox GROUP BY state",
+            &[],
+            what,
+        )? {
+            let (state, n) = (|| Ok((r.get::<String>(0)?, u(r.get(1)?))))()
+                .map_err(self.sql::<super::sql::DbError>(what))?;
+            match state.as_str() {
+                "pending" => c.pending = n,
+                "sent" => c.sent = n,
+                "given_up" => c.given_up = n,
+                _ => {}
+            }
+        }
+        Ok(c)
     }
 
     /// What `status` says of the outbox: the notices still waiting (the oldest's age, the latest delivery
@@ -283,39 +291,40 @@ impl Ledger {
     pub fn outbox_health(&self) -> Result<OutboxHealth> {
         let what = "cannot read the outbox";
         let count = |state: &str| -> Result<(u64, Option<Millis>)> {
-            self.conn
-                .query_row(
+            let r = self
+                .row(
                     "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE state = ?1",
-                    [state],
-                    |r| Ok((u(r.get(0)?), r.get(1)?)),
-                )
-                .map_err(self.sql(what))
+                    args![state],
+                    what,
+                )?
+                .expect("an aggregate has one row");
+            (|| Ok((u(r.get(0)?), r.get(1)?)))().map_err(self.sql::<super::sql::DbError>(what))
         };
         let (waiting, oldest_waiting_at) = count("pending")?;
         let (given_up, _) = count("given_up")?;
         let last_error = self
-            .conn
-            .query_row(
+            .row(
                 "SELECT channel, target, last_error FROM outbox
                  WHERE state IN ('pending', 'given_up') AND last_error IS NOT NULL
                  ORDER BY COALESCE(done_at, next_at) DESC LIMIT 1",
-                [],
-                |r| {
-                    let (channel, target, error) = (
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                    );
-                    // The database's error names the database; its target is the owner's address.
-                    Ok(if channel == Channel::Database.as_str() {
-                        error
-                    } else {
-                        format!("{channel} to {target}: {error}")
-                    })
-                },
-            )
-            .optional()
-            .map_err(self.sql(what))?;
+                &[],
+                what,
+            )?
+            .map(|r| {
+                let (channel, target, error) = (
+                    r.get::<String>(0)?,
+                    r.get::<String>(1)?,
+                    r.get::<String>(2)?,
+                );
+                // The database's error names the database; its target is the owner's address.
+                Ok(if channel == Channel::Database.as_str() {
+                    error
+                } else {
+                    format!("{channel} to {target}: {error}")
+                })
+            })
+            .transpose()
+            .map_err(self.sql::<super::sql::DbError>(what))?;
         Ok(OutboxHealth {
             waiting,
             oldest_waiting_at,

@@ -6,8 +6,7 @@
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
-use rusqlite::{OptionalExtension, Row, params};
-
+use super::sql::{Arg, DbError, Row, args};
 use super::{Ledger, Result, i, u};
 use crate::engine::{GenState, Generation, JobDetail, ReadyIdentity};
 
@@ -53,13 +52,13 @@ impl DirLatest {
     }
 }
 
-fn row_to_gen(r: &Row<'_>) -> rusqlite::Result<Generation> {
+fn row_to_gen(r: &Row) -> std::result::Result<Generation, DbError> {
     let dir_dev: Option<i64> = r.get(6)?;
     let dir_ino: Option<i64> = r.get(7)?;
     let state: String = r.get(8)?;
     Ok(Generation {
         id: r.get(0)?,
-        dir: OsString::from_vec(r.get::<_, Vec<u8>>(1)?),
+        dir: OsString::from_vec(r.get::<Vec<u8>>(1)?),
         ready: ReadyIdentity {
             dev: u(r.get(2)?),
             ino: u(r.get(3)?),
@@ -67,13 +66,8 @@ fn row_to_gen(r: &Row<'_>) -> rusqlite::Result<Generation> {
             mtime_ns: r.get(5)?,
         },
         dir_dev_ino: dir_dev.zip(dir_ino).map(|(d, n)| (u(d), u(n))),
-        state: GenState::parse(&state).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(
-                8,
-                rusqlite::types::Type::Text,
-                format!("unknown state {state:?}").into(),
-            )
-        })?,
+        state: GenState::parse(&state)
+            .ok_or_else(|| DbError::Type(format!("unknown state {state:?}")))?,
         attempt: r.get(9)?,
         submit_tries: r.get(10)?,
         key: r.get(11)?,
@@ -93,9 +87,9 @@ fn row_to_gen(r: &Row<'_>) -> rusqlite::Result<Generation> {
         updated_at: r.get(25)?,
         seen_at: r.get(26)?,
         detail: JobDetail {
-            reason: r.get::<_, Option<String>>(27)?.unwrap_or_default(),
-            nodes: r.get::<_, Option<String>>(28)?.unwrap_or_default(),
-            elapsed_sec: r.get::<_, Option<i64>>(29)?.map(u),
+            reason: r.get::<Option<String>>(27)?.unwrap_or_default(),
+            nodes: r.get::<Option<String>>(28)?.unwrap_or_default(),
+            elapsed_sec: r.get::<Option<i64>>(29)?.map(u),
         },
     })
 }
@@ -103,46 +97,37 @@ fn row_to_gen(r: &Row<'_>) -> rusqlite::Result<Generation> {
 impl Ledger {
     /// The latest generation of `dir`, if any.
     pub fn latest_for_dir(&self, dir: &OsStr) -> Result<Option<Generation>> {
-        let q =
-            format!("SELECT {COLUMNS} FROM generations WHERE dir = ?1 ORDER BY id DESC LIMIT 1");
-        let mut st = self
-            .conn
-            .prepare_cached(&q)
-            .map_err(self.sql("cannot read"))?;
-        st.query_row([dir.as_bytes()], row_to_gen)
-            .optional()
-            .map_err(self.sql("cannot read"))
+        Ok(self
+            .select(
+                "WHERE dir = ?1 ORDER BY id DESC LIMIT 1",
+                args![dir.as_bytes()],
+            )?
+            .pop())
     }
 
     /// All generations of `dir`, oldest first.
     pub fn history(&self, dir: &OsStr) -> Result<Vec<Generation>> {
-        self.select("WHERE dir = ?1 ORDER BY id", [dir.as_bytes()])
+        self.select("WHERE dir = ?1 ORDER BY id", args![dir.as_bytes()])
     }
 
     /// The latest generation of whichever directory had the device and inode `dev_ino` when its intent
     /// was recorded (a directory renamed within the root keeps them), if any.
     pub fn latest_for_dir_ident(&self, dev_ino: (u64, u64)) -> Result<Option<Generation>> {
-        let q = format!(
-            "SELECT {COLUMNS} FROM generations WHERE dir_ino = ?1 AND dir_dev = ?2 ORDER BY id DESC LIMIT 1"
-        );
-        let mut st = self
-            .conn
-            .prepare_cached(&q)
-            .map_err(self.sql("cannot read"))?;
-        st.query_row(params![i(dev_ino.1), i(dev_ino.0)], row_to_gen)
-            .optional()
-            .map_err(self.sql("cannot read"))
+        Ok(self
+            .select(
+                "WHERE dir_ino = ?1 AND dir_dev = ?2 ORDER BY id DESC LIMIT 1",
+                args![i(dev_ino.1), i(dev_ino.0)],
+            )?
+            .pop())
     }
 
     /// SQLite's `PRAGMA data_version`: changes when another connection (the CLI's `retry` or `forget`)
     /// committed since the last call on this one; never for this connection's own commits. Checked once per
     /// cycle, it tells the daemon when its in-memory view must be read again.
     pub fn data_version(&self) -> Result<i64> {
-        let mut st = self
-            .conn
-            .prepare_cached("PRAGMA data_version")
-            .map_err(self.sql("cannot read"))?;
-        st.query_row([], |r| r.get(0))
+        self.db
+            .borrow_mut()
+            .data_version()
             .map_err(self.sql("cannot read"))
     }
 
@@ -150,21 +135,20 @@ impl Ledger {
     /// daemon keeps in memory so a scan needs no SQL per directory.
     pub fn latest_all(&self) -> Result<Vec<(OsString, DirLatest)>> {
         let what = "cannot read the directories";
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "SELECT g.dir, g.id, g.state, g.ready_dev, g.ready_ino, g.ready_size, g.ready_mtime_ns
+        let rows = self.rows(
+            "SELECT g.dir, g.id, g.state, g.ready_dev, g.ready_ino, g.ready_size, g.ready_mtime_ns
                  FROM generations g JOIN (SELECT MAX(id) AS id FROM generations GROUP BY dir) m ON g.id = m.id
                  WHERE g.deleted = 0",
-            )
-            .map_err(self.sql(what))?;
-        let rows = st
-            .query_map([], |r| {
-                let state: String = r.get(2)?;
+            &[],
+            what,
+        )?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let read = || -> std::result::Result<_, DbError> {
                 Ok((
-                    OsString::from_vec(r.get::<_, Vec<u8>>(0)?),
-                    r.get::<_, i64>(1)?,
-                    state,
+                    OsString::from_vec(r.get::<Vec<u8>>(0)?),
+                    r.get::<i64>(1)?,
+                    r.get::<String>(2)?,
                     ReadyIdentity {
                         dev: u(r.get(3)?),
                         ino: u(r.get(4)?),
@@ -172,11 +156,8 @@ impl Ledger {
                         mtime_ns: r.get(6)?,
                     },
                 ))
-            })
-            .map_err(self.sql(what))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (dir, id, state, ready) = row.map_err(self.sql(what))?;
+            };
+            let (dir, id, state, ready) = read().map_err(self.sql(what))?;
             if let Some(state) = GenState::parse(&state) {
                 out.push((dir, DirLatest { id, state, ready }));
             }
@@ -186,19 +167,22 @@ impl Ledger {
 
     /// One generation by id.
     pub fn get(&self, id: i64) -> Result<Option<Generation>> {
-        Ok(self.select("WHERE id = ?1", [id])?.into_iter().next())
+        Ok(self.select("WHERE id = ?1", args![id])?.into_iter().next())
     }
 
     /// Generations that need the daemon: intents without job id, and jobs in flight.
     pub fn active(&self) -> Result<Vec<Generation>> {
-        self.select("WHERE state IN ('submitting', 'submitted') ORDER BY id", [])
+        self.select(
+            "WHERE state IN ('submitting', 'submitted') ORDER BY id",
+            &[],
+        )
     }
 
     /// Finished generations whose effects (delete, failure-log line) are still due.
     pub fn pending_effects(&self) -> Result<Vec<Generation>> {
         self.select(
             "WHERE delete_pending = 1 OR failure_log_pending = 1 ORDER BY id",
-            [],
+            &[],
         )
     }
 
@@ -206,15 +190,9 @@ impl Ledger {
     /// the table the triggers keep: a few rows, whatever the size of the ledger.
     pub fn counts(&self) -> Result<Counts> {
         let mut c = Counts::default();
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT state, n FROM state_counts")
-            .map_err(self.sql("cannot read"))?;
-        let rows = st
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(self.sql("cannot read"))?;
-        for row in rows {
-            let (s, n) = row.map_err(self.sql("cannot read"))?;
+        for r in self.rows("SELECT state, n FROM state_counts", &[], "cannot read")? {
+            let (s, n) = (|| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)))()
+                .map_err(self.sql::<DbError>("cannot read"))?;
             let n = n.max(0) as u64;
             match GenState::parse(&s) {
                 Some(GenState::Submitting) => c.submitting = n,
@@ -232,7 +210,7 @@ impl Ledger {
     pub fn recent_failures(&self, limit: u32) -> Result<Vec<Generation>> {
         self.select(
             "WHERE state = 'failed' ORDER BY finished_at DESC, id DESC LIMIT ?1",
-            [limit],
+            args![limit],
         )
     }
 
@@ -240,7 +218,7 @@ impl Ledger {
     pub fn lost(&self) -> Result<Vec<Generation>> {
         self.select(
             "g WHERE state = 'lost' AND id = (SELECT MAX(id) FROM generations h WHERE h.dir = g.dir) ORDER BY id",
-            [],
+            &[],
         )
     }
 
@@ -248,20 +226,16 @@ impl Ledger {
     pub fn latest_per_dir(&self) -> Result<Vec<Generation>> {
         self.select(
             "g WHERE id = (SELECT MAX(id) FROM generations h WHERE h.dir = g.dir) ORDER BY dir",
-            [],
+            &[],
         )
     }
 
-    pub(super) fn select(&self, tail: &str, p: impl rusqlite::Params) -> Result<Vec<Generation>> {
+    pub(super) fn select(&self, tail: &str, p: &[Arg]) -> Result<Vec<Generation>> {
         let q = format!("SELECT {COLUMNS} FROM generations {tail}");
-        let mut st = self
-            .conn
-            .prepare_cached(&q)
-            .map_err(self.sql("cannot read"))?;
-        let rows = st
-            .query_map(p, row_to_gen)
-            .map_err(self.sql("cannot read"))?;
-        rows.collect::<std::result::Result<Vec<_>, _>>()
+        self.rows(&q, p, "cannot read")?
+            .iter()
+            .map(row_to_gen)
+            .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(self.sql("cannot read"))
     }
 }

@@ -241,7 +241,7 @@ fn add_columns(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// A short id that differs between ledgers, so a key never matches a job submitted for an older ledger.
-fn fresh_instance_id() -> String {
+pub(super) fn fresh_instance_id() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(

@@ -5,10 +5,10 @@
 //! Must never: keep a transaction open past the closure (nothing outside it can see a `Tx`), or commit
 //! after a statement failed (an error returns early and the dropped transaction rolls back).
 
+use std::cell::RefCell;
 use std::path::Path;
 
-use rusqlite::{CachedStatement, Params, Transaction};
-
+use super::sql::{Arg, DbError, Row, Sql};
 use super::{Ledger, LedgerError, Result, sqle};
 
 /// What a failed transaction says at its two ends (each statement inside says its own).
@@ -38,10 +38,14 @@ impl Said {
     }
 }
 
+/// How many times a transaction that met another writer (a MariaDB deadlock, a Galera certification
+/// conflict, SQLite busy past its timeout) is run again before its error is returned.
+const TRIES: u32 = 5;
+
 /// An open write transaction of the ledger, as the statements of [`Ledger::write`] see it.
 pub(super) struct Tx<'l> {
-    /// The SQLite transaction (deferred, as `Connection::transaction` opens it).
-    tx: Transaction<'l>,
+    /// The database, inside its transaction.
+    db: &'l RefCell<Box<dyn Sql>>,
     /// The ledger file, for the errors.
     path: &'l Path,
     /// The ledger's id, the middle of every submission key.
@@ -49,8 +53,8 @@ pub(super) struct Tx<'l> {
 }
 
 impl Tx<'_> {
-    /// Maps an SQLite error to the ledger's, saying `what` was being done.
-    pub(super) fn sql(&self, what: &'static str) -> impl FnOnce(rusqlite::Error) -> LedgerError {
+    /// Maps a database error to the ledger's, saying `what` was being done.
+    pub(super) fn sql(&self, what: &'static str) -> impl FnOnce(DbError) -> LedgerError {
         sqle(self.path, what)
     }
 
@@ -64,47 +68,93 @@ impl Tx<'_> {
         self.instance
     }
 
-    /// The transaction itself, for statements that map their own errors.
-    pub(super) fn raw(&self) -> &Transaction<'_> {
-        &self.tx
+    /// Runs one statement; returns how many rows it matched.
+    pub(super) fn execute(&self, sql: &str, args: &[Arg], what: &'static str) -> Result<usize> {
+        let n = self
+            .db
+            .borrow_mut()
+            .exec(sql, args)
+            .map_err(self.sql(what))?;
+        Ok(n as usize)
     }
 
-    /// Runs one statement; returns how many rows it changed.
-    pub(super) fn execute(&self, sql: &str, p: impl Params, what: &'static str) -> Result<usize> {
-        self.tx.execute(sql, p).map_err(self.sql(what))
-    }
-
-    /// A statement to run for many rows.
-    pub(super) fn prepare(&self, sql: &str, what: &'static str) -> Result<CachedStatement<'_>> {
-        self.tx.prepare_cached(sql).map_err(self.sql(what))
+    /// The id the last insert gave its row.
+    pub(super) fn last_insert_id(&self) -> i64 {
+        self.db.borrow_mut().last_insert_id()
     }
 }
 
 impl Ledger {
     /// Runs `f` in one transaction and commits it when `f` succeeded; when `f` fails nothing of it stays.
-    /// `said` names the failures of the begin and the commit.
+    /// `said` names the failures of the begin and the commit. A transaction that met another writer is
+    /// run again from its start (`f` may run more than once; it only issues statements).
     pub(super) fn write<T>(
         &mut self,
         said: Said,
-        f: impl FnOnce(&Tx<'_>) -> Result<T>,
+        mut f: impl FnMut(&Tx<'_>) -> Result<T>,
     ) -> Result<T> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let out = self.write_once(said, &mut f);
+            match out {
+                Err(LedgerError::Sql { source, .. }) if source.is_transient() && tries < TRIES => {
+                    std::thread::sleep(std::time::Duration::from_millis(10 << tries));
+                }
+                out => return out,
+            }
+        }
+    }
+
+    fn write_once<T>(&self, said: Said, f: &mut impl FnMut(&Tx<'_>) -> Result<T>) -> Result<T> {
+        self.db
+            .borrow_mut()
+            .begin()
+            .map_err(sqle(&self.path, said.begin))?;
         let tx = Tx {
-            tx: self
-                .conn
-                .transaction()
-                .map_err(sqle(&self.path, said.begin))?,
+            db: &self.db,
             path: &self.path,
             instance: &self.instance,
         };
-        let out = f(&tx)?;
-        tx.tx.commit().map_err(sqle(tx.path, said.commit))?;
-        Ok(out)
+        let done = f(&tx).and_then(|out| {
+            self.db
+                .borrow_mut()
+                .commit()
+                .map_err(sqle(&self.path, said.commit))?;
+            Ok(out)
+        });
+        if done.is_err() {
+            // Nothing of it stays; a rollback that fails (the connection is gone) has nothing to undo.
+            let _ = self.db.borrow_mut().rollback();
+        }
+        done
     }
 
     /// Runs one statement, committed on its own.
-    pub(super) fn exec(&self, sql: &str, p: impl Params, what: &'static str) -> Result<()> {
-        let mut st = self.conn.prepare_cached(sql).map_err(self.sql(what))?;
-        st.execute(p).map_err(self.sql(what))?;
-        Ok(())
+    pub(super) fn exec(&self, sql: &str, args: &[Arg], what: &'static str) -> Result<()> {
+        self.run(sql, args, what).map(|_| ())
+    }
+
+    /// Runs one statement, committed on its own; returns how many rows it matched.
+    pub(super) fn run(&self, sql: &str, args: &[Arg], what: &'static str) -> Result<usize> {
+        let n = self
+            .db
+            .borrow_mut()
+            .exec(sql, args)
+            .map_err(self.sql(what))?;
+        Ok(n as usize)
+    }
+
+    /// Runs one query; returns its rows.
+    pub(super) fn rows(&self, sql: &str, args: &[Arg], what: &'static str) -> Result<Vec<Row>> {
+        self.db
+            .borrow_mut()
+            .query(sql, args)
+            .map_err(self.sql(what))
+    }
+
+    /// Runs one query; returns its first row, if any.
+    pub(super) fn row(&self, sql: &str, args: &[Arg], what: &'static str) -> Result<Option<Row>> {
+        Ok(self.rows(sql, args, what)?.into_iter().next())
     }
 }

@@ -7,9 +7,8 @@
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 
-use rusqlite::params;
-
 use super::outbox::NewNotice;
+use super::sql::{Arg, args};
 use super::tx::{Said, Tx};
 use super::{Ledger, Result, i, intent_err};
 use crate::engine::{GenState, Generation, JobDetail, ReadyIdentity};
@@ -100,11 +99,11 @@ pub struct Recovered {
 }
 
 fn insert_row(
-    tx: &rusqlite::Transaction<'_>,
-    instance: &str,
+    tx: &Tx<'_>,
     new: &NewGeneration<'_>,
     now: Millis,
-) -> rusqlite::Result<i64> {
+    what: &'static str,
+) -> Result<i64> {
     let NewGeneration {
         dir,
         ready,
@@ -118,7 +117,7 @@ fn insert_row(
         "INSERT INTO generations (dir, ready_dev, ready_ino, ready_size, ready_mtime_ns, dir_dev, dir_ino, state,
              attempt, submit_key, job_name, created_at, next_try_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'submitting', ?8, ?9, ?10, ?11, ?12, ?11)",
-        params![
+        args![
             dir.as_bytes(),
             i(ready.dev),
             i(ready.ino),
@@ -132,12 +131,14 @@ fn insert_row(
             now,
             not_before,
         ],
+        what,
     )?;
-    let id = tx.last_insert_rowid();
+    let id = tx.last_insert_id();
     // The key is unique across ledgers (instance id) and within one (row id).
     tx.execute(
         "UPDATE generations SET submit_key = ?1 WHERE id = ?2",
-        params![format!("dw-{instance}-{id}"), id],
+        args![format!("dw-{}-{id}", tx.instance()), id],
+        what,
     )?;
     Ok(id)
 }
@@ -151,7 +152,7 @@ impl Tx<'_> {
         now: Millis,
         what: &'static str,
     ) -> Result<i64> {
-        insert_row(self.raw(), self.instance(), new, now).map_err(intent_err(self.path(), what))
+        insert_row(self, new, now, what).map_err(intent_err(self.path()))
     }
 }
 
@@ -186,14 +187,15 @@ impl Ledger {
         }
         let what = "cannot record the submission attempts";
         self.write(Said::all(what), |tx| {
-            let mut st = tx.prepare(
-                "UPDATE generations SET uncertain = 1, submit_tries = submit_tries + 1, updated_at = ?2
-                     WHERE id = ?1 AND state = 'submitting'",
-                what,
-            )?;
             let mut marked = Vec::with_capacity(ids.len());
             for id in ids {
-                marked.push(st.execute(params![id, now]).map_err(tx.sql(what))? == 1);
+                let n = tx.execute(
+                    "UPDATE generations SET uncertain = 1, submit_tries = submit_tries + 1, updated_at = ?2
+                         WHERE id = ?1 AND state = 'submitting'",
+                    args![*id, now],
+                    what,
+                )?;
+                marked.push(n == 1);
             }
             Ok(marked)
         })
@@ -204,7 +206,8 @@ impl Ledger {
     pub fn unmark_sbatch_started(&mut self, ids: &[i64], now: Millis) -> Result<()> {
         self.each_in_one_transaction(
             ids,
-            "UPDATE generations SET uncertain = 0, submit_tries = MAX(submit_tries - 1, 0), updated_at = ?2
+            "UPDATE generations SET uncertain = 0,
+                 submit_tries = CASE WHEN submit_tries > 0 THEN submit_tries - 1 ELSE 0 END, updated_at = ?2
                  WHERE id = ?1 AND state = 'submitting'",
             now,
             "cannot record the submissions that did not start",
@@ -222,9 +225,8 @@ impl Ledger {
             return Ok(());
         }
         self.write(Said::all(what), |tx| {
-            let mut st = tx.prepare(stmt, what)?;
             for id in ids {
-                st.execute(params![id, now]).map_err(tx.sql(what))?;
+                tx.execute(stmt, args![*id, now], what)?;
             }
             Ok(())
         })
@@ -245,20 +247,16 @@ impl Ledger {
         let what = "cannot record the recovered jobs";
         self.write(Said::all(what), |tx| {
             let mut done = Vec::with_capacity(rows.len());
-            let mut st = tx.prepare(
-                    "INSERT INTO generations (dir, ready_dev, ready_ino, ready_size, ready_mtime_ns, dir_dev,
+            for r in rows {
+                let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
+                let n = tx.execute(
+                    "INSERT OR IGNORE INTO generations (dir, ready_dev, ready_ino, ready_size, ready_mtime_ns, dir_dev,
                          dir_ino, state, attempt, submit_key, job_id, job_name, created_at, submitted_at,
                          finished_at, final_state, exit_code, updated_at, seen_at, reason, nodes, elapsed_sec)
                      SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17,
                          ?17, ?18, ?19, ?20
-                     WHERE NOT EXISTS (SELECT 1 FROM generations WHERE dir = ?1)
-                     ON CONFLICT DO NOTHING",
-                what,
-            )?;
-            for r in rows {
-                let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
-                let n = st
-                    .execute(params![
+                     WHERE NOT EXISTS (SELECT 1 FROM generations WHERE dir = ?1)",
+                    args![
                         r.dir.as_bytes(),
                         i(r.ready.dev),
                         i(r.ready.ino),
@@ -268,19 +266,20 @@ impl Ledger {
                         r.dir_dev_ino.map(|d| i(d.1)),
                         r.state.as_str(),
                         r.attempt,
-                        r.key,
-                        r.job_id,
-                        r.job_name,
+                        &r.key,
+                        &r.job_id,
+                        &r.job_name,
                         r.submitted_at,
                         r.finished_at,
-                        r.final_state,
+                        r.final_state.clone(),
                         text(&r.exit_code),
                         now,
                         text(&r.detail.reason),
                         text(&r.detail.nodes),
                         r.detail.elapsed_sec.map(i),
-                    ])
-                    .map_err(tx.sql(what))?;
+                    ],
+                    what,
+                )?;
                 done.push(n == 1);
             }
             Ok(done)
@@ -291,15 +290,12 @@ impl Ledger {
     /// Returns false when the record is no longer waiting for a job (an operator cancelled or forgot it
     /// since the cycle read it): then `sbatch` must not run.
     pub fn mark_sbatch_started(&self, id: i64, now: Millis) -> Result<bool> {
-        let what = "cannot record the submission attempt";
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "UPDATE generations SET uncertain = 1, submit_tries = submit_tries + 1, updated_at = ?2
+        Ok(self.run(
+            "UPDATE generations SET uncertain = 1, submit_tries = submit_tries + 1, updated_at = ?2
                  WHERE id = ?1 AND state = 'submitting'",
-            )
-            .map_err(self.sql(what))?;
-        Ok(st.execute(params![id, now]).map_err(self.sql(what))? == 1)
+            args![id, now],
+            "cannot record the submission attempt",
+        )? == 1)
     }
 
     /// Records the job id of a submission (fresh or adopted after a lookup), with its notices.
@@ -313,7 +309,7 @@ impl Ledger {
         self.transition(
             "UPDATE generations SET state = 'submitted', job_id = ?2, submitted_at = ?3, uncertain = 0,
                  last_error = NULL, updated_at = ?3 WHERE id = ?1 AND state = 'submitting'",
-            params![id, job_id, now],
+            args![id, job_id, now],
             (id, notices, now),
             "cannot record the job id",
         )
@@ -325,7 +321,7 @@ impl Ledger {
     fn transition(
         &mut self,
         update: &str,
-        p: impl rusqlite::Params,
+        p: &[Arg],
         (id, notices, now): (i64, &[NewNotice<'_>], Millis),
         what: &'static str,
     ) -> Result<bool> {
@@ -350,13 +346,14 @@ impl Ledger {
         }
         let what = "cannot record the job ids";
         self.write(Said::all(what), |tx| {
-            let mut st = tx.prepare(
-                "UPDATE generations SET state = 'submitted', job_id = ?2, submitted_at = ?3, uncertain = 0,
-                         last_error = NULL, updated_at = ?3 WHERE id = ?1 AND state = 'submitting'",
-                what,
-            )?;
             for (id, job, notices) in done {
-                if st.execute(params![id, job, now]).map_err(tx.sql(what))? > 0 {
+                let n = tx.execute(
+                    "UPDATE generations SET state = 'submitted', job_id = ?2, submitted_at = ?3, uncertain = 0,
+                         last_error = NULL, updated_at = ?3 WHERE id = ?1 AND state = 'submitting'",
+                    args![*id, *job, now],
+                    what,
+                )?;
+                if n > 0 {
                     tx.notices(Some(*id), notices, now)?;
                 }
             }
@@ -377,7 +374,7 @@ impl Ledger {
         self.exec(
             "UPDATE generations SET last_error = ?2, uncertain = CASE WHEN ?3 THEN 0 ELSE 1 END,
                  next_try_at = ?4, updated_at = ?5 WHERE id = ?1",
-            params![id, error, certain, next_try_at, now],
+            args![id, error, certain, next_try_at, now],
             "cannot record the failed submission",
         )
     }
@@ -386,22 +383,19 @@ impl Ledger {
     /// a reload that may have fixed the config they need not sit out their back-off. `updated_at` is left
     /// alone (it still says when the last refusal happened). Returns how many records were moved.
     pub fn make_refused_due(&self, now: Millis) -> Result<usize> {
-        let what = "cannot make the refused submissions due";
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "UPDATE generations SET next_try_at = ?1
+        self.run(
+            "UPDATE generations SET next_try_at = ?1
                  WHERE state = 'submitting' AND uncertain = 0 AND last_error IS NOT NULL AND next_try_at > ?1",
-            )
-            .map_err(self.sql(what))?;
-        st.execute(params![now]).map_err(self.sql(what))
+            args![now],
+            "cannot make the refused submissions due",
+        )
     }
 
     /// Records that a key lookup found no job: the next `sbatch` is safe.
     pub fn record_lookup_empty(&self, id: i64, now: Millis) -> Result<()> {
         self.exec(
             "UPDATE generations SET uncertain = 0, updated_at = ?2 WHERE id = ?1",
-            params![id, now],
+            args![id, now],
             "cannot record the lookup",
         )
     }
@@ -421,7 +415,7 @@ impl Ledger {
                 "UPDATE generations SET state = ?2, final_state = ?3, exit_code = ?4, delete_pending = ?5,
                  failure_log_pending = ?6, finished_at = ?7, updated_at = ?7, reason = ?8, nodes = ?9,
                  elapsed_sec = ?10 WHERE id = ?1 AND state IN ('submitting', 'submitted')",
-                params![g.id, end.state.as_str(), end.final_state, end.exit_code, end.delete_pending,
+                args![g.id, end.state.as_str(), end.final_state, end.exit_code, end.delete_pending,
                     end.failure_log_pending, now, text(&d.reason), text(&d.nodes), d.elapsed_sec.map(i)],
                 "cannot record the job's end",
             )?;
@@ -451,17 +445,16 @@ impl Ledger {
         if ids.is_empty() {
             return Ok(());
         }
+        // The ids are the ledger's own integers, never input.
         let list: Vec<String> = ids.iter().map(i64::to_string).collect();
-        self.conn
-            .execute(
-                &format!(
-                    "UPDATE generations SET seen_at = ?1 WHERE state = 'submitted' AND id IN ({})",
-                    list.join(",")
-                ),
-                [now],
-            )
-            .map_err(self.sql("cannot record which jobs were seen"))?;
-        Ok(())
+        self.exec(
+            &format!(
+                "UPDATE generations SET seen_at = ?1 WHERE state = 'submitted' AND id IN ({})",
+                list.join(",")
+            ),
+            args![now],
+            "cannot record which jobs were seen",
+        )
     }
 
     /// Records that no source has shown the job for too long: it is followed no more. With its notices.
@@ -469,7 +462,7 @@ impl Ledger {
         self.transition(
             "UPDATE generations SET state = 'lost', finished_at = ?2, updated_at = ?2
                  WHERE id = ?1 AND state = 'submitted'",
-            params![id, now],
+            args![id, now],
             (id, notices, now),
             "cannot record the lost job",
         )
@@ -494,7 +487,7 @@ impl Ledger {
                  exit_code = CASE WHEN job_id IS NULL THEN NULL ELSE '0:15' END,
                  failure_log_pending = (job_id IS NOT NULL), finished_at = ?3, updated_at = ?3
              WHERE id = ?1 AND (state = 'submitted' OR (state = 'submitting' AND uncertain = 0))",
-            params![id, final_state, now],
+            args![id, final_state, now],
             (id, notices, now),
             "cannot record the cancellation",
         )
@@ -503,54 +496,47 @@ impl Ledger {
     /// Commits an operator's cancel of `id` before its job is signalled: from now on an end `CANCELLED` of
     /// that job is the operator's (`cancel_requested`). False when the record is not in flight.
     pub fn request_cancel(&self, id: i64, operator: &str, now: Millis) -> Result<bool> {
-        let what = "cannot record the cancel request";
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "INSERT OR REPLACE INTO cancel_requests(gen_id, operator, at)
+        // `REPLACE` (both databases' word): a second cancel of the same job takes the place of the first.
+        // MariaDB counts a replaced row twice (deleted, inserted): any count means it is in flight.
+        Ok(self.run(
+            "REPLACE INTO cancel_requests(gen_id, operator, at)
                  SELECT id, ?2, ?3 FROM generations WHERE id = ?1 AND state = 'submitted'",
-            )
-            .map_err(self.sql(what))?;
-        Ok(st
-            .execute(params![id, operator, now])
-            .map_err(self.sql(what))?
-            == 1)
+            args![id, operator, now],
+            "cannot record the cancel request",
+        )? >= 1)
     }
 
     /// Takes back a cancel request whose signal could not be sent: the job runs on and its end is its own.
     pub fn withdraw_cancel(&self, id: i64) -> Result<()> {
         self.exec(
             "DELETE FROM cancel_requests WHERE gen_id = ?1",
-            [id],
+            args![id],
             "cannot withdraw the cancel request",
         )
     }
 
     /// The operator who asked to cancel `id`, if one did.
     pub fn cancel_requested(&self, id: i64) -> Result<Option<String>> {
-        use rusqlite::OptionalExtension;
-        self.conn
-            .query_row(
-                "SELECT operator FROM cancel_requests WHERE gen_id = ?1",
-                [id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(self.sql("cannot read the cancel requests"))
+        let what = "cannot read the cancel requests";
+        self.row(
+            "SELECT operator FROM cancel_requests WHERE gen_id = ?1",
+            args![id],
+            what,
+        )?
+        .map(|r| r.get(0))
+        .transpose()
+        .map_err(self.sql(what))
     }
 
     /// Removes a queued attempt that was never handed to the scheduler (no `sbatch` ever ran for it, none
     /// may be running): an accidental `retry` undone. Returns false when it is no longer such a record.
     pub fn drop_unsubmitted(&self, id: i64) -> Result<bool> {
-        let what = "cannot remove the queued attempt";
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "DELETE FROM generations WHERE id = ?1 AND state = 'submitting' AND uncertain = 0
-                     AND submit_tries = 0 AND attempt > 1",
-            )
-            .map_err(self.sql(what))?;
-        Ok(st.execute([id]).map_err(self.sql(what))? == 1)
+        Ok(self.run(
+            "DELETE FROM generations WHERE id = ?1 AND state = 'submitting' AND uncertain = 0
+                 AND submit_tries = 0 AND attempt > 1",
+            args![id],
+            "cannot remove the queued attempt",
+        )? == 1)
     }
 
     /// Queues a new attempt for a finished generation (operator `retry`). Returns the new record id.
@@ -563,7 +549,7 @@ impl Ledger {
     pub fn record_failure_logged(&self, id: i64, now: Millis) -> Result<()> {
         self.exec(
             "UPDATE generations SET failure_log_pending = 0, updated_at = ?2 WHERE id = ?1",
-            params![id, now],
+            args![id, now],
             "cannot record the failure-log line",
         )
     }
@@ -579,7 +565,7 @@ impl Ledger {
         self.exec(
             "UPDATE generations SET delete_pending = 0, deleted = ?2, last_error = COALESCE(?3, last_error),
                  updated_at = ?4 WHERE id = ?1",
-            params![id, deleted, error, now],
+            args![id, deleted, error, now],
             "cannot record the cleanup",
         )
     }
@@ -589,12 +575,11 @@ impl Ledger {
     /// submitting at that moment cannot slip between check and delete. A queued intent that no `sbatch`
     /// has touched yet may go.
     pub fn forget(&self, dir: &OsStr) -> Result<usize> {
-        self.conn
-            .execute(
-                "DELETE FROM generations WHERE dir = ?1 AND NOT EXISTS (SELECT 1 FROM generations h
-                     WHERE h.dir = ?1 AND (h.state = 'submitted' OR (h.state = 'submitting' AND h.uncertain = 1)))",
-                [dir.as_bytes()],
-            )
-            .map_err(self.sql("cannot forget"))
+        self.run(
+            "DELETE FROM generations WHERE dir = ?1 AND NOT EXISTS (SELECT 1 FROM generations h
+                 WHERE h.dir = ?1 AND (h.state = 'submitted' OR (h.state = 'submitting' AND h.uncertain = 1)))",
+            args![dir.as_bytes()],
+            "cannot forget",
+        )
     }
 }

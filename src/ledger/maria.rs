@@ -1,0 +1,478 @@
+//! The ledger on a MariaDB (or MySQL) server: `behavior.ledger: mysql://USER@HOST:PORT/DATABASE`, for a
+//! ledger that outlives one login node and that two of them can share.
+//!
+//! Owns: the server's address ([`MariaTarget`]), the connection behind the ledger's seam ([`Maria`]:
+//! reconnects when the server went away, never inside a transaction), and the schema in MariaDB's own
+//! words (the same tables, columns and guards as SQLite's `schema.rs`; the counts kept by triggers; one
+//! intent per generation and attempt by a unique index). Must never: put the password in a message, a
+//! log or the process list, or create anything but its own tables in the database it is given.
+
+use std::fmt;
+use std::time::Duration;
+
+use mysql::prelude::Queryable;
+use mysql::{Conn, Opts, OptsBuilder, Params, Value};
+
+use super::sql::{Arg, Backend, DbError, Row, Sql, Val, for_maria};
+
+/// Where a ledger on a server is: from `mysql://USER@HOST[:PORT]/DATABASE[?tls=true]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MariaTarget {
+    /// Account.
+    pub user: String,
+    /// Server name or address.
+    pub host: String,
+    /// TCP port (3306 when the URL names none).
+    pub port: u16,
+    /// The database dirwatcher's tables live in.
+    pub database: String,
+    /// Password (from `behavior.ledger_password_file` or the unit's credential; never from the URL).
+    pub password: Option<String>,
+    /// Speak TLS to the server (`?tls=true`), checking its certificate against the system's roots.
+    pub tls: bool,
+}
+
+impl fmt::Debug for MariaTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl MariaTarget {
+    /// Reads `mysql://USER@HOST[:PORT]/DATABASE[?tls=true]`; the error says what is wrong, in words.
+    pub fn parse(url: &str) -> Result<MariaTarget, String> {
+        let rest = url
+            .strip_prefix("mysql://")
+            .or_else(|| url.strip_prefix("mariadb://"))
+            .ok_or("it does not start with `mysql://`")?;
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (auth, rest) = rest
+            .split_once('@')
+            .ok_or("it names no user (`mysql://USER@HOST/DATABASE`)")?;
+        if auth.contains(':') {
+            return Err(
+                "it holds a password: a password never goes in the config (it would show in `check-config`); \
+                 put it in the file `behavior.ledger_password_file` names"
+                    .into(),
+            );
+        }
+        let (hostport, database) = rest
+            .split_once('/')
+            .ok_or("it names no database (`mysql://USER@HOST/DATABASE`)")?;
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                p.parse::<u16>()
+                    .map_err(|_| format!("its port `{p}` is not a number from 1 to 65535"))?,
+            ),
+            None => (hostport, 3306),
+        };
+        let tls = match query {
+            "" | "tls=false" => false,
+            "tls=true" => true,
+            other => {
+                return Err(format!(
+                    "`?{other}` is not known (write `?tls=true` or nothing)"
+                ));
+            }
+        };
+        let word = |what: &str, v: &str| {
+            if v.is_empty() || v.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                Err(format!(
+                    "its {what} is empty or holds a space or a control character"
+                ))
+            } else {
+                Ok(v.to_string())
+            }
+        };
+        if !database
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+        {
+            return Err(format!(
+                "the database name `{database}` may hold only letters, digits, `_` and `$`"
+            ));
+        }
+        Ok(MariaTarget {
+            user: word("user", auth)?,
+            host: word("host", host)?,
+            port,
+            database: word("database", database)?,
+            password: None,
+            tls,
+        })
+    }
+
+    /// `mysql://user@host:port/database` (never the password): the ledger's name in messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "mysql://{}@{}:{}/{}{}",
+            self.user,
+            self.host,
+            self.port,
+            self.database,
+            if self.tls { "?tls=true" } else { "" }
+        )
+    }
+
+    fn opts(&self, timeout: Duration) -> Opts {
+        let mut b = OptsBuilder::new()
+            .ip_or_hostname(Some(self.host.clone()))
+            .tcp_port(self.port)
+            .user(Some(self.user.clone()))
+            .pass(self.password.clone())
+            .db_name(Some(self.database.clone()))
+            .tcp_connect_timeout(Some(timeout))
+            .read_timeout(Some(timeout))
+            .write_timeout(Some(timeout))
+            // TCP to the host as configured, never the server's socket file.
+            .prefer_socket(false)
+            // An UPDATE counts the rows it matched, as SQLite does (the guards compare with 1).
+            .additional_capabilities(mysql::consts::CapabilityFlags::CLIENT_FOUND_ROWS)
+            .init(vec![
+                // The dialect both databases speak: `||`, "quoted" names; no silent truncation.
+                "SET SESSION sql_mode = 'ANSI,STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
+                // Each statement sees what was committed before it (the guards are in the statements).
+                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            ]);
+        if self.tls {
+            b = b.ssl_opts(Some(mysql::SslOpts::default()));
+        }
+        b.into()
+    }
+}
+
+/// How long one statement may take before the server counts as gone.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A connection to the server behind the ledger's seam.
+#[derive(Debug)]
+pub struct Maria {
+    target: MariaTarget,
+    conn: Option<Conn>,
+    /// Inside a transaction: a lost connection is an error, never a silent reconnect.
+    in_tx: bool,
+    last_id: i64,
+    /// The changes this connection made itself (see [`Sql::data_version`]).
+    own_changes: i64,
+}
+
+impl Maria {
+    /// Connects to `target`.
+    pub fn connect(target: &MariaTarget) -> Result<Maria, DbError> {
+        let mut m = Maria {
+            target: target.clone(),
+            conn: None,
+            in_tx: false,
+            last_id: 0,
+            own_changes: 0,
+        };
+        m.conn()?;
+        Ok(m)
+    }
+
+    fn conn(&mut self) -> Result<&mut Conn, DbError> {
+        if self.conn.is_none() {
+            if self.in_tx {
+                return Err(DbError::Type(
+                    "the connection to the server was lost inside a transaction".into(),
+                ));
+            }
+            self.conn = Some(Conn::new(self.target.opts(STATEMENT_TIMEOUT))?);
+        }
+        Ok(self.conn.as_mut().expect("connected above"))
+    }
+
+    /// Runs `f` on the connection; an error that means the connection is gone drops it.
+    fn with<T>(&mut self, f: impl FnOnce(&mut Conn) -> mysql::Result<T>) -> Result<T, DbError> {
+        let r = f(self.conn()?).map_err(DbError::from);
+        if let Err(e) = &r
+            && e.is_connection()
+        {
+            self.conn = None;
+        }
+        r
+    }
+}
+
+fn value(a: &Arg) -> Value {
+    match a {
+        Arg::Null => Value::NULL,
+        Arg::Int(n) => Value::Int(*n),
+        Arg::Text(s) => Value::Bytes(s.as_bytes().to_vec()),
+        Arg::Blob(b) => Value::Bytes(b.clone()),
+    }
+}
+
+fn val(v: Value) -> Val {
+    match v {
+        Value::NULL => Val::Null,
+        Value::Int(n) => Val::Int(n),
+        Value::UInt(n) => Val::Int(n as i64),
+        Value::Float(x) => Val::Int(x as i64),
+        Value::Double(x) => Val::Int(x as i64),
+        Value::Bytes(b) => Val::Bytes(b),
+        other => Val::Bytes(other.as_sql(true).into_bytes()),
+    }
+}
+
+fn params(args: Vec<Arg>) -> Params {
+    if args.is_empty() {
+        Params::Empty
+    } else {
+        Params::Positional(args.iter().map(value).collect())
+    }
+}
+
+impl Sql for Maria {
+    fn backend(&self) -> Backend {
+        Backend::Maria
+    }
+
+    fn exec(&mut self, sql: &str, args: &[Arg]) -> Result<u64, DbError> {
+        if !self.in_tx {
+            // A write on its own gets its own transaction, so it moves the change counter with it.
+            self.begin()?;
+            let r = self.exec(sql, args).and_then(|n| self.commit().map(|()| n));
+            if r.is_err() {
+                let _ = self.rollback();
+            }
+            return r;
+        }
+        let (sql, args) = for_maria(sql, args)?;
+        let (n, id) = self.with(|c| {
+            c.exec_drop(&sql, params(args))?;
+            Ok((c.affected_rows(), c.last_insert_id()))
+        })?;
+        if id != 0 {
+            self.last_id = id as i64;
+        }
+        Ok(n)
+    }
+
+    fn query(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<Row>, DbError> {
+        let (sql, args) = for_maria(sql, args)?;
+        let rows: Vec<mysql::Row> = self.with(|c| c.exec(&sql, params(args)))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Row(r.unwrap().into_iter().map(val).collect()))
+            .collect())
+    }
+
+    fn last_insert_id(&mut self) -> i64 {
+        self.last_id
+    }
+
+    fn begin(&mut self) -> Result<(), DbError> {
+        self.with(|c| c.query_drop("START TRANSACTION"))?;
+        self.in_tx = true;
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), DbError> {
+        // Every committed write of this connection moves the change counter by one: a transaction that
+        // changed nothing moves it too (cheap, and the count stays exact).
+        let r = self
+            .with(|c| c.query_drop("UPDATE changes SET n = n + 1 WHERE id = 1"))
+            .and_then(|()| self.with(|c| c.query_drop("COMMIT")));
+        self.in_tx = false;
+        if r.is_ok() {
+            self.own_changes += 1;
+        }
+        r
+    }
+
+    fn rollback(&mut self) -> Result<(), DbError> {
+        self.in_tx = false;
+        match self.conn.as_mut() {
+            Some(c) => c.query_drop("ROLLBACK").map_err(DbError::from),
+            // The server rolls back a transaction whose connection is gone.
+            None => Ok(()),
+        }
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<(), DbError> {
+        self.with(|c| c.query_drop(sql))
+    }
+
+    fn data_version(&mut self) -> Result<i64, DbError> {
+        // Every write runs in a transaction that moves the counter ([`Maria::commit`]): what it moved
+        // beyond this connection's own commits, others did.
+        let n: Option<i64> = self.with(|c| c.query_first("SELECT n FROM changes WHERE id = 1"))?;
+        Ok(n.unwrap_or(0) - self.own_changes)
+    }
+}
+
+/// The tables, in MariaDB's words: the same columns and meanings as SQLite's (`schema.rs`). Directory
+/// names are bytes (`VARBINARY(255)`: one component, as the kernel allows); times are milliseconds.
+const SCHEMA: &[&str] = &[
+    r#"CREATE TABLE IF NOT EXISTS meta (
+        "key"  VARCHAR(64) PRIMARY KEY,
+        value  VARBINARY(4096) NOT NULL
+    ) ENGINE=InnoDB"#,
+    r#"CREATE TABLE IF NOT EXISTS generations (
+        id                  BIGINT PRIMARY KEY AUTO_INCREMENT,
+        dir                 VARBINARY(255) NOT NULL,
+        ready_dev           BIGINT NOT NULL,
+        ready_ino           BIGINT NOT NULL,
+        ready_size          BIGINT NOT NULL,
+        ready_mtime_ns      BIGINT NOT NULL,
+        dir_dev             BIGINT,
+        dir_ino             BIGINT,
+        state               VARCHAR(16) NOT NULL,
+        attempt             INT NOT NULL DEFAULT 1,
+        submit_tries        INT NOT NULL DEFAULT 0,
+        submit_key          VARCHAR(190) NOT NULL,
+        job_id              VARCHAR(190),
+        job_name            TEXT NOT NULL,
+        created_at          BIGINT NOT NULL,
+        submitted_at        BIGINT,
+        finished_at         BIGINT,
+        next_try_at         BIGINT NOT NULL DEFAULT 0,
+        final_state         TEXT,
+        exit_code           VARCHAR(64),
+        last_error          TEXT,
+        uncertain           TINYINT NOT NULL DEFAULT 0,
+        delete_pending      TINYINT NOT NULL DEFAULT 0,
+        failure_log_pending TINYINT NOT NULL DEFAULT 0,
+        deleted             TINYINT NOT NULL DEFAULT 0,
+        updated_at          BIGINT NOT NULL,
+        seen_at             BIGINT,
+        reason              TEXT,
+        nodes               TEXT,
+        elapsed_sec         BIGINT,
+        UNIQUE KEY generations_key (submit_key),
+        KEY generations_dir (dir, id),
+        KEY generations_state (state),
+        KEY generations_dir_ident (dir_ino, dir_dev),
+        KEY generations_effects (delete_pending, failure_log_pending),
+        KEY generations_finished (state, finished_at),
+        UNIQUE KEY generations_one_intent (dir, ready_dev, ready_ino, ready_size, ready_mtime_ns, attempt)
+    ) ENGINE=InnoDB"#,
+    r#"CREATE TABLE IF NOT EXISTS cancel_requests (
+        gen_id   BIGINT PRIMARY KEY,
+        operator VARCHAR(255) NOT NULL,
+        at       BIGINT NOT NULL
+    ) ENGINE=InnoDB"#,
+    r#"CREATE TABLE IF NOT EXISTS outbox (
+        id          BIGINT PRIMARY KEY AUTO_INCREMENT,
+        gen_id      BIGINT,
+        event       VARCHAR(32) NOT NULL,
+        channel     VARCHAR(32) NOT NULL,
+        target      TEXT NOT NULL,
+        payload     MEDIUMTEXT NOT NULL,
+        state       VARCHAR(16) NOT NULL DEFAULT 'pending',
+        attempts    INT NOT NULL DEFAULT 0,
+        next_at     BIGINT NOT NULL,
+        created_at  BIGINT NOT NULL,
+        done_at     BIGINT,
+        last_error  TEXT,
+        KEY outbox_due (state, next_at),
+        KEY outbox_channel (channel, state, id)
+    ) ENGINE=InnoDB"#,
+    r#"CREATE TABLE IF NOT EXISTS state_counts (
+        state VARCHAR(16) PRIMARY KEY,
+        n     BIGINT NOT NULL
+    ) ENGINE=InnoDB"#,
+    // Moved by every committed write (`Maria::commit`): how another writer's change is noticed.
+    r#"CREATE TABLE IF NOT EXISTS changes (
+        id TINYINT PRIMARY KEY,
+        n  BIGINT NOT NULL
+    ) ENGINE=InnoDB"#,
+    "INSERT IGNORE INTO changes(id, n) VALUES (1, 0)",
+    r#"CREATE TABLE IF NOT EXISTS schema_version (
+        version    INT PRIMARY KEY,
+        applied_at BIGINT NOT NULL
+    ) ENGINE=InnoDB"#,
+    // The counts of the latest record of every directory, kept in the transaction of every change, as
+    // SQLite's triggers keep them.
+    r#"CREATE TRIGGER IF NOT EXISTS counts_insert AFTER INSERT ON generations FOR EACH ROW BEGIN
+        UPDATE state_counts SET n = n - 1 WHERE state =
+            (SELECT state FROM generations WHERE dir = NEW.dir AND id < NEW.id ORDER BY id DESC LIMIT 1);
+        INSERT INTO state_counts(state, n) VALUES (NEW.state, 1) ON DUPLICATE KEY UPDATE n = n + 1;
+    END"#,
+    r#"CREATE TRIGGER IF NOT EXISTS counts_update AFTER UPDATE ON generations FOR EACH ROW BEGIN
+        IF OLD.state <> NEW.state AND NOT EXISTS (SELECT 1 FROM generations WHERE dir = NEW.dir AND id > NEW.id)
+        THEN
+            UPDATE state_counts SET n = n - 1 WHERE state = OLD.state;
+            INSERT INTO state_counts(state, n) VALUES (NEW.state, 1) ON DUPLICATE KEY UPDATE n = n + 1;
+        END IF;
+    END"#,
+    r#"CREATE TRIGGER IF NOT EXISTS counts_delete AFTER DELETE ON generations FOR EACH ROW BEGIN
+        IF NOT EXISTS (SELECT 1 FROM generations WHERE dir = OLD.dir AND id > OLD.id) THEN
+            UPDATE state_counts SET n = n - 1 WHERE state = OLD.state;
+            INSERT INTO state_counts(state, n)
+                SELECT state, 1 FROM generations WHERE dir = OLD.dir AND id < OLD.id ORDER BY id DESC LIMIT 1
+                ON DUPLICATE KEY UPDATE n = n + 1;
+        END IF;
+    END"#,
+];
+
+/// Whether the database holds no ledger yet (no `generations` table, or an empty one): what the start's
+/// check of a fresh ledger over a populated root asks, before anything is created.
+pub fn is_fresh(db: &mut Maria) -> Result<bool, DbError> {
+    let tables = db.query(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()
+             AND table_name = 'generations'",
+        &[],
+    )?;
+    if tables.first().map(|r| r.get::<i64>(0)).transpose()? != Some(1) {
+        return Ok(true);
+    }
+    let rows = db.query(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM generations LIMIT 1) x",
+        &[],
+    )?;
+    Ok(rows.first().map(|r| r.get::<i64>(0)).transpose()? == Some(0))
+}
+
+/// The newest schema version recorded, `None` when the database has no version table.
+pub fn stored_version(db: &mut Maria) -> Result<Option<i64>, DbError> {
+    let tables = db.query(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()
+             AND table_name = 'schema_version'",
+        &[],
+    )?;
+    if tables.first().map(|r| r.get::<i64>(0)).transpose()? != Some(1) {
+        return Ok(None);
+    }
+    let v = db.query("SELECT MAX(version) FROM schema_version", &[])?;
+    Ok(v.first()
+        .map(|r| r.get::<Option<i64>>(0))
+        .transpose()?
+        .flatten())
+}
+
+/// Creates the tables that are missing (each statement can run twice: two daemons starting at once both
+/// get the same schema) and records [`super::SCHEMA_VERSION`]; returns the ledger's id — or
+/// `Err(version)` (inside `Ok`) for a ledger newer than this binary, left untouched.
+pub fn upgrade(db: &mut Maria, fresh_id: String) -> Result<Result<String, i64>, DbError> {
+    if let Some(v) = stored_version(db)?
+        && v > super::SCHEMA_VERSION
+    {
+        return Ok(Err(v));
+    }
+    for s in SCHEMA {
+        db.batch(s)?;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    db.exec(
+        "INSERT OR IGNORE INTO schema_version(version, applied_at) VALUES (?1, ?2)",
+        &[Arg::Int(super::SCHEMA_VERSION), Arg::Int(now)],
+    )?;
+    db.exec(
+        r#"INSERT OR IGNORE INTO meta("key", value) VALUES ('instance', ?1)"#,
+        &[Arg::Text(fresh_id)],
+    )?;
+    instance(db).map(Ok)
+}
+
+/// The ledger's id, as recorded.
+pub fn instance(db: &mut Maria) -> Result<String, DbError> {
+    db.query(r#"SELECT value FROM meta WHERE "key" = 'instance'"#, &[])?
+        .first()
+        .ok_or_else(|| DbError::Type("the ledger has no id".into()))?
+        .get(0)
+}
