@@ -73,6 +73,9 @@ fn ledger_reachable(cfg: &Config) -> anyhow::Result<()> {
 
 /// Opens the ledger for reading only (never creates it), with a permission error said as such.
 fn open_read_only(cfg: &Config) -> anyhow::Result<Ledger> {
+    if let at @ crate::ledger::LedgerAt::Server(_) = cfg.behavior.ledger_at() {
+        return Ok(Ledger::open_read_only_at(&at)?);
+    }
     ledger_reachable(cfg)?;
     let p = &cfg.behavior.state_file;
     Ledger::open_read_only(p).map_err(|e| {
@@ -91,6 +94,16 @@ fn open_read_only(cfg: &Config) -> anyhow::Result<Ledger> {
 }
 
 fn open_existing(cfg: &Config) -> anyhow::Result<Ledger> {
+    if let at @ crate::ledger::LedgerAt::Server(_) = cfg.behavior.ledger_at() {
+        // Never creates the tables: the CLI writes into the ledger a daemon made.
+        if at.fresh()?.is_some() {
+            bail!(
+                "the ledger `{at}` holds no record yet: start the daemon first (it creates its tables), \
+                 or rebuild a lost ledger with `dirwatcher recover --from-slurm`"
+            );
+        }
+        return Ok(Ledger::open_at(&at)?);
+    }
     ledger_reachable(cfg)?;
     if crate::ledger::identity::look(&cfg.behavior.state_file)?
         == crate::ledger::identity::AtPath::Empty

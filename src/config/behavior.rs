@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::keys::{self, defaults};
+use crate::ledger::LedgerAt;
+use crate::ledger::maria::MariaTarget;
 use super::value::MIN_BACKOFF_SEC;
 use super::yaml::{self, EffectiveYaml};
 use super::{ConfigError, InstanceName, S, Validator};
@@ -18,8 +20,15 @@ use super::{ConfigError, InstanceName, S, Validator};
 pub struct BehaviorConfig {
     /// Delete a directory after its job COMPLETED.
     pub delete_on_success: bool,
-    /// The ledger (an SQLite database), kept on local disk.
+    /// The ledger (an SQLite database), kept on local disk; with `ledger`, the local state's place (the
+    /// lock, the status snapshot, the local executor's jobs) and nothing more.
     pub state_file: PathBuf,
+    /// The ledger on a server (`behavior.ledger`), its password filled in.
+    pub ledger: Option<MariaTarget>,
+    /// Where the ledger's password came from, for `check-config` (`file:PATH`, `credential:NAME`).
+    pub ledger_password_source: Option<String>,
+    /// How long the active daemon's lease on a shared ledger lasts without a renewal.
+    pub lease: Duration,
     /// One JSON line is appended here per failed job.
     pub failure_log: PathBuf,
     /// How many times a failed job is resubmitted on its own (0 = never, as the original).
@@ -39,6 +48,9 @@ pub struct BehaviorConfig {
 pub(super) struct RawBehavior {
     pub(super) delete_on_success: Option<bool>,
     pub(super) state_file: S<String>,
+    pub(super) ledger: S<String>,
+    pub(super) ledger_password_file: S<String>,
+    pub(super) lease_sec: S<f64>,
     pub(super) failure_log: S<String>,
     pub(super) instance: S<String>,
     pub(super) max_retries: S<i64>,
@@ -69,7 +81,11 @@ impl Validator<'_> {
             &b.submit_backoff_max_sec,
             MIN_BACKOFF_SEC,
         )?;
+        let (ledger, ledger_password_source) = self.ledger(&b)?;
         Ok(BehaviorConfig {
+            ledger,
+            ledger_password_source,
+            lease: self.seconds(&keys::BEHAVIOR_LEASE_SEC, &b.lease_sec, 2.0)?,
             delete_on_success: b.delete_on_success.unwrap_or(defaults::DELETE_ON_SUCCESS),
             state_file: self.file(
                 &keys::BEHAVIOR_STATE_FILE,
@@ -87,6 +103,36 @@ impl Validator<'_> {
             umask: self.umask(&b.umask)?,
             instance: self.instance(&b.instance)?,
         })
+    }
+
+    /// `behavior.ledger` and its password: the server's address (never with a password in it), and the
+    /// password from the unit's credential or `behavior.ledger_password_file`.
+    fn ledger(
+        &self,
+        b: &RawBehavior,
+    ) -> Result<(Option<MariaTarget>, Option<String>), ConfigError> {
+        let Some(url) = b.ledger.as_ref().filter(|v| !v.value.is_empty()) else {
+            return Ok((None, None));
+        };
+        let mut target = MariaTarget::parse(&url.value).map_err(|problem| {
+            self.err(
+                keys::BEHAVIOR_LEDGER.name,
+                Some(url.referenced.line()),
+                format!("`{}`: {problem}", url.value),
+                "write e.g. `ledger: mysql://dirwatcher@db.cluster:3306/dirwatcher`, and the password into the \
+                 file `ledger_password_file` names",
+            )
+        })?;
+        let pass = self.secret(
+            None,
+            (
+                &keys::BEHAVIOR_LEDGER_PASSWORD_FILE,
+                &b.ledger_password_file,
+            ),
+            (&keys::BEHAVIOR_LEDGER_PASSWORD_FILE, &None),
+        )?;
+        target.password = pass.as_ref().map(|(p, _)| p.expose().to_string());
+        Ok((Some(target), pass.map(|(_, s)| s)))
     }
 
     /// `behavior.instance`: a name [`InstanceName`] takes, or none (empty counts as none).
@@ -124,6 +170,14 @@ impl Validator<'_> {
 }
 
 impl BehaviorConfig {
+    /// Where the ledger is: the server of `behavior.ledger`, else the SQLite `state_file`.
+    pub fn ledger_at(&self) -> LedgerAt {
+        match &self.ledger {
+            Some(t) => LedgerAt::Server(t.clone()),
+            None => LedgerAt::File(self.state_file.clone()),
+        }
+    }
+
     /// The section's own lines of the effective config (the e-mail keys follow, from [`super::smtp`]).
     pub(super) fn put(&self, y: &mut EffectiveYaml) {
         use keys::*;
@@ -132,6 +186,16 @@ impl BehaviorConfig {
             self.delete_on_success.to_string(),
         );
         y.put(&BEHAVIOR_STATE_FILE, yaml::path(&self.state_file));
+        y.put(
+            &BEHAVIOR_LEDGER,
+            yaml::opt(self.ledger.as_ref().map(MariaTarget::describe).as_deref()),
+        );
+        yaml::put_secret(
+            y,
+            [None, Some(&BEHAVIOR_LEDGER_PASSWORD_FILE), None],
+            self.ledger_password_source.as_deref(),
+        );
+        y.put(&BEHAVIOR_LEASE_SEC, yaml::secs(self.lease));
         y.put(&BEHAVIOR_FAILURE_LOG, yaml::path(&self.failure_log));
         y.put(
             &BEHAVIOR_INSTANCE,

@@ -73,6 +73,9 @@ pub mod defaults {
     /// database, and a config carried over from the original names its `state.json` explicitly, which the
     /// ledger then refuses with a clear message instead of mistaking it for its own.
     pub const STATE_FILE: &str = "/var/lib/dirwatcher/state.db";
+    /// `behavior.lease_sec`: slurmctld's own `SlurmctldTimeout` is 120 s; a login node's standby may
+    /// take over sooner, since the lease is renewed every cycle and a takeover never doubles a job.
+    pub const LEASE_SEC: f64 = 15.0;
     /// `behavior.failure_log`.
     pub const FAILURE_LOG: &str = "/var/log/dirwatcher/failed_jobs.log";
     /// `behavior.max_retries` (0 = never, as the original).
@@ -428,6 +431,28 @@ pub const BEHAVIOR_STATE_FILE: Key = key(
     Text(defaults::STATE_FILE),
     "the ledger (an SQLite database, whatever the name); keep it on local disk",
 );
+/// `behavior.ledger`.
+pub const BEHAVIOR_LEDGER: Key = key(
+    "behavior.ledger",
+    Unset,
+    "the ledger on a MariaDB/MySQL server instead of the SQLite `state_file`: \
+     `mysql://USER@HOST:PORT/DATABASE` (add `?tls=true` for TLS); two login nodes with the same config \
+     share it, one active at a time",
+);
+/// `behavior.ledger_password_file`.
+pub const BEHAVIOR_LEDGER_PASSWORD_FILE: Key = key(
+    "behavior.ledger_password_file",
+    Unset,
+    "file holding the password of `behavior.ledger`'s user (one line, mode 0600); the unit's credential \
+     `ledger_password` comes first",
+);
+/// `behavior.lease_sec`.
+pub const BEHAVIOR_LEASE_SEC: Key = key(
+    "behavior.lease_sec",
+    Seconds(defaults::LEASE_SEC),
+    "with a shared `behavior.ledger`: how long the active daemon's lease lasts without a renewal; the \
+     standby takes over once it has run out",
+);
 /// `behavior.failure_log`.
 pub const BEHAVIOR_FAILURE_LOG: Key = key(
     "behavior.failure_log",
@@ -681,6 +706,9 @@ pub const ALL: &[Key] = &[
     JOB_SUBMIT_RATE,
     BEHAVIOR_DELETE_ON_SUCCESS,
     BEHAVIOR_STATE_FILE,
+    BEHAVIOR_LEDGER,
+    BEHAVIOR_LEDGER_PASSWORD_FILE,
+    BEHAVIOR_LEASE_SEC,
     BEHAVIOR_FAILURE_LOG,
     BEHAVIOR_INSTANCE,
     BEHAVIOR_MAX_RETRIES,

@@ -193,16 +193,11 @@ fn fresh_ledger_gate(
     opts: &StartOptions,
     root: &Root,
 ) -> Result<Option<Vec<String>>, StartError> {
-    let path = &paths.ledger;
-    let at = crate::ledger::identity::look(path).map_err(|source| {
-        StartError::Ledger(LedgerError::Create {
-            path: path.clone(),
-            source,
-        })
-    })?;
-    if !at.is_fresh() {
+    let at = cfg.behavior.ledger_at();
+    let path = &at.name();
+    let Some(found) = at.fresh()? else {
         return Ok(None);
-    }
+    };
     let output = match output_dir::place(cfg) {
         Place::Checked { root, rel } => Some(root.join(rel)),
         _ => None,
@@ -233,7 +228,7 @@ fn fresh_ledger_gate(
     }
     Err(StartError::LedgerLost {
         path: path.clone(),
-        found: at.word(),
+        found,
         traces,
         config: cfg.source.clone(),
     })
@@ -549,10 +544,10 @@ impl Daemon {
         })?;
         let fresh = fresh_ledger_gate(&cfg, &paths, &opts, &root)?;
         let last_used = crate::ledger::identity::ledger_named_by_lock(&paths.lock);
-        let ledger = Ledger::open_exclusive(&paths.ledger, &cfg.watch.root)?;
+        let ledger = Ledger::open_exclusive_at(&cfg.behavior.ledger_at(), &cfg.watch.root)?;
         if let Some(last) = last_used.filter(|l| l != ledger.id() && fresh.is_none()) {
             return Err(StartError::LedgerReplaced {
-                path: paths.ledger.clone(),
+                path: ledger.path().to_path_buf(),
                 found: ledger.id().to_string(),
                 last,
                 lock: paths.lock.clone(),

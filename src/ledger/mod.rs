@@ -179,6 +179,36 @@ impl std::fmt::Display for LedgerAt {
     }
 }
 
+impl LedgerAt {
+    /// Whether nothing of a ledger is there yet (no file, an empty one, a database without a record):
+    /// `Some` with the words for it, checked before the ledger is opened (which creates it).
+    pub fn fresh(&self) -> Result<Option<&'static str>> {
+        match self {
+            LedgerAt::File(path) => {
+                let at = identity::look(path).map_err(|source| LedgerError::Create {
+                    path: path.clone(),
+                    source,
+                })?;
+                Ok(at.is_fresh().then(|| at.word()))
+            }
+            LedgerAt::Server(t) => {
+                let name = PathBuf::from(t.describe());
+                let mut db = maria::Maria::connect(t).map_err(sqle(&name, "cannot connect"))?;
+                let fresh = maria::is_fresh(&mut db).map_err(sqle(&name, "cannot read"))?;
+                Ok(fresh.then_some("without a record (a new database)"))
+            }
+        }
+    }
+
+    /// The ledger's name in messages: its file, or its server's address.
+    pub fn name(&self) -> PathBuf {
+        match self {
+            LedgerAt::File(p) => p.clone(),
+            LedgerAt::Server(t) => PathBuf::from(t.describe()),
+        }
+    }
+}
+
 /// Result alias of this module.
 pub type Result<T> = std::result::Result<T, LedgerError>;
 

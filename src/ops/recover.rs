@@ -96,19 +96,18 @@ fn open_ledger(
     cfg: &Config,
     dry_run: bool,
 ) -> anyhow::Result<(Option<std::fs::File>, Option<Ledger>)> {
+    let at = cfg.behavior.ledger_at();
     Ok(if dry_run {
-        let l = match crate::ledger::identity::look(&cfg.behavior.state_file)? {
-            crate::ledger::identity::AtPath::Ledger => {
-                Some(Ledger::open_read_only(&cfg.behavior.state_file)?)
-            }
-            _ => None,
+        let l = match at.fresh()? {
+            None => Some(Ledger::open_read_only_at(&at)?),
+            Some(_) => None,
         };
         (None, l)
     } else {
         let mut lock = crate::ledger::identity::take_lock_file(
             &crate::state_paths::StatePaths::of(&cfg.behavior.state_file),
         )?;
-        let l = Ledger::open_exclusive(&cfg.behavior.state_file, &cfg.watch.root)?;
+        let l = Ledger::open_exclusive_at(&at, &cfg.watch.root)?;
         // This is the ledger of this state directory from now on (a start would take another for a
         // replaced one).
         crate::ledger::identity::name_ledger_in_lock(&mut lock, l.id())?;
