@@ -9,11 +9,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::keys::{self, defaults};
-use crate::ledger::LedgerAt;
-use crate::ledger::maria::MariaTarget;
 use super::value::MIN_BACKOFF_SEC;
 use super::yaml::{self, EffectiveYaml};
 use super::{ConfigError, InstanceName, S, Validator};
+use crate::ledger::LedgerAt;
+use crate::ledger::maria::MariaTarget;
 
 /// `behavior:` section, validated.
 #[derive(Debug, Clone)]

@@ -637,7 +637,7 @@ impl Daemon {
         // running stays in the outbox and is sent after the restart).
         self.record_deliveries();
         self.observers.stopping();
-        say::stopped(&self.cfg.behavior.state_file);
+        say::stopped(&self.cfg.behavior.ledger_at().name());
     }
 
     /// Re-reads the config file; an invalid one is refused and the old one stays. `watch.root` and

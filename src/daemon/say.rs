@@ -54,6 +54,7 @@ pub fn started(c: &Config, executor: &str) {
         root = %field(&c.watch.root),
         executor,
         state_file = %field(&c.behavior.state_file),
+        ledger = %c.behavior.ledger_at(),
         "dirwatcher started: watching {} for `{}` every {:?} ({} checks {:?} apart), executor {}",
         show(&c.watch.root),
         c.watch.signal_filename.to_string_lossy(),
@@ -115,10 +116,10 @@ pub fn reload_refused(e: &dyn std::error::Error) {
 pub fn ledger_failed(what: &str, e: &dyn std::error::Error, edge: OutageEdge) {
     match edge {
         OutageEdge::Started => warn!(
-            "cannot write the state file ({what}): {}; nothing will be submitted until it is writable again",
+            "cannot write the ledger ({what}): {}; nothing will be submitted until it is writable again",
             error_chain(e)
         ),
-        _ => debug!("state file still failing ({what}): {}", error_chain(e)),
+        _ => debug!("the ledger still fails ({what}): {}", error_chain(e)),
     }
 }
 
@@ -126,7 +127,7 @@ pub fn ledger_failed(what: &str, e: &dyn std::error::Error, edge: OutageEdge) {
 pub fn ledger_back(edge: OutageEdge) {
     if let OutageEdge::Ended { lasted, failures } = edge {
         info!(
-            "state file writable again after {} ({failures} failed writes)",
+            "the ledger is writable again after {} ({failures} failed writes)",
             human(lasted)
         );
     }

@@ -452,7 +452,7 @@ pub fn upgrade(db: &mut Maria, fresh_id: String) -> Result<Result<String, i64>, 
     {
         return Ok(Err(v));
     }
-    for s in SCHEMA {
+    for s in SCHEMA.iter().chain(&super::lease::SCHEMA) {
         db.batch(s)?;
     }
     let now = std::time::SystemTime::now()

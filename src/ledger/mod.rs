@@ -37,6 +37,7 @@ use rusqlite::Connection;
 use sql::{Backend, DbError, Sql, Sqlite, args};
 
 pub mod identity;
+pub mod lease;
 pub mod maria;
 mod outbox;
 mod read;
@@ -147,8 +148,20 @@ pub enum LedgerError {
          dirwatcher wrote to this ledger; nothing was submitted twice — stop the other daemon"
     )]
     DoubleIntent(PathBuf),
+    /// This process's lease on a shared ledger is gone (another daemon took over, or it ran out): it
+    /// may write nothing more.
+    #[error(
+        "the lease on the ledger `{path}` (epoch {epoch}) is no longer this daemon's: another took over or \
+         it ran out; nothing more is written from here"
+    )]
+    Deposed {
+        /// The ledger.
+        path: PathBuf,
+        /// The epoch this daemon held.
+        epoch: i64,
+    },
     /// The database said no (disk full, read-only, locked, corrupt; the server gone).
-    #[error("state file `{path}`: {what}")]
+    #[error("ledger `{path}`: {what}")]
     Sql {
         /// The database file (or the server's address).
         path: PathBuf,
@@ -243,6 +256,8 @@ pub struct Ledger {
     instance: String,
     /// The lock on the ledger file itself, for the daemon and `recover` (not the CLI's short writes).
     held: Option<identity::Held>,
+    /// The lease this process holds on a shared ledger: every write transaction is fenced by it.
+    fence: Option<lease::Held>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -402,6 +417,7 @@ impl Ledger {
             path: path.to_path_buf(),
             instance,
             held: None,
+            fence: None,
         }
     }
 

@@ -197,10 +197,11 @@ impl fmt::Display for DbError {
 }
 
 impl std::error::Error for DbError {
+    // The driver's error is this one's text: its own cause comes next (never itself again).
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            DbError::Sqlite(e) => Some(e),
-            DbError::Maria(e) => Some(e),
+            DbError::Sqlite(e) => e.source(),
+            DbError::Maria(e) => e.source(),
             DbError::Type(_) => None,
         }
     }

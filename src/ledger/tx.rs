@@ -78,6 +78,14 @@ impl Tx<'_> {
         Ok(n as usize)
     }
 
+    /// Runs one query; returns its rows.
+    pub(super) fn query(&self, sql: &str, args: &[Arg], what: &'static str) -> Result<Vec<Row>> {
+        self.db
+            .borrow_mut()
+            .query(sql, args)
+            .map_err(self.sql(what))
+    }
+
     /// The id the last insert gave its row.
     pub(super) fn last_insert_id(&self) -> i64 {
         self.db.borrow_mut().last_insert_id()
@@ -116,7 +124,7 @@ impl Ledger {
             path: &self.path,
             instance: &self.instance,
         };
-        let done = f(&tx).and_then(|out| {
+        let done = self.fence(&tx).and_then(|()| f(&tx)).and_then(|out| {
             self.db
                 .borrow_mut()
                 .commit()
@@ -135,8 +143,33 @@ impl Ledger {
         self.run(sql, args, what).map(|_| ())
     }
 
-    /// Runs one statement, committed on its own; returns how many rows it matched.
+    /// Runs one statement, committed on its own (fenced by the lease this process holds, if any);
+    /// returns how many rows it matched.
     pub(super) fn run(&self, sql: &str, args: &[Arg], what: &'static str) -> Result<usize> {
+        if self.fence.is_none() {
+            return self.run_unfenced(sql, args, what);
+        }
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.write_once(Said::all(what), &mut |tx: &Tx<'_>| {
+                tx.execute(sql, args, what)
+            }) {
+                Err(LedgerError::Sql { source, .. }) if source.is_transient() && tries < TRIES => {
+                    std::thread::sleep(std::time::Duration::from_millis(10 << tries));
+                }
+                out => return out,
+            }
+        }
+    }
+
+    /// [`Ledger::run`] without the lease's check (the lease's own statements).
+    pub(super) fn run_unfenced(
+        &self,
+        sql: &str,
+        args: &[Arg],
+        what: &'static str,
+    ) -> Result<usize> {
         let n = self
             .db
             .borrow_mut()

@@ -326,7 +326,7 @@ fn full_state_store_submits_nothing_and_loses_nothing() {
     for n in &names {
         env.ready_dir(n);
     }
-    d.wait_log("cannot write the state file", Duration::from_secs(60));
+    d.wait_log("cannot write the ledger", Duration::from_secs(60));
     for n in &names {
         assert!(
             squeue_named(&env.job_name(n)).is_empty(),

@@ -5,14 +5,13 @@
 //! the database stopped, the rows wait in the outbox and are written once it is back, none twice; the
 //! start-up read of the active rows names the one the ledger does not know.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use mysql::prelude::Queryable;
 
 use crate::harness::*;
+use crate::mariadb::MariaDb;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -20,139 +19,6 @@ const DEADLINE: Duration = Duration::from_secs(60);
 /// waits for a file `GO` (the test lets it end once it has seen the submission's row).
 const JOB: &str = "wrap_cmd: \"if [ -e WAIT ]; then while [ ! -e GO ]; do sleep 0.1; done; fi; \
                    if [ -e FAIL ]; then echo failing; exit 3; fi; echo fine\"";
-
-/// A private MariaDB server: `mariadb-install-db` into a temporary folder, `mariadbd` on a free port.
-struct MariaDb {
-    dir: PathBuf,
-    port: u16,
-    child: Option<Child>,
-}
-
-/// The paths of the server's programs, or `None` (the test is skipped, or fails when CI requires it).
-fn mariadb_programs(test: &str) -> Option<(PathBuf, PathBuf)> {
-    let find = |names: &[&str], dirs: &[&str]| {
-        dirs.iter()
-            .flat_map(|d| names.iter().map(move |n| Path::new(d).join(n)))
-            .find(|p| p.is_file())
-    };
-    let server = find(&["mariadbd", "mysqld"], &["/usr/sbin", "/usr/bin"]);
-    let install = find(
-        &["mariadb-install-db", "mysql_install_db"],
-        &["/usr/bin", "/usr/sbin"],
-    );
-    match (server, install) {
-        (Some(s), Some(i)) => Some((s, i)),
-        _ if slurm_required() => panic!(
-            "{test}: MariaDB is required in CI (it comes with the Slurm test cluster: \
-             `scripts/slurm-dev-cluster.sh up` installs mariadb-server)"
-        ),
-        _ => {
-            eprintln!("SKIPPED {test}: no mariadbd (apt-get install mariadb-server)");
-            None
-        }
-    }
-}
-
-impl MariaDb {
-    fn start(test: &str, under: &Path) -> Option<MariaDb> {
-        let (_, install) = mariadb_programs(test)?;
-        let dir = under.join("mariadb");
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = Command::new(install)
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", dir.join("data").display()))
-            .args([
-                "--user=root",
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "mariadb-install-db failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut db = MariaDb {
-            dir,
-            port,
-            child: None,
-        };
-        db.launch();
-        Some(db)
-    }
-
-    /// Starts the server on its data directory and port; returns once it answers.
-    fn launch(&mut self) {
-        let (server, _) = mariadb_programs("mariadb").unwrap();
-        let d = &self.dir;
-        let child = Command::new(server)
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", d.join("data").display()))
-            .arg(format!("--socket={}", d.join("sock").display()))
-            .arg(format!("--pid-file={}", d.join("pid").display()))
-            .arg(format!("--log-error={}", d.join("error.log").display()))
-            .arg(format!("--port={}", self.port))
-            .args([
-                "--bind-address=127.0.0.1",
-                "--user=root",
-                "--skip-log-bin",
-                "--innodb-buffer-pool-size=16M",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let port = self.port;
-        wait_for(DEADLINE, "MariaDB to answer", || {
-            mysql::Conn::new(root_opts(port)).ok()
-        });
-    }
-
-    /// Stops the server (SIGTERM, as `systemctl stop` does) and waits for it to exit.
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            c.wait().unwrap();
-        }
-    }
-
-    fn root(&self) -> mysql::Conn {
-        mysql::Conn::new(root_opts(self.port)).unwrap()
-    }
-
-    fn app(&self) -> mysql::Conn {
-        mysql::Conn::new(
-            mysql::OptsBuilder::from_opts(root_opts(self.port)).db_name(Some("webapp")),
-        )
-        .unwrap()
-    }
-}
-
-impl Drop for MariaDb {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn root_opts(port: u16) -> mysql::Opts {
-    mysql::OptsBuilder::new()
-        .ip_or_hostname(Some("127.0.0.1"))
-        .tcp_port(port)
-        .user(Some("root"))
-        .prefer_socket(false)
-        .into()
-}
 
 /// The web application's database as the original writes to it: `jobs`, and the `games` and `users` it
 /// looks up; a user for dirwatcher with a password.

@@ -90,6 +90,9 @@ pub struct TestEnv {
     pub failure_log_at: PathBuf,
     /// Whole sections written after the others, as YAML (e.g. the original's `db:`).
     pub more: String,
+    /// The ledger on a server, for the test's own reads (the config names it for the daemon); `None`:
+    /// the SQLite file `state`.
+    pub ledger: Option<dirwatcher::ledger::maria::MariaTarget>,
 }
 
 impl TestEnv {
@@ -131,6 +134,7 @@ impl TestEnv {
             state: tmp.path().join("state.db"),
             failure_log_at: tmp.path().join("failed.log"),
             more: String::new(),
+            ledger: None,
             tmp,
         }
     }
@@ -232,15 +236,25 @@ impl TestEnv {
         )
     }
 
+    /// Where the ledger is, as the test reads it.
+    pub fn ledger_at(&self) -> dirwatcher::ledger::LedgerAt {
+        match &self.ledger {
+            Some(t) => dirwatcher::ledger::LedgerAt::Server(t.clone()),
+            None => dirwatcher::ledger::LedgerAt::File(self.state_file()),
+        }
+    }
+
+    /// The ledger, opened for the test's reads.
+    pub fn open_ledger(&self) -> dirwatcher::ledger::Ledger {
+        dirwatcher::ledger::Ledger::open_at(&self.ledger_at()).unwrap()
+    }
+
     /// Number of directories with a job id in the ledger.
     pub fn submitted_count(&self) -> u64 {
-        if !self.state_file().exists() {
+        if self.ledger.is_none() && !self.state_file().exists() {
             return 0;
         }
-        let c = dirwatcher::ledger::Ledger::open(&self.state_file())
-            .unwrap()
-            .counts()
-            .unwrap();
+        let c = self.open_ledger().counts().unwrap();
         c.submitted + c.completed + c.failed
     }
 
@@ -280,7 +294,7 @@ impl TestEnv {
 
     /// All ledger rows of one directory, via `sqlite3`-free access: the library itself.
     pub fn history(&self, dir: &Path) -> Vec<dirwatcher::engine::Generation> {
-        let l = dirwatcher::ledger::Ledger::open(&self.state_file()).unwrap();
+        let l = self.open_ledger();
         l.history(dir.file_name().unwrap()).unwrap()
     }
 
