@@ -8,7 +8,7 @@ use crossbeam_channel::unbounded;
 
 use crate::cli::ConfigFile;
 use crate::config::Config;
-use crate::daemon::{Daemon, Flow, StartOptions};
+use crate::daemon::{Daemon, Ended, Flow, StartError, StartOptions, standby};
 use crate::logging;
 
 use super::error::AppError;
@@ -70,15 +70,37 @@ pub(super) fn run_daemon(
         catch_up,
         ask_accounting: true,
     };
-    let mut daemon = Daemon::start(cfg, opts).map_err(AppError::Start)?;
+    let shared = cfg.behavior.ledger.is_some();
+    let mut first = Some(Daemon::start(cfg.clone(), opts));
     signals::spawn(tx.clone(), span)?;
-    if let Some(task) = side_task {
-        std::thread::spawn(task);
-    }
-    if once {
-        let _: Flow = daemon.cycle(&rx);
-    } else {
-        daemon.run(&rx);
+    let mut side_task = side_task;
+    loop {
+        let started = first
+            .take()
+            .unwrap_or_else(|| Daemon::start(cfg.clone(), opts));
+        let mut daemon = match started {
+            Ok(d) => d,
+            // Two login nodes, one ledger: this one waits until the other's lease is free, then starts.
+            Err(StartError::Standby { ledger, lease }) if shared && !once => {
+                if standby(&cfg, &rx, &ledger, &lease) {
+                    continue;
+                }
+                break;
+            }
+            Err(e) => return Err(AppError::Start(e)),
+        };
+        if let Some(task) = side_task.take() {
+            std::thread::spawn(task);
+        }
+        if once {
+            let _: Flow = daemon.cycle(&rx);
+            break;
+        }
+        match daemon.run(&rx) {
+            Ended::Stopped => break,
+            // Another daemon took over: this one lets go of everything and waits as standby.
+            Ended::Deposed => drop(daemon),
+        }
     }
     drop(tx);
     Ok(())

@@ -11,6 +11,7 @@
 mod dispatch;
 mod flight;
 mod known;
+mod lead;
 mod observers;
 mod publish;
 mod say;
@@ -63,7 +64,21 @@ pub enum Flow {
     Reload,
     /// A stop was requested.
     Stop,
+    /// This daemon is no longer the active one on a shared ledger: stop acting, wait as standby.
+    Deposed,
 }
+
+/// How the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// A stop was asked for (a signal, the end of the events).
+    Stopped,
+    /// Another daemon took over the shared ledger.
+    Deposed,
+}
+
+pub use lead::{holder_name, standby};
+pub use crate::ledger::lease::LeaseInfo;
 
 /// Builds the scheduler for a config: at start and after every reload.
 pub type SchedulerFactory = Box<dyn Fn(&Config) -> Box<dyn Scheduler> + Send>;
@@ -94,6 +109,17 @@ pub enum StartError {
     /// The ledger could not be opened.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// Another daemon holds the shared ledger's lease: this one waits as standby.
+    #[error(
+        "the ledger `{ledger}` is held by {} (epoch {}, since {} UTC): this daemon is the standby",
+        .lease.holder, .lease.epoch, .lease.since
+    )]
+    Standby {
+        /// The ledger.
+        ledger: PathBuf,
+        /// The lease as the server shows it.
+        lease: LeaseInfo,
+    },
     /// The ledger is missing or empty, while an earlier one left its traces: a new one would run finished
     /// directories again.
     #[error(
@@ -173,7 +199,7 @@ pub fn lock_state(paths: &StatePaths) -> Result<File, StartError> {
 }
 
 /// How the daemon starts.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct StartOptions {
     /// `run --catch-up`: a new ledger over a root an earlier ledger served processes every ready directory
     /// as new (without it, that start is refused).
@@ -472,6 +498,8 @@ pub struct Daemon {
     memory: Memory,
     /// The pace of submissions.
     pacing: Pacing,
+    /// The lease held on a shared ledger (`None`: an SQLite ledger, its file lock is enough).
+    lead: Option<lead::Lead>,
     /// The single-instance lock; released when the daemon is dropped.
     _lock: File,
 }
@@ -544,7 +572,8 @@ impl Daemon {
         })?;
         let fresh = fresh_ledger_gate(&cfg, &paths, &opts, &root)?;
         let last_used = crate::ledger::identity::ledger_named_by_lock(&paths.lock);
-        let ledger = Ledger::open_exclusive_at(&cfg.behavior.ledger_at(), &cfg.watch.root)?;
+        let mut ledger = Ledger::open_exclusive_at(&cfg.behavior.ledger_at(), &cfg.watch.root)?;
+        let lead = Daemon::lead(&cfg, &mut ledger, clock.mono())?;
         if let Some(last) = last_used.filter(|l| l != ledger.id() && fresh.is_none()) {
             return Err(StartError::LedgerReplaced {
                 path: ledger.path().to_path_buf(),
@@ -597,12 +626,44 @@ impl Daemon {
                 ..Memory::default()
             },
             pacing,
+            lead,
             _lock: lock,
         })
     }
 
-    /// Runs cycles until a Terminate event arrives.
-    pub fn run(&mut self, events: &Receiver<Event>) {
+    /// On a shared ledger: takes the lease, or says who holds it ([`StartError::Standby`]).
+    fn lead(
+        cfg: &Config,
+        ledger: &mut Ledger,
+        now: crate::time::Millis,
+    ) -> Result<Option<lead::Lead>, StartError> {
+        if !ledger.is_shared() {
+            return Ok(None);
+        }
+        let holder = holder_name(cfg.behavior.instance.as_ref().map(|n| n.as_str()));
+        match ledger.claim_lease(&holder, cfg.behavior.lease)? {
+            Some(held) => {
+                say::leading(ledger.path(), &held);
+                Ok(Some(lead::Lead {
+                    held,
+                    lease: cfg.behavior.lease,
+                    renewed: now,
+                }))
+            }
+            None => Err(StartError::Standby {
+                ledger: ledger.path().to_path_buf(),
+                lease: ledger.lease_info()?.unwrap_or(LeaseInfo {
+                    holder: String::new(),
+                    epoch: 0,
+                    since: String::new(),
+                    left_ms: 0,
+                }),
+            }),
+        }
+    }
+
+    /// Runs cycles until a Terminate event arrives, or another daemon takes the shared ledger over.
+    pub fn run(&mut self, events: &Receiver<Event>) -> Ended {
         say::started(&self.cfg, self.sched.name());
         say::environment_withheld(&crate::process::withheld_slurm_names(std::env::vars_os()));
         for w in output_dir::warnings(&self.cfg) {
@@ -615,9 +676,10 @@ impl Daemon {
         self.output_ready();
         say::telling(&self.cfg, &self.telling.email);
         self.start_db_sync();
-        loop {
+        let ended = loop {
             match self.cycle(events) {
-                Flow::Stop => break,
+                Flow::Stop => break Ended::Stopped,
+                Flow::Deposed => break Ended::Deposed,
                 Flow::Reload => {
                     self.reload();
                     continue;
@@ -627,17 +689,22 @@ impl Daemon {
             let now = self.clock.mono();
             let wake = self.schedule.wake(now, self.clock.wall());
             let wait = Duration::from_millis(u64::try_from(wake - now).unwrap_or(0));
-            match events.recv_timeout(self.observers.notifier.cap_wait(wait)) {
-                Ok(Event::Terminate) | Err(RecvTimeoutError::Disconnected) => break,
+            let wait = self.cap_for_lease(self.observers.notifier.cap_wait(wait));
+            match events.recv_timeout(wait) {
+                Ok(Event::Terminate) | Err(RecvTimeoutError::Disconnected) => break Ended::Stopped,
                 Ok(Event::Reload) => self.reload(),
                 Err(RecvTimeoutError::Timeout) => {}
             }
-        }
+        };
         // What the delivery workers finished meanwhile is recorded (never waited for: a delivery still
         // running stays in the outbox and is sent after the restart).
         self.record_deliveries();
-        self.observers.stopping();
-        say::stopped(&self.cfg.behavior.ledger_at().name());
+        if ended == Ended::Stopped {
+            self.hand_back_lease();
+            self.observers.stopping();
+            say::stopped(&self.cfg.behavior.ledger_at().name());
+        }
+        ended
     }
 
     /// Re-reads the config file; an invalid one is refused and the old one stays. `watch.root` and
@@ -726,6 +793,9 @@ impl Daemon {
     /// One cycle: every step once, in order. Public for tests and for `run --once`.
     pub fn cycle(&mut self, events: &Receiver<Event>) -> Flow {
         let now = self.clock.mono();
+        if !self.keep_lease(now) {
+            return Flow::Deposed;
+        }
         if let Err(problem) = self.ledger.check_file() {
             // What would be written now is lost at the next start: nothing is scanned, submitted or
             // deleted, and the loop only keeps telling systemd it lives.

@@ -731,3 +731,62 @@ pub fn db_synced(rows: usize, unknown: usize) {
         );
     }
 }
+
+/// This daemon took the shared ledger's lease: it is the active one.
+pub fn leading(ledger: &Path, held: &crate::ledger::lease::Held) {
+    info!(
+        event = "leading",
+        holder = %held.holder,
+        epoch = held.epoch,
+        "this daemon ({}) is the active one on the ledger {} (lease epoch {}): it scans, submits, deletes and tells",
+        held.holder,
+        show(ledger),
+        held.epoch
+    );
+}
+
+/// This daemon lost the shared ledger's lease.
+pub fn deposed(ledger: &Path, held: &crate::ledger::lease::Held, why: &str) {
+    warn!(
+        event = "deposed",
+        holder = %held.holder,
+        epoch = held.epoch,
+        "this daemon ({}) is no longer the active one on the ledger {} (lease epoch {}): {why}; it stops \
+         acting and waits as standby",
+        held.holder,
+        show(ledger),
+        held.epoch
+    );
+}
+
+/// The lease could not be handed back at a stop: the standby takes over once it runs out.
+pub fn lease_not_handed_back(e: &dyn std::error::Error) {
+    warn!(
+        "could not hand the ledger's lease back at this stop ({}): the standby takes over once it runs out",
+        error_chain(e)
+    );
+}
+
+/// This daemon waits as standby.
+pub fn standby(ledger: &Path, lease: &crate::ledger::lease::LeaseInfo, lease_sec: std::time::Duration) {
+    info!(
+        event = "standby",
+        active = %lease.holder,
+        epoch = lease.epoch,
+        "standby: the ledger {} is held by {} (lease epoch {}, since {} UTC); this daemon takes over when \
+         that lease runs out (it lasts {} without a renewal) or is handed back",
+        show(ledger),
+        lease.holder,
+        lease.epoch,
+        lease.since,
+        human(lease_sec.as_millis() as i64)
+    );
+}
+
+/// The standby cannot read the lease (the server is away): it keeps looking.
+pub fn standby_cannot_look(e: &dyn std::error::Error) {
+    warn!(
+        "standby: cannot read the ledger's lease ({}); looking again, and taking over once it is free",
+        error_chain(e)
+    );
+}

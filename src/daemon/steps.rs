@@ -160,7 +160,7 @@ impl Daemon {
         }
     }
 
-    fn ledger_ok(&mut self) {
+    pub(super) fn ledger_ok(&mut self) {
         self.counts.stale = true;
         say::ledger_back(self.health.ledger.succeeded(self.clock.mono()));
     }
@@ -512,7 +512,7 @@ impl Daemon {
     /// They are read only when some may be due (a job ended with effects, another connection wrote, or
     /// one is still waiting after a failure): an idle cycle reads nothing.
     pub(super) fn finish_effects(&mut self) {
-        if !self.memory.effects_due {
+        if !self.memory.effects_due || !self.may_act() {
             return;
         }
         let due = match self.ledger.pending_effects() {
@@ -1018,6 +1018,10 @@ impl Daemon {
                 Ok(Event::Terminate) => return Flow::Stop,
                 Ok(Event::Reload) => return Flow::Reload,
                 Err(_) => {}
+            }
+            if !self.may_act() {
+                // The lease may have run out: the next cycle renews it, or steps down.
+                return Flow::Continue;
             }
             let now = self.clock.mono();
             let want = rest.len().min(SUBMIT_CHUNK);

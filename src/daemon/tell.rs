@@ -37,7 +37,7 @@ impl Daemon {
         self.record_deliveries();
         self.prune_delivered();
         let idle = self.telling.dispatch.idle_channels();
-        if idle.is_empty() {
+        if idle.is_empty() || !self.may_act() {
             return;
         }
         let wall = self.clock.wall();
