@@ -436,7 +436,7 @@ fn look_at_rules(
             Ok(marker)
         }
         Ok(Err(why)) => {
-            let words = why.words();
+            let words = hold_words(cfg, &why, wall_now());
             check(
                 e,
                 "ready_rules",
@@ -450,6 +450,46 @@ fn look_at_rules(
             check(e, "ready_rules", false, words.clone());
             Err(words)
         }
+    }
+}
+
+/// A hold in words for `explain`: which rule and file, since when (the file's mtime, as the daemon would
+/// see it), and what would release it.
+fn hold_words(cfg: &Config, why: &NotReady, now: Millis) -> String {
+    let since = |ns: &Option<i64>| match ns {
+        Some(ns) => {
+            let at = ns / 1_000_000;
+            format!(" since {} ({} ago)", rfc3339(at), human((now - at).max(0)))
+        }
+        None => String::new(),
+    };
+    match why {
+        NotReady::Markers {
+            missing,
+            have,
+            since_ns,
+        } => {
+            let shown: Vec<String> = missing.iter().map(|m| format!("`{m}`")).collect();
+            let mut s = format!("waiting for {}", shown.join(", "));
+            if !have.is_empty() {
+                let had: Vec<String> = have.iter().map(|m| format!("`{m}`")).collect();
+                s += &format!(" ({} there{})", had.join(", "), since(since_ns));
+            }
+            s += &format!(
+                "; released once {} {} there as a regular file (then the usual stability checks)",
+                shown.join(" and "),
+                if shown.len() == 1 { "is" } else { "are" }
+            );
+            if let Some(hint) = cfg.watch.preset.and_then(|p| p.hint(missing)) {
+                s += &format!(" ({hint})");
+            }
+            s
+        }
+        NotReady::ContentFailed { file, since_ns, .. } => match since_ns {
+            Some(_) => format!("{}; `{file}` says so{}", why.words(), since(since_ns)),
+            None => why.words(),
+        },
+        other => other.words(),
     }
 }
 
