@@ -52,7 +52,9 @@ pub fn ignore_match(pattern: &str, leaf: &OsStr) -> bool {
 
 /// Whether `name` is one of rsync's temporary files: `.<name>.<suffix>`, the suffix exactly 6 of
 /// `A–Z a–z 0–9` (glibc's `mkstemp` alphabet, which rsync's `.XXXXXX` template is filled from) and not
-/// 6 lowercase letters.
+/// 6 lowercase letters. rsync's `get_tmpname()` (receiver.c) puts one dot before the file's name (a
+/// dotfile keeps its own), shortens a long name to fit `NAME_MAX`, and appends `.XXXXXX` for regular
+/// files; hard links, symlinks and devices get a number instead, briefly, which this rule does not see.
 ///
 /// Why not any 6 characters: `.bashrc.backup`, `.config.locked` are ordinary dotfiles of that shape, and
 /// a directory holding one would be held for ever. A random suffix is 6 lowercase letters with a chance
@@ -83,6 +85,7 @@ mod tests {
         ".RunInfo.xml.TmiySt",
         ".a_very_long_name_that_goes_on_and_on_for_a_while_to_see_truncation_behaviour.txt.IA4aWe",
         ".data.bin.4cVwMg",
+        // A dotfile keeps one leading dot (`get_tmpname()` skips the name's own).
         ".hidden_conf.60xOYp",
         ".sample.fastq.gz.tXIBhL",
         ".S04_L001_R1_001.fastq.gz.DX9baL",
@@ -98,8 +101,6 @@ mod tests {
         ".S34_L001_R1_001.fastq.gz.pLzhP2",
         ".S37_L001_R1_001.fastq.gz.0OsM4u",
         ".S40_L001_R1_001.fastq.gz.VSE1e1",
-        // rsync's temporary of a dotfile (`.bashrc` → `..bashrc.XXXXXX`).
-        "..bashrc.q8RzT1",
     ];
 
     /// Names that are not temporaries of a copy in progress, found in home and data directories.
