@@ -177,7 +177,11 @@ pub fn gather(dir: &SubDir, rules: &ReadyRules) -> io::Result<DirLook> {
         dirs: Vec::new(),
         walk_bound: None,
     };
-    walk_markers(dir, rules, &mut look)?;
+    // The walk only when a plain marker does not already decide (a run folder watched directly has its
+    // summary at the top, and its `pod5/` need not be listed).
+    if !matches!(decide(rules, &look), ReadyDecision::Ready { .. }) {
+        walk_markers(dir, rules, &mut look)?;
+    }
     Ok(look)
 }
 
@@ -469,6 +473,53 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    fn rules_of(markers: &[&str], max: usize) -> ReadyRules {
+        ReadyRules {
+            alternatives: vec![markers.iter().map(|m| m.to_string()).collect()],
+            scope: QuietScope::Tree { max_entries: max },
+            ..ReadyRules::simple("_READY")
+        }
+    }
+
+    #[test]
+    fn a_path_marker_is_walked_to_never_through_a_symlink_and_within_its_bound() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(outside.path().join("run")).unwrap();
+        std::fs::write(outside.path().join("run/final_summary_X.txt"), "x").unwrap();
+        std::fs::create_dir_all(t.path().join("exp/s1/run_a")).unwrap();
+        std::fs::write(t.path().join("exp/s1/run_a/final_summary_A.txt"), "a").unwrap();
+        std::os::unix::fs::symlink(outside.path(), t.path().join("exp/s2")).unwrap();
+        let r = root(t.path());
+        let sub = open_dir(&r, "exp".as_ref()).unwrap().unwrap();
+        let rules = rules_of(&["*/*/final_summary_*.txt"], 100);
+        let look = gather(&sub, &rules).unwrap();
+        let names: Vec<_> = look
+            .entries
+            .iter()
+            .filter(|e| e.name.as_encoded_bytes().contains(&b'/'))
+            .map(|e| e.name.clone())
+            .collect();
+        assert_eq!(names, [OsString::from("s1/run_a/final_summary_A.txt")]);
+        assert_eq!(
+            look.dirs,
+            [OsString::from("s1"), OsString::from("s1/run_a")]
+        );
+        assert!(matches!(decide(&rules, &look), ReadyDecision::Ready { .. }));
+        // The lock probe reaches the marker folder by folder.
+        assert_eq!(
+            probe_lock(&sub, "s1/run_a/final_summary_A.txt".as_ref()).unwrap(),
+            LockProbe::Free
+        );
+        assert!(probe_lock(&sub, "s2/run/final_summary_X.txt".as_ref()).is_err());
+        // Past its bound the walk stops and says so.
+        for i in 0..5 {
+            std::fs::write(t.path().join(format!("exp/s1/f{i}")), "").unwrap();
+        }
+        let look = gather(&sub, &rules_of(&["*/*/final_summary_*.txt"], 3)).unwrap();
+        assert_eq!(look.walk_bound, Some(3));
     }
 
     #[test]

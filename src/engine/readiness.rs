@@ -355,13 +355,14 @@ pub fn decide(rules: &ReadyRules, look: &DirLook) -> ReadyDecision {
     {
         return ReadyDecision::NotReady(NotReady::TooManyEntries { max_entries });
     }
-    if let Some(max_entries) = look.walk_bound {
-        return ReadyDecision::NotReady(NotReady::MarkerWalkTooBig { max_entries });
-    }
     // The nearest alternative: the fewest missing, then the most progress (files found, or a path
     // marker that names the one folder still without its file).
     let mut nearest: Option<(Vec<String>, Vec<&EntryLook>, usize)> = None;
     for alt in &rules.alternatives {
+        // A walk cut short may have missed a folder: a path marker cannot be satisfied by it.
+        if look.walk_bound.is_some() && alt.iter().any(|m| markers::is_nested(m)) {
+            continue;
+        }
         let mut found = Vec::new();
         let mut missing = Vec::new();
         for m in alt {
@@ -380,6 +381,9 @@ pub fn decide(rules: &ReadyRules, look: &DirLook) -> ReadyDecision {
         if nearer {
             nearest = Some((missing, found, progress));
         }
+    }
+    if let Some(max_entries) = look.walk_bound {
+        return ReadyDecision::NotReady(NotReady::MarkerWalkTooBig { max_entries });
     }
     let (missing, have, _) = nearest.unwrap_or_default();
     ReadyDecision::NotReady(NotReady::Markers {
@@ -782,14 +786,18 @@ mod tests {
             &look(vec![file("final_summary_PAA12345_e05460c6_1.txt", 9, 1)]),
         );
         assert!(matches!(d, ReadyDecision::Ready { .. }), "{d:?}");
-        // Too much to walk: said, not silently skipped.
-        let mut big = look(vec![]);
+        // Too much to walk: said, not silently skipped; a plain marker still decides.
+        let mut big = look(vec![file(&format!("{run_a}/final_summary_A.txt"), 9, 11)]);
+        big.dirs = vec!["sample1".into(), run_a.into()];
         big.walk_bound = Some(10);
         let d = decide(&r, &big);
         assert_eq!(
             d,
             ReadyDecision::NotReady(NotReady::MarkerWalkTooBig { max_entries: 10 })
         );
+        big.entries
+            .push(file("final_summary_PAA12345_e05460c6_1.txt", 9, 1));
+        assert!(matches!(decide(&r, &big), ReadyDecision::Ready { .. }));
     }
 
     #[test]
