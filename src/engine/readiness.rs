@@ -1,8 +1,7 @@
 //! Readiness rules: whether a directory's markers say it is ready, from one look the scan gathered.
 //!
-//! Owns: the rule set (markers as names or globs, all-of or any-of, a content check on a small file,
-//! ignore patterns for transfer temporaries, quiescence), the instrument presets, glob matching, the
-//! reason a directory is not ready, and the identity a ready directory hands to the stability tracker
+//! Owns: the rule set (markers as names, globs or paths below, all-of or any-of, a content check on a
+//! small file, ignore patterns for transfer temporaries, quiescence), the reason a directory is not ready, and the identity a ready directory hands to the stability tracker
 //! and the ledger. Must never: read the clock or touch the file system (the scan gathers, this decides).
 //!
 //! Compatibility: the ledger stores one ready-file identity per generation. A ready directory's
@@ -294,7 +293,8 @@ impl NotReady {
             ),
             NotReady::MarkerWalkTooBig { max_entries } => format!(
                 "looking for its path markers went through more than {max_entries} entries, the bound of \
-                 `watch.quiet_max_entries`: raise it, or name the folders in the marker instead of `*`"
+                 `watch.quiet_max_entries`: raise it (it applies with `watch.quiet_scope: tree`; with `top` \
+                 the bound is {TREE_ENTRIES_DEFAULT}), or name the folders in the marker instead of `*`"
             ),
         }
     }
