@@ -506,6 +506,28 @@ fn look_at_ready_file(
 ) {
     let ready = path.join(signal);
     let signal_shown = signal.to_string_lossy();
+    // A marker below the directory: each folder on the way must be a real one (the daemon's walk never
+    // goes through a symlink; neither does this look).
+    let mut folder = path.to_path_buf();
+    for c in Path::new(signal)
+        .parent()
+        .into_iter()
+        .flat_map(Path::components)
+    {
+        folder.push(c);
+        if !std::fs::symlink_metadata(&folder).is_ok_and(|m| m.is_dir()) {
+            check(
+                e,
+                "ready_file",
+                false,
+                format!(
+                    "`{}` is not a real folder: a marker below it is never looked at",
+                    folder.display()
+                ),
+            );
+            return;
+        }
+    }
     match std::fs::symlink_metadata(&ready) {
         Ok(m) if m.file_type().is_file() => {
             let id = crate::scan::identity_of(&m);
