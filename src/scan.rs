@@ -2,7 +2,8 @@
 //! all through the root's descriptor ([`fsx::Root`]), never by path.
 //!
 //! Owns: which entries of the root are candidates, what a ready-file's identity is, the lock probe's
-//! meaning. Must never: follow a symlink, descend below the root's direct children, create, modify or
+//! meaning. Must never: follow a symlink, descend below a directory (but for the bounded whole-tree look
+//! and the bounded walk for path markers), cross a mount below the root, create, modify or
 //! delete anything, or sleep.
 
 use std::ffi::{OsStr, OsString};
@@ -15,8 +16,8 @@ use rustix::fs::FileType;
 use crate::engine::mounts::{self, MountFacts};
 use crate::engine::{
     ContentLook, DirLook, EntryLook, LockProbe, NotReady, QuietScope, ReadyDecision, ReadyIdentity,
-    ReadyRules,
-    readiness::{CONTENT_LIMIT, decide},
+    ReadyRules, markers,
+    readiness::{CONTENT_LIMIT, TREE_ENTRIES_DEFAULT, decide, is_glob},
 };
 use crate::fsx::{FileStat, Root, SubDir};
 
@@ -169,11 +170,19 @@ pub fn gather(dir: &SubDir, rules: &ReadyRules) -> io::Result<DirLook> {
             Err(e) => return Err(e),
         },
     };
-    Ok(DirLook {
+    let mut look = DirLook {
         entries,
         content,
         bound_hit,
-    })
+        dirs: Vec::new(),
+        walk_bound: None,
+    };
+    // The walk only when a plain marker does not already decide (a run folder watched directly has its
+    // summary at the top, and its `pod5/` need not be listed).
+    if !matches!(decide(rules, &look), ReadyDecision::Ready { .. }) {
+        walk_markers(dir, rules, &mut look)?;
+    }
+    Ok(look)
 }
 
 /// A directory's ready marker by the rules: its identity, name and fingerprint, or why it is not ready.
@@ -238,13 +247,133 @@ fn list_into(
     Ok(())
 }
 
-/// Non-blocking *shared* `flock` probe of the ready-file (see [`SubDir::lock_is_free`]).
+/// Non-blocking *shared* `flock` probe of the ready-file (see [`SubDir::lock_is_free`]); a marker below
+/// the directory (`sample/run/final_summary_….txt`) is reached folder by folder, never through a symlink.
 pub fn probe_lock(dir: &SubDir, signal: &OsStr) -> io::Result<LockProbe> {
-    Ok(if dir.lock_is_free(signal)? {
+    let path = std::path::Path::new(signal);
+    let free = match (path.parent(), path.file_name()) {
+        (Some(parent), Some(leaf)) if !parent.as_os_str().is_empty() => {
+            let mut cur: Option<SubDir> = None;
+            for c in parent.iter() {
+                let next = match &cur {
+                    None => dir.child(c)?,
+                    Some(d) => d.child(c)?,
+                };
+                cur = Some(next.ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::NotFound, "its folder is gone")
+                })?);
+            }
+            cur.as_ref().unwrap_or(dir).lock_is_free(leaf)?
+        }
+        _ => dir.lock_is_free(signal)?,
+    };
+    Ok(if free {
         LockProbe::Free
     } else {
         LockProbe::Held
     })
+}
+
+/// Looks for the rules' path markers (`*/*/final_summary_*.txt`) below the directory: each folder part
+/// is opened relative to its parent's descriptor (`O_NOFOLLOW`: never through a symlink, never across a
+/// mount), a globbed part is listed. The files found go into `look.entries` as `a/b/name`, the folders
+/// into `look.dirs`. At most `quiet_max_entries` (with `quiet_scope: tree`, else its default) entries are
+/// listed; past that the walk stops and says so (`look.walk_bound`).
+fn walk_markers(dir: &SubDir, rules: &ReadyRules, look: &mut DirLook) -> io::Result<()> {
+    let mut paths: Vec<Vec<&str>> = rules
+        .alternatives
+        .iter()
+        .flatten()
+        .filter(|m| markers::is_nested(m))
+        .map(|m| m.split('/').collect())
+        .collect();
+    if paths.is_empty() {
+        return Ok(());
+    }
+    paths.sort_unstable();
+    paths.dedup();
+    let max = match rules.scope {
+        QuietScope::Tree { max_entries } => max_entries,
+        QuietScope::Top => TREE_ENTRIES_DEFAULT,
+    };
+    let mut w = Walk {
+        listed: 0,
+        max,
+        look,
+    };
+    for p in &paths {
+        w.walk(dir, None, p)?;
+        if w.look.walk_bound.is_some() {
+            break;
+        }
+    }
+    let l = &mut *w.look;
+    l.entries.sort_by(|a, b| a.name.cmp(&b.name));
+    l.entries.dedup_by(|a, b| a.name == b.name);
+    l.dirs.sort_unstable();
+    l.dirs.dedup();
+    Ok(())
+}
+
+/// One walk for path markers: what it found so far and how much it listed.
+struct Walk<'a> {
+    /// Entries listed so far (of globbed folders).
+    listed: usize,
+    /// The bound on `listed`.
+    max: usize,
+    /// Where the files and folders found go.
+    look: &'a mut DirLook,
+}
+
+impl Walk<'_> {
+    /// Follows the components `comps` from `dir` (named `prefix` below the directory). Depth is bounded
+    /// by the config ([`markers::MARKER_DEPTH_MAX`]), so the recursion is too.
+    fn walk(&mut self, dir: &SubDir, prefix: Option<&OsStr>, comps: &[&str]) -> io::Result<()> {
+        let Some((part, rest)) = comps.split_first() else {
+            return Ok(());
+        };
+        let names: Vec<OsString> = if is_glob(part) {
+            let all = dir.entries()?;
+            self.listed += all.len();
+            if self.listed > self.max {
+                self.look.walk_bound = Some(self.max);
+                return Ok(());
+            }
+            all.into_iter()
+                .map(|(n, _)| n)
+                .filter(|n| markers::component_match(part, n))
+                .collect()
+        } else {
+            vec![OsString::from(part)]
+        };
+        for name in names {
+            // Gone between the listing and the look: a change the next look sees.
+            let Some(s) = dir.stat(&name)? else { continue };
+            let full = match prefix {
+                Some(p) => std::path::Path::new(p).join(&name).into_os_string(),
+                None => name.clone(),
+            };
+            if rest.is_empty() {
+                if s.kind == FileType::RegularFile {
+                    self.look.entries.push(EntryLook {
+                        name: full,
+                        regular: true,
+                        identity: ready_identity(&s),
+                    });
+                }
+            } else if s.kind == FileType::Directory
+                && !s.mount_root
+                && let Some(child) = dir.child(&name)?
+            {
+                self.look.dirs.push(full.clone());
+                self.walk(&child, Some(&full), rest)?;
+                if self.look.walk_bound.is_some() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The root's mount, as `/proc/self/mountinfo` says, with what it means for settling; `None` when it
@@ -344,6 +473,53 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    fn rules_of(markers: &[&str], max: usize) -> ReadyRules {
+        ReadyRules {
+            alternatives: vec![markers.iter().map(|m| m.to_string()).collect()],
+            scope: QuietScope::Tree { max_entries: max },
+            ..ReadyRules::simple("_READY")
+        }
+    }
+
+    #[test]
+    fn a_path_marker_is_walked_to_never_through_a_symlink_and_within_its_bound() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(outside.path().join("run")).unwrap();
+        std::fs::write(outside.path().join("run/final_summary_X.txt"), "x").unwrap();
+        std::fs::create_dir_all(t.path().join("exp/s1/run_a")).unwrap();
+        std::fs::write(t.path().join("exp/s1/run_a/final_summary_A.txt"), "a").unwrap();
+        std::os::unix::fs::symlink(outside.path(), t.path().join("exp/s2")).unwrap();
+        let r = root(t.path());
+        let sub = open_dir(&r, "exp".as_ref()).unwrap().unwrap();
+        let rules = rules_of(&["*/*/final_summary_*.txt"], 100);
+        let look = gather(&sub, &rules).unwrap();
+        let names: Vec<_> = look
+            .entries
+            .iter()
+            .filter(|e| e.name.as_encoded_bytes().contains(&b'/'))
+            .map(|e| e.name.clone())
+            .collect();
+        assert_eq!(names, [OsString::from("s1/run_a/final_summary_A.txt")]);
+        assert_eq!(
+            look.dirs,
+            [OsString::from("s1"), OsString::from("s1/run_a")]
+        );
+        assert!(matches!(decide(&rules, &look), ReadyDecision::Ready { .. }));
+        // The lock probe reaches the marker folder by folder.
+        assert_eq!(
+            probe_lock(&sub, "s1/run_a/final_summary_A.txt".as_ref()).unwrap(),
+            LockProbe::Free
+        );
+        assert!(probe_lock(&sub, "s2/run/final_summary_X.txt".as_ref()).is_err());
+        // Past its bound the walk stops and says so.
+        for i in 0..5 {
+            std::fs::write(t.path().join(format!("exp/s1/f{i}")), "").unwrap();
+        }
+        let look = gather(&sub, &rules_of(&["*/*/final_summary_*.txt"], 3)).unwrap();
+        assert_eq!(look.walk_bound, Some(3));
     }
 
     #[test]

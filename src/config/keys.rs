@@ -266,13 +266,13 @@ pub const WATCH_RECHECK_SEC: Key = key(
 pub const WATCH_READY_PRESET: Key = key(
     "watch.ready_preset",
     Unset,
-    "`illumina`, `ont` or `rsync`: a named set of the readiness keys below (README \"Readiness rules\"); `check-config` shows it expanded",
+    "`illumina`, `illumina-rta`, `ont` or `rsync`: a named set of the readiness keys below (docs/instruments.md); `check-config` shows it expanded, with its source",
 );
 /// `watch.ready_all_of`.
 pub const WATCH_READY_ALL_OF: Key = key(
     "watch.ready_all_of",
     Derived("`[signal_filename]`"),
-    "markers (names or globs such as `final_summary_*.txt`) that must all be regular files in the directory",
+    "markers that must all be regular files: names or globs in the directory (`final_summary_*.txt`), or paths below it (`*/*/final_summary_*.txt`, at most 4 levels, found in every folder they match)",
 );
 /// `watch.ready_any_of`.
 pub const WATCH_READY_ANY_OF: Key = key(
@@ -296,7 +296,7 @@ pub const WATCH_READY_CONTENT_MATCH: Key = key(
 pub const WATCH_IGNORE_PATTERNS: Key = key(
     "watch.ignore_patterns",
     EmptyList,
-    "globs of transfer temporaries (`.*.??????`, `*.filepart`, `*.part`, `*.tmp`): a directory is held back while one is present",
+    "globs of transfer temporaries (`*.filepart`, `*.part`, `*.tmp`), or `<rsync>` for rsync's `.name.XXXXXX`: a directory is held back while one is present",
 );
 /// `watch.quiet_sec`.
 pub const WATCH_QUIET_SEC: Key = key(

@@ -11,6 +11,7 @@ use super::value::{Word, in_words};
 use super::watch::{AnyOfItem, RawWatch};
 use super::yaml::{self, EffectiveYaml};
 use super::{ConfigError, Validator, WatchConfig};
+use crate::engine::markers::MARKER_DEPTH_MAX;
 use crate::engine::{ContentCheck, Preset, QuietScope, ReadyRules};
 
 impl Validator<'_> {
@@ -29,6 +30,51 @@ impl Validator<'_> {
                 format!(
                     "write names without `/`, e.g. `{}: [CopyComplete.txt]`",
                     key.leaf()
+                ),
+            ));
+        }
+        Ok(m.to_string())
+    }
+
+    /// A readiness marker: a name or glob in the directory, or a relative path below it whose components
+    /// are names or globs (`*/*/final_summary_*.txt`), at most [`MARKER_DEPTH_MAX`] of them.
+    pub(super) fn marker_path(
+        &self,
+        key: &Key,
+        line: Option<u64>,
+        m: &str,
+    ) -> Result<String, ConfigError> {
+        if !m.contains('/') {
+            return self.marker(key, line, m);
+        }
+        let parts: Vec<&str> = m.split('/').collect();
+        if parts
+            .iter()
+            .any(|p| p.is_empty() || *p == "." || *p == "..")
+            || m.contains('\0')
+        {
+            return Err(self.err(
+                key.name,
+                line,
+                format!("must be a name, or a relative path below the directory, found {m:?}"),
+                format!(
+                    "write it without a leading `/`, `//`, `.` or `..`, e.g. `{}: [\"*/*/final_summary_*.txt\"]`",
+                    key.leaf()
+                ),
+            ));
+        }
+        if parts.len() > MARKER_DEPTH_MAX {
+            return Err(self.err(
+                key.name,
+                line,
+                format!(
+                    "is too deep: {m:?} has {} levels, markers are looked for at most {MARKER_DEPTH_MAX} levels \
+                     below the directory",
+                    parts.len()
+                ),
+                format!(
+                    "watch the directory nearer to the marker (a deeper `watch.root`), so that the marker is \
+                     at most {MARKER_DEPTH_MAX} levels below each directory"
                 ),
             ));
         }
@@ -84,7 +130,7 @@ impl Validator<'_> {
             alternatives = vec![
                 v.value
                     .iter()
-                    .map(|m| self.marker(&WATCH_READY_ALL_OF, l, m))
+                    .map(|m| self.marker_path(&WATCH_READY_ALL_OF, l, m))
                     .collect::<Result<_, _>>()?,
             ];
         }
@@ -128,10 +174,10 @@ impl Validator<'_> {
         let mut alts = Vec::new();
         for item in &v.value {
             let alt: Vec<String> = match item {
-                AnyOfItem::One(m) => vec![self.marker(&WATCH_READY_ANY_OF, l, m)?],
+                AnyOfItem::One(m) => vec![self.marker_path(&WATCH_READY_ANY_OF, l, m)?],
                 AnyOfItem::All(ms) => ms
                     .iter()
-                    .map(|m| self.marker(&WATCH_READY_ANY_OF, l, m))
+                    .map(|m| self.marker_path(&WATCH_READY_ANY_OF, l, m))
                     .collect::<Result<_, _>>()?,
             };
             if alt.is_empty() {
@@ -188,7 +234,11 @@ impl Validator<'_> {
                 "quote it in single quotes and escape special characters with `\\`",
             )
         })?;
-        Ok(ContentCheck { file, pattern })
+        Ok(ContentCheck {
+            file,
+            pattern,
+            other: None,
+        })
     }
 }
 
@@ -201,7 +251,11 @@ pub(super) fn put(y: &mut EffectiveYaml, w: &WatchConfig) {
     y.put(
         &WATCH_READY_PRESET,
         match w.preset {
-            Some(p) => format!("null  # `{}`, expanded into the keys below", p.name()),
+            Some(p) => format!(
+                "null  # `{}`, expanded into the keys below; source: {}",
+                p.name(),
+                p.source()
+            ),
             None => "null".into(),
         },
     );
@@ -242,9 +296,17 @@ pub(super) fn put(y: &mut EffectiveYaml, w: &WatchConfig) {
 
 impl Word for Preset {
     const KEY: &'static Key = &keys::WATCH_READY_PRESET;
-    const ALL: &'static [Self] = &[Preset::Illumina, Preset::Ont, Preset::Rsync];
+    const ALL: &'static [Self] = Preset::ALL;
     fn word(self) -> &'static str {
         self.name()
+    }
+    fn gloss(self) -> Option<&'static str> {
+        Some(match self {
+            Preset::Illumina => "NovaSeq 6000/X, NextSeq 1000/2000: waits for `CopyComplete.txt`",
+            Preset::IlluminaRta => "MiSeq, HiSeq, NextSeq 500/550: waits for `RTAComplete.txt`",
+            Preset::Ont => "MinKNOW: `final_summary_*.txt` in every run folder",
+            Preset::Rsync => "`signal_filename`, held while rsync/WinSCP temporaries are there",
+        })
     }
     fn problem(found: &str) -> String {
         format!("is not a preset: {found:?}")

@@ -565,3 +565,85 @@ fn a_staged_config_may_name_a_root_that_does_not_exist_here() {
     let c = Config::parse_with(yaml, Path::new("/x.yaml"), RootCheck::Staged).unwrap();
     assert_eq!(c.watch.root, Path::new("/surely/not/here/incoming"));
 }
+
+#[test]
+fn a_marker_may_be_a_path_below_the_directory_up_to_its_depth_bound() {
+    let c = parse(&with_root(
+        "  ready_any_of: [\"*/*/final_summary_*.txt\", Reports/done.txt]\njob:\n  wrap_cmd: echo\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.watch.ready.alternatives,
+        vec![
+            vec!["*/*/final_summary_*.txt".to_string()],
+            vec!["Reports/done.txt".to_string()]
+        ]
+    );
+    let deep = parse(&with_root(
+        "  ready_all_of: [\"a/b/c/d/final_summary_*.txt\"]\njob:\n  wrap_cmd: echo\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(deep.contains("watch.ready_all_of"), "{deep}");
+    assert!(deep.contains("too deep"), "{deep}");
+    assert!(deep.contains("line 3"), "{deep}");
+    assert!(!deep.contains("permission"), "{deep}");
+    for bad in ["../x", "/etc/x", "a//b", "a/./b"] {
+        let e = parse(&with_root(&format!(
+            "  ready_all_of: [\"{bad}\"]\njob:\n  wrap_cmd: echo\n"
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("relative path below the directory"),
+            "{bad}: {e}"
+        );
+    }
+    // Temporaries and the content file stay plain names.
+    let e = parse(&with_root(
+        "  ignore_patterns: [\"a/*.tmp\"]\njob:\n  wrap_cmd: echo\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("watch.ignore_patterns"), "{e}");
+}
+
+#[test]
+fn every_preset_expands_with_its_source_and_reloads_to_the_same_rules() {
+    for p in crate::engine::Preset::ALL {
+        let c = parse(&with_root(&format!(
+            "  ready_preset: {}\njob:\n  wrap_cmd: echo\n",
+            p.name()
+        )))
+        .unwrap();
+        let y = c.to_yaml();
+        assert!(
+            y.contains(&format!(
+                "`{}`, expanded into the keys below; source: ",
+                p.name()
+            )),
+            "{y}"
+        );
+        let again = parse(&y).unwrap();
+        assert_eq!(
+            again.watch.ready.describe(),
+            c.watch.ready.describe(),
+            "{}",
+            p.name()
+        );
+    }
+    let rsync = parse(&with_root(
+        "  ready_preset: rsync\njob:\n  wrap_cmd: echo\n",
+    ))
+    .unwrap();
+    assert!(rsync.watch.ready.ignore.contains(&"<rsync>".to_string()));
+    let e = parse(&with_root(
+        "  ready_preset: miseq\njob:\n  wrap_cmd: echo\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("illumina-rta"),
+        "the fix offers the presets: {e}"
+    );
+}

@@ -1673,16 +1673,39 @@ fn a_failed_run_completion_status_is_never_submitted_and_is_said_once() {
         .get(OsStr::new(name))
         .expect("held, for status");
     assert_eq!(held.code(), "content_failed");
-    // The same run with a successful status is submitted.
+    // The same run with a successful status (NovaSeq X words), its copy complete, is submitted.
     let ok = "20250102_LH00123_0008_B22XXXXXX";
     run_folder(
         &b,
         ok,
-        &[("RTAComplete.txt", ""), ("RunCompletionStatus.xml", RCS_OK)],
+        &[
+            ("RTAComplete.txt", ""),
+            ("RunCompletionStatus.xml", RCS_NOVASEQ_X_OK),
+            ("CopyComplete.txt", ""),
+        ],
     );
     b.run_for(Duration::from_secs(10));
     assert_eq!(b.submits(), 1);
     assert_eq!(b.latest(ok).state, GenState::Submitted);
+}
+
+const RCS_NOVASEQ_X_OK: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<RunCompletionStatus>\n  <RunStatus>RunCompleted</RunStatus>\n</RunCompletionStatus>\n";
+
+#[test]
+fn a_miseq_run_is_submitted_on_rta_complete_with_illumina_rta_and_waits_with_illumina() {
+    // MiSeq writes RTAComplete.txt and RunCompletionStatus.xml, never CopyComplete.txt.
+    let files = [
+        ("RTAComplete.txt", "RTA 1.18.54\n"),
+        ("RunCompletionStatus.xml", RCS_OK),
+    ];
+    let mut rta = Bench::with_watch(&["ready_preset: illumina-rta"]);
+    run_folder(&rta, "250101_M01234_0042_000000000-ABCDE", &files);
+    rta.run_for(Duration::from_secs(10));
+    assert_eq!(rta.submits(), 1);
+    let mut copy = Bench::with_watch(&["ready_preset: illumina"]);
+    run_folder(&copy, "250101_M01234_0042_000000000-ABCDE", &files);
+    copy.run_for(Duration::from_secs(600));
+    assert_eq!(copy.submits(), 0, "`illumina` waits for CopyComplete.txt");
 }
 
 #[test]

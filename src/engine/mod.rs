@@ -12,11 +12,14 @@
 
 pub mod agenda;
 pub mod judge;
+pub mod markers;
 pub mod model;
 pub mod mounts;
 pub mod notice;
 pub mod outage;
 pub mod pace;
+pub mod patterns;
+pub mod presets;
 pub mod readiness;
 pub mod rejection;
 pub mod stability;
@@ -35,9 +38,9 @@ pub use model::{
 };
 pub use outage::{OutageEdge, OutageLatch, backoff};
 pub use pace::{PaceSignal, SubmitPace, TokenBucket, first_recheck, pace_signal};
+pub use presets::Preset;
 pub use readiness::{
-    ContentCheck, ContentLook, DirLook, EntryLook, NotReady, Preset, QuietScope, ReadyDecision,
-    ReadyRules,
+    ContentCheck, ContentLook, DirLook, EntryLook, NotReady, QuietScope, ReadyDecision, ReadyRules,
 };
 pub use rejection::{Rejection, RejectionEdge, RejectionLatch, classify_rejection};
 pub use stability::{Readiness, ReadyObservation, StabilityPolicy, StabilityTracker};

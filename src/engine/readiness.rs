@@ -1,8 +1,7 @@
 //! Readiness rules: whether a directory's markers say it is ready, from one look the scan gathered.
 //!
-//! Owns: the rule set (markers as names or globs, all-of or any-of, a content check on a small file,
-//! ignore patterns for transfer temporaries, quiescence), the instrument presets, glob matching, the
-//! reason a directory is not ready, and the identity a ready directory hands to the stability tracker
+//! Owns: the rule set (markers as names, globs or paths below, all-of or any-of, a content check on a
+//! small file, ignore patterns for transfer temporaries, quiescence), the reason a directory is not ready, and the identity a ready directory hands to the stability tracker
 //! and the ledger. Must never: read the clock or touch the file system (the scan gathers, this decides).
 //!
 //! Compatibility: the ledger stores one ready-file identity per generation. A ready directory's
@@ -14,7 +13,10 @@ use std::ffi::{OsStr, OsString};
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
+use super::markers;
 use super::model::ReadyIdentity;
+use super::patterns::ignore_match;
+pub use super::patterns::{glob_match, is_glob};
 
 /// The most bytes of a content-checked file that are read (a status file is a few hundred bytes).
 pub const CONTENT_LIMIT: u64 = 64 * 1024;
@@ -29,6 +31,9 @@ pub struct ContentCheck {
     pub file: String,
     /// The regular expression the file's text must match.
     pub pattern: regex::Regex,
+    /// When it does not match: what the file says instead (group 1, else the whole match), for the
+    /// words of the hold (`RunErrored`). Only the presets have one; it never lets a run through.
+    pub other: Option<regex::Regex>,
 }
 
 /// How much of a directory quiescence watches.
@@ -77,7 +82,11 @@ impl ReadyRules {
     pub fn needs_listing(&self) -> bool {
         !self.ignore.is_empty()
             || !self.quiet.is_zero()
-            || self.alternatives.iter().flatten().any(|m| is_glob(m))
+            || self
+                .alternatives
+                .iter()
+                .flatten()
+                .any(|m| is_glob(m) || markers::is_nested(m))
     }
 
     /// Every exact marker name (for a look that does not list).
@@ -142,82 +151,6 @@ impl ReadyRules {
     }
 }
 
-/// A named rule set for a common instrument or transfer tool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Preset {
-    /// Illumina run folders (see [`Preset::rules`]).
-    Illumina,
-    /// Oxford Nanopore MinKNOW output folders.
-    Ont,
-    /// Copies made with rsync (or WinSCP, or by any tool writing `*.part`/`*.tmp`).
-    Rsync,
-}
-
-/// Content check of the Illumina preset: RTA4 / NovaSeq X write `<CompletionStatus>` in
-/// `RunCompletionStatus.xml`; only `SuccessfullyCompleted` is a run worth processing.
-pub const ILLUMINA_STATUS_FILE: &str = "RunCompletionStatus.xml";
-/// What a successful `RunCompletionStatus.xml` says.
-pub const ILLUMINA_STATUS_OK: &str = "CompletionStatus>SuccessfullyCompleted<";
-/// Transfer temporaries: rsync's `.name.XXXXXX`, WinSCP's `*.filepart`, browsers' and tools' `*.part`,
-/// `*.tmp`.
-pub const TRANSFER_TEMPORARIES: [&str; 4] = [".*.??????", "*.filepart", "*.part", "*.tmp"];
-
-impl Preset {
-    /// The preset named `name` (as written in the config).
-    pub fn parse(name: &str) -> Option<Preset> {
-        match name {
-            "illumina" => Some(Preset::Illumina),
-            "ont" => Some(Preset::Ont),
-            "rsync" => Some(Preset::Rsync),
-            _ => None,
-        }
-    }
-
-    /// Its name in the config.
-    pub fn name(self) -> &'static str {
-        match self {
-            Preset::Illumina => "illumina",
-            Preset::Ont => "ont",
-            Preset::Rsync => "rsync",
-        }
-    }
-
-    /// Markers (alternatives), content check and ignore patterns of the preset. `marker` is
-    /// `signal_filename`, for the presets that only add to it.
-    ///
-    /// - `illumina`: the instrument control software writes `CopyComplete.txt` once the run folder is
-    ///   completely copied to its output folder (NextSeq 1000/2000, NovaSeq 6000/X, MiSeq i100);
-    ///   `RTAComplete.txt` is written when primary analysis ends and can precede the end of the copy by
-    ///   hours. So: `CopyComplete.txt`, or `RTAComplete.txt` together with `RunCompletionStatus.xml` (RTA4,
-    ///   written last); and a `RunCompletionStatus.xml` that is present must say
-    ///   `SuccessfullyCompleted` (a failed or stopped run is never processed).
-    /// - `ont`: MinKNOW writes `final_summary_<flow cell>_<run id>.txt` when a run has ended and its
-    ///   files are written.
-    /// - `rsync`: `signal_filename`, held back while transfer temporaries are present.
-    pub fn rules(self, marker: &str) -> (Vec<Vec<String>>, Option<ContentCheck>, Vec<String>) {
-        let s = |v: &[&str]| v.iter().map(|m| m.to_string()).collect::<Vec<_>>();
-        match self {
-            Preset::Illumina => (
-                vec![
-                    s(&["CopyComplete.txt"]),
-                    s(&["RTAComplete.txt", ILLUMINA_STATUS_FILE]),
-                ],
-                Some(ContentCheck {
-                    file: ILLUMINA_STATUS_FILE.into(),
-                    pattern: regex::Regex::new(ILLUMINA_STATUS_OK).expect("a valid pattern"),
-                }),
-                Vec::new(),
-            ),
-            Preset::Ont => (vec![s(&["final_summary_*.txt"])], None, Vec::new()),
-            Preset::Rsync => (
-                vec![vec![marker.to_string()]],
-                None,
-                s(&TRANSFER_TEMPORARIES),
-            ),
-        }
-    }
-}
-
 /// What a content-checked file looked like.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContentLook {
@@ -255,6 +188,11 @@ pub struct DirLook {
     pub content: ContentLook,
     /// The whole-tree look stopped at its bound.
     pub bound_hit: bool,
+    /// The folders the walk for path markers went through (`sample1`, `sample1/run_a`), relative to the
+    /// directory; their files are in `entries` as `sample1/run_a/final_summary_….txt`.
+    pub dirs: Vec<OsString>,
+    /// The walk for path markers stopped at this bound on the entries it listed.
+    pub walk_bound: Option<usize>,
 }
 
 /// Why a directory is not ready yet (for the log, `explain` and `status`).
@@ -262,8 +200,13 @@ pub struct DirLook {
 pub enum NotReady {
     /// No alternative is complete; `missing` names what the nearest one still lacks.
     Markers {
-        /// The markers of the nearest alternative that are not there.
+        /// The markers of the nearest alternative that are not there (for a path marker, the first
+        /// folder still without its file: `sample1/run_b/final_summary_*.txt`).
         missing: Vec<String>,
+        /// The files of that alternative that are there (`RTAComplete.txt`).
+        have: Vec<String>,
+        /// The newest mtime among them (ns since the epoch): since when the wait is for `missing` alone.
+        since_ns: Option<i64>,
     },
     /// The status file is there and does not say the run succeeded.
     ContentFailed {
@@ -271,6 +214,10 @@ pub enum NotReady {
         file: String,
         /// The pattern it did not match.
         pattern: String,
+        /// What it says instead, when the rules know how to read it (`RunErrored`).
+        says: Option<String>,
+        /// Its mtime (ns since the epoch), when the look saw it: since when it says so.
+        since_ns: Option<i64>,
     },
     /// The status file cannot be read as a small regular file.
     ContentUnusable {
@@ -289,6 +236,11 @@ pub enum NotReady {
         /// The bound.
         max_entries: usize,
     },
+    /// The walk for a path marker listed more entries than its bound.
+    MarkerWalkTooBig {
+        /// The bound (`watch.quiet_max_entries`).
+        max_entries: usize,
+    },
 }
 
 impl NotReady {
@@ -301,10 +253,30 @@ impl NotReady {
                 .join(", ")
         };
         match self {
-            NotReady::Markers { missing } => format!("waiting for {}", list(missing)),
-            NotReady::ContentFailed { file, pattern } => format!(
+            NotReady::Markers { missing, have, .. } if have.is_empty() => {
+                format!("waiting for {}", list(missing))
+            }
+            NotReady::Markers { missing, have, .. } => {
+                format!("waiting for {} ({} there)", list(missing), list(have))
+            }
+            NotReady::ContentFailed {
+                file,
+                pattern,
+                says: None,
+                ..
+            } => format!(
                 "`{file}` does not say the run succeeded (no match for `{pattern}`): not processed \
                  unless it is replaced by one that does"
+            ),
+            NotReady::ContentFailed {
+                file,
+                pattern,
+                says: Some(word),
+                ..
+            } => format!(
+                "`{file}` does not say the run succeeded: it says `{word}` (success is a match for \
+                 `{pattern}`): the run is held, not processed unless the file is replaced by one that says \
+                 it succeeded"
             ),
             NotReady::ContentUnusable { file, why } => {
                 format!("`{file}` cannot be checked: {why}")
@@ -319,6 +291,11 @@ impl NotReady {
                 "it has more than {max_entries} entries, the bound of `watch.quiet_max_entries`: raise it, or \
                  set `watch.quiet_scope: top`"
             ),
+            NotReady::MarkerWalkTooBig { max_entries } => format!(
+                "looking for its path markers went through more than {max_entries} entries, the bound of \
+                 `watch.quiet_max_entries`: raise it (it applies with `watch.quiet_scope: tree`; with `top` \
+                 the bound is {TREE_ENTRIES_DEFAULT}), or name the folders in the marker instead of `*`"
+            ),
         }
     }
 
@@ -330,6 +307,7 @@ impl NotReady {
             NotReady::ContentUnusable { .. } => "content_unusable",
             NotReady::Temporaries { .. } => "temporaries",
             NotReady::TooManyEntries { .. } => "too_many_entries",
+            NotReady::MarkerWalkTooBig { .. } => "marker_walk_too_big",
         }
     }
 }
@@ -351,70 +329,21 @@ pub enum ReadyDecision {
     },
 }
 
-/// Whether `name` matches the glob `pattern` (`*` any run, `?` one byte; everything else literal).
-pub fn glob_match(pattern: &str, name: &OsStr) -> bool {
-    let (p, n) = (pattern.as_bytes(), name.as_encoded_bytes());
-    let (mut pi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        match p.get(pi) {
-            Some(b'*') => {
-                star = Some((pi, ni));
-                pi += 1;
-            }
-            Some(&c) if c == b'?' || c == n[ni] => {
-                pi += 1;
-                ni += 1;
-            }
-            _ => match star {
-                Some((sp, sn)) => {
-                    pi = sp + 1;
-                    ni = sn + 1;
-                    star = Some((sp, sn + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
-}
-
-/// Whether a marker is a glob rather than an exact name.
-pub fn is_glob(marker: &str) -> bool {
-    marker.contains(['*', '?'])
-}
-
 /// The last path component of an entry's name (`a/b/.c.XYZ123` → `.c.XYZ123`).
 fn leaf(name: &OsStr) -> &OsStr {
     std::path::Path::new(name).file_name().unwrap_or(name)
 }
 
 /// Decides from one look. Order: a failed status file (final until it is replaced), temporaries, the
-/// bound, then the markers.
+/// bounds, then the markers.
 pub fn decide(rules: &ReadyRules, look: &DirLook) -> ReadyDecision {
-    if let Some(c) = &rules.content {
-        match &look.content {
-            ContentLook::Absent => {}
-            ContentLook::Text { bytes, .. } => {
-                if !c.pattern.is_match(&String::from_utf8_lossy(bytes)) {
-                    return ReadyDecision::NotReady(NotReady::ContentFailed {
-                        file: c.file.clone(),
-                        pattern: c.pattern.as_str().to_string(),
-                    });
-                }
-            }
-            ContentLook::Unusable(why) => {
-                return ReadyDecision::NotReady(NotReady::ContentUnusable {
-                    file: c.file.clone(),
-                    why: why.clone(),
-                });
-            }
-        }
+    if let Some(hold) = content_hold(rules, look) {
+        return ReadyDecision::NotReady(hold);
     }
     let temps: Vec<String> = look
         .entries
         .iter()
-        .filter(|e| rules.ignore.iter().any(|p| glob_match(p, leaf(&e.name))))
+        .filter(|e| rules.ignore.iter().any(|p| ignore_match(p, leaf(&e.name))))
         .map(|e| e.name.to_string_lossy().into_owned())
         .take(3)
         .collect();
@@ -426,59 +355,137 @@ pub fn decide(rules: &ReadyRules, look: &DirLook) -> ReadyDecision {
     {
         return ReadyDecision::NotReady(NotReady::TooManyEntries { max_entries });
     }
-    // Only direct children count as markers.
-    let top = |e: &&EntryLook| e.regular && !e.name.as_encoded_bytes().contains(&b'/');
-    let mut nearest: Option<Vec<String>> = None;
+    // The nearest alternative: the fewest missing, then the most progress (files found, or a path
+    // marker that names the one folder still without its file).
+    let mut nearest: Option<(Vec<String>, Vec<&EntryLook>, usize)> = None;
     for alt in &rules.alternatives {
+        // A walk cut short may have missed a folder: a path marker cannot be satisfied by it.
+        if look.walk_bound.is_some() && alt.iter().any(|m| markers::is_nested(m)) {
+            continue;
+        }
         let mut found = Vec::new();
         let mut missing = Vec::new();
         for m in alt {
-            // A glob may match several files: all of them, sorted, are part of the identity.
-            let mut hits: Vec<&EntryLook> = look
-                .entries
-                .iter()
-                .filter(top)
-                .filter(|e| glob_match(m, &e.name))
-                .collect();
-            hits.sort_by(|a, b| a.name.cmp(&b.name));
-            if hits.is_empty() {
-                missing.push(m.clone());
-            } else {
-                found.extend(hits);
+            match marker_hits(m, look) {
+                Ok(hits) => found.extend(hits),
+                Err(what) => missing.push(what),
             }
         }
         if missing.is_empty() {
-            let first = found[0];
-            let mut h = DefaultHasher::new();
-            for e in &found {
-                e.name.hash(&mut h);
-                e.identity.hash(&mut h);
-            }
-            if !rules.quiet.is_zero() {
-                let mut all: Vec<&EntryLook> = look.entries.iter().collect();
-                all.sort_by(|a, b| a.name.cmp(&b.name));
-                for e in all {
-                    e.name.hash(&mut h);
-                    (e.identity.size, e.identity.mtime_ns).hash(&mut h);
-                }
-            }
-            return ReadyDecision::Ready {
-                primary: first.identity,
-                primary_name: first.name.clone(),
-                fingerprint: h.finish(),
-            };
+            return ready(rules, look, &found);
         }
-        if nearest.as_ref().is_none_or(|n| missing.len() < n.len()) {
-            nearest = Some(missing);
+        let progress = found.len() + missing.iter().filter(|w| !alt.contains(w)).count();
+        let nearer = nearest.as_ref().is_none_or(|n| {
+            missing.len() < n.0.len() || (missing.len() == n.0.len() && progress > n.2)
+        });
+        if nearer {
+            nearest = Some((missing, found, progress));
         }
     }
+    if let Some(max_entries) = look.walk_bound {
+        return ReadyDecision::NotReady(NotReady::MarkerWalkTooBig { max_entries });
+    }
+    let (missing, have, _) = nearest.unwrap_or_default();
     ReadyDecision::NotReady(NotReady::Markers {
-        missing: nearest.unwrap_or_default(),
+        missing,
+        have: have
+            .iter()
+            .map(|e| e.name.to_string_lossy().into_owned())
+            .collect(),
+        since_ns: have.iter().map(|e| e.identity.mtime_ns).max(),
     })
+}
+
+/// The status file's hold, when it is there and does not say success (or cannot be read).
+fn content_hold(rules: &ReadyRules, look: &DirLook) -> Option<NotReady> {
+    let c = rules.content.as_ref()?;
+    match &look.content {
+        ContentLook::Absent => None,
+        ContentLook::Text { bytes, .. } => {
+            let text = String::from_utf8_lossy(bytes);
+            if c.pattern.is_match(&text) {
+                return None;
+            }
+            let says = c.other.as_ref().and_then(|o| {
+                let m = o.captures(&text)?;
+                Some(m.get(1).or(m.get(0))?.as_str().to_string())
+            });
+            let since_ns = look
+                .entries
+                .iter()
+                .find(|e| e.name == OsStr::new(&c.file))
+                .map(|e| e.identity.mtime_ns);
+            Some(NotReady::ContentFailed {
+                file: c.file.clone(),
+                pattern: c.pattern.as_str().to_string(),
+                says,
+                since_ns,
+            })
+        }
+        ContentLook::Unusable(why) => Some(NotReady::ContentUnusable {
+            file: c.file.clone(),
+            why: why.clone(),
+        }),
+    }
+}
+
+/// The files that satisfy marker `m`, sorted (a glob may match several: all are part of the identity),
+/// or what is missing. A plain marker counts only among the directory's own regular files; a path
+/// marker below it, in every folder its folder part matches ([`markers::satisfied`]).
+fn marker_hits<'a>(m: &str, look: &'a DirLook) -> Result<Vec<&'a EntryLook>, String> {
+    let mut hits: Vec<&EntryLook> = if markers::is_nested(m) {
+        let files = look
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.regular)
+            .map(|(i, e)| (i, e.name.as_os_str()));
+        markers::satisfied(m, files, &look.dirs)?
+            .into_iter()
+            .map(|i| &look.entries[i])
+            .collect()
+    } else {
+        look.entries
+            .iter()
+            .filter(|e| e.regular && !e.name.as_encoded_bytes().contains(&b'/'))
+            .filter(|e| glob_match(m, &e.name))
+            .collect()
+    };
+    if hits.is_empty() {
+        return Err(m.to_string());
+    }
+    hits.sort_by(|a, b| a.name.cmp(&b.name));
+    hits.dedup_by(|a, b| a.name == b.name);
+    Ok(hits)
+}
+
+/// The decision for a satisfied alternative whose markers are `found`.
+fn ready(rules: &ReadyRules, look: &DirLook, found: &[&EntryLook]) -> ReadyDecision {
+    let first = found[0];
+    let mut h = DefaultHasher::new();
+    for e in found {
+        e.name.hash(&mut h);
+        e.identity.hash(&mut h);
+    }
+    if !rules.quiet.is_zero() {
+        let mut all: Vec<&EntryLook> = look.entries.iter().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all.dedup_by(|a, b| a.name == b.name);
+        for e in all {
+            e.name.hash(&mut h);
+            (e.identity.size, e.identity.mtime_ns).hash(&mut h);
+        }
+    }
+    ReadyDecision::Ready {
+        primary: first.identity,
+        primary_name: first.name.clone(),
+        fingerprint: h.finish(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::presets::{ILLUMINA_STATUS_FILE, Preset};
     use super::*;
 
     fn file(name: &str, size: u64, mtime: i64) -> EntryLook {
@@ -498,6 +505,8 @@ mod tests {
             entries,
             content: ContentLook::Absent,
             bound_hit: false,
+            dirs: Vec::new(),
+            walk_bound: None,
         }
     }
     fn preset(p: Preset) -> ReadyRules {
@@ -543,7 +552,9 @@ mod tests {
         assert_eq!(
             decide(&r, &look(vec![])),
             ReadyDecision::NotReady(NotReady::Markers {
-                missing: vec!["_READY".into()]
+                missing: vec!["_READY".into()],
+                have: Vec::new(),
+                since_ns: None,
             })
         );
     }
@@ -663,6 +674,130 @@ mod tests {
         if let ReadyDecision::NotReady(n) = d {
             assert!(n.words().contains("watch.quiet_max_entries"));
         }
+    }
+
+    fn status(l: &mut DirLook, text: &str) {
+        l.content = ContentLook::Text {
+            bytes: text.as_bytes().to_vec(),
+            truncated: false,
+        };
+    }
+
+    #[test]
+    fn each_illumina_family_is_submitted_on_its_own_words_of_success_and_held_on_others() {
+        let copy = preset(Preset::Illumina);
+        let rta = preset(Preset::IlluminaRta);
+        let rcs = file(ILLUMINA_STATUS_FILE, 600, 7);
+        // NovaSeq X (RTA4): `<RunStatus>`; NextSeq 500/550: `CompletedAsPlanned`; MiSeq:
+        // `SuccessfullyCompleted`.
+        for (rules, marker, text) in [
+            (
+                &copy,
+                "CopyComplete.txt",
+                "<RunStatus>RunCompleted</RunStatus>",
+            ),
+            (
+                &rta,
+                "RTAComplete.txt",
+                "<CompletionStatus>CompletedAsPlanned</CompletionStatus>",
+            ),
+            (
+                &rta,
+                "RTAComplete.txt",
+                "<CompletionStatus>SuccessfullyCompleted</CompletionStatus>",
+            ),
+        ] {
+            let mut l = look(vec![file(marker, 0, 5), rcs.clone()]);
+            status(&mut l, text);
+            assert!(
+                matches!(decide(rules, &l), ReadyDecision::Ready { .. }),
+                "{text}"
+            );
+        }
+        let mut l = look(vec![file("CopyComplete.txt", 0, 5), rcs.clone()]);
+        status(&mut l, "<RunStatus>RunErrored</RunStatus>");
+        match decide(&copy, &l) {
+            ReadyDecision::NotReady(n @ NotReady::ContentFailed { .. }) => {
+                assert!(n.words().contains("it says `RunErrored`"), "{}", n.words());
+                assert!(matches!(
+                    n,
+                    NotReady::ContentFailed {
+                        since_ns: Some(7),
+                        ..
+                    }
+                ));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn illumina_no_longer_takes_rta_complete_and_a_status_file_for_a_finished_copy() {
+        let r = preset(Preset::Illumina);
+        let mut l = look(vec![
+            file("RTAComplete.txt", 1, 3),
+            file(ILLUMINA_STATUS_FILE, 600, 4),
+        ]);
+        status(
+            &mut l,
+            "<CompletionStatus>CompletedAsPlanned</CompletionStatus>",
+        );
+        let d = decide(&r, &l);
+        assert!(
+            matches!(&d, ReadyDecision::NotReady(NotReady::Markers { missing, .. }) if missing == &["CopyComplete.txt"]),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn an_ont_experiment_is_ready_when_every_run_folder_has_its_final_summary() {
+        let r = preset(Preset::Ont);
+        let run_a = "sample1/20250603_1201_3E_PAA12345_e05460c6";
+        let run_b = "sample1/20250604_0900_3F_PAA67890_0a1b2c3d";
+        let mut l = look(vec![file(
+            &format!("{run_a}/final_summary_PAA12345_e05460c6_1.txt"),
+            9,
+            11,
+        )]);
+        l.dirs = vec!["sample1".into(), run_a.into(), run_b.into()];
+        match decide(&r, &l) {
+            ReadyDecision::NotReady(NotReady::Markers { missing, .. }) => {
+                assert_eq!(missing, vec![format!("{run_b}/final_summary_*.txt")]);
+            }
+            other => panic!("{other:?}"),
+        }
+        l.entries.push(file(
+            &format!("{run_b}/final_summary_PAA67890_0a1b2c3d_1.txt"),
+            8,
+            12,
+        ));
+        match decide(&r, &l) {
+            ReadyDecision::Ready { primary_name, .. } => {
+                assert!(
+                    primary_name.to_string_lossy().starts_with(run_a),
+                    "{primary_name:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // A run folder itself (the directory watched is the run) still works as before.
+        let d = decide(
+            &r,
+            &look(vec![file("final_summary_PAA12345_e05460c6_1.txt", 9, 1)]),
+        );
+        assert!(matches!(d, ReadyDecision::Ready { .. }), "{d:?}");
+        // Too much to walk: said, not silently skipped; a plain marker still decides.
+        let mut big = look(vec![file(&format!("{run_a}/final_summary_A.txt"), 9, 11)]);
+        big.dirs = vec!["sample1".into(), run_a.into()];
+        big.walk_bound = Some(10);
+        let d = decide(&r, &big);
+        assert_eq!(
+            d,
+            ReadyDecision::NotReady(NotReady::MarkerWalkTooBig { max_entries: 10 })
+        );
+        big.entries
+            .push(file("final_summary_PAA12345_e05460c6_1.txt", 9, 1));
+        assert!(matches!(decide(&r, &big), ReadyDecision::Ready { .. }));
     }
 
     #[test]

@@ -436,7 +436,7 @@ fn look_at_rules(
             Ok(marker)
         }
         Ok(Err(why)) => {
-            let words = why.words();
+            let words = hold_words(cfg, &why, wall_now());
             check(
                 e,
                 "ready_rules",
@@ -453,6 +453,46 @@ fn look_at_rules(
     }
 }
 
+/// A hold in words for `explain`: which rule and file, since when (the file's mtime, as the daemon would
+/// see it), and what would release it.
+fn hold_words(cfg: &Config, why: &NotReady, now: Millis) -> String {
+    let since = |ns: &Option<i64>| match ns {
+        Some(ns) => {
+            let at = ns / 1_000_000;
+            format!(" since {} ({} ago)", rfc3339(at), human((now - at).max(0)))
+        }
+        None => String::new(),
+    };
+    match why {
+        NotReady::Markers {
+            missing,
+            have,
+            since_ns,
+        } => {
+            let shown: Vec<String> = missing.iter().map(|m| format!("`{m}`")).collect();
+            let mut s = format!("waiting for {}", shown.join(", "));
+            if !have.is_empty() {
+                let had: Vec<String> = have.iter().map(|m| format!("`{m}`")).collect();
+                s += &format!(" ({} there{})", had.join(", "), since(since_ns));
+            }
+            s += &format!(
+                "; released once {} {} there as a regular file (then the usual stability checks)",
+                shown.join(" and "),
+                if shown.len() == 1 { "is" } else { "are" }
+            );
+            if let Some(hint) = cfg.watch.preset.and_then(|p| p.hint(missing)) {
+                s += &format!(" ({hint})");
+            }
+            s
+        }
+        NotReady::ContentFailed { file, since_ns, .. } => match since_ns {
+            Some(_) => format!("{}; `{file}` says so{}", why.words(), since(since_ns)),
+            None => why.words(),
+        },
+        other => other.words(),
+    }
+}
+
 /// The `ready_file` link (and `lock`, when it is there): the ready-file `signal` in the directory at
 /// `path`, or what is there instead.
 fn look_at_ready_file(
@@ -466,6 +506,28 @@ fn look_at_ready_file(
 ) {
     let ready = path.join(signal);
     let signal_shown = signal.to_string_lossy();
+    // A marker below the directory: each folder on the way must be a real one (the daemon's walk never
+    // goes through a symlink; neither does this look).
+    let mut folder = path.to_path_buf();
+    for c in Path::new(signal)
+        .parent()
+        .into_iter()
+        .flat_map(Path::components)
+    {
+        folder.push(c);
+        if !std::fs::symlink_metadata(&folder).is_ok_and(|m| m.is_dir()) {
+            check(
+                e,
+                "ready_file",
+                false,
+                format!(
+                    "`{}` is not a real folder: a marker below it is never looked at",
+                    folder.display()
+                ),
+            );
+            return;
+        }
+    }
     match std::fs::symlink_metadata(&ready) {
         Ok(m) if m.file_type().is_file() => {
             let id = crate::scan::identity_of(&m);

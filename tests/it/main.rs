@@ -9,6 +9,7 @@ mod fs_edge;
 mod harness;
 mod hostile;
 mod install;
+mod instruments;
 mod layering;
 mod ledger_guard;
 mod ledger_server;

@@ -15,7 +15,7 @@ use crate::harness::*;
 const DEADLINE: Duration = Duration::from_secs(30);
 
 /// The daemon's snapshot (`<state_file>.status.json`), once it exists.
-fn snapshot(env: &TestEnv) -> Option<Value> {
+pub(crate) fn snapshot(env: &TestEnv) -> Option<Value> {
     let mut p = env.state_file().into_os_string();
     p.push(".status.json");
     let text = std::fs::read_to_string(p).ok()?;
@@ -24,7 +24,7 @@ fn snapshot(env: &TestEnv) -> Option<Value> {
 
 /// Waits until the daemon has finished `n` more scans than now (its snapshot's `last_poll_at` moved `n`
 /// times): whatever it was going to do with the tree as it is, it has done.
-fn scans(env: &TestEnv, n: usize) {
+pub(crate) fn scans(env: &TestEnv, n: usize) {
     let mut last = None;
     let mut seen = 0;
     wait_for(DEADLINE, &format!("{n} scans of the daemon"), || {
@@ -39,7 +39,7 @@ fn scans(env: &TestEnv, n: usize) {
     });
 }
 
-fn explain(env: &TestEnv, dir: &str) -> Value {
+pub(crate) fn explain(env: &TestEnv, dir: &str) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_dirwatcher"))
         .args(["explain", "--json", "--config"])
         .arg(env.config_path())
@@ -56,7 +56,7 @@ fn explain(env: &TestEnv, dir: &str) -> Value {
 }
 
 /// The words of one check of an explanation.
-fn says(e: &Value, check: &str) -> (bool, String) {
+pub(crate) fn says(e: &Value, check: &str) -> (bool, String) {
     let c = e["checks"]
         .as_array()
         .unwrap()
