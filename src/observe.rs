@@ -97,6 +97,10 @@ pub trait Observer {
     }
     /// The daemon is on its way out.
     fn stopping(&mut self) {}
+    /// On a shared ledger: this daemon took the lease of `epoch` (it is the active one).
+    fn leading(&mut self, epoch: i64) {
+        let _ = epoch;
+    }
 }
 
 /// An observer that writes down what it was told, for the loop's in-process tests.

@@ -6,35 +6,106 @@
 //!
 //! Must never: act on a lease it could not renew past its end, or renew from anywhere but the cycle.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::ledger::lease::Held;
-use crate::time::Millis;
+use crate::ledger::{Ledger, LedgerAt};
 
 use super::{Daemon, say};
 
-/// The lease this daemon holds.
-#[derive(Debug, Clone)]
+/// The lease this daemon holds, kept alive by its heart: a thread with a connection of its own that
+/// renews it every third of the lease, whatever the loop is doing (a burst of `sbatch` calls can take
+/// longer than a lease). A paused process pauses its heart too, so the lease runs out and the standby
+/// takes over; a loop that hangs is the watchdog's to end.
+#[derive(Debug)]
 pub(super) struct Lead {
     /// What it holds (holder, epoch).
     pub(super) held: Held,
     /// How long one renewal lasts.
-    pub(super) lease: Duration,
-    /// When (monotonic) the last renewal that worked was sent.
-    pub(super) renewed: Millis,
+    lease: Duration,
+    /// The heart's clock's origin.
+    born: Instant,
+    /// When (ms after `born`) the last renewal that worked was sent.
+    renewed: Arc<AtomicU64>,
+    /// The heart found the lease taken by another.
+    lost: Arc<AtomicBool>,
+    /// Tells the heart to stop (dropped with the lead).
+    _stop: crossbeam_channel::Sender<()>,
 }
 
 impl Lead {
-    /// How often the lease is renewed: a third of it, so two renewals can fail before it runs out.
-    pub(super) fn every(&self) -> Duration {
-        self.lease / 3
+    /// Starts the heart for a lease just claimed at `claimed` (when the claim was sent).
+    pub(super) fn start(at: &LedgerAt, held: Held, lease: Duration, claimed: Instant) -> Lead {
+        let born = claimed;
+        let renewed = Arc::new(AtomicU64::new(0));
+        let lost = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+        let (at, h, r, l) = (at.clone(), held.clone(), renewed.clone(), lost.clone());
+        std::thread::Builder::new()
+            .name("lease".into())
+            .spawn(move || heart(&at, h, lease, born, &r, &l, &stopped))
+            .expect("a thread can be started");
+        Lead {
+            held,
+            lease,
+            born,
+            renewed,
+            lost,
+            _stop: stop,
+        }
     }
 
-    /// Until when (monotonic) this daemon may act. A tenth of the lease is kept back for the time a
-    /// renewal takes to reach the server and for the two clocks' rates.
-    fn until(&self) -> Millis {
-        let lease = self.lease.as_millis() as Millis;
-        self.renewed + lease - lease / 10
+    /// Until when this daemon may act: the last renewal that worked, plus the lease, less a tenth of it
+    /// for the time a renewal takes to reach the server and for the two clocks' rates.
+    pub(super) fn until(&self) -> Instant {
+        self.born + Duration::from_millis(self.renewed.load(Ordering::Acquire)) + self.lease
+            - self.lease / 10
+    }
+
+    /// Whether the lease may still be this daemon's.
+    pub(super) fn may_act(&self) -> bool {
+        !self.lost.load(Ordering::Acquire) && Instant::now() < self.until()
+    }
+}
+
+/// The heart: renews the lease every third of it on its own connection, until told to stop or the
+/// lease is found to be another's. A failed renewal (the server away) is tried again at the next beat;
+/// the loop stops acting once the lease would have run out ([`Lead::until`]).
+fn heart(
+    at: &LedgerAt,
+    held: Held,
+    lease: Duration,
+    born: Instant,
+    renewed: &AtomicU64,
+    lost: &AtomicBool,
+    stop: &crossbeam_channel::Receiver<()>,
+) {
+    let mut conn: Option<Ledger> = None;
+    loop {
+        if !matches!(
+            stop.recv_timeout(lease / 3),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout)
+        ) {
+            return;
+        }
+        let sent = born.elapsed();
+        if conn.is_none() {
+            conn = Ledger::open_read_only_at(at).ok().map(|mut l| {
+                l.adopt_lease(held.clone());
+                l
+            });
+        }
+        let Some(l) = &mut conn else { continue };
+        match l.renew_lease(lease) {
+            Ok(true) => renewed.store(sent.as_millis() as u64, Ordering::Release),
+            Ok(false) => {
+                lost.store(true, Ordering::Release);
+                return;
+            }
+            Err(_) => conn = None,
+        }
     }
 }
 
@@ -56,69 +127,37 @@ fn rustix_hostname() -> String {
 }
 
 impl Daemon {
-    /// At the start of a cycle: renews the lease when a third of it has passed. False: this daemon is no
-    /// longer the active one (another took over, or the lease ran out while the server could not be
-    /// reached) and must stop acting now.
-    pub(super) fn keep_lease(&mut self, now: Millis) -> bool {
-        let Some(lead) = self.lead.clone() else {
+    /// At the start of a cycle: false when this daemon is no longer the active one (another took over,
+    /// or the lease ran out while the server could not be reached): it must stop acting now.
+    pub(super) fn keep_lease(&mut self) -> bool {
+        let Some(lead) = &self.lead else {
             return true;
         };
-        if now - lead.renewed < lead.every().as_millis() as Millis {
+        if lead.may_act() {
             return true;
         }
-        let lease = lead.lease;
-        match self.ledger.renew_lease(lease) {
-            Ok(true) => {
-                if let Some(l) = &mut self.lead {
-                    l.renewed = now;
-                }
-                self.ledger_ok();
-                true
-            }
-            Ok(false) => {
-                say::deposed(self.ledger.path(), &lead.held, "another daemon took it over");
-                false
-            }
-            Err(e) => {
-                self.ledger_failed("renewing the lease", &e);
-                if self.may_act() {
-                    return true;
-                }
-                say::deposed(
-                    self.ledger.path(),
-                    &lead.held,
-                    "it ran out while the server could not be reached",
-                );
-                false
-            }
-        }
+        let why = if lead.lost.load(Ordering::Acquire) {
+            "another daemon took it over"
+        } else {
+            "it ran out before it could be renewed (this process was paused, or the server did not answer)"
+        };
+        say::deposed(self.ledger.path(), &lead.held, why);
+        false
     }
 
     /// Whether this daemon may take an irreversible step now: it holds no lease (an SQLite ledger), or
     /// its lease has not run out by its own clock.
     pub(super) fn may_act(&self) -> bool {
-        self.lead
-            .as_ref()
-            .is_none_or(|l| self.clock.mono() < l.until())
-    }
-
-    /// The longest the loop may sleep: until the next renewal is due.
-    pub(super) fn cap_for_lease(&self, wait: Duration) -> Duration {
-        match &self.lead {
-            Some(l) => {
-                let next = l.renewed + l.every().as_millis() as Millis - self.clock.mono();
-                wait.min(Duration::from_millis(u64::try_from(next).unwrap_or(0)))
-            }
-            None => wait,
-        }
+        self.lead.as_ref().is_none_or(Lead::may_act)
     }
 
     /// A clean stop: the lease goes back at once, so the standby takes over at its next look.
     pub(super) fn hand_back_lease(&mut self) {
-        if self.lead.take().is_some()
-            && let Err(e) = self.ledger.release_lease()
-        {
-            say::lease_not_handed_back(&e);
+        if let Some(lead) = self.lead.take() {
+            drop(lead);
+            if let Err(e) = self.ledger.release_lease() {
+                say::lease_not_handed_back(&e);
+            }
         }
     }
 }
@@ -143,9 +182,7 @@ pub fn standby(
     let mut holder = lease.holder.clone();
     let mut failing = false;
     loop {
-        notifier.cycle_done(Some(&format!(
-            "standby: {holder} is the active daemon"
-        )));
+        notifier.cycle_done(Some(&format!("standby: {holder} is the active daemon")));
         match events.recv_timeout(notifier.cap_wait(every)) {
             Ok(super::Event::Terminate) | Err(RecvTimeoutError::Disconnected) => return false,
             Ok(super::Event::Reload) | Err(RecvTimeoutError::Timeout) => {}

@@ -77,8 +77,8 @@ pub enum Ended {
     Deposed,
 }
 
-pub use lead::{holder_name, standby};
 pub use crate::ledger::lease::LeaseInfo;
+pub use lead::{holder_name, standby};
 
 /// Builds the scheduler for a config: at start and after every reload.
 pub type SchedulerFactory = Box<dyn Fn(&Config) -> Box<dyn Scheduler> + Send>;
@@ -573,7 +573,7 @@ impl Daemon {
         let fresh = fresh_ledger_gate(&cfg, &paths, &opts, &root)?;
         let last_used = crate::ledger::identity::ledger_named_by_lock(&paths.lock);
         let mut ledger = Ledger::open_exclusive_at(&cfg.behavior.ledger_at(), &cfg.watch.root)?;
-        let lead = Daemon::lead(&cfg, &mut ledger, clock.mono())?;
+        let lead = Daemon::lead(&cfg, &mut ledger)?;
         if let Some(last) = last_used.filter(|l| l != ledger.id() && fresh.is_none()) {
             return Err(StartError::LedgerReplaced {
                 path: ledger.path().to_path_buf(),
@@ -598,6 +598,9 @@ impl Daemon {
             more: Vec::new(),
         };
         observers.config_taken(true, clock.wall());
+        if let Some(l) = &lead {
+            observers.leading(l.held.epoch);
+        }
         let sched = make_sched(&cfg);
         let telling = Telling::new(&cfg, dispatch);
         observers.snapshot.started_at = clock.wall();
@@ -632,23 +635,21 @@ impl Daemon {
     }
 
     /// On a shared ledger: takes the lease, or says who holds it ([`StartError::Standby`]).
-    fn lead(
-        cfg: &Config,
-        ledger: &mut Ledger,
-        now: crate::time::Millis,
-    ) -> Result<Option<lead::Lead>, StartError> {
+    fn lead(cfg: &Config, ledger: &mut Ledger) -> Result<Option<lead::Lead>, StartError> {
         if !ledger.is_shared() {
             return Ok(None);
         }
         let holder = holder_name(cfg.behavior.instance.as_ref().map(|n| n.as_str()));
+        let claimed = std::time::Instant::now();
         match ledger.claim_lease(&holder, cfg.behavior.lease)? {
             Some(held) => {
                 say::leading(ledger.path(), &held);
-                Ok(Some(lead::Lead {
+                Ok(Some(lead::Lead::start(
+                    &cfg.behavior.ledger_at(),
                     held,
-                    lease: cfg.behavior.lease,
-                    renewed: now,
-                }))
+                    cfg.behavior.lease,
+                    claimed,
+                )))
             }
             None => Err(StartError::Standby {
                 ledger: ledger.path().to_path_buf(),
@@ -689,7 +690,7 @@ impl Daemon {
             let now = self.clock.mono();
             let wake = self.schedule.wake(now, self.clock.wall());
             let wait = Duration::from_millis(u64::try_from(wake - now).unwrap_or(0));
-            let wait = self.cap_for_lease(self.observers.notifier.cap_wait(wait));
+            let wait = self.observers.notifier.cap_wait(wait);
             match events.recv_timeout(wait) {
                 Ok(Event::Terminate) | Err(RecvTimeoutError::Disconnected) => break Ended::Stopped,
                 Ok(Event::Reload) => self.reload(),
@@ -793,7 +794,7 @@ impl Daemon {
     /// One cycle: every step once, in order. Public for tests and for `run --once`.
     pub fn cycle(&mut self, events: &Receiver<Event>) -> Flow {
         let now = self.clock.mono();
-        if !self.keep_lease(now) {
+        if !self.keep_lease() {
             return Flow::Deposed;
         }
         if let Err(problem) = self.ledger.check_file() {

@@ -136,6 +136,9 @@ impl Observer for Observers {
     fn stopping(&mut self) {
         self.each().for_each(|o| o.stopping());
     }
+    fn leading(&mut self, epoch: i64) {
+        self.each().for_each(|o| o.leading(epoch));
+    }
 }
 
 /// The snapshot keeps what only the daemon saw: each job's last state, and the last listing's time.

@@ -768,7 +768,11 @@ pub fn lease_not_handed_back(e: &dyn std::error::Error) {
 }
 
 /// This daemon waits as standby.
-pub fn standby(ledger: &Path, lease: &crate::ledger::lease::LeaseInfo, lease_sec: std::time::Duration) {
+pub fn standby(
+    ledger: &Path,
+    lease: &crate::ledger::lease::LeaseInfo,
+    lease_sec: std::time::Duration,
+) {
     info!(
         event = "standby",
         active = %lease.holder,

@@ -1070,6 +1070,13 @@ impl Daemon {
             return ChunkEnd::Done;
         }
         let ids: Vec<i64> = live.iter().map(|g| g.id).collect();
+        if !self.may_act() {
+            // Paused between the marks and here past the lease: another daemon may own these records
+            // now. No `sbatch`; the marks go back if the ledger still lets this daemon write.
+            let r = self.ledger.unmark_sbatch_started(&ids, self.clock.wall());
+            let _ = self.commit("recording submissions that did not start", r);
+            return ChunkEnd::LedgerDown;
+        }
         let specs: Vec<JobSpec> = live
             .iter()
             .map(|g| JobSpec {
@@ -1082,6 +1089,7 @@ impl Daemon {
         let mut signal = None;
         let width = self.pacing.pace.width();
         let observers = &mut self.observers;
+        let lead = self.lead.as_ref();
         let started = self.sched.submit_many(&specs, width, &mut |i, r, took| {
             let ok = r.is_ok();
             observers.called(Call::Submit, took, ok);
@@ -1089,7 +1097,8 @@ impl Daemon {
                 observers.submitted();
             }
             answers.push((i, r, took));
-            if !ok {
+            // No further `sbatch` once the lease may have run out (the marks of the rest go back).
+            if !ok || lead.is_some_and(|l| !l.may_act()) {
                 return false;
             }
             match events.try_recv() {

@@ -171,6 +171,11 @@ impl Ledger {
         .map_err(self.sql::<super::sql::DbError>(what))
     }
 
+    /// Takes a lease claimed on another connection as this one's (the daemon's heart renews on its own).
+    pub fn adopt_lease(&mut self, held: Held) {
+        self.fence = Some(held);
+    }
+
     /// The lease this process holds, if any.
     pub fn held_lease(&self) -> Option<&Held> {
         self.fence.as_ref()

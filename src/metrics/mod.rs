@@ -170,6 +170,10 @@ impl Observer for Metrics {
         self.h.submitted.inc();
     }
 
+    fn leading(&mut self, epoch: i64) {
+        self.h.lease_epoch.set(epoch);
+    }
+
     fn ended(&mut self, state: GenState, final_state: &str) {
         match state {
             GenState::Completed => {

@@ -56,6 +56,8 @@ pub(super) struct Handles {
     pub(super) blocked: Family<[(&'static str, &'static str); 1], Gauge>,
     pub(super) notices: Family<[(&'static str, &'static str); 2], Counter>,
     pub(super) reload_ok: Gauge,
+    pub(super) leader: Gauge,
+    pub(super) lease_epoch: Gauge,
     pub(super) reload_at: Gauge<f64, AtomicU64>,
 }
 
@@ -111,6 +113,8 @@ fn new_handles() -> Handles {
         blocked: Family::default(),
         notices: Family::default(),
         reload_ok: Gauge::default(),
+        leader: Gauge::default(),
+        lease_epoch: Gauge::default(),
         reload_at: Gauge::default(),
     }
 }
@@ -209,6 +213,16 @@ fn register_health(reg: &mut Registry, h: &Handles) {
         h.blocked.clone(),
     );
     reg.register(
+        "leader",
+        "1 while this daemon is the active one (it holds the shared ledger's lease, or its SQLite ledger's lock); a standby serves no metrics until it takes over",
+        h.leader.clone(),
+    );
+    reg.register(
+        "lease_epoch",
+        "The epoch of the shared ledger's lease this daemon holds: it grows by one at every takeover (0 on an SQLite ledger)",
+        h.lease_epoch.clone(),
+    );
+    reg.register(
         "build",
         "The running dirwatcher",
         Info::new([("version", env!("CARGO_PKG_VERSION"))]),
@@ -217,6 +231,8 @@ fn register_health(reg: &mut Registry, h: &Handles) {
 
 /// Series that exist from the start, so a dashboard shows 0 rather than nothing.
 fn create_from_the_start(h: &Handles) {
+    // A daemon that serves metrics is the active one (a standby has not started its loop).
+    h.leader.set(1);
     for stage in ["settling", "locked", "unreadable", "submitting"] {
         let _ = h.pending.get_or_create(&[("stage", stage)]);
     }

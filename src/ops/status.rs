@@ -265,8 +265,10 @@ pub struct Status {
     pub problems: Vec<String>,
     /// The daemon.
     pub daemon: DaemonHealth,
-    /// The ledger file.
+    /// The ledger file (the local state's place when the ledger is on a server).
     pub state_file: String,
+    /// Where the ledger is and, when it is shared, which daemon is the active one.
+    pub ledger: LedgerView,
     /// The watched root.
     pub root: String,
     /// Directories by state.
@@ -286,6 +288,30 @@ pub struct Status {
     /// With `--state`, `--since` or `DIR…`: the matching directories.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub directories: Option<Vec<Listed>>,
+}
+
+/// The ledger as `status` shows it.
+#[derive(Debug, Serialize)]
+pub struct LedgerView {
+    /// `sqlite` or `mariadb`.
+    pub backend: &'static str,
+    /// Its file, or its server's address (never a password).
+    pub at: String,
+    /// On a shared ledger: the lease.
+    pub lease: Option<LeaseView>,
+}
+
+/// The lease of a shared ledger: who is the active daemon, since when.
+#[derive(Debug, Serialize)]
+pub struct LeaseView {
+    /// `instance@host` of the active daemon; `None` when no daemon holds the lease.
+    pub active: Option<String>,
+    /// Takeovers so far.
+    pub epoch: i64,
+    /// When the active daemon took it (UTC, the server's clock).
+    pub since: String,
+    /// Seconds until it runs out unless renewed.
+    pub left_sec: f64,
 }
 
 /// The outbox as `status` shows it.
@@ -423,7 +449,33 @@ pub fn status(cfg: &Config, q: &StatusQuery) -> anyhow::Result<Status> {
     } else {
         None
     };
-    let mut problems = daemon_problems(&daemon);
+    let lease = ledger.lease_info()?;
+    let held_elsewhere =
+        lease.as_ref().is_some_and(|l| l.is_held()) && daemon.state == "not running";
+    // On a shared ledger the active daemon may run on the other login node: this one not running here
+    // is then no problem of the ledger's.
+    let mut problems = if held_elsewhere {
+        Vec::new()
+    } else {
+        daemon_problems(&daemon)
+    };
+    if lease.as_ref().is_some_and(|l| !l.is_held()) {
+        problems.push(
+            "no daemon holds the shared ledger's lease: nothing is submitted; start one (`systemctl start \
+             dirwatcher`) on a login node"
+                .into(),
+        );
+    }
+    let ledger_view = LedgerView {
+        backend: ledger.backend().as_str(),
+        at: cfg.behavior.ledger_at().to_string(),
+        lease: lease.map(|l| LeaseView {
+            active: l.is_held().then(|| l.holder.clone()),
+            epoch: l.epoch,
+            since: l.since.clone(),
+            left_sec: (l.left_ms.max(0) as f64) / 1000.0,
+        }),
+    };
     if let Some(r) = &submissions_refused {
         problems.push(format!(
             "submissions refused: {} (fix `{}`)",
@@ -447,6 +499,7 @@ pub fn status(cfg: &Config, q: &StatusQuery) -> anyhow::Result<Status> {
         problems,
         daemon,
         state_file: cfg.behavior.state_file.to_string_lossy().into_owned(),
+        ledger: ledger_view,
         root: root.to_string_lossy().into_owned(),
         counts,
         submissions_refused,
@@ -726,7 +779,25 @@ fn render_daemon(o: &mut String, d: &DaemonHealth) {
 /// Where, the counts, and the verdict: healthy, or each problem (with the refusal of submissions).
 fn render_health(o: &mut String, s: &Status) {
     use std::fmt::Write;
-    let _ = writeln!(o, "root {}  (ledger {})", s.root, s.state_file);
+    let _ = writeln!(o, "root {}  (ledger {})", s.root, s.ledger.at);
+    if let Some(l) = &s.ledger.lease {
+        match &l.active {
+            Some(a) => {
+                let _ = writeln!(
+                    o,
+                    "shared ledger: {a} is the active daemon (lease epoch {}, since {} UTC, {:.1} s left)",
+                    l.epoch, l.since, l.left_sec
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    o,
+                    "shared ledger: no daemon is active (the lease of epoch {} ran out or was handed back)",
+                    l.epoch
+                );
+            }
+        }
+    }
     let c = &s.counts;
     let _ = writeln!(
         o,

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::harness::slurm::jobs_named;
 use crate::harness::*;
 use crate::mariadb::MariaDb;
 
@@ -96,4 +97,135 @@ fn a_mariadb_restart_mid_burst_loses_and_doubles_nothing() {
     let runs = runs_per_dir(&runs);
     assert_eq!(runs.len(), dirs.len() + late.len(), "{runs:?}");
     assert!(runs.values().all(|n| *n == 1), "one run each: {runs:?}");
+}
+
+/// Waits until `d`'s log holds `needle` at least `n` times.
+fn wait_count(d: &Daemon, needle: &str, n: usize, deadline: Duration) {
+    wait_for(deadline, &format!("{n}× {needle:?} in the log"), || {
+        (d.log().matches(needle).count() >= n).then_some(())
+    });
+}
+
+/// `n` new ready directories named `{round}-{i}`.
+fn burst(env: &TestEnv, round: &str, n: usize) -> Vec<std::path::PathBuf> {
+    (0..n)
+        .map(|i| env.ready_dir(format!("{round}-{i:02}")))
+        .collect()
+}
+
+const ACTIVE: &str = "is the active one on the ledger";
+const STANDBY: &str = "standby: the ledger";
+const DEPOSED: &str = "is no longer the active one";
+
+/// Two daemons (two processes, one config but for their instance name and local state) on one MariaDB
+/// ledger, against the real Slurm: one is active, the other waits. The active one is killed (-9), paused
+/// past its lease (SIGSTOP, then SIGCONT), and stopped cleanly, a burst of directories in flight each
+/// time: the other takes over every time, the paused one steps down without a word to Slurm, and every
+/// directory gets exactly one job.
+#[test]
+fn two_daemons_on_one_ledger_take_over_from_each_other_and_run_every_directory_once() {
+    let test = "ledger_pair";
+    if !slurm_available(test) {
+        return;
+    }
+    let env = TestEnv::slurm("pair");
+    let Some(db) = MariaDb::start(test, env.tmp.path()) else {
+        return;
+    };
+    let runs = env.tmp.path().join("runs");
+    let env = db
+        .ledger_for(env, "dw_pair")
+        .behavior("lease_sec: 2")
+        .behavior("instance: a")
+        .job(&format!(
+            "wrap_cmd: sh -c 'basename \"$1\" >> {}; sleep 1' job",
+            runs.display()
+        ));
+    let cfg_a = env.write_config();
+    let text = std::fs::read_to_string(&cfg_a).unwrap();
+    let state_b = env.tmp.path().join("b").join("state.db");
+    let cfg_b = env.tmp.path().join("b.yaml");
+    std::fs::write(
+        &cfg_b,
+        text.replace(
+            &env.state_file().display().to_string(),
+            &state_b.display().to_string(),
+        )
+        .replace("instance: a", "instance: b"),
+    )
+    .unwrap();
+    let log = |n: &str| env.tmp.path().join(format!("daemon-{n}.log"));
+    let mut a = Daemon::spawn(&cfg_a, &log("a1"), &[]);
+    wait_count(&a, ACTIVE, 1, DEADLINE);
+    let mut b = Daemon::spawn(&cfg_b, &log("b1"), &[]);
+    wait_count(&b, STANDBY, 1, DEADLINE);
+    let mut all = Vec::new();
+
+    // Round 1: the active one dies mid-burst (kill -9); the standby takes over; the killed one comes
+    // back as the standby.
+    let dirs = burst(&env, "kill", 12);
+    wait_for(DEADLINE, "a first submission", || {
+        (env.submitted_count() >= 1).then_some(())
+    });
+    a.kill9();
+    wait_count(&b, ACTIVE, 1, DEADLINE);
+    let mut a = Daemon::spawn(&cfg_a, &log("a2"), &[]);
+    wait_count(&a, STANDBY, 1, DEADLINE);
+    all.extend(dirs);
+
+    // Round 2: the active one (b) is paused past its lease mid-burst; a takes over; b, woken up,
+    // steps down and submits nothing more.
+    let dirs = burst(&env, "stop", 12);
+    wait_for(DEADLINE, "a submission of the second burst", || {
+        dirs.iter()
+            .any(|d| !env.history(d).is_empty())
+            .then_some(())
+    });
+    b.signal(libc::SIGSTOP);
+    wait_count(&a, ACTIVE, 1, DEADLINE);
+    b.signal(libc::SIGCONT);
+    wait_count(&b, DEPOSED, 1, DEADLINE);
+    wait_count(&b, STANDBY, 2, DEADLINE);
+    all.extend(dirs);
+
+    // Round 3: a clean stop of the active one (a) hands the lease over at once.
+    let dirs = burst(&env, "term", 12);
+    a.stop();
+    wait_count(&b, ACTIVE, 2, DEADLINE);
+    all.extend(dirs);
+    // `status` where a no longer runs names the active daemon, on the other "host".
+    let st = env.status();
+    assert_eq!(st["ledger"]["backend"], "mariadb", "{st}");
+    let active = st["ledger"]["lease"]["active"].as_str().unwrap_or_default();
+    assert!(active.starts_with("b@"), "{st}");
+    assert!(
+        !st["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str().unwrap_or_default().contains("no daemon")),
+        "{st}"
+    );
+
+    for d in &all {
+        let g = env.wait_final(d, DEADLINE);
+        assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{d:?}");
+        assert_eq!(env.history(d).len(), 1, "one record for {d:?}");
+    }
+    b.stop();
+    if std::env::var_os("SHOW_LOG").is_some() {
+        for n in ["a1", "b1", "a2"] {
+            eprintln!(
+                "---- {n}\n{}",
+                std::fs::read_to_string(log(n)).unwrap_or_default()
+            );
+        }
+    }
+    let runs = runs_per_dir(&runs);
+    assert_eq!(runs.len(), all.len(), "every directory ran: {runs:?}");
+    assert!(runs.values().all(|n| *n == 1), "one run each: {runs:?}");
+    for d in &all {
+        let name = env.job_name(&d.file_name().unwrap().to_string_lossy());
+        assert_eq!(jobs_named(&name).len(), 1, "Slurm holds one job for {d:?}");
+    }
 }
