@@ -148,6 +148,37 @@ fn instance_name(name: &str) -> Result<String, String> {
     crate::config::InstanceName::parse(name).map(|n| n.as_str().to_string())
 }
 
+/// `dirwatcher ledger …`.
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Copy every record of a ledger into a new, empty one: an SQLite file to a MariaDB database (two
+    /// login nodes), or back.
+    #[command(
+        long_about = "Copy every record of a ledger into a new, empty one: from an SQLite file to a MariaDB/MySQL \
+database (for two login nodes sharing one ledger), or back.\n\n\
+Each record keeps its id, the ledger keeps its id (the middle of every submission key, so jobs in flight are \
+still recognised) and the next id it gives; the notices and the operators' cancel requests come along. All in \
+one transaction: a copy that fails leaves the new ledger empty. Refused while a daemon uses either ledger \
+(the file's lock, the server's lease), and into a ledger that holds a record. Then point `behavior.ledger` \
+(or `behavior.state_file`) at the new one and start the daemons.",
+        after_help = "Example:\n  systemctl stop dirwatcher\n  sudo -u dirwatcher dirwatcher ledger copy --from /var/lib/dirwatcher/state.db \\\n    \
+--to mysql://dirwatcher@db.cluster:3306/dirwatcher --password-file /etc/dirwatcher/ledger.pass\n  \
+# set behavior.ledger and behavior.ledger_password_file in the config, then on both login nodes:\n  \
+systemctl start dirwatcher"
+    )]
+    Copy {
+        /// The ledger to copy: an SQLite file, or `mysql://USER@HOST:PORT/DATABASE`.
+        #[arg(long, value_name = "FILE|URL")]
+        from: String,
+        /// The new ledger: a path where no file is, or an empty database.
+        #[arg(long, value_name = "FILE|URL")]
+        to: String,
+        /// The file holding the password of the `mysql://` side's user (one line).
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -319,6 +350,12 @@ symlink is refused.",
         /// Say what would be recorded; write nothing (works beside a running daemon).
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Work on the ledger itself (`ledger copy`: move it between an SQLite file and a MariaDB server).
+    Ledger {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: LedgerCommand,
     },
     /// Try dirwatcher without Slurm: creates an example root, drops a sample directory into it, and runs the
     /// watcher with the local executor until Ctrl-C.

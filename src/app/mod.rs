@@ -29,7 +29,7 @@ mod signals;
 pub use check::check_config;
 pub use demo::demo;
 pub use error::{AppError, ExitKind, exit_kind};
-pub use operate::{StatusView, cancel, explain, forget, recover, retry, status};
+pub use operate::{StatusView, cancel, explain, forget, ledger, recover, retry, status};
 pub use serve::run_watcher;
 
 use crate::cli::Command;
@@ -95,6 +95,7 @@ pub unsafe fn run(cmd: Command) -> Result<(), AppError> {
             since,
             dry_run,
         } => recover(&config, since.as_deref(), dry_run),
+        Command::Ledger { cmd } => ledger(&cmd),
         Command::Demo { dir } => demo(&dir),
         Command::Install(args) => install(&args),
         Command::Uninstall(args) => uninstall(&args),

@@ -134,3 +134,30 @@ pub fn recover(config: &ConfigFile, since: Option<&str>, dry_run: bool) -> Resul
     out!("{}", ops::recover::render(&report, &cfg.watch.root));
     Ok(())
 }
+
+/// `dirwatcher ledger copy`: with a bar on a terminal, and what was copied on stdout.
+pub fn ledger(cmd: &crate::cli::LedgerCommand) -> Result<(), AppError> {
+    let crate::cli::LedgerCommand::Copy {
+        from,
+        to,
+        password_file,
+    } = cmd;
+    let at = |s: &str| {
+        crate::ledger::copy::at_of(s, password_file.as_deref())
+            .map_err(|e| anyhow::anyhow!("`{s}`: {e}"))
+    };
+    let (from_at, to_at) = (at(from)?, at(to)?);
+    let copied = {
+        let mut bar = Progress::copying();
+        crate::ledger::copy::copy(&from_at, &to_at, &mut |done, total| bar.copied(done, total))
+            .map_err(anyhow::Error::new)?
+    };
+    out!(
+        "copied {} record(s) of directories, {} notice(s) and {} cancel request(s) from {from_at} to {to_at}; \
+         point the config at the new ledger, then start the daemon(s)\n",
+        copied.generations,
+        copied.notices,
+        copied.cancels
+    );
+    Ok(())
+}

@@ -36,6 +36,7 @@ use rusqlite::Connection;
 
 use sql::{Backend, DbError, Sql, Sqlite, args};
 
+pub mod copy;
 pub mod identity;
 pub mod lease;
 pub mod maria;
