@@ -673,6 +673,13 @@ impl Daemon {
         for w in crate::scan::mount_warnings(&self.cfg).0 {
             say::config_warning(&w);
         }
+        if self.lead.is_some() && self.cfg.job.executor == crate::config::ExecutorKind::Local {
+            say::config_warning(
+                "the ledger is shared (`behavior.ledger`), but `job.executor` is `local`: a daemon on another \
+                 login node that takes over cannot follow this node's local jobs (they end as lost); use \
+                 `executor: slurm` for two login nodes",
+            );
+        }
         // Said now rather than at the first submission: an operator starting the daemon sees it at once.
         self.output_ready();
         say::telling(&self.cfg, &self.telling.email);

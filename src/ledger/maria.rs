@@ -134,6 +134,9 @@ impl MariaTarget {
                 "SET SESSION sql_mode = 'ANSI,STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
                 // Each statement sees what was committed before it (the guards are in the statements).
                 "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                // A table lock (a schema change waiting for transactions) is an error after 20 s, not a
+                // year's wait: well within the statement timeout, so the error says what it was.
+                "SET SESSION lock_wait_timeout = 20",
             ]);
         if self.tls {
             b = b.ssl_opts(Some(mysql::SslOpts::default()));
@@ -447,10 +450,17 @@ pub fn stored_version(db: &mut Maria) -> Result<Option<i64>, DbError> {
 /// get the same schema) and records [`super::SCHEMA_VERSION`]; returns the ledger's id — or
 /// `Err(version)` (inside `Ok`) for a ledger newer than this binary, left untouched.
 pub fn upgrade(db: &mut Maria, fresh_id: String) -> Result<Result<String, i64>, DbError> {
-    if let Some(v) = stored_version(db)?
+    let stored = stored_version(db)?;
+    if let Some(v) = stored
         && v > super::SCHEMA_VERSION
     {
         return Ok(Err(v));
+    }
+    if stored == Some(super::SCHEMA_VERSION) {
+        // Nothing to create. No DDL either: `CREATE TRIGGER` waits for every transaction on the table to
+        // end while the statements of the active daemon queue behind it — a standby taking over, or an
+        // operator's command, must not stall the active daemon.
+        return instance(db).map(Ok);
     }
     for s in SCHEMA.iter().chain(&super::lease::SCHEMA) {
         db.batch(s)?;
