@@ -5,6 +5,9 @@
 
 #[path = "../it/harness.rs"]
 mod harness;
+#[allow(dead_code)]
+#[path = "../it/mariadb.rs"]
+mod mariadb;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -110,7 +113,28 @@ fn kill_9_torture_every_directory_gets_exactly_one_job() {
     if !slurm_available("kill_9_torture") {
         return;
     }
-    let env = TestEnv::slurm("torture")
+    kill_9_torture(TestEnv::slurm("torture"));
+}
+
+/// The same torture with the ledger on a MariaDB server (`behavior.ledger`).
+#[test]
+fn kill_9_torture_on_a_mariadb_ledger_every_directory_gets_exactly_one_job() {
+    let _s = serial();
+    let test = "kill_9_torture_mariadb";
+    if !slurm_available(test) {
+        return;
+    }
+    let env = TestEnv::slurm("torture-db");
+    let Some(db) = mariadb::MariaDb::start(test, env.tmp.path()) else {
+        return;
+    };
+    kill_9_torture(db.ledger_for(env, "dw_torture"));
+}
+
+/// Ten rounds of a burst and a kill -9 of the daemon (every other one right after `sbatch` answered and
+/// before the ledger recorded it); then every directory has exactly one job.
+fn kill_9_torture(env: TestEnv) {
+    let env = env
         .job("wrap_cmd: true")
         .watch("stability_checks: 1")
         .watch("poll_interval_sec: 0.2");
