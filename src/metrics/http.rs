@@ -32,9 +32,24 @@ pub enum MetricsError {
     },
 }
 
+/// What this process serves: the configured address, the bound one, and the registry in use. A daemon
+/// that starts again in the same process (a standby taking over after it was deposed) swaps its registry
+/// in instead of binding the address a second time.
+type Served = (SocketAddr, SocketAddr, Arc<std::sync::Mutex<Arc<Registry>>>);
+static SERVED: std::sync::Mutex<Option<Served>> = std::sync::Mutex::new(None);
+
 /// Binds `addr` and serves the registry from one thread, one connection at a time (a scrape every few
 /// seconds needs nothing more); returns the bound address.
 pub(super) fn serve(addr: SocketAddr, registry: Arc<Registry>) -> Result<SocketAddr, MetricsError> {
+    let mut served = SERVED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((configured, bound, slot)) = served.as_ref()
+        && *configured == addr
+        && addr.port() != 0
+    {
+        *slot.lock().unwrap_or_else(|p| p.into_inner()) = registry;
+        return Ok(*bound);
+    }
+    let slot = Arc::new(std::sync::Mutex::new(registry));
     let listener =
         TcpListener::bind(addr).map_err(|source| MetricsError::Listen { addr, source })?;
     let bound = listener
@@ -46,12 +61,14 @@ pub(super) fn serve(addr: SocketAddr, registry: Arc<Registry>) -> Result<SocketA
         );
     }
     info!(listen = %bound, "serving metrics on http://{bound}/metrics");
+    let serving = slot.clone();
     std::thread::Builder::new()
         .name("metrics-http".into())
         .spawn(move || {
             for conn in listener.incoming() {
                 match conn {
                     Ok(stream) => {
+                        let registry = serving.lock().unwrap_or_else(|p| p.into_inner()).clone();
                         if let Err(e) = answer(stream, &registry) {
                             debug!("metrics request failed: {e}");
                         }
@@ -65,6 +82,7 @@ pub(super) fn serve(addr: SocketAddr, registry: Arc<Registry>) -> Result<SocketA
             }
         })
         .map_err(|source| MetricsError::Listen { addr, source })?;
+    *served = Some((addr, bound, slot));
     Ok(bound)
 }
 
