@@ -74,6 +74,8 @@ pub(super) fn run_daemon(
     let mut first = Some(Daemon::start(cfg.clone(), opts));
     signals::spawn(tx.clone(), span)?;
     let mut side_task = side_task;
+    // The lease as last seen, once this daemon has waited as standby.
+    let mut waited: Option<(std::path::PathBuf, crate::ledger::lease::LeaseInfo)> = None;
     loop {
         let started = first
             .take()
@@ -82,7 +84,22 @@ pub(super) fn run_daemon(
             Ok(d) => d,
             // Two login nodes, one ledger: this one waits until the other's lease is free, then starts.
             Err(StartError::Standby { ledger, lease }) if shared && !once => {
-                if standby(&cfg, &rx, &ledger, &lease) {
+                let go_on = standby(&cfg, &rx, &ledger, &lease);
+                waited = Some((ledger, lease));
+                if go_on {
+                    continue;
+                }
+                break;
+            }
+            // A takeover the server did not let through (it went away, a lock wait ran out): a standby
+            // stays the standby and looks again, as it would have while waiting.
+            Err(StartError::Ledger(e)) if waited.is_some() && !once => {
+                tracing::warn!(
+                    "could not take over the ledger: {}; waiting as standby again",
+                    logging::error_chain(&e)
+                );
+                let (ledger, lease) = waited.as_ref().expect("checked above");
+                if standby(&cfg, &rx, ledger, lease) {
                     continue;
                 }
                 break;

@@ -50,10 +50,12 @@ fn start() -> Result<u16, String> {
     };
     let dir = std::env::temp_dir().join(format!("dw-ledger-mariadb-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    // Its own temporary folder: servers started at once must not share /tmp's `#sql-temptable-*`.
+    std::fs::create_dir_all(dir.join("tmp")).map_err(|e| e.to_string())?;
     let out = Command::new(install)
         .arg("--no-defaults")
         .arg(format!("--datadir={}", dir.join("data").display()))
+        .arg(format!("--tmpdir={}", dir.join("tmp").display()))
         .args([
             "--user=root",
             "--auth-root-authentication-method=normal",
@@ -81,6 +83,7 @@ fn start() -> Result<u16, String> {
             .arg(format!("--socket={}", dir.join("sock").display()))
             .arg(format!("--pid-file={}", dir.join("pid").display()))
             .arg(format!("--log-error={}", dir.join("error.log").display()))
+            .arg(format!("--tmpdir={}", dir.join("tmp").display()))
             .arg(format!("--port={port}"))
             .args([
                 "--bind-address=127.0.0.1",

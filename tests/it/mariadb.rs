@@ -48,9 +48,12 @@ impl MariaDb {
         let (_, install) = mariadb_programs(test)?;
         let dir = under.join("mariadb");
         std::fs::create_dir_all(&dir).unwrap();
+        // Its own temporary folder: servers started at once must not share /tmp's `#sql-temptable-*`.
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
         let out = Command::new(install)
             .arg("--no-defaults")
             .arg(format!("--datadir={}", dir.join("data").display()))
+            .arg(format!("--tmpdir={}", dir.join("tmp").display()))
             .args([
                 "--user=root",
                 "--auth-root-authentication-method=normal",
@@ -87,6 +90,7 @@ impl MariaDb {
             .arg(format!("--socket={}", d.join("sock").display()))
             .arg(format!("--pid-file={}", d.join("pid").display()))
             .arg(format!("--log-error={}", d.join("error.log").display()))
+            .arg(format!("--tmpdir={}", d.join("tmp").display()))
             .arg(format!("--port={}", self.port))
             .args([
                 "--bind-address=127.0.0.1",
