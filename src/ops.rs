@@ -73,7 +73,7 @@ fn ledger_reachable(cfg: &Config) -> anyhow::Result<()> {
 
 /// Opens the ledger for reading only (never creates it), with a permission error said as such.
 fn open_read_only(cfg: &Config) -> anyhow::Result<Ledger> {
-    if let at @ crate::ledger::LedgerAt::Server(_) = cfg.behavior.ledger_at() {
+    if let at @ crate::ledger::LedgerAt::Server(_) = crate::ledger::LedgerAt::of(&cfg.behavior) {
         return Ok(Ledger::open_read_only_at(&at)?);
     }
     ledger_reachable(cfg)?;
@@ -94,7 +94,7 @@ fn open_read_only(cfg: &Config) -> anyhow::Result<Ledger> {
 }
 
 fn open_existing(cfg: &Config) -> anyhow::Result<Ledger> {
-    if let at @ crate::ledger::LedgerAt::Server(_) = cfg.behavior.ledger_at() {
+    if let at @ crate::ledger::LedgerAt::Server(_) = crate::ledger::LedgerAt::of(&cfg.behavior) {
         // Never creates the tables: the CLI writes into the ledger a daemon made.
         if at.fresh()?.is_some() {
             bail!(

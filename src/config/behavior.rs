@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::MariaTarget;
 use super::keys::{self, defaults};
 use super::value::MIN_BACKOFF_SEC;
 use super::yaml::{self, EffectiveYaml};
 use super::{ConfigError, InstanceName, S, Validator};
-use crate::ledger::LedgerAt;
-use crate::ledger::maria::MariaTarget;
 
 /// `behavior:` section, validated.
 #[derive(Debug, Clone)]
@@ -170,14 +169,6 @@ impl Validator<'_> {
 }
 
 impl BehaviorConfig {
-    /// Where the ledger is: the server of `behavior.ledger`, else the SQLite `state_file`.
-    pub fn ledger_at(&self) -> LedgerAt {
-        match &self.ledger {
-            Some(t) => LedgerAt::Server(t.clone()),
-            None => LedgerAt::File(self.state_file.clone()),
-        }
-    }
-
     /// The section's own lines of the effective config (the e-mail keys follow, from [`super::smtp`]).
     pub(super) fn put(&self, y: &mut EffectiveYaml) {
         use keys::*;

@@ -28,6 +28,7 @@ mod parse_error;
 mod raw;
 mod ready;
 mod secret;
+mod server;
 mod smtp;
 mod value;
 mod watch;
@@ -44,6 +45,7 @@ pub use keys::{ExecutorKind, defaults};
 pub use metrics::MetricsConfig;
 pub use notify::{EmailVia, NotifyConfig};
 pub use secret::Secret;
+pub use server::MariaTarget;
 pub use smtp::SmtpConfig;
 pub use watch::WatchConfig;
 

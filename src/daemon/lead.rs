@@ -177,7 +177,7 @@ pub fn standby(
     let every = (cfg.behavior.lease / 3)
         .min(cfg.watch.poll_interval)
         .max(Duration::from_millis(100));
-    let at = cfg.behavior.ledger_at();
+    let at = crate::ledger::LedgerAt::of(&cfg.behavior);
     let mut open: Option<crate::ledger::Ledger> = None;
     let mut holder = lease.holder.clone();
     let mut failing = false;

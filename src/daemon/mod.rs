@@ -35,7 +35,7 @@ use crate::engine::{
     TokenBucket,
 };
 use crate::fsx::{Root, RootLinks};
-use crate::ledger::{Counts, Ledger, LedgerError};
+use crate::ledger::{Counts, Ledger, LedgerAt, LedgerError};
 use crate::logging::show;
 use crate::metrics::{Metrics, MetricsError};
 use crate::notify::Notifier;
@@ -219,7 +219,7 @@ fn fresh_ledger_gate(
     opts: &StartOptions,
     root: &Root,
 ) -> Result<Option<Vec<String>>, StartError> {
-    let at = cfg.behavior.ledger_at();
+    let at = LedgerAt::of(&cfg.behavior);
     let path = &at.name();
     let Some(found) = at.fresh()? else {
         return Ok(None);
@@ -572,7 +572,7 @@ impl Daemon {
         })?;
         let fresh = fresh_ledger_gate(&cfg, &paths, &opts, &root)?;
         let last_used = crate::ledger::identity::ledger_named_by_lock(&paths.lock);
-        let mut ledger = Ledger::open_exclusive_at(&cfg.behavior.ledger_at(), &cfg.watch.root)?;
+        let mut ledger = Ledger::open_exclusive_at(&LedgerAt::of(&cfg.behavior), &cfg.watch.root)?;
         let lead = Daemon::lead(&cfg, &mut ledger)?;
         if let Some(last) = last_used.filter(|l| l != ledger.id() && fresh.is_none()) {
             return Err(StartError::LedgerReplaced {
@@ -645,7 +645,7 @@ impl Daemon {
             Some(held) => {
                 say::leading(ledger.path(), &held);
                 Ok(Some(lead::Lead::start(
-                    &cfg.behavior.ledger_at(),
+                    &LedgerAt::of(&cfg.behavior),
                     held,
                     cfg.behavior.lease,
                     claimed,
@@ -710,7 +710,7 @@ impl Daemon {
         if ended == Ended::Stopped {
             self.hand_back_lease();
             self.observers.stopping();
-            say::stopped(&self.cfg.behavior.ledger_at().name());
+            say::stopped(&LedgerAt::of(&self.cfg.behavior).name());
         }
         ended
     }

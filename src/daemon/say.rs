@@ -54,7 +54,7 @@ pub fn started(c: &Config, executor: &str) {
         root = %field(&c.watch.root),
         executor,
         state_file = %field(&c.behavior.state_file),
-        ledger = %c.behavior.ledger_at(),
+        ledger = %crate::ledger::LedgerAt::of(&c.behavior),
         "dirwatcher started: watching {} for `{}` every {:?} ({} checks {:?} apart), executor {}",
         show(&c.watch.root),
         c.watch.signal_filename.to_string_lossy(),

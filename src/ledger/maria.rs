@@ -1,13 +1,12 @@
 //! The ledger on a MariaDB (or MySQL) server: `behavior.ledger: mysql://USER@HOST:PORT/DATABASE`, for a
 //! ledger that outlives one login node and that two of them can share.
 //!
-//! Owns: the server's address ([`MariaTarget`]), the connection behind the ledger's seam ([`Maria`]:
+//! Owns: the connection behind the ledger's seam ([`Maria`]:
 //! reconnects when the server went away, never inside a transaction), and the schema in MariaDB's own
 //! words (the same tables, columns and guards as SQLite's `schema.rs`; the counts kept by triggers; one
 //! intent per generation and attempt by a unique index). Must never: put the password in a message, a
 //! log or the process list, or create anything but its own tables in the database it is given.
 
-use std::fmt;
 use std::time::Duration;
 
 use mysql::prelude::Queryable;
@@ -15,134 +14,36 @@ use mysql::{Conn, Opts, OptsBuilder, Params, Value};
 
 use super::sql::{Arg, Backend, DbError, Row, Sql, Val, for_maria};
 
-/// Where a ledger on a server is: from `mysql://USER@HOST[:PORT]/DATABASE[?tls=true]`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct MariaTarget {
-    /// Account.
-    pub user: String,
-    /// Server name or address.
-    pub host: String,
-    /// TCP port (3306 when the URL names none).
-    pub port: u16,
-    /// The database dirwatcher's tables live in.
-    pub database: String,
-    /// Password (from `behavior.ledger_password_file` or the unit's credential; never from the URL).
-    pub password: Option<String>,
-    /// Speak TLS to the server (`?tls=true`), checking its certificate against the system's roots.
-    pub tls: bool,
-}
+pub use crate::config::MariaTarget;
 
-impl fmt::Debug for MariaTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.describe())
+/// How the driver connects to `t`.
+fn opts(t: &MariaTarget, timeout: Duration) -> Opts {
+    let mut b = OptsBuilder::new()
+        .ip_or_hostname(Some(t.host.clone()))
+        .tcp_port(t.port)
+        .user(Some(t.user.clone()))
+        .pass(t.password.clone())
+        .db_name(Some(t.database.clone()))
+        .tcp_connect_timeout(Some(timeout))
+        .read_timeout(Some(timeout))
+        .write_timeout(Some(timeout))
+        // TCP to the host as configured, never the server's socket file.
+        .prefer_socket(false)
+        // An UPDATE counts the rows it matched, as SQLite does (the guards compare with 1).
+        .additional_capabilities(mysql::consts::CapabilityFlags::CLIENT_FOUND_ROWS)
+        .init(vec![
+            // The dialect both databases speak: `||`, "quoted" names; no silent truncation.
+            "SET SESSION sql_mode = 'ANSI,STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
+            // Each statement sees what was committed before it (the guards are in the statements).
+            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            // A table lock (a schema change waiting for transactions) is an error after 20 s, not a
+            // year's wait: well within the statement timeout, so the error says what it was.
+            "SET SESSION lock_wait_timeout = 20",
+        ]);
+    if t.tls {
+        b = b.ssl_opts(Some(mysql::SslOpts::default()));
     }
-}
-
-impl MariaTarget {
-    /// Reads `mysql://USER@HOST[:PORT]/DATABASE[?tls=true]`; the error says what is wrong, in words.
-    pub fn parse(url: &str) -> Result<MariaTarget, String> {
-        let rest = url
-            .strip_prefix("mysql://")
-            .or_else(|| url.strip_prefix("mariadb://"))
-            .ok_or("it does not start with `mysql://`")?;
-        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (auth, rest) = rest
-            .split_once('@')
-            .ok_or("it names no user (`mysql://USER@HOST/DATABASE`)")?;
-        if auth.contains(':') {
-            return Err(
-                "it holds a password: a password never goes in the config (it would show in `check-config`); \
-                 put it in the file `behavior.ledger_password_file` names"
-                    .into(),
-            );
-        }
-        let (hostport, database) = rest
-            .split_once('/')
-            .ok_or("it names no database (`mysql://USER@HOST/DATABASE`)")?;
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) => (
-                h,
-                p.parse::<u16>()
-                    .map_err(|_| format!("its port `{p}` is not a number from 1 to 65535"))?,
-            ),
-            None => (hostport, 3306),
-        };
-        let tls = match query {
-            "" | "tls=false" => false,
-            "tls=true" => true,
-            other => {
-                return Err(format!(
-                    "`?{other}` is not known (write `?tls=true` or nothing)"
-                ));
-            }
-        };
-        let word = |what: &str, v: &str| {
-            if v.is_empty() || v.chars().any(|c| c.is_control() || c.is_whitespace()) {
-                Err(format!(
-                    "its {what} is empty or holds a space or a control character"
-                ))
-            } else {
-                Ok(v.to_string())
-            }
-        };
-        if !database
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
-        {
-            return Err(format!(
-                "the database name `{database}` may hold only letters, digits, `_` and `$`"
-            ));
-        }
-        Ok(MariaTarget {
-            user: word("user", auth)?,
-            host: word("host", host)?,
-            port,
-            database: word("database", database)?,
-            password: None,
-            tls,
-        })
-    }
-
-    /// `mysql://user@host:port/database` (never the password): the ledger's name in messages.
-    pub fn describe(&self) -> String {
-        format!(
-            "mysql://{}@{}:{}/{}{}",
-            self.user,
-            self.host,
-            self.port,
-            self.database,
-            if self.tls { "?tls=true" } else { "" }
-        )
-    }
-
-    fn opts(&self, timeout: Duration) -> Opts {
-        let mut b = OptsBuilder::new()
-            .ip_or_hostname(Some(self.host.clone()))
-            .tcp_port(self.port)
-            .user(Some(self.user.clone()))
-            .pass(self.password.clone())
-            .db_name(Some(self.database.clone()))
-            .tcp_connect_timeout(Some(timeout))
-            .read_timeout(Some(timeout))
-            .write_timeout(Some(timeout))
-            // TCP to the host as configured, never the server's socket file.
-            .prefer_socket(false)
-            // An UPDATE counts the rows it matched, as SQLite does (the guards compare with 1).
-            .additional_capabilities(mysql::consts::CapabilityFlags::CLIENT_FOUND_ROWS)
-            .init(vec![
-                // The dialect both databases speak: `||`, "quoted" names; no silent truncation.
-                "SET SESSION sql_mode = 'ANSI,STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
-                // Each statement sees what was committed before it (the guards are in the statements).
-                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
-                // A table lock (a schema change waiting for transactions) is an error after 20 s, not a
-                // year's wait: well within the statement timeout, so the error says what it was.
-                "SET SESSION lock_wait_timeout = 20",
-            ]);
-        if self.tls {
-            b = b.ssl_opts(Some(mysql::SslOpts::default()));
-        }
-        b.into()
-    }
+    b.into()
 }
 
 /// How long one statement may take before the server counts as gone.
@@ -181,7 +82,7 @@ impl Maria {
                     "the connection to the server was lost inside a transaction".into(),
                 ));
             }
-            self.conn = Some(Conn::new(self.target.opts(STATEMENT_TIMEOUT))?);
+            self.conn = Some(Conn::new(opts(&self.target, STATEMENT_TIMEOUT))?);
         }
         Ok(self.conn.as_mut().expect("connected above"))
     }

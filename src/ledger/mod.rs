@@ -194,6 +194,14 @@ impl std::fmt::Display for LedgerAt {
 }
 
 impl LedgerAt {
+    /// Where the config puts the ledger: the server of `behavior.ledger`, else the SQLite `state_file`.
+    pub fn of(b: &crate::config::BehaviorConfig) -> LedgerAt {
+        match &b.ledger {
+            Some(t) => LedgerAt::Server(t.clone()),
+            None => LedgerAt::File(b.state_file.clone()),
+        }
+    }
+
     /// Whether nothing of a ledger is there yet (no file, an empty one, a database without a record):
     /// `Some` with the words for it, checked before the ledger is opened (which creates it).
     pub fn fresh(&self) -> Result<Option<&'static str>> {

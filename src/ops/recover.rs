@@ -96,7 +96,7 @@ fn open_ledger(
     cfg: &Config,
     dry_run: bool,
 ) -> anyhow::Result<(Option<std::fs::File>, Option<Ledger>)> {
-    let at = cfg.behavior.ledger_at();
+    let at = crate::ledger::LedgerAt::of(&cfg.behavior);
     Ok(if dry_run {
         let l = match at.fresh()? {
             None => Some(Ledger::open_read_only_at(&at)?),

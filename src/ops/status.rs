@@ -468,7 +468,7 @@ pub fn status(cfg: &Config, q: &StatusQuery) -> anyhow::Result<Status> {
     }
     let ledger_view = LedgerView {
         backend: ledger.backend().as_str(),
-        at: cfg.behavior.ledger_at().to_string(),
+        at: crate::ledger::LedgerAt::of(&cfg.behavior).to_string(),
         lease: lease.map(|l| LeaseView {
             active: l.is_held().then(|| l.holder.clone()),
             epoch: l.epoch,
