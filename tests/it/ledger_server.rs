@@ -135,7 +135,7 @@ fn two_daemons_on_one_ledger_take_over_from_each_other_and_run_every_directory_o
     let runs = env.tmp.path().join("runs");
     let env = db
         .ledger_for(env, "dw_pair")
-        .behavior("lease_sec: 2")
+        .behavior("lease_sec: 4")
         .behavior("instance: a")
         .job(&format!(
             "wrap_cmd: sh -c 'basename \"$1\" >> {}; sleep 1' job",
