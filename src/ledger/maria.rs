@@ -315,12 +315,7 @@ const SCHEMA: &[&str] = &[
 /// Whether the database holds no ledger yet (no `generations` table, or an empty one): what the start's
 /// check of a fresh ledger over a populated root asks, before anything is created.
 pub fn is_fresh(db: &mut Maria) -> Result<bool, DbError> {
-    let tables = db.query(
-        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()
-             AND table_name = 'generations'",
-        &[],
-    )?;
-    if tables.first().map(|r| r.get::<i64>(0)).transpose()? != Some(1) {
+    if !has_table(db, "generations")? {
         return Ok(true);
     }
     let rows = db.query(
@@ -330,14 +325,19 @@ pub fn is_fresh(db: &mut Maria) -> Result<bool, DbError> {
     Ok(rows.first().map(|r| r.get::<i64>(0)).transpose()? == Some(0))
 }
 
-/// The newest schema version recorded, `None` when the database has no version table.
-pub fn stored_version(db: &mut Maria) -> Result<Option<i64>, DbError> {
+/// Whether the ledger's database has the table `name`.
+fn has_table(db: &mut Maria, name: &str) -> Result<bool, DbError> {
     let tables = db.query(
         "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()
-             AND table_name = 'schema_version'",
-        &[],
+             AND table_name = ?1",
+        &[Arg::Text(name.into())],
     )?;
-    if tables.first().map(|r| r.get::<i64>(0)).transpose()? != Some(1) {
+    Ok(tables.first().map(|r| r.get::<i64>(0)).transpose()? == Some(1))
+}
+
+/// The newest schema version recorded, `None` when the database has no version table.
+pub fn stored_version(db: &mut Maria) -> Result<Option<i64>, DbError> {
+    if !has_table(db, "schema_version")? {
         return Ok(None);
     }
     let v = db.query("SELECT MAX(version) FROM schema_version", &[])?;

@@ -101,11 +101,15 @@ impl Ledger {
         said: Said,
         mut f: impl FnMut(&Tx<'_>) -> Result<T>,
     ) -> Result<T> {
+        self.retrying(said, &mut f)
+    }
+
+    /// [`Ledger::write_once`] again while it meets another writer, up to [`TRIES`] times.
+    fn retrying<T>(&self, said: Said, f: &mut impl FnMut(&Tx<'_>) -> Result<T>) -> Result<T> {
         let mut tries = 0;
         loop {
             tries += 1;
-            let out = self.write_once(said, &mut f);
-            match out {
+            match self.write_once(said, f) {
                 Err(LedgerError::Sql { source, .. }) if source.is_transient() && tries < TRIES => {
                     std::thread::sleep(std::time::Duration::from_millis(10 << tries));
                 }
@@ -149,18 +153,9 @@ impl Ledger {
         if self.fence.is_none() {
             return self.run_unfenced(sql, args, what);
         }
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match self.write_once(Said::all(what), &mut |tx: &Tx<'_>| {
-                tx.execute(sql, args, what)
-            }) {
-                Err(LedgerError::Sql { source, .. }) if source.is_transient() && tries < TRIES => {
-                    std::thread::sleep(std::time::Duration::from_millis(10 << tries));
-                }
-                out => return out,
-            }
-        }
+        self.retrying(Said::all(what), &mut |tx: &Tx<'_>| {
+            tx.execute(sql, args, what)
+        })
     }
 
     /// [`Ledger::run`] without the lease's check (the lease's own statements).
