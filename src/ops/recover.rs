@@ -108,6 +108,17 @@ fn open_ledger(
             &crate::state_paths::StatePaths::of(&cfg.behavior.state_file),
         )?;
         let l = Ledger::open_exclusive_at(&at, &cfg.watch.root)?;
+        // A shared ledger has no file lock to keep a daemon out: its lease says whether one is active.
+        if let Some(lease) = l.lease_info()?
+            && lease.is_held()
+        {
+            anyhow::bail!(
+                "{} is the active daemon on the ledger `{at}` (lease epoch {}): stop the daemons on every \
+                 login node first (`systemctl stop dirwatcher`), then recover",
+                lease.holder,
+                lease.epoch
+            );
+        }
         // This is the ledger of this state directory from now on (a start would take another for a
         // replaced one).
         crate::ledger::identity::name_ledger_in_lock(&mut lock, l.id())?;
