@@ -819,7 +819,9 @@ impl Daemon {
         self.sync_known(now);
         let mut agenda = self.read_agenda();
         if self.schedule.track_due(now) {
-            self.resolve(&mut agenda);
+            if let Some(flow) = self.resolve(&mut agenda, events) {
+                return flow;
+            }
             self.track(&mut agenda);
             self.schedule.tracked(now, self.cadence());
         }

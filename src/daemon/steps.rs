@@ -185,9 +185,20 @@ impl Daemon {
 
     /// Step 1: intents whose `sbatch` answer was lost (crash, timeout, garbage output). Their key is looked
     /// up: found → adopted; surely absent after the grace period → cleared for a fresh `sbatch`.
-    pub(super) fn resolve(&mut self, agenda: &mut Agenda) {
+    pub(super) fn resolve(
+        &mut self,
+        agenda: &mut Agenda,
+        events: &Receiver<Event>,
+    ) -> Option<Flow> {
         let grace = engine::lookup_grace(self.cfg.job.command_timeout);
         for g in agenda.lookups.clone() {
+            // Each lookup is a scheduler call: a stop or a reload asked meanwhile is not kept waiting for
+            // the rest (they stay uncertain, and are looked up after the restart).
+            match events.try_recv() {
+                Ok(Event::Terminate) => return Some(Flow::Stop),
+                Ok(Event::Reload) => return Some(Flow::Reload),
+                Err(_) => {}
+            }
             let path = self.path_of(&g);
             let now = self.clock.mono();
             let lost_since = *self.waits.lost.entry(g.id).or_insert(now);
@@ -203,7 +214,7 @@ impl Daemon {
                     let edge = self.health.query.failed(self.clock.mono());
                     say::lookup_failed(&path, &e, edge);
                     // The scheduler is not answering: the other lookups would fail the same way.
-                    return;
+                    return None;
                 }
             };
             let wall = self.clock.wall();
@@ -234,6 +245,7 @@ impl Daemon {
                 }
             }
         }
+        None
     }
 
     /// Step 2: one scheduler query for every job in flight (held in memory). The engine judges each job

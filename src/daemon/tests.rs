@@ -291,6 +291,27 @@ fn a_lost_answer_is_adopted_by_key_and_never_submitted_twice() {
 }
 
 #[test]
+fn a_stop_asked_while_lost_answers_are_looked_up_ends_the_cycle_before_the_next_lookup() {
+    let mut b = Bench::new(&[]);
+    b.fake.on_submit(Err(SubmitError::Uncertain(
+        "sbatch timed out after 10s".into(),
+    )));
+    b.ready("run1");
+    b.settle();
+    assert_eq!(b.submits(), 1);
+    // Each lookup is a scheduler call (a takeover may find hundreds): a stop does not wait for them.
+    b.tx.send(Event::Terminate).unwrap();
+    assert_eq!(b.after(Duration::from_secs(5)), Flow::Stop);
+    assert_eq!(b.lookups(), 0, "looked up after the stop was asked");
+    assert!(
+        b.latest("run1").uncertain,
+        "stays uncertain, looked up after the restart"
+    );
+    b.after(SEC);
+    assert_eq!(b.lookups(), 1, "the next cycle looks it up");
+}
+
+#[test]
 fn no_job_found_waits_out_the_grace_period_then_resubmits_the_same_intent() {
     let mut b = Bench::new(&[]);
     b.fake.on_submit(Err(SubmitError::Uncertain(
