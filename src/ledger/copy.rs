@@ -96,11 +96,16 @@ pub fn copy(
     if from.fresh()?.is_some() {
         return Err(CopyError::Empty(from.name()));
     }
-    if to.fresh()?.is_none() {
+    let (src, _src_lock) = open_quiet(from)?;
+    if count(&src, "generations")? == 0 {
+        return Err(CopyError::Empty(from.name()));
+    }
+    let fresh = to.fresh()?.is_some();
+    let (mut dst, _dst_lock) = open_quiet(to)?;
+    // A database whose tables a daemon made before its first record is as good as a new one.
+    if !fresh && count(&dst, "generations")? > 0 {
         return Err(CopyError::NotEmpty(to.name()));
     }
-    let (src, _src_lock) = open_quiet(from)?;
-    let (mut dst, _dst_lock) = open_quiet(to)?;
     let total = count(&src, "generations")?;
     let next_id = next_id(&src)?;
     let meta = src.rows(r#"SELECT "key", value FROM meta"#, &[], "cannot read")?;

@@ -312,17 +312,12 @@ const SCHEMA: &[&str] = &[
     END"#,
 ];
 
-/// Whether the database holds no ledger yet (no `generations` table, or an empty one): what the start's
-/// check of a fresh ledger over a populated root asks, before anything is created.
+/// Whether the database holds no ledger yet (dirwatcher never created its tables there): what the start's
+/// check of a fresh ledger over a populated root asks, before anything is created. A ledger whose tables
+/// exist is one, records or not — as an SQLite file that exists is (a daemon that started and stopped
+/// before its first intent left a ledger, not a loss).
 pub fn is_fresh(db: &mut Maria) -> Result<bool, DbError> {
-    if !has_table(db, "generations")? {
-        return Ok(true);
-    }
-    let rows = db.query(
-        "SELECT COUNT(*) FROM (SELECT 1 FROM generations LIMIT 1) x",
-        &[],
-    )?;
-    Ok(rows.first().map(|r| r.get::<i64>(0)).transpose()? == Some(0))
+    Ok(!has_table(db, "generations")?)
 }
 
 /// Whether the ledger's database has the table `name`.

@@ -217,7 +217,7 @@ impl LedgerAt {
                 let name = PathBuf::from(t.describe());
                 let mut db = maria::Maria::connect(t).map_err(sqle(&name, "cannot connect"))?;
                 let fresh = maria::is_fresh(&mut db).map_err(sqle(&name, "cannot read"))?;
-                Ok(fresh.then_some("without a record (a new database)"))
+                Ok(fresh.then_some("without dirwatcher's tables (a new database)"))
             }
         }
     }

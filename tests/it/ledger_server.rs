@@ -229,3 +229,27 @@ fn two_daemons_on_one_ledger_take_over_from_each_other_and_run_every_directory_o
         assert_eq!(jobs_named(&name).len(), 1, "Slurm holds one job for {d:?}");
     }
 }
+
+/// A daemon that started and stopped before its first record left a ledger on the server, not a loss: it
+/// starts again (the lock file beside the state names that ledger; a database without dirwatcher's tables
+/// would be a new one).
+#[test]
+fn a_daemon_stopped_before_its_first_record_starts_again_on_its_mariadb_ledger() {
+    let test = "ledger_server_restart_empty";
+    let env = TestEnv::local("ledger-empty");
+    let Some(db) = MariaDb::start(test, env.tmp.path()) else {
+        return;
+    };
+    let env = db.ledger_for(env.job("wrap_cmd: \"true\""), "dw_empty");
+    // A root with a trace of earlier work (job output in the daemon's folder), as a restarted site has.
+    std::fs::create_dir_all(env.root.join(".dirwatcher/logs")).unwrap();
+    let mut d = env.start();
+    d.wait_log("dirwatcher started", DEADLINE);
+    d.stop();
+    let mut d = env.start();
+    d.wait_log("dirwatcher started", DEADLINE);
+    let dir = env.ready_dir("after");
+    let g = env.wait_final(&dir, DEADLINE);
+    assert_eq!(g.final_state.as_deref(), Some("COMPLETED"));
+    d.stop();
+}
