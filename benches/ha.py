@@ -350,7 +350,7 @@ def report(res, quick):
                  f"(min {min(r['takeover_s']):.2f}, max {r['max_s']:.2f}) | lease + one look = {r['bound_s']:.1f} s | "
                  f"p95 {r['ratio_p95']:.2f}× | ≤ 1.0× |")
         L.append(f"| standby CPU over {r['standby_s']:.0f} s (utime+stime, /proc) | {r['standby_pct']:.3f} % of a core "
-                 f"({r['standby_cpu_s']:.2f} s) | the active one, idle, empty root: {r['active_pct']:.3f} % | — | < 1 % |")
+                 f"({r['standby_cpu_s']:.2f} s) | the active one (one held job in flight): {r['active_pct']:.3f} % | — | < 1 % |")
     return "\n".join(L) + "\n"
 
 
