@@ -374,8 +374,10 @@ def main():
     n, reps, rounds, standby_s = (200, 1, 5, 15) if quick else (2000, 3, 20, 60)
     if not os.access(BIN, os.X_OK):
         raise SystemExit(f"no {BIN}: cargo build --release")
-    # A SIGTERM stops the run as Ctrl-C does: through the finally below.
+    # A SIGTERM stops the run as Ctrl-C does: through the finally below (SIGINT too when started in the background,
+    # where the shell leaves it ignored).
     signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
     work = tempfile.mkdtemp(prefix="dw-ha.", dir=os.environ.get("DW_BENCH_DIR", "/tmp"))
     res = {"versions": dict(versions(), mariadb="MariaDB " + mariadb_version())}
     partial = os.path.join(tempfile.gettempdir(), "dw-ha-partial.json")
