@@ -254,6 +254,9 @@ struct Settling {
     /// Directories a readiness rule holds back for more than a missing marker (a failed status file,
     /// transfer temporaries, too many entries): said once per reason; `status` shows them.
     held: BTreeMap<OsString, NotReady>,
+    /// Directories with transfer temporaries unchanged for `watch.stale_temporary_sec` (said once, as a
+    /// warning; counted by `dirwatcher_stale_temporaries`).
+    told_stale: HashSet<OsString>,
 }
 
 impl Settling {
@@ -265,6 +268,7 @@ impl Settling {
             || !self.told_renamed.is_empty()
             || !self.unreadable.is_empty()
             || !self.held.is_empty()
+            || !self.told_stale.is_empty()
         {
             self.keep_only_present(names);
         }
@@ -279,6 +283,7 @@ impl Settling {
         self.unreadable
             .retain(|d, _| present.contains(d.as_os_str()));
         self.held.retain(|d, _| present.contains(d.as_os_str()));
+        self.told_stale.retain(|d| present.contains(d.as_os_str()));
     }
 
     /// Forgets one directory (submitted, in flight, done, or its ready-file removed).

@@ -382,6 +382,22 @@ pub fn held_back(path: &Path, why: &crate::engine::NotReady) {
     info!(dir = %field(path), reason = why.code(), "not submitting {}: {}", show(path), why.words());
 }
 
+/// Transfer temporaries in a directory have not changed for `watch.stale_temporary_sec` (said once per
+/// directory, while they stay).
+pub fn stale_temporaries(path: &Path, names: &[String], unchanged: Duration, blocks: bool) {
+    let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    let held = humantime::format_duration(Duration::from_secs(unchanged.as_secs()));
+    let what = if blocks {
+        "it stays held back (`watch.stale_temporaries_block: true`): remove the temporary once the copy is \
+         known complete or abandoned"
+    } else {
+        "it is no longer held back by it (`watch.stale_temporaries_block: false`)"
+    };
+    warn!(event = "stale_temporaries", dir = %field(path), unchanged_sec = unchanged.as_secs(),
+        "a transfer temporary in {} has not changed for {held} ({}): the transfer that wrote it was probably \
+         killed; {what}", show(path), names.join(", "));
+}
+
 /// A directory held back by a readiness rule is no longer (its markers decide again).
 pub fn no_longer_held(path: &Path, was: &crate::engine::NotReady) {
     info!(dir = %field(path), reason = was.code(), "{} is no longer held back ({} is over)", show(path), was.code());

@@ -717,6 +717,10 @@ impl Daemon {
             }
         };
         let Some(l) = entry.latest else {
+            // Not ready when last looked at: again after its back-off.
+            if now < entry.recheck_at {
+                return Ok(Recall::Idle);
+            }
             return Ok(Recall::New);
         };
         if l.state.is_active() {
@@ -755,46 +759,106 @@ impl Daemon {
                 return Ok(Look::Wait);
             }
         };
-        let seen = match scan::gather(&sub, &self.cfg.watch.ready) {
-            Ok(seen) => seen,
-            Err(e) => {
-                self.cannot_look(name, &path, "look at the ready-file", &e);
-                return Ok(Look::Wait);
-            }
+        // A finished directory: its markers first; temporaries and quiescence only for a new generation.
+        let depth = match latest {
+            Some(_) => scan::Depth::Markers,
+            None => scan::Depth::Full,
         };
-        let (identity, marker, fingerprint) =
-            match engine::readiness::decide(&self.cfg.watch.ready, &seen) {
-                ReadyDecision::Ready {
-                    primary,
-                    primary_name,
-                    fingerprint,
-                } => (primary, primary_name, fingerprint),
-                ReadyDecision::NotReady(why) => {
-                    self.not_ready(name, &path, why);
-                    return Ok(Look::Wait);
-                }
-            };
-        if let Some(was) = self.settling.held.remove(name) {
-            say::no_longer_held(&path, &was);
-        }
+        let Some(mut marker) = self.markers(name, &path, &sub, depth, now) else {
+            return Ok(Look::Wait);
+        };
         let dir_dev_ino = sub.ident().dev_ino();
-        if latest.is_none() && self.renamed(name, dir_dev_ino, identity)? {
+        if latest.is_none() && self.renamed(name, dir_dev_ino, marker.identity)? {
             self.settling.tracker.forget(name);
             return Ok(Look::Wait);
         }
-        let verdict = engine::generation_verdict(latest.map(|l| (l.state, l.ready)), identity);
-        if verdict != GenerationVerdict::New {
+        let verdict =
+            |m: &Marker| engine::generation_verdict(latest.map(|l| (l.state, l.ready)), m.identity);
+        if verdict(&marker) != GenerationVerdict::New {
             self.settling.tracker.forget(name);
             return Ok(Look::Wait);
+        }
+        if depth == scan::Depth::Markers {
+            match self.markers(name, &path, &sub, scan::Depth::Full, now) {
+                Some(m) if verdict(&m) == GenerationVerdict::New => marker = m,
+                _ => return Ok(Look::Wait),
+            }
         }
         // A new generation is looked at every scan until it is stable.
-        self.memory.known.recheck_at(name, now);
-        let marker = Marker {
-            identity,
-            name: marker,
-            fingerprint,
-        };
+        self.memory.known.looked_ready(name, now);
         self.settle(name, &sub, latest.map(|l| l.id), marker, now)
+    }
+
+    /// One look at a directory's markers by the readiness rules (`depth`: the markers alone, or all the
+    /// rules ask for); `None` when it is not ready (said, and its next look put off) or cannot be looked at.
+    fn markers(
+        &mut self,
+        name: &OsString,
+        path: &std::path::Path,
+        sub: &SubDir,
+        depth: scan::Depth,
+        now: Millis,
+    ) -> Option<Marker> {
+        let rules = &self.cfg.watch.ready;
+        let seen = match scan::gather_at(sub, rules, depth, self.clock.wall()) {
+            Ok(seen) => seen,
+            Err(e) => {
+                self.cannot_look(name, path, "look at the ready-file", &e);
+                return None;
+            }
+        };
+        let decision = engine::readiness::decide(rules, &seen);
+        if depth == scan::Depth::Full {
+            let stale = engine::readiness::stale_temporaries(rules, &seen);
+            self.stale(name, path, stale);
+        }
+        match decision {
+            ReadyDecision::Ready {
+                primary,
+                primary_name,
+                fingerprint,
+            } => {
+                if let Some(was) = self.settling.held.remove(name) {
+                    say::no_longer_held(path, &was);
+                }
+                Some(Marker {
+                    identity: primary,
+                    name: primary_name,
+                    fingerprint,
+                })
+            }
+            ReadyDecision::NotReady(why) => {
+                self.not_ready(name, path, why);
+                // A finished directory's markers alone keep their recheck period.
+                if depth == scan::Depth::Full {
+                    let w = &self.cfg.watch;
+                    let (poll, max) = (w.poll_interval, w.unready_backoff_max);
+                    self.memory.known.unready(name, now, poll, max);
+                }
+                None
+            }
+        }
+    }
+
+    /// Transfer temporaries in `name` that have not changed for `watch.stale_temporary_sec` (or none):
+    /// said once, as a warning, with how long; counted by the metrics while they are there.
+    fn stale(
+        &mut self,
+        name: &OsString,
+        path: &std::path::Path,
+        stale: Option<(Vec<String>, std::time::Duration)>,
+    ) {
+        match stale {
+            Some((names, unchanged)) => {
+                if self.settling.told_stale.insert(name.clone()) {
+                    let blocks = self.cfg.watch.ready.stale_blocks;
+                    say::stale_temporaries(path, &names, unchanged, blocks);
+                }
+            }
+            None => {
+                self.settling.told_stale.remove(name);
+            }
+        }
     }
 
     /// A directory the readiness rules do not call ready: a missing marker is the normal wait (silent); a
@@ -949,6 +1013,7 @@ impl Daemon {
         }
         for r in &stable {
             self.settling.forget(&r.name);
+            self.settling.told_stale.remove(&r.name);
             if let Some(Ok(Some(prev))) = r.latest.map(|id| self.ledger.get(id)) {
                 say::new_generation(&self.cfg.watch.root.join(&r.name), &prev);
             }

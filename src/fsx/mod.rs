@@ -16,7 +16,9 @@ mod remove;
 mod root;
 
 pub use remove::{Doomed, RemoveError};
-pub use root::{FileStat, Ident, PACKED_DIR, PACKED_UNKNOWN, Root, RootLinks, RootProblem, SubDir};
+pub use root::{
+    FileStat, Ident, PACKED_DIR, PACKED_UNKNOWN, Reader, Root, RootLinks, RootProblem, SubDir,
+};
 
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;

@@ -344,6 +344,15 @@ impl SubDir {
         subdir_at(self.fd.as_fd(), name)
     }
 
+    /// A reader of its entries, one at a time (streamed: a directory of a million files is never read
+    /// whole), through a fresh read-only descriptor of the held directory, never by path.
+    pub fn reader(&self) -> io::Result<Reader> {
+        Ok(Reader {
+            dir: Dir::new(open_dir_at(self.fd.as_fd(), OsStr::new("."))?)?,
+            ident: self.ident,
+        })
+    }
+
     /// The first `limit` bytes of the regular file `name` inside it, and whether it is longer. `None`
     /// when it does not exist; an error `InvalidInput` when it is not a regular file (a symlink is never
     /// followed, a FIFO never blocks).
@@ -372,6 +381,73 @@ impl SubDir {
         let longer = bytes.len() as u64 > limit;
         bytes.truncate(limit as usize);
         Ok(Some((bytes, longer)))
+    }
+}
+
+/// A directory below the root read one entry at a time, for a bounded look through a tree: its entries
+/// are looked at and its subdirectories opened relative to its descriptor, never through a symlink and
+/// never into another mount. One descriptor per reader: a walk holds one per level it is in.
+#[derive(Debug)]
+pub struct Reader {
+    /// The open directory stream.
+    dir: Dir,
+    /// Its identity (a subdirectory on another mount than this is not entered).
+    ident: Ident,
+}
+
+impl Reader {
+    /// The next entry (`.` and `..` left out) with what `readdir` says of its type; `None` at the end.
+    pub fn next_entry(&mut self) -> Option<io::Result<(OsString, FileType)>> {
+        loop {
+            let entry = match self.dir.read()? {
+                Ok(e) => e,
+                Err(e) => return Some(Err(e.into())),
+            };
+            let name = OsStr::from_bytes(entry.file_name().to_bytes());
+            if name != "." && name != ".." {
+                return Some(Ok((name.to_os_string(), entry.file_type())));
+            }
+        }
+    }
+
+    /// `statx` of `name` inside it, without following a symlink; `None` if it does not exist.
+    pub fn stat(&self, name: &OsStr) -> io::Result<Option<FileStat>> {
+        stat_at(self.dir.fd()?, name)
+    }
+
+    /// The real directory `name` inside it, opened for reading; `None` when it is gone, is not a real
+    /// directory (a symlink is never followed), or is on another mount (a mount point, a bind mount:
+    /// another file system is not part of this directory's data).
+    pub fn child(&self, name: &OsStr) -> io::Result<Option<Reader>> {
+        // Looked at first without triggering an automount: opening one would mount it.
+        let seen = match stat_at(self.dir.fd()?, name)? {
+            Some(st) if st.kind == FileType::Directory => st,
+            _ => return Ok(None),
+        };
+        if seen.mount_root || self.ident.other_mount(&seen.ident) {
+            return Ok(None);
+        }
+        let fd = match open_dir_at(self.dir.fd()?, name) {
+            Ok(fd) => fd,
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let st = stat_fd(fd.as_fd())?;
+        // Swapped for something else between the look and the open: not entered.
+        if st.ident.dev_ino() != seen.ident.dev_ino() || self.ident.other_mount(&st.ident) {
+            return Ok(None);
+        }
+        Ok(Some(Reader {
+            dir: Dir::new(fd)?,
+            ident: st.ident,
+        }))
     }
 }
 

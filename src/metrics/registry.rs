@@ -129,7 +129,7 @@ fn register_directories(reg: &mut Registry, h: &Handles) {
     );
     reg.register(
         "directories_pending",
-        "Ready directories without a job yet: stage=settling (ready-file checked for stability or locked by its writer), stage=submitting (intent committed, sbatch due or backing off)",
+        "Ready directories without a job yet: stage=settling (ready-file checked for stability or locked by its writer), stage=submitting (intent committed, sbatch due or backing off), stage=stale_temporaries (a transfer temporary in it has not changed for watch.stale_temporary_sec: a killed copy?)",
         h.pending.clone(),
     );
     reg.register(
@@ -217,7 +217,13 @@ fn register_health(reg: &mut Registry, h: &Handles) {
 
 /// Series that exist from the start, so a dashboard shows 0 rather than nothing.
 fn create_from_the_start(h: &Handles) {
-    for stage in ["settling", "locked", "unreadable", "submitting"] {
+    for stage in [
+        "settling",
+        "locked",
+        "unreadable",
+        "submitting",
+        "stale_temporaries",
+    ] {
         let _ = h.pending.get_or_create(&[("stage", stage)]);
     }
     let _ = h.blocked.get_or_create(&[("reason", "config")]);
