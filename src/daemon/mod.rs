@@ -400,6 +400,9 @@ struct Memory {
     /// Pending effects may exist (at start, after a job's end with effects, after another connection
     /// wrote, or while one keeps failing): only then are they read.
     effects_due: bool,
+    /// A deletion carried out a slice per cycle (record id, the walk): the ledger's `delete_pending`
+    /// stays set until the directory is gone, so a stop in between leaves it to the next start.
+    deleting: Option<(i64, crate::fsx::Removal)>,
 }
 
 /// How stale the ledger's `seen_at` of a job in flight may be: the lost-job rule works from memory, so this
@@ -637,6 +640,12 @@ impl Daemon {
             let now = self.clock.mono();
             let wake = self.schedule.wake(now, self.clock.wall());
             let wait = Duration::from_millis(u64::try_from(wake - now).unwrap_or(0));
+            // A deletion under way goes on with its next slice at once (a signal is seen in between).
+            let wait = if self.memory.deleting.is_some() {
+                Duration::ZERO
+            } else {
+                wait
+            };
             match events.recv_timeout(self.observers.notifier.cap_wait(wait)) {
                 Ok(Event::Terminate) | Err(RecvTimeoutError::Disconnected) => break,
                 Ok(Event::Reload) => self.reload(),
@@ -646,6 +655,9 @@ impl Daemon {
         // What the delivery workers finished meanwhile is recorded (never waited for: a delivery still
         // running stays in the outbox and is sent after the restart).
         self.record_deliveries();
+        if let Some((id, removal)) = &self.memory.deleting {
+            say::deletion_interrupted(&self.cfg.watch.root.join(removal.name()), *id);
+        }
         self.observers.stopping();
         say::stopped(&self.cfg.behavior.state_file);
     }

@@ -280,6 +280,18 @@ pub fn failure_log_back(log: &Path, edge: OutageEdge) {
     }
 }
 
+/// A finished directory's deletion did not end in its first slice: it goes on a slice per cycle.
+pub fn deleting_in_slices(path: &Path, job: &str) {
+    info!(event = "deleting", dir = %field(path), job = %job,
+        "deleting {} after job {job} COMPLETED: a large tree, deleted a slice per cycle", show(path));
+}
+
+/// The daemon stops with a deletion under way: the ledger still has it pending.
+pub fn deletion_interrupted(path: &Path, id: i64) {
+    info!(event = "deletion_interrupted", dir = %field(path), record = id,
+        "stopped while deleting {}: part of it is left, and its deletion goes on at the next start", show(path));
+}
+
 /// A finished directory was deleted.
 pub fn deleted(path: &Path, job: &str) {
     info!(event = "deleted", dir = %field(path), job = %job, "deleted {} after job {job} COMPLETED", show(path));

@@ -14,7 +14,7 @@ use crate::engine::{
     LookupStep, NotReady, OutageEdge, OutcomePolicy, Readiness, ReadyDecision, ReadyIdentity,
     ReadyObservation, Sightings, StabilityPolicy, Timing, Verdict,
 };
-use crate::fsx::SubDir;
+use crate::fsx::{Progress, SubDir};
 use crate::ledger::{DirLatest, EndRecord, LedgerError, NewGeneration};
 use crate::observe::{Call, Observer};
 use crate::outcome::{self, FailureRecord};
@@ -53,6 +53,14 @@ struct Ready {
 /// Small enough that a crash in the middle leaves few records for a key lookup, large enough that a burst
 /// costs about one fsync per directory.
 const SUBMIT_CHUNK: usize = 32;
+
+/// The most entries of a deletion's walk carried out in one cycle: a 100,000-level tree is a million or
+/// so, deleted in slices between which the loop runs and sees a signal.
+const DELETE_SLICE: usize = 32_768;
+
+/// The most time a deletion's slice takes (checked every sixteenth of [`DELETE_SLICE`]): well within the
+/// second a SIGTERM must be honoured in, on a loaded file server too.
+const DELETE_SLICE_TIME: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The marker a ready directory is tracked by: the first of the satisfied alternative.
 struct Marker {
@@ -521,6 +529,12 @@ impl Daemon {
         };
         // Deletions wait while the root cannot be trusted: "not there" would mean nothing then.
         let deletes = due.iter().any(|g| g.delete_pending) && self.root_usable();
+        // A deletion under way whose record no longer asks for it (`forget`, `retry`) stops.
+        if let Some((id, _)) = &self.memory.deleting
+            && !due.iter().any(|g| g.id == *id && g.delete_pending)
+        {
+            self.memory.deleting = None;
+        }
         let mut left = false;
         for g in due {
             if g.failure_log_pending {
@@ -606,12 +620,16 @@ impl Daemon {
         }
     }
 
-    /// Deletes the directory (or records why not); true when that is settled and recorded.
+    /// Deletes the directory, a slice per cycle (or records why not); true when that is settled and
+    /// recorded. One deletion at a time: the others wait for it.
     fn delete(&mut self, g: &Generation) -> bool {
         let path = self.path_of(g);
         let job = g.job_id.as_deref().unwrap_or_default();
-        let signal = &self.cfg.watch.signal_filename;
-        let res = outcome::delete_dir(&self.root, &g.dir, g.dir_dev_ino, g.ready, signal);
+        let res = match self.delete_slice(g) {
+            Ok(Progress::More) => return false,
+            Ok(Progress::Done) => Ok(()),
+            Err(reason) => Err(reason),
+        };
         let (deleted, err) = match &res {
             Ok(()) => {
                 say::deleted(&path, job);
@@ -631,6 +649,49 @@ impl Daemon {
             self.ledger_failed("recording a deletion", e);
         }
         r.is_ok()
+    }
+
+    /// One slice of `g`'s deletion, begun now or carried on: at most [`DELETE_SLICE`] of the walk's
+    /// entries, and no more than [`DELETE_SLICE_TIME`] of work, so that the loop (and a SIGTERM) waits
+    /// for no tree, however large or deep.
+    fn delete_slice(&mut self, g: &Generation) -> Result<Progress, outcome::KeepReason> {
+        let signal = &self.cfg.watch.signal_filename;
+        let (mut removal, first) = match self.memory.deleting.take() {
+            Some((id, r)) if id == g.id => (r, false),
+            Some(other) => {
+                self.memory.deleting = Some(other);
+                return Ok(Progress::More);
+            }
+            None => {
+                let r = outcome::start_delete(&self.root, &g.dir, g.dir_dev_ino, g.ready, signal)?;
+                (r, true)
+            }
+        };
+        let started = self.clock.mono();
+        let mut spent = 0;
+        loop {
+            let step = DELETE_SLICE / 16;
+            let p = outcome::delete_slice(
+                &self.root,
+                &mut removal,
+                g.dir_dev_ino,
+                g.ready,
+                signal,
+                step,
+            )?;
+            spent += step;
+            if p == Progress::Done {
+                return Ok(p);
+            }
+            if spent >= DELETE_SLICE || self.clock.mono() - started >= ms(DELETE_SLICE_TIME) {
+                break;
+            }
+        }
+        if first {
+            say::deleting_in_slices(&self.path_of(g), g.job_id.as_deref().unwrap_or_default());
+        }
+        self.memory.deleting = Some((g.id, removal));
+        Ok(Progress::More)
     }
 
     /// Step 4: lists the root and diffs it against the directories known in memory: new names are looked

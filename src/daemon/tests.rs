@@ -402,6 +402,51 @@ fn completed_with_delete_on_success_deletes_the_directory_and_clears_its_flag() 
     assert_eq!(b.submits(), 1);
 }
 
+/// `depth` nested directories `d/d/…` under `top`, each with a file, made relative to a descriptor (the
+/// path would pass `PATH_MAX` long before).
+fn deep_tree(top: &std::path::Path, depth: usize) {
+    use rustix::fs::{Mode, OFlags, mkdirat, openat};
+    let mut fd = rustix::fs::open(top, OFlags::DIRECTORY, Mode::empty()).unwrap();
+    for _ in 0..depth {
+        let f = openat(&fd, "f", OFlags::CREATE | OFlags::WRONLY, Mode::RUSR).unwrap();
+        drop(f);
+        mkdirat(&fd, "d", Mode::RWXU).unwrap();
+        fd = openat(&fd, "d", OFlags::DIRECTORY, Mode::empty()).unwrap();
+    }
+}
+
+#[test]
+fn a_deep_tree_is_deleted_a_slice_per_cycle_and_a_restart_carries_on() {
+    let mut b = Bench::new(&["delete_on_success: true"]);
+    let dir = b.ready("run1");
+    // Several slices' worth of walk (each level is a handful of its steps).
+    deep_tree(&dir, 5_000);
+    b.settle();
+    b.fake.on_query_states(&[("1001", "COMPLETED")]);
+    let log = logs_of(|| {
+        b.after(Duration::from_secs(5));
+    });
+    assert!(dir.exists(), "deleted whole in one cycle");
+    assert!(log.contains("deleted a slice per cycle"), "{log}");
+    let g = b.latest("run1");
+    assert_eq!(
+        (g.deleted, g.delete_pending),
+        (false, true),
+        "pending until gone"
+    );
+    // Stopped here: the next daemon carries on, from the ledger's flag.
+    b.restart();
+    let mut cycles = 0;
+    while dir.exists() {
+        b.after(Duration::from_millis(10));
+        cycles += 1;
+        assert!(cycles < 100, "the deletion does not progress");
+    }
+    let g = b.latest("run1");
+    assert_eq!((g.deleted, g.delete_pending), (true, false));
+    assert_eq!(b.submits(), 1);
+}
+
 #[test]
 fn a_failed_job_gets_one_failure_log_line_and_keeps_its_directory() {
     let mut b = Bench::new(&["delete_on_success: true"]);

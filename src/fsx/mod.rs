@@ -15,7 +15,7 @@
 mod remove;
 mod root;
 
-pub use remove::{Doomed, RemoveError};
+pub use remove::{Doomed, Progress, Removal, RemoveError};
 pub use root::{
     FileStat, Ident, PACKED_DIR, PACKED_UNKNOWN, Reader, Root, RootLinks, RootProblem, SubDir,
 };
