@@ -291,3 +291,43 @@ fn a_10000_level_tree_is_deleted_under_a_256_open_file_limit() {
         files_in(&env.root)
     );
 }
+
+#[test]
+fn a_deep_tree_being_deleted_does_not_hold_a_sigterm_and_the_next_start_finishes_it() {
+    // 30,000 levels take seconds to delete (several slices): longer than a stop may wait. The 100,000
+    // levels of the issue, and how long the stop takes, are measured by benches/scale.py: here the
+    // tree's making and deleting would cost minutes of CI on a loaded disk.
+    let env = TestEnv::local("deeper")
+        .job("wrap_cmd: \"true\"")
+        .behavior("delete_on_success: true");
+    let d = env.root.join("deep");
+    std::fs::create_dir(&d).unwrap();
+    deep_tree(&d, 30_000);
+    std::fs::write(d.join("_READY"), "").unwrap();
+    let mut daemon = env.start();
+    daemon.wait_log("deleted a slice per cycle", Duration::from_secs(60));
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.wait_exit(DEADLINE);
+    assert!(status.success(), "{status:?}");
+    let log = daemon.log();
+    assert!(
+        log.contains("stopped while deleting") && log.contains("goes on at the next start"),
+        "{log}"
+    );
+    // Stopped in the middle: part of the tree is there, and the ledger still has its deletion to do.
+    assert!(d.exists(), "deleted whole before the stop was seen");
+    let g = env.history(&d).pop().unwrap();
+    assert_eq!(g.state, GenState::Completed);
+    assert_eq!((g.deleted, g.delete_pending), (false, true));
+    let _again = env.start();
+    let g = wait_for(Duration::from_secs(120), "the deletion to end", || {
+        env.history(&d).pop().filter(|g| !g.delete_pending)
+    });
+    assert!(g.deleted, "kept: {:?}", g.last_error);
+    assert!(!d.exists());
+    assert_eq!(
+        env.history(&d).len(),
+        1,
+        "submitted again after the restart"
+    );
+}
