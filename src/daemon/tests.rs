@@ -448,6 +448,44 @@ fn a_deep_tree_is_deleted_a_slice_per_cycle_and_a_restart_carries_on() {
 }
 
 #[test]
+fn a_directory_over_its_bound_is_held_with_the_key_said_once_under_each_rule() {
+    for rule in [
+        "ready_all_of: [\"_REA*\"]",
+        "ignore_patterns: [\"*.part\"]",
+        "quiet_sec: 5\n  quiet_scope: tree",
+    ] {
+        let mut b = Bench::with_watch(&[rule, "quiet_max_entries: 100"]);
+        let d = b.ready("run1");
+        for i in 0..500 {
+            std::fs::write(d.join(format!("tile_{i}.cbcl")), b"").unwrap();
+        }
+        let log = logs_of(|| b.run_for(Duration::from_secs(120)));
+        assert_eq!(b.submits(), 0, "{rule}: submitted past its bound");
+        let held = b.daemon.settling.held.get(OsStr::new("run1"));
+        assert_eq!(held.map(|h| h.code()), Some("too_many_entries"), "{rule}");
+        assert_eq!(
+            log.matches("`watch.quiet_max_entries`").count(),
+            1,
+            "{rule}: one line naming the key, not one per look: {log}"
+        );
+    }
+}
+
+#[test]
+fn a_9000_level_tree_under_a_whole_tree_look_is_too_deep_not_unreadable() {
+    let mut b = Bench::with_watch(&["quiet_sec: 5", "quiet_scope: tree"]);
+    let d = b.ready("run1");
+    deep_tree(&d, 9_000);
+    let log = logs_of(|| b.run_for(Duration::from_secs(30)));
+    assert_eq!(b.submits(), 0);
+    let held = b.daemon.settling.held.get(OsStr::new("run1"));
+    assert_eq!(held.map(|h| h.code()), Some("too_deep"), "{log}");
+    assert!(log.contains("too deep"), "{log}");
+    assert!(!log.to_lowercase().contains("permission"), "{log}");
+    assert!(b.daemon.settling.unreadable.is_empty());
+}
+
+#[test]
 fn a_failed_job_gets_one_failure_log_line_and_keeps_its_directory() {
     let mut b = Bench::new(&["delete_on_success: true"]);
     let dir = b.ready("run1");
