@@ -440,7 +440,7 @@ fn a_cp_r_after_the_ready_file_is_waited_for_with_whole_tree_quiescence() {
     std::fs::remove_file(src.join(first)).unwrap();
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &src.join(first),
+        src.join(first),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o600),
         0,
