@@ -865,6 +865,8 @@ impl Daemon {
             Ok(seen) => seen,
             Err(e) => {
                 self.cannot_look(name, path, "look at the ready-file", &e);
+                // 100,000 directories nobody may read would otherwise cost a core.
+                self.back_off(name, depth, now);
                 return None;
             }
         };
@@ -890,14 +892,19 @@ impl Daemon {
             }
             ReadyDecision::NotReady(why) => {
                 self.not_ready(name, path, why);
-                // A finished directory's markers alone keep their recheck period.
-                if depth == scan::Depth::Full {
-                    let w = &self.cfg.watch;
-                    let (poll, max) = (w.poll_interval, w.unready_backoff_max);
-                    self.memory.known.unready(name, now, poll, max);
-                }
+                self.back_off(name, depth, now);
                 None
             }
+        }
+    }
+
+    /// A look found `name` not ready, or could not look: its next look is put off (a finished directory's
+    /// markers alone keep their recheck period).
+    fn back_off(&mut self, name: &OsString, depth: scan::Depth, now: Millis) {
+        if depth == scan::Depth::Full {
+            let w = &self.cfg.watch;
+            let (poll, max) = (w.poll_interval, w.unready_backoff_max);
+            self.memory.known.unready(name, now, poll, max);
         }
     }
 
@@ -1046,7 +1053,7 @@ impl Daemon {
 
     /// A ready-file that cannot be looked at (the instrument's umask 077, a directory without `x` for the
     /// service): said once per directory (the rest at debug), shown by `status` through the daemon's
-    /// snapshot; looked at again every scan.
+    /// snapshot; looked at again on the back-off of a directory that is not ready.
     fn cannot_look(
         &mut self,
         name: &OsString,
