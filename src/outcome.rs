@@ -1,9 +1,10 @@
 //! The effects of a finished job on the file system: the failure-log line and the deletion of a directory
 //! after success.
 //!
-//! Owns: the failure-log format (one JSON object per line) and every safety check before a deletion. Must
-//! never: delete anything but a real directory that is a direct child of the root, follow a symlink, or
-//! delete a directory whose ready-file was replaced since its job was submitted (that is new data).
+//! Owns: the failure-log format (one JSON object per line) and every safety check before a deletion and
+//! before each of its slices. Must never: delete anything but a real directory that is a direct child of
+//! the root, follow a symlink, or delete a directory whose ready-file was replaced since its job was
+//! submitted (that is new data).
 
 use std::ffi::OsStr;
 use std::io::{self, Write};

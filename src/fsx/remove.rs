@@ -7,8 +7,10 @@
 //! reported), and is iterative with a fixed budget of open directories: depth is bounded by neither the
 //! stack nor the open-file limit. A directory whose descriptor was closed to stay within the budget is
 //! reopened through `..` of its child and must be the same inode, so a tree moved away while it is being
-//! deleted stops the walk instead of leading it elsewhere. Must never: resolve a path string, follow a
-//! symlink, cross into another mount, or remove a name that no longer refers to the directory it checked.
+//! deleted stops the walk instead of leading it elsewhere. The walk can be carried out in slices of a
+//! given number of entries ([`Removal::step`]), its state kept between them, so that a caller deletes a
+//! tree of any size without holding its own loop. Must never: resolve a path string, follow a symlink,
+//! cross into another mount, or remove a name that no longer refers to the directory it checked.
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
@@ -200,8 +202,8 @@ impl Doomed<'_> {
     }
 }
 
-/// A removal under way: the walk's state between two slices (the path down, at most [`OPEN_DIRS`] of
-/// its directories open, and what it must report). Dropped before its end, it leaves the rest of the
+/// A removal under way: the walk's state between two slices (the path down, a fixed number of its
+/// directories open, and what it must report). Dropped before its end, it leaves the rest of the
 /// tree in place; a later removal of the same directory starts again from its top.
 pub struct Removal {
     /// Its name in the root.

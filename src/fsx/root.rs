@@ -1,5 +1,6 @@
 //! The root handle: the watched directory opened once, and everything below it reached relative to that
-//! descriptor — the listing, a subdirectory, its ready-file and the lock probe.
+//! descriptor — the listing, a subdirectory, its ready-file and the lock probe, and the streamed readers of
+//! a bounded walk through a subdirectory's tree ([`Reader`]).
 //!
 //! Owns: opening the root without following a symlink, re-checking on every use that the path still names
 //! the directory that is held (an unmounted, remounted-elsewhere or replaced root reads as a problem, never
