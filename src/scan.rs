@@ -170,6 +170,7 @@ pub fn gather_at(
             rules,
             tree: full && rules.looks_through_tree(),
             temporaries: full && !rules.ignore.is_empty(),
+            keep_top: full && !rules.quiet.is_zero(),
             keep_below: full && !rules.quiet.is_zero() && rules.scope == QuietScope::Tree,
             listed: 0,
             look: &mut look,
@@ -223,6 +224,8 @@ struct Walk<'a> {
     tree: bool,
     /// Look for transfer temporaries.
     temporaries: bool,
+    /// Keep (and `statx`) every entry of the top, for quiescence; else only the markers among them.
+    keep_top: bool,
     /// Keep (and `statx`) the entries below the top, for whole-tree quiescence.
     keep_below: bool,
     /// Entries read so far, at every level.
@@ -253,8 +256,23 @@ impl Walk<'_> {
                 self.look.bound_hit = true;
                 return Ok(());
             }
-            let top = level.prefix.is_none();
-            let full = match &level.prefix {
+            // Only what the rules use is looked at (`statx`) and kept: an entry that is neither a marker,
+            // nor a temporary, nor watched for quiescence costs its `getdents` bytes and no more.
+            let keep = match level.prefix {
+                None => {
+                    self.keep_top
+                        || self
+                            .rules
+                            .alternatives
+                            .iter()
+                            .flatten()
+                            .any(|m| glob_match(m, &name))
+                }
+                Some(_) => self.keep_below,
+            };
+            let temporary =
+                self.temporaries && self.rules.ignore.iter().any(|p| glob_match(p, &name));
+            let full = |prefix: &Option<OsString>| match prefix {
                 Some(p) => {
                     let mut f = p.clone();
                     f.push("/");
@@ -263,23 +281,21 @@ impl Walk<'_> {
                 }
                 None => name.clone(),
             };
-            let temporary =
-                self.temporaries && self.rules.ignore.iter().any(|p| glob_match(p, &name));
             let mut stat = None;
-            if top || temporary || self.keep_below {
+            if keep || temporary {
                 // Gone between the listing and the look: a change the next look sees.
                 let Some(s) = level.reader.stat(&name)? else {
                     continue;
                 };
                 let e = EntryLook {
-                    name: full.clone(),
+                    name: full(&level.prefix),
                     regular: s.kind == FileType::RegularFile,
                     identity: ready_identity(&s),
                 };
                 if temporary {
                     self.look.temporaries.push(e.clone());
                 }
-                if top || self.keep_below {
+                if keep {
                     self.look.entries.push(e);
                 }
                 stat = Some(s.kind);
@@ -298,12 +314,10 @@ impl Walk<'_> {
                 return Ok(());
             }
             // Never through a symlink, never into another mount: another file system is not this copy.
-            let parent = &stack.last().expect("the current level").reader;
-            if let Some(reader) = parent.child(&name)? {
-                stack.push(Level {
-                    reader,
-                    prefix: Some(full),
-                });
+            let parent = stack.last().expect("the current level");
+            if let Some(reader) = parent.reader.child(&name)? {
+                let prefix = Some(full(&parent.prefix));
+                stack.push(Level { reader, prefix });
             }
         }
         Ok(())

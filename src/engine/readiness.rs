@@ -20,7 +20,7 @@ use super::model::ReadyIdentity;
 pub const CONTENT_LIMIT: u64 = 64 * 1024;
 
 /// Default bound on the entries a look lists (`watch.quiet_max_entries`).
-pub const TREE_ENTRIES_DEFAULT: usize = 10_000;
+pub const TREE_ENTRIES_DEFAULT: usize = 100_000;
 
 /// How many levels below a directory a look through its tree goes: one descriptor is open per level,
 /// so the walk stays far below the default limit of 1,024 open files, and a deeper tree is held back
