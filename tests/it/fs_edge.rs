@@ -331,3 +331,41 @@ fn a_deep_tree_being_deleted_does_not_hold_a_sigterm_and_the_next_start_finishes
         "submitted again after the restart"
     );
 }
+
+#[test]
+fn a_9000_level_tree_under_a_whole_tree_look_and_1024_open_files_is_held_as_too_deep() {
+    let env = TestEnv::local("too-deep")
+        .job("wrap_cmd: \"true\"")
+        .watch("quiet_sec: 1")
+        .watch("quiet_scope: tree");
+    let d = env.root.join("deep");
+    std::fs::create_dir(&d).unwrap();
+    deep_tree(&d, 9_000);
+    let daemon = env.start();
+    let pid = daemon.pid().to_string();
+    let st = Command::new("prlimit")
+        .args(["--pid", &pid, "--nofile=1024:1024"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "prlimit on the daemon");
+    std::fs::write(d.join("_READY"), "").unwrap();
+    let mut status = env.state_file().into_os_string();
+    status.push(".status.json");
+    let reason = wait_for(DEADLINE, "deep to be shown as held", || {
+        let text = std::fs::read_to_string(&status).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let w = v["waiting"]
+            .as_array()?
+            .iter()
+            .find(|w| w["dir"] == "deep")?;
+        (w["state"] == "held").then(|| w["reason"].as_str().unwrap_or_default().to_string())
+    });
+    assert!(reason.contains("too deep"), "{reason}");
+    let log = daemon.log();
+    assert_eq!(log.matches("too deep").count(), 1, "{log}");
+    assert!(!log.to_lowercase().contains("permission"), "{log}");
+    assert!(
+        env.history(&d).is_empty(),
+        "submitted without looking through it"
+    );
+}
