@@ -809,6 +809,9 @@ impl Daemon {
         // Only now, for a directory that is looked at: 100,000 paths built per scan would cost more than
         // the listing.
         let path = self.cfg.watch.root.join(name);
+        if latest.is_none() && self.surely_unready(name, &path, now) {
+            return Ok(Look::Wait);
+        }
         let sub = match scan::open_dir(&self.root, name) {
             Ok(Some(sub)) => sub,
             Ok(None) => {
@@ -848,6 +851,29 @@ impl Daemon {
         // A new generation is looked at every scan until it is stable.
         self.memory.known.looked_ready(name, now);
         self.settle(name, &sub, latest.map(|l| l.id), marker, now)
+    }
+
+    /// With markers that are plain names and nothing else to look for (the simple form), a directory
+    /// none of whose markers exists is not ready: one `openat2` per marker instead of a look (100,000
+    /// empty directories are 100,000 looks per back-off). True when that settled it.
+    fn surely_unready(&mut self, name: &OsString, path: &std::path::Path, now: Millis) -> bool {
+        let rules = &self.cfg.watch.ready;
+        if rules.needs_listing() {
+            return false;
+        }
+        let markers = rules.alternatives.iter().flatten();
+        for m in markers {
+            if self.root.has_in(name, m.as_ref()) != Some(false) {
+                return false;
+            }
+        }
+        let missing = rules.alternatives.iter().min_by_key(|a| a.len()).cloned();
+        let why = NotReady::Markers {
+            missing: missing.unwrap_or_default(),
+        };
+        self.not_ready(name, path, why);
+        self.back_off(name, scan::Depth::Full, now);
+        true
     }
 
     /// One look at a directory's markers by the readiness rules (`depth`: the markers alone, or all the

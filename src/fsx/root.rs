@@ -14,7 +14,9 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Statx, StatxAttributes, StatxFlags};
+use rustix::fs::{
+    AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags, Statx, StatxAttributes, StatxFlags,
+};
 
 /// Who a file is: device and inode (as `st_dev`/`st_ino`), and the mount it belongs to when the kernel
 /// says (`STATX_MNT_ID`, Linux 5.8). Two bind mounts of one file system share a device: only the mount id
@@ -265,6 +267,27 @@ impl Root {
     /// `statx` of an entry of the root, without following a symlink; `None` if it does not exist.
     pub fn stat(&self, name: &OsStr) -> io::Result<Option<FileStat>> {
         stat_at(self.fd(), name)
+    }
+
+    /// Whether `file` exists in the subdirectory `dir`, in one `openat2` that refuses any symlink on the way
+    /// and any mount crossed (`RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV | RESOLVE_BENEATH`): `Some(false)` when
+    /// it surely does not, `Some(true)` when something is there, `None` when this cannot tell (a symlink or
+    /// a mount on the way, a kernel without `openat2`): then look the usual way. The cheap first look at a
+    /// directory that is not ready.
+    pub fn has_in(&self, dir: &OsStr, file: &OsStr) -> Option<bool> {
+        let mut path = dir.to_os_string();
+        path.push("/");
+        path.push(file);
+        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let resolve = ResolveFlags::NO_SYMLINKS
+            | ResolveFlags::NO_XDEV
+            | ResolveFlags::BENEATH
+            | ResolveFlags::NO_MAGICLINKS;
+        match rustix::fs::openat2(self.fd(), &path, flags, Mode::empty(), resolve) {
+            Ok(_) => Some(true),
+            Err(rustix::io::Errno::NOENT) => Some(false),
+            Err(_) => None,
+        }
     }
 
     /// Opens the subdirectory `name` for looking at what it holds (`O_PATH`: no read permission needed,
@@ -536,6 +559,27 @@ mod tests {
         std::fs::remove_dir(&path).unwrap();
         std::fs::rename(t.path().join("moved"), &path).unwrap();
         root.check().unwrap();
+    }
+
+    #[test]
+    fn the_cheap_look_for_a_marker_never_goes_through_a_symlink() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("_READY"), "").unwrap();
+        std::os::unix::fs::symlink(outside.path(), t.path().join("link")).unwrap();
+        std::fs::create_dir(t.path().join("empty")).unwrap();
+        std::fs::create_dir(t.path().join("ready")).unwrap();
+        std::fs::write(t.path().join("ready/_READY"), "").unwrap();
+        let root = Root::open(t.path(), RootLinks::Refuse).unwrap();
+        let has = |d: &str| root.has_in(d.as_ref(), "_READY".as_ref());
+        assert_eq!(has("empty"), Some(false));
+        assert_eq!(has("ready"), Some(true));
+        assert_eq!(
+            has("link"),
+            None,
+            "a symlink on the way: cannot tell, never followed"
+        );
+        assert_eq!(has("absent"), Some(false));
     }
 
     #[test]
