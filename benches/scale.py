@@ -14,6 +14,12 @@
           wrappers on PATH); N from DW_TRACK_N (default 20,000: needs MaxJobCount above it)
   ledger  a ledger of N rows: `dirwatcher status`, vs the same on 1,000 rows (and `select count(*)`); peak RSS, idle
           CPU with metrics at poll 5 s
+  bounds  issue 22's bounded work: the idle cycle beside 100k processed directories with the rsync preset (vs
+          `ls -f`); 100k directories without a ready-file, and one directory of 1M files under each rule that
+          lists it (glob marker, ignore pattern, whole-tree quiescence): daemon CPU at poll 1 s, peak RSS, and
+          the lines the log has about it; a 100k-level tree deleted after success (vs `rm -rf` of the same
+          tree) and how long a SIGTERM in the middle of it takes. Sizes from DW_BOUNDS_N (default 100000) and
+          DW_FLAT_N (default 1000000).
 
 Usage: benches/scale.py [--quick] [--out FILE] [--check RATIOS.json]
   --quick: the CI version (10k idle, 100k-row ledger; ~1 min): with --check it fails only when a ratio is
@@ -443,6 +449,116 @@ def bench_newdir(work, n, samples):
     return {"n": n, "latency_ms": lat, "p95_ms": p95, "bound_ms": 5000 + 1000 + 500}
 
 
+def idle_cpu(cfg, log, seconds, settle):
+    """Daemon CPU (% of a core) over `seconds` after `settle` seconds, peak RSS (KiB), and its log."""
+    p = start(cfg, log)
+    try:
+        time.sleep(settle)
+        c0, t0 = cpu_of(p.pid), time.time()
+        time.sleep(seconds)
+        c1, t1 = cpu_of(p.pid), time.time()
+        return (c1 - c0) / (t1 - t0) * 100.0, hwm_kib(p.pid), open(log).read()
+    finally:
+        stop(p)
+
+
+def deep_tree(top, depth):
+    """`depth` nested directories below `top`, made relative to descriptors (the path would pass PATH_MAX)."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    for i in range(depth):
+        os.mkdir("d", dir_fd=fd)
+        if i % 1000 == 0:
+            os.close(os.open("file", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=fd))
+        nxt = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = nxt
+    os.close(fd)
+
+
+# The bounds rows run nothing on a cluster: the local executor (`true`), where anything is run at all.
+LOCAL = "  executor: local\n"
+
+
+def bench_bounds(work, n, flat_n):
+    base = os.path.join(work, "bounds")
+    out = {"n": n, "flat_n": flat_n}
+    # Idle beside n processed directories with the rsync preset: a finished directory's recheck looks at its
+    # markers only; temporaries are looked for in directories not yet submitted.
+    root, state = os.path.join(base, "idle", "root"), os.path.join(base, "idle", "state.db")
+    make_dirs(root, n)
+    for i in range(0, n, 100):  # run folders have data below them
+        os.makedirs(os.path.join(root, f"p{i:06}", "reads", "L001"))
+    cfg = config(os.path.dirname(root), root, state, poll=1, extra_job=LOCAL)
+    text = open(cfg).read().replace("watch:\n", "watch:\n  ready_preset: rsync\n", 1)
+    open(cfg, "w").write(text)
+    seed_ledger(cfg, state, root)
+    cyc, ls = [], []
+    for _ in range(3):  # A/B alternated
+        cyc.append(daemon_cpu_per_cycle(cfg, os.path.join(base, "idle.log"), 6, 1.0)[0])
+        ls.extend(timed(["ls", "-f", root], 3))
+    out["idle_rsync"] = {"cycle_ms": cyc, "ls_ms": ls, "ratio": med(cyc) / med(ls)}
+    shutil.rmtree(os.path.dirname(root), ignore_errors=True)
+    # n directories without a ready-file (anyone may make them): looked at on a back-off.
+    root, state = os.path.join(base, "unready", "root"), os.path.join(base, "unready", "state.db")
+    os.makedirs(root)
+    for i in range(n):
+        os.mkdir(os.path.join(root, f"u{i:06}"))
+    cfg = config(os.path.dirname(root), root, state, poll=1, extra_job=LOCAL)
+    pct, rss, _ = idle_cpu(cfg, os.path.join(base, "unready.log"), 20, 40)
+    out["unready"] = {"cpu_pct": pct, "rss_kib": rss}
+    shutil.rmtree(os.path.dirname(root), ignore_errors=True)
+    # One directory of flat_n files under each rule that lists it.
+    flat_root = os.path.join(base, "flat", "root")
+    big = os.path.join(flat_root, "big")
+    os.makedirs(big)
+    for i in range(flat_n):
+        os.close(os.open(os.path.join(big, f"f{i:07}"), os.O_CREAT | os.O_WRONLY, 0o644))
+    open(os.path.join(big, "_READY"), "w").close()
+    out["flat"] = {}
+    for rule, lines in [("glob marker", "  ready_all_of: [\"_REA*\"]\n"),
+                        ("ignore pattern", "  ignore_patterns: [\"*.part\"]\n"),
+                        ("whole-tree quiescence", "  quiet_sec: 5\n  quiet_scope: tree\n")]:
+        state = os.path.join(base, "flat", f"state-{len(out['flat'])}.db")
+        cfg = config(os.path.join(base, "flat"), flat_root, state, poll=1, extra_job=LOCAL)
+        text = open(cfg).read().replace("watch:\n", "watch:\n" + lines, 1)
+        open(cfg, "w").write(text)
+        log = os.path.join(base, "flat.log")
+        pct, rss, text = idle_cpu(cfg, log, 20, 10)
+        said = [l for l in text.splitlines() if "quiet_max_entries" in l]
+        out["flat"][rule] = {"cpu_pct": pct, "rss_kib": rss, "lines": len(said)}
+    shutil.rmtree(os.path.join(base, "flat"), ignore_errors=True)
+    # A 100k-level tree: deleted after success (local executor), a SIGTERM in the middle, then to its end.
+    d = os.path.join(base, "deep")
+    root, state = os.path.join(d, "root"), os.path.join(d, "state.db")
+    os.makedirs(os.path.join(root, "deep"))
+    t = time.perf_counter()
+    deep_tree(os.path.join(root, "deep"), n)
+    made_s = time.perf_counter() - t
+    floor = os.path.join(d, "floor")
+    os.makedirs(floor)
+    deep_tree(floor, n)
+    t = time.perf_counter()
+    subprocess.run(["rm", "-rf", floor], check=True)
+    rm_s = time.perf_counter() - t
+    open(os.path.join(root, "deep", "_READY"), "w").close()
+    cfg = config(d, root, state, poll=1, extra_job=LOCAL, extra="  delete_on_success: true\n")
+    log = os.path.join(d, "d.log")
+    p = start(cfg, log)
+    wait_for(lambda: "deleted a slice per cycle" in open(log).read(), 120, "the deletion to begin")
+    t0 = time.perf_counter()
+    p.terminate()
+    p.wait(60)
+    out["sigterm_s"] = time.perf_counter() - t0
+    p = start(cfg, log)
+    t0 = time.perf_counter()
+    wait_for(lambda: 'event="deleted"' in open(log).read(), 3600, "the deletion to end")
+    out["delete_rest_s"] = time.perf_counter() - t0
+    stop(p)
+    out["made_s"], out["rm_s"] = made_s, rm_s
+    shutil.rmtree(base, ignore_errors=True)
+    return out
+
+
 def versions():
     def first(argv):
         try:
@@ -504,6 +620,21 @@ def report(res, quick):
                  f"{r['ratio']:.2f}× `status` at 1,000 | ≤ 100 ms |")
         L.append(f"| ledger {r['rows']:,} rows: daemon peak RSS / idle CPU with metrics, poll 5 s | "
                  f"{r['rss_kib'] / 1024:.1f} MiB / {r['cpu_pct_poll5']:.2f} % | — | — | ≤ 64 MiB / < 1 % |")
+    if "bounds" in res:
+        r = res["bounds"]
+        i = r["idle_rsync"]
+        L.append(f"| idle cycle, {r['n']:,} processed directories, `ready_preset: rsync` (CPU per cycle, poll 1 s) | "
+                 f"{med(i['cycle_ms']):.1f} ms ({spread(i['cycle_ms'])}) | `ls -f` {med(i['ls_ms']):.1f} ms | "
+                 f"{i['ratio']:.2f}× `ls -f` | ≤ 2× |")
+        u = r["unready"]
+        L.append(f"| {r['n']:,} directories without a ready-file, poll 1 s | {u['cpu_pct']:.2f} % of a core, peak RSS "
+                 f"{u['rss_kib'] / 1024:.0f} MiB | — | — | < 5 % |")
+        for rule, f in r["flat"].items():
+            L.append(f"| one directory of {r['flat_n']:,} files, {rule}, poll 1 s | {f['cpu_pct']:.2f} % of a core, peak RSS "
+                     f"{f['rss_kib'] / 1024:.0f} MiB, {f['lines']} log line(s) naming the key | — | — | < 5 %, 1 line |")
+        L.append(f"| {r['n']:,}-level tree deleted after success: SIGTERM in the middle → exit | {r['sigterm_s']:.2f} s | — | — | < 1 s |")
+        L.append(f"| {r['n']:,}-level tree: the rest deleted after a restart | {r['delete_rest_s']:.1f} s | `rm -rf` of the "
+                 f"whole tree {r['rm_s']:.1f} s (making it took {r['made_s']:.1f} s) | — | — |")
     L += ["", "Ratios recorded for CI (`benches/ratios.json`): "
           + ", ".join(f"{k} {v:.2f}" for k, v in sorted(ratios(res).items())), ""]
     return "\n".join(L)
@@ -517,6 +648,8 @@ def ratios(res):
         out[f"status_{res['ledger']['rows']}_vs_1000"] = res["ledger"]["ratio"]
     if "burst" in res:
         out[f"burst_{res['burst']['n']}_vs_loop"] = res["burst"]["ratio"]
+    if "bounds" in res:
+        out[f"idle_rsync_{res['bounds']['n']}_vs_ls"] = res["bounds"]["idle_rsync"]["ratio"]
     return out
 
 
@@ -554,6 +687,9 @@ def main():
                 keep("rate", bench_rate(work, 300, 30, 20))
             if want("ledger"):
                 keep("ledger", bench_ledger(work, 1_000_000, 3))
+            if want("bounds"):
+                keep("bounds", bench_bounds(work, int(os.environ.get("DW_BOUNDS_N", "100000")),
+                                            int(os.environ.get("DW_FLAT_N", "1000000"))))
             if want("track"):
                 keep("track", bench_track(work, int(os.environ.get("DW_TRACK_N", "20000")), 6))
     finally:

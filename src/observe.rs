@@ -47,6 +47,8 @@ pub struct CycleReport<'a> {
     pub locked: u64,
     /// Ready-files that cannot be looked at.
     pub unreadable: u64,
+    /// Directories with transfer temporaries unchanged for `watch.stale_temporary_sec`.
+    pub stale_temporaries: u64,
     /// The one-line summary (systemd's `STATUS=`), when the counts are known.
     pub status: Option<&'a str>,
 }

@@ -1,9 +1,10 @@
 //! The effects of a finished job on the file system: the failure-log line and the deletion of a directory
 //! after success.
 //!
-//! Owns: the failure-log format (one JSON object per line) and every safety check before a deletion. Must
-//! never: delete anything but a real directory that is a direct child of the root, follow a symlink, or
-//! delete a directory whose ready-file was replaced since its job was submitted (that is new data).
+//! Owns: the failure-log format (one JSON object per line) and every safety check before a deletion and
+//! before each of its slices. Must never: delete anything but a real directory that is a direct child of
+//! the root, follow a symlink, or delete a directory whose ready-file was replaced since its job was
+//! submitted (that is new data).
 
 use std::ffi::OsStr;
 use std::io::{self, Write};
@@ -13,7 +14,7 @@ use rustix::fs::FileType;
 
 use crate::engine::Generation;
 use crate::engine::ReadyIdentity;
-use crate::fsx::{RemoveError, Root};
+use crate::fsx::{Progress, Removal, RemoveError, Root};
 use crate::scan;
 
 /// One failure-log record.
@@ -205,6 +206,22 @@ pub fn delete_dir(
     ready: ReadyIdentity,
     signal: &OsStr,
 ) -> Result<(), KeepReason> {
+    let mut removal = start_delete(root, dir, expect_dir, ready, signal)?;
+    while delete_slice(root, &mut removal, expect_dir, ready, signal, usize::MAX)? == Progress::More
+    {
+    }
+    Ok(())
+}
+
+/// The checks of [`delete_dir`], then the deletion as a walk to carry out in slices ([`delete_slice`]):
+/// a tree of a million entries or levels never holds the loop (nor a SIGTERM) for long.
+pub fn start_delete(
+    root: &Root,
+    dir: &OsStr,
+    expect_dir: Option<(u64, u64)>,
+    ready: ReadyIdentity,
+    signal: &OsStr,
+) -> Result<Removal, KeepReason> {
     let mut comps = Path::new(dir).components();
     match (comps.next(), comps.next()) {
         (Some(Component::Normal(_)), None) => {}
@@ -232,7 +249,47 @@ pub fn delete_dir(
         Ok(_) => {}
         Err(e) => return Err(KeepReason::Io(e.to_string())),
     }
-    doomed.remove().map_err(keep)
+    doomed.start().map_err(keep)
+}
+
+/// One slice of a deletion [`start_delete`] began: the checks again first — the root is still the one
+/// held, its name still refers to the directory, no new ready-file came — since the loop ran between two
+/// slices; then at most `budget` entries of the walk.
+pub fn delete_slice(
+    root: &Root,
+    removal: &mut Removal,
+    expect_dir: Option<(u64, u64)>,
+    ready: ReadyIdentity,
+    signal: &OsStr,
+    budget: usize,
+) -> Result<Progress, KeepReason> {
+    root.check()
+        .map_err(|p| KeepReason::RootUnavailable(p.to_string()))?;
+    let dir = removal.name();
+    let sub = match root.subdir(dir) {
+        Ok(Some(sub)) => sub,
+        Ok(None) => return Err(gone(root, dir, expect_dir)),
+        Err(e) => return Err(KeepReason::Io(e.to_string())),
+    };
+    if sub.ident().dev_ino() != removal.ident().dev_ino() {
+        return Err(match expect_dir.map(|id| root.find_dir(id)) {
+            Some(Ok(Some(new))) if new != dir => {
+                KeepReason::Renamed(new.to_string_lossy().into_owned())
+            }
+            _ => KeepReason::Replaced,
+        });
+    }
+    match sub.stat(signal) {
+        // The walk may have removed it already: its absence is no news.
+        Ok(Some(now))
+            if now.kind != FileType::RegularFile || scan::ready_identity(&now) != ready =>
+        {
+            return Err(KeepReason::NewReadyFile);
+        }
+        Ok(_) => {}
+        Err(e) => return Err(KeepReason::Io(e.to_string())),
+    }
+    removal.step(root, budget).map_err(keep)
 }
 
 /// The name is gone: renamed within the root (found by its device and inode), or gone for good.

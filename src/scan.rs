@@ -1,10 +1,10 @@
 //! The file-system edge of readiness: lists the root's direct subdirectories and looks at their ready-files,
 //! all through the root's descriptor ([`fsx::Root`]), never by path.
 //!
-//! Owns: which entries of the root are candidates, what a ready-file's identity is, the lock probe's
-//! meaning. Must never: follow a symlink, descend below a directory (but for the bounded whole-tree look
-//! and the bounded walk for path markers), cross a mount below the root, create, modify or
-//! delete anything, or sleep.
+//! Owns: which entries of the root are candidates, what a ready-file's identity is, the bounded look
+//! through a directory's tree, the bounded walk for path markers, the lock probe's meaning. Must never:
+//! follow a symlink, cross a mount, read a directory whole or past its bound, create, modify or delete
+//! anything, or sleep.
 
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -17,9 +17,11 @@ use crate::engine::mounts::{self, MountFacts};
 use crate::engine::{
     ContentLook, DirLook, EntryLook, LockProbe, NotReady, QuietScope, ReadyDecision, ReadyIdentity,
     ReadyRules, markers,
-    readiness::{CONTENT_LIMIT, TREE_ENTRIES_DEFAULT, decide, is_glob},
+    patterns::ignore_match,
+    readiness::{CONTENT_LIMIT, TREE_DEPTH_MAX, decide, glob_match, is_glob},
 };
-use crate::fsx::{FileStat, Root, SubDir};
+use crate::fsx::{FileStat, Reader, Root, SubDir};
+use crate::time::Millis;
 
 /// Lists the names of the root's direct subdirectories, skipping hidden names (`.*`) and symlinks (a symlink
 /// may point anywhere, including outside the root). Sorted, so processing order is stable.
@@ -130,28 +132,56 @@ pub fn identity_of(meta: &std::fs::Metadata) -> ReadyIdentity {
     }
 }
 
-/// One look at a directory for the readiness rules ([`crate::engine::readiness::decide`]): the named
-/// markers' identities (the simple form: one `statx` per marker, as always), or, when the rules need it,
-/// the directory's entries — its direct children, or its whole tree up to `quiet_max_entries` — with their
-/// names, sizes and mtimes (never their contents); and the content-checked file's first bytes. Everything
-/// relative to the held descriptor, nothing followed through a symlink.
+/// How much of a directory a look gathers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Its markers only (named ones by `statx`, a glob by a bounded listing of its own entries): a
+    /// finished directory's recheck, which only asks whether its markers were replaced. Temporaries and
+    /// quiescence are looked for only in directories not yet submitted.
+    Markers,
+    /// Everything the rules need: markers, temporaries anywhere in its tree, quiescence.
+    Full,
+}
+
+/// One full look at a directory now (for `explain` and `run --dry-run`); see [`gather_at`].
 pub fn gather(dir: &SubDir, rules: &ReadyRules) -> io::Result<DirLook> {
-    let mut entries = Vec::new();
-    let mut bound_hit = false;
-    if rules.needs_listing() {
-        let max = match rules.scope {
-            QuietScope::Tree { max_entries }
-                if !rules.quiet.is_zero() || !rules.ignore.is_empty() =>
-            {
-                Some(max_entries)
-            }
-            _ => None,
-        };
-        list_into(dir, None, max, &mut entries, &mut bound_hit)?;
+    gather_at(dir, rules, Depth::Full, crate::time::wall_now())
+}
+
+/// One look at a directory for the readiness rules ([`crate::engine::readiness::decide`]) at wall time
+/// `now`: the named markers' identities (the simple form: one `statx` per marker, as always), or, when
+/// the rules need it, the directory's entries — its direct children, with their names, sizes and mtimes
+/// (never their contents) — and, for temporaries or whole-tree quiescence, a walk through its tree; and
+/// the content-checked file's first bytes. Everything relative to the held descriptor, nothing followed
+/// through a symlink, no other mount entered. Every listing is streamed and stops at
+/// `watch.quiet_max_entries` entries in all (the look then says so), and the walk at
+/// [`TREE_DEPTH_MAX`] levels: whatever is in the directory, a look costs at most that.
+pub fn gather_at(
+    dir: &SubDir,
+    rules: &ReadyRules,
+    depth: Depth,
+    now: Millis,
+) -> io::Result<DirLook> {
+    let full = depth == Depth::Full;
+    let mut look = DirLook {
+        now_ns: now.saturating_mul(1_000_000),
+        ..DirLook::default()
+    };
+    if rules.markers_need_listing() || (full && rules.needs_listing()) {
+        Walk {
+            rules,
+            tree: full && rules.looks_through_tree(),
+            temporaries: full && !rules.ignore.is_empty(),
+            keep_top: full && !rules.quiet.is_zero(),
+            keep_below: full && !rules.quiet.is_zero() && rules.scope == QuietScope::Tree,
+            listed: 0,
+            look: &mut look,
+        }
+        .run(dir)?;
     } else {
         for name in rules.exact_names() {
             if let Some(s) = dir.stat(name.as_ref())? {
-                entries.push(EntryLook {
+                look.entries.push(EntryLook {
                     name: name.into(),
                     regular: s.kind == FileType::RegularFile,
                     identity: ready_identity(&s),
@@ -159,7 +189,7 @@ pub fn gather(dir: &SubDir, rules: &ReadyRules) -> io::Result<DirLook> {
             }
         }
     }
-    let content = match &rules.content {
+    look.content = match &rules.content {
         None => ContentLook::Absent,
         Some(c) => match dir.read_small(c.file.as_ref(), CONTENT_LIMIT) {
             Ok(None) => ContentLook::Absent,
@@ -170,15 +200,8 @@ pub fn gather(dir: &SubDir, rules: &ReadyRules) -> io::Result<DirLook> {
             Err(e) => return Err(e),
         },
     };
-    let mut look = DirLook {
-        entries,
-        content,
-        bound_hit,
-        dirs: Vec::new(),
-        walk_bound: None,
-    };
-    // The walk only when a plain marker does not already decide (a run folder watched directly has its
-    // summary at the top, and its `pod5/` need not be listed).
+    // The walk for path markers only when a plain marker does not already decide (a run folder
+    // watched directly has its summary at the top, and its `pod5/` need not be listed).
     if !matches!(decide(rules, &look), ReadyDecision::Ready { .. }) {
         walk_markers(dir, rules, &mut look)?;
     }
@@ -200,51 +223,112 @@ pub fn ready_marker(
     })
 }
 
-/// Lists `dir` into `out` (names prefixed with `prefix/`); with `max`, descends into subdirectories
-/// until `max` entries were listed.
-fn list_into(
-    dir: &SubDir,
-    prefix: Option<&OsStr>,
-    max: Option<usize>,
-    out: &mut Vec<EntryLook>,
-    bound_hit: &mut bool,
-) -> io::Result<()> {
-    let mut names = dir.entries()?;
-    names.sort_by(|a, b| a.0.cmp(&b.0));
-    for (name, _) in names {
-        if max.is_some_and(|m| out.len() >= m) {
-            *bound_hit = true;
-            return Ok(());
-        }
-        // Gone between the listing and the look: a change the next look sees.
-        let Some(s) = dir.stat(&name)? else { continue };
-        let full = match prefix {
-            Some(p) => {
-                let mut f = p.to_os_string();
-                f.push("/");
-                f.push(&name);
-                f
-            }
-            None => name.clone(),
-        };
-        out.push(EntryLook {
-            name: full.clone(),
-            regular: s.kind == FileType::RegularFile,
-            identity: ready_identity(&s),
-        });
-        // Never across a mount: another file system is not part of this copy.
-        if max.is_some()
-            && s.kind == FileType::Directory
-            && !s.mount_root
-            && let Some(child) = dir.child(&name)?
-        {
-            list_into(&child, Some(&full), max, out, bound_hit)?;
-            if *bound_hit {
+/// One bounded walk: the directory's own entries, and with `tree` every level below it, depth first,
+/// one open directory per level.
+struct Walk<'a> {
+    rules: &'a ReadyRules,
+    /// Go below the directory's own entries.
+    tree: bool,
+    /// Look for transfer temporaries.
+    temporaries: bool,
+    /// Keep (and `statx`) every entry of the top, for quiescence; else only the markers among them.
+    keep_top: bool,
+    /// Keep (and `statx`) the entries below the top, for whole-tree quiescence.
+    keep_below: bool,
+    /// Entries read so far, at every level.
+    listed: usize,
+    look: &'a mut DirLook,
+}
+
+/// One level of the walk: its reader and its path below the directory (`None` for the directory).
+struct Level {
+    reader: Reader,
+    prefix: Option<OsString>,
+}
+
+impl Walk<'_> {
+    fn run(mut self, dir: &SubDir) -> io::Result<()> {
+        let mut stack = vec![Level {
+            reader: dir.reader()?,
+            prefix: None,
+        }];
+        while let Some(level) = stack.last_mut() {
+            let Some(entry) = level.reader.next_entry() else {
+                stack.pop();
+                continue;
+            };
+            let (name, kind) = entry?;
+            self.listed += 1;
+            if self.listed > self.rules.max_entries {
+                self.look.bound_hit = true;
                 return Ok(());
             }
+            // Only what the rules use is looked at (`statx`) and kept: an entry that is neither a marker,
+            // nor a temporary, nor watched for quiescence costs its `getdents` bytes and no more.
+            let keep = match level.prefix {
+                None => {
+                    self.keep_top
+                        || self
+                            .rules
+                            .alternatives
+                            .iter()
+                            .flatten()
+                            .any(|m| glob_match(m, &name))
+                }
+                Some(_) => self.keep_below,
+            };
+            let temporary =
+                self.temporaries && self.rules.ignore.iter().any(|p| ignore_match(p, &name));
+            let full = |prefix: &Option<OsString>| match prefix {
+                Some(p) => {
+                    let mut f = p.clone();
+                    f.push("/");
+                    f.push(&name);
+                    f
+                }
+                None => name.clone(),
+            };
+            let mut stat = None;
+            if keep || temporary {
+                // Gone between the listing and the look: a change the next look sees.
+                let Some(s) = level.reader.stat(&name)? else {
+                    continue;
+                };
+                let e = EntryLook {
+                    name: full(&level.prefix),
+                    regular: s.kind == FileType::RegularFile,
+                    identity: ready_identity(&s),
+                };
+                if temporary {
+                    self.look.temporaries.push(e.clone());
+                }
+                if keep {
+                    self.look.entries.push(e);
+                }
+                stat = Some(s.kind);
+            }
+            let is_dir = match (kind, stat) {
+                (FileType::Directory, _) => true,
+                (FileType::Unknown, Some(k)) => k == FileType::Directory,
+                (FileType::Unknown, None) => true, // `child` looks, and opens only a real directory
+                _ => false,
+            };
+            if !self.tree || !is_dir {
+                continue;
+            }
+            if stack.len() > TREE_DEPTH_MAX {
+                self.look.too_deep = true;
+                return Ok(());
+            }
+            // Never through a symlink, never into another mount: another file system is not this copy.
+            let parent = stack.last().expect("the current level");
+            if let Some(reader) = parent.reader.child(&name)? {
+                let prefix = Some(full(&parent.prefix));
+                stack.push(Level { reader, prefix });
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Non-blocking *shared* `flock` probe of the ready-file (see [`SubDir::lock_is_free`]); a marker below
@@ -277,8 +361,8 @@ pub fn probe_lock(dir: &SubDir, signal: &OsStr) -> io::Result<LockProbe> {
 /// Looks for the rules' path markers (`*/*/final_summary_*.txt`) below the directory: each folder part
 /// is opened relative to its parent's descriptor (`O_NOFOLLOW`: never through a symlink, never across a
 /// mount), a globbed part is listed. The files found go into `look.entries` as `a/b/name`, the folders
-/// into `look.dirs`. At most `quiet_max_entries` (with `quiet_scope: tree`, else its default) entries are
-/// listed; past that the walk stops and says so (`look.walk_bound`).
+/// into `look.dirs`. At most `watch.quiet_max_entries` entries are listed; past that the walk stops and
+/// says so (`look.walk_bound`).
 fn walk_markers(dir: &SubDir, rules: &ReadyRules, look: &mut DirLook) -> io::Result<()> {
     let mut paths: Vec<Vec<&str>> = rules
         .alternatives
@@ -292,13 +376,9 @@ fn walk_markers(dir: &SubDir, rules: &ReadyRules, look: &mut DirLook) -> io::Res
     }
     paths.sort_unstable();
     paths.dedup();
-    let max = match rules.scope {
-        QuietScope::Tree { max_entries } => max_entries,
-        QuietScope::Top => TREE_ENTRIES_DEFAULT,
-    };
-    let mut w = Walk {
+    let mut w = MarkerWalk {
         listed: 0,
-        max,
+        max: rules.max_entries,
         look,
     };
     for p in &paths {
@@ -316,7 +396,7 @@ fn walk_markers(dir: &SubDir, rules: &ReadyRules, look: &mut DirLook) -> io::Res
 }
 
 /// One walk for path markers: what it found so far and how much it listed.
-struct Walk<'a> {
+struct MarkerWalk<'a> {
     /// Entries listed so far (of globbed folders).
     listed: usize,
     /// The bound on `listed`.
@@ -325,7 +405,7 @@ struct Walk<'a> {
     look: &'a mut DirLook,
 }
 
-impl Walk<'_> {
+impl MarkerWalk<'_> {
     /// Follows the components `comps` from `dir` (named `prefix` below the directory). Depth is bounded
     /// by the config ([`markers::MARKER_DEPTH_MAX`]), so the recursion is too.
     fn walk(&mut self, dir: &SubDir, prefix: Option<&OsStr>, comps: &[&str]) -> io::Result<()> {
@@ -333,16 +413,22 @@ impl Walk<'_> {
             return Ok(());
         };
         let names: Vec<OsString> = if is_glob(part) {
-            let all = dir.entries()?;
-            self.listed += all.len();
-            if self.listed > self.max {
-                self.look.walk_bound = Some(self.max);
-                return Ok(());
+            // Streamed, and stopped at the bound: a folder of a million entries costs the bound, no more.
+            let mut r = dir.reader()?;
+            let mut names = Vec::new();
+            while let Some(entry) = r.next_entry() {
+                let (n, _) = entry?;
+                self.listed += 1;
+                if self.listed > self.max {
+                    self.look.walk_bound = Some(self.max);
+                    return Ok(());
+                }
+                if markers::component_match(part, &n) {
+                    names.push(n);
+                }
             }
-            all.into_iter()
-                .map(|(n, _)| n)
-                .filter(|n| markers::component_match(part, n))
-                .collect()
+            names.sort_unstable();
+            names
         } else {
             vec![OsString::from(part)]
         };
@@ -478,7 +564,17 @@ mod tests {
     fn rules_of(markers: &[&str], max: usize) -> ReadyRules {
         ReadyRules {
             alternatives: vec![markers.iter().map(|m| m.to_string()).collect()],
-            scope: QuietScope::Tree { max_entries: max },
+            max_entries: max,
+            ..ReadyRules::simple("_READY")
+        }
+    }
+
+    fn rsync_rules() -> ReadyRules {
+        let (alternatives, content, ignore) = crate::engine::Preset::Rsync.rules("_READY");
+        ReadyRules {
+            alternatives,
+            content,
+            ignore,
             ..ReadyRules::simple("_READY")
         }
     }
@@ -520,6 +616,130 @@ mod tests {
         }
         let look = gather(&sub, &rules_of(&["*/*/final_summary_*.txt"], 3)).unwrap();
         assert_eq!(look.walk_bound, Some(3));
+    }
+
+    fn decide_in(t: &std::path::Path, d: &str, rules: &ReadyRules) -> ReadyDecision {
+        let r = root(t);
+        let sub = open_dir(&r, d.as_ref()).unwrap().unwrap();
+        decide(rules, &gather(&sub, rules).unwrap())
+    }
+
+    #[test]
+    fn a_temporary_deep_in_the_tree_holds_and_a_finished_recheck_does_not_look_for_it() {
+        let t = tempfile::tempdir().unwrap();
+        let deep = t.path().join("run/Data/Intensities/BaseCalls/L001");
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(t.path().join("run/_READY"), "").unwrap();
+        std::fs::write(deep.join(".s_1_1101.cbcl.mecvPV"), "half").unwrap();
+        let rules = rsync_rules();
+        match decide_in(t.path(), "run", &rules) {
+            ReadyDecision::NotReady(NotReady::Temporaries { names }) => assert_eq!(
+                names,
+                ["Data/Intensities/BaseCalls/L001/.s_1_1101.cbcl.mecvPV"]
+            ),
+            other => panic!("{other:?}"),
+        }
+        // The markers alone (a finished directory's recheck): one statx, no walk.
+        let r = root(t.path());
+        let sub = open_dir(&r, "run".as_ref()).unwrap().unwrap();
+        let look = gather_at(&sub, &rules, Depth::Markers, 0).unwrap();
+        assert!(look.temporaries.is_empty());
+        assert!(matches!(decide(&rules, &look), ReadyDecision::Ready { .. }));
+        std::fs::rename(
+            deep.join(".s_1_1101.cbcl.mecvPV"),
+            deep.join("s_1_1101.cbcl"),
+        )
+        .unwrap();
+        assert!(matches!(
+            decide_in(t.path(), "run", &rules),
+            ReadyDecision::Ready { .. }
+        ));
+    }
+
+    #[test]
+    fn a_temporary_behind_a_symlink_is_not_looked_for() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("x.filepart"), "").unwrap();
+        std::fs::create_dir(t.path().join("run")).unwrap();
+        std::fs::write(t.path().join("run/_READY"), "").unwrap();
+        std::os::unix::fs::symlink(outside.path(), t.path().join("run/link")).unwrap();
+        assert!(matches!(
+            decide_in(t.path(), "run", &rsync_rules()),
+            ReadyDecision::Ready { .. }
+        ));
+    }
+
+    #[test]
+    fn a_listing_stops_at_its_bound_at_the_top_and_below() {
+        let t = tempfile::tempdir().unwrap();
+        for d in ["flat", "nested/sub"] {
+            let p = t.path().join(d);
+            std::fs::create_dir_all(&p).unwrap();
+            for i in 0..50 {
+                std::fs::write(p.join(format!("f{i}")), "").unwrap();
+            }
+        }
+        std::fs::write(t.path().join("flat/_READY"), "").unwrap();
+        std::fs::write(t.path().join("nested/_READY"), "").unwrap();
+        let rules = ReadyRules {
+            max_entries: 20,
+            ..rsync_rules()
+        };
+        for d in ["flat", "nested"] {
+            let r = root(t.path());
+            let sub = open_dir(&r, d.as_ref()).unwrap().unwrap();
+            let look = gather(&sub, &rules).unwrap();
+            assert!(look.bound_hit, "{d}");
+            assert!(look.entries.len() <= 20, "{d}: {}", look.entries.len());
+            match decide(&rules, &look) {
+                ReadyDecision::NotReady(why @ NotReady::TooManyEntries { .. }) => {
+                    assert!(why.words().contains("`watch.quiet_max_entries`"))
+                }
+                other => panic!("{d}: {other:?}"),
+            }
+        }
+        // A glob marker lists the directory too: the same bound.
+        let glob = ReadyRules {
+            alternatives: vec![vec!["_REA*".into()]],
+            max_entries: 20,
+            ..ReadyRules::simple("_READY")
+        };
+        assert!(matches!(
+            decide_in(t.path(), "flat", &glob),
+            ReadyDecision::NotReady(NotReady::TooManyEntries { max_entries: 20 })
+        ));
+    }
+
+    #[test]
+    fn a_tree_past_the_depth_a_look_goes_is_too_deep_not_unreadable() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("deep");
+        std::fs::create_dir(&p).unwrap();
+        std::fs::write(p.join("_READY"), "").unwrap();
+        // Built relative to a descriptor: the path would pass PATH_MAX long before.
+        let mut fd =
+            rustix::fs::open(&p, rustix::fs::OFlags::DIRECTORY, rustix::fs::Mode::empty()).unwrap();
+        for _ in 0..TREE_DEPTH_MAX + 5 {
+            rustix::fs::mkdirat(&fd, "d", rustix::fs::Mode::RWXU).unwrap();
+            fd = rustix::fs::openat(
+                &fd,
+                "d",
+                rustix::fs::OFlags::DIRECTORY,
+                rustix::fs::Mode::empty(),
+            )
+            .unwrap();
+        }
+        let rules = ReadyRules {
+            max_entries: 1_000_000,
+            ..rsync_rules()
+        };
+        match decide_in(t.path(), "deep", &rules) {
+            ReadyDecision::NotReady(why @ NotReady::TooDeep { .. }) => {
+                assert!(why.words().contains("too deep"))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -52,8 +52,22 @@ pub mod defaults {
     pub const QUIET_SEC: f64 = 0.0;
     /// `watch.quiet_scope`.
     pub const QUIET_SCOPE: &str = "top";
-    /// `watch.quiet_max_entries`.
-    pub const QUIET_MAX_ENTRIES: i64 = 10_000;
+    /// `watch.quiet_max_entries`: an Illumina run folder copied with rsync is tens of thousands of files
+    /// (a MiSeq's about 15,000, a NovaSeq's more), all looked through for temporaries; a look that only
+    /// reads names costs a few milliseconds per 10,000, and one that keeps them (whole-tree quiescence)
+    /// about 100 bytes each.
+    pub const QUIET_MAX_ENTRIES: i64 = 100_000;
+    /// `watch.stale_temporary_sec`: a live transfer writes into its temporary far more often than this,
+    /// even at a low `--bwlimit`.
+    pub const STALE_TEMPORARY_SEC: f64 = 3600.0;
+    /// `watch.stale_temporaries_block`: a stale temporary still holds. A killed transfer leaves a
+    /// half-copied directory behind it: submitting it (and with `delete_on_success`, deleting it) cannot
+    /// be undone, while a hold costs a person one look — and it is not silent: a warning, `status`,
+    /// `explain` and a metric say how long it has held.
+    pub const STALE_TEMPORARIES_BLOCK: bool = true;
+    /// `watch.unready_backoff_max_sec`: the longest wait between two looks at a directory that is not
+    /// ready (100,000 of them cost a core when each is looked at every poll).
+    pub const UNREADY_BACKOFF_MAX_SEC: f64 = 30.0;
     /// `job.executor`.
     pub const EXECUTOR: ExecutorKind = ExecutorKind::Slurm;
     /// `job.job_name_prefix`.
@@ -260,7 +274,13 @@ pub const WATCH_ALLOW_UNSAFE_ROOT: Key = key(
 pub const WATCH_RECHECK_SEC: Key = key(
     "watch.recheck_sec",
     Seconds(defaults::RECHECK_SEC),
-    "a finished directory's ready-file is looked at again for a new generation within this period, a slice per scan (0: every scan); new directories are looked at every scan",
+    "a finished directory's ready-file is looked at again for a new generation within this period, a slice per scan (0: every scan); one not yet submitted: `unready_backoff_max_sec`",
+);
+/// `watch.unready_backoff_max_sec`.
+pub const WATCH_UNREADY_BACKOFF_MAX_SEC: Key = key(
+    "watch.unready_backoff_max_sec",
+    Seconds(defaults::UNREADY_BACKOFF_MAX_SEC),
+    "a directory that is not ready is looked at again after a wait that doubles from the poll interval up to this (a new one at once, a ready one seen within poll + this)",
 );
 /// `watch.ready_preset`.
 pub const WATCH_READY_PRESET: Key = key(
@@ -296,7 +316,19 @@ pub const WATCH_READY_CONTENT_MATCH: Key = key(
 pub const WATCH_IGNORE_PATTERNS: Key = key(
     "watch.ignore_patterns",
     EmptyList,
-    "globs of transfer temporaries (`*.filepart`, `*.part`, `*.tmp`), or `<rsync>` for rsync's `.name.XXXXXX`: a directory is held back while one is present",
+    "globs of transfer temporaries (`*.filepart`, `*.part`, `*.tmp`), or `<rsync>` for rsync's `.name.XXXXXX`: a directory is held back while one is present anywhere in its tree (looked for up to `quiet_max_entries`)",
+);
+/// `watch.stale_temporary_sec`.
+pub const WATCH_STALE_TEMPORARY_SEC: Key = key(
+    "watch.stale_temporary_sec",
+    Seconds(defaults::STALE_TEMPORARY_SEC),
+    "a transfer temporary unchanged for this long is stale: a warning (once), `status` and `explain` say how long it has held; `dirwatcher_directories_pending{stage=\"stale_temporaries\"}` counts them",
+);
+/// `watch.stale_temporaries_block`.
+pub const WATCH_STALE_TEMPORARIES_BLOCK: Key = key(
+    "watch.stale_temporaries_block",
+    Switch(defaults::STALE_TEMPORARIES_BLOCK),
+    "a stale temporary still holds its directory back (a killed copy is half a copy); `false`: submitted past stale ones",
 );
 /// `watch.quiet_sec`.
 pub const WATCH_QUIET_SEC: Key = key(
@@ -314,7 +346,7 @@ pub const WATCH_QUIET_SCOPE: Key = key(
 pub const WATCH_QUIET_MAX_ENTRIES: Key = key(
     "watch.quiet_max_entries",
     Count(defaults::QUIET_MAX_ENTRIES),
-    "with `quiet_scope: tree`: the most entries listed; a bigger directory is held back with a message",
+    "the most entries one look lists (the directory's own, and its tree's for `ignore_patterns` or `quiet_scope: tree`); a bigger directory is held back with a message",
 );
 /// `job.executor`.
 pub const JOB_EXECUTOR: Key = key(
@@ -676,6 +708,7 @@ pub const ALL: &[Key] = &[
     WATCH_STABILITY_INTERVAL_SEC,
     WATCH_ALLOW_UNSAFE_ROOT,
     WATCH_RECHECK_SEC,
+    WATCH_UNREADY_BACKOFF_MAX_SEC,
     WATCH_READY_PRESET,
     WATCH_READY_ALL_OF,
     WATCH_READY_ANY_OF,
@@ -685,6 +718,8 @@ pub const ALL: &[Key] = &[
     WATCH_QUIET_SEC,
     WATCH_QUIET_SCOPE,
     WATCH_QUIET_MAX_ENTRIES,
+    WATCH_STALE_TEMPORARY_SEC,
+    WATCH_STALE_TEMPORARIES_BLOCK,
     JOB_EXECUTOR,
     JOB_WRAP_CMD,
     JOB_JOB_SCRIPT,

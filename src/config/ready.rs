@@ -152,16 +152,23 @@ impl Validator<'_> {
         let quiet = self.seconds(&WATCH_QUIET_SEC, &w.quiet_sec, 0.0)?;
         let max_entries = self.count(&WATCH_QUIET_MAX_ENTRIES, &w.quiet_max_entries, 1)? as usize;
         let scope = match self.word::<ScopeWord>(&w.quiet_scope)? {
-            Some(ScopeWord::Tree) => QuietScope::Tree { max_entries },
+            Some(ScopeWord::Tree) => QuietScope::Tree,
             _ => QuietScope::Top,
         };
+        let stale_after = self.seconds(&WATCH_STALE_TEMPORARY_SEC, &w.stale_temporary_sec, 1.0)?;
+        let stale_blocks = w
+            .stale_temporaries_block
+            .unwrap_or(defaults::STALE_TEMPORARIES_BLOCK);
         Ok((
             ReadyRules {
                 alternatives,
                 content,
                 ignore,
+                stale_after,
+                stale_blocks,
                 quiet,
                 scope,
+                max_entries,
             },
             preset,
         ))
@@ -286,12 +293,14 @@ pub(super) fn put(y: &mut EffectiveYaml, w: &WatchConfig) {
     }
     y.put(&WATCH_IGNORE_PATTERNS, list(&r.ignore));
     y.put(&WATCH_QUIET_SEC, seconds_text(r.quiet.as_secs_f64()));
-    let (scope, max) = match r.scope {
-        QuietScope::Top => ("top", defaults::QUIET_MAX_ENTRIES as usize),
-        QuietScope::Tree { max_entries } => ("tree", max_entries),
+    let scope = match r.scope {
+        QuietScope::Top => "top",
+        QuietScope::Tree => "tree",
     };
     y.put(&WATCH_QUIET_SCOPE, scope.into());
-    y.put(&WATCH_QUIET_MAX_ENTRIES, max.to_string());
+    y.put(&WATCH_QUIET_MAX_ENTRIES, r.max_entries.to_string());
+    y.put(&WATCH_STALE_TEMPORARY_SEC, yaml::secs(r.stale_after));
+    y.put(&WATCH_STALE_TEMPORARIES_BLOCK, r.stale_blocks.to_string());
 }
 
 impl Word for Preset {
@@ -313,7 +322,7 @@ impl Word for Preset {
     }
 }
 
-/// The words of `watch.quiet_scope` (its [`QuietScope`] carries `quiet_max_entries` as well).
+/// The words of `watch.quiet_scope`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ScopeWord {
     Top,

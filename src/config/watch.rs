@@ -44,6 +44,8 @@ pub struct WatchConfig {
     pub ready: ReadyRules,
     /// The preset the rules came from, if any (said by `check-config`).
     pub preset: Option<Preset>,
+    /// The longest wait between two looks at a directory that is not ready.
+    pub unready_backoff_max: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,6 +67,9 @@ pub(super) struct RawWatch {
     pub(super) quiet_sec: S<f64>,
     pub(super) quiet_scope: S<String>,
     pub(super) quiet_max_entries: S<i64>,
+    pub(super) stale_temporary_sec: S<f64>,
+    pub(super) stale_temporaries_block: Option<bool>,
+    pub(super) unready_backoff_max_sec: S<f64>,
 }
 
 impl Validator<'_> {
@@ -126,6 +131,11 @@ impl Validator<'_> {
             recheck: self.seconds(&keys::WATCH_RECHECK_SEC, &w.recheck_sec, 0.0)?,
             ready,
             preset,
+            unready_backoff_max: self.seconds(
+                &keys::WATCH_UNREADY_BACKOFF_MAX_SEC,
+                &w.unready_backoff_max_sec,
+                0.0,
+            )?,
         })
     }
 
@@ -215,5 +225,9 @@ impl WatchConfig {
         );
         y.put(&WATCH_ALLOW_UNSAFE_ROOT, self.allow_unsafe_root.to_string());
         y.put(&WATCH_RECHECK_SEC, yaml::secs(self.recheck));
+        y.put(
+            &WATCH_UNREADY_BACKOFF_MAX_SEC,
+            yaml::secs(self.unready_backoff_max),
+        );
     }
 }

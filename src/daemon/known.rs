@@ -18,10 +18,13 @@ use crate::time::{Millis, ms};
 /// What is known of one directory.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Entry {
-    /// Its latest record; `None`: the ledger has none (a new name, looked at every scan).
+    /// Its latest record; `None`: the ledger has none (a new name).
     pub latest: Option<DirLatest>,
-    /// When (monotonic) a finished directory's ready-file is looked at next.
+    /// When (monotonic) it is looked at next: a finished directory's ready-file after `watch.recheck_sec`,
+    /// one that is not ready after its back-off.
     pub recheck_at: Millis,
+    /// Consecutive looks that found it not ready (its back-off doubles with each).
+    pub unready: u32,
 }
 
 /// The in-memory view.
@@ -52,7 +55,15 @@ impl Known {
         for (dir, latest) in rows {
             let recheck_at = engine::first_recheck(dir.as_encoded_bytes(), now, recheck);
             let latest = Some(latest);
-            self.map.insert(dir, Entry { latest, recheck_at });
+            let unready = 0;
+            self.map.insert(
+                dir,
+                Entry {
+                    latest,
+                    recheck_at,
+                    unready,
+                },
+            );
         }
         self.version = Some(v);
         Ok(true)
@@ -73,6 +84,7 @@ impl Known {
         let e = Entry {
             latest,
             recheck_at: now,
+            unready: 0,
         };
         self.map.insert(name.to_owned(), e);
         Ok(e)
@@ -99,11 +111,13 @@ impl Known {
         let e = self.map.entry(dir.to_owned()).or_insert(Entry {
             latest: None,
             recheck_at,
+            unready: 0,
         });
         if e.latest.is_none_or(|l| l.id <= latest.id) {
             *e = Entry {
                 latest: Some(latest),
                 recheck_at,
+                unready: 0,
             };
         }
     }
@@ -112,6 +126,22 @@ impl Known {
     pub fn recheck_at(&mut self, dir: &OsStr, at: Millis) {
         if let Some(e) = self.map.get_mut(dir) {
             e.recheck_at = at;
+        }
+    }
+
+    /// A look found `dir` not ready: it is looked at again after its back-off ([`engine::unready_next`]).
+    pub fn unready(&mut self, dir: &OsStr, now: Millis, poll: Duration, max: Duration) {
+        if let Some(e) = self.map.get_mut(dir) {
+            e.recheck_at = engine::unready_next(dir.as_encoded_bytes(), e.unready, now, poll, max);
+            e.unready = e.unready.saturating_add(1);
+        }
+    }
+
+    /// A look found `dir` ready (a new generation settling): looked at every scan until it is stable.
+    pub fn looked_ready(&mut self, dir: &OsStr, now: Millis) {
+        if let Some(e) = self.map.get_mut(dir) {
+            e.recheck_at = now;
+            e.unready = 0;
         }
     }
 

@@ -275,6 +275,9 @@ struct Settling {
     /// Directories a readiness rule holds back for more than a missing marker (a failed status file,
     /// transfer temporaries, too many entries): said once per reason; `status` shows them.
     held: BTreeMap<OsString, NotReady>,
+    /// Directories with transfer temporaries unchanged for `watch.stale_temporary_sec` (said once, as a
+    /// warning; counted by `dirwatcher_stale_temporaries`).
+    told_stale: HashSet<OsString>,
 }
 
 impl Settling {
@@ -286,6 +289,7 @@ impl Settling {
             || !self.told_renamed.is_empty()
             || !self.unreadable.is_empty()
             || !self.held.is_empty()
+            || !self.told_stale.is_empty()
         {
             self.keep_only_present(names);
         }
@@ -300,6 +304,7 @@ impl Settling {
         self.unreadable
             .retain(|d, _| present.contains(d.as_os_str()));
         self.held.retain(|d, _| present.contains(d.as_os_str()));
+        self.told_stale.retain(|d| present.contains(d.as_os_str()));
     }
 
     /// Forgets one directory (submitted, in flight, done, or its ready-file removed).
@@ -416,6 +421,9 @@ struct Memory {
     /// Pending effects may exist (at start, after a job's end with effects, after another connection
     /// wrote, or while one keeps failing): only then are they read.
     effects_due: bool,
+    /// A deletion carried out a slice per cycle (record id, the walk): the ledger's `delete_pending`
+    /// stays set until the directory is gone, so a stop in between leaves it to the next start.
+    deleting: Option<(i64, crate::fsx::Removal)>,
 }
 
 /// How stale the ledger's `seen_at` of a job in flight may be: the lost-job rule works from memory, so this
@@ -697,8 +705,13 @@ impl Daemon {
             let now = self.clock.mono();
             let wake = self.schedule.wake(now, self.clock.wall());
             let wait = Duration::from_millis(u64::try_from(wake - now).unwrap_or(0));
-            let wait = self.observers.notifier.cap_wait(wait);
-            match events.recv_timeout(wait) {
+            // A deletion under way goes on with its next slice at once (a signal is seen in between).
+            let wait = if self.memory.deleting.is_some() {
+                Duration::ZERO
+            } else {
+                wait
+            };
+            match events.recv_timeout(self.observers.notifier.cap_wait(wait)) {
                 Ok(Event::Terminate) | Err(RecvTimeoutError::Disconnected) => break Ended::Stopped,
                 Ok(Event::Reload) => self.reload(),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -707,6 +720,9 @@ impl Daemon {
         // What the delivery workers finished meanwhile is recorded (never waited for: a delivery still
         // running stays in the outbox and is sent after the restart).
         self.record_deliveries();
+        if let Some((id, removal)) = &self.memory.deleting {
+            say::deletion_interrupted(&self.cfg.watch.root.join(removal.name()), *id);
+        }
         if ended == Ended::Stopped {
             self.hand_back_lease();
             self.observers.stopping();

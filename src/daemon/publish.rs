@@ -46,6 +46,7 @@ impl Daemon {
             settling,
             locked,
             unreadable,
+            stale_temporaries: self.settling.told_stale.len() as u64,
             status: status.as_deref(),
         });
         self.publish_snapshot();

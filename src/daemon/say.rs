@@ -281,6 +281,18 @@ pub fn failure_log_back(log: &Path, edge: OutageEdge) {
     }
 }
 
+/// A finished directory's deletion did not end in its first slice: it goes on a slice per cycle.
+pub fn deleting_in_slices(path: &Path, job: &str) {
+    info!(event = "deleting", dir = %field(path), job = %job,
+        "deleting {} after job {job} COMPLETED: a large tree, deleted a slice per cycle", show(path));
+}
+
+/// The daemon stops with a deletion under way: the ledger still has it pending.
+pub fn deletion_interrupted(path: &Path, id: i64) {
+    info!(event = "deletion_interrupted", dir = %field(path), record = id,
+        "stopped while deleting {}: part of it is left, and its deletion goes on at the next start", show(path));
+}
+
 /// A finished directory was deleted.
 pub fn deleted(path: &Path, job: &str) {
     info!(event = "deleted", dir = %field(path), job = %job, "deleted {} after job {job} COMPLETED", show(path));
@@ -381,6 +393,22 @@ pub fn quieting(path: &Path, unchanged: Millis, quiet: Duration) {
 /// A readiness rule holds a directory back for more than a missing marker (said once per reason).
 pub fn held_back(path: &Path, why: &crate::engine::NotReady) {
     info!(dir = %field(path), reason = why.code(), "not submitting {}: {}", show(path), why.words());
+}
+
+/// Transfer temporaries in a directory have not changed for `watch.stale_temporary_sec` (said once per
+/// directory, while they stay).
+pub fn stale_temporaries(path: &Path, names: &[String], unchanged: Duration, blocks: bool) {
+    let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    let held = humantime::format_duration(Duration::from_secs(unchanged.as_secs()));
+    let what = if blocks {
+        "it stays held back (`watch.stale_temporaries_block: true`): remove the temporary once the copy is \
+         known complete or abandoned"
+    } else {
+        "it is no longer held back by it (`watch.stale_temporaries_block: false`)"
+    };
+    warn!(event = "stale_temporaries", dir = %field(path), unchanged_sec = unchanged.as_secs(),
+        "a transfer temporary in {} has not changed for {held} ({}): the transfer that wrote it was probably \
+         killed; {what}", show(path), names.join(", "));
 }
 
 /// A directory held back by a readiness rule is no longer (its markers decide again).

@@ -14,7 +14,7 @@ use crate::engine::{
     LookupStep, NotReady, OutageEdge, OutcomePolicy, Readiness, ReadyDecision, ReadyIdentity,
     ReadyObservation, Sightings, StabilityPolicy, Timing, Verdict,
 };
-use crate::fsx::SubDir;
+use crate::fsx::{Progress, SubDir};
 use crate::ledger::{DirLatest, EndRecord, LedgerError, NewGeneration};
 use crate::observe::{Call, Observer};
 use crate::outcome::{self, FailureRecord};
@@ -53,6 +53,14 @@ struct Ready {
 /// Small enough that a crash in the middle leaves few records for a key lookup, large enough that a burst
 /// costs about one fsync per directory.
 const SUBMIT_CHUNK: usize = 32;
+
+/// The most entries of a deletion's walk carried out in one cycle: a 100,000-level tree is a million or
+/// so, deleted in slices between which the loop runs and sees a signal.
+const DELETE_SLICE: usize = 32_768;
+
+/// The most time a deletion's slice takes (checked every sixteenth of [`DELETE_SLICE`]): well within the
+/// second a SIGTERM must be honoured in, on a loaded file server too.
+const DELETE_SLICE_TIME: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The marker a ready directory is tracked by: the first of the satisfied alternative.
 struct Marker {
@@ -533,6 +541,12 @@ impl Daemon {
         };
         // Deletions wait while the root cannot be trusted: "not there" would mean nothing then.
         let deletes = due.iter().any(|g| g.delete_pending) && self.root_usable();
+        // A deletion under way whose record no longer asks for it (`forget`, `retry`) stops.
+        if let Some((id, _)) = &self.memory.deleting
+            && !due.iter().any(|g| g.id == *id && g.delete_pending)
+        {
+            self.memory.deleting = None;
+        }
         let mut left = false;
         for g in due {
             if g.failure_log_pending {
@@ -618,12 +632,16 @@ impl Daemon {
         }
     }
 
-    /// Deletes the directory (or records why not); true when that is settled and recorded.
+    /// Deletes the directory, a slice per cycle (or records why not); true when that is settled and
+    /// recorded. One deletion at a time: the others wait for it.
     fn delete(&mut self, g: &Generation) -> bool {
         let path = self.path_of(g);
         let job = g.job_id.as_deref().unwrap_or_default();
-        let signal = &self.cfg.watch.signal_filename;
-        let res = outcome::delete_dir(&self.root, &g.dir, g.dir_dev_ino, g.ready, signal);
+        let res = match self.delete_slice(g) {
+            Ok(Progress::More) => return false,
+            Ok(Progress::Done) => Ok(()),
+            Err(reason) => Err(reason),
+        };
         let (deleted, err) = match &res {
             Ok(()) => {
                 say::deleted(&path, job);
@@ -643,6 +661,49 @@ impl Daemon {
             self.ledger_failed("recording a deletion", e);
         }
         r.is_ok()
+    }
+
+    /// One slice of `g`'s deletion, begun now or carried on: at most [`DELETE_SLICE`] of the walk's
+    /// entries, and no more than [`DELETE_SLICE_TIME`] of work, so that the loop (and a SIGTERM) waits
+    /// for no tree, however large or deep.
+    fn delete_slice(&mut self, g: &Generation) -> Result<Progress, outcome::KeepReason> {
+        let signal = &self.cfg.watch.signal_filename;
+        let (mut removal, first) = match self.memory.deleting.take() {
+            Some((id, r)) if id == g.id => (r, false),
+            Some(other) => {
+                self.memory.deleting = Some(other);
+                return Ok(Progress::More);
+            }
+            None => {
+                let r = outcome::start_delete(&self.root, &g.dir, g.dir_dev_ino, g.ready, signal)?;
+                (r, true)
+            }
+        };
+        let started = self.clock.mono();
+        let mut spent = 0;
+        loop {
+            let step = DELETE_SLICE / 16;
+            let p = outcome::delete_slice(
+                &self.root,
+                &mut removal,
+                g.dir_dev_ino,
+                g.ready,
+                signal,
+                step,
+            )?;
+            spent += step;
+            if p == Progress::Done {
+                return Ok(p);
+            }
+            if spent >= DELETE_SLICE || self.clock.mono() - started >= ms(DELETE_SLICE_TIME) {
+                break;
+            }
+        }
+        if first {
+            say::deleting_in_slices(&self.path_of(g), g.job_id.as_deref().unwrap_or_default());
+        }
+        self.memory.deleting = Some((g.id, removal));
+        Ok(Progress::More)
     }
 
     /// Step 4: lists the root and diffs it against the directories known in memory: new names are looked
@@ -729,6 +790,10 @@ impl Daemon {
             }
         };
         let Some(l) = entry.latest else {
+            // Not ready when last looked at: again after its back-off.
+            if now < entry.recheck_at {
+                return Ok(Recall::Idle);
+            }
             return Ok(Recall::New);
         };
         if l.state.is_active() {
@@ -756,6 +821,9 @@ impl Daemon {
         // Only now, for a directory that is looked at: 100,000 paths built per scan would cost more than
         // the listing.
         let path = self.cfg.watch.root.join(name);
+        if latest.is_none() && self.surely_unready(name, &path, now) {
+            return Ok(Look::Wait);
+        }
         let sub = match scan::open_dir(&self.root, name) {
             Ok(Some(sub)) => sub,
             Ok(None) => {
@@ -767,46 +835,138 @@ impl Daemon {
                 return Ok(Look::Wait);
             }
         };
-        let seen = match scan::gather(&sub, &self.cfg.watch.ready) {
-            Ok(seen) => seen,
-            Err(e) => {
-                self.cannot_look(name, &path, "look at the ready-file", &e);
-                return Ok(Look::Wait);
-            }
+        // A finished directory: its markers first; temporaries and quiescence only for a new generation.
+        let depth = match latest {
+            Some(_) => scan::Depth::Markers,
+            None => scan::Depth::Full,
         };
-        let (identity, marker, fingerprint) =
-            match engine::readiness::decide(&self.cfg.watch.ready, &seen) {
-                ReadyDecision::Ready {
-                    primary,
-                    primary_name,
-                    fingerprint,
-                } => (primary, primary_name, fingerprint),
-                ReadyDecision::NotReady(why) => {
-                    self.not_ready(name, &path, why);
-                    return Ok(Look::Wait);
-                }
-            };
-        if let Some(was) = self.settling.held.remove(name) {
-            say::no_longer_held(&path, &was);
-        }
+        let Some(mut marker) = self.markers(name, &path, &sub, depth, now) else {
+            return Ok(Look::Wait);
+        };
         let dir_dev_ino = sub.ident().dev_ino();
-        if latest.is_none() && self.renamed(name, dir_dev_ino, identity)? {
+        if latest.is_none() && self.renamed(name, dir_dev_ino, marker.identity)? {
             self.settling.tracker.forget(name);
             return Ok(Look::Wait);
         }
-        let verdict = engine::generation_verdict(latest.map(|l| (l.state, l.ready)), identity);
-        if verdict != GenerationVerdict::New {
+        let verdict =
+            |m: &Marker| engine::generation_verdict(latest.map(|l| (l.state, l.ready)), m.identity);
+        if verdict(&marker) != GenerationVerdict::New {
             self.settling.tracker.forget(name);
             return Ok(Look::Wait);
+        }
+        if depth == scan::Depth::Markers {
+            match self.markers(name, &path, &sub, scan::Depth::Full, now) {
+                Some(m) if verdict(&m) == GenerationVerdict::New => marker = m,
+                _ => return Ok(Look::Wait),
+            }
         }
         // A new generation is looked at every scan until it is stable.
-        self.memory.known.recheck_at(name, now);
-        let marker = Marker {
-            identity,
-            name: marker,
-            fingerprint,
-        };
+        self.memory.known.looked_ready(name, now);
         self.settle(name, &sub, latest.map(|l| l.id), marker, now)
+    }
+
+    /// With markers that are plain names and nothing else to look for (the simple form), a directory
+    /// none of whose markers exists is not ready: one `openat2` per marker instead of a look (100,000
+    /// empty directories are 100,000 looks per back-off). True when that settled it.
+    fn surely_unready(&mut self, name: &OsString, path: &std::path::Path, now: Millis) -> bool {
+        let rules = &self.cfg.watch.ready;
+        if rules.needs_listing() {
+            return false;
+        }
+        let markers = rules.alternatives.iter().flatten();
+        for m in markers {
+            if self.root.has_in(name, m.as_ref()) != Some(false) {
+                return false;
+            }
+        }
+        let missing = rules.alternatives.iter().min_by_key(|a| a.len()).cloned();
+        let why = NotReady::Markers {
+            missing: missing.unwrap_or_default(),
+            have: Vec::new(),
+            since_ns: None,
+        };
+        self.not_ready(name, path, why);
+        self.back_off(name, scan::Depth::Full, now);
+        true
+    }
+
+    /// One look at a directory's markers by the readiness rules (`depth`: the markers alone, or all the
+    /// rules ask for); `None` when it is not ready (said, and its next look put off) or cannot be looked at.
+    fn markers(
+        &mut self,
+        name: &OsString,
+        path: &std::path::Path,
+        sub: &SubDir,
+        depth: scan::Depth,
+        now: Millis,
+    ) -> Option<Marker> {
+        let rules = &self.cfg.watch.ready;
+        let seen = match scan::gather_at(sub, rules, depth, self.clock.wall()) {
+            Ok(seen) => seen,
+            Err(e) => {
+                self.cannot_look(name, path, "look at the ready-file", &e);
+                // 100,000 directories nobody may read would otherwise cost a core.
+                self.back_off(name, depth, now);
+                return None;
+            }
+        };
+        let decision = engine::readiness::decide(rules, &seen);
+        if depth == scan::Depth::Full {
+            let stale = engine::readiness::stale_temporaries(rules, &seen);
+            self.stale(name, path, stale);
+        }
+        match decision {
+            ReadyDecision::Ready {
+                primary,
+                primary_name,
+                fingerprint,
+            } => {
+                if let Some(was) = self.settling.held.remove(name) {
+                    say::no_longer_held(path, &was);
+                }
+                Some(Marker {
+                    identity: primary,
+                    name: primary_name,
+                    fingerprint,
+                })
+            }
+            ReadyDecision::NotReady(why) => {
+                self.not_ready(name, path, why);
+                self.back_off(name, depth, now);
+                None
+            }
+        }
+    }
+
+    /// A look found `name` not ready, or could not look: its next look is put off (a finished directory's
+    /// markers alone keep their recheck period).
+    fn back_off(&mut self, name: &OsString, depth: scan::Depth, now: Millis) {
+        if depth == scan::Depth::Full {
+            let w = &self.cfg.watch;
+            let (poll, max) = (w.poll_interval, w.unready_backoff_max);
+            self.memory.known.unready(name, now, poll, max);
+        }
+    }
+
+    /// Transfer temporaries in `name` that have not changed for `watch.stale_temporary_sec` (or none):
+    /// said once, as a warning, with how long; counted by the metrics while they are there.
+    fn stale(
+        &mut self,
+        name: &OsString,
+        path: &std::path::Path,
+        stale: Option<(Vec<String>, std::time::Duration)>,
+    ) {
+        match stale {
+            Some((names, unchanged)) => {
+                if self.settling.told_stale.insert(name.clone()) {
+                    let blocks = self.cfg.watch.ready.stale_blocks;
+                    say::stale_temporaries(path, &names, unchanged, blocks);
+                }
+            }
+            None => {
+                self.settling.told_stale.remove(name);
+            }
+        }
     }
 
     /// A directory the readiness rules do not call ready: a missing marker is the normal wait (silent); a
@@ -933,7 +1093,7 @@ impl Daemon {
 
     /// A ready-file that cannot be looked at (the instrument's umask 077, a directory without `x` for the
     /// service): said once per directory (the rest at debug), shown by `status` through the daemon's
-    /// snapshot; looked at again every scan.
+    /// snapshot; looked at again on the back-off of a directory that is not ready.
     fn cannot_look(
         &mut self,
         name: &OsString,
@@ -961,6 +1121,7 @@ impl Daemon {
         }
         for r in &stable {
             self.settling.forget(&r.name);
+            self.settling.told_stale.remove(&r.name);
             if let Some(Ok(Some(prev))) = r.latest.map(|id| self.ledger.get(id)) {
                 say::new_generation(&self.cfg.watch.root.join(&r.name), &prev);
             }

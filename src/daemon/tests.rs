@@ -423,6 +423,89 @@ fn completed_with_delete_on_success_deletes_the_directory_and_clears_its_flag() 
     assert_eq!(b.submits(), 1);
 }
 
+/// `depth` nested directories `d/d/…` under `top`, each with a file, made relative to a descriptor (the
+/// path would pass `PATH_MAX` long before).
+fn deep_tree(top: &std::path::Path, depth: usize) {
+    use rustix::fs::{Mode, OFlags, mkdirat, openat};
+    let mut fd = rustix::fs::open(top, OFlags::DIRECTORY, Mode::empty()).unwrap();
+    for _ in 0..depth {
+        let f = openat(&fd, "f", OFlags::CREATE | OFlags::WRONLY, Mode::RUSR).unwrap();
+        drop(f);
+        mkdirat(&fd, "d", Mode::RWXU).unwrap();
+        fd = openat(&fd, "d", OFlags::DIRECTORY, Mode::empty()).unwrap();
+    }
+}
+
+#[test]
+fn a_deep_tree_is_deleted_a_slice_per_cycle_and_a_restart_carries_on() {
+    let mut b = Bench::new(&["delete_on_success: true"]);
+    let dir = b.ready("run1");
+    // Several slices' worth of walk (each level is a handful of its steps).
+    deep_tree(&dir, 5_000);
+    b.settle();
+    b.fake.on_query_states(&[("1001", "COMPLETED")]);
+    let log = logs_of(|| {
+        b.after(Duration::from_secs(5));
+    });
+    assert!(dir.exists(), "deleted whole in one cycle");
+    assert!(log.contains("deleted a slice per cycle"), "{log}");
+    let g = b.latest("run1");
+    assert_eq!(
+        (g.deleted, g.delete_pending),
+        (false, true),
+        "pending until gone"
+    );
+    // Stopped here: the next daemon carries on, from the ledger's flag.
+    b.restart();
+    let mut cycles = 0;
+    while dir.exists() {
+        b.after(Duration::from_millis(10));
+        cycles += 1;
+        assert!(cycles < 100, "the deletion does not progress");
+    }
+    let g = b.latest("run1");
+    assert_eq!((g.deleted, g.delete_pending), (true, false));
+    assert_eq!(b.submits(), 1);
+}
+
+#[test]
+fn a_directory_over_its_bound_is_held_with_the_key_said_once_under_each_rule() {
+    for rule in [
+        "ready_all_of: [\"_REA*\"]",
+        "ignore_patterns: [\"*.part\"]",
+        "quiet_sec: 5\n  quiet_scope: tree",
+    ] {
+        let mut b = Bench::with_watch(&[rule, "quiet_max_entries: 100"]);
+        let d = b.ready("run1");
+        for i in 0..500 {
+            std::fs::write(d.join(format!("tile_{i}.cbcl")), b"").unwrap();
+        }
+        let log = logs_of(|| b.run_for(Duration::from_secs(120)));
+        assert_eq!(b.submits(), 0, "{rule}: submitted past its bound");
+        let held = b.daemon.settling.held.get(OsStr::new("run1"));
+        assert_eq!(held.map(|h| h.code()), Some("too_many_entries"), "{rule}");
+        assert_eq!(
+            log.matches("`watch.quiet_max_entries`").count(),
+            1,
+            "{rule}: one line naming the key, not one per look: {log}"
+        );
+    }
+}
+
+#[test]
+fn a_9000_level_tree_under_a_whole_tree_look_is_too_deep_not_unreadable() {
+    let mut b = Bench::with_watch(&["quiet_sec: 5", "quiet_scope: tree"]);
+    let d = b.ready("run1");
+    deep_tree(&d, 9_000);
+    let log = logs_of(|| b.run_for(Duration::from_secs(30)));
+    assert_eq!(b.submits(), 0);
+    let held = b.daemon.settling.held.get(OsStr::new("run1"));
+    assert_eq!(held.map(|h| h.code()), Some("too_deep"), "{log}");
+    assert!(log.contains("too deep"), "{log}");
+    assert!(!log.to_lowercase().contains("permission"), "{log}");
+    assert!(b.daemon.settling.unreadable.is_empty());
+}
+
 #[test]
 fn a_failed_job_gets_one_failure_log_line_and_keeps_its_directory() {
     let mut b = Bench::new(&["delete_on_success: true"]);
@@ -1743,8 +1826,20 @@ fn an_ont_run_is_ready_on_its_final_summary_with_a_variable_name() {
         b"instrument=MN1\n",
     )
     .unwrap();
-    b.run_for(Duration::from_secs(10));
+    // Unready for a while, it is looked at on its back-off: seen within poll + its cap, then settled.
+    b.run_for(SEEN_WITHIN);
     assert_eq!(b.submits(), 1);
+}
+
+/// A directory that was not ready is seen ready within poll (5 s) + `unready_backoff_max_sec` (30 s),
+/// then two looks settle it.
+const SEEN_WITHIN: Duration = Duration::from_secs(5 + 30 + 2);
+
+/// Sets a file's mtime to the bench's wall clock (the bench's clock is not the file system's).
+fn touch_at(p: &std::path::Path, wall: Millis) {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(wall as u64);
+    let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+    f.set_modified(t).unwrap();
 }
 
 #[test]
@@ -1753,6 +1848,7 @@ fn rsync_temporaries_hold_a_directory_back_until_the_copy_renames_them() {
     let d = b.ready("run1");
     let tmp = d.join(".reads.fastq.gz.Xy12Ab");
     std::fs::write(&tmp, b"partial").unwrap();
+    touch_at(&tmp, b.clock.wall());
     b.run_for(Duration::from_secs(30));
     assert_eq!(b.submits(), 0, "submitted during the copy");
     assert_eq!(
@@ -1764,9 +1860,92 @@ fn rsync_temporaries_hold_a_directory_back_until_the_copy_renames_them() {
         Some("temporaries")
     );
     std::fs::rename(&tmp, d.join("reads.fastq.gz")).unwrap();
-    b.run_for(Duration::from_secs(10));
+    b.run_for(SEEN_WITHIN);
     assert_eq!(b.submits(), 1);
     assert!(b.daemon.settling.held.is_empty(), "still shown as held");
+}
+
+#[test]
+fn a_stale_temporary_deep_in_the_tree_still_holds_and_is_said_once_with_how_long() {
+    let mut b = Bench::with_watch(&["ready_preset: rsync"]);
+    let d = b.ready("run1");
+    std::fs::create_dir_all(d.join("Data/L001")).unwrap();
+    let tmp = d.join("Data/L001/.s_1.cbcl.mecvPV");
+    std::fs::write(&tmp, b"partial").unwrap();
+    touch_at(&tmp, b.clock.wall());
+    let log = logs_of(|| b.run_for(Duration::from_secs(2 * 3600 + 60)));
+    assert_eq!(b.submits(), 0, "submitted a half copy");
+    let held = b
+        .daemon
+        .settling
+        .held
+        .get(OsStr::new("run1"))
+        .expect("held");
+    assert_eq!(held.code(), "stale_temporaries");
+    // What `status` and `explain` show: the snapshot's reason, with how long.
+    let words = held.words();
+    assert!(words.contains("held back for 2h"), "{words}");
+    assert!(words.contains("Data/L001/.s_1.cbcl.mecvPV"), "{words}");
+    assert_eq!(
+        log.matches("has not changed for").count(),
+        1,
+        "one warning, not one per look: {log}"
+    );
+    assert!(log.contains("event=\"stale_temporaries\"") || log.contains("event=stale_temporaries"));
+    assert_eq!(
+        b.daemon.settling.told_stale.len(),
+        1,
+        "counted by the metric"
+    );
+    // The copy is resumed: the temporary changes again, a live transfer; then renamed at its end.
+    touch_at(&tmp, b.clock.wall());
+    b.run_for(SEEN_WITHIN);
+    assert_eq!(
+        b.daemon
+            .settling
+            .held
+            .get(OsStr::new("run1"))
+            .map(|h| h.code()),
+        Some("temporaries")
+    );
+    assert!(b.daemon.settling.told_stale.is_empty());
+    std::fs::rename(&tmp, d.join("Data/L001/s_1.cbcl")).unwrap();
+    b.run_for(SEEN_WITHIN);
+    assert_eq!(b.submits(), 1);
+}
+
+#[test]
+fn told_that_stale_temporaries_do_not_hold_a_directory_is_submitted_past_one() {
+    let mut b = Bench::with_watch(&[
+        "ready_preset: rsync",
+        "stale_temporary_sec: 600",
+        "stale_temporaries_block: false",
+    ]);
+    let d = b.ready("run1");
+    let tmp = d.join(".left.behind.Ab12Cd");
+    std::fs::write(&tmp, b"partial").unwrap();
+    touch_at(&tmp, b.clock.wall());
+    let log = logs_of(|| b.run_for(Duration::from_secs(600 + SEEN_WITHIN.as_secs())));
+    assert_eq!(b.submits(), 1);
+    assert!(log.contains("is no longer held back by it"), "{log}");
+}
+
+#[test]
+fn an_empty_directory_is_looked_at_on_a_back_off_and_still_seen_within_poll_and_its_cap() {
+    let mut b = Bench::new(&[]);
+    let d = b.root.join("run1");
+    std::fs::create_dir(&d).unwrap();
+    // A day without a ready-file: the waits between looks have long reached their cap.
+    for _ in 0..24 * 60 {
+        b.after(Duration::from_secs(60));
+    }
+    std::fs::write(d.join("_READY"), b"").unwrap();
+    b.run_for(SEEN_WITHIN);
+    assert_eq!(
+        b.submits(),
+        1,
+        "not seen within poll + unready_backoff_max_sec"
+    );
 }
 
 #[test]

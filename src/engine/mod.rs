@@ -37,7 +37,7 @@ pub use model::{
     GenState, Generation, GenerationVerdict, LockProbe, ReadyIdentity, generation_verdict, job_name,
 };
 pub use outage::{OutageEdge, OutageLatch, backoff};
-pub use pace::{PaceSignal, SubmitPace, TokenBucket, first_recheck, pace_signal};
+pub use pace::{PaceSignal, SubmitPace, TokenBucket, first_recheck, pace_signal, unready_next};
 pub use presets::Preset;
 pub use readiness::{
     ContentCheck, ContentLook, DirLook, EntryLook, NotReady, QuietScope, ReadyDecision, ReadyRules,

@@ -1,6 +1,7 @@
 //! The pace of the loop's work at scale: how many `sbatch` calls may go now (the optional token bucket of
 //! `job.submit_rate`, and how many at once while the controller is slow or rate-limits), and when a finished
-//! directory's ready-file is looked at again (`watch.recheck_sec`, spread over the period).
+//! directory's ready-file is looked at again (`watch.recheck_sec`, spread over the period), and when one that is
+//! not ready is (`watch.unready_backoff_max_sec`).
 //!
 //! Pure: time comes in as monotonic milliseconds. Must never: read the clock, sleep, or decide that a
 //! directory failed — a controller that slows down or says "rate limit" lowers the pace, nothing else.
@@ -154,10 +155,45 @@ pub fn first_recheck(name: &[u8], now: Millis, period: Duration) -> Millis {
     now + (h % (p as u64)) as Millis
 }
 
+/// When a directory that is not ready (no marker yet, or held back) is looked at again, after `looks`
+/// consecutive looks that found it so: the wait doubles from `poll` with each one, up to `max`, and is
+/// spread by the name over its second half so that 100,000 such directories do not all come due in one
+/// scan. A new directory is looked at in its first scan, and one that became ready is seen within
+/// `poll + max`. `max` zero: every scan.
+pub fn unready_next(name: &[u8], looks: u32, now: Millis, poll: Duration, max: Duration) -> Millis {
+    let cap = ms(max);
+    if cap <= 0 {
+        return now;
+    }
+    let wait = ms(poll).max(1).saturating_mul(1 << looks.min(30)).min(cap);
+    let half = wait / 2;
+    let spread = first_recheck(name, 0, Duration::from_millis(half as u64 + 1));
+    now + wait - half + spread.min(half)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn an_unready_directory_is_looked_at_less_and_less_often_but_within_the_cap() {
+        let (poll, max) = (Duration::from_secs(1), Duration::from_secs(30));
+        let waits: Vec<Millis> = (0..10)
+            .map(|k| unready_next(b"run", k, 1_000, poll, max) - 1_000)
+            .collect();
+        assert!(waits[0] >= 500 && waits[0] <= 1_000, "{waits:?}");
+        assert!(waits[3] >= 4_000 && waits[3] <= 8_000, "{waits:?}");
+        assert!(waits.iter().all(|w| *w <= 30_000), "{waits:?}");
+        assert!(waits[9] >= 15_000, "{waits:?}");
+        // 100,000 directories at the cap come due spread over its second half, not at once.
+        let at: Vec<Millis> = (0..100_000)
+            .map(|n| unready_next(format!("d{n}").as_bytes(), 20, 0, poll, max))
+            .collect();
+        let in_one_second = at.iter().filter(|t| (20_000..21_000).contains(*t)).count();
+        assert!(in_one_second < 10_000, "{in_one_second} due in one second");
+        assert_eq!(unready_next(b"run", 5, 7, poll, Duration::ZERO), 7);
+    }
 
     #[test]
     fn a_bucket_gives_its_burst_then_its_rate() {

@@ -15,14 +15,18 @@ use std::time::Duration;
 
 use super::markers;
 use super::model::ReadyIdentity;
-use super::patterns::ignore_match;
 pub use super::patterns::{glob_match, is_glob};
 
 /// The most bytes of a content-checked file that are read (a status file is a few hundred bytes).
 pub const CONTENT_LIMIT: u64 = 64 * 1024;
 
-/// Default bound on the entries a whole-tree quiescence look lists.
-pub const TREE_ENTRIES_DEFAULT: usize = 10_000;
+/// Default bound on the entries a look lists (`watch.quiet_max_entries`).
+pub const TREE_ENTRIES_DEFAULT: usize = 100_000;
+
+/// How many levels below a directory a look through its tree goes: one descriptor is open per level,
+/// so the walk stays far below the default limit of 1,024 open files, and a deeper tree is held back
+/// as "too deep" (never as a permission problem). No instrument or copy writes anywhere near this deep.
+pub const TREE_DEPTH_MAX: usize = 256;
 
 /// A content check: when `file` is present, its text must match `pattern`.
 #[derive(Debug, Clone)]
@@ -41,11 +45,9 @@ pub struct ContentCheck {
 pub enum QuietScope {
     /// The directory's own entries (names, sizes, mtimes): cheap, one listing.
     Top,
-    /// Every entry below it, up to a bound (past it the directory is held back with a message).
-    Tree {
-        /// The most entries listed.
-        max_entries: usize,
-    },
+    /// Every entry below it, up to [`ReadyRules::max_entries`] (past it the directory is held back with a
+    /// message).
+    Tree,
 }
 
 /// The readiness rule set of a root.
@@ -57,12 +59,19 @@ pub struct ReadyRules {
     pub alternatives: Vec<Vec<String>>,
     /// A status file whose text must say the run succeeded, when it is present.
     pub content: Option<ContentCheck>,
-    /// Globs of transfer temporaries: while one is present the directory is held back.
+    /// Globs of transfer temporaries: while one is present anywhere in the directory's tree it is held
+    /// back.
     pub ignore: Vec<String>,
+    /// A temporary unchanged for this long is stale: said (once), and shown with how long it has held.
+    pub stale_after: Duration,
+    /// Whether a stale temporary still holds the directory back.
+    pub stale_blocks: bool,
     /// How long nothing in the directory must have changed (zero: not watched).
     pub quiet: Duration,
     /// What quiescence watches.
     pub scope: QuietScope,
+    /// The most entries one look lists, the whole tree's together (a directory over it is held back).
+    pub max_entries: usize,
 }
 
 impl ReadyRules {
@@ -72,9 +81,24 @@ impl ReadyRules {
             alternatives: vec![vec![marker.to_string()]],
             content: None,
             ignore: Vec::new(),
+            stale_after: STALE_AFTER_DEFAULT,
+            stale_blocks: true,
             quiet: Duration::ZERO,
             scope: QuietScope::Top,
+            max_entries: TREE_ENTRIES_DEFAULT,
         }
+    }
+
+    /// True when the markers alone need a listing (a glob): a finished directory's recheck, which looks
+    /// at its markers only, lists it then and only then.
+    pub fn markers_need_listing(&self) -> bool {
+        self.alternatives.iter().flatten().any(|m| is_glob(m))
+    }
+
+    /// True when a full look goes below the directory's own entries: for transfer temporaries anywhere
+    /// in its tree, or for whole-tree quiescence.
+    pub fn looks_through_tree(&self) -> bool {
+        !self.ignore.is_empty() || (!self.quiet.is_zero() && self.scope == QuietScope::Tree)
     }
 
     /// True when a look must list the directory (a glob marker, temporaries or quiescence); otherwise
@@ -127,7 +151,7 @@ impl ReadyRules {
         }
         if !self.ignore.is_empty() {
             s.push_str(&format!(
-                "; held back while any of {} is present",
+                "; held back while any of {} is present anywhere in its tree",
                 self.ignore
                     .iter()
                     .map(|m| format!("`{m}`"))
@@ -138,8 +162,8 @@ impl ReadyRules {
         if !self.quiet.is_zero() {
             let what = match self.scope {
                 QuietScope::Top => "its entries".to_string(),
-                QuietScope::Tree { max_entries } => {
-                    format!("anything in its tree (up to {max_entries} entries)")
+                QuietScope::Tree => {
+                    format!("anything in its tree (up to {} entries)", self.max_entries)
                 }
             };
             s.push_str(&format!(
@@ -151,10 +175,15 @@ impl ReadyRules {
     }
 }
 
+/// Default of `watch.stale_temporary_sec`: a temporary unchanged for an hour is said to be stale (a transfer
+/// that is alive writes into its temporary far more often, even at a low `--bwlimit`).
+pub const STALE_AFTER_DEFAULT: Duration = Duration::from_secs(3600);
+
 /// What a content-checked file looked like.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum ContentLook {
     /// Not there.
+    #[default]
     Absent,
     /// Its first bytes (at most [`CONTENT_LIMIT`]) and whether it was longer.
     Text {
@@ -179,20 +208,26 @@ pub struct EntryLook {
 }
 
 /// One look at a directory, gathered by the scan.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DirLook {
     /// The entries seen: every direct child when the rules need a listing (and every entry below with a
     /// whole-tree scope), else only the named markers that exist.
     pub entries: Vec<EntryLook>,
+    /// The transfer temporaries found anywhere in its tree (names as paths below it).
+    pub temporaries: Vec<EntryLook>,
     /// The content-checked file, when the rules have one.
     pub content: ContentLook,
-    /// The whole-tree look stopped at its bound.
+    /// The look stopped at its bound of entries.
     pub bound_hit: bool,
     /// The folders the walk for path markers went through (`sample1`, `sample1/run_a`), relative to the
     /// directory; their files are in `entries` as `sample1/run_a/final_summary_….txt`.
     pub dirs: Vec<OsString>,
     /// The walk for path markers stopped at this bound on the entries it listed.
     pub walk_bound: Option<usize>,
+    /// The look stopped at [`TREE_DEPTH_MAX`].
+    pub too_deep: bool,
+    /// When the look was taken (wall clock, ns since the epoch): how long a temporary has not changed.
+    pub now_ns: i64,
 }
 
 /// Why a directory is not ready yet (for the log, `explain` and `status`).
@@ -231,7 +266,15 @@ pub enum NotReady {
         /// Up to three of their names.
         names: Vec<String>,
     },
-    /// The whole-tree look hit its bound.
+    /// Only temporaries that have not changed for `watch.stale_temporary_sec` are present, and
+    /// `watch.stale_temporaries_block` says they still hold.
+    StaleTemporaries {
+        /// Up to three of their names.
+        names: Vec<String>,
+        /// How long the newest of them has not changed.
+        unchanged: Duration,
+    },
+    /// The look hit its bound of entries.
     TooManyEntries {
         /// The bound.
         max_entries: usize,
@@ -240,6 +283,11 @@ pub enum NotReady {
     MarkerWalkTooBig {
         /// The bound (`watch.quiet_max_entries`).
         max_entries: usize,
+    },
+    /// The tree is deeper than a look goes.
+    TooDeep {
+        /// The depth a look goes.
+        max_depth: usize,
     },
 }
 
@@ -287,9 +335,21 @@ impl NotReady {
                     list(names)
                 )
             }
+            NotReady::StaleTemporaries { names, unchanged } => format!(
+                "held back for {} by a transfer temporary that has not changed since ({} present): the \
+                 transfer that wrote it was probably killed; once the copy is known complete or abandoned, \
+                 remove the temporary, or set `watch.stale_temporaries_block: false` to submit past stale \
+                 ones",
+                humantime::format_duration(Duration::from_secs(unchanged.as_secs())),
+                list(names)
+            ),
             NotReady::TooManyEntries { max_entries } => format!(
-                "it has more than {max_entries} entries, the bound of `watch.quiet_max_entries`: raise it, or \
-                 set `watch.quiet_scope: top`"
+                "it has more than {max_entries} entries to look through, the bound of \
+                 `watch.quiet_max_entries`: raise it if such a directory is expected"
+            ),
+            NotReady::TooDeep { max_depth } => format!(
+                "its tree is too deep: more than {max_depth} levels, past what a look through it goes \
+                 (`watch.ignore_patterns`, `watch.quiet_scope: tree`); not submitted while it is so deep"
             ),
             NotReady::MarkerWalkTooBig { max_entries } => format!(
                 "looking for its path markers went through more than {max_entries} entries, the bound of \
@@ -306,8 +366,10 @@ impl NotReady {
             NotReady::ContentFailed { .. } => "content_failed",
             NotReady::ContentUnusable { .. } => "content_unusable",
             NotReady::Temporaries { .. } => "temporaries",
+            NotReady::StaleTemporaries { .. } => "stale_temporaries",
             NotReady::TooManyEntries { .. } => "too_many_entries",
             NotReady::MarkerWalkTooBig { .. } => "marker_walk_too_big",
+            NotReady::TooDeep { .. } => "too_deep",
         }
     }
 }
@@ -329,9 +391,30 @@ pub enum ReadyDecision {
     },
 }
 
-/// The last path component of an entry's name (`a/b/.c.XYZ123` → `.c.XYZ123`).
-fn leaf(name: &OsStr) -> &OsStr {
-    std::path::Path::new(name).file_name().unwrap_or(name)
+/// Whether a temporary is stale at the look's time.
+fn is_stale(rules: &ReadyRules, look: &DirLook, e: &EntryLook) -> bool {
+    let stale_ns = i64::try_from(rules.stale_after.as_nanos()).unwrap_or(i64::MAX);
+    look.now_ns.saturating_sub(e.identity.mtime_ns) >= stale_ns
+}
+
+/// The stale temporaries of a look, when there are any and no fresh one: up to three names and how
+/// long the newest has not changed. The daemon says it once, whether or not they still hold.
+pub fn stale_temporaries(rules: &ReadyRules, look: &DirLook) -> Option<(Vec<String>, Duration)> {
+    let t = &look.temporaries;
+    if t.is_empty() || t.iter().any(|e| !is_stale(rules, look, e)) {
+        return None;
+    }
+    let newest = t.iter().map(|e| e.identity.mtime_ns).max().unwrap_or(0);
+    let unchanged = Duration::from_nanos(look.now_ns.saturating_sub(newest).max(0) as u64);
+    Some((names_of(t), unchanged))
+}
+
+/// Up to three names, for messages.
+fn names_of(v: &[EntryLook]) -> Vec<String> {
+    v.iter()
+        .take(3)
+        .map(|e| e.name.to_string_lossy().into_owned())
+        .collect()
 }
 
 /// Decides from one look. Order: a failed status file (final until it is replaced), temporaries, the
@@ -340,20 +423,25 @@ pub fn decide(rules: &ReadyRules, look: &DirLook) -> ReadyDecision {
     if let Some(hold) = content_hold(rules, look) {
         return ReadyDecision::NotReady(hold);
     }
-    let temps: Vec<String> = look
-        .entries
-        .iter()
-        .filter(|e| rules.ignore.iter().any(|p| ignore_match(p, leaf(&e.name))))
-        .map(|e| e.name.to_string_lossy().into_owned())
-        .take(3)
-        .collect();
-    if !temps.is_empty() {
-        return ReadyDecision::NotReady(NotReady::Temporaries { names: temps });
+    if !look.temporaries.is_empty() {
+        match stale_temporaries(rules, look) {
+            None => {
+                let names = names_of(&look.temporaries);
+                return ReadyDecision::NotReady(NotReady::Temporaries { names });
+            }
+            Some((names, unchanged)) if rules.stale_blocks => {
+                return ReadyDecision::NotReady(NotReady::StaleTemporaries { names, unchanged });
+            }
+            Some(_) => {}
+        }
     }
-    if look.bound_hit
-        && let QuietScope::Tree { max_entries } = rules.scope
-    {
+    if look.bound_hit {
+        let max_entries = rules.max_entries;
         return ReadyDecision::NotReady(NotReady::TooManyEntries { max_entries });
+    }
+    if look.too_deep {
+        let max_depth = TREE_DEPTH_MAX;
+        return ReadyDecision::NotReady(NotReady::TooDeep { max_depth });
     }
     // The nearest alternative: the fewest missing, then the most progress (files found, or a path
     // marker that names the one folder still without its file).
@@ -503,10 +591,7 @@ mod tests {
     fn look(entries: Vec<EntryLook>) -> DirLook {
         DirLook {
             entries,
-            content: ContentLook::Absent,
-            bound_hit: false,
-            dirs: Vec::new(),
-            walk_bound: None,
+            ..DirLook::default()
         }
     }
     fn preset(p: Preset) -> ReadyRules {
@@ -613,21 +698,74 @@ mod tests {
     #[test]
     fn rsync_temporaries_hold_a_directory_back() {
         let r = preset(Preset::Rsync);
-        let d = decide(
-            &r,
-            &look(vec![
-                file("_READY", 0, 1),
-                file(".reads.fastq.Xy12Ab", 5, 2),
-            ]),
-        );
+        let mut top = look(vec![file("_READY", 0, 1)]);
+        top.temporaries = vec![file(".reads.fastq.Xy12Ab", 5, 2)];
+        let d = decide(&r, &top);
         assert_eq!(
             d,
             ReadyDecision::NotReady(NotReady::Temporaries {
                 names: vec![".reads.fastq.Xy12Ab".into()]
             })
         );
-        let nested = look(vec![file("_READY", 0, 1), file("sub/x.filepart", 5, 2)]);
+        let mut nested = look(vec![file("_READY", 0, 1)]);
+        nested.temporaries = vec![file("sub/x.filepart", 5, 2)];
         assert!(matches!(decide(&r, &nested), ReadyDecision::NotReady(_)));
+    }
+
+    const HOUR_NS: i64 = 3_600_000_000_000;
+
+    #[test]
+    fn a_temporary_unchanged_for_long_is_stale_and_still_holds_unless_told_otherwise() {
+        let mut r = preset(Preset::Rsync);
+        // Written at 0; looked at 2 h later (the default says stale after 1 h).
+        let mut l = look(vec![file("_READY", 0, 1)]);
+        l.temporaries = vec![file("reads/.a.fastq.gz.mecvPV", 5, 0)];
+        l.now_ns = 2 * HOUR_NS;
+        let d = decide(&r, &l);
+        let ReadyDecision::NotReady(why @ NotReady::StaleTemporaries { .. }) = &d else {
+            panic!("{d:?}")
+        };
+        let words = why.words();
+        assert!(words.contains("held back for 2h"), "{words}");
+        assert!(words.contains("reads/.a.fastq.gz.mecvPV"), "{words}");
+        assert!(words.contains("watch.stale_temporaries_block"), "{words}");
+        assert_eq!(why.code(), "stale_temporaries");
+        // A fresh one beside it: a transfer is alive, not stale.
+        l.temporaries
+            .push(file("reads/.b.fastq.gz.Ab12Cd", 5, 2 * HOUR_NS - 1));
+        assert!(stale_temporaries(&r, &l).is_none());
+        assert!(matches!(
+            decide(&r, &l),
+            ReadyDecision::NotReady(NotReady::Temporaries { .. })
+        ));
+        l.temporaries.pop();
+        // Told that stale ones do not hold: submitted, and still reported as stale.
+        r.stale_blocks = false;
+        assert!(matches!(decide(&r, &l), ReadyDecision::Ready { .. }));
+        let (names, unchanged) = stale_temporaries(&r, &l).expect("stale");
+        assert_eq!(names, ["reads/.a.fastq.gz.mecvPV"]);
+        assert_eq!(unchanged, Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn a_look_cut_short_holds_with_the_key_or_the_depth() {
+        let r = preset(Preset::Rsync);
+        let mut l = look(vec![file("_READY", 0, 1)]);
+        l.bound_hit = true;
+        let d = decide(&r, &l);
+        let ReadyDecision::NotReady(why) = d else {
+            panic!("{d:?}")
+        };
+        assert!(why.words().contains("`watch.quiet_max_entries`"));
+        l.bound_hit = false;
+        l.too_deep = true;
+        let d = decide(&r, &l);
+        let ReadyDecision::NotReady(why) = d else {
+            panic!("{d:?}")
+        };
+        assert_eq!(why.code(), "too_deep");
+        assert!(why.words().contains("too deep"), "{}", why.words());
+        assert!(!why.words().contains("permission"));
     }
 
     #[test]
@@ -661,7 +799,8 @@ mod tests {
     fn the_tree_bound_holds_back_with_its_key() {
         let r = ReadyRules {
             quiet: Duration::from_secs(1),
-            scope: QuietScope::Tree { max_entries: 5 },
+            scope: QuietScope::Tree,
+            max_entries: 5,
             ..ReadyRules::simple("_READY")
         };
         let mut l = look(vec![file("_READY", 0, 1)]);

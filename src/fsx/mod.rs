@@ -1,8 +1,9 @@
 //! The file-system edge: how dirwatcher reaches and changes files, in one place. Below the watched root
 //! everything is reached relative to a descriptor ([`Root`], opened once and re-checked before each use):
 //! the listing, a subdirectory's ready-file and lock probe ([`SubDir`]), and the safe delete
-//! ([`Root::open_for_removal`], [`Doomed::remove`]: never through a link, never into another mount, depth
-//! bounded by neither the stack nor the open-file limit). Outside the root: the atomic replace that the local
+//! ([`Root::open_for_removal`], [`Doomed::remove`], or in slices between which the caller does other work:
+//! [`Doomed::start`], [`Removal::step`]; never through a link, never into another mount, depth bounded by
+//! neither the stack nor the open-file limit). Outside the root: the atomic replace that the local
 //! executor's job files, the metrics textfile and the installer use.
 //!
 //! Built on `rustix` (already in the build through `tempfile`): safe wrappers over `openat`, `statx` (with
@@ -15,8 +16,10 @@
 mod remove;
 mod root;
 
-pub use remove::{Doomed, RemoveError};
-pub use root::{FileStat, Ident, PACKED_DIR, PACKED_UNKNOWN, Root, RootLinks, RootProblem, SubDir};
+pub use remove::{Doomed, Progress, Removal, RemoveError};
+pub use root::{
+    FileStat, Ident, PACKED_DIR, PACKED_UNKNOWN, Reader, Root, RootLinks, RootProblem, SubDir,
+};
 
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;

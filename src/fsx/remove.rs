@@ -7,8 +7,10 @@
 //! reported), and is iterative with a fixed budget of open directories: depth is bounded by neither the
 //! stack nor the open-file limit. A directory whose descriptor was closed to stay within the budget is
 //! reopened through `..` of its child and must be the same inode, so a tree moved away while it is being
-//! deleted stops the walk instead of leading it elsewhere. Must never: resolve a path string, follow a
-//! symlink, cross into another mount, or remove a name that no longer refers to the directory it checked.
+//! deleted stops the walk instead of leading it elsewhere. The walk can be carried out in slices of a
+//! given number of entries ([`Removal::step`]), its state kept between them, so that a caller deletes a
+//! tree of any size without holding its own loop. Must never: resolve a path string, follow a symlink,
+//! cross into another mount, or remove a name that no longer refers to the directory it checked.
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
@@ -176,19 +178,94 @@ impl Doomed<'_> {
     /// refers to the same directory. On [`RemoveError::Left`] everything else is gone and the directory
     /// stays (it is not empty).
     pub fn remove(self) -> Result<(), RemoveError> {
+        let root = self.root;
+        let mut r = self.start()?;
+        while r.step(root, usize::MAX)? == Progress::More {}
+        Ok(())
+    }
+
+    /// The removal as a walk that can be carried out in slices ([`Removal::step`]), between which the
+    /// caller does other work and checks that the directory is still the one it means to delete.
+    pub fn start(self) -> Result<Removal, RemoveError> {
         let Doomed {
-            root,
+            root: _,
             name,
             fd,
             ident,
         } = self;
-        empty_tree(fd, ident)?;
-        let now = stat_at(root.fd(), &name)?;
-        if now.map(|s| s.ident.dev_ino()) != Some(ident.dev_ino()) {
+        Ok(Removal {
+            name,
+            ident,
+            stack: vec![Frame::new(OsString::new(), ident, fd)?],
+            report: Report::default(),
+        })
+    }
+}
+
+/// A removal under way: the walk's state between two slices (the path down, a fixed number of its
+/// directories open, and what it must report). Dropped before its end, it leaves the rest of the
+/// tree in place; a later removal of the same directory starts again from its top.
+pub struct Removal {
+    /// Its name in the root.
+    name: OsString,
+    /// Its identity.
+    ident: Ident,
+    /// The path down from it to the directory being read; empty once it is emptied.
+    stack: Vec<Frame>,
+    /// What the walk left.
+    report: Report,
+}
+
+impl std::fmt::Debug for Removal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Removal")
+            .field("name", &self.name)
+            .field("depth", &self.stack.len())
+            .finish()
+    }
+}
+
+/// Where a removal stands after a slice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// The directory is gone.
+    Done,
+    /// There is more to remove.
+    More,
+}
+
+impl Removal {
+    /// The directory's identity.
+    pub fn ident(&self) -> Ident {
+        self.ident
+    }
+
+    /// The name it had in the root.
+    pub fn name(&self) -> &OsStr {
+        &self.name
+    }
+
+    /// Carries the walk on for at most `budget` entries (each unlinked file, entered or left directory
+    /// counts one); when the tree is empty, removes the directory itself from `root` by name — only if
+    /// that name still refers to it. On [`RemoveError::Left`] everything else is gone and the directory
+    /// stays.
+    pub fn step(&mut self, root: &Root, budget: usize) -> Result<Progress, RemoveError> {
+        if !empty_tree(&mut self.stack, &mut self.report, self.ident, budget)? {
+            return Ok(Progress::More);
+        }
+        let report = std::mem::take(&mut self.report);
+        if !report.mounts.is_empty() || report.failed != 0 {
+            return Err(RemoveError::Left {
+                mounts: report.mounts,
+                failures: report.failures,
+            });
+        }
+        let now = stat_at(root.fd(), &self.name)?;
+        if now.map(|s| s.ident.dev_ino()) != Some(self.ident.dev_ino()) {
             return Err(RemoveError::Replaced);
         }
-        rustix::fs::unlinkat(root.fd(), &name, AtFlags::REMOVEDIR).map_err(io::Error::from)?;
-        Ok(())
+        rustix::fs::unlinkat(root.fd(), &self.name, AtFlags::REMOVEDIR).map_err(io::Error::from)?;
+        Ok(Progress::Done)
     }
 }
 
@@ -264,11 +341,20 @@ enum Step {
     Enter(Ident, OwnedFd),
 }
 
-/// Empties the directory `top` (held open as `fd`): iterative, depth-first, within [`OPEN_DIRS`].
-fn empty_tree(fd: OwnedFd, top: Ident) -> Result<(), RemoveError> {
-    let mut stack = vec![Frame::new(OsString::new(), top, fd)?];
-    let mut report = Report::default();
+/// Empties the directory at the bottom of `stack` (`top`): iterative, depth-first, within [`OPEN_DIRS`],
+/// for at most `budget` entries. True when it is empty (the stack too); what stays is in `report`.
+fn empty_tree(
+    stack: &mut Vec<Frame>,
+    report: &mut Report,
+    top: Ident,
+    budget: usize,
+) -> Result<bool, RemoveError> {
+    let mut spent = 0;
     while let Some(frame) = stack.last_mut() {
+        if spent >= budget {
+            return Ok(false);
+        }
+        spent += 1;
         let entry = match frame.reader().read() {
             Some(Ok(entry)) => entry,
             Some(Err(e)) => {
@@ -284,7 +370,7 @@ fn empty_tree(fd: OwnedFd, top: Ident) -> Result<(), RemoveError> {
                 continue;
             }
             None => {
-                climb(&mut stack, &mut report)?;
+                climb(stack, report)?;
                 continue;
             }
         };
@@ -298,10 +384,10 @@ fn empty_tree(fd: OwnedFd, top: Ident) -> Result<(), RemoveError> {
             Ok(Step::Done) => frame.removed = true,
             Ok(Step::Enter(ident, fd)) => {
                 stack.push(Frame::new(name, ident, fd)?);
-                budget(&mut stack);
+                keep_open_within_budget(stack);
             }
             Err(left) => {
-                let path = rel_path(&stack, &name);
+                let path = rel_path(stack, &name);
                 match left {
                     Left::Mount => report.mounts.push(path),
                     Left::Failed(e) => report.failed(path, e),
@@ -310,14 +396,7 @@ fn empty_tree(fd: OwnedFd, top: Ident) -> Result<(), RemoveError> {
             }
         }
     }
-    if report.mounts.is_empty() && report.failed == 0 {
-        Ok(())
-    } else {
-        Err(RemoveError::Left {
-            mounts: report.mounts,
-            failures: report.failures,
-        })
-    }
+    Ok(true)
 }
 
 /// Why an entry stays.
@@ -371,7 +450,7 @@ fn step(dir: BorrowedFd<'_>, name: &OsStr, kind: FileType, top: Ident) -> Result
 /// Constant time: the open frames are the first one and a run of at most `OPEN_DIRS - 1` at the top
 /// of the stack (a frame is closed only at the bottom of that run, and reopened only when it is the
 /// top), so after a push the only one that can be over the budget is the `OPEN_DIRS`-th from the top.
-fn budget(stack: &mut [Frame]) {
+fn keep_open_within_budget(stack: &mut [Frame]) {
     if stack.len() > OPEN_DIRS {
         stack[stack.len() - OPEN_DIRS].dir = None;
     }
@@ -500,6 +579,33 @@ mod tests {
             .remove()
             .unwrap();
         assert!(!d.exists());
+    }
+
+    #[test]
+    fn a_removal_in_slices_goes_on_where_it_stopped() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("case");
+        std::fs::create_dir(&d).unwrap();
+        let depth = OPEN_DIRS * 20;
+        nest(&d, depth);
+        let r = root_of(t.path());
+        let mut removal = r
+            .open_for_removal("case".as_ref())
+            .unwrap()
+            .start()
+            .unwrap();
+        let mut slices = 0;
+        while removal.step(&r, 50).unwrap() == Progress::More {
+            slices += 1;
+            assert!(d.exists(), "gone before its last slice");
+        }
+        assert!(!d.exists());
+        // Each level is a handful of steps (its entries, `.` and `..` read twice: a pass after a removal
+        // reads it again). Started again from the top at each slice, the walk would take depth²/2 steps.
+        assert!(
+            slices * 50 <= depth * 12,
+            "{slices} slices of 50 for {depth} levels"
+        );
     }
 
     #[test]

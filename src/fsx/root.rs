@@ -1,5 +1,6 @@
 //! The root handle: the watched directory opened once, and everything below it reached relative to that
-//! descriptor — the listing, a subdirectory, its ready-file and the lock probe.
+//! descriptor — the listing, a subdirectory, its ready-file and the lock probe, and the streamed readers of
+//! a bounded walk through a subdirectory's tree ([`Reader`]).
 //!
 //! Owns: opening the root without following a symlink, re-checking on every use that the path still names
 //! the directory that is held (an unmounted, remounted-elsewhere or replaced root reads as a problem, never
@@ -13,7 +14,9 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Statx, StatxAttributes, StatxFlags};
+use rustix::fs::{
+    AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags, Statx, StatxAttributes, StatxFlags,
+};
 
 /// Who a file is: device and inode (as `st_dev`/`st_ino`), and the mount it belongs to when the kernel
 /// says (`STATX_MNT_ID`, Linux 5.8). Two bind mounts of one file system share a device: only the mount id
@@ -266,6 +269,27 @@ impl Root {
         stat_at(self.fd(), name)
     }
 
+    /// Whether `file` exists in the subdirectory `dir`, in one `openat2` that refuses any symlink on the way
+    /// and any mount crossed (`RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV | RESOLVE_BENEATH`): `Some(false)` when
+    /// it surely does not, `Some(true)` when something is there, `None` when this cannot tell (a symlink or
+    /// a mount on the way, a kernel without `openat2`): then look the usual way. The cheap first look at a
+    /// directory that is not ready.
+    pub fn has_in(&self, dir: &OsStr, file: &OsStr) -> Option<bool> {
+        let mut path = dir.to_os_string();
+        path.push("/");
+        path.push(file);
+        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let resolve = ResolveFlags::NO_SYMLINKS
+            | ResolveFlags::NO_XDEV
+            | ResolveFlags::BENEATH
+            | ResolveFlags::NO_MAGICLINKS;
+        match rustix::fs::openat2(self.fd(), &path, flags, Mode::empty(), resolve) {
+            Ok(_) => Some(true),
+            Err(rustix::io::Errno::NOENT) => Some(false),
+            Err(_) => None,
+        }
+    }
+
     /// Opens the subdirectory `name` for looking at what it holds (`O_PATH`: no read permission needed,
     /// no automount triggered). `None` when it is gone or is not a real directory (a symlink is never
     /// followed).
@@ -344,6 +368,15 @@ impl SubDir {
         subdir_at(self.fd.as_fd(), name)
     }
 
+    /// A reader of its entries, one at a time (streamed: a directory of a million files is never read
+    /// whole), through a fresh read-only descriptor of the held directory, never by path.
+    pub fn reader(&self) -> io::Result<Reader> {
+        Ok(Reader {
+            dir: Dir::new(open_dir_at(self.fd.as_fd(), OsStr::new("."))?)?,
+            ident: self.ident,
+        })
+    }
+
     /// The first `limit` bytes of the regular file `name` inside it, and whether it is longer. `None`
     /// when it does not exist; an error `InvalidInput` when it is not a regular file (a symlink is never
     /// followed, a FIFO never blocks).
@@ -372,6 +405,73 @@ impl SubDir {
         let longer = bytes.len() as u64 > limit;
         bytes.truncate(limit as usize);
         Ok(Some((bytes, longer)))
+    }
+}
+
+/// A directory below the root read one entry at a time, for a bounded look through a tree: its entries
+/// are looked at and its subdirectories opened relative to its descriptor, never through a symlink and
+/// never into another mount. One descriptor per reader: a walk holds one per level it is in.
+#[derive(Debug)]
+pub struct Reader {
+    /// The open directory stream.
+    dir: Dir,
+    /// Its identity (a subdirectory on another mount than this is not entered).
+    ident: Ident,
+}
+
+impl Reader {
+    /// The next entry (`.` and `..` left out) with what `readdir` says of its type; `None` at the end.
+    pub fn next_entry(&mut self) -> Option<io::Result<(OsString, FileType)>> {
+        loop {
+            let entry = match self.dir.read()? {
+                Ok(e) => e,
+                Err(e) => return Some(Err(e.into())),
+            };
+            let name = OsStr::from_bytes(entry.file_name().to_bytes());
+            if name != "." && name != ".." {
+                return Some(Ok((name.to_os_string(), entry.file_type())));
+            }
+        }
+    }
+
+    /// `statx` of `name` inside it, without following a symlink; `None` if it does not exist.
+    pub fn stat(&self, name: &OsStr) -> io::Result<Option<FileStat>> {
+        stat_at(self.dir.fd()?, name)
+    }
+
+    /// The real directory `name` inside it, opened for reading; `None` when it is gone, is not a real
+    /// directory (a symlink is never followed), or is on another mount (a mount point, a bind mount:
+    /// another file system is not part of this directory's data).
+    pub fn child(&self, name: &OsStr) -> io::Result<Option<Reader>> {
+        // Looked at first without triggering an automount: opening one would mount it.
+        let seen = match stat_at(self.dir.fd()?, name)? {
+            Some(st) if st.kind == FileType::Directory => st,
+            _ => return Ok(None),
+        };
+        if seen.mount_root || self.ident.other_mount(&seen.ident) {
+            return Ok(None);
+        }
+        let fd = match open_dir_at(self.dir.fd()?, name) {
+            Ok(fd) => fd,
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let st = stat_fd(fd.as_fd())?;
+        // Swapped for something else between the look and the open: not entered.
+        if st.ident.dev_ino() != seen.ident.dev_ino() || self.ident.other_mount(&st.ident) {
+            return Ok(None);
+        }
+        Ok(Some(Reader {
+            dir: Dir::new(fd)?,
+            ident: st.ident,
+        }))
     }
 }
 
@@ -459,6 +559,27 @@ mod tests {
         std::fs::remove_dir(&path).unwrap();
         std::fs::rename(t.path().join("moved"), &path).unwrap();
         root.check().unwrap();
+    }
+
+    #[test]
+    fn the_cheap_look_for_a_marker_never_goes_through_a_symlink() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("_READY"), "").unwrap();
+        std::os::unix::fs::symlink(outside.path(), t.path().join("link")).unwrap();
+        std::fs::create_dir(t.path().join("empty")).unwrap();
+        std::fs::create_dir(t.path().join("ready")).unwrap();
+        std::fs::write(t.path().join("ready/_READY"), "").unwrap();
+        let root = Root::open(t.path(), RootLinks::Refuse).unwrap();
+        let has = |d: &str| root.has_in(d.as_ref(), "_READY".as_ref());
+        assert_eq!(has("empty"), Some(false));
+        assert_eq!(has("ready"), Some(true));
+        assert_eq!(
+            has("link"),
+            None,
+            "a symlink on the way: cannot tell, never followed"
+        );
+        assert_eq!(has("absent"), Some(false));
     }
 
     #[test]

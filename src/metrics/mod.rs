@@ -23,7 +23,6 @@ use tracing::{debug, info, warn};
 
 use crate::config::{InstanceName, MetricsConfig};
 use crate::engine::{GenState, Rejection, state_word};
-use crate::ledger::Counts;
 use crate::observe::{Call, CycleReport, Observer};
 use crate::time::Millis;
 
@@ -82,9 +81,10 @@ impl Metrics {
     }
 
     /// End of a cycle: the gauges from the ledger's counts (`None` when they could not be read: the old
-    /// values stay) and `settling` ready-files in the stability tracker; then the textfile.
-    fn publish(&mut self, counts: Option<&Counts>, settling: u64, locked: u64, unreadable: u64) {
-        if let Some(c) = counts {
+    /// values stay) and the directories waiting in memory (settling, locked, unreadable, held by stale
+    /// temporaries); then the textfile.
+    fn publish(&mut self, r: &CycleReport<'_>) {
+        if let Some(c) = r.counts {
             let g = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
             self.h.in_flight.set(g(c.submitted));
             self.h.lost.set(g(c.lost));
@@ -101,18 +101,17 @@ impl Metrics {
                 .get_or_create(&[("state", "failed")])
                 .set(g(c.failed));
         }
-        self.h
-            .pending
-            .get_or_create(&[("stage", "settling")])
-            .set(i64::try_from(settling).unwrap_or(i64::MAX));
-        self.h
-            .pending
-            .get_or_create(&[("stage", "locked")])
-            .set(i64::try_from(locked).unwrap_or(i64::MAX));
-        self.h
-            .pending
-            .get_or_create(&[("stage", "unreadable")])
-            .set(i64::try_from(unreadable).unwrap_or(i64::MAX));
+        for (stage, n) in [
+            ("settling", r.settling),
+            ("locked", r.locked),
+            ("unreadable", r.unreadable),
+            ("stale_temporaries", r.stale_temporaries),
+        ] {
+            self.h
+                .pending
+                .get_or_create(&[("stage", stage)])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
         self.write_textfile();
     }
 
@@ -216,7 +215,7 @@ impl Observer for Metrics {
     }
 
     fn cycle_done(&mut self, r: &CycleReport<'_>) {
-        self.publish(r.counts, r.settling, r.locked, r.unreadable);
+        self.publish(r);
     }
 }
 
@@ -227,12 +226,25 @@ fn show_addr(a: Option<SocketAddr>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::Counts;
 
     fn metrics() -> Metrics {
         Metrics::start(&MetricsConfig::default(), None).unwrap()
     }
 
     /// The value of the sample whose line starts with `series ` (name and labels exactly).
+    /// A cycle's report with `[settling, locked, unreadable, stale_temporaries]`.
+    fn report(counts: Option<&Counts>, n: [u64; 4]) -> CycleReport<'_> {
+        CycleReport {
+            counts,
+            settling: n[0],
+            locked: n[1],
+            unreadable: n[2],
+            stale_temporaries: n[3],
+            status: None,
+        }
+    }
+
     fn sample(text: &str, series: &str) -> Option<f64> {
         text.lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
@@ -276,7 +288,7 @@ mod tests {
         let name = InstanceName::parse("cryo-em").unwrap();
         let mut m = Metrics::start(&MetricsConfig::default(), Some(&name)).unwrap();
         m.scanned(7, 0);
-        m.publish(None, 0, 0, 0);
+        m.publish(&report(None, [0, 0, 0, 0]));
         let t = m.render();
         let samples: Vec<&str> = t.lines().filter(|l| !l.starts_with('#')).collect();
         assert!(samples.len() > 20, "{t}");
@@ -309,7 +321,7 @@ mod tests {
             failed: 5,
             lost: 1,
         };
-        m.publish(Some(&c), 4, 1, 3);
+        m.publish(&report(Some(&c), [4, 1, 3, 2]));
         let t = m.render();
         for (series, want) in [
             ("dirwatcher_directories", 7.0),
@@ -325,6 +337,10 @@ mod tests {
             ("dirwatcher_directories_pending{stage=\"settling\"}", 4.0),
             ("dirwatcher_directories_pending{stage=\"locked\"}", 1.0),
             ("dirwatcher_directories_pending{stage=\"unreadable\"}", 3.0),
+            (
+                "dirwatcher_directories_pending{stage=\"stale_temporaries\"}",
+                2.0,
+            ),
             ("dirwatcher_directories_pending{stage=\"submitting\"}", 2.0),
             ("dirwatcher_directories_finished{state=\"completed\"}", 40.0),
             ("dirwatcher_directories_finished{state=\"failed\"}", 5.0),
@@ -343,7 +359,7 @@ mod tests {
         };
         let mut m = Metrics::start(&cfg, None).unwrap();
         m.scanned(3, 0);
-        m.publish(None, 0, 0, 0);
+        m.publish(&report(None, [0, 0, 0, 0]));
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(sample(&text, "dirwatcher_directories"), Some(3.0));
         let names: Vec<_> = std::fs::read_dir(t.path())

@@ -133,7 +133,7 @@ fn register_directories(reg: &mut Registry, h: &Handles) {
     );
     reg.register(
         "directories_pending",
-        "Ready directories without a job yet: stage=settling (ready-file checked for stability or locked by its writer), stage=submitting (intent committed, sbatch due or backing off)",
+        "Ready directories without a job yet: stage=settling (ready-file checked for stability or locked by its writer), stage=submitting (intent committed, sbatch due or backing off), stage=stale_temporaries (a transfer temporary in it has not changed for watch.stale_temporary_sec: a killed copy?)",
         h.pending.clone(),
     );
     reg.register(
@@ -233,7 +233,13 @@ fn register_health(reg: &mut Registry, h: &Handles) {
 fn create_from_the_start(h: &Handles) {
     // A daemon that serves metrics is the active one (a standby has not started its loop).
     h.leader.set(1);
-    for stage in ["settling", "locked", "unreadable", "submitting"] {
+    for stage in [
+        "settling",
+        "locked",
+        "unreadable",
+        "submitting",
+        "stale_temporaries",
+    ] {
         let _ = h.pending.get_or_create(&[("stage", stage)]);
     }
     let _ = h.blocked.get_or_create(&[("reason", "config")]);

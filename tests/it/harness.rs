@@ -126,6 +126,9 @@ impl TestEnv {
                 "poll_interval_sec: 0.3".into(),
                 "stability_checks: 2".into(),
                 "stability_interval_sec: 0.2".into(),
+                // A test writes its markers seconds after the daemon first saw a directory: the default
+                // cap of the back-off (30 s) would only make it wait. The cap itself is tested in-process.
+                "unready_backoff_max_sec: 2".into(),
             ],
             job: vec![format!("job_name_prefix: {prefix}")],
             behavior: vec![],

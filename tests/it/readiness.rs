@@ -278,3 +278,203 @@ fn a_copy_beside_a_stable_ready_file_holds_it_back_for_quiet_sec_after_it_stops(
         g.created_at - last_write
     );
 }
+
+/// The sizes of a nested run folder's data files: what a job that finds it complete reads.
+const NESTED: [(&str, usize); 3] = [
+    ("reads/L001/a.fastq.gz", 96 * 1024),
+    ("reads/L002/b.fastq.gz", 96 * 1024),
+    ("InterOp/QMetricsOut.bin", 32 * 1024),
+];
+
+/// A job that succeeds only on complete data: every file of [`NESTED`] whole, no temporary left (the
+/// directory, appended to the command, is what it says complete).
+fn job_checking_the_data() -> String {
+    let files: Vec<&str> = NESTED.iter().map(|(p, _)| *p).collect();
+    let total: usize = NESTED.iter().map(|(_, n)| n).sum();
+    format!(
+        "wrap_cmd: \"test $(cat {} | wc -c) -eq {total} && test $(find . -mindepth 1 -name '.*' -o -name '*.filepart' | wc -l) -eq 0 && echo complete:\"",
+        files.join(" ")
+    )
+}
+
+/// A nested run folder to copy, with its `_READY`.
+fn nested_source(at: &Path) {
+    for (i, (p, n)) in NESTED.iter().enumerate() {
+        let f = at.join(p);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, vec![b'A' + i as u8; *n]).unwrap();
+    }
+    std::fs::write(at.join("_READY"), "").unwrap();
+}
+
+fn rsync(args: &[&str], from: &Path, to: &Path) {
+    let st = Command::new("rsync")
+        .args(args)
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success(), "rsync {args:?}");
+}
+
+#[test]
+fn real_rsync_copies_of_nested_run_folders_are_never_submitted_before_they_end() {
+    // A second between two looks, as by default: rsync's own start (before its first temporary exists)
+    // must not pass for a finished copy.
+    let job = job_checking_the_data();
+    let env = TestEnv::local("rsync-rounds")
+        .job(&job)
+        .watch("ready_preset: rsync")
+        .watch("stability_interval_sec: 1");
+    let _d = env.start();
+    // 20 rounds, five at a time: `_READY` sent first (the copy must be seen going on below it) or last.
+    for wave in 0..4 {
+        let copies: Vec<_> = (0..5)
+            .map(|i| {
+                let n = wave * 5 + i;
+                let src = env.tmp.path().join(format!("src{n}"));
+                nested_source(&src);
+                let dest = env.root.join(format!("run{n}"));
+                let ready_first = n % 2 == 0;
+                std::thread::spawn(move || {
+                    let data = ["-a", "--bwlimit=128", "--exclude=_READY"];
+                    std::fs::create_dir(&dest).unwrap();
+                    if ready_first {
+                        rsync(&["-a"], &src.join("_READY"), &dest);
+                    }
+                    // 224 KiB at 128 KiB/s: about two seconds of temporaries below `reads/` and `InterOp/`.
+                    rsync(&data, &src.join(""), &dest.join(""));
+                    let copied = dirwatcher::time::wall_now();
+                    if !ready_first {
+                        rsync(&["-a"], &src.join("_READY"), &dest);
+                    }
+                    (dest, copied)
+                })
+            })
+            .collect();
+        for c in copies {
+            let (dest, copied) = c.join().unwrap();
+            let g = env.wait_final(&dest, DEADLINE);
+            assert_eq!(
+                g.final_state.as_deref(),
+                Some("COMPLETED"),
+                "the job of {} found the data incomplete",
+                dest.display()
+            );
+            assert!(
+                g.created_at >= copied - 50,
+                "{}: submitted during the copy (intent at {}, copy ended at {copied})",
+                dest.display(),
+                g.created_at
+            );
+            assert_eq!(env.history(&dest).len(), 1);
+        }
+    }
+}
+
+#[test]
+fn a_winscp_filepart_below_the_ready_file_holds_until_it_is_renamed() {
+    let job = job_checking_the_data();
+    let env = TestEnv::local("filepart")
+        .job(&job)
+        .watch("ready_preset: rsync");
+    let src = env.tmp.path().join("src");
+    nested_source(&src);
+    let dest = env.root.join("run1");
+    std::fs::create_dir(&dest).unwrap();
+    std::fs::write(dest.join("_READY"), "").unwrap();
+    // Everything but the first file, then that one half-way, under WinSCP's temporary name.
+    rsync(&["-a", "--exclude=_READY"], &src.join(""), &dest.join(""));
+    let (first, size) = NESTED[0];
+    let part = dest.join(format!("{first}.filepart"));
+    std::fs::rename(dest.join(first), &part).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&part)
+        .unwrap()
+        .set_len(size as u64 / 2)
+        .unwrap();
+    let _d = env.start();
+    wait_for(
+        DEADLINE,
+        "the daemon to hold run1 for its temporary",
+        || {
+            let s = snapshot(&env)?;
+            let w = s["waiting"]
+                .as_array()?
+                .iter()
+                .find(|w| w["dir"] == "run1")?
+                .clone();
+            let reason = w["reason"].as_str()?.to_string();
+            (w["state"] == "held").then_some(reason)
+        },
+    );
+    let e = explain(&env, "run1");
+    let (ok, words) = says(&e, "ready_rules");
+    assert!(!ok && words.contains("a.fastq.gz.filepart"), "{words}");
+    scans(&env, 3);
+    assert!(env.history(&dest).is_empty(), "submitted with a .filepart");
+    // The transfer ends: the whole file, renamed to its name.
+    std::fs::copy(src.join(first), &part).unwrap();
+    std::fs::rename(&part, dest.join(first)).unwrap();
+    let renamed = dirwatcher::time::wall_now();
+    let g = env.wait_final(&dest, DEADLINE);
+    assert_eq!(g.final_state.as_deref(), Some("COMPLETED"));
+    assert!(g.created_at >= renamed);
+}
+
+#[test]
+fn a_cp_r_after_the_ready_file_is_waited_for_with_whole_tree_quiescence() {
+    // `cp -r` writes under the final names: no temporary to see. Whole-tree quiescence is what holds
+    // it; `cp --copy-contents` reads a FIFO of the source as a file, so the copy goes at the pace the
+    // test feeds it.
+    let job = job_checking_the_data();
+    let env = TestEnv::local("cp-r")
+        .job(&job)
+        .watch("quiet_sec: 1.5")
+        .watch("quiet_scope: tree");
+    let src = env.tmp.path().join("src");
+    nested_source(&src);
+    std::fs::remove_file(src.join("_READY")).unwrap();
+    let (first, size) = NESTED[0];
+    std::fs::remove_file(src.join(first)).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        src.join(first),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let dest = env.root.join("run1");
+    std::fs::create_dir(&dest).unwrap();
+    std::fs::write(dest.join("_READY"), "").unwrap();
+    let _d = env.start();
+    let mut cp = Command::new("cp")
+        .args(["-r", "--copy-contents"])
+        .arg(src.join("."))
+        .arg(&dest)
+        .spawn()
+        .unwrap();
+    let mut fifo = std::fs::OpenOptions::new()
+        .write(true)
+        .open(src.join(first))
+        .unwrap();
+    // Three seconds of copy, in 16 pieces: the writer's own pace, not a synchronisation.
+    for _ in 0..16 {
+        use std::io::Write;
+        fifo.write_all(&vec![b'A'; size / 16]).unwrap();
+        assert!(env.history(&dest).is_empty(), "submitted during the cp -r");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(fifo);
+    assert!(cp.wait().unwrap().success());
+    let copied = dirwatcher::time::wall_now();
+    let g = env.wait_final(&dest, DEADLINE);
+    assert_eq!(g.final_state.as_deref(), Some("COMPLETED"));
+    assert!(
+        g.created_at >= copied - 50,
+        "submitted {} ms before the cp -r ended",
+        copied - g.created_at
+    );
+}
