@@ -247,7 +247,28 @@ fn slurmdbd_outage_marks_no_job_failed_and_records_every_outcome() {
     if !slurm_available("slurmdbd_outage") {
         return;
     }
-    let env = TestEnv::slurm("dbd")
+    slurmdbd_outage(TestEnv::slurm("dbd"));
+}
+
+/// The same slurmdbd outage with the ledger on a MariaDB server.
+#[test]
+fn slurmdbd_outage_on_a_mariadb_ledger_marks_no_job_failed_and_records_every_outcome() {
+    let _s = serial();
+    let test = "slurmdbd_outage_mariadb";
+    if !slurm_available(test) {
+        return;
+    }
+    let env = TestEnv::slurm("dbd-db");
+    let Some(db) = mariadb::MariaDb::start(test, env.tmp.path()) else {
+        return;
+    };
+    slurmdbd_outage(db.ledger_for(env, "dw_dbd"));
+}
+
+/// slurmdbd stopped while jobs run and end: no job is marked failed, every outcome is recorded once it
+/// is back.
+fn slurmdbd_outage(env: TestEnv) {
+    let env = env
         .job("wrap_cmd: sh -c 'sleep 3' job")
         .watch("stability_checks: 1");
     let names: Vec<String> = (0..4).map(|i| format!("run-{i}")).collect();
@@ -534,11 +555,32 @@ fn reused_job_ids_never_delete_a_directory_before_its_job_ran() {
     if !slurm_available("job_id_reuse") {
         return;
     }
+    reused_job_ids(TestEnv::slurm("reuse"));
+}
+
+/// The same job-ID reuse with the ledger on a MariaDB server.
+#[test]
+fn reused_job_ids_on_a_mariadb_ledger_never_delete_a_directory_before_its_job_ran() {
+    let _s = serial();
+    let test = "job_id_reuse_mariadb";
+    if !slurm_available(test) {
+        return;
+    }
+    let env = TestEnv::slurm("reuse-db");
+    let Some(db) = mariadb::MariaDb::start(test, env.tmp.path()) else {
+        return;
+    };
+    reused_job_ids(db.ledger_for(env, "dw_reuse"));
+}
+
+/// Old jobs in accounting hold the ids a new burst gets (the controller's id counter reset): no directory
+/// is deleted before its own job ran.
+fn reused_job_ids(env: TestEnv) {
     let marks = tempfile::Builder::new()
         .prefix("dw-marks-")
         .tempdir_in("/tmp")
         .unwrap();
-    let env = TestEnv::slurm("reuse")
+    let env = env
         .job(
             "wrap_cmd: sh -c 'sleep 5; test -f \"$1/data.txt\" && echo ok > \"$MARKS/${1##*/}\"' job",
         )

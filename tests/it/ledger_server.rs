@@ -117,11 +117,50 @@ const ACTIVE: &str = "is the active one on the ledger";
 const STANDBY: &str = "standby: the ledger";
 const DEPOSED: &str = "is no longer the active one";
 
+/// One of the pair: its config, and the process running it now with how often its log said each word.
+struct Node {
+    cfg: std::path::PathBuf,
+    name: &'static str,
+    d: Daemon,
+    /// Processes started so far (each logs to a file of its own).
+    starts: usize,
+}
+
+impl Node {
+    fn spawn(env: &TestEnv, cfg: std::path::PathBuf, name: &'static str) -> Node {
+        let d = Daemon::spawn(
+            &cfg,
+            &env.tmp.path().join(format!("daemon-{name}1.log")),
+            &[],
+        );
+        Node {
+            cfg,
+            name,
+            d,
+            starts: 1,
+        }
+    }
+
+    /// Starts its process again (after a kill or a stop).
+    fn respawn(&mut self, env: &TestEnv) {
+        self.starts += 1;
+        let log = env
+            .tmp
+            .path()
+            .join(format!("daemon-{}{}.log", self.name, self.starts));
+        self.d = Daemon::spawn(&self.cfg, &log, &[]);
+    }
+
+    fn said(&self, needle: &str) -> usize {
+        self.d.log().matches(needle).count()
+    }
+}
+
 /// Two daemons (two processes, one config but for their instance name and local state) on one MariaDB
-/// ledger, against the real Slurm: one is active, the other waits. The active one is killed (-9), paused
-/// past its lease (SIGSTOP, then SIGCONT), and stopped cleanly, a burst of directories in flight each
-/// time: the other takes over every time, the paused one steps down without a word to Slurm, and every
-/// directory gets exactly one job.
+/// ledger, against the real Slurm: one is active, the other waits. Round after round, a burst of
+/// directories in flight, the active one is killed (-9), paused past its lease (SIGSTOP, then SIGCONT), or
+/// stopped cleanly: the other takes over every time, the paused one steps down without a word to Slurm,
+/// and every directory gets exactly one job.
 #[test]
 fn two_daemons_on_one_ledger_take_over_from_each_other_and_run_every_directory_once() {
     let test = "ledger_pair";
@@ -154,73 +193,59 @@ fn two_daemons_on_one_ledger_take_over_from_each_other_and_run_every_directory_o
         .replace("instance: a", "instance: b"),
     )
     .unwrap();
-    let log = |n: &str| env.tmp.path().join(format!("daemon-{n}.log"));
-    let mut a = Daemon::spawn(&cfg_a, &log("a1"), &[]);
-    wait_count(&a, ACTIVE, 1, DEADLINE);
-    let mut b = Daemon::spawn(&cfg_b, &log("b1"), &[]);
-    wait_count(&b, STANDBY, 1, DEADLINE);
+    let mut active = Node::spawn(&env, cfg_a, "a");
+    wait_count(&active.d, ACTIVE, 1, DEADLINE);
+    let mut standby = Node::spawn(&env, cfg_b, "b");
+    wait_count(&standby.d, STANDBY, 1, DEADLINE);
     let mut all = Vec::new();
-
-    // Round 1: the active one dies mid-burst (kill -9); the standby takes over; the killed one comes
-    // back as the standby.
-    let dirs = burst(&env, "kill", 12);
-    wait_for(DEADLINE, "a first submission", || {
-        (env.submitted_count() >= 1).then_some(())
-    });
-    a.kill9();
-    wait_count(&b, ACTIVE, 1, DEADLINE);
-    let mut a = Daemon::spawn(&cfg_a, &log("a2"), &[]);
-    wait_count(&a, STANDBY, 1, DEADLINE);
-    all.extend(dirs);
-
-    // Round 2: the active one (b) is paused past its lease mid-burst; a takes over; b, woken up,
-    // steps down and submits nothing more.
-    let dirs = burst(&env, "stop", 12);
-    wait_for(DEADLINE, "a submission of the second burst", || {
-        dirs.iter()
-            .any(|d| !env.history(d).is_empty())
-            .then_some(())
-    });
-    b.signal(libc::SIGSTOP);
-    wait_count(&a, ACTIVE, 1, DEADLINE);
-    b.signal(libc::SIGCONT);
-    wait_count(&b, DEPOSED, 1, DEADLINE);
-    wait_count(&b, STANDBY, 2, DEADLINE);
-    all.extend(dirs);
-
-    // Round 3: a clean stop of the active one (a) hands the lease over at once.
-    let dirs = burst(&env, "term", 12);
-    a.stop();
-    wait_count(&b, ACTIVE, 2, DEADLINE);
-    all.extend(dirs);
-    // `status` where a no longer runs names the active daemon, on the other "host".
+    for (round, kind) in ["kill", "stop", "term"].repeat(2).into_iter().enumerate() {
+        let dirs = burst(&env, &format!("{kind}{round}"), 10);
+        wait_for(DEADLINE, "a submission of this burst", || {
+            dirs.iter()
+                .any(|d| !env.history(d).is_empty())
+                .then_some(())
+        });
+        let took_over = standby.said(ACTIVE) + 1;
+        match kind {
+            // The active one dies; it comes back as the standby.
+            "kill" => {
+                active.d.kill9();
+                wait_count(&standby.d, ACTIVE, took_over, DEADLINE);
+                active.respawn(&env);
+                wait_count(&active.d, STANDBY, 1, DEADLINE);
+            }
+            // Paused past its lease: woken up, it steps down and submits nothing more.
+            "stop" => {
+                let (deposed, waits) = (active.said(DEPOSED) + 1, active.said(STANDBY) + 1);
+                active.d.signal(libc::SIGSTOP);
+                wait_count(&standby.d, ACTIVE, took_over, DEADLINE);
+                active.d.signal(libc::SIGCONT);
+                wait_count(&active.d, DEPOSED, deposed, DEADLINE);
+                wait_count(&active.d, STANDBY, waits, DEADLINE);
+            }
+            // A clean stop hands the lease over at once.
+            _ => {
+                active.d.stop();
+                wait_count(&standby.d, ACTIVE, took_over, DEADLINE);
+                active.respawn(&env);
+                wait_count(&active.d, STANDBY, 1, DEADLINE);
+            }
+        }
+        std::mem::swap(&mut active, &mut standby);
+        all.extend(dirs);
+    }
+    // `status` from the standby's config names the active daemon, on the other "host".
     let st = env.status();
     assert_eq!(st["ledger"]["backend"], "mariadb", "{st}");
-    let active = st["ledger"]["lease"]["active"].as_str().unwrap_or_default();
-    assert!(active.starts_with("b@"), "{st}");
-    assert!(
-        !st["problems"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p.as_str().unwrap_or_default().contains("no daemon")),
-        "{st}"
-    );
-
+    let holder = st["ledger"]["lease"]["active"].as_str().unwrap_or_default();
+    assert!(holder.starts_with(&format!("{}@", active.name)), "{st}");
     for d in &all {
         let g = env.wait_final(d, DEADLINE);
         assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{d:?}");
         assert_eq!(env.history(d).len(), 1, "one record for {d:?}");
     }
-    b.stop();
-    if std::env::var_os("SHOW_LOG").is_some() {
-        for n in ["a1", "b1", "a2"] {
-            eprintln!(
-                "---- {n}\n{}",
-                std::fs::read_to_string(log(n)).unwrap_or_default()
-            );
-        }
-    }
+    active.d.stop();
+    standby.d.stop();
     let runs = runs_per_dir(&runs);
     assert_eq!(runs.len(), all.len(), "every directory ran: {runs:?}");
     assert!(runs.values().all(|n| *n == 1), "one run each: {runs:?}");
