@@ -279,6 +279,38 @@ mod tests {
     }
 
     #[test]
+    fn a_leader_paused_inside_a_transaction_does_not_keep_the_standby_out() {
+        let Some(t) = testdb::fresh("a_leader_paused_inside_a_transaction") else {
+            return;
+        };
+        let at = LedgerAt::Server(t);
+        let mut a = Ledger::open_at(&at).unwrap();
+        let mut b = Ledger::open_at(&at).unwrap();
+        a.claim_lease("a@host1", Duration::from_millis(500))
+            .unwrap()
+            .expect("free at first");
+        // a holds the lease row inside a transaction and stops there (as SIGSTOP or a frozen VM would).
+        a.db.borrow_mut().begin().unwrap();
+        a.db.borrow_mut()
+            .exec("UPDATE lease SET fenced = fenced + 1 WHERE id = 1", &[])
+            .unwrap();
+        let start = Instant::now();
+        let taken = loop {
+            if let Some(h) = b.claim_lease("b@host2", Duration::from_secs(30)).unwrap() {
+                break h;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "b never took over"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(taken.holder, "b@host2");
+        // The server ended a's transaction: nothing of it can be committed any more.
+        assert!(a.db.borrow_mut().commit().is_err());
+    }
+
+    #[test]
     fn an_sqlite_ledger_has_no_lease() {
         let t = tempfile::tempdir().unwrap();
         let l = Ledger::open(&t.path().join("s.db")).unwrap();

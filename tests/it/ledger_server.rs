@@ -156,6 +156,25 @@ impl Node {
     }
 }
 
+impl Drop for Node {
+    /// A failed round shows what each of the pair said, every process of it.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for n in 1..=self.starts {
+                let log = self
+                    .d
+                    .log
+                    .with_file_name(format!("daemon-{}{n}.log", self.name));
+                eprintln!(
+                    "---- {} (process {n}) ----\n{}",
+                    self.name,
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        }
+    }
+}
+
 /// Two daemons (two processes, one config but for their instance name and local state) on one MariaDB
 /// ledger, against the real Slurm: one is active, the other waits. Round after round, a burst of
 /// directories in flight, the active one is killed (-9), paused past its lease (SIGSTOP, then SIGCONT), or
