@@ -789,7 +789,30 @@ impl Daemon {
                 " (it names every metric and log line)",
             );
         }
+        let where_ = |b: &crate::config::BehaviorConfig| LedgerAt::of(b).to_string();
+        let shared = new.behavior.ledger.is_some() || old_b.ledger.is_some();
+        if shared && where_(&new.behavior) != where_(old_b) {
+            let (o, n) = (where_(old_b), where_(&new.behavior));
+            say::reload_kept(
+                "behavior.ledger",
+                &format!("`{o}`"),
+                &format!("`{n}`"),
+                " (the ledger is open, and a shared one's lease held)",
+            );
+        }
+        if new.behavior.lease != old_b.lease {
+            let secs = |d: std::time::Duration| format!("{}s", d.as_secs_f64());
+            say::reload_kept(
+                "behavior.lease_sec",
+                &secs(old_b.lease),
+                &secs(new.behavior.lease),
+                " (the lease is held for its length)",
+            );
+        }
         new.behavior.state_file = old_b.state_file.clone();
+        new.behavior.ledger = old_b.ledger.clone();
+        new.behavior.ledger_password_source = old_b.ledger_password_source.clone();
+        new.behavior.lease = old_b.lease;
         new.watch.root = old_w.root.clone();
         new.behavior.instance = old_b.instance.clone();
     }

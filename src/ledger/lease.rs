@@ -117,7 +117,7 @@ impl Ledger {
         let Some(held) = self.fence.clone() else {
             return Ok(false);
         };
-        let n = self.run_unfenced(
+        let n = self.run_uncounted(
             "UPDATE lease SET expires_at = UTC_TIMESTAMP(6) + INTERVAL ?3 MICROSECOND
              WHERE id = 1 AND holder = ?1 AND epoch = ?2 AND expires_at > UTC_TIMESTAMP(6)",
             args![&held.holder, held.epoch, micros(lease)],
@@ -135,7 +135,7 @@ impl Ledger {
         let Some(held) = self.fence.take() else {
             return Ok(());
         };
-        self.run_unfenced(
+        self.run_uncounted(
             "UPDATE lease SET holder = '', expires_at = UTC_TIMESTAMP(6) WHERE id = 1 AND holder = ?1
                  AND epoch = ?2",
             args![&held.holder, held.epoch],
@@ -174,6 +174,21 @@ impl Ledger {
     /// Takes a lease claimed on another connection as this one's (the daemon's heart renews on its own).
     pub fn adopt_lease(&mut self, held: Held) {
         self.fence = Some(held);
+    }
+
+    /// One lease statement on its own (renewal, hand-back): not counted as a change of the ledger.
+    fn run_uncounted(
+        &self,
+        sql: &str,
+        args: &[super::sql::Arg],
+        what: &'static str,
+    ) -> Result<usize> {
+        let n = self
+            .db
+            .borrow_mut()
+            .exec_uncounted(sql, args)
+            .map_err(self.sql(what))?;
+        Ok(n as usize)
     }
 
     /// The lease this process holds, if any.
@@ -308,6 +323,40 @@ mod tests {
         assert_eq!(taken.holder, "b@host2");
         // The server ended a's transaction: nothing of it can be committed any more.
         assert!(a.db.borrow_mut().commit().is_err());
+    }
+
+    #[test]
+    fn renewals_are_no_change_another_connection_must_read_again_and_a_write_is() {
+        let Some(t) = testdb::fresh("renewals_are_no_change") else {
+            return;
+        };
+        let at = LedgerAt::Server(t);
+        let (mut heart, mut daemon) =
+            (Ledger::open_at(&at).unwrap(), Ledger::open_at(&at).unwrap());
+        let held = daemon
+            .claim_lease("a@host1", Duration::from_secs(30))
+            .unwrap()
+            .unwrap();
+        heart.adopt_lease(held);
+        let v = daemon.data_version().unwrap();
+        for _ in 0..3 {
+            assert!(heart.renew_lease(Duration::from_secs(30)).unwrap());
+        }
+        assert_eq!(
+            daemon.data_version().unwrap(),
+            v,
+            "a renewal is not a change of the ledger"
+        );
+        // The daemon's own writes are not changes for it either; another connection's are.
+        intent(&mut daemon, "d1", 1).unwrap();
+        assert_eq!(daemon.data_version().unwrap(), v);
+        let mut cli = Ledger::open_at(&at).unwrap();
+        cli.forget(OsStr::new("d1")).unwrap();
+        assert_ne!(
+            daemon.data_version().unwrap(),
+            v,
+            "the CLI's forget is seen"
+        );
     }
 
     #[test]

@@ -167,6 +167,18 @@ impl Sql for Maria {
         Ok(n)
     }
 
+    fn exec_uncounted(&mut self, sql: &str, args: &[Arg]) -> Result<u64, DbError> {
+        if self.in_tx {
+            return self.exec(sql, args);
+        }
+        // Autocommit: one statement, committed by the server, the change counter left alone.
+        let (sql, args) = for_maria(sql, args)?;
+        self.with(|c| {
+            c.exec_drop(&sql, params(args))?;
+            Ok(c.affected_rows())
+        })
+    }
+
     fn query(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<Row>, DbError> {
         let (sql, args) = for_maria(sql, args)?;
         let rows: Vec<mysql::Row> = self.with(|c| c.exec(&sql, params(args)))?;

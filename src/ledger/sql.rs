@@ -271,6 +271,11 @@ pub trait Sql: Send {
     fn backend(&self) -> Backend;
     /// Runs a statement; returns the rows it matched (changed or not).
     fn exec(&mut self, sql: &str, args: &[Arg]) -> Result<u64, DbError>;
+    /// Runs a statement on its own that the other connections need not notice (the lease's renewals):
+    /// not counted by [`Sql::data_version`], so a daemon does not read its whole view again for it.
+    fn exec_uncounted(&mut self, sql: &str, args: &[Arg]) -> Result<u64, DbError> {
+        self.exec(sql, args)
+    }
     /// Runs a query; returns its rows.
     fn query(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<Row>, DbError>;
     /// The id the last `INSERT` of this connection gave its row.

@@ -158,7 +158,7 @@ impl Ledger {
         })
     }
 
-    /// [`Ledger::run`] without the lease's check (the lease's own statements).
+    /// [`Ledger::run`] without the lease's check (no lease held).
     pub(super) fn run_unfenced(
         &self,
         sql: &str,
