@@ -221,7 +221,11 @@ fn state_dir_removed((env, runs): (TestEnv, PathBuf)) {
     for dir in &dirs {
         env.wait_final(dir, DEADLINE);
     }
-    std::fs::remove_dir_all(env.state_file().parent().unwrap()).unwrap();
+    // The running daemon may write its status snapshot into it meanwhile: removed again until it is gone.
+    let state_dir = env.state_file().parent().unwrap().to_path_buf();
+    wait_for(DEADLINE, "the state directory removed", || {
+        std::fs::remove_dir_all(&state_dir).ok()
+    });
     d.wait_log("cannot be trusted: the ledger file was removed", DEADLINE);
     assert!(
         d.log().contains("dirwatcher recover --from-slurm"),

@@ -1304,7 +1304,9 @@ fn every_channel_carries_hostile_names_as_text_and_runs_none() {
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\ncat > \"$(mktemp {}/m.XXXXXX)\"\n",
+            // Written aside, then moved in whole: the test counts a mail only once it is all there.
+            "#!/bin/sh\nt=$(mktemp {0}/part.XXXXXX)\ncat > \"$t\"\nmv \"$t\" {1}/\n",
+            bin.path().display(),
             mails.display()
         ),
     )
