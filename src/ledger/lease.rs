@@ -350,7 +350,7 @@ mod tests {
         // The daemon's own writes are not changes for it either; another connection's are.
         intent(&mut daemon, "d1", 1).unwrap();
         assert_eq!(daemon.data_version().unwrap(), v);
-        let mut cli = Ledger::open_at(&at).unwrap();
+        let cli = Ledger::open_at(&at).unwrap();
         cli.forget(OsStr::new("d1")).unwrap();
         assert_ne!(
             daemon.data_version().unwrap(),
