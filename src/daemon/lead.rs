@@ -1,10 +1,11 @@
-//! Leadership on a shared ledger: the active daemon renews its lease every third of `behavior.lease_sec`
-//! at the start of a cycle, and acts (submits, deletes, writes the failure log, hands out notices) only
-//! while the lease has not run out by its own monotonic clock, counted from *before* the last renewal
-//! was sent — so it stops acting no later than the server lets a standby take over. Its writes are fenced
-//! by the ledger besides ([`crate::ledger::lease`]).
+//! Leadership on a shared ledger: the active daemon's heart (a thread with its own connection) renews its
+//! lease every third of `behavior.lease_sec`, and the loop acts (submits, deletes, writes the failure log,
+//! hands out notices) only while the lease has not run out by its own monotonic clock, counted from
+//! *before* the last renewal that worked was sent — so it stops acting no later than the server lets a
+//! standby take over. Its writes are fenced by the ledger besides ([`crate::ledger::lease`]). The standby's
+//! wait ([`standby`]) is here too.
 //!
-//! Must never: act on a lease it could not renew past its end, or renew from anywhere but the cycle.
+//! Must never: act on a lease it could not renew past its end, or renew a lease it found taken.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
