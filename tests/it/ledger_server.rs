@@ -270,7 +270,6 @@ fn two_daemons_on_one_ledger_take_over_from_each_other_and_run_every_directory_o
         let jobs = squeue_named(&name);
         assert_eq!(jobs.len(), 1, "Slurm has one job for {d:?}: {jobs:?}");
     }
-    assert_eq!(all.len(), 48);
     for id in &ids {
         scancel(id);
     }
