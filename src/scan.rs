@@ -20,7 +20,7 @@ use crate::engine::{
     patterns::ignore_match,
     readiness::{CONTENT_LIMIT, TREE_DEPTH_MAX, decide, glob_match, is_glob},
 };
-use crate::fsx::{FileStat, Reader, Root, SubDir};
+use crate::fsx::{DirStamp, FileStat, Reader, Root, SubDir};
 use crate::time::Millis;
 
 /// Lists the names of the root's direct subdirectories, skipping hidden names (`.*`) and symlinks (a symlink
@@ -46,7 +46,23 @@ pub struct Lister {
     names: Vec<OsString>,
     /// `last` and `names` belong together (false before the first listing and after a failed one).
     valid: bool,
+    /// The root's stamp taken just before `last` was read, when it was settled then
+    /// ([`DirStamp::settled`]): while the root's stamp stays this, its entries are `last`'s.
+    settled: Option<DirStamp>,
+    /// When the root was last read whole (monotonic): it is read whole at least every
+    /// [`LISTING_MAX_AGE`], whatever its stamp says (a file server's clock may be behind ours).
+    read_at: Option<Millis>,
+    /// How many times the root's entries were read.
+    pub reads: u64,
+    /// The last [`Lister::list`] read the root's entries (false: its stamp said they did not change).
+    pub was_read: bool,
 }
+
+/// A change of the root is trusted to show in its stamp only when the last change before it is older
+/// than this: more than a tick of any file system's clock (whole seconds on some).
+const STAMP_MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
+/// The root is read whole at least this often, whatever its stamp says.
+pub const LISTING_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Lister {
     /// Lists the root; true when the names may differ from the last listing's.
@@ -54,11 +70,39 @@ impl Lister {
     /// An entry whose type `readdir` does not say is looked at (`lstat`) only when the listing changed: a
     /// directory replaced by a file of the same name in between is then still named, and its look finds
     /// no directory (what [`open_dir`] says of any name that is not one).
+    ///
+    /// The root is not read at all while its [`DirStamp`] is the settled one taken before the last
+    /// listing (a root of 100,000 names costs `getdents64` of about 3 MiB every poll otherwise), and at
+    /// least every [`LISTING_MAX_AGE`] it is read whole anyway.
     pub fn list(&mut self, root: &Root) -> io::Result<bool> {
-        if let Err(e) = root.read_candidates(&mut self.buf, &mut self.now) {
-            self.valid = false;
-            return Err(e);
-        }
+        static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let mono = crate::time::ms(ORIGIN.get_or_init(std::time::Instant::now).elapsed());
+        self.list_at(root, crate::time::wall_now(), mono)
+    }
+
+    /// [`Lister::list`] at `wall` (milliseconds since the epoch: compared with the file system's times)
+    /// and `mono` (the monotonic clock: the age of the last read), the daemon's clocks.
+    pub fn list_at(&mut self, root: &Root, wall: Millis, mono: Millis) -> io::Result<bool> {
+        let fresh = self
+            .read_at
+            .is_some_and(|t| mono.saturating_sub(t) < crate::time::ms(LISTING_MAX_AGE));
+        let last = self.settled.filter(|_| self.valid && fresh);
+        self.was_read = false;
+        let stamp = match root.read_candidates_since(last, &mut self.buf, &mut self.now) {
+            Ok(None) => return Ok(false),
+            Ok(Some(stamp)) => stamp,
+            Err(e) => {
+                self.valid = false;
+                return Err(e);
+            }
+        };
+        self.reads += 1;
+        self.was_read = true;
+        self.read_at = Some(mono);
+        let margin = crate::time::ms(STAMP_MARGIN).saturating_mul(1_000_000);
+        self.settled = stamp
+            .settled(wall.saturating_mul(1_000_000), margin)
+            .then_some(stamp);
         if self.valid && self.now == self.last {
             return Ok(false);
         }
@@ -527,6 +571,77 @@ mod tests {
         // A file added beside them is no candidate: the listing is the same.
         std::fs::write(t.path().join("file2"), "x").unwrap();
         assert!(!l.list(&r).unwrap());
+    }
+
+    /// A settled root is not read again while its stamp stays; every kind of change of its entries
+    /// (a subdirectory made, renamed, removed, a file replaced by a directory) is read at the next listing;
+    /// a root changed within the margin is read every time; and it is read whole after
+    /// [`LISTING_MAX_AGE`] whatever its stamp says.
+    #[test]
+    fn a_settled_root_is_read_again_only_when_its_stamp_changes_or_the_listing_is_old() {
+        let secs = |n: i64| n * 1000;
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("a")).unwrap();
+        std::fs::write(t.path().join("f"), "x").unwrap();
+        let r = root(t.path());
+        let mut l = Lister::default();
+        let mono = 0;
+        // Just changed: not settled, so read every time.
+        let now = crate::time::wall_now();
+        assert!(l.list_at(&r, now, mono).unwrap());
+        assert!(!l.list_at(&r, now, mono).unwrap());
+        assert_eq!(
+            l.reads, 2,
+            "a root changed within the margin is read each time"
+        );
+        // Seen 10 s later (the clock moved on, the root did not): read once more, then not again.
+        let later = now + secs(10);
+        assert!(!l.list_at(&r, later, mono).unwrap());
+        assert_eq!(l.reads, 3);
+        assert!(!l.list_at(&r, later, mono).unwrap());
+        assert!(!l.list_at(&r, later, mono + secs(29)).unwrap());
+        assert_eq!(l.reads, 3, "a settled, unchanged root is not read");
+        type Change = fn(&std::path::Path);
+        let changes: [(&str, Change); 3] = [
+            ("a subdirectory made", |p| {
+                std::fs::create_dir(p.join("b")).unwrap()
+            }),
+            ("one renamed", |p| {
+                std::fs::rename(p.join("b"), p.join("c")).unwrap()
+            }),
+            ("a file replaced by a directory", |p| {
+                std::fs::remove_file(p.join("f")).unwrap();
+                std::fs::create_dir(p.join("f")).unwrap();
+            }),
+        ];
+        for (what, change) in changes {
+            // Settle what was read before (seen from far enough ahead), then change the root.
+            let ahead = crate::time::wall_now() + secs(10);
+            l.list_at(&r, ahead, mono).unwrap();
+            let reads = l.reads;
+            change(t.path());
+            assert!(l.list_at(&r, ahead, mono).unwrap(), "{what}: not seen");
+            assert_eq!(l.reads, reads + 1, "{what}");
+        }
+        assert_eq!(
+            l.names(),
+            [
+                OsString::from("a"),
+                OsString::from("c"),
+                OsString::from("f")
+            ]
+        );
+        // An old listing is read whole again whatever the stamp says.
+        let ahead = crate::time::wall_now() + secs(10);
+        l.list_at(&r, ahead, mono).unwrap();
+        let reads = l.reads;
+        assert!(!l.list_at(&r, ahead, mono + secs(1)).unwrap());
+        assert_eq!(l.reads, reads);
+        assert!(
+            !l.list_at(&r, ahead, mono + crate::time::ms(LISTING_MAX_AGE))
+                .unwrap()
+        );
+        assert_eq!(l.reads, reads + 1, "read whole after LISTING_MAX_AGE");
     }
 
     #[test]

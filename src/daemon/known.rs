@@ -7,7 +7,8 @@
 //! Must never: be trusted over the ledger after someone else wrote to it (it is read again first), or
 //! decide anything (the engine decides, from what it holds).
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::time::Duration;
 
@@ -34,6 +35,14 @@ pub(super) struct Known {
     map: HashMap<OsString, Entry>,
     /// `data_version` when the view was read; `None` before the first read.
     version: Option<i64>,
+    /// Every name's next look, by time: a name may be here more than once or no longer due at that time
+    /// (checked when it is taken). While the root's listing is unchanged, a scan takes the due names from
+    /// here instead of passing over every name: 100,000 directories waiting for a ready-file cost their
+    /// due looks, not 100,000 lookups per poll.
+    due: BinaryHeap<Reverse<(Millis, OsString)>>,
+    /// The view was read again since the last pass over every listed name: names it lacks are not in
+    /// `due`, so the next scan passes over every name.
+    pub reloaded: bool,
 }
 
 impl Known {
@@ -51,11 +60,14 @@ impl Known {
         }
         let rows = ledger.latest_all()?;
         self.map.clear();
+        self.due.clear();
+        self.reloaded = true;
         self.map.reserve(rows.len());
         for (dir, latest) in rows {
             let recheck_at = engine::first_recheck(dir.as_encoded_bytes(), now, recheck);
             let latest = Some(latest);
             let unready = 0;
+            self.due.push(Reverse((recheck_at, dir.clone())));
             self.map.insert(
                 dir,
                 Entry {
@@ -87,7 +99,38 @@ impl Known {
             unready: 0,
         };
         self.map.insert(name.to_owned(), e);
+        self.due.push(Reverse((now, name.to_owned())));
         Ok(e)
+    }
+
+    /// The names whose look is due at `now`, each once, taken out of the schedule (a look puts each
+    /// back at its next time; [`Known::still_due`] puts back one whose look did not).
+    pub fn take_due(&mut self, now: Millis) -> Vec<OsString> {
+        let mut out: Vec<OsString> = Vec::new();
+        while let Some(Reverse((at, _))) = self.due.peek()
+            && *at <= now
+        {
+            let Some(Reverse((at, name))) = self.due.pop() else {
+                break;
+            };
+            let current = self.map.get(&name).is_some_and(|e| e.recheck_at == at);
+            if current && out.last() != Some(&name) {
+                out.push(name);
+            }
+        }
+        out
+    }
+
+    /// A name taken by [`Known::take_due`] that is still due after its look (a directory not settled
+    /// either way, looked at again next scan, as a pass over every name would): put back. One in flight
+    /// is not: its end ([`Known::moved`]) schedules it again.
+    pub fn still_due(&mut self, name: &OsStr, now: Millis) {
+        if let Some(e) = self.map.get(name)
+            && e.recheck_at <= now
+            && !e.latest.is_some_and(|l| l.state.is_active())
+        {
+            self.due.push(Reverse((e.recheck_at, name.to_owned())));
+        }
     }
 
     /// This daemon committed `g` (a new intent or retry, a state change): it is the directory's latest
@@ -104,6 +147,7 @@ impl Known {
         {
             l.state = state;
             e.recheck_at = now + ms(recheck);
+            self.due.push(Reverse((e.recheck_at, dir.to_owned())));
         }
     }
 
@@ -119,6 +163,7 @@ impl Known {
                 recheck_at,
                 unready: 0,
             };
+            self.due.push(Reverse((recheck_at, dir.to_owned())));
         }
     }
 
@@ -126,6 +171,7 @@ impl Known {
     pub fn recheck_at(&mut self, dir: &OsStr, at: Millis) {
         if let Some(e) = self.map.get_mut(dir) {
             e.recheck_at = at;
+            self.due.push(Reverse((at, dir.to_owned())));
         }
     }
 
@@ -134,6 +180,7 @@ impl Known {
         if let Some(e) = self.map.get_mut(dir) {
             e.recheck_at = engine::unready_next(dir.as_encoded_bytes(), e.unready, now, poll, max);
             e.unready = e.unready.saturating_add(1);
+            self.due.push(Reverse((e.recheck_at, dir.to_owned())));
         }
     }
 
@@ -142,6 +189,7 @@ impl Known {
         if let Some(e) = self.map.get_mut(dir) {
             e.recheck_at = now;
             e.unready = 0;
+            self.due.push(Reverse((now, dir.to_owned())));
         }
     }
 
@@ -151,6 +199,12 @@ impl Known {
         if self.map.len() > names.len() {
             self.map
                 .retain(|k, _| names.binary_search_by(|n| n.as_os_str().cmp(k)).is_ok());
+        }
+        // The schedule holds at most a few entries per name: drop those of names gone, now and then.
+        if self.due.len() > 4 * self.map.len() + 1024 {
+            let map = &self.map;
+            self.due
+                .retain(|Reverse((at, n))| map.get(n).is_some_and(|e| e.recheck_at == *at));
         }
     }
 }

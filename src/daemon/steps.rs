@@ -719,23 +719,48 @@ impl Daemon {
             self.settling.keep_only(&names);
         }
         self.memory.known.keep_only(&names);
-        let stable = self.look_all(&names, now);
+        // A root read again (changed, or read whole after a while) or a view read again: every name is
+        // passed over. Else only the names whose look is due.
+        let whole = changed || self.memory.listing.was_read || self.memory.known.reloaded;
+        let stable = if whole {
+            self.memory.known.reloaded = false;
+            self.look_these(names.iter(), now)
+        } else {
+            self.look_due(&names, now)
+        };
         self.memory.listing.put_back(names);
         if let Some(stable) = stable {
             self.commit_intents(stable, agenda);
         }
     }
 
-    /// Looks at every listed directory, new names first (a new directory never waits behind the rechecks
-    /// of finished ones); returns the stable ones, or `None` when the ledger failed.
-    fn look_all(&mut self, names: &[OsString], now: Millis) -> Option<Vec<Ready>> {
+    /// Looks at the directories whose look is due while the root's listing is unchanged: the same looks
+    /// as a pass over every name, for the names taken from the schedule ([`super::known::Known::take_due`]);
+    /// every one still due afterwards is put back (also when the ledger failed halfway).
+    fn look_due(&mut self, names: &[OsString], now: Millis) -> Option<Vec<Ready>> {
+        let due = self.memory.known.take_due(now);
+        let listed = due.iter().filter(|n| names.binary_search(n).is_ok());
+        let stable = self.look_these(listed, now);
+        for name in &due {
+            self.memory.known.still_due(name, now);
+        }
+        stable
+    }
+
+    /// Looks at each of `names` whose look is due, new names first (a new directory never waits behind the
+    /// rechecks of finished ones); returns the stable ones, or `None` when the ledger failed.
+    fn look_these<'n>(
+        &mut self,
+        names: impl Iterator<Item = &'n OsString>,
+        now: Millis,
+    ) -> Option<Vec<Ready>> {
         let mut due = Vec::new();
         let mut stable = Vec::new();
-        for (i, name) in names.iter().enumerate() {
+        for name in names {
             let latest = match self.recall(name, now) {
                 Ok(Recall::Idle) => continue,
                 Ok(Recall::Due(latest)) => {
-                    due.push((i, latest));
+                    due.push((name, latest));
                     continue;
                 }
                 Ok(Recall::New) => None,
@@ -747,8 +772,8 @@ impl Daemon {
                 Err(LedgerDown) => return None,
             }
         }
-        for (i, latest) in due {
-            match self.look(&names[i], latest, now) {
+        for (name, latest) in due {
+            match self.look(name, latest, now) {
                 Ok(Look::Stable(ready)) => stable.push(ready),
                 Ok(Look::Wait) => {}
                 Err(LedgerDown) => return None,
@@ -765,7 +790,8 @@ impl Daemon {
             return None;
         }
         let root = &self.cfg.watch.root;
-        match self.memory.listing.list(&self.root) {
+        let (wall, mono) = (self.clock.wall(), self.clock.mono());
+        match self.memory.listing.list_at(&self.root, wall, mono) {
             Ok(changed) => {
                 let n = self.memory.listing.names().len();
                 self.observers.scanned(n, self.clock.wall());

@@ -1948,6 +1948,39 @@ fn an_empty_directory_is_looked_at_on_a_back_off_and_still_seen_within_poll_and_
     );
 }
 
+/// An unchanged root is not read again each poll (its stamp is asked for; it is read whole every
+/// `LISTING_MAX_AGE`): only the names whose look is due are looked at. Each waiting directory is still
+/// seen within poll + its back-off cap, and a new one at the next poll.
+#[test]
+fn an_unchanged_root_is_not_read_each_poll_and_every_waiting_directory_is_still_seen() {
+    let mut b = Bench::new(&[]);
+    for i in 0..200 {
+        std::fs::create_dir(b.root.join(format!("u{i:03}"))).unwrap();
+    }
+    // An hour without a ready-file: the waits between looks have reached their cap.
+    for _ in 0..60 {
+        b.after(Duration::from_secs(60));
+    }
+    let reads = b.daemon.memory.listing.reads;
+    b.run_for(Duration::from_secs(120));
+    let read = b.daemon.memory.listing.reads - reads;
+    let at_most = 120 / crate::scan::LISTING_MAX_AGE.as_secs() + 1;
+    assert!(
+        (1..=at_most).contains(&read),
+        "the unchanged root was read {read} times in 120 s at poll 5 s (at most {at_most})"
+    );
+    // Ready-files in waiting directories: the root's listing does not change, their looks find them.
+    for i in [0, 77, 199] {
+        std::fs::write(b.root.join(format!("u{i:03}/_READY")), b"").unwrap();
+    }
+    b.run_for(SEEN_WITHIN);
+    assert_eq!(b.submits(), 3, "a waiting directory was not seen ready");
+    // A new directory changes the root: read at the next poll, and settled by two looks.
+    b.ready("new");
+    b.run_for(Duration::from_secs(5 + 2));
+    assert_eq!(b.submits(), 4, "a new directory waited");
+}
+
 #[test]
 fn a_copy_beside_a_stable_ready_file_is_held_back_until_quiet_sec_after_it_stops() {
     let mut b = Bench::with_watch(&["quiet_sec: 60"]);

@@ -18,7 +18,8 @@ mod root;
 
 pub use remove::{Doomed, Progress, Removal, RemoveError};
 pub use root::{
-    FileStat, Ident, PACKED_DIR, PACKED_UNKNOWN, Reader, Root, RootLinks, RootProblem, SubDir,
+    DirStamp, FileStat, Ident, PACKED_DIR, PACKED_UNKNOWN, Reader, Root, RootLinks, RootProblem,
+    SubDir,
 };
 
 use std::io::{self, Write};

@@ -241,29 +241,109 @@ impl Root {
     pub fn read_candidates(&self, buf: &mut Vec<u8>, out: &mut Vec<u8>) -> io::Result<()> {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let fd = rustix::fs::openat(self.fd(), ".", flags, Mode::empty())?;
-        if buf.capacity() < LISTING_BUF {
-            buf.reserve(LISTING_BUF);
-        }
-        out.clear();
-        let mut dir = rustix::fs::RawDir::new(&fd, buf.spare_capacity_mut());
-        while let Some(entry) = dir.next() {
-            let entry = entry?;
-            let name = entry.file_name().to_bytes();
-            if name.first() == Some(&b'.') {
-                continue;
-            }
-            let kind = match entry.file_type() {
-                FileType::Directory => PACKED_DIR,
-                FileType::Unknown => PACKED_UNKNOWN,
-                _ => continue,
-            };
-            out.push(kind);
-            out.extend_from_slice(name);
-            out.push(0);
-        }
-        Ok(())
+        read_packed(&fd, buf, out)
     }
 
+    /// [`Root::read_candidates`], unless the root's [`DirStamp`] is still `last`: then its entries are
+    /// surely those of the listing that `last` was taken before, and nothing is read (`Ok(None)`). Else
+    /// the stamp taken just before this listing, to be handed in next time. The stamp is asked of the file
+    /// system itself (`AT_STATX_FORCE_SYNC`: an NFS client asks the server, never its attribute cache).
+    pub fn read_candidates_since(
+        &self,
+        last: Option<DirStamp>,
+        buf: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> io::Result<Option<DirStamp>> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(self.fd(), ".", flags, Mode::empty())?;
+        let st = rustix::fs::statx(
+            &fd,
+            "",
+            AtFlags::EMPTY_PATH | AtFlags::STATX_FORCE_SYNC,
+            STAMP,
+        )?;
+        let stamp = DirStamp::of(&st);
+        if last == Some(stamp) {
+            return Ok(None);
+        }
+        read_packed(&fd, buf, out)?;
+        Ok(Some(stamp))
+    }
+}
+
+/// What changes when a directory's entries change: a new, removed or renamed entry sets its
+/// modification and change times (the change time cannot be set back by anyone), a subdirectory made or
+/// removed its link count on most file systems. Equal stamps say "no entry changed" only when no change
+/// can have fallen in the same tick of the file system's clock as the last one: see
+/// [`DirStamp::settled`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirStamp {
+    dev: u64,
+    ino: u64,
+    nlink: u32,
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+}
+
+const STAMP: StatxFlags = StatxFlags::INO
+    .union(StatxFlags::NLINK)
+    .union(StatxFlags::SIZE)
+    .union(StatxFlags::MTIME)
+    .union(StatxFlags::CTIME);
+
+impl DirStamp {
+    fn of(st: &Statx) -> DirStamp {
+        let ns = |t: &rustix::fs::StatxTimestamp| {
+            t.tv_sec
+                .saturating_mul(1_000_000_000)
+                .saturating_add(i64::from(t.tv_nsec))
+        };
+        DirStamp {
+            dev: rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+            ino: st.stx_ino,
+            nlink: st.stx_nlink,
+            size: st.stx_size,
+            mtime_ns: ns(&st.stx_mtime),
+            ctime_ns: ns(&st.stx_ctime),
+        }
+    }
+
+    /// Whether the last change this stamp shows is older than `margin` at `taken_ns` (the wall clock
+    /// when the stamp was taken): then any later change gets a later time, even on a file system whose
+    /// clock ticks coarsely (jiffies, or whole seconds), and an equal stamp means no change. A change
+    /// time in the future (a clock stepped back) is never settled.
+    pub fn settled(&self, taken_ns: i64, margin_ns: i64) -> bool {
+        self.mtime_ns.max(self.ctime_ns) < taken_ns.saturating_sub(margin_ns)
+    }
+}
+
+/// Reads the candidates of the directory open at `fd` (see [`Root::read_candidates`]).
+fn read_packed(fd: &OwnedFd, buf: &mut Vec<u8>, out: &mut Vec<u8>) -> io::Result<()> {
+    if buf.capacity() < LISTING_BUF {
+        buf.reserve(LISTING_BUF);
+    }
+    out.clear();
+    let mut dir = rustix::fs::RawDir::new(fd, buf.spare_capacity_mut());
+    while let Some(entry) = dir.next() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name.first() == Some(&b'.') {
+            continue;
+        }
+        let kind = match entry.file_type() {
+            FileType::Directory => PACKED_DIR,
+            FileType::Unknown => PACKED_UNKNOWN,
+            _ => continue,
+        };
+        out.push(kind);
+        out.extend_from_slice(name);
+        out.push(0);
+    }
+    Ok(())
+}
+
+impl Root {
     /// `statx` of an entry of the root, without following a symlink; `None` if it does not exist.
     pub fn stat(&self, name: &OsStr) -> io::Result<Option<FileStat>> {
         stat_at(self.fd(), name)
