@@ -8,8 +8,6 @@
 pub mod fake;
 pub mod local;
 pub mod slurm;
-mod slurm_text;
-pub mod steady;
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStringExt;
@@ -82,7 +80,7 @@ pub trait Scheduler: Send {
     /// controller) and a lagging one (accounting) may ask the lagging one only about the jobs whose live
     /// rows `decided` (the engine's [`crate::engine::judge::controller_decides`]) does not call decisive.
     /// A back end that remembers its answers may report a job whose live line is unchanged and was
-    /// [`crate::engine::judge::steady`] in [`Sightings::steady`] instead of by its rows ([`steady`]).
+    /// [`crate::engine::judge::steady`] in [`Sightings::steady`] instead of by its rows ([`slurm::steady`]).
     /// An error only when no source answered.
     fn query(
         &mut self,

@@ -12,9 +12,9 @@
 //! [`judge::steady`]: crate::engine::judge::steady
 //! [`Judgement::steady`]: crate::engine::judge::Judgement::steady
 
-use super::slurm_text::{parse_squeue_line, squeue_line_id};
-use super::{JobRow, TrackedJob};
+use super::parse::{parse_squeue_line, squeue_line_id};
 use crate::engine::judge;
+use crate::engine::{JobRow, TrackedJob};
 
 /// The `-O` field (counted from 0) that changes every second while a job runs: `TimeUsed`.
 const TIME_USED: usize = 6;

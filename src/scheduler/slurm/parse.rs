@@ -1,13 +1,12 @@
 //! What Slurm's commands print, read: `sbatch --parsable`, `sacct -P` and `squeue -O` rows (with
 //! `SLURM_TIME_FORMAT=%s`), job ids, wait statuses and Slurm's words for "none".
 //!
-//! Owns: those pure parsing functions (unit-tested with the back end in [`super::slurm`]). Must never:
+//! Owns: those pure parsing functions (unit-tested with the back end in [`super`]). Must never:
 //! run a command, or decide whether a row is about our job (the engine judges).
 
 use std::collections::HashSet;
 
-use super::{JobRow, Source};
-use crate::engine::JobDetail;
+use crate::engine::{JobDetail, JobRow, Source};
 use crate::time::Millis;
 
 /// True for a plain numeric job id (`1234`; not an array or het-job id, not empty): the only kind we submit.

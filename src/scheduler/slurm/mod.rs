@@ -5,19 +5,16 @@
 //! Owns: the argument vectors and the parsing of Slurm's output (pure functions, unit-tested). Must never:
 //! go through a shell, turn "sacct did not answer / does not know the job" into a failure, or decide whether
 //! a row is about our job (it reports every row; the engine judges — a controller line the engine called
-//! steady is remembered, and the same line in the next answer is reported as steady: [`super::steady`]).
+//! steady is remembered, and the same line in the next answer is reported as steady: [`steady`]).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use super::slurm_text::{
-    SACCT_FIELDS, SQUEUE_FIELDS, detail_text, epoch_ms, is_job_id, parse_parsable, parse_sacct,
-    parse_squeue, parse_squeue_line, parse_squeue_of, split_job_id, squeue_line_id, time_used_secs,
-    wait_status,
-};
-use super::steady::{Memo, Reading};
+mod parse;
+pub mod steady;
+
 use super::{
     CancelError, JobRow, JobSpec, QueryError, Scheduler, Sightings, SubmitError, TrackedJob,
     wrap_line,
@@ -26,6 +23,12 @@ use crate::config::{Config, JobCommand, JobConfig, umask_text};
 use crate::engine::{OutageEdge, OutageLatch, Rejection};
 use crate::process::{self, Invocation, ProcessError};
 use crate::time::Millis;
+pub use parse::{
+    SACCT_FIELDS, SQUEUE_FIELDS, detail_text, epoch_ms, is_job_id, parse_parsable, parse_sacct,
+    parse_squeue, parse_squeue_line, parse_squeue_of, split_job_id, squeue_line_id, time_used_secs,
+    wait_status,
+};
+use steady::{Memo, Reading};
 
 /// Slurm back end.
 #[derive(Debug)]
@@ -271,7 +274,7 @@ impl Slurm {
     /// row is and whether it may run again: see [`squeue_selections`]. A job that `--me` does not list is
     /// asked about by id: it may belong to another user (`--uid`), so only `--jobs` can say that the
     /// controller does not know it.
-    /// Returns the rows parsed and the jobs whose lines were steady (see [`super::steady`]).
+    /// Returns the rows parsed and the jobs whose lines were steady (see [`steady`]).
     fn query_controller(
         &mut self,
         jobs: &[TrackedJob],
