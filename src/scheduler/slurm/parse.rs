@@ -222,3 +222,44 @@ fn with_cluster(id: &str, cluster: Option<&str>) -> String {
         None => id.to_string(),
     }
 }
+
+/// Finds the job id carrying `key` in `ID|COMMENT` lines (from `squeue -o '%i|%k'` or sacct).
+pub fn find_key(stdout: &str, key: &str) -> Option<String> {
+    stdout.lines().find_map(|l| {
+        let mut f = l.split('|');
+        let (id, comment) = (f.next()?.trim(), f.next()?.trim());
+        (comment == key && is_job_id(id)).then(|| id.to_string())
+    })
+}
+
+/// In `ID|COMMENT|SUBMIT_EPOCH` lines, the earliest job without a comment submitted at or after `since`
+/// (milliseconds; one minute of clock skew allowed).
+pub fn find_uncommented_since(stdout: &str, since: Millis) -> Option<String> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split('|');
+            let (id, comment, submit) = (f.next()?.trim(), f.next()?.trim(), f.next()?.trim());
+            let submit_ms = submit.parse::<i64>().ok()?.checked_mul(1000)?;
+            (comment.is_empty() && is_job_id(id) && submit_ms >= since - 60_000)
+                .then(|| (submit_ms, id.to_string()))
+        })
+        .min()
+        .map(|(_, id)| id)
+}
+
+/// True when sbatch's error proves no job was created: the controller refused it or was never reached, or
+/// sbatch itself refused what the config asks before sending anything (an unknown gres or option, an
+/// unreadable script: these lack the "submission failed" words).
+pub fn sbatch_refusal_is_certain(stderr: &str) -> bool {
+    let s = stderr.to_ascii_lowercase();
+    let refused = s.contains("batch job submission failed")
+        || crate::engine::classify_rejection(&s).is_some();
+    refused && !s.contains("timed out") && !s.contains("timeout")
+}
+
+/// scancel's words for a job that had already ended (or that the controller forgot long ago).
+pub fn scancel_found_it_ended(stderr: &str) -> bool {
+    stderr.contains("already completing or completed")
+        || stderr.contains("Invalid job id specified")
+}
