@@ -1,7 +1,8 @@
 //! What Slurm's commands print, read: `sbatch --parsable`, `sacct -P` and `squeue -O` rows (with
 //! `SLURM_TIME_FORMAT=%s`), job ids, wait statuses and Slurm's words for "none".
 //!
-//! Owns: those pure parsing functions (unit-tested with the back end in [`super`]). Must never:
+//! Owns: the field lists of the queries (defined once, looked up by name) and those pure parsing
+//! functions (unit-tested here and with the back end in [`super`]). Must never:
 //! run a command, or decide whether a row is about our job (the engine judges).
 
 use std::collections::HashSet;
@@ -50,15 +51,100 @@ pub fn split_job_id(job_id: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// The `sacct --format` of a query: the free-text fields last, so a `|` in a stranger's job name cannot
-/// shift the fields before it.
-pub const SACCT_FIELDS: &str =
-    "JobIDRaw,Submit,End,State,ExitCode,ElapsedRaw,NodeList,Reason,Comment,JobName";
+/// Declares a query's field list once: the names in order (looked up by name with [`field`]) and the
+/// text Slurm is given, built from the same names at compile time.
+macro_rules! field_list {
+    ($(#[$doc:meta])* $names:ident, $text:ident = [$first:literal $(, $rest:literal)* $(,)?], $suffix:literal) => {
+        $(#[$doc])*
+        pub const $names: &[&str] = &[$first $(, $rest)*];
+        /// The same fields as the tool's argument (see the list of names).
+        pub const $text: &str = concat!($first, $suffix $(, ",", $rest, $suffix)*);
+    };
+}
 
-/// The `squeue -O` of a query (every field ends in `|`; no widths, so nothing is truncated). `exit_code` is
-/// the raw wait status, `Requeue` the controller's word on a requeue after a failure.
-pub const SQUEUE_FIELDS: &str = "JobID:|,SubmitTime:|,EndTime:|,State:|,exit_code:|,Requeue:|,TimeUsed:|,\
-     NodeList:|,Reason:|,Comment:|,Name:|";
+field_list!(
+    /// The `sacct --format` of a query: the free-text fields last, so a `|` in a stranger's job name
+    /// cannot shift the fields before it.
+    SACCT_NAMES, SACCT_FIELDS = [
+        "JobIDRaw", "Submit", "End", "State", "ExitCode", "ElapsedRaw", "NodeList", "Reason", "Comment",
+        "JobName",
+    ],
+    ""
+);
+
+field_list!(
+    /// The `squeue -O` of a query (every field ends in `|`; no widths, so nothing is truncated).
+    /// `exit_code` is the raw wait status, `Requeue` the controller's word on a requeue after a failure.
+    SQUEUE_NAMES, SQUEUE_FIELDS = [
+        "JobID", "SubmitTime", "EndTime", "State", "exit_code", "Requeue", "TimeUsed", "NodeList", "Reason",
+        "Comment", "Name",
+    ],
+    ":|"
+);
+
+/// Where the field `name` is in `names`, counted from 0. Used in constants, so a name that is not in the
+/// list stops the build instead of reading another field.
+pub const fn field(names: &[&str], name: &str) -> usize {
+    let mut i = 0;
+    while i < names.len() {
+        if same(names[i].as_bytes(), name.as_bytes()) {
+            return i;
+        }
+        i += 1;
+    }
+    panic!("no such field in the query's list")
+}
+
+const fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The fields of a `sacct` row, by name.
+mod sacct {
+    use super::{SACCT_NAMES as N, field};
+    pub const ID: usize = field(N, "JobIDRaw");
+    pub const SUBMIT: usize = field(N, "Submit");
+    pub const END: usize = field(N, "End");
+    pub const STATE: usize = field(N, "State");
+    pub const EXIT: usize = field(N, "ExitCode");
+    pub const ELAPSED: usize = field(N, "ElapsedRaw");
+    pub const NODES: usize = field(N, "NodeList");
+    pub const REASON: usize = field(N, "Reason");
+    pub const COMMENT: usize = field(N, "Comment");
+    pub const NAME: usize = field(N, "JobName");
+    // The name is free text and may hold `|`: it must be last, where `splitn` keeps it whole.
+    const _: () = assert!(NAME == N.len() - 1);
+}
+
+/// The fields of a `squeue` line, by name.
+mod squeue {
+    use super::{SQUEUE_NAMES as N, field};
+    pub const ID: usize = field(N, "JobID");
+    pub const SUBMIT: usize = field(N, "SubmitTime");
+    pub const END: usize = field(N, "EndTime");
+    pub const STATE: usize = field(N, "State");
+    pub const EXIT: usize = field(N, "exit_code");
+    pub const REQUEUE: usize = field(N, "Requeue");
+    pub const TIME_USED: usize = field(N, "TimeUsed");
+    pub const NODES: usize = field(N, "NodeList");
+    pub const REASON: usize = field(N, "Reason");
+    pub const COMMENT: usize = field(N, "Comment");
+    pub const NAME: usize = field(N, "Name");
+    const _: () = assert!(NAME == N.len() - 1);
+}
+
+/// The `squeue` field that changes every second while a job runs (its run time), by position.
+pub const SQUEUE_TIME_USED: usize = squeue::TIME_USED;
 
 /// Slurm's words for "none" in the reason and node columns.
 pub fn detail_text(s: &str) -> String {
@@ -96,38 +182,27 @@ pub fn parse_sacct(stdout: &str, cluster: Option<&str>) -> Vec<JobRow> {
     stdout
         .lines()
         .filter_map(|line| {
-            let f: Vec<&str> = line.splitn(10, '|').collect();
-            let [
-                id,
-                submit,
-                end,
-                state,
-                exit,
-                elapsed,
-                nodes,
-                reason,
-                comment,
-                name,
-            ] = f.as_slice()
-            else {
+            let f: Vec<&str> = line.splitn(SACCT_NAMES.len(), '|').collect();
+            if f.len() != SACCT_NAMES.len() {
                 return None;
-            };
-            let id = id.trim();
+            }
+            let at = |i: usize| f[i].trim();
+            let id = at(sacct::ID);
             // Only whole allocations of plain jobs: skip steps (`12.batch`) and anything else.
             is_job_id(id).then(|| JobRow {
                 source: Source::Accounting,
                 job_id: with_cluster(id, cluster),
-                name: name.trim().to_string(),
-                comment: comment.trim().to_string(),
-                submit: epoch_ms(submit),
-                end: epoch_ms(end),
-                state: state.trim().to_string(),
-                exit_code: exit.trim().to_string(),
+                name: at(sacct::NAME).to_string(),
+                comment: at(sacct::COMMENT).to_string(),
+                submit: epoch_ms(at(sacct::SUBMIT)),
+                end: epoch_ms(at(sacct::END)),
+                state: at(sacct::STATE).to_string(),
+                exit_code: at(sacct::EXIT).to_string(),
                 requeue: None,
                 detail: JobDetail {
-                    reason: detail_text(reason),
-                    nodes: detail_text(nodes),
-                    elapsed_sec: elapsed.trim().parse().ok(),
+                    reason: detail_text(at(sacct::REASON)),
+                    nodes: detail_text(at(sacct::NODES)),
+                    elapsed_sec: at(sacct::ELAPSED).parse().ok(),
                 },
             })
         })
@@ -153,54 +228,42 @@ pub fn parse_squeue_of(
         .collect()
 }
 
-/// The job id a `squeue -O <SQUEUE_FIELDS>` line is about (its first field, trimmed).
+/// The job id a `squeue -O <SQUEUE_FIELDS>` line is about (its `JobID` field, trimmed).
 pub fn squeue_line_id(line: &str) -> &str {
-    line.split('|').next().unwrap_or_default().trim()
+    line.split('|').nth(squeue::ID).unwrap_or_default().trim()
 }
 
 /// One `squeue -O <SQUEUE_FIELDS>` line as a row (`None` for a line that is not a job's).
 pub fn parse_squeue_line(line: &str, cluster: Option<&str>) -> Option<JobRow> {
     let line = line.strip_suffix('|').unwrap_or(line);
-    let f: Vec<&str> = line.splitn(11, '|').collect();
-    let [
-        id,
-        submit,
-        end,
-        state,
-        exit,
-        requeue,
-        used,
-        nodes,
-        reason,
-        comment,
-        name,
-    ] = f.as_slice()
-    else {
+    let f: Vec<&str> = line.splitn(SQUEUE_NAMES.len(), '|').collect();
+    if f.len() != SQUEUE_NAMES.len() {
         return None;
-    };
-    let id = id.trim();
+    }
+    let at = |i: usize| f[i].trim();
+    let id = at(squeue::ID);
     is_job_id(id).then(|| JobRow {
         source: Source::Controller,
         job_id: with_cluster(id, cluster),
-        name: name.trim().to_string(),
+        name: at(squeue::NAME).to_string(),
         // squeue's word for no comment; sacct prints an empty field.
-        comment: match comment.trim() {
+        comment: match at(squeue::COMMENT) {
             "(null)" => String::new(),
             c => c.to_string(),
         },
-        submit: epoch_ms(submit),
-        end: epoch_ms(end),
-        state: state.trim().to_string(),
-        exit_code: wait_status(exit.trim()),
-        requeue: match requeue.trim() {
+        submit: epoch_ms(at(squeue::SUBMIT)),
+        end: epoch_ms(at(squeue::END)),
+        state: at(squeue::STATE).to_string(),
+        exit_code: wait_status(at(squeue::EXIT)),
+        requeue: match at(squeue::REQUEUE) {
             "1" => Some(true),
             "0" => Some(false),
             _ => None,
         },
         detail: JobDetail {
-            reason: detail_text(reason),
-            nodes: detail_text(nodes),
-            elapsed_sec: time_used_secs(used),
+            reason: detail_text(at(squeue::REASON)),
+            nodes: detail_text(at(squeue::NODES)),
+            elapsed_sec: time_used_secs(at(squeue::TIME_USED)),
         },
     })
 }
@@ -262,4 +325,40 @@ pub fn sbatch_refusal_is_certain(stderr: &str) -> bool {
 pub fn scancel_found_it_ended(stderr: &str) -> bool {
     stderr.contains("already completing or completed")
         || stderr.contains("Invalid job id specified")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_field_lists_give_slurm_the_arguments_it_was_always_given() {
+        // Built from the lists of names: each squeue field ends in `|` (no widths), no trailing comma.
+        assert_eq!(
+            SQUEUE_FIELDS,
+            "JobID:|,SubmitTime:|,EndTime:|,State:|,exit_code:|,Requeue:|,TimeUsed:|,NodeList:|,Reason:|,\
+             Comment:|,Name:|"
+        );
+        assert_eq!(
+            SACCT_FIELDS,
+            "JobIDRaw,Submit,End,State,ExitCode,ElapsedRaw,NodeList,Reason,Comment,JobName"
+        );
+    }
+
+    #[test]
+    fn a_line_with_a_field_too_few_is_no_row() {
+        let line = "7|1700000001|Unknown|PENDING|0|1|0:00|(null)|None|dw-k|dw-a|";
+        assert_eq!(parse_squeue_line(line, None).unwrap().name, "dw-a");
+        let short = "7|1700000001|Unknown|PENDING|0|1|0:00|(null)|None|dw-k";
+        assert!(parse_squeue_line(short, None).is_none());
+        let acct = "7|1700000001|Unknown|PENDING|0:0|0|None assigned|Priority|dw-k|a|b";
+        assert_eq!(parse_sacct(acct, None)[0].name, "a|b");
+        assert!(
+            parse_sacct(
+                "7|1700000001|Unknown|PENDING|0:0|0|None assigned|Priority|dw-k",
+                None
+            )
+            .is_empty()
+        );
+    }
 }
