@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::parse::{
@@ -18,9 +18,13 @@ use super::parse::{
 use super::steady::{Memo, Reading};
 use super::{IDS_PER_CALL, by_cluster, now_ms};
 use crate::config::{Config, JobCommand, JobConfig, umask_text};
-use crate::engine::{JobRow, Rejection, TrackedJob};
+use crate::engine::{JobRow, TrackedJob};
+use crate::logging::show;
 use crate::process::{self, Invocation, ProcessError};
-use crate::scheduler::{CancelError, JobSpec, QueryError, SubmitError, wrap_line};
+use crate::scheduler::{
+    Acceptance, CancelError, JobSpec, Preflight, QueryError, SubmitError, command_line, env_words,
+    output_file, sample_spec, wrap_line,
+};
 use crate::time::Millis;
 
 /// The command-line tools, as the daemon runs them for one config.
@@ -194,6 +198,30 @@ impl Cli {
         Ok(None)
     }
 
+    /// `sbatch --test-only` about the job the daemon would submit (see [`test_only_invocation`]).
+    pub fn preflight(&self) -> Preflight {
+        let inv = test_only_invocation(&self.job, &self.root);
+        Preflight::Asked {
+            who: "sbatch",
+            what: command_line(&inv),
+            harmless: "--test-only creates no job",
+            answer: run_test_only(&inv, self.timeout),
+        }
+    }
+
+    /// The `sbatch` the daemon would run for `spec`, and where its output would go.
+    pub fn describe(&self, spec: &JobSpec) -> String {
+        let inv = sbatch_invocation(&self.job, &self.root, spec);
+        let output = output_file(&self.job, &self.root, &spec.dir_path, "%j", &spec.job_name)
+            .map_or_else(|| "sbatch's working directory".into(), |p| show(&p));
+        format!(
+            "would run (job {}, output {output}):\n  env {} {}",
+            spec.job_name,
+            env_words(&self.job, &spec.dir_path).join(" "),
+            command_line(&inv)
+        )
+    }
+
     /// `scancel` of this job (see [`scancel_invocation`]); `Ok` also when it had already ended.
     pub fn scancel(&self, job: &TrackedJob) -> Result<(), CancelError> {
         let inv = scancel_invocation(job);
@@ -267,47 +295,25 @@ pub fn scancel_invocation(job: &TrackedJob) -> Invocation {
 /// The submission `check-config --slurm` asks about: the exact `sbatch` the daemon would run (same
 /// function, same environment) for the root as a sample directory, with `--test-only` first, so Slurm
 /// checks it and creates no job.
-pub fn test_only_invocation(cfg: &Config) -> Invocation {
-    let root = &cfg.watch.root;
-    let sample = root.file_name().unwrap_or(root.as_os_str());
-    let spec = JobSpec {
-        dir_path: root.clone(),
-        job_name: crate::engine::job_name(&cfg.job.job_name_prefix, sample),
-        key: "dw-check-config".into(),
-    };
-    let mut inv = sbatch_invocation(&cfg.job, root, &spec);
+pub fn test_only_invocation(job: &JobConfig, root: &Path) -> Invocation {
+    let spec = sample_spec(job, root, "dw-check-config");
+    let mut inv = sbatch_invocation(job, root, &spec);
     // Before every other option: with `job_script`, what follows the script is its arguments.
     inv.args.insert(0, "--test-only".into());
     inv
 }
 
-/// What `sbatch --test-only` said about the job the daemon would submit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TestOnly {
-    /// Slurm would take it (its words: when and where it would start).
-    Accepted(String),
-    /// Slurm refuses it; `reason` when the words say what in the config is wrong.
-    Refused {
-        /// What sbatch printed.
-        said: String,
-        /// The config problem, when known.
-        reason: Option<Rejection>,
-    },
-    /// sbatch could not be asked (not installed, hung, killed).
-    NotAsked(String),
-}
-
 /// Runs `inv` (from [`test_only_invocation`]) within `timeout` and says what Slurm answered.
-pub fn run_test_only(inv: &Invocation, timeout: Duration) -> TestOnly {
+pub fn run_test_only(inv: &Invocation, timeout: Duration) -> Acceptance {
     match process::run(inv, timeout) {
         // sbatch --test-only answers on stderr ("sbatch: Job 5 to start at … in partition main").
-        Ok(out) => TestOnly::Accepted(process::trim(&format!("{}{}", out.stdout, out.stderr))),
+        Ok(out) => Acceptance::Accepted(process::trim(&format!("{}{}", out.stdout, out.stderr))),
         Err(ProcessError::Failed { stderr, stdout, .. }) => {
             let said = process::trim(&format!("{stdout}\n{stderr}"));
             let reason = crate::engine::classify_rejection(&said);
-            TestOnly::Refused { said, reason }
+            Acceptance::Refused { said, reason }
         }
-        Err(e) => TestOnly::NotAsked(crate::logging::error_chain(&e)),
+        Err(e) => Acceptance::NotAsked(crate::logging::error_chain(&e)),
     }
 }
 

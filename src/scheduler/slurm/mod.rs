@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::engine::{OutageEdge, OutageLatch};
 use crate::time::Millis;
 pub use cli::{
-    Cli, SQUEUE_BY_USER_ABOVE, STARTTIME_MARGIN, TestOnly, run_test_only, sbatch_invocation,
+    Cli, SQUEUE_BY_USER_ABOVE, STARTTIME_MARGIN, run_test_only, sbatch_invocation,
     scancel_invocation, squeue_selections, starttime_arg, test_only_invocation,
 };
 pub use parse::{
@@ -90,6 +90,18 @@ const CONTROLLER_PROBE: Duration = Duration::from_secs(60);
 impl Scheduler for Slurm {
     fn name(&self) -> &'static str {
         "slurm"
+    }
+
+    fn jobs_run(&self) -> super::JobsRun {
+        super::JobsRun::OnCluster
+    }
+
+    fn preflight(&mut self) -> super::Preflight {
+        self.cli.preflight()
+    }
+
+    fn describe(&self, spec: &JobSpec) -> String {
+        self.cli.describe(spec)
     }
 
     fn submit(&mut self, spec: &JobSpec) -> Result<String, SubmitError> {
@@ -584,7 +596,7 @@ mod tests {
             t.path()
         );
         let cfg = Config::parse(&yaml, &t.path().join("c.yaml")).unwrap();
-        let inv = test_only_invocation(&cfg);
+        let inv = test_only_invocation(&cfg.job, &cfg.watch.root);
         let args: Vec<String> = inv
             .args
             .iter()
