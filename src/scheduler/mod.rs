@@ -226,6 +226,7 @@ where
 pub fn from_config(cfg: &Config) -> Box<dyn Scheduler> {
     match cfg.job.executor {
         ExecutorKind::Slurm => Box::new(slurm::Slurm::new(cfg)),
+        ExecutorKind::SlurmRest => Box::new(slurm::Slurm::rest(cfg)),
         ExecutorKind::Local => Box::new(local::Local::new(cfg)),
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 pub mod cli;
 mod parse;
+pub mod rest;
 pub mod steady;
 
 use super::{
@@ -32,11 +33,20 @@ pub use parse::{
 };
 use steady::{Memo, Reading};
 
+/// How Slurm is asked.
+#[derive(Debug)]
+enum How {
+    /// Its command-line tools.
+    Cli(Cli),
+    /// slurmrestd.
+    Rest(rest::Rest),
+}
+
 /// Slurm back end.
 #[derive(Debug)]
 pub struct Slurm {
-    /// The tools every call goes through.
-    cli: Cli,
+    /// How every call goes.
+    how: How,
     /// Whether `sacct` is failing (reported once when it starts and once when it ends).
     accounting: OutageLatch,
     /// Whether `squeue` is failing.
@@ -50,8 +60,26 @@ pub struct Slurm {
 impl Slurm {
     /// A Slurm back end for this config.
     pub fn new(cfg: &Config) -> Self {
+        Slurm::with(How::Cli(Cli::new(cfg)))
+    }
+
+    /// A Slurm back end that asks slurmrestd (`job.slurmrest_url`, the token from
+    /// `job.slurmrest_token_file` or the daemon's `SLURM_JWT`).
+    pub fn rest(cfg: &Config) -> Self {
+        let source = match &cfg.job.slurmrest_token_file {
+            Some(f) => rest::TokenSource::File(f.clone()),
+            None => rest::TokenSource::Env(std::env::var("SLURM_JWT").unwrap_or_default()),
+        };
+        Slurm::with(How::Rest(rest::Rest::new(
+            cfg,
+            &cfg.job.slurmrest_url,
+            source,
+        )))
+    }
+
+    fn with(how: How) -> Self {
         Slurm {
-            cli: Cli::new(cfg),
+            how,
             accounting: OutageLatch::default(),
             controller: OutageLatch::default(),
             controller_next: None,
@@ -83,13 +111,25 @@ pub(crate) fn by_cluster<'a>(
         .collect()
 }
 
+impl How {
+    fn submit(&self, spec: &JobSpec) -> Result<String, SubmitError> {
+        match self {
+            How::Cli(c) => c.sbatch(spec),
+            How::Rest(r) => r.submit(spec),
+        }
+    }
+}
+
 /// After a failed `squeue`, the controller is asked again only this much later: a controller that is down
 /// makes each call wait for its timeout (about 9 s), and accounting answers meanwhile.
 const CONTROLLER_PROBE: Duration = Duration::from_secs(60);
 
 impl Scheduler for Slurm {
     fn name(&self) -> &'static str {
-        "slurm"
+        match self.how {
+            How::Cli(_) => "slurm",
+            How::Rest(_) => "slurmrest",
+        }
     }
 
     fn jobs_run(&self) -> super::JobsRun {
@@ -97,15 +137,21 @@ impl Scheduler for Slurm {
     }
 
     fn preflight(&mut self) -> super::Preflight {
-        self.cli.preflight()
+        match &self.how {
+            How::Cli(c) => c.preflight(),
+            How::Rest(r) => r.preflight(),
+        }
     }
 
     fn describe(&self, spec: &JobSpec) -> String {
-        self.cli.describe(spec)
+        match &self.how {
+            How::Cli(c) => c.describe(spec),
+            How::Rest(r) => r.describe(spec),
+        }
     }
 
     fn submit(&mut self, spec: &JobSpec) -> Result<String, SubmitError> {
-        self.cli.sbatch(spec)
+        self.how.submit(spec)
     }
 
     fn submit_many(
@@ -115,7 +161,7 @@ impl Scheduler for Slurm {
         answer: &mut super::Answer<'_>,
     ) -> usize {
         let this = &*self;
-        super::submit_concurrently(specs, width, |spec| this.cli.sbatch(spec), answer)
+        super::submit_concurrently(specs, width, |spec| this.how.submit(spec), answer)
     }
 
     fn query(
@@ -132,11 +178,17 @@ impl Scheduler for Slurm {
         job_name: &str,
         since: Millis,
     ) -> Result<Option<String>, QueryError> {
-        self.cli.lookup(key, job_name, since)
+        match &self.how {
+            How::Cli(c) => c.lookup(key, job_name, since),
+            How::Rest(r) => r.lookup(key, job_name, since),
+        }
     }
 
     fn cancel(&mut self, job: &TrackedJob) -> Result<(), CancelError> {
-        self.cli.scancel(job)
+        match &self.how {
+            How::Cli(c) => c.scancel(job),
+            How::Rest(r) => r.cancel(job),
+        }
     }
 }
 
@@ -150,9 +202,15 @@ impl Slurm {
         &mut self,
         jobs: &[TrackedJob],
     ) -> Result<(Vec<JobRow>, Vec<usize>), QueryError> {
-        let mut reading = Reading::new(jobs);
-        self.cli.read_controller(jobs, &mut reading, &self.memo)?;
-        Ok(reading.finish(&mut self.memo))
+        match &self.how {
+            How::Cli(c) => {
+                let mut reading = Reading::new(jobs);
+                c.read_controller(jobs, &mut reading, &self.memo)?;
+                Ok(reading.finish(&mut self.memo))
+            }
+            // Rows from JSON: none is remembered as a steady line (each is judged again).
+            How::Rest(r) => Ok((r.controller(jobs, SQUEUE_BY_USER_ABOVE)?, Vec::new())),
+        }
     }
 
     /// The controller first (it knows every live job at once, and is cheap), then accounting only about
@@ -195,7 +253,10 @@ impl Slurm {
 
     /// `sacct` about `jobs`; an outage is said once when it starts and once when it ends.
     fn ask_accounting(&mut self, jobs: &[&TrackedJob]) -> Result<Vec<JobRow>, QueryError> {
-        let acct = self.cli.sacct(jobs);
+        let acct = match &self.how {
+            How::Cli(c) => c.sacct(jobs),
+            How::Rest(r) => r.accounting(jobs),
+        };
         let now = now_ms();
         match &acct {
             Ok(_) => {
@@ -677,6 +738,8 @@ mod tests {
     fn sbatch_argv_matches_the_seed_example() {
         let job = JobConfig {
             executor: ExecutorKind::Slurm,
+            slurmrest_url: String::new(),
+            slurmrest_token_file: None,
             command: JobCommand::Wrap("python3 /opt/dirwatcher/process_dir.py".into()),
             partition: Some("main".into()),
             account: Some("dev".into()),

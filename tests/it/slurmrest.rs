@@ -1,0 +1,172 @@
+//! The REST back end (`executor: slurmrest`) against a real slurmrestd: the site container's (Slurm 24.11,
+//! JWT, `127.0.0.1:6820`, set up by `scripts/site-cluster.sh`; `scripts/site-cluster.sh run-tests` runs
+//! this binary there). Where no slurmrestd answers these tests say SKIPPED, and fail instead with
+//! `DIRWATCHER_REQUIRE_SLURMREST=1`.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::slurm::*;
+use crate::harness::*;
+use crate::slurm_pipeline::SLURM_DEADLINE;
+
+const REST: &str = "127.0.0.1:6820";
+
+fn slurmrest_available(test: &str) -> bool {
+    let addr: SocketAddr = REST.parse().unwrap();
+    let ok = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok();
+    if !ok {
+        if std::env::var("DIRWATCHER_REQUIRE_SLURMREST").is_ok_and(|v| v == "1") {
+            panic!(
+                "{test}: slurmrestd is required (DIRWATCHER_REQUIRE_SLURMREST=1) but nothing answers on {REST}; \
+                 run the suite in the site container (`scripts/site-cluster.sh up`, then `run-tests`)"
+            );
+        }
+        eprintln!("SKIPPED {test}: no slurmrestd on {REST} (the site container has one)");
+    }
+    ok
+}
+
+/// A token for the user running the tests, as `scontrol token` prints it (`SLURM_JWT=…`).
+fn token(lifespan_sec: u32) -> String {
+    let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
+    let out = Command::new("scontrol")
+        .args([
+            "token",
+            &format!("username={}", user.trim()),
+            &format!("lifespan={lifespan_sec}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "scontrol token: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A Slurm environment that submits through slurmrestd, its token in a private file; returns the file.
+fn rest_env(name: &str) -> (TestEnv, PathBuf) {
+    let env = TestEnv::slurm(name);
+    let file = env.config_path().parent().unwrap().join("slurm.jwt");
+    write_token(&file, &token(600));
+    let env = env.job("executor: slurmrest").job(&format!(
+        "slurmrest_token_file: {}",
+        serde_json::to_string(&file.to_string_lossy()).unwrap()
+    ));
+    (env, file)
+}
+
+fn write_token(file: &Path, text: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = file.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .unwrap();
+    std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+    std::fs::rename(tmp, file).unwrap();
+}
+
+fn check_slurm(env: &TestEnv) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dirwatcher"))
+        .args(["check-config", "--slurm", "--config"])
+        .arg(env.write_config())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_ready_directory_gets_one_job_through_slurmrestd_with_the_configs_options() {
+    if !slurmrest_available(
+        "a_ready_directory_gets_one_job_through_slurmrestd_with_the_configs_options",
+    ) {
+        return;
+    }
+    let (env, _) = rest_env("rest-match");
+    let env = env
+        .job("time_limit: \"00:10:00\"")
+        .job("wrap_cmd: printf '%s|%s|%s\\n' \"$WATCH_DIR\" \"$DW_TEST\"")
+        .job("env: {DW_TEST: from-config}");
+    let (code, out, err) = check_slurm(&env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("asking slurmrestd"), "{out}");
+    assert!(out.contains("speaks data_parser v0.0."), "{out}");
+
+    let dir = env.ready_dir("case1");
+    let d = env.start();
+    let job = env.wait_job_id(&dir, SLURM_DEADLINE);
+    let info = scontrol_job(&job);
+    assert_eq!(info["Partition"], "main");
+    assert_eq!(info["Account"], "dev");
+    assert_eq!(info["TimeLimit"], "00:10:00");
+    assert_eq!(info["JobName"], env.job_name("case1"));
+    assert_eq!(info["WorkDir"], dir.to_string_lossy());
+    let key = env.history(&dir)[0].key.clone();
+    assert_eq!(
+        info["Comment"], key,
+        "the submission key travels as the comment"
+    );
+    let g = env.wait_final(&dir, SLURM_DEADLINE);
+    assert_eq!(g.final_state.as_deref(), Some("COMPLETED"));
+    let out = std::fs::read_to_string(env.job_output(&dir, &job)).unwrap();
+    assert_eq!(out, format!("{0}|from-config|{0}\n", dir.display()));
+    // A failing job is a failure, read from the same answers.
+    drop(d);
+    let env = env.job("wrap_cmd: exit 3 #");
+    let bad = env.ready_dir("bad");
+    let d = env.start();
+    let g = env.wait_final(&bad, SLURM_DEADLINE);
+    drop(d);
+    assert_eq!(g.final_state.as_deref(), Some("FAILED"));
+    assert_eq!(g.exit_code.as_deref(), Some("3:0"));
+    assert_eq!(env.history(&dir).len(), 1, "case1 was submitted again");
+    assert_eq!(wait_jobs_named(&env.job_name("case1")), vec![job]);
+}
+
+#[test]
+fn an_expired_token_is_said_with_its_fix_and_a_renewed_file_is_taken_up() {
+    if !slurmrest_available("an_expired_token_is_said_with_its_fix_and_a_renewed_file_is_taken_up")
+    {
+        return;
+    }
+    let (env, file) = rest_env("rest-token");
+    let env = env.job("wrap_cmd: true");
+    let short = token(1);
+    let exp = dirwatcher::scheduler::slurm::rest::token_expiry(
+        &dirwatcher::scheduler::slurm::rest::bare_token(&short),
+    )
+    .unwrap();
+    write_token(&file, &short);
+    wait_for(Duration::from_secs(10), "the token to expire", || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        (now > exp).then_some(())
+    });
+    let (code, _, err) = check_slurm(&env);
+    assert_ne!(code, 0, "an expired token passed the check");
+    assert!(
+        err.contains("expired") && err.contains("scontrol token"),
+        "{err}"
+    );
+
+    let dir = env.ready_dir("case1");
+    let d = env.start();
+    d.wait_log("expired", SLURM_DEADLINE);
+    assert!(env.history(&dir).iter().all(|g| g.job_id.is_none()));
+    // The site renews the file (as its timer would): the daemon takes it up without a restart.
+    write_token(&file, &token(600));
+    let g = env.wait_final(&dir, SLURM_DEADLINE);
+    drop(d);
+    assert_eq!(g.final_state.as_deref(), Some("COMPLETED"));
+    assert_eq!(env.history(&dir).len(), 1);
+}
