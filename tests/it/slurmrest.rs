@@ -14,6 +14,13 @@ use crate::slurm_pipeline::SLURM_DEADLINE;
 
 const REST: &str = "127.0.0.1:6820";
 
+/// The REST tests one at a time: one of them stops slurmrestd, which the others would take for an outage.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn slurmrest_available(test: &str) -> bool {
     let addr: SocketAddr = REST.parse().unwrap();
     let ok = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok();
@@ -90,6 +97,7 @@ fn a_ready_directory_gets_one_job_through_slurmrestd_with_the_configs_options() 
     ) {
         return;
     }
+    let _serial = one_at_a_time();
     let (env, _) = rest_env("rest-match");
     let env = env
         .job("time_limit: \"00:10:00\"")
@@ -137,6 +145,7 @@ fn an_expired_token_is_said_with_its_fix_and_a_renewed_file_is_taken_up() {
     {
         return;
     }
+    let _serial = one_at_a_time();
     let (env, file) = rest_env("rest-token");
     let env = env.job("wrap_cmd: true");
     let short = token(1);
@@ -169,4 +178,80 @@ fn an_expired_token_is_said_with_its_fix_and_a_renewed_file_is_taken_up() {
     drop(d);
     assert_eq!(g.final_state.as_deref(), Some("COMPLETED"));
     assert_eq!(env.history(&dir).len(), 1);
+}
+
+#[test]
+fn a_job_requeued_while_running_has_one_outcome_after_its_last_run_over_rest() {
+    if !slurmrest_available(
+        "a_job_requeued_while_running_has_one_outcome_after_its_last_run_over_rest",
+    ) {
+        return;
+    }
+    let _serial = one_at_a_time();
+    crate::verdicts::requeued_job_has_one_outcome(rest_env("rest-requeue").0);
+}
+
+/// slurmrestd itself, stopped while a job runs and started again when the job is done.
+struct Stopped;
+
+impl Stopped {
+    fn slurmrestd() -> Stopped {
+        systemctl("stop");
+        Stopped
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        systemctl("start");
+    }
+}
+
+fn systemctl(verb: &str) {
+    let st = Command::new("systemctl")
+        .args([verb, "slurmrestd"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "systemctl {verb} slurmrestd");
+}
+
+#[test]
+fn slurmrestd_stopped_mid_run_gives_no_verdict_until_it_answers_again() {
+    if !slurmrest_available("slurmrestd_stopped_mid_run_gives_no_verdict_until_it_answers_again") {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let (env, _) = rest_env("rest-outage");
+    let (env, runs_file) = counting_env(env);
+    let dir = env.ready_dir("case");
+    let d = env.start();
+    let job = env.wait_job_id(&dir, SLURM_DEADLINE);
+    wait_for(SLURM_DEADLINE, "the job to start", || {
+        (runs(&runs_file) == 1).then_some(())
+    });
+    let stopped = Stopped::slurmrestd();
+    d.wait_log("is not answering", Duration::from_secs(30));
+    // The job ends meanwhile (it runs 6 s); with no source answering, nothing is recorded or deleted.
+    wait_for(Duration::from_secs(60), "the job to end in Slurm", || {
+        let out = Command::new("squeue")
+            .args(["-h", "-t", "all", "-o", "%T", "-j", &job])
+            .output()
+            .unwrap();
+        let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (s == "COMPLETED").then_some(())
+    });
+    let g = env.history(&dir).pop().unwrap();
+    assert_eq!(g.finished_at, None, "a verdict without an answer: {g:?}");
+    assert!(dir.exists(), "deleted while slurmrestd was down");
+    drop(stopped);
+    let g = env.wait_final(&dir, SLURM_DEADLINE);
+    assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{g:?}");
+    assert_eq!(env.history(&dir).len(), 1, "one job, one record");
+    let log = d.log();
+    assert_eq!(
+        log.matches("is not answering").count(),
+        2,
+        "said once per source: {log}"
+    );
+    assert!(log.contains("slurmrestd"), "{log}");
 }

@@ -112,6 +112,22 @@ pub(crate) fn by_cluster<'a>(
 }
 
 impl How {
+    /// How the controller is asked, in the operator's words.
+    fn controller_word(&self) -> &'static str {
+        match self {
+            How::Cli(_) => "squeue",
+            How::Rest(_) => "slurmrestd",
+        }
+    }
+
+    /// How accounting is asked, in the operator's words.
+    fn accounting_word(&self) -> &'static str {
+        match self {
+            How::Cli(_) => "sacct",
+            How::Rest(_) => "slurmrestd's slurmdb",
+        }
+    }
+
     fn submit(&self, spec: &JobSpec) -> Result<String, SubmitError> {
         match self {
             How::Cli(c) => c.sbatch(spec),
@@ -262,7 +278,8 @@ impl Slurm {
             Ok(_) => {
                 if let OutageEdge::Ended { failures, .. } = self.accounting.succeeded(now) {
                     tracing::info!(
-                        "accounting (sacct) answers again after {failures} failed queries"
+                        "accounting ({}) answers again after {failures} failed queries",
+                        self.how.accounting_word()
                     );
                 }
             }
@@ -271,7 +288,9 @@ impl Slurm {
             Err(e) => {
                 if self.accounting.failed(now) == OutageEdge::Started {
                     tracing::warn!(
-                        "accounting (sacct) is not answering: {e}; following jobs through the controller (squeue) meanwhile"
+                        "accounting ({}) is not answering: {e}; following jobs through the controller ({}) meanwhile",
+                        self.how.accounting_word(),
+                        self.how.controller_word()
                     );
                 }
             }
@@ -297,7 +316,8 @@ impl Slurm {
                 self.controller_next = None;
                 if let OutageEdge::Ended { failures, .. } = self.controller.succeeded(now) {
                     tracing::info!(
-                        "the controller (squeue) answers again after {failures} failed queries"
+                        "the controller ({}) answers again after {failures} failed queries",
+                        self.how.controller_word()
                     );
                 }
             }
@@ -305,8 +325,9 @@ impl Slurm {
                 self.controller_next = Some(now + crate::time::ms(CONTROLLER_PROBE));
                 if self.controller.failed(now) == OutageEdge::Started {
                     tracing::warn!(
-                        "the controller (squeue) is not answering: {e}; following jobs through accounting \
+                        "the controller ({}) is not answering: {e}; following jobs through accounting \
                          meanwhile (failures are recorded only after {}; asking the controller again every {})",
+                        self.how.controller_word(),
                         crate::time::human(crate::time::ms(crate::engine::judge::REQUEUE_SETTLE)),
                         crate::time::human(crate::time::ms(CONTROLLER_PROBE)),
                     );
