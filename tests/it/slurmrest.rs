@@ -255,3 +255,75 @@ fn slurmrestd_stopped_mid_run_gives_no_verdict_until_it_answers_again() {
     );
     assert!(log.contains("slurmrestd"), "{log}");
 }
+
+/// What makes a job lost, and what keeps a reused id from deciding ours, is the engine's (tested
+/// in-process); what it needs of this transport is asked here of the real slurmrestd: for an id no job has,
+/// both sources answer with no row (after `lost_after_sec` of such answers the job is lost); for an id that
+/// is another job's (a reused id), the rows carry that job's own comment, which the engine calls stale.
+#[test]
+fn an_unknown_id_is_answered_without_rows_and_a_strangers_id_with_its_own_comment() {
+    if !slurmrest_available(
+        "an_unknown_id_is_answered_without_rows_and_a_strangers_id_with_its_own_comment",
+    ) {
+        return;
+    }
+    let _serial = one_at_a_time();
+    use dirwatcher::engine::judge::{Identity, controller_decides, identify};
+    use dirwatcher::engine::{Source, TrackedJob};
+    use dirwatcher::scheduler::Scheduler;
+    let (env, _) = rest_env("rest-ids");
+    let env = env.job("wrap_cmd: true");
+    let cfg_path = env.write_config();
+    let cfg =
+        dirwatcher::config::Config::parse(&std::fs::read_to_string(&cfg_path).unwrap(), &cfg_path)
+            .unwrap();
+    let mut rest = dirwatcher::scheduler::slurm::Slurm::rest(&cfg);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let tracked = |id: &str, key: &str| TrackedJob {
+        job_id: id.into(),
+        key: key.into(),
+        job_name: env.job_name("case"),
+        since: now - 60_000,
+    };
+    let unknown = [tracked("66999999", "dw-00000000-1")];
+    let seen = rest.query(&unknown, &controller_decides).unwrap();
+    assert!(
+        seen.controller && seen.accounting,
+        "both sources answered: {seen:?}"
+    );
+    assert!(seen.rows.is_empty(), "{seen:?}");
+
+    // A stranger's held job, submitted with another comment; asked about as ours.
+    let out = Command::new("sbatch")
+        .args([
+            "--parsable",
+            "--hold",
+            "-p",
+            "main",
+            "-A",
+            "dev",
+            "--comment=someone-else",
+            "--job-name",
+        ])
+        .arg(env.job_name("case"))
+        .args(["--wrap", "true"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let ours = [tracked(&id, "dw-00000000-2")];
+    let seen = rest.query(&ours, &controller_decides);
+    scancel(&id);
+    let seen = seen.unwrap();
+    let rows: Vec<_> = seen
+        .rows
+        .iter()
+        .filter(|r| r.source == Source::Controller)
+        .collect();
+    assert_eq!(rows.len(), 1, "{seen:?}");
+    assert_eq!(rows[0].comment, "someone-else");
+    assert_eq!(identify(&ours[0], rows[0]), Identity::Stale);
+}
