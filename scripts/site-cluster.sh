@@ -41,12 +41,17 @@ Commands:
                   against the container's Slurm 24.11: BIN, the dirwatcher
                   binary beside it (../dirwatcher) and the source tree are
                   copied to the same absolute paths inside, then BIN ARGS
-                  runs there as root with DIRWATCHER_REQUIRE_SLURM=1.
+                  runs there as root with DIRWATCHER_REQUIRE_SLURM=1 and
+                  DIRWATCHER_REQUIRE_SLURMREST=1 (its slurmrestd too).
   -h, --help      Show this help.
 
 Cluster inside: cluster "site", node "dwsite" (127.0.0.1), partition
 "main", account "dev" (users root and dwtest), one fake GRES gpu:1,
 AccountingStoreFlags=job_comment, CgroupPlugin=disabled (see below).
+slurmrestd (Debian's unit, user slurmrestd) on 127.0.0.1:6820 and
+unix:/run/slurmrestd/slurmrestd.socket, authenticating JWTs (auth/jwt with
+the HS256 key /var/lib/slurm/jwt_hs256.key); a token for user U:
+  scripts/site-cluster.sh run scontrol token username=U lifespan=SECONDS
 
 Environment:
   DIRWATCHER_SITE_DIR    state (root file system, logs; default
@@ -90,12 +95,19 @@ SUITE=trixie
 PIDFILE=$STATE/nspawn.pid
 # Bump when the root file system's content changes (packages, files written at build time): the
 # cache tarball carries it in its name, so an old cache is never reused.
-CACHE_VERSION=2
+CACHE_VERSION=3
 CACHE_TARBALL=$CACHE/rootfs-$SUITE-slurm-v$CACHE_VERSION.tar.zst
 # curl: no longer needed (the daemon speaks SMTP and HTTPS itself); kept so the cached root file
 # system stays valid: drop it at the next CACHE_VERSION bump. faketime: the clock-step test of tests/it, which runs here too.
-PKGS="slurm-wlm slurmdbd mariadb-server munge python3 curl faketime"
-NPKGS=7
+# slurmrestd: Slurm's REST API, with JWT (auth/jwt is in slurm-wlm-jwt-plugin, pulled in by slurm-wlm),
+# for the REST back end's tests (rest_setup below).
+PKGS="slurm-wlm slurmdbd mariadb-server munge python3 curl faketime slurmrestd"
+NPKGS=8
+# slurmrestd: TCP on the container's loopback (no route out of it), and a unix socket.
+REST_PORT=6820
+REST_SOCKET=/run/slurmrestd/slurmrestd.socket
+# The HS256 key Slurm signs and checks JWTs with (slurmctld, slurmdbd), readable by SlurmUser only.
+JWT_KEY=/var/lib/slurm/jwt_hs256.key
 # Which cgroup hierarchies nspawn uses on the host: name=systemd (v1) and the unified one on a hybrid
 # host, /sys/fs/cgroup itself on a cgroup2-only host (untested here).
 if [ "$(stat -fc %T /sys/fs/cgroup 2>/dev/null)" = cgroup2fs ]; then
@@ -287,6 +299,8 @@ SlurmUser=slurm
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
+AuthAltTypes=auth/jwt
+AuthAltParameters=jwt_key=$JWT_KEY
 StateSaveLocation=/var/lib/slurm/slurmctld
 SlurmdSpoolDir=/var/lib/slurm/slurmd
 SlurmctldPidFile=/run/slurmctld/slurmctld.pid
@@ -371,6 +385,12 @@ StoragePass=$pass
 StorageLoc=slurm_acct_db
 EOF
   fi
+  jwt_key
+  local dbd_changed=$SLURM_CHANGED
+  if ! grep -q '^AuthAltTypes=' "$ROOT/etc/slurm/slurmdbd.conf"; then
+    printf 'AuthAltTypes=auth/jwt\nAuthAltParameters=jwt_key=%s\n' "$JWT_KEY" >>"$ROOT/etc/slurm/slurmdbd.conf"
+    dbd_changed=1
+  fi
   pass=$(sed -n 's/^StoragePass=//p' "$ROOT/etc/slurm/slurmdbd.conf")
   ct mariadb <<EOF
 CREATE DATABASE IF NOT EXISTS slurm_acct_db;
@@ -378,6 +398,7 @@ CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$pass';
 GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';
 EOF
   ct systemctl enable --now slurmdbd >/dev/null 2>&1
+  if [ "$dbd_changed" = 1 ]; then ct systemctl restart slurmdbd; fi
   wait_until "slurmdbd (sacct)" 60 dbd_up
   ct sacctmgr -n -P show cluster format=cluster | grep -qx site || ct sacctmgr -i add cluster site >/dev/null
   # The package's postinst may have started slurmctld before accounting was there (it then dies).
@@ -400,12 +421,56 @@ EOF
     ct sacctmgr -n -P show assoc where user=$u account=dev cluster=site format=user | grep -qx $u \
       || ct sacctmgr -i add user $u account=dev cluster=site >/dev/null
   done
+  rest_setup
   node_usable
   # Every daemon the tests use answers before `up` returns (a restarted container's slurmdbd may still be
   # refusing connections after slurmctld is up: the tests' own sacct then fails).
   wait_until "slurmdbd (sacct)" 60 dbd_up
   wait_until "slurmctld (scontrol ping)" 60 ctld_up
+  wait_until "slurmrestd (GET /openapi/v3 with a token)" 60 rest_up
   phase_done cluster "$t"
+}
+
+# The JWT key, made once (a new key would invalidate every token handed out).
+jwt_key() {
+  [ -s "$ROOT$JWT_KEY" ] && return
+  ct sh -c "umask 077 && head -c 32 /dev/urandom >$JWT_KEY.tmp && chown slurm:slurm $JWT_KEY.tmp && mv $JWT_KEY.tmp $JWT_KEY"
+  SLURM_CHANGED=1
+}
+
+# slurmrestd under Debian's own unit, as an unprivileged user of its own (it refuses root and SlurmUser),
+# on TCP and a unix socket in a folder it owns (the unit's own listeners, 0.0.0.0 and a socket directly
+# in /run, are replaced); a client authenticates with a token from `scontrol token` (rest_auth/jwt only).
+rest_setup() {
+  ct id -u slurmrestd >/dev/null 2>&1 || ct useradd -r -M -s /usr/sbin/nologin slurmrestd
+  local changed=0 s
+  if write_if_changed "$ROOT/etc/default/slurmrestd" 644 <<EOF; then changed=1; fi
+# written by dirwatcher's scripts/site-cluster.sh
+SLURMRESTD_OPTIONS="-a rest_auth/jwt"
+EOF
+  mkdir -p "$ROOT/etc/systemd/system/slurmrestd.service.d"
+  if write_if_changed "$ROOT/etc/systemd/system/slurmrestd.service.d/site.conf" 644 <<EOF; then changed=1; fi
+# written by dirwatcher's scripts/site-cluster.sh
+[Service]
+User=slurmrestd
+Group=slurmrestd
+RuntimeDirectory=slurmrestd
+RuntimeDirectoryMode=0755
+ExecStart=
+ExecStart=/usr/sbin/slurmrestd \$SLURMRESTD_OPTIONS 127.0.0.1:$REST_PORT unix:$REST_SOCKET
+EOF
+  if [ "$changed" = 1 ]; then ct systemctl daemon-reload; fi
+  s=$(ct systemctl is-active slurmrestd || true)
+  if [ "$s" != active ] || [ "$changed" = 1 ] || [ "$SLURM_CHANGED" = 1 ]; then
+    ct systemctl enable slurmrestd >/dev/null 2>&1
+    ct systemctl restart slurmrestd
+  fi
+}
+
+rest_up() {
+  local tok
+  tok=$(ct scontrol token username=root lifespan=60 2>/dev/null | sed -n 's/^SLURM_JWT=//p')
+  [ -n "$tok" ] && ct curl -fsS -o /dev/null -H "X-SLURM-USER-TOKEN: $tok" "http://127.0.0.1:$REST_PORT/openapi/v3"
 }
 
 ctld_up() { ct scontrol ping 2>/dev/null | grep -q UP; }
@@ -534,7 +599,7 @@ cmd_run_tests() {
   if git -C "$repo" rev-parse --git-dir >/dev/null 2>&1; then
     git -C "$repo" ls-files -z | (cd "$repo" && tar --null -T - -cf -) | ct tar -C "$repo" -xf -
   fi
-  ct env DIRWATCHER_REQUIRE_SLURM=1 "$bin" "$@"
+  ct env DIRWATCHER_REQUIRE_SLURM=1 DIRWATCHER_REQUIRE_SLURMREST=1 "$bin" "$@"
 }
 
 case "${1:-}" in

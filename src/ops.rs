@@ -378,36 +378,41 @@ pub enum SlurmCheck {
     Unknown,
 }
 
-/// `check-config --slurm`: asks `sbatch --test-only` (no job is created) about the exact job the daemon
-/// would submit, as the user running the command. Returns the verdict and what to print: `out` for
-/// stdout, `err` for stderr.
+/// `check-config --slurm`: asks the scheduler, through the daemon's own back end and without creating a
+/// job (`sbatch --test-only`), about the exact job the daemon would submit, as the user running the
+/// command. Returns the verdict and what to print: `out` for stdout, `err` for stderr.
 pub fn check_slurm(cfg: &Config) -> (SlurmCheck, String, String) {
-    use crate::scheduler::slurm::{TestOnly, run_test_only, test_only_invocation};
-    if cfg.job.executor == crate::config::ExecutorKind::Local {
-        return (
-            SlurmCheck::Fine,
-            "# slurm: nothing to check, `job.executor` is `local` (jobs run on this machine)\n"
-                .into(),
-            String::new(),
-        );
-    }
-    let inv = test_only_invocation(cfg);
+    use crate::scheduler::{Acceptance, Preflight};
+    let (who, what, harmless, answer) = match crate::scheduler::from_config(cfg).preflight() {
+        Preflight::NothingToAsk(why) => {
+            return (
+                SlurmCheck::Fine,
+                format!("# slurm: nothing to check, {why}\n"),
+                String::new(),
+            );
+        }
+        Preflight::Asked {
+            who,
+            what,
+            harmless,
+            answer,
+        } => (who, what, harmless, answer),
+    };
     let user = current_user();
     let mut out = format!(
-        "# slurm: asking sbatch about the job dirwatcher submits (for the root as a sample directory), \
-         as user `{user}`; --test-only creates no job:\n#   {}\n",
-        command_line(&inv)
+        "# slurm: asking {who} about the job dirwatcher submits (for the root as a sample directory), \
+         as user `{user}`; {harmless}:\n#   {what}\n"
     );
     let fix = |key: &str| match configured(cfg, key) {
         Some(v) => format!("`{key}` (now {v})"),
         None => format!("`{key}` (not set)"),
     };
-    match run_test_only(&inv, cfg.job.command_timeout) {
-        TestOnly::Accepted(said) => {
+    match answer {
+        Acceptance::Accepted(said) => {
             out.push_str(&format!("slurm accepts the job: {said}\n"));
             (SlurmCheck::Fine, out, String::new())
         }
-        TestOnly::Refused {
+        Acceptance::Refused {
             said,
             reason: Some(r),
         } => (
@@ -415,13 +420,13 @@ pub fn check_slurm(cfg: &Config) -> (SlurmCheck, String, String) {
             out,
             format!(
                 "error: slurm refuses the job dirwatcher would submit as `{user}`: {}\n  fix: {}: {}\n  \
-                 sbatch said: {said}\n",
+                 {who} said: {said}\n",
                 r.problem(),
                 fix(r.key()),
                 r.advice()
             ),
         ),
-        TestOnly::Refused { said, reason: None } => (
+        Acceptance::Refused { said, reason: None } => (
             SlurmCheck::Unknown,
             out,
             format!(
@@ -430,7 +435,7 @@ pub fn check_slurm(cfg: &Config) -> (SlurmCheck, String, String) {
                  `job.account`, `job.gres`, `job.time_limit` and `job.extra_args`\n"
             ),
         ),
-        TestOnly::NotAsked(e) => (
+        Acceptance::NotAsked(e) => (
             SlurmCheck::Unknown,
             out,
             format!("error: cannot ask slurm: {e}\n"),
@@ -454,16 +459,6 @@ fn configured(cfg: &Config, key: &str) -> Option<String> {
         },
         _ => None,
     }
-}
-
-/// An invocation as one shell-quoted line, for people to read or paste.
-fn command_line(inv: &crate::process::Invocation) -> String {
-    use crate::scheduler::shell_quote;
-    std::iter::once(&inv.program)
-        .chain(&inv.args)
-        .map(|a| shell_quote(a).to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// The name of the user this process runs as (its uid when it has no name).

@@ -22,7 +22,11 @@ pub(super) const SUBMIT_RATE_FIX: &str =
 
 impl Word for ExecutorKind {
     const KEY: &'static Key = &keys::JOB_EXECUTOR;
-    const ALL: &'static [Self] = &[ExecutorKind::Slurm, ExecutorKind::Local];
+    const ALL: &'static [Self] = &[
+        ExecutorKind::Slurm,
+        ExecutorKind::SlurmRest,
+        ExecutorKind::Local,
+    ];
     fn word(self) -> &'static str {
         self.as_str()
     }
@@ -30,6 +34,7 @@ impl Word for ExecutorKind {
         Some(match self {
             ExecutorKind::Slurm => "sbatch/sacct",
             ExecutorKind::Local => "child processes on this machine",
+            ExecutorKind::SlurmRest => "slurmrestd's REST API",
         })
     }
     fn problem(found: &str) -> String {
@@ -60,6 +65,10 @@ pub struct TimeLimit {
 pub struct JobConfig {
     /// Slurm or local child processes.
     pub executor: ExecutorKind,
+    /// slurmrestd's address (`executor: slurmrest`).
+    pub slurmrest_url: String,
+    /// The file holding slurmrestd's token; `None`: the daemon's `SLURM_JWT`.
+    pub slurmrest_token_file: Option<PathBuf>,
     /// What each job runs.
     pub command: JobCommand,
     /// `sbatch --partition`.
@@ -113,6 +122,8 @@ pub struct SubmitRate {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawJob {
     pub(super) executor: S<String>,
+    pub(super) slurmrest_url: S<String>,
+    pub(super) slurmrest_token_file: S<String>,
     pub(super) wrap_cmd: S<String>,
     pub(super) job_script: S<String>,
     pub(super) partition: Option<String>,
@@ -173,12 +184,15 @@ impl Validator<'_> {
             None => Some(defaults::OUTPUT.to_string()),
         };
         let output_group = self.output_group(&j.output_group)?;
+        let (slurmrest_url, slurmrest_token_file) = self.slurmrest(&j, executor)?;
         let umask = self.job_umask(&j.umask)?;
         let cpus = std::thread::available_parallelism()
             .map(|n| n.get() as i64)
             .unwrap_or(1);
         Ok(JobConfig {
             executor,
+            slurmrest_url,
+            slurmrest_token_file,
             command,
             partition: j.partition.filter(|s| !s.is_empty()),
             account: j.account.filter(|s| !s.is_empty()),
@@ -209,6 +223,48 @@ impl Validator<'_> {
             )?,
             submit_rate: self.submit_rate(j.submit_rate.as_ref())?,
         })
+    }
+
+    /// `slurmrest_url` (`http://HOST:PORT`) and `slurmrest_token_file` (absolute); with `slurmrest`,
+    /// no `extra_args` (slurmrestd takes a job description, not sbatch's options).
+    fn slurmrest(
+        &self,
+        j: &RawJob,
+        executor: ExecutorKind,
+    ) -> Result<(String, Option<PathBuf>), ConfigError> {
+        let url = match &j.slurmrest_url {
+            Some(u) => {
+                let v = u.value.trim();
+                let rest = v.strip_prefix("http://").unwrap_or_default();
+                if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+                    return Err(self.err(
+                        keys::JOB_SLURMREST_URL.name,
+                        Some(u.referenced.line()),
+                        format!("{v:?} is not slurmrestd's address"),
+                        "write `http://HOST:PORT` (e.g. `http://slurm-head:6820`), nothing after the port",
+                    ));
+                }
+                v.to_string()
+            }
+            None => defaults::SLURMREST_URL.to_string(),
+        };
+        let file = match &j.slurmrest_token_file {
+            Some(f) if !f.value.trim().is_empty() => Some(self.absolute(
+                &keys::JOB_SLURMREST_TOKEN_FILE,
+                &j.slurmrest_token_file,
+                "/etc/dirwatcher/slurm.jwt",
+            )?),
+            _ => None,
+        };
+        if executor == ExecutorKind::SlurmRest && !j.extra_args.is_empty() {
+            return Err(self.err(
+                keys::JOB_EXTRA_ARGS.name,
+                None,
+                "`extra_args` are sbatch options, and `executor: slurmrest` does not run sbatch",
+                "drop `extra_args` (partition, account, gres and time_limit have keys of their own), or use `executor: slurm`",
+            ));
+        }
+        Ok((url, file))
     }
 
     /// `wrap_cmd` or `job_script`: exactly one.
@@ -416,6 +472,15 @@ impl JobConfig {
         use keys::*;
         use yaml::{opt, text as q};
         y.put(&JOB_EXECUTOR, self.executor.as_str().into());
+        y.put(&JOB_SLURMREST_URL, q(&self.slurmrest_url));
+        y.put(
+            &JOB_SLURMREST_TOKEN_FILE,
+            opt(self
+                .slurmrest_token_file
+                .as_ref()
+                .map(|p| p.to_string_lossy())
+                .as_deref()),
+        );
         match &self.command {
             JobCommand::Wrap(c) => y.put(&JOB_WRAP_CMD, q(c)),
             JobCommand::Script(p) => y.put(&JOB_JOB_SCRIPT, yaml::path(p)),

@@ -17,6 +17,8 @@ pub enum ExecutorKind {
     Slurm,
     /// Child processes on this machine: for trying dirwatcher out and for sites without Slurm.
     Local,
+    /// Slurm through slurmrestd's REST API (JWT), from a host that is not a Slurm client.
+    SlurmRest,
 }
 
 impl ExecutorKind {
@@ -25,6 +27,7 @@ impl ExecutorKind {
         match self {
             ExecutorKind::Slurm => "slurm",
             ExecutorKind::Local => "local",
+            ExecutorKind::SlurmRest => "slurmrest",
         }
     }
 }
@@ -70,6 +73,8 @@ pub mod defaults {
     pub const UNREADY_BACKOFF_MAX_SEC: f64 = 30.0;
     /// `job.executor`.
     pub const EXECUTOR: ExecutorKind = ExecutorKind::Slurm;
+    /// `job.slurmrest_url`: slurmrestd's usual port on this host.
+    pub const SLURMREST_URL: &str = "http://127.0.0.1:6820";
     /// `job.job_name_prefix`.
     pub const JOB_NAME_PREFIX: &str = "dirwatch";
     /// `job.chdir_to_subdir`.
@@ -352,7 +357,19 @@ pub const WATCH_QUIET_MAX_ENTRIES: Key = key(
 pub const JOB_EXECUTOR: Key = key(
     "job.executor",
     Text(defaults::EXECUTOR.as_str()),
-    "`slurm` (sbatch/sacct) or `local` (child processes on this machine)",
+    "`slurm` (sbatch/sacct), `slurmrest` (slurmrestd's REST API, see `job.slurmrest_url`) or `local` (child processes on this machine)",
+);
+/// `job.slurmrest_url`.
+pub const JOB_SLURMREST_URL: Key = key(
+    "job.slurmrest_url",
+    Text(defaults::SLURMREST_URL),
+    "with `executor: slurmrest`: slurmrestd's address, `http://HOST:PORT` (one kept-alive connection)",
+);
+/// `job.slurmrest_token_file`.
+pub const JOB_SLURMREST_TOKEN_FILE: Key = key(
+    "job.slurmrest_token_file",
+    Unset,
+    "with `executor: slurmrest`: a file holding the JWT (`scontrol token` output or the bare token), read again before the token expires; none: the daemon's `SLURM_JWT`",
 );
 /// `job.wrap_cmd`.
 pub const JOB_WRAP_CMD: Key = key(
@@ -721,6 +738,8 @@ pub const ALL: &[Key] = &[
     WATCH_STALE_TEMPORARY_SEC,
     WATCH_STALE_TEMPORARIES_BLOCK,
     JOB_EXECUTOR,
+    JOB_SLURMREST_URL,
+    JOB_SLURMREST_TOKEN_FILE,
     JOB_WRAP_CMD,
     JOB_JOB_SCRIPT,
     JOB_PARTITION,

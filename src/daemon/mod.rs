@@ -218,6 +218,7 @@ fn fresh_ledger_gate(
     paths: &StatePaths,
     opts: &StartOptions,
     root: &Root,
+    jobs_run: scheduler::JobsRun,
 ) -> Result<Option<Vec<String>>, StartError> {
     let at = LedgerAt::of(&cfg.behavior);
     let path = &at.name();
@@ -229,10 +230,7 @@ fn fresh_ledger_gate(
         _ => None,
     };
     let mut traces = crate::ledger::identity::traces_on_disk(paths, output.as_deref());
-    if traces.is_empty()
-        && opts.ask_accounting
-        && cfg.job.executor == crate::config::ExecutorKind::Slurm
-    {
+    if traces.is_empty() && opts.ask_accounting && jobs_run == scheduler::JobsRun::OnCluster {
         let names = crate::scan::list_subdirs(root).unwrap_or_default();
         match crate::recover::first_trace(cfg, &names) {
             Ok(Some(t)) => traces.push(t),
@@ -578,7 +576,8 @@ impl Daemon {
             path: cfg.watch.root.clone(),
             source,
         })?;
-        let fresh = fresh_ledger_gate(&cfg, &paths, &opts, &root)?;
+        let sched = make_sched(&cfg);
+        let fresh = fresh_ledger_gate(&cfg, &paths, &opts, &root, sched.jobs_run())?;
         let last_used = crate::ledger::identity::ledger_named_by_lock(&paths.lock);
         let mut ledger = Ledger::open_exclusive_at(&LedgerAt::of(&cfg.behavior), &cfg.watch.root)?;
         let lead = Daemon::lead(&cfg, &mut ledger)?;
@@ -609,7 +608,6 @@ impl Daemon {
         if let Some(l) = &lead {
             observers.leading(l.held.epoch);
         }
-        let sched = make_sched(&cfg);
         let telling = Telling::new(&cfg, dispatch);
         observers.snapshot.started_at = clock.wall();
         let pacing = Pacing::new(&cfg, clock.mono());
@@ -681,7 +679,7 @@ impl Daemon {
         for w in crate::scan::mount_warnings(&self.cfg).0 {
             say::config_warning(&w);
         }
-        if self.lead.is_some() && self.cfg.job.executor == crate::config::ExecutorKind::Local {
+        if self.lead.is_some() && self.sched.jobs_run() == scheduler::JobsRun::OnThisHost {
             say::config_warning(
                 "the ledger is shared (`behavior.ledger`), but `job.executor` is `local`: a daemon on another \
                  login node that takes over cannot follow this node's local jobs (they end as lost); use \

@@ -8,8 +8,8 @@
 use std::ffi::{OsStr, OsString};
 use std::time::Instant;
 
-use super::{command_line, open_read_only};
-use crate::config::{Config, ExecutorKind};
+use super::open_read_only;
+use crate::config::Config;
 use crate::engine::{
     GenerationVerdict, Readiness, ReadyObservation, StabilityPolicy, StabilityTracker,
     generation_verdict, job_name,
@@ -18,7 +18,7 @@ use crate::fsx::{Root, RootLinks};
 use crate::ledger::Ledger;
 use crate::logging::show;
 use crate::scan;
-use crate::scheduler::{JobSpec, local_argv, output_file, shell_quote, slurm};
+use crate::scheduler::{JobSpec, Scheduler};
 use crate::time::Millis;
 
 /// The key a dry run shows in place of the submission key the ledger would assign.
@@ -61,10 +61,11 @@ pub fn dry_run(cfg: &Config) -> anyhow::Result<Vec<String>> {
         quiet: std::time::Duration::ZERO,
     };
     let verdicts = watch_settle(cfg, &held, &candidates, policy);
+    let sched = crate::scheduler::from_config(cfg);
     for (name, verdict) in candidates.iter().zip(verdicts) {
         let path = root.join(name);
         match verdict {
-            Some(Readiness::Stable) => out.push(would_submit(cfg, name, &path)),
+            Some(Readiness::Stable) => out.push(would_submit(cfg, sched.as_ref(), name, &path)),
             Some(Readiness::Locked) => out.push(format!(
                 "{}: not submitted yet, its writer holds the ready-file locked",
                 show(&path)
@@ -185,51 +186,18 @@ fn watch_settle(
     verdicts
 }
 
-/// The command a stable directory would be submitted with, as a block of lines.
-fn would_submit(cfg: &Config, name: &std::ffi::OsStr, path: &std::path::Path) -> String {
-    let job_name = job_name(&cfg.job.job_name_prefix, name);
+/// The command a stable directory would be submitted with, as a block of lines: the back end's own words
+/// (the `sbatch` line, or the local argv).
+fn would_submit(
+    cfg: &Config,
+    sched: &dyn Scheduler,
+    name: &OsStr,
+    path: &std::path::Path,
+) -> String {
     let spec = JobSpec {
         dir_path: path.to_path_buf(),
-        job_name: job_name.clone(),
+        job_name: job_name(&cfg.job.job_name_prefix, name),
         key: DRY_RUN_KEY.into(),
     };
-    let q = |s: &std::ffi::OsStr| shell_quote(s).to_string_lossy().into_owned();
-    let mut env = vec![format!("WATCH_DIR={}", q(path.as_os_str()))];
-    env.extend(
-        cfg.job
-            .env
-            .iter()
-            .map(|(k, v)| format!("{k}={}", q(std::ffi::OsStr::new(v)))),
-    );
-    match cfg.job.executor {
-        ExecutorKind::Slurm => {
-            let inv = slurm::sbatch_invocation(&cfg.job, &cfg.watch.root, &spec);
-            let output = output_file(&cfg.job, &cfg.watch.root, path, "%j", &job_name)
-                .map_or_else(|| "sbatch's working directory".into(), |p| show(&p));
-            format!(
-                "{}: stable; would run (job {job_name}, output {output}):\n  env {} {}",
-                show(path),
-                env.join(" "),
-                command_line(&inv)
-            )
-        }
-        ExecutorKind::Local => {
-            // The argument vector itself, one JSON string per argument: no shell reads it.
-            let argv: Vec<String> = local_argv(&cfg.job.command, path.as_os_str())
-                .iter()
-                .map(|a| serde_json::to_string(&a.to_string_lossy()).unwrap_or_default())
-                .collect();
-            let cwd = if cfg.job.chdir_to_subdir {
-                show(path)
-            } else {
-                show(&cfg.watch.root)
-            };
-            format!(
-                "{}: stable; would run locally (job {job_name}, in {cwd}):\n  env {}\n  argv [{}]",
-                show(path),
-                env.join(" "),
-                argv.join(", ")
-            )
-        }
-    }
+    format!("{}: stable; {}", show(path), sched.describe(&spec))
 }

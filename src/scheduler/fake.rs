@@ -197,6 +197,18 @@ impl Scheduler for Fake {
         "fake"
     }
 
+    fn jobs_run(&self) -> super::JobsRun {
+        super::JobsRun::OnCluster
+    }
+
+    fn preflight(&mut self) -> super::Preflight {
+        super::Preflight::NothingToAsk("the scheduler is scripted")
+    }
+
+    fn describe(&self, spec: &JobSpec) -> String {
+        format!("would submit {} (scripted)", spec.job_name)
+    }
+
     fn submit(&mut self, spec: &JobSpec) -> Result<String, SubmitError> {
         let (answer, hook) = {
             let mut s = self.script();

@@ -1,15 +1,15 @@
 //! Schedulers: the one interface the daemon uses to run and follow jobs, with two real implementations —
 //! Slurm through its command-line tools ([`slurm`]) and child processes on this machine ([`local`]).
 //!
-//! Owns: building what a job runs (the quoted `--wrap` line, the script argv) and the error kinds a caller
-//! branches on. Must never: touch the ledger or decide retries; it reports, the daemon decides.
+//! Owns: building what a job runs (the quoted `--wrap` line, the script argv), the error kinds a caller
+//! branches on, and everything that differs by back end — what a preflight asks, what a dry run says it
+//! would run, where jobs run — so that nothing outside this folder matches on `job.executor`. Must never:
+//! touch the ledger or decide retries; it reports, the daemon decides.
 
 #[cfg(test)]
 pub mod fake;
 pub mod local;
 pub mod slurm;
-mod slurm_text;
-pub mod steady;
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStringExt;
@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, ExecutorKind, JobCommand};
+use crate::engine::Rejection;
+use crate::process::Invocation;
 use crate::time::Millis;
 
 /// Everything needed to submit one job for one directory.
@@ -62,10 +64,62 @@ pub use crate::engine::{JobReport, JobRow, Sightings, Source, TrackedJob};
 #[error("{0}")]
 pub struct CancelError(pub String);
 
+/// What a back end's preflight (`check-config --slurm`) found about the job the daemon would submit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Preflight {
+    /// There is no scheduler to ask (jobs run on this machine): why, in words.
+    NothingToAsk(&'static str),
+    /// The scheduler was asked about the exact job the daemon would submit, and created none.
+    Asked {
+        /// Who was asked, as the operator knows it (`sbatch`).
+        who: &'static str,
+        /// What was asked, to read or paste (a command line).
+        what: String,
+        /// Why asking created no job (`--test-only creates no job`).
+        harmless: &'static str,
+        /// What it answered.
+        answer: Acceptance,
+    },
+}
+
+/// A scheduler's answer to "would you take this job?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acceptance {
+    /// It would (its words: when and where it would start).
+    Accepted(String),
+    /// It refuses; `reason` when the words say what in the config is wrong.
+    Refused {
+        /// What it said.
+        said: String,
+        /// The config problem, when known.
+        reason: Option<Rejection>,
+    },
+    /// It could not be asked (not installed, hung, killed, unreachable).
+    NotAsked(String),
+}
+
+/// Where a back end's jobs run, which decides what else can know of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobsRun {
+    /// On a cluster: its accounting outlives this host and its ledger (a new ledger asks it whether the
+    /// root was served before), and a daemon on another host that shares the ledger can follow them.
+    OnCluster,
+    /// On this machine only: nothing outside the ledger remembers them, and no other host can follow them.
+    OnThisHost,
+}
+
 /// A back end that runs jobs.
 pub trait Scheduler: Send {
     /// Short name for logs (`slurm`, `local`).
     fn name(&self) -> &'static str;
+    /// Where its jobs run.
+    fn jobs_run(&self) -> JobsRun;
+    /// Asks the scheduler, without creating a job, whether it would take the job the daemon submits (for
+    /// the root as a sample directory): `check-config --slurm`.
+    fn preflight(&mut self) -> Preflight;
+    /// What would be run for `spec`, for `run --dry-run`: how (`would run …`), then the environment and
+    /// the command, as lines to read or paste.
+    fn describe(&self, spec: &JobSpec) -> String;
     /// Submits one job; returns its id.
     fn submit(&mut self, spec: &JobSpec) -> Result<String, SubmitError>;
     /// Submits `specs` in order, at most `width` at once (a back end that cannot runs them one at a
@@ -82,7 +136,7 @@ pub trait Scheduler: Send {
     /// controller) and a lagging one (accounting) may ask the lagging one only about the jobs whose live
     /// rows `decided` (the engine's [`crate::engine::judge::controller_decides`]) does not call decisive.
     /// A back end that remembers its answers may report a job whose live line is unchanged and was
-    /// [`crate::engine::judge::steady`] in [`Sightings::steady`] instead of by its rows ([`steady`]).
+    /// [`crate::engine::judge::steady`] in [`Sightings::steady`] instead of by its rows ([`slurm::steady`]).
     /// An error only when no source answered.
     fn query(
         &mut self,
@@ -172,7 +226,39 @@ where
 pub fn from_config(cfg: &Config) -> Box<dyn Scheduler> {
     match cfg.job.executor {
         ExecutorKind::Slurm => Box::new(slurm::Slurm::new(cfg)),
+        ExecutorKind::SlurmRest => Box::new(slurm::Slurm::rest(cfg)),
         ExecutorKind::Local => Box::new(local::Local::new(cfg)),
+    }
+}
+
+/// The environment a job is given beyond the daemon's own (`WATCH_DIR`, then `job.env`), as shell words.
+pub fn env_words(job: &crate::config::JobConfig, dir: &Path) -> Vec<String> {
+    let q = |s: &OsStr| shell_quote(s).to_string_lossy().into_owned();
+    let mut env = vec![format!("WATCH_DIR={}", q(dir.as_os_str()))];
+    env.extend(
+        job.env
+            .iter()
+            .map(|(k, v)| format!("{k}={}", q(OsStr::new(v)))),
+    );
+    env
+}
+
+/// An invocation as one shell-quoted line, for people to read or paste.
+pub fn command_line(inv: &Invocation) -> String {
+    std::iter::once(&inv.program)
+        .chain(&inv.args)
+        .map(|a| shell_quote(a).to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The sample job a preflight asks about: the root itself as the directory.
+pub fn sample_spec(job: &crate::config::JobConfig, root: &Path, key: &str) -> JobSpec {
+    let sample = root.file_name().unwrap_or(root.as_os_str());
+    JobSpec {
+        dir_path: root.to_path_buf(),
+        job_name: crate::engine::job_name(&job.job_name_prefix, sample),
+        key: key.into(),
     }
 }
 

@@ -22,4 +22,5 @@ mod readiness;
 mod safety;
 mod slurm_config;
 mod slurm_pipeline;
+mod slurmrest;
 mod verdicts;

@@ -19,7 +19,13 @@ macro_rules! need_slurm {
 #[test]
 fn a_job_requeued_while_running_has_one_outcome_after_its_last_run() {
     need_slurm!("a_job_requeued_while_running_has_one_outcome_after_its_last_run");
-    let (env, runs_file) = counting_env(TestEnv::slurm("requeue"));
+    requeued_job_has_one_outcome(TestEnv::slurm("requeue"));
+}
+
+/// A job Slurm requeues while it runs is one job with one outcome, recorded after its last run (shared
+/// with the REST back end's tests: the same rules over another transport).
+pub fn requeued_job_has_one_outcome(env: TestEnv) {
+    let (env, runs_file) = counting_env(env);
     let dir = env.ready_dir("case");
     let d = env.start();
     let job = env.wait_job_id(&dir, Duration::from_secs(60));

@@ -1,38 +1,52 @@
-//! Slurm through its command-line tools: `sbatch --parsable` to submit, one bounded `sacct` and one
-//! `squeue -t all` per cycle to follow all jobs, `squeue -t all` + `sacct` to find a job by its key after a
-//! lost answer.
+//! Slurm: the back end that follows jobs through the controller (live) and accounting (durable), through
+//! its command-line tools ([`cli`]); [`parse`] reads what they print. Per tracking round, the controller
+//! first and accounting only about the jobs the controller's rows do not decide; outages said once each
+//! way; a controller that stopped answering asked again once a minute.
 //!
-//! Owns: the argument vectors and the parsing of Slurm's output (pure functions, unit-tested). Must never:
-//! go through a shell, turn "sacct did not answer / does not know the job" into a failure, or decide whether
-//! a row is about our job (it reports every row; the engine judges — a controller line the engine called
-//! steady is remembered, and the same line in the next answer is reported as steady: [`super::steady`]).
+//! Must never: turn "a source did not answer / does not know the job" into a failure, or decide whether a
+//! row is about our job (it reports every row; the engine judges — a controller line the engine called
+//! steady is remembered, and the same line in the next answer is reported as steady: [`steady`]).
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
-use std::path::PathBuf;
 use std::time::Duration;
 
-pub use super::slurm_text::{
-    SACCT_FIELDS, SQUEUE_FIELDS, detail_text, epoch_ms, is_job_id, parse_parsable, parse_sacct,
-    parse_squeue, parse_squeue_line, parse_squeue_of, split_job_id, squeue_line_id, time_used_secs,
-    wait_status,
-};
-use super::steady::{Memo, Reading};
+pub mod cli;
+mod parse;
+pub mod rest;
+pub mod steady;
+
 use super::{
     CancelError, JobRow, JobSpec, QueryError, Scheduler, Sightings, SubmitError, TrackedJob,
-    wrap_line,
 };
-use crate::config::{Config, JobCommand, JobConfig, umask_text};
-use crate::engine::{OutageEdge, OutageLatch, Rejection};
-use crate::process::{self, Invocation, ProcessError};
+use crate::config::Config;
+use crate::engine::{OutageEdge, OutageLatch};
 use crate::time::Millis;
+pub use cli::{
+    Cli, SQUEUE_BY_USER_ABOVE, STARTTIME_MARGIN, run_test_only, sbatch_invocation,
+    scancel_invocation, squeue_selections, starttime_arg, test_only_invocation,
+};
+pub use parse::{
+    SACCT_FIELDS, SQUEUE_FIELDS, detail_text, epoch_ms, find_key, find_uncommented_since,
+    is_job_id, parse_parsable, parse_sacct, parse_squeue, parse_squeue_line, parse_squeue_of,
+    sbatch_refusal_is_certain, scancel_found_it_ended, split_job_id, squeue_line_id,
+    time_used_secs, wait_status,
+};
+use steady::{Memo, Reading};
+
+/// How Slurm is asked.
+#[derive(Debug)]
+enum How {
+    /// Its command-line tools.
+    Cli(Cli),
+    /// slurmrestd.
+    Rest(rest::Rest),
+}
 
 /// Slurm back end.
 #[derive(Debug)]
 pub struct Slurm {
-    job: JobConfig,
-    root: PathBuf,
-    timeout: Duration,
+    /// How every call goes.
+    how: How,
     /// Whether `sacct` is failing (reported once when it starts and once when it ends).
     accounting: OutageLatch,
     /// Whether `squeue` is failing.
@@ -46,10 +60,26 @@ pub struct Slurm {
 impl Slurm {
     /// A Slurm back end for this config.
     pub fn new(cfg: &Config) -> Self {
+        Slurm::with(How::Cli(Cli::new(cfg)))
+    }
+
+    /// A Slurm back end that asks slurmrestd (`job.slurmrest_url`, the token from
+    /// `job.slurmrest_token_file` or the daemon's `SLURM_JWT`).
+    pub fn rest(cfg: &Config) -> Self {
+        let source = match &cfg.job.slurmrest_token_file {
+            Some(f) => rest::TokenSource::File(f.clone()),
+            None => rest::TokenSource::Env(std::env::var("SLURM_JWT").unwrap_or_default()),
+        };
+        Slurm::with(How::Rest(rest::Rest::new(
+            cfg,
+            &cfg.job.slurmrest_url,
+            source,
+        )))
+    }
+
+    fn with(how: How) -> Self {
         Slurm {
-            job: cfg.job.clone(),
-            root: cfg.watch.root.clone(),
-            timeout: cfg.job.command_timeout,
+            how,
             accounting: OutageLatch::default(),
             controller: OutageLatch::default(),
             controller_next: None,
@@ -58,137 +88,13 @@ impl Slurm {
     }
 }
 
-/// The `sbatch` invocation for one directory (argument vector and environment; no shell).
-pub fn sbatch_invocation(job: &JobConfig, root: &std::path::Path, spec: &JobSpec) -> Invocation {
-    let mut inv = Invocation::new("sbatch")
-        .arg("--parsable")
-        .arg(format!("--job-name={}", spec.job_name))
-        .arg(format!("--comment={}", spec.key));
-    if let Some(p) = &job.partition {
-        inv = inv.arg(format!("--partition={p}"));
-    }
-    if let Some(a) = &job.account {
-        inv = inv.arg(format!("--account={a}"));
-    }
-    if let Some(g) = &job.gres {
-        inv = inv.arg(format!("--gres={g}"));
-    }
-    if let Some(t) = &job.time_limit {
-        inv = inv.arg(format!("--time={}", t.slurm));
-    }
-    if job.chdir_to_subdir {
-        inv = inv.arg("--chdir").arg(&spec.dir_path);
-    }
-    if let Some(o) = &job.output {
-        inv = inv.arg("--output").arg(root.join(o));
-    }
-    for a in &job.extra_args {
-        inv = inv.arg(a);
-    }
-    match &job.command {
-        JobCommand::Wrap(w) => {
-            let mut wrap = OsString::from("--wrap=");
-            wrap.push(wrap_line(w, spec.dir_path.as_os_str()));
-            inv = inv.arg(wrap);
-        }
-        JobCommand::Script(s) => inv = inv.arg(s).arg(&spec.dir_path),
-    }
-    inv.env
-        .push(("WATCH_DIR".into(), spec.dir_path.clone().into_os_string()));
-    // sbatch keeps a SLURM_UMASK it is given (else it records its own umask, i.e. the service's
-    // `UMask=0027`), and slurmstepd applies it to the job: the job runs with `job.umask`. A
-    // `job.env.SLURM_UMASK` comes later and wins.
-    inv.env
-        .push(("SLURM_UMASK".into(), umask_text(job.umask).into()));
-    for (k, v) in &job.env {
-        inv.env.push((k.into(), v.into()));
-    }
-    inv
-}
-
-/// `scancel --name=<our job name> <id>`: with a filter, scancel signals the id only if the job matches it,
-/// so a reused id that now belongs to another job is not cancelled.
-pub fn scancel_invocation(job: &TrackedJob) -> Invocation {
-    let (id, cluster) = split_job_id(&job.job_id);
-    let mut inv = Invocation::new("scancel").arg(format!("--name={}", job.job_name));
-    if let Some(c) = cluster {
-        inv = inv.arg(format!("--clusters={c}"));
-    }
-    inv.arg(id)
-}
-
-/// scancel's words for a job that had already ended (or that the controller forgot long ago).
-pub fn scancel_found_it_ended(stderr: &str) -> bool {
-    stderr.contains("already completing or completed")
-        || stderr.contains("Invalid job id specified")
-}
-
-/// The submission `check-config --slurm` asks about: the exact `sbatch` the daemon would run (same
-/// function, same environment) for the root as a sample directory, with `--test-only` first, so Slurm
-/// checks it and creates no job.
-pub fn test_only_invocation(cfg: &Config) -> Invocation {
-    let root = &cfg.watch.root;
-    let sample = root.file_name().unwrap_or(root.as_os_str());
-    let spec = JobSpec {
-        dir_path: root.clone(),
-        job_name: crate::engine::job_name(&cfg.job.job_name_prefix, sample),
-        key: "dw-check-config".into(),
-    };
-    let mut inv = sbatch_invocation(&cfg.job, root, &spec);
-    // Before every other option: with `job_script`, what follows the script is its arguments.
-    inv.args.insert(0, "--test-only".into());
-    inv
-}
-
-/// What `sbatch --test-only` said about the job the daemon would submit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TestOnly {
-    /// Slurm would take it (its words: when and where it would start).
-    Accepted(String),
-    /// Slurm refuses it; `reason` when the words say what in the config is wrong.
-    Refused {
-        /// What sbatch printed.
-        said: String,
-        /// The config problem, when known.
-        reason: Option<Rejection>,
-    },
-    /// sbatch could not be asked (not installed, hung, killed).
-    NotAsked(String),
-}
-
-/// Runs `inv` (from [`test_only_invocation`]) within `timeout` and says what Slurm answered.
-pub fn run_test_only(inv: &Invocation, timeout: Duration) -> TestOnly {
-    match process::run(inv, timeout) {
-        // sbatch --test-only answers on stderr ("sbatch: Job 5 to start at … in partition main").
-        Ok(out) => TestOnly::Accepted(process::trim(&format!("{}{}", out.stdout, out.stderr))),
-        Err(ProcessError::Failed { stderr, stdout, .. }) => {
-            let said = process::trim(&format!("{stdout}\n{stderr}"));
-            let reason = crate::engine::classify_rejection(&said);
-            TestOnly::Refused { said, reason }
-        }
-        Err(e) => TestOnly::NotAsked(crate::logging::error_chain(&e)),
-    }
-}
-
-/// How far before the oldest intent in flight a query's `sacct --starttime` reaches: well beyond any clock
-/// skew, and still hours instead of sacct's default of 1970 (with `--jobs`), which reads every old job of
-/// a reused id and scans the whole database.
-pub const STARTTIME_MARGIN: Duration = Duration::from_secs(3600);
-
-/// `sacct --starttime` for jobs whose oldest intent was committed at `oldest` (wall ms), asked at `now`:
-/// `now-<seconds>`, a form every sacct accepts whatever the locale and `SLURM_TIME_FORMAT`.
-pub fn starttime_arg(oldest: Millis, now: Millis) -> String {
-    let back = ((now - oldest).max(0) / 1000) + STARTTIME_MARGIN.as_secs() as i64;
-    format!("--starttime=now-{back}")
-}
-
 /// Job ids per `sacct`/`squeue` call. One argument of all ids fails with "Argument list too long" near
 /// 16,400 seven-digit ids (and tracking would stop); 2,000 ids are ~16 KB, well inside any limit, and
 /// still few calls (10 for 20,000 jobs in flight).
 pub const IDS_PER_CALL: usize = 2000;
 
 /// Groups job ids by cluster (normally one group: the local cluster), in chunks of [`IDS_PER_CALL`].
-fn by_cluster<'a>(
+pub(crate) fn by_cluster<'a>(
     jobs: impl IntoIterator<Item = &'a TrackedJob>,
 ) -> Vec<(Option<&'a str>, Vec<&'a str>)> {
     let mut m: BTreeMap<Option<&str>, Vec<&str>> = BTreeMap::new();
@@ -205,176 +111,63 @@ fn by_cluster<'a>(
         .collect()
 }
 
+impl How {
+    /// How the controller is asked, in the operator's words.
+    fn controller_word(&self) -> &'static str {
+        match self {
+            How::Cli(_) => "squeue",
+            How::Rest(_) => "slurmrestd",
+        }
+    }
+
+    /// How accounting is asked, in the operator's words.
+    fn accounting_word(&self) -> &'static str {
+        match self {
+            How::Cli(_) => "sacct",
+            How::Rest(_) => "slurmrestd's slurmdb",
+        }
+    }
+
+    fn submit(&self, spec: &JobSpec) -> Result<String, SubmitError> {
+        match self {
+            How::Cli(c) => c.sbatch(spec),
+            How::Rest(r) => r.submit(spec),
+        }
+    }
+}
+
 /// After a failed `squeue`, the controller is asked again only this much later: a controller that is down
 /// makes each call wait for its timeout (about 9 s), and accounting answers meanwhile.
 const CONTROLLER_PROBE: Duration = Duration::from_secs(60);
 
-/// Finds the job id carrying `key` in `ID|COMMENT` lines (from `squeue -o '%i|%k'` or sacct).
-pub fn find_key(stdout: &str, key: &str) -> Option<String> {
-    stdout.lines().find_map(|l| {
-        let mut f = l.split('|');
-        let (id, comment) = (f.next()?.trim(), f.next()?.trim());
-        (comment == key && is_job_id(id)).then(|| id.to_string())
-    })
-}
-
-/// In `ID|COMMENT|SUBMIT_EPOCH` lines, the earliest job without a comment submitted at or after `since`
-/// (milliseconds; one minute of clock skew allowed).
-pub fn find_uncommented_since(stdout: &str, since: Millis) -> Option<String> {
-    stdout
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split('|');
-            let (id, comment, submit) = (f.next()?.trim(), f.next()?.trim(), f.next()?.trim());
-            let submit_ms = submit.parse::<i64>().ok()?.checked_mul(1000)?;
-            (comment.is_empty() && is_job_id(id) && submit_ms >= since - 60_000)
-                .then(|| (submit_ms, id.to_string()))
-        })
-        .min()
-        .map(|(_, id)| id)
-}
-
-/// True when sbatch's error proves no job was created: the controller refused it or was never reached, or
-/// sbatch itself refused what the config asks before sending anything (an unknown gres or option, an
-/// unreadable script: these lack the "submission failed" words).
-pub fn sbatch_refusal_is_certain(stderr: &str) -> bool {
-    let s = stderr.to_ascii_lowercase();
-    let refused = s.contains("batch job submission failed")
-        || crate::engine::classify_rejection(&s).is_some();
-    refused && !s.contains("timed out") && !s.contains("timeout")
-}
-
-impl Slurm {
-    /// One bounded `sacct` per cluster and chunk of [`IDS_PER_CALL`] ids.
-    fn query_sacct(&self, jobs: &[&TrackedJob]) -> Result<Vec<JobRow>, QueryError> {
-        let oldest = jobs.iter().map(|j| j.since).min().unwrap_or_else(now_ms);
-        let mut out = Vec::new();
-        for (cluster, ids) in by_cluster(jobs.iter().copied()) {
-            let mut inv = Invocation::new("sacct")
-                .arg("-X")
-                .arg("-n")
-                .arg("-P")
-                .arg(format!("--format={SACCT_FIELDS}"))
-                .arg(starttime_arg(oldest, now_ms()))
-                .arg(format!("--jobs={}", ids.join(",")));
-            if let Some(c) = cluster {
-                inv = inv.arg(format!("--clusters={c}"));
-            }
-            inv.env.push(("SLURM_TIME_FORMAT".into(), "%s".into()));
-            let res = process::run(&inv, self.timeout).map_err(|e| QueryError(e.to_string()))?;
-            out.extend(parse_sacct(&res.stdout, cluster));
-        }
-        Ok(out)
-    }
-
-    /// The controller's view (finished jobs too, until `MinJobAge`), with the fields that tell whose job a
-    /// row is and whether it may run again: see [`squeue_selections`]. A job that `--me` does not list is
-    /// asked about by id: it may belong to another user (`--uid`), so only `--jobs` can say that the
-    /// controller does not know it.
-    /// Returns the rows parsed and the jobs whose lines were steady (see [`super::steady`]).
-    fn query_controller(
-        &mut self,
-        jobs: &[TrackedJob],
-    ) -> Result<(Vec<JobRow>, Vec<usize>), QueryError> {
-        let mut reading = Reading::new(jobs);
-        self.read_controller(jobs, &mut reading)?;
-        Ok(reading.finish(&mut self.memo))
-    }
-
-    fn read_controller<'j>(
-        &self,
-        jobs: &'j [TrackedJob],
-        reading: &mut Reading<'j>,
-    ) -> Result<(), QueryError> {
-        for (cluster, select) in squeue_selections(jobs) {
-            let out = self.squeue(cluster, &select)?;
-            reading.read(&out, cluster, &self.memo);
-            if select != "--me" {
-                continue;
-            }
-            let mut unlisted: Vec<&str> = jobs
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| !reading.listed(*i))
-                .map(|(_, j)| split_job_id(&j.job_id))
-                .filter(|(_, c)| *c == cluster)
-                .map(|(id, _)| id)
-                .collect();
-            unlisted.sort_unstable();
-            for ids in unlisted.chunks(IDS_PER_CALL) {
-                let out = self.squeue(cluster, &jobs_selection(ids))?;
-                reading.read(&out, cluster, &self.memo);
-            }
-        }
-        Ok(())
-    }
-
-    /// What one `squeue -t all` call selecting `select` on `cluster` printed. A forgotten id ("Invalid job
-    /// id specified") prints nothing, and is no error.
-    fn squeue(&self, cluster: Option<&str>, select: &str) -> Result<String, QueryError> {
-        let mut inv = Invocation::new("squeue")
-            .arg("-h")
-            .arg("-t")
-            .arg("all")
-            .arg(select)
-            .arg("-O")
-            .arg(SQUEUE_FIELDS);
-        if let Some(c) = cluster {
-            inv = inv.arg(format!("--clusters={c}"));
-        }
-        inv.env.push(("SLURM_TIME_FORMAT".into(), "%s".into()));
-        match process::run(&inv, self.timeout) {
-            Ok(res) => Ok(res.stdout),
-            Err(ProcessError::Failed { stderr, .. })
-                if stderr.contains("Invalid job id specified") =>
-            {
-                Ok(String::new())
-            }
-            Err(e) => Err(QueryError(e.to_string())),
-        }
-    }
-}
-
-/// `--jobs=<ids>`, with a single id given twice: alone, squeue fails with "Invalid job id specified" once
-/// the controller has forgotten it; twice, it lists what it knows, as for several ids.
-fn jobs_selection(ids: &[&str]) -> String {
-    match ids {
-        [one] => format!("--jobs={one},{one}"),
-        _ => format!("--jobs={}", ids.join(",")),
-    }
-}
-
-/// Above this many jobs of one cluster, the controller is asked for all of this user's jobs at once instead
-/// of by id: squeue filters `--jobs` on the client against every job the controller holds (2,000 ids among
-/// 22,000 jobs: 1.5 s of squeue CPU, against 0.3 s for `--me` and all 22,000 rows), and `--me` is filtered
-/// by the controller.
-pub const SQUEUE_BY_USER_ABOVE: usize = 100;
-
-/// What each `squeue` call selects, per cluster: `--me` for many jobs, else `--jobs=<ids>` (see
-/// [`jobs_selection`]).
-pub fn squeue_selections(jobs: &[TrackedJob]) -> Vec<(Option<&str>, String)> {
-    let mut m: BTreeMap<Option<&str>, Vec<&str>> = BTreeMap::new();
-    for j in jobs {
-        let (id, cluster) = split_job_id(&j.job_id);
-        m.entry(cluster).or_default().push(id);
-    }
-    m.into_iter()
-        .map(|(cluster, ids)| {
-            if ids.len() > SQUEUE_BY_USER_ABOVE {
-                return (cluster, "--me".to_string());
-            }
-            (cluster, jobs_selection(&ids))
-        })
-        .collect()
-}
-
 impl Scheduler for Slurm {
     fn name(&self) -> &'static str {
-        "slurm"
+        match self.how {
+            How::Cli(_) => "slurm",
+            How::Rest(_) => "slurmrest",
+        }
+    }
+
+    fn jobs_run(&self) -> super::JobsRun {
+        super::JobsRun::OnCluster
+    }
+
+    fn preflight(&mut self) -> super::Preflight {
+        match &self.how {
+            How::Cli(c) => c.preflight(),
+            How::Rest(r) => r.preflight(),
+        }
+    }
+
+    fn describe(&self, spec: &JobSpec) -> String {
+        match &self.how {
+            How::Cli(c) => c.describe(spec),
+            How::Rest(r) => r.describe(spec),
+        }
     }
 
     fn submit(&mut self, spec: &JobSpec) -> Result<String, SubmitError> {
-        self.sbatch(spec)
+        self.how.submit(spec)
     }
 
     fn submit_many(
@@ -384,7 +177,7 @@ impl Scheduler for Slurm {
         answer: &mut super::Answer<'_>,
     ) -> usize {
         let this = &*self;
-        super::submit_concurrently(specs, width, |spec| this.sbatch(spec), answer)
+        super::submit_concurrently(specs, width, |spec| this.how.submit(spec), answer)
     }
 
     fn query(
@@ -401,45 +194,38 @@ impl Scheduler for Slurm {
         job_name: &str,
         since: Millis,
     ) -> Result<Option<String>, QueryError> {
-        self.lookup_key(key, job_name, since)
+        match &self.how {
+            How::Cli(c) => c.lookup(key, job_name, since),
+            How::Rest(r) => r.lookup(key, job_name, since),
+        }
     }
 
     fn cancel(&mut self, job: &TrackedJob) -> Result<(), CancelError> {
-        let inv = scancel_invocation(job);
-        match process::run(&inv, self.timeout) {
-            Ok(_) => Ok(()),
-            Err(ProcessError::Failed { stderr, .. }) if scancel_found_it_ended(&stderr) => Ok(()),
-            Err(e) => Err(CancelError(crate::logging::error_chain(&e))),
+        match &self.how {
+            How::Cli(c) => c.scancel(job),
+            How::Rest(r) => r.cancel(job),
         }
     }
 }
 
 impl Slurm {
-    /// One `sbatch`, its answer classified.
-    fn sbatch(&self, spec: &JobSpec) -> Result<String, SubmitError> {
-        let inv = sbatch_invocation(&self.job, &self.root, spec);
-        match process::run(&inv, self.timeout) {
-            Ok(out) => parse_parsable(&out.stdout).ok_or_else(|| {
-                SubmitError::Uncertain(format!(
-                    "sbatch exited 0 but printed no job id (stdout {:?}, stderr {:?})",
-                    process::trim(&out.stdout),
-                    process::trim(&out.stderr)
-                ))
-            }),
-            Err(ProcessError::Failed {
-                stderr,
-                status_text,
-                ..
-            }) if sbatch_refusal_is_certain(&stderr) => Err(SubmitError::Refused(format!(
-                "sbatch failed with {status_text}: {stderr}"
-            ))),
-            Err(e @ ProcessError::Spawn { .. }) => Err(SubmitError::Refused(format!(
-                "{e}: {} (is Slurm installed and `sbatch` on PATH?)",
-                std::error::Error::source(&e)
-                    .map(|s| s.to_string())
-                    .unwrap_or_default()
-            ))),
-            Err(e) => Err(SubmitError::Uncertain(e.to_string())),
+    /// The controller's view (finished jobs too, until `MinJobAge`), with the fields that tell whose job a
+    /// row is and whether it may run again: see [`squeue_selections`]. A job that `--me` does not list is
+    /// asked about by id: it may belong to another user (`--uid`), so only `--jobs` can say that the
+    /// controller does not know it.
+    /// Returns the rows parsed and the jobs whose lines were steady (see [`steady`]).
+    fn query_controller(
+        &mut self,
+        jobs: &[TrackedJob],
+    ) -> Result<(Vec<JobRow>, Vec<usize>), QueryError> {
+        match &self.how {
+            How::Cli(c) => {
+                let mut reading = Reading::new(jobs);
+                c.read_controller(jobs, &mut reading, &self.memo)?;
+                Ok(reading.finish(&mut self.memo))
+            }
+            // Rows from JSON: none is remembered as a steady line (each is judged again).
+            How::Rest(r) => Ok((r.controller(jobs, SQUEUE_BY_USER_ABOVE)?, Vec::new())),
         }
     }
 
@@ -483,13 +269,17 @@ impl Slurm {
 
     /// `sacct` about `jobs`; an outage is said once when it starts and once when it ends.
     fn ask_accounting(&mut self, jobs: &[&TrackedJob]) -> Result<Vec<JobRow>, QueryError> {
-        let acct = self.query_sacct(jobs);
+        let acct = match &self.how {
+            How::Cli(c) => c.sacct(jobs),
+            How::Rest(r) => r.accounting(jobs),
+        };
         let now = now_ms();
         match &acct {
             Ok(_) => {
                 if let OutageEdge::Ended { failures, .. } = self.accounting.succeeded(now) {
                     tracing::info!(
-                        "accounting (sacct) answers again after {failures} failed queries"
+                        "accounting ({}) answers again after {failures} failed queries",
+                        self.how.accounting_word()
                     );
                 }
             }
@@ -498,7 +288,9 @@ impl Slurm {
             Err(e) => {
                 if self.accounting.failed(now) == OutageEdge::Started {
                     tracing::warn!(
-                        "accounting (sacct) is not answering: {e}; following jobs through the controller (squeue) meanwhile"
+                        "accounting ({}) is not answering: {e}; following jobs through the controller ({}) meanwhile",
+                        self.how.accounting_word(),
+                        self.how.controller_word()
                     );
                 }
             }
@@ -524,7 +316,8 @@ impl Slurm {
                 self.controller_next = None;
                 if let OutageEdge::Ended { failures, .. } = self.controller.succeeded(now) {
                     tracing::info!(
-                        "the controller (squeue) answers again after {failures} failed queries"
+                        "the controller ({}) answers again after {failures} failed queries",
+                        self.how.controller_word()
                     );
                 }
             }
@@ -532,8 +325,9 @@ impl Slurm {
                 self.controller_next = Some(now + crate::time::ms(CONTROLLER_PROBE));
                 if self.controller.failed(now) == OutageEdge::Started {
                     tracing::warn!(
-                        "the controller (squeue) is not answering: {e}; following jobs through accounting \
+                        "the controller ({}) is not answering: {e}; following jobs through accounting \
                          meanwhile (failures are recorded only after {}; asking the controller again every {})",
+                        self.how.controller_word(),
                         crate::time::human(crate::time::ms(crate::engine::judge::REQUEUE_SETTLE)),
                         crate::time::human(crate::time::ms(CONTROLLER_PROBE)),
                     );
@@ -541,52 +335,6 @@ impl Slurm {
             }
         }
         r
-    }
-
-    fn lookup_key(
-        &mut self,
-        key: &str,
-        job_name: &str,
-        since: Millis,
-    ) -> Result<Option<String>, QueryError> {
-        // squeue knows a job the moment sbatch returns, and keeps finished ones for MinJobAge;
-        // sacct lags a few seconds but keeps them for good. Both must answer for a "no".
-        let sq = Invocation::new("squeue")
-            .arg("-h")
-            .arg("-t")
-            .arg("all")
-            .arg(format!("--name={job_name}"))
-            .arg("-o")
-            .arg("%i|%k");
-        let sq = process::run(&sq, self.timeout).map_err(|e| QueryError(e.to_string()))?;
-        if let Some(id) = find_key(&sq.stdout, key) {
-            return Ok(Some(id));
-        }
-        let age_s = ((now_ms() - since) / 1000).max(0) + 3600;
-        let sa = Invocation::new("sacct")
-            .arg("-X")
-            .arg("-n")
-            .arg("-P")
-            .arg(format!("--name={job_name}"))
-            .arg(format!("--starttime=now-{age_s}"))
-            .arg("--format=JobIDRaw,Comment,Submit");
-        let mut sa = sa;
-        // Submit times as epoch seconds, whatever the site's locale.
-        sa.env.push(("SLURM_TIME_FORMAT".into(), "%s".into()));
-        let sa = process::run(&sa, self.timeout).map_err(|e| QueryError(e.to_string()))?;
-        if let Some(id) = find_key(&sa.stdout, key) {
-            return Ok(Some(id));
-        }
-        // A cluster without `AccountingStoreFlags=job_comment` stores no comments: then the job with our
-        // exact name submitted after the intent was committed is ours (the name embeds the directory).
-        if let Some(id) = find_uncommented_since(&sa.stdout, since) {
-            tracing::warn!(
-                "job {id} named `{job_name}` carries no submission key in accounting (set \
-                 AccountingStoreFlags=job_comment in slurm.conf); adopting it by name and submit time"
-            );
-            return Ok(Some(id));
-        }
-        Ok(None)
     }
 }
 
@@ -612,7 +360,7 @@ fn undecided<'a>(
         .collect()
 }
 
-fn now_ms() -> Millis {
+pub(crate) fn now_ms() -> Millis {
     crate::time::wall_now()
 }
 
@@ -622,7 +370,7 @@ mod tests {
 
     use super::super::Source;
     use super::*;
-    use crate::config::{ExecutorKind, TimeLimit};
+    use crate::config::{ExecutorKind, JobCommand, JobConfig, TimeLimit};
     use crate::engine::JobDetail;
 
     proptest::proptest! {
@@ -930,7 +678,7 @@ mod tests {
             t.path()
         );
         let cfg = Config::parse(&yaml, &t.path().join("c.yaml")).unwrap();
-        let inv = test_only_invocation(&cfg);
+        let inv = test_only_invocation(&cfg.job, &cfg.watch.root);
         let args: Vec<String> = inv
             .args
             .iter()
@@ -1011,6 +759,8 @@ mod tests {
     fn sbatch_argv_matches_the_seed_example() {
         let job = JobConfig {
             executor: ExecutorKind::Slurm,
+            slurmrest_url: String::new(),
+            slurmrest_token_file: None,
             command: JobCommand::Wrap("python3 /opt/dirwatcher/process_dir.py".into()),
             partition: Some("main".into()),
             account: Some("dev".into()),

@@ -25,10 +25,11 @@ use serde::{Deserialize, Serialize};
 use wait_timeout::ChildExt;
 
 use super::{
-    CancelError, JobReport, JobRow, JobSpec, QueryError, Scheduler, Sightings, Source, SubmitError,
-    TrackedJob, local_argv,
+    CancelError, JobReport, JobRow, JobSpec, JobsRun, Preflight, QueryError, Scheduler, Sightings,
+    Source, SubmitError, TrackedJob, env_words, local_argv,
 };
 use crate::config::{Config, JobConfig};
+use crate::logging::show;
 use crate::state_paths::StatePaths;
 use crate::time::Millis;
 
@@ -269,6 +270,33 @@ pub fn expand_output(pattern: &str, job_id: &str, job_name: &str) -> String {
 impl Scheduler for Local {
     fn name(&self) -> &'static str {
         "local"
+    }
+
+    fn jobs_run(&self) -> JobsRun {
+        JobsRun::OnThisHost
+    }
+
+    fn preflight(&mut self) -> Preflight {
+        Preflight::NothingToAsk("`job.executor` is `local` (jobs run on this machine)")
+    }
+
+    fn describe(&self, spec: &JobSpec) -> String {
+        // The argument vector itself, one JSON string per argument: no shell reads it.
+        let argv: Vec<String> = local_argv(&self.job.command, spec.dir_path.as_os_str())
+            .iter()
+            .map(|a| serde_json::to_string(&a.to_string_lossy()).unwrap_or_default())
+            .collect();
+        let cwd = if self.job.chdir_to_subdir {
+            show(&spec.dir_path)
+        } else {
+            show(&self.root)
+        };
+        format!(
+            "would run locally (job {}, in {cwd}):\n  env {}\n  argv [{}]",
+            spec.job_name,
+            env_words(&self.job, &spec.dir_path).join(" "),
+            argv.join(", ")
+        )
     }
 
     fn submit(&mut self, spec: &JobSpec) -> Result<String, SubmitError> {

@@ -12,12 +12,9 @@
 //! [`judge::steady`]: crate::engine::judge::steady
 //! [`Judgement::steady`]: crate::engine::judge::Judgement::steady
 
-use super::slurm_text::{parse_squeue_line, squeue_line_id};
-use super::{JobRow, TrackedJob};
+use super::parse::{SQUEUE_TIME_USED, parse_squeue_line, squeue_line_id};
 use crate::engine::judge;
-
-/// The `-O` field (counted from 0) that changes every second while a job runs: `TimeUsed`.
-const TIME_USED: usize = 6;
+use crate::engine::{JobRow, TrackedJob};
 
 /// The steady lines of the last answer, by job id (as the ledger stores it).
 #[derive(Debug, Default)]
@@ -153,7 +150,7 @@ fn same_but_time_used(a: &str, b: &str) -> bool {
     loop {
         match (fa.next(), fb.next()) {
             (None, None) => return true,
-            (Some(x), Some(y)) if x == y || k == TIME_USED => {}
+            (Some(x), Some(y)) if x == y || k == SQUEUE_TIME_USED => {}
             _ => return false,
         }
         k += 1;

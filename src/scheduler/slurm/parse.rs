@@ -1,0 +1,364 @@
+//! What Slurm's commands print, read: `sbatch --parsable`, `sacct -P` and `squeue -O` rows (with
+//! `SLURM_TIME_FORMAT=%s`), job ids, wait statuses and Slurm's words for "none".
+//!
+//! Owns: the field lists of the queries (defined once, looked up by name) and those pure parsing
+//! functions (unit-tested here and with the back end in [`super`]). Must never:
+//! run a command, or decide whether a row is about our job (the engine judges).
+
+use std::collections::HashSet;
+
+use crate::engine::{JobDetail, JobRow, Source};
+use crate::time::Millis;
+
+/// True for a plain numeric job id (`1234`; not an array or het-job id, not empty): the only kind we submit.
+pub fn is_job_id(id: &str) -> bool {
+    !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Parses `sbatch --parsable` output: `ID` or `ID;CLUSTER` on the last non-empty line (sbatch may print
+/// warnings before it). Returns the id as stored in the ledger (`ID` or `ID;CLUSTER`).
+pub fn parse_parsable(stdout: &str) -> Option<String> {
+    let line = stdout
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())?;
+    let (id, cluster) = match line.split_once(';') {
+        Some((i, c)) => (i, Some(c)),
+        None => (line, None),
+    };
+    if !is_job_id(id) {
+        return None;
+    }
+    match cluster {
+        Some(c)
+            if !c.is_empty()
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+        {
+            Some(format!("{id};{c}"))
+        }
+        Some(_) => None,
+        None => Some(id.to_string()),
+    }
+}
+
+/// Splits a stored job id into `(id, cluster)`.
+pub fn split_job_id(job_id: &str) -> (&str, Option<&str>) {
+    match job_id.split_once(';') {
+        Some((i, c)) => (i, Some(c)),
+        None => (job_id, None),
+    }
+}
+
+/// Declares a query's field list once: the names in order (looked up by name with [`field`]) and the
+/// text Slurm is given, built from the same names at compile time.
+macro_rules! field_list {
+    ($(#[$doc:meta])* $names:ident, $text:ident = [$first:literal $(, $rest:literal)* $(,)?], $suffix:literal) => {
+        $(#[$doc])*
+        pub const $names: &[&str] = &[$first $(, $rest)*];
+        /// The same fields as the tool's argument (see the list of names).
+        pub const $text: &str = concat!($first, $suffix $(, ",", $rest, $suffix)*);
+    };
+}
+
+field_list!(
+    /// The `sacct --format` of a query: the free-text fields last, so a `|` in a stranger's job name
+    /// cannot shift the fields before it.
+    SACCT_NAMES, SACCT_FIELDS = [
+        "JobIDRaw", "Submit", "End", "State", "ExitCode", "ElapsedRaw", "NodeList", "Reason", "Comment",
+        "JobName",
+    ],
+    ""
+);
+
+field_list!(
+    /// The `squeue -O` of a query (every field ends in `|`; no widths, so nothing is truncated).
+    /// `exit_code` is the raw wait status, `Requeue` the controller's word on a requeue after a failure.
+    SQUEUE_NAMES, SQUEUE_FIELDS = [
+        "JobID", "SubmitTime", "EndTime", "State", "exit_code", "Requeue", "TimeUsed", "NodeList", "Reason",
+        "Comment", "Name",
+    ],
+    ":|"
+);
+
+/// Where the field `name` is in `names`, counted from 0. Used in constants, so a name that is not in the
+/// list stops the build instead of reading another field.
+pub const fn field(names: &[&str], name: &str) -> usize {
+    let mut i = 0;
+    while i < names.len() {
+        if same(names[i].as_bytes(), name.as_bytes()) {
+            return i;
+        }
+        i += 1;
+    }
+    panic!("no such field in the query's list")
+}
+
+const fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The fields of a `sacct` row, by name.
+mod sacct {
+    use super::{SACCT_NAMES as N, field};
+    pub const ID: usize = field(N, "JobIDRaw");
+    pub const SUBMIT: usize = field(N, "Submit");
+    pub const END: usize = field(N, "End");
+    pub const STATE: usize = field(N, "State");
+    pub const EXIT: usize = field(N, "ExitCode");
+    pub const ELAPSED: usize = field(N, "ElapsedRaw");
+    pub const NODES: usize = field(N, "NodeList");
+    pub const REASON: usize = field(N, "Reason");
+    pub const COMMENT: usize = field(N, "Comment");
+    pub const NAME: usize = field(N, "JobName");
+    // The name is free text and may hold `|`: it must be last, where `splitn` keeps it whole.
+    const _: () = assert!(NAME == N.len() - 1);
+}
+
+/// The fields of a `squeue` line, by name.
+mod squeue {
+    use super::{SQUEUE_NAMES as N, field};
+    pub const ID: usize = field(N, "JobID");
+    pub const SUBMIT: usize = field(N, "SubmitTime");
+    pub const END: usize = field(N, "EndTime");
+    pub const STATE: usize = field(N, "State");
+    pub const EXIT: usize = field(N, "exit_code");
+    pub const REQUEUE: usize = field(N, "Requeue");
+    pub const TIME_USED: usize = field(N, "TimeUsed");
+    pub const NODES: usize = field(N, "NodeList");
+    pub const REASON: usize = field(N, "Reason");
+    pub const COMMENT: usize = field(N, "Comment");
+    pub const NAME: usize = field(N, "Name");
+    const _: () = assert!(NAME == N.len() - 1);
+}
+
+/// The `squeue` field that changes every second while a job runs (its run time), by position.
+pub const SQUEUE_TIME_USED: usize = squeue::TIME_USED;
+
+/// Slurm's words for "none" in the reason and node columns.
+pub fn detail_text(s: &str) -> String {
+    match s.trim() {
+        "None" | "(null)" | "None assigned" | "N/A" => String::new(),
+        t => t.to_string(),
+    }
+}
+
+/// squeue's `TimeUsed` (`[D-][HH:]MM:SS`) in seconds.
+pub fn time_used_secs(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (days, rest) = match s.split_once('-') {
+        Some((d, r)) => (d.parse::<u64>().ok()?, r),
+        None => (0, s),
+    };
+    let mut secs = 0u64;
+    for part in rest.split(':') {
+        secs = secs
+            .checked_mul(60)?
+            .checked_add(part.parse::<u64>().ok()?)?;
+    }
+    Some(days * 86400 + secs)
+}
+
+/// A time printed with `SLURM_TIME_FORMAT=%s`: epoch seconds, or a word (`Unknown`, `N/A`, `NONE`) for none.
+pub fn epoch_ms(s: &str) -> Option<Millis> {
+    let secs = s.trim().parse::<i64>().ok().filter(|&t| t > 0)?;
+    secs.checked_mul(1000)
+}
+
+/// Parses `sacct -X -n -P --format=<SACCT_FIELDS>` output (with `SLURM_TIME_FORMAT=%s`): every row of a
+/// whole allocation, several per id when the id was reused. `cluster` is appended to the id (`ID;CLUSTER`).
+pub fn parse_sacct(stdout: &str, cluster: Option<&str>) -> Vec<JobRow> {
+    stdout
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.splitn(SACCT_NAMES.len(), '|').collect();
+            if f.len() != SACCT_NAMES.len() {
+                return None;
+            }
+            let at = |i: usize| f[i].trim();
+            let id = at(sacct::ID);
+            // Only whole allocations of plain jobs: skip steps (`12.batch`) and anything else.
+            is_job_id(id).then(|| JobRow {
+                source: Source::Accounting,
+                job_id: with_cluster(id, cluster),
+                name: at(sacct::NAME).to_string(),
+                comment: at(sacct::COMMENT).to_string(),
+                submit: epoch_ms(at(sacct::SUBMIT)),
+                end: epoch_ms(at(sacct::END)),
+                state: at(sacct::STATE).to_string(),
+                exit_code: at(sacct::EXIT).to_string(),
+                requeue: None,
+                detail: JobDetail {
+                    reason: detail_text(at(sacct::REASON)),
+                    nodes: detail_text(at(sacct::NODES)),
+                    elapsed_sec: at(sacct::ELAPSED).parse().ok(),
+                },
+            })
+        })
+        .collect()
+}
+
+/// Parses `squeue -h -t all -O <SQUEUE_FIELDS>` output (with `SLURM_TIME_FORMAT=%s`).
+pub fn parse_squeue(stdout: &str, cluster: Option<&str>) -> Vec<JobRow> {
+    parse_squeue_of(stdout, cluster, None)
+}
+
+/// [`parse_squeue`] of the lines whose id is in `asked` (all lines when `None`): a line of another job
+/// costs a look at its first field, no allocation.
+pub fn parse_squeue_of(
+    stdout: &str,
+    cluster: Option<&str>,
+    asked: Option<&HashSet<&str>>,
+) -> Vec<JobRow> {
+    stdout
+        .lines()
+        .filter(|line| asked.is_none_or(|a| a.contains(squeue_line_id(line))))
+        .filter_map(|line| parse_squeue_line(line, cluster))
+        .collect()
+}
+
+/// The job id a `squeue -O <SQUEUE_FIELDS>` line is about (its `JobID` field, trimmed).
+pub fn squeue_line_id(line: &str) -> &str {
+    line.split('|').nth(squeue::ID).unwrap_or_default().trim()
+}
+
+/// One `squeue -O <SQUEUE_FIELDS>` line as a row (`None` for a line that is not a job's).
+pub fn parse_squeue_line(line: &str, cluster: Option<&str>) -> Option<JobRow> {
+    let line = line.strip_suffix('|').unwrap_or(line);
+    let f: Vec<&str> = line.splitn(SQUEUE_NAMES.len(), '|').collect();
+    if f.len() != SQUEUE_NAMES.len() {
+        return None;
+    }
+    let at = |i: usize| f[i].trim();
+    let id = at(squeue::ID);
+    is_job_id(id).then(|| JobRow {
+        source: Source::Controller,
+        job_id: with_cluster(id, cluster),
+        name: at(squeue::NAME).to_string(),
+        // squeue's word for no comment; sacct prints an empty field.
+        comment: match at(squeue::COMMENT) {
+            "(null)" => String::new(),
+            c => c.to_string(),
+        },
+        submit: epoch_ms(at(squeue::SUBMIT)),
+        end: epoch_ms(at(squeue::END)),
+        state: at(squeue::STATE).to_string(),
+        exit_code: wait_status(at(squeue::EXIT)),
+        requeue: match at(squeue::REQUEUE) {
+            "1" => Some(true),
+            "0" => Some(false),
+            _ => None,
+        },
+        detail: JobDetail {
+            reason: detail_text(at(squeue::REASON)),
+            nodes: detail_text(at(squeue::NODES)),
+            elapsed_sec: time_used_secs(at(squeue::TIME_USED)),
+        },
+    })
+}
+
+/// squeue's `exit_code` is the raw wait status (`768` for exit 3); sacct's form is `code:signal`.
+pub fn wait_status(raw: &str) -> String {
+    if raw.contains(':') {
+        return raw.to_string();
+    }
+    match raw.parse::<u32>() {
+        Ok(w) => format!("{}:{}", (w >> 8) & 0xff, w & 0x7f),
+        Err(_) => String::new(),
+    }
+}
+
+fn with_cluster(id: &str, cluster: Option<&str>) -> String {
+    match cluster {
+        Some(c) => format!("{id};{c}"),
+        None => id.to_string(),
+    }
+}
+
+/// Finds the job id carrying `key` in `ID|COMMENT` lines (from `squeue -o '%i|%k'` or sacct).
+pub fn find_key(stdout: &str, key: &str) -> Option<String> {
+    stdout.lines().find_map(|l| {
+        let mut f = l.split('|');
+        let (id, comment) = (f.next()?.trim(), f.next()?.trim());
+        (comment == key && is_job_id(id)).then(|| id.to_string())
+    })
+}
+
+/// In `ID|COMMENT|SUBMIT_EPOCH` lines, the earliest job without a comment submitted at or after `since`
+/// (milliseconds; one minute of clock skew allowed).
+pub fn find_uncommented_since(stdout: &str, since: Millis) -> Option<String> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split('|');
+            let (id, comment, submit) = (f.next()?.trim(), f.next()?.trim(), f.next()?.trim());
+            let submit_ms = submit.parse::<i64>().ok()?.checked_mul(1000)?;
+            (comment.is_empty() && is_job_id(id) && submit_ms >= since - 60_000)
+                .then(|| (submit_ms, id.to_string()))
+        })
+        .min()
+        .map(|(_, id)| id)
+}
+
+/// True when sbatch's error proves no job was created: the controller refused it or was never reached, or
+/// sbatch itself refused what the config asks before sending anything (an unknown gres or option, an
+/// unreadable script: these lack the "submission failed" words).
+pub fn sbatch_refusal_is_certain(stderr: &str) -> bool {
+    let s = stderr.to_ascii_lowercase();
+    let refused = s.contains("batch job submission failed")
+        || crate::engine::classify_rejection(&s).is_some();
+    refused && !s.contains("timed out") && !s.contains("timeout")
+}
+
+/// scancel's words for a job that had already ended (or that the controller forgot long ago).
+pub fn scancel_found_it_ended(stderr: &str) -> bool {
+    stderr.contains("already completing or completed")
+        || stderr.contains("Invalid job id specified")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_field_lists_give_slurm_the_arguments_it_was_always_given() {
+        // Built from the lists of names: each squeue field ends in `|` (no widths), no trailing comma.
+        assert_eq!(
+            SQUEUE_FIELDS,
+            "JobID:|,SubmitTime:|,EndTime:|,State:|,exit_code:|,Requeue:|,TimeUsed:|,NodeList:|,Reason:|,\
+             Comment:|,Name:|"
+        );
+        assert_eq!(
+            SACCT_FIELDS,
+            "JobIDRaw,Submit,End,State,ExitCode,ElapsedRaw,NodeList,Reason,Comment,JobName"
+        );
+    }
+
+    #[test]
+    fn a_line_with_a_field_too_few_is_no_row() {
+        let line = "7|1700000001|Unknown|PENDING|0|1|0:00|(null)|None|dw-k|dw-a|";
+        assert_eq!(parse_squeue_line(line, None).unwrap().name, "dw-a");
+        let short = "7|1700000001|Unknown|PENDING|0|1|0:00|(null)|None|dw-k";
+        assert!(parse_squeue_line(short, None).is_none());
+        let acct = "7|1700000001|Unknown|PENDING|0:0|0|None assigned|Priority|dw-k|a|b";
+        assert_eq!(parse_sacct(acct, None)[0].name, "a|b");
+        assert!(
+            parse_sacct(
+                "7|1700000001|Unknown|PENDING|0:0|0|None assigned|Priority|dw-k",
+                None
+            )
+            .is_empty()
+        );
+    }
+}
