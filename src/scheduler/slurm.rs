@@ -1007,6 +1007,96 @@ mod tests {
         }
     }
 
+    /// Slurm 26.05.5 (Debian sid, `scripts/site-cluster.sh --suite sid`), verbatim: squeue's `exit_code`
+    /// is now `code:signal` like sacct's (22.05 and 24.11 print the raw wait status, `768`), and sacct
+    /// names a fresh job at once (no `allocation` placeholder row). Everything else dirwatcher reads is
+    /// as in 22.05, including a requeued job's accounting: the old run REQUEUED, the new one PENDING
+    /// without its comment until it ends.
+    #[test]
+    fn slurm_26_05_output_parses_like_22_05() {
+        let squeue = "20|1796626523|1796626524|FAILED|3:0|1|0:00|dwsid|NonZeroExitCode|dw-shape-a|dwshape-a|\n\
+                      22|1796626523|1796626524|FAILED|0:9|1|0:00|dwsid|RaisedSignal:9(Killed)|dw-shape-c|dwshape-c|\n\
+                      21|1796626523|N/A|PENDING|0:0|1|0:00||JobHeldUser|(null)|dwshape-b|\n\
+                      52|1796626542|NONE|PENDING|0:0|1|0:00||BeginTime|dw-shape-r|dwshape-r|\n";
+        let q = parse_squeue(squeue, None);
+        assert_eq!(
+            q.iter()
+                .map(|row| (
+                    row.job_id.as_str(),
+                    row.state.as_str(),
+                    row.exit_code.as_str(),
+                    row.comment.as_str(),
+                    row.end,
+                    row.requeue
+                ))
+                .collect::<Vec<_>>(),
+            [
+                (
+                    "20",
+                    "FAILED",
+                    "3:0",
+                    "dw-shape-a",
+                    Some(1_796_626_524_000),
+                    Some(true)
+                ),
+                (
+                    "22",
+                    "FAILED",
+                    "0:9",
+                    "dw-shape-c",
+                    Some(1_796_626_524_000),
+                    Some(true)
+                ),
+                ("21", "PENDING", "0:0", "", None, Some(true)),
+                ("52", "PENDING", "0:0", "dw-shape-r", None, Some(true)),
+            ]
+        );
+        assert_eq!(q[1].detail.reason, "RaisedSignal:9(Killed)");
+        assert_eq!(q[2].detail.nodes, "");
+        let sacct = "20|1796626523|1796626524|FAILED|3:0|0|dwsid|None|dw-shape-a|dwshape-a\n\
+                     20.batch|1796626524|1796626524|FAILED|3:0|0|dwsid|||batch\n\
+                     21|1796626523|Unknown|PENDING|0:0|0|None assigned|None||dwshape-b\n\
+                     52|1796626541|1796626541|REQUEUED|0:0|0|dwsid|None|dw-shape-r|dwshape-r\n\
+                     52|1796626542|Unknown|PENDING|0:0|0|None assigned|None||dwshape-r\n";
+        let r = parse_sacct(sacct, None);
+        assert_eq!(
+            r.iter()
+                .map(|row| (
+                    row.job_id.as_str(),
+                    row.state.as_str(),
+                    row.exit_code.as_str(),
+                    row.comment.as_str(),
+                    row.end
+                ))
+                .collect::<Vec<_>>(),
+            [
+                ("20", "FAILED", "3:0", "dw-shape-a", Some(1_796_626_524_000)),
+                ("21", "PENDING", "0:0", "", None),
+                (
+                    "52",
+                    "REQUEUED",
+                    "0:0",
+                    "dw-shape-r",
+                    Some(1_796_626_541_000)
+                ),
+                ("52", "PENDING", "0:0", "", None),
+            ],
+            "steps are not jobs; every record of a requeued id is kept"
+        );
+        assert_eq!(r[1].detail.nodes, "");
+        assert_eq!(
+            find_key("20|dw-shape-a\n22|dw-shape-c\n21|(null)\n", "dw-shape-c").as_deref(),
+            Some("22")
+        );
+        assert_eq!(parse_parsable("20\n").as_deref(), Some("20"));
+        for refused in [
+            "sbatch: error: invalid partition specified: nopart\nsbatch: error: Batch job submission failed: Invalid partition name specified",
+            "sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified",
+        ] {
+            assert!(sbatch_refusal_is_certain(refused), "{refused}");
+        }
+    }
+
     #[test]
     fn sbatch_argv_matches_the_seed_example() {
         let job = JobConfig {
