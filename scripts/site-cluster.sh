@@ -517,7 +517,12 @@ cmd_up() {
   [ "$(installed_in ct)" = "$NPKGS" ] || install_packages
   cluster
   if [ "$built" = 1 ] && [ ! -s "$CACHE_TARBALL" ]; then save_cache; boot; cluster; fi
-  log "up in $(since "$t") s: $(ct sinfo -V), node $(ct sinfo -h -o %T | head -n 1), systemd $(ct systemctl --version | awk 'NR==1{print $2}')"
+  local slurm systemd
+  slurm=$(ct sinfo -V); systemd=$(ct systemctl --version | awk 'NR==1{print $2}')
+  log "up in $(since "$t") s: $slurm, node $(ct sinfo -h -o %T | head -n 1), systemd $systemd"
+  # sid moves: say so when it no longer has the lines this suite stands for (tests/site asserts them).
+  case "$slurm" in "slurm-wlm $SLURM_LINE."*) ;; *) log "warning: $SUITE should have Slurm $SLURM_LINE, has $slurm";; esac
+  [ "$systemd" = "$SYSTEMD_LINE" ] || log "warning: $SUITE should have systemd $SYSTEMD_LINE, has $systemd"
 }
 
 cmd_down() {
