@@ -115,7 +115,8 @@ for suite in ${DIRWATCHER_SITE_SUITES:-trixie sid}; do
     bash scripts/site-cluster.sh run-tests "$it_bin" --test-threads 8 || rc=$?
     result "tests/it on $suite ($line)" "$rc" "$(( $(date +%s) - t ))"
   fi
-  bash scripts/site-cluster.sh down
+  t=$(date +%s); rc=0
+  bash scripts/site-cluster.sh down || { rc=$?; result "site-cluster.sh down ($suite)" "$rc" "$(( $(date +%s) - t ))"; }
   trap - EXIT
 done
 unset DIRWATCHER_SITE_SUITE
