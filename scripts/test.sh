@@ -66,7 +66,7 @@ report=()
 failed=0
 result() { # what rc seconds
   local r=passed; [ "$2" = 0 ] || { r=FAILED; failed=1; }
-  report+=("$(printf '%-44s %s (%s s)' "$1" "$r" "$3")")
+  report+=("$(printf '%-48s %s (%s s)' "$1" "$r" "$3")")
 }
 # Most integration tests wait on Slurm, not on the CPU: run many at once so the ~90 s TIMEOUT test
 # overlaps the others.
