@@ -952,8 +952,9 @@ mod tests {
 
     /// Slurm 24.11.5 (Debian 13, in the site container of `scripts/site-cluster.sh`) prints the same state
     /// words, exit codes, steps and `(null)` comments as 22.05.8 for the calls dirwatcher makes (the
-    /// integration suite runs against both: `scripts/site-cluster.sh run-tests`); here those words in the
-    /// field layouts of today's queries.
+    /// integration suite runs against both: `scripts/site-cluster.sh run-tests`), but for squeue's
+    /// `exit_code`, `code:signal` since 23.02 where 22.05 prints the raw wait status; here those words in
+    /// the field layouts of today's queries.
     #[test]
     fn slurm_24_11_output_parses_like_22_05() {
         let sacct = "75|1796109494|1796109497|FAILED|3:0|3|vm|NonZeroExitCode|dw-x-1|dw-a\n\
@@ -970,8 +971,11 @@ mod tests {
         );
         assert_eq!(by_id("76").state, "CANCELLED by 0");
         assert_eq!(by_id("77").state, "COMPLETED");
-        let squeue = "76|1796109494|1796109497|CANCELLED|0|1|0:03|vm|None|(null)|dw-b|\n\
-                      75|1796109494|1796109497|FAILED|768|1|0:03|vm|NonZeroExitCode|dw-x-1|dw-a|\n";
+        // squeue's exit_code as 24.11.5 prints it (`code:signal` since 23.02), beside 22.05's raw
+        // wait status for the same exit.
+        let squeue = "76|1796109494|1796109497|CANCELLED|0:0|1|0:03|dwsite|None|(null)|dw-b|\n\
+                      75|1796109494|1796109497|FAILED|3:0|1|0:03|dwsite|NonZeroExitCode|dw-x-1|dw-a|\n\
+                      78|1796109494|1796109497|FAILED|768|1|0:03|vm|NonZeroExitCode|dw-x-4|dw-d|\n";
         let q = parse_squeue(squeue, None);
         assert_eq!(
             q.iter()
@@ -984,7 +988,8 @@ mod tests {
                 .collect::<Vec<_>>(),
             [
                 ("76", "CANCELLED", "0:0", ""),
-                ("75", "FAILED", "3:0", "dw-x-1")
+                ("75", "FAILED", "3:0", "dw-x-1"),
+                ("78", "FAILED", "3:0", "dw-x-4")
             ]
         );
         // squeue shows a job without a comment as `(null)`, sacct as an empty field.
@@ -1008,7 +1013,7 @@ mod tests {
     }
 
     /// Slurm 26.05.5 (Debian sid, `scripts/site-cluster.sh --suite sid`), verbatim: squeue's `exit_code`
-    /// is now `code:signal` like sacct's (22.05 and 24.11 print the raw wait status, `768`), and sacct
+    /// is `code:signal` like sacct's (as since 23.02; 22.05 prints the raw wait status, `768`), and sacct
     /// names a fresh job at once (no `allocation` placeholder row). Everything else dirwatcher reads is
     /// as in 22.05, including a requeued job's accounting: the old run REQUEUED, the new one PENDING
     /// without its comment until it ends.
