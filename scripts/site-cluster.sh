@@ -1,19 +1,60 @@
 #!/usr/bin/env bash
-# site-cluster.sh - the site-test machine: a Debian 13 container with systemd as PID 1 and a one-node
-# Slurm 24.11 cluster with accounting, run by that systemd from Debian's own units, as a real site runs
-# it. dirwatcher's service checks (tests/site) install the .deb there; the Slurm integration tests run
-# there too, against 24.11 (scripts/test.sh does both).
+# site-cluster.sh - the site-test machines: a Debian container with systemd as PID 1 and a one-node
+# Slurm cluster with accounting, run by that systemd from Debian's own units, as a real site runs it.
+# Two suites, each its own machine (name, root file system, cache, state, cgroup: nothing shared):
+# trixie (Debian 13: Slurm 24.11, systemd 257; the default) and sid (Slurm 26.05, systemd 262).
+# dirwatcher's service checks (tests/site) install the .deb there; the Slurm integration tests run
+# there too (scripts/test.sh does both, one container at a time).
 #
 # Run with --help for usage.
 set -euo pipefail
 
+# ------------------------------------------------------------------ the suite (everything suite-specific)
+# `--suite NAME` before the command, else DIRWATCHER_SITE_SUITE, else trixie. Exported, so the tests'
+# own calls of this script (e.g. `down`/`up` in a reboot check) reach the same container.
+if [ "${1:-}" = --suite ]; then
+  [ $# -ge 2 ] || { echo "error: --suite needs a value: trixie or sid" >&2; exit 2; }
+  DIRWATCHER_SITE_SUITE=$2; shift 2
+fi
+SUITE=${DIRWATCHER_SITE_SUITE:-trixie}
+export DIRWATCHER_SITE_SUITE=$SUITE
+case "$SUITE" in
+  trixie)
+    SLURM_LINE=24.11 SYSTEMD_LINE=257
+    CODENAME=trixie        # VERSION_CODENAME in the root's /etc/os-release
+    MACHINE=dwsite         # host name, node name, nspawn machine name
+    SUFFIX=""              # appended to the state, cache and cgroup names (trixie keeps the old ones)
+    EXTRA_SUITES="updates security"
+    MMDEBSTRAP_OPTS=()
+    ;;
+  sid)
+    SLURM_LINE=26.05 SYSTEMD_LINE=262
+    CODENAME=forky         # sid's os-release names the next release
+    MACHINE=dwsid
+    SUFFIX=-sid
+    EXTRA_SUITES=""        # sid has no -updates and no -security suite
+    # A mirror's (or proxy's) sid index may be older than its Valid-Until; the option stays in the
+    # root's apt configuration, so the download inside works too.
+    MMDEBSTRAP_OPTS=(--aptopt='Acquire::Check-Valid-Until "false"')
+    ;;
+  *) echo "error: unknown suite \`$SUITE\` (from --suite or DIRWATCHER_SITE_SUITE): use trixie or sid" >&2; exit 2;;
+esac
+# How this suite's container is named in hints: `$ME up`.
+ME="scripts/site-cluster.sh${SUFFIX:+ --suite $SUITE}"
+
 usage() {
   cat <<'EOF'
-Usage: site-cluster.sh COMMAND [ARGS]
+Usage: site-cluster.sh [--suite trixie|sid] COMMAND [ARGS]
 
-A Debian 13 (trixie) container, booted with systemd-nspawn (systemd 257 as
-its PID 1, private network), with Slurm 24.11, slurmdbd, MariaDB and munge
-from Debian's packages. Runs as root on a Debian 12 host; never touches the
+A Debian container, booted with systemd-nspawn (systemd as its PID 1,
+private network), with Slurm, slurmdbd, MariaDB and munge from Debian's
+packages. The suite picks the lines (default: DIRWATCHER_SITE_SUITE, else
+trixie):
+  trixie  Debian 13: Slurm 24.11, systemd 257; machine dwsite
+  sid     Debian unstable: Slurm 26.05, systemd 262; machine dwsid
+Each suite is its own machine with its own root file system, cache, state
+and cgroup: both may exist side by side (run one at a time on a small
+host). Runs as root on a Debian 12 host; never touches the
 host's own test cluster (scripts/slurm-dev-cluster.sh: ports 6817-6819/3307,
 /var/tmp/slurm-dev): the container has its own network namespace, /run and
 ports.
@@ -38,14 +79,14 @@ Commands:
                   status is CMD's. Without CMD: a shell.
   run-tests BIN [ARGS...]
                   Run a Rust test binary (e.g. target/debug/deps/it-HASH)
-                  against the container's Slurm 24.11: BIN, the dirwatcher
+                  against the container's Slurm: BIN, the dirwatcher
                   binary beside it (../dirwatcher) and the source tree are
                   copied to the same absolute paths inside, then BIN ARGS
                   runs there as root with DIRWATCHER_REQUIRE_SLURM=1 and
                   DIRWATCHER_REQUIRE_SLURMREST=1 (its slurmrestd too).
   -h, --help      Show this help.
 
-Cluster inside: cluster "site", node "dwsite" (127.0.0.1), partition
+Cluster inside: cluster "site", node dwsite or dwsid (127.0.0.1), partition
 "main", account "dev" (users root and dwtest), one fake GRES gpu:1,
 AccountingStoreFlags=job_comment, CgroupPlugin=disabled (see below).
 slurmrestd (Debian's unit, user slurmrestd) on 127.0.0.1:6820 and
@@ -54,15 +95,18 @@ the HS256 key /var/lib/slurm/jwt_hs256.key); a token for user U:
   scripts/site-cluster.sh run scontrol token username=U lifespan=SECONDS
 
 Environment:
+  DIRWATCHER_SITE_SUITE  trixie (default) or sid; --suite overrides it
   DIRWATCHER_SITE_DIR    state (root file system, logs; default
-                         /var/tmp/dirwatcher-site, about 850 MB)
+                         /var/tmp/dirwatcher-site, about 850 MB); the suite
+                         sid appends -sid to it
   DIRWATCHER_SITE_CACHE  cache folder (default /var/tmp/dirwatcher-site-cache;
-                         one tarball, about 220 MB)
+                         one tarball, about 220 MB); sid appends -sid
   DIRWATCHER_SITE_MIRROR Debian mirror (default: the host's, else
                          http://deb.debian.org/debian)
 
 Examples:
   scripts/site-cluster.sh up
+  scripts/site-cluster.sh --suite sid up
   scripts/site-cluster.sh run sbatch -p main -A dev --wrap hostname
   scripts/site-cluster.sh run journalctl -u dirwatcher -o verbose
   scripts/site-cluster.sh down
@@ -86,12 +130,10 @@ EOF
 }
 
 # ------------------------------------------------------------------ settings
-STATE=${DIRWATCHER_SITE_DIR:-/var/tmp/dirwatcher-site}
-CACHE=${DIRWATCHER_SITE_CACHE:-/var/tmp/dirwatcher-site-cache}
+STATE=${DIRWATCHER_SITE_DIR:-/var/tmp/dirwatcher-site}$SUFFIX
+CACHE=${DIRWATCHER_SITE_CACHE:-/var/tmp/dirwatcher-site-cache}$SUFFIX
 ROOT=$STATE/rootfs
-MACHINE=dwsite
-CG_NAME=dirwatcher-site
-SUITE=trixie
+CG_NAME=dirwatcher-site$SUFFIX
 PIDFILE=$STATE/nspawn.pid
 # Bump when the root file system's content changes (packages, files written at build time): the
 # cache tarball carries it in its name, so an old cache is never reused.
@@ -154,7 +196,7 @@ leader_pid() { # the container's PID 1, as the host sees it (nspawn's only child
 }
 # ct CMD...: CMD inside the container with a clean environment (nothing of the host's, e.g. SLURM_CONF).
 ct() {
-  local l; l=$(leader_pid) || die "the site container is not running; start it with \`scripts/site-cluster.sh up\`"
+  local l; l=$(leader_pid) || die "the site container is not running; start it with \`$ME up\`"
   nsenter -t "$l" -m -u -i -n -p -C -r -w -- /usr/bin/env -i \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
     TERM=dumb SYSTEMD_PAGER= SYSTEMD_COLORS=0 DEBIAN_FRONTEND=noninteractive "$@"
@@ -193,11 +235,16 @@ build_rootfs() {
   fi
   local mirror=${DIRWATCHER_SITE_MIRROR:-$(host_mirror)}
   log "mmdebstrap $SUITE from $mirror (log: $STATE/mmdebstrap.log)"
-  nice -n 10 mmdebstrap --variant=minbase \
+  local sources=("deb $mirror $SUITE main") x
+  for x in $EXTRA_SUITES; do
+    case $x in
+      updates) sources+=("deb $mirror $SUITE-updates main");;
+      security) sources+=("deb ${mirror%/debian}/debian-security $SUITE-security main");;
+    esac
+  done
+  nice -n 10 mmdebstrap --variant=minbase "${MMDEBSTRAP_OPTS[@]}" \
     --include=systemd,systemd-sysv,dbus,procps,iproute2,ca-certificates \
-    "$SUITE" "$ROOT" \
-    "deb $mirror $SUITE main" "deb $mirror $SUITE-updates main" \
-    "deb ${mirror%/debian}/debian-security $SUITE-security main" \
+    "$SUITE" "$ROOT" "${sources[@]}" \
     >"$STATE/mmdebstrap.log" 2>&1 || { tail -n 20 "$STATE/mmdebstrap.log" >&2; die "mmdebstrap failed"; }
   phase_done rootfs "$t"
 }
@@ -427,6 +474,7 @@ EOF
   # refusing connections after slurmctld is up: the tests' own sacct then fails).
   wait_until "slurmdbd (sacct)" 60 dbd_up
   wait_until "slurmctld (scontrol ping)" 60 ctld_up
+  wait_until "slurmd (scontrol show slurmd)" 60 slurmd_up
   wait_until "slurmrestd (GET /openapi/v3 with a token)" 60 rest_up
   phase_done cluster "$t"
 }
@@ -474,6 +522,9 @@ rest_up() {
 }
 
 ctld_up() { ct scontrol ping 2>/dev/null | grep -q UP; }
+# slurmd itself answers (the controller may still show the node idle from its saved state while a
+# restarted slurmd has not registered yet).
+slurmd_up() { ct scontrol show slurmd 2>/dev/null | grep -q "^Hostname *= *$MACHINE\$"; }
 # sacct talks to slurmdbd itself; a refused connection may still exit 0 with an error line, so both count.
 dbd_up() {
   local out
@@ -489,7 +540,7 @@ node_usable() {
       *drain*|down*|fail*|inval*)
         [ "$resumed" = 1 ] || { ct scontrol update nodename="$MACHINE" state=resume || true; resumed=1; };;
     esac
-    [ "$(date +%s)" -lt "$end" ] || die "node $MACHINE not usable: '$st' $(ct sinfo -h -n "$MACHINE" -o %E); see \`scripts/site-cluster.sh run journalctl -u slurmd\`"
+    [ "$(date +%s)" -lt "$end" ] || die "node $MACHINE not usable: '$st' $(ct sinfo -h -n "$MACHINE" -o %E); see \`$ME run journalctl -u slurmd\`"
     sleep 0.3
   done
   local end2=$(( $(date +%s) + 30 )) u
@@ -523,7 +574,7 @@ cmd_up() {
   t=$(now)
   if [ "$fresh" = 1 ] && [ -d "$ROOT" ]; then cmd_down; rm -rf --one-file-system "$ROOT"; fi
   if [ ! -x "$ROOT/usr/lib/systemd/systemd" ]; then build_rootfs; built=1; fi
-  grep -q "VERSION_CODENAME=$SUITE" "$ROOT/etc/os-release" || die "$ROOT is not Debian $SUITE; try \`scripts/site-cluster.sh up --fresh\`"
+  grep -q "VERSION_CODENAME=$CODENAME" "$ROOT/etc/os-release" || die "$ROOT is not Debian $SUITE; try \`scripts/site-cluster.sh --suite $SUITE up --fresh\`"
   machine_files
   slurm_files
   [ "$(installed_in "chroot $ROOT")" = "$NPKGS" ] || download_packages
@@ -531,7 +582,12 @@ cmd_up() {
   [ "$(installed_in ct)" = "$NPKGS" ] || install_packages
   cluster
   if [ "$built" = 1 ] && [ ! -s "$CACHE_TARBALL" ]; then save_cache; boot; cluster; fi
-  log "up in $(since "$t") s: $(ct sinfo -V), node $(ct sinfo -h -o %T | head -n 1), systemd $(ct systemctl --version | awk 'NR==1{print $2}')"
+  local slurm systemd
+  slurm=$(ct sinfo -V); systemd=$(ct systemctl --version | awk 'NR==1{print $2}')
+  log "up in $(since "$t") s: $slurm, node $(ct sinfo -h -o %T | head -n 1), systemd $systemd"
+  # sid moves: say so when it no longer has the lines this suite stands for (tests/site asserts them).
+  case "$slurm" in "slurm-wlm $SLURM_LINE."*) ;; *) log "warning: $SUITE should have Slurm $SLURM_LINE, has $slurm";; esac
+  [ "$systemd" = "$SYSTEMD_LINE" ] || log "warning: $SUITE should have systemd $SYSTEMD_LINE, has $systemd"
 }
 
 cmd_down() {
@@ -591,7 +647,7 @@ cmd_run_tests() {
   repo=$(cd "$(dirname "$0")/.." && pwd -P)
   [ -x "$bin" ] || die "no test binary \`$bin\`"
   [ -x "$dw" ] || die "no dirwatcher binary \`$dw\` beside the test binary: build it (cargo test --no-run)"
-  nspawn_alive || die "the site container is not running; start it with \`scripts/site-cluster.sh up\`"
+  nspawn_alive || die "the site container is not running; start it with \`$ME up\`"
   # Copied through the container's own view of its file system, not into $ROOT: a checkout under /tmp
   # would land below the container's /tmp, which its systemd mounts a tmpfs over (CI clones may be there).
   ct mkdir -p "$(dirname "$bin")" "$(dirname "$dw")" "$repo"

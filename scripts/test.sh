@@ -9,10 +9,16 @@
 #   2. Rust dependencies (cargo fetches them);
 #   3. formatting and lint checks, then every unit, property and integration test;
 #   4. the .deb (cargo-deb is installed from crates.io if missing), installed and tried when run as root;
-#   5. the site checks: scripts/site-cluster.sh up (a Debian 13 container with systemd as PID 1 and
-#      Slurm 24.11; about 1 min the first time, 15 s from its cache), the service checks of tests/site
-#      with that .deb, and the Slurm integration tests (tests/it slurm_pipeline::) against 24.11; the
-#      container is powered off afterwards (its root file system stays for the next run).
+#   5. the site lines, one container at a time (up, tests, down: memory and CPU stay low), with
+#      scripts/site-cluster.sh: trixie (Debian 13, systemd 257, Slurm 24.11) and sid (systemd 262,
+#      Slurm 26.05). On each: the service checks of tests/site with that .deb (systemd as PID 1), then
+#      the integration suite (tests/it) against the container's Slurm. A container's first `up` builds
+#      its root file system (about 1-2 min, then cached); later ones take 15 s. Its root file system
+#      stays for the next run.
+# So tests/it runs on three Slurm lines: 22.05 (host), 24.11 (trixie) and 26.05 (sid). Every part runs
+# even when an earlier one fails, and the report at the end names each line's result.
+# DIRWATCHER_SITE_SUITES (default "trixie sid") picks the containers; DIRWATCHER_SITE_CHECKS_ON (default:
+# the same) the ones that also run the service checks.
 # Slurm tests FAIL (not skip) here: DIRWATCHER_REQUIRE_SLURM=1.
 # Stop the cluster afterwards with: scripts/slurm-dev-cluster.sh down
 set -euo pipefail
@@ -53,35 +59,72 @@ say "format and lint"
 cargo fmt --check
 cargo clippy --all-targets --test site --locked -- -D warnings
 
-say "tests (unit, property, integration against the real cluster)"
+say "tests (unit, property, integration against the real cluster: Slurm $(sinfo -V 2>/dev/null | awk '{print $2}'))"
 export DIRWATCHER_REQUIRE_SLURM=1
+# Every part below runs even when one fails; each adds a line to the report printed at the end.
+report=()
+failed=0
+result() { # what rc seconds
+  local r=passed; [ "$2" = 0 ] || { r=FAILED; failed=1; }
+  report+=("$(printf '%-48s %s (%s s)' "$1" "$r" "$3")")
+}
 # Most integration tests wait on Slurm, not on the CPU: run many at once so the ~90 s TIMEOUT test
 # overlaps the others.
-cargo test --all-targets --locked -- --test-threads "${DIRWATCHER_TEST_THREADS:-16}"
+t=$(date +%s); rc=0
+cargo test --all-targets --locked -- --test-threads "${DIRWATCHER_TEST_THREADS:-16}" || rc=$?
+result "unit, property, tests/it on Slurm 22.05 (host)" "$rc" "$(( $(date +%s) - t ))"
 
 say "scale benchmark, short version (fails only on a ratio more than 2x worse than recorded)"
-bash benches/scale.sh --quick --check benches/ratios.json
+t=$(date +%s); rc=0
+bash benches/scale.sh --quick --check benches/ratios.json || rc=$?
+result "scale benchmark (ratios)" "$rc" "$(( $(date +%s) - t ))"
 
 say "Debian package (built, and as root also installed, run and removed)"
 bash scripts/build-deb.sh $([ "$(id -u)" = 0 ] && echo --check)
 
-say "site: the .deb under systemd 257 as PID 1, and the Slurm tests on Slurm 24.11 (a container)"
-site_start=$(date +%s)
 [ "$(id -u)" = 0 ] || { echo "error: the site tests boot a container: run as root (sudo ./scripts/test.sh)" >&2; exit 1; }
-bash scripts/site-cluster.sh up
-trap 'bash scripts/site-cluster.sh down' EXIT
-rm -f target/site-report.txt
-# One check at a time: one container, one service.
-# Both parts run even when the first fails, so one red check does not hide the other part's result.
-site_failed=""
-cargo test --test site --locked -- --test-threads 1 || site_failed="$site_failed service-checks"
 it_bin=$(cargo test --test it --no-run --locked --message-format=json \
     | grep '"name":"it"' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
 [ -x "$it_bin" ] || { echo "error: cannot find the integration test binary" >&2; exit 1; }
-# The same integration suite as above (tests/it), now against Slurm 24.11.
-bash scripts/site-cluster.sh run-tests "$it_bin" --test-threads 8 || site_failed="$site_failed tests/it-on-24.11"
+rm -f target/site-report.txt
+site_start=$(date +%s)
+# One container at a time: up, its tests, down.
+for suite in ${DIRWATCHER_SITE_SUITES:-trixie sid}; do
+  case $suite in
+    trixie) line="Slurm 24.11, systemd 257";;
+    sid) line="Slurm 26.05, systemd 262";;
+    *) line="$suite";;
+  esac
+  say "site $suite: the .deb under systemd as PID 1, tests/it on the container's Slurm ($line)"
+  export DIRWATCHER_SITE_SUITE=$suite
+  t=$(date +%s); rc=0
+  bash scripts/site-cluster.sh up || rc=$?
+  trap 'bash scripts/site-cluster.sh down' EXIT
+  if [ "$rc" != 0 ]; then
+    result "site-cluster.sh up ($suite)" "$rc" "$(( $(date +%s) - t ))"
+  else
+    case " ${DIRWATCHER_SITE_CHECKS_ON:-${DIRWATCHER_SITE_SUITES:-trixie sid}} " in
+      *" $suite "*)
+        t=$(date +%s); rc=0
+        echo "[$suite]" >>target/site-report.txt
+        # One check at a time: one container, one service.
+        cargo test --test site --locked -- --test-threads 1 || rc=$?
+        result "tests/site on $suite ($line)" "$rc" "$(( $(date +%s) - t ))";;
+    esac
+    t=$(date +%s); rc=0
+    bash scripts/site-cluster.sh run-tests "$it_bin" --test-threads 8 || rc=$?
+    result "tests/it on $suite ($line)" "$rc" "$(( $(date +%s) - t ))"
+  fi
+  t=$(date +%s); rc=0
+  bash scripts/site-cluster.sh down || { rc=$?; result "site-cluster.sh down ($suite)" "$rc" "$(( $(date +%s) - t ))"; }
+  trap - EXIT
+done
+unset DIRWATCHER_SITE_SUITE
 cat target/site-report.txt 2>/dev/null || true
-echo "site checks took $(( $(date +%s) - site_start )) s"
-[ -z "$site_failed" ] || { echo "error: site tests failed:$site_failed (see above)" >&2; exit 1; }
+echo "site lines took $(( $(date +%s) - site_start )) s"
+
+say "results"
+printf '  %s\n' "${report[@]}"
+[ "$failed" = 0 ] || { echo "error: some tests failed (see the parts marked FAILED above)" >&2; exit 1; }
 
 say "all tests passed"

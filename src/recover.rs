@@ -262,7 +262,7 @@ pub fn state_of(slurm: &str) -> GenState {
         "COMPLETED" => GenState::Completed,
         "PENDING" | "RUNNING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "SUSPENDED"
         | "CONFIGURING" | "COMPLETING" | "RESIZING" | "SIGNALING" | "STAGE_OUT" | "STOPPED"
-        | "RESV_DEL_HOLD" | "SPECIAL_EXIT" => GenState::Submitted,
+        | "RESV_DEL_HOLD" | "SPECIAL_EXIT" | "EXPEDITING" => GenState::Submitted,
         _ => GenState::Failed,
     }
 }
@@ -433,6 +433,8 @@ mod tests {
         assert_eq!(unmatched[0].job.job_id, "15");
         assert_eq!(state_of("COMPLETED"), GenState::Completed);
         assert_eq!(state_of("REQUEUED"), GenState::Submitted);
+        // Slurm 25.11 and later: a job of `--requeue=expedite` being requeued, to run again.
+        assert_eq!(state_of("EXPEDITING"), GenState::Submitted);
         assert_eq!(state_of("NODE_FAIL"), GenState::Failed);
     }
 }

@@ -150,6 +150,8 @@ mod tests {
             "SPECIAL_EXIT",
             "REVOKED",
             "STOPPED",
+            // Slurm 25.11 and later (26.05 too): a job of `--requeue=expedite` being requeued, to run again.
+            "EXPEDITING",
             "",
             "WEIRD",
         ] {

@@ -16,6 +16,17 @@ pub const ROOT: &str = "/data/incoming";
 /// The config the package's unit reads.
 pub const CONFIG: &str = "/etc/dirwatcher/config.yaml";
 
+/// The Slurm and systemd lines of the container under test (`DIRWATCHER_SITE_SUITE`, as
+/// `scripts/site-cluster.sh` reads it): trixie (the default) has Slurm 24.11 and systemd 257, sid Slurm
+/// 26.05 and systemd 262.
+pub fn lines() -> (&'static str, &'static str) {
+    match std::env::var("DIRWATCHER_SITE_SUITE").as_deref() {
+        Ok("sid") => ("26.05", "262"),
+        Ok("trixie") | Err(_) => ("24.11", "257"),
+        Ok(other) => panic!("DIRWATCHER_SITE_SUITE={other}: the site checks know trixie and sid"),
+    }
+}
+
 /// What a command inside the container did.
 #[derive(Debug)]
 pub struct Out {

@@ -1,5 +1,6 @@
 //! Service checks as a real site runs dirwatcher: the freshly built `.deb` installed in the site container
-//! (`scripts/site-cluster.sh`: Debian 13, systemd 257 as PID 1, Slurm 24.11 with accounting) and driven
+//! (`scripts/site-cluster.sh`: Debian 13 with systemd 257 as PID 1 and Slurm 24.11 with accounting, or
+//! Debian sid with systemd 262 and Slurm 26.05: `DIRWATCHER_SITE_SUITE=sid`) and driven
 //! with `systemctl`, `journalctl` and Slurm's own commands, the way an administrator checks a service. One
 //! check per test, each from a freshly installed package; they take turns (one container, one service).
 //!
@@ -85,14 +86,19 @@ fn start_reaches_active_with_ready_and_a_status_line() {
     );
     let shown = must("systemctl status dirwatcher --no-pager -l || true");
     assert!(shown.contains(&format!("Status: \"{status}\"")), "{shown}");
-    // systemd 257 loads the unit without a complaint.
+    // The container's systemd (257 or 262) loads the unit without a complaint.
+    let (_, systemd) = lines();
+    assert!(
+        must("systemctl --version").starts_with(&format!("systemd {systemd} ")),
+        "not the systemd of this suite"
+    );
     let verify = sh("systemd-analyze verify --man=no /usr/lib/systemd/system/dirwatcher.service");
     assert!(verify.ok && verify.stderr.trim().is_empty(), "{verify}");
 }
 
 #[test]
-fn a_directory_is_processed_end_to_end_on_slurm_24_11_by_the_service_user() {
-    site_check!("a_directory_is_processed_end_to_end_on_slurm_24_11_by_the_service_user");
+fn a_directory_is_processed_end_to_end_on_the_sites_slurm_by_the_service_user() {
+    site_check!("a_directory_is_processed_end_to_end_on_the_sites_slurm_by_the_service_user");
     let svc = Service::install(&config(&[ENV_JOB]));
     svc.start();
     let name = format!("e2e-{}", token());
@@ -103,7 +109,12 @@ fn a_directory_is_processed_end_to_end_on_slurm_24_11_by_the_service_user() {
         [format!("{job}|dirwatcher|COMPLETED")],
         "exactly one job"
     );
-    assert!(must("sinfo -V").starts_with("slurm-wlm 24.11"));
+    let (slurm, _) = lines();
+    let version = must("sinfo -V");
+    assert!(
+        version.starts_with(&format!("slurm-wlm {slurm}.")),
+        "{version}: not the Slurm of this suite"
+    );
     assert!(
         out.lines().any(|l| l == format!("WATCH_DIR={ROOT}/{name}")),
         "{out}"

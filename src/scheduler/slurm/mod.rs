@@ -700,8 +700,9 @@ mod tests {
 
     /// Slurm 24.11.5 (Debian 13, in the site container of `scripts/site-cluster.sh`) prints the same state
     /// words, exit codes, steps and `(null)` comments as 22.05.8 for the calls dirwatcher makes (the
-    /// integration suite runs against both: `scripts/site-cluster.sh run-tests`); here those words in the
-    /// field layouts of today's queries.
+    /// integration suite runs against both: `scripts/site-cluster.sh run-tests`), but for squeue's
+    /// `exit_code`, `code:signal` since 23.02 where 22.05 prints the raw wait status; here those words in
+    /// the field layouts of today's queries.
     #[test]
     fn slurm_24_11_output_parses_like_22_05() {
         let sacct = "75|1796109494|1796109497|FAILED|3:0|3|vm|NonZeroExitCode|dw-x-1|dw-a\n\
@@ -718,8 +719,11 @@ mod tests {
         );
         assert_eq!(by_id("76").state, "CANCELLED by 0");
         assert_eq!(by_id("77").state, "COMPLETED");
-        let squeue = "76|1796109494|1796109497|CANCELLED|0|1|0:03|vm|None|(null)|dw-b|\n\
-                      75|1796109494|1796109497|FAILED|768|1|0:03|vm|NonZeroExitCode|dw-x-1|dw-a|\n";
+        // squeue's exit_code as 24.11.5 prints it (`code:signal` since 23.02), beside 22.05's raw
+        // wait status for the same exit.
+        let squeue = "76|1796109494|1796109497|CANCELLED|0:0|1|0:03|dwsite|None|(null)|dw-b|\n\
+                      75|1796109494|1796109497|FAILED|3:0|1|0:03|dwsite|NonZeroExitCode|dw-x-1|dw-a|\n\
+                      78|1796109494|1796109497|FAILED|768|1|0:03|vm|NonZeroExitCode|dw-x-4|dw-d|\n";
         let q = parse_squeue(squeue, None);
         assert_eq!(
             q.iter()
@@ -732,7 +736,8 @@ mod tests {
                 .collect::<Vec<_>>(),
             [
                 ("76", "CANCELLED", "0:0", ""),
-                ("75", "FAILED", "3:0", "dw-x-1")
+                ("75", "FAILED", "3:0", "dw-x-1"),
+                ("78", "FAILED", "3:0", "dw-x-4")
             ]
         );
         // squeue shows a job without a comment as `(null)`, sacct as an empty field.
@@ -747,6 +752,96 @@ mod tests {
             Some("76")
         );
         assert_eq!(parse_parsable("75\n").as_deref(), Some("75"));
+        for refused in [
+            "sbatch: error: invalid partition specified: nopart\nsbatch: error: Batch job submission failed: Invalid partition name specified",
+            "sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified",
+        ] {
+            assert!(sbatch_refusal_is_certain(refused), "{refused}");
+        }
+    }
+
+    /// Slurm 26.05.5 (Debian sid, `scripts/site-cluster.sh --suite sid`), verbatim: squeue's `exit_code`
+    /// is `code:signal` like sacct's (as since 23.02; 22.05 prints the raw wait status, `768`), and sacct
+    /// names a fresh job at once (no `allocation` placeholder row). Everything else dirwatcher reads is
+    /// as in 22.05, including a requeued job's accounting: the old run REQUEUED, the new one PENDING
+    /// without its comment until it ends.
+    #[test]
+    fn slurm_26_05_output_parses_like_22_05() {
+        let squeue = "20|1796626523|1796626524|FAILED|3:0|1|0:00|dwsid|NonZeroExitCode|dw-shape-a|dwshape-a|\n\
+                      22|1796626523|1796626524|FAILED|0:9|1|0:00|dwsid|RaisedSignal:9(Killed)|dw-shape-c|dwshape-c|\n\
+                      21|1796626523|N/A|PENDING|0:0|1|0:00||JobHeldUser|(null)|dwshape-b|\n\
+                      52|1796626542|NONE|PENDING|0:0|1|0:00||BeginTime|dw-shape-r|dwshape-r|\n";
+        let q = parse_squeue(squeue, None);
+        assert_eq!(
+            q.iter()
+                .map(|row| (
+                    row.job_id.as_str(),
+                    row.state.as_str(),
+                    row.exit_code.as_str(),
+                    row.comment.as_str(),
+                    row.end,
+                    row.requeue
+                ))
+                .collect::<Vec<_>>(),
+            [
+                (
+                    "20",
+                    "FAILED",
+                    "3:0",
+                    "dw-shape-a",
+                    Some(1_796_626_524_000),
+                    Some(true)
+                ),
+                (
+                    "22",
+                    "FAILED",
+                    "0:9",
+                    "dw-shape-c",
+                    Some(1_796_626_524_000),
+                    Some(true)
+                ),
+                ("21", "PENDING", "0:0", "", None, Some(true)),
+                ("52", "PENDING", "0:0", "dw-shape-r", None, Some(true)),
+            ]
+        );
+        assert_eq!(q[1].detail.reason, "RaisedSignal:9(Killed)");
+        assert_eq!(q[2].detail.nodes, "");
+        let sacct = "20|1796626523|1796626524|FAILED|3:0|0|dwsid|None|dw-shape-a|dwshape-a\n\
+                     20.batch|1796626524|1796626524|FAILED|3:0|0|dwsid|||batch\n\
+                     21|1796626523|Unknown|PENDING|0:0|0|None assigned|None||dwshape-b\n\
+                     52|1796626541|1796626541|REQUEUED|0:0|0|dwsid|None|dw-shape-r|dwshape-r\n\
+                     52|1796626542|Unknown|PENDING|0:0|0|None assigned|None||dwshape-r\n";
+        let r = parse_sacct(sacct, None);
+        assert_eq!(
+            r.iter()
+                .map(|row| (
+                    row.job_id.as_str(),
+                    row.state.as_str(),
+                    row.exit_code.as_str(),
+                    row.comment.as_str(),
+                    row.end
+                ))
+                .collect::<Vec<_>>(),
+            [
+                ("20", "FAILED", "3:0", "dw-shape-a", Some(1_796_626_524_000)),
+                ("21", "PENDING", "0:0", "", None),
+                (
+                    "52",
+                    "REQUEUED",
+                    "0:0",
+                    "dw-shape-r",
+                    Some(1_796_626_541_000)
+                ),
+                ("52", "PENDING", "0:0", "", None),
+            ],
+            "steps are not jobs; every record of a requeued id is kept"
+        );
+        assert_eq!(r[1].detail.nodes, "");
+        assert_eq!(
+            find_key("20|dw-shape-a\n22|dw-shape-c\n21|(null)\n", "dw-shape-c").as_deref(),
+            Some("22")
+        );
+        assert_eq!(parse_parsable("20\n").as_deref(), Some("20"));
         for refused in [
             "sbatch: error: invalid partition specified: nopart\nsbatch: error: Batch job submission failed: Invalid partition name specified",
             "sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified",

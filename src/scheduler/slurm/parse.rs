@@ -74,7 +74,8 @@ field_list!(
 
 field_list!(
     /// The `squeue -O` of a query (every field ends in `|`; no widths, so nothing is truncated).
-    /// `exit_code` is the raw wait status, `Requeue` the controller's word on a requeue after a failure.
+    /// `exit_code` is the raw wait status in Slurm 22.05 (`code:signal` from 23.02 on), `Requeue` the controller's word on a
+/// requeue after a failure.
     SQUEUE_NAMES, SQUEUE_FIELDS = [
         "JobID", "SubmitTime", "EndTime", "State", "exit_code", "Requeue", "TimeUsed", "NodeList", "Reason",
         "Comment", "Name",
@@ -268,7 +269,8 @@ pub fn parse_squeue_line(line: &str, cluster: Option<&str>) -> Option<JobRow> {
     })
 }
 
-/// squeue's `exit_code` is the raw wait status (`768` for exit 3); sacct's form is `code:signal`.
+/// squeue's `exit_code` is the raw wait status (`768` for exit 3) in Slurm 22.05; from 23.02 on (24.11,
+/// 26.05) squeue prints sacct's form, `code:signal`, which is kept as it is.
 pub fn wait_status(raw: &str) -> String {
     if raw.contains(':') {
         return raw.to_string();
