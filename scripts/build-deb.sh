@@ -57,8 +57,11 @@ trap cleanup EXIT
 dpkg -i "$deb"
 /usr/bin/dirwatcher --version
 version=$(/usr/bin/dirwatcher --version)
-[ "$version" = "dirwatcher $(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)" ] \
-    || die "unexpected version output \`$version\`"
+want="dirwatcher $(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1) (commit "
+case "$version" in
+    "$want"[0-9a-f]*", built "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]")" | "$want"unknown", built "*) ;;
+    *) die "unexpected version output \`$version\` (want \`$want<commit>, built <date>)\`)" ;;
+esac
 for f in /lib/systemd/system/dirwatcher.service /lib/systemd/system/dirwatcher@.service \
          /usr/share/dirwatcher/process_dir.py \
          /usr/share/doc/dirwatcher/config.example.yaml /usr/share/bash-completion/completions/dirwatcher; do

@@ -18,6 +18,7 @@ mod mariadb;
 mod notify;
 mod observe;
 mod ops;
+mod pkg;
 mod readiness;
 mod safety;
 mod slurm_config;
