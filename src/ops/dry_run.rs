@@ -206,11 +206,15 @@ fn would_submit(cfg: &Config, name: &std::ffi::OsStr, path: &std::path::Path) ->
             let inv = slurm::sbatch_invocation(&cfg.job, &cfg.watch.root, &spec);
             let output = output_file(&cfg.job, &cfg.watch.root, path, "%j", &job_name)
                 .map_or_else(|| "sbatch's working directory".into(), |p| show(&p));
+            // Shell-quoted words keep a newline or an ESC of a name raw: escaped here as in the logs, so
+            // the second line stays one line and the terminal is not driven by a name.
+            let esc = crate::logging::field_str;
             format!(
-                "{}: stable; would run (job {job_name}, output {output}):\n  env {} {}",
+                "{}: stable; would run (job {}, output {output}):\n  env {} {}",
                 show(path),
-                env.join(" "),
-                command_line(&inv)
+                esc(&job_name),
+                esc(&env.join(" ")),
+                esc(&command_line(&inv))
             )
         }
         ExecutorKind::Local => {

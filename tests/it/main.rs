@@ -23,4 +23,5 @@ mod readiness;
 mod safety;
 mod slurm_config;
 mod slurm_pipeline;
+mod terminal;
 mod verdicts;
