@@ -64,11 +64,17 @@ case "$version" in
 esac
 for f in /lib/systemd/system/dirwatcher.service /lib/systemd/system/dirwatcher@.service \
          /usr/share/dirwatcher/process_dir.py \
-         /usr/share/doc/dirwatcher/config.example.yaml /usr/share/bash-completion/completions/dirwatcher; do
+         /usr/share/doc/dirwatcher/config.example.yaml /usr/share/doc/dirwatcher/README.package \
+         /usr/share/bash-completion/completions/dirwatcher /usr/share/zsh/vendor-completions/_dirwatcher \
+         /usr/share/fish/vendor_completions.d/dirwatcher.fish; do
     [ -f "$f" ] || die "the package lacks $f"
 done
 ls /usr/share/man/man1/dirwatcher.1* >/dev/null || die "the package lacks the man page"
 man -w dirwatcher >/dev/null || die "man cannot find dirwatcher(1)"
+# One page per command, as `dirwatcher __generate man` writes them.
+for cmd in run status explain retry cancel forget check-config install uninstall; do
+    man -w "dirwatcher-$cmd" >/dev/null || die "man cannot find dirwatcher-$cmd(1)"
+done
 getent passwd dirwatcher >/dev/null || die "postinst did not create the user dirwatcher"
 [ "$(stat -c '%U %a' /var/lib/dirwatcher)" = "dirwatcher 750" ] || die "/var/lib/dirwatcher: $(stat -c '%U %a' /var/lib/dirwatcher)"
 if command -v systemd-analyze >/dev/null; then

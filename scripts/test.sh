@@ -8,7 +8,9 @@
 #      SMTP server with STARTTLS and AUTH the notice tests start;
 #   2. Rust dependencies (cargo fetches them);
 #   3. formatting and lint checks, then every unit, property and integration test;
-#   4. the .deb (cargo-deb is installed from crates.io if missing), installed and tried when run as root;
+#   4. the .deb (cargo-deb is installed from crates.io if missing), installed and tried when run as root,
+#      and the .rpm beside it (rpmbuild and rpmlint from Debian's rpm and rpmlint packages): linted, and as
+#      root its files compared with the .deb's and its scriptlets run in a scratch root (rpm --root);
 #   5. the site checks: scripts/site-cluster.sh up (a Debian 13 container with systemd as PID 1 and
 #      Slurm 24.11; about 1 min the first time, 15 s from its cache), the service checks of tests/site
 #      with that .deb, and the Slurm integration tests (tests/it slurm_pipeline::) against 24.11; the
@@ -64,6 +66,9 @@ bash benches/scale.sh --quick --check benches/ratios.json
 
 say "Debian package (built, and as root also installed, run and removed)"
 bash scripts/build-deb.sh $([ "$(id -u)" = 0 ] && echo --check)
+
+say "RPM (built and linted; as root also compared with the .deb and its scriptlets run in a scratch root)"
+bash scripts/build-rpm.sh $([ "$(id -u)" = 0 ] && echo --check)
 
 say "site: the .deb under systemd 257 as PID 1, and the Slurm tests on Slurm 24.11 (a container)"
 site_start=$(date +%s)
