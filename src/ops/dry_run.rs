@@ -218,10 +218,14 @@ fn would_submit(cfg: &Config, name: &std::ffi::OsStr, path: &std::path::Path) ->
             )
         }
         ExecutorKind::Local => {
-            // The argument vector itself, one JSON string per argument: no shell reads it.
+            // The argument vector itself, one JSON string per argument: no shell reads it. JSON leaves
+            // DEL and the C1 controls raw: `\u00NN` keeps each a JSON string a terminal shows as text.
             let argv: Vec<String> = local_argv(&cfg.job.command, path.as_os_str())
                 .iter()
-                .map(|a| serde_json::to_string(&a.to_string_lossy()).unwrap_or_default())
+                .map(|a| {
+                    let json = serde_json::to_string(&a.to_string_lossy()).unwrap_or_default();
+                    crate::out::json_safe(&json).into_owned()
+                })
                 .collect();
             let cwd = if cfg.job.chdir_to_subdir {
                 show(path)
@@ -229,9 +233,10 @@ fn would_submit(cfg: &Config, name: &std::ffi::OsStr, path: &std::path::Path) ->
                 show(&cfg.watch.root)
             };
             format!(
-                "{}: stable; would run locally (job {job_name}, in {cwd}):\n  env {}\n  argv [{}]",
+                "{}: stable; would run locally (job {}, in {cwd}):\n  env {}\n  argv [{}]",
                 show(path),
-                env.join(" "),
+                crate::logging::field_str(&job_name),
+                crate::logging::field_str(&env.join(" ")),
                 argv.join(", ")
             )
         }

@@ -71,6 +71,9 @@ fn control_characters_in_names_are_escaped_in_everything_the_cli_prints() {
             );
         }
     }
+    // A new one the dry run would submit: its `env WATCH_DIR=…` and argv lines, with a forged row and
+    // an 8-bit CSI in the name.
+    let fresh = env.ready_dir(OsStr::from_bytes(b"fresh\n  completed  job 4242\xc2\x9b2J"));
     let s = |x: &str| OsStr::new(x).to_owned();
     let mut commands: Vec<(String, Vec<std::ffi::OsString>)> = vec![
         ("status".into(), vec![s("status")]),
@@ -96,6 +99,13 @@ fn control_characters_in_names_are_escaped_in_everything_the_cli_prints() {
             vec![s("status"), d.clone().into()],
         ));
     }
+    let (_, dry) = dw(&config, &[OsStr::new("run"), OsStr::new("--dry-run")]);
+    let dry = String::from_utf8_lossy(&dry).into_owned();
+    assert!(
+        dry.contains("would run locally") && dry.contains("\\u009b2J"),
+        "the dry run does not show the new directory's job:\n{dry}"
+    );
+    assert!(fresh.exists());
     for (what, args) in &commands {
         let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
         let (code, out) = dw(&config, &args);
