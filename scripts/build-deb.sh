@@ -57,15 +57,24 @@ trap cleanup EXIT
 dpkg -i "$deb"
 /usr/bin/dirwatcher --version
 version=$(/usr/bin/dirwatcher --version)
-[ "$version" = "dirwatcher $(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)" ] \
-    || die "unexpected version output \`$version\`"
+want="dirwatcher $(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1) (commit "
+case "$version" in
+    "$want"[0-9a-f]*", built "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]")" | "$want"unknown", built "*) ;;
+    *) die "unexpected version output \`$version\` (want \`$want<commit>, built <date>)\`)" ;;
+esac
 for f in /lib/systemd/system/dirwatcher.service /lib/systemd/system/dirwatcher@.service \
          /usr/share/dirwatcher/process_dir.py \
-         /usr/share/doc/dirwatcher/config.example.yaml /usr/share/bash-completion/completions/dirwatcher; do
+         /usr/share/doc/dirwatcher/config.example.yaml /usr/share/doc/dirwatcher/README.package \
+         /usr/share/bash-completion/completions/dirwatcher /usr/share/zsh/vendor-completions/_dirwatcher \
+         /usr/share/fish/vendor_completions.d/dirwatcher.fish; do
     [ -f "$f" ] || die "the package lacks $f"
 done
 ls /usr/share/man/man1/dirwatcher.1* >/dev/null || die "the package lacks the man page"
 man -w dirwatcher >/dev/null || die "man cannot find dirwatcher(1)"
+# One page per command, as `dirwatcher __generate man` writes them.
+for cmd in run status explain retry cancel forget check-config install uninstall; do
+    man -w "dirwatcher-$cmd" >/dev/null || die "man cannot find dirwatcher-$cmd(1)"
+done
 getent passwd dirwatcher >/dev/null || die "postinst did not create the user dirwatcher"
 [ "$(stat -c '%U %a' /var/lib/dirwatcher)" = "dirwatcher 750" ] || die "/var/lib/dirwatcher: $(stat -c '%U %a' /var/lib/dirwatcher)"
 if command -v systemd-analyze >/dev/null; then

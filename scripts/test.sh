@@ -8,7 +8,9 @@
 #      SMTP server with STARTTLS and AUTH the notice tests start;
 #   2. Rust dependencies (cargo fetches them);
 #   3. formatting and lint checks, then every unit, property and integration test;
-#   4. the .deb (cargo-deb is installed from crates.io if missing), installed and tried when run as root;
+#   4. the .deb (cargo-deb is installed from crates.io if missing), installed and tried when run as root,
+#      and the .rpm beside it (rpmbuild and rpmlint from Debian's rpm and rpmlint packages): linted, and as
+#      root its files compared with the .deb's and its scriptlets run in a scratch root (rpm --root);
 #   5. the site lines, one container at a time (up, tests, down: memory and CPU stay low), with
 #      scripts/site-cluster.sh: trixie (Debian 13, systemd 257, Slurm 24.11) and sid (systemd 262,
 #      Slurm 26.05). On trixie (see DIRWATCHER_SITE_CHECKS_ON): the service checks of tests/site with that
@@ -82,7 +84,9 @@ bash benches/scale.sh --quick --check benches/ratios.json || rc=$?
 result "scale benchmark (ratios)" "$rc" "$(( $(date +%s) - t ))"
 
 say "Debian package (built, and as root also installed, run and removed)"
-bash scripts/build-deb.sh $([ "$(id -u)" = 0 ] && echo --check)
+t=$(date +%s); rc=0
+bash scripts/build-deb.sh $([ "$(id -u)" = 0 ] && echo --check) || rc=$?
+result ".deb (built, installed, run, removed)" "$rc" "$(( $(date +%s) - t ))"
 
 [ "$(id -u)" = 0 ] || { echo "error: the site tests boot a container: run as root (sudo ./scripts/test.sh)" >&2; exit 1; }
 it_bin=$(cargo test --test it --no-run --locked --message-format=json \
@@ -124,6 +128,12 @@ done
 unset DIRWATCHER_SITE_SUITE
 cat target/site-report.txt 2>/dev/null || true
 echo "site lines took $(( $(date +%s) - site_start )) s"
+
+# After the site lines: its scratch root comes from their cached Debian 13 root file system.
+say "RPM (built and linted; as root also compared with the .deb and its scriptlets run in a scratch root)"
+t=$(date +%s); rc=0
+bash scripts/build-rpm.sh $([ "$(id -u)" = 0 ] && echo --check) || rc=$?
+result ".rpm (built, linted, files and scriptlets checked)" "$rc" "$(( $(date +%s) - t ))"
 
 say "results"
 printf '  %s\n' "${report[@]}"

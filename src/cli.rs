@@ -26,11 +26,22 @@ pub const DEFAULT_SIGNAL_FILE: &str = defaults::SIGNAL_FILENAME;
 /// `--user` default: the dedicated system user the service (and so every job) runs as.
 pub const DEFAULT_USER: &str = "dirwatcher";
 
+/// What `dirwatcher --version` prints after the name: the release, the commit it was built from and the
+/// build date (UTC), set by `build.rs`; the commit is `unknown` in a build from a tarball without git.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("DIRWATCHER_COMMIT"),
+    ", built ",
+    env!("DIRWATCHER_BUILD_DATE"),
+    ")"
+);
+
 /// The `dirwatcher` command line (its help text is set by the attributes below).
 #[derive(Debug, Parser)]
 #[command(
     name = "dirwatcher",
-    version,
+    version = VERSION,
     about = "Run one Slurm job for every directory that is marked ready under a watched root",
     long_about = "dirwatcher watches a root directory (NFS, Lustre, GPFS or local disk). When a direct \
 subdirectory holds a ready-file (default `_READY`) that is stable — same size, mtime and inode across \

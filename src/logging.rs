@@ -154,23 +154,24 @@ pub fn field(p: &Path) -> Cow<'_, str> {
     let mut out = String::with_capacity(bytes.len() + 8);
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\t' => out.push_str("\\t"),
-                '\r' => out.push_str("\\r"),
-                c if c.is_control() && (c as u32) < 0x100 => {
-                    let _ = write!(out, "\\x{:02x}", c as u32);
-                }
-                c if c.is_control() => {
-                    let _ = write!(out, "\\u{{{:x}}}", c as u32);
-                }
-                c => out.push(c),
-            }
+            crate::out::push_escaped(&mut out, c);
         }
         for b in chunk.invalid() {
             let _ = write!(out, "\\x{b:02x}");
         }
+    }
+    Cow::Owned(out)
+}
+
+/// A name (or path) already made text, for a row the CLI prints: as [`field`] renders it, so a name
+/// holding a newline, CR or ESC shows as `\n`, `\r`, `\x1b` and cannot forge a row or drive the terminal.
+pub fn field_str(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        crate::out::push_escaped(&mut out, c);
     }
     Cow::Owned(out)
 }

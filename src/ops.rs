@@ -289,7 +289,7 @@ fn cancel_one(
             Ok(Ok(format!(
                 "{shown}: cancelled job {job_id} ({}), {how}{retry}; `dirwatcher retry {}` submits it again",
                 g.job_name,
-                name.to_string_lossy()
+                crate::logging::field(Path::new(&name))
             )))
         }
         (GenState::Submitting, _) if g.uncertain => Ok(Err(format!(
@@ -315,7 +315,7 @@ fn cancel_one(
                 Ok(Ok(format!(
                     "{shown}: will not be submitted (recorded as CANCELLED by operator); `dirwatcher retry {}` \
                      submits it later",
-                    name.to_string_lossy()
+                    crate::logging::field(Path::new(&name))
                 )))
             } else {
                 Ok(Err(format!(
@@ -350,7 +350,7 @@ pub fn forget(cfg: &Config, dirs: &[PathBuf]) -> anyhow::Result<Vec<String>> {
                  (`dirwatcher cancel {}`)",
                 g.job_id.as_deref().unwrap_or("-"),
                 g.state.as_str(),
-                name.to_string_lossy()
+                crate::logging::field(Path::new(&name))
             );
         }
         let n = ledger.forget(&name)?;

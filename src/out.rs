@@ -3,10 +3,51 @@
 //!
 //! Owns: the writers every subcommand prints through. A reader that went away (`EPIPE`) makes the rest of
 //! the output vanish and the command finish its work with its own exit status; any other write error (a
-//! full disk behind a redirect) is still an error. Must never: be used for log lines (those go through
-//! `logging`).
+//! full disk behind a redirect) is still an error. Owns too: what may reach a terminal — every control
+//! character but newline and tab is escaped ([`terminal_safe`]), so a directory name holding ESC, CR or
+//! BEL cannot recolour, overwrite or retitle the operator's screen. Must never: be used for log lines
+//! (those go through `logging`).
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::{self, Write};
+
+/// Appends `c`, escaped the way log fields are when it is a control character or a backslash (`\\`,
+/// `\n`, `\t`, `\r`, `\xNN` for the other C0 and C1 controls, `\u{NNNN}` above).
+pub fn push_escaped(out: &mut String, c: char) {
+    match c {
+        '\\' => out.push_str("\\\\"),
+        '\n' => out.push_str("\\n"),
+        '\t' => out.push_str("\\t"),
+        '\r' => out.push_str("\\r"),
+        c if c.is_control() && (c as u32) < 0x100 => {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        }
+        c if c.is_control() => {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        }
+        c => out.push(c),
+    }
+}
+
+/// `s` for a terminal: unchanged but for control characters other than newline and tab (ESC, CR, BEL,
+/// DEL, the C1 controls), which are escaped as [`push_escaped`] does. A last guard for whatever a command
+/// prints; a name in a row is escaped whole before (`logging::field_str`), newline included.
+pub fn terminal_safe(s: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !s.chars().any(unsafe_char) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if unsafe_char(c) {
+            push_escaped(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// A writer that treats a closed pipe as "nobody is listening any more".
 #[derive(Debug)]
@@ -51,19 +92,56 @@ impl<W: Write> Write for Quiet<W> {
     }
 }
 
+/// JSON text for a terminal: serde_json escapes U+0000..U+001F but writes DEL and the C1 controls (U+0080
+/// ..U+009F, where U+009B is a CSI) as they are; they can only stand inside strings, so they become
+/// `\u00NN`, which any JSON reader decodes to the same string.
+pub fn json_safe(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(|c| c.is_control() && c != '\n') {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() && c != '\n' {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// Standard output for a command's results.
 pub fn stdout() -> Quiet<io::StdoutLock<'static>> {
     Quiet::new(io::stdout().lock())
 }
 
-/// Writes a message to standard error; if even that is closed there is no one left to tell.
+/// Writes a message to standard error (terminal-safe: [`terminal_safe`]); if even that is closed there is
+/// no one left to tell.
 pub fn error(msg: impl std::fmt::Display) {
-    let _ = writeln!(Quiet::new(io::stderr().lock()), "{msg}");
+    let msg = msg.to_string();
+    let _ = writeln!(Quiet::new(io::stderr().lock()), "{}", terminal_safe(&msg));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn terminal_safe_escapes_every_control_but_newline_and_tab() {
+        let s = "a\tb\nc\rd\x1b]0;t\x07e\u{9b}31m\x7f";
+        let t = terminal_safe(s);
+        assert_eq!(t, "a\tb\nc\\rd\\x1b]0;t\\x07e\\x9b31m\\x7f");
+        assert!(matches!(terminal_safe("plain/é 日本"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn json_safe_keeps_the_same_json_value() {
+        let v = serde_json::json!({"dir": "/r/a\u{9b}b\x7fc\x1b\n"});
+        let text = serde_json::to_string_pretty(&v).unwrap();
+        let safe = json_safe(&text);
+        assert!(!safe.chars().any(|c| c.is_control() && c != '\n'), "{safe}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&safe).unwrap(), v);
+    }
 
     #[test]
     fn a_reader_that_went_away_swallows_the_rest_but_other_errors_stay_errors() {

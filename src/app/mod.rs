@@ -6,12 +6,26 @@
 //! parse the command line or set up logging (`main` does), decide what a command does (`ops`, `install`,
 //! `daemon` do), or exit the process: it returns, `main` exits.
 
-/// Prints to standard output; a reader that went away ends the output quietly (see [`crate::out`]).
+/// Prints to standard output, terminal-safe ([`crate::out::terminal_safe`]); a reader that went away ends
+/// the output quietly (see [`crate::out`]).
 macro_rules! out {
     ($($t:tt)*) => {{
         use std::io::Write as _;
+        let text = format!($($t)*);
         anyhow::Context::context(
-            write!(crate::out::stdout(), $($t)*),
+            write!(crate::out::stdout(), "{}", crate::out::terminal_safe(&text)),
+            "cannot write to standard output",
+        )?
+    }};
+}
+
+/// Prints JSON to standard output, its DEL and C1 controls escaped ([`crate::out::json_safe`]).
+macro_rules! out_json {
+    ($value:expr) => {{
+        use std::io::Write as _;
+        let text = serde_json::to_string_pretty($value)?;
+        anyhow::Context::context(
+            writeln!(crate::out::stdout(), "{}", crate::out::json_safe(&text)),
             "cannot write to standard output",
         )?
     }};

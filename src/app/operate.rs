@@ -38,7 +38,7 @@ pub fn status(config: &ConfigFile, q: ops::StatusQuery, view: StatusView) -> Res
     };
     let s = ops::status(&cfg, &q)?;
     if view.json {
-        out!("{}\n", serde_json::to_string_pretty(&s)?);
+        out_json!(&s);
     } else if listing {
         let rows = s.directories.as_deref().unwrap_or_default();
         out!(
@@ -56,7 +56,7 @@ pub fn explain(config: &ConfigFile, json: bool, dirs: &[PathBuf]) -> Result<(), 
     let cfg = load::load_reading(config)?;
     let all = ops::explain(&cfg, dirs)?;
     if json {
-        out!("{}\n", serde_json::to_string_pretty(&all)?);
+        out_json!(&all);
     } else {
         for e in &all {
             out!("{}", ops::render_explanation(e));

@@ -499,7 +499,8 @@ fn check_neighbours(a: &InstallArgs, c: &Checked) -> anyhow::Result<()> {
         .map(|p| p.parent().unwrap_or(Path::new("/")).to_path_buf())
         .collect();
     let installed = siblings::installed(destdir, &dirs);
-    siblings::check_same_root(&me, &installed, a.force)?;
+    let unit = siblings::plain_unit(destdir);
+    siblings::check_same_root(&me, &installed, unit.as_ref(), a.force)?;
     siblings::check_shares_nothing(&me, &installed)?;
     if c.target.instance.is_some() {
         let template = render::render_unit(&unit_spec(a, c, DEFAULT_USER.into()))
@@ -1023,8 +1024,31 @@ fn purged(layout: &Layout) -> Vec<(PathBuf, Removal)> {
 }
 
 /// Removes `at` (its staged path) if it is there and, for a directory to remove when empty, is empty.
+/// Nothing is removed through a symbolic link: not below a linked directory (a state or log directory
+/// that points elsewhere holds someone else's files), nor a link where the installer made a directory.
 fn remove(pass: Pass, at: &Path, how: Removal, out: &mut dyn Write) -> anyhow::Result<()> {
-    if std::fs::symlink_metadata(at).is_err() {
+    let Ok(meta) = std::fs::symlink_metadata(at) else {
+        return Ok(());
+    };
+    if let Some(link) = at
+        .ancestors()
+        .skip(1)
+        .find(|a| std::fs::symlink_metadata(a).is_ok_and(|m| m.file_type().is_symlink()))
+    {
+        writeln!(
+            out,
+            "kept {}: reached through the symbolic link {} (remove it yourself if it is dirwatcher's)",
+            at.display(),
+            link.display()
+        )?;
+        return Ok(());
+    }
+    if meta.file_type().is_symlink() && !matches!(how, Removal::File) {
+        writeln!(
+            out,
+            "kept {}: a symbolic link where dirwatcher made a directory (remove it yourself)",
+            at.display()
+        )?;
         return Ok(());
     }
     if let Removal::EmptyDir = how

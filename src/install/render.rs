@@ -197,7 +197,7 @@ fn put_header(y: &mut String, v: &ConfigValues, style: ConfigStyle) {
         ConfigStyle::Example => {
             *y += "# Example dirwatcher configuration. Copy it to /etc/dirwatcher/config.yaml, set watch.root and the\n\
                   # job, then check it with `dirwatcher check-config` and start the service (see\n\
-                  # /usr/share/doc/dirwatcher/README.Debian). Every key and its default: dirwatcher check-config --help\n";
+                  # /usr/share/doc/dirwatcher/README.package). Every key and its default: dirwatcher check-config --help\n";
         }
     }
 }
@@ -431,11 +431,11 @@ fn unit_header(origin: UnitOrigin, shape: &UnitShape) -> &'static str {
              # changes in a drop-in: systemctl edit dirwatcher\n"
         }
         (UnitOrigin::Package, UnitShape::Single { .. }) => {
-            "# dirwatcher.service from the Debian package. The watched root must be made writable in the\n\
-             # sandbox with a drop-in (systemctl edit dirwatcher):\n\
+            "# dirwatcher.service from the package (.deb or .rpm). The watched root must be made writable\n\
+             # in the sandbox with a drop-in (systemctl edit dirwatcher):\n\
              #   [Service]\n\
              #   ReadWritePaths=/data/incoming\n\
-             # See /usr/share/doc/dirwatcher/README.Debian.\n"
+             # See /usr/share/doc/dirwatcher/README.package.\n"
         }
         (UnitOrigin::Installer, UnitShape::Template) => {
             "# Written by `dirwatcher install --instance NAME`, one for every instance: dirwatcher@NAME runs\n\
@@ -444,13 +444,13 @@ fn unit_header(origin: UnitOrigin, shape: &UnitShape) -> &'static str {
              # editing either; put local changes in another drop-in: systemctl edit dirwatcher@NAME\n"
         }
         (UnitOrigin::Package, UnitShape::Template) => {
-            "# dirwatcher@.service from the Debian package: dirwatcher@NAME runs /etc/dirwatcher/NAME.yaml, with\n\
-             # behavior.state_file in /var/lib/dirwatcher/NAME/ and behavior.failure_log in\n\
-             # /var/log/dirwatcher/NAME/ (created at start). Its watched root must be made writable in the\n\
-             # sandbox with a drop-in (systemctl edit dirwatcher@NAME):\n\
+            "# dirwatcher@.service from the package (.deb or .rpm): dirwatcher@NAME runs\n\
+             # /etc/dirwatcher/NAME.yaml, with behavior.state_file in /var/lib/dirwatcher/NAME/ and\n\
+             # behavior.failure_log in /var/log/dirwatcher/NAME/ (created at start). Its watched root must\n\
+             # be made writable in the sandbox with a drop-in (systemctl edit dirwatcher@NAME):\n\
              #   [Service]\n\
              #   ReadWritePaths=/data/incoming\n\
-             # See /usr/share/doc/dirwatcher/README.Debian.\n"
+             # See /usr/share/doc/dirwatcher/README.package.\n"
         }
     }
 }

@@ -140,18 +140,90 @@ fn same_place(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// An install for another root than the service's installed config watches: refused unless `--force`
-/// (which repoints it), with the way to run a second root alongside. (Kept, the old config would watch
-/// one root while the new unit lets the sandbox write only the other.)
+/// Where systemd finds the plain `dirwatcher.service`, first match wins: the installer's (or an admin's)
+/// in /etc, then a package's.
+pub(super) const PLAIN_UNITS: [&str; 3] = [
+    "/etc/systemd/system/dirwatcher.service",
+    "/usr/lib/systemd/system/dirwatcher.service",
+    "/lib/systemd/system/dirwatcher.service",
+];
+
+/// The plain service as systemd would run it: the first unit of [`PLAIN_UNITS`] present (under
+/// `destdir`), and the config its `ExecStart=` names (`None` when no such unit is installed).
+pub(super) fn plain_unit(destdir: Option<&Path>) -> Option<(PathBuf, Option<PathBuf>)> {
+    PLAIN_UNITS.iter().find_map(|unit| {
+        let text = std::fs::read_to_string(staged(destdir, Path::new(unit))).ok()?;
+        Some((PathBuf::from(unit), exec_config(&text)))
+    })
+}
+
+/// The `--config` of a unit's (last) `ExecStart=`.
+fn exec_config(unit: &str) -> Option<PathBuf> {
+    let line = unit
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("ExecStart="))?;
+    let words =
+        shlex::split(line).unwrap_or_else(|| line.split_whitespace().map(String::from).collect());
+    let at = words.iter().position(|w| w == "--config" || w == "-c")?;
+    words.get(at + 1).map(PathBuf::from)
+}
+
+/// The fix for a second plain service: there is one `dirwatcher.service`; a second root is an instance.
+fn as_instance(me: &Service) -> String {
+    format!(
+        "to watch a second root, install it as an instance of its own: dirwatcher install --instance NAME \
+         --watch-root {} … (each instance has its own config, ledger, logs and unit dirwatcher@NAME)",
+        me.watch_root.display()
+    )
+}
+
+/// An install that would repoint the installed service: refused unless `--force`, with the way to run a
+/// second root alongside. Two ways to repoint the plain service: another `--config-path` than the one its
+/// installed unit runs (the unit would be rewritten to run the new config, and the old one's root would be
+/// watched by nothing), or the same config for another root. (Kept, the old config would watch one root
+/// while the new unit lets the sandbox write only the other.) `unit` is the plain unit installed and the
+/// config it runs ([`plain_unit`]; `None` for an instance, whose config follows from its name).
 pub(super) fn check_same_root(
     me: &Service,
     installed: &[Service],
+    unit: Option<&(PathBuf, Option<PathBuf>)>,
     force: bool,
 ) -> Result<(), UsageError> {
+    if force {
+        return Ok(());
+    }
+    if let Some((unit, Some(runs))) = unit
+        && me.instance.is_none()
+        && *runs != me.config
+    {
+        let root = installed
+            .iter()
+            .find(|s| s.config == *runs)
+            .map(|s| s.watch_root.display().to_string());
+        let watching = root
+            .as_ref()
+            .map(|r| format!(", which watches `{r}`"))
+            .unwrap_or_default();
+        let left = root.map_or("its root".to_string(), |r| format!("`{r}`"));
+        return Err(usage(
+            format!(
+                "the dirwatcher service `{}` runs the config `{}`{watching}; installing it with --config-path `{}` \
+                 would make it run that one instead and leave {left} watched by nothing",
+                unit.display(),
+                runs.display(),
+                me.config.display()
+            ),
+            format!(
+                "{}; to move the service to the new config instead, add --force",
+                as_instance(me)
+            ),
+        ));
+    }
     let Some(old) = installed.iter().find(|s| s.config == me.config) else {
         return Ok(());
     };
-    if force || same_place(&old.watch_root, &me.watch_root) {
+    if same_place(&old.watch_root, &me.watch_root) {
         return Ok(());
     }
     Err(usage(
@@ -162,10 +234,8 @@ pub(super) fn check_same_root(
             me.watch_root.display()
         ),
         format!(
-            "to watch both, install the new root as an instance of its own: dirwatcher install --instance NAME \
-             --watch-root {} … (each instance has its own config, ledger, logs and unit dirwatcher@NAME); to \
-             move this service to the new root instead, add --force",
-            me.watch_root.display()
+            "{}; to move this service to the new root instead, add --force",
+            as_instance(me)
         ),
     ))
 }
@@ -199,10 +269,16 @@ pub(super) fn check_shares_nothing(me: &Service, installed: &[Service]) -> Resul
 
 /// Ledger, failure log and metrics outputs of `me` against one other service.
 fn check_outputs(me: &Service, other: &Service) -> Result<(), UsageError> {
+    // A plain service beside another is a second `dirwatcher.service`: its own ledger would not make it
+    // one (following `--state-file`'s hint ended in the one unit repointed); an instance would.
     let taken = |what: &str, value: String, flag: &str, example: String| {
+        let fix = match me.instance {
+            Some(_) => format!("give this service its own: {flag} {example}"),
+            None => as_instance(me),
+        };
         Err(usage(
             format!("{what} `{value}` is already {}'s", other.called()),
-            format!("give this service its own: {flag} {example}"),
+            fix,
         ))
     };
     let name = me
@@ -273,17 +349,77 @@ mod tests {
         let again = service("/etc/dirwatcher/config.yaml", None, "/data/a");
         let moved = service("/etc/dirwatcher/config.yaml", None, "/data/b");
         let all = [old];
-        assert!(check_same_root(&again, &all, false).is_ok());
-        let e = check_same_root(&moved, &all, false).unwrap_err();
+        assert!(check_same_root(&again, &all, None, false).is_ok());
+        let e = check_same_root(&moved, &all, None, false).unwrap_err();
         assert!(
             e.fix.contains("--instance NAME") && e.fix.contains("--force"),
             "{e}"
         );
-        assert!(check_same_root(&moved, &all, true).is_ok());
+        assert!(check_same_root(&moved, &all, None, true).is_ok());
         let inst = service("/etc/dirwatcher/a.yaml", Some("a"), "/data/a");
         let inst_moved = service("/etc/dirwatcher/a.yaml", Some("a"), "/data/b");
-        let e = check_same_root(&inst_moved, &[inst], false).unwrap_err();
+        let e = check_same_root(&inst_moved, &[inst], None, false).unwrap_err();
         assert!(e.problem.contains("dirwatcher@a"), "{e}");
+    }
+
+    /// Issue 24: `--config-path second.yaml` over the installed plain service rewrote its unit to run the
+    /// new config; the installed unit, not the config path given, says what the service runs.
+    #[test]
+    fn the_installed_unit_says_which_config_the_plain_service_runs() {
+        let first = service("/etc/dirwatcher/config.yaml", None, "/data/a");
+        let second = service("/etc/dirwatcher/second.yaml", None, "/data/b");
+        let unit = (
+            PathBuf::from(PLAIN_UNITS[0]),
+            Some(PathBuf::from("/etc/dirwatcher/config.yaml")),
+        );
+        let e =
+            check_same_root(&second, std::slice::from_ref(&first), Some(&unit), false).unwrap_err();
+        assert!(
+            e.problem
+                .contains("runs the config `/etc/dirwatcher/config.yaml`, which watches `/data/a`")
+                && e.problem
+                    .contains("--config-path `/etc/dirwatcher/second.yaml`"),
+            "{e}"
+        );
+        assert!(
+            e.fix.contains("--instance NAME --watch-root /data/b"),
+            "{e}"
+        );
+        assert!(check_same_root(&second, std::slice::from_ref(&first), Some(&unit), true).is_ok());
+        // The config it runs, again: no repointing. No unit installed, or an instance: nothing to repoint.
+        assert!(check_same_root(&first, std::slice::from_ref(&first), Some(&unit), false).is_ok());
+        assert!(check_same_root(&second, std::slice::from_ref(&first), None, false).is_ok());
+        let inst = service("/etc/dirwatcher/b.yaml", Some("b"), "/data/b");
+        assert!(check_same_root(&inst, &[first], Some(&unit), false).is_ok());
+    }
+
+    #[test]
+    fn exec_config_reads_the_last_exec_start() {
+        let unit = "[Service]\nExecStart=/usr/bin/dirwatcher run --config /etc/a.yaml\n\
+                    ExecReload=/usr/bin/dirwatcher check-config --config /etc/x.yaml\n";
+        assert_eq!(exec_config(unit), Some("/etc/a.yaml".into()));
+        let dropped = format!("{unit}ExecStart=\nExecStart=/opt/dw run -c '/etc/my dir/b.yaml'\n");
+        assert_eq!(exec_config(&dropped), Some("/etc/my dir/b.yaml".into()));
+        assert_eq!(exec_config("[Service]\nExecStart=/bin/true\n"), None);
+    }
+
+    /// A second plain service clashing with the first's ledger or log is told to be an instance, not to
+    /// take a ledger of its own (which led to the one unit repointed).
+    #[test]
+    fn a_plain_clash_with_the_plain_service_points_to_an_instance() {
+        let first = service("/etc/dirwatcher/config.yaml", None, "/data/a");
+        let second = service("/etc/dirwatcher/second.yaml", None, "/data/b");
+        let e = check_shares_nothing(&second, std::slice::from_ref(&first)).unwrap_err();
+        assert!(e.problem.contains("the ledger"), "{e}");
+        assert!(e.fix.contains("--instance NAME"), "{e}");
+        assert!(!e.fix.contains("--state-file"), "{e}");
+        let mut own_ledger = second.clone();
+        own_ledger.state_file = "/var/lib/dirwatcher/b.db".into();
+        let e = check_shares_nothing(&own_ledger, &[first]).unwrap_err();
+        assert!(
+            e.problem.contains("the failure log") && e.fix.contains("--instance NAME"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -807,16 +807,17 @@ fn next_step(
 
 /// Renders explanations for people.
 pub fn render_explanation(e: &Explanation) -> String {
+    use crate::logging::field_str as esc;
     use std::fmt::Write;
     let mut o = String::new();
-    let _ = writeln!(o, "{}  (checked as user `{}`)", e.dir, e.checked_as);
+    let _ = writeln!(o, "{}  (checked as user `{}`)", esc(&e.dir), e.checked_as);
     for c in &e.checks {
         let _ = writeln!(
             o,
             "  {} {:<10} {}",
             if c.ok { "ok " } else { "NO " },
             c.check,
-            c.says
+            esc(&c.says)
         );
     }
     for r in &e.records {
@@ -828,7 +829,7 @@ pub fn render_explanation(e: &Explanation) -> String {
             r.state,
             r.job_id
                 .as_deref()
-                .map(|j| format!(", job {j} ({})", r.job_name))
+                .map(|j| format!(", job {j} ({})", esc(&r.job_name)))
                 .unwrap_or_default(),
             r.slurm_state
                 .as_deref()
@@ -836,11 +837,11 @@ pub fn render_explanation(e: &Explanation) -> String {
                 .unwrap_or_default(),
             r.output
                 .as_deref()
-                .map(|p| format!(", output {p}"))
+                .map(|p| format!(", output {}", esc(p)))
                 .unwrap_or_default(),
             r.last_error
                 .as_deref()
-                .map(|x| format!(", last error: {x}"))
+                .map(|x| format!(", last error: {}", esc(x)))
                 .unwrap_or_default(),
             r.next_try_at
                 .as_deref()
@@ -852,7 +853,7 @@ pub fn render_explanation(e: &Explanation) -> String {
             }
         );
     }
-    let _ = writeln!(o, "  next: {}", e.next);
+    let _ = writeln!(o, "  next: {}", esc(&e.next));
     o
 }
 

@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::{dir_name, open_read_only, rfc3339};
 use crate::config::Config;
 use crate::engine::{GenState, Generation, classify_rejection};
+use crate::logging::field_str as esc;
 use crate::snapshot::{self, JobSeen, Liveness, Snapshot, Waiting};
 use crate::time::{Millis, human, wall_now};
 
@@ -835,7 +836,7 @@ fn render_jobs(o: &mut String, s: &Status) {
     if !s.waiting.is_empty() {
         let _ = writeln!(o, "\nwaiting (not submitted yet):");
         for w in &s.waiting {
-            let _ = writeln!(o, "  {:<10} {}  {}", w.state, w.dir, w.reason);
+            let _ = writeln!(o, "  {:<10} {}  {}", w.state, esc(&w.dir), esc(&w.reason));
         }
     }
     if !s.in_flight.is_empty() {
@@ -848,8 +849,8 @@ fn render_jobs(o: &mut String, s: &Status) {
                 j.slurm_state.as_deref().unwrap_or(j.state),
                 j.age_sec,
                 j.attempt,
-                j.dir,
-                j.reason
+                esc(&j.dir),
+                esc(&j.reason)
             );
         }
     }
@@ -864,7 +865,7 @@ fn render_jobs(o: &mut String, s: &Status) {
                 "  job {:<10} attempt {}  {}",
                 j.job_id.as_deref().unwrap_or("-"),
                 j.attempt,
-                j.dir
+                esc(&j.dir)
             );
         }
     }
@@ -884,7 +885,7 @@ fn render_notices(o: &mut String, n: &Notices) {
             n.given_up
         );
         if let Some(e) = &n.last_error {
-            let _ = writeln!(o, "  last error: {e}");
+            let _ = writeln!(o, "  last error: {}", esc(e));
         }
     }
 }
@@ -902,7 +903,7 @@ fn render_failures(o: &mut String, s: &Status) {
                 f.job_id.as_deref().unwrap_or("-"),
                 f.state.as_deref().unwrap_or("-"),
                 f.exit_code.as_deref().unwrap_or("-"),
-                f.dir
+                esc(&f.dir)
             );
         }
     }
@@ -914,8 +915,8 @@ fn render_failures(o: &mut String, s: &Status) {
                 "  {:<10} job {:<10} {}  {}",
                 l.state,
                 l.job_id.as_deref().unwrap_or("-"),
-                l.dir,
-                l.reason
+                esc(&l.dir),
+                esc(&l.reason)
             );
         }
     }
@@ -948,17 +949,14 @@ pub fn render_listing(
             fields
                 .iter()
                 .map(|f| {
-                    // One line per directory, whatever a name or an error holds.
-                    r.field(f)
-                        .chars()
-                        .map(|c| {
-                            if c == '\n' || (parsable && c == '|') {
-                                ' '
-                            } else {
-                                c
-                            }
-                        })
-                        .collect()
+                    // One line per directory, whatever a name or an error holds: control characters
+                    // escaped as in the logs (a newline is `\n`), and no `|` inside a parsable field.
+                    let cell = r.field(f);
+                    let cell = esc(&cell);
+                    match parsable {
+                        true => cell.replace('|', " "),
+                        false => cell.into_owned(),
+                    }
                 })
                 .collect()
         })

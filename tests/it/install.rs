@@ -996,6 +996,114 @@ fn a_second_plain_install_for_another_root_is_refused_and_names_instance() {
     ));
 }
 
+/// Issue 24, item 5: following the installer's own `fix:` hints (`--state-file`, `--failure-log`) with
+/// `--config-path second.yaml` ended in the plain unit rewritten to run second.yaml, and the first root
+/// watched by nothing. The unit installed says which config the service runs: refused, naming
+/// `--instance NAME`; and a clash with the plain service's ledger or log points there too.
+#[test]
+fn a_config_path_over_the_installed_plain_service_is_refused_and_names_instance() {
+    let s = Staging::new("cfgpath");
+    ok(s.install(&[]));
+    let before = s.snapshot();
+    let unit_before = std::fs::read_to_string(s.unit()).unwrap();
+    let second = s.another_root("second");
+    // The clash first: the plain service's ledger and log, and the fix is an instance (no --state-file).
+    let err = refused(s.install_for(&second, &["--config-path", "/etc/dirwatcher/second.yaml"]));
+    assert!(err.contains("--instance NAME"), "{err}");
+    // Then the issue's exact path: own ledger and log given, as the old hints said.
+    let err = refused(s.install_for(
+        &second,
+        &[
+            "--config-path",
+            "/etc/dirwatcher/second.yaml",
+            "--state-file",
+            "/var/lib/dirwatcher/second/state.db",
+            "--failure-log",
+            "/var/log/dirwatcher/second/failed_jobs.log",
+        ],
+    ));
+    assert!(
+        err.contains("runs the config `/etc/dirwatcher/config.yaml`")
+            && err.contains(&format!("which watches `{}`", s.root.display()))
+            && err.contains("--instance NAME"),
+        "{err}"
+    );
+    assert!(
+        s.snapshot() == before,
+        "a refused install changed something"
+    );
+    // The way it says works, and leaves the plain service as it was.
+    ok(s.install_for(&second, &["--instance", "second"]));
+    assert_eq!(std::fs::read_to_string(s.unit()).unwrap(), unit_before);
+    assert!(has_line(
+        &s.at("/etc/dirwatcher/second.yaml"),
+        &format!("  root: {}", second.display())
+    ));
+}
+
+/// The unit a package installed counts as much as the installer's: over the .deb's or the .rpm's
+/// `dirwatcher.service` (no installer unit in /etc), another --config-path is refused the same way.
+#[test]
+fn a_config_path_over_a_packaged_service_is_refused_too() {
+    let s = Staging::new("cfgpkg");
+    let unit = s.at("/usr/lib/systemd/system/dirwatcher.service");
+    std::fs::create_dir_all(unit.parent().unwrap()).unwrap();
+    std::fs::write(&unit, include_str!("../../packaging/dirwatcher.service")).unwrap();
+    let second = s.another_root("second");
+    let err = refused(s.install_for(
+        &second,
+        &[
+            "--config-path",
+            "/etc/dirwatcher/second.yaml",
+            "--state-file",
+            "/var/lib/dirwatcher/second/state.db",
+            "--failure-log",
+            "/var/log/dirwatcher/second/failed_jobs.log",
+        ],
+    ));
+    assert!(
+        err.contains("/usr/lib/systemd/system/dirwatcher.service")
+            && err.contains("runs the config `/etc/dirwatcher/config.yaml`")
+            && err.contains("--instance NAME"),
+        "{err}"
+    );
+    assert!(!s.unit().exists(), "a refused install wrote a unit");
+}
+
+/// `uninstall --purge` removes nothing through a symbolic link: a state directory that points elsewhere
+/// (another disk, someone else's files) keeps everything below it, and says so; the rest is removed.
+#[test]
+fn uninstall_purge_removes_nothing_through_a_symlink() {
+    let s = Staging::new("purgelink");
+    ok(s.install(&[]));
+    let elsewhere = s.another_root("elsewhere");
+    for f in ["state.db", "state.db.status.json", "state.db.lock"] {
+        std::fs::write(elsewhere.join(f), "keep").unwrap();
+    }
+    let state_dir = s.at("/var/lib/dirwatcher");
+    std::fs::remove_dir(&state_dir).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &state_dir).unwrap();
+    std::fs::write(s.at("/var/log/dirwatcher/failed_jobs.log"), "{}\n").unwrap();
+    let out = ok(s.uninstall(&["--purge"]));
+    for f in ["state.db", "state.db.status.json", "state.db.lock"] {
+        assert!(
+            elsewhere.join(f).exists(),
+            "{f} removed through the link:\n{out}"
+        );
+    }
+    assert!(
+        out.contains("reached through the symbolic link") && out.contains("a symbolic link where"),
+        "{out}"
+    );
+    assert!(
+        std::fs::symlink_metadata(&state_dir).is_ok(),
+        "the link itself is the admin's"
+    );
+    for gone in ["/var/log/dirwatcher", "/etc/dirwatcher/config.yaml"] {
+        assert!(!s.at(gone).exists(), "{gone} still there:\n{out}");
+    }
+}
+
 /// One root, one daemon: that is the promise (never submit a directory twice), whatever --force says.
 #[test]
 fn an_instance_on_a_root_already_watched_or_a_port_already_taken_is_refused() {

@@ -226,7 +226,7 @@ pub fn token() -> String {
     format!("{:x}", n as u64)
 }
 
-/// The service as the package sets it up, following README.Debian: installed from the `.deb` on a
+/// The service as the package sets it up, following README.package: installed from the `.deb` on a
 /// clean slate, `config` as `/etc/dirwatcher/config.yaml`, the root made writable by a drop-in, the
 /// service user a Slurm user of account `dev`. Not started.
 pub struct Service {

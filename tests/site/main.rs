@@ -432,7 +432,7 @@ fn systemd_analyze_security_rates_the_unit_as_documented() {
     );
 }
 
-/// Issue 13: two roots on one host, as README.Debian says, from the package's template unit: each
+/// Issue 13: two roots on one host, as README.package says, from the package's template unit: each
 /// instance processes its own root with its own ledger, its journal lines carry its name, and stopping one
 /// leaves the other running.
 #[test]

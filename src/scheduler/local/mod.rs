@@ -284,7 +284,12 @@ impl Scheduler for Local {
         // The argument vector itself, one JSON string per argument: no shell reads it.
         let argv: Vec<String> = local_argv(&self.job.command, spec.dir_path.as_os_str())
             .iter()
-            .map(|a| serde_json::to_string(&a.to_string_lossy()).unwrap_or_default())
+            .map(|a| {
+                // JSON leaves DEL and the C1 controls raw: `\u00NN` keeps each a JSON string a
+                // terminal shows as text.
+                let json = serde_json::to_string(&a.to_string_lossy()).unwrap_or_default();
+                crate::out::json_safe(&json).into_owned()
+            })
             .collect();
         let cwd = if self.job.chdir_to_subdir {
             show(&spec.dir_path)
@@ -293,8 +298,8 @@ impl Scheduler for Local {
         };
         format!(
             "would run locally (job {}, in {cwd}):\n  env {}\n  argv [{}]",
-            spec.job_name,
-            env_words(&self.job, &spec.dir_path).join(" "),
+            crate::logging::field_str(&spec.job_name),
+            crate::logging::field_str(&env_words(&self.job, &spec.dir_path).join(" ")),
             argv.join(", ")
         )
     }

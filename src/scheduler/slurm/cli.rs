@@ -214,11 +214,14 @@ impl Cli {
         let inv = sbatch_invocation(&self.job, &self.root, spec);
         let output = output_file(&self.job, &self.root, &spec.dir_path, "%j", &spec.job_name)
             .map_or_else(|| "sbatch's working directory".into(), |p| show(&p));
+        // Shell-quoted words keep a newline or an ESC of a name raw: escaped here as in the logs, so the
+        // second line stays one line and the terminal is not driven by a name.
+        let esc = crate::logging::field_str;
         format!(
             "would run (job {}, output {output}):\n  env {} {}",
-            spec.job_name,
-            env_words(&self.job, &spec.dir_path).join(" "),
-            command_line(&inv)
+            esc(&spec.job_name),
+            esc(&env_words(&self.job, &spec.dir_path).join(" ")),
+            esc(&command_line(&inv))
         )
     }
 

@@ -525,7 +525,9 @@ impl Rest {
                 }
                 format!(
                     "would POST to {}/slurm/<version>/job/submit (job {}):\n  {}",
-                    self.base, spec.job_name, body
+                    self.base,
+                    crate::logging::field_str(&spec.job_name),
+                    crate::out::json_safe(&body.to_string())
                 )
             }
             Err(e) => format!("would not submit: {e}"),
