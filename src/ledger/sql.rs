@@ -190,10 +190,32 @@ impl fmt::Display for DbError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DbError::Sqlite(e) => e.fmt(f),
+            DbError::Maria(e) if maria_timed_out(e) => write!(
+                f,
+                "the database server did not answer within the ledger's timeout (overloaded, \
+                 unreachable or stopped?): {e}"
+            ),
             DbError::Maria(e) => e.fmt(f),
             DbError::Type(s) => write!(f, "unexpected value in the ledger: {s}"),
         }
     }
+}
+
+/// The connection's read or write timed out (the socket's timeout reads as `EAGAIN` on Linux): the
+/// driver's own words ("CodecError { … os error 11 }") would not say so.
+fn maria_timed_out(e: &mysql::Error) -> bool {
+    let io = match e {
+        mysql::Error::IoError(io) => Some(io),
+        // The codec's own cause is its `io::Error` (its type is not exported by the driver).
+        mysql::Error::CodecError(c) => std::error::Error::source(c).and_then(|s| s.downcast_ref()),
+        _ => None,
+    };
+    io.is_some_and(|io: &std::io::Error| {
+        matches!(
+            io.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )
+    })
 }
 
 impl std::error::Error for DbError {
@@ -400,6 +422,21 @@ pub fn for_maria(sql: &str, args: &[Arg]) -> Result<(String, Vec<Arg>), DbError>
 
 #[cfg(test)]
 mod tests {
+    /// A timed-out read says so in words, not as the driver's "os error 11".
+    #[test]
+    fn a_timed_out_maria_read_says_the_server_did_not_answer() {
+        let eagain = std::io::Error::from(std::io::ErrorKind::WouldBlock);
+        let e = DbError::Maria(mysql::Error::IoError(eagain));
+        assert!(
+            e.to_string()
+                .contains("did not answer within the ledger's timeout"),
+            "{e}"
+        );
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = DbError::Maria(mysql::Error::IoError(refused));
+        assert!(!e.to_string().contains("did not answer"), "{e}");
+    }
+
     use super::*;
 
     #[test]
