@@ -201,7 +201,7 @@ impl Known {
                 .retain(|k, _| names.binary_search_by(|n| n.as_os_str().cmp(k)).is_ok());
         }
         // The schedule holds at most a few entries per name: drop those of names gone, now and then.
-        if self.due.len() > 4 * self.map.len() + 1024 {
+        if self.due.len() > 2 * self.map.len() + 1024 {
             let map = &self.map;
             self.due
                 .retain(|Reverse((at, n))| map.get(n).is_some_and(|e| e.recheck_at == *at));
