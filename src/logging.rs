@@ -117,9 +117,100 @@ pub fn init(format: LogFormat, verbose: u8) -> Sink {
         builder.json().flatten_event(true).init();
         Sink::Json
     } else {
-        builder.init();
+        builder.fmt_fields(Logfmt).init();
         Sink::Text
     }
+}
+
+/// The text sink's fields in logfmt: the message first, then `key=value`, a value in double quotes
+/// (`\"`, `\\`, `\n` inside) when it is empty or holds a space, `=`, a quote, a backslash or a control
+/// character. So Loki's and lnav's logfmt parsers read `dir="/data/incoming/run 2"` as one field, where
+/// the default format wrote it bare and the name broke in two at the space.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Logfmt;
+
+impl<'w> tracing_subscriber::fmt::FormatFields<'w> for Logfmt {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        mut writer: tracing_subscriber::fmt::format::Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut v = LogfmtVisitor::default();
+        fields.record(&mut v);
+        writer.write_str(&v.line())
+    }
+}
+
+/// Collects one event's (or span's) fields for [`Logfmt`].
+#[derive(Debug, Default)]
+struct LogfmtVisitor {
+    message: Option<String>,
+    fields: Vec<(&'static str, String)>,
+}
+
+impl LogfmtVisitor {
+    /// `message key=value …`, as one line.
+    fn line(&self) -> String {
+        let mut out = self.message.clone().unwrap_or_default();
+        for (k, v) in &self.fields {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(k);
+            out.push('=');
+            out.push_str(&logfmt_value(v));
+        }
+        out
+    }
+}
+
+impl tracing::field::Visit for LogfmtVisitor {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.put(field, value.to_string());
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        // A `%` field's Debug is its Display, and the message's is the text itself.
+        self.put(field, format!("{value:?}"));
+    }
+}
+
+impl LogfmtVisitor {
+    fn put(&mut self, field: &tracing::field::Field, value: String) {
+        if field.name() == "message" {
+            self.message = Some(value);
+        } else {
+            self.fields.push((field.name(), value));
+        }
+    }
+}
+
+/// One logfmt value: bare when it can be, else quoted and escaped.
+pub fn logfmt_value(v: &str) -> Cow<'_, str> {
+    let bare = !v.is_empty()
+        && !v
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '=' | '\\'));
+    if bare {
+        return Cow::Borrowed(v);
+    }
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('"');
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    Cow::Owned(out)
 }
 
 /// The span the daemon runs in when it is one of several on the host: every event inside carries
@@ -235,6 +326,32 @@ mod tests {
         let f = field(hostile);
         assert!(!f.chars().any(char::is_control), "{f:?}");
         assert_eq!(f, "/r/x\\r\\nDIR=/etc\\x00\\x85");
+    }
+
+    #[test]
+    fn logfmt_values_are_bare_when_they_can_be_and_quoted_otherwise() {
+        assert_eq!(logfmt_value("/data/incoming/case1"), "/data/incoming/case1");
+        assert_eq!(
+            logfmt_value("/data/incoming/run 2"),
+            r#""/data/incoming/run 2""#
+        );
+        assert_eq!(logfmt_value(""), r#""""#);
+        assert_eq!(logfmt_value("a=b"), r#""a=b""#);
+        assert_eq!(logfmt_value(r#"say "hi""#), r#""say \"hi\"""#);
+        assert_eq!(logfmt_value(r"C:\x"), r#""C:\\x""#);
+        assert_eq!(logfmt_value("two\nlines"), r#""two\nlines""#);
+    }
+
+    #[test]
+    fn a_logfmt_line_is_the_message_then_the_fields() {
+        let v = LogfmtVisitor {
+            message: Some("submitted job 3".into()),
+            fields: vec![("event", "submitted".into()), ("dir", "/d/run 2".into())],
+        };
+        assert_eq!(
+            v.line(),
+            r#"submitted job 3 event=submitted dir="/d/run 2""#
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! directory (`dir`), job (`job`) and state as fields a machine can match. The steps call these; they never
 //! format a log line inline. Must never: decide anything or touch state.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::time::Duration;
 
@@ -195,21 +196,25 @@ pub fn job_ended(
     state: GenState,
     delete: bool,
     retry_in: Option<Millis>,
+    output: Option<&Path>,
 ) {
     let job = g.job_id.as_deref().unwrap_or_default();
     let (job_name, attempt) = (g.job_name.as_str(), g.attempt);
+    let output = output.map(field);
     let what = match (state, delete) {
         (GenState::Completed, true) => "the directory will be deleted",
         (GenState::Completed, false) => "the directory is kept",
         _ => "recorded in the failure log",
     };
     if state == GenState::Completed {
-        info!(event = "ended", dir = %field(path), job = %job, job_name, attempt, state = %end.state, exit_code = %end.exit_code, "job {job} for {} COMPLETED; {what}", show(path));
+        info!(event = "ended", dir = %field(path), job = %job, job_name, attempt, state = %end.state, exit_code = %end.exit_code,
+            output = output.as_deref(), "job {job} for {} COMPLETED; {what}", show(path));
     } else {
         let retry = retry_in
             .map(|d| format!("; attempt {} follows in {}", g.attempt + 1, human(d)))
             .unwrap_or_default();
         warn!(event = "ended", dir = %field(path), job = %job, job_name, attempt, state = %end.state, exit_code = %end.exit_code,
+            output = output.as_deref(),
             "job {job} for {} ended {} (exit code {}); {what}{retry}", show(path), end.state, end.exit_code);
     }
 }
@@ -435,7 +440,9 @@ pub fn intent(path: &Path, key: &str) {
 /// A job was submitted: its name and where its output goes, so the operator can find both.
 pub fn submitted(path: &Path, job: &str, job_name: &str, output: Option<&Path>, attempt: u32) {
     let out = output.map_or_else(|| "sbatch's working directory".into(), show);
-    info!(event = "submitted", dir = %field(path), job = %job, job_name, attempt, output = %out,
+    // The field is the plain path (as `dir`), the message keeps the quoted form.
+    let output_field = output.map_or(Cow::Borrowed("sbatch's working directory"), field);
+    info!(event = "submitted", dir = %field(path), job = %job, job_name, attempt, output = %output_field,
         "submitted job {job} ({job_name}) for {} (attempt {attempt}); output in {out}", show(path));
 }
 
@@ -634,16 +641,36 @@ pub fn meta_refused(path: &Path, problem: &crate::deliver::MetaProblem) {
     warn!(dir = %field(path), "not e-mailing the owner of {}: {problem}", show(path));
 }
 
-/// A notice went out.
+/// The directory a notice is about, as a log field: the event document's `dir` (none for a blocked
+/// submission, which is about the config).
+fn notice_dir(n: &crate::ledger::Notice) -> Option<String> {
+    let doc: serde_json::Value = serde_json::from_str(&n.payload).ok()?;
+    let dir = doc.get("dir")?.as_str()?;
+    Some(field(Path::new(dir)).into_owned())
+}
+
+/// A notice went out. Its own `event` (`delivered`), so a match on job events (`event=submitted`)
+/// never picks a delivery; `notice` is the event it told of.
 pub fn notice_sent(n: &crate::ledger::Notice, label: &str) {
+    let dir = notice_dir(n);
     info!(
+        event = "delivered",
+        notice = n.event.as_str(),
         channel = n.channel.as_str(),
-        event = n.event.as_str(),
-        "told {label} by {} of `{}` (notice {})",
+        dir = dir.as_deref(),
+        delivery_id = n.delivery_id.as_str(),
+        "told {label} by {} of `{}`{} (notice {})",
         n.channel.as_str(),
         n.event.as_str(),
+        about(dir.as_deref()),
         n.id
     );
+}
+
+/// ` for "DIR"` when a notice is about a directory.
+fn about(dir: Option<&str>) -> String {
+    dir.map(|d| format!(" for {}", show(Path::new(d))))
+        .unwrap_or_default()
 }
 
 /// A delivery failed: warned once per outage of that target; a given-up notice is always said.
@@ -658,23 +685,39 @@ pub fn delivery_failed(
     use crate::engine::notice::AfterFailure;
     let channel = n.channel.as_str();
     let e = error_chain(err);
+    let dir = notice_dir(n);
+    let (notice, delivery_id) = (n.event.as_str(), n.delivery_id.as_str());
     match after {
         AfterFailure::GiveUp => warn!(
+            event = "delivery_given_up",
+            notice,
             channel,
-            event = n.event.as_str(),
-            "gave up telling {label} by {channel} of `{}` (notice {}) after {} attempts: {e}",
-            n.event.as_str(),
+            dir = dir.as_deref(),
+            delivery_id,
+            "gave up telling {label} by {channel} of `{notice}`{} (notice {}) after {} attempts: {e}",
+            about(dir.as_deref()),
             n.id,
             n.attempts + 1
         ),
         AfterFailure::RetryAt(at) => match edge {
             OutageEdge::Started => warn!(
+                event = "delivery_failed",
+                notice,
                 channel,
+                dir = dir.as_deref(),
+                delivery_id,
                 "cannot deliver to {label} by {channel}: {e}; notices wait in the state file and are \
                  retried (next in {}); said again when it works",
                 human(at - wall)
             ),
-            _ => debug!(channel, "delivery to {label} failed again: {e}"),
+            _ => debug!(
+                event = "delivery_failed",
+                notice,
+                channel,
+                dir = dir.as_deref(),
+                delivery_id,
+                "delivery to {label} failed again: {e}"
+            ),
         },
     }
 }
@@ -683,6 +726,7 @@ pub fn delivery_failed(
 pub fn delivery_back(channel: crate::engine::notice::Channel, label: &str, edge: OutageEdge) {
     if let OutageEdge::Ended { lasted, failures } = edge {
         info!(
+            event = "delivery_back",
             channel = channel.as_str(),
             "delivery to {label} by {} works again after {} and {failures} failed attempts",
             channel.as_str(),

@@ -1,0 +1,234 @@
+//! Issue 24, items 6 and 7: logs that tools read (plain JSON fields, logfmt text, delivery events of
+//! their own, every scheduler call at `-v`), `check-config` refusing what `run` refuses, and the
+//! README's commands run as written.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A job that fails (exit 1) when its directory holds a file named `fail`, and completes otherwise.
+const FAIL_IF_MARKED: &str = "wrap_cmd: sh -c 'test ! -e \"$1/fail\"' job";
+
+/// A ready directory whose job fails.
+fn ready_failing(env: &TestEnv, name: &str) -> PathBuf {
+    let d = env.root.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("fail"), "").unwrap();
+    env.ready_dir(name)
+}
+
+fn json_lines(d: &Daemon) -> Vec<Value> {
+    d.log()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// With `--log-format json -v`: every field is the plain value (the output file too), the FAILED `ended`
+/// line names the output file, each `sbatch` (here the local executor's submit) has its `-v` line, and a
+/// delivered notice is an event of its own (`delivered`, naming the directory and the event it told),
+/// so `event=="submitted"` matches each job exactly once.
+#[test]
+fn guide_json_fields_are_plain_and_deliveries_are_their_own_events() {
+    let env = TestEnv::local("guidejson")
+        .job(FAIL_IF_MARKED)
+        .notify("events: [submitted, completed, failed]")
+        .notify("command: [\"sh\", \"-c\", \"cat > /dev/null\"]");
+    let good = env.ready_dir("good run");
+    let bad = ready_failing(&env, "bad");
+    let mut d = env.start_with(&["-v", "--log-format", "json"]);
+    let good_job = env.wait_job_id(&good, DEADLINE);
+    let bad_job = env.wait_job_id(&bad, DEADLINE);
+    env.wait_final(&good, DEADLINE);
+    env.wait_final(&bad, DEADLINE);
+    // Two `submitted` notices, one `completed`, one `failed`.
+    wait_for(DEADLINE, "four delivered notices", || {
+        let n = json_lines(&d)
+            .iter()
+            .filter(|v| v["event"] == "delivered")
+            .count();
+        (n >= 4).then_some(())
+    });
+    let (status, _) = d.stop();
+    assert!(status.success(), "{status:?}");
+    let lines = json_lines(&d);
+
+    for (dir, job) in [(&good, &good_job), (&bad, &bad_job)] {
+        let submitted: Vec<&Value> = lines
+            .iter()
+            .filter(|v| v["event"] == "submitted" && v["dir"] == path_str(dir))
+            .collect();
+        assert_eq!(
+            submitted.len(),
+            1,
+            "one `submitted` line per job: {lines:#?}"
+        );
+        let output = env.job_output(dir, job);
+        assert_eq!(
+            submitted[0]["output"],
+            path_str(&output),
+            "`output` must be the plain path: {}",
+            submitted[0]
+        );
+        let name = env.job_name(dir.file_name().unwrap().to_str().unwrap());
+        let calls: Vec<&Value> = lines
+            .iter()
+            .filter(|v| {
+                v["call"] == "submit"
+                    && v["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains(&format!("for job {name} ")))
+            })
+            .collect();
+        assert_eq!(calls.len(), 1, "one `-v` line per sbatch: {lines:#?}");
+        assert_eq!(calls[0]["ok"], true, "{}", calls[0]);
+        assert_eq!(calls[0]["level"], "DEBUG", "{}", calls[0]);
+    }
+
+    let failed = lines
+        .iter()
+        .find(|v| v["event"] == "ended" && v["dir"] == path_str(&bad))
+        .unwrap_or_else(|| panic!("no `ended` line for {bad:?}: {lines:#?}"));
+    assert_eq!(failed["state"], "FAILED", "{failed}");
+    let output = env.job_output(&bad, &bad_job);
+    assert_eq!(failed["output"], path_str(&output), "{failed}");
+    assert!(
+        output.is_file(),
+        "the output file it names exists: {output:?}"
+    );
+
+    let delivered = |notice: &str, dir: &Path| {
+        lines
+            .iter()
+            .find(|v| {
+                v["event"] == "delivered" && v["notice"] == notice && v["dir"] == path_str(dir)
+            })
+            .unwrap_or_else(|| panic!("no `delivered` line of `{notice}` for {dir:?}: {lines:#?}"))
+    };
+    for (notice, dir) in [
+        ("submitted", &good),
+        ("submitted", &bad),
+        ("completed", &good),
+        ("failed", &bad),
+    ] {
+        let l = delivered(notice, dir);
+        assert_eq!(l["channel"], "command", "{l}");
+        assert!(
+            l["delivery_id"].as_str().is_some_and(|s| !s.is_empty()),
+            "{l}"
+        );
+    }
+}
+
+/// The fields of a text line as a logfmt parser (Loki's, lnav's) reads them: `key=value` or
+/// `key="quoted value"`; words without `=` (the message) are skipped, as those parsers do.
+fn logfmt(line: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut chars = line.chars().peekable();
+    let quoted = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| {
+        let mut v = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => break,
+                '\\' => match chars.next() {
+                    Some('n') => v.push('\n'),
+                    Some('t') => v.push('\t'),
+                    Some('r') => v.push('\r'),
+                    Some(c) => v.push(c),
+                    None => {}
+                },
+                c => v.push(c),
+            }
+        }
+        v
+    };
+    while let Some(&c) = chars.peek() {
+        if c == ' ' {
+            chars.next();
+            continue;
+        }
+        if c == '"' {
+            chars.next();
+            quoted(&mut chars);
+            continue;
+        }
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == ' ' || c == '=' {
+                break;
+            }
+            key.push(c);
+            chars.next();
+        }
+        if chars.peek() != Some(&'=') {
+            continue;
+        }
+        chars.next();
+        let value = if chars.peek() == Some(&'"') {
+            chars.next();
+            quoted(&mut chars)
+        } else {
+            let mut v = String::new();
+            while let Some(&c) = chars.peek() {
+                if c == ' ' {
+                    break;
+                }
+                v.push(c);
+                chars.next();
+            }
+            v
+        };
+        out.insert(key, value);
+    }
+    out
+}
+
+/// Text lines are logfmt: a directory name with a space and a quote is one `dir` field, read back
+/// exactly, and so is the output file.
+#[test]
+fn guide_text_fields_are_logfmt_quoted() {
+    let env = TestEnv::local("guidetext").job(FAIL_IF_MARKED);
+    let dir = env.ready_dir("run 2 \"b\"");
+    let mut d = env.start();
+    let job = env.wait_job_id(&dir, DEADLINE);
+    env.wait_final(&dir, DEADLINE);
+    d.wait_log("event=ended", DEADLINE);
+    let (status, _) = d.stop();
+    assert!(status.success(), "{status:?}");
+    let log = d.log();
+    let fields = |event: &str| {
+        log.lines()
+            .map(logfmt)
+            .find(|f| f.get("event").map(String::as_str) == Some(event))
+            .unwrap_or_else(|| panic!("no `event={event}` line in:\n{log}"))
+    };
+    let submitted = fields("submitted");
+    assert_eq!(submitted["dir"], path_str(&dir), "{log}");
+    assert_eq!(submitted["output"], path_str(&env.job_output(&dir, &job)));
+    assert_eq!(submitted["job"], job);
+    let ended = fields("ended");
+    assert_eq!(ended["dir"], path_str(&dir), "{log}");
+    assert_eq!(ended["state"], "COMPLETED");
+    assert_eq!(ended["exit_code"], "0:0");
+}
+
+#[test]
+fn the_test_logfmt_reader_reads_quoted_and_bare_values() {
+    let f = logfmt(
+        r#"submitted job 3 for "/d/a b" (attempt 1) event=submitted dir="/d/a b" q="x \"y\"""#,
+    );
+    assert_eq!(f["event"], "submitted");
+    assert_eq!(f["dir"], "/d/a b");
+    assert_eq!(f["q"], "x \"y\"");
+    assert_eq!(f.len(), 3, "{f:?}");
+}
