@@ -232,3 +232,125 @@ fn the_test_logfmt_reader_reads_quoted_and_bare_values() {
     assert_eq!(f["q"], "x \"y\"");
     assert_eq!(f.len(), 3, "{f:?}");
 }
+
+/// `dirwatcher [args…]`: (exit code, stdout, stderr).
+fn dirwatcher(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
+    let out = std::process::Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn check_config(config: &Path) -> (i32, String, String) {
+    dirwatcher(&[
+        "check-config".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+    ])
+}
+
+/// `check-config` refuses, naming the key, its line and the fix (exit 2), what `run` refuses or cannot
+/// do: the Python original's `state.json` as the ledger, a `job_script` that is not there, a failure log
+/// that cannot be created. It changes nothing while checking.
+#[test]
+fn guide_check_config_refuses_what_run_refuses() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("incoming");
+    std::fs::create_dir(&root).unwrap();
+    let config = t.path().join("config.yaml");
+    let write = |job: &str, behavior: &str| {
+        let y = format!(
+            "watch:\n  root: {}\njob:\n  executor: local\n{job}behavior:\n{behavior}",
+            root.display()
+        );
+        std::fs::write(&config, y).unwrap();
+    };
+    let state = t.path().join("state.db");
+    let log = t.path().join("logs/failed.log");
+    let good_behavior = format!(
+        "  state_file: {}\n  failure_log: {}\n",
+        state.display(),
+        log.display()
+    );
+    write("  wrap_cmd: echo\n", &good_behavior);
+    let (code, _, err) = check_config(&config);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !state.exists() && !log.exists(),
+        "check-config created something"
+    );
+
+    // The original's JSON state, named as the ledger: `run` refuses it, and so does check-config.
+    let json = t.path().join("state.json");
+    std::fs::write(&json, "{\"processed\": {\"run-1\": \"2025-01-01\"}}\n").unwrap();
+    write(
+        "  wrap_cmd: echo\n",
+        &format!(
+            "  state_file: {}\n  failure_log: {}\n",
+            json.display(),
+            log.display()
+        ),
+    );
+    let (code, _, err) = check_config(&config);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("line 7, key `behavior.state_file`")
+            && err.contains("JSON state file of the Python dirwatcher")
+            && err.contains("fix: write a new path"),
+        "{err}"
+    );
+    let mut run = daemon_command(&[]);
+    let out = run.arg("--config").arg(&config).output().unwrap();
+    assert!(!out.status.success(), "run took the original's state over");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not a dirwatcher ledger"),
+        "{out:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&json).unwrap(),
+        "{\"processed\": {\"run-1\": \"2025-01-01\"}}\n"
+    );
+
+    // A job script that is not there.
+    let script = t.path().join("process.sh");
+    write(
+        &format!("  job_script: {}\n", script.display()),
+        &good_behavior,
+    );
+    let (code, _, err) = check_config(&config);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("line 5, key `job.job_script`")
+            && err.contains("does not exist")
+            && err.contains("fix: point `job_script` at an existing script"),
+        "{err}"
+    );
+    std::fs::write(&script, "#!/bin/sh\necho \"$1\"\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, _, err) = check_config(&config);
+    assert_eq!(code, 0, "the script exists now: {err}");
+
+    // A failure log whose folder would have to be made inside a regular file: no user can create it.
+    let plain = t.path().join("plain");
+    std::fs::write(&plain, "").unwrap();
+    write(
+        "  wrap_cmd: echo\n",
+        &format!(
+            "  state_file: {}\n  failure_log: {}\n",
+            state.display(),
+            plain.join("failed.log").display()
+        ),
+    );
+    let (code, _, err) = check_config(&config);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("line 8, key `behavior.failure_log`")
+            && err.contains("is not a directory")
+            && err.contains("fix: point `failure_log` at a file"),
+        "{err}"
+    );
+    assert!(!state.exists(), "check-config created the ledger");
+}
