@@ -51,7 +51,7 @@ fn ledger_reachable(cfg: &Config) -> anyhow::Result<()> {
                 Some(id) => bail!(
                     "the ledger `{}` is missing, but `{}` names ledger {id}: it was removed or its file system \
                      is not mounted; restore it from a backup, or rebuild it with `dirwatcher recover \
-                     --from-slurm` (README: \"If the ledger is lost or damaged\")",
+                     --from-slurm` (docs/safety.md: \"If the ledger is lost or damaged\")",
                     p.display(),
                     lock.display()
                 ),

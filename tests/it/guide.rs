@@ -354,3 +354,184 @@ fn guide_check_config_refuses_what_run_refuses() {
     );
     assert!(!state.exists(), "check-config created the ledger");
 }
+
+const README: &str = include_str!("../../README.md");
+
+/// The first fenced block (its lines) after the heading `## {section}` of the README.
+fn readme_block(section: &str) -> Vec<&'static str> {
+    let part = README
+        .split(&format!("\n## {section}\n"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("README.md has no `## {section}`"));
+    let part = part.split("\n## ").next().unwrap();
+    let body = part
+        .split("\n```")
+        .nth(1)
+        .unwrap_or_else(|| panic!("`## {section}` has no code block"));
+    body.lines().skip(1).collect()
+}
+
+/// A command line of a README block, without its `# comment`.
+fn command(line: &str) -> &str {
+    line.split(" #").next().unwrap().trim()
+}
+
+/// The README's quick start, as written: its two commands are the demo and the test suite, and the demo
+/// does what the README says — `./dirwatcher-demo/` in the current folder, the sample's `_DONE`, a
+/// directory of your own by the printed command, `status` by the printed command, Ctrl-C stops it.
+#[test]
+fn guide_readme_quick_start_runs_as_written() {
+    let cmds: Vec<&str> = readme_block("Quick start (fresh Debian/Ubuntu machine with Rust)")
+        .into_iter()
+        .map(command)
+        .collect();
+    assert_eq!(cmds, ["cargo run -- demo", "./scripts/test.sh"]);
+    use std::os::unix::fs::PermissionsExt;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test.sh");
+    let mode = std::fs::metadata(&script).unwrap().permissions().mode();
+    assert!(mode & 0o111 != 0, "scripts/test.sh is not executable");
+
+    // `cargo run -- ARGS` is the binary with ARGS, in the current folder.
+    let args: Vec<&str> = cmds[0].split(" -- ").nth(1).unwrap().split(' ').collect();
+    let cwd = tempfile::tempdir().unwrap();
+    let log = cwd.path().join("demo.log");
+    let banner = cwd.path().join("demo.out");
+    let child = std::process::Command::new(BIN)
+        .args(&args)
+        .current_dir(cwd.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&banner).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut d = Daemon {
+        child: Some(child),
+        log,
+    };
+    let demo = cwd.path().join("dirwatcher-demo");
+    let sample = demo.join("incoming/sample-001/_DONE");
+    wait_for(DEADLINE, "the sample's _DONE", || {
+        sample.is_file().then_some(())
+    });
+    d.wait_log("COMPLETED", DEADLINE);
+    assert!(d.log().contains("event=submitted"), "{}", d.log());
+
+    // "Drop your own directory in (the command to do so is printed)".
+    let printed = std::fs::read_to_string(&banner).unwrap() + &d.log();
+    let line = |label: &str| {
+        printed
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .unwrap_or_else(|| panic!("the demo prints no `{label}`:\n{printed}"))
+            .trim()
+            .to_string()
+    };
+    let own = line("Add your own:");
+    let st = std::process::Command::new("sh")
+        .args(["-c", &own])
+        .status()
+        .unwrap();
+    assert!(st.success(), "{own}");
+    let mine = demo.join("incoming/mine/_DONE");
+    wait_for(DEADLINE, "your own directory's _DONE", || {
+        mine.is_file().then_some(())
+    });
+    // "look at `… status --config dirwatcher-demo/config.yaml`": the printed command, run as printed.
+    let status = line("Then:");
+    assert!(
+        status.ends_with(&format!(
+            "status --config {}",
+            demo.join("config.yaml").display()
+        )),
+        "{status}"
+    );
+    // The job writes `_DONE` a moment before the daemon records its end: ask until both are recorded.
+    wait_for(
+        DEADLINE,
+        "`status` to show both directories completed",
+        || {
+            let out = std::process::Command::new("sh")
+                .args(["-c", &status])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(out.status.success(), "{out:?}");
+            assert!(text.contains("dirwatcher is running"), "{text}");
+            text.contains("2 completed").then_some(())
+        },
+    );
+    d.signal(libc::SIGINT);
+    let st = d.wait_exit(Duration::from_secs(10));
+    assert!(
+        st.success(),
+        "the demo did not stop cleanly on Ctrl-C: {st:?}"
+    );
+}
+
+/// The README's minimal config passes `check-config` (with a root that exists here) and means what the
+/// README says around it: the ledger, the failure log and the job output where it says; and its sample
+/// mistake gets exactly the message the README shows.
+#[test]
+fn guide_readme_minimal_config_passes_check_config() {
+    let yaml: String = readme_block("A minimal config")
+        .into_iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(yaml.contains("root: /data/incoming"), "{yaml}");
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("incoming");
+    std::fs::create_dir(&root).unwrap();
+    let config = t.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        yaml.replace("/data/incoming", root.to_str().unwrap()),
+    )
+    .unwrap();
+    let (code, out, err) = check_config(&config);
+    assert_eq!(code, 0, "{err}");
+    for want in [
+        "state_file: \"/var/lib/dirwatcher/state.db\"",
+        "failure_log: \"/var/log/dirwatcher/failed_jobs.log\"",
+        "output: \".dirwatcher/logs/%x-%j.out\"",
+        "delete_on_success: false",
+        "partition: \"main\"",
+        "account: \"dev\"",
+        "time_limit: \"01:00:00\"",
+    ] {
+        assert!(
+            out.contains(want),
+            "effective config lacks {want:?}:\n{out}"
+        );
+    }
+    assert!(
+        README.contains(
+            "The ledger is `/var/lib/dirwatcher/state.db`, the failure log `/var/log/dirwatcher/failed_jobs.log`, and each\njob's output `<root>/.dirwatcher/logs/<job name>-<job id>.out`"
+        ),
+        "the README's sentence about the defaults changed: check it against the effective config"
+    );
+
+    // The README's sample mistake, made in the README's config, at the line it names.
+    let shown: Vec<&str> = README
+        .split("(exit status 2):\n\n```\n")
+        .nth(1)
+        .expect("the README shows a config error")
+        .split("\n```")
+        .next()
+        .unwrap()
+        .lines()
+        .collect();
+    let bad = yaml
+        .replace("/data/incoming", root.to_str().unwrap())
+        .replace("time_limit: \"01:00:00\"", "time_limit: 1 hour");
+    std::fs::write(&config, bad).unwrap();
+    let (code, _, err) = check_config(&config);
+    assert_eq!(code, 2, "{err}");
+    let got: Vec<String> = err
+        .lines()
+        .map(|l| l.replace(config.to_str().unwrap(), "/etc/dirwatcher/config.yaml"))
+        .collect();
+    assert_eq!(
+        got, shown,
+        "the README's error is not what check-config says"
+    );
+}
