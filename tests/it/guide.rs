@@ -535,3 +535,44 @@ fn guide_readme_minimal_config_passes_check_config() {
         "the README's error is not what check-config says"
     );
 }
+
+/// `dirwatcher_notices_waiting` counts the notices in the outbox that wait for a delivery: up while the
+/// hook fails, back to 0 once it works and they went out.
+#[test]
+fn guide_notices_waiting_gauge_follows_the_outbox() {
+    let t = tempfile::tempdir().unwrap();
+    let flag = t.path().join("hook-works");
+    let prom = t.path().join("dirwatcher.prom");
+    let env = TestEnv::local("guidewaiting")
+        .job("wrap_cmd: \"true\"")
+        .notify("events: [submitted, completed]")
+        .notify(&format!(
+            "command: [\"sh\", \"-c\", \"cat > /dev/null; test -e {}\"]",
+            flag.display()
+        ))
+        .notify("retry_sec: 0.2")
+        .section(&format!("metrics:\n  textfile: {}\n", prom.display()));
+    let dir = env.ready_dir("case1");
+    let mut d = env.start();
+    env.wait_final(&dir, DEADLINE);
+    let gauge = || {
+        let t = std::fs::read_to_string(&prom).ok()?;
+        t.lines().find_map(|l| {
+            l.strip_prefix("dirwatcher_notices_waiting ")?
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    wait_for(DEADLINE, "both notices counted as waiting", || {
+        (gauge() == Some(2.0)).then_some(())
+    });
+    std::fs::write(&flag, "").unwrap();
+    wait_for(
+        DEADLINE,
+        "the waiting notices delivered and the gauge at 0",
+        || (gauge() == Some(0.0)).then_some(()),
+    );
+    d.wait_log("event=delivered", DEADLINE);
+    let (status, _) = d.stop();
+    assert!(status.success(), "{status:?}");
+}
