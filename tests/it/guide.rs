@@ -576,3 +576,33 @@ fn guide_notices_waiting_gauge_follows_the_outbox() {
     let (status, _) = d.stop();
     assert!(status.success(), "{status:?}");
 }
+
+/// The event document (the webhook's body and the hook's stdin) names the host and the instance whose
+/// daemon recorded the event, so a receiver fed by several services can tell them apart.
+#[test]
+fn guide_the_event_document_names_host_and_instance() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("events.jsonl");
+    let env = TestEnv::local("guidehost")
+        .job("wrap_cmd: \"true\"")
+        .behavior("instance: cryo")
+        .notify("events: [completed]")
+        .notify(&format!(
+            "command: [\"sh\", \"-c\", \"cat >> {0}; echo >> {0}\"]",
+            out.display()
+        ));
+    let dir = env.ready_dir("case1");
+    let mut d = env.start();
+    let doc: Value = wait_for(DEADLINE, "the completed notice", || {
+        let text = std::fs::read_to_string(&out).ok()?;
+        let line = text.lines().find(|l| !l.is_empty())?;
+        Some(serde_json::from_str(line).unwrap())
+    });
+    let (status, _) = d.stop();
+    assert!(status.success(), "{status:?}");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(doc["event"], "completed", "{doc}");
+    assert_eq!(doc["dir"], path_str(&dir), "{doc}");
+    assert_eq!(doc["host"], host.trim(), "{doc}");
+    assert_eq!(doc["instance"], "cryo", "{doc}");
+}
