@@ -327,7 +327,7 @@ pub fn renamed(path: &Path, old: &Path, prev: &Generation) {
 pub fn root_unusable(root: &Path, problem: &crate::fsx::RootProblem, edge: OutageEdge) {
     if edge == OutageEdge::Started {
         warn!(
-            root = %root.display(),
+            root = %field(root),
             "the root {} cannot be trusted: {problem}; nothing is scanned, submitted or deleted until it is \
              back (pending deletions wait, nothing is forgotten); if the root was replaced on purpose, restart dirwatcher",
             show(root)
@@ -339,7 +339,7 @@ pub fn root_unusable(root: &Path, problem: &crate::fsx::RootProblem, edge: Outag
 pub fn root_usable_again(root: &Path, edge: OutageEdge) {
     if let OutageEdge::Ended { lasted, .. } = edge {
         info!(
-            root = %root.display(),
+            root = %field(root),
             "the root {} is back after {}: scanning, submitting and pending deletions resume",
             show(root),
             human(lasted)
@@ -492,7 +492,7 @@ pub fn submit_pace(width: usize, max: u32, signal: PaceSignal) {
 /// sbatch said the controller limits the rate (or is too busy): no job was created; the directories wait
 /// `pause` and go at a lower pace, none is failed.
 pub fn submit_rate_limited(path: &Path, err: &str, waiting: usize, pause: Duration) {
-    info!(dir = ?path, waiting, "the controller limits submissions ({}); {waiting} directories wait {} and go at a lower pace",
+    info!(event = "rate_limited", dir = %field(path), waiting, "the controller limits submissions ({}); {waiting} directories wait {} and go at a lower pace",
         err.trim(), human(ms(pause)));
 }
 
@@ -579,7 +579,7 @@ pub fn output_refused(problem: &FolderProblem, edge: OutageEdge) {
 pub fn output_back(folder: &Path, edge: OutageEdge) {
     if let OutageEdge::Ended { lasted, .. } = edge {
         info!(
-            folder = %folder.display(),
+            folder = %field(folder),
             "the job output folder {} is safe again after {}; submitting",
             show(folder),
             human(lasted)
@@ -738,7 +738,7 @@ pub fn delivery_back(channel: crate::engine::notice::Channel, label: &str, edge:
 /// A new ledger was started with `--catch-up` over a root an earlier ledger served.
 pub fn caught_up(state_file: &Path, traces: &[String]) {
     warn!(
-        state_file = %state_file.display(),
+        state_file = %field(state_file),
         "started a new ledger `{}` although an earlier one served this root ({}): every ready directory is \
          processed as new (--catch-up)",
         state_file.display(),
@@ -754,7 +754,7 @@ pub fn ledger_file_unusable(
 ) {
     if edge == OutageEdge::Started {
         error!(
-            state_file = %state_file.display(),
+            state_file = %field(state_file),
             "the ledger `{}` cannot be trusted: {problem}; nothing is scanned, submitted or deleted, since what \
              is recorded now would be lost. Stop dirwatcher, put the ledger back (from a backup, or rebuild it \
              with `dirwatcher recover --from-slurm`), then start it again",
