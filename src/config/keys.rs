@@ -592,7 +592,7 @@ pub const METRICS_LISTEN: Key = key(
     "metrics.listen",
     Unset,
     "serve Prometheus metrics at `http://ADDRESS/metrics`, e.g. `127.0.0.1:9187` (port 0: any free port, logged); \
-     `0.0.0.0` is refused (see Monitoring)",
+     `0.0.0.0` and `::` are refused (every interface, no authentication): name one address",
 );
 /// `metrics.textfile`.
 pub const METRICS_TEXTFILE: Key = key(
