@@ -606,3 +606,31 @@ fn guide_the_event_document_names_host_and_instance() {
     assert_eq!(doc["host"], host.trim(), "{doc}");
     assert_eq!(doc["instance"], "cryo", "{doc}");
 }
+
+/// `dirwatcher -v cancel` logs its scheduler call (scancel, here the local executor's stop) as the
+/// daemon logs its own: what, for which job, how long.
+#[test]
+fn guide_cancel_logs_its_scheduler_call_at_v() {
+    let env = TestEnv::local("guidecancel").job("wrap_cmd: sh -c 'sleep 60' job");
+    let dir = env.ready_dir("long");
+    let mut d = env.start();
+    let job = env.wait_job_id(&dir, DEADLINE);
+    let config = env.config_path();
+    let (code, _, err) = dirwatcher(&[
+        "-v".as_ref(),
+        "cancel".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+        dir.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let name = env.job_name("long");
+    assert!(
+        err.contains(&format!(
+            "scheduler call cancel (local) for job {job} ({name}): answered in"
+        )),
+        "{err}"
+    );
+    let (status, _) = d.stop();
+    assert!(status.success(), "{status:?}");
+}
