@@ -634,3 +634,48 @@ fn guide_cancel_logs_its_scheduler_call_at_v() {
     let (status, _) = d.stop();
     assert!(status.success(), "{status:?}");
 }
+
+/// Against the real cluster: each `sbatch` has its `-v` line (with the job id Slurm gave), and the
+/// `submitted` line's `output` is the plain path of the file Slurm will write. The job is submitted held
+/// (it only needs to be queued) and cancelled at the end.
+#[test]
+fn guide_slurm_sbatch_is_logged_at_v_with_plain_fields() {
+    if !slurm_available("guide_slurm_sbatch_is_logged_at_v_with_plain_fields") {
+        return;
+    }
+    let env = TestEnv::slurm("guidesbatch")
+        .job("wrap_cmd: \"true\"")
+        .job("extra_args: [\"--hold\"]");
+    let dir = env.ready_dir("run 1");
+    let mut d = env.start_with(&["-v", "--log-format", "json"]);
+    let job = env.wait_job_id(&dir, DEADLINE);
+    wait_for(DEADLINE, "the `submitted` line", || {
+        d.log().contains("\"event\":\"submitted\"").then_some(())
+    });
+    let (status, _) = d.stop();
+    slurm::scancel(&job);
+    assert!(status.success(), "{status:?}");
+    let lines = json_lines(&d);
+    let name = env.job_name("run 1");
+    let call = lines
+        .iter()
+        .find(|v| v["call"] == "submit")
+        .unwrap_or_else(|| panic!("no `-v` line for the sbatch: {lines:#?}"));
+    assert_eq!(
+        call["message"]
+            .as_str()
+            .unwrap()
+            .split(": answered in")
+            .next(),
+        Some(format!("scheduler call submit (slurm) for job {name} ({job})").as_str()),
+        "{call}"
+    );
+    assert_eq!(call["ok"], true, "{call}");
+    let submitted = lines.iter().find(|v| v["event"] == "submitted").unwrap();
+    assert_eq!(submitted["dir"], path_str(&dir), "{submitted}");
+    assert_eq!(
+        submitted["output"],
+        path_str(&env.job_output(&dir, &job)),
+        "{submitted}"
+    );
+}
