@@ -149,9 +149,15 @@ struct LogfmtVisitor {
 }
 
 impl LogfmtVisitor {
-    /// `message key=value …`, as one line.
+    /// `message key=value …`, as one line: a line end inside the message is written `\\n` (an error
+    /// that spans lines would otherwise start what looks like another event).
     fn line(&self) -> String {
-        let mut out = self.message.clone().unwrap_or_default();
+        let mut out = self
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .replace('\r', "\\r")
+            .replace('\n', "\\n");
         for (k, v) in &self.fields {
             if !out.is_empty() {
                 out.push(' ');
@@ -352,6 +358,11 @@ mod tests {
             v.line(),
             r#"submitted job 3 event=submitted dir="/d/run 2""#
         );
+        let v = LogfmtVisitor {
+            message: Some("refused: bad\n  fix: this".into()),
+            fields: vec![],
+        };
+        assert_eq!(v.line(), r"refused: bad\n  fix: this");
     }
 
     #[test]

@@ -107,9 +107,16 @@ pub fn reloaded(source: &Path, changed: &[String]) {
 
 /// A reload was refused.
 pub fn reload_refused(e: &dyn std::error::Error) {
+    // A config error's `fix:` is on a line of its own: one event stays one line.
+    let e: Vec<String> = e
+        .to_string()
+        .lines()
+        .map(|l| l.trim().to_string())
+        .collect();
     warn!(
         event = "reload_refused",
-        "config reload refused, still running on the previous config: {e}"
+        "config reload refused, still running on the previous config: {}",
+        e.join("; ")
     );
 }
 

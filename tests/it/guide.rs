@@ -203,6 +203,16 @@ fn guide_text_fields_are_logfmt_quoted() {
     let job = env.wait_job_id(&dir, DEADLINE);
     env.wait_final(&dir, DEADLINE);
     d.wait_log("event=ended", DEADLINE);
+    // A refused reload's error spans lines (its `fix:`): the event stays one line.
+    let config = env.config_path();
+    let good = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        good.replace("  poll_interval_sec:", "  poll_intervl_sec:"),
+    )
+    .unwrap();
+    d.signal(libc::SIGHUP);
+    d.wait_log("event=reload_refused", DEADLINE);
     let (status, _) = d.stop();
     assert!(status.success(), "{status:?}");
     let log = d.log();
@@ -220,6 +230,18 @@ fn guide_text_fields_are_logfmt_quoted() {
     assert_eq!(ended["dir"], path_str(&dir), "{log}");
     assert_eq!(ended["state"], "COMPLETED");
     assert_eq!(ended["exit_code"], "0:0");
+    let refused = log
+        .lines()
+        .find(|l| l.contains("event=reload_refused"))
+        .unwrap();
+    assert!(
+        refused.contains("key `watch.poll_intervl_sec`") && refused.contains("; fix: did you mean"),
+        "{refused}"
+    );
+    assert!(
+        log.lines().all(|l| !l.trim_start().starts_with("fix:")),
+        "a line of the log is not an event:\n{log}"
+    );
 }
 
 #[test]
