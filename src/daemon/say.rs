@@ -49,6 +49,32 @@ pub fn scheduler_call(
     }
 }
 
+/// One `sbatch` (or local start) ended (at `-v`): [`scheduler_call`]'s line, with the directory, the
+/// job name and, when it answered, the job id as fields.
+pub fn submit_call(
+    scheduler: &str,
+    spec: &crate::scheduler::JobSpec,
+    job: Option<&str>,
+    took: Duration,
+    failed: Option<&dyn std::fmt::Display>,
+) {
+    let (label, took_ms) = (Call::Submit.word(), took.as_millis() as u64);
+    let (dir, job_name) = (field(&spec.dir_path), spec.job_name.as_str());
+    match (job, failed) {
+        (_, Some(e)) => debug!(
+            target: "dirwatcher::metrics",
+            call = label, took_ms, ok = false, dir = %dir, job_name,
+            "scheduler call {label} ({scheduler}) for job {job_name}: failed after {took_ms} ms: {e}"
+        ),
+        (job, None) => debug!(
+            target: "dirwatcher::metrics",
+            call = label, took_ms, ok = true, dir = %dir, job_name, job,
+            "scheduler call {label} ({scheduler}) for job {job_name} ({}): answered in {took_ms} ms",
+            job.unwrap_or("?")
+        ),
+    }
+}
+
 /// The daemon starts its loop.
 pub fn started(c: &Config, executor: &str) {
     info!(

@@ -1299,18 +1299,9 @@ impl Daemon {
             let ok = r.is_ok();
             // At `-v`, as queries and lookups are (`observers.timed`): submissions run in parallel,
             // so each is said when its answer comes back.
-            let what = match &r {
-                Ok(job) => format!("for job {} ({job})", specs[i].job_name),
-                Err(_) => format!("for job {}", specs[i].job_name),
-            };
             let failed = r.as_ref().err().map(|e| e as &dyn std::fmt::Display);
-            say::scheduler_call(
-                Call::Submit,
-                scheduler,
-                format_args!("{what}"),
-                took,
-                failed,
-            );
+            let job = r.as_ref().ok().map(String::as_str);
+            say::submit_call(scheduler, &specs[i], job, took, failed);
             observers.called(Call::Submit, took, ok);
             if ok {
                 observers.submitted();

@@ -93,6 +93,17 @@ fn guide_json_fields_are_plain_and_deliveries_are_their_own_events() {
         assert_eq!(calls.len(), 1, "one `-v` line per sbatch: {lines:#?}");
         assert_eq!(calls[0]["ok"], true, "{}", calls[0]);
         assert_eq!(calls[0]["level"], "DEBUG", "{}", calls[0]);
+        // Matchable without reading the words: the directory, the job name and the id it got.
+        assert_eq!(
+            (&calls[0]["dir"], &calls[0]["job_name"], &calls[0]["job"]),
+            (
+                &path_str(dir).into(),
+                &name.as_str().into(),
+                &job.as_str().into()
+            ),
+            "{}",
+            calls[0]
+        );
     }
 
     let failed = lines
@@ -693,6 +704,11 @@ fn guide_slurm_sbatch_is_logged_at_v_with_plain_fields() {
         "{call}"
     );
     assert_eq!(call["ok"], true, "{call}");
+    assert_eq!(
+        (&call["dir"], &call["job"]),
+        (&path_str(&dir).into(), &job.as_str().into()),
+        "{call}"
+    );
     let submitted = lines.iter().find(|v| v["event"] == "submitted").unwrap();
     assert_eq!(submitted["dir"], path_str(&dir), "{submitted}");
     assert_eq!(
