@@ -717,3 +717,56 @@ fn guide_slurm_sbatch_is_logged_at_v_with_plain_fields() {
         "{submitted}"
     );
 }
+
+/// What the README's install block names is what the package ships: the example config and the sample
+/// job at the paths it gives (the `.deb`'s assets in Cargo.toml), the build script, the unit to edit.
+/// (The block itself needs a package build and a systemd host; the site tests install that package.)
+#[test]
+fn guide_readme_install_block_names_what_the_package_ships() {
+    let block = readme_block("Install on a cluster in five minutes");
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
+    let block_text = block.join("\n");
+    // Each path the README gives, where it gives it, and the asset that puts it there.
+    for (text, path, asset) in [
+        (
+            block_text.as_str(),
+            "/usr/share/doc/dirwatcher/config.example.yaml",
+            "[\"packaging/config.example.yaml\", \"usr/share/doc/dirwatcher/\",",
+        ),
+        (
+            README,
+            "python3 /usr/share/dirwatcher/process_dir.py",
+            "[\"packaging/process_dir.py\", \"usr/share/dirwatcher/\",",
+        ),
+        (
+            block_text.as_str(),
+            "sudo systemctl edit dirwatcher",
+            "[\"packaging/dirwatcher.service\", \"lib/systemd/system/\",",
+        ),
+    ] {
+        assert!(text.contains(path), "the README no longer says {path:?}");
+        assert!(
+            manifest.contains(asset),
+            "the package no longer ships what {path:?} needs ({asset})"
+        );
+    }
+    assert!(block.iter().any(|l| command(l) == "scripts/build-deb.sh"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-deb.sh");
+    assert!(script.is_file(), "{script:?}");
+    // The config the block copies is valid as shipped once its root exists (as the site tests check
+    // on the installed package).
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/config.example.yaml"),
+    )
+    .unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let config = t.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        example.replace("/data/incoming", t.path().to_str().unwrap()),
+    )
+    .unwrap();
+    let (code, _, err) = check_config(&config);
+    assert_eq!(code, 0, "{err}");
+}
