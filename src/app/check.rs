@@ -114,6 +114,11 @@ fn refusal(cfg: &Config, file: &Path) -> Option<ConfigError> {
                 .into(),
         ));
     }
+    if b.ledger.is_none()
+        && let Some((problem, fix)) = ledger_refusal(&b.state_file, &cfg.watch.root)
+    {
+        return Some(err("behavior.state_file", problem, fix));
+    }
     let service_user = is_service_user(&b.state_file);
     let as_that_user = "check as that user: `sudo -u dirwatcher dirwatcher check-config`";
     if let JobCommand::Script(script) = &cfg.job.command {
@@ -163,6 +168,63 @@ fn refusal(cfg: &Config, file: &Path) -> Option<ConfigError> {
         }
     }
     None
+}
+
+/// What `run` refuses of an existing ledger file: a symlink, something that is not a regular file, a
+/// ledger that serves another root or was written by a newer release. (problem, fix). A ledger this user
+/// cannot read is not judged here.
+fn ledger_refusal(state_file: &Path, root: &Path) -> Option<(String, String)> {
+    let meta = std::fs::symlink_metadata(state_file).ok()?;
+    let shown = state_file.display();
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(state_file).unwrap_or_default();
+        let real = std::fs::canonicalize(state_file).ok();
+        return Some((
+            format!(
+                "`{shown}` is a symlink (to `{}`): `run` never opens or creates its ledger through a link",
+                target.display()
+            ),
+            match real {
+                Some(r) => format!("write the real file's path: `state_file: {}`", r.display()),
+                None => "write the path of a real file (the link points nowhere)".into(),
+            },
+        ));
+    }
+    if !meta.is_file() {
+        return Some((
+            format!("`{shown}` is not a regular file"),
+            "write a file path, e.g. `state_file: /var/lib/dirwatcher/state.db`".into(),
+        ));
+    }
+    if meta.len() == 0 {
+        return None;
+    }
+    let ledger = match crate::ledger::Ledger::open_read_only(state_file) {
+        Ok(l) => l,
+        Err(e @ crate::ledger::LedgerError::Newer { .. }) => {
+            return Some((
+                format!("{e}"),
+                "run the release that wrote it, or give this config a new `state_file`".into(),
+            ));
+        }
+        Err(_) => return None,
+    };
+    match ledger.served_root() {
+        Ok(Some(served)) if served != root => Some((
+            format!(
+                "the ledger `{shown}` belongs to the root `{}`, not `{}`: `run` refuses it (its records \
+                 mean nothing for this root)",
+                served.display(),
+                root.display()
+            ),
+            format!(
+                "give this root its own ledger, e.g. `state_file: {}`, or point `watch.root` back at `{}`",
+                state_file.with_file_name("state-2.db").display(),
+                served.display()
+            ),
+        )),
+        _ => None,
+    }
 }
 
 /// Whether this user runs (or may run) the daemon: root, the owner of the ledger (or of its folder),

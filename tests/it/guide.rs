@@ -386,6 +386,69 @@ fn guide_check_config_refuses_what_run_refuses() {
         "{err}"
     );
     assert!(!state.exists(), "check-config created the ledger");
+
+    // A ledger made for this root (one cycle of `run`), then named through a symlink, then named by
+    // the config of another root: `run` refuses both, and so does check-config.
+    write("  wrap_cmd: echo\n", &good_behavior);
+    let out = daemon_command(&[])
+        .arg("--once")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(state.is_file());
+    let link = t.path().join("link.db");
+    std::os::unix::fs::symlink(&state, &link).unwrap();
+    let refused_by_both = |behavior: &str, want: &[&str]| {
+        write("  wrap_cmd: echo\n", behavior);
+        let (code, _, err) = check_config(&config);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("line 7, key `behavior.state_file`"), "{err}");
+        for w in want {
+            assert!(err.contains(w), "{w:?} in {err}");
+        }
+        let run = daemon_command(&[])
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert_eq!(run.status.code(), Some(2), "run took it: {run:?}");
+    };
+    refused_by_both(
+        &format!("  state_file: {}\n", link.display()),
+        &[
+            "is a symlink",
+            &format!(
+                "fix: write the real file's path: `state_file: {}`",
+                state.display()
+            ),
+        ],
+    );
+    let other = t.path().join("other-root");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "watch:\n  root: {}\njob:\n  executor: local\n  wrap_cmd: echo\nbehavior:\n{good_behavior}",
+            other.display()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = check_config(&config);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("line 7, key `behavior.state_file`")
+            && err.contains(&format!("belongs to the root `{}`", root.display()))
+            && err.contains("fix: give this root its own ledger"),
+        "{err}"
+    );
+    let run = daemon_command(&[])
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(2), "run took it: {run:?}");
 }
 
 const README: &str = include_str!("../../README.md");
