@@ -117,8 +117,59 @@ pub fn init(format: LogFormat, verbose: u8) -> Sink {
         builder.json().flatten_event(true).init();
         Sink::Json
     } else {
-        builder.fmt_fields(Logfmt).init();
+        builder.fmt_fields(Logfmt).event_format(TextLine).init();
         Sink::Text
+    }
+}
+
+/// A text line: time, level, then the message and the event's fields ([`Logfmt`]), then the fields of
+/// the spans it is in (an instance's `instance=NAME`) as fields too — the default format put those in
+/// front as `dirwatcher{instance=NAME}:`, which no logfmt parser reads as a field.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextLine;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for TextLine
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        use tracing_subscriber::fmt::time::FormatTime;
+        let ansi = writer.has_ansi_escapes();
+        if ansi {
+            writer.write_str("\x1b[2m")?;
+        }
+        tracing_subscriber::fmt::time::SystemTime.format_time(&mut writer)?;
+        let level = *event.metadata().level();
+        if ansi {
+            let colour = match level {
+                tracing::Level::ERROR => "31",
+                tracing::Level::WARN => "33",
+                tracing::Level::INFO => "32",
+                tracing::Level::DEBUG => "34",
+                tracing::Level::TRACE => "35",
+            };
+            write!(writer, "\x1b[0m \x1b[{colour}m{level:>5}\x1b[0m ")?;
+        } else {
+            write!(writer, " {level:>5} ")?;
+        }
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                let ext = span.extensions();
+                if let Some(fields) = ext.get::<tracing_subscriber::fmt::FormattedFields<N>>()
+                    && !fields.is_empty()
+                {
+                    write!(writer, " {fields}")?;
+                }
+            }
+        }
+        writeln!(writer)
     }
 }
 
@@ -220,7 +271,7 @@ pub fn logfmt_value(v: &str) -> Cow<'_, str> {
 }
 
 /// The span the daemon runs in when it is one of several on the host: every event inside carries
-/// `instance` (journald `INSTANCE=`, JSON `span.instance`, text a `dirwatcher{instance=…}:` prefix).
+/// `instance` (journald `INSTANCE=`, JSON `span.instance`, text a last field `instance=…`).
 /// Disabled for the plain service, so its lines are what they always were.
 pub fn instance_span(instance: Option<&str>) -> tracing::Span {
     match instance {

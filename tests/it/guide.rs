@@ -833,3 +833,35 @@ fn guide_readme_install_block_names_what_the_package_ships() {
     let (code, _, err) = check_config(&config);
     assert_eq!(code, 0, "{err}");
 }
+
+/// One of several services (`behavior.instance`): its text lines carry `instance=NAME` as a logfmt field
+/// (it used to be a `dirwatcher{instance=NAME}:` prefix no logfmt parser reads).
+#[test]
+fn guide_an_instance_is_a_logfmt_field_of_every_text_line() {
+    let env = TestEnv::local("guideinst")
+        .job("wrap_cmd: \"true\"")
+        .behavior("instance: cryo");
+    let dir = env.ready_dir("case1");
+    let mut d = env.start();
+    env.wait_final(&dir, DEADLINE);
+    d.wait_log("event=ended", DEADLINE);
+    let (status, _) = d.stop();
+    assert!(status.success(), "{status:?}");
+    let log = d.log();
+    assert!(!log.contains("dirwatcher{"), "{log}");
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(lines.len() >= 3, "{log}");
+    for l in lines {
+        assert_eq!(
+            logfmt(l).get("instance").map(String::as_str),
+            Some("cryo"),
+            "{l}"
+        );
+    }
+    let submitted = log
+        .lines()
+        .map(logfmt)
+        .find(|f| f.get("event").map(String::as_str) == Some("submitted"))
+        .unwrap();
+    assert_eq!(submitted["dir"], path_str(&dir));
+}
