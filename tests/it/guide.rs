@@ -745,11 +745,18 @@ fn guide_slurm_sbatch_is_logged_at_v_with_plain_fields() {
     let dir = env.ready_dir("run 1");
     let mut d = env.start_with(&["-v", "--log-format", "json"]);
     let job = env.wait_job_id(&dir, DEADLINE);
+    // Cancelled however the test ends: the held job must not stay in the shared cluster's queue.
+    struct Cancel(String);
+    impl Drop for Cancel {
+        fn drop(&mut self) {
+            slurm::scancel(&self.0);
+        }
+    }
+    let _cancel = Cancel(job.clone());
     wait_for(DEADLINE, "the `submitted` line", || {
         d.log().contains("\"event\":\"submitted\"").then_some(())
     });
     let (status, _) = d.stop();
-    slurm::scancel(&job);
     assert!(status.success(), "{status:?}");
     let lines = json_lines(&d);
     let name = env.job_name("run 1");
