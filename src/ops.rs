@@ -412,7 +412,20 @@ pub enum SlurmCheck {
 /// command. Returns the verdict and what to print: `out` for stdout, `err` for stderr.
 pub fn check_slurm(cfg: &Config) -> (SlurmCheck, String, String) {
     use crate::scheduler::{Acceptance, Preflight};
-    let (who, what, harmless, answer) = match crate::scheduler::from_config(cfg).preflight() {
+    let mut sched = crate::scheduler::from_config(cfg);
+    let t = std::time::Instant::now();
+    let preflight = sched.preflight();
+    let took_ms = t.elapsed().as_millis() as u64;
+    if matches!(preflight, Preflight::Asked { .. }) {
+        // At `-v`, as the daemon's scheduler calls are.
+        tracing::debug!(
+            call = "preflight",
+            took_ms,
+            "scheduler call preflight ({}) for the sample job: answered in {took_ms} ms",
+            sched.name()
+        );
+    }
+    let (who, what, harmless, answer) = match preflight {
         Preflight::NothingToAsk(why) => {
             return (
                 SlurmCheck::Fine,

@@ -872,3 +872,50 @@ fn guide_an_instance_is_a_logfmt_field_of_every_text_line() {
         .unwrap();
     assert_eq!(submitted["dir"], path_str(&dir));
 }
+
+/// The commands that ask Slurm themselves log their calls at `-v` too: `check-config --slurm`'s
+/// `sbatch --test-only` and `recover --from-slurm`'s `sacct` per day (a dry run: nothing written).
+#[test]
+fn guide_cli_scheduler_calls_are_logged_at_v() {
+    if !slurm_available("guide_cli_scheduler_calls_are_logged_at_v") {
+        return;
+    }
+    let env = TestEnv::slurm("guidecli").job("wrap_cmd: \"true\"");
+    let config = env.write_config();
+    let (code, _, err) = dirwatcher(&[
+        "-v".as_ref(),
+        "check-config".as_ref(),
+        "--quiet".as_ref(),
+        "--slurm".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("scheduler call preflight (slurm) for the sample job: answered in"),
+        "{err}"
+    );
+    let today = {
+        let out = std::process::Command::new("date")
+            .args(["-u", "+%F"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let (code, _, err) = dirwatcher(&[
+        "-v".as_ref(),
+        "recover".as_ref(),
+        "--from-slurm".as_ref(),
+        "--dry-run".as_ref(),
+        "--since".as_ref(),
+        today.as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("scheduler call accounting (slurm) for day 1 of "),
+        "{err}"
+    );
+    assert!(!env.state_file().exists(), "a dry run wrote a ledger");
+}
