@@ -919,3 +919,93 @@ fn guide_cli_scheduler_calls_are_logged_at_v() {
     );
     assert!(!env.state_file().exists(), "a dry run wrote a ledger");
 }
+
+/// What only permissions forbid is judged for the service user: `check-config` run by the user who will
+/// run the daemon (no ledger yet, or its own) refuses a failure log it cannot create; an operator
+/// checking the service's config (the ledger is another user's) gets a warning instead, and exit 0.
+#[test]
+fn guide_check_config_judges_permissions_for_the_service_user() {
+    use std::os::unix::fs::PermissionsExt;
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "SKIPPED guide_check_config_judges_permissions_for_the_service_user: needs root for runuser"
+        );
+        return;
+    }
+    let t = tempfile::Builder::new()
+        .prefix("dw-guideperm-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = t.path().join("incoming");
+    let logs = t.path().join("logs");
+    let state = t.path().join("state");
+    for d in [&root, &logs] {
+        std::fs::create_dir(d).unwrap();
+        // root's, readable by all, writable by root alone
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let config = t.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "watch:\n  root: {}\njob:\n  wrap_cmd: echo\nbehavior:\n  state_file: {}\n  failure_log: {}\n",
+            root.display(),
+            state.join("state.db").display(),
+            logs.join("failed.log").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let as_dwtest = || {
+        let out = std::process::Command::new("runuser")
+            .args([
+                "-u",
+                "dwtest",
+                "--",
+                BIN,
+                "check-config",
+                "--quiet",
+                "--config",
+            ])
+            .arg(&config)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // No ledger nor its folder yet: nothing says whose the service is, so this user may be it.
+    let (code, err) = as_dwtest();
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("key `behavior.failure_log`")
+            && err.contains("this user cannot create files in")
+            && err.contains("fix: point `failure_log` at a file"),
+        "{err}"
+    );
+    // A ledger that is root's (made by one cycle of `run` as root): dwtest is an operator here,
+    // warned, not refused.
+    let (code, _, err) = check_config(&config);
+    assert_eq!(code, 0, "{err}");
+    let out = daemon_command(&[])
+        .arg("--once")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        state.join("state.db"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let (code, err) = as_dwtest();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("warning: `behavior.failure_log`") && err.contains("sudo -u dirwatcher"),
+        "{err}"
+    );
+}
