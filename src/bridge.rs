@@ -237,6 +237,8 @@ mod tests {
             by: None,
             next: None,
             output_tail: None,
+            host: None,
+            instance: None,
         }
     }
 

@@ -454,7 +454,8 @@ fn hello_name() -> lettre::transport::smtp::extension::ClientId {
     }
 }
 
-fn host_name() -> Option<String> {
+/// This machine's host name (the kernel's), if it has one.
+pub fn host_name() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())

@@ -117,13 +117,161 @@ pub fn init(format: LogFormat, verbose: u8) -> Sink {
         builder.json().flatten_event(true).init();
         Sink::Json
     } else {
-        builder.init();
+        builder.fmt_fields(Logfmt).event_format(TextLine).init();
         Sink::Text
     }
 }
 
+/// A text line: time, level, then the message and the event's fields ([`Logfmt`]), then the fields of
+/// the spans it is in (an instance's `instance=NAME`) as fields too — the default format put those in
+/// front as `dirwatcher{instance=NAME}:`, which no logfmt parser reads as a field.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextLine;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for TextLine
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        use tracing_subscriber::fmt::time::FormatTime;
+        let ansi = writer.has_ansi_escapes();
+        if ansi {
+            writer.write_str("\x1b[2m")?;
+        }
+        tracing_subscriber::fmt::time::SystemTime.format_time(&mut writer)?;
+        let level = *event.metadata().level();
+        if ansi {
+            let colour = match level {
+                tracing::Level::ERROR => "31",
+                tracing::Level::WARN => "33",
+                tracing::Level::INFO => "32",
+                tracing::Level::DEBUG => "34",
+                tracing::Level::TRACE => "35",
+            };
+            write!(writer, "\x1b[0m \x1b[{colour}m{level:>5}\x1b[0m ")?;
+        } else {
+            write!(writer, " {level:>5} ")?;
+        }
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                let ext = span.extensions();
+                if let Some(fields) = ext.get::<tracing_subscriber::fmt::FormattedFields<N>>()
+                    && !fields.is_empty()
+                {
+                    write!(writer, " {fields}")?;
+                }
+            }
+        }
+        writeln!(writer)
+    }
+}
+
+/// The text sink's fields in logfmt: the message first, then `key=value`, a value in double quotes
+/// (`\"`, `\\`, `\n` inside) when it is empty or holds a space, `=`, a quote, a backslash or a control
+/// character. So Loki's and lnav's logfmt parsers read `dir="/data/incoming/run 2"` as one field, where
+/// the default format wrote it bare and the name broke in two at the space.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Logfmt;
+
+impl<'w> tracing_subscriber::fmt::FormatFields<'w> for Logfmt {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        mut writer: tracing_subscriber::fmt::format::Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut v = LogfmtVisitor::default();
+        fields.record(&mut v);
+        writer.write_str(&v.line())
+    }
+}
+
+/// Collects one event's (or span's) fields for [`Logfmt`].
+#[derive(Debug, Default)]
+struct LogfmtVisitor {
+    message: Option<String>,
+    fields: Vec<(&'static str, String)>,
+}
+
+impl LogfmtVisitor {
+    /// `message key=value …`, as one line: a line end inside the message is written `\\n` (an error
+    /// that spans lines would otherwise start what looks like another event).
+    fn line(&self) -> String {
+        let mut out = self
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .replace('\r', "\\r")
+            .replace('\n', "\\n");
+        for (k, v) in &self.fields {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(k);
+            out.push('=');
+            out.push_str(&logfmt_value(v));
+        }
+        out
+    }
+}
+
+impl tracing::field::Visit for LogfmtVisitor {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.put(field, value.to_string());
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        // A `%` field's Debug is its Display, and the message's is the text itself.
+        self.put(field, format!("{value:?}"));
+    }
+}
+
+impl LogfmtVisitor {
+    fn put(&mut self, field: &tracing::field::Field, value: String) {
+        if field.name() == "message" {
+            self.message = Some(value);
+        } else {
+            self.fields.push((field.name(), value));
+        }
+    }
+}
+
+/// One logfmt value: bare when it can be, else quoted and escaped.
+pub fn logfmt_value(v: &str) -> Cow<'_, str> {
+    let bare = !v.is_empty()
+        && !v
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '=' | '\\'));
+    if bare {
+        return Cow::Borrowed(v);
+    }
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('"');
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    Cow::Owned(out)
+}
+
 /// The span the daemon runs in when it is one of several on the host: every event inside carries
-/// `instance` (journald `INSTANCE=`, JSON `span.instance`, text a `dirwatcher{instance=…}:` prefix).
+/// `instance` (journald `INSTANCE=`, JSON `span.instance`, text a last field `instance=…`).
 /// Disabled for the plain service, so its lines are what they always were.
 pub fn instance_span(instance: Option<&str>) -> tracing::Span {
     match instance {
@@ -236,6 +384,37 @@ mod tests {
         let f = field(hostile);
         assert!(!f.chars().any(char::is_control), "{f:?}");
         assert_eq!(f, "/r/x\\r\\nDIR=/etc\\x00\\x85");
+    }
+
+    #[test]
+    fn logfmt_values_are_bare_when_they_can_be_and_quoted_otherwise() {
+        assert_eq!(logfmt_value("/data/incoming/case1"), "/data/incoming/case1");
+        assert_eq!(
+            logfmt_value("/data/incoming/run 2"),
+            r#""/data/incoming/run 2""#
+        );
+        assert_eq!(logfmt_value(""), r#""""#);
+        assert_eq!(logfmt_value("a=b"), r#""a=b""#);
+        assert_eq!(logfmt_value(r#"say "hi""#), r#""say \"hi\"""#);
+        assert_eq!(logfmt_value(r"C:\x"), r#""C:\\x""#);
+        assert_eq!(logfmt_value("two\nlines"), r#""two\nlines""#);
+    }
+
+    #[test]
+    fn a_logfmt_line_is_the_message_then_the_fields() {
+        let v = LogfmtVisitor {
+            message: Some("submitted job 3".into()),
+            fields: vec![("event", "submitted".into()), ("dir", "/d/run 2".into())],
+        };
+        assert_eq!(
+            v.line(),
+            r#"submitted job 3 event=submitted dir="/d/run 2""#
+        );
+        let v = LogfmtVisitor {
+            message: Some("refused: bad\n  fix: this".into()),
+            fields: vec![],
+        };
+        assert_eq!(v.line(), r"refused: bad\n  fix: this");
     }
 
     #[test]

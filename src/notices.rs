@@ -207,6 +207,12 @@ pub fn queue(cfg: &Config, email: &EmailTransport, f: Fact<'_>) -> (Queued, Opti
         by: f.by.map(str::to_string),
         next: f.next.map(str::to_string),
         output_tail: tail,
+        host: crate::deliver::host_name(),
+        instance: cfg
+            .behavior
+            .instance
+            .as_ref()
+            .map(|i| i.as_str().to_string()),
     };
     let q = Queued {
         event: Some(f.kind),

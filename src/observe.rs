@@ -49,6 +49,8 @@ pub struct CycleReport<'a> {
     pub unreadable: u64,
     /// Directories with transfer temporaries unchanged for `watch.stale_temporary_sec`.
     pub stale_temporaries: u64,
+    /// Notices waiting in the outbox for (another) delivery (`None`: not read this time).
+    pub notices_waiting: Option<u64>,
     /// The one-line summary (systemd's `STATUS=`), when the counts are known.
     pub status: Option<&'a str>,
 }

@@ -51,7 +51,7 @@ fn ledger_reachable(cfg: &Config) -> anyhow::Result<()> {
                 Some(id) => bail!(
                     "the ledger `{}` is missing, but `{}` names ledger {id}: it was removed or its file system \
                      is not mounted; restore it from a backup, or rebuild it with `dirwatcher recover \
-                     --from-slurm` (README: \"If the ledger is lost or damaged\")",
+                     --from-slurm` (docs/safety.md: \"If the ledger is lost or damaged\")",
                     p.display(),
                     lock.display()
                 ),
@@ -226,6 +226,34 @@ pub fn cancel_with(
     Ok(out)
 }
 
+/// `sched.cancel(job)`, logged at `-v` as the daemon's own scheduler calls are.
+fn cancel_logged(
+    sched: &mut dyn crate::scheduler::Scheduler,
+    job: &crate::engine::TrackedJob,
+) -> Result<(), crate::scheduler::CancelError> {
+    let t = std::time::Instant::now();
+    let cancelled = sched.cancel(job);
+    let took_ms = t.elapsed().as_millis() as u64;
+    let (name, id) = (sched.name(), &job.job_id);
+    match &cancelled {
+        Ok(()) => tracing::debug!(
+            call = "cancel",
+            took_ms,
+            ok = true,
+            "scheduler call cancel ({name}) for job {id} ({}): answered in {took_ms} ms",
+            job.job_name
+        ),
+        Err(e) => tracing::debug!(
+            call = "cancel",
+            took_ms,
+            ok = false,
+            "scheduler call cancel ({name}) for job {id} ({}): failed after {took_ms} ms: {e}",
+            job.job_name
+        ),
+    }
+    cancelled
+}
+
 fn cancel_one(
     cfg: &Config,
     ledger: &mut Ledger,
@@ -258,7 +286,8 @@ fn cancel_one(
             // The cancel is committed before the job is signalled: the daemon, seeing the job end
             // CANCELLED before this command records it, records it as this operator's cancel too.
             ledger.request_cancel(g.id, &operator, now)?;
-            if let Err(e) = sched.cancel(&job) {
+            let cancelled = cancel_logged(sched, &job);
+            if let Err(e) = cancelled {
                 ledger.withdraw_cancel(g.id)?;
                 return Ok(Err(format!(
                     "{shown}: cannot cancel job {job_id}: {e}; nothing was recorded, the daemon keeps following it"
@@ -383,7 +412,20 @@ pub enum SlurmCheck {
 /// command. Returns the verdict and what to print: `out` for stdout, `err` for stderr.
 pub fn check_slurm(cfg: &Config) -> (SlurmCheck, String, String) {
     use crate::scheduler::{Acceptance, Preflight};
-    let (who, what, harmless, answer) = match crate::scheduler::from_config(cfg).preflight() {
+    let mut sched = crate::scheduler::from_config(cfg);
+    let t = std::time::Instant::now();
+    let preflight = sched.preflight();
+    let took_ms = t.elapsed().as_millis() as u64;
+    if matches!(preflight, Preflight::Asked { .. }) {
+        // At `-v`, as the daemon's scheduler calls are.
+        tracing::debug!(
+            call = "preflight",
+            took_ms,
+            "scheduler call preflight ({}) for the sample job: answered in {took_ms} ms",
+            sched.name()
+        );
+    }
+    let (who, what, harmless, answer) = match preflight {
         Preflight::NothingToAsk(why) => {
             return (
                 SlurmCheck::Fine,

@@ -143,7 +143,27 @@ pub fn walk(
     for w in 0..windows {
         let to = w as u64 * DAY;
         let from = ((w as u64 + 1) * DAY).min(back);
-        if !each(w, windows, ask(cfg, from, to)?) {
+        // At `-v`, as the daemon's scheduler calls are.
+        let t = std::time::Instant::now();
+        let answer = ask(cfg, from, to);
+        let took_ms = t.elapsed().as_millis() as u64;
+        let window = w + 1;
+        match &answer {
+            Ok(jobs) => tracing::debug!(
+                call = "accounting",
+                took_ms,
+                ok = true,
+                "scheduler call accounting (slurm) for day {window} of {windows}: answered in {took_ms} ms ({} job(s))",
+                jobs.len()
+            ),
+            Err(e) => tracing::debug!(
+                call = "accounting",
+                took_ms,
+                ok = false,
+                "scheduler call accounting (slurm) for day {window} of {windows}: failed after {took_ms} ms: {e}"
+            ),
+        }
+        if !each(w, windows, answer?) {
             break;
         }
     }

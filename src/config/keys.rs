@@ -573,7 +573,7 @@ pub const BEHAVIOR_SMTP_PASS: Key = key(
 pub const BEHAVIOR_SMTP_PASS_FILE: Key = key(
     "behavior.smtp_pass_file",
     Unset,
-    "read the SMTP password from this file (mode 0600); under systemd the unit's credential `smtp_pass` wins (README \"Secrets\")",
+    "read the SMTP password from this file (mode 0600); under systemd the unit's credential `smtp_pass` wins (docs/notifications.md, \"Secrets\")",
 );
 /// `behavior.smtp_pass_env`.
 pub const BEHAVIOR_SMTP_PASS_ENV: Key = key(
@@ -592,7 +592,7 @@ pub const METRICS_LISTEN: Key = key(
     "metrics.listen",
     Unset,
     "serve Prometheus metrics at `http://ADDRESS/metrics`, e.g. `127.0.0.1:9187` (port 0: any free port, logged); \
-     `0.0.0.0` is refused (see Monitoring)",
+     `0.0.0.0` and `::` are refused (every interface, no authentication): name one address",
 );
 /// `metrics.textfile`.
 pub const METRICS_TEXTFILE: Key = key(
@@ -872,25 +872,30 @@ mod tests {
         assert_eq!(JOB_MAX_LOCAL_JOBS.default.words(), "CPU count");
     }
 
-    /// Rows `| `key` | default | meaning |` of the README's "Configuration" section.
-    fn readme_rows() -> Vec<(String, String, String)> {
-        let readme = include_str!("../../README.md");
-        let section = readme
-            .split("\n## Configuration\n")
+    /// Rows `| `key` | default | meaning |` of `section` (its `## ` heading to the next) in `doc`.
+    fn table_rows(doc: &str, name: &str, section: &str) -> Vec<(String, String, String)> {
+        let part = doc
+            .split(&format!("\n## {section}\n"))
             .nth(1)
-            .expect("README.md has a `## Configuration` section")
+            .unwrap_or_else(|| panic!("{name} has a `## {section}` section"))
             .split("\n## ")
             .next()
             .unwrap_or_default();
-        section
-            .lines()
-            .filter(|l| l.starts_with("| `"))
+        key_rows(part, name)
+    }
+
+    /// Every line of `text` that is a key row: `| `a.b` | … |`.
+    fn key_rows(text: &str, name: &str) -> Vec<(String, String, String)> {
+        text.lines()
+            .filter(|l| {
+                l.starts_with("| `") && l.split('`').nth(1).is_some_and(|k| k.contains('.'))
+            })
             .map(|l| {
                 let cells: Vec<&str> = l.trim_matches('|').split(" | ").map(str::trim).collect();
                 assert_eq!(
                     cells.len(),
                     3,
-                    "README row is not `| key | default | meaning |`: {l}"
+                    "{name}: a key row is not `| key | default | meaning |`: {l}"
                 );
                 (
                     cells[0].trim_matches('`').to_string(),
@@ -901,15 +906,18 @@ mod tests {
             .collect()
     }
 
-    /// The README's table is the table: same keys in the same order, same defaults, same help. On a
-    /// mismatch the message carries the rows to paste.
+    /// docs/configuration.md's table is the table: same keys in the same order, same defaults, same
+    /// help, and nothing else in its `## Keys` section that looks like a key row. On a mismatch the
+    /// message carries the rows to paste.
     #[test]
-    fn readme_configuration_table_matches_the_key_table() {
+    fn the_configuration_doc_table_matches_the_key_table() {
+        const DOC: &str = "docs/configuration.md";
+        let doc = include_str!("../../docs/configuration.md");
         let want: Vec<(String, String, String)> = ALL
             .iter()
             .map(|k| (k.name.into(), k.default.readme().into(), k.help.into()))
             .collect();
-        let got = readme_rows();
+        let got = table_rows(doc, DOC, "Keys");
         let rows: String = want
             .iter()
             .map(|(k, d, m)| format!("| `{k}` | {d} | {m} |\n"))
@@ -917,14 +925,33 @@ mod tests {
         for (w, g) in want.iter().zip(&got) {
             assert_eq!(
                 g, w,
-                "README.md's configuration table disagrees with src/config/keys.rs; its rows should be:\n{rows}"
+                "{DOC}'s key table disagrees with src/config/keys.rs; its rows should be:\n{rows}"
             );
         }
         assert_eq!(
             got.len(),
             want.len(),
-            "README.md's configuration table has other keys than src/config/keys.rs; its rows should be:\n{rows}"
+            "{DOC}'s key table has other keys than src/config/keys.rs; its rows should be:\n{rows}"
         );
+        // One table, in one place: no second copy to drift (the README's was, with a stray row).
+        assert_eq!(
+            key_rows(doc, DOC).len(),
+            want.len(),
+            "{DOC} has key rows outside its `## Keys` table"
+        );
+        let readme = include_str!("../../README.md");
+        assert!(
+            key_rows(readme, "README.md").is_empty(),
+            "README.md has a key table again: the table lives in {DOC}"
+        );
+    }
+
+    /// A row that is not the table's is caught, whatever it holds (the stray `right: (…` row of issue
+    /// 24 was one): the reader sees every key row, and a malformed one fails loudly.
+    #[test]
+    #[should_panic(expected = "a key row is not")]
+    fn a_malformed_key_row_is_refused() {
+        key_rows("| `watch.root` | (required) |\n", "doc");
     }
 
     /// What `check-config` prints for a config that sets only what it must is the table's defaults.

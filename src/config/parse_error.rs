@@ -9,7 +9,7 @@ use std::path::Path;
 use super::error::ConfigError;
 use super::keys::{self, DefaultValue, Key};
 use super::notify::EmailVia;
-use super::value::{Word, word_fix, words_fix};
+use super::value::{Word, parse_word, word_fix, words_fix};
 
 /// Turns a parser error (unknown key, wrong type, bad YAML) into a [`ConfigError`] that names the key.
 pub(super) fn serde_error(path: &Path, text: &str, e: &serde_saphyr::Error) -> ConfigError {
@@ -105,7 +105,7 @@ pub(super) fn type_error(key: &Key, written: Option<&str>) -> (String, String) {
         .map(|w| format!(", found `{w}`"))
         .unwrap_or_default();
     let leaf = key.leaf();
-    if let Some((expected, fix)) = own_shape(key) {
+    if let Some((expected, fix)) = own_shape(key, written) {
         return (format!("expected {expected}{found}"), fix);
     }
     match key.default {
@@ -152,7 +152,7 @@ type WordFix = fn() -> String;
 
 /// The keys whose value is not what their default's kind says (a word of a list, words of a list, a
 /// mapping of its own): what they expect, and their fix.
-fn own_shape(key: &Key) -> Option<(&'static str, String)> {
+fn own_shape(key: &Key, written: Option<&str>) -> Option<(&'static str, String)> {
     use super::job::SUBMIT_RATE_FIX;
     use super::keys::ExecutorKind;
     use super::ready::ScopeWord;
@@ -169,16 +169,42 @@ fn own_shape(key: &Key) -> Option<(&'static str, String)> {
         return Some(("one word", fix()));
     }
     if key == EventKind::KEY {
-        return Some((
-            "a list",
-            words_fix::<EventKind>(super::notify::EVENTS_EXAMPLE),
-        ));
+        // What was written, as a list, when every word of it is an event (`failed` → `[failed]`): the
+        // fix keeps what was meant rather than offer someone else's example.
+        let words: Vec<&str> = written
+            .map(|w| w.trim_matches(['"', '\'', '[', ']']))
+            .unwrap_or_default()
+            .split([',', ' '])
+            .filter(|w| !w.is_empty())
+            .collect();
+        let fix = if !words.is_empty() && words.iter().all(|w| parse_word::<EventKind>(w).is_some())
+        {
+            format!(
+                "write it as a list: `{}: [{}]`",
+                key.leaf(),
+                words.join(", ")
+            )
+        } else {
+            words_fix::<EventKind>(super::notify::EVENTS_EXAMPLE)
+        };
+        return Some(("a list", fix));
     }
     if key == &keys::JOB_SUBMIT_RATE {
-        return Some((
-            "a mapping of `burst` and `per_sec` to numbers",
-            SUBMIT_RATE_FIX.to_string(),
-        ));
+        // A bare number is most likely meant as calls per second: that rate, with as many at once.
+        let per_sec = written
+            .and_then(|w| w.trim().parse::<f64>().ok())
+            .filter(|n| n.is_finite() && *n > 0.0);
+        let fix = match per_sec {
+            Some(n) => {
+                let burst = n.ceil().max(1.0);
+                format!(
+                    "a rate is a mapping: for {n} calls per second write `submit_rate: {{burst: {burst}, \
+                     per_sec: {n}}}` (`burst`: calls at once before the rate applies)"
+                )
+            }
+            None => SUBMIT_RATE_FIX.to_string(),
+        };
+        return Some(("a mapping of `burst` and `per_sec` to numbers", fix));
     }
     None
 }

@@ -238,7 +238,9 @@ impl Validator<'_> {
                     "is not a regular expression: {}",
                     e.to_string().lines().last().unwrap_or_default()
                 ),
-                "quote it in single quotes and escape special characters with `\\`",
+                "write a regular expression: a `(`, `)`, `[`, `]`, `{`, `}`, `.`, `*`, `+`, `?`, `|`, `^`, `$` \
+                 or `\\` meant literally takes a `\\` before it (`\\[`), in single quotes so that YAML keeps \
+                 every `\\`, e.g. `ready_content_match: 'Status>(Completed|Succeeded)<'`",
             )
         })?;
         Ok(ContentCheck {

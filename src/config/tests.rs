@@ -647,3 +647,40 @@ fn every_preset_expands_with_its_source_and_reloads_to_the_same_rules() {
         "the fix offers the presets: {e}"
     );
 }
+
+/// The fix says what to write for what was meant (issue 24): the event given as a word becomes that
+/// event as a list, a bare rate becomes a rate of that many calls per second, a bad regular expression
+/// gets how to write one (it was told to quote what was already quoted).
+#[test]
+fn fixes_keep_what_was_meant() {
+    let fix = |body: &str| parse(&with_root(body)).unwrap_err();
+    let e = fix("job:\n  wrap_cmd: echo\nnotify:\n  events: failed\n");
+    assert_eq!(e.key, "notify.events", "{e}");
+    assert_eq!(e.fix, "write it as a list: `events: [failed]`", "{e}");
+    let e = fix("job:\n  wrap_cmd: echo\nnotify:\n  events: sent\n");
+    assert!(e.fix.starts_with("list any of `submitted`"), "{e}");
+    let e = fix("job:\n  wrap_cmd: echo\n  submit_rate: 5\n");
+    assert_eq!(e.key, "job.submit_rate", "{e}");
+    assert!(
+        e.fix.contains("`submit_rate: {burst: 5, per_sec: 5}`"),
+        "{e}"
+    );
+    // What the fix says to write loads.
+    parse(&with_root(
+        "job:\n  wrap_cmd: echo\n  submit_rate: {burst: 5, per_sec: 5}\nnotify:\n  events: [failed]\n",
+    ))
+    .unwrap();
+    let e =
+        fix("  ready_content_file: s.xml\n  ready_content_match: '(['\njob:\n  wrap_cmd: echo\n");
+    assert_eq!(
+        (e.key.as_str(), e.line),
+        ("watch.ready_content_match", Some(4)),
+        "{e}"
+    );
+    assert!(
+        e.fix.contains("takes a `\\` before it") && !e.fix.starts_with("quote it"),
+        "{e}"
+    );
+    let example = "  ready_content_file: s.xml\n  ready_content_match: 'Status>(Completed|Succeeded)<'\njob:\n  wrap_cmd: echo\n";
+    parse(&with_root(example)).unwrap();
+}

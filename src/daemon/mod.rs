@@ -388,6 +388,8 @@ impl Telling {
 struct CachedCounts {
     /// As last read.
     counts: Option<Counts>,
+    /// Notices waiting in the outbox, as last read.
+    notices_waiting: Option<u64>,
     /// This daemon wrote to the ledger since.
     stale: bool,
     /// When (monotonic) to read them again anyway.
@@ -398,6 +400,7 @@ impl Default for CachedCounts {
     fn default() -> Self {
         CachedCounts {
             counts: None,
+            notices_waiting: None,
             stale: true,
             due: 0,
         }

@@ -22,6 +22,9 @@ impl Daemon {
             if let Ok(c) = self.ledger.counts() {
                 self.counts.counts = Some(c);
             }
+            if let Ok(n) = self.ledger.notices_waiting() {
+                self.counts.notices_waiting = Some(n);
+            }
             self.counts.stale = false;
             self.counts.due = now + ms(self.cfg.watch.poll_interval);
         }
@@ -47,6 +50,7 @@ impl Daemon {
             locked,
             unreadable,
             stale_temporaries: self.settling.told_stale.len() as u64,
+            notices_waiting: self.counts.notices_waiting,
             status: status.as_deref(),
         });
         self.publish_snapshot();

@@ -2,6 +2,7 @@
 //! directory (`dir`), job (`job`) and state as fields a machine can match. The steps call these; they never
 //! format a log line inline. Must never: decide anything or touch state.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::time::Duration;
 
@@ -44,6 +45,32 @@ pub fn scheduler_call(
             took_ms,
             ok = false,
             "scheduler call {label} ({scheduler}) {what}: failed after {took_ms} ms: {e}"
+        ),
+    }
+}
+
+/// One `sbatch` (or local start) ended (at `-v`): [`scheduler_call`]'s line, with the directory, the
+/// job name and, when it answered, the job id as fields.
+pub fn submit_call(
+    scheduler: &str,
+    spec: &crate::scheduler::JobSpec,
+    job: Option<&str>,
+    took: Duration,
+    failed: Option<&dyn std::fmt::Display>,
+) {
+    let (label, took_ms) = (Call::Submit.word(), took.as_millis() as u64);
+    let (dir, job_name) = (field(&spec.dir_path), spec.job_name.as_str());
+    match (job, failed) {
+        (_, Some(e)) => debug!(
+            target: "dirwatcher::metrics",
+            call = label, took_ms, ok = false, dir = %dir, job_name,
+            "scheduler call {label} ({scheduler}) for job {job_name}: failed after {took_ms} ms: {e}"
+        ),
+        (job, None) => debug!(
+            target: "dirwatcher::metrics",
+            call = label, took_ms, ok = true, dir = %dir, job_name, job,
+            "scheduler call {label} ({scheduler}) for job {job_name} ({}): answered in {took_ms} ms",
+            job.unwrap_or("?")
         ),
     }
 }
@@ -106,9 +133,16 @@ pub fn reloaded(source: &Path, changed: &[String]) {
 
 /// A reload was refused.
 pub fn reload_refused(e: &dyn std::error::Error) {
+    // A config error's `fix:` is on a line of its own: one event stays one line.
+    let e: Vec<String> = e
+        .to_string()
+        .lines()
+        .map(|l| l.trim().to_string())
+        .collect();
     warn!(
         event = "reload_refused",
-        "config reload refused, still running on the previous config: {e}"
+        "config reload refused, still running on the previous config: {}",
+        e.join("; ")
     );
 }
 
@@ -195,21 +229,25 @@ pub fn job_ended(
     state: GenState,
     delete: bool,
     retry_in: Option<Millis>,
+    output: Option<&Path>,
 ) {
     let job = g.job_id.as_deref().unwrap_or_default();
     let (job_name, attempt) = (g.job_name.as_str(), g.attempt);
+    let output = output.map(field);
     let what = match (state, delete) {
         (GenState::Completed, true) => "the directory will be deleted",
         (GenState::Completed, false) => "the directory is kept",
         _ => "recorded in the failure log",
     };
     if state == GenState::Completed {
-        info!(event = "ended", dir = %field(path), job = %job, job_name, attempt, state = %end.state, exit_code = %end.exit_code, "job {job} for {} COMPLETED; {what}", show(path));
+        info!(event = "ended", dir = %field(path), job = %job, job_name, attempt, state = %end.state, exit_code = %end.exit_code,
+            output = output.as_deref(), "job {job} for {} COMPLETED; {what}", show(path));
     } else {
         let retry = retry_in
             .map(|d| format!("; attempt {} follows in {}", g.attempt + 1, human(d)))
             .unwrap_or_default();
         warn!(event = "ended", dir = %field(path), job = %job, job_name, attempt, state = %end.state, exit_code = %end.exit_code,
+            output = output.as_deref(),
             "job {job} for {} ended {} (exit code {}); {what}{retry}", show(path), end.state, end.exit_code);
     }
 }
@@ -322,7 +360,7 @@ pub fn renamed(path: &Path, old: &Path, prev: &Generation) {
 pub fn root_unusable(root: &Path, problem: &crate::fsx::RootProblem, edge: OutageEdge) {
     if edge == OutageEdge::Started {
         warn!(
-            root = %root.display(),
+            root = %field(root),
             "the root {} cannot be trusted: {problem}; nothing is scanned, submitted or deleted until it is \
              back (pending deletions wait, nothing is forgotten); if the root was replaced on purpose, restart dirwatcher",
             show(root)
@@ -334,7 +372,7 @@ pub fn root_unusable(root: &Path, problem: &crate::fsx::RootProblem, edge: Outag
 pub fn root_usable_again(root: &Path, edge: OutageEdge) {
     if let OutageEdge::Ended { lasted, .. } = edge {
         info!(
-            root = %root.display(),
+            root = %field(root),
             "the root {} is back after {}: scanning, submitting and pending deletions resume",
             show(root),
             human(lasted)
@@ -435,7 +473,9 @@ pub fn intent(path: &Path, key: &str) {
 /// A job was submitted: its name and where its output goes, so the operator can find both.
 pub fn submitted(path: &Path, job: &str, job_name: &str, output: Option<&Path>, attempt: u32) {
     let out = output.map_or_else(|| "sbatch's working directory".into(), show);
-    info!(event = "submitted", dir = %field(path), job = %job, job_name, attempt, output = %out,
+    // The field is the plain path (as `dir`), the message keeps the quoted form.
+    let output_field = output.map_or(Cow::Borrowed("sbatch's working directory"), field);
+    info!(event = "submitted", dir = %field(path), job = %job, job_name, attempt, output = %output_field,
         "submitted job {job} ({job_name}) for {} (attempt {attempt}); output in {out}", show(path));
 }
 
@@ -485,7 +525,7 @@ pub fn submit_pace(width: usize, max: u32, signal: PaceSignal) {
 /// sbatch said the controller limits the rate (or is too busy): no job was created; the directories wait
 /// `pause` and go at a lower pace, none is failed.
 pub fn submit_rate_limited(path: &Path, err: &str, waiting: usize, pause: Duration) {
-    info!(dir = ?path, waiting, "the controller limits submissions ({}); {waiting} directories wait {} and go at a lower pace",
+    info!(event = "rate_limited", dir = %field(path), waiting, "the controller limits submissions ({}); {waiting} directories wait {} and go at a lower pace",
         err.trim(), human(ms(pause)));
 }
 
@@ -572,7 +612,7 @@ pub fn output_refused(problem: &FolderProblem, edge: OutageEdge) {
 pub fn output_back(folder: &Path, edge: OutageEdge) {
     if let OutageEdge::Ended { lasted, .. } = edge {
         info!(
-            folder = %folder.display(),
+            folder = %field(folder),
             "the job output folder {} is safe again after {}; submitting",
             show(folder),
             human(lasted)
@@ -634,16 +674,36 @@ pub fn meta_refused(path: &Path, problem: &crate::deliver::MetaProblem) {
     warn!(dir = %field(path), "not e-mailing the owner of {}: {problem}", show(path));
 }
 
-/// A notice went out.
+/// The directory a notice is about, as a log field: the event document's `dir` (none for a blocked
+/// submission, which is about the config).
+fn notice_dir(n: &crate::ledger::Notice) -> Option<String> {
+    let doc: serde_json::Value = serde_json::from_str(&n.payload).ok()?;
+    let dir = doc.get("dir")?.as_str()?;
+    Some(field(Path::new(dir)).into_owned())
+}
+
+/// A notice went out. Its own `event` (`delivered`), so a match on job events (`event=submitted`)
+/// never picks a delivery; `notice` is the event it told of.
 pub fn notice_sent(n: &crate::ledger::Notice, label: &str) {
+    let dir = notice_dir(n);
     info!(
+        event = "delivered",
+        notice = n.event.as_str(),
         channel = n.channel.as_str(),
-        event = n.event.as_str(),
-        "told {label} by {} of `{}` (notice {})",
+        dir = dir.as_deref(),
+        delivery_id = n.delivery_id.as_str(),
+        "told {label} by {} of `{}`{} (notice {})",
         n.channel.as_str(),
         n.event.as_str(),
+        about(dir.as_deref()),
         n.id
     );
+}
+
+/// ` for "DIR"` when a notice is about a directory.
+fn about(dir: Option<&str>) -> String {
+    dir.map(|d| format!(" for {}", show(Path::new(d))))
+        .unwrap_or_default()
 }
 
 /// A delivery failed: warned once per outage of that target; a given-up notice is always said.
@@ -658,23 +718,39 @@ pub fn delivery_failed(
     use crate::engine::notice::AfterFailure;
     let channel = n.channel.as_str();
     let e = error_chain(err);
+    let dir = notice_dir(n);
+    let (notice, delivery_id) = (n.event.as_str(), n.delivery_id.as_str());
     match after {
         AfterFailure::GiveUp => warn!(
+            event = "delivery_given_up",
+            notice,
             channel,
-            event = n.event.as_str(),
-            "gave up telling {label} by {channel} of `{}` (notice {}) after {} attempts: {e}",
-            n.event.as_str(),
+            dir = dir.as_deref(),
+            delivery_id,
+            "gave up telling {label} by {channel} of `{notice}`{} (notice {}) after {} attempts: {e}",
+            about(dir.as_deref()),
             n.id,
             n.attempts + 1
         ),
         AfterFailure::RetryAt(at) => match edge {
             OutageEdge::Started => warn!(
+                event = "delivery_failed",
+                notice,
                 channel,
+                dir = dir.as_deref(),
+                delivery_id,
                 "cannot deliver to {label} by {channel}: {e}; notices wait in the state file and are \
                  retried (next in {}); said again when it works",
                 human(at - wall)
             ),
-            _ => debug!(channel, "delivery to {label} failed again: {e}"),
+            _ => debug!(
+                event = "delivery_failed",
+                notice,
+                channel,
+                dir = dir.as_deref(),
+                delivery_id,
+                "delivery to {label} failed again: {e}"
+            ),
         },
     }
 }
@@ -683,6 +759,7 @@ pub fn delivery_failed(
 pub fn delivery_back(channel: crate::engine::notice::Channel, label: &str, edge: OutageEdge) {
     if let OutageEdge::Ended { lasted, failures } = edge {
         info!(
+            event = "delivery_back",
             channel = channel.as_str(),
             "delivery to {label} by {} works again after {} and {failures} failed attempts",
             channel.as_str(),
@@ -694,7 +771,7 @@ pub fn delivery_back(channel: crate::engine::notice::Channel, label: &str, edge:
 /// A new ledger was started with `--catch-up` over a root an earlier ledger served.
 pub fn caught_up(state_file: &Path, traces: &[String]) {
     warn!(
-        state_file = %state_file.display(),
+        state_file = %field(state_file),
         "started a new ledger `{}` although an earlier one served this root ({}): every ready directory is \
          processed as new (--catch-up)",
         state_file.display(),
@@ -710,7 +787,7 @@ pub fn ledger_file_unusable(
 ) {
     if edge == OutageEdge::Started {
         error!(
-            state_file = %state_file.display(),
+            state_file = %field(state_file),
             "the ledger `{}` cannot be trusted: {problem}; nothing is scanned, submitted or deleted, since what \
              is recorded now would be lost. Stop dirwatcher, put the ledger back (from a backup, or rebuild it \
              with `dirwatcher recover --from-slurm`), then start it again",

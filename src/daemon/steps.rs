@@ -464,13 +464,18 @@ impl Daemon {
         }
         self.observers.ended(plan.state, &rep.state);
         let retry_in = retry.and(plan.retry_at).map(|at| at - wall);
+        let path = self.path_of(g);
+        let output = g.job_id.as_deref().and_then(|id| {
+            output_file(&self.cfg.job, &self.cfg.watch.root, &path, id, &g.job_name)
+        });
         say::job_ended(
-            &self.path_of(g),
+            &path,
             g,
             rep,
             plan.state,
             plan.delete_dir,
             retry_in,
+            output.as_deref(),
         );
         if let Some(Ok(Some(next))) = retry.map(|id| self.ledger.get(id)) {
             let wait = next.next_try_at - wall;
@@ -1289,8 +1294,14 @@ impl Daemon {
         let width = self.pacing.pace.width();
         let observers = &mut self.observers;
         let lead = self.lead.as_ref();
+        let scheduler = self.sched.name();
         let started = self.sched.submit_many(&specs, width, &mut |i, r, took| {
             let ok = r.is_ok();
+            // At `-v`, as queries and lookups are (`observers.timed`): submissions run in parallel,
+            // so each is said when its answer comes back.
+            let failed = r.as_ref().err().map(|e| e as &dyn std::fmt::Display);
+            let job = r.as_ref().ok().map(String::as_str);
+            say::submit_call(scheduler, &specs[i], job, took, failed);
             observers.called(Call::Submit, took, ok);
             if ok {
                 observers.submitted();

@@ -118,6 +118,12 @@ pub struct Event {
     /// control characters shown as `?`).
     #[serde(default)]
     pub output_tail: Option<String>,
+    /// The host whose daemon recorded the event (with two login nodes on one ledger: which one).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// `behavior.instance` of the service that recorded it, when several run on one host.
+    #[serde(default)]
+    pub instance: Option<String>,
 }
 
 /// The most lines of a job's output a failure notice carries.
@@ -617,6 +623,8 @@ mod tests {
             by: None,
             next: None,
             output_tail: None,
+            host: Some("login1".into()),
+            instance: Some("cryo".into()),
         }
     }
 
@@ -872,6 +880,19 @@ mod tests {
         assert_eq!(doc["delivery_id"], "ab12cd34-7");
         assert_eq!(doc["event"], "completed");
         assert_eq!(doc["elapsed_sec"], 75);
+        assert_eq!(
+            (&doc["host"], &doc["instance"]),
+            (&"login1".into(), &"cryo".into())
+        );
+        // A notice queued by an earlier release has neither: they read as null.
+        let mut old = serde_json::to_value(&e).unwrap();
+        let o = old.as_object_mut().unwrap();
+        o.remove("host");
+        o.remove("instance");
+        let e: Event = serde_json::from_value(old).unwrap();
+        let doc: serde_json::Value =
+            serde_json::from_str(&webhook_body(&e, WebhookFormat::Dirwatcher, "x")).unwrap();
+        assert!(doc["host"].is_null() && doc["instance"].is_null(), "{doc}");
         let chat: serde_json::Value =
             serde_json::from_str(&webhook_body(&e, WebhookFormat::Slack, "x")).unwrap();
         assert!(

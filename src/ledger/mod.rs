@@ -451,6 +451,21 @@ impl Ledger {
         Ok(l)
     }
 
+    /// The root this ledger serves, as recorded when it was first opened for one (none yet: any).
+    pub fn served_root(&self) -> Result<Option<PathBuf>> {
+        use std::os::unix::ffi::OsStringExt;
+        let served: Option<Vec<u8>> = self
+            .row(
+                r#"SELECT value FROM meta WHERE "key" = 'root'"#,
+                &[],
+                "cannot read",
+            )?
+            .map(|r| r.get(0))
+            .transpose()
+            .map_err(self.sql("cannot read"))?;
+        Ok(served.map(|s| PathBuf::from(std::ffi::OsString::from_vec(s))))
+    }
+
     /// Checks that the ledger serves `root` (a ledger that has not said yet which root it serves is given
     /// this one).
     fn serve_root(&self, root: &Path) -> Result<()> {

@@ -264,6 +264,20 @@ impl Ledger {
         )
     }
 
+    /// How many notices wait for (another) delivery: the metrics' `dirwatcher_notices_waiting`. Through
+    /// the `outbox_due` index, so delivered notices cost nothing.
+    pub fn notices_waiting(&self) -> Result<u64> {
+        let what = "cannot read the outbox";
+        let r = self
+            .row(
+                "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
+                &[],
+                what,
+            )?
+            .expect("an aggregate has one row");
+        (|| Ok(u(r.get(0)?)))().map_err(self.sql::<super::sql::DbError>(what))
+    }
+
     /// How many notices wait for delivery, and how many were given up, for `status`.
     pub fn notice_counts(&self) -> Result<NoticeCounts> {
         let what = "cannot read the outbox";

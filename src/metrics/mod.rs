@@ -101,6 +101,11 @@ impl Metrics {
                 .get_or_create(&[("state", "failed")])
                 .set(g(c.failed));
         }
+        if let Some(n) = r.notices_waiting {
+            self.h
+                .notices_waiting
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
         for (stage, n) in [
             ("settling", r.settling),
             ("locked", r.locked),
@@ -241,6 +246,7 @@ mod tests {
             locked: n[1],
             unreadable: n[2],
             stale_temporaries: n[3],
+            notices_waiting: None,
             status: None,
         }
     }
@@ -347,6 +353,20 @@ mod tests {
         ] {
             assert_eq!(sample(&t, series), Some(want), "{series} in\n{t}");
         }
+    }
+
+    /// The outbox's waiting notices are a gauge, 0 from the start; a cycle that did not read them keeps
+    /// the last value.
+    #[test]
+    fn notices_waiting_is_a_gauge_from_the_start() {
+        let mut m = metrics();
+        assert_eq!(sample(&m.render(), "dirwatcher_notices_waiting"), Some(0.0));
+        let mut r = report(None, [0; 4]);
+        r.notices_waiting = Some(3);
+        m.publish(&r);
+        assert_eq!(sample(&m.render(), "dirwatcher_notices_waiting"), Some(3.0));
+        m.publish(&report(None, [0; 4]));
+        assert_eq!(sample(&m.render(), "dirwatcher_notices_waiting"), Some(3.0));
     }
 
     #[test]

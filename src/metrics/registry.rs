@@ -55,6 +55,7 @@ pub(super) struct Handles {
     pub(super) last_poll: Gauge<f64, AtomicU64>,
     pub(super) blocked: Family<[(&'static str, &'static str); 1], Gauge>,
     pub(super) notices: Family<[(&'static str, &'static str); 2], Counter>,
+    pub(super) notices_waiting: Gauge,
     pub(super) reload_ok: Gauge,
     pub(super) leader: Gauge,
     pub(super) lease_epoch: Gauge,
@@ -112,6 +113,7 @@ fn new_handles() -> Handles {
         last_poll: Gauge::default(),
         blocked: Family::default(),
         notices: Family::default(),
+        notices_waiting: Gauge::default(),
         reload_ok: Gauge::default(),
         leader: Gauge::default(),
         lease_epoch: Gauge::default(),
@@ -211,6 +213,11 @@ fn register_health(reg: &mut Registry, h: &Handles) {
         "submissions_blocked",
         "1 while sbatch refuses submissions for a reason that waiting will not fix: reason=config (invalid account, partition, QOS, gres, time limit, no association; the log and `dirwatcher status` name the key to fix)",
         h.blocked.clone(),
+    );
+    reg.register(
+        "notices_waiting",
+        "Notices (e-mail, webhook, command, the web application's database) waiting in the outbox for their first or another delivery; given-up ones are not counted",
+        h.notices_waiting.clone(),
     );
     reg.register(
         "leader",

@@ -6,6 +6,7 @@ mod bridge;
 mod cli;
 mod clock;
 mod fs_edge;
+mod guide;
 mod harness;
 mod hostile;
 mod install;
