@@ -26,7 +26,7 @@ Usage: benches/scale.py [--quick] [--out FILE] [--check RATIOS.json]
   more than 2x worse than the recorded one (never on absolute times).
 Needs the release binary (cargo build --release) and, for newdir/burst/rate/track, the test cluster.
 """
-import json, math, os, shutil, sqlite3, statistics, subprocess, sys, tempfile, time
+import json, math, os, re, shutil, sqlite3, statistics, subprocess, sys, tempfile, time
 
 BIN = os.environ.get("DW_BENCH_BIN") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "target", "release", "dirwatcher"))
 
