@@ -632,8 +632,10 @@ RestartSec=5s
 RestartPreventExitStatus=2
 # SIGTERM to the daemon only: it lets a running sbatch finish and records its answer (bounded by
 # job.command_timeout_sec). The default control-group mode would signal sbatch too and turn a known
-# outcome into an unknown one. Whatever is left when the daemon has exited gets SIGKILL.
-KillMode=mixed
+# outcome into an unknown one. Nothing else is killed: a local job (job.executor: local) runs on across
+# a restart or an upgrade and the next daemon follows it to its end (`systemctl kill dirwatcher` ends
+# them all).
+KillMode=process
 TimeoutStopSec=90s
 # Jobs are submitted as this user: it must be a Slurm user (sacctmgr add user NAME account=ACCOUNT) and
 # exist on the compute nodes.
@@ -933,7 +935,7 @@ mod tests {
             "ExecReload=/bin/kill -HUP $MAINPID",
             "Restart=on-failure",
             "RestartPreventExitStatus=2",
-            "KillMode=mixed",
+            "KillMode=process",
             "User=dirwatcher",
             "NoNewPrivileges=yes",
             "ProtectSystem=strict",
@@ -1049,7 +1051,7 @@ mod tests {
         for l in [
             "User=dirwatcher",
             "Type=notify",
-            "KillMode=mixed",
+            "KillMode=process",
             "WatchdogSec=300",
             "UMask=0027",
         ] {

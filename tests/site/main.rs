@@ -534,3 +534,59 @@ systemctl start dirwatcher@{n}"
         );
     }
 }
+
+/// Local jobs are not the service's to kill: `systemctl restart` while a local job runs leaves the job
+/// running (the unit's `KillMode=process`), the new daemon finds it again, and it ends COMPLETED, once —
+/// not NODE_FAIL because systemd killed what was left in the unit's control group.
+#[test]
+fn a_restart_while_a_local_job_runs_keeps_the_job_and_records_it_completed() {
+    site_check!("a_restart_while_a_local_job_runs_keeps_the_job_and_records_it_completed");
+    let t = token();
+    // The job waits for a gate file the check makes after the restart (hidden: never a candidate).
+    let gate = format!("{ROOT}/.gate-{t}");
+    let job =
+        format!("wrap_cmd: sh -c 'while [ ! -e {gate} ]; do sleep 0.2; done; echo through' job");
+    let svc = Service::install(&config(&["executor: local", &job]));
+    svc.start();
+    let name = format!("local-{t}");
+    let dir = svc.ready_dir(&name);
+    let submitted = svc.wait_journal(&format!("\"{dir}\""), JOB_DEADLINE);
+    let pid_before = svc.prop("MainPID");
+    wait_for(JOB_DEADLINE, "the local job to run", || {
+        sh(&format!(
+            "pgrep -u dirwatcher -f 'while \\[ ! -e {gate} \\]'"
+        ))
+        .ok
+        .then_some(())
+    });
+    must("systemctl restart dirwatcher");
+    svc.wait_active();
+    assert_ne!(svc.prop("MainPID"), pid_before, "not restarted");
+    assert!(
+        sh(&format!(
+            "pgrep -u dirwatcher -f 'while \\[ ! -e {gate} \\]'"
+        ))
+        .ok,
+        "the restart killed the local job (after {submitted:?})"
+    );
+    must(&format!("runuser -u dirwatcher -- touch {gate}"));
+    let line = svc.wait_journal(&format!("for \"{dir}\" COMPLETED"), JOB_DEADLINE);
+    let log = svc.journal("");
+    let ends: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            ["COMPLETED", "FAILED", "NODE_FAIL", "CANCELLED", "TIMEOUT"]
+                .iter()
+                .any(|s| l.contains(&format!("for \"{dir}\" {s}")))
+        })
+        .collect();
+    assert_eq!(
+        ends,
+        [line.as_str()],
+        "one end, COMPLETED, for {dir}:\n{log}"
+    );
+    record(
+        "a_restart_while_a_local_job_runs_keeps_the_job_and_records_it_completed",
+        &format!("local job kept across a restart: {line}"),
+    );
+}
