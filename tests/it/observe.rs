@@ -356,6 +356,75 @@ fn metrics_endpoint_counts_a_completed_and_a_failed_directory() {
     assert_eq!(http_get(&addr, "/nope").0, "HTTP/1.1 404 Not Found");
 }
 
+/// The Grafana dashboard shipped in `packaging/grafana/` asks only for what the daemon serves: every
+/// series a query names is in the real `/metrics` output, and every label it groups by is on that
+/// series' samples (`instance` and `job` are Prometheus's own target labels).
+#[test]
+fn the_grafana_dashboard_queries_only_series_and_labels_the_daemon_serves() {
+    let env = TestEnv::local("dashboard").job(FAIL_IF_MARKED);
+    let good = env.ready_dir("good");
+    let bad = env.ready_dir("bad");
+    std::fs::write(bad.join("fail"), "").unwrap();
+    let d = start(&env, &["listen: 127.0.0.1:0".into()], &[], &[]);
+    let addr = wait_for(DEADLINE, "the metrics address in the log", || {
+        let log = d.log();
+        let rest = log.split("serving metrics on http://").nth(1)?;
+        Some(rest.split("/metrics").next()?.to_string())
+    });
+    env.wait_final(&good, DEADLINE);
+    env.wait_final(&bad, DEADLINE);
+    let body = wait_for(DEADLINE, "metrics showing both ends", || {
+        let (_, _, body) = http_get(&addr, "/metrics");
+        (sample(&body, "dirwatcher_jobs_in_flight") == Some(0.0)).then_some(body)
+    });
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/grafana/dirwatcher.json");
+    let dash: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let panels = dash["panels"].as_array().expect("panels");
+    let exprs: Vec<&str> = panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().expect("targets").iter())
+        .map(|t| t["expr"].as_str().expect("expr"))
+        .collect();
+    assert!(exprs.len() >= panels.len(), "a panel without a query");
+    let series = regex::Regex::new(r"dirwatcher_[a-z_]+").unwrap();
+    let by = regex::Regex::new(r"by \(([^)]*)\)").unwrap();
+    let samples_of = |name: &str| -> Vec<&str> {
+        body.lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
+            })
+            .collect()
+    };
+    for expr in &exprs {
+        let names: Vec<&str> = series.find_iter(expr).map(|m| m.as_str()).collect();
+        assert!(!names.is_empty(), "{expr}: names no dirwatcher series");
+        let mut lines = Vec::new();
+        for n in &names {
+            let found = samples_of(n);
+            assert!(!found.is_empty(), "{expr}: `{n}` is not served:\n{body}");
+            lines.extend(found);
+        }
+        for group in by.captures_iter(expr) {
+            for label in group[1].split(',').map(str::trim) {
+                if matches!(label, "instance" | "job") {
+                    continue;
+                }
+                assert!(
+                    lines.iter().any(|l| l.contains(&format!("{label}=\""))),
+                    "{expr}: no sample of {names:?} has the label `{label}`:\n{}",
+                    lines.join("\n")
+                );
+            }
+        }
+    }
+    // The instance picker reads a series every daemon serves.
+    let picker = dash["templating"]["list"][1]["query"].as_str().unwrap();
+    for n in series.find_iter(picker) {
+        assert!(!samples_of(n.as_str()).is_empty(), "{picker}");
+    }
+}
+
 #[test]
 fn metrics_textfile_is_rewritten_every_cycle() {
     let env = TestEnv::local("textfile").job(FAIL_IF_MARKED);
