@@ -303,12 +303,15 @@ A second instance on the same state file refuses to start."
         /// Every directory whose latest job failed (with --state: only those that ended so).
         #[arg(long, conflicts_with = "dirs")]
         all_failed: bool,
-        /// With --all-failed: only jobs that ended in this Slurm state (TIMEOUT, OUT_OF_MEMORY, FAILED,
-        /// CANCELLED, …), or `lost`.
-        #[arg(long, value_name = "STATE", requires = "all_failed")]
+        /// Every failed directory whose name matches GLOB (`*` any run, `?` one character; quote it so the
+        /// shell does not expand it); with --state: only those that ended so.
+        #[arg(long = "match", value_name = "GLOB", conflicts_with = "dirs")]
+        matching: Option<String>,
+        /// With --all-failed or --match: only jobs that ended in this Slurm state (TIMEOUT,
+        /// OUT_OF_MEMORY, FAILED, CANCELLED, …), or `lost`.
+        #[arg(long, value_name = "STATE")]
         state: Option<String>,
-        /// Directory names or paths under the root.
-        #[arg(required_unless_present = "all_failed")]
+        /// Directory names or paths under the root (or --all-failed, or --match GLOB).
         dirs: Vec<PathBuf>,
     },
     /// Cancel what a directory has in flight: its job (`scancel`), or a queued attempt not submitted yet.
@@ -317,8 +320,12 @@ A second instance on the same state file refuses to start."
         /// Which config: `--config FILE` or `--instance NAME`.
         #[command(flatten)]
         config: ConfigFile,
+        /// Every directory in flight whose name matches GLOB (`*` any run, `?` one character; quote it
+        /// so the shell does not expand it).
+        #[arg(long = "match", value_name = "GLOB", conflicts_with = "dirs")]
+        matching: Option<String>,
         /// Directory names or paths under the root.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "matching")]
         dirs: Vec<PathBuf>,
     },
     /// Remove directories from the ledger. If a ready-file is still there, the directory counts as new and
@@ -328,8 +335,16 @@ A second instance on the same state file refuses to start."
         /// Which config: `--config FILE` or `--instance NAME`.
         #[command(flatten)]
         config: ConfigFile,
+        /// Every directory of the ledger whose name matches GLOB and that has no job in flight (`*` any
+        /// run, `?` one character; quote it so the shell does not expand it).
+        #[arg(long = "match", value_name = "GLOB", conflicts_with = "dirs")]
+        matching: Option<String>,
+        /// With --match: only directories whose latest record is in this state (completed, failed, lost,
+        /// …).
+        #[arg(long, value_name = "STATE", requires = "matching")]
+        state: Option<String>,
         /// Directory names or paths under the root.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "matching")]
         dirs: Vec<PathBuf>,
     },
     /// Rebuild a lost ledger from Slurm's accounting, so finished directories are not run again.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::config::Config;
+use crate::engine::patterns::glob_match;
 use crate::engine::{GenState, Generation};
 use crate::ledger::Ledger;
 use crate::logging::show;
@@ -183,22 +184,60 @@ fn requeue(ledger: &mut Ledger, g: &Generation, shown: &str) -> anyhow::Result<S
 /// `retry --all-failed [--state S]`: queues a new attempt for every directory whose latest job failed —
 /// only those that ended in Slurm state `S` (`TIMEOUT`, `OUT_OF_MEMORY`, …; `lost` for lost jobs) when
 /// given. Returns one line per directory (none when nothing matched).
-pub fn retry_all(cfg: &Config, state: Option<&str>) -> anyhow::Result<Vec<String>> {
+pub fn retry_all(
+    cfg: &Config,
+    state: Option<&str>,
+    glob: Option<&str>,
+) -> anyhow::Result<Vec<String>> {
     let mut ledger = open_existing(cfg)?;
-    let wanted = |g: &Generation| match state {
-        None => g.state == GenState::Failed,
-        Some(s) if s.eq_ignore_ascii_case("lost") => g.state == GenState::Lost,
-        Some(s) => {
-            g.state == GenState::Failed
-                && g.final_state.as_deref().map(crate::engine::state_word)
-                    == Some(s.to_ascii_uppercase())
-        }
+    let named = |g: &Generation| glob.is_none_or(|p| glob_match(p, &g.dir));
+    let wanted = |g: &Generation| {
+        named(g)
+            && match state {
+                None => g.state == GenState::Failed,
+                Some(s) if s.eq_ignore_ascii_case("lost") => g.state == GenState::Lost,
+                Some(s) => {
+                    g.state == GenState::Failed
+                        && g.final_state.as_deref().map(crate::engine::state_word)
+                            == Some(s.to_ascii_uppercase())
+                }
+            }
     };
     let mut out = Vec::new();
     for g in ledger.latest_per_dir()?.into_iter().filter(wanted) {
         let shown = show(&cfg.watch.root.join(&g.dir));
         out.push(requeue(&mut ledger, &g, &shown)?);
     }
+    Ok(out)
+}
+
+/// Which of the directories a glob names a bulk command takes.
+#[derive(Debug, Clone, Copy)]
+pub enum Pick<'a> {
+    /// Those whose job is in flight (or whose attempt is queued): `cancel --match`.
+    InFlight,
+    /// Those with nothing in flight, in this state when given: `forget --match`.
+    Settled(Option<&'a str>),
+}
+
+/// The directories of the ledger whose name matches `glob` (a shell-like glob on the name under the
+/// root: `*`, `?`) and that `pick` takes, sorted, as names for the per-directory commands.
+pub fn matching(cfg: &Config, glob: &str, pick: Pick<'_>) -> anyhow::Result<Vec<PathBuf>> {
+    let ledger = open_existing(cfg)?;
+    let mut out: Vec<PathBuf> = ledger
+        .latest_per_dir()?
+        .into_iter()
+        .filter(|g| glob_match(glob, &g.dir))
+        .filter(|g| match pick {
+            Pick::InFlight => g.state.is_active(),
+            Pick::Settled(state) => {
+                !g.state.is_active()
+                    && state.is_none_or(|s| g.state.as_str().eq_ignore_ascii_case(s))
+            }
+        })
+        .map(|g| PathBuf::from(g.dir))
+        .collect();
+    out.sort();
     Ok(out)
 }
 

@@ -70,17 +70,43 @@ pub fn retry(
     config: &ConfigFile,
     dirs: &[PathBuf],
     all_failed: bool,
+    matching: Option<&str>,
     state: Option<&str>,
 ) -> Result<(), AppError> {
+    let bulk = all_failed || matching.is_some();
+    let refuse = |problem: &str, fix: &str| {
+        AppError::Command(
+            crate::install::UsageError {
+                problem: problem.into(),
+                fix: fix.into(),
+            }
+            .into(),
+        )
+    };
+    if state.is_some() && !bulk {
+        return Err(refuse(
+            "`--state` picks among many directories",
+            "add `--all-failed` or `--match GLOB`, or leave out `--state` and name the directories",
+        ));
+    }
+    if !bulk && dirs.is_empty() {
+        return Err(refuse(
+            "which directories?",
+            "name them (`dirwatcher retry DIR…`), or use `--all-failed` or `--match GLOB`",
+        ));
+    }
     let cfg = load::load(config)?;
-    let lines = if all_failed {
-        ops::retry_all(&cfg, state)?
+    let lines = if bulk {
+        ops::retry_all(&cfg, state, matching)?
     } else {
         ops::retry(&cfg, dirs)?
     };
-    if all_failed && lines.is_empty() {
+    if bulk && lines.is_empty() {
         out!(
-            "no failed directories{} to retry\n",
+            "no failed directories{}{} to retry\n",
+            matching
+                .map(|g| format!(" matching `{}`", crate::logging::field_str(g)))
+                .unwrap_or_default(),
             state.map(|s| format!(" in state {s}")).unwrap_or_default()
         );
     }
@@ -91,8 +117,26 @@ pub fn retry(
 }
 
 /// `dirwatcher cancel`: every directory is tried; each that fails is said, and the status is then 1.
-pub fn cancel(config: &ConfigFile, dirs: &[PathBuf]) -> Result<(), AppError> {
+pub fn cancel(
+    config: &ConfigFile,
+    dirs: &[PathBuf],
+    matching: Option<&str>,
+) -> Result<(), AppError> {
     let cfg = load::load(config)?;
+    let picked;
+    let dirs = match matching {
+        Some(glob) => {
+            picked = ops::matching(&cfg, glob, ops::Pick::InFlight)?;
+            if picked.is_empty() {
+                out!(
+                    "no directory in flight matches `{}`\n",
+                    crate::logging::field_str(glob)
+                );
+            }
+            &picked[..]
+        }
+        None => dirs,
+    };
     let mut failed = 0;
     for r in ops::cancel(&cfg, dirs)? {
         match r {
@@ -110,8 +154,28 @@ pub fn cancel(config: &ConfigFile, dirs: &[PathBuf]) -> Result<(), AppError> {
 }
 
 /// `dirwatcher forget`.
-pub fn forget(config: &ConfigFile, dirs: &[PathBuf]) -> Result<(), AppError> {
+pub fn forget(
+    config: &ConfigFile,
+    dirs: &[PathBuf],
+    matching: Option<&str>,
+    state: Option<&str>,
+) -> Result<(), AppError> {
     let cfg = load::load(config)?;
+    let picked;
+    let dirs = match matching {
+        Some(glob) => {
+            picked = ops::matching(&cfg, glob, ops::Pick::Settled(state))?;
+            if picked.is_empty() {
+                out!(
+                    "no directory without a job in flight matches `{}`{}\n",
+                    crate::logging::field_str(glob),
+                    state.map(|s| format!(" in state {s}")).unwrap_or_default()
+                );
+            }
+            &picked[..]
+        }
+        None => dirs,
+    };
     for line in ops::forget(&cfg, dirs)? {
         out!("{line}\n");
     }

@@ -587,6 +587,85 @@ fn cancel_ends_a_job_and_undoes_a_retry_and_retry_all_failed_picks_by_state() {
     assert_eq!(env.history(&slow).len(), 1);
 }
 
+/// `cancel`, `retry` and `forget` take many directories by a glob on their names (`--match`), each only
+/// the ones it may act on: cancel those in flight, retry the failed ones (by state too), forget those with
+/// nothing in flight. The glob is matched inside the root by dirwatcher, not expanded by a shell.
+#[test]
+fn cancel_retry_and_forget_take_directories_by_a_glob_each_only_those_it_may_act_on() {
+    let env = TestEnv::local("bulk").job(
+        "wrap_cmd: sh -c 'if [ -e \"$1/fail\" ]; then exit 1; fi; while [ ! -e \"$1/go\" ]; do sleep 0.2; done' job",
+    );
+    let failing = ["run-1", "run-2", "keep-1"].map(|n| {
+        let d = env.ready_dir(n);
+        std::fs::write(d.join("fail"), "").unwrap();
+        d
+    });
+    let run_slow = env.ready_dir("run-slow");
+    let keep_slow = env.ready_dir("keep-slow");
+    let d = env.start();
+    for f in &failing {
+        env.wait_failure(f, DEADLINE);
+    }
+    wait_for(DEADLINE, "two jobs running", || {
+        let st = env.status();
+        let running = st["in_flight"]
+            .as_array()
+            .is_some_and(|a| a.len() == 2 && a.iter().all(|j| j["slurm_state"] == "RUNNING"));
+        running.then_some(())
+    });
+    // cancel: the one in flight that matches; the other in flight and the failed ones are not touched.
+    let (code, out, err) = dw(&env, &["cancel", "--match", "run-*"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.contains("run-slow") && out.contains("cancelled job"),
+        "{out}"
+    );
+    env.wait_failure(&run_slow, DEADLINE);
+    assert!(env.history(&keep_slow).pop().unwrap().state.is_active());
+    let (code, out, _) = dw(&env, &["cancel", "--match", "nothing-*"]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, "no directory in flight matches `nothing-*`")
+    );
+    // Stopped, so the queued retries stay queued while the test looks.
+    drop(d);
+    // retry: the failed ones that match and ended FAILED (run-slow ended CANCELLED).
+    let (code, out, err) = dw(&env, &["retry", "--match", "run-*", "--state", "FAILED"]);
+    assert_eq!(code, 0, "{err}");
+    let mut retried: Vec<&str> = out
+        .lines()
+        .map(|l| {
+            let shown = l.split(':').next().unwrap().trim_matches('"');
+            shown.rsplit('/').next().unwrap()
+        })
+        .collect();
+    retried.sort_unstable();
+    assert_eq!(retried, ["run-1", "run-2"], "{out}");
+    // --state alone would pick among many: refused with the fix.
+    let (code, _, err) = dw(&env, &["retry", "--state", "FAILED"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("fix: add `--all-failed` or `--match GLOB`"),
+        "{err}"
+    );
+    // forget: keep-1 (failed) goes; keep-slow has its job in flight and stays.
+    let (code, out, err) = dw(&env, &["forget", "--match", "keep-*"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        env.history(&failing[2]).is_empty(),
+        "keep-1 still in the ledger"
+    );
+    assert_eq!(
+        env.history(&keep_slow).len(),
+        1,
+        "a job in flight was forgotten"
+    );
+    // The job left running ends.
+    std::fs::write(keep_slow.join("go"), "").unwrap();
+}
+
 #[test]
 fn run_dry_run_prints_the_exact_command_and_writes_nothing() {
     let env = TestEnv::local("dry").job("wrap_cmd: echo hi");
