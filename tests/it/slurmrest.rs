@@ -327,3 +327,69 @@ fn an_unknown_id_is_answered_without_rows_and_a_strangers_id_with_its_own_commen
     assert_eq!(rows[0].comment, "someone-else");
     assert_eq!(identify(&ours[0], rows[0]), Identity::Stale);
 }
+
+/// Accounting is asked at once about every job the controller no longer decides (after `MinJobAge`, an
+/// outage, a daemon restart): two ended jobs in one query come back with a row each, with its own comment.
+#[test]
+fn accounting_answers_about_several_jobs_in_one_query() {
+    if !slurmrest_available("accounting_answers_about_several_jobs_in_one_query") {
+        return;
+    }
+    let _serial = one_at_a_time();
+    use dirwatcher::engine::{JobRow, Source, TrackedJob};
+    use dirwatcher::scheduler::Scheduler;
+    let (env, _) = rest_env("rest-acct");
+    let env = env.job("wrap_cmd: true");
+    let cfg_path = env.write_config();
+    let cfg =
+        dirwatcher::config::Config::parse(&std::fs::read_to_string(&cfg_path).unwrap(), &cfg_path)
+            .unwrap();
+    let mut rest = dirwatcher::scheduler::slurm::Slurm::rest(&cfg);
+    let name = env.job_name("case");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Two held jobs with keys of their own, cancelled: ended, and in accounting.
+    let jobs: Vec<TrackedJob> = ["a", "b"]
+        .iter()
+        .map(|k| {
+            let key = format!("dw-acct-{}-{k}", std::process::id());
+            let out = Command::new("sbatch")
+                .args(["--parsable", "--hold", "-p", "main", "-A", "dev"])
+                .arg(format!("--comment={key}"))
+                .args(["--job-name", &name, "--wrap", "true"])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+            scancel(&id);
+            TrackedJob {
+                job_id: id,
+                key,
+                job_name: name.clone(),
+                since: now - 60_000,
+            }
+        })
+        .collect();
+    for j in &jobs {
+        wait_for(SLURM_DEADLINE, "accounting to have the job ended", || {
+            sacct_field(&j.job_id, &name, "State")
+                .starts_with("CANCELLED")
+                .then_some(())
+        });
+    }
+    // Neither is decided by the controller's rows: accounting is asked about both in one query.
+    let undecided = |_: &TrackedJob, _: &[&JobRow]| false;
+    let seen = rest.query(&jobs, &undecided).unwrap();
+    assert!(seen.accounting, "accounting did not answer: {seen:?}");
+    for j in &jobs {
+        let rows: Vec<_> = seen
+            .rows
+            .iter()
+            .filter(|r| r.source == Source::Accounting && r.job_id == j.job_id)
+            .map(|r| (r.comment.as_str(), r.state.as_str()))
+            .collect();
+        assert_eq!(rows, [(j.key.as_str(), "CANCELLED")], "{seen:?}");
+    }
+}

@@ -1,6 +1,6 @@
 //! Slurm through slurmrestd (its OpenAPI over HTTP), for a daemon on a host that is not a Slurm client: a
 //! job submitted with `POST /slurm/<v>/job/submit`, the controller asked with `GET /slurm/<v>/job/<id>`
-//! (or `/jobs` for many), accounting with `GET /slurmdb/<v>/jobs?step=<ids>&start_time=…`, a job ended
+//! (or `/jobs` for many), accounting with `GET /slurmdb/<v>/jobs?step=<id>&step=…&start_time=…`, a job ended
 //! with `DELETE /slurm/<v>/job/<id>` once its name is checked. One keep-alive connection (a `ureq`
 //! agent), no child process per call; the data_parser version `<v>` chosen from what the server offers
 //! (`GET /openapi/v3`); the token (JWT) from `SLURM_JWT` or a file, read again before it expires.
@@ -392,10 +392,7 @@ impl Rest {
         let start = start_time(oldest);
         let mut rows = Vec::new();
         for (_, ids) in by_cluster(jobs.iter().copied()) {
-            let path = format!(
-                "/slurmdb/{v}/jobs?step={}&start_time={start}",
-                ids.join(",")
-            );
+            let path = accounting_path(v, &ids, start);
             let (status, answer) = self.call("GET", &path, None).map_err(query_error)?;
             if status != 200 {
                 return Err(QueryError(format!(
@@ -550,6 +547,20 @@ fn call_error(e: &ureq::Error, base: &str) -> CallError {
         }
         _ => CallError::Lost(format!("slurmrestd at {base}: {e}")),
     }
+}
+
+/// The accounting query about `ids`: one `step=` per id. slurmrestd's query parser takes no comma (24.11
+/// answers `step=1,2` with HTTP 400 "Unable to parse query", 26.05 with HTTP 500; `%2C` is refused as a
+/// step id), and turns a repeated key into a list, which every version reads as the step list.
+fn accounting_path(v: &str, ids: &[&str], start: i64) -> String {
+    let mut path = format!("/slurmdb/{v}/jobs?");
+    for id in ids {
+        path.push_str("step=");
+        path.push_str(id);
+        path.push('&');
+    }
+    path.push_str(&format!("start_time={start}"));
+    path
 }
 
 /// `start_time` for accounting: an hour before `oldest` (seconds since the epoch), never 1970.
@@ -784,6 +795,18 @@ mod tests {
             (Some(1_796_627_486_000), "")
         );
         assert_eq!(r.source, Source::Accounting);
+    }
+
+    #[test]
+    fn accounting_is_asked_about_several_jobs_with_one_step_each() {
+        assert_eq!(
+            accounting_path("v0.0.45", &["920", "921"], 1_796_625_990),
+            "/slurmdb/v0.0.45/jobs?step=920&step=921&start_time=1796625990"
+        );
+        assert_eq!(
+            accounting_path("v0.0.42", &["7"], 1),
+            "/slurmdb/v0.0.42/jobs?step=7&start_time=1"
+        );
     }
 
     #[test]
