@@ -77,6 +77,22 @@ fn write_token(file: &Path, text: &str) {
     std::fs::rename(tmp, file).unwrap();
 }
 
+/// The newest data_parser version this cluster's slurmrestd offers (`sinfo -V`), which dirwatcher must
+/// speak: 24.11 offers v0.0.40–v0.0.42, 26.05 v0.0.42–v0.0.45.
+fn newest_data_parser() -> &'static str {
+    let out = Command::new("sinfo").arg("-V").output().unwrap();
+    let version = String::from_utf8_lossy(&out.stdout).into_owned();
+    match version.split_whitespace().nth(1).and_then(|v| v.get(..5)) {
+        Some("24.11") => "v0.0.42",
+        Some("26.05") => "v0.0.45",
+        _ => panic!(
+            "which data_parser versions does slurmrestd of `{}` offer? Check them (GET /openapi/v3) \
+             and add the line here",
+            version.trim()
+        ),
+    }
+}
+
 fn check_slurm(env: &TestEnv) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_dirwatcher"))
         .args(["check-config", "--slurm", "--config"])
@@ -106,7 +122,11 @@ fn a_ready_directory_gets_one_job_through_slurmrestd_with_the_configs_options() 
     let (code, out, err) = check_slurm(&env);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("asking slurmrestd"), "{out}");
-    assert!(out.contains("speaks data_parser v0.0."), "{out}");
+    let newest = newest_data_parser();
+    assert!(
+        out.contains(&format!("speaks data_parser {newest}")),
+        "not the newest version the server offers ({newest}): {out}"
+    );
 
     let dir = env.ready_dir("case1");
     let d = env.start();
