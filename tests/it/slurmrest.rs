@@ -78,7 +78,7 @@ fn write_token(file: &Path, text: &str) {
 }
 
 /// The newest data_parser version this cluster's slurmrestd offers (`sinfo -V`), which dirwatcher must
-/// speak: 24.11 offers v0.0.40–v0.0.42, 26.05 v0.0.42–v0.0.45.
+/// speak: 24.11 offers v0.0.40–v0.0.42 (dirwatcher reads v0.0.42), 26.05 v0.0.42–v0.0.45.
 fn newest_data_parser() -> &'static str {
     let out = Command::new("sinfo").arg("-V").output().unwrap();
     let version = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -411,5 +411,118 @@ fn accounting_answers_about_several_jobs_in_one_query() {
             .map(|r| (r.comment.as_str(), r.state.as_str()))
             .collect();
         assert_eq!(rows, [(j.key.as_str(), "CANCELLED")], "{seen:?}");
+    }
+}
+
+/// GET `path` below slurmrestd with a token; the status and the JSON answer (`Null` when not JSON).
+fn rest_get(token: &str, path: &str) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent
+        .get(format!("http://{REST}{path}"))
+        .header("X-SLURM-USER-TOKEN", token)
+        .call()
+        .unwrap();
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_string()
+        .unwrap();
+    (
+        resp.status().as_u16(),
+        serde_json::from_str(&text).unwrap_or_default(),
+    )
+}
+
+/// Every data_parser version dirwatcher would speak with this slurmrestd (any of those it reads that the
+/// server offers, not only the newest it picks) answers the calls it makes, and alike: a held job's
+/// controller row, then, once cancelled, its accounting row asked as the back end asks.
+#[test]
+fn every_data_parser_version_read_and_offered_answers_alike() {
+    if !slurmrest_available("every_data_parser_version_read_and_offered_answers_alike") {
+        return;
+    }
+    let _serial = one_at_a_time();
+    use dirwatcher::scheduler::slurm::rest::{
+        KNOWN_VERSIONS, accounting_rows, bare_token, controller_rows,
+    };
+    let token = bare_token(&token(600));
+    let (_, spec) = rest_get(&token, "/openapi/v3");
+    let paths: Vec<&String> = spec["paths"].as_object().unwrap().keys().collect();
+    let offered: Vec<&str> = KNOWN_VERSIONS
+        .iter()
+        .copied()
+        .filter(|v| {
+            ["slurm", "slurmdb"]
+                .iter()
+                .all(|p| paths.iter().any(|k| k.starts_with(&format!("/{p}/{v}/"))))
+        })
+        .collect();
+    assert!(
+        offered.contains(&newest_data_parser()),
+        "offered: {offered:?}"
+    );
+
+    let key = format!("dw-versions-{}", std::process::id());
+    let name = format!("dw-versions-{}", std::process::id());
+    let out = Command::new("sbatch")
+        .args(["--parsable", "--hold", "-p", "main", "-A", "dev"])
+        .arg(format!("--comment={key}"))
+        .args(["--job-name", &name, "--wrap", "true"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let ask = |path: &str| {
+        let (status, answer) = rest_get(&token, path);
+        assert_eq!(status, 200, "GET {path}: {answer}");
+        answer
+    };
+    let held: Vec<_> = offered
+        .iter()
+        .map(|v| controller_rows(&ask(&format!("/slurm/{v}/job/{id}")), now * 1000))
+        .collect();
+    scancel(&id);
+    wait_for(SLURM_DEADLINE, "accounting to have the job ended", || {
+        sacct_field(&id, &name, "State")
+            .starts_with("CANCELLED")
+            .then_some(())
+    });
+    let ended: Vec<_> = offered
+        .iter()
+        .map(|v| {
+            accounting_rows(&ask(&format!(
+                "/slurmdb/{v}/jobs?step={id}&start_time={}",
+                now - 3600
+            )))
+        })
+        .collect();
+    let (h, e) = (&held[0], &ended[0]);
+    assert_eq!(
+        (h.len(), h[0].comment.as_str(), h[0].state.as_str()),
+        (1, key.as_str(), "PENDING")
+    );
+    assert_eq!(
+        (e.len(), e[0].comment.as_str(), e[0].state.as_str()),
+        (1, key.as_str(), "CANCELLED")
+    );
+    for (i, v) in offered.iter().enumerate() {
+        assert_eq!(
+            &held[i], h,
+            "{v} read the held job otherwise than {}",
+            offered[0]
+        );
+        assert_eq!(
+            &ended[i], e,
+            "{v} read the ended job otherwise than {}",
+            offered[0]
+        );
     }
 }
