@@ -526,3 +526,48 @@ fn every_data_parser_version_read_and_offered_answers_alike() {
         );
     }
 }
+
+/// A cancel slurmrestd refuses is an error, as scancel's is: slurmrestd answers it with HTTP 200 and the
+/// refusal in its `status` list. Here the daemon's token is another user's (dwtest) than the job's (root).
+#[test]
+fn a_cancel_slurmrestd_refuses_is_an_error_not_a_success() {
+    if !slurmrest_available("a_cancel_slurmrestd_refuses_is_an_error_not_a_success") {
+        return;
+    }
+    let _serial = one_at_a_time();
+    use dirwatcher::engine::TrackedJob;
+    use dirwatcher::scheduler::Scheduler;
+    let (env, file) = rest_env("rest-cancel");
+    let env = env.job("wrap_cmd: true");
+    let out = Command::new("scontrol")
+        .args(["token", "username=dwtest", "lifespan=600"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "scontrol token: {out:?}");
+    write_token(&file, &String::from_utf8(out.stdout).unwrap());
+    let cfg_path = env.write_config();
+    let cfg =
+        dirwatcher::config::Config::parse(&std::fs::read_to_string(&cfg_path).unwrap(), &cfg_path)
+            .unwrap();
+    let mut rest = dirwatcher::scheduler::slurm::Slurm::rest(&cfg);
+    let name = env.job_name("case");
+    let out = Command::new("sbatch")
+        .args(["--parsable", "--hold", "-p", "main", "-A", "dev"])
+        .args(["--job-name", &name, "--wrap", "true"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let tracked = TrackedJob {
+        job_id: id.clone(),
+        key: "dw-00000000-1".into(),
+        job_name: name,
+        since: 0,
+    };
+    let answer = rest.cancel(&tracked);
+    let state = squeue_state(&id);
+    scancel(&id);
+    let err = answer.expect_err("a refused cancel was reported done");
+    assert!(err.to_string().contains("permission denied"), "{err}");
+    assert_eq!(state, "PENDING", "the job was cancelled after all");
+}

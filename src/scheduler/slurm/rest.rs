@@ -476,7 +476,13 @@ impl Rest {
             .call("DELETE", &format!("/slurm/{v}/job/{id}"), None)
             .map_err(cancel_error)?;
         match status {
-            200 | 404 => Ok(()),
+            200 => match cancel_refusal(&answer) {
+                None => Ok(()),
+                Some(why) => Err(CancelError(format!(
+                    "slurmrestd: DELETE job/{id} was refused: {why}"
+                ))),
+            },
+            404 => Ok(()),
             _ if errors(&answer).contains("already completing or completed") => Ok(()),
             _ => Err(CancelError(format!(
                 "slurmrestd: DELETE job/{id} answered HTTP {status}: {}",
@@ -586,6 +592,30 @@ fn ping_word(answer: &Value) -> &str {
         (None, Some(false)) => "DOWN",
         (None, None) => "?",
     }
+}
+
+/// Why a `DELETE job/<id>` answered with HTTP 200 did not end the job, if it did not: slurmrestd puts
+/// scancel's refusals (e.g. "Access/permission denied", 2002, for another user's job) in the answer's
+/// `status` list, not in its HTTP status or `errors`. A job that had already ended (2021, "Job/step
+/// already completing or completed") or is forgotten (2017, "Invalid job id specified") is not a refusal,
+/// as for scancel.
+pub fn cancel_refusal(answer: &Value) -> Option<String> {
+    const ENDED: [i64; 2] = [2017, 2021];
+    let refusals: Vec<String> = answer["status"]
+        .as_array()?
+        .iter()
+        .filter_map(|s| {
+            let code = s["error"]["code"].as_i64().unwrap_or(0);
+            (code != 0 && !ENDED.contains(&code)).then(|| {
+                let words = s["error"]["message"]
+                    .as_str()
+                    .or(s["error"]["string"].as_str())
+                    .unwrap_or("?");
+                format!("{words} (Slurm error {code})")
+            })
+        })
+        .collect();
+    (!refusals.is_empty()).then(|| refusals.join("; "))
 }
 
 /// The `errors` of an answer, in words.
@@ -940,6 +970,27 @@ mod tests {
             accounting_path("v0.0.42", &["7"], 1),
             "/slurmdb/v0.0.42/jobs?step=7&start_time=1"
         );
+    }
+
+    #[test]
+    fn a_refused_cancel_is_told_from_one_of_a_job_already_ended() {
+        // As slurmrestd 26.05.5 (v0.0.45) answered DELETE job/<id>, each with HTTP 200: another user's
+        // job (a token of dwtest), a job already cancelled, a held job cancelled.
+        let denied = r#"{"status":[{"error":{"string":"Access/permission denied","code":2002,
+            "message":"Access/permission denied"},"step_id":"1280","job_id":{"set":true,
+            "infinite":false,"number":1280},"federation":{"sibling":""}}],"errors":[],"warnings":[]}"#;
+        let done = r#"{"status":[{"error":{"string":"Job/step already completing or completed",
+            "code":2021,"message":"Job/step already completing or completed"},"step_id":"920",
+            "job_id":{"set":true,"infinite":false,"number":920},"federation":{"sibling":""}}],
+            "errors":[],"warnings":[]}"#;
+        let ended = r#"{"status":[],"errors":[],"warnings":[]}"#;
+        let refusal = |t: &str| cancel_refusal(&serde_json::from_str(t).unwrap());
+        assert_eq!(
+            refusal(denied).as_deref(),
+            Some("Access/permission denied (Slurm error 2002)")
+        );
+        assert_eq!(refusal(done), None);
+        assert_eq!(refusal(ended), None);
     }
 
     #[test]
