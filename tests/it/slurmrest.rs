@@ -77,6 +77,22 @@ fn write_token(file: &Path, text: &str) {
     std::fs::rename(tmp, file).unwrap();
 }
 
+/// The newest data_parser version this cluster's slurmrestd offers (`sinfo -V`), which dirwatcher must
+/// speak: 24.11 offers v0.0.40–v0.0.42 (dirwatcher reads v0.0.42), 26.05 v0.0.42–v0.0.45.
+fn newest_data_parser() -> &'static str {
+    let out = Command::new("sinfo").arg("-V").output().unwrap();
+    let version = String::from_utf8_lossy(&out.stdout).into_owned();
+    match version.split_whitespace().nth(1).and_then(|v| v.get(..5)) {
+        Some("24.11") => "v0.0.42",
+        Some("26.05") => "v0.0.45",
+        _ => panic!(
+            "which data_parser versions does slurmrestd of `{}` offer? Check them (GET /openapi/v3) \
+             and add the line here",
+            version.trim()
+        ),
+    }
+}
+
 fn check_slurm(env: &TestEnv) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_dirwatcher"))
         .args(["check-config", "--slurm", "--config"])
@@ -106,7 +122,11 @@ fn a_ready_directory_gets_one_job_through_slurmrestd_with_the_configs_options() 
     let (code, out, err) = check_slurm(&env);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("asking slurmrestd"), "{out}");
-    assert!(out.contains("speaks data_parser v0.0."), "{out}");
+    let newest = newest_data_parser();
+    assert!(
+        out.contains(&format!("speaks data_parser {newest}")),
+        "not the newest version the server offers ({newest}): {out}"
+    );
 
     let dir = env.ready_dir("case1");
     let d = env.start();
@@ -326,4 +346,228 @@ fn an_unknown_id_is_answered_without_rows_and_a_strangers_id_with_its_own_commen
     assert_eq!(rows.len(), 1, "{seen:?}");
     assert_eq!(rows[0].comment, "someone-else");
     assert_eq!(identify(&ours[0], rows[0]), Identity::Stale);
+}
+
+/// Accounting is asked at once about every job the controller no longer decides (after `MinJobAge`, an
+/// outage, a daemon restart): two ended jobs in one query come back with a row each, with its own comment.
+#[test]
+fn accounting_answers_about_several_jobs_in_one_query() {
+    if !slurmrest_available("accounting_answers_about_several_jobs_in_one_query") {
+        return;
+    }
+    let _serial = one_at_a_time();
+    use dirwatcher::engine::{JobRow, Source, TrackedJob};
+    use dirwatcher::scheduler::Scheduler;
+    let (env, _) = rest_env("rest-acct");
+    let env = env.job("wrap_cmd: true");
+    let cfg_path = env.write_config();
+    let cfg =
+        dirwatcher::config::Config::parse(&std::fs::read_to_string(&cfg_path).unwrap(), &cfg_path)
+            .unwrap();
+    let mut rest = dirwatcher::scheduler::slurm::Slurm::rest(&cfg);
+    let name = env.job_name("case");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Two held jobs with keys of their own, cancelled: ended, and in accounting.
+    let jobs: Vec<TrackedJob> = ["a", "b"]
+        .iter()
+        .map(|k| {
+            let key = format!("dw-acct-{}-{k}", std::process::id());
+            let out = Command::new("sbatch")
+                .args(["--parsable", "--hold", "-p", "main", "-A", "dev"])
+                .arg(format!("--comment={key}"))
+                .args(["--job-name", &name, "--wrap", "true"])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+            scancel(&id);
+            TrackedJob {
+                job_id: id,
+                key,
+                job_name: name.clone(),
+                since: now - 60_000,
+            }
+        })
+        .collect();
+    for j in &jobs {
+        wait_for(SLURM_DEADLINE, "accounting to have the job ended", || {
+            sacct_field(&j.job_id, &name, "State")
+                .starts_with("CANCELLED")
+                .then_some(())
+        });
+    }
+    // Neither is decided by the controller's rows: accounting is asked about both in one query.
+    let undecided = |_: &TrackedJob, _: &[&JobRow]| false;
+    let seen = rest.query(&jobs, &undecided).unwrap();
+    assert!(seen.accounting, "accounting did not answer: {seen:?}");
+    for j in &jobs {
+        let rows: Vec<_> = seen
+            .rows
+            .iter()
+            .filter(|r| r.source == Source::Accounting && r.job_id == j.job_id)
+            .map(|r| (r.comment.as_str(), r.state.as_str()))
+            .collect();
+        assert_eq!(rows, [(j.key.as_str(), "CANCELLED")], "{seen:?}");
+    }
+}
+
+/// GET `path` below slurmrestd with a token; the status and the JSON answer (`Null` when not JSON).
+fn rest_get(token: &str, path: &str) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent
+        .get(format!("http://{REST}{path}"))
+        .header("X-SLURM-USER-TOKEN", token)
+        .call()
+        .unwrap();
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_string()
+        .unwrap();
+    (
+        resp.status().as_u16(),
+        serde_json::from_str(&text).unwrap_or_default(),
+    )
+}
+
+/// Every data_parser version dirwatcher would speak with this slurmrestd (any of those it reads that the
+/// server offers, not only the newest it picks) answers the calls it makes, and alike: a held job's
+/// controller row, then, once cancelled, its accounting row asked as the back end asks.
+#[test]
+fn every_data_parser_version_read_and_offered_answers_alike() {
+    if !slurmrest_available("every_data_parser_version_read_and_offered_answers_alike") {
+        return;
+    }
+    let _serial = one_at_a_time();
+    use dirwatcher::scheduler::slurm::rest::{
+        KNOWN_VERSIONS, accounting_rows, bare_token, controller_rows,
+    };
+    let token = bare_token(&token(600));
+    let (_, spec) = rest_get(&token, "/openapi/v3");
+    let paths: Vec<&String> = spec["paths"].as_object().unwrap().keys().collect();
+    let offered: Vec<&str> = KNOWN_VERSIONS
+        .iter()
+        .copied()
+        .filter(|v| {
+            ["slurm", "slurmdb"]
+                .iter()
+                .all(|p| paths.iter().any(|k| k.starts_with(&format!("/{p}/{v}/"))))
+        })
+        .collect();
+    assert!(
+        offered.contains(&newest_data_parser()),
+        "offered: {offered:?}"
+    );
+
+    let key = format!("dw-versions-{}", std::process::id());
+    let name = format!("dw-versions-{}", std::process::id());
+    let out = Command::new("sbatch")
+        .args(["--parsable", "--hold", "-p", "main", "-A", "dev"])
+        .arg(format!("--comment={key}"))
+        .args(["--job-name", &name, "--wrap", "true"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let ask = |path: &str| {
+        let (status, answer) = rest_get(&token, path);
+        assert_eq!(status, 200, "GET {path}: {answer}");
+        answer
+    };
+    let held: Vec<_> = offered
+        .iter()
+        .map(|v| controller_rows(&ask(&format!("/slurm/{v}/job/{id}")), now * 1000))
+        .collect();
+    scancel(&id);
+    wait_for(SLURM_DEADLINE, "accounting to have the job ended", || {
+        sacct_field(&id, &name, "State")
+            .starts_with("CANCELLED")
+            .then_some(())
+    });
+    let ended: Vec<_> = offered
+        .iter()
+        .map(|v| {
+            accounting_rows(&ask(&format!(
+                "/slurmdb/{v}/jobs?step={id}&start_time={}",
+                now - 3600
+            )))
+        })
+        .collect();
+    let (h, e) = (&held[0], &ended[0]);
+    assert_eq!(
+        (h.len(), h[0].comment.as_str(), h[0].state.as_str()),
+        (1, key.as_str(), "PENDING")
+    );
+    assert_eq!(
+        (e.len(), e[0].comment.as_str(), e[0].state.as_str()),
+        (1, key.as_str(), "CANCELLED")
+    );
+    for (i, v) in offered.iter().enumerate() {
+        assert_eq!(
+            &held[i], h,
+            "{v} read the held job otherwise than {}",
+            offered[0]
+        );
+        assert_eq!(
+            &ended[i], e,
+            "{v} read the ended job otherwise than {}",
+            offered[0]
+        );
+    }
+}
+
+/// A cancel slurmrestd refuses is an error, as scancel's is: slurmrestd answers it with HTTP 200 and the
+/// refusal in its `status` list. Here the daemon's token is another user's (dwtest) than the job's (root).
+#[test]
+fn a_cancel_slurmrestd_refuses_is_an_error_not_a_success() {
+    if !slurmrest_available("a_cancel_slurmrestd_refuses_is_an_error_not_a_success") {
+        return;
+    }
+    let _serial = one_at_a_time();
+    use dirwatcher::engine::TrackedJob;
+    use dirwatcher::scheduler::Scheduler;
+    let (env, file) = rest_env("rest-cancel");
+    let env = env.job("wrap_cmd: true");
+    let out = Command::new("scontrol")
+        .args(["token", "username=dwtest", "lifespan=600"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "scontrol token: {out:?}");
+    write_token(&file, &String::from_utf8(out.stdout).unwrap());
+    let cfg_path = env.write_config();
+    let cfg =
+        dirwatcher::config::Config::parse(&std::fs::read_to_string(&cfg_path).unwrap(), &cfg_path)
+            .unwrap();
+    let mut rest = dirwatcher::scheduler::slurm::Slurm::rest(&cfg);
+    let name = env.job_name("case");
+    let out = Command::new("sbatch")
+        .args(["--parsable", "--hold", "-p", "main", "-A", "dev"])
+        .args(["--job-name", &name, "--wrap", "true"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let tracked = TrackedJob {
+        job_id: id.clone(),
+        key: "dw-00000000-1".into(),
+        job_name: name,
+        since: 0,
+    };
+    let answer = rest.cancel(&tracked);
+    let state = squeue_state(&id);
+    scancel(&id);
+    let err = answer.expect_err("a refused cancel was reported done");
+    assert!(err.to_string().contains("permission denied"), "{err}");
+    assert_eq!(state, "PENDING", "the job was cancelled after all");
 }

@@ -1,6 +1,6 @@
 //! Slurm through slurmrestd (its OpenAPI over HTTP), for a daemon on a host that is not a Slurm client: a
 //! job submitted with `POST /slurm/<v>/job/submit`, the controller asked with `GET /slurm/<v>/job/<id>`
-//! (or `/jobs` for many), accounting with `GET /slurmdb/<v>/jobs?step=<ids>&start_time=…`, a job ended
+//! (or `/jobs` for many), accounting with `GET /slurmdb/<v>/jobs?step=<id>&step=…&start_time=…`, a job ended
 //! with `DELETE /slurm/<v>/job/<id>` once its name is checked. One keep-alive connection (a `ureq`
 //! agent), no child process per call; the data_parser version `<v>` chosen from what the server offers
 //! (`GET /openapi/v3`); the token (JWT) from `SLURM_JWT` or a file, read again before it expires.
@@ -23,9 +23,17 @@ use crate::scheduler::{
 };
 use crate::time::Millis;
 
-/// The data_parser versions this transport reads, newest first: the fields it uses have the same shape
-/// in each (checked against slurmrestd 24.11.5, which offers exactly these).
-pub const KNOWN_VERSIONS: [&str; 3] = ["v0.0.42", "v0.0.41", "v0.0.40"];
+/// The data_parser versions this transport reads, newest first: the fields it sends and reads (the job
+/// description, `job_id`, `errors`; a job's name, comment, `job_state`, times, `exit_code`, `requeue`,
+/// nodes and reason; accounting's `comment.job`, `state`, `time`; the `step`/`start_time` query) have the
+/// same names, types and meaning in each. v0.0.45–v0.0.42 were checked against slurmrestd 26.05.5
+/// (which offers exactly these: its OpenAPI schemas and SchedMD's parsers of the 26.05 branch, and its
+/// answers in the tests below), v0.0.42 against 24.11.5 too. What differs is read either way:
+/// `job_state` gains `EXPEDITING` (v0.0.44 on, see [`state_word`]) and a ping says `responding`
+/// instead of `pinged` (v0.0.45). Not v0.0.41 and older (Slurm 24.05 and before): they refuse the
+/// accounting query's `start_time` as a number (24.11.5: HTTP 422 "Parsing of … for timestamp failed"),
+/// so no job could be judged from accounting.
+pub const KNOWN_VERSIONS: [&str; 4] = ["v0.0.45", "v0.0.44", "v0.0.43", "v0.0.42"];
 
 /// A token is read again when it expires within this long, so a renewed file is picked up in time.
 const TOKEN_MARGIN_SEC: i64 = 300;
@@ -392,10 +400,7 @@ impl Rest {
         let start = start_time(oldest);
         let mut rows = Vec::new();
         for (_, ids) in by_cluster(jobs.iter().copied()) {
-            let path = format!(
-                "/slurmdb/{v}/jobs?step={}&start_time={start}",
-                ids.join(",")
-            );
+            let path = accounting_path(v, &ids, start);
             let (status, answer) = self.call("GET", &path, None).map_err(query_error)?;
             if status != 200 {
                 return Err(QueryError(format!(
@@ -471,7 +476,13 @@ impl Rest {
             .call("DELETE", &format!("/slurm/{v}/job/{id}"), None)
             .map_err(cancel_error)?;
         match status {
-            200 | 404 => Ok(()),
+            200 => match cancel_refusal(&answer) {
+                None => Ok(()),
+                Some(why) => Err(CancelError(format!(
+                    "slurmrestd: DELETE job/{id} was refused: {why}"
+                ))),
+            },
+            404 => Ok(()),
             _ if errors(&answer).contains("already completing or completed") => Ok(()),
             _ => Err(CancelError(format!(
                 "slurmrestd: DELETE job/{id} answered HTTP {status}: {}",
@@ -494,7 +505,7 @@ impl Rest {
             Ok((v, 200, answer)) => Acceptance::Accepted(format!(
                 "slurmrestd speaks data_parser {v}, takes the token, and the controller answers ({}); \
                  the job itself is not checked (slurmrestd has no --test-only)",
-                answer["pings"][0]["pinged"].as_str().unwrap_or("?")
+                ping_word(&answer)
             )),
             Ok((_, status, answer)) => Acceptance::NotAsked(format!(
                 "slurmrestd answered ping with HTTP {status}: {}",
@@ -552,9 +563,59 @@ fn call_error(e: &ureq::Error, base: &str) -> CallError {
     }
 }
 
+/// The accounting query about `ids`: one `step=` per id. slurmrestd's query parser takes no comma (24.11
+/// answers `step=1,2` with HTTP 400 "Unable to parse query", 26.05 with HTTP 500; `%2C` is refused as a
+/// step id), and turns a repeated key into a list, which every version reads as the step list.
+fn accounting_path(v: &str, ids: &[&str], start: i64) -> String {
+    let mut path = format!("/slurmdb/{v}/jobs?");
+    for id in ids {
+        path.push_str("step=");
+        path.push_str(id);
+        path.push('&');
+    }
+    path.push_str(&format!("start_time={start}"));
+    path
+}
+
 /// `start_time` for accounting: an hour before `oldest` (seconds since the epoch), never 1970.
 fn start_time(oldest: Millis) -> i64 {
     (oldest / 1000 - super::STARTTIME_MARGIN.as_secs() as i64).max(1)
+}
+
+/// The first controller's ping in words: `pinged` ("UP"/"DOWN") up to v0.0.44, `responding` (a bool)
+/// from v0.0.45 on.
+fn ping_word(answer: &Value) -> &str {
+    let ping = &answer["pings"][0];
+    match (ping["pinged"].as_str(), ping["responding"].as_bool()) {
+        (Some(w), _) => w,
+        (None, Some(true)) => "UP",
+        (None, Some(false)) => "DOWN",
+        (None, None) => "?",
+    }
+}
+
+/// Why a `DELETE job/<id>` answered with HTTP 200 did not end the job, if it did not: slurmrestd puts
+/// scancel's refusals (e.g. "Access/permission denied", 2002, for another user's job) in the answer's
+/// `status` list, not in its HTTP status or `errors`. A job that had already ended (2021, "Job/step
+/// already completing or completed") or is forgotten (2017, "Invalid job id specified") is not a refusal,
+/// as for scancel.
+pub fn cancel_refusal(answer: &Value) -> Option<String> {
+    const ENDED: [i64; 2] = [2017, 2021];
+    let refusals: Vec<String> = answer["status"]
+        .as_array()?
+        .iter()
+        .filter_map(|s| {
+            let code = s["error"]["code"].as_i64().unwrap_or(0);
+            (code != 0 && !ENDED.contains(&code)).then(|| {
+                let words = s["error"]["message"]
+                    .as_str()
+                    .or(s["error"]["string"].as_str())
+                    .unwrap_or("?");
+                format!("{words} (Slurm error {code})")
+            })
+        })
+        .collect();
+    (!refusals.is_empty()).then(|| refusals.join("; "))
 }
 
 /// The `errors` of an answer, in words.
@@ -635,12 +696,17 @@ fn exit_code(v: &Value) -> String {
     format!("{code}:{sig}")
 }
 
-/// The state word squeue would print for a `job_state` list: the flag that names a transition
-/// (`COMPLETING`, `REQUEUED`, …) before the base state, as squeue's job_state_string does.
+/// The state word squeue would print for a `job_state` list: the flag that names a
+/// transition (`COMPLETING`, `REQUEUED`, …) before the base state, in the order of Slurm's
+/// `job_state_string` (26.05; 24.11's is the same without `EXPEDITING`, which data_parser v0.0.44 and
+/// later list). Flags it never prints (`RECONFIG_FAIL`, `LAUNCH_FAILED`, `POWER_UP_NODE`) leave the base
+/// state.
 pub fn state_word(states: &[&str]) -> String {
-    const FLAGS: [&str; 12] = [
+    const FLAGS: [&str; 13] = [
         "COMPLETING",
+        "STAGE_OUT",
         "CONFIGURING",
+        "EXPEDITING",
         "RESIZING",
         "REQUEUED",
         "REQUEUE_FED",
@@ -648,9 +714,8 @@ pub fn state_word(states: &[&str]) -> String {
         "SPECIAL_EXIT",
         "STOPPED",
         "REVOKED",
-        "RECONFIG_FAIL",
+        "RESV_DEL_HOLD",
         "SIGNALING",
-        "STAGE_OUT",
     ];
     FLAGS
         .iter()
@@ -746,6 +811,115 @@ mod tests {
         "exit_code":{"status":["SUCCESS"],"return_code":{"set":true,"infinite":false,"number":0},
         "signal":{"id":{"set":false,"infinite":false,"number":0},"name":""}},"nodes":"None assigned"}]}"#;
 
+    /// As slurmrestd 26.05.5 (v0.0.45, the newest it offers) answered `GET /slurm/v0.0.45/job/<id>` for a
+    /// held job, trimmed to the fields read: the same shape as v0.0.42's.
+    const HELD_45: &str = r#"{"jobs":[{"job_id":920,"name":"dw-probe","comment":"dw-probe-key",
+        "job_state":["PENDING"],"submit_time":{"set":true,"infinite":false,"number":1796629514},
+        "start_time":{"set":true,"infinite":false,"number":0},"end_time":{"set":true,"infinite":false,"number":0},
+        "exit_code":{"status":["SUCCESS"],"return_code":{"set":true,"infinite":false,"number":0},
+        "signal":{"id":{"set":false,"infinite":false,"number":0},"name":""}},"requeue":true,"nodes":"",
+        "state_reason":"JobHeldUser"}],"errors":[],"warnings":[]}"#;
+
+    /// As it answered `GET /slurmdb/v0.0.45/jobs?step=<id>&start_time=…` once that job was cancelled.
+    const ACCT_45: &str = r#"{"jobs":[{"job_id":920,"name":"dw-probe","comment":{"administrator":"",
+        "job":"dw-probe-key","system":""},"state":{"current":["CANCELLED"],"reason":"None"},
+        "time":{"elapsed":0,"eligible":0,"end":1796629514,"planned":{"set":true,"infinite":false,"number":0},
+        "start":4294967294,"submission":1796629514,"suspended":0},
+        "exit_code":{"status":["SUCCESS"],"return_code":{"set":true,"infinite":false,"number":0},
+        "signal":{"id":{"set":false,"infinite":false,"number":0},"name":""}},"nodes":"None assigned"}],
+        "errors":[],"warnings":[]}"#;
+
+    /// As it answered `GET /slurm/v0.0.45/jobs/` about a job that killed itself with SIGKILL (sacct:
+    /// FAILED 0:9) and one that exited 3 (FAILED 3:0).
+    const ENDED_45: &str = r#"{"jobs":[{"job_id":924,"name":"dw-kill","comment":"dw-kill-key",
+        "job_state":["FAILED"],"submit_time":{"set":true,"infinite":false,"number":1796629542},
+        "start_time":{"set":true,"infinite":false,"number":1796629542},
+        "end_time":{"set":true,"infinite":false,"number":1796629543},
+        "exit_code":{"status":["SIGNALED"],"return_code":{"set":false,"infinite":false,"number":0},
+        "signal":{"id":{"set":true,"infinite":false,"number":9},"name":"KILL"}},"requeue":true,
+        "nodes":"dwsid","state_reason":"RaisedSignal"},
+        {"job_id":923,"name":"dw-fail","comment":"dw-fail-key","job_state":["FAILED"],
+        "submit_time":{"set":true,"infinite":false,"number":1796629542},
+        "start_time":{"set":true,"infinite":false,"number":1796629542},
+        "end_time":{"set":true,"infinite":false,"number":1796629543},
+        "exit_code":{"status":["ERROR"],"return_code":{"set":true,"infinite":false,"number":3},
+        "signal":{"id":{"set":false,"infinite":false,"number":0},"name":""}},"requeue":true,
+        "nodes":"dwsid","state_reason":"NonZeroExitCode"}],"errors":[],"warnings":[]}"#;
+
+    /// As it answered `GET /slurm/v0.0.45/ping/`: `responding`, where v0.0.44 and earlier said `pinged`.
+    const PING_45: &str = r#"{"pings":[{"hostname":"dwsid","responding":true,"latency":583,
+        "primary":true,"status":"No error"}],"errors":[],"warnings":[]}"#;
+
+    #[test]
+    fn slurm_26_05s_newest_answers_read_as_24_11s() {
+        let held = controller_rows(&serde_json::from_str(HELD_45).unwrap(), 1_796_629_600_000);
+        let r = &held[0];
+        assert_eq!(
+            (
+                r.job_id.as_str(),
+                r.name.as_str(),
+                r.comment.as_str(),
+                r.state.as_str(),
+                r.exit_code.as_str(),
+                r.detail.reason.as_str()
+            ),
+            (
+                "920",
+                "dw-probe",
+                "dw-probe-key",
+                "PENDING",
+                "0:0",
+                "JobHeldUser"
+            )
+        );
+        assert_eq!(
+            (r.submit, r.end, r.requeue, r.detail.elapsed_sec),
+            (Some(1_796_629_514_000), None, Some(true), None)
+        );
+
+        let acct = accounting_rows(&serde_json::from_str(ACCT_45).unwrap());
+        let r = &acct[0];
+        assert_eq!(
+            (r.job_id.as_str(), r.comment.as_str(), r.state.as_str()),
+            ("920", "dw-probe-key", "CANCELLED")
+        );
+        assert_eq!(
+            (r.submit, r.end, r.detail.nodes.as_str()),
+            (Some(1_796_629_514_000), Some(1_796_629_514_000), "")
+        );
+
+        // The exit codes as sacct prints them: code:signal.
+        let ended = controller_rows(&serde_json::from_str(ENDED_45).unwrap(), 1_796_629_600_000);
+        let words: Vec<_> = ended
+            .iter()
+            .map(|r| {
+                (
+                    r.job_id.as_str(),
+                    r.state.as_str(),
+                    r.exit_code.as_str(),
+                    r.detail.elapsed_sec,
+                )
+            })
+            .collect();
+        assert_eq!(
+            words,
+            [
+                ("924", "FAILED", "0:9", Some(1)),
+                ("923", "FAILED", "3:0", Some(1))
+            ]
+        );
+
+        assert_eq!(ping_word(&serde_json::from_str(PING_45).unwrap()), "UP");
+        assert_eq!(
+            ping_word(&json!({"pings": [{"pinged": "UP", "responding": true}]})),
+            "UP"
+        );
+        assert_eq!(
+            ping_word(&json!({"pings": [{"responding": false}]})),
+            "DOWN"
+        );
+    }
+
     #[test]
     fn a_controller_answer_reads_as_squeue_reads() {
         let rows = controller_rows(&serde_json::from_str(HELD).unwrap(), 1_796_627_500_000);
@@ -787,11 +961,56 @@ mod tests {
     }
 
     #[test]
+    fn accounting_is_asked_about_several_jobs_with_one_step_each() {
+        assert_eq!(
+            accounting_path("v0.0.45", &["920", "921"], 1_796_625_990),
+            "/slurmdb/v0.0.45/jobs?step=920&step=921&start_time=1796625990"
+        );
+        assert_eq!(
+            accounting_path("v0.0.42", &["7"], 1),
+            "/slurmdb/v0.0.42/jobs?step=7&start_time=1"
+        );
+    }
+
+    #[test]
+    fn a_refused_cancel_is_told_from_one_of_a_job_already_ended() {
+        // As slurmrestd 26.05.5 (v0.0.45) answered DELETE job/<id>, each with HTTP 200: another user's
+        // job (a token of dwtest), a job already cancelled, a held job cancelled.
+        let denied = r#"{"status":[{"error":{"string":"Access/permission denied","code":2002,
+            "message":"Access/permission denied"},"step_id":"1280","job_id":{"set":true,
+            "infinite":false,"number":1280},"federation":{"sibling":""}}],"errors":[],"warnings":[]}"#;
+        let done = r#"{"status":[{"error":{"string":"Job/step already completing or completed",
+            "code":2021,"message":"Job/step already completing or completed"},"step_id":"920",
+            "job_id":{"set":true,"infinite":false,"number":920},"federation":{"sibling":""}}],
+            "errors":[],"warnings":[]}"#;
+        let ended = r#"{"status":[],"errors":[],"warnings":[]}"#;
+        let refusal = |t: &str| cancel_refusal(&serde_json::from_str(t).unwrap());
+        assert_eq!(
+            refusal(denied).as_deref(),
+            Some("Access/permission denied (Slurm error 2002)")
+        );
+        assert_eq!(refusal(done), None);
+        assert_eq!(refusal(ended), None);
+    }
+
+    #[test]
     fn the_flag_of_a_transition_is_the_state_word() {
         assert_eq!(state_word(&["PENDING", "REQUEUED"]), "REQUEUED");
         assert_eq!(state_word(&["RUNNING", "COMPLETING"]), "COMPLETING");
         assert_eq!(state_word(&["FAILED"]), "FAILED");
         assert_eq!(state_word(&[]), "");
+        // Slurm 25.11 and later (v0.0.44+): a job of `--requeue=expedite` being requeued.
+        assert_eq!(
+            state_word(&["PENDING", "REQUEUED", "EXPEDITING"]),
+            "EXPEDITING"
+        );
+        assert_eq!(state_word(&["PENDING", "RESV_DEL_HOLD"]), "RESV_DEL_HOLD");
+        assert_eq!(state_word(&["COMPLETED", "STAGE_OUT"]), "STAGE_OUT");
+        assert_eq!(
+            state_word(&["PENDING", "CONFIGURING", "STAGE_OUT"]),
+            "STAGE_OUT"
+        );
+        assert_eq!(state_word(&["PENDING", "RECONFIG_FAIL"]), "PENDING");
     }
 
     #[test]
