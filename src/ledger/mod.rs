@@ -471,20 +471,12 @@ impl Ledger {
     fn serve_root(&self, root: &Path) -> Result<()> {
         let path = &self.path;
         let mine = root.as_os_str().as_bytes();
-        let served: Option<Vec<u8>> = self
-            .row(
-                r#"SELECT value FROM meta WHERE "key" = 'root'"#,
-                &[],
-                "cannot read",
-            )?
-            .map(|r| r.get(0))
-            .transpose()
-            .map_err(self.sql("cannot read"))?;
-        match served {
+        let served = self.served_root()?;
+        match served.as_deref().map(|p| p.as_os_str().as_bytes()) {
             Some(s) if s != mine => {
                 return Err(LedgerError::OtherRoot {
                     path: path.to_path_buf(),
-                    served: String::from_utf8_lossy(&s).into_owned(),
+                    served: String::from_utf8_lossy(s).into_owned(),
                     root: root.display().to_string(),
                 });
             }

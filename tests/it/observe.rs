@@ -296,9 +296,10 @@ fn unix_now() -> f64 {
         .as_secs_f64()
 }
 
-#[test]
-fn metrics_endpoint_counts_a_completed_and_a_failed_directory() {
-    let env = TestEnv::local("metrics").job(FAIL_IF_MARKED);
+/// A daemon serving metrics that has ended one directory COMPLETED and one FAILED: the environment,
+/// the daemon and the metrics address.
+fn one_completed_one_failed(name: &str) -> (TestEnv, Daemon, String) {
+    let env = TestEnv::local(name).job(FAIL_IF_MARKED);
     let good = env.ready_dir("good");
     let bad = env.ready_dir("bad");
     std::fs::write(bad.join("fail"), "").unwrap();
@@ -311,6 +312,12 @@ fn metrics_endpoint_counts_a_completed_and_a_failed_directory() {
     });
     env.wait_final(&good, DEADLINE);
     env.wait_final(&bad, DEADLINE);
+    (env, d, addr)
+}
+
+#[test]
+fn metrics_endpoint_counts_a_completed_and_a_failed_directory() {
+    let (_env, _d, addr) = one_completed_one_failed("metrics");
 
     let text = wait_for(DEADLINE, "metrics showing both ends", || {
         let (status, _, body) = http_get(&addr, "/metrics");
@@ -361,18 +368,7 @@ fn metrics_endpoint_counts_a_completed_and_a_failed_directory() {
 /// series' samples (`instance` and `job` are Prometheus's own target labels).
 #[test]
 fn the_grafana_dashboard_queries_only_series_and_labels_the_daemon_serves() {
-    let env = TestEnv::local("dashboard").job(FAIL_IF_MARKED);
-    let good = env.ready_dir("good");
-    let bad = env.ready_dir("bad");
-    std::fs::write(bad.join("fail"), "").unwrap();
-    let d = start(&env, &["listen: 127.0.0.1:0".into()], &[], &[]);
-    let addr = wait_for(DEADLINE, "the metrics address in the log", || {
-        let log = d.log();
-        let rest = log.split("serving metrics on http://").nth(1)?;
-        Some(rest.split("/metrics").next()?.to_string())
-    });
-    env.wait_final(&good, DEADLINE);
-    env.wait_final(&bad, DEADLINE);
+    let (_env, _d, addr) = one_completed_one_failed("dashboard");
     let body = wait_for(DEADLINE, "metrics showing both ends", || {
         let (_, _, body) = http_get(&addr, "/metrics");
         (sample(&body, "dirwatcher_jobs_in_flight") == Some(0.0)).then_some(body)
