@@ -650,6 +650,10 @@ cmd_run_tests() {
   nspawn_alive || die "the site container is not running; start it with \`$ME up\`"
   # Copied through the container's own view of its file system, not into $ROOT: a checkout under /tmp
   # would land below the container's /tmp, which its systemd mounts a tmpfs over (CI clones may be there).
+  # A fresh copy each time: the root file system outlives a run, and a file a later commit removed
+  # (a module split in two) must not stay behind for the tests that read the source tree.
+  [ "$repo" != / ] || die "the repository cannot be /"
+  ct rm -rf --one-file-system -- "$repo"
   ct mkdir -p "$(dirname "$bin")" "$(dirname "$dw")" "$repo"
   tar -C / -cf - "${bin#/}" "${dw#/}" | ct tar -C / -xf -
   if git -C "$repo" rev-parse --git-dir >/dev/null 2>&1; then
