@@ -33,8 +33,13 @@ use crate::logging::show;
 use crate::state_paths::StatePaths;
 use crate::time::Millis;
 
-/// How long a launched runner may take to write its pid file before it counts as lost.
+/// How long a launched runner may take to write its pid file before it counts as never started.
 const LAUNCH_GRACE: Duration = Duration::from_secs(30);
+/// How many times a job whose runner never wrote its pid is launched before it counts as lost. A runner
+/// writes its pid before anything of the job runs, so a silent one never started the job: the daemon that
+/// launched it was killed between `launched` and the spawn (or the spawn failed). Once more is safe (the
+/// runners of one job take one lock); a second silence is a lost job, said as NODE_FAIL.
+const MAX_LAUNCHES: u32 = 2;
 /// SIGTERM → SIGKILL grace for timed-out or cancelled jobs (Slurm's KillWait).
 const KILL_WAIT: Duration = Duration::from_secs(2);
 
@@ -93,7 +98,12 @@ impl Local {
 
     fn launch(&mut self, id: &str) -> io::Result<()> {
         let dir = self.job_dir(id);
-        crate::fsx::write_atomic(&dir.join("launched"), b"", JOB_FILE_MODE)?;
+        let n = launches(&dir) + 1;
+        crate::fsx::write_atomic(
+            &dir.join("launched"),
+            n.to_string().as_bytes(),
+            JOB_FILE_MODE,
+        )?;
         self.launched.insert(id.to_string(), Instant::now());
         let exe = std::env::current_exe()?;
         // The job inherits the runner's environment: the same cleaned one Slurm jobs get.
@@ -115,42 +125,54 @@ impl Local {
     }
 
     fn report(&self, id: &str) -> Probe {
-        let dir = self.job_dir(id);
-        if let Some(st) = read_status(&dir) {
+        probe(&self.job_dir(id), self.launched.get(id).copied())
+    }
+}
+
+/// How many times the job in `dir` was launched (`launched` holds the count; empty, as an older release
+/// wrote it, is once).
+fn launches(dir: &Path) -> u32 {
+    fs::read_to_string(dir.join("launched")).map_or(0, |s| s.trim().parse().unwrap_or(1))
+}
+
+/// Where the job in `dir` is, from its files; `launched_at` is when this process launched its runner.
+fn probe(dir: &Path, launched_at: Option<Instant>) -> Probe {
+    if let Some(st) = read_status(dir) {
+        return Probe::Ended(st);
+    }
+    if let Ok(pid) = fs::read_to_string(dir.join("pid")) {
+        if runner_alive(&pid) {
+            return Probe::Running;
+        }
+        // The runner may have finished between the two reads.
+        if let Some(st) = read_status(dir) {
             return Probe::Ended(st);
         }
-        if let Ok(pid) = fs::read_to_string(dir.join("pid")) {
-            if runner_alive(&pid) {
-                return Probe::Running;
-            }
-            // The runner may have finished between the two reads.
-            if let Some(st) = read_status(&dir) {
-                return Probe::Ended(st);
-            }
-            return Probe::Lost;
-        }
-        if let Ok(m) = fs::metadata(dir.join("launched")) {
-            // Launched by this process: its own monotonic clock says how long ago (a wall-clock step must
-            // not make a runner that is starting look lost). After a restart, the file's time is all there is.
-            let age = match self.launched.get(id) {
-                Some(at) => at.elapsed(),
-                None => m
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .unwrap_or_default(),
-            };
-            return if age < LAUNCH_GRACE {
-                Probe::Running
-            } else {
-                Probe::Lost
-            };
-        }
-        if dir.join("spec.json").exists() {
+        return Probe::Lost;
+    }
+    if let Ok(m) = fs::metadata(dir.join("launched")) {
+        // Launched by this process: its own monotonic clock says how long ago (a wall-clock step must
+        // not make a runner that is starting look lost). After a restart, the file's time is all there is.
+        let age = match launched_at {
+            Some(at) => at.elapsed(),
+            None => m
+                .modified()
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .unwrap_or_default(),
+        };
+        return if age < LAUNCH_GRACE {
+            Probe::Running
+        } else if launches(dir) < MAX_LAUNCHES {
             Probe::Queued
         } else {
-            Probe::Unknown
-        }
+            Probe::Lost
+        };
+    }
+    if dir.join("spec.json").exists() {
+        Probe::Queued
+    } else {
+        Probe::Unknown
     }
 }
 
@@ -557,6 +579,24 @@ fn run_job_inner(dir: &Path) -> io::Result<()> {
     ] {
         signal_hook::flag::register(sig, Arc::clone(&cancel))?;
     }
+    // One runner per job, ever: a runner launched again (the first never wrote its pid: see `probe`)
+    // and a first one that was only slow cannot both run it. The lock is held until this process ends.
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(JOB_FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dir.join("runner.lock"))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => return Ok(()),
+        Err(fs::TryLockError::Error(e)) => return Err(e),
+    }
+    if dir.join("pid").exists() || read_status(dir).is_some() {
+        // Another runner got here first: it ran the job, or ended before it, and said so itself.
+        return Ok(());
+    }
     let me = std::process::id().to_string();
     let (start, _) = proc_start_and_state(&me).unwrap_or_default();
     crate::fsx::write_atomic(
@@ -688,6 +728,83 @@ mod tests {
             expand_output(".dirwatcher/logs/%x-%j.out", "local-a-1", "dw-x"),
             ".dirwatcher/logs/dw-x-local-a-1.out"
         );
+    }
+
+    /// A job folder as `submit` leaves it: its spec, running `sh -c 'echo run >> RUNS'`.
+    fn submitted(t: &Path) -> (PathBuf, PathBuf) {
+        let dir = t.join("state.db.local-jobs").join("local-x-1");
+        make_job_dir(&dir).unwrap();
+        let runs = t.join("runs");
+        let spec = LocalSpec {
+            argv: vec![
+                b"sh".to_vec(),
+                b"-c".to_vec(),
+                format!("echo run >> '{}'", runs.display()).into_bytes(),
+            ],
+            chdir: None,
+            output: t.join("out").into_os_string().into_vec(),
+            env: vec![],
+            time_limit_ms: None,
+            umask: None,
+        };
+        let json = serde_json::to_vec(&spec).unwrap();
+        crate::fsx::write_atomic(&dir.join("spec.json"), &json, JOB_FILE_MODE).unwrap();
+        (dir, runs)
+    }
+
+    /// Makes `launched` (holding `n`) as if written `ago` before now.
+    fn launched(dir: &Path, n: &str, ago: Duration) {
+        crate::fsx::write_atomic(&dir.join("launched"), n.as_bytes(), JOB_FILE_MODE).unwrap();
+        let f = fs::File::options()
+            .write(true)
+            .open(dir.join("launched"))
+            .unwrap();
+        f.set_modified(std::time::SystemTime::now() - ago).unwrap();
+    }
+
+    #[test]
+    fn a_runner_a_killed_daemon_never_spawned_is_launched_once_more_then_lost() {
+        let t = tempfile::tempdir().unwrap();
+        let (dir, _) = submitted(t.path());
+        assert!(matches!(probe(&dir, None), Probe::Queued));
+        // Launched, then the daemon was killed before the runner started: within the grace it may still
+        // come; past it, it never will, and the job never ran (a runner writes its pid first).
+        launched(&dir, "1", Duration::from_secs(1));
+        assert!(matches!(probe(&dir, None), Probe::Running));
+        launched(&dir, "1", LAUNCH_GRACE + Duration::from_secs(5));
+        assert!(matches!(probe(&dir, None), Probe::Queued));
+        // As an older release wrote it (empty): once.
+        launched(&dir, "", LAUNCH_GRACE + Duration::from_secs(5));
+        assert!(matches!(probe(&dir, None), Probe::Queued));
+        // Launched again by this process: its own clock says the runner is starting.
+        assert!(matches!(probe(&dir, Some(Instant::now())), Probe::Running));
+        // Silent twice: lost.
+        launched(&dir, "2", LAUNCH_GRACE + Duration::from_secs(5));
+        assert!(matches!(probe(&dir, None), Probe::Lost));
+    }
+
+    #[test]
+    fn two_runners_of_one_job_run_it_once() {
+        let t = tempfile::tempdir().unwrap();
+        let (dir, runs) = submitted(t.path());
+        // The first runner holds the job's lock (it is starting, slowly): a second one does nothing.
+        let held = fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("runner.lock"))
+            .unwrap();
+        held.lock().unwrap();
+        assert_eq!(run_job(&dir), 0);
+        assert!(!runs.exists(), "a second runner ran the job");
+        assert!(!dir.join("pid").exists());
+        drop(held);
+        // The lock is free: this runner runs it, once; one that comes after it finds its pid and ends.
+        assert_eq!(run_job(&dir), 0);
+        assert_eq!(read_status(&dir).unwrap().state, "COMPLETED");
+        fs::remove_file(dir.join("status.json")).unwrap();
+        assert_eq!(run_job(&dir), 0);
+        assert_eq!(fs::read_to_string(&runs).unwrap(), "run\n");
     }
 
     #[test]
