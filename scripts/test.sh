@@ -89,6 +89,22 @@ bash scripts/build-deb.sh $([ "$(id -u)" = 0 ] && echo --check) || rc=$?
 result ".deb (built, installed, run, removed)" "$rc" "$(( $(date +%s) - t ))"
 
 [ "$(id -u)" = 0 ] || { echo "error: the site tests boot a container: run as root (sudo ./scripts/test.sh)" >&2; exit 1; }
+# The previous release's package, for the upgrade check of the site tests: built while the first
+# container boots (that mostly waits), taken before its checks.
+say "the previous release's Debian package (in the background; log: target/build-prev-deb.log)"
+prev_start=$(date +%s)
+bash scripts/build-prev-deb.sh >target/build-prev-deb.log 2>&1 &
+prev_pid=$!
+prev_taken=0
+take_prev() {
+  [ "$prev_taken" = 0 ] || return 0
+  prev_taken=1
+  local rc=0
+  wait "$prev_pid" || rc=$?
+  tail -n 1 target/build-prev-deb.log
+  [ "$rc" = 0 ] || tail -n 30 target/build-prev-deb.log
+  result ".deb of the previous release (packaging/previous-release)" "$rc" "$(( $(date +%s) - prev_start ))"
+}
 it_bin=$(cargo test --test it --no-run --locked --message-format=json \
     | grep '"name":"it"' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
 [ -x "$it_bin" ] || { echo "error: cannot find the integration test binary" >&2; exit 1; }
@@ -113,6 +129,7 @@ for suite in ${DIRWATCHER_SITE_SUITES:-trixie sid}; do
       *" $suite "*)
         t=$(date +%s); rc=0
         echo "[$suite]" >>target/site-report.txt
+        take_prev
         # One check at a time: one container, one service.
         cargo test --test site --locked -- --test-threads 1 || rc=$?
         result "tests/site on $suite ($line)" "$rc" "$(( $(date +%s) - t ))";;
@@ -126,6 +143,7 @@ for suite in ${DIRWATCHER_SITE_SUITES:-trixie sid}; do
   trap - EXIT
 done
 unset DIRWATCHER_SITE_SUITE
+take_prev
 cat target/site-report.txt 2>/dev/null || true
 echo "site lines took $(( $(date +%s) - site_start )) s"
 

@@ -187,8 +187,39 @@ fn newest_in(p: &Path) -> Option<(PathBuf, std::time::SystemTime)> {
         .max_by_key(|(_, t)| *t)
 }
 
+/// The previous release's `.deb` (`scripts/build-prev-deb.sh` puts it in `target/debian/previous/`).
+pub fn previous_deb() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debian/previous");
+    std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no .deb in `{}`: build the previous release's with `scripts/build-prev-deb.sh`",
+                dir.display()
+            )
+        })
+}
+
+/// Copies the previous release's package into the container (`/root/dirwatcher-previous.deb`); returns
+/// that path.
+pub fn previous_deb_inside() -> &'static str {
+    const AT: &str = "/root/dirwatcher-previous.deb";
+    let p = previous_deb();
+    let o = sh_with_input(&format!("cat > {AT}"), &std::fs::read(&p).unwrap());
+    assert!(
+        o.ok,
+        "cannot copy `{}` into the container:\n{o}",
+        p.display()
+    );
+    AT
+}
+
 /// Copies the package into the container once per test run (`/root/dirwatcher.deb`).
-fn deb_inside() {
+pub fn deb_inside() {
     static COPIED: OnceLock<()> = OnceLock::new();
     COPIED.get_or_init(|| {
         let p = deb();
@@ -238,6 +269,11 @@ impl Service {
     /// Installs the package afresh with `config`.
     pub fn install(config: &str) -> Service {
         deb_inside();
+        Service::install_from("/root/dirwatcher.deb", config)
+    }
+
+    /// Installs the package at `deb` (a path inside the container) afresh with `config`.
+    pub fn install_from(deb: &str, config: &str) -> Service {
         let setup = format!(
             r#"set -e
 systemctl stop dirwatcher 'dirwatcher@*' 2>/dev/null || true
@@ -246,7 +282,7 @@ rm -rf /etc/systemd/system/dirwatcher.service.d /etc/systemd/system/dirwatcher@*
   /var/lib/dirwatcher /var/log/dirwatcher {ROOT} {ROOT}-*
 systemctl daemon-reload
 systemctl reset-failed dirwatcher 2>/dev/null || true
-dpkg -i /root/dirwatcher.deb >/root/dpkg.log 2>&1 || {{ cat /root/dpkg.log >&2; exit 1; }}
+dpkg -i {deb} >/root/dpkg.log 2>&1 || {{ cat /root/dpkg.log >&2; exit 1; }}
 mkdir -p {ROOT}
 chown dirwatcher:dirwatcher {ROOT}
 printf '[Service]\nReadWritePaths={ROOT}\n' | systemctl edit --stdin --drop-in=local-root dirwatcher

@@ -590,3 +590,139 @@ fn a_restart_while_a_local_job_runs_keeps_the_job_and_records_it_completed() {
         &format!("local job kept across a restart: {line}"),
     );
 }
+
+/// The schema version this checkout's ledger code writes (`SCHEMA_VERSION` in its source).
+fn schema_of_this_checkout() -> i64 {
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/ledger/schema.rs"))
+        .unwrap();
+    src.lines()
+        .find_map(|l| l.strip_prefix("pub const SCHEMA_VERSION: i64 = "))
+        .and_then(|v| v.trim_end_matches(';').parse().ok())
+        .expect("SCHEMA_VERSION in src/ledger/schema.rs")
+}
+
+/// The newest schema version the service's ledger records.
+fn ledger_schema() -> i64 {
+    must(
+        "python3 -c \"import sqlite3; print(sqlite3.connect('file:/var/lib/dirwatcher/state.db?mode=ro', \
+         uri=True).execute('SELECT MAX(version) FROM schema_version').fetchone()[0])\"",
+    )
+    .trim()
+    .parse()
+    .unwrap()
+}
+
+/// Issue 24: the previous release's package installed and running with jobs in flight on the site's
+/// Slurm, this checkout's package installed over it: the service restarts on the new binary, the ledger
+/// is brought to the new schema, every directory (those in flight, and those made ready after) has exactly
+/// one job and one COMPLETED end. Then the previous package over the new one is refused, and the new one
+/// stays installed and running.
+#[test]
+fn an_upgrade_with_jobs_in_flight_runs_each_directory_once_and_a_downgrade_is_refused() {
+    site_check!(
+        "an_upgrade_with_jobs_in_flight_runs_each_directory_once_and_a_downgrade_is_refused"
+    );
+    let t = token();
+    // The jobs wait for a gate file the check makes after the upgrade (hidden: never a candidate).
+    let gate = format!("{ROOT}/.gate-{t}");
+    let job =
+        format!("wrap_cmd: sh -c 'while [ ! -e {gate} ]; do sleep 0.5; done; echo through' job");
+    let previous = previous_deb_inside();
+    deb_inside();
+    let svc = Service::install_from(previous, &config(&[&job]));
+    let old_version = must("dirwatcher --version");
+    svc.start();
+    let mut dirs: Vec<(String, String)> = Vec::new();
+    for i in 0..4 {
+        let name = format!("upgrade-{t}-{i}");
+        dirs.push((svc.ready_dir(&name), name));
+    }
+    for (dir, _) in &dirs {
+        svc.wait_journal(&format!("\"{dir}\""), JOB_DEADLINE);
+    }
+    wait_for(
+        JOB_DEADLINE,
+        "every job of the old release in Slurm",
+        || {
+            dirs.iter()
+                .all(|(_, n)| slurm::jobs_named(&format!("dirwatch-{n}")).len() == 1)
+                .then_some(())
+        },
+    );
+    let pid_before = svc.prop("MainPID");
+
+    let o = sh("dpkg -i /root/dirwatcher.deb");
+    assert!(o.ok, "the upgrade failed:\n{o}");
+    let new_version = must("dirwatcher --version");
+    assert_ne!(new_version, old_version, "the binary was not replaced");
+    svc.wait_active();
+    assert_ne!(
+        svc.prop("MainPID"),
+        pid_before,
+        "the upgrade did not restart the service"
+    );
+    assert_eq!(
+        ledger_schema(),
+        schema_of_this_checkout(),
+        "the ledger was not migrated"
+    );
+    for i in 4..6 {
+        let name = format!("upgrade-{t}-{i}");
+        dirs.push((svc.ready_dir(&name), name));
+    }
+    for (dir, _) in &dirs[4..] {
+        svc.wait_journal(&format!("\"{dir}\""), JOB_DEADLINE);
+    }
+    must(&format!("runuser -u dirwatcher -- touch {gate}"));
+    for (dir, name) in &dirs {
+        svc.wait_journal(&format!("for \"{dir}\" COMPLETED"), JOB_DEADLINE);
+        let rows = slurm::wait_final_row(&format!("dirwatch-{name}"), JOB_DEADLINE);
+        assert_eq!(rows.len(), 1, "one job for {dir}: {rows:?}");
+        assert!(rows[0].ends_with("|COMPLETED"), "{rows:?}");
+    }
+    let log = svc.journal("");
+    for (dir, _) in &dirs {
+        let ends = log
+            .lines()
+            .filter(|l| {
+                [
+                    "COMPLETED",
+                    "FAILED",
+                    "NODE_FAIL",
+                    "CANCELLED",
+                    "TIMEOUT",
+                    "LOST",
+                ]
+                .iter()
+                .any(|s| l.contains(&format!("for \"{dir}\" {s}")))
+            })
+            .count();
+        assert_eq!(ends, 1, "one end for {dir}:\n{log}");
+    }
+
+    // The previous release over this one: refused by this package, which stays and keeps running.
+    let pid_after = svc.prop("MainPID");
+    let o = sh(&format!("dpkg -i {previous}"));
+    assert!(!o.ok, "a downgrade was let through:\n{o}");
+    assert!(
+        o.stderr.contains("refusing to downgrade")
+            && o.stderr.contains("DIRWATCHER_ALLOW_DOWNGRADE=1"),
+        "the refusal does not say why or what to do:\n{o}"
+    );
+    assert_eq!(must("dirwatcher --version"), new_version);
+    assert_eq!(
+        must("dpkg-query -W -f='${Status}' dirwatcher"),
+        "install ok installed",
+        "the refused downgrade left the package half-installed"
+    );
+    assert_eq!(svc.prop("ActiveState"), "active");
+    assert_eq!(
+        svc.prop("MainPID"),
+        pid_after,
+        "the refused downgrade touched the service"
+    );
+    record(
+        "an_upgrade_with_jobs_in_flight_runs_each_directory_once_and_a_downgrade_is_refused",
+        &format!("{old_version} -> {new_version}: 6 directories, 6 jobs; downgrade refused"),
+    );
+}
