@@ -164,6 +164,11 @@ installed=$(rpm --root "$R" -q dirwatcher)
 enabled dirwatcher.service && enabled dirwatcher@check.service || die "the upgrade disabled a unit"
 [ "$(cat "$R/var/lib/dirwatcher/state.db")" = ledger ] || die "the upgrade lost the ledger"
 [ "$(getent_in)" = "$user" ] || die "the upgrade changed the user: $(getent_in)"
+# A downgrade (release 1 over 2) is refused by rpm itself (no --oldpackage): release 2 stays, untouched.
+if inst -U "$rpm" >"$R/downgrade.log" 2>&1; then die "rpm let a downgrade through"; fi
+grep -q "newer" "$R/downgrade.log" || die "the downgrade was refused for another reason: $(cat "$R/downgrade.log")"
+[ "$(rpm --root "$R" -q dirwatcher)" = "$installed" ] || die "the refused downgrade changed the package"
+enabled dirwatcher.service || die "the refused downgrade disabled the service"
 
 # 4. Erase: the service and every instance disabled, the files gone; the ledger, its directory and
 #    the user stay (as `dpkg -r`; RPM has no purge).
