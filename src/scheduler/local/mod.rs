@@ -811,24 +811,8 @@ mod tests {
     fn a_spec_someone_else_could_write_is_not_run() {
         use std::os::unix::fs::PermissionsExt;
         let t = tempfile::tempdir().unwrap();
-        let jobs = t.path().join("state.db.local-jobs");
-        let dir = jobs.join("local-x-1");
-        make_job_dir(&dir).unwrap();
-        let marker = t.path().join("ran");
-        let spec = LocalSpec {
-            argv: vec![
-                b"sh".to_vec(),
-                b"-c".to_vec(),
-                format!("touch '{}'", marker.display()).into_bytes(),
-            ],
-            chdir: None,
-            output: t.path().join("out").into_os_string().into_vec(),
-            env: vec![],
-            time_limit_ms: None,
-            umask: None,
-        };
-        let json = serde_json::to_vec(&spec).unwrap();
-        crate::fsx::write_atomic(&dir.join("spec.json"), &json, 0o666).unwrap();
+        let (dir, marker) = submitted(t.path());
+        fs::set_permissions(dir.join("spec.json"), fs::Permissions::from_mode(0o666)).unwrap();
         assert_eq!(run_job(&dir), 1);
         assert!(!marker.exists(), "a spec writable by others was run");
         let st = read_status(&dir).unwrap();
@@ -836,7 +820,11 @@ mod tests {
 
         // The same spec with its mode, in a folder others may write: refused too.
         fs::remove_file(dir.join("status.json")).unwrap();
-        crate::fsx::write_atomic(&dir.join("spec.json"), &json, JOB_FILE_MODE).unwrap();
+        fs::set_permissions(
+            dir.join("spec.json"),
+            fs::Permissions::from_mode(JOB_FILE_MODE),
+        )
+        .unwrap();
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
         assert_eq!(run_job(&dir), 1);
         assert!(
