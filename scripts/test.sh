@@ -127,9 +127,9 @@ for suite in ${DIRWATCHER_SITE_SUITES:-trixie sid}; do
   else
     case " ${DIRWATCHER_SITE_CHECKS_ON:-trixie} " in
       *" $suite "*)
+        take_prev
         t=$(date +%s); rc=0
         echo "[$suite]" >>target/site-report.txt
-        take_prev
         # One check at a time: one container, one service.
         cargo test --test site --locked -- --test-threads 1 || rc=$?
         result "tests/site on $suite ($line)" "$rc" "$(( $(date +%s) - t ))";;
