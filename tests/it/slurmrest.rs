@@ -13,6 +13,8 @@ use crate::harness::*;
 use crate::slurm_pipeline::SLURM_DEADLINE;
 
 const REST: &str = "127.0.0.1:6820";
+/// slurmrestd's unix socket in the site container (the same slurmrestd listens on both).
+const REST_SOCKET: &str = "/run/slurmrestd/slurmrestd.socket";
 
 /// The REST tests one at a time: one of them stops slurmrestd, which the others would take for an outage.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -157,6 +159,100 @@ fn a_ready_directory_gets_one_job_through_slurmrestd_with_the_configs_options() 
     assert_eq!(g.exit_code.as_deref(), Some("3:0"));
     assert_eq!(env.history(&dir).len(), 1, "case1 was submitted again");
     assert_eq!(wait_jobs_named(&env.job_name("case1")), vec![job]);
+}
+
+/// The connections the process `pid` holds to another process over unix sockets, by the inode of its
+/// end: its sockets (`/proc/PID/fd`) whose peer (`ss -x`) is not one of its own (the daemon's signal
+/// thread talks to it through a socket pair).
+fn outward_sockets(pid: i32) -> Vec<String> {
+    let own: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let ss = Command::new("ss")
+        .args(["-x", "-H", "-a"])
+        .output()
+        .unwrap();
+    assert!(ss.status.success(), "ss -x: {ss:?}");
+    let mut out: Vec<String> = String::from_utf8_lossy(&ss.stdout)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (inode, peer) = (f.get(5)?.to_string(), f.get(7)?.to_string());
+            (own.contains(&inode) && !own.contains(&peer) && peer != "0").then_some(inode)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// `job.slurmrest_url: unix:/path`: the whole pipeline through slurmrestd's unix socket, on one
+/// connection the daemon keeps (the same socket, by inode, from the job's submission to its end, with a
+/// query each poll in between); `check-config --slurm` asks through the socket too.
+#[test]
+fn the_pipeline_runs_over_slurmrestds_unix_socket_on_one_kept_alive_connection() {
+    if !slurmrest_available(
+        "the_pipeline_runs_over_slurmrestds_unix_socket_on_one_kept_alive_connection",
+    ) {
+        return;
+    }
+    assert!(
+        Path::new(REST_SOCKET).exists(),
+        "slurmrestd answers on {REST} but has no socket at {REST_SOCKET}: `scripts/site-cluster.sh up` \
+         starts it on both"
+    );
+    let _serial = one_at_a_time();
+    let (env, _) = rest_env("rest-unix");
+    let env = env
+        .job(&format!("slurmrest_url: unix:{REST_SOCKET}"))
+        // Long enough for several polls while it runs.
+        .job("wrap_cmd: sleep 3; echo done");
+    let (code, out, err) = check_slurm(&env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("/openapi/v3 on unix:{REST_SOCKET}")),
+        "{out}"
+    );
+    assert!(out.contains("takes the token"), "{out}");
+
+    let dir = env.ready_dir("case1");
+    let d = env.start();
+    let job = env.wait_job_id(&dir, SLURM_DEADLINE);
+    let first = wait_for(Duration::from_secs(10), "the daemon's connection", || {
+        let s = outward_sockets(d.pid());
+        (s.len() == 1).then_some(s)
+    });
+    let g = env.wait_final(&dir, SLURM_DEADLINE);
+    assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{g:?}");
+    assert_eq!(g.job_id.as_deref(), Some(job.as_str()));
+    assert_eq!(
+        outward_sockets(d.pid()),
+        first,
+        "the daemon opened another connection (one kept alive was expected)"
+    );
+    let info = scontrol_job(&job);
+    assert_eq!(info["Comment"], env.history(&dir)[0].key);
+    assert_eq!(
+        std::fs::read_to_string(env.job_output(&dir, &job)).unwrap(),
+        format!("done {}\n", dir.display())
+    );
+    drop(d);
+    assert_eq!(env.history(&dir).len(), 1);
+    assert_eq!(wait_jobs_named(&env.job_name("case1")), vec![job]);
+
+    // No socket there: said in words, with what to check.
+    let env = env.job("slurmrest_url: unix:/run/slurmrestd/nothing-here.socket");
+    let (code, out, err) = check_slurm(&env);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("unix:/run/slurmrestd/nothing-here.socket")
+            && err.contains("is slurmrestd running"),
+        "{out}{err}"
+    );
 }
 
 #[test]

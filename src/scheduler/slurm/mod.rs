@@ -14,6 +14,7 @@ pub mod cli;
 mod parse;
 pub mod rest;
 pub mod steady;
+mod unix;
 
 use super::{
     CancelError, JobRow, JobSpec, QueryError, Scheduler, Sightings, SubmitError, TrackedJob,
@@ -854,7 +855,7 @@ mod tests {
     fn sbatch_argv_matches_the_seed_example() {
         let job = JobConfig {
             executor: ExecutorKind::Slurm,
-            slurmrest_url: String::new(),
+            slurmrest_url: crate::config::SlurmRestUrl::Http(String::new()),
             slurmrest_token_file: None,
             command: JobCommand::Wrap("python3 /opt/dirwatcher/process_dir.py".into()),
             partition: Some("main".into()),

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::parse::{detail_text, split_job_id};
 use super::{by_cluster, now_ms};
-use crate::config::{Config, JobCommand, JobConfig, umask_text};
+use crate::config::{Config, JobCommand, JobConfig, SlurmRestUrl, umask_text};
 use crate::engine::{JobDetail, JobRow, Source, TrackedJob};
 use crate::scheduler::{
     Acceptance, CancelError, JobSpec, Preflight, QueryError, SubmitError, wrap_line,
@@ -58,8 +58,11 @@ struct Held {
 /// slurmrestd, as the daemon asks it for one config.
 pub struct Rest {
     agent: ureq::Agent,
-    /// `http://host:port`, no trailing slash.
+    /// What requests are sent to: `http://host:port`, no trailing slash (over a unix socket a
+    /// placeholder host: the connector opens the socket whatever host a request names).
     base: String,
+    /// The address in words: the URL, or `unix:/path`.
+    addr: String,
     source: TokenSource,
     held: Mutex<Held>,
     job: JobConfig,
@@ -68,7 +71,7 @@ pub struct Rest {
 
 impl std::fmt::Debug for Rest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Rest").field("base", &self.base).finish()
+        f.debug_struct("Rest").field("addr", &self.addr).finish()
     }
 }
 
@@ -92,22 +95,43 @@ impl std::fmt::Display for CallError {
 }
 
 impl Rest {
-    /// The REST transport for this config: `url` (`http://host:port`) and where the token comes from.
-    pub fn new(cfg: &Config, url: &str, source: TokenSource) -> Self {
-        let agent = ureq::Agent::config_builder()
+    /// The REST transport for this config: `url` (`http://host:port`, or a unix socket: one
+    /// kept-alive connection to it as over TCP) and where the token comes from.
+    pub fn new(cfg: &Config, url: &SlurmRestUrl, source: TokenSource) -> Self {
+        let config = ureq::Agent::config_builder()
             .timeout_global(Some(cfg.job.command_timeout))
             .max_redirects(0)
             .http_status_as_error(false)
             .user_agent(format!("dirwatcher/{}", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+            .build();
+        let (agent, base) = match url {
+            SlurmRestUrl::Http(u) => (config.into(), u.trim_end_matches('/').to_string()),
+            SlurmRestUrl::Unix(path) => (
+                ureq::Agent::with_parts(
+                    config,
+                    super::unix::SocketConnector(path.clone()),
+                    super::unix::NoResolver,
+                ),
+                "http://localhost".to_string(),
+            ),
+        };
         Rest {
             agent,
-            base: url.trim_end_matches('/').to_string(),
+            base,
+            addr: url.to_string(),
             source,
             held: Mutex::new(Held::default()),
             job: cfg.job.clone(),
             root: cfg.watch.root.clone(),
+        }
+    }
+
+    /// `path` on this server, in words: the URL, or the path and the socket.
+    fn at(&self, path: &str) -> String {
+        if self.addr == self.base {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{path} on {}", self.addr)
         }
     }
 
@@ -185,20 +209,20 @@ impl Rest {
                 .header("X-SLURM-USER-TOKEN", &token)
                 .call(),
         };
-        let mut resp = sent.map_err(|e| call_error(&e, &self.base))?;
+        let mut resp = sent.map_err(|e| call_error(&e, &self.addr))?;
         let status = resp.status().as_u16();
         let text = resp
             .body_mut()
             .with_config()
             .limit(64 * 1024 * 1024)
             .read_to_string()
-            .map_err(|e| CallError::Lost(format!("slurmrestd at {}: {e}", self.base)))?;
+            .map_err(|e| CallError::Lost(format!("slurmrestd at {}: {e}", self.addr)))?;
         if status == 401 || status == 403 {
             self.held().token = None;
             return Err(CallError::Setup(format!(
                 "slurmrestd at {} refused the token (HTTP {status}): check that it is a token of the \
                  user dirwatcher submits as and not expired (`scontrol token username=USER`)",
-                self.base
+                self.addr
             )));
         }
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
@@ -235,7 +259,7 @@ impl Rest {
             return Err(CallError::Setup(format!(
                 "slurmrestd at {} (HTTP {status}) offers data_parser {} and dirwatcher reads {}: load \
                  one of them in slurmrestd (`-d`), or use `executor: slurm`",
-                self.base,
+                self.addr,
                 if seen.is_empty() {
                     "none".into()
                 } else {
@@ -495,8 +519,8 @@ impl Rest {
     /// controller answering (`GET ping`). slurmrestd has no `--test-only`: the job itself is not checked.
     pub fn preflight(&self) -> Preflight {
         let what = format!(
-            "GET {}/openapi/v3, then GET /slurm/<version>/ping",
-            self.base
+            "GET {}, then GET /slurm/<version>/ping",
+            self.at("/openapi/v3")
         );
         let answer = match self.version().and_then(|v| {
             let (status, answer) = self.call("GET", &format!("/slurm/{v}/ping"), None)?;
@@ -535,8 +559,8 @@ impl Rest {
                     });
                 }
                 format!(
-                    "would POST to {}/slurm/<version>/job/submit (job {}):\n  {}",
-                    self.base,
+                    "would POST to {} (job {}):\n  {}",
+                    self.at("/slurm/<version>/job/submit"),
                     crate::logging::field_str(&spec.job_name),
                     crate::out::json_safe(&body.to_string())
                 )
@@ -559,6 +583,11 @@ fn call_error(e: &ureq::Error, base: &str) -> CallError {
         ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
             CallError::NotSent(format!("slurmrestd at {base} refused the connection: {e}"))
         }
+        // Only a unix socket's connect fails so: no socket at the path, or no permission to it.
+        ureq::Error::Io(io) if super::unix::not_sent(io) => CallError::NotSent(format!(
+            "slurmrestd's socket {base} cannot be reached: {e}; is slurmrestd running, and may \
+             dirwatcher's user open the socket (its folder's and its own permissions)?"
+        )),
         _ => CallError::Lost(format!("slurmrestd at {base}: {e}")),
     }
 }
