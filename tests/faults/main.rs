@@ -527,22 +527,94 @@ fn a_node_failure_requeues_the_job_and_it_has_one_outcome() {
     assert!(!d.log().contains(" ended "), "{}", d.log());
 }
 
-/// Restarts the controller without its job state; brings the cluster back up when dropped.
-struct JobIdReset;
+/// Which controller a test resets: the host's test cluster (`scripts/slurm-dev-cluster.sh`), or the site
+/// container's, from inside it (where `scripts/site-cluster.sh run-tests` runs this binary).
+#[derive(Clone, Copy)]
+enum Controller {
+    Host,
+    Site,
+}
+
+/// The site container's StateSaveLocation (`scripts/site-cluster.sh`'s slurm.conf).
+const SITE_STATE: &str = "/var/lib/slurm/slurmctld";
+
+fn systemctl(args: &[&str]) {
+    let st = Command::new("systemctl").args(args).status().unwrap();
+    assert!(st.success(), "systemctl {args:?}");
+}
+
+impl Controller {
+    /// Makes slurmctld forget its jobs and start job ids again at FirstJobId, accounting keeping every old
+    /// job.
+    fn reset_job_ids(self) {
+        match self {
+            Controller::Host => cluster(&["reset-job-ids"]),
+            Controller::Site => {
+                // The job counter is kept in job_state (`-c` alone keeps it); Slurm 26.05's slurmctld
+                // refuses to start without that file (22.05 took a deleted one), and `-c` starts it
+                // afresh on purpose, for this start only.
+                systemctl(&["stop", "slurmctld"]);
+                for e in std::fs::read_dir(SITE_STATE).unwrap().flatten() {
+                    if e.file_name().to_string_lossy().starts_with("job_state") {
+                        std::fs::remove_file(e.path()).unwrap();
+                    }
+                }
+                systemctl(&["set-environment", "SLURMCTLD_OPTIONS=-c"]);
+                let started = Command::new("systemctl")
+                    .args(["start", "slurmctld"])
+                    .status()
+                    .unwrap();
+                systemctl(&["unset-environment", "SLURMCTLD_OPTIONS"]);
+                assert!(started.success(), "systemctl start slurmctld (-c)");
+                wait_for(
+                    Duration::from_secs(60),
+                    "slurmctld and the node to answer",
+                    || {
+                        let node = Command::new("sinfo")
+                            .args(["-h", "-o", "%T"])
+                            .output()
+                            .ok()?;
+                        let node = String::from_utf8_lossy(&node.stdout).into_owned();
+                        ["idle", "mixed", "allocated"]
+                            .iter()
+                            .any(|s| node.lines().next() == Some(*s))
+                            .then_some(())
+                    },
+                );
+            }
+        }
+    }
+
+    fn restore(self) {
+        match self {
+            Controller::Host => {
+                let _ = Command::new("bash")
+                    .arg(cluster_script())
+                    .arg("up")
+                    .output();
+            }
+            Controller::Site => {
+                let _ = Command::new("systemctl")
+                    .args(["start", "slurmctld"])
+                    .status();
+            }
+        }
+    }
+}
+
+/// Restarts the controller without its job state; brings it back up when dropped.
+struct JobIdReset(Controller);
 
 impl JobIdReset {
-    fn now() -> JobIdReset {
-        cluster(&["reset-job-ids"]);
-        JobIdReset
+    fn now(c: Controller) -> JobIdReset {
+        c.reset_job_ids();
+        JobIdReset(c)
     }
 }
 
 impl Drop for JobIdReset {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(cluster_script())
-            .arg("up")
-            .output();
+        self.0.restore();
     }
 }
 
@@ -555,7 +627,7 @@ fn reused_job_ids_never_delete_a_directory_before_its_job_ran() {
     if !slurm_available("job_id_reuse") {
         return;
     }
-    reused_job_ids(TestEnv::slurm("reuse"));
+    reused_job_ids(TestEnv::slurm("reuse"), Controller::Host);
 }
 
 /// The same job-ID reuse with the ledger on a MariaDB server.
@@ -570,12 +642,26 @@ fn reused_job_ids_on_a_mariadb_ledger_never_delete_a_directory_before_its_job_ra
     let Some(db) = mariadb::MariaDb::start(test, env.tmp.path()) else {
         return;
     };
-    reused_job_ids(db.ledger_for(env, "dw_reuse"));
+    reused_job_ids(db.ledger_for(env, "dw_reuse"), Controller::Host);
+}
+
+/// The same job-ID reuse through slurmrestd (`executor: slurmrest`): the site container's controller reset
+/// from inside it (`scripts/site-cluster.sh --suite sid run-tests <this binary> over_slurmrestd`; on the
+/// host, with no slurmrestd, it says SKIPPED unless `DIRWATCHER_REQUIRE_SLURMREST=1`).
+#[test]
+fn reused_job_ids_over_slurmrestd_never_delete_a_directory_before_its_job_ran() {
+    let _s = serial();
+    let test = "reused_job_ids_over_slurmrestd_never_delete_a_directory_before_its_job_ran";
+    if !harness::rest::slurmrest_available(test) {
+        return;
+    }
+    let (env, _token) = harness::rest::rest_env("rest-reuse");
+    reused_job_ids(env, Controller::Site);
 }
 
 /// Old jobs in accounting hold the ids a new burst gets (the controller's id counter reset): no directory
 /// is deleted before its own job ran.
-fn reused_job_ids(env: TestEnv) {
+fn reused_job_ids(env: TestEnv, controller: Controller) {
     let marks = tempfile::Builder::new()
         .prefix("dw-marks-")
         .tempdir_in("/tmp")
@@ -590,7 +676,7 @@ fn reused_job_ids(env: TestEnv) {
         ))
         .behavior("delete_on_success: true");
     let names: Vec<String> = (0..12).map(|i| format!("dir{i:02}")).collect();
-    let _reset = JobIdReset::now();
+    let _reset = JobIdReset::now(controller);
     // Old jobs with the ids the burst will get: same names, another ledger's keys, COMPLETED.
     let mut old = Vec::new();
     for (i, n) in names.iter().enumerate() {
@@ -623,7 +709,7 @@ fn reused_job_ids(env: TestEnv) {
             },
         );
     }
-    cluster(&["reset-job-ids"]);
+    controller.reset_job_ids();
     let dirs: Vec<_> = names.iter().map(|n| env.ready_dir(n)).collect();
     let d = env.start();
     let mut ours = Vec::new();

@@ -3,81 +3,14 @@
 //! this binary there). Where no slurmrestd answers these tests say SKIPPED, and fail instead with
 //! `DIRWATCHER_REQUIRE_SLURMREST=1`.
 
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::harness::rest::*;
 use crate::harness::slurm::*;
 use crate::harness::*;
 use crate::slurm_pipeline::SLURM_DEADLINE;
-
-const REST: &str = "127.0.0.1:6820";
-/// slurmrestd's unix socket in the site container (the same slurmrestd listens on both).
-const REST_SOCKET: &str = "/run/slurmrestd/slurmrestd.socket";
-
-/// The REST tests one at a time: one of them stops slurmrestd, which the others would take for an outage.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn slurmrest_available(test: &str) -> bool {
-    let addr: SocketAddr = REST.parse().unwrap();
-    let ok = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok();
-    if !ok {
-        if std::env::var("DIRWATCHER_REQUIRE_SLURMREST").is_ok_and(|v| v == "1") {
-            panic!(
-                "{test}: slurmrestd is required (DIRWATCHER_REQUIRE_SLURMREST=1) but nothing answers on {REST}; \
-                 run the suite in the site container (`scripts/site-cluster.sh up`, then `run-tests`)"
-            );
-        }
-        eprintln!("SKIPPED {test}: no slurmrestd on {REST} (the site container has one)");
-    }
-    ok
-}
-
-/// A token for the user running the tests, as `scontrol token` prints it (`SLURM_JWT=…`).
-fn token(lifespan_sec: u32) -> String {
-    let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
-    let out = Command::new("scontrol")
-        .args([
-            "token",
-            &format!("username={}", user.trim()),
-            &format!("lifespan={lifespan_sec}"),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "scontrol token: {out:?}");
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// A Slurm environment that submits through slurmrestd, its token in a private file; returns the file.
-fn rest_env(name: &str) -> (TestEnv, PathBuf) {
-    let env = TestEnv::slurm(name);
-    let file = env.config_path().parent().unwrap().join("slurm.jwt");
-    write_token(&file, &token(600));
-    let env = env.job("executor: slurmrest").job(&format!(
-        "slurmrest_token_file: {}",
-        serde_json::to_string(&file.to_string_lossy()).unwrap()
-    ));
-    (env, file)
-}
-
-fn write_token(file: &Path, text: &str) {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = file.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .unwrap();
-    std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
-    std::fs::rename(tmp, file).unwrap();
-}
 
 /// The newest data_parser version this cluster's slurmrestd offers (`sinfo -V`), which dirwatcher must
 /// speak: 24.11 offers v0.0.40–v0.0.42 (dirwatcher reads v0.0.42), 26.05 v0.0.42–v0.0.45.
@@ -666,4 +599,120 @@ fn a_cancel_slurmrestd_refuses_is_an_error_not_a_success() {
     let err = answer.expect_err("a refused cancel was reported done");
     assert!(err.to_string().contains("permission denied"), "{err}");
     assert_eq!(state, "PENDING", "the job was cancelled after all");
+}
+
+/// slurmrestd behind a proxy on 127.0.0.1 that answers the first job submission itself, with the id of a
+/// job that is never created (what no real slurmrestd does on demand, as the fake `sbatch` of the CLI
+/// test), and passes every other request through to slurmrestd, on one upstream connection per client
+/// connection.
+struct LyingProxy {
+    port: u16,
+}
+
+impl LyingProxy {
+    fn start(lost_id: &'static str) -> LyingProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let lied = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let lied = lied.clone();
+                std::thread::spawn(move || proxy_connection(conn, lost_id, &lied));
+            }
+        });
+        LyingProxy { port }
+    }
+}
+
+/// One HTTP/1.1 message (head with its final blank line, and body by `Content-Length`); `None` at the
+/// end of the stream.
+fn read_message(r: &mut impl std::io::BufRead) -> Option<(String, Vec<u8>)> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let lower = head.to_ascii_lowercase();
+    assert!(
+        !lower.contains("transfer-encoding: chunked"),
+        "the proxy reads bodies by Content-Length only: {head}"
+    );
+    let len = lower
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |n| n.trim().parse().unwrap());
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).ok()?;
+    Some((head, body))
+}
+
+fn proxy_connection(
+    client: std::net::TcpStream,
+    lost_id: &str,
+    lied: &std::sync::atomic::AtomicBool,
+) {
+    use std::io::{BufReader, Write};
+    let mut from_client = BufReader::new(client.try_clone().unwrap());
+    let mut to_client = client;
+    let mut upstream: Option<(BufReader<std::net::TcpStream>, std::net::TcpStream)> = None;
+    while let Some((head, body)) = read_message(&mut from_client) {
+        if head.starts_with("POST ")
+            && head.lines().next().unwrap_or("").contains("/job/submit")
+            && !lied.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            let answer = format!(
+                r#"{{"job_id":{lost_id},"step_id":"batch","result":{{"job_id":{lost_id}}},"errors":[],"warnings":[]}}"#
+            );
+            let _ = write!(
+                to_client,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
+                answer.len()
+            );
+            continue;
+        }
+        // slurmrestd may have closed an idle connection: one fresh try.
+        let mut answered = None;
+        for _ in 0..2 {
+            let (up_r, up_w) = upstream.get_or_insert_with(|| {
+                let s = std::net::TcpStream::connect(REST).unwrap();
+                (BufReader::new(s.try_clone().unwrap()), s)
+            });
+            if up_w.write_all(head.as_bytes()).is_ok() && up_w.write_all(&body).is_ok() {
+                answered = read_message(up_r);
+            }
+            if answered.is_some() {
+                break;
+            }
+            upstream = None;
+        }
+        let Some((rhead, rbody)) = answered else {
+            return;
+        };
+        if to_client.write_all(rhead.as_bytes()).is_err() || to_client.write_all(&rbody).is_err() {
+            return;
+        }
+    }
+}
+
+/// A job no source ever shows becomes `lost` and `retry` resubmits it: the CLI test's body
+/// (`verdicts::lost_job_is_said_and_retry_resubmits_it`) over slurmrestd, the first submission answered
+/// by a proxy with an id no job has.
+#[test]
+fn a_job_no_source_ever_shows_becomes_lost_and_retry_resubmits_it_over_rest() {
+    if !slurmrest_available(
+        "a_job_no_source_ever_shows_becomes_lost_and_retry_resubmits_it_over_rest",
+    ) {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let proxy = LyingProxy::start(crate::verdicts::LOST_ID);
+    let (env, _) = rest_env("rest-lost");
+    let env = env.job(&format!("slurmrest_url: http://127.0.0.1:{}", proxy.port));
+    crate::verdicts::lost_job_is_said_and_retry_resubmits_it(env, &[]);
 }
