@@ -847,7 +847,49 @@ fn recover_from_slurm_rebuilds_a_lost_ledger_and_nothing_runs_twice() {
     if !slurm_available("recover_from_slurm_rebuilds_a_lost_ledger_and_nothing_runs_twice") {
         return;
     }
-    let mut env = TestEnv::slurm("recover");
+    recover_rebuilds_a_lost_ledger(TestEnv::slurm("recover"), 50, &[]);
+}
+
+/// The same on a host that is not a Slurm client: `executor: slurmrest`, and the daemon and `recover`
+/// run with a `PATH` that has no `sbatch`, `squeue`, `sacct`, `scancel` or `scontrol` (only `sh` and
+/// `sleep`, which the jobs run): the first start asks accounting through slurmrestd, and so does
+/// `recover --from-slurm` (in the site container: `scripts/site-cluster.sh run-tests <this binary>
+/// over_slurmrestd`).
+#[test]
+fn recover_from_slurm_over_slurmrestd_on_a_host_without_slurm_tools() {
+    let _s = serial();
+    let test = "recover_from_slurm_over_slurmrestd_on_a_host_without_slurm_tools";
+    if !harness::rest::slurmrest_available(test) {
+        return;
+    }
+    let (env, _token) = harness::rest::rest_env("rest-recover");
+    let bin = env.tmp.path().join("no-slurm-bin");
+    std::fs::create_dir(&bin).unwrap();
+    for tool in ["sh", "sleep"] {
+        let at = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .unwrap();
+        let at = String::from_utf8(at.stdout).unwrap();
+        std::os::unix::fs::symlink(at.trim(), bin.join(tool)).unwrap();
+    }
+    for tool in ["sbatch", "squeue", "sacct", "scancel", "scontrol"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .env("PATH", &bin)
+            .output()
+            .unwrap();
+        assert!(!found.status.success(), "{tool} is on the test's PATH");
+    }
+    recover_rebuilds_a_lost_ledger(env, 12, &[("PATH", bin.as_os_str())]);
+}
+
+/// `n` processed, kept directories (and one still running); the whole state directory lost. The next
+/// start (the daemon's environment `envs`) finds the jobs in accounting and refuses; `recover
+/// --from-slurm` rebuilds the ledger; then nothing of them runs again, the running one is followed to its
+/// end, and a new directory runs.
+fn recover_rebuilds_a_lost_ledger(env: TestEnv, n: usize, envs: &[(&str, &std::ffi::OsStr)]) {
+    let mut env = env;
     env.state = env.tmp.path().join("state").join("state.db");
     // Slurm's own output place (in the data directory): the root holds no trace of the ledger but the data.
     let go = env.tmp.path().join("go");
@@ -858,13 +900,13 @@ fn recover_from_slurm_rebuilds_a_lost_ledger_and_nothing_runs_twice() {
         ))
         .job("output: \"\"")
         .watch("stability_checks: 1");
-    let dirs: Vec<PathBuf> = (0..50).map(|i| env.ready_dir(format!("r{i:02}"))).collect();
+    let dirs: Vec<PathBuf> = (0..n).map(|i| env.ready_dir(format!("r{i:02}"))).collect();
     // One more still runs when the ledger is lost: recovered as in flight, followed to its end.
     let running = env.root.join("running");
     std::fs::create_dir(&running).unwrap();
     std::fs::write(running.join("SLOW"), "").unwrap();
     let running = env.ready_dir("running");
-    let mut d = env.start();
+    let mut d = env.start_env(&[], envs);
     for dir in &dirs {
         let g = env.wait_final(dir, Duration::from_secs(120));
         assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{g:?}");
@@ -883,21 +925,25 @@ fn recover_from_slurm_rebuilds_a_lost_ledger_and_nothing_runs_twice() {
         (squeue_state(&running_job) == "RUNNING").then_some(())
     });
     d.stop();
-    let last_job = env.history(&dirs[49]).pop().unwrap().job_id.unwrap();
+    let last_job = env.history(&dirs[n - 1]).pop().unwrap().job_id.unwrap();
     // Accounting has the job (and its comment) before the test goes on.
     wait_for(
         Duration::from_secs(60),
         "sacct to show the last job's comment",
         || {
-            sacct_field(&last_job, &env.job_name("r49"), "Comment")
-                .starts_with("dw-")
-                .then_some(())
+            sacct_field(
+                &last_job,
+                &env.job_name(&format!("r{:02}", n - 1)),
+                "Comment",
+            )
+            .starts_with("dw-")
+            .then_some(())
         },
     );
     std::fs::remove_dir_all(env.state_file().parent().unwrap()).unwrap();
 
     let log = env.tmp.path().join("refused.log");
-    let mut refused = Daemon::spawn(&env.write_config(), &log, &[]);
+    let mut refused = Daemon::spawn_env(&env.write_config(), &log, &[], envs);
     let st = refused.wait_exit(Duration::from_secs(30));
     let log = refused.log();
     assert_eq!(st.code(), Some(2), "{log}");
@@ -909,6 +955,7 @@ fn recover_from_slurm_rebuilds_a_lost_ledger_and_nothing_runs_twice() {
     let out = Command::new(BIN)
         .args(["recover", "--from-slurm", "--config"])
         .arg(env.config_path())
+        .envs(envs.iter().copied())
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&out.stdout);
@@ -918,7 +965,7 @@ fn recover_from_slurm_rebuilds_a_lost_ledger_and_nothing_runs_twice() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        report.contains("recorded 51 directorie(s): 50 completed")
+        report.contains(&format!("recorded {} directorie(s): {n} completed", n + 1))
             && report.contains(" 1 in flight"),
         "{report}"
     );
@@ -939,7 +986,7 @@ fn recover_from_slurm_rebuilds_a_lost_ledger_and_nothing_runs_twice() {
     }
 
     let new = env.ready_dir("new");
-    let _d = env.start();
+    let _d = env.start_env(&[], envs);
     let g = env.wait_final(&new, Duration::from_secs(120));
     assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{g:?}");
     // The recovered job in flight is followed to its end, by the daemon of the new ledger.

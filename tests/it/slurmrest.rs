@@ -436,7 +436,9 @@ fn accounting_answers_about_several_jobs_in_one_query() {
         let rows: Vec<_> = seen
             .rows
             .iter()
-            .filter(|r| r.source == Source::Accounting && r.job_id == j.job_id)
+            // Accounting may also hold an older job of the same id (a controller whose job ids were
+            // reset: the fault tests do that in this container), reported too: ours is told by name.
+            .filter(|r| r.source == Source::Accounting && r.job_id == j.job_id && r.name == name)
             .map(|r| (r.comment.as_str(), r.state.as_str()))
             .collect();
         assert_eq!(rows, [(j.key.as_str(), "CANCELLED")], "{seen:?}");
@@ -538,8 +540,11 @@ fn every_data_parser_version_read_and_offered_answers_alike() {
         (h.len(), h[0].comment.as_str(), h[0].state.as_str()),
         (1, key.as_str(), "PENDING")
     );
+    // Accounting may also hold an older job of the same id (a controller whose job ids were reset: the
+    // fault tests do that in this container): ours is told by name.
+    let ours: Vec<_> = e.iter().filter(|r| r.name == name).collect();
     assert_eq!(
-        (e.len(), e[0].comment.as_str(), e[0].state.as_str()),
+        (ours.len(), ours[0].comment.as_str(), ours[0].state.as_str()),
         (1, key.as_str(), "CANCELLED")
     );
     for (i, v) in offered.iter().enumerate() {

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub mod cli;
+pub mod history;
 mod parse;
 pub mod rest;
 pub mod steady;
@@ -26,6 +27,7 @@ pub use cli::{
     Cli, SQUEUE_BY_USER_ABOVE, STARTTIME_MARGIN, run_test_only, sbatch_invocation,
     scancel_invocation, squeue_selections, starttime_arg, test_only_invocation,
 };
+pub use history::EarlierJob;
 pub use parse::{
     SACCT_FIELDS, SQUEUE_FIELDS, detail_text, epoch_ms, find_key, find_uncommented_since,
     is_job_id, parse_parsable, parse_sacct, parse_squeue, parse_squeue_line, parse_squeue_of,
@@ -33,6 +35,68 @@ pub use parse::{
     time_used_secs, wait_status,
 };
 use steady::{Memo, Reading};
+
+/// The slurmrestd transport of `cfg` (`job.slurmrest_url`, the token from `job.slurmrest_token_file` or
+/// the daemon's `SLURM_JWT`).
+fn rest_of(cfg: &Config) -> rest::Rest {
+    let source = match &cfg.job.slurmrest_token_file {
+        Some(f) => rest::TokenSource::File(f.clone()),
+        None => rest::TokenSource::Env(std::env::var("SLURM_JWT").unwrap_or_default()),
+    };
+    rest::Rest::new(cfg, &cfg.job.slurmrest_url, source)
+}
+
+/// Accounting asked about this user's jobs in a window of time (a new ledger's start, `recover
+/// --from-slurm`), the way the config asks Slurm: `sacct`/`squeue`, or slurmrestd with `executor:
+/// slurmrest` (a host with no Slurm client). One connection for all of its calls.
+#[derive(Debug)]
+pub struct History {
+    how: How,
+    timeout: Duration,
+}
+
+impl History {
+    /// For this config.
+    pub fn new(cfg: &Config) -> Self {
+        let how = match cfg.job.executor {
+            crate::config::ExecutorKind::SlurmRest => How::Rest(rest_of(cfg)),
+            _ => How::Cli(Cli::new(cfg)),
+        };
+        History {
+            how,
+            timeout: cfg.job.command_timeout,
+        }
+    }
+
+    /// `slurm` or `slurmrest`, for the log.
+    pub fn name(&self) -> &'static str {
+        match self.how {
+            How::Cli(_) => "slurm",
+            How::Rest(_) => "slurmrest",
+        }
+    }
+
+    /// How accounting is asked, in the operator's words (`sacct`, `slurmrestd's slurmdb`).
+    pub fn accounting_word(&self) -> String {
+        format!("`{}`", self.how.accounting_word())
+    }
+
+    /// The jobs that were eligible between `from_secs_ago` and `to_secs_ago` (0: now).
+    pub fn jobs(&self, from_secs_ago: u64, to_secs_ago: u64) -> Result<Vec<EarlierJob>, String> {
+        match &self.how {
+            How::Cli(_) => history::sacct(self.timeout, from_secs_ago, to_secs_ago),
+            How::Rest(r) => r.earlier_jobs(from_secs_ago, to_secs_ago),
+        }
+    }
+
+    /// The comment the controller shows for job `id` (accounting may not show a running job's yet).
+    pub fn controller_comment(&self, id: &str) -> Option<String> {
+        match &self.how {
+            How::Cli(_) => history::squeue_comment(self.timeout, id),
+            How::Rest(r) => r.controller_comment(id),
+        }
+    }
+}
 
 /// How Slurm is asked.
 #[derive(Debug)]
@@ -67,15 +131,7 @@ impl Slurm {
     /// A Slurm back end that asks slurmrestd (`job.slurmrest_url`, the token from
     /// `job.slurmrest_token_file` or the daemon's `SLURM_JWT`).
     pub fn rest(cfg: &Config) -> Self {
-        let source = match &cfg.job.slurmrest_token_file {
-            Some(f) => rest::TokenSource::File(f.clone()),
-            None => rest::TokenSource::Env(std::env::var("SLURM_JWT").unwrap_or_default()),
-        };
-        Slurm::with(How::Rest(rest::Rest::new(
-            cfg,
-            &cfg.job.slurmrest_url,
-            source,
-        )))
+        Slurm::with(How::Rest(rest_of(cfg)))
     }
 
     fn with(how: How) -> Self {

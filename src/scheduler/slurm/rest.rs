@@ -437,6 +437,49 @@ impl Rest {
         Ok(rows)
     }
 
+    /// Accounting's jobs of the token's user (as `sacct` lists its user's) that were eligible between
+    /// `from_secs_ago` and `to_secs_ago` (0: now) seconds ago: `sacct --starttime --endtime` as one
+    /// `GET /slurmdb/<v>/jobs?start_time=…&end_time=…&users=…`.
+    pub fn earlier_jobs(
+        &self,
+        from_secs_ago: u64,
+        to_secs_ago: u64,
+    ) -> Result<Vec<super::EarlierJob>, String> {
+        let v = self.version().map_err(|e| e.to_string())?;
+        let now = now_ms() / 1000;
+        let ago = |s: u64| (now - i64::try_from(s).unwrap_or(i64::MAX)).max(1);
+        let mut path = format!("/slurmdb/{v}/jobs?start_time={}", ago(from_secs_ago));
+        if to_secs_ago > 0 {
+            path.push_str(&format!("&end_time={}", ago(to_secs_ago)));
+        }
+        let token = self.token().map_err(|e| e.to_string())?;
+        if let Some(user) = token_user(&token) {
+            path.push_str(&format!("&users={user}"));
+        }
+        let (status, answer) = self.call("GET", &path, None).map_err(|e| e.to_string())?;
+        if status != 200 {
+            return Err(format!(
+                "slurmrestd: GET slurmdb jobs answered HTTP {status}: {}",
+                errors(&answer)
+            ));
+        }
+        Ok(earlier_jobs_of(&answer))
+    }
+
+    /// The comment the controller shows for job `id` (`GET job/<id>`).
+    pub fn controller_comment(&self, id: &str) -> Option<String> {
+        let v = self.version().ok()?;
+        let (status, answer) = self
+            .call("GET", &format!("/slurm/{v}/job/{id}"), None)
+            .ok()?;
+        (status == 200)
+            .then(|| controller_rows(&answer, now_ms()))?
+            .into_iter()
+            .find(|r| r.job_id == id)
+            .map(|r| r.comment)
+            .filter(|c| !c.is_empty())
+    }
+
     /// The job that carries `key`: the controller's list first, then accounting since the intent (by
     /// comment; without comments, by our exact name and a submit time after the intent).
     pub fn lookup(
@@ -682,6 +725,20 @@ pub fn token_expiry(token: &str) -> Option<i64> {
     claims["exp"].as_i64()
 }
 
+/// A JWT's user (`sun`, the claim `scontrol token username=…` writes), when it is a plain user name.
+pub fn token_user(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let claims: Value = serde_json::from_slice(&base64url(payload)?).ok()?;
+    claims["sun"]
+        .as_str()
+        .filter(|u| {
+            !u.is_empty()
+                && u.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        })
+        .map(str::to_string)
+}
+
 fn base64url(s: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len() * 3 / 4);
     let (mut acc, mut bits) = (0u32, 0);
@@ -715,7 +772,7 @@ fn time_ms(v: &Value) -> Option<Millis> {
 }
 
 /// An exit code object as `code:signal`.
-fn exit_code(v: &Value) -> String {
+pub fn exit_code(v: &Value) -> String {
     let code = v["return_code"]["number"].as_i64().unwrap_or(0);
     let sig = if v["signal"]["id"]["set"].as_bool() == Some(true) {
         v["signal"]["id"]["number"].as_i64().unwrap_or(0)
@@ -786,6 +843,43 @@ pub fn controller_rows(answer: &Value, now: Millis) -> Vec<JobRow> {
                     nodes: detail_text(j["nodes"].as_str().unwrap_or_default()),
                     elapsed_sec: elapsed,
                 },
+            })
+        })
+        .collect()
+}
+
+/// The jobs in a `GET /slurmdb/<v>/jobs` answer, as [`super::history::parse`] reads sacct's (the comment is
+/// `comment.job`, the working directory `working_directory`; times in epoch seconds).
+pub fn earlier_jobs_of(answer: &Value) -> Vec<super::EarlierJob> {
+    let Some(jobs) = answer["jobs"].as_array() else {
+        return Vec::new();
+    };
+    let secs = |v: &Value| {
+        v.as_i64()
+            .filter(|n| *n > 0 && *n < i64::from(u32::MAX) - 1)
+            .map(|n| n * 1000)
+    };
+    jobs.iter()
+        .filter_map(|j| {
+            let id = j["job_id"].as_u64()?;
+            let states: Vec<&str> = j["state"]["current"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            Some(super::EarlierJob {
+                job_id: id.to_string(),
+                submit: secs(&j["time"]["submission"])?,
+                end: secs(&j["time"]["end"]),
+                state: state_word(&states),
+                exit_code: exit_code(&j["exit_code"]),
+                detail: JobDetail {
+                    reason: detail_text(j["state"]["reason"].as_str().unwrap_or_default()),
+                    nodes: detail_text(j["nodes"].as_str().unwrap_or_default()),
+                    elapsed_sec: j["time"]["elapsed"].as_u64(),
+                },
+                comment: detail_text(j["comment"]["job"].as_str().unwrap_or_default()),
+                name: j["name"].as_str().unwrap_or_default().to_string(),
+                work_dir: PathBuf::from(j["working_directory"].as_str().unwrap_or_default()),
             })
         })
         .collect()
@@ -1049,6 +1143,45 @@ mod tests {
                  eyJleHAiOjE3OTY2MjgwODYsImlhdCI6MTc5NjYyNzQ4Niwic3VuIjoicm9vdCJ9.sig";
         assert_eq!(bare_token(&format!("SLURM_JWT={t}\n")), t);
         assert_eq!(token_expiry(t), Some(1_796_628_086));
+        assert_eq!(token_user(t).as_deref(), Some("root"));
         assert_eq!(token_expiry("garbage"), None);
+    }
+
+    #[test]
+    fn slurmdbs_rest_answer_reads_as_sacct_reads() {
+        // As slurmrestd 26.05.5 (v0.0.45) answered `GET /slurmdb/v0.0.45/jobs?start_time=…`, trimmed to
+        // the fields read; the same job as sacct prints it with `recover`'s fields.
+        let answer: Value = serde_json::from_str(
+            r#"{"jobs":[{"job_id":920,"name":"dw-probe","comment":{"administrator":"",
+            "job":"dw-0a1b2c3d-7","system":""},"state":{"current":["CANCELLED"],"reason":"None"},
+            "time":{"elapsed":0,"end":1796629514,"start":4294967294,"submission":1796629514},
+            "exit_code":{"status":["SUCCESS"],"return_code":{"set":true,"infinite":false,"number":0},
+            "signal":{"id":{"set":false,"infinite":false,"number":0},"name":""}},
+            "nodes":"None assigned","working_directory":"/data/in/a|b"}],"errors":[],"warnings":[]}"#,
+        )
+        .unwrap();
+        let line = [
+            "920",
+            "1796629514",
+            "1796629514",
+            "CANCELLED by 0",
+            "0:0",
+            "0",
+            "None assigned",
+            "None",
+            "dw-0a1b2c3d-7",
+            "dw-probe",
+            "/data/in/a|b",
+        ]
+        .join(&crate::scheduler::slurm::history::SEP.to_string());
+        assert_eq!(
+            earlier_jobs_of(&answer),
+            crate::scheduler::slurm::history::parse(&line)
+        );
+        assert_eq!(
+            earlier_jobs_of(&answer)[0].work_dir,
+            std::path::PathBuf::from("/data/in/a|b")
+        );
+        assert!(earlier_jobs_of(&serde_json::json!({"errors": []})).is_empty());
     }
 }
