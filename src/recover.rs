@@ -188,14 +188,15 @@ pub fn state_of(slurm: &str) -> GenState {
 
 /// What the daemon's start asks of accounting for a new, empty ledger: a job of ours for a directory of
 /// this root that a new ledger would run again — the directory still holds the very ready-file the job was
-/// submitted for (not changed since) — within [`START_LOOKBACK`] (the last two days first, then the rest),
-/// in words. Jobs of directories deleted since, or with new data since, are no trace: nothing would run
+/// submitted for (not changed since) — within [`START_LOOKBACK`] (the last two days first, then the rest,
+/// in windows as wide as the way of asking takes), in words. Jobs of directories deleted since, or with new data since, are no trace: nothing would run
 /// twice for them.
 pub fn first_trace(cfg: &Config, names: &[OsString]) -> Result<Option<String>, String> {
     let two_days = 2 * 86400;
     let all = START_LOOKBACK.as_secs();
     let history = History::new(cfg);
-    for (from, to) in [(two_days, 0), (all, two_days)] {
+    let widest = history.widest_window_secs();
+    for (from, to) in windows(two_days.min(widest), all, widest) {
         let jobs = history.jobs(from, to)?;
         let (hits, _) = match_to_root(cfg, names, &jobs);
         let again: Vec<&Found> = hits.iter().filter(|f| would_run_again(cfg, f)).collect();
@@ -211,6 +212,16 @@ pub fn first_trace(cfg: &Config, names: &[OsString]) -> Result<Option<String>, S
         }
     }
     Ok(None)
+}
+
+/// The windows (from, to seconds ago) a start asks about: the last `first` seconds, then back to `all`
+/// in windows of at most `widest`.
+fn windows(first: u64, all: u64, widest: u64) -> Vec<(u64, u64)> {
+    let mut out = vec![(first.min(all), 0)];
+    while let Some(&(reached, _)) = out.last().filter(|(from, _)| *from < all) {
+        out.push((reached.saturating_add(widest).min(all), reached));
+    }
+    out
 }
 
 /// True when `f`'s directory still holds a ready-file last changed before its latest job was submitted: a
@@ -268,6 +279,13 @@ mod tests {
             wd,
         ]
         .join(&SEP.to_string())
+    }
+
+    #[test]
+    fn a_start_asks_two_days_then_the_rest_in_windows_as_wide_as_allowed() {
+        assert_eq!(windows(2, 30, u64::MAX), [(2, 0), (30, 2)]);
+        assert_eq!(windows(2, 5, 1), [(2, 0), (3, 2), (4, 3), (5, 4)]);
+        assert_eq!(windows(2, 2, 1), [(2, 0)]);
     }
 
     #[test]

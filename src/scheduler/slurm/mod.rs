@@ -81,6 +81,15 @@ impl History {
         format!("`{}`", self.how.accounting_word())
     }
 
+    /// The widest window one call should ask about: `sacct` prints a line per job, any window; slurmrestd
+    /// answers in JSON of a few KB per job, read up to [`rest::ANSWER_LIMIT`]: a day at a time.
+    pub fn widest_window_secs(&self) -> u64 {
+        match self.how {
+            How::Cli(_) => u64::MAX,
+            How::Rest(_) => 86400,
+        }
+    }
+
     /// The jobs that were eligible between `from_secs_ago` and `to_secs_ago` (0: now).
     pub fn jobs(&self, from_secs_ago: u64, to_secs_ago: u64) -> Result<Vec<EarlierJob>, String> {
         match &self.how {

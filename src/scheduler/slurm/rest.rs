@@ -35,6 +35,9 @@ use crate::time::Millis;
 /// so no job could be judged from accounting.
 pub const KNOWN_VERSIONS: [&str; 4] = ["v0.0.45", "v0.0.44", "v0.0.43", "v0.0.42"];
 
+/// The largest answer read (bytes): a `GET jobs` of v0.0.45 is about 8 KB per job the controller holds.
+pub const ANSWER_LIMIT: u64 = 64 * 1024 * 1024;
+
 /// A token is read again when it expires within this long, so a renewed file is picked up in time.
 const TOKEN_MARGIN_SEC: i64 = 300;
 
@@ -214,7 +217,7 @@ impl Rest {
         let text = resp
             .body_mut()
             .with_config()
-            .limit(64 * 1024 * 1024)
+            .limit(ANSWER_LIMIT)
             .read_to_string()
             .map_err(|e| CallError::Lost(format!("slurmrestd at {}: {e}", self.addr)))?;
         if status == 401 || status == 403 {
