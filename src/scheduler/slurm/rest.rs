@@ -192,6 +192,16 @@ impl Rest {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(u16, Value), CallError> {
+        self.call_as(method, path, body)
+    }
+
+    /// [`Self::call`], the answer read as `T` (its default when it is not such JSON).
+    fn call_as<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, T), CallError> {
         let token = self.token()?;
         let url = format!("{}{path}", self.base);
         let sent = match (method, body) {
@@ -228,7 +238,12 @@ impl Rest {
                 self.addr
             )));
         }
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+        Ok((status, serde_json::from_str(&text).unwrap_or_default()))
+    }
+
+    /// `GET path` of the controller (`job/<id>`, `jobs`), read as [`ControllerAnswer`].
+    fn get_jobs(&self, path: &str) -> Result<(u16, ControllerAnswer), CallError> {
+        self.call_as("GET", path, None)
     }
 
     /// The data_parser version to speak: the newest of [`KNOWN_VERSIONS`] the server offers for both the
@@ -383,18 +398,19 @@ impl Rest {
         let mut rows = Vec::new();
         if jobs.len() > by_id_up_to {
             let (status, answer) = self
-                .call("GET", &format!("/slurm/{v}/jobs"), None)
+                .get_jobs(&format!("/slurm/{v}/jobs"))
                 .map_err(query_error)?;
             if status != 200 {
                 return Err(QueryError(format!(
                     "slurmrestd: GET jobs answered HTTP {status}: {}",
-                    errors(&answer)
+                    error_list(&answer.errors)
                 )));
             }
             let asked: std::collections::HashSet<&str> =
                 jobs.iter().map(|j| split_job_id(&j.job_id).0).collect();
             rows.extend(
-                controller_rows(&answer, now_ms())
+                answer
+                    .rows(now_ms())
                     .into_iter()
                     .filter(|r| asked.contains(r.job_id.as_str())),
             );
@@ -403,16 +419,16 @@ impl Rest {
         for j in jobs {
             let (id, _) = split_job_id(&j.job_id);
             let (status, answer) = self
-                .call("GET", &format!("/slurm/{v}/job/{id}"), None)
+                .get_jobs(&format!("/slurm/{v}/job/{id}"))
                 .map_err(query_error)?;
             match status {
-                200 => rows.extend(controller_rows(&answer, now_ms())),
+                200 => rows.extend(answer.rows(now_ms())),
                 // The controller has forgotten it ("Invalid job id specified"): no row, no error.
                 404 => {}
                 _ => {
                     return Err(QueryError(format!(
                         "slurmrestd: GET job/{id} answered HTTP {status}: {}",
-                        errors(&answer)
+                        error_list(&answer.errors)
                     )));
                 }
             }
@@ -493,14 +509,14 @@ impl Rest {
     ) -> Result<Option<String>, QueryError> {
         let v = self.version().map_err(query_error)?;
         let (status, answer) = self
-            .call("GET", &format!("/slurm/{v}/jobs"), None)
+            .get_jobs(&format!("/slurm/{v}/jobs"))
             .map_err(query_error)?;
         if status != 200 {
             return Err(QueryError(format!(
                 "slurmrestd: GET jobs answered HTTP {status}"
             )));
         }
-        let ctl = controller_rows(&answer, now_ms());
+        let ctl = answer.rows(now_ms());
         if let Some(r) = ctl.iter().find(|r| r.comment == key) {
             return Ok(Some(r.job_id.clone()));
         }
@@ -695,8 +711,12 @@ pub fn cancel_refusal(answer: &Value) -> Option<String> {
 
 /// The `errors` of an answer, in words.
 fn errors(answer: &Value) -> String {
-    answer["errors"]
-        .as_array()
+    error_list(&answer["errors"])
+}
+
+/// An `errors` list, in words.
+fn error_list(list: &Value) -> String {
+    list.as_array()
         .map(|a| {
             a.iter()
                 .map(|e| {
@@ -819,36 +839,70 @@ fn strs(v: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
+/// A `GET job/<id>` or `GET jobs` answer, read for the fields a row needs: serde skips the rest of
+/// each job (about 8 KB of JSON in v0.0.45) without building values of it.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct ControllerAnswer {
+    jobs: Vec<ControllerJob>,
+    errors: Value,
+}
+
+/// The fields of a controller's job that a row is made of.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct ControllerJob {
+    job_id: Value,
+    name: Value,
+    comment: Value,
+    submit_time: Value,
+    start_time: Value,
+    end_time: Value,
+    job_state: Value,
+    exit_code: Value,
+    requeue: Value,
+    nodes: Value,
+    state_reason: Value,
+}
+
+impl ControllerAnswer {
+    /// Its rows, `now` for the time a running job has used.
+    pub fn rows(&self, now: Millis) -> Vec<JobRow> {
+        self.jobs
+            .iter()
+            .filter_map(|j| {
+                let id = j.job_id.as_u64()?;
+                let start = time_ms(&j.start_time);
+                let end = time_ms(&j.end_time);
+                let elapsed = start
+                    .map(|s| ((end.filter(|e| *e <= now).unwrap_or(now) - s).max(0) / 1000) as u64);
+                Some(JobRow {
+                    source: Source::Controller,
+                    job_id: id.to_string(),
+                    name: j.name.as_str().unwrap_or_default().to_string(),
+                    comment: j.comment.as_str().unwrap_or_default().to_string(),
+                    submit: time_ms(&j.submit_time),
+                    end,
+                    state: state_word(&strs(&j.job_state)),
+                    exit_code: exit_code(&j.exit_code),
+                    requeue: j.requeue.as_bool(),
+                    detail: JobDetail {
+                        reason: detail_text(j.state_reason.as_str().unwrap_or_default()),
+                        nodes: detail_text(j.nodes.as_str().unwrap_or_default()),
+                        elapsed_sec: elapsed,
+                    },
+                })
+            })
+            .collect()
+    }
+}
+
 /// The controller's rows in a `GET job/<id>` or `GET jobs` answer.
 pub fn controller_rows(answer: &Value, now: Millis) -> Vec<JobRow> {
-    let Some(jobs) = answer["jobs"].as_array() else {
-        return Vec::new();
-    };
-    jobs.iter()
-        .filter_map(|j| {
-            let id = j["job_id"].as_u64()?;
-            let start = time_ms(&j["start_time"]);
-            let end = time_ms(&j["end_time"]);
-            let elapsed = start
-                .map(|s| ((end.filter(|e| *e <= now).unwrap_or(now) - s).max(0) / 1000) as u64);
-            Some(JobRow {
-                source: Source::Controller,
-                job_id: id.to_string(),
-                name: j["name"].as_str().unwrap_or_default().to_string(),
-                comment: j["comment"].as_str().unwrap_or_default().to_string(),
-                submit: time_ms(&j["submit_time"]),
-                end,
-                state: state_word(&strs(&j["job_state"])),
-                exit_code: exit_code(&j["exit_code"]),
-                requeue: j["requeue"].as_bool(),
-                detail: JobDetail {
-                    reason: detail_text(j["state_reason"].as_str().unwrap_or_default()),
-                    nodes: detail_text(j["nodes"].as_str().unwrap_or_default()),
-                    elapsed_sec: elapsed,
-                },
-            })
-        })
-        .collect()
+    use serde::Deserialize;
+    ControllerAnswer::deserialize(answer)
+        .map(|a| a.rows(now))
+        .unwrap_or_default()
 }
 
 /// The jobs in a `GET /slurmdb/<v>/jobs` answer, as [`super::history::parse`] reads sacct's (the comment is
