@@ -370,6 +370,8 @@ KillWait=2
 OverTimeLimit=0
 InactiveLimit=0
 MinJobAge=300
+# 20,000 held jobs for the scale benchmark (benches/scale.sh), beside the suite's own
+MaxJobCount=50000
 MailProg=/bin/true
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost

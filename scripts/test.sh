@@ -108,6 +108,9 @@ take_prev() {
 it_bin=$(cargo test --test it --no-run --locked --message-format=json \
     | grep '"name":"it"' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
 [ -x "$it_bin" ] || { echo "error: cannot find the integration test binary" >&2; exit 1; }
+faults_bin=$(cargo test --test faults --no-run --locked --message-format=json \
+    | grep '"name":"faults"' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
+[ -x "$faults_bin" ] || { echo "error: cannot find the fault test binary" >&2; exit 1; }
 rm -f target/site-report.txt
 site_start=$(date +%s)
 # One container at a time: up, its tests, down.
@@ -137,6 +140,14 @@ for suite in ${DIRWATCHER_SITE_SUITES:-trixie sid}; do
     t=$(date +%s); rc=0
     bash scripts/site-cluster.sh run-tests "$it_bin" --test-threads 8 || rc=$?
     result "tests/it on $suite ($line)" "$rc" "$(( $(date +%s) - t ))"
+    # The fault tests that reset the controller, through slurmrestd: alone in the container, after
+    # tests/it (on sid, where they were run; DIRWATCHER_SITE_FAULTS_ON="trixie sid" for both).
+    case " ${DIRWATCHER_SITE_FAULTS_ON:-sid} " in
+      *" $suite "*)
+        t=$(date +%s); rc=0
+        bash scripts/site-cluster.sh run-tests "$faults_bin" over_slurmrestd --test-threads 1 || rc=$?
+        result "tests/faults over slurmrestd on $suite ($line)" "$rc" "$(( $(date +%s) - t ))";;
+    esac
   fi
   t=$(date +%s); rc=0
   bash scripts/site-cluster.sh down || { rc=$?; result "site-cluster.sh down ($suite)" "$rc" "$(( $(date +%s) - t ))"; }

@@ -13,45 +13,16 @@
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::engine::{GenState, JobDetail, ReadyIdentity};
-use crate::process::{self, Invocation};
+use crate::engine::{GenState, ReadyIdentity};
+pub use crate::scheduler::slurm::{EarlierJob, History};
 use crate::time::Millis;
-
-/// The accounting fields asked for, in this order; the separator is ASCII's unit separator, which no
-/// field of ours holds (a directory name may hold `|`).
-const FIELDS: &str =
-    "JobIDRaw,Submit,End,State,ExitCode,ElapsedRaw,NodeList,Reason,Comment,JobName,WorkDir";
-const SEP: char = '\u{1f}';
 
 /// How far back a new ledger's start looks for jobs of an earlier one.
 pub const START_LOOKBACK: Duration = Duration::from_secs(30 * 86400);
-
-/// One job in accounting (a whole allocation; the latest record of its id in the window).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EarlierJob {
-    /// Job id.
-    pub job_id: String,
-    /// Submit time (wall ms).
-    pub submit: Millis,
-    /// End time, when it ended.
-    pub end: Option<Millis>,
-    /// Slurm's state word (`COMPLETED`, `CANCELLED by 0` → `CANCELLED`).
-    pub state: String,
-    /// `code:signal`.
-    pub exit_code: String,
-    /// What explains its end.
-    pub detail: JobDetail,
-    /// The comment (our submission key).
-    pub comment: String,
-    /// The job name.
-    pub name: String,
-    /// Its working directory.
-    pub work_dir: PathBuf,
-}
 
 /// A submission key of ours: `dw-<8 hex>-<row>`.
 pub fn is_our_key(comment: &str) -> bool {
@@ -64,75 +35,10 @@ pub fn is_our_key(comment: &str) -> bool {
     )
 }
 
-/// Parses the output of `sacct -X -n -P --delimiter=<SEP> --format=<FIELDS>` (`SLURM_TIME_FORMAT=%s`).
-pub fn parse(stdout: &str) -> Vec<EarlierJob> {
-    stdout
-        .lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.splitn(11, SEP).collect();
-            let [
-                id,
-                submit,
-                end,
-                state,
-                exit,
-                elapsed,
-                nodes,
-                reason,
-                comment,
-                name,
-                work_dir,
-            ] = f.as_slice()
-            else {
-                return None;
-            };
-            let id = id.trim();
-            if !crate::scheduler::slurm::is_job_id(id) {
-                return None;
-            }
-            use crate::scheduler::slurm::{detail_text, epoch_ms};
-            Some(EarlierJob {
-                job_id: id.to_string(),
-                submit: epoch_ms(submit)?,
-                end: epoch_ms(end),
-                state: state.split_whitespace().next().unwrap_or("").to_string(),
-                exit_code: exit.trim().to_string(),
-                detail: JobDetail {
-                    reason: detail_text(reason),
-                    nodes: detail_text(nodes),
-                    elapsed_sec: elapsed.trim().parse().ok(),
-                },
-                comment: detail_text(comment),
-                name: name.to_string(),
-                work_dir: PathBuf::from(work_dir),
-            })
-        })
-        .collect()
-}
-
-/// One bounded `sacct` of the jobs of this user that were eligible between `from` and `to` seconds ago.
-fn ask(cfg: &Config, from_secs_ago: u64, to_secs_ago: u64) -> Result<Vec<EarlierJob>, String> {
-    let mut inv = Invocation::new("sacct")
-        .arg("-X")
-        .arg("-n")
-        .arg("-P")
-        .arg(format!("--delimiter={SEP}"))
-        .arg(format!("--format={FIELDS}"))
-        .arg(format!("--starttime=now-{from_secs_ago}"));
-    if to_secs_ago > 0 {
-        inv = inv.arg(format!("--endtime=now-{to_secs_ago}"));
-    }
-    inv.env.push(("SLURM_TIME_FORMAT".into(), "%s".into()));
-    let timeout = cfg.job.command_timeout;
-    process::run(&inv, timeout)
-        .map(|out| parse(&out.stdout))
-        .map_err(|e| e.to_string())
-}
-
 /// The jobs of `[since, now]` in windows of a day, newest first; `each` hears every window's jobs and
 /// may stop the walk (returns false). Errors stop it too.
 pub fn walk(
-    cfg: &Config,
+    history: &History,
     since: Millis,
     now: Millis,
     mut each: impl FnMut(usize, usize, Vec<EarlierJob>) -> bool,
@@ -145,7 +51,7 @@ pub fn walk(
         let from = ((w as u64 + 1) * DAY).min(back);
         // At `-v`, as the daemon's scheduler calls are.
         let t = std::time::Instant::now();
-        let answer = ask(cfg, from, to);
+        let answer = history.jobs(from, to);
         let took_ms = t.elapsed().as_millis() as u64;
         let window = w + 1;
         match &answer {
@@ -153,14 +59,16 @@ pub fn walk(
                 call = "accounting",
                 took_ms,
                 ok = true,
-                "scheduler call accounting (slurm) for day {window} of {windows}: answered in {took_ms} ms ({} job(s))",
+                "scheduler call accounting ({}) for day {window} of {windows}: answered in {took_ms} ms ({} job(s))",
+                history.name(),
                 jobs.len()
             ),
             Err(e) => tracing::debug!(
                 call = "accounting",
                 took_ms,
                 ok = false,
-                "scheduler call accounting (slurm) for day {window} of {windows}: failed after {took_ms} ms: {e}"
+                "scheduler call accounting ({}) for day {window} of {windows}: failed after {took_ms} ms: {e}",
+                history.name()
             ),
         }
         if !each(w, windows, answer?) {
@@ -261,18 +169,9 @@ pub fn match_to_root(
     (found, unmatched)
 }
 
-/// The comment the controller shows for job `id` (`squeue`), when it is one of our keys.
-pub fn controller_comment(cfg: &Config, id: &str) -> Option<String> {
-    let inv = Invocation::new("squeue")
-        .arg("-h")
-        .arg("-t")
-        .arg("all")
-        .arg(format!("--jobs={id}"))
-        .arg("-o")
-        .arg("%k");
-    let out = process::run(&inv, cfg.job.command_timeout).ok()?;
-    let c = out.stdout.trim();
-    is_our_key(c).then(|| c.to_string())
+/// The comment the controller shows for job `id`, when it is one of our keys.
+pub fn controller_comment(history: &History, id: &str) -> Option<String> {
+    history.controller_comment(id).filter(|c| is_our_key(c))
 }
 
 /// The ledger state a job's last Slurm state means here: COMPLETED is done, a state Slurm may still run
@@ -289,14 +188,16 @@ pub fn state_of(slurm: &str) -> GenState {
 
 /// What the daemon's start asks of accounting for a new, empty ledger: a job of ours for a directory of
 /// this root that a new ledger would run again — the directory still holds the very ready-file the job was
-/// submitted for (not changed since) — within [`START_LOOKBACK`] (the last two days first, then the rest),
-/// in words. Jobs of directories deleted since, or with new data since, are no trace: nothing would run
+/// submitted for (not changed since) — within [`START_LOOKBACK`] (the last two days first, then the rest,
+/// in windows as wide as the way of asking takes), in words. Jobs of directories deleted since, or with new data since, are no trace: nothing would run
 /// twice for them.
 pub fn first_trace(cfg: &Config, names: &[OsString]) -> Result<Option<String>, String> {
     let two_days = 2 * 86400;
     let all = START_LOOKBACK.as_secs();
-    for (from, to) in [(two_days, 0), (all, two_days)] {
-        let jobs = ask(cfg, from, to)?;
+    let history = History::new(cfg);
+    let widest = history.widest_window_secs();
+    for (from, to) in windows(two_days.min(widest), all, widest) {
+        let jobs = history.jobs(from, to)?;
         let (hits, _) = match_to_root(cfg, names, &jobs);
         let again: Vec<&Found> = hits.iter().filter(|f| would_run_again(cfg, f)).collect();
         if let Some(f) = again.first() {
@@ -311,6 +212,16 @@ pub fn first_trace(cfg: &Config, names: &[OsString]) -> Result<Option<String>, S
         }
     }
     Ok(None)
+}
+
+/// The windows (from, to seconds ago) a start asks about: the last `first` seconds, then back to `all`
+/// in windows of at most `widest`.
+fn windows(first: u64, all: u64, widest: u64) -> Vec<(u64, u64)> {
+    let mut out = vec![(first.min(all), 0)];
+    while let Some(&(reached, _)) = out.last().filter(|(from, _)| *from < all) {
+        out.push((reached.saturating_add(widest).min(all), reached));
+    }
+    out
 }
 
 /// True when `f`'s directory still holds a ready-file last changed before its latest job was submitted: a
@@ -350,6 +261,7 @@ pub fn ready_now(root: &Path, dir: &OsStr, signal: &OsStr) -> Option<(ReadyIdent
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scheduler::slurm::history::{SEP, parse};
 
     fn line(id: &str, state: &str, comment: &str, name: &str, wd: &str) -> String {
         let submit = (1_800_000_000 + id.parse::<u64>().unwrap()).to_string();
@@ -367,6 +279,13 @@ mod tests {
             wd,
         ]
         .join(&SEP.to_string())
+    }
+
+    #[test]
+    fn a_start_asks_two_days_then_the_rest_in_windows_as_wide_as_allowed() {
+        assert_eq!(windows(2, 30, u64::MAX), [(2, 0), (30, 2)]);
+        assert_eq!(windows(2, 5, 1), [(2, 0), (3, 2), (4, 3), (5, 4)]);
+        assert_eq!(windows(2, 2, 1), [(2, 0)]);
     }
 
     #[test]

@@ -60,13 +60,81 @@ pub struct TimeLimit {
     pub duration: Option<Duration>,
 }
 
+/// Where slurmrestd listens (`job.slurmrest_url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlurmRestUrl {
+    /// `http://HOST:PORT`, as written.
+    Http(String),
+    /// A unix socket (`unix:/path` or `http+unix://%2Fpath`): the path.
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for SlurmRestUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SlurmRestUrl::Http(u) => f.write_str(u),
+            SlurmRestUrl::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// The longest unix socket path the kernel takes (`sun_path` is 108 bytes with its terminating NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// `job.slurmrest_url`'s value: `http://HOST:PORT` (nothing after the port), `unix:/path`, or
+/// `http+unix://` and the path percent-encoded (`%2Frun%2Fslurmrestd%2Fslurmrestd.socket`, as
+/// requests-unixsocket and curl's users write it) or plain.
+pub fn parse_slurmrest_url(v: &str) -> Result<SlurmRestUrl, String> {
+    let v = v.trim();
+    let socket = v
+        .strip_prefix("unix:")
+        .map(str::to_string)
+        .or_else(|| v.strip_prefix("http+unix://").and_then(percent_decoded));
+    if let Some(path) = socket {
+        let p = PathBuf::from(&path);
+        return if !p.is_absolute() || path.contains('\0') {
+            Err(format!("{v:?} does not name a socket by its absolute path"))
+        } else if path.len() > MAX_SOCKET_PATH {
+            Err(format!(
+                "the socket path of {v:?} is {} bytes, and a unix socket's path is at most {MAX_SOCKET_PATH}",
+                path.len()
+            ))
+        } else {
+            Ok(SlurmRestUrl::Unix(p))
+        };
+    }
+    let rest = v.strip_prefix("http://").unwrap_or_default();
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+        return Err(format!("{v:?} is not slurmrestd's address"));
+    }
+    Ok(SlurmRestUrl::Http(v.to_string()))
+}
+
+/// `%XX` decoded (UTF-8); `None` when an escape is broken.
+fn percent_decoded(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// `job:` section, validated.
 #[derive(Debug, Clone)]
 pub struct JobConfig {
     /// Slurm or local child processes.
     pub executor: ExecutorKind,
     /// slurmrestd's address (`executor: slurmrest`).
-    pub slurmrest_url: String,
+    pub slurmrest_url: SlurmRestUrl,
     /// The file holding slurmrestd's token; `None`: the daemon's `SLURM_JWT`.
     pub slurmrest_token_file: Option<PathBuf>,
     /// What each job runs.
@@ -231,22 +299,18 @@ impl Validator<'_> {
         &self,
         j: &RawJob,
         executor: ExecutorKind,
-    ) -> Result<(String, Option<PathBuf>), ConfigError> {
+    ) -> Result<(SlurmRestUrl, Option<PathBuf>), ConfigError> {
         let url = match &j.slurmrest_url {
-            Some(u) => {
-                let v = u.value.trim();
-                let rest = v.strip_prefix("http://").unwrap_or_default();
-                if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
-                    return Err(self.err(
-                        keys::JOB_SLURMREST_URL.name,
-                        Some(u.referenced.line()),
-                        format!("{v:?} is not slurmrestd's address"),
-                        "write `http://HOST:PORT` (e.g. `http://slurm-head:6820`), nothing after the port",
-                    ));
-                }
-                v.to_string()
-            }
-            None => defaults::SLURMREST_URL.to_string(),
+            Some(u) => parse_slurmrest_url(&u.value).map_err(|problem| {
+                self.err(
+                    keys::JOB_SLURMREST_URL.name,
+                    Some(u.referenced.line()),
+                    problem,
+                    "write `http://HOST:PORT` (e.g. `http://slurm-head:6820`, nothing after the port) or \
+                     `unix:/PATH` of slurmrestd's socket (e.g. `unix:/run/slurmrestd/slurmrestd.socket`)",
+                )
+            })?,
+            None => SlurmRestUrl::Http(defaults::SLURMREST_URL.to_string()),
         };
         let file = match &j.slurmrest_token_file {
             Some(f) if !f.value.trim().is_empty() => Some(self.absolute(
@@ -472,7 +536,7 @@ impl JobConfig {
         use keys::*;
         use yaml::{opt, text as q};
         y.put(&JOB_EXECUTOR, self.executor.as_str().into());
-        y.put(&JOB_SLURMREST_URL, q(&self.slurmrest_url));
+        y.put(&JOB_SLURMREST_URL, q(&self.slurmrest_url.to_string()));
         y.put(
             &JOB_SLURMREST_TOKEN_FILE,
             opt(self

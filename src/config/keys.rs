@@ -363,7 +363,7 @@ pub const JOB_EXECUTOR: Key = key(
 pub const JOB_SLURMREST_URL: Key = key(
     "job.slurmrest_url",
     Text(defaults::SLURMREST_URL),
-    "with `executor: slurmrest`: slurmrestd's address, `http://HOST:PORT` (one kept-alive connection)",
+    "with `executor: slurmrest`: slurmrestd's address, `http://HOST:PORT` or its unix socket `unix:/PATH` (one kept-alive connection)",
 );
 /// `job.slurmrest_token_file`.
 pub const JOB_SLURMREST_TOKEN_FILE: Key = key(

@@ -49,6 +49,9 @@ pub use server::MariaTarget;
 pub use smtp::SmtpConfig;
 pub use watch::WatchConfig;
 
+// slurmrestd's address (`job.slurmrest_url`): TCP or a unix socket.
+pub use job::{SlurmRestUrl, parse_slurmrest_url};
+
 use raw::{RawConfig, S};
 
 /// The whole validated configuration.

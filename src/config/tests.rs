@@ -384,6 +384,61 @@ fn a_job_umask_that_is_not_octal_names_key_line_and_fix() {
 }
 
 #[test]
+fn slurmrestd_is_reached_over_tcp_or_its_unix_socket_and_a_bad_address_names_key_line_and_fix() {
+    let url = |v: &str| {
+        parse(&with_root(&format!(
+            "job:\n  wrap_cmd: echo\n  executor: slurmrest\n  slurmrest_url: {v}\n"
+        )))
+    };
+    for (written, want) in [
+        (
+            "http://slurm-head:6820",
+            SlurmRestUrl::Http("http://slurm-head:6820".into()),
+        ),
+        (
+            "unix:/run/slurmrestd/slurmrestd.socket",
+            SlurmRestUrl::Unix("/run/slurmrestd/slurmrestd.socket".into()),
+        ),
+        (
+            "http+unix://%2Frun%2Fslurmrestd%2Fslurmrestd.socket",
+            SlurmRestUrl::Unix("/run/slurmrestd/slurmrestd.socket".into()),
+        ),
+        (
+            "http+unix:///run/slurmrestd.sock",
+            SlurmRestUrl::Unix("/run/slurmrestd.sock".into()),
+        ),
+    ] {
+        let c = url(written).unwrap_or_else(|e| panic!("{written}: {e}"));
+        assert_eq!(c.job.slurmrest_url, want, "{written}");
+        // The effective config reads back as itself.
+        assert_eq!(parse(&c.to_yaml()).unwrap().job.slurmrest_url, want);
+    }
+    let long = format!("unix:/{}", "s".repeat(120));
+    for bad in [
+        "unix:run/slurmrestd.socket",
+        "http+unix://run%2Fsock",
+        "http+unix://%2Frun%zz",
+        "https://slurm-head:6820",
+        "http://slurm-head:6820/slurm",
+        "slurm-head:6820",
+        long.as_str(),
+    ] {
+        let e = url(bad).unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.line),
+            ("job.slurmrest_url", Some(6)),
+            "{bad}: {e}"
+        );
+        assert!(
+            e.fix.contains("unix:/PATH") && e.fix.contains("http://HOST:PORT"),
+            "{e}"
+        );
+    }
+    let e = url(&long).unwrap_err();
+    assert!(e.to_string().contains("at most 107"), "{e}");
+}
+
+#[test]
 fn effective_config_round_trips() {
     let c = parse(&with_root(
         "job:\n  wrap_cmd: echo hi\n  env: {A: b}\n  extra_args: [--qos=x]\n",

@@ -159,13 +159,13 @@ pub enum StartError {
     /// A new ledger cannot tell whether this root's directories ran before: accounting does not answer.
     #[error(
         "the ledger `{path}` is new, and Slurm's accounting cannot say whether this root's directories ran \
-         before ({error}); dirwatcher starts once `sacct` answers (or start with `--catch-up` to process every \
-         ready directory as new)"
+         before ({error}); dirwatcher starts once accounting answers (`sacct`, or slurmrestd with `executor: \
+         slurmrest`; or start with `--catch-up` to process every ready directory as new)"
     )]
     AccountingUnknown {
         /// The state file.
         path: PathBuf,
-        /// What sacct said.
+        /// What accounting (sacct or slurmrestd) said.
         error: String,
     },
     /// `metrics.listen` could not be bound.

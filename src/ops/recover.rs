@@ -64,7 +64,8 @@ pub fn recover(
         ..Report::default()
     };
     let mut jobs = Vec::new();
-    recover::walk(cfg, since, now, |w, n, batch| {
+    let history = recover::History::new(cfg);
+    recover::walk(&history, since, now, |w, n, batch| {
         report.windows = n;
         report.jobs_read += batch.len();
         jobs.extend(batch);
@@ -72,11 +73,14 @@ pub fn recover(
         true
     })
     .map_err(|e| {
-        anyhow::anyhow!("Slurm's accounting did not answer: {e}; try again when `sacct` works")
+        anyhow::anyhow!(
+            "Slurm's accounting did not answer: {e}; try again when {} works",
+            history.accounting_word()
+        )
     })?;
     let (found, unmatched) = recover::match_to_root(cfg, &names, &jobs);
     report.unmatched = unmatched;
-    let rows = rows_of(cfg, ledger.as_ref(), found, now, &mut report)?;
+    let rows = rows_of(cfg, &history, ledger.as_ref(), found, now, &mut report)?;
     if let (Some(mut l), false) = (ledger, dry_run) {
         // What the ledger already held (a directory recorded meanwhile) is said as known, not recorded.
         let done = l.insert_recovered(&rows, now)?;
@@ -130,6 +134,7 @@ fn open_ledger(
 /// write, one per recorded directory.
 fn rows_of(
     cfg: &Config,
+    history: &recover::History,
     ledger: Option<&Ledger>,
     found: Vec<Found>,
     now: Millis,
@@ -159,7 +164,7 @@ fn rows_of(
         let mut job = job;
         if state == GenState::Submitted
             && !recover::is_our_key(&job.comment)
-            && let Some(key) = recover::controller_comment(cfg, &job.job_id)
+            && let Some(key) = recover::controller_comment(history, &job.job_id)
         {
             job.comment = key;
         }

@@ -527,22 +527,94 @@ fn a_node_failure_requeues_the_job_and_it_has_one_outcome() {
     assert!(!d.log().contains(" ended "), "{}", d.log());
 }
 
-/// Restarts the controller without its job state; brings the cluster back up when dropped.
-struct JobIdReset;
+/// Which controller a test resets: the host's test cluster (`scripts/slurm-dev-cluster.sh`), or the site
+/// container's, from inside it (where `scripts/site-cluster.sh run-tests` runs this binary).
+#[derive(Clone, Copy)]
+enum Controller {
+    Host,
+    Site,
+}
+
+/// The site container's StateSaveLocation (`scripts/site-cluster.sh`'s slurm.conf).
+const SITE_STATE: &str = "/var/lib/slurm/slurmctld";
+
+fn systemctl(args: &[&str]) {
+    let st = Command::new("systemctl").args(args).status().unwrap();
+    assert!(st.success(), "systemctl {args:?}");
+}
+
+impl Controller {
+    /// Makes slurmctld forget its jobs and start job ids again at FirstJobId, accounting keeping every old
+    /// job.
+    fn reset_job_ids(self) {
+        match self {
+            Controller::Host => cluster(&["reset-job-ids"]),
+            Controller::Site => {
+                // The job counter is kept in job_state (`-c` alone keeps it); Slurm 26.05's slurmctld
+                // refuses to start without that file (22.05 took a deleted one), and `-c` starts it
+                // afresh on purpose, for this start only.
+                systemctl(&["stop", "slurmctld"]);
+                for e in std::fs::read_dir(SITE_STATE).unwrap().flatten() {
+                    if e.file_name().to_string_lossy().starts_with("job_state") {
+                        std::fs::remove_file(e.path()).unwrap();
+                    }
+                }
+                systemctl(&["set-environment", "SLURMCTLD_OPTIONS=-c"]);
+                let started = Command::new("systemctl")
+                    .args(["start", "slurmctld"])
+                    .status()
+                    .unwrap();
+                systemctl(&["unset-environment", "SLURMCTLD_OPTIONS"]);
+                assert!(started.success(), "systemctl start slurmctld (-c)");
+                wait_for(
+                    Duration::from_secs(60),
+                    "slurmctld and the node to answer",
+                    || {
+                        let node = Command::new("sinfo")
+                            .args(["-h", "-o", "%T"])
+                            .output()
+                            .ok()?;
+                        let node = String::from_utf8_lossy(&node.stdout).into_owned();
+                        ["idle", "mixed", "allocated"]
+                            .iter()
+                            .any(|s| node.lines().next() == Some(*s))
+                            .then_some(())
+                    },
+                );
+            }
+        }
+    }
+
+    fn restore(self) {
+        match self {
+            Controller::Host => {
+                let _ = Command::new("bash")
+                    .arg(cluster_script())
+                    .arg("up")
+                    .output();
+            }
+            Controller::Site => {
+                let _ = Command::new("systemctl")
+                    .args(["start", "slurmctld"])
+                    .status();
+            }
+        }
+    }
+}
+
+/// Restarts the controller without its job state; brings it back up when dropped.
+struct JobIdReset(Controller);
 
 impl JobIdReset {
-    fn now() -> JobIdReset {
-        cluster(&["reset-job-ids"]);
-        JobIdReset
+    fn now(c: Controller) -> JobIdReset {
+        c.reset_job_ids();
+        JobIdReset(c)
     }
 }
 
 impl Drop for JobIdReset {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(cluster_script())
-            .arg("up")
-            .output();
+        self.0.restore();
     }
 }
 
@@ -555,7 +627,7 @@ fn reused_job_ids_never_delete_a_directory_before_its_job_ran() {
     if !slurm_available("job_id_reuse") {
         return;
     }
-    reused_job_ids(TestEnv::slurm("reuse"));
+    reused_job_ids(TestEnv::slurm("reuse"), Controller::Host);
 }
 
 /// The same job-ID reuse with the ledger on a MariaDB server.
@@ -570,12 +642,26 @@ fn reused_job_ids_on_a_mariadb_ledger_never_delete_a_directory_before_its_job_ra
     let Some(db) = mariadb::MariaDb::start(test, env.tmp.path()) else {
         return;
     };
-    reused_job_ids(db.ledger_for(env, "dw_reuse"));
+    reused_job_ids(db.ledger_for(env, "dw_reuse"), Controller::Host);
+}
+
+/// The same job-ID reuse through slurmrestd (`executor: slurmrest`): the site container's controller reset
+/// from inside it (`scripts/site-cluster.sh --suite sid run-tests <this binary> over_slurmrestd`; on the
+/// host, with no slurmrestd, it says SKIPPED unless `DIRWATCHER_REQUIRE_SLURMREST=1`).
+#[test]
+fn reused_job_ids_over_slurmrestd_never_delete_a_directory_before_its_job_ran() {
+    let _s = serial();
+    let test = "reused_job_ids_over_slurmrestd_never_delete_a_directory_before_its_job_ran";
+    if !harness::rest::slurmrest_available(test) {
+        return;
+    }
+    let (env, _token) = harness::rest::rest_env("rest-reuse");
+    reused_job_ids(env, Controller::Site);
 }
 
 /// Old jobs in accounting hold the ids a new burst gets (the controller's id counter reset): no directory
 /// is deleted before its own job ran.
-fn reused_job_ids(env: TestEnv) {
+fn reused_job_ids(env: TestEnv, controller: Controller) {
     let marks = tempfile::Builder::new()
         .prefix("dw-marks-")
         .tempdir_in("/tmp")
@@ -590,7 +676,7 @@ fn reused_job_ids(env: TestEnv) {
         ))
         .behavior("delete_on_success: true");
     let names: Vec<String> = (0..12).map(|i| format!("dir{i:02}")).collect();
-    let _reset = JobIdReset::now();
+    let _reset = JobIdReset::now(controller);
     // Old jobs with the ids the burst will get: same names, another ledger's keys, COMPLETED.
     let mut old = Vec::new();
     for (i, n) in names.iter().enumerate() {
@@ -623,7 +709,7 @@ fn reused_job_ids(env: TestEnv) {
             },
         );
     }
-    cluster(&["reset-job-ids"]);
+    controller.reset_job_ids();
     let dirs: Vec<_> = names.iter().map(|n| env.ready_dir(n)).collect();
     let d = env.start();
     let mut ours = Vec::new();
@@ -761,7 +847,49 @@ fn recover_from_slurm_rebuilds_a_lost_ledger_and_nothing_runs_twice() {
     if !slurm_available("recover_from_slurm_rebuilds_a_lost_ledger_and_nothing_runs_twice") {
         return;
     }
-    let mut env = TestEnv::slurm("recover");
+    recover_rebuilds_a_lost_ledger(TestEnv::slurm("recover"), 50, &[]);
+}
+
+/// The same on a host that is not a Slurm client: `executor: slurmrest`, and the daemon and `recover`
+/// run with a `PATH` that has no `sbatch`, `squeue`, `sacct`, `scancel` or `scontrol` (only `sh` and
+/// `sleep`, which the jobs run): the first start asks accounting through slurmrestd, and so does
+/// `recover --from-slurm` (in the site container: `scripts/site-cluster.sh run-tests <this binary>
+/// over_slurmrestd`).
+#[test]
+fn recover_from_slurm_over_slurmrestd_on_a_host_without_slurm_tools() {
+    let _s = serial();
+    let test = "recover_from_slurm_over_slurmrestd_on_a_host_without_slurm_tools";
+    if !harness::rest::slurmrest_available(test) {
+        return;
+    }
+    let (env, _token) = harness::rest::rest_env("rest-recover");
+    let bin = env.tmp.path().join("no-slurm-bin");
+    std::fs::create_dir(&bin).unwrap();
+    for tool in ["sh", "sleep"] {
+        let at = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .unwrap();
+        let at = String::from_utf8(at.stdout).unwrap();
+        std::os::unix::fs::symlink(at.trim(), bin.join(tool)).unwrap();
+    }
+    for tool in ["sbatch", "squeue", "sacct", "scancel", "scontrol"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .env("PATH", &bin)
+            .output()
+            .unwrap();
+        assert!(!found.status.success(), "{tool} is on the test's PATH");
+    }
+    recover_rebuilds_a_lost_ledger(env, 12, &[("PATH", bin.as_os_str())]);
+}
+
+/// `n` processed, kept directories (and one still running); the whole state directory lost. The next
+/// start (the daemon's environment `envs`) finds the jobs in accounting and refuses; `recover
+/// --from-slurm` rebuilds the ledger; then nothing of them runs again, the running one is followed to its
+/// end, and a new directory runs.
+fn recover_rebuilds_a_lost_ledger(env: TestEnv, n: usize, envs: &[(&str, &std::ffi::OsStr)]) {
+    let mut env = env;
     env.state = env.tmp.path().join("state").join("state.db");
     // Slurm's own output place (in the data directory): the root holds no trace of the ledger but the data.
     let go = env.tmp.path().join("go");
@@ -772,13 +900,13 @@ fn recover_from_slurm_rebuilds_a_lost_ledger_and_nothing_runs_twice() {
         ))
         .job("output: \"\"")
         .watch("stability_checks: 1");
-    let dirs: Vec<PathBuf> = (0..50).map(|i| env.ready_dir(format!("r{i:02}"))).collect();
+    let dirs: Vec<PathBuf> = (0..n).map(|i| env.ready_dir(format!("r{i:02}"))).collect();
     // One more still runs when the ledger is lost: recovered as in flight, followed to its end.
     let running = env.root.join("running");
     std::fs::create_dir(&running).unwrap();
     std::fs::write(running.join("SLOW"), "").unwrap();
     let running = env.ready_dir("running");
-    let mut d = env.start();
+    let mut d = env.start_env(&[], envs);
     for dir in &dirs {
         let g = env.wait_final(dir, Duration::from_secs(120));
         assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{g:?}");
@@ -797,21 +925,25 @@ fn recover_from_slurm_rebuilds_a_lost_ledger_and_nothing_runs_twice() {
         (squeue_state(&running_job) == "RUNNING").then_some(())
     });
     d.stop();
-    let last_job = env.history(&dirs[49]).pop().unwrap().job_id.unwrap();
+    let last_job = env.history(&dirs[n - 1]).pop().unwrap().job_id.unwrap();
     // Accounting has the job (and its comment) before the test goes on.
     wait_for(
         Duration::from_secs(60),
         "sacct to show the last job's comment",
         || {
-            sacct_field(&last_job, &env.job_name("r49"), "Comment")
-                .starts_with("dw-")
-                .then_some(())
+            sacct_field(
+                &last_job,
+                &env.job_name(&format!("r{:02}", n - 1)),
+                "Comment",
+            )
+            .starts_with("dw-")
+            .then_some(())
         },
     );
     std::fs::remove_dir_all(env.state_file().parent().unwrap()).unwrap();
 
     let log = env.tmp.path().join("refused.log");
-    let mut refused = Daemon::spawn(&env.write_config(), &log, &[]);
+    let mut refused = Daemon::spawn_env(&env.write_config(), &log, &[], envs);
     let st = refused.wait_exit(Duration::from_secs(30));
     let log = refused.log();
     assert_eq!(st.code(), Some(2), "{log}");
@@ -823,6 +955,7 @@ fn recover_from_slurm_rebuilds_a_lost_ledger_and_nothing_runs_twice() {
     let out = Command::new(BIN)
         .args(["recover", "--from-slurm", "--config"])
         .arg(env.config_path())
+        .envs(envs.iter().copied())
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&out.stdout);
@@ -832,7 +965,7 @@ fn recover_from_slurm_rebuilds_a_lost_ledger_and_nothing_runs_twice() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        report.contains("recorded 51 directorie(s): 50 completed")
+        report.contains(&format!("recorded {} directorie(s): {n} completed", n + 1))
             && report.contains(" 1 in flight"),
         "{report}"
     );
@@ -853,7 +986,7 @@ fn recover_from_slurm_rebuilds_a_lost_ledger_and_nothing_runs_twice() {
     }
 
     let new = env.ready_dir("new");
-    let _d = env.start();
+    let _d = env.start_env(&[], envs);
     let g = env.wait_final(&new, Duration::from_secs(120));
     assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{g:?}");
     // The recovered job in flight is followed to its end, by the daemon of the new ledger.

@@ -646,3 +646,79 @@ pub mod slurm {
 pub fn bytes_of(p: &Path) -> Vec<u8> {
     p.as_os_str().as_bytes().to_vec()
 }
+
+/// slurmrestd (`executor: slurmrest`): the site container's (JWT, `127.0.0.1:6820` and a unix socket, set
+/// up by `scripts/site-cluster.sh`). Where none answers, a test says SKIPPED, and fails instead with
+/// `DIRWATCHER_REQUIRE_SLURMREST=1` (`site-cluster.sh run-tests` sets it).
+pub mod rest {
+    use super::*;
+    use std::net::{SocketAddr, TcpStream};
+
+    pub const REST: &str = "127.0.0.1:6820";
+    /// slurmrestd's unix socket in the site container (the same slurmrestd listens on both).
+    pub const REST_SOCKET: &str = "/run/slurmrestd/slurmrestd.socket";
+
+    /// The REST tests one at a time: one of them stops slurmrestd, which the others would take for an outage.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+        ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn slurmrest_available(test: &str) -> bool {
+        let addr: SocketAddr = REST.parse().unwrap();
+        let ok = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok();
+        if !ok {
+            if std::env::var("DIRWATCHER_REQUIRE_SLURMREST").is_ok_and(|v| v == "1") {
+                panic!(
+                    "{test}: slurmrestd is required (DIRWATCHER_REQUIRE_SLURMREST=1) but nothing answers on {REST}; \
+                     run the suite in the site container (`scripts/site-cluster.sh up`, then `run-tests`)"
+                );
+            }
+            eprintln!("SKIPPED {test}: no slurmrestd on {REST} (the site container has one)");
+        }
+        ok
+    }
+
+    /// A token for the user running the tests, as `scontrol token` prints it (`SLURM_JWT=…`).
+    pub fn token(lifespan_sec: u32) -> String {
+        let user =
+            String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
+        let out = Command::new("scontrol")
+            .args([
+                "token",
+                &format!("username={}", user.trim()),
+                &format!("lifespan={lifespan_sec}"),
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "scontrol token: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A Slurm environment that submits through slurmrestd, its token in a private file; returns the file.
+    pub fn rest_env(name: &str) -> (TestEnv, PathBuf) {
+        let env = TestEnv::slurm(name);
+        let file = env.config_path().parent().unwrap().join("slurm.jwt");
+        write_token(&file, &token(600));
+        let env = env.job("executor: slurmrest").job(&format!(
+            "slurmrest_token_file: {}",
+            serde_json::to_string(&file.to_string_lossy()).unwrap()
+        ));
+        (env, file)
+    }
+
+    pub fn write_token(file: &Path, text: &str) {
+        use std::os::unix::fs::OpenOptionsExt;
+        let tmp = file.with_extension("tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        std::fs::rename(tmp, file).unwrap();
+    }
+}

@@ -72,32 +72,39 @@ fn a_job_no_source_ever_shows_becomes_lost_and_retry_resubmits_it() {
     need_slurm!("a_job_no_source_ever_shows_becomes_lost_and_retry_resubmits_it");
     // The one thing a real cluster cannot do on demand: answer sbatch with the id of a job it never
     // creates. The first sbatch prints such an id; later ones are the real sbatch.
-    let env = TestEnv::slurm("lost")
-        .job("wrap_cmd: true")
-        .job("lost_after_sec: 4")
-        .behavior("delete_on_success: true");
+    let env = TestEnv::slurm("lost");
     let calls = env.tmp.path().join("calls");
-    let prom = env.tmp.path().join("metrics.prom");
     let body = format!(
-        "echo x >> '{calls}'\nif [ \"$(wc -l < '{calls}')\" = 1 ]; then echo 66999999; exit 0; fi\nexec \"$REAL_SBATCH\" \"$@\"\n",
+        "echo x >> '{calls}'\nif [ \"$(wc -l < '{calls}')\" = 1 ]; then echo {LOST_ID}; exit 0; fi\nexec \"$REAL_SBATCH\" \"$@\"\n",
         calls = calls.display()
     );
     let path = fake_sbatch(&env, body.as_str());
+    lost_job_is_said_and_retry_resubmits_it(env, &[("PATH", path.as_ref())]);
+}
+
+/// The id the first submission is answered with: no job has it, ever.
+pub const LOST_ID: &str = "66999999";
+
+/// The first submission of `env` is answered with [`LOST_ID`] and creates no job (the daemon started
+/// with `envs`): the job becomes `lost` after `lost_after_sec`, once, loudly (log, metric, status), its
+/// directory kept and no failure recorded; `dirwatcher retry` resubmits it and the new job completes
+/// (shared with the REST back end's tests: the same rules over another transport).
+pub fn lost_job_is_said_and_retry_resubmits_it(env: TestEnv, envs: &[(&str, &std::ffi::OsStr)]) {
+    let env = env
+        .job("wrap_cmd: true")
+        .job("lost_after_sec: 4")
+        .behavior("delete_on_success: true");
+    let prom = env.tmp.path().join("metrics.prom");
     let mut y = std::fs::read_to_string(env.write_config()).unwrap();
     y += &format!("metrics:\n  textfile: {:?}\n", prom.display().to_string());
     let cfg = env.config_path();
     let dir = env.ready_dir("case");
     std::fs::write(&cfg, y).unwrap();
-    let d = Daemon::spawn_env(
-        &cfg,
-        &env.tmp.path().join("daemon.log"),
-        &[],
-        &[("PATH", path.as_ref())],
-    );
+    let d = Daemon::spawn_env(&cfg, &env.tmp.path().join("daemon.log"), &[], envs);
     let g = env.wait_final(&dir, Duration::from_secs(60));
     assert_eq!(
         (g.state.as_str(), g.job_id.as_deref()),
-        ("lost", Some("66999999"))
+        ("lost", Some(LOST_ID))
     );
     let waited = g.finished_at.unwrap() - g.submitted_at.unwrap();
     assert!(
@@ -115,7 +122,7 @@ fn a_job_no_source_ever_shows_becomes_lost_and_retry_resubmits_it() {
     });
     let st = env.status();
     assert_eq!(st["counts"]["lost"], 1, "{st}");
-    assert_eq!(st["lost"][0]["job_id"], "66999999", "{st}");
+    assert_eq!(st["lost"][0]["job_id"], LOST_ID, "{st}");
     assert!(dir.exists(), "a lost job's directory was deleted");
     assert!(
         env.failures().is_empty(),

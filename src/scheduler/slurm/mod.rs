@@ -11,9 +11,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub mod cli;
+pub mod history;
 mod parse;
 pub mod rest;
 pub mod steady;
+mod unix;
 
 use super::{
     CancelError, JobRow, JobSpec, QueryError, Scheduler, Sightings, SubmitError, TrackedJob,
@@ -25,6 +27,7 @@ pub use cli::{
     Cli, SQUEUE_BY_USER_ABOVE, STARTTIME_MARGIN, run_test_only, sbatch_invocation,
     scancel_invocation, squeue_selections, starttime_arg, test_only_invocation,
 };
+pub use history::EarlierJob;
 pub use parse::{
     SACCT_FIELDS, SQUEUE_FIELDS, detail_text, epoch_ms, find_key, find_uncommented_since,
     is_job_id, parse_parsable, parse_sacct, parse_squeue, parse_squeue_line, parse_squeue_of,
@@ -32,6 +35,77 @@ pub use parse::{
     time_used_secs, wait_status,
 };
 use steady::{Memo, Reading};
+
+/// The slurmrestd transport of `cfg` (`job.slurmrest_url`, the token from `job.slurmrest_token_file` or
+/// the daemon's `SLURM_JWT`).
+fn rest_of(cfg: &Config) -> rest::Rest {
+    let source = match &cfg.job.slurmrest_token_file {
+        Some(f) => rest::TokenSource::File(f.clone()),
+        None => rest::TokenSource::Env(std::env::var("SLURM_JWT").unwrap_or_default()),
+    };
+    rest::Rest::new(cfg, &cfg.job.slurmrest_url, source)
+}
+
+/// Accounting asked about this user's jobs in a window of time (a new ledger's start, `recover
+/// --from-slurm`), the way the config asks Slurm: `sacct`/`squeue`, or slurmrestd with `executor:
+/// slurmrest` (a host with no Slurm client). One connection for all of its calls.
+#[derive(Debug)]
+pub struct History {
+    how: How,
+    timeout: Duration,
+}
+
+impl History {
+    /// For this config.
+    pub fn new(cfg: &Config) -> Self {
+        let how = match cfg.job.executor {
+            crate::config::ExecutorKind::SlurmRest => How::Rest(rest_of(cfg)),
+            _ => How::Cli(Cli::new(cfg)),
+        };
+        History {
+            how,
+            timeout: cfg.job.command_timeout,
+        }
+    }
+
+    /// `slurm` or `slurmrest`, for the log.
+    pub fn name(&self) -> &'static str {
+        match self.how {
+            How::Cli(_) => "slurm",
+            How::Rest(_) => "slurmrest",
+        }
+    }
+
+    /// How accounting is asked, in the operator's words (`sacct`, `slurmrestd's slurmdb`).
+    pub fn accounting_word(&self) -> String {
+        format!("`{}`", self.how.accounting_word())
+    }
+
+    /// The widest window one call should ask about: `sacct` prints a line per job, any window; slurmrestd
+    /// answers in JSON of a few KB per job, read up to [`rest::ANSWER_LIMIT`]: a day at a time.
+    pub fn widest_window_secs(&self) -> u64 {
+        match self.how {
+            How::Cli(_) => u64::MAX,
+            How::Rest(_) => 86400,
+        }
+    }
+
+    /// The jobs that were eligible between `from_secs_ago` and `to_secs_ago` (0: now).
+    pub fn jobs(&self, from_secs_ago: u64, to_secs_ago: u64) -> Result<Vec<EarlierJob>, String> {
+        match &self.how {
+            How::Cli(_) => history::sacct(self.timeout, from_secs_ago, to_secs_ago),
+            How::Rest(r) => r.earlier_jobs(from_secs_ago, to_secs_ago),
+        }
+    }
+
+    /// The comment the controller shows for job `id` (accounting may not show a running job's yet).
+    pub fn controller_comment(&self, id: &str) -> Option<String> {
+        match &self.how {
+            How::Cli(_) => history::squeue_comment(self.timeout, id),
+            How::Rest(r) => r.controller_comment(id),
+        }
+    }
+}
 
 /// How Slurm is asked.
 #[derive(Debug)]
@@ -66,15 +140,7 @@ impl Slurm {
     /// A Slurm back end that asks slurmrestd (`job.slurmrest_url`, the token from
     /// `job.slurmrest_token_file` or the daemon's `SLURM_JWT`).
     pub fn rest(cfg: &Config) -> Self {
-        let source = match &cfg.job.slurmrest_token_file {
-            Some(f) => rest::TokenSource::File(f.clone()),
-            None => rest::TokenSource::Env(std::env::var("SLURM_JWT").unwrap_or_default()),
-        };
-        Slurm::with(How::Rest(rest::Rest::new(
-            cfg,
-            &cfg.job.slurmrest_url,
-            source,
-        )))
+        Slurm::with(How::Rest(rest_of(cfg)))
     }
 
     fn with(how: How) -> Self {
@@ -854,7 +920,7 @@ mod tests {
     fn sbatch_argv_matches_the_seed_example() {
         let job = JobConfig {
             executor: ExecutorKind::Slurm,
-            slurmrest_url: String::new(),
+            slurmrest_url: crate::config::SlurmRestUrl::Http(String::new()),
             slurmrest_token_file: None,
             command: JobCommand::Wrap("python3 /opt/dirwatcher/process_dir.py".into()),
             partition: Some("main".into()),
