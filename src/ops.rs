@@ -452,6 +452,9 @@ pub enum SlurmCheck {
 pub fn check_slurm(cfg: &Config) -> (SlurmCheck, String, String) {
     use crate::scheduler::{Acceptance, Preflight};
     let mut sched = crate::scheduler::from_config(cfg);
+    if let Some(refusal) = array_limit_refusal(cfg, sched.as_mut()) {
+        return refusal;
+    }
     let t = std::time::Instant::now();
     let preflight = sched.preflight();
     let took_ms = t.elapsed().as_millis() as u64;
@@ -521,6 +524,41 @@ pub fn check_slurm(cfg: &Config) -> (SlurmCheck, String, String) {
             out,
             format!("error: cannot ask slurm: {e}\n"),
         ),
+    }
+}
+
+/// `job.array_max` against the cluster's `MaxArraySize` (read from the controller): above it, every array
+/// would be refused, which is a configuration error (exit 2) named by its key and line.
+fn array_limit_refusal(
+    cfg: &Config,
+    sched: &mut dyn crate::scheduler::Scheduler,
+) -> Option<(SlurmCheck, String, String)> {
+    let arrays = cfg.job.arrays?;
+    match sched.array_limit()? {
+        Ok(limit) if arrays.max <= limit => None,
+        Ok(limit) => {
+            let e = crate::config::ConfigError {
+                file: cfg.source.clone(),
+                key: crate::config::keys::JOB_ARRAY_MAX.name.into(),
+                line: arrays.line,
+                problem: format!(
+                    "{} tasks per array is above this cluster's `MaxArraySize` ({limit}, from `scontrol show config`): slurm would refuse every array",
+                    arrays.max
+                ),
+                fix: format!(
+                    "write `array_max: {limit}` or less (or raise `MaxArraySize` in slurm.conf)"
+                ),
+                detail: None,
+            };
+            Some((SlurmCheck::Refused, String::new(), format!("error: {e}\n")))
+        }
+        Err(why) => Some((
+            SlurmCheck::Unknown,
+            String::new(),
+            format!(
+                "error: cannot read the cluster's `MaxArraySize` for `job.array_max`: {why}\n  check that the controller answers (`scontrol show config`)\n"
+            ),
+        )),
     }
 }
 

@@ -151,6 +151,12 @@ pub trait Scheduler: Send {
         job_name: &str,
         since: Millis,
     ) -> Result<Option<String>, QueryError>;
+    /// The most tasks one job array may have here (Slurm's `MaxArraySize`), asked of the scheduler, for
+    /// the check of `job.array_max`; `None` for a back end that submits no arrays, `Some(Err)` with the
+    /// reason when it could not be asked.
+    fn array_limit(&mut self) -> Option<Result<u32, String>> {
+        None
+    }
     /// Ends this job (`scancel`, restricted to its job name so a reused id of a stranger's job is left
     /// alone; the local runner is sent SIGTERM and records CANCELLED). `Ok` also when the job had already
     /// ended: either way it runs no more.

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::parse::{
-    SACCT_FIELDS, SQUEUE_FIELDS, find_key, find_uncommented_since, parse_parsable, parse_sacct,
-    sbatch_refusal_is_certain, scancel_found_it_ended, split_job_id,
+    SACCT_FIELDS, SQUEUE_FIELDS, find_key, find_uncommented_since, parse_max_array_size,
+    parse_parsable, parse_sacct, sbatch_refusal_is_certain, scancel_found_it_ended, split_job_id,
 };
 use super::steady::{Memo, Reading};
 use super::{IDS_PER_CALL, by_cluster, now_ms};
@@ -196,6 +196,15 @@ impl Cli {
             return Ok(Some(id));
         }
         Ok(None)
+    }
+
+    /// The controller's `MaxArraySize` (`scontrol show config`): an array's task indices run from 0 to one
+    /// less than it.
+    pub fn max_array_size(&self) -> Result<u32, String> {
+        let inv = Invocation::new("scontrol").arg("show").arg("config");
+        let out = process::run(&inv, self.timeout).map_err(|e| crate::logging::error_chain(&e))?;
+        parse_max_array_size(&out.stdout)
+            .ok_or_else(|| "`scontrol show config` printed no `MaxArraySize = N` line".to_string())
     }
 
     /// `sbatch --test-only` about the job the daemon would submit (see [`test_only_invocation`]).

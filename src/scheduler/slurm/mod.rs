@@ -200,6 +200,13 @@ impl Scheduler for Slurm {
         }
     }
 
+    fn array_limit(&mut self) -> Option<Result<u32, String>> {
+        match &self.how {
+            How::Cli(c) => Some(c.max_array_size()),
+            How::Rest(_) => None,
+        }
+    }
+
     fn cancel(&mut self, job: &TrackedJob) -> Result<(), CancelError> {
         match &self.how {
             How::Cli(c) => c.scancel(job),
@@ -525,6 +532,14 @@ mod tests {
             .max()
             .unwrap();
         assert!(longest < 20_000, "one argument of {longest} bytes");
+    }
+
+    #[test]
+    fn max_array_size_is_read_from_scontrol_show_config() {
+        let out = "MaxArraySize            = 1001\nMaxJobCount             = 50000\n";
+        assert_eq!(parse::parse_max_array_size(out), Some(1001));
+        assert_eq!(parse::parse_max_array_size("MaxJobCount = 5\n"), None);
+        assert_eq!(parse::parse_max_array_size("MaxArraySize = x\n"), None);
     }
 
     #[test]
@@ -876,6 +891,7 @@ mod tests {
             umask: 0o022,
             submit_concurrency: 4,
             submit_rate: None,
+            arrays: None,
         };
         let spec = JobSpec {
             dir_path: "/data/incoming/case 1".into(),

@@ -43,6 +43,14 @@ pub fn parse_parsable(stdout: &str) -> Option<String> {
     }
 }
 
+/// `MaxArraySize` from `scontrol show config` (`MaxArraySize           = 1001`).
+pub fn parse_max_array_size(stdout: &str) -> Option<u32> {
+    stdout.lines().find_map(|l| {
+        let (name, value) = l.split_once('=')?;
+        (name.trim() == "MaxArraySize").then(|| value.trim().parse().ok())?
+    })
+}
+
 /// Splits a stored job id into `(id, cluster)`.
 pub fn split_job_id(job_id: &str) -> (&str, Option<&str>) {
     match job_id.split_once(';') {
