@@ -293,6 +293,14 @@ impl Validator<'_> {
                 "write `array_max: 0`, or `wrap_cmd: /path/to/script` instead of `job_script` (the directory is its one argument, as now)",
             ));
         }
+        if matches!(&j.output, Some(o) if o.value.trim().is_empty()) {
+            return Err(self.err(
+                keys::JOB_ARRAY_MAX.name,
+                line,
+                "`output: \"\"` puts a job's output in its directory, and an array's tasks share one working directory for it",
+                "drop `output: \"\"` (the default puts each task's output under the root's `.dirwatcher/logs`), or write `array_max: 0`",
+            ));
+        }
         Ok(Some(ArrayPolicy {
             max,
             throttle: (throttle > 0).then_some(throttle),

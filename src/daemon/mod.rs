@@ -8,6 +8,7 @@
 //! committed intent, declare a job failed because a query failed, hold the ledger busy across a child
 //! process, or decide inline what the engine decides.
 
+mod arrays;
 mod dispatch;
 mod flight;
 mod known;
