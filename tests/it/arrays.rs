@@ -286,3 +286,321 @@ fn each_task_is_its_directorys_own_job_and_a_failed_one_is_retried_alone() {
     assert_eq!(g.job_name, env.job_name("bad"));
     assert_eq!(wait_jobs_named(&env.job_name("bad")).len(), 1);
 }
+
+/// The daemon is killed (SIGKILL) after the array's `sbatch` created it and before its answer came back:
+/// started again, it finds the array by its key and adopts it — every directory gets its task, no second
+/// array is submitted, and each directory's job runs once.
+#[test]
+fn a_daemon_killed_during_the_arrays_sbatch_adopts_the_array_and_submits_no_second() {
+    need_slurm!("a_daemon_killed_during_the_arrays_sbatch_adopts_the_array_and_submits_no_second");
+    let env = TestEnv::slurm("arrkill")
+        .job("wrap_cmd: true")
+        .job("array_max: 10");
+    let answered = env.tmp.path().join("answered");
+    // The real sbatch submits the array; its answer never reaches the daemon, which is killed meanwhile.
+    let body = format!(
+        "out=$(\"$REAL_SBATCH\" \"$@\")\necho \"$out\" > '{a}'\nexec sleep 30\n",
+        a = answered.display()
+    );
+    let path = fake_sbatch(&env, &body);
+    let dirs: Vec<PathBuf> = (0..6).map(|i| env.root.join(format!("k{i}"))).collect();
+    for d in &dirs {
+        std::fs::create_dir(d).unwrap();
+        std::fs::write(d.join("_READY"), "").unwrap();
+    }
+    let mut d = env.start_env(&[], &[("PATH", path.as_ref())]);
+    let array = wait_for(Duration::from_secs(60), "the array to be submitted", || {
+        std::fs::read_to_string(&answered)
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    });
+    d.kill9();
+    // Killed between the commit and the answer: every record is uncertain, in the one array.
+    let l = env.open_ledger();
+    let gens: Vec<Generation> = dirs
+        .iter()
+        .map(|d| l.history(d.file_name().unwrap()).unwrap().pop().unwrap())
+        .collect();
+    drop(l);
+    assert!(
+        gens.iter().all(|g| g.uncertain && g.job_id.is_none()),
+        "{gens:?}"
+    );
+    let name = gens[0].scheduler_name().to_string();
+    assert!(gens.iter().all(|g| g.scheduler_name() == name));
+
+    let d = env.start();
+    for dir in &dirs {
+        let g = env.wait_final(dir, SLURM_DEADLINE);
+        assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{g:?}");
+        let task = g.array.as_ref().unwrap().task;
+        assert_eq!(g.job_id, Some(format!("{array}_{task}")), "{g:?}");
+        assert_eq!(
+            env.history(dir).len(),
+            1,
+            "one record for {}",
+            dir.display()
+        );
+    }
+    let log = d.log();
+    assert_eq!(log.matches("adopted job").count(), 6, "{log}");
+    assert!(
+        !log.contains("submitted job array"),
+        "a second array: {log}"
+    );
+    // Slurm's own word: one array with this name, six tasks, each run once.
+    let jobs = wait_for(
+        Duration::from_secs(30),
+        "accounting to list the 6 tasks",
+        || {
+            let out = Command::new("sacct")
+                .args(["-X", "-n", "-P", "--format=JobID", "--starttime=now-3600"])
+                .arg(format!("--name={name}"))
+                .output()
+                .unwrap();
+            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect();
+            (ids.len() == 6 && ids.iter().all(|i| !i.contains('['))).then_some(ids)
+        },
+    );
+    assert!(
+        jobs.iter().all(|j| j.starts_with(&format!("{array}_"))),
+        "{jobs:?}"
+    );
+}
+
+/// A task Slurm requeues while it runs is one job with one outcome, recorded after its last run: the
+/// directory is deleted once, after the second run, and the array's other task is not disturbed.
+#[test]
+fn a_task_requeued_while_running_has_one_outcome_after_its_last_run() {
+    need_slurm!("a_task_requeued_while_running_has_one_outcome_after_its_last_run");
+    let runs = |env: &TestEnv, dir: &PathBuf| {
+        std::fs::read_to_string(env.tmp.path().join("runs"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| *l == dir.to_string_lossy())
+            .count()
+    };
+    let env = TestEnv::slurm("arrrequeue")
+        .job("wrap_cmd: sh -c 'echo \"$1\" >> \"$RUNS\"; sleep 6; test -f \"$1/data.txt\"' job")
+        .job("array_max: 10")
+        .behavior("delete_on_success: true");
+    let runs_at = env.tmp.path().join("runs").display().to_string();
+    let env = env.job(&format!("env: {{RUNS: {runs_at:?}}}"));
+    let dirs = [env.root.join("a"), env.root.join("b")];
+    for d in &dirs {
+        std::fs::create_dir(d).unwrap();
+        std::fs::write(d.join("data.txt"), "payload\n").unwrap();
+        std::fs::write(d.join("_READY"), "").unwrap();
+    }
+    let d = env.start();
+    let job = env.wait_job_id(&dirs[0], Duration::from_secs(60));
+    assert!(job.contains('_'), "a task: {job}");
+    wait_for(Duration::from_secs(60), "the first run to start", || {
+        (runs(&env, &dirs[0]) == 1).then_some(())
+    });
+    let out = Command::new("scontrol")
+        .args(["requeue", &job])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scontrol requeue {job}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    start_now(&job, std::time::SystemTime::now());
+    assert!(
+        dirs[0].exists(),
+        "deleted while a later run could still start"
+    );
+    let g = env.history(&dirs[0]).pop().unwrap();
+    assert_eq!(g.finished_at, None, "an outcome before the last run: {g:?}");
+    let g = env.wait_final(&dirs[0], Duration::from_secs(90));
+    assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{g:?}");
+    assert_eq!(runs(&env, &dirs[0]), 2, "the task did not run twice");
+    assert_eq!(env.history(&dirs[0]).len(), 1, "one job, one record");
+    let other = env.wait_final(&dirs[1], Duration::from_secs(90));
+    assert_eq!(other.final_state.as_deref(), Some("COMPLETED"), "{other:?}");
+    assert_eq!(runs(&env, &dirs[1]), 1);
+    assert!(env.failures().is_empty(), "{:?}", env.failures());
+    for dir in &dirs {
+        wait_for(
+            Duration::from_secs(10),
+            "the directory to be deleted",
+            || (!dir.exists()).then_some(()),
+        );
+    }
+    let log = d.log();
+    assert_eq!(
+        log.matches("COMPLETED; the directory will be deleted")
+            .count(),
+        2,
+        "{log}"
+    );
+}
+
+/// Job ids are reused on this cluster (its id counter was reset while accounting kept the jobs): arrays
+/// whose ids, and whose tasks' own ids, older jobs in accounting hold run on their data before any
+/// directory is deleted — each task is judged by its array's key, never by an old record of its id.
+#[test]
+fn arrays_whose_ids_older_jobs_held_delete_no_directory_before_its_task_ran() {
+    need_slurm!("arrays_whose_ids_older_jobs_held_delete_no_directory_before_its_task_ran");
+    let marks = tempfile::Builder::new()
+        .prefix("dw-marks-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let env = TestEnv::slurm("arrreuse")
+        .job("wrap_cmd: sh -c 'sleep 2; test -f \"$1/data.txt\" && echo ok > \"$MARKS/${1##*/}\"' job")
+        .job(&format!(
+            "env: {{MARKS: {:?}}}",
+            marks.path().display().to_string()
+        ))
+        .job("array_max: 6")
+        .behavior("delete_on_success: true");
+    let names: Vec<String> = (0..12).map(|i| format!("dir{i:02}")).collect();
+    let dirs: Vec<PathBuf> = names
+        .iter()
+        .map(|n| {
+            let d = env.root.join(n);
+            std::fs::create_dir(&d).unwrap();
+            std::fs::write(d.join("data.txt"), "payload\n").unwrap();
+            std::fs::write(d.join("_READY"), "").unwrap();
+            d
+        })
+        .collect();
+    let intent = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1;
+    advance_to_reused_ids(&env, 16);
+    let _d = env.start();
+    let mut arrays = Vec::new();
+    for (n, dir) in names.iter().zip(&dirs) {
+        let g = env.wait_final(dir, SLURM_DEADLINE);
+        assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{n}: {g:?}");
+        assert_eq!(env.history(dir).len(), 1, "{n}");
+        let job = g.job_id.unwrap();
+        arrays.push(job.split_once('_').unwrap().0.to_string());
+    }
+    arrays.dedup();
+    assert_eq!(arrays.len(), 2, "{arrays:?}");
+    let ran: Vec<&String> = names
+        .iter()
+        .filter(|n| marks.path().join(n).exists())
+        .collect();
+    assert_eq!(
+        ran.len(),
+        names.len(),
+        "tasks that did not find their data (deleted before they ran): ran only {ran:?}"
+    );
+    for dir in &dirs {
+        wait_for(
+            Duration::from_secs(10),
+            "the directory to be deleted",
+            || (!dir.exists()).then_some(()),
+        );
+    }
+    // The ids were reused: an older job in accounting holds the id of an array or of one of its tasks.
+    let raw_ids: Vec<String> = wait_for(
+        Duration::from_secs(30),
+        "accounting to list the tasks",
+        || {
+            let out = Command::new("sacct")
+                .args([
+                    "-X",
+                    "-n",
+                    "-P",
+                    "--format=JobIDRaw,JobID",
+                    "--starttime=now-3600",
+                ])
+                .arg(format!("--jobs={}", arrays.join(",")))
+                .output()
+                .unwrap();
+            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| arrays.iter().any(|a| l.contains(&format!("|{a}_"))))
+                .filter_map(|l| Some(l.split_once('|')?.0.to_string()))
+                .collect();
+            (ids.len() == 12).then_some(ids)
+        },
+    );
+    let out = Command::new("sacct")
+        // `--duplicates`: every job an id ever had (by default sacct shows the newest only).
+        .args([
+            "-X",
+            "-n",
+            "-P",
+            "-a",
+            "-D",
+            "--format=JobIDRaw,Submit,Comment",
+            "--starttime=now-30days",
+        ])
+        .arg(format!("--jobs={}", raw_ids.join(",")))
+        .env("SLURM_TIME_FORMAT", "%s")
+        .output()
+        .unwrap();
+    let older: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| {
+            let f: Vec<&str> = l.split('|').collect();
+            f.len() == 3 && f[1].parse::<u64>().is_ok_and(|s| s + 60 < intent)
+        })
+        .map(str::to_string)
+        .collect();
+    assert!(
+        !older.is_empty(),
+        "no older job held any of our ids ({raw_ids:?}): the test proves nothing (the cluster's id \
+         counter has passed every old job in accounting)"
+    );
+}
+
+/// Takes job ids (held jobs, cancelled at once) until the next `n` ids are held by older jobs in
+/// accounting: the ids the test's arrays get next are reused ones. Nothing is reset; each id taken is
+/// one cancelled job.
+fn advance_to_reused_ids(env: &TestEnv, n: u64) {
+    let out = Command::new("sacct")
+        .args([
+            "-X",
+            "-n",
+            "-P",
+            "-a",
+            "--format=JobIDRaw",
+            "--starttime=now-30days",
+        ])
+        .output()
+        .unwrap();
+    let old: std::collections::HashSet<u64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    for _ in 0..2000 {
+        let out = Command::new("sbatch")
+            .args([
+                "--parsable",
+                "--hold",
+                "-p",
+                "main",
+                "-A",
+                "dev",
+                "--output=/dev/null",
+            ])
+            .arg(format!("--job-name={}-advance", env.job_name("x")))
+            .args(["--wrap", "true"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "sbatch: {out:?}");
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        scancel(&id);
+        let id: u64 = id.parse().unwrap();
+        if (id + 1..=id + n).all(|i| old.contains(&i)) {
+            return;
+        }
+    }
+    panic!(
+        "no run of {n} ids held by older jobs within 2000 ids of the counter: the test would prove nothing"
+    );
+}
