@@ -572,6 +572,7 @@ fn configured(cfg: &Config, key: &str) -> Option<String> {
         "job.gres" => j.gres.as_deref().map(q),
         "job.time_limit" => j.time_limit.as_ref().map(|t| q(&t.slurm)),
         "job.extra_args" => (!j.extra_args.is_empty()).then(|| q(&j.extra_args.join(" "))),
+        "job.array_max" => j.arrays.map(|a| q(&a.max.to_string())),
         "job.job_script" => match &j.command {
             crate::config::JobCommand::Script(p) => Some(q(&p.to_string_lossy())),
             crate::config::JobCommand::Wrap(_) => None,

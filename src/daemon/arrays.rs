@@ -12,6 +12,7 @@ use crate::engine::{self, Agenda, Generation};
 use crate::observe::{Call, Observer};
 use crate::scheduler::SubmitError;
 use crate::scheduler::array::{ArraySpec, task_job_id};
+use crate::time::ms;
 
 impl Daemon {
     /// The due intents as arrays (each at least two records, at most `job.array_max`, about even in
@@ -170,10 +171,38 @@ impl Daemon {
                 ChunkEnd::Held
             }
             Err(err) => {
-                for g in &live {
-                    self.submit_failed(g, &self.path_of(g), &err, now, wall);
-                }
+                self.array_failed(&live, &spec, &err);
                 ChunkEnd::Held
+            }
+        }
+    }
+
+    /// A failed `sbatch --array`: said once for the array (with the key to fix for a refusal, as for a
+    /// single job), and recorded for each of its directories, which wait for the back-off (or, when the
+    /// answer was lost, for the key lookup) together.
+    fn array_failed(&mut self, live: &[Generation], spec: &ArraySpec, err: &SubmitError) {
+        let (now, wall) = (self.clock.mono(), self.clock.wall());
+        say::array_failed(spec, err);
+        self.submit_failed(&live[0], &self.path_of(&live[0]), err, now, wall);
+        let (msg, certain) = (err.to_string(), err.is_certain());
+        let policy = engine::BackoffPolicy {
+            base: self.cfg.behavior.submit_backoff,
+            max: self.cfg.behavior.submit_backoff_max,
+        };
+        for g in &live[1..] {
+            let delay =
+                engine::submit_backoff(g.submit_tries + 1, self.health.submit.failures(), policy);
+            let r = self
+                .ledger
+                .record_submit_failed(g.id, &msg, certain, wall + ms(delay), wall);
+            if let Err(e) = r {
+                self.ledger_failed("recording a failed submission", &e);
+                return;
+            }
+            self.reread(&[g.id]);
+            self.waits.held.insert(g.id, now + ms(delay));
+            if !certain {
+                self.waits.lost.insert(g.id, now);
             }
         }
     }

@@ -106,6 +106,22 @@ pub fn array_submitted(array_id: &str, spec: &crate::scheduler::array::ArraySpec
         "submitted job array {array_id} ({job_name}, key {key}) with {tasks} tasks, one per directory: task N is job {array_id}_N; the map of tasks to directories is {}", show(&map));
 }
 
+/// A job array's `sbatch` failed: one line for the array (the first directory's line follows, as for a
+/// single job; every directory of the array waits with it).
+pub fn array_failed(
+    spec: &crate::scheduler::array::ArraySpec,
+    err: &crate::scheduler::SubmitError,
+) {
+    let (tasks, job_name, key) = (spec.tasks.len(), spec.job_name.as_str(), spec.key.as_str());
+    warn!(
+        event = "array_failed",
+        job_name,
+        key,
+        tasks,
+        "job array {job_name} (key {key}) for {tasks} directories was not submitted: {err}; all {tasks} wait and are submitted again after the back-off"
+    );
+}
+
 /// The daemon starts its loop.
 pub fn started(c: &Config, executor: &str) {
     info!(

@@ -604,3 +604,43 @@ fn advance_to_reused_ids(env: &TestEnv, n: u64) {
         "no run of {n} ids held by older jobs within 2000 ids of the counter: the test would prove nothing"
     );
 }
+
+/// An array larger than the cluster's `MaxArraySize` (a config `check-config --slurm` would have refused)
+/// is refused by Slurm as a configuration error: said once per array with the key to fix, shown by
+/// `status`, and no job is created; the directories wait.
+#[test]
+fn an_array_above_max_array_size_is_a_configuration_error_naming_array_max() {
+    need_slurm!("an_array_above_max_array_size_is_a_configuration_error_naming_array_max");
+    let limit = max_array_size() as usize;
+    let env = TestEnv::slurm("arrtoobig")
+        .job("wrap_cmd: true")
+        .job(&format!("array_max: {}", limit + 100))
+        .behavior("submit_backoff_sec: 30");
+    for i in 0..=limit {
+        let d = env.root.join(format!("b{i:04}"));
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(d.join("_READY"), "").unwrap();
+    }
+    let d = env.start();
+    d.wait_log("was not submitted", Duration::from_secs(60));
+    let s = wait_for(Duration::from_secs(30), "status to say why", || {
+        let s = env.status();
+        (!s["submissions_refused"].is_null()).then_some(s)
+    });
+    assert_eq!(s["submissions_refused"]["key"], "job.array_max", "{s}");
+    let log = d.log();
+    assert!(log.contains("Invalid job array specification"), "{log}");
+    assert_eq!(
+        log.matches("was not submitted").count(),
+        1,
+        "one line for the array: {log}"
+    );
+    assert!(
+        log.lines()
+            .filter(|l| l.contains("`job.array_max`"))
+            .count()
+            >= 1,
+        "the key to fix: {log}"
+    );
+    assert_eq!(env.submitted_count(), 0);
+}
