@@ -36,11 +36,18 @@ impl Daemon {
         let max = policy.max as usize;
         let n = firsts.len().div_ceil(max);
         let (base, extra) = (firsts.len() / n, firsts.len() % n);
-        let mut groups = Vec::with_capacity(n);
+        let mut groups: Vec<Vec<Generation>> = Vec::with_capacity(n);
+        let mut alone = alone;
         let mut rest = firsts.into_iter();
         for k in 0..n {
             let size = base + usize::from(k < extra);
-            groups.push(rest.by_ref().take(size).collect());
+            let group: Vec<Generation> = rest.by_ref().take(size).collect();
+            // `array_max: 2` and an odd number: the one left over goes alone (an array of one is a job).
+            if group.len() < 2 {
+                alone.extend(group);
+            } else {
+                groups.push(group);
+            }
         }
         (groups, alone)
     }
