@@ -1185,6 +1185,46 @@ mod tests {
         assert_eq!(a.job_name, "dw-job", "the directory's own name stays");
     }
 
+    /// The same upgrade on a MariaDB ledger of schema 3: its DDL adds the array columns once.
+    #[test]
+    fn a_mariadb_ledger_of_schema_3_gains_the_array_columns() {
+        let Some(t) = testdb::fresh("a_mariadb_ledger_of_schema_3_gains_the_array_columns") else {
+            return;
+        };
+        let at = LedgerAt::Server(t.clone());
+        let id = {
+            let mut l = Ledger::open_at(&at).unwrap();
+            l.insert_intent(&new("a".as_ref(), ident(1), Some((1, 2)), 10), 10)
+                .unwrap()
+                .id
+        };
+        {
+            use sql::Sql;
+            let mut db = maria::Maria::connect(&t).unwrap();
+            for col in ["array_key", "array_task", "array_name"] {
+                db.batch(&format!("ALTER TABLE generations DROP COLUMN {col}"))
+                    .unwrap();
+            }
+            db.batch("DELETE FROM schema_version WHERE version > 3")
+                .unwrap();
+        }
+        let mut l = Ledger::open_at(&at).unwrap();
+        assert_eq!(l.get(id).unwrap().unwrap().array, None);
+        let id2 = l
+            .insert_intent(&new("b".as_ref(), ident(2), Some((1, 3)), 11), 11)
+            .unwrap()
+            .id;
+        l.mark_sbatch_started_many(&[id, id2], 12).unwrap();
+        let made = l.assign_arrays(&[vec![id, id2]], "dw", 12).unwrap();
+        let b = l.get(id2).unwrap().unwrap();
+        assert_eq!(
+            b.array.map(|a| (a.key, a.task)),
+            Some((made[0].0.clone(), 1))
+        );
+        drop(l);
+        Ledger::open_at(&at).expect("opens again after the upgrade");
+    }
+
     both!(
         a_new_try_alone_leaves_the_array_and_an_array_key_is_never_reused,
         |p| {
