@@ -454,6 +454,35 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// A record's task list read in place says of every task what the list written out says, for
+        /// any list of ranges Slurm could print (with or without a throttle), and any text is no panic.
+        #[test]
+        fn a_record_holds_exactly_the_tasks_its_ranges_name(
+            ranges in proptest::collection::vec((0u64..60, 0u64..5), 1..6),
+            throttle in proptest::option::of(1u32..9),
+            task in 0u64..80,
+            junk in "[0-9,%\\-]{0,12}",
+        ) {
+            let mut parts = Vec::new();
+            let mut named = HashSet::new();
+            for (lo, len) in &ranges {
+                let hi = lo + len;
+                parts.push(if *len == 0 { lo.to_string() } else { format!("{lo}-{hi}") });
+                named.extend(*lo..=hi);
+            }
+            let mut spec = parts.join(",");
+            if let Some(t) = throttle {
+                spec += &format!("%{t}");
+            }
+            proptest::prop_assert_eq!(record_holds(&spec, task), named.contains(&task), "{}", spec);
+            let id = format!("7_[{spec}]");
+            proptest::prop_assert_eq!(array_record(&id), Some(("7", spec.as_str())));
+            let _ = record_holds(&junk, task);
+            let _ = array_record(&format!("7_[{junk}]"));
+        }
+    }
+
     #[test]
     fn array_ids_are_a_task_or_a_record_of_tasks_read_in_place() {
         assert!(is_task_id("632_2") && !is_task_id("632_") && !is_task_id("632_[1-3]"));
