@@ -743,8 +743,16 @@ fn next_step(
                 .map(|j| j.slurm_state.as_str())
         });
         let how = reason_of(g, slurm, now);
+        let task = g.array.as_ref().map_or_else(String::new, |a| {
+            format!(
+                ", task {} of the job array {} (key {})",
+                a.task,
+                crate::logging::field_str(&a.name),
+                a.key
+            )
+        });
         return format!(
-            "attempt {} (job {job}) is {}: {how}; the daemon follows it to its end{daemon}",
+            "attempt {} (job {job}{task}) is {}: {how}; the daemon follows it to its end{daemon}",
             g.attempt,
             word_of(g.state)
         );

@@ -187,6 +187,24 @@ fn a_burst_goes_as_arrays_of_array_max_one_task_per_directory() {
         4,
         "4 sbatch calls: {log}"
     );
+    // `explain` names the task and its array.
+    let g = arrays.values().next().unwrap()[0].1;
+    let out = Command::new(BIN)
+        .args(["explain", "--config"])
+        .arg(env.config_path())
+        .arg(env.root.join(&g.dir))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let a = g.array.as_ref().unwrap();
+    let want = format!(
+        "(job {}, task {} of the job array {} (key {}))",
+        g.job_id.as_deref().unwrap(),
+        a.task,
+        a.name,
+        a.key
+    );
+    assert!(text.contains(&want), "{text}");
     eprintln!("200 directories submitted as 4 arrays in {took:?}");
     if std::env::var_os("DW_SHOW_LOG").is_some() {
         eprintln!("{log}");
@@ -224,10 +242,17 @@ fn each_task_is_its_directorys_own_job_and_a_failed_one_is_retried_alone() {
     let dirs: Vec<PathBuf> = names.iter().map(|n| env.ready_dir(n)).collect();
     std::fs::write(dirs[3].join("fail"), "").unwrap();
     let d = env.start();
+    let first = env.wait_job_id(&dirs[0], SLURM_DEADLINE);
+    let array = first.split_once('_').unwrap().0.to_string();
+    assert_eq!(
+        scontrol_job(&array)["ArrayTaskThrottle"],
+        "2",
+        "array_throttle"
+    );
     let bad = env.wait_final(&dirs[3], SLURM_DEADLINE);
     assert_eq!(bad.final_state.as_deref(), Some("FAILED"), "{bad:?}");
     let job = bad.job_id.clone().unwrap();
-    let array = job.split_once('_').unwrap().0.to_string();
+    assert!(job.starts_with(&format!("{array}_")), "one array: {job}");
     for dir in &dirs[..3] {
         let g = env.wait_final(dir, SLURM_DEADLINE);
         assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{g:?}");
