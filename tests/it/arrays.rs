@@ -669,3 +669,76 @@ fn an_array_above_max_array_size_is_a_configuration_error_naming_array_max() {
     );
     assert_eq!(env.submitted_count(), 0);
 }
+
+/// A lost ledger over a root whose directories went as job arrays: a new ledger is refused (the arrays'
+/// maps in the root are the trace, even with the job output kept elsewhere), and `recover --from-slurm`
+/// names each task it does not rebuild instead of passing over it.
+#[test]
+fn a_lost_ledger_over_arrays_is_refused_and_recover_names_the_tasks_it_does_not_rebuild() {
+    need_slurm!(
+        "a_lost_ledger_over_arrays_is_refused_and_recover_names_the_tasks_it_does_not_rebuild"
+    );
+    let out_dir = tempfile::Builder::new()
+        .prefix("dw-arrout-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let env = TestEnv::slurm("arrlost")
+        .job("wrap_cmd: true")
+        .job("array_max: 10")
+        .job(&format!(
+            "output: {:?}",
+            out_dir.path().join("%x-%j.out").display().to_string()
+        ));
+    let dirs: Vec<PathBuf> = (0..3).map(|i| env.root.join(format!("l{i}"))).collect();
+    for d in &dirs {
+        std::fs::create_dir(d).unwrap();
+        std::fs::write(d.join("_READY"), "").unwrap();
+    }
+    let mut d = env.start();
+    let mut array_name = String::new();
+    for dir in &dirs {
+        let g = env.wait_final(dir, SLURM_DEADLINE);
+        assert_eq!(g.final_state.as_deref(), Some("COMPLETED"), "{g:?}");
+        array_name = g.scheduler_name().to_string();
+    }
+    d.stop();
+    // Another ledger file (nothing beside it) over the same root.
+    let mut env = env;
+    let other = env.tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    env.state = other.join("state.db");
+    let log = env.tmp.path().join("refused.log");
+    let mut d = Daemon::spawn(&env.write_config(), &log, &[]);
+    let st = d.wait_exit(Duration::from_secs(60));
+    let text = d.log();
+    assert_eq!(st.code(), Some(2), "{text}");
+    assert!(
+        text.contains("job array map(s) in"),
+        "the trace is named: {text}"
+    );
+    assert!(!env.tmp.path().join("other/state.db").exists());
+
+    // Accounting lags the controller: recover reads it once it lists the three tasks.
+    wait_for(
+        Duration::from_secs(30),
+        "accounting to list the tasks",
+        || (jobs_named(&array_name).len() == 3).then_some(()),
+    );
+    let out = Command::new(BIN)
+        .args(["recover", "--from-slurm", "--dry-run", "--config"])
+        .arg(env.config_path())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.matches("a task of a job array (`job.array_max`): `recover` does not rebuild")
+            .count()
+            >= 3,
+        "each task is named: {text}"
+    );
+}
