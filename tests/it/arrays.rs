@@ -135,6 +135,19 @@ fn a_burst_goes_as_arrays_of_array_max_one_task_per_directory() {
         std::fs::create_dir(d).unwrap();
         std::fs::write(d.join("_READY"), "").unwrap();
     }
+    // `run --dry-run` says how the burst would go.
+    let out = Command::new(BIN)
+        .args(["run", "--dry-run", "--config"])
+        .arg(env.write_config())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "with `job.array_max: 50`, these 200 directories would go in up to 4 job array(s)"
+        ),
+        "{text}"
+    );
     let started = Instant::now();
     let d = env.start();
     let gens = wait_all_submitted(&env, &dirs, Duration::from_secs(60));
