@@ -175,7 +175,7 @@ pub fn queue(cfg: &Config, email: &EmailTransport, f: Fact<'_>) -> (Queued, Opti
     let dir_path = cfg.watch.root.join(f.dir);
     let job_name = f.g.map_or_else(
         || crate::engine::job_name(&cfg.job.job_name_prefix, f.dir),
-        |g| g.job_name.clone(),
+        |g| g.scheduler_name().to_string(),
     );
     let output = job_id.and_then(|id| {
         crate::scheduler::output_file(&cfg.job, &cfg.watch.root, &dir_path, id, &job_name)
@@ -193,7 +193,7 @@ pub fn queue(cfg: &Config, email: &EmailTransport, f: Fact<'_>) -> (Queued, Opti
         time: rfc3339(f.wall),
         dir: dir_path.to_string_lossy().into_owned(),
         job_id: job_id.map(str::to_string),
-        job_name: f.g.map(|g| g.job_name.clone()),
+        job_name: f.g.map(|g| g.scheduler_name().to_string()),
         state: end.map(|e| e.state.to_string()),
         exit_code: end.and_then(|e| text(e.exit_code)),
         reason: f

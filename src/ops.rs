@@ -318,8 +318,8 @@ fn cancel_one(
         (GenState::Submitted, Some(job_id)) => {
             let job = crate::engine::TrackedJob {
                 job_id: job_id.clone(),
-                key: g.key.clone(),
-                job_name: g.job_name.clone(),
+                key: g.scheduler_key().to_string(),
+                job_name: g.scheduler_name().to_string(),
                 since: g.created_at,
             };
             // The cancel is committed before the job is signalled: the daemon, seeing the job end
@@ -452,6 +452,9 @@ pub enum SlurmCheck {
 pub fn check_slurm(cfg: &Config) -> (SlurmCheck, String, String) {
     use crate::scheduler::{Acceptance, Preflight};
     let mut sched = crate::scheduler::from_config(cfg);
+    if let Some(refusal) = array_limit_refusal(cfg, sched.as_mut()) {
+        return refusal;
+    }
     let t = std::time::Instant::now();
     let preflight = sched.preflight();
     let took_ms = t.elapsed().as_millis() as u64;
@@ -524,6 +527,41 @@ pub fn check_slurm(cfg: &Config) -> (SlurmCheck, String, String) {
     }
 }
 
+/// `job.array_max` against the cluster's `MaxArraySize` (read from the controller): above it, every array
+/// would be refused, which is a configuration error (exit 2) named by its key and line.
+fn array_limit_refusal(
+    cfg: &Config,
+    sched: &mut dyn crate::scheduler::Scheduler,
+) -> Option<(SlurmCheck, String, String)> {
+    let arrays = cfg.job.arrays?;
+    match sched.array_limit()? {
+        Ok(limit) if arrays.max <= limit => None,
+        Ok(limit) => {
+            let e = crate::config::ConfigError {
+                file: cfg.source.clone(),
+                key: crate::config::keys::JOB_ARRAY_MAX.name.into(),
+                line: arrays.line,
+                problem: format!(
+                    "{} tasks per array is above this cluster's `MaxArraySize` ({limit}, from `scontrol show config`): slurm would refuse every array",
+                    arrays.max
+                ),
+                fix: format!(
+                    "write `array_max: {limit}` or less (or raise `MaxArraySize` in slurm.conf)"
+                ),
+                detail: None,
+            };
+            Some((SlurmCheck::Refused, String::new(), format!("error: {e}\n")))
+        }
+        Err(why) => Some((
+            SlurmCheck::Unknown,
+            String::new(),
+            format!(
+                "error: cannot read the cluster's `MaxArraySize` for `job.array_max`: {why}\n  check that the controller answers (`scontrol show config`)\n"
+            ),
+        )),
+    }
+}
+
 /// The configured value of a `job.*` key that a refusal names, for the fix line.
 fn configured(cfg: &Config, key: &str) -> Option<String> {
     let j = &cfg.job;
@@ -534,6 +572,7 @@ fn configured(cfg: &Config, key: &str) -> Option<String> {
         "job.gres" => j.gres.as_deref().map(q),
         "job.time_limit" => j.time_limit.as_ref().map(|t| q(&t.slurm)),
         "job.extra_args" => (!j.extra_args.is_empty()).then(|| q(&j.extra_args.join(" "))),
+        "job.array_max" => j.arrays.map(|a| q(&a.max.to_string())),
         "job.job_script" => match &j.command {
             crate::config::JobCommand::Script(p) => Some(q(&p.to_string_lossy())),
             crate::config::JobCommand::Wrap(_) => None,

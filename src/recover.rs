@@ -35,6 +35,22 @@ pub fn is_our_key(comment: &str) -> bool {
     )
 }
 
+/// The key of a job array of ours: `dw-<8 hex>-a<row>-<try>` (`job.array_max`).
+pub fn is_our_array_key(comment: &str) -> bool {
+    let Some(rest) = comment.strip_prefix("dw-") else {
+        return false;
+    };
+    let Some((id, array)) = rest.split_once("-a") else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    id.len() == 8
+        && id.bytes().all(|b| b.is_ascii_hexdigit())
+        && array
+            .split_once('-')
+            .is_some_and(|(r, t)| digits(r) && digits(t))
+}
+
 /// The jobs of `[since, now]` in windows of a day, newest first; `each` hears every window's jobs and
 /// may stop the walk (returns false). Errors stop it too.
 pub fn walk(
@@ -119,6 +135,17 @@ pub fn match_to_root(
     let mut seen = std::collections::HashSet::new();
     for j in jobs {
         if !seen.insert((j.job_id.clone(), j.submit)) {
+            continue;
+        }
+        // A task of one of this root's job arrays (its map is in the root): said, not rebuilt.
+        if is_our_array_key(&j.comment)
+            && crate::scheduler::array::map_path(root, &j.comment).exists()
+        {
+            unmatched.push(Unmatched {
+                job: j.clone(),
+                why: "a task of a job array (`job.array_max`): `recover` does not rebuild array tasks yet; \
+                      the task's directory is in the array's map, `.dirwatcher/arrays/<its comment>.sh` in the root",
+            });
             continue;
         }
         let ours = is_our_key(&j.comment)
@@ -290,6 +317,11 @@ mod tests {
 
     #[test]
     fn keys_of_ours() {
+        assert!(is_our_array_key("dw-0a1b2c3d-a17-2"));
+        assert!(!is_our_array_key("dw-0a1b2c3d-17"));
+        assert!(!is_our_array_key("dw-0a1b2c3d-a17"));
+        assert!(!is_our_array_key("dw-0a1b2c3d-a-2"));
+        assert!(!is_our_key("dw-0a1b2c3d-a17-2"));
         assert!(is_our_key("dw-0a1b2c3d-17"));
         assert!(!is_our_key("dw-0a1b2c3d-"));
         assert!(!is_our_key("dw-x-17"));
@@ -375,5 +407,46 @@ mod tests {
         // Slurm 25.11 and later: a job of `--requeue=expedite` being requeued, to run again.
         assert_eq!(state_of("EXPEDITING"), GenState::Submitted);
         assert_eq!(state_of("NODE_FAIL"), GenState::Failed);
+    }
+}
+
+#[cfg(test)]
+mod array_tests {
+    use super::*;
+    use crate::scheduler::slurm::history::{SEP, parse};
+
+    /// A task of one of this root's job arrays (its map in the root) is named as not rebuilt; one of an
+    /// array whose map is not in this root (another root's) is left out.
+    #[test]
+    fn array_tasks_of_this_root_are_named_not_rebuilt() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().to_string_lossy().to_string();
+        let yaml = format!("watch:\n  root: {root:?}\njob:\n  wrap_cmd: \"true\"\n");
+        let cfg = crate::config::Config::parse(&yaml, &t.path().join("c.yaml")).unwrap();
+        let map = crate::scheduler::array::map_path(t.path(), "dw-0a1b2c3d-a1-1");
+        std::fs::create_dir_all(map.parent().unwrap()).unwrap();
+        std::fs::write(&map, "").unwrap();
+        let row = |id: &str, key: &str| {
+            [
+                id,
+                "1800000000",
+                "1800000100",
+                "COMPLETED",
+                "0:0",
+                "1",
+                "n",
+                "None",
+                key,
+                "dirwatch-array-1-1",
+                "/",
+            ]
+            .join(&SEP.to_string())
+        };
+        let out = [row("20", "dw-0a1b2c3d-a1-1"), row("21", "dw-0a1b2c3d-a9-1")].join("\n");
+        let (found, unmatched) = match_to_root(&cfg, &[], &parse(&out));
+        assert!(found.is_empty());
+        let ids: Vec<&str> = unmatched.iter().map(|u| u.job.job_id.as_str()).collect();
+        assert_eq!(ids, ["20"]);
+        assert!(unmatched[0].why.contains("a task of a job array"));
     }
 }

@@ -175,6 +175,19 @@ pub struct JobConfig {
     pub submit_concurrency: u32,
     /// A token bucket for `sbatch` calls, if the site wants a budget.
     pub submit_rate: Option<SubmitRate>,
+    /// `job.array_max` / `job.array_throttle`: bursts as job arrays; `None` = one job per directory.
+    pub arrays: Option<ArrayPolicy>,
+}
+
+/// `job.array_max` and `job.array_throttle`: directories ready together go to Slurm as job arrays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArrayPolicy {
+    /// At most this many tasks (directories) per array (at least 2).
+    pub max: u32,
+    /// At most this many tasks of one array run at once (`%N`); `None`: no limit of ours.
+    pub throttle: Option<u32>,
+    /// The line of `job.array_max` in the config, for the message when the cluster allows fewer.
+    pub line: Option<u64>,
 }
 
 /// `job.submit_rate`: at most `burst` calls at once, refilled at `per_sec` calls per second.
@@ -212,6 +225,8 @@ pub(super) struct RawJob {
     pub(super) umask: S<String>,
     pub(super) submit_concurrency: S<i64>,
     pub(super) submit_rate: Option<Spanned<RawRate>>,
+    pub(super) array_max: S<i64>,
+    pub(super) array_throttle: S<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -254,6 +269,7 @@ impl Validator<'_> {
         let output_group = self.output_group(&j.output_group)?;
         let (slurmrest_url, slurmrest_token_file) = self.slurmrest(&j, executor)?;
         let umask = self.job_umask(&j.umask)?;
+        let arrays = self.arrays(&j, executor, &command)?;
         let cpus = std::thread::available_parallelism()
             .map(|n| n.get() as i64)
             .unwrap_or(1);
@@ -290,7 +306,74 @@ impl Validator<'_> {
                 1,
             )?,
             submit_rate: self.submit_rate(j.submit_rate.as_ref())?,
+            arrays,
         })
+    }
+
+    /// `job.array_max` (0 = off, else at least 2) and `job.array_throttle` (0 = none); arrays only with
+    /// `executor: slurm` and `wrap_cmd` (a `job_script`'s `#SBATCH` lines and arguments are per job, and
+    /// an array's batch script is dirwatcher's own wrapper).
+    fn arrays(
+        &self,
+        j: &RawJob,
+        executor: ExecutorKind,
+        command: &JobCommand,
+    ) -> Result<Option<ArrayPolicy>, ConfigError> {
+        let max = self.count(&keys::JOB_ARRAY_MAX, &j.array_max, 0)?;
+        let throttle = self.count(&keys::JOB_ARRAY_THROTTLE, &j.array_throttle, 0)?;
+        let line = j.array_max.as_ref().map(|v| v.referenced.line());
+        if max == 0 {
+            if throttle > 0 {
+                return Err(self.err(
+                    keys::JOB_ARRAY_THROTTLE.name,
+                    j.array_throttle.as_ref().map(|v| v.referenced.line()),
+                    "`array_throttle` limits job arrays, and `array_max` is 0 (off)",
+                    "set `array_max: 1000` (or the cluster's `MaxArraySize`) too, or drop `array_throttle`",
+                ));
+            }
+            return Ok(None);
+        }
+        if max == 1 {
+            return Err(self.err(
+                keys::JOB_ARRAY_MAX.name,
+                line,
+                "an array of 1 task is one job per directory",
+                "write `array_max: 0` (off) or at least 2, e.g. `array_max: 1000`",
+            ));
+        }
+        if executor != ExecutorKind::Slurm {
+            return Err(self.err(
+                keys::JOB_ARRAY_MAX.name,
+                line,
+                format!(
+                    "job arrays are submitted with `sbatch --array`, and `executor: {}` does not run sbatch",
+                    executor.as_str()
+                ),
+                "write `array_max: 0`, or use `executor: slurm`",
+            ));
+        }
+        if let JobCommand::Script(_) = command {
+            return Err(self.err(
+                keys::JOB_ARRAY_MAX.name,
+                line,
+                "job arrays run `wrap_cmd` (an array has one batch script, dirwatcher's wrapper, so a \
+                 `job_script`'s own `#SBATCH` lines would not apply)",
+                "write `array_max: 0`, or `wrap_cmd: /path/to/script` instead of `job_script` (the directory is its one argument, as now)",
+            ));
+        }
+        if matches!(&j.output, Some(o) if o.value.trim().is_empty()) {
+            return Err(self.err(
+                keys::JOB_ARRAY_MAX.name,
+                line,
+                "`output: \"\"` puts a job's output in its directory, and an array's tasks share one working directory for it",
+                "drop `output: \"\"` (the default puts each task's output under the root's `.dirwatcher/logs`), or write `array_max: 0`",
+            ));
+        }
+        Ok(Some(ArrayPolicy {
+            max,
+            throttle: (throttle > 0).then_some(throttle),
+            line,
+        }))
     }
 
     /// `slurmrest_url` (`http://HOST:PORT`) and `slurmrest_token_file` (absolute); with `slurmrest`,
@@ -588,5 +671,9 @@ impl JobConfig {
             )
         });
         y.put(&JOB_SUBMIT_RATE, rate.unwrap_or_else(|| "null".into()));
+        let a = self.arrays;
+        y.put(&JOB_ARRAY_MAX, a.map_or(0, |a| a.max).to_string());
+        let throttle = a.and_then(|a| a.throttle).unwrap_or(0);
+        y.put(&JOB_ARRAY_THROTTLE, throttle.to_string());
     }
 }

@@ -49,6 +49,10 @@ pub mod defaults {
     /// `watch.recheck_sec`: a finished directory's ready-file is looked at again within this period (a
     /// slice per scan), not every poll.
     pub const RECHECK_SEC: f64 = 300.0;
+    /// `job.array_max`: off, so a site that relies on one job per directory is unchanged.
+    pub const ARRAY_MAX: i64 = 0;
+    /// `job.array_throttle`: no `%N` limit (the cluster's own limits apply).
+    pub const ARRAY_THROTTLE: i64 = 0;
     /// `job.submit_concurrency`: `sbatch` calls at once during a burst.
     pub const SUBMIT_CONCURRENCY: i64 = 4;
     /// `watch.quiet_sec`: off, as the seed (only the ready-file's own stability).
@@ -468,6 +472,18 @@ pub const JOB_SUBMIT_RATE: Key = key(
     Unset,
     "a budget of `sbatch` calls: `{burst: 30, per_sec: 2}` (a token bucket; like Slurm's `rl_enable` limiter)",
 );
+/// `job.array_max`.
+pub const JOB_ARRAY_MAX: Key = key(
+    "job.array_max",
+    Count(defaults::ARRAY_MAX),
+    "0 = off; N: directories ready in one cycle (at least 2) go to Slurm as job arrays of up to N tasks, one task per directory (`sbatch --array`, one call per array); at most the cluster's `MaxArraySize`; `executor: slurm` with `wrap_cmd` only",
+);
+/// `job.array_throttle`.
+pub const JOB_ARRAY_THROTTLE: Key = key(
+    "job.array_throttle",
+    Count(defaults::ARRAY_THROTTLE),
+    "0 = no limit; N: at most N tasks of one array run at once (`--array=0-K%N`)",
+);
 /// `behavior.delete_on_success`.
 pub const BEHAVIOR_DELETE_ON_SUCCESS: Key = key(
     "behavior.delete_on_success",
@@ -758,6 +774,8 @@ pub const ALL: &[Key] = &[
     JOB_UMASK,
     JOB_SUBMIT_CONCURRENCY,
     JOB_SUBMIT_RATE,
+    JOB_ARRAY_MAX,
+    JOB_ARRAY_THROTTLE,
     BEHAVIOR_DELETE_ON_SUCCESS,
     BEHAVIOR_STATE_FILE,
     BEHAVIOR_LEDGER,

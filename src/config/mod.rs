@@ -39,7 +39,8 @@ pub use db::DbConfig;
 pub use error::{ConfigError, Detail};
 pub use instance::InstanceName;
 pub use job::{
-    JobCommand, JobConfig, SubmitRate, TimeLimit, parse_time_limit, parse_umask, umask_text,
+    ArrayPolicy, JobCommand, JobConfig, SubmitRate, TimeLimit, parse_time_limit, parse_umask,
+    umask_text,
 };
 pub use keys::{ExecutorKind, defaults};
 pub use metrics::MetricsConfig;

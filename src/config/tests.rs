@@ -739,3 +739,54 @@ fn fixes_keep_what_was_meant() {
     let example = "  ready_content_file: s.xml\n  ready_content_match: 'Status>(Completed|Succeeded)<'\njob:\n  wrap_cmd: echo\n";
     parse(&with_root(example)).unwrap();
 }
+
+/// Job arrays are off unless asked for; a value that cannot work is refused with its key, line and fix.
+#[test]
+fn array_keys_are_off_by_default_and_refused_where_arrays_cannot_work() {
+    let cfg = parse(&with_root("job:\n  wrap_cmd: echo\n")).unwrap();
+    assert_eq!(cfg.job.arrays, None);
+    let cfg = parse(&with_root(
+        "job:\n  wrap_cmd: echo\n  array_max: 200\n  array_throttle: 20\n",
+    ))
+    .unwrap();
+    let a = cfg.job.arrays.unwrap();
+    assert_eq!((a.max, a.throttle), (200, Some(20)));
+    let yaml = cfg.to_yaml();
+    assert!(
+        yaml.contains("array_max: 200") && yaml.contains("array_throttle: 20"),
+        "{yaml}"
+    );
+    let refused = [
+        (
+            "job:\n  wrap_cmd: echo\n  array_throttle: 5\n",
+            "job.array_throttle",
+            "array_max: 1000",
+        ),
+        (
+            "job:\n  wrap_cmd: echo\n  array_max: 1\n",
+            "job.array_max",
+            "array_max: 0",
+        ),
+        (
+            "job:\n  wrap_cmd: echo\n  array_max: -3\n",
+            "job.array_max",
+            "array_max: 0",
+        ),
+        (
+            "job:\n  wrap_cmd: echo\n  executor: local\n  array_max: 10\n",
+            "job.array_max",
+            "executor: slurm",
+        ),
+        (
+            "job:\n  job_script: /bin/true\n  array_max: 10\n",
+            "job.array_max",
+            "wrap_cmd: /path/to/script",
+        ),
+    ];
+    for (body, key, fix) in refused {
+        let e = parse(&with_root(body)).unwrap_err();
+        assert_eq!(e.key, key, "{e}");
+        assert!(e.line.is_some(), "{e}");
+        assert!(e.fix.contains(fix), "{e}");
+    }
+}

@@ -28,8 +28,8 @@ pub(super) struct Flight {
 pub(super) fn tracked(g: &Generation) -> Option<TrackedJob> {
     Some(TrackedJob {
         job_id: g.job_id.clone()?,
-        key: g.key.clone(),
-        job_name: g.job_name.clone(),
+        key: g.scheduler_key().to_string(),
+        job_name: g.scheduler_name().to_string(),
         since: g.created_at,
     })
 }

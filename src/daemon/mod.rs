@@ -8,6 +8,7 @@
 //! committed intent, declare a job failed because a query failed, hold the ledger busy across a child
 //! process, or decide inline what the engine decides.
 
+mod arrays;
 mod dispatch;
 mod flight;
 mod known;
@@ -230,6 +231,13 @@ fn fresh_ledger_gate(
         _ => None,
     };
     let mut traces = crate::ledger::identity::traces_on_disk(paths, output.as_deref());
+    // Job arrays' maps (`job.array_max`): their tasks' jobs carry the array's name, not the directory's,
+    // so accounting below does not tie them to directories; their maps in the root do.
+    let maps = cfg.watch.root.join(scheduler::array::MAP_FOLDER);
+    let n = crate::ledger::identity::files_in_own_folder(&maps);
+    if n > 0 {
+        traces.push(format!("{n} job array map(s) in `{}`", maps.display()));
+    }
     if traces.is_empty() && opts.ask_accounting && jobs_run == scheduler::JobsRun::OnCluster {
         let names = crate::scan::list_subdirs(root).unwrap_or_default();
         match crate::recover::first_trace(cfg, &names) {

@@ -75,6 +75,53 @@ pub fn submit_call(
     }
 }
 
+/// One `sbatch --array` answered (at `-v`, as every scheduler call).
+pub fn array_call(
+    scheduler: &str,
+    spec: &crate::scheduler::array::ArraySpec,
+    job: Option<&String>,
+    took: Duration,
+) {
+    let (label, took_ms) = (Call::Submit.word(), took.as_millis() as u64);
+    let (job_name, tasks) = (spec.job_name.as_str(), spec.tasks.len());
+    match job {
+        Some(job) => debug!(
+            target: "dirwatcher::metrics",
+            call = label, took_ms, ok = true, job_name, job = %job, tasks,
+            "scheduler call {label} ({scheduler}) for job array {job_name} ({tasks} tasks): answered in {took_ms} ms ({job})"
+        ),
+        None => debug!(
+            target: "dirwatcher::metrics",
+            call = label, took_ms, ok = false, job_name, tasks,
+            "scheduler call {label} ({scheduler}) for job array {job_name} ({tasks} tasks): failed after {took_ms} ms"
+        ),
+    }
+}
+
+/// A job array was submitted: one line for the array (each directory then gets its own `submitted`).
+pub fn array_submitted(array_id: &str, spec: &crate::scheduler::array::ArraySpec, root: &Path) {
+    let map = crate::scheduler::array::map_path(root, &spec.key);
+    let (tasks, job_name, key) = (spec.tasks.len(), spec.job_name.as_str(), spec.key.as_str());
+    info!(event = "array_submitted", array_job = %array_id, job_name, key, tasks, map = %field(&map),
+        "submitted job array {array_id} ({job_name}, key {key}) with {tasks} tasks, one per directory: task N is job {array_id}_N; the map of tasks to directories is {}", show(&map));
+}
+
+/// A job array's `sbatch` failed: one line for the array (the first directory's line follows, as for a
+/// single job; every directory of the array waits with it).
+pub fn array_failed(
+    spec: &crate::scheduler::array::ArraySpec,
+    err: &crate::scheduler::SubmitError,
+) {
+    let (tasks, job_name, key) = (spec.tasks.len(), spec.job_name.as_str(), spec.key.as_str());
+    warn!(
+        event = "array_failed",
+        job_name,
+        key,
+        tasks,
+        "job array {job_name} (key {key}) for {tasks} directories was not submitted: {err}; all {tasks} wait and are submitted again after the back-off"
+    );
+}
+
 /// The daemon starts its loop.
 pub fn started(c: &Config, executor: &str) {
     info!(

@@ -19,6 +19,7 @@ use crate::ledger::{DirLatest, EndRecord, LedgerError, NewGeneration};
 use crate::observe::{Call, Observer};
 use crate::outcome::{self, FailureRecord};
 use crate::scan;
+use crate::scheduler::array::task_job_id;
 use crate::scheduler::{JobReport, JobSpec, SubmitError, output_file};
 use crate::time::{Millis, ms};
 
@@ -85,10 +86,10 @@ type Sorted = (
 const SEEN_WRITES: usize = 1000;
 
 /// The ledger failed; the step stops (its cause was reported).
-struct LedgerDown;
+pub(super) struct LedgerDown;
 
 /// How a chunk of submissions ended.
-enum ChunkEnd {
+pub(super) enum ChunkEnd {
     /// Every call was made and recorded.
     Done,
     /// A call failed or was rate-limited: submissions are held.
@@ -162,7 +163,7 @@ impl Daemon {
     }
 
     /// Reads back records this daemon just wrote, so the memory of the active ones follows.
-    fn reread(&mut self, ids: &[i64]) {
+    pub(super) fn reread(&mut self, ids: &[i64]) {
         if let Err(e) = self.memory.flight.reread(&self.ledger, ids) {
             self.ledger_failed("reading back the records just written", &e);
         }
@@ -174,7 +175,11 @@ impl Daemon {
     }
 
     /// Commits a ledger write; on failure reports it and says so.
-    fn commit(&mut self, what: &str, r: Result<(), LedgerError>) -> Result<(), LedgerDown> {
+    pub(super) fn commit(
+        &mut self,
+        what: &str,
+        r: Result<(), LedgerError>,
+    ) -> Result<(), LedgerDown> {
         match r {
             Ok(()) => {
                 self.ledger_ok();
@@ -191,6 +196,12 @@ impl Daemon {
         self.cfg.watch.root.join(&g.dir)
     }
 
+    /// Where the job `job` of `g` writes its output (an array's task: by the array's name and the task's id).
+    fn output_of(&self, g: &Generation, job: &str) -> Option<std::path::PathBuf> {
+        let (cfg, path) = (&self.cfg, self.path_of(g));
+        output_file(&cfg.job, &cfg.watch.root, &path, job, g.scheduler_name())
+    }
+
     /// Step 1: intents whose `sbatch` answer was lost (crash, timeout, garbage output). Their key is looked
     /// up: found → adopted; surely absent after the grace period → cleared for a fresh `sbatch`.
     pub(super) fn resolve(
@@ -199,6 +210,8 @@ impl Daemon {
         events: &Receiver<Event>,
     ) -> Option<Flow> {
         let grace = engine::lookup_grace(self.cfg.job.command_timeout);
+        // The tasks of one array share its key: looked up once per cycle.
+        let mut arrays: std::collections::HashMap<String, Option<String>> = Default::default();
         for g in agenda.lookups.clone() {
             // Each lookup is a scheduler call: a stop or a reload asked meanwhile is not kept waiting for
             // the rest (they stay uncertain, and are looked up after the restart).
@@ -210,14 +223,25 @@ impl Daemon {
             let path = self.path_of(&g);
             let now = self.clock.mono();
             let lost_since = *self.waits.lost.entry(g.id).or_insert(now);
-            let found = self.observers.timed(
-                self.sched.as_mut(),
-                Call::Lookup,
-                format_args!("for key {}", g.key),
-                |s| s.lookup(&g.key, &g.job_name, g.created_at),
-            );
+            let key = g.scheduler_key();
+            let found = match arrays.get(key) {
+                Some(known) => Ok(known.clone()),
+                None => self.observers.timed(
+                    self.sched.as_mut(),
+                    Call::Lookup,
+                    format_args!("for key {key}"),
+                    |s| s.lookup(key, g.scheduler_name(), g.created_at),
+                ),
+            };
             let found = match found {
-                Ok(found) => found,
+                Ok(found) => {
+                    if let Some(a) = &g.array {
+                        arrays.insert(a.key.clone(), found.clone());
+                    }
+                    // An array's id: this directory's job is its task.
+                    let task = g.array.as_ref().map(|a| a.task);
+                    found.map(|id| task.map_or_else(|| id.clone(), |t| task_job_id(&id, t)))
+                }
                 Err(e) => {
                     let edge = self.health.query.failed(self.clock.mono());
                     say::lookup_failed(&path, &e, edge);
@@ -237,17 +261,17 @@ impl Daemon {
                         self.moved(&g, GenState::Submitted);
                         // The scheduler did take the job: that ends a submission outage as well.
                         say::submissions_back(self.health.submit.succeeded(self.clock.mono()));
-                        say::adopted(&path, &job, &g.key);
+                        say::adopted(&path, &job, g.scheduler_key());
                         self.waits.unseen.insert(g.id, (0, self.clock.mono()));
                         agenda.adopted(g.id, &job, wall);
                     }
                 }
-                LookupStep::Wait => say::lookup_waits(&path, &g.key),
+                LookupStep::Wait => say::lookup_waits(&path, g.scheduler_key()),
                 LookupStep::Clear => {
                     let r = self.ledger.record_lookup_empty(g.id, wall);
                     if self.commit("recording a lookup", r).is_ok() {
                         self.reread(&[g.id]);
-                        say::lookup_cleared(&path, &g.key);
+                        say::lookup_cleared(&path, g.scheduler_key());
                         agenda.cleared(g.id, wall);
                     }
                 }
@@ -465,9 +489,7 @@ impl Daemon {
         self.observers.ended(plan.state, &rep.state);
         let retry_in = retry.and(plan.retry_at).map(|at| at - wall);
         let path = self.path_of(g);
-        let output = g.job_id.as_deref().and_then(|id| {
-            output_file(&self.cfg.job, &self.cfg.watch.root, &path, id, &g.job_name)
-        });
+        let output = g.job_id.as_deref().and_then(|id| self.output_of(g, id));
         say::job_ended(
             &path,
             g,
@@ -523,7 +545,7 @@ impl Daemon {
 
     /// This daemon committed a new state for `g`: the in-memory view follows (a job that left the
     /// scheduler's queue also leaves the memory of when it was last seen).
-    fn moved(&mut self, g: &Generation, state: GenState) {
+    pub(super) fn moved(&mut self, g: &Generation, state: GenState) {
         let (now, recheck) = (self.clock.mono(), self.cfg.watch.recheck);
         self.memory.known.moved(&g.dir, g.id, state, now, recheck);
         if !state.is_active() {
@@ -613,7 +635,7 @@ impl Daemon {
                 &self.cfg.watch.root,
                 &self.cfg.watch.root.join(&g.dir),
                 id,
-                &g.job_name,
+                g.scheduler_name(),
             )
             .map(|p| p.to_string_lossy().into_owned())
         });
@@ -1216,6 +1238,10 @@ impl Daemon {
             return Flow::Continue;
         }
         self.schedule.intents(agenda.next_due, false);
+        let (arrays, due) = self.array_groups(due);
+        if let Some(flow) = self.submit_arrays(&arrays, &agenda, events) {
+            return flow;
+        }
         let mut rest = &due[..];
         while !rest.is_empty() {
             match events.try_recv() {
@@ -1358,7 +1384,10 @@ impl Daemon {
 
     /// Marks a chunk's intents started in one transaction; returns those still waiting (an intent an
     /// operator cancelled or forgot since the cycle read it is not submitted, and said so).
-    fn mark_chunk(&mut self, chunk: &[Generation]) -> Result<Vec<Generation>, LedgerDown> {
+    pub(super) fn mark_chunk(
+        &mut self,
+        chunk: &[Generation],
+    ) -> Result<Vec<Generation>, LedgerDown> {
         let ids: Vec<i64> = chunk.iter().map(|g| g.id).collect();
         let marked = match self
             .ledger
@@ -1421,7 +1450,7 @@ impl Daemon {
 
     /// Records the job ids of a chunk's successful calls, each with its notices, in one transaction, then
     /// says so (job name and output file included).
-    fn record_answers(
+    pub(super) fn record_answers(
         &mut self,
         chunk: &[Generation],
         done: &[(usize, String)],
@@ -1460,15 +1489,15 @@ impl Daemon {
             // Unseen from now, on the monotonic clock (see `Waits::unseen`).
             self.waits.unseen.insert(g.id, (0, now));
             let path = self.path_of(g);
-            let out = output_file(&self.cfg.job, &self.cfg.watch.root, &path, job, &g.job_name);
-            say::submitted(&path, job, &g.job_name, out.as_deref(), g.attempt);
+            let out = self.output_of(g, job);
+            say::submitted(&path, job, g.scheduler_name(), out.as_deref(), g.attempt);
         }
         Ok(())
     }
 
     /// A failed `sbatch`: back off (all submissions are held), say it — a refusal the config must fix with
     /// its key, again every repeat interval; anything else once per outage — and record it.
-    fn submit_failed(
+    pub(super) fn submit_failed(
         &mut self,
         g: &Generation,
         path: &std::path::Path,

@@ -2188,3 +2188,95 @@ fn database_rows_left_without_a_db_section_are_given_up_at_once() {
     let c = b.daemon.ledger.notice_counts().unwrap();
     assert_eq!((c.pending, c.given_up), (0, 2), "{c:?}");
 }
+
+/// Bursts as job arrays (`job.array_max`): the first attempts due in one cycle go as arrays of up to
+/// `array_max`, about even in size (an odd one left over with `array_max: 2` goes alone), each directory
+/// recorded with its task's job id and followed by it; one that fails is retried alone, as a single job.
+#[test]
+fn a_burst_goes_as_even_arrays_and_a_retry_goes_alone() {
+    let mut b = Bench::with(&[], &["array_max: 2"], &["max_retries: 1"]);
+    for n in ["a", "b", "c", "d", "e"] {
+        b.ready(n);
+    }
+    b.settle();
+    let arrays: Vec<Vec<String>> = b
+        .fake
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::SubmitArray { dirs, .. } => Some(dirs),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        arrays,
+        [vec!["a", "b"], vec!["c", "d"]],
+        "{:?}",
+        b.fake.calls()
+    );
+    assert_eq!(b.submits(), 1, "the one left over goes alone");
+    let (a, d) = (b.latest("a"), b.latest("d"));
+    assert_eq!(a.job_id.as_deref(), Some("1001_0"));
+    assert_eq!(d.job_id.as_deref(), Some("1002_1"));
+    let task = d.array.clone().unwrap();
+    assert_eq!(task.task, 1);
+    assert_eq!(d.scheduler_key(), task.key);
+    assert_ne!(
+        a.scheduler_key(),
+        d.scheduler_key(),
+        "each array its own key"
+    );
+    assert_eq!(b.latest("e").array, None);
+    // Task 1 of the first array fails; the others complete: the failed one is retried alone.
+    b.fake.on_query_states(&[
+        ("1001_0", "COMPLETED"),
+        ("1001_1", "FAILED"),
+        ("1002_0", "COMPLETED"),
+        ("1002_1", "COMPLETED"),
+        ("1003", "COMPLETED"),
+    ]);
+    b.after(Duration::from_secs(5));
+    assert_eq!(b.history("a").len(), 1);
+    assert_eq!(b.latest("a").state, GenState::Completed);
+    b.run_for(Duration::from_secs(30));
+    let retried = b.latest("b");
+    assert_eq!(retried.attempt, 2, "{retried:?}");
+    assert_eq!(retried.array, None, "a retry goes alone");
+    assert!(
+        b.fake
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::Submit { job_name, .. } if job_name.ends_with("-b"))),
+        "{:?}",
+        b.fake.calls()
+    );
+}
+
+/// An array's `sbatch` answer is lost: its key is looked up once for all its tasks, and each directory is
+/// adopted as its task of the array found; nothing is submitted again.
+#[test]
+fn a_lost_array_answer_is_looked_up_once_and_each_task_adopted() {
+    let mut b = Bench::with(&[], &["array_max: 10"], &[]);
+    b.fake
+        .on_submit(Err(SubmitError::Uncertain(
+            "sbatch timed out after 10s".into(),
+        )))
+        .on_lookup(Ok(Some("4242".into())));
+    for n in ["a", "b", "c"] {
+        b.ready(n);
+    }
+    b.settle();
+    assert!(["a", "b", "c"].iter().all(|n| b.latest(n).uncertain));
+    b.after(Duration::from_secs(5));
+    assert_eq!(b.lookups(), 1, "one lookup for the array");
+    for (n, want) in [("a", "4242_0"), ("b", "4242_1"), ("c", "4242_2")] {
+        let g = b.latest(n);
+        assert_eq!(
+            (g.state, g.job_id.as_deref()),
+            (GenState::Submitted, Some(want))
+        );
+    }
+    b.run_for(Duration::from_secs(120));
+    let arrays = b.fake.count(|c| matches!(c, Call::SubmitArray { .. }));
+    assert_eq!((arrays, b.submits()), (1, 0), "submitted again");
+}

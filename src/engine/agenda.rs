@@ -308,6 +308,7 @@ mod tests {
             deleted: false,
             updated_at: 0,
             detail: Default::default(),
+            array: None,
         }
     }
 

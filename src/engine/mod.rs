@@ -34,7 +34,8 @@ pub use judge::{
     judge,
 };
 pub use model::{
-    GenState, Generation, GenerationVerdict, LockProbe, ReadyIdentity, generation_verdict, job_name,
+    ArrayTask, GenState, Generation, GenerationVerdict, LockProbe, ReadyIdentity,
+    generation_verdict, job_name,
 };
 pub use outage::{OutageEdge, OutageLatch, backoff};
 pub use pace::{PaceSignal, SubmitPace, TokenBucket, first_recheck, pace_signal, unready_next};

@@ -178,6 +178,33 @@ pub struct Generation {
     pub updated_at: Millis,
     /// What the scheduler said about the job's end besides its state (reason, nodes, run time).
     pub detail: JobDetail,
+    /// The job array this record was submitted in, if any (`job.array_max`).
+    pub array: Option<ArrayTask>,
+}
+
+/// A directory's place in a job array: the array's key (its `--comment`, shared by every task) and the
+/// task index (`SLURM_ARRAY_TASK_ID`); the job id is then `<array id>_<task>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArrayTask {
+    /// The array's submission key.
+    pub key: String,
+    /// The task index.
+    pub task: u32,
+    /// The array's job name (what `squeue` shows for every task; the record's own `job_name` stays the
+    /// directory's, which a retry, submitted alone, goes by).
+    pub name: String,
+}
+
+impl Generation {
+    /// The key the scheduler's record of this job carries: the array's for a task, else the record's own.
+    pub fn scheduler_key(&self) -> &str {
+        self.array.as_ref().map_or(&self.key, |a| &a.key)
+    }
+
+    /// The job name the scheduler's record of this job carries: the array's for a task, else the record's.
+    pub fn scheduler_name(&self) -> &str {
+        self.array.as_ref().map_or(&self.job_name, |a| &a.name)
+    }
 }
 
 /// Builds the job name `<prefix>-<dir>`, with every character Slurm or a terminal could trip over replaced

@@ -33,6 +33,8 @@ pub enum Rejection {
     ExtraArgs,
     /// `job.job_script` cannot be read or is not a batch script.
     Script,
+    /// A job array larger than the cluster's `MaxArraySize` (`job.array_max`).
+    ArraySize,
 }
 
 impl Rejection {
@@ -48,6 +50,7 @@ impl Rejection {
             Rejection::Policy => "an account or QOS limit refuses the job",
             Rejection::ExtraArgs => "an sbatch option is refused",
             Rejection::Script => "the job script cannot be submitted",
+            Rejection::ArraySize => "the job array is larger than the cluster allows",
         }
     }
 
@@ -60,6 +63,7 @@ impl Rejection {
             Rejection::Gres | Rejection::Resources => "job.gres",
             Rejection::TimeLimit | Rejection::Policy => "job.time_limit",
             Rejection::Script => "job.job_script",
+            Rejection::ArraySize => "job.array_max",
         }
     }
 
@@ -89,6 +93,10 @@ impl Rejection {
             Rejection::ExtraArgs => "check each item against `sbatch --help` and `sinfo`",
             Rejection::Script => {
                 "it must exist, be readable by the user that submits, and start with `#!`"
+            }
+            Rejection::ArraySize => {
+                "it must be at most the cluster's `MaxArraySize` (`scontrol show config | grep MaxArraySize`; \
+                 `dirwatcher check-config --slurm` compares them)"
             }
         }
     }
@@ -147,6 +155,7 @@ const WORDS: &[(&str, Rejection)] = &[
     ("unable to open file", Rejection::Script),
     ("this does not look like a batch script", Rejection::Script),
     ("batch script contains dos line breaks", Rejection::Script),
+    ("invalid job array specification", Rejection::ArraySize),
 ];
 
 /// What in the config a refusal's text (sbatch's stderr, or the error the ledger kept) says is wrong;
@@ -330,6 +339,14 @@ mod tests {
                 "job.job_script",
             ),
         ];
+        let cases = cases.into_iter().chain([
+            // sbatch --array=0-1500 with MaxArraySize=1001 (Slurm 22.05)
+            (
+                "sbatch: error: Batch job submission failed: Invalid job array specification",
+                Rejection::ArraySize,
+                "job.array_max",
+            ),
+        ]);
         for (text, reason, key) in cases {
             assert_eq!(classify_rejection(text), Some(reason), "{text}");
             assert_eq!(reason.key(), key, "{text}");

@@ -210,6 +210,12 @@ pub fn traces_on_disk(paths: &StatePaths, output_folder: Option<&Path>) -> Vec<S
     found
 }
 
+/// How many files a folder the daemon made (its own, writable by no one else) holds, up to 1,000; 0 for
+/// a folder that is missing or not provably the daemon's.
+pub fn files_in_own_folder(dir: &Path) -> usize {
+    if is_ours(dir) { entries(dir) } else { 0 }
+}
+
 fn is_ours(dir: &Path) -> bool {
     std::fs::symlink_metadata(dir).is_ok_and(|m| {
         m.file_type().is_dir() && m.uid() == unsafe { libc::geteuid() } && m.mode() & 0o022 == 0

@@ -270,6 +270,9 @@ const SCHEMA: &[&str] = &[
         reason              TEXT,
         nodes               TEXT,
         elapsed_sec         BIGINT,
+        array_key           VARCHAR(190),
+        array_task          BIGINT,
+        array_name          TEXT,
         UNIQUE KEY generations_key (submit_key),
         KEY generations_dir (dir, id),
         KEY generations_state (state),
@@ -278,6 +281,10 @@ const SCHEMA: &[&str] = &[
         KEY generations_finished (state, finished_at),
         UNIQUE KEY generations_one_intent (dir, ready_dev, ready_ino, ready_size, ready_mtime_ns, attempt)
     ) ENGINE=InnoDB"#,
+    // Schema 4 on a ledger created before it (a no-op on one created with the columns above).
+    "ALTER TABLE generations ADD COLUMN IF NOT EXISTS array_key VARCHAR(190)",
+    "ALTER TABLE generations ADD COLUMN IF NOT EXISTS array_task BIGINT",
+    "ALTER TABLE generations ADD COLUMN IF NOT EXISTS array_name TEXT",
     r#"CREATE TABLE IF NOT EXISTS cancel_requests (
         gen_id   BIGINT PRIMARY KEY,
         operator VARCHAR(255) NOT NULL,

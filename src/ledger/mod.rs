@@ -1114,9 +1114,12 @@ mod tests {
         {
             let c = Connection::open(&p).unwrap();
             // The first release's table, without `seen_at`, the end's details and the outbox.
+            let arrays = ",\n    array_key           TEXT,\n    array_task          INTEGER,\n    array_name          TEXT\n";
+            assert!(SCHEMA.contains(arrays));
             let added = ",\n    seen_at             INTEGER,\n    reason              TEXT,\n    nodes               TEXT,\n    elapsed_sec         INTEGER\n";
-            assert!(SCHEMA.contains(added));
-            let old = SCHEMA.replace(added, "\n");
+            let old = SCHEMA.replace(arrays, "\n");
+            assert!(old.contains(added));
+            let old = old.replace(added, "\n");
             let old = old.split("-- The outbox").next().unwrap();
             assert!(!old.contains("seen_at") && !old.contains("outbox"));
             c.execute_batch(old).unwrap();
@@ -1137,6 +1140,122 @@ mod tests {
         Ledger::open(&p).expect("opens again after the upgrade");
         l_lost_roundtrip(&p);
     }
+
+    /// A ledger of schema 3 (before job arrays) is brought to schema 4 when opened: the array columns are
+    /// added, its records read as before (in no array), and an array can be recorded in it.
+    #[test]
+    fn a_ledger_of_schema_3_gains_the_array_columns() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("v3.db");
+        let id = {
+            let mut l = Ledger::open(&p).unwrap();
+            l.insert_intent(&new("a".as_ref(), ident(1), Some((1, 2)), 10), 10)
+                .unwrap()
+                .id
+        };
+        {
+            // Back to schema 3 as that release wrote it: no array columns, versions 1 to 3.
+            let c = Connection::open(&p).unwrap();
+            for col in ["array_key", "array_task", "array_name"] {
+                c.execute_batch(&format!("ALTER TABLE generations DROP COLUMN {col}"))
+                    .unwrap();
+            }
+            c.execute("DELETE FROM schema_version WHERE version > 3", [])
+                .unwrap();
+        }
+        let mut l = Ledger::open(&p).unwrap();
+        let c = Connection::open(&p).unwrap();
+        let v: i64 = c
+            .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, schema::SCHEMA_VERSION);
+        let g = l.get(id).unwrap().unwrap();
+        assert_eq!(g.array, None);
+        let id2 = l
+            .insert_intent(&new("b".as_ref(), ident(2), Some((1, 3)), 11), 11)
+            .unwrap()
+            .id;
+        l.mark_sbatch_started_many(&[id, id2], 12).unwrap();
+        let made = l.assign_arrays(&[vec![id, id2]], "dw", 12).unwrap();
+        let (key, name) = &made[0];
+        let (a, b) = (l.get(id).unwrap().unwrap(), l.get(id2).unwrap().unwrap());
+        assert_eq!(a.array.as_ref().map(|x| (&x.key, x.task)), Some((key, 0)));
+        assert_eq!(b.array.as_ref().map(|x| (&x.name, x.task)), Some((name, 1)));
+        assert_eq!(a.scheduler_key(), key.as_str());
+        assert_eq!(a.job_name, "dw-job", "the directory's own name stays");
+    }
+
+    /// The same upgrade on a MariaDB ledger of schema 3: its DDL adds the array columns once.
+    #[test]
+    fn a_mariadb_ledger_of_schema_3_gains_the_array_columns() {
+        let Some(t) = testdb::fresh("a_mariadb_ledger_of_schema_3_gains_the_array_columns") else {
+            return;
+        };
+        let at = LedgerAt::Server(t.clone());
+        let id = {
+            let mut l = Ledger::open_at(&at).unwrap();
+            l.insert_intent(&new("a".as_ref(), ident(1), Some((1, 2)), 10), 10)
+                .unwrap()
+                .id
+        };
+        {
+            use sql::Sql;
+            let mut db = maria::Maria::connect(&t).unwrap();
+            for col in ["array_key", "array_task", "array_name"] {
+                db.batch(&format!("ALTER TABLE generations DROP COLUMN {col}"))
+                    .unwrap();
+            }
+            db.batch("DELETE FROM schema_version WHERE version > 3")
+                .unwrap();
+        }
+        let mut l = Ledger::open_at(&at).unwrap();
+        assert_eq!(l.get(id).unwrap().unwrap().array, None);
+        let id2 = l
+            .insert_intent(&new("b".as_ref(), ident(2), Some((1, 3)), 11), 11)
+            .unwrap()
+            .id;
+        l.mark_sbatch_started_many(&[id, id2], 12).unwrap();
+        let made = l.assign_arrays(&[vec![id, id2]], "dw", 12).unwrap();
+        let b = l.get(id2).unwrap().unwrap();
+        assert_eq!(
+            b.array.map(|a| (a.key, a.task)),
+            Some((made[0].0.clone(), 1))
+        );
+        drop(l);
+        Ledger::open_at(&at).expect("opens again after the upgrade");
+    }
+
+    both!(
+        a_new_try_alone_leaves_the_array_and_an_array_key_is_never_reused,
+        |p| {
+            let mut l = p.open();
+            let a = l
+                .insert_intent(&new("a".as_ref(), ident(1), Some((1, 2)), 10), 10)
+                .unwrap()
+                .id;
+            let b = l
+                .insert_intent(&new("b".as_ref(), ident(2), Some((1, 3)), 10), 10)
+                .unwrap()
+                .id;
+            l.mark_sbatch_started_many(&[a, b], 11).unwrap();
+            let first = l.assign_arrays(&[vec![a, b]], "dw", 11).unwrap();
+            assert!(first[0].0.starts_with("dw-") && first[0].0.contains(&format!("-a{a}-")));
+            assert_eq!(first[0].1, format!("dw-array-{a}-1"));
+            // Never answered, cleared by a lookup, marked again: a new array gets a new key.
+            l.mark_sbatch_started_many(&[a, b], 12).unwrap();
+            assert_eq!(
+                l.get(a).unwrap().unwrap().array,
+                None,
+                "marked alone: out of the array"
+            );
+            let second = l.assign_arrays(&[vec![a, b]], "dw", 12).unwrap();
+            assert_ne!(first[0].0, second[0].0);
+            l.record_submitted(a, "77_0", &[], 13).unwrap();
+            let g = l.get(a).unwrap().unwrap();
+            assert_eq!(g.job_id.as_deref(), Some("77_0"));
+            assert_eq!(g.scheduler_key(), second[0].0);
+        }
+    );
 
     fn l_lost_roundtrip(p: &Path) {
         let mut l = Ledger::open(p).unwrap();

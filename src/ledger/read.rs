@@ -8,7 +8,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use super::sql::{Arg, DbError, Row, args};
 use super::{Ledger, Result, i, u};
-use crate::engine::{GenState, Generation, JobDetail, ReadyIdentity};
+use crate::engine::{ArrayTask, GenState, Generation, JobDetail, ReadyIdentity};
 
 /// Counts by state and the in-flight generations, for `status`.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -28,7 +28,7 @@ pub struct Counts {
 pub(super) const COLUMNS: &str = "id, dir, ready_dev, ready_ino, ready_size, ready_mtime_ns, dir_dev, dir_ino, state, attempt, \
     submit_tries, submit_key, job_id, job_name, created_at, submitted_at, finished_at, next_try_at, final_state, \
     exit_code, last_error, uncertain, delete_pending, failure_log_pending, deleted, updated_at, seen_at, reason, \
-    nodes, elapsed_sec";
+    nodes, elapsed_sec, array_key, array_task, array_name";
 
 /// The latest record of one directory, as the daemon keeps it in memory (a few dozen bytes a directory).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +90,18 @@ fn row_to_gen(r: &Row) -> std::result::Result<Generation, DbError> {
             reason: r.get::<Option<String>>(27)?.unwrap_or_default(),
             nodes: r.get::<Option<String>>(28)?.unwrap_or_default(),
             elapsed_sec: r.get::<Option<i64>>(29)?.map(u),
+        },
+        array: match (
+            r.get::<Option<String>>(30)?,
+            r.get::<Option<i64>>(31)?,
+            r.get::<Option<String>>(32)?,
+        ) {
+            (Some(key), Some(task), Some(name)) => Some(ArrayTask {
+                key,
+                task: task as u32,
+                name,
+            }),
+            _ => None,
         },
     })
 }

@@ -42,7 +42,10 @@ CREATE TABLE IF NOT EXISTS generations (
     seen_at             INTEGER,
     reason              TEXT,
     nodes               TEXT,
-    elapsed_sec         INTEGER
+    elapsed_sec         INTEGER,
+    array_key           TEXT,
+    array_task          INTEGER,
+    array_name          TEXT
 );
 CREATE INDEX IF NOT EXISTS generations_dir ON generations(dir, id);
 CREATE INDEX IF NOT EXISTS generations_state ON generations(state);
@@ -118,8 +121,9 @@ END;
 /// 1: every ledger before that table (the columns of [`ADDED_COLUMNS`] may be missing); 2: the version
 /// table, the root the ledger serves in `meta`, and one intent per generation and attempt
 /// (`generations_one_intent`); 3: `cancel_requests` (an operator's cancel committed before the job is
-/// signalled).
-pub const SCHEMA_VERSION: i64 = 3;
+/// signalled); 4: `array_key`, `array_task` and `array_name` (a directory submitted as one task of a job
+/// array).
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// No generation (directory and ready-file identity) holds two intents for one attempt: a second writer
 /// that got past every lock is refused by the database. `{floor}`: rows up to this id (duplicates a
@@ -129,13 +133,17 @@ const ONE_INTENT: &str = "CREATE UNIQUE INDEX IF NOT EXISTS generations_one_inte
 
 /// Columns added after the first release, with their definition: a ledger written by an older dirwatcher
 /// gets them on open (`ALTER TABLE … ADD COLUMN`; the new values start empty).
-const ADDED_COLUMNS: [(&str, &str); 4] = [
+const ADDED_COLUMNS: [(&str, &str); 7] = [
     // When a scheduler source last showed the job (for `lost`).
     ("seen_at", "INTEGER"),
     // What explains a job's end (failure log, notices).
     ("reason", "TEXT"),
     ("nodes", "TEXT"),
     ("elapsed_sec", "INTEGER"),
+    // Schema 4: the job array a directory went in (its key and job name) and its task index there.
+    ("array_key", "TEXT"),
+    ("array_task", "INTEGER"),
+    ("array_name", "TEXT"),
 ];
 
 /// The newest schema version recorded, `None` when the ledger has no version table (new, or schema 1).
@@ -178,7 +186,7 @@ pub(super) fn upgrade(conn: &mut Connection) -> rusqlite::Result<std::result::Re
                  applied_at INTEGER NOT NULL
              )",
         )?;
-        if version == 1 {
+        if (1..SCHEMA_VERSION).contains(&version) {
             add_columns(&tx)?;
         }
         let has_counts: i64 = tx.query_row(
@@ -222,7 +230,7 @@ pub(super) fn upgrade(conn: &mut Connection) -> rusqlite::Result<std::result::Re
     Ok(Ok(instance))
 }
 
-/// Adds the columns a schema-1 ledger may lack (the first release had none of them).
+/// Adds the columns an older ledger lacks (the first release had none of them; before 4, no array's).
 fn add_columns(conn: &Connection) -> rusqlite::Result<()> {
     let mut have = Vec::new();
     {

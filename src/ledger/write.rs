@@ -189,8 +189,11 @@ impl Ledger {
         self.write(Said::all(what), |tx| {
             let mut marked = Vec::with_capacity(ids.len());
             for id in ids {
+                // Submitted alone from here: an array it was in before (never answered, cleared by a key
+                // lookup) is no longer its; [`Ledger::assign_arrays`] gives it a new one.
                 let n = tx.execute(
-                    "UPDATE generations SET uncertain = 1, submit_tries = submit_tries + 1, updated_at = ?2
+                    "UPDATE generations SET uncertain = 1, submit_tries = submit_tries + 1, updated_at = ?2,
+                         array_key = NULL, array_task = NULL, array_name = NULL
                          WHERE id = ?1 AND state = 'submitting'",
                     args![*id, now],
                     what,
@@ -198,6 +201,52 @@ impl Ledger {
                 marked.push(n == 1);
             }
             Ok(marked)
+        })
+    }
+
+    /// Commits, in one transaction and before their `sbatch --array`, the job arrays a chunk of records
+    /// just marked started goes in: each group becomes one array, its records task 0, 1, … in order, all
+    /// with the array's key and job name (each record keeps its directory's own) (`<prefix>-array-<first id>-<try>`, the key
+    /// `dw-<ledger>-a<first id>-<try>`: a new one for each try of the first record, so an array that was
+    /// never answered and cleared is never confused with the next). Returns each array's key and name.
+    pub fn assign_arrays(
+        &mut self,
+        groups: &[Vec<i64>],
+        prefix: &str,
+        now: Millis,
+    ) -> Result<Vec<(String, String)>> {
+        let what = "cannot record the job arrays";
+        self.write(Said::all(what), |tx| {
+            let mut out = Vec::with_capacity(groups.len());
+            for ids in groups {
+                let Some(&first) = ids.first() else {
+                    out.push((String::new(), String::new()));
+                    continue;
+                };
+                let tries: i64 = match tx
+                    .query(
+                        "SELECT submit_tries FROM generations WHERE id = ?1",
+                        args![first],
+                        what,
+                    )?
+                    .first()
+                {
+                    Some(r) => r.get(0).map_err(tx.sql(what))?,
+                    None => 0,
+                };
+                let key = format!("dw-{}-a{first}-{tries}", tx.instance());
+                let name = format!("{prefix}-array-{first}-{tries}");
+                for (task, id) in ids.iter().enumerate() {
+                    tx.execute(
+                        "UPDATE generations SET array_key = ?1, array_task = ?2, array_name = ?3, updated_at = ?5
+                             WHERE id = ?4 AND state = 'submitting'",
+                        args![key.as_str(), task as i64, name.as_str(), *id, now],
+                        what,
+                    )?;
+                }
+                out.push((key, name));
+            }
+            Ok(out)
         })
     }
 
@@ -291,7 +340,8 @@ impl Ledger {
     /// since the cycle read it): then `sbatch` must not run.
     pub fn mark_sbatch_started(&self, id: i64, now: Millis) -> Result<bool> {
         Ok(self.run(
-            "UPDATE generations SET uncertain = 1, submit_tries = submit_tries + 1, updated_at = ?2
+            "UPDATE generations SET uncertain = 1, submit_tries = submit_tries + 1, updated_at = ?2,
+                 array_key = NULL, array_task = NULL, array_name = NULL
                  WHERE id = ?1 AND state = 'submitting'",
             args![id, now],
             "cannot record the submission attempt",

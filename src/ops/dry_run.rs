@@ -62,10 +62,14 @@ pub fn dry_run(cfg: &Config) -> anyhow::Result<Vec<String>> {
     };
     let verdicts = watch_settle(cfg, &held, &candidates, policy);
     let sched = crate::scheduler::from_config(cfg);
+    let mut stable: usize = 0;
     for (name, verdict) in candidates.iter().zip(verdicts) {
         let path = root.join(name);
         match verdict {
-            Some(Readiness::Stable) => out.push(would_submit(cfg, sched.as_ref(), name, &path)),
+            Some(Readiness::Stable) => {
+                stable += 1;
+                out.push(would_submit(cfg, sched.as_ref(), name, &path));
+            }
             Some(Readiness::Locked) => out.push(format!(
                 "{}: not submitted yet, its writer holds the ready-file locked",
                 show(&path)
@@ -77,6 +81,14 @@ pub fn dry_run(cfg: &Config) -> anyhow::Result<Vec<String>> {
                 policy.interval
             )),
         }
+    }
+    if let Some(a) = cfg.job.arrays.filter(|_| stable >= 2) {
+        let arrays = stable.div_ceil(a.max as usize);
+        out.push(format!(
+            "# with `job.array_max: {}`, these {stable} directories would go in up to {arrays} job array(s), one \
+             `sbatch --array` each; every task runs the command above for its own directory",
+            a.max
+        ));
     }
     Ok(out)
 }

@@ -694,7 +694,7 @@ pub fn near_misses(signal: &OsStr, entries: &[OsString]) -> Vec<String> {
 fn record(cfg: &Config, g: &Generation, now_id: Option<ReadyIdentity>, now: Millis) -> Record {
     let path = cfg.watch.root.join(&g.dir);
     let output = g.job_id.as_deref().and_then(|id| {
-        crate::scheduler::output_file(&cfg.job, &cfg.watch.root, &path, id, &g.job_name)
+        crate::scheduler::output_file(&cfg.job, &cfg.watch.root, &path, id, g.scheduler_name())
             .map(|p| p.to_string_lossy().into_owned())
     });
     Record {
@@ -702,7 +702,7 @@ fn record(cfg: &Config, g: &Generation, now_id: Option<ReadyIdentity>, now: Mill
         attempt: g.attempt,
         state: word_of(g.state),
         job_id: g.job_id.clone(),
-        job_name: g.job_name.clone(),
+        job_name: g.scheduler_name().to_string(),
         slurm_state: g.final_state.clone(),
         exit_code: g.exit_code.clone(),
         output,
@@ -743,8 +743,16 @@ fn next_step(
                 .map(|j| j.slurm_state.as_str())
         });
         let how = reason_of(g, slurm, now);
+        let task = g.array.as_ref().map_or_else(String::new, |a| {
+            format!(
+                ", task {} of the job array {} (key {})",
+                a.task,
+                crate::logging::field_str(&a.name),
+                a.key
+            )
+        });
         return format!(
-            "attempt {} (job {job}) is {}: {how}; the daemon follows it to its end{daemon}",
+            "attempt {} (job {job}{task}) is {}: {how}; the daemon follows it to its end{daemon}",
             g.attempt,
             word_of(g.state)
         );

@@ -21,6 +21,15 @@ pub enum Call {
         /// `JobSpec::job_name`.
         job_name: String,
     },
+    /// `submit_array`, with the array's key, job name and the directories of its tasks, in task order.
+    SubmitArray {
+        /// `ArraySpec::key`.
+        key: String,
+        /// `ArraySpec::job_name`.
+        job_name: String,
+        /// The task's directories (their last component), task 0 first.
+        dirs: Vec<String>,
+    },
     /// `query`, with the job ids asked for.
     Query(Vec<String>),
     /// `lookup`, with the key.
@@ -226,6 +235,29 @@ impl Scheduler for Fake {
             h();
         }
         answer
+    }
+
+    fn submit_array(&mut self, spec: &super::array::ArraySpec) -> Result<String, SubmitError> {
+        let mut s = self.script();
+        let dirs = spec
+            .tasks
+            .iter()
+            .map(|(p, _)| {
+                p.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        s.calls.push(Call::SubmitArray {
+            key: spec.key.clone(),
+            job_name: spec.job_name.clone(),
+            dirs,
+        });
+        s.submits.pop_front().unwrap_or_else(|| {
+            s.next_id += 1;
+            Ok(format!("{}", 1000 + s.next_id))
+        })
     }
 
     fn query(

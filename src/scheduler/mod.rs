@@ -6,6 +6,7 @@
 //! would run, where jobs run — so that nothing outside this folder matches on `job.executor`. Must never:
 //! touch the ledger or decide retries; it reports, the daemon decides.
 
+pub mod array;
 #[cfg(test)]
 pub mod fake;
 pub mod local;
@@ -151,6 +152,21 @@ pub trait Scheduler: Send {
         job_name: &str,
         since: Millis,
     ) -> Result<Option<String>, QueryError>;
+    /// Submits one job array ([`array::ArraySpec`]: task `i` for directory `i`); returns the array's job id.
+    /// A back end without arrays refuses (the daemon submits arrays only where the config allows them).
+    fn submit_array(&mut self, spec: &array::ArraySpec) -> Result<String, SubmitError> {
+        let _ = spec;
+        Err(SubmitError::Refused(format!(
+            "the {} back end submits no job arrays",
+            self.name()
+        )))
+    }
+    /// The most tasks one job array may have here (Slurm's `MaxArraySize`), asked of the scheduler, for
+    /// the check of `job.array_max`; `None` for a back end that submits no arrays, `Some(Err)` with the
+    /// reason when it could not be asked.
+    fn array_limit(&mut self) -> Option<Result<u32, String>> {
+        None
+    }
     /// Ends this job (`scancel`, restricted to its job name so a reused id of a stranger's job is left
     /// alone; the local runner is sent SIGTERM and records CANCELLED). `Ok` also when the job had already
     /// ended: either way it runs no more.

@@ -2,6 +2,7 @@
 //! `scripts/slurm-dev-cluster.sh up`) and against the local executor. Slurm tests fail, not skip, when
 //! `CI=true` or `DIRWATCHER_REQUIRE_SLURM=1` and the cluster is missing.
 
+mod arrays;
 mod bridge;
 mod cli;
 mod clock;

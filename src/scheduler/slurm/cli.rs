@@ -6,14 +6,15 @@
 //! Must never: go through a shell, or turn "a tool did not answer / does not know the job" into a failure
 //! (a failed call is a [`QueryError`]; the back end in [`super`] decides what the outage means).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::parse::{
-    SACCT_FIELDS, SQUEUE_FIELDS, find_key, find_uncommented_since, parse_parsable, parse_sacct,
-    sbatch_refusal_is_certain, scancel_found_it_ended, split_job_id,
+    SACCT_FIELDS, SQUEUE_FIELDS, array_job_ids, find_key, find_uncommented_since,
+    parse_max_array_size, parse_parsable, parse_sacct, rows_for_tasks, sbatch_refusal_is_certain,
+    scancel_found_it_ended, split_job_id,
 };
 use super::steady::{Memo, Reading};
 use super::{IDS_PER_CALL, by_cluster, now_ms};
@@ -21,6 +22,7 @@ use crate::config::{Config, JobCommand, JobConfig, umask_text};
 use crate::engine::{JobRow, TrackedJob};
 use crate::logging::show;
 use crate::process::{self, Invocation, ProcessError};
+use crate::scheduler::array::{self, ArraySpec};
 use crate::scheduler::{
     Acceptance, CancelError, JobSpec, Preflight, QueryError, SubmitError, command_line, env_words,
     output_file, sample_spec, wrap_line,
@@ -48,8 +50,11 @@ impl Cli {
 
     /// One `sbatch`, its answer classified.
     pub fn sbatch(&self, spec: &JobSpec) -> Result<String, SubmitError> {
-        let inv = sbatch_invocation(&self.job, &self.root, spec);
-        match process::run(&inv, self.timeout) {
+        self.run_sbatch(&sbatch_invocation(&self.job, &self.root, spec))
+    }
+
+    fn run_sbatch(&self, inv: &Invocation) -> Result<String, SubmitError> {
+        match process::run(inv, self.timeout) {
             Ok(out) => parse_parsable(&out.stdout).ok_or_else(|| {
                 SubmitError::Uncertain(format!(
                     "sbatch exited 0 but printed no job id (stdout {:?}, stderr {:?})",
@@ -74,24 +79,50 @@ impl Cli {
         }
     }
 
+    /// One `sbatch --array`: the task map written first (atomically, private), then the array submitted.
+    /// A map that cannot be written is a refusal (no job exists).
+    pub fn sbatch_array(&self, spec: &ArraySpec) -> Result<String, SubmitError> {
+        let map = array::map_path(&self.root, &spec.key);
+        let uid = crate::output_dir::my_uid();
+        crate::output_dir::prepare(&self.root, array::MAP_FOLDER.as_ref(), uid).map_err(|e| {
+            SubmitError::Refused(format!("cannot prepare the folder of array maps: {e}"))
+        })?;
+        crate::fsx::write_atomic(&map, &array::map_text(spec), 0o600).map_err(|e| {
+            SubmitError::Refused(format!("cannot write the array map `{}`: {e}", show(&map)))
+        })?;
+        let inv = sbatch_array_invocation(&self.job, &self.root, spec, &map);
+        self.run_sbatch(&inv)
+    }
+
     /// One bounded `sacct` per cluster and chunk of [`IDS_PER_CALL`] ids.
     pub fn sacct(&self, jobs: &[&TrackedJob]) -> Result<Vec<JobRow>, QueryError> {
         let oldest = jobs.iter().map(|j| j.since).min().unwrap_or_else(now_ms);
         let mut out = Vec::new();
         for (cluster, ids) in by_cluster(jobs.iter().copied()) {
+            // A task that never started is only in its array's record, listed when the array is asked.
+            let mut ask: Vec<&str> = ids.clone();
+            ask.extend(ids.iter().filter_map(|id| Some(id.split_once('_')?.0)));
+            ask.sort_unstable();
+            ask.dedup();
+            let asked: HashSet<&str> = jobs.iter().map(|j| j.job_id.as_str()).collect();
             let mut inv = Invocation::new("sacct")
                 .arg("-X")
                 .arg("-n")
                 .arg("-P")
                 .arg(format!("--format={SACCT_FIELDS}"))
                 .arg(starttime_arg(oldest, now_ms()))
-                .arg(format!("--jobs={}", ids.join(",")));
+                .arg(format!("--jobs={}", ask.join(",")));
             if let Some(c) = cluster {
                 inv = inv.arg(format!("--clusters={c}"));
             }
             inv.env.push(("SLURM_TIME_FORMAT".into(), "%s".into()));
             let res = process::run(&inv, self.timeout).map_err(|e| QueryError(e.to_string()))?;
-            out.extend(parse_sacct(&res.stdout, cluster));
+            let rows = parse_sacct(&res.stdout, cluster);
+            if ask.len() == ids.len() {
+                out.extend(rows);
+            } else {
+                out.extend(rows_for_tasks(rows, &asked));
+            }
         }
         Ok(out)
     }
@@ -166,7 +197,8 @@ impl Cli {
             .arg("all")
             .arg(format!("--name={job_name}"))
             .arg("-o")
-            .arg("%i|%k");
+            // `%F`: an array's job id (a plain job's own), so a key names the array, not one of its tasks.
+            .arg("%F|%k");
         let sq = process::run(&sq, self.timeout).map_err(|e| QueryError(e.to_string()))?;
         if let Some(id) = find_key(&sq.stdout, key) {
             return Ok(Some(id));
@@ -178,11 +210,12 @@ impl Cli {
             .arg("-P")
             .arg(format!("--name={job_name}"))
             .arg(format!("--starttime=now-{age_s}"))
-            .arg("--format=JobIDRaw,Comment,Submit");
+            .arg("--format=JobID,Comment,Submit");
         let mut sa = sa;
         // Submit times as epoch seconds, whatever the site's locale.
         sa.env.push(("SLURM_TIME_FORMAT".into(), "%s".into()));
-        let sa = process::run(&sa, self.timeout).map_err(|e| QueryError(e.to_string()))?;
+        let mut sa = process::run(&sa, self.timeout).map_err(|e| QueryError(e.to_string()))?;
+        sa.stdout = array_job_ids(&sa.stdout);
         if let Some(id) = find_key(&sa.stdout, key) {
             return Ok(Some(id));
         }
@@ -196,6 +229,15 @@ impl Cli {
             return Ok(Some(id));
         }
         Ok(None)
+    }
+
+    /// The controller's `MaxArraySize` (`scontrol show config`): an array's task indices run from 0 to one
+    /// less than it.
+    pub fn max_array_size(&self) -> Result<u32, String> {
+        let inv = Invocation::new("scontrol").arg("show").arg("config");
+        let out = process::run(&inv, self.timeout).map_err(|e| crate::logging::error_chain(&e))?;
+        parse_max_array_size(&out.stdout)
+            .ok_or_else(|| "`scontrol show config` printed no `MaxArraySize = N` line".to_string())
     }
 
     /// `sbatch --test-only` about the job the daemon would submit (see [`test_only_invocation`]).
@@ -276,6 +318,58 @@ pub fn sbatch_invocation(job: &JobConfig, root: &std::path::Path, spec: &JobSpec
     // sbatch keeps a SLURM_UMASK it is given (else it records its own umask, i.e. the service's
     // `UMask=0027`), and slurmstepd applies it to the job: the job runs with `job.umask`. A
     // `job.env.SLURM_UMASK` comes later and wins.
+    inv.env
+        .push(("SLURM_UMASK".into(), umask_text(job.umask).into()));
+    for (k, v) in &job.env {
+        inv.env.push((k.into(), v.into()));
+    }
+    inv
+}
+
+/// The `sbatch --array=0-K[%N]` of one array: the options of a single job (partition, account, gres,
+/// time, output with `%A_%a`, `extra_args`, `job.env`, `SLURM_UMASK`), one job name and key for the
+/// array, and [`array::task_line`] as the batch script. No `--chdir` and no `WATCH_DIR` here: each task
+/// enters its own directory and sets its own.
+pub fn sbatch_array_invocation(
+    job: &JobConfig,
+    root: &Path,
+    spec: &ArraySpec,
+    map: &Path,
+) -> Invocation {
+    let last = spec.tasks.len().saturating_sub(1);
+    let range = match spec.throttle {
+        Some(t) => format!("--array=0-{last}%{t}"),
+        None => format!("--array=0-{last}"),
+    };
+    let mut inv = Invocation::new("sbatch")
+        .arg("--parsable")
+        .arg(range)
+        .arg(format!("--job-name={}", spec.job_name))
+        .arg(format!("--comment={}", spec.key));
+    if let Some(p) = &job.partition {
+        inv = inv.arg(format!("--partition={p}"));
+    }
+    if let Some(a) = &job.account {
+        inv = inv.arg(format!("--account={a}"));
+    }
+    if let Some(g) = &job.gres {
+        inv = inv.arg(format!("--gres={g}"));
+    }
+    if let Some(t) = &job.time_limit {
+        inv = inv.arg(format!("--time={}", t.slurm));
+    }
+    if let Some(o) = &job.output {
+        inv = inv.arg("--output").arg(root.join(array::array_output(o)));
+    }
+    for a in &job.extra_args {
+        inv = inv.arg(a);
+    }
+    let JobCommand::Wrap(w) = &job.command else {
+        unreachable!("`job.array_max` is refused with `job_script` (config/job.rs)")
+    };
+    let mut wrap = OsString::from("--wrap=");
+    wrap.push(array::task_line(w, map, job.chdir_to_subdir));
+    inv = inv.arg(wrap);
     inv.env
         .push(("SLURM_UMASK".into(), umask_text(job.umask).into()));
     for (k, v) in &job.env {

@@ -266,6 +266,22 @@ impl Scheduler for Slurm {
         }
     }
 
+    fn submit_array(&mut self, spec: &super::array::ArraySpec) -> Result<String, SubmitError> {
+        match &self.how {
+            How::Cli(c) => c.sbatch_array(spec),
+            How::Rest(_) => Err(SubmitError::Refused(
+                "job arrays are submitted with sbatch (`executor: slurm`)".into(),
+            )),
+        }
+    }
+
+    fn array_limit(&mut self) -> Option<Result<u32, String>> {
+        match &self.how {
+            How::Cli(c) => Some(c.max_array_size()),
+            How::Rest(_) => None,
+        }
+    }
+
     fn cancel(&mut self, job: &TrackedJob) -> Result<(), CancelError> {
         match &self.how {
             How::Cli(c) => c.scancel(job),
@@ -444,11 +460,13 @@ mod tests {
         /// a job id that is not all digits.
         #[test]
         fn parsers_survive_any_output(out in "(?s).{0,300}", key in "[a-z0-9-]{1,12}") {
+            // A row's id is a job's, an array task's (`12_3`) or an array's record of tasks (`12_[3-9]`).
             if let Some(id) = parse_parsable(&out) {
                 proptest::prop_assert!(id.split(';').next().unwrap().bytes().all(|b| b.is_ascii_digit()));
             }
             for row in parse_sacct(&out, None).iter().chain(&parse_squeue(&out, None)) {
-                proptest::prop_assert!(row.job_id.bytes().all(|b| b.is_ascii_digit()));
+                let id = row.job_id.as_str();
+                proptest::prop_assert!(is_job_id(id) || parse::is_task_id(id) || parse::array_record(id).is_some(), "{id}");
             }
             let _ = wait_status(&out);
             let _ = find_key(&out, &key);
@@ -487,7 +505,9 @@ mod tests {
                 proptest::prop_assert!(holds(split_job_id(&id).0), "{id}");
             }
             for row in parse_sacct(&out, None).into_iter().chain(parse_squeue(&out, None)) {
-                proptest::prop_assert!(holds(&row.job_id), "{}", row.job_id);
+                let id = row.job_id.as_str();
+                let array = parse::is_task_id(id) || parse::array_record(id).is_some();
+                proptest::prop_assert!(holds(id) || (array && out.contains(id)), "{id}");
                 proptest::prop_assert!(!row.state.contains('|'));
             }
             if let Some(id) = find_key(&out, &key) {
@@ -591,6 +611,14 @@ mod tests {
             .max()
             .unwrap();
         assert!(longest < 20_000, "one argument of {longest} bytes");
+    }
+
+    #[test]
+    fn max_array_size_is_read_from_scontrol_show_config() {
+        let out = "MaxArraySize            = 1001\nMaxJobCount             = 50000\n";
+        assert_eq!(parse::parse_max_array_size(out), Some(1001));
+        assert_eq!(parse::parse_max_array_size("MaxJobCount = 5\n"), None);
+        assert_eq!(parse::parse_max_array_size("MaxArraySize = x\n"), None);
     }
 
     #[test]
@@ -942,6 +970,7 @@ mod tests {
             umask: 0o022,
             submit_concurrency: 4,
             submit_rate: None,
+            arrays: None,
         };
         let spec = JobSpec {
             dir_path: "/data/incoming/case 1".into(),

@@ -15,6 +15,100 @@ pub fn is_job_id(id: &str) -> bool {
     !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// True for one task of a job array as Slurm names it (`1234_5`: the array's job id, the task index).
+pub fn is_task_id(id: &str) -> bool {
+    id.split_once('_')
+        .is_some_and(|(a, t)| is_job_id(a) && is_job_id(t))
+}
+
+/// The array's job id and task list of a record that stands for many tasks (`1234_[0-3,7,9-20%4]`: the
+/// controller keeps the tasks that have not started as one record, and accounting shows it so).
+pub fn array_record(id: &str) -> Option<(&str, &str)> {
+    let (a, rest) = id.split_once("_[")?;
+    let spec = rest.strip_suffix(']')?;
+    let ok = is_job_id(a)
+        && !spec.is_empty()
+        && spec
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b',' | b'-' | b'%'));
+    ok.then_some((a, spec))
+}
+
+/// Whether task `task` is in an array record's task list (`0-3,7,9-20%4`; the `%N` throttle ignored).
+/// Read in place: a record of 100,000 tasks costs a pass over its text, never a list of its tasks.
+pub fn record_holds(spec: &str, task: u64) -> bool {
+    let spec = spec.split_once('%').map_or(spec, |(s, _)| s);
+    spec.split(',').any(|part| {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        match (lo.parse::<u64>(), hi.parse::<u64>()) {
+            (Ok(lo), Ok(hi)) => (lo..=hi).contains(&task),
+            _ => false,
+        }
+    })
+}
+
+/// `sacct` lines with their first field (`JobID`) cut to the array's job id: `1234_5` and `1234_[6-9]`
+/// become `1234`, a plain job's id stays. For finding an array by its key.
+pub fn array_job_ids(stdout: &str) -> String {
+    let mut out = String::with_capacity(stdout.len());
+    for line in stdout.lines() {
+        let (id, rest) = line.split_once('|').unwrap_or((line, ""));
+        let id = id.trim();
+        let base = id.split_once('_').map_or(id, |(a, _)| a);
+        out.push_str(base);
+        if line.contains('|') {
+            out.push('|');
+            out.push_str(rest);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// An array's job id and its cluster (`None` for the default one).
+pub type ArrayOf<'a> = (&'a str, Option<&'a str>);
+
+/// The rows of `asked` ids among `rows`, with an array record (`1234_[6-9]`) given to each asked task it
+/// holds (`1234_7`, its id rewritten): accounting lists a task that never started only inside its array's
+/// record, and only when asked for the array. Rows of ids not asked (other tasks, an old job of a reused
+/// id) are dropped. `asked` holds ids as the ledger stores them (`ID`, `ID_TASK`, with `;CLUSTER`).
+pub fn rows_for_tasks(rows: Vec<JobRow>, asked: &HashSet<&str>) -> Vec<JobRow> {
+    let mut tasks: std::collections::HashMap<ArrayOf<'_>, Vec<(u64, &str)>> = Default::default();
+    for id in asked {
+        let (plain, cluster) = split_job_id(id);
+        if let Some((a, t)) = plain.split_once('_')
+            && let Ok(t) = t.parse()
+        {
+            tasks.entry((a, cluster)).or_default().push((t, id));
+        }
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        if asked.contains(row.job_id.as_str()) {
+            out.push(row);
+            continue;
+        }
+        let (plain, cluster) = split_job_id(&row.job_id);
+        let Some((a, spec)) = array_record(plain) else {
+            continue;
+        };
+        for (t, id) in tasks.get(&(a, cluster)).map_or(&[][..], Vec::as_slice) {
+            if record_holds(spec, *t) {
+                out.push(JobRow {
+                    job_id: (*id).to_string(),
+                    ..row.clone()
+                });
+            }
+        }
+    }
+    out
+}
+
+/// A row id the parsers keep: a plain job, an array task, or an array record of tasks not yet started.
+fn is_row_id(id: &str) -> bool {
+    is_job_id(id) || is_task_id(id) || array_record(id).is_some()
+}
+
 /// Parses `sbatch --parsable` output: `ID` or `ID;CLUSTER` on the last non-empty line (sbatch may print
 /// warnings before it). Returns the id as stored in the ledger (`ID` or `ID;CLUSTER`).
 pub fn parse_parsable(stdout: &str) -> Option<String> {
@@ -43,6 +137,14 @@ pub fn parse_parsable(stdout: &str) -> Option<String> {
     }
 }
 
+/// `MaxArraySize` from `scontrol show config` (`MaxArraySize           = 1001`).
+pub fn parse_max_array_size(stdout: &str) -> Option<u32> {
+    stdout.lines().find_map(|l| {
+        let (name, value) = l.split_once('=')?;
+        (name.trim() == "MaxArraySize").then(|| value.trim().parse().ok())?
+    })
+}
+
 /// Splits a stored job id into `(id, cluster)`.
 pub fn split_job_id(job_id: &str) -> (&str, Option<&str>) {
     match job_id.split_once(';') {
@@ -66,7 +168,7 @@ field_list!(
     /// The `sacct --format` of a query: the free-text fields last, so a `|` in a stranger's job name
     /// cannot shift the fields before it.
     SACCT_NAMES, SACCT_FIELDS = [
-        "JobIDRaw", "Submit", "End", "State", "ExitCode", "ElapsedRaw", "NodeList", "Reason", "Comment",
+        "JobID", "Submit", "End", "State", "ExitCode", "ElapsedRaw", "NodeList", "Reason", "Comment",
         "JobName",
     ],
     ""
@@ -77,7 +179,7 @@ field_list!(
     /// `exit_code` is the raw wait status in Slurm 22.05 (`code:signal` from 23.02 on), `Requeue` the controller's word on a
 /// requeue after a failure.
     SQUEUE_NAMES, SQUEUE_FIELDS = [
-        "JobID", "SubmitTime", "EndTime", "State", "exit_code", "Requeue", "TimeUsed", "NodeList", "Reason",
+        "JobArrayID", "SubmitTime", "EndTime", "State", "exit_code", "Requeue", "TimeUsed", "NodeList", "Reason",
         "Comment", "Name",
     ],
     ":|"
@@ -113,7 +215,9 @@ const fn same(a: &[u8], b: &[u8]) -> bool {
 /// The fields of a `sacct` row, by name.
 mod sacct {
     use super::{SACCT_NAMES as N, field};
-    pub const ID: usize = field(N, "JobIDRaw");
+    // `JobID`, not `JobIDRaw`: an array's task is `1234_5` (its raw id is another number), its tasks not
+    // yet started one record `1234_[6-999]`; a plain job's is the same either way.
+    pub const ID: usize = field(N, "JobID");
     pub const SUBMIT: usize = field(N, "Submit");
     pub const END: usize = field(N, "End");
     pub const STATE: usize = field(N, "State");
@@ -130,7 +234,8 @@ mod sacct {
 /// The fields of a `squeue` line, by name.
 mod squeue {
     use super::{SQUEUE_NAMES as N, field};
-    pub const ID: usize = field(N, "JobID");
+    // `JobArrayID`: a task `1234_5`, the tasks not yet started `1234_[6-999]`, a plain job its id.
+    pub const ID: usize = field(N, "JobArrayID");
     pub const SUBMIT: usize = field(N, "SubmitTime");
     pub const END: usize = field(N, "EndTime");
     pub const STATE: usize = field(N, "State");
@@ -189,8 +294,8 @@ pub fn parse_sacct(stdout: &str, cluster: Option<&str>) -> Vec<JobRow> {
             }
             let at = |i: usize| f[i].trim();
             let id = at(sacct::ID);
-            // Only whole allocations of plain jobs: skip steps (`12.batch`) and anything else.
-            is_job_id(id).then(|| JobRow {
+            // Only whole allocations of jobs and array tasks: skip steps (`12.batch`) and anything else.
+            is_row_id(id).then(|| JobRow {
                 source: Source::Accounting,
                 job_id: with_cluster(id, cluster),
                 name: at(sacct::NAME).to_string(),
@@ -243,7 +348,7 @@ pub fn parse_squeue_line(line: &str, cluster: Option<&str>) -> Option<JobRow> {
     }
     let at = |i: usize| f[i].trim();
     let id = at(squeue::ID);
-    is_job_id(id).then(|| JobRow {
+    is_row_id(id).then(|| JobRow {
         source: Source::Controller,
         job_id: with_cluster(id, cluster),
         name: at(squeue::NAME).to_string(),
@@ -336,14 +441,80 @@ mod tests {
     #[test]
     fn the_field_lists_give_slurm_the_arguments_it_was_always_given() {
         // Built from the lists of names: each squeue field ends in `|` (no widths), no trailing comma.
+        // The id fields name an array's task as `ARRAY_TASK` (for a plain job they print what `JobID` and
+        // `JobIDRaw` print: its id).
         assert_eq!(
             SQUEUE_FIELDS,
-            "JobID:|,SubmitTime:|,EndTime:|,State:|,exit_code:|,Requeue:|,TimeUsed:|,NodeList:|,Reason:|,\
-             Comment:|,Name:|"
+            "JobArrayID:|,SubmitTime:|,EndTime:|,State:|,exit_code:|,Requeue:|,TimeUsed:|,NodeList:|,\
+             Reason:|,Comment:|,Name:|"
         );
         assert_eq!(
             SACCT_FIELDS,
-            "JobIDRaw,Submit,End,State,ExitCode,ElapsedRaw,NodeList,Reason,Comment,JobName"
+            "JobID,Submit,End,State,ExitCode,ElapsedRaw,NodeList,Reason,Comment,JobName"
+        );
+    }
+
+    proptest::proptest! {
+        /// A record's task list read in place says of every task what the list written out says, for
+        /// any list of ranges Slurm could print (with or without a throttle), and any text is no panic.
+        #[test]
+        fn a_record_holds_exactly_the_tasks_its_ranges_name(
+            ranges in proptest::collection::vec((0u64..60, 0u64..5), 1..6),
+            throttle in proptest::option::of(1u32..9),
+            task in 0u64..80,
+            junk in "[0-9,%\\-]{0,12}",
+        ) {
+            let mut parts = Vec::new();
+            let mut named = HashSet::new();
+            for (lo, len) in &ranges {
+                let hi = lo + len;
+                parts.push(if *len == 0 { lo.to_string() } else { format!("{lo}-{hi}") });
+                named.extend(*lo..=hi);
+            }
+            let mut spec = parts.join(",");
+            if let Some(t) = throttle {
+                spec += &format!("%{t}");
+            }
+            proptest::prop_assert_eq!(record_holds(&spec, task), named.contains(&task), "{}", spec);
+            let id = format!("7_[{spec}]");
+            proptest::prop_assert_eq!(array_record(&id), Some(("7", spec.as_str())));
+            let _ = record_holds(&junk, task);
+            let _ = array_record(&format!("7_[{junk}]"));
+        }
+    }
+
+    #[test]
+    fn array_ids_are_a_task_or_a_record_of_tasks_read_in_place() {
+        assert!(is_task_id("632_2") && !is_task_id("632_") && !is_task_id("632_[1-3]"));
+        assert_eq!(array_record("636_[0,2-5%2]"), Some(("636", "0,2-5%2")));
+        assert_eq!(array_record("636_[]"), None);
+        assert_eq!(array_record("636_3"), None);
+        assert_eq!(array_record("x_[1]"), None);
+        let spec = "0,2-5,99999%2";
+        let holds: Vec<u64> = (0..8).filter(|t| record_holds(spec, *t)).collect();
+        assert_eq!(holds, vec![0, 2, 3, 4, 5]);
+        assert!(record_holds(spec, 99_999) && !record_holds(spec, 100_000));
+        // As Slurm 22.05 printed them: a task that ran, and the tasks still waiting, held, as one record.
+        let squeue = "633_2|1796107598|1796107600|COMPLETED|0|1|0:01|vm|None|dw-k-a1-1|dw-array-1-1|\n\
+                      632_[0-1,3-4]|1796107598|N/A|PENDING|0|1|0:00|(null)|JobHeldUser|dw-k-a1-1|dw-array-1-1|\n";
+        let rows = parse_squeue(squeue, None);
+        let ids: Vec<&str> = rows.iter().map(|r| r.job_id.as_str()).collect();
+        assert_eq!(ids, ["633_2", "632_[0-1,3-4]"]);
+        // sacct's record of the waiting tasks is given to each task asked about that it holds, and only
+        // to those; rows of ids not asked about (another task, an old job of a reused id) are dropped.
+        let sacct = "636_1|1796107598|1796107600|COMPLETED|0:0|1|vm|None|dw-k|dw-array\n\
+                     636_[0,2-5%2]|1796107598|Unknown|CANCELLED by 0|0:0|0|None assigned|None||dw-array\n\
+                     636|1700000000|1700000100|COMPLETED|0:0|100|vm|None|dw-old|other\n";
+        let asked: HashSet<&str> = ["636_1", "636_3", "636_9"].into();
+        let got = rows_for_tasks(parse_sacct(sacct, None), &asked);
+        let got: Vec<(&str, &str)> = got
+            .iter()
+            .map(|r| (r.job_id.as_str(), r.state.as_str()))
+            .collect();
+        assert_eq!(got, [("636_1", "COMPLETED"), ("636_3", "CANCELLED by 0")]);
+        assert_eq!(
+            array_job_ids("636_1|dw-k|1\n636_[0,2]|dw-k|1\n7|x|2\n"),
+            "636|dw-k|1\n636|dw-k|1\n7|x|2\n"
         );
     }
 

@@ -12,7 +12,10 @@
 //! [`judge::steady`]: crate::engine::judge::steady
 //! [`Judgement::steady`]: crate::engine::judge::Judgement::steady
 
-use super::parse::{SQUEUE_TIME_USED, parse_squeue_line, squeue_line_id};
+use super::parse::{
+    ArrayOf, SQUEUE_TIME_USED, array_record, parse_squeue_line, record_holds, split_job_id,
+    squeue_line_id,
+};
 use crate::engine::judge;
 use crate::engine::{JobRow, TrackedJob};
 
@@ -33,6 +36,9 @@ struct Remembered {
 pub struct Reading<'j> {
     jobs: &'j [TrackedJob],
     index: foldhash::HashMap<&'j str, usize>,
+    /// Array tasks asked about, by their array's job id and cluster: (task index, job index). A record of
+    /// tasks not yet started (`1234_[6-999]`) is one line for all of them.
+    tasks: foldhash::HashMap<ArrayOf<'j>, Vec<(u64, usize)>>,
     /// Rows parsed, with the index of their job and, for a steady one, its line.
     rows: Vec<(usize, JobRow, Option<Box<str>>)>,
     /// Jobs whose line matched the memo.
@@ -44,6 +50,15 @@ pub struct Reading<'j> {
 impl<'j> Reading<'j> {
     /// A reading of answers about `jobs`.
     pub fn new(jobs: &'j [TrackedJob]) -> Self {
+        let mut tasks: foldhash::HashMap<_, Vec<(u64, usize)>> = Default::default();
+        for (i, j) in jobs.iter().enumerate() {
+            let (plain, cluster) = split_job_id(&j.job_id);
+            if let Some((a, t)) = plain.split_once('_')
+                && let Ok(t) = t.parse()
+            {
+                tasks.entry((a, cluster)).or_default().push((t, i));
+            }
+        }
         Reading {
             jobs,
             index: jobs
@@ -51,6 +66,7 @@ impl<'j> Reading<'j> {
                 .enumerate()
                 .map(|(i, j)| (j.job_id.as_str(), i))
                 .collect(),
+            tasks,
             rows: Vec::new(),
             steady: Vec::new(),
             listed: vec![0; jobs.len()],
@@ -58,37 +74,74 @@ impl<'j> Reading<'j> {
     }
 
     /// Reads one `squeue -O <SQUEUE_FIELDS>` answer of `cluster`: lines of jobs not asked about cost a
-    /// look at their first field.
+    /// look at their first field; an array's record of tasks not yet started is parsed once, and stands
+    /// for each task asked about that it holds.
     pub fn read(&mut self, stdout: &str, cluster: Option<&str>, memo: &Memo) {
         for line in stdout.lines() {
-            let id = squeue_line_id(line);
+            let plain = squeue_line_id(line);
             let full;
             let id = match cluster {
                 Some(c) => {
-                    full = format!("{id};{c}");
+                    full = format!("{plain};{c}");
                     full.as_str()
                 }
-                None => id,
+                None => plain,
             };
-            let Some(&i) = self.index.get(id) else {
-                continue;
-            };
-            self.listed[i] = self.listed[i].saturating_add(1);
-            let job = &self.jobs[i];
-            if memo
-                .lines
-                .get(id)
-                .is_some_and(|m| *m.key == *job.key && same_but_time_used(&m.line, line))
-            {
-                self.steady.push(i);
+            if let Some(&i) = self.index.get(id) {
+                self.take(i, line, cluster, memo, &mut None);
                 continue;
             }
-            let Some(row) = parse_squeue_line(line, cluster) else {
+            let Some((a, spec)) = array_record(plain) else {
                 continue;
             };
-            let keep = judge::steady(job, &[&row]).then(|| Box::<str>::from(line));
-            self.rows.push((i, row, keep));
+            let Some(members) = self.tasks.get(&(a, cluster)) else {
+                continue;
+            };
+            let members: Vec<usize> = members
+                .iter()
+                .filter(|(t, _)| record_holds(spec, *t))
+                .map(|(_, i)| *i)
+                .collect();
+            let mut parsed = None;
+            for i in members {
+                self.take(i, line, cluster, memo, &mut parsed);
+            }
         }
+    }
+
+    /// One line about job `i`: steady if the memo holds it for the job's key, else parsed (once per line,
+    /// kept in `parsed` for the other tasks of an array record) and reported with the job's own id.
+    fn take(
+        &mut self,
+        i: usize,
+        line: &str,
+        cluster: Option<&str>,
+        memo: &Memo,
+        parsed: &mut Option<Option<JobRow>>,
+    ) {
+        self.listed[i] = self.listed[i].saturating_add(1);
+        let job = &self.jobs[i];
+        if memo
+            .lines
+            .get(job.job_id.as_str())
+            .is_some_and(|m| *m.key == *job.key && same_but_time_used(&m.line, line))
+        {
+            self.steady.push(i);
+            return;
+        }
+        let Some(row) = parsed.get_or_insert_with(|| parse_squeue_line(line, cluster)) else {
+            return;
+        };
+        let row = if row.job_id == job.job_id {
+            row.clone()
+        } else {
+            JobRow {
+                job_id: job.job_id.clone(),
+                ..row.clone()
+            }
+        };
+        let keep = judge::steady(job, &[&row]).then(|| Box::<str>::from(line));
+        self.rows.push((i, row, keep));
     }
 
     /// Whether job `i` had a line in any answer read so far.
@@ -102,6 +155,7 @@ impl<'j> Reading<'j> {
         let Reading {
             jobs,
             index,
+            tasks: _,
             rows,
             steady,
             listed,
@@ -117,7 +171,11 @@ impl<'j> Reading<'j> {
                 still.push(i);
             } else if let Some(m) = memo.lines.get(id) {
                 let cluster = id.split_once(';').map(|(_, c)| c);
-                out.extend(parse_squeue_line(&m.line, cluster));
+                // An array record's line carries the array's id: the row is the task's.
+                out.extend(parse_squeue_line(&m.line, cluster).map(|r| JobRow {
+                    job_id: id.to_string(),
+                    ..r
+                }));
             }
         }
         for (i, row, keep) in rows {
@@ -187,6 +245,45 @@ mod tests {
                 .collect(),
             steady,
         )
+    }
+
+    /// The controller keeps an array's tasks that have not started as one line (`5_[0-2,4]`): parsed once,
+    /// it stands for each task asked about that it holds, and, unchanged, is steady for each of them; a
+    /// task it no longer holds is reported from its own line.
+    #[test]
+    fn an_arrays_record_of_waiting_tasks_stands_for_each_task_it_holds() {
+        let jobs = [
+            job("5_0", "ka"),
+            job("5_3", "ka"),
+            job("5_4", "ka"),
+            job("9", "k9"),
+        ];
+        let mut memo = Memo::default();
+        let a = format!(
+            "{}\n{}\n",
+            line("5_[0-2,4]", "PENDING", "0:00", "ka"),
+            line("5_3", "RUNNING", "0:01", "ka")
+        );
+        let (rows, steady) = round(&mut memo, &jobs, &[&a]);
+        assert_eq!(rows, ["5_0 PENDING", "5_4 PENDING", "5_3 RUNNING"]);
+        assert!(steady.is_empty());
+        let (rows, steady) = round(&mut memo, &jobs, &[&a]);
+        assert!(rows.is_empty(), "{rows:?}");
+        assert_eq!(steady, [0, 2, 1]);
+        // Task 0 started: the record changed (parsed again, once) and task 0 has its own line.
+        let b = format!(
+            "{}\n{}\n{}\n",
+            line("5_[1-2,4]", "PENDING", "0:00", "ka"),
+            line("5_0", "RUNNING", "0:00", "ka"),
+            line("5_3", "RUNNING", "0:02", "ka")
+        );
+        let (rows, steady) = round(&mut memo, &jobs, &[&b]);
+        assert_eq!(rows, ["5_4 PENDING", "5_0 RUNNING"]);
+        assert_eq!(steady, [1]);
+        // Another array's record, or another key, is no row of these tasks.
+        let c = line("6_[0-9]", "PENDING", "0:00", "ka");
+        let (rows, _) = round(&mut Memo::default(), &jobs, &[&c]);
+        assert!(rows.is_empty(), "{rows:?}");
     }
 
     #[test]
