@@ -627,7 +627,19 @@ fn reused_job_ids_never_delete_a_directory_before_its_job_ran() {
     if !slurm_available("job_id_reuse") {
         return;
     }
-    reused_job_ids(TestEnv::slurm("reuse"), Controller::Host);
+    reused_job_ids(TestEnv::slurm("reuse"), Controller::Host, None);
+}
+
+/// The same job-ID reuse with the burst submitted as job arrays (`job.array_max: 6`): arrays whose ids
+/// older jobs in accounting hold run every task on its data before any directory is deleted; each task
+/// is judged by its array's key, never by an old record of its id.
+#[test]
+fn reused_job_ids_for_job_arrays_never_delete_a_directory_before_its_task_ran() {
+    let _s = serial();
+    if !slurm_available("job_id_reuse_arrays") {
+        return;
+    }
+    reused_job_ids(TestEnv::slurm("reuse-arr"), Controller::Host, Some(6));
 }
 
 /// The same job-ID reuse with the ledger on a MariaDB server.
@@ -642,7 +654,7 @@ fn reused_job_ids_on_a_mariadb_ledger_never_delete_a_directory_before_its_job_ra
     let Some(db) = mariadb::MariaDb::start(test, env.tmp.path()) else {
         return;
     };
-    reused_job_ids(db.ledger_for(env, "dw_reuse"), Controller::Host);
+    reused_job_ids(db.ledger_for(env, "dw_reuse"), Controller::Host, None);
 }
 
 /// The same job-ID reuse through slurmrestd (`executor: slurmrest`): the site container's controller reset
@@ -656,12 +668,12 @@ fn reused_job_ids_over_slurmrestd_never_delete_a_directory_before_its_job_ran() 
         return;
     }
     let (env, _token) = harness::rest::rest_env("rest-reuse");
-    reused_job_ids(env, Controller::Site);
+    reused_job_ids(env, Controller::Site, None);
 }
 
 /// Old jobs in accounting hold the ids a new burst gets (the controller's id counter reset): no directory
-/// is deleted before its own job ran.
-fn reused_job_ids(env: TestEnv, controller: Controller) {
+/// is deleted before its own job ran. With `array_max`, the burst goes as job arrays of that size.
+fn reused_job_ids(env: TestEnv, controller: Controller, array_max: Option<u32>) {
     let marks = tempfile::Builder::new()
         .prefix("dw-marks-")
         .tempdir_in("/tmp")
@@ -675,6 +687,10 @@ fn reused_job_ids(env: TestEnv, controller: Controller) {
             marks.path().display().to_string()
         ))
         .behavior("delete_on_success: true");
+    let env = match array_max {
+        Some(n) => env.job(&format!("array_max: {n}")),
+        None => env,
+    };
     let names: Vec<String> = (0..12).map(|i| format!("dir{i:02}")).collect();
     let _reset = JobIdReset::now(controller);
     // Old jobs with the ids the burst will get: same names, another ledger's keys, COMPLETED.
@@ -728,7 +744,25 @@ fn reused_job_ids(env: TestEnv, controller: Controller) {
         names.len(),
         "jobs that did not find their data (deleted before they ran): ran only {ran:?}"
     );
-    let reused: Vec<&String> = ours.iter().filter(|id| old.contains(id)).collect();
+    if let Some(n) = array_max {
+        // `1234_5`: each directory a task; the burst of 12 went as arrays of `n`.
+        let mut arrays: Vec<&str> = ours
+            .iter()
+            .filter_map(|id| Some(id.split_once('_')?.0))
+            .collect();
+        assert_eq!(
+            arrays.len(),
+            names.len(),
+            "every directory a task of an array: {ours:?}"
+        );
+        arrays.dedup();
+        assert_eq!(arrays.len(), names.len().div_ceil(n as usize), "{ours:?}");
+    }
+    // An array's id (before `_`) is the id the counter gave it, as a single job's is.
+    let reused: Vec<&String> = ours
+        .iter()
+        .filter(|id| old.iter().any(|o| id.split('_').next() == Some(o.as_str())))
+        .collect();
     assert!(
         !reused.is_empty(),
         "no job id was reused (old {old:?}, ours {ours:?}): the test proves nothing"

@@ -566,6 +566,28 @@ pub fn run_job(dir: &Path) -> i32 {
     }
 }
 
+/// One runner per job, ever: a runner launched again (the first never wrote its pid: see `probe`) and a
+/// first one that was only slow cannot both run it. `None`: another runner holds the job, or got here
+/// first (it ran the job, or ended before it, and said so itself).
+fn claim_job(dir: &Path) -> io::Result<Option<fs::File>> {
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(JOB_FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dir.join("runner.lock"))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => return Ok(None),
+        Err(fs::TryLockError::Error(e)) => return Err(e),
+    }
+    if dir.join("pid").exists() || read_status(dir).is_some() {
+        return Ok(None);
+    }
+    Ok(Some(lock))
+}
+
 fn run_job_inner(dir: &Path) -> io::Result<()> {
     let spec: LocalSpec =
         serde_json::from_slice(&read_trusted_spec(dir)?).map_err(io::Error::other)?;
@@ -579,24 +601,10 @@ fn run_job_inner(dir: &Path) -> io::Result<()> {
     ] {
         signal_hook::flag::register(sig, Arc::clone(&cancel))?;
     }
-    // One runner per job, ever: a runner launched again (the first never wrote its pid: see `probe`)
-    // and a first one that was only slow cannot both run it. The lock is held until this process ends.
-    let lock = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(JOB_FILE_MODE)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(dir.join("runner.lock"))?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) => return Ok(()),
-        Err(fs::TryLockError::Error(e)) => return Err(e),
-    }
-    if dir.join("pid").exists() || read_status(dir).is_some() {
-        // Another runner got here first: it ran the job, or ended before it, and said so itself.
+    // The lock is held until this process ends.
+    let Some(_lock) = claim_job(dir)? else {
         return Ok(());
-    }
+    };
     let me = std::process::id().to_string();
     let (start, _) = proc_start_and_state(&me).unwrap_or_default();
     crate::fsx::write_atomic(
