@@ -197,19 +197,7 @@ fn an_expired_token_is_said_with_its_fix_and_a_renewed_file_is_taken_up() {
     let _serial = one_at_a_time();
     let (env, file) = rest_env("rest-token");
     let env = env.job("wrap_cmd: true");
-    let short = token(1);
-    let exp = dirwatcher::scheduler::slurm::rest::token_expiry(
-        &dirwatcher::scheduler::slurm::rest::bare_token(&short),
-    )
-    .unwrap();
-    write_token(&file, &short);
-    wait_for(Duration::from_secs(10), "the token to expire", || {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        (now > exp).then_some(())
-    });
+    write_short_token_and_wait_until_it_expired(&file);
     let (code, _, err) = check_slurm(&env);
     assert_ne!(code, 0, "an expired token passed the check");
     assert!(
@@ -217,16 +205,45 @@ fn an_expired_token_is_said_with_its_fix_and_a_renewed_file_is_taken_up() {
         "{err}"
     );
 
+    // A new ledger's first start asks accounting, through slurmrestd, whether this root ran before: with
+    // the token expired it cannot, and says so with the fix, instead of starting blind.
+    let mut first = env.start();
+    assert!(!first.wait_exit(SLURM_DEADLINE).success());
+    assert!(first.log().contains("expired") && first.log().contains("scontrol token"));
+    // With a token that works it starts, and makes its ledger.
+    write_token(&file, &token(600));
+    let mut d = env.start();
+    d.wait_log("dirwatcher started", SLURM_DEADLINE);
+    d.stop();
+    // Its token expires (a daemon holds a good token until shortly before it expires, so the expired one
+    // is met at a start): the directory waits, and the log says why and what to do.
+    write_short_token_and_wait_until_it_expired(&file);
     let dir = env.ready_dir("case1");
     let d = env.start();
     d.wait_log("expired", SLURM_DEADLINE);
-    assert!(env.history(&dir).iter().all(|g| g.job_id.is_none()));
+    assert!(d.log().contains("scontrol token"), "{}", d.log());
     // The site renews the file (as its timer would): the daemon takes it up without a restart.
     write_token(&file, &token(600));
     let g = env.wait_final(&dir, SLURM_DEADLINE);
     drop(d);
     assert_eq!(g.final_state.as_deref(), Some("COMPLETED"));
     assert_eq!(env.history(&dir).len(), 1);
+}
+
+fn write_short_token_and_wait_until_it_expired(file: &std::path::Path) {
+    let short = token(1);
+    let exp = dirwatcher::scheduler::slurm::rest::token_expiry(
+        &dirwatcher::scheduler::slurm::rest::bare_token(&short),
+    )
+    .unwrap();
+    write_token(file, &short);
+    wait_for(Duration::from_secs(10), "the token to expire", || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        (now > exp).then_some(())
+    });
 }
 
 #[test]
