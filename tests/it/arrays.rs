@@ -118,18 +118,18 @@ fn squeue_tasks(array_id: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// A burst of 200 ready directories with `array_max: 50` goes to Slurm as 4 arrays of 50 tasks (4 sbatch
-/// calls), every directory exactly one task, each array carrying its own key; cancelled while its tasks
+/// A burst of 1,000 ready directories with `array_max: 200` goes to Slurm as 5 arrays of 200 tasks (5
+/// sbatch calls), every directory exactly one task, each array carrying its own key; cancelled while its tasks
 /// wait (the controller keeps them as one record), each directory gets its own outcome.
 #[test]
 fn a_burst_goes_as_arrays_of_array_max_one_task_per_directory() {
     need_slurm!("a_burst_goes_as_arrays_of_array_max_one_task_per_directory");
     let env = TestEnv::slurm("arrays")
         .job("wrap_cmd: true")
-        .job("array_max: 50")
+        .job("array_max: 200")
         .job("extra_args: [\"--hold\"]");
-    let dirs: Vec<PathBuf> = (0..200)
-        .map(|i| env.root.join(format!("d{i:03}")))
+    let dirs: Vec<PathBuf> = (0..1000)
+        .map(|i| env.root.join(format!("d{i:04}")))
         .collect();
     for d in &dirs {
         std::fs::create_dir(d).unwrap();
@@ -144,7 +144,7 @@ fn a_burst_goes_as_arrays_of_array_max_one_task_per_directory() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains(
-            "with `job.array_max: 50`, these 200 directories would go in up to 4 job array(s)"
+            "with `job.array_max: 200`, these 1000 directories would go in up to 5 job array(s)"
         ),
         "{text}"
     );
@@ -163,20 +163,20 @@ fn a_burst_goes_as_arrays_of_array_max_one_task_per_directory() {
             .or_default()
             .push((a.task, g));
     }
-    assert_eq!(arrays.len(), 4, "{:?}", arrays.keys());
+    assert_eq!(arrays.len(), 5, "{:?}", arrays.keys());
     for (array, tasks) in &arrays {
         let mut idx: Vec<u32> = tasks.iter().map(|(t, _)| *t).collect();
         idx.sort_unstable();
-        assert_eq!(idx, (0..50).collect::<Vec<u32>>(), "array {array}");
+        assert_eq!(idx, (0..200).collect::<Vec<u32>>(), "array {array}");
         let key = &tasks[0].1.array.as_ref().unwrap().key;
         assert!(
             tasks
                 .iter()
                 .all(|(_, g)| &g.array.as_ref().unwrap().key == key)
         );
-        // What squeue shows: the array's 50 tasks, each with the array's key.
+        // What squeue shows: the array's 200 tasks, each with the array's key.
         let listed = squeue_tasks(array);
-        assert_eq!(listed.len(), 50, "{array}: {listed:?}");
+        assert_eq!(listed.len(), 200, "{array}: {listed:?}");
         assert!(listed.iter().all(|(_, k)| k == key), "{listed:?}");
         // The map names each task's directory.
         let map =
@@ -197,8 +197,8 @@ fn a_burst_goes_as_arrays_of_array_max_one_task_per_directory() {
     let log = d.log();
     assert_eq!(
         log.matches("submitted job array ").count(),
-        4,
-        "4 sbatch calls: {log}"
+        5,
+        "5 sbatch calls: {log}"
     );
     // `explain` names the task and its array.
     let g = arrays.values().next().unwrap()[0].1;
@@ -218,7 +218,7 @@ fn a_burst_goes_as_arrays_of_array_max_one_task_per_directory() {
         a.key
     );
     assert!(text.contains(&want), "{text}");
-    eprintln!("200 directories submitted as 4 arrays in {took:?}");
+    eprintln!("1000 directories submitted as 5 arrays in {took:?}");
     if std::env::var_os("DW_SHOW_LOG").is_some() {
         eprintln!("{log}");
     }
