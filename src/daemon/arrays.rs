@@ -133,14 +133,7 @@ impl Daemon {
         let took = t.elapsed();
         self.observers.called(Call::Submit, took, r.is_ok());
         let text = r.as_ref().err().map(ToString::to_string);
-        let pace = engine::pace_signal(took, text.as_deref());
-        if self.pacing.pace.answered(pace) {
-            say::submit_pace(
-                self.pacing.pace.width(),
-                self.cfg.job.submit_concurrency,
-                pace,
-            );
-        }
+        self.pace_answered(took, text.as_deref());
         say::array_call(self.sched.name(), &spec, r.as_ref().ok(), took);
         let (now, wall) = (self.clock.mono(), self.clock.wall());
         match r {

@@ -101,6 +101,19 @@ pub(super) enum ChunkEnd {
 }
 
 impl Daemon {
+    /// One `sbatch` answer (or its error's text) and how long it took, heard by the submit pace; a change
+    /// of width is said.
+    pub(super) fn pace_answered(&mut self, took: std::time::Duration, error: Option<&str>) {
+        let pace = engine::pace_signal(took, error);
+        if self.pacing.pace.answered(pace) {
+            say::submit_pace(
+                self.pacing.pace.width(),
+                self.cfg.job.submit_concurrency,
+                pace,
+            );
+        }
+    }
+
     /// Reads the in-memory views of the directories and of the active records again when another
     /// connection wrote to the ledger (or at start, or after a failed ledger call). Returns false when the
     /// ledger could not be read (the scan then waits).
@@ -1427,14 +1440,7 @@ impl Daemon {
         let mut sorted: Sorted = (Vec::new(), Vec::new(), None);
         for (i, r, took) in answers {
             let text = r.as_ref().err().map(ToString::to_string);
-            let pace = engine::pace_signal(took, text.as_deref());
-            if self.pacing.pace.answered(pace) {
-                say::submit_pace(
-                    self.pacing.pace.width(),
-                    self.cfg.job.submit_concurrency,
-                    pace,
-                );
-            }
+            self.pace_answered(took, text.as_deref());
             match r {
                 Ok(job) => sorted.0.push((i, job)),
                 // Refused for the rate: no job exists, and the directory has done nothing wrong.

@@ -21,20 +21,6 @@ macro_rules! need_slurm {
     };
 }
 
-/// `check-config --slurm` on `env`'s config: (exit code, stdout, stderr).
-fn check_slurm(env: &TestEnv) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(["check-config", "--slurm", "--config"])
-        .arg(env.write_config())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn check_config_slurm_refuses_array_max_above_the_clusters_max_array_size() {
     need_slurm!("check_config_slurm_refuses_array_max_above_the_clusters_max_array_size");
@@ -42,7 +28,7 @@ fn check_config_slurm_refuses_array_max_above_the_clusters_max_array_size() {
     let env = TestEnv::slurm("arraymax")
         .job("wrap_cmd: true")
         .job(&format!("array_max: {}", limit + 1));
-    let (code, out, err) = check_slurm(&env);
+    let (code, out, err) = env.check_slurm();
     assert_eq!(code, 2, "{out}{err}");
     assert!(err.contains("key `job.array_max`"), "{err}");
     assert!(err.contains(" line "), "the line is named: {err}");
@@ -59,7 +45,7 @@ fn check_config_slurm_refuses_array_max_above_the_clusters_max_array_size() {
     let env = TestEnv::slurm("arraymax")
         .job("wrap_cmd: true")
         .job(&format!("array_max: {limit}"));
-    let (code, out, err) = check_slurm(&env);
+    let (code, out, err) = env.check_slurm();
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("slurm accepts the job"), "{out}");
 }

@@ -180,6 +180,20 @@ impl TestEnv {
         self.tmp.path().join("config.yaml")
     }
 
+    /// `dirwatcher check-config --slurm` on this config: (exit code, stdout, stderr).
+    pub fn check_slurm(&self) -> (i32, String, String) {
+        let out = Command::new(BIN)
+            .args(["check-config", "--slurm", "--config"])
+            .arg(self.write_config())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Writes the config file and returns its path.
     pub fn write_config(&self) -> PathBuf {
         let q = |p: &Path| serde_json::to_string(&p.to_string_lossy()).unwrap();

@@ -231,20 +231,6 @@ fn an_invalid_account_is_said_again_until_fixed_and_shown_in_status() {
     assert_eq!(wait_jobs_named(&env.job_name("case1")).len(), 1);
 }
 
-/// `check-config --slurm` on `env`'s config: (exit code, stdout, stderr).
-fn check_slurm(env: &TestEnv) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(["check-config", "--slurm", "--config"])
-        .arg(env.write_config())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn check_config_slurm_names_an_invalid_account_and_a_bad_gres_without_creating_a_job() {
     need_slurm!(
@@ -254,14 +240,14 @@ fn check_config_slurm_names_an_invalid_account_and_a_bad_gres_without_creating_a
     // The sample directory is the root itself: the job would be named `<prefix>-root`.
     let name = env.job_name("root");
 
-    let (code, out, err) = check_slurm(&env);
+    let (code, out, err) = env.check_slurm();
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("slurm accepts the job"), "{out}");
     assert!(out.contains("in partition main"), "{out}");
     assert!(out.contains("--test-only"), "the command is shown: {out}");
 
     let env = env.job("account: nosuch-account");
-    let (code, _, err) = check_slurm(&env);
+    let (code, _, err) = env.check_slurm();
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("fix: `job.account` (now `nosuch-account`)"),
@@ -273,12 +259,12 @@ fn check_config_slurm_names_an_invalid_account_and_a_bad_gres_without_creating_a
     );
 
     let env = env.job("account: dev").job("gres: nosuch:1");
-    let (code, _, err) = check_slurm(&env);
+    let (code, _, err) = env.check_slurm();
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("fix: `job.gres` (now `nosuch:1`)"), "{err}");
 
     let env = env.job("gres: gpu:64");
-    let (code, _, err) = check_slurm(&env);
+    let (code, _, err) = env.check_slurm();
     assert_eq!(code, 2, "more gpus than any node has: {err}");
     assert!(err.contains("`job.gres`"), "{err}");
 
@@ -289,7 +275,7 @@ fn check_config_slurm_names_an_invalid_account_and_a_bad_gres_without_creating_a
 #[test]
 fn check_config_slurm_under_the_local_executor_has_nothing_to_check() {
     let env = TestEnv::local("checklocal").job("wrap_cmd: true");
-    let (code, out, err) = check_slurm(&env);
+    let (code, out, err) = env.check_slurm();
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("nothing to check"), "{out}");
 }

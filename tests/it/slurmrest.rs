@@ -28,19 +28,6 @@ fn newest_data_parser() -> &'static str {
     }
 }
 
-fn check_slurm(env: &TestEnv) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_dirwatcher"))
-        .args(["check-config", "--slurm", "--config"])
-        .arg(env.write_config())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn a_ready_directory_gets_one_job_through_slurmrestd_with_the_configs_options() {
     if !slurmrest_available(
@@ -54,7 +41,7 @@ fn a_ready_directory_gets_one_job_through_slurmrestd_with_the_configs_options() 
         .job("time_limit: \"00:10:00\"")
         .job("wrap_cmd: printf '%s|%s|%s\\n' \"$WATCH_DIR\" \"$DW_TEST\"")
         .job("env: {DW_TEST: from-config}");
-    let (code, out, err) = check_slurm(&env);
+    let (code, out, err) = env.check_slurm();
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("asking slurmrestd"), "{out}");
     let newest = newest_data_parser();
@@ -144,7 +131,7 @@ fn the_pipeline_runs_over_slurmrestds_unix_socket_on_one_kept_alive_connection()
         .job(&format!("slurmrest_url: unix:{REST_SOCKET}"))
         // Long enough for several polls while it runs.
         .job("wrap_cmd: sleep 3; echo done");
-    let (code, out, err) = check_slurm(&env);
+    let (code, out, err) = env.check_slurm();
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains(&format!("/openapi/v3 on unix:{REST_SOCKET}")),
@@ -179,7 +166,7 @@ fn the_pipeline_runs_over_slurmrestds_unix_socket_on_one_kept_alive_connection()
 
     // No socket there: said in words, with what to check.
     let env = env.job("slurmrest_url: unix:/run/slurmrestd/nothing-here.socket");
-    let (code, out, err) = check_slurm(&env);
+    let (code, out, err) = env.check_slurm();
     assert_ne!(code, 0, "{out}{err}");
     assert!(
         err.contains("unix:/run/slurmrestd/nothing-here.socket")
@@ -198,7 +185,7 @@ fn an_expired_token_is_said_with_its_fix_and_a_renewed_file_is_taken_up() {
     let (env, file) = rest_env("rest-token");
     let env = env.job("wrap_cmd: true");
     write_short_token_and_wait_until_it_expired(&file);
-    let (code, _, err) = check_slurm(&env);
+    let (code, _, err) = env.check_slurm();
     assert_ne!(code, 0, "an expired token passed the check");
     assert!(
         err.contains("expired") && err.contains("scontrol token"),

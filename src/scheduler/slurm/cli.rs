@@ -278,12 +278,8 @@ impl Cli {
     }
 }
 
-/// The `sbatch` invocation for one directory (argument vector and environment; no shell).
-pub fn sbatch_invocation(job: &JobConfig, root: &std::path::Path, spec: &JobSpec) -> Invocation {
-    let mut inv = Invocation::new("sbatch")
-        .arg("--parsable")
-        .arg(format!("--job-name={}", spec.job_name))
-        .arg(format!("--comment={}", spec.key));
+/// The options a single job and an array share: partition, account, gres, time limit.
+fn with_resources(mut inv: Invocation, job: &JobConfig) -> Invocation {
     if let Some(p) = &job.partition {
         inv = inv.arg(format!("--partition={p}"));
     }
@@ -296,6 +292,16 @@ pub fn sbatch_invocation(job: &JobConfig, root: &std::path::Path, spec: &JobSpec
     if let Some(t) = &job.time_limit {
         inv = inv.arg(format!("--time={}", t.slurm));
     }
+    inv
+}
+
+/// The `sbatch` invocation for one directory (argument vector and environment; no shell).
+pub fn sbatch_invocation(job: &JobConfig, root: &std::path::Path, spec: &JobSpec) -> Invocation {
+    let mut inv = Invocation::new("sbatch")
+        .arg("--parsable")
+        .arg(format!("--job-name={}", spec.job_name))
+        .arg(format!("--comment={}", spec.key));
+    inv = with_resources(inv, job);
     if job.chdir_to_subdir {
         inv = inv.arg("--chdir").arg(&spec.dir_path);
     }
@@ -346,18 +352,7 @@ pub fn sbatch_array_invocation(
         .arg(range)
         .arg(format!("--job-name={}", spec.job_name))
         .arg(format!("--comment={}", spec.key));
-    if let Some(p) = &job.partition {
-        inv = inv.arg(format!("--partition={p}"));
-    }
-    if let Some(a) = &job.account {
-        inv = inv.arg(format!("--account={a}"));
-    }
-    if let Some(g) = &job.gres {
-        inv = inv.arg(format!("--gres={g}"));
-    }
-    if let Some(t) = &job.time_limit {
-        inv = inv.arg(format!("--time={}", t.slurm));
-    }
+    inv = with_resources(inv, job);
     if let Some(o) = &job.output {
         inv = inv.arg("--output").arg(root.join(array::array_output(o)));
     }
