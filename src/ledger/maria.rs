@@ -388,18 +388,23 @@ pub fn upgrade(db: &mut Maria, fresh_id: String) -> Result<Result<String, i64>, 
         // Nothing to create. No DDL either: `CREATE TRIGGER` waits for every transaction on the table to
         // end while the statements of the active daemon queue behind it — a standby taking over, or an
         // operator's command, must not stall the active daemon.
-        return instance(db).map(Ok);
+        if let Some(id) = recorded_instance(db)? {
+            return Ok(Ok(id));
+        }
+        // Another process creating this ledger right now has recorded the version but not yet the id:
+        // the first id recorded is the ledger's, for both (below).
+    } else {
+        for s in SCHEMA.iter().chain(&super::lease::SCHEMA) {
+            db.batch(s)?;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        db.exec(
+            "INSERT OR IGNORE INTO schema_version(version, applied_at) VALUES (?1, ?2)",
+            &[Arg::Int(super::SCHEMA_VERSION), Arg::Int(now)],
+        )?;
     }
-    for s in SCHEMA.iter().chain(&super::lease::SCHEMA) {
-        db.batch(s)?;
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    db.exec(
-        "INSERT OR IGNORE INTO schema_version(version, applied_at) VALUES (?1, ?2)",
-        &[Arg::Int(super::SCHEMA_VERSION), Arg::Int(now)],
-    )?;
     db.exec(
         r#"INSERT OR IGNORE INTO meta("key", value) VALUES ('instance', ?1)"#,
         &[Arg::Text(fresh_id)],
@@ -409,8 +414,13 @@ pub fn upgrade(db: &mut Maria, fresh_id: String) -> Result<Result<String, i64>, 
 
 /// The ledger's id, as recorded.
 pub fn instance(db: &mut Maria) -> Result<String, DbError> {
+    recorded_instance(db)?.ok_or_else(|| DbError::Type("the ledger has no id".into()))
+}
+
+/// The ledger's id, `None` while none is recorded.
+fn recorded_instance(db: &mut Maria) -> Result<Option<String>, DbError> {
     db.query(r#"SELECT value FROM meta WHERE "key" = 'instance'"#, &[])?
         .first()
-        .ok_or_else(|| DbError::Type("the ledger has no id".into()))?
-        .get(0)
+        .map(|r| r.get(0))
+        .transpose()
 }

@@ -1185,6 +1185,31 @@ mod tests {
         assert_eq!(a.job_name, "dw-job", "the directory's own name stays");
     }
 
+    /// Two processes opening a new MariaDB ledger at once (a daemon starting while an operator's command
+    /// runs, or both daemons of a pair): the second may find the schema version recorded while the first
+    /// has not yet recorded the ledger's id. It records the id itself instead of failing ("the ledger has
+    /// no id"), and both then read the one id recorded first.
+    #[test]
+    fn an_opener_racing_the_creator_of_a_mariadb_ledger_gets_its_one_id() {
+        let Some(t) =
+            testdb::fresh("an_opener_racing_the_creator_of_a_mariadb_ledger_gets_its_one_id")
+        else {
+            return;
+        };
+        let at = LedgerAt::Server(t.clone());
+        Ledger::open_at(&at).unwrap();
+        {
+            use sql::Sql;
+            let mut db = maria::Maria::connect(&t).unwrap();
+            // What the racing opener sees: the creator's version row, not yet its id.
+            db.batch(r#"DELETE FROM meta WHERE "key" = 'instance'"#)
+                .unwrap();
+        }
+        let first = Ledger::open_at(&at).unwrap().id().to_string();
+        assert!(!first.is_empty());
+        assert_eq!(Ledger::open_at(&at).unwrap().id(), first, "one id, kept");
+    }
+
     /// The same upgrade on a MariaDB ledger of schema 3: its DDL adds the array columns once.
     #[test]
     fn a_mariadb_ledger_of_schema_3_gains_the_array_columns() {
