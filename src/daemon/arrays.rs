@@ -103,9 +103,7 @@ impl Daemon {
         let ids: Vec<i64> = live.iter().map(|g| g.id).collect();
         if live.len() < 2 {
             // An operator withdrew the others meanwhile: the one left goes alone when due again.
-            let r = self.ledger.unmark_sbatch_started(&ids, self.clock.wall());
-            let _ = self.commit("recording submissions that did not start", r);
-            self.reread(&ids);
+            let _ = self.unmark_started(&ids, self.clock.wall());
             return ChunkEnd::Done;
         }
         let Ok(live) = self.commit_array(&ids) else {
@@ -158,9 +156,7 @@ impl Daemon {
                 }
             }
             Err(SubmitError::Refused(m)) if engine::pace::is_rate_limited(&m) => {
-                let r = self.ledger.unmark_sbatch_started(&ids, wall);
-                let _ = self.commit("recording submissions that did not start", r);
-                self.reread(&ids);
+                let _ = self.unmark_started(&ids, wall);
                 say::submit_rate_limited(
                     &self.path_of(&live[0]),
                     &m,

@@ -101,6 +101,15 @@ pub(super) enum ChunkEnd {
 }
 
 impl Daemon {
+    /// Records that the submissions of `ids` did not start (no `sbatch` ran for them: they are due again)
+    /// and reads the records back.
+    pub(super) fn unmark_started(&mut self, ids: &[i64], wall: Millis) -> Result<(), LedgerDown> {
+        let r = self.ledger.unmark_sbatch_started(ids, wall);
+        let unmarked = self.commit("recording submissions that did not start", r);
+        self.reread(ids);
+        unmarked
+    }
+
     /// One `sbatch` answer (or its error's text) and how long it took, heard by the submit pace; a change
     /// of width is said.
     pub(super) fn pace_answered(&mut self, took: std::time::Duration, error: Option<&str>) {
@@ -1364,9 +1373,7 @@ impl Daemon {
         }
         let (done, failed, limited) = self.sort_answers(answers, &live, &mut unmark);
         let recorded = self.record_answers(&live, &done, wall);
-        let r = self.ledger.unmark_sbatch_started(&unmark, wall);
-        let unmarked = self.commit("recording submissions that did not start", r);
-        self.reread(&unmark);
+        let unmarked = self.unmark_started(&unmark, wall);
         if recorded.is_err() || unmarked.is_err() {
             return ChunkEnd::LedgerDown;
         }
