@@ -229,7 +229,16 @@ impl Rest {
             .with_config()
             .limit(ANSWER_LIMIT)
             .read_to_string()
-            .map_err(|e| CallError::Lost(format!("slurmrestd at {}: {e}", self.addr)))?;
+            .map_err(|e| match e {
+                ureq::Error::BodyExceedsLimit(_) => CallError::Lost(format!(
+                    "slurmrestd at {}: its answer to `{method} {path}` is larger than {} MiB, the most \
+                     dirwatcher reads of one answer (too many jobs in it: see docs/slurm.md, what \
+                     slurmrestd costs)",
+                    self.addr,
+                    ANSWER_LIMIT >> 20
+                )),
+                e => CallError::Lost(format!("slurmrestd at {}: {e}", self.addr)),
+            })?;
         if status == 401 || status == 403 {
             self.held().token = None;
             return Err(CallError::Setup(format!(
