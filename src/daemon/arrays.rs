@@ -215,7 +215,7 @@ impl Daemon {
         self.reread(ids);
         let live: Vec<Generation> = ids
             .iter()
-            .filter_map(|id| self.memory.flight.get(*id).cloned())
+            .filter_map(|id| self.memory.flight.intent(*id).cloned())
             .collect();
         if self.memory.flight_stale
             || live.len() != ids.len()

@@ -1,12 +1,20 @@
-//! The active records in memory: intents waiting for (or lost by) `sbatch`, and jobs in flight. Loaded with
-//! one query at start and read again whole when another connection (the CLI's `retry`, `forget`, `cancel`)
-//! committed — the same `data_version` check as the directory view ([`super::known`]); kept current on the
-//! daemon's own writes by reading back just the records it wrote. A cycle builds its agenda from the
-//! intents held here and asks the scheduler about the jobs held here: no read of every active row per
-//! cycle, so 20,000 jobs in flight cost a cycle what changed, plus reading the scheduler's answer.
+//! The active records in memory: intents waiting for (or lost by) `sbatch`, and jobs in flight. Loaded at
+//! start (a page of records at a time) and read again whole when another connection (the CLI's `retry`,
+//! `forget`, `cancel`) committed — the same `data_version` check as the directory view ([`super::known`]);
+//! kept current on the daemon's own writes by reading back just the records it wrote. A cycle builds its
+//! agenda from the intents held here and asks the scheduler about the jobs held here: no read of every
+//! active row per cycle, so 100,000 jobs in flight cost a cycle what changed, plus reading the scheduler's
+//! answer and one pass over three lists.
+//!
+//! An intent is held whole (there are few, and submitting one needs all of it). A job in flight is held as
+//! the scheduler is asked about it and what the lost-job rule needs (when it was last seen), in lists in
+//! record id order: a record that ends is read from the ledger when it is acted on, so memory grows with
+//! the jobs in flight by a few hundred bytes each, and a quiet round walks the lists without a lookup.
 //!
 //! Must never: be trusted after another connection wrote (it is read again first), or miss a write of the
 //! daemon's own (every step that commits a record's change reads that record back).
+
+use std::collections::BTreeMap;
 
 use crate::engine::{GenState, Generation, TrackedJob};
 use crate::ledger::{Ledger, LedgerError};
@@ -15,13 +23,44 @@ use crate::time::Millis;
 /// The active records and the query list built from them.
 #[derive(Debug, Default)]
 pub(super) struct Flight {
-    /// Every record in state `submitting` or `submitted`, by id (a hash map: 20,000 lookups per cycle).
-    rows: foldhash::HashMap<i64, Generation>,
-    /// The jobs in flight as the scheduler is asked about them, with their record ids, in id order;
-    /// `None` after a change, built again when asked for.
-    tracked: Option<(Vec<TrackedJob>, Vec<i64>)>,
+    /// Every record in state `submitting`, by id.
+    intents: foldhash::HashMap<i64, Generation>,
+    /// The jobs in flight, in id order, as of the last [`Flight::tracked`]; changes since wait in
+    /// `changes`.
+    list: Tracked,
+    /// Jobs that came, changed or left since `list` was built: record id → the job now (`None`: it left).
+    changes: BTreeMap<i64, Option<Followed>>,
     /// How many times every active record was read (tests check that a quiet cycle reads none).
     loads: u64,
+}
+
+/// The jobs in flight as the scheduler is asked about them, with their record ids and what the daemon
+/// knows of their sightings (three lists, same order).
+#[derive(Debug, Default)]
+struct Tracked {
+    jobs: Vec<TrackedJob>,
+    ids: Vec<i64>,
+    sightings: Vec<Sighting>,
+}
+
+/// What the lost-job rule knows of one job in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Sighting {
+    /// When the ledger says a scheduler source last showed the job (written at most once a minute).
+    pub seen_at: Option<Millis>,
+    /// When its id became known (else when its intent was committed).
+    pub submitted_at: Millis,
+    /// How long it was unseen when this process began to follow it (from the ledger's wall times), and the
+    /// monotonic time of that moment or of its last sighting: "lost" is measured on the monotonic clock,
+    /// so a wall-clock step cannot make a job lost. `None` until the first round judges it.
+    pub unseen: Option<(Millis, Millis)>,
+}
+
+/// One job in flight: what the scheduler is asked, and its sighting.
+#[derive(Debug)]
+struct Followed {
+    job: TrackedJob,
+    sighting: Sighting,
 }
 
 /// What the scheduler is asked about a job in flight (none before its id is known).
@@ -34,12 +73,46 @@ pub(super) fn tracked(g: &Generation) -> Option<TrackedJob> {
     })
 }
 
+fn followed(g: &Generation) -> Option<Followed> {
+    Some(Followed {
+        job: tracked(g)?,
+        sighting: Sighting {
+            seen_at: g.seen_at,
+            submitted_at: g.submitted_at.unwrap_or(g.created_at),
+            unseen: None,
+        },
+    })
+}
+
 impl Flight {
-    /// Reads every active record (at start, and after another connection committed).
+    /// Reads every active record (at start, and after another connection committed), a page at a time:
+    /// a job in flight is kept as it is followed, never the whole list of records at once.
     pub fn load(&mut self, ledger: &Ledger) -> Result<(), LedgerError> {
-        let rows = ledger.active()?;
-        self.rows = rows.into_iter().map(|g| (g.id, g)).collect();
-        self.tracked = None;
+        let old = std::mem::take(&mut self.list).merged(std::mem::take(&mut self.changes));
+        let unseen: Vec<(i64, Option<(Millis, Millis)>)> = old
+            .ids
+            .iter()
+            .zip(&old.sightings)
+            .map(|(id, s)| (*id, s.unseen))
+            .collect();
+        drop(old);
+        self.intents.clear();
+        let mut intents = foldhash::HashMap::default();
+        let mut list = Tracked::default();
+        ledger.each_active(|g| match g.state {
+            GenState::Submitting => {
+                intents.insert(g.id, g);
+            }
+            _ => {
+                if let Some(f) = followed(&g) {
+                    list.push(g.id, f);
+                }
+            }
+        })?;
+        list.shrink();
+        list.keep_unseen(&unseen);
+        self.intents = intents;
+        self.list = list;
         self.loads += 1;
         Ok(())
     }
@@ -61,35 +134,67 @@ impl Flight {
         if !g.state.is_active() {
             return self.drop_id(g.id);
         }
-        let was_job = self.rows.get(&g.id).and_then(|o| o.job_id.clone());
-        if g.state == GenState::Submitted || was_job.is_some() {
-            self.tracked = None;
+        if g.state == GenState::Submitting {
+            self.leave(g.id);
+            self.intents.insert(g.id, g);
+            return;
         }
-        self.rows.insert(g.id, g);
+        self.intents.remove(&g.id);
+        match followed(&g) {
+            Some(mut f) => {
+                f.sighting.unseen = self.sighting(g.id).and_then(|s| s.unseen);
+                self.changes.insert(g.id, Some(f));
+            }
+            None => self.leave(g.id),
+        }
     }
 
     fn drop_id(&mut self, id: i64) {
-        if self.rows.remove(&id).is_some_and(|g| g.job_id.is_some()) {
-            self.tracked = None;
+        self.intents.remove(&id);
+        self.leave(id);
+    }
+
+    /// The job of record `id` is no longer followed (if it was).
+    fn leave(&mut self, id: i64) {
+        if self.sighting(id).is_some() {
+            self.changes.insert(id, None);
+        }
+    }
+
+    /// The sighting of the job of record `id`, if it is followed.
+    fn sighting(&self, id: i64) -> Option<&Sighting> {
+        match self.changes.get(&id) {
+            Some(change) => change.as_ref().map(|f| &f.sighting),
+            None => self.list.find(id).map(|i| &self.list.sightings[i]),
+        }
+    }
+
+    fn sighting_mut(&mut self, id: i64) -> Option<&mut Sighting> {
+        match self.changes.get_mut(&id) {
+            Some(change) => change.as_mut().map(|f| &mut f.sighting),
+            None => self.list.find(id).map(|i| &mut self.list.sightings[i]),
         }
     }
 
     /// The ledger now says these jobs were seen at `wall` (written by the daemon itself).
     pub fn seen(&mut self, ids: &[i64], wall: Millis) {
-        for id in ids {
-            if let Some(g) = self.rows.get_mut(id) {
-                g.seen_at = Some(wall);
+        for &id in ids {
+            if let Some(s) = self.sighting_mut(id) {
+                s.seen_at = Some(wall);
             }
+        }
+    }
+
+    /// The job of record `id` is unseen from `now` (monotonic): it was just submitted or adopted.
+    pub fn unseen_from(&mut self, id: i64, now: Millis) {
+        if let Some(s) = self.sighting_mut(id) {
+            s.unseen = Some((0, now));
         }
     }
 
     /// The intents (waiting for `sbatch`, or for a lookup of a lost answer), oldest first.
     pub fn intents(&self) -> Vec<&Generation> {
-        let mut v: Vec<&Generation> = self
-            .rows
-            .values()
-            .filter(|g| g.state == GenState::Submitting)
-            .collect();
+        let mut v: Vec<&Generation> = self.intents.values().collect();
         v.sort_unstable_by_key(|g| g.id);
         v
     }
@@ -100,37 +205,140 @@ impl Flight {
         self.loads
     }
 
-    /// A record held here.
-    pub fn get(&self, id: i64) -> Option<&Generation> {
-        self.rows.get(&id)
-    }
-
-    /// Whether `id` is held here.
-    pub fn contains(&self, id: i64) -> bool {
-        self.rows.contains_key(&id)
-    }
-
-    /// The list [`Flight::tracked`] built last (empty when none was built since the last change).
-    pub fn tracked_now(&self) -> (&[TrackedJob], &[i64]) {
-        match &self.tracked {
-            Some((jobs, ids)) => (jobs, ids),
-            None => (&[], &[]),
-        }
+    /// An intent held here.
+    pub fn intent(&self, id: i64) -> Option<&Generation> {
+        self.intents.get(&id)
     }
 
     /// The jobs in flight as the scheduler is asked about them, and their record ids (same order).
     pub fn tracked(&mut self) -> (&[TrackedJob], &[i64]) {
-        let rows = &self.rows;
-        let (jobs, ids) = self.tracked.get_or_insert_with(|| {
-            let mut live: Vec<&Generation> = rows
-                .values()
-                .filter(|g| g.state == GenState::Submitted)
-                .collect();
-            live.sort_unstable_by_key(|g| g.id);
-            live.into_iter()
-                .filter_map(|g| Some((tracked(g)?, g.id)))
-                .unzip()
-        });
+        let (jobs, ids, _) = self.tracked_mut();
         (jobs, ids)
+    }
+
+    /// [`Flight::tracked`], with the sightings (same order) to judge them by.
+    pub fn tracked_mut(&mut self) -> (&[TrackedJob], &[i64], &mut [Sighting]) {
+        if !self.changes.is_empty() {
+            let changes = std::mem::take(&mut self.changes);
+            self.list = std::mem::take(&mut self.list).merged(changes);
+        }
+        let Tracked {
+            jobs,
+            ids,
+            sightings,
+        } = &mut self.list;
+        (jobs, ids, sightings)
+    }
+}
+
+impl Tracked {
+    fn push(&mut self, id: i64, f: Followed) {
+        self.jobs.push(f.job);
+        self.ids.push(id);
+        self.sightings.push(f.sighting);
+    }
+
+    fn shrink(&mut self) {
+        self.jobs.shrink_to_fit();
+        self.ids.shrink_to_fit();
+        self.sightings.shrink_to_fit();
+    }
+
+    /// Keeps what `old` measured of how long each job has been unseen (a job unseen for a while stays
+    /// so across a reload, on the monotonic clock).
+    fn keep_unseen(&mut self, old: &[(i64, Option<(Millis, Millis)>)]) {
+        let mut j = 0;
+        for (i, id) in self.ids.iter().enumerate() {
+            while j < old.len() && old[j].0 < *id {
+                j += 1;
+            }
+            if let Some((oid, unseen)) = old.get(j)
+                && oid == id
+            {
+                self.sightings[i].unseen = *unseen;
+            }
+        }
+    }
+
+    /// The position of record `id` (the lists are in id order).
+    fn find(&self, id: i64) -> Option<usize> {
+        self.ids.binary_search(&id).ok()
+    }
+
+    /// These lists with `changes` applied, in one pass (both are in id order).
+    fn merged(self, changes: BTreeMap<i64, Option<Followed>>) -> Tracked {
+        let mut out = Tracked {
+            jobs: Vec::with_capacity(self.jobs.len() + changes.len()),
+            ids: Vec::with_capacity(self.jobs.len() + changes.len()),
+            sightings: Vec::with_capacity(self.jobs.len() + changes.len()),
+        };
+        let old = self.ids.into_iter().zip(self.jobs).zip(self.sightings);
+        let mut old = old.map(|((id, job), sighting)| (id, Followed { job, sighting }));
+        let mut next = old.next();
+        for (id, change) in changes {
+            while let Some((oid, f)) = next.take_if(|(oid, _)| *oid <= id) {
+                if oid < id {
+                    out.push(oid, f);
+                }
+                next = old.next();
+            }
+            if let Some(f) = change {
+                out.push(id, f);
+            }
+        }
+        while let Some((oid, f)) = next {
+            out.push(oid, f);
+            next = old.next();
+        }
+        out.shrink();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: i64) -> Followed {
+        Followed {
+            job: TrackedJob {
+                job_id: format!("{}", 100 + id),
+                key: format!("k{id}"),
+                job_name: "dw-a".into(),
+                since: 1,
+            },
+            sighting: Sighting {
+                seen_at: None,
+                submitted_at: 2,
+                unseen: Some((0, id)),
+            },
+        }
+    }
+
+    #[test]
+    fn changes_are_merged_into_the_lists_in_record_order() {
+        let mut t = Tracked::default();
+        for id in [1, 3, 5, 7] {
+            t.push(id, job(id));
+        }
+        let changes: BTreeMap<i64, Option<Followed>> = [
+            (0, Some(job(0))),
+            (3, None),
+            (5, Some(job(50))),
+            (6, Some(job(6))),
+            (9, Some(job(9))),
+            (10, None),
+        ]
+        .into_iter()
+        .collect();
+        let t = t.merged(changes);
+        assert_eq!(t.ids, [0, 1, 5, 6, 7, 9]);
+        let jobs: Vec<&str> = t.jobs.iter().map(|j| j.job_id.as_str()).collect();
+        assert_eq!(jobs, ["100", "101", "150", "106", "107", "109"]);
+        assert_eq!(t.sightings[2].unseen, Some((0, 50)));
+        assert_eq!(t.find(6), Some(3));
+        assert_eq!(t.find(3), None);
+        let t = t.merged(BTreeMap::new());
+        assert_eq!(t.ids, [0, 1, 5, 6, 7, 9]);
     }
 }

@@ -330,10 +330,6 @@ struct Waits {
     /// Lost `sbatch` answers: record id → since when (monotonic) this process has known the answer was
     /// lost (the `sbatch` ended, or the first lookup after a restart).
     lost: HashMap<i64, Millis>,
-    /// Jobs in flight: record id → (how long unseen when this process began to follow it, from the
-    /// ledger's wall times; monotonic time of that moment or of its last sighting). "Lost" is then measured
-    /// on the monotonic clock: a wall-clock step cannot make a job lost.
-    unseen: foldhash::HashMap<i64, (Millis, Millis)>,
 }
 
 /// Whether each dependency is failing, so an outage is said once when it starts and once when it ends.

@@ -160,11 +160,7 @@ impl Daemon {
             return Agenda::default();
         }
         let flight = &self.memory.flight;
-        let pending = |id: &i64| {
-            flight
-                .get(*id)
-                .is_some_and(|g| g.state == GenState::Submitting)
-        };
+        let pending = |id: &i64| flight.intent(*id).is_some();
         self.waits.held.retain(|id, _| pending(id));
         self.waits.lost.retain(|id, _| pending(id));
         let timing = Timing {
@@ -284,7 +280,8 @@ impl Daemon {
                         // The scheduler did take the job: that ends a submission outage as well.
                         say::submissions_back(self.health.submit.succeeded(self.clock.mono()));
                         say::adopted(&path, &job, g.scheduler_key());
-                        self.waits.unseen.insert(g.id, (0, self.clock.mono()));
+                        let now = self.clock.mono();
+                        self.memory.flight.unseen_from(g.id, now);
                         agenda.adopted(g.id, &job, wall);
                     }
                 }
@@ -338,8 +335,11 @@ impl Daemon {
         drop(sightings);
         let wall = self.clock.wall();
         for (id, judged) in judged {
-            let Some(g) = self.memory.flight.get(id).cloned() else {
-                continue;
+            // A job in flight is held as it is followed: the record is read when there is something to do.
+            let g = match self.ledger.get(id) {
+                Ok(Some(g)) if g.state == GenState::Submitted => g,
+                Ok(_) => continue,
+                Err(e) => return self.ledger_failed("reading a job's record", &e),
             };
             if let Some(row) = &judged.stale
                 && self.told_stale.insert(g.id)
@@ -374,18 +374,13 @@ impl Daemon {
             settle: engine::judge::REQUEUE_SETTLE,
         };
         let rows_of = sightings.by_id();
-        let flight = &self.memory.flight;
-        let unseen = &mut self.waits.unseen;
-        let (jobs, ids) = flight.tracked_now();
-        if unseen.len() > ids.len() {
-            unseen.retain(|id, _| flight.contains(*id));
-        }
+        let (jobs, ids, sightings_of) = self.memory.flight.tracked_mut();
         let steady = sightings.steady_mask(jobs.len());
         let (mut act, mut seen) = (Vec::new(), Vec::new());
-        for ((job, &id), steady) in jobs.iter().zip(ids).zip(steady) {
-            let Some(g) = flight.get(id) else { continue };
-            let recorded = g.seen_at.or(g.submitted_at).unwrap_or(g.created_at);
-            let slot = unseen.entry(id).or_insert(((wall - recorded).max(0), now));
+        let each = jobs.iter().zip(ids).zip(sightings_of.iter_mut());
+        for (((job, &id), s), steady) in each.zip(steady) {
+            let recorded = s.seen_at.unwrap_or(s.submitted_at);
+            let slot = s.unseen.get_or_insert(((wall - recorded).max(0), now));
             let judged = if steady {
                 Judgement::steady()
             } else {
@@ -397,7 +392,9 @@ impl Daemon {
             };
             if judged.seen {
                 *slot = (0, now);
-                let due = g.seen_at.is_none_or(|s| wall - s >= super::SEEN_WRITE_GAP);
+                let due = s
+                    .seen_at
+                    .is_none_or(|at| wall - at >= super::SEEN_WRITE_GAP);
                 if due && seen.len() < SEEN_WRITES {
                     seen.push(id);
                 }
@@ -570,9 +567,6 @@ impl Daemon {
     pub(super) fn moved(&mut self, g: &Generation, state: GenState) {
         let (now, recheck) = (self.clock.mono(), self.cfg.watch.recheck);
         self.memory.known.moved(&g.dir, g.id, state, now, recheck);
-        if !state.is_active() {
-            self.waits.unseen.remove(&g.id);
-        }
         self.reread(&[g.id]);
     }
 
@@ -1499,8 +1493,8 @@ impl Daemon {
         for (i, job) in done {
             let g = &chunk[*i];
             self.moved(g, GenState::Submitted);
-            // Unseen from now, on the monotonic clock (see `Waits::unseen`).
-            self.waits.unseen.insert(g.id, (0, now));
+            // Unseen from now, on the monotonic clock (see `flight::Sighting::unseen`).
+            self.memory.flight.unseen_from(g.id, now);
             let path = self.path_of(g);
             let out = self.output_of(g, job);
             say::submitted(&path, job, g.scheduler_name(), out.as_deref(), g.attempt);
