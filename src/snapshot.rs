@@ -11,6 +11,7 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -58,12 +59,45 @@ pub struct JobSeen {
 
 /// What the last query showed of each job in flight, by a row that is provably ours, and a version that
 /// moves on with every change (so the daemon copies and serializes the list only when it changed).
+/// Held small: 100,000 array tasks pending for the same reason share its words.
 #[derive(Debug, Default)]
 pub struct SeenJobs {
     /// By job id.
-    jobs: foldhash::HashMap<String, JobSeen>,
+    jobs: foldhash::HashMap<Box<str>, Said>,
+    /// The state and reason words in use, each held once.
+    words: Words,
     /// Moves on with every change of `jobs`.
     version: u64,
+}
+
+/// What a source said of one job (a [`JobSeen`] without its id, its words shared).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Said {
+    state: Arc<str>,
+    reason: Arc<str>,
+    controller: bool,
+    at: Millis,
+}
+
+/// Words shared between entries: a few dozen states and reasons, whatever the number of jobs.
+#[derive(Debug, Default)]
+struct Words(std::collections::HashSet<Arc<str>>);
+
+impl Words {
+    /// Words no entry uses are dropped once there are this many (a reason can name nodes).
+    const PRUNE_ABOVE: usize = 512;
+
+    fn get(&mut self, w: &str) -> Arc<str> {
+        if let Some(a) = self.0.get(w) {
+            return a.clone();
+        }
+        if self.0.len() >= Self::PRUNE_ABOVE {
+            self.0.retain(|a| Arc::strong_count(a) > 1);
+        }
+        let a: Arc<str> = w.into();
+        self.0.insert(a.clone());
+        a
+    }
 }
 
 impl SeenJobs {
@@ -73,7 +107,24 @@ impl SeenJobs {
         if version == Some(self.version) {
             return None;
         }
-        Some((self.version, sorted_jobs(&self.jobs)))
+        let mut v: Vec<JobSeen> = self
+            .jobs
+            .iter()
+            .map(|(id, s)| JobSeen {
+                job_id: id.to_string(),
+                slurm_state: s.state.to_string(),
+                slurm_reason: s.reason.to_string(),
+                source: if s.controller {
+                    "controller"
+                } else {
+                    "accounting"
+                }
+                .into(),
+                at: s.at,
+            })
+            .collect();
+        v.sort_unstable_by(|a, b| a.job_id.cmp(&b.job_id));
+        Some((self.version, v))
     }
 
     /// Keeps, for each asked job, the state of its own row (the controller's over accounting's), and
@@ -83,7 +134,11 @@ impl SeenJobs {
     pub fn remember(&mut self, jobs: &[TrackedJob], sightings: &Sightings) {
         let now = crate::time::wall_now();
         let rows_of = sightings.by_id();
-        let SeenJobs { jobs: m, version } = self;
+        let SeenJobs {
+            jobs: m,
+            words,
+            version,
+        } = self;
         let mut present = 0;
         let steady = sightings.steady_mask(jobs.len());
         for (j, steady) in jobs.iter().zip(steady) {
@@ -99,31 +154,21 @@ impl SeenJobs {
                     .filter(|r| identify(j, r) == Identity::Ours)
                     .min_by_key(|r| (r.source != Source::Controller, std::cmp::Reverse(r.submit)))
             });
-            let entry = m.get_mut(&j.job_id);
+            let entry = m.get_mut(j.job_id.as_str());
             present += usize::from(entry.is_some() || ours.is_some());
             let Some(r) = ours else { continue };
-            let source = match r.source {
-                Source::Controller => "controller",
-                Source::Accounting => "accounting",
-            };
-            let new = || JobSeen {
-                job_id: j.job_id.clone(),
-                slurm_state: r.state.clone(),
-                slurm_reason: r.detail.reason.clone(),
-                source: source.into(),
-                at: now,
-            };
+            let controller = r.source == Source::Controller;
             match entry {
                 Some(e)
-                    if e.slurm_state == r.state
-                        && e.slurm_reason == r.detail.reason
-                        && e.source == source => {}
+                    if *e.state == *r.state
+                        && *e.reason == *r.detail.reason
+                        && e.controller == controller => {}
                 Some(e) => {
-                    *e = new();
+                    *e = said(words, r, controller, now);
                     *version += 1;
                 }
                 None => {
-                    m.insert(j.job_id.clone(), new());
+                    m.insert(j.job_id.as_str().into(), said(words, r, controller, now));
                     *version += 1;
                 }
             }
@@ -132,17 +177,19 @@ impl SeenJobs {
         if m.len() > present {
             let asked: std::collections::HashSet<&str> =
                 jobs.iter().map(|j| j.job_id.as_str()).collect();
-            m.retain(|id, _| asked.contains(id.as_str()));
+            m.retain(|id, _| asked.contains(&**id));
             *version += 1;
         }
     }
 }
 
-/// The jobs seen, in job id order (as text).
-fn sorted_jobs(m: &foldhash::HashMap<String, JobSeen>) -> Vec<JobSeen> {
-    let mut v: Vec<JobSeen> = m.values().cloned().collect();
-    v.sort_unstable_by(|a, b| a.job_id.cmp(&b.job_id));
-    v
+fn said(words: &mut Words, r: &crate::engine::JobRow, controller: bool, at: Millis) -> Said {
+    Said {
+        state: words.get(&r.state),
+        reason: words.get(&r.detail.reason),
+        controller,
+        at,
+    }
 }
 
 /// The snapshot the daemon publishes.
