@@ -79,6 +79,16 @@ struct Said {
     at: Millis,
 }
 
+/// A [`JobSeen`] as it is written, borrowed from [`SeenJobs`].
+#[derive(Serialize)]
+struct JobSeenRef<'a> {
+    job_id: &'a str,
+    slurm_state: &'a str,
+    slurm_reason: &'a str,
+    source: &'static str,
+    at: Millis,
+}
+
 /// Words shared between entries: a few dozen states and reasons, whatever the number of jobs.
 #[derive(Debug, Default)]
 struct Words(std::collections::HashSet<Arc<str>>);
@@ -101,30 +111,29 @@ impl Words {
 }
 
 impl SeenJobs {
-    /// The jobs seen, in job id order, with their version, unless it is still `version` (nothing changed
-    /// since).
-    pub fn since(&self, version: Option<u64>) -> Option<(u64, Vec<JobSeen>)> {
+    /// The jobs seen as [`jobs_json`] writes them (in job id order), with their version, unless it is
+    /// still `version` (nothing changed since). Made from the entries in place: no copy of the list.
+    pub fn since(&self, version: Option<u64>) -> Option<(u64, io::Result<Vec<u8>>)> {
         if version == Some(self.version) {
             return None;
         }
-        let mut v: Vec<JobSeen> = self
-            .jobs
-            .iter()
-            .map(|(id, s)| JobSeen {
-                job_id: id.to_string(),
-                slurm_state: s.state.to_string(),
-                slurm_reason: s.reason.to_string(),
+        let mut v: Vec<(&Box<str>, &Said)> = self.jobs.iter().collect();
+        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let v: Vec<JobSeenRef<'_>> = v
+            .into_iter()
+            .map(|(id, s)| JobSeenRef {
+                job_id: id,
+                slurm_state: &s.state,
+                slurm_reason: &s.reason,
                 source: if s.controller {
                     "controller"
                 } else {
                     "accounting"
-                }
-                .into(),
+                },
                 at: s.at,
             })
             .collect();
-        v.sort_unstable_by(|a, b| a.job_id.cmp(&b.job_id));
-        Some((self.version, v))
+        Some((self.version, jobs_json(&v)))
     }
 
     /// Keeps, for each asked job, the state of its own row (the controller's over accounting's), and
@@ -262,11 +271,14 @@ pub fn write(paths: &StatePaths, s: &Snapshot) -> io::Result<()> {
 
 /// A job list as [`write_with_jobs`] takes it: serialized once per change, not at every write (20,000
 /// jobs in flight are megabytes of JSON, and the snapshot is written every poll interval).
-pub fn jobs_json(jobs: &[JobSeen]) -> io::Result<Vec<u8>> {
-    serde_json::to_vec(jobs).map_err(io::Error::other)
+pub fn jobs_json<T: Serialize>(jobs: &[T]) -> io::Result<Vec<u8>> {
+    let mut v = serde_json::to_vec(jobs).map_err(io::Error::other)?;
+    v.shrink_to_fit();
+    Ok(v)
 }
 
-/// [`write`] with the job list given as [`jobs_json`] made it; `s.jobs` must be empty.
+/// [`write`] with the job list given as [`jobs_json`] made it; `s.jobs` must be empty. The list is
+/// written as it is, not copied into the document.
 pub fn write_with_jobs(paths: &StatePaths, s: &Snapshot, jobs: &[u8]) -> io::Result<()> {
     let mut json = serde_json::to_vec_pretty(s).map_err(io::Error::other)?;
     // `jobs` is the last field: the pretty form of an empty one ends the document like this.
@@ -277,9 +289,7 @@ pub fn write_with_jobs(paths: &StatePaths, s: &Snapshot, jobs: &[u8]) -> io::Res
         ));
     }
     json.truncate(json.len() - tail.len());
-    json.extend_from_slice(jobs);
-    json.extend_from_slice(b"\n}");
-    crate::fsx::write_atomic(&paths.status_json, &json, MODE)
+    crate::fsx::write_atomic_parts(&paths.status_json, &[&json, jobs, b"\n}"], MODE)
 }
 
 /// What reading the snapshot found.

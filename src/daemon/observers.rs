@@ -35,7 +35,7 @@ pub(super) struct Observers {
 pub(super) struct Published {
     /// When the daemon started (wall ms).
     pub(super) started_at: Millis,
-    /// As last written.
+    /// As last written, without its job list (held as `jobs_json`).
     pub(super) last: Option<Snapshot>,
     /// When (monotonic) it was written.
     pub(super) at: Millis,

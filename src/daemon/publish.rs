@@ -108,19 +108,16 @@ impl Daemon {
         let (mono, wall) = (self.clock.mono(), self.clock.wall());
         let waiting = self.waiting_now();
         let p = &mut self.observers.snapshot;
-        // The job list (20,000 entries with as many jobs in flight) is copied only when it changed.
-        let (jobs, jobs_version) = match p.seen.since(p.jobs_version) {
-            Some((v, jobs)) => (jobs, Some(v)),
-            None => (
-                p.last
-                    .as_mut()
-                    .map(|l| std::mem::take(&mut l.jobs))
-                    .unwrap_or_default(),
-                p.jobs_version,
-            ),
+        // The job list (100,000 entries with as many jobs in flight) is serialized only when it changed,
+        // and held only as JSON.
+        let jobs_changed = match p.seen.since(p.jobs_version) {
+            Some((v, json)) => {
+                p.jobs_version = Some(v);
+                p.jobs_json = json.unwrap_or_else(|_| b"[]".to_vec());
+                true
+            }
+            None => false,
         };
-        let jobs_changed = jobs_version != p.jobs_version;
-        p.jobs_version = jobs_version;
         let snap = Snapshot {
             schema_version: snapshot::SCHEMA_VERSION,
             pid: std::process::id(),
@@ -130,7 +127,7 @@ impl Daemon {
             scheduler: self.sched.name().into(),
             last_poll_at: p.last_poll,
             waiting,
-            jobs,
+            jobs: Vec::new(),
         };
         let changed =
             jobs_changed || p.failing || p.last.as_ref().is_none_or(|l| !l.same_but_jobs(&snap));
@@ -138,13 +135,10 @@ impl Daemon {
             p.last = Some(snap);
             return;
         }
-        if jobs_changed || p.jobs_json.is_empty() {
-            p.jobs_json = snapshot::jobs_json(&snap.jobs).unwrap_or_else(|_| b"[]".to_vec());
+        if p.jobs_json.is_empty() {
+            p.jobs_json = b"[]".to_vec();
         }
-        let mut snap = snap;
-        let jobs = std::mem::take(&mut snap.jobs);
         let written = snapshot::write_with_jobs(&self.paths, &snap, &p.jobs_json);
-        snap.jobs = jobs;
         match written {
             Ok(()) => {
                 if std::mem::take(&mut p.failing) {

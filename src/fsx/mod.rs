@@ -38,11 +38,19 @@ use atomic_write_file::unix::OpenOptionsExt;
 /// an old file's mode or owner is kept. The directory must exist. A symlink at `path` is replaced, not
 /// followed.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    write_atomic_parts(path, &[bytes], mode)
+}
+
+/// [`write_atomic`] of the concatenation of `parts`, written one after the other (a large part is not
+/// copied to join them).
+pub fn write_atomic_parts(path: &Path, parts: &[&[u8]], mode: u32) -> io::Result<()> {
     let mut file = OpenOptions::new()
         .preserve_mode(false)
         .preserve_owner(false)
         .open(path)?;
-    file.write_all(bytes)?;
+    for part in parts {
+        file.write_all(part)?;
+    }
     // Set on the temporary file, before the rename: the file never shows up with another mode.
     file.set_permissions(std::fs::Permissions::from_mode(mode))?;
     file.commit()
