@@ -785,4 +785,20 @@ mod tests {
             }
         }
     }
+
+    /// The same id on two clusters is two lines, each steady for its own job.
+    #[test]
+    fn an_id_on_two_clusters_is_two_lines_of_the_memo() {
+        let jobs = [job("7", "k7"), job("7;c1", "k8")];
+        let mut memo = Memo::default();
+        for steady in [&[][..], &[0, 1][..]] {
+            let mut r = Reading::new(&jobs);
+            r.read(&line("7", "PENDING", "0:00", "k7"), None);
+            r.read(&line("7", "RUNNING", "0:03", "k8"), Some("c1"));
+            let (rows, now) = r.finish(&mut memo);
+            assert_eq!(now, steady);
+            assert_eq!(rows.len(), 2 - now.len());
+            assert_eq!(memo.len(), 2);
+        }
+    }
 }
