@@ -16,7 +16,7 @@ use super::parse::{
     parse_max_array_size, parse_parsable, parse_sacct, rows_for_tasks, sbatch_refusal_is_certain,
     scancel_found_it_ended, split_job_id,
 };
-use super::steady::{Memo, Reading};
+use super::steady::Reading;
 use super::{IDS_PER_CALL, by_cluster, now_ms};
 use crate::config::{Config, JobCommand, JobConfig, umask_text};
 use crate::engine::{JobRow, TrackedJob};
@@ -132,26 +132,18 @@ impl Cli {
         &self,
         jobs: &'j [TrackedJob],
         reading: &mut Reading<'j>,
-        memo: &Memo,
     ) -> Result<(), QueryError> {
         for (cluster, select) in squeue_selections(jobs) {
             let out = self.squeue(cluster, &select)?;
-            reading.read(&out, cluster, memo);
+            reading.read(&out, cluster);
             if select != "--me" {
                 continue;
             }
-            let mut unlisted: Vec<&str> = jobs
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| !reading.listed(*i))
-                .map(|(_, j)| split_job_id(&j.job_id))
-                .filter(|(_, c)| *c == cluster)
-                .map(|(id, _)| id)
-                .collect();
+            let mut unlisted = reading.unlisted(cluster);
             unlisted.sort_unstable();
             for ids in unlisted.chunks(IDS_PER_CALL) {
                 let out = self.squeue(cluster, &jobs_selection(ids))?;
-                reading.read(&out, cluster, memo);
+                reading.read(&out, cluster);
             }
         }
         Ok(())

@@ -303,7 +303,7 @@ impl Slurm {
         match &self.how {
             How::Cli(c) => {
                 let mut reading = Reading::new(jobs);
-                c.read_controller(jobs, &mut reading, &self.memo)?;
+                c.read_controller(jobs, &mut reading)?;
                 Ok(reading.finish(&mut self.memo))
             }
             // Rows from JSON: none is remembered as a steady line (each is judged again).
@@ -542,7 +542,7 @@ mod tests {
         // The same answer twice: the second time 1 is steady (not parsed), and still settled.
         for steady in [&[][..], &[0][..]] {
             let mut reading = Reading::new(&jobs);
-            reading.read(&out, None, &memo);
+            reading.read(&out, None);
             let (rows, now_steady) = reading.finish(&mut memo);
             assert_eq!(now_steady, steady);
             let rest = undecided(
