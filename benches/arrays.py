@@ -5,7 +5,8 @@ hand: benches/scale.sh rewrites that file).
   N directories ready at once with `job.array_max: M` and `extra_args: ["--hold"]`: from the daemon's start
   to every directory's job id recorded (the stability window included), and the `sbatch` calls it took
   (counted by a wrapper on PATH); then, with the N tasks held in flight and nothing changing, the daemon's
-  CPU per query round (utime+stime from /proc, the mean over the rounds), its peak RSS, and the
+  CPU per query round (utime+stime from /proc, the mean over the rounds), its RSS then and its peak
+  (VmHWM: the submission included), and the
   squeue/sacct calls per round. The arrays are cancelled at the end.
 
 Usage: DW_ARRAY_N=20000 DW_ARRAY_MAX=1000 benches/arrays.py   (needs the release binary and the test cluster)
@@ -26,6 +27,14 @@ def wrappers(base):
             f.write(f"#!/bin/sh\necho \"$(date +%s.%N) {tool}\" >> {log}\nexec {real} \"$@\"\n")
         os.chmod(os.path.join(wrap, tool), 0o755)
     return wrap, log
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
 
 
 def calls_between(log, t0, t1):
@@ -76,7 +85,7 @@ def main():
         t1 = time.time()
         calls = calls_between(log, t0, t1)
         ncyc = max(1, rounds() - r0)
-        rss = hwm_kib(p.pid)
+        rss, now_rss = hwm_kib(p.pid), rss_kib(p.pid)
     finally:
         stop(p)
         for i in range(0, len(arrays), 200):
@@ -87,8 +96,8 @@ def main():
           f"last job id); {sbatch} `sbatch` calls, {len(arrays)} arrays | 64 s and 20,000 calls one job per "
           f"directory | — | ≤ 10 s, ≤ 25 calls |")
     print(f"| {n:,} array tasks held in flight, nothing changing: daemon CPU per query round (poll 5 s) | "
-          f"{ms(c_prev - c0) / ncyc:.1f} ms (mean of {ncyc} rounds; per 5 s {min(per):.0f}–{max(per):.0f}); peak RSS "
-          f"{rss / 1024:.0f} MiB; {calls['squeue'] / ncyc:.1f} squeue, {calls['sacct'] / ncyc:.1f} sacct per round | "
+          f"{ms(c_prev - c0) / ncyc:.1f} ms (mean of {ncyc} rounds; per 5 s {min(per):.0f}–{max(per):.0f}); RSS "
+          f"{now_rss / 1024:.0f} MiB, peak {rss / 1024:.0f} MiB (submission included); {calls['squeue'] / ncyc:.1f} squeue, {calls['sacct'] / ncyc:.1f} sacct per round | "
           f"— | — | ≤ 50 ms, ≤ 128 MiB |")
 
 
