@@ -139,7 +139,9 @@ impl Flight {
             self.intents.insert(g.id, g);
             return;
         }
-        self.intents.remove(&g.id);
+        if self.intents.remove(&g.id).is_some() {
+            self.shrink_intents();
+        }
         match followed(&g) {
             Some(mut f) => {
                 f.sighting.unseen = self.sighting(g.id).and_then(|s| s.unseen);
@@ -152,6 +154,15 @@ impl Flight {
     fn drop_id(&mut self, id: i64) {
         self.intents.remove(&id);
         self.leave(id);
+    }
+
+    /// After a burst (100,000 intents submitted), the room it took is given back: the map of intents
+    /// keeps the capacity of its largest size otherwise.
+    fn shrink_intents(&mut self) {
+        let (n, room) = (self.intents.len(), self.intents.capacity());
+        if room > 4096 && n * 8 < room {
+            self.intents.shrink_to_fit();
+        }
     }
 
     /// The job of record `id` is no longer followed (if it was).

@@ -420,6 +420,8 @@ struct Memory {
     flight: flight::Flight,
     /// The root's last listing, in reused buffers.
     listing: crate::scan::Lister,
+    /// When (monotonic) the allocator last gave freed pages back (see [`Daemon::give_back_memory`]).
+    trimmed_at: Option<Millis>,
     /// The active records must be read again (at start, after another connection wrote, after a failed
     /// ledger call): until they are, nothing is submitted or followed.
     flight_stale: bool,
@@ -878,7 +880,18 @@ impl Daemon {
         }
         let flow = self.submit(agenda, events);
         self.observe();
+        self.give_back_memory(now);
         flow
+    }
+
+    /// Once a minute, the allocator gives the pages freed since back to the system: a burst of 100,000
+    /// directories, or a rewritten list of 100,000 jobs, otherwise keeps its peak resident for good.
+    fn give_back_memory(&mut self, now: Millis) {
+        const EVERY: Millis = 60_000;
+        if self.memory.trimmed_at.is_none_or(|t| now - t >= EVERY) {
+            crate::fsx::give_back_freed_memory();
+            self.memory.trimmed_at = Some(now);
+        }
     }
 
     fn cadence(&self) -> Cadence {

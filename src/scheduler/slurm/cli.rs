@@ -431,16 +431,22 @@ pub const SQUEUE_BY_USER_ABOVE: usize = 100;
 /// What each `squeue` call selects, per cluster: `--me` for many jobs, else `--jobs=<ids>` (see
 /// [`jobs_selection`]).
 pub fn squeue_selections(jobs: &[TrackedJob]) -> Vec<(Option<&str>, String)> {
-    let mut m: BTreeMap<Option<&str>, Vec<&str>> = BTreeMap::new();
+    // Counted first: 100,000 jobs of one cluster are one `--me`, not a list of their ids.
+    let mut m: BTreeMap<Option<&str>, usize> = BTreeMap::new();
     for j in jobs {
-        let (id, cluster) = split_job_id(&j.job_id);
-        m.entry(cluster).or_default().push(id);
+        *m.entry(split_job_id(&j.job_id).1).or_default() += 1;
     }
     m.into_iter()
-        .map(|(cluster, ids)| {
-            if ids.len() > SQUEUE_BY_USER_ABOVE {
+        .map(|(cluster, n)| {
+            if n > SQUEUE_BY_USER_ABOVE {
                 return (cluster, "--me".to_string());
             }
+            let ids: Vec<&str> = jobs
+                .iter()
+                .map(|j| split_job_id(&j.job_id))
+                .filter(|(_, c)| *c == cluster)
+                .map(|(id, _)| id)
+                .collect();
             (cluster, jobs_selection(&ids))
         })
         .collect()

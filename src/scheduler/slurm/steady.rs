@@ -88,6 +88,17 @@ pub struct Reading<'j> {
     /// The last record of tasks not yet started of each array, by the array's job id (of any cluster);
     /// its other records are chained by [`Line::next`].
     records: foldhash::HashMap<Box<str>, usize>,
+    /// Each job's lines as [`Reading::unlisted`] found them, and how many lines had been read then: while
+    /// no line was read since, [`Reading::finish`] takes them from here instead of a second pass.
+    found: Option<(usize, Vec<Found1>)>,
+}
+
+/// A job's lines in short: none, one (its index), or more (found again when needed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found1 {
+    None,
+    One(u32),
+    More,
 }
 
 /// One line of an answer.
@@ -113,6 +124,7 @@ impl<'j> Reading<'j> {
             lines: Vec::new(),
             by_id: Default::default(),
             records: Default::default(),
+            found: None,
         }
     }
 
@@ -162,16 +174,32 @@ impl<'j> Reading<'j> {
     }
 
     /// The jobs of `cluster` that no answer read so far listed, by their id without the cluster: the
-    /// ones to ask about by id.
-    pub fn unlisted(&self, cluster: Option<&str>) -> Vec<&'j str> {
+    /// ones to ask about by id. The pass finds every job's lines, kept for [`Reading::finish`].
+    pub fn unlisted(&mut self, cluster: Option<&str>) -> Vec<&'j str> {
         let jobs: &'j [TrackedJob] = self.jobs;
         let mut last = None;
-        jobs.iter()
-            .filter_map(|j| {
-                let (id, c) = split_job_id(&j.job_id);
-                (c == cluster && self.lines_of(j, &mut last).next().is_none()).then_some(id)
-            })
-            .collect()
+        let mut found = Vec::with_capacity(jobs.len());
+        let mut out = Vec::new();
+        for j in jobs {
+            let f = self.found1(j, &mut last);
+            found.push(f);
+            let (id, c) = split_job_id(&j.job_id);
+            if f == Found1::None && c == cluster {
+                out.push(id);
+            }
+        }
+        self.found = Some((self.lines.len(), found));
+        out
+    }
+
+    /// [`Reading::lines_of`] in short.
+    fn found1<'r>(&'r self, job: &'r TrackedJob, last: &mut Option<(&'r str, Option<usize>)>) -> Found1 {
+        let mut lines = self.lines_of(job, last);
+        match (lines.next(), lines.next()) {
+            (None, _) => Found1::None,
+            (Some(l), None) => u32::try_from(l).map_or(Found1::More, Found1::One),
+            (Some(_), Some(_)) => Found1::More,
+        }
     }
 
     /// The lines about `job`: those of its id, and the records of its array on its cluster that hold its
@@ -225,22 +253,31 @@ impl<'j> Reading<'j> {
         let mut rows = Vec::new();
         let mut steady = Vec::new();
         let mut last = None;
+        let found = match &self.found {
+            Some((n, found)) if *n == self.lines.len() => Some(found),
+            _ => None,
+        };
         for i in 0..self.jobs.len() {
             let job = &self.jobs[i];
-            let mut lines = self.lines_of(job, &mut last);
-            let Some(first) = lines.next() else {
-                continue;
+            let f = match found {
+                Some(found) => found[i],
+                None => self.found1(job, &mut last),
             };
-            let Some(second) = lines.next() else {
-                if self.one(i, first, &mut slots[first], &mut rows) {
-                    steady.push(i);
+            match f {
+                Found1::None => {}
+                Found1::One(l) => {
+                    let l = l as usize;
+                    if self.one(i, l, &mut slots[l], &mut rows) {
+                        steady.push(i);
+                    }
                 }
-                continue;
-            };
-            // Listed twice: never steady, and each line is a row.
-            for l in [first, second].into_iter().chain(lines) {
-                if let Some(row) = self.parsed(&mut slots[l], l) {
-                    rows.push((l, i, row_of(job, row)));
+                // Listed twice: never steady, and each line is a row.
+                Found1::More => {
+                    for l in self.lines_of(job, &mut None) {
+                        if let Some(row) = self.parsed(&mut slots[l], l) {
+                            rows.push((l, i, row_of(job, row)));
+                        }
+                    }
                 }
             }
         }
