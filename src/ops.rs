@@ -318,8 +318,8 @@ fn cancel_one(
         (GenState::Submitted, Some(job_id)) => {
             let job = crate::engine::TrackedJob {
                 job_id: job_id.clone(),
-                key: g.scheduler_key().to_string(),
-                job_name: g.scheduler_name().to_string(),
+                key: g.scheduler_key().into(),
+                job_name: g.scheduler_name().into(),
                 since: g.created_at,
             };
             // The cancel is committed before the job is signalled: the daemon, seeing the job end

@@ -15,6 +15,7 @@
 //! daemon's own (every step that commits a record's change reads that record back).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::engine::{GenState, Generation, TrackedJob};
 use crate::ledger::{Ledger, LedgerError};
@@ -32,6 +33,8 @@ pub(super) struct Flight {
     changes: BTreeMap<i64, Option<Followed>>,
     /// How many times every active record was read (tests check that a quiet cycle reads none).
     loads: u64,
+    /// The last key and name given to a job here.
+    shared: Shared,
 }
 
 /// The jobs in flight as the scheduler is asked about them, with their record ids and what the daemon
@@ -67,21 +70,42 @@ struct Followed {
 pub(super) fn tracked(g: &Generation) -> Option<TrackedJob> {
     Some(TrackedJob {
         job_id: g.job_id.clone()?,
-        key: g.scheduler_key().to_string(),
-        job_name: g.scheduler_name().to_string(),
+        key: g.scheduler_key().into(),
+        job_name: g.scheduler_name().into(),
         since: g.created_at,
     })
 }
 
-fn followed(g: &Generation) -> Option<Followed> {
-    Some(Followed {
-        job: tracked(g)?,
-        sighting: Sighting {
-            seen_at: g.seen_at,
-            submitted_at: g.submitted_at.unwrap_or(g.created_at),
-            unseen: None,
-        },
-    })
+/// The tasks of one array share their key and job name: consecutive records (an array's tasks are read
+/// and written together) are given one copy of each.
+#[derive(Debug, Default)]
+struct Shared {
+    key: Option<Arc<str>>,
+    name: Option<Arc<str>>,
+}
+
+impl Shared {
+    fn followed(&mut self, g: &Generation) -> Option<Followed> {
+        let mut job = tracked(g)?;
+        job.key = share(&mut self.key, job.key);
+        job.job_name = share(&mut self.name, job.job_name);
+        Some(Followed {
+            job,
+            sighting: Sighting {
+                seen_at: g.seen_at,
+                submitted_at: g.submitted_at.unwrap_or(g.created_at),
+                unseen: None,
+            },
+        })
+    }
+}
+
+/// `s`, or the copy in `last` when it is the same text (which `s` then becomes).
+fn share(last: &mut Option<Arc<str>>, s: Arc<str>) -> Arc<str> {
+    match last {
+        Some(l) if **l == *s => l.clone(),
+        _ => last.insert(s).clone(),
+    }
 }
 
 impl Flight {
@@ -99,12 +123,13 @@ impl Flight {
         self.intents.clear();
         let mut intents = foldhash::HashMap::default();
         let mut list = Tracked::default();
+        let shared = &mut self.shared;
         ledger.each_active(|g| match g.state {
             GenState::Submitting => {
                 intents.insert(g.id, g);
             }
             _ => {
-                if let Some(f) = followed(&g) {
+                if let Some(f) = shared.followed(&g) {
                     list.push(g.id, f);
                 }
             }
@@ -142,7 +167,7 @@ impl Flight {
         if self.intents.remove(&g.id).is_some() {
             self.shrink_intents();
         }
-        match followed(&g) {
+        match self.shared.followed(&g) {
             Some(mut f) => {
                 f.sighting.unseen = self.sighting(g.id).and_then(|s| s.unseen);
                 self.changes.insert(g.id, Some(f));
@@ -314,7 +339,7 @@ mod tests {
         Followed {
             job: TrackedJob {
                 job_id: format!("{}", 100 + id),
-                key: format!("k{id}"),
+                key: format!("k{id}").into(),
                 job_name: "dw-a".into(),
                 since: 1,
             },

@@ -16,10 +16,10 @@ use crate::time::{Millis, ms};
 pub struct TrackedJob {
     /// The job id `sbatch` gave (`ID` or `ID;CLUSTER`).
     pub job_id: String,
-    /// Our submission key, carried in the job's comment.
-    pub key: String,
-    /// The job name we gave.
-    pub job_name: String,
+    /// Our submission key, carried in the job's comment (shared by the tasks of one array).
+    pub key: std::sync::Arc<str>,
+    /// The job name we gave (shared by the tasks of one array).
+    pub job_name: std::sync::Arc<str>,
     /// When the intent was committed (wall clock): the job cannot have been submitted before.
     pub since: Millis,
 }
@@ -100,17 +100,17 @@ pub const REQUEUE_SETTLE: Duration = Duration::from_secs(300);
 /// Decides whether `row` is about `job`. The id is compared by the caller (rows are looked up by id).
 pub fn identify(job: &TrackedJob, row: &JobRow) -> Identity {
     if !row.comment.is_empty() {
-        return if row.comment == job.key {
+        return if *row.comment == *job.key {
             Identity::Ours
         } else {
             Identity::Stale
         };
     }
-    if row.source == Source::Accounting && row.name == "allocation" && row.name != job.job_name {
+    if row.source == Source::Accounting && row.name == "allocation" && *row.name != *job.job_name {
         return Identity::Placeholder;
     }
     let after_intent = row.submit.is_some_and(|s| s >= job.since - ms(CLOCK_SKEW));
-    if row.name == job.job_name && after_intent {
+    if *row.name == *job.job_name && after_intent {
         Identity::Ours
     } else {
         Identity::Stale

@@ -296,8 +296,8 @@ impl Scheduler for Fake {
                     Some(JobRow {
                         source,
                         job_id,
-                        name: j.job_name.clone(),
-                        comment: j.key.clone(),
+                        name: j.job_name.to_string(),
+                        comment: j.key.to_string(),
                         submit: Some(j.since),
                         end: None,
                         state,

@@ -338,7 +338,7 @@ fn an_unknown_id_is_answered_without_rows_and_a_strangers_id_with_its_own_commen
     let tracked = |id: &str, key: &str| TrackedJob {
         job_id: id.into(),
         key: key.into(),
-        job_name: env.job_name("case"),
+        job_name: env.job_name("case").into(),
         since: now - 60_000,
     };
     let unknown = [tracked("66999999", "dw-00000000-1")];
@@ -419,8 +419,8 @@ fn accounting_answers_about_several_jobs_in_one_query() {
             scancel(&id);
             TrackedJob {
                 job_id: id,
-                key,
-                job_name: name.clone(),
+                key: key.into(),
+                job_name: name.as_str().into(),
                 since: now - 60_000,
             }
         })
@@ -445,7 +445,7 @@ fn accounting_answers_about_several_jobs_in_one_query() {
             .filter(|r| r.source == Source::Accounting && r.job_id == j.job_id && r.name == name)
             .map(|r| (r.comment.as_str(), r.state.as_str()))
             .collect();
-        assert_eq!(rows, [(j.key.as_str(), "CANCELLED")], "{seen:?}");
+        assert_eq!(rows, [(&*j.key, "CANCELLED")], "{seen:?}");
     }
 }
 
@@ -599,7 +599,7 @@ fn a_cancel_slurmrestd_refuses_is_an_error_not_a_success() {
     let tracked = TrackedJob {
         job_id: id.clone(),
         key: "dw-00000000-1".into(),
-        job_name: name,
+        job_name: name.into(),
         since: 0,
     };
     let answer = rest.cancel(&tracked);

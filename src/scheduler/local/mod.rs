@@ -387,8 +387,8 @@ impl Scheduler for Local {
                 Some(JobRow {
                     source: Source::Controller,
                     job_id: j.job_id.clone(),
-                    name: j.job_name.clone(),
-                    comment: j.key.clone(),
+                    name: j.job_name.to_string(),
+                    comment: j.key.to_string(),
                     submit: Some(j.since),
                     end: None,
                     state: rep.state.clone(),

@@ -528,8 +528,8 @@ mod tests {
     fn accounting_is_asked_only_about_jobs_the_controller_does_not_show_as_ours() {
         let job = |id: &str| TrackedJob {
             job_id: id.into(),
-            key: format!("dw-{id}"),
-            job_name: format!("dw-run{id}"),
+            key: format!("dw-{id}").into(),
+            job_name: format!("dw-run{id}").into(),
             since: 1_800_000_000_000,
         };
         let jobs = [job("1"), job("2"), job("3")];

@@ -564,7 +564,7 @@ impl Rest {
             return Ok(());
         }
         let rows = controller_rows(&answer, now_ms());
-        if !rows.iter().any(|r| r.name == job.job_name) {
+        if !rows.iter().any(|r| *r.name == *job.job_name) {
             return Ok(());
         }
         let (status, answer) = self

@@ -193,7 +193,11 @@ impl<'j> Reading<'j> {
     }
 
     /// [`Reading::lines_of`] in short.
-    fn found1<'r>(&'r self, job: &'r TrackedJob, last: &mut Option<(&'r str, Option<usize>)>) -> Found1 {
+    fn found1<'r>(
+        &'r self,
+        job: &'r TrackedJob,
+        last: &mut Option<(&'r str, Option<usize>)>,
+    ) -> Found1 {
         let mut lines = self.lines_of(job, last);
         match (lines.next(), lines.next()) {
             (None, _) => Found1::None,
@@ -404,7 +408,7 @@ impl<'j> Steady<'j> {
                     by_comment,
                 });
             }
-            Steady::One(f) if f.key == job.key && f.name == job.job_name => {
+            Steady::One(f) if *f.key == *job.key && *f.name == *job.job_name => {
                 f.since = f.since.max(job.since);
                 f.by_comment &= by_comment;
             }
