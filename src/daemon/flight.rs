@@ -377,4 +377,32 @@ mod tests {
         let t = t.merged(BTreeMap::new());
         assert_eq!(t.ids, [0, 1, 5, 6, 7, 9]);
     }
+
+    #[test]
+    fn how_long_a_job_was_unseen_survives_a_reload_and_a_recorded_sighting() {
+        let mut t = Tracked::default();
+        for id in [2, 4, 6] {
+            t.push(id, job(id));
+        }
+        t.sightings[1].unseen = None;
+        // Read again: 2 and 6 keep their clocks, 4 had none, 8 is new, and 3 (gone) is ignored.
+        t.keep_unseen(&[(2, Some((5, 7))), (3, Some((1, 1))), (6, Some((0, 9)))]);
+        assert_eq!(t.sightings[0].unseen, Some((5, 7)));
+        assert_eq!(t.sightings[1].unseen, None);
+        assert_eq!(t.sightings[2].unseen, Some((0, 9)));
+        // A sighting written to the ledger moves `seen_at`, not the clock.
+        let mut f = Flight {
+            list: t,
+            ..Flight::default()
+        };
+        f.unseen_from(4, 11);
+        f.seen(&[4], 100);
+        assert_eq!(
+            f.sighting(4).map(|s| (s.seen_at, s.unseen)),
+            Some((Some(100), Some((0, 11))))
+        );
+        let (_, ids, sightings) = f.tracked_mut();
+        assert_eq!(ids, [2, 4, 6]);
+        assert_eq!(sightings[1].unseen, Some((0, 11)));
+    }
 }
