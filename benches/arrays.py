@@ -14,7 +14,7 @@ Usage: DW_ARRAY_N=20000 DW_ARRAY_MAX=1000 benches/arrays.py   (needs the release
 import os, shutil, sqlite3, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from scale import BIN, all_submitted, config, cpu_of, hwm_kib, make_dirs, ms, stop, wait_for  # noqa: E402
+from scale import BIN, all_submitted, config, cpu_of, hwm_kib, make_dirs, ms, stop, vm_kib, wait_for  # noqa: E402
 
 
 def wrappers(base):
@@ -27,14 +27,6 @@ def wrappers(base):
             f.write(f"#!/bin/sh\necho \"$(date +%s.%N) {tool}\" >> {log}\nexec {real} \"$@\"\n")
         os.chmod(os.path.join(wrap, tool), 0o755)
     return wrap, log
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def calls_between(log, t0, t1):
@@ -85,7 +77,7 @@ def main():
         t1 = time.time()
         calls = calls_between(log, t0, t1)
         ncyc = max(1, rounds() - r0)
-        rss, now_rss = hwm_kib(p.pid), rss_kib(p.pid)
+        rss, now_rss = hwm_kib(p.pid), vm_kib(p.pid, "VmRSS")
     finally:
         stop(p)
         for i in range(0, len(arrays), 200):

@@ -43,12 +43,17 @@ def cpu_of(pid):
     return (int(fields[11]) + int(fields[12])) / tck
 
 
-def hwm_kib(pid):
+def vm_kib(pid, field="VmHWM"):
+    """A memory line of /proc/PID/status (VmHWM: the peak RSS; VmRSS: now), in KiB."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def hwm_kib(pid):
+    return vm_kib(pid, "VmHWM")
 
 
 def config(work, root, state, poll=5, extra_job="", extra=""):
