@@ -248,15 +248,19 @@ impl Flight {
 
     /// The jobs in flight as the scheduler is asked about them, and their record ids (same order).
     pub fn tracked(&mut self) -> (&[TrackedJob], &[i64]) {
-        let (jobs, ids, _) = self.tracked_mut();
-        (jobs, ids)
-    }
-
-    /// [`Flight::tracked`], with the sightings (same order) to judge them by.
-    pub fn tracked_mut(&mut self) -> (&[TrackedJob], &[i64], &mut [Sighting]) {
         if !self.changes.is_empty() {
             let changes = std::mem::take(&mut self.changes);
             self.list = std::mem::take(&mut self.list).merged(changes);
+        }
+        (&self.list.jobs, &self.list.ids)
+    }
+
+    /// The list [`Flight::tracked`] gave last, with the sightings (same order) to judge its jobs by: an
+    /// answer about that list is judged against that list. Empty when a change came since (never merged
+    /// here: the answer's job indices would then point at other jobs).
+    pub fn tracked_now(&mut self) -> (&[TrackedJob], &[i64], &mut [Sighting]) {
+        if !self.changes.is_empty() {
+            return (&[], &[], &mut []);
         }
         let Tracked {
             jobs,
@@ -401,8 +405,13 @@ mod tests {
             f.sighting(4).map(|s| (s.seen_at, s.unseen)),
             Some((Some(100), Some((0, 11))))
         );
-        let (_, ids, sightings) = f.tracked_mut();
+        let (_, ids, sightings) = f.tracked_now();
         assert_eq!(ids, [2, 4, 6]);
         assert_eq!(sightings[1].unseen, Some((0, 11)));
+        // A job that left since the list was given: an answer about the old list is judged against none.
+        f.leave(6);
+        assert!(f.tracked_now().1.is_empty());
+        assert_eq!(f.tracked().1, [2, 4]);
+        assert_eq!(f.tracked_now().1, [2, 4]);
     }
 }

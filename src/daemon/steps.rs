@@ -374,7 +374,7 @@ impl Daemon {
             settle: engine::judge::REQUEUE_SETTLE,
         };
         let rows_of = sightings.by_id();
-        let (jobs, ids, sightings_of) = self.memory.flight.tracked_mut();
+        let (jobs, ids, sightings_of) = self.memory.flight.tracked_now();
         let steady = sightings.steady_mask(jobs.len());
         let (mut act, mut seen) = (Vec::new(), Vec::new());
         let each = jobs.iter().zip(ids).zip(sightings_of.iter_mut());
