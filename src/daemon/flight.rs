@@ -330,7 +330,6 @@ impl Tracked {
             out.push(oid, f);
             next = old.next();
         }
-        out.shrink();
         out
     }
 }
