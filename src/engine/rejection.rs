@@ -72,7 +72,9 @@ impl Rejection {
         match self {
             Rejection::Account => {
                 "compare it with `sacctmgr show assoc user=$(whoami) format=account,partition` (run as the \
-                 user that submits); a user without any association needs one from the Slurm admin"
+                 user that submits); a user without any association needs one from the Slurm admin, and \
+                 one made before the user existed on the controller's host needs `scontrol reconfigure` \
+                 (slurmctld knows it by name only until then)"
             }
             Rejection::Partition => "compare it with `sinfo -s`",
             Rejection::Qos => {

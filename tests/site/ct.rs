@@ -89,12 +89,30 @@ pub fn wait_for<T>(deadline: Duration, what: &str, mut cond: impl FnMut() -> Opt
         if let Some(v) = cond() {
             return v;
         }
-        assert!(
-            start.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for {what}"
-        );
+        if start.elapsed() >= deadline {
+            panic!(
+                "timed out after {deadline:?} waiting for {what}\n{}",
+                site_state()
+            );
+        }
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// What an administrator looks at when a job does not come: the service's last lines, the queue with
+/// its reasons, the node, the service user's association, the controller's last lines. For the message
+/// of a check that timed out (each part best effort).
+pub fn site_state() -> String {
+    let o = sh(r#"exec 2>&1
+echo "--- site state at $(date -u +%FT%TZ)"
+echo "--- journalctl -u 'dirwatcher*' -n 40"; journalctl -u 'dirwatcher*' -n 40 --no-pager -q -o short-precise
+echo "--- squeue"; squeue -a -o '%i %j %u %T %r %V' | tail -n 20
+echo "--- sacct (last 30 min)"; sacct -a -X -P -n -S now-1800 -o JobIDRaw,JobName%40,User,State,Reason | tail -n 20
+echo "--- sinfo"; sinfo -N -o '%N %T %E'
+echo "--- the service user in slurmctld"; id dirwatcher; scontrol show assoc_mgr users=dirwatcher flags=assoc | grep UserName=dirwatcher
+echo "--- journalctl -u slurmctld -n 20"; journalctl -u slurmctld -n 20 --no-pager -q -o short-precise
+true"#);
+    format!("{}{}", o.stdout, o.stderr)
 }
 
 /// One check at a time: there is one container and one service.
@@ -257,6 +275,34 @@ pub fn token() -> String {
     format!("{:x}", n as u64)
 }
 
+/// The controller accepts jobs of the service user (README.package, step 3), as an administrator checks
+/// it: the association is known to slurmctld *with the user's uid* (one added before the user existed on
+/// this host is held as uid 4294967294 until `scontrol reconfigure`: every `sbatch` is then "Invalid
+/// account"), and `sbatch --test-only` as the user passes. Said on stderr when a reconfigure was needed;
+/// fails with Slurm's own view when the controller still refuses after 60 s.
+const ASSOCIATION_READY: &str = r#"uid=$(id -u dirwatcher)
+ok=0 reconfigured=0
+for i in $(seq 1 200); do
+  if scontrol show assoc_mgr users=dirwatcher accounts=dev flags=assoc | grep -q "UserName=dirwatcher($uid)" \
+    && (cd / && runuser -u dirwatcher -- sbatch --test-only -A dev -p main --wrap true >/dev/null 2>&1); then
+    ok=1; break
+  fi
+  if [ "$i" = 30 ] && [ "$reconfigured" = 0 ]; then
+    echo "site setup: slurmctld does not accept jobs of dirwatcher (uid $uid) 9 s after sacctmgr: scontrol reconfigure" >&2
+    scontrol show assoc_mgr users=dirwatcher accounts=dev flags=assoc | grep 'UserName=dirwatcher' >&2 || true
+    scontrol reconfigure >&2 || true
+    reconfigured=1
+  fi
+  sleep 0.3
+done
+if [ "$ok" != 1 ]; then
+  echo "site setup: slurmctld still refuses jobs of dirwatcher (uid $uid) after 60 s:" >&2
+  (cd / && runuser -u dirwatcher -- sbatch --test-only -A dev -p main --wrap true) >&2 || true
+  scontrol show assoc_mgr users=dirwatcher accounts=dev flags=assoc >&2 || true
+  sinfo -N -o '%N %T %E' >&2 || true
+  exit 1
+fi"#;
+
 /// The service as the package sets it up, following README.package: installed from the `.deb` on a
 /// clean slate, `config` as `/etc/dirwatcher/config.yaml`, the root made writable by a drop-in, the
 /// service user a Slurm user of account `dev`. Not started.
@@ -289,14 +335,19 @@ printf '[Service]\nReadWritePaths={ROOT}\n' | systemctl edit --stdin --drop-in=l
 if ! sacctmgr -n -P show assoc where user=dirwatcher account=dev format=user | grep -qx dirwatcher; then
   sacctmgr -i add user dirwatcher account=dev >/dev/null
 fi
-for i in $(seq 1 100); do
-  scontrol show assoc_mgr users=dirwatcher accounts=dev flags=assoc | grep -q 'UserName=dirwatcher(' && break
-  sleep 0.3
-done
+{ASSOCIATION_READY}
 journalctl --show-cursor -n 0 -q | sed -n 's/^-- cursor: //p'
 "#
         );
-        let cursor = must(&setup);
+        let o = sh(&setup);
+        assert!(
+            o.ok,
+            "inside the site container, the package setup failed:\n{o}"
+        );
+        for l in o.stderr.lines().filter(|l| l.starts_with("site setup: ")) {
+            record("site-setup", l);
+        }
+        let cursor = o.stdout.trim().to_string();
         let svc = Service { cursor };
         svc.write_config(config);
         svc
