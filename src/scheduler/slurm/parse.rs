@@ -34,17 +34,39 @@ pub fn array_record(id: &str) -> Option<(&str, &str)> {
     ok.then_some((a, spec))
 }
 
-/// Whether task `task` is in an array record's task list (`0-3,7,9-20%4`; the `%N` throttle ignored).
-/// Read in place: a record of 100,000 tasks costs a pass over its text, never a list of its tasks.
-pub fn record_holds(spec: &str, task: u64) -> bool {
-    let spec = spec.split_once('%').map_or(spec, |(s, _)| s);
-    spec.split(',').any(|part| {
-        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
-        match (lo.parse::<u64>(), hi.parse::<u64>()) {
-            (Ok(lo), Ok(hi)) => (lo..=hi).contains(&task),
-            _ => false,
+/// An array record's task list (`0-3,7,9-20%4`), read once: its ranges sorted and apart, the `%N`
+/// throttle and parts that are not numbers (or run backwards) ignored. A record of 100,000 tasks is a
+/// range or a few, never a list of its tasks; whether it holds a task is a binary search.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskList(Vec<(u64, u64)>);
+
+impl TaskList {
+    /// Reads a task list (what is inside an array record's brackets).
+    pub fn parse(spec: &str) -> TaskList {
+        let spec = spec.split_once('%').map_or(spec, |(s, _)| s);
+        let mut parts: Vec<(u64, u64)> = spec
+            .split(',')
+            .filter_map(|part| {
+                let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+                Some((lo.parse().ok()?, hi.parse().ok()?)).filter(|(lo, hi)| lo <= hi)
+            })
+            .collect();
+        parts.sort_unstable();
+        let mut out: Vec<(u64, u64)> = Vec::with_capacity(parts.len());
+        for (lo, hi) in parts {
+            match out.last_mut() {
+                Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+                _ => out.push((lo, hi)),
+            }
         }
-    })
+        TaskList(out)
+    }
+
+    /// Whether the list holds task `task`.
+    pub fn holds(&self, task: u64) -> bool {
+        let i = self.0.partition_point(|&(lo, _)| lo <= task);
+        i > 0 && task <= self.0[i - 1].1
+    }
 }
 
 /// `sacct` lines with their first field (`JobID`) cut to the array's job id: `1234_5` and `1234_[6-9]`
@@ -92,8 +114,12 @@ pub fn rows_for_tasks(rows: Vec<JobRow>, asked: &HashSet<&str>) -> Vec<JobRow> {
         let Some((a, spec)) = array_record(plain) else {
             continue;
         };
-        for (t, id) in tasks.get(&(a, cluster)).map_or(&[][..], Vec::as_slice) {
-            if record_holds(spec, *t) {
+        let Some(asked_tasks) = tasks.get(&(a, cluster)) else {
+            continue;
+        };
+        let list = TaskList::parse(spec);
+        for (t, id) in asked_tasks {
+            if list.holds(*t) {
                 out.push(JobRow {
                     job_id: (*id).to_string(),
                     ..row.clone()
@@ -475,10 +501,10 @@ mod tests {
             if let Some(t) = throttle {
                 spec += &format!("%{t}");
             }
-            proptest::prop_assert_eq!(record_holds(&spec, task), named.contains(&task), "{}", spec);
+            proptest::prop_assert_eq!(TaskList::parse(&spec).holds(task), named.contains(&task), "{}", spec);
             let id = format!("7_[{spec}]");
             proptest::prop_assert_eq!(array_record(&id), Some(("7", spec.as_str())));
-            let _ = record_holds(&junk, task);
+            let _ = TaskList::parse(&junk).holds(task);
             let _ = array_record(&format!("7_[{junk}]"));
         }
     }
@@ -491,9 +517,24 @@ mod tests {
         assert_eq!(array_record("636_3"), None);
         assert_eq!(array_record("x_[1]"), None);
         let spec = "0,2-5,99999%2";
-        let holds: Vec<u64> = (0..8).filter(|t| record_holds(spec, *t)).collect();
+        let list = TaskList::parse(spec);
+        let holds: Vec<u64> = (0..8).filter(|t| list.holds(*t)).collect();
         assert_eq!(holds, vec![0, 2, 3, 4, 5]);
-        assert!(record_holds(spec, 99_999) && !record_holds(spec, 100_000));
+        assert!(list.holds(99_999) && !list.holds(100_000));
+        // Overlapping and unsorted parts are merged; a part that is not a range of numbers, or runs
+        // backwards, holds nothing.
+        for (spec, want) in [
+            ("0-2,1-5,9", &[0, 1, 2, 3, 4, 5, 9][..]),
+            ("10-12,0-1,11-14", &[0, 1, 10, 11, 12, 13, 14]),
+            ("3-1,4", &[4]),
+            ("x,3", &[3]),
+            ("2-", &[]),
+            ("7%2,9", &[7]),
+        ] {
+            let list = TaskList::parse(spec);
+            let holds: Vec<u64> = (0..20).filter(|t| list.holds(*t)).collect();
+            assert_eq!(holds, want, "{spec}");
+        }
         // As Slurm 22.05 printed them: a task that ran, and the tasks still waiting, held, as one record.
         let squeue = "633_2|1796107598|1796107600|COMPLETED|0|1|0:01|vm|None|dw-k-a1-1|dw-array-1-1|\n\
                       632_[0-1,3-4]|1796107598|N/A|PENDING|0|1|0:00|(null)|JobHeldUser|dw-k-a1-1|dw-array-1-1|\n";

@@ -23,7 +23,7 @@
 use std::ops::Range;
 
 use super::parse::{
-    SQUEUE_TIME_USED, array_record, parse_squeue_line, split_job_id, squeue_line_id,
+    SQUEUE_TIME_USED, TaskList, array_record, parse_squeue_line, split_job_id, squeue_line_id,
 };
 use crate::engine::judge;
 use crate::engine::{JobRow, TrackedJob};
@@ -109,7 +109,7 @@ struct Line {
     /// Its answer's cluster, in [`Reading::clusters`].
     cluster: usize,
     /// For an array's record, the tasks it holds: ranges sorted and apart. Empty for other lines.
-    tasks: Vec<(u64, u64)>,
+    tasks: TaskList,
     /// The line read before it with the same id (or the same array's record read before it).
     next: Option<usize>,
 }
@@ -148,11 +148,11 @@ impl<'j> Reading<'j> {
                 continue;
             }
             let (map, id, tasks) = match array_record(plain) {
-                Some((a, spec)) => (&mut self.records, a, task_ranges(spec)),
+                Some((a, spec)) => (&mut self.records, a, TaskList::parse(spec)),
                 None => (
                     &mut self.by_id,
                     with_cluster(plain, cluster, &mut buf),
-                    Vec::new(),
+                    TaskList::default(),
                 ),
             };
             let n = self.lines.len();
@@ -437,7 +437,7 @@ impl Iterator for LinesOf<'_> {
         }
         while let Some(l) = self.record {
             self.record = lines[l].next;
-            if self.reading.cluster_of(l) == self.cluster && holds(&lines[l].tasks, self.task) {
+            if self.reading.cluster_of(l) == self.cluster && lines[l].tasks.holds(self.task) {
                 return Some(l);
             }
         }
@@ -469,36 +469,6 @@ fn with_cluster<'a>(id: &'a str, cluster: Option<&str>, buf: &'a mut String) -> 
         }
         None => id,
     }
-}
-
-/// An array record's task list (`0-3,7,9-20%4`) as ranges sorted and apart, meaning what
-/// [`record_holds`] reads in it: the `%N` throttle and parts that are not numbers ignored.
-///
-/// [`record_holds`]: super::parse::record_holds
-fn task_ranges(spec: &str) -> Vec<(u64, u64)> {
-    let spec = spec.split_once('%').map_or(spec, |(s, _)| s);
-    let mut parts: Vec<(u64, u64)> = spec
-        .split(',')
-        .filter_map(|part| {
-            let (lo, hi) = part.split_once('-').unwrap_or((part, part));
-            Some((lo.parse().ok()?, hi.parse().ok()?)).filter(|(lo, hi)| lo <= hi)
-        })
-        .collect();
-    parts.sort_unstable();
-    let mut out: Vec<(u64, u64)> = Vec::with_capacity(parts.len());
-    for (lo, hi) in parts {
-        match out.last_mut() {
-            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
-            _ => out.push((lo, hi)),
-        }
-    }
-    out
-}
-
-/// Whether `ranges` (from [`task_ranges`]) hold `task`.
-fn holds(ranges: &[(u64, u64)], task: u64) -> bool {
-    let i = ranges.partition_point(|&(lo, _)| lo <= task);
-    i > 0 && task <= ranges[i - 1].1
 }
 
 /// Whether two lines are the same but for the run time.
@@ -803,28 +773,6 @@ mod tests {
         round(&mut memo, &jobs, &[&a]);
         assert_eq!(memo.len(), 0);
         assert_eq!(round(&mut memo, &jobs, &[&a]).0.len(), 2);
-    }
-
-    /// The ranges read from a task list hold what [`record_holds`] says it holds.
-    #[test]
-    fn task_ranges_mean_what_record_holds_reads() {
-        let specs = [
-            "0-3,7,9-20%4",
-            "5",
-            "3-1,4",
-            "0-2,1-5,9",
-            "7%2,9",
-            "x,3",
-            "2-",
-            "10-12,0-1,11-14",
-        ];
-        for spec in specs {
-            let r = task_ranges(spec);
-            for t in 0..25 {
-                let old = super::super::parse::record_holds(spec, t);
-                assert_eq!(holds(&r, t), old, "{spec} {t}");
-            }
-        }
     }
 
     /// The same id on two clusters is two lines, each steady for its own job.
