@@ -35,6 +35,10 @@ pub(super) struct Flight {
     loads: u64,
     /// The last key and name given to a job here.
     shared: Shared,
+    /// How long each job in flight was unseen, kept from a [`Flight::load`] that failed (the lists were
+    /// dropped before the read) for the next one: a failed read of the ledger never restarts a job's
+    /// clock towards "lost".
+    unseen_kept: Vec<(i64, Option<(Millis, Millis)>)>,
 }
 
 /// The jobs in flight as the scheduler is asked about them, with their record ids and what the daemon
@@ -113,18 +117,23 @@ impl Flight {
     /// a job in flight is kept as it is followed, never the whole list of records at once.
     pub fn load(&mut self, ledger: &Ledger) -> Result<(), LedgerError> {
         let old = std::mem::take(&mut self.list).merged(std::mem::take(&mut self.changes));
-        let unseen: Vec<(i64, Option<(Millis, Millis)>)> = old
-            .ids
-            .iter()
-            .zip(&old.sightings)
-            .map(|(id, s)| (*id, s.unseen))
-            .collect();
+        let unseen: Vec<(i64, Option<(Millis, Millis)>)> = if old.ids.is_empty() {
+            std::mem::take(&mut self.unseen_kept)
+        } else {
+            old.ids
+                .iter()
+                .zip(&old.sightings)
+                .map(|(id, s)| (*id, s.unseen))
+                .collect()
+        };
+        // Dropped before the read (held twice, a burst's records would double the peak); nothing reads
+        // them until a load succeeds (the caller marks the flight stale).
         drop(old);
         self.intents.clear();
         let mut intents = foldhash::HashMap::default();
         let mut list = Tracked::default();
         let shared = &mut self.shared;
-        ledger.each_active(|g| match g.state {
+        let read = ledger.each_active(|g| match g.state {
             GenState::Submitting => {
                 intents.insert(g.id, g);
             }
@@ -133,7 +142,11 @@ impl Flight {
                     list.push(g.id, f);
                 }
             }
-        })?;
+        });
+        if let Err(e) = read {
+            self.unseen_kept = unseen;
+            return Err(e);
+        }
         list.shrink();
         list.keep_unseen(&unseen);
         self.intents = intents;
@@ -337,6 +350,53 @@ impl Tracked {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ReadyIdentity;
+    use crate::ledger::NewGeneration;
+
+    /// A read of the ledger that fails between two good ones (the table gone for a moment) leaves the
+    /// flight empty, and the next read finds each job with the clock it had towards "lost".
+    #[test]
+    fn how_long_a_job_was_unseen_survives_a_failed_read_of_the_ledger() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("state.db");
+        let mut l = Ledger::open(&path).unwrap();
+        let mut ids = Vec::new();
+        for (n, dir) in ["a", "b"].into_iter().enumerate() {
+            let new = NewGeneration {
+                dir: dir.as_ref(),
+                ready: ReadyIdentity {
+                    dev: 1,
+                    ino: n as u64,
+                    size: 0,
+                    mtime_ns: 1,
+                },
+                dir_dev_ino: None,
+                attempt: 1,
+                job_name: "dw-job",
+                not_before: 10,
+            };
+            let g = l.insert_intent(&new, 10).unwrap();
+            l.mark_sbatch_started(g.id, 11).unwrap();
+            l.record_submitted(g.id, &format!("{}", 40 + n), &[], 12)
+                .unwrap();
+            ids.push(g.id);
+        }
+        let mut f = Flight::default();
+        f.load(&l).unwrap();
+        assert_eq!(f.tracked().1, ids);
+        f.unseen_from(ids[1], 500);
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute_batch("ALTER TABLE generations RENAME TO away")
+            .unwrap();
+        assert!(f.load(&l).is_err());
+        assert!(f.tracked().1.is_empty());
+        raw.execute_batch("ALTER TABLE away RENAME TO generations")
+            .unwrap();
+        f.load(&l).unwrap();
+        assert_eq!(f.tracked().1, ids);
+        assert_eq!(f.sighting(ids[0]).map(|s| s.unseen), Some(None));
+        assert_eq!(f.sighting(ids[1]).map(|s| s.unseen), Some(Some((0, 500))));
+    }
 
     fn job(id: i64) -> Followed {
         Followed {

@@ -109,7 +109,7 @@ impl Daemon {
         let waiting = self.waiting_now();
         let p = &mut self.observers.snapshot;
         // The job list (100,000 entries with as many jobs in flight) is serialized only when it changed,
-        // and held only as JSON.
+        // and held only as JSON (the first publish always takes one: there is no version yet).
         let jobs_changed = match p.seen.since(p.jobs_version) {
             Some((v, json)) => {
                 p.jobs_version = Some(v);
@@ -134,9 +134,6 @@ impl Daemon {
         if !changed && mono - p.at < ms(self.cfg.watch.poll_interval) {
             p.last = Some(snap);
             return;
-        }
-        if p.jobs_json.is_empty() {
-            p.jobs_json = b"[]".to_vec();
         }
         let written = snapshot::write_with_jobs(&self.paths, &snap, &p.jobs_json);
         match written {
