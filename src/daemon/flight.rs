@@ -117,15 +117,26 @@ impl Flight {
     /// a job in flight is kept as it is followed, never the whole list of records at once.
     pub fn load(&mut self, ledger: &Ledger) -> Result<(), LedgerError> {
         let old = std::mem::take(&mut self.list).merged(std::mem::take(&mut self.changes));
-        let unseen: Vec<(i64, Option<(Millis, Millis)>)> = if old.ids.is_empty() {
-            std::mem::take(&mut self.unseen_kept)
-        } else {
-            old.ids
-                .iter()
-                .zip(&old.sightings)
-                .map(|(id, s)| (*id, s.unseen))
-                .collect()
-        };
+        let mut unseen: Vec<(i64, Option<(Millis, Millis)>)> = old
+            .ids
+            .iter()
+            .zip(&old.sightings)
+            .map(|(id, s)| (*id, s.unseen))
+            .collect();
+        let kept = std::mem::take(&mut self.unseen_kept);
+        if !kept.is_empty() {
+            // A job put while the flight was stale could not find its clock (nothing was held): it has
+            // the kept one, unless it has one of its own.
+            unseen.extend(kept);
+            unseen.sort_by_key(|(id, _)| *id);
+            unseen.dedup_by(|later, first| {
+                if later.0 != first.0 {
+                    return false;
+                }
+                first.1 = first.1.or(later.1);
+                true
+            });
+        }
         // Dropped before the read (held twice, a burst's records would double the peak); nothing reads
         // them until a load succeeds (the caller marks the flight stale).
         drop(old);
@@ -390,6 +401,13 @@ mod tests {
             .unwrap();
         assert!(f.load(&l).is_err());
         assert!(f.tracked().1.is_empty());
+        // A record read back while the flight is stale (after a write of this daemon) knows no clock.
+        raw.execute_batch("ALTER TABLE away RENAME TO generations")
+            .unwrap();
+        f.reread(&l, &[ids[1]]).unwrap();
+        raw.execute_batch("ALTER TABLE generations RENAME TO away")
+            .unwrap();
+        assert!(f.load(&l).is_err());
         raw.execute_batch("ALTER TABLE away RENAME TO generations")
             .unwrap();
         f.load(&l).unwrap();
