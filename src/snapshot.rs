@@ -1,7 +1,10 @@
 //! What only the running daemon knows, published for `status` and `explain`: a small JSON file beside the
 //! ledger (`<state_file>.status.json`) that the daemon rewrites atomically when it changes, and at least once
-//! per poll interval (so its age tells whether the daemon is alive); and whether a daemon runs at all, from
-//! the single-instance lock beside the ledger.
+//! per poll interval (so its age tells whether the daemon is alive), with the last state Slurm showed of
+//! each job in flight in a file of its own (`<state_file>.jobs.json`, rewritten atomically only when one
+//! changed: 100,000 jobs in flight are 11 MB of it); and whether a daemon runs at all, from the
+//! single-instance lock beside the ledger. The two files are written apart: a reader may see the job list
+//! one write older or newer than the rest (each is whole).
 //!
 //! Owns: the snapshot's schema (versioned), writing and reading it, what the last query showed of each job
 //! ([`SeenJobs`]), and the lock probe (the paths are [`crate::state_paths`]'). Must
@@ -19,8 +22,9 @@ use crate::engine::{Identity, Sightings, Source, TrackedJob, identify};
 use crate::state_paths::StatePaths;
 use crate::time::Millis;
 
-/// Version of the snapshot's fields; readers accept their own version only and say so otherwise.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the snapshot's fields; readers accept their own version only and say so otherwise (2: the
+/// job list moved to a file of its own).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Mode of the snapshot: the service's group (operators) may read it, others not (it names directories).
 pub const MODE: u32 = 0o640;
@@ -220,7 +224,9 @@ pub struct Snapshot {
     pub last_poll_at: Option<Millis>,
     /// Directories being watched for stability, locked by their writer, or unreadable.
     pub waiting: Vec<Waiting>,
-    /// The last state a scheduler source showed for each job in flight.
+    /// The last state a scheduler source showed for each job in flight: read from the job list's own
+    /// file ([`write_jobs`]), never written with the rest.
+    #[serde(skip_serializing, default)]
     pub jobs: Vec<JobSeen>,
 }
 
@@ -263,33 +269,22 @@ impl Snapshot {
     }
 }
 
-/// Writes the snapshot atomically (mode [`MODE`]).
+/// Writes the snapshot but its job list atomically (mode [`MODE`]).
 pub fn write(paths: &StatePaths, s: &Snapshot) -> io::Result<()> {
     let json = serde_json::to_vec_pretty(s).map_err(io::Error::other)?;
     crate::fsx::write_atomic(&paths.status_json, &json, MODE)
 }
 
-/// A job list as [`write_with_jobs`] takes it: serialized once per change, not at every write (20,000
-/// jobs in flight are megabytes of JSON, and the snapshot is written every poll interval).
+/// Writes the job list, as [`SeenJobs::since`] or [`jobs_json`] made it, atomically (mode [`MODE`]).
+pub fn write_jobs(paths: &StatePaths, jobs: &[u8]) -> io::Result<()> {
+    crate::fsx::write_atomic(&paths.jobs_json, jobs, MODE)
+}
+
+/// A job list as [`write_jobs`] takes it (tests; the daemon's comes from [`SeenJobs::since`]).
 pub fn jobs_json<T: Serialize>(jobs: &[T]) -> io::Result<Vec<u8>> {
     let mut v = serde_json::to_vec(jobs).map_err(io::Error::other)?;
     v.shrink_to_fit();
     Ok(v)
-}
-
-/// [`write`] with the job list given as [`jobs_json`] made it; `s.jobs` must be empty. The list is
-/// written as it is, not copied into the document.
-pub fn write_with_jobs(paths: &StatePaths, s: &Snapshot, jobs: &[u8]) -> io::Result<()> {
-    let mut json = serde_json::to_vec_pretty(s).map_err(io::Error::other)?;
-    // `jobs` is the last field: the pretty form of an empty one ends the document like this.
-    let tail = b"[]\n}";
-    if !s.jobs.is_empty() || !json.ends_with(tail) {
-        return Err(io::Error::other(
-            "the snapshot's job list is not its last field",
-        ));
-    }
-    json.truncate(json.len() - tail.len());
-    crate::fsx::write_atomic_parts(&paths.status_json, &[&json, jobs, b"\n}"], MODE)
 }
 
 /// What reading the snapshot found.
@@ -322,10 +317,21 @@ pub fn read(paths: &StatePaths) -> Read {
             v["schema_version"]
         ));
     }
-    match serde_json::from_value(v) {
-        Ok(s) => Read::Found(s),
-        Err(e) => Read::Unusable(format!("`{}`: {e}", path.display())),
+    let mut s: Snapshot = match serde_json::from_value(v) {
+        Ok(s) => s,
+        Err(e) => return Read::Unusable(format!("`{}`: {e}", path.display())),
+    };
+    // The job list: none yet when the daemon has not written it (it does at its first publish).
+    let path = &paths.jobs_json;
+    match std::fs::read(path) {
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(jobs) => s.jobs = jobs,
+            Err(e) => return Read::Unusable(format!("`{}`: {e}", path.display())),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Read::Unusable(format!("cannot read `{}`: {e}", path.display())),
     }
+    Read::Found(s)
 }
 
 /// Whether a daemon runs on this ledger, as its lock says.
@@ -389,7 +395,7 @@ mod tests {
     }
 
     #[test]
-    fn a_job_list_serialized_apart_reads_back_as_written_whole() {
+    fn the_job_list_is_written_in_a_file_of_its_own_and_read_back_with_the_rest() {
         let t = tempfile::tempdir().unwrap();
         let state = StatePaths::of(&t.path().join("state.db"));
         let mut s = sample();
@@ -400,14 +406,26 @@ mod tests {
             source: "controller".into(),
             at: 5,
         }];
-        let json = jobs_json(&s.jobs).unwrap();
-        let head = Snapshot {
-            jobs: vec![],
-            ..s.clone()
-        };
-        write_with_jobs(&state, &head, &json).unwrap();
+        // The rest is written without the list; the list apart, and read back with it.
+        write(&state, &s).unwrap();
+        let status = std::fs::read_to_string(&state.status_json).unwrap();
+        assert!(
+            !status.contains("\"jobs\"") && !status.contains("PENDING"),
+            "{status}"
+        );
+        match read(&state) {
+            Read::Found(back) => assert_eq!(back.jobs, []),
+            other => panic!("{other:?}"),
+        }
+        write_jobs(&state, &jobs_json(&s.jobs).unwrap()).unwrap();
         match read(&state) {
             Read::Found(back) => assert_eq!(back, s),
+            other => panic!("{other:?}"),
+        }
+        // A list that is not one is said, naming its file.
+        std::fs::write(&state.jobs_json, b"[{").unwrap();
+        match read(&state) {
+            Read::Unusable(why) => assert!(why.contains(".jobs.json"), "{why}"),
             other => panic!("{other:?}"),
         }
     }

@@ -25,6 +25,8 @@ pub struct StatePaths {
     pub lock: PathBuf,
     /// The daemon's snapshot for `status` and `explain` (`<ledger>.status.json`).
     pub status_json: PathBuf,
+    /// The snapshot's job list, written apart when it changes (`<ledger>.jobs.json`).
+    pub jobs_json: PathBuf,
     /// The local executor's job folders (`<ledger>.local-jobs/<job id>/`).
     pub local_jobs: PathBuf,
 }
@@ -58,12 +60,13 @@ impl StatePaths {
             journal: beside("-journal"),
             lock: beside(".lock"),
             status_json: beside(".status.json"),
+            jobs_json: beside(".jobs.json"),
             local_jobs: beside(".local-jobs"),
         }
     }
 
     /// Every path, the ledger first, each with how it is removed: what `uninstall --purge` removes.
-    pub fn all(&self) -> [(&Path, Kind); 7] {
+    pub fn all(&self) -> [(&Path, Kind); 8] {
         [
             (&self.ledger, Kind::File),
             (&self.wal, Kind::File),
@@ -71,6 +74,7 @@ impl StatePaths {
             (&self.journal, Kind::File),
             (&self.lock, Kind::File),
             (&self.status_json, Kind::File),
+            (&self.jobs_json, Kind::File),
             (&self.local_jobs, Kind::Tree),
         ]
         .map(|(p, k)| (p.as_path(), k))
@@ -98,6 +102,7 @@ mod tests {
                 "/var/lib/dw/state.db-journal",
                 "/var/lib/dw/state.db.lock",
                 "/var/lib/dw/state.db.status.json",
+                "/var/lib/dw/state.db.jobs.json",
                 "/var/lib/dw/state.db.local-jobs",
             ]
         );

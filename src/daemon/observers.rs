@@ -35,16 +35,14 @@ pub(super) struct Observers {
 pub(super) struct Published {
     /// When the daemon started (wall ms).
     pub(super) started_at: Millis,
-    /// As last written, without its job list (held as `jobs_json`).
+    /// As last written, without its job list (written apart, not held).
     pub(super) last: Option<Snapshot>,
     /// When (monotonic) it was written.
     pub(super) at: Millis,
     /// Writing failed last time (said once until it works again).
     pub(super) failing: bool,
-    /// The version of the job list in `last` (see [`SeenJobs::since`]).
+    /// The version of the job list last written (see [`SeenJobs::since`]).
     pub(super) jobs_version: Option<u64>,
-    /// That job list as JSON (made again only when it changed).
-    pub(super) jobs_json: Vec<u8>,
     /// What the last query showed of each job in flight.
     pub(super) seen: SeenJobs,
     /// When the root was last listed successfully (wall ms), if it was.

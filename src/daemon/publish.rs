@@ -102,22 +102,23 @@ impl Daemon {
         waiting
     }
 
-    /// Writes what only the daemon knows for `status` and `explain` (`<state_file>.status.json`): when it
-    /// changed, and at least once per poll interval so that its age shows the daemon is alive.
+    /// Writes what only the daemon knows for `status` and `explain`: the last state of each job in flight
+    /// (`<state_file>.jobs.json`) when one changed, the rest (`<state_file>.status.json`) when it changed
+    /// and at least once per poll interval so that its age shows the daemon is alive.
     fn publish_snapshot(&mut self) {
         let (mono, wall) = (self.clock.mono(), self.clock.wall());
         let waiting = self.waiting_now();
         let p = &mut self.observers.snapshot;
-        // The job list (100,000 entries with as many jobs in flight) is serialized only when it changed,
-        // and held only as JSON (the first publish always takes one: there is no version yet).
-        let jobs_changed = match p.seen.since(p.jobs_version) {
-            Some((v, json)) => {
-                p.jobs_version = Some(v);
-                p.jobs_json = json.unwrap_or_else(|_| b"[]".to_vec());
-                true
+        // The job list (11 MB of JSON with 100,000 jobs in flight) is serialized and written only when it
+        // changed, and not kept: one that could not be written is made again next cycle (the version
+        // written stays behind). The first publish always writes one (no version was written yet).
+        let mut jobs_failed = None;
+        if let Some((v, json)) = p.seen.since(p.jobs_version) {
+            match json.and_then(|j| snapshot::write_jobs(&self.paths, &j)) {
+                Ok(()) => p.jobs_version = Some(v),
+                Err(e) => jobs_failed = Some(e),
             }
-            None => false,
-        };
+        }
         let snap = Snapshot {
             schema_version: snapshot::SCHEMA_VERSION,
             pid: std::process::id(),
@@ -129,24 +130,24 @@ impl Daemon {
             waiting,
             jobs: Vec::new(),
         };
-        let changed =
-            jobs_changed || p.failing || p.last.as_ref().is_none_or(|l| !l.same_but_jobs(&snap));
-        if !changed && mono - p.at < ms(self.cfg.watch.poll_interval) {
+        let changed = p.failing || p.last.as_ref().is_none_or(|l| !l.same_but_jobs(&snap));
+        if jobs_failed.is_none() && !changed && mono - p.at < ms(self.cfg.watch.poll_interval) {
             p.last = Some(snap);
             return;
         }
-        let written = snapshot::write_with_jobs(&self.paths, &snap, &p.jobs_json);
-        match written {
+        let written = snapshot::write(&self.paths, &snap);
+        if written.is_ok() {
+            p.at = mono;
+        }
+        p.last = Some(snap);
+        match jobs_failed.map_or(written, Err) {
             Ok(()) => {
                 if std::mem::take(&mut p.failing) {
                     say::snapshot_back(&self.cfg.behavior.state_file);
                 }
-                p.last = Some(snap);
-                p.at = mono;
             }
             Err(e) => {
-                // Kept (its job list is the current one); written again next cycle while failing.
-                p.last = Some(snap);
+                // Written again next cycle while failing.
                 if !std::mem::replace(&mut p.failing, true) {
                     say::snapshot_failed(&self.cfg.behavior.state_file, &e);
                 }

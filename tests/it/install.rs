@@ -344,6 +344,7 @@ fn uninstall_removes_the_service_and_keeps_config_state_and_logs_unless_purged()
     // What a daemon that ran leaves beside its ledger.
     std::fs::write(s.at("/var/lib/dirwatcher/state.db"), "").unwrap();
     std::fs::write(s.at("/var/lib/dirwatcher/state.db.status.json"), "{}").unwrap();
+    std::fs::write(s.at("/var/lib/dirwatcher/state.db.jobs.json"), "[]").unwrap();
     std::fs::write(
         s.at("/var/lib/dirwatcher/state.db.lock"),
         "ledger abcd1234\n",
