@@ -314,14 +314,9 @@ fn cancel_one(
         by: Some(&operator),
         ..crate::notices::Fact::of(crate::engine::notice::EventKind::Cancelled, g, now)
     };
-    match (g.state, &g.job_id) {
-        (GenState::Submitted, Some(job_id)) => {
-            let job = crate::engine::TrackedJob {
-                job_id: job_id.clone(),
-                key: g.scheduler_key().into(),
-                job_name: g.scheduler_name().into(),
-                since: g.created_at,
-            };
+    match (g.state, crate::engine::TrackedJob::of(&g)) {
+        (GenState::Submitted, Some(job)) => {
+            let job_id = &job.job_id;
             // The cancel is committed before the job is signalled: the daemon, seeing the job end
             // CANCELLED before this command records it, records it as this operator's cancel too.
             ledger.request_cancel(g.id, &operator, now)?;

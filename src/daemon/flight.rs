@@ -70,16 +70,6 @@ struct Followed {
     sighting: Sighting,
 }
 
-/// What the scheduler is asked about a job in flight (none before its id is known).
-pub(super) fn tracked(g: &Generation) -> Option<TrackedJob> {
-    Some(TrackedJob {
-        job_id: g.job_id.clone()?,
-        key: g.scheduler_key().into(),
-        job_name: g.scheduler_name().into(),
-        since: g.created_at,
-    })
-}
-
 /// The tasks of one array share their key and job name: consecutive records (an array's tasks are read
 /// and written together) are given one copy of each.
 #[derive(Debug, Default)]
@@ -90,7 +80,7 @@ struct Shared {
 
 impl Shared {
     fn followed(&mut self, g: &Generation) -> Option<Followed> {
-        let mut job = tracked(g)?;
+        let mut job = TrackedJob::of(g)?;
         job.key = share(&mut self.key, job.key);
         job.job_name = share(&mut self.name, job.job_name);
         Some(Followed {
@@ -466,7 +456,7 @@ mod tests {
             t.push(id, job(id));
         }
         t.sightings[1].unseen = None;
-        // Read again: 2 and 6 keep their clocks, 4 had none, 8 is new, and 3 (gone) is ignored.
+        // Read again: 2 and 6 keep their clocks, 4 had none, and 3 (gone) is ignored.
         t.keep_unseen(&[(2, Some((5, 7))), (3, Some((1, 1))), (6, Some((0, 9)))]);
         assert_eq!(t.sightings[0].unseen, Some((5, 7)));
         assert_eq!(t.sightings[1].unseen, None);

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::model::Generation;
 use super::verdict::{JobDetail, JobPhase, JobReport, classify_state};
 use crate::time::{Millis, ms};
 
@@ -22,6 +23,18 @@ pub struct TrackedJob {
     pub job_name: std::sync::Arc<str>,
     /// When the intent was committed (wall clock): the job cannot have been submitted before.
     pub since: Millis,
+}
+
+impl TrackedJob {
+    /// What the scheduler is asked about record `g`'s job (none before its id is known).
+    pub fn of(g: &Generation) -> Option<TrackedJob> {
+        Some(TrackedJob {
+            job_id: g.job_id.clone()?,
+            key: g.scheduler_key().into(),
+            job_name: g.scheduler_name().into(),
+            since: g.created_at,
+        })
+    }
 }
 
 /// Which part of the scheduler a row came from.
